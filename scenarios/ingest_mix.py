@@ -1,0 +1,42 @@
+"""Agent ingest: 65% metric reports, 25% heartbeats, 10% task submissions at a steady rate.
+
+Each VU is one agent (a stable id and host). Reports carry 1..20 generated metric points.
+Needs STRESSBED_AGENT_TOKEN in the environment (task submissions are authenticated).
+"""
+
+from __future__ import annotations
+
+from stressbed import (
+    ConstantArrivalRate,
+    Scenario,
+    Workload,
+    check_rate,
+    error_rate,
+    latency,
+    mix,
+)
+
+from . import agent_api as api
+
+#: The weighted ingest traffic of one agent, reused by other scenarios.
+INGEST = mix((api.report(), 65), (api.heartbeat(), 25), (api.submit_task(), 10))
+
+scenario = Scenario(
+    "ingest_mix",
+    description="Agent ingest: 65% reports, 25% heartbeats, 10% tasks at a constant 50 req/s",
+    variables=api.AGENT_VARIABLES,
+    workloads=[
+        Workload(
+            "ingest",
+            INGEST,
+            ConstantArrivalRate(rate=50, duration="1m", pre_allocated_vus=10, max_vus=50),
+            graceful_stop="10s",
+        )
+    ],
+    thresholds=[
+        latency("p(95) < 250ms"),
+        latency("p(99) < 500ms", request="report"),
+        error_rate("< 1%"),
+        check_rate("> 99%"),
+    ],
+)

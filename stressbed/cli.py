@@ -1,0 +1,80 @@
+"""The ``stressbed`` command line: small stage functions threaded one into the next.
+
+Every :class:`~stressbed.errors.StressbedError` is turned here, and only here, into one line
+on stderr and its exit code (2 for bad input). A traceback means a bug in stressbed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__, catalog
+from .errors import StressbedError
+from .render import render
+
+__all__ = ["main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stressbed",
+        description="Stress-test agent services: Python scenarios rendered to k6.",
+    )
+    parser.add_argument("--version", action="version", version=f"stressbed {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    render_cmd = commands.add_parser(
+        "render",
+        help="write a scenario's k6 bundle (script.js, config.json, runtime)",
+        description="Render a scenario to DIR/script.js; run it with "
+        "`TARGET_URL=http://127.0.0.1:8080 k6 run DIR/script.js`.",
+    )
+    render_cmd.add_argument(
+        "--scenario", required=True, metavar="NAME|PATH",
+        help="a scenario name (see `stressbed scenarios`) or a path to a .py file",
+    )
+    render_cmd.add_argument("-o", "--output", required=True, type=Path, metavar="DIR")
+    render_cmd.set_defaults(handler=cmd_render)
+
+    list_cmd = commands.add_parser("scenarios", help="list the available scenarios")
+    list_cmd.set_defaults(handler=cmd_scenarios)
+    return parser
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    scenario = catalog.load(args.scenario)
+    bundle = render(scenario, args.output)
+    print(f"rendered scenario {scenario.name!r} to {bundle.script}")
+    print(f"run it: TARGET_URL=http://127.0.0.1:8080 k6 run {bundle.script}")
+    return 0
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    entries = catalog.available()
+    if not entries:
+        print("no scenarios found (is the `scenarios` package installed?)")
+        return 0
+    width = max(len(e.name) for e in entries)
+    for entry in entries:
+        print(f"{entry.name:<{width}}  {entry.description}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except StressbedError as exc:
+        print(f"stressbed: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("stressbed: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

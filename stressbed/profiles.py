@@ -1,0 +1,292 @@
+"""Load profiles: one class per k6 executor, validated, rendered one to one.
+
+    ConstantVUs(vus=10, duration="1m")
+    RampingVUs(stages=[("30s", 20), ("2m", 20), ("10s", 0)])
+    ConstantArrivalRate(rate=200, duration="1m", pre_allocated_vus=20, max_vus=100)
+    RampingArrivalRate(stages=[("2m", 500), ("3m", 500)], pre_allocated_vus=50, max_vus=400)
+    PerVUIterations(vus=10, iterations=100)
+    SharedIterations(vus=10, iterations=1000)
+
+Each profile also states what k6 will need (:meth:`Profile.peak_vus`) and how long it may run
+(:meth:`Profile.duration_ms`), the same figures ``k6 inspect --execution-requirements`` gives.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from ._units import format_duration, parse_duration_ms
+from .errors import ConfigError
+
+__all__ = [
+    "ConstantArrivalRate",
+    "ConstantVUs",
+    "PerVUIterations",
+    "Profile",
+    "RampingArrivalRate",
+    "RampingVUs",
+    "SharedIterations",
+    "Stage",
+]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Move to ``target`` (VUs or iterations per time unit) over ``duration``."""
+
+    duration_ms: float
+    target: int
+
+    def to_k6(self) -> dict[str, object]:
+        return {"duration": format_duration(self.duration_ms), "target": self.target}
+
+
+class Profile(ABC):
+    """Base of the executor profiles."""
+
+    executor: ClassVar[str]
+
+    @abstractmethod
+    def to_k6(self) -> dict[str, object]:
+        """The executor-specific part of a k6 scenario (no startTime, gracefulStop, exec)."""
+
+    @abstractmethod
+    def peak_vus(self) -> int:
+        """The most VUs k6 will initialise for this profile."""
+
+    @abstractmethod
+    def duration_ms(self) -> float:
+        """How long the executor may run, before its graceful stop."""
+
+
+@dataclass(frozen=True)
+class ConstantVUs(Profile):
+    vus: int
+    duration: str
+    executor: ClassVar[str] = "constant-vus"
+    _ms: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _count("vus", self.vus)
+        object.__setattr__(self, "_ms", parse_duration_ms(self.duration, "duration"))
+
+    def to_k6(self) -> dict[str, object]:
+        return {"executor": self.executor, "vus": self.vus, "duration": format_duration(self._ms)}
+
+    def peak_vus(self) -> int:
+        return self.vus
+
+    def duration_ms(self) -> float:
+        return self._ms
+
+
+@dataclass(frozen=True)
+class RampingVUs(Profile):
+    stages: Sequence[tuple[str, int] | Stage]
+    start_vus: int = 1
+    graceful_ramp_down: str = "30s"
+    executor: ClassVar[str] = "ramping-vus"
+    _stages: tuple[Stage, ...] = field(init=False, repr=False, compare=False)
+    _ramp_down_ms: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _count("start_vus", self.start_vus, allow_zero=True)
+        object.__setattr__(self, "_stages", _stages(self.stages))
+        object.__setattr__(
+            self,
+            "_ramp_down_ms",
+            parse_duration_ms(self.graceful_ramp_down, "graceful_ramp_down", allow_zero=True),
+        )
+        if self.peak_vus() == 0:
+            raise ConfigError("stages", self.stages, "at least one stage with a target > 0")
+
+    def to_k6(self) -> dict[str, object]:
+        return {
+            "executor": self.executor,
+            "startVUs": self.start_vus,
+            "stages": [s.to_k6() for s in self._stages],
+            "gracefulRampDown": format_duration(self._ramp_down_ms),
+        }
+
+    def peak_vus(self) -> int:
+        return max([self.start_vus, *(s.target for s in self._stages)])
+
+    def duration_ms(self) -> float:
+        return sum(s.duration_ms for s in self._stages)
+
+
+@dataclass(frozen=True)
+class ConstantArrivalRate(Profile):
+    """``rate`` iterations per ``time_unit``, started whether or not earlier ones finished."""
+
+    rate: int
+    duration: str
+    pre_allocated_vus: int
+    max_vus: int | None = None
+    time_unit: str = "1s"
+    executor: ClassVar[str] = "constant-arrival-rate"
+    _ms: float = field(init=False, repr=False, compare=False)
+    _unit_ms: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _count("rate", self.rate)
+        _count("pre_allocated_vus", self.pre_allocated_vus)
+        if self.max_vus is not None:
+            _count("max_vus", self.max_vus)
+            if self.max_vus < self.pre_allocated_vus:
+                raise ConfigError(
+                    "max_vus", self.max_vus, f"an integer >= pre_allocated_vus ({self.pre_allocated_vus})"
+                )
+        object.__setattr__(self, "_ms", parse_duration_ms(self.duration, "duration"))
+        object.__setattr__(self, "_unit_ms", parse_duration_ms(self.time_unit, "time_unit"))
+
+    def to_k6(self) -> dict[str, object]:
+        return {
+            "executor": self.executor,
+            "rate": self.rate,
+            "timeUnit": format_duration(self._unit_ms),
+            "duration": format_duration(self._ms),
+            "preAllocatedVUs": self.pre_allocated_vus,
+            "maxVUs": self.peak_vus(),
+        }
+
+    def peak_vus(self) -> int:
+        return self.max_vus if self.max_vus is not None else self.pre_allocated_vus
+
+    def duration_ms(self) -> float:
+        return self._ms
+
+
+@dataclass(frozen=True)
+class RampingArrivalRate(Profile):
+    """Iteration rate moving through ``stages`` (targets per ``time_unit``) from ``start_rate``."""
+
+    stages: Sequence[tuple[str, int] | Stage]
+    pre_allocated_vus: int
+    max_vus: int | None = None
+    start_rate: int = 0
+    time_unit: str = "1s"
+    executor: ClassVar[str] = "ramping-arrival-rate"
+    _stages: tuple[Stage, ...] = field(init=False, repr=False, compare=False)
+    _unit_ms: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _count("start_rate", self.start_rate, allow_zero=True)
+        _count("pre_allocated_vus", self.pre_allocated_vus)
+        if self.max_vus is not None:
+            _count("max_vus", self.max_vus)
+            if self.max_vus < self.pre_allocated_vus:
+                raise ConfigError(
+                    "max_vus", self.max_vus, f"an integer >= pre_allocated_vus ({self.pre_allocated_vus})"
+                )
+        object.__setattr__(self, "_stages", _stages(self.stages))
+        object.__setattr__(self, "_unit_ms", parse_duration_ms(self.time_unit, "time_unit"))
+        if self.start_rate == 0 and all(s.target == 0 for s in self._stages):
+            raise ConfigError("stages", self.stages, "at least one stage with a target rate > 0")
+
+    def to_k6(self) -> dict[str, object]:
+        return {
+            "executor": self.executor,
+            "startRate": self.start_rate,
+            "timeUnit": format_duration(self._unit_ms),
+            "stages": [s.to_k6() for s in self._stages],
+            "preAllocatedVUs": self.pre_allocated_vus,
+            "maxVUs": self.peak_vus(),
+        }
+
+    def peak_vus(self) -> int:
+        return self.max_vus if self.max_vus is not None else self.pre_allocated_vus
+
+    def duration_ms(self) -> float:
+        return sum(s.duration_ms for s in self._stages)
+
+
+@dataclass(frozen=True)
+class PerVUIterations(Profile):
+    """Each of ``vus`` VUs runs ``iterations`` iterations, within ``max_duration``."""
+
+    vus: int
+    iterations: int
+    max_duration: str = "10m"
+    executor: ClassVar[str] = "per-vu-iterations"
+    _ms: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _count("vus", self.vus)
+        _count("iterations", self.iterations)
+        object.__setattr__(self, "_ms", parse_duration_ms(self.max_duration, "max_duration"))
+
+    def to_k6(self) -> dict[str, object]:
+        return {
+            "executor": self.executor,
+            "vus": self.vus,
+            "iterations": self.iterations,
+            "maxDuration": format_duration(self._ms),
+        }
+
+    def peak_vus(self) -> int:
+        return self.vus
+
+    def duration_ms(self) -> float:
+        return self._ms
+
+
+@dataclass(frozen=True)
+class SharedIterations(Profile):
+    """``iterations`` iterations in all, shared by ``vus`` VUs, within ``max_duration``."""
+
+    vus: int
+    iterations: int
+    max_duration: str = "10m"
+    executor: ClassVar[str] = "shared-iterations"
+    _ms: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _count("vus", self.vus)
+        _count("iterations", self.iterations)
+        if self.iterations < self.vus:
+            raise ConfigError(
+                "iterations", self.iterations, f"an integer >= vus ({self.vus}), as k6 requires"
+            )
+        object.__setattr__(self, "_ms", parse_duration_ms(self.max_duration, "max_duration"))
+
+    def to_k6(self) -> dict[str, object]:
+        return {
+            "executor": self.executor,
+            "vus": self.vus,
+            "iterations": self.iterations,
+            "maxDuration": format_duration(self._ms),
+        }
+
+    def peak_vus(self) -> int:
+        return self.vus
+
+    def duration_ms(self) -> float:
+        return self._ms
+
+
+def _count(name: str, value: object, *, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < (0 if allow_zero else 1):
+        raise ConfigError(name, value, "an integer >= 0" if allow_zero else "an integer >= 1")
+
+
+def _stages(stages: object) -> tuple[Stage, ...]:
+    if isinstance(stages, str) or not isinstance(stages, Sequence) or not stages:
+        raise ConfigError("stages", stages, "a non-empty list of (duration, target) pairs")
+    out = []
+    for i, stage in enumerate(stages):
+        if isinstance(stage, Stage):
+            out.append(stage)
+            continue
+        if not isinstance(stage, tuple | list) or len(stage) != 2:
+            raise ConfigError(f"stages[{i}]", stage, "a (duration, target) pair like ('1m', 50)")
+        duration, target = stage
+        ms = parse_duration_ms(duration, f"stages[{i}].duration", allow_zero=True)
+        _count(f"stages[{i}].target", target, allow_zero=True)
+        out.append(Stage(ms, target))
+    if sum(s.duration_ms for s in out) <= 0:
+        raise ConfigError("stages", stages, "stages lasting more than 0s in total")
+    return tuple(out)

@@ -1,0 +1,45 @@
+// Weighted choice in O(1) per pick: a cumulative table plus a guide table built once at init.
+//
+// "balanced" sampling walks the golden-ratio sequence u_k = frac(u_0 + k * 0.618...) from a
+// random start: the picks look random but the share of each entry converges on its weight as
+// O(1/n) (a low-discrepancy sequence), not O(1/sqrt(n)) as independent draws do.
+// "random" draws u from Math.random() every time.
+
+const GOLDEN = 0.6180339887498949;
+
+export function makePicker(weights, sampling) {
+  const n = weights.length;
+  if (n === 0) throw new Error('a weighted choice needs at least one weight');
+  if (n === 1) return () => 0;
+  let total = 0;
+  for (const w of weights) {
+    if (!(w > 0) || !Number.isFinite(w)) throw new Error(`weights must be finite and > 0, got ${w}`);
+    total += w;
+  }
+  const cumulative = new Float64Array(n);
+  let running = 0;
+  for (let i = 0; i < n; i++) {
+    running += weights[i];
+    cumulative[i] = running / total;
+  }
+  cumulative[n - 1] = 1; // no rounding gap at the top
+  const size = n * 4;
+  const guide = new Int32Array(size);
+  for (let j = 0, i = 0; j < size; j++) {
+    while (cumulative[i] <= j / size) i++;
+    guide[j] = i;
+  }
+  const pick = (u) => {
+    let i = guide[(u * size) | 0];
+    while (cumulative[i] <= u) i++;
+    return i;
+  };
+  if (sampling === 'random') return () => pick(Math.random());
+  if (sampling !== 'balanced') throw new Error(`unknown sampling ${JSON.stringify(sampling)}`);
+  let u = Math.random();
+  return () => {
+    u += GOLDEN;
+    if (u >= 1) u -= 1;
+    return pick(u);
+  };
+}

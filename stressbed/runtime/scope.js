@@ -1,0 +1,61 @@
+// Variables of one iteration. Names are resolved to slot numbers once, at init; an iteration
+// holds an array of values, each computed on first use and then kept until the next iteration.
+// Per-VU variables are computed once per VU and kept across its iterations.
+
+const UNSET = undefined;
+
+export class Slots {
+  constructor() {
+    this.index = new Map();
+    this.producers = [];
+  }
+
+  // The slot of `name`, allocated on first sight.
+  slot(name) {
+    let i = this.index.get(name);
+    if (i === undefined) {
+      i = this.producers.length;
+      this.index.set(name, i);
+      this.producers.push(() => {
+        throw new Error(`variable ${name} was read before any step extracted it`);
+      });
+    }
+    return i;
+  }
+
+  // Bind `name` to a value function; `perVu` keeps the first value for the VU's lifetime.
+  bind(name, produce, perVu) {
+    const i = this.slot(name);
+    if (perVu) {
+      let kept = UNSET;
+      this.producers[i] = (scope) => (kept !== UNSET ? kept : (kept = produce(scope)));
+    } else {
+      this.producers[i] = produce;
+    }
+  }
+
+  newScope() {
+    return new Scope(this.producers);
+  }
+}
+
+export class Scope {
+  constructor(producers) {
+    this.producers = producers;
+    this.values = new Array(producers.length);
+  }
+
+  reset() {
+    this.values = new Array(this.producers.length);
+  }
+
+  get(slot) {
+    const value = this.values[slot];
+    if (value !== UNSET) return value;
+    return (this.values[slot] = this.producers[slot](this));
+  }
+
+  set(slot, value) {
+    this.values[slot] = value;
+  }
+}

@@ -1,0 +1,47 @@
+// The entry point: turns a rendered config into k6 `options` and one iteration function.
+import exec from 'k6/execution';
+import { targetUrl } from './env.js';
+import { compileFlow } from './flow.js';
+import { sharedRows } from './generators.js';
+import { Slots } from './scope.js';
+import { compileValue } from './values.js';
+
+const FORMAT = 'stressbed.k6-config';
+const VERSION = 1;
+
+// `open` is the entry script's own open(), so data paths resolve next to the script.
+export function createTest(config, open) {
+  if (config.format !== FORMAT || config.version !== VERSION) {
+    throw new Error(`config.json: got format ${JSON.stringify(config.format)} version ` +
+      `${JSON.stringify(config.version)}; expected ${FORMAT} version ${VERSION} (render again)`);
+  }
+  const files = new Map();
+  const ctx = {
+    env: __ENV,
+    target: targetUrl(__ENV),
+    vuIdStride: config.vu_id_stride,
+    slots: new Slots(),
+    dataFile(file) {
+      if (!files.has(file)) files.set(file, sharedRows(file, open));
+      return files.get(file);
+    },
+  };
+  for (const binding of config.variables) {
+    ctx.slots.bind(binding.name, compileValue(binding.value, ctx), binding.scope === 'vu');
+  }
+  const flows = {};
+  for (const name of Object.keys(config.workloads)) {
+    flows[name] = compileFlow(config.workloads[name], ctx);
+  }
+  const names = Object.keys(flows);
+  const only = names.length === 1 ? flows[names[0]] : null;
+  const scope = ctx.slots.newScope();
+
+  return {
+    options: config.options,
+    iteration() {
+      scope.reset();
+      (only !== null ? only : flows[exec.scenario.name])(scope);
+    },
+  };
+}
