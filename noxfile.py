@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 
 import nox
 
@@ -40,4 +39,4 @@ def render(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """k6 rate of a rendered scenario vs a hand-written script (needs nginx: nginx-light)."""
     session.install(".")
-    session.run("python", "tools/bench_runtime.py", *session.posargs, env={**ENV, "PATH": os.environ["PATH"]})
+    session.run("python", "tools/bench_runtime.py", *session.posargs, env=ENV)

@@ -32,6 +32,10 @@ const test = createTest(JSON.parse(open('./config.json')), (path) => open(path))
 
 export const options = test.options;
 
+export function setup() {
+  test.setup();
+}
+
 export default function () {
   test.iteration();
 }

@@ -69,8 +69,7 @@ class Workload:
     @property
     def end_ms(self) -> float:
         """When k6 stops this workload at the latest, graceful stop included."""
-        ramp_down = getattr(self.profile, "_ramp_down_ms", 0.0)
-        return self._start_ms + self.profile.duration_ms() + ramp_down + self._graceful_ms
+        return self._start_ms + self.profile.duration_ms() + self._graceful_ms
 
     def to_k6(self) -> dict[str, object]:
         return {

@@ -95,7 +95,7 @@ const GENERATORS = {
     };
   },
 
-  env: (p, ctx) => constant(readEnv(ctx.env, p.name, p.default, p.secret)),
+  env: (p, ctx) => constant(readEnv(ctx.env, p.name, p.default, p.secret, ctx.problems)),
 
   rows: (p, ctx) => {
     const rows = ctx.dataFile(p.file);

