@@ -92,10 +92,10 @@ class UniformInt(Generator):
     kind: ClassVar[str] = "uniform_int"
 
     def __post_init__(self) -> None:
-        _int("low", self.low)
-        _int("high", self.high)
+        _int(f"{self.kind}.low", self.low)
+        _int(f"{self.kind}.high", self.high)
         if self.high < self.low:
-            raise ConfigError("high", self.high, f"an integer >= low ({self.low})")
+            raise ConfigError(f"{self.kind}.high", self.high, f"an integer >= low ({self.low})")
 
     def params(self) -> dict[str, object]:
         return {"low": self.low, "high": self.high}
@@ -110,10 +110,10 @@ class UniformFloat(Generator):
     kind: ClassVar[str] = "uniform_float"
 
     def __post_init__(self) -> None:
-        _number("low", self.low)
-        _number("high", self.high)
+        _number(f"{self.kind}.low", self.low)
+        _number(f"{self.kind}.high", self.high)
         if self.high <= self.low:
-            raise ConfigError("high", self.high, f"a number > low ({self.low})")
+            raise ConfigError(f"{self.kind}.high", self.high, f"a number > low ({self.low})")
 
     def params(self) -> dict[str, object]:
         return {"low": self.low, "high": self.high}
@@ -135,20 +135,20 @@ class Normal(Generator):
     kind: ClassVar[str] = "normal"
 
     def __post_init__(self) -> None:
-        _number("mean", self.mean)
-        _number("sd", self.sd)
+        _number(f"{self.kind}.mean", self.mean)
+        _number(f"{self.kind}.sd", self.sd)
         if self.sd <= 0:
-            raise ConfigError("sd", self.sd, "a standard deviation > 0")
+            raise ConfigError(f"{self.kind}.sd", self.sd, "a standard deviation > 0")
         if self.minimum is not None:
-            _number("minimum", self.minimum)
+            _number(f"{self.kind}.minimum", self.minimum)
         if self.maximum is not None:
-            _number("maximum", self.maximum)
+            _number(f"{self.kind}.maximum", self.maximum)
         if (
             self.minimum is not None
             and self.maximum is not None
             and self.maximum <= self.minimum
         ):
-            raise ConfigError("maximum", self.maximum, f"a number > minimum ({self.minimum})")
+            raise ConfigError(f"{self.kind}.maximum", self.maximum, f"a number > minimum ({self.minimum})")
 
     def params(self) -> dict[str, object]:
         return {
@@ -170,9 +170,9 @@ class Choice(Generator):
 
     def __post_init__(self) -> None:
         if not self.values:
-            raise ConfigError("values", [], "at least one value")
+            raise ConfigError(f"{self.kind}.values", [], "at least one value")
         for i, weight in enumerate(self.weights):
-            _positive(f"weights[{i}]", weight)
+            _positive(f"{self.kind}.weights[{i}]", weight)
 
     def params(self) -> dict[str, object]:
         return {"values": [v.value for v in self.values], "weights": list(self.weights)}
@@ -190,7 +190,7 @@ class Counter(Generator):
     kind: ClassVar[str] = "counter"
 
     def __post_init__(self) -> None:
-        _int("start", self.start)
+        _int(f"{self.kind}.start", self.start)
 
     def params(self) -> dict[str, object]:
         return {"start": self.start}
@@ -203,11 +203,11 @@ class RandomString(Generator):
     kind: ClassVar[str] = "random_string"
 
     def __post_init__(self) -> None:
-        _int("length", self.length)
+        _int(f"{self.kind}.length", self.length)
         if self.length < 1:
-            raise ConfigError("length", self.length, "an integer >= 1")
+            raise ConfigError(f"{self.kind}.length", self.length, "an integer >= 1")
         if not isinstance(self.alphabet, str) or not self.alphabet:
-            raise ConfigError("alphabet", self.alphabet, "a non-empty string")
+            raise ConfigError(f"{self.kind}.alphabet", self.alphabet, "a non-empty string")
 
     def params(self) -> dict[str, object]:
         return {"length": self.length, "alphabet": self.alphabet}
@@ -222,7 +222,7 @@ class Timestamp(Generator):
 
     def __post_init__(self) -> None:
         if self.unit not in ("ms", "s", "iso"):
-            raise ConfigError("unit", self.unit, "one of 'ms', 's', 'iso'")
+            raise ConfigError(f"{self.kind}.unit", self.unit, "one of 'ms', 's', 'iso'")
 
     def params(self) -> dict[str, object]:
         return {"unit": self.unit}
@@ -258,9 +258,9 @@ class Env(Generator):
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _ENV_NAME.fullmatch(self.name):
-            raise ConfigError("name", self.name, "an environment variable name like AGENT_TOKEN")
+            raise ConfigError(f"{self.kind}.name", self.name, "an environment variable name like AGENT_TOKEN")
         if self.default is not None and not isinstance(self.default, str):
-            raise ConfigError("default", self.default, "a string or None")
+            raise ConfigError(f"{self.kind}.default", self.default, "a string or None")
         if self.secret and self.default is not None:
             raise ConfigError(
                 "default", "<hidden>", "no default for a secret (it would be written to the bundle)"
@@ -308,19 +308,23 @@ class Rows(Generator):
     data: DataFile
     mode: Literal["sequential", "random", "unique"] = "sequential"
     row_count: int = field(default=0, compare=False)
+    digest: str = field(default="", compare=False)
     kind: ClassVar[str] = "rows"
 
     def __post_init__(self) -> None:
         if self.mode not in ("sequential", "random", "unique"):
-            raise ConfigError("mode", self.mode, "one of 'sequential', 'random', 'unique'")
-        object.__setattr__(self, "row_count", len(self.data.load()))
+            raise ConfigError(f"{self.kind}.mode", self.mode, "one of 'sequential', 'random', 'unique'")
+        rows = self.data.load(f"{self.kind}.path")
+        canonical = json.dumps(rows, ensure_ascii=False, sort_keys=True).encode()
+        object.__setattr__(self, "row_count", len(rows))
+        object.__setattr__(self, "digest", hashlib.sha256(canonical).hexdigest()[:12])
 
     @property
     def bundle_path(self) -> str:
-        """Where the renderer writes the rows (as JSON), relative to the bundle."""
-        digest = hashlib.sha256(str(self.data.path.resolve()).encode()).hexdigest()[:12]
+        """Where the renderer writes the rows (as JSON), relative to the bundle; named by
+        content, so the same rows render to the same file wherever the checkout lies."""
         stem = re.sub(r"[^A-Za-z0-9_-]", "_", self.data.path.stem)[:40]
-        return f"data/{stem}-{digest}.json"
+        return f"data/{stem}-{self.digest}.json"
 
     def params(self) -> dict[str, object]:
         return {"file": self.bundle_path, "mode": self.mode, "rows": self.row_count}
@@ -367,12 +371,12 @@ def choice(options: Mapping[Any, float] | Sequence[Any]) -> Choice:
     elif isinstance(options, Sequence) and not isinstance(options, str):
         pairs = [(value, 1.0) for value in options]
     else:
-        raise ConfigError("options", options, "a mapping of value to weight, or a list")
+        raise ConfigError("choice.options", options, "a mapping of value to weight, or a list")
     values = []
     for i, (value, _) in enumerate(pairs):
-        node = as_value_node(value, f"options[{i}]")
+        node = as_value_node(value, f"choice.options[{i}]")
         if not isinstance(node, Const):
-            raise ConfigError(f"options[{i}]", value, "a constant value (no templates)")
+            raise ConfigError(f"choice.options[{i}]", value, "a constant value (no templates)")
         values.append(node)
     return Choice(tuple(values), tuple(weight for _, weight in pairs))
 
@@ -392,13 +396,13 @@ def timestamp(unit: Literal["ms", "s", "iso"] = "ms") -> Timestamp:
 def repeat(count: int | UniformInt, item: object) -> Repeat:
     """``count`` fresh copies of ``item`` (a dict with generators, say) in a list."""
     if isinstance(count, bool) or not isinstance(count, int | UniformInt):
-        raise ConfigError("count", count, "an integer >= 0 or uniform_int(...)")
+        raise ConfigError("repeat.count", count, "an integer >= 0 or uniform_int(...)")
     if isinstance(count, int) and count < 0:
-        raise ConfigError("count", count, "an integer >= 0")
+        raise ConfigError("repeat.count", count, "an integer >= 0")
     if isinstance(count, UniformInt) and count.low < 0:
-        raise ConfigError("count.low", count.low, "an integer >= 0")
+        raise ConfigError("repeat.count.low", count.low, "an integer >= 0")
     count_node = Const.of(count) if isinstance(count, int) else count
-    return Repeat(count_node, as_value_node(item, "item"))
+    return Repeat(count_node, as_value_node(item, "repeat.item"))
 
 
 def env(name: str, default: str | None = None) -> Env:
@@ -421,7 +425,7 @@ def rows(
 
 def per_vu(value: object) -> PerVU:
     """Evaluate ``value`` once per VU (an agent's stable id, say) instead of per iteration."""
-    return PerVU(as_value_node(value, "value"))
+    return PerVU(as_value_node(value, "per_vu"))
 
 
 def _int(name: str, value: object) -> None:

@@ -210,10 +210,16 @@ def _headers(headers: Mapping[str, object] | None) -> tuple[tuple[str, Node], ..
     for key, node in items:
         if not _HEADER_NAME.fullmatch(key):
             raise ConfigError("headers", key, "an HTTP header name (letters, digits, -, ...)")
-        for text in _literal_texts(node):
+        for i, text in enumerate(_literal_texts(node)):
             if any(c in text for c in _FORBIDDEN_IN_HEADER):
                 raise ConfigError(
                     f"headers.{key}", text, "a header value without CR, LF or NUL (HTTP forbids them)"
+                )
+            if isinstance(node, Const) and i == 0 and text != text.strip(" \t"):
+                raise ConfigError(
+                    f"headers.{key}",
+                    text,
+                    "a header value without leading or trailing whitespace (HTTP drops it)",
                 )
     return items
 

@@ -190,13 +190,13 @@ class Scenario:
         }
         for workload, req in self.requests():
             for node in req.url_nodes():
-                for inner in walk(node):
-                    if _is_secret(inner) or (isinstance(inner, Ref) and inner.name in secret_vars):
-                        raise ConfigError(
-                            f"workloads.{workload.name} request {req.name!r}",
-                            str(inner) if isinstance(inner, Ref) else "secret(...)",
-                            "secrets in headers or bodies only (URLs are recorded in k6 metrics)",
-                        )
+                leaked = sorted({r.name for r in node.refs()} & secret_vars)
+                if leaked or any(_is_secret(inner) for inner in walk(node)):
+                    raise ConfigError(
+                        f"workloads.{workload.name} request {req.name!r}",
+                        "{{" + leaked[0] + "}}" if leaked else "secret(...)",
+                        "secrets in headers or bodies only (URLs are recorded in k6 metrics)",
+                    )
 
     def _check_thresholds(self) -> None:
         request_names = sorted({req.name for _, req in self.requests()})

@@ -230,6 +230,8 @@ def _build(
 ) -> Threshold:
     if not isinstance(metric, str) or not _METRIC.fullmatch(metric):
         raise ConfigError("threshold.metric", metric, "a k6 metric name (letters, digits, _)")
+    if aggregation.startswith("p(") and not 0 <= float(aggregation[2:-1]) <= 100:
+        raise ConfigError(f"threshold {metric}", aggregation, "a percentile between 0 and 100")
     kind = BUILTIN_METRICS.get(metric)
     if kind is not None and not _fits(kind, aggregation):
         raise ConfigError(
