@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import nox
 
 nox.options.sessions = ["lint", "tests"]
@@ -24,7 +23,9 @@ def lint(session: nox.Session) -> None:
     """ruff (lint and format check) and mypy --strict on the package."""
     session.install(".[lint]")
     session.run("ruff", "check", "stressbed", "scenarios", "tests", "tools", "noxfile.py")
-    session.run("ruff", "format", "--check", "stressbed", "scenarios", "tests", "tools", "noxfile.py")
+    session.run(
+        "ruff", "format", "--check", "stressbed", "scenarios", "tests", "tools", "noxfile.py"
+    )
     session.run("mypy")
 
 
@@ -32,7 +33,11 @@ def lint(session: nox.Session) -> None:
 def render(session: nox.Session) -> None:
     """Render a scenario: nox -s render -- --scenario NAME -o DIR."""
     session.install(".")
-    session.run("stressbed", "render", *(session.posargs or ["--scenario", "ingest_mix", "-o", "out/ingest_mix"]))
+    session.run(
+        "stressbed",
+        "render",
+        *(session.posargs or ["--scenario", "ingest_mix", "-o", "out/ingest_mix"]),
+    )
 
 
 @nox.session

@@ -41,7 +41,14 @@ AGENT_VARIABLES: dict[str, object] = {
     "agent_token": gen.secret("STRESSBED_AGENT_TOKEN"),
 }
 
-_METRIC_NAMES = {"cpu.util": 4, "mem.used": 3, "disk.io": 2, "net.rx": 2, "net.tx": 2, "proc.count": 1}
+_METRIC_NAMES = {
+    "cpu.util": 4,
+    "mem.used": 3,
+    "disk.io": 2,
+    "net.rx": 2,
+    "net.tx": 2,
+    "proc.count": 1,
+}
 
 
 def report(*, max_points: int = 20) -> Request:
@@ -55,7 +62,10 @@ def report(*, max_points: int = 20) -> Request:
     return post(
         "/v1/report",
         name="report",
-        json={"agent_id": "{{agent_id}}", "points": gen.repeat(gen.uniform_int(1, max_points), point)},
+        json={
+            "agent_id": "{{agent_id}}",
+            "points": gen.repeat(gen.uniform_int(1, max_points), point),
+        },
         expect=202,
         checks=[check.status(202)],
     )
@@ -65,7 +75,10 @@ def heartbeat() -> Request:
     return post(
         "/v1/heartbeat",
         name="heartbeat",
-        json={"agent_id": "{{agent_id}}", "status": gen.choice({"ok": 95, "degraded": 4, "failing": 1})},
+        json={
+            "agent_id": "{{agent_id}}",
+            "status": gen.choice({"ok": 95, "degraded": 4, "failing": 1}),
+        },
         expect=200,
         checks=[check.status(200)],
     )

@@ -14,8 +14,8 @@ from .errors import ConfigError
 __all__ = [
     "format_duration",
     "parse_duration_ms",
-    "parse_percent",
     "parse_per_second",
+    "parse_percent",
 ]
 
 _UNIT_MS = {"h": 3_600_000.0, "m": 60_000.0, "s": 1000.0, "ms": 1.0, "us": 1e-3, "µs": 1e-3}

@@ -33,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
         "`TARGET_URL=http://127.0.0.1:8080 k6 run DIR/script.js`.",
     )
     render_cmd.add_argument(
-        "--scenario", required=True, metavar="NAME|PATH",
+        "--scenario",
+        required=True,
+        metavar="NAME|PATH",
         help="a scenario name (see `stressbed scenarios`) or a path to a .py file",
     )
     render_cmd.add_argument("-o", "--output", required=True, type=Path, metavar="DIR")

@@ -67,9 +67,7 @@ class ScenarioNotFoundError(ConfigError):
     def __init__(self, name: str, available: list[str]) -> None:
         self.available = available
         choices = ", ".join(available) if available else "none found"
-        super().__init__(
-            "--scenario", name, f"a scenario name ({choices}) or a path to a .py file"
-        )
+        super().__init__("--scenario", name, f"a scenario name ({choices}) or a path to a .py file")
 
 
 class RenderError(StressbedError):

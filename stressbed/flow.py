@@ -143,9 +143,7 @@ def group(name: str, *steps: Flow, think: Think | None = None) -> Group:
     return Group(name, _steps(steps, f"group {name!r}"), _think(think, "group.think"))
 
 
-def mix(
-    *entries: tuple[Flow, float], sampling: Literal["balanced", "random"] = "balanced"
-) -> Mix:
+def mix(*entries: tuple[Flow, float], sampling: Literal["balanced", "random"] = "balanced") -> Mix:
     if not entries:
         raise ConfigError("mix", (), "at least one (flow, weight) entry")
     if sampling not in ("balanced", "random"):
@@ -189,7 +187,9 @@ def _steps(steps: tuple[Flow, ...], where: str) -> tuple[Flow, ...]:
         raise ConfigError(where, (), "at least one step")
     for i, step in enumerate(steps):
         if not is_flow(step):
-            raise ConfigError(f"{where}.steps[{i}]", step, "a request, journey, group, mix or think")
+            raise ConfigError(
+                f"{where}.steps[{i}]", step, "a request, journey, group, mix or think"
+            )
     return steps
 
 

@@ -143,12 +143,10 @@ class Normal(Generator):
             _number(f"{self.kind}.minimum", self.minimum)
         if self.maximum is not None:
             _number(f"{self.kind}.maximum", self.maximum)
-        if (
-            self.minimum is not None
-            and self.maximum is not None
-            and self.maximum <= self.minimum
-        ):
-            raise ConfigError(f"{self.kind}.maximum", self.maximum, f"a number > minimum ({self.minimum})")
+        if self.minimum is not None and self.maximum is not None and self.maximum <= self.minimum:
+            raise ConfigError(
+                f"{self.kind}.maximum", self.maximum, f"a number > minimum ({self.minimum})"
+            )
 
     def params(self) -> dict[str, object]:
         return {
@@ -258,7 +256,9 @@ class Env(Generator):
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _ENV_NAME.fullmatch(self.name):
-            raise ConfigError(f"{self.kind}.name", self.name, "an environment variable name like AGENT_TOKEN")
+            raise ConfigError(
+                f"{self.kind}.name", self.name, "an environment variable name like AGENT_TOKEN"
+            )
         if self.default is not None and not isinstance(self.default, str):
             raise ConfigError(f"{self.kind}.default", self.default, "a string or None")
         if self.secret and self.default is not None:
@@ -313,7 +313,9 @@ class Rows(Generator):
 
     def __post_init__(self) -> None:
         if self.mode not in ("sequential", "random", "unique"):
-            raise ConfigError(f"{self.kind}.mode", self.mode, "one of 'sequential', 'random', 'unique'")
+            raise ConfigError(
+                f"{self.kind}.mode", self.mode, "one of 'sequential', 'random', 'unique'"
+            )
         rows = self.data.load(f"{self.kind}.path")
         canonical = json.dumps(rows, ensure_ascii=False, sort_keys=True).encode()
         object.__setattr__(self, "row_count", len(rows))
@@ -415,9 +417,7 @@ def secret(name: str) -> Env:
     return Env(name, None, secret=True)
 
 
-def rows(
-    path: str | Path, mode: Literal["sequential", "random", "unique"] = "sequential"
-) -> Rows:
+def rows(path: str | Path, mode: Literal["sequential", "random", "unique"] = "sequential") -> Rows:
     """Rows of a CSV or JSON data file. Relative paths are taken from the current directory;
     scenario modules pass ``Path(__file__).parent / "data" / "file.csv"``."""
     return Rows(DataFile(Path(path)), mode)

@@ -97,9 +97,7 @@ class Request:
 
     @property
     def needs_body(self) -> bool:
-        return any(c.needs_body for c in self.checks) or any(
-            e.needs_body for _, e in self.extract
-        )
+        return any(c.needs_body for c in self.checks) or any(e.needs_body for _, e in self.extract)
 
     def to_config(self) -> dict[str, object]:
         return {
@@ -213,7 +211,9 @@ def _headers(headers: Mapping[str, object] | None) -> tuple[tuple[str, Node], ..
         for i, text in enumerate(_literal_texts(node)):
             if any(c in text for c in _FORBIDDEN_IN_HEADER):
                 raise ConfigError(
-                    f"headers.{key}", text, "a header value without CR, LF or NUL (HTTP forbids them)"
+                    f"headers.{key}",
+                    text,
+                    "a header value without CR, LF or NUL (HTTP forbids them)",
                 )
             if isinstance(node, Const) and i == 0 and text != text.strip(" \t"):
                 raise ConfigError(
@@ -225,8 +225,15 @@ def _headers(headers: Mapping[str, object] | None) -> tuple[tuple[str, Node], ..
 
 
 def _body(json: object, form: Mapping[str, object] | None, body: str | bytes | None) -> Body | None:
-    given = [k for k, v in (("json", json is not _Unset), ("form", form is not None),
-                            ("body", body is not None)) if v]
+    given = [
+        k
+        for k, v in (
+            ("json", json is not _Unset),
+            ("form", form is not None),
+            ("body", body is not None),
+        )
+        if v
+    ]
     if len(given) > 1:
         raise ConfigError("body", given, "at most one of json=, form=, body=")
     if json is not _Unset:
@@ -248,14 +255,16 @@ def _expect(expect: int | range | Sequence[int | range] | None) -> tuple[int | r
     items = list(expect) if isinstance(expect, list | tuple) else [expect]
     if not items:
         raise ConfigError("expect", expect, "at least one status code or range")
+    checked: list[int | range] = []
     for item in items:
         if isinstance(item, range):
-            ok = item.step == 1 and len(item) > 0 and 100 <= item.start and item.stop - 1 <= 599
+            ok = item.step == 1 and len(item) > 0 and item.start >= 100 and item.stop - 1 <= 599
         else:
             ok = isinstance(item, int) and not isinstance(item, bool) and 100 <= item <= 599
         if not ok:
             raise ConfigError("expect", item, "status codes 100..599 or range(200, 300)")
-    return tuple(items)
+        checked.append(item)  # type: ignore[arg-type]  # narrowed by `ok`
+    return tuple(checked)
 
 
 def _expect_config(item: int | range) -> object:

@@ -70,8 +70,10 @@ class ConstantVUs(Profile):
     _ms: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        _count("vus", self.vus)
-        object.__setattr__(self, "_ms", parse_duration_ms(self.duration, "duration"))
+        _count(f"{self.executor}.vus", self.vus)
+        object.__setattr__(
+            self, "_ms", parse_duration_ms(self.duration, f"{self.executor}.duration")
+        )
 
     def to_k6(self) -> dict[str, object]:
         return {"executor": self.executor, "vus": self.vus, "duration": format_duration(self._ms)}
@@ -93,15 +95,19 @@ class RampingVUs(Profile):
     _ramp_down_ms: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        _count("start_vus", self.start_vus, allow_zero=True)
-        object.__setattr__(self, "_stages", _stages(self.stages))
+        _count(f"{self.executor}.start_vus", self.start_vus, allow_zero=True)
+        object.__setattr__(self, "_stages", _stages(self.stages, self.executor))
         object.__setattr__(
             self,
             "_ramp_down_ms",
-            parse_duration_ms(self.graceful_ramp_down, "graceful_ramp_down", allow_zero=True),
+            parse_duration_ms(
+                self.graceful_ramp_down, f"{self.executor}.graceful_ramp_down", allow_zero=True
+            ),
         )
         if self.peak_vus() == 0:
-            raise ConfigError("stages", self.stages, "at least one stage with a target > 0")
+            raise ConfigError(
+                f"{self.executor}.stages", self.stages, "at least one stage with a target > 0"
+            )
 
     def to_k6(self) -> dict[str, object]:
         return {
@@ -132,16 +138,22 @@ class ConstantArrivalRate(Profile):
     _unit_ms: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        _count("rate", self.rate)
-        _count("pre_allocated_vus", self.pre_allocated_vus)
+        _count(f"{self.executor}.rate", self.rate)
+        _count(f"{self.executor}.pre_allocated_vus", self.pre_allocated_vus)
         if self.max_vus is not None:
-            _count("max_vus", self.max_vus)
+            _count(f"{self.executor}.max_vus", self.max_vus)
             if self.max_vus < self.pre_allocated_vus:
                 raise ConfigError(
-                    "max_vus", self.max_vus, f"an integer >= pre_allocated_vus ({self.pre_allocated_vus})"
+                    f"{self.executor}.max_vus",
+                    self.max_vus,
+                    f"an integer >= pre_allocated_vus ({self.pre_allocated_vus})",
                 )
-        object.__setattr__(self, "_ms", parse_duration_ms(self.duration, "duration"))
-        object.__setattr__(self, "_unit_ms", parse_duration_ms(self.time_unit, "time_unit"))
+        object.__setattr__(
+            self, "_ms", parse_duration_ms(self.duration, f"{self.executor}.duration")
+        )
+        object.__setattr__(
+            self, "_unit_ms", parse_duration_ms(self.time_unit, f"{self.executor}.time_unit")
+        )
 
     def to_k6(self) -> dict[str, object]:
         return {
@@ -174,18 +186,24 @@ class RampingArrivalRate(Profile):
     _unit_ms: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        _count("start_rate", self.start_rate, allow_zero=True)
-        _count("pre_allocated_vus", self.pre_allocated_vus)
+        _count(f"{self.executor}.start_rate", self.start_rate, allow_zero=True)
+        _count(f"{self.executor}.pre_allocated_vus", self.pre_allocated_vus)
         if self.max_vus is not None:
-            _count("max_vus", self.max_vus)
+            _count(f"{self.executor}.max_vus", self.max_vus)
             if self.max_vus < self.pre_allocated_vus:
                 raise ConfigError(
-                    "max_vus", self.max_vus, f"an integer >= pre_allocated_vus ({self.pre_allocated_vus})"
+                    f"{self.executor}.max_vus",
+                    self.max_vus,
+                    f"an integer >= pre_allocated_vus ({self.pre_allocated_vus})",
                 )
-        object.__setattr__(self, "_stages", _stages(self.stages))
-        object.__setattr__(self, "_unit_ms", parse_duration_ms(self.time_unit, "time_unit"))
+        object.__setattr__(self, "_stages", _stages(self.stages, self.executor))
+        object.__setattr__(
+            self, "_unit_ms", parse_duration_ms(self.time_unit, f"{self.executor}.time_unit")
+        )
         if self.start_rate == 0 and all(s.target == 0 for s in self._stages):
-            raise ConfigError("stages", self.stages, "at least one stage with a target rate > 0")
+            raise ConfigError(
+                f"{self.executor}.stages", self.stages, "at least one stage with a target rate > 0"
+            )
 
     def to_k6(self) -> dict[str, object]:
         return {
@@ -215,9 +233,11 @@ class PerVUIterations(Profile):
     _ms: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        _count("vus", self.vus)
-        _count("iterations", self.iterations)
-        object.__setattr__(self, "_ms", parse_duration_ms(self.max_duration, "max_duration"))
+        _count(f"{self.executor}.vus", self.vus)
+        _count(f"{self.executor}.iterations", self.iterations)
+        object.__setattr__(
+            self, "_ms", parse_duration_ms(self.max_duration, f"{self.executor}.max_duration")
+        )
 
     def to_k6(self) -> dict[str, object]:
         return {
@@ -245,13 +265,17 @@ class SharedIterations(Profile):
     _ms: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        _count("vus", self.vus)
-        _count("iterations", self.iterations)
+        _count(f"{self.executor}.vus", self.vus)
+        _count(f"{self.executor}.iterations", self.iterations)
         if self.iterations < self.vus:
             raise ConfigError(
-                "iterations", self.iterations, f"an integer >= vus ({self.vus}), as k6 requires"
+                f"{self.executor}.iterations",
+                self.iterations,
+                f"an integer >= vus ({self.vus}), as k6 requires",
             )
-        object.__setattr__(self, "_ms", parse_duration_ms(self.max_duration, "max_duration"))
+        object.__setattr__(
+            self, "_ms", parse_duration_ms(self.max_duration, f"{self.executor}.max_duration")
+        )
 
     def to_k6(self) -> dict[str, object]:
         return {
@@ -273,20 +297,24 @@ def _count(name: str, value: object, *, allow_zero: bool = False) -> None:
         raise ConfigError(name, value, "an integer >= 0" if allow_zero else "an integer >= 1")
 
 
-def _stages(stages: object) -> tuple[Stage, ...]:
+def _stages(stages: object, executor: str) -> tuple[Stage, ...]:
     if isinstance(stages, str) or not isinstance(stages, Sequence) or not stages:
-        raise ConfigError("stages", stages, "a non-empty list of (duration, target) pairs")
+        raise ConfigError(
+            f"{executor}.stages", stages, "a non-empty list of (duration, target) pairs"
+        )
     out = []
     for i, stage in enumerate(stages):
         if isinstance(stage, Stage):
             out.append(stage)
             continue
         if not isinstance(stage, tuple | list) or len(stage) != 2:
-            raise ConfigError(f"stages[{i}]", stage, "a (duration, target) pair like ('1m', 50)")
+            raise ConfigError(
+                f"{executor}.stages[{i}]", stage, "a (duration, target) pair like ('1m', 50)"
+            )
         duration, target = stage
-        ms = parse_duration_ms(duration, f"stages[{i}].duration", allow_zero=True)
-        _count(f"stages[{i}].target", target, allow_zero=True)
+        ms = parse_duration_ms(duration, f"{executor}.stages[{i}].duration", allow_zero=True)
+        _count(f"{executor}.stages[{i}].target", target, allow_zero=True)
         out.append(Stage(ms, target))
     if sum(s.duration_ms for s in out) <= 0:
-        raise ConfigError("stages", stages, "stages lasting more than 0s in total")
+        raise ConfigError(f"{executor}.stages", stages, "stages lasting more than 0s in total")
     return tuple(out)

@@ -79,7 +79,9 @@ def render(scenario: Scenario, out_dir: Path) -> Bundle:
     """Validate ``scenario`` again and write its bundle to ``out_dir``."""
     try:
         scenario.validate()
-        rows = {r.bundle_path: r.data.load(f"data file {r.data.path}") for r in scenario.data_files()}
+        rows = {
+            r.bundle_path: r.data.load(f"data file {r.data.path}") for r in scenario.data_files()
+        }
     except ConfigError as exc:
         raise exc.in_scenario(scenario.name) from None
     config = config_text(scenario)

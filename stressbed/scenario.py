@@ -21,7 +21,7 @@ from .flow import Flow, Group, Journey, Mix, Think, is_flow, requests
 from .gen import Env, PerVU, Rows
 from .http import Request
 from .profiles import Profile
-from .templates import IDENTIFIER, Ref
+from .templates import IDENTIFIER
 from .thresholds import Threshold
 from .values import Node, as_value_node, walk
 
@@ -164,8 +164,10 @@ class Scenario:
             allowed = vu_scoped if binding.scope == "vu" else defined
             for ref in binding.value.refs():
                 if ref.name not in allowed:
-                    kind = "a per-VU variable defined before it" if binding.scope == "vu" else (
-                        "a variable defined before it"
+                    kind = (
+                        "a per-VU variable defined before it"
+                        if binding.scope == "vu"
+                        else ("a variable defined before it")
                     )
                     raise ConfigError(where, str(ref), f"{kind} ({_names(allowed)})")
             defined.add(binding.name)
@@ -185,9 +187,7 @@ class Scenario:
                 )
 
     def _check_secrets(self) -> None:
-        secret_vars = {
-            b.name for b in self.variables if any(_is_secret(n) for n in walk(b.value))
-        }
+        secret_vars = {b.name for b in self.variables if any(_is_secret(n) for n in walk(b.value))}
         for workload, req in self.requests():
             for node in req.url_nodes():
                 leaked = sorted({r.name for r in node.refs()} & secret_vars)
@@ -205,7 +205,9 @@ class Scenario:
             tags = dict(item.tags)
             if "name" in tags and tags["name"] not in request_names:
                 raise ConfigError(
-                    f"thresholds[{i}].request", tags["name"], f"a request name ({_names(request_names)})"
+                    f"thresholds[{i}].request",
+                    tags["name"],
+                    f"a request name ({_names(request_names)})",
                 )
             if "scenario" in tags and tags["scenario"] not in workload_names:
                 raise ConfigError(
@@ -271,6 +273,8 @@ def _normalise(
     for i, item in enumerate(thresholds):
         if not isinstance(item, Threshold):
             raise ConfigError(f"thresholds[{i}]", item, "a threshold from stressbed.thresholds")
+    if variables is not None and not isinstance(variables, Mapping):
+        raise ConfigError("variables", variables, "a mapping of names to values")
     bindings = []
     for key, value in (variables or {}).items():
         if not isinstance(key, str) or not IDENTIFIER.fullmatch(key):
@@ -279,11 +283,15 @@ def _normalise(
             bindings.append(Binding(key, value.value, "vu"))
         else:
             bindings.append(Binding(key, as_value_node(value, f"variables.{key}")))
+    if k6_options is not None and not isinstance(k6_options, Mapping):
+        raise ConfigError("k6_options", k6_options, "a mapping of k6 option names to values")
     options = dict(k6_options or {})
     for key in options:
         if key in _RESERVED_OPTIONS:
             raise ConfigError(
-                "k6_options", key, "options other than those stressbed sets (use workloads/thresholds)"
+                "k6_options",
+                key,
+                "options other than those stressbed sets (use workloads/thresholds)",
             )
     try:
         options_json = json.dumps(options, sort_keys=True, allow_nan=False)

@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from ._units import format_duration, parse_duration_ms, parse_percent, parse_per_second
+from ._units import format_duration, parse_duration_ms, parse_per_second, parse_percent
 from .errors import ConfigError
 
 __all__ = [
@@ -141,8 +141,16 @@ def threshold(
         )
     aggregation, op, value = match.groups()
     return _build(
-        metric, _agg(aggregation), op, float(value), tags, request, workload,
-        abort_on_fail, delay, expression.strip(),
+        metric,
+        _agg(aggregation),
+        op,
+        float(value),
+        tags=tags,
+        request=request,
+        workload=workload,
+        abort_on_fail=abort_on_fail,
+        delay=delay,
+        label=expression.strip(),
     )
 
 
@@ -161,7 +169,18 @@ def latency(
     if aggregation in ("count", "rate", "value"):
         raise ConfigError("latency", spec, "a trend aggregation: avg, min, max, med or p(N)")
     value = parse_duration_ms(text, "latency", allow_zero=True)
-    return _build(metric, aggregation, op, value, tags, request, workload, abort_on_fail, delay, spec)
+    return _build(
+        metric,
+        aggregation,
+        op,
+        value,
+        tags=tags,
+        request=request,
+        workload=workload,
+        abort_on_fail=abort_on_fail,
+        delay=delay,
+        label=spec,
+    )
 
 
 def error_rate(
@@ -176,7 +195,16 @@ def error_rate(
     _, op, text = _typed(spec, "error_rate", "'< 0.5%'", default="rate")
     value = parse_percent(_maybe_number(text), "error_rate")
     return _build(
-        "http_req_failed", "rate", op, value, None, request, workload, abort_on_fail, delay, spec
+        "http_req_failed",
+        "rate",
+        op,
+        value,
+        tags=None,
+        request=request,
+        workload=workload,
+        abort_on_fail=abort_on_fail,
+        delay=delay,
+        label=spec,
     )
 
 
@@ -190,7 +218,18 @@ def check_rate(
     """The share of passing checks (``checks``): ``"> 99%"``."""
     _, op, text = _typed(spec, "check_rate", "'> 99%'", default="rate")
     value = parse_percent(_maybe_number(text), "check_rate")
-    return _build("checks", "rate", op, value, None, None, workload, abort_on_fail, delay, spec)
+    return _build(
+        "checks",
+        "rate",
+        op,
+        value,
+        tags=None,
+        request=None,
+        workload=workload,
+        abort_on_fail=abort_on_fail,
+        delay=delay,
+        label=spec,
+    )
 
 
 def request_rate(
@@ -204,7 +243,18 @@ def request_rate(
     """Requests per second over the whole run (``http_reqs`` rate): ``"> 1000/s"``."""
     _, op, text = _typed(spec, "request_rate", "'> 1000/s'", default="rate")
     value = parse_per_second(_maybe_number(text), "request_rate")
-    return _build("http_reqs", "rate", op, value, None, request, workload, abort_on_fail, delay, spec)
+    return _build(
+        "http_reqs",
+        "rate",
+        op,
+        value,
+        tags=None,
+        request=request,
+        workload=workload,
+        abort_on_fail=abort_on_fail,
+        delay=delay,
+        label=spec,
+    )
 
 
 def _typed(spec: object, field: str, example: str, *, default: str | None) -> tuple[str, str, str]:
@@ -221,6 +271,7 @@ def _build(
     aggregation: str,
     op: str,
     value: float,
+    *,
     tags: Mapping[str, str] | None,
     request: str | None,
     workload: str | None,

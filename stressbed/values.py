@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 from .errors import ConfigError
-from .templates import Literal, Ref, Template, parse_template
+from .templates import IDENTIFIER, Literal, Ref, parse_template
 
 __all__ = [
     "Arr",
@@ -96,8 +96,6 @@ Node: TypeAlias = ValueNode
 
 def var(name: str, *path: str) -> Ref:
     """A typed reference to variable ``name`` (same as the string ``"{{name}}"``)."""
-    from .templates import IDENTIFIER
-
     if not isinstance(name, str) or not IDENTIFIER.fullmatch(name):
         raise ConfigError("var", name, "a variable name (letters, digits, _; not first a digit)")
     return Ref(name, tuple(path))
@@ -124,13 +122,15 @@ def as_value_node(value: object, field: str) -> Node:
             if not isinstance(key, str):
                 raise ConfigError(field, key, "string keys in a JSON object")
             items.append((key, as_value_node(item, f"{field}.{key}")))
-        if all(isinstance(n, Const) for _, n in items):
-            return Const.of({k: n.value for k, n in items})  # type: ignore[union-attr]
+        consts = {k: n for k, n in items if isinstance(n, Const)}
+        if len(consts) == len(items):
+            return Const.of({k: n.value for k, n in consts.items()})
         return Obj(tuple(items))
     if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
         nodes = tuple(as_value_node(item, f"{field}[{i}]") for i, item in enumerate(value))
-        if all(isinstance(n, Const) for n in nodes):
-            return Const.of([n.value for n in nodes])  # type: ignore[union-attr]
+        constants = [n for n in nodes if isinstance(n, Const)]
+        if len(constants) == len(nodes):
+            return Const.of([n.value for n in constants])
         return Arr(nodes)
     raise ConfigError(
         field, value, "a JSON value (str, number, bool, None, dict, list), a generator or var()"
@@ -143,9 +143,7 @@ def as_string_node(value: object, field: str) -> Node:
         raise ConfigError(field, value, "a string, a number, a generator or var()")
     if isinstance(value, int | float):
         return as_value_node(str(value), field)
-    if isinstance(value, Mapping) or (
-        isinstance(value, Sequence) and not isinstance(value, str)
-    ):
+    if isinstance(value, Mapping) or (isinstance(value, Sequence) and not isinstance(value, str)):
         raise ConfigError(field, value, "a string, a number, a generator or var()")
     return as_value_node(value, field)
 

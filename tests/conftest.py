@@ -45,8 +45,13 @@ class RecordingServer:
     received: list[Received] = field(default_factory=list)
     url: str = ""
 
-    def route(self, prefix: str, status: int = 200, body: object = None,
-              headers: dict[str, str] | None = None) -> None:
+    def route(
+        self,
+        prefix: str,
+        status: int = 200,
+        body: object = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         payload = json.dumps({"ok": True} if body is None else body).encode()
         hdrs = {"Content-Type": "application/json", **(headers or {})}
         self.routes[prefix] = lambda _req: (status, hdrs, payload)
@@ -127,18 +132,32 @@ class K6Result:
         return found
 
 
-def run_k6(script: Path, env: dict[str, str] | None = None, *args: str,
-           timeout: float = 120) -> K6Result:
+def run_k6(
+    script: Path, env: dict[str, str] | None = None, *args: str, timeout: float = 120
+) -> K6Result:
     """Run real k6 on ``script``; its summary export is parsed from a temp file."""
     assert K6 is not None
     summary_path = script.parent / "summary-export.json"
     summary_path.unlink(missing_ok=True)
     full_env = {**os.environ, "K6_NO_USAGE_REPORT": "true", **(env or {})}
     proc = subprocess.run(
-        [K6, "run", "--quiet", "--no-usage-report", "--no-color",
-         "--summary-export", str(summary_path), *args, str(script)],
-        env=full_env, capture_output=True, text=True, timeout=timeout,
-        stdin=subprocess.DEVNULL, check=False,
+        [
+            K6,
+            "run",
+            "--quiet",
+            "--no-usage-report",
+            "--no-color",
+            "--summary-export",
+            str(summary_path),
+            *args,
+            str(script),
+        ],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
     )
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     return K6Result(proc.returncode, summary, proc.stderr)

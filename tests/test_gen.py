@@ -10,18 +10,29 @@ from stressbed import ConfigError, gen
 def test_generators_render_their_parameters():
     assert gen.uuid4().to_config() == ["gen", "uuid4", {}]
     assert gen.normal(5, 1, minimum=0).to_config() == [
-        "gen", "normal", {"mean": 5, "sd": 1, "min": 0, "max": None, "integer": False}]
+        "gen",
+        "normal",
+        {"mean": 5, "sd": 1, "min": 0, "max": None, "integer": False},
+    ]
     assert gen.choice({"a": 3, "b": 1}).to_config() == [
-        "gen", "choice", {"values": ["a", "b"], "weights": [3, 1]}]
+        "gen",
+        "choice",
+        {"values": ["a", "b"], "weights": [3, 1]},
+    ]
     assert gen.choice(["x", "y"]).to_config()[2]["weights"] == [1.0, 1.0]
     assert gen.repeat(2, {"v": gen.counter(5)}).to_config() == [
-        "gen", "repeat", {"count": ["lit", 2],
-                          "item": ["obj", [["v", ["gen", "counter", {"start": 5}]]]]}]
+        "gen",
+        "repeat",
+        {"count": ["lit", 2], "item": ["obj", [["v", ["gen", "counter", {"start": 5}]]]]},
+    ]
 
 
 def test_secrets_render_only_their_name():
     assert gen.secret("API_TOKEN").to_config() == [
-        "gen", "env", {"name": "API_TOKEN", "default": None, "secret": True}]
+        "gen",
+        "env",
+        {"name": "API_TOKEN", "default": None, "secret": True},
+    ]
 
 
 @pytest.mark.parametrize(

@@ -5,14 +5,18 @@ from __future__ import annotations
 import pytest
 
 from stressbed import ConfigError, check, extract, gen, get, literal, post, request, var
-from stressbed.templates import Ref, Template
+from stressbed.templates import Ref, Template, parse_template
 
 
 def test_a_request_renders_every_field():
     made = post(
-        "/v1/tasks/{{id}}", name="submit", query={"a b": "c&d", "n": 5},
-        headers={"X-Agent": "{{agent}}"}, json={"id": "{{id}}", "n": gen.uniform_int(1, 2)},
-        expect=[202, range(200, 300)], timeout="2s",
+        "/v1/tasks/{{id}}",
+        name="submit",
+        query={"a b": "c&d", "n": 5},
+        headers={"X-Agent": "{{agent}}"},
+        json={"id": "{{id}}", "n": gen.uniform_int(1, 2)},
+        expect=[202, range(200, 300)],
+        timeout="2s",
         checks=[check.status(202), check.json_exists("id"), check.duration_under("1s")],
         extract={"task": extract.json("data.items[0].id")},
     )
@@ -20,8 +24,13 @@ def test_a_request_renders_every_field():
     assert config["path"] == ["tpl", ["/v1/tasks/", ["ref", "id", []]]]
     assert config["query"] == [["a%20b", ["lit", "c%26d"]], ["n", ["lit", "5"]]]
     assert config["headers"] == [["X-Agent", ["ref", "agent", []]]]
-    assert config["body"] == {"kind": "json", "value": ["obj", [
-        ["id", ["ref", "id", []]], ["n", ["gen", "uniform_int", {"low": 1, "high": 2}]]]]}
+    assert config["body"] == {
+        "kind": "json",
+        "value": [
+            "obj",
+            [["id", ["ref", "id", []]], ["n", ["gen", "uniform_int", {"low": 1, "high": 2}]]],
+        ],
+    }
     assert config["expect"] == [202, {"min": 200, "max": 299}]
     assert config["timeout_ms"] == 2000
     assert config["extract"] == [["task", {"kind": "json", "path": ["data", "items", 0, "id"]}]]
@@ -42,16 +51,23 @@ def test_paths_are_percent_encoded_but_keep_their_shape():
 def test_a_whole_string_reference_keeps_its_type_and_literal_keeps_braces():
     made = post("/", json={"n": "{{count}}", "s": "n={{count}}", "raw": literal("{{x}}")})
     body = made.to_config()["body"]["value"]
-    assert body == ["obj", [["n", ["ref", "count", []]],
-                            ["s", ["tpl", ["n=", ["ref", "count", []]]]],
-                            ["raw", ["lit", "{{x}}"]]]]
+    assert body == [
+        "obj",
+        [
+            ["n", ["ref", "count", []]],
+            ["s", ["tpl", ["n=", ["ref", "count", []]]]],
+            ["raw", ["lit", "{{x}}"]],
+        ],
+    ]
     assert var("row", "host") == Ref("row", ("host",))
 
 
 def test_constant_bodies_stay_one_literal():
     made = post("/", json={"a": [1, {"b": None}], "c": "text"})
-    assert made.to_config()["body"] == {"kind": "json",
-                                        "value": ["lit", {"a": [1, {"b": None}], "c": "text"}]}
+    assert made.to_config()["body"] == {
+        "kind": "json",
+        "value": ["lit", {"a": [1, {"b": None}], "c": "text"}],
+    }
 
 
 def test_bytes_bodies_travel_as_base64():
@@ -90,7 +106,7 @@ def test_bad_requests_name_the_field(build, field):
 @pytest.mark.parametrize(
     ("build", "field"),
     [
-        (lambda: check.status(), "check.status"),
+        (check.status, "check.status"),
         (lambda: check.status(42), "check.status"),
         (lambda: check.json_exists("a..b"), "check.json_exists"),
         (lambda: check.json_equals("a", gen.uuid4()), "check.json_equals.value"),
@@ -109,8 +125,6 @@ def test_bad_checks_and_extractors_name_the_field(build, field):
 
 
 def test_templates_parse_into_text_and_references():
-    from stressbed.templates import parse_template
-
     assert parse_template("plain", "f") == "plain"
     assert parse_template("{{ a }}", "f") == Ref("a")
     assert parse_template("x{{a.b}}y{{c}}", "f") == Template(("x", Ref("a", ("b",)), "y", Ref("c")))

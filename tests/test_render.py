@@ -14,11 +14,11 @@ from stressbed import (
     Scenario,
     SharedIterations,
     Workload,
+    catalog,
     gen,
     post,
     render,
 )
-from stressbed import catalog
 from stressbed.render import ENTRY_SCRIPT, config_text, runtime_files
 
 from .conftest import needs_k6, run_k6
@@ -45,7 +45,8 @@ def test_a_bundle_holds_script_config_runtime_and_data(tmp_path: Path):
     assert sorted(p.name for p in lib.iterdir()) == sorted(runtime_files())
     (data,) = (tmp_path / "out" / "data").iterdir()
     rows = json.loads(data.read_text())
-    assert len(rows) == 64 and rows[0]["hostname"] == "node-000"
+    assert len(rows) == 64
+    assert rows[0]["hostname"] == "node-000"
 
 
 def test_rendering_again_replaces_stale_runtime_and_data(tmp_path: Path):
@@ -68,8 +69,12 @@ def test_an_unwritable_output_is_a_render_error(tmp_path: Path):
 def test_render_validates_again(tmp_path: Path):
     data = tmp_path / "rows.csv"
     data.write_text("a\n1\n")
-    scenario = Scenario("again", description="d", variables={"r": gen.rows(data)},
-                        workloads=[Workload("w", post("/"), SharedIterations(1, 1))])
+    scenario = Scenario(
+        "again",
+        description="d",
+        variables={"r": gen.rows(data)},
+        workloads=[Workload("w", post("/"), SharedIterations(1, 1))],
+    )
     data.unlink()
     with pytest.raises(ConfigError) as info:
         render(scenario, tmp_path / "out")
@@ -82,11 +87,18 @@ SECRET = "s3cr3t-value-that-must-not-leak"
 
 def _secret_scenario() -> Scenario:
     return Scenario(
-        "secret", description="uses a secret",
+        "secret",
+        description="uses a secret",
         variables={"token": gen.secret("STRESSBED_TEST_TOKEN")},
-        workloads=[Workload("w", post("/s", headers={"Authorization": "Bearer {{token}}"},
-                                      json={"token": "{{token}}"}),
-                            SharedIterations(vus=1, iterations=3))],
+        workloads=[
+            Workload(
+                "w",
+                post(
+                    "/s", headers={"Authorization": "Bearer {{token}}"}, json={"token": "{{token}}"}
+                ),
+                SharedIterations(vus=1, iterations=3),
+            )
+        ],
     )
 
 

@@ -28,6 +28,7 @@ from stressbed import (
     journey,
     mix,
     post,
+    think_constant,
 )
 
 from .conftest import K6, Received, RecordingServer, needs_k6, run_k6
@@ -48,8 +49,9 @@ def proportions(server: RecordingServer) -> dict[str, float]:
 
 @pytest.mark.parametrize("sampling", ["balanced", "random"])
 def test_mix_proportions_hold_over_many_iterations(server, k6_bundle, sampling):
-    flow = mix((post("/report"), 65), (post("/heartbeat"), 25), (post("/task"), 10),
-               sampling=sampling)
+    flow = mix(
+        (post("/report"), 65), (post("/heartbeat"), 25), (post("/task"), 10), sampling=sampling
+    )
     n = 6000
     script = k6_bundle(one(flow, SharedIterations(vus=8, iterations=n)))
     result = run_k6(script, {"TARGET_URL": server.url})
@@ -82,12 +84,23 @@ def test_journey_extracts_values_that_later_steps_use(server, k6_bundle):
     flow = group(
         "lifecycle",
         post("/login", json={"user": "u"}, extract={"session": extract.json("token")}),
-        post("/tasks", name="create", headers={"Authorization": "Bearer {{session}}"},
-             extract={"task_id": extract.json("task.id"), "where": extract.header("location"),
-                      "num": extract.regex(r'"id": "t(\d+)"')}),
-        get("/tasks/{{task_id}}", name="read", query={"from": "{{where}}", "n": "{{num}}"},
+        post(
+            "/tasks",
+            name="create",
             headers={"Authorization": "Bearer {{session}}"},
-            checks=[check.json_equals("state", "done")]),
+            extract={
+                "task_id": extract.json("task.id"),
+                "where": extract.header("location"),
+                "num": extract.regex(r'"id": "t(\d+)"'),
+            },
+        ),
+        get(
+            "/tasks/{{task_id}}",
+            name="read",
+            query={"from": "{{where}}", "n": "{{num}}"},
+            headers={"Authorization": "Bearer {{session}}"},
+            checks=[check.json_equals("state", "done")],
+        ),
     )
     script = k6_bundle(one(flow, SharedIterations(vus=2, iterations=20)))
     result = run_k6(script, {"TARGET_URL": server.url})
@@ -103,7 +116,7 @@ def test_journey_extracts_values_that_later_steps_use(server, k6_bundle):
         assert params == {"from": [f"/tasks/{task}"], "n": [task[1:]]}
     checks = result.checks()
     assert checks["extract session"] == {"passes": 20, "fails": 0}
-    assert checks["state == \"done\""] == {"passes": 20, "fails": 0}
+    assert checks['state == "done"'] == {"passes": 20, "fails": 0}
 
 
 def test_failed_extraction_ends_the_journey(server, k6_bundle):
@@ -135,8 +148,11 @@ def test_generators_have_the_declared_distributions(server, k6_bundle):
     }
     started = time.time() * 1000
     n = 3000
-    scenario = one(post("/g", json=body), SharedIterations(vus=4, iterations=n),
-                   variables={"shared": gen.uuid4()})
+    scenario = one(
+        post("/g", json=body),
+        SharedIterations(vus=4, iterations=n),
+        variables={"shared": gen.uuid4()},
+    )
     result = run_k6(k6_bundle(scenario), {"TARGET_URL": server.url})
     assert result.exit_code == 0, result.stderr
     rows = server.bodies("/g")
@@ -174,9 +190,11 @@ def test_generators_have_the_declared_distributions(server, k6_bundle):
 
 
 def test_per_vu_variables_stay_fixed_for_each_vu(server, k6_bundle):
-    scenario = one(post("/p", json={"agent": "{{agent}}", "it": "{{it}}"}),
-                   SharedIterations(vus=3, iterations=60),
-                   variables={"agent": gen.per_vu(gen.uuid4()), "it": gen.uuid4()})
+    scenario = one(
+        post("/p", json={"agent": "{{agent}}", "it": "{{it}}"}),
+        SharedIterations(vus=3, iterations=60),
+        variables={"agent": gen.per_vu(gen.uuid4()), "it": gen.uuid4()},
+    )
     result = run_k6(k6_bundle(scenario), {"TARGET_URL": server.url})
     assert result.exit_code == 0, result.stderr
     rows = server.bodies("/p")
@@ -191,10 +209,22 @@ def _run_fleet(script: Path, url: str, runners: int) -> list[tuple[int, str]]:
     sequence = ",".join(cuts)
     procs = [
         subprocess.Popen(
-            [K6, "run", "--quiet", "--no-usage-report", "--execution-segment",
-             f"{cuts[i]}:{cuts[i + 1]}", "--execution-segment-sequence", sequence, str(script)],
+            [
+                K6,
+                "run",
+                "--quiet",
+                "--no-usage-report",
+                "--execution-segment",
+                f"{cuts[i]}:{cuts[i + 1]}",
+                "--execution-segment-sequence",
+                sequence,
+                str(script),
+            ],
             env={**os.environ, "TARGET_URL": url, "K6_NO_USAGE_REPORT": "true"},
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for i in range(runners)
     ]
@@ -223,9 +253,11 @@ def test_counters_and_sequential_rows_are_unique_across_runners(server, k6_bundl
 def test_unique_rows_give_each_vu_its_own_row(server, k6_bundle, tmp_path):
     data = tmp_path / "hosts.csv"
     data.write_text("host,zone\n" + "".join(f"h{i},z{i % 3}\n" for i in range(10)))
-    scenario = one(post("/u", json={"host": "{{row.host}}", "zone": "{{row.zone}}"}),
-                   SharedIterations(vus=5, iterations=50),
-                   variables={"row": gen.rows(data, mode="unique")})
+    scenario = one(
+        post("/u", json={"host": "{{row.host}}", "zone": "{{row.zone}}"}),
+        SharedIterations(vus=5, iterations=50),
+        variables={"row": gen.rows(data, mode="unique")},
+    )
     result = run_k6(k6_bundle(scenario), {"TARGET_URL": server.url})
     assert result.exit_code == 0, result.stderr
     rows = server.bodies("/u")
@@ -234,11 +266,10 @@ def test_unique_rows_give_each_vu_its_own_row(server, k6_bundle, tmp_path):
 
 
 def test_think_time_paces_the_journey(server, k6_bundle):
-    from stressbed import think_constant
-
     flow = journey(get("/a"), get("/b"), think=think_constant("300ms"))
-    result = run_k6(k6_bundle(one(flow, SharedIterations(vus=1, iterations=3))),
-                    {"TARGET_URL": server.url})
+    result = run_k6(
+        k6_bundle(one(flow, SharedIterations(vus=1, iterations=3))), {"TARGET_URL": server.url}
+    )
     assert result.exit_code == 0, result.stderr
     assert result.metric("iteration_duration")["min"] >= 300
 
@@ -252,8 +283,9 @@ def test_missing_target_url_stops_before_any_request(server, k6_bundle):
 
 def test_constant_vus_profile_runs_for_its_duration(server, k6_bundle):
     started = time.monotonic()
-    result = run_k6(k6_bundle(one(get("/x"), ConstantVUs(vus=2, duration="2s"))),
-                    {"TARGET_URL": server.url})
+    result = run_k6(
+        k6_bundle(one(get("/x"), ConstantVUs(vus=2, duration="2s"))), {"TARGET_URL": server.url}
+    )
     assert result.exit_code == 0, result.stderr
     assert 2.0 <= time.monotonic() - started < 15
     assert result.metric("vus_max")["max"] == 2

@@ -22,8 +22,13 @@ from stressbed import (
 
 
 def scenario(flow, variables=None, profile=None, **kwargs) -> Scenario:
-    return Scenario("s", description="d", variables=variables,
-                    workloads=[Workload("w", flow, profile or ConstantVUs(2, "1s"))], **kwargs)
+    return Scenario(
+        "s",
+        description="d",
+        variables=variables,
+        workloads=[Workload("w", flow, profile or ConstantVUs(2, "1s"))],
+        **kwargs,
+    )
 
 
 def test_a_reference_to_an_undefined_variable_names_scenario_field_and_known_names():
@@ -94,8 +99,11 @@ def test_a_missing_data_file_is_reported_with_its_path(tmp_path: Path):
 
 @pytest.mark.parametrize(
     ("content", "suffix", "expected"),
-    [("", ".csv", "at least one row"), ("{}", ".json", "a list of rows"),
-     ("[", ".json", "valid JSON")],
+    [
+        ("", ".csv", "at least one row"),
+        ("{}", ".json", "a list of rows"),
+        ("[", ".json", "valid JSON"),
+    ],
 )
 def test_unusable_data_files_are_rejected(tmp_path: Path, content, suffix, expected):
     data = tmp_path / f"d{suffix}"
@@ -115,8 +123,11 @@ def test_unusable_data_files_are_rejected(tmp_path: Path, content, suffix, expec
     ],
 )
 def test_scenario_fields_are_validated(kwargs, field):
-    args = {"description": "d", "workloads": [Workload("w", get("/"), ConstantVUs(1, "1s"))],
-            **kwargs}
+    args = {
+        "description": "d",
+        "workloads": [Workload("w", get("/"), ConstantVUs(1, "1s"))],
+        **kwargs,
+    }
     with pytest.raises(ConfigError) as info:
         Scenario("s", **args)
     assert info.value.field == field
@@ -134,14 +145,29 @@ def test_workload_names_are_k6_scenario_names_and_unique():
 def test_options_hold_every_workload_threshold_and_extra_option():
     a = Workload("a", get("/a"), ConstantVUs(1, "10s"))
     b = Workload("b", get("/b"), SharedIterations(2, 4), start_time="10s", graceful_stop="0s")
-    made = Scenario("s", description="d", workloads=[a, b],
-                    k6_options={"userAgent": "stressbed-test", "noConnectionReuse": True})
+    made = Scenario(
+        "s",
+        description="d",
+        workloads=[a, b],
+        k6_options={"userAgent": "stressbed-test", "noConnectionReuse": True},
+    )
     options = made.k6_options_dict()
     assert options["scenarios"] == {
-        "a": {"executor": "constant-vus", "vus": 1, "duration": "10s", "startTime": "0s",
-              "gracefulStop": "30s"},
-        "b": {"executor": "shared-iterations", "vus": 2, "iterations": 4, "maxDuration": "10m",
-              "startTime": "10s", "gracefulStop": "0s"},
+        "a": {
+            "executor": "constant-vus",
+            "vus": 1,
+            "duration": "10s",
+            "startTime": "0s",
+            "gracefulStop": "30s",
+        },
+        "b": {
+            "executor": "shared-iterations",
+            "vus": 2,
+            "iterations": 4,
+            "maxDuration": "10m",
+            "startTime": "10s",
+            "gracefulStop": "0s",
+        },
     }
     assert options["userAgent"] == "stressbed-test"
     assert made.peak_vus() == 3

@@ -30,18 +30,27 @@ from .conftest import needs_k6, run_k6
     ("made", "key", "expression"),
     [
         (latency("p(95) < 500ms"), "http_req_duration", "p(95)<500"),
-        (latency("p(99.9)<=1.5s", request="report"), "http_req_duration{name:report}",
-         "p(99.9)<=1500"),
+        (
+            latency("p(99.9)<=1.5s", request="report"),
+            "http_req_duration{name:report}",
+            "p(99.9)<=1500",
+        ),
         (latency("avg < 200us", metric="iteration_duration"), "iteration_duration", "avg<0.2"),
         (error_rate("< 0.5%"), "http_req_failed", "rate<0.005"),
-        (error_rate("rate < 0.01", workload="ingest"), "http_req_failed{scenario:ingest}",
-         "rate<0.01"),
+        (
+            error_rate("rate < 0.01", workload="ingest"),
+            "http_req_failed{scenario:ingest}",
+            "rate<0.01",
+        ),
         (request_rate("> 1000/s"), "http_reqs", "rate>1000"),
         (request_rate(">= 60/m"), "http_reqs", "rate>=1"),
         (check_rate("> 99%"), "checks", "rate>0.99"),
         (threshold("http_req_waiting", "p(90) < 200"), "http_req_waiting", "p(90)<200"),
-        (threshold("my_counter", "count>=10", tags={"kind": "x"}), "my_counter{kind:x}",
-         "count>=10"),
+        (
+            threshold("my_counter", "count>=10", tags={"kind": "x"}),
+            "my_counter{kind:x}",
+            "count>=10",
+        ),
     ],
 )
 def test_thresholds_become_k6_keys_and_expressions(made, key, expression):
@@ -63,10 +72,16 @@ def test_abort_on_fail_and_delay_render_as_k6_objects():
         (lambda: latency("rate < 5ms"), "latency", "a trend aggregation"),
         (lambda: error_rate("< 150%"), "error_rate", "between 0% and 100%"),
         (lambda: request_rate("> lots"), "request_rate", "a rate like '1000/s'"),
-        (lambda: threshold("http_reqs", "p(95)<1"), "threshold http_reqs",
-         "count or rate on a counter metric"),
-        (lambda: threshold("http_req_failed", "avg<1"), "threshold http_req_failed",
-         "rate on a rate metric"),
+        (
+            lambda: threshold("http_reqs", "p(95)<1"),
+            "threshold http_reqs",
+            "count or rate on a counter metric",
+        ),
+        (
+            lambda: threshold("http_req_failed", "avg<1"),
+            "threshold http_req_failed",
+            "rate on a rate metric",
+        ),
         (lambda: threshold("x", "p(95) <"), "threshold.expression", "k6 syntax"),
         (lambda: threshold("bad metric", "rate<1"), "threshold.metric", "a k6 metric name"),
         (lambda: threshold("x", "p(101)<1"), "threshold x", "a percentile between 0 and 100"),
@@ -83,8 +98,16 @@ def test_bad_thresholds_name_the_field_and_what_is_allowed(build, field, expecte
 
 @pytest.mark.parametrize(
     ("op", "observed", "passes"),
-    [("<", 1.0, True), ("<", 2.0, False), ("<=", 2.0, True), (">", 2.0, False),
-     (">=", 2.0, True), ("==", 2.0, True), ("===", 2.0, True), ("!=", 2.0, False)],
+    [
+        ("<", 1.0, True),
+        ("<", 2.0, False),
+        ("<=", 2.0, True),
+        (">", 2.0, False),
+        (">=", 2.0, True),
+        ("==", 2.0, True),
+        ("===", 2.0, True),
+        ("!=", 2.0, False),
+    ],
 )
 def test_passes_follows_k6_operators(op, observed, passes):
     assert threshold("x", f"value{op}2").passes(observed) is passes
@@ -97,20 +120,32 @@ def test_a_missing_observation_fails():
 def test_thresholds_must_select_known_requests_and_workloads():
     flow = mix((get("/a", name="a"), 1), (get("/b", name="b"), 1))
     with pytest.raises(ConfigError) as info:
-        Scenario("s", description="d", workloads=[Workload("w", flow, ConstantVUs(1, "1s"))],
-                 thresholds=[latency("p(95) < 1s", request="c")])
+        Scenario(
+            "s",
+            description="d",
+            workloads=[Workload("w", flow, ConstantVUs(1, "1s"))],
+            thresholds=[latency("p(95) < 1s", request="c")],
+        )
     assert str(info.value) == (
         "scenario 's': thresholds[0].request: got 'c'; expected a request name (a, b)"
     )
     with pytest.raises(ConfigError, match=r"a workload name \(w\)"):
-        Scenario("s", description="d", workloads=[Workload("w", flow, ConstantVUs(1, "1s"))],
-                 thresholds=[error_rate("< 1%", workload="other")])
+        Scenario(
+            "s",
+            description="d",
+            workloads=[Workload("w", flow, ConstantVUs(1, "1s"))],
+            thresholds=[error_rate("< 1%", workload="other")],
+        )
 
 
 def _scenario(thresholds, flow=None, iterations=20):
     flow = flow or mix((get("/ok", name="ok"), 1), (get("/bad", name="bad"), 1))
-    return Scenario("thr", description="thresholds", thresholds=thresholds,
-                    workloads=[Workload("w", flow, SharedIterations(vus=2, iterations=iterations))])
+    return Scenario(
+        "thr",
+        description="thresholds",
+        thresholds=thresholds,
+        workloads=[Workload("w", flow, SharedIterations(vus=2, iterations=iterations))],
+    )
 
 
 @needs_k6
@@ -129,8 +164,10 @@ def _scenario(thresholds, flow=None, iterations=20):
 )
 def test_k6_judges_rendered_thresholds(server, k6_bundle, thresholds, exit_code, crossed):
     server.route("/bad", status=500)
-    flow = mix((get("/ok", name="ok", checks=[check.status(200)]), 1),
-               (get("/bad", name="bad", checks=[check.status(200)]), 1))
+    flow = mix(
+        (get("/ok", name="ok", checks=[check.status(200)]), 1),
+        (get("/bad", name="bad", checks=[check.status(200)]), 1),
+    )
     result = run_k6(k6_bundle(_scenario(thresholds, flow)), {"TARGET_URL": server.url})
     assert result.exit_code == exit_code, result.stderr
     if crossed:
@@ -142,7 +179,8 @@ def test_k6_judges_rendered_thresholds(server, k6_bundle, thresholds, exit_code,
 def test_abort_on_fail_stops_the_test_early(server, k6_bundle):
     server.route("/bad", status=500)
     scenario = Scenario(
-        "abort", description="aborts",
+        "abort",
+        description="aborts",
         thresholds=[error_rate("< 1%", abort_on_fail=True)],
         workloads=[Workload("w", get("/bad"), ConstantVUs(vus=1, duration="30s"))],
     )
