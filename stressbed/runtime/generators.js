@@ -2,7 +2,7 @@
 import exec from 'k6/execution';
 import { SharedArray } from 'k6/data';
 import { readEnv } from './env.js';
-import { makePicker } from './sampler.js';
+import { weightedIndex } from './sampler.js';
 import { constant } from './fn.js';
 
 const HEX = '0123456789abcdef';
@@ -55,9 +55,11 @@ const GENERATORS = {
       : () => truncatedNormal(p.mean, p.sd, p.min, p.max),
 
   choice: (p) => {
-    const pick = makePicker(p.weights, 'random');
     const values = p.values;
-    return () => values[pick()];
+    const n = values.length;
+    if (p.weights.every((w) => w === p.weights[0])) return () => values[(Math.random() * n) | 0];
+    const index = weightedIndex(p.weights);
+    return () => values[index(Math.random())];
   },
 
   // Unique across VUs and fleet runners: exec.vu.idInTest is global under execution segments.
@@ -87,6 +89,14 @@ const GENERATORS = {
   repeat: (p, ctx, compileValue) => {
     const count = compileValue(p.count, ctx);
     const item = compileValue(p.item, ctx);
+    if (count.isConstant) {
+      const n = count.value;
+      return (scope) => {
+        const out = new Array(n);
+        for (let i = 0; i < n; i++) out[i] = item(scope);
+        return out;
+      };
+    }
     return (scope) => {
       const n = count(scope);
       const out = new Array(n);

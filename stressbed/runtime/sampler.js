@@ -7,10 +7,10 @@
 
 const GOLDEN = 0.6180339887498949;
 
-export function makePicker(weights, sampling) {
+// The tables of a weighted choice: `index(u)` maps u in [0, 1) to an entry in O(1).
+export function weightedIndex(weights) {
   const n = weights.length;
   if (n === 0) throw new Error('a weighted choice needs at least one weight');
-  if (n === 1) return () => 0;
   let total = 0;
   for (const w of weights) {
     if (!(w > 0) || !Number.isFinite(w)) throw new Error(`weights must be finite and > 0, got ${w}`);
@@ -29,17 +29,30 @@ export function makePicker(weights, sampling) {
     while (cumulative[i] <= j / size) i++;
     guide[j] = i;
   }
-  const pick = (u) => {
+  return (u) => {
     let i = guide[(u * size) | 0];
     while (cumulative[i] <= u) i++;
     return i;
   };
-  if (sampling === 'random') return () => pick(Math.random());
+}
+
+function uniform(weights) {
+  return weights.every((w) => w === weights[0]);
+}
+
+// A function returning the next entry index, per `sampling` ("balanced" or "random").
+export function makePicker(weights, sampling) {
+  const index = weightedIndex(weights);
+  const n = weights.length;
+  if (n === 1) return () => 0;
+  if (sampling === 'random') {
+    return uniform(weights) ? () => (Math.random() * n) | 0 : () => index(Math.random());
+  }
   if (sampling !== 'balanced') throw new Error(`unknown sampling ${JSON.stringify(sampling)}`);
   let u = Math.random();
   return () => {
     u += GOLDEN;
     if (u >= 1) u -= 1;
-    return pick(u);
+    return index(u);
   };
 }

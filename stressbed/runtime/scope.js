@@ -39,23 +39,30 @@ export class Slots {
   }
 }
 
+// Values carry the number of the iteration that computed them, so starting an iteration is
+// one increment rather than a new array.
 export class Scope {
   constructor(producers) {
     this.producers = producers;
     this.values = new Array(producers.length);
+    this.stamps = new Float64Array(producers.length);
+    this.iteration = 1;
   }
 
   reset() {
-    this.values = new Array(this.producers.length);
+    this.iteration++;
   }
 
   get(slot) {
-    const value = this.values[slot];
-    if (value !== UNSET) return value;
-    return (this.values[slot] = this.producers[slot](this));
+    if (this.stamps[slot] === this.iteration) return this.values[slot];
+    const value = this.producers[slot](this);
+    this.values[slot] = value;
+    this.stamps[slot] = this.iteration;
+    return value;
   }
 
   set(slot, value) {
     this.values[slot] = value;
+    this.stamps[slot] = this.iteration;
   }
 }
