@@ -1,0 +1,43 @@
+"""The README stays true: its example scenario builds and renders, its error line is real."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from stressbed import ConfigError, catalog, render
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+def _example() -> str:
+    (code,) = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    return code
+
+
+def test_the_readme_example_builds_and_renders(tmp_path: Path):
+    (tmp_path / "hosts.csv").write_text("host\n" + "".join(f"h{i}\n" for i in range(300)))
+    module = tmp_path / "mine.py"
+    module.write_text(_example())
+    scenario = catalog.load(str(module))
+    assert scenario.name == "mine"
+    bundle = render(scenario, tmp_path / "out")
+    assert bundle.script.is_file()
+
+
+def test_the_readme_error_line_is_what_stressbed_prints(tmp_path: Path):
+    (tmp_path / "hosts.csv").write_text("host\n" + "".join(f"h{i}\n" for i in range(300)))
+    module = tmp_path / "mine.py"
+    module.write_text(_example().replace('"/v1/tasks/{{task_id}}"', '"/v1/tasks/{{task}}"'))
+    with pytest.raises(ConfigError) as info:
+        catalog.load(str(module))
+    line = f"stressbed: error: {info.value}"
+    assert line in README.read_text()
+
+
+def test_the_readme_shows_the_two_commands():
+    text = README.read_text()
+    assert "nox -s stress" in text
+    assert "nox -s tests" in text
