@@ -134,20 +134,14 @@ class ConstantArrivalRate(Profile):
     max_vus: int | None = None
     time_unit: str = "1s"
     executor: ClassVar[str] = "constant-arrival-rate"
+    _peak: int = field(init=False, repr=False, compare=False)
     _ms: float = field(init=False, repr=False, compare=False)
     _unit_ms: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _count(f"{self.executor}.rate", self.rate)
-        _count(f"{self.executor}.pre_allocated_vus", self.pre_allocated_vus)
-        if self.max_vus is not None:
-            _count(f"{self.executor}.max_vus", self.max_vus)
-            if self.max_vus < self.pre_allocated_vus:
-                raise ConfigError(
-                    f"{self.executor}.max_vus",
-                    self.max_vus,
-                    f"an integer >= pre_allocated_vus ({self.pre_allocated_vus})",
-                )
+        peak = _vu_pool(self.executor, self.pre_allocated_vus, self.max_vus)
+        object.__setattr__(self, "_peak", peak)
         object.__setattr__(
             self, "_ms", parse_duration_ms(self.duration, f"{self.executor}.duration")
         )
@@ -166,7 +160,7 @@ class ConstantArrivalRate(Profile):
         }
 
     def peak_vus(self) -> int:
-        return self.max_vus if self.max_vus is not None else self.pre_allocated_vus
+        return self._peak
 
     def duration_ms(self) -> float:
         return self._ms
@@ -182,20 +176,14 @@ class RampingArrivalRate(Profile):
     start_rate: int = 0
     time_unit: str = "1s"
     executor: ClassVar[str] = "ramping-arrival-rate"
+    _peak: int = field(init=False, repr=False, compare=False)
     _stages: tuple[Stage, ...] = field(init=False, repr=False, compare=False)
     _unit_ms: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _count(f"{self.executor}.start_rate", self.start_rate, allow_zero=True)
-        _count(f"{self.executor}.pre_allocated_vus", self.pre_allocated_vus)
-        if self.max_vus is not None:
-            _count(f"{self.executor}.max_vus", self.max_vus)
-            if self.max_vus < self.pre_allocated_vus:
-                raise ConfigError(
-                    f"{self.executor}.max_vus",
-                    self.max_vus,
-                    f"an integer >= pre_allocated_vus ({self.pre_allocated_vus})",
-                )
+        peak = _vu_pool(self.executor, self.pre_allocated_vus, self.max_vus)
+        object.__setattr__(self, "_peak", peak)
         object.__setattr__(self, "_stages", _stages(self.stages, self.executor))
         object.__setattr__(
             self, "_unit_ms", parse_duration_ms(self.time_unit, f"{self.executor}.time_unit")
@@ -216,20 +204,19 @@ class RampingArrivalRate(Profile):
         }
 
     def peak_vus(self) -> int:
-        return self.max_vus if self.max_vus is not None else self.pre_allocated_vus
+        return self._peak
 
     def duration_ms(self) -> float:
         return sum(s.duration_ms for s in self._stages)
 
 
 @dataclass(frozen=True)
-class PerVUIterations(Profile):
-    """Each of ``vus`` VUs runs ``iterations`` iterations, within ``max_duration``."""
+class _Iterations(Profile):
+    """A fixed number of iterations, within ``max_duration``."""
 
     vus: int
     iterations: int
     max_duration: str = "10m"
-    executor: ClassVar[str] = "per-vu-iterations"
     _ms: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -255,41 +242,41 @@ class PerVUIterations(Profile):
 
 
 @dataclass(frozen=True)
-class SharedIterations(Profile):
+class PerVUIterations(_Iterations):
+    """Each of ``vus`` VUs runs ``iterations`` iterations, within ``max_duration``."""
+
+    executor: ClassVar[str] = "per-vu-iterations"
+
+
+@dataclass(frozen=True)
+class SharedIterations(_Iterations):
     """``iterations`` iterations in all, shared by ``vus`` VUs, within ``max_duration``."""
 
-    vus: int
-    iterations: int
-    max_duration: str = "10m"
     executor: ClassVar[str] = "shared-iterations"
-    _ms: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        _count(f"{self.executor}.vus", self.vus)
-        _count(f"{self.executor}.iterations", self.iterations)
+        super().__post_init__()
         if self.iterations < self.vus:
             raise ConfigError(
                 f"{self.executor}.iterations",
                 self.iterations,
                 f"an integer >= vus ({self.vus}), as k6 requires",
             )
-        object.__setattr__(
-            self, "_ms", parse_duration_ms(self.max_duration, f"{self.executor}.max_duration")
+
+
+def _vu_pool(executor: str, pre_allocated: object, maximum: object) -> int:
+    """Validate an arrival-rate executor's VU pool; its peak (maxVUs defaults to preAllocated)."""
+    _count(f"{executor}.pre_allocated_vus", pre_allocated)
+    assert isinstance(pre_allocated, int)
+    if maximum is None:
+        return pre_allocated
+    _count(f"{executor}.max_vus", maximum)
+    assert isinstance(maximum, int)
+    if maximum < pre_allocated:
+        raise ConfigError(
+            f"{executor}.max_vus", maximum, f"an integer >= pre_allocated_vus ({pre_allocated})"
         )
-
-    def to_k6(self) -> dict[str, object]:
-        return {
-            "executor": self.executor,
-            "vus": self.vus,
-            "iterations": self.iterations,
-            "maxDuration": format_duration(self._ms),
-        }
-
-    def peak_vus(self) -> int:
-        return self.vus
-
-    def duration_ms(self) -> float:
-        return self._ms
+    return maximum
 
 
 def _count(name: str, value: object, *, allow_zero: bool = False) -> None:

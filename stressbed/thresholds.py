@@ -18,12 +18,14 @@ import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 from ._units import format_duration, parse_duration_ms, parse_per_second, parse_percent
 from .errors import ConfigError
 
 __all__ = [
     "BUILTIN_METRICS",
+    "Selection",
     "Threshold",
     "check_rate",
     "error_rate",
@@ -123,16 +125,22 @@ class Threshold:
         return spec
 
 
-def threshold(
-    metric: str,
-    expression: str,
-    *,
-    tags: Mapping[str, str] | None = None,
-    request: str | None = None,
-    workload: str | None = None,
-    abort_on_fail: bool = False,
-    delay: str | None = None,
-) -> Threshold:
+class Selection(TypedDict, total=False):
+    """What every threshold constructor accepts besides its expression."""
+
+    #: Only the requests with this name (the ``name`` tag).
+    request: str
+    #: Only this workload (the ``scenario`` tag).
+    workload: str
+    #: Any other tags, e.g. ``{"status": "500"}``.
+    tags: Mapping[str, str]
+    #: Stop the whole test as soon as the threshold fails.
+    abort_on_fail: bool
+    #: With ``abort_on_fail``: how long after the start to begin judging.
+    delay: str
+
+
+def threshold(metric: str, expression: str, **options: Unpack[Selection]) -> Threshold:
     """A raw k6 threshold: ``expression`` is k6's syntax (``"p(95)<500"``, ``"rate<0.01"``)."""
     match = _RAW.fullmatch(expression) if isinstance(expression, str) else None
     if not match:
@@ -140,121 +148,39 @@ def threshold(
             "threshold.expression", expression, "k6 syntax like 'p(95)<500' or 'rate<0.01'"
         )
     aggregation, op, value = match.groups()
-    return _build(
-        metric,
-        _agg(aggregation),
-        op,
-        float(value),
-        tags=tags,
-        request=request,
-        workload=workload,
-        abort_on_fail=abort_on_fail,
-        delay=delay,
-        label=expression.strip(),
-    )
+    return _build(metric, _agg(aggregation), op, float(value), label=expression, options=options)
 
 
 def latency(
-    spec: str,
-    *,
-    metric: str = "http_req_duration",
-    request: str | None = None,
-    workload: str | None = None,
-    tags: Mapping[str, str] | None = None,
-    abort_on_fail: bool = False,
-    delay: str | None = None,
+    spec: str, *, metric: str = "http_req_duration", **options: Unpack[Selection]
 ) -> Threshold:
     """A latency SLO with units: ``"p(95) < 500ms"``, ``"avg < 0.2s"``, ``"max < 2s"``."""
     aggregation, op, text = _typed(spec, "latency", "'p(95) < 500ms'", default=None)
     if aggregation in ("count", "rate", "value"):
         raise ConfigError("latency", spec, "a trend aggregation: avg, min, max, med or p(N)")
     value = parse_duration_ms(text, "latency", allow_zero=True)
-    return _build(
-        metric,
-        aggregation,
-        op,
-        value,
-        tags=tags,
-        request=request,
-        workload=workload,
-        abort_on_fail=abort_on_fail,
-        delay=delay,
-        label=spec,
-    )
+    return _build(metric, aggregation, op, value, label=spec, options=options)
 
 
-def error_rate(
-    spec: str,
-    *,
-    request: str | None = None,
-    workload: str | None = None,
-    abort_on_fail: bool = False,
-    delay: str | None = None,
-) -> Threshold:
+def error_rate(spec: str, **options: Unpack[Selection]) -> Threshold:
     """The share of failed requests (``http_req_failed``): ``"< 0.5%"``."""
     _, op, text = _typed(spec, "error_rate", "'< 0.5%'", default="rate")
     value = parse_percent(_maybe_number(text), "error_rate")
-    return _build(
-        "http_req_failed",
-        "rate",
-        op,
-        value,
-        tags=None,
-        request=request,
-        workload=workload,
-        abort_on_fail=abort_on_fail,
-        delay=delay,
-        label=spec,
-    )
+    return _build("http_req_failed", "rate", op, value, label=spec, options=options)
 
 
-def check_rate(
-    spec: str,
-    *,
-    workload: str | None = None,
-    abort_on_fail: bool = False,
-    delay: str | None = None,
-) -> Threshold:
+def check_rate(spec: str, **options: Unpack[Selection]) -> Threshold:
     """The share of passing checks (``checks``): ``"> 99%"``."""
     _, op, text = _typed(spec, "check_rate", "'> 99%'", default="rate")
     value = parse_percent(_maybe_number(text), "check_rate")
-    return _build(
-        "checks",
-        "rate",
-        op,
-        value,
-        tags=None,
-        request=None,
-        workload=workload,
-        abort_on_fail=abort_on_fail,
-        delay=delay,
-        label=spec,
-    )
+    return _build("checks", "rate", op, value, label=spec, options=options)
 
 
-def request_rate(
-    spec: str,
-    *,
-    request: str | None = None,
-    workload: str | None = None,
-    abort_on_fail: bool = False,
-    delay: str | None = None,
-) -> Threshold:
+def request_rate(spec: str, **options: Unpack[Selection]) -> Threshold:
     """Requests per second over the whole run (``http_reqs`` rate): ``"> 1000/s"``."""
     _, op, text = _typed(spec, "request_rate", "'> 1000/s'", default="rate")
     value = parse_per_second(_maybe_number(text), "request_rate")
-    return _build(
-        "http_reqs",
-        "rate",
-        op,
-        value,
-        tags=None,
-        request=request,
-        workload=workload,
-        abort_on_fail=abort_on_fail,
-        delay=delay,
-        label=spec,
-    )
+    return _build("http_reqs", "rate", op, value, label=spec, options=options)
 
 
 def _typed(spec: object, field: str, example: str, *, default: str | None) -> tuple[str, str, str]:
@@ -267,18 +193,13 @@ def _typed(spec: object, field: str, example: str, *, default: str | None) -> tu
 
 
 def _build(
-    metric: str,
-    aggregation: str,
-    op: str,
-    value: float,
-    *,
-    tags: Mapping[str, str] | None,
-    request: str | None,
-    workload: str | None,
-    abort_on_fail: bool,
-    delay: str | None,
-    label: str,
+    metric: str, aggregation: str, op: str, value: float, *, label: str, options: Selection
 ) -> Threshold:
+    unknown = set(options) - set(Selection.__annotations__)
+    if unknown:
+        raise ConfigError(
+            "threshold", sorted(unknown)[0], "options " + ", ".join(Selection.__annotations__)
+        )
     if not isinstance(metric, str) or not _METRIC.fullmatch(metric):
         raise ConfigError("threshold.metric", metric, "a k6 metric name (letters, digits, _)")
     if aggregation.startswith("p(") and not 0 <= float(aggregation[2:-1]) <= 100:
@@ -288,11 +209,13 @@ def _build(
         raise ConfigError(
             f"threshold {metric}", aggregation, f"{_AGGREGATIONS[kind]} on a {kind} metric"
         )
-    selector = dict(tags or {})
-    if request is not None:
-        selector["name"] = request
-    if workload is not None:
-        selector["scenario"] = workload
+    selector = dict(options.get("tags") or {})
+    if options.get("request") is not None:
+        selector["name"] = options["request"]
+    if options.get("workload") is not None:
+        selector["scenario"] = options["workload"]
+    abort_on_fail = options.get("abort_on_fail", False)
+    delay = options.get("delay")
     for key, val in selector.items():
         if not isinstance(key, str) or not _TAG.fullmatch(key):
             raise ConfigError("threshold.tags", key, "a tag name without '{', '}', ':' or ','")
