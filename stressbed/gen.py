@@ -62,6 +62,7 @@ class Generator:
     """Base of every generator: a kind, its parameters and the nodes it holds."""
 
     kind: ClassVar[str]
+    is_value_node: ClassVar[bool] = True
 
     def params(self) -> dict[str, object]:
         return {}

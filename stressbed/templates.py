@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import ClassVar
 
 from .errors import ConfigError
 
@@ -27,6 +28,7 @@ class Ref:
 
     name: str
     path: tuple[str, ...] = ()
+    is_value_node: ClassVar[bool] = True
 
     def refs(self) -> Iterator[Ref]:
         yield self
@@ -43,6 +45,7 @@ class Template:
     """Literal text interleaved with references. Always holds at least one reference."""
 
     parts: tuple[str | Ref, ...]
+    is_value_node: ClassVar[bool] = True
 
     def refs(self) -> Iterator[Ref]:
         for part in self.parts:

@@ -20,7 +20,7 @@ import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeAlias, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeAlias, runtime_checkable
 
 from .errors import ConfigError
 from .templates import IDENTIFIER, Literal, Ref, parse_template
@@ -39,7 +39,12 @@ __all__ = [
 
 @runtime_checkable
 class ValueNode(Protocol):
-    """Anything that can stand in a request: it lists its references and serialises."""
+    """Anything that can stand in a request: it lists its references and serialises.
+
+    ``is_value_node`` tells value nodes from other objects that also serialise (a request).
+    """
+
+    is_value_node: ClassVar[bool]
 
     def refs(self) -> Iterator[Ref]: ...
 
@@ -51,6 +56,7 @@ class Const:
     """A constant JSON value, held as canonical JSON text so it cannot be mutated later."""
 
     json_text: str
+    is_value_node: ClassVar[bool] = True
 
     @classmethod
     def of(cls, value: object) -> Const:
@@ -70,6 +76,7 @@ class Const:
 @dataclass(frozen=True)
 class Obj:
     items: tuple[tuple[str, Node], ...]
+    is_value_node: ClassVar[bool] = True
 
     def refs(self) -> Iterator[Ref]:
         for _, node in self.items:
@@ -82,6 +89,7 @@ class Obj:
 @dataclass(frozen=True)
 class Arr:
     items: tuple[Node, ...]
+    is_value_node: ClassVar[bool] = True
 
     def refs(self) -> Iterator[Ref]:
         for node in self.items:

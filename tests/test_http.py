@@ -95,6 +95,7 @@ def test_bytes_bodies_travel_as_base64():
         (lambda: post("/", json={"x": float("nan")}), "json.x"),
         (lambda: post("/", json={1: "x"}), "json"),
         (lambda: post("/", json={"x": object()}), "json.x"),
+        (lambda: post("/", json={"x": get("/")}), "json.x"),
     ],
 )
 def test_bad_requests_name_the_field(build, field):
