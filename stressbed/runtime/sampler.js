@@ -7,8 +7,9 @@
 
 const GOLDEN = 0.6180339887498949;
 
-// The tables of a weighted choice: `index(u)` maps u in [0, 1) to an entry in O(1).
-export function weightedIndex(weights) {
+// The tables of a weighted choice: a cumulative table and a guide table into it, so that
+// mapping u in [0, 1) to an entry takes O(1) steps on average.
+function tables(weights) {
   const n = weights.length;
   if (n === 0) throw new Error('a weighted choice needs at least one weight');
   let total = 0;
@@ -29,6 +30,12 @@ export function weightedIndex(weights) {
     while (cumulative[i] <= j / size) i++;
     guide[j] = i;
   }
+  return { cumulative, guide, size };
+}
+
+// `index(u)` maps u in [0, 1) to an entry with probability proportional to its weight.
+export function weightedIndex(weights) {
+  const { cumulative, guide, size } = tables(weights);
   return (u) => {
     let i = guide[(u * size) | 0];
     while (cumulative[i] <= u) i++;
@@ -43,6 +50,7 @@ function uniform(weights) {
 // A function returning the next entry index, per `sampling` ("balanced" or "random").
 export function makePicker(weights, sampling) {
   const index = weightedIndex(weights);
+  const { cumulative, guide, size } = tables(weights);
   const n = weights.length;
   if (n === 1) return () => 0;
   if (sampling === 'random') {
@@ -50,9 +58,12 @@ export function makePicker(weights, sampling) {
   }
   if (sampling !== 'balanced') throw new Error(`unknown sampling ${JSON.stringify(sampling)}`);
   let u = Math.random();
+  // The lookup is inlined: this runs once per iteration of every mix.
   return () => {
     u += GOLDEN;
     if (u >= 1) u -= 1;
-    return index(u);
+    let i = guide[(u * size) | 0];
+    while (cumulative[i] <= u) i++;
+    return i;
   };
 }
