@@ -12,8 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__, catalog
+from ._live import LiveLine, _terminate_as_interrupt
 from .errors import StressbedError
 from .render import render
+from .report import table
+from .run import RunOptions, execute, plan
 
 __all__ = ["main"]
 
@@ -41,6 +44,32 @@ def build_parser() -> argparse.ArgumentParser:
     render_cmd.add_argument("-o", "--output", required=True, type=Path, metavar="DIR")
     render_cmd.set_defaults(handler=cmd_render)
 
+    run_cmd = commands.add_parser(
+        "run",
+        help="run a scenario with a fleet of k6 runners and judge it on merged results",
+        description="Run a scenario against --target-url with N local k6 runners released "
+        "together; thresholds are judged on the merged fleet data. Exit codes: 0 pass, "
+        "1 thresholds failed, 2 bad input, 3 infrastructure failure, 130 interrupted.",
+    )
+    run_cmd.add_argument("--scenario", required=True, metavar="NAME|PATH")
+    run_cmd.add_argument(
+        "--target-url",
+        required=True,
+        metavar="URL",
+        help="base URL of a running service (no provisioning)",
+    )
+    run_cmd.add_argument("--runners", type=int, default=1, metavar="N")
+    run_cmd.add_argument(
+        "--duration", metavar="D", help="scale the scenario's timeline to last D (e.g. 30s)"
+    )
+    run_cmd.add_argument("--results", type=Path, default=Path("results"), metavar="DIR")
+    run_cmd.add_argument(
+        "--keep-raw",
+        action="store_true",
+        help="keep each runner's raw k6 samples under runners/<i>/samples.csv.gz",
+    )
+    run_cmd.set_defaults(handler=cmd_run)
+
     list_cmd = commands.add_parser("scenarios", help="list the available scenarios")
     list_cmd.set_defaults(handler=cmd_scenarios)
     return parser
@@ -52,6 +81,30 @@ def cmd_render(args: argparse.Namespace) -> int:
     print(f"rendered scenario {scenario.name!r} to {bundle.script}")
     print(f"run it: TARGET_URL=http://127.0.0.1:8080 k6 run {bundle.script}")
     return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    options = RunOptions(
+        scenario=args.scenario,
+        target_url=args.target_url,
+        runners=args.runners,
+        duration=args.duration,
+        results=args.results,
+        keep_raw=args.keep_raw,
+    )
+    the_plan = plan(options)
+    live = LiveLine(sys.stderr)
+    print(
+        f"stressbed: running {the_plan.scenario.name!r} with {the_plan.runners} runner(s) "
+        f"against {the_plan.target_url}",
+        file=sys.stderr,
+    )
+    with _terminate_as_interrupt():
+        report = execute(the_plan, on_progress=live.update)
+    live.close()
+    print(table(report))
+    print(f"results: {the_plan.results / report.run_id}")
+    return report.exit_code
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:

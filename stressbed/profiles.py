@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 from ._units import format_duration, parse_duration_ms
@@ -61,6 +61,10 @@ class Profile(ABC):
     def duration_ms(self) -> float:
         """How long the executor may run, before its graceful stop."""
 
+    @abstractmethod
+    def scaled(self, factor: float) -> Profile:
+        """The same profile with every duration multiplied by ``factor``."""
+
 
 @dataclass(frozen=True)
 class ConstantVUs(Profile):
@@ -83,6 +87,9 @@ class ConstantVUs(Profile):
 
     def duration_ms(self) -> float:
         return self._ms
+
+    def scaled(self, factor: float) -> ConstantVUs:
+        return replace(self, duration=_scale(self._ms, factor))
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,9 @@ class RampingVUs(Profile):
 
     def duration_ms(self) -> float:
         return sum(s.duration_ms for s in self._stages)
+
+    def scaled(self, factor: float) -> RampingVUs:
+        return replace(self, stages=_scale_stages(self._stages, factor))
 
 
 @dataclass(frozen=True)
@@ -164,6 +174,9 @@ class ConstantArrivalRate(Profile):
 
     def duration_ms(self) -> float:
         return self._ms
+
+    def scaled(self, factor: float) -> ConstantArrivalRate:
+        return replace(self, duration=_scale(self._ms, factor))
 
 
 @dataclass(frozen=True)
@@ -209,6 +222,9 @@ class RampingArrivalRate(Profile):
     def duration_ms(self) -> float:
         return sum(s.duration_ms for s in self._stages)
 
+    def scaled(self, factor: float) -> RampingArrivalRate:
+        return replace(self, stages=_scale_stages(self._stages, factor))
+
 
 @dataclass(frozen=True)
 class _Iterations(Profile):
@@ -240,6 +256,10 @@ class _Iterations(Profile):
     def duration_ms(self) -> float:
         return self._ms
 
+    def scaled(self, factor: float) -> _Iterations:
+        # Iterations stay as prescribed; only the time allowed for them scales.
+        return replace(self, max_duration=_scale(self._ms, factor))
+
 
 @dataclass(frozen=True)
 class PerVUIterations(_Iterations):
@@ -262,6 +282,15 @@ class SharedIterations(_Iterations):
                 self.iterations,
                 f"an integer >= vus ({self.vus}), as k6 requires",
             )
+
+
+def _scale(ms: float, factor: float) -> str:
+    # Whole milliseconds, at least 1 ms: k6 rejects sub-millisecond precision in places.
+    return format_duration(max(1.0, round(ms * factor)))
+
+
+def _scale_stages(stages: tuple[Stage, ...], factor: float) -> list[tuple[str, int]]:
+    return [(format_duration(round(s.duration_ms * factor)), s.target) for s in stages]
 
 
 def _vu_pool(executor: str, pre_allocated: object, maximum: object) -> int:

@@ -71,6 +71,20 @@ class Workload:
         """When k6 stops this workload at the latest, graceful stop included."""
         return self._start_ms + self.profile.duration_ms() + self._graceful_ms
 
+    @property
+    def active_end_ms(self) -> float:
+        """When this workload's own timeline ends (graceful stop not included)."""
+        return self._start_ms + self.profile.duration_ms()
+
+    def scaled(self, factor: float) -> Workload:
+        return Workload(
+            self.name,
+            self.flow,
+            self.profile.scaled(factor),
+            start_time=format_duration(round(self._start_ms * factor)),
+            graceful_stop=self.graceful_stop,
+        )
+
     def to_k6(self) -> dict[str, object]:
         return {
             **self.profile.to_k6(),
@@ -140,6 +154,22 @@ class Scenario:
     def duration_ms(self) -> float:
         """When the last workload ends at the latest, graceful stops included."""
         return max(w.end_ms for w in self.workloads)
+
+    def scaled_to(self, duration_ms: float) -> Scenario:
+        """The same scenario with its whole timeline (start times, durations, stages) scaled
+        so that it lasts ``duration_ms`` before graceful stops; iteration counts are kept."""
+        active = max(w.active_end_ms for w in self.workloads)
+        factor = duration_ms / active
+        return Scenario(
+            self.name,
+            description=self.description,
+            workloads=[w.scaled(factor) for w in self.workloads],
+            thresholds=self.thresholds,
+            variables={
+                b.name: PerVU(b.value) if b.scope == "vu" else b.value for b in self.variables
+            },
+            k6_options=json.loads(self.k6_options),
+        )
 
     def data_files(self) -> list[Rows]:
         """Every data-file generator, once each, in order of appearance."""

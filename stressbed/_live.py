@@ -1,0 +1,56 @@
+"""The live progress line of a run, and SIGTERM treated as Ctrl-C."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+from collections.abc import Iterator
+from typing import TextIO
+
+from .fleet import Progress
+
+PLAIN_EVERY_S = 5.0
+
+
+class LiveLine:
+    """One line rewritten in place on a terminal; a plain log line every few seconds else."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self._last_plain = 0.0
+        self._drawn = False
+
+    def update(self, progress: Progress) -> None:
+        text = (
+            f"{progress.elapsed_s:5.0f}s/{progress.total_s:.0f}s  "
+            f"{progress.requests_per_s:8,.0f} req/s  err {progress.error_rate * 100:5.2f}%  "
+            f"p95 {progress.p95_ms:8.2f} ms  VUs {progress.vus:.0f}"
+        )
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + text)
+            self._drawn = True
+        elif time.monotonic() - self._last_plain >= PLAIN_EVERY_S:
+            self._last_plain = time.monotonic()
+            self.stream.write(f"stressbed: {text}\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a CI job cancelled) takes the same path as Ctrl-C: stop, keep, exit 130."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,276 @@
+"""Collecting a runner's results from k6's CSV sample stream, in bounded memory.
+
+k6 writes one CSV line per sample (``--out csv=FIFO``). The collector keeps only additive
+aggregates: per metric (and per tag selector that a threshold uses) a count/sum/min/max and a
+:class:`~stressbed.sketch.Sketch` for trends, counts for counters, passes/total for rates, and
+last/min/max for gauges; per 1 s window the fleet time series needs (requests, failures, a
+latency sketch, VUs). Raw samples are never kept, so memory does not grow with the request
+count. Everything here merges exactly across runners (see :mod:`stressbed.merge`).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from .sketch import Sketch
+from .thresholds import BUILTIN_METRICS
+
+__all__ = [
+    "CSV_COLUMNS",
+    "SYSTEM_TAGS",
+    "Aggregate",
+    "Collector",
+    "Selector",
+    "Window",
+    "parse_selector",
+]
+
+#: Tags k6 attaches to samples; the rest (url, proto, tls_version, ...) only lengthen lines.
+SYSTEM_TAGS = (
+    "check",
+    "error_code",
+    "expected_response",
+    "group",
+    "method",
+    "name",
+    "scenario",
+    "status",
+)
+#: k6's CSV columns with every system tag on; a header line in the stream overrides them.
+CSV_COLUMNS = [
+    *("metric_name", "timestamp", "metric_value", "check", "error", "error_code"),
+    *("expected_response", "group", "method", "name", "proto", "scenario", "service"),
+    *("status", "subproto", "tls_version", "url", "extra_tags", "metadata"),
+]
+_SELECTOR = re.compile(r"([A-Za-z0-9_]+)(?:\{(.*)\})?")
+
+#: Metrics every run aggregates (k6's names); thresholds may add more.
+SUMMARY_METRICS = frozenset(
+    {
+        "checks",
+        "data_received",
+        "data_sent",
+        "dropped_iterations",
+        "group_duration",
+        "http_req_duration",
+        "http_req_failed",
+        "http_reqs",
+        "iteration_duration",
+        "iterations",
+        "vus",
+        "vus_max",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Selector:
+    """A metric restricted to samples carrying all of ``tags`` (``http_req_duration{name:a}``)."""
+
+    metric: str
+    tags: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def key(self) -> str:
+        if not self.tags:
+            return self.metric
+        return self.metric + "{" + ",".join(f"{k}:{v}" for k, v in self.tags) + "}"
+
+
+def parse_selector(key: str) -> Selector:
+    """The selector of a k6 threshold key such as ``http_req_failed{name:report,status:500}``."""
+    match = _SELECTOR.fullmatch(key.strip())
+    if not match:
+        raise ValueError(f"not a k6 metric key: {key!r}")
+    tags: list[tuple[str, str]] = []
+    if match.group(2):
+        for part in match.group(2).split(","):
+            name, _, value = part.partition(":")
+            tags.append((name.strip(), value.strip()))
+    return Selector(match.group(1), tuple(sorted(tags)))
+
+
+@dataclass
+class Aggregate:
+    """Everything the merge needs of one metric (or submetric), whatever its type."""
+
+    kind: str  # trend, counter, rate or gauge
+    sketch: Sketch = field(default_factory=Sketch)
+    total: float = 0.0  # counter sum; rate passes
+    count: int = 0  # samples seen (rate total)
+    last: float = math.nan  # gauge
+    minimum: float = math.inf
+    maximum: float = -math.inf
+
+    def add(self, value: float) -> None:
+        kind = self.kind
+        if kind == "trend":
+            self.sketch.add(value)
+            return
+        self.count += 1
+        if kind == "counter":
+            self.total += value
+        elif kind == "rate":
+            if value != 0:
+                self.total += 1
+        else:
+            self.last = value
+            self.minimum = min(self.minimum, value)
+            self.maximum = max(self.maximum, value)
+
+    def merge(self, other: Aggregate) -> None:
+        self.sketch.merge(other.sketch)
+        self.total += other.total
+        self.count += other.count
+        if not math.isnan(other.last):
+            self.last = other.last if math.isnan(self.last) else self.last + other.last
+        self.minimum = min(self.minimum, other.minimum)
+        self.maximum = max(self.maximum, other.maximum)
+
+    def to_dict(self) -> dict[str, object]:
+        if self.kind == "trend":
+            return {"kind": "trend", "sketch": self.sketch.to_dict()}
+        data: dict[str, object] = {"kind": self.kind, "total": self.total, "count": self.count}
+        if self.kind == "gauge":
+            data.update(
+                last=None if math.isnan(self.last) else self.last,
+                min=None if self.count == 0 else self.minimum,
+                max=None if self.count == 0 else self.maximum,
+            )
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> Aggregate:
+        kind = str(data["kind"])
+        if kind == "trend":
+            sketch = data["sketch"]
+            assert isinstance(sketch, dict)
+            return cls("trend", sketch=Sketch.from_dict(sketch))
+        total, count = data["total"], data["count"]
+        assert isinstance(total, int | float) and isinstance(count, int)
+        agg = cls(kind, total=float(total), count=count)
+        if kind == "gauge":
+            last, low, high = data.get("last"), data.get("min"), data.get("max")
+            agg.last = float(last) if isinstance(last, int | float) else math.nan
+            agg.minimum = float(low) if isinstance(low, int | float) else math.inf
+            agg.maximum = float(high) if isinstance(high, int | float) else -math.inf
+        return agg
+
+
+@dataclass
+class Window:
+    """One second of the run: what the fleet time series shows."""
+
+    requests: int = 0
+    failed: int = 0
+    iterations: int = 0
+    vus: float = 0.0
+    duration: Sketch = field(default_factory=Sketch)
+
+    def merge(self, other: Window) -> None:
+        self.requests += other.requests
+        self.failed += other.failed
+        self.iterations += other.iterations
+        self.vus += other.vus  # VUs of different runners add up
+        self.duration.merge(other.duration)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "requests": self.requests,
+            "failed": self.failed,
+            "iterations": self.iterations,
+            "vus": self.vus,
+            "duration": self.duration.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> Window:
+        duration = data["duration"]
+        assert isinstance(duration, dict)
+        return cls(
+            requests=int(data["requests"]),  # type: ignore[call-overload]
+            failed=int(data["failed"]),  # type: ignore[call-overload]
+            iterations=int(data["iterations"]),  # type: ignore[call-overload]
+            vus=float(data["vus"]),  # type: ignore[arg-type]
+            duration=Sketch.from_dict(duration),
+        )
+
+
+class Collector:
+    """Feeds k6 CSV lines into aggregates; ``selectors`` are the submetrics to keep apart."""
+
+    def __init__(self, selectors: Iterable[Selector] = ()) -> None:
+        self.aggregates: dict[str, Aggregate] = {}
+        self.windows: dict[int, Window] = {}
+        self.samples = 0
+        expected = Selector("http_req_duration", (("expected_response", "true"),))
+        self._selectors = {*selectors, expected}
+        wanted = set(SUMMARY_METRICS) | {s.metric for s in self._selectors}
+        self._wanted = frozenset(m for m in wanted if m in BUILTIN_METRICS)
+        self._submetrics: dict[str, list[tuple[str, list[tuple[int, str]]]]] = {}
+        self._set_header(CSV_COLUMNS)
+
+    def _set_header(self, columns: list[str]) -> None:
+        """Column positions from k6's header line (``--system-tags`` changes the columns)."""
+        index = {name: i for i, name in enumerate(columns)}
+        self._width = len(columns)
+        self._extra = index.get("extra_tags", -1)
+        self._submetrics = {}
+        for selector in self._selectors:
+            if not selector.tags:
+                continue
+            matchers = [(index[k], v) if k in index else (-1, f"{k}={v}") for k, v in selector.tags]
+            self._submetrics.setdefault(selector.metric, []).append((selector.key, matchers))
+
+    def feed_lines(self, lines: Iterable[str]) -> None:
+        wanted = self._wanted
+        for line in lines:
+            metric = line[: line.find(",")]
+            if metric not in wanted:
+                if metric == "metric_name":
+                    self._set_header(line.rstrip("\r\n").split(","))
+                continue
+            row = next(csv.reader((line,))) if '"' in line else line.rstrip("\r\n").split(",")
+            if len(row) < self._width:
+                continue  # a partial line: k6 was killed mid-write
+            self.feed(row)
+
+    def _matches(self, row: list[str], column: int, want: str) -> bool:
+        if column >= 0:
+            return row[column] == want
+        # A custom tag: k6 writes them as name=value pairs joined by '&' in extra_tags.
+        return self._extra >= 0 and want in row[self._extra].split("&")
+
+    def feed(self, row: list[str]) -> None:
+        metric = row[0]
+        value = float(row[2])
+        second = int(row[1])
+        self.samples += 1
+        agg = self.aggregates.get(metric)
+        if agg is None:
+            agg = self.aggregates[metric] = Aggregate(BUILTIN_METRICS[metric])
+        agg.add(value)
+        for key, matchers in self._submetrics.get(metric, ()):
+            if all(self._matches(row, col, want) for col, want in matchers):
+                sub = self.aggregates.get(key)
+                if sub is None:
+                    sub = self.aggregates[key] = Aggregate(agg.kind)
+                sub.add(value)
+        window = self.windows.get(second)
+        if window is None:
+            window = self.windows[second] = Window()
+        if metric == "http_reqs":
+            window.requests += int(value)
+        elif metric == "http_req_failed":
+            if value != 0:
+                window.failed += 1
+        elif metric == "http_req_duration":
+            window.duration.add(value)
+        elif metric == "iterations":
+            window.iterations += int(value)
+        elif metric == "vus":
+            window.vus = max(window.vus, value)

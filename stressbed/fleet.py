@@ -1,0 +1,386 @@
+"""The local fleet: N runner processes released together, watched, and always stopped.
+
+Stages, each a method: spawn every runner (own process group, stdin detached) -> wait until
+each k6 is paused with its VUs initialised -> run setup() once (runner 0) and hand its data to
+every runner -> release all runners at once through k6's REST API (the start skew is measured)
+-> watch: progress, fleet-wide abortOnFail on live merged data, a runner that fails, the
+deadline -> collect every runner's result. Whatever happens, no runner process outlives
+:meth:`LocalFleet.run`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import _k6api as k6api
+from .collect import Aggregate, Window
+from .result import RunnerResult, RunnerStatus
+from .segments import segment
+from .thresholds import Threshold
+
+__all__ = ["FleetOutcome", "FleetSpec", "LocalFleet", "Progress"]
+
+POLL_S = 0.2
+STOP_GRACE_S = 10.0
+
+
+@dataclass(frozen=True)
+class FleetSpec:
+    runners: int
+    keep_raw: bool = False
+    ready_timeout_s: float = 120.0
+    setup_timeout_s: float = 120.0
+
+
+@dataclass
+class Progress:
+    """What the live line shows, from windows every runner has closed."""
+
+    elapsed_s: float
+    total_s: float
+    requests_per_s: float
+    error_rate: float
+    p95_ms: float
+    vus: float
+
+
+@dataclass
+class FleetOutcome:
+    results: list[RunnerResult]
+    started_at: float | None = None
+    start_skew_ms: float | None = None
+    failure: str | None = None  # which runner failed and why
+    aborted_by: Threshold | None = None  # an abortOnFail threshold that failed fleet-wide
+    interrupted: bool = False
+    timed_out: bool = False
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _Member:
+    """One runner process as the fleet sees it."""
+
+    def __init__(self, index: int, proc: subprocess.Popen[bytes], out_dir: Path) -> None:
+        self.index = index
+        self.proc = proc
+        self.out_dir = out_dir
+        self.api: str | None = None
+        self.done: dict[str, Any] | None = None
+        self.windows: dict[int, Window] = {}
+        self.aggregates: dict[str, Aggregate] = {}
+
+
+class LocalFleet:
+    def __init__(
+        self, bundle: Path, out_dir: Path, spec: FleetSpec, env: Mapping[str, str]
+    ) -> None:
+        self.bundle = bundle
+        self.out_dir = out_dir
+        self.spec = spec
+        self.env = dict(env)
+        self.members: list[_Member] = []
+        self.events: queue.Queue[tuple[int, dict[str, Any] | None]] = queue.Queue()
+        self.log: list[dict[str, Any]] = []
+
+    # -- the stages ------------------------------------------------------------------
+
+    def run(
+        self,
+        deadline_s: float,
+        abort_thresholds: Sequence[Threshold] = (),
+        judge: Callable[[Threshold, dict[str, Aggregate], float], bool] | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> FleetOutcome:
+        outcome = FleetOutcome(results=[], events=self.log)
+        try:
+            self._spawn()
+            failure = self._wait_ready()
+            if failure is None:
+                failure = self._setup()
+            if failure is None:
+                outcome.started_at, outcome.start_skew_ms = self._release()
+                self._event("started", skew_ms=round(outcome.start_skew_ms, 3))
+                self._watch(outcome, deadline_s, abort_thresholds, judge, on_progress)
+            else:
+                outcome.failure = failure
+        except KeyboardInterrupt:
+            outcome.interrupted = True
+            self._event("interrupted")
+        finally:
+            self._stop_all()
+        outcome.results = [self._result(m, outcome) for m in self.members]
+        return outcome
+
+    def _spawn(self) -> None:
+        env = {**os.environ, **self.env, "K6_NO_USAGE_REPORT": "true"}
+        for i in range(self.spec.runners):
+            out = self.out_dir / "runners" / str(i)
+            out.mkdir(parents=True, exist_ok=True)
+            command = [
+                sys.executable,
+                "-m",
+                "stressbed.runner",
+                "--bundle",
+                str(self.bundle),
+                "--index",
+                str(i),
+                "--count",
+                str(self.spec.runners),
+                "--out",
+                str(out),
+                "--ready-timeout",
+                str(self.spec.ready_timeout_s),
+            ]
+            if self.spec.keep_raw:
+                command.append("--keep-raw")
+            with (out / "runner.log").open("wb") as log:
+                proc = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    env=env,
+                    start_new_session=True,
+                )
+            member = _Member(i, proc, out)
+            self.members.append(member)
+            threading.Thread(target=self._read, args=(member,), daemon=True).start()
+        self._event("spawned", runners=self.spec.runners)
+
+    def _read(self, member: _Member) -> None:
+        assert member.proc.stdout is not None
+        for line in member.proc.stdout:
+            with contextlib.suppress(ValueError):
+                self.events.put((member.index, json.loads(line)))
+        self.events.put((member.index, None))  # the runner's stdout closed: it exited
+
+    def _wait_ready(self) -> str | None:
+        deadline = time.monotonic() + self.spec.ready_timeout_s + 5
+        waiting = {m.index for m in self.members}
+        while waiting:
+            if time.monotonic() > deadline:
+                limit = self.spec.ready_timeout_s
+                return f"runner {min(waiting)}: k6 was not ready within {limit:g} s"
+            try:
+                index, event = self.events.get(timeout=POLL_S)
+            except queue.Empty:
+                continue
+            member = self.members[index]
+            if event is None or event.get("event") == "done":
+                if event is not None:
+                    member.done = event
+                return f"runner {index}: exited before it was ready ({self._why(member)})"
+            if event.get("event") == "ready":
+                member.api = str(event["api"])
+                waiting.discard(index)
+        self._event("ready", runners=len(self.members))
+        return None
+
+    def _setup(self) -> str | None:
+        first = self.members[0]
+        assert first.api is not None
+        try:
+            data = k6api.run_setup(first.api, self.spec.setup_timeout_s)
+            if data is not None:
+                for member in self.members:
+                    assert member.api is not None
+                    k6api.set_setup_data(member.api, data)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            detail = _k6_error(exc)
+            return f"runner 0: setup() failed: {detail}"
+        self._event("setup", runner=0)
+        return None
+
+    def _release(self) -> tuple[float, float]:
+        """Resume every k6 at once; the skew is the spread of the moments k6 acknowledged."""
+        barrier = threading.Barrier(len(self.members))
+        acked: list[float] = [0.0] * len(self.members)
+
+        def go(member: _Member) -> None:
+            assert member.api is not None
+            barrier.wait()
+            with contextlib.suppress(OSError, ValueError):
+                k6api.resume(member.api)
+            acked[member.index] = time.time()
+
+        threads = [threading.Thread(target=go, args=(m,)) for m in self.members]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return min(acked), (max(acked) - min(acked)) * 1000.0
+
+    def _watch(
+        self,
+        outcome: FleetOutcome,
+        deadline_s: float,
+        abort_thresholds: Sequence[Threshold],
+        judge: Callable[[Threshold, dict[str, Aggregate], float], bool] | None,
+        on_progress: Callable[[Progress], None] | None,
+    ) -> None:
+        started = time.monotonic()
+        deadline = started + deadline_s
+        last_tick = 0.0
+        while any(m.done is None and m.proc.poll() is None for m in self.members):
+            now = time.monotonic()
+            if now > deadline:
+                outcome.timed_out = True
+                self._event("deadline", seconds=round(deadline_s, 1))
+                return
+            try:
+                index, event = self.events.get(timeout=POLL_S)
+            except queue.Empty:
+                index, event = -1, None
+            if index >= 0:
+                failure = self._handle(self.members[index], event)
+                if failure is not None:
+                    outcome.failure = failure
+                    self._event("runner-failed", runner=index, reason=failure)
+                    return
+            if now - last_tick >= 1.0:
+                last_tick = now
+                elapsed = now - started
+                if on_progress is not None:
+                    on_progress(self._progress(elapsed, deadline_s))
+                if judge is not None:
+                    merged = self._live_aggregates()
+                    for threshold in abort_thresholds:
+                        too_early = threshold.delay_ms and elapsed * 1000 < threshold.delay_ms
+                        if not too_early and not judge(threshold, merged, elapsed):
+                            outcome.aborted_by = threshold
+                            self._event(
+                                "aborted", threshold=threshold.key, expression=threshold.expression
+                            )
+                            return
+        # Drain what is left: the final "done" events.
+        while True:
+            try:
+                index, event = self.events.get_nowait()
+            except queue.Empty:
+                break
+            if index >= 0:
+                failure = self._handle(self.members[index], event)
+                if failure is not None and outcome.failure is None:
+                    outcome.failure = failure
+
+    def _handle(self, member: _Member, event: dict[str, Any] | None) -> str | None:
+        """Fold one event in; a failure message if it says the runner failed."""
+        if event is None:
+            if member.done is None:
+                member.proc.wait()
+                return f"runner {member.index}: {self._why(member)}"
+            return None
+        kind = event.get("event")
+        if kind == "progress":
+            for t, w in event.get("windows", {}).items():
+                member.windows[int(t)] = Window.from_dict(w)
+            member.aggregates = {
+                k: Aggregate.from_dict(v) for k, v in event.get("aggregates", {}).items()
+            }
+        elif kind == "done":
+            member.done = event
+            if RunnerStatus(event["status"]).failed:
+                return f"runner {member.index}: {event.get('reason') or event['status']}"
+        return None
+
+    # -- live views ------------------------------------------------------------------
+
+    def _live_aggregates(self) -> dict[str, Aggregate]:
+        merged: dict[str, Aggregate] = {}
+        for member in self.members:
+            for key, agg in member.aggregates.items():
+                if key in merged:
+                    merged[key].merge(agg)
+                else:
+                    merged[key] = Aggregate.from_dict(agg.to_dict())
+        return merged
+
+    def _progress(self, elapsed: float, total: float) -> Progress:
+        # The latest second every runner has closed, merged across runners.
+        latest = min((max(m.windows, default=0) for m in self.members), default=0)
+        window = Window()
+        for member in self.members:
+            if latest in member.windows:
+                window.merge(member.windows[latest])
+        return Progress(
+            elapsed_s=elapsed,
+            total_s=total,
+            requests_per_s=float(window.requests),
+            error_rate=window.failed / window.requests if window.requests else 0.0,
+            p95_ms=window.duration.quantile(0.95) if window.duration.count else 0.0,
+            vus=window.vus,
+        )
+
+    # -- stopping and collecting ----------------------------------------------------
+
+    def _stop_all(self) -> None:
+        alive = [m for m in self.members if m.proc.poll() is None]
+        for member in alive:
+            with contextlib.suppress(ProcessLookupError):
+                member.proc.send_signal(signal.SIGTERM)  # the runner stops its k6 gracefully
+        deadline = time.monotonic() + STOP_GRACE_S + 2
+        for member in alive:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                member.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        for member in self.members:
+            # The runner and its k6 share a process group: nothing of it may outlive the run.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(member.proc.pid, signal.SIGKILL)
+            member.proc.wait()
+
+    def _result(self, member: _Member, outcome: FleetOutcome) -> RunnerResult:
+        path = member.out_dir / "result.json"
+        if path.exists():
+            result = RunnerResult.read(path)
+        else:
+            code = member.proc.returncode or 0
+            result = RunnerResult(
+                index=member.index,
+                count=self.spec.runners,
+                segment=segment(member.index, self.spec.runners),
+                status=RunnerStatus.KILLED if code < 0 else RunnerStatus.ERROR,
+                exit_code=code,
+                reason=self._why(member),
+                started_at=outcome.started_at or time.time(),
+                ended_at=time.time(),
+            )
+        if outcome.timed_out and not result.status.failed:
+            result.status = RunnerStatus.TIMEOUT
+            result.reason = "stopped at the fleet's deadline"
+        return result
+
+    def _why(self, member: _Member) -> str:
+        if member.done is not None and member.done.get("reason"):
+            return str(member.done["reason"])
+        code = member.proc.poll()
+        if code is not None and code < 0:
+            return f"the runner process was killed by signal {-code}"
+        log = member.out_dir / "runner.log"
+        last = ""
+        if log.exists():
+            lines = [x for x in log.read_text(errors="replace").splitlines() if x.strip()]
+            last = lines[-1][:300] if lines else ""
+        return f"the runner process exited with code {code}" + (f": {last}" if last else "")
+
+    def _event(self, kind: str, **fields: Any) -> None:
+        self.log.append({"t": time.time(), "event": kind, **fields})
+
+
+def _k6_error(exc: BaseException) -> str:
+    body = getattr(exc, "read", None)
+    if callable(body):
+        with contextlib.suppress(Exception):
+            data = json.loads(body())
+            return str(data["errors"][0].get("detail") or data["errors"][0].get("title"))
+    return str(exc)

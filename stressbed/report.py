@@ -1,0 +1,180 @@
+"""Writing a run's verdict: summary.json for machines, junit.xml for CI, a table for people."""
+
+from __future__ import annotations
+
+import json
+import math
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .merge import FleetResult, metric_values
+from .result import RunnerResult
+from .verdict import ThresholdResult, Verdict
+
+__all__ = ["SCHEMA_VERSION", "RunReport", "junit_xml", "table"]
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    scenario: str
+    verdict: Verdict
+    exit_code: int
+    message: str
+    fleet: FleetResult
+    thresholds: list[ThresholdResult]
+    runners: list[RunnerResult]
+    start_skew_ms: float | None
+    events: list[dict[str, Any]] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, dict[str, float]]:
+        return {
+            key: {k: _finite(v) for k, v in metric_values(agg, self.fleet.duration_s).items()}
+            for key, agg in sorted(self.fleet.aggregates.items())
+        }
+
+    def timeseries(self) -> list[dict[str, float]]:
+        rows = []
+        for second in sorted(self.fleet.windows):
+            window = self.fleet.windows[second]
+            sketch = window.duration
+            rows.append(
+                {
+                    "t": second,
+                    "requests_per_s": float(window.requests),
+                    "error_rate": window.failed / window.requests if window.requests else 0.0,
+                    "p50_ms": _finite(sketch.quantile(0.5)),
+                    "p95_ms": _finite(sketch.quantile(0.95)),
+                    "p99_ms": _finite(sketch.quantile(0.99)),
+                    "vus": window.vus,
+                }
+            )
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "run_id": self.run_id,
+            "scenario": self.scenario,
+            "verdict": self.verdict.value,
+            "exit_code": self.exit_code,
+            "message": self.message,
+            "duration_s": self.fleet.duration_s,
+            "start_skew_ms": self.start_skew_ms,
+            "settings": self.settings,
+            "metrics": self.metrics(),
+            "thresholds": [t.to_dict() for t in self.thresholds],
+            "runners": [
+                {
+                    "index": r.index,
+                    "segment": r.segment,
+                    "status": r.status.value,
+                    "exit_code": r.exit_code,
+                    "reason": r.reason,
+                    "requests": r.requests,
+                }
+                for r in self.runners
+            ],
+            "events": self.events,
+            "timeseries": self.timeseries(),
+        }
+
+    def write(self, directory: Path) -> None:
+        (directory / "summary.json").write_text(
+            json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8"
+        )
+        (directory / "junit.xml").write_text(junit_xml(self), encoding="utf-8")
+        with (directory / "events.jsonl").open("w", encoding="utf-8") as out:
+            for event in self.events:
+                out.write(json.dumps(event) + "\n")
+
+
+def junit_xml(report: RunReport) -> str:
+    """One test case per threshold; a failed threshold is a failure with its observed value."""
+    failures = sum(not t.ok for t in report.thresholds)
+    suite = ET.Element(
+        "testsuite",
+        name=f"stressbed.{report.scenario}",
+        tests=str(len(report.thresholds)),
+        failures=str(failures),
+        errors="1" if report.verdict is Verdict.ERROR else "0",
+        time=f"{report.fleet.duration_s:.3f}",
+    )
+    for result in report.thresholds:
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=f"stressbed.{report.scenario}.thresholds",
+            name=f"{result.threshold.key}: {result.threshold.expression}",
+        )
+        observed = f"observed {result.threshold.aggregation} = {_show(result.observed)}"
+        if not result.ok:
+            failure = ET.SubElement(case, "failure", message=observed)
+            failure.text = f"{result.threshold.key} {result.threshold.expression}: {observed}"
+        else:
+            ET.SubElement(case, "system-out").text = observed
+    if report.verdict is Verdict.ERROR:
+        case = ET.SubElement(
+            suite, "testcase", classname=f"stressbed.{report.scenario}", name="run"
+        )
+        ET.SubElement(case, "error", message=report.message).text = report.message
+    ET.indent(suite)
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
+    )
+
+
+def table(report: RunReport) -> str:
+    """The final terminal table: thresholds, key metrics, runners, verdict."""
+    lines = [f"scenario {report.scenario}  run {report.run_id}  {report.fleet.duration_s:.1f} s"]
+    metrics = report.metrics()
+    duration = metrics.get("http_req_duration", {})
+    reqs = metrics.get("http_reqs", {})
+    failed = metrics.get("http_req_failed", {})
+    lines.append(
+        f"  requests {reqs.get('count', 0):,.0f} ({reqs.get('rate', 0):,.1f}/s)   "
+        f"failed {failed.get('rate', 0) * 100:.2f}%   "
+        + "   ".join(
+            f"{k} {_show(duration[k])}ms" for k in ("p(50)", "p(95)", "p(99)") if k in duration
+        )
+    )
+    if report.thresholds:
+        lines.append("  thresholds")
+        width = max(len(f"{t.threshold.key} {t.threshold.expression}") for t in report.thresholds)
+        for t in report.thresholds:
+            mark = "ok  " if t.ok else "FAIL"
+            label = f"{t.threshold.key} {t.threshold.expression}"
+            lines.append(f"    {mark} {label:<{width}}  observed {_show(t.observed)}")
+    lines.append("  runners")
+    for r in report.runners:
+        extra = f"  {r.reason}" if r.reason else ""
+        lines.append(
+            f"    {r.index} [{r.segment}] {r.status.value} (k6 exit {r.exit_code}) "
+            f"{r.requests:,} requests{extra}"
+        )
+    if report.start_skew_ms is not None:
+        lines.append(f"  start skew {report.start_skew_ms:.1f} ms")
+    lines.append(f"verdict: {report.verdict.value.upper()}  {report.message}".rstrip())
+    return "\n".join(lines)
+
+
+def _finite(value: float) -> float:
+    return value if math.isfinite(value) else 0.0
+
+
+def _show(value: float) -> str:
+    if not math.isfinite(value):
+        return "n/a"
+    if value == int(value) and abs(value) < 1e12:
+        return f"{int(value):,}"
+    return f"{value:,.3f}" if abs(value) < 1000 else f"{value:,.1f}"
+
+
+def runner_summary(results: Sequence[RunnerResult]) -> str:
+    return ", ".join(f"{r.index}:{r.status.value}" for r in results)

@@ -1,0 +1,129 @@
+"""A mergeable latency histogram with a relative-accuracy guarantee (a DDSketch).
+
+Values land in logarithmic buckets ``(gamma^(i-1), gamma^i]`` with
+``gamma = (1 + a) / (1 - a)``; any quantile read back is within relative error ``a`` of a
+value actually recorded at that rank. Buckets are sparse counts, so two sketches merge by
+adding counts, exactly, in any order: percentiles of a fleet come from merged sketches, never
+from averaging per-runner percentiles. With a = 0.5% a latency range from 1 µs to 1 h needs at
+most about 2,200 buckets, whatever the number of samples.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+__all__ = ["ACCURACY", "Sketch"]
+
+#: Relative accuracy of every quantile (0.5%: within the 1% stressbed promises).
+ACCURACY = 0.005
+_GAMMA = (1 + ACCURACY) / (1 - ACCURACY)
+_LOG_GAMMA = math.log(_GAMMA)
+#: Values at or below this count as zero (k6 reports 0 for connection reuse, say).
+_MIN_VALUE = 1e-9
+
+
+@dataclass
+class Sketch:
+    """Count, sum, min, max exactly; quantiles within :data:`ACCURACY`."""
+
+    buckets: dict[int, int] = field(default_factory=dict)
+    zeros: int = 0
+    count: int = 0
+    total: float = 0.0
+    minimum: float = math.inf
+    maximum: float = -math.inf
+
+    def add(self, value: float) -> None:
+        self.count += 1
+        self.total += value
+        self.minimum = min(self.minimum, value)
+        self.maximum = max(self.maximum, value)
+        if value <= _MIN_VALUE:
+            self.zeros += 1
+            return
+        key = math.ceil(math.log(value) / _LOG_GAMMA)
+        buckets = self.buckets
+        buckets[key] = buckets.get(key, 0) + 1
+
+    def extend(self, values: Iterable[float]) -> None:
+        for value in values:
+            self.add(value)
+
+    def merge(self, other: Sketch) -> None:
+        """Add ``other``'s samples to this sketch (exact: counts add)."""
+        buckets = self.buckets
+        for key, n in other.buckets.items():
+            buckets[key] = buckets.get(key, 0) + n
+        self.zeros += other.zeros
+        self.count += other.count
+        self.total += other.total
+        self.minimum = min(self.minimum, other.minimum)
+        self.maximum = max(self.maximum, other.maximum)
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count if self.count else math.nan
+
+    def quantile(self, q: float) -> float:
+        """The value at quantile ``q`` in [0, 1], as k6 ranks it (``q * (count - 1)``)."""
+        if not self.count:
+            return math.nan
+        if q <= 0:
+            return self.minimum
+        if q >= 1:
+            return self.maximum
+        rank = q * (self.count - 1)
+        low = self._value_at(math.floor(rank))
+        high = self._value_at(math.ceil(rank))
+        value = low + (high - low) * (rank - math.floor(rank))
+        return min(max(value, self.minimum), self.maximum)
+
+    def _value_at(self, rank: int) -> float:
+        if rank < self.zeros:
+            return 0.0
+        seen = self.zeros
+        for key in sorted(self.buckets):
+            seen += self.buckets[key]
+            if seen > rank:
+                # The bucket's representative value: at most ACCURACY from anything in it.
+                return 2 * _GAMMA**key / (_GAMMA + 1)
+        return self.maximum
+
+    def to_dict(self) -> dict[str, object]:
+        keys = sorted(self.buckets)
+        return {
+            "accuracy": ACCURACY,
+            "count": self.count,
+            "sum": self.total,
+            "min": self.minimum if self.count else None,
+            "max": self.maximum if self.count else None,
+            "zeros": self.zeros,
+            "keys": keys,
+            "counts": [self.buckets[k] for k in keys],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Sketch:
+        if data.get("accuracy") != ACCURACY:
+            raise ValueError(f"sketch accuracy {data.get('accuracy')!r}, expected {ACCURACY}")
+        keys = data["keys"]
+        counts = data["counts"]
+        assert isinstance(keys, list)
+        assert isinstance(counts, list)
+        count = data["count"]
+        total = data["sum"]
+        zeros = data["zeros"]
+        assert isinstance(count, int)
+        assert isinstance(total, int | float)
+        assert isinstance(zeros, int)
+        minimum, maximum = data["min"], data["max"]
+        return cls(
+            buckets=dict(zip(keys, counts, strict=True)),
+            zeros=zeros,
+            count=count,
+            total=float(total),
+            minimum=float(minimum) if isinstance(minimum, int | float) else math.inf,
+            maximum=float(maximum) if isinstance(maximum, int | float) else -math.inf,
+        )
