@@ -151,7 +151,8 @@ class Aggregate:
             assert isinstance(sketch, dict)
             return cls("trend", sketch=Sketch.from_dict(sketch))
         total, count = data["total"], data["count"]
-        assert isinstance(total, int | float) and isinstance(count, int)
+        assert isinstance(total, int | float)
+        assert isinstance(count, int)
         agg = cls(kind, total=float(total), count=count)
         if kind == "gauge":
             last, low, high = data.get("last"), data.get("min"), data.get("max")

@@ -137,12 +137,12 @@ class Runner:
             self.script,
             self.index,
             self.count,
-            address,
-            self.fifo,
-            self.out_dir / "k6-summary.json",
+            api=address,
+            samples=self.fifo,
+            summary=self.out_dir / "k6-summary.json",
         )
         command[0] = self.k6
-        self._log = (self.out_dir / "k6.log").open("wb")  # noqa: SIM115 - closed in finish()
+        self._log = (self.out_dir / "k6.log").open("wb")
         self.proc = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
@@ -224,7 +224,7 @@ class Runner:
     def _read(self) -> None:
         raw: IO[str] | None = None
         if self.keep_raw:
-            raw = gzip.open(self.out_dir / "samples.csv.gz", "wt", encoding="utf-8")
+            raw = gzip.open(self.out_dir / "samples.csv.gz", "wt", encoding="utf-8")  # noqa: SIM115
         try:
             with self.fifo.open("r", encoding="utf-8", newline="") as stream:
                 while True:
