@@ -33,11 +33,15 @@ const test = createTest(JSON.parse(open('./config.json')), (path) => open(path))
 export const options = test.options;
 
 export function setup() {
-  test.setup();
+  return test.setup();
 }
 
-export default function () {
-  test.iteration();
+export default function (data) {
+  test.iteration(data);
+}
+
+export function teardown(data) {
+  test.teardown(data);
 }
 """
 

@@ -115,6 +115,8 @@ class Scenario:
     thresholds: tuple[Threshold, ...]
     variables: tuple[Binding, ...]
     k6_options: str  # canonical JSON of extra k6 options
+    setup: Flow | None
+    teardown: Flow | None
 
     def __init__(
         self,
@@ -125,11 +127,20 @@ class Scenario:
         thresholds: Sequence[Threshold] = (),
         variables: Mapping[str, object] | None = None,
         k6_options: Mapping[str, Any] | None = None,
+        setup: Flow | None = None,
+        teardown: Flow | None = None,
     ) -> None:
+        """``setup`` runs once before the test (once for a whole fleet); the values it
+        extracts are available to every iteration and to ``teardown``, which runs once after."""
         if not isinstance(name, str) or not _SCENARIO_NAME.fullmatch(name):
             raise ConfigError("name", name, "1-64 of A-Z a-z 0-9 _ . -")
         try:
             fields = _normalise(description, workloads, thresholds, variables, k6_options)
+            for field_name, flow in (("setup", setup), ("teardown", teardown)):
+                if flow is not None and not is_flow(flow):
+                    raise ConfigError(field_name, flow, "a request, journey, group or mix")
+            fields["setup"] = setup
+            fields["teardown"] = teardown
         except ConfigError as exc:
             raise exc.in_scenario(name) from None
         object.__setattr__(self, "name", name)
@@ -142,10 +153,21 @@ class Scenario:
 
     # -- derived facts -------------------------------------------------------------------
 
-    def requests(self) -> Iterator[tuple[Workload, Request]]:
+    def requests(self) -> Iterator[tuple[str, Request]]:
+        """Every request with where it stands: a workload's name, "setup" or "teardown"."""
         for workload in self.workloads:
             for req in requests(workload.flow):
-                yield workload, req
+                yield workload.name, req
+        for where, flow in (("setup", self.setup), ("teardown", self.teardown)):
+            if flow is not None:
+                for req in requests(flow):
+                    yield where, req
+
+    def setup_exports(self) -> list[str]:
+        """The variables setup() extracts, in order: the data it hands every iteration."""
+        if self.setup is None:
+            return []
+        return [name for req in requests(self.setup) for name, _ in req.extract]
 
     def peak_vus(self) -> int:
         """An upper bound of k6's VU count (workloads may overlap): the sum of their peaks."""
@@ -169,6 +191,8 @@ class Scenario:
                 b.name: PerVU(b.value) if b.scope == "vu" else b.value for b in self.variables
             },
             k6_options=json.loads(self.k6_options),
+            setup=self.setup,
+            teardown=self.teardown,
         )
 
     def data_files(self) -> list[Rows]:
@@ -203,8 +227,13 @@ class Scenario:
             defined.add(binding.name)
             if binding.scope == "vu":
                 vu_scoped.add(binding.name)
+        base = frozenset(defined)
+        if self.setup is not None:
+            base = _check_flow(self.setup, base, "setup")
         for workload in self.workloads:
-            _check_flow(workload.flow, frozenset(defined), f"workloads.{workload.name}.flow")
+            _check_flow(workload.flow, base, f"workloads.{workload.name}.flow")
+        if self.teardown is not None:
+            _check_flow(self.teardown, base, "teardown")
         self._check_secrets()
         self._check_thresholds()
         peak = self.peak_vus()
@@ -218,12 +247,13 @@ class Scenario:
 
     def _check_secrets(self) -> None:
         secret_vars = {b.name for b in self.variables if any(_is_secret(n) for n in walk(b.value))}
-        for workload, req in self.requests():
+        for where, req in self.requests():
             for node in req.url_nodes():
                 leaked = sorted({r.name for r in node.refs()} & secret_vars)
                 if leaked or any(_is_secret(inner) for inner in walk(node)):
+                    place = where if where in ("setup", "teardown") else f"workloads.{where}"
                     raise ConfigError(
-                        f"workloads.{workload.name} request {req.name!r}",
+                        f"{place} request {req.name!r}",
                         "{{" + leaked[0] + "}}" if leaked else "secret(...)",
                         "secrets in headers or bodies only (URLs are recorded in k6 metrics)",
                     )
@@ -278,6 +308,9 @@ class Scenario:
             "vu_id_stride": self.peak_vus(),
             "variables": [b.to_config() for b in self.variables],
             "workloads": {w.name: w.flow.to_config() for w in self.workloads},
+            "setup": self.setup.to_config() if self.setup is not None else None,
+            "setup_exports": self.setup_exports(),
+            "teardown": self.teardown.to_config() if self.teardown is not None else None,
             "options": self.k6_options_dict(),
         }
 

@@ -37,20 +37,41 @@ export function createTest(config, open) {
   }
   const names = Object.keys(flows);
   const only = names.length === 1 ? flows[names[0]] : null;
+  const setupFlow = config.setup ? compileFlow(config.setup, ctx) : null;
+  const teardownFlow = config.teardown ? compileFlow(config.teardown, ctx) : null;
+  // Values setup() extracts travel to every iteration (and every fleet runner) as its data.
+  const exported = (config.setup_exports || []).map((name) => [name, ctx.slots.slot(name)]);
   const scope = ctx.slots.newScope();
-
   const problem = problems.length > 0 ? problems.join('; ') : null;
+
+  const seed = (data) => {
+    if (data === undefined || data === null) return;
+    for (let i = 0; i < exported.length; i++) scope.set(exported[i][1], data[exported[i][0]]);
+  };
 
   return {
     options: config.options,
     // Runs once before any iteration: a bad environment stops the test here.
     setup() {
       if (problem !== null) throw new Error(problem);
+      if (setupFlow === null) return undefined;
+      scope.reset();
+      if (!setupFlow(scope)) throw new Error('setup: a step could not extract its value');
+      const data = {};
+      for (const [name, slot] of exported) data[name] = scope.get(slot);
+      return data;
     },
-    iteration() {
+    iteration(data) {
       if (problem !== null) exec.test.abort(problem); // setup() was skipped (--no-setup)
       scope.reset();
+      if (exported.length > 0) seed(data);
       (only !== null ? only : flows[exec.scenario.name])(scope);
+    },
+    teardown(data) {
+      if (teardownFlow === null || problem !== null) return;
+      scope.reset();
+      seed(data);
+      teardownFlow(scope);
     },
   };
 }
