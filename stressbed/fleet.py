@@ -79,6 +79,7 @@ class _Member:
         self.done: dict[str, Any] | None = None
         self.windows: dict[int, Window] = {}
         self.aggregates: dict[str, Aggregate] = {}
+        self.reader: threading.Thread | None = None
 
 
 class LocalFleet:
@@ -155,14 +156,16 @@ class LocalFleet:
                 )
             member = _Member(i, proc, out)
             self.members.append(member)
-            threading.Thread(target=self._read, args=(member,), daemon=True).start()
+            member.reader = threading.Thread(target=self._read, args=(member,), daemon=True)
+            member.reader.start()
         self._event("spawned", runners=self.spec.runners)
 
     def _read(self, member: _Member) -> None:
         assert member.proc.stdout is not None
-        for line in member.proc.stdout:
-            with contextlib.suppress(ValueError):
-                self.events.put((member.index, json.loads(line)))
+        with member.proc.stdout as stream:
+            for line in stream:
+                with contextlib.suppress(ValueError):
+                    self.events.put((member.index, json.loads(line)))
         self.events.put((member.index, None))  # the runner's stdout closed: it exited
 
     def _wait_ready(self) -> str | None:
@@ -338,6 +341,8 @@ class LocalFleet:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(member.proc.pid, signal.SIGKILL)
             member.proc.wait()
+            if member.reader is not None:
+                member.reader.join(timeout=5)
 
     def _result(self, member: _Member, outcome: FleetOutcome) -> RunnerResult:
         path = member.out_dir / "result.json"
