@@ -40,6 +40,13 @@ def render(session: nox.Session) -> None:
     )
 
 
+@nox.session(name="bench_fleet")
+def bench_fleet(session: nox.Session) -> None:
+    """Fleet benchmarks: nox -s bench_fleet -- collection|merge|memory [options]."""
+    session.install(".")
+    session.run("python", "tools/bench_fleet.py", *(session.posargs or ["merge"]), env=ENV)
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
     """k6 rate of a rendered scenario vs a hand-written script (needs nginx: nginx-light)."""

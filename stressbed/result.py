@@ -63,6 +63,8 @@ class RunnerResult:
     stderr_tail: list[str] = field(default_factory=list)
     samples: int = 0
     reason: str = ""
+    #: The runner wrapper's own peak memory (k6 not included), for the flat-memory check.
+    peak_rss_mb: float = 0.0
 
     @property
     def requests(self) -> int:
@@ -82,6 +84,7 @@ class RunnerResult:
             "started_at": self.started_at,
             "ended_at": self.ended_at,
             "samples": self.samples,
+            "peak_rss_mb": self.peak_rss_mb,
             "aggregates": {k: v.to_dict() for k, v in sorted(self.aggregates.items())},
             "windows": {str(t): w.to_dict() for t, w in sorted(self.windows.items())},
             "k6_summary": self.k6_summary,
@@ -105,6 +108,7 @@ class RunnerResult:
             started_at=data["started_at"],
             ended_at=data["ended_at"],
             samples=data["samples"],
+            peak_rss_mb=data.get("peak_rss_mb", 0.0),
             aggregates={k: Aggregate.from_dict(v) for k, v in data["aggregates"].items()},
             windows={int(t): Window.from_dict(w) for t, w in data["windows"].items()},
             k6_summary=data.get("k6_summary"),

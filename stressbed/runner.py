@@ -21,6 +21,7 @@ import ctypes
 import gzip
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -212,6 +213,7 @@ class Runner:
                 k6_summary=summary,
                 stderr_tail=tail,
                 samples=self.collector.samples,
+                peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             )
         result.write(self.out_dir / "result.json")
         with contextlib.suppress(OSError):

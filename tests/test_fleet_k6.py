@@ -30,8 +30,10 @@ from stressbed import (
     get,
     latency,
     post,
+    render,
     threshold,
 )
+from stressbed.fleet import FleetSpec, LocalFleet
 from stressbed.run import RunOptions, execute, plan
 
 from .conftest import needs_k6
@@ -329,4 +331,61 @@ def test_run_cli_exit_codes_and_interrupt(server, tmp_path):
     summary = json.loads((tmp_path / "r" / "latest" / "summary.json").read_text())
     assert summary["exit_code"] == 130
     assert summary["metrics"]["http_reqs"]["count"] > 0  # partial results kept
+    assert processes_mentioning(str(tmp_path)) == []
+
+
+def test_duration_scales_the_timeline(server, tmp_path):
+    scenario = scenario_of(get("/x"), ConstantVUs(vus=2, duration="10m"))
+    started = time.monotonic()
+    report = run(scenario, server, tmp_path, 2, duration="2s")
+    assert report.exit_code == 0, report.message
+    assert time.monotonic() - started < 20
+    assert report.settings["scenario_duration_s"] == 2 + 30  # graceful stop kept
+    assert 1.5 < report.fleet.duration_s < 10
+
+
+def test_nothing_waits_past_the_deadline(server, tmp_path):
+    bundle = render(scenario_of(get("/x"), ConstantVUs(vus=1, duration="60s")), tmp_path / "bundle")
+    fleet = LocalFleet(
+        bundle.root, tmp_path / "run", FleetSpec(runners=2), env={"TARGET_URL": server.url}
+    )
+    started = time.monotonic()
+    outcome = fleet.run(deadline_s=2.0)
+    assert outcome.timed_out
+    assert time.monotonic() - started < 20
+    assert [r.status.value for r in outcome.results] == ["timeout", "timeout"]
+    assert processes_mentioning(str(tmp_path)) == []
+
+
+def test_a_k6_that_dies_is_reported_by_its_runner_and_stops_the_fleet(server, tmp_path):
+    scenario = scenario_of(get("/x"), ConstantVUs(vus=2, duration="60s"))
+    killed: list[int] = []
+
+    def kill_k6_of_runner_0():
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for proc in Path("/proc").iterdir():
+                try:
+                    args = (proc / "cmdline").read_bytes().decode().split("\0")
+                except (OSError, NotADirectoryError):
+                    continue
+                is_k6_of_runner_0 = (
+                    args[1:2] == ["run"]
+                    and "0:1/2" in args
+                    and any(str(tmp_path) in a for a in args)
+                )
+                if is_k6_of_runner_0 and len(server.received) > 20:
+                    os.kill(int(proc.name), signal.SIGKILL)
+                    killed.append(int(proc.name))
+                    return
+            time.sleep(0.1)
+
+    threading.Thread(target=kill_k6_of_runner_0, daemon=True).start()
+    report = run(scenario, server, tmp_path, 2)
+    assert killed
+    assert report.exit_code == 3
+    assert report.message == "runner 0: k6 was killed by signal 9"
+    statuses = [r.status.value for r in report.runners]
+    assert statuses == ["killed", "stopped"]
+    assert report.runners[1].requests > 0  # the survivor's results are kept
     assert processes_mentioning(str(tmp_path)) == []
