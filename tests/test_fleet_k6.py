@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -77,36 +78,39 @@ def scenario_of(flow, profile, **kwargs) -> Scenario:
     )
 
 
-def runner_pid(tmp_path: Path, index: int) -> int | None:
-    """The pid of runner ``index`` of a run writing under ``tmp_path``."""
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            args = (proc / "cmdline").read_bytes().decode().split("\0")
-        except OSError:
-            continue
-        if (
-            "stressbed.runner" in args
-            and args[args.index("--index") + 1] == str(index)
-            and (args[args.index("--out") + 1].startswith(str(tmp_path)))
-        ):
-            return int(proc.name)
-    return None
-
-
-def processes_mentioning(text: str) -> list[str]:
-    found = []
+def command_lines() -> Iterator[tuple[int, list[str]]]:
+    """Every other process's pid and arguments."""
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue
         try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            args = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue
-        if text in cmdline:
-            found.append(cmdline)
-    return found
+        yield int(proc.name), args
+
+
+def processes_mentioning(text: str) -> list[str]:
+    return [" ".join(args) for _, args in command_lines() if any(text in a for a in args)]
+
+
+def kill_once_running(server, matches: Callable[[list[str]], bool]) -> list[int]:
+    """SIGKILL the first process whose arguments match, once the load is flowing."""
+    killed: list[int] = []
+
+    def killer() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if len(server.received) > 20:  # running, not just starting
+                for pid, args in command_lines():
+                    if matches(args):
+                        os.kill(pid, signal.SIGKILL)
+                        killed.append(pid)
+                        return
+            time.sleep(0.1)
+
+    threading.Thread(target=killer, daemon=True).start()
+    return killed
 
 
 @pytest.mark.parametrize(
@@ -247,19 +251,14 @@ def test_abort_on_fail_stops_every_runner_early(server, tmp_path):
 
 def test_a_killed_runner_ends_the_run_with_exit_3_and_leaves_nothing(server, tmp_path):
     scenario = scenario_of(get("/x"), ConstantVUs(vus=2, duration="60s"))
-    killed: list[str] = []
-
-    def kill_runner_1():
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            pid = runner_pid(tmp_path, 1)
-            if pid is not None and len(server.received) > 20:  # running, not just starting
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-                return
-            time.sleep(0.1)
-
-    threading.Thread(target=kill_runner_1, daemon=True).start()
+    killed = kill_once_running(
+        server,
+        lambda args: (
+            "stressbed.runner" in args
+            and args[args.index("--index") + 1] == "1"
+            and args[args.index("--out") + 1].startswith(str(tmp_path))
+        ),
+    )
     started = time.monotonic()
     report = run(scenario, server, tmp_path, 2)
     assert killed
@@ -359,28 +358,12 @@ def test_nothing_waits_past_the_deadline(server, tmp_path):
 
 def test_a_k6_that_dies_is_reported_by_its_runner_and_stops_the_fleet(server, tmp_path):
     scenario = scenario_of(get("/x"), ConstantVUs(vus=2, duration="60s"))
-    killed: list[int] = []
-
-    def kill_k6_of_runner_0():
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            for proc in Path("/proc").iterdir():
-                try:
-                    args = (proc / "cmdline").read_bytes().decode().split("\0")
-                except (OSError, NotADirectoryError):
-                    continue
-                is_k6_of_runner_0 = (
-                    args[1:2] == ["run"]
-                    and "0:1/2" in args
-                    and any(str(tmp_path) in a for a in args)
-                )
-                if is_k6_of_runner_0 and len(server.received) > 20:
-                    os.kill(int(proc.name), signal.SIGKILL)
-                    killed.append(int(proc.name))
-                    return
-            time.sleep(0.1)
-
-    threading.Thread(target=kill_k6_of_runner_0, daemon=True).start()
+    killed = kill_once_running(
+        server,
+        lambda args: (
+            args[1:2] == ["run"] and "0:1/2" in args and any(str(tmp_path) in a for a in args)
+        ),
+    )
     report = run(scenario, server, tmp_path, 2)
     assert killed
     assert report.exit_code == 3
