@@ -12,21 +12,19 @@ python tools/bench_fleet.py memory [--short 10s] [--long 120s] [--rate 2000]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_runtime import start_nginx
+from bench_runtime import k6_rate, nginx_target, quiet
 
-from stressbed import ConstantArrivalRate, Scenario, Workload, catalog, get, render
+from stressbed import catalog, render
 from stressbed.collect import Aggregate, Window
 from stressbed.merge import merge
 from stressbed.report import RunReport
@@ -36,73 +34,49 @@ from stressbed.verdict import Verdict
 HERE = Path(__file__).parent / "bench"
 
 
-def k6_rate(summary: Path) -> float:
-    rate: float = json.loads(summary.read_text())["metrics"]["http_reqs"]["rate"]
-    return rate
-
-
 def collection(args: argparse.Namespace) -> None:
     os.environ.update({"BENCH_VUS": str(args.vus), "BENCH_DURATION": args.duration})
     env = {**os.environ, "K6_NO_USAGE_REPORT": "true"}
+    scenario_path = HERE / "scenario.py"
+    plain, runner = [], []
     with tempfile.TemporaryDirectory(prefix="stressbed-bench-") as tmp:
         work = Path(tmp)
-        scenario_path = HERE / "scenario.py"
         bundle = render(catalog.load(str(scenario_path)), work / "bundle")
-        nginx, url = start_nginx(work)
-        env["TARGET_URL"] = url
-        plain, runner = [], []
-        try:
+        with nginx_target(work) as url:
+            env["TARGET_URL"] = url
             for i in range(args.rounds):
                 summary = work / "plain.json"
-                subprocess.run(
-                    [
-                        "k6",
-                        "run",
-                        "--quiet",
-                        "--no-usage-report",
-                        "--summary-export",
-                        str(summary),
-                        str(bundle.script),
-                    ],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    check=False,
-                )
+                k6 = ["k6", "run", "--quiet", "--no-usage-report", "--summary-export"]
+                quiet([*k6, str(summary), str(bundle.script)], env)
                 plain.append(k6_rate(summary))
                 results = work / f"results{i}"
-                subprocess.run(
-                    [
-                        sys.executable,
-                        "-m",
-                        "stressbed",
-                        "run",
-                        "--scenario",
-                        str(scenario_path),
-                        "--target-url",
-                        url,
-                        "--runners",
-                        "1",
-                        "--results",
-                        str(results),
-                    ],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    check=False,
-                )
+                quiet(stressbed_run(scenario_path, url, results), env)
                 runner.append(k6_rate(results / "latest" / "runners" / "0" / "k6-summary.json"))
                 print(
                     f"round {i + 1}: plain k6 {plain[-1]:.0f} req/s, "
                     f"stressbed runner {runner[-1]:.0f} req/s",
                     flush=True,
                 )
-        finally:
-            nginx.terminate()
-            nginx.wait(timeout=10)
     a, b = statistics.median(plain), statistics.median(runner)
     print(f"median plain k6 {a:.0f} req/s, median stressbed runner {b:.0f} req/s")
     print(f"ratio runner/plain {b / a:.3f}")
+
+
+def stressbed_run(scenario: Path, url: str, results: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "stressbed",
+        "run",
+        "--scenario",
+        str(scenario),
+        "--target-url",
+        url,
+        "--runners",
+        "1",
+        "--results",
+        str(results),
+    ]
 
 
 def _fake_result(index: int, runners: int, seconds: int, rng: random.Random) -> RunnerResult:
@@ -169,52 +143,20 @@ def merge_bench(args: argparse.Namespace) -> None:
 
 def memory(args: argparse.Namespace) -> None:
     rss = {}
+    env = {**os.environ, "K6_NO_USAGE_REPORT": "true"}
     with tempfile.TemporaryDirectory(prefix="stressbed-bench-") as tmp:
         work = Path(tmp)
-        nginx, url = start_nginx(work)
-        try:
+        with nginx_target(work) as url:
             for label, duration in (("short", args.short), ("long", args.long)):
-                scenario = Scenario(
-                    "memory",
-                    description="memory bench",
-                    workloads=[
-                        Workload(
-                            "w",
-                            get("/m"),
-                            ConstantArrivalRate(
-                                rate=args.rate, duration=duration, pre_allocated_vus=50, max_vus=200
-                            ),
-                        )
-                    ],
-                )
                 module = work / f"{label}.py"
                 module.write_text(
                     "from stressbed import *\n"
-                    f"scenario = Scenario('memory', description='memory bench', workloads=["
+                    "scenario = Scenario('memory', description='memory bench', workloads=["
                     f"Workload('w', get('/m'), ConstantArrivalRate(rate={args.rate}, "
                     f"duration={duration!r}, pre_allocated_vus=50, max_vus=200))])\n"
                 )
-                assert scenario.duration_ms() > 0
                 results = work / f"results-{label}"
-                subprocess.run(
-                    [
-                        sys.executable,
-                        "-m",
-                        "stressbed",
-                        "run",
-                        "--scenario",
-                        str(module),
-                        "--target-url",
-                        url,
-                        "--runners",
-                        "1",
-                        "--results",
-                        str(results),
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    check=False,
-                )
+                quiet(stressbed_run(module, url, results), env)
                 result = RunnerResult.read(results / "latest" / "runners" / "0" / "result.json")
                 rss[label] = result.peak_rss_mb
                 print(
@@ -222,9 +164,6 @@ def memory(args: argparse.Namespace) -> None:
                     f"{result.samples:,} samples, runner peak RSS {result.peak_rss_mb:.1f} MB",
                     flush=True,
                 )
-        finally:
-            nginx.terminate()
-            nginx.wait(timeout=10)
     print(f"growth long - short: {rss['long'] - rss['short']:+.1f} MB")
 
 

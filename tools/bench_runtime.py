@@ -12,6 +12,7 @@ the medians and the ratios. Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from stressbed import catalog, render
@@ -76,28 +78,45 @@ def start_nginx(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     sys.exit("bench: nginx did not start listening within 10 s")
 
 
-def rate(script: Path, env: dict[str, str], workdir: Path) -> float:
-    summary = workdir / "summary.json"
-    summary.unlink(missing_ok=True)
+@contextlib.contextmanager
+def nginx_target(workdir: Path) -> Iterator[str]:
+    """nginx on a free loopback port for the duration of the block; yields its base URL."""
+    nginx, url = start_nginx(workdir)
+    try:
+        yield url
+    finally:
+        nginx.send_signal(signal.SIGTERM)
+        try:
+            nginx.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            nginx.kill()
+
+
+def quiet(command: list[str], env: dict[str, str]) -> None:
+    """Run a benchmark step with its output discarded (figures come from its files)."""
     subprocess.run(
-        [
-            "k6",
-            "run",
-            "--quiet",
-            "--no-usage-report",
-            "--summary-export",
-            str(summary),
-            str(script),
-        ],
+        command,
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         check=False,
-        timeout=600,
+        timeout=900,
     )
+
+
+def k6_rate(summary: Path) -> float:
+    """k6's own http_reqs rate from a --summary-export file."""
     value: float = json.loads(summary.read_text())["metrics"]["http_reqs"]["rate"]
     return value
+
+
+def rate(script: Path, env: dict[str, str], workdir: Path) -> float:
+    summary = workdir / "summary.json"
+    summary.unlink(missing_ok=True)
+    k6 = ["k6", "run", "--quiet", "--no-usage-report", "--summary-export", str(summary)]
+    quiet([*k6, str(script)], env)
+    return k6_rate(summary)
 
 
 def main() -> int:
@@ -119,10 +138,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="stressbed-bench-") as tmp:
         workdir = Path(tmp)
         bundle = render(catalog.load(str(HERE / "scenario.py")), workdir / "bundle")
-        nginx, url = start_nginx(workdir)
-        env["TARGET_URL"] = url
         runs: dict[str, list[float]] = {"baseline": [], "baseline-tuned": [], "rendered": []}
-        try:
+        with nginx_target(workdir) as url:
+            env["TARGET_URL"] = url
             for i in range(args.rounds):
                 runs["baseline"].append(rate(HERE / "baseline.js", env, workdir))
                 runs["baseline-tuned"].append(
@@ -134,12 +152,6 @@ def main() -> int:
                     + ", ".join(f"{k} {v[-1]:.0f} req/s" for k, v in runs.items()),
                     flush=True,
                 )
-        finally:
-            nginx.send_signal(signal.SIGTERM)
-            try:
-                nginx.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                nginx.kill()
     medians = {k: statistics.median(v) for k, v in runs.items()}
     print(", ".join(f"median {k} {v:.0f} req/s" for k, v in medians.items()))
     print(f"ratio rendered/baseline {medians['rendered'] / medians['baseline']:.3f}")
