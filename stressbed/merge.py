@@ -22,7 +22,7 @@ TREND_STATS = ("avg", "min", "med", "max", "p(50)", "p(90)", "p(95)", "p(99)", "
 class FleetResult:
     aggregates: dict[str, Aggregate] = field(default_factory=dict)
     windows: dict[int, Window] = field(default_factory=dict)
-    #: The test's length as k6 measures rates: first start to last end, in seconds.
+    #: The test's length as k6 measures rates: the longest runner's test run, in seconds.
     duration_s: float = 0.0
 
 
@@ -40,11 +40,26 @@ def merge(results: Sequence[RunnerResult]) -> FleetResult:
                 fleet.windows[second].merge(window)
             else:
                 fleet.windows[second] = Window.from_dict(window.to_dict())
-    started = [r.started_at for r in results if r.started_at]
-    ended = [r.ended_at for r in results if r.ended_at]
-    if started and ended:
-        fleet.duration_s = max(0.0, max(ended) - min(started))
+    fleet.duration_s = max((_test_seconds(r) for r in results), default=0.0)
     return fleet
+
+
+def _test_seconds(result: RunnerResult) -> float:
+    """How long k6 ran the test in this runner, as k6 divides its rates by it.
+
+    k6's summary export carries count and rate for every counter, so count / rate is exactly
+    k6's test run duration; the wall clock around the runner (which polls k6 once a second)
+    is the fallback when k6 wrote no summary.
+    """
+    metrics = (result.k6_summary or {}).get("metrics", {})
+    for name in ("iterations", "http_reqs", "data_sent"):
+        counter = metrics.get(name) or {}
+        count, rate = counter.get("count"), counter.get("rate")
+        if isinstance(count, int | float) and isinstance(rate, int | float) and count and rate:
+            return float(count) / float(rate)
+    if result.started_at and result.ended_at:
+        return max(0.0, result.ended_at - result.started_at)
+    return 0.0
 
 
 def metric_values(agg: Aggregate, duration_s: float) -> dict[str, float]:

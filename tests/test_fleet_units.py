@@ -134,6 +134,16 @@ def test_counters_merge_exactly_and_rates_use_the_fleet_duration():
     assert values == {"count": 80, "rate": 8.0}
 
 
+def test_the_fleet_duration_is_k6s_own_test_duration():
+    # The runner's wall clock is coarse; k6's count / rate is its exact test run duration.
+    first, second = _result(0, 30, 100.0, 111.0), _result(1, 50, 100.0, 111.0)
+    first.k6_summary = {"metrics": {"iterations": {"count": 30, "rate": 3.0}}}
+    second.k6_summary = {"metrics": {"iterations": {"count": 50, "rate": 5.0}}}
+    fleet = merge([first, second])
+    assert fleet.duration_s == 10.0
+    assert metric_values(fleet.aggregates["http_reqs"], fleet.duration_s)["rate"] == 8.0
+
+
 def test_results_round_trip_through_their_document(tmp_path):
     result = _result(1, 3, 1.0, 2.0)
     result.write(tmp_path / "r.json")
