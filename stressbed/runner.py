@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import _k6api as k6api
+from ._oom import oom_kills
 from .collect import SYSTEM_TAGS, Collector, Selector, parse_selector
 from .result import RunnerResult, RunnerStatus, status_for
 from .segments import segment, sequence
@@ -123,6 +124,7 @@ class Runner:
         self._tmp = Path(tempfile.mkdtemp(prefix=f"stressbed-runner{index}-"))
         self.fifo = self._tmp / "samples.csv"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.oom_kills_before = oom_kills()
         self.started_at = 0.0
         self.stopped_by: RunnerStatus | None = None
         self._reader = threading.Thread(target=self._read, name="samples", daemon=True)
@@ -197,6 +199,8 @@ class Runner:
             with contextlib.suppress(ValueError):
                 summary = json.loads(summary_path.read_text(encoding="utf-8"))
         status = self.stopped_by or status_for(exit_code)
+        if exit_code == -signal.SIGKILL and self._oom_killed():
+            status = RunnerStatus.OOM_KILLED
         tail = _tail(self.out_dir / "k6.log", STDERR_TAIL)
         with self.lock:
             result = RunnerResult(
@@ -220,6 +224,14 @@ class Runner:
             self.fifo.unlink()
             self._tmp.rmdir()
         return result
+
+    def _oom_killed(self) -> bool:
+        after = oom_kills()
+        return (
+            after is not None
+            and self.oom_kills_before is not None
+            and (after > self.oom_kills_before)
+        )
 
     # -- samples -----------------------------------------------------------------------
 
@@ -277,6 +289,8 @@ def _reason(status: RunnerStatus, exit_code: int, tail: list[str]) -> str:
         return ""
     if status is RunnerStatus.KILLED:
         return f"k6 was killed by signal {-exit_code}"
+    if status is RunnerStatus.OOM_KILLED:
+        return "k6 ran out of memory: the kernel's OOM killer ended it (cgroup oom_kill rose)"
     last = tail[-1] if tail else ""
     return f"k6 exited with code {exit_code}" + (f": {last[:300]}" if last else "")
 
