@@ -1,0 +1,113 @@
+"""``stressbed-agent --port P [--host H] [--config FILE]``: run the reference agent.
+
+Exit codes: 0 after a graceful shutdown (SIGTERM or SIGINT), 2 for a bad configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from . import __version__
+from .app import Agent, request_id
+from .config import Config, ConfigError, load
+
+log = logging.getLogger("stressbed_agent")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line, with the request id of the request being handled."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "request_id": request_id.get(),
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+async def serve(config: Config) -> int:
+    agent = Agent(config)
+    runner = web.AppRunner(agent.app(), access_log=None, handle_signals=False,
+                           shutdown_timeout=config.drain_grace_s)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
+    await site.start()
+    sockets = getattr(site._server, "sockets", None) or []  # noqa: SLF001 - the bound port
+    port = sockets[0].getsockname()[1] if sockets else config.port
+    log.info("listening on http://%s:%d", config.host, port)
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    flusher = loop.create_task(agent.ingest.run(agent.stopping))
+
+    async def become_ready() -> None:
+        await asyncio.sleep(config.startup_delay_s)
+        agent.started = True
+        log.info("ready")
+
+    starting = loop.create_task(become_ready())
+    await stop.wait()
+    starting.cancel()
+    # Readiness goes false at once; new work is refused; what is in flight finishes; the
+    # queue drains to the sink within the grace period.
+    agent.draining = True
+    log.info("draining: %d requests in flight, %d points queued", agent.in_flight,
+             agent.ingest.points)
+    deadline = time.monotonic() + config.drain_grace_s
+    while agent.in_flight > 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    agent.stopping.set()
+    try:
+        await asyncio.wait_for(flusher, max(0.1, deadline - time.monotonic()))
+    except TimeoutError:
+        log.warning("drain grace period over: %d points not flushed", agent.ingest.points)
+    for task in list(agent.tasks.running):
+        task.cancel()
+    await runner.cleanup()
+    log.info("stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="stressbed-agent", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--config", type=Path, help="a YAML file of settings")
+    parser.add_argument("--version", action="version", version=f"stressbed-agent {__version__}")
+    args = parser.parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    try:
+        config = load(args.config, port=args.port, host=args.host)
+    except ConfigError as exc:
+        print(f"stressbed-agent: error: {exc}", file=sys.stderr)
+        return 2
+    logging.getLogger().setLevel(config.log_level.upper())
+    logging.getLogger("aiohttp").setLevel(logging.WARNING)
+    try:
+        return asyncio.run(serve(config))
+    except OSError as exc:
+        print(f"stressbed-agent: error: cannot listen on {config.host}:{config.port}: "
+              f"{exc.strerror}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

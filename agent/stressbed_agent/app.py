@@ -1,0 +1,260 @@
+"""The agent's HTTP API (aiohttp), its middleware and its lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import hmac
+import json
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from . import metrics
+from .config import Config
+from .faults import Faults
+from .ingest import BadRequest, Ingest, Sink, parse_report
+from .tasks import Tasks
+
+log = logging.getLogger("stressbed_agent")
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+PROBES = ("/healthz", "/readyz", "/metrics")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error(status: int, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": message, **extra}, status=status)
+
+
+class Agent:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.sink = Sink(config)
+        self.ingest = Ingest(config, self.sink)
+        self.tasks = Tasks(config.max_tasks, config.max_task_timeout_s)
+        self.faults = Faults()
+        self.heartbeats: dict[str, tuple[str, float]] = {}
+        self.sessions: dict[str, tuple[str, float]] = {}
+        self.buckets: dict[str, tuple[float, float]] = {}
+        self.started = False
+        self.draining = False
+        self.stopping = asyncio.Event()
+        self.in_flight = 0
+
+    # -- the application -------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.config.max_body_bytes,
+                              middlewares=[self.middleware])
+        app.router.add_post("/v1/report", self.report)
+        app.router.add_post("/v1/heartbeat", self.heartbeat)
+        app.router.add_get("/v1/agents", self.agents)
+        app.router.add_post("/v1/login", self.login)
+        app.router.add_post("/v1/tasks", self.submit_task)
+        app.router.add_get("/v1/tasks/{id}", self.task)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_post("/admin/faults", self.start_fault)
+        return app
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        rid = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
+        request_id.set(rid)
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        started = time.perf_counter()
+        self.in_flight += 1
+        metrics.in_flight.inc()
+        try:
+            response = await self._guarded(request, handler, route)
+        finally:
+            self.in_flight -= 1
+            metrics.in_flight.dec()
+        response.headers["X-Request-Id"] = rid
+        metrics.requests.labels(route, str(response.status)).inc()
+        metrics.latency.labels(route).observe(time.perf_counter() - started)
+        if self.config.log_level == "debug":
+            log.debug("%s %s %d", request.method, request.path, response.status)
+        return response
+
+    async def _guarded(self, request: web.Request, handler: Handler,
+                       route: str) -> web.StreamResponse:
+        try:
+            if request.path not in PROBES:
+                refused = await self._admission(request)
+                if refused is not None:
+                    return refused
+            return await asyncio.wait_for(handler(request), self.config.request_timeout_s)
+        except BadRequest as exc:
+            return error(exc.status, str(exc))
+        except web.HTTPException as exc:
+            return error(exc.status, exc.reason or "error")
+        except TimeoutError:
+            return error(503, f"request timed out after {self.config.request_timeout_s:g} s")
+        except Exception:  # a bug: answer 500, log it with the request id, keep serving
+            log.exception("unhandled error on %s", route)
+            return error(500, "internal error")
+
+    async def _admission(self, request: web.Request) -> web.Response | None:
+        """Faults, drain and the rate limit, before any handler runs."""
+        fault = self.faults.get("latency")
+        if fault is not None:
+            await asyncio.sleep(float(fault.get("ms", 100)) / 1000)
+        status = self.faults.error_status()
+        if status is not None:
+            return error(status, "injected fault")
+        if self.draining and not request.path.startswith("/admin"):
+            return error(503, "draining: not accepting new work", retry_after=1)
+        if self.config.rate_limit_per_s > 0 and not self._take_token(request):
+            response = error(429, "rate limit exceeded")
+            response.headers["Retry-After"] = "1"
+            return response
+        return None
+
+    def _take_token(self, request: web.Request) -> bool:
+        client = request.headers.get("X-Agent-Id") or request.remote or "-"
+        now = time.monotonic()
+        tokens, last = self.buckets.get(client, (float(self.config.rate_limit_burst), now))
+        tokens = min(self.config.rate_limit_burst, tokens + (now - last) * self.config.rate_limit_per_s)
+        if tokens < 1:
+            self.buckets[client] = (tokens, now)
+            return False
+        self.buckets[client] = (tokens - 1, now)
+        if len(self.buckets) > 100_000:  # bounded: forget the oldest clients
+            for key in list(self.buckets)[:10_000]:
+                del self.buckets[key]
+        return True
+
+    # -- handlers --------------------------------------------------------------------
+
+    async def report(self, request: web.Request) -> web.Response:
+        agent, points = parse_report(await _json(request), self.config.max_points_per_batch)
+        if not self.ingest.offer(agent, points):
+            response = error(429, "queue full: retry later", queued=self.ingest.points)
+            response.headers["Retry-After"] = str(self.ingest.retry_after_s())
+            return response
+        return web.json_response({"accepted": len(points)}, status=202)
+
+    async def heartbeat(self, request: web.Request) -> web.Response:
+        body = await _json(request)
+        if not isinstance(body, dict):
+            raise BadRequest("body: expected a JSON object")
+        agent, status = body.get("agent_id"), body.get("status")
+        if not isinstance(agent, str) or not 0 < len(agent) <= 200:
+            raise BadRequest("agent_id: expected a string of 1..200 characters")
+        if status not in ("ok", "degraded", "failing"):
+            raise BadRequest("status: expected ok, degraded or failing")
+        self.heartbeats[agent] = (status, time.monotonic() + self.config.heartbeat_ttl_s)
+        if len(self.heartbeats) > 200_000:
+            self._expire_heartbeats()
+        return web.json_response({"ttl_s": self.config.heartbeat_ttl_s})
+
+    async def agents(self, request: web.Request) -> web.Response:
+        self._expire_heartbeats()
+        live = [{"agent_id": a, "status": s} for a, (s, _) in self.heartbeats.items()]
+        return web.json_response({"agents": live, "count": len(live)})
+
+    def _expire_heartbeats(self) -> None:
+        now = time.monotonic()
+        for agent in [a for a, (_, until) in self.heartbeats.items() if until <= now]:
+            del self.heartbeats[agent]
+
+    async def login(self, request: web.Request) -> web.Response:
+        self._authorize(request, sessions=False)
+        body = await _json(request)
+        agent = body.get("agent_id") if isinstance(body, dict) else None
+        if not isinstance(agent, str) or not 0 < len(agent) <= 200:
+            raise BadRequest("agent_id: expected a string of 1..200 characters")
+        token = secrets.token_urlsafe(24)
+        now = time.monotonic()
+        self.sessions[token] = (agent, now + self.config.session_ttl_s)
+        if len(self.sessions) > 100_000:
+            for key in [k for k, (_, until) in self.sessions.items() if until <= now][:50_000]:
+                del self.sessions[key]
+        return web.json_response({"token": token, "expires_in": self.config.session_ttl_s})
+
+    async def submit_task(self, request: web.Request) -> web.Response:
+        self._authorize(request, sessions=True)
+        return web.json_response(self.tasks.submit(await _json(request)), status=202)
+
+    async def task(self, request: web.Request) -> web.Response:
+        self._authorize(request, sessions=True)
+        state = self.tasks.get(request.match_info["id"])
+        if state is None:
+            return error(404, "no such task")
+        return web.json_response(state)
+
+    def _authorize(self, request: web.Request, *, sessions: bool) -> None:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer ") or len(header) <= 7:
+            raise BadRequest("Authorization: expected 'Bearer <token>'", 401)
+        token = header[7:]
+        if not self.config.token:
+            raise BadRequest("tasks are disabled: the agent has no token configured", 403)
+        if hmac.compare_digest(token.encode(), self.config.token.encode()):
+            return
+        if sessions:
+            session = self.sessions.get(token)
+            if session is not None and session[1] > time.monotonic():
+                return
+        raise BadRequest("token not accepted", 403)
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        reason = self.unready_reason()
+        metrics.ready.set(0 if reason else 1)
+        if reason:
+            return web.json_response({"ready": False, "reason": reason}, status=503)
+        return web.json_response({"ready": True})
+
+    def unready_reason(self) -> str | None:
+        if not self.started:
+            return "starting"
+        if self.draining:
+            return "draining"
+        if self.ingest.above_watermark:
+            return "queue above high watermark"
+        if self.faults.unready():
+            return "injected readiness flap"
+        return None
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(metrics.registry),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def start_fault(self, request: web.Request) -> web.Response:
+        if not self.config.admin_token:
+            return error(404, "not found")
+        header = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(header.encode(), f"Bearer {self.config.admin_token}".encode()):
+            return error(403, "admin token not accepted")
+        started = self.faults.start(await _json(request))
+        if started["kind"] == "sink_failure":
+            self.sink.failing = "injected sink failure"
+            asyncio.get_running_loop().call_later(
+                float(started["duration_s"]), setattr, self.sink, "failing", None)
+        log.warning("fault started: %s", json.dumps(started))
+        return web.json_response({"started": started})
+
+
+async def _json(request: web.Request) -> Any:
+    if request.content_type != "application/json":
+        raise BadRequest(f"Content-Type: got {request.content_type!r}; expected application/json", 415)
+    raw = await request.read()
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"body: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except (RecursionError, ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"body: cannot be decoded ({type(exc).__name__})") from None

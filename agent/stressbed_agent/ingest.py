@@ -1,0 +1,173 @@
+"""The ingest path: validation of report batches, a bounded queue, and the sink flusher.
+
+The queue is bounded in points, not batches: when a batch would not fit, the request gets 429
+with Retry-After and nothing of it is queued. The flusher writes batches to the sink with
+retries (exponential back-off with full jitter) behind a circuit breaker; while the breaker is
+open the queue fills, readiness turns false at the high watermark, and clients are told to back
+off - memory never grows past the bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+from . import metrics
+from .breaker import CircuitBreaker, State
+from .config import Config
+
+log = logging.getLogger("stressbed_agent.ingest")
+
+MAX_NAME = 200
+MAX_LABELS = 32
+
+
+class BadRequest(Exception):
+    """A client error: the message names the field and what is allowed."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def parse_report(body: Any, max_points: int) -> tuple[str, list[dict[str, Any]]]:
+    """The agent id and validated points of a report body, or BadRequest."""
+    if not isinstance(body, dict):
+        raise BadRequest("body: expected a JSON object")
+    agent = body.get("agent_id")
+    if not isinstance(agent, str) or not 0 < len(agent) <= MAX_NAME:
+        raise BadRequest(f"agent_id: expected a string of 1..{MAX_NAME} characters")
+    points = body.get("points")
+    if not isinstance(points, list) or not points:
+        raise BadRequest("points: expected a non-empty list")
+    if len(points) > max_points:
+        raise BadRequest(f"points: {len(points)} in one batch; at most {max_points}", 413)
+    for i, point in enumerate(points):
+        _check_point(point, i)
+    return agent, points
+
+
+def _check_point(point: Any, i: int) -> None:
+    if not isinstance(point, dict):
+        raise BadRequest(f"points[{i}]: expected an object")
+    name = point.get("name")
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME:
+        raise BadRequest(f"points[{i}].name: expected a string of 1..{MAX_NAME} characters")
+    for key in ("ts", "value"):
+        value = point.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise BadRequest(f"points[{i}].{key}: expected a number")
+        if not math.isfinite(value) or abs(value) > 1e300:
+            raise BadRequest(f"points[{i}].{key}: expected a finite number")
+    labels = point.get("labels", {})
+    if not isinstance(labels, dict) or len(labels) > MAX_LABELS:
+        raise BadRequest(f"points[{i}].labels: expected an object of at most {MAX_LABELS} labels")
+    for key, value in labels.items():
+        if not isinstance(value, str) or len(key) > MAX_NAME or len(value) > MAX_NAME:
+            raise BadRequest(f"points[{i}].labels.{key}: expected a string of at most {MAX_NAME}")
+
+
+class Sink:
+    """Where batches go: nowhere ("null") or appended as JSON lines to a file."""
+
+    def __init__(self, config: Config) -> None:
+        self.path = Path(config.sink_path) if config.sink == "file" else None
+        #: Set by fault hooks and tests: the next writes fail with this error.
+        self.failing: str | None = None
+
+    def write(self, batches: list[tuple[str, list[dict[str, Any]]]]) -> None:
+        if self.failing is not None:
+            raise OSError(self.failing)
+        if self.path is None:
+            return
+        with self.path.open("a", encoding="utf-8") as out:
+            for agent, points in batches:
+                out.write(json.dumps({"agent_id": agent, "points": points}) + "\n")
+
+
+class Ingest:
+    def __init__(self, config: Config, sink: Sink) -> None:
+        self.config = config
+        self.sink = sink
+        self.batches: collections.deque[tuple[str, list[dict[str, Any]]]] = collections.deque()
+        self.points = 0
+        self.breaker = CircuitBreaker(config.breaker_failures, config.breaker_reset_s)
+        self.breaker.on_change = self._breaker_changed
+        self.wakeup = asyncio.Event()
+        metrics.breaker_state.set(0)
+
+    @property
+    def above_watermark(self) -> bool:
+        return self.points > self.config.high_watermark * self.config.queue_max_points
+
+    def offer(self, agent: str, points: list[dict[str, Any]]) -> bool:
+        """Queue a batch whole, or refuse it whole when it does not fit."""
+        if self.points + len(points) > self.config.queue_max_points:
+            metrics.dropped.labels("queue_full").inc(len(points))
+            return False
+        self.batches.append((agent, points))
+        self.points += len(points)
+        metrics.accepted.inc(len(points))
+        metrics.queue_depth.set(self.points)
+        if self.points >= self.config.flush_batch_points:
+            self.wakeup.set()
+        return True
+
+    def retry_after_s(self) -> int:
+        """A hint for 429s: longer while the sink's breaker is open."""
+        if self.breaker.state is State.OPEN:
+            return max(1, math.ceil(self.config.breaker_reset_s))
+        return 1
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Flush until ``stopping`` is set and the queue is empty."""
+        while not (stopping.is_set() and not self.batches):
+            if not self.batches:
+                self.wakeup.clear()
+                try:
+                    await asyncio.wait_for(self.wakeup.wait(), self.config.flush_interval_s)
+                except TimeoutError:
+                    pass
+                continue
+            if not self.breaker.allow():
+                await asyncio.sleep(min(self.config.breaker_reset_s, 0.1))
+                if stopping.is_set() and self.breaker.state is State.OPEN:
+                    break  # draining into an open breaker would never end
+                continue
+            await self._flush_some()
+
+    async def _flush_some(self) -> None:
+        take: list[tuple[str, list[dict[str, Any]]]] = []
+        count = 0
+        while self.batches and count < self.config.flush_batch_points:
+            batch = self.batches.popleft()
+            take.append(batch)
+            count += len(batch[1])
+        for attempt in range(self.config.sink_retries + 1):
+            try:
+                self.sink.write(take)
+            except OSError as exc:
+                self.breaker.failure()
+                if attempt == self.config.sink_retries or not self.breaker.allow():
+                    # Put the batches back at the front: nothing accepted is lost silently.
+                    self.batches.extendleft(reversed(take))
+                    log.warning("sink write failed, %d points kept: %s", count, exc)
+                    return
+                cap = min(self.config.retry_max_s, self.config.retry_base_s * 2**attempt)
+                await asyncio.sleep(random.uniform(0, cap))  # full jitter
+                continue
+            self.breaker.success()
+            self.points -= count
+            metrics.flushed.inc(count)
+            metrics.queue_depth.set(self.points)
+            return
+
+    def _breaker_changed(self, state: State) -> None:
+        metrics.breaker_state.set(state.value)
+        log.warning("sink circuit breaker is now %s", state.name.lower())
