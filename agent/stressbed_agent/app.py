@@ -105,15 +105,16 @@ class Agent:
             return error(500, "internal error")
 
     async def _admission(self, request: web.Request) -> web.Response | None:
-        """Faults, drain and the rate limit, before any handler runs."""
+        """Drain, faults and the rate limit, before any handler runs. A request admitted
+        before a drain began is finished, however long an injected latency holds it."""
+        if self.draining and not request.path.startswith("/admin"):
+            return error(503, "draining: not accepting new work", retry_after=1)
         fault = self.faults.get("latency")
         if fault is not None:
             await asyncio.sleep(float(fault.get("ms", 100)) / 1000)
         status = self.faults.error_status()
         if status is not None:
             return error(status, "injected fault")
-        if self.draining and not request.path.startswith("/admin"):
-            return error(503, "draining: not accepting new work", retry_after=1)
         if self.config.rate_limit_per_s > 0 and not self._take_token(request):
             response = error(429, "rate limit exceeded")
             response.headers["Retry-After"] = "1"
