@@ -27,8 +27,15 @@ class Reply:
         return json.loads(self.body)
 
 
-def call(url: str, method: str = "GET", body: object = None, *, raw: bytes | None = None,
-         headers: dict[str, str] | None = None, timeout: float = 10) -> Reply:
+def call(
+    url: str,
+    method: str = "GET",
+    body: object = None,
+    *,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 10,
+) -> Reply:
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
     request = urllib.request.Request(url, data=data, method=method)
     if data is not None and raw is None:
@@ -55,15 +62,20 @@ class AgentProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "stressbed_agent", "--port", str(self.port), *(args or [])],
-            env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **(env or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
     def wait_listening(self, timeout: float = 15) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"agent exited: {self.proc.stderr.read() if self.proc.stderr else ''}")
+                raise RuntimeError(
+                    f"agent exited: {self.proc.stderr.read() if self.proc.stderr else ''}"
+                )
             try:
                 call(self.url + "/healthz", timeout=1)
                 return

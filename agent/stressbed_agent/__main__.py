@@ -41,12 +41,13 @@ class JsonFormatter(logging.Formatter):
 
 async def serve(config: Config) -> int:
     agent = Agent(config)
-    runner = web.AppRunner(agent.app(), access_log=None, handle_signals=False,
-                           shutdown_timeout=config.drain_grace_s)
+    runner = web.AppRunner(
+        agent.app(), access_log=None, handle_signals=False, shutdown_timeout=config.drain_grace_s
+    )
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
     await site.start()
-    sockets = getattr(site._server, "sockets", None) or []  # noqa: SLF001 - the bound port
+    sockets = getattr(site._server, "sockets", None) or []
     port = sockets[0].getsockname()[1] if sockets else config.port
     log.info("listening on http://%s:%d", config.host, port)
 
@@ -67,8 +68,9 @@ async def serve(config: Config) -> int:
     # Readiness goes false at once; new work is refused; what is in flight finishes; the
     # queue drains to the sink within the grace period.
     agent.draining = True
-    log.info("draining: %d requests in flight, %d points queued", agent.in_flight,
-             agent.ingest.points)
+    log.info(
+        "draining: %d requests in flight, %d points queued", agent.in_flight, agent.ingest.points
+    )
     deadline = time.monotonic() + config.drain_grace_s
     while agent.in_flight > 0 and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
@@ -104,8 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return asyncio.run(serve(config))
     except OSError as exc:
-        print(f"stressbed-agent: error: cannot listen on {config.host}:{config.port}: "
-              f"{exc.strerror}", file=sys.stderr)
+        print(
+            f"stressbed-agent: error: cannot listen on {config.host}:{config.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
         return 2
 
 

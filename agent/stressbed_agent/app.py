@@ -51,8 +51,9 @@ class Agent:
     # -- the application -------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.config.max_body_bytes,
-                              middlewares=[self.middleware])
+        app = web.Application(
+            client_max_size=self.config.max_body_bytes, middlewares=[self.middleware]
+        )
         app.router.add_post("/v1/report", self.report)
         app.router.add_post("/v1/heartbeat", self.heartbeat)
         app.router.add_get("/v1/agents", self.agents)
@@ -86,8 +87,9 @@ class Agent:
             log.debug("%s %s %d", request.method, request.path, response.status)
         return response
 
-    async def _guarded(self, request: web.Request, handler: Handler,
-                       route: str) -> web.StreamResponse:
+    async def _guarded(
+        self, request: web.Request, handler: Handler, route: str
+    ) -> web.StreamResponse:
         try:
             if request.path not in PROBES:
                 refused = await self._admission(request)
@@ -125,7 +127,9 @@ class Agent:
         client = request.headers.get("X-Agent-Id") or request.remote or "-"
         now = time.monotonic()
         tokens, last = self.buckets.get(client, (float(self.config.rate_limit_burst), now))
-        tokens = min(self.config.rate_limit_burst, tokens + (now - last) * self.config.rate_limit_per_s)
+        tokens = min(
+            self.config.rate_limit_burst, tokens + (now - last) * self.config.rate_limit_per_s
+        )
         if tokens < 1:
             self.buckets[client] = (tokens, now)
             return False
@@ -231,8 +235,9 @@ class Agent:
         return None
 
     async def metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(metrics.registry),
-                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(
+            body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
 
     async def start_fault(self, request: web.Request) -> web.Response:
         if not self.config.admin_token:
@@ -244,18 +249,23 @@ class Agent:
         if started["kind"] == "sink_failure":
             self.sink.failing = "injected sink failure"
             asyncio.get_running_loop().call_later(
-                float(started["duration_s"]), setattr, self.sink, "failing", None)
+                float(started["duration_s"]), setattr, self.sink, "failing", None
+            )
         log.warning("fault started: %s", json.dumps(started))
         return web.json_response({"started": started})
 
 
 async def _json(request: web.Request) -> Any:
     if request.content_type != "application/json":
-        raise BadRequest(f"Content-Type: got {request.content_type!r}; expected application/json", 415)
+        raise BadRequest(
+            f"Content-Type: got {request.content_type!r}; expected application/json", 415
+        )
     raw = await request.read()
     try:
         return json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise BadRequest(f"body: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+        raise BadRequest(
+            f"body: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from None
     except (RecursionError, ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"body: cannot be decoded ({type(exc).__name__})") from None

@@ -60,29 +60,66 @@ class Config:
 
     def validate(self) -> Config:
         _check(0 < self.port < 65536 or self.port == 0, "port", self.port, "a port 0..65535")
-        for key in ("queue_max_points", "max_body_bytes", "max_points_per_batch",
-                    "flush_batch_points", "breaker_failures", "max_tasks", "rate_limit_burst"):
+        for key in (
+            "queue_max_points",
+            "max_body_bytes",
+            "max_points_per_batch",
+            "flush_batch_points",
+            "breaker_failures",
+            "max_tasks",
+            "rate_limit_burst",
+        ):
             _check(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
-        _check(0 < self.high_watermark <= 1, "high_watermark", self.high_watermark,
-               "a fraction in (0, 1]")
-        for key in ("request_timeout_s", "heartbeat_ttl_s", "flush_interval_s", "retry_base_s",
-                    "retry_max_s", "breaker_reset_s", "max_task_timeout_s", "session_ttl_s",
-                    "drain_grace_s"):
+        _check(
+            0 < self.high_watermark <= 1,
+            "high_watermark",
+            self.high_watermark,
+            "a fraction in (0, 1]",
+        )
+        for key in (
+            "request_timeout_s",
+            "heartbeat_ttl_s",
+            "flush_interval_s",
+            "retry_base_s",
+            "retry_max_s",
+            "breaker_reset_s",
+            "max_task_timeout_s",
+            "session_ttl_s",
+            "drain_grace_s",
+        ):
             _check(getattr(self, key) > 0, key, getattr(self, key), "a number of seconds > 0")
-        _check(self.rate_limit_per_s >= 0, "rate_limit_per_s", self.rate_limit_per_s,
-               "a number >= 0 (0 turns the limit off)")
-        _check(self.startup_delay_s >= 0, "startup_delay_s", self.startup_delay_s,
-               "a number of seconds >= 0")
+        _check(
+            self.rate_limit_per_s >= 0,
+            "rate_limit_per_s",
+            self.rate_limit_per_s,
+            "a number >= 0 (0 turns the limit off)",
+        )
+        _check(
+            self.startup_delay_s >= 0,
+            "startup_delay_s",
+            self.startup_delay_s,
+            "a number of seconds >= 0",
+        )
         _check(self.sink_retries >= 0, "sink_retries", self.sink_retries, "an integer >= 0")
         _check(self.sink in ("null", "file"), "sink", self.sink, "'null' or 'file'")
-        _check(self.sink != "file" or bool(self.sink_path), "sink_path", self.sink_path,
-               "a file path when sink is 'file'")
-        _check(self.log_level in ("debug", "info", "warning", "error"), "log_level",
-               self.log_level, "debug, info, warning or error")
+        _check(
+            self.sink != "file" or bool(self.sink_path),
+            "sink_path",
+            self.sink_path,
+            "a file path when sink is 'file'",
+        )
+        _check(
+            self.log_level in ("debug", "info", "warning", "error"),
+            "log_level",
+            self.log_level,
+            "debug, info, warning or error",
+        )
         return self
 
 
-def load(path: Path | None = None, env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+def load(
+    path: Path | None = None, env: Mapping[str, str] | None = None, **overrides: Any
+) -> Config:
     """Defaults < ``path`` (YAML) < ``env`` < ``overrides`` (the command line)."""
     env = os.environ if env is None else env
     known = {f.name: f for f in fields(Config)}

@@ -1,8 +1,8 @@
 """Fault hooks for stability experiments, behind their own token and off by default.
 
-    POST /admin/faults {"kind": "latency", "duration_s": 30, "ms": 200}
-    kinds: latency (ms), errors (rate 0..1, status), cpu (share 0..1), memory (mb),
-           flap_readiness (period_s), sink_failure, crash
+POST /admin/faults {"kind": "latency", "duration_s": 30, "ms": 200}
+kinds: latency (ms), errors (rate 0..1, status), cpu (share 0..1), memory (mb),
+       flap_readiness (period_s), sink_failure, crash
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ class Faults:
     def __init__(self) -> None:
         self.active: dict[str, tuple[float, dict[str, Any]]] = {}
         self.ballast: list[bytearray] = []
+        self.burner: asyncio.Task[None] | None = None
 
     def get(self, kind: str) -> dict[str, Any] | None:
         entry = self.active.get(kind)
@@ -45,8 +46,10 @@ class Faults:
         if kind not in KINDS:
             raise BadRequest(f"kind: expected one of {', '.join(KINDS)}")
         duration = body.get("duration_s", 10)
-        if isinstance(duration, bool) or not isinstance(duration, int | float) or not (
-            0 < duration <= MAX_DURATION_S
+        if (
+            isinstance(duration, bool)
+            or not isinstance(duration, int | float)
+            or not (0 < duration <= MAX_DURATION_S)
         ):
             raise BadRequest(f"duration_s: expected a number in (0, {MAX_DURATION_S}]")
         params = {k: v for k, v in body.items() if k not in ("kind", "duration_s")}
@@ -56,7 +59,7 @@ class Faults:
         if kind == "memory":
             self.ballast = [bytearray(1 << 20) for _ in range(int(params.get("mb", 64)))]
         elif kind == "cpu":
-            loop.create_task(self._burn(float(params.get("share", 0.5))))
+            self.burner = loop.create_task(self._burn(float(params.get("share", 0.5))))
         elif kind == "crash":
             loop.call_later(0.05, os.kill, os.getpid(), signal.SIGKILL)
         return {"kind": kind, "duration_s": duration, **params}
@@ -86,8 +89,11 @@ class Faults:
 def _validate(kind: str, params: dict[str, Any]) -> None:
     def number(key: str, low: float, high: float) -> None:
         value = params.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
-                                  or not low <= value <= high):
+        if value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not low <= value <= high
+        ):
             raise BadRequest(f"{key}: expected a number in [{low:g}, {high:g}]")
 
     number("ms", 0, 60_000)

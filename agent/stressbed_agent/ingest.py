@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import logging
 import math
@@ -130,10 +131,8 @@ class Ingest:
         while not (stopping.is_set() and not self.batches):
             if not self.batches:
                 self.wakeup.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wakeup.wait(), self.config.flush_interval_s)
-                except TimeoutError:
-                    pass
                 continue
             if not self.breaker.allow():
                 await asyncio.sleep(min(self.config.breaker_reset_s, 0.1))

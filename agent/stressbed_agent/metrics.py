@@ -8,22 +8,30 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 registry = CollectorRegistry()
 
-requests = Counter("agent_requests", "HTTP requests by route and status", ["route", "status"],
-                   registry=registry)
+requests = Counter(
+    "agent_requests", "HTTP requests by route and status", ["route", "status"], registry=registry
+)
 latency = Histogram(
-    "agent_request_duration_seconds", "HTTP request latency by route", ["route"],
+    "agent_request_duration_seconds",
+    "HTTP request latency by route",
+    ["route"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
     registry=registry,
 )
 in_flight = Gauge("agent_in_flight_requests", "requests being handled", registry=registry)
 queue_depth = Gauge("agent_queue_points", "metric points waiting for the sink", registry=registry)
 accepted = Counter("agent_points_accepted", "points accepted into the queue", registry=registry)
-dropped = Counter("agent_points_dropped", "points refused or lost, by reason", ["reason"],
-                  registry=registry)
+dropped = Counter(
+    "agent_points_dropped", "points refused or lost, by reason", ["reason"], registry=registry
+)
 flushed = Counter("agent_points_flushed", "points written to the sink", registry=registry)
-breaker_state = Gauge("agent_circuit_breaker_state",
-                      "sink circuit breaker: 0 closed, 1 open, 2 half-open", registry=registry)
+breaker_state = Gauge(
+    "agent_circuit_breaker_state",
+    "sink circuit breaker: 0 closed, 1 open, 2 half-open",
+    registry=registry,
+)
 ready = Gauge("agent_ready", "1 when /readyz answers 200", registry=registry)
-memory = Gauge("agent_process_max_rss_bytes", "peak resident memory of the process",
-               registry=registry)
+memory = Gauge(
+    "agent_process_max_rss_bytes", "peak resident memory of the process", registry=registry
+)
 memory.set_function(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)

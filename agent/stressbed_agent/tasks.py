@@ -25,7 +25,7 @@ async def _checksum(args: dict[str, Any]) -> dict[str, Any]:
 
 async def _sleep(args: dict[str, Any]) -> dict[str, Any]:
     seconds = args.get("seconds", 0)
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds:
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0:
         raise BadRequest("args.seconds: expected a number >= 0")
     await asyncio.sleep(seconds)
     return {"slept": seconds}
@@ -61,8 +61,11 @@ class Tasks:
         if not isinstance(args, dict):
             raise BadRequest("args: expected an object")
         timeout = body.get("timeout_s", 5)
-        if (isinstance(timeout, bool) or not isinstance(timeout, int | float)
-                or not 0 < timeout <= self.max_timeout_s):
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not 0 < timeout <= self.max_timeout_s
+        ):
             raise BadRequest(f"timeout_s: expected a number in (0, {self.max_timeout_s:g}]")
         task_id = uuid.uuid4().hex
         state = {"id": task_id, "type": kind, "state": "queued", "created": time.time()}
@@ -74,8 +77,9 @@ class Tasks:
         job.add_done_callback(self.running.discard)
         return {"id": task_id, "state": "queued"}
 
-    async def _run(self, state: dict[str, Any], kind: str, args: dict[str, Any],
-                   timeout: float) -> None:
+    async def _run(
+        self, state: dict[str, Any], kind: str, args: dict[str, Any], timeout: float
+    ) -> None:
         state["state"] = "running"
         try:
             state["result"] = await asyncio.wait_for(TASKS[kind](args), timeout)
