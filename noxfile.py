@@ -47,6 +47,13 @@ def bench_fleet(session: nox.Session) -> None:
     session.run("python", "tools/bench_fleet.py", *(session.posargs or ["merge"]), env=ENV)
 
 
+@nox.session(name="bench_agent")
+def bench_agent(session: nox.Session) -> None:
+    """Reference agent: capacity, latency at 2,500/s, overload shedding, recovery (needs wrk)."""
+    session.install(".")
+    session.run("python", "tools/bench_agent.py", *session.posargs, env=ENV)
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
     """k6 rate of a rendered scenario vs a hand-written script (needs nginx: nginx-light)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import signal
@@ -59,6 +60,10 @@ async def serve(config: Config) -> int:
 
     async def become_ready() -> None:
         await asyncio.sleep(config.startup_delay_s)
+        # Everything allocated so far lives for the whole process: keep it out of the
+        # collector's scans, and collect young objects less often (fewer pauses under load).
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
         agent.started = True
         log.info("ready")
 
