@@ -57,7 +57,10 @@ class Faults:
         self.active[kind] = (time.monotonic() + duration, params)
         loop = asyncio.get_running_loop()
         if kind == "memory":
-            self.ballast = [bytearray(1 << 20) for _ in range(int(params.get("mb", 64)))]
+            # Filled, not zeroed: zero pages are not resident until written.
+            self.ballast = [
+                bytearray(b"\xa5" * (1 << 20)) for _ in range(int(params.get("mb", 64)))
+            ]
         elif kind == "cpu":
             self.burner = loop.create_task(self._burn(float(params.get("share", 0.5))))
         elif kind == "crash":
