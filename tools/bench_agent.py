@@ -13,9 +13,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -67,6 +69,46 @@ def wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, flo
         "rate": rate,
         "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
         "total": float(total.group(1)) if total else 0.0,
+    }
+
+
+def hey_rate(url: str, rate: int, seconds: int) -> dict[str, float] | None:
+    """p50/p99 at ``rate`` from `hey` (Debian package hey), a light Go client: on two cores
+    k6's own scheduling adds tail latency (see BENCHMARKS.md), hey much less."""
+    if shutil.which("hey") is None:
+        return None
+    workers = 50
+    out = subprocess.run(
+        [
+            "hey",
+            "-z",
+            f"{seconds}s",
+            "-c",
+            str(workers),
+            "-q",
+            str(rate // workers),
+            "-m",
+            "POST",
+            "-T",
+            "application/json",
+            "-d",
+            BATCH,
+            url + "/v1/report",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    def seconds_at(pct: str) -> float:
+        found = re.search(rf"{pct}% in ([\d.]+) secs", out)
+        return float(found.group(1)) * 1000 if found else float("nan")
+
+    served = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    return {
+        "rate": float(served.group(1)) if served else 0.0,
+        "p50": seconds_at("50"),
+        "p99": seconds_at("99"),
     }
 
 
@@ -127,10 +169,16 @@ def main() -> int:
             capacity = wrk(agent.url, lua, 32, args.seconds)
             print(f"capacity: {capacity['rate']:.0f} req/s (wrk -t1 -c32, {args.seconds} s)")
             rate = args.rate
+            light = hey_rate(agent.url, rate, args.seconds)
+            if light is not None:
+                print(
+                    f"at {rate}/s (hey, 50 workers): {light['rate']:.0f} req/s served, "
+                    f"p50 {light['p50']:.2f} ms, p99 {light['p99']:.2f} ms"
+                )
             before = half_rate(agent.url, rate, args.seconds, work, "before")
             print(
-                f"at {rate}/s: {before['rate']:.0f} req/s served, p50 {before['p50']:.2f} ms, "
-                f"p99 {before['p99']:.2f} ms"
+                f"at {rate}/s (stressbed run, k6): {before['rate']:.0f} req/s served, "
+                f"p50 {before['p50']:.2f} ms, p99 {before['p99']:.2f} ms"
             )
             call(
                 agent.url + "/admin/faults",
@@ -144,7 +192,8 @@ def main() -> int:
             def probe() -> None:
                 while not done.is_set():
                     started = time.monotonic()
-                    call(agent.url + "/healthz", timeout=5)
+                    with contextlib.suppress(OSError):  # a timed-out probe counts its wait
+                        call(agent.url + "/healthz", timeout=5)
                     health.append(time.monotonic() - started)
                     time.sleep(0.1)
 
