@@ -361,3 +361,38 @@ def test_bad_configuration_exits_2_with_one_line(tmp_path):
     code, err = process.stop()
     assert code == 2
     assert err == "stressbed-agent: error: queue_max_points: got -1; expected an integer >= 1\n"
+
+
+def test_too_many_requests_in_flight_are_shed_at_once():
+    process = AgentProcess(
+        env={"STRESSBED_AGENT_MAX_IN_FLIGHT": "3", "STRESSBED_AGENT_ADMIN_TOKEN": "admin"}
+    )
+    process.wait_listening()
+    try:
+        call(
+            process.url + "/admin/faults",
+            "POST",
+            {"kind": "latency", "ms": 1000, "duration_s": 5},
+            headers={"Authorization": "Bearer admin"},
+        )
+        statuses: list[int] = []
+        workers = [
+            threading.Thread(
+                target=lambda: statuses.append(call(process.url + "/v1/agents", timeout=10).status)
+            )
+            for _ in range(3)
+        ]
+        for worker in workers:
+            worker.start()
+        time.sleep(0.3)  # three requests held by the latency fault
+        started = time.monotonic()
+        shed = call(process.url + "/v1/agents")
+        assert shed.status == 429
+        assert shed.headers["Retry-After"] == "1"
+        assert time.monotonic() - started < 0.5
+        assert call(process.url + "/healthz").status == 200  # probes are never shed
+        for worker in workers:
+            worker.join()
+        assert sorted(statuses) == [200, 200, 200]
+    finally:
+        process.stop()

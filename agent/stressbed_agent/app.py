@@ -111,6 +111,11 @@ class Agent:
         before a drain began is finished, however long an injected latency holds it."""
         if self.draining and not request.path.startswith("/admin"):
             return error(503, "draining: not accepting new work", retry_after=1)
+        if self.in_flight > self.config.max_in_flight:
+            # CPU overload: answering at once keeps latency and memory bounded.
+            response = error(429, "overloaded: too many requests in flight")
+            response.headers["Retry-After"] = "1"
+            return response
         fault = self.faults.get("latency")
         if fault is not None:
             await asyncio.sleep(float(fault.get("ms", 100)) / 1000)

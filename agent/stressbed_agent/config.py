@@ -36,6 +36,8 @@ class Config:
     max_body_bytes: int = 1 << 20
     max_points_per_batch: int = 1000
     request_timeout_s: float = 5.0
+    #: Requests handled at once at most; beyond, new ones get 429 at once (probes excepted).
+    max_in_flight: int = 1024
     #: Requests per second per client (X-Agent-Id header, else address); 0 turns it off.
     rate_limit_per_s: float = 0.0
     rate_limit_burst: int = 100
