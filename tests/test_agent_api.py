@@ -161,6 +161,7 @@ def test_probes_and_metrics(agent):
         "agent_circuit_breaker_state",
         "agent_in_flight_requests",
         "agent_process_max_rss_bytes",
+        "process_resident_memory_bytes",
     ):
         assert name in text, name
     assert 'agent_requests_total{route="/v1/report",status="202"} 1.0' in text
@@ -326,9 +327,9 @@ def test_fault_hooks_inject_what_they_say():
             time.sleep(0.05)
         assert seen == {200, 503}
 
-        before = _metric(process.url, "agent_process_max_rss_bytes")
+        before = _metric(process.url, "process_resident_memory_bytes")
         call(faults, "POST", {"kind": "memory", "mb": 64, "duration_s": 5}, headers=admin)
-        assert _metric(process.url, "agent_process_max_rss_bytes") - before > 50 * 2**20
+        assert _metric(process.url, "process_resident_memory_bytes") - before > 50 * 2**20
 
         call(faults, "POST", {"kind": "crash", "duration_s": 1}, headers=admin)
         process.proc.wait(timeout=5)

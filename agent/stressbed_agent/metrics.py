@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import resource
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 registry = CollectorRegistry()
+# process_resident_memory_bytes, process_cpu_seconds_total, open fds, ...
+ProcessCollector(registry=registry)
 
 requests = Counter(
     "agent_requests", "HTTP requests by route and status", ["route", "status"], registry=registry
