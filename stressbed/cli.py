@@ -16,7 +16,7 @@ from ._live import LiveLine, _terminate_as_interrupt
 from .errors import StressbedError
 from .render import render
 from .report import table
-from .run import RunOptions, execute, plan
+from .run import RunOptions, execute, plan, redact
 
 __all__ = ["main"]
 
@@ -96,7 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     live = LiveLine(sys.stderr)
     print(
         f"stressbed: running {the_plan.scenario.name!r} with {the_plan.runners} runner(s) "
-        f"against {the_plan.target_url}",
+        f"against {redact(the_plan.target_url)}",
         file=sys.stderr,
     )
     with _terminate_as_interrupt():

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from .sketch import Sketch
-from .thresholds import BUILTIN_METRICS
+from .thresholds import BUILTIN_METRICS, SYSTEM_TAGS
 
 __all__ = [
     "CSV_COLUMNS",
@@ -29,17 +29,6 @@ __all__ = [
     "parse_selector",
 ]
 
-#: Tags k6 attaches to samples; the rest (url, proto, tls_version, ...) only lengthen lines.
-SYSTEM_TAGS = (
-    "check",
-    "error_code",
-    "expected_response",
-    "group",
-    "method",
-    "name",
-    "scenario",
-    "status",
-)
 #: k6's CSV columns with every system tag on; a header line in the stream overrides them.
 CSV_COLUMNS = [
     *("metric_name", "timestamp", "metric_value", "check", "error", "error_code"),
@@ -208,6 +197,7 @@ class Collector:
         self.aggregates: dict[str, Aggregate] = {}
         self.windows: dict[int, Window] = {}
         self.samples = 0
+        self.bad_lines = 0
         expected = Selector("http_req_duration", (("expected_response", "true"),))
         self._selectors = {*selectors, expected}
         wanted = set(SUMMARY_METRICS) | {s.metric for s in self._selectors}
@@ -238,7 +228,10 @@ class Collector:
             row = next(csv.reader((line,))) if '"' in line else line.rstrip("\r\n").split(",")
             if len(row) < self._width:
                 continue  # a partial line: k6 was killed mid-write
-            self.feed(row)
+            try:
+                self.feed(row)
+            except (ValueError, KeyError):
+                self.bad_lines += 1  # never let one odd line stop the stream being drained
 
     def _matches(self, row: list[str], column: int, want: str) -> bool:
         if column >= 0:

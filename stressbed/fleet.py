@@ -115,6 +115,8 @@ class LocalFleet:
                 self._watch(outcome, deadline_s, abort_thresholds, judge, on_progress)
             else:
                 outcome.failure = failure
+        except _ReleaseFailed as exc:
+            outcome.failure = str(exc)
         except KeyboardInterrupt:
             outcome.interrupted = True
             self._event("interrupted")
@@ -209,12 +211,15 @@ class LocalFleet:
         """Resume every k6 at once; the skew is the spread of the moments k6 acknowledged."""
         barrier = threading.Barrier(len(self.members))
         acked: list[float] = [0.0] * len(self.members)
+        errors: dict[int, str] = {}
 
         def go(member: _Member) -> None:
             assert member.api is not None
             barrier.wait()
-            with contextlib.suppress(OSError, ValueError):
+            try:
                 k6api.resume(member.api)
+            except Exception as exc:  # reported as this runner's failure below
+                errors[member.index] = _k6_error(exc)
             acked[member.index] = time.time()
 
         threads = [threading.Thread(target=go, args=(m,)) for m in self.members]
@@ -222,6 +227,9 @@ class LocalFleet:
             thread.start()
         for thread in threads:
             thread.join()
+        if errors:
+            index = min(errors)
+            raise _ReleaseFailed(f"runner {index}: k6 did not resume: {errors[index]}")
         return min(acked), (max(acked) - min(acked)) * 1000.0
 
     def _watch(
@@ -260,13 +268,20 @@ class LocalFleet:
                     merged = self._live_aggregates()
                     for threshold in abort_thresholds:
                         too_early = threshold.delay_ms and elapsed * 1000 < threshold.delay_ms
+                        # As k6 does during a run: no samples yet, no verdict yet.
+                        agg = merged.get(threshold.key)
+                        if agg is None or not (agg.count or agg.sketch.count):
+                            continue
                         if not too_early and not judge(threshold, merged, elapsed):
                             outcome.aborted_by = threshold
                             self._event(
                                 "aborted", threshold=threshold.key, expression=threshold.expression
                             )
                             return
-        # Drain what is left: the final "done" events.
+        # Every runner has exited: wait until their last lines are read, then take them in.
+        for member in self.members:
+            if member.reader is not None:
+                member.reader.join(timeout=5)
         while True:
             try:
                 index, event = self.events.get_nowait()
@@ -328,6 +343,17 @@ class LocalFleet:
     # -- stopping and collecting ----------------------------------------------------
 
     def _stop_all(self) -> None:
+        # A second Ctrl-C must not cut this short: that would leave runners loading the target.
+        masked = threading.current_thread() is threading.main_thread()
+        if masked:
+            previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            self._stop_members()
+        finally:
+            if masked:
+                signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+    def _stop_members(self) -> None:
         alive = [m for m in self.members if m.proc.poll() is None]
         for member in alive:
             with contextlib.suppress(ProcessLookupError):
@@ -380,6 +406,10 @@ class LocalFleet:
 
     def _event(self, kind: str, **fields: Any) -> None:
         self.log.append({"t": time.time(), "event": kind, **fields})
+
+
+class _ReleaseFailed(Exception):
+    """A runner's k6 could not be resumed: the run cannot start as one fleet."""
 
 
 def _k6_error(exc: BaseException) -> str:

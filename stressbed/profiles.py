@@ -75,9 +75,7 @@ class ConstantVUs(Profile):
 
     def __post_init__(self) -> None:
         _count(f"{self.executor}.vus", self.vus)
-        object.__setattr__(
-            self, "_ms", parse_duration_ms(self.duration, f"{self.executor}.duration")
-        )
+        object.__setattr__(self, "_ms", _at_least_1s(self.duration, self.executor))
 
     def to_k6(self) -> dict[str, object]:
         return {"executor": self.executor, "vus": self.vus, "duration": format_duration(self._ms)}
@@ -152,9 +150,7 @@ class ConstantArrivalRate(Profile):
         _count(f"{self.executor}.rate", self.rate)
         peak = _vu_pool(self.executor, self.pre_allocated_vus, self.max_vus)
         object.__setattr__(self, "_peak", peak)
-        object.__setattr__(
-            self, "_ms", parse_duration_ms(self.duration, f"{self.executor}.duration")
-        )
+        object.__setattr__(self, "_ms", _at_least_1s(self.duration, self.executor))
         object.__setattr__(
             self, "_unit_ms", parse_duration_ms(self.time_unit, f"{self.executor}.time_unit")
         )
@@ -282,6 +278,14 @@ class SharedIterations(_Iterations):
                 self.iterations,
                 f"an integer >= vus ({self.vus}), as k6 requires",
             )
+
+
+def _at_least_1s(duration: str, executor: str) -> float:
+    """k6 refuses constant-vus and constant-arrival-rate durations under one second."""
+    ms = parse_duration_ms(duration, f"{executor}.duration")
+    if ms < 1000:
+        raise ConfigError(f"{executor}.duration", duration, "at least 1s (k6's shortest)")
+    return ms
 
 
 def _scale(ms: float, factor: float) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,7 +173,3 @@ def _show(value: float) -> str:
     if value == int(value) and abs(value) < 1e12:
         return f"{int(value):,}"
     return f"{value:,.3f}" if abs(value) < 1000 else f"{value:,.1f}"
-
-
-def runner_summary(results: Sequence[RunnerResult]) -> str:
-    return ", ".join(f"{r.index}:{r.status.value}" for r in results)

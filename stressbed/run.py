@@ -63,7 +63,10 @@ def plan(options: RunOptions) -> Plan:
     """Load and validate everything; raises ConfigError (exit 2) before anything starts."""
     scenario = catalog.load(options.scenario)
     if options.duration is not None:
-        scenario = scenario.scaled_to(parse_duration_ms(options.duration, "--duration"))
+        duration_ms = parse_duration_ms(options.duration, "--duration")
+        if duration_ms < 1000:
+            raise ConfigError("--duration", options.duration, "at least 1s (k6's shortest)")
+        scenario = scenario.scaled_to(duration_ms)
     if (
         isinstance(options.runners, bool)
         or not isinstance(options.runners, int)
@@ -121,6 +124,11 @@ def _report(
         verdict, code, message = Verdict.ERROR, 3, outcome.failure
     elif outcome.timed_out:
         verdict, code, message = Verdict.ERROR, 3, "the run passed its deadline; runners stopped"
+    elif any(r.status.failed for r in outcome.results):
+        # A runner that failed without the fleet seeing it live (its last words came late).
+        broken = next(r for r in outcome.results if r.status.failed)
+        reason = broken.reason or broken.status.value
+        verdict, code, message = Verdict.ERROR, 3, f"runner {broken.index}: {reason}"
     elif outcome.aborted_by is not None or failed:
         names = [f"{r.threshold.key} {r.threshold.expression}" for r in failed]
         if outcome.aborted_by is not None:
@@ -145,7 +153,7 @@ def _report(
         events=outcome.events,
         settings={
             "runners": the_plan.runners,
-            "target_url": _redact(the_plan.target_url),
+            "target_url": redact(the_plan.target_url),
             "bundle": str(bundle.root),
             "scenario_duration_s": scenario.duration_ms() / 1000,
             "keep_raw": the_plan.keep_raw,
@@ -154,13 +162,18 @@ def _report(
 
 
 def _target(url: str) -> str:
-    parsed = urllib.parse.urlsplit(url)
+    expected = "an http(s) base URL like http://127.0.0.1:8080"
+    try:
+        parsed = urllib.parse.urlsplit(url)
+        parsed.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        raise ConfigError("--target-url", url, expected) from None
     if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.query:
-        raise ConfigError("--target-url", url, "an http(s) base URL like http://127.0.0.1:8080")
+        raise ConfigError("--target-url", url, expected)
     return url.rstrip("/")
 
 
-def _redact(url: str) -> str:
+def redact(url: str) -> str:
     """A URL fit for a results file: no user:password."""
     return re.sub(r"//[^/@]*@", "//", url)
 

@@ -26,7 +26,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -121,8 +120,9 @@ class Runner:
         self.collector = Collector(self.selectors)
         self.lock = threading.Lock()
         self.api = f"http://{'[' + host + ']' if ':' in host else host}:{_free_port(host)}"
-        self._tmp = Path(tempfile.mkdtemp(prefix=f"stressbed-runner{index}-"))
-        self.fifo = self._tmp / "samples.csv"
+        # The FIFO lives beside the results (not in /tmp), removed when the runner finishes;
+        # only a SIGKILLed runner can leave it, and then inside its own results directory.
+        self.fifo = out_dir / ".samples.fifo"
         self.proc: subprocess.Popen[bytes] | None = None
         self.oom_kills_before = oom_kills()
         self.started_at = 0.0
@@ -133,6 +133,7 @@ class Runner:
 
     def start(self) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.fifo.unlink(missing_ok=True)
         os.mkfifo(self.fifo)
         self._reader.start()
         address = self.api.removeprefix("http://")
@@ -151,7 +152,9 @@ class Runner:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=self._log,
-            env={**os.environ, "K6_NO_USAGE_REPORT": "true"},
+            # Whole-second unix timestamps are what the collector's windows are keyed by,
+            # whatever K6_CSV_TIME_FORMAT the user's environment holds.
+            env={**os.environ, "K6_NO_USAGE_REPORT": "true", "K6_CSV_TIME_FORMAT": "unix"},
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
         )
 
@@ -220,9 +223,7 @@ class Runner:
                 peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             )
         result.write(self.out_dir / "result.json")
-        with contextlib.suppress(OSError):
-            self.fifo.unlink()
-            self._tmp.rmdir()
+        self.fifo.unlink(missing_ok=True)
         return result
 
     def _oom_killed(self) -> bool:
@@ -355,7 +356,10 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    return run(runner, _emit, args.ready_timeout)
+    try:
+        return run(runner, _emit, args.ready_timeout)
+    finally:
+        runner.fifo.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

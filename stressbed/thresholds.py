@@ -25,6 +25,7 @@ from .errors import ConfigError
 
 __all__ = [
     "BUILTIN_METRICS",
+    "SYSTEM_TAGS",
     "Selection",
     "Threshold",
     "check_rate",
@@ -55,6 +56,18 @@ BUILTIN_METRICS: Mapping[str, str] = {
     "vus": "gauge",
     "vus_max": "gauge",
 }
+#: The tags k6 attaches to samples in a stressbed run (``--system-tags``): what a threshold can
+#: select on. The runtime tags requests with ``name``; ``scenario`` is the workload.
+SYSTEM_TAGS = (
+    "check",
+    "error_code",
+    "expected_response",
+    "group",
+    "method",
+    "name",
+    "scenario",
+    "status",
+)
 _AGGREGATIONS = {
     "trend": "avg, min, max, med or p(N)",
     "counter": "count or rate",
@@ -102,13 +115,6 @@ class Threshold:
     @property
     def expression(self) -> str:
         return f"{self.aggregation}{self.operator}{_number(self.value)}"
-
-    @property
-    def percentile(self) -> float | None:
-        """The percentile this threshold reads (95.0 for ``p(95)``), if any."""
-        if self.aggregation.startswith("p("):
-            return float(self.aggregation[2:-1])
-        return None
 
     def passes(self, observed: float) -> bool:
         """k6's verdict for ``observed``; a missing (NaN) observation fails."""
@@ -205,7 +211,11 @@ def _build(
     if aggregation.startswith("p(") and not 0 <= float(aggregation[2:-1]) <= 100:
         raise ConfigError(f"threshold {metric}", aggregation, "a percentile between 0 and 100")
     kind = BUILTIN_METRICS.get(metric)
-    if kind is not None and not _fits(kind, aggregation):
+    if kind is None:
+        raise ConfigError(
+            "threshold.metric", metric, "a k6 built-in metric (" + ", ".join(BUILTIN_METRICS) + ")"
+        )
+    if not _fits(kind, aggregation):
         raise ConfigError(
             f"threshold {metric}", aggregation, f"{_AGGREGATIONS[kind]} on a {kind} metric"
         )
@@ -217,8 +227,8 @@ def _build(
     abort_on_fail = options.get("abort_on_fail", False)
     delay = options.get("delay")
     for key, val in selector.items():
-        if not isinstance(key, str) or not _TAG.fullmatch(key):
-            raise ConfigError("threshold.tags", key, "a tag name without '{', '}', ':' or ','")
+        if key not in SYSTEM_TAGS:
+            raise ConfigError("threshold.tags", key, "a tag k6 records: " + ", ".join(SYSTEM_TAGS))
         if not isinstance(val, str) or not _TAG.fullmatch(val):
             raise ConfigError(
                 f"threshold.tags.{key}", val, "a tag value without '{', '}', ':' or ','"

@@ -47,8 +47,8 @@ from .conftest import needs_k6, run_k6
         (check_rate("> 99%"), "checks", "rate>0.99"),
         (threshold("http_req_waiting", "p(90) < 200"), "http_req_waiting", "p(90)<200"),
         (
-            threshold("my_counter", "count>=10", tags={"kind": "x"}),
-            "my_counter{kind:x}",
+            threshold("iterations", "count>=10", tags={"status": "200"}),
+            "iterations{status:200}",
             "count>=10",
         ),
     ],
@@ -84,7 +84,8 @@ def test_abort_on_fail_and_delay_render_as_k6_objects():
         ),
         (lambda: threshold("x", "p(95) <"), "threshold.expression", "k6 syntax"),
         (lambda: threshold("bad metric", "rate<1"), "threshold.metric", "a k6 metric name"),
-        (lambda: threshold("x", "p(101)<1"), "threshold x", "a percentile between 0 and 100"),
+        (lambda: threshold("http_req_duration", "p(101)<1"), "threshold http_req_duration",
+         "a percentile between 0 and 100"),
         (lambda: latency("p(95)<1s", request="a,b"), "threshold.tags.name", "a tag value"),
         (lambda: latency("p(95)<1s", delay="10s"), "threshold.delay", "only with abort_on_fail"),
     ],
@@ -110,7 +111,14 @@ def test_bad_thresholds_name_the_field_and_what_is_allowed(build, field, expecte
     ],
 )
 def test_passes_follows_k6_operators(op, observed, passes):
-    assert threshold("x", f"value{op}2").passes(observed) is passes
+    assert threshold("vus", f"value{op}2").passes(observed) is passes
+
+
+def test_thresholds_name_only_metrics_and_tags_k6_records():
+    with pytest.raises(ConfigError, match="a k6 built-in metric"):
+        threshold("http_req_duraton", "p(95)<100")
+    with pytest.raises(ConfigError, match="a tag k6 records"):
+        latency("p(95) < 1s", tags={"tls_version": "tls1.3"})
 
 
 def test_a_missing_observation_fails():

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import hmac
 import json
 import logging
+import os
 import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -40,13 +41,16 @@ class Agent:
         self.ingest = Ingest(config, self.sink)
         self.tasks = Tasks(config.max_tasks, config.max_task_timeout_s)
         self.faults = Faults()
-        self.heartbeats: dict[str, tuple[str, float]] = {}
-        self.sessions: dict[str, tuple[str, float]] = {}
+        # Kept in expiry order (a fixed TTL, refreshed entries moved to the end), so expired
+        # entries are always at the front and pruning never scans.
+        self.heartbeats: collections.OrderedDict[str, tuple[str, float]] = collections.OrderedDict()
+        self.sessions: collections.OrderedDict[str, tuple[str, float]] = collections.OrderedDict()
         self.buckets: dict[str, tuple[float, float]] = {}
         self.started = False
         self.draining = False
         self.stopping = asyncio.Event()
         self.in_flight = 0
+        metrics.in_flight.set_function(lambda: self.in_flight)
 
     # -- the application -------------------------------------------------------------
 
@@ -68,21 +72,18 @@ class Agent:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        rid = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
+        rid = request.headers.get("X-Request-Id") or os.urandom(8).hex()
         request_id.set(rid)
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
         started = time.perf_counter()
         self.in_flight += 1
-        metrics.in_flight.inc()
         try:
             response = await self._guarded(request, handler, route)
         finally:
             self.in_flight -= 1
-            metrics.in_flight.dec()
         response.headers["X-Request-Id"] = rid
-        metrics.requests.labels(route, str(response.status)).inc()
-        metrics.latency.labels(route).observe(time.perf_counter() - started)
+        metrics.observe(route, response.status, time.perf_counter() - started)
         if self.config.log_level == "debug":
             log.debug("%s %s %d", request.method, request.path, response.status)
         return response
@@ -95,7 +96,8 @@ class Agent:
                 refused = await self._admission(request)
                 if refused is not None:
                     return refused
-            return await asyncio.wait_for(handler(request), self.config.request_timeout_s)
+            async with asyncio.timeout(self.config.request_timeout_s):
+                return await handler(request)
         except BadRequest as exc:
             return error(exc.status, str(exc))
         except web.HTTPException as exc:
@@ -164,19 +166,14 @@ class Agent:
         if status not in ("ok", "degraded", "failing"):
             raise BadRequest("status: expected ok, degraded or failing")
         self.heartbeats[agent] = (status, time.monotonic() + self.config.heartbeat_ttl_s)
-        if len(self.heartbeats) > 200_000:
-            self._expire_heartbeats()
+        self.heartbeats.move_to_end(agent)
+        _prune(self.heartbeats, MAX_AGENTS)
         return web.json_response({"ttl_s": self.config.heartbeat_ttl_s})
 
     async def agents(self, request: web.Request) -> web.Response:
-        self._expire_heartbeats()
+        _prune(self.heartbeats, MAX_AGENTS)
         live = [{"agent_id": a, "status": s} for a, (s, _) in self.heartbeats.items()]
         return web.json_response({"agents": live, "count": len(live)})
-
-    def _expire_heartbeats(self) -> None:
-        now = time.monotonic()
-        for agent in [a for a, (_, until) in self.heartbeats.items() if until <= now]:
-            del self.heartbeats[agent]
 
     async def login(self, request: web.Request) -> web.Response:
         self._authorize(request, sessions=False)
@@ -185,11 +182,8 @@ class Agent:
         if not isinstance(agent, str) or not 0 < len(agent) <= 200:
             raise BadRequest("agent_id: expected a string of 1..200 characters")
         token = secrets.token_urlsafe(24)
-        now = time.monotonic()
-        self.sessions[token] = (agent, now + self.config.session_ttl_s)
-        if len(self.sessions) > 100_000:
-            for key in [k for k, (_, until) in self.sessions.items() if until <= now][:50_000]:
-                del self.sessions[key]
+        self.sessions[token] = (agent, time.monotonic() + self.config.session_ttl_s)
+        _prune(self.sessions, MAX_SESSIONS)
         return web.json_response({"token": token, "expires_in": self.config.session_ttl_s})
 
     async def submit_task(self, request: web.Request) -> web.Response:
@@ -258,6 +252,20 @@ class Agent:
             )
         log.warning("fault started: %s", json.dumps(started))
         return web.json_response({"started": started})
+
+
+MAX_AGENTS = 200_000
+MAX_SESSIONS = 100_000
+
+
+def _prune(entries: collections.OrderedDict[str, tuple[str, float]], limit: int) -> None:
+    """Drop expired entries (all at the front), then the oldest beyond ``limit``."""
+    now = time.monotonic()
+    while entries:
+        key, (_, until) = next(iter(entries.items()))
+        if until > now and len(entries) <= limit:
+            return
+        del entries[key]
 
 
 async def _json(request: web.Request) -> Any:

@@ -56,12 +56,16 @@ class Faults:
         _validate(kind, params)
         self.active[kind] = (time.monotonic() + duration, params)
         loop = asyncio.get_running_loop()
+        # Every fault ends by itself: get() forgets it, and this releases what it holds.
+        loop.call_later(duration, self.get, kind)
         if kind == "memory":
             # Filled, not zeroed: zero pages are not resident until written.
             self.ballast = [
                 bytearray(b"\xa5" * (1 << 20)) for _ in range(int(params.get("mb", 64)))
             ]
         elif kind == "cpu":
+            if self.burner is not None:
+                self.burner.cancel()
             self.burner = loop.create_task(self._burn(float(params.get("share", 0.5))))
         elif kind == "crash":
             loop.call_later(0.05, os.kill, os.getpid(), signal.SIGKILL)

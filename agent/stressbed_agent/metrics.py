@@ -37,3 +37,18 @@ memory = Gauge(
     "agent_process_max_rss_bytes", "peak resident memory of the process", registry=registry
 )
 memory.set_function(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+
+
+_children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+
+
+def observe(route: str, status: int, seconds: float) -> None:
+    """Count a request and its latency; label children are looked up once per route/status."""
+    child = _children.get((route, status))
+    if child is None:
+        child = _children[(route, status)] = (
+            requests.labels(route, str(status)),
+            latency.labels(route),
+        )
+    child[0].inc()
+    child[1].observe(seconds)

@@ -49,12 +49,17 @@ function uniform(weights) {
 
 // A function returning the next entry index, per `sampling` ("balanced" or "random").
 export function makePicker(weights, sampling) {
-  const index = weightedIndex(weights);
   const { cumulative, guide, size } = tables(weights);
   const n = weights.length;
   if (n === 1) return () => 0;
   if (sampling === 'random') {
-    return uniform(weights) ? () => (Math.random() * n) | 0 : () => index(Math.random());
+    if (uniform(weights)) return () => (Math.random() * n) | 0;
+    return () => {
+      const u = Math.random();
+      let i = guide[(u * size) | 0];
+      while (cumulative[i] <= u) i++;
+      return i;
+    };
   }
   if (sampling !== 'balanced') throw new Error(`unknown sampling ${JSON.stringify(sampling)}`);
   let u = Math.random();
