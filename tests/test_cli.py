@@ -134,3 +134,25 @@ scenario = Scenario("mine", description="mine", workloads=[Workload("w",
     assert result.exit_code == 0, result.stderr
     assert len(server.received) == 10
     assert all("id" in json.loads(r.body) for r in server.received)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--target-url", "http://[::1"], "--target-url: got 'http://[::1'"),
+        (["--target-url", "http://127.0.0.1:99999"], "--target-url: got 'http://127.0.0.1:99999'"),
+        (["--target-url", "ftp://127.0.0.1"], "expected an http(s) base URL"),
+        (
+            ["--target-url", "http://127.0.0.1:1", "--duration", "500ms"],
+            "--duration: got '500ms'; expected at least 1s",
+        ),
+        (["--target-url", "http://127.0.0.1:1", "--runners", "0"], "--runners: got 0"),
+    ],
+)
+def test_bad_run_options_exit_2_before_anything_starts(tmp_path, args, message):
+    proc = stressbed("run", "--scenario", "ingest_mix", "--results", str(tmp_path / "r"), *args)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("stressbed: error: ")
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "r").exists()

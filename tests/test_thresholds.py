@@ -84,8 +84,11 @@ def test_abort_on_fail_and_delay_render_as_k6_objects():
         ),
         (lambda: threshold("x", "p(95) <"), "threshold.expression", "k6 syntax"),
         (lambda: threshold("bad metric", "rate<1"), "threshold.metric", "a k6 metric name"),
-        (lambda: threshold("http_req_duration", "p(101)<1"), "threshold http_req_duration",
-         "a percentile between 0 and 100"),
+        (
+            lambda: threshold("http_req_duration", "p(101)<1"),
+            "threshold http_req_duration",
+            "a percentile between 0 and 100",
+        ),
         (lambda: latency("p(95)<1s", request="a,b"), "threshold.tags.name", "a tag value"),
         (lambda: latency("p(95)<1s", delay="10s"), "threshold.delay", "only with abort_on_fail"),
     ],
