@@ -263,6 +263,7 @@ def test_sigterm_drains_in_flight_work_and_exits_0(tmp_path):
     process.proc.send_signal(15)
     time.sleep(0.1)
     assert call(process.url + "/readyz").json() == {"ready": False, "reason": "draining"}
+    process.proc.send_signal(15)  # a repeated SIGTERM does not cut the drain short
     worker.join(timeout=10)
     code, err = process.stop()
     assert replies == [202]
@@ -340,7 +341,7 @@ def test_fault_hooks_inject_what_they_say():
 
 def test_rate_limit_is_per_client():
     process = AgentProcess(
-        env={"STRESSBED_AGENT_RATE_LIMIT_PER_S": "1", "STRESSBED_AGENT_RATE_LIMIT_BURST": "3"}
+        env={"STRESSBED_AGENT_RATE_LIMIT_PER_S": "0.1", "STRESSBED_AGENT_RATE_LIMIT_BURST": "3"}
     )
     process.wait_listening()
     try:

@@ -69,6 +69,10 @@ async def serve(config: Config) -> int:
 
     starting = loop.create_task(become_ready())
     await stop.wait()
+    # One SIGTERM starts the drain; more (a supervisor repeating itself) must not cut it
+    # short. Ignoring it here also covers the moment the event loop closes.
+    loop.remove_signal_handler(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     starting.cancel()
     # Readiness goes false at once; new work is refused; what is in flight finishes; the
     # queue drains to the sink within the grace period.
