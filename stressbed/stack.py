@@ -1,0 +1,438 @@
+"""StackSpec: the agent stack a run provisions, the same for the local and Kubernetes backends.
+
+Kubernetes semantics throughout: requests and limits (``cpu: "250m"``, ``memory: "256Mi"``),
+startup/readiness/liveness probes, a HorizontalPodAutoscaler (autoscaling/v2), a ResourceQuota
+and a LimitRange, a restricted security context, a termination grace period. The spec is
+validated as a whole before anything starts (``ConfigError``, exit 2), and
+:func:`reference_agent` gives the defaults for the reference agent.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from .errors import ConfigError
+
+__all__ = [
+    "Autoscaler",
+    "LimitRange",
+    "Probe",
+    "Quota",
+    "Resources",
+    "ScalePolicy",
+    "Security",
+    "StackSpec",
+    "Target",
+    "parse_cpu",
+    "parse_memory",
+    "reference_agent",
+]
+
+_CPU = re.compile(r"(\d+(?:\.\d+)?)(m?)")
+_MEMORY = re.compile(r"(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?")
+_MEMORY_UNITS = {
+    None: 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
+
+
+def parse_cpu(value: object, field_name: str) -> int:
+    """Millicores from a Kubernetes CPU quantity: ``"250m"`` -> 250, ``"1.5"`` -> 1500."""
+    text = str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+    match = _CPU.fullmatch(text) if isinstance(text, str) else None
+    if not match:
+        raise ConfigError(field_name, value, "a CPU quantity like '250m' or '1.5'")
+    number = float(match.group(1))
+    millicores = number if match.group(2) else number * 1000
+    if millicores < 1 or millicores != int(millicores):
+        raise ConfigError(field_name, value, "a CPU quantity of at least 1m, in whole millicores")
+    return int(millicores)
+
+
+def parse_memory(value: object, field_name: str) -> int:
+    """Bytes from a Kubernetes memory quantity: ``"256Mi"``, ``"1G"``, ``"134217728"``."""
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    match = _MEMORY.fullmatch(text) if isinstance(text, str) else None
+    if not match:
+        raise ConfigError(field_name, value, "a memory quantity like '256Mi' or '1Gi'")
+    size = float(match.group(1)) * _MEMORY_UNITS[match.group(2)]
+    if size < 1 << 20:
+        raise ConfigError(field_name, value, "at least 1Mi")
+    return int(size)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """CPU in millicores and memory in bytes; None where not set."""
+
+    cpu_m: int | None = None
+    memory: int | None = None
+
+    @classmethod
+    def of(cls, spec: Mapping[str, object] | None, field_name: str) -> Resources:
+        spec = spec or {}
+        unknown = set(spec) - {"cpu", "memory"}
+        if unknown:
+            raise ConfigError(field_name, sorted(unknown)[0], "only 'cpu' and 'memory'")
+        return cls(
+            parse_cpu(spec["cpu"], f"{field_name}.cpu") if spec.get("cpu") is not None else None,
+            parse_memory(spec["memory"], f"{field_name}.memory")
+            if spec.get("memory") is not None
+            else None,
+        )
+
+    def to_k8s(self) -> dict[str, str]:
+        out = {}
+        if self.cpu_m is not None:
+            out["cpu"] = f"{self.cpu_m}m"
+        if self.memory is not None:
+            out["memory"] = (
+                f"{self.memory // 2**20}Mi" if self.memory % 2**20 == 0 else str(self.memory)
+            )
+        return out
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A Kubernetes probe: HTTP GET on ``path``, a TCP connect, or a command (exit 0 passes)."""
+
+    kind: Literal["http", "tcp", "exec"] = "http"
+    path: str = "/healthz"
+    port: int | None = None  # the target's port when None
+    command: tuple[str, ...] = ()
+    initial_delay_s: float = 0.0
+    period_s: float = 10.0
+    timeout_s: float = 1.0
+    success_threshold: int = 1
+    failure_threshold: int = 3
+
+    def check(self, field_name: str) -> None:
+        if self.kind not in ("http", "tcp", "exec"):
+            raise ConfigError(f"{field_name}.kind", self.kind, "'http', 'tcp' or 'exec'")
+        if self.kind == "http" and not self.path.startswith("/"):
+            raise ConfigError(f"{field_name}.path", self.path, "a path starting with '/'")
+        if self.kind == "exec" and not self.command:
+            raise ConfigError(f"{field_name}.command", self.command, "a command to run")
+        if self.initial_delay_s < 0:
+            raise ConfigError(f"{field_name}.initial_delay_s", self.initial_delay_s, "seconds >= 0")
+        for name in ("period_s", "timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{field_name}.{name}", getattr(self, name), "seconds > 0")
+        for name in ("success_threshold", "failure_threshold"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{field_name}.{name}", getattr(self, name), "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class ScalePolicy:
+    """At most ``value`` pods (``kind="Pods"``) or percent of current (``"Percent"``) per period."""
+
+    kind: Literal["Pods", "Percent"]
+    value: int
+    period_s: int
+
+
+@dataclass(frozen=True)
+class Autoscaler:
+    """autoscaling/v2 HPA: target utilisations are percents of the replica's requests."""
+
+    min_replicas: int = 1
+    max_replicas: int = 4
+    cpu_utilization: int | None = 70
+    memory_utilization: int | None = None
+    scale_up_stabilization_s: int = 0
+    scale_down_stabilization_s: int = 300
+    scale_up_policies: tuple[ScalePolicy, ...] = (
+        ScalePolicy("Percent", 100, 15),
+        ScalePolicy("Pods", 4, 15),
+    )
+    scale_down_policies: tuple[ScalePolicy, ...] = (ScalePolicy("Percent", 100, 15),)
+    tolerance: float = 0.1
+
+
+@dataclass(frozen=True)
+class Quota:
+    """ResourceQuota hard caps for the namespace; None where not capped."""
+
+    pods: int | None = None
+    requests: Resources = Resources()
+    limits: Resources = Resources()
+
+
+@dataclass(frozen=True)
+class LimitRange:
+    """Container defaults (limits), default requests, and min/max bounds."""
+
+    default: Resources = Resources()
+    default_request: Resources = Resources()
+    minimum: Resources = Resources()
+    maximum: Resources = Resources()
+
+
+@dataclass(frozen=True)
+class Security:
+    run_as_non_root: bool = True
+    run_as_user: int = 10001
+    read_only_root_filesystem: bool = True
+    #: Paths the target may write (an emptyDir in a cluster, a temp dir locally).
+    writable_paths: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Target:
+    """What runs: ``command`` on the local backend, ``image`` in a cluster."""
+
+    name: str
+    port: int
+    command: tuple[str, ...] = ()
+    image: str = ""
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    target: Target
+    replicas: int = 2
+    requests: Resources = Resources()
+    limits: Resources = Resources()
+    startup_probe: Probe | None = None
+    readiness_probe: Probe | None = None
+    liveness_probe: Probe | None = None
+    autoscaler: Autoscaler | None = None
+    quota: Quota | None = None
+    limit_range: LimitRange | None = None
+    security: Security = field(default_factory=Security)
+    termination_grace_period_s: int = 30
+
+    def effective(self) -> StackSpec:
+        """The spec with the LimitRange's defaults applied, as the API server would."""
+        if self.limit_range is None:
+            return self
+        lr = self.limit_range
+        limits = Resources(
+            self.limits.cpu_m if self.limits.cpu_m is not None else lr.default.cpu_m,
+            self.limits.memory if self.limits.memory is not None else lr.default.memory,
+        )
+        # Kubernetes: a missing request defaults to the default request, else to the limit.
+        requests = Resources(
+            _first(self.requests.cpu_m, lr.default_request.cpu_m, limits.cpu_m),
+            _first(self.requests.memory, lr.default_request.memory, limits.memory),
+        )
+        return replace(self, requests=requests, limits=limits)
+
+    def validate(self) -> StackSpec:
+        """The effective spec, or ConfigError naming the field, value and what is allowed."""
+        spec = self.effective()
+        target = spec.target
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?", target.name):
+            raise ConfigError("stack.target.name", target.name, "a DNS label (a-z, 0-9, -)")
+        if not 1 <= target.port <= 65535:
+            raise ConfigError("stack.target.port", target.port, "a port 1..65535")
+        if not target.command and not target.image:
+            raise ConfigError(
+                "stack.target", target.name, "a command (local) or an image (cluster)"
+            )
+        if spec.replicas < 1:
+            raise ConfigError("stack.replicas", spec.replicas, "an integer >= 1")
+        for kind in ("cpu_m", "memory"):
+            request, limit = getattr(spec.requests, kind), getattr(spec.limits, kind)
+            if request is not None and limit is not None and request > limit:
+                raise ConfigError(
+                    f"stack.requests.{_name(kind)}",
+                    _show(kind, request),
+                    f"at most the limit ({_show(kind, limit)})",
+                )
+        for name in ("startup_probe", "readiness_probe", "liveness_probe"):
+            probe = getattr(spec, name)
+            if probe is None:
+                continue
+            probe.check(f"stack.{name}")
+            if probe.kind != "exec" and probe.port not in (None, target.port):
+                raise ConfigError(
+                    f"stack.{name}.port", probe.port, f"the target's port ({target.port})"
+                )
+            if name != "readiness_probe" and probe.success_threshold != 1:
+                raise ConfigError(
+                    f"stack.{name}.success_threshold",
+                    probe.success_threshold,
+                    "1 (Kubernetes requires it for startup and liveness probes)",
+                )
+        if spec.termination_grace_period_s < 0:
+            raise ConfigError(
+                "stack.termination_grace_period_s", spec.termination_grace_period_s, "seconds >= 0"
+            )
+        _check_autoscaler(spec)
+        _check_limit_range(spec)
+        _check_quota(spec)
+        return spec
+
+    @property
+    def min_replicas(self) -> int:
+        return self.autoscaler.min_replicas if self.autoscaler else self.replicas
+
+
+def _check_autoscaler(spec: StackSpec) -> None:
+    hpa = spec.autoscaler
+    if hpa is None:
+        return
+    if hpa.min_replicas < 1:
+        raise ConfigError("stack.autoscaler.min_replicas", hpa.min_replicas, "an integer >= 1")
+    if hpa.max_replicas < hpa.min_replicas:
+        raise ConfigError(
+            "stack.autoscaler.max_replicas",
+            hpa.max_replicas,
+            f"at least min_replicas ({hpa.min_replicas})",
+        )
+    if hpa.cpu_utilization is None and hpa.memory_utilization is None:
+        raise ConfigError(
+            "stack.autoscaler", "no metric", "a cpu_utilization or memory_utilization"
+        )
+    for name, resource in (("cpu_utilization", "cpu_m"), ("memory_utilization", "memory")):
+        target = getattr(hpa, name)
+        if target is None:
+            continue
+        if not 1 <= target <= 1000:
+            raise ConfigError(f"stack.autoscaler.{name}", target, "a percent of requests, 1..1000")
+        if getattr(spec.requests, resource) is None:
+            raise ConfigError(
+                f"stack.requests.{_name(resource)}",
+                None,
+                f"a request: autoscaler.{name} is a percent of it",
+            )
+    if not 0 <= hpa.tolerance < 1:
+        raise ConfigError("stack.autoscaler.tolerance", hpa.tolerance, "a fraction in [0, 1)")
+    for direction in ("up", "down"):
+        window = getattr(hpa, f"scale_{direction}_stabilization_s")
+        if not 0 <= window <= 3600:
+            raise ConfigError(
+                f"stack.autoscaler.scale_{direction}_stabilization_s", window, "seconds 0..3600"
+            )
+        for i, policy in enumerate(getattr(hpa, f"scale_{direction}_policies")):
+            where = f"stack.autoscaler.scale_{direction}_policies[{i}]"
+            if policy.kind not in ("Pods", "Percent"):
+                raise ConfigError(f"{where}.kind", policy.kind, "'Pods' or 'Percent'")
+            if policy.value < 1:
+                raise ConfigError(f"{where}.value", policy.value, "an integer >= 1")
+            if not 1 <= policy.period_s <= 1800:
+                raise ConfigError(f"{where}.period_s", policy.period_s, "seconds 1..1800")
+
+
+def _check_limit_range(spec: StackSpec) -> None:
+    lr = spec.limit_range
+    if lr is None:
+        return
+    for kind in ("cpu_m", "memory"):
+        low, high = getattr(lr.minimum, kind), getattr(lr.maximum, kind)
+        if low is not None and high is not None and low > high:
+            raise ConfigError(
+                f"stack.limit_range.min.{_name(kind)}",
+                _show(kind, low),
+                f"at most max ({_show(kind, high)})",
+            )
+        for what, value in (
+            ("requests", getattr(spec.requests, kind)),
+            ("limits", getattr(spec.limits, kind)),
+        ):
+            if value is None:
+                continue
+            if low is not None and value < low:
+                raise ConfigError(
+                    f"stack.{what}.{_name(kind)}",
+                    _show(kind, value),
+                    f"at least the LimitRange min ({_show(kind, low)})",
+                )
+            if high is not None and value > high:
+                raise ConfigError(
+                    f"stack.{what}.{_name(kind)}",
+                    _show(kind, value),
+                    f"at most the LimitRange max ({_show(kind, high)})",
+                )
+
+
+def _check_quota(spec: StackSpec) -> None:
+    quota = spec.quota
+    if quota is None:
+        return
+    need = spec.min_replicas
+    if quota.pods is not None and quota.pods < need:
+        raise ConfigError("stack.quota.pods", quota.pods, f"room for the minimum {need} replicas")
+    for what in ("requests", "limits"):
+        for kind in ("cpu_m", "memory"):
+            cap = getattr(getattr(quota, what), kind)
+            each = getattr(getattr(spec, what), kind)
+            if cap is None:
+                continue
+            if each is None:
+                raise ConfigError(
+                    f"stack.{what}.{_name(kind)}",
+                    None,
+                    f"a value: the quota caps {what}.{_name(kind)}",
+                )
+            if cap < each * need:
+                raise ConfigError(
+                    f"stack.quota.{what}.{_name(kind)}",
+                    _show(kind, cap),
+                    f"room for the minimum {need} replicas ({_show(kind, each * need)})",
+                )
+
+
+def _first(*values: int | None) -> int | None:
+    return next((v for v in values if v is not None), None)
+
+
+def _name(kind: str) -> str:
+    return "cpu" if kind == "cpu_m" else "memory"
+
+
+def _show(kind: str, value: int | None) -> str:
+    if value is None:
+        return "unset"
+    if kind == "cpu_m":
+        return f"{value}m"
+    return f"{value / 2**20:g}Mi"
+
+
+def reference_agent(port: int = 8080) -> StackSpec:
+    """The reference agent's stack: the defaults of ``nox -s stress``."""
+    return StackSpec(
+        target=Target(
+            name="agent",
+            port=port,
+            command=(sys.executable, "-m", "stressbed_agent", "--port", str(port)),
+            image="stressbed-agent:latest",
+        ),
+        replicas=2,
+        requests=Resources.of({"cpu": "250m", "memory": "128Mi"}, "stack.requests"),
+        limits=Resources.of({"cpu": "1", "memory": "256Mi"}, "stack.limits"),
+        startup_probe=Probe("http", "/healthz", period_s=1, failure_threshold=30),
+        readiness_probe=Probe("http", "/readyz", period_s=2, failure_threshold=2),
+        liveness_probe=Probe("http", "/healthz", period_s=5, timeout_s=2, failure_threshold=3),
+        autoscaler=Autoscaler(
+            min_replicas=2, max_replicas=4, cpu_utilization=70, scale_down_stabilization_s=30
+        ),
+        quota=Quota(
+            pods=8,
+            requests=Resources.of({"cpu": "2", "memory": "1Gi"}, "q"),
+            limits=Resources.of({"cpu": "8", "memory": "2Gi"}, "q"),
+        ),
+        limit_range=LimitRange(
+            default=Resources.of({"cpu": "500m", "memory": "256Mi"}, "lr"),
+            default_request=Resources.of({"cpu": "100m", "memory": "64Mi"}, "lr"),
+            minimum=Resources.of({"cpu": "10m", "memory": "16Mi"}, "lr"),
+            maximum=Resources.of({"cpu": "2", "memory": "1Gi"}, "lr"),
+        ),
+        # The agent drains within 20 s by default; leave it room to finish.
+        termination_grace_period_s=25,
+    ).validate()
