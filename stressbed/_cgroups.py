@@ -99,10 +99,22 @@ class ReplicaCgroup:
             time.sleep(0.02)
 
     def remove(self) -> None:
+        """Kill what is inside and remove the cgroup; the kernel may report it busy for a
+        moment after the last process died, so removal is retried briefly."""
         self.kill_all()
-        for directory in self.dirs.values():
-            with contextlib.suppress(OSError):
-                directory.rmdir()
+        deadline = time.monotonic() + 3
+        remaining = list(self.dirs.values())
+        while remaining and time.monotonic() < deadline:
+            for directory in list(remaining):
+                try:
+                    directory.rmdir()
+                    remaining.remove(directory)
+                except FileNotFoundError:
+                    remaining.remove(directory)
+                except OSError:
+                    pass
+            if remaining:
+                time.sleep(0.05)
 
 
 def create(name: str, cpu_limit_m: int | None, memory_limit: int | None) -> ReplicaCgroup | None:
