@@ -112,7 +112,7 @@ class ReplicaCgroup:
                 except FileNotFoundError:
                     remaining.remove(directory)
                 except OSError:
-                    pass
+                    continue  # still busy: try again after the pause below
             if remaining:
                 time.sleep(0.05)
 

@@ -5,6 +5,7 @@ it (no registry is reachable here): set STRESSBED_AGENT_BASE_IMAGE, default pyth
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -60,11 +61,9 @@ def test_the_image_runs_read_only_as_non_root_and_stops_gracefully(image):
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            try:
+            with contextlib.suppress(OSError):
                 if call(url + "/readyz", timeout=1).status == 200:
                     break
-            except OSError:
-                pass
             time.sleep(0.2)
         reply = call(
             url + "/v1/report",

@@ -76,7 +76,7 @@ class Faults:
         while self.get("cpu") is not None:
             end = time.monotonic() + 0.1 * share
             while time.monotonic() < end:
-                pass
+                pass  # spinning is the point: this burns CPU
             await asyncio.sleep(0.1 * (1 - share))
 
     def error_status(self) -> int | None:
