@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .sketch import Sketch
+from .sketch import Sketch, bucket_key
 from .thresholds import BUILTIN_METRICS, SYSTEM_TAGS
 
 __all__ = [
@@ -53,6 +53,12 @@ SUMMARY_METRICS = frozenset(
         "vus",
         "vus_max",
     }
+)
+
+
+#: The metrics the per-second windows are built from.
+_WINDOW_METRICS = frozenset(
+    {"http_req_duration", "http_reqs", "http_req_failed", "iterations", "vus"}
 )
 
 
@@ -95,10 +101,11 @@ class Aggregate:
     minimum: float = math.inf
     maximum: float = -math.inf
 
-    def add(self, value: float) -> None:
+    def add(self, value: float, key: int | None = None) -> None:
+        """Add a sample; for a trend, ``key`` is its sketch bucket (computed by the caller)."""
         kind = self.kind
         if kind == "trend":
-            self.sketch.add(value)
+            self.sketch.add_keyed(value, key)
             return
         self.count += 1
         if kind == "counter":
@@ -110,6 +117,17 @@ class Aggregate:
             self.last = value
             self.minimum = min(self.minimum, value)
             self.maximum = max(self.maximum, value)
+
+    def copy(self) -> Aggregate:
+        return Aggregate(
+            self.kind,
+            self.sketch.copy(),
+            self.total,
+            self.count,
+            self.last,
+            self.minimum,
+            self.maximum,
+        )
 
     def merge(self, other: Aggregate) -> None:
         self.sketch.merge(other.sketch)
@@ -160,6 +178,9 @@ class Window:
     iterations: int = 0
     vus: float = 0.0
     duration: Sketch = field(default_factory=Sketch)
+
+    def copy(self) -> Window:
+        return Window(self.requests, self.failed, self.iterations, self.vus, self.duration.copy())
 
     def merge(self, other: Window) -> None:
         self.requests += other.requests
@@ -233,38 +254,42 @@ class Collector:
             except (ValueError, KeyError):
                 self.bad_lines += 1  # never let one odd line stop the stream being drained
 
-    def _matches(self, row: list[str], column: int, want: str) -> bool:
-        if column >= 0:
-            return row[column] == want
+    def _has_extra(self, row: list[str], want: str) -> bool:
         # A custom tag: k6 writes them as name=value pairs joined by '&' in extra_tags.
         return self._extra >= 0 and want in row[self._extra].split("&")
 
     def feed(self, row: list[str]) -> None:
         metric = row[0]
         value = float(row[2])
-        second = int(row[1])
         self.samples += 1
         agg = self.aggregates.get(metric)
         if agg is None:
             agg = self.aggregates[metric] = Aggregate(BUILTIN_METRICS[metric])
-        agg.add(value)
-        for key, matchers in self._submetrics.get(metric, ()):
-            if all(self._matches(row, col, want) for col, want in matchers):
-                sub = self.aggregates.get(key)
+        key = bucket_key(value) if agg.kind == "trend" else None  # one log per sample
+        agg.add(value, key)
+        for sub_key, matchers in self._submetrics.get(metric, ()):
+            for column, want in matchers:
+                if not (row[column] == want if column >= 0 else self._has_extra(row, want)):
+                    break
+            else:
+                sub = self.aggregates.get(sub_key)
                 if sub is None:
-                    sub = self.aggregates[key] = Aggregate(agg.kind)
-                sub.add(value)
+                    sub = self.aggregates[sub_key] = Aggregate(agg.kind)
+                sub.add(value, key)
+        if metric not in _WINDOW_METRICS:
+            return
+        second = int(row[1])
         window = self.windows.get(second)
         if window is None:
             window = self.windows[second] = Window()
-        if metric == "http_reqs":
+        if metric == "http_req_duration":
+            window.duration.add_keyed(value, key)
+        elif metric == "http_reqs":
             window.requests += int(value)
         elif metric == "http_req_failed":
             if value != 0:
                 window.failed += 1
-        elif metric == "http_req_duration":
-            window.duration.add(value)
         elif metric == "iterations":
             window.iterations += int(value)
-        elif metric == "vus":
+        else:
             window.vus = max(window.vus, value)

@@ -321,7 +321,7 @@ class LocalFleet:
                 if key in merged:
                     merged[key].merge(agg)
                 else:
-                    merged[key] = Aggregate.from_dict(agg.to_dict())
+                    merged[key] = agg.copy()
         return merged
 
     def _progress(self, elapsed: float, total: float) -> Progress:

@@ -48,9 +48,13 @@ class RunReport:
                     "t": second,
                     "requests_per_s": float(window.requests),
                     "error_rate": window.failed / window.requests if window.requests else 0.0,
-                    "p50_ms": _finite(sketch.quantile(0.5)),
-                    "p95_ms": _finite(sketch.quantile(0.95)),
-                    "p99_ms": _finite(sketch.quantile(0.99)),
+                    **dict(
+                        zip(
+                            ("p50_ms", "p95_ms", "p99_ms"),
+                            map(_finite, sketch.quantiles((0.5, 0.95, 0.99))),
+                            strict=True,
+                        )
+                    ),
                     "vus": window.vus,
                 }
             )

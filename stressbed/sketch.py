@@ -11,10 +11,10 @@ most about 2,200 buckets, whatever the number of samples.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["ACCURACY", "Sketch"]
+__all__ = ["ACCURACY", "Sketch", "bucket_key"]
 
 #: Relative accuracy of every quantile (0.5%: within the 1% stressbed promises).
 ACCURACY = 0.005
@@ -22,6 +22,13 @@ _GAMMA = (1 + ACCURACY) / (1 - ACCURACY)
 _LOG_GAMMA = math.log(_GAMMA)
 #: Values at or below this count as zero (k6 reports 0 for connection reuse, say).
 _MIN_VALUE = 1e-9
+
+
+def bucket_key(value: float) -> int | None:
+    """The bucket of ``value``; None for a value counted as zero."""
+    if value <= _MIN_VALUE:
+        return None
+    return math.ceil(math.log(value) / _LOG_GAMMA)
 
 
 @dataclass
@@ -36,16 +43,27 @@ class Sketch:
     maximum: float = -math.inf
 
     def add(self, value: float) -> None:
+        self.add_keyed(value, bucket_key(value))
+
+    def add_keyed(self, value: float, key: int | None) -> None:
+        """Add ``value`` whose bucket is ``key`` (from :func:`bucket_key`): callers that add
+        one sample to several sketches compute the logarithm once."""
         self.count += 1
         self.total += value
-        self.minimum = min(self.minimum, value)
-        self.maximum = max(self.maximum, value)
-        if value <= _MIN_VALUE:
+        if value < self.minimum:  # noqa: PLR1730 - a compare is cheaper than min() per sample
+            self.minimum = value
+        if value > self.maximum:  # noqa: PLR1730
+            self.maximum = value
+        if key is None:
             self.zeros += 1
             return
-        key = math.ceil(math.log(value) / _LOG_GAMMA)
         buckets = self.buckets
         buckets[key] = buckets.get(key, 0) + 1
+
+    def copy(self) -> Sketch:
+        return Sketch(
+            dict(self.buckets), self.zeros, self.count, self.total, self.minimum, self.maximum
+        )
 
     def extend(self, values: Iterable[float]) -> None:
         for value in values:
@@ -68,28 +86,44 @@ class Sketch:
 
     def quantile(self, q: float) -> float:
         """The value at quantile ``q`` in [0, 1], as k6 ranks it (``q * (count - 1)``)."""
-        if not self.count:
-            return math.nan
-        if q <= 0:
-            return self.minimum
-        if q >= 1:
-            return self.maximum
-        rank = q * (self.count - 1)
-        low = self._value_at(math.floor(rank))
-        high = self._value_at(math.ceil(rank))
-        value = low + (high - low) * (rank - math.floor(rank))
-        return min(max(value, self.minimum), self.maximum)
+        return self.quantiles((q,))[0]
 
-    def _value_at(self, rank: int) -> float:
-        if rank < self.zeros:
-            return 0.0
-        seen = self.zeros
-        for key in sorted(self.buckets):
+    def quantiles(self, qs: Sequence[float]) -> list[float]:
+        """Several quantiles in one walk over the buckets (sorted once)."""
+        if not self.count:
+            return [math.nan] * len(qs)
+        ranks: dict[int, float] = {}
+        for q in qs:
+            if 0 < q < 1:
+                rank = q * (self.count - 1)
+                ranks[math.floor(rank)] = 0.0
+                ranks[math.ceil(rank)] = 0.0
+        pending = sorted(ranks)
+        seen, i = self.zeros, 0
+        while i < len(pending) and pending[i] < self.zeros:
+            i += 1  # ranks among the zeros read as 0.0
+        for key in sorted(self.buckets) if i < len(pending) else ():
             seen += self.buckets[key]
-            if seen > rank:
-                # The bucket's representative value: at most ACCURACY from anything in it.
-                return 2 * _GAMMA**key / (_GAMMA + 1)
-        return self.maximum
+            # The bucket's representative value: at most ACCURACY from anything in it.
+            while i < len(pending) and pending[i] < seen:
+                ranks[pending[i]] = 2 * _GAMMA**key / (_GAMMA + 1)
+                i += 1
+            if i == len(pending):
+                break
+        for rank in pending[i:]:
+            ranks[rank] = self.maximum
+        out = []
+        for q in qs:
+            if q <= 0:
+                out.append(self.minimum)
+            elif q >= 1:
+                out.append(self.maximum)
+            else:
+                rank = q * (self.count - 1)
+                low, high = ranks[math.floor(rank)], ranks[math.ceil(rank)]
+                value = low + (high - low) * (rank - math.floor(rank))
+                out.append(min(max(value, self.minimum), self.maximum))
+        return out
 
     def to_dict(self) -> dict[str, object]:
         keys = sorted(self.buckets)

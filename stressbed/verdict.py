@@ -45,11 +45,11 @@ def observe(threshold: Threshold, aggregates: dict[str, Aggregate], duration_s: 
     agg = aggregates.get(threshold.key)
     if agg is None:
         agg = Aggregate(BUILTIN_METRICS.get(threshold.metric, "trend"))
-    values = metric_values(agg, duration_s)
     name = threshold.aggregation
     if agg.kind == "trend" and name.startswith("p(") and agg.sketch.count:
+        # Just the percentile asked for, which need not be one of the summary's.
         return agg.sketch.quantile(float(name[2:-1]) / 100)
-    return float(values.get(name, 0.0))
+    return float(metric_values(agg, duration_s).get(name, 0.0))
 
 
 def judge(threshold: Threshold, aggregates: dict[str, Aggregate], duration_s: float) -> bool:
