@@ -247,13 +247,13 @@ class StackSpec:
         if spec.replicas < 1:
             raise ConfigError("stack.replicas", spec.replicas, "an integer >= 1")
         for kind in ("cpu_m", "memory"):
-            request, limit = getattr(spec.requests, kind), getattr(spec.limits, kind)
-            if request is not None and limit is not None and request > limit:
-                raise ConfigError(
-                    f"stack.requests.{_name(kind)}",
-                    _show(kind, request),
-                    f"at most the limit ({_show(kind, limit)})",
-                )
+            _at_most(
+                f"stack.requests.{_name(kind)}",
+                kind,
+                getattr(spec.requests, kind),
+                getattr(spec.limits, kind),
+                "the limit",
+            )
         for name in ("startup_probe", "readiness_probe", "liveness_probe"):
             probe = getattr(spec, name)
             if probe is None:
@@ -335,30 +335,15 @@ def _check_limit_range(spec: StackSpec) -> None:
         return
     for kind in ("cpu_m", "memory"):
         low, high = getattr(lr.minimum, kind), getattr(lr.maximum, kind)
-        if low is not None and high is not None and low > high:
-            raise ConfigError(
-                f"stack.limit_range.min.{_name(kind)}",
-                _show(kind, low),
-                f"at most max ({_show(kind, high)})",
-            )
-        for what, value in (
-            ("requests", getattr(spec.requests, kind)),
-            ("limits", getattr(spec.limits, kind)),
-        ):
-            if value is None:
-                continue
-            if low is not None and value < low:
+        _at_most(f"stack.limit_range.min.{_name(kind)}", kind, low, high, "max")
+        for what in ("requests", "limits"):
+            value = getattr(getattr(spec, what), kind)
+            where = f"stack.{what}.{_name(kind)}"
+            if value is not None and low is not None and value < low:
                 raise ConfigError(
-                    f"stack.{what}.{_name(kind)}",
-                    _show(kind, value),
-                    f"at least the LimitRange min ({_show(kind, low)})",
+                    where, _show(kind, value), f"at least the LimitRange min ({_show(kind, low)})"
                 )
-            if high is not None and value > high:
-                raise ConfigError(
-                    f"stack.{what}.{_name(kind)}",
-                    _show(kind, value),
-                    f"at most the LimitRange max ({_show(kind, high)})",
-                )
+            _at_most(where, kind, value, high, "the LimitRange max")
 
 
 def _check_quota(spec: StackSpec) -> None:
@@ -386,6 +371,12 @@ def _check_quota(spec: StackSpec) -> None:
                     _show(kind, cap),
                     f"room for the minimum {need} replicas ({_show(kind, each * need)})",
                 )
+
+
+def _at_most(where: str, kind: str, value: int | None, bound: int | None, what: str) -> None:
+    """Raise unless ``value <= bound`` (when both are set)."""
+    if value is not None and bound is not None and value > bound:
+        raise ConfigError(where, _show(kind, value), f"at most {what} ({_show(kind, bound)})")
 
 
 def _first(*values: int | None) -> int | None:
