@@ -12,6 +12,7 @@ python tools/bench_fleet.py memory [--short 10s] [--long 120s] [--rate 2000]
 from __future__ import annotations
 
 import argparse
+import gzip
 import os
 import random
 import resource
@@ -25,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_runtime import k6_rate, nginx_target, quiet
 
 from stressbed import catalog, render
-from stressbed.collect import Aggregate, Window
+from stressbed.collect import Aggregate, Collector, Window, parse_selector
 from stressbed.merge import merge
 from stressbed.report import RunReport
 from stressbed.result import RunnerResult, RunnerStatus
@@ -167,6 +168,25 @@ def memory(args: argparse.Namespace) -> None:
     print(f"growth long - short: {rss['long'] - rss['short']:+.1f} MB")
 
 
+def collector(args: argparse.Namespace) -> None:
+    with gzip.open(args.samples, "rt", encoding="utf-8") as stream:
+        lines = stream.readlines()[: args.lines]
+    selectors = [
+        parse_selector("http_req_duration{name:report}"),
+        parse_selector("http_req_failed{name:report}"),
+    ]
+    timings = []
+    for _ in range(5):
+        collect = Collector(selectors)
+        started = time.perf_counter()
+        collect.feed_lines(lines)
+        timings.append((time.perf_counter() - started) / len(lines) * 1e6)
+    print(
+        f"{len(lines):,} lines ({collect.samples:,} samples kept): median "
+        f"{statistics.median(timings):.3f} us/line over 5 passes"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -179,6 +199,10 @@ def main() -> int:
     m.add_argument("--runners", type=int, default=16)
     m.add_argument("--minutes", type=int, default=10)
     m.set_defaults(run=merge_bench)
+    k = sub.add_parser("collector")
+    k.add_argument("--samples", type=Path, required=True)
+    k.add_argument("--lines", type=int, default=300_000)
+    k.set_defaults(run=collector)
     r = sub.add_parser("memory")
     r.add_argument("--short", default="10s")
     r.add_argument("--long", default="120s")
