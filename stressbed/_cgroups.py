@@ -51,6 +51,12 @@ class ReplicaCgroup:
         for directory in self.dirs.values():
             (directory / "cgroup.procs").write_text(str(pid))
 
+    def enter(self) -> None:
+        """Move the calling process in (for a child before exec: ``preexec_fn``)."""
+        for directory in self.dirs.values():
+            with open(directory / "cgroup.procs", "w") as procs:
+                procs.write("0")  # 0: the writing process itself
+
     def pids(self) -> list[int]:
         directory = next(iter(self.dirs.values()))
         try:
@@ -71,6 +77,19 @@ class ReplicaCgroup:
         name = "memory.current" if self.version == 2 else "memory.usage_in_bytes"
         directory = self.dirs["" if self.version == 2 else "memory"]
         return int(_read(directory / name) or 0)
+
+    def working_set(self) -> int:
+        """Memory as the kubelet counts it against the limit: usage less inactive page cache."""
+        if self.version == 2:
+            stat, key = self.dirs[""] / "memory.stat", "inactive_file"
+        else:
+            stat, key = self.dirs["memory"] / "memory.stat", "total_inactive_file"
+        inactive = 0
+        for line in _read(stat).splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                inactive = int(value)
+        return max(0, self.memory_bytes() - inactive)
 
     def oom_kills(self) -> int:
         if self.version == 2:
@@ -121,9 +140,11 @@ def create(name: str, cpu_limit_m: int | None, memory_limit: int | None) -> Repl
     """A new cgroup for a replica under this process's own, with its limits; None if the
     kernel or permissions do not allow it."""
     own = _own_paths()
-    leaf = f"stressbed-{name}-{uuid.uuid4().hex[:8]}"
+    # The creator's pid in the name lets a later run remove what a killed run left behind.
+    leaf = f"stressbed-{os.getpid()}-{name}-{uuid.uuid4().hex[:8]}"
     try:
         if "" in own and (CGROUP_ROOT / "cgroup.controllers").exists():
+            _sweep(CGROUP_ROOT / own[""])
             directory = CGROUP_ROOT / own[""] / leaf
             directory.mkdir()
             group = ReplicaCgroup(2, {"": directory})
@@ -139,6 +160,7 @@ def create(name: str, cpu_limit_m: int | None, memory_limit: int | None) -> Repl
         for controller in ("memory", "cpu", "cpuacct"):
             if controller not in own:
                 return None
+            _sweep(CGROUP_ROOT / controller / own[controller])
             directory = CGROUP_ROOT / controller / own[controller] / leaf
             directory.mkdir()
             dirs[controller] = directory
@@ -153,6 +175,18 @@ def create(name: str, cpu_limit_m: int | None, memory_limit: int | None) -> Repl
         return group
     except OSError:
         return None
+
+
+def _sweep(parent: Path) -> None:
+    """Remove empty replica cgroups whose creator is gone (a stressbed killed with -9)."""
+    with contextlib.suppress(OSError):
+        for child in parent.glob("stressbed-*-*"):
+            creator = child.name.split("-")[1]
+            if not creator.isdigit() or Path(f"/proc/{creator}").exists():
+                continue
+            if not _read(child / "cgroup.procs").strip():
+                with contextlib.suppress(OSError):
+                    child.rmdir()
 
 
 def _read(path: Path) -> str:

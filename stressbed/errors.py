@@ -7,7 +7,13 @@ tests and callers never parse messages.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "RenderError", "ScenarioNotFoundError", "StressbedError"]
+__all__ = [
+    "ConfigError",
+    "ProvisionError",
+    "RenderError",
+    "ScenarioNotFoundError",
+    "StressbedError",
+]
 
 _MAX_VALUE_CHARS = 80
 
@@ -74,6 +80,14 @@ class RenderError(StressbedError):
     """The bundle could not be written (an output directory that cannot be used)."""
 
     exit_code = 2
+
+
+class ProvisionError(StressbedError):
+    """The stack could not be brought up (a replica never became ready, a backend failed).
+
+    Whatever was started has been torn down; exit code 3 (infrastructure failure)."""
+
+    exit_code = 3
 
 
 def _show(value: object) -> str:

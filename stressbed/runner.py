@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import gzip
 import json
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -34,6 +32,7 @@ from typing import IO, Any
 
 from . import _k6api as k6api
 from ._oom import oom_kills
+from ._proc import die_with_parent, free_port
 from .collect import SYSTEM_TAGS, Collector, Selector, parse_selector
 from .result import RunnerResult, RunnerStatus, status_for
 from .segments import segment, sequence
@@ -41,7 +40,6 @@ from .segments import segment, sequence
 __all__ = ["Runner", "k6_command", "main", "selectors_of"]
 
 STDERR_TAIL = 20
-_PR_SET_PDEATHSIG = 1
 READY_STATUS = 4  # k6's ExecutionStatus "paused before run": every VU initialised
 
 
@@ -81,20 +79,6 @@ def k6_command(
     return [*command, str(script)]
 
 
-def _die_with_parent() -> None:
-    """In the k6 child: get SIGKILL if the runner dies, so no k6 outlives it (Linux)."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class Runner:
     """One k6 process, its sample reader and its aggregates."""
 
@@ -119,7 +103,7 @@ class Runner:
         self.selectors = selectors_of(config)
         self.collector = Collector(self.selectors)
         self.lock = threading.Lock()
-        self.api = f"http://{'[' + host + ']' if ':' in host else host}:{_free_port(host)}"
+        self.api = f"http://{'[' + host + ']' if ':' in host else host}:{free_port(host)}"
         # The FIFO lives beside the results (not in /tmp), removed when the runner finishes;
         # only a SIGKILLed runner can leave it, and then inside its own results directory.
         self.fifo = out_dir / ".samples.fifo"
@@ -155,7 +139,7 @@ class Runner:
             # Whole-second unix timestamps are what the collector's windows are keyed by,
             # whatever K6_CSV_TIME_FORMAT the user's environment holds.
             env={**os.environ, "K6_NO_USAGE_REPORT": "true", "K6_CSV_TIME_FORMAT": "unix"},
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
         )
 
     def wait_ready(self, timeout: float) -> bool:

@@ -191,7 +191,11 @@ class Security:
 
 @dataclass(frozen=True)
 class Target:
-    """What runs: ``command`` on the local backend, ``image`` in a cluster."""
+    """What runs: ``command`` on the local backend, ``image`` in a cluster.
+
+    ``{port}`` in the command or args becomes the port the replica must listen on: a free
+    loopback port per replica locally (also in ``$PORT``), ``port`` in a cluster.
+    """
 
     name: str
     port: int
@@ -401,7 +405,7 @@ def reference_agent(port: int = 8080) -> StackSpec:
         target=Target(
             name="agent",
             port=port,
-            command=(sys.executable, "-m", "stressbed_agent", "--port", str(port)),
+            command=(sys.executable, "-m", "stressbed_agent", "--port", "{port}"),
             image="stressbed-agent:latest",
         ),
         replicas=2,
