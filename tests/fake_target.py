@@ -8,7 +8,8 @@ file $FAKE_CONTROL (written by the test), keyed by the replica's port or "*":
 Other environment: FAKE_LISTEN_AFTER_S (seconds before it listens at all), FAKE_EXIT_AFTER_S
 (exit with code 3 after that long), FAKE_IGNORE_TERM (ignore SIGTERM). Endpoints: /healthz
 (liveness), /readyz (readiness), /whoami (the port), /slow?s=N (answers after N seconds),
-/burn?s=N (spins a CPU for N seconds), /alloc?mb=N (keeps N MiB resident). SIGTERM: stop listening, finish in-flight requests, exit 0.
+/burn?s=N (spins a CPU for N seconds), /alloc?mb=N (keeps N MiB resident). SIGTERM: stop
+listening, finish in-flight requests, exit 0.
 """
 
 from __future__ import annotations
