@@ -54,6 +54,13 @@ def bench_agent(session: nox.Session) -> None:
     session.run("python", "tools/bench_agent.py", *session.posargs, env=ENV)
 
 
+@nox.session(name="bench_balancer")
+def bench_balancer(session: nox.Session) -> None:
+    """The local backend's balancer vs the agent direct: throughput and p99 (wrk, hey)."""
+    session.install(".")
+    session.run("python", "tools/bench_balancer.py", *session.posargs, env=ENV)
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
     """k6 rate of a rendered scenario vs a hand-written script (needs nginx: nginx-light)."""

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 import time
 from collections.abc import Iterator
-from typing import TextIO
+from typing import Any, TextIO
 
 from .fleet import Progress
 
 PLAIN_EVERY_S = 5.0
+#: Stack events worth a line of their own while a run goes on.
+NOTABLE = {
+    "stack-ready": "stack ready at {url}",
+    "scaled": "scaled {from} -> {to} ({reason})",
+    "quota-denied": "quota denied a replica: {reason}",
+    "unready": "{replica} unready ({probe})",
+    "liveness-failed": "{replica} failed its liveness probe ({probe})",
+    "oom-killed": "{replica} OOM-killed",
+    "crashed": "{replica} crashed: {reason}",
+    "restarted": "{replica} restarted (restart {restarts})",
+}
 
 
 class LiveLine:
@@ -21,6 +33,19 @@ class LiveLine:
         self.tty = stream.isatty()
         self._last_plain = 0.0
         self._drawn = False
+        self._lock = threading.Lock()  # stack events arrive from the controller thread
+
+    def stack_event(self, event: dict[str, Any]) -> None:
+        template = NOTABLE.get(str(event.get("event")))
+        if template is None:
+            return
+        with contextlib.suppress(KeyError, ValueError):
+            text = template.format(**{k: v for k, v in event.items() if k != "t"})
+            with self._lock:
+                if self._drawn:
+                    self.stream.write("\r\x1b[2K")
+                self.stream.write(f"stressbed: stack: {text}\n")
+                self.stream.flush()
 
     def update(self, progress: Progress) -> None:
         text = (
@@ -28,13 +53,14 @@ class LiveLine:
             f"{progress.requests_per_s:8,.0f} req/s  err {progress.error_rate * 100:5.2f}%  "
             f"p95 {progress.p95_ms:8.2f} ms  VUs {progress.vus:.0f}"
         )
-        if self.tty:
-            self.stream.write("\r\x1b[2K" + text)
-            self._drawn = True
-        elif time.monotonic() - self._last_plain >= PLAIN_EVERY_S:
-            self._last_plain = time.monotonic()
-            self.stream.write(f"stressbed: {text}\n")
-        self.stream.flush()
+        with self._lock:
+            if self.tty:
+                self.stream.write("\r\x1b[2K" + text)
+                self._drawn = True
+            elif time.monotonic() - self._last_plain >= PLAIN_EVERY_S:
+                self._last_plain = time.monotonic()
+                self.stream.write(f"stressbed: {text}\n")
+            self.stream.flush()
 
     def close(self) -> None:
         if self._drawn:

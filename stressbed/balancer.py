@@ -266,11 +266,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
-    try:
-        import uvloop  # noqa: PLC0415 - optional: about twice the relay rate where installed
-    except ImportError:
-        return asyncio.run(_serve(args.host, args.port))
-    return uvloop.run(_serve(args.host, args.port))
+    # STRESSBED_BALANCER_LOOP=asyncio: the standard loop even where uvloop is installed (the
+    # benchmark compares both).
+    if os.environ.get("STRESSBED_BALANCER_LOOP") != "asyncio":
+        with contextlib.suppress(ImportError):
+            import uvloop  # noqa: PLC0415 - optional: a faster relay where it is installed
+
+            return uvloop.run(_serve(args.host, args.port))
+    return asyncio.run(_serve(args.host, args.port))
 
 
 class BalancerProcess:

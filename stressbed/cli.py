@@ -46,17 +46,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     run_cmd = commands.add_parser(
         "run",
-        help="run a scenario with a fleet of k6 runners and judge it on merged results",
-        description="Run a scenario against --target-url with N local k6 runners released "
-        "together; thresholds are judged on the merged fleet data. Exit codes: 0 pass, "
-        "1 thresholds failed, 2 bad input, 3 infrastructure failure, 130 interrupted.",
+        help="provision the stack, run a scenario with a fleet of k6 runners, judge it",
+        description="Provision the stack (the reference agent) on --backend, or use an "
+        "existing service with --target-url; run the scenario with N k6 runners released "
+        "together; judge thresholds on the merged fleet data; tear everything down. Exit "
+        "codes: 0 pass, 1 thresholds failed, 2 bad input, 3 infrastructure failure, "
+        "130 interrupted.",
     )
     run_cmd.add_argument("--scenario", required=True, metavar="NAME|PATH")
     run_cmd.add_argument(
         "--target-url",
-        required=True,
         metavar="URL",
-        help="base URL of a running service (no provisioning)",
+        help="base URL of a running service: nothing is provisioned",
+    )
+    run_cmd.add_argument(
+        "--backend",
+        default="local",
+        metavar="NAME",
+        help="where the stack runs when no --target-url is given (default: local)",
+    )
+    run_cmd.add_argument(
+        "--port",
+        type=int,
+        default=0,
+        metavar="P",
+        help="the provisioned stack's port on 127.0.0.1 (default 0: any free port)",
     )
     run_cmd.add_argument("--runners", type=int, default=1, metavar="N")
     run_cmd.add_argument(
@@ -87,6 +101,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = RunOptions(
         scenario=args.scenario,
         target_url=args.target_url,
+        backend=args.backend,
+        port=args.port,
         runners=args.runners,
         duration=args.duration,
         results=args.results,
@@ -94,13 +110,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     the_plan = plan(options)
     live = LiveLine(sys.stderr)
+    where = (
+        redact(the_plan.target_url)
+        if the_plan.target_url is not None
+        else f"a {the_plan.backend} stack ({the_plan.stack.target.name if the_plan.stack else ''})"
+    )
     print(
         f"stressbed: running {the_plan.scenario.name!r} with {the_plan.runners} runner(s) "
-        f"against {redact(the_plan.target_url)}",
+        f"against {where}",
         file=sys.stderr,
     )
     with _terminate_as_interrupt():
-        report = execute(the_plan, on_progress=live.update)
+        report = execute(the_plan, on_progress=live.update, on_event=live.stack_event)
     live.close()
     print(table(report))
     print(f"results: {the_plan.results / report.run_id}")

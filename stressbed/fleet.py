@@ -405,7 +405,7 @@ class LocalFleet:
         return f"the runner process exited with code {code}" + (f": {last}" if last else "")
 
     def _event(self, kind: str, **fields: Any) -> None:
-        self.log.append({"t": time.time(), "event": kind, **fields})
+        self.log.append({"t": time.time(), "source": "fleet", "event": kind, **fields})
 
 
 class _ReleaseFailed(Exception):

@@ -22,7 +22,7 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,8 +89,10 @@ class LocalStack:
         work_dir: Path,
         options: LocalOptions | None = None,
         on_event: Callable[[dict[str, Any]], None] | None = None,
+        secrets: Mapping[str, str] | None = None,
     ) -> None:
         self.spec = spec.validate()
+        self._secrets = dict(secrets or {})
         self.work_dir = work_dir
         self.options = options or LocalOptions()
         self.on_event = on_event
@@ -208,6 +210,7 @@ class LocalStack:
         env = {
             **os.environ,
             **dict(spec.target.env),
+            **self._secrets,
             "PORT": str(replica.port),
             "HOST": self.options.host,
         }

@@ -31,6 +31,8 @@ class RunReport:
     start_skew_ms: float | None
     events: list[dict[str, Any]] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+    #: What the backend says about the stack: enforcement, replica counts, usage series.
+    stack: dict[str, Any] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, dict[str, float]]:
         return {
@@ -84,6 +86,7 @@ class RunReport:
                 }
                 for r in self.runners
             ],
+            "stack": self.stack,
             "events": self.events,
             "timeseries": self.timeseries(),
         }
@@ -163,8 +166,34 @@ def table(report: RunReport) -> str:
         )
     if report.start_skew_ms is not None:
         lines.append(f"  start skew {report.start_skew_ms:.1f} ms")
+    stack = stack_line(report)
+    if stack:
+        lines.append(stack)
     lines.append(f"verdict: {report.verdict.value.upper()}  {report.message}".rstrip())
     return "\n".join(lines)
+
+
+def stack_line(report: RunReport) -> str:
+    """One line on what the provisioned stack did; empty for an existing service."""
+    if report.stack.get("backend") in (None, "none"):
+        return ""
+    series = report.stack.get("timeseries") or []
+    counts = [row["replicas"] for row in series] or [
+        report.stack.get("replicas", {}).get("desired", 0)
+    ]
+    kinds = [e.get("event") for e in report.events if e.get("source") == "stack"]
+    restarts = sum(report.stack.get("replicas", {}).get("restarts", {}).values())
+    notable = {
+        k: kinds.count(k)
+        for k in ("scaled", "quota-denied", "unready", "liveness-failed", "oom-killed", "crashed")
+        if k in kinds
+    }
+    extra = "".join(f", {n} {k}" for k, n in notable.items())
+    enforcement = report.stack.get("enforcement") or "n/a"
+    return (
+        f"  stack {report.stack['backend']}: replicas {counts[0]} -> {counts[-1]} "
+        f"(max {max(counts)}), {restarts} restarts{extra}; limits by {enforcement}"
+    )
 
 
 def _finite(value: float) -> float:

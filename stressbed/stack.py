@@ -203,6 +203,10 @@ class Target:
     image: str = ""
     args: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
+    #: Secret environment variables: taken from the run's environment (a Secret in a
+    #: cluster), never from the spec. Where the environment lacks one, a run that provisions
+    #: the stack makes a random value for itself and hands it to the runners as well.
+    secret_env: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -407,6 +411,7 @@ def reference_agent(port: int = 8080) -> StackSpec:
             port=port,
             command=(sys.executable, "-m", "stressbed_agent", "--port", "{port}"),
             image="stressbed-agent:latest",
+            secret_env=("STRESSBED_AGENT_TOKEN",),
         ),
         replicas=2,
         requests=Resources.of({"cpu": "250m", "memory": "128Mi"}, "stack.requests"),
