@@ -72,12 +72,11 @@ def wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, flo
     }
 
 
-def hey_rate(url: str, rate: int, seconds: int) -> dict[str, float] | None:
+def hey_rate(url: str, rate: int, seconds: int, workers: int = 50) -> dict[str, float] | None:
     """p50/p99 at ``rate`` from `hey` (Debian package hey), a light Go client: on two cores
     k6's own scheduling adds tail latency (see BENCHMARKS.md), hey much less."""
     if shutil.which("hey") is None:
         return None
-    workers = 50
     out = subprocess.run(
         [
             "hey",
