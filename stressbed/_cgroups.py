@@ -47,13 +47,16 @@ class ReplicaCgroup:
     def enforcement(self) -> str:
         return f"cgroup v{self.version}"
 
+    def _unique(self) -> list[Path]:
+        return list(dict.fromkeys(self.dirs.values()))
+
     def add(self, pid: int) -> None:
-        for directory in self.dirs.values():
+        for directory in self._unique():
             (directory / "cgroup.procs").write_text(str(pid))
 
     def enter(self) -> None:
         """Move the calling process in (for a child before exec: ``preexec_fn``)."""
-        for directory in self.dirs.values():
+        for directory in self._unique():
             with open(directory / "cgroup.procs", "w") as procs:
                 procs.write("0")  # 0: the writing process itself
 
@@ -122,7 +125,7 @@ class ReplicaCgroup:
         moment after the last process died, so removal is retried briefly."""
         self.kill_all()
         deadline = time.monotonic() + 3
-        remaining = list(self.dirs.values())
+        remaining = self._unique()
         while remaining and time.monotonic() < deadline:
             for directory in list(remaining):
                 try:
@@ -140,6 +143,7 @@ def create(name: str, cpu_limit_m: int | None, memory_limit: int | None) -> Repl
     """A new cgroup for a replica under this process's own, with its limits; None if the
     kernel or permissions do not allow it."""
     own = _own_paths()
+    made: ReplicaCgroup | None = None
     # The creator's pid in the name lets a later run remove what a killed run left behind.
     leaf = f"stressbed-{os.getpid()}-{name}-{uuid.uuid4().hex[:8]}"
     try:
@@ -148,6 +152,7 @@ def create(name: str, cpu_limit_m: int | None, memory_limit: int | None) -> Repl
             directory = CGROUP_ROOT / own[""] / leaf
             directory.mkdir()
             group = ReplicaCgroup(2, {"": directory})
+            made = group
             if memory_limit is not None:
                 (directory / "memory.max").write_text(str(memory_limit))
                 with contextlib.suppress(OSError):
@@ -157,12 +162,17 @@ def create(name: str, cpu_limit_m: int | None, memory_limit: int | None) -> Repl
                 (directory / "cpu.max").write_text(f"{quota} {CFS_PERIOD_US}")
             return group
         dirs: dict[str, Path] = {}
-        for controller in ("memory", "cpu", "cpuacct"):
-            if controller not in own:
-                return None
-            _sweep(CGROUP_ROOT / controller / own[controller])
-            directory = CGROUP_ROOT / controller / own[controller] / leaf
-            directory.mkdir()
+        controllers = ("memory", "cpu", "cpuacct")
+        if any(c not in own for c in controllers):
+            return None
+        made = ReplicaCgroup(1, dirs)  # removed again if a later step fails
+        for controller in controllers:
+            # Co-mounted controllers ("cpu,cpuacct") resolve to one hierarchy: one directory.
+            base = (CGROUP_ROOT / controller / own[controller]).resolve()
+            directory = base / leaf
+            if directory not in dirs.values():
+                _sweep(base)
+                directory.mkdir()
             dirs[controller] = directory
         group = ReplicaCgroup(1, dirs)
         if memory_limit is not None:
@@ -174,6 +184,10 @@ def create(name: str, cpu_limit_m: int | None, memory_limit: int | None) -> Repl
             (dirs["cpu"] / "cpu.cfs_quota_us").write_text(str(cpu_limit_m * CFS_PERIOD_US // 1000))
         return group
     except OSError:
+        # Not permitted after all (e.g. cgroup v2 without the controllers delegated here):
+        # leave nothing half-made behind.
+        if made is not None:
+            made.remove()
         return None
 
 

@@ -19,6 +19,7 @@ import concurrent.futures
 import contextlib
 import os
 import queue
+import shutil
 import signal
 import threading
 import time
@@ -31,7 +32,7 @@ from ._probing import run_probe
 from ._proc import free_port
 from .autoscale import HpaController
 from .balancer import BalancerProcess
-from .errors import ProvisionError
+from .errors import ConfigError, ProvisionError
 from .probes import ReplicaProbes
 from .replica import Exit, ReplicaProcess, Usage
 from .stack import StackSpec
@@ -117,6 +118,7 @@ class LocalStack:
 
     def provision(self) -> str:
         """Start the balancer and the replicas; return the URL once every one is ready."""
+        _check_executable(self.spec.target.command)
         self._balancer = BalancerProcess(self.options.host, self.options.port)
         self.url = self._balancer.url
         self._event("stack-created", url=self.url, replicas=self._desired)
@@ -517,6 +519,20 @@ class LocalStack:
         if self.on_event is not None:
             with contextlib.suppress(Exception):
                 self.on_event(event)
+
+
+def _check_executable(command: tuple[str, ...]) -> None:
+    """A command that cannot start is bad input (exit 2), found before anything starts."""
+    if not command:
+        raise ConfigError("stack.target.command", command, "a command to run locally")
+    program = command[0]
+    found = program if os.sep in program else shutil.which(program)
+    if found is None or not os.path.exists(found):
+        raise ConfigError("stack.target.command[0]", program, "an executable that exists")
+    if not os.path.isfile(found) or not os.access(found, os.X_OK):
+        raise ConfigError(
+            "stack.target.command[0]", program, "an executable file (chmod +x it, or fix the path)"
+        )
 
 
 def _show(kind: str, value: int) -> str:

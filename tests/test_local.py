@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -24,7 +25,7 @@ from typing import Any
 import pytest
 
 from stressbed.balancer import PortInUseError
-from stressbed.errors import ProvisionError
+from stressbed.errors import ConfigError, ProvisionError
 from stressbed.local import LocalOptions, LocalStack
 from stressbed.stack import (
     Autoscaler,
@@ -298,6 +299,26 @@ def test_a_taken_port_is_one_clear_error(stacks, control):
         with pytest.raises(PortInUseError, match=f"--port: got {port}; expected a free port"):
             stack.provision()
         assert stack.replicas == []
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (("/nonexistent/agent",), "got '/nonexistent/agent'; expected an executable that exists"),
+        (("no-such-program-xyz",), "got 'no-such-program-xyz'; expected an executable that exists"),
+        ((FAKE,), "expected an executable file (chmod +x it, or fix the path)"),
+    ],
+)
+def test_a_command_that_cannot_start_is_refused_before_anything_starts(
+    stacks, control, command, message
+):
+    spec = fake_spec(control.path)
+    stack = stacks(replace(spec, target=replace(spec.target, command=command)))
+    with pytest.raises(ConfigError, match=re.escape(message)) as error:
+        stack.provision()
+    assert error.value.field == "stack.target.command[0]"
+    assert stack.replicas == []
+    assert stack.events == []
 
 
 # -- limits, autoscaling and quota ------------------------------------------------------
