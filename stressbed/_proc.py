@@ -6,8 +6,10 @@ import contextlib
 import ctypes
 import signal
 import socket
+import threading
+from collections.abc import Iterator
 
-__all__ = ["die_with_parent", "free_port"]
+__all__ = ["die_with_parent", "free_port", "uninterrupted"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -29,3 +31,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@contextlib.contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM (delivered after the block) while cleanup runs: a second
+    Ctrl-C must not cut a teardown short and leave processes loading the target."""
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        if main:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)

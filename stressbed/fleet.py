@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _k6api as k6api
+from ._proc import uninterrupted
 from .collect import Aggregate, Window
 from .result import RunnerResult, RunnerStatus
 from .segments import segment
@@ -343,15 +344,8 @@ class LocalFleet:
     # -- stopping and collecting ----------------------------------------------------
 
     def _stop_all(self) -> None:
-        # A second Ctrl-C must not cut this short: that would leave runners loading the target.
-        masked = threading.current_thread() is threading.main_thread()
-        if masked:
-            previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        try:
+        with uninterrupted():
             self._stop_members()
-        finally:
-            if masked:
-                signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
     def _stop_members(self) -> None:
         alive = [m for m in self.members if m.proc.poll() is None]

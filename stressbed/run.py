@@ -14,9 +14,7 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import sys
-import threading
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -25,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import catalog
+from ._proc import uninterrupted
 from ._units import parse_duration_ms
 from .backend import BACKENDS, Backend, ExistingService, LocalBackend, Stack
 from .errors import ConfigError, ProvisionError
@@ -171,15 +170,8 @@ def execute(
 
 
 def _teardown(stack: Stack) -> None:
-    """Tear the stack down; a second Ctrl-C must not cut it short."""
-    main = threading.current_thread() is threading.main_thread()
-    if main:
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
+    with uninterrupted():
         stack.teardown()
-    finally:
-        if main:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _report(
