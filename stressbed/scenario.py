@@ -182,18 +182,25 @@ class Scenario:
         so that it lasts ``duration_ms`` before graceful stops; iteration counts are kept."""
         active = max(w.active_end_ms for w in self.workloads)
         factor = duration_ms / active
-        return Scenario(
-            self.name,
-            description=self.description,
-            workloads=[w.scaled(factor) for w in self.workloads],
-            thresholds=self.thresholds,
-            variables={
+        return self._with(workloads=[w.scaled(factor) for w in self.workloads])
+
+    def with_thresholds(self, thresholds: Sequence[Threshold]) -> Scenario:
+        """The same scenario judged by ``thresholds`` instead of its own."""
+        return self._with(thresholds=thresholds)
+
+    def _with(self, **changes: Any) -> Scenario:
+        fields: dict[str, Any] = {
+            "description": self.description,
+            "workloads": self.workloads,
+            "thresholds": self.thresholds,
+            "variables": {
                 b.name: PerVU(b.value) if b.scope == "vu" else b.value for b in self.variables
             },
-            k6_options=json.loads(self.k6_options),
-            setup=self.setup,
-            teardown=self.teardown,
-        )
+            "k6_options": json.loads(self.k6_options),
+            "setup": self.setup,
+            "teardown": self.teardown,
+        }
+        return Scenario(self.name, **{**fields, **changes})
 
     def data_files(self) -> list[Rows]:
         """Every data-file generator, once each, in order of appearance."""

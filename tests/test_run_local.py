@@ -170,3 +170,43 @@ def test_bad_run_options_are_refused_before_anything_starts(tmp_path, options, m
     with pytest.raises(Exception, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
         plan(RunOptions(scenario="ingest_mix", results=tmp_path / "r", **options))
     assert not (tmp_path / "r").exists()
+
+
+@needs_k6
+def test_a_profile_whose_thresholds_cannot_hold_fails_the_run_with_exit_1(tmp_path):
+    (tmp_path / "stressbed.yaml").write_text(
+        "version: 1\n"
+        "common: {scenario: ingest_mix, runners: 2, duration: 3s}\n"
+        "profiles:\n"
+        "  strict:\n"
+        "    stack: {replicas: 1, autoscaler: {min_replicas: 1, max_replicas: 2}}\n"
+        "    thresholds: {http_req_duration: ['p(95)<0.001']}\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "stressbed", "run", "--profile", "strict"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "K6_NO_USAGE_REPORT": "true"},
+        stdin=subprocess.DEVNULL,
+        timeout=180,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "FAIL http_req_duration p(95)<0.001" in proc.stdout
+    assert "verdict: FAIL  thresholds failed: http_req_duration p(95)<0.001" in proc.stdout
+    assert "stack local: replicas 1 -> 1" in proc.stdout
+    run_dir = tmp_path / "results" / "latest"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["settings"]["profile"] == "strict"
+    assert summary["settings"]["sources"]["thresholds.http_req_duration"].startswith(
+        "profile strict"
+    )
+    failed = [t for t in summary["thresholds"] if not t["ok"]]
+    assert [t["expression"] for t in failed] == ["p(95)<0.001"]
+    junit = (run_dir / "junit.xml").read_text()
+    assert junit.count("<failure") == 1
+    for name in ("summary.json", "junit.xml", "events.jsonl", "bundle/script.js"):
+        assert (run_dir / name).is_file(), name
+    assert (run_dir / "runners" / "0" / "result.json").is_file()
+    assert (run_dir / "stack" / "replicas" / "agent-0.log").is_file()
