@@ -14,6 +14,7 @@ from .fleet import Progress
 PLAIN_EVERY_S = 5.0
 #: Stack events worth a line of their own while a run goes on.
 NOTABLE = {
+    "limits": "limits enforced by {enforcement}",
     "stack-ready": "stack ready at {url}",
     "scaled": "scaled {from} -> {to} ({reason})",
     "quota-denied": "quota denied a replica: {reason}",
@@ -37,6 +38,12 @@ class LiveLine:
 
     def stack_event(self, event: dict[str, Any]) -> None:
         template = NOTABLE.get(str(event.get("event")))
+        if event.get("event") == "limits" and not event.get("cgroups"):
+            template = (
+                "note: cgroups are not writable here, so memory limits are an RLIMIT_DATA and "
+                "CPU limits advisory; to enforce them, run as root or inside a cgroup delegated "
+                "to you (systemd-run --user --scope -p Delegate=yes ...)"
+            )
         if template is None:
             return
         with contextlib.suppress(KeyError, ValueError):

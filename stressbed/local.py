@@ -225,7 +225,9 @@ class LocalStack:
             memory_limit=spec.limits.memory,
             cgroups=self.options.cgroups,
         )
-        self.enforcement = process.enforcement
+        if not self.enforcement:
+            self.enforcement = process.enforcement
+            self._event("limits", enforcement=self.enforcement, cgroups=process.group is not None)
         pid = process.start()
         replica.process = process
         replica.state = "running"

@@ -338,6 +338,26 @@ def test_memory_limit_oom_kill_is_reported_as_such(stacks, control):
     assert "crashed" not in events(stack)
 
 
+def test_without_cgroups_memory_is_an_rlimit_and_the_run_says_so(stacks, control):
+    spec = fake_spec(control.path, replicas=1, limits=Resources(1000, 128 * MI))
+    stack = stacks(spec, replace(FAST, cgroups=False))
+    url = stack.provision()
+    assert stack.enforcement == "rlimit (memory as RLIMIT_DATA; CPU limits advisory)"
+    limits = next(e for e in stack.events if e["event"] == "limits")
+    assert limits["cgroups"] is False
+    process = stack.replicas[0].process
+    assert process is not None
+    assert process.pid is not None
+    line = next(
+        x for x in Path(f"/proc/{process.pid}/limits").read_text().splitlines() if "data" in x
+    )
+    assert line.split()[3:5] == [str(128 * MI), str(128 * MI)]
+    # Allocating past it fails inside the replica instead of growing without bound.
+    with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
+        get(f"{url}/alloc?mb=256")
+    assert get(f"{url}/whoami")["port"] == stack.replicas[0].port
+
+
 def test_limit_range_defaults_become_the_replicas_limits(stacks, control):
     spec = fake_spec(
         control.path,

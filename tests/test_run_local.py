@@ -120,6 +120,38 @@ def test_sigint_mid_run_tears_the_stack_down_and_exits_130(tmp_path):
     assert summary["metrics"]["http_reqs"]["count"] > 0  # partial results kept
     assert summary["events"][-1]["event"] == "stack-deleted"
     assert not any(alive(p) for p in started_pids(summary))
+    # Straight after an interrupted run, the next one works.
+    again = stressbed_run(
+        tmp_path, "--scenario", "ingest_mix", "--runners", "1", "--duration", "2s"
+    )
+    _, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err
+
+
+@needs_k6
+def test_sigint_while_provisioning_tears_down_and_exits_130(tmp_path):
+    proc = stressbed_run(tmp_path, "--scenario", "ingest_mix", "--runners", "1")
+    deadline = time.monotonic() + 30
+    log = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        logs = list((tmp_path / "r").glob("*/stack/replicas/agent-0.log"))
+        if logs:  # a replica process exists; the stack is not ready yet
+            log = logs[0]
+            break
+        time.sleep(0.01)
+    assert log is not None, "no replica was ever started"
+    interrupted = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert time.monotonic() - interrupted < 10
+    assert "verdict: ERROR  interrupted" in out
+    summary = json.loads((tmp_path / "r" / "latest" / "summary.json").read_text())
+    kinds = [e["event"] for e in summary["events"]]
+    assert "stack-ready" not in kinds
+    assert "started" not in [e["event"] for e in summary["events"] if e["source"] == "fleet"]
+    assert kinds[-1] == "stack-deleted"
+    assert not any(alive(p) for p in started_pids(summary))
 
 
 @needs_k6  # plan() checks that k6 is there
