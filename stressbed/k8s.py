@@ -1,0 +1,642 @@
+"""StackSpec and fleet -> Kubernetes manifests: one pure translation, shared by the Pulumi
+components in infra/, the Kubernetes backend and the tests.
+
+Every function returns plain manifest dicts (``apiVersion``, ``kind``, ``metadata``, ...)
+that validate against the API server's strict schemas. The agent gets a Namespace labelled
+for Pod Security Admission ``restricted``, a ResourceQuota (the agent's quota plus room for
+the fleet), a LimitRange, a ServiceAccount without a token, a Deployment (no ``replicas``
+when an HPA manages it), a Service, an autoscaling/v2 HPA, a PodDisruptionBudget and a
+NetworkPolicy that admits only the runners and in-namespace monitoring. The fleet is an
+Indexed Job of runners (segment from the completion index, k6's REST API on the pod IP), a
+headless Service naming each runner, a coordinator Job that releases them together, the k6
+bundle in a ConfigMap, and NetworkPolicies that let only the coordinator reach the runners.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .stack import Probe, Resources, StackSpec
+
+__all__ = [
+    "AGENT",
+    "COORDINATOR",
+    "RUNNER",
+    "Cluster",
+    "ClusterFleet",
+    "agent_manifests",
+    "bundle_key",
+    "fleet_manifests",
+    "quota_needs",
+]
+
+Manifest = dict[str, Any]
+
+AGENT = "agent"
+RUNNER = "runner"
+COORDINATOR = "coordinator"
+PART_OF = "stressbed"
+MONITORING = "monitoring"  # pods labelled app.kubernetes.io/component=monitoring may scrape
+K6_API_PORT = 6565
+RUNNER_REQUESTS = Resources(500, 256 * 2**20)
+RUNNER_LIMITS = Resources(2000, 1024 * 2**20)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Where and how the stack runs in a cluster."""
+
+    namespace: str = "stressbed"
+    image_pull_policy: str = "IfNotPresent"
+    run_id: str = "manual"
+
+
+@dataclass(frozen=True)
+class ClusterFleet:
+    """The runner fleet in a cluster: N runners of ``image`` and the bundle they run."""
+
+    runners: int
+    bundle: Mapping[str, str]  # bundle-relative path -> file text
+    image: str = "stressbed-runner:latest"
+    requests: Resources = RUNNER_REQUESTS
+    limits: Resources = RUNNER_LIMITS
+    deadline_s: int = 3600  # the Job's activeDeadlineSeconds
+    ready_timeout_s: int = 300
+    suspend: bool = False  # True: created, started by hand (unsuspend both Jobs)
+    name: str = "stressbed-runners"
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    secret_env: tuple[str, ...] = ()  # names read from the run's Secret
+
+    @property
+    def coordinator_name(self) -> str:
+        return f"{self.name}-coordinator"
+
+
+def labels(component: str, cluster: Cluster, name: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": name,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": PART_OF,
+        "stressbed.dev/run": _label_value(cluster.run_id),
+    }
+
+
+def selector(component: str, name: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": name, "app.kubernetes.io/component": component}
+
+
+# -- the agent stack ------------------------------------------------------------------------
+
+
+def agent_manifests(
+    spec: StackSpec, cluster: Cluster, fleet: ClusterFleet | None = None
+) -> list[Manifest]:
+    """Everything the agent stack needs, in the order to create it."""
+    spec = spec.validate()
+    name = spec.target.name
+    meta = _meta(name, cluster, AGENT)
+    out: list[Manifest] = [namespace(cluster)]
+    quota = resource_quota(spec, cluster, fleet)
+    if quota is not None:
+        out.append(quota)
+    if spec.limit_range is not None:
+        out.append(limit_range(spec, cluster))
+    out.append(
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": meta,
+            "automountServiceAccountToken": False,
+        }
+    )
+    if spec.target.secret_env:
+        out.append(secret(f"{name}-secrets", cluster, AGENT, spec.target.secret_env))
+    out.append(deployment(spec, cluster))
+    out.append(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": meta,
+            "spec": {
+                "selector": selector(AGENT, name),
+                "ports": [
+                    {"name": "http", "port": spec.target.port, "targetPort": "http"},
+                ],
+            },
+        }
+    )
+    if spec.autoscaler is not None:
+        out.append(hpa(spec, cluster))
+    out.append(
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": meta,
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(AGENT, name)}},
+        }
+    )
+    out.append(agent_network_policy(spec, cluster, fleet))
+    return out
+
+
+def namespace(cluster: Cluster) -> Manifest:
+    psa = {
+        f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "audit", "warn")
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": cluster.namespace,
+            "labels": {
+                **psa,
+                "pod-security.kubernetes.io/enforce-version": "latest",
+                "app.kubernetes.io/part-of": PART_OF,
+            },
+        },
+    }
+
+
+def quota_needs(spec: StackSpec, fleet: ClusterFleet | None) -> dict[str, int]:
+    """What max replicas plus the fleet (runners and coordinator) take: pods, millicores, bytes."""
+    spec = spec.effective()
+    most = spec.autoscaler.max_replicas if spec.autoscaler else spec.replicas
+    need = {
+        "pods": most,
+        "requests.cpu": most * (spec.requests.cpu_m or 0),
+        "requests.memory": most * (spec.requests.memory or 0),
+        "limits.cpu": most * (spec.limits.cpu_m or 0),
+        "limits.memory": most * (spec.limits.memory or 0),
+    }
+    if fleet is not None:
+        pods = fleet.runners + 1
+        need["pods"] += pods
+        need["requests.cpu"] += pods * (fleet.requests.cpu_m or 0)
+        need["requests.memory"] += pods * (fleet.requests.memory or 0)
+        need["limits.cpu"] += pods * (fleet.limits.cpu_m or 0)
+        need["limits.memory"] += pods * (fleet.limits.memory or 0)
+    return need
+
+
+def resource_quota(
+    spec: StackSpec, cluster: Cluster, fleet: ClusterFleet | None
+) -> Manifest | None:
+    """The agent's quota with the fleet's share added: the fleet shares the namespace."""
+    quota = spec.quota
+    if quota is None:
+        return None
+    fleet_need = quota_needs(spec, fleet)
+    agent_need = quota_needs(spec, None)
+    extra = {k: fleet_need[k] - agent_need[k] for k in fleet_need}
+    hard: dict[str, str] = {}
+    if quota.pods is not None:
+        hard["pods"] = str(quota.pods + extra["pods"])
+    for what in ("requests", "limits"):
+        caps: Resources = getattr(quota, what)
+        if caps.cpu_m is not None:
+            hard[f"{what}.cpu"] = f"{caps.cpu_m + extra[f'{what}.cpu']}m"
+        if caps.memory is not None:
+            hard[f"{what}.memory"] = str(caps.memory + extra[f"{what}.memory"])
+    return {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": _meta("stressbed", cluster, AGENT),
+        "spec": {"hard": hard},
+    }
+
+
+def limit_range(spec: StackSpec, cluster: Cluster) -> Manifest:
+    lr = spec.limit_range
+    assert lr is not None
+    item: dict[str, Any] = {"type": "Container"}
+    for key, resources in (
+        ("default", lr.default),
+        ("defaultRequest", lr.default_request),
+        ("min", lr.minimum),
+        ("max", lr.maximum),
+    ):
+        if resources.to_k8s():
+            item[key] = resources.to_k8s()
+    return {
+        "apiVersion": "v1",
+        "kind": "LimitRange",
+        "metadata": _meta("stressbed", cluster, AGENT),
+        "spec": {"limits": [item]},
+    }
+
+
+def deployment(spec: StackSpec, cluster: Cluster) -> Manifest:
+    name = spec.target.name
+    target = spec.target
+    if not target.image:
+        raise ValueError("the kubernetes backend needs stack.target.image")
+    port = str(target.port)
+    container: dict[str, Any] = {
+        "name": name,
+        "image": target.image,
+        "imagePullPolicy": cluster.image_pull_policy,
+        "ports": [{"name": "http", "containerPort": target.port, "protocol": "TCP"}],
+        "env": [{"name": k, "value": v} for k, v in target.env]
+        + [
+            {
+                "name": key,
+                "valueFrom": {"secretKeyRef": {"name": f"{name}-secrets", "key": key}},
+            }
+            for key in target.secret_env
+        ],
+        "resources": _resources(spec.requests, spec.limits),
+        "securityContext": container_security(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]
+        + [
+            {"name": f"writable-{i}", "mountPath": path}
+            for i, path in enumerate(spec.security.writable_paths)
+        ],
+    }
+    if target.args:
+        container["args"] = [a.replace("{port}", port) for a in target.args]
+    for kind in ("startup", "readiness", "liveness"):
+        probe = getattr(spec, f"{kind}_probe")
+        if probe is not None:
+            container[f"{kind}Probe"] = _probe(probe)
+    pod_spec: dict[str, Any] = {
+        "serviceAccountName": name,
+        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": spec.termination_grace_period_s,
+        "securityContext": pod_security(spec.security.run_as_user),
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {}}]
+        + [
+            {"name": f"writable-{i}", "emptyDir": {}}
+            for i in range(len(spec.security.writable_paths))
+        ],
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": selector(AGENT, name)},
+            }
+        ],
+    }
+    deployment_spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector(AGENT, name)},
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+        },
+        "template": {"metadata": {"labels": labels(AGENT, cluster, name)}, "spec": pod_spec},
+    }
+    if spec.autoscaler is None:
+        # With an HPA the field stays out: every apply would otherwise reset the HPA's count.
+        deployment_spec["replicas"] = spec.replicas
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(name, cluster, AGENT),
+        "spec": deployment_spec,
+    }
+
+
+def hpa(spec: StackSpec, cluster: Cluster) -> Manifest:
+    auto = spec.autoscaler
+    assert auto is not None
+    metrics = []
+    for resource, target in (("cpu", auto.cpu_utilization), ("memory", auto.memory_utilization)):
+        if target is not None:
+            metrics.append(
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": resource,
+                        "target": {"type": "Utilization", "averageUtilization": target},
+                    },
+                }
+            )
+
+    def rules(window: int, policies: tuple[Any, ...], up: bool) -> dict[str, Any]:
+        return {
+            "stabilizationWindowSeconds": window,
+            "selectPolicy": "Max",
+            "policies": [
+                {"type": p.kind, "value": p.value, "periodSeconds": p.period_s} for p in policies
+            ],
+        }
+
+    behavior = {
+        "scaleUp": rules(auto.scale_up_stabilization_s, auto.scale_up_policies, True),
+        "scaleDown": rules(auto.scale_down_stabilization_s, auto.scale_down_policies, False),
+    }
+    for direction in ("scaleUp", "scaleDown"):
+        if not behavior[direction]["policies"]:
+            del behavior[direction]["policies"]
+            del behavior[direction]["selectPolicy"]
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _meta(spec.target.name, cluster, AGENT),
+        "spec": {
+            "scaleTargetRef": {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": spec.target.name,
+            },
+            "minReplicas": auto.min_replicas,
+            "maxReplicas": auto.max_replicas,
+            "metrics": metrics,
+            "behavior": behavior,
+        },
+    }
+
+
+def agent_network_policy(spec: StackSpec, cluster: Cluster, fleet: ClusterFleet | None) -> Manifest:
+    """Only the runner pods (and monitoring in the namespace) reach the agent's port."""
+    peers = [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/component": RUNNER}}},
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/component": COORDINATOR}}},
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/component": MONITORING}}},
+    ]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(spec.target.name, cluster, AGENT),
+        "spec": {
+            "podSelector": {"matchLabels": selector(AGENT, spec.target.name)},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": spec.target.port}]}],
+        },
+    }
+
+
+# -- the fleet ------------------------------------------------------------------------------
+
+
+def bundle_key(path: str) -> str:
+    """A ConfigMap key for a bundle-relative path (keys may not hold '/')."""
+    key = re.sub(r"[^-._a-zA-Z0-9]", "_", path.replace("/", "__"))
+    return key[:253]
+
+
+def fleet_manifests(fleet: ClusterFleet, cluster: Cluster, target_url: str) -> list[Manifest]:
+    """The bundle ConfigMap, runner identities, the runners' Indexed Job and the coordinator."""
+    if not 1 <= fleet.runners <= 64:
+        raise ValueError(f"runners must be 1..64, got {fleet.runners}")
+    name = fleet.name
+    keys = {path: bundle_key(path) for path in sorted(fleet.bundle)}
+    if len(set(keys.values())) != len(keys):
+        raise ValueError("two bundle files map to one ConfigMap key")
+    out: list[Manifest] = [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _meta(f"{name}-bundle", cluster, RUNNER),
+            "data": {keys[path]: fleet.bundle[path] for path in keys},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": _meta(name, cluster, RUNNER),
+            "automountServiceAccountToken": False,
+        },
+        {
+            # Headless: runner i answers as <name>-<i>.<name> (the Indexed Job's hostnames).
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(name, cluster, RUNNER),
+            "spec": {
+                "clusterIP": "None",
+                "publishNotReadyAddresses": True,
+                "selector": selector(RUNNER, name),
+                "ports": [{"name": "k6-api", "port": K6_API_PORT, "targetPort": K6_API_PORT}],
+            },
+        },
+        runner_job(fleet, cluster, target_url, keys),
+        coordinator_job(fleet, cluster),
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": _meta(name, cluster, RUNNER),
+            "spec": {
+                "podSelector": {"matchLabels": selector(RUNNER, name)},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [{"podSelector": {"matchLabels": selector(COORDINATOR, name)}}],
+                        "ports": [{"protocol": "TCP", "port": K6_API_PORT}],
+                    }
+                ],
+            },
+        },
+    ]
+    if fleet.secret_env:
+        out.insert(1, secret(f"{name}-secrets", cluster, RUNNER, fleet.secret_env))
+    return out
+
+
+def runner_job(
+    fleet: ClusterFleet, cluster: Cluster, target_url: str, keys: Mapping[str, str]
+) -> Manifest:
+    name = fleet.name
+    env = [
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "TARGET_URL", "value": target_url},
+        {"name": "K6_NO_USAGE_REPORT", "value": "true"},
+        {"name": "HOME", "value": "/work"},
+        *({"name": k, "value": v} for k, v in sorted(fleet.extra_env.items())),
+        *(
+            {"name": k, "valueFrom": {"secretKeyRef": {"name": f"{name}-secrets", "key": k}}}
+            for k in fleet.secret_env
+        ),
+    ]
+    container = {
+        "name": RUNNER,
+        "image": fleet.image,
+        "imagePullPolicy": cluster.image_pull_policy,
+        "command": ["python", "-m", "stressbed.runner"],
+        # JOB_COMPLETION_INDEX is set by the Indexed Job: runner i runs segment i/N.
+        "args": [
+            "--bundle",
+            "/bundle",
+            "--index",
+            "$(JOB_COMPLETION_INDEX)",
+            "--count",
+            str(fleet.runners),
+            "--out",
+            "/work/out",
+            "--api-host",
+            "$(POD_IP)",
+            "--api-port",
+            str(K6_API_PORT),
+            "--ready-timeout",
+            str(fleet.ready_timeout_s),
+            "--result-stdout",
+        ],
+        "env": env,
+        "ports": [{"name": "k6-api", "containerPort": K6_API_PORT, "protocol": "TCP"}],
+        "resources": _resources(fleet.requests, fleet.limits),
+        "securityContext": container_security(),
+        "volumeMounts": [
+            {"name": "bundle", "mountPath": "/bundle", "readOnly": True},
+            {"name": "work", "mountPath": "/work"},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _meta(name, cluster, RUNNER),
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": fleet.runners,
+            "parallelism": fleet.runners,
+            "backoffLimit": 0,  # a failed runner fails the run; never a silent retry
+            "activeDeadlineSeconds": fleet.deadline_s,
+            "suspend": fleet.suspend,
+            "template": {
+                "metadata": {"labels": labels(RUNNER, cluster, name)},
+                "spec": {
+                    "subdomain": name,
+                    "restartPolicy": "Never",
+                    "serviceAccountName": name,
+                    "automountServiceAccountToken": False,
+                    "securityContext": pod_security(10001),
+                    "containers": [container],
+                    "volumes": [
+                        {
+                            "name": "bundle",
+                            "configMap": {
+                                "name": f"{name}-bundle",
+                                "items": [{"key": keys[p], "path": p} for p in keys],
+                            },
+                        },
+                        {"name": "work", "emptyDir": {}},
+                        {"name": "tmp", "emptyDir": {}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def coordinator_job(fleet: ClusterFleet, cluster: Cluster) -> Manifest:
+    """One pod that waits for every runner, runs setup() once and releases them together."""
+    name = fleet.name
+    url = f"http://{name}-{{index}}.{name}.{cluster.namespace}.svc:{K6_API_PORT}"
+    container = {
+        "name": COORDINATOR,
+        "image": fleet.image,
+        "imagePullPolicy": cluster.image_pull_policy,
+        "command": ["python", "-m", "stressbed.coordinator"],
+        "args": [
+            "--runners",
+            str(fleet.runners),
+            "--runner-url",
+            url,
+            "--ready-timeout",
+            str(fleet.ready_timeout_s),
+        ],
+        "env": [{"name": "HOME", "value": "/tmp"}],
+        "resources": _resources(Resources(100, 64 * 2**20), Resources(500, 256 * 2**20)),
+        "securityContext": container_security(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _meta(fleet.coordinator_name, cluster, COORDINATOR),
+        "spec": {
+            "completions": 1,
+            "parallelism": 1,
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": fleet.deadline_s,
+            "suspend": fleet.suspend,
+            "template": {
+                "metadata": {"labels": labels(COORDINATOR, cluster, name)},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "serviceAccountName": name,
+                    "automountServiceAccountToken": False,
+                    "securityContext": pod_security(10001),
+                    "containers": [container],
+                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                },
+            },
+        },
+    }
+
+
+# -- shared pieces ----------------------------------------------------------------------------
+
+
+def secret(name: str, cluster: Cluster, component: str, keys: tuple[str, ...]) -> Manifest:
+    """A Secret whose values the caller fills at apply time (never in these manifests)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(name, cluster, component),
+        "type": "Opaque",
+        "stringData": dict.fromkeys(keys, ""),
+    }
+
+
+def pod_security(user: int) -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": user,
+        "runAsGroup": user,
+        "fsGroup": user,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _probe(probe: Probe) -> dict[str, Any]:
+    # Kubernetes counts whole seconds, at least 1 (0 for the initial delay).
+    out: dict[str, Any] = {
+        "initialDelaySeconds": math.ceil(probe.initial_delay_s),
+        "periodSeconds": max(1, math.ceil(probe.period_s)),
+        "timeoutSeconds": max(1, math.ceil(probe.timeout_s)),
+        "successThreshold": probe.success_threshold,
+        "failureThreshold": probe.failure_threshold,
+    }
+    if probe.kind == "http":
+        out["httpGet"] = {"path": probe.path, "port": "http"}
+    elif probe.kind == "tcp":
+        out["tcpSocket"] = {"port": "http"}
+    else:
+        out["exec"] = {"command": list(probe.command)}
+    return out
+
+
+def _resources(requests: Resources, limits: Resources) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if requests.to_k8s():
+        out["requests"] = requests.to_k8s()
+    if limits.to_k8s():
+        out["limits"] = limits.to_k8s()
+    return out
+
+
+def _meta(name: str, cluster: Cluster, component: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": cluster.namespace,
+        "labels": labels(component, cluster, name),
+    }
+
+
+def _label_value(value: str) -> str:
+    cleaned = re.sub(r"[^-._a-zA-Z0-9]", "-", value)[:63].strip("-._")
+    return cleaned or "run"
