@@ -200,5 +200,11 @@ class FakeBackend:
         )
 
 
+def _kubernetes() -> Backend:
+    from .kube import KubernetesBackend  # noqa: PLC0415 - needs the kubernetes extra
+
+    return KubernetesBackend()
+
+
 #: The backends ``--backend`` accepts.
-BACKENDS: dict[str, Callable[[], Backend]] = {"local": LocalBackend}
+BACKENDS: dict[str, Callable[[], Backend]] = {"local": LocalBackend, "kubernetes": _kubernetes}

@@ -89,6 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep each runner's raw k6 samples under runners/<i>/samples.csv.gz",
     )
     run_cmd.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="--backend kubernetes: the kubeconfig (default: $KUBECONFIG, ~/.kube/config)",
+    )
+    run_cmd.add_argument(
+        "--context", metavar="NAME", help="--backend kubernetes: the context (default: current)"
+    )
+    run_cmd.add_argument(
         "--profile", metavar="NAME", help="a profile of the profile file ($STRESSBED_PROFILE)"
     )
     run_cmd.add_argument(
@@ -129,6 +137,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         thresholds=settings.thresholds,
         sources=settings.sources,
         profile=settings.profile,
+        kubeconfig=Path(values["kubeconfig"]) if values["kubeconfig"] else None,
+        context=values["context"],
     )
     the_plan = plan(options)
     live = LiveLine(sys.stderr)

