@@ -15,6 +15,9 @@ Config (``pulumi config set stressbed:KEY VALUE``), all optional:
     startFleet     false                         (true: the test starts with `pulumi up`)
     profile        (none)                        a profile of stressbed.yaml for stack overrides
     agentToken     (secret; generated when unset) the agent's STRESSBED_AGENT_TOKEN
+    registry       (none)  e.g. ghcr.io/me: build both images from this checkout with
+                           pulumi-docker and push them there (else agentImage/runnerImage)
+    registryUsername, registryPassword (secret)   credentials for the push, when needed
 
 Outputs: targetUrl, namespace, fleetJob, startCommand, collectCommand.
 """
@@ -25,6 +28,7 @@ import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pulumi
 
@@ -38,7 +42,34 @@ from stressbed.k8s import Cluster, ClusterFleet
 from stressbed.render import bundle_files, render
 from stressbed.settings import resolve, stack_of
 
+ROOT = Path(__file__).resolve().parent.parent
 config = pulumi.Config("stressbed")
+
+
+def pushed(name: str, dockerfile: str) -> pulumi.Output[str]:
+    """Build ``dockerfile`` from this checkout, push it to the configured registry, and
+    return the pushed image by digest (what the pods then pull)."""
+    import pulumi_docker as docker  # noqa: PLC0415 - only with a registry configured
+
+    registry = config.require("registry")
+    username = config.get("registryUsername")
+    image = docker.Image(
+        name,
+        image_name=f"{registry}/{name}:{pulumi.get_stack()}",
+        build=docker.DockerBuildArgs(
+            context=str(ROOT), dockerfile=str(ROOT / dockerfile), platform="linux/amd64"
+        ),
+        registry=docker.RegistryArgs(
+            server=registry.split("/", 1)[0],
+            username=username,
+            password=config.require_secret("registryPassword"),
+        )
+        if username
+        else None,
+    )
+    return image.repo_digest
+
+
 cluster = Cluster(
     namespace=config.get("namespace") or "stressbed",
     image_pull_policy=config.get("imagePullPolicy") or "IfNotPresent",
@@ -46,9 +77,13 @@ cluster = Cluster(
 )
 settings = resolve({}, {}, profile=config.get("profile"))
 spec = stack_of(settings)
-spec = replace(
-    spec, target=replace(spec.target, image=config.get("agentImage") or spec.target.image)
-)
+registry = config.get("registry")
+agent_image: Any = config.get("agentImage") or spec.target.image
+runner_image: Any = config.get("runnerImage") or "stressbed-runner:latest"
+if registry:
+    agent_image = pushed("stressbed-agent", "agent/Dockerfile")
+    runner_image = pushed("stressbed-runner", "runner/Dockerfile")
+spec = replace(spec, target=replace(spec.target, image=agent_image))
 scenario = catalog.load(config.get("scenario") or settings.values["scenario"] or "ingest_mix")
 duration = config.get("duration") or settings.values["duration"]
 if duration:
@@ -61,7 +96,7 @@ token = config.get_secret("agentToken") or pulumi.Output.secret(
 fleet = ClusterFleet(
     runners=config.get_int("runners") or 2,
     bundle=bundle,
-    image=config.get("runnerImage") or "stressbed-runner:latest",
+    image=runner_image,
     deadline_s=int(scenario.duration_ms() / 1000 * 1.1) + 600,
     suspend=not (config.get_bool("startFleet") or False),
     secret_env=spec.target.secret_env,

@@ -107,6 +107,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run_cmd.set_defaults(handler=cmd_run)
 
+    collect_cmd = commands.add_parser(
+        "collect",
+        help="merge and judge a fleet started by hand in a cluster (pulumi up + startCommand)",
+        description="Read each runner's result from its pod's log, merge them and judge the "
+        "scenario's thresholds, as a run does; needs the kubernetes extra.",
+    )
+    collect_cmd.add_argument("--namespace", required=True)
+    collect_cmd.add_argument("--job", default="stressbed-runners", help="the runners' Job")
+    collect_cmd.add_argument("--scenario", required=True, metavar="NAME|PATH")
+    collect_cmd.add_argument("--kubeconfig", type=Path, metavar="FILE")
+    collect_cmd.add_argument("--context", metavar="NAME")
+    collect_cmd.add_argument("--results", type=Path, default=Path("results"), metavar="DIR")
+    collect_cmd.set_defaults(handler=cmd_collect)
+
     list_cmd = commands.add_parser("scenarios", help="list the available scenarios")
     list_cmd.set_defaults(handler=cmd_scenarios)
     return parser
@@ -158,6 +172,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(table(report))
     print(f"results: {the_plan.results / report.run_id}")
     return report.exit_code
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from .kube import KubernetesOptions, collect, kubernetes_api, preflight  # noqa: PLC0415
+
+    catalog.load(args.scenario)  # a bad name fails before the cluster is asked anything
+    target = preflight(
+        KubernetesOptions(kubeconfig=args.kubeconfig, context=args.context), engine=False
+    )
+    report = collect(
+        args.namespace, args.job, args.scenario, args.results, api=kubernetes_api(target)
+    )
+    print(table(report))
+    print(f"results: {args.results / report.run_id}")
+    return int(report.exit_code)
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:

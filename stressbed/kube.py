@@ -71,10 +71,13 @@ class Target:
     context: str
 
 
-def preflight(options: KubernetesOptions, env: Mapping[str, str] | None = None) -> Target:
-    """Everything the backend needs, checked before anything is created (ConfigError, exit 2)."""
+def preflight(
+    options: KubernetesOptions, env: Mapping[str, str] | None = None, *, engine: bool = True
+) -> Target:
+    """Everything the backend needs, checked before anything is created (ConfigError, exit 2).
+    ``engine=False``: only the cluster (``stressbed collect`` needs no Pulumi)."""
     env = os.environ if env is None else env
-    if shutil.which("pulumi", path=env.get("PATH")) is None:
+    if engine and shutil.which("pulumi", path=env.get("PATH")) is None:
         raise ConfigError(
             "--backend kubernetes",
             "no pulumi CLI on PATH",
@@ -559,3 +562,49 @@ def _pod_state(pod: Any) -> PodState:
         if condition.type == "PodScheduled" and condition.status == "False":
             state.unschedulable = condition.message or condition.reason or ""
     return state
+
+
+def collect(
+    namespace: str,
+    job: str,
+    scenario: str,
+    results: Path,
+    *,
+    api: ClusterApi,
+) -> Any:
+    """``stressbed collect``: a fleet started by hand (``pulumi up`` + ``startCommand``) read
+    back from its runners' logs, merged and judged like any run; returns the RunReport."""
+    from .backend import ExistingService  # noqa: PLC0415
+    from .run import RunOptions, write_collected  # noqa: PLC0415
+
+    pods = [p for p in api.pods(namespace, "runner") if p.name.startswith(f"{job}-")]
+    if not pods:
+        raise ConfigError("--job", job, f"a runner Job with pods in namespace {namespace!r}")
+    unfinished = [p for p in pods if p.phase not in ("Succeeded", "Failed")]
+    if unfinished:
+        raise ConfigError(
+            "--job",
+            job,
+            f"a finished fleet: runner {unfinished[0].index} is still {unfinished[0].phase}",
+        )
+    found: list[RunnerResult] = []
+    for pod in sorted(pods, key=lambda p: p.index):
+        document = _result_line(api.log(namespace, pod.name))
+        if document is not None:
+            found.append(RunnerResult.from_dict(document))
+        else:
+            found.append(
+                RunnerResult(
+                    index=pod.index,
+                    count=len(pods),
+                    segment=segment(pod.index, len(pods)),
+                    status=RunnerStatus.ERROR,
+                    exit_code=pod.exit_code if pod.exit_code is not None else -1,
+                    reason=runner_failure(pod, time.time(), float("inf"))
+                    or "no result in the pod's log",
+                    started_at=time.time(),
+                    ended_at=time.time(),
+                )
+            )
+    options = RunOptions(scenario=scenario, runners=len(found), results=results)
+    return write_collected(options, found, ExistingService(f"namespace {namespace}"))

@@ -32,13 +32,14 @@ from .fleet import FleetOutcome, FleetSpec, Progress
 from .merge import merge
 from .render import Bundle, render
 from .report import RunReport
+from .result import RunnerResult
 from .scenario import Scenario
 from .segments import MAX_RUNNERS
 from .stack import StackSpec, reference_agent
 from .thresholds import Threshold, threshold
 from .verdict import Verdict, evaluate, judge
 
-__all__ = ["EXIT_CODES", "RunOptions", "execute", "plan"]
+__all__ = ["EXIT_CODES", "RunOptions", "execute", "plan", "write_collected"]
 
 #: The exit codes of a run (README, "Exit codes").
 EXIT_CODES = {"pass": 0, "fail": 1, "bad_input": 2, "infrastructure": 3, "interrupted": 130}
@@ -210,6 +211,31 @@ def execute(
         problem = _teardown(stack)
     if problem is not None and outcome.failure is None and not outcome.interrupted:
         outcome.failure = problem
+    report = _report(run_id, scenario, bundle, the_plan, outcome=outcome, stack=stack)
+    report.write(run_dir)
+    return report
+
+
+def write_collected(options: RunOptions, results: list[RunnerResult], stack: Stack) -> RunReport:
+    """A report for runner results gathered after the fact (``stressbed collect``)."""
+    scenario = catalog.load(options.scenario)
+    run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+    run_dir = options.results / run_id
+    bundle = render(scenario, run_dir / "bundle")
+    _point_latest(options.results, run_id)
+    for result in results:
+        out = run_dir / "runners" / str(result.index)
+        out.mkdir(parents=True, exist_ok=True)
+        result.write(out / "result.json")
+    the_plan = Plan(
+        scenario=scenario,
+        target_url=None,
+        runners=len(results),
+        results=options.results,
+        keep_raw=False,
+        backend="kubernetes",
+    )
+    outcome = FleetOutcome(results=results)
     report = _report(run_id, scenario, bundle, the_plan, outcome=outcome, stack=stack)
     report.write(run_dir)
     return report

@@ -40,7 +40,10 @@ class Mocks(pulumi.runtime.Mocks):  # type: ignore[misc]
 
     def new_resource(self, args: Any) -> tuple[str, dict[str, Any]]:
         self.resources.append(Captured(args.typ, args.name, dict(args.inputs)))
-        return f"{args.name}-id", dict(args.inputs)
+        outputs = dict(args.inputs)
+        if args.typ == "docker:index/image:Image":  # what a push reports
+            outputs["repoDigest"] = f"{args.inputs['imageName']}@sha256:{'0' * 64}"
+        return f"{args.name}-id", outputs
 
     def call(self, args: Any) -> dict[str, Any]:
         return {}
@@ -273,3 +276,34 @@ def test_secrets_are_pulumi_secrets_not_manifest_text(program):
             assert len(token) >= 24
             others = [r for r in program.resources if not r.type.endswith("/v1:Secret")]
             assert all(token not in repr(r.inputs) for r in others)
+
+
+def test_with_a_registry_both_images_are_built_pushed_and_pulled_by_digest():
+    mocks = run_program(
+        lambda: runpy.run_path(str(ROOT / "infra" / "__main__.py"), run_name="__main__"),
+        {
+            "registry": "registry.example:5000/team",
+            "registryUsername": "ci",
+            "registryPassword": "pw",
+        },
+    )
+    images = {r.name: r.manifest for r in mocks.resources if r.type == "docker:index/image:Image"}
+    assert set(images) == {"stressbed-agent", "stressbed-runner"}
+    agent = images["stressbed-agent"]
+    assert agent["imageName"] == "registry.example:5000/team/stressbed-agent:test"
+    assert agent["build"]["dockerfile"] == str(ROOT / "agent" / "Dockerfile")
+    assert agent["build"]["context"] == str(ROOT)
+    assert agent["registry"]["server"] == "registry.example:5000"
+    # The registry password travels as a secret.
+    raw = next(r for r in mocks.resources if r.name == "stressbed-agent").inputs
+    assert is_secret(raw["registry"])
+    assert images["stressbed-runner"]["build"]["dockerfile"] == str(ROOT / "runner" / "Dockerfile")
+    digest = "@sha256:" + "0" * 64
+    (deployment,) = kinds(mocks)["Deployment"]
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "registry.example:5000/team/stressbed-agent:test" + digest
+    )
+    for job in kinds(mocks)["Job"]:
+        assert job["spec"]["template"]["spec"]["containers"][0]["image"] == (
+            "registry.example:5000/team/stressbed-runner:test" + digest
+        )

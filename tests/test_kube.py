@@ -289,6 +289,26 @@ def test_nothing_waits_past_the_deadline(tmp_path, cluster_env, monkeypatch):
     assert calls[-2:] == ["destroy", "remove"]
 
 
+def test_collect_merges_a_fleet_started_by_hand(tmp_path, cluster_env):
+    (tmp_path / "k.py").write_text(SCENARIO)
+    report = kube.collect(
+        "load-test", "runners", str(tmp_path / "k.py"), tmp_path / "r", api=FakeCluster(3, [{}])
+    )
+    assert report.exit_code == 0, report.message
+    assert [r.index for r in report.runners] == [0, 1, 2]
+    run_dir = tmp_path / "r" / "latest"
+    assert (run_dir / "summary.json").is_file()
+    assert RunnerResult.read(run_dir / "runners" / "2" / "result.json").index == 2
+
+
+def test_collect_refuses_a_fleet_still_running(tmp_path, cluster_env):
+    (tmp_path / "k.py").write_text(SCENARIO)
+    running = FakeCluster(2, [{1: {"phase": "Running"}}])
+    with pytest.raises(ConfigError, match="runner 1 is still Running"):
+        kube.collect("ns", "runners", str(tmp_path / "k.py"), tmp_path / "r", api=running)
+    assert not (tmp_path / "r").exists()
+
+
 # -- preflight -------------------------------------------------------------------------------
 
 
