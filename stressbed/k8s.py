@@ -442,6 +442,15 @@ def runner_job(
     name = fleet.name
     env = [
         {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        # The Job controller sets it too; declared here so that $(...) in args expands it.
+        {
+            "name": "JOB_COMPLETION_INDEX",
+            "valueFrom": {
+                "fieldRef": {
+                    "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+                }
+            },
+        },
         {"name": "TARGET_URL", "value": target_url},
         {"name": "K6_NO_USAGE_REPORT", "value": "true"},
         {"name": "HOME", "value": "/work"},

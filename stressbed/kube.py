@@ -324,6 +324,8 @@ class KubeFleet:
             pods = run.cluster_api.pods(ns, "runner") + run.cluster_api.pods(ns, "coordinator")
             for pod in pods:
                 failure = runner_failure(pod, now, run.options.pending_deadline_s)
+                if failure is not None and pod.index < 0:
+                    failure += _coordinator_reason(run, pod)
                 if failure is not None:
                     outcome.failure = failure
                     run.event("runner-failed", pod=pod.name, reason=failure)
@@ -376,6 +378,22 @@ class KubeFleet:
                     ended_at=time.time(),
                 )
         return [results[i] for i in sorted(results)]
+
+
+def _coordinator_reason(run: _Run, pod: PodState) -> str:
+    """What the coordinator said last (``{"event": "failed", "reason": ...}``), if anything."""
+    try:
+        text = run.cluster_api.log(run.cluster.namespace, pod.name)
+    except Exception:
+        return ""
+    for line in reversed(text.splitlines()):
+        try:
+            said = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(said, dict) and said.get("event") == "failed":
+            return f": {said.get('reason')}"
+    return ""
 
 
 def _result_line(text: str) -> dict[str, Any] | None:

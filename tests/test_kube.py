@@ -124,10 +124,12 @@ class FakeCluster:
         self.snapshots = snapshots
         self.polls = 0
         self.interrupt_at: int | None = None
+        self.coordinator = PodState("coordinator", -1, "Succeeded", time.time())
+        self.coordinator_log = json.dumps({"event": "started", "skew_ms": 1.0}) + "\n"
 
     def pods(self, namespace: str, component: str) -> list[PodState]:
         if component == "coordinator":
-            return [PodState("coordinator", -1, "Succeeded", time.time())]
+            return [self.coordinator]
         self.polls += 1
         if self.polls == self.interrupt_at:  # one Ctrl-C, at that poll
             raise KeyboardInterrupt
@@ -138,6 +140,8 @@ class FakeCluster:
         ]
 
     def log(self, namespace: str, pod: str) -> str:
+        if pod == "coordinator":
+            return self.coordinator_log
         index = int(pod.rsplit("-", 1)[1])
         return result_log(index, self.runners)
 
@@ -221,6 +225,25 @@ def test_a_failing_runner_ends_the_run_with_exit_3_naming_it(tmp_path, cluster_e
     assert report.exit_code == 3
     assert report.message == message
     assert calls == ["up:agent", "up:fleet", "destroy", "remove"]
+
+
+def test_a_coordinator_that_cannot_start_the_fleet_says_why(tmp_path, cluster_env):
+    cluster = FakeCluster(2, [{0: {"phase": "Running"}, 1: {"phase": "Running"}}])
+    cluster.coordinator = PodState(
+        "coordinator", -1, "Failed", time.time(), terminated="Error", exit_code=3
+    )
+    cluster.coordinator_log = (
+        json.dumps({"event": "ready", "index": 0})
+        + "\n"
+        + json.dumps({"event": "failed", "reason": "runner 1 was not ready within 300 s"})
+        + "\n"
+    )
+    report, calls = run_kube(tmp_path, cluster_env, cluster)
+    assert report.exit_code == 3
+    assert report.message == (
+        "coordinator: failed with exit code 3 (Error): runner 1 was not ready within 300 s"
+    )
+    assert calls[-2:] == ["destroy", "remove"]
 
 
 def test_a_failed_up_still_destroys_and_removes_the_stack(tmp_path, cluster_env):
