@@ -63,6 +63,8 @@ def test_each_layer_overrides_the_one_below_and_says_so(profiles):
         "results": "default",
         "keep_raw": "default",
         "port": "default",
+        "kubeconfig": "default",
+        "context": "default",
         "stack.replicas": f"profile ci ({profiles})",
         "stack.limits.memory": f"profile ci ({profiles})",
         "stack.autoscaler.max_replicas": f"profile ci ({profiles})",
