@@ -303,22 +303,18 @@ class KubeFleet:
                 outcome.failure = f"pulumi up of the fleet failed: {_last_line(exc)}"
                 return outcome
             run.event("fleet-created", runners=self.spec.runners)
-            self._follow(outcome, deadline_s, on_progress)
+            self._follow(outcome, deadline_s)
         except KeyboardInterrupt:
             outcome.interrupted = True
             run.event("interrupted")
         outcome.results = self._collect(outcome)
         return outcome
 
-    def _follow(
-        self,
-        outcome: FleetOutcome,
-        deadline_s: float,
-        on_progress: Callable[[Progress], None] | None,
-    ) -> None:
+    def _follow(self, outcome: FleetOutcome, deadline_s: float) -> None:
         run = self.state
         ns = run.cluster.namespace
         started = time.monotonic()
+        last = ""
         while True:
             now = time.time()
             pods = run.cluster_api.pods(ns, "runner") + run.cluster_api.pods(ns, "coordinator")
@@ -339,8 +335,11 @@ class KubeFleet:
                 outcome.timed_out = True
                 run.event("deadline", seconds=round(deadline_s, 1))
                 return
-            if on_progress is not None:
-                on_progress(Progress(elapsed, deadline_s, 0.0, 0.0, 0.0, 0.0))
+            # Runners report in their logs at the end; until then the pods' phases are the news.
+            phases = ",".join(sorted(p.phase for p in runners))
+            if phases != last:
+                last = phases
+                run.event("runners", phases={p.name: p.phase for p in runners})
             time.sleep(POLL_S)
 
     def _collect(self, outcome: FleetOutcome) -> list[RunnerResult]:
