@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -50,17 +52,37 @@ def _run_to_the_end(command: list[str], env: dict[str, str]) -> int:
     stressbed tears the stack down and writes its partial results (exit 130). nox's own
     runner would kill it half a second after an interrupt.
     """
-    child = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+    child: subprocess.Popen[bytes] | None = None
+    pending: list[int] = []
 
     def forward(signum: int, frame: object) -> None:
-        child.send_signal(signum)
+        if child is None:
+            pending.append(signum)  # arrived before the child existed: passed on below
+        else:
+            child.send_signal(signum)
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return child.wait()
+        child = subprocess.Popen(
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_term_with_parent,  # noqa: PLW1509 - only prctl
+        )
+        for signum in pending:
+            child.send_signal(signum)
+        code = child.wait()
+        return 128 - code if code < 0 else code  # killed by signal N: 128 + N, as shells say
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _term_with_parent() -> None:
+    """In the child: SIGTERM (a graceful teardown) if nox itself is killed (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 @nox.session

@@ -35,13 +35,20 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 @contextlib.contextmanager
 def uninterrupted() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM (delivered after the block) while cleanup runs: a second
-    Ctrl-C must not cut a teardown short and leave processes loading the target."""
-    main = threading.current_thread() is threading.main_thread()
-    if main:
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    """Ignore SIGINT and SIGTERM while cleanup runs: a second Ctrl-C must not cut a teardown
+    short and leave processes loading the target. (Handlers, not a signal mask: a signal
+    the kernel hands to another thread still runs its handler in the main thread.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    seen: list[int] = []
+
+    def note(signum: int, frame: object) -> None:
+        seen.append(signum)
+
+    previous = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        if main:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

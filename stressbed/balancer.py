@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from ._proc import die_with_parent
-from .errors import ConfigError
+from .errors import ConfigError, ProvisionError
 
 __all__ = ["Backend", "Balancer", "BalancerProcess", "PortInUseError", "main"]
 
@@ -296,7 +296,13 @@ class BalancerProcess:
             self.close()
             if message.get("errno") == errno.EADDRINUSE:
                 raise PortInUseError(host, port)
-            raise OSError(f"the load balancer did not start: {message.get('error', 'no answer')}")
+            if message.get("errno") == errno.EACCES:
+                raise ConfigError(
+                    "--port", port, "a port this user may bind (above 1023, or 0 for any)"
+                )
+            raise ProvisionError(
+                f"the load balancer did not start: {message.get('error', 'no answer')}"
+            )
         self.port = int(message["port"])
 
     @property

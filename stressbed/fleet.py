@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._proc import uninterrupted
+from ._proc import die_with_parent, uninterrupted
 from ._start import ReleaseFailed, release_together, setup_once
 from .collect import Aggregate, Window
 from .result import RunnerResult, RunnerStatus
@@ -156,6 +156,7 @@ class LocalFleet:
                     stderr=log,
                     env=env,
                     start_new_session=True,
+                    preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl
                 )
             member = _Member(i, proc, out)
             self.members.append(member)

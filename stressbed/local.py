@@ -151,6 +151,9 @@ class LocalStack:
         if self._balancer is not None:
             self._balancer.close()
             self._balancer = None
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise ProvisionError(f"the local stack's controller failed: {failure}")
 
     def report(self) -> dict[str, Any]:
         """What summary.json says about the stack."""
@@ -175,6 +178,10 @@ class LocalStack:
                 self._create(time.monotonic(), reason="initial")
             while not self._stop.is_set():
                 now = time.monotonic()
+                if self._balancer is not None and self._balancer.proc.poll() is not None:
+                    raise RuntimeError(
+                        f"the load balancer exited (code {self._balancer.proc.returncode})"
+                    )
                 self._take_probe_results(now)
                 for replica in list(self.replicas):
                     self._supervise(replica, now)
@@ -185,9 +192,9 @@ class LocalStack:
                     self._next_sync = now + self.options.hpa_sync_s
                     self._autoscale(now)
                 self._stop.wait(TICK_S)
-        except BaseException as exc:
+        except Exception as exc:  # a bug in the controller: stop, and say so at teardown
             self._failure = exc
-            raise
+            self._event("controller-failed", reason=f"{type(exc).__name__}: {exc}")
         finally:
             self._stop_everything()
 
@@ -228,8 +235,18 @@ class LocalStack:
         if not self.enforcement:
             self.enforcement = process.enforcement
             self._event("limits", enforcement=self.enforcement, cgroups=process.group is not None)
-        pid = process.start()
         replica.process = process
+        try:
+            pid = process.start()
+        except OSError as exc:
+            # As the kubelet does with a container that cannot start: a failure, then back-off.
+            process.close()
+            process.started_at = now  # it ran for no time: the back-off keeps doubling
+            replica.state = "running"  # so that _ended treats it as a crash
+            replica.probes = ReplicaProbes(spec, now)
+            self._event("start-failed", replica=replica.name, reason=str(exc))
+            self._ended(replica, Exit(127, None, False), now)
+            return
         replica.state = "running"
         replica.samples = []
         replica.probes = ReplicaProbes(spec, now)
@@ -268,12 +285,14 @@ class LocalStack:
             if kind in replica.in_flight:
                 continue
             replica.in_flight.add(kind)
-            self._pool.submit(self._probe, replica, process, kind)
+            self._pool.submit(self._probe, replica, process, kind, replica.port)
 
-    def _probe(self, replica: _Replica, process: ReplicaProcess, kind: str) -> None:
+    def _probe(self, replica: _Replica, process: ReplicaProcess, kind: str, port: int) -> None:
         probe = getattr(self.spec, f"{kind}_probe")
-        env = {**process.env}
-        ok, seen = run_probe(probe, self.options.host, replica.port, env)
+        try:
+            ok, seen = run_probe(probe, self.options.host, port, process.env)
+        except Exception as exc:  # whatever happened, the probe failed and is run again
+            ok, seen = False, f"{type(exc).__name__}: {exc}"
         self._results.put((replica, process, kind, ok, seen))
 
     def _take_probe_results(self, now: float) -> None:
@@ -282,10 +301,12 @@ class LocalStack:
                 replica, process, kind, ok, seen = self._results.get_nowait()
             except queue.Empty:
                 return
+            if process is not replica.process:
+                continue  # about a process that is gone; its successor has its own probes
             replica.in_flight.discard(kind)
             replica.last_probe[kind] = seen
-            if process is not replica.process or replica.state != "running":
-                continue  # a result about a process that is gone or going
+            if replica.state != "running":
+                continue  # terminating: probes no longer count
             assert replica.probes is not None
             for event in replica.probes.record(kind, ok, now):
                 self._apply(replica, event, now, seen)
@@ -427,8 +448,9 @@ class LocalStack:
                     self._balancer.remove(replica.name)
                 if replica.state == "running":
                     self._terminate(replica, "scale-down", now)
-                else:  # waiting out a back-off: nothing runs, it simply goes
+                elif replica.state == "waiting":  # nothing runs: it simply goes
                     self._ended_while_waiting(replica)
+                # terminating: it goes when its process has ended (see _ended)
 
     def _ended_while_waiting(self, replica: _Replica) -> None:
         self.replicas.remove(replica)
@@ -460,10 +482,7 @@ class LocalStack:
         return None
 
     def _initial_replicas(self) -> int:
-        hpa = self.spec.autoscaler
-        if hpa is None:
-            return self.spec.replicas
-        return min(max(self.spec.replicas, hpa.min_replicas), hpa.max_replicas)
+        return self.spec.initial_replicas
 
     # -- stopping ---------------------------------------------------------------------
 

@@ -42,7 +42,10 @@ class Exit:
         if self.oom_killed:
             return "OOMKilled"
         if self.signal is not None:
-            return f"killed by {signal.Signals(self.signal).name}"
+            try:
+                return f"killed by {signal.Signals(self.signal).name}"
+            except ValueError:  # a real-time signal has no name
+                return f"killed by signal {self.signal}"
         return f"exited with code {self.code}"
 
 
@@ -149,8 +152,11 @@ class ReplicaProcess:
             os.killpg(self.proc.pid, signum)
 
     def kill(self) -> None:
-        """SIGKILL everything of the replica: its process group and its cgroup."""
-        self.signal(signal.SIGKILL)
+        """SIGKILL everything of the replica: its process group (children included, even
+        after the leader died) and its cgroup."""
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
         if self.group is not None:
             self.group.kill_all()
         if self.proc is not None:

@@ -173,11 +173,14 @@ def _read(path: Path) -> dict[str, Any]:
     _known(document, allowed, str(path))
     if document.get("version", FILE_VERSION) != FILE_VERSION:
         raise ConfigError(f"{path}: version", document["version"], f"{FILE_VERSION}")
+    default = document.get("default_profile")
+    if default is not None and not isinstance(default, str):
+        raise ConfigError(f"{path}: default_profile", default, "a profile name")
+    if document.get("profiles") is not None:
+        _mapping(document["profiles"], f"{path}: profiles")
     for name, body in (document.get("profiles") or {}).items():
         if body is not None:
             _mapping(body, f"{path}: profiles.{name}")
-    if document.get("profiles") is not None:
-        _mapping(document["profiles"], f"{path}: profiles")
     return dict(document)
 
 
@@ -281,6 +284,10 @@ def _override(obj: Any, overrides: Any, where: str) -> Any:
         raise ConfigError(where, overrides, f"valid fields ({exc})") from None
 
 
+#: Fields whose default is None, and the type a value must have.
+_NULLABLE = {"port": int, "memory_utilization": int, "cpu_utilization": int, "pods": int}
+
+
 def _field(key: str, current: Any, value: Any, where: str) -> Any:
     if isinstance(current, Resources):
         _mapping(value, where)
@@ -298,10 +305,13 @@ def _field(key: str, current: Any, value: Any, where: str) -> Any:
         for i, item in enumerate(value):
             _mapping(item, f"{where}[{i}]")
             _known(item, ("kind", "value", "period_s"), f"{where}[{i}]")
-            try:
-                policies.append(ScalePolicy(item["kind"], item["value"], item["period_s"]))
-            except KeyError as exc:
-                raise ConfigError(f"{where}[{i}].{exc.args[0]}", None, "a value") from None
+            for name in ("kind", "value", "period_s"):
+                if name not in item:
+                    raise ConfigError(f"{where}[{i}].{name}", None, "a value")
+            for name in ("value", "period_s"):
+                if isinstance(item[name], bool) or not isinstance(item[name], int):
+                    raise ConfigError(f"{where}[{i}].{name}", item[name], "an integer")
+            policies.append(ScalePolicy(item["kind"], item["value"], item["period_s"]))
         return tuple(policies)
     if key == "env":
         _mapping(value, where)
@@ -316,6 +326,11 @@ def _field(key: str, current: Any, value: Any, where: str) -> Any:
         return value
     if isinstance(current, float) and isinstance(value, int | float):
         return float(value)
-    if current is not None and not isinstance(value, type(current)):
+    if key in _NULLABLE:
+        wanted = _NULLABLE[key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, wanted)):
+            raise ConfigError(where, value, f"a value of type {wanted.__name__}, or null")
+        return value
+    if current is not None and (value is None or not isinstance(value, type(current))):
         raise ConfigError(where, value, f"a value of type {type(current).__name__}")
     return value

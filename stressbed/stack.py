@@ -233,10 +233,13 @@ class StackSpec:
             self.limits.cpu_m if self.limits.cpu_m is not None else lr.default.cpu_m,
             self.limits.memory if self.limits.memory is not None else lr.default.memory,
         )
-        # Kubernetes: a missing request defaults to the default request, else to the limit.
+        # Kubernetes: a missing request is the container's own limit when it set one, else
+        # the LimitRange's default request, else the (defaulted) limit.
         requests = Resources(
-            _first(self.requests.cpu_m, lr.default_request.cpu_m, limits.cpu_m),
-            _first(self.requests.memory, lr.default_request.memory, limits.memory),
+            _first(self.requests.cpu_m, self.limits.cpu_m, lr.default_request.cpu_m, limits.cpu_m),
+            _first(
+                self.requests.memory, self.limits.memory, lr.default_request.memory, limits.memory
+            ),
         )
         return replace(self, requests=requests, limits=limits)
 
@@ -289,6 +292,14 @@ class StackSpec:
     @property
     def min_replicas(self) -> int:
         return self.autoscaler.min_replicas if self.autoscaler else self.replicas
+
+    @property
+    def initial_replicas(self) -> int:
+        """How many replicas a stack starts with (an HPA bounds the Deployment's count)."""
+        hpa = self.autoscaler
+        if hpa is None:
+            return self.replicas
+        return min(max(self.replicas, hpa.min_replicas), hpa.max_replicas)
 
 
 def _check_autoscaler(spec: StackSpec) -> None:
@@ -358,9 +369,9 @@ def _check_quota(spec: StackSpec) -> None:
     quota = spec.quota
     if quota is None:
         return
-    need = spec.min_replicas
+    need = spec.initial_replicas
     if quota.pods is not None and quota.pods < need:
-        raise ConfigError("stack.quota.pods", quota.pods, f"room for the minimum {need} replicas")
+        raise ConfigError("stack.quota.pods", quota.pods, f"room for the initial {need} replicas")
     for what in ("requests", "limits"):
         for kind in ("cpu_m", "memory"):
             cap = getattr(getattr(quota, what), kind)
@@ -377,7 +388,7 @@ def _check_quota(spec: StackSpec) -> None:
                 raise ConfigError(
                     f"stack.quota.{what}.{_name(kind)}",
                     _show(kind, cap),
-                    f"room for the minimum {need} replicas ({_show(kind, each * need)})",
+                    f"room for the initial {need} replicas ({_show(kind, each * need)})",
                 )
 
 

@@ -321,6 +321,25 @@ def test_a_command_that_cannot_start_is_refused_before_anything_starts(
     assert stack.events == []
 
 
+def test_a_process_that_cannot_start_is_a_crash_loop_not_a_controller_failure(
+    stacks, control, tmp_path
+):
+    # Executable, but no interpreter line: exec fails (ENOEXEC) on every start.
+    script = tmp_path / "no-shebang"
+    script.write_text("echo hi\n")
+    script.chmod(0o755)
+    spec = fake_spec(control.path, replicas=1)
+    stack = stacks(
+        replace(spec, target=replace(spec.target, command=(str(script),))),
+        replace(FAST, ready_timeout_s=2.0),
+    )
+    with pytest.raises(ProvisionError, match="replica fake-0 not ready within 2 s"):
+        stack.provision()
+    kinds = events(stack, "fake-0")
+    assert has_sequence(kinds, ["start-failed", "crashed", "back-off", "start-failed"])
+    assert "controller-failed" not in events(stack)
+
+
 # -- limits, autoscaling and quota ------------------------------------------------------
 
 

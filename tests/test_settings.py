@@ -162,6 +162,27 @@ def write(tmp_path: Path, text: str) -> Path:
             "--profile: got 'nightly'; expected a profile of {path}: local",
         ),
         (
+            "profiles: [ci]\n",
+            {},
+            None,
+            "{path}: profiles: got ['ci']; expected a mapping",
+        ),
+        (
+            "profiles:\n  ci:\n    stack:\n      autoscaler: {memory_utilization: '80%'}\n",
+            {},
+            "ci",
+            "{path}: profiles.ci.stack.autoscaler.memory_utilization: got '80%'; expected a "
+            "value of type int, or null",
+        ),
+        (
+            "profiles:\n  ci:\n    stack:\n      autoscaler:\n        scale_up_policies:\n"
+            "          - {kind: Pods, value: '4', period_s: 15}\n",
+            {},
+            "ci",
+            "{path}: profiles.ci.stack.autoscaler.scale_up_policies[0].value: got '4'; "
+            "expected an integer",
+        ),
+        (
             "",
             {"STRESSBED_KEEP_RAW": "maybe"},
             None,

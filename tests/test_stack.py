@@ -103,12 +103,12 @@ def base() -> StackSpec:
         (
             lambda s: replace(s, quota=Quota(pods=1)),
             "stack.quota.pods",
-            "room for the minimum 2 replicas",
+            "room for the initial 2 replicas",
         ),
         (
             lambda s: replace(s, quota=Quota(requests=Resources(300, None))),
             "stack.quota.requests.cpu",
-            "room for the minimum 2 replicas (500m)",
+            "room for the initial 2 replicas (500m)",
         ),
         (
             lambda s: replace(s, requests=Resources(5, s.requests.memory)),
@@ -155,3 +155,18 @@ def test_an_autoscaler_needs_the_request_its_target_is_a_percent_of():
     with pytest.raises(ConfigError) as info:
         spec.validate()
     assert info.value.field == "stack.requests.cpu"
+
+
+def test_a_limit_without_a_request_becomes_the_request_as_kubernetes_does():
+    bare = StackSpec(
+        target=Target("agent", 8080, command=("agent",)),
+        limits=Resources(50, None),
+        limit_range=LimitRange(
+            default=Resources(500, 256 * 2**20), default_request=Resources(100, 64 * 2**20)
+        ),
+    )
+    spec = bare.validate()
+    # cpu: the container's own limit (50m), not the LimitRange's default request (100m);
+    # memory: no limit of its own, so the LimitRange's default request.
+    assert spec.requests == Resources(50, 64 * 2**20)
+    assert spec.limits == Resources(50, 256 * 2**20)
