@@ -14,10 +14,11 @@ Config (``pulumi config set stressbed:KEY VALUE``), all optional:
     runners        2
     startFleet     false                         (true: the test starts with `pulumi up`)
     profile        (none)                        a profile of stressbed.yaml for stack overrides
-    agentToken     (secret; generated when unset) the agent's STRESSBED_AGENT_TOKEN
+    agentToken     (secret; a random one kept in the state when unset) the agent's token
     registry       (none)  e.g. ghcr.io/me: build both images from this checkout with
                            pulumi-docker and push them there (else agentImage/runnerImage)
     registryUsername, registryPassword (secret)   credentials for the push, when needed
+    platform       linux/amd64                   the nodes' platform for those builds
 
 Outputs: targetUrl, namespace, fleetJob, startCommand, collectCommand.
 """
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+import pulumi_random as random
 
 # The program runs from a checkout: the stressbed package sits beside infra/.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -57,7 +59,9 @@ def pushed(name: str, dockerfile: str) -> pulumi.Output[str]:
         name,
         image_name=f"{registry}/{name}:{pulumi.get_stack()}",
         build=docker.DockerBuildArgs(
-            context=str(ROOT), dockerfile=str(ROOT / dockerfile), platform="linux/amd64"
+            context=str(ROOT),
+            dockerfile=str(ROOT / dockerfile),
+            platform=config.get("platform") or "linux/amd64",
         ),
         registry=docker.RegistryArgs(
             server=registry.split("/", 1)[0],
@@ -75,7 +79,8 @@ cluster = Cluster(
     image_pull_policy=config.get("imagePullPolicy") or "IfNotPresent",
     run_id=pulumi.get_stack(),
 )
-settings = resolve({}, {}, profile=config.get("profile"))
+# The program runs with infra/ as its working directory: files are found from the checkout.
+settings = resolve({}, {}, profile=config.get("profile"), file=ROOT / "stressbed.yaml")
 spec = stack_of(settings)
 registry = config.get("registry")
 agent_image: Any = config.get("agentImage") or spec.target.image
@@ -84,14 +89,19 @@ if registry:
     agent_image = pushed("stressbed-agent", "agent/Dockerfile")
     runner_image = pushed("stressbed-runner", "runner/Dockerfile")
 spec = replace(spec, target=replace(spec.target, image=agent_image))
-scenario = catalog.load(config.get("scenario") or settings.values["scenario"] or "ingest_mix")
+scenario_name = config.get("scenario") or settings.values["scenario"] or "ingest_mix"
+if scenario_name.endswith(".py") and not Path(scenario_name).is_absolute():
+    scenario_name = str(ROOT / scenario_name)
+scenario = catalog.load(scenario_name)
 duration = config.get("duration") or settings.values["duration"]
 if duration:
     scenario = scenario.scaled_to(parse_duration_ms(duration, "stressbed:duration"))
 with tempfile.TemporaryDirectory(prefix="stressbed-bundle-") as tmp:
     bundle = bundle_files(render(scenario, Path(tmp) / "bundle").root)
-token = config.get_secret("agentToken") or pulumi.Output.secret(
-    __import__("secrets").token_urlsafe(24)
+# A random token kept in the stack's state: stable across updates, a secret throughout.
+token = (
+    config.get_secret("agentToken")
+    or random.RandomPassword("agent-token", length=32, special=False).result
 )
 fleet = ClusterFleet(
     runners=config.get_int("runners") or 2,
@@ -113,15 +123,12 @@ runners = RunnerFleet(
     ),
 )
 ns = cluster.namespace
-unsuspend = '--type=merge -p \'{"spec":{"suspend":false}}\''
 pulumi.export("targetUrl", agent.url)
 pulumi.export("namespace", agent.namespace)
 pulumi.export("fleetJob", runners.job_name)
-pulumi.export(
-    "startCommand",
-    f"kubectl -n {ns} patch job {fleet.name} {unsuspend} && "
-    f"kubectl -n {ns} patch job {fleet.coordinator_name} {unsuspend}",
-)
+# Through Pulumi, not kubectl: the Jobs' suspend field stays Pulumi's, so a later `up`
+# neither suspends a running test again nor conflicts with a patch.
+pulumi.export("startCommand", "pulumi config set stressbed:startFleet true && pulumi up --yes")
 pulumi.export(
     "collectCommand",
     f"stressbed collect --namespace {ns} --job {fleet.name} --scenario "

@@ -97,6 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--context", metavar="NAME", help="--backend kubernetes: the context (default: current)"
     )
     run_cmd.add_argument(
+        "--agent-image", metavar="REF", help="--backend kubernetes: the agent's image"
+    )
+    run_cmd.add_argument(
+        "--runner-image",
+        metavar="REF",
+        help="--backend kubernetes: the runners' image (default stressbed-runner:latest)",
+    )
+    run_cmd.add_argument(
+        "--image-pull-policy", metavar="P", help="Always, IfNotPresent (default) or Never"
+    )
+    run_cmd.add_argument(
         "--profile", metavar="NAME", help="a profile of the profile file ($STRESSBED_PROFILE)"
     )
     run_cmd.add_argument(
@@ -153,6 +164,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         profile=settings.profile,
         kubeconfig=Path(values["kubeconfig"]) if values["kubeconfig"] else None,
         context=values["context"],
+        agent_image=values["agent_image"],
+        runner_image=values["runner_image"],
+        image_pull_policy=values["image_pull_policy"],
     )
     the_plan = plan(options)
     live = LiveLine(sys.stderr)

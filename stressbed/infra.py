@@ -131,10 +131,19 @@ class RunnerFleet(pulumi.ComponentResource):
     ) -> None:
         super().__init__("stressbed:index:RunnerFleet", name, None, opts)
         manifests = fleet_manifests(args.fleet, args.cluster, args.target_url)
-        self.resources = [
+        # The Jobs come last: their pods need the bundle, the Secret, the ServiceAccount and
+        # the headless Service to exist, or they start with a config error.
+        first = [
             resource_for(m, self, depends_on=list(args.after), secrets=args.secrets)
             for m in manifests
+            if m["kind"] != "Job"
         ]
+        jobs = [
+            resource_for(m, self, depends_on=[*args.after, *first], secrets=args.secrets)
+            for m in manifests
+            if m["kind"] == "Job"
+        ]
+        self.resources = first + jobs
         self.job_name = pulumi.Output.from_input(args.fleet.name)
         self.coordinator_name = pulumi.Output.from_input(args.fleet.coordinator_name)
         self.register_outputs(

@@ -256,8 +256,8 @@ def deployment(spec: StackSpec, cluster: Cluster) -> Manifest:
             for i, path in enumerate(spec.security.writable_paths)
         ],
     }
-    if target.args:
-        container["args"] = [a.replace("{port}", port) for a in target.args]
+    if target.image_args:
+        container["args"] = [a.replace("{port}", port) for a in target.image_args]
     for kind in ("startup", "readiness", "liveness"):
         probe = getattr(spec, f"{kind}_probe")
         if probe is not None:
@@ -265,6 +265,9 @@ def deployment(spec: StackSpec, cluster: Cluster) -> Manifest:
     pod_spec: dict[str, Any] = {
         "serviceAccountName": name,
         "automountServiceAccountToken": False,
+        # No service environment variables: STRESSBED_AGENT_PORT=tcp://... from a Service
+        # named stressbed-agent would clash with the agent's own settings.
+        "enableServiceLinks": False,
         "terminationGracePeriodSeconds": spec.termination_grace_period_s,
         "securityContext": pod_security(spec.security.run_as_user),
         "containers": [container],
@@ -511,6 +514,7 @@ def runner_job(
                     "restartPolicy": "Never",
                     "serviceAccountName": name,
                     "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
                     "securityContext": pod_security(10001),
                     "containers": [container],
                     "volumes": [
@@ -568,6 +572,7 @@ def coordinator_job(fleet: ClusterFleet, cluster: Cluster) -> Manifest:
                     "restartPolicy": "Never",
                     "serviceAccountName": name,
                     "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
                     "securityContext": pod_security(10001),
                     "containers": [container],
                     "volumes": [{"name": "tmp", "emptyDir": {}}],

@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 POLL_S = 2.0
+MAX_API_ERRORS = 5
 IMAGE_ERRORS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 CONFIG_ERRORS = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
 
@@ -56,7 +57,7 @@ class KubernetesOptions:
     kubeconfig: Path | None = None  # default: $KUBECONFIG, else ~/.kube/config
     context: str | None = None  # default: the kubeconfig's current context
     state: str | None = None  # Pulumi state backend URL; default: file:// in the run's dir
-    agent_image: str = "stressbed-agent:latest"
+    agent_image: str | None = None  # default: the StackSpec's target.image
     runner_image: str = "stressbed-runner:latest"
     image_pull_policy: str = "IfNotPresent"
     pending_deadline_s: float = 300.0  # a runner Pending longer than this fails the run
@@ -251,10 +252,14 @@ class KubeStack:
         except Exception as exc:
             run.event("destroy-failed", reason=_last_line(exc))
             run.created = False
+            state = (run.work_dir / "pulumi-state").resolve()
+            passphrase = (run.work_dir / "pulumi-passphrase").resolve()
             raise ProvisionError(
                 f"pulumi destroy failed: {_last_line(exc)}; the stack "
-                f"{run.cluster.namespace!r} is kept: finish with `pulumi destroy --stack "
-                f"{run.cluster.namespace}` (state: {run.work_dir / 'pulumi-state'})"
+                f"{run.cluster.namespace!r} is kept: finish with `PULUMI_BACKEND_URL=file://"
+                f"{state} PULUMI_CONFIG_PASSPHRASE_FILE={passphrase} KUBECONFIG="
+                f"{run.target.kubeconfig} pulumi destroy --stack {run.cluster.namespace} "
+                f"--yes` (then `pulumi stack rm {run.cluster.namespace}`)"
             ) from exc
         run.event("stack-destroyed", namespace=run.cluster.namespace)
         run.engine.remove()
@@ -310,14 +315,39 @@ class KubeFleet:
         outcome.results = self._collect(outcome)
         return outcome
 
+    def spec_name(self) -> str:
+        return self.state.fleet.name if self.state.fleet is not None else "stressbed-runners"
+
     def _follow(self, outcome: FleetOutcome, deadline_s: float) -> None:
         run = self.state
         ns = run.cluster.namespace
         started = time.monotonic()
         last = ""
+        api_errors = 0
         while True:
             now = time.time()
-            pods = run.cluster_api.pods(ns, "runner") + run.cluster_api.pods(ns, "coordinator")
+            try:
+                pods = run.cluster_api.pods(ns, "runner") + run.cluster_api.pods(ns, "coordinator")
+                api_errors = 0
+            except Exception as exc:  # a blip of the API server is retried, a few times
+                api_errors += 1
+                if api_errors >= MAX_API_ERRORS:
+                    outcome.failure = f"the Kubernetes API did not answer: {_last_line(exc)}"
+                    run.event("api-failed", reason=outcome.failure)
+                    return
+                time.sleep(POLL_S)
+                continue
+            if not [p for p in pods if p.index >= 0] and (
+                time.monotonic() - started > run.options.pending_deadline_s
+            ):
+                name = self.spec_name()
+                outcome.failure = (
+                    f"no runner pod was created within {run.options.pending_deadline_s:g} s "
+                    f"(see `kubectl -n {ns} describe job {name}`: quota, LimitRange or Pod "
+                    "Security may have refused them)"
+                )
+                run.event("runner-failed", reason=outcome.failure)
+                return
             for pod in pods:
                 failure = runner_failure(pod, now, run.options.pending_deadline_s)
                 if failure is not None and pod.index < 0:
@@ -445,7 +475,8 @@ class KubernetesBackend:
             image_pull_policy=self.options.image_pull_policy,
             run_id=run_id,
         )
-        spec = replace(spec, target=replace(spec.target, image=self.options.agent_image))
+        if self.options.agent_image:
+            spec = replace(spec, target=replace(spec.target, image=self.options.agent_image))
         self._run = _Run(
             spec=spec,
             cluster=cluster,
@@ -491,9 +522,10 @@ class _AutomationEngine:
                 runtime="python",
                 backend=auto.ProjectBackend(url=state_url),
             ),
-            # The stack lives for one run: a passphrase of its own encrypts its secrets.
+            # The stack lives for one run: a passphrase of its own encrypts its secrets. It is
+            # kept beside the state (mode 0600) so that a destroy that failed can be finished.
             env_vars={
-                "PULUMI_CONFIG_PASSPHRASE": _secrets.token_urlsafe(24),
+                "PULUMI_CONFIG_PASSPHRASE_FILE": str(_passphrase_file(work_dir)),
                 "KUBECONFIG": str(target.kubeconfig),
             },
         )
@@ -526,6 +558,16 @@ class _AutomationEngine:
             self.stack.workspace.remove_stack(self.name)
 
 
+def _passphrase_file(work_dir: Path) -> Path:
+    path = work_dir / "pulumi-passphrase"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(_secrets.token_urlsafe(32))
+    return path
+
+
 def automation_engine(options: KubernetesOptions) -> Callable[[str, Path, Target], Engine]:
     def make(name: str, work_dir: Path, target: Target) -> Engine:
         return _AutomationEngine(name, work_dir, target, options.state)
@@ -549,8 +591,9 @@ class _KubernetesApi:
         return [_pod_state(p) for p in found.items]
 
     def log(self, namespace: str, pod: str) -> str:
-        text: str = self.core.read_namespaced_pod_log(pod, namespace)
-        return text
+        # Raw bytes: older clients try to parse a one-line JSON log and hand back a repr.
+        response: Any = self.core.read_namespaced_pod_log(pod, namespace, _preload_content=False)
+        return bytes(response.data).decode("utf-8", errors="replace")
 
 
 def kubernetes_api(target: Target) -> ClusterApi:

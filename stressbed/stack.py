@@ -202,6 +202,8 @@ class Target:
     command: tuple[str, ...] = ()
     image: str = ""
     args: tuple[str, ...] = ()
+    #: The image's arguments in a cluster (``{port}`` substituted); empty: the image's own.
+    image_args: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     #: Secret environment variables: taken from the run's environment (a Secret in a
     #: cluster), never from the spec. Where the environment lacks one, a run that provisions
@@ -422,6 +424,8 @@ def reference_agent(port: int = 8080) -> StackSpec:
             port=port,
             command=(sys.executable, "-m", "stressbed_agent", "--port", "{port}"),
             image="stressbed-agent:latest",
+            # In a pod the agent listens on the pod's address, on the spec's port.
+            image_args=("--host", "0.0.0.0", "--port", "{port}"),
             secret_env=("STRESSBED_AGENT_TOKEN",),
         ),
         replicas=2,

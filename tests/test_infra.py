@@ -43,6 +43,8 @@ class Mocks(pulumi.runtime.Mocks):  # type: ignore[misc]
         outputs = dict(args.inputs)
         if args.typ == "docker:index/image:Image":  # what a push reports
             outputs["repoDigest"] = f"{args.inputs['imageName']}@sha256:{'0' * 64}"
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            outputs["result"] = "r" * int(args.inputs["length"])
         return f"{args.name}-id", outputs
 
     def call(self, args: Any) -> dict[str, Any]:
@@ -195,6 +197,14 @@ def test_no_replicas_beside_an_hpa(program):
     assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 4)
     assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 30
+
+
+def test_the_agent_listens_on_the_pods_address_and_no_service_links_are_injected(program):
+    (deployment,) = kinds(program)["Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["containers"][0]["args"] == ["--host", "0.0.0.0", "--port", "8080"]
+    for spec in pod_specs(program):
+        assert spec["enableServiceLinks"] is False
 
 
 def test_without_an_hpa_the_deployment_sets_replicas():

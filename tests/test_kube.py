@@ -124,6 +124,7 @@ class FakeCluster:
         self.snapshots = snapshots
         self.polls = 0
         self.interrupt_at: int | None = None
+        self.api_failures: set[int] = set()
         self.coordinator = PodState("coordinator", -1, "Succeeded", time.time())
         self.coordinator_log = json.dumps({"event": "started", "skew_ms": 1.0}) + "\n"
 
@@ -131,6 +132,8 @@ class FakeCluster:
         if component == "coordinator":
             return [self.coordinator]
         self.polls += 1
+        if self.polls in self.api_failures:
+            raise OSError("connection reset")
         if self.polls == self.interrupt_at:  # one Ctrl-C, at that poll
             raise KeyboardInterrupt
         snapshot = self.snapshots[min(self.polls - 1, len(self.snapshots) - 1)]
@@ -280,7 +283,73 @@ def test_a_failed_destroy_keeps_the_stack_and_says_how_to_finish(tmp_path, clust
     assert calls == ["up:agent", "up:fleet", "destroy"]  # not removed: its state is needed
     assert report.exit_code == 3
     assert report.message.startswith("pulumi destroy failed: timeout; the stack 'stressbed-")
-    assert "finish with `pulumi destroy --stack stressbed-" in report.message
+    stack = report.message.split("'")[1]
+    state = tmp_path / "r" / report.run_id / "stack"
+    assert (
+        f"finish with `PULUMI_BACKEND_URL=file://{state.resolve() / 'pulumi-state'} "
+        f"PULUMI_CONFIG_PASSPHRASE_FILE={state.resolve() / 'pulumi-passphrase'} "
+        f"KUBECONFIG={cluster_env} pulumi destroy --stack {stack} --yes`"
+    ) in report.message
+
+
+def test_runner_pods_that_never_appear_fail_the_run(tmp_path, cluster_env, monkeypatch):
+    class NoPods(FakeCluster):
+        def pods(self, namespace: str, component: str) -> list[PodState]:
+            return []
+
+    calls: list[str] = []
+    (tmp_path / "k.py").write_text(SCENARIO)
+    backend = KubernetesBackend(
+        KubernetesOptions(kubeconfig=cluster_env, pending_deadline_s=0.2),
+        engine=lambda name, work, target: FakeEngine(calls),
+        cluster_api=lambda target: NoPods(2, [{}]),
+    )
+    options = RunOptions(
+        scenario=str(tmp_path / "k.py"),
+        backend="kubernetes",
+        kubeconfig=cluster_env,
+        runners=2,
+        results=tmp_path / "r",
+    )
+    report = execute(plan(options), backend=backend)
+    assert report.exit_code == 3
+    assert report.message.startswith("no runner pod was created within 0.2 s (see `kubectl -n")
+    assert calls[-2:] == ["destroy", "remove"]
+
+
+def test_a_blip_of_the_api_is_retried_but_a_dead_api_fails_the_run(tmp_path, cluster_env):
+    blip = FakeCluster(2, [{}])
+    blip.api_failures = {1, 2}
+    (tmp_path / "a").mkdir()
+    report, _ = run_kube(tmp_path / "a", cluster_env, blip)
+    assert report.exit_code == 0, report.message
+    dead = FakeCluster(2, [{}])
+    dead.api_failures = set(range(1, 100))
+    (tmp_path / "b").mkdir()
+    report, calls = run_kube(tmp_path / "b", cluster_env, dead)
+    assert report.exit_code == 3
+    assert report.message == "the Kubernetes API did not answer: connection reset"
+    assert calls[-2:] == ["destroy", "remove"]
+
+
+def test_collect_merges_a_fleet_started_by_hand(tmp_path, cluster_env):
+    (tmp_path / "k.py").write_text(SCENARIO)
+    report = kube.collect(
+        "load-test", "runners", str(tmp_path / "k.py"), tmp_path / "r", api=FakeCluster(3, [{}])
+    )
+    assert report.exit_code == 0, report.message
+    assert [r.index for r in report.runners] == [0, 1, 2]
+    run_dir = tmp_path / "r" / "latest"
+    assert (run_dir / "summary.json").is_file()
+    assert RunnerResult.read(run_dir / "runners" / "2" / "result.json").index == 2
+
+
+def test_collect_refuses_a_fleet_still_running(tmp_path, cluster_env):
+    (tmp_path / "k.py").write_text(SCENARIO)
+    running = FakeCluster(2, [{1: {"phase": "Running"}}])
+    with pytest.raises(ConfigError, match="runner 1 is still Running"):
+        kube.collect("ns", "runners", str(tmp_path / "k.py"), tmp_path / "r", api=running)
+    assert not (tmp_path / "r").exists()
 
 
 def test_nothing_waits_past_the_deadline(tmp_path, cluster_env, monkeypatch):
@@ -310,26 +379,6 @@ def test_nothing_waits_past_the_deadline(tmp_path, cluster_env, monkeypatch):
     assert report.exit_code == 3
     assert report.message == "the run passed its deadline; runners stopped"
     assert calls[-2:] == ["destroy", "remove"]
-
-
-def test_collect_merges_a_fleet_started_by_hand(tmp_path, cluster_env):
-    (tmp_path / "k.py").write_text(SCENARIO)
-    report = kube.collect(
-        "load-test", "runners", str(tmp_path / "k.py"), tmp_path / "r", api=FakeCluster(3, [{}])
-    )
-    assert report.exit_code == 0, report.message
-    assert [r.index for r in report.runners] == [0, 1, 2]
-    run_dir = tmp_path / "r" / "latest"
-    assert (run_dir / "summary.json").is_file()
-    assert RunnerResult.read(run_dir / "runners" / "2" / "result.json").index == 2
-
-
-def test_collect_refuses_a_fleet_still_running(tmp_path, cluster_env):
-    (tmp_path / "k.py").write_text(SCENARIO)
-    running = FakeCluster(2, [{1: {"phase": "Running"}}])
-    with pytest.raises(ConfigError, match="runner 1 is still Running"):
-        kube.collect("ns", "runners", str(tmp_path / "k.py"), tmp_path / "r", api=running)
-    assert not (tmp_path / "r").exists()
 
 
 # -- preflight -------------------------------------------------------------------------------
