@@ -32,7 +32,11 @@ def stress(session: nox.Session) -> None:
     Ends with stressbed's own exit code (0 pass, 1 thresholds failed, 2 bad input,
     3 infrastructure failure, 130 interrupted), not nox's generic 1.
     """
-    session.install(".")
+    wants_cluster = "kubernetes" in session.posargs or (
+        os.environ.get("STRESSBED_BACKEND") == "kubernetes"
+    )
+    # The kubernetes backend's Python packages only when a run asks for that backend.
+    session.install(".[kubernetes]" if wants_cluster else ".")
     command = [str(Path(session.bin) / "stressbed"), "run", *session.posargs]
     session.log(" ".join(["stressbed", "run", *session.posargs]))
     code = _run_to_the_end(command, {**os.environ, **ENV, "PATH": _path(session)})
