@@ -33,7 +33,7 @@ from stressbed.kube import (
     runner_failure,
 )
 from stressbed.result import RunnerResult, RunnerStatus
-from stressbed.run import RunOptions, execute, plan
+from stressbed.run import RunOptions, _backend_for, execute, plan
 from stressbed.segments import segment
 
 from .conftest import needs_k6
@@ -379,6 +379,55 @@ def test_nothing_waits_past_the_deadline(tmp_path, cluster_env, monkeypatch):
     assert report.exit_code == 3
     assert report.message == "the run passed its deadline; runners stopped"
     assert calls[-2:] == ["destroy", "remove"]
+
+
+def test_the_images_given_are_the_images_the_pods_run(tmp_path, cluster_env):
+    seen: dict[str, Any] = {}
+
+    class Recording(FakeEngine):
+        def up(self, program: Callable[[], None]) -> None:
+            state = program.__self__  # type: ignore[attr-defined]
+            seen["agent"] = state.spec.target.image
+            seen["policy"] = state.cluster.image_pull_policy
+            if state.fleet is not None:
+                seen["runner"] = state.fleet.image
+            super().up(program)
+
+    (tmp_path / "k.py").write_text(SCENARIO)
+    options = RunOptions(
+        scenario=str(tmp_path / "k.py"),
+        backend="kubernetes",
+        kubeconfig=cluster_env,
+        runners=2,
+        results=tmp_path / "r",
+        agent_image="registry.example/agent@sha256:" + "1" * 64,
+        runner_image="registry.example/runner:7",
+        image_pull_policy="Always",
+    )
+    the_plan = plan(options)
+    backend = _backend_for(the_plan)
+    assert isinstance(backend, KubernetesBackend)
+    backend._engine = lambda name, work, target: Recording([])
+    backend._cluster_api = lambda target: FakeCluster(2, [{}])
+    report = execute(the_plan, backend=backend)
+    assert report.exit_code == 0, report.message
+    assert seen == {
+        "agent": "registry.example/agent@sha256:" + "1" * 64,
+        "runner": "registry.example/runner:7",
+        "policy": "Always",
+    }
+
+
+def test_a_bad_image_pull_policy_is_refused(tmp_path, cluster_env):
+    with pytest.raises(ConfigError, match="--image-pull-policy: got 'Sometimes'"):
+        plan(
+            RunOptions(
+                scenario="ingest_mix",
+                backend="kubernetes",
+                kubeconfig=cluster_env,
+                image_pull_policy="Sometimes",
+            )
+        )
 
 
 # -- preflight -------------------------------------------------------------------------------
