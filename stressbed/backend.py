@@ -94,7 +94,7 @@ class ExistingService:
         return self.url
 
     def teardown(self) -> None:
-        pass
+        return  # someone else's service: nothing of ours to remove
 
     def report(self) -> dict[str, Any]:
         return {"backend": "none", "url": self.url}
