@@ -41,12 +41,11 @@ def uninterrupted() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    seen: list[int] = []
 
-    def note(signum: int, frame: object) -> None:
-        seen.append(signum)
+    def ignore(signum: int, frame: object) -> None:
+        return  # a Python handler, not SIG_IGN: children started meanwhile keep the default
 
-    previous = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, ignore) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:

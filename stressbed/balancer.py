@@ -44,8 +44,7 @@ class Backend:
     host: str
     port: int
     ready: bool = False
-    connections: int = 0
-    total: int = 0  # connections routed here so far
+    connections: int = 0  # open now: the balancer picks the backend with the fewest
 
 
 class _Half(asyncio.Protocol):
@@ -169,7 +168,6 @@ class Balancer:
         self._server: asyncio.Server | None = None
         self._pairs: set[_Pair] = set()
         self._turn = itertools.count()
-        self.refused = 0  # connections closed because no backend was ready
 
     # -- membership (called on the loop's thread) -------------------------------------
 
@@ -185,9 +183,6 @@ class Balancer:
     def remove(self, name: str) -> None:
         """No new connections to ``name``; its open connections run on until they close."""
         self.backends.pop(name, None)
-
-    def ready(self) -> list[str]:
-        return [b.name for b in self.backends.values() if b.ready]
 
     # -- serving ----------------------------------------------------------------------
 
@@ -220,12 +215,9 @@ class Balancer:
         pair = _Pair(self)
         self._pairs.add(pair)
         backend = self._pick()
-        if backend is None:
-            self.refused += 1
-        else:
+        if backend is not None:  # None: refused once connected (see _Pair.accepted)
             pair.backend = backend
             backend.connections += 1
-            backend.total += 1
         return pair.client
 
 

@@ -28,7 +28,6 @@ from ._proc import die_with_parent, uninterrupted
 from ._start import ReleaseFailed, release_together, setup_once
 from .collect import Aggregate, Window
 from .result import RunnerResult, RunnerStatus
-from .segments import segment
 from .thresholds import Threshold
 
 __all__ = ["FleetOutcome", "FleetSpec", "LocalFleet", "Progress"]
@@ -342,15 +341,13 @@ class LocalFleet:
             result = RunnerResult.read(path)
         else:
             code = member.proc.returncode or 0
-            result = RunnerResult(
-                index=member.index,
-                count=self.spec.runners,
-                segment=segment(member.index, self.spec.runners),
-                status=RunnerStatus.KILLED if code < 0 else RunnerStatus.ERROR,
+            result = RunnerResult.missing(
+                member.index,
+                self.spec.runners,
+                RunnerStatus.KILLED if code < 0 else RunnerStatus.ERROR,
+                self._why(member),
                 exit_code=code,
-                reason=self._why(member),
-                started_at=outcome.started_at or time.time(),
-                ended_at=time.time(),
+                started_at=outcome.started_at,
             )
         if outcome.timed_out and not result.status.failed:
             result.status = RunnerStatus.TIMEOUT

@@ -320,7 +320,7 @@ def hpa(spec: StackSpec, cluster: Cluster) -> Manifest:
                 }
             )
 
-    def rules(window: int, policies: tuple[Any, ...], up: bool) -> dict[str, Any]:
+    def rules(window: int, policies: tuple[Any, ...]) -> dict[str, Any]:
         return {
             "stabilizationWindowSeconds": window,
             "selectPolicy": "Max",
@@ -330,8 +330,8 @@ def hpa(spec: StackSpec, cluster: Cluster) -> Manifest:
         }
 
     behavior = {
-        "scaleUp": rules(auto.scale_up_stabilization_s, auto.scale_up_policies, True),
-        "scaleDown": rules(auto.scale_down_stabilization_s, auto.scale_down_policies, False),
+        "scaleUp": rules(auto.scale_up_stabilization_s, auto.scale_up_policies),
+        "scaleDown": rules(auto.scale_down_stabilization_s, auto.scale_down_policies),
     }
     for direction in ("scaleUp", "scaleDown"):
         if not behavior[direction]["policies"]:

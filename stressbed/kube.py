@@ -32,7 +32,6 @@ from .fleet import FleetOutcome, FleetSpec, Progress
 from .k8s import Cluster, ClusterFleet
 from .render import bundle_files
 from .result import RunnerResult, RunnerStatus
-from .segments import segment
 from .stack import StackSpec
 from .thresholds import Threshold
 
@@ -315,9 +314,6 @@ class KubeFleet:
         outcome.results = self._collect(outcome)
         return outcome
 
-    def spec_name(self) -> str:
-        return self.state.fleet.name if self.state.fleet is not None else "stressbed-runners"
-
     def _follow(self, outcome: FleetOutcome, deadline_s: float) -> None:
         run = self.state
         ns = run.cluster.namespace
@@ -340,7 +336,8 @@ class KubeFleet:
             if not [p for p in pods if p.index >= 0] and (
                 time.monotonic() - started > run.options.pending_deadline_s
             ):
-                name = self.spec_name()
+                assert run.fleet is not None  # set in run() before the fleet's up
+                name = run.fleet.name
                 outcome.failure = (
                     f"no runner pod was created within {run.options.pending_deadline_s:g} s "
                     f"(see `kubectl -n {ns} describe job {name}`: quota, LimitRange or Pod "
@@ -396,15 +393,11 @@ class KubeFleet:
                 results[pod.index] = result
         for index in range(self.spec.runners):
             if index not in results:
-                results[index] = RunnerResult(
-                    index=index,
-                    count=self.spec.runners,
-                    segment=segment(index, self.spec.runners),
-                    status=RunnerStatus.STOPPED if outcome.failure else RunnerStatus.ERROR,
-                    exit_code=-1,
-                    reason="no result in the pod's log",
-                    started_at=time.time(),
-                    ended_at=time.time(),
+                results[index] = RunnerResult.missing(
+                    index,
+                    self.spec.runners,
+                    RunnerStatus.STOPPED if outcome.failure else RunnerStatus.ERROR,
+                    "no result in the pod's log",
                 )
         return [results[i] for i in sorted(results)]
 
@@ -654,16 +647,12 @@ def collect(
             found.append(RunnerResult.from_dict(document))
         else:
             found.append(
-                RunnerResult(
-                    index=pod.index,
-                    count=len(pods),
-                    segment=segment(pod.index, len(pods)),
-                    status=RunnerStatus.ERROR,
+                RunnerResult.missing(
+                    pod.index,
+                    len(pods),
+                    RunnerStatus.ERROR,
+                    runner_failure(pod, time.time(), float("inf")) or "no result in the pod's log",
                     exit_code=pod.exit_code if pod.exit_code is not None else -1,
-                    reason=runner_failure(pod, time.time(), float("inf"))
-                    or "no result in the pod's log",
-                    started_at=time.time(),
-                    ended_at=time.time(),
                 )
             )
     options = RunOptions(scenario=scenario, runners=len(found), results=results)

@@ -35,7 +35,7 @@ from .balancer import BalancerProcess
 from .errors import ConfigError, ProvisionError
 from .probes import ReplicaProbes
 from .replica import Exit, ReplicaProcess, Usage
-from .stack import StackSpec
+from .stack import StackSpec, quota_capped, show_quantity
 
 __all__ = ["LocalOptions", "LocalStack"]
 
@@ -112,7 +112,7 @@ class LocalStack:
         self._hpa = HpaController(self.spec.autoscaler) if self.spec.autoscaler else None
         self._next_sync = 0.0
         self._next_sample = 0.0
-        self._desired = self._initial_replicas()
+        self._desired = self.spec.initial_replicas
 
     # -- provisioning and teardown ----------------------------------------------------
 
@@ -241,11 +241,10 @@ class LocalStack:
         except OSError as exc:
             # As the kubelet does with a container that cannot start: a failure, then back-off.
             process.close()
-            process.started_at = now  # it ran for no time: the back-off keeps doubling
-            replica.state = "running"  # so that _ended treats it as a crash
-            replica.probes = ReplicaProbes(spec, now)
             self._event("start-failed", replica=replica.name, reason=str(exc))
-            self._ended(replica, Exit(127, None, False), now)
+            failed = Exit(127, None, False)
+            self._event("crashed", replica=replica.name, reason=failed.reason, exit_code=127)
+            self._restart_later(replica, now, ran_s=0.0)
             return
         replica.state = "running"
         replica.samples = []
@@ -360,13 +359,13 @@ class LocalStack:
             self._event("crashed", **fields)
         process.close()
         if replica.deleting:
-            self.replicas.remove(replica)
-            if self._balancer is not None:
-                self._balancer.remove(replica.name)
-            self._event("deleted", replica=replica.name)
-            return
-        # restartPolicy: Always, with CrashLoopBackOff's doubling delay (reset after a good run).
-        replica.crashes = 1 if ran >= self.options.backoff_reset_s else replica.crashes + 1
+            self._delete(replica)
+        else:
+            self._restart_later(replica, now, ran_s=ran)
+
+    def _restart_later(self, replica: _Replica, now: float, ran_s: float) -> None:
+        """restartPolicy Always, with CrashLoopBackOff's doubling delay (reset after a good run)."""
+        replica.crashes = 1 if ran_s >= self.options.backoff_reset_s else replica.crashes + 1
         delay = min(
             self.options.backoff_base_s * 2 ** (replica.crashes - 1), self.options.backoff_max_s
         )
@@ -449,11 +448,13 @@ class LocalStack:
                 if replica.state == "running":
                     self._terminate(replica, "scale-down", now)
                 elif replica.state == "waiting":  # nothing runs: it simply goes
-                    self._ended_while_waiting(replica)
+                    self._delete(replica)
                 # terminating: it goes when its process has ended (see _ended)
 
-    def _ended_while_waiting(self, replica: _Replica) -> None:
+    def _delete(self, replica: _Replica) -> None:
         self.replicas.remove(replica)
+        if self._balancer is not None:
+            self._balancer.remove(replica.name)
         self._event("deleted", replica=replica.name)
 
     @staticmethod
@@ -470,19 +471,15 @@ class LocalStack:
         count = len(self.replicas) + 1  # terminating replicas still count, as pods do
         if quota.pods is not None and count > quota.pods:
             return f"exceeded quota: pods, requested 1, used {count - 1}, limited {quota.pods}"
-        for what in ("requests", "limits"):
-            for kind, unit in (("cpu_m", "cpu"), ("memory", "memory")):
-                cap = getattr(getattr(quota, what), kind)
-                each = getattr(getattr(self.spec, what), kind)
-                if cap is not None and each is not None and each * count > cap:
-                    return (
-                        f"exceeded quota: {what}.{unit}, requested {_show(kind, each)}, "
-                        f"used {_show(kind, each * (count - 1))}, limited {_show(kind, cap)}"
-                    )
+        for what, kind, each, cap in quota_capped(self.spec):
+            if each is not None and each * count > cap:
+                unit = "cpu" if kind == "cpu_m" else "memory"
+                return (
+                    f"exceeded quota: {what}.{unit}, requested {show_quantity(kind, each)}, "
+                    f"used {show_quantity(kind, each * (count - 1))}, "
+                    f"limited {show_quantity(kind, cap)}"
+                )
         return None
-
-    def _initial_replicas(self) -> int:
-        return self.spec.initial_replicas
 
     # -- stopping ---------------------------------------------------------------------
 
@@ -554,7 +551,3 @@ def _check_executable(command: tuple[str, ...]) -> None:
         raise ConfigError(
             "stack.target.command[0]", program, "an executable file (chmod +x it, or fix the path)"
         )
-
-
-def _show(kind: str, value: int) -> str:
-    return f"{value}m" if kind == "cpu_m" else f"{value / 2**20:g}Mi"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import enum
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .collect import Aggregate, Window
+from .segments import segment
 
 __all__ = ["RESULT_FORMAT", "RESULT_VERSION", "RunnerResult", "RunnerStatus", "status_for"]
 
@@ -65,6 +67,30 @@ class RunnerResult:
     reason: str = ""
     #: The runner wrapper's own peak memory (k6 not included), for the flat-memory check.
     peak_rss_mb: float = 0.0
+
+    @classmethod
+    def missing(
+        cls,
+        index: int,
+        count: int,
+        status: RunnerStatus,
+        reason: str,
+        *,
+        exit_code: int = -1,
+        started_at: float | None = None,
+    ) -> RunnerResult:
+        """The result of a runner that left no document (killed, no log line): no data."""
+        now = time.time()
+        return cls(
+            index=index,
+            count=count,
+            segment=segment(index, count),
+            status=status,
+            exit_code=exit_code,
+            reason=reason,
+            started_at=started_at or now,
+            ended_at=now,
+        )
 
     @property
     def requests(self) -> int:

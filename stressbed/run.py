@@ -182,10 +182,7 @@ def execute(
     provisioned ends the run with exit code 3 and a summary saying why.
     """
     scenario = the_plan.scenario
-    run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
-    run_dir = the_plan.results / run_id
-    bundle = render(scenario, run_dir / "bundle")
-    _point_latest(the_plan.results, run_id)
+    run_id, run_dir, bundle = _new_run(the_plan.results, scenario)
     if backend is None:
         backend = _backend_for(the_plan)
     stack: Stack
@@ -235,10 +232,7 @@ def execute(
 def write_collected(options: RunOptions, results: list[RunnerResult], stack: Stack) -> RunReport:
     """A report for runner results gathered after the fact (``stressbed collect``)."""
     scenario = catalog.load(options.scenario)
-    run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
-    run_dir = options.results / run_id
-    bundle = render(scenario, run_dir / "bundle")
-    _point_latest(options.results, run_id)
+    run_id, run_dir, bundle = _new_run(options.results, scenario)
     for result in results:
         out = run_dir / "runners" / str(result.index)
         out.mkdir(parents=True, exist_ok=True)
@@ -368,6 +362,15 @@ def _target(url: str) -> str:
 def redact(url: str) -> str:
     """A URL fit for a results file: no user:password."""
     return re.sub(r"//[^/@]*@", "//", url)
+
+
+def _new_run(results: Path, scenario: Scenario) -> tuple[str, Path, Bundle]:
+    """A fresh results/<run-id>/ with the scenario's bundle in it, and results/latest on it."""
+    run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+    run_dir = results / run_id
+    bundle = render(scenario, run_dir / "bundle")
+    _point_latest(results, run_id)
+    return run_id, run_dir, bundle
 
 
 def _point_latest(results: Path, run_id: str) -> None:

@@ -29,7 +29,9 @@ __all__ = [
     "Target",
     "parse_cpu",
     "parse_memory",
+    "quota_capped",
     "reference_agent",
+    "show_quantity",
 ]
 
 _CPU = re.compile(r"(\d+(?:\.\d+)?)(m?)")
@@ -362,9 +364,26 @@ def _check_limit_range(spec: StackSpec) -> None:
             where = f"stack.{what}.{_name(kind)}"
             if value is not None and low is not None and value < low:
                 raise ConfigError(
-                    where, _show(kind, value), f"at least the LimitRange min ({_show(kind, low)})"
+                    where,
+                    show_quantity(kind, value),
+                    f"at least the LimitRange min ({show_quantity(kind, low)})",
                 )
             _at_most(where, kind, value, high, "the LimitRange max")
+
+
+def quota_capped(spec: StackSpec) -> list[tuple[str, str, int | None, int]]:
+    """What the quota caps, in checking order: (``requests``/``limits``, the resource kind
+    ``cpu_m``/``memory``, one replica's amount or None, the cap)."""
+    quota = spec.quota
+    if quota is None:
+        return []
+    capped = []
+    for what in ("requests", "limits"):
+        for kind in ("cpu_m", "memory"):
+            cap = getattr(getattr(quota, what), kind)
+            if cap is not None:
+                capped.append((what, kind, getattr(getattr(spec, what), kind), cap))
+    return capped
 
 
 def _check_quota(spec: StackSpec) -> None:
@@ -374,30 +393,27 @@ def _check_quota(spec: StackSpec) -> None:
     need = spec.initial_replicas
     if quota.pods is not None and quota.pods < need:
         raise ConfigError("stack.quota.pods", quota.pods, f"room for the initial {need} replicas")
-    for what in ("requests", "limits"):
-        for kind in ("cpu_m", "memory"):
-            cap = getattr(getattr(quota, what), kind)
-            each = getattr(getattr(spec, what), kind)
-            if cap is None:
-                continue
-            if each is None:
-                raise ConfigError(
-                    f"stack.{what}.{_name(kind)}",
-                    None,
-                    f"a value: the quota caps {what}.{_name(kind)}",
-                )
-            if cap < each * need:
-                raise ConfigError(
-                    f"stack.quota.{what}.{_name(kind)}",
-                    _show(kind, cap),
-                    f"room for the initial {need} replicas ({_show(kind, each * need)})",
-                )
+    for what, kind, each, cap in quota_capped(spec):
+        if each is None:
+            raise ConfigError(
+                f"stack.{what}.{_name(kind)}",
+                None,
+                f"a value: the quota caps {what}.{_name(kind)}",
+            )
+        if cap < each * need:
+            raise ConfigError(
+                f"stack.quota.{what}.{_name(kind)}",
+                show_quantity(kind, cap),
+                f"room for the initial {need} replicas ({show_quantity(kind, each * need)})",
+            )
 
 
 def _at_most(where: str, kind: str, value: int | None, bound: int | None, what: str) -> None:
     """Raise unless ``value <= bound`` (when both are set)."""
     if value is not None and bound is not None and value > bound:
-        raise ConfigError(where, _show(kind, value), f"at most {what} ({_show(kind, bound)})")
+        raise ConfigError(
+            where, show_quantity(kind, value), f"at most {what} ({show_quantity(kind, bound)})"
+        )
 
 
 def _first(*values: int | None) -> int | None:
@@ -408,7 +424,8 @@ def _name(kind: str) -> str:
     return "cpu" if kind == "cpu_m" else "memory"
 
 
-def _show(kind: str, value: int | None) -> str:
+def show_quantity(kind: str, value: int | None) -> str:
+    """``250m`` for millicores (kind ``cpu_m``), ``128Mi`` for bytes."""
     if value is None:
         return "unset"
     if kind == "cpu_m":

@@ -155,11 +155,14 @@ def run_kube(
     cluster: FakeCluster,
     fail: dict[str, Exception] | None = None,
     runners: int = 2,
+    *,
+    scenario: str = SCENARIO,
+    pending_deadline_s: float = 60,
 ) -> tuple[Any, list[str]]:
     calls: list[str] = []
-    (tmp_path / "k.py").write_text(SCENARIO)
+    (tmp_path / "k.py").write_text(scenario)
     backend = KubernetesBackend(
-        KubernetesOptions(kubeconfig=config, pending_deadline_s=60),
+        KubernetesOptions(kubeconfig=config, pending_deadline_s=pending_deadline_s),
         engine=lambda name, work, target: FakeEngine(calls, fail),
         cluster_api=lambda target: cluster,
     )
@@ -297,21 +300,7 @@ def test_runner_pods_that_never_appear_fail_the_run(tmp_path, cluster_env, monke
         def pods(self, namespace: str, component: str) -> list[PodState]:
             return []
 
-    calls: list[str] = []
-    (tmp_path / "k.py").write_text(SCENARIO)
-    backend = KubernetesBackend(
-        KubernetesOptions(kubeconfig=cluster_env, pending_deadline_s=0.2),
-        engine=lambda name, work, target: FakeEngine(calls),
-        cluster_api=lambda target: NoPods(2, [{}]),
-    )
-    options = RunOptions(
-        scenario=str(tmp_path / "k.py"),
-        backend="kubernetes",
-        kubeconfig=cluster_env,
-        runners=2,
-        results=tmp_path / "r",
-    )
-    report = execute(plan(options), backend=backend)
+    report, calls = run_kube(tmp_path, cluster_env, NoPods(2, [{}]), pending_deadline_s=0.2)
     assert report.exit_code == 3
     assert report.message.startswith("no runner pod was created within 0.2 s (see `kubectl -n")
     assert calls[-2:] == ["destroy", "remove"]
@@ -355,26 +344,12 @@ def test_collect_refuses_a_fleet_still_running(tmp_path, cluster_env):
 def test_nothing_waits_past_the_deadline(tmp_path, cluster_env, monkeypatch):
     monkeypatch.setattr("stressbed.run.DEADLINE_MARGIN_S", 0.0)
     cluster = FakeCluster(1, [{0: {"phase": "Running"}}])
-    (tmp_path / "k.py").write_text(
-        SCENARIO.replace(
-            "SharedIterations(vus=2, iterations=10)",
-            "ConstantVUs(vus=1, duration='1s'), graceful_stop='1s'",
-        )
-    )
-    calls: list[str] = []
-    backend = KubernetesBackend(
-        KubernetesOptions(kubeconfig=cluster_env),
-        engine=lambda name, work, target: FakeEngine(calls),
-        cluster_api=lambda target: cluster,
-    )
-    options = RunOptions(
-        scenario=str(tmp_path / "k.py"),
-        backend="kubernetes",
-        kubeconfig=cluster_env,
-        results=tmp_path / "r",
+    short = SCENARIO.replace(
+        "SharedIterations(vus=2, iterations=10)",
+        "ConstantVUs(vus=1, duration='1s'), graceful_stop='1s'",
     )
     started = time.monotonic()
-    report = execute(plan(options), backend=backend)
+    report, calls = run_kube(tmp_path, cluster_env, cluster, runners=1, scenario=short)
     assert time.monotonic() - started < 10
     assert report.exit_code == 3
     assert report.message == "the run passed its deadline; runners stopped"
