@@ -37,12 +37,17 @@ import pulumi_random as random
 # The program runs from a checkout: the stressbed package sits beside infra/.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stressbed import catalog
-from stressbed._units import parse_duration_ms
-from stressbed.infra import AgentStack, AgentStackArgs, RunnerFleet, RunnerFleetArgs
-from stressbed.k8s import Cluster, ClusterFleet
-from stressbed.render import bundle_files, render
-from stressbed.settings import resolve, stack_of
+from stressbed.app.settings import resolve, stack_of
+from stressbed.backends.kubernetes.components import (
+    AgentStack,
+    AgentStackArgs,
+    RunnerFleet,
+    RunnerFleetArgs,
+)
+from stressbed.backends.kubernetes.manifests import Cluster, ClusterFleet
+from stressbed.scenario import catalog
+from stressbed.scenario.render import bundle_files, render
+from stressbed.scenario.units import parse_duration_ms
 
 ROOT = Path(__file__).resolve().parent.parent
 config = pulumi.Config("stressbed")

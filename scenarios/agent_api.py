@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from stressbed import check, extract, gen, get, post
-from stressbed.http import Request
+from stressbed.scenario.http import Request
 
 __all__ = [
     "AGENT_VARIABLES",

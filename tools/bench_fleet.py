@@ -25,12 +25,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_runtime import k6_rate, nginx_target, quiet
 
-from stressbed import catalog, render
-from stressbed.collect import Aggregate, Collector, Window, parse_selector
-from stressbed.merge import merge
-from stressbed.report import RunReport
-from stressbed.result import RunnerResult, RunnerStatus
-from stressbed.verdict import Verdict
+from stressbed import render
+from stressbed.results.aggregates import Aggregate, Window
+from stressbed.results.merge import merge
+from stressbed.results.runner_result import RunnerResult, RunnerStatus
+from stressbed.results.samples import Collector, parse_selector
+from stressbed.results.summary import RunReport
+from stressbed.results.verdict import Verdict
+from stressbed.scenario import catalog
 
 HERE = Path(__file__).parent / "bench"
 

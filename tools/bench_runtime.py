@@ -26,7 +26,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from stressbed import catalog, render
+from stressbed import render
+from stressbed.scenario import catalog
 
 HERE = Path(__file__).parent / "bench"
 NGINX_CONF = """\

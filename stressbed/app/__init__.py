@@ -1,0 +1,9 @@
+"""The application: what a user runs, on top of every other layer.
+
+It owns the command line (``cli``), the run settings and profiles (``settings``: defaults <
+profile file < environment < options), the stages of a run (``plan``: load and validate
+everything and check the backend can do it; ``execute``: render, provision, run, merge,
+judge, report, tear down), run directories (``rundir``), the live line (``live``) and
+``stressbed collect`` (``collect``). It may import every layer; nothing imports it but the
+entry points.
+"""

@@ -1,0 +1,244 @@
+"""The ``stressbed`` command line: small stage functions threaded one into the next.
+
+    settings (profile file, environment, options) -> plan -> execute -> table
+
+Every :class:`~stressbed.errors.StressbedError` is turned here, and only here, into one line
+on stderr and its exit code (2 for bad input). A traceback means a bug in stressbed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .. import __version__
+from ..backends.base import Capability
+from ..errors import StressbedError
+from ..results.table import table
+from ..scenario import catalog
+from ..scenario.render import render
+from .execute import execute
+from .live import LiveLine, terminate_as_interrupt
+from .plan import RunOptions, plan, redact
+from .settings import BACKEND_KEYS, RUN_KEYS, resolve, stack_of
+
+__all__ = ["main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stressbed",
+        description="Stress-test agent services: Python scenarios rendered to k6.",
+    )
+    parser.add_argument("--version", action="version", version=f"stressbed {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    render_cmd = commands.add_parser(
+        "render",
+        help="write a scenario's k6 bundle (script.js, config.json, runtime)",
+        description="Render a scenario to DIR/script.js; run it with "
+        "`TARGET_URL=http://127.0.0.1:8080 k6 run DIR/script.js`.",
+    )
+    render_cmd.add_argument(
+        "--scenario",
+        required=True,
+        metavar="NAME|PATH",
+        help="a scenario name (see `stressbed scenarios`) or a path to a .py file",
+    )
+    render_cmd.add_argument("-o", "--output", required=True, type=Path, metavar="DIR")
+    render_cmd.set_defaults(handler=cmd_render)
+
+    run_cmd = commands.add_parser(
+        "run",
+        help="provision the stack, run a scenario with a fleet of k6 runners, judge it",
+        description="Provision the stack (the reference agent) on --backend, or use an "
+        "existing service with --target-url; run the scenario with N k6 runners released "
+        "together; judge thresholds on the merged fleet data; tear everything down. Exit "
+        "codes: 0 pass, 1 thresholds failed, 2 bad input, 3 infrastructure failure, "
+        "130 interrupted.",
+    )
+    # No defaults here: what the command line leaves out comes from the layers below it
+    # (environment, profile, the profile file's common section, built-in defaults).
+    run_cmd.add_argument(
+        "--scenario",
+        metavar="NAME|PATH",
+        help="a scenario name or a .py file (default: ingest_mix via stressbed.yaml)",
+    )
+    run_cmd.add_argument(
+        "--target-url",
+        metavar="URL",
+        help="base URL of a running service: nothing is provisioned",
+    )
+    run_cmd.add_argument(
+        "--backend",
+        metavar="NAME",
+        help="where the stack runs when no --target-url is given (default: local)",
+    )
+    run_cmd.add_argument(
+        "--port",
+        type=int,
+        metavar="P",
+        help="the provisioned stack's port on 127.0.0.1 (default 0: any free port)",
+    )
+    run_cmd.add_argument("--runners", type=int, metavar="N", help="k6 runners (default 1)")
+    run_cmd.add_argument(
+        "--duration", metavar="D", help="scale the scenario's timeline to last D (e.g. 30s)"
+    )
+    run_cmd.add_argument("--results", metavar="DIR", help="where runs go (default results/)")
+    run_cmd.add_argument(
+        "--keep-raw",
+        action="store_true",
+        default=None,
+        help="keep each runner's raw k6 samples under runners/<i>/samples.csv.gz",
+    )
+    run_cmd.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="--backend kubernetes: the kubeconfig (default: $KUBECONFIG, ~/.kube/config)",
+    )
+    run_cmd.add_argument(
+        "--context", metavar="NAME", help="--backend kubernetes: the context (default: current)"
+    )
+    run_cmd.add_argument(
+        "--agent-image", metavar="REF", help="--backend kubernetes: the agent's image"
+    )
+    run_cmd.add_argument(
+        "--runner-image",
+        metavar="REF",
+        help="--backend kubernetes: the runners' image (default stressbed-runner:latest)",
+    )
+    run_cmd.add_argument(
+        "--image-pull-policy", metavar="P", help="Always, IfNotPresent (default) or Never"
+    )
+    run_cmd.add_argument(
+        "--profile", metavar="NAME", help="a profile of the profile file ($STRESSBED_PROFILE)"
+    )
+    run_cmd.add_argument(
+        "--profiles",
+        type=Path,
+        metavar="FILE",
+        help="the profile file (default: ./stressbed.yaml; $STRESSBED_PROFILES)",
+    )
+    run_cmd.set_defaults(handler=cmd_run)
+
+    collect_cmd = commands.add_parser(
+        "collect",
+        help="merge and judge a fleet started by hand in a cluster (pulumi up + startCommand)",
+        description="Read each runner's result from its pod's log, merge them and judge the "
+        "scenario's thresholds, as a run does; needs the kubernetes extra.",
+    )
+    collect_cmd.add_argument("--namespace", required=True)
+    collect_cmd.add_argument("--job", default="stressbed-runners", help="the runners' Job")
+    collect_cmd.add_argument("--scenario", required=True, metavar="NAME|PATH")
+    collect_cmd.add_argument("--kubeconfig", type=Path, metavar="FILE")
+    collect_cmd.add_argument("--context", metavar="NAME")
+    collect_cmd.add_argument("--results", type=Path, default=Path("results"), metavar="DIR")
+    collect_cmd.set_defaults(handler=cmd_collect)
+
+    list_cmd = commands.add_parser("scenarios", help="list the available scenarios")
+    list_cmd.set_defaults(handler=cmd_scenarios)
+    return parser
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    scenario = catalog.load(args.scenario)
+    bundle = render(scenario, args.output)
+    print(f"rendered scenario {scenario.name!r} to {bundle.script}")
+    print(f"run it: TARGET_URL=http://127.0.0.1:8080 k6 run {bundle.script}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    given = {key: getattr(args, key) for key in RUN_KEYS}
+    settings = resolve(given, profile=args.profile, file=args.profiles)
+    values = settings.values
+    options = RunOptions(
+        scenario=values["scenario"],
+        target_url=values["target_url"],
+        backend=values["backend"],
+        backend_options={
+            key: values[key]
+            for key in BACKEND_KEYS
+            if values[key] is not None and values[key] != RUN_KEYS[key]
+        },
+        runners=values["runners"],
+        duration=values["duration"],
+        results=Path(values["results"]),
+        keep_raw=values["keep_raw"],
+        stack=stack_of(settings),
+        thresholds=settings.thresholds,
+        sources=settings.sources,
+        profile=settings.profile,
+    )
+    the_plan = plan(options)
+    live = LiveLine(sys.stderr)
+    backend = the_plan.backend
+    where = (
+        redact(the_plan.target_url)
+        if the_plan.target_url is not None
+        else f"a {backend.name} stack ({the_plan.stack.target.name if the_plan.stack else ''})"
+    )
+    print(
+        f"stressbed: running {the_plan.scenario.name!r} with {the_plan.runners} runner(s) "
+        f"against {where}",
+        file=sys.stderr,
+    )
+    if Capability.LIVE_PROGRESS not in backend.capabilities:
+        print(
+            f"stressbed: the {backend.name} backend's runners report when they finish; "
+            "until then, stack and fleet events only",
+            file=sys.stderr,
+        )
+    with terminate_as_interrupt():
+        report = execute(the_plan, on_progress=live.update, on_event=live.stack_event)
+    live.close()
+    print(table(report))
+    print(f"results: {the_plan.results / report.run_id}")
+    return report.exit_code
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    # The Kubernetes backend's code only when this command runs (its extra may be missing).
+    from ..backends.kubernetes import KubernetesOptions, kubernetes_api, preflight  # noqa: PLC0415
+    from .collect import collect  # noqa: PLC0415
+
+    catalog.load(args.scenario)  # a bad name fails before the cluster is asked anything
+    access = preflight(
+        KubernetesOptions(kubeconfig=args.kubeconfig, context=args.context), engine=False
+    )
+    report = collect(
+        args.namespace, args.job, args.scenario, args.results, api=kubernetes_api(access)
+    )
+    print(table(report))
+    print(f"results: {args.results / report.run_id}")
+    return int(report.exit_code)
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    entries = catalog.available()
+    if not entries:
+        print("no scenarios found (is the `scenarios` package installed?)")
+        return 0
+    width = max(len(e.name) for e in entries)
+    for entry in entries:
+        print(f"{entry.name:<{width}}  {entry.description}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except StressbedError as exc:
+        print(f"stressbed: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("stressbed: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""``stressbed run`` after planning: the pipeline of one run, as stages threaded one into the next.
+
+    render (a new run directory) -> provision -> run the fleet -> merge -> evaluate -> report
+    finally: teardown
+
+Everything goes through the plan's backend (:class:`~stressbed.backends.base.Backend`); this
+module knows no backend by name. The stack is torn down and the fleet stops every runner
+before :func:`execute` returns, also on failure and interruption, and every run that started
+writes its summary.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ..backends.base import Backend, FleetOutcome, FleetSpec, Progress, Stack
+from ..backends.existing import ExistingService
+from ..errors import ProvisionError, StressbedError
+from ..fleet.process import uninterrupted
+from ..results.merge import merge
+from ..results.summary import RunReport
+from ..results.verdict import Verdict, evaluate, judge
+from ..scenario.model import Scenario
+from .plan import Plan, redact
+from .rundir import RunDirectory, new_run
+
+__all__ = ["DEADLINE_MARGIN_S", "EXIT_CODES", "conclude", "execute"]
+
+#: The exit codes of a run (README, "Exit codes").
+EXIT_CODES = {"pass": 0, "fail": 1, "bad_input": 2, "infrastructure": 3, "interrupted": 130}
+#: Time allowed beyond the scenario's own duration and graceful stops.
+DEADLINE_MARGIN_S = 30.0
+
+
+def execute(
+    the_plan: Plan,
+    on_progress: Callable[[Progress], None] | None = None,
+    *,
+    backend: Backend | None = None,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+) -> RunReport:
+    """Render, provision, run the fleet, merge, judge and write the results of a planned run;
+    ``backend`` replaces the plan's (a test's FakeBackend).
+
+    The stack is torn down before this returns, whatever happened; a stack that could not be
+    provisioned ends the run with exit code 3 and a summary saying why.
+    """
+    backend = backend or the_plan.backend
+    scenario = the_plan.scenario
+    run = new_run(the_plan.results, scenario)
+    stack, secret_env = _stack(the_plan, backend, run, on_event)
+    outcome = FleetOutcome(results=[])
+    try:
+        try:
+            url = stack.provision()
+        except ProvisionError as exc:
+            outcome.failure = f"provisioning failed: {exc}"
+        except KeyboardInterrupt:
+            outcome.interrupted = True
+        else:
+            fleet = backend.fleet(
+                run.bundle.root,
+                run.path,
+                FleetSpec(runners=the_plan.runners, keep_raw=the_plan.keep_raw),
+                env={**secret_env, "TARGET_URL": url},
+            )
+            deadline = scenario.duration_ms() / 1000 * 1.1 + DEADLINE_MARGIN_S
+            outcome = fleet.run(
+                deadline,
+                abort_thresholds=[t for t in scenario.thresholds if t.abort_on_fail],
+                judge=judge,
+                on_progress=on_progress,
+            )
+    finally:
+        problem = _teardown(stack)
+    if problem is not None and outcome.failure is None and not outcome.interrupted:
+        outcome.failure = problem
+    settings = {
+        "runners": the_plan.runners,
+        "backend": backend.name if the_plan.target_url is None else None,
+        "target_url": redact(stack.url) if stack.url else None,
+        "bundle": str(run.bundle.root),
+        "scenario_duration_s": scenario.duration_ms() / 1000,
+        "keep_raw": the_plan.keep_raw,
+        "profile": the_plan.profile,
+        "sources": dict(the_plan.sources),
+    }
+    report = conclude(run, scenario, outcome, stack, settings)
+    report.write(run.path)
+    return report
+
+
+def _stack(
+    the_plan: Plan,
+    backend: Backend,
+    run: RunDirectory,
+    on_event: Callable[[dict[str, Any]], None] | None,
+) -> tuple[Stack, dict[str, str]]:
+    """The run's stack (not provisioned yet) and the secrets it shares with the runners."""
+    if the_plan.target_url is not None:
+        return ExistingService(the_plan.target_url), {}
+    assert the_plan.stack is not None  # plan() gives a stack whenever there is no target URL
+    # A secret the environment lacks is made for this run only and lives nowhere but in the
+    # stack's and the runners' environments.
+    secret_env = {
+        name: os.environ.get(name) or secrets.token_urlsafe(24)
+        for name in the_plan.stack.target.secret_env
+    }
+    return backend.stack(the_plan.stack, run.path / "stack", on_event, secret_env), secret_env
+
+
+def _teardown(stack: Stack) -> str | None:
+    """Tear the stack down; what went wrong, if anything, for the run's verdict."""
+    with uninterrupted():
+        try:
+            stack.teardown()
+        except StressbedError as exc:
+            print(f"stressbed: error: {exc}", file=sys.stderr)
+            return str(exc)
+    return None
+
+
+def conclude(
+    run: RunDirectory,
+    scenario: Scenario,
+    outcome: FleetOutcome,
+    stack: Stack,
+    settings: dict[str, Any],
+) -> RunReport:
+    """Merge the runners' results, judge the thresholds, and say how the run ended."""
+    fleet = merge(outcome.results)
+    results = evaluate(scenario.thresholds, fleet)
+    failed = [r for r in results if not r.ok]
+    if outcome.interrupted:
+        verdict, code, message = (
+            Verdict.ERROR,
+            130,
+            "interrupted; every runner was stopped and the stack torn down",
+        )
+    elif outcome.failure is not None:
+        verdict, code, message = Verdict.ERROR, 3, outcome.failure
+    elif outcome.timed_out:
+        verdict, code, message = Verdict.ERROR, 3, "the run passed its deadline; runners stopped"
+    elif any(r.status.failed for r in outcome.results):
+        # A runner that failed without the fleet seeing it live (its last words came late).
+        broken = next(r for r in outcome.results if r.status.failed)
+        reason = broken.reason or broken.status.value
+        verdict, code, message = Verdict.ERROR, 3, f"runner {broken.index}: {reason}"
+    elif outcome.aborted_by is not None or failed:
+        names = [f"{r.threshold.key} {r.threshold.expression}" for r in failed]
+        if outcome.aborted_by is not None:
+            aborted = f"{outcome.aborted_by.key} {outcome.aborted_by.expression}"
+            names = [aborted] + [n for n in names if n != aborted]
+            message = "aborted: threshold failed fleet-wide: " + ", ".join(names)
+        else:
+            message = "thresholds failed: " + ", ".join(names)
+        verdict, code = Verdict.FAIL, 1
+    else:
+        verdict, code, message = Verdict.PASS, 0, "all thresholds passed"
+    return RunReport(
+        run_id=run.run_id,
+        scenario=scenario.name,
+        verdict=verdict,
+        exit_code=code,
+        message=message,
+        fleet=fleet,
+        thresholds=results,
+        runners=outcome.results,
+        start_skew_ms=outcome.start_skew_ms,
+        events=sorted([*outcome.events, *stack.events], key=lambda e: float(e.get("t", 0))),
+        stack=stack.report(),
+        settings=settings,
+    )

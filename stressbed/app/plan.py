@@ -1,0 +1,178 @@
+"""Planning a run: load and validate everything, build the backend, check it can do the run.
+
+Nothing starts here. Every problem is a :class:`~stressbed.errors.ConfigError` (exit 2) naming
+the field, the value and what is allowed: an unknown scenario, bad options, a StackSpec that
+does not validate, a backend that cannot honour what the run asks (``--target-url`` with a
+backend whose fleet only loads its own stack, ``abort_on_fail`` thresholds with one that cannot
+judge them live), or a backend whose preflight finds something missing (k6, the Pulumi CLI, a
+kubeconfig).
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..backends import registry
+from ..backends.base import Backend, Capability
+from ..errors import ConfigError
+from ..fleet.segments import MAX_RUNNERS
+from ..results.samples import parse_selector
+from ..scenario import catalog
+from ..scenario.model import Scenario
+from ..scenario.thresholds import Threshold, threshold
+from ..scenario.units import parse_duration_ms
+from ..stack.agent import reference_agent
+from ..stack.spec import StackSpec
+
+__all__ = ["Plan", "RunOptions", "plan", "redact"]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    scenario: str
+    #: An existing service to load; None provisions ``stack`` on ``backend``.
+    target_url: str | None = None
+    runners: int = 1
+    duration: str | None = None
+    results: Path = Path("results")
+    keep_raw: bool = False
+    backend: str = "local"
+    #: Settings that go to the backend (``port``, ``kubeconfig``, ...); each backend takes
+    #: its own (:attr:`~stressbed.backends.base.Backend.option_keys`).
+    backend_options: Mapping[str, Any] = field(default_factory=dict)
+    stack: StackSpec | None = None  # None: the reference agent
+    #: Per metric key, k6 expressions that replace the scenario's thresholds on it.
+    thresholds: Mapping[str, list[str] | None] = field(default_factory=dict)
+    #: Where each effective setting came from (recorded in summary.json).
+    sources: Mapping[str, str] = field(default_factory=dict)
+    profile: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated run: nothing has started yet."""
+
+    scenario: Scenario
+    target_url: str | None
+    runners: int
+    results: Path
+    keep_raw: bool
+    backend: Backend  # built and preflighted; nothing of it exists yet
+    stack: StackSpec | None = None  # validated, LimitRange defaults applied
+    sources: Mapping[str, str] = field(default_factory=dict)
+    profile: str | None = None
+
+
+def plan(options: RunOptions) -> Plan:
+    """Load and validate everything; raises ConfigError (exit 2) before anything starts."""
+    if not options.scenario:
+        raise ConfigError(
+            "--scenario", None, "a scenario name or path (or `scenario:` in the profile file)"
+        )
+    scenario = catalog.load(options.scenario)
+    if options.thresholds:
+        scenario = scenario.with_thresholds(_thresholds(scenario, options.thresholds))
+    if options.duration is not None:
+        duration_ms = parse_duration_ms(options.duration, "--duration")
+        if duration_ms < 1000:
+            raise ConfigError("--duration", options.duration, "at least 1s (k6's shortest)")
+        scenario = scenario.scaled_to(duration_ms)
+    if (
+        isinstance(options.runners, bool)
+        or not isinstance(options.runners, int)
+        or not 1 <= options.runners <= MAX_RUNNERS
+    ):
+        raise ConfigError("--runners", options.runners, f"an integer 1..{MAX_RUNNERS}")
+    backend = registry.create(options.backend, options.backend_options)
+    _refuse_foreign_options(backend, options)
+    target = None if options.target_url is None else _target(options.target_url)
+    stack = None if target is not None else (options.stack or reference_agent()).validate()
+    _check_capabilities(backend, scenario, target)
+    backend.preflight(stack)
+    return Plan(
+        scenario=scenario,
+        target_url=target,
+        runners=options.runners,
+        results=options.results,
+        keep_raw=options.keep_raw,
+        backend=backend,
+        stack=stack,
+        sources=dict(options.sources),
+        profile=options.profile,
+    )
+
+
+def _refuse_foreign_options(backend: Backend, options: RunOptions) -> None:
+    """An option given on this command line that the chosen backend does not take is a mistake.
+    (The profile file and the environment may hold settings for several backends.)"""
+    for key, value in options.backend_options.items():
+        if key not in backend.option_keys and options.sources.get(key) == "command line":
+            takes = ", ".join(f"--{k.replace('_', '-')}" for k in backend.option_keys) or "none"
+            raise ConfigError(
+                f"--{key.replace('_', '-')}",
+                value,
+                f"an option of --backend {backend.name} ({takes})",
+            )
+
+
+def _check_capabilities(backend: Backend, scenario: Scenario, target: str | None) -> None:
+    """Refuse what the backend would otherwise silently not do."""
+    name = backend.name
+    if target is None and Capability.PROVISION not in backend.capabilities:
+        raise ConfigError("--backend", name, "a backend that provisions the stack, or --target-url")
+    if target is not None and Capability.EXISTING_TARGET not in backend.capabilities:
+        raise ConfigError(
+            "--target-url",
+            target,
+            f"no --target-url with --backend {name}, whose runners load only the stack it "
+            "provisions (--backend local loads an existing service)",
+        )
+    if Capability.LIVE_ABORT not in backend.capabilities:
+        for t in scenario.thresholds:
+            if t.abort_on_fail:
+                raise ConfigError(
+                    f"thresholds.{t.key}",
+                    f"{t.expression} with abort_on_fail",
+                    f"no abort_on_fail with --backend {name}: its runners report only when "
+                    "they finish (replace the threshold in a profile, or use --backend local)",
+                )
+
+
+def _thresholds(scenario: Scenario, overrides: Mapping[str, list[str] | None]) -> list[Threshold]:
+    """The scenario's thresholds with those on each overridden key replaced."""
+    kept = [t for t in scenario.thresholds if t.key not in overrides]
+    for key, expressions in overrides.items():
+        try:
+            selector = parse_selector(key)
+        except ValueError:
+            raise ConfigError(
+                f"thresholds.{key}", key, "a k6 metric key like http_req_duration{name:report}"
+            ) from None
+        for expression in expressions or []:
+            try:
+                kept.append(threshold(selector.metric, expression, tags=dict(selector.tags)))
+            except ConfigError as exc:
+                raise ConfigError(f"thresholds.{key}", exc.value, exc.expected) from None
+    return kept
+
+
+def _target(url: str) -> str:
+    expected = "an http(s) base URL like http://127.0.0.1:8080"
+    try:
+        parsed = urllib.parse.urlsplit(url)
+        parsed.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        raise ConfigError("--target-url", url, expected) from None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.query:
+        raise ConfigError("--target-url", url, expected)
+    return url.rstrip("/")
+
+
+def redact(url: str) -> str:
+    """A URL fit for a results file: no user:password."""
+    return re.sub(r"//[^/@]*@", "//", url)

@@ -1,0 +1,174 @@
+"""The one interface every backend implements: where the stack runs and where the fleet runs.
+
+A run (:mod:`stressbed.app.execute`) asks its backend, and only through these names:
+
+- :meth:`Backend.from_options` builds it from the run's options that belong to it
+  (:attr:`Backend.option_keys`), :meth:`Backend.preflight` checks what it needs before anything
+  is created (a ConfigError, exit 2), and :attr:`Backend.capabilities` says which parts of the
+  contract it honours, so the plan can refuse a combination instead of ignoring it;
+- :meth:`Backend.stack` gives a :class:`Stack` for a StackSpec, not started: the run calls
+  :meth:`Stack.provision` (the URL the fleet loads) inside a ``try`` whose ``finally`` calls
+  :meth:`Stack.teardown`, so teardown is registered before anything exists;
+- :meth:`Backend.fleet` gives a :class:`Fleet` whose :meth:`Fleet.run` drives the load and
+  returns a :class:`FleetOutcome`.
+
+Each producer owns its events and hands out copies (:attr:`Stack.events`,
+:attr:`FleetOutcome.events`): an event is a JSON-ready dict with ``t`` (unix time), ``source``
+(``stack`` or ``fleet``), ``event`` and its own fields. The test double is
+:class:`stressbed.testing.FakeBackend`.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from ..results.aggregates import Aggregate
+from ..results.runner_result import RunnerResult
+from ..scenario.thresholds import Threshold
+from ..stack.spec import StackSpec
+
+__all__ = [
+    "Backend",
+    "Capability",
+    "EventSink",
+    "Fleet",
+    "FleetOutcome",
+    "FleetSpec",
+    "Judge",
+    "Progress",
+    "Stack",
+]
+
+#: ``judge(threshold, merged aggregates, elapsed seconds)``: True while the threshold holds.
+Judge = Callable[[Threshold, dict[str, Aggregate], float], bool]
+#: Called with each event as it happens (the live line); the producer keeps its own copy.
+EventSink = Callable[[dict[str, Any]], None]
+
+
+class Capability(enum.Enum):
+    """Parts of the contract a backend may or may not honour."""
+
+    #: It provisions a StackSpec (otherwise it can only load a ``--target-url``).
+    PROVISION = "provision"
+    #: Its fleet can load a service it did not provision (``--target-url``).
+    EXISTING_TARGET = "existing-target"
+    #: Its fleet judges ``abort_on_fail`` thresholds on live merged data and stops early.
+    LIVE_ABORT = "live-abort"
+    #: Its fleet reports :class:`Progress` while it runs (the live line).
+    LIVE_PROGRESS = "live-progress"
+
+
+@dataclass(frozen=True)
+class FleetSpec:
+    runners: int
+    keep_raw: bool = False
+    ready_timeout_s: float = 120.0
+    setup_timeout_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the live line shows, from windows every runner has closed."""
+
+    elapsed_s: float
+    total_s: float
+    requests_per_s: float
+    error_rate: float
+    p95_ms: float
+    vus: float
+
+
+@dataclass
+class FleetOutcome:
+    """What a fleet run returns: every runner's result and how the run ended."""
+
+    results: list[RunnerResult]
+    started_at: float | None = None
+    start_skew_ms: float | None = None
+    failure: str | None = None  # which runner failed and why
+    aborted_by: Threshold | None = None  # an abortOnFail threshold that failed fleet-wide
+    interrupted: bool = False
+    timed_out: bool = False
+    #: The fleet's own events (``source: fleet``), a list of its own.
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Stack(Protocol):
+    @property
+    def url(self) -> str:
+        """Where the fleet sends load; empty until provisioned."""
+        ...
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """A copy of the stack's events so far, in the order they happened."""
+        ...
+
+    def provision(self) -> str:
+        """Bring the stack up; the URL once it is ready. Raises ProvisionError."""
+        ...
+
+    def teardown(self) -> None:
+        """Remove everything provision created, whatever state it got to. Idempotent."""
+        ...
+
+    def report(self) -> dict[str, Any]:
+        """What summary.json says about the stack."""
+        ...
+
+
+class Fleet(Protocol):
+    def run(
+        self,
+        deadline_s: float,
+        abort_thresholds: Sequence[Threshold] = (),
+        judge: Judge | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> FleetOutcome:
+        """Run every runner to the end (or the deadline, a failure, an abort, Ctrl-C); no
+        runner outlives the call. ``abort_thresholds`` are judged with ``judge`` on live
+        merged data (:attr:`Capability.LIVE_ABORT`); ``on_progress`` is called about once a
+        second (:attr:`Capability.LIVE_PROGRESS`)."""
+        ...
+
+
+class Backend(abc.ABC):
+    """A platform that runs the stack and the fleet (local processes, a cluster, ...)."""
+
+    #: What ``--backend`` calls it.
+    name: ClassVar[str]
+    #: The parts of the contract it honours.
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    #: The run options (settings keys) it is built from: ``port``, ``kubeconfig``, ...
+    option_keys: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    @abc.abstractmethod
+    def from_options(cls, options: Mapping[str, Any]) -> Backend:
+        """The backend built from the run's options (only keys of :attr:`option_keys`);
+        ConfigError for a bad value."""
+
+    def preflight(self, stack: StackSpec | None) -> None:  # noqa: B027 - optional hook
+        """Check, before anything is created, that this run can work here: ConfigError (exit 2)
+        naming what is missing. ``stack`` is None when the fleet loads a ``--target-url``."""
+
+    @abc.abstractmethod
+    def stack(
+        self,
+        spec: StackSpec,
+        work_dir: Path,
+        on_event: EventSink | None = None,
+        secrets: Mapping[str, str] | None = None,
+    ) -> Stack:
+        """A stack for ``spec``, not yet provisioned; its files go under ``work_dir``.
+        ``secrets`` are the values of ``spec.target.secret_env``."""
+
+    @abc.abstractmethod
+    def fleet(self, bundle: Path, out_dir: Path, spec: FleetSpec, env: Mapping[str, str]) -> Fleet:
+        """A fleet running ``bundle`` with ``env`` (``TARGET_URL`` and the secrets) in every
+        runner; runner *i*'s files go under ``out_dir/runners/<i>/``."""

@@ -1,0 +1,29 @@
+"""The Kubernetes backend: the same StackSpec and runners on a cluster, provisioned by Pulumi.
+
+It owns the pure translation to manifests (``manifests``, ``fleet_manifests``), the Pulumi
+components that apply them (``components``, the only modules here that import pulumi at the
+top, loaded only when a program runs), the preflight (``_preflight``), the Automation API
+engine (``_engine``), the Kubernetes API seam and the reading of runner results from pod logs
+(``_cluster``), and the orchestration of one run (``backend``). It is the only place in
+stressbed that imports ``pulumi`` or ``kubernetes``, each inside the function that needs it,
+so importing this package needs neither. It may import the layers below the backends, never
+the app layer.
+"""
+
+from ._cluster import ClusterApi, PodState, fleet_results, kubernetes_api, runner_failure
+from ._engine import Engine
+from ._preflight import ClusterAccess, KubernetesOptions, preflight
+from .backend import KubernetesBackend
+
+__all__ = [
+    "ClusterAccess",
+    "ClusterApi",
+    "Engine",
+    "KubernetesBackend",
+    "KubernetesOptions",
+    "PodState",
+    "fleet_results",
+    "kubernetes_api",
+    "preflight",
+    "runner_failure",
+]

@@ -1,0 +1,381 @@
+"""``--backend kubernetes``: an ephemeral Pulumi stack per run, through the Automation API.
+
+    preflight (exit 2: no pulumi CLI, no kubeconfig, no such context; nothing created)
+    provision: select the stack -> up (AgentStack; Pulumi waits for the agent to be ready)
+    fleet:     up again with the RunnerFleet -> follow the runner pods -> collect each
+               runner's result document from its log -> the same merge as the local fleet
+    teardown:  destroy, then remove the stack, always (failure, Ctrl-C, SIGTERM)
+
+The engine and the cluster sit behind two seams, :class:`~._engine.Engine` (the Automation
+API) and :class:`~._cluster.ClusterApi` (the Kubernetes API), so the orchestration is tested
+without either. Runner failures end the run naming the runner: OOMKilled, evicted, an image
+that cannot be pulled, Pending past a deadline, a failed pod; nothing waits past the run's
+deadline. The runners report only when they finish, so this backend has no live progress and
+cannot judge ``abort_on_fail`` thresholds while the fleet runs (its capabilities say so).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets as _secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ...errors import ProvisionError
+from ...fleet.segments import segment
+from ...results.runner_result import RunnerResult, RunnerStatus
+from ...scenario.render import bundle_files
+from ...scenario.thresholds import Threshold
+from ...stack.spec import StackSpec
+from ..base import Backend, Capability, EventSink, FleetOutcome, FleetSpec, Judge, Progress
+from ._cluster import ClusterApi, coordinator_reason, kubernetes_api, result_line, runner_failure
+from ._engine import Engine, EngineFactory, automation_engine
+from ._preflight import ClusterAccess, KubernetesOptions, preflight
+from .manifests import Cluster, ClusterFleet
+
+__all__ = ["KubeFleet", "KubeStack", "KubernetesBackend"]
+
+POLL_S = 2.0
+MAX_API_ERRORS = 5
+
+
+@dataclass
+class _Run:
+    """What one run's stack and fleet share: the Pulumi program's inputs."""
+
+    spec: StackSpec
+    cluster: Cluster
+    access: ClusterAccess
+    engine: Engine
+    cluster_api: ClusterApi
+    options: KubernetesOptions
+    secret_values: dict[str, str]
+    work_dir: Path = Path()
+    url: str = ""
+    fleet: ClusterFleet | None = None
+    fleet_url: str = ""  # what the runners load (TARGET_URL of the fleet's env)
+    fleet_secrets: dict[str, str] = field(default_factory=dict)
+    created: bool = False
+
+    def program(self) -> None:
+        """The Pulumi program of this run: the agent stack, and the fleet once it is known."""
+        import pulumi  # noqa: PLC0415 - only with the kubernetes extra
+        import pulumi_kubernetes as k8s  # noqa: PLC0415
+
+        from .components import (  # noqa: PLC0415 - imports pulumi
+            AgentStack,
+            AgentStackArgs,
+            RunnerFleet,
+            RunnerFleetArgs,
+        )
+
+        provider = k8s.Provider(
+            "cluster",
+            kubeconfig=self.access.kubeconfig.read_text(encoding="utf-8"),
+            context=self.access.context,
+        )
+        opts = pulumi.ResourceOptions(providers=[provider])
+        agent = AgentStack(
+            "agent",
+            AgentStackArgs(self.spec, self.cluster, self.fleet, self.secret_values),
+            opts,
+        )
+        if self.fleet is not None:
+            RunnerFleet(
+                "fleet",
+                RunnerFleetArgs(
+                    self.fleet, self.fleet_url, self.cluster, self.fleet_secrets, [agent]
+                ),
+                opts,
+            )
+
+
+class KubeStack:
+    """The Stack side of a Kubernetes run (see :class:`stressbed.backends.base.Stack`)."""
+
+    def __init__(self, run: _Run, on_event: EventSink | None = None) -> None:
+        self.state = run
+        self.url = ""
+        self.on_event = on_event
+        self._events: list[dict[str, Any]] = []
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return list(self._events)
+
+    def _event(self, kind: str, **fields: Any) -> None:
+        event = {"t": round(time.time(), 3), "source": "stack", "event": kind, **fields}
+        self._events.append(event)
+        if self.on_event is not None:
+            with contextlib.suppress(Exception):  # a live line must not break the run
+                self.on_event(dict(event))
+
+    def provision(self) -> str:
+        run = self.state
+        self._event("stack-creating", namespace=run.cluster.namespace, context=run.access.context)
+        run.created = True  # from here on, teardown destroys whatever up got to
+        try:
+            run.engine.up(run.program)
+        except Exception as exc:
+            raise ProvisionError(f"pulumi up failed: {_last_line(exc)}") from exc
+        target = run.spec.target
+        run.url = f"http://{target.name}.{run.cluster.namespace}.svc:{target.port}"
+        self.url = run.url
+        self._event("stack-ready", url=run.url, namespace=run.cluster.namespace)
+        return run.url
+
+    def teardown(self) -> None:
+        """Destroy, then remove the stack. A destroy that fails keeps the stack, so that
+        ``pulumi destroy`` can finish the job, and says how (ProvisionError, exit 3)."""
+        run = self.state
+        if not run.created:
+            return
+        try:
+            run.engine.destroy()
+        except Exception as exc:
+            self._event("destroy-failed", reason=_last_line(exc))
+            run.created = False
+            state = (run.work_dir / "pulumi-state").resolve()
+            passphrase = (run.work_dir / "pulumi-passphrase").resolve()
+            raise ProvisionError(
+                f"pulumi destroy failed: {_last_line(exc)}; the stack "
+                f"{run.cluster.namespace!r} is kept: finish with `PULUMI_BACKEND_URL=file://"
+                f"{state} PULUMI_CONFIG_PASSPHRASE_FILE={passphrase} KUBECONFIG="
+                f"{run.access.kubeconfig} pulumi destroy --stack {run.cluster.namespace} "
+                f"--yes` (then `pulumi stack rm {run.cluster.namespace}`)"
+            ) from exc
+        self._event("stack-destroyed", namespace=run.cluster.namespace)
+        run.engine.remove()
+        self._event("stack-removed")
+        run.created = False
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "backend": "kubernetes",
+            "url": self.state.url,
+            "namespace": self.state.cluster.namespace,
+            "context": self.state.access.context,
+            "enforcement": "kubernetes (kubelet, cgroups on the nodes)",
+        }
+
+
+class KubeFleet:
+    """The Fleet side: the runners as an Indexed Job, followed until they finish."""
+
+    def __init__(
+        self, run: _Run, bundle: Path, out_dir: Path, spec: FleetSpec, env: Mapping[str, str]
+    ) -> None:
+        self.state = run
+        self.bundle = bundle
+        self.out_dir = out_dir
+        self.spec = spec
+        self.env = dict(env)
+        self._events: list[dict[str, Any]] = []
+
+    def _event(self, kind: str, **fields: Any) -> None:
+        event = {"t": round(time.time(), 3), "source": "fleet", "event": kind, **fields}
+        self._events.append(event)
+
+    def run(
+        self,
+        deadline_s: float,
+        abort_thresholds: Sequence[Threshold] = (),
+        judge: Judge | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> FleetOutcome:
+        # abort_thresholds, judge and on_progress: not honoured (no LIVE_ABORT, no
+        # LIVE_PROGRESS in the capabilities), so a plan never hands this fleet abort thresholds.
+        run = self.state
+        outcome = FleetOutcome(results=[])
+        # The runners' environment: TARGET_URL in their args, everything else is a secret.
+        run.fleet_url = self.env.get("TARGET_URL") or run.url
+        run.fleet_secrets = {k: v for k, v in self.env.items() if k != "TARGET_URL"}
+        run.fleet = ClusterFleet(
+            runners=self.spec.runners,
+            bundle=bundle_files(self.bundle),
+            image=run.options.runner_image,
+            deadline_s=int(deadline_s) + 60,
+            secret_env=tuple(sorted(run.fleet_secrets)),
+        )
+        try:
+            try:
+                run.engine.up(run.program)
+            except Exception as exc:
+                outcome.failure = f"pulumi up of the fleet failed: {_last_line(exc)}"
+                outcome.events = list(self._events)
+                return outcome
+            self._event("fleet-created", runners=self.spec.runners)
+            self._follow(outcome, deadline_s)
+        except KeyboardInterrupt:
+            outcome.interrupted = True
+            self._event("interrupted")
+        outcome.results = self._collect(outcome)
+        outcome.events = list(self._events)
+        return outcome
+
+    def _follow(self, outcome: FleetOutcome, deadline_s: float) -> None:
+        run = self.state
+        ns = run.cluster.namespace
+        started = time.monotonic()
+        last = ""
+        api_errors = 0
+        while True:
+            now = time.time()
+            try:
+                pods = run.cluster_api.pods(ns, "runner") + run.cluster_api.pods(ns, "coordinator")
+                api_errors = 0
+            except Exception as exc:  # a blip of the API server is retried, a few times
+                api_errors += 1
+                if api_errors >= MAX_API_ERRORS:
+                    outcome.failure = f"the Kubernetes API did not answer: {_last_line(exc)}"
+                    self._event("api-failed", reason=outcome.failure)
+                    return
+                time.sleep(POLL_S)
+                continue
+            if not [p for p in pods if p.index >= 0] and (
+                time.monotonic() - started > run.options.pending_deadline_s
+            ):
+                name = run.fleet.name if run.fleet is not None else "the runners"
+                outcome.failure = (
+                    f"no runner pod was created within {run.options.pending_deadline_s:g} s "
+                    f"(see `kubectl -n {ns} describe job {name}`: quota, LimitRange or Pod "
+                    "Security may have refused them)"
+                )
+                self._event("runner-failed", reason=outcome.failure)
+                return
+            for pod in pods:
+                failure = runner_failure(pod, now, run.options.pending_deadline_s)
+                if failure is not None and pod.index < 0:
+                    failure += coordinator_reason(run.cluster_api, ns, pod)
+                if failure is not None:
+                    outcome.failure = failure
+                    self._event("runner-failed", pod=pod.name, reason=failure)
+                    return
+            runners = [p for p in pods if p.index >= 0]
+            if len(runners) >= self.spec.runners and all(p.phase == "Succeeded" for p in runners):
+                self._event("fleet-finished", runners=len(runners))
+                return
+            elapsed = time.monotonic() - started
+            if elapsed > deadline_s:
+                outcome.timed_out = True
+                self._event("deadline", seconds=round(deadline_s, 1))
+                return
+            # Runners report in their logs at the end; until then the pods' phases are the news.
+            phases = ",".join(sorted(p.phase for p in runners))
+            if phases != last:
+                last = phases
+                self._event("runners", phases={p.name: p.phase for p in runners})
+            time.sleep(POLL_S)
+
+    def _collect(self, outcome: FleetOutcome) -> list[RunnerResult]:
+        """Each runner's result document, from the last line of its pod's log."""
+        run = self.state
+        ns = run.cluster.namespace
+        count = self.spec.runners
+        results: dict[int, RunnerResult] = {}
+        try:
+            pods = run.cluster_api.pods(ns, "runner")
+        except Exception:  # the cluster went away: report what we have (nothing)
+            pods = []
+        for pod in pods:
+            try:
+                text = run.cluster_api.log(ns, pod.name)
+            except Exception:
+                continue
+            out = self.out_dir / "runners" / str(pod.index)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "pod.log").write_text(text, encoding="utf-8")
+            document = result_line(text)
+            if document is not None:
+                result = RunnerResult.from_dict(document)
+                result.write(out / "result.json")
+                results[pod.index] = result
+        for index in range(count):
+            if index not in results:
+                results[index] = RunnerResult.missing(
+                    index,
+                    count,
+                    segment(index, count),
+                    RunnerStatus.STOPPED if outcome.failure else RunnerStatus.ERROR,
+                    "no result in the pod's log",
+                )
+        return [results[i] for i in sorted(results)]
+
+
+def _last_line(exc: BaseException) -> str:
+    lines = [x.strip() for x in str(exc).splitlines() if x.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+class KubernetesBackend(Backend):
+    """``--backend kubernetes``: Pulumi for the stack and the fleet, the Kubernetes API to
+    follow them. ``engine`` and ``cluster_api`` default to the real ones."""
+
+    name = "kubernetes"
+    # The runners load the stack this backend provisions and report when they finish.
+    capabilities = frozenset({Capability.PROVISION})
+    option_keys = ("kubeconfig", "context", "agent_image", "runner_image", "image_pull_policy")
+
+    def __init__(
+        self,
+        options: KubernetesOptions | None = None,
+        *,
+        engine: EngineFactory | None = None,
+        cluster_api: Callable[[ClusterAccess], ClusterApi] | None = None,
+    ) -> None:
+        self.options = options or KubernetesOptions()
+        self._engine = engine or automation_engine(self.options)
+        self._cluster_api = cluster_api or kubernetes_api
+        self._run: _Run | None = None
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> KubernetesBackend:
+        return cls(KubernetesOptions.of(options))
+
+    def preflight(self, stack: StackSpec | None) -> None:
+        # No Pulumi CLI, kubeconfig or context: one line, exit 2, nothing created.
+        preflight(self.options)
+
+    def stack(
+        self,
+        spec: StackSpec,
+        work_dir: Path,
+        on_event: EventSink | None = None,
+        secrets: Mapping[str, str] | None = None,
+    ) -> KubeStack:
+        access = preflight(self.options)
+        run_id = work_dir.parent.name or _secrets.token_hex(3)
+        cluster = Cluster(
+            namespace=_namespace(self.options.namespace_prefix, run_id),
+            image_pull_policy=self.options.image_pull_policy,
+            run_id=run_id,
+        )
+        if self.options.agent_image:
+            spec = replace(spec, target=replace(spec.target, image=self.options.agent_image))
+        self._run = _Run(
+            spec=spec,
+            cluster=cluster,
+            access=access,
+            engine=self._engine(cluster.namespace, work_dir, access),
+            cluster_api=self._cluster_api(access),
+            options=self.options,
+            secret_values=dict(secrets or {}),
+            work_dir=work_dir,
+        )
+        return KubeStack(self._run, on_event)
+
+    def fleet(
+        self, bundle: Path, out_dir: Path, spec: FleetSpec, env: Mapping[str, str]
+    ) -> KubeFleet:
+        if self._run is None:  # no EXISTING_TARGET capability: the plan refuses --target-url
+            raise ProvisionError("the kubernetes backend runs its fleet against its own stack")
+        return KubeFleet(self._run, bundle, out_dir, spec, env)
+
+
+def _namespace(prefix: str, run_id: str) -> str:
+    text = f"{prefix}-{run_id}".lower()
+    cleaned = "".join(c if c.isalnum() or c == "-" else "-" for c in text)[:63].strip("-")
+    return cleaned or prefix

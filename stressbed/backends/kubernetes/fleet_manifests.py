@@ -1,0 +1,233 @@
+"""The runner fleet's manifests: the k6 bundle in a ConfigMap, the runners as an Indexed Job
+(segment from the completion index, k6's REST API on the pod IP) behind a headless Service, the
+coordinator Job that releases them together, and a NetworkPolicy letting only the coordinator
+reach the runners."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from ...stack.quantities import Resources
+from .manifests import (
+    COORDINATOR,
+    K6_API_PORT,
+    RUNNER,
+    Cluster,
+    ClusterFleet,
+    Manifest,
+    container_security,
+    labels,
+    meta,
+    pod_security,
+    resources,
+    secret,
+    selector,
+)
+
+__all__ = ["bundle_key", "coordinator_job", "fleet_manifests", "runner_job"]
+
+
+def bundle_key(path: str) -> str:
+    """A ConfigMap key for a bundle-relative path (keys may not hold '/')."""
+    key = re.sub(r"[^-._a-zA-Z0-9]", "_", path.replace("/", "__"))
+    return key[:253]
+
+
+def fleet_manifests(fleet: ClusterFleet, cluster: Cluster, target_url: str) -> list[Manifest]:
+    """The bundle ConfigMap, runner identities, the runners' Indexed Job and the coordinator."""
+    if not 1 <= fleet.runners <= 64:
+        raise ValueError(f"runners must be 1..64, got {fleet.runners}")
+    name = fleet.name
+    keys = {path: bundle_key(path) for path in sorted(fleet.bundle)}
+    if len(set(keys.values())) != len(keys):
+        raise ValueError("two bundle files map to one ConfigMap key")
+    out: list[Manifest] = [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": meta(f"{name}-bundle", cluster, RUNNER),
+            "data": {keys[path]: fleet.bundle[path] for path in keys},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": meta(name, cluster, RUNNER),
+            "automountServiceAccountToken": False,
+        },
+        {
+            # Headless: runner i answers as <name>-<i>.<name> (the Indexed Job's hostnames).
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": meta(name, cluster, RUNNER),
+            "spec": {
+                "clusterIP": "None",
+                "publishNotReadyAddresses": True,
+                "selector": selector(RUNNER, name),
+                "ports": [{"name": "k6-api", "port": K6_API_PORT, "targetPort": K6_API_PORT}],
+            },
+        },
+        runner_job(fleet, cluster, target_url, keys),
+        coordinator_job(fleet, cluster),
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": meta(name, cluster, RUNNER),
+            "spec": {
+                "podSelector": {"matchLabels": selector(RUNNER, name)},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [{"podSelector": {"matchLabels": selector(COORDINATOR, name)}}],
+                        "ports": [{"protocol": "TCP", "port": K6_API_PORT}],
+                    }
+                ],
+            },
+        },
+    ]
+    if fleet.secret_env:
+        out.insert(1, secret(f"{name}-secrets", cluster, RUNNER, fleet.secret_env))
+    return out
+
+
+def runner_job(
+    fleet: ClusterFleet, cluster: Cluster, target_url: str, keys: Mapping[str, str]
+) -> Manifest:
+    name = fleet.name
+    env = [
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        # The Job controller sets it too; declared here so that $(...) in args expands it.
+        {
+            "name": "JOB_COMPLETION_INDEX",
+            "valueFrom": {
+                "fieldRef": {
+                    "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+                }
+            },
+        },
+        {"name": "TARGET_URL", "value": target_url},
+        {"name": "K6_NO_USAGE_REPORT", "value": "true"},
+        {"name": "HOME", "value": "/work"},
+        *({"name": k, "value": v} for k, v in sorted(fleet.extra_env.items())),
+        *(
+            {"name": k, "valueFrom": {"secretKeyRef": {"name": f"{name}-secrets", "key": k}}}
+            for k in fleet.secret_env
+        ),
+    ]
+    container = {
+        "name": RUNNER,
+        "image": fleet.image,
+        "imagePullPolicy": cluster.image_pull_policy,
+        "command": ["python", "-m", "stressbed.runner"],
+        # JOB_COMPLETION_INDEX is set by the Indexed Job: runner i runs segment i/N.
+        "args": [
+            "--bundle",
+            "/bundle",
+            "--index",
+            "$(JOB_COMPLETION_INDEX)",
+            "--count",
+            str(fleet.runners),
+            "--out",
+            "/work/out",
+            "--api-host",
+            "$(POD_IP)",
+            "--api-port",
+            str(K6_API_PORT),
+            "--ready-timeout",
+            str(fleet.ready_timeout_s),
+            "--result-stdout",
+        ],
+        "env": env,
+        "ports": [{"name": "k6-api", "containerPort": K6_API_PORT, "protocol": "TCP"}],
+        "resources": resources(fleet.requests, fleet.limits),
+        "securityContext": container_security(),
+        "volumeMounts": [
+            {"name": "bundle", "mountPath": "/bundle", "readOnly": True},
+            {"name": "work", "mountPath": "/work"},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": meta(name, cluster, RUNNER),
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": fleet.runners,
+            "parallelism": fleet.runners,
+            "backoffLimit": 0,  # a failed runner fails the run; never a silent retry
+            "activeDeadlineSeconds": fleet.deadline_s,
+            "suspend": fleet.suspend,
+            "template": {
+                "metadata": {"labels": labels(RUNNER, cluster, name)},
+                "spec": {
+                    "subdomain": name,
+                    "restartPolicy": "Never",
+                    "serviceAccountName": name,
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": pod_security(10001),
+                    "containers": [container],
+                    "volumes": [
+                        {
+                            "name": "bundle",
+                            "configMap": {
+                                "name": f"{name}-bundle",
+                                "items": [{"key": keys[p], "path": p} for p in keys],
+                            },
+                        },
+                        {"name": "work", "emptyDir": {}},
+                        {"name": "tmp", "emptyDir": {}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def coordinator_job(fleet: ClusterFleet, cluster: Cluster) -> Manifest:
+    """One pod that waits for every runner, runs setup() once and releases them together."""
+    name = fleet.name
+    url = f"http://{name}-{{index}}.{name}.{cluster.namespace}.svc:{K6_API_PORT}"
+    container = {
+        "name": COORDINATOR,
+        "image": fleet.image,
+        "imagePullPolicy": cluster.image_pull_policy,
+        "command": ["python", "-m", "stressbed.coordinator"],
+        "args": [
+            "--runners",
+            str(fleet.runners),
+            "--runner-url",
+            url,
+            "--ready-timeout",
+            str(fleet.ready_timeout_s),
+        ],
+        "env": [{"name": "HOME", "value": "/tmp"}],
+        "resources": resources(Resources(100, 64 * 2**20), Resources(500, 256 * 2**20)),
+        "securityContext": container_security(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": meta(fleet.coordinator_name, cluster, COORDINATOR),
+        "spec": {
+            "completions": 1,
+            "parallelism": 1,
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": fleet.deadline_s,
+            "suspend": fleet.suspend,
+            "template": {
+                "metadata": {"labels": labels(COORDINATOR, cluster, name)},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "serviceAccountName": name,
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": pod_security(10001),
+                    "containers": [container],
+                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                },
+            },
+        },
+    }

@@ -1,0 +1,210 @@
+"""Per-replica cgroups: memory limit, CPU quota, usage, OOM kills, kill-all (v2 or v1).
+
+Used by the local backend to give replicas the limits a Kubernetes pod would have. Where the
+process may not create cgroups, :func:`create` returns None and the caller falls back (an
+rlimit for memory, CPU limits advisory) and says so in the run's summary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...fleet.oom import CGROUP_ROOT
+
+__all__ = ["ReplicaCgroup", "create"]
+
+CFS_PERIOD_US = 100_000
+
+
+def _own_paths() -> dict[str, str]:
+    """This process's cgroup path per controller ("" for the v2 unified hierarchy)."""
+    paths: dict[str, str] = {}
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return paths
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(",") if controllers else [""]:
+            paths[controller] = path.lstrip("/")
+    return paths
+
+
+@dataclass
+class ReplicaCgroup:
+    """One replica's cgroup(s); ``dirs`` maps a controller ("" in v2) to its directory."""
+
+    version: int
+    dirs: dict[str, Path]
+
+    @property
+    def enforcement(self) -> str:
+        return f"cgroup v{self.version}"
+
+    def _unique(self) -> list[Path]:
+        return list(dict.fromkeys(self.dirs.values()))
+
+    def add(self, pid: int) -> None:
+        for directory in self._unique():
+            (directory / "cgroup.procs").write_text(str(pid))
+
+    def enter(self) -> None:
+        """Move the calling process in (for a child before exec: ``preexec_fn``)."""
+        for directory in self._unique():
+            with open(directory / "cgroup.procs", "w") as procs:
+                procs.write("0")  # 0: the writing process itself
+
+    def pids(self) -> list[int]:
+        directory = next(iter(self.dirs.values()))
+        try:
+            return [int(p) for p in (directory / "cgroup.procs").read_text().split()]
+        except OSError:
+            return []
+
+    def cpu_seconds(self) -> float:
+        """CPU time used by everything in the cgroup so far."""
+        if self.version == 2:
+            for line in _read(self.dirs[""] / "cpu.stat").splitlines():
+                if line.startswith("usage_usec "):
+                    return int(line.split()[1]) / 1e6
+            return 0.0
+        return int(_read(self.dirs["cpuacct"] / "cpuacct.usage") or 0) / 1e9
+
+    def memory_bytes(self) -> int:
+        name = "memory.current" if self.version == 2 else "memory.usage_in_bytes"
+        directory = self.dirs["" if self.version == 2 else "memory"]
+        return int(_read(directory / name) or 0)
+
+    def working_set(self) -> int:
+        """Memory as the kubelet counts it against the limit: usage less inactive page cache."""
+        if self.version == 2:
+            stat, key = self.dirs[""] / "memory.stat", "inactive_file"
+        else:
+            stat, key = self.dirs["memory"] / "memory.stat", "total_inactive_file"
+        inactive = 0
+        for line in _read(stat).splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                inactive = int(value)
+        return max(0, self.memory_bytes() - inactive)
+
+    def oom_kills(self) -> int:
+        if self.version == 2:
+            path, key = self.dirs[""] / "memory.events", "oom_kill"
+        else:
+            path, key = self.dirs["memory"] / "memory.oom_control", "oom_kill"
+        for line in _read(path).splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+        return 0
+
+    def kill_all(self) -> None:
+        """SIGKILL everything inside, then wait until the cgroup is empty (bounded)."""
+        if self.version == 2 and (self.dirs[""] / "cgroup.kill").exists():
+            with contextlib.suppress(OSError):
+                (self.dirs[""] / "cgroup.kill").write_text("1")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            pids = self.pids()
+            if not pids:
+                return
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.02)
+
+    def remove(self) -> None:
+        """Kill what is inside and remove the cgroup; the kernel may report it busy for a
+        moment after the last process died, so removal is retried briefly."""
+        self.kill_all()
+        deadline = time.monotonic() + 3
+        remaining = self._unique()
+        while remaining and time.monotonic() < deadline:
+            for directory in list(remaining):
+                try:
+                    directory.rmdir()
+                    remaining.remove(directory)
+                except FileNotFoundError:
+                    remaining.remove(directory)
+                except OSError:
+                    continue  # still busy: try again after the pause below
+            if remaining:
+                time.sleep(0.05)
+
+
+def create(name: str, cpu_limit_m: int | None, memory_limit: int | None) -> ReplicaCgroup | None:
+    """A new cgroup for a replica under this process's own, with its limits; None if the
+    kernel or permissions do not allow it."""
+    own = _own_paths()
+    made: ReplicaCgroup | None = None
+    # The creator's pid in the name lets a later run remove what a killed run left behind.
+    leaf = f"stressbed-{os.getpid()}-{name}-{uuid.uuid4().hex[:8]}"
+    try:
+        if "" in own and (CGROUP_ROOT / "cgroup.controllers").exists():
+            _sweep(CGROUP_ROOT / own[""])
+            directory = CGROUP_ROOT / own[""] / leaf
+            directory.mkdir()
+            group = ReplicaCgroup(2, {"": directory})
+            made = group
+            if memory_limit is not None:
+                (directory / "memory.max").write_text(str(memory_limit))
+                with contextlib.suppress(OSError):
+                    (directory / "memory.swap.max").write_text("0")
+            if cpu_limit_m is not None:
+                quota = cpu_limit_m * CFS_PERIOD_US // 1000
+                (directory / "cpu.max").write_text(f"{quota} {CFS_PERIOD_US}")
+            return group
+        dirs: dict[str, Path] = {}
+        controllers = ("memory", "cpu", "cpuacct")
+        if any(c not in own for c in controllers):
+            return None
+        made = ReplicaCgroup(1, dirs)  # removed again if a later step fails
+        for controller in controllers:
+            # Co-mounted controllers ("cpu,cpuacct") resolve to one hierarchy: one directory.
+            base = (CGROUP_ROOT / controller / own[controller]).resolve()
+            directory = base / leaf
+            if directory not in dirs.values():
+                _sweep(base)
+                directory.mkdir()
+            dirs[controller] = directory
+        group = ReplicaCgroup(1, dirs)
+        if memory_limit is not None:
+            (dirs["memory"] / "memory.limit_in_bytes").write_text(str(memory_limit))
+            with contextlib.suppress(OSError):
+                (dirs["memory"] / "memory.memsw.limit_in_bytes").write_text(str(memory_limit))
+        if cpu_limit_m is not None:
+            (dirs["cpu"] / "cpu.cfs_period_us").write_text(str(CFS_PERIOD_US))
+            (dirs["cpu"] / "cpu.cfs_quota_us").write_text(str(cpu_limit_m * CFS_PERIOD_US // 1000))
+        return group
+    except OSError:
+        # Not permitted after all (e.g. cgroup v2 without the controllers delegated here):
+        # leave nothing half-made behind.
+        if made is not None:
+            made.remove()
+        return None
+
+
+def _sweep(parent: Path) -> None:
+    """Remove empty replica cgroups whose creator is gone (a stressbed killed with -9)."""
+    with contextlib.suppress(OSError):
+        for child in parent.glob("stressbed-*-*"):
+            creator = child.name.split("-")[1]
+            if not creator.isdigit() or Path(f"/proc/{creator}").exists():
+                continue
+            if not _read(child / "cgroup.procs").strip():
+                with contextlib.suppress(OSError):
+                    child.rmdir()
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""

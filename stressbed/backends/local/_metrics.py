@@ -1,0 +1,100 @@
+"""What the local stack measures of its replicas: the usage series and the HPA's inputs.
+
+Every sample period the controller hands in each running replica's cumulative CPU time and
+working set; the feed keeps a few seconds of them per replica, appends one row to the series
+summary.json shows, and turns them into the utilisation (percent of the replica's request) the
+HPA algorithm reads, with Kubernetes' rule that a replica not ready for a full metrics window
+has no usable sample yet.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...stack.lifecycle import Lifecycle
+from ...stack.spec import StackSpec
+from ._replica import Usage
+
+__all__ = ["UsageFeed"]
+
+_KEEP_EXTRA_S = 1.5  # samples kept beyond the metrics window, so a window always has two
+
+
+@dataclass
+class _Samples:
+    cpu: list[tuple[float, float]] = field(default_factory=list)  # (monotonic, cpu seconds)
+    memory: int = 0  # working set in bytes, last seen
+
+
+class UsageFeed:
+    def __init__(self, spec: StackSpec, window_s: float) -> None:
+        self.spec = spec
+        self.window_s = window_s
+        self.series: list[dict[str, Any]] = []
+        self._samples: dict[str, _Samples] = {}
+
+    def restarted(self, name: str) -> None:
+        """A new process: CPU time starts again from zero."""
+        self._samples.setdefault(name, _Samples()).cpu = []
+
+    def sample(
+        self,
+        now: float,
+        usage: dict[str, Usage],
+        replicas: Sequence[Lifecycle],
+        desired: int,
+    ) -> None:
+        """Record ``usage`` (by replica name, running ones only) and append a series row."""
+        pods: dict[str, dict[str, float]] = {}
+        for name, seen in usage.items():
+            samples = self._samples.setdefault(name, _Samples())
+            samples.cpu.append((now, seen.cpu_seconds))
+            samples.cpu = [s for s in samples.cpu if now - s[0] <= self.window_s + _KEEP_EXTRA_S]
+            samples.memory = seen.memory
+            pods[name] = {
+                "cpu_m": round(self.cpu_m(name, now, 1.0) or 0.0, 1),
+                "memory_mib": round(seen.memory / 2**20, 2),
+            }
+        self.series.append(
+            {
+                "t": round(time.time(), 3),
+                "replicas": sum(r.counted for r in replicas),
+                "ready": sum(r.ready for r in replicas),
+                "desired": desired,
+                "pods": pods,
+            }
+        )
+
+    def cpu_m(self, name: str, now: float, window: float) -> float | None:
+        """Millicores used over about ``window`` seconds; None without two samples."""
+        samples = self._samples.get(name)
+        if samples is None or len(samples.cpu) < 2:
+            return None
+        first = next((s for s in samples.cpu if now - s[0] <= window + 0.5), None)
+        last = samples.cpu[-1]
+        if first is None or last[0] - first[0] <= 0:
+            return None
+        return (last[1] - first[1]) / (last[0] - first[0]) * 1000.0
+
+    def utilisation(
+        self, now: float, live: Sequence[Lifecycle]
+    ) -> tuple[list[float | None], list[float | None]]:
+        """Per live replica, CPU and memory as percents of its requests (None: no metric)."""
+        request_cpu, request_memory = self.spec.requests.cpu_m, self.spec.requests.memory
+        cpu: list[float | None] = []
+        memory: list[float | None] = []
+        for replica in live:
+            # As Kubernetes does: a replica not ready, or ready for less than a full metrics
+            # window, has no usable sample yet.
+            usable = replica.ready and now - replica.ready_since >= self.window_s
+            cpu_m = self.cpu_m(replica.name, now, self.window_s) if usable else None
+            cpu.append(cpu_m / request_cpu * 100 if cpu_m is not None and request_cpu else None)
+            seen = self._samples.get(replica.name)
+            used = seen.memory if seen is not None else 0
+            memory.append(
+                used / request_memory * 100 if usable and request_memory and used else None
+            )
+        return cpu, memory

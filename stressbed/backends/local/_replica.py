@@ -1,0 +1,171 @@
+"""One run of a replica's process on this machine, with the limits a pod's container has.
+
+The process runs in its own process group, with stdin detached, its output in a log file, and
+a parent-death signal so it never outlives stressbed. Its memory limit and CPU quota are
+enforced by a cgroup of its own when this process may create one (v2 or v1); otherwise the
+memory limit becomes an rlimit on its data segment and the CPU limit is advisory, and
+:attr:`ReplicaProcess.enforcement` says so. How the process ended is told apart: an exit code,
+a signal, or an OOM kill (the cgroup's ``oom_kill`` counter rose).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...fleet.process import die_with_parent
+from . import _cgroups
+
+__all__ = ["Exit", "ReplicaProcess", "Usage"]
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_PAGE = resource.getpagesize()
+
+
+@dataclass(frozen=True)
+class Exit:
+    """How a replica's process ended."""
+
+    code: int | None  # exit code, None when a signal ended it
+    signal: int | None
+    oom_killed: bool
+
+    @property
+    def reason(self) -> str:
+        if self.oom_killed:
+            return "OOMKilled"
+        if self.signal is not None:
+            try:
+                return f"killed by {signal.Signals(self.signal).name}"
+            except ValueError:  # a real-time signal has no name
+                return f"killed by signal {self.signal}"
+        return f"exited with code {self.code}"
+
+
+@dataclass(frozen=True)
+class Usage:
+    cpu_seconds: float  # CPU time used since the process started
+    memory: int  # working set in bytes
+
+
+class ReplicaProcess:
+    """Start, watch, measure and stop one process of a replica."""
+
+    def __init__(
+        self,
+        name: str,
+        command: Sequence[str],
+        env: Mapping[str, str],
+        log: Path,
+        *,
+        cpu_limit_m: int | None,
+        memory_limit: int | None,
+        cgroups: bool = True,
+    ) -> None:
+        self.name = name
+        self.command = list(command)
+        self.env = dict(env)
+        self.log = log
+        self.memory_limit = memory_limit
+        self.group = _cgroups.create(name, cpu_limit_m, memory_limit) if cgroups else None
+        self._oom_before = self.group.oom_kills() if self.group else 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.exit: Exit | None = None
+        self.started_at = 0.0
+
+    @property
+    def enforcement(self) -> str:
+        if self.group is not None:
+            return self.group.enforcement
+        return "rlimit (memory as RLIMIT_DATA; CPU limits advisory)"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def start(self) -> int:
+        """Spawn the process; call it from a thread that lives as long as the replica."""
+        group, memory = self.group, self.memory_limit
+
+        def before_exec() -> None:
+            die_with_parent()
+            if group is not None:
+                group.enter()
+            elif memory is not None:
+                resource.setrlimit(resource.RLIMIT_DATA, (memory, memory))
+
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                self.command,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+                preexec_fn=before_exec,  # noqa: PLW1509 - prctl, a cgroup write, an rlimit
+            )
+        self.started_at = time.monotonic()
+        return self.proc.pid
+
+    def poll(self) -> Exit | None:
+        """How the process ended, or None while it runs."""
+        if self.exit is not None or self.proc is None:
+            return self.exit
+        code = self.proc.poll()
+        if code is None:
+            return None
+        oom = self.group is not None and self.group.oom_kills() > self._oom_before
+        if code < 0:
+            self.exit = Exit(None, -code, oom and -code == signal.SIGKILL)
+        else:
+            self.exit = Exit(code, None, False)
+        return self.exit
+
+    def usage(self) -> Usage | None:
+        """CPU time and working set now; None once the process is gone."""
+        if self.proc is None or self.poll() is not None:
+            return None
+        if self.group is not None:
+            return Usage(self.group.cpu_seconds(), self.group.working_set())
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            statm = Path(f"/proc/{self.proc.pid}/statm").read_text().split()
+        except (OSError, IndexError):
+            return None
+        # utime, stime, cutime, cstime: fields 14-17 of stat(5), here 11-14 after the name.
+        ticks = sum(int(x) for x in fields[11:15])
+        return Usage(ticks / _CLOCK_TICKS, int(statm[1]) * _PAGE)
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the replica's whole process group."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signum)
+
+    def kill(self) -> None:
+        """SIGKILL everything of the replica: its process group (children included, even
+        after the leader died) and its cgroup."""
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.group is not None:
+            self.group.kill_all()
+        if self.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=5)
+            self.poll()
+
+    def close(self) -> None:
+        """Kill whatever is left and remove the cgroup."""
+        self.kill()
+        if self.group is not None:
+            self.group.remove()

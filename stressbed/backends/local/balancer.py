@@ -1,0 +1,347 @@
+"""A TCP load balancer on loopback: one stable URL in front of the ready replicas.
+
+Layer 4, as kube-proxy is: each *new* connection goes to a ready upstream (the one with the
+fewest open connections, ties taken in turn); bytes are then relayed both ways until either
+side closes. An upstream that turns unready or is removed gets no new connections, but the
+connections it already has run on, so in-flight requests are never cut by routing. With no
+ready upstream a new connection is closed at once, as a Service without endpoints refuses it.
+
+It runs on an asyncio loop that the caller owns (the local backend's controller thread) and
+uses flow control on both sides, so a slow reader never makes it buffer without bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import errno
+import itertools
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import cast
+
+from ...errors import ConfigError, ProvisionError
+from ...fleet.process import die_with_parent
+
+__all__ = ["Balancer", "BalancerProcess", "PortInUseError", "Upstream", "main"]
+
+# Relay buffers: pause the sending side once this much is queued for a slow receiver.
+HIGH_WATER = 256 * 1024
+LOW_WATER = 64 * 1024
+
+
+@dataclass
+class Upstream:
+    name: str
+    host: str
+    port: int
+    ready: bool = False
+    connections: int = 0  # open now: the balancer picks the upstream with the fewest
+
+
+class _Half(asyncio.Protocol):
+    """One side of a relayed connection; ``peer`` is the other side's half."""
+
+    def __init__(self, pair: _Pair, *, client: bool) -> None:
+        self.pair = pair
+        self.client = client
+        self.transport: asyncio.Transport | None = None
+        self.peer: _Half | None = None
+        self.pending: list[bytes] = []
+        self.eof = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(HIGH_WATER, LOW_WATER)
+        with contextlib.suppress(OSError):
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.client:
+            self.pair.accepted()
+
+    def data_received(self, data: bytes) -> None:
+        peer = self.peer
+        if peer is not None and peer.transport is not None:
+            peer.transport.write(data)
+            return
+        # The client spoke before the upstream connection was up: hold its first bytes (the
+        # client's reading is paused meanwhile, so this stays small).
+        self.pending.append(data)
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        peer = self.peer
+        if peer is None or peer.transport is None:
+            return True  # written on when the upstream connects
+        if peer.eof:
+            return False  # both directions are done: close
+        if peer.transport.can_write_eof():
+            peer.transport.write_eof()
+        return True  # keep the other direction open (half-close)
+
+    def pause_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.pair.lost()
+
+
+class _Pair:
+    """A client connection and its upstream connection; closed together."""
+
+    def __init__(self, balancer: Balancer) -> None:
+        self.balancer = balancer
+        self.client = _Half(self, client=True)
+        self.upstream = _Half(self, client=False)
+        self.client.peer = self.upstream
+        self.upstream.peer = self.client
+        self.chosen: Upstream | None = None
+        self.closed = False
+
+    def accepted(self) -> None:
+        """The client is connected: refuse it, or connect it to its upstream."""
+        client = self.client.transport
+        assert client is not None
+        if self.chosen is None:
+            client.abort()  # no ready upstream: refused, as a Service without endpoints does
+            return
+        client.pause_reading()
+        asyncio.get_running_loop().create_task(self._connect(self.chosen))
+
+    async def _connect(self, target: Upstream) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.create_connection(lambda: self.upstream, target.host, target.port)
+        except OSError:
+            self.lost()
+            return
+        if self.closed:  # the client left while we connected
+            if self.upstream.transport is not None:
+                self.upstream.transport.close()
+            return
+        client, upstream = self.client, self.upstream.transport
+        assert client.transport is not None
+        assert upstream is not None
+        for chunk in client.pending:
+            upstream.write(chunk)
+        client.pending.clear()
+        if client.eof and upstream.can_write_eof():
+            upstream.write_eof()
+        client.transport.resume_reading()
+
+    def lost(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for half in (self.client, self.upstream):
+            if half.transport is not None and not half.transport.is_closing():
+                half.transport.close()
+        if self.chosen is not None:
+            self.chosen.connections -= 1
+        self.balancer._pairs.discard(self)
+
+
+class Balancer:
+    """Route new connections on ``host:port`` to ready upstreams."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self.port = port
+        self.upstreams: dict[str, Upstream] = {}
+        self._server: asyncio.Server | None = None
+        self._pairs: set[_Pair] = set()
+        self._turn = itertools.count()
+
+    # -- membership (called on the loop's thread) -------------------------------------
+
+    def add(self, name: str, host: str, port: int) -> None:
+        """An upstream that gets connections once :meth:`set_ready` says so."""
+        self.upstreams[name] = Upstream(name, host, port)
+
+    def set_ready(self, name: str, ready: bool) -> None:
+        upstream = self.upstreams.get(name)
+        if upstream is not None:
+            upstream.ready = ready
+
+    def remove(self, name: str) -> None:
+        """No new connections to ``name``; its open connections run on until they close."""
+        self.upstreams.pop(name, None)
+
+    # -- serving ----------------------------------------------------------------------
+
+    async def start(self) -> int:
+        """Listen; returns the port (the one asked for, or the one the kernel chose for 0)."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._accept, self.host, self.port, reuse_address=True, backlog=1024
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+        for pair in list(self._pairs):
+            pair.lost()
+
+    def _pick(self) -> Upstream | None:
+        ready = [b for b in self.upstreams.values() if b.ready]
+        if not ready:
+            return None
+        fewest = min(b.connections for b in ready)
+        candidates = [b for b in ready if b.connections == fewest]
+        return candidates[next(self._turn) % len(candidates)]
+
+    def _accept(self) -> asyncio.Protocol:
+        pair = _Pair(self)
+        self._pairs.add(pair)
+        upstream = self._pick()
+        if upstream is not None:  # None: refused once connected (see _Pair.accepted)
+            pair.chosen = upstream
+            upstream.connections += 1
+        return pair.client
+
+
+# -- the balancer as a process of its own -------------------------------------------------
+#
+# The local backend runs the balancer in a child process, so relaying bytes never waits for
+# the GIL of the process that supervises replicas, probes them and merges runner results.
+# It takes membership changes as JSON lines on stdin ({"op": "add"|"ready"|"remove", ...}),
+# says {"event": "listening", "port": N} (or {"event": "error", ...}) on stdout, and exits
+# when its stdin closes: the supervisor's end, however it ended.
+
+
+async def _serve(host: str, port: int) -> int:
+    balancer = Balancer(host, port)
+    try:
+        bound = await balancer.start()
+    except OSError as exc:
+        print(json.dumps({"event": "error", "errno": exc.errno, "error": str(exc)}), flush=True)
+        return 2
+    print(json.dumps({"event": "listening", "port": bound}), flush=True)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := await reader.readline():
+        op = json.loads(line)
+        if op["op"] == "add":
+            balancer.add(op["name"], op["host"], int(op["port"]))
+        elif op["op"] == "ready":
+            balancer.set_ready(op["name"], bool(op["ready"]))
+        elif op["op"] == "remove":
+            balancer.remove(op["name"])
+    await balancer.close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stressbed.balancer")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    # STRESSBED_BALANCER_LOOP=asyncio: the standard loop even where uvloop is installed (the
+    # benchmark compares both).
+    if os.environ.get("STRESSBED_BALANCER_LOOP") != "asyncio":
+        with contextlib.suppress(ImportError):
+            import uvloop  # noqa: PLC0415 - optional: a faster relay where it is installed
+
+            return uvloop.run(_serve(args.host, args.port))
+    return asyncio.run(_serve(args.host, args.port))
+
+
+class BalancerProcess:
+    """The supervisor's handle on a balancer process."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, timeout_s: float = 15.0) -> None:
+        self.host = host
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "stressbed.balancer", "--host", host, "--port", str(port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl
+        )
+        assert self.proc.stdout is not None
+        ready = select.select([self.proc.stdout], [], [], timeout_s)[0]
+        line = self.proc.stdout.readline() if ready else b""
+        message = json.loads(line) if line.strip() else {}
+        if message.get("event") != "listening":
+            self.close()
+            if message.get("errno") == errno.EADDRINUSE:
+                raise PortInUseError(host, port)
+            if message.get("errno") == errno.EACCES:
+                raise ConfigError(
+                    "--port", port, "a port this user may bind (above 1023, or 0 for any)"
+                )
+            raise ProvisionError(
+                f"the load balancer did not start: {message.get('error', 'no answer')}"
+            )
+        self.port = int(message["port"])
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def _send(self, **op: object) -> None:
+        assert self.proc.stdin is not None
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            self.proc.stdin.write(json.dumps(op).encode() + b"\n")
+            self.proc.stdin.flush()
+
+    def add(self, name: str, host: str, port: int) -> None:
+        self._send(op="add", name=name, host=host, port=port)
+
+    def set_ready(self, name: str, ready: bool) -> None:
+        self._send(op="ready", name=name, ready=ready)
+
+    def remove(self, name: str) -> None:
+        self._send(op="remove", name=name)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+class PortInUseError(ConfigError):
+    """The stack's port is taken: nothing was started."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(
+            "--port",
+            port,
+            f"a free port on {host}: another process listens on it "
+            "(stop it, or pass --port 0 to take any free port)",
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

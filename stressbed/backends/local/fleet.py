@@ -1,0 +1,342 @@
+"""The local fleet: N runner processes released together, watched, and always stopped.
+
+Stages, each a method: spawn every runner (own process group, stdin detached) -> wait until
+each k6 is paused with its VUs initialised -> run setup() once (runner 0) and hand its data to
+every runner -> release all runners at once through k6's REST API (the start skew is measured)
+-> watch: progress, fleet-wide abortOnFail on live merged data, a runner that fails, the
+deadline -> collect every runner's result. Whatever happens, no runner process outlives
+:meth:`LocalFleet.run`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ...fleet.process import die_with_parent, uninterrupted
+from ...fleet.release import ReleaseFailed, release_together, setup_once
+from ...fleet.segments import segment
+from ...results.aggregates import Aggregate, Window
+from ...results.runner_result import RunnerResult, RunnerStatus
+from ...scenario.thresholds import Threshold
+from ..base import FleetOutcome, FleetSpec, Judge, Progress
+
+__all__ = ["LocalFleet"]
+
+POLL_S = 0.2
+STOP_GRACE_S = 10.0
+
+
+class _Member:
+    """One runner process as the fleet sees it."""
+
+    def __init__(self, index: int, proc: subprocess.Popen[bytes], out_dir: Path) -> None:
+        self.index = index
+        self.proc = proc
+        self.out_dir = out_dir
+        self.api: str | None = None
+        self.done: dict[str, Any] | None = None
+        self.windows: dict[int, Window] = {}
+        self.aggregates: dict[str, Aggregate] = {}
+        self.reader: threading.Thread | None = None
+
+
+class LocalFleet:
+    def __init__(
+        self, bundle: Path, out_dir: Path, spec: FleetSpec, env: Mapping[str, str]
+    ) -> None:
+        self.bundle = bundle
+        self.out_dir = out_dir
+        self.spec = spec
+        self.env = dict(env)
+        self.members: list[_Member] = []
+        self._messages: queue.Queue[tuple[int, dict[str, Any] | None]] = queue.Queue()
+        self._events: list[dict[str, Any]] = []
+
+    # -- the stages ------------------------------------------------------------------
+
+    def run(
+        self,
+        deadline_s: float,
+        abort_thresholds: Sequence[Threshold] = (),
+        judge: Judge | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> FleetOutcome:
+        outcome = FleetOutcome(results=[])
+        try:
+            self._spawn()
+            failure = self._wait_ready()
+            if failure is None:
+                failure = self._setup()
+            if failure is None:
+                outcome.started_at, outcome.start_skew_ms = self._release()
+                self._event("started", skew_ms=round(outcome.start_skew_ms, 3))
+                self._watch(outcome, deadline_s, abort_thresholds, judge, on_progress)
+            else:
+                outcome.failure = failure
+        except ReleaseFailed as exc:
+            outcome.failure = str(exc)
+        except KeyboardInterrupt:
+            outcome.interrupted = True
+            self._event("interrupted")
+        finally:
+            self._stop_all()
+        outcome.results = [self._result(m, outcome) for m in self.members]
+        outcome.events = list(self._events)
+        return outcome
+
+    def _spawn(self) -> None:
+        env = {**os.environ, **self.env, "K6_NO_USAGE_REPORT": "true"}
+        for i in range(self.spec.runners):
+            out = self.out_dir / "runners" / str(i)
+            out.mkdir(parents=True, exist_ok=True)
+            command = [
+                sys.executable,
+                "-m",
+                "stressbed.runner",
+                "--bundle",
+                str(self.bundle),
+                "--index",
+                str(i),
+                "--count",
+                str(self.spec.runners),
+                "--out",
+                str(out),
+                "--ready-timeout",
+                str(self.spec.ready_timeout_s),
+            ]
+            if self.spec.keep_raw:
+                command.append("--keep-raw")
+            with (out / "runner.log").open("wb") as log:
+                proc = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    env=env,
+                    start_new_session=True,
+                    preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl
+                )
+            member = _Member(i, proc, out)
+            self.members.append(member)
+            member.reader = threading.Thread(target=self._read, args=(member,), daemon=True)
+            member.reader.start()
+        self._event("spawned", runners=self.spec.runners)
+
+    def _read(self, member: _Member) -> None:
+        assert member.proc.stdout is not None
+        with member.proc.stdout as stream:
+            for line in stream:
+                with contextlib.suppress(ValueError):
+                    self._messages.put((member.index, json.loads(line)))
+        self._messages.put((member.index, None))  # the runner's stdout closed: it exited
+
+    def _wait_ready(self) -> str | None:
+        deadline = time.monotonic() + self.spec.ready_timeout_s + 5
+        waiting = {m.index for m in self.members}
+        while waiting:
+            if time.monotonic() > deadline:
+                limit = self.spec.ready_timeout_s
+                return f"runner {min(waiting)}: k6 was not ready within {limit:g} s"
+            try:
+                index, event = self._messages.get(timeout=POLL_S)
+            except queue.Empty:
+                continue
+            member = self.members[index]
+            if event is None or event.get("event") == "done":
+                if event is not None:
+                    member.done = event
+                return f"runner {index}: exited before it was ready ({self._why(member)})"
+            if event.get("event") == "ready":
+                member.api = str(event["api"])
+                waiting.discard(index)
+        self._event("ready", runners=len(self.members))
+        return None
+
+    def _setup(self) -> str | None:
+        apis = [m.api for m in self.members if m.api is not None]
+        failure = setup_once(apis, self.spec.setup_timeout_s)
+        if failure is None:
+            self._event("setup", runner=0)
+        return failure
+
+    def _release(self) -> tuple[float, float]:
+        """Resume every k6 at once; the skew is the spread of the moments k6 acknowledged."""
+        return release_together([m.api for m in self.members if m.api is not None])
+
+    def _watch(
+        self,
+        outcome: FleetOutcome,
+        deadline_s: float,
+        abort_thresholds: Sequence[Threshold],
+        judge: Judge | None,
+        on_progress: Callable[[Progress], None] | None,
+    ) -> None:
+        started = time.monotonic()
+        deadline = started + deadline_s
+        last_tick = 0.0
+        while any(m.done is None and m.proc.poll() is None for m in self.members):
+            now = time.monotonic()
+            if now > deadline:
+                outcome.timed_out = True
+                self._event("deadline", seconds=round(deadline_s, 1))
+                return
+            try:
+                index, event = self._messages.get(timeout=POLL_S)
+            except queue.Empty:
+                index, event = -1, None
+            if index >= 0:
+                failure = self._handle(self.members[index], event)
+                if failure is not None:
+                    outcome.failure = failure
+                    self._event("runner-failed", runner=index, reason=failure)
+                    return
+            if now - last_tick >= 1.0:
+                last_tick = now
+                elapsed = now - started
+                if on_progress is not None:
+                    on_progress(self._progress(elapsed, deadline_s))
+                if judge is not None:
+                    merged = self._live_aggregates()
+                    for threshold in abort_thresholds:
+                        too_early = threshold.delay_ms and elapsed * 1000 < threshold.delay_ms
+                        # As k6 does during a run: no samples yet, no verdict yet.
+                        agg = merged.get(threshold.key)
+                        if agg is None or not (agg.count or agg.sketch.count):
+                            continue
+                        if not too_early and not judge(threshold, merged, elapsed):
+                            outcome.aborted_by = threshold
+                            self._event(
+                                "aborted", threshold=threshold.key, expression=threshold.expression
+                            )
+                            return
+        # Every runner has exited: wait until their last lines are read, then take them in.
+        for member in self.members:
+            if member.reader is not None:
+                member.reader.join(timeout=5)
+        while True:
+            try:
+                index, event = self._messages.get_nowait()
+            except queue.Empty:
+                break
+            if index >= 0:
+                failure = self._handle(self.members[index], event)
+                if failure is not None and outcome.failure is None:
+                    outcome.failure = failure
+
+    def _handle(self, member: _Member, event: dict[str, Any] | None) -> str | None:
+        """Fold one event in; a failure message if it says the runner failed."""
+        if event is None:
+            if member.done is None:
+                member.proc.wait()
+                return f"runner {member.index}: {self._why(member)}"
+            return None
+        kind = event.get("event")
+        if kind == "progress":
+            for t, w in event.get("windows", {}).items():
+                member.windows[int(t)] = Window.from_dict(w)
+            member.aggregates = {
+                k: Aggregate.from_dict(v) for k, v in event.get("aggregates", {}).items()
+            }
+        elif kind == "done":
+            member.done = event
+            if RunnerStatus(event["status"]).failed:
+                return f"runner {member.index}: {event.get('reason') or event['status']}"
+        return None
+
+    # -- live views ------------------------------------------------------------------
+
+    def _live_aggregates(self) -> dict[str, Aggregate]:
+        merged: dict[str, Aggregate] = {}
+        for member in self.members:
+            for key, agg in member.aggregates.items():
+                if key in merged:
+                    merged[key].merge(agg)
+                else:
+                    merged[key] = agg.copy()
+        return merged
+
+    def _progress(self, elapsed: float, total: float) -> Progress:
+        # The latest second every runner has closed, merged across runners.
+        latest = min((max(m.windows, default=0) for m in self.members), default=0)
+        window = Window()
+        for member in self.members:
+            if latest in member.windows:
+                window.merge(member.windows[latest])
+        return Progress(
+            elapsed_s=elapsed,
+            total_s=total,
+            requests_per_s=float(window.requests),
+            error_rate=window.failed / window.requests if window.requests else 0.0,
+            p95_ms=window.duration.quantile(0.95) if window.duration.count else 0.0,
+            vus=window.vus,
+        )
+
+    # -- stopping and collecting ----------------------------------------------------
+
+    def _stop_all(self) -> None:
+        with uninterrupted():
+            self._stop_members()
+
+    def _stop_members(self) -> None:
+        alive = [m for m in self.members if m.proc.poll() is None]
+        for member in alive:
+            with contextlib.suppress(ProcessLookupError):
+                member.proc.send_signal(signal.SIGTERM)  # the runner stops its k6 gracefully
+        deadline = time.monotonic() + STOP_GRACE_S + 2
+        for member in alive:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                member.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        for member in self.members:
+            # The runner and its k6 share a process group: nothing of it may outlive the run.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(member.proc.pid, signal.SIGKILL)
+            member.proc.wait()
+            if member.reader is not None:
+                member.reader.join(timeout=5)
+
+    def _result(self, member: _Member, outcome: FleetOutcome) -> RunnerResult:
+        path = member.out_dir / "result.json"
+        if path.exists():
+            result = RunnerResult.read(path)
+        else:
+            code = member.proc.returncode or 0
+            result = RunnerResult.missing(
+                member.index,
+                self.spec.runners,
+                segment(member.index, self.spec.runners),
+                RunnerStatus.KILLED if code < 0 else RunnerStatus.ERROR,
+                self._why(member),
+                exit_code=code,
+                started_at=outcome.started_at,
+            )
+        if outcome.timed_out and not result.status.failed:
+            result.status = RunnerStatus.TIMEOUT
+            result.reason = "stopped at the fleet's deadline"
+        return result
+
+    def _why(self, member: _Member) -> str:
+        if member.done is not None and member.done.get("reason"):
+            return str(member.done["reason"])
+        code = member.proc.poll()
+        if code is not None and code < 0:
+            return f"the runner process was killed by signal {-code}"
+        log = member.out_dir / "runner.log"
+        last = ""
+        if log.exists():
+            lines = [x for x in log.read_text(errors="replace").splitlines() if x.strip()]
+            last = lines[-1][:300] if lines else ""
+        return f"the runner process exited with code {code}" + (f": {last}" if last else "")
+
+    def _event(self, kind: str, **fields: Any) -> None:
+        self._events.append({"t": time.time(), "source": "fleet", "event": kind, **fields})

@@ -1,0 +1,495 @@
+"""The local stack: the controller loop that runs a StackSpec on this machine.
+
+The decisions are made by the pure controllers of :mod:`stressbed.stack`: each replica's
+:class:`~stressbed.stack.lifecycle.Lifecycle` (restarts with back-off, termination, deletion),
+its :class:`~stressbed.stack.probes.ReplicaProbes`, the HPA algorithm and the quota. This
+module owns what they cannot: the replica processes (:mod:`._replica`, cgroup limits where the
+kernel allows), the probes' network calls (a small pool), the load balancer process that gives
+the stack one URL and routes new connections to ready replicas only, the usage feed
+(:mod:`._metrics`), and the events.
+
+One controller thread owns every replica: it starts them (their parent-death signal follows
+that thread), probes them, restarts them, scales, and at teardown stops them all.
+:meth:`LocalStack.teardown` always leaves nothing running.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import os
+import queue
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ...errors import ConfigError, ProvisionError
+from ...fleet.process import free_port
+from ...stack.hpa import HpaController
+from ...stack.lifecycle import BackOff, Deletion, Lifecycle, Phase
+from ...stack.probes import ReplicaProbes
+from ...stack.spec import StackSpec, quota_denial
+from ._metrics import UsageFeed
+from ._probing import run_probe
+from ._replica import Exit, ReplicaProcess, Usage
+from .balancer import BalancerProcess
+
+__all__ = ["LocalOptions", "LocalStack", "check_executable"]
+
+TICK_S = 0.05
+
+
+@dataclass(frozen=True)
+class LocalOptions:
+    """How the local backend behaves; the Kubernetes defaults, scaled to a local run."""
+
+    host: str = "127.0.0.1"
+    port: int = 0  # the stack's port; 0 takes any free one
+    hpa_sync_s: float = 5.0  # Kubernetes: 15 s
+    metrics_window_s: float = 5.0  # CPU is averaged over this window (metrics-server: 15 s)
+    backoff_base_s: float = 1.0  # CrashLoopBackOff: 10 s doubling...
+    backoff_max_s: float = 30.0  # ...up to 300 s
+    backoff_reset_s: float = 60.0  # ...reset after 10 min running
+    ready_timeout_s: float = 90.0  # every initial replica ready within this
+    teardown_grace_s: float = 10.0  # at teardown, SIGKILL after min(this, the grace period)
+    cgroups: bool = True  # False: rlimit and advisory CPU, as where cgroups are not writable
+    sample_s: float = 1.0
+
+
+@dataclass
+class _Replica:
+    """One replica: its lifecycle (pure) and what runs it here."""
+
+    life: Lifecycle
+    port: int = 0
+    process: ReplicaProcess | None = None
+    probes: ReplicaProbes | None = None
+    in_flight: set[str] = field(default_factory=set)  # probe kinds running now
+    last_probe: dict[str, str] = field(default_factory=dict)  # kind -> what it saw last
+
+    @property
+    def name(self) -> str:
+        return self.life.name
+
+    @property
+    def restarts(self) -> int:
+        return self.life.restarts
+
+
+class LocalStack:
+    """A provisioned stack: :attr:`url` routes to ready replicas until :meth:`teardown`."""
+
+    def __init__(
+        self,
+        spec: StackSpec,
+        work_dir: Path,
+        options: LocalOptions | None = None,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+        secrets: Mapping[str, str] | None = None,
+    ) -> None:
+        self.spec = spec.validate()
+        self._secrets = dict(secrets or {})
+        self.work_dir = work_dir
+        self.options = options or LocalOptions()
+        self.on_event = on_event
+        self.replicas: list[_Replica] = []
+        self.enforcement = ""
+        self.url = ""
+        self._events: list[dict[str, Any]] = []
+        self._backoff = BackOff(
+            self.options.backoff_base_s, self.options.backoff_max_s, self.options.backoff_reset_s
+        )
+        self._feed = UsageFeed(self.spec, self.options.metrics_window_s)
+        self._ordinal = 0
+        self._balancer: BalancerProcess | None = None
+        self._results: queue.Queue[tuple[_Replica, ReplicaProcess, str, bool, str]] = queue.Queue()
+        self._pool = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="probe")
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
+        self._hpa = HpaController(self.spec.autoscaler) if self.spec.autoscaler else None
+        self._next_sync = 0.0
+        self._next_sample = 0.0
+        self._desired = self.spec.initial_replicas
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return list(self._events)
+
+    @property
+    def series(self) -> list[dict[str, Any]]:
+        """Per sample: replicas, ready, desired, and each replica's CPU and memory."""
+        return list(self._feed.series)
+
+    # -- provisioning and teardown ----------------------------------------------------
+
+    def provision(self) -> str:
+        """Start the balancer and the replicas; return the URL once every one is ready."""
+        check_executable(self.spec.target.command)
+        self._balancer = BalancerProcess(self.options.host, self.options.port)
+        self.url = self._balancer.url
+        self._event("stack-created", url=self.url, replicas=self._desired)
+        self._thread = threading.Thread(target=self._control, name="stressbed-stack", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + self.options.ready_timeout_s
+        while True:
+            if self._failure is not None:
+                raise ProvisionError(f"the stack's controller failed: {self._failure}")
+            ready = sum(r.life.ready for r in self.replicas)
+            if ready >= self._desired:
+                break
+            if time.monotonic() > deadline:
+                raise ProvisionError(self._not_ready_reason())
+            time.sleep(TICK_S)
+        self._event("stack-ready", url=self.url, ready=ready)
+        return self.url
+
+    def teardown(self) -> None:
+        """Stop every replica (SIGTERM, grace, SIGKILL) and the balancer; idempotent."""
+        self._stop.set()
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join(timeout=self.options.teardown_grace_s + 10)
+        if self._thread is None or not self._thread.is_alive():
+            # Never started, or it stopped everything itself; what is left is killed here.
+            for replica in self.replicas:
+                if replica.process is not None:
+                    replica.process.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._balancer is not None:
+            self._balancer.close()
+            self._balancer = None
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise ProvisionError(f"the local stack's controller failed: {failure}")
+
+    def report(self) -> dict[str, Any]:
+        """What summary.json says about the stack."""
+        return {
+            "backend": "local",
+            "url": self.url,
+            "enforcement": self.enforcement,
+            "security": "not enforced locally (user, read-only root): the kubernetes backend "
+            "enforces it",
+            "replicas": {
+                "desired": self._desired,
+                "restarts": {r.name: r.restarts for r in self.replicas},
+            },
+            "timeseries": self.series,
+        }
+
+    # -- the controller thread --------------------------------------------------------
+
+    def _control(self) -> None:
+        try:
+            for _ in range(self._desired):
+                self._create(time.monotonic(), reason="initial")
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if self._balancer is not None and self._balancer.proc.poll() is not None:
+                    raise RuntimeError(
+                        f"the load balancer exited (code {self._balancer.proc.returncode})"
+                    )
+                self._take_probe_results(now)
+                for replica in list(self.replicas):
+                    self._supervise(replica, now)
+                if now >= self._next_sample:
+                    self._next_sample = now + self.options.sample_s
+                    self._sample(now)
+                if self._hpa is not None and now >= self._next_sync:
+                    self._next_sync = now + self.options.hpa_sync_s
+                    self._autoscale(now)
+                self._stop.wait(TICK_S)
+        except Exception as exc:  # a bug in the controller: stop, and say so at teardown
+            self._failure = exc
+            self._event("controller-failed", reason=f"{type(exc).__name__}: {exc}")
+        finally:
+            self._stop_everything()
+
+    def _create(self, now: float, reason: str) -> bool:
+        # Terminating replicas still count, as their pods do.
+        denied = quota_denial(self.spec, len(self.replicas))
+        if denied is not None:
+            self._event("quota-denied", reason=denied, wanted=self._desired)
+            return False
+        name = f"{self.spec.target.name}-{self._ordinal}"
+        replica = _Replica(Lifecycle(name, self._ordinal, self._backoff))
+        self._ordinal += 1
+        self.replicas.append(replica)
+        self._start(replica, now, first=True, reason=reason)
+        return True
+
+    def _start(self, replica: _Replica, now: float, *, first: bool, reason: str = "") -> None:
+        spec = self.spec
+        replica.life.start(now, first=first)
+        replica.port = free_port(self.options.host)
+        command = [
+            part.replace("{port}", str(replica.port)).replace("{host}", self.options.host)
+            for part in (*spec.target.command, *spec.target.args)
+        ]
+        env = {
+            **os.environ,
+            **dict(spec.target.env),
+            **self._secrets,
+            "PORT": str(replica.port),
+            "HOST": self.options.host,
+        }
+        process = ReplicaProcess(
+            replica.name,
+            command,
+            env,
+            self.work_dir / "replicas" / f"{replica.name}.log",
+            cpu_limit_m=spec.limits.cpu_m,
+            memory_limit=spec.limits.memory,
+            cgroups=self.options.cgroups,
+        )
+        if not self.enforcement:
+            self.enforcement = process.enforcement
+            self._event("limits", enforcement=self.enforcement, cgroups=process.group is not None)
+        replica.process = process
+        try:
+            pid = process.start()
+        except OSError as exc:
+            # As the kubelet does with a container that cannot start: a failure, then back-off.
+            process.close()
+            self._event("start-failed", replica=replica.name, reason=str(exc))
+            failed = Exit(127, None, False)
+            self._event("crashed", replica=replica.name, reason=failed.reason, exit_code=127)
+            self._back_off(replica, now)
+            return
+        self._feed.restarted(replica.name)
+        replica.probes = ReplicaProbes(spec, now)
+        replica.in_flight = set()
+        if self._balancer is not None:
+            self._balancer.add(replica.name, self.options.host, replica.port)
+        kind = "created" if first else "restarted"
+        extra: dict[str, Any] = {"reason": reason} if first else {"restarts": replica.restarts}
+        self._event(kind, replica=replica.name, pid=pid, port=replica.port, **extra)
+        for event in replica.probes.initial_events():
+            self._apply(replica, event, now, "")
+
+    def _supervise(self, replica: _Replica, now: float) -> None:
+        life = replica.life
+        if life.phase is Phase.BACK_OFF:
+            if life.start_due(now):
+                self._start(replica, now, first=False)
+            return
+        process = replica.process
+        assert process is not None
+        ended = process.poll()
+        if ended is not None:
+            self._ended(replica, ended, now)
+            return
+        if life.stopping:
+            if life.kill_due(now):
+                self._event(
+                    "killed",
+                    replica=replica.name,
+                    reason=f"{life.stopping_for}: still running after the grace period",
+                )
+                process.kill()
+            return
+        assert replica.probes is not None
+        for kind in replica.probes.due(now):
+            if kind in replica.in_flight:
+                continue
+            replica.in_flight.add(kind)
+            self._pool.submit(self._probe, replica, process, kind, replica.port)
+
+    def _probe(self, replica: _Replica, process: ReplicaProcess, kind: str, port: int) -> None:
+        probe = getattr(self.spec, f"{kind}_probe")
+        try:
+            ok, seen = run_probe(probe, self.options.host, port, process.env)
+        except Exception as exc:  # whatever happened, the probe failed and is run again
+            ok, seen = False, f"{type(exc).__name__}: {exc}"
+        self._results.put((replica, process, kind, ok, seen))
+
+    def _take_probe_results(self, now: float) -> None:
+        while True:
+            try:
+                replica, process, kind, ok, seen = self._results.get_nowait()
+            except queue.Empty:
+                return
+            if process is not replica.process:
+                continue  # about a process that is gone; its successor has its own probes
+            replica.in_flight.discard(kind)
+            replica.last_probe[kind] = seen
+            if not replica.life.probed:
+                continue  # being stopped: probes no longer count
+            assert replica.probes is not None
+            for event in replica.probes.record(kind, ok, now):
+                self._apply(replica, event, now, seen)
+
+    def _apply(self, replica: _Replica, event: str, now: float, seen: str) -> None:
+        """Act on what the probes say, as the kubelet and the endpoints controller do."""
+        detail = {"probe": seen} if seen else {}
+        if event == "ready":
+            if replica.life.became_ready(now) and self._balancer is not None:
+                self._balancer.set_ready(replica.name, True)
+        elif event == "unready":
+            self._unroute(replica)
+        self._event(event, replica=replica.name, **detail)
+        if event in ("liveness-failed", "startup-failed"):
+            self._terminate(replica, event, now)
+
+    def _unroute(self, replica: _Replica) -> None:
+        replica.life.became_unready()
+        if self._balancer is not None:
+            self._balancer.set_ready(replica.name, False)
+
+    def _terminate(self, replica: _Replica, why: str, now: float) -> None:
+        """SIGTERM now (it is restarted once it ended), SIGKILL when the grace is over."""
+        self._unroute(replica)
+        grace = self.spec.termination_grace_period_s
+        if replica.life.terminate(why, now, grace):
+            self._sigterm(replica, why, grace)
+
+    def _sigterm(self, replica: _Replica, why: str, grace: float) -> None:
+        assert replica.process is not None
+        replica.process.signal(signal.SIGTERM)
+        self._event("terminating", replica=replica.name, reason=why, grace_s=grace)
+
+    def _ended(self, replica: _Replica, ended: Exit, now: float) -> None:
+        process = replica.process
+        assert process is not None
+        self._unroute(replica)
+        fields: dict[str, Any] = {"replica": replica.name, "reason": ended.reason}
+        if ended.code is not None:
+            fields["exit_code"] = ended.code
+        if ended.oom_killed:
+            self._event("oom-killed", **fields)
+        elif replica.life.stopping:
+            self._event("stopped", **fields, after=replica.life.stopping_for)
+        else:
+            self._event("crashed", **fields)
+        process.close()
+        self._back_off(replica, now)
+
+    def _back_off(self, replica: _Replica, now: float) -> None:
+        """restartPolicy Always, with CrashLoopBackOff's doubling delay; or, if it was being
+        deleted, its removal."""
+        delay = replica.life.ended(now)
+        if delay is None:
+            self._delete(replica)
+        else:
+            self._event("back-off", replica=replica.name, delay_s=delay)
+
+    # -- metrics and autoscaling ------------------------------------------------------
+
+    def _sample(self, now: float) -> None:
+        usage: dict[str, Usage] = {}
+        for replica in self.replicas:
+            seen = replica.process.usage() if replica.life.has_process and replica.process else None
+            if seen is not None:
+                usage[replica.name] = seen
+        self._feed.sample(now, usage, [r.life for r in self.replicas], self._desired)
+
+    def _autoscale(self, now: float) -> None:
+        assert self._hpa is not None
+        live = [r for r in self.replicas if r.life.counted]
+        cpu, memory = self._feed.utilisation(now, [r.life for r in live])
+        decision = self._hpa.decide(now, len(live), cpu=cpu, memory=memory)
+        if decision.replicas == len(live):
+            return
+        self._event(
+            "scaled", **{"from": len(live), "to": decision.replicas}, reason=decision.reason
+        )
+        self._desired = decision.replicas
+        if decision.replicas > len(live):
+            for _ in range(decision.replicas - len(live)):
+                if not self._create(now, reason="scale-up"):
+                    break
+            return
+        going = sorted(live, key=lambda r: r.life.scale_in_key())
+        for replica in going[: len(live) - decision.replicas]:
+            self._remove(replica, "scale-down", now, self.spec.termination_grace_period_s)
+
+    def _remove(self, replica: _Replica, why: str, now: float, grace: float) -> None:
+        """Delete a replica: no new connections; it goes when its process has ended."""
+        if self._balancer is not None:
+            self._balancer.remove(replica.name)
+        outcome = replica.life.delete(why, now, grace)
+        if outcome is Deletion.GONE:  # nothing ran: it simply goes
+            self._delete(replica)
+        elif outcome is Deletion.SIGNAL:
+            self._sigterm(replica, why, grace)
+
+    def _delete(self, replica: _Replica) -> None:
+        self.replicas.remove(replica)
+        if self._balancer is not None:
+            self._balancer.remove(replica.name)
+        self._event("deleted", replica=replica.name)
+
+    # -- stopping ---------------------------------------------------------------------
+
+    def _stop_everything(self) -> None:
+        if self._balancer is not None:
+            # No new connections; those open end when their replica does.
+            for replica in self.replicas:
+                self._balancer.set_ready(replica.name, False)
+        grace = min(self.spec.termination_grace_period_s, self.options.teardown_grace_s)
+        now = time.monotonic()
+        for replica in list(self.replicas):
+            outcome = replica.life.delete("teardown", now, grace)
+            if outcome is Deletion.SIGNAL:
+                self._sigterm(replica, "teardown", grace)
+        deadline = now + grace
+        while time.monotonic() < deadline:
+            if all(r.process is None or r.process.poll() is not None for r in self.replicas):
+                break
+            time.sleep(TICK_S)
+        for replica in list(self.replicas):
+            process = replica.process
+            if process is None:
+                continue
+            ended = process.poll()
+            if ended is None:
+                self._event("killed", replica=replica.name, reason="teardown: grace period over")
+                process.kill()
+            elif replica.life.phase is Phase.DELETING:
+                self._event("stopped", replica=replica.name, reason=ended.reason, after="teardown")
+            process.close()
+        self._event("stack-deleted")
+
+    # -- reporting ----------------------------------------------------------------------
+
+    def _not_ready_reason(self) -> str:
+        for replica in self.replicas:
+            if replica.life.ready:
+                continue
+            mine = [e["event"] for e in self._events if e.get("replica") == replica.name]
+            started = replica.probes is not None and replica.probes.started
+            kind = "readiness" if started else "startup"
+            seen = replica.last_probe.get(kind)
+            detail = f"; last {kind} probe: {seen}" if seen else ""
+            log = self.work_dir / "replicas" / f"{replica.name}.log"
+            return (
+                f"replica {replica.name} not ready within {self.options.ready_timeout_s:g} s "
+                f"(last event: {mine[-1] if mine else 'none'}{detail}; log: {log})"
+            )
+        return f"replicas not ready within {self.options.ready_timeout_s:g} s"
+
+    def _event(self, kind: str, **fields: Any) -> None:
+        event = {"t": round(time.time(), 3), "source": "stack", "event": kind, **fields}
+        self._events.append(event)
+        if self.on_event is not None:
+            with contextlib.suppress(Exception):
+                self.on_event(dict(event))
+
+
+def check_executable(command: tuple[str, ...]) -> None:
+    """A command that cannot start is bad input (exit 2), found before anything starts."""
+    if not command:
+        raise ConfigError("stack.target.command", command, "a command to run locally")
+    program = command[0]
+    found = program if os.sep in program else shutil.which(program)
+    if found is None or not os.path.exists(found):
+        raise ConfigError("stack.target.command[0]", program, "an executable that exists")
+    if not os.path.isfile(found) or not os.access(found, os.X_OK):
+        raise ConfigError(
+            "stack.target.command[0]", program, "an executable file (chmod +x it, or fix the path)"
+        )

@@ -1,0 +1,369 @@
+"""One runner: a supervised k6 process on one execution segment, and what it measured.
+
+The runner starts k6 paused with its REST API on ``--api-host`` (loopback locally, the pod IP
+in a cluster), waits until k6 has initialised every VU, announces itself, and lets the fleet
+release it through k6's REST API. While k6 runs, the runner folds k6's CSV sample stream into
+mergeable aggregates (:mod:`stressbed.results.samples`) and reports progress once a second;
+when k6 exits it writes a versioned :class:`~stressbed.results.runner_result.RunnerResult`.
+Thresholds are not judged here (k6 runs with ``--no-thresholds``): the fleet judges them on
+merged data.
+
+It runs as its own process, talking JSON lines on stdout, so the same code runs under the
+local fleet and in a Kubernetes pod::
+
+    python -m stressbed.runner --bundle DIR --index 0 --count 4 --out DIR/runners/0
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from ..results.runner_result import RunnerResult, RunnerStatus, status_for
+from ..results.samples import SYSTEM_TAGS, Collector, Selector, parse_selector
+from . import _k6api as k6api
+from .oom import oom_kills
+from .process import die_with_parent, free_port
+from .segments import segment, sequence
+
+__all__ = ["Runner", "k6_command", "main", "selectors_of"]
+
+STDERR_TAIL = 20
+READY_STATUS = 4  # k6's ExecutionStatus "paused before run": every VU initialised
+
+
+def selectors_of(config: dict[str, Any]) -> list[Selector]:
+    """The submetrics a bundle's thresholds read, from its config.json."""
+    options = config.get("options", {})
+    return [parse_selector(key) for key in options.get("thresholds", {})]
+
+
+def k6_command(
+    script: Path, index: int, count: int, *, api: str, samples: Path, summary: Path
+) -> list[str]:
+    command = [
+        "k6",
+        "run",
+        "--paused",
+        "--quiet",
+        "--no-color",
+        "--no-usage-report",
+        "--no-thresholds",
+        "--no-setup",
+        "--address",
+        api,
+        "--execution-segment",
+        segment(index, count),
+        "--execution-segment-sequence",
+        sequence(count),
+        "--system-tags",
+        ",".join(SYSTEM_TAGS),
+        "--out",
+        f"csv={samples}",
+        "--summary-export",
+        str(summary),
+    ]
+    if index != 0:
+        command.append("--no-teardown")  # teardown() runs once, in runner 0
+    return [*command, str(script)]
+
+
+class Runner:
+    """One k6 process, its sample reader and its aggregates."""
+
+    def __init__(
+        self,
+        script: Path,
+        index: int,
+        count: int,
+        out_dir: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        keep_raw: bool = False,
+        k6: str = "k6",
+    ) -> None:
+        self.script = script
+        self.index = index
+        self.count = count
+        self.out_dir = out_dir
+        self.keep_raw = keep_raw
+        self.k6 = k6
+        config = json.loads((script.parent / "config.json").read_text(encoding="utf-8"))
+        self.selectors = selectors_of(config)
+        self.collector = Collector(self.selectors)
+        self.lock = threading.Lock()
+        # A fixed port in a pod (the coordinator knows it); any free one on a shared machine.
+        self.api = f"http://{'[' + host + ']' if ':' in host else host}:{port or free_port(host)}"
+        # The FIFO lives beside the results (not in /tmp), removed when the runner finishes;
+        # only a SIGKILLed runner can leave it, and then inside its own results directory.
+        self.fifo = out_dir / ".samples.fifo"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.oom_kills_before = oom_kills()
+        self.started_at = 0.0
+        self.stopped_by: RunnerStatus | None = None
+        self._reader = threading.Thread(target=self._read, name="samples", daemon=True)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.fifo.unlink(missing_ok=True)
+        os.mkfifo(self.fifo)
+        self._reader.start()
+        address = self.api.removeprefix("http://")
+        command = k6_command(
+            self.script,
+            self.index,
+            self.count,
+            api=address,
+            samples=self.fifo,
+            summary=self.out_dir / "k6-summary.json",
+        )
+        command[0] = self.k6
+        self._log = (self.out_dir / "k6.log").open("wb")
+        self.proc = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self._log,
+            # Whole-second unix timestamps are what the collector's windows are keyed by,
+            # whatever K6_CSV_TIME_FORMAT the user's environment holds.
+            env={**os.environ, "K6_NO_USAGE_REPORT": "true", "K6_CSV_TIME_FORMAT": "unix"},
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
+        )
+
+    def wait_ready(self, timeout: float) -> bool:
+        """True once k6 is paused with every VU initialised; False if it exited or timed out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is None or self.proc.poll() is not None:
+                return False
+            status = self.status()
+            if status is not None and status.get("status", 0) >= READY_STATUS:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def status(self) -> dict[str, Any] | None:
+        try:
+            return k6api.status(self.api)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def stop(self, why: RunnerStatus, grace: float = 10.0) -> None:
+        """Stop k6 gracefully (SIGINT: it ends iterations and writes its summary), then kill."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.stopped_by = why
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def finish(self) -> RunnerResult:
+        """Wait for k6 to end and for every sample to be read; the result document."""
+        assert self.proc is not None
+        exit_code = self.proc.wait()
+        self._log.close()
+        self._unblock_reader()
+        self._reader.join(timeout=30)
+        ended = time.time()
+        summary_path = self.out_dir / "k6-summary.json"
+        summary = None
+        if summary_path.exists():
+            with contextlib.suppress(ValueError):
+                summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        status = self.stopped_by or status_for(exit_code)
+        if exit_code == -signal.SIGKILL and self._oom_killed():
+            status = RunnerStatus.OOM_KILLED
+        tail = _tail(self.out_dir / "k6.log", STDERR_TAIL)
+        with self.lock:
+            result = RunnerResult(
+                index=self.index,
+                count=self.count,
+                segment=segment(self.index, self.count),
+                status=status,
+                exit_code=exit_code,
+                reason=_reason(status, exit_code, tail),
+                started_at=self.started_at or ended,
+                ended_at=ended,
+                aggregates=self.collector.aggregates,
+                windows=self.collector.windows,
+                k6_summary=summary,
+                stderr_tail=tail,
+                samples=self.collector.samples,
+                peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            )
+        result.write(self.out_dir / "result.json")
+        self.fifo.unlink(missing_ok=True)
+        return result
+
+    def _oom_killed(self) -> bool:
+        after = oom_kills()
+        return (
+            after is not None
+            and self.oom_kills_before is not None
+            and (after > self.oom_kills_before)
+        )
+
+    # -- samples -----------------------------------------------------------------------
+
+    def _read(self) -> None:
+        raw: IO[str] | None = None
+        if self.keep_raw:
+            raw = gzip.open(self.out_dir / "samples.csv.gz", "wt", encoding="utf-8")  # noqa: SIM115
+        try:
+            with self.fifo.open("r", encoding="utf-8", newline="") as stream:
+                while True:
+                    lines = stream.readlines(1 << 16)
+                    if not lines:
+                        return
+                    if raw is not None:
+                        raw.writelines(lines)
+                    with self.lock:
+                        self.collector.feed_lines(lines)
+        finally:
+            if raw is not None:
+                raw.close()
+
+    def _unblock_reader(self) -> None:
+        # If k6 died before opening the FIFO, the reader still waits in open(): open the
+        # write end once so it sees end-of-file.
+        if self._reader.is_alive():
+            with contextlib.suppress(OSError):
+                fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
+                os.close(fd)
+
+    def snapshot(self, since: int) -> tuple[dict[str, object], int]:
+        """Windows closed after ``since`` and the threshold submetrics so far, as JSON."""
+        closed_before = int(time.time()) - 2  # k6 flushes its CSV once a second
+        with self.lock:
+            windows = {
+                str(t): w.to_dict()
+                for t, w in self.collector.windows.items()
+                if since < t <= closed_before
+            }
+            keys = {s.key for s in self.selectors} | {s.metric for s in self.selectors}
+            aggregates = {k: v.to_dict() for k, v in self.collector.aggregates.items() if k in keys}
+        latest = max((int(t) for t in windows), default=since)
+        return {"windows": windows, "aggregates": aggregates}, latest
+
+
+def _tail(path: Path, lines: int) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if line.strip()][-lines:]
+
+
+def _reason(status: RunnerStatus, exit_code: int, tail: list[str]) -> str:
+    if not status.failed:
+        return ""
+    if status is RunnerStatus.KILLED:
+        return f"k6 was killed by signal {-exit_code}"
+    if status is RunnerStatus.OOM_KILLED:
+        return "k6 ran out of memory: the kernel's OOM killer ended it (cgroup oom_kill rose)"
+    last = tail[-1] if tail else ""
+    return f"k6 exited with code {exit_code}" + (f": {last[:300]}" if last else "")
+
+
+def _emit(event: dict[str, object]) -> None:
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+def run(
+    runner: Runner,
+    emit: Callable[[dict[str, object]], None],
+    ready_timeout: float,
+    *,
+    result_stdout: bool = False,
+) -> int:
+    """The runner's whole life; its process exit code is 0 when the result was written."""
+    runner.start()
+    if runner.wait_ready(ready_timeout):
+        emit({"event": "ready", "index": runner.index, "api": runner.api})
+    else:
+        runner.stop(RunnerStatus.ERROR)
+    since = 0
+    while runner.proc is not None and runner.proc.poll() is None:
+        time.sleep(1.0)
+        if not runner.started_at:
+            status = runner.status()
+            if status is not None and not status.get("paused", True):
+                runner.started_at = time.time()
+        if runner.started_at:
+            data, since = runner.snapshot(since)
+            emit({"event": "progress", "index": runner.index, **data})
+    result = runner.finish()
+    emit(
+        {
+            "event": "done",
+            "index": runner.index,
+            "status": result.status.value,
+            "exit_code": result.exit_code,
+            "reason": result.reason,
+            "result": str(runner.out_dir / "result.json"),
+        }
+    )
+    if result_stdout:
+        # In a pod the log is how the result leaves: the whole document on one last line.
+        emit({"event": "result", "index": runner.index, "document": result.to_dict()})
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stressbed.runner", description=__doc__)
+    parser.add_argument("--bundle", type=Path, required=True, help="a rendered bundle directory")
+    parser.add_argument("--index", type=int, required=True)
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="where result.json goes")
+    parser.add_argument("--api-host", default="127.0.0.1", help="where k6's REST API listens")
+    parser.add_argument("--api-port", type=int, default=0, help="its port (0: any free one)")
+    parser.add_argument(
+        "--result-stdout",
+        action="store_true",
+        help="also print the result document as the last JSON line (for pod logs)",
+    )
+    parser.add_argument("--keep-raw", action="store_true", help="keep samples.csv.gz")
+    parser.add_argument("--ready-timeout", type=float, default=120.0)
+    args = parser.parse_args(argv)
+    runner = Runner(
+        args.bundle / "script.js",
+        args.index,
+        args.count,
+        args.out,
+        host=args.api_host,
+        port=args.api_port,
+        keep_raw=args.keep_raw,
+    )
+
+    def on_signal(signum: int, _frame: object) -> None:
+        threading.Thread(target=runner.stop, args=(RunnerStatus.STOPPED,), daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        return run(runner, _emit, args.ready_timeout, result_stdout=args.result_stdout)
+    finally:
+        runner.fifo.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,9 @@
+"""What a run measured, and its verdict. Pure: no processes, no threads, no network.
+
+It owns the mergeable ``sketch``, the additive ``aggregates`` (per metric and per second),
+the ``samples`` collector that folds k6's CSV stream into them, the versioned
+``runner_result`` document, the fleet ``merge`` (additive data first, percentiles after),
+the ``verdict`` on thresholds, and the run's documents: ``summary`` (summary.json,
+junit.xml, events.jsonl) and the terminal ``table``. It may import :mod:`stressbed.scenario`
+(threshold and metric definitions) and :mod:`stressbed.errors`; nothing above.
+"""

@@ -1,0 +1,166 @@
+"""Collecting a runner's results from k6's CSV sample stream, in bounded memory.
+
+k6 writes one CSV line per sample (``--out csv=FIFO``). The collector keeps only additive
+aggregates: per metric (and per tag selector that a threshold uses) a count/sum/min/max and a
+:class:`~stressbed.results.sketch.Sketch` for trends, counts for counters, passes/total for
+rates, and last/min/max for gauges; per 1 s window what the fleet time series needs (requests,
+failures, a latency sketch, VUs). Raw samples are never kept, so memory does not grow with the
+request count. Everything the collector builds merges exactly across runners
+(:mod:`stressbed.results.aggregates`).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..scenario.thresholds import BUILTIN_METRICS, SYSTEM_TAGS
+from .aggregates import Aggregate, Window
+from .sketch import bucket_key
+
+__all__ = ["CSV_COLUMNS", "SYSTEM_TAGS", "Collector", "Selector", "parse_selector"]
+
+#: k6's CSV columns with every system tag on; a header line in the stream overrides them.
+CSV_COLUMNS = [
+    *("metric_name", "timestamp", "metric_value", "check", "error", "error_code"),
+    *("expected_response", "group", "method", "name", "proto", "scenario", "service"),
+    *("status", "subproto", "tls_version", "url", "extra_tags", "metadata"),
+]
+_SELECTOR = re.compile(r"([A-Za-z0-9_]+)(?:\{(.*)\})?")
+
+#: Metrics every run aggregates (k6's names); thresholds may add more.
+SUMMARY_METRICS = frozenset(
+    {
+        "checks",
+        "data_received",
+        "data_sent",
+        "dropped_iterations",
+        "group_duration",
+        "http_req_duration",
+        "http_req_failed",
+        "http_reqs",
+        "iteration_duration",
+        "iterations",
+        "vus",
+        "vus_max",
+    }
+)
+
+
+#: The metrics the per-second windows are built from.
+_WINDOW_METRICS = frozenset(
+    {"http_req_duration", "http_reqs", "http_req_failed", "iterations", "vus"}
+)
+
+
+@dataclass(frozen=True)
+class Selector:
+    """A metric restricted to samples carrying all of ``tags`` (``http_req_duration{name:a}``)."""
+
+    metric: str
+    tags: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def key(self) -> str:
+        if not self.tags:
+            return self.metric
+        return self.metric + "{" + ",".join(f"{k}:{v}" for k, v in self.tags) + "}"
+
+
+def parse_selector(key: str) -> Selector:
+    """The selector of a k6 threshold key such as ``http_req_failed{name:report,status:500}``."""
+    match = _SELECTOR.fullmatch(key.strip())
+    if not match:
+        raise ValueError(f"not a k6 metric key: {key!r}")
+    tags: list[tuple[str, str]] = []
+    if match.group(2):
+        for part in match.group(2).split(","):
+            name, _, value = part.partition(":")
+            tags.append((name.strip(), value.strip()))
+    return Selector(match.group(1), tuple(sorted(tags)))
+
+
+class Collector:
+    """Feeds k6 CSV lines into aggregates; ``selectors`` are the submetrics to keep apart."""
+
+    def __init__(self, selectors: Iterable[Selector] = ()) -> None:
+        self.aggregates: dict[str, Aggregate] = {}
+        self.windows: dict[int, Window] = {}
+        self.samples = 0
+        self.bad_lines = 0
+        expected = Selector("http_req_duration", (("expected_response", "true"),))
+        self._selectors = {*selectors, expected}
+        wanted = set(SUMMARY_METRICS) | {s.metric for s in self._selectors}
+        self._wanted = frozenset(m for m in wanted if m in BUILTIN_METRICS)
+        self._submetrics: dict[str, list[tuple[str, list[tuple[int, str]]]]] = {}
+        self._set_header(CSV_COLUMNS)
+
+    def _set_header(self, columns: list[str]) -> None:
+        """Column positions from k6's header line (``--system-tags`` changes the columns)."""
+        index = {name: i for i, name in enumerate(columns)}
+        self._width = len(columns)
+        self._extra = index.get("extra_tags", -1)
+        self._submetrics = {}
+        for selector in self._selectors:
+            if not selector.tags:
+                continue
+            matchers = [(index[k], v) if k in index else (-1, f"{k}={v}") for k, v in selector.tags]
+            self._submetrics.setdefault(selector.metric, []).append((selector.key, matchers))
+
+    def feed_lines(self, lines: Iterable[str]) -> None:
+        wanted = self._wanted
+        for line in lines:
+            metric = line[: line.find(",")]
+            if metric not in wanted:
+                if metric == "metric_name":
+                    self._set_header(line.rstrip("\r\n").split(","))
+                continue
+            row = next(csv.reader((line,))) if '"' in line else line.rstrip("\r\n").split(",")
+            if len(row) < self._width:
+                continue  # a partial line: k6 was killed mid-write
+            try:
+                self.feed(row)
+            except (ValueError, KeyError):
+                self.bad_lines += 1  # never let one odd line stop the stream being drained
+
+    def _has_extra(self, row: list[str], want: str) -> bool:
+        # A custom tag: k6 writes them as name=value pairs joined by '&' in extra_tags.
+        return self._extra >= 0 and want in row[self._extra].split("&")
+
+    def feed(self, row: list[str]) -> None:
+        metric = row[0]
+        value = float(row[2])
+        self.samples += 1
+        agg = self.aggregates.get(metric)
+        if agg is None:
+            agg = self.aggregates[metric] = Aggregate(BUILTIN_METRICS[metric])
+        key = bucket_key(value) if agg.kind == "trend" else None  # one log per sample
+        agg.add(value, key)
+        for sub_key, matchers in self._submetrics.get(metric, ()):
+            for column, want in matchers:
+                if not (row[column] == want if column >= 0 else self._has_extra(row, want)):
+                    break
+            else:
+                sub = self.aggregates.get(sub_key)
+                if sub is None:
+                    sub = self.aggregates[sub_key] = Aggregate(agg.kind)
+                sub.add(value, key)
+        if metric not in _WINDOW_METRICS:
+            return
+        second = int(row[1])
+        window = self.windows.get(second)
+        if window is None:
+            window = self.windows[second] = Window()
+        if metric == "http_req_duration":
+            window.duration.add_keyed(value, key)
+        elif metric == "http_reqs":
+            window.requests += int(value)
+        elif metric == "http_req_failed":
+            if value != 0:
+                window.failed += 1
+        elif metric == "iterations":
+            window.iterations += int(value)
+        else:
+            window.vus = max(window.vus, value)

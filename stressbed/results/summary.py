@@ -1,0 +1,138 @@
+"""A run's verdict as documents: :class:`RunReport`, written as summary.json (for machines),
+junit.xml (one test case per threshold, for CI) and events.jsonl. The terminal view of the
+same report is :mod:`stressbed.results.table`."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._numbers import finite, show
+from .merge import FleetResult, metric_values
+from .runner_result import RunnerResult
+from .verdict import ThresholdResult, Verdict
+
+__all__ = ["SCHEMA_VERSION", "RunReport", "junit_xml"]
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    scenario: str
+    verdict: Verdict
+    exit_code: int
+    message: str
+    fleet: FleetResult
+    thresholds: list[ThresholdResult]
+    runners: list[RunnerResult]
+    start_skew_ms: float | None
+    events: list[dict[str, Any]] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+    #: What the backend says about the stack: enforcement, replica counts, usage series.
+    stack: dict[str, Any] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, dict[str, float]]:
+        return {
+            key: {k: finite(v) for k, v in metric_values(agg, self.fleet.duration_s).items()}
+            for key, agg in sorted(self.fleet.aggregates.items())
+        }
+
+    def timeseries(self) -> list[dict[str, float]]:
+        rows = []
+        for second in sorted(self.fleet.windows):
+            window = self.fleet.windows[second]
+            sketch = window.duration
+            rows.append(
+                {
+                    "t": second,
+                    "requests_per_s": float(window.requests),
+                    "error_rate": window.failed / window.requests if window.requests else 0.0,
+                    **dict(
+                        zip(
+                            ("p50_ms", "p95_ms", "p99_ms"),
+                            map(finite, sketch.quantiles((0.5, 0.95, 0.99))),
+                            strict=True,
+                        )
+                    ),
+                    "vus": window.vus,
+                }
+            )
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "run_id": self.run_id,
+            "scenario": self.scenario,
+            "verdict": self.verdict.value,
+            "exit_code": self.exit_code,
+            "message": self.message,
+            "duration_s": self.fleet.duration_s,
+            "start_skew_ms": self.start_skew_ms,
+            "settings": self.settings,
+            "metrics": self.metrics(),
+            "thresholds": [t.to_dict() for t in self.thresholds],
+            "runners": [
+                {
+                    "index": r.index,
+                    "segment": r.segment,
+                    "status": r.status.value,
+                    "exit_code": r.exit_code,
+                    "reason": r.reason,
+                    "requests": r.requests,
+                }
+                for r in self.runners
+            ],
+            "stack": self.stack,
+            "events": self.events,
+            "timeseries": self.timeseries(),
+        }
+
+    def write(self, directory: Path) -> None:
+        (directory / "summary.json").write_text(
+            json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8"
+        )
+        (directory / "junit.xml").write_text(junit_xml(self), encoding="utf-8")
+        with (directory / "events.jsonl").open("w", encoding="utf-8") as out:
+            for event in self.events:
+                out.write(json.dumps(event) + "\n")
+
+
+def junit_xml(report: RunReport) -> str:
+    """One test case per threshold; a failed threshold is a failure with its observed value."""
+    failures = sum(not t.ok for t in report.thresholds)
+    suite = ET.Element(
+        "testsuite",
+        name=f"stressbed.{report.scenario}",
+        tests=str(len(report.thresholds)),
+        failures=str(failures),
+        errors="1" if report.verdict is Verdict.ERROR else "0",
+        time=f"{report.fleet.duration_s:.3f}",
+    )
+    for result in report.thresholds:
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=f"stressbed.{report.scenario}.thresholds",
+            name=f"{result.threshold.key}: {result.threshold.expression}",
+        )
+        observed = f"observed {result.threshold.aggregation} = {show(result.observed)}"
+        if not result.ok:
+            failure = ET.SubElement(case, "failure", message=observed)
+            failure.text = f"{result.threshold.key} {result.threshold.expression}: {observed}"
+        else:
+            ET.SubElement(case, "system-out").text = observed
+    if report.verdict is Verdict.ERROR:
+        case = ET.SubElement(
+            suite, "testcase", classname=f"stressbed.{report.scenario}", name="run"
+        )
+        ET.SubElement(case, "error", message=report.message).text = report.message
+    ET.indent(suite)
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
+    )

@@ -1,0 +1,68 @@
+"""The terminal view of a run: the final table and the stack's one-line story."""
+
+from __future__ import annotations
+
+from ._numbers import show
+from .summary import RunReport
+
+__all__ = ["stack_line", "table"]
+
+
+def table(report: RunReport) -> str:
+    """The final terminal table: thresholds, key metrics, runners, verdict."""
+    lines = [f"scenario {report.scenario}  run {report.run_id}  {report.fleet.duration_s:.1f} s"]
+    metrics = report.metrics()
+    duration = metrics.get("http_req_duration", {})
+    reqs = metrics.get("http_reqs", {})
+    failed = metrics.get("http_req_failed", {})
+    lines.append(
+        f"  requests {reqs.get('count', 0):,.0f} ({reqs.get('rate', 0):,.1f}/s)   "
+        f"failed {failed.get('rate', 0) * 100:.2f}%   "
+        + "   ".join(
+            f"{k} {show(duration[k])}ms" for k in ("p(50)", "p(95)", "p(99)") if k in duration
+        )
+    )
+    if report.thresholds:
+        lines.append("  thresholds")
+        width = max(len(f"{t.threshold.key} {t.threshold.expression}") for t in report.thresholds)
+        for t in report.thresholds:
+            mark = "ok  " if t.ok else "FAIL"
+            label = f"{t.threshold.key} {t.threshold.expression}"
+            lines.append(f"    {mark} {label:<{width}}  observed {show(t.observed)}")
+    lines.append("  runners")
+    for r in report.runners:
+        extra = f"  {r.reason}" if r.reason else ""
+        lines.append(
+            f"    {r.index} [{r.segment}] {r.status.value} (k6 exit {r.exit_code}) "
+            f"{r.requests:,} requests{extra}"
+        )
+    if report.start_skew_ms is not None:
+        lines.append(f"  start skew {report.start_skew_ms:.1f} ms")
+    stack = stack_line(report)
+    if stack:
+        lines.append(stack)
+    lines.append(f"verdict: {report.verdict.value.upper()}  {report.message}".rstrip())
+    return "\n".join(lines)
+
+
+def stack_line(report: RunReport) -> str:
+    """One line on what the provisioned stack did; empty for an existing service."""
+    if report.stack.get("backend") in (None, "none"):
+        return ""
+    series = report.stack.get("timeseries") or []
+    counts = [row["replicas"] for row in series] or [
+        report.stack.get("replicas", {}).get("desired", 0)
+    ]
+    kinds = [e.get("event") for e in report.events if e.get("source") == "stack"]
+    restarts = sum(report.stack.get("replicas", {}).get("restarts", {}).values())
+    notable = {
+        k: kinds.count(k)
+        for k in ("scaled", "quota-denied", "unready", "liveness-failed", "oom-killed", "crashed")
+        if k in kinds
+    }
+    extra = "".join(f", {n} {k}" for k, n in notable.items())
+    enforcement = report.stack.get("enforcement") or "n/a"
+    return (
+        f"  stack {report.stack['backend']}: replicas {counts[0]} -> {counts[-1]} "
+        f"(max {max(counts)}), {restarts} restarts{extra}; limits by {enforcement}"
+    )

@@ -1,0 +1,279 @@
+"""Thresholds: the SLOs a run is judged by, typed or as raw k6 expressions.
+
+    latency("p(95) < 500ms")                        # http_req_duration
+    latency("p(99) < 1s", request="report")         # on the requests named "report"
+    error_rate("< 0.5%")                            # http_req_failed
+    request_rate("> 1000/s")                        # http_reqs
+    check_rate("> 99%")                             # checks
+    threshold("http_req_waiting", "p(90) < 200")    # any k6 metric and expression
+
+Each becomes one k6 threshold (``metric{tag:value}`` -> ``"p(95)<500"``); the parsed parts
+are kept so the fleet can evaluate the same threshold on merged data.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypedDict, Unpack
+
+from ..errors import ConfigError
+from .units import format_duration, parse_duration_ms, parse_per_second, parse_percent
+
+__all__ = [
+    "BUILTIN_METRICS",
+    "SYSTEM_TAGS",
+    "Selection",
+    "Threshold",
+    "check_rate",
+    "error_rate",
+    "latency",
+    "request_rate",
+    "threshold",
+]
+
+#: k6's built-in metrics and their types; thresholds on them are checked against the type.
+BUILTIN_METRICS: Mapping[str, str] = {
+    "checks": "rate",
+    "data_received": "counter",
+    "data_sent": "counter",
+    "dropped_iterations": "counter",
+    "group_duration": "trend",
+    "http_req_blocked": "trend",
+    "http_req_connecting": "trend",
+    "http_req_duration": "trend",
+    "http_req_failed": "rate",
+    "http_req_receiving": "trend",
+    "http_req_sending": "trend",
+    "http_req_tls_handshaking": "trend",
+    "http_req_waiting": "trend",
+    "http_reqs": "counter",
+    "iteration_duration": "trend",
+    "iterations": "counter",
+    "vus": "gauge",
+    "vus_max": "gauge",
+}
+#: The tags k6 attaches to samples in a stressbed run (``--system-tags``): what a threshold can
+#: select on. The runtime tags requests with ``name``; ``scenario`` is the workload.
+SYSTEM_TAGS = (
+    "check",
+    "error_code",
+    "expected_response",
+    "group",
+    "method",
+    "name",
+    "scenario",
+    "status",
+)
+_AGGREGATIONS = {
+    "trend": "avg, min, max, med or p(N)",
+    "counter": "count or rate",
+    "rate": "rate",
+    "gauge": "value",
+}
+_OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "===": operator.eq,
+    "!=": operator.ne,
+}
+_AGG = r"(avg|min|max|med|count|rate|value|p\(\s*\d+(?:\.\d+)?\s*\))"
+_OP = r"(<=|>=|===|==|!=|<|>)"
+_RAW = re.compile(rf"\s*{_AGG}\s*{_OP}\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*")
+_TYPED = re.compile(rf"\s*{_AGG}?\s*{_OP}\s*(.+?)\s*")
+_METRIC = re.compile(r"[A-Za-z0-9_]{1,128}")
+_TAG = re.compile(r"[^{}:,]+")
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """One threshold: ``aggregation operator value`` on ``metric`` restricted to ``tags``."""
+
+    metric: str
+    aggregation: str
+    operator: str
+    value: float
+    tags: tuple[tuple[str, str], ...] = ()
+    abort_on_fail: bool = False
+    delay_ms: float | None = None
+    #: How the user wrote it (``"p(95) < 500ms"``), for reports.
+    label: str = ""
+
+    @property
+    def key(self) -> str:
+        """The k6 metric key, with a tag selector when restricted: ``m{name:report}``."""
+        if not self.tags:
+            return self.metric
+        return self.metric + "{" + ",".join(f"{k}:{v}" for k, v in self.tags) + "}"
+
+    @property
+    def expression(self) -> str:
+        return f"{self.aggregation}{self.operator}{_number(self.value)}"
+
+    def passes(self, observed: float) -> bool:
+        """k6's verdict for ``observed``; a missing (NaN) observation fails."""
+        if math.isnan(observed):
+            return False
+        return _OPERATORS[self.operator](observed, self.value)
+
+    def to_k6(self) -> dict[str, object] | str:
+        if not self.abort_on_fail:
+            return self.expression
+        spec: dict[str, object] = {"threshold": self.expression, "abortOnFail": True}
+        if self.delay_ms is not None:
+            spec["delayAbortEval"] = format_duration(self.delay_ms)
+        return spec
+
+
+class Selection(TypedDict, total=False):
+    """What every threshold constructor accepts besides its expression."""
+
+    #: Only the requests with this name (the ``name`` tag).
+    request: str
+    #: Only this workload (the ``scenario`` tag).
+    workload: str
+    #: Any other tags, e.g. ``{"status": "500"}``.
+    tags: Mapping[str, str]
+    #: Stop the whole test as soon as the threshold fails.
+    abort_on_fail: bool
+    #: With ``abort_on_fail``: how long after the start to begin judging.
+    delay: str
+
+
+def threshold(metric: str, expression: str, **options: Unpack[Selection]) -> Threshold:
+    """A raw k6 threshold: ``expression`` is k6's syntax (``"p(95)<500"``, ``"rate<0.01"``)."""
+    match = _RAW.fullmatch(expression) if isinstance(expression, str) else None
+    if not match:
+        raise ConfigError(
+            "threshold.expression", expression, "k6 syntax like 'p(95)<500' or 'rate<0.01'"
+        )
+    aggregation, op, value = match.groups()
+    return _build(metric, _agg(aggregation), op, float(value), label=expression, options=options)
+
+
+def latency(
+    spec: str, *, metric: str = "http_req_duration", **options: Unpack[Selection]
+) -> Threshold:
+    """A latency SLO with units: ``"p(95) < 500ms"``, ``"avg < 0.2s"``, ``"max < 2s"``."""
+    aggregation, op, text = _typed(spec, "latency", "'p(95) < 500ms'", default=None)
+    if aggregation in ("count", "rate", "value"):
+        raise ConfigError("latency", spec, "a trend aggregation: avg, min, max, med or p(N)")
+    value = parse_duration_ms(text, "latency", allow_zero=True)
+    return _build(metric, aggregation, op, value, label=spec, options=options)
+
+
+def error_rate(spec: str, **options: Unpack[Selection]) -> Threshold:
+    """The share of failed requests (``http_req_failed``): ``"< 0.5%"``."""
+    _, op, text = _typed(spec, "error_rate", "'< 0.5%'", default="rate")
+    value = parse_percent(_maybe_number(text), "error_rate")
+    return _build("http_req_failed", "rate", op, value, label=spec, options=options)
+
+
+def check_rate(spec: str, **options: Unpack[Selection]) -> Threshold:
+    """The share of passing checks (``checks``): ``"> 99%"``."""
+    _, op, text = _typed(spec, "check_rate", "'> 99%'", default="rate")
+    value = parse_percent(_maybe_number(text), "check_rate")
+    return _build("checks", "rate", op, value, label=spec, options=options)
+
+
+def request_rate(spec: str, **options: Unpack[Selection]) -> Threshold:
+    """Requests per second over the whole run (``http_reqs`` rate): ``"> 1000/s"``."""
+    _, op, text = _typed(spec, "request_rate", "'> 1000/s'", default="rate")
+    value = parse_per_second(_maybe_number(text), "request_rate")
+    return _build("http_reqs", "rate", op, value, label=spec, options=options)
+
+
+def _typed(spec: object, field: str, example: str, *, default: str | None) -> tuple[str, str, str]:
+    match = _TYPED.fullmatch(spec) if isinstance(spec, str) else None
+    if not match or (match.group(1) is None and default is None):
+        raise ConfigError(field, spec, f"an expression like {example}")
+    aggregation = _agg(match.group(1)) if match.group(1) else default
+    assert aggregation is not None
+    return aggregation, match.group(2), match.group(3)
+
+
+def _build(
+    metric: str, aggregation: str, op: str, value: float, *, label: str, options: Selection
+) -> Threshold:
+    unknown = set(options) - set(Selection.__annotations__)
+    if unknown:
+        raise ConfigError(
+            "threshold", sorted(unknown)[0], "options " + ", ".join(Selection.__annotations__)
+        )
+    if not isinstance(metric, str) or not _METRIC.fullmatch(metric):
+        raise ConfigError("threshold.metric", metric, "a k6 metric name (letters, digits, _)")
+    if aggregation.startswith("p(") and not 0 <= float(aggregation[2:-1]) <= 100:
+        raise ConfigError(f"threshold {metric}", aggregation, "a percentile between 0 and 100")
+    kind = BUILTIN_METRICS.get(metric)
+    if kind is None:
+        raise ConfigError(
+            "threshold.metric", metric, "a k6 built-in metric (" + ", ".join(BUILTIN_METRICS) + ")"
+        )
+    if not _fits(kind, aggregation):
+        raise ConfigError(
+            f"threshold {metric}", aggregation, f"{_AGGREGATIONS[kind]} on a {kind} metric"
+        )
+    selector = dict(options.get("tags") or {})
+    if options.get("request") is not None:
+        selector["name"] = options["request"]
+    if options.get("workload") is not None:
+        selector["scenario"] = options["workload"]
+    abort_on_fail = options.get("abort_on_fail", False)
+    delay = options.get("delay")
+    for key, val in selector.items():
+        if key not in SYSTEM_TAGS:
+            raise ConfigError("threshold.tags", key, "a tag k6 records: " + ", ".join(SYSTEM_TAGS))
+        if not isinstance(val, str) or not _TAG.fullmatch(val):
+            raise ConfigError(
+                f"threshold.tags.{key}", val, "a tag value without '{', '}', ':' or ','"
+            )
+    if not isinstance(abort_on_fail, bool):
+        raise ConfigError("threshold.abort_on_fail", abort_on_fail, "True or False")
+    delay_ms = None
+    if delay is not None:
+        if not abort_on_fail:
+            raise ConfigError("threshold.delay", delay, "a delay only with abort_on_fail=True")
+        delay_ms = parse_duration_ms(delay, "threshold.delay")
+    return Threshold(
+        metric=metric,
+        aggregation=aggregation,
+        operator=op,
+        value=value,
+        tags=tuple(sorted(selector.items())),
+        abort_on_fail=abort_on_fail,
+        delay_ms=delay_ms,
+        label=label.strip(),
+    )
+
+
+def _agg(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
+def _fits(kind: str, aggregation: str) -> bool:
+    if kind == "trend":
+        return aggregation in ("avg", "min", "max", "med") or aggregation.startswith("p(")
+    if kind == "counter":
+        return aggregation in ("count", "rate")
+    if kind == "rate":
+        return aggregation == "rate"
+    return aggregation in ("value", "min", "max")
+
+
+def _maybe_number(text: str) -> object:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _number(value: float) -> str:
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)

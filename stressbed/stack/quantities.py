@@ -1,0 +1,90 @@
+"""Kubernetes resource quantities: CPU in millicores, memory in bytes, and back to text."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+__all__ = ["Resources", "parse_cpu", "parse_memory", "show_quantity"]
+
+_CPU = re.compile(r"(\d+(?:\.\d+)?)(m?)")
+_MEMORY = re.compile(r"(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?")
+_MEMORY_UNITS = {
+    None: 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
+
+
+def parse_cpu(value: object, field_name: str) -> int:
+    """Millicores from a Kubernetes CPU quantity: ``"250m"`` -> 250, ``"1.5"`` -> 1500."""
+    text = str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+    match = _CPU.fullmatch(text) if isinstance(text, str) else None
+    if not match:
+        raise ConfigError(field_name, value, "a CPU quantity like '250m' or '1.5'")
+    number = float(match.group(1))
+    millicores = number if match.group(2) else number * 1000
+    if millicores < 1 or millicores != int(millicores):
+        raise ConfigError(field_name, value, "a CPU quantity of at least 1m, in whole millicores")
+    return int(millicores)
+
+
+def parse_memory(value: object, field_name: str) -> int:
+    """Bytes from a Kubernetes memory quantity: ``"256Mi"``, ``"1G"``, ``"134217728"``."""
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    match = _MEMORY.fullmatch(text) if isinstance(text, str) else None
+    if not match:
+        raise ConfigError(field_name, value, "a memory quantity like '256Mi' or '1Gi'")
+    size = float(match.group(1)) * _MEMORY_UNITS[match.group(2)]
+    if size < 1 << 20:
+        raise ConfigError(field_name, value, "at least 1Mi")
+    return int(size)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """CPU in millicores and memory in bytes; None where not set."""
+
+    cpu_m: int | None = None
+    memory: int | None = None
+
+    @classmethod
+    def of(cls, spec: Mapping[str, object] | None, field_name: str) -> Resources:
+        spec = spec or {}
+        unknown = set(spec) - {"cpu", "memory"}
+        if unknown:
+            raise ConfigError(field_name, sorted(unknown)[0], "only 'cpu' and 'memory'")
+        return cls(
+            parse_cpu(spec["cpu"], f"{field_name}.cpu") if spec.get("cpu") is not None else None,
+            parse_memory(spec["memory"], f"{field_name}.memory")
+            if spec.get("memory") is not None
+            else None,
+        )
+
+    def to_k8s(self) -> dict[str, str]:
+        out = {}
+        if self.cpu_m is not None:
+            out["cpu"] = f"{self.cpu_m}m"
+        if self.memory is not None:
+            out["memory"] = (
+                f"{self.memory // 2**20}Mi" if self.memory % 2**20 == 0 else str(self.memory)
+            )
+        return out
+
+
+def show_quantity(kind: str, value: int | None) -> str:
+    """``250m`` for millicores (kind ``cpu_m``), ``128Mi`` for bytes."""
+    if value is None:
+        return "unset"
+    if kind == "cpu_m":
+        return f"{value}m"
+    return f"{value / 2**20:g}Mi"

@@ -1,0 +1,32 @@
+"""``stressbed collect``: a fleet started by hand in a cluster, read back from its pods' logs
+(a fake cluster: none can run here), merged and judged like any run."""
+
+from __future__ import annotations
+
+import pytest
+
+from stressbed.app.collect import collect
+from stressbed.errors import ConfigError
+from stressbed.results.runner_result import RunnerResult
+
+from ..backends.kubernetes.fakes import SCENARIO, FakeCluster
+
+
+def test_collect_merges_a_fleet_started_by_hand(tmp_path):
+    (tmp_path / "k.py").write_text(SCENARIO)
+    report = collect(
+        "load-test", "runners", str(tmp_path / "k.py"), tmp_path / "r", api=FakeCluster(3, [{}])
+    )
+    assert report.exit_code == 0, report.message
+    assert [r.index for r in report.runners] == [0, 1, 2]
+    run_dir = tmp_path / "r" / "latest"
+    assert (run_dir / "summary.json").is_file()
+    assert RunnerResult.read(run_dir / "runners" / "2" / "result.json").index == 2
+
+
+def test_collect_refuses_a_fleet_still_running(tmp_path):
+    (tmp_path / "k.py").write_text(SCENARIO)
+    running = FakeCluster(2, [{1: {"phase": "Running"}}])
+    with pytest.raises(ConfigError, match="runner 1 is still Running"):
+        collect("ns", "runners", str(tmp_path / "k.py"), tmp_path / "r", api=running)
+    assert not (tmp_path / "r").exists()

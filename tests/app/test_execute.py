@@ -1,0 +1,248 @@
+"""``stressbed run`` provisioning its stack: the reference agent on the local backend, for real,
+and the failure paths through the fake backend."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from stressbed.app.execute import execute
+from stressbed.app.plan import RunOptions, plan
+from stressbed.errors import ProvisionError
+from stressbed.testing import FakeBackend
+
+from ..conftest import needs_k6
+
+TOKEN = "tok-e2e-3f9c1a7d5b"  # must never reach a file the run writes
+
+
+def stressbed_run(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "stressbed",
+            "run",
+            "--results",
+            str(tmp_path / "r"),
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "STRESSBED_AGENT_TOKEN": TOKEN, "K6_NO_USAGE_REPORT": "true"},
+        start_new_session=True,
+    )
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def started_pids(summary: dict) -> list[int]:
+    return [e["pid"] for e in summary["events"] if e.get("source") == "stack" and "pid" in e]
+
+
+@needs_k6
+def test_a_local_run_provisions_the_agent_loads_it_and_tears_it_down(tmp_path):
+    proc = stressbed_run(tmp_path, "--scenario", "ingest_mix", "--runners", "2", "--duration", "4s")
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    assert "verdict: PASS" in out
+    assert "stack local: replicas 2 -> 2" in out
+    assert "stressbed: stack: stack ready at http://127.0.0.1:" in err
+    run_dir = tmp_path / "r" / "latest"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["verdict"] == "pass"
+    assert summary["metrics"]["http_reqs"]["count"] > 0
+    assert summary["metrics"]["http_req_failed"]["rate"] == 0
+    stack = summary["stack"]
+    assert stack["backend"] == "local"
+    assert stack["enforcement"].startswith(("cgroup v", "rlimit"))
+    assert stack["timeseries"]
+    assert {"agent-0", "agent-1"} <= set(stack["timeseries"][-1]["pods"])
+    events = summary["events"]
+    assert [e["t"] for e in events] == sorted(e["t"] for e in events)
+    kinds = [(e["source"], e["event"]) for e in events]
+    # The stack is ready before the fleet starts, and gone after it.
+    assert kinds.index(("stack", "stack-ready")) < kinds.index(("fleet", "started"))
+    assert kinds[-1] == ("stack", "stack-deleted")
+    lines = (run_dir / "events.jsonl").read_text().splitlines()
+    assert [json.loads(x)["event"] for x in lines] == [e["event"] for e in events]
+    pids = started_pids(summary)
+    assert len(pids) == 2
+    assert not any(alive(p) for p in pids)
+    # The agent's token was used (the run passed its checks) yet is written nowhere.
+    for path in (tmp_path / "r").rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            assert TOKEN.encode() not in path.read_bytes(), path
+
+
+@needs_k6
+def test_sigint_mid_run_tears_the_stack_down_and_exits_130(tmp_path):
+    path = tmp_path / "long.py"
+    path.write_text(
+        "from stressbed import *\n"
+        "scenario = Scenario('long', description='long', workloads=[Workload('w', "
+        "get('/healthz'), ConstantVUs(vus=2, duration='60s'))])\n"
+    )
+    proc = stressbed_run(tmp_path, "--scenario", str(path), "--runners", "2")
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 60
+    seen = ""
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        seen += line
+        if "req/s" in line and "     0 req/s" not in line:
+            break  # load is flowing
+    else:
+        proc.kill()
+        pytest.fail(f"the run never got going: {seen}")
+    interrupted = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, seen + err
+    assert time.monotonic() - interrupted < 15
+    assert "verdict: ERROR  interrupted" in out
+    summary = json.loads((tmp_path / "r" / "latest" / "summary.json").read_text())
+    assert summary["exit_code"] == 130
+    assert summary["metrics"]["http_reqs"]["count"] > 0  # partial results kept
+    assert summary["events"][-1]["event"] == "stack-deleted"
+    assert not any(alive(p) for p in started_pids(summary))
+    # Straight after an interrupted run, the next one works.
+    again = stressbed_run(
+        tmp_path, "--scenario", "ingest_mix", "--runners", "1", "--duration", "2s"
+    )
+    _, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err
+
+
+@needs_k6
+def test_sigint_while_provisioning_tears_down_and_exits_130(tmp_path):
+    proc = stressbed_run(tmp_path, "--scenario", "ingest_mix", "--runners", "1")
+    deadline = time.monotonic() + 30
+    log = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        logs = list((tmp_path / "r").glob("*/stack/replicas/agent-0.log"))
+        if logs:  # a replica process exists; the stack is not ready yet
+            log = logs[0]
+            break
+        time.sleep(0.01)
+    assert log is not None, "no replica was ever started"
+    interrupted = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert time.monotonic() - interrupted < 10
+    assert "verdict: ERROR  interrupted" in out
+    summary = json.loads((tmp_path / "r" / "latest" / "summary.json").read_text())
+    kinds = [e["event"] for e in summary["events"]]
+    assert "stack-ready" not in kinds
+    assert "started" not in [e["event"] for e in summary["events"] if e["source"] == "fleet"]
+    assert kinds[-1] == "stack-deleted"
+    assert not any(alive(p) for p in started_pids(summary))
+
+
+@needs_k6  # plan() checks that k6 is there
+def test_a_stack_that_cannot_be_provisioned_ends_the_run_with_exit_3(tmp_path):
+    backend = FakeBackend(provision_error=ProvisionError("replica agent-0 not ready within 5 s"))
+    the_plan = plan(RunOptions(scenario="ingest_mix", results=tmp_path / "r"))
+    report = execute(the_plan, backend=backend)
+    assert report.exit_code == 3
+    assert report.message == "provisioning failed: replica agent-0 not ready within 5 s"
+    assert backend.stacks[0].torn_down
+    summary = json.loads((tmp_path / "r" / "latest" / "summary.json").read_text())
+    assert summary["verdict"] == "error"
+    assert [e["event"] for e in summary["events"]] == ["stack-created", "stack-deleted"]
+    assert "<error" in (tmp_path / "r" / "latest" / "junit.xml").read_text()
+
+
+@needs_k6  # plan() checks that k6 is there
+def test_an_interrupt_while_provisioning_tears_down_and_exits_130(tmp_path):
+    backend = FakeBackend(provision_error=KeyboardInterrupt())
+    the_plan = plan(RunOptions(scenario="ingest_mix", results=tmp_path / "r"))
+    report = execute(the_plan, backend=backend)
+    assert report.exit_code == 130
+    assert backend.stacks[0].torn_down
+
+
+@needs_k6  # plan() checks that k6 is there
+def test_a_run_against_an_existing_service_provisions_nothing(tmp_path):
+    backend = FakeBackend()
+    the_plan = plan(
+        RunOptions(scenario="ingest_mix", target_url="http://127.0.0.1:9", results=tmp_path)
+    )
+    assert the_plan.stack is None
+    execute(the_plan, backend=backend)
+    assert backend.stacks == []
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"backend": "cloud"},
+            "--backend: got 'cloud'; expected 'local' or 'kubernetes'",
+        ),
+        (
+            {"backend_options": {"port": 70000}},
+            "--port: got 70000; expected a port 0..65535 (0: any free port)",
+        ),
+    ],
+)
+def test_bad_run_options_are_refused_before_anything_starts(tmp_path, options, message):
+    with pytest.raises(Exception, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
+        plan(RunOptions(scenario="ingest_mix", results=tmp_path / "r", **options))
+    assert not (tmp_path / "r").exists()
+
+
+@needs_k6
+def test_a_profile_whose_thresholds_cannot_hold_fails_the_run_with_exit_1(tmp_path):
+    (tmp_path / "stressbed.yaml").write_text(
+        "version: 1\n"
+        "common: {scenario: ingest_mix, runners: 2, duration: 3s}\n"
+        "profiles:\n"
+        "  strict:\n"
+        "    stack: {replicas: 1, autoscaler: {min_replicas: 1, max_replicas: 2}}\n"
+        "    thresholds: {http_req_duration: ['p(95)<0.001']}\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "stressbed", "run", "--profile", "strict"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "K6_NO_USAGE_REPORT": "true"},
+        stdin=subprocess.DEVNULL,
+        timeout=180,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "FAIL http_req_duration p(95)<0.001" in proc.stdout
+    assert "verdict: FAIL  thresholds failed: http_req_duration p(95)<0.001" in proc.stdout
+    assert "stack local: replicas 1 -> 1" in proc.stdout
+    run_dir = tmp_path / "results" / "latest"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["settings"]["profile"] == "strict"
+    assert summary["settings"]["sources"]["thresholds.http_req_duration"].startswith(
+        "profile strict"
+    )
+    failed = [t for t in summary["thresholds"] if not t["ok"]]
+    assert [t["expression"] for t in failed] == ["p(95)<0.001"]
+    junit = (run_dir / "junit.xml").read_text()
+    assert junit.count("<failure") == 1
+    for name in ("summary.json", "junit.xml", "events.jsonl", "bundle/script.js"):
+        assert (run_dir / name).is_file(), name
+    assert (run_dir / "runners" / "0" / "result.json").is_file()
+    assert (run_dir / "stack" / "replicas" / "agent-0.log").is_file()

@@ -1,0 +1,111 @@
+"""Stand-ins for what cannot run here: the Pulumi engine and a Kubernetes cluster.
+
+:class:`FakeEngine` stands in for the Automation API (it records up/destroy/remove) and
+:class:`FakeCluster` for the Kubernetes API (pods and their logs, one snapshot per poll).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from stressbed.backends.kubernetes import PodState
+from stressbed.fleet.segments import segment
+from stressbed.results.runner_result import RunnerResult, RunnerStatus
+
+KUBECONFIG = """
+apiVersion: v1
+kind: Config
+current-context: kind-stressbed
+contexts:
+- name: kind-stressbed
+  context: {cluster: kind-stressbed, user: kind-stressbed}
+- name: prod
+  context: {cluster: prod, user: prod}
+clusters:
+- name: kind-stressbed
+  cluster: {server: "https://127.0.0.1:6443"}
+users:
+- name: kind-stressbed
+  user: {token: x}
+"""
+
+SCENARIO = """from stressbed import *
+scenario = Scenario("k", description="kube", workloads=[
+    Workload("w", get("/healthz"), SharedIterations(vus=2, iterations=10))])
+"""
+
+
+class FakeEngine:
+    def __init__(self, calls: list[str], fail: dict[str, Exception] | None = None) -> None:
+        self.calls = calls
+        self.fail = fail or {}
+
+    def up(self, program: Callable[[], None]) -> None:
+        state = program.__self__  # type: ignore[attr-defined]  # the run's bound program
+        what = "up:fleet" if state.fleet is not None else "up:agent"
+        self.calls.append(what)
+        if what in self.fail:
+            raise self.fail[what]
+
+    def destroy(self) -> None:
+        self.calls.append("destroy")
+        if "destroy" in self.fail:
+            raise self.fail["destroy"]
+
+    def remove(self) -> None:
+        self.calls.append("remove")
+
+
+def result_log(index: int, count: int) -> str:
+    now = time.time()
+    document = RunnerResult(
+        index=index,
+        count=count,
+        segment=segment(index, count),
+        status=RunnerStatus.OK,
+        exit_code=0,
+        started_at=now - 5,
+        ended_at=now,
+    ).to_dict()
+    return (
+        json.dumps({"event": "ready", "index": index})
+        + "\n"
+        + json.dumps({"event": "result", "index": index, "document": document})
+        + "\n"
+    )
+
+
+class FakeCluster:
+    """Pods as the Kubernetes API would list them: one snapshot per poll, the last repeats."""
+
+    def __init__(self, runners: int, snapshots: list[dict[int, dict[str, Any]]]) -> None:
+        self.runners = runners
+        self.snapshots = snapshots
+        self.polls = 0
+        self.interrupt_at: int | None = None
+        self.api_failures: set[int] = set()
+        self.coordinator = PodState("coordinator", -1, "Succeeded", time.time())
+        self.coordinator_log = json.dumps({"event": "started", "skew_ms": 1.0}) + "\n"
+
+    def pods(self, namespace: str, component: str) -> list[PodState]:
+        if component == "coordinator":
+            return [self.coordinator]
+        self.polls += 1
+        if self.polls in self.api_failures:
+            raise OSError("connection reset")
+        if self.polls == self.interrupt_at:  # one Ctrl-C, at that poll
+            raise KeyboardInterrupt
+        snapshot = self.snapshots[min(self.polls - 1, len(self.snapshots) - 1)]
+        return [
+            PodState(f"runners-{i}", i, **{"phase": "Succeeded", "created": time.time(), **over})
+            for i, over in ((i, snapshot.get(i, {})) for i in range(self.runners))
+        ]
+
+    def log(self, namespace: str, pod: str) -> str:
+        if pod == "coordinator":
+            return self.coordinator_log
+        index = int(pod.rsplit("-", 1)[1])
+        return result_log(index, self.runners)

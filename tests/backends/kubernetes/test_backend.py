@@ -1,0 +1,389 @@
+"""The Kubernetes backend's orchestration against a fake engine and a fake cluster.
+
+No Pulumi CLI, provider or cluster can run here: :class:`FakeEngine` stands in for the
+Automation API (it records up/destroy/remove) and :class:`FakeCluster` for the Kubernetes API
+(pods and their logs). What is real: preflight, the run pipeline, the merge and the results.
+The engine test at the end runs only where `pulumi` is on PATH.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("pulumi")
+pytest.importorskip("kubernetes")
+
+from stressbed.app.execute import execute
+from stressbed.app.plan import RunOptions, plan
+from stressbed.backends.kubernetes import (
+    KubernetesBackend,
+    KubernetesOptions,
+    PodState,
+    preflight,
+    runner_failure,
+)
+from stressbed.backends.kubernetes import backend as kube_backend
+from stressbed.errors import ConfigError
+from stressbed.results.runner_result import RunnerResult
+
+from ...conftest import needs_k6
+from .fakes import KUBECONFIG, SCENARIO, FakeCluster, FakeEngine
+
+
+@pytest.fixture
+def cluster_env(tmp_path, monkeypatch) -> Path:
+    """A kubeconfig, and a `pulumi` on PATH (a stub: the fakes below stand in for it)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stub = bin_dir / "pulumi"
+    stub.write_text("#!/bin/sh\nexit 0\n")
+    stub.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    config = tmp_path / "kubeconfig"
+    config.write_text(KUBECONFIG)
+    monkeypatch.setattr(kube_backend, "POLL_S", 0.01)
+    return config
+
+
+def run_kube(
+    tmp_path: Path,
+    config: Path,
+    cluster: FakeCluster,
+    fail: dict[str, Exception] | None = None,
+    runners: int = 2,
+    *,
+    scenario: str = SCENARIO,
+    pending_deadline_s: float = 60,
+) -> tuple[Any, list[str]]:
+    calls: list[str] = []
+    (tmp_path / "k.py").write_text(scenario)
+    backend = KubernetesBackend(
+        KubernetesOptions(kubeconfig=config, pending_deadline_s=pending_deadline_s),
+        engine=lambda name, work, target: FakeEngine(calls, fail),
+        cluster_api=lambda target: cluster,
+    )
+    options = RunOptions(
+        scenario=str(tmp_path / "k.py"),
+        backend="kubernetes",
+        backend_options={"kubeconfig": config},
+        runners=runners,
+        results=tmp_path / "r",
+    )
+    return execute(plan(options), backend=backend), calls
+
+
+pytestmark = needs_k6  # plan() checks that k6 is there
+
+
+def test_a_run_goes_up_starts_follows_collects_and_always_destroys(tmp_path, cluster_env):
+    cluster = FakeCluster(2, [{0: {"phase": "Running"}, 1: {"phase": "Pending"}}, {}])
+    report, calls = run_kube(tmp_path, cluster_env, cluster)
+    assert calls == ["up:agent", "up:fleet", "destroy", "remove"]
+    assert report.exit_code == 0, report.message
+    assert [r.index for r in report.runners] == [0, 1]
+    run_dir = tmp_path / "r" / "latest"
+    for i in (0, 1):
+        assert RunnerResult.read(run_dir / "runners" / str(i) / "result.json").index == i
+        assert (run_dir / "runners" / str(i) / "pod.log").is_file()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["stack"]["backend"] == "kubernetes"
+    assert summary["stack"]["context"] == "kind-stressbed"
+    namespace = summary["stack"]["namespace"]
+    assert namespace.startswith("stressbed-")
+    assert summary["stack"]["url"] == f"http://agent.{namespace}.svc:8080"
+    kinds = [e["event"] for e in summary["events"]]
+    assert kinds.index("stack-ready") < kinds.index("fleet-created") < kinds.index("fleet-finished")
+    assert kinds[-2:] == ["stack-destroyed", "stack-removed"]
+
+
+@pytest.mark.parametrize(
+    ("pod", "message"),
+    [
+        (
+            {"phase": "Failed", "terminated": "OOMKilled", "exit_code": 137},
+            "runner 1: OOMKilled (raise the runner's memory limit or lower the VUs per runner)",
+        ),
+        (
+            {"phase": "Failed", "reason": "Evicted", "message": "The node was low on memory."},
+            "runner 1: evicted (The node was low on memory.)",
+        ),
+        (
+            {"phase": "Pending", "waiting": "ImagePullBackOff", "message": "not found"},
+            "runner 1: image pull failed (ImagePullBackOff: not found)",
+        ),
+        (
+            {"phase": "Pending", "created": 0.0, "unschedulable": "0/3 nodes: Insufficient cpu"},
+            "runner 1: still Pending after 60 s: 0/3 nodes: Insufficient cpu",
+        ),
+        (
+            {"phase": "Failed", "terminated": "Error", "exit_code": 2},
+            "runner 1: failed with exit code 2 (Error)",
+        ),
+    ],
+)
+def test_a_failing_runner_ends_the_run_with_exit_3_naming_it(tmp_path, cluster_env, pod, message):
+    cluster = FakeCluster(2, [{1: {"phase": "Running"}}, {1: pod}])
+    report, calls = run_kube(tmp_path, cluster_env, cluster)
+    assert report.exit_code == 3
+    assert report.message == message
+    assert calls == ["up:agent", "up:fleet", "destroy", "remove"]
+
+
+def test_a_coordinator_that_cannot_start_the_fleet_says_why(tmp_path, cluster_env):
+    cluster = FakeCluster(2, [{0: {"phase": "Running"}, 1: {"phase": "Running"}}])
+    cluster.coordinator = PodState(
+        "coordinator", -1, "Failed", time.time(), terminated="Error", exit_code=3
+    )
+    cluster.coordinator_log = (
+        json.dumps({"event": "ready", "index": 0})
+        + "\n"
+        + json.dumps({"event": "failed", "reason": "runner 1 was not ready within 300 s"})
+        + "\n"
+    )
+    report, calls = run_kube(tmp_path, cluster_env, cluster)
+    assert report.exit_code == 3
+    assert report.message == (
+        "coordinator: failed with exit code 3 (Error): runner 1 was not ready within 300 s"
+    )
+    assert calls[-2:] == ["destroy", "remove"]
+
+
+def test_a_failed_up_still_destroys_and_removes_the_stack(tmp_path, cluster_env):
+    error = RuntimeError("stdout: ...\nerror: the server could not find the requested resource")
+    report, calls = run_kube(tmp_path, cluster_env, FakeCluster(2, [{}]), {"up:agent": error})
+    assert report.exit_code == 3
+    assert report.message == (
+        "provisioning failed: pulumi up failed: error: the server could not find the "
+        "requested resource"
+    )
+    assert calls == ["up:agent", "destroy", "remove"]
+
+
+def test_a_failed_fleet_up_destroys_too(tmp_path, cluster_env):
+    error = RuntimeError("quota exceeded")
+    report, calls = run_kube(tmp_path, cluster_env, FakeCluster(2, [{}]), {"up:fleet": error})
+    assert report.exit_code == 3
+    assert report.message == "pulumi up of the fleet failed: quota exceeded"
+    assert calls == ["up:agent", "up:fleet", "destroy", "remove"]
+
+
+def test_an_interrupt_while_following_destroys_and_exits_130(tmp_path, cluster_env):
+    cluster = FakeCluster(2, [{0: {"phase": "Running"}}])
+    cluster.interrupt_at = 3
+    report, calls = run_kube(tmp_path, cluster_env, cluster)
+    assert report.exit_code == 130
+    assert calls == ["up:agent", "up:fleet", "destroy", "remove"]
+
+
+def test_a_failed_destroy_keeps_the_stack_and_says_how_to_finish(tmp_path, cluster_env):
+    report, calls = run_kube(
+        tmp_path, cluster_env, FakeCluster(2, [{}]), {"destroy": RuntimeError("timeout")}
+    )
+    assert calls == ["up:agent", "up:fleet", "destroy"]  # not removed: its state is needed
+    assert report.exit_code == 3
+    assert report.message.startswith("pulumi destroy failed: timeout; the stack 'stressbed-")
+    stack = report.message.split("'")[1]
+    state = tmp_path / "r" / report.run_id / "stack"
+    assert (
+        f"finish with `PULUMI_BACKEND_URL=file://{state.resolve() / 'pulumi-state'} "
+        f"PULUMI_CONFIG_PASSPHRASE_FILE={state.resolve() / 'pulumi-passphrase'} "
+        f"KUBECONFIG={cluster_env} pulumi destroy --stack {stack} --yes`"
+    ) in report.message
+
+
+def test_runner_pods_that_never_appear_fail_the_run(tmp_path, cluster_env, monkeypatch):
+    class NoPods(FakeCluster):
+        def pods(self, namespace: str, component: str) -> list[PodState]:
+            return []
+
+    report, calls = run_kube(tmp_path, cluster_env, NoPods(2, [{}]), pending_deadline_s=0.2)
+    assert report.exit_code == 3
+    assert report.message.startswith("no runner pod was created within 0.2 s (see `kubectl -n")
+    assert calls[-2:] == ["destroy", "remove"]
+
+
+def test_a_blip_of_the_api_is_retried_but_a_dead_api_fails_the_run(tmp_path, cluster_env):
+    blip = FakeCluster(2, [{}])
+    blip.api_failures = {1, 2}
+    (tmp_path / "a").mkdir()
+    report, _ = run_kube(tmp_path / "a", cluster_env, blip)
+    assert report.exit_code == 0, report.message
+    dead = FakeCluster(2, [{}])
+    dead.api_failures = set(range(1, 100))
+    (tmp_path / "b").mkdir()
+    report, calls = run_kube(tmp_path / "b", cluster_env, dead)
+    assert report.exit_code == 3
+    assert report.message == "the Kubernetes API did not answer: connection reset"
+    assert calls[-2:] == ["destroy", "remove"]
+
+
+def test_nothing_waits_past_the_deadline(tmp_path, cluster_env, monkeypatch):
+    monkeypatch.setattr("stressbed.app.execute.DEADLINE_MARGIN_S", 0.0)
+    cluster = FakeCluster(1, [{0: {"phase": "Running"}}])
+    short = SCENARIO.replace(
+        "SharedIterations(vus=2, iterations=10)",
+        "ConstantVUs(vus=1, duration='1s'), graceful_stop='1s'",
+    )
+    started = time.monotonic()
+    report, calls = run_kube(tmp_path, cluster_env, cluster, runners=1, scenario=short)
+    assert time.monotonic() - started < 10
+    assert report.exit_code == 3
+    assert report.message == "the run passed its deadline; runners stopped"
+    assert calls[-2:] == ["destroy", "remove"]
+
+
+def test_the_images_given_are_the_images_the_pods_run(tmp_path, cluster_env):
+    seen: dict[str, Any] = {}
+
+    class Recording(FakeEngine):
+        def up(self, program: Callable[[], None]) -> None:
+            state = program.__self__  # type: ignore[attr-defined]
+            seen["agent"] = state.spec.target.image
+            seen["policy"] = state.cluster.image_pull_policy
+            if state.fleet is not None:
+                seen["runner"] = state.fleet.image
+            super().up(program)
+
+    (tmp_path / "k.py").write_text(SCENARIO)
+    options = RunOptions(
+        scenario=str(tmp_path / "k.py"),
+        backend="kubernetes",
+        backend_options={
+            "kubeconfig": cluster_env,
+            "agent_image": "registry.example/agent@sha256:" + "1" * 64,
+            "runner_image": "registry.example/runner:7",
+            "image_pull_policy": "Always",
+        },
+        runners=2,
+        results=tmp_path / "r",
+    )
+    the_plan = plan(options)
+    backend = the_plan.backend
+    assert isinstance(backend, KubernetesBackend)
+    backend._engine = lambda name, work, target: Recording([])
+    backend._cluster_api = lambda target: FakeCluster(2, [{}])
+    report = execute(the_plan, backend=backend)
+    assert report.exit_code == 0, report.message
+    assert seen == {
+        "agent": "registry.example/agent@sha256:" + "1" * 64,
+        "runner": "registry.example/runner:7",
+        "policy": "Always",
+    }
+
+
+def test_a_bad_image_pull_policy_is_refused(tmp_path, cluster_env):
+    with pytest.raises(ConfigError, match="--image-pull-policy: got 'Sometimes'"):
+        plan(
+            RunOptions(
+                scenario="ingest_mix",
+                backend="kubernetes",
+                backend_options={"kubeconfig": cluster_env, "image_pull_policy": "Sometimes"},
+            )
+        )
+
+
+# -- preflight -------------------------------------------------------------------------------
+
+
+def test_preflight_finds_the_current_context(cluster_env):
+    target = preflight(KubernetesOptions(kubeconfig=cluster_env))
+    assert target.context == "kind-stressbed"
+    assert preflight(KubernetesOptions(kubeconfig=cluster_env, context="prod")).context == "prod"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"context": "staging"},
+            "--context: got 'staging'; expected a context of {config}: kind-stressbed, prod",
+        ),
+        (
+            {"kubeconfig": "missing"},
+            "--kubeconfig: got '{missing}'; expected an existing kubeconfig file",
+        ),
+    ],
+)
+def test_preflight_names_what_is_missing(cluster_env, change, message, tmp_path):
+    missing = tmp_path / "missing"
+    options = KubernetesOptions(
+        kubeconfig=missing if "kubeconfig" in change else cluster_env,
+        context=change.get("context"),
+    )
+    with pytest.raises(ConfigError) as error:
+        preflight(options)
+    assert str(error.value) == message.format(config=cluster_env, missing=missing)
+
+
+def test_without_the_pulumi_cli_the_run_is_one_line_exit_2_and_creates_nothing(tmp_path):
+    (tmp_path / "kubeconfig").write_text(KUBECONFIG)
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + "/usr/bin:/bin"}
+    if shutil.which("pulumi", path=env["PATH"]):
+        pytest.skip("a real pulumi CLI is on PATH here")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stressbed",
+            "run",
+            "--scenario",
+            "ingest_mix",
+            "--backend",
+            "kubernetes",
+            "--kubeconfig",
+            str(tmp_path / "kubeconfig"),
+            "--results",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "stressbed: error: --backend kubernetes: got 'no pulumi CLI on PATH'; expected the "
+        "Pulumi CLI (curl -fsSL https://get.pulumi.com | sh, then open a new shell)\n"
+    )
+    assert not (tmp_path / "r").exists()
+
+
+def test_runner_failure_is_quiet_while_pods_are_fine():
+    now = time.time()
+    for phase in ("Pending", "Running", "Succeeded"):
+        assert runner_failure(PodState("p", 0, phase, now), now, 60) is None
+
+
+@pytest.mark.skipif(shutil.which("pulumi") is None, reason="the pulumi CLI is not on PATH")
+def test_the_engine_previews_the_program_against_a_file_backend(tmp_path):  # pragma: no cover
+    """Where the engine is installed: `pulumi preview` of infra/ with a local file state."""
+    env = {
+        **os.environ,
+        "PULUMI_BACKEND_URL": f"file://{tmp_path}",
+        "PULUMI_CONFIG_PASSPHRASE": "test",
+    }
+    root = Path(__file__).parents[3]
+    subprocess.run(["pulumi", "stack", "init", "test"], cwd=root, env=env, check=True)
+    try:
+        preview = subprocess.run(
+            ["pulumi", "preview", "--stack", "test", "--non-interactive"],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert "stressbed:index:AgentStack" in preview.stdout + preview.stderr
+    finally:
+        subprocess.run(["pulumi", "stack", "rm", "test", "--yes"], cwd=root, env=env, check=False)

@@ -1,0 +1,326 @@
+"""The Pulumi program and components, offline: Pulumi's mocks capture every resource (no
+engine, no cluster can run here), the manifests validate against strict Kubernetes schemas
+for 1.31 through 1.35, and policy tests check what a cluster operator relies on."""
+
+from __future__ import annotations
+
+import runpy
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pulumi = pytest.importorskip("pulumi")
+kubernetes_validate = pytest.importorskip("kubernetes_validate")
+
+from stressbed.backends.kubernetes.manifests import (  # noqa: E402
+    K6_API_PORT,
+    Cluster,
+    ClusterFleet,
+    deployment,
+    quota_needs,
+)
+from stressbed.fleet.segments import segment, sequence  # noqa: E402
+from stressbed.stack.agent import reference_agent  # noqa: E402
+from stressbed.stack.quantities import parse_cpu, parse_memory  # noqa: E402
+
+ROOT = Path(__file__).parents[3]
+VERSIONS = ["1.31", "1.32", "1.33", "1.34", "1.35"]
+
+
+@dataclass
+class Captured:
+    type: str
+    name: str
+    inputs: dict[str, Any]
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return _ints(self.inputs)
+
+
+class Mocks(pulumi.runtime.Mocks):  # type: ignore[misc]
+    def __init__(self) -> None:
+        self.resources: list[Captured] = []
+
+    def new_resource(self, args: Any) -> tuple[str, dict[str, Any]]:
+        self.resources.append(Captured(args.typ, args.name, dict(args.inputs)))
+        outputs = dict(args.inputs)
+        if args.typ == "docker:index/image:Image":  # what a push reports
+            outputs["repoDigest"] = f"{args.inputs['imageName']}@sha256:{'0' * 64}"
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            outputs["result"] = "r" * int(args.inputs["length"])
+        return f"{args.name}-id", outputs
+
+    def call(self, args: Any) -> dict[str, Any]:
+        return {}
+
+
+# How the engine's wire format marks a secret value.
+SIG = pulumi.runtime.rpc._special_sig_key
+SECRET = pulumi.runtime.rpc._special_secret_sig
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SIG) == SECRET
+
+
+def _ints(value: Any) -> Any:
+    """The manifest as the provider sends it: secrets unwrapped, and numbers (the engine
+    carries doubles) as the integers the API server's schema wants."""
+    if is_secret(value):
+        return _ints(value["value"])
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_ints(v) for v in value]
+    return value
+
+
+def run_program(program: Callable[[], Any], config: dict[str, str] | None = None) -> Mocks:
+    mocks = Mocks()
+    pulumi.runtime.set_mocks(mocks, project="stressbed", stack="test", preview=False)
+    pulumi.runtime.set_all_config({f"stressbed:{k}": v for k, v in (config or {}).items()})
+
+    @pulumi.runtime.test  # type: ignore[misc]
+    def go() -> Any:
+        program()
+        return pulumi.Output.from_input(None)
+
+    go()
+    return mocks
+
+
+@pytest.fixture(scope="module")
+def program() -> Mocks:
+    """infra/__main__.py as `pulumi up` runs it, with 3 runners."""
+    return run_program(
+        lambda: runpy.run_path(str(ROOT / "infra" / "__main__.py"), run_name="__main__"),
+        {"runners": "3", "namespace": "load-test", "duration": "30s"},
+    )
+
+
+def manifests(mocks: Mocks) -> list[dict[str, Any]]:
+    return [r.manifest for r in mocks.resources if r.type.startswith("kubernetes:")]
+
+
+def kinds(mocks: Mocks) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for m in manifests(mocks):
+        out.setdefault(m["kind"], []).append(m)
+    return out
+
+
+def pod_specs(mocks: Mocks) -> list[dict[str, Any]]:
+    return [
+        m["spec"]["template"]["spec"]
+        for m in manifests(mocks)
+        if m["kind"] in ("Deployment", "Job")
+    ]
+
+
+def test_the_program_creates_both_components_and_every_resource(program):
+    types = [r.type for r in program.resources]
+    assert types.count("stressbed:index:AgentStack") == 1
+    assert types.count("stressbed:index:RunnerFleet") == 1
+    found = kinds(program)
+    for kind in (
+        "Namespace",
+        "ResourceQuota",
+        "LimitRange",
+        "ServiceAccount",
+        "Secret",
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "ConfigMap",
+        "Job",
+    ):
+        assert kind in found, kind
+    assert {m["metadata"]["namespace"] for m in manifests(program) if m["kind"] != "Namespace"} == {
+        "load-test"
+    }
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_every_manifest_validates_strictly(program, version):
+    for manifest in manifests(program):
+        kubernetes_validate.validate(manifest, version, strict=True)
+
+
+def test_requests_never_exceed_limits(program):
+    for pod in pod_specs(program):
+        for container in pod["containers"]:
+            requests = container["resources"]["requests"]
+            limits = container["resources"]["limits"]
+            assert parse_cpu(requests["cpu"], "cpu") <= parse_cpu(limits["cpu"], "cpu")
+            assert parse_memory(requests["memory"], "m") <= parse_memory(limits["memory"], "m")
+
+
+def test_the_agent_has_all_three_probes_on_its_port(program):
+    (deployment,) = kinds(program)["Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["port"] == "http", probe
+    assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+
+
+def test_every_pod_is_restricted(program):
+    (namespace,) = kinds(program)["Namespace"]
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    for pod in pod_specs(program):
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["automountServiceAccountToken"] is False
+        for container in pod["containers"]:
+            ctx = container["securityContext"]
+            assert ctx["allowPrivilegeEscalation"] is False
+            assert ctx["readOnlyRootFilesystem"] is True
+            assert ctx["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_the_quota_covers_max_replicas_plus_the_fleet(program):
+    (quota,) = kinds(program)["ResourceQuota"]
+    hard = quota["spec"]["hard"]
+    fleet = ClusterFleet(runners=3, bundle={})
+    need = quota_needs(reference_agent(), fleet)
+    assert int(hard["pods"]) >= need["pods"]
+    for key in ("requests.cpu", "limits.cpu"):
+        assert parse_cpu(hard[key], key) >= need[key]
+    for key in ("requests.memory", "limits.memory"):
+        assert parse_memory(hard[key], key) >= need[key]
+
+
+def test_no_replicas_beside_an_hpa(program):
+    (deployment,) = kinds(program)["Deployment"]
+    (hpa,) = kinds(program)["HorizontalPodAutoscaler"]
+    assert "replicas" not in deployment["spec"]
+    assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 4)
+    assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 30
+
+
+def test_the_agent_listens_on_the_pods_address_and_no_service_links_are_injected(program):
+    (deployment,) = kinds(program)["Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["containers"][0]["args"] == ["--host", "0.0.0.0", "--port", "8080"]
+    for spec in pod_specs(program):
+        assert spec["enableServiceLinks"] is False
+
+
+def test_without_an_hpa_the_deployment_sets_replicas():
+    spec = replace(reference_agent(), autoscaler=None, replicas=3)
+    assert deployment(spec, Cluster())["spec"]["replicas"] == 3
+
+
+def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def test_the_network_policy_admits_the_runners_to_the_agent_only(program):
+    (deployment,) = kinds(program)["Deployment"]
+    agent_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    jobs = {j["metadata"]["name"]: j for j in kinds(program)["Job"]}
+    runner_labels = jobs["stressbed-runners"]["spec"]["template"]["metadata"]["labels"]
+    policies = kinds(program)["NetworkPolicy"]
+    agent_policy = next(
+        p for p in policies if _matches(p["spec"]["podSelector"]["matchLabels"], agent_labels)
+    )
+    peers = [
+        peer["podSelector"]["matchLabels"]
+        for rule in agent_policy["spec"]["ingress"]
+        for peer in rule["from"]
+    ]
+    assert any(_matches(peer, runner_labels) for peer in peers)
+    assert agent_policy["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8080}]
+    # Nothing else: an unlabelled pod in the namespace is not admitted.
+    assert not any(_matches(peer, {"app": "other"}) for peer in peers)
+    # The runners' k6 API admits only the coordinator.
+    coordinator_labels = jobs["stressbed-runners-coordinator"]["spec"]["template"]["metadata"][
+        "labels"
+    ]
+    runner_policy = next(
+        p for p in policies if _matches(p["spec"]["podSelector"]["matchLabels"], runner_labels)
+    )
+    (rule,) = runner_policy["spec"]["ingress"]
+    assert [
+        _matches(p["podSelector"]["matchLabels"], coordinator_labels) for p in rule["from"]
+    ] == [True]
+    assert rule["ports"] == [{"protocol": "TCP", "port": K6_API_PORT}]
+
+
+def test_the_runner_job_is_indexed_and_its_segments_form_one_sequence(program):
+    job = next(j for j in kinds(program)["Job"] if j["metadata"]["name"] == "stressbed-runners")
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed"
+    assert spec["completions"] == spec["parallelism"] == 3
+    assert spec["backoffLimit"] == 0
+    assert job["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
+    pod = spec["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    count = int(args[args.index("--count") + 1])
+    assert args[args.index("--index") + 1] == "$(JOB_COMPLETION_INDEX)"
+    assert args[args.index("--api-host") + 1] == "$(POD_IP)"
+    assert count == spec["completions"]
+    # What each completion index runs: contiguous segments covering 0..1 exactly once.
+    bounds = [segment(i, count).split(":") for i in range(count)]
+    assert bounds[0][0] == "0"
+    assert bounds[-1][1] == "1"
+    assert all(bounds[i][1] == bounds[i + 1][0] for i in range(count - 1))
+    assert sequence(count).split(",")[0] == "0"
+    # The bundle reaches /bundle with its layout; the runners resolve by the headless Service.
+    volume = next(v for v in pod["volumes"] if v["name"] == "bundle")
+    paths = {item["path"] for item in volume["configMap"]["items"]}
+    assert {"script.js", "config.json", "lib/stressbed/test.js"} <= paths
+    assert pod["subdomain"] == "stressbed-runners"
+
+
+def test_secrets_are_pulumi_secrets_not_manifest_text(program):
+    for resource in program.resources:
+        if resource.type == "kubernetes:core/v1:Secret":
+            # Marked secret: the engine encrypts it in the state and masks it in output.
+            assert is_secret(resource.inputs["stringData"])
+            values = resource.manifest["stringData"]
+            assert set(values) == {"STRESSBED_AGENT_TOKEN"}
+            token = values["STRESSBED_AGENT_TOKEN"]
+            assert len(token) >= 24
+            others = [r for r in program.resources if not r.type.endswith("/v1:Secret")]
+            assert all(token not in repr(r.inputs) for r in others)
+
+
+def test_with_a_registry_both_images_are_built_pushed_and_pulled_by_digest():
+    mocks = run_program(
+        lambda: runpy.run_path(str(ROOT / "infra" / "__main__.py"), run_name="__main__"),
+        {
+            "registry": "registry.example:5000/team",
+            "registryUsername": "ci",
+            "registryPassword": "pw",
+        },
+    )
+    images = {r.name: r.manifest for r in mocks.resources if r.type == "docker:index/image:Image"}
+    assert set(images) == {"stressbed-agent", "stressbed-runner"}
+    agent = images["stressbed-agent"]
+    assert agent["imageName"] == "registry.example:5000/team/stressbed-agent:test"
+    assert agent["build"]["dockerfile"] == str(ROOT / "agent" / "Dockerfile")
+    assert agent["build"]["context"] == str(ROOT)
+    assert agent["registry"]["server"] == "registry.example:5000"
+    # The registry password travels as a secret.
+    raw = next(r for r in mocks.resources if r.name == "stressbed-agent").inputs
+    assert is_secret(raw["registry"])
+    assert images["stressbed-runner"]["build"]["dockerfile"] == str(ROOT / "runner" / "Dockerfile")
+    digest = "@sha256:" + "0" * 64
+    (deployment,) = kinds(mocks)["Deployment"]
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "registry.example:5000/team/stressbed-agent:test" + digest
+    )
+    for job in kinds(mocks)["Job"]:
+        assert job["spec"]["template"]["spec"]["containers"][0]["image"] == (
+            "registry.example:5000/team/stressbed-runner:test" + digest
+        )

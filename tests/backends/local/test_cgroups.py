@@ -1,0 +1,77 @@
+"""Per-replica cgroups on this kernel: CPU quota, memory limit with OOM kill, kill-all.
+
+Skipped with the reason where this process may not create cgroups.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from stressbed.backends.local._cgroups import create
+
+
+@pytest.fixture
+def cgroup_factory():
+    made = []
+
+    def make(cpu_m, memory):
+        group = create("test", cpu_m, memory)
+        if group is None:
+            pytest.skip("this process may not create cgroups here")
+        made.append(group)
+        return group
+
+    yield make
+    for group in made:
+        group.remove()
+
+
+def start_in(group, code: str) -> subprocess.Popen[bytes]:
+    procs = [str(d / "cgroup.procs") for d in group.dirs.values()]
+
+    def enter() -> None:
+        for path in procs:
+            with open(path, "w") as f:
+                f.write("0")  # 0: the writing process itself
+
+    return subprocess.Popen([sys.executable, "-c", code], preexec_fn=enter)  # noqa: PLW1509
+
+
+def test_cpu_quota_caps_cpu_time(cgroup_factory):
+    group = cgroup_factory(200, None)  # 200m: a fifth of one core
+    proc = start_in(group, "import time\nend = time.time() + 2\nwhile time.time() < end: pass\n")
+    started = time.monotonic()
+    proc.wait(timeout=30)
+    wall = time.monotonic() - started
+    used = group.cpu_seconds()
+    assert used < 0.2 * wall * 1.5 + 0.1, (used, wall)
+    assert used > 0.2 * wall * 0.5, (used, wall)
+
+
+def test_memory_limit_oom_kills_and_is_counted(cgroup_factory):
+    group = cgroup_factory(None, 64 * 2**20)
+    proc = start_in(group, "x = []\nwhile True: x.append(bytearray(b'a' * (1 << 20)))\n")
+    proc.wait(timeout=30)
+    assert proc.returncode == -9
+    assert group.oom_kills() >= 1
+
+
+def test_kill_all_leaves_nothing(cgroup_factory):
+    group = cgroup_factory(None, None)
+    proc = start_in(
+        group,
+        "import subprocess, sys, time\n"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "time.sleep(60)\n",
+    )
+    deadline = time.monotonic() + 10
+    while len(group.pids()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(group.pids()) == 2
+    group.kill_all()
+    assert group.pids() == []
+    proc.wait(timeout=5)

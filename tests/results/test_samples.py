@@ -1,0 +1,40 @@
+"""The sample collector: k6's CSV stream folded into aggregates and submetrics."""
+
+from __future__ import annotations
+
+from stressbed.results.samples import Collector, parse_selector
+
+HEADER = "metric_name,timestamp,metric_value,check,error_code,expected_response,group,method,name,scenario,status,extra_tags,metadata\n"  # noqa: E501
+
+
+def test_the_collector_reads_k6_csv_with_its_header_and_submetrics():
+    collector = Collector(
+        [
+            parse_selector("http_req_duration{name:report}"),
+            parse_selector("http_req_failed{name:report}"),
+        ]
+    )
+    lines = [
+        HEADER,
+        "http_reqs,100,1.000000,,,true,,POST,report,w,202,,\n",
+        "http_req_duration,100,12.5,,,true,,POST,report,w,202,,\n",
+        "http_req_failed,100,0.000000,,,true,,POST,report,w,202,,\n",
+        'http_reqs,101,1.000000,,,false,,GET,"odd, name",w,500,,\n',
+        'http_req_duration,101,40,,,false,,GET,"odd, name",w,500,,\n',
+        'http_req_failed,101,1.000000,,,false,,GET,"odd, name",w,500,,\n',
+        "http_req_waiting,101,39,,,false,,GET,x,w,500,,\n",  # not a metric anyone asked for
+        "vus,101,4.000000,,,,,,,,,,\n",
+        "http_reqs,102,1.0,,,true,,GET",  # cut short: k6 killed mid-write
+    ]
+    collector.feed_lines(lines)
+    aggs = collector.aggregates
+    assert aggs["http_reqs"].total == 2
+    assert aggs["http_req_duration"].sketch.count == 2
+    assert aggs["http_req_duration{name:report}"].sketch.count == 1
+    assert aggs["http_req_duration{expected_response:true}"].sketch.maximum == 12.5
+    assert (aggs["http_req_failed"].total, aggs["http_req_failed"].count) == (1, 2)
+    assert aggs["http_req_failed{name:report}"].total == 0
+    assert "http_req_waiting" not in aggs
+    assert collector.windows[101].failed == 1
+    assert collector.windows[101].vus == 4
+    assert 102 not in collector.windows
