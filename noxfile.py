@@ -91,12 +91,14 @@ def _term_with_parent() -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff (lint and format check) and mypy --strict on the package."""
+    """ruff (lint and format check), mypy --strict, and the import contract: layers import
+    downwards only, no cycles, small modules, private modules kept private."""
     session.install(".[lint]")
     paths = ["stressbed", "scenarios", "tests", "tools", "infra", "noxfile.py"]
     session.run("ruff", "check", *paths)
     session.run("ruff", "format", "--check", *paths)
     session.run("mypy")
+    session.run("pytest", "-q", "-p", "no:cacheprovider", "tests/test_architecture.py")
 
 
 @nox.session

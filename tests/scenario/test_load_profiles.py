@@ -130,5 +130,6 @@ def test_unknown_executor_is_rejected_by_the_workload():
     with pytest.raises(ConfigError) as info:
         Workload("w", get("/"), "constant-vus")  # type: ignore[arg-type]
     assert str(info.value) == (
-        "profile: got 'constant-vus'; expected a load profile (ConstantVUs, ConstantArrivalRate, ...)"
+        "profile: got 'constant-vus'; expected a load profile "
+        "(ConstantVUs, ConstantArrivalRate, ...)"
     )

@@ -107,7 +107,7 @@ class KubeStack:
         return list(self._events)
 
     def _event(self, kind: str, **fields: Any) -> None:
-        event = {"t": round(time.time(), 3), "source": "stack", "event": kind, **fields}
+        event = {"t": time.time(), "source": "stack", "event": kind, **fields}
         self._events.append(event)
         if self.on_event is not None:
             with contextlib.suppress(Exception):  # a live line must not break the run
@@ -176,7 +176,7 @@ class KubeFleet:
         self._events: list[dict[str, Any]] = []
 
     def _event(self, kind: str, **fields: Any) -> None:
-        event = {"t": round(time.time(), 3), "source": "fleet", "event": kind, **fields}
+        event = {"t": time.time(), "source": "fleet", "event": kind, **fields}
         self._events.append(event)
 
     def run(

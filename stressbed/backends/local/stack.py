@@ -474,7 +474,7 @@ class LocalStack:
         return f"replicas not ready within {self.options.ready_timeout_s:g} s"
 
     def _event(self, kind: str, **fields: Any) -> None:
-        event = {"t": round(time.time(), 3), "source": "stack", "event": kind, **fields}
+        event = {"t": time.time(), "source": "stack", "event": kind, **fields}
         self._events.append(event)
         if self.on_event is not None:
             with contextlib.suppress(Exception):

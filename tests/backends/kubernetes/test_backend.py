@@ -387,3 +387,42 @@ def test_the_engine_previews_the_program_against_a_file_backend(tmp_path):  # pr
         assert "stressbed:index:AgentStack" in preview.stdout + preview.stderr
     finally:
         subprocess.run(["pulumi", "stack", "rm", "test", "--yes"], cwd=root, env=env, check=False)
+
+
+def test_the_fleet_runs_with_the_env_it_is_given_and_each_event_is_told_once(tmp_path, cluster_env):
+    seen: dict[str, Any] = {}
+
+    class Recording(FakeEngine):
+        def up(self, program: Callable[[], None]) -> None:
+            state = program.__self__  # type: ignore[attr-defined]
+            if state.fleet is not None:
+                seen.update(url=state.fleet_url, secrets=dict(state.fleet_secrets))
+                seen["secret_env"] = state.fleet.secret_env
+            super().up(program)
+
+    (tmp_path / "k.py").write_text(SCENARIO)
+    the_plan = plan(
+        RunOptions(
+            scenario=str(tmp_path / "k.py"),
+            backend="kubernetes",
+            backend_options={"kubeconfig": cluster_env},
+            results=tmp_path / "r",
+        )
+    )
+    backend = the_plan.backend
+    assert isinstance(backend, KubernetesBackend)
+    backend._engine = lambda name, work, access: Recording([])
+    backend._cluster_api = lambda access: FakeCluster(1, [{}])
+    streamed: list[str] = []
+    report = execute(the_plan, backend=backend, on_event=lambda e: streamed.append(e["event"]))
+    assert report.exit_code == 0, report.message
+    namespace = report.stack["namespace"]
+    # TARGET_URL and the secrets reach the runners from the fleet's env, as on every backend.
+    assert seen["url"] == f"http://agent.{namespace}.svc:8080"
+    assert set(seen["secrets"]) == {"STRESSBED_AGENT_TOKEN"} == set(seen["secret_env"])
+    events = [(e["source"], e["event"]) for e in report.events]
+    assert len(events) == len(set(events))  # the stack's and the fleet's events, once each
+    assert ("stack", "stack-ready") in events
+    assert ("fleet", "fleet-created") in events
+    assert ("fleet", "fleet-finished") in events
+    assert streamed[:2] == ["stack-creating", "stack-ready"]

@@ -1,0 +1,128 @@
+"""Planning: the backend is built from the run's options, and what it cannot honour is refused
+(exit 2, one line) before anything is created, instead of being silently ignored."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stressbed.app.plan import RunOptions, plan
+from stressbed.backends import registry
+from stressbed.backends.base import Capability
+from stressbed.backends.local import LocalBackend
+from stressbed.errors import ConfigError
+from stressbed.testing import FakeBackend
+
+from ..conftest import needs_k6
+
+ABORTING = """from stressbed import *
+scenario = Scenario("a", description="aborts", workloads=[
+    Workload("w", get("/healthz"), ConstantVUs(vus=1, duration="1s"))],
+    thresholds=[error_rate("< 5%", abort_on_fail=True)])
+"""
+
+
+class FleetOnly(FakeBackend):
+    """A backend that can load an existing service but provisions nothing."""
+
+    name = "fleet-only"
+    capabilities = frozenset({Capability.EXISTING_TARGET, Capability.LIVE_PROGRESS})
+
+
+@pytest.fixture
+def fleet_only(monkeypatch):
+    monkeypatch.setitem(registry.BACKENDS, "fleet-only", {"class": f"{__name__}:FleetOnly"})
+
+
+@needs_k6
+def test_the_plan_builds_its_backend_from_the_options_that_belong_to_it(tmp_path):
+    the_plan = plan(
+        RunOptions(
+            scenario="ingest_mix",
+            results=tmp_path,
+            # Another backend's setting (from a profile, say) is not this backend's business.
+            backend_options={"port": 18080, "kubeconfig": "/nowhere"},
+        )
+    )
+    assert isinstance(the_plan.backend, LocalBackend)
+    assert the_plan.backend.options.port == 18080
+
+
+def test_a_target_url_with_a_backend_whose_fleet_loads_only_its_own_stack_is_refused(tmp_path):
+    options = RunOptions(
+        scenario="ingest_mix", backend="kubernetes", target_url="http://127.0.0.1:9"
+    )
+    with pytest.raises(ConfigError) as error:
+        plan(options)
+    assert str(error.value) == (
+        "--target-url: got 'http://127.0.0.1:9'; expected no --target-url with --backend "
+        "kubernetes, whose runners load only the stack it provisions (--backend local loads an "
+        "existing service)"
+    )
+
+
+def test_abort_on_fail_with_a_backend_that_cannot_judge_it_live_is_refused(tmp_path):
+    (tmp_path / "a.py").write_text(ABORTING)
+    with pytest.raises(ConfigError) as error:
+        plan(RunOptions(scenario=str(tmp_path / "a.py"), backend="kubernetes"))
+    assert str(error.value) == (
+        "thresholds.http_req_failed: got 'rate<0.05 with abort_on_fail'; expected no "
+        "abort_on_fail with --backend kubernetes: its runners report only when they finish "
+        "(replace the threshold in a profile, or use --backend local)"
+    )
+
+
+def test_a_backend_that_provisions_nothing_needs_a_target_url(fleet_only):
+    with pytest.raises(ConfigError, match=r"^--backend: got 'fleet-only'; expected a backend that"):
+        plan(RunOptions(scenario="ingest_mix", backend="fleet-only"))
+    the_plan = plan(
+        RunOptions(scenario="ingest_mix", backend="fleet-only", target_url="http://127.0.0.1:9")
+    )
+    assert isinstance(the_plan.backend, FleetOnly)
+    assert the_plan.stack is None
+
+
+def test_an_option_given_for_another_backend_on_the_command_line_is_refused(tmp_path):
+    options = RunOptions(
+        scenario="ingest_mix",
+        backend="kubernetes",
+        backend_options={"port": 8080},
+        sources={"port": "command line"},
+    )
+    with pytest.raises(ConfigError) as error:
+        plan(options)
+    assert str(error.value) == (
+        "--port: got 8080; expected an option of --backend kubernetes (--kubeconfig, --context, "
+        "--agent-image, --runner-image, --image-pull-policy)"
+    )
+
+
+def test_the_cli_says_so_on_one_line_and_creates_nothing(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stressbed",
+            "run",
+            "--backend",
+            "kubernetes",
+            "--target-url",
+            "http://127.0.0.1:9",
+            "--results",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        cwd=Path(__file__).parents[2],
+        env={**os.environ, "K6_NO_USAGE_REPORT": "true"},
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("stressbed: error: --target-url: got 'http://127.0.0.1:9'")
+    assert proc.stderr.count("\n") == 1
+    assert not (tmp_path / "r").exists()
