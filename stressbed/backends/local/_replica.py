@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import time
@@ -20,10 +21,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...errors import ConfigError
 from ...fleet.process import die_with_parent
 from . import _cgroups
 
-__all__ = ["Exit", "ReplicaProcess", "Usage"]
+__all__ = ["Exit", "ReplicaProcess", "Usage", "check_executable"]
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PAGE = resource.getpagesize()
@@ -169,3 +171,17 @@ class ReplicaProcess:
         self.kill()
         if self.group is not None:
             self.group.remove()
+
+
+def check_executable(command: Sequence[str]) -> None:
+    """A command that cannot start is bad input (exit 2), found before anything starts."""
+    if not command:
+        raise ConfigError("stack.target.command", tuple(command), "a command to run locally")
+    program = command[0]
+    found = program if os.sep in program else shutil.which(program)
+    if found is None or not os.path.exists(found):
+        raise ConfigError("stack.target.command[0]", program, "an executable that exists")
+    if not os.path.isfile(found) or not os.access(found, os.X_OK):
+        raise ConfigError(
+            "stack.target.command[0]", program, "an executable file (chmod +x it, or fix the path)"
+        )

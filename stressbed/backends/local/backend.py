@@ -11,8 +11,9 @@ from typing import Any
 from ...errors import ConfigError
 from ...stack.spec import StackSpec
 from ..base import Backend, Capability, EventSink, Fleet, FleetSpec, Stack
+from ._replica import check_executable
 from .fleet import LocalFleet
-from .stack import LocalOptions, LocalStack, check_executable
+from .stack import LocalOptions, LocalStack
 
 __all__ = ["LocalBackend"]
 

@@ -15,11 +15,8 @@ that thread), probes them, restarts them, scales, and at teardown stops them all
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import os
-import queue
-import shutil
 import signal
 import threading
 import time
@@ -28,18 +25,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...errors import ConfigError, ProvisionError
+from ...errors import ProvisionError
 from ...fleet.process import free_port
 from ...stack.hpa import HpaController
 from ...stack.lifecycle import BackOff, Deletion, Lifecycle, Phase
 from ...stack.probes import ReplicaProbes
 from ...stack.spec import StackSpec, quota_denial
 from ._metrics import UsageFeed
-from ._probing import run_probe
-from ._replica import Exit, ReplicaProcess, Usage
+from ._probing import ProbePool
+from ._replica import Exit, ReplicaProcess, Usage, check_executable
 from .balancer import BalancerProcess
 
-__all__ = ["LocalOptions", "LocalStack", "check_executable"]
+__all__ = ["LocalOptions", "LocalStack"]
 
 TICK_S = 0.05
 
@@ -69,7 +66,6 @@ class _Replica:
     port: int = 0
     process: ReplicaProcess | None = None
     probes: ReplicaProbes | None = None
-    in_flight: set[str] = field(default_factory=set)  # probe kinds running now
     last_probe: dict[str, str] = field(default_factory=dict)  # kind -> what it saw last
 
     @property
@@ -107,8 +103,7 @@ class LocalStack:
         self._feed = UsageFeed(self.spec, self.options.metrics_window_s)
         self._ordinal = 0
         self._balancer: BalancerProcess | None = None
-        self._results: queue.Queue[tuple[_Replica, ReplicaProcess, str, bool, str]] = queue.Queue()
-        self._pool = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="probe")
+        self._probes: ProbePool[ReplicaProcess] = ProbePool(self.options.host)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
@@ -159,7 +154,7 @@ class LocalStack:
             for replica in self.replicas:
                 if replica.process is not None:
                     replica.process.close()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._probes.close()
         if self._balancer is not None:
             self._balancer.close()
             self._balancer = None
@@ -263,7 +258,6 @@ class LocalStack:
             return
         self._feed.restarted(replica.name)
         replica.probes = ReplicaProbes(spec, now)
-        replica.in_flight = set()
         if self._balancer is not None:
             self._balancer.add(replica.name, self.options.host, replica.port)
         kind = "created" if first else "restarted"
@@ -295,28 +289,14 @@ class LocalStack:
             return
         assert replica.probes is not None
         for kind in replica.probes.due(now):
-            if kind in replica.in_flight:
-                continue
-            replica.in_flight.add(kind)
-            self._pool.submit(self._probe, replica, process, kind, replica.port)
-
-    def _probe(self, replica: _Replica, process: ReplicaProcess, kind: str, port: int) -> None:
-        probe = getattr(self.spec, f"{kind}_probe")
-        try:
-            ok, seen = run_probe(probe, self.options.host, port, process.env)
-        except Exception as exc:  # whatever happened, the probe failed and is run again
-            ok, seen = False, f"{type(exc).__name__}: {exc}"
-        self._results.put((replica, process, kind, ok, seen))
+            probe = getattr(self.spec, f"{kind}_probe")
+            self._probes.submit(process, kind, probe, replica.port, process.env)
 
     def _take_probe_results(self, now: float) -> None:
-        while True:
-            try:
-                replica, process, kind, ok, seen = self._results.get_nowait()
-            except queue.Empty:
-                return
-            if process is not replica.process:
+        for process, kind, ok, seen in self._probes.results():
+            replica = next((r for r in self.replicas if r.process is process), None)
+            if replica is None:
                 continue  # about a process that is gone; its successor has its own probes
-            replica.in_flight.discard(kind)
             replica.last_probe[kind] = seen
             if not replica.life.probed:
                 continue  # being stopped: probes no longer count
@@ -479,17 +459,3 @@ class LocalStack:
         if self.on_event is not None:
             with contextlib.suppress(Exception):
                 self.on_event(dict(event))
-
-
-def check_executable(command: tuple[str, ...]) -> None:
-    """A command that cannot start is bad input (exit 2), found before anything starts."""
-    if not command:
-        raise ConfigError("stack.target.command", command, "a command to run locally")
-    program = command[0]
-    found = program if os.sep in program else shutil.which(program)
-    if found is None or not os.path.exists(found):
-        raise ConfigError("stack.target.command[0]", program, "an executable that exists")
-    if not os.path.isfile(found) or not os.access(found, os.X_OK):
-        raise ConfigError(
-            "stack.target.command[0]", program, "an executable file (chmod +x it, or fix the path)"
-        )
