@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmd.add_argument(
         "--backend",
         metavar="NAME",
-        help="where the stack runs when no --target-url is given (default: local)",
+        help="where the stack and the runners run: local (default) or kubernetes",
     )
     run_cmd.add_argument(
         "--port",

@@ -189,25 +189,6 @@ def test_a_run_against_an_existing_service_provisions_nothing(tmp_path):
     assert backend.stacks == []
 
 
-@pytest.mark.parametrize(
-    ("options", "message"),
-    [
-        (
-            {"backend": "cloud"},
-            "--backend: got 'cloud'; expected 'local' or 'kubernetes'",
-        ),
-        (
-            {"backend_options": {"port": 70000}},
-            "--port: got 70000; expected a port 0..65535 (0: any free port)",
-        ),
-    ],
-)
-def test_bad_run_options_are_refused_before_anything_starts(tmp_path, options, message):
-    with pytest.raises(Exception, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
-        plan(RunOptions(scenario="ingest_mix", results=tmp_path / "r", **options))
-    assert not (tmp_path / "r").exists()
-
-
 @needs_k6
 def test_a_profile_whose_thresholds_cannot_hold_fails_the_run_with_exit_1(tmp_path):
     (tmp_path / "stressbed.yaml").write_text(

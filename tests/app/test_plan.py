@@ -126,3 +126,22 @@ def test_the_cli_says_so_on_one_line_and_creates_nothing(tmp_path):
     assert proc.stderr.startswith("stressbed: error: --target-url: got 'http://127.0.0.1:9'")
     assert proc.stderr.count("\n") == 1
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"backend": "cloud"},
+            "--backend: got 'cloud'; expected 'local' or 'kubernetes'",
+        ),
+        (
+            {"backend_options": {"port": 70000}},
+            "--port: got 70000; expected a port 0..65535 (0: any free port)",
+        ),
+    ],
+)
+def test_bad_run_options_are_refused_before_anything_starts(tmp_path, options, message):
+    with pytest.raises(Exception, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
+        plan(RunOptions(scenario="ingest_mix", results=tmp_path / "r", **options))
+    assert not (tmp_path / "r").exists()

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,30 +28,12 @@ from stressbed.backends.kubernetes import (
     KubernetesBackend,
     KubernetesOptions,
     PodState,
-    preflight,
-    runner_failure,
 )
-from stressbed.backends.kubernetes import backend as kube_backend
 from stressbed.errors import ConfigError
 from stressbed.results.runner_result import RunnerResult
 
 from ...conftest import needs_k6
-from .fakes import KUBECONFIG, SCENARIO, FakeCluster, FakeEngine
-
-
-@pytest.fixture
-def cluster_env(tmp_path, monkeypatch) -> Path:
-    """A kubeconfig, and a `pulumi` on PATH (a stub: the fakes below stand in for it)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    stub = bin_dir / "pulumi"
-    stub.write_text("#!/bin/sh\nexit 0\n")
-    stub.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    config = tmp_path / "kubeconfig"
-    config.write_text(KUBECONFIG)
-    monkeypatch.setattr(kube_backend, "POLL_S", 0.01)
-    return config
+from .fakes import SCENARIO, FakeCluster, FakeEngine
 
 
 def run_kube(
@@ -290,79 +271,6 @@ def test_a_bad_image_pull_policy_is_refused(tmp_path, cluster_env):
                 backend_options={"kubeconfig": cluster_env, "image_pull_policy": "Sometimes"},
             )
         )
-
-
-# -- preflight -------------------------------------------------------------------------------
-
-
-def test_preflight_finds_the_current_context(cluster_env):
-    target = preflight(KubernetesOptions(kubeconfig=cluster_env))
-    assert target.context == "kind-stressbed"
-    assert preflight(KubernetesOptions(kubeconfig=cluster_env, context="prod")).context == "prod"
-
-
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        (
-            {"context": "staging"},
-            "--context: got 'staging'; expected a context of {config}: kind-stressbed, prod",
-        ),
-        (
-            {"kubeconfig": "missing"},
-            "--kubeconfig: got '{missing}'; expected an existing kubeconfig file",
-        ),
-    ],
-)
-def test_preflight_names_what_is_missing(cluster_env, change, message, tmp_path):
-    missing = tmp_path / "missing"
-    options = KubernetesOptions(
-        kubeconfig=missing if "kubeconfig" in change else cluster_env,
-        context=change.get("context"),
-    )
-    with pytest.raises(ConfigError) as error:
-        preflight(options)
-    assert str(error.value) == message.format(config=cluster_env, missing=missing)
-
-
-def test_without_the_pulumi_cli_the_run_is_one_line_exit_2_and_creates_nothing(tmp_path):
-    (tmp_path / "kubeconfig").write_text(KUBECONFIG)
-    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + "/usr/bin:/bin"}
-    if shutil.which("pulumi", path=env["PATH"]):
-        pytest.skip("a real pulumi CLI is on PATH here")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "stressbed",
-            "run",
-            "--scenario",
-            "ingest_mix",
-            "--backend",
-            "kubernetes",
-            "--kubeconfig",
-            str(tmp_path / "kubeconfig"),
-            "--results",
-            str(tmp_path / "r"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-    assert proc.returncode == 2
-    assert proc.stderr == (
-        "stressbed: error: --backend kubernetes: got 'no pulumi CLI on PATH'; expected the "
-        "Pulumi CLI (curl -fsSL https://get.pulumi.com | sh, then open a new shell)\n"
-    )
-    assert not (tmp_path / "r").exists()
-
-
-def test_runner_failure_is_quiet_while_pods_are_fine():
-    now = time.time()
-    for phase in ("Pending", "Running", "Succeeded"):
-        assert runner_failure(PodState("p", 0, phase, now), now, 60) is None
 
 
 @pytest.mark.skipif(shutil.which("pulumi") is None, reason="the pulumi CLI is not on PATH")

@@ -1,0 +1,82 @@
+"""The Kubernetes backend's preflight: what is missing is one line, exit 2, nothing created."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("pulumi")
+pytest.importorskip("kubernetes")
+
+from stressbed.backends.kubernetes import KubernetesOptions, preflight
+from stressbed.errors import ConfigError
+
+from .fakes import KUBECONFIG
+
+
+def test_preflight_finds_the_current_context(cluster_env):
+    target = preflight(KubernetesOptions(kubeconfig=cluster_env))
+    assert target.context == "kind-stressbed"
+    assert preflight(KubernetesOptions(kubeconfig=cluster_env, context="prod")).context == "prod"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"context": "staging"},
+            "--context: got 'staging'; expected a context of {config}: kind-stressbed, prod",
+        ),
+        (
+            {"kubeconfig": "missing"},
+            "--kubeconfig: got '{missing}'; expected an existing kubeconfig file",
+        ),
+    ],
+)
+def test_preflight_names_what_is_missing(cluster_env, change, message, tmp_path):
+    missing = tmp_path / "missing"
+    options = KubernetesOptions(
+        kubeconfig=missing if "kubeconfig" in change else cluster_env,
+        context=change.get("context"),
+    )
+    with pytest.raises(ConfigError) as error:
+        preflight(options)
+    assert str(error.value) == message.format(config=cluster_env, missing=missing)
+
+
+def test_without_the_pulumi_cli_the_run_is_one_line_exit_2_and_creates_nothing(tmp_path):
+    (tmp_path / "kubeconfig").write_text(KUBECONFIG)
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + "/usr/bin:/bin"}
+    if shutil.which("pulumi", path=env["PATH"]):
+        pytest.skip("a real pulumi CLI is on PATH here")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stressbed",
+            "run",
+            "--scenario",
+            "ingest_mix",
+            "--backend",
+            "kubernetes",
+            "--kubeconfig",
+            str(tmp_path / "kubeconfig"),
+            "--results",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "stressbed: error: --backend kubernetes: got 'no pulumi CLI on PATH'; expected the "
+        "Pulumi CLI (curl -fsSL https://get.pulumi.com | sh, then open a new shell)\n"
+    )
+    assert not (tmp_path / "r").exists()
