@@ -1,7 +1,7 @@
 """``python -m stressbed.balancer``: the local backend's load balancer process.
 
-A documented entry point (the Kubernetes manifests, the runner image and the local backend
-start it by this name); the code is :mod:`stressbed.backends.local.balancer`.
+A documented entry point (the local backend starts it by this name); the code is
+:mod:`stressbed.backends.local.balancer`.
 """
 
 import sys

@@ -1,7 +1,7 @@
 """``python -m stressbed.coordinator``: releases the runner pods as one fleet.
 
-A documented entry point (the Kubernetes manifests, the runner image and the local backend
-start it by this name); the code is :mod:`stressbed.fleet.coordinator`.
+A documented entry point (the Kubernetes manifests start it by this name); the code is
+:mod:`stressbed.fleet.coordinator`.
 """
 
 import sys

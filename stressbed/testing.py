@@ -2,8 +2,9 @@
 
 :class:`FakeBackend` implements :class:`~stressbed.backends.base.Backend` with no process at
 all: its stack answers a URL (or fails to provision) and its fleet returns canned
-:class:`~stressbed.results.runner_result.RunnerResult` documents, so planning, merging,
-reporting and the CLI are tested without k6, a cluster or a target::
+:class:`~stressbed.results.runner_result.RunnerResult` documents, so what a run does with an
+outcome (merge, verdict, exit code, reports, teardown) is tested without runners, a cluster or
+a target (planning still checks what the plan's own backend needs, such as k6 on PATH)::
 
     report = execute(plan(RunOptions(scenario="ingest_mix")), backend=FakeBackend(results))
 """

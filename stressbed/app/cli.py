@@ -158,10 +158,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         scenario=values["scenario"],
         target_url=values["target_url"],
         backend=values["backend"],
+        # What some layer set, for the backend it belongs to (the plan refuses a command-line
+        # option that the chosen backend does not take).
         backend_options={
-            key: values[key]
-            for key in BACKEND_KEYS
-            if values[key] is not None and values[key] != RUN_KEYS[key]
+            key: values[key] for key in BACKEND_KEYS if settings.sources[key] != "default"
         },
         runners=values["runners"],
         duration=values["duration"],
@@ -187,8 +187,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if Capability.LIVE_PROGRESS not in backend.capabilities:
         print(
-            f"stressbed: the {backend.name} backend's runners report when they finish; "
-            "until then, stack and fleet events only",
+            f"stressbed: the {backend.name} backend's runners report when they finish: "
+            "no live line until then",
             file=sys.stderr,
         )
     with terminate_as_interrupt():

@@ -67,6 +67,8 @@ RUN_KEYS: dict[str, Any] = {
     "image_pull_policy": None,
 }
 ENV = {key: f"STRESSBED_{key.upper()}" for key in RUN_KEYS}
+#: Kubernetes' image pull policies (``image_pull_policy``).
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 #: The run settings that go to the backend; each backend takes those of its ``option_keys``.
 BACKEND_KEYS = ("port", "kubeconfig", "context", "agent_image", "runner_image", "image_pull_policy")
 _LAYER_KEYS = (*RUN_KEYS, "stack", "thresholds")
@@ -246,7 +248,12 @@ def _value(key: str, value: Any, where: str, *, from_text: bool = False) -> Any:
                 raise ConfigError(where, value, "an integer") from None
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(where, value, "an integer")
+        if key == "port" and not 0 <= value <= 65535:
+            raise ConfigError(where, value, "a port 0..65535 (0: any free port)")
         return value
+    if key == "image_pull_policy" and value not in (None, *PULL_POLICIES):
+        # Checked whichever backend runs: a profile's typo should not wait for a cluster run.
+        raise ConfigError(where, value, "Always, IfNotPresent or Never")
     if key == "keep_raw":
         if isinstance(value, str):
             lowered = value.strip().lower()

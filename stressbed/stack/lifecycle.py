@@ -146,6 +146,8 @@ class Lifecycle:
 
     def delete(self, why: str, now: float, grace_s: float) -> Deletion:
         """Remove it for good (scale-in, teardown)."""
+        if self.phase is Phase.DELETED:
+            raise ValueError(f"replica {self.name} is already deleted")
         if self.phase is Phase.BACK_OFF:
             self.phase = Phase.DELETED
             return Deletion.GONE

@@ -101,7 +101,15 @@ def test_an_option_given_for_another_backend_on_the_command_line_is_refused(tmp_
     )
 
 
-def test_the_cli_says_so_on_one_line_and_creates_nothing(tmp_path):
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["--target-url", "http://127.0.0.1:9"], "--target-url: got 'http://127.0.0.1:9'"),
+        # Even the default value, given on the command line, is not the backend's.
+        (["--port", "0"], "--port: got 0; expected an option of --backend kubernetes"),
+    ],
+)
+def test_the_cli_says_so_on_one_line_and_creates_nothing(tmp_path, args, line):
     proc = subprocess.run(
         [
             sys.executable,
@@ -110,8 +118,7 @@ def test_the_cli_says_so_on_one_line_and_creates_nothing(tmp_path):
             "run",
             "--backend",
             "kubernetes",
-            "--target-url",
-            "http://127.0.0.1:9",
+            *args,
             "--results",
             str(tmp_path / "r"),
         ],
@@ -123,7 +130,7 @@ def test_the_cli_says_so_on_one_line_and_creates_nothing(tmp_path):
         env={**os.environ, "K6_NO_USAGE_REPORT": "true"},
     )
     assert proc.returncode == 2
-    assert proc.stderr.startswith("stressbed: error: --target-url: got 'http://127.0.0.1:9'")
+    assert proc.stderr.startswith(f"stressbed: error: {line}")
     assert proc.stderr.count("\n") == 1
     assert not (tmp_path / "r").exists()
 

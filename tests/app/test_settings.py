@@ -241,3 +241,22 @@ def test_a_bad_scenario_name_from_the_profile_file_exits_2(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith("stressbed: error: --scenario: got 'nope'")
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "profiles: {local: {image_pull_policy: Sometimes}}",
+            "profiles.local.image_pull_policy: got 'Sometimes'; expected Always, IfNotPresent "
+            "or Never",
+        ),
+        ("common: {port: 70000}", "common.port: got 70000; expected a port 0..65535"),
+    ],
+)
+def test_backend_settings_are_checked_whichever_backend_runs(tmp_path, text, message):
+    path = tmp_path / "stressbed.yaml"
+    path.write_text(f"version: 1\ndefault_profile: local\n{text}\n")
+    with pytest.raises(ConfigError) as error:
+        resolve({}, {}, file=path)
+    assert str(error.value).startswith(f"{path}: {message}")

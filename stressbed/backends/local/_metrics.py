@@ -40,6 +40,10 @@ class UsageFeed:
         """A new process: CPU time starts again from zero."""
         self._samples.setdefault(name, _Samples()).cpu = []
 
+    def forget(self, name: str) -> None:
+        """The replica is gone for good."""
+        self._samples.pop(name, None)
+
     def sample(
         self,
         now: float,

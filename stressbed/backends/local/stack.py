@@ -220,7 +220,6 @@ class LocalStack:
 
     def _start(self, replica: _Replica, now: float, *, first: bool, reason: str = "") -> None:
         spec = self.spec
-        replica.life.start(now, first=first)
         replica.port = free_port(self.options.host)
         command = [
             part.replace("{port}", str(replica.port)).replace("{host}", self.options.host)
@@ -246,6 +245,9 @@ class LocalStack:
             self.enforcement = process.enforcement
             self._event("limits", enforcement=self.enforcement, cgroups=process.group is not None)
         replica.process = process
+        # Running from here on (a start that fails is its first crash), not before: what
+        # raised above leaves it in back-off, with nothing to signal at teardown.
+        replica.life.start(now, first=first)
         try:
             pid = process.start()
         except OSError as exc:
@@ -254,7 +256,7 @@ class LocalStack:
             self._event("start-failed", replica=replica.name, reason=str(exc))
             failed = Exit(127, None, False)
             self._event("crashed", replica=replica.name, reason=failed.reason, exit_code=127)
-            self._back_off(replica, now)
+            self._restart_or_delete(replica, now)
             return
         self._feed.restarted(replica.name)
         replica.probes = ReplicaProbes(spec, now)
@@ -347,9 +349,9 @@ class LocalStack:
         else:
             self._event("crashed", **fields)
         process.close()
-        self._back_off(replica, now)
+        self._restart_or_delete(replica, now)
 
-    def _back_off(self, replica: _Replica, now: float) -> None:
+    def _restart_or_delete(self, replica: _Replica, now: float) -> None:
         """restartPolicy Always, with CrashLoopBackOff's doubling delay; or, if it was being
         deleted, its removal."""
         delay = replica.life.ended(now)
@@ -400,6 +402,7 @@ class LocalStack:
 
     def _delete(self, replica: _Replica) -> None:
         self.replicas.remove(replica)
+        self._feed.forget(replica.name)
         if self._balancer is not None:
             self._balancer.remove(replica.name)
         self._event("deleted", replica=replica.name)

@@ -6,10 +6,11 @@ file $FAKE_CONTROL (written by the test), keyed by the replica's port or "*":
     {"*": {"ready": true, "live": true}, "40123": {"ready": false}}
 
 Other environment: FAKE_LISTEN_AFTER_S (seconds before it listens at all), FAKE_EXIT_AFTER_S
-(exit with code 3 after that long), FAKE_IGNORE_TERM (ignore SIGTERM). Endpoints: /healthz
-(liveness), /readyz (readiness), /whoami (the port), /slow?s=N (answers after N seconds),
-/burn?s=N (spins a CPU for N seconds), /alloc?mb=N (keeps N MiB resident). SIGTERM: stop
-listening, finish in-flight requests, exit 0.
+(exit with code 3 that long after it first answered /readyz as ready, so that a crash always
+comes after readiness, however busy the machine), FAKE_IGNORE_TERM (ignore SIGTERM).
+Endpoints: /healthz (liveness), /readyz (readiness), /whoami (the port), /slow?s=N (answers
+after N seconds), /burn?s=N (spins a CPU for N seconds), /alloc?mb=N (keeps N MiB resident).
+SIGTERM: stop listening, finish in-flight requests, exit 0.
 """
 
 from __future__ import annotations
@@ -35,6 +36,16 @@ def control() -> dict[str, object]:
     except (OSError, ValueError):
         return {}
     return {**table.get("*", {}), **table.get(str(PORT), {})}
+
+
+_EXIT_ARMED = threading.Lock()
+
+
+def exit_later() -> None:
+    """Once, after the first ready answer: exit 3 after FAKE_EXIT_AFTER_S, if it is set."""
+    after = os.environ.get("FAKE_EXIT_AFTER_S")
+    if after and _EXIT_ARMED.acquire(blocking=False):
+        threading.Timer(float(after), lambda: os._exit(3)).start()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -63,6 +74,8 @@ class Handler(BaseHTTPRequestHandler):
         elif url.path == "/readyz":
             ready = state.get("ready", True)
             self.answer(200 if ready else 503, {"ready": ready})
+            if ready:
+                exit_later()
         elif url.path == "/whoami":
             self.answer(200, {"port": PORT, "pid": os.getpid()})
         elif url.path == "/slow":
@@ -93,9 +106,6 @@ def main() -> int:
         threading.Thread(target=server.shutdown).start()
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN if os.environ.get("FAKE_IGNORE_TERM") else stop)
-    exit_after = os.environ.get("FAKE_EXIT_AFTER_S")
-    if exit_after:
-        threading.Timer(float(exit_after), lambda: os._exit(3)).start()
     server.serve_forever(poll_interval=0.05)
     server.server_close()  # joins the threads of requests in flight
     return 0

@@ -228,13 +228,33 @@ def test_liveness_kill_waits_the_grace_period_then_sigkills(stacks, control):
 
 
 def test_crash_loop_back_off_doubles(stacks, control):
-    stack = stacks(fake_spec(control.path, replicas=1, env={"FAKE_EXIT_AFTER_S": "0.3"}))
+    stack = stacks(fake_spec(control.path, replicas=1, env={"FAKE_EXIT_AFTER_S": "0.5"}))
     stack.provision()
     wait_for(lambda: events(stack).count("back-off") >= 3, timeout=30)
     delays = [e["delay_s"] for e in stack.events if e["event"] == "back-off"][:3]
     assert delays == [0.3, 0.6, 1.2]
     crashed = next(e for e in stack.events if e["event"] == "crashed")
     assert crashed["exit_code"] == 3
+
+
+def test_a_controller_that_fails_while_restarting_still_tears_down_cleanly(
+    stacks, control, monkeypatch
+):
+    stack = stacks(fake_spec(control.path, replicas=1, env={"FAKE_EXIT_AFTER_S": "0.5"}))
+    stack.provision()
+    wait_for(lambda: "back-off" in events(stack), timeout=30)
+
+    def no_port(host: str = "") -> int:
+        raise RuntimeError("no port left")
+
+    monkeypatch.setattr("stressbed.backends.local.stack.free_port", no_port)
+    wait_for(lambda: "stack-deleted" in events(stack), timeout=30)
+    seen = events(stack)
+    after = seen[seen.index("controller-failed") :]
+    # The replica that could not be restarted was never running: nothing to signal or stop.
+    assert after == ["controller-failed", "stack-deleted"]
+    with pytest.raises(ProvisionError, match="controller failed: no port left"):
+        stack.teardown()
 
 
 def test_a_stack_that_never_gets_ready_fails_provisioning_with_the_reason(stacks, control):
