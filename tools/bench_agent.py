@@ -25,8 +25,8 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
-from agent_helpers import AgentProcess, call
+sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "agent"))
+from helpers import AgentProcess, call
 
 BATCH = (
     '{"agent_id":"a1","points":[{"ts":1,"name":"cpu","value":3.5,"labels":{"h":"x"}},'

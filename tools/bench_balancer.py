@@ -26,9 +26,9 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
-from agent_helpers import AgentProcess
+sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "agent"))
 from bench_agent import LUA, hey_rate, wrk
+from helpers import AgentProcess
 
 from stressbed.backends.local.balancer import BalancerProcess
 
