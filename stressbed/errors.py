@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "DocumentError",
     "ProvisionError",
     "RenderError",
     "ScenarioNotFoundError",
@@ -88,6 +89,20 @@ class ProvisionError(StressbedError):
     Whatever was started has been torn down; exit code 3 (infrastructure failure)."""
 
     exit_code = 3
+
+
+class DocumentError(StressbedError):
+    """A results document (a runner's result.json, the result line of a pod's log) that is not
+    what it claims to be: a field missing or of the wrong type, another format or version.
+    Exit code 3: the run's data, not the user's input, is at fault."""
+
+    exit_code = 3
+
+    def __init__(self, field: str, value: object, expected: str) -> None:
+        self.field = field
+        self.value = value
+        self.expected = expected
+        super().__init__(f"{field}: got {_show(value)}; expected {expected}")
 
 
 def _show(value: object) -> str:

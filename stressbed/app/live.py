@@ -58,7 +58,7 @@ class LiveLine:
         text = (
             f"{progress.elapsed_s:5.0f}s/{progress.total_s:.0f}s  "
             f"{progress.requests_per_s:8,.0f} req/s  err {progress.error_rate * 100:5.2f}%  "
-            f"p95 {progress.p95_ms:8.2f} ms  VUs {progress.vus:.0f}"
+            f"p95 {progress.p95_ms:8.2f} ms  VUs {progress.vus:.0f}/{progress.vus_max:.0f}"
         )
         with self._lock:
             if self.tty:

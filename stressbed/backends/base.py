@@ -80,7 +80,8 @@ class Progress:
     requests_per_s: float
     error_rate: float
     p95_ms: float
-    vus: float
+    vus: float  # active VUs, summed over the runners
+    vus_max: float = 0.0  # VUs initialised, summed over the runners
 
 
 @dataclass

@@ -3,17 +3,24 @@
 Everything here merges exactly across runners (counts and sums add, minima and maxima take the
 extreme, sketches merge bucket by bucket); statistics such as percentiles are read after the
 merge (:mod:`stressbed.results.merge`), never combined across runners.
+
+A gauge (``vus``, ``vus_max``, ...) is not additive as one number: the fleet's VUs at second t
+are the sum of every runner's VUs at t. So a gauge keeps each runner's value per second (the
+last sample of each second), and merging keeps the runners' series apart; the fleet's value,
+minimum and maximum are read from their time-aligned sum (:func:`gauge_stats`).
 """
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from ..errors import DocumentError
 from .sketch import Sketch
 
-__all__ = ["Aggregate", "Window"]
+__all__ = ["Aggregate", "Window", "gauge_stats"]
 
 
 @dataclass
@@ -27,9 +34,12 @@ class Aggregate:
     last: float = math.nan  # gauge
     minimum: float = math.inf
     maximum: float = -math.inf
+    #: A gauge's per-second values, one series per runner merged in (second -> last value).
+    parts: list[dict[int, float]] = field(default_factory=list)
 
-    def add(self, value: float, key: int | None = None) -> None:
-        """Add a sample; for a trend, ``key`` is its sketch bucket (computed by the caller)."""
+    def add(self, value: float, key: int | None = None, second: int = 0) -> None:
+        """Add a sample; for a trend, ``key`` is its sketch bucket (computed by the caller);
+        for a gauge, ``second`` is the whole unix second it was taken in."""
         kind = self.kind
         if kind == "trend":
             self.sketch.add_keyed(value, key)
@@ -44,6 +54,9 @@ class Aggregate:
             self.last = value
             self.minimum = min(self.minimum, value)
             self.maximum = max(self.maximum, value)
+            if not self.parts:
+                self.parts.append({})
+            self.parts[0][second] = value
 
     def copy(self) -> Aggregate:
         return Aggregate(
@@ -54,6 +67,7 @@ class Aggregate:
             self.last,
             self.minimum,
             self.maximum,
+            [dict(part) for part in self.parts],
         )
 
     def merge(self, other: Aggregate) -> None:
@@ -64,6 +78,17 @@ class Aggregate:
             self.last = other.last if math.isnan(self.last) else self.last + other.last
         self.minimum = min(self.minimum, other.minimum)
         self.maximum = max(self.maximum, other.maximum)
+        # A gauge's runners stay apart: their sum is taken second by second when read.
+        self.parts.extend(dict(part) for part in other.parts)
+
+    def gauge(self) -> tuple[float, float, float]:
+        """A gauge's (value, minimum, maximum) for everything merged into it; 0s when empty."""
+        if any(self.parts):
+            return gauge_stats(self.parts)
+        if not self.count:
+            return 0.0, 0.0, 0.0
+        # A document without per-second values (written before they were kept).
+        return (0.0 if math.isnan(self.last) else self.last), self.minimum, self.maximum
 
     def to_dict(self) -> dict[str, object]:
         if self.kind == "trend":
@@ -74,26 +99,68 @@ class Aggregate:
                 last=None if math.isnan(self.last) else self.last,
                 min=None if self.count == 0 else self.minimum,
                 max=None if self.count == 0 else self.maximum,
+                series=[{str(t): v for t, v in sorted(part.items())} for part in self.parts],
             )
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> Aggregate:
-        kind = str(data["kind"])
+        """An aggregate from its document; DocumentError naming the field that is wrong."""
+        kind = data.get("kind")
+        if kind not in ("trend", "counter", "rate", "gauge"):
+            raise DocumentError("aggregate.kind", kind, "trend, counter, rate or gauge")
         if kind == "trend":
-            sketch = data["sketch"]
-            assert isinstance(sketch, dict)
+            sketch = data.get("sketch")
+            if not isinstance(sketch, dict):
+                raise DocumentError("aggregate.sketch", sketch, "a sketch document")
             return cls("trend", sketch=Sketch.from_dict(sketch))
-        total, count = data["total"], data["count"]
-        assert isinstance(total, int | float)
-        assert isinstance(count, int)
+        total, count = data.get("total"), data.get("count")
+        if isinstance(total, bool) or not isinstance(total, int | float):
+            raise DocumentError("aggregate.total", total, "a number")
+        if isinstance(count, bool) or not isinstance(count, int):
+            raise DocumentError("aggregate.count", count, "an integer")
         agg = cls(kind, total=float(total), count=count)
         if kind == "gauge":
             last, low, high = data.get("last"), data.get("min"), data.get("max")
             agg.last = float(last) if isinstance(last, int | float) else math.nan
             agg.minimum = float(low) if isinstance(low, int | float) else math.inf
             agg.maximum = float(high) if isinstance(high, int | float) else -math.inf
+            series = data.get("series", [])
+            if not isinstance(series, list) or not all(isinstance(p, dict) for p in series):
+                raise DocumentError("aggregate.series", series, "a list of {second: value}")
+            try:
+                agg.parts = [{int(t): float(v) for t, v in part.items()} for part in series]
+            except (TypeError, ValueError):
+                raise DocumentError("aggregate.series", series, "seconds and numbers") from None
         return agg
+
+
+def gauge_stats(parts: Sequence[Mapping[int, float]]) -> tuple[float, float, float]:
+    """The fleet's (value, minimum, maximum) of a gauge from each runner's per-second values.
+
+    At second t a runner counts with its latest value at or before t while it reports (from its
+    first to its last second), and 0 outside that span. The maximum is over every second; the
+    value (the last second) and the minimum are over the seconds in which every runner reported,
+    so the runners' slightly different first and last seconds do not read as a dip (k6's own
+    figures for one process are from its whole run).
+    """
+    series = [sorted(p.items()) for p in parts if p]
+    if not series:
+        return 0.0, 0.0, 0.0
+    spans = [(s[0][0], s[-1][0]) for s in series]
+    seconds = sorted({t for s in series for t, _ in s})
+
+    def total(t: int) -> float:
+        out = 0.0
+        for s, (first, last) in zip(series, spans, strict=True):
+            if first <= t <= last:
+                out += s[bisect.bisect_right(s, (t, math.inf)) - 1][1]
+        return out
+
+    sums = {t: total(t) for t in seconds}
+    start, end = max(f for f, _ in spans), min(e for _, e in spans)
+    whole = [t for t in seconds if start <= t <= end] or seconds
+    return sums[whole[-1]], min(sums[t] for t in whole), max(sums.values())
 
 
 @dataclass
@@ -103,17 +170,26 @@ class Window:
     requests: int = 0
     failed: int = 0
     iterations: int = 0
-    vus: float = 0.0
+    vus: float = 0.0  # active VUs (k6's vus gauge), summed over runners
     duration: Sketch = field(default_factory=Sketch)
+    vus_max: float = 0.0  # VUs initialised (k6's vus_max), summed over runners
 
     def copy(self) -> Window:
-        return Window(self.requests, self.failed, self.iterations, self.vus, self.duration.copy())
+        return Window(
+            self.requests,
+            self.failed,
+            self.iterations,
+            self.vus,
+            self.duration.copy(),
+            self.vus_max,
+        )
 
     def merge(self, other: Window) -> None:
         self.requests += other.requests
         self.failed += other.failed
         self.iterations += other.iterations
         self.vus += other.vus  # VUs of different runners add up
+        self.vus_max += other.vus_max
         self.duration.merge(other.duration)
 
     def to_dict(self) -> dict[str, object]:
@@ -122,17 +198,33 @@ class Window:
             "failed": self.failed,
             "iterations": self.iterations,
             "vus": self.vus,
+            "vus_max": self.vus_max,
             "duration": self.duration.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> Window:
-        duration = data["duration"]
-        assert isinstance(duration, dict)
+        """A window from its document; DocumentError naming the field that is wrong."""
+        duration = data.get("duration")
+        if not isinstance(duration, dict):
+            raise DocumentError("window.duration", duration, "a sketch document")
+        counts: dict[str, int] = {}
+        for name in ("requests", "failed", "iterations"):
+            value = data.get(name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise DocumentError(f"window.{name}", value, "an integer")
+            counts[name] = value
+        gauges: dict[str, float] = {}
+        for name in ("vus", "vus_max"):
+            value = data.get(name, 0.0)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise DocumentError(f"window.{name}", value, "a number")
+            gauges[name] = float(value)
         return cls(
-            requests=int(data["requests"]),  # type: ignore[call-overload]
-            failed=int(data["failed"]),  # type: ignore[call-overload]
-            iterations=int(data["iterations"]),  # type: ignore[call-overload]
-            vus=float(data["vus"]),  # type: ignore[arg-type]
+            requests=counts["requests"],
+            failed=counts["failed"],
+            iterations=counts["iterations"],
+            vus=gauges["vus"],
             duration=Sketch.from_dict(duration),
+            vus_max=gauges["vus_max"],
         )

@@ -6,7 +6,6 @@ never averaged across runners. Windows are aligned on wall-clock seconds.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -84,9 +83,5 @@ def metric_values(agg: Aggregate, duration_s: float) -> dict[str, float]:
     if agg.kind == "rate":
         rate = agg.total / agg.count if agg.count else 0.0
         return {"rate": rate, "passes": agg.total, "fails": agg.count - agg.total}
-    value = 0.0 if math.isnan(agg.last) else agg.last
-    return {
-        "value": value,
-        "min": agg.minimum if agg.count else 0.0,
-        "max": agg.maximum if agg.count else 0.0,
-    }
+    value, low, high = agg.gauge()
+    return {"value": value, "min": low, "max": high}

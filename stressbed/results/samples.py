@@ -51,7 +51,7 @@ SUMMARY_METRICS = frozenset(
 
 #: The metrics the per-second windows are built from.
 _WINDOW_METRICS = frozenset(
-    {"http_req_duration", "http_reqs", "http_req_failed", "iterations", "vus"}
+    {"http_req_duration", "http_reqs", "http_req_failed", "iterations", "vus", "vus_max"}
 )
 
 
@@ -137,7 +137,8 @@ class Collector:
         if agg is None:
             agg = self.aggregates[metric] = Aggregate(BUILTIN_METRICS[metric])
         key = bucket_key(value) if agg.kind == "trend" else None  # one log per sample
-        agg.add(value, key)
+        gauge_second = int(row[1]) if agg.kind == "gauge" else 0
+        agg.add(value, key, gauge_second)
         for sub_key, matchers in self._submetrics.get(metric, ()):
             for column, want in matchers:
                 if not (row[column] == want if column >= 0 else self._has_extra(row, want)):
@@ -146,7 +147,7 @@ class Collector:
                 sub = self.aggregates.get(sub_key)
                 if sub is None:
                     sub = self.aggregates[sub_key] = Aggregate(agg.kind)
-                sub.add(value, key)
+                sub.add(value, key, gauge_second)
         if metric not in _WINDOW_METRICS:
             return
         second = int(row[1])
@@ -162,5 +163,7 @@ class Collector:
                 window.failed += 1
         elif metric == "iterations":
             window.iterations += int(value)
-        else:
+        elif metric == "vus":
             window.vus = max(window.vus, value)
+        else:
+            window.vus_max = max(window.vus_max, value)

@@ -60,6 +60,7 @@ class RunReport:
                         )
                     ),
                     "vus": window.vus,
+                    "vus_max": window.vus_max,
                 }
             )
         return rows

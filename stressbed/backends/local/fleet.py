@@ -280,6 +280,7 @@ class LocalFleet:
             error_rate=window.failed / window.requests if window.requests else 0.0,
             p95_ms=window.duration.quantile(0.95) if window.duration.count else 0.0,
             vus=window.vus,
+            vus_max=window.vus_max,
         )
 
     # -- stopping and collecting ----------------------------------------------------

@@ -140,6 +140,27 @@ def test_the_fleet_runs_exactly_what_the_profile_prescribes(
     assert report.start_skew_ms < 50
 
 
+@pytest.mark.parametrize(
+    ("profile", "gauge", "expected"),
+    [
+        # Active VUs: 3 in each runner, 6 in the fleet, every second.
+        (ConstantVUs(vus=6, duration="3s"), "vus", 6),
+        # An arrival rate: k6's active-VU gauge is near 0 against a fast target, but the VUs
+        # it initialised are the pre-allocated ones, 2 in each runner.
+        (ConstantArrivalRate(rate=20, duration="3s", pre_allocated_vus=4), "vus_max", 4),
+    ],
+)
+def test_fleet_gauges_are_the_runners_summed_second_by_second(
+    server, tmp_path, profile, gauge, expected
+):
+    report = run(scenario_of(get("/vu"), profile), server, tmp_path, 2)
+    assert report.exit_code == 0, report.message
+    metric = report.metrics()[gauge]
+    assert metric["max"] == expected
+    assert metric["value"] == expected
+    assert max(row[gauge] for row in report.timeseries()) == expected
+
+
 def test_merged_percentiles_match_the_raw_samples(server, tmp_path):
     rng = random.Random(11)
 
