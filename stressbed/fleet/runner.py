@@ -207,6 +207,7 @@ class Runner:
                 k6_summary=summary,
                 stderr_tail=tail,
                 samples=self.collector.samples,
+                dropped_lines=self.collector.bad_lines,
                 peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             )
         result.write(self.out_dir / "result.json")

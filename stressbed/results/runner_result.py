@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import DocumentError
 from .aggregates import Aggregate, Window
 
 __all__ = ["RESULT_FORMAT", "RESULT_VERSION", "RunnerResult", "RunnerStatus", "status_for"]
@@ -63,6 +64,8 @@ class RunnerResult:
     k6_summary: dict[str, Any] | None = None
     stderr_tail: list[str] = field(default_factory=list)
     samples: int = 0
+    #: k6 CSV lines the collector could not use (cut short by a kill, or malformed).
+    dropped_lines: int = 0
     reason: str = ""
     #: The runner wrapper's own peak memory (k6 not included), for the flat-memory check.
     peak_rss_mb: float = 0.0
@@ -110,6 +113,7 @@ class RunnerResult:
             "started_at": self.started_at,
             "ended_at": self.ended_at,
             "samples": self.samples,
+            "dropped_lines": self.dropped_lines,
             "peak_rss_mb": self.peak_rss_mb,
             "aggregates": {k: v.to_dict() for k, v in sorted(self.aggregates.items())},
             "windows": {str(t): w.to_dict() for t, w in sorted(self.windows.items())},
@@ -118,27 +122,46 @@ class RunnerResult:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunnerResult:
+    def from_dict(cls, data: Any) -> RunnerResult:
+        """The document read back; DocumentError (exit 3) naming what is wrong with it: another
+        format or version (a runner of another stressbed), a field missing or mistyped."""
+        if not isinstance(data, dict):
+            raise DocumentError("result", data, f"a {RESULT_FORMAT} document (a JSON object)")
         if data.get("format") != RESULT_FORMAT or data.get("version") != RESULT_VERSION:
-            raise ValueError(
-                f"not a {RESULT_FORMAT} v{RESULT_VERSION} document: "
-                f"{data.get('format')!r} v{data.get('version')!r}"
+            raise DocumentError(
+                "result.format",
+                f"{data.get('format')} v{data.get('version')}",
+                f"{RESULT_FORMAT} v{RESULT_VERSION} (a runner of the same stressbed version)",
             )
+        status = _field(data, "status", str)
+        try:
+            runner_status = RunnerStatus(status)
+        except ValueError:
+            known = ", ".join(s.value for s in RunnerStatus)
+            raise DocumentError("result.status", status, f"one of {known}") from None
+        aggregates = _field(data, "aggregates", dict)
+        windows = _field(data, "windows", dict)
+        try:
+            seconds = {int(t): w for t, w in windows.items()}
+        except ValueError:
+            raise DocumentError("result.windows", list(windows)[:3], "whole seconds") from None
+        summary = data.get("k6_summary")
         return cls(
-            index=data["index"],
-            count=data["count"],
-            segment=data["segment"],
-            status=RunnerStatus(data["status"]),
-            exit_code=data["exit_code"],
-            reason=data.get("reason", ""),
-            started_at=data["started_at"],
-            ended_at=data["ended_at"],
-            samples=data["samples"],
-            peak_rss_mb=data.get("peak_rss_mb", 0.0),
-            aggregates={k: Aggregate.from_dict(v) for k, v in data["aggregates"].items()},
-            windows={int(t): Window.from_dict(w) for t, w in data["windows"].items()},
-            k6_summary=data.get("k6_summary"),
-            stderr_tail=list(data.get("stderr_tail", [])),
+            index=_field(data, "index", int),
+            count=_field(data, "count", int),
+            segment=_field(data, "segment", str),
+            status=runner_status,
+            exit_code=_field(data, "exit_code", int),
+            reason=str(data.get("reason", "")),
+            started_at=float(_field(data, "started_at", (int, float))),
+            ended_at=float(_field(data, "ended_at", (int, float))),
+            samples=_field(data, "samples", int),
+            dropped_lines=_field(data, "dropped_lines", int, default=0),
+            peak_rss_mb=float(_field(data, "peak_rss_mb", (int, float), default=0.0)),
+            aggregates={k: Aggregate.from_dict(_mapping(v, k)) for k, v in aggregates.items()},
+            windows={t: Window.from_dict(_mapping(w, str(t))) for t, w in seconds.items()},
+            k6_summary=summary if isinstance(summary, dict) else None,
+            stderr_tail=[str(line) for line in _field(data, "stderr_tail", list, default=[])],
         )
 
     def write(self, path: Path) -> None:
@@ -148,4 +171,27 @@ class RunnerResult:
 
     @classmethod
     def read(cls, path: Path) -> RunnerResult:
-        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DocumentError(str(path), type(exc).__name__, "a readable JSON document") from exc
+        return cls.from_dict(data)
+
+
+_MISSING = object()
+
+
+def _field(data: dict[str, Any], name: str, kind: Any, default: Any = _MISSING) -> Any:
+    value = data.get(name, default)
+    if value is _MISSING:
+        raise DocumentError(f"result.{name}", None, "a value")
+    if isinstance(value, bool) or not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise DocumentError(f"result.{name}", value, f"a value of type {names}")
+    return value
+
+
+def _mapping(value: Any, key: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise DocumentError(f"result.{key}", value, "a JSON object")
+    return value

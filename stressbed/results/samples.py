@@ -89,6 +89,7 @@ class Collector:
         self.aggregates: dict[str, Aggregate] = {}
         self.windows: dict[int, Window] = {}
         self.samples = 0
+        #: Lines that could not be used: cut short (k6 killed mid-write) or malformed.
         self.bad_lines = 0
         expected = Selector("http_req_duration", (("expected_response", "true"),))
         self._selectors = {*selectors, expected}
@@ -119,7 +120,8 @@ class Collector:
                 continue
             row = next(csv.reader((line,))) if '"' in line else line.rstrip("\r\n").split(",")
             if len(row) < self._width:
-                continue  # a partial line: k6 was killed mid-write
+                self.bad_lines += 1  # a partial line: k6 was killed mid-write
+                continue
             try:
                 self.feed(row)
             except (ValueError, KeyError):

@@ -86,6 +86,7 @@ class RunReport:
                     "exit_code": r.exit_code,
                     "reason": r.reason,
                     "requests": r.requests,
+                    "dropped_lines": r.dropped_lines,
                 }
                 for r in self.runners
             ],

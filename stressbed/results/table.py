@@ -32,6 +32,8 @@ def table(report: RunReport) -> str:
     lines.append("  runners")
     for r in report.runners:
         extra = f"  {r.reason}" if r.reason else ""
+        if r.dropped_lines:
+            extra += f"  ({r.dropped_lines:,} k6 sample lines unreadable, not counted)"
         lines.append(
             f"    {r.index} [{r.segment}] {r.status.value} (k6 exit {r.exit_code}) "
             f"{r.requests:,} requests{extra}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from stressbed.errors import DocumentError
 from stressbed.results.runner_result import RunnerResult, RunnerStatus, status_for
 
 from ..conftest import counting_result
@@ -25,5 +26,26 @@ def test_results_round_trip_through_their_document(tmp_path):
     again = RunnerResult.read(tmp_path / "r.json")
     assert again.to_dict() == result.to_dict()
     (tmp_path / "bad.json").write_text('{"format": "other", "version": 1}')
-    with pytest.raises(ValueError, match=r"not a stressbed\.runner-result v1 document"):
+    with pytest.raises(DocumentError) as error:
         RunnerResult.read(tmp_path / "bad.json")
+    assert str(error.value) == (
+        "result.format: got 'other v1'; expected stressbed.runner-result v1 (a runner of the "
+        "same stressbed version)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"index": None}, "result.index: got None; expected a value of type int"),
+        ({"status": "fine"}, "result.status: got 'fine'; expected one of ok, aborted,"),
+        ({"windows": {"soon": {}}}, "result.windows: got ['soon']; expected whole seconds"),
+        ({"version": 2}, "result.format: got 'stressbed.runner-result v2'; expected"),
+    ],
+)
+def test_a_document_that_is_not_what_it_claims_names_the_field(change, message):
+    document = {**counting_result(0, 1, 1.0, 2.0).to_dict(), **change}
+    with pytest.raises(DocumentError) as error:
+        RunnerResult.from_dict(document)
+    assert str(error.value).startswith(message)
+    assert error.value.exit_code == 3

@@ -38,3 +38,17 @@ def test_the_collector_reads_k6_csv_with_its_header_and_submetrics():
     assert collector.windows[101].failed == 1
     assert collector.windows[101].vus == 4
     assert 102 not in collector.windows
+
+
+def test_lines_that_cannot_be_used_are_counted_not_lost_silently():
+    collector = Collector()
+    collector.feed_lines(
+        [
+            HEADER,
+            "http_reqs,100,1.000000,,,true,,GET,a,w,200,,\n",
+            "http_reqs,100,not-a-number,,,true,,GET,a,w,200,,\n",  # malformed
+            "http_reqs,101,1.0,,,true,,GET",  # cut short: k6 killed mid-write
+        ]
+    )
+    assert collector.samples == 1
+    assert collector.bad_lines == 2

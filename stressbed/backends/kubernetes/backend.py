@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ...errors import ProvisionError
+from ...errors import DocumentError, ProvisionError
 from ...fleet.segments import segment
 from ...results.runner_result import RunnerResult, RunnerStatus
 from ...scenario.render import bundle_files
@@ -289,10 +289,21 @@ class KubeFleet:
             out.mkdir(parents=True, exist_ok=True)
             (out / "pod.log").write_text(text, encoding="utf-8")
             document = result_line(text)
-            if document is not None:
+            if document is None:
+                continue
+            try:
                 result = RunnerResult.from_dict(document)
-                result.write(out / "result.json")
-                results[pod.index] = result
+            except DocumentError as exc:
+                results[pod.index] = RunnerResult.missing(
+                    pod.index,
+                    count,
+                    segment(pod.index, count),
+                    RunnerStatus.ERROR,
+                    f"its result cannot be read: {exc}",
+                )
+                continue
+            result.write(out / "result.json")
+            results[pod.index] = result
         for index in range(count):
             if index not in results:
                 results[index] = RunnerResult.missing(

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ...errors import DocumentError
 from ...fleet.process import die_with_parent, uninterrupted
 from ...fleet.release import ReleaseFailed, release_together, setup_once
 from ...fleet.segments import segment
@@ -308,16 +309,21 @@ class LocalFleet:
 
     def _result(self, member: _Member, outcome: FleetOutcome) -> RunnerResult:
         path = member.out_dir / "result.json"
+        result: RunnerResult | None = None
+        why = ""
         if path.exists():
-            result = RunnerResult.read(path)
-        else:
+            try:
+                result = RunnerResult.read(path)
+            except DocumentError as exc:
+                why = f"its result cannot be read: {exc}"
+        if result is None:
             code = member.proc.returncode or 0
             result = RunnerResult.missing(
                 member.index,
                 self.spec.runners,
                 segment(member.index, self.spec.runners),
                 RunnerStatus.KILLED if code < 0 else RunnerStatus.ERROR,
-                self._why(member),
+                why or self._why(member),
                 exit_code=code,
                 started_at=outcome.started_at,
             )

@@ -334,3 +334,18 @@ def test_the_fleet_runs_with_the_env_it_is_given_and_each_event_is_told_once(tmp
     assert ("fleet", "fleet-created") in events
     assert ("fleet", "fleet-finished") in events
     assert streamed[:2] == ["stack-creating", "stack-ready"]
+
+
+def test_a_result_from_another_stressbed_is_a_runner_error_not_a_traceback(tmp_path, cluster_env):
+    class OtherVersion(FakeCluster):
+        def log(self, namespace: str, pod: str) -> str:
+            text = super().log(namespace, pod)
+            return text.replace('"version": 1', '"version": 9') if "runners-1" in pod else text
+
+    report, calls = run_kube(tmp_path, cluster_env, OtherVersion(2, [{}]))
+    assert report.exit_code == 3
+    assert report.message.startswith(
+        "runner 1: its result cannot be read: result.format: got 'stressbed.runner-result v9'"
+    )
+    assert calls[-2:] == ["destroy", "remove"]
+    assert (tmp_path / "r" / "latest" / "summary.json").is_file()
