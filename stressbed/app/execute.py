@@ -151,7 +151,10 @@ def conclude(
         reason = broken.reason or broken.status.value
         verdict, code, message = Verdict.ERROR, 3, f"runner {broken.index}: {reason}"
     elif outcome.aborted_by is not None or failed:
-        names = [f"{r.threshold.key} {r.threshold.expression}" for r in failed]
+        names = [
+            f"{r.threshold.key} {r.threshold.expression}" + (" (no data)" if r.no_data else "")
+            for r in failed
+        ]
         if outcome.aborted_by is not None:
             aborted = f"{outcome.aborted_by.key} {outcome.aborted_by.expression}"
             names = [aborted] + [n for n in names if n != aborted]

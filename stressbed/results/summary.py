@@ -124,6 +124,10 @@ def junit_xml(report: RunReport) -> str:
             name=f"{result.threshold.key}: {result.threshold.expression}",
         )
         observed = f"observed {result.threshold.aggregation} = {show(result.observed)}"
+        if result.no_data:
+            observed = f"no data: nothing of {result.threshold.key} was measured" + (
+                " (optional: passes)" if result.ok else ""
+            )
         if not result.ok:
             failure = ET.SubElement(case, "failure", message=observed)
             failure.text = f"{result.threshold.key} {result.threshold.expression}: {observed}"

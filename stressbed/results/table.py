@@ -28,7 +28,8 @@ def table(report: RunReport) -> str:
         for t in report.thresholds:
             mark = "ok  " if t.ok else "FAIL"
             label = f"{t.threshold.key} {t.threshold.expression}"
-            lines.append(f"    {mark} {label:<{width}}  observed {show(t.observed)}")
+            seen = "no data" if t.no_data else f"observed {show(t.observed)}"
+            lines.append(f"    {mark} {label:<{width}}  {seen}")
     lines.append("  runners")
     for r in report.runners:
         extra = f"  {r.reason}" if r.reason else ""

@@ -1,13 +1,19 @@
-"""Judging thresholds on merged fleet data, with k6's semantics.
+"""Judging thresholds on merged fleet data, with k6's semantics, and one outcome k6 lacks.
 
 A trend threshold reads avg/min/max/med/p(N) of the merged sketch; a counter's ``count`` and
 ``rate`` (per second over the test); a rate metric's share of non-zero samples; a gauge's
-value. As in k6, a (sub)metric without samples reads as 0.
+value. Where k6 reads a (sub)metric without samples as 0 and may pass it, here a threshold
+with nothing to judge is "no data" and fails, unless the scenario marks it ``optional``: a
+trend, rate or gauge with no sample (``p(95) < 1s`` on a request that never ran), or any
+threshold of a run that measured no request and no iteration at all. A counter with no
+samples in a run that did measure something is a true 0 (``dropped_iterations`` never
+counted).
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,7 +21,7 @@ from ..scenario.thresholds import BUILTIN_METRICS, Threshold
 from .aggregates import Aggregate
 from .merge import FleetResult, metric_values
 
-__all__ = ["ThresholdResult", "Verdict", "evaluate", "observe"]
+__all__ = ["ThresholdResult", "Verdict", "evaluate", "judge", "measured", "observe"]
 
 
 class Verdict(enum.Enum):
@@ -27,16 +33,26 @@ class Verdict(enum.Enum):
 @dataclass(frozen=True)
 class ThresholdResult:
     threshold: Threshold
-    observed: float
+    observed: float  # NaN when there was nothing to judge
     ok: bool
+    no_data: bool = False
+
+    @property
+    def outcome(self) -> str:
+        """``ok``, ``failed``, or ``no data`` (ok only when the threshold is optional)."""
+        if self.no_data:
+            return "no data"
+        return "ok" if self.ok else "failed"
 
     def to_dict(self) -> dict[str, object]:
         return {
             "metric": self.threshold.key,
             "expression": self.threshold.expression,
             "label": self.threshold.label,
-            "observed": self.observed,
+            "observed": None if self.no_data else self.observed,
             "ok": self.ok,
+            "outcome": self.outcome,
+            "optional": self.threshold.optional,
             "abort_on_fail": self.threshold.abort_on_fail,
         }
 
@@ -56,9 +72,23 @@ def judge(threshold: Threshold, aggregates: dict[str, Aggregate], duration_s: fl
     return threshold.passes(observe(threshold, aggregates, duration_s))
 
 
+def measured(agg: Aggregate | None) -> bool:
+    """The (sub)metric has at least one sample."""
+    if agg is None:
+        return False
+    return agg.sketch.count > 0 if agg.kind == "trend" else agg.count > 0
+
+
 def evaluate(thresholds: Sequence[Threshold], fleet: FleetResult) -> list[ThresholdResult]:
+    aggregates = fleet.aggregates
+    run_measured = measured(aggregates.get("http_reqs")) or measured(aggregates.get("iterations"))
     results = []
     for threshold in thresholds:
-        observed = observe(threshold, fleet.aggregates, fleet.duration_s)
+        agg = aggregates.get(threshold.key)
+        kind = agg.kind if agg is not None else BUILTIN_METRICS.get(threshold.metric, "trend")
+        if not run_measured or (kind != "counter" and not measured(agg)):
+            results.append(ThresholdResult(threshold, math.nan, threshold.optional, no_data=True))
+            continue
+        observed = observe(threshold, aggregates, fleet.duration_s)
         results.append(ThresholdResult(threshold, observed, threshold.passes(observed)))
     return results

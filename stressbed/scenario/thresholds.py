@@ -102,6 +102,8 @@ class Threshold:
     tags: tuple[tuple[str, str], ...] = ()
     abort_on_fail: bool = False
     delay_ms: float | None = None
+    #: With no samples at all (a request that never ran), it passes instead of failing.
+    optional: bool = False
     #: How the user wrote it (``"p(95) < 500ms"``), for reports.
     label: str = ""
 
@@ -144,6 +146,8 @@ class Selection(TypedDict, total=False):
     abort_on_fail: bool
     #: With ``abort_on_fail``: how long after the start to begin judging.
     delay: str
+    #: With nothing measured (a request that never ran): pass, rather than fail as "no data".
+    optional: bool
 
 
 def threshold(metric: str, expression: str, **options: Unpack[Selection]) -> Threshold:
@@ -235,6 +239,9 @@ def _build(
             )
     if not isinstance(abort_on_fail, bool):
         raise ConfigError("threshold.abort_on_fail", abort_on_fail, "True or False")
+    optional = options.get("optional", False)
+    if not isinstance(optional, bool):
+        raise ConfigError("threshold.optional", optional, "True or False")
     delay_ms = None
     if delay is not None:
         if not abort_on_fail:
@@ -248,6 +255,7 @@ def _build(
         tags=tuple(sorted(selector.items())),
         abort_on_fail=abort_on_fail,
         delay_ms=delay_ms,
+        optional=optional,
         label=label.strip(),
     )
 

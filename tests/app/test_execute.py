@@ -16,9 +16,10 @@ import pytest
 from stressbed.app.execute import execute
 from stressbed.app.plan import RunOptions, plan
 from stressbed.errors import ProvisionError
+from stressbed.results.aggregates import Aggregate
 from stressbed.testing import FakeBackend
 
-from ..conftest import needs_k6
+from ..conftest import counting_result, needs_k6
 
 TOKEN = "tok-e2e-3f9c1a7d5b"  # must never reach a file the run writes
 
@@ -227,3 +228,34 @@ def test_a_profile_whose_thresholds_cannot_hold_fails_the_run_with_exit_1(tmp_pa
         assert (run_dir / name).is_file(), name
     assert (run_dir / "runners" / "0" / "result.json").is_file()
     assert (run_dir / "stack" / "replicas" / "agent-0.log").is_file()
+
+
+@needs_k6  # plan() checks that k6 is there
+def test_a_threshold_on_a_request_that_never_ran_fails_the_run_as_no_data(tmp_path):
+    (tmp_path / "s.py").write_text(
+        "from stressbed import *\n"
+        "flow = mix((get('/a', name='a'), 8), (get('/b', name='b'), 1), (get('/c', name='c'), 1))\n"
+        "scenario = Scenario('s', description='s', workloads=[Workload('w', flow, "
+        "ConstantVUs(vus=1, duration='1s'))], thresholds=[latency('p(95) < 1s', "
+        "request='a'), latency('p(95) < 1s', request='b'), latency('p(99) < 1s', "
+        "request='c', optional=True)])\n"
+    )
+    the_plan = plan(RunOptions(scenario=str(tmp_path / "s.py"), results=tmp_path / "r"))
+    canned = counting_result(0, 5, 100.0, 101.0)
+    canned.count, canned.segment = 1, "0:1"
+    agg = Aggregate("trend")
+    agg.add(3.0)
+    canned.aggregates["http_req_duration{name:a}"] = agg
+    report = execute(the_plan, backend=FakeBackend([canned]))
+    assert report.exit_code == 1
+    assert report.message == "thresholds failed: http_req_duration{name:b} p(95)<1000 (no data)"
+    summary = json.loads((tmp_path / "r" / "latest" / "summary.json").read_text())
+    outcomes = {t["metric"]: (t["outcome"], t["ok"], t["observed"]) for t in summary["thresholds"]}
+    assert outcomes == {
+        "http_req_duration{name:a}": ("ok", True, 3.0),
+        "http_req_duration{name:b}": ("no data", False, None),
+        "http_req_duration{name:c}": ("no data", True, None),
+    }
+    junit = (tmp_path / "r" / "latest" / "junit.xml").read_text()
+    assert junit.count("<failure") == 1
+    assert "no data: nothing of http_req_duration{name:b} was measured" in junit
