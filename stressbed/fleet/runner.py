@@ -189,7 +189,9 @@ class Runner:
             with contextlib.suppress(ValueError):
                 summary = json.loads(summary_path.read_text(encoding="utf-8"))
         status = self.stopped_by or status_for(exit_code)
-        if exit_code == -signal.SIGKILL and self._oom_killed():
+        # A SIGKILL this runner sent (a stop past its grace) is not the OOM killer's, whatever
+        # else in the cgroup ran out of memory meanwhile.
+        if exit_code == -signal.SIGKILL and self.stopped_by is None and self._oom_killed():
             status = RunnerStatus.OOM_KILLED
         tail = _tail(self.out_dir / "k6.log", STDERR_TAIL)
         with self.lock:

@@ -1,4 +1,5 @@
-"""A k6 killed by the kernel's OOM killer is reported as OOM-killed, not as a generic crash.
+"""A k6 killed by the kernel's OOM killer is reported as OOM-killed, not as a generic crash,
+and only then.
 
 Runs a runner inside a memory cgroup of its own with a small limit (needs a writable memory
 cgroup, v1 or v2; skipped otherwise) and a k6 script that allocates without end.
@@ -10,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import pytest
 from stressbed import ConstantVUs, Scenario, Workload, get, render
 from stressbed.fleet import _k6api as k6api
 from stressbed.fleet.oom import CGROUP_ROOT
+from stressbed.fleet.runner import Runner
 from stressbed.results.runner_result import RunnerResult, RunnerStatus
 
 from ..conftest import needs_k6
@@ -121,3 +124,45 @@ def test_an_oom_killed_k6_is_reported_as_such(tmp_path, cgroup, server):
     assert result.status is RunnerStatus.OOM_KILLED
     assert result.exit_code == -9
     assert "OOM killer" in result.reason
+
+
+# Ignores SIGINT, so only a SIGKILL ends it; says when it does.
+FAKE_K6 = "#!/bin/sh\ntrap '' INT\ntouch \"$FAKE_READY\"\nsleep 30\n"
+
+
+@pytest.mark.parametrize(
+    ("stopped_by", "expected"),
+    [
+        # The runner's own SIGKILL (the grace period ran out) is a stop, even if something
+        # else in the cgroup was OOM-killed meanwhile.
+        (RunnerStatus.STOPPED, RunnerStatus.STOPPED),
+        # A SIGKILL nobody here sent, while the cgroup counted an OOM kill: the OOM killer.
+        (None, RunnerStatus.OOM_KILLED),
+    ],
+)
+def test_only_a_sigkill_the_runner_did_not_send_is_read_as_an_oom_kill(
+    tmp_path, monkeypatch, stopped_by, expected
+):
+    fake = tmp_path / "k6"
+    fake.write_text(FAKE_K6)
+    fake.chmod(0o755)
+    scenario = Scenario(
+        "o", description="o", workloads=[Workload("w", get("/"), ConstantVUs(1, "1s"))]
+    )
+    bundle = render(scenario, tmp_path / "bundle")
+    counts = iter([0, 1, 1, 1])
+    monkeypatch.setattr("stressbed.fleet.runner.oom_kills", lambda: next(counts))
+    monkeypatch.setenv("FAKE_READY", str(tmp_path / "ready"))
+    runner = Runner(bundle.script, 0, 1, tmp_path / "out", k6=str(fake))
+    runner.start()
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "ready").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if stopped_by is not None:
+        runner.stop(stopped_by, grace=0.2)
+    else:
+        assert runner.proc is not None
+        runner.proc.kill()
+    result = runner.finish()
+    assert result.exit_code == -9
+    assert result.status is expected
