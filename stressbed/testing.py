@@ -35,9 +35,12 @@ __all__ = ["FakeBackend"]
 
 
 class _CannedStack:
-    def __init__(self, url: str, fail: BaseException | None) -> None:
+    def __init__(
+        self, url: str, fail: BaseException | None, teardown_fail: BaseException | None = None
+    ) -> None:
         self.url = url
         self.fail = fail
+        self.teardown_fail = teardown_fail
         self.torn_down = False
         self._events: list[dict[str, Any]] = []
 
@@ -54,6 +57,8 @@ class _CannedStack:
     def teardown(self) -> None:
         self.torn_down = True
         self._events.append({"t": time.time(), "source": "stack", "event": "stack-deleted"})
+        if self.teardown_fail is not None:
+            raise self.teardown_fail
 
     def report(self) -> dict[str, Any]:
         return {"backend": "fake", "url": self.url}
@@ -74,9 +79,10 @@ class _CannedFleet:
 
 
 class FakeBackend(Backend):
-    """A backend with no processes: the stack answers ``url`` (or raises ``provision_error``)
-    and the fleet returns ``results`` (RunnerResult documents) as its outcome, or whatever
-    ``outcome()`` returns.
+    """A backend with no processes: the stack answers ``url`` (or raises ``provision_error``;
+    its teardown raises ``teardown_error`` after recording it) and the fleet returns
+    ``results`` (RunnerResult documents) as its outcome, or whatever ``outcome()`` returns
+    (or raises).
 
     The stacks it made are kept in :attr:`stacks`, so a test can check they were torn down;
     the fleets' arguments in :attr:`fleets`.
@@ -91,11 +97,13 @@ class FakeBackend(Backend):
         *,
         url: str = "http://127.0.0.1:9",
         provision_error: BaseException | None = None,
+        teardown_error: BaseException | None = None,
         outcome: Callable[[], FleetOutcome] | None = None,
     ) -> None:
         self.results = list(results)
         self.url = url
         self.provision_error = provision_error
+        self.teardown_error = teardown_error
         self._outcome = outcome
         self.stacks: list[_CannedStack] = []
         self.fleets: list[tuple[FleetSpec, dict[str, str]]] = []
@@ -111,7 +119,7 @@ class FakeBackend(Backend):
         on_event: EventSink | None = None,
         secrets: Mapping[str, str] | None = None,
     ) -> Stack:
-        made = _CannedStack(self.url, self.provision_error)
+        made = _CannedStack(self.url, self.provision_error, self.teardown_error)
         self.stacks.append(made)
         return made
 

@@ -15,11 +15,12 @@ import os
 import secrets
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from ..backends.base import Backend, FleetOutcome, FleetSpec, Progress, Stack
+from ..backends.base import Backend, Fleet, FleetOutcome, FleetSpec, Progress, Stack
 from ..backends.existing import ExistingService
-from ..errors import ProvisionError, StressbedError
+from ..errors import StressbedError
 from ..fleet.process import uninterrupted
 from ..results.merge import merge
 from ..results.summary import RunReport
@@ -54,27 +55,19 @@ def execute(
     run = new_run(the_plan.results, scenario)
     stack, secret_env = _stack(the_plan, backend, run, on_event)
     outcome = FleetOutcome(results=[])
+    # Whatever goes wrong from here on, the stack is torn down and the run writes its summary.
     try:
         try:
             url = stack.provision()
-        except ProvisionError as exc:
-            outcome.failure = f"provisioning failed: {exc}"
+        except StressbedError as exc:  # a replica never ready (3), the stack's port taken (2)
+            outcome.failure, outcome.failure_code = f"provisioning failed: {exc}", exc.exit_code
         except KeyboardInterrupt:
             outcome.interrupted = True
+        except Exception as exc:  # an OS error or a bug: still a run that ends with a summary
+            outcome.failure = f"provisioning failed: {type(exc).__name__}: {exc}"
         else:
-            fleet = backend.fleet(
-                run.bundle.root,
-                run.path,
-                FleetSpec(runners=the_plan.runners, keep_raw=the_plan.keep_raw),
-                env={**secret_env, "TARGET_URL": url},
-            )
-            deadline = scenario.duration_ms() / 1000 * 1.1 + DEADLINE_MARGIN_S
-            outcome = fleet.run(
-                deadline,
-                abort_thresholds=[t for t in scenario.thresholds if t.abort_on_fail],
-                judge=judge,
-                on_progress=on_progress,
-            )
+            env = {**secret_env, "TARGET_URL": url}
+            outcome = _run_fleet(the_plan, backend.fleet, run, env, on_progress)
     finally:
         problem = _teardown(stack)
     if problem is not None and outcome.failure is None and not outcome.interrupted:
@@ -92,6 +85,30 @@ def execute(
     report = conclude(run, scenario, outcome, stack, settings)
     report.write(run.path)
     return report
+
+
+def _run_fleet(
+    the_plan: Plan,
+    make_fleet: Callable[[Path, Path, FleetSpec, dict[str, str]], Fleet],
+    run: RunDirectory,
+    env: dict[str, str],
+    on_progress: Callable[[Progress], None] | None,
+) -> FleetOutcome:
+    scenario = the_plan.scenario
+    try:
+        spec = FleetSpec(runners=the_plan.runners, keep_raw=the_plan.keep_raw)
+        fleet = make_fleet(run.bundle.root, run.path, spec, env)
+        deadline = scenario.duration_ms() / 1000 * 1.1 + DEADLINE_MARGIN_S
+        return fleet.run(
+            deadline,
+            abort_thresholds=[t for t in scenario.thresholds if t.abort_on_fail],
+            judge=judge,
+            on_progress=on_progress,
+        )
+    except KeyboardInterrupt:
+        return FleetOutcome(results=[], interrupted=True)
+    except Exception as exc:  # the fleet's own failure: no runner result to keep
+        return FleetOutcome(results=[], failure=f"the fleet failed: {type(exc).__name__}: {exc}")
 
 
 def _stack(
@@ -118,9 +135,10 @@ def _teardown(stack: Stack) -> str | None:
     with uninterrupted():
         try:
             stack.teardown()
-        except StressbedError as exc:
-            print(f"stressbed: error: {exc}", file=sys.stderr)
-            return str(exc)
+        except Exception as exc:  # reported in the summary, never instead of it
+            text = str(exc) if isinstance(exc, StressbedError) else f"{type(exc).__name__}: {exc}"
+            print(f"stressbed: error: teardown: {text}", file=sys.stderr)
+            return text
     return None
 
 
@@ -142,7 +160,7 @@ def conclude(
             "interrupted; every runner was stopped and the stack torn down",
         )
     elif outcome.failure is not None:
-        verdict, code, message = Verdict.ERROR, 3, outcome.failure
+        verdict, code, message = Verdict.ERROR, outcome.failure_code, outcome.failure
     elif outcome.timed_out:
         verdict, code, message = Verdict.ERROR, 3, "the run passed its deadline; runners stopped"
     elif any(r.status.failed for r in outcome.results):

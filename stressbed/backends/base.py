@@ -92,6 +92,7 @@ class FleetOutcome:
     started_at: float | None = None
     start_skew_ms: float | None = None
     failure: str | None = None  # which runner failed and why
+    failure_code: int = 3  # the run's exit code when it failed (3: infrastructure)
     aborted_by: Threshold | None = None  # an abortOnFail threshold that failed fleet-wide
     interrupted: bool = False
     timed_out: bool = False

@@ -96,13 +96,13 @@ class RunReport:
         }
 
     def write(self, directory: Path) -> None:
-        (directory / "summary.json").write_text(
-            json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8"
-        )
-        (directory / "junit.xml").write_text(junit_xml(self), encoding="utf-8")
-        with (directory / "events.jsonl").open("w", encoding="utf-8") as out:
-            for event in self.events:
-                out.write(json.dumps(event) + "\n")
+        """summary.json, junit.xml and events.jsonl, each written whole or not at all (a
+        temporary file renamed over the old one), summary.json last."""
+        directory.mkdir(parents=True, exist_ok=True)
+        events = "".join(json.dumps(event) + "\n" for event in self.events)
+        _write_whole(directory / "events.jsonl", events)
+        _write_whole(directory / "junit.xml", junit_xml(self))
+        _write_whole(directory / "summary.json", json.dumps(self.to_dict(), indent=2) + "\n")
 
 
 def junit_xml(report: RunReport) -> str:
@@ -142,3 +142,9 @@ def junit_xml(report: RunReport) -> str:
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
     )
+
+
+def _write_whole(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)

@@ -15,6 +15,8 @@ import pytest
 
 from stressbed.app.execute import execute
 from stressbed.app.plan import RunOptions, plan
+from stressbed.backends.base import FleetOutcome
+from stressbed.backends.local.balancer import PortInUseError
 from stressbed.errors import ProvisionError
 from stressbed.results.aggregates import Aggregate
 from stressbed.testing import FakeBackend
@@ -259,3 +261,53 @@ def test_a_threshold_on_a_request_that_never_ran_fails_the_run_as_no_data(tmp_pa
     junit = (tmp_path / "r" / "latest" / "junit.xml").read_text()
     assert junit.count("<failure") == 1
     assert "no data: nothing of http_req_duration{name:b} was measured" in junit
+
+
+def failing_fleet() -> FleetOutcome:
+    raise RuntimeError("the fleet's own bug")
+
+
+@needs_k6  # plan() checks that k6 is there
+@pytest.mark.parametrize(
+    ("backend", "code", "message"),
+    [
+        (
+            FakeBackend(provision_error=PortInUseError("127.0.0.1", 8080)),
+            2,
+            "provisioning failed: --port: got 8080; expected a free port on 127.0.0.1: another "
+            "process listens on it (stop it, or pass --port 0 to take any free port)",
+        ),
+        (
+            FakeBackend(provision_error=OSError(24, "Too many open files")),
+            3,
+            "provisioning failed: OSError: [Errno 24] Too many open files",
+        ),
+        (
+            FakeBackend(outcome=failing_fleet),
+            3,
+            "the fleet failed: RuntimeError: the fleet's own bug",
+        ),
+        (
+            FakeBackend(teardown_error=RuntimeError("cgroup busy")),
+            3,
+            "RuntimeError: cgroup busy",
+        ),
+    ],
+)
+def test_every_run_that_started_writes_its_summary_whatever_failed(
+    tmp_path, backend, code, message
+):
+    the_plan = plan(RunOptions(scenario="ingest_mix", results=tmp_path / "r"))
+    report = execute(the_plan, backend=backend)
+    assert (report.exit_code, report.message) == (code, message)
+    assert backend.stacks[0].torn_down
+    run_dir = tmp_path / "r" / "latest"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (summary["verdict"], summary["exit_code"], summary["message"]) == (
+        "error",
+        code,
+        message,
+    )
+    assert (run_dir / "junit.xml").is_file()
+    assert (run_dir / "events.jsonl").is_file()
+    assert not list(run_dir.glob(".*.tmp"))
