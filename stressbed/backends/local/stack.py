@@ -39,6 +39,8 @@ from .balancer import BalancerProcess
 __all__ = ["LocalOptions", "LocalStack"]
 
 TICK_S = 0.05
+#: How much longer than the teardown grace the controller thread gets to stop everything.
+CONTROLLER_JOIN_MARGIN_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class LocalStack:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
+        self._forced = False
         self._hpa = HpaController(self.spec.autoscaler) if self.spec.autoscaler else None
         self._next_sync = 0.0
         self._next_sample = 0.0
@@ -147,13 +150,16 @@ class LocalStack:
     def teardown(self) -> None:
         """Stop every replica (SIGTERM, grace, SIGKILL) and the balancer; idempotent."""
         self._stop.set()
-        if self._thread is not None and self._thread.is_alive():
-            self._thread.join(timeout=self.options.teardown_grace_s + 10)
-        if self._thread is None or not self._thread.is_alive():
-            # Never started, or it stopped everything itself; what is left is killed here.
-            for replica in self.replicas:
-                if replica.process is not None:
-                    replica.process.close()
+        if self._thread is not None and self._thread.is_alive() and not self._forced:
+            self._thread.join(timeout=self.options.teardown_grace_s + CONTROLLER_JOIN_MARGIN_S)
+            if self._thread.is_alive():  # waited once: a second teardown does not wait again
+                self._forced = True
+                self._event("teardown-forced", reason="the controller did not stop in time")
+        # Whatever the controller got to (it never started, it stopped everything, or it hangs),
+        # what is left of every replica is killed here and its cgroup removed.
+        for replica in list(self.replicas):
+            if replica.process is not None:
+                replica.process.close()
         self._probes.close()
         if self._balancer is not None:
             self._balancer.close()

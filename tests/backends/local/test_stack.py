@@ -539,3 +539,22 @@ def test_teardown_stops_everything_and_records_it(stacks, control):
     assert events(stack)[-1] == "stack-deleted"
     assert events(stack).count("stopped") == 2
     assert os.path.exists(stack.work_dir / "replicas" / "fake-0.log")
+
+
+def test_teardown_kills_every_replica_even_when_the_controller_hangs(stacks, control, monkeypatch):
+    stack = stacks(fake_spec(control.path, replicas=2), replace(FAST, teardown_grace_s=0.5))
+    stack.provision()
+    pids = stack_pids(stack)
+    assert len(alive(pids)) == 2
+    hung = threading.Event()
+
+    def hang() -> None:
+        hung.set()
+        time.sleep(60)  # a controller stuck in its last step (it is a daemon thread)
+
+    monkeypatch.setattr(stack, "_stop_everything", hang)
+    monkeypatch.setattr("stressbed.backends.local.stack.CONTROLLER_JOIN_MARGIN_S", 0.5)
+    stack.teardown()
+    assert hung.is_set()
+    assert alive(pids) == []
+    assert "teardown-forced" in events(stack)
