@@ -9,8 +9,11 @@ process at once, and hands their results back to the controller.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import http.client
+import os
 import queue
+import signal
 import socket
 import subprocess
 from collections.abc import Iterator, Mapping
@@ -87,16 +90,22 @@ def _http(probe: Probe, host: str, port: int) -> tuple[bool, str]:
 
 
 def _exec(probe: Probe, env: Mapping[str, str]) -> tuple[bool, str]:
+    # Its own process group, killed whole when it is done: a probe such as `sh -c "curl ..."`
+    # that times out (or leaves a child behind) leaves nothing running.
+    proc = subprocess.Popen(
+        probe.command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(env),
+        start_new_session=True,
+    )
     try:
-        done = subprocess.run(
-            probe.command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=dict(env),
-            timeout=probe.timeout_s,
-            check=False,
-        )
+        code = proc.wait(timeout=probe.timeout_s)
     except subprocess.TimeoutExpired:
         return False, f"timed out after {probe.timeout_s:g} s"
-    return done.returncode == 0, f"exit code {done.returncode}"
+    finally:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return code == 0, f"exit code {code}"
