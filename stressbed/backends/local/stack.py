@@ -39,6 +39,9 @@ from .balancer import BalancerProcess
 __all__ = ["LocalOptions", "LocalStack"]
 
 TICK_S = 0.05
+#: What a replica inherits of stressbed's environment: nothing else of the shell (no cloud
+#: credentials, no admin token) reaches the target; the StackSpec's env and secrets come on top.
+INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
 #: How much longer than the teardown grace the controller thread gets to stop everything.
 CONTROLLER_JOIN_MARGIN_S = 10.0
 
@@ -232,7 +235,7 @@ class LocalStack:
             for part in (*spec.target.command, *spec.target.args)
         ]
         env = {
-            **os.environ,
+            **{name: os.environ[name] for name in INHERITED_ENV if name in os.environ},
             **dict(spec.target.env),
             **self._secrets,
             "PORT": str(replica.port),

@@ -558,3 +558,18 @@ def test_teardown_kills_every_replica_even_when_the_controller_hangs(stacks, con
     assert hung.is_set()
     assert alive(pids) == []
     assert "teardown-forced" in events(stack)
+
+
+def test_a_replica_inherits_only_the_allow_listed_environment(stacks, control, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "do-not-leak")
+    monkeypatch.setenv("STRESSBED_AGENT_ADMIN_TOKEN", "turns-on-faults")
+    monkeypatch.setenv("TZ", "UTC")
+    stack = stacks(fake_spec(control.path, replicas=1, env={"FROM_SPEC": "yes"}))
+    stack.provision()
+    (pid,) = stack_pids(stack)
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    env = dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+    assert "AWS_SECRET_ACCESS_KEY" not in env
+    assert "STRESSBED_AGENT_ADMIN_TOKEN" not in env
+    assert (env["FROM_SPEC"], env["TZ"], env["PATH"]) == ("yes", "UTC", os.environ["PATH"])
+    assert env["PORT"] == str(stack.replicas[0].port)
