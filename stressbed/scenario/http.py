@@ -22,6 +22,7 @@ from ..errors import ConfigError
 from .check import Check
 from .extract import Extractor
 from .templates import IDENTIFIER, Ref, Template
+from .templates import Literal as LiteralText
 from .units import parse_duration_ms
 from .values import Const, Node, as_string_node, as_value_node
 
@@ -121,14 +122,14 @@ class Request:
 
 def request(
     method: str,
-    path: str,
+    path: str | LiteralText,
     *,
     name: str | None = None,
     query: Mapping[str, object] | None = None,
     headers: Mapping[str, object] | None = None,
     json: object = _Unset,
     form: Mapping[str, object] | None = None,
-    body: str | bytes | None = None,
+    body: str | bytes | LiteralText | None = None,
     expect: int | range | Sequence[int | range] | None = None,
     timeout: str | None = None,
     checks: Sequence[Check] = (),
@@ -143,13 +144,14 @@ def request(
     if not isinstance(method, str) or method.upper() not in METHODS:
         raise ConfigError("method", method, "one of " + ", ".join(METHODS))
     method = method.upper()
-    if not isinstance(path, str) or not path.startswith("/"):
+    text = path.text if isinstance(path, LiteralText) else path
+    if not isinstance(text, str) or not text.startswith("/"):
         raise ConfigError(
             "path", path, "a path starting with '/' (the base URL comes from TARGET_URL)"
         )
     path_node = as_string_node(path, "path")
     if name is None:
-        name = path
+        name = text
     elif not isinstance(name, str) or not name:
         raise ConfigError("name", name, "a non-empty string")
     return Request(
@@ -166,27 +168,27 @@ def request(
     )
 
 
-def get(path: str, **kwargs: Any) -> Request:
+def get(path: str | LiteralText, **kwargs: Any) -> Request:
     return request("GET", path, **kwargs)
 
 
-def post(path: str, **kwargs: Any) -> Request:
+def post(path: str | LiteralText, **kwargs: Any) -> Request:
     return request("POST", path, **kwargs)
 
 
-def put(path: str, **kwargs: Any) -> Request:
+def put(path: str | LiteralText, **kwargs: Any) -> Request:
     return request("PUT", path, **kwargs)
 
 
-def patch(path: str, **kwargs: Any) -> Request:
+def patch(path: str | LiteralText, **kwargs: Any) -> Request:
     return request("PATCH", path, **kwargs)
 
 
-def delete(path: str, **kwargs: Any) -> Request:
+def delete(path: str | LiteralText, **kwargs: Any) -> Request:
     return request("DELETE", path, **kwargs)
 
 
-def head(path: str, **kwargs: Any) -> Request:
+def head(path: str | LiteralText, **kwargs: Any) -> Request:
     return request("HEAD", path, **kwargs)
 
 
@@ -224,7 +226,9 @@ def _headers(headers: Mapping[str, object] | None) -> tuple[tuple[str, Node], ..
     return items
 
 
-def _body(json: object, form: Mapping[str, object] | None, body: str | bytes | None) -> Body | None:
+def _body(
+    json: object, form: Mapping[str, object] | None, body: str | bytes | LiteralText | None
+) -> Body | None:
     given = [
         k
         for k, v in (
@@ -242,10 +246,10 @@ def _body(json: object, form: Mapping[str, object] | None, body: str | bytes | N
         return Body("form", fields=_string_items(form, "form"))
     if isinstance(body, bytes | bytearray):
         return Body("bytes", data=base64.b64encode(bytes(body)).decode("ascii"))
-    if isinstance(body, str):
+    if isinstance(body, str | LiteralText):
         return Body("text", node=as_string_node(body, "body"))
     if body is not None:
-        raise ConfigError("body", body, "a str or bytes (use json= for JSON values)")
+        raise ConfigError("body", body, "a str, bytes or literal() (use json= for JSON values)")
     return None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from stressbed import ConfigError, check, extract, gen, get, literal, post, request, var
@@ -129,3 +131,26 @@ def test_templates_parse_into_text_and_references():
     assert parse_template("plain", "f") == "plain"
     assert parse_template("{{ a }}", "f") == Ref("a")
     assert parse_template("x{{a.b}}y{{c}}", "f") == Template(("x", Ref("a", ("b",)), "y", Ref("c")))
+
+
+@pytest.mark.parametrize(
+    ("build", "where"),
+    [
+        (lambda: get(literal("/p/{{x}}")), lambda c: c["path"]),
+        (lambda: get("/q", query={"f": literal("{{x}}")}), lambda c: c["query"][0][1]),
+        (lambda: get("/h", headers={"X-T": literal("a {{b}}")}), lambda c: c["headers"][0][1]),
+        (lambda: post("/b", body=literal("a {{b}}")), lambda c: c["body"]),
+        (lambda: post("/j", json={"k": literal("{{v}}")}), lambda c: c["body"]),
+    ],
+)
+def test_literal_is_accepted_wherever_a_template_is(build, where):
+    config = build().to_config()
+    rendered = json.dumps(where(config))
+    assert '"ref"' not in rendered  # nothing was read as a reference
+    assert "{{" in rendered or "%7B%7B" in rendered  # the braces are there, as text
+
+
+def test_a_literal_path_is_the_requests_default_name_and_is_percent_encoded():
+    request = get(literal("/p/{{x}}"))
+    assert request.name == "/p/{{x}}"
+    assert request.to_config()["path"] == ["lit", "/p/%7B%7Bx%7D%7D"]
