@@ -113,6 +113,7 @@ class LocalStack:
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
         self._forced = False
+        self._last_denial: tuple[str, int] | None = None
         self._hpa = HpaController(self.spec.autoscaler) if self.spec.autoscaler else None
         self._next_sync = 0.0
         self._next_sample = 0.0
@@ -218,8 +219,11 @@ class LocalStack:
         # Terminating replicas still count, as their pods do.
         denied = quota_denial(self.spec, len(self.replicas))
         if denied is not None:
-            self._event("quota-denied", reason=denied, wanted=self._desired)
+            if (denied, self._desired) != self._last_denial:  # once per change, not per retry
+                self._last_denial = (denied, self._desired)
+                self._event("quota-denied", reason=denied, wanted=self._desired)
             return False
+        self._last_denial = None
         name = f"{self.spec.target.name}-{self._ordinal}"
         replica = _Replica(Lifecycle(name, self._ordinal, self._backoff))
         self._ordinal += 1
@@ -383,20 +387,26 @@ class LocalStack:
         assert self._hpa is not None
         live = [r for r in self.replicas if r.life.counted]
         cpu, memory = self._feed.utilisation(now, [r.life for r in live])
-        decision = self._hpa.decide(now, len(live), cpu=cpu, memory=memory)
-        if decision.replicas == len(live):
-            return
-        self._event(
-            "scaled", **{"from": len(live), "to": decision.replicas}, reason=decision.reason
-        )
-        self._desired = decision.replicas
-        if decision.replicas > len(live):
-            for _ in range(decision.replicas - len(live)):
+        # As Kubernetes does: the HPA scales the target's desired count (the Deployment's
+        # spec.replicas), not the pods that happen to exist; the ReplicaSet then reconciles.
+        decision = self._hpa.decide(now, self._desired, cpu=cpu, memory=memory)
+        if decision.replicas != self._desired:
+            self._event(
+                "scaled", **{"from": self._desired, "to": decision.replicas}, reason=decision.reason
+            )
+            self._desired = decision.replicas
+        self._reconcile(now, live)
+
+    def _reconcile(self, now: float, live: list[_Replica]) -> None:
+        """Create or delete replicas until there are as many as desired (a quota denial is
+        retried at every sync, and recorded once per reason)."""
+        if len(live) < self._desired:
+            for _ in range(self._desired - len(live)):
                 if not self._create(now, reason="scale-up"):
                     break
             return
         going = sorted(live, key=lambda r: r.life.scale_in_key())
-        for replica in going[: len(live) - decision.replicas]:
+        for replica in going[: len(live) - self._desired]:
             self._remove(replica, "scale-down", now, self.spec.termination_grace_period_s)
 
     def _remove(self, replica: _Replica, why: str, now: float, grace: float) -> None:

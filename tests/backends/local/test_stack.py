@@ -479,7 +479,7 @@ def test_hpa_scales_out_under_load_and_in_after(stacks, control):
     assert max(row["replicas"] for row in stack.series) == up["to"]
 
 
-def test_a_scale_up_beyond_the_quota_is_refused_and_recorded(stacks, control):
+def test_a_scale_up_beyond_the_quota_is_refused_and_recorded(stacks, control, monkeypatch):
     spec = hpa_spec(control.path, min_replicas=1, max_replicas=3)
     spec = replace(spec, quota=Quota(pods=2))
     stack = stacks(spec)
@@ -487,6 +487,23 @@ def test_a_scale_up_beyond_the_quota_is_refused_and_recorded(stacks, control):
     burn(url, 5.0)
     denied = wait_for(lambda: [e for e in stack.events if e["event"] == "quota-denied"])
     assert denied[0]["reason"] == "exceeded quota: pods, requested 1, used 2, limited 2"
+    # Three more syncs of the HPA while the load goes on: the scale target stays at 3, the
+    # denial is retried but said once.
+    hpa = stack._hpa
+    assert hpa is not None
+    syncs: list[int] = []
+    decide = hpa.decide
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        syncs.append(1)
+        return decide(*args, **kwargs)
+
+    monkeypatch.setattr(hpa, "decide", counted)
+    burn(url, 5.0)
+    wait_for(lambda: len(syncs) >= 3, timeout=30)
+    kinds = events(stack)
+    assert kinds.count("quota-denied") == 1
+    assert [e["to"] for e in stack.events if e["event"] == "scaled"].count(3) == 1
     assert max(row["replicas"] for row in stack.series) <= 2
 
 
