@@ -25,6 +25,7 @@ Outputs: targetUrl, namespace, fleetJob, startCommand, collectCommand.
 
 from __future__ import annotations
 
+import shlex
 import sys
 import tempfile
 from dataclasses import replace
@@ -134,8 +135,9 @@ pulumi.export("fleetJob", runners.job_name)
 # Through Pulumi, not kubectl: the Jobs' suspend field stays Pulumi's, so a later `up`
 # neither suspends a running test again nor conflicts with a patch.
 pulumi.export("startCommand", "pulumi config set stressbed:startFleet true && pulumi up --yes")
-pulumi.export(
-    "collectCommand",
-    f"stressbed collect --namespace {ns} --job {fleet.name} --scenario "
-    f"{config.get('scenario') or 'ingest_mix'}",
+# The scenario as this program resolved it (a relative .py path made absolute), quoted.
+collect_command = (
+    f"stressbed collect --namespace {shlex.quote(ns)} --job {shlex.quote(fleet.name)} "
+    f"--scenario {shlex.quote(scenario_name)}"
 )
+pulumi.export("collectCommand", collect_command)

@@ -324,3 +324,17 @@ def test_with_a_registry_both_images_are_built_pushed_and_pulled_by_digest():
         assert job["spec"]["template"]["spec"]["containers"][0]["image"] == (
             "registry.example:5000/team/stressbed-runner:test" + digest
         )
+
+
+def test_the_collect_command_names_the_scenario_the_program_ran():
+    seen: dict[str, Any] = {}
+
+    def program() -> None:
+        seen.update(runpy.run_path(str(ROOT / "infra" / "__main__.py"), run_name="__main__"))
+
+    # A path relative to the checkout, as `pulumi config set stressbed:scenario` takes it.
+    run_program(program, {"scenario": "tools/bench/scenario.py", "namespace": "n1"})
+    scenario = ROOT / "tools" / "bench" / "scenario.py"
+    assert seen["collect_command"] == (
+        f"stressbed collect --namespace n1 --job stressbed-runners --scenario {scenario}"
+    )
