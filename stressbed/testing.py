@@ -23,6 +23,7 @@ from .backends.base import (
     Fleet,
     FleetOutcome,
     FleetSpec,
+    Health,
     Judge,
     Progress,
     Stack,
@@ -63,6 +64,9 @@ class _CannedStack:
     def report(self) -> dict[str, Any]:
         return {"backend": "fake", "url": self.url}
 
+    def failure(self) -> str | None:
+        return None
+
 
 class _CannedFleet:
     def __init__(self, outcome: Callable[[], FleetOutcome]) -> None:
@@ -74,6 +78,7 @@ class _CannedFleet:
         abort_thresholds: Sequence[Threshold] = (),
         judge: Judge | None = None,
         on_progress: Callable[[Progress], None] | None = None,
+        health: Health | None = None,
     ) -> FleetOutcome:
         return self.outcome()
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..backends.base import Backend, Fleet, FleetOutcome, FleetSpec, Progress, Stack
+from ..backends.base import Backend, Fleet, FleetOutcome, FleetSpec, Health, Progress, Stack
 from ..backends.existing import ExistingService
 from ..errors import StressbedError
 from ..fleet.process import uninterrupted
@@ -67,7 +67,9 @@ def execute(
             outcome.failure = f"provisioning failed: {type(exc).__name__}: {exc}"
         else:
             env = {**secret_env, "TARGET_URL": url}
-            outcome = _run_fleet(the_plan, backend.fleet, run, env, on_progress)
+            outcome = _run_fleet(
+                the_plan, backend.fleet, run, env=env, on_progress=on_progress, health=stack.failure
+            )
     finally:
         problem = _teardown(stack)
     if problem is not None and outcome.failure is None and not outcome.interrupted:
@@ -91,8 +93,10 @@ def _run_fleet(
     the_plan: Plan,
     make_fleet: Callable[[Path, Path, FleetSpec, dict[str, str]], Fleet],
     run: RunDirectory,
+    *,
     env: dict[str, str],
     on_progress: Callable[[Progress], None] | None,
+    health: Health,
 ) -> FleetOutcome:
     scenario = the_plan.scenario
     try:
@@ -104,6 +108,7 @@ def _run_fleet(
             abort_thresholds=[t for t in scenario.thresholds if t.abort_on_fail],
             judge=judge,
             on_progress=on_progress,
+            health=health,
         )
     except KeyboardInterrupt:
         return FleetOutcome(results=[], interrupted=True)

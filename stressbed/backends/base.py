@@ -39,6 +39,7 @@ __all__ = [
     "Fleet",
     "FleetOutcome",
     "FleetSpec",
+    "Health",
     "Judge",
     "Progress",
     "Stack",
@@ -123,6 +124,15 @@ class Stack(Protocol):
         """What summary.json says about the stack."""
         ...
 
+    def failure(self) -> str | None:
+        """Why the provisioned stack stopped serving (its controller or balancer died), or
+        None while it is fine; the fleet polls it and stops loading a dead URL."""
+        ...
+
+
+#: Polled by a running fleet: a reason to stop every runner now (the stack failed), or None.
+Health = Callable[[], str | None]
+
 
 class Fleet(Protocol):
     def run(
@@ -131,11 +141,13 @@ class Fleet(Protocol):
         abort_thresholds: Sequence[Threshold] = (),
         judge: Judge | None = None,
         on_progress: Callable[[Progress], None] | None = None,
+        health: Health | None = None,
     ) -> FleetOutcome:
         """Run every runner to the end (or the deadline, a failure, an abort, Ctrl-C); no
         runner outlives the call. ``abort_thresholds`` are judged with ``judge`` on live
         merged data (:attr:`Capability.LIVE_ABORT`); ``on_progress`` is called about once a
-        second (:attr:`Capability.LIVE_PROGRESS`)."""
+        second (:attr:`Capability.LIVE_PROGRESS`); ``health`` is polled as the fleet runs,
+        and a reason it returns stops every runner (the run's failure)."""
         ...
 
 

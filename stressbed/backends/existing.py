@@ -25,3 +25,6 @@ class ExistingService:
 
     def report(self) -> dict[str, Any]:
         return {"backend": "none", "url": self.url}
+
+    def failure(self) -> str | None:
+        return None  # someone else's service: its failures show in the load's own numbers

@@ -93,6 +93,55 @@ def test_a_local_run_provisions_the_agent_loads_it_and_tears_it_down(tmp_path):
             assert TOKEN.encode() not in path.read_bytes(), path
 
 
+def children_running(parent: int, marker: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            args = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent and marker in args:
+            found.append(int(proc.name))
+    return found
+
+
+@needs_k6
+def test_a_stack_that_dies_during_the_run_stops_the_fleet_with_exit_3(tmp_path):
+    path = tmp_path / "long.py"
+    path.write_text(
+        "from stressbed import *\n"
+        "scenario = Scenario('long', description='long', workloads=[Workload('w', "
+        "get('/healthz'), ConstantVUs(vus=2, duration='60s'))])\n"
+    )
+    proc = stressbed_run(tmp_path, "--scenario", str(path), "--runners", "1")
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 60
+    seen = ""
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        seen += line
+        if "req/s" in line and "     0 req/s" not in line:
+            break  # load is flowing
+    else:
+        proc.kill()
+        pytest.fail(f"the run never got going: {seen}")
+    (balancer,) = children_running(proc.pid, "stressbed.balancer")
+    os.kill(balancer, signal.SIGKILL)
+    killed = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, seen + err
+    assert time.monotonic() - killed < 40  # well before the scenario's 60 s
+    summary = json.loads((tmp_path / "r" / "latest" / "summary.json").read_text())
+    assert summary["message"].startswith(
+        "the stack failed during the run: the stack's controller failed: the load balancer exited"
+    )
+    assert "stack-failed" in [e["event"] for e in summary["events"]]
+    assert not any(alive(p) for p in started_pids(summary))
+
+
 @needs_k6
 def test_sigint_mid_run_tears_the_stack_down_and_exits_130(tmp_path):
     path = tmp_path / "long.py"

@@ -30,7 +30,16 @@ from ...results.runner_result import RunnerResult, RunnerStatus
 from ...scenario.render import bundle_files
 from ...scenario.thresholds import Threshold
 from ...stack.spec import StackSpec
-from ..base import Backend, Capability, EventSink, FleetOutcome, FleetSpec, Judge, Progress
+from ..base import (
+    Backend,
+    Capability,
+    EventSink,
+    FleetOutcome,
+    FleetSpec,
+    Health,
+    Judge,
+    Progress,
+)
 from ._cluster import ClusterApi, coordinator_reason, kubernetes_api, result_line, runner_failure
 from ._engine import Engine, EngineFactory, automation_engine
 from ._preflight import ClusterAccess, KubernetesOptions, preflight
@@ -152,6 +161,9 @@ class KubeStack:
         self._event("stack-removed")
         run.created = False
 
+    def failure(self) -> str | None:
+        return None  # the cluster keeps the stack up; failing runner pods are followed instead
+
     def report(self) -> dict[str, Any]:
         return {
             "backend": "kubernetes",
@@ -174,6 +186,7 @@ class KubeFleet:
         self.spec = spec
         self.env = dict(env)
         self._events: list[dict[str, Any]] = []
+        self._health: Health | None = None
 
     def _event(self, kind: str, **fields: Any) -> None:
         event = {"t": time.time(), "source": "fleet", "event": kind, **fields}
@@ -185,10 +198,12 @@ class KubeFleet:
         abort_thresholds: Sequence[Threshold] = (),
         judge: Judge | None = None,
         on_progress: Callable[[Progress], None] | None = None,
+        health: Health | None = None,
     ) -> FleetOutcome:
         # abort_thresholds, judge and on_progress: not honoured (no LIVE_ABORT, no
         # LIVE_PROGRESS in the capabilities), so a plan never hands this fleet abort thresholds.
         run = self.state
+        self._health = health
         outcome = FleetOutcome(results=[])
         # The runners' environment: TARGET_URL in their args, everything else is a secret.
         run.fleet_url = self.env.get("TARGET_URL") or run.url
@@ -224,6 +239,11 @@ class KubeFleet:
         api_errors = 0
         while True:
             now = time.time()
+            why = self._health() if self._health is not None else None
+            if why is not None:
+                outcome.failure = f"the stack failed during the run: {why}"
+                self._event("stack-failed", reason=why)
+                return
             try:
                 pods = run.cluster_api.pods(ns, "runner") + run.cluster_api.pods(ns, "coordinator")
                 api_errors = 0

@@ -30,7 +30,7 @@ from ...fleet.segments import segment
 from ...results.aggregates import Aggregate, Window
 from ...results.runner_result import RunnerResult, RunnerStatus
 from ...scenario.thresholds import Threshold
-from ..base import FleetOutcome, FleetSpec, Judge, Progress
+from ..base import FleetOutcome, FleetSpec, Health, Judge, Progress
 
 __all__ = ["LocalFleet"]
 
@@ -63,6 +63,7 @@ class LocalFleet:
         self.members: list[_Member] = []
         self._messages: queue.Queue[tuple[int, dict[str, Any] | None]] = queue.Queue()
         self._events: list[dict[str, Any]] = []
+        self._health: Health | None = None
 
     # -- the stages ------------------------------------------------------------------
 
@@ -72,7 +73,9 @@ class LocalFleet:
         abort_thresholds: Sequence[Threshold] = (),
         judge: Judge | None = None,
         on_progress: Callable[[Progress], None] | None = None,
+        health: Health | None = None,
     ) -> FleetOutcome:
+        self._health = health
         outcome = FleetOutcome(results=[])
         try:
             self._spawn()
@@ -191,6 +194,11 @@ class LocalFleet:
             if now > deadline:
                 outcome.timed_out = True
                 self._event("deadline", seconds=round(deadline_s, 1))
+                return
+            why = self._health() if self._health is not None else None
+            if why is not None:  # no point loading a URL that no longer answers
+                outcome.failure = f"the stack failed during the run: {why}"
+                self._event("stack-failed", reason=why)
                 return
             try:
                 index, event = self._messages.get(timeout=POLL_S)

@@ -172,6 +172,11 @@ class LocalStack:
             failure, self._failure = self._failure, None
             raise ProvisionError(f"the local stack's controller failed: {failure}")
 
+    def failure(self) -> str | None:
+        if self._failure is not None:
+            return f"the stack's controller failed: {self._failure}"
+        return None
+
     def report(self) -> dict[str, Any]:
         """What summary.json says about the stack."""
         return {
