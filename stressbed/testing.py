@@ -64,6 +64,9 @@ class _CannedStack:
     def report(self) -> dict[str, Any]:
         return {"backend": "fake", "url": self.url}
 
+    def leftovers(self) -> str:
+        return "nothing (a fake stack)"
+
     def failure(self) -> str | None:
         return None
 

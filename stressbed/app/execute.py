@@ -21,7 +21,7 @@ from typing import Any
 from ..backends.base import Backend, Fleet, FleetOutcome, FleetSpec, Health, Progress, Stack
 from ..backends.existing import ExistingService
 from ..errors import StressbedError
-from ..fleet.process import uninterrupted
+from ..fleet.process import TeardownAbandoned, uninterrupted
 from ..results.merge import merge
 from ..results.summary import RunReport
 from ..results.verdict import Verdict, evaluate, judge
@@ -72,7 +72,9 @@ def execute(
             )
     finally:
         problem = _teardown(stack)
-    if problem is not None and outcome.failure is None and not outcome.interrupted:
+    if problem is not None and outcome.interrupted:
+        outcome.note = problem
+    elif problem is not None and outcome.failure is None:
         outcome.failure = problem
     settings = {
         "runners": the_plan.runners,
@@ -140,6 +142,10 @@ def _teardown(stack: Stack) -> str | None:
     with uninterrupted():
         try:
             stack.teardown()
+        except TeardownAbandoned:
+            left = stack.leftovers() or "nothing"
+            print(f"stressbed: teardown abandoned; left: {left}", file=sys.stderr)
+            return f"teardown abandoned; left: {left}"
         except Exception as exc:  # reported in the summary, never instead of it
             text = str(exc) if isinstance(exc, StressbedError) else f"{type(exc).__name__}: {exc}"
             print(f"stressbed: error: teardown: {text}", file=sys.stderr)
@@ -159,11 +165,8 @@ def conclude(
     results = evaluate(scenario.thresholds, fleet)
     failed = [r for r in results if not r.ok]
     if outcome.interrupted:
-        verdict, code, message = (
-            Verdict.ERROR,
-            130,
-            "interrupted; every runner was stopped and the stack torn down",
-        )
+        done = outcome.note or "every runner was stopped and the stack torn down"
+        verdict, code, message = Verdict.ERROR, 130, f"interrupted; {done}"
     elif outcome.failure is not None:
         verdict, code, message = Verdict.ERROR, outcome.failure_code, outcome.failure
     elif outcome.timed_out:

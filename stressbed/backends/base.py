@@ -94,6 +94,7 @@ class FleetOutcome:
     start_skew_ms: float | None = None
     failure: str | None = None  # which runner failed and why
     failure_code: int = 3  # the run's exit code when it failed (3: infrastructure)
+    note: str | None = None  # for an interrupted run: what its teardown could not finish
     aborted_by: Threshold | None = None  # an abortOnFail threshold that failed fleet-wide
     interrupted: bool = False
     timed_out: bool = False
@@ -122,6 +123,10 @@ class Stack(Protocol):
 
     def report(self) -> dict[str, Any]:
         """What summary.json says about the stack."""
+        ...
+
+    def leftovers(self) -> str:
+        """What may be left if its teardown is abandoned half way, and how to remove it."""
         ...
 
     def failure(self) -> str | None:

@@ -26,5 +26,8 @@ class ExistingService:
     def report(self) -> dict[str, Any]:
         return {"backend": "none", "url": self.url}
 
+    def leftovers(self) -> str:
+        return ""
+
     def failure(self) -> str | None:
         return None  # someone else's service: its failures show in the load's own numbers

@@ -6,10 +6,21 @@ import contextlib
 import ctypes
 import signal
 import socket
+import sys
 import threading
+import time
 from collections.abc import Iterator
 
-__all__ = ["die_with_parent", "free_port", "uninterrupted"]
+__all__ = ["ABANDON_WINDOW_S", "TeardownAbandoned", "die_with_parent", "free_port", "uninterrupted"]
+
+#: Two interrupts this close together during a teardown abandon it.
+ABANDON_WINDOW_S = 5.0
+
+
+class TeardownAbandoned(KeyboardInterrupt):
+    """The user pressed Ctrl-C twice within :data:`ABANDON_WINDOW_S` while stressbed was
+    tearing down: stop waiting, say what is left and how to remove it."""
+
 
 _PR_SET_PDEATHSIG = 1
 
@@ -35,17 +46,29 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 @contextlib.contextmanager
 def uninterrupted() -> Iterator[None]:
-    """Ignore SIGINT and SIGTERM while cleanup runs: a second Ctrl-C must not cut a teardown
-    short and leave processes loading the target. (Handlers, not a signal mask: a signal
-    the kernel hands to another thread still runs its handler in the main thread.)"""
+    """Keep a teardown going through Ctrl-C and SIGTERM: one more interrupt only says how to
+    abandon it; a second within :data:`ABANDON_WINDOW_S` raises :class:`TeardownAbandoned`
+    where the teardown is waiting. (Handlers, not a signal mask: a signal the kernel hands to
+    another thread still runs its handler in the main thread.)"""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    pressed: list[float] = []
 
-    def ignore(signum: int, frame: object) -> None:
-        return  # a Python handler, not SIG_IGN: children started meanwhile keep the default
+    def hold(signum: int, frame: object) -> None:
+        # A Python handler, not SIG_IGN: children started meanwhile keep the default.
+        now = time.monotonic()
+        if pressed and now - pressed[-1] <= ABANDON_WINDOW_S:
+            raise TeardownAbandoned
+        pressed.append(now)
+        print(
+            f"stressbed: tearing down; press Ctrl-C again within {ABANDON_WINDOW_S:g} s to "
+            "abandon the teardown",
+            file=sys.stderr,
+            flush=True,
+        )
 
-    previous = {s: signal.signal(s, ignore) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:

@@ -18,6 +18,7 @@ from stressbed.app.plan import RunOptions, plan
 from stressbed.backends.base import FleetOutcome
 from stressbed.backends.local.balancer import PortInUseError
 from stressbed.errors import ProvisionError
+from stressbed.fleet.process import TeardownAbandoned
 from stressbed.results.aggregates import Aggregate
 from stressbed.testing import FakeBackend
 
@@ -360,3 +361,14 @@ def test_every_run_that_started_writes_its_summary_whatever_failed(
     assert (run_dir / "junit.xml").is_file()
     assert (run_dir / "events.jsonl").is_file()
     assert not list(run_dir.glob(".*.tmp"))
+
+
+@needs_k6  # plan() checks that k6 is there
+def test_an_abandoned_teardown_says_what_is_left(tmp_path):
+    backend = FakeBackend(provision_error=KeyboardInterrupt(), teardown_error=TeardownAbandoned())
+    report = execute(
+        plan(RunOptions(scenario="ingest_mix", results=tmp_path / "r")), backend=backend
+    )
+    assert report.exit_code == 130
+    assert report.message == "interrupted; teardown abandoned; left: nothing (a fake stack)"
+    assert (tmp_path / "r" / "latest" / "summary.json").is_file()

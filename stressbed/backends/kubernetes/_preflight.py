@@ -28,6 +28,7 @@ class KubernetesOptions:
     runner_image: str = "stressbed-runner:latest"
     image_pull_policy: str = "IfNotPresent"
     pending_deadline_s: float = 300.0  # a runner Pending longer than this fails the run
+    destroy_timeout_s: float = 900.0  # teardown gives up on `pulumi destroy` after this
     namespace_prefix: str = "stressbed"
 
     @classmethod

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets as _secrets
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -143,23 +144,35 @@ class KubeStack:
         if not run.created:
             return
         try:
-            run.engine.destroy()
+            _bounded(run.engine.destroy, run.options.destroy_timeout_s)
         except Exception as exc:
             self._event("destroy-failed", reason=_last_line(exc))
             run.created = False
-            state = (run.work_dir / "pulumi-state").resolve()
-            passphrase = (run.work_dir / "pulumi-passphrase").resolve()
             raise ProvisionError(
                 f"pulumi destroy failed: {_last_line(exc)}; the stack "
-                f"{run.cluster.namespace!r} is kept: finish with `PULUMI_BACKEND_URL=file://"
-                f"{state} PULUMI_CONFIG_PASSPHRASE_FILE={passphrase} KUBECONFIG="
-                f"{run.access.kubeconfig} pulumi destroy --stack {run.cluster.namespace} "
-                f"--yes` (then `pulumi stack rm {run.cluster.namespace}`)"
+                f"{run.cluster.namespace!r} is kept: {self._finish()}"
             ) from exc
         self._event("stack-destroyed", namespace=run.cluster.namespace)
         run.engine.remove()
         self._event("stack-removed")
         run.created = False
+
+    def _finish(self) -> str:
+        run = self.state
+        state = (run.work_dir / "pulumi-state").resolve()
+        passphrase = (run.work_dir / "pulumi-passphrase").resolve()
+        return (
+            f"finish with `PULUMI_BACKEND_URL=file://{state} PULUMI_CONFIG_PASSPHRASE_FILE="
+            f"{passphrase} KUBECONFIG={run.access.kubeconfig} pulumi destroy --stack "
+            f"{run.cluster.namespace} --yes` (then `pulumi stack rm {run.cluster.namespace}`)"
+        )
+
+    def leftovers(self) -> str:
+        if not self.state.created:
+            return ""
+        return (
+            f"the Pulumi stack {self.state.cluster.namespace!r} and its namespace: {self._finish()}"
+        )
 
     def failure(self) -> str | None:
         return None  # the cluster keeps the stack up; failing runner pods are followed instead
@@ -334,6 +347,26 @@ class KubeFleet:
                     "no result in the pod's log",
                 )
         return [results[i] for i in sorted(results)]
+
+
+def _bounded(step: Callable[[], None], timeout_s: float) -> None:
+    """Run ``step`` (a Pulumi operation) for at most ``timeout_s``; TimeoutError after that.
+    It runs in a thread of its own, so the main thread stays free for Ctrl-C."""
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            step()
+        except BaseException as exc:  # handed to the caller below
+            failed.append(exc)
+
+    worker = threading.Thread(target=run, name="pulumi", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        raise TimeoutError(f"it did not finish within {timeout_s:g} s")
+    if failed:
+        raise failed[0]
 
 
 def _last_line(exc: BaseException) -> str:

@@ -172,6 +172,12 @@ class LocalStack:
             failure, self._failure = self._failure, None
             raise ProvisionError(f"the local stack's controller failed: {failure}")
 
+    def leftovers(self) -> str:
+        return (
+            "replica and balancer processes end with stressbed (a parent-death signal); "
+            "their cgroups are removed by the next run"
+        )
+
     def failure(self) -> str | None:
         if self._failure is not None:
             return f"the stack's controller failed: {self._failure}"

@@ -349,3 +349,34 @@ def test_a_result_from_another_stressbed_is_a_runner_error_not_a_traceback(tmp_p
     )
     assert calls[-2:] == ["destroy", "remove"]
     assert (tmp_path / "r" / "latest" / "summary.json").is_file()
+
+
+def test_a_destroy_that_never_ends_is_given_up_and_the_stack_kept(tmp_path, cluster_env):
+    class Stuck(FakeEngine):
+        def destroy(self) -> None:
+            self.calls.append("destroy")
+            time.sleep(30)
+
+    calls: list[str] = []
+    (tmp_path / "k.py").write_text(SCENARIO)
+    backend = KubernetesBackend(
+        KubernetesOptions(kubeconfig=cluster_env, destroy_timeout_s=0.3),
+        engine=lambda name, work, access: Stuck(calls),
+        cluster_api=lambda access: FakeCluster(1, [{}]),
+    )
+    options = RunOptions(
+        scenario=str(tmp_path / "k.py"),
+        backend="kubernetes",
+        backend_options={"kubeconfig": cluster_env},
+        runners=1,
+        results=tmp_path / "r",
+    )
+    started = time.monotonic()
+    report = execute(plan(options), backend=backend)
+    assert time.monotonic() - started < 20
+    assert calls == ["up:agent", "up:fleet", "destroy"]
+    assert report.exit_code == 3
+    assert report.message.startswith(
+        "pulumi destroy failed: it did not finish within 0.3 s; the stack 'stressbed-"
+    )
+    assert "pulumi destroy --stack" in report.message

@@ -1,0 +1,36 @@
+"""Process helpers: a teardown that Ctrl-C cannot cut short by accident, but can abandon."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from stressbed.fleet.process import TeardownAbandoned, uninterrupted
+
+
+def interrupt(signum: int, wait_s: float = 5.0) -> None:
+    """Send ``signum`` to this process and wait (its handler runs in the main thread, here)."""
+    os.kill(os.getpid(), signum)
+    time.sleep(wait_s)
+
+
+def test_one_interrupt_during_teardown_says_how_to_abandon_it_two_abandon_it(capsys):
+    with uninterrupted():
+        interrupt(signal.SIGINT, 0.05)
+        assert "press Ctrl-C again within 5 s to abandon the teardown" in capsys.readouterr().err
+        with pytest.raises(TeardownAbandoned):
+            interrupt(signal.SIGTERM)  # cut short at once by the abandonment
+    # Outside, the previous handlers are back: Ctrl-C is a KeyboardInterrupt again.
+    with pytest.raises(KeyboardInterrupt):
+        interrupt(signal.SIGINT)
+
+
+def test_interrupts_far_apart_never_abandon(capsys, monkeypatch):
+    monkeypatch.setattr("stressbed.fleet.process.ABANDON_WINDOW_S", 0.05)
+    with uninterrupted():
+        for _ in range(3):
+            interrupt(signal.SIGINT, 0.2)
+    assert capsys.readouterr().err.count("tearing down") == 3
