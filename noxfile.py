@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import nox
@@ -72,7 +72,7 @@ def _run_to_the_end(command: list[str], env: dict[str, str]) -> int:
             env=env,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_term_with_parent,  # noqa: PLW1509 - only prctl
+            preexec_fn=_term_with_parent(),  # noqa: PLW1509 - only prctl
         )
         for signum in pending:
             child.send_signal(signum)
@@ -83,10 +83,22 @@ def _run_to_the_end(command: list[str], env: dict[str, str]) -> int:
             signal.signal(signum, handler)
 
 
-def _term_with_parent() -> None:
-    """In the child: SIGTERM (a graceful teardown) if nox itself is killed (Linux)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+def _term_with_parent() -> Callable[[], None]:
+    """A preexec_fn: the child gets SIGTERM (a graceful teardown) if nox itself is killed
+    (Linux). prctl is resolved here in the parent (no dlopen between fork and exec), and the
+    child checks that nox was still its parent once the signal was set."""
+    parent = os.getpid()
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return lambda: None
+
+    def in_child() -> None:
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # nox went before the signal was set: go as it went
+            os._exit(128 + signal.SIGTERM)
+
+    return in_child
 
 
 @nox.session

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import signal
 import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 __all__ = ["ABANDON_WINDOW_S", "TeardownAbandoned", "die_with_parent", "free_port", "uninterrupted"]
 
@@ -25,15 +26,38 @@ class TeardownAbandoned(KeyboardInterrupt):
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
-    """In a child, before exec: get SIGKILL when the thread that started it dies (Linux).
+def _resolve_prctl() -> Callable[..., int] | None:
+    # Resolved here, in the parent: a child between fork and exec must not dlopen (another
+    # thread of the parent may have held the loader's lock when it forked).
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+    return prctl
 
-    Even ``kill -9`` of stressbed then leaves no child behind. The signal follows the
+
+_PRCTL = _resolve_prctl()
+
+
+def die_with_parent() -> Callable[[], None]:
+    """A ``preexec_fn`` that makes the child get SIGKILL when the thread that started it dies
+    (Linux), so even ``kill -9`` of stressbed leaves no child behind.
+
+    Call it in the parent, just before starting the child: it records who the parent is, and
+    in the child, after ``prctl``, checks that this parent is still there (it may have died
+    between the fork and the prctl, when no signal would ever come). The signal follows the
     *thread* that forked, so children are started from threads that live as long as they do.
     """
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    parent = os.getpid()
+
+    def in_child() -> None:
+        if _PRCTL is None:
+            return
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # orphaned before the prctl took: go as the parent went
+            os._exit(137)
+
+    return in_child
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -155,7 +155,7 @@ class Runner:
             # Whole-second unix timestamps are what the collector's windows are keyed by,
             # whatever K6_CSV_TIME_FORMAT the user's environment holds.
             env={**os.environ, "K6_NO_USAGE_REPORT": "true", "K6_CSV_TIME_FORMAT": "unix"},
-            preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
+            preexec_fn=die_with_parent(),  # noqa: PLW1509 - only prctl, no locks taken
         )
 
     def wait_ready(self, timeout: float) -> bool:

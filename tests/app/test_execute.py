@@ -238,8 +238,15 @@ def test_a_run_against_an_existing_service_provisions_nothing(tmp_path):
         RunOptions(scenario="ingest_mix", target_url="http://127.0.0.1:9", results=tmp_path)
     )
     assert the_plan.stack is None
-    execute(the_plan, backend=backend)
+    report = execute(the_plan, backend=backend)
     assert backend.stacks == []
+    # The fleet loads the given URL, and no secret of a stack is made for it.
+    ((spec, env),) = backend.fleets
+    assert env == {"TARGET_URL": "http://127.0.0.1:9"}
+    assert spec.runners == 1
+    assert report.stack == {"backend": "none", "url": "http://127.0.0.1:9"}
+    assert report.settings["backend"] is None
+    assert report.settings["target_url"] == "http://127.0.0.1:9"
 
 
 @needs_k6

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 
 import pytest
 
-from stressbed.fleet.process import TeardownAbandoned, uninterrupted
+from stressbed.fleet.process import TeardownAbandoned, die_with_parent, uninterrupted
 
 
 def interrupt(signum: int, wait_s: float = 5.0) -> None:
@@ -34,3 +35,13 @@ def test_interrupts_far_apart_never_abandon(capsys, monkeypatch):
         for _ in range(3):
             interrupt(signal.SIGINT, 0.2)
     assert capsys.readouterr().err.count("tearing down") == 3
+
+
+def test_a_child_orphaned_before_its_parent_death_signal_took_does_not_run(monkeypatch):
+    assert subprocess.run(["true"], preexec_fn=die_with_parent(), check=False).returncode == 0
+    # A guard made for a parent that is not the child's parent: as if that parent had died
+    # between the fork and the prctl. The child must not go on to exec.
+    monkeypatch.setattr(os, "getpid", lambda: 999_999_999)
+    orphaned = die_with_parent()
+    monkeypatch.undo()
+    assert subprocess.run(["sleep", "5"], preexec_fn=orphaned, check=False).returncode == 137

@@ -95,9 +95,10 @@ class ReplicaProcess:
     def start(self) -> int:
         """Spawn the process; call it from a thread that lives as long as the replica."""
         group, memory = self.group, self.memory_limit
+        orphan_guard = die_with_parent()
 
         def before_exec() -> None:
-            die_with_parent()
+            orphan_guard()
             if group is not None:
                 group.enter()
             elif memory is not None:

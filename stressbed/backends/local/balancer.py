@@ -278,7 +278,7 @@ class BalancerProcess:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl
+            preexec_fn=die_with_parent(),  # noqa: PLW1509 - only prctl
         )
         assert self.proc.stdout is not None
         ready = select.select([self.proc.stdout], [], [], timeout_s)[0]

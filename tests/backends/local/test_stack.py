@@ -281,14 +281,22 @@ def test_readiness_routes_new_connections_and_keeps_in_flight_requests(stacks, c
     # ...then that replica turns unready: it leaves routing, the request still completes.
     control.set(busy.port, ready=False)
     wait_for(lambda: "unready" in events(stack, busy.name))
-    ports = {get(f"{url}/whoami")["port"] for _ in range(20)}
+    other = next(r.port for r in stack.replicas if r is not busy)
+    # The balancer hears of it a moment later: from then on only the other replica answers.
+    wait_for(
+        lambda: {get(f"{url}/whoami")["port"] for _ in range(20)} == {other},
+        message="new connections to leave the unready replica",
+    )
     thread.join(timeout=10)
     assert slow == {"port": busy.port, "slept": 2.0}
-    assert ports == {next(r.port for r in stack.replicas if r is not busy)}
     # Ready again: it takes new connections again.
     control.set(busy.port, ready=True)
     wait_for(lambda: events(stack, busy.name)[-1] == "ready")
-    assert {get(f"{url}/whoami")["port"] for _ in range(20)} == {r.port for r in stack.replicas}
+    everyone = {r.port for r in stack.replicas}
+    wait_for(
+        lambda: {get(f"{url}/whoami")["port"] for _ in range(20)} == everyone,
+        message="the ready replica to take new connections again",
+    )
 
 
 def _has_conn(port: int) -> bool:
