@@ -311,7 +311,8 @@ def run(
     *,
     result_stdout: bool = False,
 ) -> int:
-    """The runner's whole life; its process exit code is 0 when the result was written."""
+    """The runner's whole life: the result written (and printed with ``result_stdout``);
+    the process's exit code from :func:`exit_code_for`."""
     runner.start()
     if runner.wait_ready(ready_timeout):
         emit({"event": "ready", "index": runner.index, "api": runner.api})
@@ -341,7 +342,16 @@ def run(
     if result_stdout:
         # In a pod the log is how the result leaves: the whole document on one last line.
         emit({"event": "result", "index": runner.index, "document": result.to_dict()})
-    return 0
+    return exit_code_for(result)
+
+
+def exit_code_for(result: RunnerResult) -> int:
+    """The runner process's exit code: 0 when its k6 did its part (or was stopped by the
+    fleet); otherwise k6's own code, or 3, so that a pod running it ends Failed and the run
+    sees it within seconds."""
+    if not result.status.failed:
+        return 0
+    return result.exit_code if 0 < result.exit_code < 256 else 3
 
 
 def main(argv: list[str] | None = None) -> int:

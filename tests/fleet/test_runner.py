@@ -20,7 +20,7 @@ import pytest
 from stressbed import ConstantVUs, Scenario, Workload, get, render
 from stressbed.fleet import _k6api as k6api
 from stressbed.fleet.oom import CGROUP_ROOT
-from stressbed.fleet.runner import Runner
+from stressbed.fleet.runner import Runner, run
 from stressbed.results.runner_result import RunnerResult, RunnerStatus
 
 from ..conftest import needs_k6
@@ -166,3 +166,19 @@ def test_only_a_sigkill_the_runner_did_not_send_is_read_as_an_oom_kill(
     result = runner.finish()
     assert result.exit_code == -9
     assert result.status is expected
+
+
+@pytest.mark.parametrize(("script", "code"), [("exit 107", 107), ("kill -9 $$", 3)])
+def test_a_runner_whose_k6_failed_exits_non_zero_so_its_pod_fails(tmp_path, script, code):
+    fake = tmp_path / "k6"
+    fake.write_text(f"#!/bin/sh\n{script}\n")
+    fake.chmod(0o755)
+    scenario = Scenario(
+        "o", description="o", workloads=[Workload("w", get("/"), ConstantVUs(1, "1s"))]
+    )
+    bundle = render(scenario, tmp_path / "bundle")
+    said: list[dict[str, object]] = []
+    runner = Runner(bundle.script, 0, 1, tmp_path / "out", k6=str(fake))
+    assert run(runner, said.append, ready_timeout=5, result_stdout=True) == code
+    assert said[-1]["event"] == "result"  # the document still leaves the pod
+    assert RunnerResult.read(tmp_path / "out" / "result.json").status.failed
