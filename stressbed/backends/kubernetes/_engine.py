@@ -1,6 +1,11 @@
 """The engine seam: what the Kubernetes backend asks of Pulumi for one ephemeral stack, and
-the real implementation through the Automation API (state in a file backend in the run's
-directory, secrets under a passphrase made for the run)."""
+the real implementation through the Automation API.
+
+A run's stack keeps its state in a file backend and its secrets under a passphrase made for
+the run, both in a directory of the user's own (mode 0700, the passphrase 0600), outside the
+results directory that CI uploads: whoever holds the results cannot decrypt the state. The
+backend removes that directory once the stack is destroyed.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from typing import Any, Protocol
 
 from ._preflight import ClusterAccess, KubernetesOptions
 
-__all__ = ["Engine", "EngineFactory", "automation_engine"]
+__all__ = ["Engine", "EngineFactory", "automation_engine", "prepare_state", "state_dir"]
 
 
 class Engine(Protocol):
@@ -29,17 +34,40 @@ class Engine(Protocol):
 EngineFactory = Callable[[str, Path, ClusterAccess], Engine]
 
 
+def state_dir(options: KubernetesOptions, name: str) -> Path:
+    """The directory of stack ``name``'s state and passphrase."""
+    home = options.state_home
+    if home is None:
+        base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        home = Path(base) / "stressbed" / "pulumi"
+    return (home / name).resolve()
+
+
+def prepare_state(directory: Path) -> Path:
+    """The directory (0700) with a passphrase (0600) made for the run; the passphrase file."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    (directory / "state").mkdir(mode=0o700, exist_ok=True)
+    path = directory / "passphrase"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32))
+    return path
+
+
 class _AutomationEngine:
     """One ephemeral stack through Pulumi's Automation API, state in a file backend."""
 
-    def __init__(self, name: str, work_dir: Path, access: ClusterAccess, state: str | None) -> None:
+    def __init__(
+        self, name: str, log_dir: Path, state: Path, access: ClusterAccess, url: str | None
+    ) -> None:
         from pulumi import automation as auto  # noqa: PLC0415 - only with the kubernetes extra
 
         self._auto = auto
         self.name = name
-        state_url = state or f"file://{(work_dir / 'pulumi-state').resolve()}"
-        if state_url.startswith("file://"):
-            Path(state_url.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+        passphrase = prepare_state(state)
+        state_url = url or f"file://{state / 'state'}"
         self.options = auto.LocalWorkspaceOptions(
             project_settings=auto.ProjectSettings(
                 name="stressbed",
@@ -49,12 +77,12 @@ class _AutomationEngine:
             # The stack lives for one run: a passphrase of its own encrypts its secrets. It is
             # kept beside the state (mode 0600) so that a destroy that failed can be finished.
             env_vars={
-                "PULUMI_CONFIG_PASSPHRASE_FILE": str(_passphrase_file(work_dir)),
+                "PULUMI_CONFIG_PASSPHRASE_FILE": str(passphrase),
                 "KUBECONFIG": str(access.kubeconfig),
             },
         )
         self.stack: Any = None
-        self.log = work_dir / "pulumi.log"
+        self.log = log_dir / "pulumi.log"
 
     def _select(self, program: Callable[[], None]) -> Any:
         if self.stack is None:
@@ -82,18 +110,8 @@ class _AutomationEngine:
             self.stack.workspace.remove_stack(self.name)
 
 
-def _passphrase_file(work_dir: Path) -> Path:
-    path = work_dir / "pulumi-passphrase"
-    work_dir.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_urlsafe(32))
-    return path
-
-
 def automation_engine(options: KubernetesOptions) -> EngineFactory:
     def make(name: str, work_dir: Path, access: ClusterAccess) -> Engine:
-        return _AutomationEngine(name, work_dir, access, options.state)
+        return _AutomationEngine(name, work_dir, state_dir(options, name), access, options.state)
 
     return make

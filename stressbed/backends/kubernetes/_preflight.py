@@ -29,6 +29,9 @@ class KubernetesOptions:
     image_pull_policy: str = "IfNotPresent"
     pending_deadline_s: float = 300.0  # a runner Pending longer than this fails the run
     destroy_timeout_s: float = 900.0  # teardown gives up on `pulumi destroy` after this
+    #: Where each run's Pulumi state and passphrase live (never in the results, which CI
+    #: uploads): default $XDG_STATE_HOME/stressbed/pulumi (~/.local/state/stressbed/pulumi).
+    state_home: Path | None = None
     namespace_prefix: str = "stressbed"
 
     @classmethod

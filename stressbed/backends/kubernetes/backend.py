@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets as _secrets
+import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -42,7 +43,7 @@ from ..base import (
     Progress,
 )
 from ._cluster import ClusterApi, coordinator_reason, kubernetes_api, result_line, runner_failure
-from ._engine import Engine, EngineFactory, automation_engine
+from ._engine import Engine, EngineFactory, automation_engine, prepare_state, state_dir
 from ._preflight import ClusterAccess, KubernetesOptions, preflight
 from .manifests import Cluster, ClusterFleet
 
@@ -64,6 +65,7 @@ class _Run:
     options: KubernetesOptions
     secret_values: dict[str, str]
     work_dir: Path = Path()
+    state_dir: Path = Path()  # the stack's Pulumi state and passphrase (outside the results)
     url: str = ""
     fleet: ClusterFleet | None = None
     fleet_url: str = ""  # what the runners load (TARGET_URL of the fleet's env)
@@ -84,7 +86,7 @@ class _Run:
 
         provider = k8s.Provider(
             "cluster",
-            kubeconfig=self.access.kubeconfig.read_text(encoding="utf-8"),
+            kubeconfig=str(self.access.kubeconfig),  # by path: its secrets stay in the file
             context=self.access.context,
         )
         opts = pulumi.ResourceOptions(providers=[provider])
@@ -126,6 +128,7 @@ class KubeStack:
     def provision(self) -> str:
         run = self.state
         self._event("stack-creating", namespace=run.cluster.namespace, context=run.access.context)
+        prepare_state(run.state_dir)
         run.created = True  # from here on, teardown destroys whatever up got to
         try:
             run.engine.up(run.program)
@@ -156,11 +159,13 @@ class KubeStack:
         run.engine.remove()
         self._event("stack-removed")
         run.created = False
+        # Destroyed: nothing is left to decrypt, and nothing of the run is kept outside results/.
+        shutil.rmtree(run.state_dir, ignore_errors=True)
 
     def _finish(self) -> str:
         run = self.state
-        state = (run.work_dir / "pulumi-state").resolve()
-        passphrase = (run.work_dir / "pulumi-passphrase").resolve()
+        state = run.state_dir / "state"
+        passphrase = run.state_dir / "passphrase"
         return (
             f"finish with `PULUMI_BACKEND_URL=file://{state} PULUMI_CONFIG_PASSPHRASE_FILE="
             f"{passphrase} KUBECONFIG={run.access.kubeconfig} pulumi destroy --stack "
@@ -428,6 +433,7 @@ class KubernetesBackend(Backend):
             options=self.options,
             secret_values=dict(secrets or {}),
             work_dir=work_dir,
+            state_dir=state_dir(self.options, cluster.namespace),
         )
         return KubeStack(self._run, on_event)
 

@@ -24,4 +24,6 @@ def cluster_env(tmp_path, monkeypatch) -> Path:
     config = tmp_path / "kubeconfig"
     config.write_text(KUBECONFIG)
     monkeypatch.setattr(kube_backend, "POLL_S", 0.01)
+    # Each run's Pulumi state goes under the user's state directory: here, the test's own.
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
     return config

@@ -85,6 +85,9 @@ def test_a_run_goes_up_starts_follows_collects_and_always_destroys(tmp_path, clu
     kinds = [e["event"] for e in summary["events"]]
     assert kinds.index("stack-ready") < kinds.index("fleet-created") < kinds.index("fleet-finished")
     assert kinds[-2:] == ["stack-destroyed", "stack-removed"]
+    # Destroyed: its state and passphrase are gone too.
+    assert not (tmp_path / "xdg" / "stressbed" / "pulumi" / namespace).exists()
+    assert (tmp_path / "xdg" / "stressbed" / "pulumi").is_dir()
 
 
 @pytest.mark.parametrize(
@@ -174,12 +177,16 @@ def test_a_failed_destroy_keeps_the_stack_and_says_how_to_finish(tmp_path, clust
     assert report.exit_code == 3
     assert report.message.startswith("pulumi destroy failed: timeout; the stack 'stressbed-")
     stack = report.message.split("'")[1]
-    state = tmp_path / "r" / report.run_id / "stack"
+    state = (tmp_path / "xdg" / "stressbed" / "pulumi" / stack).resolve()
     assert (
-        f"finish with `PULUMI_BACKEND_URL=file://{state.resolve() / 'pulumi-state'} "
-        f"PULUMI_CONFIG_PASSPHRASE_FILE={state.resolve() / 'pulumi-passphrase'} "
+        f"finish with `PULUMI_BACKEND_URL=file://{state / 'state'} "
+        f"PULUMI_CONFIG_PASSPHRASE_FILE={state / 'passphrase'} "
         f"KUBECONFIG={cluster_env} pulumi destroy --stack {stack} --yes`"
     ) in report.message
+    # Kept, for that command, and only for its owner: not among the results CI uploads.
+    assert (state / "passphrase").stat().st_mode & 0o777 == 0o600
+    assert state.stat().st_mode & 0o777 == 0o700
+    assert not [p for p in (tmp_path / "r").rglob("*passphrase*")]
 
 
 def test_runner_pods_that_never_appear_fail_the_run(tmp_path, cluster_env, monkeypatch):
