@@ -113,6 +113,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--image-pull-policy", metavar="P", help="Always, IfNotPresent (default) or Never"
     )
     run_cmd.add_argument(
+        "--runner-cpu",
+        metavar="Q",
+        help="--backend kubernetes: each runner pod's CPU, request and limit (e.g. 2)",
+    )
+    run_cmd.add_argument(
+        "--runner-memory",
+        metavar="Q",
+        help="--backend kubernetes: each runner pod's memory, request and limit (e.g. 2Gi)",
+    )
+    run_cmd.add_argument(
         "--profile", metavar="NAME", help="a profile of the profile file ($STRESSBED_PROFILE)"
     )
     run_cmd.add_argument(

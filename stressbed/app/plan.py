@@ -93,7 +93,7 @@ def plan(options: RunOptions) -> Plan:
     target = None if options.target_url is None else _target(options.target_url)
     stack = None if target is not None else (options.stack or reference_agent()).validate()
     _check_capabilities(backend, scenario, target)
-    backend.preflight(stack)
+    backend.preflight(stack, scenario)
     return Plan(
         scenario=scenario,
         target_url=target,

@@ -65,12 +65,23 @@ RUN_KEYS: dict[str, Any] = {
     "agent_image": None,
     "runner_image": None,
     "image_pull_policy": None,
+    "runner_cpu": None,
+    "runner_memory": None,
 }
 ENV = {key: f"STRESSBED_{key.upper()}" for key in RUN_KEYS}
 #: Kubernetes' image pull policies (``image_pull_policy``).
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 #: The run settings that go to the backend; each backend takes those of its ``option_keys``.
-BACKEND_KEYS = ("port", "kubeconfig", "context", "agent_image", "runner_image", "image_pull_policy")
+BACKEND_KEYS = (
+    "port",
+    "kubeconfig",
+    "context",
+    "agent_image",
+    "runner_image",
+    "image_pull_policy",
+    "runner_cpu",
+    "runner_memory",
+)
 _LAYER_KEYS = (*RUN_KEYS, "stack", "thresholds")
 _OPTIONAL = {
     "startup_probe": Probe,

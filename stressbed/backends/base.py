@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Protocol
 
 from ..results.aggregates import Aggregate
 from ..results.runner_result import RunnerResult
+from ..scenario.model import Scenario
 from ..scenario.thresholds import Threshold
 from ..stack.spec import StackSpec
 
@@ -172,9 +173,12 @@ class Backend(abc.ABC):
         """The backend built from the run's options (only keys of :attr:`option_keys`);
         ConfigError for a bad value."""
 
-    def preflight(self, stack: StackSpec | None) -> None:  # noqa: B027 - optional hook
+    def preflight(  # noqa: B027 - optional hook
+        self, stack: StackSpec | None, scenario: Scenario | None = None
+    ) -> None:
         """Check, before anything is created, that this run can work here: ConfigError (exit 2)
-        naming what is missing. ``stack`` is None when the fleet loads a ``--target-url``."""
+        naming what is missing or would be refused. ``stack`` is None when the fleet loads a
+        ``--target-url``; ``scenario`` is the run's, as planned."""
 
     @abc.abstractmethod
     def stack(

@@ -54,13 +54,21 @@ class ClusterApi(Protocol):
     def log(self, namespace: str, pod: str) -> str: ...
 
 
-def runner_failure(pod: PodState, now: float, pending_deadline_s: float) -> str | None:
-    """Why this pod fails the run, or None while it is fine."""
+def runner_failure(
+    pod: PodState, now: float, pending_deadline_s: float, runner_memory: str = "1Gi"
+) -> str | None:
+    """Why this pod fails the run, or None while it is fine (``runner_memory``: the runners'
+    memory limit, for the advice on an OOM kill)."""
     who = "coordinator" if pod.index < 0 else f"runner {pod.index}"
     if pod.reason == "Evicted":
         return f"{who}: evicted ({pod.message or 'no message'})"
     if pod.terminated == "OOMKilled":
-        return f"{who}: OOMKilled (raise the runner's memory limit or lower the VUs per runner)"
+        if pod.index < 0:
+            return f"{who}: OOMKilled"
+        return (
+            f"{who}: OOMKilled (raise --runner-memory, now {runner_memory}, or lower the VUs "
+            "per runner)"
+        )
     if pod.waiting in IMAGE_ERRORS:
         return f"{who}: image pull failed ({pod.waiting}: {pod.message or 'no message'})"
     if pod.waiting in CONFIG_ERRORS:

@@ -13,6 +13,8 @@ from typing import Any
 import yaml
 
 from ...errors import ConfigError
+from ...stack.quantities import Resources, parse_cpu, parse_memory
+from .manifests import RUNNER_LIMITS, RUNNER_REQUESTS
 
 __all__ = ["PULL_POLICIES", "ClusterAccess", "KubernetesOptions", "preflight"]
 
@@ -32,6 +34,20 @@ class KubernetesOptions:
     #: Where each run's Pulumi state and passphrase live (never in the results, which CI
     #: uploads): default $XDG_STATE_HOME/stressbed/pulumi (~/.local/state/stressbed/pulumi).
     state_home: Path | None = None
+    runner_cpu: int | None = None  # millicores; None: requests 500m, limit 2
+    runner_memory: int | None = None  # bytes; None: requests 256Mi, limit 1Gi
+
+    def runner_resources(self) -> tuple[Resources, Resources]:
+        """The runner pods' (requests, limits): what --runner-cpu/--runner-memory set, as both
+        request and limit (a Guaranteed pod: the load generator is not throttled first)."""
+        requests = Resources(
+            self.runner_cpu or RUNNER_REQUESTS.cpu_m, self.runner_memory or RUNNER_REQUESTS.memory
+        )
+        limits = Resources(
+            self.runner_cpu or RUNNER_LIMITS.cpu_m, self.runner_memory or RUNNER_LIMITS.memory
+        )
+        return requests, limits
+
     namespace_prefix: str = "stressbed"
 
     @classmethod
@@ -42,7 +58,10 @@ class KubernetesOptions:
         if policy not in PULL_POLICIES:
             raise ConfigError("--image-pull-policy", policy, "Always, IfNotPresent or Never")
         kubeconfig = options.get("kubeconfig")
+        cpu, memory = options.get("runner_cpu"), options.get("runner_memory")
         return cls(
+            runner_cpu=parse_cpu(cpu, "--runner-cpu") if cpu else None,
+            runner_memory=parse_memory(memory, "--runner-memory") if memory else None,
             kubeconfig=Path(kubeconfig) if kubeconfig else None,
             context=options.get("context") or None,
             agent_image=options.get("agent_image") or None,

@@ -29,8 +29,10 @@ from typing import Any
 from ...errors import DocumentError, ProvisionError
 from ...fleet.segments import segment
 from ...results.runner_result import RunnerResult, RunnerStatus
+from ...scenario.model import Scenario
 from ...scenario.render import bundle_files
 from ...scenario.thresholds import Threshold
+from ...stack.quantities import show_quantity
 from ...stack.spec import StackSpec
 from ..base import (
     Backend,
@@ -45,6 +47,7 @@ from ..base import (
 from ._cluster import ClusterApi, coordinator_reason, kubernetes_api, result_line, runner_failure
 from ._engine import Engine, EngineFactory, automation_engine, prepare_state, state_dir
 from ._preflight import ClusterAccess, KubernetesOptions, preflight
+from ._validate import check_bundle, check_stack
 from .manifests import Cluster, ClusterFleet
 
 __all__ = ["KubeFleet", "KubeStack", "KubernetesBackend"]
@@ -226,10 +229,13 @@ class KubeFleet:
         # The runners' environment: TARGET_URL in their args, everything else is a secret.
         run.fleet_url = self.env.get("TARGET_URL") or run.url
         run.fleet_secrets = {k: v for k, v in self.env.items() if k != "TARGET_URL"}
+        requests, limits = run.options.runner_resources()
         run.fleet = ClusterFleet(
             runners=self.spec.runners,
             bundle=bundle_files(self.bundle),
             image=run.options.runner_image,
+            requests=requests,
+            limits=limits,
             deadline_s=int(deadline_s) + 60,
             secret_env=tuple(sorted(run.fleet_secrets)),
         )
@@ -284,8 +290,9 @@ class KubeFleet:
                 )
                 self._event("runner-failed", reason=outcome.failure)
                 return
+            memory = show_quantity("memory", run.options.runner_resources()[1].memory)
             for pod in pods:
-                failure = runner_failure(pod, now, run.options.pending_deadline_s)
+                failure = runner_failure(pod, now, run.options.pending_deadline_s, memory)
                 if failure is not None and pod.index < 0:
                     failure += coordinator_reason(run.cluster_api, ns, pod)
                 if failure is not None:
@@ -386,7 +393,15 @@ class KubernetesBackend(Backend):
     name = "kubernetes"
     # The runners load the stack this backend provisions and report when they finish.
     capabilities = frozenset({Capability.PROVISION})
-    option_keys = ("kubeconfig", "context", "agent_image", "runner_image", "image_pull_policy")
+    option_keys = (
+        "kubeconfig",
+        "context",
+        "agent_image",
+        "runner_image",
+        "image_pull_policy",
+        "runner_cpu",
+        "runner_memory",
+    )
 
     def __init__(
         self,
@@ -404,9 +419,14 @@ class KubernetesBackend(Backend):
     def from_options(cls, options: Mapping[str, Any]) -> KubernetesBackend:
         return cls(KubernetesOptions.of(options))
 
-    def preflight(self, stack: StackSpec | None) -> None:
-        # No Pulumi CLI, kubeconfig or context: one line, exit 2, nothing created.
+    def preflight(self, stack: StackSpec | None, scenario: Scenario | None = None) -> None:
+        # No Pulumi CLI, kubeconfig or context; or what the API server would refuse at apply
+        # time: one line, exit 2, nothing created.
         preflight(self.options)
+        if stack is not None:
+            check_stack(stack, self.options.agent_image, self.options.runner_resources())
+        if scenario is not None:
+            check_bundle(scenario)
 
     def stack(
         self,

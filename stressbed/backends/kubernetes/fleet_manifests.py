@@ -8,9 +8,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from ...stack.quantities import Resources
 from .manifests import (
     COORDINATOR,
+    COORDINATOR_LIMITS,
+    COORDINATOR_REQUESTS,
     K6_API_PORT,
     RUNNER,
     Cluster,
@@ -203,7 +204,7 @@ def coordinator_job(fleet: ClusterFleet, cluster: Cluster) -> Manifest:
             str(fleet.ready_timeout_s),
         ],
         "env": [{"name": "HOME", "value": "/tmp"}],
-        "resources": resources(Resources(100, 64 * 2**20), Resources(500, 256 * 2**20)),
+        "resources": resources(COORDINATOR_REQUESTS, COORDINATOR_LIMITS),
         "securityContext": container_security(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }

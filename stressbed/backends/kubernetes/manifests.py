@@ -27,8 +27,12 @@ from ...stack.spec import Probe, StackSpec
 __all__ = [
     "AGENT",
     "COORDINATOR",
+    "COORDINATOR_LIMITS",
+    "COORDINATOR_REQUESTS",
     "K6_API_PORT",
     "RUNNER",
+    "RUNNER_LIMITS",
+    "RUNNER_REQUESTS",
     "Cluster",
     "ClusterFleet",
     "Manifest",
@@ -53,6 +57,8 @@ MONITORING = "monitoring"  # pods labelled app.kubernetes.io/component=monitorin
 K6_API_PORT = 6565
 RUNNER_REQUESTS = Resources(500, 256 * 2**20)
 RUNNER_LIMITS = Resources(2000, 1024 * 2**20)
+COORDINATOR_REQUESTS = Resources(100, 64 * 2**20)
+COORDINATOR_LIMITS = Resources(500, 256 * 2**20)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from typing import Any
 
 from ...errors import ConfigError
 from ...fleet.runner import find_k6
+from ...scenario.model import Scenario
 from ...stack.spec import StackSpec
 from ..base import Backend, Capability, EventSink, Fleet, FleetSpec, Stack
 from ._replica import check_executable
@@ -35,7 +36,7 @@ class LocalBackend(Backend):
             raise ConfigError("--port", port, "a port 0..65535 (0: any free port)")
         return cls(replace(LocalOptions(), port=port))
 
-    def preflight(self, stack: StackSpec | None) -> None:
+    def preflight(self, stack: StackSpec | None, scenario: Scenario | None = None) -> None:
         if find_k6() is None:
             raise ConfigError(
                 "k6",

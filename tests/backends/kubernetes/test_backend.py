@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,7 @@ def test_a_run_goes_up_starts_follows_collects_and_always_destroys(tmp_path, clu
     [
         (
             {"phase": "Failed", "terminated": "OOMKilled", "exit_code": 137},
-            "runner 1: OOMKilled (raise the runner's memory limit or lower the VUs per runner)",
+            "runner 1: OOMKilled (raise --runner-memory, now 1024Mi, or lower the VUs per runner)",
         ),
         (
             {"phase": "Failed", "reason": "Evicted", "message": "The node was low on memory."},
@@ -387,3 +388,72 @@ def test_a_destroy_that_never_ends_is_given_up_and_the_stack_kept(tmp_path, clus
         "pulumi destroy failed: it did not finish within 0.3 s; the stack 'stressbed-"
     )
     assert "pulumi destroy --stack" in report.message
+
+
+def kube_plan(tmp_path: Path, config: Path, scenario: str = SCENARIO, **options: Any) -> Any:
+    (tmp_path / "k.py").write_text(scenario)
+    return plan(
+        RunOptions(
+            scenario=str(tmp_path / "k.py"),
+            backend="kubernetes",
+            backend_options={"kubeconfig": config, **options},
+            stack=options.pop("stack", None),
+        )
+    )
+
+
+def test_runner_resources_are_options_and_reach_the_pods(tmp_path, cluster_env):
+    the_plan = kube_plan(tmp_path, cluster_env, runner_cpu="1500m", runner_memory="768Mi")
+    backend = the_plan.backend
+    assert isinstance(backend, KubernetesBackend)
+    requests, limits = backend.options.runner_resources()
+    assert requests == limits
+    assert (limits.cpu_m, limits.memory) == (1500, 768 * 2**20)
+    seen: dict[str, Any] = {}
+
+    class Recording(FakeEngine):
+        def up(self, program: Callable[[], None]) -> None:
+            state = program.__self__  # type: ignore[attr-defined]
+            if state.fleet is not None:
+                seen["resources"] = (state.fleet.requests, state.fleet.limits)
+            super().up(program)
+
+    backend._engine = lambda name, work, access: Recording([])
+    backend._cluster_api = lambda access: FakeCluster(1, [{}])
+    report = execute(replace(the_plan, results=tmp_path / "r"), backend=backend)
+    assert report.exit_code == 0, report.message
+    assert seen["resources"] == (requests, limits)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"runner_memory": "4Gi"},
+            "--runner-memory: got '4096Mi'; expected a request within the stack's LimitRange "
+            "(16Mi..1024Mi)",
+        ),
+        ({"runner_cpu": "lots"}, "--runner-cpu: got 'lots'; expected a CPU quantity"),
+    ],
+)
+def test_what_the_api_server_would_refuse_is_refused_before_anything_exists(
+    tmp_path, cluster_env, change, message
+):
+    with pytest.raises(ConfigError) as error:
+        kube_plan(tmp_path, cluster_env, **change)
+    assert str(error.value).startswith(message)
+
+
+def test_a_bundle_too_big_for_its_configmap_is_refused_at_plan_time(tmp_path, cluster_env):
+    rows = tmp_path / "big.csv"
+    rows.write_text("id,blob\n" + "".join(f"{i},{'x' * 1000}\n" for i in range(1200)))
+    big = SCENARIO.replace(
+        'description="kube", ',
+        f'description="kube", variables={{"row": gen.rows({str(rows)!r})}}, ',
+    ).replace('get("/healthz")', 'get("/healthz", headers={"X-Id": "{{row.id}}"})')
+    with pytest.raises(ConfigError) as error:
+        kube_plan(tmp_path, cluster_env, scenario=big)
+    assert str(error.value).startswith(
+        "--scenario: got 'k'; expected a k6 bundle that fits one ConfigMap (at most 1008 KiB; "
+        "this one is 1"
+    )
