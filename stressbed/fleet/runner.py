@@ -35,6 +35,7 @@ from typing import IO, Any
 
 from ..results.runner_result import RunnerResult, RunnerStatus, status_for
 from ..results.samples import SYSTEM_TAGS, Collector, Selector, parse_selector
+from ..results.transport import result_lines
 from . import _k6api as k6api
 from .oom import oom_kills
 from .process import die_with_parent, free_port
@@ -340,8 +341,9 @@ def run(
         }
     )
     if result_stdout:
-        # In a pod the log is how the result leaves: the whole document on one last line.
-        emit({"event": "result", "index": runner.index, "document": result.to_dict()})
+        # In a pod the log is how the result leaves: compressed, in chunks a log keeps whole.
+        for line in result_lines(runner.index, result.to_dict()):
+            emit(line)
     return exit_code_for(result)
 
 

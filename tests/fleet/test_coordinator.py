@@ -18,6 +18,7 @@ import pytest
 from stressbed import Scenario, SharedIterations, Workload, extract, get, post, render
 from stressbed.results.merge import merge
 from stressbed.results.runner_result import RunnerResult
+from stressbed.results.transport import read_document
 
 from ..conftest import needs_k6
 
@@ -120,7 +121,7 @@ def test_the_coordinator_starts_pod_runners_as_one_fleet(server, tmp_path, monke
                 r.kill()
                 r.wait()
     # Each pod's log ends with its result document: what the backend collects and merges.
-    results = [RunnerResult.from_dict(events(out)[-1]["document"]) for out in outputs]
+    results = [RunnerResult.from_dict(read_document(out) or {}) for out in outputs]
     assert [r.index for r in results] == [0, 1, 2]
     fleet = merge(results)
     assert fleet.aggregates["iterations"].total == 30

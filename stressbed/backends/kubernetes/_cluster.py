@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from ...errors import ConfigError
 from ...fleet.segments import segment
 from ...results.runner_result import RunnerResult, RunnerStatus
+from ...results.transport import read_document
 from ._preflight import ClusterAccess
 
 __all__ = [
@@ -24,7 +25,6 @@ __all__ = [
     "coordinator_reason",
     "fleet_results",
     "kubernetes_api",
-    "result_line",
     "runner_failure",
 ]
 
@@ -82,18 +82,6 @@ def runner_failure(
     return None
 
 
-def result_line(text: str) -> dict[str, Any] | None:
-    """The result document a runner printed last in its log, if it got that far."""
-    for line in reversed(text.splitlines()):
-        if '"event": "result"' in line:
-            try:
-                document: dict[str, Any] = json.loads(line)["document"]
-            except (ValueError, KeyError):
-                return None
-            return document
-    return None
-
-
 def coordinator_reason(api: ClusterApi, namespace: str, pod: PodState) -> str:
     """What the coordinator said last (``{"event": "failed", "reason": ...}``), if anything."""
     try:
@@ -126,7 +114,7 @@ def fleet_results(api: ClusterApi, namespace: str, job: str) -> list[RunnerResul
         )
     found: list[RunnerResult] = []
     for pod in sorted(pods, key=lambda p: p.index):
-        document = result_line(api.log(namespace, pod.name))
+        document = read_document(api.log(namespace, pod.name))
         if document is not None:
             found.append(RunnerResult.from_dict(document))
         else:

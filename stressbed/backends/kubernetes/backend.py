@@ -29,6 +29,7 @@ from typing import Any
 from ...errors import DocumentError, ProvisionError
 from ...fleet.segments import segment
 from ...results.runner_result import RunnerResult, RunnerStatus
+from ...results.transport import read_document
 from ...scenario.model import Scenario
 from ...scenario.render import bundle_files
 from ...scenario.thresholds import Threshold
@@ -44,7 +45,7 @@ from ..base import (
     Judge,
     Progress,
 )
-from ._cluster import ClusterApi, coordinator_reason, kubernetes_api, result_line, runner_failure
+from ._cluster import ClusterApi, coordinator_reason, kubernetes_api, runner_failure
 from ._engine import Engine, EngineFactory, automation_engine, prepare_state, state_dir
 from ._preflight import ClusterAccess, KubernetesOptions, preflight
 from ._validate import check_bundle, check_stack
@@ -333,10 +334,10 @@ class KubeFleet:
             out = self.out_dir / "runners" / str(pod.index)
             out.mkdir(parents=True, exist_ok=True)
             (out / "pod.log").write_text(text, encoding="utf-8")
-            document = result_line(text)
-            if document is None:
-                continue
             try:
+                document = read_document(text)
+                if document is None:
+                    continue
                 result = RunnerResult.from_dict(document)
             except DocumentError as exc:
                 results[pod.index] = RunnerResult.missing(

@@ -14,6 +14,7 @@ from typing import Any
 from stressbed.backends.kubernetes import PodState
 from stressbed.fleet.segments import segment
 from stressbed.results.runner_result import RunnerResult, RunnerStatus
+from stressbed.results.transport import result_lines
 
 KUBECONFIG = """
 apiVersion: v1
@@ -59,7 +60,8 @@ class FakeEngine:
         self.calls.append("remove")
 
 
-def result_log(index: int, count: int) -> str:
+def result_log(index: int, count: int, **changes: Any) -> str:
+    """A runner pod's log as the runner writes it: its events, then its result in chunks."""
     now = time.time()
     document = RunnerResult(
         index=index,
@@ -70,12 +72,8 @@ def result_log(index: int, count: int) -> str:
         started_at=now - 5,
         ended_at=now,
     ).to_dict()
-    return (
-        json.dumps({"event": "ready", "index": index})
-        + "\n"
-        + json.dumps({"event": "result", "index": index, "document": document})
-        + "\n"
-    )
+    lines = [{"event": "ready", "index": index}, *result_lines(index, {**document, **changes})]
+    return "".join(json.dumps(line) + "\n" for line in lines)
 
 
 class FakeCluster:

@@ -34,7 +34,7 @@ from stressbed.errors import ConfigError
 from stressbed.results.runner_result import RunnerResult
 
 from ...conftest import needs_k6
-from .fakes import SCENARIO, FakeCluster, FakeEngine
+from .fakes import SCENARIO, FakeCluster, FakeEngine, result_log
 
 
 def run_kube(
@@ -347,8 +347,9 @@ def test_the_fleet_runs_with_the_env_it_is_given_and_each_event_is_told_once(tmp
 def test_a_result_from_another_stressbed_is_a_runner_error_not_a_traceback(tmp_path, cluster_env):
     class OtherVersion(FakeCluster):
         def log(self, namespace: str, pod: str) -> str:
-            text = super().log(namespace, pod)
-            return text.replace('"version": 1', '"version": 9') if "runners-1" in pod else text
+            if pod != "runners-1":
+                return super().log(namespace, pod)
+            return result_log(1, self.runners, version=9)
 
     report, calls = run_kube(tmp_path, cluster_env, OtherVersion(2, [{}]))
     assert report.exit_code == 3
