@@ -5,19 +5,103 @@ A run's stack keeps its state in a file backend and its secrets under a passphra
 the run, both in a directory of the user's own (mode 0700, the passphrase 0600), outside the
 results directory that CI uploads: whoever holds the results cannot decrypt the state. The
 backend removes that directory once the stack is destroyed.
+
+The Pulumi CLI runs in a session of its own (through a small wrapper that calls setsid and
+records its pid), so a Ctrl-C at the terminal or a SIGTERM to stressbed never reaches it
+directly: on an interrupt during ``up``, stressbed passes one SIGINT on (Pulumi cancels the
+update cleanly), waits for the operation to end, bounded, and only then destroys; a destroy
+never races an ``up`` still running on the same state.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import shutil
+import signal
+import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from ...fleet.process import uninterrupted
 from ._preflight import ClusterAccess, KubernetesOptions
 
-__all__ = ["Engine", "EngineFactory", "automation_engine", "prepare_state", "state_dir"]
+__all__ = [
+    "INTERRUPT_WAIT_S",
+    "Engine",
+    "EngineFactory",
+    "automation_engine",
+    "interruptible",
+    "prepare_state",
+    "pulumi_wrapper",
+    "state_dir",
+]
+
+#: After passing an interrupt on to Pulumi, how long to wait for it to stop its operation.
+INTERRUPT_WAIT_S = 120.0
+
+_WRAPPER = """#!{python}
+# stressbed: runs the Pulumi CLI in a session of its own and records its pid.
+import os, sys
+os.setsid()
+with open({pids!r}, "a") as out:
+    out.write(f"{{os.getpid()}}\\n")
+os.execvp({real!r}, [{real!r}, *sys.argv[1:]])
+"""
+
+
+def pulumi_wrapper(directory: Path, real: str) -> Path:
+    """A Pulumi "installation" at ``directory`` (``bin/pulumi``) whose CLI is ``real`` run in
+    a new session; the pids it ran as are appended to ``directory/pids``."""
+    wrapper = directory / "bin" / "pulumi"
+    wrapper.parent.mkdir(parents=True, exist_ok=True)
+    wrapper.write_text(
+        _WRAPPER.format(python=sys.executable, pids=str(directory / "pids"), real=real)
+    )
+    wrapper.chmod(0o700)
+    return wrapper
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def interruptible(step: Callable[[], None], pids: Path, wait_s: float = INTERRUPT_WAIT_S) -> None:
+    """Run ``step`` (a Pulumi operation) in a worker thread. On Ctrl-C (KeyboardInterrupt in
+    this, the main thread): SIGINT once to the Pulumi processes recorded in ``pids``, wait up to
+    ``wait_s`` for the operation to end, then raise KeyboardInterrupt."""
+    failed: list[BaseException] = []
+    finished = threading.Event()  # not Thread.join: an interrupted join can mark it stopped
+
+    def run() -> None:
+        try:
+            step()
+        except BaseException as exc:  # handed to the caller below
+            failed.append(exc)
+        finally:
+            finished.set()
+
+    threading.Thread(target=run, name="pulumi", daemon=True).start()
+    try:
+        while not finished.wait(0.1):
+            pass
+    except KeyboardInterrupt:
+        with contextlib.suppress(OSError):
+            for line in pids.read_text().split():
+                if _alive(int(line)):
+                    os.kill(int(line), signal.SIGINT)
+        with uninterrupted():
+            finished.wait(wait_s)
+        raise
+    if failed:
+        raise failed[0]
 
 
 class Engine(Protocol):
@@ -68,6 +152,9 @@ class _AutomationEngine:
         self.name = name
         passphrase = prepare_state(state)
         state_url = url or f"file://{state / 'state'}"
+        self.pids = state / "cli" / "pids"
+        real = shutil.which("pulumi") or "pulumi"
+        pulumi_wrapper(state / "cli", real)
         self.options = auto.LocalWorkspaceOptions(
             project_settings=auto.ProjectSettings(
                 name="stressbed",
@@ -76,6 +163,7 @@ class _AutomationEngine:
             ),
             # The stack lives for one run: a passphrase of its own encrypts its secrets. It is
             # kept beside the state (mode 0600) so that a destroy that failed can be finished.
+            pulumi_command=auto.PulumiCommand(root=str(state / "cli")),
             env_vars={
                 "PULUMI_CONFIG_PASSPHRASE_FILE": str(passphrase),
                 "KUBECONFIG": str(access.kubeconfig),
@@ -99,7 +187,8 @@ class _AutomationEngine:
 
     def up(self, program: Callable[[], None]) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        self._select(program).up(on_output=self._out, color="never")
+        stack = self._select(program)
+        interruptible(lambda: stack.up(on_output=self._out, color="never"), self.pids)
 
     def destroy(self) -> None:
         if self.stack is not None:

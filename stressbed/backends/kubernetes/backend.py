@@ -366,17 +366,18 @@ def _bounded(step: Callable[[], None], timeout_s: float) -> None:
     """Run ``step`` (a Pulumi operation) for at most ``timeout_s``; TimeoutError after that.
     It runs in a thread of its own, so the main thread stays free for Ctrl-C."""
     failed: list[BaseException] = []
+    finished = threading.Event()  # not Thread.join: an interrupted join can mark it stopped
 
     def run() -> None:
         try:
             step()
         except BaseException as exc:  # handed to the caller below
             failed.append(exc)
+        finally:
+            finished.set()
 
-    worker = threading.Thread(target=run, name="pulumi", daemon=True)
-    worker.start()
-    worker.join(timeout_s)
-    if worker.is_alive():
+    threading.Thread(target=run, name="pulumi", daemon=True).start()
+    if not finished.wait(timeout_s):
         raise TimeoutError(f"it did not finish within {timeout_s:g} s")
     if failed:
         raise failed[0]
