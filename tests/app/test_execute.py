@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from stressbed.backends.local.balancer import PortInUseError
 from stressbed.errors import ProvisionError
 from stressbed.fleet.process import TeardownAbandoned
 from stressbed.results.aggregates import Aggregate
+from stressbed.stack.agent import reference_agent
 from stressbed.testing import FakeBackend
 
 from ..conftest import counting_result, needs_k6
@@ -379,3 +381,25 @@ def test_an_abandoned_teardown_says_what_is_left(tmp_path):
     assert report.exit_code == 130
     assert report.message == "interrupted; teardown abandoned; left: nothing (a fake stack)"
     assert (tmp_path / "r" / "latest" / "summary.json").is_file()
+
+
+@needs_k6
+def test_a_stack_whose_replicas_exit_at_once_ends_with_exit_3_naming_the_replica(tmp_path):
+    crashing = replace(
+        reference_agent(),
+        target=replace(
+            reference_agent().target, command=("sh", "-c", "echo 'cannot open config'; exit 3")
+        ),
+    )
+    options = RunOptions(scenario="ingest_mix", results=tmp_path / "r", stack=crashing)
+    started = time.monotonic()
+    report = execute(plan(options))
+    assert time.monotonic() - started < 60  # no waiting out the 90 s ready timeout
+    assert report.exit_code == 3
+    assert report.message.startswith(
+        "provisioning failed: replica agent-0 ended 3 times before it was ever ready "
+        "(last: exited with code 3); log: "
+    )
+    assert report.message.endswith("agent-0.log: cannot open config")
+    summary = json.loads((tmp_path / "r" / "latest" / "summary.json").read_text())
+    assert (summary["exit_code"], summary["message"]) == (3, report.message)

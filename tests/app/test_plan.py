@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -149,6 +150,6 @@ def test_the_cli_says_so_on_one_line_and_creates_nothing(tmp_path, args, line):
     ],
 )
 def test_bad_run_options_are_refused_before_anything_starts(tmp_path, options, message):
-    with pytest.raises(Exception, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ConfigError, match="^" + re.escape(message)):
         plan(RunOptions(scenario="ingest_mix", results=tmp_path / "r", **options))
     assert not (tmp_path / "r").exists()

@@ -39,6 +39,8 @@ from .balancer import BalancerProcess
 __all__ = ["LocalOptions", "LocalStack"]
 
 TICK_S = 0.05
+#: Provisioning stops waiting once a replica has ended this many times without being ready.
+CRASH_LOOP_BEFORE_READY = 3
 #: What a replica inherits of stressbed's environment: nothing else of the shell (no cloud
 #: credentials, no admin token) reaches the target; the StackSpec's env and secrets come on top.
 INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
@@ -71,6 +73,7 @@ class _Replica:
     port: int = 0
     process: ReplicaProcess | None = None
     probes: ReplicaProbes | None = None
+    ever_ready: bool = False
     last_probe: dict[str, str] = field(default_factory=dict)  # kind -> what it saw last
 
     @property
@@ -145,6 +148,9 @@ class LocalStack:
             ready = sum(r.life.ready for r in self.replicas)
             if ready >= self._desired:
                 break
+            looping = self._crash_looping()
+            if looping is not None:
+                raise ProvisionError(looping)
             if time.monotonic() > deadline:
                 raise ProvisionError(self._not_ready_reason())
             time.sleep(TICK_S)
@@ -334,6 +340,7 @@ class LocalStack:
         """Act on what the probes say, as the kubelet and the endpoints controller do."""
         detail = {"probe": seen} if seen else {}
         if event == "ready":
+            replica.ever_ready = True
             if replica.life.became_ready(now) and self._balancer is not None:
                 self._balancer.set_ready(replica.name, True)
         elif event == "unready":
@@ -469,6 +476,30 @@ class LocalStack:
         self._event("stack-deleted")
 
     # -- reporting ----------------------------------------------------------------------
+
+    def _crash_looping(self) -> str | None:
+        """A replica that keeps ending before it was ever ready: no use waiting out the ready
+        timeout (Kubernetes would call it CrashLoopBackOff)."""
+        for replica in self.replicas:
+            if replica.ever_ready or replica.life.crashes < CRASH_LOOP_BEFORE_READY:
+                continue
+            ends = [
+                e
+                for e in self._events
+                if e.get("replica") == replica.name and e["event"] in ("crashed", "oom-killed")
+            ]
+            why = ends[-1].get("reason", "") if ends else ""
+            log = self.work_dir / "replicas" / f"{replica.name}.log"
+            try:
+                lines = [x for x in log.read_text(errors="replace").splitlines() if x.strip()]
+            except OSError:
+                lines = []
+            said = f": {lines[-1][:200]}" if lines else ""
+            return (
+                f"replica {replica.name} ended {replica.life.crashes} times before it was ever "
+                f"ready (last: {why}); log: {log}{said}"
+            )
+        return None
 
     def _not_ready_reason(self) -> str:
         for replica in self.replicas:
