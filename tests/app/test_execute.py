@@ -49,6 +49,20 @@ def stressbed_run(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
+def wait_for_load(proc: subprocess.Popen[str]) -> str:
+    """Read the run's stderr until its live line shows requests flowing; what it said so far."""
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 60
+    seen = ""
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        seen += line
+        if "req/s" in line and "     0 req/s" not in line:
+            return seen  # load is flowing
+    proc.kill()
+    pytest.fail(f"the run never got going: {seen}")
+
+
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -120,17 +134,7 @@ def test_a_stack_that_dies_during_the_run_stops_the_fleet_with_exit_3(tmp_path):
         "get('/healthz'), ConstantVUs(vus=2, duration='60s'))])\n"
     )
     proc = stressbed_run(tmp_path, "--scenario", str(path), "--runners", "1")
-    assert proc.stderr is not None
-    deadline = time.monotonic() + 60
-    seen = ""
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        seen += line
-        if "req/s" in line and "     0 req/s" not in line:
-            break  # load is flowing
-    else:
-        proc.kill()
-        pytest.fail(f"the run never got going: {seen}")
+    seen = wait_for_load(proc)
     (balancer,) = children_running(proc.pid, "stressbed.balancer")
     os.kill(balancer, signal.SIGKILL)
     killed = time.monotonic()
@@ -154,17 +158,7 @@ def test_sigint_mid_run_tears_the_stack_down_and_exits_130(tmp_path):
         "get('/healthz'), ConstantVUs(vus=2, duration='60s'))])\n"
     )
     proc = stressbed_run(tmp_path, "--scenario", str(path), "--runners", "2")
-    assert proc.stderr is not None
-    deadline = time.monotonic() + 60
-    seen = ""
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        seen += line
-        if "req/s" in line and "     0 req/s" not in line:
-            break  # load is flowing
-    else:
-        proc.kill()
-        pytest.fail(f"the run never got going: {seen}")
+    seen = wait_for_load(proc)
     interrupted = time.monotonic()
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)

@@ -34,6 +34,7 @@ __all__ = [
     "Engine",
     "EngineFactory",
     "automation_engine",
+    "bounded",
     "interruptible",
     "prepare_state",
     "pulumi_wrapper",
@@ -73,22 +74,39 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def interruptible(step: Callable[[], None], pids: Path, wait_s: float = INTERRUPT_WAIT_S) -> None:
-    """Run ``step`` (a Pulumi operation) in a worker thread. On Ctrl-C (KeyboardInterrupt in
-    this, the main thread): SIGINT once to the Pulumi processes recorded in ``pids``, wait up to
-    ``wait_s`` for the operation to end, then raise KeyboardInterrupt."""
+def _in_thread(step: Callable[[], None]) -> tuple[threading.Event, list[BaseException]]:
+    """Start ``step`` in a daemon thread; the event it sets when done, and what it raised.
+    (An Event, not Thread.join: a join interrupted by Ctrl-C can mark the thread stopped.)"""
+    finished = threading.Event()
     failed: list[BaseException] = []
-    finished = threading.Event()  # not Thread.join: an interrupted join can mark it stopped
 
     def run() -> None:
         try:
             step()
-        except BaseException as exc:  # handed to the caller below
+        except BaseException as exc:  # handed to the caller
             failed.append(exc)
         finally:
             finished.set()
 
     threading.Thread(target=run, name="pulumi", daemon=True).start()
+    return finished, failed
+
+
+def bounded(step: Callable[[], None], timeout_s: float) -> None:
+    """Run ``step`` (a Pulumi operation) for at most ``timeout_s``; TimeoutError after that.
+    The main thread waits, so it stays free for Ctrl-C."""
+    finished, failed = _in_thread(step)
+    if not finished.wait(timeout_s):
+        raise TimeoutError(f"it did not finish within {timeout_s:g} s")
+    if failed:
+        raise failed[0]
+
+
+def interruptible(step: Callable[[], None], pids: Path, wait_s: float = INTERRUPT_WAIT_S) -> None:
+    """Run ``step`` (a Pulumi operation) in a worker thread. On Ctrl-C (KeyboardInterrupt in
+    this, the main thread): SIGINT once to the Pulumi processes recorded in ``pids``, wait up to
+    ``wait_s`` for the operation to end, then raise KeyboardInterrupt."""
+    finished, failed = _in_thread(step)
     try:
         while not finished.wait(0.1):
             pass

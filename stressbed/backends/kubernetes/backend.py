@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import secrets as _secrets
 import shutil
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -46,7 +45,14 @@ from ..base import (
     Progress,
 )
 from ._cluster import ClusterApi, coordinator_reason, kubernetes_api, runner_failure
-from ._engine import Engine, EngineFactory, automation_engine, prepare_state, state_dir
+from ._engine import (
+    Engine,
+    EngineFactory,
+    automation_engine,
+    bounded,
+    prepare_state,
+    state_dir,
+)
 from ._preflight import ClusterAccess, KubernetesOptions, preflight
 from ._validate import check_bundle, check_stack
 from .manifests import Cluster, ClusterFleet
@@ -151,7 +157,7 @@ class KubeStack:
         if not run.created:
             return
         try:
-            _bounded(run.engine.destroy, run.options.destroy_timeout_s)
+            bounded(run.engine.destroy, run.options.destroy_timeout_s)
         except Exception as exc:
             self._event("destroy-failed", reason=_last_line(exc))
             run.created = False
@@ -360,27 +366,6 @@ class KubeFleet:
                     "no result in the pod's log",
                 )
         return [results[i] for i in sorted(results)]
-
-
-def _bounded(step: Callable[[], None], timeout_s: float) -> None:
-    """Run ``step`` (a Pulumi operation) for at most ``timeout_s``; TimeoutError after that.
-    It runs in a thread of its own, so the main thread stays free for Ctrl-C."""
-    failed: list[BaseException] = []
-    finished = threading.Event()  # not Thread.join: an interrupted join can mark it stopped
-
-    def run() -> None:
-        try:
-            step()
-        except BaseException as exc:  # handed to the caller below
-            failed.append(exc)
-        finally:
-            finished.set()
-
-    threading.Thread(target=run, name="pulumi", daemon=True).start()
-    if not finished.wait(timeout_s):
-        raise TimeoutError(f"it did not finish within {timeout_s:g} s")
-    if failed:
-        raise failed[0]
 
 
 def _last_line(exc: BaseException) -> str:
