@@ -22,6 +22,7 @@ from stressbed.fleet import _k6api as k6api
 from stressbed.fleet.oom import CGROUP_ROOT
 from stressbed.fleet.runner import Runner, run
 from stressbed.results.runner_result import RunnerResult, RunnerStatus
+from stressbed.results.transport import read_document
 
 from ..conftest import needs_k6
 
@@ -180,5 +181,7 @@ def test_a_runner_whose_k6_failed_exits_non_zero_so_its_pod_fails(tmp_path, scri
     said: list[dict[str, object]] = []
     runner = Runner(bundle.script, 0, 1, tmp_path / "out", k6=str(fake))
     assert run(runner, said.append, ready_timeout=5, result_stdout=True) == code
-    assert said[-1]["event"] == "result"  # the document still leaves the pod
+    # The document still leaves the pod, in the lines of its log.
+    log = "".join(json.dumps(line) + "\n" for line in said)
+    assert RunnerResult.from_dict(read_document(log) or {}).status.failed
     assert RunnerResult.read(tmp_path / "out" / "result.json").status.failed
