@@ -53,11 +53,13 @@ def execute(
     backend = backend or the_plan.backend
     scenario = the_plan.scenario
     run = new_run(the_plan.results, scenario)
-    stack, secret_env = _stack(the_plan, backend, run, on_event)
     outcome = FleetOutcome(results=[])
+    stack: Stack = ExistingService("")  # until the backend's stack exists: nothing to remove
+    secret_env: dict[str, str] = {}
     # Whatever goes wrong from here on, the stack is torn down and the run writes its summary.
     try:
         try:
+            stack, secret_env = _stack(the_plan, backend, run, on_event)
             url = stack.provision()
         except StressbedError as exc:  # a replica never ready (3), the stack's port taken (2)
             outcome.failure, outcome.failure_code = f"provisioning failed: {exc}", exc.exit_code
@@ -71,11 +73,16 @@ def execute(
                 the_plan, backend.fleet, run, env=env, on_progress=on_progress, health=stack.failure
             )
     finally:
-        problem = _teardown(stack)
-    if problem is not None and outcome.interrupted:
+        problem, abandoned = _teardown(stack)
+    # What teardown could not do is never lost: it says what is left and how to remove it.
+    if problem is not None and (outcome.interrupted or abandoned):
+        outcome.interrupted = True
         outcome.note = problem
-    elif problem is not None and outcome.failure is None:
-        outcome.failure = problem
+    elif problem is not None and outcome.failure is not None:
+        outcome.failure = f"{outcome.failure}; teardown: {problem}"
+    elif problem is not None:
+        deadline = "the run passed its deadline; runners stopped; " if outcome.timed_out else ""
+        outcome.failure = f"{deadline}teardown: {problem}" if deadline else problem
     settings = {
         "runners": the_plan.runners,
         "backend": backend.name if the_plan.target_url is None else None,
@@ -137,20 +144,20 @@ def _stack(
     return backend.stack(the_plan.stack, run.path / "stack", on_event, secret_env), secret_env
 
 
-def _teardown(stack: Stack) -> str | None:
-    """Tear the stack down; what went wrong, if anything, for the run's verdict."""
+def _teardown(stack: Stack) -> tuple[str | None, bool]:
+    """Tear the stack down: what went wrong, if anything, and whether the user abandoned it."""
     with uninterrupted():
         try:
             stack.teardown()
         except TeardownAbandoned:
             left = stack.leftovers() or "nothing"
             print(f"stressbed: teardown abandoned; left: {left}", file=sys.stderr)
-            return f"teardown abandoned; left: {left}"
+            return f"teardown abandoned; left: {left}", True
         except Exception as exc:  # reported in the summary, never instead of it
             text = str(exc) if isinstance(exc, StressbedError) else f"{type(exc).__name__}: {exc}"
             print(f"stressbed: error: teardown: {text}", file=sys.stderr)
-            return text
-    return None
+            return text, False
+    return None, False
 
 
 def conclude(

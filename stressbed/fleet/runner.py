@@ -326,7 +326,8 @@ def run(
             status = runner.status()
             if status is not None and not status.get("paused", True):
                 runner.started_at = time.time()
-        if runner.started_at:
+        # In a pod nothing reads progress, and every line brings the log nearer its rotation.
+        if runner.started_at and not result_stdout:
             data, since = runner.snapshot(since)
             emit({"event": "progress", "index": runner.index, **data})
     result = runner.finish()

@@ -30,3 +30,19 @@ def test_collect_refuses_a_fleet_still_running(tmp_path):
     with pytest.raises(ConfigError, match="runner 1 is still Running"):
         collect("ns", "runners", str(tmp_path / "k.py"), tmp_path / "r", api=running)
     assert not (tmp_path / "r").exists()
+
+
+def test_one_damaged_pod_log_is_that_runners_error_not_the_whole_collect(tmp_path):
+    (tmp_path / "k.py").write_text(SCENARIO)
+
+    class Damaged(FakeCluster):
+        def log(self, namespace: str, pod: str) -> str:
+            text = super().log(namespace, pod)
+            if pod != "runners-1":
+                return text
+            return text.replace('"data": "H4sI', '"data": "X4sI', 1)  # altered on the way
+
+    report = collect("ns", "runners", str(tmp_path / "k.py"), tmp_path / "r", api=Damaged(2, [{}]))
+    assert report.exit_code == 3
+    assert [r.status.value for r in report.runners] == ["ok", "error"]
+    assert report.runners[1].reason.startswith("its result cannot be read: result: got '")

@@ -397,3 +397,18 @@ def test_a_stack_whose_replicas_exit_at_once_ends_with_exit_3_naming_the_replica
     assert report.message.endswith("agent-0.log: cannot open config")
     summary = json.loads((tmp_path / "r" / "latest" / "summary.json").read_text())
     assert (summary["exit_code"], summary["message"]) == (3, report.message)
+
+
+@needs_k6  # plan() checks that k6 is there
+def test_what_teardown_could_not_do_is_kept_beside_the_runs_own_failure(tmp_path):
+    backend = FakeBackend(
+        provision_error=ProvisionError("replica agent-0 not ready within 5 s"),
+        teardown_error=ProvisionError("pulumi destroy failed: timeout; finish with `x`"),
+    )
+    the_plan = plan(RunOptions(scenario="ingest_mix", results=tmp_path / "r"))
+    report = execute(the_plan, backend=backend)
+    assert report.exit_code == 3
+    assert report.message == (
+        "provisioning failed: replica agent-0 not ready within 5 s; teardown: pulumi destroy "
+        "failed: timeout; finish with `x`"
+    )

@@ -128,7 +128,7 @@ def test_an_oom_killed_k6_is_reported_as_such(tmp_path, cgroup, server):
 
 
 # Ignores SIGINT, so only a SIGKILL ends it; says when it does.
-FAKE_K6 = "#!/bin/sh\ntrap '' INT\ntouch \"$FAKE_READY\"\nsleep 30\n"
+FAKE_K6 = "#!/bin/sh\ntrap '' INT\ntouch \"$FAKE_READY\"\nexec sleep 30\n"
 
 
 @pytest.mark.parametrize(

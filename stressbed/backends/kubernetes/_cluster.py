@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ...errors import ConfigError
+from ...errors import ConfigError, DocumentError
 from ...fleet.segments import segment
 from ...results.runner_result import RunnerResult, RunnerStatus
 from ...results.transport import read_document
@@ -114,9 +114,22 @@ def fleet_results(api: ClusterApi, namespace: str, job: str) -> list[RunnerResul
         )
     found: list[RunnerResult] = []
     for pod in sorted(pods, key=lambda p: p.index):
-        document = read_document(api.log(namespace, pod.name))
-        if document is not None:
-            found.append(RunnerResult.from_dict(document))
+        try:
+            document = read_document(api.log(namespace, pod.name))
+            result = RunnerResult.from_dict(document) if document is not None else None
+        except DocumentError as exc:
+            found.append(
+                RunnerResult.missing(
+                    pod.index,
+                    len(pods),
+                    segment(pod.index, len(pods)),
+                    RunnerStatus.ERROR,
+                    f"its result cannot be read: {exc}",
+                )
+            )
+            continue
+        if result is not None:
+            found.append(result)
         else:
             found.append(
                 RunnerResult.missing(

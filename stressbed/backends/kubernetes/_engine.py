@@ -22,6 +22,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -66,12 +67,27 @@ def pulumi_wrapper(directory: Path, real: str) -> Path:
     return wrapper
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
+def pulumi_sessions(pids: Path) -> list[int]:
+    """The Pulumi CLI processes of ``pids`` still running: session leaders (the wrapper made
+    each one) named pulumi, so a pid reused by anything else is never signalled."""
+    found = []
+    with contextlib.suppress(OSError):
+        for word in pids.read_text().split():
+            pid = int(word)
+            try:
+                comm = Path(f"/proc/{pid}/comm").read_text().strip()
+                if os.getsid(pid) == pid and "pulumi" in comm:
+                    found.append(pid)
+            except (OSError, ValueError):
+                continue  # gone
+    return found
+
+
+def kill_sessions(pids: Path) -> None:
+    """SIGKILL every Pulumi CLI session of ``pids`` still running (an operation given up)."""
+    for pid in pulumi_sessions(pids):
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
 
 
 def _in_thread(step: Callable[[], None]) -> tuple[threading.Event, list[BaseException]]:
@@ -92,11 +108,15 @@ def _in_thread(step: Callable[[], None]) -> tuple[threading.Event, list[BaseExce
     return finished, failed
 
 
-def bounded(step: Callable[[], None], timeout_s: float) -> None:
-    """Run ``step`` (a Pulumi operation) for at most ``timeout_s``; TimeoutError after that.
-    The main thread waits, so it stays free for Ctrl-C."""
+def bounded(
+    step: Callable[[], None], timeout_s: float, on_timeout: Callable[[], None] | None = None
+) -> None:
+    """Run ``step`` (a Pulumi operation) for at most ``timeout_s``; then ``on_timeout`` (kill
+    it) and TimeoutError. The main thread waits, so it stays free for Ctrl-C."""
     finished, failed = _in_thread(step)
     if not finished.wait(timeout_s):
+        if on_timeout is not None:
+            on_timeout()
         raise TimeoutError(f"it did not finish within {timeout_s:g} s")
     if failed:
         raise failed[0]
@@ -104,19 +124,26 @@ def bounded(step: Callable[[], None], timeout_s: float) -> None:
 
 def interruptible(step: Callable[[], None], pids: Path, wait_s: float = INTERRUPT_WAIT_S) -> None:
     """Run ``step`` (a Pulumi operation) in a worker thread. On Ctrl-C (KeyboardInterrupt in
-    this, the main thread): SIGINT once to the Pulumi processes recorded in ``pids``, wait up to
-    ``wait_s`` for the operation to end, then raise KeyboardInterrupt."""
+    this, the main thread): SIGINT once to each Pulumi CLI session it runs (one it starts
+    meanwhile too), wait up to ``wait_s`` for the operation to end, SIGKILL what still runs,
+    then raise KeyboardInterrupt: whatever comes next (a destroy) never races this operation."""
     finished, failed = _in_thread(step)
     try:
         while not finished.wait(0.1):
             pass
     except KeyboardInterrupt:
-        with contextlib.suppress(OSError):
-            for line in pids.read_text().split():
-                if _alive(int(line)):
-                    os.kill(int(line), signal.SIGINT)
+        signalled: set[int] = set()
+        deadline = time.monotonic() + wait_s
         with uninterrupted():
-            finished.wait(wait_s)
+            while not finished.is_set() and time.monotonic() < deadline:
+                for pid in set(pulumi_sessions(pids)) - signalled:
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGINT)
+                    signalled.add(pid)
+                finished.wait(0.2)
+            if not finished.is_set():
+                kill_sessions(pids)
+                finished.wait(5.0)
         raise
     if failed:
         raise failed[0]
@@ -130,6 +157,10 @@ class Engine(Protocol):
     def destroy(self) -> None: ...
 
     def remove(self) -> None: ...
+
+    def kill(self) -> None:
+        """Kill whatever Pulumi CLI of this stack still runs (an operation given up)."""
+        ...
 
 
 #: ``make(stack name, the run's stack directory, cluster access) -> Engine``
@@ -215,6 +246,9 @@ class _AutomationEngine:
     def remove(self) -> None:
         if self.stack is not None:
             self.stack.workspace.remove_stack(self.name)
+
+    def kill(self) -> None:
+        kill_sessions(self.pids)
 
 
 def automation_engine(options: KubernetesOptions) -> EngineFactory:

@@ -81,6 +81,7 @@ class _Run:
     fleet_url: str = ""  # what the runners load (TARGET_URL of the fleet's env)
     fleet_secrets: dict[str, str] = field(default_factory=dict)
     created: bool = False
+    kept: bool = False  # a destroy failed: the state stays for `pulumi destroy` to finish
 
     def program(self) -> None:
         """The Pulumi program of this run: the agent stack, and the fleet once it is known."""
@@ -155,12 +156,15 @@ class KubeStack:
         ``pulumi destroy`` can finish the job, and says how (ProvisionError, exit 3)."""
         run = self.state
         if not run.created:
+            if not run.kept:  # nothing was ever up: no state worth keeping
+                shutil.rmtree(run.state_dir, ignore_errors=True)
             return
         try:
-            bounded(run.engine.destroy, run.options.destroy_timeout_s)
+            bounded(run.engine.destroy, run.options.destroy_timeout_s, run.engine.kill)
         except Exception as exc:
             self._event("destroy-failed", reason=_last_line(exc))
             run.created = False
+            run.kept = True
             raise ProvisionError(
                 f"pulumi destroy failed: {_last_line(exc)}; the stack "
                 f"{run.cluster.namespace!r} is kept: {self._finish()}"

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import DocumentError
-from ...fleet.process import die_with_parent, uninterrupted
+from ...fleet.process import TeardownAbandoned, die_with_parent, uninterrupted
 from ...fleet.release import ReleaseFailed, release_together, setup_once
 from ...fleet.segments import segment
 from ...results.aggregates import Aggregate, Window
@@ -304,9 +304,15 @@ class LocalFleet:
             with contextlib.suppress(ProcessLookupError):
                 member.proc.send_signal(signal.SIGTERM)  # the runner stops its k6 gracefully
         deadline = time.monotonic() + STOP_GRACE_S + 2
-        for member in alive:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                member.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        try:
+            for member in alive:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    member.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except TeardownAbandoned:
+            self._event("stop-abandoned", reason="Ctrl-C twice: runners killed, not stopped")
+        self._kill_members()
+
+    def _kill_members(self) -> None:
         for member in self.members:
             # The runner and its k6 share a process group: nothing of it may outlive the run.
             with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -486,9 +486,11 @@ class LocalStack:
             ends = [
                 e
                 for e in self._events
-                if e.get("replica") == replica.name and e["event"] in ("crashed", "oom-killed")
+                if e.get("replica") == replica.name
+                and e["event"] in ("crashed", "oom-killed", "stopped")
             ]
-            why = ends[-1].get("reason", "") if ends else ""
+            last = ends[-1] if ends else {}
+            why = str(last.get("after") or last.get("reason") or "unknown")
             log = self.work_dir / "replicas" / f"{replica.name}.log"
             try:
                 lines = [x for x in log.read_text(errors="replace").splitlines() if x.strip()]

@@ -59,6 +59,9 @@ class FakeEngine:
     def remove(self) -> None:
         self.calls.append("remove")
 
+    def kill(self) -> None:
+        self.calls.append("kill")
+
 
 def result_log(index: int, count: int, **changes: Any) -> str:
     """A runner pod's log as the runner writes it: its events, then its result in chunks."""

@@ -38,7 +38,9 @@ def running(marker: str) -> list[int]:
 )
 def test_an_exec_probe_leaves_no_process_behind(script, passed, seen):
     marker = f"{37 + os.getpid() % 1000 / 1000:.3f}"  # a sleep length nobody else uses
-    probe = Probe("exec", command=("sh", "-c", script.format(m=marker)), timeout_s=0.5)
+    # The passing case gets time to start on a busy machine; the failing one must time out.
+    timeout = 0.5 if not passed else 5.0
+    probe = Probe("exec", command=("sh", "-c", script.format(m=marker)), timeout_s=timeout)
     assert run_probe(probe, "127.0.0.1", 0, dict(os.environ)) == (passed, seen)
     deadline = time.monotonic() + 5
     while running(marker) and time.monotonic() < deadline:
