@@ -74,15 +74,8 @@ def execute(
             )
     finally:
         problem, abandoned = _teardown(stack)
-    # What teardown could not do is never lost: it says what is left and how to remove it.
-    if problem is not None and (outcome.interrupted or abandoned):
-        outcome.interrupted = True
-        outcome.note = problem
-    elif problem is not None and outcome.failure is not None:
-        outcome.failure = f"{outcome.failure}; teardown: {problem}"
-    elif problem is not None:
-        deadline = "the run passed its deadline; runners stopped; " if outcome.timed_out else ""
-        outcome.failure = f"{deadline}teardown: {problem}" if deadline else problem
+    if problem is not None:
+        _keep_teardown_problem(outcome, problem, abandoned=abandoned)
     settings = {
         "runners": the_plan.runners,
         "backend": backend.name if the_plan.target_url is None else None,
@@ -142,6 +135,20 @@ def _stack(
         for name in the_plan.stack.target.secret_env
     }
     return backend.stack(the_plan.stack, run.path / "stack", on_event, secret_env), secret_env
+
+
+def _keep_teardown_problem(outcome: FleetOutcome, problem: str, *, abandoned: bool) -> None:
+    """What teardown could not do is never lost: it says what is left and how to remove it.
+    An abandoned teardown makes the run an interrupted one."""
+    if outcome.interrupted or abandoned:
+        outcome.interrupted = True
+        outcome.note = problem
+    elif outcome.failure is not None:
+        outcome.failure = f"{outcome.failure}; teardown: {problem}"
+    elif outcome.timed_out:
+        outcome.failure = f"the run passed its deadline; runners stopped; teardown: {problem}"
+    else:
+        outcome.failure = problem
 
 
 def _teardown(stack: Stack) -> tuple[str | None, bool]:

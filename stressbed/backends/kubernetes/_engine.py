@@ -130,7 +130,7 @@ def interruptible(step: Callable[[], None], pids: Path, wait_s: float = INTERRUP
     finished, failed = _in_thread(step)
     try:
         while not finished.wait(0.1):
-            pass
+            continue  # short waits: a Ctrl-C is raised here, in the main thread
     except KeyboardInterrupt:
         signalled: set[int] = set()
         deadline = time.monotonic() + wait_s
