@@ -27,6 +27,7 @@ from .backends.base import (
     Judge,
     Progress,
     Stack,
+    new_event,
 )
 from .results.runner_result import RunnerResult
 from .scenario.thresholds import Threshold
@@ -50,14 +51,14 @@ class _CannedStack:
         return list(self._events)
 
     def provision(self) -> str:
-        self._events.append({"t": time.time(), "source": "stack", "event": "stack-created"})
+        self._events.append(new_event("stack", "stack-created"))
         if self.fail is not None:
             raise self.fail
         return self.url
 
     def teardown(self) -> None:
         self.torn_down = True
-        self._events.append({"t": time.time(), "source": "stack", "event": "stack-deleted"})
+        self._events.append(new_event("stack", "stack-deleted"))
         if self.teardown_fail is not None:
             raise self.teardown_fail
 

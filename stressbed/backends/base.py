@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,10 +45,19 @@ __all__ = [
     "Judge",
     "Progress",
     "Stack",
+    "new_event",
 ]
 
 #: ``judge(threshold, merged aggregates, elapsed seconds)``: True while the threshold holds.
 Judge = Callable[[Threshold, dict[str, Aggregate], float], bool]
+
+
+def new_event(source: str, kind: str, **fields: Any) -> dict[str, Any]:
+    """An event as every producer writes it: when (unix time, unrounded, so that events of
+    several producers keep their order when merged), who, what, and its own fields."""
+    return {"t": time.time(), "source": source, "event": kind, **fields}
+
+
 #: Called with each event as it happens (the live line); the producer keeps its own copy.
 EventSink = Callable[[dict[str, Any]], None]
 

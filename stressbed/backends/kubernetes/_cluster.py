@@ -25,6 +25,7 @@ __all__ = [
     "coordinator_reason",
     "fleet_results",
     "kubernetes_api",
+    "result_in_log",
     "runner_failure",
 ]
 
@@ -82,6 +83,21 @@ def runner_failure(
     return None
 
 
+def result_in_log(text: str, index: int, count: int) -> tuple[RunnerResult, bool] | None:
+    """Runner ``index``'s result from its pod's log, and whether it was read whole; None when
+    the log holds none. A result that is there but cannot be read (cut, altered, another
+    version) is that runner's error."""
+    try:
+        document = read_document(text)
+        return (RunnerResult.from_dict(document), True) if document is not None else None
+    except DocumentError as exc:
+        reason = f"its result cannot be read: {exc}"
+        missing = RunnerResult.missing(
+            index, count, segment(index, count), RunnerStatus.ERROR, reason
+        )
+        return missing, False
+
+
 def coordinator_reason(api: ClusterApi, namespace: str, pod: PodState) -> str:
     """What the coordinator said last (``{"event": "failed", "reason": ...}``), if anything."""
     try:
@@ -114,22 +130,9 @@ def fleet_results(api: ClusterApi, namespace: str, job: str) -> list[RunnerResul
         )
     found: list[RunnerResult] = []
     for pod in sorted(pods, key=lambda p: p.index):
-        try:
-            document = read_document(api.log(namespace, pod.name))
-            result = RunnerResult.from_dict(document) if document is not None else None
-        except DocumentError as exc:
-            found.append(
-                RunnerResult.missing(
-                    pod.index,
-                    len(pods),
-                    segment(pod.index, len(pods)),
-                    RunnerStatus.ERROR,
-                    f"its result cannot be read: {exc}",
-                )
-            )
-            continue
-        if result is not None:
-            found.append(result)
+        taken = result_in_log(api.log(namespace, pod.name), pod.index, len(pods))
+        if taken is not None:
+            found.append(taken[0])
         else:
             found.append(
                 RunnerResult.missing(

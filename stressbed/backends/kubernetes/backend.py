@@ -25,10 +25,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ...errors import DocumentError, ProvisionError
+from ...errors import ProvisionError
 from ...fleet.segments import segment
 from ...results.runner_result import RunnerResult, RunnerStatus
-from ...results.transport import read_document
 from ...scenario.model import Scenario
 from ...scenario.render import bundle_files
 from ...scenario.thresholds import Threshold
@@ -43,8 +42,15 @@ from ..base import (
     Health,
     Judge,
     Progress,
+    new_event,
 )
-from ._cluster import ClusterApi, coordinator_reason, kubernetes_api, runner_failure
+from ._cluster import (
+    ClusterApi,
+    coordinator_reason,
+    kubernetes_api,
+    result_in_log,
+    runner_failure,
+)
 from ._engine import (
     Engine,
     EngineFactory,
@@ -130,7 +136,7 @@ class KubeStack:
         return list(self._events)
 
     def _event(self, kind: str, **fields: Any) -> None:
-        event = {"t": time.time(), "source": "stack", "event": kind, **fields}
+        event = new_event("stack", kind, **fields)
         self._events.append(event)
         if self.on_event is not None:
             with contextlib.suppress(Exception):  # a live line must not break the run
@@ -221,7 +227,7 @@ class KubeFleet:
         self._health: Health | None = None
 
     def _event(self, kind: str, **fields: Any) -> None:
-        event = {"t": time.time(), "source": "fleet", "event": kind, **fields}
+        event = new_event("fleet", kind, **fields)
         self._events.append(event)
 
     def run(
@@ -272,6 +278,7 @@ class KubeFleet:
         started = time.monotonic()
         last = ""
         api_errors = 0
+        memory = show_quantity("memory", run.options.runner_resources()[1].memory)
         while True:
             now = time.time()
             why = self._health() if self._health is not None else None
@@ -301,7 +308,6 @@ class KubeFleet:
                 )
                 self._event("runner-failed", reason=outcome.failure)
                 return
-            memory = show_quantity("memory", run.options.runner_resources()[1].memory)
             for pod in pods:
                 failure = runner_failure(pod, now, run.options.pending_deadline_s, memory)
                 if failure is not None and pod.index < 0:
@@ -344,21 +350,12 @@ class KubeFleet:
             out = self.out_dir / "runners" / str(pod.index)
             out.mkdir(parents=True, exist_ok=True)
             (out / "pod.log").write_text(text, encoding="utf-8")
-            try:
-                document = read_document(text)
-                if document is None:
-                    continue
-                result = RunnerResult.from_dict(document)
-            except DocumentError as exc:
-                results[pod.index] = RunnerResult.missing(
-                    pod.index,
-                    count,
-                    segment(pod.index, count),
-                    RunnerStatus.ERROR,
-                    f"its result cannot be read: {exc}",
-                )
+            taken = result_in_log(text, pod.index, count)
+            if taken is None:
                 continue
-            result.write(out / "result.json")
+            result, whole = taken
+            if whole:
+                result.write(out / "result.json")
             results[pod.index] = result
         for index in range(count):
             if index not in results:

@@ -30,7 +30,7 @@ from ...fleet.segments import segment
 from ...results.aggregates import Aggregate, Window
 from ...results.runner_result import RunnerResult, RunnerStatus
 from ...scenario.thresholds import Threshold
-from ..base import FleetOutcome, FleetSpec, Health, Judge, Progress
+from ..base import FleetOutcome, FleetSpec, Health, Judge, Progress, new_event
 
 __all__ = ["LocalFleet"]
 
@@ -360,4 +360,4 @@ class LocalFleet:
         return f"the runner process exited with code {code}" + (f": {last}" if last else "")
 
     def _event(self, kind: str, **fields: Any) -> None:
-        self._events.append({"t": time.time(), "source": "fleet", "event": kind, **fields})
+        self._events.append(new_event("fleet", kind, **fields))

@@ -31,6 +31,7 @@ from ...stack.hpa import HpaController
 from ...stack.lifecycle import BackOff, Deletion, Lifecycle, Phase
 from ...stack.probes import ReplicaProbes
 from ...stack.spec import StackSpec, quota_denial
+from ..base import new_event
 from ._metrics import UsageFeed
 from ._probing import ProbePool
 from ._replica import Exit, ReplicaProcess, Usage, check_executable
@@ -520,7 +521,7 @@ class LocalStack:
         return f"replicas not ready within {self.options.ready_timeout_s:g} s"
 
     def _event(self, kind: str, **fields: Any) -> None:
-        event = {"t": time.time(), "source": "stack", "event": kind, **fields}
+        event = new_event("stack", kind, **fields)
         self._events.append(event)
         if self.on_event is not None:
             with contextlib.suppress(Exception):
