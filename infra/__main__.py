@@ -116,6 +116,8 @@ fleet = ClusterFleet(
     deadline_s=int(scenario.duration_ms() / 1000 * 1.1) + 600,
     suspend=not (config.get_bool("startFleet") or False),
     secret_env=spec.target.secret_env,
+    # The coordinator judges them on the merged fleet while it runs, and stops every runner.
+    abort_thresholds=tuple(t for t in scenario.thresholds if t.abort_on_fail),
 )
 secret_values = {name: token for name in spec.target.secret_env}
 agent = AgentStack(
@@ -135,6 +137,8 @@ pulumi.export("fleetJob", runners.job_name)
 # Through Pulumi, not kubectl: the Jobs' suspend field stays Pulumi's, so a later `up`
 # neither suspends a running test again nor conflicts with a patch.
 pulumi.export("startCommand", "pulumi config set stressbed:startFleet true && pulumi up --yes")
+# The coordinator's log: the fleet's merged progress once a second, and an abort if one fails.
+pulumi.export("followCommand", f"kubectl -n {shlex.quote(ns)} logs -f job/{fleet.coordinator_name}")
 # The scenario as this program resolved it (a relative .py path made absolute), quoted.
 collect_command = (
     f"stressbed collect --namespace {shlex.quote(ns)} --job {shlex.quote(fleet.name)} "

@@ -138,8 +138,9 @@ def _check_capabilities(backend: Backend, scenario: Scenario, target: str | None
                 raise ConfigError(
                     f"thresholds.{t.key}",
                     f"{t.expression} with abort_on_fail",
-                    f"no abort_on_fail with --backend {name}: its runners report only when "
-                    "they finish (replace the threshold in a profile, or use --backend local)",
+                    f"no abort_on_fail with --backend {name}: its fleet cannot judge "
+                    "thresholds while it runs (replace the threshold in a profile, or use "
+                    "--backend local)",
                 )
 
 

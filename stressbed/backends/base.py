@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from ..results.aggregates import Aggregate
+from ..fleet.live import Judge, Progress
 from ..results.runner_result import RunnerResult
 from ..scenario.model import Scenario
 from ..scenario.thresholds import Threshold
@@ -47,9 +47,6 @@ __all__ = [
     "Stack",
     "new_event",
 ]
-
-#: ``judge(threshold, merged aggregates, elapsed seconds)``: True while the threshold holds.
-Judge = Callable[[Threshold, dict[str, Aggregate], float], bool]
 
 
 def new_event(source: str, kind: str, **fields: Any) -> dict[str, Any]:
@@ -81,19 +78,6 @@ class FleetSpec:
     keep_raw: bool = False
     ready_timeout_s: float = 120.0
     setup_timeout_s: float = 120.0
-
-
-@dataclass(frozen=True)
-class Progress:
-    """What the live line shows, from windows every runner has closed."""
-
-    elapsed_s: float
-    total_s: float
-    requests_per_s: float
-    error_rate: float
-    p95_ms: float
-    vus: float  # active VUs, summed over the runners
-    vus_max: float = 0.0  # VUs initialised, summed over the runners
 
 
 @dataclass

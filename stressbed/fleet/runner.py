@@ -37,6 +37,7 @@ from ..results.runner_result import RunnerResult, RunnerStatus, status_for
 from ..results.samples import SYSTEM_TAGS, Collector, Selector, parse_selector
 from ..results.transport import result_lines
 from . import _k6api as k6api
+from .control import ControlServer
 from .oom import oom_kills
 from .process import die_with_parent, free_port
 from .segments import segment, sequence
@@ -114,6 +115,7 @@ class Runner:
         self.count = count
         self.out_dir = out_dir
         self.keep_raw = keep_raw
+        self.host = host
         self.k6 = k6 or find_k6() or "k6"
         config = json.loads((script.parent / "config.json").read_text(encoding="utf-8"))
         self.selectors = selectors_of(config)
@@ -311,26 +313,42 @@ def run(
     ready_timeout: float,
     *,
     result_stdout: bool = False,
+    control_port: int | None = None,
 ) -> int:
     """The runner's whole life: the result written (and printed with ``result_stdout``);
-    the process's exit code from :func:`exit_code_for`."""
+    the process's exit code from :func:`exit_code_for`. With ``control_port``, its live
+    snapshots are served there (:mod:`.control`) instead of printed."""
     runner.start()
-    if runner.wait_ready(ready_timeout):
-        emit({"event": "ready", "index": runner.index, "api": runner.api})
-    else:
-        runner.stop(RunnerStatus.ERROR)
-    since = 0
-    while runner.proc is not None and runner.proc.poll() is None:
-        time.sleep(1.0)
-        if not runner.started_at:
-            status = runner.status()
-            if status is not None and not status.get("paused", True):
-                runner.started_at = time.time()
-        # In a pod nothing reads progress, and every line brings the log nearer its rotation.
-        if runner.started_at and not result_stdout:
-            data, since = runner.snapshot(since)
-            emit({"event": "progress", "index": runner.index, **data})
-    result = runner.finish()
+    control = None
+    if control_port is not None:
+        control = ControlServer(
+            runner.host,
+            control_port,
+            runner.snapshot,
+            lambda: runner.proc is not None and runner.proc.poll() is None,
+            lambda: runner.stop(RunnerStatus.STOPPED),
+        )
+    try:
+        if runner.wait_ready(ready_timeout):
+            emit({"event": "ready", "index": runner.index, "api": runner.api})
+        else:
+            runner.stop(RunnerStatus.ERROR)
+        since = 0
+        while runner.proc is not None and runner.proc.poll() is None:
+            time.sleep(1.0)
+            if not runner.started_at:
+                status = runner.status()
+                if status is not None and not status.get("paused", True):
+                    runner.started_at = time.time()
+            # In a pod the log is not read live (the coordinator asks the control endpoint),
+            # and every line would bring it nearer its rotation.
+            if runner.started_at and not result_stdout:
+                data, since = runner.snapshot(since)
+                emit({"event": "progress", "index": runner.index, **data})
+        result = runner.finish()
+    finally:
+        if control is not None:
+            control.close()
     emit(
         {
             "event": "done",
@@ -370,6 +388,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also print the result document as the last JSON line (for pod logs)",
     )
+    parser.add_argument(
+        "--control-port",
+        type=int,
+        default=None,
+        help="serve live snapshots and a stop on this port, beside k6's API (in a pod)",
+    )
     parser.add_argument("--keep-raw", action="store_true", help="keep samples.csv.gz")
     parser.add_argument("--ready-timeout", type=float, default=120.0)
     args = parser.parse_args(argv)
@@ -389,7 +413,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        return run(runner, _emit, args.ready_timeout, result_stdout=args.result_stdout)
+        return run(
+            runner,
+            _emit,
+            args.ready_timeout,
+            result_stdout=args.result_stdout,
+            control_port=args.control_port,
+        )
     finally:
         runner.fifo.unlink(missing_ok=True)
 

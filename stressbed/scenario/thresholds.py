@@ -124,6 +124,59 @@ class Threshold:
             return False
         return _OPERATORS[self.operator](observed, self.value)
 
+    def to_dict(self) -> dict[str, object]:
+        """Every field, JSON-ready: how a threshold travels to a process that judges it (the
+        coordinator in a cluster); :meth:`from_dict` reads it back."""
+        return {
+            "metric": self.metric,
+            "aggregation": self.aggregation,
+            "operator": self.operator,
+            "value": self.value,
+            "tags": [list(pair) for pair in self.tags],
+            "abort_on_fail": self.abort_on_fail,
+            "delay_ms": self.delay_ms,
+            "optional": self.optional,
+            "label": self.label,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> Threshold:
+        """A threshold written by :meth:`to_dict`; ConfigError naming the field when not."""
+
+        def field(name: str, *kinds: type) -> object:
+            value = data.get(name)
+            # bool is an int to isinstance, and never a number here.
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                raise ConfigError(f"threshold.{name}", value, "a threshold as to_dict() writes it")
+            return value
+
+        metric = str(field("metric", str))  # checked in the order of the fields
+        aggregation = str(field("aggregation", str))
+        operator_ = str(field("operator", str))
+        if operator_ not in _OPERATORS:
+            raise ConfigError("threshold.operator", operator_, ", ".join(_OPERATORS))
+        value = float(field("value", int, float))  # type: ignore[arg-type]
+        pairs = []
+        for pair in field("tags", list):  # type: ignore[attr-defined]
+            if not (
+                isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)
+            ):
+                raise ConfigError("threshold.tags", pair, "[name, value] pairs of strings")
+            pairs.append((pair[0], pair[1]))
+        abort_on_fail = bool(field("abort_on_fail", bool))
+        delay = field("delay_ms", int, float, type(None))
+        return cls(
+            metric=metric,
+            aggregation=aggregation,
+            operator=operator_,
+            value=value,
+            tags=tuple(pairs),
+            abort_on_fail=abort_on_fail,
+            delay_ms=None if delay is None else float(delay),  # type: ignore[arg-type]
+            optional=bool(field("optional", bool)),
+            label=str(field("label", str)),
+        )
+
     def to_k6(self) -> dict[str, object] | str:
         if not self.abort_on_fail:
             return self.expression

@@ -36,8 +36,8 @@ def test_one_damaged_pod_log_is_that_runners_error_not_the_whole_collect(tmp_pat
     (tmp_path / "k.py").write_text(SCENARIO)
 
     class Damaged(FakeCluster):
-        def log(self, namespace: str, pod: str) -> str:
-            text = super().log(namespace, pod)
+        def log(self, namespace: str, pod: str, tail_lines: int | None = None) -> str:
+            text = super().log(namespace, pod, tail_lines)
             if pod != "runners-1":
                 return text
             return text.replace('"data": "H4sI', '"data": "X4sI', 1)  # altered on the way

@@ -66,14 +66,17 @@ def test_a_target_url_with_a_backend_whose_fleet_loads_only_its_own_stack_is_ref
     )
 
 
-def test_abort_on_fail_with_a_backend_that_cannot_judge_it_live_is_refused(tmp_path):
+def test_abort_on_fail_with_a_backend_that_cannot_judge_it_live_is_refused(tmp_path, fleet_only):
     (tmp_path / "a.py").write_text(ABORTING)
+    options = RunOptions(
+        scenario=str(tmp_path / "a.py"), backend="fleet-only", target_url="http://127.0.0.1:9"
+    )
     with pytest.raises(ConfigError) as error:
-        plan(RunOptions(scenario=str(tmp_path / "a.py"), backend="kubernetes"))
+        plan(options)
     assert str(error.value) == (
         "thresholds.http_req_failed: got 'rate<0.05 with abort_on_fail'; expected no "
-        "abort_on_fail with --backend kubernetes: its runners report only when they finish "
-        "(replace the threshold in a profile, or use --backend local)"
+        "abort_on_fail with --backend fleet-only: its fleet cannot judge thresholds while it "
+        "runs (replace the threshold in a profile, or use --backend local)"
     )
 
 

@@ -15,7 +15,17 @@ from typing import Any
 
 import pytest
 
-from stressbed import Scenario, SharedIterations, Workload, extract, get, post, render
+from stressbed import (
+    ConstantVUs,
+    Scenario,
+    SharedIterations,
+    Workload,
+    error_rate,
+    extract,
+    get,
+    post,
+    render,
+)
 from stressbed.results.merge import merge
 from stressbed.results.runner_result import RunnerResult
 from stressbed.results.transport import read_document
@@ -37,8 +47,9 @@ def free_ports(count: int) -> list[int]:
 
 
 def start_runner(
-    bundle: Path, index: int, count: int, port: int, out: Path
+    bundle: Path, index: int, count: int, port: int, out: Path, *, control_port: int | None = None
 ) -> subprocess.Popen[str]:
+    control = [] if control_port is None else ["--control-port", str(control_port)]
     return subprocess.Popen(
         [
             sys.executable,
@@ -55,6 +66,7 @@ def start_runner(
             "--api-port",
             str(port),
             "--result-stdout",
+            *control,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -63,7 +75,9 @@ def start_runner(
     )
 
 
-def coordinate(ports: list[int], ready_timeout: float) -> subprocess.CompletedProcess[str]:
+def coordinate(
+    ports: list[int], ready_timeout: float, *watching: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     urls = ",".join(f"http://127.0.0.1:{p}" for p in ports)
     return subprocess.run(
         [
@@ -76,10 +90,11 @@ def coordinate(ports: list[int], ready_timeout: float) -> subprocess.CompletedPr
             urls,
             "--ready-timeout",
             str(ready_timeout),
+            *watching,
         ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
 
@@ -130,6 +145,67 @@ def test_the_coordinator_starts_pod_runners_as_one_fleet(server, tmp_path, monke
     assert {r.headers["Authorization"] for r in server.received if r.path == "/work"} == {
         "Bearer t-1"
     }
+
+
+def test_the_coordinator_follows_the_fleet_and_stops_every_runner_on_a_fleet_wide_abort(
+    server, tmp_path, monkeypatch
+):
+    server.route("/work", status=500)
+    aborting = error_rate("< 5%", abort_on_fail=True)
+    scenario = Scenario(
+        "cluster",
+        description="fails at once",
+        workloads=[Workload("w", get("/work"), ConstantVUs(vus=2, duration="5m"))],
+        thresholds=[aborting],
+    )
+    bundle = render(scenario, tmp_path / "bundle").root
+    monkeypatch.setenv("TARGET_URL", server.url)
+    monkeypatch.setenv("K6_NO_USAGE_REPORT", "true")
+    *apis, control_0, control_1 = free_ports(4)
+    controls = [control_0, control_1]
+    runners = [
+        start_runner(bundle, i, 2, port, tmp_path / "out", control_port=controls[i])
+        for i, port in enumerate(apis)
+    ]
+    try:
+        done = coordinate(
+            apis,
+            60,
+            "--control-urls",
+            ",".join(f"http://127.0.0.1:{p}" for p in controls),
+            "--abort-thresholds",
+            json.dumps([aborting.to_dict()]),
+            "--watch-timeout",
+            "240",
+            timeout=300,
+        )
+        outputs = [r.communicate(timeout=60)[0] for r in runners]
+    finally:
+        for r in runners:
+            if r.poll() is None:
+                r.kill()
+                r.wait()
+    assert done.returncode == 0, done.stdout + done.stderr
+    said = events(done.stdout)
+    kinds = [e["event"] for e in said]
+    assert kinds.count("aborted") == 1
+    (aborted,) = [e for e in said if e["event"] == "aborted"]
+    assert (aborted["threshold"], aborted["expression"]) == ("http_req_failed", "rate<0.05")
+    assert kinds.index("started") < kinds.index("aborted")
+    assert said[-1] == {"event": "finished", "runners": 2}
+    # Each progress line is the fleet's: both runners' requests, from what they served.
+    lines = [e for e in said if e["event"] == "progress"]
+    assert lines
+    assert all(line["error_rate"] in (0.0, 1.0) for line in lines)
+    # Stopped by the fleet: each runner ended well before its 5 minutes, not failed.
+    results = [RunnerResult.from_dict(read_document(out) or {}) for out in outputs]
+    assert [r.status.value for r in results] == ["stopped", "stopped"]
+    assert all(r.ended_at - r.started_at < 240 for r in results)
+    assert [r.returncode for r in runners] == [0, 0]
+    fleet = merge(results)
+    # What k6 completed (a request cut by the stop is the server's, not k6's), all failed.
+    assert 0 < fleet.aggregates["http_reqs"].count <= len(server.received)
+    assert fleet.aggregates["http_req_failed"].total == fleet.aggregates["http_reqs"].count
 
 
 class PausedK6(BaseHTTPRequestHandler):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 
@@ -22,6 +23,7 @@ from stressbed import (
     request_rate,
     threshold,
 )
+from stressbed.scenario.thresholds import Threshold
 
 from ..conftest import needs_k6, run_k6
 
@@ -199,3 +201,32 @@ def test_abort_on_fail_stops_the_test_early(server, k6_bundle):
     result = run_k6(k6_bundle(scenario), {"TARGET_URL": server.url})
     assert result.exit_code == 99
     assert time.monotonic() - started < 15
+
+
+def test_a_threshold_travels_as_a_document_and_comes_back_the_same():
+    shipped = [
+        latency("p(99.9) <= 1.5s", request="report", abort_on_fail=True, delay="30s"),
+        error_rate("< 0.5%", tags={"status": "500"}, optional=True),
+        request_rate("> 1000/s"),
+        threshold("vus", "value<=64"),
+    ]
+    for original in shipped:
+        document = json.loads(json.dumps(original.to_dict()))
+        assert Threshold.from_dict(document) == original
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"value": "500"}, "threshold.value: got '500'"),
+        ({"value": True}, "threshold.value: got True"),
+        ({"operator": "~"}, "threshold.operator: got '~'; expected <, <=, >, >=, ==, ===, !="),
+        ({"tags": [["name"]]}, "threshold.tags: got ['name']; expected [name, value] pairs"),
+        ({"abort_on_fail": 1}, "threshold.abort_on_fail: got 1"),
+    ],
+)
+def test_a_threshold_document_that_is_not_one_is_refused_naming_the_field(change, message):
+    document = {**latency("p(95) < 1s").to_dict(), **change}
+    with pytest.raises(ConfigError) as error:
+        Threshold.from_dict(document)
+    assert str(error.value).startswith(message)

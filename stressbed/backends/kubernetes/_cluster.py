@@ -52,7 +52,9 @@ class PodState:
 class ClusterApi(Protocol):
     def pods(self, namespace: str, component: str) -> list[PodState]: ...
 
-    def log(self, namespace: str, pod: str) -> str: ...
+    def log(self, namespace: str, pod: str, tail_lines: int | None = None) -> str:
+        """The pod's log (its last ``tail_lines`` lines when given)."""
+        ...
 
 
 def runner_failure(
@@ -162,9 +164,11 @@ class _KubernetesApi:
         )
         return [_pod_state(p) for p in found.items]
 
-    def log(self, namespace: str, pod: str) -> str:
+    def log(self, namespace: str, pod: str, tail_lines: int | None = None) -> str:
         # Raw bytes: older clients try to parse a one-line JSON log and hand back a repr.
-        response: Any = self.core.read_namespaced_pod_log(pod, namespace, _preload_content=False)
+        response: Any = self.core.read_namespaced_pod_log(
+            pod, namespace, tail_lines=tail_lines, _preload_content=False
+        )
         return bytes(response.data).decode("utf-8", errors="replace")
 
 

@@ -10,13 +10,16 @@ The engine and the cluster sit behind two seams, :class:`~._engine.Engine` (the 
 API) and :class:`~._cluster.ClusterApi` (the Kubernetes API), so the orchestration is tested
 without either. Runner failures end the run naming the runner: OOMKilled, evicted, an image
 that cannot be pulled, Pending past a deadline, a failed pod; nothing waits past the run's
-deadline. The runners report only when they finish, so this backend has no live progress and
-cannot judge ``abort_on_fail`` thresholds while the fleet runs (its capabilities say so).
+deadline. The coordinator pod follows the runners once it has released them (their merged
+progress once a second in its log, ``abort_on_fail`` thresholds judged on the merged data and
+every runner stopped when one fails); this side reads both from its log, so the live line and
+live aborts work as they do locally.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets as _secrets
 import shutil
 import time
@@ -46,6 +49,7 @@ from ..base import (
 )
 from ._cluster import (
     ClusterApi,
+    PodState,
     coordinator_reason,
     kubernetes_api,
     result_in_log,
@@ -67,6 +71,8 @@ __all__ = ["KubeFleet", "KubeStack", "KubernetesBackend"]
 
 POLL_S = 2.0
 MAX_API_ERRORS = 5
+#: Lines of the coordinator's log read per poll: it prints one a second.
+COORDINATOR_TAIL = 100
 
 
 @dataclass
@@ -238,8 +244,9 @@ class KubeFleet:
         on_progress: Callable[[Progress], None] | None = None,
         health: Health | None = None,
     ) -> FleetOutcome:
-        # abort_thresholds, judge and on_progress: not honoured (no LIVE_ABORT, no
-        # LIVE_PROGRESS in the capabilities), so a plan never hands this fleet abort thresholds.
+        # The coordinator judges abort_thresholds in the cluster (with the same judge as the
+        # local fleet, stressbed.results.verdict.judge) and prints the fleet's progress; this
+        # side reads both from its log.
         run = self.state
         self._health = health
         outcome = FleetOutcome(results=[])
@@ -255,7 +262,9 @@ class KubeFleet:
             limits=limits,
             deadline_s=int(deadline_s) + 60,
             secret_env=tuple(sorted(run.fleet_secrets)),
+            abort_thresholds=tuple(abort_thresholds),
         )
+        news = _CoordinatorNews(abort_thresholds, deadline_s, on_progress)
         try:
             try:
                 run.engine.up(run.program)
@@ -264,7 +273,7 @@ class KubeFleet:
                 outcome.events = list(self._events)
                 return outcome
             self._event("fleet-created", runners=self.spec.runners)
-            self._follow(outcome, deadline_s)
+            self._follow(outcome, deadline_s, news)
         except KeyboardInterrupt:
             outcome.interrupted = True
             self._event("interrupted")
@@ -272,7 +281,7 @@ class KubeFleet:
         outcome.events = list(self._events)
         return outcome
 
-    def _follow(self, outcome: FleetOutcome, deadline_s: float) -> None:
+    def _follow(self, outcome: FleetOutcome, deadline_s: float, news: _CoordinatorNews) -> None:
         run = self.state
         ns = run.cluster.namespace
         started = time.monotonic()
@@ -297,6 +306,10 @@ class KubeFleet:
                     return
                 time.sleep(POLL_S)
                 continue
+            aborted = news.read(run.cluster_api, ns, [p for p in pods if p.index < 0])
+            if aborted is not None and outcome.aborted_by is None:
+                outcome.aborted_by = aborted
+                self._event("aborted", threshold=aborted.key, expression=aborted.expression)
             if not [p for p in pods if p.index >= 0] and (
                 time.monotonic() - started > run.options.pending_deadline_s
             ):
@@ -325,7 +338,6 @@ class KubeFleet:
                 outcome.timed_out = True
                 self._event("deadline", seconds=round(deadline_s, 1))
                 return
-            # Runners report in their logs at the end; until then the pods' phases are the news.
             phases = ",".join(sorted(p.phase for p in runners))
             if phases != last:
                 last = phases
@@ -369,6 +381,65 @@ class KubeFleet:
         return [results[i] for i in sorted(results)]
 
 
+class _CoordinatorNews:
+    """What the coordinator's log says as the fleet runs: the merged progress (handed to
+    ``on_progress``) and an abort (the threshold that failed fleet-wide)."""
+
+    def __init__(
+        self,
+        thresholds: Sequence[Threshold],
+        total_s: float,
+        on_progress: Callable[[Progress], None] | None,
+    ) -> None:
+        self.thresholds = thresholds
+        self.total_s = total_s
+        self.on_progress = on_progress
+        self.seen_s = -1.0  # the elapsed time of the last progress handed on
+
+    def read(self, api: ClusterApi, namespace: str, pods: Sequence[PodState]) -> Threshold | None:
+        aborted = None
+        latest: Progress | None = None
+        for pod in pods:
+            if pod.phase not in ("Running", "Succeeded", "Failed"):
+                continue  # no log yet
+            try:
+                text = api.log(namespace, pod.name, tail_lines=COORDINATOR_TAIL)
+            except Exception:  # the live line can wait for the next poll
+                continue
+            for line in text.splitlines():
+                said = _json_line(line)
+                if said is None:
+                    continue
+                if said.get("event") == "aborted":
+                    aborted = aborted or self._threshold(said)
+                elif said.get("event") == "progress":
+                    with contextlib.suppress(ValueError):
+                        progress = Progress.from_dict(said, total_s=self.total_s)
+                        if progress.elapsed_s > self.seen_s:
+                            latest = progress
+        if latest is not None and self.on_progress is not None:
+            self.seen_s = latest.elapsed_s
+            with contextlib.suppress(Exception):  # a live line must not break the run
+                self.on_progress(latest)
+        return aborted
+
+    def _threshold(self, said: Mapping[str, Any]) -> Threshold | None:
+        for threshold in self.thresholds:
+            if threshold.key == said.get("threshold") and (
+                threshold.expression == said.get("expression")
+            ):
+                return threshold
+        return None  # not one this run asked for: another run's coordinator, say
+
+
+def _json_line(line: str) -> dict[str, Any] | None:
+    try:
+        said = json.loads(line)
+    except ValueError:
+        return None
+    return said if isinstance(said, dict) else None
+
+
 def _last_line(exc: BaseException) -> str:
     lines = [x.strip() for x in str(exc).splitlines() if x.strip()]
     return lines[-1] if lines else type(exc).__name__
@@ -379,8 +450,10 @@ class KubernetesBackend(Backend):
     follow them. ``engine`` and ``cluster_api`` default to the real ones."""
 
     name = "kubernetes"
-    # The runners load the stack this backend provisions and report when they finish.
-    capabilities = frozenset({Capability.PROVISION})
+    # The runners load the stack this backend provisions; the coordinator follows them live.
+    capabilities = frozenset(
+        {Capability.PROVISION, Capability.LIVE_ABORT, Capability.LIVE_PROGRESS}
+    )
     option_keys = (
         "kubeconfig",
         "context",

@@ -1,14 +1,17 @@
 """The runner fleet's manifests: the k6 bundle in a ConfigMap, the runners as an Indexed Job
-(segment from the completion index, k6's REST API on the pod IP) behind a headless Service, the
-coordinator Job that releases them together, and a NetworkPolicy letting only the coordinator
-reach the runners."""
+(segment from the completion index, k6's REST API and the runner's control endpoint on the pod
+IP) behind a headless Service, the coordinator Job that releases them together and follows
+them (merged progress in its log, ``abort_on_fail`` judged live), and a NetworkPolicy letting
+only the coordinator reach the runners."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 
 from .manifests import (
+    CONTROL_PORT,
     COORDINATOR,
     COORDINATOR_LIMITS,
     COORDINATOR_REQUESTS,
@@ -65,7 +68,10 @@ def fleet_manifests(fleet: ClusterFleet, cluster: Cluster, target_url: str) -> l
                 "clusterIP": "None",
                 "publishNotReadyAddresses": True,
                 "selector": selector(RUNNER, name),
-                "ports": [{"name": "k6-api", "port": K6_API_PORT, "targetPort": K6_API_PORT}],
+                "ports": [
+                    {"name": "k6-api", "port": K6_API_PORT, "targetPort": K6_API_PORT},
+                    {"name": "control", "port": CONTROL_PORT, "targetPort": CONTROL_PORT},
+                ],
             },
         },
         runner_job(fleet, cluster, target_url, keys),
@@ -80,7 +86,10 @@ def fleet_manifests(fleet: ClusterFleet, cluster: Cluster, target_url: str) -> l
                 "ingress": [
                     {
                         "from": [{"podSelector": {"matchLabels": selector(COORDINATOR, name)}}],
-                        "ports": [{"protocol": "TCP", "port": K6_API_PORT}],
+                        "ports": [
+                            {"protocol": "TCP", "port": K6_API_PORT},
+                            {"protocol": "TCP", "port": CONTROL_PORT},
+                        ],
                     }
                 ],
             },
@@ -134,12 +143,17 @@ def runner_job(
             "$(POD_IP)",
             "--api-port",
             str(K6_API_PORT),
+            "--control-port",
+            str(CONTROL_PORT),
             "--ready-timeout",
             str(fleet.ready_timeout_s),
             "--result-stdout",
         ],
         "env": env,
-        "ports": [{"name": "k6-api", "containerPort": K6_API_PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": "k6-api", "containerPort": K6_API_PORT, "protocol": "TCP"},
+            {"name": "control", "containerPort": CONTROL_PORT, "protocol": "TCP"},
+        ],
         "resources": resources(fleet.requests, fleet.limits),
         "securityContext": container_security(),
         "volumeMounts": [
@@ -187,9 +201,11 @@ def runner_job(
 
 
 def coordinator_job(fleet: ClusterFleet, cluster: Cluster) -> Manifest:
-    """One pod that waits for every runner, runs setup() once and releases them together."""
+    """One pod that waits for every runner, runs setup() once, releases them together, then
+    follows them: the fleet's merged progress in its log, and every runner stopped when an
+    ``abort_on_fail`` threshold fails on the merged data."""
     name = fleet.name
-    url = f"http://{name}-{{index}}.{name}.{cluster.namespace}.svc:{K6_API_PORT}"
+    runner = f"http://{name}-{{index}}.{name}.{cluster.namespace}.svc"
     container = {
         "name": COORDINATOR,
         "image": fleet.image,
@@ -199,9 +215,15 @@ def coordinator_job(fleet: ClusterFleet, cluster: Cluster) -> Manifest:
             "--runners",
             str(fleet.runners),
             "--runner-url",
-            url,
+            f"{runner}:{K6_API_PORT}",
             "--ready-timeout",
             str(fleet.ready_timeout_s),
+            "--control-url",
+            f"{runner}:{CONTROL_PORT}",
+            "--abort-thresholds",
+            json.dumps([t.to_dict() for t in fleet.abort_thresholds], separators=(",", ":")),
+            "--watch-timeout",
+            str(fleet.deadline_s),
         ],
         "env": [{"name": "HOME", "value": "/tmp"}],
         "resources": resources(COORDINATOR_REQUESTS, COORDINATOR_LIMITS),

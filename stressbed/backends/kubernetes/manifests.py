@@ -9,8 +9,9 @@ the fleet), a LimitRange, a ServiceAccount without a token, a Deployment (no ``r
 when an HPA manages it), a Service, an autoscaling/v2 HPA, a PodDisruptionBudget and a
 NetworkPolicy that admits only the runners and in-namespace monitoring. The fleet is an
 Indexed Job of runners (segment from the completion index, k6's REST API on the pod IP), a
-headless Service naming each runner, a coordinator Job that releases them together, the k6
-bundle in a ConfigMap, and NetworkPolicies that let only the coordinator reach the runners.
+headless Service naming each runner, a coordinator Job that releases them together and then
+follows them (progress, live aborts), the k6 bundle in a ConfigMap, and NetworkPolicies that
+let only the coordinator reach the runners.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...scenario.thresholds import Threshold
 from ...stack.quantities import Resources
 from ...stack.spec import Probe, StackSpec
 
 __all__ = [
     "AGENT",
+    "CONTROL_PORT",
     "COORDINATOR",
     "COORDINATOR_LIMITS",
     "COORDINATOR_REQUESTS",
@@ -55,6 +58,7 @@ COORDINATOR = "coordinator"
 PART_OF = "stressbed"
 MONITORING = "monitoring"  # pods labelled app.kubernetes.io/component=monitoring may scrape
 K6_API_PORT = 6565
+CONTROL_PORT = 6566  # a runner's live snapshots and stop (stressbed.fleet.control)
 RUNNER_REQUESTS = Resources(500, 256 * 2**20)
 RUNNER_LIMITS = Resources(2000, 1024 * 2**20)
 COORDINATOR_REQUESTS = Resources(100, 64 * 2**20)
@@ -85,6 +89,8 @@ class ClusterFleet:
     name: str = "stressbed-runners"
     extra_env: Mapping[str, str] = field(default_factory=dict)
     secret_env: tuple[str, ...] = ()  # names read from the run's Secret
+    #: Judged live by the coordinator on the merged fleet; one that fails stops every runner.
+    abort_thresholds: tuple[Threshold, ...] = ()
 
     @property
     def coordinator_name(self) -> str:

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import DocumentError
+from ...fleet.live import LiveMerge
 from ...fleet.process import TeardownAbandoned, die_with_parent, uninterrupted
 from ...fleet.release import ReleaseFailed, release_together, setup_once
 from ...fleet.segments import segment
-from ...results.aggregates import Aggregate, Window
 from ...results.runner_result import RunnerResult, RunnerStatus
 from ...scenario.thresholds import Threshold
 from ..base import FleetOutcome, FleetSpec, Health, Judge, Progress, new_event
@@ -47,8 +47,6 @@ class _Member:
         self.out_dir = out_dir
         self.api: str | None = None
         self.done: dict[str, Any] | None = None
-        self.windows: dict[int, Window] = {}
-        self.aggregates: dict[str, Aggregate] = {}
         self.reader: threading.Thread | None = None
 
 
@@ -64,6 +62,7 @@ class LocalFleet:
         self._messages: queue.Queue[tuple[int, dict[str, Any] | None]] = queue.Queue()
         self._events: list[dict[str, Any]] = []
         self._health: Health | None = None
+        self._live = LiveMerge(spec.runners)
 
     # -- the stages ------------------------------------------------------------------
 
@@ -214,21 +213,15 @@ class LocalFleet:
                 last_tick = now
                 elapsed = now - started
                 if on_progress is not None:
-                    on_progress(self._progress(elapsed, deadline_s))
+                    on_progress(self._live.progress(elapsed, deadline_s))
                 if judge is not None:
-                    merged = self._live_aggregates()
-                    for threshold in abort_thresholds:
-                        too_early = threshold.delay_ms and elapsed * 1000 < threshold.delay_ms
-                        # As k6 does during a run: no samples yet, no verdict yet.
-                        agg = merged.get(threshold.key)
-                        if agg is None or not (agg.count or agg.sketch.count):
-                            continue
-                        if not too_early and not judge(threshold, merged, elapsed):
-                            outcome.aborted_by = threshold
-                            self._event(
-                                "aborted", threshold=threshold.key, expression=threshold.expression
-                            )
-                            return
+                    breached = self._live.breached(abort_thresholds, judge, elapsed)
+                    if breached is not None:
+                        outcome.aborted_by = breached
+                        self._event(
+                            "aborted", threshold=breached.key, expression=breached.expression
+                        )
+                        return
         # Every runner has exited: wait until their last lines are read, then take them in.
         for member in self.members:
             if member.reader is not None:
@@ -252,45 +245,13 @@ class LocalFleet:
             return None
         kind = event.get("event")
         if kind == "progress":
-            for t, w in event.get("windows", {}).items():
-                member.windows[int(t)] = Window.from_dict(w)
-            member.aggregates = {
-                k: Aggregate.from_dict(v) for k, v in event.get("aggregates", {}).items()
-            }
+            self._live.feed(member.index, event)
         elif kind == "done":
             member.done = event
+            self._live.finish(member.index)
             if RunnerStatus(event["status"]).failed:
                 return f"runner {member.index}: {event.get('reason') or event['status']}"
         return None
-
-    # -- live views ------------------------------------------------------------------
-
-    def _live_aggregates(self) -> dict[str, Aggregate]:
-        merged: dict[str, Aggregate] = {}
-        for member in self.members:
-            for key, agg in member.aggregates.items():
-                if key in merged:
-                    merged[key].merge(agg)
-                else:
-                    merged[key] = agg.copy()
-        return merged
-
-    def _progress(self, elapsed: float, total: float) -> Progress:
-        # The latest second every runner has closed, merged across runners.
-        latest = min((max(m.windows, default=0) for m in self.members), default=0)
-        window = Window()
-        for member in self.members:
-            if latest in member.windows:
-                window.merge(member.windows[latest])
-        return Progress(
-            elapsed_s=elapsed,
-            total_s=total,
-            requests_per_s=float(window.requests),
-            error_rate=window.failed / window.requests if window.requests else 0.0,
-            p95_ms=window.duration.quantile(0.95) if window.duration.count else 0.0,
-            vus=window.vus,
-            vus_max=window.vus_max,
-        )
 
     # -- stopping and collecting ----------------------------------------------------
 

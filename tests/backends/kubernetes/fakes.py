@@ -90,6 +90,10 @@ class FakeCluster:
         self.api_failures: set[int] = set()
         self.coordinator = PodState("coordinator", -1, "Succeeded", time.time())
         self.coordinator_log = json.dumps({"event": "started", "skew_ms": 1.0}) + "\n"
+        #: Lines the coordinator prints as the fleet runs: (the poll from which on it has
+        #: printed it, the line).
+        self.coordinator_news: list[tuple[int, dict[str, Any]]] = []
+        self.tails: list[int | None] = []  # the tail_lines of each coordinator log read
 
     def pods(self, namespace: str, component: str) -> list[PodState]:
         if component == "coordinator":
@@ -105,8 +109,13 @@ class FakeCluster:
             for i, over in ((i, snapshot.get(i, {})) for i in range(self.runners))
         ]
 
-    def log(self, namespace: str, pod: str) -> str:
+    def log(self, namespace: str, pod: str, tail_lines: int | None = None) -> str:
         if pod == "coordinator":
-            return self.coordinator_log
+            self.tails.append(tail_lines)
+            news = [
+                json.dumps(line) + "\n" for at, line in self.coordinator_news if at <= self.polls
+            ]
+            lines = self.coordinator_log.splitlines(keepends=True) + news
+            return "".join(lines[-tail_lines:] if tail_lines else lines)
         index = int(pod.rsplit("-", 1)[1])
         return result_log(index, self.runners)

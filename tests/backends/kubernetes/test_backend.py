@@ -25,16 +25,24 @@ pytest.importorskip("kubernetes")
 
 from stressbed.app.execute import execute
 from stressbed.app.plan import RunOptions, plan
+from stressbed.backends.base import Progress
 from stressbed.backends.kubernetes import (
     KubernetesBackend,
     KubernetesOptions,
     PodState,
 )
+from stressbed.backends.kubernetes import backend as kube_backend
 from stressbed.errors import ConfigError
 from stressbed.results.runner_result import RunnerResult
 
 from ...conftest import needs_k6
 from .fakes import SCENARIO, FakeCluster, FakeEngine, result_log
+
+ABORTING = """from stressbed import *
+scenario = Scenario("k", description="kube", workloads=[
+    Workload("w", get("/healthz"), ConstantVUs(vus=4, duration="10m"))],
+    thresholds=[error_rate("< 5%", abort_on_fail=True), latency("p(95) < 1s")])
+"""
 
 
 def run_kube(
@@ -46,6 +54,7 @@ def run_kube(
     *,
     scenario: str = SCENARIO,
     pending_deadline_s: float = 60,
+    on_progress: Callable[[Progress], None] | None = None,
 ) -> tuple[Any, list[str]]:
     calls: list[str] = []
     (tmp_path / "k.py").write_text(scenario)
@@ -61,7 +70,7 @@ def run_kube(
         runners=runners,
         results=tmp_path / "r",
     )
-    return execute(plan(options), backend=backend), calls
+    return execute(plan(options), on_progress, backend=backend), calls
 
 
 pytestmark = needs_k6  # plan() checks that k6 is there
@@ -141,6 +150,84 @@ def test_a_coordinator_that_cannot_start_the_fleet_says_why(tmp_path, cluster_en
         "coordinator: failed with exit code 3 (Error): runner 1 was not ready within 300 s"
     )
     assert calls[-2:] == ["destroy", "remove"]
+
+
+def progress(elapsed: float, **values: float) -> dict[str, Any]:
+    """A progress line as the coordinator prints it."""
+    line = {"event": "progress", "elapsed_s": elapsed, "total_s": 0.0, "requests_per_s": 0.0}
+    return {**line, "error_rate": 0.0, "p95_ms": 0.0, "vus": 0.0, "vus_max": 0.0, **values}
+
+
+def test_the_live_line_and_a_fleet_wide_abort_come_from_the_coordinator(tmp_path, cluster_env):
+    running = {0: {"phase": "Running"}, 1: {"phase": "Running"}}
+    cluster = FakeCluster(2, [running, running, running, running, {}])
+    cluster.coordinator = PodState("coordinator", -1, "Running", time.time())
+    cluster.coordinator_news = [
+        (1, progress(1.0, requests_per_s=40, p95_ms=12.5, vus=4, vus_max=4)),
+        (2, progress(2.0, requests_per_s=38, error_rate=0.25, vus=4, vus_max=4)),
+        (2, {"event": "aborted", "threshold": "http_req_failed", "expression": "rate<0.05"}),
+        (3, progress(3.0, requests_per_s=0, vus=0, vus_max=4)),
+        (3, {"event": "finished", "runners": 2}),
+    ]
+    seen: list[Progress] = []
+    report, calls = run_kube(
+        tmp_path, cluster_env, cluster, scenario=ABORTING, on_progress=seen.append
+    )
+    assert report.exit_code == 1
+    assert report.message.startswith(
+        "aborted: threshold failed fleet-wide: http_req_failed rate<0.05"
+    )
+    assert calls == ["up:agent", "up:fleet", "destroy", "remove"]
+    # Each second the coordinator merged, handed on once, in order, with the run's length.
+    assert [(p.elapsed_s, p.requests_per_s, p.vus) for p in seen] == [
+        (1.0, 40, 4),
+        (2.0, 38, 4),
+        (3.0, 0, 0),
+    ]
+    assert seen[1].error_rate == 0.25
+    assert (seen[0].p95_ms, seen[0].vus_max) == (12.5, 4)
+    assert all(p.total_s > 600 for p in seen)  # the run's deadline, not the coordinator's 0
+    fleet_events = [e for e in report.events if e["source"] == "fleet"]
+    aborted = [e for e in fleet_events if e["event"] == "aborted"]
+    assert [(e["threshold"], e["expression"]) for e in aborted] == [
+        ("http_req_failed", "rate<0.05")
+    ]
+    kinds = [e["event"] for e in fleet_events]
+    assert kinds.index("aborted") < kinds.index("fleet-finished")
+    # The log is read by its tail: a long run's coordinator log is never read whole per poll.
+    assert set(cluster.tails) == {kube_backend.COORDINATOR_TAIL}
+    summary = json.loads((tmp_path / "r" / "latest" / "summary.json").read_text())
+    assert summary["verdict"] == "fail"
+
+
+def test_the_coordinator_is_handed_the_abort_thresholds_to_judge(tmp_path, cluster_env):
+    shipped: list[Any] = []
+
+    class Recording(FakeEngine):
+        def up(self, program: Callable[[], None]) -> None:
+            state = program.__self__  # type: ignore[attr-defined]
+            if state.fleet is not None:
+                shipped.extend(state.fleet.abort_thresholds)
+            super().up(program)
+
+    (tmp_path / "k.py").write_text(ABORTING)
+    backend = KubernetesBackend(
+        KubernetesOptions(kubeconfig=cluster_env),
+        engine=lambda name, work, target: Recording([]),
+        cluster_api=lambda target: FakeCluster(2, [{}]),
+    )
+    options = RunOptions(
+        scenario=str(tmp_path / "k.py"),
+        backend="kubernetes",
+        backend_options={"kubeconfig": cluster_env},
+        runners=2,
+        results=tmp_path / "r",
+    )
+    the_plan = plan(options)
+    execute(the_plan, backend=backend)
+    # The abort_on_fail ones, and only those: the others are judged once, at the end.
+    assert shipped == [t for t in the_plan.scenario.thresholds if t.abort_on_fail]
+    assert [t.key for t in shipped] == ["http_req_failed"]
 
 
 def test_a_failed_up_still_destroys_and_removes_the_stack(tmp_path, cluster_env):
@@ -346,9 +433,9 @@ def test_the_fleet_runs_with_the_env_it_is_given_and_each_event_is_told_once(tmp
 
 def test_a_result_from_another_stressbed_is_a_runner_error_not_a_traceback(tmp_path, cluster_env):
     class OtherVersion(FakeCluster):
-        def log(self, namespace: str, pod: str) -> str:
+        def log(self, namespace: str, pod: str, tail_lines: int | None = None) -> str:
             if pod != "runners-1":
-                return super().log(namespace, pod)
+                return super().log(namespace, pod, tail_lines)
             return result_log(1, self.runners, version=9)
 
     report, calls = run_kube(tmp_path, cluster_env, OtherVersion(2, [{}]))

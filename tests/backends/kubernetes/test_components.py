@@ -4,6 +4,7 @@ for 1.31 through 1.35, and policy tests check what a cluster operator relies on.
 
 from __future__ import annotations
 
+import json
 import runpy
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -15,12 +16,17 @@ import pytest
 pulumi = pytest.importorskip("pulumi")
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
+from stressbed import error_rate, latency  # noqa: E402
+from stressbed.backends.kubernetes.fleet_manifests import fleet_manifests  # noqa: E402
 from stressbed.backends.kubernetes.manifests import (  # noqa: E402
+    CONTROL_PORT,
     K6_API_PORT,
     Cluster,
+    ClusterFleet,
     deployment,
 )
 from stressbed.fleet.segments import segment, sequence  # noqa: E402
+from stressbed.scenario.thresholds import Threshold  # noqa: E402
 from stressbed.stack.agent import reference_agent  # noqa: E402
 from stressbed.stack.quantities import parse_cpu, parse_memory  # noqa: E402
 
@@ -251,7 +257,10 @@ def test_the_network_policy_admits_the_runners_to_the_agent_only(program):
     assert [
         _matches(p["podSelector"]["matchLabels"], coordinator_labels) for p in rule["from"]
     ] == [True]
-    assert rule["ports"] == [{"protocol": "TCP", "port": K6_API_PORT}]
+    assert rule["ports"] == [
+        {"protocol": "TCP", "port": K6_API_PORT},
+        {"protocol": "TCP", "port": CONTROL_PORT},
+    ]
 
 
 def test_the_runner_job_is_indexed_and_its_segments_form_one_sequence(program):
@@ -333,3 +342,35 @@ def test_the_collect_command_names_the_scenario_the_program_ran():
     assert seen["collect_command"] == (
         f"stressbed collect --namespace n1 --job stressbed-runners --scenario {scenario}"
     )
+
+
+def test_the_coordinator_follows_every_runner_and_judges_the_abort_thresholds():
+    aborting = error_rate("< 5%", abort_on_fail=True, delay="30s")
+    slow = latency("p(95) < 800ms", request="report", abort_on_fail=True)
+    fleet = ClusterFleet(
+        runners=3,
+        bundle={"script.js": "export default function () {}"},
+        abort_thresholds=(aborting, slow),
+    )
+    cluster = Cluster(namespace="ns1")
+    manifests = fleet_manifests(fleet, cluster, "http://agent.ns1.svc:8080")
+    jobs = {m["metadata"]["name"]: m for m in manifests if m["kind"] == "Job"}
+    (runner,) = jobs["stressbed-runners"]["spec"]["template"]["spec"]["containers"]
+    assert runner["args"][runner["args"].index("--control-port") + 1] == str(CONTROL_PORT)
+    assert {"name": "control", "containerPort": CONTROL_PORT, "protocol": "TCP"} in runner["ports"]
+    (coordinator,) = jobs["stressbed-runners-coordinator"]["spec"]["template"]["spec"]["containers"]
+    args = coordinator["args"]
+    # Runner i's control endpoint: the name the headless Service gives pod i, on its port.
+    assert args[args.index("--control-url") + 1] == (
+        f"http://stressbed-runners-{{index}}.stressbed-runners.ns1.svc:{CONTROL_PORT}"
+    )
+    assert args[args.index("--runner-url") + 1] == (
+        f"http://stressbed-runners-{{index}}.stressbed-runners.ns1.svc:{K6_API_PORT}"
+    )
+    shipped = json.loads(args[args.index("--abort-thresholds") + 1])
+    assert [Threshold.from_dict(t) for t in shipped] == [aborting, slow]
+    assert args[args.index("--watch-timeout") + 1] == str(fleet.deadline_s)
+    service = next(m for m in manifests if m["kind"] == "Service")
+    assert {p["port"] for p in service["spec"]["ports"]} == {K6_API_PORT, CONTROL_PORT}
+    for manifest in manifests:
+        kubernetes_validate.validate(manifest, VERSIONS[-1], strict=True)

@@ -1,0 +1,125 @@
+"""A runner's control endpoint in a cluster: its live snapshots out, a stop in.
+
+A pod's runner cannot report on stdout while it runs (a log line a second would bring the
+pod's log nearer its rotation, and nothing reads it live), so with ``--control-port`` it
+serves, beside k6's REST API and reachable only by the coordinator (the fleet's
+NetworkPolicy):
+
+    GET  /v1/snapshot?since=T  ->  {"windows": {second: Window, ...}, "aggregates": {...},
+                                    "latest": T', "running": bool}
+    POST /v1/stop              ->  202; the runner stops its k6 as the fleet stops it locally
+
+``windows`` holds the seconds closed after ``T`` (the caller keeps ``latest`` for its next
+call), ``aggregates`` the threshold submetrics so far: what :class:`~.live.LiveMerge` takes.
+The client side (:func:`snapshot`, :func:`stop`) is what the coordinator calls.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+__all__ = ["ControlServer", "snapshot", "stop"]
+
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+#: ``take(since)``: the runner's snapshot after second ``since``, and the latest second in it.
+Take = Callable[[int], tuple[dict[str, object], int]]
+
+
+class ControlServer:
+    """The endpoint, on its own threads, until :meth:`close`."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        take: Take,
+        running: Callable[[], bool],
+        on_stop: Callable[[], None],
+    ) -> None:
+        handler = _handler(take, running, on_stop)
+        host = host.strip("[]")
+        self._server = (_Server6 if ":" in host else _Server)((host, port), handler)
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="control", daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True  # a coordinator that hangs up leaves no thread behind
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6  # a pod on an IPv6-only cluster
+
+
+def _handler(
+    take: Take, running: Callable[[], bool], on_stop: Callable[[], None]
+) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            url = urllib.parse.urlsplit(self.path)
+            if url.path != "/v1/snapshot":
+                self._answer(404, {"error": "not found"})
+                return
+            query = urllib.parse.parse_qs(url.query)
+            try:
+                since = int(query.get("since", ["0"])[0])
+            except ValueError:
+                self._answer(400, {"error": "since: expected a unix second"})
+                return
+            data, latest = take(since)
+            self._answer(200, {**data, "latest": latest, "running": running()})
+
+        def do_POST(self) -> None:
+            if self.path != "/v1/stop":
+                self._answer(404, {"error": "not found"})
+                return
+            # The stop waits for k6's graceful end; the answer does not.
+            threading.Thread(target=on_stop, name="stop", daemon=True).start()
+            self._answer(202, {"stopping": True})
+
+        def _answer(self, code: int, body: dict[str, Any]) -> None:
+            payload = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return  # the runner's stdout carries its events, nothing else
+
+    return Handler
+
+
+def snapshot(url: str, since: int, timeout: float = 2.0) -> dict[str, Any]:
+    """Runner ``url``'s snapshot after second ``since``; OSError/ValueError when it does not
+    answer with one."""
+    with _OPENER.open(f"{url}/v1/snapshot?since={since}", timeout=timeout) as response:
+        data = json.loads(response.read())
+    if not isinstance(data, dict):
+        raise ValueError(f"a snapshot is a JSON object, got {type(data).__name__}")
+    return data
+
+
+def stop(url: str, timeout: float = 2.0) -> None:
+    """Ask runner ``url`` to stop its k6 (gracefully, as the fleet's stop); OSError if it
+    cannot be asked."""
+    request = urllib.request.Request(f"{url}/v1/stop", data=b"{}", method="POST")
+    with _OPENER.open(request, timeout=timeout) as response:
+        response.read()

@@ -1,0 +1,143 @@
+"""The fleet's live view: what the runners report while they run, merged as one fleet.
+
+Each runner reports snapshots (``{"windows": {second: Window}, "aggregates": {key:
+Aggregate}}``: the seconds it closed since its last snapshot, and the threshold submetrics so
+far). :class:`LiveMerge` keeps them per runner and answers the two live questions the same way
+wherever the fleet runs (the local fleet, the coordinator in a cluster): the progress line
+(:meth:`LiveMerge.progress`, from the latest second every runner has closed) and whether an
+``abort_on_fail`` threshold has failed fleet-wide (:meth:`LiveMerge.breached`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..errors import DocumentError
+from ..results.aggregates import Aggregate, Window
+from ..results.verdict import measured
+from ..scenario.thresholds import Threshold
+
+__all__ = ["Judge", "LiveMerge", "Progress"]
+
+#: ``judge(threshold, merged aggregates, elapsed seconds)``: True while the threshold holds.
+Judge = Callable[[Threshold, dict[str, Aggregate], float], bool]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the live line shows, from windows every runner has closed."""
+
+    elapsed_s: float
+    total_s: float
+    requests_per_s: float
+    error_rate: float
+    p95_ms: float
+    vus: float  # active VUs, summed over the runners
+    vus_max: float = 0.0  # VUs initialised, summed over the runners
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: round(v, 3) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], total_s: float | None = None) -> Progress:
+        """A progress line read back (``total_s`` replaces the writer's when given); a
+        field missing or not a number is a ValueError."""
+        values = {}
+        for name in ("elapsed_s", "requests_per_s", "error_rate", "p95_ms", "vus", "vus_max"):
+            value = data.get(name, 0.0)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"progress.{name}: got {value!r}; expected a number")
+            values[name] = float(value)
+        total = data.get("total_s", 0.0) if total_s is None else total_s
+        if isinstance(total, bool) or not isinstance(total, int | float):
+            raise ValueError(f"progress.total_s: got {total!r}; expected a number")
+        return cls(total_s=float(total), **values)
+
+
+class LiveMerge:
+    """The runners' snapshots so far, merged on demand."""
+
+    def __init__(self, runners: int) -> None:
+        self.runners = runners
+        self._windows: list[dict[int, Window]] = [{} for _ in range(runners)]
+        self._aggregates: list[dict[str, Aggregate]] = [{} for _ in range(runners)]
+        self._finished: set[int] = set()
+
+    def feed(self, index: int, snapshot: Mapping[str, Any]) -> None:
+        """Fold in runner ``index``'s snapshot: its new closed seconds, its latest aggregates.
+        A malformed snapshot is a DocumentError naming what is wrong; nothing of it is kept."""
+        if not isinstance(snapshot, Mapping):
+            raise DocumentError("snapshot", type(snapshot).__name__, "a JSON object")
+        found: dict[str, Mapping[Any, Any]] = {}
+        for name in ("windows", "aggregates"):
+            part = snapshot.get(name)
+            if not isinstance(part, Mapping):
+                raise DocumentError(f"snapshot.{name}", part, "a JSON object")
+            found[name] = part
+        windows = {}
+        for t, window in found["windows"].items():
+            if not (isinstance(t, str | int) and str(t).isdigit()):
+                raise DocumentError("snapshot.windows", t, "whole unix seconds as keys")
+            if not isinstance(window, Mapping):
+                raise DocumentError(f"snapshot.windows.{t}", window, "a window document")
+            windows[int(t)] = Window.from_dict(window)
+        aggregates = {}
+        for key, agg in found["aggregates"].items():
+            if not isinstance(agg, Mapping):
+                raise DocumentError(f"snapshot.aggregates.{key}", agg, "an aggregate document")
+            aggregates[str(key)] = Aggregate.from_dict(agg)
+        self._windows[index].update(windows)
+        self._aggregates[index] = aggregates
+
+    def finish(self, index: int) -> None:
+        """Runner ``index`` has ended: the live line no longer waits for its seconds."""
+        self._finished.add(index)
+
+    def aggregates(self) -> dict[str, Aggregate]:
+        """The threshold submetrics so far, merged over the runners."""
+        merged: dict[str, Aggregate] = {}
+        for aggregates in self._aggregates:
+            for key, agg in aggregates.items():
+                if key in merged:
+                    merged[key].merge(agg)
+                else:
+                    merged[key] = agg.copy()
+        return merged
+
+    def progress(self, elapsed_s: float, total_s: float) -> Progress:
+        """The latest second every running runner has closed, merged over the runners."""
+        running = [w for i, w in enumerate(self._windows) if i not in self._finished]
+        latest = min((max(w, default=0) for w in running or self._windows), default=0)
+        window = Window()
+        for windows in self._windows:
+            if latest in windows:
+                window.merge(windows[latest])
+        return Progress(
+            elapsed_s=elapsed_s,
+            total_s=total_s,
+            requests_per_s=float(window.requests),
+            error_rate=window.failed / window.requests if window.requests else 0.0,
+            p95_ms=window.duration.quantile(0.95) if window.duration.count else 0.0,
+            vus=window.vus,
+            vus_max=window.vus_max,
+        )
+
+    def breached(
+        self, thresholds: Sequence[Threshold], judge: Judge, elapsed_s: float
+    ) -> Threshold | None:
+        """The first ``abort_on_fail`` threshold that fails on the merged data now, or None.
+        As k6 does while a test runs: a threshold with no samples yet has no verdict yet,
+        and one with a delay is not judged before it."""
+        if not thresholds:
+            return None
+        merged = self.aggregates()
+        for threshold in thresholds:
+            if threshold.delay_ms and elapsed_s * 1000 < threshold.delay_ms:
+                continue
+            if not measured(merged.get(threshold.key)):
+                continue
+            if not judge(threshold, merged, elapsed_s):
+                return threshold
+        return None
