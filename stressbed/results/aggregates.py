@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from ..errors import DocumentError
 from .sketch import Sketch
 
-__all__ = ["Aggregate", "Window", "gauge_stats"]
+__all__ = ["MAX_NAMES", "OTHER_NAME", "Aggregate", "Window", "gauge_stats"]
 
 
 @dataclass
@@ -163,9 +163,15 @@ def gauge_stats(parts: Sequence[Mapping[int, float]]) -> tuple[float, float, flo
     return sums[whole[-1]], min(sums[t] for t in whole), max(sums.values())
 
 
+#: Request names a window keeps apart (per runner); the rest are counted under OTHER_NAME. k6
+#: names an unnamed request by its URL, which may hold ids: the bound keeps windows small.
+MAX_NAMES = 32
+OTHER_NAME = "(other)"
+
+
 @dataclass
 class Window:
-    """One second of the run: what the fleet time series shows."""
+    """One second of the run: what the fleet time series and the report show."""
 
     requests: int = 0
     failed: int = 0
@@ -173,6 +179,14 @@ class Window:
     vus: float = 0.0  # active VUs (k6's vus gauge), summed over runners
     duration: Sketch = field(default_factory=Sketch)
     vus_max: float = 0.0  # VUs initialised (k6's vus_max), summed over runners
+    #: Latency per request name (the ``name`` tag), at most MAX_NAMES of them plus OTHER_NAME.
+    names: dict[str, Sketch] = field(default_factory=dict)
+    #: Failed requests per response status ("0": no response: refused, timed out, reset).
+    statuses: dict[str, int] = field(default_factory=dict)
+    #: Failed checks per check name.
+    checks_failed: dict[str, int] = field(default_factory=dict)
+    #: Iterations the executor could not start (k6's dropped_iterations): load not offered.
+    dropped: int = 0
 
     def copy(self) -> Window:
         return Window(
@@ -182,6 +196,10 @@ class Window:
             self.vus,
             self.duration.copy(),
             self.vus_max,
+            {k: v.copy() for k, v in self.names.items()},
+            dict(self.statuses),
+            dict(self.checks_failed),
+            self.dropped,
         )
 
     def merge(self, other: Window) -> None:
@@ -191,6 +209,29 @@ class Window:
         self.vus += other.vus  # VUs of different runners add up
         self.vus_max += other.vus_max
         self.duration.merge(other.duration)
+        for name, sketch in other.names.items():
+            if name in self.names:
+                self.names[name].merge(sketch)
+            else:
+                self.names[name] = sketch.copy()
+        for mine, theirs in (
+            (self.statuses, other.statuses),
+            (self.checks_failed, other.checks_failed),
+        ):
+            for key, count in theirs.items():
+                mine[key] = mine.get(key, 0) + count
+        self.dropped += other.dropped
+
+    def name_sketch(self, name: str) -> Sketch:
+        """The sketch of requests named ``name``, counted under OTHER_NAME past MAX_NAMES."""
+        sketch = self.names.get(name)
+        if sketch is None:
+            if len(self.names) >= MAX_NAMES + (OTHER_NAME in self.names):
+                name = OTHER_NAME
+                sketch = self.names.get(name)
+            if sketch is None:
+                sketch = self.names[name] = Sketch()
+        return sketch
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -200,6 +241,10 @@ class Window:
             "vus": self.vus,
             "vus_max": self.vus_max,
             "duration": self.duration.to_dict(),
+            "names": {k: v.to_dict() for k, v in sorted(self.names.items())},
+            "statuses": dict(sorted(self.statuses.items())),
+            "checks_failed": dict(sorted(self.checks_failed.items())),
+            "dropped": self.dropped,
         }
 
     @classmethod
@@ -220,6 +265,20 @@ class Window:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise DocumentError(f"window.{name}", value, "a number")
             gauges[name] = float(value)
+        names = data.get("names", {})
+        if not isinstance(names, dict) or not all(isinstance(v, dict) for v in names.values()):
+            raise DocumentError("window.names", names, "an object of sketch documents")
+        tallies: dict[str, dict[str, int]] = {}
+        for name in ("statuses", "checks_failed"):
+            tally = data.get(name, {})
+            if not isinstance(tally, dict) or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in tally.values()
+            ):
+                raise DocumentError(f"window.{name}", tally, "an object of integer counts")
+            tallies[name] = {str(k): v for k, v in tally.items()}
+        dropped = data.get("dropped", 0)
+        if isinstance(dropped, bool) or not isinstance(dropped, int):
+            raise DocumentError("window.dropped", dropped, "an integer")
         return cls(
             requests=counts["requests"],
             failed=counts["failed"],
@@ -227,4 +286,8 @@ class Window:
             vus=gauges["vus"],
             duration=Sketch.from_dict(duration),
             vus_max=gauges["vus_max"],
+            names={str(k): Sketch.from_dict(v) for k, v in names.items()},
+            statuses=tallies["statuses"],
+            checks_failed=tallies["checks_failed"],
+            dropped=dropped,
         )

@@ -3,8 +3,9 @@
 k6 writes one CSV line per sample (``--out csv=FIFO``). The collector keeps only additive
 aggregates: per metric (and per tag selector that a threshold uses) a count/sum/min/max and a
 :class:`~stressbed.results.sketch.Sketch` for trends, counts for counters, passes/total for
-rates, and last/min/max for gauges; per 1 s window what the fleet time series needs (requests,
-failures, a latency sketch, VUs). Raw samples are never kept, so memory does not grow with the
+rates, and last/min/max for gauges; per 1 s window what the fleet time series and the report
+need (requests, failures by status, failed checks, dropped iterations, a latency sketch overall
+and per request name, VUs). Raw samples are never kept, so memory does not grow with the
 request count. Everything the collector builds merges exactly across runners
 (:mod:`stressbed.results.aggregates`).
 """
@@ -51,7 +52,10 @@ SUMMARY_METRICS = frozenset(
 
 #: The metrics the per-second windows are built from.
 _WINDOW_METRICS = frozenset(
-    {"http_req_duration", "http_reqs", "http_req_failed", "iterations", "vus", "vus_max"}
+    {
+        *("http_req_duration", "http_reqs", "http_req_failed", "iterations", "vus", "vus_max"),
+        *("checks", "dropped_iterations"),
+    }
 )
 
 
@@ -103,6 +107,9 @@ class Collector:
         index = {name: i for i, name in enumerate(columns)}
         self._width = len(columns)
         self._extra = index.get("extra_tags", -1)
+        self._name = index.get("name", -1)
+        self._status = index.get("status", -1)
+        self._check = index.get("check", -1)
         self._submetrics = {}
         for selector in self._selectors:
             if not selector.tags:
@@ -158,11 +165,21 @@ class Collector:
             window = self.windows[second] = Window()
         if metric == "http_req_duration":
             window.duration.add_keyed(value, key)
+            if self._name >= 0:
+                window.name_sketch(row[self._name]).add_keyed(value, key)
         elif metric == "http_reqs":
             window.requests += int(value)
         elif metric == "http_req_failed":
             if value != 0:
                 window.failed += 1
+                status = row[self._status] if self._status >= 0 else ""
+                window.statuses[status or "0"] = window.statuses.get(status or "0", 0) + 1
+        elif metric == "checks":
+            if value == 0 and self._check >= 0:
+                check = row[self._check]
+                window.checks_failed[check] = window.checks_failed.get(check, 0) + 1
+        elif metric == "dropped_iterations":
+            window.dropped += int(value)
         elif metric == "iterations":
             window.iterations += int(value)
         elif metric == "vus":

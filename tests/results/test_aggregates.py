@@ -65,3 +65,18 @@ def test_a_bad_window_document_names_its_field():
     assert Window.from_dict(good).vus_max == 3.0
     with pytest.raises(DocumentError, match=r"^window\.failed: got None; expected an integer"):
         Window.from_dict({**good, "failed": None})
+
+
+def test_windows_of_two_runners_merge_their_names_statuses_checks_and_drops():
+    a = Window(requests=3, failed=2, statuses={"503": 2}, checks_failed={"ok": 1}, dropped=1)
+    a.name_sketch("report").extend([10.0, 20.0])
+    b = Window(requests=2, failed=1, statuses={"503": 1}, checks_failed={"id": 2}, dropped=4)
+    b.name_sketch("report").extend([30.0])
+    b.name_sketch("ingest").extend([1.0])
+    merged = a.copy()
+    merged.merge(b)
+    assert {k: s.count for k, s in merged.names.items()} == {"report": 3, "ingest": 1}
+    assert merged.names["report"].maximum == 30.0
+    assert (merged.statuses, merged.checks_failed) == ({"503": 3}, {"ok": 1, "id": 2})
+    assert merged.dropped == 5
+    assert a.names["report"].count == 2  # the copy was merged, not the original

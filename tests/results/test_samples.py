@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from stressbed.results.aggregates import MAX_NAMES, OTHER_NAME, Window
 from stressbed.results.samples import Collector, parse_selector
 
 HEADER = "metric_name,timestamp,metric_value,check,error_code,expected_response,group,method,name,scenario,status,extra_tags,metadata\n"  # noqa: E501
@@ -52,3 +53,42 @@ def test_lines_that_cannot_be_used_are_counted_not_lost_silently():
     )
     assert collector.samples == 1
     assert collector.bad_lines == 2
+
+
+def test_each_second_keeps_what_the_report_draws():
+    collector = Collector()
+    lines = [HEADER]
+    for name, status, ms in [("report", "202", 10), ("report", "503", 90), ("ingest", "", 5)]:
+        failed = "0" if status == "202" else "1"
+        lines += [
+            f"http_reqs,100,1,,,true,,POST,{name},w,{status},,\n",
+            f"http_req_duration,100,{ms},,,true,,POST,{name},w,{status},,\n",
+            f"http_req_failed,100,{failed},,,true,,POST,{name},w,{status},,\n",
+        ]
+    lines += [
+        "checks,100,1,accepted,,,,,,w,,,\n",
+        "checks,100,0,accepted,,,,,,w,,,\n",
+        "checks,100,0,has id,,,,,,w,,,\n",
+        "dropped_iterations,100,3,,,,,,,w,,,\n",
+    ]
+    collector.feed_lines(lines)
+    window = collector.windows[100]
+    assert {k: v.count for k, v in window.names.items()} == {"report": 2, "ingest": 1}
+    assert window.names["report"].maximum == 90
+    # A request with no response (refused, timed out) has no status: "0".
+    assert window.statuses == {"503": 1, "0": 1}
+    assert window.checks_failed == {"accepted": 1, "has id": 1}
+    assert window.dropped == 3
+    assert Window.from_dict(window.to_dict()) == window
+
+
+def test_a_window_keeps_a_bounded_number_of_request_names():
+    collector = Collector()
+    lines = [HEADER]
+    for i in range(MAX_NAMES + 10):  # unnamed requests: k6 names each by its URL
+        lines.append(f"http_req_duration,100,{i + 1},,,true,,GET,/item/{i},w,200,,\n")
+    collector.feed_lines(lines)
+    names = collector.windows[100].names
+    assert len(names) == MAX_NAMES + 1
+    assert names[OTHER_NAME].count == 10
+    assert sum(s.count for s in names.values()) == MAX_NAMES + 10
