@@ -130,6 +130,8 @@ class Runner:
         self.oom_kills_before = oom_kills()
         self.started_at = 0.0
         self.stopped_by: RunnerStatus | None = None
+        self.cpu: dict[int, float] = {}  # unix second -> k6's cores used in the second before
+        self._cpu_last: tuple[float, float] | None = None
         self._reader = threading.Thread(target=self._read, name="samples", daemon=True)
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -227,10 +229,25 @@ class Runner:
                 samples=self.collector.samples,
                 dropped_lines=self.collector.bad_lines,
                 peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                cpu=dict(self.cpu),
             )
         result.write(self.out_dir / "result.json")
         self.fifo.unlink(missing_ok=True)
         return result
+
+    def sample_cpu(self) -> None:
+        """Record k6's CPU use since the last sample (cores), keyed by the current second."""
+        if self.proc is None:
+            return
+        used = _cpu_seconds(self.proc.pid)
+        now = time.monotonic()
+        if used is None:
+            return
+        if self._cpu_last is not None and now > self._cpu_last[0]:
+            cores = (used - self._cpu_last[1]) / (now - self._cpu_last[0])
+            with self.lock:
+                self.cpu[int(time.time())] = max(0.0, cores)
+        self._cpu_last = (now, used)
 
     def _oom_killed(self) -> bool:
         after = oom_kills()
@@ -283,6 +300,22 @@ class Runner:
         return {"windows": windows, "aggregates": aggregates}, latest
 
 
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """The user+system CPU seconds of process ``pid`` so far (Linux /proc), or None."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    fields = text.rsplit(")", 1)[-1].split()  # after the command name, which may hold spaces
+    try:
+        return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
+    except (IndexError, ValueError):
+        return None
+
+
 def _tail(path: Path, lines: int) -> list[str]:
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -319,6 +352,7 @@ def run(
     the process's exit code from :func:`exit_code_for`. With ``control_port``, its live
     snapshots are served there (:mod:`.control`) instead of printed."""
     runner.start()
+    runner.sample_cpu()  # the baseline: each later sample covers the second before it
     control = None
     if control_port is not None:
         control = ControlServer(
@@ -336,6 +370,7 @@ def run(
         since = 0
         while runner.proc is not None and runner.proc.poll() is None:
             time.sleep(1.0)
+            runner.sample_cpu()
             if not runner.started_at:
                 status = runner.status()
                 if status is not None and not status.get("paused", True):

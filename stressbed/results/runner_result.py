@@ -69,6 +69,8 @@ class RunnerResult:
     reason: str = ""
     #: The runner wrapper's own peak memory (k6 not included), for the flat-memory check.
     peak_rss_mb: float = 0.0
+    #: k6's CPU per second (unix second -> cores used): is the load generator the limit?
+    cpu: dict[int, float] = field(default_factory=dict)
 
     @classmethod
     def missing(
@@ -115,6 +117,7 @@ class RunnerResult:
             "samples": self.samples,
             "dropped_lines": self.dropped_lines,
             "peak_rss_mb": self.peak_rss_mb,
+            "cpu": {str(t): round(v, 4) for t, v in sorted(self.cpu.items())},
             "aggregates": {k: v.to_dict() for k, v in sorted(self.aggregates.items())},
             "windows": {str(t): w.to_dict() for t, w in sorted(self.windows.items())},
             "k6_summary": self.k6_summary,
@@ -145,6 +148,11 @@ class RunnerResult:
             seconds = {int(t): w for t, w in windows.items()}
         except ValueError:
             raise DocumentError("result.windows", list(windows)[:3], "whole seconds") from None
+        cpu = _field(data, "cpu", dict, default={})
+        try:
+            cpu_seconds = {int(t): float(v) for t, v in cpu.items()}
+        except (TypeError, ValueError):
+            raise DocumentError("result.cpu", list(cpu.items())[:3], "seconds -> cores") from None
         summary = data.get("k6_summary")
         return cls(
             index=_field(data, "index", int),
@@ -158,6 +166,7 @@ class RunnerResult:
             samples=_field(data, "samples", int),
             dropped_lines=_field(data, "dropped_lines", int, default=0),
             peak_rss_mb=float(_field(data, "peak_rss_mb", (int, float), default=0.0)),
+            cpu=cpu_seconds,
             aggregates={k: Aggregate.from_dict(_mapping(v, k)) for k, v in aggregates.items()},
             windows={t: Window.from_dict(_mapping(w, str(t))) for t, w in seconds.items()},
             k6_summary=summary if isinstance(summary, dict) else None,

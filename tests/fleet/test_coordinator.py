@@ -200,6 +200,9 @@ def test_the_coordinator_follows_the_fleet_and_stops_every_runner_on_a_fleet_wid
     # Stopped by the fleet: each runner ended well before its 5 minutes, not failed.
     results = [RunnerResult.from_dict(read_document(out) or {}) for out in outputs]
     assert [r.status.value for r in results] == ["stopped", "stopped"]
+    # Each runner measured its k6's CPU, second by second (cores, never negative).
+    assert any(r.cpu for r in results)
+    assert all(0 <= cores < 64 for r in results for cores in r.cpu.values())
     assert all(r.ended_at - r.started_at < 240 for r in results)
     assert [r.returncode for r in runners] == [0, 0]
     fleet = merge(results)

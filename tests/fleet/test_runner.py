@@ -185,3 +185,17 @@ def test_a_runner_whose_k6_failed_exits_non_zero_so_its_pod_fails(tmp_path, scri
     log = "".join(json.dumps(line) + "\n" for line in said)
     assert RunnerResult.from_dict(read_document(log) or {}).status.failed
     assert RunnerResult.read(tmp_path / "out" / "result.json").status.failed
+
+
+def test_a_process_cpu_time_is_read_from_proc_as_the_kernel_counts_it():
+    from stressbed.fleet.runner import _cpu_seconds  # noqa: PLC0415 - the one private helper
+
+    before, counted = _cpu_seconds(os.getpid()), time.process_time()
+    while time.process_time() - counted < 0.3:  # burn 0.3 s of CPU, however long it takes
+        pass
+    after = _cpu_seconds(os.getpid())
+    assert before is not None
+    assert after is not None
+    # The kernel counts in clock ticks (1/100 s): the same 0.3 s, within a few ticks.
+    assert after - before == pytest.approx(time.process_time() - counted, abs=0.05)
+    assert _cpu_seconds(2**22 + 12345) is None  # no such process
