@@ -41,6 +41,7 @@ from .control import ControlServer
 from .oom import oom_kills
 from .process import die_with_parent, free_port
 from .segments import segment, sequence
+from .usage import cpu_capacity, cpu_seconds
 
 __all__ = ["Runner", "find_k6", "k6_command", "main", "selectors_of"]
 
@@ -230,6 +231,7 @@ class Runner:
                 dropped_lines=self.collector.bad_lines,
                 peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 cpu=dict(self.cpu),
+                cpu_capacity=cpu_capacity(self.proc.pid),
             )
         result.write(self.out_dir / "result.json")
         self.fifo.unlink(missing_ok=True)
@@ -239,7 +241,7 @@ class Runner:
         """Record k6's CPU use since the last sample (cores), keyed by the current second."""
         if self.proc is None:
             return
-        used = _cpu_seconds(self.proc.pid)
+        used = cpu_seconds(self.proc.pid)
         now = time.monotonic()
         if used is None:
             return
@@ -298,22 +300,6 @@ class Runner:
             aggregates = {k: v.to_dict() for k, v in self.collector.aggregates.items() if k in keys}
         latest = max((int(t) for t in windows), default=since)
         return {"windows": windows, "aggregates": aggregates}, latest
-
-
-_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    """The user+system CPU seconds of process ``pid`` so far (Linux /proc), or None."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return None
-    fields = text.rsplit(")", 1)[-1].split()  # after the command name, which may hold spaces
-    try:
-        return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
-    except (IndexError, ValueError):
-        return None
 
 
 def _tail(path: Path, lines: int) -> list[str]:

@@ -71,6 +71,8 @@ class RunnerResult:
     peak_rss_mb: float = 0.0
     #: k6's CPU per second (unix second -> cores used): is the load generator the limit?
     cpu: dict[int, float] = field(default_factory=dict)
+    #: The cores k6 could use (its CPU affinity, capped by its cgroup's quota); 0: unknown.
+    cpu_capacity: float = 0.0
 
     @classmethod
     def missing(
@@ -118,6 +120,7 @@ class RunnerResult:
             "dropped_lines": self.dropped_lines,
             "peak_rss_mb": self.peak_rss_mb,
             "cpu": {str(t): round(v, 4) for t, v in sorted(self.cpu.items())},
+            "cpu_capacity": self.cpu_capacity,
             "aggregates": {k: v.to_dict() for k, v in sorted(self.aggregates.items())},
             "windows": {str(t): w.to_dict() for t, w in sorted(self.windows.items())},
             "k6_summary": self.k6_summary,
@@ -167,6 +170,7 @@ class RunnerResult:
             dropped_lines=_field(data, "dropped_lines", int, default=0),
             peak_rss_mb=float(_field(data, "peak_rss_mb", (int, float), default=0.0)),
             cpu=cpu_seconds,
+            cpu_capacity=float(_field(data, "cpu_capacity", (int, float), default=0.0)),
             aggregates={k: Aggregate.from_dict(_mapping(v, k)) for k, v in aggregates.items()},
             windows={t: Window.from_dict(_mapping(w, str(t))) for t, w in seconds.items()},
             k6_summary=summary if isinstance(summary, dict) else None,

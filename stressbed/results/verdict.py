@@ -54,6 +54,8 @@ class ThresholdResult:
             "outcome": self.outcome,
             "optional": self.threshold.optional,
             "abort_on_fail": self.threshold.abort_on_fail,
+            # The whole threshold, so that a report can be rebuilt from summary.json alone.
+            "definition": self.threshold.to_dict(),
         }
 
 

@@ -21,6 +21,7 @@ from stressbed import ConstantVUs, Scenario, Workload, get, render
 from stressbed.fleet import _k6api as k6api
 from stressbed.fleet.oom import CGROUP_ROOT
 from stressbed.fleet.runner import Runner, run
+from stressbed.fleet.usage import cpu_capacity, cpu_seconds
 from stressbed.results.runner_result import RunnerResult, RunnerStatus
 from stressbed.results.transport import read_document
 
@@ -188,14 +189,52 @@ def test_a_runner_whose_k6_failed_exits_non_zero_so_its_pod_fails(tmp_path, scri
 
 
 def test_a_process_cpu_time_is_read_from_proc_as_the_kernel_counts_it():
-    from stressbed.fleet.runner import _cpu_seconds  # noqa: PLC0415 - the one private helper
-
-    before, counted = _cpu_seconds(os.getpid()), time.process_time()
+    before, counted = cpu_seconds(os.getpid()), time.process_time()
     while time.process_time() - counted < 0.3:  # burn 0.3 s of CPU, however long it takes
         pass
-    after = _cpu_seconds(os.getpid())
+    after = cpu_seconds(os.getpid())
     assert before is not None
     assert after is not None
     # The kernel counts in clock ticks (1/100 s): the same 0.3 s, within a few ticks.
     assert after - before == pytest.approx(time.process_time() - counted, abs=0.05)
-    assert _cpu_seconds(2**22 + 12345) is None  # no such process
+    assert cpu_seconds(2**22 + 12345) is None  # no such process
+
+
+def cpu_cgroup(quota_us: int, period_us: int = 100_000) -> Path | None:
+    """A new cpu cgroup under this process's with a CPU quota; None if not allowed."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controllers == "" and (CGROUP_ROOT / "cgroup.controllers").exists():
+            parent = CGROUP_ROOT / path.lstrip("/")
+            limits = {"cpu.max": f"{quota_us} {period_us}"}
+        elif "cpu" in controllers.split(","):
+            parent = CGROUP_ROOT / controllers / path.lstrip("/")
+            limits = {"cpu.cfs_period_us": str(period_us), "cpu.cfs_quota_us": str(quota_us)}
+        else:
+            continue
+        group = parent / f"stressbed-test-{uuid.uuid4().hex[:8]}"
+        try:
+            group.mkdir()
+            for name, value in limits.items():
+                (group / name).write_text(value)
+        except OSError:
+            if group.exists():
+                group.rmdir()
+            return None
+        return group
+    return None
+
+
+def test_the_cores_a_process_may_use_are_its_affinity_capped_by_its_cgroup_quota():
+    assert 0 < cpu_capacity() <= len(os.sched_getaffinity(0))
+    group = cpu_cgroup(50_000)
+    if group is None:
+        pytest.skip("no writable cpu cgroup on this machine")
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        (group / "cgroup.procs").write_text(str(child.pid))
+        assert cpu_capacity(child.pid) == 0.5  # 50 ms of CPU per 100 ms
+    finally:
+        child.kill()
+        child.wait()
+        group.rmdir()

@@ -30,6 +30,7 @@ from ...fleet.process import free_port
 from ...stack.hpa import HpaController
 from ...stack.lifecycle import BackOff, Deletion, Lifecycle, Phase
 from ...stack.probes import ReplicaProbes
+from ...stack.quantities import Resources
 from ...stack.spec import StackSpec, quota_denial
 from ..base import new_event
 from ._metrics import UsageFeed
@@ -201,7 +202,10 @@ class LocalStack:
             "replicas": {
                 "desired": self._desired,
                 "restarts": {r.name: r.restarts for r in self.replicas},
+                "max": self.spec.autoscaler.max_replicas if self.spec.autoscaler else None,
             },
+            "limits": _figures(self.spec.limits),
+            "requests": _figures(self.spec.requests),
             "timeseries": self.series,
         }
 
@@ -526,3 +530,13 @@ class LocalStack:
         if self.on_event is not None:
             with contextlib.suppress(Exception):
                 self.on_event(dict(event))
+
+
+def _figures(resources: Resources) -> dict[str, float]:
+    """A replica's resources as the report draws them: millicores and MiB."""
+    out: dict[str, float] = {}
+    if resources.cpu_m is not None:
+        out["cpu_m"] = float(resources.cpu_m)
+    if resources.memory is not None:
+        out["memory_mib"] = resources.memory / 2**20
+    return out

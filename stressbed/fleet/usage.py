@@ -1,0 +1,54 @@
+"""What a runner's k6 uses of the CPU, and how much it may use: is the load generator the
+limit? Read from Linux's /proc and the runner's own cgroup (v1 or v2); None where not told."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .oom import CGROUP_ROOT
+
+__all__ = ["cpu_capacity", "cpu_seconds"]
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """The user+system CPU seconds of process ``pid`` so far, or None (no such process)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    fields = text.rsplit(")", 1)[-1].split()  # after the command name, which may hold spaces
+    try:
+        return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
+    except (IndexError, ValueError):
+        return None
+
+
+def cpu_capacity(pid: int | str = "self") -> float:
+    """The cores ``pid`` may use: its CPU affinity, capped by its cgroup's CPU quota."""
+    cores = float(len(os.sched_getaffinity(0 if pid == "self" else int(pid))))
+    quota = _cgroup_quota(pid)
+    return min(cores, quota) if quota else cores
+
+
+def _cgroup_quota(pid: int | str) -> float | None:
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        try:
+            if controllers == "":  # v2: "max 100000" or "200000 100000"
+                text = (CGROUP_ROOT / path.lstrip("/") / "cpu.max").read_text().split()
+                return None if text[0] == "max" else int(text[0]) / int(text[1])
+            if "cpu" in controllers.split(","):  # v1
+                group = CGROUP_ROOT / controllers / path.lstrip("/")
+                quota = int((group / "cpu.cfs_quota_us").read_text())
+                period = int((group / "cpu.cfs_period_us").read_text())
+                return None if quota <= 0 else quota / period
+        except (OSError, ValueError, IndexError, ZeroDivisionError):
+            return None
+    return None

@@ -1,0 +1,223 @@
+"""The report's charts, drawn with Bokeh from one :class:`~.timeline.Timeline`.
+
+Every time chart shares one x range (seconds since the fleet started), so zooming or panning
+one moves all of them, and each has a hover that shows the values at that second. Failed
+thresholds are shaded where each step breached them; the stack's and the fleet's events are
+markers with their reason on hover. Bokeh is imported only here, when a report is drawn.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from .timeline import Marker, Series, Timeline
+
+__all__ = ["charts"]
+
+HEIGHT = 230
+PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
+BREACH = "#d62728"
+
+
+def _nan(series: Series) -> Any:
+    import numpy as np  # noqa: PLC0415 - a Bokeh dependency; NaN breaks a line where no data
+
+    return np.array([math.nan if v is None else float(v) for v in series], dtype=float)
+
+
+class _Charts:
+    def __init__(self, line: Timeline) -> None:
+        from bokeh.models import Range1d  # noqa: PLC0415
+
+        self.line = line
+        end = max(line.seconds, 1.0)
+        self.x_range = Range1d(0, end, bounds=(0, end))
+        self.figures: list[Any] = []
+
+    def figure(self, title: str, y_label: str, *, y_start: float | None = 0.0) -> Any:
+        from bokeh.plotting import figure  # noqa: PLC0415
+
+        fig = figure(
+            title=title,
+            height=HEIGHT,
+            sizing_mode="stretch_width",
+            x_range=self.x_range,
+            x_axis_label="seconds since the start",
+            y_axis_label=y_label,
+            tools="xpan,xwheel_zoom,box_zoom,reset,save",
+            active_drag="xpan",
+            toolbar_location="right",
+        )
+        if y_start is not None:
+            fig.y_range.start = y_start
+        fig.title.text_font_size = "13px"
+        self.figures.append(fig)
+        return fig
+
+    def lines(
+        self, fig: Any, series: dict[str, Series], unit: str, *, dashed: Sequence[str] = ()
+    ) -> None:
+        """One line per series, and a hover showing every one of them at that second."""
+        from bokeh.models import ColumnDataSource, HoverTool  # noqa: PLC0415
+
+        if not series:
+            return
+        columns = {"t": self.line.t}
+        keys = {}
+        for i, name in enumerate(series):
+            key = f"s{i}"
+            keys[name] = key
+            columns[key] = _nan(series[name])
+        source = ColumnDataSource(columns)
+        renderers = []
+        for i, name in enumerate(series):
+            renderers.append(
+                fig.line(
+                    "t",
+                    keys[name],
+                    source=source,
+                    legend_label=name,
+                    color=PALETTE[i % len(PALETTE)],
+                    line_width=2,
+                    line_dash="dashed" if name in dashed else "solid",
+                )
+            )
+        tooltips = [("t", "@t{0,0.0} s")] + [
+            (name, f"@{keys[name]}{{0,0.[00]}} {unit}".rstrip()) for name in series
+        ]
+        fig.add_tools(HoverTool(renderers=renderers[:1], tooltips=tooltips, mode="vline"))
+        fig.legend.location = "top_left"
+        fig.legend.click_policy = "hide"
+
+    def shade(self, fig: Any, intervals: Sequence[tuple[float, float]], label: str) -> None:
+        from bokeh.models import BoxAnnotation  # noqa: PLC0415
+
+        for left, right in intervals:
+            fig.add_layout(
+                BoxAnnotation(left=left, right=right, fill_color=BREACH, fill_alpha=0.12)
+            )
+        if intervals:
+            fig.title.text += f"  (shaded: {label} breached)"
+
+    def markers(self, fig: Any, markers: Sequence[Marker], y: float) -> None:
+        from bokeh.models import ColumnDataSource, HoverTool  # noqa: PLC0415
+
+        if not markers:
+            return
+        source = ColumnDataSource(
+            {
+                "t": [m.t for m in markers],
+                "y": [y] * len(markers),
+                "kind": [m.kind for m in markers],
+                "text": [m.text for m in markers],
+                "color": [_marker_color(m.kind) for m in markers],
+            }
+        )
+        renderer = fig.scatter(
+            "t", "y", source=source, size=11, marker="inverted_triangle", color="color"
+        )
+        fig.add_tools(
+            HoverTool(renderers=[renderer], tooltips=[("t", "@t{0,0.0} s"), ("event", "@text")])
+        )
+
+
+def _marker_color(kind: str) -> str:
+    if kind in ("oom-killed", "crashed", "killed", "runner-failed", "stack-failed", "aborted"):
+        return "#d62728"
+    if kind in ("liveness-failed", "startup-failed", "unready", "back-off", "quota-denied"):
+        return "#ff7f0e"
+    return "#2ca02c"
+
+
+def charts(line: Timeline, breached: dict[str, list[tuple[float, float]]]) -> list[Any]:
+    """The report's figures, top to bottom. ``breached`` maps a failed threshold's label to
+    its intervals, keyed by what it measures: ``latency``, ``latency:<name>``, ``errors``,
+    ``throughput``."""
+    c = _Charts(line)
+    fleet = line.fleet
+    fleet_markers = [m for m in line.markers if m.lane == "fleet"]
+
+    fig = c.figure("Load: requests/s offered and achieved, VUs", "per second")
+    load = {"requests/s": fleet["requests_per_s"], "iterations/s": fleet["iterations_per_s"]}
+    if any(v for v in fleet["dropped_per_s"]):
+        load["iterations/s offered"] = fleet["offered_per_s"]
+    load["VUs active"] = fleet["vus"]
+    load["VUs initialised"] = fleet["vus_max"]
+    c.lines(fig, load, "", dashed=("iterations/s offered", "VUs initialised"))
+    _shade_all(c, fig, breached, "throughput")
+    c.markers(fig, fleet_markers, 0.0)
+
+    fig = c.figure("Latency, whole fleet (merged sketches per second)", "ms")
+    c.lines(fig, {"p50": fleet["p50_ms"], "p95": fleet["p95_ms"], "p99": fleet["p99_ms"]}, "ms")
+    _shade_all(c, fig, breached, "latency")
+
+    if line.names:
+        fig = c.figure("Latency p95 by request name", "ms")
+        c.lines(fig, {name: s["p95_ms"] for name, s in line.names.items()}, "ms")
+        for name in line.names:
+            _shade_all(c, fig, breached, f"latency:{name}")
+
+    fig = c.figure("Errors: failed requests/s by status, failed checks/s", "per second")
+    errors = {f"status {k}": v for k, v in line.statuses.items()}
+    errors.update({f"check {k!r}": v for k, v in line.checks.items()})
+    c.lines(fig, errors or {"failed requests": fleet["failed_per_s"]}, "/s")
+    _shade_all(c, fig, breached, "errors")
+
+    stack_markers = [m for m in line.markers if m.lane == "stack"]
+    if line.stack:
+        fig = c.figure("Stack: replicas (desired, running, ready) and its events", "replicas")
+        c.lines(
+            fig,
+            {
+                "desired": line.stack["desired"],
+                "running": line.stack["replicas"],
+                "ready": line.stack["ready"],
+            },
+            "",
+            dashed=("desired",),
+        )
+        c.markers(fig, stack_markers, 0.0)
+    for key, title, unit in (
+        ("cpu_m", "Replica CPU against its limit", "millicores"),
+        ("memory_mib", "Replica memory (working set) against its limit", "MiB"),
+    ):
+        if not line.pods:
+            break
+        fig = c.figure(title, unit)
+        lanes = {name: pod[key] for name, pod in line.pods.items()}
+        if key in line.limits:  # a line, not an annotation: the y range then shows it
+            lanes["limit"] = [line.limits[key]] * len(line.t)
+        c.lines(fig, lanes, "m" if key == "cpu_m" else "MiB", dashed=("limit",))
+
+    if line.runners:
+        fig = c.figure("Runners: requests/s each", "per second")
+        c.lines(fig, {f"runner {i}": r["requests_per_s"] for i, r in enumerate(line.runners)}, "")
+        if any(v for r in line.runners for v in r["dropped_per_s"]):
+            fig = c.figure("Runners: dropped iterations/s each", "per second")
+            c.lines(
+                fig, {f"runner {i}": r["dropped_per_s"] for i, r in enumerate(line.runners)}, ""
+            )
+        fig = c.figure("Runners: k6 CPU each", "cores")
+        c.lines(fig, {f"runner {i}": r["cpu_cores"] for i, r in enumerate(line.runners)}, "")
+    return c.figures
+
+
+def _shade_all(
+    c: _Charts, fig: Any, breached: dict[str, list[tuple[float, float]]], what: str
+) -> None:
+    for label, intervals in breached.items():
+        if label.split("|", 1)[0] == what:
+            c.shade(fig, intervals, label.split("|", 1)[1])

@@ -1,0 +1,254 @@
+"""Findings: what the merged data and the stack's timeline point at, each with the second it
+starts and its evidence. They go into summary.json (``findings``) and top the report.
+
+Each kind is one rule over the :class:`~.timeline.Timeline` (and the run's events):
+
+- ``latency-step-at-cpu-limit``: p95 latency steps up (to at least twice its early level, for
+  3 steps running) while a replica runs at 90% or more of its CPU limit;
+- ``errors-with-stack-event``: an error burst (5% of requests or more failing in a step) within
+  5 s of a restart, a crash, an OOM kill, a liveness or startup failure or a readiness flap;
+- ``autoscaler-at-max``: the autoscaler wants its maximum replicas while a threshold is breached;
+- ``quota-denied``: the quota refused a replica the stack wanted (a scale-up that never came);
+- ``load-not-offered``: more than 1% of the iterations asked for were dropped (the executor ran
+  out of VUs: the target rate was not offered, so latency looks better than it is);
+- ``runner-cpu``: a runner's k6 above 90% of the CPU it may use for 5 s or more (the load
+  generator, not the target, may be the limit).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..scenario.thresholds import Threshold
+from .timeline import Timeline, breaches
+
+__all__ = ["Finding", "findings"]
+
+STEP_FACTOR = 2.0  # a latency step: p95 at least this many times its early level
+STEP_POINTS = 3  # ... for this many points running
+CPU_LIMIT_SHARE = 0.9
+BURST_RATE = 0.05
+BURST_MIN_FAILED = 3
+NEAR_S = 5.0
+DROPPED_SHARE = 0.01
+RUNNER_CPU_SHARE = 0.9
+RUNNER_CPU_S = 5.0
+STACK_TROUBLE = {
+    "restarted",
+    "crashed",
+    "oom-killed",
+    "liveness-failed",
+    "startup-failed",
+    "unready",
+    "killed",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str
+    t: float  # seconds since the start
+    message: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "t": round(self.t, 3),
+            "message": self.message,
+            "evidence": self.evidence,
+        }
+
+
+def findings(
+    line: Timeline,
+    thresholds: Sequence[tuple[Threshold, bool]] = (),
+    events: Sequence[Mapping[str, Any]] = (),
+    *,
+    max_replicas: int | None = None,
+    runner_capacity: Sequence[float | None] = (),
+) -> list[Finding]:
+    """Every finding of a run, in the order they start. ``thresholds`` pairs each threshold
+    with whether it passed; ``runner_capacity`` is the cores each runner's k6 may use."""
+    found = [
+        *_latency_step(line),
+        *_errors_with_events(line, events),
+        *_autoscaler_at_max(line, thresholds, max_replicas),
+        *_quota_denied(line, events),
+        *_load_not_offered(line),
+        *_runner_cpu(line, runner_capacity),
+    ]
+    return sorted(found, key=lambda f: (f.t, f.kind))
+
+
+def _latency_step(line: Timeline) -> list[Finding]:
+    p95 = line.fleet.get("p95_ms", [])
+    known = [v for v in p95 if v is not None]
+    if len(known) < 2 * STEP_POINTS:
+        return []
+    early = statistics.median(known[: max(STEP_POINTS, len(known) // 5)])
+    if early <= 0:
+        return []
+    run = 0
+    for i, value in enumerate(p95):
+        run = run + 1 if value is not None and value >= STEP_FACTOR * early else 0
+        if run < STEP_POINTS:
+            continue
+        first = i - STEP_POINTS + 1
+        hot = _pods_at_cpu_limit(line, first, i)
+        if not hot:
+            return []
+        name, used = hot
+        limit = line.limits["cpu_m"]
+        return [
+            Finding(
+                "latency-step-at-cpu-limit",
+                line.t[first],
+                f"p95 latency rose from {early:.0f} ms to {p95[first]:.0f} ms while {name} ran "
+                f"at {used:.0f}m of its {limit:.0f}m CPU limit: the replicas are CPU-bound",
+                {"p95_before_ms": early, "p95_ms": p95[first], "replica": name, "cpu_m": used},
+            )
+        ]
+    return []
+
+
+def _pods_at_cpu_limit(line: Timeline, first: int, last: int) -> tuple[str, float] | None:
+    limit = line.limits.get("cpu_m")
+    if not limit:
+        return None
+    lo, hi = max(0, first - 2), min(len(line.t) - 1, last)
+    best: tuple[str, float] | None = None
+    for name, lanes in line.pods.items():
+        for value in lanes["cpu_m"][lo : hi + 1]:
+            if (
+                value is not None
+                and value >= CPU_LIMIT_SHARE * limit
+                and (best is None or value > best[1])
+            ):
+                best = (name, value)
+    return best
+
+
+def _errors_with_events(line: Timeline, events: Sequence[Mapping[str, Any]]) -> list[Finding]:
+    trouble = [
+        (float(e["t"]) - line.start, e)
+        for e in events
+        if e.get("event") in STACK_TROUBLE and isinstance(e.get("t"), int | float)
+    ]
+    if not trouble:
+        return []
+    out: list[Finding] = []
+    requests = line.fleet.get("requests_per_s", [])
+    failed = line.fleet.get("failed_per_s", [])
+    in_burst = False
+    for i, t in enumerate(line.t):
+        total, bad = requests[i] * line.step, failed[i] * line.step
+        burst = bad >= BURST_MIN_FAILED and total and bad / total >= BURST_RATE
+        if burst and not in_burst:
+            near = [(at, e) for at, e in trouble if abs(at - t) <= NEAR_S + line.step]
+            if near:
+                at, event = min(near, key=lambda pair: abs(pair[0] - t))
+                what = f"{event.get('event')} of {event.get('replica', 'a replica')}"
+                out.append(
+                    Finding(
+                        "errors-with-stack-event",
+                        t,
+                        f"{bad:.0f} of {total:.0f} requests failed at {t:.0f} s, "
+                        f"{abs(at - t):.1f} s from the {what}",
+                        {"failed": bad, "requests": total, "event": dict(event)},
+                    )
+                )
+        in_burst = bool(burst)
+    return out
+
+
+def _autoscaler_at_max(
+    line: Timeline, thresholds: Sequence[tuple[Threshold, bool]], max_replicas: int | None
+) -> list[Finding]:
+    desired = line.stack.get("desired", [])
+    if not max_replicas or not desired:
+        return []
+    for threshold, ok in thresholds:
+        if ok:
+            continue
+        for left, right in breaches(line, threshold):
+            for i, t in enumerate(line.t):
+                if left <= t < right and desired[i] is not None and desired[i] >= max_replicas:
+                    return [
+                        Finding(
+                            "autoscaler-at-max",
+                            t,
+                            f"the autoscaler wanted its maximum of {max_replicas} replicas "
+                            f"while {threshold.key} {threshold.expression} was breached: "
+                            "raise max_replicas or the replicas' limits",
+                            {"max_replicas": max_replicas, "threshold": threshold.key},
+                        )
+                    ]
+    return []
+
+
+def _quota_denied(line: Timeline, events: Sequence[Mapping[str, Any]]) -> list[Finding]:
+    out = []
+    for event in events:
+        if event.get("event") != "quota-denied" or not isinstance(event.get("t"), int | float):
+            continue
+        out.append(
+            Finding(
+                "quota-denied",
+                max(0.0, float(event["t"]) - line.start),
+                f"the quota refused a replica ({event.get('reason', 'no reason')}); the stack "
+                f"wanted {event.get('wanted', '?')}",
+                {"reason": event.get("reason"), "wanted": event.get("wanted")},
+            )
+        )
+    return out
+
+
+def _load_not_offered(line: Timeline) -> list[Finding]:
+    dropped = line.fleet.get("dropped_per_s", [])
+    offered = line.fleet.get("offered_per_s", [])
+    total_dropped, total_offered = sum(dropped), sum(offered)
+    if not total_offered or total_dropped / total_offered <= DROPPED_SHARE:
+        return []
+    first = next(i for i, v in enumerate(dropped) if v)
+    share = total_dropped / total_offered
+    return [
+        Finding(
+            "load-not-offered",
+            line.t[first],
+            f"{share:.1%} of the iterations asked for were dropped "
+            f"({total_dropped * line.step:.0f} of {total_offered * line.step:.0f}): the executor "
+            "ran out of VUs, so the target rate was not offered (raise max_vus, or the target "
+            "is too slow for the VUs given)",
+            {"dropped": total_dropped * line.step, "offered": total_offered * line.step},
+        )
+    ]
+
+
+def _runner_cpu(line: Timeline, capacity: Sequence[float | None]) -> list[Finding]:
+    out = []
+    need = max(1, round(RUNNER_CPU_S / line.step))
+    for index, lanes in enumerate(line.runners):
+        cores = capacity[index] if index < len(capacity) else None
+        if not cores:
+            continue
+        run = 0
+        for i, used in enumerate(lanes["cpu_cores"]):
+            run = run + 1 if used is not None and used >= RUNNER_CPU_SHARE * cores else 0
+            if run == need:
+                first = i - need + 1
+                out.append(
+                    Finding(
+                        "runner-cpu",
+                        line.t[first],
+                        f"runner {index}'s k6 used {used:.2f} of its {cores:g} cores for "
+                        f"{need * line.step} s or more: the load generator may be the limit "
+                        "(add runners, or give them more CPU)",
+                        {"runner": index, "cores_used": used, "cores": cores},
+                    )
+                )
+                break
+    return out

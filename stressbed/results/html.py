@@ -1,0 +1,259 @@
+"""report.html: one offline, self-contained page per run, written beside summary.json.
+
+Top to bottom: the verdict (and, for a run that failed or was interrupted, why), the
+findings, the thresholds (observed against the limit), the charts of :mod:`.charts` on one
+time axis, the runners, the events and the settings with where each came from. Bokeh's
+JavaScript is inlined and the data embedded, so the page makes no request to any host when
+opened. It is built from summary.json's document and the run's :class:`~.timeline.Timeline`
+only, so ``stressbed report RUN_DIR`` rebuilds the same page from the run directory.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..scenario.thresholds import Threshold
+from ._numbers import show
+from .timeline import Timeline, breaches
+
+__all__ = ["MAX_EVENTS", "render_html", "write_html"]
+
+MAX_EVENTS = 2000  # rows of the events table; events.jsonl keeps them all
+
+_STYLE = """
+<style>
+  body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1d1d1f;
+         margin: 0 auto; padding: 16px 24px 48px; max-width: 1400px; height: auto; }
+  h1 { font-size: 20px; margin: 4px 0 8px; }
+  h2 { font-size: 16px; margin: 28px 0 8px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
+  .verdict { display: inline-block; padding: 2px 10px; border-radius: 4px; color: #fff;
+             font-weight: 600; text-transform: uppercase; letter-spacing: .04em; }
+  .pass { background: #1a7f37; } .fail { background: #cf222e; } .error { background: #9a6700; }
+  .message { font-size: 15px; margin: 8px 0; }
+  .facts span { margin-right: 18px; color: #555; }
+  table { border-collapse: collapse; width: 100%; margin: 4px 0 8px; }
+  th, td { text-align: left; padding: 3px 8px; border-bottom: 1px solid #eee;
+           vertical-align: top; }
+  th { background: #f6f8fa; font-weight: 600; }
+  td.num { text-align: right; font-variant-numeric: tabular-nums; }
+  .bad { color: #cf222e; font-weight: 600; } .ok { color: #1a7f37; }
+  .nodata { color: #9a6700; font-weight: 600; }
+  .findings li { margin: 4px 0; }
+  .muted { color: #777; }
+  .charts { width: 100%; }
+</style>
+"""
+
+_TEMPLATE = """
+{% block postamble %}{{ style }}{% endblock %}
+{% block contents %}
+{{ header }}
+<h2>Charts</h2>
+<div class="charts">
+{{ super() }}
+</div>
+{{ tables }}
+{% endblock %}
+"""
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _num(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int | float):
+        return _e(show(float(value)))
+    return _e(value)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: set[int]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = []
+    for row in rows:
+        cells = "".join(
+            f'<td class="num">{cell}</td>' if i in numeric else f"<td>{cell}</td>"
+            for i, cell in enumerate(row)
+        )
+        body.append(f"<tr>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _header(summary: Mapping[str, Any], line: Timeline) -> str:
+    verdict = str(summary.get("verdict", "error"))
+    settings = summary.get("settings") or {}
+    facts = [
+        f"run {summary.get('run_id', '?')}",
+        f"{len(summary.get('runners') or [])} runner(s)",
+        f"backend {settings.get('backend') or 'existing service'}",
+        f"{show(float(summary.get('duration_s') or 0.0))} s of load",
+        f"exit code {summary.get('exit_code')}",
+    ]
+    if summary.get("start_skew_ms") is not None:
+        facts.append(f"start skew {show(float(summary['start_skew_ms']))} ms")
+    parts = [
+        f"<h1>stressbed: {_e(summary.get('scenario', ''))}</h1>",
+        f'<div><span class="verdict {_e(verdict)}">{_e(verdict)}</span></div>',
+        f'<p class="message">{_e(summary.get("message", ""))}</p>',
+        '<p class="facts">' + "".join(f"<span>{_e(f)}</span>" for f in facts) + "</p>",
+    ]
+    if not line.t:
+        parts.append('<p class="muted">No load was measured: nothing to draw.</p>')
+    findings = summary.get("findings") or []
+    parts.append("<h2>Findings</h2>")
+    if findings:
+        items = "".join(
+            f"<li><b>{_e(f.get('kind', ''))}</b> at {_num(f.get('t'))} s: "
+            f"{_e(f.get('message', ''))}</li>"
+            for f in findings
+        )
+        parts.append(f'<ul class="findings">{items}</ul>')
+    else:
+        parts.append('<p class="muted">None: nothing in the data points at a known cause.</p>')
+    parts.append("<h2>Thresholds</h2>")
+    parts.append(_thresholds(summary.get("thresholds") or []))
+    return "\n".join(parts)
+
+
+def _thresholds(results: Sequence[Mapping[str, Any]]) -> str:
+    if not results:
+        return '<p class="muted">The scenario has no thresholds.</p>'
+    rows = []
+    for r in results:
+        outcome = str(r.get("outcome", "ok" if r.get("ok") else "failed"))
+        css = {"ok": "ok", "failed": "bad", "no data": "nodata"}.get(outcome, "")
+        rows.append(
+            [
+                _e(r.get("metric", "")),
+                _e(r.get("label") or r.get("expression", "")),
+                _e(r.get("expression", "")),
+                _num(r.get("observed")),
+                f'<span class="{css}">{_e(outcome)}</span>',
+                "yes" if r.get("abort_on_fail") else "",
+            ]
+        )
+    return _table(
+        ["metric", "as written", "limit", "observed", "outcome", "abort on fail"], rows, {3}
+    )
+
+
+def _tables(summary: Mapping[str, Any]) -> str:
+    parts = ["<h2>Runners</h2>"]
+    rows = [
+        [
+            _e(r.get("index")),
+            _e(r.get("segment", "")),
+            _e(r.get("status", "")),
+            _e(r.get("exit_code", "")),
+            _num(r.get("requests")),
+            _e(r.get("reason", "")),
+        ]
+        for r in summary.get("runners") or []
+    ]
+    parts.append(
+        _table(["runner", "segment", "status", "exit code", "requests", "reason"], rows, {4})
+    )
+    events = list(summary.get("events") or [])
+    parts.append(f"<h2>Events ({len(events)})</h2>")
+    start = _start(events)
+    rows = []
+    for event in events[:MAX_EVENTS]:
+        extra = {k: v for k, v in event.items() if k not in ("t", "source", "event")}
+        t = event.get("t")
+        rows.append(
+            [
+                _num(float(t) - start) if isinstance(t, int | float) and start else "-",
+                _e(event.get("source", "")),
+                _e(event.get("event", "")),
+                _e(json.dumps(extra, default=str)) if extra else "",
+            ]
+        )
+    parts.append(_table(["t (s)", "source", "event", "details"], rows, {0}))
+    if len(events) > MAX_EVENTS:
+        parts.append(f'<p class="muted">{len(events) - MAX_EVENTS} more in events.jsonl.</p>')
+    parts.append("<h2>Settings</h2>")
+    settings = dict(summary.get("settings") or {})
+    sources = settings.pop("sources", {}) or {}
+    rows = [
+        [_e(k), _e(json.dumps(v, default=str)), _e(sources.get(k, ""))]
+        for k, v in sorted(settings.items())
+    ]
+    parts.append(_table(["setting", "value", "from"], rows, set()))
+    return "\n".join(parts)
+
+
+def _start(events: Sequence[Mapping[str, Any]]) -> float:
+    started = [
+        float(e["t"])
+        for e in events
+        if e.get("event") == "started" and isinstance(e.get("t"), int | float)
+    ]
+    times = [float(e["t"]) for e in events if isinstance(e.get("t"), int | float)]
+    return started[0] if started else (min(times) if times else 0.0)
+
+
+def _what(threshold: Threshold) -> str | None:
+    """Which chart shades this threshold's breaches."""
+    tags = dict(threshold.tags)
+    if threshold.metric == "http_req_duration" and set(tags) <= {"name"}:
+        return f"latency:{tags['name']}" if "name" in tags else "latency"
+    if threshold.metric == "http_req_failed" and not tags:
+        return "errors"
+    if threshold.metric == "http_reqs" and not tags:
+        return "throughput"
+    return None
+
+
+def _breached(summary: Mapping[str, Any], line: Timeline) -> dict[str, list[tuple[float, float]]]:
+    out: dict[str, list[tuple[float, float]]] = {}
+    for result in summary.get("thresholds") or []:
+        if result.get("ok") or not isinstance(result.get("definition"), dict):
+            continue
+        try:
+            threshold = Threshold.from_dict(result["definition"])
+        except ConfigError:
+            continue  # a summary of another version: no shading, the table still says it
+        what = _what(threshold)
+        intervals = breaches(line, threshold) if what else []
+        if intervals:
+            out[f"{what}|{threshold.key} {threshold.expression}"] = intervals
+    return out
+
+
+def render_html(summary: Mapping[str, Any], line: Timeline) -> str:
+    """The page for a run, from its summary document and its timeline."""
+    from bokeh.embed import file_html  # noqa: PLC0415 - Bokeh only when a report is drawn
+    from bokeh.layouts import column  # noqa: PLC0415
+    from bokeh.resources import INLINE  # noqa: PLC0415
+
+    from .charts import charts  # noqa: PLC0415 - imports Bokeh
+
+    figures = charts(line, _breached(summary, line))
+    layout = column(*figures, sizing_mode="stretch_width")
+    title = f"stressbed {summary.get('scenario', '')} {summary.get('run_id', '')}".strip()
+    return file_html(
+        layout,
+        INLINE,
+        title,
+        template=_TEMPLATE,
+        template_variables={
+            "style": _STYLE,
+            "header": _header(summary, line),
+            "tables": _tables(summary),
+        },
+    )
+
+
+def write_html(path: Path, summary: Mapping[str, Any], line: Timeline) -> None:
+    """report.html, written whole or not at all (a temporary file renamed over the old one)."""
+    text = render_html(summary, line)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
