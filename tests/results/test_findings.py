@@ -1,0 +1,122 @@
+"""Each finding, from a fleet and a stack built to show it, and silence where there is none."""
+
+from __future__ import annotations
+
+from stressbed import error_rate, latency
+from stressbed.results.aggregates import Window
+from stressbed.results.findings import findings
+from stressbed.results.runner_result import RunnerResult, RunnerStatus
+from stressbed.results.timeline import timeline
+
+START = 1000
+
+
+def window(requests: int, ms: float, failed: int = 0, dropped: int = 0) -> Window:
+    w = Window(requests=requests, failed=failed, iterations=requests, dropped=dropped)
+    w.duration.extend([ms] * requests)
+    return w
+
+
+def stack(cpu: list[float], desired: list[int] | None = None, limit: float = 500.0):
+    desired = desired or [1] * len(cpu)
+    return {
+        "limits": {"cpu_m": limit, "memory_mib": 256.0},
+        "timeseries": [
+            {
+                "t": START + s + 0.5,
+                "replicas": desired[s],
+                "ready": desired[s],
+                "desired": desired[s],
+                "pods": {"agent-0": {"cpu_m": c, "memory_mib": 50.0}},
+            }
+            for s, c in enumerate(cpu)
+        ],
+    }
+
+
+def kinds(found) -> list[tuple[str, float]]:
+    return [(f.kind, f.t) for f in found]
+
+
+def test_a_latency_step_while_a_replica_is_at_its_cpu_limit():
+    ms = [10.0] * 10 + [60.0] * 10
+    cpu = [200.0] * 9 + [480.0] * 11  # 96% of the 500m limit from second 9
+    line = timeline({START + s: window(50, v) for s, v in enumerate(ms)}, stack=stack(cpu))
+    (found,) = findings(line)
+    assert (found.kind, found.t) == ("latency-step-at-cpu-limit", 10.0)
+    assert found.evidence["replica"] == "agent-0"
+    assert "CPU-bound" in found.message
+    # The same step with the replica far from its limit is not this finding.
+    cool = timeline({START + s: window(50, v) for s, v in enumerate(ms)}, stack=stack([200.0] * 20))
+    assert findings(cool) == []
+
+
+def test_an_error_burst_next_to_a_restart():
+    failed = [0] * 10 + [20, 25] + [0] * 8
+    line = timeline({START + s: window(100, 5.0, f) for s, f in enumerate(failed)})
+    events = [{"t": START + 8.5, "event": "oom-killed", "replica": "agent-1", "source": "stack"}]
+    (found,) = findings(line, events=events)
+    assert (found.kind, found.t) == ("errors-with-stack-event", 10.0)
+    assert "oom-killed of agent-1" in found.message
+    # Errors with no stack event near them: the stack is not blamed.
+    far = [{"t": START + 1.0, "event": "oom-killed", "replica": "agent-1", "source": "stack"}]
+    assert findings(line, events=far) == []
+
+
+def test_the_autoscaler_at_its_maximum_while_a_threshold_is_breached():
+    ms = [10.0] * 5 + [900.0] * 5
+    slo = latency("p(95) < 500ms")
+    line = timeline(
+        {START + s: window(10, v) for s, v in enumerate(ms)},
+        stack=stack([100.0] * 10, desired=[1, 1, 2, 2, 3, 4, 4, 4, 4, 4]),
+    )
+    found = findings(line, [(slo, False)], max_replicas=4)
+    assert kinds(found) == [("autoscaler-at-max", 5.0)]
+    assert findings(line, [(slo, False)], max_replicas=6) == []  # room left: not at max
+    assert findings(line, [(slo, True)], max_replicas=4) == []  # nothing breached
+
+
+def test_a_quota_that_denies_a_scale_up():
+    line = timeline({START + s: window(10, 5.0) for s in range(5)})
+    events = [
+        {"t": START + 3.0, "event": "quota-denied", "reason": "pods: 3 > 2", "wanted": 3},
+    ]
+    (found,) = findings(line, events=events)
+    assert (found.kind, found.t, found.evidence["wanted"]) == ("quota-denied", 3.0, 3)
+
+
+def test_load_that_was_not_offered():
+    dropped = [0, 0, 0, 5, 5, 5]
+    line = timeline({START + s: window(100, 5.0, dropped=d) for s, d in enumerate(dropped)})
+    (found,) = findings(line)
+    assert (found.kind, found.t) == ("load-not-offered", 3.0)
+    assert found.evidence == {"dropped": 15, "offered": 615}
+    # 1% or less dropped: noise, not a finding.
+    few = timeline({START + s: window(100, 5.0, dropped=1 if s == 3 else 0) for s in range(6)})
+    assert findings(few) == []
+
+
+def test_a_runner_at_its_cpu_capacity():
+    windows = {START + s: window(10, 5.0) for s in range(12)}
+    busy = {START + s + 1: (0.95 if s >= 4 else 0.3) for s in range(12)}
+    runner = RunnerResult(
+        index=0,
+        count=1,
+        segment="0:1",
+        status=RunnerStatus.OK,
+        exit_code=0,
+        started_at=START,
+        ended_at=START + 12,
+        windows=windows,
+        cpu=busy,
+        cpu_capacity=1.0,
+    )
+    line = timeline(windows, [runner])
+    (found,) = findings(line, runner_capacity=[1.0])
+    assert (found.kind, found.t, found.evidence["runner"]) == ("runner-cpu", 4.0, 0)
+    assert findings(line, runner_capacity=[2.0]) == []  # half of two cores: room left
+
+
+def test_a_calm_run_has_no_findings():
+    line = timeline({START + s: window(100, 5.0) for s in range(30)}, stack=stack([100.0] * 30))
+    assert findings(line, [(error_rate("< 1%"), True)], max_replicas=4) == []
