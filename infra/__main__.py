@@ -20,7 +20,7 @@ Config (``pulumi config set stressbed:KEY VALUE``), all optional:
     registryUsername, registryPassword (secret)   credentials for the push, when needed
     platform       linux/amd64                   the nodes' platform for those builds
 
-Outputs: targetUrl, namespace, fleetJob, startCommand, collectCommand.
+Outputs: targetUrl, namespace, fleetJob, startCommand, collectCommand, followCommand.
 """
 
 from __future__ import annotations

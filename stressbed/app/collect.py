@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..backends.base import FleetOutcome
 from ..backends.existing import ExistingService
-from ..backends.kubernetes import ClusterApi, fleet_results
+from ..backends.kubernetes import ClusterApi, fleet_abort, fleet_results
 from ..results.summary import RunReport
 from ..scenario import catalog
 from .execute import conclude
@@ -37,6 +37,10 @@ def collect(
         "profile": None,
         "sources": {},
     }
-    report = conclude(run, loaded, FleetOutcome(results=found), stack, settings)
+    # The coordinator may have stopped the fleet on an abort_on_fail threshold: say so.
+    aborting = [t for t in loaded.thresholds if t.abort_on_fail]
+    aborted = fleet_abort(api, namespace, job, aborting) if aborting else None
+    outcome = FleetOutcome(results=found, aborted_by=aborted)
+    report = conclude(run, loaded, outcome, stack, settings)
     report.write(run.path)
     return report

@@ -11,25 +11,33 @@ concurrent PATCH each, behind a barrier) and reports the start skew. With ``--co
 it then stays with the fleet: once a second it takes every runner's snapshot from its
 control endpoint (:mod:`.control`), merges them (:class:`~.live.LiveMerge`), prints the
 fleet's progress, and judges the ``abort_on_fail`` thresholds on the merged data; one that
-fails is printed and every runner is stopped, as the local fleet does. It ends when every
-runner has.
+fails is printed and every runner is stopped (asked again each second until it has ended), as
+the local fleet does. A runner that does not answer is polled on (``unreachable`` after 3 s,
+``reachable`` when it answers again) and counts as ended after 30 s out of reach (``gone``:
+its pod has finished). It ends when every runner has, or at ``--watch-timeout`` seconds from
+its own start.
 
 It speaks JSON lines on stdout (``ready``, ``setup``, ``started``, ``progress``, ``aborted``,
-``finished``, or ``failed`` with the reason) and exits 0 once the fleet is started (and, when
-watching, has ended), 3 when it could not be started (a runner never got ready, setup failed).
+``unreachable``, ``reachable``, ``gone``, ``finished``, or ``failed`` with the reason) and
+exits 0 once the fleet is started (and, when watching, has ended), 3 when it could not be
+started (a runner never got ready, setup failed).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import json
+import socket
 import sys
+import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from ..errors import ConfigError, DocumentError
+from ..errors import ConfigError
 from ..results.verdict import judge
 from ..scenario.thresholds import Threshold
 from . import _k6api as k6api
@@ -42,8 +50,10 @@ __all__ = ["coordinate", "main", "watch"]
 READY_STATUS = 4  # k6's ExecutionStatus "paused before run": every VU initialised
 POLL_S = 0.5
 WATCH_S = 1.0
-#: Snapshots a runner may fail to give in a row before it counts as ended (its pod is gone).
-GONE_AFTER = 3
+#: A runner that has not answered for this long is said to be out of reach ...
+UNREACHABLE_S = 3.0
+#: ... and for this long, to have ended (its pod is gone): the fleet goes on without it.
+GONE_AFTER_S = 30.0
 
 
 def coordinate(
@@ -91,43 +101,31 @@ def coordinate(
 def watch(
     controls: Sequence[str],
     abort_thresholds: Sequence[Threshold],
-    timeout_s: float,
+    deadline: float,
     emit: Callable[[dict[str, object]], None],
 ) -> None:
-    """Follow the released fleet until every runner has ended (or ``timeout_s``): its merged
-    progress once a second, and every runner stopped once an abort threshold fails."""
-    live = LiveMerge(len(controls))
-    since = [0] * len(controls)
-    misses = [0] * len(controls)
-    ended: set[int] = set()
+    """Follow the released fleet until every runner has ended (or the monotonic ``deadline``):
+    its merged progress once a second, and every runner stopped (asked again each second
+    until it has ended) once an abort threshold fails."""
+    fleet = _Watched(controls, emit)
     aborted = False
     started = time.monotonic()
-
-    def take(index: int) -> None:
-        try:
-            data = control.snapshot(controls[index], since[index])
-            live.feed(index, data)
-            since[index] = int(data.get("latest", since[index]))
-            misses[index] = 0
-            if not data.get("running", True):
-                ended.add(index)
-        except (OSError, ValueError, TypeError, DocumentError):
-            misses[index] += 1  # a runner whose k6 ended stops answering, then its pod goes
-            if misses[index] >= GONE_AFTER:
-                ended.add(index)
-        if index in ended:
-            live.finish(index)
-
     with ThreadPoolExecutor(max_workers=min(16, len(controls))) as pool:
-        while len(ended) < len(controls):
+        while not fleet.all_ended():
             tick = time.monotonic()
-            elapsed = tick - started
-            if elapsed > timeout_s:
-                emit({"event": "watch-timeout", "seconds": round(timeout_s, 1)})
+            if tick > deadline:
+                emit({"event": "watch-timeout", "seconds": round(tick - started, 1)})
                 break
-            list(pool.map(take, [i for i in range(len(controls)) if i not in ended]))
-            emit({"event": "progress", **live.progress(elapsed, 0.0).to_dict()})
-            breached = None if aborted else live.breached(abort_thresholds, judge, elapsed)
+            elapsed = tick - started
+            list(pool.map(fleet.take, fleet.running()))
+            try:  # one bad tick is said, not fatal: the runners must still be followed
+                emit({"event": "progress", **fleet.live.progress(elapsed, 0.0).to_dict()})
+                breached = (
+                    None if aborted else fleet.live.breached(abort_thresholds, judge, elapsed)
+                )
+            except Exception as exc:
+                emit({"event": "watch-error", "reason": f"{type(exc).__name__}: {exc}"})
+                breached = None
             if breached is not None:
                 aborted = True
                 emit(
@@ -138,14 +136,97 @@ def watch(
                         "elapsed_s": round(elapsed, 3),
                     }
                 )
-                list(pool.map(_stop, [controls[i] for i in range(len(controls)) if i not in ended]))
+            if aborted:  # until each has ended: a stop that did not get through is sent again
+                list(pool.map(fleet.stop, fleet.running()))
             time.sleep(max(0.0, WATCH_S - (time.monotonic() - tick)))
-    emit({"event": "finished", "runners": len(ended)})
+    emit({"event": "finished", "runners": len(fleet.ended)})
 
 
-def _stop(url: str) -> None:
-    with contextlib.suppress(OSError):  # it has ended already, or will at the Job's deadline
-        control.stop(url)
+class _Watched:
+    """The runners as the coordinator follows them: their snapshots, merged; who answers."""
+
+    def __init__(self, controls: Sequence[str], emit: Callable[[dict[str, object]], None]):
+        self.urls = list(controls)
+        self.emit = emit
+        self.live = LiveMerge(len(controls))
+        self.since = [0] * len(controls)
+        self.failing_since: list[float | None] = [None] * len(controls)
+        self.unreachable: set[int] = set()
+        self.ended: set[int] = set()
+        self._lock = threading.Lock()
+
+    def running(self) -> list[int]:
+        return [i for i in range(len(self.urls)) if i not in self.ended]
+
+    def all_ended(self) -> bool:
+        return len(self.ended) == len(self.urls)
+
+    def take(self, index: int) -> None:
+        try:
+            data = control.snapshot(self._resolved(index), self.since[index])
+            with self._lock:
+                self.live.feed(index, data)
+            self.since[index] = int(data.get("latest", self.since[index]))
+        except Exception as exc:  # a runner that does not answer this second; never fatal
+            self._missed(index, exc)
+            return
+        self.failing_since[index] = None
+        if index in self.unreachable:
+            self.unreachable.discard(index)
+            self.emit({"event": "reachable", "index": index})
+        if not data.get("running", True):
+            self._end(index)
+
+    def stop(self, index: int) -> None:
+        with contextlib.suppress(Exception):  # not answering: asked again next second
+            control.stop(self._resolved(index))
+
+    def _missed(self, index: int, exc: Exception) -> None:
+        now = time.monotonic()
+        since = self.failing_since[index]
+        if since is None:
+            self.failing_since[index] = since = now
+        if now - since >= UNREACHABLE_S and index not in self.unreachable:
+            self.unreachable.add(index)
+            self.emit({"event": "unreachable", "index": index, "reason": _reason(exc)})
+        # Its k6 ended and its pod went (the name no longer resolves, nothing listens), or it
+        # has been out of reach for long: the fleet goes on without it.
+        if now - since >= GONE_AFTER_S:
+            self.emit({"event": "gone", "index": index, "reason": _reason(exc)})
+            self._end(index)
+
+    def _end(self, index: int) -> None:
+        self.ended.add(index)
+        with self._lock:
+            self.live.finish(index)
+
+    def _resolved(self, index: int) -> str:
+        """The runner's URL with its address instead of its name, looked up once: a pod keeps
+        its IP for life, and a lookup per runner per second would load the cluster's DNS."""
+        url = self.urls[index]
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or ""
+        if not host or _is_address(host):
+            return url
+        try:
+            address = socket.getaddrinfo(host, parts.port, type=socket.SOCK_STREAM)[0][4][0]
+        except (OSError, IndexError):
+            return url  # not resolvable yet: by name this time, looked up again next time
+        shown = f"[{address}]" if ":" in str(address) else str(address)
+        self.urls[index] = url = parts._replace(netloc=f"{shown}:{parts.port}").geturl()
+        return url
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _reason(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"[:300]
 
 
 def _emit(event: dict[str, object]) -> None:
@@ -168,8 +249,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="[]",
         help="the abort_on_fail thresholds to judge live, as a JSON list of Threshold.to_dict()",
     )
-    parser.add_argument("--watch-timeout", type=float, default=3600.0)
+    parser.add_argument(
+        "--watch-timeout",
+        type=float,
+        default=3600.0,
+        help="seconds from the coordinator's start after which it stops watching",
+    )
     args = parser.parse_args(argv)
+    begun = time.monotonic()
     apis = _urls(parser, args.runners, args.runner_url, args.runner_urls, "--runner-urls")
     controls = _urls(parser, args.runners, args.control_url, args.control_urls, "--control-urls")
     try:
@@ -178,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--abort-thresholds: {exc}")
     code = coordinate(apis, args.ready_timeout, args.setup_timeout, _emit)
     if code == 0 and controls:
-        watch(controls, thresholds, args.watch_timeout, _emit)
+        watch(controls, thresholds, begun + args.watch_timeout, _emit)
     return code
 
 

@@ -90,10 +90,28 @@ class LiveMerge:
             aggregates[str(key)] = Aggregate.from_dict(agg)
         self._windows[index].update(windows)
         self._aggregates[index] = aggregates
+        self._forget_drawn()
+
+    def _latest(self) -> int:
+        """The latest second every running runner has closed (the one the live line shows)."""
+        running = [w for i, w in enumerate(self._windows) if i not in self._finished]
+        return min((max(w, default=0) for w in running or self._windows), default=0)
+
+    def _forget_drawn(self) -> None:
+        # Only the latest common second is ever drawn again: older ones go, so a long run's
+        # live view (the coordinator's memory in a pod) stays the size of a few seconds.
+        latest = self._latest()
+        for windows in self._windows:
+            for second in [t for t in windows if t < latest]:
+                del windows[second]
 
     def finish(self, index: int) -> None:
         """Runner ``index`` has ended: the live line no longer waits for its seconds."""
         self._finished.add(index)
+
+    def kept_seconds(self) -> int:
+        """How many windows are kept, over all runners (bounded however long the run)."""
+        return sum(len(w) for w in self._windows)
 
     def aggregates(self) -> dict[str, Aggregate]:
         """The threshold submetrics so far, merged over the runners."""
@@ -108,8 +126,7 @@ class LiveMerge:
 
     def progress(self, elapsed_s: float, total_s: float) -> Progress:
         """The latest second every running runner has closed, merged over the runners."""
-        running = [w for i, w in enumerate(self._windows) if i not in self._finished]
-        latest = min((max(w, default=0) for w in running or self._windows), default=0)
+        latest = self._latest()
         window = Window()
         for windows in self._windows:
             if latest in windows:

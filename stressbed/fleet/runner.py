@@ -131,6 +131,7 @@ class Runner:
         self.oom_kills_before = oom_kills()
         self.started_at = 0.0
         self.stopped_by: RunnerStatus | None = None
+        self._stopping = threading.Lock()
         self.cpu: dict[int, float] = {}  # unix second -> k6's cores used in the second before
         self._cpu_last: tuple[float, float] | None = None
         self._reader = threading.Thread(target=self._read, name="samples", daemon=True)
@@ -183,10 +184,12 @@ class Runner:
             return None
 
     def stop(self, why: RunnerStatus, grace: float = 10.0) -> None:
-        """Stop k6 gracefully (SIGINT: it ends iterations and writes its summary), then kill."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.stopped_by = why
+        """Stop k6 gracefully (SIGINT: it ends iterations and writes its summary), then kill.
+        Only the first stop acts: a second SIGINT would make k6 quit without its summary."""
+        with self._stopping:
+            if self.proc is None or self.proc.poll() is not None or self.stopped_by is not None:
+                return
+            self.stopped_by = why
         self.proc.send_signal(signal.SIGINT)
         try:
             self.proc.wait(timeout=grace)
@@ -231,7 +234,7 @@ class Runner:
                 dropped_lines=self.collector.bad_lines,
                 peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 cpu=dict(self.cpu),
-                cpu_capacity=cpu_capacity(self.proc.pid),
+                cpu_capacity=cpu_capacity(),  # k6 runs in this process's cgroup, on its CPUs
             )
         result.write(self.out_dir / "result.json")
         self.fifo.unlink(missing_ok=True)

@@ -28,7 +28,10 @@ def cpu_seconds(pid: int) -> float | None:
 
 def cpu_capacity(pid: int | str = "self") -> float:
     """The cores ``pid`` may use: its CPU affinity, capped by its cgroup's CPU quota."""
-    cores = float(len(os.sched_getaffinity(0 if pid == "self" else int(pid))))
+    try:
+        cores = float(len(os.sched_getaffinity(0 if pid == "self" else int(pid))))
+    except OSError:  # gone already: what this machine has
+        cores = float(os.cpu_count() or 1)
     quota = _cgroup_quota(pid)
     return min(cores, quota) if quota else cores
 

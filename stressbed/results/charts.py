@@ -44,13 +44,13 @@ class _Charts:
 
         self.line = line
         end = max(line.seconds, 1.0)
-        self.x_range = Range1d(0, end, bounds=(0, end))
+        self.x_range = Range1d(start=0, end=end, bounds=(0, end))
         self.figures: list[Any] = []
 
     def figure(self, title: str, y_label: str, *, y_start: float | None = 0.0) -> Any:
         from bokeh.plotting import figure  # noqa: PLC0415
 
-        fig = figure(
+        fig: Any = figure(
             title=title,
             height=HEIGHT,
             sizing_mode="stretch_width",
@@ -103,7 +103,7 @@ class _Charts:
         fig.legend.click_policy = "hide"
 
     def shade(self, fig: Any, intervals: Sequence[tuple[float, float]], label: str) -> None:
-        from bokeh.models import BoxAnnotation  # noqa: PLC0415
+        from bokeh.models.annotations import BoxAnnotation  # noqa: PLC0415
 
         for left, right in intervals:
             fig.add_layout(

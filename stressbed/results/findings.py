@@ -145,7 +145,7 @@ def _errors_with_events(line: Timeline, events: Sequence[Mapping[str, Any]]) -> 
     failed = line.fleet.get("failed_per_s", [])
     in_burst = False
     for i, t in enumerate(line.t):
-        total, bad = requests[i] * line.step, failed[i] * line.step
+        total, bad = (requests[i] or 0.0) * line.step, (failed[i] or 0.0) * line.step
         burst = bad >= BURST_MIN_FAILED and total and bad / total >= BURST_RATE
         if burst and not in_burst:
             near = [(at, e) for at, e in trouble if abs(at - t) <= NEAR_S + line.step]
@@ -176,7 +176,8 @@ def _autoscaler_at_max(
             continue
         for left, right in breaches(line, threshold):
             for i, t in enumerate(line.t):
-                if left <= t < right and desired[i] is not None and desired[i] >= max_replicas:
+                wanted = desired[i]
+                if left <= t < right and wanted is not None and wanted >= max_replicas:
                     return [
                         Finding(
                             "autoscaler-at-max",
@@ -210,7 +211,8 @@ def _quota_denied(line: Timeline, events: Sequence[Mapping[str, Any]]) -> list[F
 def _load_not_offered(line: Timeline) -> list[Finding]:
     dropped = line.fleet.get("dropped_per_s", [])
     offered = line.fleet.get("offered_per_s", [])
-    total_dropped, total_offered = sum(dropped), sum(offered)
+    total_dropped = sum(v or 0.0 for v in dropped)
+    total_offered = sum(v or 0.0 for v in offered)
     if not total_offered or total_dropped / total_offered <= DROPPED_SHARE:
         return []
     first = next(i for i, v in enumerate(dropped) if v)

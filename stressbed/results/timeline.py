@@ -18,6 +18,7 @@ from typing import Any
 from ..scenario.thresholds import Threshold
 from .aggregates import OTHER_NAME, Window
 from .runner_result import RunnerResult
+from .sketch import Sketch
 
 __all__ = ["MAX_POINTS", "REST", "TOP_NAMES", "Marker", "Timeline", "breaches", "timeline"]
 
@@ -140,7 +141,7 @@ def _buckets(windows: Mapping[int, Window], start: int, step: int, points: int) 
     return buckets
 
 
-def _quantiles(window_sketch: Any) -> tuple[float | None, float | None, float | None]:
+def _quantiles(window_sketch: Sketch) -> tuple[float | None, float | None, float | None]:
     if not window_sketch.count:
         return None, None, None
     p50, p95, p99 = window_sketch.quantiles((0.5, 0.95, 0.99))
@@ -192,9 +193,9 @@ def _names(buckets: Sequence[Window], step: int) -> dict[str, dict[str, Series]]
             if name not in top:
                 rest.duration.merge(sketch)
         for name in shown:
-            sketch = rest.duration if name == REST else b.names.get(name)
-            count = sketch.count if sketch is not None else 0
-            p50, p95, p99 = _quantiles(sketch) if sketch is not None else (None, None, None)
+            drawn: Sketch | None = rest.duration if name == REST else b.names.get(name)
+            count = drawn.count if drawn is not None else 0
+            p50, p95, p99 = _quantiles(drawn) if drawn is not None else (None, None, None)
             for key, value in (("p50_ms", p50), ("p95_ms", p95), ("p99_ms", p99)):
                 out[name][key].append(value)
             out[name]["requests_per_s"].append(count / step)

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from stressbed.app.collect import collect
+from stressbed.backends.kubernetes import PodState
 from stressbed.errors import ConfigError
 from stressbed.results.runner_result import RunnerResult
 
@@ -46,3 +49,21 @@ def test_one_damaged_pod_log_is_that_runners_error_not_the_whole_collect(tmp_pat
     assert report.exit_code == 3
     assert [r.status.value for r in report.runners] == ["ok", "error"]
     assert report.runners[1].reason.startswith("its result cannot be read: result: got '")
+
+
+def test_collect_says_so_when_the_coordinator_aborted_the_fleet(tmp_path):
+    (tmp_path / "k.py").write_text(
+        SCENARIO.replace(
+            "SharedIterations(vus=2, iterations=10))]",
+            "SharedIterations(vus=2, iterations=10))],\n"
+            "    thresholds=[error_rate('< 5%', abort_on_fail=True)]",
+        )
+    )
+    cluster = FakeCluster(2, [{}])
+    cluster.coordinator = PodState("runners-coordinator-7x", -1, "Succeeded", time.time())
+    cluster.coordinator_news = [
+        (0, {"event": "aborted", "threshold": "http_req_failed", "expression": "rate<0.05"})
+    ]
+    report = collect("load-test", "runners", str(tmp_path / "k.py"), tmp_path / "r", api=cluster)
+    assert report.exit_code == 1
+    assert report.message.startswith("aborted: threshold failed fleet-wide: http_req_failed")

@@ -93,3 +93,12 @@ def test_a_progress_line_reads_back_and_refuses_what_is_not_a_number():
         Progress.from_dict({**line, "vus": "many"})
     with pytest.raises(ValueError, match=r"progress\.p95_ms: got True"):
         Progress.from_dict({**line, "p95_ms": True})
+
+
+def test_a_long_run_keeps_a_live_view_of_a_few_seconds_only():
+    live = LiveMerge(4)
+    for second in range(1, 3601):  # an hour, each runner reporting each second
+        for index in range(4):
+            live.feed(index, snapshot({second: window(5, vus=1)}))
+    assert live.kept_seconds() <= 8
+    assert live.progress(3600.0, 3600.0).requests_per_s == 20.0

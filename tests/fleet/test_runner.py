@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -238,3 +239,37 @@ def test_the_cores_a_process_may_use_are_its_affinity_capped_by_its_cgroup_quota
         child.kill()
         child.wait()
         group.rmdir()
+
+
+def test_only_the_first_stop_signals_k6(tmp_path):
+    # A second SIGINT makes k6 quit at once, without its summary: the coordinator's repeated
+    # stops and a SIGTERM on top of them must reach k6 as one.
+    bundle = render(
+        Scenario("s", description="d", workloads=[Workload("w", get("/"), ConstantVUs(1, "1s"))]),
+        tmp_path / "bundle",
+    ).root
+    runner = Runner(bundle / "script.js", 0, 1, tmp_path / "out")
+    marks = tmp_path / "signals"
+    runner.proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, sys, time\n"
+            f"def on(*_): open({str(marks)!r}, 'a').write('INT\\n')\n"
+            "signal.signal(signal.SIGINT, on)\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(3)\n",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    assert runner.proc.stdout is not None
+    runner.proc.stdout.readline()  # its handler is in place
+    stops = [threading.Thread(target=runner.stop, args=(RunnerStatus.STOPPED,)) for _ in range(3)]
+    for stop in stops:
+        stop.start()
+    for stop in stops:
+        stop.join(timeout=30)
+    runner.proc.wait(timeout=30)
+    runner.proc.stdout.close()
+    assert marks.read_text() == "INT\n"
+    assert runner.stopped_by is RunnerStatus.STOPPED

@@ -10,7 +10,14 @@ so importing this package needs neither. It may import the layers below the back
 the app layer.
 """
 
-from ._cluster import ClusterApi, PodState, fleet_results, kubernetes_api, runner_failure
+from ._cluster import (
+    ClusterApi,
+    PodState,
+    fleet_abort,
+    fleet_results,
+    kubernetes_api,
+    runner_failure,
+)
 from ._engine import Engine
 from ._preflight import ClusterAccess, KubernetesOptions, preflight
 from .backend import KubernetesBackend
@@ -22,6 +29,7 @@ __all__ = [
     "KubernetesBackend",
     "KubernetesOptions",
     "PodState",
+    "fleet_abort",
     "fleet_results",
     "kubernetes_api",
     "preflight",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -17,12 +18,14 @@ from ...errors import ConfigError, DocumentError
 from ...fleet.segments import segment
 from ...results.runner_result import RunnerResult, RunnerStatus
 from ...results.transport import read_document
+from ...scenario.thresholds import Threshold
 from ._preflight import ClusterAccess
 
 __all__ = [
     "ClusterApi",
     "PodState",
     "coordinator_reason",
+    "fleet_abort",
     "fleet_results",
     "kubernetes_api",
     "result_in_log",
@@ -114,6 +117,34 @@ def coordinator_reason(api: ClusterApi, namespace: str, pod: PodState) -> str:
         if isinstance(said, dict) and said.get("event") == "failed":
             return f": {said.get('reason')}"
     return ""
+
+
+def fleet_abort(
+    api: ClusterApi, namespace: str, job: str, thresholds: Sequence[Threshold]
+) -> Threshold | None:
+    """The threshold the coordinator of runner Job ``job`` aborted the fleet on (read from
+    its whole log), if it did and the threshold is one of ``thresholds``."""
+    for pod in api.pods(namespace, "coordinator"):
+        if not pod.name.startswith(f"{job}-coordinator"):
+            continue
+        try:
+            text = api.log(namespace, pod.name)
+        except Exception:
+            continue
+        for line in text.splitlines():
+            try:
+                said = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(said, dict) or said.get("event") != "aborted":
+                continue
+            for threshold in thresholds:
+                if (threshold.key, threshold.expression) == (
+                    said.get("threshold"),
+                    said.get("expression"),
+                ):
+                    return threshold
+    return None
 
 
 def fleet_results(api: ClusterApi, namespace: str, job: str) -> list[RunnerResult]:

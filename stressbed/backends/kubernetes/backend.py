@@ -12,8 +12,11 @@ without either. Runner failures end the run naming the runner: OOMKilled, evicte
 that cannot be pulled, Pending past a deadline, a failed pod; nothing waits past the run's
 deadline. The coordinator pod follows the runners once it has released them (their merged
 progress once a second in its log, ``abort_on_fail`` thresholds judged on the merged data and
-every runner stopped when one fails); this side reads both from its log, so the live line and
-live aborts work as they do locally.
+every runner stopped when one fails); this side reads both from the tail of its log (and the
+whole log once, at the end, for an abort it may have missed), gives the runners 30 s after an
+abort to stop and leave their results, and leaves the rest to the teardown. A coordinator that
+fails after it started the fleet costs the live view (a ``coordinator-lost`` event), not the
+run.
 """
 
 from __future__ import annotations
@@ -73,6 +76,8 @@ POLL_S = 2.0
 MAX_API_ERRORS = 5
 #: Lines of the coordinator's log read per poll: it prints one a second.
 COORDINATOR_TAIL = 100
+#: After an abort, how long the runners have to stop and leave their results.
+ABORT_GRACE_S = 30.0
 
 
 @dataclass
@@ -306,10 +311,14 @@ class KubeFleet:
                     return
                 time.sleep(POLL_S)
                 continue
-            aborted = news.read(run.cluster_api, ns, [p for p in pods if p.index < 0])
-            if aborted is not None and outcome.aborted_by is None:
-                outcome.aborted_by = aborted
-                self._event("aborted", threshold=aborted.key, expression=aborted.expression)
+            self._take_news(outcome, news, [p for p in pods if p.index < 0])
+            if (
+                outcome.aborted_by is not None
+                and news.aborted_for(time.monotonic()) > ABORT_GRACE_S
+            ):
+                # The coordinator stopped them; what still runs is stopped by the teardown.
+                self._event("abort-grace-over", seconds=ABORT_GRACE_S)
+                return
             if not [p for p in pods if p.index >= 0] and (
                 time.monotonic() - started > run.options.pending_deadline_s
             ):
@@ -321,16 +330,15 @@ class KubeFleet:
                 )
                 self._event("runner-failed", reason=outcome.failure)
                 return
-            for pod in pods:
-                failure = runner_failure(pod, now, run.options.pending_deadline_s, memory)
-                if failure is not None and pod.index < 0:
-                    failure += coordinator_reason(run.cluster_api, ns, pod)
-                if failure is not None:
-                    outcome.failure = failure
-                    self._event("runner-failed", pod=pod.name, reason=failure)
-                    return
+            failure = self._pod_failure(pods, now, memory, news)
+            if failure is not None:
+                outcome.failure = failure
+                return
             runners = [p for p in pods if p.index >= 0]
             if len(runners) >= self.spec.runners and all(p.phase == "Succeeded" for p in runners):
+                if outcome.aborted_by is None and news.thresholds:
+                    # The abort may have left the tail between two polls: read the whole log.
+                    self._take_news(outcome, news, [p for p in pods if p.index < 0], whole=True)
                 self._event("fleet-finished", runners=len(runners))
                 return
             elapsed = time.monotonic() - started
@@ -343,6 +351,40 @@ class KubeFleet:
                 last = phases
                 self._event("runners", phases={p.name: p.phase for p in runners})
             time.sleep(POLL_S)
+
+    def _pod_failure(
+        self, pods: Sequence[PodState], now: float, memory: str, news: _CoordinatorNews
+    ) -> str | None:
+        """Why a pod fails the run (said as an event), or None."""
+        run = self.state
+        for pod in pods:
+            failure = runner_failure(pod, now, run.options.pending_deadline_s, memory)
+            if failure is None:
+                continue
+            if pod.index < 0:
+                failure += coordinator_reason(run.cluster_api, run.cluster.namespace, pod)
+                if news.started:  # the fleet runs on; only its live view is lost
+                    if not news.lost:
+                        news.lost = True
+                        self._event("coordinator-lost", pod=pod.name, reason=failure)
+                    continue
+            self._event("runner-failed", pod=pod.name, reason=failure)
+            return failure
+        return None
+
+    def _take_news(
+        self,
+        outcome: FleetOutcome,
+        news: _CoordinatorNews,
+        pods: Sequence[PodState],
+        *,
+        whole: bool = False,
+    ) -> None:
+        aborted = news.read(self.state.cluster_api, self.state.cluster.namespace, pods, whole)
+        if aborted is not None and outcome.aborted_by is None:
+            outcome.aborted_by = aborted
+            news.aborted_at = time.monotonic()
+            self._event("aborted", threshold=aborted.key, expression=aborted.expression)
 
     def _collect(self, outcome: FleetOutcome) -> list[RunnerResult]:
         """Each runner's result document, from the last line of its pod's log."""
@@ -375,7 +417,9 @@ class KubeFleet:
                     index,
                     count,
                     segment(index, count),
-                    RunnerStatus.STOPPED if outcome.failure else RunnerStatus.ERROR,
+                    RunnerStatus.STOPPED
+                    if outcome.failure or outcome.aborted_by
+                    else RunnerStatus.ERROR,
                     "no result in the pod's log",
                 )
         return [results[i] for i in sorted(results)]
@@ -383,7 +427,8 @@ class KubeFleet:
 
 class _CoordinatorNews:
     """What the coordinator's log says as the fleet runs: the merged progress (handed to
-    ``on_progress``) and an abort (the threshold that failed fleet-wide)."""
+    ``on_progress``), an abort (the threshold that failed fleet-wide), and whether it has
+    started the fleet (after which its own failure loses the live view, not the run)."""
 
     def __init__(
         self,
@@ -395,24 +440,35 @@ class _CoordinatorNews:
         self.total_s = total_s
         self.on_progress = on_progress
         self.seen_s = -1.0  # the elapsed time of the last progress handed on
+        self.started = False
+        self.lost = False
+        self.aborted_at: float | None = None  # monotonic, when this side saw the abort
 
-    def read(self, api: ClusterApi, namespace: str, pods: Sequence[PodState]) -> Threshold | None:
+    def aborted_for(self, now: float) -> float:
+        return 0.0 if self.aborted_at is None else now - self.aborted_at
+
+    def read(
+        self, api: ClusterApi, namespace: str, pods: Sequence[PodState], whole: bool = False
+    ) -> Threshold | None:
         aborted = None
         latest: Progress | None = None
         for pod in pods:
             if pod.phase not in ("Running", "Succeeded", "Failed"):
                 continue  # no log yet
             try:
-                text = api.log(namespace, pod.name, tail_lines=COORDINATOR_TAIL)
+                text = api.log(namespace, pod.name, None if whole else COORDINATOR_TAIL)
             except Exception:  # the live line can wait for the next poll
                 continue
             for line in text.splitlines():
                 said = _json_line(line)
                 if said is None:
                     continue
-                if said.get("event") == "aborted":
+                kind = said.get("event")
+                if kind in ("started", "progress"):
+                    self.started = True
+                if kind == "aborted":
                     aborted = aborted or self._threshold(said)
-                elif said.get("event") == "progress":
+                elif kind == "progress":
                     with contextlib.suppress(ValueError):
                         progress = Progress.from_dict(said, total_s=self.total_s)
                         if progress.elapsed_s > self.seen_s:

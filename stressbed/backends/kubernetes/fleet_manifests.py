@@ -222,8 +222,10 @@ def coordinator_job(fleet: ClusterFleet, cluster: Cluster) -> Manifest:
             f"{runner}:{CONTROL_PORT}",
             "--abort-thresholds",
             json.dumps([t.to_dict() for t in fleet.abort_thresholds], separators=(",", ":")),
+            # From its own start, which is about the Job's: it ends by itself before the
+            # Job's deadline would end it as Failed.
             "--watch-timeout",
-            str(fleet.deadline_s),
+            str(max(60, fleet.deadline_s - 30)),
         ],
         "env": [{"name": "HOME", "value": "/tmp"}],
         "resources": resources(COORDINATOR_REQUESTS, COORDINATOR_LIMITS),

@@ -110,7 +110,7 @@ class FakeCluster:
         ]
 
     def log(self, namespace: str, pod: str, tail_lines: int | None = None) -> str:
-        if pod == "coordinator":
+        if pod == self.coordinator.name:
             self.tails.append(tail_lines)
             news = [
                 json.dumps(line) + "\n" for at, line in self.coordinator_news if at <= self.polls

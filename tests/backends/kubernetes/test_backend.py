@@ -200,6 +200,53 @@ def test_the_live_line_and_a_fleet_wide_abort_come_from_the_coordinator(tmp_path
     assert summary["verdict"] == "fail"
 
 
+def test_an_abort_that_left_the_log_tail_between_two_polls_is_still_seen(tmp_path, cluster_env):
+    running = {0: {"phase": "Running"}, 1: {"phase": "Running"}}
+    cluster = FakeCluster(2, [running, running, {}])
+    cluster.coordinator = PodState("coordinator", -1, "Running", time.time())
+    aborted = {"event": "aborted", "threshold": "http_req_failed", "expression": "rate<0.05"}
+    # By the first read, the abort is already more than a tail's length back.
+    tail = kube_backend.COORDINATOR_TAIL
+    cluster.coordinator_news = [(1, aborted)] + [
+        (1, progress(float(i))) for i in range(1, tail + 10)
+    ]
+    report, _ = run_kube(tmp_path, cluster_env, cluster, scenario=ABORTING)
+    assert report.exit_code == 1
+    assert report.message.startswith("aborted: threshold failed fleet-wide: http_req_failed")
+    assert None in cluster.tails  # the whole log, read once at the end
+
+
+def test_runners_that_do_not_stop_after_an_abort_are_left_to_the_teardown(
+    tmp_path, cluster_env, monkeypatch
+):
+    monkeypatch.setattr(kube_backend, "ABORT_GRACE_S", 0.05)
+    running = {0: {"phase": "Running"}, 1: {"phase": "Running"}}
+    cluster = FakeCluster(2, [running])  # they never finish
+    cluster.coordinator = PodState("coordinator", -1, "Running", time.time())
+    cluster.coordinator_news = [
+        (1, {"event": "aborted", "threshold": "http_req_failed", "expression": "rate<0.05"})
+    ]
+    report, calls = run_kube(tmp_path, cluster_env, cluster, scenario=ABORTING)
+    assert report.exit_code == 1
+    assert report.message.startswith("aborted: ")
+    assert calls[-2:] == ["destroy", "remove"]
+    kinds = [e["event"] for e in report.events if e["source"] == "fleet"]
+    assert kinds.index("aborted") < kinds.index("abort-grace-over")
+
+
+def test_a_coordinator_lost_after_the_start_costs_the_live_view_not_the_run(tmp_path, cluster_env):
+    running = {0: {"phase": "Running"}, 1: {"phase": "Running"}}
+    cluster = FakeCluster(2, [running, running, running, {}])
+    cluster.coordinator = PodState(
+        "coordinator", -1, "Failed", time.time(), terminated="OOMKilled", exit_code=137
+    )
+    cluster.coordinator_news = [(1, progress(1.0, requests_per_s=10))]
+    report, _ = run_kube(tmp_path, cluster_env, cluster)
+    assert report.exit_code == 0, report.message
+    lost = [e for e in report.events if e["event"] == "coordinator-lost"]
+    assert [e["reason"] for e in lost] == ["coordinator: OOMKilled"]
+
+
 def test_the_coordinator_is_handed_the_abort_thresholds_to_judge(tmp_path, cluster_env):
     shipped: list[Any] = []
 

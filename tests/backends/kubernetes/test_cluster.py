@@ -76,6 +76,7 @@ POD = {
 
 
 def test_the_real_client_reads_pods_and_a_log_tail_from_an_api_server(tmp_path):
+    StubApiServer.seen.clear()
     pytest.importorskip("kubernetes")
     server = ThreadingHTTPServer(("127.0.0.1", 0), StubApiServer)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -369,7 +369,8 @@ def test_the_coordinator_follows_every_runner_and_judges_the_abort_thresholds():
     )
     shipped = json.loads(args[args.index("--abort-thresholds") + 1])
     assert [Threshold.from_dict(t) for t in shipped] == [aborting, slow]
-    assert args[args.index("--watch-timeout") + 1] == str(fleet.deadline_s)
+    # It stops watching by itself before the Job's deadline would end it as Failed.
+    assert int(args[args.index("--watch-timeout") + 1]) < fleet.deadline_s
     service = next(m for m in manifests if m["kind"] == "Service")
     assert {p["port"] for p in service["spec"]["ports"]} == {K6_API_PORT, CONTROL_PORT}
     for manifest in manifests:
