@@ -16,12 +16,15 @@ from pathlib import Path
 from .. import __version__
 from ..backends.base import Capability
 from ..errors import StressbedError
+from ..results.merge import merge
 from ..results.table import table
+from ..results.timeline import timeline
 from ..scenario import catalog
 from ..scenario.render import render
 from .execute import execute
 from .live import LiveLine, terminate_as_interrupt
 from .plan import RunOptions, plan, redact
+from .rundir import read_run
 from .settings import BACKEND_KEYS, RUN_KEYS, resolve, stack_of
 
 __all__ = ["main"]
@@ -147,6 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
     collect_cmd.add_argument("--results", type=Path, default=Path("results"), metavar="DIR")
     collect_cmd.set_defaults(handler=cmd_collect)
 
+    report_cmd = commands.add_parser(
+        "report",
+        help="draw a run's report.html again from its directory",
+        description="Rebuild RUN_DIR/report.html from RUN_DIR/summary.json and the runners' "
+        "results (after an upgrade, or for a run whose report could not be drawn).",
+    )
+    report_cmd.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    report_cmd.set_defaults(handler=cmd_report)
+
     list_cmd = commands.add_parser("scenarios", help="list the available scenarios")
     list_cmd.set_defaults(handler=cmd_scenarios)
     return parser
@@ -205,7 +217,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         report = execute(the_plan, on_progress=live.update, on_event=live.stack_event)
     live.close()
     print(table(report))
-    print(f"results: {the_plan.results / report.run_id}")
+    run_dir = the_plan.results / report.run_id
+    print(f"results: {run_dir}")
+    if report.report_error is None:
+        print(f"report: {run_dir / 'report.html'}")
+    else:
+        print(f"stressbed: report.html could not be drawn: {report.report_error}", file=sys.stderr)
     return report.exit_code
 
 
@@ -224,6 +241,20 @@ def cmd_collect(args: argparse.Namespace) -> int:
     print(table(report))
     print(f"results: {args.results / report.run_id}")
     return int(report.exit_code)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ..results.html import write_html  # noqa: PLC0415 - Bokeh only for this command
+
+    run = read_run(args.run_dir)
+    fleet = merge(run.runners)
+    line = timeline(
+        fleet.windows, run.runners, run.summary.get("stack"), run.summary.get("events") or []
+    )
+    path = run.path / "report.html"
+    write_html(path, run.summary, line)
+    print(f"report: {path}")
+    return 0
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:

@@ -1,8 +1,10 @@
 """Run directories: ``results/<run-id>/`` with the rendered bundle in it, and
-``results/latest`` pointing at the newest."""
+``results/latest`` pointing at the newest; and what a finished one holds, read back
+(:func:`read_run`, for ``stressbed report`` and comparisons)."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sys
@@ -10,12 +12,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from ..errors import ConfigError, DocumentError
 from ..results.runner_result import RunnerResult
 from ..scenario.model import Scenario
 from ..scenario.render import Bundle, render
 
-__all__ = ["RunDirectory", "new_run"]
+__all__ = ["FinishedRun", "RunDirectory", "new_run", "read_run"]
 
 
 @dataclass(frozen=True)
@@ -50,3 +54,38 @@ def _point_latest(results: Path, run_id: str) -> None:
         tmp.replace(latest)
     except OSError as exc:  # a filesystem without symlinks: results are still complete
         print(f"stressbed: note: cannot point {latest} at {run_id}: {exc}", file=sys.stderr)
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """A run directory read back: its summary document and every runner's result."""
+
+    path: Path
+    summary: dict[str, Any]
+    runners: list[RunnerResult]
+
+
+def read_run(where: Path) -> FinishedRun:
+    """The run in directory ``where`` (or the directory of the summary.json ``where`` names).
+    ConfigError (exit 2) when it is not a run directory; a runner whose result cannot be read
+    is left out and said on stderr (the summary still has it)."""
+    directory = where.parent if where.name == "summary.json" else where
+    path = directory / "summary.json"
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            "RUN_DIR", str(where), "a run directory (results/<run-id>/, with summary.json)"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError("RUN_DIR", str(path), f"a readable summary.json ({exc})") from None
+    if not isinstance(summary, dict) or "schema_version" not in summary:
+        raise ConfigError("RUN_DIR", str(path), "a summary.json written by stressbed")
+    runners = []
+    for result in sorted((directory / "runners").glob("*/result.json")):
+        try:
+            runners.append(RunnerResult.read(result))
+        except DocumentError as exc:
+            print(f"stressbed: note: {result} left out: {exc}", file=sys.stderr)
+    runners.sort(key=lambda r: r.index)
+    return FinishedRun(directory, summary, runners)

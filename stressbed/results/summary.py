@@ -1,6 +1,7 @@
 """A run's verdict as documents: :class:`RunReport`, written as summary.json (for machines),
-junit.xml (one test case per threshold, for CI) and events.jsonl. The terminal view of the
-same report is :mod:`stressbed.results.table`."""
+junit.xml (one test case per threshold, for CI), events.jsonl and report.html (for people,
+:mod:`stressbed.results.html`). The terminal view of the same report is
+:mod:`stressbed.results.table`."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from ._numbers import finite, show
+from .findings import Finding, findings
 from .merge import FleetResult, metric_values
 from .runner_result import RunnerResult
+from .timeline import Timeline, timeline
 from .verdict import ThresholdResult, Verdict
 
 __all__ = ["SCHEMA_VERSION", "RunReport", "junit_xml"]
@@ -35,6 +38,22 @@ class RunReport:
     settings: dict[str, Any] = field(default_factory=dict)
     #: What the backend says about the stack: enforcement, replica counts, usage series.
     stack: dict[str, Any] = field(default_factory=dict)
+    #: Why report.html could not be drawn (the other documents are written regardless).
+    report_error: str | None = None
+
+    def timeline(self) -> Timeline:
+        """Every series of the run on one time axis (what report.html draws)."""
+        return timeline(self.fleet.windows, self.runners, self.stack, self.events)
+
+    def findings(self, line: Timeline | None = None) -> list[Finding]:
+        replicas = self.stack.get("replicas") or {}
+        return findings(
+            line or self.timeline(),
+            [(r.threshold, r.ok) for r in self.thresholds],
+            self.events,
+            max_replicas=replicas.get("max") if isinstance(replicas, dict) else None,
+            runner_capacity=[r.cpu_capacity or None for r in self.runners],
+        )
 
     def metrics(self) -> dict[str, dict[str, float]]:
         return {
@@ -65,7 +84,7 @@ class RunReport:
             )
         return rows
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, line: Timeline | None = None) -> dict[str, Any]:
         return {
             "schema_version": SCHEMA_VERSION,
             "run_id": self.run_id,
@@ -91,18 +110,28 @@ class RunReport:
                 for r in self.runners
             ],
             "stack": self.stack,
+            "findings": [f.to_dict() for f in self.findings(line)],
             "events": self.events,
             "timeseries": self.timeseries(),
         }
 
     def write(self, directory: Path) -> None:
-        """summary.json, junit.xml and events.jsonl, each written whole or not at all (a
-        temporary file renamed over the old one), summary.json last."""
+        """events.jsonl, junit.xml, report.html and summary.json, each written whole or not at
+        all (a temporary file renamed over the old one), summary.json last. A report that
+        cannot be drawn is said in ``report_error``; it never costs the other documents."""
         directory.mkdir(parents=True, exist_ok=True)
         events = "".join(json.dumps(event) + "\n" for event in self.events)
         _write_whole(directory / "events.jsonl", events)
         _write_whole(directory / "junit.xml", junit_xml(self))
-        _write_whole(directory / "summary.json", json.dumps(self.to_dict(), indent=2) + "\n")
+        line = self.timeline()
+        document = self.to_dict(line)
+        try:
+            from .html import write_html  # noqa: PLC0415 - Bokeh, only when a report is drawn
+
+            write_html(directory / "report.html", document, line)
+        except Exception as exc:  # a bug in drawing must not cost the run its verdict
+            self.report_error = f"{type(exc).__name__}: {exc}"
+        _write_whole(directory / "summary.json", json.dumps(document, indent=2) + "\n")
 
 
 def junit_xml(report: RunReport) -> str:
