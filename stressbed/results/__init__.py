@@ -3,7 +3,9 @@
 It owns the mergeable ``sketch``, the additive ``aggregates`` (per metric and per second),
 the ``samples`` collector that folds k6's CSV stream into them, the versioned
 ``runner_result`` document, the fleet ``merge`` (additive data first, percentiles after),
-the ``verdict`` on thresholds, and the run's documents: ``summary`` (summary.json,
-junit.xml, events.jsonl) and the terminal ``table``. It may import :mod:`stressbed.scenario`
+the ``verdict`` on thresholds, the run on one time axis (``timeline``) and what it points at
+(``findings``), and the run's documents: ``summary`` (summary.json, junit.xml, events.jsonl),
+report.html (``html``, its Bokeh ``charts``; Bokeh imported only to draw) and the terminal
+``table``. It may import :mod:`stressbed.scenario`
 (threshold and metric definitions) and :mod:`stressbed.errors`; nothing above.
 """
