@@ -34,7 +34,15 @@ import yaml
 from ..errors import ConfigError
 from ..stack.agent import reference_agent
 from ..stack.quantities import Resources
-from ..stack.spec import Autoscaler, LimitRange, Probe, Quota, ScalePolicy, StackSpec
+from ..stack.spec import (
+    Autoscaler,
+    LimitRange,
+    Metrics,
+    Probe,
+    Quota,
+    ScalePolicy,
+    StackSpec,
+)
 
 __all__ = [
     "BACKEND_KEYS",
@@ -90,6 +98,7 @@ _OPTIONAL = {
     "autoscaler": Autoscaler,
     "quota": Quota,
     "limit_range": LimitRange,
+    "metrics": Metrics,
 }
 
 

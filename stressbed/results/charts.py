@@ -202,6 +202,13 @@ def charts(line: Timeline, breached: dict[str, list[tuple[float, float]]]) -> li
             lanes["limit"] = [line.limits[key]] * len(line.t)
         c.lines(fig, lanes, "m" if key == "cpu_m" else "MiB", dashed=("limit",))
 
+    for family, lanes in _families(line.target).items():
+        unit = (
+            "ms" if family.endswith(" p95 ms") else ("per second" if family.endswith(" /s") else "")
+        )
+        fig = c.figure(f"Target's own metric: {family}", unit or "value")
+        c.lines(fig, lanes, "")
+
     if line.runners:
         fig = c.figure("Runners: requests/s each", "per second")
         c.lines(fig, {f"runner {i}": r["requests_per_s"] for i, r in enumerate(line.runners)}, "")
@@ -213,6 +220,25 @@ def charts(line: Timeline, breached: dict[str, list[tuple[float, float]]]) -> li
         fig = c.figure("Runners: k6 CPU each", "cores")
         c.lines(fig, {f"runner {i}": r["cpu_cores"] for i, r in enumerate(line.runners)}, "")
     return c.figures
+
+
+MAX_TARGET_CHARTS = 8
+
+
+def _families(target: dict[str, Series]) -> dict[str, dict[str, Series]]:
+    """The target's series grouped by family (and by what they show: /s, p95), one chart each;
+    a series is labelled by its labels alone."""
+    out: dict[str, dict[str, Series]] = {}
+    for name, values in target.items():
+        head, _, rest = name.partition("{")
+        labels, _, suffix = rest.rpartition("}") if rest else ("", "", "")
+        if not rest:
+            head, _, suffix = name.partition(" ")
+        family = f"{head} {suffix.strip()}".strip()
+        if family not in out and len(out) >= MAX_TARGET_CHARTS:
+            continue
+        out.setdefault(family, {})[labels or head] = values
+    return out
 
 
 def _shade_all(

@@ -80,6 +80,8 @@ class Timeline:
     stack: dict[str, Series] = field(default_factory=dict)  # replicas, ready, desired
     pods: dict[str, dict[str, Series]] = field(default_factory=dict)  # cpu_m, memory_mib
     limits: dict[str, float] = field(default_factory=dict)  # a replica's cpu_m, memory_mib
+    #: The target's own metrics, summed over its replicas (rates /s, gauges, p95 ms).
+    target: dict[str, Series] = field(default_factory=dict)
     markers: list[Marker] = field(default_factory=list)
 
     @property
@@ -114,6 +116,7 @@ def timeline(
     line.checks = _tallies([b.checks_failed for b in line.buckets], step)
     line.runners = [_runner(r, start, step, points) for r in runners]
     _stack(line, stack, points)
+    line.target = _target(stack.get("target_metrics") or {}, start, step, points)
     line.markers = _markers(events, start, points * step)
     return line
 
@@ -253,6 +256,20 @@ def _stack(line: Timeline, stack: Mapping[str, Any], points: int) -> None:
         name: {k: [sum(v) / len(v) if v else None for v in lanes[k]] for k in _USAGE}
         for name, lanes in sorted(pods.items())
     }
+
+
+def _target(metrics: Mapping[str, Any], start: int, step: int, points: int) -> dict[str, Series]:
+    out: dict[str, Series] = {}
+    for name, pairs in (metrics.get("series") or {}).items():
+        sums: list[list[float]] = [[] for _ in range(points)]
+        for pair in pairs:
+            if not (isinstance(pair, list | tuple) and len(pair) == 2):
+                continue
+            i = _index(float(pair[0]), start, step)
+            if 0 <= i < points and isinstance(pair[1], int | float):
+                sums[i].append(float(pair[1]))
+        out[str(name)] = [sum(v) / len(v) if v else None for v in sums]
+    return out
 
 
 _COUNTS = ("replicas", "ready", "desired")

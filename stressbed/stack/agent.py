@@ -5,9 +5,20 @@ from __future__ import annotations
 import sys
 
 from .quantities import Resources
-from .spec import Autoscaler, LimitRange, Probe, Quota, StackSpec, Target
+from .spec import Autoscaler, LimitRange, Metrics, Probe, Quota, StackSpec, Target
 
-__all__ = ["reference_agent"]
+__all__ = ["AGENT_SERIES", "reference_agent"]
+
+#: What the report draws of the agent's own metrics: its backpressure and its failures.
+AGENT_SERIES = (
+    "agent_queue_points",
+    "agent_in_flight_requests",
+    "agent_points_accepted",
+    "agent_points_dropped",
+    'agent_requests{status="429"}',
+    "agent_circuit_breaker_state",
+    "agent_request_duration_seconds",
+)
 
 
 def reference_agent(port: int = 8080) -> StackSpec:
@@ -42,6 +53,7 @@ def reference_agent(port: int = 8080) -> StackSpec:
             minimum=Resources.of({"cpu": "10m", "memory": "16Mi"}, "lr"),
             maximum=Resources.of({"cpu": "2", "memory": "1Gi"}, "lr"),
         ),
+        metrics=Metrics(path="/metrics", series=AGENT_SERIES),
         # The agent drains within 20 s by default; leave it room to finish.
         termination_grace_period_s=25,
     ).validate()

@@ -15,11 +15,13 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from ..errors import ConfigError
+from ..results.target_metrics import parse_selector
 from .quantities import Resources, show_quantity
 
 __all__ = [
     "Autoscaler",
     "LimitRange",
+    "Metrics",
     "Probe",
     "Quota",
     "Resources",
@@ -30,6 +32,33 @@ __all__ = [
     "quota_capped",
     "quota_denial",
 ]
+
+
+#: Series a Metrics block selects at most (each may match several label sets).
+MAX_METRIC_SERIES = 16
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Where the target exposes Prometheus metrics, and which of them the report draws:
+    ``series`` holds metric families, optionally with labels (``agent_requests{status="429"}``).
+    Every replica is scraped once a second while the fleet runs."""
+
+    path: str = "/metrics"
+    port: int | None = None  # None: the target's port
+    series: tuple[str, ...] = ()
+
+    def check(self, where: str) -> None:
+        if not self.path.startswith("/"):
+            raise ConfigError(f"{where}.path", self.path, "a path starting with '/'")
+        if self.port is not None and not 1 <= self.port <= 65535:
+            raise ConfigError(f"{where}.port", self.port, "a port 1..65535")
+        if not 1 <= len(self.series) <= MAX_METRIC_SERIES:
+            raise ConfigError(
+                f"{where}.series", list(self.series), f"1 to {MAX_METRIC_SERIES} metric families"
+            )
+        for i, text in enumerate(self.series):
+            parse_selector(text, f"{where}.series[{i}]")
 
 
 @dataclass(frozen=True)
@@ -150,6 +179,8 @@ class StackSpec:
     readiness_probe: Probe | None = None
     liveness_probe: Probe | None = None
     autoscaler: Autoscaler | None = None
+    #: The target's own Prometheus metrics, scraped during the run (None: not scraped).
+    metrics: Metrics | None = None
     quota: Quota | None = None
     limit_range: LimitRange | None = None
     security: Security = field(default_factory=Security)
@@ -215,6 +246,8 @@ class StackSpec:
             raise ConfigError(
                 "stack.termination_grace_period_s", spec.termination_grace_period_s, "seconds >= 0"
             )
+        if spec.metrics is not None:
+            spec.metrics.check("stack.metrics")
         _check_autoscaler(spec)
         _check_limit_range(spec)
         _check_quota(spec)

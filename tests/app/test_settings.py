@@ -262,3 +262,17 @@ def test_backend_settings_are_checked_whichever_backend_runs(tmp_path, text, mes
     with pytest.raises(ConfigError) as error:
         resolve({}, {}, file=path)
     assert str(error.value).startswith(f"{path}: {message}")
+
+
+def test_a_profile_chooses_the_target_metrics_the_report_draws(tmp_path):
+    path = write(
+        tmp_path,
+        "profiles:\n  p:\n    stack:\n      metrics:\n"
+        "        series: [agent_queue_points, 'agent_requests{status=\"503\"}']\n",
+    )
+    spec = stack_of(resolve({}, {}, file=path, profile="p"))
+    assert spec.metrics is not None
+    assert spec.metrics.series == ("agent_queue_points", 'agent_requests{status="503"}')
+    assert spec.metrics.path == "/metrics"  # kept from the agent's spec
+    off = write(tmp_path, "profiles:\n  p:\n    stack:\n      metrics: null\n")
+    assert stack_of(resolve({}, {}, file=off, profile="p")).metrics is None

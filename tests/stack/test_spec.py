@@ -11,6 +11,7 @@ from stressbed.stack.agent import reference_agent
 from stressbed.stack.spec import (
     Autoscaler,
     LimitRange,
+    Metrics,
     Probe,
     Quota,
     Resources,
@@ -109,6 +110,21 @@ def base() -> StackSpec:
             "a command to run",
         ),
         (lambda s: replace(s, replicas=0, autoscaler=None), "stack.replicas", "an integer >= 1"),
+        (
+            lambda s: replace(s, metrics=Metrics(path="metrics", series=("x",))),
+            "stack.metrics.path",
+            "a path starting with '/'",
+        ),
+        (
+            lambda s: replace(s, metrics=Metrics(series=())),
+            "stack.metrics.series",
+            "1 to 16 metric families",
+        ),
+        (
+            lambda s: replace(s, metrics=Metrics(series=("ok", "bad{status=429}"))),
+            "stack.metrics.series[1]",
+            'labels as name="value"',
+        ),
     ],
 )
 def test_invalid_specs_name_the_field_and_what_is_allowed(change, field, expected):

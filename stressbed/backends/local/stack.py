@@ -27,6 +27,7 @@ from typing import Any
 
 from ...errors import ProvisionError
 from ...fleet.process import free_port
+from ...results.target_metrics import parse_selector
 from ...stack.hpa import HpaController
 from ...stack.lifecycle import BackOff, Deletion, Lifecycle, Phase
 from ...stack.probes import ReplicaProbes
@@ -36,6 +37,7 @@ from ..base import new_event
 from ._metrics import UsageFeed
 from ._probing import ProbePool
 from ._replica import Exit, ReplicaProcess, Usage, check_executable
+from ._scrape import Scraper
 from .balancer import BalancerProcess
 
 __all__ = ["LocalOptions", "LocalStack"]
@@ -123,6 +125,7 @@ class LocalStack:
         self._next_sync = 0.0
         self._next_sample = 0.0
         self._desired = self.spec.initial_replicas
+        self._scraper = self._make_scraper()
 
     @property
     def events(self) -> list[dict[str, Any]]:
@@ -157,10 +160,31 @@ class LocalStack:
                 raise ProvisionError(self._not_ready_reason())
             time.sleep(TICK_S)
         self._event("stack-ready", url=self.url, ready=ready)
+        if self._scraper is not None:
+            self._scraper.start()
         return self.url
+
+    def _make_scraper(self) -> Scraper | None:
+        metrics = self.spec.metrics
+        if metrics is None:
+            return None
+        path = metrics.path
+        host = self.options.host
+
+        def endpoints() -> dict[str, str]:
+            # Each replica serves its metrics on its own port (the target's port, locally).
+            return {
+                r.name: f"http://{host}:{r.port}{path}"
+                for r in list(self.replicas)
+                if r.life.has_process and not r.life.stopping
+            }
+
+        return Scraper(endpoints, [parse_selector(s) for s in metrics.series])
 
     def teardown(self) -> None:
         """Stop every replica (SIGTERM, grace, SIGKILL) and the balancer; idempotent."""
+        if self._scraper is not None:
+            self._scraper.stop()
         self._stop.set()
         if self._thread is not None and self._thread.is_alive() and not self._forced:
             self._thread.join(timeout=self.options.teardown_grace_s + CONTROLLER_JOIN_MARGIN_S)
@@ -205,8 +229,20 @@ class LocalStack:
                 "max": self.spec.autoscaler.max_replicas if self.spec.autoscaler else None,
             },
             "limits": _figures(self.spec.limits),
+            "target_metrics": self._target_metrics(),
             "requests": _figures(self.spec.requests),
             "timeseries": self.series,
+        }
+
+    def _target_metrics(self) -> dict[str, Any]:
+        if self._scraper is None:
+            return {}
+        return {
+            "series": {
+                key: [[t, round(v, 6)] for t, v in points]
+                for key, points in self._scraper.series().items()
+            },
+            "missed": self._scraper.failures,
         }
 
     # -- the controller thread --------------------------------------------------------

@@ -9,7 +9,9 @@ Other environment: FAKE_LISTEN_AFTER_S (seconds before it listens at all), FAKE_
 (exit with code 3 that long after it first answered /readyz as ready, so that a crash always
 comes after readiness, however busy the machine), FAKE_IGNORE_TERM (ignore SIGTERM).
 Endpoints: /healthz (liveness), /readyz (readiness), /whoami (the port), /slow?s=N (answers
-after N seconds), /burn?s=N (spins a CPU for N seconds), /alloc?mb=N (keeps N MiB resident).
+after N seconds), /burn?s=N (spins a CPU for N seconds), /alloc?mb=N (keeps N MiB resident),
+/metrics (Prometheus text: fake_pages_served_total counts the pages it served, fake_replicas
+is 1).
 SIGTERM: stop listening, finish in-flight requests, exit 0.
 """
 
@@ -27,6 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 PORT = int(os.environ["PORT"])
 CONTROL = os.environ.get("FAKE_CONTROL", "")
 BALLAST: list[bytearray] = []
+SERVED = [0]  # /metrics pages served
 
 
 def control() -> dict[str, object]:
@@ -76,6 +79,19 @@ class Handler(BaseHTTPRequestHandler):
             self.answer(200 if ready else 503, {"ready": ready})
             if ready:
                 exit_later()
+        elif url.path == "/metrics":
+            SERVED[0] += 1
+            page = (
+                "# TYPE fake_pages_served_total counter\n"
+                f"fake_pages_served_total {SERVED[0]}\n"
+                "# TYPE fake_replicas gauge\n"
+                "fake_replicas 1\n"
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
         elif url.path == "/whoami":
             self.answer(200, {"port": PORT, "pid": os.getpid()})
         elif url.path == "/slow":

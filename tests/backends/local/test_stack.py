@@ -30,6 +30,7 @@ from stressbed.errors import ConfigError, ProvisionError
 from stressbed.stack.spec import (
     Autoscaler,
     LimitRange,
+    Metrics,
     Probe,
     Quota,
     Resources,
@@ -598,3 +599,24 @@ def test_a_replica_inherits_only_the_allow_listed_environment(stacks, control, m
     assert "STRESSBED_AGENT_ADMIN_TOKEN" not in env
     assert (env["FROM_SPEC"], env["TZ"], env["PATH"]) == ("yes", "UTC", os.environ["PATH"])
     assert env["PORT"] == str(stack.replicas[0].port)
+
+
+def test_every_replica_s_own_metrics_are_scraped_each_second(stacks, control):
+    spec = fake_spec(control.path, metrics=Metrics(series=("fake_replicas", "fake_pages_served")))
+    stack = stacks(spec)
+    stack.provision()
+
+    def both_counted() -> bool:
+        points = stack.report()["target_metrics"]["series"].get("fake_replicas", [])
+        return any(value == 2 for _, value in points)  # a second when both replicas said 1
+
+    wait_for(both_counted, message="no second with both replicas' metrics")
+    wait_for(
+        lambda: stack.report()["target_metrics"]["series"].get("fake_pages_served /s"),
+        message="no rate of the counter",
+    )
+    stack.teardown()
+    series = stack.report()["target_metrics"]["series"]
+    # Each replica serves one page a second to the scraper: about 2 pages/s for the stack.
+    rates = [value for _, value in series["fake_pages_served /s"]]
+    assert all(0 < rate < 10 for rate in rates)
