@@ -13,9 +13,9 @@ control endpoint (:mod:`.control`), merges them (:class:`~.live.LiveMerge`), pri
 fleet's progress, and judges the ``abort_on_fail`` thresholds on the merged data; one that
 fails is printed and every runner is stopped (asked again each second until it has ended), as
 the local fleet does. A runner that does not answer is polled on (``unreachable`` after 3 s,
-``reachable`` when it answers again) and counts as ended after 30 s out of reach (``gone``:
-its pod has finished). It ends when every runner has, or at ``--watch-timeout`` seconds from
-its own start.
+``reachable`` when it answers again) and counts as ended (``gone``) when nothing listens where
+it served (two connections refused in a row: its process has ended) or after 30 s out of
+reach. It ends when every runner has, or at ``--watch-timeout`` seconds from its own start.
 
 It speaks JSON lines on stdout (``ready``, ``setup``, ``started``, ``progress``, ``aborted``,
 ``unreachable``, ``reachable``, ``gone``, ``finished``, or ``failed`` with the reason) and
@@ -33,6 +33,7 @@ import socket
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -54,6 +55,8 @@ WATCH_S = 1.0
 UNREACHABLE_S = 3.0
 #: ... and for this long, to have ended (its pod is gone): the fleet goes on without it.
 GONE_AFTER_S = 30.0
+#: Connections refused in a row (nothing listens where it served: its process ended).
+REFUSED_ENDS = 2
 
 
 def coordinate(
@@ -147,10 +150,17 @@ class _Watched:
 
     def __init__(self, controls: Sequence[str], emit: Callable[[dict[str, object]], None]):
         self.urls = list(controls)
-        self.emit = emit
+        self._said = threading.Lock()
+
+        def said(event: dict[str, object]) -> None:
+            with self._said:  # the snapshots are taken on several threads: one line at a time
+                emit(event)
+
+        self.emit = said
         self.live = LiveMerge(len(controls))
         self.since = [0] * len(controls)
         self.failing_since: list[float | None] = [None] * len(controls)
+        self.refused = [0] * len(controls)  # connections refused in a row
         self.unreachable: set[int] = set()
         self.ended: set[int] = set()
         self._lock = threading.Lock()
@@ -186,6 +196,13 @@ class _Watched:
         since = self.failing_since[index]
         if since is None:
             self.failing_since[index] = since = now
+            self.refused[index] = 0
+        if _refused(exc):  # nothing listens where it served: its process has ended
+            self.refused[index] += 1
+            if self.refused[index] >= REFUSED_ENDS:
+                self.emit({"event": "gone", "index": index, "reason": _reason(exc)})
+                self._end(index)
+                return
         if now - since >= UNREACHABLE_S and index not in self.unreachable:
             self.unreachable.add(index)
             self.emit({"event": "unreachable", "index": index, "reason": _reason(exc)})
@@ -217,6 +234,11 @@ class _Watched:
         return url
 
 
+def _refused(exc: BaseException) -> bool:
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    return isinstance(reason, ConnectionRefusedError)
+
+
 def _is_address(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
@@ -229,8 +251,12 @@ def _reason(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"[:300]
 
 
+_PRINTED = threading.Lock()
+
+
 def _emit(event: dict[str, object]) -> None:
-    print(json.dumps(event), flush=True)
+    with _PRINTED:  # whole lines, whichever thread speaks
+        print(json.dumps(event), flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

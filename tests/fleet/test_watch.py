@@ -3,6 +3,7 @@ real ControlServer, on loopback, with the runner behind it played by the test)."
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -117,3 +118,33 @@ def test_a_runner_name_is_looked_up_once(runners):
     watched = coordinator._Watched([runner.url.replace("127.0.0.1", "localhost")], print)
     watched.take(0)
     assert watched.urls[0] in (runner.url, runner.url.replace("127.0.0.1", "[::1]"))
+
+
+def test_a_runner_whose_endpoint_refuses_connections_has_ended(runners):
+    gone = runners()
+    assert gone.server is not None
+    url = gone.url
+    gone.server.close()  # its process ended: nothing listens there any more
+    gone.server = ControlServer(
+        "127.0.0.1", 0, gone.take, lambda: True, gone.stop
+    )  # for the fixture
+    said: list[dict[str, object]] = []
+    began = time.monotonic()
+    coordinator.watch([url], [], began + 60, said.append)
+    assert [e["event"] for e in said if e["event"] != "progress"] == ["gone", "finished"]
+    assert time.monotonic() - began < coordinator.GONE_AFTER_S  # not waited out
+
+
+def test_lines_said_on_several_threads_come_out_whole(capsys):
+    def speak(i: int) -> None:
+        for n in range(300):
+            coordinator._emit({"thread": i, "n": n, "pad": "x" * 200})
+
+    threads = [threading.Thread(target=speak, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 8 * 300
+    assert all(json.loads(line)["pad"] == "x" * 200 for line in lines)
