@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="base URL of a running service: nothing is provisioned",
     )
     run_cmd.add_argument(
+        "--target-metrics-url",
+        metavar="URL",
+        help="with --target-url: that service's Prometheus metrics page, scraped each second",
+    )
+    run_cmd.add_argument(
         "--backend",
         metavar="NAME",
         help="where the stack and the runners run: local (default) or kubernetes",
@@ -179,6 +184,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = RunOptions(
         scenario=values["scenario"],
         target_url=values["target_url"],
+        target_metrics_url=values["target_metrics_url"],
         backend=values["backend"],
         # What some layer set, for the backend it belongs to (the plan refuses a command-line
         # option that the chosen backend does not take).

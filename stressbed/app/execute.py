@@ -24,6 +24,7 @@ from ..errors import StressbedError
 from ..fleet.process import TeardownAbandoned, uninterrupted
 from ..results.merge import merge
 from ..results.summary import RunReport
+from ..results.target_metrics import parse_selector
 from ..results.verdict import Verdict, evaluate, judge
 from ..scenario.model import Scenario
 from .plan import Plan, redact
@@ -80,6 +81,9 @@ def execute(
         "runners": the_plan.runners,
         "backend": backend.name if the_plan.target_url is None else None,
         "target_url": redact(stack.url) if stack.url else None,
+        "target_metrics_url": (
+            redact(the_plan.target_metrics_url) if the_plan.target_metrics_url else None
+        ),
         "bundle": str(run.bundle.root),
         "scenario_duration_s": scenario.duration_ms() / 1000,
         "keep_raw": the_plan.keep_raw,
@@ -126,7 +130,8 @@ def _stack(
 ) -> tuple[Stack, dict[str, str]]:
     """The run's stack (not provisioned yet) and the secrets it shares with the runners."""
     if the_plan.target_url is not None:
-        return ExistingService(the_plan.target_url), {}
+        selectors = [parse_selector(series) for series in the_plan.target_series]
+        return ExistingService(the_plan.target_url, the_plan.target_metrics_url, selectors), {}
     assert the_plan.stack is not None  # plan() gives a stack whenever there is no target URL
     # A secret the environment lacks is made for this run only and lives nowhere but in the
     # stack's and the runners' environments.

@@ -37,6 +37,8 @@ class RunOptions:
     scenario: str
     #: An existing service to load; None provisions ``stack`` on ``backend``.
     target_url: str | None = None
+    #: With ``target_url``: where that service's Prometheus metrics are (scraped each second).
+    target_metrics_url: str | None = None
     runners: int = 1
     duration: str | None = None
     results: Path = Path("results")
@@ -66,6 +68,9 @@ class Plan:
     stack: StackSpec | None = None  # validated, LimitRange defaults applied
     sources: Mapping[str, str] = field(default_factory=dict)
     profile: str | None = None
+    #: With ``target_url``: its metrics page, and the series to keep of it.
+    target_metrics_url: str | None = None
+    target_series: tuple[str, ...] = ()
 
 
 def plan(options: RunOptions) -> Plan:
@@ -91,7 +96,23 @@ def plan(options: RunOptions) -> Plan:
     backend = registry.create(options.backend, options.backend_options)
     _refuse_foreign_options(backend, options)
     target = None if options.target_url is None else _target(options.target_url)
-    stack = None if target is not None else (options.stack or reference_agent()).validate()
+    spec = (options.stack or reference_agent()).validate()
+    stack = None if target is not None else spec
+    metrics_url = None
+    if options.target_metrics_url is not None:
+        if target is None:
+            raise ConfigError(
+                "--target-metrics-url",
+                options.target_metrics_url,
+                "only with --target-url (a provisioned stack is scraped as its spec says)",
+            )
+        if spec.metrics is None:
+            raise ConfigError(
+                "--target-metrics-url",
+                options.target_metrics_url,
+                "stack.metrics.series in the profile: the series to keep",
+            )
+        metrics_url = _target(options.target_metrics_url, "--target-metrics-url")
     _check_capabilities(backend, scenario, target)
     backend.preflight(stack, scenario)
     return Plan(
@@ -104,6 +125,8 @@ def plan(options: RunOptions) -> Plan:
         stack=stack,
         sources=dict(options.sources),
         profile=options.profile,
+        target_metrics_url=metrics_url,
+        target_series=spec.metrics.series if metrics_url and spec.metrics else (),
     )
 
 
@@ -162,15 +185,17 @@ def _thresholds(scenario: Scenario, overrides: Mapping[str, list[str] | None]) -
     return kept
 
 
-def _target(url: str) -> str:
+def _target(url: str, option: str = "--target-url") -> str:
     expected = "an http(s) base URL like http://127.0.0.1:8080"
+    if option != "--target-url":
+        expected = "an http(s) URL like http://127.0.0.1:8080/metrics"
     try:
         parsed = urllib.parse.urlsplit(url)
         parsed.port  # noqa: B018 - raises ValueError for a port out of range
     except ValueError:
-        raise ConfigError("--target-url", url, expected) from None
+        raise ConfigError(option, url, expected) from None
     if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.query:
-        raise ConfigError("--target-url", url, expected)
+        raise ConfigError(option, url, expected)
     return url.rstrip("/")
 
 

@@ -63,6 +63,7 @@ RUN_KEYS: dict[str, Any] = {
     "scenario": None,
     "backend": "local",
     "target_url": None,
+    "target_metrics_url": None,
     "runners": 1,
     "duration": None,
     "results": "results",

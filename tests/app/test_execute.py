@@ -18,7 +18,7 @@ from stressbed.app.execute import execute
 from stressbed.app.plan import RunOptions, plan
 from stressbed.backends.base import FleetOutcome
 from stressbed.backends.local.balancer import PortInUseError
-from stressbed.errors import ProvisionError
+from stressbed.errors import ConfigError, ProvisionError
 from stressbed.fleet.process import TeardownAbandoned
 from stressbed.results.aggregates import Aggregate
 from stressbed.stack.agent import reference_agent
@@ -243,6 +243,45 @@ def test_a_run_against_an_existing_service_provisions_nothing(tmp_path):
     assert report.stack == {"backend": "none", "url": "http://127.0.0.1:9"}
     assert report.settings["backend"] is None
     assert report.settings["target_url"] == "http://127.0.0.1:9"
+
+
+@needs_k6  # plan() checks that k6 is there
+def test_an_existing_service_s_own_metrics_are_scraped_when_asked(tmp_path, server):
+    page = b"# TYPE agent_queue_points gauge\nagent_queue_points 42\n"
+    server.routes["/metrics"] = lambda _req: (200, {"Content-Type": "text/plain"}, page)
+    the_plan = plan(
+        RunOptions(
+            scenario="ingest_mix",
+            target_url=server.url,
+            target_metrics_url=f"{server.url}/metrics",
+            results=tmp_path,
+        )
+    )
+    report = execute(the_plan, backend=FakeBackend())
+    assert report.stack["target_metrics"]["series"]["agent_queue_points"][0][1] == 42
+    assert report.settings["target_metrics_url"] == f"{server.url}/metrics"
+    assert any(r.path == "/metrics" for r in server.received)
+
+
+@needs_k6
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({}, "only with --target-url"),
+        ({"target_url": "http://127.0.0.1:9", "target_metrics_url": "ftp://x"}, "an http(s) URL"),
+    ],
+)
+def test_target_metrics_without_a_target_or_of_no_url_are_refused(tmp_path, options, expected):
+    with pytest.raises(ConfigError) as error:
+        plan(
+            RunOptions(
+                scenario="ingest_mix",
+                results=tmp_path,
+                **{"target_metrics_url": "http://127.0.0.1:9/metrics", **options},
+            )
+        )
+    assert error.value.field == "--target-metrics-url"
+    assert expected in error.value.expected
 
 
 @needs_k6

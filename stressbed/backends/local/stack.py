@@ -34,10 +34,10 @@ from ...stack.probes import ReplicaProbes
 from ...stack.quantities import Resources
 from ...stack.spec import StackSpec, quota_denial
 from ..base import new_event
+from ..scrape import Scraper
 from ._metrics import UsageFeed
 from ._probing import ProbePool
 from ._replica import Exit, ReplicaProcess, Usage, check_executable
-from ._scrape import Scraper
 from .balancer import BalancerProcess
 
 __all__ = ["LocalOptions", "LocalStack"]
@@ -229,20 +229,9 @@ class LocalStack:
                 "max": self.spec.autoscaler.max_replicas if self.spec.autoscaler else None,
             },
             "limits": _figures(self.spec.limits),
-            "target_metrics": self._target_metrics(),
+            "target_metrics": self._scraper.report() if self._scraper is not None else {},
             "requests": _figures(self.spec.requests),
             "timeseries": self.series,
-        }
-
-    def _target_metrics(self) -> dict[str, Any]:
-        if self._scraper is None:
-            return {}
-        return {
-            "series": {
-                key: [[t, round(v, 6)] for t, v in points]
-                for key, points in self._scraper.series().items()
-            },
-            "missed": self._scraper.failures,
         }
 
     # -- the controller thread --------------------------------------------------------

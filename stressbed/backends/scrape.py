@@ -14,8 +14,9 @@ import time
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-from ...results.target_metrics import Scrape, Selector, parse, series
+from ..results.target_metrics import Scrape, Selector, parse, series
 
 __all__ = ["Scraper"]
 
@@ -61,17 +62,27 @@ class Scraper:
             taken = list(self.scrapes)
         return series(taken)
 
+    def report(self) -> dict[str, Any]:
+        """What summary.json's ``stack.target_metrics`` holds: the series, the pages missed."""
+        return {
+            "series": {
+                key: [[t, round(v, 6)] for t, v in points] for key, points in self.series().items()
+            },
+            "missed": self.failures,
+        }
+
     def _run(self) -> None:
         timeout = max(0.1, self.interval_s * 0.8)
         with ThreadPoolExecutor(max_workers=8, thread_name_prefix="scrape") as pool:
-            while not self._stop.is_set():
+            while True:  # one scrape at least, however soon it is stopped
                 began = time.monotonic()
                 targets = dict(self.endpoints())
                 pages = pool.map(lambda item: self._one(item, timeout), targets.items())
                 taken = [scrape for scrape in pages if scrape is not None]
                 with self._lock:
                     self.scrapes.extend(taken)
-                self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - began)))
+                if self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - began))):
+                    return
 
     def _one(self, item: tuple[str, str], timeout: float) -> Scrape | None:
         name, url = item
