@@ -59,6 +59,11 @@ class ClusterApi(Protocol):
         """The pod's log (its last ``tail_lines`` lines when given)."""
         ...
 
+    def proxy(self, namespace: str, pod: str, port: int, path: str, timeout: float) -> str:
+        """GET ``path`` on the pod's ``port`` through the API server's pod proxy (what the
+        target's metrics are scraped by: no port of the cluster is opened for it)."""
+        ...
+
 
 def runner_failure(
     pod: PodState, now: float, pending_deadline_s: float, runner_memory: str = "1Gi"
@@ -199,6 +204,16 @@ class _KubernetesApi:
         # Raw bytes: older clients try to parse a one-line JSON log and hand back a repr.
         response: Any = self.core.read_namespaced_pod_log(
             pod, namespace, tail_lines=tail_lines, _preload_content=False
+        )
+        return bytes(response.data).decode("utf-8", errors="replace")
+
+    def proxy(self, namespace: str, pod: str, port: int, path: str, timeout: float) -> str:
+        response: Any = self.core.connect_get_namespaced_pod_proxy_with_path(
+            f"{pod}:{port}",
+            namespace,
+            path.lstrip("/"),
+            _preload_content=False,
+            _request_timeout=timeout,
         )
         return bytes(response.data).decode("utf-8", errors="replace")
 

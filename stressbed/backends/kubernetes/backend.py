@@ -22,7 +22,7 @@ run.
 from __future__ import annotations
 
 import contextlib
-import json
+import math
 import secrets as _secrets
 import shutil
 import time
@@ -34,6 +34,7 @@ from typing import Any
 from ...errors import ProvisionError
 from ...fleet.segments import segment
 from ...results.runner_result import RunnerResult, RunnerStatus
+from ...results.target_metrics import parse_selector
 from ...scenario.model import Scenario
 from ...scenario.render import bundle_files
 from ...scenario.thresholds import Threshold
@@ -50,6 +51,7 @@ from ..base import (
     Progress,
     new_event,
 )
+from ..scrape import Scraper
 from ._cluster import (
     ClusterApi,
     PodState,
@@ -66,6 +68,7 @@ from ._engine import (
     prepare_state,
     state_dir,
 )
+from ._news import CoordinatorNews
 from ._preflight import ClusterAccess, KubernetesOptions, preflight
 from ._validate import check_bundle, check_stack
 from .manifests import Cluster, ClusterFleet
@@ -74,8 +77,8 @@ __all__ = ["KubeFleet", "KubeStack", "KubernetesBackend"]
 
 POLL_S = 2.0
 MAX_API_ERRORS = 5
-#: Lines of the coordinator's log read per poll: it prints one a second.
-COORDINATOR_TAIL = 100
+#: How often the agent pods are listed for the metrics scraper.
+POD_LIST_S = 5.0
 #: After an abort, how long the runners have to stop and leave their results.
 ABORT_GRACE_S = 30.0
 
@@ -141,6 +144,7 @@ class KubeStack:
         self.url = ""
         self.on_event = on_event
         self._events: list[dict[str, Any]] = []
+        self._scraper: Scraper | None = None
 
     @property
     def events(self) -> list[dict[str, Any]]:
@@ -166,11 +170,39 @@ class KubeStack:
         run.url = f"http://{target.name}.{run.cluster.namespace}.svc:{target.port}"
         self.url = run.url
         self._event("stack-ready", url=run.url, namespace=run.cluster.namespace)
+        self._scraper = self._make_scraper()
+        if self._scraper is not None:
+            self._scraper.start()
         return run.url
+
+    def _make_scraper(self) -> Scraper | None:
+        """The agent pods' own metrics, through the API server's pod proxy, once a second."""
+        run = self.state
+        metrics = run.spec.metrics
+        if metrics is None:
+            return None
+        ns, port, path = run.cluster.namespace, metrics.port or run.spec.target.port, metrics.path
+        seen: dict[str, Any] = {"at": -math.inf, "pods": {}}
+
+        def endpoints() -> dict[str, str]:
+            now = time.monotonic()
+            if now - seen["at"] >= POD_LIST_S:  # the pods, listed every few seconds only
+                seen["at"] = now
+                with contextlib.suppress(Exception):  # an API blip: the last list stands
+                    pods = run.cluster_api.pods(ns, "agent")
+                    seen["pods"] = {p.name: p.name for p in pods if p.phase == "Running"}
+            return dict(seen["pods"])
+
+        def get(pod: str, timeout: float) -> str:
+            return run.cluster_api.proxy(ns, pod, port, path, timeout)
+
+        return Scraper(endpoints, [parse_selector(s) for s in metrics.series], get=get)
 
     def teardown(self) -> None:
         """Destroy, then remove the stack. A destroy that fails keeps the stack, so that
         ``pulumi destroy`` can finish the job, and says how (ProvisionError, exit 3)."""
+        if self._scraper is not None:
+            self._scraper.stop()
         run = self.state
         if not run.created:
             if not run.kept:  # nothing was ever up: no state worth keeping
@@ -220,6 +252,7 @@ class KubeStack:
             "namespace": self.state.cluster.namespace,
             "context": self.state.access.context,
             "enforcement": "kubernetes (kubelet, cgroups on the nodes)",
+            "target_metrics": self._scraper.report() if self._scraper is not None else {},
         }
 
 
@@ -269,7 +302,7 @@ class KubeFleet:
             secret_env=tuple(sorted(run.fleet_secrets)),
             abort_thresholds=tuple(abort_thresholds),
         )
-        news = _CoordinatorNews(abort_thresholds, deadline_s, on_progress)
+        news = CoordinatorNews(abort_thresholds, deadline_s, on_progress)
         try:
             try:
                 run.engine.up(run.program)
@@ -286,7 +319,7 @@ class KubeFleet:
         outcome.events = list(self._events)
         return outcome
 
-    def _follow(self, outcome: FleetOutcome, deadline_s: float, news: _CoordinatorNews) -> None:
+    def _follow(self, outcome: FleetOutcome, deadline_s: float, news: CoordinatorNews) -> None:
         run = self.state
         ns = run.cluster.namespace
         started = time.monotonic()
@@ -353,7 +386,7 @@ class KubeFleet:
             time.sleep(POLL_S)
 
     def _pod_failure(
-        self, pods: Sequence[PodState], now: float, memory: str, news: _CoordinatorNews
+        self, pods: Sequence[PodState], now: float, memory: str, news: CoordinatorNews
     ) -> str | None:
         """Why a pod fails the run (said as an event), or None."""
         run = self.state
@@ -375,7 +408,7 @@ class KubeFleet:
     def _take_news(
         self,
         outcome: FleetOutcome,
-        news: _CoordinatorNews,
+        news: CoordinatorNews,
         pods: Sequence[PodState],
         *,
         whole: bool = False,
@@ -423,77 +456,6 @@ class KubeFleet:
                     "no result in the pod's log",
                 )
         return [results[i] for i in sorted(results)]
-
-
-class _CoordinatorNews:
-    """What the coordinator's log says as the fleet runs: the merged progress (handed to
-    ``on_progress``), an abort (the threshold that failed fleet-wide), and whether it has
-    started the fleet (after which its own failure loses the live view, not the run)."""
-
-    def __init__(
-        self,
-        thresholds: Sequence[Threshold],
-        total_s: float,
-        on_progress: Callable[[Progress], None] | None,
-    ) -> None:
-        self.thresholds = thresholds
-        self.total_s = total_s
-        self.on_progress = on_progress
-        self.seen_s = -1.0  # the elapsed time of the last progress handed on
-        self.started = False
-        self.lost = False
-        self.aborted_at: float | None = None  # monotonic, when this side saw the abort
-
-    def aborted_for(self, now: float) -> float:
-        return 0.0 if self.aborted_at is None else now - self.aborted_at
-
-    def read(
-        self, api: ClusterApi, namespace: str, pods: Sequence[PodState], whole: bool = False
-    ) -> Threshold | None:
-        aborted = None
-        latest: Progress | None = None
-        for pod in pods:
-            if pod.phase not in ("Running", "Succeeded", "Failed"):
-                continue  # no log yet
-            try:
-                text = api.log(namespace, pod.name, None if whole else COORDINATOR_TAIL)
-            except Exception:  # the live line can wait for the next poll
-                continue
-            for line in text.splitlines():
-                said = _json_line(line)
-                if said is None:
-                    continue
-                kind = said.get("event")
-                if kind in ("started", "progress"):
-                    self.started = True
-                if kind == "aborted":
-                    aborted = aborted or self._threshold(said)
-                elif kind == "progress":
-                    with contextlib.suppress(ValueError):
-                        progress = Progress.from_dict(said, total_s=self.total_s)
-                        if progress.elapsed_s > self.seen_s:
-                            latest = progress
-        if latest is not None and self.on_progress is not None:
-            self.seen_s = latest.elapsed_s
-            with contextlib.suppress(Exception):  # a live line must not break the run
-                self.on_progress(latest)
-        return aborted
-
-    def _threshold(self, said: Mapping[str, Any]) -> Threshold | None:
-        for threshold in self.thresholds:
-            if threshold.key == said.get("threshold") and (
-                threshold.expression == said.get("expression")
-            ):
-                return threshold
-        return None  # not one this run asked for: another run's coordinator, say
-
-
-def _json_line(line: str) -> dict[str, Any] | None:
-    try:
-        said = json.loads(line)
-    except ValueError:
-        return None
-    return said if isinstance(said, dict) else None
 
 
 def _last_line(exc: BaseException) -> str:

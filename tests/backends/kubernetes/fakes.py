@@ -94,10 +94,14 @@ class FakeCluster:
         #: printed it, the line).
         self.coordinator_news: list[tuple[int, dict[str, Any]]] = []
         self.tails: list[int | None] = []  # the tail_lines of each coordinator log read
+        self.proxied: list[tuple[str, int, str]] = []  # (pod, port, path) of each proxied GET
+        self.agents = [PodState("agent-7d9-x", -1, "Running", time.time())]
 
     def pods(self, namespace: str, component: str) -> list[PodState]:
         if component == "coordinator":
             return [self.coordinator]
+        if component == "agent":
+            return list(self.agents)
         self.polls += 1
         if self.polls in self.api_failures:
             raise OSError("connection reset")
@@ -108,6 +112,10 @@ class FakeCluster:
             PodState(f"runners-{i}", i, **{"phase": "Succeeded", "created": time.time(), **over})
             for i, over in ((i, snapshot.get(i, {})) for i in range(self.runners))
         ]
+
+    def proxy(self, namespace: str, pod: str, port: int, path: str, timeout: float) -> str:
+        self.proxied.append((pod, port, path))
+        return "# TYPE agent_queue_points gauge\nagent_queue_points 3\n"
 
     def log(self, namespace: str, pod: str, tail_lines: int | None = None) -> str:
         if pod == self.coordinator.name:

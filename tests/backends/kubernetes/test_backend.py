@@ -32,6 +32,7 @@ from stressbed.backends.kubernetes import (
     PodState,
 )
 from stressbed.backends.kubernetes import backend as kube_backend
+from stressbed.backends.kubernetes._news import COORDINATOR_TAIL
 from stressbed.errors import ConfigError
 from stressbed.results.runner_result import RunnerResult
 
@@ -195,7 +196,7 @@ def test_the_live_line_and_a_fleet_wide_abort_come_from_the_coordinator(tmp_path
     kinds = [e["event"] for e in fleet_events]
     assert kinds.index("aborted") < kinds.index("fleet-finished")
     # The log is read by its tail: a long run's coordinator log is never read whole per poll.
-    assert set(cluster.tails) == {kube_backend.COORDINATOR_TAIL}
+    assert set(cluster.tails) == {COORDINATOR_TAIL}
     summary = json.loads((tmp_path / "r" / "latest" / "summary.json").read_text())
     assert summary["verdict"] == "fail"
 
@@ -206,7 +207,7 @@ def test_an_abort_that_left_the_log_tail_between_two_polls_is_still_seen(tmp_pat
     cluster.coordinator = PodState("coordinator", -1, "Running", time.time())
     aborted = {"event": "aborted", "threshold": "http_req_failed", "expression": "rate<0.05"}
     # By the first read, the abort is already more than a tail's length back.
-    tail = kube_backend.COORDINATOR_TAIL
+    tail = COORDINATOR_TAIL
     cluster.coordinator_news = [(1, aborted)] + [
         (1, progress(float(i))) for i in range(1, tail + 10)
     ]
@@ -245,6 +246,16 @@ def test_a_coordinator_lost_after_the_start_costs_the_live_view_not_the_run(tmp_
     assert report.exit_code == 0, report.message
     lost = [e for e in report.events if e["event"] == "coordinator-lost"]
     assert [e["reason"] for e in lost] == ["coordinator: OOMKilled"]
+
+
+def test_the_agent_pods_own_metrics_are_scraped_through_the_pod_proxy(tmp_path, cluster_env):
+    running = {0: {"phase": "Running"}, 1: {"phase": "Running"}}
+    cluster = FakeCluster(2, [running] * 3 + [{}])
+    report, _ = run_kube(tmp_path, cluster_env, cluster)
+    assert report.exit_code == 0, report.message
+    assert cluster.proxied[0] == ("agent-7d9-x", 8080, "/metrics")
+    points = report.stack["target_metrics"]["series"]["agent_queue_points"]
+    assert points[0][1] == 3
 
 
 def test_the_coordinator_is_handed_the_abort_thresholds_to_judge(tmp_path, cluster_env):
