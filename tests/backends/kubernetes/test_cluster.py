@@ -33,6 +33,12 @@ class StubApiServer(BaseHTTPRequestHandler):
         if url.path == "/api/v1/namespaces/ns1/pods":
             body = json.dumps({"kind": "PodList", "apiVersion": "v1", "items": [POD]}).encode()
             kind = "application/json"
+        elif (
+            urllib.parse.unquote(url.path)
+            == "/api/v1/namespaces/ns1/pods/agent-x:8080/proxy/metrics"
+        ):
+            body = b"agent_queue_points 7\n"
+            kind = "text/plain"
         elif url.path == "/api/v1/namespaces/ns1/pods/runners-coordinator-x/log":
             lines = [json.dumps({"event": "progress", "elapsed_s": i}) for i in range(200)]
             tail = urllib.parse.parse_qs(url.query).get("tailLines")
@@ -89,6 +95,7 @@ def test_the_real_client_reads_pods_and_a_log_tail_from_an_api_server(tmp_path):
         (pod,) = api.pods("ns1", "runner")
         tail = api.log("ns1", "runners-coordinator-x", tail_lines=100)
         whole = api.log("ns1", "runners-coordinator-x")
+        page = api.proxy("ns1", "agent-x", 8080, "/metrics", timeout=5)
     finally:
         server.shutdown()
         server.server_close()
@@ -98,9 +105,11 @@ def test_the_real_client_reads_pods_and_a_log_tail_from_an_api_server(tmp_path):
     # The tail is asked of the server (tailLines), not cut here from the whole log.
     assert [json.loads(x)["elapsed_s"] for x in tail.splitlines()] == list(range(100, 200))
     assert len(whole.splitlines()) == 200
+    assert page == "agent_queue_points 7\n"  # through the API server's pod proxy
     asked = [urllib.parse.parse_qs(urllib.parse.urlsplit(p).query) for p in StubApiServer.seen]
     assert asked == [
         {"labelSelector": ["app.kubernetes.io/component=runner"]},
         {"tailLines": ["100"]},
+        {},
         {},
     ]
