@@ -145,6 +145,13 @@ def bench_balancer(session: nox.Session) -> None:
     session.run("python", "tools/bench_balancer.py", *session.posargs, env=ENV)
 
 
+@nox.session(name="bench_scrape")
+def bench_scrape(session: nox.Session) -> None:
+    """What scraping the target's own metrics costs the load: on vs off, side by side."""
+    session.install(".")
+    session.run("python", "tools/bench_scrape.py", *session.posargs, env=ENV)
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
     """k6 rate of a rendered scenario vs a hand-written script (needs nginx: nginx-light)."""

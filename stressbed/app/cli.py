@@ -9,6 +9,7 @@ on stderr and its exit code (2 for bad input). A traceback means a bug in stress
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,11 +17,13 @@ from pathlib import Path
 from .. import __version__
 from ..backends.base import Capability
 from ..errors import StressbedError
+from ..results.compare import Tolerances
 from ..results.merge import merge
-from ..results.table import table
+from ..results.table import comparison_table, table
 from ..results.timeline import timeline
 from ..scenario import catalog
 from ..scenario.render import render
+from .compare import exit_code_for, load_baseline, versus
 from .execute import execute
 from .live import LiveLine, terminate_as_interrupt
 from .plan import RunOptions, plan, redact
@@ -102,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep each runner's raw k6 samples under runners/<i>/samples.csv.gz",
     )
     run_cmd.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="RUN_DIR",
+        help="judge this run against an earlier run of the same thing (exit 1 if it regressed)",
+    )
+    _comparing(run_cmd)
+    run_cmd.add_argument(
         "--kubeconfig",
         metavar="FILE",
         help="--backend kubernetes: the kubeconfig (default: $KUBECONFIG, ~/.kube/config)",
@@ -155,6 +165,21 @@ def build_parser() -> argparse.ArgumentParser:
     collect_cmd.add_argument("--results", type=Path, default=Path("results"), metavar="DIR")
     collect_cmd.set_defaults(handler=cmd_collect)
 
+    compare_cmd = commands.add_parser(
+        "compare",
+        help="is CANDIDATE worse than BASE, or is that noise? (two run directories)",
+        description="Compare two runs of the same thing metric by metric, with 95%% intervals "
+        "from each run's own variation. Exit 0 unchanged or improved (inconclusive too, "
+        "unless --strict), 1 regressed, 2 not comparable.",
+    )
+    compare_cmd.add_argument("base", type=Path, metavar="BASE")
+    compare_cmd.add_argument("candidate", type=Path, metavar="CANDIDATE")
+    _comparing(compare_cmd)
+    compare_cmd.add_argument(
+        "--json", type=Path, metavar="FILE", help="also write the comparison as JSON"
+    )
+    compare_cmd.set_defaults(handler=cmd_compare)
+
     report_cmd = commands.add_parser(
         "report",
         help="draw a run's report.html again from its directory",
@@ -199,6 +224,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         thresholds=settings.thresholds,
         sources=settings.sources,
         profile=settings.profile,
+        baseline=args.baseline,
+        allow_different=args.allow_different,
+        strict=args.strict,
+        tolerances=_tolerances(args),
     )
     the_plan = plan(options)
     live = LiveLine(sys.stderr)
@@ -247,6 +276,66 @@ def cmd_collect(args: argparse.Namespace) -> int:
     print(table(report))
     print(f"results: {args.results / report.run_id}")
     return int(report.exit_code)
+
+
+def _comparing(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--allow-different",
+        action="store_true",
+        help="compare runs whose scenario, duration, runners, backend or stack differ",
+    )
+    command.add_argument(
+        "--strict", action="store_true", help="an inconclusive comparison fails (exit 1) too"
+    )
+    command.add_argument(
+        "--latency-tolerance",
+        type=_percent,
+        default=10.0,
+        metavar="PCT",
+        help="latency change within which it is unchanged (default 10%%)",
+    )
+    command.add_argument(
+        "--throughput-tolerance",
+        type=_percent,
+        default=10.0,
+        metavar="PCT",
+        help="requests/s change within which it is unchanged (default 10%%)",
+    )
+    command.add_argument(
+        "--error-tolerance",
+        type=_percent,
+        default=0.5,
+        metavar="PP",
+        help="error-rate change in percentage points within which it is unchanged (0.5)",
+    )
+
+
+def _percent(text: str) -> float:
+    value = float(text.strip().rstrip("%"))
+    if not 0 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"got {text!r}; expected a percentage 0..1000")
+    return value
+
+
+def _tolerances(args: argparse.Namespace) -> Tolerances:
+    return Tolerances(
+        latency=args.latency_tolerance / 100,
+        throughput=args.throughput_tolerance / 100,
+        error_rate_pp=args.error_tolerance,
+    )
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    base = load_baseline(args.base, option="BASE")
+    candidate = load_baseline(args.candidate, option="CANDIDATE")
+    found = versus(
+        base, candidate, tolerances=_tolerances(args), allow_different=args.allow_different
+    )
+    print(comparison_table(found, str(base.path), str(candidate.path)))
+    if args.json is not None:
+        document = {"base": str(base.path), "candidate": str(candidate.path), **found.to_dict()}
+        args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    return exit_code_for(found, strict=args.strict)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

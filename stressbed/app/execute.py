@@ -22,11 +22,13 @@ from ..backends.base import Backend, Fleet, FleetOutcome, FleetSpec, Health, Pro
 from ..backends.existing import ExistingService
 from ..errors import StressbedError
 from ..fleet.process import TeardownAbandoned, uninterrupted
+from ..results.compare import compare
 from ..results.merge import merge
 from ..results.summary import RunReport
 from ..results.target_metrics import parse_selector
 from ..results.verdict import Verdict, evaluate, judge
 from ..scenario.model import Scenario
+from .compare import Baseline, exit_code_for
 from .plan import Plan, redact
 from .rundir import RunDirectory, new_run
 
@@ -91,8 +93,31 @@ def execute(
         "sources": dict(the_plan.sources),
     }
     report = conclude(run, scenario, outcome, stack, settings)
+    report.fingerprint = dict(the_plan.fingerprint)
+    if the_plan.baseline is not None:
+        _judge_against(report, the_plan.baseline)
     report.write(run.path)
     return report
+
+
+def _judge_against(report: RunReport, baseline: Baseline) -> None:
+    """The run against its baseline: in summary.json, junit.xml, the report and the exit
+    code (a run that passed its thresholds but regressed exits 1)."""
+    windows = merge(baseline.run.runners).windows
+    report.baseline = str(baseline.path)
+    report.baseline_windows = windows
+    report.strict = baseline.strict
+    report.comparison = compare(windows, report.fleet.windows, baseline.tolerances)
+    code = exit_code_for(report.comparison, strict=baseline.strict)
+    if code and report.exit_code == 0:
+        worse = [
+            m.metric
+            for m in report.comparison.metrics
+            if m.verdict == "regressed" or (baseline.strict and m.verdict == "inconclusive")
+        ]
+        report.exit_code = code
+        report.verdict = Verdict.FAIL
+        report.message = f"{report.comparison.verdict} against the baseline: " + ", ".join(worse)
 
 
 def _run_fleet(

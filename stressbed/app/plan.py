@@ -21,6 +21,7 @@ from ..backends import registry
 from ..backends.base import Backend, Capability
 from ..errors import ConfigError
 from ..fleet.segments import MAX_RUNNERS
+from ..results.compare import Tolerances
 from ..results.samples import parse_selector
 from ..scenario import catalog
 from ..scenario.model import Scenario
@@ -28,6 +29,7 @@ from ..scenario.thresholds import Threshold, threshold
 from ..scenario.units import parse_duration_ms
 from ..stack.agent import reference_agent
 from ..stack.spec import StackSpec
+from .compare import Baseline, load_baseline, run_fingerprint
 
 __all__ = ["Plan", "RunOptions", "plan", "redact"]
 
@@ -53,6 +55,11 @@ class RunOptions:
     #: Where each effective setting came from (recorded in summary.json).
     sources: Mapping[str, str] = field(default_factory=dict)
     profile: str | None = None
+    #: A run to judge this one against (its directory or summary.json), like for like.
+    baseline: Path | None = None
+    allow_different: bool = False  # compare with a baseline that ran something else
+    strict: bool = False  # an inconclusive comparison fails the run too
+    tolerances: Tolerances = field(default_factory=Tolerances)
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,9 @@ class Plan:
     #: With ``target_url``: its metrics page, and the series to keep of it.
     target_metrics_url: str | None = None
     target_series: tuple[str, ...] = ()
+    #: What this run runs (summary.json ``fingerprint``): like for like with a baseline.
+    fingerprint: Mapping[str, Any] = field(default_factory=dict)
+    baseline: Baseline | None = None
 
 
 def plan(options: RunOptions) -> Plan:
@@ -114,6 +124,11 @@ def plan(options: RunOptions) -> Plan:
             )
         metrics_url = _target(options.target_metrics_url, "--target-metrics-url")
     _check_capabilities(backend, scenario, target)
+    planned = run_fingerprint(scenario, options.runners, backend.name if stack else None, stack)
+    baseline = None
+    if options.baseline is not None:
+        found = load_baseline(options.baseline, planned, allow_different=options.allow_different)
+        baseline = Baseline(found, options.tolerances, options.strict)
     backend.preflight(stack, scenario)
     return Plan(
         scenario=scenario,
@@ -127,6 +142,8 @@ def plan(options: RunOptions) -> Plan:
         profile=options.profile,
         target_metrics_url=metrics_url,
         target_series=spec.metrics.series if metrics_url and spec.metrics else (),
+        fingerprint=planned,
+        baseline=baseline,
     )
 
 

@@ -142,26 +142,44 @@ def _marker_color(kind: str) -> str:
     return "#2ca02c"
 
 
-def charts(line: Timeline, breached: dict[str, list[tuple[float, float]]]) -> list[Any]:
+def charts(
+    line: Timeline,
+    breached: dict[str, list[tuple[float, float]]],
+    baseline: Timeline | None = None,
+) -> list[Any]:
     """The report's figures, top to bottom. ``breached`` maps a failed threshold's label to
     its intervals, keyed by what it measures: ``latency``, ``latency:<name>``, ``errors``,
-    ``throughput``."""
+    ``throughput``; ``baseline`` is drawn dashed on the load and latency charts."""
     c = _Charts(line)
-    fleet = line.fleet
-    fleet_markers = [m for m in line.markers if m.lane == "fleet"]
+    _load_charts(c, breached, baseline)
+    _stack_charts(c)
+    _runner_charts(c)
+    return c.figures
 
+
+def _load_charts(
+    c: _Charts, breached: dict[str, list[tuple[float, float]]], baseline: Timeline | None
+) -> None:
+    line, fleet = c.line, c.line.fleet
     fig = c.figure("Load: requests/s offered and achieved, VUs", "per second")
     load = {"requests/s": fleet["requests_per_s"], "iterations/s": fleet["iterations_per_s"]}
     if any(v for v in fleet["dropped_per_s"]):
         load["iterations/s offered"] = fleet["offered_per_s"]
     load["VUs active"] = fleet["vus"]
     load["VUs initialised"] = fleet["vus_max"]
-    c.lines(fig, load, "", dashed=("iterations/s offered", "VUs initialised"))
+    if baseline is not None:
+        load["baseline requests/s"] = _aligned(baseline.fleet["requests_per_s"], len(line.t))
+    dashed = ("iterations/s offered", "VUs initialised", "baseline requests/s")
+    c.lines(fig, load, "", dashed=dashed)
     _shade_all(c, fig, breached, "throughput")
-    c.markers(fig, fleet_markers, 0.0)
+    c.markers(fig, [m for m in line.markers if m.lane == "fleet"], 0.0)
 
     fig = c.figure("Latency, whole fleet (merged sketches per second)", "ms")
-    c.lines(fig, {"p50": fleet["p50_ms"], "p95": fleet["p95_ms"], "p99": fleet["p99_ms"]}, "ms")
+    latency = {"p50": fleet["p50_ms"], "p95": fleet["p95_ms"], "p99": fleet["p99_ms"]}
+    if baseline is not None:
+        latency["baseline p50"] = _aligned(baseline.fleet["p50_ms"], len(line.t))
+        latency["baseline p95"] = _aligned(baseline.fleet["p95_ms"], len(line.t))
+    c.lines(fig, latency, "ms", dashed=("baseline p50", "baseline p95"))
     _shade_all(c, fig, breached, "latency")
 
     if line.names:
@@ -176,7 +194,9 @@ def charts(line: Timeline, breached: dict[str, list[tuple[float, float]]]) -> li
     c.lines(fig, errors or {"failed requests": fleet["failed_per_s"]}, "/s")
     _shade_all(c, fig, breached, "errors")
 
-    stack_markers = [m for m in line.markers if m.lane == "stack"]
+
+def _stack_charts(c: _Charts) -> None:
+    line = c.line
     if line.stack:
         fig = c.figure("Stack: replicas (desired, running, ready) and its events", "replicas")
         c.lines(
@@ -189,7 +209,7 @@ def charts(line: Timeline, breached: dict[str, list[tuple[float, float]]]) -> li
             "",
             dashed=("desired",),
         )
-        c.markers(fig, stack_markers, 0.0)
+        c.markers(fig, [m for m in line.markers if m.lane == "stack"], 0.0)
     for key, title, unit in (
         ("cpu_m", "Replica CPU against its limit", "millicores"),
         ("memory_mib", "Replica memory (working set) against its limit", "MiB"),
@@ -201,28 +221,32 @@ def charts(line: Timeline, breached: dict[str, list[tuple[float, float]]]) -> li
         if key in line.limits:  # a line, not an annotation: the y range then shows it
             lanes["limit"] = [line.limits[key]] * len(line.t)
         c.lines(fig, lanes, "m" if key == "cpu_m" else "MiB", dashed=("limit",))
-
     for family, lanes in _families(line.target).items():
-        unit = (
-            "ms" if family.endswith(" p95 ms") else ("per second" if family.endswith(" /s") else "")
-        )
-        fig = c.figure(f"Target's own metric: {family}", unit or "value")
+        shown = "ms" if family.endswith(" p95 ms") else ""
+        shown = shown or ("per second" if family.endswith(" /s") else "value")
+        fig = c.figure(f"Target's own metric: {family}", shown)
         c.lines(fig, lanes, "")
 
-    if line.runners:
-        fig = c.figure("Runners: requests/s each", "per second")
-        c.lines(fig, {f"runner {i}": r["requests_per_s"] for i, r in enumerate(line.runners)}, "")
-        if any(v for r in line.runners for v in r["dropped_per_s"]):
-            fig = c.figure("Runners: dropped iterations/s each", "per second")
-            c.lines(
-                fig, {f"runner {i}": r["dropped_per_s"] for i, r in enumerate(line.runners)}, ""
-            )
-        fig = c.figure("Runners: k6 CPU each", "cores")
-        c.lines(fig, {f"runner {i}": r["cpu_cores"] for i, r in enumerate(line.runners)}, "")
-    return c.figures
+
+def _runner_charts(c: _Charts) -> None:
+    runners = c.line.runners
+    if not runners:
+        return
+    fig = c.figure("Runners: requests/s each", "per second")
+    c.lines(fig, {f"runner {i}": r["requests_per_s"] for i, r in enumerate(runners)}, "")
+    if any(v for r in runners for v in r["dropped_per_s"]):
+        fig = c.figure("Runners: dropped iterations/s each", "per second")
+        c.lines(fig, {f"runner {i}": r["dropped_per_s"] for i, r in enumerate(runners)}, "")
+    fig = c.figure("Runners: k6 CPU each", "cores")
+    c.lines(fig, {f"runner {i}": r["cpu_cores"] for i, r in enumerate(runners)}, "")
 
 
 MAX_TARGET_CHARTS = 8
+
+
+def _aligned(series: Series, points: int) -> Series:
+    """The baseline's series on this run's axis: second for second from each one's start."""
+    return [series[i] if i < len(series) else None for i in range(points)]
 
 
 def _families(target: dict[str, Series]) -> dict[str, dict[str, Series]]:

@@ -119,7 +119,46 @@ def _header(summary: Mapping[str, Any], line: Timeline) -> str:
         parts.append('<p class="muted">None: nothing in the data points at a known cause.</p>')
     parts.append("<h2>Thresholds</h2>")
     parts.append(_thresholds(summary.get("thresholds") or []))
+    if summary.get("comparison"):
+        parts.append("<h2>Against the baseline</h2>")
+        parts.append(_comparison(summary["comparison"]))
     return "\n".join(parts)
+
+
+def _comparison(comparison: Mapping[str, Any]) -> str:
+    def shown(value: object, unit: str) -> str:
+        if not isinstance(value, int | float):
+            return "-"
+        return f"{value * 100:+.1f}%" if unit == "relative" else f"{value:+.2f} pp"
+
+    rows = []
+    for m in comparison.get("metrics") or []:
+        unit = str(m.get("unit", "relative"))
+        low, high = (m.get("ci95") or [None, None])[:2]
+        verdict = str(m.get("verdict", ""))
+        css = {"regressed": "bad", "improved": "ok", "inconclusive": "nodata"}.get(verdict, "")
+        rows.append(
+            [
+                _e(m.get("metric", "")),
+                _num(m.get("base")),
+                _num(m.get("candidate")),
+                _e(shown(m.get("change"), unit)),
+                _e(f"[{shown(low, unit)}, {shown(high, unit)}]"),
+                _e(shown(m.get("tolerance"), unit).lstrip("+")),
+                f'<span class="{css}">{_e(verdict)}</span>',
+            ]
+        )
+    head = (
+        f"<p>Baseline <code>{_e(comparison.get('baseline', ''))}</code>: "
+        f"<b>{_e(comparison.get('verdict', ''))}</b> (95% intervals from each run's own "
+        "second-to-second variation).</p>"
+    )
+    table = _table(
+        ["metric", "baseline", "this run", "change", "95% interval", "tolerance", "verdict"],
+        rows,
+        {1, 2},
+    )
+    return head + table
 
 
 def _thresholds(results: Sequence[Mapping[str, Any]]) -> str:
@@ -227,15 +266,18 @@ def _breached(summary: Mapping[str, Any], line: Timeline) -> dict[str, list[tupl
     return out
 
 
-def render_html(summary: Mapping[str, Any], line: Timeline) -> str:
-    """The page for a run, from its summary document and its timeline."""
+def render_html(
+    summary: Mapping[str, Any], line: Timeline, baseline: Timeline | None = None
+) -> str:
+    """The page for a run, from its summary document and its timeline (and its baseline's,
+    drawn dashed on the load and latency charts)."""
     from bokeh.embed import file_html  # noqa: PLC0415 - Bokeh only when a report is drawn
     from bokeh.layouts import column  # noqa: PLC0415
     from bokeh.resources import INLINE  # noqa: PLC0415
 
     from .charts import charts  # noqa: PLC0415 - imports Bokeh
 
-    figures = charts(line, _breached(summary, line))
+    figures = charts(line, _breached(summary, line), baseline)
     layout = column(*figures, sizing_mode="stretch_width")
     title = f"stressbed {summary.get('scenario', '')} {summary.get('run_id', '')}".strip()
     return file_html(
@@ -251,9 +293,11 @@ def render_html(summary: Mapping[str, Any], line: Timeline) -> str:
     )
 
 
-def write_html(path: Path, summary: Mapping[str, Any], line: Timeline) -> None:
+def write_html(
+    path: Path, summary: Mapping[str, Any], line: Timeline, baseline: Timeline | None = None
+) -> None:
     """report.html, written whole or not at all (a temporary file renamed over the old one)."""
-    text = render_html(summary, line)
+    text = render_html(summary, line, baseline)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)

@@ -18,7 +18,7 @@ from typing import Any, TypeGuard
 
 from ..errors import DocumentError
 
-__all__ = ["ACCURACY", "Sketch", "bucket_key"]
+__all__ = ["ACCURACY", "Sketch", "bucket_key", "bucket_value"]
 
 #: Relative accuracy of every quantile (0.5%, the bound the README documents).
 ACCURACY = 0.005
@@ -33,6 +33,11 @@ def bucket_key(value: float) -> int | None:
     if value <= _MIN_VALUE:
         return None
     return math.ceil(math.log(value) / _LOG_GAMMA)
+
+
+def bucket_value(key: int) -> float:
+    """Bucket ``key``'s representative value: at most ACCURACY from anything in it."""
+    return 2 * _GAMMA**key / (_GAMMA + 1)
 
 
 @dataclass
@@ -110,7 +115,7 @@ class Sketch:
             seen += self.buckets[key]
             # The bucket's representative value: at most ACCURACY from anything in it.
             while i < len(pending) and pending[i] < seen:
-                ranks[pending[i]] = 2 * _GAMMA**key / (_GAMMA + 1)
+                ranks[pending[i]] = bucket_value(key)
                 i += 1
             if i == len(pending):
                 break

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from ._numbers import finite, show
+from .aggregates import Window
+from .compare import Comparison
 from .findings import Finding, findings
 from .merge import FleetResult, metric_values
 from .runner_result import RunnerResult
@@ -40,6 +42,13 @@ class RunReport:
     stack: dict[str, Any] = field(default_factory=dict)
     #: Why report.html could not be drawn (the other documents are written regardless).
     report_error: str | None = None
+    #: What the run ran (like for like with a baseline).
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+    #: Against ``--baseline``: the comparison, the baseline's windows and where it is.
+    comparison: Comparison | None = None
+    baseline_windows: dict[int, Window] = field(default_factory=dict)
+    baseline: str | None = None
+    strict: bool = False
 
     def timeline(self) -> Timeline:
         """Every series of the run on one time axis (what report.html draws)."""
@@ -111,6 +120,12 @@ class RunReport:
             ],
             "stack": self.stack,
             "findings": [f.to_dict() for f in self.findings(line)],
+            "fingerprint": self.fingerprint,
+            "comparison": (
+                {"baseline": self.baseline, "strict": self.strict, **self.comparison.to_dict()}
+                if self.comparison is not None
+                else None
+            ),
             "events": self.events,
             "timeseries": self.timeseries(),
         }
@@ -128,7 +143,8 @@ class RunReport:
         try:
             from .html import write_html  # noqa: PLC0415 - Bokeh, only when a report is drawn
 
-            write_html(directory / "report.html", document, line)
+            baseline = timeline(self.baseline_windows) if self.baseline_windows else None
+            write_html(directory / "report.html", document, line, baseline)
         except Exception as exc:  # a bug in drawing must not cost the run its verdict
             self.report_error = f"{type(exc).__name__}: {exc}"
         _write_whole(directory / "summary.json", json.dumps(document, indent=2) + "\n")
@@ -162,6 +178,26 @@ def junit_xml(report: RunReport) -> str:
             failure.text = f"{result.threshold.key} {result.threshold.expression}: {observed}"
         else:
             ET.SubElement(case, "system-out").text = observed
+    if report.comparison is not None:
+        for change in report.comparison.metrics:
+            case = ET.SubElement(
+                suite,
+                "testcase",
+                classname=f"stressbed.{report.scenario}.baseline",
+                name=f"{change.metric} against the baseline",
+            )
+            text = f"{change.verdict}: {change.shown()} (tolerance {change.tolerance:g}"
+            text += " relative)" if change.unit == "relative" else " pp)"
+            failing = change.verdict == "regressed" or (
+                change.verdict == "inconclusive" and report.strict
+            )
+            if failing:
+                failures += 1
+                ET.SubElement(case, "failure", message=text).text = text
+            else:
+                ET.SubElement(case, "system-out").text = text
+        suite.set("tests", str(len(report.thresholds) + len(report.comparison.metrics)))
+        suite.set("failures", str(failures))
     if report.verdict is Verdict.ERROR:
         case = ET.SubElement(
             suite, "testcase", classname=f"stressbed.{report.scenario}", name="run"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._numbers import show
+from .compare import Comparison
 from .summary import RunReport
 
 __all__ = ["stack_line", "table"]
@@ -41,6 +42,8 @@ def table(report: RunReport) -> str:
         )
     if report.start_skew_ms is not None:
         lines.append(f"  start skew {report.start_skew_ms:.1f} ms")
+    if report.comparison is not None:
+        lines.extend(comparison_lines(report.comparison))
     stack = stack_line(report)
     if stack:
         lines.append(stack)
@@ -69,3 +72,27 @@ def stack_line(report: RunReport) -> str:
         f"  stack {report.stack['backend']}: replicas {counts[0]} -> {counts[-1]} "
         f"(max {max(counts)}), {restarts} restarts{extra}; limits by {enforcement}"
     )
+
+
+def comparison_lines(comparison: Comparison) -> list[str]:
+    """The comparison, one metric a line: change, 95% interval, verdict."""
+    if not comparison.metrics:
+        return ["  against the baseline: too little data to compare"]
+    lines = [f"  against the baseline: {comparison.verdict}"]
+    width = max(len(m.metric) for m in comparison.metrics)
+    for m in comparison.metrics:
+        mark = {"regressed": "WORSE", "improved": "better", "inconclusive": "?"}.get(m.verdict, "")
+        lines.append(
+            f"    {m.metric:<{width}}  {show(m.base):>10} -> {show(m.candidate):<10} "
+            f"{m.shown():<26} {m.verdict} {mark}".rstrip()
+        )
+    return lines
+
+
+def comparison_table(comparison: Comparison, base: str, candidate: str) -> str:
+    """``stressbed compare``'s output."""
+    head = [
+        f"base {base}",
+        f"candidate {candidate}  ({comparison.seconds[1]} s vs {comparison.seconds[0]} s of load)",
+    ]
+    return "\n".join([*head, *comparison_lines(comparison), f"verdict: {comparison.verdict}"])

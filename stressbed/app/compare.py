@@ -1,0 +1,110 @@
+"""``stressbed compare BASE CANDIDATE`` and ``stressbed run --baseline BASE``: a run judged
+against an earlier one (:mod:`stressbed.results.compare` does the statistics).
+
+BASE and CANDIDATE are run directories (or their summary.json). Their fingerprints must match
+(the same rendered scenario, duration, runners, backend and stack), else the comparison is
+refused (ConfigError, exit 2) naming what differs, unless ``allow_different``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..results.compare import Comparison, Tolerances, compare, differences, fingerprint
+from ..results.merge import merge
+from ..scenario.model import Scenario
+from ..scenario.render import config_text
+from ..stack.spec import StackSpec
+from .rundir import FinishedRun, read_run
+
+__all__ = ["Baseline", "exit_code_for", "load_baseline", "run_fingerprint", "versus"]
+
+
+def run_fingerprint(
+    scenario: Scenario, runners: int, backend: str | None, stack: StackSpec | None
+) -> dict[str, Any]:
+    """What a planned run will run, as its summary.json records it."""
+    return fingerprint(
+        scenario=scenario.name,
+        config=config_text(scenario),
+        duration_s=scenario.duration_ms() / 1000,
+        runners=runners,
+        backend=backend,
+        stack=repr(stack) if stack is not None else None,
+    )
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A run to judge against, checked to be like for like before anything starts."""
+
+    run: FinishedRun
+    tolerances: Tolerances = field(default_factory=Tolerances)
+    strict: bool = False
+
+    @property
+    def path(self) -> Path:
+        return self.run.path
+
+
+def load_baseline(
+    where: Path,
+    planned: dict[str, Any] | None = None,
+    *,
+    allow_different: bool = False,
+    option: str = "--baseline",
+) -> FinishedRun:
+    """The run at ``where``, refused (exit 2) when ``planned`` is not like it."""
+    try:
+        found = read_run(where)
+    except ConfigError as exc:
+        raise ConfigError(option, str(where), exc.expected) from None
+    if not found.runners:
+        raise ConfigError(option, str(where), "a run whose runners left their results")
+    if planned is not None and not allow_different:
+        _same(found.summary.get("fingerprint") or {}, planned, option, where)
+    return found
+
+
+def _same(base: dict[str, Any], candidate: dict[str, Any], option: str, where: Path) -> None:
+    if not base:
+        raise ConfigError(option, str(where), "a run of this stressbed (it has no fingerprint)")
+    differ = differences(base, candidate)
+    if differ:
+        raise ConfigError(
+            option,
+            str(where),
+            "a run of the same thing: "
+            + "; ".join(differ)
+            + " (--allow-different compares anyway)",
+        )
+
+
+def versus(
+    base: FinishedRun,
+    candidate: FinishedRun,
+    *,
+    tolerances: Tolerances | None = None,
+    allow_different: bool = False,
+) -> Comparison:
+    """``stressbed compare``: CANDIDATE against BASE (both finished runs)."""
+    if not allow_different:
+        _same(
+            base.summary.get("fingerprint") or {},
+            candidate.summary.get("fingerprint") or {},
+            "CANDIDATE",
+            candidate.path,
+        )
+    return compare(merge(base.runners).windows, merge(candidate.runners).windows, tolerances)
+
+
+def exit_code_for(comparison: Comparison, *, strict: bool) -> int:
+    """0 unchanged or improved (inconclusive too, unless ``strict``), 1 regressed."""
+    if comparison.verdict == "regressed":
+        return 1
+    if comparison.verdict == "inconclusive" and strict:
+        return 1
+    return 0

@@ -1,0 +1,183 @@
+"""``stressbed compare`` and ``stressbed run --baseline`` on real runs: real k6 against the
+reference agent on loopback, whose latency fault hook makes a slower build on demand.
+
+Every run here has 10 ms of latency injected, as a service doing real work would have, so
+that the machine's own jitter (a 1 ms answer can take 1.3 ms on a busy core) is small beside
+what the runs measure; the slower build has 30 ms."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stressbed.app.execute import execute
+from stressbed.app.plan import RunOptions, plan
+from stressbed.errors import ConfigError
+
+from ..agent.helpers import AgentProcess, call
+from ..conftest import needs_k6
+
+pytestmark = [needs_k6, pytest.mark.k6]
+
+ADMIN = "adm-compare-test"
+SCENARIO = """
+from stressbed import *
+from scenarios import agent_api as api
+
+scenario = Scenario(
+    "{name}",
+    description="heartbeats at a steady rate",
+    variables=api.AGENT_VARIABLES,
+    workloads=[
+        Workload(
+            "beat",
+            api.heartbeat(),
+            ConstantArrivalRate(rate=40, duration="8s", pre_allocated_vus=10, max_vus=40),
+        )
+    ],
+)
+"""
+
+
+@pytest.fixture(scope="module")
+def agent() -> Iterator[AgentProcess]:
+    made = AgentProcess(env={"STRESSBED_AGENT_ADMIN_TOKEN": ADMIN})
+    made.wait_listening()
+    try:
+        yield made
+    finally:
+        made.stop()
+
+
+def slow_down(agent: AgentProcess, ms: int) -> None:
+    reply = call(
+        f"{agent.url}/admin/faults",
+        "POST",
+        {"kind": "latency", "duration_s": 900, "ms": ms},
+        headers={"Authorization": f"Bearer {ADMIN}"},
+    )
+    assert reply.status == 200, reply.body
+
+
+def a_run(agent: AgentProcess, folder: Path, name: str = "beats", **options: object) -> Path:
+    path = folder / f"{name}.py"
+    path.write_text(SCENARIO.format(name=name))
+    report = execute(
+        plan(
+            RunOptions(
+                scenario=str(path),
+                target_url=agent.url,
+                runners=2,
+                results=folder / "r",
+                **options,  # type: ignore[arg-type]
+            )
+        )
+    )
+    assert report.exit_code in (0, 1), report.message
+    return folder / "r" / report.run_id
+
+
+@pytest.fixture(scope="module")
+def runs(agent, tmp_path_factory) -> dict[str, object]:
+    folder = tmp_path_factory.mktemp("compare")
+    slow_down(agent, 10)
+    base = a_run(agent, folder)
+    same = [a_run(agent, folder) for _ in range(5)]
+    other = a_run(agent, folder, name="other_beats")
+    slow_down(agent, 30)
+    slower = a_run(agent, folder)
+    judged = a_run(agent, folder, baseline=base)
+    slow_down(agent, 10)
+    return {
+        "base": base,
+        "same": same,
+        "other": other,
+        "slower": slower,
+        "judged": judged,
+        "folder": folder,
+    }
+
+
+def stressbed_compare(*args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stressbed", "compare", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_run_compared_with_itself_is_unchanged_on_every_metric(runs, tmp_path):
+    done = stressbed_compare(runs["base"], runs["base"], "--json", tmp_path / "c.json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = json.loads((tmp_path / "c.json").read_text())
+    assert found["verdict"] == "unchanged"
+    assert {m["verdict"] for m in found["metrics"]} == {"unchanged"}
+    assert done.stdout.splitlines()[-1] == "verdict: unchanged"
+
+
+def test_runs_of_the_same_thing_are_never_regressed(runs, tmp_path):
+    for i, candidate in enumerate(runs["same"]):
+        done = stressbed_compare(runs["base"], candidate, "--json", tmp_path / f"{i}.json")
+        found = json.loads((tmp_path / f"{i}.json").read_text())
+        assert found["verdict"] in ("unchanged", "inconclusive"), done.stdout
+        assert done.returncode == 0, done.stdout
+
+
+def test_a_build_20_ms_slower_is_regressed_on_p50_and_p95(runs, tmp_path):
+    done = stressbed_compare(runs["base"], runs["slower"], "--json", tmp_path / "c.json")
+    assert done.returncode == 1, done.stdout + done.stderr
+    found = {m["metric"]: m for m in json.loads((tmp_path / "c.json").read_text())["metrics"]}
+    for metric in ("http_req_duration p(50)", "http_req_duration p(95)"):
+        assert found[metric]["verdict"] == "regressed"
+        assert found[metric]["ci95"][0] > 0.5  # 10 ms -> 30 ms is far more than 10% worse
+    assert "http_req_duration p(95)" in done.stdout
+
+
+def test_runs_of_different_scenarios_are_not_comparable(runs):
+    done = stressbed_compare(runs["base"], runs["other"])
+    assert done.returncode == 2
+    line = done.stderr.strip()
+    assert line.startswith(f"stressbed: error: CANDIDATE: got '{runs['other']}'; expected a run ")
+    assert "scenario: 'beats' vs 'other_beats'" in line
+    assert done.stdout == ""
+    allowed = stressbed_compare(runs["base"], runs["other"], "--allow-different")
+    assert allowed.returncode in (0, 1)
+
+
+def test_a_run_judged_against_its_baseline_says_so_everywhere(runs):
+    run_dir = runs["judged"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["exit_code"] == 1
+    assert summary["message"].startswith("regressed against the baseline: http_req_duration p(50)")
+    assert summary["comparison"]["baseline"] == str(runs["base"])
+    assert summary["comparison"]["verdict"] == "regressed"
+    junit = (run_dir / "junit.xml").read_text()
+    assert 'name="http_req_duration p(95) against the baseline"' in junit
+    assert "<failure" in junit
+    page = (run_dir / "report.html").read_text()
+    assert "Against the baseline" in page
+    assert "baseline p95" in page  # drawn dashed on the latency chart
+
+
+def test_a_baseline_of_another_scenario_is_refused_before_anything_runs(runs, agent):
+    folder = runs["folder"]
+    (folder / "third.py").write_text(SCENARIO.format(name="third"))
+    with pytest.raises(ConfigError) as error:
+        plan(
+            RunOptions(
+                scenario=str(folder / "third.py"),
+                target_url=agent.url,
+                runners=2,
+                results=folder / "r2",
+                baseline=runs["base"],
+            )
+        )
+    assert str(error.value).startswith(f"--baseline: got '{runs['base']}'; expected a run of ")
+    assert not (folder / "r2").exists()
