@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..results.compare import Comparison, Tolerances, compare, differences, fingerprint
+from ..results.compare import (
+    MIN_SECONDS,
+    Comparison,
+    Tolerances,
+    compare,
+    differences,
+    fingerprint,
+    steady,
+)
 from ..results.merge import merge
 from ..scenario.model import Scenario
 from ..scenario.render import config_text
@@ -62,8 +70,13 @@ def load_baseline(
         found = read_run(where)
     except ConfigError as exc:
         raise ConfigError(option, str(where), exc.expected) from None
-    if not found.runners:
-        raise ConfigError(option, str(where), "a run whose runners left their results")
+    seconds = len(steady(merge(found.runners).windows))
+    if seconds < MIN_SECONDS:
+        raise ConfigError(
+            option,
+            str(where),
+            f"a run with {MIN_SECONDS} s of load or more to compare (it has {seconds})",
+        )
     if planned is not None and not allow_different:
         _same(found.summary.get("fingerprint") or {}, planned, option, where)
     return found

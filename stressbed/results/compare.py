@@ -31,16 +31,19 @@ from .aggregates import Window
 from .sketch import bucket_value
 
 __all__ = [
+    "MIN_SECONDS",
     "Comparison",
     "MetricChange",
     "Tolerances",
     "compare",
     "differences",
     "fingerprint",
+    "steady",
 ]
 
 CONFIDENCE = 0.95
 RESAMPLES = 2000
+MIN_SECONDS = 3  # seconds of load each run needs for an interval
 TOP_NAMES = 8
 #: Fingerprint fields, in the order a difference is named.
 FINGERPRINT_FIELDS = ("scenario", "config", "duration_s", "runners", "backend", "stack")
@@ -130,6 +133,8 @@ class Comparison:
 
     @property
     def verdict(self) -> str:
+        if not self.metrics:
+            return "inconclusive"  # nothing could be compared
         verdicts = {m.verdict for m in self.metrics}
         for verdict in ("regressed", "inconclusive", "improved"):
             if verdict in verdicts:
@@ -149,7 +154,7 @@ def _finite(value: float) -> float | None:
     return None if math.isnan(value) or math.isinf(value) else round(value, 6)
 
 
-def _steady(windows: Mapping[int, Window]) -> list[Window]:
+def steady(windows: Mapping[int, Window]) -> list[Window]:
     """The run's seconds with load, the first and last (partial) seconds left out."""
     seconds = sorted(t for t, w in windows.items() if w.requests)
     if len(seconds) > 4:
@@ -234,10 +239,10 @@ def compare(
 
     tol = tolerances or Tolerances()
     rng = np.random.default_rng(seed)
-    runs = (_steady(base), _steady(candidate))
+    runs = (steady(base), steady(candidate))
     comparison = Comparison(seconds=(len(runs[0]), len(runs[1])))
-    if min(comparison.seconds) < 2:
-        return comparison  # nothing to compare: no metric, "unchanged" says nothing
+    if min(comparison.seconds) < MIN_SECONDS:
+        return comparison  # too little to resample: no metric, and no verdict from nothing
     weights = (_weights(len(runs[0]), resamples, rng), _weights(len(runs[1]), resamples, rng))
     base_all, cand_all = (_Run(r, _bucket_keys(runs, None), None) for r in runs)
 

@@ -8,6 +8,8 @@ what the runs measure; the slower build has 30 ms."""
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -44,14 +46,23 @@ scenario = Scenario(
 """
 
 
+TOKEN = "tok-compare-" + secrets.token_hex(8)
+
+
 @pytest.fixture(scope="module")
 def agent() -> Iterator[AgentProcess]:
-    made = AgentProcess(env={"STRESSBED_AGENT_ADMIN_TOKEN": ADMIN})
+    made = AgentProcess(env={"STRESSBED_AGENT_ADMIN_TOKEN": ADMIN, "STRESSBED_AGENT_TOKEN": TOKEN})
     made.wait_listening()
+    before = os.environ.get("STRESSBED_AGENT_TOKEN")
+    os.environ["STRESSBED_AGENT_TOKEN"] = TOKEN  # the scenario's secret, for the runners
     try:
         yield made
     finally:
         made.stop()
+        if before is None:
+            del os.environ["STRESSBED_AGENT_TOKEN"]
+        else:
+            os.environ["STRESSBED_AGENT_TOKEN"] = before
 
 
 def slow_down(agent: AgentProcess, ms: int) -> None:
@@ -181,3 +192,13 @@ def test_a_baseline_of_another_scenario_is_refused_before_anything_runs(runs, ag
         )
     assert str(error.value).startswith(f"--baseline: got '{runs['base']}'; expected a run of ")
     assert not (folder / "r2").exists()
+
+
+def test_a_run_with_no_load_to_compare_is_exit_2(tmp_path):
+    (tmp_path / "summary.json").write_text(json.dumps({"schema_version": 1, "fingerprint": {}}))
+    done = stressbed_compare(tmp_path, tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"stressbed: error: BASE: got '{tmp_path}'; expected a run with 3 s of load or more "
+        "to compare (it has 0)"
+    )
