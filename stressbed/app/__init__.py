@@ -3,7 +3,8 @@
 It owns the command line (``cli``), the run settings and profiles (``settings``: defaults <
 profile file < environment < options), the stages of a run (``plan``: load and validate
 everything and check the backend can do it; ``execute``: render, provision, run, merge,
-judge, report, tear down), run directories (``rundir``), the live line (``live``) and
-``stressbed collect`` (``collect``). It may import every layer; nothing imports it but the
+judge, report, tear down), run directories (``rundir``), the live line (``live``),
+``stressbed collect`` (``collect``) and run against run (``compare``: ``stressbed compare``
+and ``run --baseline``). It may import every layer; nothing imports it but the
 entry points.
 """
