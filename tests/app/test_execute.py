@@ -3,6 +3,7 @@ and the failure paths through the fake backend."""
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import signal
@@ -402,6 +403,9 @@ def test_every_run_that_started_writes_its_summary_whatever_failed(
     )
     assert (run_dir / "junit.xml").is_file()
     assert (run_dir / "events.jsonl").is_file()
+    # The report too, with why the run failed at its top.
+    assert report.report_error is None
+    assert html.escape(message) in (run_dir / "report.html").read_text()
     assert not list(run_dir.glob(".*.tmp"))
 
 
