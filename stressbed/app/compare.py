@@ -8,7 +8,7 @@ refused (ConfigError, exit 2) naming what differs, unless ``allow_different``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +41,19 @@ def run_fingerprint(
         duration_s=scenario.duration_ms() / 1000,
         runners=runners,
         backend=backend,
-        stack=repr(stack) if stack is not None else None,
+        stack=_portable(stack),
     )
+
+
+def _portable(stack: StackSpec | None) -> str | None:
+    """The stack spec as text that is the same on every machine: a command's program by its
+    name only (the reference agent runs ``sys.executable``, a path of this checkout's venv)."""
+    if stack is None:
+        return None
+    command = stack.target.command
+    if command:
+        command = (Path(command[0]).name, *command[1:])
+    return repr(replace(stack, target=replace(stack.target, command=command)))
 
 
 @dataclass(frozen=True)

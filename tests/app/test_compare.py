@@ -202,3 +202,27 @@ def test_a_run_with_no_load_to_compare_is_exit_2(tmp_path):
         f"stressbed: error: BASE: got '{tmp_path}'; expected a run with 3 s of load or more "
         "to compare (it has 0)"
     )
+
+
+def test_the_fingerprint_is_the_same_from_another_checkout_or_venv(monkeypatch):
+    from dataclasses import replace  # noqa: PLC0415
+
+    from stressbed.app.compare import run_fingerprint  # noqa: PLC0415
+    from stressbed.scenario import catalog  # noqa: PLC0415
+    from stressbed.stack.agent import reference_agent  # noqa: PLC0415
+
+    scenario = catalog.load("ingest_mix")
+    here = reference_agent()
+    elsewhere = replace(
+        here,
+        target=replace(
+            here.target, command=("/ci/clone/.nox/stress/bin/python", *here.target.command[1:])
+        ),
+    )
+    assert run_fingerprint(scenario, 2, "local", here) == run_fingerprint(
+        scenario, 2, "local", elsewhere
+    )
+    bigger = replace(here, replicas=3)
+    assert run_fingerprint(scenario, 2, "local", here) != run_fingerprint(
+        scenario, 2, "local", bigger
+    )
