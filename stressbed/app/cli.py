@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..backends.base import Capability
-from ..errors import StressbedError
+from ..errors import ConfigError, StressbedError
 from ..results.compare import Tolerances
 from ..results.merge import merge
 from ..results.table import comparison_table, table
@@ -275,6 +275,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
     )
     print(table(report))
     print(f"results: {args.results / report.run_id}")
+    if report.report_error is not None:
+        print(f"stressbed: report.html could not be drawn: {report.report_error}", file=sys.stderr)
     return int(report.exit_code)
 
 
@@ -346,8 +348,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     line = timeline(
         fleet.windows, run.runners, run.summary.get("stack"), run.summary.get("events") or []
     )
+    baseline = None
+    where = (run.summary.get("comparison") or {}).get("baseline")
+    if where:  # drawn again with its baseline, where that run is still there
+        try:
+            found = read_run(Path(where))
+            windows = merge(found.runners).windows
+            baseline = timeline(windows, found.runners, step=line.step)
+        except ConfigError as exc:
+            print(f"stressbed: note: the baseline is not drawn: {exc}", file=sys.stderr)
     path = run.path / "report.html"
-    write_html(path, run.summary, line)
+    write_html(path, run.summary, line, baseline)
     print(f"report: {path}")
     return 0
 

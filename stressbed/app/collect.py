@@ -10,6 +10,7 @@ from ..backends.existing import ExistingService
 from ..backends.kubernetes import ClusterApi, fleet_abort, fleet_results
 from ..results.summary import RunReport
 from ..scenario import catalog
+from .compare import run_fingerprint
 from .execute import conclude
 from .rundir import new_run
 
@@ -42,5 +43,8 @@ def collect(
     aborted = fleet_abort(api, namespace, job, aborting) if aborting else None
     outcome = FleetOutcome(results=found, aborted_by=aborted)
     report = conclude(run, loaded, outcome, stack, settings)
+    # As `stressbed run --backend kubernetes` would have run it: a baseline for later runs.
+    # The stack the Pulumi program made is not known here (its profile), so it is left out.
+    report.fingerprint = run_fingerprint(loaded, len(found), "kubernetes", None)
     report.write(run.path)
     return report

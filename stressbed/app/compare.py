@@ -8,6 +8,9 @@ refused (ConfigError, exit 2) naming what differs, unless ``allow_different``.
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -45,15 +48,18 @@ def run_fingerprint(
     )
 
 
-def _portable(stack: StackSpec | None) -> str | None:
-    """The stack spec as text that is the same on every machine: a command's program by its
-    name only (the reference agent runs ``sys.executable``, a path of this checkout's venv)."""
+def _portable(stack: StackSpec | None) -> dict[str, Any] | None:
+    """The stack spec as data that is the same on every machine: a program that is a Python
+    interpreter (the reference agent runs ``sys.executable``, a path of this venv) by a fixed
+    token, and 2.0 the same as 2."""
     if stack is None:
         return None
     command = stack.target.command
-    if command:
-        command = (Path(command[0]).name, *command[1:])
-    return repr(replace(stack, target=replace(stack.target, command=command)))
+    if command and (
+        command[0] == sys.executable or re.fullmatch(r"python\d*(\.\d+)?", Path(command[0]).name)
+    ):
+        command = ("<python>", *command[1:])
+    return dataclasses.asdict(replace(stack, target=replace(stack.target, command=command)))
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,7 @@ def _judge_against(report: RunReport, baseline: Baseline) -> None:
     code (a run that passed its thresholds but regressed exits 1)."""
     windows = merge(baseline.run.runners).windows
     report.baseline = str(baseline.path)
-    report.baseline_windows = windows
+    report.baseline_runners = list(baseline.run.runners)
     report.strict = baseline.strict
     report.comparison = compare(windows, report.fleet.windows, baseline.tolerances)
     code = exit_code_for(report.comparison, strict=baseline.strict)

@@ -106,7 +106,9 @@ def plan(options: RunOptions) -> Plan:
     backend = registry.create(options.backend, options.backend_options)
     _refuse_foreign_options(backend, options)
     target = None if options.target_url is None else _target(options.target_url)
-    spec = (options.stack or reference_agent()).validate()
+    # The stack spec matters with a target URL only for its metrics' series.
+    needed = target is None or options.target_metrics_url is not None
+    spec = (options.stack or reference_agent()).validate() if needed else None
     stack = None if target is not None else spec
     metrics_url = None
     if options.target_metrics_url is not None:
@@ -116,13 +118,19 @@ def plan(options: RunOptions) -> Plan:
                 options.target_metrics_url,
                 "only with --target-url (a provisioned stack is scraped as its spec says)",
             )
-        if spec.metrics is None:
+        if spec is None or spec.metrics is None:
             raise ConfigError(
                 "--target-metrics-url",
                 options.target_metrics_url,
                 "stack.metrics.series in the profile: the series to keep",
             )
         metrics_url = _target(options.target_metrics_url, "--target-metrics-url")
+        if urllib.parse.urlsplit(metrics_url).username is not None:
+            raise ConfigError(
+                "--target-metrics-url",
+                redact(metrics_url),
+                "a URL without user:password (the scrape sends no credentials)",
+            )
     _check_capabilities(backend, scenario, target)
     planned = run_fingerprint(scenario, options.runners, backend.name if stack else None, stack)
     baseline = None
@@ -141,7 +149,7 @@ def plan(options: RunOptions) -> Plan:
         sources=dict(options.sources),
         profile=options.profile,
         target_metrics_url=metrics_url,
-        target_series=spec.metrics.series if metrics_url and spec.metrics else (),
+        target_series=spec.metrics.series if metrics_url and spec and spec.metrics else (),
         fingerprint=planned,
         baseline=baseline,
     )

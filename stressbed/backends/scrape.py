@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..results.target_metrics import Scrape, Selector, parse, series
+from ..results.target_metrics import MAX_SERIES, Scrape, Selector, parse, series
 
 __all__ = ["Scraper"]
 
@@ -63,11 +63,14 @@ class Scraper:
         return series(taken)
 
     def report(self) -> dict[str, Any]:
-        """What summary.json's ``stack.target_metrics`` holds: the series, the pages missed."""
+        """What summary.json's ``stack.target_metrics`` holds: the series (at most
+        MAX_SERIES), the names of those dropped past it, the pages that did not come."""
+        found = list(self.series().items())
         return {
             "series": {
-                key: [[t, round(v, 6)] for t, v in points] for key, points in self.series().items()
+                key: [[t, round(v, 6)] for t, v in points] for key, points in found[:MAX_SERIES]
             },
+            "dropped": [key for key, _ in found[MAX_SERIES:]],
             "missed": self.failures,
         }
 

@@ -11,7 +11,8 @@ A metric's verdict, against its tolerance (latency and requests/s: a relative ch
 10%; the error rate: percentage points, default 0.5): ``regressed`` when the whole interval is
 worse than the tolerance, ``improved`` when it is all better than it, ``unchanged`` when it
 lies within it, ``inconclusive`` when it straddles it. The comparison is ``regressed`` if any
-metric is.
+metric is. A percentile with fewer than 10 samples beyond it in a run (a p99 of fewer than
+1,000 requests) is not judged: it is listed as skipped.
 
 Runs compare only like for like: each carries a fingerprint of what it ran (the rendered
 config, the scenario's duration, the runners, the backend, the stack); :func:`differences`
@@ -44,6 +45,8 @@ __all__ = [
 CONFIDENCE = 0.95
 RESAMPLES = 2000
 MIN_SECONDS = 3  # seconds of load each run needs for an interval
+#: Samples a run needs beyond a percentile for it to be judged (p99: 1,000 samples).
+MIN_TAIL = 10
 TOP_NAMES = 8
 #: Fingerprint fields, in the order a difference is named.
 FINGERPRINT_FIELDS = ("scenario", "config", "duration_s", "runners", "backend", "stack")
@@ -62,7 +65,7 @@ def fingerprint(
     as digests (``stack``: any JSON-able description, or None for ``--target-url``)."""
 
     def digest(value: Any) -> str:
-        text = json.dumps(value, sort_keys=True, default=str)
+        text = json.dumps(_normal(value), sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     return {
@@ -73,6 +76,17 @@ def fingerprint(
         "backend": backend,
         "stack": digest(stack) if stack is not None else None,
     }
+
+
+def _normal(value: Any) -> Any:
+    """``value`` with every whole float as an int (2.0 and 2 are the same timeout)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, Mapping):
+        return {str(k): _normal(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_normal(v) for v in value]
+    return value
 
 
 def differences(base: Mapping[str, Any], candidate: Mapping[str, Any]) -> list[str]:
@@ -130,6 +144,8 @@ class MetricChange:
 class Comparison:
     metrics: list[MetricChange] = field(default_factory=list)
     seconds: tuple[int, int] = (0, 0)  # the seconds of each run compared
+    #: Percentiles not judged: too few samples beyond them in a run (fewer than MIN_TAIL).
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
@@ -147,6 +163,7 @@ class Comparison:
             "confidence": CONFIDENCE,
             "seconds": list(self.seconds),
             "metrics": [m.to_dict() for m in self.metrics],
+            "skipped": list(self.skipped),
         }
 
 
@@ -155,11 +172,15 @@ def _finite(value: float) -> float | None:
 
 
 def steady(windows: Mapping[int, Window]) -> list[Window]:
-    """The run's seconds with load, the first and last (partial) seconds left out."""
-    seconds = sorted(t for t, w in windows.items() if w.requests)
+    """Every second from the run's first second with load to its last (a second in which
+    nothing completed counts, as an empty one), the first and last (partial) left out."""
+    loaded = [t for t, w in windows.items() if w.requests]
+    if not loaded:
+        return []
+    seconds = list(range(min(loaded), max(loaded) + 1))
     if len(seconds) > 4:
         seconds = seconds[1:-1]
-    return [windows[t] for t in seconds]
+    return [windows.get(t) or Window() for t in seconds]
 
 
 class _Run:
@@ -212,18 +233,43 @@ def _quantiles(totals: Any, values: Any, q: float) -> Any:
 
 
 def _weights(n: int, resamples: int, rng: Any) -> Any:
-    """A moving-block bootstrap as multiplicities: row b counts how often each second is
-    drawn in resample b (blocks of about n^(1/3) consecutive seconds)."""
+    """A circular block bootstrap as multiplicities: row b counts how often each second is
+    drawn in resample b, in blocks of about n^(1/3) consecutive seconds that wrap around the
+    run's end (so that its first and last seconds are drawn as often as any)."""
     import numpy as np  # noqa: PLC0415
 
     block = max(1, round(n ** (1 / 3)))
     blocks = math.ceil(n / block)
-    starts = rng.integers(0, max(1, n - block + 1), size=(resamples, blocks))
+    starts = rng.integers(0, n, size=(resamples, blocks))
     weights = np.zeros((resamples, n))
+    rows = np.repeat(np.arange(resamples), blocks)
     for offset in range(block):
-        index = np.minimum(starts + offset, n - 1)
-        np.add.at(weights, (np.repeat(np.arange(resamples), blocks), index.ravel()), 1.0)
+        np.add.at(weights, (rows, ((starts + offset) % n).ravel()), 1.0)
     return weights * (n / (blocks * block))  # the resample is as long as the run
+
+
+def _judged(
+    metric: str, b: float, c: float, boot: Any, *, unit: str, t: float, higher_worse: bool
+) -> MetricChange:
+    """The change from ``b`` to ``c``, its interval from the bootstrap's changes ``boot``,
+    and the verdict against tolerance ``t``."""
+    import numpy as np  # noqa: PLC0415
+
+    change = (c / b - 1) if unit == "relative" else (c - b)
+    finite = boot[np.isfinite(boot)]
+    low = high = math.nan
+    verdict = "inconclusive"
+    if math.isfinite(change) and len(finite) >= len(boot) // 2:
+        alpha = (1 - CONFIDENCE) / 2
+        low, high = (float(x) for x in np.quantile(finite, [alpha, 1 - alpha]))
+        worse_low, worse_high = (low, high) if higher_worse else (-high, -low)
+        if worse_low > t:
+            verdict = "regressed"
+        elif worse_high < -t:
+            verdict = "improved"
+        elif -t <= worse_low and worse_high <= t:
+            verdict = "unchanged"
+    return MetricChange(metric, b, c, change, low, high, unit, t, verdict)
 
 
 def compare(
@@ -246,25 +292,6 @@ def compare(
     weights = (_weights(len(runs[0]), resamples, rng), _weights(len(runs[1]), resamples, rng))
     base_all, cand_all = (_Run(r, _bucket_keys(runs, None), None) for r in runs)
 
-    def judged(
-        metric: str, b: float, c: float, boot: Any, *, unit: str, t: float, higher_worse: bool
-    ) -> MetricChange:
-        change = (c / b - 1) if unit == "relative" else (c - b)
-        finite = boot[np.isfinite(boot)]
-        low = high = math.nan
-        verdict = "inconclusive"
-        if math.isfinite(change) and len(finite) >= resamples // 2:
-            alpha = (1 - CONFIDENCE) / 2
-            low, high = (float(x) for x in np.quantile(finite, [alpha, 1 - alpha]))
-            worse_low, worse_high = (low, high) if higher_worse else (-high, -low)
-            if worse_low > t:
-                verdict = "regressed"
-            elif worse_high < -t:
-                verdict = "improved"
-            elif -t <= worse_low and worse_high <= t:
-                verdict = "unchanged"
-        return MetricChange(metric, b, c, change, low, high, unit, t, verdict)
-
     # Latency: overall, then the busiest request names both runs have.
     names = _shared_names(runs)
     for name in [None, *names]:
@@ -272,7 +299,11 @@ def compare(
         values = np.array([0.0] + [bucket_value(k) for k in sorted(keys)])
         b_run, c_run = (_Run(r, keys, name) for r in runs)
         label = "http_req_duration" if name is None else f"http_req_duration{{name:{name}}}"
+        counts = (b_run.counts.sum(), c_run.counts.sum())
         for q, shown in ((0.5, "p(50)"), (0.95, "p(95)"), (0.99, "p(99)")):
+            if min(counts) * (1 - q) < MIN_TAIL:  # too few samples beyond it to judge
+                comparison.skipped.append(f"{label} {shown}")
+                continue
             b = float(_quantiles(b_run.counts.sum(axis=0, keepdims=True), values, q)[0])
             c = float(_quantiles(c_run.counts.sum(axis=0, keepdims=True), values, q)[0])
             boot_b = _quantiles(weights[0] @ b_run.counts, values, q)
@@ -280,7 +311,7 @@ def compare(
             with np.errstate(divide="ignore", invalid="ignore"):
                 boot = boot_c / boot_b - 1
             comparison.metrics.append(
-                judged(
+                _judged(
                     f"{label} {shown}",
                     b,
                     c,
@@ -300,7 +331,7 @@ def compare(
     c = float(rate(cand_all, np.ones(cand_all.n)))
     boot = rate(cand_all, weights[1]) - rate(base_all, weights[0])
     comparison.metrics.append(
-        judged(
+        _judged(
             "http_req_failed rate (%)",
             b,
             c,
@@ -317,7 +348,7 @@ def compare(
     with np.errstate(divide="ignore", invalid="ignore"):
         boot = boot_c / boot_b - 1
     comparison.metrics.append(
-        judged("http_reqs rate", b, c, boot, unit="relative", t=tol.throughput, higher_worse=False)
+        _judged("http_reqs rate", b, c, boot, unit="relative", t=tol.throughput, higher_worse=False)
     )
     return comparison
 

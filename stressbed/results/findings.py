@@ -100,7 +100,7 @@ def _latency_step(line: Timeline) -> list[Finding]:
         first = i - STEP_POINTS + 1
         hot = _pods_at_cpu_limit(line, first, i)
         if not hot:
-            return []
+            continue  # a step the CPU does not explain (a GC pause, a warm-up): look on
         name, used = hot
         limit = line.limits["cpu_m"]
         return [

@@ -183,7 +183,7 @@ def _thresholds(results: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
-def _tables(summary: Mapping[str, Any]) -> str:
+def _tables(summary: Mapping[str, Any], start: float) -> str:
     parts = ["<h2>Runners</h2>"]
     rows = [
         [
@@ -201,7 +201,7 @@ def _tables(summary: Mapping[str, Any]) -> str:
     )
     events = list(summary.get("events") or [])
     parts.append(f"<h2>Events ({len(events)})</h2>")
-    start = _start(events)
+    start = start or _start(events)  # the charts' zero, so both say the same second
     rows = []
     for event in events[:MAX_EVENTS]:
         extra = {k: v for k, v in event.items() if k not in ("t", "source", "event")}
@@ -288,7 +288,7 @@ def render_html(
         template_variables={
             "style": _STYLE,
             "header": _header(summary, line),
-            "tables": _tables(summary),
+            "tables": _tables(summary, float(line.start)),
         },
     )
 

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from ._numbers import finite, show
-from .aggregates import Window
 from .compare import Comparison
 from .findings import Finding, findings
-from .merge import FleetResult, metric_values
+from .merge import FleetResult, merge, metric_values
 from .runner_result import RunnerResult
 from .timeline import Timeline, timeline
 from .verdict import ThresholdResult, Verdict
@@ -46,7 +45,7 @@ class RunReport:
     fingerprint: dict[str, Any] = field(default_factory=dict)
     #: Against ``--baseline``: the comparison, the baseline's windows and where it is.
     comparison: Comparison | None = None
-    baseline_windows: dict[int, Window] = field(default_factory=dict)
+    baseline_runners: list[RunnerResult] = field(default_factory=list)
     baseline: str | None = None
     strict: bool = False
 
@@ -93,7 +92,9 @@ class RunReport:
             )
         return rows
 
-    def to_dict(self, line: Timeline | None = None) -> dict[str, Any]:
+    def to_dict(
+        self, line: Timeline | None = None, *, with_findings: bool = True
+    ) -> dict[str, Any]:
         return {
             "schema_version": SCHEMA_VERSION,
             "run_id": self.run_id,
@@ -119,7 +120,7 @@ class RunReport:
                 for r in self.runners
             ],
             "stack": self.stack,
-            "findings": [f.to_dict() for f in self.findings(line)],
+            "findings": [f.to_dict() for f in self.findings(line)] if with_findings else [],
             "fingerprint": self.fingerprint,
             "comparison": (
                 {"baseline": self.baseline, "strict": self.strict, **self.comparison.to_dict()}
@@ -138,15 +139,25 @@ class RunReport:
         events = "".join(json.dumps(event) + "\n" for event in self.events)
         _write_whole(directory / "events.jsonl", events)
         _write_whole(directory / "junit.xml", junit_xml(self))
-        line = self.timeline()
-        document = self.to_dict(line)
         try:
-            from .html import write_html  # noqa: PLC0415 - Bokeh, only when a report is drawn
-
-            baseline = timeline(self.baseline_windows) if self.baseline_windows else None
-            write_html(directory / "report.html", document, line, baseline)
-        except Exception as exc:  # a bug in drawing must not cost the run its verdict
+            line: Timeline | None = self.timeline()
+            document = self.to_dict(line)
+        except Exception as exc:  # a bug in the timeline or a finding: the verdict still lands
+            line = None
             self.report_error = f"{type(exc).__name__}: {exc}"
+            document = self.to_dict(Timeline(start=0, step=1), with_findings=False)
+        if line is not None:
+            try:
+                from .html import write_html  # noqa: PLC0415 - Bokeh, only to draw a report
+
+                baseline = None
+                if self.baseline_runners:
+                    windows = merge(self.baseline_runners).windows
+                    baseline = timeline(windows, self.baseline_runners, step=line.step)
+                write_html(directory / "report.html", document, line, baseline)
+            except Exception as exc:  # a bug in drawing must not cost the run its verdict
+                self.report_error = f"{type(exc).__name__}: {exc}"
+        document["report_error"] = self.report_error
         _write_whole(directory / "summary.json", json.dumps(document, indent=2) + "\n")
 
 

@@ -23,7 +23,8 @@ from ..errors import ConfigError
 
 __all__ = ["MAX_SERIES", "Scrape", "Selector", "parse", "parse_selector", "series"]
 
-#: Series drawn at most (a family with many label sets is cut here, the rest said dropped).
+#: Series kept at most (a family with many label sets is cut here; the report says how many
+#: were dropped).
 MAX_SERIES = 32
 
 _SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?")
@@ -103,7 +104,12 @@ def parse(text: str, selectors: Sequence[Selector], t: float, source: str) -> Sc
 
 def series(scrapes: Iterable[Scrape]) -> dict[str, list[tuple[int, float]]]:
     """Per-second series of the whole stack, by name: ``<key> /s`` for a counter's rate, the
-    key for a gauge, ``<key> p95 ms`` for a histogram (its values in seconds, shown in ms)."""
+    key for a gauge, ``<key> p95 ms`` for a histogram (its values in seconds, shown in ms).
+
+    Each replica is settled second by second first (its last gauge value in a second; its
+    counters' increase over the seconds it was watched, keyed by the second the interval
+    began), and only then are the replicas added up: two scrapes of one replica that land
+    in the same second count once."""
     by_source: dict[str, list[Scrape]] = {}
     for scrape in scrapes:
         by_source.setdefault(scrape.source, []).append(scrape)
@@ -112,12 +118,12 @@ def series(scrapes: Iterable[Scrape]) -> dict[str, list[tuple[int, float]]]:
     buckets: dict[str, dict[int, dict[float, float]]] = {}
     for taken in by_source.values():
         taken.sort(key=lambda s: s.t)
+        last: dict[str, dict[int, float]] = {}  # this replica's gauges, last value a second
+        grown_in: dict[str, dict[int, list[float]]] = {}  # counter: second -> [grown, elapsed]
         for previous, scrape in zip([None, *taken], taken, strict=False):
-            second = int(scrape.t)
             for (kind, key), value in scrape.samples.items():
                 if kind == "gauge":
-                    per = gauges.setdefault(key, {})
-                    per[second] = per.get(second, 0.0) + value
+                    last.setdefault(key, {})[int(scrape.t)] = value
                     continue
                 if previous is None or (kind, key) not in previous.samples:
                     continue
@@ -126,14 +132,24 @@ def series(scrapes: Iterable[Scrape]) -> dict[str, list[tuple[int, float]]]:
                     continue
                 before = previous.samples[(kind, key)]
                 grown = value - before if value >= before else value  # reset: counts from 0
+                second = int(previous.t)  # the interval it grew in began then
                 if kind == "counter":
-                    per = rates.setdefault(key, {})
-                    per[second] = per.get(second, 0.0) + grown / elapsed
+                    pair = grown_in.setdefault(key, {}).setdefault(second, [0.0, 0.0])
+                    pair[0] += grown
+                    pair[1] += elapsed
                 else:
                     name, _, le = key.rpartition("|")
                     bound = math.inf if le in ("+Inf", "Inf") else float(le)
                     per_second = buckets.setdefault(name, {}).setdefault(second, {})
                     per_second[bound] = per_second.get(bound, 0.0) + grown
+        for key, values in last.items():
+            total = gauges.setdefault(key, {})
+            for second, value in values.items():
+                total[second] = total.get(second, 0.0) + value
+        for key, per in grown_in.items():
+            total = rates.setdefault(key, {})
+            for second, (grown, elapsed) in per.items():
+                total[second] = total.get(second, 0.0) + grown / elapsed
     out: dict[str, list[tuple[int, float]]] = {}
     for key, values in sorted(gauges.items()):
         out[key] = sorted(values.items())
@@ -146,7 +162,7 @@ def series(scrapes: Iterable[Scrape]) -> dict[str, list[tuple[int, float]]]:
             if p95 is not None:
                 points.append((at, p95 * 1000.0))
         out[f"{key} p95 ms"] = points
-    return dict(list(out.items())[:MAX_SERIES])
+    return out
 
 
 def _quantile(q: float, cumulative: Mapping[float, float]) -> float | None:

@@ -67,6 +67,7 @@ class Timeline:
     start: int  # the unix second at t = 0
     step: int  # seconds per point
     t: list[float] = field(default_factory=list)
+    covers: list[int] = field(default_factory=list)  # seconds in each point (the last: fewer)
     #: The fleet's merged window of each point.
     buckets: list[Window] = field(default_factory=list)
     #: requests_per_s, failed_per_s, error_rate, p50_ms, p95_ms, p99_ms, vus, vus_max,
@@ -96,8 +97,10 @@ def timeline(
     events: Sequence[Mapping[str, Any]] = (),
     *,
     max_points: int = MAX_POINTS,
+    step: int | None = None,
 ) -> Timeline:
-    """The run on one grid, from its merged windows, runner results, stack report and events."""
+    """The run on one grid, from its merged windows, runner results, stack report and events
+    (``step``: seconds per point, to draw a baseline on another run's grid)."""
     stack = stack or {}
     starts = [r.started_at for r in runners if r.started_at and r.windows]
     first = min(windows, default=None)
@@ -106,15 +109,18 @@ def timeline(
         start = min(start, first)
     last = max(windows, default=start - 1)
     span = last - start + 1
-    step = max(1, math.ceil(span / max_points)) if span > 0 else 1
+    if step is None:
+        step = max(1, math.ceil(span / max_points)) if span > 0 else 1
     points = math.ceil(span / step) if span > 0 else 0
     line = Timeline(start=start, step=step, t=[float(i * step) for i in range(points)])
+    # The seconds each point covers: all of its step, but the last may be shorter.
+    line.covers = [min(step, span - i * step) for i in range(points)]
     line.buckets = _buckets(windows, start, step, points)
-    line.fleet = _fleet(line.buckets, step)
-    line.names = _names(line.buckets, step)
-    line.statuses = _tallies([b.statuses for b in line.buckets], step)
-    line.checks = _tallies([b.checks_failed for b in line.buckets], step)
-    line.runners = [_runner(r, start, step, points) for r in runners]
+    line.fleet = _fleet(line.buckets, line.covers)
+    line.names = _names(line.buckets, line.covers)
+    line.statuses = _tallies([b.statuses for b in line.buckets], line.covers)
+    line.checks = _tallies([b.checks_failed for b in line.buckets], line.covers)
+    line.runners = [_runner(r, start, line.covers) for r in runners]
     _stack(line, stack, points)
     line.target = _target(stack.get("target_metrics") or {}, start, step, points)
     line.markers = _markers(events, start, points * step)
@@ -151,7 +157,7 @@ def _quantiles(window_sketch: Sketch) -> tuple[float | None, float | None, float
     return p50, p95, p99
 
 
-def _fleet(buckets: Sequence[Window], step: int) -> dict[str, Series]:
+def _fleet(buckets: Sequence[Window], covers: Sequence[int]) -> dict[str, Series]:
     series: dict[str, Series] = {
         name: []
         for name in (
@@ -159,7 +165,7 @@ def _fleet(buckets: Sequence[Window], step: int) -> dict[str, Series]:
             *("vus", "vus_max", "iterations_per_s", "offered_per_s", "dropped_per_s"),
         )
     }
-    for b in buckets:
+    for b, step in zip(buckets, covers, strict=True):
         p50, p95, p99 = _quantiles(b.duration)
         values = {
             "requests_per_s": b.requests / step,
@@ -179,7 +185,7 @@ def _fleet(buckets: Sequence[Window], step: int) -> dict[str, Series]:
     return series
 
 
-def _names(buckets: Sequence[Window], step: int) -> dict[str, dict[str, Series]]:
+def _names(buckets: Sequence[Window], covers: Sequence[int]) -> dict[str, dict[str, Series]]:
     totals: dict[str, int] = {}
     for b in buckets:
         for name, sketch in b.names.items():
@@ -190,7 +196,7 @@ def _names(buckets: Sequence[Window], step: int) -> dict[str, dict[str, Series]]
     out: dict[str, dict[str, Series]] = {
         n: {"p50_ms": [], "p95_ms": [], "p99_ms": [], "requests_per_s": []} for n in shown
     }
-    for b in buckets:
+    for b, step in zip(buckets, covers, strict=True):
         rest = Window()
         for name, sketch in b.names.items():
             if name not in top:
@@ -205,20 +211,25 @@ def _names(buckets: Sequence[Window], step: int) -> dict[str, dict[str, Series]]
     return out
 
 
-def _tallies(per_bucket: Sequence[Mapping[str, int]], step: int) -> dict[str, Series]:
+def _tallies(per_bucket: Sequence[Mapping[str, int]], covers: Sequence[int]) -> dict[str, Series]:
     keys = sorted({k for tally in per_bucket for k in tally})
-    return {k: [tally.get(k, 0) / step for tally in per_bucket] for k in keys}
+    return {
+        k: [tally.get(k, 0) / step for tally, step in zip(per_bucket, covers, strict=True)]
+        for k in keys
+    }
 
 
-def _runner(result: RunnerResult, start: int, step: int, points: int) -> dict[str, Series]:
+def _runner(result: RunnerResult, start: int, covers: Sequence[int]) -> dict[str, Series]:
+    points = len(covers)
+    step = covers[0] if covers else 1
     requests = [0.0] * points
     dropped = [0.0] * points
     cpu: list[list[float]] = [[] for _ in range(points)]
     for second, window in result.windows.items():
         i = _index(second, start, step)
         if 0 <= i < points:
-            requests[i] += window.requests / step
-            dropped[i] += window.dropped / step
+            requests[i] += window.requests / covers[i]
+            dropped[i] += window.dropped / covers[i]
     for second, cores in result.cpu.items():
         # A sample at second s covers the second before it.
         i = _index(second - 1, start, step)
@@ -305,8 +316,8 @@ def breaches(line: Timeline, threshold: Threshold) -> list[tuple[float, float]]:
     error rate and the request rate. Others give none (judged on the whole run only)."""
     tags = dict(threshold.tags)
     judged: list[bool | None] = []
-    for bucket in line.buckets:
-        observed = _observe(bucket, threshold, tags, line.step)
+    for bucket, seconds in zip(line.buckets, line.covers, strict=True):
+        observed = _observe(bucket, threshold, tags, seconds)
         judged.append(None if observed is None else not threshold.passes(observed))
     intervals: list[tuple[float, float]] = []
     for i, failed in enumerate(judged):

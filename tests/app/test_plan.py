@@ -156,3 +156,30 @@ def test_bad_run_options_are_refused_before_anything_starts(tmp_path, options, m
     with pytest.raises(ConfigError, match="^" + re.escape(message)):
         plan(RunOptions(scenario="ingest_mix", results=tmp_path / "r", **options))
     assert not (tmp_path / "r").exists()
+
+
+@needs_k6
+def test_a_metrics_port_the_local_backend_cannot_scrape_is_refused(tmp_path):
+    from dataclasses import replace  # noqa: PLC0415
+
+    from stressbed.stack.agent import reference_agent  # noqa: PLC0415
+    from stressbed.stack.spec import Metrics  # noqa: PLC0415
+
+    spec = replace(reference_agent(), metrics=Metrics(port=9100, series=("agent_queue_points",)))
+    with pytest.raises(ConfigError) as error:
+        plan(RunOptions(scenario="ingest_mix", results=tmp_path, stack=spec))
+    assert (error.value.field, error.value.value) == ("stack.metrics.port", 9100)
+
+
+@needs_k6
+def test_a_metrics_url_with_credentials_is_refused_without_showing_them(tmp_path):
+    options = RunOptions(
+        scenario="ingest_mix",
+        target_url="http://127.0.0.1:9",
+        target_metrics_url="http://me:secret@127.0.0.1:9/metrics",
+        results=tmp_path,
+    )
+    with pytest.raises(ConfigError) as error:
+        plan(options)
+    assert "secret" not in str(error.value)
+    assert error.value.field == "--target-metrics-url"

@@ -58,6 +58,7 @@ def test_each_layer_overrides_the_one_below_and_says_so(profiles):
         "scenario": f"common ({profiles})",
         "backend": "default",
         "target_url": "default",
+        "target_metrics_url": "default",
         "runners": "environment STRESSBED_RUNNERS",
         "duration": "command line",
         "results": "default",

@@ -129,3 +129,28 @@ def test_the_fingerprint_names_what_differs():
 def test_the_bootstrap_is_quick_enough_for_a_long_run(seconds):
     found = compare(run(1, seconds=seconds, requests=20), run(2, seconds=seconds, requests=20))
     assert found.seconds == (seconds - 2, seconds - 2)
+
+
+def test_a_candidate_that_stalled_for_half_the_run_is_regressed_on_throughput():
+    stalled = {t: w for t, w in run(2, seconds=40).items() if not 1010 <= t < 1030}
+    found = compare(run(1, seconds=40), stalled)
+    assert verdicts(found)["http_reqs rate"] == "regressed"
+
+
+def test_every_second_is_drawn_as_often_by_the_bootstrap():
+    import numpy as np  # noqa: PLC0415
+
+    from stressbed.results.compare import _weights  # noqa: PLC0415 - the resampling itself
+
+    weights = _weights(30, 20000, np.random.default_rng(1))
+    means = weights.mean(axis=0)
+    assert np.allclose(weights.sum(axis=1), 30)
+    assert means.min() > 0.95  # the first and last seconds too
+    assert means.max() < 1.05
+
+
+def test_a_percentile_with_too_few_samples_beyond_it_is_skipped_not_judged():
+    found = compare(run(1, seconds=10, requests=20), run(2, seconds=10, requests=20))
+    assert "http_req_duration p(99)" in found.skipped  # 160 samples: 1.6 beyond p99
+    assert "http_req_duration p(99)" not in verdicts(found)
+    assert "http_req_duration p(50)" in verdicts(found)

@@ -120,3 +120,11 @@ def test_a_runner_at_its_cpu_capacity():
 def test_a_calm_run_has_no_findings():
     line = timeline({START + s: window(100, 5.0) for s in range(30)}, stack=stack([100.0] * 30))
     assert findings(line, [(error_rate("< 1%"), True)], max_replicas=4) == []
+
+
+def test_a_cpu_bound_step_is_found_after_an_earlier_spike_the_cpu_does_not_explain():
+    ms = [10.0] * 10 + [60.0] * 3 + [10.0] * 5 + [60.0] * 10
+    cpu = [200.0] * 18 + [480.0] * 10
+    line = timeline({START + s: window(50, v) for s, v in enumerate(ms)}, stack=stack(cpu))
+    (found,) = findings(line)
+    assert (found.kind, found.t) == ("latency-step-at-cpu-limit", 18.0)

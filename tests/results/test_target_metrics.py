@@ -61,11 +61,12 @@ def test_two_replicas_add_up_to_the_stack():
     found = series(scrapes)
     assert found["agent_queue_points"] == [(100, 7.0), (101, 9.0), (102, 1.0)]
     shed = 'agent_requests{route="/v1/report",status="429"} /s'
-    assert found[shed] == [(101, pytest.approx(6.0)), (102, pytest.approx(1 / 0.9))]
-    # Second 101: 200 requests, 90 under 10 ms, 110 between 10 and 100 ms. The 190th is in
-    # the second bucket, 100 of its 110 in: 10 + 90 * 100/110 ms.
+    # Each rate is keyed by the second its interval began.
+    assert found[shed] == [(100, pytest.approx(6.0)), (101, pytest.approx(1 / 0.9))]
+    # The interval from second 100: 200 requests, 90 under 10 ms, 110 between 10 and 100 ms.
+    # The 190th is in the second bucket, 100 of its 110 in: 10 + 90 * 100/110 ms.
     ((second, p95),) = found['agent_request_duration_seconds{route="/v1/report"} p95 ms']
-    assert second == 101
+    assert second == 100
     assert p95 == pytest.approx(10 + 90 * 100 / 110)
 
 
@@ -77,3 +78,19 @@ def test_a_page_that_is_not_prometheus_text_is_an_empty_scrape():
 def test_a_selector_that_is_not_one_is_refused_naming_the_field(bad):
     with pytest.raises(ConfigError, match=r"^stack\.metrics\.series: got "):
         parse_selector(bad)
+
+
+def test_two_scrapes_of_one_replica_in_one_second_count_once():
+    gauge = "# TYPE agent_queue_points gauge\nagent_queue_points {}\n"
+    counter = '# TYPE agent_requests_total counter\nagent_requests_total{{status="429"}} {}\n'
+    scrapes = [
+        parse(gauge.format(5) + counter.format(0), SELECT, t, "agent-0") for t in (10.01,)
+    ] + [
+        parse(gauge.format(5) + counter.format(10), SELECT, 10.999, "agent-0"),
+        parse(gauge.format(5) + counter.format(20), SELECT, 12.0, "agent-0"),
+    ]
+    found = series(scrapes)
+    assert found["agent_queue_points"] == [(10, 5.0), (12, 5.0)]  # the replica's, not 10
+    # 20 requests over the 1.99 s watched: about 10/s, keyed by the seconds the intervals began.
+    rates = dict(found['agent_requests{status="429"} /s'])
+    assert rates == {10: pytest.approx(20 / 1.99, rel=1e-3)}

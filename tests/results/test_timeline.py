@@ -10,6 +10,8 @@ from stressbed.results.runner_result import RunnerResult, RunnerStatus
 from stressbed.results.sketch import Sketch
 from stressbed.results.timeline import REST, TOP_NAMES, breaches, timeline
 
+START_S = 1_000_000
+
 
 def window(requests: int, ms: float, failed: int = 0, vus: float = 0, **names: float) -> Window:
     w = Window(requests=requests, failed=failed, vus=vus, iterations=requests)
@@ -113,3 +115,18 @@ def test_the_stack_lanes_and_events_land_on_the_same_axis():
 def test_a_run_that_measured_nothing_has_an_empty_axis():
     line = timeline({})
     assert (line.t, line.fleet["requests_per_s"], line.names) == ([], [], {})
+
+
+def test_the_last_step_of_a_long_run_is_a_rate_over_the_seconds_it_covers():
+    windows = {START_S + s: window(100, 5.0) for s in range(901)}
+    line = timeline(windows, max_points=900)
+    assert line.step == 2
+    assert line.covers[-1] == 1
+    assert set(line.fleet["requests_per_s"]) == {100.0}  # the last point too, not 50
+    assert breaches(line, request_rate("> 90/s")) == []
+
+
+def test_a_baseline_can_be_drawn_on_another_run_s_steps():
+    windows = {START_S + s: window(10, 5.0) for s in range(100)}
+    assert timeline(windows, step=4).step == 4
+    assert len(timeline(windows, step=4).t) == 25

@@ -45,6 +45,15 @@ class LocalBackend(Backend):
             )
         if stack is not None:
             check_executable(stack.target.command)
+            metrics = stack.metrics
+            if metrics is not None and metrics.port not in (None, stack.target.port):
+                # Each local replica listens on a port of its own: only that one can be asked.
+                raise ConfigError(
+                    "stack.metrics.port",
+                    metrics.port,
+                    "none, or the target's port, with --backend local (each replica serves "
+                    "its metrics on its own port)",
+                )
 
     def stack(
         self,
