@@ -128,7 +128,7 @@ def test_a_run_compared_with_itself_is_unchanged_on_every_metric(runs, tmp_path)
     done = stressbed_compare(runs["base"], runs["base"], "--json", tmp_path / "c.json")
     assert done.returncode == 0, done.stdout + done.stderr
     found = json.loads((tmp_path / "c.json").read_text())
-    assert found["verdict"] == "unchanged"
+    assert found["verdict"] == "unchanged", done.stdout
     assert {m["verdict"] for m in found["metrics"]} == {"unchanged"}
     assert done.stdout.splitlines()[-1] == "verdict: unchanged"
 
