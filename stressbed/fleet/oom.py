@@ -14,21 +14,32 @@ from pathlib import Path
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
-def oom_kills(pid: int | str = "self") -> int | None:
-    """The OOM-kill count of ``pid``'s memory cgroup; None where the kernel does not say."""
+def cgroup_of(pid: int | str, controller: str) -> tuple[int, Path] | None:
+    """``pid``'s cgroup directory for ``controller`` and its version (2, or 1 with the
+    controller's own hierarchy); None where /proc does not say."""
     try:
         lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
     except OSError:
         return None
     for line in lines:
         _, controllers, path = line.split(":", 2)
-        if controllers == "":  # cgroup v2
-            group = CGROUP_ROOT / path.lstrip("/")
-            local = group / "memory.events.local"  # Linux 5.2+
-            return _counter(local if local.exists() else group / "memory.events")
-        if "memory" in controllers.split(","):  # cgroup v1
-            return _counter(CGROUP_ROOT / "memory" / path.lstrip("/") / "memory.oom_control")
+        if controllers == "":
+            return 2, CGROUP_ROOT / path.lstrip("/")
+        if controller in controllers.split(","):
+            return 1, CGROUP_ROOT / controllers / path.lstrip("/")
     return None
+
+
+def oom_kills(pid: int | str = "self") -> int | None:
+    """The OOM-kill count of ``pid``'s memory cgroup; None where the kernel does not say."""
+    found = cgroup_of(pid, "memory")
+    if found is None:
+        return None
+    version, group = found
+    if version == 2:
+        local = group / "memory.events.local"  # Linux 5.2+
+        return _counter(local if local.exists() else group / "memory.events")
+    return _counter(group / "memory.oom_control")
 
 
 def _counter(path: Path) -> int | None:

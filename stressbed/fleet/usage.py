@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .oom import CGROUP_ROOT
+from .oom import cgroup_of
 
 __all__ = ["cpu_capacity", "cpu_seconds"]
 
@@ -37,21 +37,16 @@ def cpu_capacity(pid: int | str = "self") -> float:
 
 
 def _cgroup_quota(pid: int | str) -> float | None:
-    try:
-        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
-    except OSError:
+    found = cgroup_of(pid, "cpu")
+    if found is None:
         return None
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        try:
-            if controllers == "":  # v2: "max 100000" or "200000 100000"
-                text = (CGROUP_ROOT / path.lstrip("/") / "cpu.max").read_text().split()
-                return None if text[0] == "max" else int(text[0]) / int(text[1])
-            if "cpu" in controllers.split(","):  # v1
-                group = CGROUP_ROOT / controllers / path.lstrip("/")
-                quota = int((group / "cpu.cfs_quota_us").read_text())
-                period = int((group / "cpu.cfs_period_us").read_text())
-                return None if quota <= 0 else quota / period
-        except (OSError, ValueError, IndexError, ZeroDivisionError):
-            return None
-    return None
+    version, group = found
+    try:
+        if version == 2:  # "max 100000" or "200000 100000"
+            text = (group / "cpu.max").read_text().split()
+            return None if text[0] == "max" else int(text[0]) / int(text[1])
+        quota = int((group / "cpu.cfs_quota_us").read_text())
+        period = int((group / "cpu.cfs_period_us").read_text())
+        return None if quota <= 0 else quota / period
+    except (OSError, ValueError, IndexError, ZeroDivisionError):
+        return None

@@ -1,9 +1,10 @@
 """``stressbed compare`` and ``stressbed run --baseline`` on real runs: real k6 against the
 reference agent on loopback, whose latency fault hook makes a slower build on demand.
 
-Every run here has 10 ms of latency injected, as a service doing real work would have, so
-that the machine's own jitter (a 1 ms answer can take 1.3 ms on a busy core) is small beside
-what the runs measure; the slower build has 30 ms."""
+The runs compared for noise have 10 ms of latency injected, as a service doing real work
+would have, so that the machine's own jitter (a 1 ms answer can take 1.3 ms on a busy core)
+is small beside what they measure; the slower build has 30 ms. One pair is the agent as it is
+against the agent 20 ms slower."""
 
 from __future__ import annotations
 
@@ -96,6 +97,9 @@ def a_run(agent: AgentProcess, folder: Path, name: str = "beats", **options: obj
 @pytest.fixture(scope="module")
 def runs(agent, tmp_path_factory) -> dict[str, object]:
     folder = tmp_path_factory.mktemp("compare")
+    normal = a_run(agent, folder)  # the agent as it is
+    slow_down(agent, 20)
+    slowed = a_run(agent, folder)  # ... and 20 ms slower
     slow_down(agent, 10)
     base = a_run(agent, folder)
     same = [a_run(agent, folder) for _ in range(5)]
@@ -111,6 +115,8 @@ def runs(agent, tmp_path_factory) -> dict[str, object]:
         "slower": slower,
         "judged": judged,
         "folder": folder,
+        "normal": normal,
+        "slowed": slowed,
     }
 
 
@@ -149,6 +155,21 @@ def test_a_build_20_ms_slower_is_regressed_on_p50_and_p95(runs, tmp_path):
         assert found[metric]["verdict"] == "regressed"
         assert found[metric]["ci95"][0] > 0.5  # 10 ms -> 30 ms is far more than 10% worse
     assert "http_req_duration p(95)" in done.stdout
+
+
+def test_a_normal_run_against_the_agent_slowed_by_20_ms_exits_1_naming_p95(runs, tmp_path):
+    done = stressbed_compare(runs["normal"], runs["slowed"], "--json", tmp_path / "c.json")
+    assert done.returncode == 1, done.stdout + done.stderr
+    p95 = next(
+        m
+        for m in json.loads((tmp_path / "c.json").read_text())["metrics"]
+        if m["metric"] == "http_req_duration p(95)"
+    )
+    assert p95["verdict"] == "regressed"
+    assert any(
+        "http_req_duration p(95)" in line and "regressed" in line
+        for line in done.stdout.splitlines()
+    )
 
 
 def test_runs_of_different_scenarios_are_not_comparable(runs):
