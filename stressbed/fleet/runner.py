@@ -265,22 +265,41 @@ class Runner:
     # -- samples -----------------------------------------------------------------------
 
     def _read(self) -> None:
+        # What k6 has written is taken at once: one read of what the FIFO holds (up to
+        # 64 KiB), not a wait until 64 KiB of lines have piled up, which at a few requests a
+        # second held the live view's samples back by seconds.
         raw: IO[str] | None = None
         if self.keep_raw:
             raw = gzip.open(self.out_dir / "samples.csv.gz", "wt", encoding="utf-8")  # noqa: SIM115
         try:
-            with self.fifo.open("r", encoding="utf-8", newline="") as stream:
+            with self.fifo.open("rb", buffering=0) as stream:
+                tail = b""
                 while True:
-                    lines = stream.readlines(1 << 16)
-                    if not lines:
-                        return
-                    if raw is not None:
-                        raw.writelines(lines)
-                    with self.lock:
-                        self.collector.feed_lines(lines)
+                    chunk = stream.read(1 << 16)
+                    if not chunk:
+                        break
+                    data = tail + chunk
+                    cut = data.rfind(b"\n") + 1
+                    tail = data[cut:]
+                    if cut:
+                        self._take(data[:cut], raw)
+                if tail:  # a line k6 did not finish (it was killed): counted as dropped
+                    self._take(tail, raw)
         finally:
             if raw is not None:
                 raw.close()
+
+    def _take(self, data: bytes, raw: IO[str] | None) -> None:
+        # Split on "\n" only, as k6 ends its lines (a name may hold other line breaks).
+        text = data.decode("utf-8", errors="replace")
+        lines = [line + "\n" for line in text.split("\n")]
+        lines[-1] = lines[-1][:-1]  # what followed the last "\n": "" or an unfinished line
+        if not lines[-1]:
+            lines.pop()
+        if raw is not None:
+            raw.writelines(lines)
+        with self.lock:
+            self.collector.feed_lines(lines)
 
     def _unblock_reader(self) -> None:
         # If k6 died before opening the FIFO, the reader still waits in open(): open the
@@ -292,7 +311,9 @@ class Runner:
 
     def snapshot(self, since: int) -> tuple[dict[str, object], int]:
         """Windows closed after ``since`` and the threshold submetrics so far, as JSON."""
-        closed_before = int(time.time()) - 2  # k6 flushes its CSV once a second
+        # k6 flushes its CSV about once a second, and a second's last samples can come a
+        # flush later: a second counts as closed 3 s on.
+        closed_before = int(time.time()) - 3
         with self.lock:
             windows = {
                 str(t): w.to_dict()

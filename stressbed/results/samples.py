@@ -100,6 +100,9 @@ class Collector:
         wanted = set(SUMMARY_METRICS) | {s.metric for s in self._selectors}
         self._wanted = frozenset(m for m in wanted if m in BUILTIN_METRICS)
         self._submetrics: dict[str, list[tuple[str, list[tuple[int, str]]]]] = {}
+        # The last sample of each VU gauge: (its second, its value).
+        self._vus: tuple[int, float] = (-1, 0.0)
+        self._vus_max: tuple[int, float] = (-1, 0.0)
         self._set_header(CSV_COLUMNS)
 
     def _set_header(self, columns: list[str]) -> None:
@@ -162,7 +165,9 @@ class Collector:
         second = int(row[1])
         window = self.windows.get(second)
         if window is None:
-            window = self.windows[second] = Window()
+            # k6 samples its VU gauges about once a second, not once in every second: a second
+            # without a sample of its own holds the last value (as a gauge does).
+            window = self.windows[second] = Window(vus=self._vus[1], vus_max=self._vus_max[1])
         if metric == "http_req_duration":
             window.duration.add_keyed(value, key)
             if self._name >= 0:
@@ -183,6 +188,9 @@ class Collector:
         elif metric == "iterations":
             window.iterations += int(value)
         elif metric == "vus":
-            window.vus = max(window.vus, value)
+            # The second's first sample replaces the value carried in; later ones, the max.
+            window.vus = value if self._vus[0] != second else max(window.vus, value)
+            self._vus = (second, value)
         else:
-            window.vus_max = max(window.vus_max, value)
+            window.vus_max = value if self._vus_max[0] != second else max(window.vus_max, value)
+            self._vus_max = (second, value)

@@ -92,3 +92,20 @@ def test_a_window_keeps_a_bounded_number_of_request_names():
     assert len(names) == MAX_NAMES + 1
     assert names[OTHER_NAME].count == 10
     assert sum(s.count for s in names.values()) == MAX_NAMES + 10
+
+
+def test_a_second_without_a_vu_sample_holds_the_last_value():
+    collector = Collector()
+    collector.feed_lines(
+        [
+            HEADER,
+            "vus_max,100,10,,,,,,,,,,\n",
+            "vus,100,4,,,,,,,,,,\n",
+            "http_reqs,101,1,,,true,,GET,a,w,200,,\n",  # k6 sampled no gauge in second 101
+            "vus_max,102,10,,,,,,,,,,\n",
+            "vus,102,2,,,,,,,,,,\n",  # a drop: the second's own sample, not the carried 4
+        ]
+    )
+    windows = collector.windows
+    assert (windows[101].vus, windows[101].vus_max) == (4, 10)
+    assert (windows[102].vus, windows[102].vus_max) == (2, 10)
