@@ -228,6 +228,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         allow_different=args.allow_different,
         strict=args.strict,
         tolerances=_tolerances(args),
+        compared=tuple(args.metric),
     )
     the_plan = plan(options)
     live = LiveLine(sys.stderr)
@@ -304,6 +305,14 @@ def _comparing(command: argparse.ArgumentParser) -> None:
         help="requests/s change within which it is unchanged (default 10%%)",
     )
     command.add_argument(
+        "--metric",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="compare only the metrics matching PATTERN (shell-style, repeatable), e.g. "
+        "'http_req_duration p(95)' or 'http_req_duration{name:*}'",
+    )
+    command.add_argument(
         "--error-tolerance",
         type=_percent,
         default=0.5,
@@ -331,7 +340,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     base = load_baseline(args.base, option="BASE")
     candidate = load_baseline(args.candidate, option="CANDIDATE")
     found = versus(
-        base, candidate, tolerances=_tolerances(args), allow_different=args.allow_different
+        base,
+        candidate,
+        tolerances=_tolerances(args),
+        allow_different=args.allow_different,
+        metrics=args.metric,
     )
     print(comparison_table(found, str(base.path), str(candidate.path)))
     if args.json is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from ..scenario.render import config_text
 from ..stack.spec import StackSpec
 from .rundir import FinishedRun, read_run
 
-__all__ = ["Baseline", "exit_code_for", "load_baseline", "run_fingerprint", "versus"]
+__all__ = ["Baseline", "chosen", "exit_code_for", "load_baseline", "run_fingerprint", "versus"]
 
 
 def run_fingerprint(
@@ -69,6 +70,7 @@ class Baseline:
     run: FinishedRun
     tolerances: Tolerances = field(default_factory=Tolerances)
     strict: bool = False
+    metrics: tuple[str, ...] = ()  # shell-style patterns of the metrics to compare; () all
 
     @property
     def path(self) -> Path:
@@ -119,6 +121,7 @@ def versus(
     *,
     tolerances: Tolerances | None = None,
     allow_different: bool = False,
+    metrics: Sequence[str] = (),
 ) -> Comparison:
     """``stressbed compare``: CANDIDATE against BASE (both finished runs)."""
     if not allow_different:
@@ -128,7 +131,20 @@ def versus(
             "CANDIDATE",
             candidate.path,
         )
-    return compare(merge(base.runners).windows, merge(candidate.runners).windows, tolerances)
+    found = compare(merge(base.runners).windows, merge(candidate.runners).windows, tolerances)
+    return chosen(found, metrics)
+
+
+def chosen(found: Comparison, metrics: Sequence[str]) -> Comparison:
+    chosen = found.only(metrics)
+    if metrics and not chosen.metrics and found.metrics:
+        raise ConfigError(
+            "--metric",
+            ", ".join(metrics),
+            "patterns matching compared metrics, such as "
+            + ", ".join(repr(m.metric) for m in found.metrics[:3]),
+        )
+    return chosen
 
 
 def exit_code_for(comparison: Comparison, *, strict: bool) -> int:

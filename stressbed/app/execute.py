@@ -107,7 +107,8 @@ def _judge_against(report: RunReport, baseline: Baseline) -> None:
     report.baseline = str(baseline.path)
     report.baseline_runners = list(baseline.run.runners)
     report.strict = baseline.strict
-    report.comparison = compare(windows, report.fleet.windows, baseline.tolerances)
+    found = compare(windows, report.fleet.windows, baseline.tolerances)
+    report.comparison = found.only(baseline.metrics)
     code = exit_code_for(report.comparison, strict=baseline.strict)
     if code and report.exit_code == 0:
         worse = [

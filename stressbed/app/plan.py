@@ -60,6 +60,7 @@ class RunOptions:
     allow_different: bool = False  # compare with a baseline that ran something else
     strict: bool = False  # an inconclusive comparison fails the run too
     tolerances: Tolerances = field(default_factory=Tolerances)
+    compared: tuple[str, ...] = ()  # the metrics to compare with the baseline; () all
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ def plan(options: RunOptions) -> Plan:
     baseline = None
     if options.baseline is not None:
         found = load_baseline(options.baseline, planned, allow_different=options.allow_different)
-        baseline = Baseline(found, options.tolerances, options.strict)
+        baseline = Baseline(found, options.tolerances, options.strict, options.compared)
     backend.preflight(stack, scenario)
     return Plan(
         scenario=scenario,

@@ -11,8 +11,9 @@ A metric's verdict, against its tolerance (latency and requests/s: a relative ch
 10%; the error rate: percentage points, default 0.5): ``regressed`` when the whole interval is
 worse than the tolerance, ``improved`` when it is all better than it, ``unchanged`` when it
 lies within it, ``inconclusive`` when it straddles it. The comparison is ``regressed`` if any
-metric is. A percentile with fewer than 10 samples beyond it in a run (a p99 of fewer than
-1,000 requests) is not judged: it is listed as skipped.
+metric is. The same data on both sides (a run against itself) is resampled once, for both:
+its change is 0 within [0, 0]. A percentile with fewer than 10 samples beyond it in a run (a
+p99 of fewer than 1,000 requests) is not judged: it is listed as skipped.
 
 Runs compare only like for like: each carries a fingerprint of what it ran (the rendered
 config, the scenario's duration, the runners, the backend, the stack); :func:`differences`
@@ -21,6 +22,7 @@ names what differs.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import math
@@ -146,6 +148,14 @@ class Comparison:
     seconds: tuple[int, int] = (0, 0)  # the seconds of each run compared
     #: Percentiles not judged: too few samples beyond them in a run (fewer than MIN_TAIL).
     skipped: list[str] = field(default_factory=list)
+
+    def only(self, patterns: Sequence[str]) -> Comparison:
+        """The comparison of just the metrics matching ``patterns`` (shell-style, e.g.
+        ``http_req_duration p(9*)``); all of them when there is none."""
+        if not patterns:
+            return self
+        keep = [m for m in self.metrics if any(fnmatch.fnmatchcase(m.metric, p) for p in patterns)]
+        return Comparison(keep, self.seconds, list(self.skipped))
 
     @property
     def verdict(self) -> str:
@@ -289,7 +299,11 @@ def compare(
     comparison = Comparison(seconds=(len(runs[0]), len(runs[1])))
     if min(comparison.seconds) < MIN_SECONDS:
         return comparison  # too little to resample: no metric, and no verdict from nothing
-    weights = (_weights(len(runs[0]), resamples, rng), _weights(len(runs[1]), resamples, rng))
+    base_weights = _weights(len(runs[0]), resamples, rng)
+    # A run against itself: one sample, not two, so the difference has no sampling variance
+    # (resampling it twice independently would invent some).
+    same = runs[0] == runs[1]
+    weights = (base_weights, base_weights if same else _weights(len(runs[1]), resamples, rng))
     base_all, cand_all = (_Run(r, _bucket_keys(runs, None), None) for r in runs)
 
     # Latency: overall, then the busiest request names both runs have.

@@ -247,3 +247,15 @@ def test_the_fingerprint_is_the_same_from_another_checkout_or_venv(monkeypatch):
     assert run_fingerprint(scenario, 2, "local", here) != run_fingerprint(
         scenario, 2, "local", bigger
     )
+
+
+def test_the_metrics_compared_can_be_chosen(runs, tmp_path):
+    done = stressbed_compare(
+        runs["base"], runs["slower"], "--metric", "http_reqs rate", "--json", tmp_path / "c.json"
+    )
+    assert done.returncode == 0, done.stdout  # the slower build serves the same requests/s
+    found = json.loads((tmp_path / "c.json").read_text())
+    assert [m["metric"] for m in found["metrics"]] == ["http_reqs rate"]
+    none = stressbed_compare(runs["base"], runs["slower"], "--metric", "p(42)*")
+    assert none.returncode == 2
+    assert none.stderr.startswith("stressbed: error: --metric: got 'p(42)*'; expected patterns")

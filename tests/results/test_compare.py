@@ -47,8 +47,7 @@ def test_a_run_compared_with_itself_is_unchanged_on_every_metric():
     assert found.verdict == "unchanged"
     assert set(verdicts(found).values()) == {"unchanged"}
     p95 = next(m for m in found.metrics if m.metric == "http_req_duration p(95)")
-    assert p95.change == 0
-    assert p95.low <= 0 <= p95.high
+    assert (p95.change, p95.low, p95.high) == (0, 0, 0)  # one sample: no difference at all
     metrics = list(verdicts(found))
     assert metrics[:3] == [
         "http_req_duration p(50)",
@@ -154,3 +153,9 @@ def test_a_percentile_with_too_few_samples_beyond_it_is_skipped_not_judged():
     assert "http_req_duration p(99)" in found.skipped  # 160 samples: 1.6 beyond p99
     assert "http_req_duration p(99)" not in verdicts(found)
     assert "http_req_duration p(50)" in verdicts(found)
+
+
+def test_a_comparison_narrowed_to_some_metrics_judges_only_those():
+    found = compare(run(1), run(2, ms=30.0, failing=0.0)).only(["http_req_failed*", "http_reqs*"])
+    assert list(verdicts(found)) == ["http_req_failed rate (%)", "http_reqs rate"]
+    assert found.verdict == "unchanged"  # the slower latency is not among them
