@@ -153,7 +153,7 @@ def test_a_build_20_ms_slower_is_regressed_on_p50_and_p95(runs, tmp_path):
     found = {m["metric"]: m for m in json.loads((tmp_path / "c.json").read_text())["metrics"]}
     for metric in ("http_req_duration p(50)", "http_req_duration p(95)"):
         assert found[metric]["verdict"] == "regressed"
-        assert found[metric]["ci95"][0] > 0.5  # 10 ms -> 30 ms is far more than 10% worse
+        assert found[metric]["ci95"][0] > 0.3  # 10 ms -> 30 ms: far past the 10% tolerance
     assert "http_req_duration p(95)" in done.stdout
 
 
