@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from .. import __version__
@@ -19,10 +20,11 @@ from ..backends.base import Capability
 from ..errors import ConfigError, StressbedError
 from ..results.compare import Tolerances
 from ..results.merge import merge
-from ..results.table import comparison_table, table
+from ..results.table import capacity_table, comparison_table, table
 from ..results.timeline import timeline
 from ..scenario import catalog
 from ..scenario.render import render
+from .capacity import CapacityOptions, plan_capacity, run_capacity
 from .compare import exit_code_for, load_baseline, versus
 from .execute import execute
 from .live import LiveLine, terminate_as_interrupt
@@ -65,44 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
         "codes: 0 pass, 1 thresholds failed, 2 bad input, 3 infrastructure failure, "
         "130 interrupted.",
     )
-    # No defaults here: what the command line leaves out comes from the layers below it
-    # (environment, profile, the profile file's common section, built-in defaults).
-    run_cmd.add_argument(
-        "--scenario",
-        metavar="NAME|PATH",
-        help="a scenario name or a .py file (default: ingest_mix via stressbed.yaml)",
-    )
-    run_cmd.add_argument(
-        "--target-url",
-        metavar="URL",
-        help="base URL of a running service: nothing is provisioned",
-    )
-    run_cmd.add_argument(
-        "--target-metrics-url",
-        metavar="URL",
-        help="with --target-url: that service's Prometheus metrics page, scraped each second",
-    )
-    run_cmd.add_argument(
-        "--backend",
-        metavar="NAME",
-        help="where the stack and the runners run: local (default) or kubernetes",
-    )
-    run_cmd.add_argument(
-        "--port",
-        type=int,
-        metavar="P",
-        help="the provisioned stack's port on 127.0.0.1 (default 0: any free port)",
-    )
-    run_cmd.add_argument("--runners", type=int, metavar="N", help="k6 runners (default 1)")
+    _target_options(run_cmd)
     run_cmd.add_argument(
         "--duration", metavar="D", help="scale the scenario's timeline to last D (e.g. 30s)"
-    )
-    run_cmd.add_argument("--results", metavar="DIR", help="where runs go (default results/)")
-    run_cmd.add_argument(
-        "--keep-raw",
-        action="store_true",
-        default=None,
-        help="keep each runner's raw k6 samples under runners/<i>/samples.csv.gz",
     )
     run_cmd.add_argument(
         "--baseline",
@@ -111,45 +78,68 @@ def build_parser() -> argparse.ArgumentParser:
         help="judge this run against an earlier run of the same thing (exit 1 if it regressed)",
     )
     _comparing(run_cmd)
-    run_cmd.add_argument(
-        "--kubeconfig",
-        metavar="FILE",
-        help="--backend kubernetes: the kubeconfig (default: $KUBECONFIG, ~/.kube/config)",
-    )
-    run_cmd.add_argument(
-        "--context", metavar="NAME", help="--backend kubernetes: the context (default: current)"
-    )
-    run_cmd.add_argument(
-        "--agent-image", metavar="REF", help="--backend kubernetes: the agent's image"
-    )
-    run_cmd.add_argument(
-        "--runner-image",
-        metavar="REF",
-        help="--backend kubernetes: the runners' image (default stressbed-runner:latest)",
-    )
-    run_cmd.add_argument(
-        "--image-pull-policy", metavar="P", help="Always, IfNotPresent (default) or Never"
-    )
-    run_cmd.add_argument(
-        "--runner-cpu",
-        metavar="Q",
-        help="--backend kubernetes: each runner pod's CPU, request and limit (e.g. 2)",
-    )
-    run_cmd.add_argument(
-        "--runner-memory",
-        metavar="Q",
-        help="--backend kubernetes: each runner pod's memory, request and limit (e.g. 2Gi)",
-    )
-    run_cmd.add_argument(
-        "--profile", metavar="NAME", help="a profile of the profile file ($STRESSBED_PROFILE)"
-    )
-    run_cmd.add_argument(
-        "--profiles",
-        type=Path,
-        metavar="FILE",
-        help="the profile file (default: ./stressbed.yaml; $STRESSBED_PROFILES)",
-    )
     run_cmd.set_defaults(handler=cmd_run)
+
+    capacity_cmd = commands.add_parser(
+        "capacity",
+        help="find the highest rate the stack sustains within its SLOs, and what limits it",
+        description="Provision the stack once and probe it at constant arrival rates "
+        "(exponential bracketing, then bisection, then the boundary confirmed), each probe "
+        "judged on its own steady window; the load generator is checked before the target "
+        "is blamed, and the limiting cause named from the stack's timeline. Writes "
+        "capacity.json and report.html. Exit codes: 0 answered, 1 no rate held (or under "
+        "--require), 2 bad input, 3 infrastructure failure, 130 interrupted.",
+    )
+    _target_options(capacity_cmd)
+    capacity_cmd.add_argument(
+        "--slo",
+        action="append",
+        default=[],
+        metavar="SLO",
+        help="an SLO each probe must hold, e.g. 'p(95)<300ms', 'error_rate<1%%' (repeatable; "
+        "default: the scenario's Capacity, else its latency and error-rate thresholds)",
+    )
+    capacity_cmd.add_argument("--min-rate", type=_rate, metavar="R", help="first rate (10)")
+    capacity_cmd.add_argument(
+        "--max-rate", type=_rate, metavar="R", help="highest rate offered (10000)"
+    )
+    capacity_cmd.add_argument("--step-duration", metavar="D", help="each probe's length (30s)")
+    capacity_cmd.add_argument(
+        "--warmup",
+        metavar="D",
+        help="the start of each probe not judged (a third of the step, at least 5s)",
+    )
+    capacity_cmd.add_argument(
+        "--budget", metavar="D", help="the whole search's time, teardown included (10m)"
+    )
+    capacity_cmd.add_argument(
+        "--cooldown",
+        metavar="D",
+        help="the longest wait between probes for replicas and in-flight to settle (60s)",
+    )
+    capacity_cmd.add_argument(
+        "--resolution",
+        type=_share,
+        metavar="PCT",
+        help="bisect until the bracket is within PCT of its lower rate (5%%)",
+    )
+    capacity_cmd.add_argument(
+        "--workload", metavar="NAME", help="the workload whose flow is offered (if several)"
+    )
+    capacity_cmd.add_argument(
+        "--no-confirm",
+        dest="confirm",
+        action="store_false",
+        default=None,
+        help="do not probe the rates either side of the boundary a second time",
+    )
+    capacity_cmd.add_argument(
+        "--require",
+        type=_rate,
+        metavar="R",
+        help="exit 1 unless the stack sustains at least R (a CI gate)",
+    )
+    capacity_cmd.set_defaults(handler=cmd_capacity)
 
     collect_cmd = commands.add_parser(
         "collect",
@@ -194,6 +184,85 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _target_options(command: argparse.ArgumentParser) -> None:
+    """The options of a run's scenario, target, backend, fleet and profile (run, capacity)."""
+    # No defaults here: what the command line leaves out comes from the layers below it
+    # (environment, profile, the profile file's common section, built-in defaults).
+    command.add_argument(
+        "--scenario",
+        metavar="NAME|PATH",
+        help="a scenario name or a .py file (default: ingest_mix via stressbed.yaml)",
+    )
+    command.add_argument(
+        "--target-url",
+        metavar="URL",
+        help="base URL of a running service: nothing is provisioned",
+    )
+    command.add_argument(
+        "--target-metrics-url",
+        metavar="URL",
+        help="with --target-url: that service's Prometheus metrics page, scraped each second",
+    )
+    command.add_argument(
+        "--backend",
+        metavar="NAME",
+        help="where the stack and the runners run: local (default) or kubernetes",
+    )
+    command.add_argument(
+        "--port",
+        type=int,
+        metavar="P",
+        help="the provisioned stack's port on 127.0.0.1 (default 0: any free port)",
+    )
+    command.add_argument("--runners", type=int, metavar="N", help="k6 runners (default 1)")
+    command.add_argument("--results", metavar="DIR", help="where runs go (default results/)")
+    command.add_argument(
+        "--keep-raw",
+        action="store_true",
+        default=None,
+        help="keep each runner's raw k6 samples under runners/<i>/samples.csv.gz",
+    )
+    command.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="--backend kubernetes: the kubeconfig (default: $KUBECONFIG, ~/.kube/config)",
+    )
+    command.add_argument(
+        "--context", metavar="NAME", help="--backend kubernetes: the context (default: current)"
+    )
+    command.add_argument(
+        "--agent-image", metavar="REF", help="--backend kubernetes: the agent's image"
+    )
+    command.add_argument(
+        "--runner-image",
+        metavar="REF",
+        help="--backend kubernetes: the runners' image (default stressbed-runner:latest)",
+    )
+    command.add_argument(
+        "--image-pull-policy", metavar="P", help="Always, IfNotPresent (default) or Never"
+    )
+    command.add_argument(
+        "--runner-cpu",
+        metavar="Q",
+        help="each runner's CPU (e.g. 2, 500m): kubernetes, the pod's request and limit; "
+        "local, a cgroup CPU quota",
+    )
+    command.add_argument(
+        "--runner-memory",
+        metavar="Q",
+        help="--backend kubernetes: each runner pod's memory, request and limit (e.g. 2Gi)",
+    )
+    command.add_argument(
+        "--profile", metavar="NAME", help="a profile of the profile file ($STRESSBED_PROFILE)"
+    )
+    command.add_argument(
+        "--profiles",
+        type=Path,
+        metavar="FILE",
+        help="the profile file (default: ./stressbed.yaml; $STRESSBED_PROFILES)",
+    )
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     scenario = catalog.load(args.scenario)
     bundle = render(scenario, args.output)
@@ -202,11 +271,12 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    given = {key: getattr(args, key) for key in RUN_KEYS}
+def _run_options(args: argparse.Namespace) -> RunOptions:
+    """The run's options from the command line and the layers under it."""
+    given = {key: getattr(args, key, None) for key in RUN_KEYS}
     settings = resolve(given, profile=args.profile, file=args.profiles)
     values = settings.values
-    options = RunOptions(
+    return RunOptions(
         scenario=values["scenario"],
         target_url=values["target_url"],
         target_metrics_url=values["target_metrics_url"],
@@ -224,6 +294,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         thresholds=settings.thresholds,
         sources=settings.sources,
         profile=settings.profile,
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    options = replace(
+        _run_options(args),
         baseline=args.baseline,
         allow_different=args.allow_different,
         strict=args.strict,
@@ -260,6 +336,72 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         print(f"stressbed: report.html could not be drawn: {report.report_error}", file=sys.stderr)
     return report.exit_code
+
+
+def cmd_capacity(args: argparse.Namespace) -> int:
+    options = CapacityOptions(
+        run=_run_options(args),
+        slos=tuple(args.slo),
+        min_rate=args.min_rate,
+        max_rate=args.max_rate,
+        step_duration=args.step_duration,
+        warmup=args.warmup,
+        budget=args.budget,
+        cooldown=args.cooldown,
+        resolution=args.resolution,
+        workload=args.workload,
+        confirm=args.confirm,
+        require=args.require,
+    )
+    the_plan = plan_capacity(options)
+    base = the_plan.plan
+    where = (
+        redact(base.target_url)
+        if base.target_url is not None
+        else f"a {base.backend.name} stack ({base.stack.target.name if base.stack else ''})"
+    )
+    cap = the_plan.capacity
+    print(
+        f"stressbed: capacity of {base.scenario.name!r} ({the_plan.workload.name}) against "
+        f"{where}: {cap.min_rate:,}..{cap.max_rate:,} {the_plan.unit}, steps of "
+        f"{cap.step_s:g}s, budget {cap.budget_s:g}s, {base.runners} runner(s)",
+        file=sys.stderr,
+    )
+    if the_plan.converted_from is not None:
+        print(
+            f"stressbed: note: workload {the_plan.workload.name!r} ({the_plan.converted_from}) "
+            "is offered as an open model: a closed one hides the ceiling",
+            file=sys.stderr,
+        )
+    live = LiveLine(sys.stderr)
+    with terminate_as_interrupt():
+        report = run_capacity(
+            the_plan, on_line=live.say, on_progress=live.update, on_event=live.stack_event
+        )
+    live.close()
+    print(capacity_table(report.document))
+    print(f"results: {report.path.parent}")
+    if report.report_error is None:
+        print(f"report: {report.path.parent / 'report.html'}")
+    else:
+        print(f"stressbed: report.html could not be drawn: {report.report_error}", file=sys.stderr)
+    return report.exit_code
+
+
+def _rate(text: str) -> int:
+    try:
+        value = int(text.replace(",", "").replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"got {text!r}; expected a whole number of iterations per second"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"got {text!r}; expected a positive rate")
+    return value
+
+
+def _share(text: str) -> float:
+    return _percent(text) / 100
 
 
 def cmd_collect(args: argparse.Namespace) -> int:

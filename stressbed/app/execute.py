@@ -32,7 +32,15 @@ from .compare import Baseline, exit_code_for
 from .plan import Plan, redact
 from .rundir import RunDirectory, new_run
 
-__all__ = ["DEADLINE_MARGIN_S", "EXIT_CODES", "conclude", "execute"]
+__all__ = [
+    "DEADLINE_MARGIN_S",
+    "EXIT_CODES",
+    "conclude",
+    "execute",
+    "keep_teardown_problem",
+    "make_stack",
+    "tear_down",
+]
 
 #: The exit codes of a run (README, "Exit codes").
 EXIT_CODES = {"pass": 0, "fail": 1, "bad_input": 2, "infrastructure": 3, "interrupted": 130}
@@ -62,7 +70,7 @@ def execute(
     # Whatever goes wrong from here on, the stack is torn down and the run writes its summary.
     try:
         try:
-            stack, secret_env = _stack(the_plan, backend, run, on_event)
+            stack, secret_env = make_stack(the_plan, backend, run, on_event)
             url = stack.provision()
         except StressbedError as exc:  # a replica never ready (3), the stack's port taken (2)
             outcome.failure, outcome.failure_code = f"provisioning failed: {exc}", exc.exit_code
@@ -76,9 +84,9 @@ def execute(
                 the_plan, backend.fleet, run, env=env, on_progress=on_progress, health=stack.failure
             )
     finally:
-        problem, abandoned = _teardown(stack)
+        problem, abandoned = tear_down(stack)
     if problem is not None:
-        _keep_teardown_problem(outcome, problem, abandoned=abandoned)
+        keep_teardown_problem(outcome, problem, abandoned=abandoned)
     settings = {
         "runners": the_plan.runners,
         "backend": backend.name if the_plan.target_url is None else None,
@@ -148,7 +156,7 @@ def _run_fleet(
         return FleetOutcome(results=[], failure=f"the fleet failed: {type(exc).__name__}: {exc}")
 
 
-def _stack(
+def make_stack(
     the_plan: Plan,
     backend: Backend,
     run: RunDirectory,
@@ -168,7 +176,7 @@ def _stack(
     return backend.stack(the_plan.stack, run.path / "stack", on_event, secret_env), secret_env
 
 
-def _keep_teardown_problem(outcome: FleetOutcome, problem: str, *, abandoned: bool) -> None:
+def keep_teardown_problem(outcome: FleetOutcome, problem: str, *, abandoned: bool) -> None:
     """What teardown could not do is never lost: it says what is left and how to remove it.
     An abandoned teardown makes the run an interrupted one."""
     if outcome.interrupted or abandoned:
@@ -182,7 +190,7 @@ def _keep_teardown_problem(outcome: FleetOutcome, problem: str, *, abandoned: bo
         outcome.failure = problem
 
 
-def _teardown(stack: Stack) -> tuple[str | None, bool]:
+def tear_down(stack: Stack) -> tuple[str | None, bool]:
     """Tear the stack down: what went wrong, if anything, and whether the user abandoned it."""
     with uninterrupted():
         try:

@@ -54,6 +54,15 @@ class LiveLine:
                 self.stream.write(f"stressbed: stack: {text}\n")
                 self.stream.flush()
 
+    def say(self, text: str) -> None:
+        """A line of its own (a capacity probe's verdict), above the live line."""
+        with self._lock:
+            if self._drawn:
+                self.stream.write("\r\x1b[2K")
+                self._drawn = False
+            self.stream.write(f"stressbed: {text}\n")
+            self.stream.flush()
+
     def update(self, progress: Progress) -> None:
         text = (
             f"{progress.elapsed_s:5.0f}s/{progress.total_s:.0f}s  "

@@ -19,7 +19,7 @@ from ..results.runner_result import RunnerResult
 from ..scenario.model import Scenario
 from ..scenario.render import Bundle, render
 
-__all__ = ["FinishedRun", "RunDirectory", "new_run", "read_run"]
+__all__ = ["FinishedRun", "RunDirectory", "new_run", "point_latest", "read_run"]
 
 
 @dataclass(frozen=True)
@@ -41,11 +41,11 @@ def new_run(results: Path, scenario: Scenario) -> RunDirectory:
     run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
     path = results / run_id
     bundle = render(scenario, path / "bundle")
-    _point_latest(results, run_id)
+    point_latest(results, run_id)
     return RunDirectory(run_id, path, bundle)
 
 
-def _point_latest(results: Path, run_id: str) -> None:
+def point_latest(results: Path, run_id: str) -> None:
     latest = results / "latest"
     tmp = results / f".latest-{os.getpid()}"
     try:

@@ -41,7 +41,7 @@ from .control import ControlServer
 from .oom import oom_kills
 from .process import die_with_parent, free_port
 from .segments import segment, sequence
-from .usage import cpu_capacity, cpu_seconds
+from .usage import cpu_capacity, cpu_seconds, quota_group_seconds
 
 __all__ = ["Runner", "find_k6", "k6_command", "main", "selectors_of"]
 
@@ -241,10 +241,13 @@ class Runner:
         return result
 
     def sample_cpu(self) -> None:
-        """Record k6's CPU use since the last sample (cores), keyed by the current second."""
+        """Record k6's CPU use since the last sample (cores), keyed by the current second;
+        under a CPU quota, the whole quota's (this runner and its k6)."""
         if self.proc is None:
             return
-        used = cpu_seconds(self.proc.pid)
+        used = quota_group_seconds(self.proc.pid)
+        if used is None:
+            used = cpu_seconds(self.proc.pid)
         now = time.monotonic()
         if used is None:
             return

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .oom import cgroup_of
 
-__all__ = ["cpu_capacity", "cpu_seconds"]
+__all__ = ["cpu_capacity", "cpu_seconds", "quota_group_seconds"]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -49,4 +49,25 @@ def _cgroup_quota(pid: int | str) -> float | None:
         period = int((group / "cpu.cfs_period_us").read_text())
         return None if quota <= 0 else quota / period
     except (OSError, ValueError, IndexError, ZeroDivisionError):
+        return None
+
+
+def quota_group_seconds(pid: int | str = "self") -> float | None:
+    """The CPU seconds used by ``pid``'s cgroup so far, when that cgroup has a CPU quota (a
+    runner pod's limit, a local runner's ``--runner-cpu``): the quota binds everything in it,
+    the runner's own Python as well as its k6. None without a quota, or where not told."""
+    if _cgroup_quota(pid) is None:
+        return None
+    found = cgroup_of(pid, "cpuacct")
+    if found is None:
+        return None
+    version, group = found
+    try:
+        if version == 2:
+            for line in (group / "cpu.stat").read_text().splitlines():
+                if line.startswith("usage_usec "):
+                    return int(line.split()[1]) / 1e6
+            return None
+        return int((group / "cpuacct.usage").read_text()) / 1e9
+    except (OSError, ValueError, IndexError):
         return None

@@ -21,11 +21,11 @@ from ..scenario.thresholds import Threshold
 from ._numbers import show
 from .timeline import Timeline, breaches
 
-__all__ = ["MAX_EVENTS", "render_html", "write_html"]
+__all__ = ["MAX_EVENTS", "STYLE", "render_html", "write_capacity_html", "write_html"]
 
 MAX_EVENTS = 2000  # rows of the events table; events.jsonl keeps them all
 
-_STYLE = """
+STYLE = """
 <style>
   body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1d1d1f;
          margin: 0 auto; padding: 16px 24px 48px; max-width: 1400px; height: auto; }
@@ -286,7 +286,7 @@ def render_html(
         title,
         template=_TEMPLATE,
         template_variables={
-            "style": _STYLE,
+            "style": STYLE,
             "header": _header(summary, line),
             "tables": _tables(summary, float(line.start)),
         },
@@ -298,6 +298,16 @@ def write_html(
 ) -> None:
     """report.html, written whole or not at all (a temporary file renamed over the old one)."""
     text = render_html(summary, line, baseline)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def write_capacity_html(path: Path, document: Mapping[str, Any]) -> None:
+    """A capacity search's report.html, from its capacity.json document."""
+    from .capacity_html import render_capacity_html  # noqa: PLC0415 - imports Bokeh
+
+    text = render_capacity_html(document)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)

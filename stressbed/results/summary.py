@@ -131,10 +131,11 @@ class RunReport:
             "timeseries": self.timeseries(),
         }
 
-    def write(self, directory: Path) -> None:
-        """events.jsonl, junit.xml, report.html and summary.json, each written whole or not at
-        all (a temporary file renamed over the old one), summary.json last. A report that
-        cannot be drawn is said in ``report_error``; it never costs the other documents."""
+    def write(self, directory: Path, *, html: bool = True) -> None:
+        """events.jsonl, junit.xml, report.html (unless ``html`` is False) and summary.json,
+        each written whole or not at all (a temporary file renamed over the old one),
+        summary.json last. A report that cannot be drawn is said in ``report_error``; it
+        never costs the other documents."""
         directory.mkdir(parents=True, exist_ok=True)
         events = "".join(json.dumps(event) + "\n" for event in self.events)
         _write_whole(directory / "events.jsonl", events)
@@ -146,7 +147,7 @@ class RunReport:
             line = None
             self.report_error = f"{type(exc).__name__}: {exc}"
             document = self.to_dict(Timeline(start=0, step=1), with_findings=False)
-        if line is not None:
+        if line is not None and html:
             try:
                 from .html import write_html  # noqa: PLC0415 - Bokeh, only to draw a report
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from ._numbers import show
 from .compare import Comparison
 from .summary import RunReport
 
-__all__ = ["stack_line", "table"]
+__all__ = ["capacity_table", "stack_line", "table"]
 
 
 def table(report: RunReport) -> str:
@@ -96,3 +99,56 @@ def comparison_table(comparison: Comparison, base: str, candidate: str) -> str:
         f"candidate {candidate}  ({comparison.seconds[1]} s vs {comparison.seconds[0]} s of load)",
     ]
     return "\n".join([*head, *comparison_lines(comparison), f"verdict: {comparison.verdict}"])
+
+
+def capacity_table(document: Mapping[str, Any]) -> str:
+    """A capacity search in the terminal: one row per probe, then the one-line answer."""
+    unit = str(document.get("unit", "req/s"))
+    lines = [
+        f"capacity of {document.get('scenario')} ({document.get('workload')})  "
+        f"run {document.get('run_id')}  {float(document.get('elapsed_s') or 0):.0f} s"
+    ]
+    header = (
+        f"  {'#':>2} {'offered':>9} {'achieved':>9} {'err %':>6} {'p50':>8} {'p95':>8} "
+        f"{'p99':>8} {'in-fl':>6} {'VUs':>5} {'drop':>5} {'repl':>4} {'cpu/repl':>9}  verdict"
+    )
+    probes = document.get("probes") or []
+    if probes:
+        lines.append(header)
+    for probe in probes:
+        pods = probe.get("pods") or {}
+        cpus = [u.get("cpu_m") for u in pods.values() if u.get("cpu_m") is not None]
+        cpu = f"{max(cpus):,.0f}m" if cpus else "-"
+        error = probe.get("error_rate")
+        why = (
+            f": {probe['reasons'][0]}" if probe.get("reasons") and probe["status"] != "held" else ""
+        )
+        mark = " (contaminated)" if probe.get("contaminated") else ""
+        trial = f" #{probe['trial']}" if probe.get("trial", 1) > 1 else ""
+        lines.append(
+            f"  {probe['index']:>2} {probe['rate']:>9,} {_n(probe.get('achieved_per_s'), 1):>9} "
+            f"{_n(error * 100 if error is not None else None, 2):>6} "
+            f"{_n(probe.get('p50_ms'), 1):>8} {_n(probe.get('p95_ms'), 1):>8} "
+            f"{_n(probe.get('p99_ms'), 1):>8} {_n(probe.get('in_flight'), 1):>6} "
+            f"{_n(probe.get('vus_peak'), 0):>5} {_n(probe.get('dropped'), 0):>5} "
+            f"{_n(probe.get('replicas'), 0):>4} {cpu:>9}  {probe['status']}{trial}{mark}{why}"
+        )
+    knee = document.get("knee") or {}
+    if knee.get("range"):
+        low, high = knee["range"]
+        lines.append(f"  knee {low:,}-{high:,} {unit} ({knee['confidence']}): {knee['reason']}")
+    elif knee.get("reason"):
+        lines.append(f"  knee: none ({knee['reason']})")
+    if document.get("disagreements"):
+        shown = ", ".join(f"{r:,}" for r in document["disagreements"])
+        lines.append(f"  trials disagreed at {shown} {unit}: the interval is widened")
+    lines.append(str(document.get("answer", "")))
+    if document.get("exit_code"):
+        lines.append(f"exit {document['exit_code']}: {document.get('message', '')}")
+    return "\n".join(lines)
+
+
+def _n(value: Any, digits: int) -> str:
+    if not isinstance(value, int | float):
+        return "-"
+    return f"{value:,.{digits}f}"

@@ -1,7 +1,9 @@
 """Finding scenarios: a name in the ``scenarios`` package, or a path to a .py file.
 
 A scenario module defines a module-level ``scenario`` (a :class:`~stressbed.scenario.Scenario`);
-its docstring's first line is what ``stressbed scenarios`` shows.
+its docstring's first line is what ``stressbed scenarios`` shows. It may also define a
+``capacity`` (a :class:`~stressbed.scenario.capacity.Capacity`): what ``stressbed capacity``
+searches with by default.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from pathlib import Path
 from types import ModuleType
 
 from ..errors import ConfigError, ScenarioNotFoundError
+from .capacity import Capacity
 from .model import Scenario
 from .templates import IDENTIFIER
 
-__all__ = ["Entry", "available", "load"]
+__all__ = ["Entry", "available", "load", "load_capacity"]
 
 PACKAGE = "scenarios"
 
@@ -48,23 +51,33 @@ def available() -> list[Entry]:
 
 def load(name_or_path: str) -> Scenario:
     """The scenario named (``ingest_mix``) or at a path (``./my_test.py``)."""
+    found = getattr(_module(name_or_path), "scenario", None)
+    if not isinstance(found, Scenario):
+        raise ConfigError(
+            "--scenario", name_or_path, "a module defining `scenario = Scenario(...)` at top level"
+        )
+    return found
+
+
+def load_capacity(name_or_path: str) -> Capacity | None:
+    """The ``capacity`` the scenario module declares, or None."""
+    found = getattr(_module(name_or_path), "capacity", None)
+    if found is not None and not isinstance(found, Capacity):
+        raise ConfigError(
+            f"{name_or_path}: capacity", type(found).__name__, "a Capacity(...) declaration"
+        )
+    return found
+
+
+def _module(name_or_path: str) -> ModuleType:
     if name_or_path.endswith(".py") or "/" in name_or_path or "\\" in name_or_path:
         path = Path(name_or_path)
         if not path.is_file():
             raise ScenarioNotFoundError(name_or_path, [e.name for e in available()])
-        module = _import_path(path)
-        label = str(path)
-    else:
-        if not IDENTIFIER.fullmatch(name_or_path) or not _exists(name_or_path):
-            raise ScenarioNotFoundError(name_or_path, [e.name for e in available()])
-        module = _import(f"{PACKAGE}.{name_or_path}", name_or_path)
-        label = name_or_path
-    found = getattr(module, "scenario", None)
-    if not isinstance(found, Scenario):
-        raise ConfigError(
-            "--scenario", label, "a module defining `scenario = Scenario(...)` at top level"
-        )
-    return found
+        return _import_path(path)
+    if not IDENTIFIER.fullmatch(name_or_path) or not _exists(name_or_path):
+        raise ScenarioNotFoundError(name_or_path, [e.name for e in available()])
+    return _import(f"{PACKAGE}.{name_or_path}", name_or_path)
 
 
 def _exists(name: str) -> bool:

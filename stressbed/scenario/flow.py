@@ -27,6 +27,7 @@ __all__ = [
     "Think",
     "group",
     "journey",
+    "mean_requests",
     "mix",
     "think_constant",
     "think_normal",
@@ -180,6 +181,19 @@ def requests(flow: Flow) -> Iterator[Request]:
     elif isinstance(flow, Mix):
         for branch, _ in flow.entries:
             yield from requests(branch)
+
+
+def mean_requests(flow: Flow) -> float:
+    """How many requests one iteration of ``flow`` makes on average (a mix weighs its
+    branches): 1 for a mix of single requests, so that iterations/s are requests/s."""
+    if isinstance(flow, Request):
+        return 1.0
+    if isinstance(flow, Journey | Group):
+        return sum(mean_requests(step) for step in flow.steps)
+    if isinstance(flow, Mix):
+        total = sum(weight for _, weight in flow.entries)
+        return sum(mean_requests(branch) * weight for branch, weight in flow.entries) / total
+    return 0.0
 
 
 def _steps(steps: tuple[Flow, ...], where: str) -> tuple[Flow, ...]:

