@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from . import check, extract, gen
 from .errors import ConfigError, RenderError, ScenarioNotFoundError, StressbedError
+from .scenario.capacity import Capacity
 from .scenario.flow import group, journey, mix, think_constant, think_normal, think_uniform
 from .scenario.http import delete, get, head, patch, post, put, request
 from .scenario.load_profiles import (
@@ -30,6 +31,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Bundle",
+    "Capacity",
     "ConfigError",
     "ConstantArrivalRate",
     "ConstantVUs",

@@ -5,6 +5,8 @@ profile file < environment < options), the stages of a run (``plan``: load and v
 everything and check the backend can do it; ``execute``: render, provision, run, merge,
 judge, report, tear down), run directories (``rundir``), the live line (``live``),
 ``stressbed collect`` (``collect``) and run against run (``compare``: ``stressbed compare``
-and ``run --baseline``). It may import every layer; nothing imports it but the
-entry points.
+and ``run --baseline``), and the capacity search, an experiment that drives plans and fleets
+(``capacity_plan``: validate the search; ``probing``: run and judge each probe; ``capacity``:
+provision once, search, conclude, capacity.json). It may import every layer; nothing
+imports it but the entry points.
 """

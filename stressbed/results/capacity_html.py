@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from ._numbers import show
 from .html import STYLE
 
-__all__ = ["render_capacity_html"]
+__all__ = ["render_capacity_html", "write_capacity_html"]
 
 HEIGHT = 300
 STATUS_COLOR = {"held": "#1a7f37", "failed": "#cf222e", "invalid": "#9a6700", "error": "#777777"}
@@ -303,3 +304,11 @@ def _latency_bound(slo: str) -> float | None:
     except ConfigError:
         return None
     return threshold.value if threshold.metric == "http_req_duration" else None
+
+
+def write_capacity_html(path: Path, document: Mapping[str, Any]) -> None:
+    """A capacity search's report.html, written whole or not at all."""
+    text = render_capacity_html(document)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)

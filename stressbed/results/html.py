@@ -21,7 +21,7 @@ from ..scenario.thresholds import Threshold
 from ._numbers import show
 from .timeline import Timeline, breaches
 
-__all__ = ["MAX_EVENTS", "STYLE", "render_html", "write_capacity_html", "write_html"]
+__all__ = ["MAX_EVENTS", "STYLE", "render_html", "write_html"]
 
 MAX_EVENTS = 2000  # rows of the events table; events.jsonl keeps them all
 
@@ -302,12 +302,3 @@ def write_html(
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
 
-
-def write_capacity_html(path: Path, document: Mapping[str, Any]) -> None:
-    """A capacity search's report.html, from its capacity.json document."""
-    from .capacity_html import render_capacity_html  # noqa: PLC0415 - imports Bokeh
-
-    text = render_capacity_html(document)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)

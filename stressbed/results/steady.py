@@ -9,8 +9,8 @@ however good the first seconds looked.
 Growth is a least-squares slope over the window's per-second values whose 95% interval lies
 above zero. Per-second latencies are autocorrelated (one slow second makes the next slow), so
 the interval is widened by the residuals' lag-1 autocorrelation (an effective sample size of
-n(1-r)/(1+r)); and a rise too small to matter (under a fifth of the starting level over the
-window) is not called growth, so noise alone never fails a probe.
+n(1-r)/(1+r)); and a rise too small to matter (under half the starting level over the
+window) is not called growth, so noise alone does not fail a probe.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ __all__ = ["GROWTH_SHARE", "MIN_POINTS", "Slope", "slope"]
 #: Fewer points than this fit no trend.
 MIN_POINTS = 4
 #: Growth must add at least this share of the fitted starting level over the window.
-GROWTH_SHARE = 0.2
+GROWTH_SHARE = 0.5
 _MAX_AUTOCORRELATION = 0.9
 # Student's t, two-sided 95%, by degrees of freedom (the last entry: the normal's 1.96).
 _T95 = (

@@ -1,0 +1,291 @@
+"""The probes of one capacity search against one provisioned stack.
+
+:class:`Prober` runs what :class:`~stressbed.results.search.Search` asks for: each probe renders
+the chosen flow at a constant arrival rate (:func:`probe_scenario`, its VU pool sized by
+Little's law from the latency seen so far), runs the fleet, merges, judges the steady window
+(:func:`~stressbed.results.probe.judge_probe`) and writes a run directory of its own under
+``probes/``; between probes it waits for the stack to settle.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..backends.base import Backend, FleetOutcome, FleetSpec, Progress, Stack
+from ..results.merge import merge
+from ..results.probe import Probe, ProbeSetup, judge_probe
+from ..results.search import Search
+from ..scenario.load_profiles import ConstantArrivalRate
+from ..scenario.model import Scenario, Workload
+from ..scenario.render import render
+from ..scenario.thresholds import Threshold
+from ..scenario.units import format_duration
+from .capacity_plan import PROBE_OVERHEAD_S, TEARDOWN_RESERVE_S, CapacityPlan
+from .execute import DEADLINE_MARGIN_S
+from .execute import conclude as conclude_run
+from .plan import redact
+from .rundir import RunDirectory
+
+__all__ = ["GRACEFUL_STOP_S", "Prober", "probe_scenario"]
+
+GRACEFUL_STOP_S = 3.0
+#: The VU pool: Little's law L = λW with this headroom for what is started up front, and the
+#: most it may grow to (per runner), so that a slow target cannot make k6 run out of memory.
+PREALLOCATED_HEADROOM = 3.0
+POOL_HEADROOM = 2.0
+MAX_VUS_PER_RUNNER = 2000
+#: The iteration time assumed before any probe measured one, with no latency SLO to go by.
+FIRST_ITERATION_S = 0.25
+POLL_S = 0.25
+
+
+class Prober:
+    """The probes of one search against one provisioned stack."""
+
+    def __init__(
+        self,
+        the_plan: CapacityPlan,
+        backend: Backend,
+        stack: Stack,
+        root: Path,
+        env: Mapping[str, str],
+    ) -> None:
+        self.the_plan = the_plan
+        self.backend = backend
+        self.stack = stack
+        self.root = root
+        self.env = dict(env)
+        self.interrupted = False
+        self.iteration_s: float | None = None  # the last held probe's mean iteration time
+        self.baseline_replicas = _last(stack.report().get("timeseries") or [], "replicas")
+
+    def search(
+        self,
+        search: Search,
+        probes: list[Probe],
+        began: float,
+        say: Callable[[str], None],
+        on_progress: Callable[[Progress], None] | None,
+    ) -> tuple[str, int] | None:
+        """Probe until the search ends; the failure that ended it, if one did."""
+        capacity = self.the_plan.capacity
+        cost = capacity.step_s + PROBE_OVERHEAD_S
+        contaminated = False
+        unit = self.the_plan.unit
+        while (chosen := search.next()) is not None:
+            rate, trial = chosen
+            left = capacity.budget_s - (time.monotonic() - began) - TEARDOWN_RESERVE_S
+            if left < cost:
+                search.stop("budget")
+                say(
+                    f"the budget is spent ({_clock(max(0.0, left))} left, a probe takes "
+                    f"about {_clock(cost)})"
+                )
+                break
+            index = len(probes) + 1
+            say(f"probe {index}: {rate:,} {unit}" + (f" (trial {trial})" if trial > 1 else ""))
+            started = time.monotonic()
+            probe, outcome = self._probe(index, rate, trial, on_progress)
+            probe.contaminated = contaminated
+            probes.append(probe)
+            if outcome.interrupted:
+                self.interrupted = True
+                return None
+            if probe.status == "error":
+                reason = "; ".join(probe.reasons) or "the probe failed"
+                return f"probe {index} ({rate:,} {unit}): {reason}", outcome.failure_code
+            search.record(rate, probe.status)
+            say(_probe_line(probe, search, unit, capacity.budget_s - (time.monotonic() - began)))
+            if not search.done:
+                contaminated = not self._cool_down(probe)
+                if contaminated:
+                    say("the stack had not settled when the next probe started: it is flagged")
+            cost = time.monotonic() - started
+        return None
+
+    def _probe(
+        self, index: int, rate: int, trial: int, on_progress: Callable[[Progress], None] | None
+    ) -> tuple[Probe, FleetOutcome]:
+        the_plan = self.the_plan
+        capacity = the_plan.capacity
+        runners = the_plan.plan.runners
+        pre, pool = self._pool(rate, runners)
+        scenario = probe_scenario(the_plan, rate, pre, pool)
+        path = self.root / "probes" / f"{index:02d}-{rate}"
+        run_id = f"{self.root.name}-probe-{index:02d}"
+        run = RunDirectory(run_id, path, render(scenario, path / "bundle"))
+        setup = ProbeSetup(index, rate, trial, capacity.step_s, capacity.warmup_s, pool, run.run_id)
+        spec = FleetSpec(runners=runners, keep_raw=the_plan.plan.keep_raw)
+        deadline = (capacity.step_s + GRACEFUL_STOP_S) * 1.1 + DEADLINE_MARGIN_S
+        try:
+            fleet = self.backend.fleet(run.bundle.root, run.path, spec, self.env)
+            outcome = fleet.run(deadline, on_progress=on_progress, health=self.stack.failure)
+        except KeyboardInterrupt:
+            outcome = FleetOutcome(results=[], interrupted=True)
+        except Exception as exc:  # the fleet's own failure
+            outcome = FleetOutcome(results=[], failure=f"the fleet failed: {exc}")
+        fleet_result = merge(outcome.results)
+        rows = self.stack.report().get("timeseries") or []
+        probe = judge_probe(
+            setup,
+            fleet_result.windows,
+            outcome.started_at,
+            slos=capacity.slo_thresholds,
+            runners=outcome.results,
+            stack_rows=rows,
+        )
+        broken = [r for r in outcome.results if r.status.failed]
+        if outcome.failure or outcome.timed_out or broken:
+            probe.status = "error"
+            why = outcome.failure or ("the probe passed its deadline" if outcome.timed_out else "")
+            if not why and broken:
+                why = f"runner {broken[0].index}: {broken[0].reason or broken[0].status.value}"
+            probe.reasons.insert(0, why)
+        iteration = fleet_result.aggregates.get("iteration_duration")
+        if probe.status == "held" and iteration is not None and iteration.sketch.count:
+            self.iteration_s = iteration.sketch.mean / 1000
+        # The probe as a run of its own: summary.json, junit.xml, events (no report.html).
+        end = (outcome.started_at or time.time()) + capacity.step_s + GRACEFUL_STOP_S
+        begin = (outcome.started_at or time.time()) - 1
+        report = conclude_run(
+            run,
+            scenario,
+            outcome,
+            _Slice(self.stack, begin, end),
+            {
+                "probe": probe.to_dict(),
+                "runners": runners,
+                "target_url": redact(self.stack.url) if self.stack.url else None,
+            },
+        )
+        report.write(run.path, html=False)
+        return probe, outcome
+
+    def _pool(self, rate: int, runners: int) -> tuple[int, int]:
+        """The VUs started up front and the most the fleet may use (Little's law)."""
+        bound_s = _latency_bound_s(self.the_plan.capacity.slo_thresholds)
+        seen = self.iteration_s
+        expected = seen if seen is not None else min(bound_s or FIRST_ITERATION_S, 1.0)
+        most = max(expected * 4, bound_s or 0.0)
+        pool = math.ceil(rate * most * POOL_HEADROOM) + runners
+        pool = min(pool, MAX_VUS_PER_RUNNER * runners)
+        pre = min(pool, math.ceil(rate * expected * PREALLOCATED_HEADROOM) + runners)
+        return max(pre, runners), max(pool, runners)
+
+    def _cool_down(self, probe: Probe) -> bool:
+        """Wait until the replicas are back to their starting count and the target's
+        requests in flight back to their level before the search; False if they were not
+        within the cool-down."""
+        capacity = self.the_plan.capacity
+        limit = capacity.cooldown_s
+        p99 = probe.figure("p99_ms") or 0.0
+        settle = min(limit, max(1.0, 2 * p99 / 1000))  # what the target still has queued
+        deadline = time.monotonic() + limit
+        time.sleep(settle)
+        while True:
+            if self._settled():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(POLL_S)
+
+    def _settled(self) -> bool:
+        report = self.stack.report()
+        rows = report.get("timeseries") or []
+        replicas, desired = _last(rows, "replicas"), _last(rows, "desired")
+        base = self.baseline_replicas
+        if base is not None and (
+            (replicas is not None and replicas > base) or (desired is not None and desired > base)
+        ):
+            return False
+        series = ((report.get("target_metrics") or {}).get("series")) or {}
+        for name, points in series.items():
+            if "in_flight" in name and points:
+                first, last = float(points[0][1]), float(points[-1][1])
+                if last > first + max(2.0, 0.5 * first):
+                    return False
+        return True
+
+
+def probe_scenario(the_plan: CapacityPlan, rate: int, pre: int, pool: int) -> Scenario:
+    """The scenario a probe runs: the chosen flow at ``rate`` iterations/s for one step, with
+    its variables, setup and teardown, judged by nothing (the steady window is judged after)."""
+    workload = the_plan.workload
+    step_ms = the_plan.capacity.step_s * 1000
+    probe = Workload(
+        workload.name,
+        workload.flow,
+        ConstantArrivalRate(
+            rate=rate, duration=format_duration(step_ms), pre_allocated_vus=pre, max_vus=pool
+        ),
+        graceful_stop=format_duration(GRACEFUL_STOP_S * 1000),
+    )
+    return the_plan.plan.scenario.with_workloads([probe]).with_thresholds([])
+
+
+class _Slice:
+    """The stack as one probe saw it: its events and samples between ``begin`` and ``end``."""
+
+    def __init__(self, stack: Stack, begin: float, end: float) -> None:
+        self._stack, self._begin, self._end = stack, begin, end
+
+    @property
+    def url(self) -> str:
+        return self._stack.url
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return [e for e in self._stack.events if self._begin <= float(e.get("t", 0)) <= self._end]
+
+    def provision(self) -> str:  # pragma: no cover - a slice is never provisioned
+        return self._stack.url
+
+    def teardown(self) -> None:  # pragma: no cover - the search tears the stack down
+        return None
+
+    def report(self) -> dict[str, Any]:
+        report = dict(self._stack.report())
+        rows = report.get("timeseries") or []
+        report["timeseries"] = [r for r in rows if self._begin <= float(r.get("t", 0)) <= self._end]
+        return report
+
+    def leftovers(self) -> str:  # pragma: no cover
+        return self._stack.leftovers()
+
+    def failure(self) -> str | None:
+        return self._stack.failure()
+
+
+def _probe_line(probe: Probe, search: Search, unit: str, left_s: float) -> str:
+    p95 = probe.figure("p95_ms")
+    achieved = probe.figure("achieved_per_s") or 0.0
+    text = f"probe {probe.setup.index}: {probe.rate:,} {unit} {probe.status}"
+    text += f" (achieved {achieved:,.1f}, p95 {p95:,.1f} ms)" if p95 is not None else ""
+    if probe.status != "held" and probe.reasons:
+        text += f": {probe.reasons[0]}"
+    low = f"≥{search.lo:,}" if search.lo is not None else "?"
+    high = f"<{search.hi:,}" if search.hi is not None else ""
+    return f"{text} · so far {low} {high} · {_clock(max(0.0, left_s))} of budget left".replace(
+        "  ", " "
+    )
+
+
+def _latency_bound_s(slos: Sequence[Threshold]) -> float | None:
+    bounds = [t.value / 1000 for t in slos if t.metric == "http_req_duration"]
+    return max(bounds) if bounds else None
+
+
+def _last(rows: Sequence[Mapping[str, Any]], key: str) -> float | None:
+    for row in reversed(rows):
+        if isinstance(row.get(key), int | float):
+            return float(row[key])
+    return None
+
+
+def _clock(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}m{rest:02d}s" if minutes else f"{rest}s"

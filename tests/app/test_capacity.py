@@ -1,0 +1,375 @@
+"""``stressbed capacity`` end to end with real k6: against a target whose capacity is known by
+construction (C requests at a time, S ms each: C/S req/s), against one far faster than the
+runners can drive, and against the reference agent on the local backend; its report in the
+browser; and bad input refused before anything starts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stressbed.app.capacity_plan import CapacityOptions, plan_capacity
+from stressbed.app.cli import main
+from stressbed.app.plan import RunOptions
+from stressbed.backends.local.fleet import runner_cgroup
+from stressbed.errors import ConfigError
+
+from ..browser import needs_browser
+from ..conftest import needs_k6
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SCENARIO = '''
+"""One GET of the work route."""
+from stressbed import Capacity, ConstantArrivalRate, Scenario, Workload, get
+
+scenario = Scenario(
+    "known_capacity",
+    description="one GET of a target with a known capacity",
+    workloads=[
+        Workload(
+            "work",
+            get("/work", name="work"),
+            ConstantArrivalRate(rate=10, duration="10s", pre_allocated_vus=5),
+        )
+    ],
+)
+capacity = Capacity(slos=["p(95)<100ms"], step_duration="8s", warmup="3s", budget="5m")
+'''
+
+
+class Target:
+    """tests/capacity_target.py in a process of its own, on a free loopback port."""
+
+    def __init__(self, concurrency: int, service_ms: float, mode: str = "queue") -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.capacity_target",
+                *("--concurrency", str(concurrency), "--service-ms", str(service_ms)),
+                *("--mode", mode),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.url = f"http://127.0.0.1:{int(self.proc.stdout.readline())}"
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+@pytest.fixture
+def scenario_file(tmp_path: Path) -> Path:
+    path = tmp_path / "known_capacity.py"
+    path.write_text(SCENARIO)
+    return path
+
+
+@pytest.fixture(scope="module")
+def known(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict, str]:
+    """One search against C=4, S=20 ms (200 req/s) with the declaration's short steps."""
+    base = tmp_path_factory.mktemp("known")
+    (base / "known_capacity.py").write_text(SCENARIO)
+    target = Target(4, 20.0)
+    try:
+        code, document, err = _capacity(
+            base,
+            "--scenario", str(base / "known_capacity.py"),
+            "--target-url", target.url,
+            "--min-rate", "120",
+            "--max-rate", "1000",
+        )  # fmt: skip
+    finally:
+        target.stop()
+    return code, document, err
+
+
+def _capacity(base: Path, *args: str) -> tuple[int, dict, str]:
+    """``stressbed capacity ARGS`` in a process of its own: exit code, capacity.json, output
+    (capacity.json's ``path`` added)."""
+    results = base / "results"
+    proc = subprocess.run(
+        [sys.executable, "-m", "stressbed", "capacity", "--results", str(results), *args],
+        cwd=base,  # no profile file: the options are all there is
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=900,
+        env={**os.environ, "K6_NO_USAGE_REPORT": "true"},
+    )
+    found = sorted(results.glob("*/capacity.json")) if results.exists() else []
+    document = json.loads(found[-1].read_text()) if found else {}
+    if found:
+        document["path"] = str(found[-1])
+    return proc.returncode, document, proc.stderr + proc.stdout
+
+
+@needs_k6
+def test_the_search_finds_a_known_capacity_and_names_the_target(known):
+    code, document, out = known
+    assert code == 0, out
+    assert 180 <= document["max_sustainable_rate"] <= 220, out
+    assert document["limited_by"] == "target"
+    low, high = document["interval"]
+    assert low == document["max_sustainable_rate"] < high == document["first_failing_rate"]
+    assert document["elapsed_s"] <= document["settings"]["budget_s"]
+    for key in ("max_sustainable_rate", "first_failing_rate", "limited_by", "cause", "knee"):
+        assert key in document
+    # Without a stack, the cause rests on what the client saw: a fixed service rate.
+    assert document["cause"]["kind"] == "saturation"
+    assert document["answer"].startswith(f"capacity: {low:,} req/s")
+    assert "capacity: " in out  # the table's answer line in the terminal
+
+
+@needs_k6
+def test_every_probe_is_a_run_of_its_own_judged_on_its_steady_window(known):
+    _, document, _ = known
+    probes = document["probes"]
+    assert probes[0]["rate"] == 120
+    assert probes[0]["status"] == "held"
+    assert all(p["status"] in ("held", "failed") for p in probes)
+    # Bracketing doubles from the lowest rate; the last two repeat the boundary.
+    assert probes[1]["rate"] == 240
+    assert [p["trial"] for p in probes[-2:]] == [2, 2]
+    failed = [p for p in probes if p["status"] == "failed"]
+    assert all(p["reasons"] for p in failed)
+    for probe in probes:
+        assert probe["steady"][1] - probe["steady"][0] + 1 == probe["seconds"] >= 3
+        assert set(probe["conditions"]) >= {"achieved", "latency_trend", "slo:p(95)<100ms"}
+
+
+@needs_k6
+def test_a_target_that_rejects_what_it_cannot_serve_is_named_backpressure(tmp_path, scenario_file):
+    target = Target(4, 20.0, mode="reject")
+    try:
+        code, document, out = _capacity(
+            tmp_path,
+            "--scenario", str(scenario_file),
+            "--target-url", target.url,
+            "--slo", "error_rate<1%",
+            "--min-rate", "100",
+            "--max-rate", "1000",
+            "--resolution", "10",
+            "--no-confirm",
+        )  # fmt: skip
+    finally:
+        target.stop()
+    assert code == 0, out
+    assert 150 <= document["max_sustainable_rate"] <= 220, out
+    assert document["failure"]["slo"] == "error_rate<1%"
+    assert document["cause"]["kind"] == "backpressure"
+    assert "503" in document["cause"]["message"]
+
+
+@needs_k6
+def test_a_target_faster_than_the_runners_can_drive_reports_the_generator(tmp_path, scenario_file):
+    trial = runner_cgroup("trial", 100)
+    if trial is None:
+        pytest.skip("cgroups are not writable here: no --runner-cpu for local runners")
+    trial.remove()
+    target = Target(100_000, 0.0)
+    try:
+        code, document, out = _capacity(
+            tmp_path,
+            "--scenario", str(scenario_file),
+            "--target-url", target.url,
+            "--runners", "2",
+            "--runner-cpu", "150m",
+            "--min-rate", "40",
+        )  # fmt: skip
+    finally:
+        target.stop()
+    assert document["limited_by"] == "generator", out
+    assert document["cause"]["kind"] == "generator"
+    invalid = document["probes"][-1]
+    assert invalid["status"] == "invalid"
+    assert invalid["runner_cpu_share"] >= 0.9 or invalid["conditions"]["vu_pool"] is False
+    if document["max_sustainable_rate"] is not None:
+        assert code == 0, out
+        assert "at least" in document["answer"]
+        assert "load generator" in document["answer"]
+    else:  # the first probe was already more than the runners could offer
+        assert code == 3, out
+
+
+@needs_k6
+@needs_browser
+def test_the_report_shows_the_answer_the_cause_and_every_probe(known, browser, tmp_path):
+    _, document, _ = known
+    page = browser.open(Path(document["path"]).parent / "report.html", tmp_path / "capacity.png")
+    assert page.errors() == []
+    assert {url.split(":", 1)[0] for url in page.requests} <= {"file", "data"}
+    assert page.text("#answer") == [document["answer"]]
+    assert document["cause"]["message"] in page.text("#cause")[0]
+    rows = page.driver.execute_script("return document.querySelectorAll('#probes tbody tr').length")
+    assert rows == len(document["probes"])
+    titles = [c["title"].split("  (")[0] for c in page.charts()]
+    assert titles == [
+        "latency against throughput (steady windows)",
+        "achieved against offered (on the diagonal: keeping up)",
+        "errors per probe",
+    ]
+    assert all(c["points"] > 0 for c in page.charts())
+
+
+@needs_k6
+def test_the_reference_agent_is_provisioned_once_probed_and_torn_down(tmp_path, scenario_file):
+    """The local backend: the stack's replicas and their CPU are in every probe, the stack is
+    gone afterwards."""
+    code, document, out = _capacity(
+        tmp_path,
+        "--scenario", "ingest_mix",
+        "--slo", "p(95)<500ms",
+        "--min-rate", "20",
+        "--max-rate", "40",
+        "--step-duration", "6s",
+        "--warmup", "2s",
+        "--budget", "3m",
+        "--no-confirm",
+    )  # fmt: skip
+    assert code == 0, out
+    assert document["limited_by"] == "max_rate"
+    assert document["answer"].startswith("capacity: at least 40 req/s")
+    probes = document["probes"]
+    assert [p["rate"] for p in probes] == [20, 40]
+    for probe in probes:
+        assert probe["replicas"] == 2
+        assert len(probe["pods"]) == 2
+        assert all(u["cpu_m"] is not None for u in probe["pods"].values())
+    assert document["stack"]["limits"]["cpu_m"] == 1000.0
+    assert out.count("stack ready at") == 1  # provisioned once, for every probe
+    left = subprocess.run(
+        ["pgrep", "-f", "stressbed_agent"], capture_output=True, text=True, check=False
+    )
+    assert left.stdout.strip() == ""
+    probe_dirs = sorted((Path(document["path"]).parent / "probes").iterdir())
+    assert [d.name for d in probe_dirs] == ["01-20", "02-40"]
+    for directory in probe_dirs:
+        summary = json.loads((directory / "summary.json").read_text())
+        assert summary["settings"]["probe"]["rate"] == int(directory.name.split("-")[1])
+
+
+# -- bad input: exit 2, one line, nothing started ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--min-rate", "500", "--max-rate", "100"], "--min-rate: got 500; expected at most"),
+        (["--slo", "p95 under 300"], "--slo: got 'p95 under 300'"),
+        (["--budget", "20s"], "--budget: got '20s'; expected at least"),
+        (["--step-duration", "8s", "--warmup", "6s"], "--warmup: got '6s'"),
+        (["--duration", "10s"], None),  # not an option of capacity (argparse: exit 2)
+        (["--baseline", "results/x"], None),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2_with_nothing_provisioned(
+    tmp_path, scenario_file, capsys, args, says
+):
+    with pytest.raises(SystemExit) if says is None else _nothing():
+        code = main(
+            [
+                "capacity",
+                "--scenario", str(scenario_file),
+                "--target-url", "http://127.0.0.1:9",
+                "--results", str(tmp_path / "results"),
+                *args,
+            ]
+        )  # fmt: skip
+        assert code == 2
+    err = capsys.readouterr().err
+    if says is not None:
+        lines = [x for x in err.splitlines() if x.strip()]
+        assert len(lines) == 1, err
+        assert lines[0].startswith(f"stressbed: error: {says}"), err
+    assert not (tmp_path / "results").exists()
+
+
+def test_rates_that_are_not_positive_whole_numbers_are_refused(tmp_path, scenario_file, capsys):
+    for bad in ("0", "-5", "1.5"):
+        with pytest.raises(SystemExit) as caught:
+            main(["capacity", "--scenario", str(scenario_file), "--min-rate", bad])
+        assert caught.value.code == 2
+        assert "--min-rate" in capsys.readouterr().err
+
+
+def _nothing():
+    import contextlib  # noqa: PLC0415
+
+    return contextlib.nullcontext()
+
+
+def test_a_closed_model_is_converted_and_a_fixed_iteration_count_refused(tmp_path):
+    path = tmp_path / "closed.py"
+    path.write_text(
+        "from stressbed import *\n"
+        "scenario = Scenario('closed', description='closed', workloads=["
+        "Workload('a', get('/a'), ConstantVUs(vus=2, duration='5s'))])\n"
+    )
+    found = plan_capacity(
+        CapacityOptions(
+            RunOptions(scenario=str(path), target_url="http://127.0.0.1:9"),
+            slos=("p(95)<300ms",),
+        )
+    )
+    assert found.converted_from == "constant-vus"
+    fixed = tmp_path / "fixed.py"
+    fixed.write_text(
+        "from stressbed import *\n"
+        "scenario = Scenario('fixed', description='fixed', workloads=["
+        "Workload('a', get('/a'), SharedIterations(vus=2, iterations=10))])\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        plan_capacity(
+            CapacityOptions(
+                RunOptions(scenario=str(fixed), target_url="http://127.0.0.1:9"),
+                slos=("p(95)<300ms",),
+            )
+        )
+    assert caught.value.field == "workloads.a"
+    assert "closed model hides the ceiling" in str(caught.value)
+
+
+def test_several_workloads_need_the_one_to_search_with(tmp_path):
+    path = tmp_path / "two.py"
+    path.write_text(
+        "from stressbed import *\n"
+        "scenario = Scenario('two', description='two', workloads=["
+        "Workload('a', get('/a'), ConstantArrivalRate(rate=5, duration='5s', pre_allocated_vus=2)),"
+        "Workload('b', get('/b'), ConstantArrivalRate(rate=5, duration='5s', pre_allocated_vus=2))"
+        "], thresholds=[latency('p(95)<200ms'), error_rate('<1%')])\n"
+    )
+    options = RunOptions(scenario=str(path), target_url="http://127.0.0.1:9")
+    with pytest.raises(ConfigError) as caught:
+        plan_capacity(CapacityOptions(options))
+    assert caught.value.field == "--workload"
+    assert "a, b" in str(caught.value)
+    chosen = plan_capacity(CapacityOptions(options, workload="b"))
+    assert chosen.workload.name == "b"
+    # No --slo: the scenario's thresholds a window can judge are the SLOs.
+    assert [t.metric for t in chosen.capacity.slo_thresholds] == [
+        "http_req_duration",
+        "http_req_failed",
+    ]
+
+
+def test_the_scenario_module_s_capacity_is_the_default_and_options_override_it(scenario_file):
+    options = RunOptions(scenario=str(scenario_file), target_url="http://127.0.0.1:9")
+    declared = plan_capacity(CapacityOptions(options)).capacity
+    assert (declared.step_s, declared.warmup_s, declared.budget_s) == (8.0, 3.0, 300.0)
+    overridden = plan_capacity(CapacityOptions(options, budget="4m", slos=("p(99)<1s",)))
+    assert overridden.capacity.budget_s == 240.0
+    assert overridden.capacity.step_s == 8.0
+    assert [t.aggregation for t in overridden.capacity.slo_thresholds] == ["p(99)"]
