@@ -44,6 +44,24 @@ def stress(session: nox.Session) -> None:
         raise SystemExit(code)
 
 
+@nox.session
+def capacity(session: nox.Session) -> None:
+    """The capacity search: nox -s capacity [-- stressbed capacity options].
+
+    Ends with stressbed's own exit code (0 answered, 1 no rate held or under --require,
+    2 bad input, 3 infrastructure failure, 130 interrupted).
+    """
+    wants_cluster = "kubernetes" in session.posargs or (
+        os.environ.get("STRESSBED_BACKEND") == "kubernetes"
+    )
+    session.install(".[kubernetes]" if wants_cluster else ".")
+    command = [str(Path(session.bin) / "stressbed"), "capacity", *session.posargs]
+    session.log(" ".join(["stressbed", "capacity", *session.posargs]))
+    code = _run_to_the_end(command, {**os.environ, **ENV, "PATH": _path(session)})
+    if code != 0:
+        raise SystemExit(code)
+
+
 def _path(session: nox.Session) -> str:
     return os.pathsep.join([str(session.bin), os.environ.get("PATH", "")])
 

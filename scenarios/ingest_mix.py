@@ -2,11 +2,13 @@
 
 Each VU is one agent (a stable id and host). Reports carry 1..20 generated metric points.
 Needs STRESSBED_AGENT_TOKEN in the environment (task submissions are authenticated).
+``stressbed capacity --scenario ingest_mix`` searches with the SLOs declared below.
 """
 
 from __future__ import annotations
 
 from stressbed import (
+    Capacity,
     ConstantArrivalRate,
     Scenario,
     Workload,
@@ -39,4 +41,13 @@ scenario = Scenario(
         error_rate("< 1%"),
         check_rate("> 99%"),
     ],
+)
+
+#: What ``stressbed capacity --scenario ingest_mix`` searches with (its options override it).
+capacity = Capacity(
+    slos=[latency("p(95) < 250ms"), error_rate("< 1%")],
+    min_rate=50,
+    max_rate=5000,
+    step_duration="15s",
+    budget="6m",
 )

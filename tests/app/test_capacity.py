@@ -373,3 +373,39 @@ def test_the_scenario_module_s_capacity_is_the_default_and_options_override_it(s
     assert overridden.capacity.budget_s == 240.0
     assert overridden.capacity.step_s == 8.0
     assert [t.aggregation for t in overridden.capacity.slo_thresholds] == ["p(99)"]
+
+
+@needs_k6
+def test_an_interrupted_search_tears_the_stack_down_and_still_writes_its_answer(tmp_path):
+    results = tmp_path / "results"
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "stressbed", "capacity",
+            "--scenario", "ingest_mix",
+            "--runners", "1",
+            "--step-duration", "20s",
+            "--results", str(results),
+        ],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "K6_NO_USAGE_REPORT": "true"},
+    )  # fmt: skip
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:  # bounded: the search prints a line per probe, and ends
+        seen.append(line)
+        if "probe 1:" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, "".join(seen) + rest
+    (found,) = results.glob("*/capacity.json")
+    document = json.loads(found.read_text())
+    assert document["exit_code"] == 130
+    assert document["ended_by"] == "interrupted"
+    left = subprocess.run(
+        ["pgrep", "-f", "stressbed_agent"], capture_output=True, text=True, check=False
+    )
+    assert left.stdout.strip() == ""
