@@ -321,7 +321,7 @@ def answer_line(the_plan: CapacityPlan, answer: Mapping[str, Any]) -> str:
     failure = answer.get("failure")
     if failure:
         broke = (
-            f"{failure['slo']} {_shown(failure['observed'], failure['slo'])}"
+            f"{failure['slo']} broken ({_shown(failure['observed'], failure['slo'])})"
             if failure.get("slo")
             else (failure["reasons"][0] if failure["reasons"] else "failed")
         )

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from ..backends import registry
+from ..backends.base import Capability
 from ..errors import ConfigError
 from ..scenario import catalog
 from ..scenario.capacity import Capacity, parse_slo, window_judgeable
@@ -71,6 +73,15 @@ def plan_capacity(options: CapacityOptions) -> CapacityPlan:
     options = replace(options, run=replace(options.run, duration=None))
     # The scenario's thresholds become the default SLOs; they are not judged on a whole probe.
     declared = catalog.load_capacity(options.run.scenario) if options.run.scenario else None
+    # Before the backend's preflight: a backend that cannot run the probes is refused first.
+    backend = registry.create(options.run.backend, options.run.backend_options)
+    if Capability.REPEATED_FLEETS not in backend.capabilities:
+        raise ConfigError(
+            "--backend",
+            backend.name,
+            "a backend that runs fleet after fleet against one stack (--backend local); "
+            "a capacity search on a cluster is not supported yet",
+        )
     base = plan(options.run)
     scenario = base.scenario
     capacity = declared or Capacity()

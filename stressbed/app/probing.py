@@ -40,6 +40,9 @@ POOL_HEADROOM = 2.0
 MAX_VUS_PER_RUNNER = 2000
 #: The iteration time assumed before any probe measured one, with no latency SLO to go by.
 FIRST_ITERATION_S = 0.25
+#: VUs started up front cover at least this much iteration time: k6 drops iterations while it
+#: initialises VUs mid-probe, which a fast target (a 1 ms iteration) would otherwise cause.
+MIN_PREALLOCATED_S = 0.02
 POLL_S = 0.25
 
 
@@ -173,7 +176,8 @@ class Prober:
         most = max(expected * 4, bound_s or 0.0)
         pool = math.ceil(rate * most * POOL_HEADROOM) + runners
         pool = min(pool, MAX_VUS_PER_RUNNER * runners)
-        pre = min(pool, math.ceil(rate * expected * PREALLOCATED_HEADROOM) + runners)
+        up_front = max(expected, MIN_PREALLOCATED_S) * PREALLOCATED_HEADROOM
+        pre = min(pool, math.ceil(rate * up_front) + runners)
         return max(pre, runners), max(pool, runners)
 
     def _cool_down(self, probe: Probe) -> bool:

@@ -70,6 +70,8 @@ class Capability(enum.Enum):
     LIVE_ABORT = "live-abort"
     #: Its fleet reports :class:`Progress` while it runs (the live line).
     LIVE_PROGRESS = "live-progress"
+    #: Fleet after fleet can run against one provisioned stack (a capacity search's probes).
+    REPEATED_FLEETS = "repeated-fleets"
 
 
 @dataclass(frozen=True)

@@ -172,6 +172,17 @@ def judge_probe(
     latency_broke = grows or any(
         not s["ok"] and s["metric"].startswith("http_req_duration") for s in probe.slos
     )
+    _decide(probe, setup, cpu_bound=cpu_bound, pool_out=pool_out, latency_broke=latency_broke)
+    return probe
+
+
+def _decide(
+    probe: Probe, setup: ProbeSetup, *, cpu_bound: bool, pool_out: bool, latency_broke: bool
+) -> None:
+    """The verdict: the generator's limits first, then every hold condition."""
+    cpu_share = probe.figure("runner_cpu_share") or 0.0
+    dropped_share = probe.figure("dropped_share") or 0.0
+    busiest = probe.figure("vus_peak") or 0.0
     if cpu_bound:
         probe.status = "invalid"
         probe.reasons.insert(
@@ -180,14 +191,15 @@ def judge_probe(
         )
     elif pool_out and not latency_broke:
         probe.status = "invalid"
-        what = (
-            f"{dropped_share:.1%} of the iterations dropped"
-            if dropped_share > DROPPED_SHARE
-            else f"all {setup.max_vus} VUs busy"
-        )
-        probe.reasons.insert(
-            0, f"{what} while latency held: the VU pool, not the target, was the limit"
-        )
+        if busiest >= setup.max_vus:
+            why = f"all {setup.max_vus} VUs busy while latency held: the VU pool was the limit"
+        else:
+            why = (
+                f"{dropped_share:.1%} of the iterations dropped with VUs to spare "
+                f"({busiest:.0f} of {setup.max_vus} busy) while latency held: k6 could not "
+                "start them in time (short of CPU, or initialising VUs)"
+            )
+        probe.reasons.insert(0, why + ": the load generator, not the target, was the limit")
     else:
         held = all(v for k, v in probe.conditions.items() if k not in ("runner_cpu", "vu_pool"))
         probe.status = "held" if held else "failed"
@@ -196,7 +208,6 @@ def judge_probe(
                 f"the {setup.max_vus} VUs ran out: latency {probe.figure('mean_ms') or 0:.0f} ms "
                 f"at {setup.rate:,}/s needs more in flight than the pool sized for the SLO"
             )
-    return probe
 
 
 def _trends(probe: Probe, seconds: Sequence[Window]) -> bool:

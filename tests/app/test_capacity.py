@@ -391,6 +391,8 @@ def test_an_interrupted_search_tears_the_stack_down_and_still_writes_its_answer(
         stdout=subprocess.DEVNULL,
         text=True,
         env={**os.environ, "K6_NO_USAGE_REPORT": "true"},
+        # A shell's background job ignores SIGINT, and a child would inherit that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
     )  # fmt: skip
     assert proc.stderr is not None
     seen = []
@@ -409,3 +411,13 @@ def test_an_interrupted_search_tears_the_stack_down_and_still_writes_its_answer(
         ["pgrep", "-f", "stressbed_agent"], capture_output=True, text=True, check=False
     )
     assert left.stdout.strip() == ""
+
+
+def test_a_backend_that_cannot_run_fleet_after_fleet_is_refused_before_its_preflight(
+    scenario_file,
+):
+    options = RunOptions(scenario=str(scenario_file), backend="kubernetes")
+    with pytest.raises(ConfigError) as caught:
+        plan_capacity(CapacityOptions(options))
+    assert caught.value.field == "--backend"
+    assert "--backend local" in str(caught.value)
