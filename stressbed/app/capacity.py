@@ -30,6 +30,7 @@ from ..backends.existing import ExistingService
 from ..errors import StressbedError
 from ..results.causes import binding_cause
 from ..results.probe import Probe
+from ..results.scaleout import RECOVERED_S
 from ..results.search import Search, conclude
 from ..scenario.capacity import slo_label
 from ..scenario.render import render
@@ -48,6 +49,7 @@ __all__ = [
     "answer_line",
     "plan_capacity",
     "run_capacity",
+    "scale_out_line",
 ]
 
 CAPACITY_FORMAT = "stressbed.capacity"
@@ -81,13 +83,16 @@ def run_capacity(
     capacity = the_plan.capacity
     search = Search(capacity.min_rate, capacity.max_rate, capacity.resolution, capacity.confirm)
     probes: list[Probe] = []
+    found: dict[str, Any] = {}  # the scale-out's timings, when that is what was asked
     stack, failure, interrupted, teardown_note = _search_on_a_stack(
-        the_plan, backend, root, search, probes, began, say, on_progress, on_event
+        the_plan, backend, root, search, probes, found, began, say, on_progress, on_event
     )
     if interrupted:
         search.stop("interrupted")
     elif failure is not None:
         search.stop("error")
+    elif the_plan.scale_out is not None:
+        search.stop("scale_out")
     document = _document(
         the_plan,
         root,
@@ -97,6 +102,7 @@ def run_capacity(
         failure=failure,
         interrupted=interrupted,
         began=began,
+        scale_out=found.get("scale_out"),
     )
     if teardown_note:
         document["teardown"] = teardown_note
@@ -120,6 +126,7 @@ def _search_on_a_stack(  # noqa: PLR0917 - the stages' shared state, passed once
     root: Path,
     search: Search,
     probes: list[Probe],
+    found: dict[str, Any],
     began: float,
     say: Callable[[str], None],
     on_progress: Callable[[Progress], None] | None,
@@ -144,7 +151,10 @@ def _search_on_a_stack(  # noqa: PLR0917 - the stages' shared state, passed once
         else:
             driver = Prober(the_plan, backend, stack, root, {**secret_env, "TARGET_URL": url})
             try:
-                failure = driver.search(search, probes, began, say, on_progress)
+                if the_plan.scale_out is not None:
+                    found["scale_out"], failure = driver.scale_out(say, on_progress)
+                else:
+                    failure = driver.search(search, probes, began, say, on_progress)
             except KeyboardInterrupt:
                 interrupted = True
             interrupted = interrupted or driver.interrupted
@@ -170,6 +180,7 @@ def _document(
     failure: tuple[str, int] | None,
     interrupted: bool,
     began: float,
+    scale_out: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     report = stack.report()
     limits = {k: float(v) for k, v in (report.get("limits") or {}).items()}
@@ -187,7 +198,12 @@ def _document(
         max_replicas=max_replicas,
     )
     unit = the_plan.unit
-    code, message = _verdict(the_plan, answer, failure, interrupted)
+    if the_plan.scale_out is not None:
+        code, message = _scale_out_verdict(scale_out, failure, interrupted)
+        line = scale_out_line(the_plan, scale_out) if scale_out else message
+    else:
+        code, message = _verdict(the_plan, answer, failure, interrupted)
+        line = answer_line(the_plan, answer)
     plan = the_plan.plan
     return {
         "format": CAPACITY_FORMAT,
@@ -200,8 +216,9 @@ def _document(
         "requests_per_iteration": the_plan.requests_per_iteration,
         "exit_code": code,
         "message": message,
-        "answer": answer_line(the_plan, answer),
+        "answer": line,
         **answer,
+        "scale_out": scale_out,
         "slos": [slo_label(t) for t in the_plan.capacity.slo_thresholds],
         "settings": {
             **the_plan.capacity.to_dict(),
@@ -292,6 +309,49 @@ def _verdict(
     if the_plan.require is not None and sustained < the_plan.require:
         return 1, f"sustained {sustained:,} {unit}, under the required {the_plan.require:,}"
     return 0, "the search ended: " + str(answer["ended_by"])
+
+
+def _scale_out_verdict(
+    found: Mapping[str, Any] | None, failure: tuple[str, int] | None, interrupted: bool
+) -> tuple[int, str]:
+    if interrupted:
+        return 130, "interrupted; the stack was torn down"
+    if failure is not None:
+        return failure[1], failure[0]
+    assert found is not None
+    if not found["recovered"]:
+        return 1, (
+            f"the SLOs did not hold {RECOVERED_S} s running within {found['observe_s']:g} s "
+            "of the step"
+        )
+    return 0, "the scale-out was timed"
+
+
+def scale_out_line(the_plan: CapacityPlan, found: Mapping[str, Any]) -> str:
+    """The scale-out's one line: each time since the step, and the seconds in violation."""
+    unit = the_plan.unit
+    text = f"scale-out {found['from']:,} -> {found['to']:,} {unit}: "
+    replicas = found.get("replicas") or {}
+    if found["t_desired_s"] is None:
+        text += "the autoscaler never scaled up"
+    else:
+        text += f"the autoscaler decided after {found['t_desired_s']:.1f} s"
+        if found["t_ready_s"] is not None:
+            text += f", new replicas ready after {found['t_ready_s']:.1f} s"
+        else:
+            text += ", its new replicas never all ready"
+    if found["t_recovered_s"] is None:
+        text += f"; the SLOs never held again ({found['violation_s']} s in violation)"
+    elif found["violation_s"] == 0:
+        text += "; the SLOs held throughout"
+    else:
+        text += (
+            f"; SLOs held again after {found['t_recovered_s']:.0f} s "
+            f"({found['violation_s']} s in violation)"
+        )
+    if replicas.get("start") is not None and replicas.get("peak") is not None:
+        text += f"; replicas {replicas['start']} -> {replicas['peak']}"
+    return text
 
 
 def answer_line(the_plan: CapacityPlan, answer: Mapping[str, Any]) -> str:

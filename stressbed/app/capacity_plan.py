@@ -8,15 +8,17 @@ from dataclasses import dataclass, replace
 from ..backends import registry
 from ..backends.base import Capability
 from ..errors import ConfigError
+from ..results.scaleout import RECOVERED_S
 from ..scenario import catalog
-from ..scenario.capacity import Capacity, parse_slo, window_judgeable
+from ..scenario.capacity import MAX_RATE, Capacity, parse_slo, window_judgeable
 from ..scenario.flow import mean_requests
 from ..scenario.model import Scenario, Workload
-from ..scenario.units import format_duration
+from ..scenario.units import format_duration, parse_duration_ms
 from .plan import Plan, RunOptions, plan
 
 __all__ = [
     "PROBE_OVERHEAD_S",
+    "SCALE_OUT_FOR",
     "TEARDOWN_RESERVE_S",
     "CapacityOptions",
     "CapacityPlan",
@@ -28,6 +30,8 @@ __all__ = [
 PROBE_OVERHEAD_S = 8.0
 #: Kept free of probes at the end of the budget, for the teardown.
 TEARDOWN_RESERVE_S = 10.0
+#: How long the scale-out probe holds the higher rate by default.
+SCALE_OUT_FOR = "60s"
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,10 @@ class CapacityOptions:
     confirm: bool | None = None
     #: Exit 1 unless the stack sustains at least this rate.
     require: int | None = None
+    #: "FROM:TO": time the autoscaler under a step from FROM to TO instead of searching.
+    scale_out: str | None = None
+    #: How long the scale-out probe holds TO (default SCALE_OUT_FOR_S).
+    scale_out_for: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,8 @@ class CapacityPlan:
     converted_from: str | None  # the executor of a closed-model workload turned open
     requests_per_iteration: float
     require: int | None = None
+    scale_out: tuple[int, int] | None = None  # (FROM, TO): the step, instead of a search
+    scale_out_for_s: float = 0.0
 
     @property
     def unit(self) -> str:
@@ -122,6 +132,7 @@ def plan_capacity(options: CapacityOptions) -> CapacityPlan:
     if options.require is not None and (isinstance(options.require, bool) or options.require < 1):
         raise ConfigError("--require", options.require, "a positive rate")
     workload, converted = _workload(scenario, capacity.workload)
+    step, step_for = _scale_out(options, base, capacity)
     return CapacityPlan(
         plan=base,
         capacity=capacity,
@@ -129,7 +140,46 @@ def plan_capacity(options: CapacityOptions) -> CapacityPlan:
         converted_from=converted,
         requests_per_iteration=mean_requests(workload.flow),
         require=options.require,
+        scale_out=step,
+        scale_out_for_s=step_for,
     )
+
+
+def _scale_out(
+    options: CapacityOptions, base: Plan, capacity: Capacity
+) -> tuple[tuple[int, int] | None, float]:
+    """--scale-out FROM:TO checked: two rates, a stack with an autoscaler, time for it."""
+    if options.scale_out is None:
+        if options.scale_out_for is not None:
+            raise ConfigError("--scale-out-for", options.scale_out_for, "only with --scale-out")
+        return None, 0.0
+    text = options.scale_out
+    expected = "FROM:TO, two rates (iterations/s) with FROM < TO, e.g. 100:400"
+    low_text, _, high_text = text.partition(":")
+    try:
+        low, high = int(low_text.replace(",", "")), int(high_text.replace(",", ""))
+    except ValueError:
+        raise ConfigError("--scale-out", text, expected) from None
+    if not 1 <= low < high <= MAX_RATE:
+        raise ConfigError("--scale-out", text, expected)
+    if base.stack is None or base.stack.autoscaler is None:
+        raise ConfigError(
+            "--scale-out",
+            text,
+            "a provisioned stack with an autoscaler (stack.autoscaler in the profile), not "
+            "--target-url or a stack without one",
+        )
+    observe_ms = parse_duration_ms(options.scale_out_for or SCALE_OUT_FOR, "--scale-out-for")
+    if observe_ms < (RECOVERED_S + 5) * 1000:
+        raise ConfigError("--scale-out-for", options.scale_out_for, f"at least {RECOVERED_S + 5}s")
+    needed = capacity.step_s + observe_ms / 1000 + PROBE_OVERHEAD_S + TEARDOWN_RESERVE_S
+    if capacity.budget_s < needed:
+        raise ConfigError(
+            "--budget",
+            capacity.budget,
+            f"at least {format_duration(needed * 1000)} for the scale-out probe",
+        )
+    return (low, high), observe_ms / 1000
 
 
 def _workload(scenario: Scenario, name: str | None) -> tuple[Workload, str | None]:

@@ -139,6 +139,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="R",
         help="exit 1 unless the stack sustains at least R (a CI gate)",
     )
+    capacity_cmd.add_argument(
+        "--scale-out",
+        metavar="FROM:TO",
+        help="instead of searching, time the autoscaler: hold FROM for --step-duration, step "
+        "to TO, hold it (the stack needs an autoscaler)",
+    )
+    capacity_cmd.add_argument(
+        "--scale-out-for",
+        metavar="D",
+        help="with --scale-out: how long TO is held (60s)",
+    )
     capacity_cmd.set_defaults(handler=cmd_capacity)
 
     collect_cmd = commands.add_parser(
@@ -352,6 +363,8 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         workload=args.workload,
         confirm=args.confirm,
         require=args.require,
+        scale_out=args.scale_out,
+        scale_out_for=args.scale_out_for,
     )
     the_plan = plan_capacity(options)
     base = the_plan.plan
@@ -361,10 +374,14 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         else f"a {base.backend.name} stack ({base.stack.target.name if base.stack else ''})"
     )
     cap = the_plan.capacity
+    if the_plan.scale_out is not None:
+        low, high = the_plan.scale_out
+        what = f"scale-out {low:,} -> {high:,} {the_plan.unit}"
+    else:
+        what = f"{cap.min_rate:,}..{cap.max_rate:,} {the_plan.unit}, steps of {cap.step_s:g}s"
     print(
         f"stressbed: capacity of {base.scenario.name!r} ({the_plan.workload.name}) against "
-        f"{where}: {cap.min_rate:,}..{cap.max_rate:,} {the_plan.unit}, steps of "
-        f"{cap.step_s:g}s, budget {cap.budget_s:g}s, {base.runners} runner(s)",
+        f"{where}: {what}, budget {cap.budget_s:g}s, {base.runners} runner(s)",
         file=sys.stderr,
     )
     if the_plan.converted_from is not None:

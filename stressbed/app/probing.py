@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from ..backends.base import Backend, FleetOutcome, FleetSpec, Progress, Stack
-from ..results.merge import merge
+from ..results.merge import FleetResult, merge
 from ..results.probe import Probe, ProbeSetup, judge_probe
+from ..results.scaleout import scale_out
 from ..results.search import Search
-from ..scenario.load_profiles import ConstantArrivalRate
+from ..scenario.load_profiles import ConstantArrivalRate, RampingArrivalRate
 from ..scenario.model import Scenario, Workload
 from ..scenario.render import render
 from ..scenario.thresholds import Threshold
@@ -30,9 +31,11 @@ from .execute import conclude as conclude_run
 from .plan import redact
 from .rundir import RunDirectory
 
-__all__ = ["GRACEFUL_STOP_S", "Prober", "probe_scenario"]
+__all__ = ["GRACEFUL_STOP_S", "STEP_S", "Prober", "probe_scenario", "step_scenario"]
 
 GRACEFUL_STOP_S = 3.0
+#: The scale-out probe's step from the lower rate to the higher: a ramp this long.
+STEP_S = 1.0
 #: The VU pool: Little's law L = λW with this headroom for what is started up front, and the
 #: most it may grow to (per runner), so that a slow target cannot make k6 run out of memory.
 PREALLOCATED_HEADROOM = 3.0
@@ -115,15 +118,82 @@ class Prober:
     ) -> tuple[Probe, FleetOutcome]:
         the_plan = self.the_plan
         capacity = the_plan.capacity
-        runners = the_plan.plan.runners
-        pre, pool = self._pool(rate, runners)
+        pre, pool = self._pool(rate, the_plan.plan.runners)
         scenario = probe_scenario(the_plan, rate, pre, pool)
         path = self.root / "probes" / f"{index:02d}-{rate}"
-        run_id = f"{self.root.name}-probe-{index:02d}"
-        run = RunDirectory(run_id, path, render(scenario, path / "bundle"))
+        run = RunDirectory(
+            f"{self.root.name}-probe-{index:02d}", path, render(scenario, path / "bundle")
+        )
         setup = ProbeSetup(index, rate, trial, capacity.step_s, capacity.warmup_s, pool, run.run_id)
-        spec = FleetSpec(runners=runners, keep_raw=the_plan.plan.keep_raw)
-        deadline = (capacity.step_s + GRACEFUL_STOP_S) * 1.1 + DEADLINE_MARGIN_S
+        outcome, fleet_result = self._fleet(run, capacity.step_s, on_progress)
+        probe = judge_probe(
+            setup,
+            fleet_result.windows,
+            outcome.started_at,
+            slos=capacity.slo_thresholds,
+            runners=outcome.results,
+            stack_rows=self.stack.report().get("timeseries") or [],
+        )
+        why = _failure(outcome)
+        if why is not None:
+            probe.status = "error"
+            probe.reasons.insert(0, why)
+        iteration = fleet_result.aggregates.get("iteration_duration")
+        if probe.status == "held" and iteration is not None and iteration.sketch.count:
+            self.iteration_s = iteration.sketch.mean / 1000
+        self._keep(run, scenario, outcome, capacity.step_s, {"probe": probe.to_dict()})
+        return probe, outcome
+
+    def scale_out(
+        self, say: Callable[[str], None], on_progress: Callable[[Progress], None] | None
+    ) -> tuple[dict[str, Any] | None, tuple[str, int] | None]:
+        """Hold the lower rate, step to the higher, hold it: the scale-out's timings, or the
+        failure that stopped the probe."""
+        the_plan = self.the_plan
+        assert the_plan.scale_out is not None
+        low, high = the_plan.scale_out
+        hold, observe = the_plan.capacity.step_s, the_plan.scale_out_for_s
+        pre, pool = self._pool(high, the_plan.plan.runners)
+        scenario = step_scenario(
+            the_plan, low, high, hold_s=hold, observe_s=observe, pre=pre, pool=pool
+        )
+        path = self.root / "scale-out"
+        run = RunDirectory(f"{self.root.name}-scale-out", path, render(scenario, path / "bundle"))
+        unit = the_plan.unit
+        say(f"scale-out: {low:,} {unit} for {_clock(hold)}, then {high:,} for {_clock(observe)}")
+        length = hold + STEP_S + observe
+        outcome, fleet_result = self._fleet(run, length, on_progress)
+        if outcome.interrupted:
+            self.interrupted = True
+            return None, None
+        why = _failure(outcome)
+        if why is not None or outcome.started_at is None:
+            return None, (
+                f"the scale-out probe: {why or 'the fleet never started'}",
+                outcome.failure_code,
+            )
+        step_at = outcome.started_at + hold
+        found = scale_out(
+            fleet_result.windows,
+            step_at,
+            step_at + STEP_S + observe,
+            the_plan.capacity.slo_thresholds,
+            rows=self.stack.report().get("timeseries") or [],
+            events=self.stack.events,
+        )
+        found.update(
+            {"from": low, "to": high, "hold_s": hold, "observe_s": observe, "run_id": run.run_id}
+        )
+        self._keep(run, scenario, outcome, length, {"scale_out": {"from": low, "to": high}})
+        return found, None
+
+    def _fleet(
+        self, run: RunDirectory, length_s: float, on_progress: Callable[[Progress], None] | None
+    ) -> tuple[FleetOutcome, FleetResult]:
+        """One fleet run of ``run``'s bundle against the stack, merged."""
+        runners = self.the_plan.plan.runners
+        spec = FleetSpec(runners=runners, keep_raw=self.the_plan.plan.keep_raw)
+        deadline = (length_s + GRACEFUL_STOP_S) * 1.1 + DEADLINE_MARGIN_S
         try:
             fleet = self.backend.fleet(run.bundle.root, run.path, spec, self.env)
             outcome = fleet.run(deadline, on_progress=on_progress, health=self.stack.failure)
@@ -131,42 +201,31 @@ class Prober:
             outcome = FleetOutcome(results=[], interrupted=True)
         except Exception as exc:  # the fleet's own failure
             outcome = FleetOutcome(results=[], failure=f"the fleet failed: {exc}")
-        fleet_result = merge(outcome.results)
-        rows = self.stack.report().get("timeseries") or []
-        probe = judge_probe(
-            setup,
-            fleet_result.windows,
-            outcome.started_at,
-            slos=capacity.slo_thresholds,
-            runners=outcome.results,
-            stack_rows=rows,
-        )
-        broken = [r for r in outcome.results if r.status.failed]
-        if outcome.failure or outcome.timed_out or broken:
-            probe.status = "error"
-            why = outcome.failure or ("the probe passed its deadline" if outcome.timed_out else "")
-            if not why and broken:
-                why = f"runner {broken[0].index}: {broken[0].reason or broken[0].status.value}"
-            probe.reasons.insert(0, why)
-        iteration = fleet_result.aggregates.get("iteration_duration")
-        if probe.status == "held" and iteration is not None and iteration.sketch.count:
-            self.iteration_s = iteration.sketch.mean / 1000
-        # The probe as a run of its own: summary.json, junit.xml, events (no report.html).
-        end = (outcome.started_at or time.time()) + capacity.step_s + GRACEFUL_STOP_S
+        return outcome, merge(outcome.results)
+
+    def _keep(
+        self,
+        run: RunDirectory,
+        scenario: Scenario,
+        outcome: FleetOutcome,
+        length_s: float,
+        extra: Mapping[str, Any],
+    ) -> None:
+        """The probe as a run of its own: summary.json, junit.xml, events (no report.html)."""
         begin = (outcome.started_at or time.time()) - 1
+        end = begin + 1 + length_s + GRACEFUL_STOP_S
         report = conclude_run(
             run,
             scenario,
             outcome,
             _Slice(self.stack, begin, end),
             {
-                "probe": probe.to_dict(),
-                "runners": runners,
+                **extra,
+                "runners": self.the_plan.plan.runners,
                 "target_url": redact(self.stack.url) if self.stack.url else None,
             },
         )
         report.write(run.path, html=False)
-        return probe, outcome
 
     def _pool(self, rate: int, runners: int) -> tuple[int, int]:
         """The VUs started up front and the most the fleet may use (Little's law)."""
@@ -213,6 +272,48 @@ class Prober:
                 if last > first + max(2.0, 0.5 * first):
                     return False
         return True
+
+
+def _failure(outcome: FleetOutcome) -> str | None:
+    """Why a probe's fleet run is no measurement: it failed, passed its deadline, or a runner
+    broke."""
+    broken = [r for r in outcome.results if r.status.failed]
+    if outcome.failure:
+        return outcome.failure
+    if outcome.timed_out:
+        return "the probe passed its deadline"
+    if broken:
+        return f"runner {broken[0].index}: {broken[0].reason or broken[0].status.value}"
+    return None
+
+
+def step_scenario(
+    the_plan: CapacityPlan,
+    low: int,
+    high: int,
+    *,
+    hold_s: float,
+    observe_s: float,
+    pre: int,
+    pool: int,
+) -> Scenario:
+    """The scale-out probe: ``low`` iterations/s for ``hold_s``, a STEP_S ramp to ``high``,
+    held for ``observe_s``."""
+    workload = the_plan.workload
+    profile = RampingArrivalRate(
+        stages=[
+            (format_duration(hold_s * 1000), low),
+            (format_duration(STEP_S * 1000), high),
+            (format_duration(observe_s * 1000), high),
+        ],
+        start_rate=low,
+        pre_allocated_vus=pre,
+        max_vus=pool,
+    )
+    probe = Workload(
+        workload.name, workload.flow, profile, graceful_stop=format_duration(GRACEFUL_STOP_S * 1000)
+    )
+    return the_plan.plan.scenario.with_workloads([probe]).with_thresholds([])
 
 
 def probe_scenario(the_plan: CapacityPlan, rate: int, pre: int, pool: int) -> Scenario:

@@ -40,11 +40,17 @@ def render_capacity_html(document: Mapping[str, Any]) -> str:
     from bokeh.resources import INLINE  # noqa: PLC0415
 
     probes = [p for p in document.get("probes") or [] if p.get("p95_ms") is not None]
-    figures = [
-        _latency_chart(document, probes),
-        _achieved_chart(document, probes),
-        _errors_chart(document, probes),
-    ]
+    figures = []
+    if probes:
+        figures += [
+            _latency_chart(document, probes),
+            _achieved_chart(document, probes),
+            _errors_chart(document, probes),
+        ]
+    if document.get("scale_out"):
+        figures += _scale_out_charts(document, document["scale_out"])
+    if not figures:
+        figures.append(_figure("nothing was measured", "", ""))
     layout = column(*figures, sizing_mode="stretch_width")
     title = f"stressbed capacity {document.get('scenario', '')} {document.get('run_id', '')}"
     return file_html(
@@ -105,8 +111,25 @@ def _header(document: Mapping[str, Any]) -> str:
         if also:
             items = "".join(f"<li>{_e(a['kind'])}: {_e(a['message'])}</li>" for a in also)
             parts.append(f'<p class="muted">also seen:</p><ul class="findings">{items}</ul>')
+    found = document.get("scale_out")
+    if found:
+        timings = [
+            ("the autoscaler decided", found.get("t_desired_s")),
+            ("new replicas ready", found.get("t_ready_s")),
+            ("SLOs held again", found.get("t_recovered_s")),
+        ]
+        rows = "".join(
+            f'<tr><td>{_e(name)}</td><td class="num">'
+            + (f"{float(value):.1f} s" if isinstance(value, int | float) else "never")
+            + "</td></tr>"
+            for name, value in timings
+        )
+        violation = _n(found.get("violation_s"))
+        rows += f'<tr><td>seconds in violation</td><td class="num">{violation}</td></tr>'
+        parts.append("<h2>Scale-out</h2>")
+        parts.append(f'<table id="scale-out"><tbody>{rows}</tbody></table>')
     knee = document.get("knee") or {}
-    if knee.get("reason"):
+    if knee.get("reason") and document.get("probes"):
         parts.append(
             f'<p id="knee">knee: {_e(knee["reason"])}'
             + (f" ({_e(knee['confidence'])} confidence)" if knee.get("range") else "")
@@ -312,3 +335,74 @@ def write_capacity_html(path: Path, document: Mapping[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
+
+
+def _scale_out_charts(document: Mapping[str, Any], found: Mapping[str, Any]) -> list[Any]:
+    """p95 and the replicas on one time axis (seconds since the step), with the autoscaler's
+    decision, the replicas ready and the recovery as vertical lines."""
+    from bokeh.models import ColumnDataSource, HoverTool, Range1d  # noqa: PLC0415
+    from bokeh.models.annotations import Span  # noqa: PLC0415
+
+    series = found.get("series") or {}
+    stack = series.get("stack") or {}
+    times = [float(t) for t in series.get("t") or []] + [float(t) for t in stack.get("t") or []]
+    x_range = Range1d(start=min(times, default=0.0), end=max(times, default=1.0))
+
+    def values(column: list[Any]) -> list[float]:
+        return [float(v) if isinstance(v, int | float) else float("nan") for v in column]
+
+    latency = _figure("p95 latency per second around the step", "seconds since the step", "ms")
+    latency.x_range = x_range
+    source = ColumnDataSource(
+        {"t": values(series.get("t") or []), "p95": values(series.get("p95_ms") or [])}
+    )
+    line = latency.line("t", "p95", source=source, color="#ff7f0e", line_width=2)
+    latency.add_tools(
+        HoverTool(
+            renderers=[line], tooltips=[("t", "@t{0.0} s"), ("p95", "@p95{0,0.0} ms")], mode="vline"
+        )
+    )
+    for slo in found.get("slos") or []:
+        bound = _latency_bound(slo)
+        if bound is not None:
+            latency.add_layout(
+                Span(
+                    location=bound,
+                    dimension="width",
+                    line_color="#cf222e",
+                    line_dash="dashed",
+                    line_width=2,
+                )
+            )
+    replicas = _figure("replicas around the step", "seconds since the step", "replicas")
+    replicas.x_range = x_range
+    stack_source = ColumnDataSource(
+        {key: values(stack.get(key) or []) for key in ("t", "replicas", "ready", "desired")}
+    )
+    for key, color in (("desired", "#9467bd"), ("replicas", "#1f77b4"), ("ready", "#2ca02c")):
+        replicas.step(
+            "t", key, source=stack_source, color=color, line_width=2, legend_label=key, mode="after"
+        )
+    replicas.legend.location = "top_left"
+    marks = (
+        ("t_desired_s", "#9467bd", "autoscaler decided"),
+        ("t_ready_s", "#2ca02c", "replicas ready"),
+        ("t_recovered_s", "#1a7f37", "SLOs held again"),
+    )
+    for fig in (latency, replicas):
+        fig.add_layout(Span(location=0, dimension="height", line_color="#777777", line_width=1))
+        for key, color, _ in marks:
+            if isinstance(found.get(key), int | float):
+                fig.add_layout(
+                    Span(
+                        location=float(found[key]),
+                        dimension="height",
+                        line_color=color,
+                        line_dash="dotted",
+                        line_width=2,
+                    )
+                )
+        fig.title.text += "  (lines: the step, " + ", ".join(m[2] for m in marks) + ")"
+    replicas.y_range.start = 0
+    latency.y_range.start = 0
+    return [latency, replicas]

@@ -133,7 +133,15 @@ def capacity_table(document: Mapping[str, Any]) -> str:
             f"{_n(probe.get('vus_peak'), 0):>5} {_n(probe.get('dropped'), 0):>5} "
             f"{_n(probe.get('replicas'), 0):>4} {cpu:>9}  {probe['status']}{trial}{mark}{why}"
         )
+    found = document.get("scale_out")
+    if found:
+        for decision in found.get("decisions") or []:
+            lines.append(
+                f"  scaled {decision['from']} -> {decision['to']} at {decision['t_s']:+.1f} s"
+            )
     knee = document.get("knee") or {}
+    if not probes:
+        knee = {}
     if knee.get("range"):
         low, high = knee["range"]
         lines.append(f"  knee {low:,}-{high:,} {unit} ({knee['confidence']}): {knee['reason']}")

@@ -421,3 +421,78 @@ def test_a_backend_that_cannot_run_fleet_after_fleet_is_refused_before_its_prefl
         plan_capacity(CapacityOptions(options))
     assert caught.value.field == "--backend"
     assert "--backend local" in str(caught.value)
+
+
+SMALL_REQUESTS = """
+version: 1
+profiles:
+  scaling:
+    backend: local
+    # A small CPU request: 300 req/s puts the replicas far above the HPA's 70% target.
+    stack: {requests: {cpu: 50m}}
+"""
+
+
+@needs_k6
+def test_the_scale_out_is_timed_from_the_step(tmp_path):
+    (tmp_path / "profiles.yaml").write_text(SMALL_REQUESTS)
+    code, document, out = _capacity(
+        tmp_path,
+        "--scenario", "ingest_mix",
+        "--profiles", str(tmp_path / "profiles.yaml"),
+        "--profile", "scaling",
+        "--runners", "1",
+        "--slo", "p(95)<500ms",
+        "--scale-out", "20:300",
+        "--step-duration", "8s",
+        "--scale-out-for", "40s",
+        "--budget", "3m",
+    )  # fmt: skip
+    assert code in (0, 1), out
+    found = document["scale_out"]
+    assert (found["from"], found["to"]) == (20, 300)
+    assert found["replicas"]["start"] == 2
+    assert found["t_desired_s"] is not None, out  # the HPA scaled up after the step
+    assert found["t_desired_s"] >= 0
+    assert found["replicas"]["peak"] > 2
+    if found["t_ready_s"] is not None:
+        assert found["t_ready_s"] >= found["t_desired_s"]
+    assert (code == 0) == found["recovered"]
+    assert document["answer"].startswith("scale-out 20 -> 300 req/s: the autoscaler decided after")
+    assert document["probes"] == []
+    assert (Path(document["path"]).parent / "scale-out" / "summary.json").is_file()
+    assert (Path(document["path"]).parent / "report.html").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "field", "expected"),
+    [
+        (("--scale-out", "300:20"), "--scale-out", "FROM < TO"),
+        (("--scale-out", "fast"), "--scale-out", "FROM:TO"),
+        (("--scale-out-for", "30s"), "--scale-out-for", "only with --scale-out"),
+        (("--scale-out", "20:300", "--scale-out-for", "5s"), "--scale-out-for", "at least 15s"),
+    ],
+)
+def test_bad_scale_out_options_are_refused(args, field, expected):
+    options = dict(zip(args[::2], args[1::2], strict=True))
+    with pytest.raises(ConfigError) as caught:
+        plan_capacity(
+            CapacityOptions(
+                RunOptions(scenario="ingest_mix"),
+                scale_out=options.get("--scale-out"),
+                scale_out_for=options.get("--scale-out-for"),
+            )
+        )
+    assert caught.value.field == field
+    assert expected in str(caught.value)
+
+
+def test_a_scale_out_needs_a_stack_with_an_autoscaler(scenario_file):
+    with pytest.raises(ConfigError) as caught:
+        plan_capacity(
+            CapacityOptions(
+                RunOptions(scenario=str(scenario_file), target_url="http://127.0.0.1:9"),
+                scale_out="20:300",
+            )
+        )
+    assert "autoscaler" in str(caught.value)
