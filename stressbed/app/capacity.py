@@ -21,7 +21,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,8 @@ from ..results.scaleout import RECOVERED_S
 from ..results.search import Search, conclude
 from ..scenario.capacity import slo_label
 from ..scenario.render import render
-from .capacity_plan import CapacityOptions, CapacityPlan, plan_capacity
+from ..scenario.units import format_duration
+from .capacity_plan import CapacityOptions, CapacityPlan, pinned, plan_capacity
 from .execute import keep_teardown_problem, make_stack, tear_down
 from .plan import redact
 from .probing import GRACEFUL_STOP_S, Prober
@@ -54,6 +55,8 @@ __all__ = [
 
 CAPACITY_FORMAT = "stressbed.capacity"
 CAPACITY_VERSION = 1
+#: --per-replica: N replicas sustaining less than this share of N times one is a finding.
+SCALING_EFFICIENCY = 0.8
 
 
 @dataclass
@@ -75,7 +78,12 @@ def run_capacity(
     on_event: Callable[[dict[str, Any]], None] | None = None,
     backend: Backend | None = None,
 ) -> CapacityReport:
-    """Provision once, probe until the search ends, tear down, write capacity.json."""
+    """Provision once, probe until the search ends, tear down, write capacity.json. With
+    --per-replica: that twice, at one replica and at the autoscaler's maximum."""
+    if the_plan.per_replica is not None:
+        return _per_replica(
+            the_plan, on_line=on_line, on_progress=on_progress, on_event=on_event, backend=backend
+        )
     say = on_line or (lambda text: print(f"stressbed: {text}", file=sys.stderr))
     backend = backend or the_plan.plan.backend
     began = time.monotonic()
@@ -118,6 +126,113 @@ def run_capacity(
         document["report_error"] = report.report_error
         _write_json(report.path, document)
     return report
+
+
+def _per_replica(
+    the_plan: CapacityPlan,
+    *,
+    on_line: Callable[[str], None] | None,
+    on_progress: Callable[[Progress], None] | None,
+    on_event: Callable[[dict[str, Any]], None] | None,
+    backend: Backend | None,
+) -> CapacityReport:
+    """One search at one replica, one at max_replicas (each stack provisioned and torn down
+    in turn, half the budget each), and how close the second comes to N times the first."""
+    say = on_line or (lambda text: print(f"stressbed: {text}", file=sys.stderr))
+    began = time.monotonic()
+    root = _new_dir(the_plan.plan.results)
+    spec = the_plan.plan.stack
+    most = the_plan.per_replica
+    assert spec is not None
+    assert most is not None
+    half = format_duration(the_plan.capacity.budget_s * 500)
+    reports = []
+    for count in (1, most):
+        say(f"per replica: the search at {count} replica(s)")
+        one = replace(
+            the_plan,
+            plan=replace(the_plan.plan, stack=pinned(spec, count), results=root),
+            capacity=the_plan.capacity.with_changes(budget=half),
+            per_replica=None,
+        )
+        report = run_capacity(
+            one, on_line=on_line, on_progress=on_progress, on_event=on_event, backend=backend
+        )
+        reports.append(report)
+        if report.exit_code in (2, 3, 130):
+            break  # the second search would meet the same trouble
+    document = _per_replica_document(the_plan, root, reports, most, began)
+    path = root / "capacity.json"
+    _write_json(path, document)
+    report = CapacityReport(path, document, int(document["exit_code"]))
+    try:
+        from ..results.capacity_html import write_capacity_html  # noqa: PLC0415 - Bokeh
+
+        write_capacity_html(root / "report.html", document)
+    except Exception as exc:  # a bug in drawing must not cost the search its answer
+        report.report_error = f"{type(exc).__name__}: {exc}"
+    return report
+
+
+def _per_replica_document(
+    the_plan: CapacityPlan,
+    root: Path,
+    reports: Sequence[CapacityReport],
+    most: int,
+    began: float,
+) -> dict[str, Any]:
+    unit = the_plan.unit
+    parts = [r.document for r in reports]
+    last = parts[-1]
+    code = next((r.exit_code for r in reports if r.exit_code), 0)
+    one = parts[0]
+    summary: dict[str, Any] = {"replicas": most, "efficiency": None, "finding": None}
+    for name, doc in zip(("one", "max"), parts, strict=False):
+        summary[name] = {
+            "run_id": doc["run_id"],
+            "replicas": 1 if name == "one" else most,
+            "max_sustainable_rate": doc.get("max_sustainable_rate"),
+            "interval": doc.get("interval"),
+            "limited_by": doc.get("limited_by"),
+            "cause": doc.get("cause"),
+            "answer": doc.get("answer"),
+        }
+    line = f"per replica: {_rate_text(one, unit)}"
+    if len(parts) == 2:
+        single, many = one.get("max_sustainable_rate"), last.get("max_sustainable_rate")
+        line += f"; at {most} replicas: {_rate_text(last, unit)}"
+        targets = one.get("limited_by") == "target" == last.get("limited_by")
+        if isinstance(single, int) and isinstance(many, int) and single and targets:
+            efficiency = many / (single * most)
+            summary["efficiency"] = efficiency
+            line += f" ({efficiency:.0%} of {most} x {single:,})"
+            if efficiency < SCALING_EFFICIENCY:
+                summary["finding"] = (
+                    f"{most} replicas sustain {efficiency:.0%} of {most} times one: contention "
+                    "outside the replicas (the balancer, CPU they share, a common dependency, "
+                    "or the load generator)"
+                )
+                line += f"; {summary['finding']}"
+        else:
+            summary["finding"] = "not compared: a search was not limited by the target"
+    document = {
+        **last,
+        "run_id": root.name,
+        "exit_code": code,
+        "message": next((d["message"] for d in parts if d["exit_code"]), last["message"]),
+        "answer": line,
+        "per_replica": summary,
+        "elapsed_s": round(time.monotonic() - began, 3),
+    }
+    return document
+
+
+def _rate_text(document: Mapping[str, Any], unit: str) -> str:
+    rate = document.get("max_sustainable_rate")
+    if rate is None:
+        return "none held"
+    prefix = "at least " if document.get("at_least") else ""
+    return f"{prefix}{rate:,} {unit}"
 
 
 def _search_on_a_stack(  # noqa: PLR0917 - the stages' shared state, passed once

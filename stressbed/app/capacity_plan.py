@@ -14,6 +14,7 @@ from ..scenario.capacity import MAX_RATE, Capacity, parse_slo, window_judgeable
 from ..scenario.flow import mean_requests
 from ..scenario.model import Scenario, Workload
 from ..scenario.units import format_duration, parse_duration_ms
+from ..stack.spec import StackSpec
 from .plan import Plan, RunOptions, plan
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "TEARDOWN_RESERVE_S",
     "CapacityOptions",
     "CapacityPlan",
+    "pinned",
     "plan_capacity",
 ]
 
@@ -55,6 +57,8 @@ class CapacityOptions:
     scale_out: str | None = None
     #: How long the scale-out probe holds TO (default SCALE_OUT_FOR_S).
     scale_out_for: str | None = None
+    #: Search twice: one replica, then max_replicas (the autoscaler pinned each time).
+    per_replica: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,8 @@ class CapacityPlan:
     require: int | None = None
     scale_out: tuple[int, int] | None = None  # (FROM, TO): the step, instead of a search
     scale_out_for_s: float = 0.0
+    #: With --per-replica: the replicas of the second search (the autoscaler's maximum).
+    per_replica: int | None = None
 
     @property
     def unit(self) -> str:
@@ -133,6 +139,7 @@ def plan_capacity(options: CapacityOptions) -> CapacityPlan:
         raise ConfigError("--require", options.require, "a positive rate")
     workload, converted = _workload(scenario, capacity.workload)
     step, step_for = _scale_out(options, base, capacity)
+    replicas = _per_replica(options, base, capacity)
     return CapacityPlan(
         plan=base,
         capacity=capacity,
@@ -142,7 +149,48 @@ def plan_capacity(options: CapacityOptions) -> CapacityPlan:
         require=options.require,
         scale_out=step,
         scale_out_for_s=step_for,
+        per_replica=replicas,
     )
+
+
+def _per_replica(options: CapacityOptions, base: Plan, capacity: Capacity) -> int | None:
+    """--per-replica checked: a provisioned stack that has more than one replica to give."""
+    if not options.per_replica:
+        return None
+    if options.scale_out is not None:
+        raise ConfigError("--per-replica", True, "not with --scale-out (one or the other)")
+    spec = base.stack
+    if spec is None:
+        raise ConfigError("--per-replica", True, "a provisioned stack, not --target-url")
+    most = spec.autoscaler.max_replicas if spec.autoscaler is not None else spec.replicas
+    if most < 2:
+        raise ConfigError(
+            "--per-replica",
+            True,
+            "a stack of more than one replica (the autoscaler's max_replicas, or replicas)",
+        )
+    # Each search gets half the budget, and must fit two probes in it.
+    needed = 2 * (2 * (capacity.step_s + PROBE_OVERHEAD_S) + TEARDOWN_RESERVE_S)
+    if capacity.budget_s < needed:
+        raise ConfigError(
+            "--budget",
+            capacity.budget,
+            f"at least {format_duration(needed * 1000)}: two searches of two probes each",
+        )
+    # Both stacks must pass the quota and the LimitRange as they will be provisioned.
+    for count in (1, most):
+        pinned(spec, count)
+    return most
+
+
+def pinned(spec: StackSpec, replicas: int) -> StackSpec:
+    """``spec`` at a fixed ``replicas``, its autoscaler off (validated: the quota may refuse)."""
+    try:
+        return replace(spec, replicas=replicas, autoscaler=None).validate()
+    except ConfigError as exc:
+        raise ConfigError(
+            "--per-replica", f"{replicas} replica(s)", f"a stack the spec allows: {exc}"
+        ) from None
 
 
 def _scale_out(

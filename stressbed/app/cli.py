@@ -150,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="D",
         help="with --scale-out: how long TO is held (60s)",
     )
+    capacity_cmd.add_argument(
+        "--per-replica",
+        action="store_true",
+        default=False,
+        help="search twice, at one replica and at the autoscaler's max_replicas (autoscaler "
+        "off), and compare the second with N times the first",
+    )
     capacity_cmd.set_defaults(handler=cmd_capacity)
 
     collect_cmd = commands.add_parser(
@@ -365,6 +372,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         require=args.require,
         scale_out=args.scale_out,
         scale_out_for=args.scale_out_for,
+        per_replica=args.per_replica,
     )
     the_plan = plan_capacity(options)
     base = the_plan.plan
