@@ -111,6 +111,23 @@ def _header(document: Mapping[str, Any]) -> str:
         if also:
             items = "".join(f"<li>{_e(a['kind'])}: {_e(a['message'])}</li>" for a in also)
             parts.append(f'<p class="muted">also seen:</p><ul class="findings">{items}</ul>')
+    per = document.get("per_replica")
+    if per:
+        rows = "".join(
+            f"<tr><td>{_n(part.get('replicas'))}</td><td>{_e(part.get('answer', ''))}</td></tr>"
+            for part in (per.get("one"), per.get("max"))
+            if part
+        )
+        parts.append("<h2>Per replica</h2>")
+        parts.append(f'<table id="per-replica"><tbody>{rows}</tbody></table>')
+        if per.get("efficiency") is not None:
+            parts.append(
+                f"<p>{per['replicas']} replicas sustain {per['efficiency']:.0%} of "
+                f"{per['replicas']} times one replica (the probes drawn below are "
+                "theirs).</p>"
+            )
+        if per.get("finding"):
+            parts.append(f'<p class="bad">{_e(per["finding"])}</p>')
     found = document.get("scale_out")
     if found:
         timings = [

@@ -1,0 +1,161 @@
+"""The capacity search's orchestration against FakeBackend, whose fleet plays a target of a
+capacity set per replica: --per-replica's two searches and their comparison, a failing
+provisioning, a fleet that breaks mid-search. No process runs: the real runs are in
+test_capacity.py."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stressbed.app.capacity import run_capacity
+from stressbed.app.capacity_plan import CapacityOptions, plan_capacity
+from stressbed.app.plan import RunOptions
+from stressbed.backends.base import FleetOutcome, FleetSpec
+from stressbed.errors import ProvisionError
+from stressbed.results.aggregates import Window
+from stressbed.results.runner_result import RunnerResult, RunnerStatus
+from stressbed.stack.spec import StackSpec
+from stressbed.testing import FakeBackend, _CannedFleet
+
+SCENARIO = """
+from stressbed import *
+scenario = Scenario("fake", description="one GET", workloads=[
+    Workload("work", get("/work"), ConstantArrivalRate(rate=5, duration="5s", pre_allocated_vus=2))
+])
+"""
+
+
+class ModelledTarget(FakeBackend):
+    """Serves ``per_replica(replicas)`` iterations/s at 20 ms; beyond it, latency grows by
+    10 ms a second (a queue) and the achieved rate stays at the capacity."""
+
+    def __init__(self, per_replica, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.per_replica = per_replica
+        self.replicas = 0
+        self.specs: list[StackSpec] = []
+
+    def stack(self, spec: StackSpec, work_dir: Path, on_event=None, secrets=None):
+        self.specs.append(spec)
+        self.replicas = spec.replicas
+        return super().stack(spec, work_dir, on_event, secrets)
+
+    def fleet(self, bundle: Path, out_dir: Path, spec: FleetSpec, env: Mapping[str, str]):
+        config = json.loads((bundle / "config.json").read_text())
+        (workload,) = config["options"]["scenarios"].values()
+        rate = workload["rate"]
+        capacity = self.per_replica(self.replicas)
+        return _CannedFleet(lambda: self._outcome_at(rate, capacity))
+
+    def _outcome_at(self, rate: int, capacity: float) -> FleetOutcome:
+        started = time.time() - 20
+        windows = {}
+        for i in range(12):
+            served = min(rate, capacity)
+            ms = 20.0 if rate <= capacity else 20.0 + 10 * i
+            w = Window(requests=int(served), iterations=int(served), vus=served * ms / 1000)
+            w.duration.extend([ms] * int(served))
+            windows[int(started) + i] = w
+        result = RunnerResult(
+            index=0,
+            count=1,
+            segment="0:1",
+            status=RunnerStatus.OK,
+            exit_code=0,
+            started_at=started,
+            ended_at=started + 12,
+            windows=windows,
+        )
+        return FleetOutcome(results=[result], started_at=started, start_skew_ms=0.0)
+
+
+def plan_for(tmp_path: Path, **kw: Any):
+    path = tmp_path / "fake.py"
+    path.write_text(SCENARIO)
+    options = RunOptions(scenario=str(path), results=tmp_path / "results")
+    return plan_capacity(
+        CapacityOptions(
+            options,
+            slos=("p(95)<100ms",),
+            min_rate=50,
+            max_rate=5000,
+            step_duration="10s",
+            warmup="3s",
+            cooldown="0s",
+            budget="10m",
+            **kw,
+        )
+    )
+
+
+def test_per_replica_searches_one_replica_then_the_maximum_and_compares_them(tmp_path):
+    backend = ModelledTarget(lambda replicas: 150 * replicas)
+    report = run_capacity(plan_for(tmp_path, per_replica=True), backend=backend, on_line=print)
+    document = report.document
+    assert report.exit_code == 0, document["message"]
+    assert [s.replicas for s in backend.specs] == [1, 4]
+    assert all(s.autoscaler is None for s in backend.specs)
+    assert all(stack.torn_down for stack in backend.stacks)
+    summary = document["per_replica"]
+    one, most = summary["one"]["max_sustainable_rate"], summary["max"]["max_sustainable_rate"]
+    assert 140 <= one <= 150
+    assert 570 <= most <= 600
+    assert 0.9 <= summary["efficiency"] <= 1.1
+    assert summary["finding"] is None
+    assert document["answer"].startswith(f"per replica: {one:,} req/s; at 4 replicas: {most:,}")
+    written = json.loads(report.path.read_text())
+    assert written["per_replica"]["replicas"] == 4
+    assert (report.path.parent / "report.html").is_file()
+
+
+def test_replicas_that_do_not_add_up_are_a_finding(tmp_path):
+    # Past two replicas nothing more comes: something outside them is the limit.
+    backend = ModelledTarget(lambda replicas: 150 * min(replicas, 2))
+    document = run_capacity(plan_for(tmp_path, per_replica=True), backend=backend).document
+    summary = document["per_replica"]
+    assert summary["efficiency"] < 0.6
+    assert "contention outside the replicas" in summary["finding"]
+    assert summary["finding"] in document["answer"]
+
+
+def test_a_stack_that_cannot_be_provisioned_is_exit_3_with_capacity_json(tmp_path):
+    backend = ModelledTarget(lambda r: 100, provision_error=ProvisionError("no replica ready"))
+    report = run_capacity(plan_for(tmp_path), backend=backend)
+    assert report.exit_code == 3
+    assert "no replica ready" in report.document["message"]
+    assert report.document["probes"] == []
+    assert backend.stacks[0].torn_down
+    assert report.path.is_file()
+
+
+def test_a_fleet_that_fails_mid_search_ends_it_as_an_infrastructure_failure(tmp_path):
+    calls = []
+
+    def outcome() -> FleetOutcome:
+        calls.append(1)
+        if len(calls) == 2:
+            return FleetOutcome(results=[], failure="runner 0: k6 crashed")
+        return backend._outcome_at(50, 1000)
+
+    backend = ModelledTarget(lambda r: 1000, outcome=outcome)
+    backend.fleet = lambda *a, **k: _CannedFleet(outcome)  # type: ignore[method-assign]
+    report = run_capacity(plan_for(tmp_path), backend=backend)
+    assert report.exit_code == 3
+    assert "k6 crashed" in report.document["message"]
+    assert report.document["ended_by"] == "error"
+    assert [p["status"] for p in report.document["probes"]] == ["held", "error"]
+    assert backend.stacks[0].torn_down
+
+
+def test_per_replica_needs_a_stack_of_more_than_one_replica(tmp_path):
+    from stressbed.errors import ConfigError  # noqa: PLC0415
+
+    with pytest.raises(ConfigError) as caught:
+        plan_for(tmp_path, per_replica=True, scale_out="10:20")
+    assert caught.value.field == "--per-replica"
