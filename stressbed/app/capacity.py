@@ -101,17 +101,28 @@ def run_capacity(
         search.stop("error")
     elif the_plan.scale_out is not None:
         search.stop("scale_out")
-    document = _document(
-        the_plan,
-        root,
-        stack=stack,
-        probes=probes,
-        search=search,
-        failure=failure,
-        interrupted=interrupted,
-        began=began,
-        scale_out=found.get("scale_out"),
-    )
+    try:
+        document = _document(
+            the_plan,
+            root,
+            stack=stack,
+            probes=probes,
+            search=search,
+            failure=failure,
+            interrupted=interrupted,
+            began=began,
+            scale_out=found.get("scale_out"),
+        )
+    except Exception as exc:  # a bug in drawing up the answer: the probes are still kept
+        document = {
+            "format": CAPACITY_FORMAT,
+            "schema_version": CAPACITY_VERSION,
+            "run_id": root.name,
+            "exit_code": 130 if interrupted else 3,
+            "message": f"the answer could not be drawn up: {type(exc).__name__}: {exc}",
+            "answer": "capacity: not concluded (see message)",
+            "probes": [p.to_dict() for p in probes],
+        }
     if teardown_note:
         document["teardown"] = teardown_note
     report = CapacityReport(root / "capacity.json", document, int(document["exit_code"]))

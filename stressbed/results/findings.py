@@ -246,7 +246,7 @@ def _runner_cpu(line: Timeline, capacity: Sequence[float | None]) -> list[Findin
                     Finding(
                         "runner-cpu",
                         line.t[first],
-                        f"runner {index}'s k6 used {used:.2f} of its {cores:g} cores for "
+                        f"runner {index} used {used:.2f} of its {cores:g} cores for "
                         f"{need * line.step} s or more: the load generator may be the limit "
                         "(add runners, or give them more CPU)",
                         {"runner": index, "cores_used": used, "cores": cores},

@@ -79,19 +79,17 @@ def plan_for(tmp_path: Path, **kw: Any):
     path = tmp_path / "fake.py"
     path.write_text(SCENARIO)
     options = RunOptions(scenario=str(path), results=tmp_path / "results")
-    return plan_capacity(
-        CapacityOptions(
-            options,
-            slos=("p(95)<100ms",),
-            min_rate=50,
-            max_rate=5000,
-            step_duration="10s",
-            warmup="3s",
-            cooldown="0s",
-            budget="10m",
-            **kw,
-        )
-    )
+    settings: dict[str, Any] = {
+        "slos": ("p(95)<100ms",),
+        "min_rate": 50,
+        "max_rate": 5000,
+        "step_duration": "10s",
+        "warmup": "3s",
+        "cooldown": "0s",
+        "budget": "10m",
+        **kw,
+    }
+    return plan_capacity(CapacityOptions(options, **settings))
 
 
 def test_per_replica_searches_one_replica_then_the_maximum_and_compares_them(tmp_path):
@@ -159,3 +157,21 @@ def test_per_replica_needs_a_stack_of_more_than_one_replica(tmp_path):
     with pytest.raises(ConfigError) as caught:
         plan_for(tmp_path, per_replica=True, scale_out="10:20")
     assert caught.value.field == "--per-replica"
+
+
+def test_a_bug_drawing_up_the_answer_still_leaves_capacity_json_with_the_probes(
+    tmp_path, monkeypatch
+):
+    from stressbed.app import capacity  # noqa: PLC0415
+
+    def broken(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(capacity, "_document", broken)
+    backend = ModelledTarget(lambda r: 100)
+    report = run_capacity(plan_for(tmp_path, max_rate=100), backend=backend)
+    written = json.loads(report.path.read_text())
+    assert written["exit_code"] == 3
+    assert "ZeroDivisionError: a bug" in written["message"]
+    assert [p["status"] for p in written["probes"]] == ["held", "held"]
+    assert backend.stacks[0].torn_down

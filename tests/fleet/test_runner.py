@@ -22,7 +22,7 @@ from stressbed import ConstantVUs, Scenario, Workload, get, render
 from stressbed.fleet import _k6api as k6api
 from stressbed.fleet.oom import CGROUP_ROOT
 from stressbed.fleet.runner import Runner, run
-from stressbed.fleet.usage import cpu_capacity, cpu_seconds
+from stressbed.fleet.usage import cpu_capacity, cpu_seconds, quota_group_seconds
 from stressbed.results.runner_result import RunnerResult, RunnerStatus
 from stressbed.results.transport import read_document
 
@@ -273,3 +273,36 @@ def test_only_the_first_stop_signals_k6(tmp_path):
     runner.proc.stdout.close()
     assert marks.read_text() == "INT\n"
     assert runner.stopped_by is RunnerStatus.STOPPED
+
+
+def test_under_a_quota_the_cpu_counted_is_the_whole_group_s():
+    # A runner and its k6 share a runner pod's (or a local --runner-cpu) quota: what the
+    # runner records is what the quota counts, every process in the group.
+    group = cpu_cgroup(200_000)
+    if group is None:
+        pytest.skip("no writable cpu cgroup on this machine")
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+    burn += "print('done', flush=True)\ntime.sleep(30)\n"
+    children = []
+    try:
+        for _ in range(2):
+            child = subprocess.Popen(
+                [sys.executable, "-c", burn], stdout=subprocess.PIPE, text=True
+            )
+            (group / "cgroup.procs").write_text(str(child.pid))
+            children.append(child)
+        for child in children:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "done"
+        used = [cpu_seconds(child.pid) for child in children]
+        counted = quota_group_seconds(children[0].pid)
+        if counted is None:
+            pytest.skip("cpuacct is not mounted with the cpu controller here")
+        assert counted >= 0.9 * sum(u or 0.0 for u in used) >= 0.5
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
+            if child.stdout is not None:
+                child.stdout.close()
+        group.rmdir()
