@@ -235,7 +235,10 @@ class Prober:
         most = max(expected * 4, bound_s or 0.0)
         pool = math.ceil(rate * most * POOL_HEADROOM) + runners
         pool = min(pool, MAX_VUS_PER_RUNNER * runners)
-        up_front = max(expected, MIN_PREALLOCATED_S) * PREALLOCATED_HEADROOM
+        # Up front, a VU for every iteration in flight while latency stays within the SLO
+        # (Little's law at its bound): k6 drops iterations while it initialises VUs
+        # mid-probe, which would read as the generator's limit at a rate that may still hold.
+        up_front = max(expected * PREALLOCATED_HEADROOM, bound_s or 0.0, MIN_PREALLOCATED_S)
         pre = min(pool, math.ceil(rate * up_front) + runners)
         return max(pre, runners), max(pool, runners)
 
