@@ -175,3 +175,29 @@ def test_a_bug_drawing_up_the_answer_still_leaves_capacity_json_with_the_probes(
     assert "ZeroDivisionError: a bug" in written["message"]
     assert [p["status"] for p in written["probes"]] == ["held", "held"]
     assert backend.stacks[0].torn_down
+
+
+def test_a_stack_that_has_not_settled_by_the_next_probe_flags_it_contaminated(tmp_path):
+    # The stack starts at 2 replicas and stays scaled out at 3 after the first probe: the
+    # cool-down waits its full length, then the next probe is flagged.
+    backend = ModelledTarget(lambda r: 1000)
+    made = []
+
+    def stack(spec, work_dir, on_event=None, secrets=None):
+        found = FakeBackend.stack(backend, spec, work_dir, on_event, secrets)
+        rows = [{"t": time.time(), "replicas": 2, "desired": 2, "ready": 2}]
+        found.report = lambda: {"backend": "fake", "timeseries": rows}  # type: ignore[method-assign]
+        made.append(rows)
+        return found
+
+    backend.stack = stack  # type: ignore[method-assign]
+    the_plan = plan_for(tmp_path, max_rate=100, cooldown="1s")
+    original = backend._outcome_at
+
+    def scaled_out(rate: int, capacity: float) -> FleetOutcome:
+        made[0].append({"t": time.time(), "replicas": 3, "desired": 3, "ready": 3})
+        return original(rate, capacity)
+
+    backend._outcome_at = scaled_out  # type: ignore[method-assign]
+    probes = run_capacity(the_plan, backend=backend).document["probes"]
+    assert [p["contaminated"] for p in probes] == [False, True]
