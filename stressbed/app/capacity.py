@@ -504,6 +504,9 @@ def answer_line(the_plan: CapacityPlan, answer: Mapping[str, Any]) -> str:
     if high is not None:
         text += f" ({sustained:,}-{high:,})"
     text += f" within {slos}"
+    if high is None and answer["disagreements"]:
+        shown = ", ".join(f"{r:,}" for r in answer["disagreements"])
+        text += f" (trials disagreed at {shown} {unit}; no higher rate failed every trial)"
     failure = answer.get("failure")
     if failure:
         broke = (

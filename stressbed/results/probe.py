@@ -46,6 +46,10 @@ RUNNER_CPU_SHARE = 0.9
 RUNNER_CPU_SECONDS_SHARE = 0.5
 LATENCY_FLOOR_MS = 1.0  # growth smaller than this over a window is not a growing queue
 IN_FLIGHT_FLOOR = 2.0  # ... nor this many requests in flight
+#: ... nor, with a latency SLO, growth of less than this share of its bound over the window:
+#: a queue growing that slowly would take ten windows and more to break the SLO (CPU
+#: throttling makes a fast target's latency wander by more than a millisecond or two).
+QUEUE_SLO_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -168,7 +172,8 @@ def judge_probe(
             f"achieved {achieved:,.1f}/s of {setup.rate:,}/s offered "
             f"({achieved / setup.rate:.0%}, under {ACHIEVED_SHARE:.0%})"
         )
-    grows = _trends(probe, seconds)
+    bounds = [t.value for t in slos if t.metric == "http_req_duration"]
+    grows = _trends(probe, seconds, setup.rate, max(bounds) if bounds else None)
     latency_broke = grows or any(
         not s["ok"] and s["metric"].startswith("http_req_duration") for s in probe.slos
     )
@@ -210,11 +215,17 @@ def _decide(
             )
 
 
-def _trends(probe: Probe, seconds: Sequence[Window]) -> bool:
-    """Fit latency and in-flight over the window; whether latency kept growing."""
+def _trends(probe: Probe, seconds: Sequence[Window], rate: int, bound_ms: float | None) -> bool:
+    """Fit latency and in-flight over the window; whether latency kept growing. Growth
+    counts when it is significant and large enough to matter: against the SLO's latency
+    bound when there is one (Little's law carries it to the requests in flight)."""
+    latency_floor, in_flight_floor = LATENCY_FLOOR_MS, IN_FLIGHT_FLOOR
+    if bound_ms is not None:
+        latency_floor = max(latency_floor, QUEUE_SLO_SHARE * bound_ms)
+        in_flight_floor = max(in_flight_floor, rate * QUEUE_SLO_SHARE * bound_ms / 1000)
     probe.latency_trend = slope([w.duration.mean if w.duration.count else None for w in seconds])
     probe.in_flight_trend = slope([w.vus for w in seconds])
-    grows = probe.latency_trend is not None and probe.latency_trend.growing(LATENCY_FLOOR_MS)
+    grows = probe.latency_trend is not None and probe.latency_trend.growing(latency_floor)
     probe.conditions["latency_trend"] = not grows
     if grows:
         assert probe.latency_trend is not None
@@ -222,7 +233,7 @@ def _trends(probe: Probe, seconds: Sequence[Window]) -> bool:
             f"latency kept growing ({probe.latency_trend.per_s:+.1f} ms/s over the window): a "
             "queue builds up"
         )
-    queued = probe.in_flight_trend is not None and probe.in_flight_trend.growing(IN_FLIGHT_FLOOR)
+    queued = probe.in_flight_trend is not None and probe.in_flight_trend.growing(in_flight_floor)
     probe.conditions["in_flight_trend"] = not queued
     if queued:
         assert probe.in_flight_trend is not None

@@ -145,7 +145,7 @@ def conclude(
     ended_by = search.ended_by or "interrupted"
     if ended_by == "generator":
         limited_by = "generator"
-    elif first_failing is not None:
+    elif first_failing is not None or failed_any:
         limited_by = "target"
     elif ended_by == "max_rate":
         limited_by = "max_rate"

@@ -134,3 +134,16 @@ def test_the_stack_s_samples_in_the_window_are_the_probe_s_replica_figures():
     document = probe.to_dict()
     assert document["status"] == "held"
     assert document["rate"] == 100
+
+
+def test_latency_wandering_by_milliseconds_far_under_the_slo_is_no_queue():
+    # A throttled fast target: mean latency drifts from 2 to 9 ms over the window, with a
+    # 250 ms SLO. Significant, but it would take many windows to matter: held.
+    slos = [latency("p(95) < 250ms")]
+    drift = windows(lambda i: second(100, 2.0 + 0.7 * i))
+    probe = judge_probe(setup(), drift, START, slos=slos, runners=[runner(0.3)])
+    assert probe.conditions["latency_trend"] is True
+    assert probe.status == "held"
+    # The same drift under a 10 ms SLO is a queue about to break it.
+    tight = judge_probe(setup(), drift, START, slos=[latency("p(99) < 10ms")])
+    assert tight.conditions["latency_trend"] is False
