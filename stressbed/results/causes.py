@@ -15,7 +15,8 @@ contrast) and names, with its evidence:
 - ``backpressure``: most failures were 429 or 503 while latency stayed flat: the target sheds
   load on purpose;
 - ``saturation``: no stack signal, but the client saw it: the achieved rate fell short of the
-  offered one, or latency kept growing, while errors stayed low: requests queue in front of a
+  offered one, latency kept growing, or the median request took far longer than at the
+  highest rate that held, while errors stayed low: requests queue in front of a
   fixed service rate (a worker, connection or concurrency limit the stack does not report);
 - ``none``: nothing the stack recorded explains it (with a client-only target: no stack to
   read; give its metrics URL).
@@ -236,11 +237,13 @@ def _saturation(failed: Probe, held: Probe | None) -> dict[str, Any] | None:
     growing = not failed.conditions.get("latency_trend", True) or not failed.conditions.get(
         "in_flight_trend", True
     )
-    errors = failed.figure("error_rate") or 0.0
-    if not (short or growing) or errors >= BACKPRESSURE_ERRORS:
-        return None
     before = held.figure("p50_ms") if held else None
     now = failed.figure("p50_ms")
+    # The median request waiting far longer than at the highest rate that held: a queue.
+    slower = before is not None and now is not None and now > FLAT_LATENCY * max(before, 1.0)
+    errors = failed.figure("error_rate") or 0.0
+    if not (short or growing or slower) or errors >= BACKPRESSURE_ERRORS:
+        return None
     rose = (
         f" while p50 rose from {before:,.1f} to {now:,.1f} ms"
         if before is not None and now is not None

@@ -105,3 +105,9 @@ def test_none_found_says_so_and_no_failure_has_no_cause():
     assert cause(probe())["kind"] == "none"
     assert "no stack" in binding_cause(probe(), HELD, has_stack=False)["message"]
     assert binding_cause(None, HELD) is None
+
+
+def test_a_median_far_slower_than_at_the_rate_that_held_is_saturation():
+    found = cause(probe(achieved_per_s=398.0, p50_ms=105.0))
+    assert found["kind"] == "saturation"
+    assert "p50 rose from 20.0 to 105.0 ms" in found["message"]
