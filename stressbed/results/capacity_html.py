@@ -272,10 +272,23 @@ def _latency_chart(document: Mapping[str, Any], probes: Sequence[Mapping[str, An
     unit = str(document.get("unit", "req/s"))
     fig = _figure("latency against throughput (steady windows)", f"achieved {unit}", "ms")
     source = _source(probes)
-    for key, color in (("p50", "#1f77b4"), ("p95", "#ff7f0e"), ("p99", "#9467bd")):
+    # The percentile by its line and marker; the probe's verdict by the marker's colour.
+    lines = (
+        ("p50", "#1f77b4", "circle"),
+        ("p95", "#ff7f0e", "square"),
+        ("p99", "#9467bd", "triangle"),
+    )
+    for key, color, marker in lines:
         fig.line("achieved", key, source=source, color=color, line_width=1, alpha=0.5)
         renderer = fig.scatter(
-            "achieved", key, source=source, size=9, color="color", legend_label=key
+            "achieved",
+            key,
+            source=source,
+            size=9,
+            color="color",
+            line_color=color,
+            marker=marker,
+            legend_label=f"{key} (colour: held, failed, invalid)" if key == "p50" else key,
         )
         if key == "p95":
             fig.add_tools(HoverTool(renderers=[renderer], tooltips=_tooltips()))
