@@ -76,6 +76,20 @@ class ReplicaCgroup:
             return 0.0
         return int(_read(self.dirs["cpuacct"] / "cpuacct.usage") or 0) / 1e9
 
+    def throttling(self) -> tuple[int, int] | None:
+        """(CFS periods, periods throttled) so far, from cpu.stat; None where not told."""
+        directory = self.dirs.get("" if self.version == 2 else "cpu")
+        if directory is None:
+            return None
+        found: dict[str, int] = {}
+        for line in _read(directory / "cpu.stat").splitlines():
+            name, _, value = line.partition(" ")
+            if name in ("nr_periods", "nr_throttled") and value.strip().isdigit():
+                found[name] = int(value)
+        if len(found) < 2:
+            return None
+        return found["nr_periods"], found["nr_throttled"]
+
     def memory_bytes(self) -> int:
         name = "memory.current" if self.version == 2 else "memory.usage_in_bytes"
         directory = self.dirs["" if self.version == 2 else "memory"]

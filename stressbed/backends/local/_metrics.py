@@ -27,6 +27,7 @@ _KEEP_EXTRA_S = 1.5  # samples kept beyond the metrics window, so a window alway
 class _Samples:
     cpu: list[tuple[float, float]] = field(default_factory=list)  # (monotonic, cpu seconds)
     memory: int = 0  # working set in bytes, last seen
+    periods: tuple[int, int] | None = None  # CFS (periods, throttled), last seen
 
 
 class UsageFeed:
@@ -38,7 +39,9 @@ class UsageFeed:
 
     def restarted(self, name: str) -> None:
         """A new process: CPU time starts again from zero."""
-        self._samples.setdefault(name, _Samples()).cpu = []
+        samples = self._samples.setdefault(name, _Samples())
+        samples.cpu = []
+        samples.periods = None
 
     def forget(self, name: str) -> None:
         """The replica is gone for good."""
@@ -62,6 +65,10 @@ class UsageFeed:
                 "cpu_m": round(self.cpu_m(name, now, 1.0) or 0.0, 1),
                 "memory_mib": round(seen.memory / 2**20, 2),
             }
+            share = _throttled(samples.periods, seen.periods)
+            if share is not None:
+                pods[name]["throttled_share"] = round(share, 3)
+            samples.periods = seen.periods
         self.series.append(
             {
                 "t": round(time.time(), 3),
@@ -102,3 +109,10 @@ class UsageFeed:
                 used / request_memory * 100 if usable and request_memory and used else None
             )
         return cpu, memory
+
+
+def _throttled(before: tuple[int, int] | None, now: tuple[int, int] | None) -> float | None:
+    """The share of CFS periods since the last sample in which the quota throttled."""
+    if before is None or now is None or now[0] <= before[0]:
+        return None
+    return max(0.0, min(1.0, (now[1] - before[1]) / (now[0] - before[0])))

@@ -55,6 +55,9 @@ class Exit:
 class Usage:
     cpu_seconds: float  # CPU time used since the process started
     memory: int  # working set in bytes
+    #: The cgroup's CFS periods so far and those in which the quota throttled it (None
+    #: without a cgroup): the share throttled says a replica is held back by its CPU limit.
+    periods: tuple[int, int] | None = None
 
 
 class ReplicaProcess:
@@ -137,7 +140,9 @@ class ReplicaProcess:
         if self.proc is None or self.poll() is not None:
             return None
         if self.group is not None:
-            return Usage(self.group.cpu_seconds(), self.group.working_set())
+            return Usage(
+                self.group.cpu_seconds(), self.group.working_set(), self.group.throttling()
+            )
         try:
             fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
             statm = Path(f"/proc/{self.proc.pid}/statm").read_text().split()

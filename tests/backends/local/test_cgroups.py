@@ -50,6 +50,10 @@ def test_cpu_quota_caps_cpu_time(cgroup_factory):
     used = group.cpu_seconds()
     assert used < 0.2 * wall * 1.5 + 0.1, (used, wall)  # capped: the behaviour under test
     assert used > 0.05, (used, wall)  # it did run, and its time is read (a busy core aside)
+    # A process that wants a whole core under a fifth of one is throttled in most periods.
+    periods, throttled = group.throttling()
+    assert periods >= 5
+    assert throttled / periods > 0.5, (periods, throttled)
 
 
 def test_memory_limit_oom_kills_and_is_counted(cgroup_factory):

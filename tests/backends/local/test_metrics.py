@@ -1,0 +1,23 @@
+"""The usage feed: each replica's CPU, memory and the share of CFS periods it was throttled."""
+
+from __future__ import annotations
+
+from stressbed.backends.local._metrics import UsageFeed
+from stressbed.backends.local._replica import Usage
+from stressbed.stack.agent import reference_agent
+from stressbed.stack.lifecycle import Lifecycle
+
+
+def test_the_throttled_share_is_per_sample_and_starts_again_with_a_new_process():
+    feed = UsageFeed(reference_agent(), window_s=5.0)
+    life = [Lifecycle("agent-0", 0)]
+    feed.sample(100.0, {"agent-0": Usage(1.0, 2**20, (10, 0))}, life, 1)
+    feed.sample(101.0, {"agent-0": Usage(1.5, 2**20, (20, 8))}, life, 1)
+    assert "throttled_share" not in feed.series[0]["pods"]["agent-0"]  # nothing to compare yet
+    assert feed.series[1]["pods"]["agent-0"]["throttled_share"] == 0.8
+    feed.restarted("agent-0")  # a new process, maybe a new cgroup: counters start again
+    feed.sample(102.0, {"agent-0": Usage(0.1, 2**20, (3, 1))}, life, 1)
+    assert "throttled_share" not in feed.series[2]["pods"]["agent-0"]
+    # Without a cgroup nothing is said about throttling.
+    feed.sample(103.0, {"agent-0": Usage(0.2, 2**20)}, life, 1)
+    assert "throttled_share" not in feed.series[3]["pods"]["agent-0"]
