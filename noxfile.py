@@ -32,16 +32,7 @@ def stress(session: nox.Session) -> None:
     Ends with stressbed's own exit code (0 pass, 1 thresholds failed, 2 bad input,
     3 infrastructure failure, 130 interrupted), not nox's generic 1.
     """
-    wants_cluster = "kubernetes" in session.posargs or (
-        os.environ.get("STRESSBED_BACKEND") == "kubernetes"
-    )
-    # The kubernetes backend's Python packages only when a run asks for that backend.
-    session.install(".[kubernetes]" if wants_cluster else ".")
-    command = [str(Path(session.bin) / "stressbed"), "run", *session.posargs]
-    session.log(" ".join(["stressbed", "run", *session.posargs]))
-    code = _run_to_the_end(command, {**os.environ, **ENV, "PATH": _path(session)})
-    if code != 0:
-        raise SystemExit(code)
+    _stressbed(session, "run")
 
 
 @nox.session
@@ -51,13 +42,19 @@ def capacity(session: nox.Session) -> None:
     Ends with stressbed's own exit code (0 answered, 1 no rate held or under --require,
     2 bad input, 3 infrastructure failure, 130 interrupted).
     """
+    _stressbed(session, "capacity")
+
+
+def _stressbed(session: nox.Session, command: str) -> None:
+    """``stressbed COMMAND`` with the session's arguments, ending with stressbed's exit code."""
     wants_cluster = "kubernetes" in session.posargs or (
         os.environ.get("STRESSBED_BACKEND") == "kubernetes"
     )
+    # The kubernetes backend's Python packages only when a run asks for that backend.
     session.install(".[kubernetes]" if wants_cluster else ".")
-    command = [str(Path(session.bin) / "stressbed"), "capacity", *session.posargs]
-    session.log(" ".join(["stressbed", "capacity", *session.posargs]))
-    code = _run_to_the_end(command, {**os.environ, **ENV, "PATH": _path(session)})
+    argv = [str(Path(session.bin) / "stressbed"), command, *session.posargs]
+    session.log(" ".join(["stressbed", command, *session.posargs]))
+    code = _run_to_the_end(argv, {**os.environ, **ENV, "PATH": _path(session)})
     if code != 0:
         raise SystemExit(code)
 

@@ -28,6 +28,7 @@ from ..scenario.thresholds import Threshold
 from .aggregates import Window
 from .runner_result import RunnerResult
 from .steady import Slope, slope
+from .timeline import observe_window
 
 __all__ = [
     "ACHIEVED_SHARE",
@@ -36,7 +37,6 @@ __all__ = [
     "Probe",
     "ProbeSetup",
     "judge_probe",
-    "observe_window",
 ]
 
 ACHIEVED_SHARE = 0.95
@@ -242,32 +242,6 @@ def _trends(probe: Probe, seconds: Sequence[Window], rate: int, bound_ms: float 
             "builds up"
         )
     return grows
-
-
-def observe_window(window: Window, threshold: Threshold, seconds: int) -> float | None:
-    """``threshold``'s statistic on one window (None: nothing to judge): latency overall or of
-    one request name (avg, min, max, med, p(N)), the error rate, the request rate."""
-    tags = dict(threshold.tags)
-    metric, aggregation = threshold.metric, threshold.aggregation
-    if metric == "http_req_duration" and set(tags) <= {"name"}:
-        sketch = window.names.get(tags["name"]) if "name" in tags else window.duration
-        if sketch is None or not sketch.count:
-            return None
-        if aggregation.startswith("p("):
-            return float(sketch.quantile(float(aggregation[2:-1]) / 100))
-        return {
-            "avg": sketch.mean,
-            "min": sketch.minimum,
-            "max": sketch.maximum,
-            "med": sketch.quantile(0.5),
-        }.get(aggregation)
-    if tags:
-        return None
-    if metric == "http_req_failed" and aggregation == "rate" and window.requests:
-        return window.failed / window.requests
-    if metric == "http_reqs" and aggregation == "rate" and seconds > 0:
-        return window.requests / seconds
-    return None
 
 
 def _figures(steady: Window, seconds: Sequence[Window], setup: ProbeSetup) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 from ..scenario.capacity import slo_label
 from ..scenario.thresholds import Threshold
 from .aggregates import Window
-from .probe import observe_window
+from .timeline import observe_window
 
 __all__ = ["RECOVERED_S", "scale_out"]
 

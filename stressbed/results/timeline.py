@@ -20,7 +20,16 @@ from .aggregates import OTHER_NAME, Window
 from .runner_result import RunnerResult
 from .sketch import Sketch
 
-__all__ = ["MAX_POINTS", "REST", "TOP_NAMES", "Marker", "Timeline", "breaches", "timeline"]
+__all__ = [
+    "MAX_POINTS",
+    "REST",
+    "TOP_NAMES",
+    "Marker",
+    "Timeline",
+    "breaches",
+    "observe_window",
+    "timeline",
+]
 
 MAX_POINTS = 900
 TOP_NAMES = 8
@@ -314,10 +323,9 @@ def breaches(line: Timeline, threshold: Threshold) -> list[tuple[float, float]]:
     """The intervals (seconds since the start) in which ``threshold`` failed on that step's
     data, for the thresholds a step can judge: latency (overall or of one request name), the
     error rate and the request rate. Others give none (judged on the whole run only)."""
-    tags = dict(threshold.tags)
     judged: list[bool | None] = []
     for bucket, seconds in zip(line.buckets, line.covers, strict=True):
-        observed = _observe(bucket, threshold, tags, seconds)
+        observed = observe_window(bucket, threshold, seconds)
         judged.append(None if observed is None else not threshold.passes(observed))
     intervals: list[tuple[float, float]] = []
     for i, failed in enumerate(judged):
@@ -331,10 +339,14 @@ def breaches(line: Timeline, threshold: Threshold) -> list[tuple[float, float]]:
     return intervals
 
 
-def _observe(bucket: Window, threshold: Threshold, tags: dict[str, str], step: int) -> float | None:
+def observe_window(window: Window, threshold: Threshold, seconds: int) -> float | None:
+    """``threshold``'s statistic on one window of ``seconds`` (None: nothing to judge):
+    latency overall or of one request name (avg, min, max, med, p(N)), the error rate, the
+    request rate. What a step of the report, a capacity probe and a scale-out judge."""
+    tags = dict(threshold.tags)
     metric, aggregation = threshold.metric, threshold.aggregation
     if metric == "http_req_duration" and set(tags) <= {"name"}:
-        sketch = bucket.names.get(tags["name"]) if "name" in tags else bucket.duration
+        sketch = window.names.get(tags["name"]) if "name" in tags else window.duration
         if sketch is None or not sketch.count:
             return None
         if aggregation.startswith("p("):
@@ -347,8 +359,8 @@ def _observe(bucket: Window, threshold: Threshold, tags: dict[str, str], step: i
         }.get(aggregation)
     if tags:
         return None
-    if metric == "http_req_failed" and aggregation == "rate" and bucket.requests:
-        return bucket.failed / bucket.requests
-    if metric == "http_reqs" and aggregation == "rate":
-        return bucket.requests / step
+    if metric == "http_req_failed" and aggregation == "rate" and window.requests:
+        return window.failed / window.requests
+    if metric == "http_reqs" and aggregation == "rate" and seconds > 0:
+        return window.requests / seconds
     return None
