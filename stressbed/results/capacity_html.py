@@ -267,7 +267,7 @@ def _tooltips() -> list[tuple[str, str]]:
 
 def _latency_chart(document: Mapping[str, Any], probes: Sequence[Mapping[str, Any]]) -> Any:
     from bokeh.models import HoverTool  # noqa: PLC0415
-    from bokeh.models.annotations import BoxAnnotation, Span  # noqa: PLC0415
+    from bokeh.models.annotations import BoxAnnotation  # noqa: PLC0415
 
     unit = str(document.get("unit", "req/s"))
     fig = _figure("latency against throughput (steady windows)", f"achieved {unit}", "ms")
@@ -293,17 +293,7 @@ def _latency_chart(document: Mapping[str, Any], probes: Sequence[Mapping[str, An
         if key == "p95":
             fig.add_tools(HoverTool(renderers=[renderer], tooltips=_tooltips()))
     for slo in document.get("slos") or []:
-        bound = _latency_bound(slo)
-        if bound is not None:
-            fig.add_layout(
-                Span(
-                    location=bound,
-                    dimension="width",
-                    line_color="#cf222e",
-                    line_dash="dashed",
-                    line_width=2,
-                )
-            )
+        if _slo_line(fig, slo):
             fig.title.text += f"  (dashed: {slo})"
     knee = (document.get("knee") or {}).get("range")
     if knee:
@@ -345,6 +335,25 @@ def _errors_chart(document: Mapping[str, Any], probes: Sequence[Mapping[str, Any
     fig.add_tools(HoverTool(renderers=[renderer], tooltips=_tooltips()))
     fig.y_range.start = 0
     return fig
+
+
+def _slo_line(fig: Any, slo: str) -> bool:
+    """A latency SLO's bound as a dashed horizontal line on ``fig``; False for other SLOs."""
+    from bokeh.models.annotations import Span  # noqa: PLC0415
+
+    bound = _latency_bound(slo)
+    if bound is None:
+        return False
+    fig.add_layout(
+        Span(
+            location=bound,
+            dimension="width",
+            line_color="#cf222e",
+            line_dash="dashed",
+            line_width=2,
+        )
+    )
+    return True
 
 
 def _latency_bound(slo: str) -> float | None:
@@ -393,17 +402,7 @@ def _scale_out_charts(document: Mapping[str, Any], found: Mapping[str, Any]) -> 
         )
     )
     for slo in found.get("slos") or []:
-        bound = _latency_bound(slo)
-        if bound is not None:
-            latency.add_layout(
-                Span(
-                    location=bound,
-                    dimension="width",
-                    line_color="#cf222e",
-                    line_dash="dashed",
-                    line_width=2,
-                )
-            )
+        _slo_line(latency, slo)
     replicas = _figure("replicas around the step", "seconds since the step", "replicas")
     replicas.x_range = x_range
     stack_source = ColumnDataSource(
