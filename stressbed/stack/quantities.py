@@ -70,6 +70,15 @@ class Resources:
             else None,
         )
 
+    def figures(self) -> dict[str, float]:
+        """As reports draw them: ``cpu_m`` (millicores) and ``memory_mib``, where set."""
+        out: dict[str, float] = {}
+        if self.cpu_m is not None:
+            out["cpu_m"] = float(self.cpu_m)
+        if self.memory is not None:
+            out["memory_mib"] = self.memory / 2**20
+        return out
+
     def to_k8s(self) -> dict[str, str]:
         out = {}
         if self.cpu_m is not None:

@@ -12,7 +12,9 @@ the app layer.
 
 from ._cluster import (
     ClusterApi,
+    ClusterEvent,
     PodState,
+    ScaleState,
     fleet_abort,
     fleet_results,
     kubernetes_api,
@@ -25,10 +27,12 @@ from .backend import KubernetesBackend
 __all__ = [
     "ClusterAccess",
     "ClusterApi",
+    "ClusterEvent",
     "Engine",
     "KubernetesBackend",
     "KubernetesOptions",
     "PodState",
+    "ScaleState",
     "fleet_abort",
     "fleet_results",
     "kubernetes_api",

@@ -9,6 +9,7 @@ reads a finished fleet back (``stressbed collect``).
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,15 +24,33 @@ from ._preflight import ClusterAccess
 
 __all__ = [
     "ClusterApi",
+    "ClusterEvent",
     "PodState",
+    "ScaleState",
     "coordinator_reason",
     "fleet_abort",
     "fleet_results",
     "kubernetes_api",
     "result_in_log",
     "runner_failure",
+    "usage_cpu_m",
+    "usage_mib",
 ]
 
+_USAGE_CPU = re.compile(r"(\d+(?:\.\d+)?)(n|u|m)?")
+_USAGE_CPU_UNITS = {"n": 1e-6, "u": 1e-3, "m": 1.0, None: 1000.0}
+_USAGE_MEMORY = re.compile(r"(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?")
+_USAGE_MEMORY_UNITS = {
+    None: 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
 IMAGE_ERRORS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 CONFIG_ERRORS = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
 
@@ -50,10 +69,37 @@ class PodState:
     terminated: str = ""  # a container's terminated reason (OOMKilled, Error, Completed)
     exit_code: int | None = None
     unschedulable: str = ""  # the PodScheduled condition's message when it is False
+    ready: bool = False  # the Ready condition
+    restarts: int = 0  # its containers' restarts, summed
+    last_terminated: str = ""  # why a container last ended before its restart (OOMKilled, ...)
+
+
+@dataclass
+class ScaleState:
+    """The agent Deployment's pods and the count its autoscaler wants."""
+
+    replicas: int  # pods the Deployment counts (status.replicas)
+    ready: int  # of them ready (status.readyReplicas)
+    desired: int  # the HPA's status.desiredReplicas, or the Deployment's spec.replicas
+
+
+@dataclass
+class ClusterEvent:
+    """A Warning event of the namespace (the API server folds repeats into ``count``)."""
+
+    uid: str
+    reason: str  # FailedCreate, Unhealthy, ...
+    message: str
+    involved: str  # the object's name
+    count: int
+    last: float  # unix time it was last seen
 
 
 class ClusterApi(Protocol):
-    def pods(self, namespace: str, component: str) -> list[PodState]: ...
+    def pods(self, namespace: str, component: str, name: str | None = None) -> list[PodState]:
+        """The pods of one component (``app.kubernetes.io/component``), and of one fleet or
+        workload (``app.kubernetes.io/name``) when ``name`` is given."""
+        ...
 
     def log(self, namespace: str, pod: str, tail_lines: int | None = None) -> str:
         """The pod's log (its last ``tail_lines`` lines when given)."""
@@ -63,6 +109,38 @@ class ClusterApi(Protocol):
         """GET ``path`` on the pod's ``port`` through the API server's pod proxy (what the
         target's metrics are scraped by: no port of the cluster is opened for it)."""
         ...
+
+    def scale(self, namespace: str, name: str, *, autoscaled: bool) -> ScaleState:
+        """Deployment ``name``'s replicas, and its HorizontalPodAutoscaler's (of the same
+        name) desired count when ``autoscaled``."""
+        ...
+
+    def pod_usage(
+        self, namespace: str, component: str, name: str
+    ) -> dict[str, tuple[float, float]]:
+        """Each pod's CPU (millicores) and memory (MiB) from metrics.k8s.io; raises where no
+        metrics-server serves it."""
+        ...
+
+    def warnings(self, namespace: str) -> list[ClusterEvent]:
+        """The namespace's Warning events."""
+        ...
+
+
+def usage_cpu_m(text: str) -> float:
+    """Millicores from a metrics.k8s.io CPU usage (``"12345678n"``, ``"250m"``, ``"1"``)."""
+    match = _USAGE_CPU.fullmatch(text.strip())
+    if not match:
+        raise ValueError(f"not a CPU usage: {text!r}")
+    return float(match.group(1)) * _USAGE_CPU_UNITS[match.group(2)]
+
+
+def usage_mib(text: str) -> float:
+    """MiB from a metrics.k8s.io memory usage (``"52344Ki"``, ``"128Mi"``, bytes)."""
+    match = _USAGE_MEMORY.fullmatch(text.strip())
+    if not match:
+        raise ValueError(f"not a memory usage: {text!r}")
+    return float(match.group(1)) * _USAGE_MEMORY_UNITS[match.group(2)] / 2**20
 
 
 def runner_failure(
@@ -129,9 +207,7 @@ def fleet_abort(
 ) -> Threshold | None:
     """The threshold the coordinator of runner Job ``job`` aborted the fleet on (read from
     its whole log), if it did and the threshold is one of ``thresholds``."""
-    for pod in api.pods(namespace, "coordinator"):
-        if not pod.name.startswith(f"{job}-coordinator"):
-            continue
+    for pod in api.pods(namespace, "coordinator", job):
         try:
             text = api.log(namespace, pod.name)
         except Exception:
@@ -156,7 +232,7 @@ def fleet_results(api: ClusterApi, namespace: str, job: str) -> list[RunnerResul
     """The results of a finished runner Job, read from its pods' logs (one per runner; a pod
     without a document gets an error result saying why). ConfigError (exit 2) when the Job
     has no pods or is still running."""
-    pods = [p for p in api.pods(namespace, "runner") if p.name.startswith(f"{job}-")]
+    pods = api.pods(namespace, "runner", job)
     if not pods:
         raise ConfigError("--job", job, f"a runner Job with pods in namespace {namespace!r}")
     unfinished = [p for p in pods if p.phase not in ("Succeeded", "Failed")]
@@ -193,11 +269,15 @@ class _KubernetesApi:
             config_file=str(access.kubeconfig), context=access.context
         )
         self.core = client.CoreV1Api(api_client)
+        self.apps = client.AppsV1Api(api_client)
+        self.autoscaling = client.AutoscalingV2Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
 
-    def pods(self, namespace: str, component: str) -> list[PodState]:
-        found = self.core.list_namespaced_pod(
-            namespace, label_selector=f"app.kubernetes.io/component={component}"
-        )
+    def pods(self, namespace: str, component: str, name: str | None = None) -> list[PodState]:
+        selector = f"app.kubernetes.io/component={component}"
+        if name is not None:
+            selector += f",app.kubernetes.io/name={name}"
+        found = self.core.list_namespaced_pod(namespace, label_selector=selector)
         return [_pod_state(p) for p in found.items]
 
     def log(self, namespace: str, pod: str, tail_lines: int | None = None) -> str:
@@ -217,6 +297,52 @@ class _KubernetesApi:
         )
         return bytes(response.data).decode("utf-8", errors="replace")
 
+    def scale(self, namespace: str, name: str, *, autoscaled: bool) -> ScaleState:
+        deployment: Any = self.apps.read_namespaced_deployment_status(name, namespace)
+        status, spec = deployment.status, deployment.spec
+        desired = spec.replicas or 0
+        if autoscaled:
+            hpa: Any = self.autoscaling.read_namespaced_horizontal_pod_autoscaler_status(
+                name, namespace
+            )
+            desired = hpa.status.desired_replicas or desired
+        return ScaleState(status.replicas or 0, status.ready_replicas or 0, desired)
+
+    def pod_usage(
+        self, namespace: str, component: str, name: str
+    ) -> dict[str, tuple[float, float]]:
+        found: Any = self.custom.list_namespaced_custom_object(
+            "metrics.k8s.io",
+            "v1beta1",
+            namespace,
+            "pods",
+            label_selector=f"app.kubernetes.io/component={component},app.kubernetes.io/name={name}",
+        )
+        usage: dict[str, tuple[float, float]] = {}
+        for item in found.get("items", []):
+            containers = item.get("containers") or []
+            cpu = sum(usage_cpu_m(c["usage"]["cpu"]) for c in containers)
+            memory = sum(usage_mib(c["usage"]["memory"]) for c in containers)
+            usage[item["metadata"]["name"]] = (cpu, memory)
+        return usage
+
+    def warnings(self, namespace: str) -> list[ClusterEvent]:
+        found: Any = self.core.list_namespaced_event(namespace, field_selector="type=Warning")
+        events = []
+        for item in found.items:
+            seen = item.last_timestamp or item.event_time or item.metadata.creation_timestamp
+            events.append(
+                ClusterEvent(
+                    uid=item.metadata.uid or item.metadata.name,
+                    reason=item.reason or "",
+                    message=item.message or "",
+                    involved=item.involved_object.name or "",
+                    count=item.count or 1,
+                    last=seen.timestamp() if seen is not None else time.time(),
+                )
+            )
+        return events
+
 
 def kubernetes_api(access: ClusterAccess) -> ClusterApi:
     return _KubernetesApi(access)
@@ -234,6 +360,10 @@ def _pod_state(pod: Any) -> PodState:
         message=pod.status.message or "",
     )
     for status in pod.status.container_statuses or []:
+        state.restarts += status.restart_count or 0
+        last = status.last_state.terminated if status.last_state is not None else None
+        if last is not None:
+            state.last_terminated = last.reason or ""
         if status.state.waiting is not None:
             state.waiting = status.state.waiting.reason or ""
             state.message = status.state.waiting.message or state.message
@@ -241,6 +371,8 @@ def _pod_state(pod: Any) -> PodState:
             state.terminated = status.state.terminated.reason or ""
             state.exit_code = status.state.terminated.exit_code
     for condition in pod.status.conditions or []:
+        if condition.type == "Ready":
+            state.ready = condition.status == "True"
         if condition.type == "PodScheduled" and condition.status == "False":
             state.unschedulable = condition.message or condition.reason or ""
     return state

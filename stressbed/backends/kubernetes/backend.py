@@ -71,6 +71,7 @@ from ._engine import (
 from ._news import CoordinatorNews
 from ._preflight import ClusterAccess, KubernetesOptions, preflight
 from ._validate import check_bundle, check_stack
+from ._watch import StackWatch
 from .manifests import Cluster, ClusterFleet
 
 __all__ = ["KubeFleet", "KubeStack", "KubernetesBackend"]
@@ -81,6 +82,8 @@ MAX_API_ERRORS = 5
 POD_LIST_S = 5.0
 #: After an abort, how long the runners have to stop and leave their results.
 ABORT_GRACE_S = 30.0
+#: The first fleet of a run; the next ones are numbered (a capacity search's probes).
+FLEET_NAME = "stressbed-runners"
 
 
 @dataclass
@@ -98,6 +101,7 @@ class _Run:
     state_dir: Path = Path()  # the stack's Pulumi state and passphrase (outside the results)
     url: str = ""
     fleet: ClusterFleet | None = None
+    fleets: int = 0  # how many fleets this run has brought up (a capacity search: one a probe)
     fleet_url: str = ""  # what the runners load (TARGET_URL of the fleet's env)
     fleet_secrets: dict[str, str] = field(default_factory=dict)
     created: bool = False
@@ -145,6 +149,7 @@ class KubeStack:
         self.on_event = on_event
         self._events: list[dict[str, Any]] = []
         self._scraper: Scraper | None = None
+        self._watch: StackWatch | None = None
 
     @property
     def events(self) -> list[dict[str, Any]]:
@@ -173,6 +178,15 @@ class KubeStack:
         self._scraper = self._make_scraper()
         if self._scraper is not None:
             self._scraper.start()
+        spec = run.spec.effective()
+        self._watch = StackWatch(
+            run.cluster_api,
+            run.cluster.namespace,
+            spec.target.name,
+            self._event,
+            autoscaled=spec.autoscaler is not None,
+        )
+        self._watch.start()
         return run.url
 
     def _make_scraper(self) -> Scraper | None:
@@ -203,6 +217,8 @@ class KubeStack:
         ``pulumi destroy`` can finish the job, and says how (ProvisionError, exit 3)."""
         if self._scraper is not None:
             self._scraper.stop()
+        if self._watch is not None:
+            self._watch.stop()
         run = self.state
         if not run.created:
             if not run.kept:  # nothing was ever up: no state worth keeping
@@ -246,13 +262,22 @@ class KubeStack:
         return None  # the cluster keeps the stack up; failing runner pods are followed instead
 
     def report(self) -> dict[str, Any]:
+        spec, watch = self.state.spec.effective(), self._watch
         return {
             "backend": "kubernetes",
             "url": self.state.url,
             "namespace": self.state.cluster.namespace,
             "context": self.state.access.context,
             "enforcement": "kubernetes (kubelet, cgroups on the nodes)",
+            "replicas": {
+                "desired": watch.desired if watch is not None else spec.replicas,
+                "restarts": dict(watch.restarts) if watch is not None else {},
+                "max": spec.autoscaler.max_replicas if spec.autoscaler else None,
+            },
+            "limits": spec.limits.figures(),
+            "requests": spec.requests.figures(),
             "target_metrics": self._scraper.report() if self._scraper is not None else {},
+            "timeseries": watch.rows() if watch is not None else [],
         }
 
 
@@ -274,6 +299,11 @@ class KubeFleet:
         event = new_event("fleet", kind, **fields)
         self._events.append(event)
 
+    def _name(self) -> str:
+        """This fleet's name: its Jobs', and the name label of its pods."""
+        fleet = self.state.fleet
+        return fleet.name if fleet is not None else fleet_name(1)
+
     def run(
         self,
         deadline_s: float,
@@ -292,7 +322,12 @@ class KubeFleet:
         run.fleet_url = self.env.get("TARGET_URL") or run.url
         run.fleet_secrets = {k: v for k, v in self.env.items() if k != "TARGET_URL"}
         requests, limits = run.options.runner_resources()
+        # Each fleet of the run has a name of its own: the next one replaces it in the same
+        # `pulumi up` (new Jobs created, the last fleet's deleted with their finished pods),
+        # and its pods are told apart from the last fleet's by their name label.
+        run.fleets += 1
         run.fleet = ClusterFleet(
+            name=fleet_name(run.fleets),
             runners=self.spec.runners,
             bundle=bundle_files(self.bundle),
             image=run.options.runner_image,
@@ -310,7 +345,7 @@ class KubeFleet:
                 outcome.failure = f"pulumi up of the fleet failed: {_last_line(exc)}"
                 outcome.events = list(self._events)
                 return outcome
-            self._event("fleet-created", runners=self.spec.runners)
+            self._event("fleet-created", runners=self.spec.runners, job=self._name())
             self._follow(outcome, deadline_s, news)
         except KeyboardInterrupt:
             outcome.interrupted = True
@@ -322,6 +357,7 @@ class KubeFleet:
     def _follow(self, outcome: FleetOutcome, deadline_s: float, news: CoordinatorNews) -> None:
         run = self.state
         ns = run.cluster.namespace
+        name = self._name()
         started = time.monotonic()
         last = ""
         api_errors = 0
@@ -334,7 +370,9 @@ class KubeFleet:
                 self._event("stack-failed", reason=why)
                 return
             try:
-                pods = run.cluster_api.pods(ns, "runner") + run.cluster_api.pods(ns, "coordinator")
+                pods = run.cluster_api.pods(ns, "runner", name) + run.cluster_api.pods(
+                    ns, "coordinator", name
+                )
                 api_errors = 0
             except Exception as exc:  # a blip of the API server is retried, a few times
                 api_errors += 1
@@ -355,7 +393,6 @@ class KubeFleet:
             if not [p for p in pods if p.index >= 0] and (
                 time.monotonic() - started > run.options.pending_deadline_s
             ):
-                name = run.fleet.name if run.fleet is not None else "the runners"
                 outcome.failure = (
                     f"no runner pod was created within {run.options.pending_deadline_s:g} s "
                     f"(see `kubectl -n {ns} describe job {name}`: quota, LimitRange or Pod "
@@ -426,7 +463,7 @@ class KubeFleet:
         count = self.spec.runners
         results: dict[int, RunnerResult] = {}
         try:
-            pods = run.cluster_api.pods(ns, "runner")
+            pods = run.cluster_api.pods(ns, "runner", self._name())
         except Exception:  # the cluster went away: report what we have (nothing)
             pods = []
         for pod in pods:
@@ -456,6 +493,12 @@ class KubeFleet:
                     "no result in the pod's log",
                 )
         return [results[i] for i in sorted(results)]
+
+
+def fleet_name(number: int) -> str:
+    """The name of a run's ``number``-th fleet: ``stressbed-runners``, then
+    ``stressbed-runners-2``, ... (its Jobs are ``<name>`` and ``<name>-coordinator``)."""
+    return FLEET_NAME if number <= 1 else f"{FLEET_NAME}-{number}"
 
 
 def _last_line(exc: BaseException) -> str:

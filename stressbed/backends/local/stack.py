@@ -31,7 +31,6 @@ from ...results.target_metrics import parse_selector
 from ...stack.hpa import HpaController
 from ...stack.lifecycle import BackOff, Deletion, Lifecycle, Phase
 from ...stack.probes import ReplicaProbes
-from ...stack.quantities import Resources
 from ...stack.spec import StackSpec, quota_denial
 from ..base import new_event
 from ..scrape import Scraper
@@ -228,9 +227,9 @@ class LocalStack:
                 "restarts": {r.name: r.restarts for r in self.replicas},
                 "max": self.spec.autoscaler.max_replicas if self.spec.autoscaler else None,
             },
-            "limits": _figures(self.spec.limits),
+            "limits": self.spec.limits.figures(),
             "target_metrics": self._scraper.report() if self._scraper is not None else {},
-            "requests": _figures(self.spec.requests),
+            "requests": self.spec.requests.figures(),
             "timeseries": self.series,
         }
 
@@ -555,13 +554,3 @@ class LocalStack:
         if self.on_event is not None:
             with contextlib.suppress(Exception):
                 self.on_event(dict(event))
-
-
-def _figures(resources: Resources) -> dict[str, float]:
-    """A replica's resources as the report draws them: millicores and MiB."""
-    out: dict[str, float] = {}
-    if resources.cpu_m is not None:
-        out["cpu_m"] = float(resources.cpu_m)
-    if resources.memory is not None:
-        out["memory_mib"] = resources.memory / 2**20
-    return out

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from stressbed.backends.kubernetes import PodState
+from stressbed.backends.kubernetes import ClusterEvent, PodState, ScaleState
 from stressbed.fleet.segments import segment
 from stressbed.results.runner_result import RunnerResult, RunnerStatus
 from stressbed.results.transport import result_lines
@@ -96,8 +96,21 @@ class FakeCluster:
         self.tails: list[int | None] = []  # the tail_lines of each coordinator log read
         self.proxied: list[tuple[str, int, str]] = []  # (pod, port, path) of each proxied GET
         self.agents = [PodState("agent-7d9-x", -1, "Running", time.time())]
+        #: The fleet (runner Job) the pods belong to; None: whichever fleet is asked for.
+        self.fleet: str | None = None
+        self.asked: list[tuple[str, str | None]] = []  # (component, name) of each listing
+        #: The agent Deployment as each read of it finds it (the last repeats).
+        self.scales = [ScaleState(1, 1, 1)]
+        self.scale_reads = 0
+        #: Each agent pod's (millicores, MiB); None: no metrics-server in this cluster.
+        self.usage: dict[str, tuple[float, float]] | None = {"agent-7d9-x": (120.0, 40.0)}
+        self.warning_events: list[ClusterEvent] = []
 
-    def pods(self, namespace: str, component: str) -> list[PodState]:
+    def pods(self, namespace: str, component: str, name: str | None = None) -> list[PodState]:
+        self.asked.append((component, name))
+        if name is not None and self.fleet is not None and component != "agent":
+            if name != self.fleet:
+                return []
         if component == "coordinator":
             return [self.coordinator]
         if component == "agent":
@@ -112,6 +125,22 @@ class FakeCluster:
             PodState(f"runners-{i}", i, **{"phase": "Succeeded", "created": time.time(), **over})
             for i, over in ((i, snapshot.get(i, {})) for i in range(self.runners))
         ]
+
+    def scale(self, namespace: str, name: str, *, autoscaled: bool) -> ScaleState:
+        self.scale_reads += 1
+        return self.scales[min(self.scale_reads - 1, len(self.scales) - 1)]
+
+    def pod_usage(
+        self, namespace: str, component: str, name: str
+    ) -> dict[str, tuple[float, float]]:
+        if self.usage is None:
+            raise OSError(
+                "the server could not find the requested resource (get pods.metrics.k8s.io)"
+            )
+        return dict(self.usage)
+
+    def warnings(self, namespace: str) -> list[ClusterEvent]:
+        return list(self.warning_events)
 
     def proxy(self, namespace: str, pod: str, port: int, path: str, timeout: float) -> str:
         self.proxied.append((pod, port, path))

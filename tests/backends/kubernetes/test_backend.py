@@ -337,7 +337,7 @@ def test_a_failed_destroy_keeps_the_stack_and_says_how_to_finish(tmp_path, clust
 
 def test_runner_pods_that_never_appear_fail_the_run(tmp_path, cluster_env, monkeypatch):
     class NoPods(FakeCluster):
-        def pods(self, namespace: str, component: str) -> list[PodState]:
+        def pods(self, namespace: str, component: str, name: str | None = None) -> list[PodState]:
             return []
 
     report, calls = run_kube(tmp_path, cluster_env, NoPods(2, [{}]), pending_deadline_s=0.2)
