@@ -33,6 +33,9 @@ class CoordinatorNews:
         self.on_progress = on_progress
         self.seen_s = -1.0  # the elapsed time of the last progress handed on
         self.started = False
+        #: The coordinator's release of the runners: unix time (the cluster's clock) and skew.
+        self.started_at: float | None = None
+        self.skew_ms: float | None = None
         self.lost = False
         self.aborted_at: float | None = None  # monotonic, when this side saw the abort
 
@@ -58,6 +61,10 @@ class CoordinatorNews:
                 kind = said.get("event")
                 if kind in ("started", "progress"):
                     self.started = True
+                if kind == "started" and isinstance(said.get("t"), int | float):
+                    self.started_at = float(said["t"])
+                    skew = said.get("skew_ms")
+                    self.skew_ms = float(skew) if isinstance(skew, int | float) else None
                 if kind == "aborted":
                     aborted = aborted or self._threshold(said)
                 elif kind == "progress":

@@ -351,6 +351,12 @@ class KubeFleet:
             outcome.interrupted = True
             self._event("interrupted")
         outcome.results = self._collect(outcome)
+        # When the runners were released, as the local fleet says it: the coordinator's
+        # `started` line, or (its log lost) the earliest start a runner's result records.
+        outcome.started_at, outcome.start_skew_ms = news.started_at, news.skew_ms
+        if outcome.started_at is None:
+            starts = [r.started_at for r in outcome.results if r.started_at and r.windows]
+            outcome.started_at = min(starts) if starts else None
         outcome.events = list(self._events)
         return outcome
 
@@ -450,7 +456,11 @@ class KubeFleet:
         *,
         whole: bool = False,
     ) -> None:
+        known = news.started_at is not None
         aborted = news.read(self.state.cluster_api, self.state.cluster.namespace, pods, whole)
+        if not known and news.started_at is not None:
+            skew = round(news.skew_ms, 3) if news.skew_ms is not None else None
+            self._event("started", t=news.started_at, skew_ms=skew)  # when it released them
         if aborted is not None and outcome.aborted_by is None:
             outcome.aborted_by = aborted
             news.aborted_at = time.monotonic()

@@ -108,9 +108,8 @@ class FakeCluster:
 
     def pods(self, namespace: str, component: str, name: str | None = None) -> list[PodState]:
         self.asked.append((component, name))
-        if name is not None and self.fleet is not None and component != "agent":
-            if name != self.fleet:
-                return []
+        if component != "agent" and None not in (name, self.fleet) and name != self.fleet:
+            return []
         if component == "coordinator":
             return [self.coordinator]
         if component == "agent":
