@@ -22,6 +22,10 @@ def test_runner_failure_is_quiet_while_pods_are_fine():
         assert runner_failure(PodState("p", 0, phase, now), now, 60) is None
 
 
+#: The pod the next pod list answers with (POD when empty).
+POD_LISTS: list[dict[str, object]] = []
+
+
 class StubApiServer(BaseHTTPRequestHandler):
     """The two calls the backend makes of an API server, answered as one answers them."""
 
@@ -31,7 +35,8 @@ class StubApiServer(BaseHTTPRequestHandler):
         self.seen.append(self.path)
         url = urllib.parse.urlsplit(self.path)
         if url.path == "/api/v1/namespaces/ns1/pods":
-            body = json.dumps({"kind": "PodList", "apiVersion": "v1", "items": [POD]}).encode()
+            items = POD_LISTS[-1:] or [POD]
+            body = json.dumps({"kind": "PodList", "apiVersion": "v1", "items": items}).encode()
             kind = "application/json"
         elif (
             urllib.parse.unquote(url.path)
@@ -39,6 +44,9 @@ class StubApiServer(BaseHTTPRequestHandler):
         ):
             body = b"agent_queue_points 7\n"
             kind = "text/plain"
+        elif url.path in ROUTES:
+            body = json.dumps(ROUTES[url.path]).encode()
+            kind = "application/json"
         elif url.path == "/api/v1/namespaces/ns1/pods/runners-coordinator-x/log":
             lines = [json.dumps({"event": "progress", "elapsed_s": i}) for i in range(200)]
             tail = urllib.parse.parse_qs(url.query).get("tailLines")
@@ -79,6 +87,142 @@ POD = {
         ],
     },
 }
+
+
+AGENT_POD = {
+    "metadata": {
+        "name": "agent-5d8-a",
+        "namespace": "ns1",
+        "creationTimestamp": "2026-12-01T12:00:00Z",
+    },
+    "status": {
+        "phase": "Running",
+        "conditions": [{"type": "Ready", "status": "False"}],
+        "containerStatuses": [
+            {
+                "name": "agent",
+                "image": "stressbed-agent:latest",
+                "imageID": "",
+                "ready": False,
+                "restartCount": 2,
+                "state": {"running": {}},
+                "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}},
+            }
+        ],
+    },
+}
+ROUTES = {
+    "/apis/apps/v1/namespaces/ns1/deployments/agent/status": {
+        "kind": "Deployment",
+        "apiVersion": "apps/v1",
+        "metadata": {"name": "agent"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"a": "b"}}, "template": {}},
+        "status": {"replicas": 3, "readyReplicas": 2},
+    },
+    "/apis/autoscaling/v2/namespaces/ns1/horizontalpodautoscalers/agent/status": {
+        "kind": "HorizontalPodAutoscaler",
+        "apiVersion": "autoscaling/v2",
+        "metadata": {"name": "agent"},
+        "spec": {
+            "maxReplicas": 4,
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "agent"},
+        },
+        "status": {"currentReplicas": 3, "desiredReplicas": 4},
+    },
+    "/apis/metrics.k8s.io/v1beta1/namespaces/ns1/pods": {
+        "kind": "PodMetricsList",
+        "apiVersion": "metrics.k8s.io/v1beta1",
+        "items": [
+            {
+                "metadata": {"name": "agent-5d8-a"},
+                "containers": [
+                    {"name": "agent", "usage": {"cpu": "981234567n", "memory": "131072Ki"}},
+                    {"name": "sidecar", "usage": {"cpu": "2m", "memory": "4Mi"}},
+                ],
+            }
+        ],
+    },
+    "/api/v1/namespaces/ns1/events": {
+        "kind": "EventList",
+        "apiVersion": "v1",
+        "items": [
+            {
+                "metadata": {"name": "agent-5d8.17", "uid": "u-1"},
+                "involvedObject": {"kind": "ReplicaSet", "name": "agent-5d8"},
+                "reason": "FailedCreate",
+                "message": "exceeded quota: stressbed",
+                "type": "Warning",
+                "count": 3,
+                "lastTimestamp": "2026-12-01T12:00:05Z",
+            }
+        ],
+    },
+}
+
+
+def test_the_real_client_reads_the_agents_scale_usage_and_warnings(tmp_path):
+    StubApiServer.seen.clear()
+    pytest.importorskip("kubernetes")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), StubApiServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        config = tmp_path / "kubeconfig"
+        config.write_text(
+            KUBECONFIG.replace("https://127.0.0.1:6443", f"http://127.0.0.1:{server.server_port}")
+        )
+        api = kubernetes_api(ClusterAccess(config, "kind-stressbed"))
+        scaled = api.scale("ns1", "agent", autoscaled=True)
+        fixed = api.scale("ns1", "agent", autoscaled=False)
+        usage = api.pod_usage("ns1", "agent", "agent")
+        (warning,) = api.warnings("ns1")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (scaled.replicas, scaled.ready, scaled.desired) == (3, 2, 4)
+    assert fixed.desired == 2  # no autoscaler: the Deployment's own count
+    assert usage["agent-5d8-a"][0] == pytest.approx(983.234567)  # every container, summed
+    assert usage["agent-5d8-a"][1] == pytest.approx(132.0)
+    assert (warning.uid, warning.reason, warning.involved, warning.count) == (
+        "u-1",
+        "FailedCreate",
+        "agent-5d8",
+        3,
+    )
+    assert warning.last == 1796126405.0
+    asked = {
+        urllib.parse.urlsplit(p).path: urllib.parse.parse_qs(urllib.parse.urlsplit(p).query)
+        for p in StubApiServer.seen
+    }
+    assert asked["/apis/metrics.k8s.io/v1beta1/namespaces/ns1/pods"] == {
+        "labelSelector": ["app.kubernetes.io/component=agent,app.kubernetes.io/name=agent"]
+    }
+    assert asked["/api/v1/namespaces/ns1/events"] == {"fieldSelector": ["type=Warning"]}
+
+
+def test_the_real_client_reads_a_pods_readiness_and_restarts_and_lists_one_fleet(tmp_path):
+    StubApiServer.seen.clear()
+    pytest.importorskip("kubernetes")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), StubApiServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    POD_LISTS.append(AGENT_POD)
+    try:
+        config = tmp_path / "kubeconfig"
+        config.write_text(
+            KUBECONFIG.replace("https://127.0.0.1:6443", f"http://127.0.0.1:{server.server_port}")
+        )
+        api = kubernetes_api(ClusterAccess(config, "kind-stressbed"))
+        (pod,) = api.pods("ns1", "runner", "stressbed-runners-2")
+    finally:
+        POD_LISTS.clear()
+        server.shutdown()
+        server.server_close()
+    assert (pod.ready, pod.restarts, pod.last_terminated) == (False, 2, "OOMKilled")
+    (query,) = [urllib.parse.parse_qs(urllib.parse.urlsplit(p).query) for p in StubApiServer.seen]
+    assert query == {
+        "labelSelector": [
+            "app.kubernetes.io/component=runner,app.kubernetes.io/name=stressbed-runners-2"
+        ]
+    }
 
 
 def test_the_real_client_reads_pods_and_a_log_tail_from_an_api_server(tmp_path):
