@@ -95,8 +95,8 @@ def plan_capacity(options: CapacityOptions) -> CapacityPlan:
         raise ConfigError(
             "--backend",
             backend.name,
-            "a backend that runs fleet after fleet against one stack (--backend local); "
-            "a capacity search on a cluster is not supported yet",
+            "a backend that runs fleet after fleet against one stack (--backend local or "
+            "kubernetes)",
         )
     base = plan(options.run)
     scenario = base.scenario

@@ -17,8 +17,11 @@ import pytest
 from stressbed.app.capacity_plan import CapacityOptions, plan_capacity
 from stressbed.app.cli import main
 from stressbed.app.plan import RunOptions
+from stressbed.backends import registry
+from stressbed.backends.base import Capability
 from stressbed.backends.local.fleet import runner_cgroup
 from stressbed.errors import ConfigError
+from stressbed.testing import FakeBackend
 
 from ..browser import needs_browser
 from ..conftest import needs_k6
@@ -417,14 +420,25 @@ def test_an_interrupted_search_tears_the_stack_down_and_still_writes_its_answer(
     assert left.stdout.strip() == ""
 
 
+class OneFleetOnly(FakeBackend):
+    """A backend whose fleet cannot run twice against one stack."""
+
+    name = "one-fleet"
+    capabilities = frozenset(Capability) - {Capability.REPEATED_FLEETS}
+
+    def preflight(self, stack, scenario=None) -> None:
+        raise AssertionError("the capability is checked before the preflight")
+
+
 def test_a_backend_that_cannot_run_fleet_after_fleet_is_refused_before_its_preflight(
-    scenario_file,
+    scenario_file, monkeypatch
 ):
-    options = RunOptions(scenario=str(scenario_file), backend="kubernetes")
+    monkeypatch.setitem(registry.BACKENDS, "one-fleet", {"class": f"{__name__}:OneFleetOnly"})
+    options = RunOptions(scenario=str(scenario_file), backend="one-fleet")
     with pytest.raises(ConfigError) as caught:
         plan_capacity(CapacityOptions(options))
     assert caught.value.field == "--backend"
-    assert "--backend local" in str(caught.value)
+    assert "--backend local or kubernetes" in str(caught.value)
 
 
 SMALL_REQUESTS = """

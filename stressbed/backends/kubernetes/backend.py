@@ -521,9 +521,15 @@ class KubernetesBackend(Backend):
     follow them. ``engine`` and ``cluster_api`` default to the real ones."""
 
     name = "kubernetes"
-    # The runners load the stack this backend provisions; the coordinator follows them live.
+    # The runners load the stack this backend provisions; the coordinator follows them live;
+    # fleet after fleet replaces the last one in the run's stack (a capacity search's probes).
     capabilities = frozenset(
-        {Capability.PROVISION, Capability.LIVE_ABORT, Capability.LIVE_PROGRESS}
+        {
+            Capability.PROVISION,
+            Capability.LIVE_ABORT,
+            Capability.LIVE_PROGRESS,
+            Capability.REPEATED_FLEETS,
+        }
     )
     option_keys = (
         "kubeconfig",
