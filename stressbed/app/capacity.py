@@ -35,7 +35,13 @@ from ..results.search import Search, conclude
 from ..scenario.capacity import slo_label
 from ..scenario.render import render
 from ..scenario.units import format_duration
-from .capacity_plan import CapacityOptions, CapacityPlan, pinned, plan_capacity
+from .capacity_plan import (
+    TEARDOWN_RESERVE_S,
+    CapacityOptions,
+    CapacityPlan,
+    pinned,
+    plan_capacity,
+)
 from .execute import keep_teardown_problem, make_stack, tear_down
 from .plan import redact
 from .probing import GRACEFUL_STOP_S, Prober
@@ -267,7 +273,11 @@ def _search_on_a_stack(  # noqa: PLR0917 - the stages' shared state, passed once
         try:
             holder = RunDirectory(root.name, root, render(the_plan.plan.scenario, root / "bundle"))
             stack, secret_env = make_stack(the_plan.plan, backend, holder, on_event)
+            provisioning = time.monotonic()
             url = stack.provision()
+            # Tearing down takes about what bringing up took (a namespace on a cluster: a
+            # minute, say); the budget keeps that much back.
+            reserve = max(TEARDOWN_RESERVE_S, time.monotonic() - provisioning)
         except StressbedError as exc:
             failure = (f"provisioning failed: {exc}", exc.exit_code)
         except KeyboardInterrupt:
@@ -275,7 +285,14 @@ def _search_on_a_stack(  # noqa: PLR0917 - the stages' shared state, passed once
         except Exception as exc:  # an OS error or a bug: still a search that ends with its file
             failure = (f"provisioning failed: {type(exc).__name__}: {exc}", 3)
         else:
-            driver = Prober(the_plan, backend, stack, root, {**secret_env, "TARGET_URL": url})
+            driver = Prober(
+                the_plan,
+                backend,
+                stack,
+                root,
+                {**secret_env, "TARGET_URL": url},
+                teardown_s=reserve,
+            )
             try:
                 if the_plan.scale_out is not None:
                     found["scale_out"], failure = driver.scale_out(say, on_progress)

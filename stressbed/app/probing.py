@@ -59,8 +59,11 @@ class Prober:
         stack: Stack,
         root: Path,
         env: Mapping[str, str],
+        *,
+        teardown_s: float = TEARDOWN_RESERVE_S,
     ) -> None:
         self.the_plan = the_plan
+        self.teardown_s = teardown_s  # what the budget keeps back for the teardown
         self.backend = backend
         self.stack = stack
         self.root = root
@@ -84,7 +87,7 @@ class Prober:
         unit = self.the_plan.unit
         while (chosen := search.next()) is not None:
             rate, trial = chosen
-            left = capacity.budget_s - (time.monotonic() - began) - TEARDOWN_RESERVE_S
+            left = capacity.budget_s - (time.monotonic() - began) - self.teardown_s
             if left < cost:
                 search.stop("budget")
                 say(

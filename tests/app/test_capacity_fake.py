@@ -201,3 +201,50 @@ def test_a_stack_that_has_not_settled_by_the_next_probe_flags_it_contaminated(tm
     backend._outcome_at = scaled_out  # type: ignore[method-assign]
     probes = run_capacity(the_plan, backend=backend).document["probes"]
     assert [p["contaminated"] for p in probes] == [False, True]
+
+
+class _Clock:
+    """The time module, with a monotonic clock that can be moved on (a slow provisioning
+    without the wait)."""
+
+    def __init__(self) -> None:
+        self.skipped = 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.skipped
+
+
+def test_the_budget_keeps_back_what_bringing_the_stack_up_took_for_its_teardown(
+    tmp_path, monkeypatch
+):
+    # A stack that took 100 s to come up (a namespace on a cluster) will take about that to
+    # go: in a 3-minute budget, 80 s are left after it, and no 18 s probe fits beside a
+    # 100 s teardown.
+    from stressbed.app import capacity, probing  # noqa: PLC0415
+
+    clock = _Clock()
+    monkeypatch.setattr(capacity, "time", clock)
+    monkeypatch.setattr(probing, "time", clock)
+    backend = ModelledTarget(lambda r: 1000)
+
+    def stack(spec, work_dir, on_event=None, secrets=None):
+        found = FakeBackend.stack(backend, spec, work_dir, on_event, secrets)
+        provision = found.provision
+
+        def slow() -> str:
+            clock.skipped += 100
+            return provision()
+
+        found.provision = slow  # type: ignore[method-assign]
+        return found
+
+    backend.stack = stack  # type: ignore[method-assign]
+    lines: list[str] = []
+    report = run_capacity(plan_for(tmp_path, budget="3m"), backend=backend, on_line=lines.append)
+    assert report.document["ended_by"] == "budget"
+    assert report.document["probes"] == []
+    assert any(line.startswith("the budget is spent") for line in lines)
+    assert backend.stacks[0].torn_down
