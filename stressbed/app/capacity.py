@@ -97,7 +97,7 @@ def run_capacity(
     capacity = the_plan.capacity
     search = Search(capacity.min_rate, capacity.max_rate, capacity.resolution, capacity.confirm)
     probes: list[Probe] = []
-    found: dict[str, Any] = {}  # the scale-out's timings, when that is what was asked
+    found: dict[str, Any] = {}  # the scale-out's timings (or why it was skipped)
     stack, failure, interrupted, teardown_note = _search_on_a_stack(
         the_plan, backend, root, search, probes, found, began, say, on_progress, on_event
     )
@@ -118,6 +118,7 @@ def run_capacity(
             interrupted=interrupted,
             began=began,
             scale_out=found.get("scale_out"),
+            skipped=found.get("scale_out_skipped"),
         )
     except Exception as exc:  # a bug in drawing up the answer: the probes are still kept
         document = {
@@ -295,9 +296,22 @@ def _search_on_a_stack(  # noqa: PLR0917 - the stages' shared state, passed once
             )
             try:
                 if the_plan.scale_out is not None:
-                    found["scale_out"], failure = driver.scale_out(say, on_progress)
+                    low, high = the_plan.scale_out
+                    found["scale_out"], failure = driver.scale_out(low, high, say, on_progress)
                 else:
                     failure = driver.search(search, probes, began, say, on_progress)
+                    if failure is None and not driver.interrupted and the_plan.then_scale_out:
+                        failure = _then_scale_out(
+                            the_plan,
+                            driver,
+                            probes,
+                            search,
+                            found,
+                            began,
+                            reserve,
+                            say,
+                            on_progress,
+                        )
             except KeyboardInterrupt:
                 interrupted = True
             interrupted = interrupted or driver.interrupted
@@ -308,6 +322,47 @@ def _search_on_a_stack(  # noqa: PLR0917 - the stages' shared state, passed once
     holder_outcome = FleetOutcome(results=[], interrupted=interrupted)
     keep_teardown_problem(holder_outcome, problem, abandoned=abandoned)
     return stack, failure, holder_outcome.interrupted, problem
+
+
+def _then_scale_out(  # noqa: PLR0917 - the search's state, passed once
+    the_plan: CapacityPlan,
+    driver: Prober,
+    probes: Sequence[Probe],
+    search: Search,
+    found: dict[str, Any],
+    began: float,
+    reserve: float,
+    say: Callable[[str], None],
+    on_progress: Callable[[Progress], None] | None,
+) -> tuple[str, int] | None:
+    """After a search on a stack with an autoscaler: from the lowest rate that held to the
+    highest, timed (``found["scale_out"]``), or why not (``found["scale_out_skipped"]``)."""
+    answer = conclude(probes, search)
+    held = [p.rate for p in probes if p.status == "held"]
+    high = answer["max_sustainable_rate"]
+    low = min(held) if held else None
+    left = the_plan.capacity.budget_s - (time.monotonic() - began) - reserve
+    why = None
+    if high is None or low is None or high < 2 * low:
+        why = "no range to step across: the highest rate that held is not twice the lowest"
+    elif left < the_plan.scale_out_cost_s:
+        why = (
+            f"the budget is spent ({format_duration(max(0.0, left) * 1000)} left, it takes "
+            f"{format_duration(the_plan.scale_out_cost_s * 1000)})"
+        )
+    elif not driver.settle(probes):
+        why = (
+            "the replicas had not returned to their starting count within the cool-down "
+            "(--cooldown; the autoscaler's scale-down stabilization may be longer)"
+        )
+    if why is not None:
+        found["scale_out_skipped"] = why
+        say(f"no scale-out: {why}")
+        return None
+    assert low is not None
+    assert high is not None
+    found["scale_out"], failure = driver.scale_out(low, high, say, on_progress)
+    return failure
 
 
 # -- the answer ---------------------------------------------------------------------------
@@ -324,6 +379,7 @@ def _document(
     interrupted: bool,
     began: float,
     scale_out: dict[str, Any] | None = None,
+    skipped: str | None = None,
 ) -> dict[str, Any]:
     report = stack.report()
     limits = {k: float(v) for k, v in (report.get("limits") or {}).items()}
@@ -341,12 +397,20 @@ def _document(
         max_replicas=max_replicas,
     )
     unit = the_plan.unit
+    then: dict[str, Any] = {}
     if the_plan.scale_out is not None:
         code, message = _scale_out_verdict(scale_out, failure, interrupted)
         line = scale_out_line(the_plan, scale_out) if scale_out else message
     else:
         code, message = _verdict(the_plan, answer, failure, interrupted)
         line = answer_line(the_plan, answer)
+        if scale_out is not None:  # the scale-out after the search
+            then["scale_out_answer"] = scale_out_line(the_plan, scale_out)
+            timed, said = _scale_out_verdict(scale_out, None, False)
+            if code == 0 and timed:
+                code, message = timed, said
+        elif skipped is not None:
+            then["scale_out_skipped"] = skipped
     plan = the_plan.plan
     return {
         "format": CAPACITY_FORMAT,
@@ -362,6 +426,7 @@ def _document(
         "answer": line,
         **answer,
         "scale_out": scale_out,
+        **then,
         "slos": [slo_label(t) for t in the_plan.capacity.slo_thresholds],
         "settings": {
             **the_plan.capacity.to_dict(),

@@ -20,6 +20,7 @@ from .plan import Plan, RunOptions, plan
 __all__ = [
     "PROBE_OVERHEAD_S",
     "SCALE_OUT_FOR",
+    "SCALE_OUT_STEP_S",
     "TEARDOWN_RESERVE_S",
     "CapacityOptions",
     "CapacityPlan",
@@ -34,6 +35,8 @@ PROBE_OVERHEAD_S = 8.0
 TEARDOWN_RESERVE_S = 10.0
 #: How long the scale-out probe holds the higher rate by default.
 SCALE_OUT_FOR = "60s"
+#: The scale-out's step from the lower rate to the higher: a ramp this long.
+SCALE_OUT_STEP_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,8 @@ class CapacityOptions:
     scale_out_for: str | None = None
     #: Search twice: one replica, then max_replicas (the autoscaler pinned each time).
     per_replica: bool = False
+    #: False (--no-scale-out): no scale-out after a search on a stack with an autoscaler.
+    then_scale_out: bool = True
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,19 @@ class CapacityPlan:
     scale_out_for_s: float = 0.0
     #: With --per-replica: the replicas of the second search (the autoscaler's maximum).
     per_replica: int | None = None
+    #: After the search, time the autoscaler from the lowest rate that held to the highest
+    #: (the stack has one, and the budget has room for it).
+    then_scale_out: bool = False
+    #: What the plan decided that the user did not ask for, said before the search starts.
+    notes: tuple[str, ...] = ()
+
+    @property
+    def scale_out_cost_s(self) -> float:
+        """What the scale-out after a search takes of the budget: its hold, its step, its
+        observation and a probe's overhead (0 without one)."""
+        if not self.then_scale_out:
+            return 0.0
+        return self.capacity.step_s + SCALE_OUT_STEP_S + self.scale_out_for_s + PROBE_OVERHEAD_S
 
     @property
     def unit(self) -> str:
@@ -140,6 +158,10 @@ def plan_capacity(options: CapacityOptions) -> CapacityPlan:
     workload, converted = _workload(scenario, capacity.workload)
     step, step_for = _scale_out(options, base, capacity)
     replicas = _per_replica(options, base, capacity)
+    then = False
+    notes: tuple[str, ...] = ()
+    if step is None and replicas is None:
+        then, step_for, notes = _then_scale_out(options, base, capacity)
     return CapacityPlan(
         plan=base,
         capacity=capacity,
@@ -150,7 +172,47 @@ def plan_capacity(options: CapacityOptions) -> CapacityPlan:
         scale_out=step,
         scale_out_for_s=step_for,
         per_replica=replicas,
+        then_scale_out=then,
+        notes=notes,
     )
+
+
+def _then_scale_out(
+    options: CapacityOptions, base: Plan, capacity: Capacity
+) -> tuple[bool, float, tuple[str, ...]]:
+    """Whether a scale-out follows the search: the stack has an autoscaler, --no-scale-out
+    was not given, and the budget has room for two probes and it (else a note says so)."""
+    spec = base.stack
+    autoscaled = spec is not None and spec.autoscaler is not None
+    if not options.then_scale_out or not autoscaled:
+        if options.scale_out_for is not None:
+            raise ConfigError(
+                "--scale-out-for",
+                options.scale_out_for,
+                "only with --scale-out, or a search on a stack with an autoscaler",
+            )
+        return False, 0.0, ()
+    observe_s = _observe_s(options)
+    cost = capacity.step_s + SCALE_OUT_STEP_S + observe_s + PROBE_OVERHEAD_S
+    needed = 2 * (capacity.step_s + PROBE_OVERHEAD_S) + cost + TEARDOWN_RESERVE_S
+    if capacity.budget_s < needed:
+        return (
+            False,
+            0.0,
+            (
+                f"no scale-out after the search: the budget leaves no room for it (give "
+                f"--budget {format_duration(needed * 1000)} or more, or --no-scale-out)",
+            ),
+        )
+    return True, observe_s, ()
+
+
+def _observe_s(options: CapacityOptions) -> float:
+    """--scale-out-for in seconds (checked: long enough to see the SLOs hold again)."""
+    observe_ms = parse_duration_ms(options.scale_out_for or SCALE_OUT_FOR, "--scale-out-for")
+    if observe_ms < (RECOVERED_S + 5) * 1000:
+        raise ConfigError("--scale-out-for", options.scale_out_for, f"at least {RECOVERED_S + 5}s")
+    return observe_ms / 1000
 
 
 def _per_replica(options: CapacityOptions, base: Plan, capacity: Capacity) -> int | None:
@@ -198,8 +260,6 @@ def _scale_out(
 ) -> tuple[tuple[int, int] | None, float]:
     """--scale-out FROM:TO checked: two rates, a stack with an autoscaler, time for it."""
     if options.scale_out is None:
-        if options.scale_out_for is not None:
-            raise ConfigError("--scale-out-for", options.scale_out_for, "only with --scale-out")
         return None, 0.0
     text = options.scale_out
     expected = "FROM:TO, two rates (iterations/s) with FROM < TO, e.g. 100:400"
@@ -217,17 +277,15 @@ def _scale_out(
             "a provisioned stack with an autoscaler (stack.autoscaler in the profile), not "
             "--target-url or a stack without one",
         )
-    observe_ms = parse_duration_ms(options.scale_out_for or SCALE_OUT_FOR, "--scale-out-for")
-    if observe_ms < (RECOVERED_S + 5) * 1000:
-        raise ConfigError("--scale-out-for", options.scale_out_for, f"at least {RECOVERED_S + 5}s")
-    needed = capacity.step_s + observe_ms / 1000 + PROBE_OVERHEAD_S + TEARDOWN_RESERVE_S
+    observe_s = _observe_s(options)
+    needed = capacity.step_s + observe_s + PROBE_OVERHEAD_S + TEARDOWN_RESERVE_S
     if capacity.budget_s < needed:
         raise ConfigError(
             "--budget",
             capacity.budget,
             f"at least {format_duration(needed * 1000)} for the scale-out probe",
         )
-    return (low, high), observe_ms / 1000
+    return (low, high), observe_s
 
 
 def _workload(scenario: Scenario, name: str | None) -> tuple[Workload, str | None]:

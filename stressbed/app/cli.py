@@ -148,7 +148,16 @@ def build_parser() -> argparse.ArgumentParser:
     capacity_cmd.add_argument(
         "--scale-out-for",
         metavar="D",
-        help="with --scale-out: how long TO is held (60s)",
+        help="how long the scale-out holds TO (60s): with --scale-out, or after a search on "
+        "a stack with an autoscaler",
+    )
+    capacity_cmd.add_argument(
+        "--no-scale-out",
+        dest="then_scale_out",
+        action="store_false",
+        default=True,
+        help="on a stack with an autoscaler, search only: no scale-out from the lowest rate "
+        "that held to the highest after it",
     )
     capacity_cmd.add_argument(
         "--per-replica",
@@ -373,6 +382,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         scale_out=args.scale_out,
         scale_out_for=args.scale_out_for,
         per_replica=args.per_replica,
+        then_scale_out=args.then_scale_out,
     )
     the_plan = plan_capacity(options)
     base = the_plan.plan
@@ -387,6 +397,8 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         what = f"scale-out {low:,} -> {high:,} {the_plan.unit}"
     else:
         what = f"{cap.min_rate:,}..{cap.max_rate:,} {the_plan.unit}, steps of {cap.step_s:g}s"
+        if the_plan.then_scale_out:
+            what += f", then a scale-out held {the_plan.scale_out_for_s:g}s"
     print(
         f"stressbed: capacity of {base.scenario.name!r} ({the_plan.workload.name}) against "
         f"{where}: {what}, budget {cap.budget_s:g}s, {base.runners} runner(s)",
@@ -398,6 +410,8 @@ def cmd_capacity(args: argparse.Namespace) -> int:
             "is offered as an open model: a closed one hides the ceiling",
             file=sys.stderr,
         )
+    for note in the_plan.notes:
+        print(f"stressbed: note: {note}", file=sys.stderr)
     live = LiveLine(sys.stderr)
     with terminate_as_interrupt():
         report = run_capacity(

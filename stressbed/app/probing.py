@@ -25,17 +25,21 @@ from ..scenario.model import Scenario, Workload
 from ..scenario.render import render
 from ..scenario.thresholds import Threshold
 from ..scenario.units import format_duration
-from .capacity_plan import PROBE_OVERHEAD_S, TEARDOWN_RESERVE_S, CapacityPlan
+from .capacity_plan import (
+    PROBE_OVERHEAD_S,
+    SCALE_OUT_STEP_S,
+    TEARDOWN_RESERVE_S,
+    CapacityPlan,
+)
 from .execute import DEADLINE_MARGIN_S
 from .execute import conclude as conclude_run
 from .plan import redact
 from .rundir import RunDirectory
 
-__all__ = ["GRACEFUL_STOP_S", "STEP_S", "Prober", "probe_scenario", "step_scenario"]
+__all__ = ["GRACEFUL_STOP_S", "Prober", "probe_scenario", "step_scenario"]
 
 GRACEFUL_STOP_S = 3.0
 #: The scale-out probe's step from the lower rate to the higher: a ramp this long.
-STEP_S = 1.0
 #: The VU pool: Little's law L = λW with this headroom for what is started up front, and the
 #: most it may grow to (per runner), so that a slow target cannot make k6 run out of memory.
 PREALLOCATED_HEADROOM = 3.0
@@ -87,7 +91,9 @@ class Prober:
         unit = self.the_plan.unit
         while (chosen := search.next()) is not None:
             rate, trial = chosen
-            left = capacity.budget_s - (time.monotonic() - began) - self.teardown_s
+            # The teardown's time, and the scale-out's when one follows, are kept back.
+            kept = self.teardown_s + self.the_plan.scale_out_cost_s
+            left = capacity.budget_s - (time.monotonic() - began) - kept
             if left < cost:
                 search.stop("budget")
                 say(
@@ -148,13 +154,15 @@ class Prober:
         return probe, outcome
 
     def scale_out(
-        self, say: Callable[[str], None], on_progress: Callable[[Progress], None] | None
+        self,
+        low: int,
+        high: int,
+        say: Callable[[str], None],
+        on_progress: Callable[[Progress], None] | None,
     ) -> tuple[dict[str, Any] | None, tuple[str, int] | None]:
         """Hold the lower rate, step to the higher, hold it: the scale-out's timings, or the
         failure that stopped the probe."""
         the_plan = self.the_plan
-        assert the_plan.scale_out is not None
-        low, high = the_plan.scale_out
         hold, observe = the_plan.capacity.step_s, the_plan.scale_out_for_s
         pre, pool = self._pool(high, the_plan.plan.runners)
         scenario = step_scenario(
@@ -164,7 +172,7 @@ class Prober:
         run = RunDirectory(f"{self.root.name}-scale-out", path, render(scenario, path / "bundle"))
         unit = the_plan.unit
         say(f"scale-out: {low:,} {unit} for {_clock(hold)}, then {high:,} for {_clock(observe)}")
-        length = hold + STEP_S + observe
+        length = hold + SCALE_OUT_STEP_S + observe
         outcome, fleet_result = self._fleet(run, length, on_progress)
         if outcome.interrupted:
             self.interrupted = True
@@ -179,7 +187,7 @@ class Prober:
         found = scale_out(
             fleet_result.windows,
             step_at,
-            step_at + STEP_S + observe,
+            step_at + SCALE_OUT_STEP_S + observe,
             the_plan.capacity.slo_thresholds,
             rows=self.stack.report().get("timeseries") or [],
             events=self.stack.events,
@@ -245,6 +253,11 @@ class Prober:
         pre = min(pool, math.ceil(rate * up_front) + runners)
         return max(pre, runners), max(pool, runners)
 
+    def settle(self, probes: Sequence[Probe]) -> bool:
+        """Before the scale-out after a search: the stack back where it started (the
+        replicas, the in-flight requests), waited for as between probes."""
+        return self._cool_down(probes[-1]) if probes else self._settled()
+
     def _cool_down(self, probe: Probe) -> bool:
         """Wait until the replicas are back to their starting count and the target's
         requests in flight back to their level before the search; False if they were not
@@ -303,13 +316,13 @@ def step_scenario(
     pre: int,
     pool: int,
 ) -> Scenario:
-    """The scale-out probe: ``low`` iterations/s for ``hold_s``, a STEP_S ramp to ``high``,
-    held for ``observe_s``."""
+    """The scale-out probe: ``low`` iterations/s for ``hold_s``, a SCALE_OUT_STEP_S ramp to
+    ``high``, held for ``observe_s``."""
     workload = the_plan.workload
     profile = RampingArrivalRate(
         stages=[
             (format_duration(hold_s * 1000), low),
-            (format_duration(STEP_S * 1000), high),
+            (format_duration(SCALE_OUT_STEP_S * 1000), high),
             (format_duration(observe_s * 1000), high),
         ],
         start_rate=low,

@@ -83,6 +83,12 @@ def _header(document: Mapping[str, Any]) -> str:
         f'<span class="verdict {verdict[1]}">{_e(verdict[0])}</span>',
         f'<p class="message" id="answer">{_e(document.get("answer", ""))}</p>',
     ]
+    if document.get("scale_out_answer"):
+        parts.append(
+            f'<p class="message" id="scale-out-answer">{_e(document["scale_out_answer"])}</p>'
+        )
+    elif document.get("scale_out_skipped"):
+        parts.append(f'<p class="muted">no scale-out: {_e(document["scale_out_skipped"])}</p>')
     if code:
         parts.append(f'<p class="bad">exit {code}: {_e(document.get("message", ""))}</p>')
     settings = document.get("settings") or {}

@@ -151,6 +151,10 @@ def capacity_table(document: Mapping[str, Any]) -> str:
         shown = ", ".join(f"{r:,}" for r in document["disagreements"])
         lines.append(f"  trials disagreed at {shown} {unit}: the interval is widened")
     lines.append(str(document.get("answer", "")))
+    if document.get("scale_out_answer"):
+        lines.append(str(document["scale_out_answer"]))
+    elif document.get("scale_out_skipped"):
+        lines.append(f"no scale-out: {document['scale_out_skipped']}")
     if document.get("exit_code"):
         lines.append(f"exit {document['exit_code']}: {document.get('message', '')}")
     return "\n".join(lines)

@@ -20,6 +20,8 @@ from stressbed.backends.base import FleetOutcome, FleetSpec
 from stressbed.errors import ProvisionError
 from stressbed.results.aggregates import Window
 from stressbed.results.runner_result import RunnerResult, RunnerStatus
+from stressbed.results.table import capacity_table
+from stressbed.scenario.units import parse_duration_ms
 from stressbed.stack.spec import StackSpec
 from stressbed.testing import FakeBackend, _CannedFleet
 
@@ -40,6 +42,7 @@ class ModelledTarget(FakeBackend):
         self.per_replica = per_replica
         self.replicas = 0
         self.specs: list[StackSpec] = []
+        self.workloads: list[dict[str, Any]] = []  # each fleet's k6 scenario
 
     def stack(self, spec: StackSpec, work_dir: Path, on_event=None, secrets=None):
         self.specs.append(spec)
@@ -49,14 +52,21 @@ class ModelledTarget(FakeBackend):
     def fleet(self, bundle: Path, out_dir: Path, spec: FleetSpec, env: Mapping[str, str]):
         config = json.loads((bundle / "config.json").read_text())
         (workload,) = config["options"]["scenarios"].values()
-        rate = workload["rate"]
+        self.workloads.append(workload)
         capacity = self.per_replica(self.replicas)
+        if "stages" in workload:  # the scale-out: its highest rate from the start (a model)
+            rate = max(stage["target"] for stage in workload["stages"])
+            seconds = sum(
+                parse_duration_ms(stage["duration"], "duration") for stage in workload["stages"]
+            )
+            return _CannedFleet(lambda: self._outcome_at(rate, capacity, int(seconds / 1000)))
+        rate = workload["rate"]
         return _CannedFleet(lambda: self._outcome_at(rate, capacity))
 
-    def _outcome_at(self, rate: int, capacity: float) -> FleetOutcome:
-        started = time.time() - 20
+    def _outcome_at(self, rate: int, capacity: float, seconds: int = 12) -> FleetOutcome:
+        started = time.time() - seconds - 8
         windows = {}
-        for i in range(12):
+        for i in range(seconds):
             served = min(rate, capacity)
             ms = 20.0 if rate <= capacity else 20.0 + 10 * i
             w = Window(requests=int(served), iterations=int(served), vus=served * ms / 1000)
@@ -69,7 +79,7 @@ class ModelledTarget(FakeBackend):
             status=RunnerStatus.OK,
             exit_code=0,
             started_at=started,
-            ended_at=started + 12,
+            ended_at=started + seconds,
             windows=windows,
         )
         return FleetOutcome(results=[result], started_at=started, start_skew_ms=0.0)
@@ -248,3 +258,72 @@ def test_the_budget_keeps_back_what_bringing_the_stack_up_took_for_its_teardown(
     assert report.document["probes"] == []
     assert any(line.startswith("the budget is spent") for line in lines)
     assert backend.stacks[0].torn_down
+
+
+def test_a_search_on_a_stack_with_an_autoscaler_is_followed_by_a_scale_out(tmp_path):
+    # The reference agent's stack has an autoscaler: after the search, one probe holds the
+    # lowest rate that held and steps to the highest.
+    backend = ModelledTarget(lambda r: 400)
+    lines: list[str] = []
+    the_plan = plan_for(tmp_path, scale_out_for="15s")
+    assert the_plan.then_scale_out
+    report = run_capacity(the_plan, backend=backend, on_line=lines.append)
+    document = report.document
+    assert report.exit_code == 0, document["message"]
+    sustained = document["max_sustainable_rate"]
+    assert 360 <= sustained <= 400
+    found = document["scale_out"]
+    assert (found["from"], found["to"]) == (50, sustained)
+    assert found["observe_s"] == 15
+    # The last fleet was the step: hold 50 for the step, 1 s up to the capacity, hold it.
+    stages = backend.workloads[-1]["stages"]
+    assert [s["target"] for s in stages] == [50, sustained, sustained]
+    assert [s["duration"] for s in stages] == ["10s", "1s", "15s"]
+    assert "rate" in backend.workloads[-2]  # the probes before it were the search's
+    assert document["answer"].startswith("capacity: ")
+    assert document["scale_out_answer"].startswith(f"scale-out 50 -> {sustained:,} req/s: ")
+    assert document["scale_out_answer"] in capacity_table(document)
+    assert any(
+        line.startswith(f"scale-out: 50 req/s for 10s, then {sustained:,}") for line in lines
+    )
+    assert (report.path.parent / "scale-out" / "summary.json").is_file()
+    html = (report.path.parent / "report.html").read_text()
+    assert 'id="scale-out-answer"' in html
+    assert backend.stacks[0].torn_down
+
+
+def test_no_scale_out_searches_only(tmp_path):
+    backend = ModelledTarget(lambda r: 400)
+    the_plan = plan_for(tmp_path, then_scale_out=False)
+    assert not the_plan.then_scale_out
+    document = run_capacity(the_plan, backend=backend).document
+    assert document["scale_out"] is None
+    assert all("rate" in w for w in backend.workloads)
+
+
+def test_a_budget_without_room_for_the_scale_out_says_so_and_searches_only(tmp_path):
+    the_plan = plan_for(tmp_path, budget="1m")
+    assert not the_plan.then_scale_out
+    (note,) = the_plan.notes
+    assert note.startswith("no scale-out after the search: the budget leaves no room for it")
+    assert "--budget" in note
+    assert "--no-scale-out" in note
+
+
+def test_the_scale_out_is_skipped_when_the_search_found_no_range_to_step_across(tmp_path):
+    # Nothing near twice the first rate held: there is no step to time.
+    backend = ModelledTarget(lambda r: 60)
+    document = run_capacity(plan_for(tmp_path), backend=backend).document
+    assert document["max_sustainable_rate"] < 100
+    assert document["scale_out"] is None
+    assert document["scale_out_skipped"].startswith("no range to step across")
+    assert "no scale-out: no range to step across" in capacity_table(document)
+
+
+def test_scale_out_for_needs_a_scale_out_to_hold(tmp_path):
+    from stressbed.errors import ConfigError  # noqa: PLC0415
+
+    with pytest.raises(ConfigError) as caught:
+        plan_for(tmp_path, then_scale_out=False, scale_out_for="30s")
+    assert caught.value.field == "--scale-out-for"
+    assert "only with --scale-out, or a search on a stack with an autoscaler" in str(caught.value)

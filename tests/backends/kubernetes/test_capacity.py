@@ -29,6 +29,7 @@ from stressbed.fleet.segments import segment
 from stressbed.results.aggregates import Window
 from stressbed.results.runner_result import RunnerResult, RunnerStatus
 from stressbed.results.transport import result_lines
+from stressbed.scenario.units import parse_duration_ms
 
 from ...conftest import needs_k6
 from .fakes import FakeCluster, FakeEngine
@@ -57,6 +58,7 @@ class ProbedCluster(FakeCluster):
         #: Set: the capacity is this many iterations/s per replica of the stack brought up.
         self.per_replica: float | None = None
         self.namespaces: list[str] = []  # of each up
+        self.workloads: list[dict[str, Any]] = []  # each fleet's k6 scenario
         self.current: ClusterFleet | None = None
         self.logs: dict[str, str] = {}
         self.created = time.time()
@@ -65,10 +67,17 @@ class ProbedCluster(FakeCluster):
     def bring_up(self, fleet: ClusterFleet) -> None:
         config = json.loads(fleet.bundle["config.json"])
         (workload,) = config["options"]["scenarios"].values()
-        rate = workload["rate"]
-        # The fleet's run, as if it had just ended (released STEP_S + 3 s ago), or from now.
-        started = time.time() + 0.5 if self.realtime else time.time() - STEP_S - 3
-        self.ends = started + STEP_S + 1
+        seconds = STEP_S
+        if "stages" in workload:  # the scale-out: its highest rate from the start (a model)
+            stages = workload["stages"]
+            rate = max(stage["target"] for stage in stages)
+            seconds = int(sum(parse_duration_ms(x["duration"], "duration") for x in stages) / 1000)
+        else:
+            rate = workload["rate"]
+        self.workloads.append(workload)
+        # The fleet's run, as if it had just ended (released seconds + 3 s ago), or from now.
+        started = time.time() + 0.5 if self.realtime else time.time() - seconds - 3
+        self.ends = started + seconds + 1
         self.current, self.created = fleet, time.time()
         self.logs = {
             f"{fleet.name}-coordinator-q7": json.dumps(
@@ -77,15 +86,17 @@ class ProbedCluster(FakeCluster):
             + "\n"
         }
         for index in range(fleet.runners):
-            document = self._result(index, fleet.runners, rate, started).to_dict()
+            document = self._result(index, fleet.runners, rate, started, seconds).to_dict()
             lines = [{"event": "ready", "index": index}, *result_lines(index, document)]
             self.logs[f"{fleet.name}-{index}-x{index}"] = "".join(
                 json.dumps(line) + "\n" for line in lines
             )
 
-    def _result(self, index: int, count: int, rate: int, started: float) -> RunnerResult:
+    def _result(
+        self, index: int, count: int, rate: int, started: float, seconds: int
+    ) -> RunnerResult:
         windows = {}
-        for second in range(STEP_S + 2):
+        for second in range(seconds + 2):
             served = min(rate, self.capacity) / count
             ms = 20.0 if rate <= self.capacity else 20.0 + 10 * second
             window = Window(requests=round(served), iterations=round(served))
@@ -99,7 +110,7 @@ class ProbedCluster(FakeCluster):
             status=RunnerStatus.OK,
             exit_code=0,
             started_at=started,
-            ended_at=started + STEP_S,
+            ended_at=started + seconds,
             windows=windows,
         )
 
@@ -189,12 +200,14 @@ def test_a_search_on_a_cluster_runs_a_fleet_per_probe_against_one_stack(tmp_path
     assert document["limited_by"] == "target"
     probes = document["probes"]
     assert len(probes) >= 5
+    # The stack has an autoscaler: a scale-out follows the search, with a fleet of its own.
+    assert document["scale_out"]["to"] == document["max_sustainable_rate"]
+    assert "stages" in cluster.workloads[-1]
+    count = len(probes) + 1
     # One stack: brought up once, a fleet up per probe, destroyed once at the end.
-    assert calls == ["up:agent", *["up:fleet"] * len(probes), "destroy", "remove"]
-    # Each probe's fleet has a name of its own, and only its pods were read.
-    assert fleets == ["stressbed-runners"] + [
-        f"stressbed-runners-{n}" for n in range(2, len(probes) + 1)
-    ]
+    assert calls == ["up:agent", *["up:fleet"] * count, "destroy", "remove"]
+    # Each fleet has a name of its own, and only its pods were read.
+    assert fleets == ["stressbed-runners", *(f"stressbed-runners-{n}" for n in range(2, count + 1))]
     read = {name for component, name in cluster.asked if component in ("runner", "coordinator")}
     assert read == set(fleets)
     # Each probe is a run directory with every runner's pod log and result.
