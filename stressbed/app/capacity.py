@@ -5,7 +5,8 @@ limits it. An experiment driving plans and fleets:
     -> probe after probe, as :class:`~stressbed.results.search.Search` asks:
          render (a ConstantArrivalRate of the scenario's flow) -> run the fleet -> merge
          -> judge the steady window (:mod:`stressbed.results.probe`) -> cool down
-    -> conclude (:mod:`stressbed.results.search`, the cause from :mod:`stressbed.results.causes`)
+    -> on a stack with an autoscaler: a scale-out from the lowest rate that held to the highest
+    -> conclude (:mod:`.capacity_answer`: the search's answer, the cause, the exit code)
     -> capacity.json, report.html, the table
     finally: teardown
 
@@ -28,13 +29,17 @@ from typing import Any
 from ..backends.base import Backend, FleetOutcome, Progress, Stack
 from ..backends.existing import ExistingService
 from ..errors import StressbedError
-from ..results.causes import binding_cause
 from ..results.probe import Probe
-from ..results.scaleout import RECOVERED_S
 from ..results.search import Search, conclude
-from ..scenario.capacity import slo_label
 from ..scenario.render import render
 from ..scenario.units import format_duration
+from .capacity_answer import (
+    CAPACITY_FORMAT,
+    CAPACITY_VERSION,
+    answer_line,
+    draw_up,
+    scale_out_line,
+)
 from .capacity_plan import (
     TEARDOWN_RESERVE_S,
     CapacityOptions,
@@ -43,8 +48,7 @@ from .capacity_plan import (
     plan_capacity,
 )
 from .execute import keep_teardown_problem, make_stack, tear_down
-from .plan import redact
-from .probing import GRACEFUL_STOP_S, Prober
+from .probing import Prober
 from .rundir import RunDirectory, point_latest
 
 __all__ = [
@@ -59,8 +63,6 @@ __all__ = [
     "scale_out_line",
 ]
 
-CAPACITY_FORMAT = "stressbed.capacity"
-CAPACITY_VERSION = 1
 #: --per-replica: N replicas sustaining less than this share of N times one is a finding.
 SCALING_EFFICIENCY = 0.8
 
@@ -108,7 +110,7 @@ def run_capacity(
     elif the_plan.scale_out is not None:
         search.stop("scale_out")
     try:
-        document = _document(
+        document = draw_up(
             the_plan,
             root,
             stack=stack,
@@ -363,254 +365,6 @@ def _then_scale_out(  # noqa: PLR0917 - the search's state, passed once
     assert high is not None
     found["scale_out"], failure = driver.scale_out(low, high, say, on_progress)
     return failure
-
-
-# -- the answer ---------------------------------------------------------------------------
-
-
-def _document(
-    the_plan: CapacityPlan,
-    root: Path,
-    *,
-    stack: Stack,
-    probes: Sequence[Probe],
-    search: Search,
-    failure: tuple[str, int] | None,
-    interrupted: bool,
-    began: float,
-    scale_out: dict[str, Any] | None = None,
-    skipped: str | None = None,
-) -> dict[str, Any]:
-    report = stack.report()
-    limits = {k: float(v) for k, v in (report.get("limits") or {}).items()}
-    replicas = report.get("replicas") or {}
-    max_replicas = replicas.get("max") if isinstance(replicas, dict) else None
-    rows = report.get("timeseries") or []
-    answer = conclude(probes, search)
-    answer["cause"] = _cause(
-        the_plan,
-        probes,
-        answer=answer,
-        stack=stack,
-        rows=rows,
-        limits=limits,
-        max_replicas=max_replicas,
-    )
-    unit = the_plan.unit
-    then: dict[str, Any] = {}
-    if the_plan.scale_out is not None:
-        code, message = _scale_out_verdict(scale_out, failure, interrupted)
-        line = scale_out_line(the_plan, scale_out) if scale_out else message
-    else:
-        code, message = _verdict(the_plan, answer, failure, interrupted)
-        line = answer_line(the_plan, answer)
-        if scale_out is not None:  # the scale-out after the search
-            then["scale_out_answer"] = scale_out_line(the_plan, scale_out)
-            timed, said = _scale_out_verdict(scale_out, None, False)
-            if code == 0 and timed:
-                code, message = timed, said
-        elif skipped is not None:
-            then["scale_out_skipped"] = skipped
-    plan = the_plan.plan
-    return {
-        "format": CAPACITY_FORMAT,
-        "schema_version": CAPACITY_VERSION,
-        "run_id": root.name,
-        "scenario": plan.scenario.name,
-        "workload": the_plan.workload.name,
-        "converted_from": the_plan.converted_from,
-        "unit": unit,
-        "requests_per_iteration": the_plan.requests_per_iteration,
-        "exit_code": code,
-        "message": message,
-        "answer": line,
-        **answer,
-        "scale_out": scale_out,
-        **then,
-        "slos": [slo_label(t) for t in the_plan.capacity.slo_thresholds],
-        "settings": {
-            **the_plan.capacity.to_dict(),
-            "runners": plan.runners,
-            "backend": plan.backend.name if plan.target_url is None else None,
-            "target_url": redact(stack.url) if stack.url else None,
-            "require": the_plan.require,
-            "profile": plan.profile,
-        },
-        "elapsed_s": round(time.monotonic() - began, 3),
-        "stack": {
-            "limits": limits,
-            "max_replicas": max_replicas,
-            "enforcement": report.get("enforcement"),
-        },
-        "probes": [p.to_dict() for p in probes],
-    }
-
-
-def _cause(
-    the_plan: CapacityPlan,
-    probes: Sequence[Probe],
-    *,
-    answer: Mapping[str, Any],
-    stack: Stack,
-    rows: Sequence[Mapping[str, Any]],
-    limits: Mapping[str, float],
-    max_replicas: int | None,
-) -> dict[str, Any] | None:
-    if answer["limited_by"] == "generator":
-        invalid = next(p for p in reversed(probes) if p.status == "invalid")
-        return {
-            "kind": "generator",
-            "message": invalid.reasons[0] if invalid.reasons else "the load generator",
-            "evidence": {
-                "runner_cpu_share": invalid.figure("runner_cpu_share"),
-                "dropped_share": invalid.figure("dropped_share"),
-                "vus_peak": invalid.figure("vus_peak"),
-                "max_vus": invalid.setup.max_vus,
-            },
-            "also": [],
-        }
-    rate = answer["first_failing_rate"]
-    failed = next((p for p in probes if p.rate == rate and p.status == "failed"), None)
-    if failed is None or failed.started_at is None:
-        return None
-    held = [p for p in probes if p.status == "held"]
-    best = max(held, key=lambda p: p.rate) if held else None
-    begin, end = failed.started_at, failed.started_at + failed.setup.step_s + GRACEFUL_STOP_S
-    events = [e for e in stack.events if begin <= float(e.get("t", 0)) <= end]
-    first, last = failed.steady or (begin, end)
-    inside = [r for r in rows if first <= float(r.get("t", 0)) <= last + 1]
-    return binding_cause(
-        failed,
-        best,
-        events=events,
-        rows=inside,
-        limits=limits,
-        max_replicas=max_replicas,
-        has_stack=the_plan.plan.target_url is None,
-    )
-
-
-def _verdict(
-    the_plan: CapacityPlan,
-    answer: Mapping[str, Any],
-    failure: tuple[str, int] | None,
-    interrupted: bool,
-) -> tuple[int, str]:
-    if interrupted:
-        return 130, "interrupted; the stack was torn down"
-    if failure is not None:
-        return failure[1], failure[0]
-    sustained = answer["max_sustainable_rate"]
-    unit = the_plan.unit
-    if sustained is None and answer["limited_by"] == "generator":
-        return 3, (
-            f"the load generator was the limit from the first probe "
-            f"({the_plan.capacity.min_rate:,} {unit}): add runners or give them more CPU"
-        )
-    if sustained is None:
-        if answer["ended_by"] == "budget":
-            return 1, "the budget ran out before any probe held"
-        return 1, (
-            f"no rate held: the stack does not sustain --min-rate "
-            f"({the_plan.capacity.min_rate:,} {unit}) within its SLOs"
-        )
-    if the_plan.require is not None and sustained < the_plan.require:
-        return 1, f"sustained {sustained:,} {unit}, under the required {the_plan.require:,}"
-    return 0, "the search ended: " + str(answer["ended_by"])
-
-
-def _scale_out_verdict(
-    found: Mapping[str, Any] | None, failure: tuple[str, int] | None, interrupted: bool
-) -> tuple[int, str]:
-    if interrupted:
-        return 130, "interrupted; the stack was torn down"
-    if failure is not None:
-        return failure[1], failure[0]
-    assert found is not None
-    if not found["recovered"]:
-        return 1, (
-            f"the SLOs did not hold {RECOVERED_S} s running within {found['observe_s']:g} s "
-            "of the step"
-        )
-    return 0, "the scale-out was timed"
-
-
-def scale_out_line(the_plan: CapacityPlan, found: Mapping[str, Any]) -> str:
-    """The scale-out's one line: each time since the step, and the seconds in violation."""
-    unit = the_plan.unit
-    text = f"scale-out {found['from']:,} -> {found['to']:,} {unit}: "
-    replicas = found.get("replicas") or {}
-    if found["t_desired_s"] is None:
-        text += "the autoscaler never scaled up"
-    else:
-        text += f"the autoscaler decided after {found['t_desired_s']:.1f} s"
-        if found["t_ready_s"] is not None:
-            text += f", new replicas ready after {found['t_ready_s']:.1f} s"
-        else:
-            text += ", its new replicas never all ready"
-    if found["t_recovered_s"] is None:
-        text += f"; the SLOs never held again ({found['violation_s']} s in violation)"
-    elif found["violation_s"] == 0:
-        text += "; the SLOs held throughout"
-    else:
-        text += (
-            f"; SLOs held again after {found['t_recovered_s']:.0f} s "
-            f"({found['violation_s']} s in violation)"
-        )
-    if replicas.get("start") is not None and replicas.get("peak") is not None:
-        text += f"; replicas {replicas['start']} -> {replicas['peak']}"
-    return text
-
-
-def answer_line(the_plan: CapacityPlan, answer: Mapping[str, Any]) -> str:
-    """The one line a person reads first."""
-    unit = the_plan.unit
-    slos = ", ".join(slo_label(t) for t in the_plan.capacity.slo_thresholds)
-    sustained = answer["max_sustainable_rate"]
-    if sustained is None and answer["limited_by"] == "generator":
-        return (
-            f"capacity: not measured: the load generator was the limit at "
-            f"{the_plan.capacity.min_rate:,} {unit} (add runners)"
-        )
-    if sustained is None:
-        return f"capacity: below {the_plan.capacity.min_rate:,} {unit} within {slos}"
-    if answer["limited_by"] == "generator":
-        return (
-            f"capacity: at least {sustained:,} {unit} within {slos} (limited by the load "
-            "generator: add runners)"
-        )
-    if answer["limited_by"] == "max_rate":
-        return f"capacity: at least {sustained:,} {unit} within {slos} (every probe held)"
-    high = answer["first_failing_rate"]
-    text = f"capacity: {sustained:,} {unit}"
-    if high is not None:
-        text += f" ({sustained:,}-{high:,})"
-    text += f" within {slos}"
-    if high is None and answer["disagreements"]:
-        shown = ", ".join(f"{r:,}" for r in answer["disagreements"])
-        text += f" (trials disagreed at {shown} {unit}; no higher rate failed every trial)"
-    failure = answer.get("failure")
-    if failure:
-        broke = (
-            f"{failure['slo']} broken ({_shown(failure['observed'], failure['slo'])})"
-            if failure.get("slo")
-            else (failure["reasons"][0] if failure["reasons"] else "failed")
-        )
-        text += f"; first failure {failure['rate']:,} {unit}: {broke}"
-    cause = answer.get("cause")
-    if cause:
-        text += f"; cause: {cause['message']}"
-    if answer["ended_by"] == "budget":
-        text += " (the budget ran out before the bracket closed)"
-    return text
-
-
-def _shown(observed: float | None, slo: str) -> str:
-    if observed is None:
-        return "no data"
-    if "error_rate" in slo:
-        return f"{observed:.2%}"
-    return f"{observed:,.0f} ms"
 
 
 def _new_dir(results: Path) -> Path:

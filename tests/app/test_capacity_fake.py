@@ -177,7 +177,7 @@ def test_a_bug_drawing_up_the_answer_still_leaves_capacity_json_with_the_probes(
     def broken(*args: Any, **kwargs: Any) -> dict[str, Any]:
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(capacity, "_document", broken)
+    monkeypatch.setattr(capacity, "draw_up", broken)
     backend = ModelledTarget(lambda r: 100)
     report = run_capacity(plan_for(tmp_path, max_rate=100), backend=backend)
     written = json.loads(report.path.read_text())

@@ -2,8 +2,10 @@
 
     preflight (exit 2: no pulumi CLI, no kubeconfig, no such context; nothing created)
     provision: select the stack -> up (AgentStack; Pulumi waits for the agent to be ready)
+               (:mod:`._stack`; the stack's record of the run from then on, :mod:`._watch`)
     fleet:     up again with the RunnerFleet -> follow the runner pods -> collect each
-               runner's result document from its log -> the same merge as the local fleet
+               runner's result document from its log -> the same merge as the local fleet;
+               a next fleet (a capacity probe) replaces it in the same way, by a new name
     teardown:  destroy, then remove the stack, always (failure, Ctrl-C, SIGTERM)
 
 The engine and the cluster sit behind two seams, :class:`~._engine.Engine` (the Automation
@@ -21,20 +23,16 @@ run.
 
 from __future__ import annotations
 
-import contextlib
-import math
 import secrets as _secrets
-import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ...errors import ProvisionError
 from ...fleet.segments import segment
 from ...results.runner_result import RunnerResult, RunnerStatus
-from ...results.target_metrics import parse_selector
 from ...scenario.model import Scenario
 from ...scenario.render import bundle_files
 from ...scenario.thresholds import Threshold
@@ -51,7 +49,6 @@ from ..base import (
     Progress,
     new_event,
 )
-from ..scrape import Scraper
 from ._cluster import (
     ClusterApi,
     PodState,
@@ -61,231 +58,31 @@ from ._cluster import (
     runner_failure,
 )
 from ._engine import (
-    Engine,
     EngineFactory,
     automation_engine,
-    bounded,
-    prepare_state,
     state_dir,
 )
 from ._news import CoordinatorNews
 from ._preflight import ClusterAccess, KubernetesOptions, preflight
+from ._stack import KubeStack, RunState, last_line
 from ._validate import check_bundle, check_stack
-from ._watch import StackWatch
 from .manifests import Cluster, ClusterFleet
 
 __all__ = ["KubeFleet", "KubeStack", "KubernetesBackend"]
 
 POLL_S = 2.0
 MAX_API_ERRORS = 5
-#: How often the agent pods are listed for the metrics scraper.
-POD_LIST_S = 5.0
 #: After an abort, how long the runners have to stop and leave their results.
 ABORT_GRACE_S = 30.0
 #: The first fleet of a run; the next ones are numbered (a capacity search's probes).
 FLEET_NAME = "stressbed-runners"
 
 
-@dataclass
-class _Run:
-    """What one run's stack and fleet share: the Pulumi program's inputs."""
-
-    spec: StackSpec
-    cluster: Cluster
-    access: ClusterAccess
-    engine: Engine
-    cluster_api: ClusterApi
-    options: KubernetesOptions
-    secret_values: dict[str, str]
-    work_dir: Path = Path()
-    state_dir: Path = Path()  # the stack's Pulumi state and passphrase (outside the results)
-    url: str = ""
-    fleet: ClusterFleet | None = None
-    fleets: int = 0  # how many fleets this run has brought up (a capacity search: one a probe)
-    fleet_url: str = ""  # what the runners load (TARGET_URL of the fleet's env)
-    fleet_secrets: dict[str, str] = field(default_factory=dict)
-    created: bool = False
-    kept: bool = False  # a destroy failed: the state stays for `pulumi destroy` to finish
-
-    def program(self) -> None:
-        """The Pulumi program of this run: the agent stack, and the fleet once it is known."""
-        import pulumi  # noqa: PLC0415 - only with the kubernetes extra
-        import pulumi_kubernetes as k8s  # noqa: PLC0415
-
-        from .components import (  # noqa: PLC0415 - imports pulumi
-            AgentStack,
-            AgentStackArgs,
-            RunnerFleet,
-            RunnerFleetArgs,
-        )
-
-        provider = k8s.Provider(
-            "cluster",
-            kubeconfig=str(self.access.kubeconfig),  # by path: its secrets stay in the file
-            context=self.access.context,
-        )
-        opts = pulumi.ResourceOptions(providers=[provider])
-        agent = AgentStack(
-            "agent",
-            AgentStackArgs(self.spec, self.cluster, self.fleet, self.secret_values),
-            opts,
-        )
-        if self.fleet is not None:
-            RunnerFleet(
-                "fleet",
-                RunnerFleetArgs(
-                    self.fleet, self.fleet_url, self.cluster, self.fleet_secrets, [agent]
-                ),
-                opts,
-            )
-
-
-class KubeStack:
-    """The Stack side of a Kubernetes run (see :class:`stressbed.backends.base.Stack`)."""
-
-    def __init__(self, run: _Run, on_event: EventSink | None = None) -> None:
-        self.state = run
-        self.url = ""
-        self.on_event = on_event
-        self._events: list[dict[str, Any]] = []
-        self._scraper: Scraper | None = None
-        self._watch: StackWatch | None = None
-
-    @property
-    def events(self) -> list[dict[str, Any]]:
-        return list(self._events)
-
-    def _event(self, kind: str, **fields: Any) -> None:
-        event = new_event("stack", kind, **fields)
-        self._events.append(event)
-        if self.on_event is not None:
-            with contextlib.suppress(Exception):  # a live line must not break the run
-                self.on_event(dict(event))
-
-    def provision(self) -> str:
-        run = self.state
-        self._event("stack-creating", namespace=run.cluster.namespace, context=run.access.context)
-        prepare_state(run.state_dir)
-        run.created = True  # from here on, teardown destroys whatever up got to
-        try:
-            run.engine.up(run.program)
-        except Exception as exc:
-            raise ProvisionError(f"pulumi up failed: {_last_line(exc)}") from exc
-        target = run.spec.target
-        run.url = f"http://{target.name}.{run.cluster.namespace}.svc:{target.port}"
-        self.url = run.url
-        self._event("stack-ready", url=run.url, namespace=run.cluster.namespace)
-        self._scraper = self._make_scraper()
-        if self._scraper is not None:
-            self._scraper.start()
-        spec = run.spec.effective()
-        self._watch = StackWatch(
-            run.cluster_api,
-            run.cluster.namespace,
-            spec.target.name,
-            self._event,
-            autoscaled=spec.autoscaler is not None,
-        )
-        self._watch.start()
-        return run.url
-
-    def _make_scraper(self) -> Scraper | None:
-        """The agent pods' own metrics, through the API server's pod proxy, once a second."""
-        run = self.state
-        metrics = run.spec.metrics
-        if metrics is None:
-            return None
-        ns, port, path = run.cluster.namespace, metrics.port or run.spec.target.port, metrics.path
-        seen: dict[str, Any] = {"at": -math.inf, "pods": {}}
-
-        def endpoints() -> dict[str, str]:
-            now = time.monotonic()
-            if now - seen["at"] >= POD_LIST_S:  # the pods, listed every few seconds only
-                seen["at"] = now
-                with contextlib.suppress(Exception):  # an API blip: the last list stands
-                    pods = run.cluster_api.pods(ns, "agent")
-                    seen["pods"] = {p.name: p.name for p in pods if p.phase == "Running"}
-            return dict(seen["pods"])
-
-        def get(pod: str, timeout: float) -> str:
-            return run.cluster_api.proxy(ns, pod, port, path, timeout)
-
-        return Scraper(endpoints, [parse_selector(s) for s in metrics.series], get=get)
-
-    def teardown(self) -> None:
-        """Destroy, then remove the stack. A destroy that fails keeps the stack, so that
-        ``pulumi destroy`` can finish the job, and says how (ProvisionError, exit 3)."""
-        if self._scraper is not None:
-            self._scraper.stop()
-        if self._watch is not None:
-            self._watch.stop()
-        run = self.state
-        if not run.created:
-            if not run.kept:  # nothing was ever up: no state worth keeping
-                shutil.rmtree(run.state_dir, ignore_errors=True)
-            return
-        try:
-            bounded(run.engine.destroy, run.options.destroy_timeout_s, run.engine.kill)
-        except Exception as exc:
-            self._event("destroy-failed", reason=_last_line(exc))
-            run.created = False
-            run.kept = True
-            raise ProvisionError(
-                f"pulumi destroy failed: {_last_line(exc)}; the stack "
-                f"{run.cluster.namespace!r} is kept: {self._finish()}"
-            ) from exc
-        self._event("stack-destroyed", namespace=run.cluster.namespace)
-        run.engine.remove()
-        self._event("stack-removed")
-        run.created = False
-        # Destroyed: nothing is left to decrypt, and nothing of the run is kept outside results/.
-        shutil.rmtree(run.state_dir, ignore_errors=True)
-
-    def _finish(self) -> str:
-        run = self.state
-        state = run.state_dir / "state"
-        passphrase = run.state_dir / "passphrase"
-        return (
-            f"finish with `PULUMI_BACKEND_URL=file://{state} PULUMI_CONFIG_PASSPHRASE_FILE="
-            f"{passphrase} KUBECONFIG={run.access.kubeconfig} pulumi destroy --stack "
-            f"{run.cluster.namespace} --yes` (then `pulumi stack rm {run.cluster.namespace}`)"
-        )
-
-    def leftovers(self) -> str:
-        if not self.state.created:
-            return ""
-        return (
-            f"the Pulumi stack {self.state.cluster.namespace!r} and its namespace: {self._finish()}"
-        )
-
-    def failure(self) -> str | None:
-        return None  # the cluster keeps the stack up; failing runner pods are followed instead
-
-    def report(self) -> dict[str, Any]:
-        spec, watch = self.state.spec.effective(), self._watch
-        return {
-            "backend": "kubernetes",
-            "url": self.state.url,
-            "namespace": self.state.cluster.namespace,
-            "context": self.state.access.context,
-            "enforcement": "kubernetes (kubelet, cgroups on the nodes)",
-            "replicas": {
-                "desired": watch.desired if watch is not None else spec.replicas,
-                "restarts": dict(watch.restarts) if watch is not None else {},
-                "max": spec.autoscaler.max_replicas if spec.autoscaler else None,
-            },
-            "limits": spec.limits.figures(),
-            "requests": spec.requests.figures(),
-            "target_metrics": self._scraper.report() if self._scraper is not None else {},
-            "timeseries": watch.rows() if watch is not None else [],
-        }
-
-
 class KubeFleet:
     """The Fleet side: the runners as an Indexed Job, followed until they finish."""
 
     def __init__(
-        self, run: _Run, bundle: Path, out_dir: Path, spec: FleetSpec, env: Mapping[str, str]
+        self, run: RunState, bundle: Path, out_dir: Path, spec: FleetSpec, env: Mapping[str, str]
     ) -> None:
         self.state = run
         self.bundle = bundle
@@ -342,7 +139,7 @@ class KubeFleet:
             try:
                 run.engine.up(run.program)
             except Exception as exc:
-                outcome.failure = f"pulumi up of the fleet failed: {_last_line(exc)}"
+                outcome.failure = f"pulumi up of the fleet failed: {last_line(exc)}"
                 outcome.events = list(self._events)
                 return outcome
             self._event("fleet-created", runners=self.spec.runners, job=self._name())
@@ -383,7 +180,7 @@ class KubeFleet:
             except Exception as exc:  # a blip of the API server is retried, a few times
                 api_errors += 1
                 if api_errors >= MAX_API_ERRORS:
-                    outcome.failure = f"the Kubernetes API did not answer: {_last_line(exc)}"
+                    outcome.failure = f"the Kubernetes API did not answer: {last_line(exc)}"
                     self._event("api-failed", reason=outcome.failure)
                     return
                 time.sleep(POLL_S)
@@ -511,11 +308,6 @@ def fleet_name(number: int) -> str:
     return FLEET_NAME if number <= 1 else f"{FLEET_NAME}-{number}"
 
 
-def _last_line(exc: BaseException) -> str:
-    lines = [x.strip() for x in str(exc).splitlines() if x.strip()]
-    return lines[-1] if lines else type(exc).__name__
-
-
 class KubernetesBackend(Backend):
     """``--backend kubernetes``: Pulumi for the stack and the fleet, the Kubernetes API to
     follow them. ``engine`` and ``cluster_api`` default to the real ones."""
@@ -551,7 +343,7 @@ class KubernetesBackend(Backend):
         self.options = options or KubernetesOptions()
         self._engine = engine or automation_engine(self.options)
         self._cluster_api = cluster_api or kubernetes_api
-        self._run: _Run | None = None
+        self._run: RunState | None = None
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> KubernetesBackend:
@@ -582,7 +374,7 @@ class KubernetesBackend(Backend):
         )
         if self.options.agent_image:
             spec = replace(spec, target=replace(spec.target, image=self.options.agent_image))
-        self._run = _Run(
+        self._run = RunState(
             spec=spec,
             cluster=cluster,
             access=access,

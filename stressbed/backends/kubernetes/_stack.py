@@ -1,0 +1,231 @@
+"""What one Kubernetes run's stack and fleet share (:class:`RunState`: the Pulumi program's
+inputs, the engine, the cluster), and the Stack side of the run (:class:`KubeStack`): ``up`` of
+the agent stack, the agent pods' metrics scraped through the pod proxy, the stack's record
+(:mod:`._watch`), and the destroy that always follows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ...errors import ProvisionError
+from ...results.target_metrics import parse_selector
+from ...stack.spec import StackSpec
+from ..base import EventSink, new_event
+from ..scrape import Scraper
+from ._cluster import ClusterApi
+from ._engine import Engine, bounded, prepare_state
+from ._preflight import ClusterAccess, KubernetesOptions
+from ._watch import StackWatch
+from .manifests import Cluster, ClusterFleet
+
+__all__ = ["KubeStack", "RunState", "last_line"]
+
+#: How often the agent pods are listed for the metrics scraper.
+POD_LIST_S = 5.0
+
+
+@dataclass
+class RunState:
+    """What one run's stack and fleet share: the Pulumi program's inputs."""
+
+    spec: StackSpec
+    cluster: Cluster
+    access: ClusterAccess
+    engine: Engine
+    cluster_api: ClusterApi
+    options: KubernetesOptions
+    secret_values: dict[str, str]
+    work_dir: Path = Path()
+    state_dir: Path = Path()  # the stack's Pulumi state and passphrase (outside the results)
+    url: str = ""
+    fleet: ClusterFleet | None = None
+    fleets: int = 0  # how many fleets this run has brought up (a capacity search: one a probe)
+    fleet_url: str = ""  # what the runners load (TARGET_URL of the fleet's env)
+    fleet_secrets: dict[str, str] = field(default_factory=dict)
+    created: bool = False
+    kept: bool = False  # a destroy failed: the state stays for `pulumi destroy` to finish
+
+    def program(self) -> None:
+        """The Pulumi program of this run: the agent stack, and the fleet once it is known."""
+        import pulumi  # noqa: PLC0415 - only with the kubernetes extra
+        import pulumi_kubernetes as k8s  # noqa: PLC0415
+
+        from .components import (  # noqa: PLC0415 - imports pulumi
+            AgentStack,
+            AgentStackArgs,
+            RunnerFleet,
+            RunnerFleetArgs,
+        )
+
+        provider = k8s.Provider(
+            "cluster",
+            kubeconfig=str(self.access.kubeconfig),  # by path: its secrets stay in the file
+            context=self.access.context,
+        )
+        opts = pulumi.ResourceOptions(providers=[provider])
+        agent = AgentStack(
+            "agent",
+            AgentStackArgs(self.spec, self.cluster, self.fleet, self.secret_values),
+            opts,
+        )
+        if self.fleet is not None:
+            RunnerFleet(
+                "fleet",
+                RunnerFleetArgs(
+                    self.fleet, self.fleet_url, self.cluster, self.fleet_secrets, [agent]
+                ),
+                opts,
+            )
+
+
+class KubeStack:
+    """The Stack side of a Kubernetes run (see :class:`stressbed.backends.base.Stack`)."""
+
+    def __init__(self, run: RunState, on_event: EventSink | None = None) -> None:
+        self.state = run
+        self.url = ""
+        self.on_event = on_event
+        self._events: list[dict[str, Any]] = []
+        self._scraper: Scraper | None = None
+        self._watch: StackWatch | None = None
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return list(self._events)
+
+    def _event(self, kind: str, **fields: Any) -> None:
+        event = new_event("stack", kind, **fields)
+        self._events.append(event)
+        if self.on_event is not None:
+            with contextlib.suppress(Exception):  # a live line must not break the run
+                self.on_event(dict(event))
+
+    def provision(self) -> str:
+        run = self.state
+        self._event("stack-creating", namespace=run.cluster.namespace, context=run.access.context)
+        prepare_state(run.state_dir)
+        run.created = True  # from here on, teardown destroys whatever up got to
+        try:
+            run.engine.up(run.program)
+        except Exception as exc:
+            raise ProvisionError(f"pulumi up failed: {last_line(exc)}") from exc
+        target = run.spec.target
+        run.url = f"http://{target.name}.{run.cluster.namespace}.svc:{target.port}"
+        self.url = run.url
+        self._event("stack-ready", url=run.url, namespace=run.cluster.namespace)
+        self._scraper = self._make_scraper()
+        if self._scraper is not None:
+            self._scraper.start()
+        spec = run.spec.effective()
+        self._watch = StackWatch(
+            run.cluster_api,
+            run.cluster.namespace,
+            spec.target.name,
+            self._event,
+            autoscaled=spec.autoscaler is not None,
+        )
+        self._watch.start()
+        return run.url
+
+    def _make_scraper(self) -> Scraper | None:
+        """The agent pods' own metrics, through the API server's pod proxy, once a second."""
+        run = self.state
+        metrics = run.spec.metrics
+        if metrics is None:
+            return None
+        ns, port, path = run.cluster.namespace, metrics.port or run.spec.target.port, metrics.path
+        seen: dict[str, Any] = {"at": -math.inf, "pods": {}}
+
+        def endpoints() -> dict[str, str]:
+            now = time.monotonic()
+            if now - seen["at"] >= POD_LIST_S:  # the pods, listed every few seconds only
+                seen["at"] = now
+                with contextlib.suppress(Exception):  # an API blip: the last list stands
+                    pods = run.cluster_api.pods(ns, "agent")
+                    seen["pods"] = {p.name: p.name for p in pods if p.phase == "Running"}
+            return dict(seen["pods"])
+
+        def get(pod: str, timeout: float) -> str:
+            return run.cluster_api.proxy(ns, pod, port, path, timeout)
+
+        return Scraper(endpoints, [parse_selector(s) for s in metrics.series], get=get)
+
+    def teardown(self) -> None:
+        """Destroy, then remove the stack. A destroy that fails keeps the stack, so that
+        ``pulumi destroy`` can finish the job, and says how (ProvisionError, exit 3)."""
+        if self._scraper is not None:
+            self._scraper.stop()
+        if self._watch is not None:
+            self._watch.stop()
+        run = self.state
+        if not run.created:
+            if not run.kept:  # nothing was ever up: no state worth keeping
+                shutil.rmtree(run.state_dir, ignore_errors=True)
+            return
+        try:
+            bounded(run.engine.destroy, run.options.destroy_timeout_s, run.engine.kill)
+        except Exception as exc:
+            self._event("destroy-failed", reason=last_line(exc))
+            run.created = False
+            run.kept = True
+            raise ProvisionError(
+                f"pulumi destroy failed: {last_line(exc)}; the stack "
+                f"{run.cluster.namespace!r} is kept: {self._finish()}"
+            ) from exc
+        self._event("stack-destroyed", namespace=run.cluster.namespace)
+        run.engine.remove()
+        self._event("stack-removed")
+        run.created = False
+        # Destroyed: nothing is left to decrypt, and nothing of the run is kept outside results/.
+        shutil.rmtree(run.state_dir, ignore_errors=True)
+
+    def _finish(self) -> str:
+        run = self.state
+        state = run.state_dir / "state"
+        passphrase = run.state_dir / "passphrase"
+        return (
+            f"finish with `PULUMI_BACKEND_URL=file://{state} PULUMI_CONFIG_PASSPHRASE_FILE="
+            f"{passphrase} KUBECONFIG={run.access.kubeconfig} pulumi destroy --stack "
+            f"{run.cluster.namespace} --yes` (then `pulumi stack rm {run.cluster.namespace}`)"
+        )
+
+    def leftovers(self) -> str:
+        if not self.state.created:
+            return ""
+        return (
+            f"the Pulumi stack {self.state.cluster.namespace!r} and its namespace: {self._finish()}"
+        )
+
+    def failure(self) -> str | None:
+        return None  # the cluster keeps the stack up; failing runner pods are followed instead
+
+    def report(self) -> dict[str, Any]:
+        spec, watch = self.state.spec.effective(), self._watch
+        return {
+            "backend": "kubernetes",
+            "url": self.state.url,
+            "namespace": self.state.cluster.namespace,
+            "context": self.state.access.context,
+            "enforcement": "kubernetes (kubelet, cgroups on the nodes)",
+            "replicas": {
+                "desired": watch.desired if watch is not None else spec.replicas,
+                "restarts": dict(watch.restarts) if watch is not None else {},
+                "max": spec.autoscaler.max_replicas if spec.autoscaler else None,
+            },
+            "limits": spec.limits.figures(),
+            "requests": spec.requests.figures(),
+            "target_metrics": self._scraper.report() if self._scraper is not None else {},
+            "timeseries": watch.rows() if watch is not None else [],
+        }
+
+
+def last_line(exc: BaseException) -> str:
+    lines = [x.strip() for x in str(exc).splitlines() if x.strip()]
+    return lines[-1] if lines else type(exc).__name__
