@@ -27,6 +27,9 @@ __all__ = ["StackWatch"]
 WATCH_S = 2.0
 #: Usage reads that fail in a row before metrics.k8s.io is taken to be absent.
 USAGE_TRIES = 3
+#: Samples that fail in a row before it is said (a ``watch-failed`` event: the kubeconfig's
+#: user may lack a permission the README lists).
+WATCH_TRIES = 3
 
 #: Warning events of the namespace, as the local stack names what it saw.
 _WARNINGS = (
@@ -87,9 +90,16 @@ class StackWatch:
             return list(self.series)
 
     def _loop(self) -> None:
+        failures = 0
         while not self._stop.is_set():
-            with contextlib.suppress(Exception):  # an API blip costs one sample, not the run
+            try:
                 self.sample()
+                failures = 0
+            except Exception as exc:  # an API blip costs one sample, not the run
+                failures += 1
+                if failures == WATCH_TRIES:  # said once a run of failures, as it starts
+                    with contextlib.suppress(Exception):
+                        self._event("watch-failed", reason=_first_line(exc))
             self._stop.wait(WATCH_S)
 
     def sample(self) -> None:

@@ -165,3 +165,30 @@ def test_usage_memory_reads_every_unit_metrics_server_uses(text, mib):
 def test_a_usage_that_is_not_a_quantity_is_refused():
     with pytest.raises(ValueError, match="not a CPU usage"):
         usage_cpu_m("lots")
+
+
+def test_samples_that_keep_failing_are_said_once_and_the_record_goes_on(monkeypatch):
+    # A kubeconfig whose user may not read the HPA: said once, then the rows resume when
+    # the reads succeed again.
+    monkeypatch.setattr(_watch, "WATCH_S", 0.01)
+
+    class Forbidden(FakeCluster):
+        reads = 0
+
+        def scale(self, namespace: str, name: str, *, autoscaled: bool) -> ScaleState:
+            self.reads += 1
+            if self.reads <= 5:
+                raise OSError('(403) horizontalpodautoscalers "agent" is forbidden\nmore')
+            return super().scale(namespace, name, autoscaled=autoscaled)
+
+    cluster = Forbidden(1, [{}])
+    watch, said = watch_of(cluster)
+    watch.start()
+    deadline = time.monotonic() + 30
+    while not watch.rows() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    watch.stop()
+    assert watch.rows()
+    assert said == [
+        {"event": "watch-failed", "reason": '(403) horizontalpodautoscalers "agent" is forbidden'}
+    ]
