@@ -1,16 +1,18 @@
 """stressbed: stress-test agent services with Python scenarios rendered to k6.
 
 The public API is this module's ``__all__``: the scenario DSL, rendering and the exception
-tree. Generators, checks and extractors live in the namespaces :mod:`stressbed.gen`,
-:mod:`stressbed.check` and :mod:`stressbed.extract`. Everything else is internal; the README's
-"Architecture" section says which subpackage owns which stage of a run.
+tree. Generators, checks, extractors and faults live in the namespaces :mod:`stressbed.gen`,
+:mod:`stressbed.check`, :mod:`stressbed.extract` and :mod:`stressbed.fault`. Everything else
+is internal; the README's "Architecture" section says which subpackage owns which stage of a
+run.
 """
 
 from __future__ import annotations
 
-from . import check, extract, gen
+from . import check, extract, fault, gen
 from .errors import ConfigError, RenderError, ScenarioNotFoundError, StressbedError
 from .scenario.capacity import Capacity
+from .scenario.faults import errors_during_fault, lost_writes, recovery_time, time_to_detect
 from .scenario.flow import group, journey, mix, think_constant, think_normal, think_uniform
 from .scenario.http import delete, get, head, patch, post, put, request
 from .scenario.load_profiles import (
@@ -49,7 +51,9 @@ __all__ = [
     "check_rate",
     "delete",
     "error_rate",
+    "errors_during_fault",
     "extract",
+    "fault",
     "gen",
     "get",
     "group",
@@ -57,10 +61,12 @@ __all__ = [
     "journey",
     "latency",
     "literal",
+    "lost_writes",
     "mix",
     "patch",
     "post",
     "put",
+    "recovery_time",
     "render",
     "request",
     "request_rate",
@@ -68,5 +74,6 @@ __all__ = [
     "think_normal",
     "think_uniform",
     "threshold",
+    "time_to_detect",
     "var",
 ]

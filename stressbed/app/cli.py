@@ -294,6 +294,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     scenario = catalog.load(args.scenario)
     bundle = render(scenario, args.output)
     print(f"rendered scenario {scenario.name!r} to {bundle.script}")
+    for item in scenario.faults:
+        print(f"fault {item.name}: {item.label} (applied by stressbed run, not by k6)")
     print(f"run it: TARGET_URL=http://127.0.0.1:8080 k6 run {bundle.script}")
     return 0
 

@@ -24,6 +24,7 @@ from ..fleet.segments import MAX_RUNNERS
 from ..results.compare import Tolerances
 from ..results.samples import parse_selector
 from ..scenario import catalog
+from ..scenario.faults import Fault
 from ..scenario.model import Scenario
 from ..scenario.thresholds import Threshold, threshold
 from ..scenario.units import parse_duration_ms
@@ -132,7 +133,7 @@ def plan(options: RunOptions) -> Plan:
                 redact(metrics_url),
                 "a URL without user:password (the scrape sends no credentials)",
             )
-    _check_capabilities(backend, scenario, target)
+    _check_capabilities(backend, scenario, target, stack)
     planned = run_fingerprint(scenario, options.runners, backend.name if stack else None, stack)
     baseline = None
     if options.baseline is not None:
@@ -169,7 +170,9 @@ def _refuse_foreign_options(backend: Backend, options: RunOptions) -> None:
             )
 
 
-def _check_capabilities(backend: Backend, scenario: Scenario, target: str | None) -> None:
+def _check_capabilities(
+    backend: Backend, scenario: Scenario, target: str | None, stack: StackSpec | None
+) -> None:
     """Refuse what the backend would otherwise silently not do."""
     name = backend.name
     if target is None and Capability.PROVISION not in backend.capabilities:
@@ -181,6 +184,8 @@ def _check_capabilities(backend: Backend, scenario: Scenario, target: str | None
             f"no --target-url with --backend {name}, whose runners load only the stack it "
             "provisions (--backend local loads an existing service)",
         )
+    for item in scenario.faults:
+        _check_fault(backend, item, target, stack)
     if Capability.LIVE_ABORT not in backend.capabilities:
         for t in scenario.thresholds:
             if t.abort_on_fail:
@@ -191,6 +196,29 @@ def _check_capabilities(backend: Backend, scenario: Scenario, target: str | None
                     "thresholds while it runs (replace the threshold in a profile, or use "
                     "--backend local)",
                 )
+
+
+def _check_fault(
+    backend: Backend, item: Fault, target: str | None, stack: StackSpec | None
+) -> None:
+    """A fault this run can apply: a kind the backend applies, a stack when it needs one, and
+    no more replicas than the stack starts with."""
+    where = f"faults.{item.name}"
+    if item.kind not in backend.fault_kinds:
+        kinds = ", ".join(sorted(backend.fault_kinds)) or "none yet"
+        raise ConfigError(where, item.label, f"a fault --backend {backend.name} applies ({kinds})")
+    if item.needs_stack and (target is not None or stack is None):
+        raise ConfigError(
+            where, item.label, "a provisioned stack: this fault acts on a replica, not on a URL"
+        )
+    if stack is not None and item.replicas is not None:
+        least = stack.autoscaler.min_replicas if stack.autoscaler else stack.replicas
+        if item.replicas > least:
+            raise ConfigError(
+                f"{where}.replicas",
+                item.replicas,
+                f"at most the {least} replica(s) the stack starts with",
+            )
 
 
 def _thresholds(scenario: Scenario, overrides: Mapping[str, list[str] | None]) -> list[Threshold]:

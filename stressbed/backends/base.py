@@ -162,6 +162,9 @@ class Backend(abc.ABC):
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
     #: The run options (settings keys) it is built from: ``port``, ``kubeconfig``, ...
     option_keys: ClassVar[tuple[str, ...]] = ()
+    #: The kinds of :mod:`stressbed.fault` it applies during a run (``kill``, ``pause``, ...);
+    #: a scenario with another kind is refused before anything is created.
+    fault_kinds: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     @abc.abstractmethod

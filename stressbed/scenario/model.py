@@ -13,9 +13,10 @@ import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from ..errors import ConfigError
+from .faults import Fault, Resilience, check_faults
 from .flow import Flow, Group, Journey, Mix, Think, is_flow, requests
 from .gen import Env, PerVU, Rows
 from .http import Request
@@ -119,6 +120,8 @@ class Scenario:
     k6_options: str  # canonical JSON of extra k6 options
     setup: Flow | None
     teardown: Flow | None
+    faults: tuple[Fault, ...]
+    resilience: tuple[Resilience, ...]
 
     def __init__(
         self,
@@ -131,9 +134,13 @@ class Scenario:
         k6_options: Mapping[str, Any] | None = None,
         setup: Flow | None = None,
         teardown: Flow | None = None,
+        faults: Sequence[Fault] = (),
+        resilience: Sequence[Resilience] = (),
     ) -> None:
         """``setup`` runs once before the test (once for a whole fleet); the values it
-        extracts are available to every iteration and to ``teardown``, which runs once after."""
+        extracts are available to every iteration and to ``teardown``, which runs once after.
+        ``faults`` happen during the load (:mod:`stressbed.fault`), each judged by the
+        ``resilience`` thresholds."""
         if not isinstance(name, str) or not _SCENARIO_NAME.fullmatch(name):
             raise ConfigError("name", name, "1-64 of A-Z a-z 0-9 _ . -")
         try:
@@ -143,6 +150,8 @@ class Scenario:
                     raise ConfigError(field_name, flow, "a request, journey, group or mix")
             fields["setup"] = setup
             fields["teardown"] = teardown
+            loads = cast("tuple[Workload, ...]", fields["workloads"])
+            fields.update(_faults(loads, faults, resilience))
         except ConfigError as exc:
             raise exc.in_scenario(name) from None
         object.__setattr__(self, "name", name)
@@ -184,7 +193,10 @@ class Scenario:
         so that it lasts ``duration_ms`` before graceful stops; iteration counts are kept."""
         active = max(w.active_end_ms for w in self.workloads)
         factor = duration_ms / active
-        return self._with(workloads=[w.scaled(factor) for w in self.workloads])
+        return self._with(
+            workloads=[w.scaled(factor) for w in self.workloads],
+            faults=[f.scaled(factor) for f in self.faults],
+        )
 
     def with_thresholds(self, thresholds: Sequence[Threshold]) -> Scenario:
         """The same scenario judged by ``thresholds`` instead of its own."""
@@ -205,6 +217,8 @@ class Scenario:
             "k6_options": json.loads(self.k6_options),
             "setup": self.setup,
             "teardown": self.teardown,
+            "faults": self.faults,
+            "resilience": self.resilience,
         }
         return Scenario(self.name, **{**fields, **changes})
 
@@ -326,6 +340,21 @@ class Scenario:
             "teardown": self.teardown.to_config() if self.teardown is not None else None,
             "options": self.k6_options_dict(),
         }
+
+
+def _faults(workloads: Sequence[Workload], faults: object, resilience: object) -> dict[str, object]:
+    """The faults checked against the load's timeline, and the thresholds that judge them."""
+    if not isinstance(faults, Sequence) or isinstance(faults, str):
+        raise ConfigError("faults", faults, "a list of faults from stressbed.fault")
+    if not isinstance(resilience, Sequence) or isinstance(resilience, str):
+        raise ConfigError("resilience", resilience, "a list like [recovery_time('< 30s')]")
+    for i, item in enumerate(resilience):
+        if not isinstance(item, Resilience):
+            raise ConfigError(f"resilience[{i}]", item, "a resilience threshold")
+    if resilience and not faults:
+        raise ConfigError("resilience", resilience[0].label, "faults to judge (faults=[...])")
+    active = max(w.active_end_ms for w in workloads)
+    return {"faults": check_faults(faults, active), "resilience": tuple(resilience)}
 
 
 def _normalise(

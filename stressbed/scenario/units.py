@@ -1,4 +1,5 @@
-"""Durations, rates and percentages as people write them, parsed once into plain numbers.
+"""Durations, rates, percentages and sizes as people write them, parsed once into plain
+numbers.
 
 Durations use k6's (Go's) syntax: ``"250ms"``, ``"30s"``, ``"1m30s"``, ``"1.5h"``. They are
 held as milliseconds and written back in a form k6 accepts.
@@ -16,6 +17,7 @@ __all__ = [
     "parse_duration_ms",
     "parse_per_second",
     "parse_percent",
+    "parse_size",
 ]
 
 _UNIT_MS = {"h": 3_600_000.0, "m": 60_000.0, "s": 1000.0, "ms": 1.0, "us": 1e-3, "µs": 1e-3}
@@ -107,3 +109,26 @@ def parse_per_second(value: object, field: str) -> float:
 
 def _trim(number: float) -> str:
     return f"{number:.6f}".rstrip("0").rstrip(".")
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?")
+SIZE_UNITS = {
+    None: 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
+
+
+def parse_size(value: object, field: str) -> int:
+    """Bytes from a Kubernetes-style size: ``"256Mi"``, ``"1G"``, ``134217728``."""
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    match = _SIZE.fullmatch(text) if isinstance(text, str) else None
+    if not match:
+        raise ConfigError(field, value, "a size like '256Mi' or '1Gi'")
+    return int(float(match.group(1)) * SIZE_UNITS[match.group(2)])

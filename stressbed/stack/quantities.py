@@ -7,22 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from ..scenario.units import parse_size
 
 __all__ = ["Resources", "parse_cpu", "parse_memory", "show_quantity"]
 
 _CPU = re.compile(r"(\d+(?:\.\d+)?)(m?)")
-_MEMORY = re.compile(r"(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?")
-_MEMORY_UNITS = {
-    None: 1,
-    "k": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-}
 
 
 def parse_cpu(value: object, field_name: str) -> int:
@@ -40,14 +29,13 @@ def parse_cpu(value: object, field_name: str) -> int:
 
 def parse_memory(value: object, field_name: str) -> int:
     """Bytes from a Kubernetes memory quantity: ``"256Mi"``, ``"1G"``, ``"134217728"``."""
-    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-    match = _MEMORY.fullmatch(text) if isinstance(text, str) else None
-    if not match:
-        raise ConfigError(field_name, value, "a memory quantity like '256Mi' or '1Gi'")
-    size = float(match.group(1)) * _MEMORY_UNITS[match.group(2)]
+    try:
+        size = parse_size(value, field_name)
+    except ConfigError:
+        raise ConfigError(field_name, value, "a memory quantity like '256Mi' or '1Gi'") from None
     if size < 1 << 20:
         raise ConfigError(field_name, value, "at least 1Mi")
-    return int(size)
+    return size
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from ...fleet.segments import segment
 from ...results.runner_result import RunnerResult, RunnerStatus
 from ...results.transport import read_document
 from ...scenario.thresholds import Threshold
+from ...scenario.units import parse_size
 from ._preflight import ClusterAccess
 
 __all__ = [
@@ -39,18 +40,6 @@ __all__ = [
 
 _USAGE_CPU = re.compile(r"(\d+(?:\.\d+)?)(n|u|m)?")
 _USAGE_CPU_UNITS = {"n": 1e-6, "u": 1e-3, "m": 1.0, None: 1000.0}
-_USAGE_MEMORY = re.compile(r"(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?")
-_USAGE_MEMORY_UNITS = {
-    None: 1,
-    "k": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-}
 IMAGE_ERRORS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 CONFIG_ERRORS = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
 
@@ -137,10 +126,10 @@ def usage_cpu_m(text: str) -> float:
 
 def usage_mib(text: str) -> float:
     """MiB from a metrics.k8s.io memory usage (``"52344Ki"``, ``"128Mi"``, bytes)."""
-    match = _USAGE_MEMORY.fullmatch(text.strip())
-    if not match:
-        raise ValueError(f"not a memory usage: {text!r}")
-    return float(match.group(1)) * _USAGE_MEMORY_UNITS[match.group(2)] / 2**20
+    try:
+        return parse_size(text.strip(), "memory usage") / 2**20
+    except ConfigError:
+        raise ValueError(f"not a memory usage: {text!r}") from None
 
 
 def runner_failure(

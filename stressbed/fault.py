@@ -1,0 +1,25 @@
+"""The public namespace ``stressbed.fault``: faults a scenario declares beside its load (see the
+README's "Faults"). The definitions live in :mod:`stressbed.scenario.faults`.
+"""
+
+from .scenario.faults import (
+    cpu,
+    dependency,
+    kill,
+    latency,
+    loss,
+    memory,
+    pause,
+    reset_connections,
+)
+
+__all__ = [
+    "cpu",
+    "dependency",
+    "kill",
+    "latency",
+    "loss",
+    "memory",
+    "pause",
+    "reset_connections",
+]

@@ -1,0 +1,363 @@
+"""Faults a scenario declares beside its load, and the resilience thresholds that judge them.
+
+    fault.kill(replicas=1, at="60s")                               # SIGKILL one replica
+    fault.pause("30s", replicas=1, at="2m")                        # frozen: answers nothing
+    fault.latency("200ms", jitter="50ms", at="3m", lasting="30s")  # on the path to the target
+    fault.loss("5%", at="4m", lasting="20s")
+    fault.reset_connections(at="5m")
+    fault.cpu(share=0.8, replicas=1, at="6m", lasting="30s")       # a hog inside its limits
+    fault.memory("200Mi", replicas=1, at="7m", lasting="30s")
+    fault.dependency("sink", at="8m", lasting="30s")               # its downstream fails
+
+    recovery_time("< 30s"), time_to_detect("< 10s"), lost_writes("== 0"),
+    errors_during_fault("< 5%")
+
+Faults are data like the rest of a scenario: checked when built (one line naming the field),
+scaled with the scenario's timeline by ``--duration``, and listed by ``stressbed render``. Which
+replicas a fault hits is chosen by ``seed`` (the same seed, the same replicas). Applying them is
+the backends' (:attr:`~stressbed.backends.base.Capability.FAULTS`).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..errors import ConfigError
+from .units import format_duration, parse_duration_ms, parse_percent, parse_size
+
+__all__ = [
+    "FAULT_KINDS",
+    "Fault",
+    "FaultKind",
+    "Resilience",
+    "check_faults",
+    "cpu",
+    "dependency",
+    "errors_during_fault",
+    "kill",
+    "latency",
+    "loss",
+    "lost_writes",
+    "memory",
+    "pause",
+    "recovery_time",
+    "reset_connections",
+    "time_to_detect",
+]
+
+
+@dataclass(frozen=True)
+class FaultKind:
+    """What a kind of fault is: whether it lasts, and whether it needs a provisioned stack."""
+
+    name: str
+    lasts: bool  # False: it happens at one instant (a kill, a reset)
+    needs_stack: bool  # True: a replica's process or cgroup; False: the path to the target
+    summary: str
+
+
+FAULT_KINDS: Mapping[str, FaultKind] = {
+    k.name: k
+    for k in (
+        FaultKind("kill", False, True, "SIGKILL of the replica; its restart policy acts"),
+        FaultKind("pause", True, True, "the replica frozen: connections accepted, no answer"),
+        FaultKind("latency", True, False, "added delay (and jitter) on the path to the target"),
+        FaultKind("loss", True, False, "a share of the connections' data lost on the path"),
+        FaultKind("reset", False, False, "every open connection to the target reset"),
+        FaultKind("cpu", True, True, "a CPU hog inside the replica's cgroup, under its limits"),
+        FaultKind("memory", True, True, "memory held inside the replica's cgroup"),
+        FaultKind("dependency", True, True, "the target's downstream fails (its fault hooks)"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One fault: what, from when (``at_ms`` after the load starts), for how long
+    (``lasting_ms``, 0 for an instant), on how many replicas (None: all of them, or the whole
+    path), with the kind's own parameters."""
+
+    kind: str
+    at_ms: float
+    lasting_ms: float = 0.0
+    replicas: int | None = None
+    params: tuple[tuple[str, Any], ...] = ()
+    seed: int = 0
+    name: str = field(default="")
+
+    @property
+    def end_ms(self) -> float:
+        return self.at_ms + self.lasting_ms
+
+    @property
+    def needs_stack(self) -> bool:
+        return FAULT_KINDS[self.kind].needs_stack
+
+    def param(self, key: str) -> Any:
+        return dict(self.params).get(key)
+
+    def scaled(self, factor: float) -> Fault:
+        """The fault on a timeline ``factor`` times as long (``--duration``)."""
+        return replace(
+            self, at_ms=round(self.at_ms * factor), lasting_ms=round(self.lasting_ms * factor)
+        )
+
+    @property
+    def label(self) -> str:
+        """``kill 1 replica at 1m`` / ``latency 200ms +-50ms at 3m for 30s``."""
+        what = self.kind
+        shown = [_shown(key, value) for key, value in self.params if value is not None]
+        if shown:
+            what += " " + " ".join(shown)
+        if self.replicas is not None:
+            what += f" on {self.replicas} replica{'s' if self.replicas != 1 else ''}"
+        text = f"{what} at {format_duration(self.at_ms)}"
+        if self.lasting_ms:
+            text += f" for {format_duration(self.lasting_ms)}"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "at_s": self.at_ms / 1000,
+            "lasting_s": self.lasting_ms / 1000,
+            "replicas": self.replicas,
+            "params": dict(self.params),
+            "seed": self.seed,
+            "label": self.label,
+        }
+
+
+def _shown(key: str, value: Any) -> str:
+    if key in ("latency_ms", "jitter_ms"):
+        return ("+-" if key == "jitter_ms" else "") + format_duration(value)
+    if key in ("share", "loss"):
+        return f"{value:.0%}" if key == "loss" else f"{value:.0%} CPU"
+    if key == "memory":
+        return f"{value / 2**20:g}Mi"
+    return str(value)
+
+
+def _fault(
+    kind: str,
+    *,
+    at: object,
+    lasting: object = None,
+    replicas: object = None,
+    seed: object = 0,
+    **params: Any,
+) -> Fault:
+    where = f"faults.{kind}"
+    at_ms = parse_duration_ms(at, f"{where}.at", allow_zero=True)
+    spec = FAULT_KINDS[kind]
+    lasting_ms = 0.0
+    if spec.lasts:
+        if lasting is None:
+            raise ConfigError(f"{where}.lasting", None, "how long the fault lasts, like '30s'")
+        lasting_ms = parse_duration_ms(lasting, f"{where}.lasting")
+    elif lasting is not None:
+        raise ConfigError(f"{where}.lasting", lasting, f"none: a {kind} happens at one instant")
+    count: int | None = None
+    if replicas is not None:
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+            raise ConfigError(
+                f"{where}.replicas", replicas, "a whole number of replicas, 1 or more"
+            )
+        count = replicas
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"{where}.seed", seed, "a whole number, 0 or more")
+    return Fault(kind, at_ms, lasting_ms, count, tuple(params.items()), seed, kind)
+
+
+def kill(*, at: object, replicas: int = 1, seed: int = 0) -> Fault:
+    """SIGKILL ``replicas`` replicas at ``at`` (chosen by ``seed``); their restart policy acts."""
+    return _fault("kill", at=at, replicas=replicas, seed=seed)
+
+
+def pause(lasting: object, *, at: object, replicas: int = 1, seed: int = 0) -> Fault:
+    """Freeze ``replicas`` replicas for ``lasting``: connections are accepted, nothing is
+    answered (the cgroup freezer, or SIGSTOP/SIGCONT)."""
+    return _fault("pause", at=at, lasting=lasting, replicas=replicas, seed=seed)
+
+
+def latency(
+    delay: object,
+    *,
+    at: object,
+    lasting: object,
+    jitter: object = None,
+    replicas: int | None = None,
+    seed: int = 0,
+) -> Fault:
+    """``delay`` (with up to ``jitter`` more or less) on the path to the target, on connections
+    already open too; to chosen ``replicas`` or to all."""
+    delay_ms = parse_duration_ms(delay, "faults.latency.delay")
+    jitter_ms = parse_duration_ms(jitter, "faults.latency.jitter") if jitter is not None else 0.0
+    if jitter_ms > delay_ms:
+        raise ConfigError("faults.latency.jitter", jitter, f"at most the delay ({delay})")
+    return _fault(
+        "latency",
+        at=at,
+        lasting=lasting,
+        replicas=replicas,
+        seed=seed,
+        latency_ms=delay_ms,
+        jitter_ms=jitter_ms or None,
+    )
+
+
+def loss(share: object, *, at: object, lasting: object, replicas: int | None = None) -> Fault:
+    """Lose ``share`` (like ``'5%'``) of what passes on the path to the target."""
+    fraction = parse_percent(share, "faults.loss.share")
+    if not 0 < fraction < 1:
+        raise ConfigError("faults.loss.share", share, "a share above 0% and below 100%")
+    return _fault("loss", at=at, lasting=lasting, replicas=replicas, loss=fraction)
+
+
+def reset_connections(*, at: object, replicas: int | None = None) -> Fault:
+    """Reset every connection open to the target (or to chosen ``replicas``) at ``at``."""
+    return _fault("reset", at=at, replicas=replicas)
+
+
+def cpu(*, share: float, at: object, lasting: object, replicas: int = 1, seed: int = 0) -> Fault:
+    """A hog taking ``share`` (0..1] of the replica's CPU limit, inside its cgroup."""
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1:
+        raise ConfigError("faults.cpu.share", share, "a share of the CPU limit in (0, 1]")
+    return _fault("cpu", at=at, lasting=lasting, replicas=replicas, seed=seed, share=float(share))
+
+
+def memory(size: object, *, at: object, lasting: object, replicas: int = 1, seed: int = 0) -> Fault:
+    """Memory of ``size`` (like ``'200Mi'``) held inside the replica's cgroup."""
+    return _fault(
+        "memory",
+        at=at,
+        lasting=lasting,
+        replicas=replicas,
+        seed=seed,
+        memory=_size(size),
+    )
+
+
+def _size(size: object) -> int:
+    found = parse_size(size, "faults.memory.size")
+    if found < 2**20:
+        raise ConfigError("faults.memory.size", size, "at least 1Mi")
+    return found
+
+
+def dependency(name: object, *, at: object, lasting: object) -> Fault:
+    """The target's downstream ``name`` (the reference agent's: ``sink``) fails."""
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", name):
+        raise ConfigError("faults.dependency.name", name, "a downstream's name, like 'sink'")
+    return _fault("dependency", at=at, lasting=lasting, target=name)
+
+
+def check_faults(faults: Sequence[Fault], active_ms: float) -> tuple[Fault, ...]:
+    """The faults named (``kill``, ``kill-2``, ...) and checked against the load's timeline:
+    each must start, and end, while the load runs (``active_ms``)."""
+    named: list[Fault] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(faults):
+        if not isinstance(item, Fault):
+            raise ConfigError(f"faults[{i}]", item, "a fault from stressbed.fault")
+        seen[item.kind] = seen.get(item.kind, 0) + 1
+        name = item.kind if seen[item.kind] == 1 else f"{item.kind}-{seen[item.kind]}"
+        if item.end_ms > active_ms or item.at_ms >= active_ms:
+            raise ConfigError(
+                f"faults.{name}",
+                item.label,
+                f"a fault within the load's {format_duration(active_ms)}",
+            )
+        named.append(replace(item, name=name))
+    return tuple(named)
+
+
+# -- resilience thresholds --------------------------------------------------------------------
+
+_OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+}
+_SPEC = re.compile(r"\s*(<=|>=|==|<|>)\s*(\S+)\s*")
+#: metric -> (what its value is, an example, its unit's parser)
+_METRICS: dict[str, tuple[str, str]] = {
+    "recovery_time": ("seconds", "< 30s"),
+    "time_to_detect": ("seconds", "< 10s"),
+    "lost_writes": ("count", "== 0"),
+    "errors_during_fault": ("share", "< 5%"),
+}
+
+
+@dataclass(frozen=True)
+class Resilience:
+    """A bound on one resilience measure, judged per fault (every fault must meet it)."""
+
+    metric: str  # recovery_time, time_to_detect, lost_writes, errors_during_fault
+    op: str
+    value: float  # seconds, a count or a fraction
+    spec: str  # as written
+
+    def holds(self, observed: float | None) -> bool:
+        """Whether ``observed`` meets the bound; a measure that never came (a fault that
+        never recovered, never detected) does not."""
+        if observed is None or (isinstance(observed, float) and math.isnan(observed)):
+            return False
+        return _OPERATORS[self.op](observed, self.value)
+
+    @property
+    def label(self) -> str:
+        return f"{self.metric} {self.spec.strip()}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "op": self.op, "value": self.value, "spec": self.spec}
+
+
+def _resilience(metric: str, spec: object) -> Resilience:
+    kind, example = _METRICS[metric]
+    match = _SPEC.fullmatch(spec) if isinstance(spec, str) else None
+    if not match:
+        raise ConfigError(metric, spec, f"a bound like {example!r}")
+    op, text = match.groups()
+    value: float
+    if kind == "seconds":
+        value = parse_duration_ms(text, metric, allow_zero=True) / 1000
+    elif kind == "share":
+        value = parse_percent(text, metric)
+    else:
+        try:
+            value = float(int(text))
+        except ValueError:
+            raise ConfigError(metric, spec, f"a whole count, like {example!r}") from None
+    return Resilience(metric, op, value, str(spec))
+
+
+def recovery_time(spec: str) -> Resilience:
+    """From injection to the first second after which p95 and the error rate stay within
+    the SLO for 10 s: ``recovery_time("< 30s")``."""
+    return _resilience("recovery_time", spec)
+
+
+def time_to_detect(spec: str) -> Resilience:
+    """From injection to the stack noticing (a probe failing, a restart, a replica routed
+    around): ``time_to_detect("< 10s")``."""
+    return _resilience("time_to_detect", spec)
+
+
+def lost_writes(spec: str) -> Resilience:
+    """Writes acknowledged to the load but not stored: ``lost_writes("== 0")``."""
+    return _resilience("lost_writes", spec)
+
+
+def errors_during_fault(spec: str) -> Resilience:
+    """The failed share of the requests from injection to recovery:
+    ``errors_during_fault("< 5%")``."""
+    return _resilience("errors_during_fault", spec)

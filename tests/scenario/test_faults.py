@@ -1,0 +1,149 @@
+"""Faults as scenario data: built and checked like the rest of a scenario, scaled with its
+timeline, listed by render, and refused before anything starts where they cannot be applied."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stressbed import (
+    ConstantArrivalRate,
+    Scenario,
+    Workload,
+    errors_during_fault,
+    fault,
+    get,
+    lost_writes,
+    recovery_time,
+    time_to_detect,
+)
+from stressbed.app.cli import main
+from stressbed.errors import ConfigError
+
+
+def scenario(faults=(), resilience=(), duration="2m") -> Scenario:
+    return Scenario(
+        "f",
+        description="faults",
+        workloads=[
+            Workload(
+                "w",
+                get("/healthz"),
+                ConstantArrivalRate(rate=10, duration=duration, pre_allocated_vus=2),
+            )
+        ],
+        faults=faults,
+        resilience=resilience,
+    )
+
+
+def test_each_fault_says_what_it_does_and_when():
+    shown = [
+        fault.kill(at="60s").label,
+        fault.pause("30s", at="1m30s", replicas=2).label,
+        fault.latency("200ms", jitter="50ms", at="10s", lasting="30s").label,
+        fault.loss("5%", at="10s", lasting="20s").label,
+        fault.reset_connections(at="20s").label,
+        fault.cpu(share=0.8, at="10s", lasting="30s").label,
+        fault.memory("200Mi", at="10s", lasting="30s").label,
+        fault.dependency("sink", at="10s", lasting="30s").label,
+    ]
+    assert shown == [
+        "kill on 1 replica at 1m",
+        "pause on 2 replicas at 1m30s for 30s",
+        "latency 200ms +-50ms at 10s for 30s",
+        "loss 5% at 10s for 20s",
+        "reset at 20s",
+        "cpu 80% CPU on 1 replica at 10s for 30s",
+        "memory 200Mi on 1 replica at 10s for 30s",
+        "dependency sink at 10s for 30s",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("build", "field", "says"),
+    [
+        (lambda: fault.kill(at="soon"), "faults.kill.at", "a duration"),
+        (lambda: fault.kill(at="1s", replicas=0), "faults.kill.replicas", "1 or more"),
+        (lambda: fault.pause(None, at="1s"), "faults.pause.lasting", "how long"),
+        (lambda: fault.latency("10ms", jitter="20ms", at="1s", lasting="5s"),
+         "faults.latency.jitter", "at most the delay"),
+        (lambda: fault.loss("100%", at="1s", lasting="5s"), "faults.loss.share", "below 100%"),
+        (lambda: fault.cpu(share=1.5, at="1s", lasting="5s"), "faults.cpu.share", "(0, 1]"),
+        (lambda: fault.memory("10Ki", at="1s", lasting="5s"), "faults.memory.size", "1Mi"),
+        (lambda: fault.dependency("The Sink", at="1s", lasting="5s"),
+         "faults.dependency.name", "like 'sink'"),
+    ],
+)  # fmt: skip
+def test_a_bad_fault_is_one_line_naming_its_field(build, field, says):
+    with pytest.raises(ConfigError) as caught:
+        build()
+    assert caught.value.field == field
+    assert says in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_faults_are_named_and_must_happen_while_the_load_runs():
+    made = scenario([fault.kill(at="10s"), fault.kill(at="20s"), fault.reset_connections(at="30s")])
+    assert [f.name for f in made.faults] == ["kill", "kill-2", "reset"]
+    with pytest.raises(ConfigError) as caught:
+        scenario([fault.pause("30s", at="1m45s")])
+    assert caught.value.field == "faults.pause"
+    assert "within the load's 2m" in str(caught.value)
+
+
+def test_duration_scales_the_faults_with_the_load():
+    made = scenario([fault.pause("30s", at="1m")]).scaled_to(60_000)
+    (paused,) = made.faults
+    assert (paused.at_ms, paused.lasting_ms) == (30_000, 15_000)
+    assert paused.name == "pause"
+
+
+def test_resilience_thresholds_parse_their_units():
+    assert recovery_time("< 30s").value == 30
+    assert time_to_detect("<= 1500ms").value == 1.5
+    assert lost_writes("== 0").value == 0
+    assert errors_during_fault("< 5%").value == pytest.approx(0.05)
+    assert recovery_time("< 30s").holds(12.0)
+    assert not recovery_time("< 30s").holds(None)  # never recovered: not met
+    with pytest.raises(ConfigError, match="a bound like '== 0'"):
+        lost_writes("none")
+
+
+def test_resilience_without_a_fault_to_judge_is_refused():
+    with pytest.raises(ConfigError) as caught:
+        scenario(resilience=[recovery_time("< 30s")])
+    assert caught.value.field == "resilience"
+
+
+def test_render_lists_the_faults(tmp_path, capsys):
+    path = tmp_path / "f.py"
+    path.write_text(
+        "from stressbed import *\n"
+        "scenario = Scenario('f', description='faults', workloads=[Workload('w', get('/'), "
+        "ConstantArrivalRate(rate=5, duration='1m', pre_allocated_vus=2))], "
+        "faults=[fault.kill(at='20s')])\n"
+    )
+    assert main(["render", "--scenario", str(path), "--output", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "fault kill: kill on 1 replica at 20s (applied by stressbed run, not by k6)" in out
+
+
+def test_a_fault_the_backend_does_not_apply_is_exit_2_before_anything_starts(
+    tmp_path: Path, capsys
+):
+    path = tmp_path / "f.py"
+    path.write_text(
+        "from stressbed import *\n"
+        "scenario = Scenario('f', description='faults', workloads=[Workload('w', get('/'), "
+        "ConstantArrivalRate(rate=5, duration='1m', pre_allocated_vus=2))], "
+        "faults=[fault.memory('64Mi', at='20s', lasting='10s')])\n"
+    )
+    code = main(["run", "--scenario", str(path), "--results", str(tmp_path / "r")])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("stressbed: error: faults.memory: got 'memory 64Mi on 1 replica")
+    assert "a fault --backend local applies" in err[0]
+    assert not (tmp_path / "r").exists()
