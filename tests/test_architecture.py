@@ -31,6 +31,7 @@ TOP_LEVEL = {
     "stressbed.gen": "scenario",
     "stressbed.check": "scenario",
     "stressbed.extract": "scenario",
+    "stressbed.fault": "scenario",
     "stressbed.runner": "fleet",
     "stressbed.coordinator": "fleet",
     "stressbed.balancer": "backends",
