@@ -1,0 +1,257 @@
+"""What users saw during each fault, and how fast the stack noticed and recovered: read from
+the run's merged per-second windows and the stack's events (pure).
+
+For each fault, injected at ``at`` (unix time, as the backend recorded it) and, for one that
+lasts, ended at ``end``; observed until the next fault's injection or the end of the load:
+
+- ``baseline``: the BASELINE_S seconds before it that no other fault's observation covers
+  (p50, p95, error rate): the steady state it is compared with;
+- ``during``: the same figures from injection to the fault's end (an instant fault: the
+  RECOVERED_S seconds after it);
+- ``time_to_detect_s``: from injection to the first stack event that says the stack noticed
+  (a probe failing, the replica killed, crashed or restarted, routed around);
+- ``time_to_recover_s``: from injection to the first second from which the rolling
+  (ROLLING_S seconds merged) p95 and error rate hold every SLO for RECOVERED_S seconds
+  running; 0 when they never broke; None ("did not recover") when that never came.
+  ``time_to_recover_after_end_s`` is the same from the fault's end;
+- ``errors_during_fault``: the failed share of the requests from injection to recovery (or to
+  the end of the observation);
+- ``degraded``: the SLO excess summed over the seconds from injection to recovery: p95 above
+  its bound (ms x s) and the error rate above its bound (share x s).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..scenario.faults import Resilience
+from ..scenario.thresholds import Threshold
+from .aggregates import Window
+from .timeline import observe_window
+
+__all__ = [
+    "BASELINE_S",
+    "DETECT_EVENTS",
+    "RECOVERED_S",
+    "ROLLING_S",
+    "judge_resilience",
+    "resilience",
+]
+
+#: The SLOs must hold this many seconds running to count as recovered.
+RECOVERED_S = 10
+#: Seconds merged for the rolling p95 and error rate a recovery is judged on.
+ROLLING_S = 5
+#: At most this many seconds before a fault make its baseline.
+BASELINE_S = 30
+#: Stack events that say the stack noticed a fault.
+DETECT_EVENTS = (
+    "unready",
+    "liveness-failed",
+    "startup-failed",
+    "killed",
+    "crashed",
+    "oom-killed",
+    "restarted",
+    "stopped",
+    "routed-around",
+)
+
+
+def resilience(
+    faults: Sequence[Mapping[str, Any]],
+    windows: Mapping[int, Window],
+    slos: Sequence[Threshold],
+    *,
+    events: Sequence[Mapping[str, Any]] = (),
+    end_at: float | None = None,
+) -> list[dict[str, Any]]:
+    """Each fault's figures (``faults``: name, kind, ``at`` and ``end`` in unix time, the
+    ``replicas`` it hit); ``end_at``: when the load ended (default: the last window)."""
+    if not windows:
+        return [_unmeasured(f) for f in faults]
+    last = max(windows) + 1 if end_at is None else end_at
+    ordered = sorted(faults, key=lambda f: float(f["at"]))
+    covered: list[tuple[float, float]] = []  # each fault's observation, as it goes
+    out: list[dict[str, Any]] = []
+    for i, item in enumerate(ordered):
+        at = float(item["at"])
+        end = float(item["end"]) if item.get("end") is not None else at
+        until = float(ordered[i + 1]["at"]) if i + 1 < len(ordered) else float(last)
+        seconds = list(range(int(at), int(until)))
+        judged = [_held(_rolling(windows, s, int(at)), slos) for s in seconds]
+        recovered = _recovery(judged)
+        stop = int(at) + (recovered if recovered is not None else len(seconds))
+        base = [
+            s
+            for s in range(int(at) - BASELINE_S, int(at))
+            if not any(lo <= s < hi for lo, hi in covered)
+        ]
+        covered.append((int(at), stop))
+        lasting = end - at
+        during_to = int(end) if lasting >= 1 else int(at) + RECOVERED_S
+        affected = _sum(windows, range(int(at), max(stop, int(at) + 1)))
+        after_end = None
+        if recovered is not None:
+            after_end = max(0.0, int(at) + recovered - end) if lasting else None
+        out.append(
+            {
+                "name": item.get("name"),
+                "kind": item.get("kind"),
+                "label": item.get("label"),
+                "at": at,
+                "end": item.get("end"),
+                "replicas": list(item.get("replicas") or []),
+                "baseline": _figures(_sum(windows, base)),
+                "during": _figures(_sum(windows, range(int(at), max(during_to, int(at) + 1)))),
+                "time_to_detect_s": _detected(item, events, at, until),
+                "time_to_recover_s": float(recovered) if recovered is not None else None,
+                "time_to_recover_after_end_s": after_end,
+                "recovered": recovered is not None,
+                "errors_during_fault": (
+                    affected.failed / affected.requests if affected.requests else None
+                ),
+                "failed_requests": affected.failed,
+                "requests": affected.requests,
+                "degraded": _degraded(windows, range(int(at), stop), slos),
+                "observed_s": len(seconds),
+                "lost_writes": item.get("lost_writes"),
+            }
+        )
+    return out
+
+
+def judge_resilience(
+    found: Sequence[Mapping[str, Any]], thresholds: Sequence[Resilience]
+) -> list[dict[str, Any]]:
+    """Every resilience threshold on every fault: passed, with what was observed."""
+    verdicts = []
+    for threshold in thresholds:
+        for fault in found:
+            observed = fault.get(_MEASURE[threshold.metric])
+            verdicts.append(
+                {
+                    "threshold": threshold.label,
+                    "fault": fault.get("name"),
+                    "observed": observed,
+                    "passed": threshold.holds(observed),
+                }
+            )
+    return verdicts
+
+
+_MEASURE = {
+    "recovery_time": "time_to_recover_s",
+    "time_to_detect": "time_to_detect_s",
+    "lost_writes": "lost_writes",
+    "errors_during_fault": "errors_during_fault",
+}
+
+
+def _unmeasured(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "name": item.get("name"),
+        "kind": item.get("kind"),
+        "at": item.get("at"),
+        "end": item.get("end"),
+        "recovered": False,
+        "time_to_detect_s": None,
+        "time_to_recover_s": None,
+        "errors_during_fault": None,
+        "lost_writes": item.get("lost_writes"),
+        "note": "nothing was measured",
+    }
+
+
+def _rolling(windows: Mapping[int, Window], second: int, start: int) -> Window | None:
+    """The ROLLING_S seconds up to ``second`` merged, none from before ``start``; None when
+    ``second`` itself measured nothing."""
+    here = windows.get(second)
+    if here is None or not here.requests:
+        return None
+    merged = Window()
+    for s in range(max(start, second - ROLLING_S + 1), second + 1):
+        if s in windows:
+            merged.merge(windows[s])
+    return merged
+
+
+def _held(window: Window | None, slos: Sequence[Threshold]) -> bool | None:
+    if window is None:
+        return None
+    for threshold in slos:
+        observed = observe_window(window, threshold, ROLLING_S)
+        if observed is not None and not threshold.passes(observed):
+            return False
+    return True
+
+
+def _recovery(judged: Sequence[bool | None]) -> int | None:
+    """The second (since injection) from which the SLOs held RECOVERED_S seconds running; 0
+    when they never broke; None when they broke and never held that long again. A second
+    that measured nothing breaks the run of held seconds (nothing answered)."""
+    if False not in judged:
+        return 0 if any(judged) else None
+    run = 0
+    start = judged.index(False)
+    for i in range(start, len(judged)):
+        run = run + 1 if judged[i] else 0
+        if run == RECOVERED_S:
+            return i - RECOVERED_S + 1
+    return None
+
+
+def _detected(
+    item: Mapping[str, Any], events: Sequence[Mapping[str, Any]], at: float, until: float
+) -> float | None:
+    hit = set(item.get("replicas") or [])
+    for event in sorted(events, key=lambda e: float(e.get("t", 0))):
+        t = float(event.get("t", 0))
+        if not at <= t < until or event.get("event") not in DETECT_EVENTS:
+            continue
+        if hit and event.get("replica") not in hit:
+            continue
+        return round(t - at, 3)
+    return None
+
+
+def _sum(windows: Mapping[int, Window], seconds: Sequence[int] | range) -> Window:
+    total = Window()
+    for s in seconds:
+        if s in windows:
+            total.merge(windows[s])
+    return total
+
+
+def _figures(window: Window) -> dict[str, Any]:
+    sketch = window.duration
+    return {
+        "requests": window.requests,
+        "p50_ms": sketch.quantile(0.5) if sketch.count else None,
+        "p95_ms": sketch.quantile(0.95) if sketch.count else None,
+        "error_rate": window.failed / window.requests if window.requests else None,
+    }
+
+
+def _degraded(
+    windows: Mapping[int, Window], seconds: range, slos: Sequence[Threshold]
+) -> dict[str, float]:
+    """Each SLO's excess over its bound, summed over ``seconds`` (a second without requests
+    counts as fully failed for the error rate: nothing was answered)."""
+    out: dict[str, float] = {}
+    for threshold in slos:
+        if threshold.operator not in ("<", "<="):
+            continue
+        excess = 0.0
+        for s in seconds:
+            window = windows.get(s)
+            if window is None or not window.requests:
+                if threshold.metric == "http_req_failed":
+                    excess += 1.0 - threshold.value
+                continue
+            observed = observe_window(window, threshold, 1)
+            if observed is not None and observed > threshold.value:
+                excess += observed - threshold.value
+        out[threshold.key + ":" + threshold.expression] = round(excess, 3)
+    return out
