@@ -30,6 +30,7 @@ from .backends.base import (
     new_event,
 )
 from .results.runner_result import RunnerResult
+from .scenario.faults import Fault
 from .scenario.thresholds import Threshold
 from .stack.spec import StackSpec
 
@@ -45,6 +46,8 @@ class _CannedStack:
         self.teardown_fail = teardown_fail
         self.torn_down = False
         self._events: list[dict[str, Any]] = []
+        #: (faults, started_at) of each schedule_faults call.
+        self.scheduled: list[tuple[tuple[Fault, ...], float]] = []
 
     @property
     def events(self) -> list[dict[str, Any]]:
@@ -65,6 +68,9 @@ class _CannedStack:
     def report(self) -> dict[str, Any]:
         return {"backend": "fake", "url": self.url}
 
+    def schedule_faults(self, faults: Sequence[Fault], started_at: float) -> None:
+        self.scheduled.append((tuple(faults), started_at))
+
     def leftovers(self) -> str:
         return "nothing (a fake stack)"
 
@@ -83,8 +89,13 @@ class _CannedFleet:
         judge: Judge | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         health: Health | None = None,
+        *,
+        on_start: Callable[[float], None] | None = None,
     ) -> FleetOutcome:
-        return self.outcome()
+        outcome = self.outcome()
+        if on_start is not None and outcome.started_at is not None:
+            on_start(outcome.started_at)
+        return outcome
 
 
 class FakeBackend(Backend):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +22,14 @@ from ..backends.base import Backend, Fleet, FleetOutcome, FleetSpec, Health, Pro
 from ..backends.existing import ExistingService
 from ..errors import StressbedError
 from ..fleet.process import TeardownAbandoned, uninterrupted
+from ..results.aggregates import Window
 from ..results.compare import compare
 from ..results.merge import merge
+from ..results.resilience import judge_resilience, resilience
 from ..results.summary import RunReport
 from ..results.target_metrics import parse_selector
 from ..results.verdict import Verdict, evaluate, judge
+from ..scenario.capacity import slo_label, window_judgeable
 from ..scenario.model import Scenario
 from .compare import Baseline, exit_code_for
 from .plan import Plan, redact
@@ -80,8 +83,16 @@ def execute(
             outcome.failure = f"provisioning failed: {type(exc).__name__}: {exc}"
         else:
             env = {**secret_env, "TARGET_URL": url}
+            faults = the_plan.scenario.faults
             outcome = _run_fleet(
-                the_plan, backend.fleet, run, env=env, on_progress=on_progress, health=stack.failure
+                the_plan,
+                backend.fleet,
+                run,
+                env=env,
+                on_progress=on_progress,
+                health=stack.failure,
+                # The faults' clock starts when the runners are released.
+                on_start=(lambda t: stack.schedule_faults(faults, t)) if faults else None,
             )
     finally:
         problem, abandoned = tear_down(stack)
@@ -137,6 +148,7 @@ def _run_fleet(
     env: dict[str, str],
     on_progress: Callable[[Progress], None] | None,
     health: Health,
+    on_start: Callable[[float], None] | None = None,
 ) -> FleetOutcome:
     scenario = the_plan.scenario
     try:
@@ -149,6 +161,7 @@ def _run_fleet(
             judge=judge,
             on_progress=on_progress,
             health=health,
+            on_start=on_start,
         )
     except KeyboardInterrupt:
         return FleetOutcome(results=[], interrupted=True)
@@ -243,6 +256,12 @@ def conclude(
         verdict, code = Verdict.FAIL, 1
     else:
         verdict, code, message = Verdict.PASS, 0, "all thresholds passed"
+    events = sorted([*outcome.events, *stack.events], key=lambda e: float(e.get("t", 0)))
+    faults = fault_figures(scenario, fleet.windows, events) if scenario.faults else None
+    missed = [v for v in (faults or {}).get("verdicts", []) if not v["passed"]]
+    if missed and verdict is Verdict.PASS:
+        shown = ", ".join(f"{v['threshold']} ({v['fault']}: {_observed(v)})" for v in missed)
+        verdict, code, message = Verdict.FAIL, 1, f"resilience failed: {shown}"
     return RunReport(
         run_id=run.run_id,
         scenario=scenario.name,
@@ -253,7 +272,53 @@ def conclude(
         thresholds=results,
         runners=outcome.results,
         start_skew_ms=outcome.start_skew_ms,
-        events=sorted([*outcome.events, *stack.events], key=lambda e: float(e.get("t", 0))),
+        events=events,
         stack=stack.report(),
         settings=settings,
+        resilience=faults,
     )
+
+
+def fault_figures(
+    scenario: Scenario, windows: Mapping[int, Window], events: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """summary.json ``resilience``: each fault's instants as the stack recorded them, what
+    users saw and how fast the stack recovered (:mod:`stressbed.results.resilience`), and the
+    resilience thresholds judged on every fault."""
+    applied = {e.get("fault"): e for e in events if e.get("event") == "fault-applied"}
+    ended = {e.get("fault"): e for e in events if e.get("event") == "fault-ended"}
+    skipped = {e.get("fault"): e for e in events if e.get("event") == "fault-skipped"}
+    happened, missing = [], []
+    for item in scenario.faults:
+        seen = applied.get(item.name)
+        if seen is None:
+            why = skipped.get(item.name, {}).get("reason") or "the load ended before it"
+            missing.append({**item.to_dict(), "applied": False, "reason": why})
+            continue
+        end = ended.get(item.name)
+        happened.append(
+            {
+                **item.to_dict(),
+                "at": float(seen["t"]),
+                "end": float(end["t"]) if end is not None else None,
+                "replicas": list(seen.get("replicas") or []),
+                "how": seen.get("how"),
+            }
+        )
+    slos = [t for t in scenario.thresholds if window_judgeable(t)]
+    found = [
+        {**f, "applied": True}
+        for f in resilience(happened, windows, slos, events=[dict(e) for e in events])
+    ]
+    by_name = {f["name"]: f for f in [*found, *missing]}
+    every = [by_name[item.name] for item in scenario.faults]  # in the scenario's order
+    return {
+        "slos": [slo_label(t) for t in slos],
+        "faults": every,
+        "verdicts": judge_resilience(every, scenario.resilience),
+    }
+
+
+def _observed(verdict: Mapping[str, Any]) -> str:
+    value = verdict.get("observed")
+    return "not measured" if value is None else f"{value:g}"

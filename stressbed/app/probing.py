@@ -20,6 +20,7 @@ from ..results.merge import FleetResult, merge
 from ..results.probe import Probe, ProbeSetup, judge_probe
 from ..results.scaleout import scale_out
 from ..results.search import Search
+from ..scenario.faults import Fault
 from ..scenario.load_profiles import ConstantArrivalRate, RampingArrivalRate
 from ..scenario.model import Scenario, Workload
 from ..scenario.render import render
@@ -376,6 +377,9 @@ class _Slice:
         rows = report.get("timeseries") or []
         report["timeseries"] = [r for r in rows if self._begin <= float(r.get("t", 0)) <= self._end]
         return report
+
+    def schedule_faults(self, faults: Sequence[Fault], started_at: float) -> None:
+        """A probe's slice of the stack applies none (a capacity search has no faults)."""
 
     def leftovers(self) -> str:  # pragma: no cover
         return self._stack.leftovers()

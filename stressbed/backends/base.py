@@ -30,6 +30,7 @@ from typing import Any, ClassVar, Protocol
 
 from ..fleet.live import Judge, Progress
 from ..results.runner_result import RunnerResult
+from ..scenario.faults import Fault
 from ..scenario.model import Scenario
 from ..scenario.thresholds import Threshold
 from ..stack.spec import StackSpec
@@ -126,6 +127,12 @@ class Stack(Protocol):
         """What may be left if its teardown is abandoned half way, and how to remove it."""
         ...
 
+    def schedule_faults(self, faults: Sequence[Fault], started_at: float) -> None:
+        """Apply ``faults`` at their instants from ``started_at`` (unix time: the fleet's
+        release), each said as ``fault-applied`` / ``fault-ended`` events, every one undone by
+        the end of :meth:`teardown`. Only kinds of :attr:`Backend.fault_kinds` are given."""
+        ...
+
     def failure(self) -> str | None:
         """Why the provisioned stack stopped serving (its controller or balancer died), or
         None while it is fine; the fleet polls it and stops loading a dead URL."""
@@ -144,12 +151,15 @@ class Fleet(Protocol):
         judge: Judge | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         health: Health | None = None,
+        *,
+        on_start: Callable[[float], None] | None = None,
     ) -> FleetOutcome:
         """Run every runner to the end (or the deadline, a failure, an abort, Ctrl-C); no
         runner outlives the call. ``abort_thresholds`` are judged with ``judge`` on live
         merged data (:attr:`Capability.LIVE_ABORT`); ``on_progress`` is called about once a
         second (:attr:`Capability.LIVE_PROGRESS`); ``health`` is polled as the fleet runs,
-        and a reason it returns stops every runner (the run's failure)."""
+        and a reason it returns stops every runner (the run's failure); ``on_start`` is called
+        once with the unix time the runners were released (where faults are scheduled from)."""
         ...
 
 

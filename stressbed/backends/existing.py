@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..results.target_metrics import Selector
+from ..scenario.faults import Fault
 from .scrape import Scraper
 
 __all__ = ["ExistingService"]
@@ -47,6 +48,9 @@ class ExistingService:
         if self._scraper is not None:
             found["target_metrics"] = self._scraper.report()
         return found
+
+    def schedule_faults(self, faults: Sequence[Fault], started_at: float) -> None:
+        """Nothing to apply them to: the plan refuses faults that need a stack."""
 
     def leftovers(self) -> str:
         return ""

@@ -97,9 +97,9 @@ def resilience(
             after_end = max(0.0, int(at) + recovered - end) if lasting else None
         out.append(
             {
+                **item,  # what the caller knows of it (its label, how it was applied, ...)
                 "name": item.get("name"),
                 "kind": item.get("kind"),
-                "label": item.get("label"),
                 "at": at,
                 "end": item.get("end"),
                 "replicas": list(item.get("replicas") or []),

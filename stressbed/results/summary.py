@@ -48,6 +48,8 @@ class RunReport:
     baseline_runners: list[RunnerResult] = field(default_factory=list)
     baseline: str | None = None
     strict: bool = False
+    #: With faults: each fault's instants and figures, and the resilience verdicts.
+    resilience: dict[str, Any] | None = None
 
     def timeline(self) -> Timeline:
         """Every series of the run on one time axis (what report.html draws)."""
@@ -121,6 +123,7 @@ class RunReport:
             ],
             "stack": self.stack,
             "findings": [f.to_dict() for f in self.findings(line)] if with_findings else [],
+            "resilience": self.resilience,
             "fingerprint": self.fingerprint,
             "comparison": (
                 {"baseline": self.baseline, "strict": self.strict, **self.comparison.to_dict()}

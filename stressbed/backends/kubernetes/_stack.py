@@ -10,12 +10,14 @@ import contextlib
 import math
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ...errors import ProvisionError
 from ...results.target_metrics import parse_selector
+from ...scenario.faults import Fault
 from ...stack.spec import StackSpec
 from ..base import EventSink, new_event
 from ..scrape import Scraper
@@ -195,6 +197,9 @@ class KubeStack:
             f"{passphrase} KUBECONFIG={run.access.kubeconfig} pulumi destroy --stack "
             f"{run.cluster.namespace} --yes` (then `pulumi stack rm {run.cluster.namespace}`)"
         )
+
+    def schedule_faults(self, faults: Sequence[Fault], started_at: float) -> None:
+        """None are applied on a cluster yet: the plan refuses every kind (fault_kinds)."""
 
     def leftovers(self) -> str:
         if not self.state.created:

@@ -91,6 +91,7 @@ class KubeFleet:
         self.env = dict(env)
         self._events: list[dict[str, Any]] = []
         self._health: Health | None = None
+        self._on_start: Callable[[float], None] | None = None
 
     def _event(self, kind: str, **fields: Any) -> None:
         event = new_event("fleet", kind, **fields)
@@ -108,12 +109,15 @@ class KubeFleet:
         judge: Judge | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         health: Health | None = None,
+        *,
+        on_start: Callable[[float], None] | None = None,
     ) -> FleetOutcome:
         # The coordinator judges abort_thresholds in the cluster (with the same judge as the
         # local fleet, stressbed.results.verdict.judge) and prints the fleet's progress; this
         # side reads both from its log.
         run = self.state
         self._health = health
+        self._on_start = on_start
         outcome = FleetOutcome(results=[])
         # The runners' environment: TARGET_URL in their args, everything else is a secret.
         run.fleet_url = self.env.get("TARGET_URL") or run.url
@@ -258,6 +262,8 @@ class KubeFleet:
         if not known and news.started_at is not None:
             skew = round(news.skew_ms, 3) if news.skew_ms is not None else None
             self._event("started", t=news.started_at, skew_ms=skew)  # when it released them
+            if self._on_start is not None:
+                self._on_start(news.started_at)
         if aborted is not None and outcome.aborted_by is None:
             outcome.aborted_by = aborted
             news.aborted_at = time.monotonic()

@@ -13,6 +13,7 @@ from ...scenario.model import Scenario
 from ...stack.quantities import parse_cpu
 from ...stack.spec import StackSpec
 from ..base import Backend, Capability, EventSink, Fleet, FleetSpec, Stack
+from ._faults import FAULT_KINDS
 from ._replica import check_executable
 from .fleet import LocalFleet, runner_cgroup
 from .stack import LocalOptions, LocalStack
@@ -26,6 +27,7 @@ class LocalBackend(Backend):
     name = "local"
     capabilities = frozenset(Capability)  # all of them
     option_keys = ("port", "runner_cpu")
+    fault_kinds = FAULT_KINDS  # kill and pause (stressbed.backends.local._faults)
 
     def __init__(
         self, options: LocalOptions | None = None, runner_cpu_m: int | None = None

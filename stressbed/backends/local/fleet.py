@@ -98,6 +98,8 @@ class LocalFleet:
         judge: Judge | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         health: Health | None = None,
+        *,
+        on_start: Callable[[float], None] | None = None,
     ) -> FleetOutcome:
         self._health = health
         outcome = FleetOutcome(results=[])
@@ -109,6 +111,8 @@ class LocalFleet:
             if failure is None:
                 outcome.started_at, outcome.start_skew_ms = self._release()
                 self._event("started", skew_ms=round(outcome.start_skew_ms, 3))
+                if on_start is not None:
+                    on_start(outcome.started_at)
                 self._watch(outcome, deadline_s, abort_thresholds, judge, on_progress)
             else:
                 outcome.failure = failure

@@ -20,7 +20,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,12 +28,14 @@ from typing import Any
 from ...errors import ProvisionError
 from ...fleet.process import free_port
 from ...results.target_metrics import parse_selector
+from ...scenario.faults import Fault
 from ...stack.hpa import HpaController
 from ...stack.lifecycle import BackOff, Deletion, Lifecycle, Phase
 from ...stack.probes import ReplicaProbes
 from ...stack.spec import StackSpec, quota_denial
 from ..base import new_event
 from ..scrape import Scraper
+from ._faults import LocalFaults
 from ._metrics import UsageFeed
 from ._probing import ProbePool
 from ._replica import Exit, ReplicaProcess, Usage, check_executable
@@ -125,6 +127,7 @@ class LocalStack:
         self._next_sample = 0.0
         self._desired = self.spec.initial_replicas
         self._scraper = self._make_scraper()
+        self._faults = LocalFaults(self._event)
 
     @property
     def events(self) -> list[dict[str, Any]]:
@@ -190,6 +193,7 @@ class LocalStack:
             if self._thread.is_alive():  # waited once: a second teardown does not wait again
                 self._forced = True
                 self._event("teardown-forced", reason="the controller did not stop in time")
+        self._faults.undo_all()  # the controller may not have got to it
         # Whatever the controller got to (it never started, it stopped everything, or it hangs),
         # what is left of every replica is killed here and its cgroup removed.
         for replica in list(self.replicas):
@@ -202,6 +206,9 @@ class LocalStack:
         if self._failure is not None:
             failure, self._failure = self._failure, None
             raise ProvisionError(f"the local stack's controller failed: {failure}")
+
+    def schedule_faults(self, faults: Sequence[Fault], started_at: float) -> None:
+        self._faults.arm(faults, started_at)
 
     def leftovers(self) -> str:
         return (
@@ -246,6 +253,7 @@ class LocalStack:
                         f"the load balancer exited (code {self._balancer.proc.returncode})"
                     )
                 self._take_probe_results(now)
+                self._faults.tick(self.replicas)
                 for replica in list(self.replicas):
                     self._supervise(replica, now)
                 if now >= self._next_sample:
@@ -476,6 +484,7 @@ class LocalStack:
     # -- stopping ---------------------------------------------------------------------
 
     def _stop_everything(self) -> None:
+        self._faults.undo_all()  # a paused replica resumes, so that it can stop
         if self._balancer is not None:
             # No new connections; those open end when their replica does.
             for replica in self.replicas:

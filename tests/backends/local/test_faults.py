@@ -1,0 +1,86 @@
+"""Faults applied for real on the local backend, against the reference agent under load: a kill
+restarts the replica and requests recover; a pause is detected through the readiness probe and
+routed around, then resumed; nothing stays applied after the run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from stressbed.app.execute import execute
+from stressbed.app.plan import RunOptions, plan
+
+from ...conftest import needs_k6
+
+SCENARIO = """
+from stressbed import *
+scenario = Scenario("faults", description="kill and pause under load", workloads=[
+    Workload("ingest", get("/healthz"),
+             ConstantArrivalRate(rate=40, duration="40s", pre_allocated_vus=20, max_vus=200))],
+    thresholds=[latency("p(95) < 500ms"), error_rate("< 5%")],
+    faults=[fault.kill(at="5s"), fault.pause("6s", at="15s", seed=1)],
+    resilience=[recovery_time("< 30s")])
+"""
+
+
+def stopped_agents() -> list[str]:
+    """Processes of the reference agent left stopped (state T) or running at all."""
+    found = subprocess.run(
+        ["ps", "-eo", "pid,stat,args"], capture_output=True, text=True, check=True
+    ).stdout
+    return [line for line in found.splitlines() if "stressbed_agent" in line]
+
+
+@needs_k6
+def test_a_kill_and_a_pause_are_applied_detected_recovered_and_undone(tmp_path: Path):
+    path = tmp_path / "faults.py"
+    path.write_text(SCENARIO)
+    report = execute(plan(RunOptions(scenario=str(path), results=tmp_path / "r", runners=1)))
+    summary = json.loads((tmp_path / "r" / report.run_id / "summary.json").read_text())
+    assert report.exit_code in (0, 1), report.message
+    kill, pause = summary["resilience"]["faults"]
+    events = summary["events"]
+
+    # The kill: one replica SIGKILLed at about 5 s, seen to end, restarted, ready again.
+    assert kill["applied"]
+    assert kill["kind"] == "kill"
+    (killed,) = kill["replicas"]
+    assert kill["how"] == "SIGKILL of the process group"
+    after = [e for e in events if e["t"] >= kill["at"] and e.get("replica") == killed]
+    kinds = [e["event"] for e in after]
+    assert "crashed" in kinds
+    assert "ready" in kinds[kinds.index("crashed") :]  # restarted and ready again
+    assert kill["time_to_detect_s"] is not None
+    assert kill["time_to_detect_s"] < 5
+
+    # The pause: frozen for 6 s, found unready by its readiness probe, resumed at its end.
+    assert pause["applied"]
+    assert pause["kind"] == "pause"
+    (paused,) = pause["replicas"]
+    assert pause["end"] - pause["at"] == pytest.approx(6, abs=1.0)
+    unready = [
+        e
+        for e in events
+        if e["event"] == "unready" and e.get("replica") == paused and pause["at"] <= e["t"]
+    ]
+    assert unready, "the readiness probe never noticed the pause"
+    assert pause["time_to_detect_s"] is not None
+    (ended,) = [e for e in events if e["event"] == "fault-ended"]
+    assert ended["resumed"] == [paused]
+    assert ended["reason"] == "its end"
+
+    # What users saw: figures for each fault, and the verdicts on them.
+    for found in (kill, pause):
+        assert found["requests"] > 0
+        assert found["baseline"]["requests"] > 0 or found is kill
+        assert "errors_during_fault" in found
+    verdicts = summary["resilience"]["verdicts"]
+    assert [v["fault"] for v in verdicts] == ["kill", "pause"]
+    assert (report.exit_code == 1) == (not all(v["passed"] for v in verdicts)) or (
+        report.message.startswith("thresholds failed")
+    )
+    # Nothing of the stack is left, stopped or running.
+    assert stopped_agents() == []
