@@ -4,7 +4,10 @@
   (the stack sees it end, says ``crashed`` and restarts it after its back-off);
 - ``pause``: SIGSTOP to the replica's process group, SIGCONT at the fault's end: the kernel
   still accepts its connections, nothing answers (its probes fail, the balancer routes around
-  it, a liveness probe may restart it). A replica restarted meanwhile has nothing to resume.
+  it, a liveness probe may restart it). A replica restarted meanwhile has nothing to resume;
+- ``latency``, ``loss``: a toxic in the balancer (:class:`~.balancer.Toxic`) on the path to
+  every replica, or to the ones chosen, on open connections too; removed at the fault's end;
+- ``reset``: every connection open through the balancer (to the chosen replicas) reset.
 
 Each fault's instants come from the fleet's release (``arm``), on the clock of the load's
 windows; what was applied is said as ``fault-applied`` / ``fault-ended`` events with the
@@ -28,8 +31,27 @@ from ._replica import ReplicaProcess
 __all__ = ["FAULT_KINDS", "LocalFaults"]
 
 #: What the local backend applies.
-FAULT_KINDS = frozenset({"kill", "pause"})
-_HOW = {"kill": "SIGKILL of the process group", "pause": "SIGSTOP of the process group"}
+FAULT_KINDS = frozenset({"kill", "pause", "latency", "loss", "reset"})
+_HOW = {
+    "kill": "SIGKILL of the process group",
+    "pause": "SIGSTOP of the process group",
+    "latency": "a latency toxic in the balancer",
+    "loss": "a loss toxic in the balancer (a lost segment held one retransmission timeout)",
+    "reset": "the balancer's open connections reset",
+}
+_PATH = ("latency", "loss", "reset")
+
+
+class _Path(Protocol):
+    """The balancer, as the faults on the path use it."""
+
+    def add_toxic(
+        self, name: str, kind: str, upstreams: Sequence[str] | None, **params: float
+    ) -> None: ...
+
+    def remove_toxic(self, name: str) -> None: ...
+
+    def reset(self, upstreams: Sequence[str] | None = None) -> None: ...
 
 
 class _Replica(Protocol):
@@ -48,13 +70,16 @@ class _Armed:
     ended: bool = False
     #: What was hit: (replica name, the process then running it).
     hit: list[tuple[str, ReplicaProcess]] = field(default_factory=list)
+    on_path: bool = False  # a toxic in the balancer
+    scope: list[str] | None = None  # the replicas a toxic is on (None: every one)
 
 
 class LocalFaults:
     """The scheduled faults of one run against one local stack."""
 
-    def __init__(self, event: Callable[..., None]) -> None:
+    def __init__(self, event: Callable[..., None], path: Callable[[], _Path | None]) -> None:
         self._event = event
+        self._path = path  # the balancer, once there is one
         self._armed: list[_Armed] = []
         self._lock = threading.Lock()
 
@@ -91,7 +116,7 @@ class LocalFaults:
             return [
                 a.fault.name
                 for a in self._armed
-                if a.applied and not a.ended and a.fault.lasting_ms and a.hit
+                if a.applied and not a.ended and a.fault.lasting_ms and (a.hit or a.on_path)
             ]
 
     def _apply(self, item: _Armed, replicas: Sequence[_Replica]) -> None:
@@ -100,6 +125,9 @@ class LocalFaults:
             (r for r in replicas if r.process is not None and r.process.poll() is None),
             key=lambda r: r.name,
         )
+        if fault.kind in _PATH:
+            self._apply_on_path(item, running)
+            return
         count = fault.replicas or len(running)
         if len(running) < count:
             item.ended = True
@@ -134,8 +162,68 @@ class LocalFaults:
         if not fault.lasting_ms:
             item.ended = True
 
+    def _apply_on_path(self, item: _Armed, running: Sequence[_Replica]) -> None:
+        fault = item.fault
+        path = self._path()
+        if path is None:
+            item.ended = True
+            self._event(
+                "fault-skipped", fault=fault.name, fault_kind=fault.kind, reason="no balancer"
+            )
+            return
+        scope: list[str] | None = None  # None: the path to every replica, new ones too
+        if fault.replicas is not None:
+            if len(running) < fault.replicas:
+                item.ended = True
+                self._event(
+                    "fault-skipped",
+                    fault=fault.name,
+                    fault_kind=fault.kind,
+                    reason=f"{len(running)} replica(s) running, the fault needs {fault.replicas}",
+                )
+                return
+            chosen = random.Random(fault.seed).sample(list(running), fault.replicas)
+            scope = sorted(r.name for r in chosen)
+        applied_at = time.time()
+        if fault.kind == "reset":
+            path.reset(scope)
+            item.ended = True
+        else:
+            params = {
+                "latency_s": (fault.param("latency_ms") or 0.0) / 1000,
+                "jitter_s": (fault.param("jitter_ms") or 0.0) / 1000,
+                "loss": fault.param("loss") or 0.0,
+                "seed": float(fault.seed),
+            }
+            path.add_toxic(fault.name, fault.kind, scope, **params)
+        item.scope = scope
+        item.on_path = True
+        self._event(
+            "fault-applied",
+            t=applied_at,
+            fault=fault.name,
+            fault_kind=fault.kind,
+            replicas=scope if scope is not None else [r.name for r in running],
+            scope="chosen replicas" if scope is not None else "every replica",
+            how=_HOW[fault.kind],
+            label=fault.label,
+        )
+
     def _end(self, item: _Armed, reason: str) -> None:
         item.ended = True
+        if item.on_path:
+            path = self._path()
+            if path is not None:
+                path.remove_toxic(item.fault.name)
+            self._event(
+                "fault-ended",
+                fault=item.fault.name,
+                fault_kind=item.fault.kind,
+                replicas=item.scope,
+                how="the toxic removed",
+                reason=reason,
+            )
+            return
         resumed: list[str] = []
         for name, process in item.hit:
             if process.poll() is None:  # the same process: restarted ones have nothing to undo

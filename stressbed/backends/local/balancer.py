@@ -8,6 +8,13 @@ ready upstream a new connection is closed at once, as a Service without endpoint
 
 It runs on an asyncio loop that the caller owns (the local backend's controller thread) and
 uses flow control on both sides, so a slow reader never makes it buffer without bound.
+
+Faults on the path are *toxics* (Toxiproxy's model), applied to connections already open as
+well as new ones, to every upstream or to chosen ones: ``latency`` holds each chunk on its way
+to the client for its delay (plus or minus its jitter, never reordering the stream); ``loss``
+holds a chunk, with its probability, for one retransmission timeout (what TCP's recovery of a
+lost segment does to what follows it); and :meth:`Balancer.reset` resets every open connection
+(the client sees a connection reset).
 """
 
 from __future__ import annotations
@@ -19,23 +26,49 @@ import errno
 import itertools
 import json
 import os
+import random
 import select
 import signal
 import socket
 import subprocess
 import sys
+import time
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 from ...errors import ConfigError, ProvisionError
 from ...fleet.process import die_with_parent
 
-__all__ = ["Balancer", "BalancerProcess", "PortInUseError", "Upstream", "main"]
+__all__ = ["Balancer", "BalancerProcess", "PortInUseError", "Toxic", "Upstream", "main"]
 
 # Relay buffers: pause the sending side once this much is queued for a slow receiver.
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
+#: What a lost segment costs the stream: Linux's minimum TCP retransmission timeout.
+RETRANSMIT_S = 0.2
+
+
+@dataclass
+class Toxic:
+    """A fault on the path to ``upstreams`` (None: every one)."""
+
+    name: str
+    kind: str  # latency, loss
+    latency_s: float = 0.0
+    jitter_s: float = 0.0
+    loss: float = 0.0
+    upstreams: frozenset[str] | None = None
+    rng: random.Random = field(default_factory=random.Random)
+
+    def delay(self, upstream: str) -> float:
+        """How long this toxic holds one chunk to the client from ``upstream``."""
+        if self.upstreams is not None and upstream not in self.upstreams:
+            return 0.0
+        if self.kind == "latency":
+            return max(0.0, self.latency_s + self.rng.uniform(-self.jitter_s, self.jitter_s))
+        return RETRANSMIT_S if self.rng.random() < self.loss else 0.0
 
 
 @dataclass
@@ -57,6 +90,11 @@ class _Half(asyncio.Protocol):
         self.peer: _Half | None = None
         self.pending: list[bytes] = []
         self.eof = False
+        #: Chunks held by a toxic on their way to the client: (when to write, the bytes).
+        self.held: deque[tuple[float, bytes]] = deque()
+        self.held_bytes = 0
+        self.eof_held = False
+        self.lost_held = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
@@ -72,6 +110,10 @@ class _Half(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         peer = self.peer
         if peer is not None and peer.transport is not None:
+            delay = 0.0 if self.client else self.pair.delay()
+            if delay > 0 or self.held:
+                self._hold(data, delay)
+                return
             peer.transport.write(data)
             return
         # The client spoke before the upstream connection was up: hold its first bytes (the
@@ -80,7 +122,51 @@ class _Half(asyncio.Protocol):
         if self.transport is not None:
             self.transport.pause_reading()
 
+    def _hold(self, data: bytes, delay: float) -> None:
+        """Write ``data`` to the client ``delay`` seconds from now, after what is held before
+        it (the stream's order is kept); the upstream's reading pauses while much is held."""
+        loop = asyncio.get_running_loop()
+        last = self.held[-1][0] if self.held else 0.0
+        due = max(last, time.monotonic() + delay)
+        self.held.append((due, data))
+        self.held_bytes += len(data)
+        if self.held_bytes > HIGH_WATER and self.transport is not None:
+            self.transport.pause_reading()
+        loop.call_later(max(0.0, due - time.monotonic()), self._release)
+
+    def _release(self) -> None:
+        peer = self.peer
+        now = time.monotonic()
+        while self.held and self.held[0][0] <= now + 0.001:
+            _, data = self.held.popleft()
+            self.held_bytes -= len(data)
+            if peer is not None and peer.transport is not None and not peer.transport.is_closing():
+                peer.transport.write(data)
+        if self.held_bytes <= LOW_WATER and self.transport is not None and not self.lost_held:
+            with contextlib.suppress(RuntimeError):
+                self.transport.resume_reading()
+        if self.held:
+            # A timer may fire a little early (uvloop's clock is cached per iteration): the
+            # next chunk always has one of its own.
+            asyncio.get_running_loop().call_later(
+                max(0.0, self.held[0][0] - time.monotonic()), self._release
+            )
+        if not self.held and self.eof_held:
+            self.eof_held = False
+            if not self._pass_eof() and self.transport is not None:
+                self.transport.close()  # both directions done, as eof_received would have
+        if not self.held and self.lost_held:
+            self.lost_held = False
+            self.pair.lost()
+
     def eof_received(self) -> bool:
+        if self.held:  # what is held goes first
+            self.eof = True
+            self.eof_held = True
+            return True
+        return self._pass_eof()
+
+    def _pass_eof(self) -> bool:
         self.eof = True
         peer = self.peer
         if peer is None or peer.transport is None:
@@ -100,6 +186,9 @@ class _Half(asyncio.Protocol):
             self.peer.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.held:  # what a toxic holds is still delivered, then the pair closes
+            self.lost_held = True
+            return
         self.pair.lost()
 
 
@@ -146,6 +235,19 @@ class _Pair:
             upstream.write_eof()
         client.transport.resume_reading()
 
+    def delay(self) -> float:
+        """What the balancer's toxics hold the next chunk to the client for."""
+        if self.chosen is None or not self.balancer.toxics:
+            return 0.0
+        return sum(t.delay(self.chosen.name) for t in self.balancer.toxics.values())
+
+    def reset(self) -> None:
+        """Both connections reset (RST), as a peer that went away does."""
+        for half in (self.client, self.upstream):
+            if half.transport is not None:
+                half.transport.abort()
+        self.lost()
+
     def lost(self) -> None:
         if self.closed:
             return
@@ -168,6 +270,7 @@ class Balancer:
         self._server: asyncio.Server | None = None
         self._pairs: set[_Pair] = set()
         self._turn = itertools.count()
+        self.toxics: dict[str, Toxic] = {}
 
     # -- membership (called on the loop's thread) -------------------------------------
 
@@ -183,6 +286,25 @@ class Balancer:
     def remove(self, name: str) -> None:
         """No new connections to ``name``; its open connections run on until they close."""
         self.upstreams.pop(name, None)
+
+    # -- faults on the path (called on the loop's thread) --------------------------------
+
+    def add_toxic(self, toxic: Toxic) -> None:
+        self.toxics[toxic.name] = toxic
+
+    def remove_toxic(self, name: str) -> None:
+        self.toxics.pop(name, None)
+
+    def reset(self, upstreams: frozenset[str] | None = None) -> int:
+        """Reset every open connection (to ``upstreams``); how many were."""
+        hit = [
+            p
+            for p in list(self._pairs)
+            if upstreams is None or (p.chosen is not None and p.chosen.name in upstreams)
+        ]
+        for pair in hit:
+            pair.reset()
+        return len(hit)
 
     # -- serving ----------------------------------------------------------------------
 
@@ -249,8 +371,28 @@ async def _serve(host: str, port: int) -> int:
             balancer.set_ready(op["name"], bool(op["ready"]))
         elif op["op"] == "remove":
             balancer.remove(op["name"])
+        elif op["op"] == "toxic":
+            balancer.add_toxic(_toxic(op))
+        elif op["op"] == "untoxic":
+            balancer.remove_toxic(op["name"])
+        elif op["op"] == "reset":
+            scope = op.get("upstreams")
+            balancer.reset(frozenset(scope) if scope is not None else None)
     await balancer.close()
     return 0
+
+
+def _toxic(op: dict[str, object]) -> Toxic:
+    scope = op.get("upstreams")
+    return Toxic(
+        name=str(op["name"]),
+        kind=str(op["kind"]),
+        latency_s=float(cast(float, op.get("latency_s") or 0.0)),
+        jitter_s=float(cast(float, op.get("jitter_s") or 0.0)),
+        loss=float(cast(float, op.get("loss") or 0.0)),
+        upstreams=frozenset(cast(list[str], scope)) if scope is not None else None,
+        rng=random.Random(int(cast(int, op.get("seed") or 0))),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -316,6 +458,20 @@ class BalancerProcess:
 
     def remove(self, name: str) -> None:
         self._send(op="remove", name=name)
+
+    def add_toxic(
+        self, name: str, kind: str, upstreams: Sequence[str] | None, **params: float
+    ) -> None:
+        """A fault on the path (see :class:`Toxic`), from now until :meth:`remove_toxic`."""
+        scope = sorted(upstreams) if upstreams is not None else None
+        self._send(op="toxic", name=name, kind=kind, upstreams=scope, **params)
+
+    def remove_toxic(self, name: str) -> None:
+        self._send(op="untoxic", name=name)
+
+    def reset(self, upstreams: Sequence[str] | None = None) -> None:
+        """Reset every open connection (to ``upstreams``)."""
+        self._send(op="reset", upstreams=sorted(upstreams) if upstreams is not None else None)
 
     def close(self) -> None:
         with contextlib.suppress(OSError, ValueError):

@@ -1,6 +1,7 @@
 """Faults applied for real on the local backend, against the reference agent under load: a kill
 restarts the replica and requests recover; a pause is detected through the readiness probe and
-routed around, then resumed; nothing stays applied after the run."""
+routed around, then resumed; 200 ms of latency shows in its window's p50 and not outside it;
+nothing stays applied after the run."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ SCENARIO = """
 from stressbed import *
 scenario = Scenario("faults", description="kill and pause under load", workloads=[
     Workload("ingest", get("/healthz"),
-             ConstantArrivalRate(rate=40, duration="40s", pre_allocated_vus=20, max_vus=200))],
+             ConstantArrivalRate(rate=40, duration="55s", pre_allocated_vus=20, max_vus=200))],
     thresholds=[latency("p(95) < 500ms"), error_rate("< 5%")],
-    faults=[fault.kill(at="5s"), fault.pause("6s", at="15s", seed=1)],
+    faults=[fault.kill(at="5s"), fault.pause("10s", at="12s", seed=1),
+            fault.latency("200ms", jitter="20ms", at="42s", lasting="8s")],
     resilience=[recovery_time("< 30s")])
 """
 
@@ -41,7 +43,7 @@ def test_a_kill_and_a_pause_are_applied_detected_recovered_and_undone(tmp_path: 
     report = execute(plan(RunOptions(scenario=str(path), results=tmp_path / "r", runners=1)))
     summary = json.loads((tmp_path / "r" / report.run_id / "summary.json").read_text())
     assert report.exit_code in (0, 1), report.message
-    kill, pause = summary["resilience"]["faults"]
+    kill, pause, slow = summary["resilience"]["faults"]
     events = summary["events"]
 
     # The kill: one replica SIGKILLed at about 5 s, seen to end, restarted, ready again.
@@ -56,11 +58,12 @@ def test_a_kill_and_a_pause_are_applied_detected_recovered_and_undone(tmp_path: 
     assert kill["time_to_detect_s"] is not None
     assert kill["time_to_detect_s"] < 5
 
-    # The pause: frozen for 6 s, found unready by its readiness probe, resumed at its end.
+    # The pause: frozen for 10 s, found unready by its readiness probe (every 2 s, two
+    # failures of 1 s timeouts: at most about 6 s), resumed at its end.
     assert pause["applied"]
     assert pause["kind"] == "pause"
     (paused,) = pause["replicas"]
-    assert pause["end"] - pause["at"] == pytest.approx(6, abs=1.0)
+    assert pause["end"] - pause["at"] == pytest.approx(10, abs=1.0)
     unready = [
         e
         for e in events
@@ -68,19 +71,29 @@ def test_a_kill_and_a_pause_are_applied_detected_recovered_and_undone(tmp_path: 
     ]
     assert unready, "the readiness probe never noticed the pause"
     assert pause["time_to_detect_s"] is not None
-    (ended,) = [e for e in events if e["event"] == "fault-ended"]
+    (ended,) = [e for e in events if e["event"] == "fault-ended" and e["fault"] == "pause"]
     assert ended["resumed"] == [paused]
     assert ended["reason"] == "its end"
 
+    # The latency: on the path to every replica for 8 s, seen in that window's p50 only.
+    assert slow["applied"]
+    assert slow["how"] == "a latency toxic in the balancer"
+    assert slow["end"] - slow["at"] == pytest.approx(8, abs=1.0)
+    assert slow["during"]["p50_ms"] - slow["baseline"]["p50_ms"] >= 150
+    assert slow["baseline"]["p50_ms"] < 100
+    assert slow["time_to_recover_s"] == 0  # 220 ms stays within p(95) < 500ms
+
     # What users saw: figures for each fault, and the verdicts on them.
-    for found in (kill, pause):
+    for found in (kill, pause, slow):
         assert found["requests"] > 0
         assert found["baseline"]["requests"] > 0 or found is kill
         assert "errors_during_fault" in found
     verdicts = summary["resilience"]["verdicts"]
-    assert [v["fault"] for v in verdicts] == ["kill", "pause"]
+    assert [v["fault"] for v in verdicts] == ["kill", "pause", "latency"]
     assert (report.exit_code == 1) == (not all(v["passed"] for v in verdicts)) or (
         report.message.startswith("thresholds failed")
     )
+    # Nothing a toxic held was left behind: no request waited out k6's graceful stop.
+    assert summary["duration_s"] < 55 + 15
     # Nothing of the stack is left, stopped or running.
     assert stopped_agents() == []
