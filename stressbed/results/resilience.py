@@ -54,7 +54,6 @@ DETECT_EVENTS = (
     "crashed",
     "oom-killed",
     "restarted",
-    "stopped",
     "routed-around",
 )
 
@@ -210,6 +209,8 @@ def _detected(
         t = float(event.get("t", 0))
         if not at <= t < until or event.get("event") not in DETECT_EVENTS:
             continue
+        if "teardown" in str(event.get("reason", "")) or event.get("after") == "teardown":
+            continue  # the run's own end, not the stack noticing
         if hit and event.get("replica") not in hit:
             continue
         return round(t - at, 3)

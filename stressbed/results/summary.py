@@ -213,6 +213,28 @@ def junit_xml(report: RunReport) -> str:
                 ET.SubElement(case, "system-out").text = text
         suite.set("tests", str(len(report.thresholds) + len(report.comparison.metrics)))
         suite.set("failures", str(failures))
+    verdicts = (report.resilience or {}).get("verdicts") or []
+    for verdict in verdicts:
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=f"stressbed.{report.scenario}.resilience",
+            name=f"{verdict['threshold']} on {verdict['fault']}",
+        )
+        seen = verdict.get("observed")
+        text = "not measured" if seen is None else f"observed {show(seen)}"
+        if verdict["passed"]:
+            ET.SubElement(case, "system-out").text = text
+        else:
+            failures += 1
+            ET.SubElement(
+                case, "failure", message=text
+            ).text = f"{verdict['threshold']} on {verdict['fault']}: {text}"
+    if verdicts:
+        tests = len(report.thresholds) + len(verdicts)
+        tests += len(report.comparison.metrics) if report.comparison is not None else 0
+        suite.set("tests", str(tests))
+        suite.set("failures", str(failures))
     if report.verdict is Verdict.ERROR:
         case = ET.SubElement(
             suite, "testcase", classname=f"stressbed.{report.scenario}", name="run"

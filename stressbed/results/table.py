@@ -45,6 +45,7 @@ def table(report: RunReport) -> str:
         )
     if report.start_skew_ms is not None:
         lines.append(f"  start skew {report.start_skew_ms:.1f} ms")
+    lines.extend(resilience_lines(report.resilience))
     if report.comparison is not None:
         lines.extend(comparison_lines(report.comparison))
     stack = stack_line(report)
@@ -52,6 +53,33 @@ def table(report: RunReport) -> str:
         lines.append(stack)
     lines.append(f"verdict: {report.verdict.value.upper()}  {report.message}".rstrip())
     return "\n".join(lines)
+
+
+def resilience_lines(found: Mapping[str, Any] | None) -> list[str]:
+    """A line per fault: when, on what, detected and recovered after how long, errors."""
+    if not found or not found.get("faults"):
+        return []
+    lines = ["  faults"]
+    for fault in found["faults"]:
+        label = fault.get("label") or fault.get("name")
+        if not fault.get("applied"):
+            lines.append(f"    {fault['name']}: {label}: not applied ({fault.get('reason')})")
+            continue
+        on = ", ".join(fault.get("replicas") or []) or "every replica"
+        detect, recover = fault.get("time_to_detect_s"), fault.get("time_to_recover_s")
+        errors = fault.get("errors_during_fault")
+        lines.append(
+            f"    {fault['name']}: {label} [{on}]: "
+            + (f"detected after {detect:.1f} s" if detect is not None else "not detected")
+            + (f", recovered after {recover:.1f} s" if recover is not None else ", did not recover")
+            + (f", {errors * 100:.2f}% errors" if errors is not None else "")
+        )
+    for verdict in found.get("verdicts") or []:
+        mark = "ok  " if verdict["passed"] else "FAIL"
+        seen = verdict.get("observed")
+        shown = "not measured" if seen is None else f"observed {show(seen)}"
+        lines.append(f"    {mark} {verdict['threshold']} on {verdict['fault']}  {shown}")
+    return lines
 
 
 def stack_line(report: RunReport) -> str:

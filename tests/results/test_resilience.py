@@ -92,6 +92,9 @@ def test_detection_is_the_first_stack_event_on_the_faulted_replica():
         {"t": T0 + 32.25, "event": "unready", "replica": "agent-0"},  # another replica
         {"t": T0 + 33.0, "event": "crashed", "replica": "agent-1"},
     ]
+    at_the_end = [{"t": T0 + 31, "event": "killed", "replica": "agent-1", "reason": "teardown: x"}]
+    (ignored,) = resilience([kill_at(30, replicas=["agent-1"])], windows, SLOS, events=at_the_end)
+    assert ignored["time_to_detect_s"] is None  # the run's teardown is not a detection
     (found,) = resilience([kill_at(30, replicas=["agent-1"])], windows, SLOS, events=events)
     assert found["time_to_detect_s"] == 3.0
     (anywhere,) = resilience([kill_at(30)], windows, SLOS, events=events)

@@ -3,6 +3,7 @@ timeline, listed by render, and refused before anything starts where they cannot
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,13 @@ from stressbed import (
     time_to_detect,
 )
 from stressbed.app.cli import main
+from stressbed.app.execute import execute
+from stressbed.app.plan import Plan
 from stressbed.errors import ConfigError
+from stressbed.results.table import table
+from stressbed.scenario.faults import FAULT_KINDS
+from stressbed.stack.agent import reference_agent
+from stressbed.testing import FakeBackend
 
 
 def scenario(faults=(), resilience=(), duration="2m") -> Scenario:
@@ -147,3 +154,39 @@ def test_a_fault_the_backend_does_not_apply_is_exit_2_before_anything_starts(
     assert err[0].startswith("stressbed: error: faults.memory: got 'memory 64Mi on 1 replica")
     assert "a fault --backend local applies" in err[0]
     assert not (tmp_path / "r").exists()
+
+
+class FaultingBackend(FakeBackend):
+    """A fake whose stack takes every kind of fault, and applies none."""
+
+    name = "faulting"
+    fault_kinds = frozenset(FAULT_KINDS)
+
+
+def test_faults_a_backend_never_applied_are_said_so_and_fail_their_thresholds(tmp_path):
+    scn = scenario([fault.kill(at="10s")], [recovery_time("< 30s")])
+    backend = FaultingBackend()
+    report = execute(
+        Plan(
+            scenario=scn,
+            target_url=None,
+            runners=1,
+            results=tmp_path / "r",
+            keep_raw=False,
+            backend=backend,
+            stack=reference_agent(),
+        )
+    )
+    # The fleet's release started the faults' clock on the stack.
+    ((faults, started_at),) = backend.stacks[0].scheduled
+    assert [f.name for f in faults] == ["kill"]
+    assert abs(started_at - time.time()) < 600  # the outcome's release, unix time
+    (found,) = report.resilience["faults"]
+    assert found["applied"] is False
+    assert found["reason"] == "the load ended before it"
+    assert report.exit_code == 1
+    assert report.message.startswith("resilience failed: recovery_time < 30s (kill")
+    assert "kill: kill on 1 replica at 10s: not applied" in table(report)
+    junit = (tmp_path / "r" / report.run_id / "junit.xml").read_text()
+    assert 'name="recovery_time &lt; 30s on kill"' in junit
+    assert 'failures="1"' in junit

@@ -13,6 +13,7 @@ import pytest
 
 from stressbed.app.execute import execute
 from stressbed.app.plan import RunOptions, plan
+from stressbed.results.table import table
 
 from ...conftest import needs_k6
 
@@ -93,6 +94,14 @@ def test_a_kill_and_a_pause_are_applied_detected_recovered_and_undone(tmp_path: 
     assert (report.exit_code == 1) == (not all(v["passed"] for v in verdicts)) or (
         report.message.startswith("thresholds failed")
     )
+    # junit.xml has a case per resilience verdict; the terminal table a line per fault.
+    junit = (tmp_path / "r" / report.run_id / "junit.xml").read_text()
+    for name in ("kill", "pause", "latency"):
+        assert f'name="recovery_time &lt; 30s on {name}"' in junit
+    shown = table(report)
+    assert "  faults\n    kill: kill on 1 replica at 5s [" in shown
+    assert "pause: pause on 1 replica at 12s for 10s [" in shown
+
     # Nothing a toxic held was left behind: no request waited out k6's graceful stop.
     assert summary["duration_s"] < 55 + 15
     # Nothing of the stack is left, stopped or running.

@@ -1,0 +1,48 @@
+"""Resilience: the ingest mix at a steady rate while a replica is killed, another frozen, and
+the path to the agent slowed; what users saw, how fast the stack noticed and recovered.
+
+    stressbed run --scenario resilience
+
+90 s of load (``--duration`` scales the faults with it): a replica killed at 10 s (its
+restart policy brings it back), one frozen for 15 s at 30 s (its readiness probe takes it out
+of the balancer; it resumes at the end), and 200 ms (+-20 ms) on the path to every replica for
+15 s at 65 s. Each is judged: back within the SLOs 30 s after it at the latest, no more than
+5% of the requests failed meanwhile. Needs STRESSBED_AGENT_TOKEN, as the ingest mix does.
+"""
+
+from __future__ import annotations
+
+from stressbed import (
+    ConstantArrivalRate,
+    Scenario,
+    Workload,
+    error_rate,
+    errors_during_fault,
+    fault,
+    latency,
+    recovery_time,
+)
+
+from . import agent_api as api
+from .ingest_mix import INGEST
+
+scenario = Scenario(
+    "resilience",
+    description="The ingest mix at 50 req/s through a kill, a pause and 200 ms on the path",
+    variables=api.AGENT_VARIABLES,
+    workloads=[
+        Workload(
+            "ingest",
+            INGEST,
+            ConstantArrivalRate(rate=50, duration="90s", pre_allocated_vus=20, max_vus=200),
+            graceful_stop="10s",
+        )
+    ],
+    thresholds=[latency("p(95) < 500ms"), error_rate("< 5%")],
+    faults=[
+        fault.kill(at="10s"),
+        fault.pause("15s", at="30s", seed=1),
+        fault.latency("200ms", jitter="20ms", at="65s", lasting="15s"),
+    ],
+    resilience=[recovery_time("< 30s"), errors_during_fault("< 5%")],
+)
