@@ -3,11 +3,12 @@ the path to the agent slowed; what users saw, how fast the stack noticed and rec
 
     stressbed run --scenario resilience
 
-90 s of load (``--duration`` scales the faults with it): a replica killed at 10 s (its
-restart policy brings it back), one frozen for 15 s at 30 s (its readiness probe takes it out
+60 s of load (``--duration`` scales the faults with it): a replica killed at 5 s (its
+restart policy brings it back), one frozen for 10 s at 15 s (its readiness probe takes it out
 of the balancer; it resumes at the end), and 200 ms (+-20 ms) on the path to every replica for
-15 s at 65 s. Each is judged: back within the SLOs 30 s after it at the latest, no more than
-5% of the requests failed meanwhile. Needs STRESSBED_AGENT_TOKEN, as the ingest mix does.
+10 s at 45 s. Each is observed until the next one starts and judged: back within the SLOs 30 s
+after it at the latest, no more than 5% of the requests failed meanwhile. Needs
+STRESSBED_AGENT_TOKEN, as the ingest mix does.
 """
 
 from __future__ import annotations
@@ -34,15 +35,15 @@ scenario = Scenario(
         Workload(
             "ingest",
             INGEST,
-            ConstantArrivalRate(rate=50, duration="90s", pre_allocated_vus=20, max_vus=200),
+            ConstantArrivalRate(rate=50, duration="60s", pre_allocated_vus=20, max_vus=200),
             graceful_stop="10s",
         )
     ],
     thresholds=[latency("p(95) < 500ms"), error_rate("< 5%")],
     faults=[
-        fault.kill(at="10s"),
-        fault.pause("15s", at="30s", seed=1),
-        fault.latency("200ms", jitter="20ms", at="65s", lasting="15s"),
+        fault.kill(at="5s"),
+        fault.pause("10s", at="15s", seed=1),
+        fault.latency("200ms", jitter="20ms", at="45s", lasting="10s"),
     ],
     resilience=[recovery_time("< 30s"), errors_during_fault("< 5%")],
 )

@@ -14,8 +14,8 @@ lasts, ended at ``end``; observed until the next fault's injection or the end of
   (ROLLING_S seconds merged) p95 and error rate hold every SLO for RECOVERED_S seconds
   running; 0 when they never broke; None ("did not recover") when that never came.
   ``time_to_recover_after_end_s`` is the same from the fault's end;
-- ``errors_during_fault``: the failed share of the requests from injection to recovery (or to
-  the end of the observation);
+- ``errors_during_fault``: the failed share of the requests from injection until the fault
+  is over and the SLOs hold again (or to the end of the observation);
 - ``degraded``: the SLO excess summed over the seconds from injection to recovery: p95 above
   its bound (ms x s) and the error rate above its bound (share x s).
 """
@@ -90,7 +90,8 @@ def resilience(
         covered.append((int(at), stop))
         lasting = end - at
         during_to = int(end) if lasting >= 1 else int(at) + RECOVERED_S
-        affected = _sum(windows, range(int(at), max(stop, int(at) + 1)))
+        # What users met from injection until the fault was over and the SLOs held again.
+        affected = _sum(windows, range(int(at), max(stop, during_to, int(at) + 1)))
         after_end = None
         if recovered is not None:
             after_end = max(0.0, int(at) + recovered - end) if lasting else None
