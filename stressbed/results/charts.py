@@ -2,8 +2,9 @@
 
 Every time chart shares one x range (seconds since the fleet started), so zooming or panning
 one moves all of them, and each has a hover that shows the values at that second. Failed
-thresholds are shaded where each step breached them; the stack's and the fleet's events are
-markers with their reason on hover. Bokeh is imported only here, when a report is drawn.
+thresholds are shaded where each step breached them, each fault's window on every chart (a
+line for one at an instant); the stack's and the fleet's events are markers with their reason
+on hover. Bokeh is imported only here, when a report is drawn.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ PALETTE = (
     "#17becf",
 )
 BREACH = "#d62728"
+FAULT = "#9467bd"
 
 
 def _nan(series: Series) -> Any:
@@ -135,6 +137,8 @@ class _Charts:
 
 
 def _marker_color(kind: str) -> str:
+    if kind.startswith("fault-"):
+        return FAULT
     if kind in ("oom-killed", "crashed", "killed", "runner-failed", "stack-failed", "aborted"):
         return "#d62728"
     if kind in ("liveness-failed", "startup-failed", "unready", "back-off", "quota-denied"):
@@ -146,15 +150,35 @@ def charts(
     line: Timeline,
     breached: dict[str, list[tuple[float, float]]],
     baseline: Timeline | None = None,
+    faults: Sequence[tuple[float, float, str]] = (),
 ) -> list[Any]:
     """The report's figures, top to bottom. ``breached`` maps a failed threshold's label to
     its intervals, keyed by what it measures: ``latency``, ``latency:<name>``, ``errors``,
-    ``throughput``; ``baseline`` is drawn dashed on the load and latency charts."""
+    ``throughput``; ``baseline`` is drawn dashed on the load and latency charts; ``faults``
+    (start and end in seconds since the start, a label) are shaded on every chart."""
     c = _Charts(line)
     _load_charts(c, breached, baseline)
     _stack_charts(c)
     _runner_charts(c)
+    _shade_faults(c, faults)
     return c.figures
+
+
+def _shade_faults(c: _Charts, faults: Sequence[tuple[float, float, str]]) -> None:
+    from bokeh.models.annotations import BoxAnnotation, Span  # noqa: PLC0415
+
+    for fig in c.figures:
+        for left, right, _ in faults:
+            if right > left:
+                fig.add_layout(
+                    BoxAnnotation(left=left, right=right, fill_color=FAULT, fill_alpha=0.1)
+                )
+            else:
+                fig.add_layout(
+                    Span(location=left, dimension="height", line_color=FAULT, line_width=2)
+                )
+        if faults:
+            fig.title.text += "  (violet: " + ", ".join(label for *_, label in faults) + ")"
 
 
 def _load_charts(

@@ -184,7 +184,7 @@ def _thresholds(results: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _tables(summary: Mapping[str, Any], start: float) -> str:
-    parts = ["<h2>Runners</h2>"]
+    parts = [_resilience(summary.get("resilience")), "<h2>Runners</h2>"]
     rows = [
         [
             _e(r.get("index")),
@@ -266,6 +266,62 @@ def _breached(summary: Mapping[str, Any], line: Timeline) -> dict[str, list[tupl
     return out
 
 
+def _fault_windows(summary: Mapping[str, Any], line: Timeline) -> list[tuple[float, float, str]]:
+    """Each applied fault's window in the charts' seconds (an instant fault: start = end)."""
+    out = []
+    for fault in (summary.get("resilience") or {}).get("faults") or []:
+        at, end = fault.get("at"), fault.get("end")
+        if not fault.get("applied") or not isinstance(at, int | float):
+            continue
+        stop = float(end) if isinstance(end, int | float) else float(at)
+        out.append((float(at) - line.start, stop - line.start, str(fault.get("name"))))
+    return out
+
+
+def _resilience(found: Mapping[str, Any] | None) -> str:
+    """A row per fault (what users saw, how fast the stack noticed and recovered) and one per
+    verdict."""
+    if not found or not found.get("faults"):
+        return ""
+    rows = []
+    for fault in found["faults"]:
+        errors = fault.get("errors_during_fault")
+        rows.append(
+            [
+                _e(fault.get("name")),
+                _e(fault.get("label") or ""),
+                _e(", ".join(fault.get("replicas") or []) or "-"),
+                _e("yes" if fault.get("applied") else f"no: {fault.get('reason', '')}"),
+                _num(fault.get("time_to_detect_s")),
+                _num(fault.get("time_to_recover_s"))
+                if fault.get("time_to_recover_s") is not None
+                else ("did not recover" if fault.get("applied") else "-"),
+                _num(errors * 100) if isinstance(errors, int | float) else "-",
+            ]
+        )
+    parts = [
+        "<h2>Faults</h2>",
+        _table(
+            ["fault", "what", "replicas", "applied", "detected (s)", "recovered (s)", "errors %"],
+            rows,
+            {4, 5, 6},
+        ),
+    ]
+    verdicts = found.get("verdicts") or []
+    if verdicts:
+        rows = [
+            [
+                '<span class="ok">ok</span>' if v["passed"] else '<span class="bad">failed</span>',
+                _e(v["threshold"]),
+                _e(v["fault"]),
+                _num(v.get("observed")) if v.get("observed") is not None else "not measured",
+            ]
+            for v in verdicts
+        ]
+        parts.append(_table(["", "resilience", "fault", "observed"], rows, {3}))
+    return "\n".join(parts)
+
+
 def render_html(
     summary: Mapping[str, Any], line: Timeline, baseline: Timeline | None = None
 ) -> str:
@@ -277,7 +333,7 @@ def render_html(
 
     from .charts import charts  # noqa: PLC0415 - imports Bokeh
 
-    figures = charts(line, _breached(summary, line), baseline)
+    figures = charts(line, _breached(summary, line), baseline, _fault_windows(summary, line))
     layout = column(*figures, sizing_mode="stretch_width")
     title = f"stressbed {summary.get('scenario', '')} {summary.get('run_id', '')}".strip()
     return file_html(

@@ -116,3 +116,48 @@ def test_the_events_table_is_bounded_and_says_where_the_rest_are():
     page = render_html(summary(events=events), timeline({}))
     assert page.count("<td>tick</td>") == MAX_EVENTS
     assert "5 more in events.jsonl" in page
+
+
+def test_each_fault_is_shaded_on_every_chart_and_tabled_with_its_verdicts():
+    from stressbed.results.charts import FAULT, charts  # noqa: PLC0415 - imports Bokeh
+
+    line = timeline({START + s: busy_second(s) for s in range(60)})
+    faults = [(5.0, 5.0, "kill"), (15.0, 25.0, "pause")]
+    figures = charts(line, {}, None, faults)
+    assert len(figures) >= 3
+    for fig in figures:
+        boxes = [a for a in fig.center if type(a).__name__ == "BoxAnnotation"]
+        spans = [a for a in fig.center if type(a).__name__ == "Span"]
+        assert [(b.left, b.right) for b in boxes if b.fill_color == FAULT] == [(15.0, 25.0)]
+        assert [s.location for s in spans if s.line_color == FAULT] == [5.0]
+        assert "(violet: kill, pause)" in fig.title.text
+    found = {
+        "faults": [
+            {
+                "name": "pause",
+                "label": "pause on 1 replica at 15s for 10s",
+                "applied": True,
+                "at": START + 15.0,
+                "end": START + 25.0,
+                "replicas": ["agent-0"],
+                "time_to_detect_s": 5.1,
+                "time_to_recover_s": None,
+                "errors_during_fault": 0.0,
+            },
+            {"name": "kill", "label": "<b>kill</b>", "applied": False, "reason": "too few"},
+        ],
+        "verdicts": [
+            {
+                "threshold": "recovery_time < 30s",
+                "fault": "pause",
+                "observed": None,
+                "passed": False,
+            }
+        ],
+    }
+    page = render_html(summary(resilience=found), line)
+    assert "<h2>Faults</h2>" in page
+    assert "did not recover" in page
+    assert "no: too few" in page
+    assert "&lt;b&gt;kill&lt;/b&gt;" in page  # a label is text, never markup
+    assert '<span class="bad">failed</span>' in page
