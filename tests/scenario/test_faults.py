@@ -145,13 +145,13 @@ def test_a_fault_the_backend_does_not_apply_is_exit_2_before_anything_starts(
         "from stressbed import *\n"
         "scenario = Scenario('f', description='faults', workloads=[Workload('w', get('/'), "
         "ConstantArrivalRate(rate=5, duration='1m', pre_allocated_vus=2))], "
-        "faults=[fault.memory('64Mi', at='20s', lasting='10s')])\n"
+        "faults=[fault.dependency('sink', at='20s', lasting='10s')])\n"
     )
     code = main(["run", "--scenario", str(path), "--results", str(tmp_path / "r")])
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
-    assert err[0].startswith("stressbed: error: faults.memory: got 'memory 64Mi on 1 replica")
+    assert err[0].startswith("stressbed: error: faults.dependency: got 'dependency sink at 20s")
     assert "a fault --backend local applies" in err[0]
     assert not (tmp_path / "r").exists()
 

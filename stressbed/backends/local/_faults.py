@@ -7,7 +7,11 @@
   it, a liveness probe may restart it). A replica restarted meanwhile has nothing to resume;
 - ``latency``, ``loss``: a toxic in the balancer (:class:`~.balancer.Toxic`) on the path to
   every replica, or to the ones chosen, on open connections too; removed at the fault's end;
-- ``reset``: every connection open through the balancer (to the chosen replicas) reset.
+- ``reset``: every connection open through the balancer (to the chosen replicas) reset;
+- ``cpu``, ``memory``: a hog (:mod:`._hog`) started inside the replica's cgroup, so its CPU
+  quota and memory limit bound the hog and the replica together (the hog may be what its OOM
+  killer picks); killed at the fault's end. Without a cgroup there is nothing to hold a hog to
+  the replica's limits: the fault is skipped, saying so.
 
 Each fault's instants come from the fleet's release (``arm``), on the clock of the load's
 windows; what was applied is said as ``fault-applied`` / ``fault-ended`` events with the
@@ -17,28 +21,36 @@ teardown is undone first (``undo_all``).
 
 from __future__ import annotations
 
+import contextlib
+import math
 import random
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ...fleet.process import die_with_parent
 from ...scenario.faults import Fault
 from ._replica import ReplicaProcess
 
 __all__ = ["FAULT_KINDS", "LocalFaults"]
 
 #: What the local backend applies.
-FAULT_KINDS = frozenset({"kill", "pause", "latency", "loss", "reset"})
+FAULT_KINDS = frozenset({"kill", "pause", "latency", "loss", "reset", "cpu", "memory"})
 _HOW = {
     "kill": "SIGKILL of the process group",
     "pause": "SIGSTOP of the process group",
     "latency": "a latency toxic in the balancer",
     "loss": "a loss toxic in the balancer (a lost segment held one retransmission timeout)",
     "reset": "the balancer's open connections reset",
+    "cpu": "a CPU hog in the replica's cgroup",
+    "memory": "a memory hog in the replica's cgroup",
 }
+_HOGS = ("cpu", "memory")
 _PATH = ("latency", "loss", "reset")
 
 
@@ -72,14 +84,21 @@ class _Armed:
     hit: list[tuple[str, ReplicaProcess]] = field(default_factory=list)
     on_path: bool = False  # a toxic in the balancer
     scope: list[str] | None = None  # the replicas a toxic is on (None: every one)
+    hogs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
 
 class LocalFaults:
     """The scheduled faults of one run against one local stack."""
 
-    def __init__(self, event: Callable[..., None], path: Callable[[], _Path | None]) -> None:
+    def __init__(
+        self,
+        event: Callable[..., None],
+        path: Callable[[], _Path | None],
+        cpu_limit_m: int | None = None,
+    ) -> None:
         self._event = event
         self._path = path  # the balancer, once there is one
+        self._cpu_limit_m = cpu_limit_m  # a replica's: what a cpu fault's share is of
         self._armed: list[_Armed] = []
         self._lock = threading.Lock()
 
@@ -139,6 +158,17 @@ class LocalFaults:
             )
             return
         chosen = random.Random(fault.seed).sample(running, count)
+        if fault.kind in _HOGS and any(
+            r.process is None or r.process.group is None for r in chosen
+        ):
+            item.ended = True
+            self._event(
+                "fault-skipped",
+                fault=fault.name,
+                fault_kind=fault.kind,
+                reason="the replicas have no cgroup: a hog would not be held to their limits",
+            )
+            return
         for replica in chosen:
             process = replica.process
             assert process is not None
@@ -148,6 +178,8 @@ class LocalFaults:
         for _, process in item.hit:
             if fault.kind == "kill":
                 process.kill()
+            elif fault.kind in _HOGS:
+                item.hogs.extend(self._hogs(fault, process))
             else:
                 process.signal(signal.SIGSTOP)
         self._event(
@@ -161,6 +193,36 @@ class LocalFaults:
         )
         if not fault.lasting_ms:
             item.ended = True
+
+    def _hogs(self, fault: Fault, process: ReplicaProcess) -> list[subprocess.Popen[bytes]]:
+        """The hog processes of one replica, each moved into its cgroup before it runs."""
+        group = process.group
+        assert group is not None
+        if fault.kind == "cpu":
+            cores = (fault.param("share") or 0.0) * (self._cpu_limit_m or 1000) / 1000
+            count = max(1, math.ceil(cores))
+            work = [("cpu", f"{cores / count:.3f}")] * count
+        else:
+            work = [("memory", str(int(fault.param("memory") or 0)))]
+        started = []
+        for kind, amount in work:
+            orphan_guard = die_with_parent()
+
+            def before_exec(guard: Callable[[], None] = orphan_guard) -> None:
+                guard()
+                group.enter()
+
+            started.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "stressbed.backends.local._hog", kind, amount],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                    preexec_fn=before_exec,  # noqa: PLW1509 - prctl and a cgroup write
+                )
+            )
+        return started
 
     def _apply_on_path(self, item: _Armed, running: Sequence[_Replica]) -> None:
         fault = item.fault
@@ -221,6 +283,21 @@ class LocalFaults:
                 fault_kind=item.fault.kind,
                 replicas=item.scope,
                 how="the toxic removed",
+                reason=reason,
+            )
+            return
+        if item.hogs:
+            for hog in item.hogs:
+                with contextlib.suppress(ProcessLookupError):
+                    hog.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    hog.wait(timeout=5)
+            self._event(
+                "fault-ended",
+                fault=item.fault.name,
+                fault_kind=item.fault.kind,
+                replicas=[name for name, _ in item.hit],
+                how="the hogs killed",
                 reason=reason,
             )
             return

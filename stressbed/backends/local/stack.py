@@ -127,7 +127,7 @@ class LocalStack:
         self._next_sample = 0.0
         self._desired = self.spec.initial_replicas
         self._scraper = self._make_scraper()
-        self._faults = LocalFaults(self._event, lambda: self._balancer)
+        self._faults = LocalFaults(self._event, lambda: self._balancer, self.spec.limits.cpu_m)
 
     @property
     def events(self) -> list[dict[str, Any]]:
