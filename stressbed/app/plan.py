@@ -211,6 +211,13 @@ def _check_fault(
         raise ConfigError(
             where, item.label, "a provisioned stack: this fault acts on a replica, not on a URL"
         )
+    if target is not None:  # the path's faults live in the local stack's balancer
+        raise ConfigError(
+            where,
+            item.label,
+            "a provisioned stack: with --target-url there is no balancer in front of the "
+            "target to hold the fault",
+        )
     if stack is not None and item.replicas is not None:
         least = stack.autoscaler.min_replicas if stack.autoscaler else stack.replicas
         if item.replicas > least:

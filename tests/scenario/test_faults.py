@@ -190,3 +190,21 @@ def test_faults_a_backend_never_applied_are_said_so_and_fail_their_thresholds(tm
     junit = (tmp_path / "r" / report.run_id / "junit.xml").read_text()
     assert 'name="recovery_time &lt; 30s on kill"' in junit
     assert 'failures="1"' in junit
+
+
+def test_a_fault_on_the_path_of_an_existing_target_is_refused(tmp_path: Path, capsys):
+    path = tmp_path / "f.py"
+    path.write_text(
+        "from stressbed import *\n"
+        "scenario = Scenario('f', description='faults', workloads=[Workload('w', get('/'), "
+        "ConstantArrivalRate(rate=5, duration='1m', pre_allocated_vus=2))], "
+        "faults=[fault.latency('100ms', at='20s', lasting='10s')])\n"
+    )
+    code = main(
+        ["run", "--scenario", str(path), "--target-url", "http://127.0.0.1:9", "--results",
+         str(tmp_path / "r")]
+    )  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "faults.latency" in err
+    assert "no balancer in front of the target" in err
