@@ -129,15 +129,6 @@ class LocalFaults:
             if item.applied and not item.ended and item.fault.lasting_ms:
                 self._end(item, "teardown")
 
-    def applied(self) -> list[str]:
-        """The faults applied and not yet ended (what a teardown must undo)."""
-        with self._lock:
-            return [
-                a.fault.name
-                for a in self._armed
-                if a.applied and not a.ended and a.fault.lasting_ms and (a.hit or a.on_path)
-            ]
-
     def _apply(self, item: _Armed, replicas: Sequence[_Replica]) -> None:
         fault = item.fault
         running = sorted(
