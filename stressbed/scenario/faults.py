@@ -21,13 +21,13 @@ the backends' (:attr:`~stressbed.backends.base.Capability.FAULTS`).
 from __future__ import annotations
 
 import math
-import operator
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import ConfigError
+from .thresholds import OPERATORS
 from .units import format_duration, parse_duration_ms, parse_percent, parse_size
 
 __all__ = [
@@ -280,13 +280,6 @@ def check_faults(faults: Sequence[Fault], active_ms: float) -> tuple[Fault, ...]
 
 # -- resilience thresholds --------------------------------------------------------------------
 
-_OPERATORS: dict[str, Callable[[float, float], bool]] = {
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-    "==": operator.eq,
-}
 _SPEC = re.compile(r"\s*(<=|>=|==|<|>)\s*(\S+)\s*")
 #: metric -> (what its value is, an example, its unit's parser)
 _METRICS: dict[str, tuple[str, str]] = {
@@ -311,7 +304,7 @@ class Resilience:
         never recovered, never detected) does not."""
         if observed is None or (isinstance(observed, float) and math.isnan(observed)):
             return False
-        return _OPERATORS[self.op](observed, self.value)
+        return OPERATORS[self.op](observed, self.value)
 
     @property
     def label(self) -> str:

@@ -25,6 +25,7 @@ from .units import format_duration, parse_duration_ms, parse_per_second, parse_p
 
 __all__ = [
     "BUILTIN_METRICS",
+    "OPERATORS",
     "SYSTEM_TAGS",
     "Selection",
     "Threshold",
@@ -74,7 +75,8 @@ _AGGREGATIONS = {
     "rate": "rate",
     "gauge": "value",
 }
-_OPERATORS: dict[str, Callable[[float, float], bool]] = {
+#: The comparisons a bound may use (a k6 threshold's, a resilience threshold's).
+OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
     "<=": operator.le,
     ">": operator.gt,
@@ -122,7 +124,7 @@ class Threshold:
         """k6's verdict for ``observed``; a missing (NaN) observation fails."""
         if math.isnan(observed):
             return False
-        return _OPERATORS[self.operator](observed, self.value)
+        return OPERATORS[self.operator](observed, self.value)
 
     def to_dict(self) -> dict[str, object]:
         """Every field, JSON-ready: how a threshold travels to a process that judges it (the
@@ -153,8 +155,8 @@ class Threshold:
         metric = str(field("metric", str))  # checked in the order of the fields
         aggregation = str(field("aggregation", str))
         operator_ = str(field("operator", str))
-        if operator_ not in _OPERATORS:
-            raise ConfigError("threshold.operator", operator_, ", ".join(_OPERATORS))
+        if operator_ not in OPERATORS:
+            raise ConfigError("threshold.operator", operator_, ", ".join(OPERATORS))
         value = float(field("value", int, float))  # type: ignore[arg-type]
         pairs = []
         for pair in field("tags", list):  # type: ignore[attr-defined]

@@ -140,25 +140,13 @@ class LocalFaults:
             return
         count = fault.replicas or len(running)
         if len(running) < count:
-            item.ended = True
-            self._event(
-                "fault-skipped",
-                fault=fault.name,
-                fault_kind=fault.kind,
-                reason=f"{len(running)} replica(s) running, the fault needs {count}",
-            )
+            self._skip(item, f"{len(running)} replica(s) running, the fault needs {count}")
             return
         chosen = random.Random(fault.seed).sample(running, count)
         if fault.kind in _HOGS and any(
             r.process is None or r.process.group is None for r in chosen
         ):
-            item.ended = True
-            self._event(
-                "fault-skipped",
-                fault=fault.name,
-                fault_kind=fault.kind,
-                reason="the replicas have no cgroup: a hog would not be held to their limits",
-            )
+            self._skip(item, "the replicas have no cgroup: a hog would not be held to their limits")
             return
         for replica in chosen:
             process = replica.process
@@ -184,6 +172,13 @@ class LocalFaults:
         )
         if not fault.lasting_ms:
             item.ended = True
+
+    def _skip(self, item: _Armed, reason: str) -> None:
+        """Not applied, and said so: the fault will not be undone, nor judged as applied."""
+        item.ended = True
+        self._event(
+            "fault-skipped", fault=item.fault.name, fault_kind=item.fault.kind, reason=reason
+        )
 
     def _hogs(self, fault: Fault, process: ReplicaProcess) -> list[subprocess.Popen[bytes]]:
         """The hog processes of one replica, each moved into its cgroup before it runs."""
@@ -219,20 +214,13 @@ class LocalFaults:
         fault = item.fault
         path = self._path()
         if path is None:
-            item.ended = True
-            self._event(
-                "fault-skipped", fault=fault.name, fault_kind=fault.kind, reason="no balancer"
-            )
+            self._skip(item, "no balancer")
             return
         scope: list[str] | None = None  # None: the path to every replica, new ones too
         if fault.replicas is not None:
             if len(running) < fault.replicas:
-                item.ended = True
-                self._event(
-                    "fault-skipped",
-                    fault=fault.name,
-                    fault_kind=fault.kind,
-                    reason=f"{len(running)} replica(s) running, the fault needs {fault.replicas}",
+                self._skip(
+                    item, f"{len(running)} replica(s) running, the fault needs {fault.replicas}"
                 )
                 return
             chosen = random.Random(fault.seed).sample(list(running), fault.replicas)

@@ -156,6 +156,7 @@ def search_on_a_cluster(
     config: Path,
     cluster: ProbedCluster,
     before: Callable[[Any], None] = lambda the_plan: None,
+    engine: type[ProbedEngine] | None = None,
     **settings: Any,
 ) -> tuple[Any, list[str], list[str]]:
     (tmp_path / "k.py").write_text(SCENARIO)
@@ -186,7 +187,8 @@ def search_on_a_cluster(
     before(the_plan)
     calls: list[str] = []
     fleets: list[str] = []
-    backend._engine = lambda name, work, target: ProbedEngine(calls, cluster, fleets)
+    made = engine or ProbedEngine
+    backend._engine = lambda name, work, target: made(calls, cluster, fleets)
     backend._cluster_api = lambda target: cluster
     return run_capacity(the_plan, backend=backend, on_line=print), calls, fleets
 
@@ -237,30 +239,7 @@ def test_a_probe_whose_fleet_cannot_be_brought_up_ends_the_search_and_destroys_t
                     raise RuntimeError("error: resource quota exceeded\n")
             super().up(program)
 
-    (tmp_path / "k.py").write_text(SCENARIO)
-    options = RunOptions(
-        scenario=str(tmp_path / "k.py"),
-        backend="kubernetes",
-        backend_options={"kubeconfig": cluster_env},
-        runners=2,
-        results=tmp_path / "r",
-    )
-    the_plan = plan_capacity(
-        CapacityOptions(
-            options,
-            slos=("p(95)<100ms",),
-            min_rate=50,
-            step_duration=f"{STEP_S}s",
-            warmup="3s",
-            cooldown="0s",
-            budget="30m",
-        )
-    )
-    backend = the_plan.plan.backend
-    calls: list[str] = []
-    backend._engine = lambda name, work, target: Failing(calls, cluster, [])
-    backend._cluster_api = lambda target: cluster
-    report = run_capacity(the_plan, backend=backend)
+    report, calls, _ = search_on_a_cluster(tmp_path, cluster_env, cluster, engine=Failing)
     assert report.exit_code == 3
     assert (
         "pulumi up of the fleet failed: error: resource quota exceeded"
