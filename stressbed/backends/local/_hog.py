@@ -22,8 +22,9 @@ def burn(duty: float) -> None:
     """Busy ``duty`` of every period, asleep the rest, until killed."""
     while True:
         start = time.monotonic()
-        while time.monotonic() - start < duty * PERIOD_S:
-            pass
+        busy_until = start + duty * PERIOD_S
+        while time.monotonic() < busy_until:
+            sum(range(1000))  # the work: CPU burnt in small slices between reads of the clock
         time.sleep(max(0.0, PERIOD_S - (time.monotonic() - start)))
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
@@ -89,6 +92,25 @@ POD = {
 }
 
 
+@contextlib.contextmanager
+def stub_api(tmp_path: Path) -> Iterator[Any]:
+    """The official client, through a kubeconfig, against StubApiServer on loopback."""
+    StubApiServer.seen.clear()
+    pytest.importorskip("kubernetes")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), StubApiServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        config = tmp_path / "kubeconfig"
+        config.write_text(
+            KUBECONFIG.replace("https://127.0.0.1:6443", f"http://127.0.0.1:{server.server_port}")
+        )
+        yield kubernetes_api(ClusterAccess(config, "kind-stressbed"))
+    finally:
+        POD_LISTS.clear()
+        server.shutdown()
+        server.server_close()
+
+
 AGENT_POD = {
     "metadata": {
         "name": "agent-5d8-a",
@@ -161,23 +183,11 @@ ROUTES = {
 
 
 def test_the_real_client_reads_the_agents_scale_usage_and_warnings(tmp_path):
-    StubApiServer.seen.clear()
-    pytest.importorskip("kubernetes")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), StubApiServer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        config = tmp_path / "kubeconfig"
-        config.write_text(
-            KUBECONFIG.replace("https://127.0.0.1:6443", f"http://127.0.0.1:{server.server_port}")
-        )
-        api = kubernetes_api(ClusterAccess(config, "kind-stressbed"))
+    with stub_api(tmp_path) as api:
         scaled = api.scale("ns1", "agent", autoscaled=True)
         fixed = api.scale("ns1", "agent", autoscaled=False)
         usage = api.pod_usage("ns1", "agent", "agent")
         (warning,) = api.warnings("ns1")
-    finally:
-        server.shutdown()
-        server.server_close()
     assert (scaled.replicas, scaled.ready, scaled.desired) == (3, 2, 4)
     assert fixed.desired == 2  # no autoscaler: the Deployment's own count
     assert usage["agent-5d8-a"][0] == pytest.approx(983.234567)  # every container, summed
@@ -200,22 +210,9 @@ def test_the_real_client_reads_the_agents_scale_usage_and_warnings(tmp_path):
 
 
 def test_the_real_client_reads_a_pods_readiness_and_restarts_and_lists_one_fleet(tmp_path):
-    StubApiServer.seen.clear()
-    pytest.importorskip("kubernetes")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), StubApiServer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    POD_LISTS.append(AGENT_POD)
-    try:
-        config = tmp_path / "kubeconfig"
-        config.write_text(
-            KUBECONFIG.replace("https://127.0.0.1:6443", f"http://127.0.0.1:{server.server_port}")
-        )
-        api = kubernetes_api(ClusterAccess(config, "kind-stressbed"))
+    POD_LISTS.append(AGENT_POD)  # what the next pod list answers with; cleared on the way out
+    with stub_api(tmp_path) as api:
         (pod,) = api.pods("ns1", "runner", "stressbed-runners-2")
-    finally:
-        POD_LISTS.clear()
-        server.shutdown()
-        server.server_close()
     assert (pod.ready, pod.restarts, pod.last_terminated) == (False, 2, "OOMKilled")
     (query,) = [urllib.parse.parse_qs(urllib.parse.urlsplit(p).query) for p in StubApiServer.seen]
     assert query == {
@@ -226,23 +223,11 @@ def test_the_real_client_reads_a_pods_readiness_and_restarts_and_lists_one_fleet
 
 
 def test_the_real_client_reads_pods_and_a_log_tail_from_an_api_server(tmp_path):
-    StubApiServer.seen.clear()
-    pytest.importorskip("kubernetes")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), StubApiServer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        config = tmp_path / "kubeconfig"
-        config.write_text(
-            KUBECONFIG.replace("https://127.0.0.1:6443", f"http://127.0.0.1:{server.server_port}")
-        )
-        api = kubernetes_api(ClusterAccess(config, "kind-stressbed"))
+    with stub_api(tmp_path) as api:
         (pod,) = api.pods("ns1", "runner")
         tail = api.log("ns1", "runners-coordinator-x", tail_lines=100)
         whole = api.log("ns1", "runners-coordinator-x")
         page = api.proxy("ns1", "agent-x", 8080, "/metrics", timeout=5)
-    finally:
-        server.shutdown()
-        server.server_close()
     assert (pod.name, pod.index, pod.phase) == ("runners-1-abc", 1, "Failed")
     assert (pod.terminated, pod.exit_code) == ("OOMKilled", 137)
     assert pod.created == 1796126400.0

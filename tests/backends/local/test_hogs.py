@@ -31,11 +31,6 @@ def _cgroups_here() -> bool:
 needs_cgroups = pytest.mark.skipif(not _cgroups_here(), reason="no cgroup this user may create")
 
 
-@pytest.fixture
-def control(tmp_path: Path) -> Control:
-    return Control(tmp_path / "control.json")
-
-
 def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -91,11 +91,6 @@ class Control:
 
 
 @pytest.fixture
-def control(tmp_path: Path) -> Control:
-    return Control(tmp_path / "control.json")
-
-
-@pytest.fixture
 def stacks(tmp_path: Path) -> Iterator[Callable[..., LocalStack]]:
     made: list[LocalStack] = []
 
