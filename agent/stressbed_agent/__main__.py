@@ -84,6 +84,7 @@ async def serve(config: Config) -> int:
     while agent.in_flight > 0 and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
     agent.stopping.set()
+    agent.ingest.wakeup.set()  # the flusher may be waiting out a long flush interval
     try:
         await asyncio.wait_for(flusher, max(0.1, deadline - time.monotonic()))
     except TimeoutError:

@@ -20,7 +20,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from . import metrics
 from .config import Config
 from .faults import Faults
-from .ingest import BadRequest, Ingest, Sink, parse_report
+from .ingest import BadRequest, Ingest, parse_report
+from .sink import Sink, Stored
 from .tasks import Tasks
 
 log = logging.getLogger("stressbed_agent")
@@ -38,6 +39,7 @@ class Agent:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.sink = Sink(config)
+        self.stored = Stored(self.sink.path) if self.sink.path is not None else None
         self.ingest = Ingest(config, self.sink)
         self.tasks = Tasks(config.max_tasks, config.max_task_timeout_s)
         self.faults = Faults()
@@ -61,6 +63,7 @@ class Agent:
         app.router.add_post("/v1/report", self.report)
         app.router.add_post("/v1/heartbeat", self.heartbeat)
         app.router.add_get("/v1/agents", self.agents)
+        app.router.add_get("/v1/agents/{agent_id}/stored", self.read_back)
         app.router.add_post("/v1/login", self.login)
         app.router.add_post("/v1/tasks", self.submit_task)
         app.router.add_get("/v1/tasks/{id}", self.task)
@@ -150,10 +153,15 @@ class Agent:
 
     async def report(self, request: web.Request) -> web.Response:
         agent, points = parse_report(await _json(request), self.config.max_points_per_batch)
-        if not self.ingest.offer(agent, points):
+        queued = self.ingest.offer(agent, points)
+        if not queued:
             response = error(429, "queue full: retry later", queued=self.ingest.points)
             response.headers["Retry-After"] = str(self.ingest.retry_after_s())
             return response
+        if isinstance(queued, asyncio.Future):
+            # ack "flushed": answer once stored. A timeout answers 503 and the batch stays
+            # queued (it may still be stored: stored, not acknowledged, is not a loss).
+            await asyncio.shield(queued)
         return web.json_response({"accepted": len(points)}, status=202)
 
     async def heartbeat(self, request: web.Request) -> web.Response:
@@ -174,6 +182,15 @@ class Agent:
         _prune(self.heartbeats, MAX_AGENTS)
         live = [{"agent_id": a, "status": s} for a, (s, _) in self.heartbeats.items()]
         return web.json_response({"agents": live, "count": len(live)})
+
+    async def read_back(self, request: web.Request) -> web.Response:
+        """What the sink holds of one agent's reports: ``stored`` points in total and
+        ``by_second`` of acceptance. The agent token reads any agent; a session, its own."""
+        agent = request.match_info["agent_id"]
+        self._authorize(request, sessions=True, agent=agent)
+        if self.stored is None:
+            return error(409, "the null sink stores nothing: read-back needs sink: file")
+        return web.json_response(self.stored.of(agent))
 
     async def login(self, request: web.Request) -> web.Response:
         self._authorize(request, sessions=False)
@@ -197,7 +214,7 @@ class Agent:
             return error(404, "no such task")
         return web.json_response(state)
 
-    def _authorize(self, request: web.Request, *, sessions: bool) -> None:
+    def _authorize(self, request: web.Request, *, sessions: bool, agent: str | None = None) -> None:
         header = request.headers.get("Authorization", "")
         if not header.startswith("Bearer ") or len(header) <= 7:
             raise BadRequest("Authorization: expected 'Bearer <token>'", 401)
@@ -208,7 +225,8 @@ class Agent:
             return
         if sessions:
             session = self.sessions.get(token)
-            if session is not None and session[1] > time.monotonic():
+            owner, expires = session if session is not None else ("", 0.0)
+            if expires > time.monotonic() and agent in (None, owner):
                 return
         raise BadRequest("token not accepted", 403)
 

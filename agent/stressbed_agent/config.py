@@ -44,6 +44,8 @@ class Config:
     heartbeat_ttl_s: float = 30.0
     sink: str = "null"
     sink_path: str = ""
+    #: When a report is answered 202: "queued" (in memory) or "flushed" (stored by the sink).
+    ack: str = "queued"
     flush_batch_points: int = 5000
     flush_interval_s: float = 0.05
     sink_retries: int = 5
@@ -104,6 +106,7 @@ class Config:
         )
         _check(self.sink_retries >= 0, "sink_retries", self.sink_retries, "an integer >= 0")
         _check(self.sink in ("null", "file"), "sink", self.sink, "'null' or 'file'")
+        _check(self.ack in ("queued", "flushed"), "ack", self.ack, "'queued' or 'flushed'")
         _check(
             self.sink != "file" or bool(self.sink_path),
             "sink_path",

@@ -5,6 +5,10 @@ with Retry-After and nothing of it is queued. The flusher writes batches to the 
 retries (exponential back-off with full jitter) behind a circuit breaker; while the breaker is
 open the queue fills, readiness turns false at the high watermark, and clients are told to back
 off - memory never grows past the bound.
+
+When to acknowledge is ``ack``: "queued" answers 202 once the batch is in the queue (fast; a
+replica killed before its next flush loses what it acknowledged), "flushed" once the sink has
+stored it (a kill loses nothing acknowledged; every report waits up to a flush interval).
 """
 
 from __future__ import annotations
@@ -12,16 +16,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import json
 import logging
 import math
 import random
-from pathlib import Path
+import time
 from typing import Any
 
 from . import metrics
 from .breaker import CircuitBreaker, State
 from .config import Config
+from .sink import Batch, Sink
 
 log = logging.getLogger("stressbed_agent.ingest")
 
@@ -74,29 +78,13 @@ def _check_point(point: Any, i: int) -> None:
             raise BadRequest(f"points[{i}].labels.{key}: expected a string of at most {MAX_NAME}")
 
 
-class Sink:
-    """Where batches go: nowhere ("null") or appended as JSON lines to a file."""
-
-    def __init__(self, config: Config) -> None:
-        self.path = Path(config.sink_path) if config.sink == "file" else None
-        #: Set by fault hooks and tests: the next writes fail with this error.
-        self.failing: str | None = None
-
-    def write(self, batches: list[tuple[str, list[dict[str, Any]]]]) -> None:
-        if self.failing is not None:
-            raise OSError(self.failing)
-        if self.path is None:
-            return
-        with self.path.open("a", encoding="utf-8") as out:
-            for agent, points in batches:
-                out.write(json.dumps({"agent_id": agent, "points": points}) + "\n")
-
-
 class Ingest:
     def __init__(self, config: Config, sink: Sink) -> None:
         self.config = config
         self.sink = sink
-        self.batches: collections.deque[tuple[str, list[dict[str, Any]]]] = collections.deque()
+        self.batches: collections.deque[Batch] = collections.deque()
+        #: Per queued batch (same order), what its report waits on when ack is "flushed".
+        self.waiters: collections.deque[asyncio.Future[None] | None] = collections.deque()
         self.points = 0
         self.breaker = CircuitBreaker(config.breaker_failures, config.breaker_reset_s)
         self.breaker.on_change = self._breaker_changed
@@ -107,18 +95,25 @@ class Ingest:
     def above_watermark(self) -> bool:
         return self.points > self.config.high_watermark * self.config.queue_max_points
 
-    def offer(self, agent: str, points: list[dict[str, Any]]) -> bool:
-        """Queue a batch whole, or refuse it whole when it does not fit."""
+    def offer(self, agent: str, points: list[dict[str, Any]]) -> asyncio.Future[None] | bool:
+        """Queue a batch whole, or refuse it whole (False) when it does not fit. With ack
+        "flushed", a future that is done once the sink has stored the batch."""
         if self.points + len(points) > self.config.queue_max_points:
             metrics.dropped.labels("queue_full").inc(len(points))
             return False
-        self.batches.append((agent, points))
+        self.batches.append((agent, points, time.time()))
+        waiter = None
+        if self.config.ack == "flushed":
+            waiter = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
         self.points += len(points)
         metrics.accepted.inc(len(points))
         metrics.queue_depth.set(self.points)
-        if self.points >= self.config.flush_batch_points:
+        # A report waiting to be stored is flushed at once (with whatever else is queued: a
+        # group commit), not at the next interval.
+        if waiter is not None or self.points >= self.config.flush_batch_points:
             self.wakeup.set()
-        return True
+        return True if waiter is None else waiter
 
     def retry_after_s(self) -> int:
         """A hint for 429s: longer while the sink's breaker is open."""
@@ -142,11 +137,13 @@ class Ingest:
             await self._flush_some()
 
     async def _flush_some(self) -> None:
-        take: list[tuple[str, list[dict[str, Any]]]] = []
+        take: list[Batch] = []
+        waiting: list[asyncio.Future[None] | None] = []
         count = 0
         while self.batches and count < self.config.flush_batch_points:
             batch = self.batches.popleft()
             take.append(batch)
+            waiting.append(self.waiters.popleft())
             count += len(batch[1])
         for attempt in range(self.config.sink_retries + 1):
             try:
@@ -156,6 +153,7 @@ class Ingest:
                 if attempt == self.config.sink_retries or not self.breaker.allow():
                     # Put the batches back at the front: nothing accepted is lost silently.
                     self.batches.extendleft(reversed(take))
+                    self.waiters.extendleft(reversed(waiting))
                     log.warning("sink write failed, %d points kept: %s", count, exc)
                     return
                 cap = min(self.config.retry_max_s, self.config.retry_base_s * 2**attempt)
@@ -165,6 +163,9 @@ class Ingest:
             self.points -= count
             metrics.flushed.inc(count)
             metrics.queue_depth.set(self.points)
+            for waiter in waiting:
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
             return
 
     def _breaker_changed(self, state: State) -> None:
