@@ -28,6 +28,7 @@ from .scenario.render import Bundle, render
 from .scenario.templates import literal
 from .scenario.thresholds import check_rate, error_rate, latency, request_rate, threshold
 from .scenario.values import var
+from .scenario.writes import Writes
 
 __version__ = "0.1.0"
 
@@ -46,6 +47,7 @@ __all__ = [
     "SharedIterations",
     "StressbedError",
     "Workload",
+    "Writes",
     "__version__",
     "check",
     "check_rate",

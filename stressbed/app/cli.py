@@ -319,7 +319,9 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
         duration=values["duration"],
         results=Path(values["results"]),
         keep_raw=values["keep_raw"],
-        stack=stack_of(settings),
+        stack=stack_of(
+            settings, catalog.load_stack(values["scenario"]) if values["scenario"] else None
+        ),
         thresholds=settings.thresholds,
         sources=settings.sources,
         profile=settings.profile,

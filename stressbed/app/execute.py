@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +22,16 @@ from ..backends.base import Backend, Fleet, FleetOutcome, FleetSpec, Health, Pro
 from ..backends.existing import ExistingService
 from ..errors import StressbedError
 from ..fleet.process import TeardownAbandoned, uninterrupted
-from ..results.aggregates import Window
 from ..results.compare import compare
 from ..results.merge import merge
-from ..results.resilience import judge_resilience, resilience
 from ..results.summary import RunReport
 from ..results.target_metrics import parse_selector
 from ..results.verdict import Verdict, evaluate, judge
-from ..scenario.capacity import slo_label, window_judgeable
 from ..scenario.model import Scenario
 from .compare import Baseline, exit_code_for
+from .figures import fault_figures, write_figures
 from .plan import Plan, redact
+from .readback import StoredWrites, read_back
 from .rundir import RunDirectory, new_run
 
 __all__ = [
@@ -70,6 +69,7 @@ def execute(
     outcome = FleetOutcome(results=[])
     stack: Stack = ExistingService("")  # until the backend's stack exists: nothing to remove
     secret_env: dict[str, str] = {}
+    stored: StoredWrites | None = None
     # Whatever goes wrong from here on, the stack is torn down and the run writes its summary.
     try:
         try:
@@ -94,6 +94,8 @@ def execute(
                 # The faults' clock starts when the runners are released.
                 on_start=(lambda t: stack.schedule_faults(faults, t)) if faults else None,
             )
+            # While the stack is still up: what it stored of what the load saw acknowledged.
+            stored = _read_back(scenario, url, outcome, secret_env)
     finally:
         problem, abandoned = tear_down(stack)
     if problem is not None:
@@ -111,12 +113,32 @@ def execute(
         "profile": the_plan.profile,
         "sources": dict(the_plan.sources),
     }
-    report = conclude(run, scenario, outcome, stack, settings)
+    report = conclude(run, scenario, outcome, stack, settings, stored=stored)
     report.fingerprint = dict(the_plan.fingerprint)
     if the_plan.baseline is not None:
         _judge_against(report, the_plan.baseline)
     report.write(run.path)
     return report
+
+
+def _read_back(
+    scenario: Scenario, url: str, outcome: FleetOutcome, secret_env: Mapping[str, str]
+) -> StoredWrites | None:
+    """What the target stored of each writer the load saw acknowledged, or why not known."""
+    writes = scenario.writes
+    if writes is None:
+        return None
+    if outcome.interrupted or outcome.timed_out:
+        return StoredWrites(problem="not read back: the run did not end by itself")
+    acked: dict[str, int] = {}
+    for result in outcome.results:
+        for writer, count in result.writes.items():
+            acked[writer] = acked.get(writer, 0) + count
+    name = writes.token
+    token = (secret_env.get(name) or os.environ.get(name)) if name else None
+    if name and not token:
+        return StoredWrites(problem=f"not read back: {name} is not set")
+    return read_back(writes, url, acked, token)
 
 
 def _judge_against(report: RunReport, baseline: Baseline) -> None:
@@ -225,8 +247,11 @@ def conclude(
     outcome: FleetOutcome,
     stack: Stack,
     settings: dict[str, Any],
+    *,
+    stored: StoredWrites | None = None,
 ) -> RunReport:
-    """Merge the runners' results, judge the thresholds, and say how the run ended."""
+    """Merge the runners' results, judge the thresholds, and say how the run ended;
+    ``stored``: what the target read back of the scenario's writes."""
     fleet = merge(outcome.results)
     results = evaluate(scenario.thresholds, fleet)
     failed = [r for r in results if not r.ok]
@@ -257,7 +282,8 @@ def conclude(
     else:
         verdict, code, message = Verdict.PASS, 0, "all thresholds passed"
     events = sorted([*outcome.events, *stack.events], key=lambda e: float(e.get("t", 0)))
-    faults = fault_figures(scenario, fleet.windows, events) if scenario.faults else None
+    writes = write_figures(fleet, stored) if scenario.writes is not None else None
+    faults = fault_figures(scenario, fleet, events, stored) if scenario.faults else None
     missed = [v for v in (faults or {}).get("verdicts", []) if not v["passed"]]
     if missed and verdict is Verdict.PASS:
         shown = ", ".join(f"{v['threshold']} ({v['fault']}: {_observed(v)})" for v in missed)
@@ -276,47 +302,8 @@ def conclude(
         stack=stack.report(),
         settings=settings,
         resilience=faults,
+        writes=writes,
     )
-
-
-def fault_figures(
-    scenario: Scenario, windows: Mapping[int, Window], events: Sequence[Mapping[str, Any]]
-) -> dict[str, Any]:
-    """summary.json ``resilience``: each fault's instants as the stack recorded them, what
-    users saw and how fast the stack recovered (:mod:`stressbed.results.resilience`), and the
-    resilience thresholds judged on every fault."""
-    applied = {e.get("fault"): e for e in events if e.get("event") == "fault-applied"}
-    ended = {e.get("fault"): e for e in events if e.get("event") == "fault-ended"}
-    skipped = {e.get("fault"): e for e in events if e.get("event") == "fault-skipped"}
-    happened, missing = [], []
-    for item in scenario.faults:
-        seen = applied.get(item.name)
-        if seen is None:
-            why = skipped.get(item.name, {}).get("reason") or "the load ended before it"
-            missing.append({**item.to_dict(), "applied": False, "reason": why})
-            continue
-        end = ended.get(item.name)
-        happened.append(
-            {
-                **item.to_dict(),
-                "at": float(seen["t"]),
-                "end": float(end["t"]) if end is not None else None,
-                "replicas": list(seen.get("replicas") or []),
-                "how": seen.get("how"),
-            }
-        )
-    slos = [t for t in scenario.thresholds if window_judgeable(t)]
-    found = [
-        {**f, "applied": True}
-        for f in resilience(happened, windows, slos, events=[dict(e) for e in events])
-    ]
-    by_name = {f["name"]: f for f in [*found, *missing]}
-    every = [by_name[item.name] for item in scenario.faults]  # in the scenario's order
-    return {
-        "slos": [slo_label(t) for t in slos],
-        "faults": every,
-        "verdicts": judge_resilience(every, scenario.resilience),
-    }
 
 
 def _observed(verdict: Mapping[str, Any]) -> str:

@@ -161,9 +161,12 @@ def apply_stack(base: StackSpec, overrides: Mapping[str, Any], where: str = "sta
     return spec.validate()
 
 
-def stack_of(settings: Settings) -> StackSpec:
-    """The reference agent's spec with the settings' overrides."""
+def stack_of(settings: Settings, scenario: Mapping[str, Any] | None = None) -> StackSpec:
+    """The reference agent's spec with the scenario module's ``stack`` overrides (the stack
+    it is written for), then the settings' (the profile's and the command line's)."""
     spec = reference_agent()
+    if scenario:
+        spec = apply_stack(spec, scenario, "the scenario module's stack")
     if not settings.stack:
         return spec
     try:
@@ -348,9 +351,11 @@ def _field(key: str, current: Any, value: Any, where: str) -> Any:
                     raise ConfigError(f"{where}[{i}].{name}", item[name], "an integer")
             policies.append(ScalePolicy(item["kind"], item["value"], item["period_s"]))
         return tuple(policies)
-    if key == "env":
+    if key == "env":  # added to the target's environment, a variable at a time
         _mapping(value, where)
-        return tuple(sorted((str(k), str(v)) for k, v in value.items()))
+        return tuple(
+            sorted({**dict(current), **{str(k): str(v) for k, v in value.items()}}.items())
+        )
     if isinstance(current, tuple):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(where, value, "a list of strings")

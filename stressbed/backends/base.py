@@ -73,6 +73,9 @@ class Capability(enum.Enum):
     LIVE_PROGRESS = "live-progress"
     #: Fleet after fleet can run against one provisioned stack (a capacity search's probes).
     REPEATED_FLEETS = "repeated-fleets"
+    #: Its stack's URL answers stressbed itself, not only the runners (the read-back of a
+    #: scenario's writes after the load).
+    READ_BACK = "read-back"
 
 
 @dataclass(frozen=True)

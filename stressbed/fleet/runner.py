@@ -228,6 +228,7 @@ class Runner:
                 ended_at=ended,
                 aggregates=self.collector.aggregates,
                 windows=self.collector.windows,
+                writes=self.collector.writes,
                 k6_summary=summary,
                 stderr_tail=tail,
                 samples=self.collector.samples,

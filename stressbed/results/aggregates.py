@@ -187,6 +187,8 @@ class Window:
     checks_failed: dict[str, int] = field(default_factory=dict)
     #: Iterations the executor could not start (k6's dropped_iterations): load not offered.
     dropped: int = 0
+    #: Write items acknowledged to the load (the scenario's Writes), all writers together.
+    acked: int = 0
 
     def copy(self) -> Window:
         return Window(
@@ -200,6 +202,7 @@ class Window:
             dict(self.statuses),
             dict(self.checks_failed),
             self.dropped,
+            self.acked,
         )
 
     def merge(self, other: Window) -> None:
@@ -221,6 +224,7 @@ class Window:
             for key, count in theirs.items():
                 mine[key] = mine.get(key, 0) + count
         self.dropped += other.dropped
+        self.acked += other.acked
 
     def name_sketch(self, name: str) -> Sketch:
         """The sketch of requests named ``name``, counted under OTHER_NAME past MAX_NAMES."""
@@ -245,6 +249,7 @@ class Window:
             "statuses": dict(sorted(self.statuses.items())),
             "checks_failed": dict(sorted(self.checks_failed.items())),
             "dropped": self.dropped,
+            "acked": self.acked,
         }
 
     @classmethod
@@ -276,9 +281,11 @@ class Window:
             ):
                 raise DocumentError(f"window.{name}", tally, "an object of integer counts")
             tallies[name] = {str(k): v for k, v in tally.items()}
-        dropped = data.get("dropped", 0)
-        if isinstance(dropped, bool) or not isinstance(dropped, int):
-            raise DocumentError("window.dropped", dropped, "an integer")
+        for name in ("dropped", "acked"):
+            value = data.get(name, 0)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise DocumentError(f"window.{name}", value, "an integer")
+            counts[name] = value
         return cls(
             requests=counts["requests"],
             failed=counts["failed"],
@@ -289,5 +296,6 @@ class Window:
             names={str(k): Sketch.from_dict(v) for k, v in names.items()},
             statuses=tallies["statuses"],
             checks_failed=tallies["checks_failed"],
-            dropped=dropped,
+            dropped=counts["dropped"],
+            acked=counts["acked"],
         )

@@ -21,6 +21,8 @@ TREND_STATS = ("avg", "min", "med", "max", "p(50)", "p(90)", "p(95)", "p(99)", "
 class FleetResult:
     aggregates: dict[str, Aggregate] = field(default_factory=dict)
     windows: dict[int, Window] = field(default_factory=dict)
+    #: Write items acknowledged per writer, over every runner.
+    writes: dict[str, int] = field(default_factory=dict)
     #: The test's length as k6 measures rates: the longest runner's test run, in seconds.
     duration_s: float = 0.0
 
@@ -39,6 +41,8 @@ def merge(results: Sequence[RunnerResult]) -> FleetResult:
                 fleet.windows[second].merge(window)
             else:
                 fleet.windows[second] = window.copy()
+        for writer, count in result.writes.items():
+            fleet.writes[writer] = fleet.writes.get(writer, 0) + count
     fleet.duration_s = max((_test_seconds(r) for r in results), default=0.0)
     return fleet
 

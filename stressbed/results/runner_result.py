@@ -61,6 +61,8 @@ class RunnerResult:
     ended_at: float
     aggregates: dict[str, Aggregate] = field(default_factory=dict)
     windows: dict[int, Window] = field(default_factory=dict)
+    #: Write items acknowledged per writer (the scenario's Writes; empty without).
+    writes: dict[str, int] = field(default_factory=dict)
     k6_summary: dict[str, Any] | None = None
     stderr_tail: list[str] = field(default_factory=list)
     samples: int = 0
@@ -123,6 +125,7 @@ class RunnerResult:
             "cpu_capacity": self.cpu_capacity,
             "aggregates": {k: v.to_dict() for k, v in sorted(self.aggregates.items())},
             "windows": {str(t): w.to_dict() for t, w in sorted(self.windows.items())},
+            "writes": dict(sorted(self.writes.items())),
             "k6_summary": self.k6_summary,
             "stderr_tail": self.stderr_tail,
         }
@@ -156,6 +159,9 @@ class RunnerResult:
             cpu_seconds = {int(t): float(v) for t, v in cpu.items()}
         except (TypeError, ValueError):
             raise DocumentError("result.cpu", list(cpu.items())[:3], "seconds -> cores") from None
+        writes = _field(data, "writes", dict, default={})
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in writes.values()):
+            raise DocumentError("result.writes", list(writes.items())[:3], "writer -> a count")
         summary = data.get("k6_summary")
         return cls(
             index=_field(data, "index", int),
@@ -173,6 +179,7 @@ class RunnerResult:
             cpu_capacity=float(_field(data, "cpu_capacity", (int, float), default=0.0)),
             aggregates={k: Aggregate.from_dict(_mapping(v, k)) for k, v in aggregates.items()},
             windows={t: Window.from_dict(_mapping(w, str(t))) for t, w in seconds.items()},
+            writes={str(k): v for k, v in writes.items()},
             k6_summary=summary if isinstance(summary, dict) else None,
             stderr_tail=[str(line) for line in _field(data, "stderr_tail", list, default=[])],
         )

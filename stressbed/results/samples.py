@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..scenario.thresholds import BUILTIN_METRICS, SYSTEM_TAGS
+from ..scenario.writes import ACKED_METRIC, WRITER_TAG
 from .aggregates import Aggregate, Window
 from .sketch import bucket_key
 
@@ -49,6 +50,11 @@ SUMMARY_METRICS = frozenset(
     }
 )
 
+
+#: Writers counted apart at most; the acknowledged writes of any more are counted together
+#: under OTHER_WRITERS (and then cannot be read back one by one).
+MAX_WRITERS = 100_000
+OTHER_WRITERS = ""
 
 #: The metrics the per-second windows are built from.
 _WINDOW_METRICS = frozenset(
@@ -93,6 +99,8 @@ class Collector:
         self.aggregates: dict[str, Aggregate] = {}
         self.windows: dict[int, Window] = {}
         self.samples = 0
+        #: Write items acknowledged per writer (the scenario's Writes).
+        self.writes: dict[str, int] = {}
         #: Lines that could not be used: cut short (k6 killed mid-write) or malformed.
         self.bad_lines = 0
         expected = Selector("http_req_duration", (("expected_response", "true"),))
@@ -125,7 +133,9 @@ class Collector:
         for line in lines:
             metric = line[: line.find(",")]
             if metric not in wanted:
-                if metric == "metric_name":
+                if metric == ACKED_METRIC:
+                    self._feed_write(line)
+                elif metric == "metric_name":
                     self._set_header(line.rstrip("\r\n").split(","))
                 continue
             row = next(csv.reader((line,))) if '"' in line else line.rstrip("\r\n").split(",")
@@ -136,6 +146,32 @@ class Collector:
                 self.feed(row)
             except (ValueError, KeyError):
                 self.bad_lines += 1  # never let one odd line stop the stream being drained
+
+    def _feed_write(self, line: str) -> None:
+        row = next(csv.reader((line,))) if '"' in line else line.rstrip("\r\n").split(",")
+        if len(row) < self._width or self._extra < 0:
+            self.bad_lines += 1
+            return
+        prefix = WRITER_TAG + "="
+        tags = row[self._extra].split("&")
+        writer = next((t[len(prefix) :] for t in tags if t.startswith(prefix)), None)
+        try:
+            second, value = int(row[1]), int(float(row[2]))
+        except ValueError:
+            self.bad_lines += 1
+            return
+        if writer is None:
+            self.bad_lines += 1
+            return
+        self.samples += 1
+        if writer in self.writes or len(self.writes) < MAX_WRITERS:
+            self.writes[writer] = self.writes.get(writer, 0) + value
+        else:
+            self.writes[OTHER_WRITERS] = self.writes.get(OTHER_WRITERS, 0) + value
+        window = self.windows.get(second)
+        if window is None:
+            window = self.windows[second] = Window(vus=self._vus[1], vus_max=self._vus_max[1])
+        window.acked += value
 
     def _has_extra(self, row: list[str], want: str) -> bool:
         # A custom tag: k6 writes them as name=value pairs joined by '&' in extra_tags.

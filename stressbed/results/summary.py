@@ -50,6 +50,8 @@ class RunReport:
     strict: bool = False
     #: With faults: each fault's instants and figures, and the resilience verdicts.
     resilience: dict[str, Any] | None = None
+    #: With the scenario's Writes: acknowledged, stored and lost over the run.
+    writes: dict[str, Any] | None = None
 
     def timeline(self) -> Timeline:
         """Every series of the run on one time axis (what report.html draws)."""
@@ -124,6 +126,7 @@ class RunReport:
             "stack": self.stack,
             "findings": [f.to_dict() for f in self.findings(line)] if with_findings else [],
             "resilience": self.resilience,
+            "writes": self.writes,
             "fingerprint": self.fingerprint,
             "comparison": (
                 {"baseline": self.baseline, "strict": self.strict, **self.comparison.to_dict()}

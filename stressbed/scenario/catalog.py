@@ -12,9 +12,11 @@ import importlib
 import importlib.util
 import pkgutil
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from ..errors import ConfigError, ScenarioNotFoundError
 from .capacity import Capacity
@@ -65,6 +67,17 @@ def load_capacity(name_or_path: str) -> Capacity | None:
     if found is not None and not isinstance(found, Capacity):
         raise ConfigError(
             f"{name_or_path}: capacity", type(found).__name__, "a Capacity(...) declaration"
+        )
+    return found
+
+
+def load_stack(name_or_path: str) -> Mapping[str, Any] | None:
+    """The ``stack`` overrides the scenario module declares (the stack it is written for, in
+    the shape of a profile's ``stack:``), or None."""
+    found = getattr(_module(name_or_path), "stack", None)
+    if found is not None and not isinstance(found, Mapping):
+        raise ConfigError(
+            f"{name_or_path}: stack", type(found).__name__, "a mapping like a profile's stack:"
         )
     return found
 

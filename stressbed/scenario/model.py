@@ -25,6 +25,7 @@ from .templates import IDENTIFIER
 from .thresholds import Threshold
 from .units import format_duration, parse_duration_ms
 from .values import Node, as_value_node, walk
+from .writes import Writes
 
 __all__ = ["CONFIG_FORMAT", "CONFIG_VERSION", "Binding", "Scenario", "Workload"]
 
@@ -122,6 +123,7 @@ class Scenario:
     teardown: Flow | None
     faults: tuple[Fault, ...]
     resilience: tuple[Resilience, ...]
+    writes: Writes | None
 
     def __init__(
         self,
@@ -136,11 +138,13 @@ class Scenario:
         teardown: Flow | None = None,
         faults: Sequence[Fault] = (),
         resilience: Sequence[Resilience] = (),
+        writes: Writes | None = None,
     ) -> None:
         """``setup`` runs once before the test (once for a whole fleet); the values it
         extracts are available to every iteration and to ``teardown``, which runs once after.
         ``faults`` happen during the load (:mod:`stressbed.fault`), each judged by the
-        ``resilience`` thresholds."""
+        ``resilience`` thresholds; ``writes`` says which request writes and how to read its
+        writes back, to count acknowledged writes that were lost (:mod:`.writes`)."""
         if not isinstance(name, str) or not _SCENARIO_NAME.fullmatch(name):
             raise ConfigError("name", name, "1-64 of A-Z a-z 0-9 _ . -")
         try:
@@ -152,6 +156,9 @@ class Scenario:
             fields["teardown"] = teardown
             loads = cast("tuple[Workload, ...]", fields["workloads"])
             fields.update(_faults(loads, faults, resilience))
+            if writes is not None and not isinstance(writes, Writes):
+                raise ConfigError("writes", writes, "a Writes(...) declaration")
+            fields["writes"] = writes
         except ConfigError as exc:
             raise exc.in_scenario(name) from None
         object.__setattr__(self, "name", name)
@@ -219,6 +226,7 @@ class Scenario:
             "teardown": self.teardown,
             "faults": self.faults,
             "resilience": self.resilience,
+            "writes": self.writes,
         }
         return Scenario(self.name, **{**fields, **changes})
 
@@ -263,6 +271,7 @@ class Scenario:
             _check_flow(self.teardown, base, "teardown")
         self._check_secrets()
         self._check_thresholds()
+        self._check_writes()
         peak = self.peak_vus()
         for rows in self.data_files():
             if rows.mode == "unique" and rows.row_count < peak:
@@ -303,6 +312,24 @@ class Scenario:
                     f"a workload name ({_names(workload_names)})",
                 )
 
+    def _check_writes(self) -> None:
+        if self.writes is None:
+            if any(r.metric == "lost_writes" for r in self.resilience):
+                raise ConfigError(
+                    "resilience", "lost_writes", "writes=Writes(...): which request writes"
+                )
+            return
+        loaded = sorted({r.name for w, r in self.requests() if w not in ("setup", "teardown")})
+        if self.writes.request not in loaded:
+            raise ConfigError(
+                "writes.request", self.writes.request, f"a request of a workload ({_names(loaded)})"
+            )
+        for where, req in self.requests():
+            if req.name == self.writes.request and (req.body is None or req.body.kind != "json"):
+                raise ConfigError(
+                    f"writes.request {req.name!r}", where, "a request with a JSON body"
+                )
+
     def _nodes(self) -> Iterator[Node]:
         for binding in self.variables:
             yield from walk(binding.value)
@@ -338,6 +365,7 @@ class Scenario:
             "setup": self.setup.to_config() if self.setup is not None else None,
             "setup_exports": self.setup_exports(),
             "teardown": self.teardown.to_config() if self.teardown is not None else None,
+            "writes": self.writes.to_config() if self.writes is not None else None,
             "options": self.k6_options_dict(),
         }
 

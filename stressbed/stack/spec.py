@@ -152,7 +152,10 @@ class Target:
     """What runs: ``command`` on the local backend, ``image`` in a cluster.
 
     ``{port}`` in the command or args becomes the port the replica must listen on: a free
-    loopback port per replica locally (also in ``$PORT``), ``port`` in a cluster.
+    loopback port per replica locally (also in ``$PORT``), ``port`` in a cluster. ``{data}``
+    in the command, args or env values becomes a writable directory: locally one the stack's
+    replicas share (``results/<run>/stack/data``, kept with the run), in a cluster the pod's
+    own ``/tmp``.
     """
 
     name: str

@@ -261,7 +261,8 @@ def deployment(spec: StackSpec, cluster: Cluster) -> Manifest:
         "image": target.image,
         "imagePullPolicy": cluster.image_pull_policy,
         "ports": [{"name": "http", "containerPort": target.port, "protocol": "TCP"}],
-        "env": [{"name": k, "value": v} for k, v in target.env]
+        # {data}: the pod's own writable /tmp (a local stack shares one directory instead).
+        "env": [{"name": k, "value": v.replace("{data}", "/tmp")} for k, v in target.env]
         + [
             {
                 "name": key,

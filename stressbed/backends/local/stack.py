@@ -288,13 +288,17 @@ class LocalStack:
     def _start(self, replica: _Replica, now: float, *, first: bool, reason: str = "") -> None:
         spec = self.spec
         replica.port = free_port(self.options.host)
+        data = self.work_dir / "data"  # shared by every replica, as a volume would be
+        data.mkdir(parents=True, exist_ok=True)
         command = [
-            part.replace("{port}", str(replica.port)).replace("{host}", self.options.host)
+            part.replace("{port}", str(replica.port))
+            .replace("{host}", self.options.host)
+            .replace("{data}", str(data))
             for part in (*spec.target.command, *spec.target.args)
         ]
         env = {
             **{name: os.environ[name] for name in INHERITED_ENV if name in os.environ},
-            **dict(spec.target.env),
+            **{k: v.replace("{data}", str(data)) for k, v in spec.target.env},
             **self._secrets,
             "PORT": str(replica.port),
             "HOST": self.options.host,

@@ -6,6 +6,7 @@ import { check } from 'k6';
 import encoding from 'k6/encoding';
 import { getPath, jsonEqual } from './jsonpath.js';
 import { compileString, compileValue, constant } from './values.js';
+import { compileWrite } from './writes.js';
 
 // encodeURIComponent leaves !'()* alone; RFC 3986 query and path values want them encoded.
 const encodeValue = (text) =>
@@ -19,15 +20,20 @@ export function compileRequest(node, ctx) {
   const checks = compileChecks(node.checks);
   const extracts = compileExtracts(node.extract, ctx);
   const send = body.fn;
+  const write = body.value === undefined ? null : compileWrite(node, ctx.writes);
   // The common case, a fixed URL and fixed params, skips two calls per request.
   const fixed = url.isConstant && params.isConstant;
   const fixedUrl = url.value;
   const fixedParams = params.value;
 
   return (scope) => {
+    // The declared write keeps its body's value, to count what the response acknowledged.
+    const value = write === null ? undefined : body.value(scope);
+    const payload = write === null ? send(scope) : JSON.stringify(value);
     const res = fixed
-      ? http.request(method, fixedUrl, send(scope), fixedParams)
-      : http.request(method, url(scope), send(scope), params(scope));
+      ? http.request(method, fixedUrl, payload, fixedParams)
+      : http.request(method, url(scope), payload, params(scope));
+    if (write !== null) write(value, res);
     if (checks !== null) check(res, checks);
     for (let i = 0; i < extracts.length; i++) {
       const e = extracts[i];
@@ -78,7 +84,7 @@ function compileBody(spec, ctx) {
       const fn = value.isConstant
         ? constant(JSON.stringify(value.value))
         : (scope) => JSON.stringify(value(scope));
-      return { fn, contentType: 'application/json' };
+      return { fn, value: value.isConstant ? constant(value.value) : value, contentType: 'application/json' };
     }
     case 'form': {
       const fields = spec.fields.map(([key, value]) => [encodeValue(key), compileString(value, ctx)]);

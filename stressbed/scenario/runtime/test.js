@@ -22,6 +22,7 @@ export function createTest(config, open) {
     problems,
     target: targetUrl(__ENV, problems),
     vuIdStride: config.vu_id_stride,
+    writes: config.writes || null,
     slots: new Slots(),
     dataFile(file) {
       if (!files.has(file)) files.set(file, sharedRows(file, open));
