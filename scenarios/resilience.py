@@ -7,8 +7,10 @@ the path to the agent slowed; what users saw, how fast the stack noticed and rec
 restart policy brings it back), one frozen for 10 s at 15 s (its readiness probe takes it out
 of the balancer; it resumes at the end), and 200 ms (+-20 ms) on the path to every replica for
 10 s at 45 s. Each is observed until the next one starts and judged: back within the SLOs 30 s
-after it at the latest, no more than 5% of the requests failed meanwhile. Needs
-STRESSBED_AGENT_TOKEN, as the ingest mix does.
+after it at the latest, no more than 5% of the requests failed meanwhile, and not one
+acknowledged report lost: the agent stores reports in a file its replicas share and answers
+202 only once stored (``stack`` below); stressbed reads each agent id back after the load.
+Needs STRESSBED_AGENT_TOKEN, as the ingest mix does.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from stressbed import (
     ConstantArrivalRate,
     Scenario,
     Workload,
+    Writes,
     error_rate,
     errors_during_fault,
     fault,
     latency,
+    lost_writes,
     recovery_time,
 )
 
@@ -45,5 +49,25 @@ scenario = Scenario(
         fault.pause("10s", at="15s", seed=1),
         fault.latency("200ms", jitter="20ms", at="45s", lasting="10s"),
     ],
-    resilience=[recovery_time("< 30s"), errors_during_fault("< 5%")],
+    resilience=[recovery_time("< 30s"), errors_during_fault("< 5%"), lost_writes("== 0")],
+    writes=Writes(
+        request="report",
+        writer="agent_id",
+        items="points",
+        read_back="/v1/agents/{writer}/stored",
+        token="STRESSBED_AGENT_TOKEN",
+    ),
 )
+
+#: The stack this scenario is written for: the reference agent with a durable sink, shared by
+#: its replicas, acknowledging a report once stored (the profile and the command line may
+#: change it further; with ``STRESSBED_AGENT_ACK: queued`` the kill loses what was queued).
+stack = {
+    "target": {
+        "env": {
+            "STRESSBED_AGENT_SINK": "file",
+            "STRESSBED_AGENT_SINK_PATH": "{data}/sink.jsonl",
+            "STRESSBED_AGENT_ACK": "flushed",
+        }
+    }
+}

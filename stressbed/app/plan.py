@@ -186,13 +186,13 @@ def _check_capabilities(
         )
     for item in scenario.faults:
         _check_fault(backend, item, target, stack)
-    if scenario.writes is not None and target is None:
-        if Capability.READ_BACK not in backend.capabilities:
-            raise ConfigError(
-                "writes",
-                f"read back from --backend {name}",
-                "a stack stressbed reaches after the load (--backend local), or --target-url",
-            )
+    unreachable = target is None and Capability.READ_BACK not in backend.capabilities
+    if scenario.writes is not None and unreachable:
+        raise ConfigError(
+            "writes",
+            f"read back from --backend {name}",
+            "a stack stressbed reaches after the load (--backend local), or --target-url",
+        )
     if Capability.LIVE_ABORT not in backend.capabilities:
         for t in scenario.thresholds:
             if t.abort_on_fail:

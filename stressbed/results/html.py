@@ -184,7 +184,11 @@ def _thresholds(results: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _tables(summary: Mapping[str, Any], start: float) -> str:
-    parts = [_resilience(summary.get("resilience")), "<h2>Runners</h2>"]
+    parts = [
+        _resilience(summary.get("resilience")),
+        _writes(summary.get("writes")),
+        "<h2>Runners</h2>",
+    ]
     rows = [
         [
             _e(r.get("index")),
@@ -297,14 +301,18 @@ def _resilience(found: Mapping[str, Any] | None) -> str:
                 if fault.get("time_to_recover_s") is not None
                 else ("did not recover" if fault.get("applied") else "-"),
                 _num(errors * 100) if isinstance(errors, int | float) else "-",
+                _num(fault.get("lost_writes")) if fault.get("lost_writes") is not None else "-",
             ]
         )
     parts = [
         "<h2>Faults</h2>",
         _table(
-            ["fault", "what", "replicas", "applied", "detected (s)", "recovered (s)", "errors %"],
+            [
+                *("fault", "what", "replicas", "applied", "detected (s)", "recovered (s)"),
+                *("errors %", "lost writes"),
+            ],
             rows,
-            {4, 5, 6},
+            {4, 5, 6, 7},
         ),
     ]
     verdicts = found.get("verdicts") or []
@@ -320,6 +328,22 @@ def _resilience(found: Mapping[str, Any] | None) -> str:
         ]
         parts.append(_table(["", "resilience", "fault", "observed"], rows, {3}))
     return "\n".join(parts)
+
+
+def _writes(writes: Mapping[str, Any] | None) -> str:
+    """One line: what the load saw acknowledged and what the target read back."""
+    if not writes:
+        return ""
+    if writes.get("problem"):
+        said = f"{writes.get('acknowledged', 0):,} acknowledged; {writes['problem']}"
+        return f'<p class="writes">Writes: {_e(said)}</p>'
+    lost = writes["lost"]
+    mark = "bad" if lost else "ok"
+    return (
+        f'<p class="writes">Writes: {writes["acknowledged"]:,} acknowledged, '
+        f'{writes["stored"]:,} stored, <span class="{mark}">{lost:,} lost</span>'
+        f" ({writes['stored_unacknowledged']:,} stored without an acknowledgement)</p>"
+    )
 
 
 def render_html(

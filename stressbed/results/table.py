@@ -46,6 +46,7 @@ def table(report: RunReport) -> str:
     if report.start_skew_ms is not None:
         lines.append(f"  start skew {report.start_skew_ms:.1f} ms")
     lines.extend(resilience_lines(report.resilience))
+    lines.extend(writes_lines(report.writes))
     if report.comparison is not None:
         lines.extend(comparison_lines(report.comparison))
     stack = stack_line(report)
@@ -73,6 +74,7 @@ def resilience_lines(found: Mapping[str, Any] | None) -> list[str]:
             + (f"detected after {detect:.1f} s" if detect is not None else "not detected")
             + (f", recovered after {recover:.1f} s" if recover is not None else ", did not recover")
             + (f", {errors * 100:.2f}% errors" if errors is not None else "")
+            + (f", {lost:,} writes lost" if (lost := fault.get("lost_writes")) else "")
         )
     for verdict in found.get("verdicts") or []:
         mark = "ok  " if verdict["passed"] else "FAIL"
@@ -80,6 +82,21 @@ def resilience_lines(found: Mapping[str, Any] | None) -> list[str]:
         shown = "not measured" if seen is None else f"observed {show(seen)}"
         lines.append(f"    {mark} {verdict['threshold']} on {verdict['fault']}  {shown}")
     return lines
+
+
+def writes_lines(writes: Mapping[str, Any] | None) -> list[str]:
+    """What the load saw acknowledged against what the target read back."""
+    if not writes:
+        return []
+    if writes.get("problem"):
+        return [f"  writes: {writes.get('acknowledged', 0):,} acknowledged; {writes['problem']}"]
+    line = (
+        f"  writes: {writes['acknowledged']:,} acknowledged by {writes['writers']:,} writers, "
+        f"{writes['stored']:,} stored, {writes['lost']:,} lost"
+    )
+    if writes.get("stored_unacknowledged"):
+        line += f" ({writes['stored_unacknowledged']:,} stored without an acknowledgement)"
+    return [line]
 
 
 def stack_line(report: RunReport) -> str:

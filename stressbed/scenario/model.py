@@ -365,9 +365,8 @@ class Scenario:
             "setup": self.setup.to_config() if self.setup is not None else None,
             "setup_exports": self.setup_exports(),
             "teardown": self.teardown.to_config() if self.teardown is not None else None,
-            "writes": self.writes.to_config() if self.writes is not None else None,
             "options": self.k6_options_dict(),
-        }
+        } | ({"writes": self.writes.to_config()} if self.writes is not None else {})
 
 
 def _faults(workloads: Sequence[Workload], faults: object, resilience: object) -> dict[str, object]:

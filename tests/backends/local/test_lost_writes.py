@@ -77,7 +77,8 @@ def test_a_kill_loses_acknowledged_writes_only_when_acknowledged_before_flushing
     code, summary, run = _run(tmp_path, ack)
     writes = summary["writes"]
     (kill,) = summary["resilience"]["faults"]
-    assert kill["applied"] and len(kill["replicas"]) == 2
+    assert kill["applied"]
+    assert len(kill["replicas"]) == 2
     assert writes["problem"] is None
     assert writes["writers"] >= 10
     assert writes["acknowledged"] > 2000  # ~60 reports/s of ~10 points for 10 s
