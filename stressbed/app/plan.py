@@ -31,6 +31,7 @@ from ..scenario.units import parse_duration_ms
 from ..stack.agent import reference_agent
 from ..stack.spec import StackSpec
 from .compare import Baseline, load_baseline, run_fingerprint
+from .settings import apply_stack
 
 __all__ = ["Plan", "RunOptions", "plan", "redact"]
 
@@ -110,7 +111,8 @@ def plan(options: RunOptions) -> Plan:
     target = None if options.target_url is None else _target(options.target_url)
     # The stack spec matters with a target URL only for its metrics' series.
     needed = target is None or options.target_metrics_url is not None
-    spec = (options.stack or reference_agent()).validate() if needed else None
+    # Without a stack from the settings (a caller of its own), the one the scenario declares.
+    spec = (options.stack or _declared_stack(options.scenario)).validate() if needed else None
     stack = None if target is not None else spec
     metrics_url = None
     if options.target_metrics_url is not None:
@@ -168,6 +170,14 @@ def _refuse_foreign_options(backend: Backend, options: RunOptions) -> None:
                 value,
                 f"an option of --backend {backend.name} ({takes})",
             )
+
+
+def _declared_stack(scenario: str) -> StackSpec:
+    """The reference agent with the scenario module's ``stack`` overrides."""
+    declared = catalog.load_stack(scenario)
+    if not declared:
+        return reference_agent()
+    return apply_stack(reference_agent(), declared, "the scenario module's stack")
 
 
 def _check_capabilities(

@@ -277,3 +277,30 @@ def test_a_profile_chooses_the_target_metrics_the_report_draws(tmp_path):
     assert spec.metrics.path == "/metrics"  # kept from the agent's spec
     off = write(tmp_path, "profiles:\n  p:\n    stack:\n      metrics: null\n")
     assert stack_of(resolve({}, {}, file=off, profile="p")).metrics is None
+
+
+def test_a_scenario_module_declares_its_stack_and_the_profile_comes_on_top(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "version: 1\nprofiles:\n  p:\n    stack:\n      target: {env: {B: '2', A: 'profile'}}\n"
+    )
+    declared = {"replicas": 3, "target": {"env": {"A": "scenario", "C": "{data}/x"}}}
+    spec = stack_of(resolve({}, {}, file=path, profile="p"), declared)
+    assert spec.replicas == 3
+    # Environment variables add up, a variable at a time; the profile's win.
+    assert dict(spec.target.env) == {"A": "profile", "B": "2", "C": "{data}/x"}
+
+
+def test_a_scenario_modules_stack_that_is_not_a_mapping_is_refused(tmp_path):
+    from stressbed.scenario import catalog  # noqa: PLC0415
+
+    path = tmp_path / "s.py"
+    path.write_text(
+        "from stressbed import *\n"
+        "scenario = Scenario('s', description='s', workloads=[Workload('w', get('/'), "
+        "ConstantArrivalRate(rate=1, duration='10s', pre_allocated_vus=1))])\n"
+        "stack = ['replicas', 3]\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        catalog.load_stack(str(path))
+    assert caught.value.field.endswith("s.py: stack")

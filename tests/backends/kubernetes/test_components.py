@@ -224,6 +224,14 @@ def test_without_an_hpa_the_deployment_sets_replicas():
     assert deployment(spec, Cluster())["spec"]["replicas"] == 3
 
 
+def test_data_in_the_agents_environment_is_the_pods_writable_tmp():
+    target = replace(reference_agent().target, env=(("SINK", "{data}/sink.jsonl"),))
+    spec = replace(reference_agent(), target=target)
+    (container,) = deployment(spec, Cluster())["spec"]["template"]["spec"]["containers"]
+    assert {"name": "SINK", "value": "/tmp/sink.jsonl"} in container["env"]
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+
+
 def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
 

@@ -85,7 +85,14 @@ def test_the_shipped_resilience_scenario_applies_detects_recovers_and_undoes_its
         assert found["baseline"]["requests"] > 0 or found is kill
         assert "errors_during_fault" in found
     verdicts = summary["resilience"]["verdicts"]
-    assert [v["fault"] for v in verdicts] == ["kill", "pause", "latency"] * 2
+    assert [v["fault"] for v in verdicts] == ["kill", "pause", "latency"] * 3
+    # Every report acknowledged was stored (the declared stack acknowledges once flushed),
+    # read back agent id by agent id; each fault lost none of them.
+    writes = summary["writes"]
+    assert writes["problem"] is None
+    assert writes["acknowledged"] > 1000
+    assert writes["lost"] == 0
+    assert [f["lost_writes"] for f in (kill, pause, slow)] == [0, 0, 0]
     assert (report.exit_code == 1) == (not all(v["passed"] for v in verdicts)) or (
         report.message.startswith("thresholds failed")
     )
