@@ -71,6 +71,7 @@ class Agent:
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_post("/admin/faults", self.start_fault)
+        app.router.add_delete("/admin/faults/{kind}", self.stop_fault)
         return app
 
     @web.middleware
@@ -256,20 +257,41 @@ class Agent:
             body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
 
-    async def start_fault(self, request: web.Request) -> web.Response:
+    def _admin(self, request: web.Request) -> web.Response | None:
+        """None when the request carries the admin token; the refusal otherwise."""
         if not self.config.admin_token:
             return error(404, "not found")
         header = request.headers.get("Authorization", "")
         if not hmac.compare_digest(header.encode(), f"Bearer {self.config.admin_token}".encode()):
             return error(403, "admin token not accepted")
+        return None
+
+    async def start_fault(self, request: web.Request) -> web.Response:
+        refused = self._admin(request)
+        if refused is not None:
+            return refused
         started = self.faults.start(await _json(request))
         if started["kind"] == "sink_failure":
             self.sink.failing = "injected sink failure"
-            asyncio.get_running_loop().call_later(
-                float(started["duration_s"]), setattr, self.sink, "failing", None
-            )
+            asyncio.get_running_loop().call_later(float(started["duration_s"]), self._sink_recovers)
         log.warning("fault started: %s", json.dumps(started))
         return web.json_response({"started": started})
+
+    async def stop_fault(self, request: web.Request) -> web.Response:
+        refused = self._admin(request)
+        if refused is not None:
+            return refused
+        kind = request.match_info["kind"]
+        was_active = self.faults.stop(kind)
+        if kind == "sink_failure":
+            self.sink.failing = None
+        log.warning("fault stopped: %s", kind)
+        return web.json_response({"stopped": kind, "was_active": was_active})
+
+    def _sink_recovers(self) -> None:
+        # Only when no sink failure is active: a later one (started after a stop) keeps it.
+        if self.faults.get("sink_failure") is None:
+            self.sink.failing = None
 
 
 MAX_AGENTS = 200_000

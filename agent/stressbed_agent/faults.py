@@ -1,7 +1,7 @@
 """Fault hooks for stability experiments, behind their own token and off by default.
 
-POST /admin/faults {"kind": "latency", "duration_s": 30, "ms": 200}
-kinds: latency (ms), errors (rate 0..1, status), cpu (share 0..1), memory (mb),
+POST /admin/faults {"kind": "latency", "duration_s": 30, "ms": 200}; DELETE /admin/faults/latency
+ends it early. kinds: latency (ms), errors (rate 0..1, status), cpu (share 0..1), memory (mb),
        flap_readiness (period_s), sink_failure, crash
 """
 
@@ -70,6 +70,19 @@ class Faults:
         elif kind == "crash":
             loop.call_later(0.05, os.kill, os.getpid(), signal.SIGKILL)
         return {"kind": kind, "duration_s": duration, **params}
+
+    def stop(self, kind: str) -> bool:
+        """End ``kind`` now; False when it was not active."""
+        if kind not in KINDS:
+            raise BadRequest(f"kind: expected one of {', '.join(KINDS)}", 404)
+        active = self.get(kind) is not None
+        self.active.pop(kind, None)
+        if kind == "memory":
+            self.ballast.clear()
+        elif kind == "cpu" and self.burner is not None:
+            self.burner.cancel()
+            self.burner = None
+        return active
 
     async def _burn(self, share: float) -> None:
         # Busy the event loop `share` of every 100 ms, as a CPU-bound handler would.

@@ -235,6 +235,15 @@ def _check_fault(
             "a provisioned stack: with --target-url there is no balancer in front of the "
             "target to hold the fault",
         )
+    if item.kind == "dependency" and stack is not None:
+        hook = stack.fault_hook
+        named = ", ".join(n for n, _ in hook.dependencies) if hook is not None else ""
+        if hook is None or hook.kind_of(str(item.param("target"))) is None:
+            raise ConfigError(
+                where,
+                item.label,
+                f"a dependency the stack's fault_hook injects ({named or 'it has no fault_hook'})",
+            )
     if stack is not None and item.replicas is not None:
         least = stack.autoscaler.min_replicas if stack.autoscaler else stack.replicas
         if item.replicas > least:

@@ -36,6 +36,7 @@ from ..stack.agent import reference_agent
 from ..stack.quantities import Resources
 from ..stack.spec import (
     Autoscaler,
+    FaultHook,
     LimitRange,
     Metrics,
     Probe,
@@ -100,6 +101,7 @@ _OPTIONAL = {
     "quota": Quota,
     "limit_range": LimitRange,
     "metrics": Metrics,
+    "fault_hook": FaultHook,
 }
 
 
@@ -351,6 +353,9 @@ def _field(key: str, current: Any, value: Any, where: str) -> Any:
                     raise ConfigError(f"{where}[{i}].{name}", item[name], "an integer")
             policies.append(ScalePolicy(item["kind"], item["value"], item["period_s"]))
         return tuple(policies)
+    if key == "dependencies":
+        _mapping(value, where)
+        return tuple(sorted((str(k), str(v)) for k, v in value.items()))
     if key == "env":  # added to the target's environment, a variable at a time
         _mapping(value, where)
         return tuple(

@@ -5,7 +5,16 @@ from __future__ import annotations
 import sys
 
 from .quantities import Resources
-from .spec import Autoscaler, LimitRange, Metrics, Probe, Quota, StackSpec, Target
+from .spec import (
+    Autoscaler,
+    FaultHook,
+    LimitRange,
+    Metrics,
+    Probe,
+    Quota,
+    StackSpec,
+    Target,
+)
 
 __all__ = ["AGENT_SERIES", "reference_agent"]
 
@@ -54,6 +63,8 @@ def reference_agent(port: int = 8080) -> StackSpec:
             maximum=Resources.of({"cpu": "2", "memory": "1Gi"}, "lr"),
         ),
         metrics=Metrics(path="/metrics", series=AGENT_SERIES),
+        # Its /admin/faults: a failing sink for fault.dependency("sink").
+        fault_hook=FaultHook(),
         # The agent drains within 20 s by default; leave it room to finish.
         termination_grace_period_s=25,
     ).validate()

@@ -20,6 +20,7 @@ from .quantities import Resources, show_quantity
 
 __all__ = [
     "Autoscaler",
+    "FaultHook",
     "LimitRange",
     "Metrics",
     "Probe",
@@ -59,6 +60,35 @@ class Metrics:
             )
         for i, text in enumerate(self.series):
             parse_selector(text, f"{where}.series[{i}]")
+
+
+@dataclass(frozen=True)
+class FaultHook:
+    """Where the target injects faults of its own (the reference agent's ``/admin/faults``):
+    ``POST path`` with ``{"kind", "duration_s"}`` starts one, ``DELETE path/<kind>`` ends it,
+    both with ``Authorization: Bearer`` a token made for the run and given to the replicas in
+    ``token_env`` (never written anywhere). ``dependencies`` maps the names a scenario's
+    ``fault.dependency(name)`` uses to the hook's kinds."""
+
+    path: str = "/admin/faults"
+    token_env: str = "STRESSBED_AGENT_ADMIN_TOKEN"
+    dependencies: tuple[tuple[str, str], ...] = (("sink", "sink_failure"),)
+
+    def check(self, where: str) -> None:
+        if not self.path.startswith("/"):
+            raise ConfigError(f"{where}.path", self.path, "a path starting with '/'")
+        if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", self.token_env):
+            raise ConfigError(
+                f"{where}.token_env", self.token_env, "an environment variable's name"
+            )
+        for name, kind in self.dependencies:
+            if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", name) or not kind:
+                raise ConfigError(
+                    f"{where}.dependencies", f"{name}: {kind}", "name: hook kind, like sink"
+                )
+
+    def kind_of(self, dependency: str) -> str | None:
+        return dict(self.dependencies).get(dependency)
 
 
 @dataclass(frozen=True)
@@ -188,6 +218,8 @@ class StackSpec:
     limit_range: LimitRange | None = None
     security: Security = field(default_factory=Security)
     termination_grace_period_s: int = 30
+    #: The target's own fault injection, for ``fault.dependency`` (None: it has none).
+    fault_hook: FaultHook | None = None
 
     def effective(self) -> StackSpec:
         """The spec with the LimitRange's defaults applied, as the API server would."""
@@ -251,6 +283,8 @@ class StackSpec:
             )
         if spec.metrics is not None:
             spec.metrics.check("stack.metrics")
+        if spec.fault_hook is not None:
+            spec.fault_hook.check("stack.fault_hook")
         _check_autoscaler(spec)
         _check_limit_range(spec)
         _check_quota(spec)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
+import time
 
 import pytest
 
@@ -158,3 +159,33 @@ def test_a_bad_ack_setting_is_refused_at_start(tmp_path):
     code = agent.proc.returncode
     assert code == 2
     assert "ack: got 'eventually'; expected 'queued' or 'flushed'" in err
+
+
+def test_a_sink_failure_hook_holds_writes_until_it_is_stopped(tmp_path):
+    sink = tmp_path / "sink.jsonl"
+    agent = _agent(
+        sink,
+        "queued",
+        STRESSBED_AGENT_ADMIN_TOKEN="admin",
+        STRESSBED_AGENT_FLUSH_INTERVAL_S="0.05",
+        STRESSBED_AGENT_BREAKER_RESET_S="0.2",
+    )
+    admin = {"Authorization": "Bearer admin"}
+    try:
+        started = call(
+            agent.url + "/admin/faults", "POST", {"kind": "sink_failure", "duration_s": 600},
+            headers=admin,
+        )  # fmt: skip
+        assert started.status == 200
+        _report(agent.url, "a1", 5)  # accepted into the queue: the sink fails it
+        assert call(agent.url + "/v1/agents/a1/stored", headers=AUTH).json()["stored"] == 0
+        assert call(agent.url + "/admin/faults/sink_failure", "DELETE").status == 403
+        stopped = call(agent.url + "/admin/faults/sink_failure", "DELETE", headers=admin)
+        assert stopped.json() == {"stopped": "sink_failure", "was_active": True}
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not _points_in(sink):
+            time.sleep(0.05)
+        assert _points_in(sink) == {"a1": 5}  # kept, then stored once the sink came back
+        assert call(agent.url + "/admin/faults/nope", "DELETE", headers=admin).status == 404
+    finally:
+        agent.stop()

@@ -4,6 +4,7 @@ timeline, listed by render, and refused before anything starts where they cannot
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,11 +22,12 @@ from stressbed import (
 )
 from stressbed.app.cli import main
 from stressbed.app.execute import execute
-from stressbed.app.plan import Plan
+from stressbed.app.plan import Plan, RunOptions, plan
 from stressbed.errors import ConfigError
 from stressbed.results.table import table
 from stressbed.scenario.faults import FAULT_KINDS
 from stressbed.stack.agent import reference_agent
+from stressbed.stack.spec import FaultHook
 from stressbed.testing import FakeBackend
 
 
@@ -145,15 +147,40 @@ def test_a_fault_the_backend_does_not_apply_is_exit_2_before_anything_starts(
         "from stressbed import *\n"
         "scenario = Scenario('f', description='faults', workloads=[Workload('w', get('/'), "
         "ConstantArrivalRate(rate=5, duration='1m', pre_allocated_vus=2))], "
-        "faults=[fault.dependency('sink', at='20s', lasting='10s')])\n"
+        "faults=[fault.kill(at='20s')])\n"
     )
-    code = main(["run", "--scenario", str(path), "--results", str(tmp_path / "r")])
+    args = ["run", "--scenario", str(path), "--results", str(tmp_path / "r")]
+    code = main([*args, "--backend", "kubernetes"])
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
-    assert err[0].startswith("stressbed: error: faults.dependency: got 'dependency sink at 20s")
-    assert "a fault --backend local applies" in err[0]
+    assert err[0].startswith("stressbed: error: faults.kill: got 'kill on 1 replica at 20s")
+    assert "a fault --backend kubernetes applies (none yet)" in err[0]
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("hook", "name", "expected"),
+    [
+        (None, "sink", "a dependency the stack's fault_hook injects (it has no fault_hook)"),
+        (FaultHook(), "db", "a dependency the stack's fault_hook injects (sink)"),
+    ],
+)
+def test_a_dependency_the_stack_cannot_fail_is_refused_before_anything_starts(
+    tmp_path: Path, hook, name, expected
+):
+    path = tmp_path / "f.py"
+    path.write_text(
+        "from stressbed import *\n"
+        "scenario = Scenario('f', description='faults', workloads=[Workload('w', get('/'), "
+        "ConstantArrivalRate(rate=5, duration='1m', pre_allocated_vus=2))], "
+        f"faults=[fault.dependency({name!r}, at='20s', lasting='10s')])\n"
+    )
+    stack = replace(reference_agent(), fault_hook=hook)
+    with pytest.raises(ConfigError) as caught:
+        plan(RunOptions(scenario=str(path), results=tmp_path / "r", stack=stack))
+    assert caught.value.field == "faults.dependency"
+    assert caught.value.expected == expected
 
 
 class FaultingBackend(FakeBackend):

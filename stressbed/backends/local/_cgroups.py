@@ -119,8 +119,38 @@ class ReplicaCgroup:
                 return int(value)
         return 0
 
+    @property
+    def can_freeze(self) -> bool:
+        """Whether the kernel's freezer holds this cgroup (v1's freezer controller, v2's
+        cgroup.freeze)."""
+        if self.version == 2:
+            return (self.dirs[""] / "cgroup.freeze").exists()
+        return "freezer" in self.dirs
+
+    def freeze(self, frozen: bool) -> bool:
+        """Freeze (or thaw) everything inside at once: nothing in it runs, whatever signals
+        it gets, until thawed. True once the kernel says it is done (waited for, bounded)."""
+        if self.version == 2:
+            control, value = self.dirs[""] / "cgroup.freeze", "1" if frozen else "0"
+            state, want = self.dirs[""] / "cgroup.events", f"frozen {value}"
+        else:
+            control = state = self.dirs["freezer"] / "freezer.state"
+            value = want = "FROZEN" if frozen else "THAWED"
+        try:
+            control.write_text(value)
+        except OSError:
+            return False
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            if want in _read(state).splitlines():
+                return True
+            time.sleep(0.01)
+        return False
+
     def kill_all(self) -> None:
         """SIGKILL everything inside, then wait until the cgroup is empty (bounded)."""
+        if self.can_freeze:
+            self.freeze(False)  # a frozen task cannot act on its SIGKILL until thawed
         if self.version == 2 and (self.dirs[""] / "cgroup.kill").exists():
             with contextlib.suppress(OSError):
                 (self.dirs[""] / "cgroup.kill").write_text("1")
@@ -188,6 +218,11 @@ def create(name: str, cpu_limit_m: int | None, memory_limit: int | None) -> Repl
                 _sweep(base)
                 directory.mkdir()
             dirs[controller] = directory
+        if "freezer" in own:  # optional: a pause falls back to SIGSTOP without it
+            base = (CGROUP_ROOT / "freezer" / own["freezer"]).resolve()
+            with contextlib.suppress(OSError):
+                (base / leaf).mkdir()
+                dirs["freezer"] = base / leaf
         group = ReplicaCgroup(1, dirs)
         if memory_limit is not None:
             (dirs["memory"] / "memory.limit_in_bytes").write_text(str(memory_limit))

@@ -2,16 +2,21 @@
 
 - ``kill``: SIGKILL of the replica's process group and cgroup; its restart policy then acts
   (the stack sees it end, says ``crashed`` and restarts it after its back-off);
-- ``pause``: SIGSTOP to the replica's process group, SIGCONT at the fault's end: the kernel
-  still accepts its connections, nothing answers (its probes fail, the balancer routes around
-  it, a liveness probe may restart it). A replica restarted meanwhile has nothing to resume;
+- ``pause``: the replica's cgroup frozen by the kernel's freezer (SIGSTOP to its process
+  group where there is no freezer), thawed (SIGCONT) at the fault's end: the kernel still
+  accepts its connections, nothing answers (its probes fail, the balancer routes around it, a
+  liveness probe may restart it). A replica restarted meanwhile has nothing to resume;
 - ``latency``, ``loss``: a toxic in the balancer (:class:`~.balancer.Toxic`) on the path to
   every replica, or to the ones chosen, on open connections too; removed at the fault's end;
 - ``reset``: every connection open through the balancer (to the chosen replicas) reset;
 - ``cpu``, ``memory``: a hog (:mod:`._hog`) started inside the replica's cgroup, so its CPU
   quota and memory limit bound the hog and the replica together (the hog may be what its OOM
   killer picks); killed at the fault's end. Without a cgroup there is nothing to hold a hog to
-  the replica's limits: the fault is skipped, saying so.
+  the replica's limits: the fault is skipped, saying so;
+- ``dependency``: the target's own fault hook (the StackSpec's ``fault_hook``: the reference
+  agent's ``/admin/faults``, its ``sink_failure``) started on every replica, and on each
+  replica started while it lasts; ended through the hook at the fault's end. The hook's token
+  is the run's own, known to the replicas and to this object only.
 
 Each fault's instants come from the fleet's release (``arm``), on the clock of the load's
 windows; what was applied is said as ``fault-applied`` / ``fault-ended`` events with the
@@ -22,6 +27,7 @@ teardown is undone first (``undo_all``).
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import random
 import signal
@@ -29,26 +35,38 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ...fleet.process import die_with_parent
 from ...scenario.faults import Fault
+from ...stack.spec import FaultHook
 from ._replica import ReplicaProcess
 
-__all__ = ["FAULT_KINDS", "LocalFaults"]
+__all__ = ["FAULT_KINDS", "Hook", "LocalFaults"]
 
 #: What the local backend applies.
-FAULT_KINDS = frozenset({"kill", "pause", "latency", "loss", "reset", "cpu", "memory"})
+FAULT_KINDS = frozenset(
+    {"kill", "pause", "latency", "loss", "reset", "cpu", "memory", "dependency"}
+)
+#: A call to a replica's fault hook waits at most this long (the controller thread makes it).
+HOOK_TIMEOUT_S = 1.0
+#: A hooked fault is started for this much longer than it lasts: if stressbed dies, the
+#: target ends it by itself soon after.
+HOOK_MARGIN_S = 30
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _HOW = {
     "kill": "SIGKILL of the process group",
     "pause": "SIGSTOP of the process group",
+    "freeze": "the cgroup freezer",
     "latency": "a latency toxic in the balancer",
     "loss": "a loss toxic in the balancer (a lost segment held one retransmission timeout)",
     "reset": "the balancer's open connections reset",
     "cpu": "a CPU hog in the replica's cgroup",
     "memory": "a memory hog in the replica's cgroup",
+    "dependency": "the target's fault hook",
 }
 _HOGS = ("cpu", "memory")
 _PATH = ("latency", "loss", "reset")
@@ -71,6 +89,31 @@ class _Replica(Protocol):
     def name(self) -> str: ...
 
     process: ReplicaProcess | None
+    port: int
+
+
+@dataclass(frozen=True)
+class Hook:
+    """Where the replicas' fault hook answers, as the spec declares it, and the run's token."""
+
+    host: str
+    spec: FaultHook
+    token: str = field(repr=False)
+
+    def call(self, port: int, method: str, path: str, body: object = None) -> str | None:
+        """None when the hook took it; else why not, in a few words."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        request = urllib.request.Request(
+            f"http://{host}:{port}{path}",
+            data=None if body is None else json.dumps(body).encode(),
+            method=method,
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
+        try:
+            with _OPENER.open(request, timeout=HOOK_TIMEOUT_S):
+                return None
+        except OSError as exc:  # HTTPError included: the hook refused it
+            return f"{type(exc).__name__}: {getattr(exc, 'code', '') or exc}"
 
 
 @dataclass
@@ -85,6 +128,9 @@ class _Armed:
     on_path: bool = False  # a toxic in the balancer
     scope: list[str] | None = None  # the replicas a toxic is on (None: every one)
     hogs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    frozen: bool = False  # a pause by the cgroup freezer, not SIGSTOP
+    hooked: str = ""  # the hook's kind a dependency fault started
+    ports: dict[int, int] = field(default_factory=dict)  # id(process) -> its port, for the hook
 
 
 class LocalFaults:
@@ -95,9 +141,12 @@ class LocalFaults:
         event: Callable[..., None],
         path: Callable[[], _Path | None],
         cpu_limit_m: int | None = None,
+        *,
+        hook: Hook | None = None,
     ) -> None:
         self._event = event
         self._path = path  # the balancer, once there is one
+        self._hook = hook
         self._cpu_limit_m = cpu_limit_m  # a replica's: what a cpu fault's share is of
         self._armed: list[_Armed] = []
         self._lock = threading.Lock()
@@ -120,6 +169,8 @@ class LocalFaults:
                 self._apply(item, replicas)
             if item.applied and not item.ended and item.fault.lasting_ms and now >= item.end:
                 self._end(item, "its end")
+            elif item.hooked and not item.ended:
+                self._hook_new_replicas(item, replicas)
 
     def undo_all(self) -> None:
         """End every fault still applied (teardown: before the replicas are stopped)."""
@@ -138,6 +189,9 @@ class LocalFaults:
         if fault.kind in _PATH:
             self._apply_on_path(item, running)
             return
+        if fault.kind == "dependency":
+            self._apply_hook(item, running)
+            return
         count = fault.replicas or len(running)
         if len(running) < count:
             self._skip(item, f"{len(running)} replica(s) running, the fault needs {count}")
@@ -152,6 +206,9 @@ class LocalFaults:
             process = replica.process
             assert process is not None
             item.hit.append((replica.name, process))
+        item.frozen = fault.kind == "pause" and all(
+            p.group is not None and p.group.can_freeze for _, p in item.hit
+        )
         # The instant it took effect: taken as the signals go, on the load's clock.
         applied_at = time.time()
         for _, process in item.hit:
@@ -159,6 +216,8 @@ class LocalFaults:
                 process.kill()
             elif fault.kind in _HOGS:
                 item.hogs.extend(self._hogs(fault, process))
+            elif item.frozen and process.group is not None:
+                process.group.freeze(True)
             else:
                 process.signal(signal.SIGSTOP)
         self._event(
@@ -167,7 +226,7 @@ class LocalFaults:
             fault=fault.name,
             fault_kind=fault.kind,
             replicas=[name for name, _ in item.hit],
-            how=_HOW[fault.kind],
+            how=_HOW["freeze" if item.frozen else fault.kind],
             label=fault.label,
         )
         if not fault.lasting_ms:
@@ -250,8 +309,78 @@ class LocalFaults:
             label=fault.label,
         )
 
+    def _apply_hook(self, item: _Armed, running: Sequence[_Replica]) -> None:
+        fault, hook = item.fault, self._hook
+        kind = hook.spec.kind_of(str(fault.param("target"))) if hook is not None else None
+        if hook is None or kind is None:
+            self._skip(item, "the stack's fault hook does not inject it")
+            return
+        applied_at = time.time()
+        item.hooked = kind
+        problems = [p for p in (self._hook_one(item, r) for r in running) if p]
+        if not item.hit:
+            item.hooked = ""
+            self._skip(
+                item, "the fault hook refused it: " + (problems[0] if problems else "no replica")
+            )
+            return
+        self._event(
+            "fault-applied",
+            t=applied_at,
+            fault=fault.name,
+            fault_kind=fault.kind,
+            replicas=[name for name, _ in item.hit],
+            how=f"{_HOW['dependency']} ({kind})",
+            label=fault.label,
+        )
+
+    def _hook_one(self, item: _Armed, replica: _Replica) -> str | None:
+        """Start the hooked fault on one replica, for the rest of the fault's time."""
+        assert self._hook is not None
+        process = replica.process
+        if process is None:
+            return None
+        left = max(1.0, item.end - time.time()) + HOOK_MARGIN_S
+        body = {"kind": item.hooked, "duration_s": round(left, 1)}
+        problem = self._hook.call(replica.port, "POST", self._hook.spec.path, body)
+        if problem is None:
+            item.hit.append((replica.name, process))
+            item.ports[id(process)] = replica.port
+        return problem
+
+    def _hook_new_replicas(self, item: _Armed, replicas: Sequence[_Replica]) -> None:
+        """A replica started while the downstream is failing finds it failing too (once it
+        answers: a replica not listening yet is tried again at the next tick)."""
+        hit = {id(p) for _, p in item.hit}
+        for replica in replicas:
+            process = replica.process
+            fresh = process is not None and process.poll() is None and id(process) not in hit
+            answers = getattr(replica, "ever_ready", True)
+            if fresh and answers and self._hook_one(item, replica) is None:
+                self._event("fault-extended", fault=item.fault.name, replicas=[replica.name])
+
     def _end(self, item: _Armed, reason: str) -> None:
         item.ended = True
+        if item.hooked and self._hook is not None:
+            ended = [
+                name
+                for name, process in item.hit
+                if process.poll() is None
+                and self._hook.call(
+                    item.ports[id(process)], "DELETE", f"{self._hook.spec.path}/{item.hooked}"
+                )
+                is None
+            ]
+            self._event(
+                "fault-ended",
+                fault=item.fault.name,
+                fault_kind=item.fault.kind,
+                replicas=[name for name, _ in item.hit],
+                ended=ended,
+                how="ended through the fault hook",
+                reason=reason,
+            )
+            return
         if item.on_path:
             path = self._path()
             if path is not None:
@@ -283,14 +412,17 @@ class LocalFaults:
         resumed: list[str] = []
         for name, process in item.hit:
             if process.poll() is None:  # the same process: restarted ones have nothing to undo
-                process.signal(signal.SIGCONT)
+                if item.frozen and process.group is not None:
+                    process.group.freeze(False)
+                else:
+                    process.signal(signal.SIGCONT)
                 resumed.append(name)
         fields: dict[str, Any] = {
             "fault": item.fault.name,
             "fault_kind": item.fault.kind,
             "replicas": [name for name, _ in item.hit],
             "resumed": resumed,
-            "how": "SIGCONT",
+            "how": "thawed" if item.frozen else "SIGCONT",
             "reason": reason,
         }
         self._event("fault-ended", **fields)

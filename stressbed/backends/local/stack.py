@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from secrets import token_urlsafe
 from typing import Any
 
 from ...errors import ProvisionError
@@ -35,7 +36,7 @@ from ...stack.probes import ReplicaProbes
 from ...stack.spec import StackSpec, quota_denial
 from ..base import new_event
 from ..scrape import Scraper
-from ._faults import LocalFaults
+from ._faults import Hook, LocalFaults
 from ._metrics import UsageFeed
 from ._probing import ProbePool
 from ._replica import Exit, ReplicaProcess, Usage, check_executable
@@ -47,7 +48,8 @@ TICK_S = 0.05
 #: Provisioning stops waiting once a replica has ended this many times without being ready.
 CRASH_LOOP_BEFORE_READY = 3
 #: What a replica inherits of stressbed's environment: nothing else of the shell (no cloud
-#: credentials, no admin token) reaches the target; the StackSpec's env and secrets come on top.
+#: credentials, no admin token) reaches the target; the StackSpec's env and secrets come on
+#: top, and the run's own token for the target's fault hook when its spec declares one.
 INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
 #: How much longer than the teardown grace the controller thread gets to stop everything.
 CONTROLLER_JOIN_MARGIN_S = 10.0
@@ -127,7 +129,16 @@ class LocalStack:
         self._next_sample = 0.0
         self._desired = self.spec.initial_replicas
         self._scraper = self._make_scraper()
-        self._faults = LocalFaults(self._event, lambda: self._balancer, self.spec.limits.cpu_m)
+        hook = self.spec.fault_hook
+        # The target's fault hook answers a token made for this run only, given to the
+        # replicas and to nothing else (never an event, a log line or a file).
+        self._hook_token = token_urlsafe(24) if hook is not None else ""
+        self._faults = LocalFaults(
+            self._event,
+            lambda: self._balancer,
+            self.spec.limits.cpu_m,
+            hook=Hook(self.options.host, hook, self._hook_token) if hook is not None else None,
+        )
 
     @property
     def events(self) -> list[dict[str, Any]]:
@@ -300,6 +311,7 @@ class LocalStack:
             **{name: os.environ[name] for name in INHERITED_ENV if name in os.environ},
             **{k: v.replace("{data}", str(data)) for k, v in spec.target.env},
             **self._secrets,
+            **({spec.fault_hook.token_env: self._hook_token} if spec.fault_hook else {}),
             "PORT": str(replica.port),
             "HOST": self.options.host,
         }

@@ -79,3 +79,46 @@ def test_kill_all_leaves_nothing(cgroup_factory):
     group.kill_all()
     assert group.pids() == []
     proc.wait(timeout=5)
+
+
+def _progress(path) -> int:
+    try:
+        return int(path.read_text() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def _wait_progress(path, beyond: int, timeout: float = 20) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = _progress(path)
+        if now > beyond:
+            return now
+        time.sleep(0.05)
+    raise AssertionError(f"no progress past {beyond} in {timeout} s")
+
+
+def test_the_freezer_stops_everything_inside_until_thawed_and_a_kill_still_works(
+    cgroup_factory, tmp_path
+):
+    group = cgroup_factory(None, None)
+    if not group.can_freeze:
+        pytest.skip("no cgroup freezer here")
+    counter = tmp_path / "counter"
+    proc = start_in(
+        group,
+        "import time, sys\nn = 0\n"
+        "while True:\n    n += 1\n"
+        f"    open({str(counter)!r}, 'w').write(str(n))\n    time.sleep(0.01)\n",
+    )
+    _wait_progress(counter, 0)
+    assert group.freeze(True)
+    frozen_at = _progress(counter)
+    time.sleep(0.5)  # nothing inside may run: not one more count, however busy the machine
+    assert _progress(counter) <= frozen_at + 1  # a write in progress may land
+    assert group.freeze(False)
+    _wait_progress(counter, frozen_at + 1)
+    group.freeze(True)
+    group.kill_all()  # thaws first: a frozen task cannot die until it runs
+    assert proc.wait(timeout=10) == -9
+    assert group.pids() == []
