@@ -147,15 +147,17 @@ def test_a_fault_the_backend_does_not_apply_is_exit_2_before_anything_starts(
         "from stressbed import *\n"
         "scenario = Scenario('f', description='faults', workloads=[Workload('w', get('/'), "
         "ConstantArrivalRate(rate=5, duration='1m', pre_allocated_vus=2))], "
-        "faults=[fault.kill(at='20s')])\n"
+        "faults=[fault.reset_connections(at='20s')])\n"
     )
     args = ["run", "--scenario", str(path), "--results", str(tmp_path / "r")]
     code = main([*args, "--backend", "kubernetes"])
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
-    assert err[0].startswith("stressbed: error: faults.kill: got 'kill on 1 replica at 20s")
-    assert "a fault --backend kubernetes applies (none yet)" in err[0]
+    assert err[0].startswith("stressbed: error: faults.reset: got 'reset at 20s")
+    assert (
+        "a fault --backend kubernetes applies (cpu, kill, latency, loss, memory, pause)" in err[0]
+    )
     assert not (tmp_path / "r").exists()
 
 

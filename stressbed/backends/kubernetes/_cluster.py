@@ -22,6 +22,7 @@ from ...results.transport import read_document
 from ...scenario.thresholds import Threshold
 from ...scenario.units import parse_size
 from ._preflight import ClusterAccess
+from .chaos import CHAOS_GROUP, CHAOS_VERSION
 
 __all__ = [
     "ClusterApi",
@@ -113,6 +114,23 @@ class ClusterApi(Protocol):
 
     def warnings(self, namespace: str) -> list[ClusterEvent]:
         """The namespace's Warning events."""
+        ...
+
+    def create_chaos(self, namespace: str, plural: str, body: dict[str, Any]) -> None:
+        """Create a Chaos Mesh object (``chaos-mesh.org/v1alpha1``, ``plural``)."""
+        ...
+
+    def get_chaos(self, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
+        """The object as the API server has it (its status included); None once gone."""
+        ...
+
+    def delete_chaos(self, namespace: str, plural: str, name: str) -> None:
+        """Delete it (Chaos Mesh's finalizer recovers what it did first); gone is fine."""
+        ...
+
+    def missing_chaos_kinds(self, plurals: Sequence[str]) -> list[str]:
+        """Those of ``plurals`` the API server does not serve in chaos-mesh.org/v1alpha1 (by
+        API discovery, which any authenticated user may read: no CRD read needed)."""
         ...
 
 
@@ -331,6 +349,42 @@ class _KubernetesApi:
                 )
             )
         return events
+
+    def create_chaos(self, namespace: str, plural: str, body: dict[str, Any]) -> None:
+        # Strict: a field the CRD does not know is an error, not silently pruned.
+        self.custom.create_namespaced_custom_object(
+            CHAOS_GROUP, CHAOS_VERSION, namespace, plural, body, field_validation="Strict"
+        )
+
+    def get_chaos(self, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
+        try:
+            found: Any = self.custom.get_namespaced_custom_object(
+                CHAOS_GROUP, CHAOS_VERSION, namespace, plural, name
+            )
+        except Exception as exc:
+            if getattr(exc, "status", None) == 404:
+                return None
+            raise
+        return dict(found)
+
+    def delete_chaos(self, namespace: str, plural: str, name: str) -> None:
+        try:
+            self.custom.delete_namespaced_custom_object(
+                CHAOS_GROUP, CHAOS_VERSION, namespace, plural, name
+            )
+        except Exception as exc:
+            if getattr(exc, "status", None) != 404:
+                raise
+
+    def missing_chaos_kinds(self, plurals: Sequence[str]) -> list[str]:
+        try:
+            found: Any = self.custom.get_api_resources(CHAOS_GROUP, CHAOS_VERSION)
+        except Exception as exc:
+            if getattr(exc, "status", None) == 404:
+                return list(plurals)  # no chaos-mesh.org/v1alpha1 at all
+            raise
+        served = {r.name for r in found.resources or []}
+        return [p for p in plurals if p not in served]
 
 
 def kubernetes_api(access: ClusterAccess) -> ClusterApi:

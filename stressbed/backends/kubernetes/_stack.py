@@ -23,6 +23,7 @@ from ..base import EventSink, new_event
 from ..scrape import Scraper
 from ._cluster import ClusterApi
 from ._engine import Engine, bounded, prepare_state
+from ._faults import ChaosFaults
 from ._preflight import ClusterAccess, KubernetesOptions
 from ._watch import StackWatch
 from .manifests import Cluster, ClusterFleet
@@ -97,6 +98,8 @@ class KubeStack:
         self._events: list[dict[str, Any]] = []
         self._scraper: Scraper | None = None
         self._watch: StackWatch | None = None
+        self._chaos: ChaosFaults | None = None
+        self._chaos_left: list[str] = []
 
     @property
     def events(self) -> list[dict[str, Any]]:
@@ -160,8 +163,13 @@ class KubeStack:
         return Scraper(endpoints, [parse_selector(s) for s in metrics.series], get=get)
 
     def teardown(self) -> None:
-        """Destroy, then remove the stack. A destroy that fails keeps the stack, so that
-        ``pulumi destroy`` can finish the job, and says how (ProvisionError, exit 3)."""
+        """Undo the faults, destroy, then remove the stack. A destroy that fails keeps the
+        stack, so that ``pulumi destroy`` can finish the job, and says how (ProvisionError,
+        exit 3); so does a fault's Chaos Mesh object that would not go."""
+        if self._chaos is not None:
+            self._chaos_left = self._chaos.undo_all()
+            if self._chaos_left:
+                self._event("fault-left", chaos_objects=list(self._chaos_left))
         if self._scraper is not None:
             self._scraper.stop()
         if self._watch is not None:
@@ -187,6 +195,13 @@ class KubeStack:
         run.created = False
         # Destroyed: nothing is left to decrypt, and nothing of the run is kept outside results/.
         shutil.rmtree(run.state_dir, ignore_errors=True)
+        if self._chaos_left:
+            # The namespace took them with it; a fault that outlived its end still ran.
+            raise ProvisionError(
+                "a fault stayed applied until the namespace was destroyed: Chaos Mesh objects "
+                + ", ".join(self._chaos_left)
+                + " would not delete"
+            )
 
     def _finish(self) -> str:
         run = self.state
@@ -199,13 +214,26 @@ class KubeStack:
         )
 
     def schedule_faults(self, faults: Sequence[Fault], started_at: float) -> None:
-        """None are applied on a cluster yet: the plan refuses every kind (fault_kinds)."""
+        """Each fault a Chaos Mesh object at its instant (:mod:`._faults`)."""
+        if not faults:
+            return
+        run = self.state
+        if self._chaos is None:
+            self._chaos = ChaosFaults(
+                run.cluster_api,
+                run.cluster,
+                run.spec.target.name,
+                self._event,
+                cpu_limit_m=run.spec.effective().limits.cpu_m,
+            )
+        self._chaos.arm(faults, started_at)
 
     def leftovers(self) -> str:
         if not self.state.created:
             return ""
         return (
-            f"the Pulumi stack {self.state.cluster.namespace!r} and its namespace: {self._finish()}"
+            f"the Pulumi stack {self.state.cluster.namespace!r} and its namespace (with any "
+            f"Chaos Mesh object of the run's faults in it): {self._finish()}"
         )
 
     def failure(self) -> str | None:

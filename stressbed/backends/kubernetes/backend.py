@@ -30,7 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ...errors import ProvisionError
+from ...errors import ConfigError, ProvisionError
 from ...fleet.segments import segment
 from ...results.runner_result import RunnerResult, RunnerStatus
 from ...scenario.model import Scenario
@@ -66,6 +66,8 @@ from ._news import CoordinatorNews
 from ._preflight import ClusterAccess, KubernetesOptions, preflight
 from ._stack import KubeStack, RunState, last_line
 from ._validate import check_bundle, check_stack
+from .chaos import CHAOS_GROUP, CHAOS_MESH_VERSION, PLURALS
+from .chaos import FAULT_KINDS as CHAOS_FAULT_KINDS
 from .manifests import Cluster, ClusterFleet
 
 __all__ = ["KubeFleet", "KubeStack", "KubernetesBackend"]
@@ -329,6 +331,8 @@ class KubernetesBackend(Backend):
             Capability.REPEATED_FLEETS,
         }
     )
+    #: Each a Chaos Mesh object (the README names the version it is written against).
+    fault_kinds = CHAOS_FAULT_KINDS
     option_keys = (
         "kubeconfig",
         "context",
@@ -363,6 +367,17 @@ class KubernetesBackend(Backend):
             check_stack(stack, self.options.agent_image, self.options.runner_resources())
         if scenario is not None:
             check_bundle(scenario)
+        if scenario is not None and scenario.faults:
+            access = preflight(self.options)
+            missing = self._cluster_api(access).missing_chaos_kinds(list(PLURALS.values()))
+            if missing:
+                names = ", ".join(f"{m}.{CHAOS_GROUP}" for m in missing)
+                raise ConfigError(
+                    "faults",
+                    f"no {names} in context {access.context}",
+                    f"Chaos Mesh {CHAOS_MESH_VERSION} installed in the cluster (its CRDs and "
+                    "controller), for the scenario's faults",
+                )
 
     def stack(
         self,

@@ -41,6 +41,7 @@ __all__ = [
     "Manifest",
     "agent_manifests",
     "container_security",
+    "label_value",
     "labels",
     "meta",
     "pod_security",
@@ -102,7 +103,7 @@ def labels(component: str, cluster: Cluster, name: str) -> dict[str, str]:
         "app.kubernetes.io/name": name,
         "app.kubernetes.io/component": component,
         "app.kubernetes.io/part-of": PART_OF,
-        "stressbed.dev/run": _label_value(cluster.run_id),
+        "stressbed.dev/run": label_value(cluster.run_id),
     }
 
 
@@ -173,6 +174,9 @@ def namespace(cluster: Cluster) -> Manifest:
         "kind": "Namespace",
         "metadata": {
             "name": cluster.namespace,
+            # Where Chaos Mesh runs with enableFilterNamespace, it acts only in namespaces
+            # that say so: the run's faults are aimed here.
+            "annotations": {"chaos-mesh.org/inject": "enabled"},
             "labels": {
                 **psa,
                 "pod-security.kubernetes.io/enforce-version": "latest",
@@ -465,6 +469,6 @@ def meta(name: str, cluster: Cluster, component: str) -> dict[str, Any]:
     }
 
 
-def _label_value(value: str) -> str:
+def label_value(value: str) -> str:
     cleaned = re.sub(r"[^-._a-zA-Z0-9]", "-", value)[:63].strip("-._")
     return cleaned or "run"

@@ -105,6 +105,19 @@ class FakeCluster:
         #: Each agent pod's (millicores, MiB); None: no metrics-server in this cluster.
         self.usage: dict[str, tuple[float, float]] | None = {"agent-7d9-x": (120.0, 40.0)}
         self.warning_events: list[ClusterEvent] = []
+        #: Runner pods stay Running until this unix time (0: as the snapshots say).
+        self.running_until = 0.0
+        #: Chaos Mesh, as far as the faults need it: its CRDs, the objects made, what was done.
+        self.crds = {
+            "podchaos.chaos-mesh.org",
+            "networkchaos.chaos-mesh.org",
+            "stresschaos.chaos-mesh.org",
+        }
+        self.chaos: dict[tuple[str, str], dict[str, Any]] = {}
+        self.chaos_calls: list[tuple[str, str, str]] = []  # (what, plural, name)
+        self.chaos_created: list[dict[str, Any]] = []  # every body, as created
+        self.undeletable = False  # a finalizer that never completes
+        self.chaos_validate: Callable[[dict[str, Any]], None] | None = None
 
     def pods(self, namespace: str, component: str, name: str | None = None) -> list[PodState]:
         self.asked.append((component, name))
@@ -120,6 +133,8 @@ class FakeCluster:
         if self.polls == self.interrupt_at:  # one Ctrl-C, at that poll
             raise KeyboardInterrupt
         snapshot = self.snapshots[min(self.polls - 1, len(self.snapshots) - 1)]
+        if time.time() < self.running_until:
+            snapshot = {i: {"phase": "Running"} for i in range(self.runners)}
         return [
             PodState(f"runners-{i}", i, **{"phase": "Succeeded", "created": time.time(), **over})
             for i, over in ((i, snapshot.get(i, {})) for i in range(self.runners))
@@ -155,3 +170,42 @@ class FakeCluster:
             return "".join(lines[-tail_lines:] if tail_lines else lines)
         index = int(pod.rsplit("-", 1)[1])
         return result_log(index, self.runners)
+
+    # -- Chaos Mesh ----------------------------------------------------------------------
+
+    def missing_chaos_kinds(self, plurals: Any) -> list[str]:
+        return [p for p in plurals if f"{p}.chaos-mesh.org" not in self.crds]
+
+    def create_chaos(self, namespace: str, plural: str, body: dict[str, Any]) -> None:
+        if self.chaos_validate is not None:
+            self.chaos_validate(body)
+        name = body["metadata"]["name"]
+        self.chaos_calls.append(("create", plural, name))
+        self.chaos_created.append(json.loads(json.dumps(body)))
+        self.chaos[(plural, name)] = {"body": body, "created": time.time(), "deleted": None}
+
+    def get_chaos(self, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
+        found = self.chaos.get((plural, name))
+        if found is None:
+            return None
+        body = found["body"]
+        pods = body["spec"]["selector"]["pods"][namespace]
+        events = [_chaos_event("Apply", found["created"])]
+        if found["deleted"] is not None:
+            events.append(_chaos_event("Recover", found["deleted"]))
+            if not self.undeletable:
+                del self.chaos[(plural, name)]  # its finalizer done: gone at the next read
+        records = [{"id": f"{namespace}/{pod}", "events": events} for pod in pods]
+        return {**body, "status": {"experiment": {"containerRecords": records}}}
+
+    def delete_chaos(self, namespace: str, plural: str, name: str) -> None:
+        self.chaos_calls.append(("delete", plural, name))
+        found = self.chaos.get((plural, name))
+        if found is not None and found["deleted"] is None:
+            found["deleted"] = time.time()
+
+
+def _chaos_event(operation: str, at: float) -> dict[str, Any]:
+    """A record's event as Chaos Mesh writes it: RFC 3339, whole seconds."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+    return {"type": "Succeeded", "operation": operation, "timestamp": stamp}

@@ -1,0 +1,283 @@
+"""A scenario's faults on a cluster: each a Chaos Mesh object (:mod:`.chaos`) created at the
+fault's instant, deleted at its end (Chaos Mesh's finalizer then recovers the pods), on a
+thread of its own, through the Kubernetes API from stressbed's side.
+
+The instants recorded are Chaos Mesh's own: ``fault-applied`` is the earliest ``Apply``
+event of the object's records (``status.experiment.containerRecords[].events[]``), on the
+cluster's clock, once every chosen pod has one; ``fault-ended`` the latest ``Recover`` (or
+the object gone). A fault Chaos Mesh does not apply in time is ``fault-skipped``, saying why,
+and its object deleted. At teardown every object still there is deleted and waited for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ...scenario.faults import Fault
+from ._cluster import ClusterApi
+from .chaos import PLURALS, chaos_object
+from .manifests import Cluster
+
+__all__ = ["ChaosFaults", "applied_at", "recovered_at"]
+
+TICK_S = 0.5
+
+
+@dataclass
+class _Armed:
+    fault: Fault
+    at: float
+    end: float
+    name: str = ""
+    plural: str = ""
+    pods: list[str] = field(default_factory=list)
+    created: float | None = None  # when stressbed created the object (its clock)
+    applied: bool = False
+    deleted: float | None = None  # when stressbed deleted it
+    ended: bool = False  # fault-ended said
+    done: bool = False  # the object is gone (or was never made)
+    problem: str = ""
+
+
+class ChaosFaults:
+    """The scheduled faults of one run against one namespace's agent pods."""
+
+    def __init__(
+        self,
+        api: ClusterApi,
+        cluster: Cluster,
+        target: str,
+        event: Callable[..., None],
+        *,
+        cpu_limit_m: int | None = None,
+        apply_timeout_s: float = 60.0,
+        delete_timeout_s: float = 60.0,
+    ) -> None:
+        self._api = api
+        self._cluster = cluster
+        self._target = target
+        self._event = event
+        self._cpu_limit_m = cpu_limit_m
+        self._apply_timeout_s = apply_timeout_s
+        self._delete_timeout_s = delete_timeout_s
+        self._armed: list[_Armed] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, faults: Sequence[Fault], started_at: float) -> None:
+        """Schedule ``faults`` from ``started_at`` (unix time: the fleet's release)."""
+        with self._lock:
+            for item in faults:
+                at = started_at + item.at_ms / 1000
+                self._armed.append(_Armed(item, at, at + item.lasting_ms / 1000))
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="chaos", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(Exception):  # an API blip: the next tick tries again
+                self.tick()
+            self._stop.wait(TICK_S)
+
+    def tick(self) -> None:
+        """Create what is due, read what Chaos Mesh did, delete what is over."""
+        now = time.time()
+        with self._lock:
+            armed = [a for a in self._armed if not a.done]
+        for item in armed:
+            if item.created is None and now >= item.at:
+                self._create(item)
+            elif item.created is not None and not item.applied and item.deleted is None:
+                self._read_applied(item, now)
+            elif item.applied and item.deleted is None and now >= item.end:
+                self._delete(item, now)
+            elif item.deleted is not None:
+                self._read_recovered(item, "its end" if item.fault.lasting_ms else "")
+
+    def undo_all(self) -> list[str]:
+        """Stop scheduling, delete every object still there and wait for each to go
+        (bounded); the names of those still there."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        with self._lock:
+            left = [a for a in self._armed if a.created is not None and not a.done]
+        now = time.time()
+        for item in left:
+            if item.deleted is None:
+                self._delete(item, now)
+        deadline = time.monotonic() + self._delete_timeout_s
+        while left and time.monotonic() < deadline:
+            for item in list(left):
+                with contextlib.suppress(Exception):
+                    self._read_recovered(item, "teardown")
+                if item.done:
+                    left.remove(item)
+            if left:
+                time.sleep(TICK_S)
+        return [item.name for item in left]
+
+    # -- one fault ---------------------------------------------------------------------
+
+    def _create(self, item: _Armed) -> None:
+        fault, ns = item.fault, self._cluster.namespace
+        running = sorted(
+            p.name for p in self._api.pods(ns, "agent", self._target) if p.phase == "Running"
+        )
+        count = fault.replicas or len(running)
+        if not running or len(running) < count:
+            self._skip(item, f"{len(running)} agent pod(s) running, the fault needs {count}")
+            return
+        item.pods = sorted(random.Random(fault.seed).sample(running, count))
+        body = chaos_object(fault, self._cluster, item.pods, cpu_limit_m=self._cpu_limit_m)
+        item.name, item.plural = body["metadata"]["name"], PLURALS[body["kind"]]
+        item.created = time.time()
+        try:
+            self._api.create_chaos(ns, item.plural, body)
+        except Exception as exc:  # forbidden, no such CRD, a webhook's refusal
+            item.created = None
+            self._skip(item, f"Chaos Mesh refused it: {_said(exc)}")
+
+    def _read_applied(self, item: _Armed, now: float) -> None:
+        found = self._api.get_chaos(self._cluster.namespace, item.plural, item.name)
+        instant, problem = applied_at(found, self._cluster.namespace, item.pods)
+        if instant is None:
+            item.problem = problem or item.problem
+            if item.created is not None and now - item.created > self._apply_timeout_s:
+                self._delete(item, now)
+                item.done = True
+                why = item.problem or "no record of it on the pods"
+                self._skip(
+                    item, f"Chaos Mesh did not apply it in {self._apply_timeout_s:g} s: {why}"
+                )
+            return
+        item.applied = True
+        body = chaos_object(item.fault, self._cluster, item.pods, cpu_limit_m=self._cpu_limit_m)
+        self._event(
+            "fault-applied",
+            t=instant,
+            fault=item.fault.name,
+            fault_kind=item.fault.kind,
+            replicas=list(item.pods),
+            how=f"Chaos Mesh {body['kind']} {body['spec'].get('action', 'stressors')}",
+            chaos_object=f"{item.plural}/{item.name}",
+            label=item.fault.label,
+        )
+        if not item.fault.lasting_ms:  # a kill is done once applied: nothing to recover
+            self._delete(item, now)
+
+    def _delete(self, item: _Armed, now: float) -> None:
+        item.deleted = now
+        with contextlib.suppress(Exception):  # gone already, or tried again at teardown
+            self._api.delete_chaos(self._cluster.namespace, item.plural, item.name)
+
+    def _read_recovered(self, item: _Armed, reason: str) -> None:
+        """Said ended at Chaos Mesh's Recover (or once the object is gone); done once gone."""
+        found = self._api.get_chaos(self._cluster.namespace, item.plural, item.name)
+        if found is not None:
+            instant = recovered_at(found, self._cluster.namespace, item.pods)
+            if instant is not None:
+                self._say_ended(item, instant, reason)
+            with contextlib.suppress(Exception):  # a delete that did not take: again
+                self._api.delete_chaos(self._cluster.namespace, item.plural, item.name)
+            return
+        self._say_ended(item, item.deleted or time.time(), reason)
+        item.done = True
+
+    def _say_ended(self, item: _Armed, instant: float, reason: str) -> None:
+        if item.ended or not (item.applied and item.fault.lasting_ms):
+            return
+        item.ended = True
+        self._event(
+            "fault-ended",
+            t=instant,
+            fault=item.fault.name,
+            fault_kind=item.fault.kind,
+            replicas=list(item.pods),
+            how="the Chaos Mesh object deleted: its finalizer recovered the pods",
+            reason=reason or "its end",
+        )
+
+    def _skip(self, item: _Armed, reason: str) -> None:
+        item.done = True
+        self._event(
+            "fault-skipped", fault=item.fault.name, fault_kind=item.fault.kind, reason=reason
+        )
+
+
+def _records(found: dict[str, Any] | None) -> list[dict[str, Any]]:
+    status = (found or {}).get("status") or {}
+    return list((status.get("experiment") or {}).get("containerRecords") or [])
+
+
+def _on(record: dict[str, Any], namespace: str, pods: Sequence[str]) -> str | None:
+    """The pod a record is of ("ns/pod" or "ns/pod/container"), if one of ``pods``."""
+    parts = str(record.get("id", "")).split("/")
+    if len(parts) >= 2 and parts[0] == namespace and parts[1] in pods:
+        return parts[1]
+    return None
+
+
+def _instants(
+    found: dict[str, Any] | None, namespace: str, pods: Sequence[str], operation: str
+) -> tuple[dict[str, float], str]:
+    """Per pod, the earliest ``operation`` that succeeded; and the last failure said."""
+    seen: dict[str, float] = {}
+    failed = ""
+    for record in _records(found):
+        if record.get("selectorKey", ".") != ".":
+            continue  # a NetworkChaos target's pods: nothing was done to them
+        pod = _on(record, namespace, pods)
+        if pod is None:
+            continue
+        for event in record.get("events") or []:
+            if event.get("operation") != operation:
+                continue
+            if event.get("type") == "Succeeded":
+                at = _timestamp(event.get("timestamp"))
+                if at is not None:
+                    seen[pod] = min(seen.get(pod, at), at)
+            elif event.get("type") == "Failed":
+                failed = str(event.get("message") or "failed")[:200]
+    return seen, failed
+
+
+def applied_at(
+    found: dict[str, Any] | None, namespace: str, pods: Sequence[str]
+) -> tuple[float | None, str]:
+    """When Chaos Mesh applied the object to every one of ``pods`` (its earliest Apply), or
+    None and the last failure it recorded."""
+    seen, failed = _instants(found, namespace, pods, "Apply")
+    if not pods or any(p not in seen for p in pods):
+        return None, failed
+    return min(seen.values()), failed
+
+
+def recovered_at(found: dict[str, Any] | None, namespace: str, pods: Sequence[str]) -> float | None:
+    """When the last of ``pods`` was recovered (its Recover), or None while one is not."""
+    seen, _ = _instants(found, namespace, pods, "Recover")
+    if not pods or any(p not in seen for p in pods):
+        return None
+    return max(seen.values())
+
+
+def _timestamp(text: object) -> float | None:
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _said(exc: BaseException) -> str:
+    body = getattr(exc, "body", None)
+    text = str(body or exc).strip().splitlines()
+    return (text[-1] if text else type(exc).__name__)[:200]

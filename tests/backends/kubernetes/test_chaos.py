@@ -1,0 +1,214 @@
+"""Faults on a cluster as Chaos Mesh objects: each kind's object validated against the subset
+of Chaos Mesh's CRD schema it uses (tests/backends/kubernetes/data, written from the CRDs of
+the version the README names); the instants read from the objects' records; the schedule run
+against the fake cluster: created at the fault's instant, deleted at its end, every one gone
+by teardown, and a run refused before anything exists where Chaos Mesh is not installed."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from stressbed import fault
+from stressbed.backends.kubernetes import PodState
+from stressbed.backends.kubernetes._faults import ChaosFaults, applied_at, recovered_at
+from stressbed.backends.kubernetes.chaos import (
+    CHAOS_MESH_VERSION,
+    PLURALS,
+    chaos_object,
+)
+from stressbed.backends.kubernetes.manifests import Cluster
+from stressbed.scenario.faults import check_faults
+
+from .fakes import FakeCluster
+
+SCHEMA = json.loads((Path(__file__).parent / "data" / "chaos-mesh-subset.json").read_text())
+CLUSTER = Cluster(namespace="stressbed-run1", run_id="run1")
+PODS = ["agent-5d8-a", "agent-5d8-b"]
+
+
+def validate(body: dict) -> None:
+    """As the API server would, with fieldValidation=Strict: every field known and typed."""
+    jsonschema.validate(body, SCHEMA["kinds"][body["kind"]])
+
+
+def named(*faults):
+    return check_faults(list(faults), 600_000)
+
+
+EVERY_KIND = named(
+    fault.kill(at="10s"),
+    fault.pause("10s", at="20s"),
+    fault.latency("200ms", jitter="20ms", at="40s", lasting="10s"),
+    fault.latency("1500ms", at="60s", lasting="2500ms"),
+    fault.loss("5%", at="70s", lasting="10s"),
+    fault.cpu(share=0.8, replicas=1, at="90s", lasting="10s"),
+    fault.memory("200Mi", replicas=1, at="110s", lasting="10s"),
+)
+
+
+def test_the_schema_subset_is_the_version_the_backend_writes_against():
+    assert SCHEMA["version"] == f"v{CHAOS_MESH_VERSION}"
+    assert set(SCHEMA["kinds"]) == set(PLURALS)
+
+
+@pytest.mark.parametrize("item", EVERY_KIND, ids=[f.name for f in EVERY_KIND])
+def test_each_kind_is_an_object_chaos_mesh_accepts(item):
+    body = chaos_object(item, CLUSTER, PODS, cpu_limit_m=1000)
+    validate(body)
+    assert body["metadata"]["namespace"] == CLUSTER.namespace
+    assert body["spec"]["selector"] == {"pods": {CLUSTER.namespace: PODS}}
+    if item.lasting_ms:
+        assert (
+            body["spec"]["duration"] == f"{item.lasting_ms / 1000:g}s"
+            or body["spec"]["duration"] == f"{item.lasting_ms:g}ms"
+        )
+    else:
+        assert "duration" not in body["spec"]  # pod-kill is one-shot: deleted once applied
+
+
+def test_what_each_kind_asks_chaos_mesh_for():
+    spec = {f.name: chaos_object(f, CLUSTER, PODS, cpu_limit_m=500)["spec"] for f in EVERY_KIND}
+    assert (spec["kill"]["action"], spec["kill"]["gracePeriod"]) == ("pod-kill", 0)
+    assert (spec["pause"]["action"], spec["pause"]["direction"]) == ("partition", "both")
+    assert spec["latency"]["delay"] == {"latency": "200ms", "jitter": "20ms"}
+    assert spec["latency-2"]["delay"] == {"latency": "1500ms"}
+    assert spec["latency-2"]["duration"] == "2500ms"
+    assert spec["loss"]["loss"] == {"loss": "5"}
+    # 80% of a 500m limit: 0.4 cores, one worker at 40%.
+    assert spec["cpu"]["stressors"] == {"cpu": {"workers": 1, "load": 40}}
+    assert spec["memory"]["stressors"] == {"memory": {"workers": 1, "size": "200MiB"}}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda b: b["spec"].update(value=1),  # value is a string in the CRD
+        lambda b: b["spec"]["delay"].update(latency="200 ms"),
+        lambda b: b["spec"].update(direction="sideways"),
+        lambda b: b["spec"]["delay"].update(latnecy="1s"),  # a typo Strict refuses
+    ],
+)
+def test_the_schema_subset_refuses_what_the_api_server_would(change):
+    body = chaos_object(EVERY_KIND[2], CLUSTER, PODS)
+    change(body)
+    with pytest.raises(jsonschema.ValidationError):
+        validate(body)
+
+
+def _record(pod: str, *events, key=".") -> dict:
+    return {
+        "id": f"{CLUSTER.namespace}/{pod}",
+        "selectorKey": key,
+        "events": [{"type": t, "operation": o, "timestamp": s} for t, o, s in events],
+    }
+
+
+def _found(*records) -> dict:
+    return {"status": {"experiment": {"containerRecords": list(records)}}}
+
+
+def test_the_instants_are_chaos_mesh_records_of_every_chosen_pod():
+    ns = CLUSTER.namespace
+    first = _record(PODS[0], ("Succeeded", "Apply", "2026-12-01T10:00:03Z"))
+    retried = _record(
+        PODS[1],
+        ("Failed", "Apply", "2026-12-01T10:00:03Z"),
+        ("Succeeded", "Apply", "2026-12-01T10:00:05Z"),
+        ("Succeeded", "Recover", "2026-12-01T10:00:20Z"),
+    )
+    assert applied_at(_found(first), ns, PODS)[0] is None  # one pod is not injected yet
+    failing = _record(PODS[1], ("Failed", "Apply", "2026-12-01T10:00:03Z"))
+    failing["events"][0]["message"] = "no such device"
+    assert applied_at(_found(first, failing), ns, PODS) == (None, "no such device")
+    at, _ = applied_at(_found(first, retried), ns, PODS)
+    earliest = datetime(2026, 12, 1, 10, 0, 3, tzinfo=UTC).timestamp()
+    assert at == earliest  # the earliest Apply of the pods' (the retried one applied later)
+    assert recovered_at(_found(first, retried), ns, PODS) is None  # one pod not recovered
+    # A NetworkChaos target's records say nothing of the pods the fault is on.
+    target = _record(PODS[0], ("Succeeded", "Apply", "2026-12-01T09:00:00Z"), key=".Target")
+    assert applied_at(_found(target), ns, PODS[:1])[0] is None
+
+
+def _agent_cluster() -> FakeCluster:
+    cluster = FakeCluster(1, [{}])
+    cluster.agents = [PodState(name, -1, "Running", time.time()) for name in PODS]
+    cluster.chaos_validate = validate
+    return cluster
+
+
+def _wait(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError("not within the deadline")
+
+
+def test_the_schedule_creates_at_the_instant_deletes_at_the_end_and_says_both():
+    cluster, events = _agent_cluster(), []
+    chaos = ChaosFaults(cluster, CLUSTER, "agent", lambda kind, **f: events.append((kind, f)))
+    faults = named(
+        fault.kill(at="1s", seed=3), fault.latency("100ms", replicas=2, at="1s", lasting="2s")
+    )
+    started = time.time()
+    chaos.arm(faults, started)
+    _wait(lambda: len([e for e in events if e[0] == "fault-ended"]) == 1)
+    left = chaos.undo_all()
+    assert left == []
+    assert cluster.chaos == {}  # every object gone
+    kinds = [(kind, f["fault"]) for kind, f in events]
+    assert ("fault-applied", "kill") in kinds
+    assert ("fault-applied", "latency") in kinds
+    assert ("fault-ended", "latency") in kinds
+    kill = next(f for kind, f in events if kind == "fault-applied" and f["fault"] == "kill")
+    assert kill["how"] == "Chaos Mesh PodChaos pod-kill"
+    assert len(kill["replicas"]) == 1
+    assert kill["replicas"][0] in PODS
+    # On the cluster's clock (whole seconds), no earlier than the fault was due.
+    assert kill["t"] >= int(started + 1) - 1
+    created = [c for c in cluster.chaos_calls if c[0] == "create"]
+    deleted = [c for c in cluster.chaos_calls if c[0] == "delete"]
+    assert [c[1] for c in created] == ["podchaos", "networkchaos"]
+    assert {c[2] for c in deleted} == {c[2] for c in created}
+    ended = next(f for kind, f in events if kind == "fault-ended")
+    assert ended["reason"] == "its end"
+    assert sorted(ended["replicas"]) == PODS
+
+
+def test_too_few_pods_or_a_refusal_is_a_skipped_fault_not_a_crash():
+    cluster, events = _agent_cluster(), []
+    cluster.agents = cluster.agents[:1]
+    chaos = ChaosFaults(cluster, CLUSTER, "agent", lambda kind, **f: events.append((kind, f)))
+
+    def refuse(body):
+        raise RuntimeError('admission webhook "vauth.chaos-mesh.org" denied the request')
+
+    chaos.arm(named(fault.kill(replicas=2, at="0s")), time.time())
+    _wait(lambda: events)
+    cluster.chaos_validate = refuse
+    chaos.arm(named(fault.cpu(share=0.5, at="0s", lasting="5s")), time.time())
+    _wait(lambda: len(events) == 2)
+    assert chaos.undo_all() == []
+    (kind1, first), (kind2, second) = events
+    assert (kind1, kind2) == ("fault-skipped", "fault-skipped")
+    assert first["reason"] == "1 agent pod(s) running, the fault needs 2"
+    assert second["reason"].startswith("Chaos Mesh refused it: admission webhook")
+
+
+def test_an_object_that_will_not_go_is_named_at_teardown():
+    cluster, events = _agent_cluster(), []
+    cluster.undeletable = True
+    chaos = ChaosFaults(
+        cluster, CLUSTER, "agent", lambda kind, **f: events.append((kind, f)), delete_timeout_s=1
+    )
+    chaos.arm(named(fault.loss("5%", at="0s", lasting="60s")), time.time())
+    _wait(lambda: any(kind == "fault-applied" for kind, _ in events))
+    assert chaos.undo_all() == ["stressbed-run1-loss"]
+    assert ("fault-ended", "loss") in [(k, f["fault"]) for k, f in events]
