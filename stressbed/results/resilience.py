@@ -151,6 +151,7 @@ _MEASURE = {
 
 def _unmeasured(item: Mapping[str, Any]) -> dict[str, Any]:
     return {
+        **item,  # what the caller knows of it (its label, how it was applied, ...)
         "name": item.get("name"),
         "kind": item.get("kind"),
         "at": item.get("at"),

@@ -105,8 +105,10 @@ class FakeCluster:
         #: Each agent pod's (millicores, MiB); None: no metrics-server in this cluster.
         self.usage: dict[str, tuple[float, float]] | None = {"agent-7d9-x": (120.0, 40.0)}
         self.warning_events: list[ClusterEvent] = []
-        #: Runner pods stay Running until this unix time (0: as the snapshots say).
-        self.running_until = 0.0
+        #: Runner pods stay Running this long after the first listing of them (0: as the
+        #: snapshots say).
+        self.running_for_s = 0.0
+        self._running_until: float | None = None
         #: Chaos Mesh, as far as the faults need it: its CRDs, the objects made, what was done.
         self.crds = {
             "podchaos.chaos-mesh.org",
@@ -133,7 +135,9 @@ class FakeCluster:
         if self.polls == self.interrupt_at:  # one Ctrl-C, at that poll
             raise KeyboardInterrupt
         snapshot = self.snapshots[min(self.polls - 1, len(self.snapshots) - 1)]
-        if time.time() < self.running_until:
+        if self._running_until is None:
+            self._running_until = time.time() + self.running_for_s
+        if time.time() < self._running_until:
             snapshot = {i: {"phase": "Running"} for i in range(self.runners)}
         return [
             PodState(f"runners-{i}", i, **{"phase": "Succeeded", "created": time.time(), **over})

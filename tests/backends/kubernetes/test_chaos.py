@@ -23,8 +23,10 @@ from stressbed.backends.kubernetes.chaos import (
     chaos_object,
 )
 from stressbed.backends.kubernetes.manifests import Cluster
+from stressbed.errors import ConfigError
 from stressbed.scenario.faults import check_faults
 
+from ...conftest import needs_k6
 from .fakes import FakeCluster
 
 SCHEMA = json.loads((Path(__file__).parent / "data" / "chaos-mesh-subset.json").read_text())
@@ -212,3 +214,79 @@ def test_an_object_that_will_not_go_is_named_at_teardown():
     _wait(lambda: any(kind == "fault-applied" for kind, _ in events))
     assert chaos.undo_all() == ["stressbed-run1-loss"]
     assert ("fault-ended", "loss") in [(k, f["fault"]) for k, f in events]
+
+
+FAULTED = """from stressbed import *
+scenario = Scenario("k", description="kube", workloads=[
+    Workload("w", get("/healthz"), ConstantVUs(vus=2, duration="20s"))],
+    thresholds=[error_rate("< 5%")],
+    faults=[fault.kill(at="1s"), fault.latency("100ms", at="1s", lasting="2s")],
+    resilience=[recovery_time("< 30s")])
+"""
+
+
+def _run(tmp_path: Path, config: Path, cluster: FakeCluster, monkeypatch):
+    pytest.importorskip("pulumi")
+    from stressbed.backends.kubernetes import backend as kube_backend  # noqa: PLC0415
+
+    # plan()'s preflight asks the cluster for Chaos Mesh: this one.
+    monkeypatch.setattr(kube_backend, "kubernetes_api", lambda access: cluster)
+    from stressbed.app.execute import execute  # noqa: PLC0415
+    from stressbed.app.plan import RunOptions, plan  # noqa: PLC0415
+    from stressbed.backends.kubernetes import KubernetesBackend, KubernetesOptions  # noqa: PLC0415
+
+    from .fakes import FakeEngine  # noqa: PLC0415
+
+    calls: list[str] = []
+    (tmp_path / "k.py").write_text(FAULTED)
+    backend = KubernetesBackend(
+        KubernetesOptions(kubeconfig=config),
+        engine=lambda name, work, target: FakeEngine(calls, None),
+        cluster_api=lambda target: cluster,
+    )
+    options = RunOptions(
+        scenario=str(tmp_path / "k.py"),
+        backend="kubernetes",
+        backend_options={"kubeconfig": config},
+        runners=1,
+        results=tmp_path / "r",
+    )
+    return execute(plan(options), backend=backend), calls
+
+
+@needs_k6
+def test_a_run_on_a_cluster_applies_its_faults_and_leaves_no_chaos_behind(
+    tmp_path, cluster_env, monkeypatch
+):
+    cluster = _agent_cluster()
+    cluster.running_for_s = 6  # the fleet runs long enough for both faults
+    # The coordinator says when it released the runners: the faults' clock.
+    cluster.coordinator_log = json.dumps({"event": "started", "t": time.time(), "skew_ms": 1.0})
+    report, calls = _run(tmp_path, cluster_env, cluster, monkeypatch)
+    assert calls == ["up:agent", "up:fleet", "destroy", "remove"]
+    summary = json.loads((tmp_path / "r" / "latest" / "summary.json").read_text())
+    kill, latency = summary["resilience"]["faults"]
+    assert kill["applied"], kill
+    assert latency["applied"], latency
+    assert kill["how"] == "Chaos Mesh PodChaos pod-kill"
+    assert latency["how"] == "Chaos Mesh NetworkChaos delay"
+    assert latency["end"] is not None
+    assert cluster.chaos == {}  # every object deleted by the end
+    events = [e["event"] for e in summary["events"]]
+    assert events.index("fault-ended") < events.index("stack-destroyed")
+    assert [c[1] for c in cluster.chaos_calls if c[0] == "create"] == ["podchaos", "networkchaos"]
+    assert report.exit_code in (0, 1), report.message
+
+
+@needs_k6
+def test_without_chaos_mesh_a_run_with_faults_is_refused_before_anything_exists(
+    tmp_path, cluster_env, monkeypatch
+):
+    cluster = _agent_cluster()
+    cluster.crds = {"podchaos.chaos-mesh.org"}
+    with pytest.raises(ConfigError) as caught:
+        _run(tmp_path, cluster_env, cluster, monkeypatch)
+    assert caught.value.field == "faults"
+    assert "networkchaos.chaos-mesh.org, stresschaos.chaos-mesh.org" in str(caught.value.value)
+    assert caught.value.expected.startswith(f"Chaos Mesh {CHAOS_MESH_VERSION} installed")
+    assert cluster.chaos_calls == []

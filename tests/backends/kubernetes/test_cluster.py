@@ -65,6 +65,28 @@ class StubApiServer(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        self.seen.append(f"POST {self.path} {body.decode()}")
+        self.send_response(201)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_DELETE(self) -> None:
+        self.seen.append(f"DELETE {self.path}")
+        if urllib.parse.urlsplit(self.path).path not in ROUTES:
+            self.send_error(404)
+            return
+        body = json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Success"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def log_message(self, format: str, *args: object) -> None:
         return
 
@@ -242,3 +264,58 @@ def test_the_real_client_reads_pods_and_a_log_tail_from_an_api_server(tmp_path):
         {},
         {},
     ]
+
+
+CHAOS = "/apis/chaos-mesh.org/v1alpha1"
+KILL = {
+    "apiVersion": "chaos-mesh.org/v1alpha1",
+    "kind": "PodChaos",
+    "metadata": {"name": "kill", "namespace": "ns1"},
+    "spec": {"action": "pod-kill", "mode": "all", "selector": {"pods": {"ns1": ["agent-a"]}}},
+    "status": {"experiment": {"containerRecords": [{"id": "ns1/agent-a", "events": []}]}},
+}
+
+
+def test_the_real_client_creates_reads_and_deletes_chaos_mesh_objects(tmp_path):
+    ROUTES[CHAOS] = {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": "chaos-mesh.org/v1alpha1",
+        "resources": [
+            {"name": n, "singularName": n, "namespaced": True, "kind": k, "verbs": ["create"]}
+            for n, k in (("podchaos", "PodChaos"), ("networkchaos", "NetworkChaos"))
+        ],
+    }
+    ROUTES[f"{CHAOS}/namespaces/ns1/podchaos/kill"] = KILL
+    try:
+        with stub_api(tmp_path) as api:
+            missing = api.missing_chaos_kinds(["podchaos", "networkchaos", "stresschaos"])
+            body = {key: value for key, value in KILL.items() if key != "status"}
+            api.create_chaos("ns1", "podchaos", body)
+            found = api.get_chaos("ns1", "podchaos", "kill")
+            gone = api.get_chaos("ns1", "podchaos", "nope")
+            api.delete_chaos("ns1", "podchaos", "kill")
+            api.delete_chaos("ns1", "podchaos", "nope")  # gone already is fine
+    finally:
+        del ROUTES[CHAOS], ROUTES[f"{CHAOS}/namespaces/ns1/podchaos/kill"]
+    assert missing == ["stresschaos"]
+    assert found == KILL
+    assert gone is None
+    (created,) = [p for p in StubApiServer.seen if p.startswith("POST ")]
+    path, sent = created.split(" ", 2)[1:]
+    assert urllib.parse.urlsplit(path).path == f"{CHAOS}/namespaces/ns1/podchaos"
+    # Strict: a field the CRD does not know is refused by the API server, not pruned.
+    assert urllib.parse.parse_qs(urllib.parse.urlsplit(path).query) == {
+        "fieldValidation": ["Strict"]
+    }
+    assert json.loads(sent) == body
+    deleted = [p for p in StubApiServer.seen if p.startswith("DELETE ")]
+    assert [urllib.parse.urlsplit(p.split()[1]).path for p in deleted] == [
+        f"{CHAOS}/namespaces/ns1/podchaos/kill",
+        f"{CHAOS}/namespaces/ns1/podchaos/nope",
+    ]
+
+
+def test_no_chaos_mesh_at_all_is_every_kind_missing(tmp_path):
+    with stub_api(tmp_path) as api:
+        assert api.missing_chaos_kinds(["podchaos"]) == ["podchaos"]
