@@ -200,7 +200,9 @@ def make_stack(
     """The run's stack (not provisioned yet) and the secrets it shares with the runners."""
     if the_plan.target_url is not None:
         selectors = [parse_selector(series) for series in the_plan.target_series]
-        return ExistingService(the_plan.target_url, the_plan.target_metrics_url, selectors), {}
+        url, metrics_url = the_plan.target_url, the_plan.target_metrics_url
+        faulty = bool(the_plan.scenario.faults)  # only the path's: the plan refused the others
+        return ExistingService(url, metrics_url, selectors, path_faults=faulty), {}
     assert the_plan.stack is not None  # plan() gives a stack whenever there is no target URL
     # A secret the environment lacks is made for this run only and lives nowhere but in the
     # stack's and the runners' environments.

@@ -228,13 +228,15 @@ def _check_fault(
         raise ConfigError(
             where, item.label, "a provisioned stack: this fault acts on a replica, not on a URL"
         )
-    if target is not None:  # the path's faults live in the local stack's balancer
-        raise ConfigError(
-            where,
-            item.label,
-            "a provisioned stack: with --target-url there is no balancer in front of the "
-            "target to hold the fault",
-        )
+    if target is not None:  # the path's faults: in a balancer put in front of the target
+        if not target.startswith("http://"):
+            raise ConfigError(
+                where, item.label, "a plain-http --target-url (the balancer forwards bytes)"
+            )
+        if item.replicas is not None:
+            raise ConfigError(
+                f"{where}.replicas", item.replicas, "none with --target-url: one path, all of it"
+            )
     if item.kind == "dependency" and stack is not None:
         hook = stack.fault_hook
         named = ", ".join(n for n, _ in hook.dependencies) if hook is not None else ""

@@ -221,7 +221,7 @@ def test_faults_a_backend_never_applied_are_said_so_and_fail_their_thresholds(tm
     assert 'failures="1"' in junit
 
 
-def test_a_fault_on_the_path_of_an_existing_target_is_refused(tmp_path: Path, capsys):
+def test_a_fault_on_the_path_of_an_https_target_is_refused(tmp_path: Path, capsys):
     path = tmp_path / "f.py"
     path.write_text(
         "from stressbed import *\n"
@@ -230,10 +230,10 @@ def test_a_fault_on_the_path_of_an_existing_target_is_refused(tmp_path: Path, ca
         "faults=[fault.latency('100ms', at='20s', lasting='10s')])\n"
     )
     code = main(
-        ["run", "--scenario", str(path), "--target-url", "http://127.0.0.1:9", "--results",
+        ["run", "--scenario", str(path), "--target-url", "https://127.0.0.1:9", "--results",
          str(tmp_path / "r")]
     )  # fmt: skip
     assert code == 2
     err = capsys.readouterr().err
     assert "faults.latency" in err
-    assert "no balancer in front of the target" in err
+    assert "a plain-http --target-url (the balancer forwards bytes)" in err
