@@ -23,6 +23,9 @@ NOTABLE = {
     "oom-killed": "{replica} OOM-killed",
     "crashed": "{replica} crashed: {reason}",
     "restarted": "{replica} restarted (restart {restarts})",
+    "fault-applied": "fault {fault} applied: {label} ({how})",
+    "fault-ended": "fault {fault} ended ({reason})",
+    "fault-skipped": "fault {fault} skipped: {reason}",
 }
 
 

@@ -42,6 +42,8 @@ class ReplicaCgroup:
 
     version: int
     dirs: dict[str, Path]
+    #: Frozen by :meth:`freeze` (a process entering it before exec would freeze mid-fork).
+    frozen: bool = False
 
     @property
     def enforcement(self) -> str:
@@ -140,6 +142,7 @@ class ReplicaCgroup:
             control.write_text(value)
         except OSError:
             return False
+        self.frozen = frozen
         deadline = time.monotonic() + 2
         while time.monotonic() < deadline:
             if want in _read(state).splitlines():

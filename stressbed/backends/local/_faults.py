@@ -252,21 +252,27 @@ class LocalFaults:
         started = []
         for kind, amount in work:
             orphan_guard = die_with_parent()
+            # Into the cgroup before it runs; into a frozen one only once it has exec'd (a
+            # child entering it before exec would freeze there, and Popen wait for it).
+            late = group.frozen
 
-            def before_exec(guard: Callable[[], None] = orphan_guard) -> None:
+            def before_exec(guard: Callable[[], None] = orphan_guard, late: bool = late) -> None:
                 guard()
-                group.enter()
+                if not late:
+                    group.enter()
 
-            started.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "stressbed.backends.local._hog", kind, amount],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    start_new_session=True,
-                    preexec_fn=before_exec,  # noqa: PLW1509 - prctl and a cgroup write
-                )
+            hog = subprocess.Popen(
+                [sys.executable, "-m", "stressbed.backends.local._hog", kind, amount],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=before_exec,  # noqa: PLW1509 - prctl and a cgroup write
             )
+            if late:
+                with contextlib.suppress(OSError):
+                    group.add(hog.pid)
+            started.append(hog)
         return started
 
     def _apply_on_path(self, item: _Armed, running: Sequence[_Replica]) -> None:

@@ -6,7 +6,11 @@ nothing stays applied after the run."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -122,3 +126,61 @@ def test_the_shipped_resilience_scenario_applies_detects_recovers_and_undoes_its
     assert summary["duration_s"] < 60 + 15
     # Nothing of the stack is left, stopped or running.
     assert stopped_agents() == []
+
+
+INTERRUPTED = """
+from stressbed import ConstantArrivalRate, Scenario, Workload, fault, get
+scenario = Scenario(
+    "interrupted",
+    description="faults applied when Ctrl-C comes",
+    workloads=[Workload("w", get("/healthz", name="health"),
+        ConstantArrivalRate(rate=10, duration="2m", pre_allocated_vus=5, max_vus=20))],
+    faults=[
+        fault.pause("90s", at="1s", seed=1),
+        fault.cpu(share=0.5, replicas=1, at="1s", lasting="90s", seed=2),
+        fault.latency("50ms", at="1s", lasting="90s"),
+    ],
+)
+"""
+
+
+def _processes(word: str) -> list[str]:
+    found = subprocess.run(["ps", "-eo", "stat,args"], capture_output=True, text=True, check=True)
+    return [line for line in found.stdout.splitlines() if word in line and "ps -eo" not in line]
+
+
+@needs_k6
+def test_ctrl_c_with_faults_applied_undoes_every_one_and_leaves_nothing(tmp_path: Path):
+    path = tmp_path / "interrupted.py"
+    path.write_text(INTERRUPTED)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stressbed", "run", "--scenario", str(path), "--runners", "1",
+         "--results", str(tmp_path / "r")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and sum("applied:" in line for line in seen) < 3:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+    assert sum("applied:" in line for line in seen) == 3, "".join(seen)
+    assert _processes("stressbed.backends.local._hog")  # the hog runs
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C, as a terminal sends it to the group
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, "".join(seen) + err
+    assert "fault pause ended (teardown)" in err
+    assert "fault cpu ended (teardown)" in err
+    assert _processes("stressbed.backends.local._hog") == []
+    assert _processes("stressbed_agent") == []  # resumed (or thawed), then stopped
+    assert _processes("stressbed.balancer") == []
+    (run,) = (tmp_path / "r").glob("2*")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["exit_code"] == 130
+    ended = {e["fault"]: e["reason"] for e in summary["events"] if e["event"] == "fault-ended"}
+    assert ended == {"pause": "teardown", "cpu": "teardown", "latency": "teardown"}
