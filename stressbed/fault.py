@@ -3,6 +3,7 @@ README's "Faults"). The definitions live in :mod:`stressbed.scenario.faults`.
 """
 
 from .scenario.faults import (
+    bandwidth,
     cpu,
     dependency,
     kill,
@@ -11,9 +12,11 @@ from .scenario.faults import (
     memory,
     pause,
     reset_connections,
+    slow_close,
 )
 
 __all__ = [
+    "bandwidth",
     "cpu",
     "dependency",
     "kill",
@@ -22,4 +25,5 @@ __all__ = [
     "memory",
     "pause",
     "reset_connections",
+    "slow_close",
 ]

@@ -5,6 +5,7 @@
     fault.latency("200ms", jitter="50ms", at="3m", lasting="30s")  # on the path to the target
     fault.loss("5%", at="4m", lasting="20s")
     fault.reset_connections(at="5m")
+    fault.bandwidth("1mbit", at="5m", lasting="30s"), fault.slow_close("2s", at=..., lasting=...)
     fault.cpu(share=0.8, replicas=1, at="6m", lasting="30s")       # a hog inside its limits
     fault.memory("200Mi", replicas=1, at="7m", lasting="30s")
     fault.dependency("sink", at="8m", lasting="30s")               # its downstream fails
@@ -35,6 +36,7 @@ __all__ = [
     "Fault",
     "FaultKind",
     "Resilience",
+    "bandwidth",
     "check_faults",
     "cpu",
     "dependency",
@@ -47,6 +49,7 @@ __all__ = [
     "pause",
     "recovery_time",
     "reset_connections",
+    "slow_close",
     "time_to_detect",
 ]
 
@@ -69,6 +72,8 @@ FAULT_KINDS: Mapping[str, FaultKind] = {
         FaultKind("latency", True, False, "added delay (and jitter) on the path to the target"),
         FaultKind("loss", True, False, "a share of the connections' data lost on the path"),
         FaultKind("reset", False, False, "every open connection to the target reset"),
+        FaultKind("bandwidth", True, False, "each connection's data to the client rate-limited"),
+        FaultKind("slow_close", True, False, "a closing connection held open for a while"),
         FaultKind("cpu", True, True, "a CPU hog inside the replica's cgroup, under its limits"),
         FaultKind("memory", True, True, "memory held inside the replica's cgroup"),
         FaultKind("dependency", True, True, "the target's downstream fails (its fault hooks)"),
@@ -141,6 +146,10 @@ def _shown(key: str, value: Any) -> str:
         return f"{value:.0%}" if key == "loss" else f"{value:.0%} CPU"
     if key == "memory":
         return f"{value / 2**20:g}Mi"
+    if key == "rate":
+        return f"{value * 8 / 1000:g}kbit/s"
+    if key == "close_ms":
+        return format_duration(value)
     return str(value)
 
 
@@ -223,6 +232,42 @@ def loss(share: object, *, at: object, lasting: object, replicas: int | None = N
 def reset_connections(*, at: object, replicas: int | None = None) -> Fault:
     """Reset every connection open to the target (or to chosen ``replicas``) at ``at``."""
     return _fault("reset", at=at, replicas=replicas)
+
+
+def bandwidth(rate: object, *, at: object, lasting: object, replicas: int | None = None) -> Fault:
+    """Each connection's data to the client at most ``rate`` (``'1mbit'``, ``'500kbit'``,
+    ``'100KB/s'``), as a slow link would carry it."""
+    return _fault("bandwidth", at=at, lasting=lasting, replicas=replicas, rate=parse_rate(rate))
+
+
+def slow_close(delay: object, *, at: object, lasting: object, replicas: int | None = None) -> Fault:
+    """A connection the target closes reaches the client ``delay`` later (Toxiproxy's
+    slow_close): a client that waits for the close waits that long."""
+    close_ms = parse_duration_ms(delay, "faults.slow_close.delay")
+    return _fault("slow_close", at=at, lasting=lasting, replicas=replicas, close_ms=close_ms)
+
+
+_RATE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(kbit|mbit|gbit|KB/s|MB/s|KiB/s|MiB/s)\s*")
+_RATE_UNITS = {
+    "kbit": 1000 / 8,
+    "mbit": 1e6 / 8,
+    "gbit": 1e9 / 8,
+    "KB/s": 1e3,
+    "MB/s": 1e6,
+    "KiB/s": 2**10,
+    "MiB/s": 2**20,
+}
+
+
+def parse_rate(text: object, where: str = "faults.bandwidth.rate") -> float:
+    """Bytes per second of ``'1mbit'`` (bits per second), ``'100KB/s'`` (bytes) and the like."""
+    match = _RATE.fullmatch(text) if isinstance(text, str) else None
+    if not match or float(match.group(1)) <= 0:
+        raise ConfigError(where, text, "a rate like '1mbit', '500kbit' or '100KB/s'")
+    rate = float(match.group(1)) * _RATE_UNITS[match.group(2)]
+    if rate < 1000:
+        raise ConfigError(where, text, "at least 8kbit (1KB/s)")
+    return rate
 
 
 def cpu(*, share: float, at: object, lasting: object, replicas: int = 1, seed: int = 0) -> Fault:

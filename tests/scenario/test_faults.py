@@ -83,6 +83,14 @@ def test_each_fault_says_what_it_does_and_when():
         (lambda: fault.memory("10Ki", at="1s", lasting="5s"), "faults.memory.size", "1Mi"),
         (lambda: fault.dependency("The Sink", at="1s", lasting="5s"),
          "faults.dependency.name", "like 'sink'"),
+        (lambda: fault.bandwidth("fast", at="1s", lasting="5s"),
+         "faults.bandwidth.rate", "like '1mbit'"),
+        (lambda: fault.bandwidth("1bit", at="1s", lasting="5s"),
+         "faults.bandwidth.rate", "like '1mbit'"),
+        (lambda: fault.bandwidth("4kbit", at="1s", lasting="5s"),
+         "faults.bandwidth.rate", "at least 8kbit"),
+        (lambda: fault.slow_close("2s", at="1s", lasting=None),
+         "faults.slow_close.lasting", "how long"),
     ],
 )  # fmt: skip
 def test_a_bad_fault_is_one_line_naming_its_field(build, field, says):
@@ -155,9 +163,8 @@ def test_a_fault_the_backend_does_not_apply_is_exit_2_before_anything_starts(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert err[0].startswith("stressbed: error: faults.reset: got 'reset at 20s")
-    assert (
-        "a fault --backend kubernetes applies (cpu, kill, latency, loss, memory, pause)" in err[0]
-    )
+    kinds = "bandwidth, cpu, kill, latency, loss, memory, pause"
+    assert f"a fault --backend kubernetes applies ({kinds})" in err[0]
     assert not (tmp_path / "r").exists()
 
 

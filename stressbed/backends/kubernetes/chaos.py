@@ -7,6 +7,7 @@ namespace, each aimed at the agent pods chosen by the fault's seed:
                           process keeps running, and its state), their probes fail
     latency  NetworkChaos action delay {latency, jitter} on what the pods send
     loss     NetworkChaos action loss {loss} on what the pods send
+    bandwidth NetworkChaos action bandwidth {rate, limit (a second's worth), buffer}
     cpu      StressChaos  stressors.cpu {workers, load}: the share of the pod's CPU limit
     memory   StressChaos  stressors.memory {workers: 1, size}
 
@@ -46,6 +47,7 @@ _KINDS = {
     "pause": "NetworkChaos",
     "latency": "NetworkChaos",
     "loss": "NetworkChaos",
+    "bandwidth": "NetworkChaos",
     "cpu": "StressChaos",
     "memory": "StressChaos",
 }
@@ -81,6 +83,18 @@ def chaos_object(
     elif fault.kind == "loss":
         spec.update(
             action="loss", direction="to", loss={"loss": f"{(fault.param('loss') or 0) * 100:g}"}
+        )
+    elif fault.kind == "bandwidth":
+        rate = float(fault.param("rate") or 0)  # bytes per second
+        buffer = max(1600, int(rate / 10))  # a tenth of a second's burst, at least a packet
+        spec.update(
+            action="bandwidth",
+            direction="to",
+            bandwidth={
+                "rate": f"{max(1, round(rate * 8 / 1000))}kbit",
+                "limit": max(2 * buffer, int(rate)),
+                "buffer": buffer,
+            },
         )
     elif fault.kind == "cpu":
         cores = (fault.param("share") or 0.0) * (cpu_limit_m or 1000) / 1000

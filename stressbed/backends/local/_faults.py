@@ -49,7 +49,8 @@ __all__ = ["FAULT_KINDS", "Hook", "LocalFaults"]
 
 #: What the local backend applies.
 FAULT_KINDS = frozenset(
-    {"kill", "pause", "latency", "loss", "reset", "cpu", "memory", "dependency"}
+    {"kill", "pause", "latency", "loss", "reset", "bandwidth", "slow_close"}
+    | {"cpu", "memory", "dependency"}
 )
 #: A call to a replica's fault hook waits at most this long (the controller thread makes it).
 HOOK_TIMEOUT_S = 1.0
@@ -64,12 +65,14 @@ _HOW = {
     "latency": "a latency toxic in the balancer",
     "loss": "a loss toxic in the balancer (a lost segment held one retransmission timeout)",
     "reset": "the balancer's open connections reset",
+    "bandwidth": "a bandwidth toxic in the balancer (per connection, to the client)",
+    "slow_close": "a slow_close toxic in the balancer",
     "cpu": "a CPU hog in the replica's cgroup",
     "memory": "a memory hog in the replica's cgroup",
     "dependency": "the target's fault hook",
 }
 _HOGS = ("cpu", "memory")
-_PATH = ("latency", "loss", "reset")
+_PATH = ("latency", "loss", "reset", "bandwidth", "slow_close")
 
 
 class _Path(Protocol):
@@ -299,6 +302,8 @@ class LocalFaults:
                 "latency_s": (fault.param("latency_ms") or 0.0) / 1000,
                 "jitter_s": (fault.param("jitter_ms") or 0.0) / 1000,
                 "loss": fault.param("loss") or 0.0,
+                "rate": fault.param("rate") or 0.0,
+                "close_s": (fault.param("close_ms") or 0.0) / 1000,
                 "seed": float(fault.seed),
             }
             path.add_toxic(fault.name, fault.kind, scope, **params)

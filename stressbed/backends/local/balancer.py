@@ -55,20 +55,31 @@ class Toxic:
     """A fault on the path to ``upstreams`` (None: every one)."""
 
     name: str
-    kind: str  # latency, loss
+    kind: str  # latency, loss, bandwidth, slow_close
     latency_s: float = 0.0
     jitter_s: float = 0.0
     loss: float = 0.0
+    rate: float = 0.0  # bandwidth: bytes per second, per connection
+    close_s: float = 0.0  # slow_close: how long a close is held
     upstreams: frozenset[str] | None = None
     rng: random.Random = field(default_factory=random.Random)
 
-    def delay(self, upstream: str) -> float:
-        """How long this toxic holds one chunk to the client from ``upstream``."""
-        if self.upstreams is not None and upstream not in self.upstreams:
-            return 0.0
+    def applies(self, upstream: str) -> bool:
+        return self.upstreams is None or upstream in self.upstreams
+
+    def delay(self, upstream: str, size: int) -> tuple[float, float]:
+        """How long this toxic holds one chunk of ``size`` bytes to the client from
+        ``upstream``: (a delay of its own, the time the chunk takes to go through: chunks
+        held for the latter queue behind each other, as on a slow link)."""
+        if not self.applies(upstream):
+            return 0.0, 0.0
         if self.kind == "latency":
-            return max(0.0, self.latency_s + self.rng.uniform(-self.jitter_s, self.jitter_s))
-        return RETRANSMIT_S if self.rng.random() < self.loss else 0.0
+            return max(0.0, self.latency_s + self.rng.uniform(-self.jitter_s, self.jitter_s)), 0.0
+        if self.kind == "bandwidth":
+            return 0.0, size / self.rate if self.rate > 0 else 0.0
+        if self.kind == "loss":
+            return (RETRANSMIT_S if self.rng.random() < self.loss else 0.0), 0.0
+        return 0.0, 0.0
 
 
 @dataclass
@@ -110,9 +121,9 @@ class _Half(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         peer = self.peer
         if peer is not None and peer.transport is not None:
-            delay = 0.0 if self.client else self.pair.delay()
-            if delay > 0 or self.held:
-                self._hold(data, delay)
+            delay, transmit = (0.0, 0.0) if self.client else self.pair.delay(len(data))
+            if delay > 0 or transmit > 0 or self.held:
+                self._hold(data, delay, transmit)
                 return
             peer.transport.write(data)
             return
@@ -122,12 +133,13 @@ class _Half(asyncio.Protocol):
         if self.transport is not None:
             self.transport.pause_reading()
 
-    def _hold(self, data: bytes, delay: float) -> None:
+    def _hold(self, data: bytes, delay: float, transmit: float = 0.0) -> None:
         """Write ``data`` to the client ``delay`` seconds from now, after what is held before
-        it (the stream's order is kept); the upstream's reading pauses while much is held."""
+        it (the stream's order is kept; ``transmit`` queues behind the chunk before); the
+        upstream's reading pauses while much is held."""
         loop = asyncio.get_running_loop()
         last = self.held[-1][0] if self.held else 0.0
-        due = max(last, time.monotonic() + delay)
+        due = max(last + transmit, time.monotonic() + delay + transmit)
         self.held.append((due, data))
         self.held_bytes += len(data)
         if self.held_bytes > HIGH_WATER and self.transport is not None:
@@ -160,11 +172,18 @@ class _Half(asyncio.Protocol):
             self.pair.lost()
 
     def eof_received(self) -> bool:
+        self._slow_close()
         if self.held:  # what is held goes first
             self.eof = True
             self.eof_held = True
             return True
         return self._pass_eof()
+
+    def _slow_close(self) -> None:
+        """A close from the upstream held for a slow_close toxic (after what is held)."""
+        hold = 0.0 if self.client else self.pair.close_delay()
+        if hold > 0:
+            self._hold(b"", hold)
 
     def _pass_eof(self) -> bool:
         self.eof = True
@@ -186,6 +205,8 @@ class _Half(asyncio.Protocol):
             self.peer.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if exc is None and not self.eof:
+            self._slow_close()
         if self.held:  # what a toxic holds is still delivered, then the pair closes
             self.lost_held = True
             return
@@ -235,11 +256,26 @@ class _Pair:
             upstream.write_eof()
         client.transport.resume_reading()
 
-    def delay(self) -> float:
-        """What the balancer's toxics hold the next chunk to the client for."""
+    def delay(self, size: int) -> tuple[float, float]:
+        """What the balancer's toxics hold the next chunk to the client for, and how long it
+        takes to go through (see :meth:`Toxic.delay`)."""
         if self.chosen is None or not self.balancer.toxics:
+            return 0.0, 0.0
+        held = [t.delay(self.chosen.name, size) for t in self.balancer.toxics.values()]
+        return sum(d for d, _ in held), sum(t for _, t in held)
+
+    def close_delay(self) -> float:
+        """How long a slow_close toxic holds the upstream's close."""
+        if self.chosen is None:
             return 0.0
-        return sum(t.delay(self.chosen.name) for t in self.balancer.toxics.values())
+        return max(
+            (
+                t.close_s
+                for t in self.balancer.toxics.values()
+                if t.kind == "slow_close" and t.applies(self.chosen.name)
+            ),
+            default=0.0,
+        )
 
     def reset(self) -> None:
         """Both connections reset (RST), as a peer that went away does."""
@@ -390,6 +426,8 @@ def _toxic(op: dict[str, object]) -> Toxic:
         latency_s=float(cast(float, op.get("latency_s") or 0.0)),
         jitter_s=float(cast(float, op.get("jitter_s") or 0.0)),
         loss=float(cast(float, op.get("loss") or 0.0)),
+        rate=float(cast(float, op.get("rate") or 0.0)),
+        close_s=float(cast(float, op.get("close_s") or 0.0)),
         upstreams=frozenset(cast(list[str], scope)) if scope is not None else None,
         rng=random.Random(int(cast(int, op.get("seed") or 0))),
     )

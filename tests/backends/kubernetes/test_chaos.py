@@ -49,6 +49,7 @@ EVERY_KIND = named(
     fault.latency("200ms", jitter="20ms", at="40s", lasting="10s"),
     fault.latency("1500ms", at="60s", lasting="2500ms"),
     fault.loss("5%", at="70s", lasting="10s"),
+    fault.bandwidth("1mbit", at="80s", lasting="5s"),
     fault.cpu(share=0.8, replicas=1, at="90s", lasting="10s"),
     fault.memory("200Mi", replicas=1, at="110s", lasting="10s"),
 )
@@ -82,6 +83,8 @@ def test_what_each_kind_asks_chaos_mesh_for():
     assert spec["latency-2"]["delay"] == {"latency": "1500ms"}
     assert spec["latency-2"]["duration"] == "2500ms"
     assert spec["loss"]["loss"] == {"loss": "5"}
+    # 1 Mbit/s: 125,000 B/s, a tenth of a second's burst, a second's worth queued.
+    assert spec["bandwidth"]["bandwidth"] == {"rate": "1000kbit", "limit": 125000, "buffer": 12500}
     # 80% of a 500m limit: 0.4 cores, one worker at 40%.
     assert spec["cpu"]["stressors"] == {"cpu": {"workers": 1, "load": 40}}
     assert spec["memory"]["stressors"] == {"memory": {"workers": 1, "size": "200MiB"}}

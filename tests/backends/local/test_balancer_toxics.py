@@ -1,6 +1,7 @@
 """Faults on the path, in the balancer itself (real sockets on loopback): latency on
 connections already open, scoped to chosen upstreams, a loss that holds a chunk one
-retransmission timeout, and a reset that the client sees as one."""
+retransmission timeout, a reset that the client sees as one, a bandwidth limit that a stream
+cannot beat, and a close held back."""
 
 from __future__ import annotations
 
@@ -101,7 +102,7 @@ def test_a_toxic_on_chosen_upstreams_leaves_the_others_alone():
 
 def test_loss_holds_a_chunk_for_one_retransmission_timeout():
     toxic = Toxic("loss", "loss", loss=0.5, rng=random.Random(3))
-    delays = [toxic.delay("a") for _ in range(400)]
+    delays = [toxic.delay("a", 100)[0] for _ in range(400)]
     assert set(delays) == {0.0, RETRANSMIT_S}
     assert 0.4 < delays.count(RETRANSMIT_S) / len(delays) < 0.6
 
@@ -186,3 +187,53 @@ def test_every_answer_held_by_a_toxic_comes_through(loop):
     took = _run(loop, go())
     assert len(took) == 60
     assert min(took) >= 0.0105 - 0.002  # released up to 1 ms early, as a timer may fire
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_stream_through_a_bandwidth_limit_takes_its_size_over_the_rate(loop):
+    size, rate = 400_000, 1_000_000.0  # 400 kB at 1 MB/s: 0.4 s at the least
+    payload = random.Random(7).randbytes(size)
+
+    async def go() -> tuple[bytes, float]:
+        balancer, servers = await _setup()
+        balancer.add_toxic(Toxic("bandwidth", "bandwidth", rate=rate))
+        reader, writer = await asyncio.open_connection("127.0.0.1", balancer.port)
+        started = time.monotonic()
+        writer.write(payload)
+        await writer.drain()
+        writer.write_eof()
+        got = b""
+        while len(got) < size:
+            chunk = await asyncio.wait_for(reader.read(65536), 20)
+            if not chunk:
+                break
+            got += chunk
+        took = time.monotonic() - started
+        writer.close()
+        await _teardown(balancer, servers)
+        return got, took
+
+    got, took = _run(loop, go())
+    assert got == payload  # whole and in order
+    assert took >= size / rate * 0.95  # however fast the machine: the rate holds it back
+
+
+def test_a_slow_close_holds_the_upstreams_close_back():
+    async def go() -> tuple[bytes, float]:
+        balancer, servers = await _setup()
+        balancer.add_toxic(Toxic("slow", "slow_close", close_s=0.5))
+        reader, writer = await asyncio.open_connection("127.0.0.1", balancer.port)
+        started = time.monotonic()  # before anything is sent: a bound no busy machine breaks
+        writer.write(b"bye\n")
+        await writer.drain()
+        writer.write_eof()  # the echo upstream answers, then closes
+        got = await asyncio.wait_for(reader.readline(), 10)
+        end = await asyncio.wait_for(reader.read(10), 10)
+        took = time.monotonic() - started
+        writer.close()
+        await _teardown(balancer, servers)
+        return got + end, took
+
+    seen, took = asyncio.run(go())
+    assert seen == b"bye\n"  # the answer, then the close
+    assert took >= 0.5  # the close came no sooner than half a second after it was sent

@@ -5,7 +5,9 @@ window only; nothing of it is left after the run. Faults that need a replica sta
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
+import time
 
 import pytest
 
@@ -83,3 +85,47 @@ def test_what_the_path_cannot_hold_is_refused(tmp_path, declared, url, field, ex
         plan(RunOptions(scenario=str(path), target_url=url, results=tmp_path / "r"))
     assert caught.value.field == field
     assert caught.value.expected.startswith(expected)
+
+
+@needs_k6
+def test_a_bandwidth_limit_on_the_path_holds_every_answer_to_the_rate(tmp_path, server):
+    body = b"x" * 50_000  # at 100 KB/s: half a second an answer, at the least
+    server.routes["/ping"] = lambda _req: (200, {"Content-Type": "text/plain"}, body)
+    path = tmp_path / "path.py"
+    path.write_text(SCENARIO % 'fault.bandwidth("100KB/s", at="3s", lasting="4s")')
+    options = RunOptions(
+        scenario=str(path), target_url=server.url, runners=1, results=tmp_path / "r"
+    )
+    report = execute(plan(options))
+    summary = json.loads((tmp_path / "r" / report.run_id / "summary.json").read_text())
+    (slow,) = summary["resilience"]["faults"]
+    assert slow["how"].startswith("a bandwidth toxic in the balancer")
+    assert slow["during"]["p50_ms"] >= 450
+    assert slow["baseline"]["p50_ms"] < 200
+
+
+def test_the_balancer_process_holds_a_close_for_a_slow_close_toxic(tmp_path):
+    from stressbed.backends.local.balancer import BalancerProcess  # noqa: PLC0415
+
+    upstream = socket.create_server(("127.0.0.1", 0))
+    balancer = BalancerProcess()
+    try:
+        balancer.add("u", "127.0.0.1", upstream.getsockname()[1])
+        balancer.set_ready("u", True)
+        balancer.add_toxic("slow", "slow_close", None, close_s=0.6)
+        time.sleep(0.2)  # the process reads its commands in order: the toxic is in first
+        client = socket.create_connection(("127.0.0.1", balancer.port), timeout=10)
+        started = time.monotonic()
+        accepted, _ = upstream.accept()
+        accepted.sendall(b"hello")
+        accepted.close()  # the upstream closes at once...
+        got = b""
+        while chunk := client.recv(100):
+            got += chunk
+        took = time.monotonic() - started  # ...the client sees the close 0.6 s later
+        client.close()
+    finally:
+        balancer.close()
+        upstream.close()
+    assert got == b"hello"
+    assert took >= 0.6
