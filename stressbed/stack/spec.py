@@ -66,12 +66,15 @@ class Metrics:
 class FaultHook:
     """Where the target injects faults of its own (the reference agent's ``/admin/faults``):
     ``POST path`` with ``{"kind", "duration_s"}`` starts one, ``DELETE path/<kind>`` ends it,
-    both with ``Authorization: Bearer`` a token made for the run and given to the replicas in
-    ``token_env`` (never written anywhere). ``dependencies`` maps the names a scenario's
-    ``fault.dependency(name)`` uses to the hook's kinds."""
+    both with ``header`` carrying a token made for the run and given to the replicas in
+    ``token_env`` (never written anywhere; ``Authorization`` carries it as ``Bearer <token>``,
+    any other header as it is: a cluster's API server proxy keeps a header of the target's own).
+    ``dependencies`` maps the names a scenario's ``fault.dependency(name)`` uses to the hook's
+    kinds."""
 
     path: str = "/admin/faults"
     token_env: str = "STRESSBED_AGENT_ADMIN_TOKEN"
+    header: str = "X-Admin-Token"
     dependencies: tuple[tuple[str, str], ...] = (("sink", "sink_failure"),)
 
     def check(self, where: str) -> None:
@@ -81,6 +84,8 @@ class FaultHook:
             raise ConfigError(
                 f"{where}.token_env", self.token_env, "an environment variable's name"
             )
+        if not re.fullmatch(r"[A-Za-z0-9-]+", self.header):
+            raise ConfigError(f"{where}.header", self.header, "an HTTP header's name")
         for name, kind in self.dependencies:
             if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", name) or not kind:
                 raise ConfigError(
@@ -89,6 +94,11 @@ class FaultHook:
 
     def kind_of(self, dependency: str) -> str | None:
         return dict(self.dependencies).get(dependency)
+
+    def headers(self, token: str) -> dict[str, str]:
+        """The request headers that carry ``token`` to the hook."""
+        value = f"Bearer {token}" if self.header.lower() == "authorization" else token
+        return {self.header: value, "Content-Type": "application/json"}
 
 
 @dataclass(frozen=True)

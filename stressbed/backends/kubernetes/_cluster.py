@@ -41,6 +41,8 @@ __all__ = [
 
 _USAGE_CPU = re.compile(r"(\d+(?:\.\d+)?)(n|u|m)?")
 _USAGE_CPU_UNITS = {"n": 1e-6, "u": 1e-3, "m": 1.0, None: 1000.0}
+#: A call to an agent pod's fault hook waits at most this long.
+HOOK_TIMEOUT_S = 5.0
 IMAGE_ERRORS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 CONFIG_ERRORS = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
 
@@ -126,6 +128,18 @@ class ClusterApi(Protocol):
 
     def delete_chaos(self, namespace: str, plural: str, name: str) -> None:
         """Delete it (Chaos Mesh's finalizer recovers what it did first); gone is fine."""
+        ...
+
+    def hook(
+        self,
+        namespace: str,
+        pod: str,
+        port: int,
+        request: tuple[str, str, dict[str, Any] | None],
+        headers: dict[str, str],
+    ) -> str | None:
+        """``request`` (method, path, JSON body) to the pod's ``port`` through the API server's
+        pod proxy: None when the pod answered 2xx, else why not, in a few words."""
         ...
 
     def missing_chaos_kinds(self, plurals: Sequence[str]) -> list[str]:
@@ -375,6 +389,35 @@ class _KubernetesApi:
         except Exception as exc:
             if getattr(exc, "status", None) != 404:
                 raise
+
+    def hook(
+        self,
+        namespace: str,
+        pod: str,
+        port: int,
+        request: tuple[str, str, dict[str, Any] | None],
+        headers: dict[str, str],
+    ) -> str | None:
+        method, path, body = request
+        client = self.core.api_client
+        # The path is written out (the generated proxy calls would encode its slashes, and
+        # send no body).
+        params = client.param_serialize(
+            method=method,
+            resource_path=f"/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy{path}",
+            header_params={"Accept": "application/json", **headers},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = client.call_api(*params, _request_timeout=HOOK_TIMEOUT_S)
+            response.read()
+        except Exception as exc:
+            status = getattr(exc, "status", None)
+            return f"HTTP {status}" if status else f"{type(exc).__name__}: {exc}"[:200]
+        if not 200 <= response.status < 300:
+            return f"HTTP {response.status}"
+        return None
 
     def missing_chaos_kinds(self, plurals: Sequence[str]) -> list[str]:
         try:

@@ -7,6 +7,11 @@ event of the object's records (``status.experiment.containerRecords[].events[]``
 cluster's clock, once every chosen pod has one; ``fault-ended`` the latest ``Recover`` (or
 the object gone). A fault Chaos Mesh does not apply in time is ``fault-skipped``, saying why,
 and its object deleted. At teardown every object still there is deleted and waited for.
+
+A ``dependency`` fault is the target's own fault hook (the StackSpec's ``fault_hook``), called
+on every agent pod (and on each one started while it lasts) through the API server's pod
+proxy with the run's token; ended through the hook at the fault's end or at teardown. Its
+instants are stressbed's: when the pods' hooks answered.
 """
 
 from __future__ import annotations
@@ -21,13 +26,26 @@ from datetime import datetime
 from typing import Any
 
 from ...scenario.faults import Fault
+from ...stack.spec import FaultHook
 from ._cluster import ClusterApi
 from .chaos import PLURALS, chaos_object
 from .manifests import Cluster
 
-__all__ = ["ChaosFaults", "applied_at", "recovered_at"]
+__all__ = ["ChaosFaults", "PodHook", "applied_at", "recovered_at"]
 
 TICK_S = 0.5
+#: A hooked fault is started for this much longer than it lasts: if stressbed is gone, the
+#: target ends it by itself soon after.
+HOOK_MARGIN_S = 30
+
+
+@dataclass(frozen=True)
+class PodHook:
+    """The agent pods' fault hook: as the spec declares it, the run's token, the pods' port."""
+
+    spec: FaultHook
+    token: str = field(repr=False)
+    port: int = 8080
 
 
 @dataclass
@@ -44,6 +62,7 @@ class _Armed:
     ended: bool = False  # fault-ended said
     done: bool = False  # the object is gone (or was never made)
     problem: str = ""
+    hooked: str = ""  # a dependency: the fault hook's kind
 
 
 class ChaosFaults:
@@ -57,6 +76,7 @@ class ChaosFaults:
         event: Callable[..., None],
         *,
         cpu_limit_m: int | None = None,
+        hook: PodHook | None = None,
         apply_timeout_s: float = 60.0,
         delete_timeout_s: float = 60.0,
     ) -> None:
@@ -65,6 +85,7 @@ class ChaosFaults:
         self._target = target
         self._event = event
         self._cpu_limit_m = cpu_limit_m
+        self._hook = hook
         self._apply_timeout_s = apply_timeout_s
         self._delete_timeout_s = delete_timeout_s
         self._armed: list[_Armed] = []
@@ -94,7 +115,9 @@ class ChaosFaults:
         with self._lock:
             armed = [a for a in self._armed if not a.done]
         for item in armed:
-            if item.created is None and now >= item.at:
+            if item.fault.kind == "dependency":
+                self._tick_hooked(item, now)
+            elif item.created is None and now >= item.at:
                 self._create(item)
             elif item.created is not None and not item.applied and item.deleted is None:
                 self._read_applied(item, now)
@@ -111,6 +134,9 @@ class ChaosFaults:
             self._thread.join(timeout=30)
         with self._lock:
             left = [a for a in self._armed if a.created is not None and not a.done]
+        for item in [a for a in left if a.fault.kind == "dependency"]:
+            self._end_hooked(item, "teardown")
+            left.remove(item)
         now = time.time()
         for item in left:
             if item.deleted is None:
@@ -205,6 +231,88 @@ class ChaosFaults:
             replicas=list(item.pods),
             how="the Chaos Mesh object deleted: its finalizer recovered the pods",
             reason=reason or "its end",
+        )
+
+    # -- a dependency, through the target's fault hook ---------------------------------
+
+    def _tick_hooked(self, item: _Armed, now: float) -> None:
+        if item.created is None and now >= item.at:
+            self._start_hooked(item)
+        elif item.applied and not item.done and now >= item.end:
+            self._end_hooked(item, "its end")
+        elif item.applied and not item.done:
+            started = self._call_hooks(item, self._running(exclude=item.pods))
+            if started:
+                self._event("fault-extended", fault=item.fault.name, replicas=started)
+
+    def _running(self, exclude: Sequence[str] = ()) -> list[str]:
+        ns = self._cluster.namespace
+        pods = self._api.pods(ns, "agent", self._target)
+        return sorted(p.name for p in pods if p.phase == "Running" and p.name not in exclude)
+
+    def _call_hooks(self, item: _Armed, pods: Sequence[str]) -> list[str]:
+        """Start the hooked fault on ``pods`` for the rest of its time; those that took it."""
+        assert self._hook is not None
+        hook, kind = self._hook, item.hooked
+        left = max(1.0, item.end - time.time()) + HOOK_MARGIN_S
+        request = ("POST", hook.spec.path, {"kind": kind, "duration_s": round(left, 1)})
+        took = []
+        for pod in pods:
+            said = self._api.hook(
+                self._cluster.namespace, pod, hook.port, request, hook.spec.headers(hook.token)
+            )
+            if said is None:
+                took.append(pod)
+                item.pods.append(pod)
+        return took
+
+    def _start_hooked(self, item: _Armed) -> None:
+        hook = self._hook
+        kind = hook.spec.kind_of(str(item.fault.param("target"))) if hook is not None else None
+        item.created = time.time()
+        if kind is None:
+            item.done = True
+            self._skip(item, "the stack's fault hook does not inject it")
+            return
+        item.hooked = kind
+        running = self._running()
+        if not self._call_hooks(item, running):
+            item.done = True
+            self._skip(item, f"no agent pod's fault hook took it ({len(running)} running)")
+            return
+        item.applied = True
+        self._event(
+            "fault-applied",
+            t=time.time(),
+            fault=item.fault.name,
+            fault_kind=item.fault.kind,
+            replicas=list(item.pods),
+            how=f"the target's fault hook ({kind}), through the API server's pod proxy",
+            label=item.fault.label,
+        )
+
+    def _end_hooked(self, item: _Armed, reason: str) -> None:
+        assert self._hook is not None
+        hook = self._hook
+        request = ("DELETE", f"{hook.spec.path}/{item.hooked}", None)
+        ended = [
+            pod
+            for pod in item.pods
+            if self._api.hook(
+                self._cluster.namespace, pod, hook.port, request, hook.spec.headers(hook.token)
+            )
+            is None
+        ]
+        item.done = item.ended = True
+        self._event(
+            "fault-ended",
+            t=time.time(),
+            fault=item.fault.name,
+            fault_kind=item.fault.kind,
+            replicas=list(item.pods),
+            ended=ended,
+            how="ended through the fault hook",
+            reason=reason,
         )
 
     def _skip(self, item: _Armed, reason: str) -> None:

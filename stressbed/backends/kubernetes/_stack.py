@@ -23,7 +23,7 @@ from ..base import EventSink, new_event
 from ..scrape import Scraper
 from ._cluster import ClusterApi
 from ._engine import Engine, bounded, prepare_state
-from ._faults import ChaosFaults
+from ._faults import ChaosFaults, PodHook
 from ._preflight import ClusterAccess, KubernetesOptions
 from ._watch import StackWatch
 from .manifests import Cluster, ClusterFleet
@@ -219,12 +219,18 @@ class KubeStack:
             return
         run = self.state
         if self._chaos is None:
+            hook = run.spec.fault_hook
             self._chaos = ChaosFaults(
                 run.cluster_api,
                 run.cluster,
                 run.spec.target.name,
                 self._event,
                 cpu_limit_m=run.spec.effective().limits.cpu_m,
+                hook=(
+                    PodHook(hook, run.secret_values.get(hook.token_env, ""), run.spec.target.port)
+                    if hook is not None
+                    else None
+                ),
             )
         self._chaos.arm(faults, started_at)
 

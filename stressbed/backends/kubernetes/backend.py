@@ -402,7 +402,15 @@ class KubernetesBackend(Backend):
             engine=self._engine(cluster.namespace, work_dir, access),
             cluster_api=self._cluster_api(access),
             options=self.options,
-            secret_values=dict(secrets or {}),
+            # The fault hook's token, made for the run: in the agent's Secret, never the fleet's.
+            secret_values={
+                **dict(secrets or {}),
+                **(
+                    {spec.fault_hook.token_env: _secrets.token_urlsafe(24)}
+                    if spec.fault_hook
+                    else {}
+                ),
+            },
             work_dir=work_dir,
             state_dir=state_dir(self.options, cluster.namespace),
         )

@@ -51,7 +51,8 @@ _KINDS = {
     "cpu": "StressChaos",
     "memory": "StressChaos",
 }
-FAULT_KINDS = frozenset(_KINDS)
+#: ``dependency`` is not Chaos Mesh's: the target's own fault hook (see :mod:`._faults`).
+FAULT_KINDS = frozenset({*_KINDS, "dependency"})
 
 
 def object_name(cluster: Cluster, fault: Fault) -> str:

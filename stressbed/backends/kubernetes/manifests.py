@@ -40,6 +40,7 @@ __all__ = [
     "ClusterFleet",
     "Manifest",
     "agent_manifests",
+    "agent_secret_keys",
     "container_security",
     "label_value",
     "labels",
@@ -135,8 +136,8 @@ def agent_manifests(
             "automountServiceAccountToken": False,
         }
     )
-    if spec.target.secret_env:
-        out.append(secret(f"{name}-secrets", cluster, AGENT, spec.target.secret_env))
+    if agent_secret_keys(spec):
+        out.append(secret(f"{name}-secrets", cluster, AGENT, agent_secret_keys(spec)))
     out.append(deployment(spec, cluster))
     out.append(
         {
@@ -272,7 +273,7 @@ def deployment(spec: StackSpec, cluster: Cluster) -> Manifest:
                 "name": key,
                 "valueFrom": {"secretKeyRef": {"name": f"{name}-secrets", "key": key}},
             }
-            for key in target.secret_env
+            for key in agent_secret_keys(spec)
         ],
         "resources": resources(spec.requests, spec.limits),
         "securityContext": container_security(),
@@ -401,6 +402,13 @@ def agent_network_policy(spec: StackSpec, cluster: Cluster, fleet: ClusterFleet 
 
 
 # -- shared pieces ----------------------------------------------------------------------------
+
+
+def agent_secret_keys(spec: StackSpec) -> tuple[str, ...]:
+    """What the agent's Secret holds: the target's secrets, and its fault hook's token (made
+    for the run, given to the agent pods only)."""
+    hook = spec.fault_hook
+    return spec.target.secret_env + ((hook.token_env,) if hook is not None else ())
 
 
 def secret(name: str, cluster: Cluster, component: str, keys: tuple[str, ...]) -> Manifest:

@@ -110,7 +110,7 @@ class Hook:
             f"http://{host}:{port}{path}",
             data=None if body is None else json.dumps(body).encode(),
             method=method,
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+            headers=self.spec.headers(self.token),
         )
         try:
             with _OPENER.open(request, timeout=HOOK_TIMEOUT_S):

@@ -120,6 +120,9 @@ class FakeCluster:
         self.chaos_created: list[dict[str, Any]] = []  # every body, as created
         self.undeletable = False  # a finalizer that never completes
         self.chaos_validate: Callable[[dict[str, Any]], None] | None = None
+        #: Calls to the agent pods' fault hook: (pod, method, path, body, headers).
+        self.hooked: list[tuple[str, str, str, Any, dict[str, str]]] = []
+        self.hook_refusals: set[str] = set()  # pods whose hook answers 403
 
     def pods(self, namespace: str, component: str, name: str | None = None) -> list[PodState]:
         self.asked.append((component, name))
@@ -176,6 +179,18 @@ class FakeCluster:
         return result_log(index, self.runners)
 
     # -- Chaos Mesh ----------------------------------------------------------------------
+
+    def hook(
+        self,
+        namespace: str,
+        pod: str,
+        port: int,
+        request: tuple[str, str, Any],
+        headers: dict[str, str],
+    ) -> str | None:
+        method, path, body = request
+        self.hooked.append((pod, method, path, body, dict(headers)))
+        return "HTTP 403" if pod in self.hook_refusals else None
 
     def missing_chaos_kinds(self, plurals: Any) -> list[str]:
         return [p for p in plurals if f"{p}.chaos-mesh.org" not in self.crds]

@@ -293,3 +293,49 @@ def test_without_chaos_mesh_a_run_with_faults_is_refused_before_anything_exists(
     assert "networkchaos.chaos-mesh.org, stresschaos.chaos-mesh.org" in str(caught.value.value)
     assert caught.value.expected.startswith(f"Chaos Mesh {CHAOS_MESH_VERSION} installed")
     assert cluster.chaos_calls == []
+
+
+def test_a_dependency_goes_through_every_pods_fault_hook_new_pods_included():
+    from stressbed.backends.kubernetes._faults import PodHook  # noqa: PLC0415
+    from stressbed.stack.spec import FaultHook  # noqa: PLC0415
+
+    cluster, events = _agent_cluster(), []
+    chaos = ChaosFaults(
+        cluster,
+        CLUSTER,
+        "agent",
+        lambda kind, **f: events.append((kind, f)),
+        hook=PodHook(FaultHook(), "run-token", 8080),
+    )
+    chaos.arm(named(fault.dependency("sink", at="0s", lasting="3s")), time.time())
+    _wait(lambda: any(kind == "fault-applied" for kind, _ in events))
+    cluster.agents.append(PodState("agent-5d8-c", -1, "Running", time.time()))  # a new pod
+    _wait(lambda: any(kind == "fault-extended" for kind, _ in events))
+    _wait(lambda: any(kind == "fault-ended" for kind, _ in events))
+    assert chaos.undo_all() == []
+    started = [(pod, body) for pod, method, _, body, _ in cluster.hooked if method == "POST"]
+    assert [pod for pod, _ in started] == [*PODS, "agent-5d8-c"]
+    assert all(body["kind"] == "sink_failure" for _, body in started)
+    assert all(body["duration_s"] > 30 for _, body in started)  # ends by itself if we are gone
+    stopped = [(pod, path) for pod, method, path, _, _ in cluster.hooked if method == "DELETE"]
+    assert stopped == [(p, "/admin/faults/sink_failure") for p in [*PODS, "agent-5d8-c"]]
+    assert {h["X-Admin-Token"] for *_, h in cluster.hooked} == {"run-token"}
+    applied = next(f for kind, f in events if kind == "fault-applied")
+    assert applied["how"].startswith("the target's fault hook (sink_failure)")
+    assert "run-token" not in json.dumps([f for _, f in events])
+    ended = next(f for kind, f in events if kind == "fault-ended")
+    assert (ended["reason"], sorted(ended["ended"])) == ("its end", [*PODS, "agent-5d8-c"])
+
+
+def test_the_hooks_token_is_in_the_agents_secret_only():
+    from stressbed.backends.kubernetes.manifests import agent_manifests  # noqa: PLC0415
+    from stressbed.stack.agent import reference_agent  # noqa: PLC0415
+
+    manifests = agent_manifests(reference_agent(), CLUSTER)
+    (secret,) = [m for m in manifests if m["kind"] == "Secret"]
+    assert set(secret["stringData"]) == {"STRESSBED_AGENT_TOKEN", "STRESSBED_AGENT_ADMIN_TOKEN"}
+    assert set(secret["stringData"].values()) == {""}  # values are filled at apply time
+    (deployment,) = [m for m in manifests if m["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    from_secret = {e["name"] for e in container["env"] if "valueFrom" in e}
+    assert from_secret == {"STRESSBED_AGENT_TOKEN", "STRESSBED_AGENT_ADMIN_TOKEN"}

@@ -33,6 +33,7 @@ class StubApiServer(BaseHTTPRequestHandler):
     """The two calls the backend makes of an API server, answered as one answers them."""
 
     seen: ClassVar[list[str]] = []
+    headers_list: ClassVar[list[dict[str, str]]] = []  # what each POST and DELETE carried
 
     def do_GET(self) -> None:
         self.seen.append(self.path)
@@ -66,6 +67,7 @@ class StubApiServer(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_POST(self) -> None:
+        self.headers_seen()
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
         self.seen.append(f"POST {self.path} {body.decode()}")
@@ -75,7 +77,11 @@ class StubApiServer(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def headers_seen(self) -> None:
+        self.headers_list.append(dict(self.headers.items()))
+
     def do_DELETE(self) -> None:
+        self.headers_seen()
         self.seen.append(f"DELETE {self.path}")
         if urllib.parse.urlsplit(self.path).path not in ROUTES:
             self.send_error(404)
@@ -319,3 +325,25 @@ def test_the_real_client_creates_reads_and_deletes_chaos_mesh_objects(tmp_path):
 def test_no_chaos_mesh_at_all_is_every_kind_missing(tmp_path):
     with stub_api(tmp_path) as api:
         assert api.missing_chaos_kinds(["podchaos"]) == ["podchaos"]
+
+
+def test_the_real_client_calls_a_pods_fault_hook_through_the_pod_proxy(tmp_path):
+    hook = "/api/v1/namespaces/ns1/pods/agent-x:8080/proxy/admin/faults"
+    ROUTES[f"{hook}/sink_failure"] = {"stopped": "sink_failure"}
+    headers = {"X-Admin-Token": "t0ken", "Content-Type": "application/json"}
+    try:
+        with stub_api(tmp_path) as api:
+            body = {"kind": "sink_failure", "duration_s": 40}
+            started = api.hook("ns1", "agent-x", 8080, ("POST", "/admin/faults", body), headers)
+            stopped = api.hook(
+                "ns1", "agent-x", 8080, ("DELETE", "/admin/faults/sink_failure", None), headers
+            )
+            missing = api.hook("ns1", "agent-y", 8080, ("DELETE", "/admin/faults/x", None), headers)
+    finally:
+        del ROUTES[f"{hook}/sink_failure"]
+    assert (started, stopped, missing) == (None, None, "HTTP 404")
+    (posted,) = [p for p in StubApiServer.seen if p.startswith("POST ")]
+    path, sent = posted.split(" ", 2)[1:]
+    assert path == hook  # the path as written, not percent-encoded
+    assert json.loads(sent) == {"kind": "sink_failure", "duration_s": 40}
+    assert StubApiServer.headers_list[-3]["X-Admin-Token"] == "t0ken"
