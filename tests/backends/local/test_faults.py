@@ -184,3 +184,45 @@ def test_ctrl_c_with_faults_applied_undoes_every_one_and_leaves_nothing(tmp_path
     assert summary["exit_code"] == 130
     ended = {e["fault"]: e["reason"] for e in summary["events"] if e["event"] == "fault-ended"}
     assert ended == {"pause": "teardown", "cpu": "teardown", "latency": "teardown"}
+
+
+RESET = """
+from stressbed import ConstantArrivalRate, Scenario, Workload, fault, post
+# A POST: Go's HTTP client (k6's) retries an idempotent GET on a reset connection by itself.
+BEAT = post("/v1/heartbeat", name="heartbeat", json={"agent_id": "a1", "status": "ok"})
+scenario = Scenario(
+    "reset",
+    description="connections reset while answers are held on the path",
+    workloads=[Workload("w", BEAT,
+        ConstantArrivalRate(rate=20, duration="10s", pre_allocated_vus=20, max_vus=40))],
+    faults=[
+        fault.latency("800ms", at="2s", lasting="5s"),
+        fault.reset_connections(at="4s"),
+    ],
+)
+"""
+
+
+@needs_k6
+def test_a_reset_fails_the_requests_in_flight_and_the_load_goes_on(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("STRESSBED_AGENT_TOKEN", "reset-test-token")
+    path = tmp_path / "reset.py"
+    path.write_text(RESET)
+    options = RunOptions(scenario=str(path), results=tmp_path / "r", runners=1)
+    report = execute(plan(options))
+    summary = json.loads((tmp_path / "r" / report.run_id / "summary.json").read_text())
+    _, reset = summary["resilience"]["faults"]
+    assert reset["applied"], reset
+    assert reset["how"] == "the balancer's open connections reset"
+    # The answers held 800 ms on the path were in flight: each of them failed with no
+    # response (status 0), and only around the reset.
+    at = int(reset["at"])
+    unanswered = {
+        s: w.statuses.get("0", 0) for s, w in report.fleet.windows.items() if w.statuses.get("0")
+    }
+    assert sum(unanswered.values()) >= 5, unanswered
+    assert all(at - 1 <= s <= at + 2 for s in unanswered), (at, unanswered)
+    assert reset["failed_requests"] >= 5
+    # Requests after it were answered again, through new connections.
+    after = [w for s, w in report.fleet.windows.items() if s > at + 4]
+    assert sum(w.requests - w.failed for w in after) > 0
