@@ -10,39 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from stressbed.app.execute import execute
-from stressbed.app.plan import RunOptions, plan
-from stressbed.app.settings import apply_stack
-from stressbed.stack.agent import reference_agent
-
 from ...conftest import needs_k6
-
-SCENARIO = """
-from stressbed import ConstantArrivalRate, Scenario, Workload, Writes, fault, lost_writes
-from scenarios import agent_api as api
-
-scenario = Scenario(
-    "dependency",
-    description="reports while the agent's sink fails",
-    variables=api.AGENT_VARIABLES,
-    workloads=[
-        Workload(
-            "ingest",
-            api.report(),
-            ConstantArrivalRate(rate=40, duration="10s", pre_allocated_vus=10, max_vus=60),
-            graceful_stop="5s",
-        )
-    ],
-    faults=[fault.dependency("sink", at="2s", lasting="5s")],
-    resilience=[lost_writes("== 0")],
-    writes=Writes(
-        request="report",
-        items="points",
-        read_back="/v1/agents/{writer}/stored",
-        token="STRESSBED_AGENT_TOKEN",
-    ),
-)
-"""
+from .agent_runs import file_sink_stack, run_reports
 
 
 @needs_k6
@@ -51,18 +20,11 @@ def test_a_failing_sink_sheds_or_buffers_as_configured_and_loses_nothing(
     tmp_path: Path, monkeypatch, queue, sheds
 ):
     monkeypatch.setenv("STRESSBED_AGENT_TOKEN", "dependency-test-token")
-    scenario = tmp_path / "dependency.py"
-    scenario.write_text(SCENARIO)
-    env = {
-        "STRESSBED_AGENT_SINK": "file",
-        "STRESSBED_AGENT_SINK_PATH": "{data}/sink.jsonl",
-        "STRESSBED_AGENT_QUEUE_MAX_POINTS": str(queue),
-        "STRESSBED_AGENT_BREAKER_RESET_S": "1",
-    }
-    stack = apply_stack(reference_agent(), {"autoscaler": None, "target": {"env": env}})
-    options = RunOptions(scenario=str(scenario), results=tmp_path / "r", runners=1, stack=stack)
-    report = execute(plan(options))
-    summary = json.loads((tmp_path / "r" / report.run_id / "summary.json").read_text())
+    stack = file_sink_stack(
+        STRESSBED_AGENT_QUEUE_MAX_POINTS=str(queue), STRESSBED_AGENT_BREAKER_RESET_S="1"
+    )
+    faults = 'fault.dependency("sink", at="2s", lasting="3s")'
+    report, summary, run = run_reports(tmp_path, faults, stack, rate=40)
     (dependency,) = summary["resilience"]["faults"]
     assert dependency["applied"], dependency
     assert dependency["how"] == "the target's fault hook (sink_failure)"
@@ -86,5 +48,5 @@ def test_a_failing_sink_sheds_or_buffers_as_configured_and_loses_nothing(
     assert writes["lost"] == 0  # refused ones were never acknowledged; queued ones got stored
     assert writes["acknowledged"] > 500
     assert report.exit_code == 0 or report.message.startswith("thresholds failed"), report.message
-    text = json.dumps(summary) + (tmp_path / "r" / report.run_id / "junit.xml").read_text()
+    text = json.dumps(summary) + (run / "junit.xml").read_text()
     assert "dependency-test-token" not in text
