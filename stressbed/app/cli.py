@@ -296,6 +296,12 @@ def cmd_render(args: argparse.Namespace) -> int:
     print(f"rendered scenario {scenario.name!r} to {bundle.script}")
     for item in scenario.faults:
         print(f"fault {item.name}: {item.label} (applied by stressbed run, not by k6)")
+    if scenario.writes is not None:
+        print(
+            f"writes: acknowledged {scenario.writes.request!r} counted per writer "
+            "(stressbed_acked_writes); read back by stressbed run from "
+            f"{scenario.writes.read_back}"
+        )
     print(f"run it: TARGET_URL=http://127.0.0.1:8080 k6 run {bundle.script}")
     return 0
 

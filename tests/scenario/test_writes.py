@@ -154,3 +154,21 @@ def test_writes_are_refused_where_the_stack_cannot_be_read_back(tmp_path):
         plan(RunOptions(scenario=str(path), backend="kubernetes", results=tmp_path / "r"))
     assert caught.value.field == "writes"
     assert "--backend local" in caught.value.expected
+
+
+def test_render_says_what_is_counted_and_where_it_is_read_back(tmp_path, capsys):
+    from stressbed.app.cli import main  # noqa: PLC0415
+
+    path = tmp_path / "w.py"
+    path.write_text(
+        "from stressbed import *\n"
+        "scenario = Scenario('w', description='w', workloads=[Workload('w', "
+        "post('/v1/report', name='report', json={'agent_id': 'a'}), "
+        "ConstantArrivalRate(rate=1, duration='10s', pre_allocated_vus=1))], "
+        "writes=Writes(request='report', read_back='/v1/agents/{writer}/stored'))\n"
+    )
+    assert main(["render", "--scenario", str(path), "--output", str(tmp_path / "out")]) == 0
+    assert (
+        "writes: acknowledged 'report' counted per writer (stressbed_acked_writes); read back "
+        "by stressbed run from /v1/agents/{writer}/stored"
+    ) in capsys.readouterr().out

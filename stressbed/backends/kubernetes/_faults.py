@@ -179,12 +179,13 @@ class ChaosFaults:
         if instant is None:
             item.problem = problem or item.problem
             if item.created is not None and now - item.created > self._apply_timeout_s:
-                self._delete(item, now)
-                item.done = True
                 why = item.problem or "no record of it on the pods"
                 self._skip(
-                    item, f"Chaos Mesh did not apply it in {self._apply_timeout_s:g} s: {why}"
+                    item,
+                    f"Chaos Mesh did not apply it in {self._apply_timeout_s:g} s: {why}",
+                    gone=False,  # its object is deleted, and followed until it is gone
                 )
+                self._delete(item, now)
             return
         item.applied = True
         body = chaos_object(item.fault, self._cluster, item.pods, cpu_limit_m=self._cpu_limit_m)
@@ -315,8 +316,9 @@ class ChaosFaults:
             reason=reason,
         )
 
-    def _skip(self, item: _Armed, reason: str) -> None:
-        item.done = True
+    def _skip(self, item: _Armed, reason: str, *, gone: bool = True) -> None:
+        """Not applied, and said so; ``gone``: nothing of it is left in the cluster."""
+        item.done = gone
         self._event(
             "fault-skipped", fault=item.fault.name, fault_kind=item.fault.kind, reason=reason
         )

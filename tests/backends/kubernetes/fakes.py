@@ -119,6 +119,7 @@ class FakeCluster:
         self.chaos_calls: list[tuple[str, str, str]] = []  # (what, plural, name)
         self.chaos_created: list[dict[str, Any]] = []  # every body, as created
         self.undeletable = False  # a finalizer that never completes
+        self.applying = True  # False: Chaos Mesh never applies anything (no target matched)
         self.chaos_validate: Callable[[dict[str, Any]], None] | None = None
         #: Calls to the agent pods' fault hook: (pod, method, path, body, headers).
         self.hooked: list[tuple[str, str, str, Any, dict[str, str]]] = []
@@ -209,7 +210,7 @@ class FakeCluster:
             return None
         body = found["body"]
         pods = body["spec"]["selector"]["pods"][namespace]
-        events = [_chaos_event("Apply", found["created"])]
+        events = [_chaos_event("Apply", found["created"])] if self.applying else []
         if found["deleted"] is not None:
             events.append(_chaos_event("Recover", found["deleted"]))
             if not self.undeletable:

@@ -207,6 +207,21 @@ def test_too_few_pods_or_a_refusal_is_a_skipped_fault_not_a_crash():
     assert second["reason"].startswith("Chaos Mesh refused it: admission webhook")
 
 
+def test_a_fault_chaos_mesh_never_applies_is_skipped_and_its_object_removed():
+    cluster, events = _agent_cluster(), []
+    cluster.applying = False
+    chaos = ChaosFaults(
+        cluster, CLUSTER, "agent", lambda kind, **f: events.append((kind, f)), apply_timeout_s=0.5
+    )
+    chaos.arm(named(fault.pause("30s", at="0s")), time.time())
+    _wait(lambda: events)
+    _wait(lambda: cluster.chaos == {})  # deleted, and followed until gone
+    assert chaos.undo_all() == []
+    ((kind, said),) = events
+    assert kind == "fault-skipped"
+    assert said["reason"].startswith("Chaos Mesh did not apply it in 0.5 s: no record")
+
+
 def test_an_object_that_will_not_go_is_named_at_teardown():
     cluster, events = _agent_cluster(), []
     cluster.undeletable = True
