@@ -94,7 +94,9 @@ runner_image: Any = config.get("runnerImage") or "stressbed-runner:latest"
 if registry:
     agent_image = pushed("stressbed-agent", "agent/Dockerfile")
     runner_image = pushed("stressbed-runner", "runner/Dockerfile")
-spec = replace(spec, target=replace(spec.target, image=agent_image))
+# No fault hook: faults are `stressbed run`'s (the hook's token is made per run there); an
+# environment brought up by `pulumi up` keeps the agent's fault hooks off.
+spec = replace(spec, target=replace(spec.target, image=agent_image), fault_hook=None)
 scenario_name = config.get("scenario") or settings.values["scenario"] or "ingest_mix"
 if scenario_name.endswith(".py") and not Path(scenario_name).is_absolute():
     scenario_name = str(ROOT / scenario_name)

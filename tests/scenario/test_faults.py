@@ -163,7 +163,7 @@ def test_a_fault_the_backend_does_not_apply_is_exit_2_before_anything_starts(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert err[0].startswith("stressbed: error: faults.reset: got 'reset at 20s")
-    kinds = "bandwidth, cpu, kill, latency, loss, memory, pause"
+    kinds = "bandwidth, cpu, dependency, kill, latency, loss, memory, pause"
     assert f"a fault --backend kubernetes applies ({kinds})" in err[0]
     assert not (tmp_path / "r").exists()
 
