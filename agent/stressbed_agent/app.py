@@ -191,7 +191,9 @@ class Agent:
         self._authorize(request, sessions=True, agent=agent)
         if self.stored is None:
             return error(409, "the null sink stores nothing: read-back needs sink: file")
-        return web.json_response(self.stored.of(agent))
+        # Off the event loop: the first read-back of a long run reads the whole file.
+        found = await asyncio.get_running_loop().run_in_executor(None, self.stored.of, agent)
+        return web.json_response(found)
 
     async def login(self, request: web.Request) -> web.Response:
         self._authorize(request, sessions=False)

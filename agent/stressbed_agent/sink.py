@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ class Stored:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.lock = threading.Lock()  # read-backs run on worker threads, off the event loop
         self.offset = 0
         self.points: dict[str, int] = {}
         self.seconds: dict[str, dict[int, int]] = {}
@@ -64,25 +66,28 @@ class Stored:
     def of(self, agent: str) -> dict[str, Any]:
         """What the read-back answers for ``agent``: its stored points, in total and per
         second of acceptance (unix seconds)."""
-        self._catch_up()
-        seconds = self.seconds.get(agent, {})
-        return {
-            "agent_id": agent,
-            "stored": self.points.get(agent, 0),
-            "by_second": {str(s): n for s, n in sorted(seconds.items())},
-        }
+        with self.lock:
+            self._catch_up()
+            seconds = self.seconds.get(agent, {})
+            return {
+                "agent_id": agent,
+                "stored": self.points.get(agent, 0),
+                "by_second": {str(s): n for s, n in sorted(seconds.items())},
+            }
 
     def _catch_up(self) -> None:
+        """Count the lines appended since the last call, a line at a time (the file is never
+        read whole into memory)."""
         try:
             with self.path.open("rb") as source:
                 source.seek(self.offset)
-                chunk = source.read()
+                for line in source:
+                    if not line.endswith(b"\n"):
+                        break  # still being written: counted at the next call
+                    self._count(line)
+                    self.offset += len(line)
         except FileNotFoundError:
             return  # nothing stored yet
-        end = chunk.rfind(b"\n") + 1  # a line still being written waits for the next call
-        for line in chunk[:end].splitlines():
-            self._count(line)
-        self.offset += end
 
     def _count(self, line: bytes) -> None:
         try:

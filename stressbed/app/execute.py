@@ -95,7 +95,11 @@ def execute(
                 on_start=(lambda t: stack.schedule_faults(faults, t)) if faults else None,
             )
             # While the stack is still up: what it stored of what the load saw acknowledged.
-            stored = _read_back(scenario, url, outcome, secret_env)
+            try:
+                stored = _read_back(scenario, url, outcome, secret_env)
+            except KeyboardInterrupt:
+                outcome.interrupted = True
+                stored = StoredWrites(problem="not read back: interrupted")
     finally:
         problem, abandoned = tear_down(stack)
     if problem is not None:

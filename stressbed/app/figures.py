@@ -15,7 +15,10 @@ from ..scenario.capacity import slo_label, window_judgeable
 from ..scenario.model import Scenario
 from .readback import StoredWrites
 
-__all__ = ["fault_figures", "write_figures"]
+__all__ = ["WHOLE_RUN", "fault_figures", "write_figures"]
+
+#: What a verdict on the whole run is on, beside the faults' names.
+WHOLE_RUN = "the whole run"
 
 
 def fault_figures(
@@ -56,8 +59,31 @@ def fault_figures(
     return {
         "slos": [slo_label(t) for t in slos],
         "faults": every,
-        "verdicts": judge_resilience(every, scenario.resilience),
+        "verdicts": [
+            *judge_resilience(every, scenario.resilience),
+            *_whole_run(scenario, fleet, stored),
+        ],
     }
+
+
+def _whole_run(
+    scenario: Scenario, fleet: FleetResult, stored: StoredWrites | None
+) -> list[dict[str, Any]]:
+    """``lost_writes`` judged on the whole run too: a loss no fault's span holds (after the
+    last one, or one the per-second counts could not place) still fails the threshold."""
+    lost = None
+    if stored is not None and stored.problem is None:
+        lost = lost_writes(fleet.writes, stored.stored, [])[0]["lost"]
+    return [
+        {
+            "threshold": t.label,
+            "fault": WHOLE_RUN,
+            "observed": lost,
+            "passed": t.holds(lost),
+        }
+        for t in scenario.resilience
+        if t.metric == "lost_writes"
+    ]
 
 
 def write_figures(fleet: FleetResult, stored: StoredWrites | None) -> dict[str, Any]:

@@ -26,8 +26,13 @@ class Target:
         self.started = time.monotonic()
         self.tokens: list[str | None] = []
         self.status = 200
+        self.blips = 0  # answer 503 to this many requests first
+        self.redirect = ""
 
     def answer(self, writer: str) -> tuple[int, dict]:
+        if self.blips > 0:
+            self.blips -= 1
+            return 503, {"error": "busy"}
         if self.status != 200:
             return self.status, {"error": "the null sink stores nothing"}
         stored = self.final.get(writer, 0)
@@ -44,6 +49,12 @@ def target() -> Iterator[tuple[Target, str]]:
         def do_GET(self) -> None:
             state.tokens.append(self.headers.get("Authorization"))
             writer = self.path.split("/")[3].replace("%2F", "/")
+            if state.redirect:
+                self.send_response(302)
+                self.send_header("Location", state.redirect)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             status, body = state.answer(writer)
             data = json.dumps(body).encode()
             self.send_response(status)
@@ -89,3 +100,37 @@ def test_a_target_that_cannot_answer_is_a_one_line_problem(target):
     closed = read_back(WRITES, "http://127.0.0.1:9", {"a": 1}, None, timeout_s=1)
     assert closed.problem is not None
     assert closed.problem.startswith("read-back of writer 'a': ")
+
+
+def test_a_blip_of_the_target_is_asked_again_not_counted_lost(target):
+    state, url = target
+    state.delay_s = 0
+    state.blips = 3  # the first round's answers, or most of them: 503
+    found = read_back(WRITES, url, {"a": 10, "b/c": 5}, None, quiet_s=1)
+    assert found.problem is None
+    assert found.stored == {"a": 10, "b/c": 5}
+
+
+def test_a_redirect_is_not_followed_with_the_token(target):
+    state, url = target
+    state.redirect = url + "/elsewhere"
+    found = read_back(WRITES, url, {"a": 1}, "secret-token")
+    assert found.problem == "read-back of writer 'a': HTTP 302"
+    assert len(state.tokens) == 1  # asked once; the redirect's target never saw the token
+
+
+def test_a_target_that_never_answers_costs_the_settle_time_not_writers_times_timeout():
+    import socket  # noqa: PLC0415
+
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts, never answers
+    try:
+        started = time.monotonic()
+        writers = {f"w{i}": 1 for i in range(40)}  # 40 x 5 s / 8 at a time = 25 s unbounded
+        found = read_back(
+            WRITES, f"http://127.0.0.1:{silent.getsockname()[1]}", writers, None, settle_s=3
+        )
+        took = time.monotonic() - started
+    finally:
+        silent.close()
+    assert found.problem is not None
+    assert took < 3 + 5 + 1  # the settle time and one request's timeout at the most

@@ -63,6 +63,7 @@ class _Armed:
     done: bool = False  # the object is gone (or was never made)
     problem: str = ""
     hooked: str = ""  # a dependency: the fault hook's kind
+    restarts: dict[str, int] = field(default_factory=dict)  # pod -> its restarts when hooked
 
 
 class ChaosFaults:
@@ -115,16 +116,21 @@ class ChaosFaults:
         with self._lock:
             armed = [a for a in self._armed if not a.done]
         for item in armed:
-            if item.fault.kind == "dependency":
-                self._tick_hooked(item, now)
-            elif item.created is None and now >= item.at:
-                self._create(item)
-            elif item.created is not None and not item.applied and item.deleted is None:
-                self._read_applied(item, now)
-            elif item.applied and item.deleted is None and now >= item.end:
-                self._delete(item, now)
-            elif item.deleted is not None:
-                self._read_recovered(item, "its end" if item.fault.lasting_ms else "")
+            # One fault's API trouble (a blip, a permission missing) holds up no other.
+            with contextlib.suppress(Exception):
+                self._tick_one(item, now)
+
+    def _tick_one(self, item: _Armed, now: float) -> None:
+        if item.fault.kind == "dependency":
+            self._tick_hooked(item, now)
+        elif item.created is None and now >= item.at:
+            self._create(item)
+        elif item.created is not None and not item.applied and item.deleted is None:
+            self._read_applied(item, now)
+        elif item.applied and item.deleted is None and now >= item.end:
+            self._delete(item, now)
+        elif item.deleted is not None:
+            self._read_recovered(item, "its end" if item.fault.lasting_ms else "")
 
     def undo_all(self) -> list[str]:
         """Stop scheduling, delete every object still there and wait for each to go
@@ -169,9 +175,11 @@ class ChaosFaults:
         item.created = time.time()
         try:
             self._api.create_chaos(ns, item.plural, body)
-        except Exception as exc:  # forbidden, no such CRD, a webhook's refusal
-            item.created = None
-            self._skip(item, f"Chaos Mesh refused it: {_said(exc)}")
+        except Exception as exc:  # forbidden, no such CRD, a webhook's refusal, a timeout
+            # A create that timed out may still have been made: deleted, and followed until
+            # it is gone (a refused one is gone at the first look).
+            self._skip(item, f"Chaos Mesh refused it: {_said(exc)}", gone=False)
+            self._delete(item, time.time())
 
     def _read_applied(self, item: _Armed, now: float) -> None:
         found = self._api.get_chaos(self._cluster.namespace, item.plural, item.name)
@@ -242,14 +250,21 @@ class ChaosFaults:
         elif item.applied and not item.done and now >= item.end:
             self._end_hooked(item, "its end")
         elif item.applied and not item.done:
-            started = self._call_hooks(item, self._running(exclude=item.pods))
+            started = self._call_hooks(item, self._running(new_for=item))
             if started:
                 self._event("fault-extended", fault=item.fault.name, replicas=started)
 
-    def _running(self, exclude: Sequence[str] = ()) -> list[str]:
+    def _running(self, new_for: _Armed | None = None) -> list[str]:
+        """The agent pods running and ready; with ``new_for``, only those its hook has not
+        reached (new pods, and pods whose container restarted since: a fresh process)."""
         ns = self._cluster.namespace
-        pods = self._api.pods(ns, "agent", self._target)
-        return sorted(p.name for p in pods if p.phase == "Running" and p.name not in exclude)
+        pods = [p for p in self._api.pods(ns, "agent", self._target) if p.phase == "Running"]
+        if new_for is None:
+            return sorted(p.name for p in pods)
+        seen = new_for.restarts
+        return sorted(
+            p.name for p in pods if p.ready and (p.name not in seen or p.restarts > seen[p.name])
+        )
 
     def _call_hooks(self, item: _Armed, pods: Sequence[str]) -> list[str]:
         """Start the hooked fault on ``pods`` for the rest of its time; those that took it."""
@@ -264,19 +279,24 @@ class ChaosFaults:
             )
             if said is None:
                 took.append(pod)
-                item.pods.append(pod)
+                if pod not in item.pods:
+                    item.pods.append(pod)
+        restarts = {
+            p.name: p.restarts
+            for p in self._api.pods(self._cluster.namespace, "agent", self._target)
+        }
+        item.restarts.update({pod: restarts.get(pod, 0) for pod in took})
         return took
 
     def _start_hooked(self, item: _Armed) -> None:
         hook = self._hook
         kind = hook.spec.kind_of(str(item.fault.param("target"))) if hook is not None else None
-        item.created = time.time()
         if kind is None:
-            item.done = True
             self._skip(item, "the stack's fault hook does not inject it")
             return
+        running = self._running()  # before anything is marked: a failed list is tried again
+        item.created = time.time()
         item.hooked = kind
-        running = self._running()
         if not self._call_hooks(item, running):
             item.done = True
             self._skip(item, f"no agent pod's fault hook took it ({len(running)} running)")

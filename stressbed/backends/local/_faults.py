@@ -27,6 +27,7 @@ teardown is undone first (``undo_all``).
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import math
 import random
@@ -35,6 +36,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -115,8 +117,11 @@ class Hook:
         try:
             with _OPENER.open(request, timeout=HOOK_TIMEOUT_S):
                 return None
-        except OSError as exc:  # HTTPError included: the hook refused it
-            return f"{type(exc).__name__}: {getattr(exc, 'code', '') or exc}"
+        except urllib.error.HTTPError as exc:  # the hook refused it
+            exc.close()
+            return f"HTTP {exc.code}"
+        except (OSError, http.client.HTTPException) as exc:
+            return f"{type(exc).__name__}: {exc}"
 
 
 @dataclass
@@ -209,19 +214,16 @@ class LocalFaults:
             process = replica.process
             assert process is not None
             item.hit.append((replica.name, process))
-        item.frozen = fault.kind == "pause" and all(
-            p.group is not None and p.group.can_freeze for _, p in item.hit
-        )
         # The instant it took effect: taken as the signals go, on the load's clock.
         applied_at = time.time()
+        if fault.kind == "pause":
+            item.frozen = self._freeze([p for _, p in item.hit])
         for _, process in item.hit:
             if fault.kind == "kill":
                 process.kill()
             elif fault.kind in _HOGS:
                 item.hogs.extend(self._hogs(fault, process))
-            elif item.frozen and process.group is not None:
-                process.group.freeze(True)
-            else:
+            elif not item.frozen:
                 process.signal(signal.SIGSTOP)
         self._event(
             "fault-applied",
@@ -234,6 +236,20 @@ class LocalFaults:
         )
         if not fault.lasting_ms:
             item.ended = True
+
+    @staticmethod
+    def _freeze(processes: Sequence[ReplicaProcess]) -> bool:
+        """Every one frozen by its cgroup's freezer; False (and none left frozen) where one
+        has none or the kernel did not take it: the caller stops them with SIGSTOP."""
+        groups = [p.group for p in processes]
+        if not all(g is not None and g.can_freeze for g in groups):
+            return False
+        done = [g for g in groups if g is not None and g.freeze(True)]
+        if len(done) == len(groups):
+            return True
+        for group in done:
+            group.freeze(False)
+        return False
 
     def _skip(self, item: _Armed, reason: str) -> None:
         """Not applied, and said so: the fault will not be undone, nor judged as applied."""
@@ -273,8 +289,12 @@ class LocalFaults:
                 preexec_fn=before_exec,  # noqa: PLW1509 - prctl and a cgroup write
             )
             if late:
-                with contextlib.suppress(OSError):
+                try:
                     group.add(hog.pid)
+                except OSError:  # outside the replica's limits it must not run at all
+                    hog.kill()
+                    hog.wait(timeout=5)
+                    continue
             started.append(hog)
         return started
 
@@ -360,13 +380,13 @@ class LocalFaults:
         return problem
 
     def _hook_new_replicas(self, item: _Armed, replicas: Sequence[_Replica]) -> None:
-        """A replica started while the downstream is failing finds it failing too (once it
-        answers: a replica not listening yet is tried again at the next tick)."""
+        """A replica started while the downstream is failing finds it failing too, once it
+        is ready (one not answering is not asked: its call would hold the controller up)."""
         hit = {id(p) for _, p in item.hit}
         for replica in replicas:
             process = replica.process
             fresh = process is not None and process.poll() is None and id(process) not in hit
-            answers = getattr(replica, "ever_ready", True)
+            answers = getattr(replica, "ready", True)
             if fresh and answers and self._hook_one(item, replica) is None:
                 self._event("fault-extended", fault=item.fault.name, replicas=[replica.name])
 

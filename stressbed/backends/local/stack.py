@@ -91,6 +91,11 @@ class _Replica:
     def restarts(self) -> int:
         return self.life.restarts
 
+    @property
+    def ready(self) -> bool:
+        """Routed to now: it answers (a fault's hook is called on it then)."""
+        return self.life.ready
+
 
 class LocalStack:
     """A provisioned stack: :attr:`url` routes to ready replicas until :meth:`teardown`."""

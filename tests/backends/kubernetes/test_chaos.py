@@ -142,7 +142,7 @@ def test_the_instants_are_chaos_mesh_records_of_every_chosen_pod():
 
 def _agent_cluster() -> FakeCluster:
     cluster = FakeCluster(1, [{}])
-    cluster.agents = [PodState(name, -1, "Running", time.time()) for name in PODS]
+    cluster.agents = [PodState(name, -1, "Running", time.time(), ready=True) for name in PODS]
     cluster.chaos_validate = validate
     return cluster
 
@@ -322,14 +322,17 @@ def test_a_dependency_goes_through_every_pods_fault_hook_new_pods_included():
         lambda kind, **f: events.append((kind, f)),
         hook=PodHook(FaultHook(), "run-token", 8080),
     )
-    chaos.arm(named(fault.dependency("sink", at="0s", lasting="3s")), time.time())
+    chaos.arm(named(fault.dependency("sink", at="0s", lasting="8s")), time.time())
     _wait(lambda: any(kind == "fault-applied" for kind, _ in events))
-    cluster.agents.append(PodState("agent-5d8-c", -1, "Running", time.time()))  # a new pod
-    _wait(lambda: any(kind == "fault-extended" for kind, _ in events))
+    cluster.agents.append(PodState("agent-5d8-c", -1, "Running", time.time(), ready=True))
+    _wait(lambda: any(kind == "fault-extended" for kind, _ in events))  # the new pod hooked
+    # A pod whose container restarted is a fresh process: hooked again.
+    cluster.agents[0] = PodState(PODS[0], -1, "Running", time.time(), ready=True, restarts=1)
+    _wait(lambda: sum(kind == "fault-extended" for kind, _ in events) == 2)
     _wait(lambda: any(kind == "fault-ended" for kind, _ in events))
     assert chaos.undo_all() == []
     started = [(pod, body) for pod, method, _, body, _ in cluster.hooked if method == "POST"]
-    assert [pod for pod, _ in started] == [*PODS, "agent-5d8-c"]
+    assert [pod for pod, _ in started] == [*PODS, "agent-5d8-c", PODS[0]]
     assert all(body["kind"] == "sink_failure" for _, body in started)
     assert all(body["duration_s"] > 30 for _, body in started)  # ends by itself if we are gone
     stopped = [(pod, path) for pod, method, path, _, _ in cluster.hooked if method == "DELETE"]
