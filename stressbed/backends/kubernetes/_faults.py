@@ -62,6 +62,7 @@ class _Armed:
     ended: bool = False  # fault-ended said
     done: bool = False  # the object is gone (or was never made)
     problem: str = ""
+    how: str = ""  # what the fault is, as said when applied
     hooked: str = ""  # a dependency: the fault hook's kind
     restarts: dict[str, int] = field(default_factory=dict)  # pod -> its restarts when hooked
 
@@ -172,6 +173,7 @@ class ChaosFaults:
         item.pods = sorted(random.Random(fault.seed).sample(running, count))
         body = chaos_object(fault, self._cluster, item.pods, cpu_limit_m=self._cpu_limit_m)
         item.name, item.plural = body["metadata"]["name"], PLURALS[body["kind"]]
+        item.how = f"Chaos Mesh {body['kind']} {body['spec'].get('action', 'stressors')}"
         item.created = time.time()
         try:
             self._api.create_chaos(ns, item.plural, body)
@@ -195,18 +197,7 @@ class ChaosFaults:
                 )
                 self._delete(item, now)
             return
-        item.applied = True
-        body = chaos_object(item.fault, self._cluster, item.pods, cpu_limit_m=self._cpu_limit_m)
-        self._event(
-            "fault-applied",
-            t=instant,
-            fault=item.fault.name,
-            fault_kind=item.fault.kind,
-            replicas=list(item.pods),
-            how=f"Chaos Mesh {body['kind']} {body['spec'].get('action', 'stressors')}",
-            chaos_object=f"{item.plural}/{item.name}",
-            label=item.fault.label,
-        )
+        self._say_applied(item, instant, chaos_object=f"{item.plural}/{item.name}")
         if not item.fault.lasting_ms:  # a kill is done once applied: nothing to recover
             self._delete(item, now)
 
@@ -227,6 +218,19 @@ class ChaosFaults:
             return
         self._say_ended(item, item.deleted or time.time(), reason)
         item.done = True
+
+    def _say_applied(self, item: _Armed, instant: float, **extra: Any) -> None:
+        item.applied = True
+        self._event(
+            "fault-applied",
+            t=instant,
+            fault=item.fault.name,
+            fault_kind=item.fault.kind,
+            replicas=list(item.pods),
+            how=item.how,
+            label=item.fault.label,
+            **extra,
+        )
 
     def _say_ended(self, item: _Armed, instant: float, reason: str) -> None:
         if item.ended or not (item.applied and item.fault.lasting_ms):
@@ -301,16 +305,8 @@ class ChaosFaults:
             item.done = True
             self._skip(item, f"no agent pod's fault hook took it ({len(running)} running)")
             return
-        item.applied = True
-        self._event(
-            "fault-applied",
-            t=time.time(),
-            fault=item.fault.name,
-            fault_kind=item.fault.kind,
-            replicas=list(item.pods),
-            how=f"the target's fault hook ({kind}), through the API server's pod proxy",
-            label=item.fault.label,
-        )
+        item.how = f"the target's fault hook ({kind}), through the API server's pod proxy"
+        self._say_applied(item, time.time())
 
     def _end_hooked(self, item: _Armed, reason: str) -> None:
         assert self._hook is not None

@@ -225,14 +225,11 @@ class LocalFaults:
                 item.hogs.extend(self._hogs(fault, process))
             elif not item.frozen:
                 process.signal(signal.SIGSTOP)
-        self._event(
-            "fault-applied",
-            t=applied_at,
-            fault=fault.name,
-            fault_kind=fault.kind,
+        self._say_applied(
+            item,
+            applied_at,
             replicas=[name for name, _ in item.hit],
             how=_HOW["freeze" if item.frozen else fault.kind],
-            label=fault.label,
         )
         if not fault.lasting_ms:
             item.ended = True
@@ -250,6 +247,18 @@ class LocalFaults:
         for group in done:
             group.freeze(False)
         return False
+
+    def _say_applied(self, item: _Armed, at: float, **fields: Any) -> None:
+        """``fault-applied`` at ``at``, with the replicas hit and how (``fields``)."""
+        fault = item.fault
+        self._event(
+            "fault-applied",
+            t=at,
+            fault=fault.name,
+            fault_kind=fault.kind,
+            label=fault.label,
+            **fields,
+        )
 
     def _skip(self, item: _Armed, reason: str) -> None:
         """Not applied, and said so: the fault will not be undone, nor judged as applied."""
@@ -329,15 +338,12 @@ class LocalFaults:
             path.add_toxic(fault.name, fault.kind, scope, **params)
         item.scope = scope
         item.on_path = True
-        self._event(
-            "fault-applied",
-            t=applied_at,
-            fault=fault.name,
-            fault_kind=fault.kind,
+        self._say_applied(
+            item,
+            applied_at,
             replicas=scope if scope is not None else [r.name for r in running],
             scope="chosen replicas" if scope is not None else "every replica",
             how=_HOW[fault.kind],
-            label=fault.label,
         )
 
     def _apply_hook(self, item: _Armed, running: Sequence[_Replica]) -> None:
@@ -355,14 +361,11 @@ class LocalFaults:
                 item, "the fault hook refused it: " + (problems[0] if problems else "no replica")
             )
             return
-        self._event(
-            "fault-applied",
-            t=applied_at,
-            fault=fault.name,
-            fault_kind=fault.kind,
+        self._say_applied(
+            item,
+            applied_at,
             replicas=[name for name, _ in item.hit],
             how=f"{_HOW['dependency']} ({kind})",
-            label=fault.label,
         )
 
     def _hook_one(self, item: _Armed, replica: _Replica) -> str | None:
