@@ -26,8 +26,10 @@ from ..scenario import catalog
 from ..scenario.render import render
 from .capacity import CapacityOptions, plan_capacity, run_capacity
 from .compare import exit_code_for, load_baseline, versus
+from .engine import engine_commands
 from .execute import execute
 from .live import LiveLine, terminate_as_interrupt
+from .options import target_options as _target_options
 from .plan import RunOptions, plan, redact
 from .rundir import read_run
 from .settings import BACKEND_KEYS, RUN_KEYS, resolve, stack_of
@@ -206,88 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
     report_cmd.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     report_cmd.set_defaults(handler=cmd_report)
 
-    list_cmd = commands.add_parser("scenarios", help="list the available scenarios")
-    list_cmd.set_defaults(handler=cmd_scenarios)
+    commands.add_parser("scenarios", help="list the available scenarios").set_defaults(
+        handler=cmd_scenarios
+    )
+    engine_commands(commands)
     return parser
-
-
-def _target_options(command: argparse.ArgumentParser) -> None:
-    """The options of a run's scenario, target, backend, fleet and profile (run, capacity)."""
-    # No defaults here: what the command line leaves out comes from the layers below it
-    # (environment, profile, the profile file's common section, built-in defaults).
-    command.add_argument(
-        "--scenario",
-        metavar="NAME|PATH",
-        help="a scenario name or a .py file (default: ingest_mix via stressbed.yaml)",
-    )
-    command.add_argument(
-        "--target-url",
-        metavar="URL",
-        help="base URL of a running service: nothing is provisioned",
-    )
-    command.add_argument(
-        "--target-metrics-url",
-        metavar="URL",
-        help="with --target-url: that service's Prometheus metrics page, scraped each second",
-    )
-    command.add_argument(
-        "--backend",
-        metavar="NAME",
-        help="where the stack and the runners run: local (default) or kubernetes",
-    )
-    command.add_argument(
-        "--port",
-        type=int,
-        metavar="P",
-        help="the provisioned stack's port on 127.0.0.1 (default 0: any free port)",
-    )
-    command.add_argument("--runners", type=int, metavar="N", help="k6 runners (default 1)")
-    command.add_argument("--results", metavar="DIR", help="where runs go (default results/)")
-    command.add_argument(
-        "--keep-raw",
-        action="store_true",
-        default=None,
-        help="keep each runner's raw k6 samples under runners/<i>/samples.csv.gz",
-    )
-    command.add_argument(
-        "--kubeconfig",
-        metavar="FILE",
-        help="--backend kubernetes: the kubeconfig (default: $KUBECONFIG, ~/.kube/config)",
-    )
-    command.add_argument(
-        "--context", metavar="NAME", help="--backend kubernetes: the context (default: current)"
-    )
-    command.add_argument(
-        "--agent-image", metavar="REF", help="--backend kubernetes: the agent's image"
-    )
-    command.add_argument(
-        "--runner-image",
-        metavar="REF",
-        help="--backend kubernetes: the runners' image (default stressbed-runner:latest)",
-    )
-    command.add_argument(
-        "--image-pull-policy", metavar="P", help="Always, IfNotPresent (default) or Never"
-    )
-    command.add_argument(
-        "--runner-cpu",
-        metavar="Q",
-        help="each runner's CPU (e.g. 2, 500m): kubernetes, the pod's request and limit; "
-        "local, a cgroup CPU quota",
-    )
-    command.add_argument(
-        "--runner-memory",
-        metavar="Q",
-        help="--backend kubernetes: each runner pod's memory, request and limit (e.g. 2Gi)",
-    )
-    command.add_argument(
-        "--profile", metavar="NAME", help="a profile of the profile file ($STRESSBED_PROFILE)"
-    )
-    command.add_argument(
-        "--profiles",
-        type=Path,
-        metavar="FILE",
-        help="the profile file (default: ./stressbed.yaml; $STRESSBED_PROFILES)",
-    )
 
 
 def cmd_render(args: argparse.Namespace) -> int:

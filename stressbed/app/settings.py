@@ -77,6 +77,8 @@ RUN_KEYS: dict[str, Any] = {
     "image_pull_policy": None,
     "runner_cpu": None,
     "runner_memory": None,
+    "runners_local": False,
+    "base_image": None,
 }
 ENV = {key: f"STRESSBED_{key.upper()}" for key in RUN_KEYS}
 #: Kubernetes' image pull policies (``image_pull_policy``).
@@ -91,6 +93,8 @@ BACKEND_KEYS = (
     "image_pull_policy",
     "runner_cpu",
     "runner_memory",
+    "runners_local",
+    "base_image",
 )
 _LAYER_KEYS = (*RUN_KEYS, "stack", "thresholds")
 _OPTIONAL = {
@@ -280,7 +284,7 @@ def _value(key: str, value: Any, where: str, *, from_text: bool = False) -> Any:
     if key == "image_pull_policy" and value not in (None, *PULL_POLICIES):
         # Checked whichever backend runs: a profile's typo should not wait for a cluster run.
         raise ConfigError(where, value, "Always, IfNotPresent or Never")
-    if key == "keep_raw":
+    if key in ("keep_raw", "runners_local"):
         if isinstance(value, str):
             lowered = value.strip().lower()
             if lowered not in ("1", "0", "true", "false", "yes", "no"):

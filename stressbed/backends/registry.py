@@ -20,6 +20,10 @@ __all__ = ["BACKENDS", "backend_class", "create"]
 #: name -> {"class": "module:Class", "err": what to install when its import fails}
 BACKENDS: dict[str, dict[str, str]] = {
     "local": {"class": "stressbed.backends.local:LocalBackend"},
+    "docker": {
+        "class": "stressbed.backends.docker:DockerBackend",
+        "err": "pip install 'stressbed[docker]'",
+    },
     "kubernetes": {
         "class": "stressbed.backends.kubernetes:KubernetesBackend",
         "err": "pip install 'stressbed[kubernetes]'",

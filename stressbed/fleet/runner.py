@@ -24,6 +24,7 @@ import os
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -430,7 +431,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index", type=int, required=True)
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--out", type=Path, required=True, help="where result.json goes")
-    parser.add_argument("--api-host", default="127.0.0.1", help="where k6's REST API listens")
+    parser.add_argument(
+        "--api-host",
+        default="127.0.0.1",
+        help="where k6's REST API listens ('auto': the address this host's name resolves to, "
+        "a container's own)",
+    )
     parser.add_argument("--api-port", type=int, default=0, help="its port (0: any free one)")
     parser.add_argument(
         "--result-stdout",
@@ -446,12 +452,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-raw", action="store_true", help="keep samples.csv.gz")
     parser.add_argument("--ready-timeout", type=float, default=120.0)
     args = parser.parse_args(argv)
+    host = args.api_host
+    if host == "auto":
+        host = socket.gethostbyname(socket.gethostname())
     runner = Runner(
         args.bundle / "script.js",
         args.index,
         args.count,
         args.out,
-        host=args.api_host,
+        host=host,
         port=args.api_port,
         keep_raw=args.keep_raw,
     )

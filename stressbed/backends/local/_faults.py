@@ -95,19 +95,23 @@ class _Replica(Protocol):
 
     process: ReplicaProcess | None
     port: int
+    host: str
 
 
 @dataclass(frozen=True)
 class Hook:
     """Where the replicas' fault hook answers, as the spec declares it, and the run's token."""
 
-    host: str
     spec: FaultHook
     token: str = field(repr=False)
 
-    def call(self, port: int, method: str, path: str, body: object = None) -> str | None:
-        """None when the hook took it; else why not, in a few words."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
+    def call(
+        self, address: tuple[str, int], method: str, path: str, body: object = None
+    ) -> str | None:
+        """None when the hook at ``address`` (host, port) took it; else why not, in a few
+        words."""
+        host, port = address
+        host = f"[{host}]" if ":" in host else host
         request = urllib.request.Request(
             f"http://{host}:{port}{path}",
             data=None if body is None else json.dumps(body).encode(),
@@ -138,7 +142,8 @@ class _Armed:
     hogs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     frozen: bool = False  # a pause by the cgroup freezer, not SIGSTOP
     hooked: str = ""  # the hook's kind a dependency fault started
-    ports: dict[int, int] = field(default_factory=dict)  # id(process) -> its port, for the hook
+    #: id(process) -> its (host, port), for the hook
+    ports: dict[int, tuple[str, int]] = field(default_factory=dict)
 
 
 class LocalFaults:
@@ -229,23 +234,29 @@ class LocalFaults:
             item,
             applied_at,
             replicas=[name for name, _ in item.hit],
-            how=_HOW["freeze" if item.frozen else fault.kind],
+            how=self._how("freeze" if item.frozen else fault.kind, item.hit),
         )
         if not fault.lasting_ms:
             item.ended = True
 
     @staticmethod
+    def _how(kind: str, hit: Sequence[tuple[str, ReplicaProcess]]) -> str:
+        """How a kind of fault is applied: said by what runs the replicas where it has its
+        own way (a container's), else this module's."""
+        own = hit[0][1].how if hit else {}
+        return own.get(kind, _HOW[kind])
+
+    @staticmethod
     def _freeze(processes: Sequence[ReplicaProcess]) -> bool:
-        """Every one frozen by its cgroup's freezer; False (and none left frozen) where one
-        has none or the kernel did not take it: the caller stops them with SIGSTOP."""
-        groups = [p.group for p in processes]
-        if not all(g is not None and g.can_freeze for g in groups):
+        """Every one frozen whole (its cgroup's freezer); False (and none left frozen) where
+        one cannot be or the kernel did not take it: the caller stops them with SIGSTOP."""
+        if not all(p.can_freeze for p in processes):
             return False
-        done = [g for g in groups if g is not None and g.freeze(True)]
-        if len(done) == len(groups):
+        done = [p for p in processes if p.freeze(True)]
+        if len(done) == len(processes):
             return True
-        for group in done:
-            group.freeze(False)
+        for process in done:
+            process.freeze(False)
         return False
 
     def _say_applied(self, item: _Armed, at: float, **fields: Any) -> None:
@@ -376,10 +387,11 @@ class LocalFaults:
             return None
         left = max(1.0, item.end - time.time()) + HOOK_MARGIN_S
         body = {"kind": item.hooked, "duration_s": round(left, 1)}
-        problem = self._hook.call(replica.port, "POST", self._hook.spec.path, body)
+        address = (replica.host, replica.port)
+        problem = self._hook.call(address, "POST", self._hook.spec.path, body)
         if problem is None:
             item.hit.append((replica.name, process))
-            item.ports[id(process)] = replica.port
+            item.ports[id(process)] = address
         return problem
 
     def _hook_new_replicas(self, item: _Armed, replicas: Sequence[_Replica]) -> None:
@@ -446,8 +458,8 @@ class LocalFaults:
         resumed: list[str] = []
         for name, process in item.hit:
             if process.poll() is None:  # the same process: restarted ones have nothing to undo
-                if item.frozen and process.group is not None:
-                    process.group.freeze(False)
+                if item.frozen:
+                    process.freeze(False)
                 else:
                     process.signal(signal.SIGCONT)
                 resumed.append(name)

@@ -9,41 +9,44 @@ process at once, and hands their results back to the controller.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import http.client
-import os
 import queue
-import signal
 import socket
-import subprocess
-from collections.abc import Iterator, Mapping
-from typing import Generic, TypeVar
+from collections.abc import Iterator, Sequence
+from typing import Generic, Protocol, TypeVar
 
 from ...stack.spec import Probe
 
-__all__ = ["ProbePool", "run_probe"]
+__all__ = ["Executes", "ProbePool", "run_probe"]
 
-P = TypeVar("P")  # what a probe is about: the controller's handle on one replica process
+
+class Executes(Protocol):
+    """What a probe is about: the controller's handle on one replica, which runs an exec
+    probe's command beside the replica (locally a process; in a container, ``docker exec``)."""
+
+    def exec_probe(self, command: Sequence[str], timeout_s: float) -> tuple[bool, str]: ...
+
+
+P = TypeVar("P", bound=Executes)
 
 
 class ProbePool(Generic[P]):
-    def __init__(self, host: str, workers: int = 8) -> None:
-        self.host = host
+    def __init__(self, workers: int = 8) -> None:
         self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="probe")
         self._results: queue.Queue[tuple[P, str, bool, str]] = queue.Queue()
         self._in_flight: set[tuple[int, str]] = set()
 
-    def submit(self, about: P, kind: str, probe: Probe, port: int, env: Mapping[str, str]) -> None:
-        """Run ``probe`` (a ``kind`` probe) against ``port``, unless one is still running."""
+    def submit(self, about: P, kind: str, probe: Probe, host: str, port: int) -> None:
+        """Run ``probe`` (a ``kind`` probe) against ``host:port``, unless one is still running."""
         key = (id(about), kind)
         if key in self._in_flight:
             return
         self._in_flight.add(key)
-        self._pool.submit(self._run, about, kind, probe, port, env)
+        self._pool.submit(self._run, about, kind, probe, host, port)
 
-    def _run(self, about: P, kind: str, probe: Probe, port: int, env: Mapping[str, str]) -> None:
+    def _run(self, about: P, kind: str, probe: Probe, host: str, port: int) -> None:
         try:
-            ok, seen = run_probe(probe, self.host, port, env)
+            ok, seen = run_probe(probe, host, port, about)
         except Exception as exc:  # whatever happened, the probe failed and is run again
             ok, seen = False, f"{type(exc).__name__}: {exc}"
         self._results.put((about, kind, ok, seen))
@@ -62,7 +65,7 @@ class ProbePool(Generic[P]):
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def run_probe(probe: Probe, host: str, port: int, env: Mapping[str, str]) -> tuple[bool, str]:
+def run_probe(probe: Probe, host: str, port: int, about: Executes) -> tuple[bool, str]:
     """(passed, what was seen) for one attempt of ``probe``."""
     try:
         if probe.kind == "http":
@@ -70,7 +73,7 @@ def run_probe(probe: Probe, host: str, port: int, env: Mapping[str, str]) -> tup
         if probe.kind == "tcp":
             with socket.create_connection((host, port), timeout=probe.timeout_s):
                 return True, "connected"
-        return _exec(probe, env)
+        return about.exec_probe(probe.command, probe.timeout_s)
     except TimeoutError:
         return False, f"timed out after {probe.timeout_s:g} s"
     except (OSError, http.client.HTTPException) as exc:
@@ -87,25 +90,3 @@ def _http(probe: Probe, host: str, port: int) -> tuple[bool, str]:
         return ok, f"HTTP {response.status}"
     finally:
         conn.close()
-
-
-def _exec(probe: Probe, env: Mapping[str, str]) -> tuple[bool, str]:
-    # Its own process group, killed whole when it is done: a probe such as `sh -c "curl ..."`
-    # that times out (or leaves a child behind) leaves nothing running.
-    proc = subprocess.Popen(
-        probe.command,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=dict(env),
-        start_new_session=True,
-    )
-    try:
-        code = proc.wait(timeout=probe.timeout_s)
-    except subprocess.TimeoutExpired:
-        return False, f"timed out after {probe.timeout_s:g} s"
-    finally:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    return code == 0, f"exit code {code}"

@@ -20,12 +20,13 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from ...errors import ConfigError
 from ...fleet.process import die_with_parent
 from . import _cgroups
 
-__all__ = ["Exit", "ReplicaProcess", "Usage", "check_executable"]
+__all__ = ["Exit", "ReplicaProcess", "Usage", "check_executable", "run_command"]
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PAGE = resource.getpagesize()
@@ -92,11 +93,23 @@ class ReplicaProcess:
         return "rlimit (memory as RLIMIT_DATA; CPU limits advisory)"
 
     @property
+    def enforced(self) -> bool:
+        """Whether its limits are enforced (a cgroup), not only an rlimit and advice."""
+        return self.group is not None
+
+    @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
-    def start(self) -> int:
-        """Spawn the process; call it from a thread that lives as long as the replica."""
+    #: Where it answers: "" for the stack's own host (loopback).
+    host = ""
+    #: How a fault of a kind is applied to it, where that is not the local default
+    #: (:data:`stressbed.backends.local._faults._HOW`).
+    how: ClassVar[Mapping[str, str]] = {}
+
+    def start(self) -> dict[str, object]:
+        """Spawn the process (call it from a thread that lives as long as the replica); what
+        names it, for its ``created`` event."""
         group, memory = self.group, self.memory_limit
         orphan_guard = die_with_parent()
 
@@ -119,7 +132,20 @@ class ReplicaProcess:
                 preexec_fn=before_exec,  # noqa: PLW1509 - prctl, a cgroup write, an rlimit
             )
         self.started_at = time.monotonic()
-        return self.proc.pid
+        return {"pid": self.proc.pid}
+
+    @property
+    def can_freeze(self) -> bool:
+        """Whether :meth:`freeze` can stop it whole (a cgroup freezer), not only SIGSTOP."""
+        return self.group is not None and self.group.can_freeze
+
+    def freeze(self, frozen: bool) -> bool:
+        """Freeze (or thaw) everything of the replica at once; False where it did not take."""
+        return self.group is not None and self.group.freeze(frozen)
+
+    def exec_probe(self, command: Sequence[str], timeout_s: float) -> tuple[bool, str]:
+        """An exec probe: ``command`` run beside the replica, with its environment."""
+        return run_command(command, self.env, timeout_s)
 
     def poll(self) -> Exit | None:
         """How the process ended, or None while it runs."""
@@ -177,6 +203,31 @@ class ReplicaProcess:
         self.kill()
         if self.group is not None:
             self.group.remove()
+
+
+def run_command(
+    command: Sequence[str], env: Mapping[str, str], timeout_s: float
+) -> tuple[bool, str]:
+    """(exit 0, what was seen) for ``command`` bounded by ``timeout_s``; its process group is
+    killed whole when it is done, so a probe such as ``sh -c "curl ..."`` that times out (or
+    leaves a child behind) leaves nothing running."""
+    proc = subprocess.Popen(
+        list(command),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(env),
+        start_new_session=True,
+    )
+    try:
+        code = proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return False, f"timed out after {timeout_s:g} s"
+    finally:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return code == 0, f"exit code {code}"
 
 
 def check_executable(command: Sequence[str]) -> None:

@@ -297,13 +297,15 @@ class _Pair:
 
 
 class Balancer:
-    """Route new connections on ``host:port`` to ready upstreams."""
+    """Route new connections on ``host:port`` (and on each of ``also``, the same port) to
+    ready upstreams."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, also: Sequence[str] = ()) -> None:
         self.host = host
         self.port = port
+        self.also = tuple(also)
         self.upstreams: dict[str, Upstream] = {}
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []
         self._pairs: set[_Pair] = set()
         self._turn = itertools.count()
         self.toxics: dict[str, Toxic] = {}
@@ -347,17 +349,19 @@ class Balancer:
     async def start(self) -> int:
         """Listen; returns the port (the one asked for, or the one the kernel chose for 0)."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            self._accept, self.host, self.port, reuse_address=True, backlog=1024
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
+        for host in (self.host, *self.also):  # the first chooses the port, the others take it
+            server = await loop.create_server(
+                self._accept, host, self.port, reuse_address=True, backlog=1024
+            )
+            self._servers.append(server)
+            self.port = server.sockets[0].getsockname()[1]
         return self.port
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        for server in self._servers:
+            server.close()
             with contextlib.suppress(Exception):
-                await self._server.wait_closed()
+                await server.wait_closed()
         for pair in list(self._pairs):
             pair.lost()
 
@@ -388,11 +392,12 @@ class Balancer:
 # when its stdin closes: the supervisor's end, however it ended.
 
 
-async def _serve(host: str, port: int) -> int:
-    balancer = Balancer(host, port)
+async def _serve(host: str, port: int, also: Sequence[str] = ()) -> int:
+    balancer = Balancer(host, port, also)
     try:
         bound = await balancer.start()
     except OSError as exc:
+        await balancer.close()
         print(json.dumps({"event": "error", "errno": exc.errno, "error": str(exc)}), flush=True)
         return 2
     print(json.dumps({"event": "listening", "port": bound}), flush=True)
@@ -437,6 +442,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stressbed.balancer")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--also", action="append", default=[], help="another address to listen on, same port"
+    )
     args = parser.parse_args(argv)
     # STRESSBED_BALANCER_LOOP=asyncio: the standard loop even where uvloop is installed (the
     # benchmark compares both).
@@ -444,17 +452,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(ImportError):
             import uvloop  # noqa: PLC0415 - optional: a faster relay where it is installed
 
-            return uvloop.run(_serve(args.host, args.port))
-    return asyncio.run(_serve(args.host, args.port))
+            return uvloop.run(_serve(args.host, args.port, args.also))
+    return asyncio.run(_serve(args.host, args.port, args.also))
 
 
 class BalancerProcess:
     """The supervisor's handle on a balancer process."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, timeout_s: float = 15.0) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        timeout_s: float = 15.0,
+        also: Sequence[str] = (),
+    ) -> None:
         self.host = host
+        #: Other addresses it listens on, at the same port (a container network's gateway).
+        self.also = tuple(also)
+        command = [sys.executable, "-m", "stressbed.balancer", "--host", host, "--port", str(port)]
+        for other in self.also:
+            command += ["--also", other]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "stressbed.balancer", "--host", host, "--port", str(port)],
+            command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             start_new_session=True,

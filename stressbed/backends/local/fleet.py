@@ -19,9 +19,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ...errors import DocumentError
 from ...fleet.live import LiveMerge
@@ -33,16 +33,71 @@ from ...scenario.thresholds import Threshold
 from ..base import FleetOutcome, FleetSpec, Health, Judge, Progress, new_event
 from ._cgroups import ReplicaCgroup, create
 
-__all__ = ["LocalFleet"]
+__all__ = ["LocalFleet", "RunnerHandle"]
 
 POLL_S = 0.2
 STOP_GRACE_S = 10.0
 
 
-class _Member:
-    """One runner process as the fleet sees it."""
+class RunnerHandle(Protocol):
+    """What runs one runner (a process here, a container elsewhere), as the fleet sees it."""
 
-    def __init__(self, index: int, proc: subprocess.Popen[bytes], out_dir: Path) -> None:
+    def lines(self) -> Iterator[bytes]:
+        """The runner's stdout, a line at a time, until it exits."""
+        ...
+
+    def poll(self) -> int | None:
+        """Its exit code once it has exited (negative: killed by that signal), else None."""
+        ...
+
+    def terminate(self) -> None:
+        """Ask it to stop (SIGTERM): the runner stops its k6 gracefully."""
+        ...
+
+    def wait(self, timeout_s: float) -> int | None:
+        """Its exit code, waiting up to ``timeout_s``; None if it still runs."""
+        ...
+
+    def kill(self) -> None:
+        """Kill everything of it (its k6 too), and wait until it is gone."""
+        ...
+
+
+class _ProcessRunner:
+    """A runner process: its own process group, shared with its k6."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+
+    def lines(self) -> Iterator[bytes]:
+        assert self.proc.stdout is not None
+        with self.proc.stdout as stream:
+            yield from stream
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def terminate(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout_s: float) -> int | None:
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill(self) -> None:
+        # The runner and its k6 share a process group: nothing of it may outlive the run.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+
+class _Member:
+    """One runner as the fleet sees it."""
+
+    def __init__(self, index: int, proc: RunnerHandle, out_dir: Path) -> None:
         self.index = index
         self.proc = proc
         self.out_dir = out_dir
@@ -128,54 +183,59 @@ class LocalFleet:
         return outcome
 
     def _spawn(self) -> None:
-        env = {**os.environ, **self.env, "K6_NO_USAGE_REPORT": "true"}
         for i in range(self.spec.runners):
             out = self.out_dir / "runners" / str(i)
             out.mkdir(parents=True, exist_ok=True)
-            command = [
-                sys.executable,
-                "-m",
-                "stressbed.runner",
-                "--bundle",
-                str(self.bundle),
-                "--index",
-                str(i),
-                "--count",
-                str(self.spec.runners),
-                "--out",
-                str(out),
-                "--ready-timeout",
-                str(self.spec.ready_timeout_s),
-            ]
-            if self.spec.keep_raw:
-                command.append("--keep-raw")
-            before_exec = die_with_parent()
-            if self.runner_cpu_m is not None:
-                group = runner_cgroup(str(i), self.runner_cpu_m)
-                if group is None:
-                    raise ReleaseFailed(f"runner {i}: its CPU cgroup could not be made")
-                self._groups.append(group)
-                before_exec = _entering(group, before_exec)
-            with (out / "runner.log").open("wb") as log:
-                proc = subprocess.Popen(
-                    command,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=log,
-                    env=env,
-                    start_new_session=True,
-                    preexec_fn=before_exec,  # noqa: PLW1509 - prctl, a cgroup write
-                )
-            member = _Member(i, proc, out)
+            member = _Member(i, self._launch(i, out), out)
             self.members.append(member)
             member.reader = threading.Thread(target=self._read, args=(member,), daemon=True)
             member.reader.start()
         self._event("spawned", runners=self.spec.runners)
 
+    def runner_args(self, index: int, bundle: str, out: str) -> list[str]:
+        """``python -m stressbed.runner``'s arguments for runner ``index``."""
+        args = [
+            "--bundle",
+            bundle,
+            "--index",
+            str(index),
+            "--count",
+            str(self.spec.runners),
+            "--out",
+            out,
+            "--ready-timeout",
+            str(self.spec.ready_timeout_s),
+        ]
+        return [*args, "--keep-raw"] if self.spec.keep_raw else args
+
+    def _launch(self, index: int, out: Path) -> RunnerHandle:
+        """Start runner ``index`` writing to ``out``: here a process on this machine (in a CPU
+        cgroup of its own with ``runner_cpu_m``); another backend's fleet runs its own."""
+        env = {**os.environ, **self.env, "K6_NO_USAGE_REPORT": "true"}
+        command = [sys.executable, "-m", "stressbed.runner"]
+        command += self.runner_args(index, str(self.bundle), str(out))
+        before_exec = die_with_parent()
+        if self.runner_cpu_m is not None:
+            group = runner_cgroup(str(index), self.runner_cpu_m)
+            if group is None:
+                raise ReleaseFailed(f"runner {index}: its CPU cgroup could not be made")
+            self._groups.append(group)
+            before_exec = _entering(group, before_exec)
+        with (out / "runner.log").open("wb") as log:
+            proc = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env=env,
+                start_new_session=True,
+                preexec_fn=before_exec,  # noqa: PLW1509 - prctl, a cgroup write
+            )
+        return _ProcessRunner(proc)
+
     def _read(self, member: _Member) -> None:
-        assert member.proc.stdout is not None
-        with member.proc.stdout as stream:
-            for line in stream:
+        with contextlib.suppress(Exception):  # a stream that breaks: the runner is gone
+            for line in member.proc.lines():
                 with contextlib.suppress(ValueError):
                     self._messages.put((member.index, json.loads(line)))
         self._messages.put((member.index, None))  # the runner's stdout closed: it exited
@@ -276,7 +336,7 @@ class LocalFleet:
         """Fold one event in; a failure message if it says the runner failed."""
         if event is None:
             if member.done is None:
-                member.proc.wait()
+                member.proc.wait(STOP_GRACE_S)
                 return f"runner {member.index}: {self._why(member)}"
             return None
         kind = event.get("event")
@@ -298,23 +358,18 @@ class LocalFleet:
     def _stop_members(self) -> None:
         alive = [m for m in self.members if m.proc.poll() is None]
         for member in alive:
-            with contextlib.suppress(ProcessLookupError):
-                member.proc.send_signal(signal.SIGTERM)  # the runner stops its k6 gracefully
+            member.proc.terminate()  # the runner stops its k6 gracefully
         deadline = time.monotonic() + STOP_GRACE_S + 2
         try:
             for member in alive:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    member.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                member.proc.wait(max(0.1, deadline - time.monotonic()))
         except TeardownAbandoned:
             self._event("stop-abandoned", reason="Ctrl-C twice: runners killed, not stopped")
         self._kill_members()
 
     def _kill_members(self) -> None:
         for member in self.members:
-            # The runner and its k6 share a process group: nothing of it may outlive the run.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(member.proc.pid, signal.SIGKILL)
-            member.proc.wait()
+            member.proc.kill()
             if member.reader is not None:
                 member.reader.join(timeout=5)
         for group in self._groups:
@@ -331,7 +386,7 @@ class LocalFleet:
             except DocumentError as exc:
                 why = f"its result cannot be read: {exc}"
         if result is None:
-            code = member.proc.returncode or 0
+            code = member.proc.poll() or 0
             result = RunnerResult.missing(
                 member.index,
                 self.spec.runners,

@@ -78,6 +78,7 @@ class _Replica:
 
     life: Lifecycle
     port: int = 0
+    host: str = ""  # where the replica answers (its probes, the balancer, the fault hook)
     process: ReplicaProcess | None = None
     probes: ReplicaProbes | None = None
     ever_ready: bool = False
@@ -123,7 +124,7 @@ class LocalStack:
         self._feed = UsageFeed(self.spec, self.options.metrics_window_s)
         self._ordinal = 0
         self._balancer: BalancerProcess | None = None
-        self._probes: ProbePool[ReplicaProcess] = ProbePool(self.options.host)
+        self._probes: ProbePool[ReplicaProcess] = ProbePool()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
@@ -142,7 +143,7 @@ class LocalStack:
             self._event,
             lambda: self._balancer,
             self.spec.limits.cpu_m,
-            hook=Hook(self.options.host, hook, self._hook_token) if hook is not None else None,
+            hook=Hook(hook, self._hook_token) if hook is not None else None,
         )
 
     @property
@@ -158,8 +159,8 @@ class LocalStack:
 
     def provision(self) -> str:
         """Start the balancer and the replicas; return the URL once every one is ready."""
-        check_executable(self.spec.target.command)
-        self._balancer = BalancerProcess(self.options.host, self.options.port)
+        self._prepare()
+        self._balancer = self._make_balancer()
         self.url = self._balancer.url
         self._event("stack-created", url=self.url, replicas=self._desired)
         self._thread = threading.Thread(target=self._control, name="stressbed-stack", daemon=True)
@@ -182,17 +183,23 @@ class LocalStack:
             self._scraper.start()
         return self.url
 
+    def _prepare(self) -> None:
+        """What must hold before anything starts: here, that the target's command runs."""
+        check_executable(self.spec.target.command)
+
+    def _make_balancer(self) -> BalancerProcess:
+        return BalancerProcess(self.options.host, self.options.port)
+
     def _make_scraper(self) -> Scraper | None:
         metrics = self.spec.metrics
         if metrics is None:
             return None
         path = metrics.path
-        host = self.options.host
 
         def endpoints() -> dict[str, str]:
             # Each replica serves its metrics on its own port (the target's port, locally).
             return {
-                r.name: f"http://{host}:{r.port}{path}"
+                r.name: f"http://{_netloc(r.host, r.port)}{path}"
                 for r in list(self.replicas)
                 if r.life.has_process and not r.life.stopping
             }
@@ -303,6 +310,39 @@ class LocalStack:
 
     def _start(self, replica: _Replica, now: float, *, first: bool, reason: str = "") -> None:
         spec = self.spec
+        process = self._launch(replica)
+        if not self.enforcement:
+            self.enforcement = process.enforcement
+            self._event("limits", enforcement=self.enforcement, cgroups=process.enforced)
+        replica.process = process
+        # Running from here on (a start that fails is its first crash), not before: what
+        # raised above leaves it in back-off, with nothing to signal at teardown.
+        replica.life.start(now, first=first)
+        try:
+            ident = process.start()
+        except OSError as exc:
+            # As the kubelet does with a container that cannot start: a failure, then back-off.
+            process.close()
+            self._event("start-failed", replica=replica.name, reason=str(exc))
+            failed = Exit(127, None, False)
+            self._event("crashed", replica=replica.name, reason=failed.reason, exit_code=127)
+            self._restart_or_delete(replica, now)
+            return
+        replica.host = process.host or self.options.host
+        self._feed.restarted(replica.name)
+        replica.probes = ReplicaProbes(spec, now)
+        if self._balancer is not None:
+            self._balancer.add(replica.name, replica.host, replica.port)
+        kind = "created" if first else "restarted"
+        extra: dict[str, Any] = {"reason": reason} if first else {"restarts": replica.restarts}
+        self._event(kind, replica=replica.name, **ident, port=replica.port, **extra)
+        for event in replica.probes.initial_events():
+            self._apply(replica, event, now, "")
+
+    def _launch(self, replica: _Replica) -> ReplicaProcess:
+        """What runs the replica, not yet started: here a process on this machine, on a free
+        loopback port (``replica.port``). Another backend's stack gives its own (a container)."""
+        spec = self.spec
         replica.port = free_port(self.options.host)
         data = self.work_dir / "data"  # shared by every replica, as a volume would be
         data.mkdir(parents=True, exist_ok=True)
@@ -312,49 +352,29 @@ class LocalStack:
             .replace("{data}", str(data))
             for part in (*spec.target.command, *spec.target.args)
         ]
-        env = {
-            **{name: os.environ[name] for name in INHERITED_ENV if name in os.environ},
-            **{k: v.replace("{data}", str(data)) for k, v in spec.target.env},
-            **self._secrets,
-            **({spec.fault_hook.token_env: self._hook_token} if spec.fault_hook else {}),
-            "PORT": str(replica.port),
-            "HOST": self.options.host,
-        }
-        process = ReplicaProcess(
+        return ReplicaProcess(
             replica.name,
             command,
-            env,
+            self._replica_env(str(data), replica.port, self.options.host, inherit=True),
             self.work_dir / "replicas" / f"{replica.name}.log",
             cpu_limit_m=spec.limits.cpu_m,
             memory_limit=spec.limits.memory,
             cgroups=self.options.cgroups,
         )
-        if not self.enforcement:
-            self.enforcement = process.enforcement
-            self._event("limits", enforcement=self.enforcement, cgroups=process.group is not None)
-        replica.process = process
-        # Running from here on (a start that fails is its first crash), not before: what
-        # raised above leaves it in back-off, with nothing to signal at teardown.
-        replica.life.start(now, first=first)
-        try:
-            pid = process.start()
-        except OSError as exc:
-            # As the kubelet does with a container that cannot start: a failure, then back-off.
-            process.close()
-            self._event("start-failed", replica=replica.name, reason=str(exc))
-            failed = Exit(127, None, False)
-            self._event("crashed", replica=replica.name, reason=failed.reason, exit_code=127)
-            self._restart_or_delete(replica, now)
-            return
-        self._feed.restarted(replica.name)
-        replica.probes = ReplicaProbes(spec, now)
-        if self._balancer is not None:
-            self._balancer.add(replica.name, self.options.host, replica.port)
-        kind = "created" if first else "restarted"
-        extra: dict[str, Any] = {"reason": reason} if first else {"restarts": replica.restarts}
-        self._event(kind, replica=replica.name, pid=pid, port=replica.port, **extra)
-        for event in replica.probes.initial_events():
-            self._apply(replica, event, now, "")
+
+    def _replica_env(self, data: str, port: int, host: str, *, inherit: bool) -> dict[str, str]:
+        """A replica's environment: the spec's (``{data}`` filled in), the secrets, the fault
+        hook's token, ``PORT`` and ``HOST``; and with ``inherit`` a few of stressbed's own."""
+        spec = self.spec
+        inherited = {n: os.environ[n] for n in INHERITED_ENV if n in os.environ} if inherit else {}
+        return {
+            **inherited,
+            **{k: v.replace("{data}", data) for k, v in spec.target.env},
+            **self._secrets,
+            **({spec.fault_hook.token_env: self._hook_token} if spec.fault_hook else {}),
+            "PORT": str(port),
+            "HOST": host,
+        }
 
     def _supervise(self, replica: _Replica, now: float) -> None:
         life = replica.life
@@ -380,7 +400,7 @@ class LocalStack:
         assert replica.probes is not None
         for kind in replica.probes.due(now):
             probe = getattr(self.spec, f"{kind}_probe")
-            self._probes.submit(process, kind, probe, replica.port, process.env)
+            self._probes.submit(process, kind, probe, replica.host, replica.port)
 
     def _take_probe_results(self, now: float) -> None:
         for process, kind, ok, seen in self._probes.results():
@@ -584,3 +604,7 @@ class LocalStack:
         if self.on_event is not None:
             with contextlib.suppress(Exception):
                 self.on_event(dict(event))
+
+
+def _netloc(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

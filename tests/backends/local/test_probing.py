@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from stressbed.backends.local._probing import run_probe
+from stressbed.backends.local._replica import run_command
 from stressbed.stack.spec import Probe
+
+
+class Beside:
+    """Runs an exec probe as a local replica does: a process with this environment."""
+
+    def exec_probe(self, command, timeout_s):
+        return run_command(command, dict(os.environ), timeout_s)
 
 
 def running(marker: str) -> list[int]:
@@ -41,7 +49,7 @@ def test_an_exec_probe_leaves_no_process_behind(script, passed, seen):
     # The passing case gets time to start on a busy machine; the failing one must time out.
     timeout = 0.5 if not passed else 5.0
     probe = Probe("exec", command=("sh", "-c", script.format(m=marker)), timeout_s=timeout)
-    assert run_probe(probe, "127.0.0.1", 0, dict(os.environ)) == (passed, seen)
+    assert run_probe(probe, "127.0.0.1", 0, Beside()) == (passed, seen)
     deadline = time.monotonic() + 5
     while running(marker) and time.monotonic() < deadline:
         time.sleep(0.05)  # SIGKILLed; the kernel reaps them as init adopts them
@@ -50,4 +58,4 @@ def test_an_exec_probe_leaves_no_process_behind(script, passed, seen):
 
 def test_an_exec_probe_fails_with_its_exit_code():
     probe = Probe("exec", command=("sh", "-c", "exit 3"), timeout_s=5)
-    assert run_probe(probe, "127.0.0.1", 0, dict(os.environ)) == (False, "exit code 3")
+    assert run_probe(probe, "127.0.0.1", 0, Beside()) == (False, "exit code 3")

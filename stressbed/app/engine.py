@@ -1,0 +1,85 @@
+"""``stressbed images`` and ``stressbed gc``: the Docker engine's images and leftovers.
+
+``stressbed images base`` makes the base image from Debian packages (what ``nox -s images``
+runs once per machine); ``stressbed images build`` makes the base if missing and builds the
+agent and runner images from this checkout (cached by their inputs' hash; a second call
+builds nothing). ``stressbed gc`` removes the containers, networks and volumes of runs whose
+stressbed is gone (``--all``: of every run, live ones too). The Docker backend is imported
+only when one of these runs, so the rest of the command line never needs the docker extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ..errors import ConfigError
+
+__all__ = ["engine_commands"]
+
+
+def engine_commands(commands: Any) -> None:
+    """Add ``images`` and ``gc`` to the command line's subcommands."""
+    images = commands.add_parser(
+        "images",
+        help="--backend docker: make the base image, or build the agent and runner images",
+        description="Make the images the Docker backend runs, from Debian packages and this "
+        "checkout only (no registry is asked). Exit 0 made or found, 2 bad input or no "
+        "engine, 3 a build failed.",
+    )
+    images.add_argument("what", choices=("base", "build"), help="base: the base image only")
+    images.add_argument(
+        "--base-image",
+        metavar="REF",
+        help="build on this Python image (on the engine already) instead of stressbed-base",
+    )
+    images.set_defaults(handler=cmd_images)
+    gc = commands.add_parser(
+        "gc",
+        help="--backend docker: remove what runs whose stressbed was killed left on the engine",
+        description="Remove containers, networks and volumes labelled stressbed.run whose "
+        "stressbed no longer runs. Images are kept: they are a cache.",
+    )
+    gc.add_argument(
+        "--all", action="store_true", help="every run's, also of a stressbed still running"
+    )
+    gc.set_defaults(handler=cmd_gc)
+
+
+def _say(line: str) -> None:
+    print(f"stressbed: {line}", file=sys.stderr, flush=True)
+
+
+def _docker() -> Any:
+    """The Docker backend's package, imported now (the docker extra may be missing)."""
+    try:
+        from ..backends import docker  # noqa: PLC0415 - only these commands need the extra
+    except ImportError as exc:
+        raise ConfigError(
+            "stressbed images/gc",
+            f"missing Python package {exc.name}",
+            "pip install 'stressbed[docker]'",
+        ) from None
+    return docker
+
+
+def cmd_images(args: argparse.Namespace) -> int:
+    docker = _docker()
+    images = docker.images
+    client = docker._engine.connect()
+    base = images.ensure_base(client, args.base_image, _say)
+    print(f"base {args.base_image or images.base_tag()}: {base[:19]}")
+    if args.what == "build":
+        checkout = images.find_checkout()
+        for which in ("agent", "runner"):
+            print(f"{which} {images.ensure_image(client, which, base, checkout, _say)}")
+    return 0
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    engine = _docker()._engine
+    client = engine.connect()
+    removed = engine.sweep(client, everything=args.all, say=_say)
+    print(f"removed {removed} object(s)")
+    return 0

@@ -1,0 +1,100 @@
+"""The options of a run's scenario, target, backend, fleet and profile, shared by ``stressbed
+run`` and ``stressbed capacity``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = ["target_options"]
+
+
+def target_options(command: argparse.ArgumentParser) -> None:
+    """The options of a run's scenario, target, backend, fleet and profile (run, capacity)."""
+    # No defaults here: what the command line leaves out comes from the layers below it
+    # (environment, profile, the profile file's common section, built-in defaults).
+    command.add_argument(
+        "--scenario",
+        metavar="NAME|PATH",
+        help="a scenario name or a .py file (default: ingest_mix via stressbed.yaml)",
+    )
+    command.add_argument(
+        "--target-url",
+        metavar="URL",
+        help="base URL of a running service: nothing is provisioned",
+    )
+    command.add_argument(
+        "--target-metrics-url",
+        metavar="URL",
+        help="with --target-url: that service's Prometheus metrics page, scraped each second",
+    )
+    command.add_argument(
+        "--backend",
+        metavar="NAME",
+        help="where the stack and the runners run: local (default), docker or kubernetes",
+    )
+    command.add_argument(
+        "--port",
+        type=int,
+        metavar="P",
+        help="the provisioned stack's port on 127.0.0.1 (default 0: any free port)",
+    )
+    command.add_argument("--runners", type=int, metavar="N", help="k6 runners (default 1)")
+    command.add_argument("--results", metavar="DIR", help="where runs go (default results/)")
+    command.add_argument(
+        "--keep-raw",
+        action="store_true",
+        default=None,
+        help="keep each runner's raw k6 samples under runners/<i>/samples.csv.gz",
+    )
+    command.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="--backend kubernetes: the kubeconfig (default: $KUBECONFIG, ~/.kube/config)",
+    )
+    command.add_argument(
+        "--context", metavar="NAME", help="--backend kubernetes: the context (default: current)"
+    )
+    command.add_argument(
+        "--agent-image", metavar="REF", help="--backend kubernetes: the agent's image"
+    )
+    command.add_argument(
+        "--runner-image",
+        metavar="REF",
+        help="--backend kubernetes: the runners' image (default stressbed-runner:latest)",
+    )
+    command.add_argument(
+        "--image-pull-policy", metavar="P", help="Always, IfNotPresent (default) or Never"
+    )
+    command.add_argument(
+        "--runner-cpu",
+        metavar="Q",
+        help="each runner's CPU (e.g. 2, 500m): kubernetes, the pod's request and limit; "
+        "docker, the container's CPU limit; local, a cgroup CPU quota",
+    )
+    command.add_argument(
+        "--runners-local",
+        action="store_true",
+        default=None,
+        help="--backend docker: the runners as processes on this machine, not containers",
+    )
+    command.add_argument(
+        "--base-image",
+        metavar="REF",
+        help="--backend docker: the Python image the agent and runner images are built on "
+        "(default: stressbed-base:<Debian release>, made from Debian packages if missing)",
+    )
+    command.add_argument(
+        "--runner-memory",
+        metavar="Q",
+        help="--backend kubernetes: each runner pod's memory, request and limit (e.g. 2Gi)",
+    )
+    command.add_argument(
+        "--profile", metavar="NAME", help="a profile of the profile file ($STRESSBED_PROFILE)"
+    )
+    command.add_argument(
+        "--profiles",
+        type=Path,
+        metavar="FILE",
+        help="the profile file (default: ./stressbed.yaml; $STRESSBED_PROFILES)",
+    )

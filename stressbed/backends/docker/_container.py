@@ -1,0 +1,321 @@
+"""One run of a replica as a container, with the limits and the security a pod's has.
+
+:class:`ContainerReplica` is what the local stack's controller drives in place of a process
+(:class:`~stressbed.backends.local._replica.ReplicaProcess`, the same methods): each start is
+a new container of the target's image on the run's network, with the StackSpec's limits as
+Docker's (``mem_limit`` with no swap, ``nano_cpus``, ``pids_limit``; the requests as
+``cpu_shares`` and ``mem_reservation``), as user 10001 with a read-only root filesystem, a
+tmpfs ``/tmp``, every capability dropped and ``no-new-privileges``. Three threads follow it:
+one waits for it to end and reads ``State.OOMKilled`` (an OOM kill is read, not guessed), one
+copies its output into the replica's log, one reads the Engine's stats stream (CPU time,
+working set, CFS throttling) for the usage series and the autoscaler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import docker
+import docker.errors
+
+from ...fleet.oom import CGROUP_ROOT
+from ..local._cgroups import ReplicaCgroup
+from ..local._replica import Exit, Usage
+from ._engine import Registry
+
+__all__ = ["ContainerReplica", "Placement"]
+
+#: A pod's PID limit is the kubelet's; a replica's here (a fork bomb stops at it).
+PIDS_LIMIT = 512
+#: How big the tmpfs on /tmp may grow (it counts against the memory limit).
+TMPFS_SIZE = "64m"
+#: Where ``{data}`` is in a container: a directory of the host every replica shares.
+DATA_DIR = "/data"
+#: How long a container create and start may take before the start counts as failed.
+START_TIMEOUT_S = 60
+
+
+class Placement:
+    """Where a run's replicas go: the engine, the run's registry and network, the image, the
+    user, the shared data directory."""
+
+    def __init__(
+        self, registry: Registry, network: str, image: str, data: Path, user: str = "10001:10001"
+    ) -> None:
+        self.registry = registry
+        self.network = network
+        self.image = image
+        self.data = data
+        self.user = user
+
+
+class ContainerReplica:
+    """Start, watch, measure and stop one container of a replica."""
+
+    how: ClassVar[Mapping[str, str]] = {
+        "kill": "docker kill (SIGKILL)",
+        "freeze": "docker pause (the cgroup freezer)",
+        "pause": "SIGSTOP of the container's main process",
+    }
+
+    def __init__(
+        self,
+        name: str,
+        placement: Placement,
+        args: Sequence[str],
+        env: Mapping[str, str],
+        log: Path,
+        *,
+        cpu_limit_m: int | None,
+        memory_limit: int | None,
+        cpu_request_m: int | None,
+        memory_request: int | None,
+        security: Any,
+    ) -> None:
+        self.name = name
+        self.placement = placement
+        self.args = list(args)
+        self.env = dict(env)
+        self.log = log
+        self.memory_limit = memory_limit
+        self.cpu_limit_m = cpu_limit_m
+        self.cpu_request_m = cpu_request_m
+        self.memory_request = memory_request
+        self.security = security
+        self.container = ""  # its name on the engine, once created
+        self.id = ""
+        self.host = ""
+        self.exit: Exit | None = None
+        self.started_at = 0.0
+        #: The container's cgroups on this host (for a hog to enter), or None.
+        self.group: ReplicaCgroup | None = None
+        self._usage: Usage | None = None
+        self._ended = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._paused = False
+
+    @property
+    def enforcement(self) -> str:
+        return "docker"
+
+    @property
+    def enforced(self) -> bool:
+        return True  # the engine holds the container to its limits
+
+    @property
+    def client(self) -> Any:
+        return self.placement.registry.client
+
+    # -- starting ---------------------------------------------------------------------
+
+    def start(self) -> dict[str, object]:
+        """Create and start the container; raises OSError when the engine will not (a start
+        that fails, as the kubelet's: a crash, then back-off)."""
+        placement = self.placement
+        registry = placement.registry
+        self.container = registry.container(registry.name(f"{self.name}-{time.time_ns() % 10**9}"))
+        host_config = self.client.api.create_host_config(
+            mem_limit=self.memory_limit,
+            memswap_limit=self.memory_limit,  # no swap: the limit is the limit
+            mem_reservation=self.memory_request,
+            nano_cpus=self.cpu_limit_m * 1_000_000 if self.cpu_limit_m else None,
+            cpu_shares=max(2, self.cpu_request_m * 1024 // 1000) if self.cpu_request_m else None,
+            pids_limit=PIDS_LIMIT,
+            read_only=bool(self.security.read_only_root_filesystem),
+            tmpfs={"/tmp": f"rw,nosuid,nodev,size={TMPFS_SIZE}"},
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            init=True,  # signals reach the target, and its children are reaped
+            binds={str(placement.data): {"bind": DATA_DIR, "mode": "rw"}},
+            network_mode=placement.network,
+        )
+        try:
+            created = self.client.api.create_container(
+                placement.image,
+                command=self.args or None,
+                environment=self.env,
+                user=placement.user,
+                labels=registry.labels("replica") | {"stressbed.replica": self.name},
+                host_config=host_config,
+                name=self.container,
+                hostname=self.name,
+            )
+            self.id = created["Id"]
+            self.client.api.start(self.id)
+            info = self.client.api.inspect_container(self.id)
+        except docker.errors.DockerException as exc:
+            raise OSError(f"the engine did not start {self.container}: {exc}") from None
+        network = info["NetworkSettings"]["Networks"].get(placement.network) or {}
+        self.host = str(network.get("IPAddress") or "")
+        self.started_at = time.monotonic()
+        self.group = _cgroup_of(int(info["State"].get("Pid") or 0))
+        for target in (self._wait, self._copy_logs, self._read_stats):
+            thread = threading.Thread(
+                target=target, name=f"{self.name}-{target.__name__}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        return {"container": self.container, "address": self.host}
+
+    # -- following it -----------------------------------------------------------------
+
+    def _wait(self) -> None:
+        """Block until the container ends; then how it ended, OOM kill included."""
+        code: int | None = None
+        oom = False
+        for _ in range(3):  # the wait's connection may drop: ask again
+            try:
+                code = int(self.client.api.wait(self.id)["StatusCode"])
+                state = self.client.api.inspect_container(self.id)["State"]
+                oom = bool(state.get("OOMKilled"))
+                break
+            except Exception:  # the engine went away or the container was removed
+                time.sleep(0.5)
+        self.exit = _exit_of(code if code is not None else 137, oom)
+        self._ended.set()
+
+    def _copy_logs(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out, contextlib.suppress(Exception):
+            for chunk in self.client.api.logs(self.id, stream=True, follow=True):
+                out.write(chunk)
+                out.flush()
+
+    def _read_stats(self) -> None:
+        with contextlib.suppress(Exception):
+            for stats in self.client.api.stats(self.id, stream=True, decode=True):
+                if self._ended.is_set():
+                    return
+                seen = _usage_of(stats)
+                if seen is not None:
+                    self._usage = seen
+
+    def poll(self) -> Exit | None:
+        """How the container ended, or None while it runs."""
+        return self.exit
+
+    def usage(self) -> Usage | None:
+        """CPU time and working set as the Engine's stats last said; None once it ended."""
+        if self.exit is not None:
+            return None
+        return self._usage
+
+    # -- acting on it ----------------------------------------------------------------------
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the container (its init passes it on to the target)."""
+        if self.exit is not None or not self.id:
+            return
+        with contextlib.suppress(Exception):
+            self.client.api.kill(self.id, signal=int(signum))
+
+    def kill(self) -> None:
+        """SIGKILL the container, and wait (bounded) until it has ended."""
+        if not self.id:
+            return
+        if self._paused:
+            self.freeze(False)  # a paused container cannot be killed
+        self.signal(signal.SIGKILL)
+        self._ended.wait(timeout=10)
+
+    @property
+    def can_freeze(self) -> bool:
+        return bool(self.id) and self.exit is None
+
+    def freeze(self, frozen: bool) -> bool:
+        """``docker pause`` (the cgroup freezer: every process stopped at once) or unpause."""
+        try:
+            if frozen:
+                self.client.api.pause(self.id)
+            else:
+                self.client.api.unpause(self.id)
+        except Exception:
+            return False
+        self._paused = frozen
+        if self.group is not None:
+            self.group.frozen = frozen  # a hog enters a frozen cgroup only after its exec
+        return True
+
+    def exec_probe(self, command: Sequence[str], timeout_s: float) -> tuple[bool, str]:
+        """An exec probe run in the container (``docker exec``), bounded by ``timeout`` in
+        there, as the kubelet's exec probe runs in the pod's container."""
+        if self.exit is not None or not self.id:
+            return False, "the container has ended"
+        bounded = ["timeout", "-s", "KILL", f"{timeout_s:g}", *command]
+        try:
+            made = self.client.api.exec_create(self.id, bounded, environment=self.env)
+            self.client.api.exec_start(made["Id"])
+            code = self.client.api.exec_inspect(made["Id"]).get("ExitCode")
+        except Exception as exc:
+            return False, f"docker exec failed: {exc}"
+        if code in (124, 137):
+            return False, f"timed out after {timeout_s:g} s"
+        return code == 0, f"exit code {code}"
+
+    def close(self) -> None:
+        """Kill whatever is left and remove the container (its logs are in the replica's
+        log file)."""
+        if self.id:
+            self.kill()
+        for thread in self._threads:
+            thread.join(timeout=2)
+        if self.container:
+            with contextlib.suppress(Exception):
+                self.placement.registry.remove_container(self.container)
+
+
+def _exit_of(code: int, oom: bool) -> Exit:
+    """An exit as the local replicas say it: a code above 128 is a signal's (128 + n)."""
+    if code > 128:
+        return Exit(None, code - 128, oom)
+    return Exit(code, None, oom)
+
+
+def _usage_of(stats: Mapping[str, Any]) -> Usage | None:
+    cpu = stats.get("cpu_stats") or {}
+    total = (cpu.get("cpu_usage") or {}).get("total_usage")
+    memory = stats.get("memory_stats") or {}
+    if total is None or "usage" not in memory:
+        return None
+    details = memory.get("stats") or {}
+    # The working set, as the kubelet counts it: usage less the inactive file cache.
+    inactive = details.get("total_inactive_file", details.get("inactive_file", 0))
+    throttling = cpu.get("throttling_data") or {}
+    periods = (
+        (int(throttling["periods"]), int(throttling["throttled_periods"]))
+        if throttling.get("periods")
+        else None
+    )
+    return Usage(int(total) / 1e9, max(0, int(memory["usage"]) - int(inactive)), periods)
+
+
+def _cgroup_of(pid: int) -> ReplicaCgroup | None:
+    """The container's cgroups on this host, read from its main process (v1 or v2)."""
+    if pid <= 0:
+        return None
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    dirs: dict[str, Path] = {}
+    version = 1
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if not controllers:
+            version = 2 if len(lines) == 1 else version
+            dirs[""] = CGROUP_ROOT / path.lstrip("/")
+        for controller in controllers.split(","):
+            if controller in ("memory", "cpu", "cpuacct", "freezer", "pids"):
+                dirs[controller] = CGROUP_ROOT / controller / path.lstrip("/")
+    dirs = {k: v for k, v in dirs.items() if v.is_dir()}
+    if version == 1:
+        dirs.pop("", None)
+    if not dirs:
+        return None
+    return ReplicaCgroup(version, dirs)
