@@ -47,13 +47,36 @@ def capacity(session: nox.Session) -> None:
 
 def _stressbed(session: nox.Session, command: str) -> None:
     """``stressbed COMMAND`` with the session's arguments, ending with stressbed's exit code."""
-    wants_cluster = "kubernetes" in session.posargs or (
-        os.environ.get("STRESSBED_BACKEND") == "kubernetes"
-    )
-    # The kubernetes backend's Python packages only when a run asks for that backend.
-    session.install(".[kubernetes]" if wants_cluster else ".")
+    # A backend's own Python packages only when a run asks for that backend.
+    extras = [name for name in ("kubernetes", "docker") if _wants(session, name)]
+    session.install(f".[{','.join(extras)}]" if extras else ".")
     argv = [str(Path(session.bin) / "stressbed"), command, *session.posargs]
     session.log(" ".join(["stressbed", command, *session.posargs]))
+    code = _run_to_the_end(argv, {**os.environ, **ENV, "PATH": _path(session)})
+    if code != 0:
+        raise SystemExit(code)
+
+
+def _wants(session: nox.Session, backend: str) -> bool:
+    """Whether the run asks for ``backend`` (``--backend NAME``, ``--backend=NAME`` or
+    ``$STRESSBED_BACKEND``)."""
+    args = session.posargs
+    given = [b for a, b in zip(args, args[1:], strict=False) if a == "--backend"]
+    given += [a.split("=", 1)[1] for a in args if a.startswith("--backend=")]
+    return backend in given or os.environ.get("STRESSBED_BACKEND") == backend
+
+
+@nox.session
+def images(session: nox.Session) -> None:
+    """The Docker backend's images: nox -s images [-- base | build] (default build).
+
+    base: the base image from Debian packages (debootstrap, as root; about a minute, once per
+    machine); build: that if missing, then the agent and runner images from this checkout
+    (cached by their inputs' hash). No registry is asked for anything.
+    """
+    session.install(".[docker]")
+    what = session.posargs or ["build"]
+    argv = [str(Path(session.bin) / "stressbed"), "images", *what]
     code = _run_to_the_end(argv, {**os.environ, **ENV, "PATH": _path(session)})
     if code != 0:
         raise SystemExit(code)
