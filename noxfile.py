@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import itertools
 import os
 import signal
 import subprocess
@@ -61,7 +62,7 @@ def _wants(session: nox.Session, backend: str) -> bool:
     """Whether the run asks for ``backend`` (``--backend NAME``, ``--backend=NAME`` or
     ``$STRESSBED_BACKEND``)."""
     args = session.posargs
-    given = [b for a, b in zip(args, args[1:], strict=False) if a == "--backend"]
+    given = [b for a, b in itertools.pairwise(args) if a == "--backend"]
     given += [a.split("=", 1)[1] for a in args if a.startswith("--backend=")]
     return backend in given or os.environ.get("STRESSBED_BACKEND") == backend
 

@@ -30,7 +30,10 @@ def image():
     if shutil.which("docker") is None:
         pytest.skip("no docker command on this machine")
     try:
-        from stressbed.backends.docker import _engine, images
+        from stressbed.backends.docker import (  # noqa: PLC0415 - the extra may be missing
+            _engine,
+            images,
+        )
     except ImportError as exc:
         pytest.skip(f"the docker extra is not installed ({exc.name})")
     try:

@@ -25,8 +25,7 @@ import docker
 import docker.errors
 
 from ...fleet.oom import CGROUP_ROOT
-from ..local._cgroups import ReplicaCgroup
-from ..local._replica import Exit, Usage
+from ..local import Exit, ReplicaCgroup, Usage
 from ._engine import Registry
 
 __all__ = ["ContainerReplica", "Placement"]

@@ -16,9 +16,7 @@ from ...scenario.model import Scenario
 from ...stack.quantities import parse_cpu
 from ...stack.spec import StackSpec
 from ..base import Backend, Capability, EventSink, Fleet, FleetSpec, Stack
-from ..local._faults import FAULT_KINDS
-from ..local.fleet import LocalFleet
-from ..local.stack import LocalOptions
+from ..local import FAULT_KINDS, LocalFleet, LocalOptions
 from . import images
 from ._engine import Registry, connect, sweep
 from .fleet import DockerFleet

@@ -22,7 +22,7 @@ import docker.errors
 
 from ...errors import ProvisionError
 from ...stack.spec import StackSpec
-from ..local._replica import ReplicaProcess
+from ..local import ReplicaProcess
 from ..local.balancer import BalancerProcess
 from ..local.stack import LocalOptions, LocalStack, _Replica
 from ._container import DATA_DIR, ContainerReplica, Placement

@@ -10,8 +10,24 @@ applies the pure controllers of :mod:`stressbed.stack` to them (``stack``), the 
 the app layer.
 """
 
+from ._cgroups import ReplicaCgroup
+from ._faults import FAULT_KINDS
+from ._replica import Exit, ReplicaProcess, Usage
 from .backend import LocalBackend
-from .fleet import LocalFleet
+from .fleet import LocalFleet, RunnerHandle
 from .stack import LocalOptions, LocalStack
 
-__all__ = ["LocalBackend", "LocalFleet", "LocalOptions", "LocalStack"]
+# What another backend built on this one's controller uses (the Docker backend's containers
+# take a process's place: the same Exit, Usage and cgroup view).
+__all__ = [
+    "FAULT_KINDS",
+    "Exit",
+    "LocalBackend",
+    "LocalFleet",
+    "LocalOptions",
+    "LocalStack",
+    "ReplicaCgroup",
+    "ReplicaProcess",
+    "RunnerHandle",
+    "Usage",
+]

@@ -36,6 +36,7 @@ from ...stack.probes import ReplicaProbes
 from ...stack.spec import StackSpec, quota_denial
 from ..base import new_event
 from ..scrape import Scraper
+from ._diagnose import crash_looping, not_ready_reason
 from ._faults import Hook, LocalFaults
 from ._metrics import UsageFeed
 from ._probing import ProbePool
@@ -45,8 +46,6 @@ from .balancer import BalancerProcess
 __all__ = ["LocalOptions", "LocalStack"]
 
 TICK_S = 0.05
-#: Provisioning stops waiting once a replica has ended this many times without being ready.
-CRASH_LOOP_BEFORE_READY = 3
 #: What a replica inherits of stressbed's environment: nothing else of the shell (no cloud
 #: credentials, no admin token) reaches the target; the StackSpec's env and secrets come on
 #: top, and the run's own token for the target's fault hook when its spec declares one.
@@ -557,46 +556,12 @@ class LocalStack:
     # -- reporting ----------------------------------------------------------------------
 
     def _crash_looping(self) -> str | None:
-        """A replica that keeps ending before it was ever ready: no use waiting out the ready
-        timeout (Kubernetes would call it CrashLoopBackOff)."""
-        for replica in self.replicas:
-            if replica.ever_ready or replica.life.crashes < CRASH_LOOP_BEFORE_READY:
-                continue
-            ends = [
-                e
-                for e in self._events
-                if e.get("replica") == replica.name
-                and e["event"] in ("crashed", "oom-killed", "stopped")
-            ]
-            last = ends[-1] if ends else {}
-            why = str(last.get("after") or last.get("reason") or "unknown")
-            log = self.work_dir / "replicas" / f"{replica.name}.log"
-            try:
-                lines = [x for x in log.read_text(errors="replace").splitlines() if x.strip()]
-            except OSError:
-                lines = []
-            said = f": {lines[-1][:200]}" if lines else ""
-            return (
-                f"replica {replica.name} ended {replica.life.crashes} times before it was ever "
-                f"ready (last: {why}); log: {log}{said}"
-            )
-        return None
+        return crash_looping(self.replicas, self._events, self.work_dir / "replicas")
 
     def _not_ready_reason(self) -> str:
-        for replica in self.replicas:
-            if replica.life.ready:
-                continue
-            mine = [e["event"] for e in self._events if e.get("replica") == replica.name]
-            started = replica.probes is not None and replica.probes.started
-            kind = "readiness" if started else "startup"
-            seen = replica.last_probe.get(kind)
-            detail = f"; last {kind} probe: {seen}" if seen else ""
-            log = self.work_dir / "replicas" / f"{replica.name}.log"
-            return (
-                f"replica {replica.name} not ready within {self.options.ready_timeout_s:g} s "
-                f"(last event: {mine[-1] if mine else 'none'}{detail}; log: {log})"
-            )
-        return f"replicas not ready within {self.options.ready_timeout_s:g} s"
+        return not_ready_reason(
+            self.replicas, self._events, self.work_dir / "replicas", self.options.ready_timeout_s
+        )
 
     def _event(self, kind: str, **fields: Any) -> None:
         event = new_event("stack", kind, **fields)

@@ -22,6 +22,7 @@ from stressbed.app.execute import execute
 from stressbed.app.plan import RunOptions, plan
 from stressbed.backends.docker import images
 from stressbed.backends.docker._engine import LABEL_OWNER, LABEL_RUN, sweep
+from stressbed.backends.docker._engine import owner as me
 from stressbed.backends.docker.backend import DockerBackend
 from stressbed.errors import ProvisionError
 
@@ -113,10 +114,7 @@ def test_what_a_killed_run_left_is_swept_by_the_next_run(engine, built, tmp_path
         proc.kill()  # kill -9: no teardown at all
         proc.communicate()
     owner = _runner_containers(engine, proc.pid)[0]["Labels"][LABEL_OWNER]
-    left = [
-        c
-        for c in engine.api.containers(all=True, filters={"label": f"{LABEL_OWNER}={owner}"})
-    ]
+    left = [c for c in engine.api.containers(all=True, filters={"label": f"{LABEL_OWNER}={owner}"})]
     assert {c["Labels"]["stressbed.role"] for c in left} >= {"replica", "runner"}
     # The next run's preflight removes what a stressbed that no longer runs left.
     DockerBackend().preflight(None)
@@ -136,17 +134,20 @@ def test_gc_removes_what_dead_runs_left_and_only_that(engine, built, tmp_path, n
         return made["Id"]
 
     dead = sleeper(f"{socket.gethostname()}:999999999:1")  # no such process
-    from stressbed.backends.docker._engine import owner as me
-
     alive = sleeper(me())
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "stressbed", "gc"], capture_output=True, text=True, timeout=60
+            [sys.executable, "-m", "stressbed", "gc"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
         assert done.returncode == 0, done.stderr
         assert "removed 1 object(s)" in done.stdout
         ids = {c["Id"] for c in engine.api.containers(all=True, filters={"label": LABEL_RUN})}
-        assert dead not in ids and alive in ids
+        assert dead not in ids
+        assert alive in ids
     finally:
         sweep(engine, everything=True)
 
@@ -154,6 +155,7 @@ def test_gc_removes_what_dead_runs_left_and_only_that(engine, built, tmp_path, n
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "stressbed", "run", "--backend", "docker", *args],
+        check=False,
         capture_output=True,
         text=True,
         timeout=120,
@@ -166,7 +168,8 @@ def test_no_engine_is_one_line_and_exit_2(tmp_path):
     done = _run("--results", str(tmp_path), env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock"})
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()
-    assert "no socket at" in line and "dockerd" in line
+    assert "no socket at" in line
+    assert "dockerd" in line
     assert not any(tmp_path.iterdir())  # nothing was started
 
 
@@ -177,12 +180,19 @@ def test_a_target_image_not_on_the_engine_is_exit_2(engine, tmp_path, no_leftove
         "        image: stressbed-test-missing:never\n"
     )
     done = _run(
-        "--scenario", "ingest_mix", "--profiles", str(profile), "--profile", "x",
-        "--results", str(tmp_path / "r"),
+        "--scenario",
+        "ingest_mix",
+        "--profiles",
+        str(profile),
+        "--profile",
+        "x",
+        "--results",
+        str(tmp_path / "r"),
     )
     assert done.returncode == 2, done.stderr
     (line,) = done.stderr.strip().splitlines()
-    assert "stressbed-test-missing:never" in line and "docker load" in line
+    assert "stressbed-test-missing:never" in line
+    assert "docker load" in line
 
 
 @needs_k6
@@ -200,11 +210,13 @@ def test_a_port_that_is_taken_is_exit_2_and_leaves_nothing(engine, built, tmp_pa
 
 def test_a_build_that_fails_is_a_provision_error(engine, built, tmp_path):
     checkout = tmp_path / "checkout"
-    shutil.copytree(ROOT / "agent", checkout / "agent", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "agent", checkout / "agent", ignore=shutil.ignore_patterns("__pycache__")
+    )
     shutil.copytree(ROOT / "runner", checkout / "runner")
     dockerfile = checkout / "agent" / "Dockerfile"
     dockerfile.write_text(dockerfile.read_text() + "\nRUN exit 7\n")
-    with pytest.raises(ProvisionError, match="building stressbed-agent:.* failed"):
+    with pytest.raises(ProvisionError, match=r"building stressbed-agent:.* failed"):
         images.ensure_image(engine, "agent", built["base"], images.Checkout(checkout), print)
 
 

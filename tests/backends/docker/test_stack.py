@@ -7,6 +7,7 @@ Traffic goes only to 127.0.0.1 (the stack's balancer) and to the run's own bridg
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from dataclasses import replace
 from pathlib import Path
@@ -95,7 +96,8 @@ def test_replicas_run_with_the_pods_limits_and_security_and_nothing_is_left(
             assert info["Config"]["User"] == "10001:10001"
             assert info["Config"]["Image"] == built["agent"]
             # The agent listens on the container's own address, on the spec's port.
-            assert "--host" in info["Args"] and "0.0.0.0" in info["Args"]
+            assert "--host" in info["Args"]
+            assert "0.0.0.0" in info["Args"]
         # Inside: not root, and the root filesystem refuses a write.
         one = containers[0]["Id"]
         made = engine.api.exec_create(one, ["sh", "-c", "id -u; touch /x || echo refused"])
@@ -103,7 +105,8 @@ def test_replicas_run_with_the_pods_limits_and_security_and_nothing_is_left(
         assert said.split() == ["10001", "refused"] or said.strip().startswith("10001")
         assert "refused" in said
         report = stack.report()
-        assert report["backend"] == "docker" and report["enforcement"] == "docker"
+        assert report["backend"] == "docker"
+        assert report["enforcement"] == "docker"
         assert report["security"]["user"] == 10001
         assert report["labels"] == {"stressbed.run": stack.registry.run}
         # The usage series comes from the Engine's stats.
@@ -123,9 +126,7 @@ def test_a_replica_that_allocates_past_its_limit_is_reported_oom_killed(
     # and the container's state says OOMKilled.
     hog = "b = bytearray(256 * 2**20); import time; time.sleep(60)"
     spec = StackSpec(
-        target=Target(
-            "hog", 8080, image=built["base"], image_args=("python3", "-c", hog)
-        ),
+        target=Target("hog", 8080, image=built["base"], image_args=("python3", "-c", hog)),
         replicas=1,
         limits=Resources(500, 64 * MI),
         requests=Resources(100, 32 * MI),
@@ -154,15 +155,16 @@ def test_a_failing_liveness_probe_restarts_the_container(engine, built, tmp_path
     try:
         stack.provision()
         first = inspect(engine, stack.registry.run)[0]["Id"]
-        assert wait_for(
-            lambda: any(e["event"] == "restarted" for e in stack.events), 60
-        ), [e["event"] for e in stack.events]
+        assert wait_for(lambda: any(e["event"] == "restarted" for e in stack.events), 60), [
+            e["event"] for e in stack.events
+        ]
         assert wait_for(lambda: inspect(engine, stack.registry.run), 30)
         now = inspect(engine, stack.registry.run)[0]["Id"]
     finally:
         stack.teardown()
     kinds = [e["event"] for e in stack.events]
-    assert "liveness-failed" in kinds and "terminating" in kinds
+    assert "liveness-failed" in kinds
+    assert "terminating" in kinds
     assert now != first  # a new container: the old one was stopped and removed
     assert stack.report()["replicas"]["restarts"]["agent-0"] >= 1
 
@@ -177,8 +179,6 @@ def test_the_autoscaler_scales_out_under_cpu_load(engine, built, tmp_path, no_le
         stack.provision()
         # A CPU hog in the container's cgroup: half a core against a 100m request.
         hog = replace(fault.cpu(share=0.5, at="0s", lasting="60s"), name="hog")
-        import time
-
         stack.schedule_faults([hog], time.time())
         assert wait_for(lambda: any(e["event"] == "scaled" for e in stack.events), 60), [
             e["event"] for e in stack.events
@@ -187,7 +187,8 @@ def test_the_autoscaler_scales_out_under_cpu_load(engine, built, tmp_path, no_le
     finally:
         stack.teardown()
     scaled = next(e for e in stack.events if e["event"] == "scaled")
-    assert scaled["from"] == 1 and scaled["to"] > 1
+    assert scaled["from"] == 1
+    assert scaled["to"] > 1
     applied = next(e for e in stack.events if e["event"] == "fault-applied")
     assert applied["how"] == "a CPU hog in the replica's cgroup"
     peak = max(p["cpu_m"] for row in stack.series for p in row["pods"].values())
