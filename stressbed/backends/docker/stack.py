@@ -91,7 +91,8 @@ class DockerStack(LocalStack):
     def _prepare(self) -> None:
         image = self._image_of()  # built from the checkout, or found on the engine
         network = self.network.ensure()
-        data = self.work_dir / "data"  # {data}: shared by every replica, kept with the run
+        # {data}: shared by every replica, kept with the run (the engine takes absolute paths).
+        data = (self.work_dir / "data").resolve()
         data.mkdir(parents=True, exist_ok=True)
         user = self.spec.security.run_as_user
         try:

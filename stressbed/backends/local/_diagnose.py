@@ -50,9 +50,11 @@ def crash_looping(
             e
             for e in events
             if e.get("replica") == replica.name
-            and e["event"] in ("crashed", "oom-killed", "stopped")
+            and e["event"] in ("start-failed", "crashed", "oom-killed", "stopped")
         ]
         last = ends[-1] if ends else {}
+        if len(ends) > 1 and ends[-2]["event"] == "start-failed":
+            last = ends[-2]  # it never started: why, not the exit code that stands for it
         why = str(last.get("after") or last.get("reason") or "unknown")
         log = logs / f"{replica.name}.log"
         line = _last_line(log)
