@@ -1,7 +1,7 @@
 """One run of a replica as a container, with the limits and the security a pod's has.
 
 :class:`ContainerReplica` is what the local stack's controller drives in place of a process
-(:class:`~stressbed.backends.local._replica.ReplicaProcess`, the same methods): each start is
+(a :class:`~stressbed.backends.local.ReplicaRun`, as a process is): each start is
 a new container of the target's image on the run's network, with the StackSpec's limits as
 Docker's (``mem_limit`` with no swap, ``nano_cpus``, ``pids_limit``; the requests as
 ``cpu_shares`` and ``mem_reservation``), as user 10001 with a read-only root filesystem, a

@@ -22,7 +22,7 @@ import docker.errors
 
 from ...errors import ProvisionError
 from ...stack.spec import StackSpec
-from ..local import ReplicaProcess
+from ..local import ReplicaRun
 from ..local.balancer import BalancerProcess
 from ..local.stack import LocalOptions, LocalStack, _Replica
 from ._container import DATA_DIR, ContainerReplica, Placement
@@ -106,7 +106,7 @@ class DockerStack(LocalStack):
     def _make_balancer(self) -> BalancerProcess:
         return BalancerProcess(self.options.host, self.options.port, also=(self.network.gateway,))
 
-    def _launch(self, replica: _Replica) -> ReplicaProcess:
+    def _launch(self, replica: _Replica) -> ReplicaRun:
         spec = self.spec
         assert self._placement is not None
         replica.port = spec.target.port  # its own address: the target's port, as in a pod
@@ -117,7 +117,7 @@ class DockerStack(LocalStack):
             for part in spec.target.image_args
         ]
         env = self._replica_env(DATA_DIR, replica.port, "0.0.0.0", inherit=False)
-        container = ContainerReplica(
+        return ContainerReplica(
             replica.name,
             self._placement,
             args,
@@ -129,7 +129,6 @@ class DockerStack(LocalStack):
             memory_request=spec.requests.memory,
             security=spec.security,
         )
-        return container  # type: ignore[return-value]  # the same methods as a process
 
     # -- reporting ------------------------------------------------------------------------
 

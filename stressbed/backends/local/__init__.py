@@ -12,7 +12,7 @@ the app layer.
 
 from ._cgroups import ReplicaCgroup
 from ._faults import FAULT_KINDS
-from ._replica import Exit, ReplicaProcess, Usage
+from ._replica import Exit, ReplicaProcess, ReplicaRun, Usage
 from .backend import LocalBackend
 from .fleet import LocalFleet, RunnerHandle
 from .stack import LocalOptions, LocalStack
@@ -28,6 +28,7 @@ __all__ = [
     "LocalStack",
     "ReplicaCgroup",
     "ReplicaProcess",
+    "ReplicaRun",
     "RunnerHandle",
     "Usage",
 ]

@@ -45,7 +45,7 @@ from typing import Any, Protocol
 from ...fleet.process import die_with_parent
 from ...scenario.faults import Fault
 from ...stack.spec import FaultHook
-from ._replica import ReplicaProcess
+from ._replica import ReplicaRun
 
 __all__ = ["FAULT_KINDS", "Hook", "LocalFaults"]
 
@@ -93,7 +93,7 @@ class _Replica(Protocol):
     @property
     def name(self) -> str: ...
 
-    process: ReplicaProcess | None
+    process: ReplicaRun | None
     port: int
     host: str
 
@@ -136,7 +136,7 @@ class _Armed:
     applied: bool = False
     ended: bool = False
     #: What was hit: (replica name, the process then running it).
-    hit: list[tuple[str, ReplicaProcess]] = field(default_factory=list)
+    hit: list[tuple[str, ReplicaRun]] = field(default_factory=list)
     on_path: bool = False  # a toxic in the balancer
     scope: list[str] | None = None  # the replicas a toxic is on (None: every one)
     hogs: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -240,14 +240,14 @@ class LocalFaults:
             item.ended = True
 
     @staticmethod
-    def _how(kind: str, hit: Sequence[tuple[str, ReplicaProcess]]) -> str:
+    def _how(kind: str, hit: Sequence[tuple[str, ReplicaRun]]) -> str:
         """How a kind of fault is applied: said by what runs the replicas where it has its
         own way (a container's), else this module's."""
         own = hit[0][1].how if hit else {}
         return own.get(kind, _HOW[kind])
 
     @staticmethod
-    def _freeze(processes: Sequence[ReplicaProcess]) -> bool:
+    def _freeze(processes: Sequence[ReplicaRun]) -> bool:
         """Every one frozen whole (its cgroup's freezer); False (and none left frozen) where
         one cannot be or the kernel did not take it: the caller stops them with SIGSTOP."""
         if not all(p.can_freeze for p in processes):
@@ -278,7 +278,7 @@ class LocalFaults:
             "fault-skipped", fault=item.fault.name, fault_kind=item.fault.kind, reason=reason
         )
 
-    def _hogs(self, fault: Fault, process: ReplicaProcess) -> list[subprocess.Popen[bytes]]:
+    def _hogs(self, fault: Fault, process: ReplicaRun) -> list[subprocess.Popen[bytes]]:
         """The hog processes of one replica, each moved into its cgroup before it runs."""
         group = process.group
         assert group is not None

@@ -20,13 +20,13 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from ...errors import ConfigError
 from ...fleet.process import die_with_parent
 from . import _cgroups
 
-__all__ = ["Exit", "ReplicaProcess", "Usage", "check_executable", "run_command"]
+__all__ = ["Exit", "ReplicaProcess", "ReplicaRun", "Usage", "check_executable", "run_command"]
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PAGE = resource.getpagesize()
@@ -59,6 +59,34 @@ class Usage:
     #: The cgroup's CFS periods so far and those in which the quota throttled it (None
     #: without a cgroup): the share throttled says a replica is held back by its CPU limit.
     periods: tuple[int, int] | None = None
+
+
+class ReplicaRun(Protocol):
+    """What runs one replica as the controller drives it: a :class:`ReplicaProcess` here, a
+    container on the Docker backend. Started once, watched, measured, signalled, closed."""
+
+    name: str
+    env: dict[str, str]
+    #: Where it answers ("" for the stack's own host).
+    host: str
+    #: Its cgroups on this host, for a hog to enter (None: no cgroup to hold a hog to).
+    group: _cgroups.ReplicaCgroup | None
+    how: ClassVar[Mapping[str, str]]
+
+    @property
+    def enforcement(self) -> str: ...
+    @property
+    def enforced(self) -> bool: ...
+    @property
+    def can_freeze(self) -> bool: ...
+    def start(self) -> dict[str, object]: ...
+    def poll(self) -> Exit | None: ...
+    def usage(self) -> Usage | None: ...
+    def signal(self, signum: int) -> None: ...
+    def kill(self) -> None: ...
+    def freeze(self, frozen: bool) -> bool: ...
+    def exec_probe(self, command: Sequence[str], timeout_s: float) -> tuple[bool, str]: ...
+    def close(self) -> None: ...
 
 
 class ReplicaProcess:

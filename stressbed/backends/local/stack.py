@@ -40,7 +40,7 @@ from ._diagnose import crash_looping, not_ready_reason
 from ._faults import Hook, LocalFaults
 from ._metrics import UsageFeed
 from ._probing import ProbePool
-from ._replica import Exit, ReplicaProcess, Usage, check_executable
+from ._replica import Exit, ReplicaProcess, ReplicaRun, Usage, check_executable
 from .balancer import BalancerProcess
 
 __all__ = ["LocalOptions", "LocalStack"]
@@ -78,7 +78,7 @@ class _Replica:
     life: Lifecycle
     port: int = 0
     host: str = ""  # where the replica answers (its probes, the balancer, the fault hook)
-    process: ReplicaProcess | None = None
+    process: ReplicaRun | None = None
     probes: ReplicaProbes | None = None
     ever_ready: bool = False
     last_probe: dict[str, str] = field(default_factory=dict)  # kind -> what it saw last
@@ -123,7 +123,7 @@ class LocalStack:
         self._feed = UsageFeed(self.spec, self.options.metrics_window_s)
         self._ordinal = 0
         self._balancer: BalancerProcess | None = None
-        self._probes: ProbePool[ReplicaProcess] = ProbePool()
+        self._probes: ProbePool[ReplicaRun] = ProbePool()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
@@ -338,7 +338,7 @@ class LocalStack:
         for event in replica.probes.initial_events():
             self._apply(replica, event, now, "")
 
-    def _launch(self, replica: _Replica) -> ReplicaProcess:
+    def _launch(self, replica: _Replica) -> ReplicaRun:
         """What runs the replica, not yet started: here a process on this machine, on a free
         loopback port (``replica.port``). Another backend's stack gives its own (a container)."""
         spec = self.spec
