@@ -18,6 +18,8 @@ Images are a cache: a run's teardown never removes them.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import io
 import os
@@ -29,7 +31,7 @@ import tarfile
 import tempfile
 import time
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -201,8 +203,31 @@ def ensure_base(client: Any, tag: str | None, say: Say) -> str:
                 "an image on the engine (docker load it; no registry is asked), or none: "
                 f"stressbed makes {base_tag()} from Debian packages",
             ) from None
-    make_base(client, wanted, say)
+    # One maker at a time on this machine: a run (or `stressbed images base`) that finds
+    # another making it waits for that one, then finds the image.
+    with _machine_lock("base"):
+        try:
+            return str(client.images.get(wanted).id)
+        except docker.errors.ImageNotFound:
+            make_base(client, wanted, say)
     return str(client.images.get(wanted).id)
+
+
+@contextlib.contextmanager
+def _machine_lock(name: str) -> Iterator[None]:
+    """An exclusive lock of this machine's stressbed processes (a file lock in the cache)."""
+    directory = _cache()
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / f"{name}.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "stressbed"
 
 
 def make_base(client: Any, tag: str, say: Say) -> None:
@@ -305,10 +330,16 @@ def _wheels(checkout: Checkout, spec: ImageSpec, python: str, say: Say) -> Path:
     if spec.builds_source:
         wanted += checkout.build_requires()
     key = hashlib.sha256("\n".join([python, *wanted]).encode()).hexdigest()[:16]
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "stressbed"
-    target = cache / "wheels" / f"{spec.name}-py{python}-{key}"
+    target = _cache() / "wheels" / f"{spec.name}-py{python}-{key}"
     if (target / ".complete").exists():
         return target
+    with _machine_lock("wheels"):  # another process may be downloading them: wait for it
+        if not (target / ".complete").exists():
+            _download(checkout, spec, python, target, say)
+    return target
+
+
+def _download(checkout: Checkout, spec: ImageSpec, python: str, target: Path, say: Say) -> None:
     say(f"downloading the {spec.name} image's Python packages for Python {python}")
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -346,7 +377,6 @@ def _wheels(checkout: Checkout, spec: ImageSpec, python: str, say: Say) -> Path:
     (partial / ".complete").write_text("")
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
-    return target
 
 
 def _inputs_hash(base_id: str, files: Iterable[tuple[str, Path]]) -> str:
