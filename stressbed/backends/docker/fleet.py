@@ -14,6 +14,7 @@ through the host's network (the runners then share this machine's network namesp
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import threading
@@ -159,7 +160,11 @@ class DockerFleet(LocalFleet):
         return host in LOOPBACK and not self.network.gateway
 
     def _target_env(self) -> dict[str, str]:
-        env = {**self.env, "K6_NO_USAGE_REPORT": "true"}
+        # What a local runner inherits and the bundle reads (its env variables, secrets among
+        # them), then the run's own (TARGET_URL, the stack's secrets).
+        wanted = _env_names(self.bundle / "config.json")
+        env = {n: os.environ[n] for n in sorted(wanted) if n in os.environ}
+        env |= {**self.env, "K6_NO_USAGE_REPORT": "true"}
         url = urllib.parse.urlsplit(env.get("TARGET_URL", ""))
         if url.hostname in LOOPBACK and self.network.gateway:
             # The stack's balancer listens on the network's gateway at the same port.
@@ -209,3 +214,25 @@ class DockerFleet(LocalFleet):
             registry.remove_container(name)
             raise ReleaseFailed(f"runner {index}: its container did not start: {exc}") from None
         return ContainerRunner(registry, created["Id"], name, out / "runner.log")
+
+
+def _env_names(config: Path) -> set[str]:
+    """The environment variables a rendered bundle reads (``["gen", "env", {"name": ...}]``)."""
+    try:
+        document = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    found: set[str] = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, list):
+            if len(node) == 3 and node[:2] == ["gen", "env"] and isinstance(node[2], dict):
+                found.add(str(node[2].get("name")))
+            for item in node:
+                walk(item)
+        elif isinstance(node, dict):
+            for item in node.values():
+                walk(item)
+
+    walk(document)
+    return found

@@ -26,6 +26,7 @@ from stressbed.backends.docker._engine import owner as me
 from stressbed.backends.docker.backend import DockerBackend
 from stressbed.errors import ProvisionError
 
+from ...agent.helpers import AgentProcess
 from ...conftest import needs_k6
 from .conftest import labelled, wait_for
 
@@ -66,6 +67,31 @@ def test_a_run_passes_and_leaves_nothing(engine, built, tmp_path, no_leftovers, 
     assert summary["start_skew_ms"] is not None
     run = summary["stack"]["labels"]["stressbed.run"]
     assert labelled(engine, run) == []
+
+
+@needs_k6
+def test_runner_containers_load_a_target_url_on_loopback(engine, built, tmp_path, no_leftovers):
+    # Nothing provisioned: the runners share the host's network to reach 127.0.0.1.
+    agent = AgentProcess(env={"STRESSBED_AGENT_TOKEN": "tok-docker-target"})
+    try:
+        agent.wait_listening()
+        os.environ["STRESSBED_AGENT_TOKEN"] = "tok-docker-target"
+        options = RunOptions(
+            scenario="ingest_mix",
+            backend="docker",
+            target_url=agent.url,
+            runners=2,
+            duration="4s",
+            results=tmp_path / "r",
+        )
+        report = execute(plan(options))
+    finally:
+        os.environ.pop("STRESSBED_AGENT_TOKEN", None)
+        agent.stop()
+    summary = summary_of(tmp_path / "r")
+    assert report.exit_code == 0, summary["message"]
+    assert [r["status"] for r in summary["runners"]] == ["ok", "ok"]
+    assert summary["metrics"]["http_reqs"]["count"] > 0
 
 
 def _stressbed(*args: str, results: Path) -> subprocess.Popen[bytes]:
