@@ -35,7 +35,8 @@ def backend_class(name: str) -> type[Backend]:
     """The class registered as ``name``; ConfigError for an unknown name or a missing extra."""
     entry = BACKENDS.get(name)
     if entry is None:
-        raise ConfigError("--backend", name, " or ".join(map(repr, BACKENDS)))
+        *others, last = map(repr, BACKENDS)
+        raise ConfigError("--backend", name, f"{', '.join(others)} or {last}")
     module_name, _, class_name = entry["class"].partition(":")
     try:
         module = importlib.import_module(module_name)

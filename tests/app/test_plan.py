@@ -144,7 +144,7 @@ def test_the_cli_says_so_on_one_line_and_creates_nothing(tmp_path, args, line):
     [
         (
             {"backend": "cloud"},
-            "--backend: got 'cloud'; expected 'local' or 'kubernetes'",
+            "--backend: got 'cloud'; expected 'local', 'docker' or 'kubernetes'",
         ),
         (
             {"backend_options": {"port": 70000}},

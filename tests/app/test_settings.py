@@ -71,6 +71,8 @@ def test_each_layer_overrides_the_one_below_and_says_so(profiles):
         "image_pull_policy": "default",
         "runner_cpu": "default",
         "runner_memory": "default",
+        "runners_local": "default",
+        "base_image": "default",
         "stack.replicas": f"profile ci ({profiles})",
         "stack.limits.memory": f"profile ci ({profiles})",
         "stack.autoscaler.max_replicas": f"profile ci ({profiles})",

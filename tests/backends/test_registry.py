@@ -18,7 +18,7 @@ def test_a_name_gives_its_backend_built_from_its_own_options():
 def test_an_unknown_name_lists_the_known_ones():
     with pytest.raises(ConfigError) as error:
         registry.backend_class("cloud")
-    assert str(error.value) == "--backend: got 'cloud'; expected 'local' or 'kubernetes'"
+    assert str(error.value) == "--backend: got 'cloud'; expected 'local', 'docker' or 'kubernetes'"
 
 
 def test_a_backend_whose_extra_is_missing_says_what_to_install(monkeypatch):
