@@ -206,6 +206,6 @@ def counting_result(index: int, requests: int, started: float, ended: float) -> 
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The Docker backend's tests run last: by then the base image that ``.ci/run`` makes in
-    the background (a minute of debootstrap) is ready, and no test waits for it."""
+    """The Docker backend's tests run last, after every test that measures speed: their image
+    builds and containers take nothing from those."""
     items.sort(key=lambda item: "/backends/docker/" in item.nodeid.replace("\\", "/"))

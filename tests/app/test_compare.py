@@ -40,7 +40,7 @@ scenario = Scenario(
         Workload(
             "beat",
             api.heartbeat(),
-            ConstantArrivalRate(rate=40, duration="8s", pre_allocated_vus=10, max_vus=40),
+            ConstantArrivalRate(rate=40, duration="6s", pre_allocated_vus=10, max_vus=40),
         )
     ],
 )

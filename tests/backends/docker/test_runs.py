@@ -46,7 +46,7 @@ def test_a_run_passes_and_leaves_nothing(engine, built, tmp_path, no_leftovers, 
         backend="docker",
         backend_options={"runners_local": runners_local},
         runners=2,
-        duration="6s",
+        duration="4s",
         # Relative, as `nox -s stress`'s results/ is: the engine's mounts need absolute paths.
         results=Path(os.path.relpath(tmp_path / "r")),
     )
