@@ -191,6 +191,13 @@ def bench_scrape(session: nox.Session) -> None:
     session.run("python", "tools/bench_scrape.py", *session.posargs, env=ENV)
 
 
+@nox.session(name="bench_docker")
+def bench_docker(session: nox.Session) -> None:
+    """The Docker backend beside the local one: provisioning, teardown, latency, side by side."""
+    session.install(".[docker]")
+    session.run("python", "tools/bench_docker.py", *session.posargs, env=ENV)
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
     """k6 rate of a rendered scenario vs a hand-written script (needs nginx: nginx-light)."""
