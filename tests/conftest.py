@@ -205,7 +205,19 @@ def counting_result(index: int, requests: int, started: float, ended: float) -> 
     )
 
 
+#: Tests of the pure layers first: they measure no speed, so they may share the machine with
+#: the image builds ``.ci/run`` starts in the background; those that time a run come after.
+FIRST = ("tests/scenario/", "tests/results/", "tests/stack/", "tests/test_")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The Docker backend's tests run last, after every test that measures speed: their image
-    builds and containers take nothing from those."""
-    items.sort(key=lambda item: "/backends/docker/" in item.nodeid.replace("\\", "/"))
+    """The pure layers' tests first, the Docker backend's last (after every test that
+    measures speed: their image builds and containers take nothing from those)."""
+
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.replace("\\", "/")
+        if path.startswith(FIRST):
+            return 0
+        return 2 if path.startswith("tests/backends/docker/") else 1
+
+    items.sort(key=rank)
