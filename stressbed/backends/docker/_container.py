@@ -14,6 +14,7 @@ working set, CFS throttling) for the usage series and the autoscaler.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 import time
@@ -23,6 +24,7 @@ from typing import Any, ClassVar
 
 import docker
 import docker.errors
+import requests
 
 from ...fleet.oom import CGROUP_ROOT
 from ..local import Exit, ReplicaCgroup, Usage
@@ -60,7 +62,7 @@ class ContainerReplica:
     how: ClassVar[Mapping[str, str]] = {
         "kill": "docker kill (SIGKILL)",
         "freeze": "docker pause (the cgroup freezer)",
-        "pause": "SIGSTOP of the container's main process",
+        "pause": "SIGSTOP of the container's processes",
     }
 
     def __init__(
@@ -148,10 +150,13 @@ class ContainerReplica:
             self.id = created["Id"]
             self.client.api.start(self.id)
             info = self.client.api.inspect_container(self.id)
-        except docker.errors.DockerException as exc:
+            network = info["NetworkSettings"]["Networks"].get(placement.network) or {}
+            self.host = str(network.get("IPAddress") or "")
+            if not self.host:  # it ended at once: nothing answers for it (not loopback either)
+                raise OSError(f"{self.container} has no address on {placement.network}")
+        except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
+            self._never_started()
             raise OSError(f"the engine did not start {self.container}: {exc}") from None
-        network = info["NetworkSettings"]["Networks"].get(placement.network) or {}
-        self.host = str(network.get("IPAddress") or "")
         self.started_at = time.monotonic()
         self.group = _cgroup_of(int(info["State"].get("Pid") or 0))
         for target in (self._wait, self._copy_logs, self._read_stats):
@@ -161,6 +166,14 @@ class ContainerReplica:
             thread.start()
             self._threads.append(thread)
         return {"container": self.container, "address": self.host}
+
+    def _never_started(self) -> None:
+        """A start that failed half way: the container goes now, and nothing waits for it."""
+        self.exit = _exit_of(127, False)
+        self._ended.set()
+        with contextlib.suppress(Exception):
+            self.placement.registry.remove_container(self.container)
+        self.id = ""
 
     # -- following it -----------------------------------------------------------------
 
@@ -208,8 +221,14 @@ class ContainerReplica:
     # -- acting on it ----------------------------------------------------------------------
 
     def signal(self, signum: int) -> None:
-        """Send ``signum`` to the container (its init passes it on to the target)."""
+        """Send ``signum`` to the container (its init passes it on to the target); SIGSTOP
+        and SIGCONT, which an init does not pass on, to each of its processes here."""
         if self.exit is not None or not self.id:
+            return
+        if signum in (signal.SIGSTOP, signal.SIGCONT) and self.group is not None:
+            for pid in self.group.pids():
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signum)
             return
         with contextlib.suppress(Exception):
             self.client.api.kill(self.id, signal=int(signum))
@@ -312,7 +331,8 @@ def _cgroup_of(pid: int) -> ReplicaCgroup | None:
         for controller in controllers.split(","):
             if controller in ("memory", "cpu", "cpuacct", "freezer", "pids"):
                 dirs[controller] = CGROUP_ROOT / controller / path.lstrip("/")
-    dirs = {k: v for k, v in dirs.items() if v.is_dir()}
+    # Only where this process may move a hog in (root, as the engine's cgroups are root's).
+    dirs = {k: v for k, v in dirs.items() if os.access(v / "cgroup.procs", os.W_OK)}
     if version == 1:
         dirs.pop("", None)
     if not dirs:

@@ -11,6 +11,7 @@ run, and ``stressbed gc``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import threading
@@ -22,6 +23,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import requests
 
 from ...errors import ConfigError
 
@@ -40,6 +42,8 @@ LABEL_OWNER = "stressbed.owner"
 LABEL_ROLE = "stressbed.role"
 #: The Engine API calls' own timeout (a build or a pull has its own).
 API_TIMEOUT_S = 60
+#: What a call to the engine may raise: its answer, or the connection's failure.
+FAILURES = (docker.errors.DockerException, requests.RequestException)
 
 
 def connect() -> Any:
@@ -131,19 +135,54 @@ class Registry:
         return name
 
     def remove_container(self, name: str) -> None:
-        """Remove one (killed first if it runs); a container already gone is fine."""
-        with contextlib.suppress(docker.errors.NotFound):
+        """Remove one (killed first if it runs); one already gone, or going, is fine."""
+        try:
             self.client.api.remove_container(name, force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: its removal is already under way
+                raise
         with self._lock, contextlib.suppress(ValueError):
             self.containers.remove(name)
 
+    def remove_role(self, role: str) -> list[str]:
+        """Remove the run's containers of ``role`` (``runner``), found by their labels too
+        (one whose creation was still in flight when it was asked to go); what could not be."""
+        selector = [f"{LABEL_RUN}={self.run}", f"{LABEL_ROLE}={role}"]
+        left: list[str] = []
+        try:
+            found = self.client.api.containers(all=True, filters={"label": selector})
+        except FAILURES as exc:
+            return [f"the {role} containers could not be listed: {exc}"]
+        for container in found:
+            name = container["Names"][0].lstrip("/")
+            try:
+                self.remove_container(name)
+            except FAILURES as exc:
+                left.append(f"container {name}: {exc}")
+        return left
+
     def remove_all(self) -> list[str]:
-        """Remove every container, then every network, of the run; what could not be."""
+        """Remove every container, then every network, of the run (by name, then by label:
+        nothing whose creation was in flight is missed); what could not be removed."""
         left: list[str] = []
         for name in list(self.containers):
             try:
                 self.remove_container(name)
-            except docker.errors.DockerException as exc:
+            except FAILURES as exc:
+                left.append(f"container {name}: {exc}")
+        try:
+            labelled = self.client.api.containers(
+                all=True, filters={"label": f"{LABEL_RUN}={self.run}"}
+            )
+        except FAILURES:
+            labelled = []
+        for container in labelled:
+            name = container["Names"][0].lstrip("/")
+            try:
+                self.remove_container(name)
+            except FAILURES as exc:
                 left.append(f"container {name}: {exc}")
         for name in list(self.networks):
             try:
@@ -151,7 +190,7 @@ class Registry:
                     self.client.api.remove_network(name)
                 with self._lock:
                     self.networks.remove(name)
-            except docker.errors.DockerException as exc:
+            except FAILURES as exc:
                 left.append(f"network {name}: {exc}")
         return left
 
@@ -160,30 +199,44 @@ def sweep(
     client: Any, *, everything: bool = False, say: Callable[[str], None] | None = None
 ) -> int:
     """Remove what runs whose stressbed is gone left on the engine (with ``everything``, what
-    any run left, live ones too); how many objects were removed."""
+    any run left, live ones too); how many objects were removed. One that cannot be removed
+    (another sweep has it) is said and left."""
 
     def dead(labels: dict[str, str] | None) -> bool:
         return everything or not owner_alive((labels or {}).get(LABEL_OWNER, ""))
 
+    def remove(what: str, name: str, call: Callable[[], object]) -> int:
+        try:
+            call()
+        except docker.errors.NotFound:
+            return 0
+        except FAILURES as exc:
+            if say is not None:
+                say(f"could not remove {what} {name}: {exc}")
+            return 0
+        if say is not None:
+            say(f"removed {what} {name}")
+        return 1
+
+    api = client.api
     removed = 0
-    containers = client.api.containers(all=True, filters={"label": LABEL_RUN})
-    for found in containers:
+    for found in api.containers(all=True, filters={"label": LABEL_RUN}):
         if dead(found.get("Labels")):
-            with contextlib.suppress(docker.errors.NotFound):
-                client.api.remove_container(found["Id"], force=True, v=True)
-                removed += 1
-                if say is not None:
-                    say(f"removed container {found['Names'][0].lstrip('/')}")
-    for found in client.api.networks(filters={"label": LABEL_RUN}):
+            removed += remove(
+                "container",
+                found["Names"][0].lstrip("/"),
+                functools.partial(api.remove_container, found["Id"], force=True, v=True),
+            )
+    for found in api.networks(filters={"label": LABEL_RUN}):
         if dead(found.get("Labels")):
-            with contextlib.suppress(docker.errors.NotFound):
-                client.api.remove_network(found["Id"])
-                removed += 1
-                if say is not None:
-                    say(f"removed network {found['Name']}")
-    for found in client.api.volumes(filters={"label": LABEL_RUN}).get("Volumes") or []:
+            removed += remove(
+                "network", found["Name"], functools.partial(api.remove_network, found["Id"])
+            )
+    for found in api.volumes(filters={"label": LABEL_RUN}).get("Volumes") or []:
         if dead(found.get("Labels")):
-            with contextlib.suppress(docker.errors.NotFound):
-                client.api.remove_volume(found["Name"], force=True)
-                removed += 1
+            removed += remove(
+                "volume",
+                found["Name"],
+                functools.partial(api.remove_volume, found["Name"], force=True),
+            )
     return removed

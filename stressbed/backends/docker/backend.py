@@ -91,8 +91,8 @@ class DockerBackend(Backend):
 
     @property
     def network(self) -> RunNetwork:
+        _ = self.registry  # made with it
         assert self._network is not None
-        _ = self.registry
         return self._network
 
     def preflight(self, stack: StackSpec | None, scenario: Scenario | None = None) -> None:
@@ -120,6 +120,7 @@ class DockerBackend(Backend):
                 self._present(stack.target.image)
         if self._needs_build(stack):
             images.find_checkout()  # the Dockerfiles are here, or exit 2 now
+            images.check_base(registry.client, self.base_image)
 
     def _own(self, image: str) -> str | None:
         return OWN_IMAGES.get(image.rsplit("/", 1)[-1].split(":", 1)[0])

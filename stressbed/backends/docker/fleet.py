@@ -112,7 +112,8 @@ class ContainerRunner:
                 self.client.api.kill(self.id, signal=int(signal.SIGKILL))
             self._ended.wait(timeout=10)
         self._stderr.join(timeout=2)
-        self.registry.remove_container(self.name)
+        with contextlib.suppress(Exception):  # DockerFleet.run removes what is left by label
+            self.registry.remove_container(self.name)
 
 
 class DockerFleet(LocalFleet):
@@ -149,6 +150,8 @@ class DockerFleet(LocalFleet):
         try:
             return super().run(*args, **kwargs)
         finally:
+            # Every runner container goes with the fleet, one whose start was interrupted too.
+            self.registry.remove_role("runner")
             if self._made_network:  # a fleet without a stack: its network goes with it
                 self.registry.remove_all()
                 self.network.forget()

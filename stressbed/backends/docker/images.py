@@ -11,7 +11,8 @@
   downloaded on the host (``pip download``, the checkout's own pins, for the base's Python)
   into the build context, and the Dockerfiles install from there with ``--no-index``. Each
   image is tagged with a hash of everything that goes into it (the Dockerfile, the files it
-  copies, the wheels, the base image's ID), so a second run finds it and builds nothing.
+  copies, the requirement files that pin its wheels, the base image's ID), so a second run
+  finds it, downloads nothing and builds nothing.
 
 Images are a cache: a run's teardown never removes them.
 """
@@ -40,6 +41,7 @@ import docker
 import docker.errors
 
 from ...errors import ConfigError, ProvisionError
+from ._engine import Registry
 
 __all__ = [
     "BASE_REPOSITORY",
@@ -230,6 +232,27 @@ def _cache() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "stressbed"
 
 
+def check_base(client: Any, tag: str | None) -> None:
+    """ConfigError (exit 2), before anything is created, where the base image is missing and
+    cannot be made here."""
+    wanted = tag or base_tag()
+    try:
+        client.images.get(wanted)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    if tag is not None:
+        ensure_base(client, tag, lambda line: None)  # says what to do with a missing --base-image
+    missing = _why_no_debootstrap(_os_release())
+    if missing is not None:
+        raise ConfigError(
+            "the base image",
+            f"{wanted} is missing and cannot be made here: {missing}",
+            "stressbed images base on a Debian host with debootstrap (apt-get install "
+            "debootstrap) as root, or --base-image naming a Python 3.11+ image on the engine",
+        )
+
+
 def make_base(client: Any, tag: str, say: Say) -> None:
     """debootstrap a minimal Debian of this host's release with Python, then import it."""
     release = _os_release()
@@ -316,6 +339,7 @@ def python_of(client: Any, image_id: str) -> str:
         ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
         remove=True,
         network_mode="none",
+        labels=Registry(client).labels("probe"),  # swept like a run's, if left by Ctrl-C
     )
     return str(out.decode().strip())
 
@@ -407,17 +431,22 @@ def ensure_image(client: Any, which: str, base_id: str, checkout: Checkout, say:
     """The tag of the ``which`` image (``agent``, ``runner``) for this checkout and base:
     found by its inputs' hash, or built now (its build's output said a line at a time)."""
     spec = IMAGES[which]
-    python = python_of(client, base_id)
-    wheels = _wheels(checkout, spec, python, say)
     members = [(str(p.relative_to(checkout.root)), p) for p in checkout.files(spec)]
-    members += [(f"wheels/{p.name}", p) for p in sorted(wheels.glob("*.whl"))]
-    inputs = _inputs_hash(base_id, members)
+    # What pip installs is named by the requirement files (among the members) and the build
+    # backend: an image found by this hash needs no download, so a run offline finds it.
+    inputs = _inputs_hash(
+        base_id + "\0" + "\0".join(checkout.build_requires() if spec.builds_source else []),
+        members,
+    )
     tag = f"{spec.name}:{inputs[:16]}"
     try:
         client.images.get(tag)
         return tag
     except docker.errors.ImageNotFound:
         pass
+    python = python_of(client, base_id)
+    wheels = _wheels(checkout, spec, python, say)
+    members += [(f"wheels/{p.name}", p) for p in sorted(wheels.glob("*.whl"))]
     say(f"building {tag} from {spec.dockerfile}")
     started = time.monotonic()
     last = ""

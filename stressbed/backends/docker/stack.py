@@ -151,13 +151,18 @@ class DockerStack(LocalStack):
         return report
 
     def teardown(self) -> None:
+        failure: ProvisionError | None = None
         try:
             super().teardown()
-        finally:
-            left = self.registry.remove_all()
-            self.network.forget()
-            if left:
-                raise ProvisionError("teardown left " + "; ".join(left))
+        except ProvisionError as exc:  # the controller failed: said with what is left, if any
+            failure = exc
+        left = self.registry.remove_all()
+        self.network.forget()
+        if left:
+            said = f"{failure}; " if failure is not None else ""
+            raise ProvisionError(said + "teardown left " + "; ".join(left))
+        if failure is not None:
+            raise failure
 
     def leftovers(self) -> str:
         return (

@@ -267,6 +267,8 @@ class LocalStack:
     def _control(self) -> None:
         try:
             for _ in range(self._desired):
+                if self._stop.is_set():  # torn down while the replicas were being started
+                    break
                 self._create(time.monotonic(), reason="initial")
             while not self._stop.is_set():
                 now = time.monotonic()

@@ -193,3 +193,28 @@ def test_the_autoscaler_scales_out_under_cpu_load(engine, built, tmp_path, no_le
     assert applied["how"] == "a CPU hog in the replica's cgroup"
     peak = max(p["cpu_m"] for row in stack.series for p in row["pods"].values())
     assert peak > 200  # the Engine's stats saw the hog's CPU
+
+
+def test_a_container_that_cannot_start_is_a_quick_clear_failure(
+    engine, built, tmp_path, no_leftovers
+):
+    # The engine creates it, then refuses to start it: the program is not in the image.
+    spec = StackSpec(
+        target=Target("nostart", 8080, image=built["base"], image_args=("/no/such/program",)),
+        replicas=1,
+        limits=Resources(500, 64 * MI),
+        readiness_probe=Probe("tcp", period_s=0.5),
+        termination_grace_period_s=2,
+    ).validate()
+    stack = make_stack(engine, built, spec, tmp_path, image=built["base"])
+    try:
+        with pytest.raises(ProvisionError, match="ended 3 times before it was ever ready") as got:
+            stack.provision()
+    finally:
+        stack.teardown()
+    assert "the engine did not start" in str(got.value)
+    assert "/no/such/program" in str(got.value)
+    kinds = [e["event"] for e in stack.events]
+    assert kinds.count("start-failed") >= 3
+    assert "teardown-forced" not in kinds  # nothing was left waiting for a container's end
+    assert labelled(engine, stack.registry.run) == []
