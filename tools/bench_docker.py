@@ -26,7 +26,7 @@ from pathlib import Path
 
 from stressbed.app.execute import execute
 from stressbed.app.plan import RunOptions, plan
-from stressbed.backends.docker import _engine, images
+from stressbed.backends.docker import connect, images
 from stressbed.stack.agent import reference_agent
 
 
@@ -68,7 +68,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=20)
     args = parser.parse_args()
     started = time.monotonic()
-    client = _engine.connect()
+    client = connect()
     base = images.ensure_base(client, None, print)
     for which in ("agent", "runner"):
         images.ensure_image(client, which, base, images.find_checkout(), print)

@@ -67,7 +67,7 @@ def _docker() -> Any:
 def cmd_images(args: argparse.Namespace) -> int:
     docker = _docker()
     images = docker.images
-    client = docker._engine.connect()
+    client = docker.connect()
     base = images.ensure_base(client, args.base_image, _say)
     print(f"base {args.base_image or images.base_tag()}: {base[:19]}")
     if args.what == "build":
@@ -78,8 +78,8 @@ def cmd_images(args: argparse.Namespace) -> int:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    engine = _docker()._engine
-    client = engine.connect()
-    removed = engine.sweep(client, everything=args.all, say=_say)
+    docker = _docker()
+    client = docker.connect()
+    removed = docker.sweep(client, everything=args.all, say=_say)
     print(f"removed {removed} object(s)")
     return 0

@@ -97,7 +97,8 @@ def test_a_target_that_cannot_answer_is_a_one_line_problem(target):
     state.status = 409
     found = read_back(WRITES, url, {"a": 1}, None)
     assert found.problem == ("read-back of writer 'a': HTTP 409: the null sink stores nothing")
-    closed = read_back(WRITES, "http://127.0.0.1:9", {"a": 1}, None, timeout_s=1)
+    # Refused connections are asked again until the settle time is over, then said.
+    closed = read_back(WRITES, "http://127.0.0.1:9", {"a": 1}, None, timeout_s=1, settle_s=2)
     assert closed.problem is not None
     assert closed.problem.startswith("read-back of writer 'a': ")
 

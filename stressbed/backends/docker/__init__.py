@@ -10,7 +10,8 @@ controller, probes, balancer, faults and fleet stages it reuses); never the app 
 Docker SDK (``stressbed[docker]``) is imported only here.
 """
 
-from . import _engine, images
+from . import images
+from ._engine import connect, sweep
 from .backend import DockerBackend
 
-__all__ = ["DockerBackend", "_engine", "images"]
+__all__ = ["DockerBackend", "connect", "images", "sweep"]

@@ -153,7 +153,11 @@ class ContainerReplica:
             network = info["NetworkSettings"]["Networks"].get(placement.network) or {}
             self.host = str(network.get("IPAddress") or "")
             if not self.host:  # it ended at once: nothing answers for it (not loopback either)
-                raise OSError(f"{self.container} has no address on {placement.network}")
+                said = self.client.api.logs(self.id, tail=1).decode(errors="replace").strip()
+                raise OSError(
+                    f"it ended at once (exit {info['State'].get('ExitCode')})"
+                    + (f": {said[:200]}" if said else "")
+                )
         except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
             self._never_started()
             raise OSError(f"the engine did not start {self.container}: {exc}") from None
