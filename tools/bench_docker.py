@@ -51,14 +51,17 @@ def one_run(folder: Path, backend: str, seconds: int) -> dict[str, float]:
     run = folder / backend / report.run_id
     events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
     at = {e["event"]: e["t"] for e in events if e.get("source") == "stack"}
-    fleet_end = max(e["t"] for e in events if e.get("source") == "fleet")
+    # The teardown starts with its first SIGTERM and ends when the last replica is gone.
+    teardown_from = min(
+        e["t"] for e in events if e["event"] == "terminating" and e.get("reason") == "teardown"
+    )
     duration = report.fleet.aggregates["http_req_duration"]
     return {
         "provision_s": at["stack-ready"] - at["stack-created"],
-        "teardown_s": at["stack-deleted"] - fleet_end,
+        "teardown_s": at["stack-deleted"] - teardown_from,
         "run_s": wall,
-        "p50_ms": duration.quantile(0.5),
-        "p95_ms": duration.quantile(0.95),
+        "p50_ms": duration.sketch.quantile(0.5),
+        "p95_ms": duration.sketch.quantile(0.95),
     }
 
 
