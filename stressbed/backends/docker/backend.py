@@ -13,10 +13,9 @@ import docker.errors
 from ...errors import ConfigError
 from ...fleet.runner import find_k6
 from ...scenario.model import Scenario
-from ...stack.quantities import parse_cpu
 from ...stack.spec import StackSpec
 from ..base import Backend, Capability, EventSink, Fleet, FleetSpec, Stack
-from ..local import FAULT_KINDS, LocalFleet, LocalOptions
+from ..local import FAULT_KINDS, LocalFleet, LocalOptions, machine_options
 from . import images
 from ._engine import Registry, connect, sweep
 from .fleet import DockerFleet
@@ -62,18 +61,12 @@ class DockerBackend(Backend):
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> DockerBackend:
-        port = options.get("port", 0)
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-            raise ConfigError("--port", port, "a port 0..65535 (0: any free port)")
-        cpu = options.get("runner_cpu")
-        cpu_m = parse_cpu(cpu, "--runner-cpu") if cpu is not None else None
-        if cpu_m is not None and cpu_m < 10:
-            raise ConfigError("--runner-cpu", cpu, "at least 10m")
+        local, cpu_m = machine_options(options)
         base = options.get("base_image")
         if base is not None and (not isinstance(base, str) or not base.strip()):
             raise ConfigError("--base-image", base, "an image name, like python:3.11-slim")
         return cls(
-            LocalOptions(port=port),
+            local,
             cpu_m,
             runners_local=bool(options.get("runners_local", False)),
             base_image=base,

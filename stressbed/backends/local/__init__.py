@@ -13,7 +13,7 @@ the app layer.
 from ._cgroups import ReplicaCgroup
 from ._faults import FAULT_KINDS
 from ._replica import Exit, ReplicaProcess, ReplicaRun, Usage
-from .backend import LocalBackend
+from .backend import LocalBackend, machine_options
 from .fleet import LocalFleet, RunnerHandle
 from .stack import LocalOptions, LocalStack
 
@@ -31,4 +31,5 @@ __all__ = [
     "ReplicaRun",
     "RunnerHandle",
     "Usage",
+    "machine_options",
 ]

@@ -18,7 +18,20 @@ from ._replica import check_executable
 from .fleet import LocalFleet, runner_cgroup
 from .stack import LocalOptions, LocalStack
 
-__all__ = ["LocalBackend"]
+__all__ = ["LocalBackend", "machine_options"]
+
+
+def machine_options(options: Mapping[str, Any]) -> tuple[LocalOptions, int | None]:
+    """The options of a stack on this machine (``--port``) and of its runners
+    (``--runner-cpu``, in millicores), checked: ConfigError naming a bad one."""
+    port = options.get("port", 0)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigError("--port", port, "a port 0..65535 (0: any free port)")
+    cpu = options.get("runner_cpu")
+    cpu_m = parse_cpu(cpu, "--runner-cpu") if cpu is not None else None
+    if cpu_m is not None and cpu_m < 10:
+        raise ConfigError("--runner-cpu", cpu, "at least 10m")
+    return replace(LocalOptions(), port=port), cpu_m
 
 
 class LocalBackend(Backend):
@@ -38,14 +51,7 @@ class LocalBackend(Backend):
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> LocalBackend:
-        port = options.get("port", 0)
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-            raise ConfigError("--port", port, "a port 0..65535 (0: any free port)")
-        cpu = options.get("runner_cpu")
-        cpu_m = parse_cpu(cpu, "--runner-cpu") if cpu is not None else None
-        if cpu_m is not None and cpu_m < 10:
-            raise ConfigError("--runner-cpu", cpu, "at least 10m")
-        return cls(replace(LocalOptions(), port=port), cpu_m)
+        return cls(*machine_options(options))
 
     def preflight(self, stack: StackSpec | None, scenario: Scenario | None = None) -> None:
         if find_k6() is None:
