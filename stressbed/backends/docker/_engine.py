@@ -138,10 +138,9 @@ class Registry:
         """Remove one (killed first if it runs); one already gone, or going, is fine."""
         try:
             self.client.api.remove_container(name, force=True, v=True)
-        except docker.errors.NotFound:
-            pass
         except docker.errors.APIError as exc:
-            if exc.status_code != 409:  # 409: its removal is already under way
+            # 404: gone already; 409: its removal is under way.
+            if exc.status_code not in (404, 409):
                 raise
         with self._lock, contextlib.suppress(ValueError):
             self.containers.remove(name)

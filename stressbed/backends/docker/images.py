@@ -232,15 +232,21 @@ def _cache() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "stressbed"
 
 
+def _present(client: Any, ref: str) -> bool:
+    """Whether the engine has the image ``ref``."""
+    try:
+        client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
+
+
 def check_base(client: Any, tag: str | None) -> None:
     """ConfigError (exit 2), before anything is created, where the base image is missing and
     cannot be made here."""
     wanted = tag or base_tag()
-    try:
-        client.images.get(wanted)
+    if _present(client, wanted):
         return
-    except docker.errors.ImageNotFound:
-        pass
     if tag is not None:
         ensure_base(client, tag, lambda line: None)  # says what to do with a missing --base-image
     missing = _why_no_debootstrap(_os_release())
@@ -439,11 +445,8 @@ def ensure_image(client: Any, which: str, base_id: str, checkout: Checkout, say:
         members,
     )
     tag = f"{spec.name}:{inputs[:16]}"
-    try:
-        client.images.get(tag)
+    if _present(client, tag):
         return tag
-    except docker.errors.ImageNotFound:
-        pass
     python = python_of(client, base_id)
     wheels = _wheels(checkout, spec, python, say)
     members += [(f"wheels/{p.name}", p) for p in sorted(wheels.glob("*.whl"))]
