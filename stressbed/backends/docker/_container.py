@@ -19,6 +19,7 @@ import signal
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -28,7 +29,7 @@ import requests
 
 from ...fleet.oom import CGROUP_ROOT
 from ..local import Exit, ReplicaCgroup, Usage
-from ._engine import Registry
+from ._engine import Registry, copy_log, wait_exit
 
 __all__ = ["ContainerReplica", "Placement"]
 
@@ -42,18 +43,16 @@ DATA_DIR = "/data"
 START_TIMEOUT_S = 60
 
 
+@dataclass(frozen=True)
 class Placement:
     """Where a run's replicas go: the engine, the run's registry and network, the image, the
     user, the shared data directory."""
 
-    def __init__(
-        self, registry: Registry, network: str, image: str, data: Path, user: str = "10001:10001"
-    ) -> None:
-        self.registry = registry
-        self.network = network
-        self.image = image
-        self.data = data
-        self.user = user
+    registry: Registry
+    network: str
+    image: str
+    data: Path
+    user: str = "10001:10001"
 
 
 class ContainerReplica:
@@ -183,25 +182,11 @@ class ContainerReplica:
 
     def _wait(self) -> None:
         """Block until the container ends; then how it ended, OOM kill included."""
-        code: int | None = None
-        oom = False
-        for _ in range(3):  # the wait's connection may drop: ask again
-            try:
-                code = int(self.client.api.wait(self.id)["StatusCode"])
-                state = self.client.api.inspect_container(self.id)["State"]
-                oom = bool(state.get("OOMKilled"))
-                break
-            except Exception:  # the engine went away or the container was removed
-                time.sleep(0.5)
-        self.exit = _exit_of(code if code is not None else 137, oom)
+        self.exit = _exit_of(*wait_exit(self.client, self.id))
         self._ended.set()
 
     def _copy_logs(self) -> None:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with self.log.open("ab") as out, contextlib.suppress(Exception):
-            for chunk in self.client.api.logs(self.id, stream=True, follow=True):
-                out.write(chunk)
-                out.flush()
+        copy_log(self.client, self.id, self.log)
 
     def _read_stats(self) -> None:
         with contextlib.suppress(Exception):

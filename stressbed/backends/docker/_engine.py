@@ -15,6 +15,7 @@ import functools
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,8 +34,11 @@ __all__ = [
     "LABEL_RUN",
     "Registry",
     "connect",
+    "copy_log",
     "owner",
     "sweep",
+    "wait_exit",
+    "writable_by",
 ]
 
 LABEL_RUN = "stressbed.run"
@@ -79,6 +83,40 @@ def connect() -> Any:
             "the Docker engine", f"{path} does not answer: {exc}", "a running dockerd"
         ) from None
     return client
+
+
+def wait_exit(client: Any, container_id: str) -> tuple[int, bool]:
+    """Block until the container ends: its exit code (137 when it cannot be known: the engine
+    went away, or the container was removed) and whether the kernel OOM-killed it."""
+    for _ in range(3):  # the wait's connection may drop: ask again
+        try:
+            code = int(client.api.wait(container_id)["StatusCode"])
+            state = client.api.inspect_container(container_id)["State"]
+            return code, bool(state.get("OOMKilled"))
+        except Exception:
+            time.sleep(0.5)
+    return 137, False
+
+
+def copy_log(client: Any, container_id: str, path: Path, *, stdout: bool = True) -> None:
+    """Append the container's output (stderr, and stdout unless told not to) to ``path``
+    as it comes, until the container ends."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab") as out, contextlib.suppress(Exception):
+        for chunk in client.api.logs(
+            container_id, stream=True, follow=True, stdout=stdout, stderr=True
+        ):
+            out.write(chunk)
+            out.flush()
+
+
+def writable_by(directory: Path, uid: int) -> None:
+    """Give a host directory mounted into a container to the container's user (any user may
+    write it where this process may not chown: not root)."""
+    try:
+        os.chown(directory, uid, uid)
+    except OSError:
+        directory.chmod(0o777)
 
 
 def _start_time(pid: int) -> str:

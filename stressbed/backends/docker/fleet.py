@@ -18,7 +18,6 @@ import json
 import os
 import signal
 import threading
-import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -31,7 +30,7 @@ from ...errors import ProvisionError
 from ...fleet.release import ReleaseFailed
 from ..base import FleetOutcome, FleetSpec
 from ..local.fleet import LocalFleet, RunnerHandle
-from ._engine import Registry
+from ._engine import Registry, copy_log, wait_exit, writable_by
 from .stack import RunNetwork
 
 __all__ = ["ContainerRunner", "DockerFleet"]
@@ -63,24 +62,13 @@ class ContainerRunner:
         return self.registry.client
 
     def _wait(self) -> None:
-        code = 137
-        for _ in range(3):
-            try:
-                code = int(self.client.api.wait(self.id)["StatusCode"])
-                break
-            except Exception:
-                time.sleep(0.5)
+        code, _ = wait_exit(self.client, self.id)
         # As a process's: killed by signal n is -n (the init passes 128 + n on).
         self.code = -(code - 128) if code > 128 else code
         self._ended.set()
 
-    def _copy_stderr(self) -> None:
-        with self.log.open("ab") as out, contextlib.suppress(Exception):
-            for chunk in self.client.api.logs(
-                self.id, stream=True, follow=True, stdout=False, stderr=True
-            ):
-                out.write(chunk)
-                out.flush()
+    def _copy_stderr(self) -> None:  # stdout is the runner's events: lines() reads it
+        copy_log(self.client, self.id, self.log, stdout=False)
 
     def lines(self) -> Iterator[bytes]:
         pending = b""
@@ -178,11 +166,7 @@ class DockerFleet(LocalFleet):
     def _launch(self, index: int, out: Path) -> RunnerHandle:
         registry = self.registry
         host_network = self._host_network()
-        for path in (out,):
-            try:
-                os.chown(path, RUNNER_USER, RUNNER_USER)
-            except OSError:
-                path.chmod(0o777)
+        writable_by(out, RUNNER_USER)
         command = ["python", "-m", "stressbed.runner"]
         command += self.runner_args(index, BUNDLE_DIR, OUT_DIR)
         command += ["--api-host", "127.0.0.1" if host_network else "auto"]

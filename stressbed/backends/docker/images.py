@@ -284,17 +284,7 @@ def make_base(client: Any, tag: str, say: Say) -> None:
             str(root),
             _mirror(),
         ]
-        try:
-            done = subprocess.run(
-                command, capture_output=True, text=True, timeout=DEBOOTSTRAP_TIMEOUT_S, check=False
-            )
-        except subprocess.TimeoutExpired:
-            raise ProvisionError(
-                f"debootstrap took over {DEBOOTSTRAP_TIMEOUT_S:g} s (is the mirror reachable?)"
-            ) from None
-        if done.returncode != 0:
-            last = (done.stdout + done.stderr).strip().splitlines()[-1:] or ["no output"]
-            raise ProvisionError(f"debootstrap failed (exit {done.returncode}): {last[0][:300]}")
+        _run(command, DEBOOTSTRAP_TIMEOUT_S, "debootstrap (is the mirror reachable?)")
         # The downloaded packages and apt's lists are not part of the image.
         for leftover in ("var/cache/apt/archives", "var/lib/apt/lists"):
             for path in (root / leftover).glob("*"):
@@ -313,6 +303,20 @@ def make_base(client: Any, tag: str, say: Say) -> None:
             changes=[f"LABEL {LABEL_PYTHON}={python}", 'CMD ["python3"]'],
         )
     say(f"made {tag} in {time.monotonic() - started:.0f} s")
+
+
+def _run(command: list[str], timeout_s: float, what: str) -> None:
+    """Run a host command of an image's making; ProvisionError (exit 3) with its last line
+    of output when it fails or takes longer than ``timeout_s``."""
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout_s, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise ProvisionError(f"{what} took over {timeout_s:g} s") from None
+    if done.returncode != 0:
+        last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise ProvisionError(f"{what} failed (exit {done.returncode}): {last[0][:300]}")
 
 
 def _why_no_debootstrap(release: dict[str, str]) -> str | None:
@@ -390,20 +394,7 @@ def _download(checkout: Checkout, spec: ImageSpec, python: str, target: Path, sa
         str(checkout.root / spec.requirements),
         *(checkout.build_requires() if spec.builds_source else []),
     ]
-    try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=DOWNLOAD_TIMEOUT_S, check=False
-        )
-    except subprocess.TimeoutExpired:
-        raise ProvisionError(
-            f"pip download of the {spec.name} image's packages took over {DOWNLOAD_TIMEOUT_S:g} s"
-        ) from None
-    if done.returncode != 0:
-        last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise ProvisionError(
-            f"the {spec.name} image's Python packages could not be downloaded on this host "
-            f"(pip download exit {done.returncode}): {last[0][:300]}"
-        )
+    _run(command, DOWNLOAD_TIMEOUT_S, f"pip download of the {spec.name} image's packages")
     (partial / ".complete").write_text("")
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)

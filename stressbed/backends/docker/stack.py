@@ -12,7 +12,6 @@ reach the same readiness-gated URL.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from ..local import ReplicaRun
 from ..local.balancer import BalancerProcess
 from ..local.stack import LocalOptions, LocalStack, _Replica
 from ._container import DATA_DIR, ContainerReplica, Placement
-from ._engine import Registry
+from ._engine import Registry, writable_by
 
 __all__ = ["DockerStack", "RunNetwork"]
 
@@ -95,10 +94,7 @@ class DockerStack(LocalStack):
         data = (self.work_dir / "data").resolve()
         data.mkdir(parents=True, exist_ok=True)
         user = self.spec.security.run_as_user
-        try:
-            os.chown(data, user, user)
-        except OSError:
-            data.chmod(0o777)  # not root: a directory any user of the container may write
+        writable_by(data, user)
         self._placement = Placement(self.registry, network, image, data, f"{user}:{user}")
         self._network_name = network
         self._event("network", network=network, gateway=self.network.gateway, image=image)
