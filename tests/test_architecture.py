@@ -230,6 +230,23 @@ def test_the_command_line_loads_no_pulumi_or_kubernetes_module():
     assert done.stdout.strip() == "[]"
 
 
+def test_the_runner_and_the_coordinator_load_nothing_the_runner_image_lacks():
+    # runner/Dockerfile installs k6 and stressbed with --no-deps: no numpy, Bokeh or aiohttp.
+    code = textwrap.dedent(
+        """
+        import sys
+        import stressbed.runner, stressbed.coordinator
+        from stressbed.results.runner_result import RunnerResult
+        print(sorted(m for m in sys.modules if m.split(".")[0] in
+                     {"numpy", "bokeh", "aiohttp", "yaml", "docker", "pulumi", "kubernetes"}))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert done.stdout.strip() == "[]"
+
+
 # -- the checks can fail -------------------------------------------------------------------------
 
 

@@ -206,17 +206,21 @@ class Window:
         )
 
     def merge(self, other: Window) -> None:
-        self.requests += other.requests
-        self.failed += other.failed
-        self.iterations += other.iterations
-        self.vus += other.vus  # VUs of different runners add up
-        self.vus_max += other.vus_max
+        self.merge_counts(other)
         self.duration.merge(other.duration)
         for name, sketch in other.names.items():
             if name in self.names:
                 self.names[name].merge(sketch)
             else:
                 self.names[name] = sketch.copy()
+
+    def merge_counts(self, other: Window) -> None:
+        """Add ``other``'s counts, VUs and tallies (everything but its sketches)."""
+        self.requests += other.requests
+        self.failed += other.failed
+        self.iterations += other.iterations
+        self.vus += other.vus  # VUs of different runners add up
+        self.vus_max += other.vus_max
         for mine, theirs in (
             (self.statuses, other.statuses),
             (self.checks_failed, other.checks_failed),

@@ -6,13 +6,13 @@ never averaged across runners. Windows are aligned on wall-clock seconds.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .aggregates import Aggregate, Window
 from .runner_result import RunnerResult
 
-__all__ = ["FleetResult", "merge", "metric_values"]
+__all__ = ["FleetResult", "merge", "merge_windows", "metric_values"]
 
 TREND_STATS = ("avg", "min", "med", "max", "p(50)", "p(90)", "p(95)", "p(99)", "p(99.9)")
 
@@ -36,15 +36,21 @@ def merge(results: Sequence[RunnerResult]) -> FleetResult:
                 fleet.aggregates[key] = agg.copy()
             else:
                 mine.merge(agg)
-        for second, window in result.windows.items():
-            if second in fleet.windows:
-                fleet.windows[second].merge(window)
-            else:
-                fleet.windows[second] = window.copy()
         for writer, count in result.writes.items():
             fleet.writes[writer] = fleet.writes.get(writer, 0) + count
+    fleet.windows = merge_windows([result.windows for result in results])
     fleet.duration_s = max((_test_seconds(r) for r in results), default=0.0)
     return fleet
+
+
+def merge_windows(sources: Sequence[Mapping[int, Window]]) -> dict[int, Window]:
+    """The fleet's windows: every source's window of each second added up, in time order
+    (:mod:`._window_merge`: one packed chunk of each runner decoded at a time)."""
+    # numpy (a Bokeh dependency) only when windows are merged: the runner image has none, and
+    # its coordinator imports this module for metric_values.
+    from ._window_merge import merge_windows as merged  # noqa: PLC0415
+
+    return merged(sources)
 
 
 def _test_seconds(result: RunnerResult) -> float:

@@ -5,17 +5,21 @@ from __future__ import annotations
 import enum
 import json
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import DocumentError
 from .aggregates import Aggregate, Window
+from .packed import pack_windows
 
 __all__ = ["RESULT_FORMAT", "RESULT_VERSION", "RunnerResult", "RunnerStatus", "status_for"]
 
 RESULT_FORMAT = "stressbed.runner-result"
-RESULT_VERSION = 1
+#: 2: windows packed (:mod:`stressbed.results.packed`); 1 (windows as JSON objects) is read too.
+RESULT_VERSION = 2
+_READABLE = (1, 2)
 
 
 class RunnerStatus(enum.Enum):
@@ -60,7 +64,8 @@ class RunnerResult:
     started_at: float  # unix time the test started in this runner (resume)
     ended_at: float
     aggregates: dict[str, Aggregate] = field(default_factory=dict)
-    windows: dict[int, Window] = field(default_factory=dict)
+    #: Per unix second; read from a version-2 document, a lazy :class:`PackedWindows`.
+    windows: Mapping[int, Window] = field(default_factory=dict)
     #: Write items acknowledged per writer (the scenario's Writes; empty without).
     writes: dict[str, int] = field(default_factory=dict)
     k6_summary: dict[str, Any] | None = None
@@ -106,6 +111,14 @@ class RunnerResult:
         agg = self.aggregates.get("http_reqs")
         return int(agg.total) if agg else 0
 
+    def per_second(self, name: str) -> Iterator[tuple[int, float]]:
+        """(second, value) of one of the windows' counts (``requests``, ``dropped``, ...),
+        read without decoding any sketch."""
+        column = getattr(self.windows, "column", None)
+        if column is not None:
+            return zip(self.windows, column(name), strict=True)
+        return ((t, getattr(w, name)) for t, w in self.windows.items())
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": RESULT_FORMAT,
@@ -124,7 +137,7 @@ class RunnerResult:
             "cpu": {str(t): round(v, 4) for t, v in sorted(self.cpu.items())},
             "cpu_capacity": self.cpu_capacity,
             "aggregates": {k: v.to_dict() for k, v in sorted(self.aggregates.items())},
-            "windows": {str(t): w.to_dict() for t, w in sorted(self.windows.items())},
+            "windows": _packed(self.windows),
             "writes": dict(sorted(self.writes.items())),
             "k6_summary": self.k6_summary,
             "stderr_tail": self.stderr_tail,
@@ -136,11 +149,12 @@ class RunnerResult:
         format or version (a runner of another stressbed), a field missing or mistyped."""
         if not isinstance(data, dict):
             raise DocumentError("result", data, f"a {RESULT_FORMAT} document (a JSON object)")
-        if data.get("format") != RESULT_FORMAT or data.get("version") != RESULT_VERSION:
+        version = data.get("version")
+        if data.get("format") != RESULT_FORMAT or version not in _READABLE:
             raise DocumentError(
                 "result.format",
                 f"{data.get('format')} v{data.get('version')}",
-                f"{RESULT_FORMAT} v{RESULT_VERSION} (a runner of the same stressbed version)",
+                f"{RESULT_FORMAT} v1 or v2 (a runner of a compatible stressbed version)",
             )
         status = _field(data, "status", str)
         try:
@@ -149,11 +163,7 @@ class RunnerResult:
             known = ", ".join(s.value for s in RunnerStatus)
             raise DocumentError("result.status", status, f"one of {known}") from None
         aggregates = _field(data, "aggregates", dict)
-        windows = _field(data, "windows", dict)
-        try:
-            seconds = {int(t): w for t, w in windows.items()}
-        except ValueError:
-            raise DocumentError("result.windows", list(windows)[:3], "whole seconds") from None
+        windows = _windows(_field(data, "windows", dict), version)
         cpu = _field(data, "cpu", dict, default={})
         try:
             cpu_seconds = {int(t): float(v) for t, v in cpu.items()}
@@ -178,7 +188,7 @@ class RunnerResult:
             cpu=cpu_seconds,
             cpu_capacity=float(_field(data, "cpu_capacity", (int, float), default=0.0)),
             aggregates={k: Aggregate.from_dict(_mapping(v, k)) for k, v in aggregates.items()},
-            windows={t: Window.from_dict(_mapping(w, str(t))) for t, w in seconds.items()},
+            windows=windows,
             writes={str(k): v for k, v in writes.items()},
             k6_summary=summary if isinstance(summary, dict) else None,
             stderr_tail=[str(line) for line in _field(data, "stderr_tail", list, default=[])],
@@ -199,6 +209,24 @@ class RunnerResult:
 
 
 _MISSING = object()
+
+
+def _packed(windows: Mapping[int, Window]) -> dict[str, Any]:
+    document = getattr(windows, "document", None)  # read packed: written again as it came
+    return document() if document is not None else pack_windows(windows)
+
+
+def _windows(data: dict[str, Any], version: object) -> Mapping[int, Window]:
+    if version == 1:
+        try:
+            seconds = {int(t): w for t, w in data.items()}
+        except ValueError:
+            raise DocumentError("result.windows", list(data)[:3], "whole seconds") from None
+        return {t: Window.from_dict(_mapping(w, str(t))) for t, w in seconds.items()}
+    # Decoding needs numpy, which the runner image (it only writes documents) does not have.
+    from .unpack import PackedWindows  # noqa: PLC0415
+
+    return PackedWindows(data)
 
 
 def _field(data: dict[str, Any], name: str, kind: Any, default: Any = _MISSING) -> Any:

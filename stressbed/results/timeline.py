@@ -234,11 +234,11 @@ def _runner(result: RunnerResult, start: int, covers: Sequence[int]) -> dict[str
     requests = [0.0] * points
     dropped = [0.0] * points
     cpu: list[list[float]] = [[] for _ in range(points)]
-    for second, window in result.windows.items():
-        i = _index(second, start, step)
-        if 0 <= i < points:
-            requests[i] += window.requests / covers[i]
-            dropped[i] += window.dropped / covers[i]
+    for series, name in ((requests, "requests"), (dropped, "dropped")):
+        for second, value in result.per_second(name):
+            i = _index(second, start, step)
+            if 0 <= i < points:
+                series[i] += value / covers[i]
     for second, cores in result.cpu.items():
         # A sample at second s covers the second before it.
         i = _index(second - 1, start, step)

@@ -29,8 +29,8 @@ def test_results_round_trip_through_their_document(tmp_path):
     with pytest.raises(DocumentError) as error:
         RunnerResult.read(tmp_path / "bad.json")
     assert str(error.value) == (
-        "result.format: got 'other v1'; expected stressbed.runner-result v1 (a runner of the "
-        "same stressbed version)"
+        "result.format: got 'other v1'; expected stressbed.runner-result v1 or v2 (a runner of a "
+        "compatible stressbed version)"
     )
 
 
@@ -39,8 +39,9 @@ def test_results_round_trip_through_their_document(tmp_path):
     [
         ({"index": None}, "result.index: got None; expected a value of type int"),
         ({"status": "fine"}, "result.status: got 'fine'; expected one of ok, aborted,"),
-        ({"windows": {"soon": {}}}, "result.windows: got ['soon']; expected whole seconds"),
-        ({"version": 2}, "result.format: got 'stressbed.runner-result v2'; expected"),
+        ({"windows": {"soon": {}}, "version": 1}, "result.windows: got ['soon']; expected whole"),
+        ({"windows": {"soon": {}}}, "result.windows.encoding: got None; expected stressbed.pac"),
+        ({"version": 3}, "result.format: got 'stressbed.runner-result v3'; expected"),
     ],
 )
 def test_a_document_that_is_not_what_it_claims_names_the_field(change, message):
