@@ -1,10 +1,12 @@
 """Benchmarks of the runner fleet (issue 3). Prints figures; asserts nothing.
 
-python tools/bench_fleet.py collection [--rounds 3] [--duration 10s]
+python tools/bench_fleet.py collection [--rounds 3] [--duration 10s] [--against CHECKOUT]
     requests/s of one stressbed runner (k6 + CSV stream + aggregation) vs plain `k6 run`
-    with no outputs, same bundle, alternating, against nginx on loopback
-python tools/bench_fleet.py merge [--runners 16] [--minutes 10]
-    time and peak memory to merge runner results holding 1 s windows, and write reports
+    with no outputs and vs k6 writing the CSV stream to /dev/null, same bundle, alternating,
+    against nginx on loopback; --against: also the runner of another checkout, each round
+python tools/bench_fleet.py merge [--runners 16] [--minutes 10] [--version 2]
+    time and peak memory to read and merge runner results holding 1 s windows, and write
+    summary.json and junit.xml (in a child process, whose peak RSS is the merge's own)
 python tools/bench_fleet.py memory [--short 10s] [--long 120s] [--rate 2000]
     the runner wrapper's peak RSS for a short and a long run at the same arrival rate
 """
@@ -13,23 +15,28 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import os
-import random
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_runtime import k6_rate, nginx_target, quiet
 
 from stressbed import render
+from stressbed.fleet.runner import selectors_of, system_tags
 from stressbed.results.aggregates import Aggregate, Window
 from stressbed.results.merge import merge
 from stressbed.results.runner_result import RunnerResult, RunnerStatus
 from stressbed.results.samples import Collector, parse_selector
+from stressbed.results.sketch import LOG_GAMMA
 from stressbed.results.summary import RunReport
 from stressbed.results.verdict import Verdict
 from stressbed.scenario import catalog
@@ -38,31 +45,65 @@ HERE = Path(__file__).parent / "bench"
 
 
 def collection(args: argparse.Namespace) -> None:
+    """Three loads of the same bundle per round, alternating: plain `k6 run` with no outputs,
+    `k6 run` writing the CSV stream the runner reads (with the runner's system tags) to
+    /dev/null, and a stressbed runner (k6 + the stream + the collector). The second is the
+    ceiling of any collector fed by k6's CSV output."""
     os.environ.update({"BENCH_VUS": str(args.vus), "BENCH_DURATION": args.duration})
     env = {**os.environ, "K6_NO_USAGE_REPORT": "true"}
     scenario_path = HERE / "scenario.py"
-    plain, runner = [], []
+    rates: dict[str, list[float]] = {"plain": [], "csv": [], "runner": [], "against": []}
     with tempfile.TemporaryDirectory(prefix="stressbed-bench-") as tmp:
         work = Path(tmp)
         bundle = render(catalog.load(str(scenario_path)), work / "bundle")
+        config = json.loads((bundle.script.parent / "config.json").read_text())
+        tags = ",".join(system_tags(selectors_of(config)))
         with nginx_target(work) as url:
             env["TARGET_URL"] = url
             for i in range(args.rounds):
                 summary = work / "plain.json"
                 k6 = ["k6", "run", "--quiet", "--no-usage-report", "--summary-export"]
                 quiet([*k6, str(summary), str(bundle.script)], env)
-                plain.append(k6_rate(summary))
-                results = work / f"results{i}"
-                quiet(stressbed_run(scenario_path, url, results), env)
-                runner.append(k6_rate(results / "latest" / "runners" / "0" / "k6-summary.json"))
+                rates["plain"].append(k6_rate(summary))
+                csv = ["--system-tags", tags, "--out", "csv=/dev/null"]
+                quiet([*k6, str(summary), *csv, str(bundle.script)], env)
+                rates["csv"].append(k6_rate(summary))
+                runs = [("runner", env)]
+                if args.against:  # the same runner from another checkout, in the same round
+                    runs.append(("against", {**env, "PYTHONPATH": str(args.against)}))
+                for label, run_env in runs:
+                    results = work / f"{label}{i}"
+                    # From the scratch folder: no stressbed.yaml (its 60 s) and, for
+                    # --against, no checkout on sys.path ahead of PYTHONPATH.
+                    command = [*stressbed_run(scenario_path, url, results), "--duration"]
+                    quiet([*command, args.duration], run_env, cwd=work)
+                    summary = results / "latest" / "runners" / "0" / "k6-summary.json"
+                    rates[label].append(k6_rate(summary))
                 print(
-                    f"round {i + 1}: plain k6 {plain[-1]:.0f} req/s, "
-                    f"stressbed runner {runner[-1]:.0f} req/s",
+                    f"round {i + 1}: plain k6 {rates['plain'][-1]:.0f} req/s, "
+                    f"k6 + CSV to /dev/null {rates['csv'][-1]:.0f} req/s, "
+                    f"stressbed runner {rates['runner'][-1]:.0f} req/s"
+                    + (
+                        f", runner of {args.against} {rates['against'][-1]:.0f}"
+                        if args.against
+                        else ""
+                    ),
                     flush=True,
                 )
-    a, b = statistics.median(plain), statistics.median(runner)
-    print(f"median plain k6 {a:.0f} req/s, median stressbed runner {b:.0f} req/s")
-    print(f"ratio runner/plain {b / a:.3f}")
+    plain, csv, runner = (statistics.median(rates[k]) for k in ("plain", "csv", "runner"))
+    pairs = [r / p for r, p in zip(rates["runner"], rates["plain"], strict=True)]
+    print(
+        f"median plain k6 {plain:.0f} req/s, k6 + CSV to /dev/null {csv:.0f} req/s, "
+        f"stressbed runner {runner:.0f} req/s"
+    )
+    print(f"ratio CSV-to-/dev/null/plain {csv / plain:.3f}")
+    if args.against:
+        against = statistics.median(rates["against"])
+        print(f"ratio runner of {args.against}/plain {against / plain:.3f}")
+    print(
+        f"ratio runner/plain {runner / plain:.3f} (median of the rounds' own ratios "
+        f"{statistics.median(pairs):.3f})"
+    )
 
 
 def stressbed_run(scenario: Path, url: str, results: Path) -> list[str]:
@@ -82,21 +123,31 @@ def stressbed_run(scenario: Path, url: str, results: Path) -> list[str]:
     ]
 
 
-def _fake_result(index: int, runners: int, seconds: int, rng: random.Random) -> RunnerResult:
+def _fake_result(
+    index: int, runners: int, seconds: int, rng: np.random.Generator, version: int
+) -> dict[str, object]:
+    """A runner document of ``seconds`` 1 s windows, each with a latency sketch of 500
+    lognormal samples and a few failures (built with numpy: the inputs of a 64-runner hour
+    are 115 million samples)."""
     start = 1_800_000_000
     windows: dict[int, Window] = {}
     total = Aggregate("trend")
     reqs = Aggregate("counter")
     for t in range(start, start + seconds):
-        window = Window(requests=500, failed=rng.randint(0, 3), iterations=500, vus=50)
-        for _ in range(500):
-            value = rng.lognormvariate(1.5, 0.8)
-            window.duration.add(value)
-        total.sketch.merge(window.duration)
+        window = Window(requests=500, failed=int(rng.integers(0, 4)), iterations=500, vus=50)
+        values = rng.lognormal(1.5, 0.8, 500)
+        keys, counts = np.unique(
+            np.ceil(np.log(values) / LOG_GAMMA).astype(np.int64), return_counts=True
+        )
+        sketch = window.duration
+        sketch.buckets = dict(zip(keys.tolist(), counts.tolist(), strict=True))
+        sketch.count, sketch.total = 500, float(values.sum())
+        sketch.minimum, sketch.maximum = float(values.min()), float(values.max())
+        total.sketch.merge(sketch)
         reqs.total += 500
         reqs.count += 500
         windows[t] = window
-    return RunnerResult(
+    result = RunnerResult(
         index=index,
         count=runners,
         segment=f"{index}/{runners}",
@@ -107,41 +158,59 @@ def _fake_result(index: int, runners: int, seconds: int, rng: random.Random) -> 
         aggregates={"http_req_duration": total, "http_reqs": reqs},
         windows=windows,
     )
+    document = result.to_dict()
+    if version == 1:  # the document as runners wrote it before issue 16
+        document["version"] = 1
+        document["windows"] = {str(t): w.to_dict() for t, w in sorted(windows.items())}
+    return document
 
 
 def merge_bench(args: argparse.Namespace) -> None:
-    rng = random.Random(1)
+    """Runner documents made here, then read, merged and reported in a child process of its
+    own: its peak RSS is the merge's, not the generator's."""
+    rng = np.random.default_rng(1)
     seconds = args.minutes * 60
     with tempfile.TemporaryDirectory(prefix="stressbed-bench-") as tmp:
-        paths = []
         for i in range(args.runners):
             path = Path(tmp) / f"r{i}.json"
-            _fake_result(i, args.runners, seconds, rng).write(path)
-            paths.append(path)
-        size = sum(p.stat().st_size for p in paths) / 1e6
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        started = time.perf_counter()
-        results = [RunnerResult.read(p) for p in paths]
-        fleet = merge(results)
-        report = RunReport(
-            run_id="bench",
-            scenario="bench",
-            verdict=Verdict.PASS,
-            exit_code=0,
-            message="",
-            fleet=fleet,
-            thresholds=[],
-            runners=results,
-            start_skew_ms=0.0,
-        )
-        report.write(Path(tmp))
-        elapsed = time.perf_counter() - started
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            path.write_text(json.dumps(_fake_result(i, args.runners, seconds, rng, args.version)))
+        size = sum(p.stat().st_size for p in Path(tmp).glob("r*.json")) / 1e6
+        child = [sys.executable, __file__, "merge-files", tmp]
+        figures = json.loads(subprocess.run(child, check=True, capture_output=True).stdout)
     print(
-        f"{args.runners} runner results x {seconds} windows ({size:.1f} MB of JSON): "
-        f"read + merge + summary/junit in {elapsed:.2f} s; peak RSS {peak:.0f} MB "
-        f"({before:.0f} MB before reading)"
+        f"{args.runners} runner results (v{args.version}) x {seconds} windows "
+        f"({size:.1f} MB, {size / args.runners / args.minutes * 60:.2f} MB a runner-hour): "
+        f"read + merge + summary/junit in {figures['elapsed_s']:.2f} s; "
+        f"peak RSS {figures['peak_mb']:.0f} MB ({figures['before_mb']:.0f} MB before reading); "
+        f"all of it again with report.html: {figures['html_s']:.2f} s"
     )
+
+
+def merge_files(args: argparse.Namespace) -> None:
+    paths = sorted(Path(args.directory).glob("r*.json"))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    started = time.perf_counter()
+    results = [RunnerResult.read(p) for p in paths]
+    fleet = merge(results)
+    report = RunReport(
+        run_id="bench",
+        scenario="bench",
+        verdict=Verdict.PASS,
+        exit_code=0,
+        message="",
+        fleet=fleet,
+        thresholds=[],
+        runners=results,
+        start_skew_ms=0.0,
+    )
+    out = Path(args.directory) / "out"
+    report.write(out, html=False)
+    elapsed = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    started = time.perf_counter()
+    report.write(out)  # again, with report.html (Bokeh imported and drawn)
+    html = time.perf_counter() - started
+    print(json.dumps({"elapsed_s": elapsed, "peak_mb": peak, "before_mb": before, "html_s": html}))
 
 
 def memory(args: argparse.Namespace) -> None:
@@ -159,7 +228,7 @@ def memory(args: argparse.Namespace) -> None:
                     f"duration={duration!r}, pre_allocated_vus=50, max_vus=200))])\n"
                 )
                 results = work / f"results-{label}"
-                quiet(stressbed_run(module, url, results), env)
+                quiet(stressbed_run(module, url, results), env, cwd=work)  # no stressbed.yaml
                 result = RunnerResult.read(results / "latest" / "runners" / "0" / "result.json")
                 rss[label] = result.peak_rss_mb
                 print(
@@ -196,11 +265,18 @@ def main() -> int:
     c.add_argument("--rounds", type=int, default=3)
     c.add_argument("--duration", default="10s")
     c.add_argument("--vus", type=int, default=20)
+    c.add_argument(
+        "--against", type=Path, help="also the runner of this checkout, in every round (A/B)"
+    )
     c.set_defaults(run=collection)
     m = sub.add_parser("merge")
     m.add_argument("--runners", type=int, default=16)
     m.add_argument("--minutes", type=int, default=10)
+    m.add_argument("--version", type=int, choices=(1, 2), default=2, help="document version")
     m.set_defaults(run=merge_bench)
+    f = sub.add_parser("merge-files")  # the child of merge: its peak RSS is the merge's
+    f.add_argument("directory")
+    f.set_defaults(run=merge_files)
     k = sub.add_parser("collector")
     k.add_argument("--samples", type=Path, required=True)
     k.add_argument("--lines", type=int, default=300_000)

@@ -93,11 +93,12 @@ def nginx_target(workdir: Path) -> Iterator[str]:
             nginx.kill()
 
 
-def quiet(command: list[str], env: dict[str, str]) -> None:
+def quiet(command: list[str], env: dict[str, str], cwd: Path | None = None) -> None:
     """Run a benchmark step with its output discarded (figures come from its files)."""
     subprocess.run(
         command,
         env=env,
+        cwd=cwd,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

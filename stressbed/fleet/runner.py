@@ -30,7 +30,7 @@ import sys
 import sysconfig
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -44,7 +44,7 @@ from .process import die_with_parent, free_port
 from .segments import segment, sequence
 from .usage import cpu_capacity, cpu_seconds, quota_group_seconds
 
-__all__ = ["Runner", "find_k6", "k6_command", "main", "selectors_of"]
+__all__ = ["Runner", "find_k6", "k6_command", "main", "selectors_of", "system_tags"]
 
 STDERR_TAIL = 20
 READY_STATUS = 4  # k6's ExecutionStatus "paused before run": every VU initialised
@@ -67,8 +67,28 @@ def selectors_of(config: dict[str, Any]) -> list[Selector]:
     return [parse_selector(key) for key in options.get("thresholds", {})]
 
 
+#: The tags the collector reads whatever the thresholds: a request's name and status, whether
+#: its response was expected (its http_req_failed), a check's name.
+BASE_TAGS = ("check", "expected_response", "name", "status")
+
+
+def system_tags(selectors: Iterable[Selector]) -> list[str]:
+    """The system tags k6 attaches in a runner: the collector's own and those the thresholds
+    select on. Each costs k6 work on every sample and a CSV column on every line, so no
+    more (plain ``k6 run`` attaches 14)."""
+    chosen = set(BASE_TAGS) | {k for s in selectors for k, _ in s.tags if k in SYSTEM_TAGS}
+    return sorted(chosen)
+
+
 def k6_command(
-    script: Path, index: int, count: int, *, api: str, samples: Path, summary: Path
+    script: Path,
+    index: int,
+    count: int,
+    *,
+    api: str,
+    samples: Path,
+    summary: Path,
+    tags: Iterable[str] = SYSTEM_TAGS,
 ) -> list[str]:
     command = [
         "k6",
@@ -86,7 +106,7 @@ def k6_command(
         "--execution-segment-sequence",
         sequence(count),
         "--system-tags",
-        ",".join(SYSTEM_TAGS),
+        ",".join(tags),
         "--out",
         f"csv={samples}",
         "--summary-export",
@@ -152,6 +172,7 @@ class Runner:
             api=address,
             samples=self.fifo,
             summary=self.out_dir / "k6-summary.json",
+            tags=system_tags(self.selectors),
         )
         command[0] = self.k6
         self._log = (self.out_dir / "k6.log").open("wb")
@@ -211,6 +232,9 @@ class Runner:
         if summary_path.exists():
             with contextlib.suppress(ValueError):
                 summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        if isinstance(summary, dict):
+            with self.lock:
+                self.collector.take_summary(summary)
         status = self.stopped_by or status_for(exit_code)
         # A SIGKILL this runner sent (a stop past its grace) is not the OOM killer's, whatever
         # else in the cgroup ran out of memory meanwhile.
@@ -297,12 +321,11 @@ class Runner:
     def _take(self, data: bytes, raw: IO[str] | None) -> None:
         # Split on "\n" only, as k6 ends its lines (a name may hold other line breaks).
         text = data.decode("utf-8", errors="replace")
-        lines = [line + "\n" for line in text.split("\n")]
-        lines[-1] = lines[-1][:-1]  # what followed the last "\n": "" or an unfinished line
-        if not lines[-1]:
-            lines.pop()
         if raw is not None:
-            raw.writelines(lines)
+            raw.write(text)
+        lines = text.split("\n")
+        if not lines[-1]:
+            lines.pop()  # what followed the last "\n": nothing, or a line k6 never finished
         with self.lock:
             self.collector.feed_lines(lines)
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ..scenario.thresholds import BUILTIN_METRICS, SYSTEM_TAGS
 from ..scenario.writes import ACKED_METRIC, WRITER_TAG
@@ -55,6 +56,13 @@ SUMMARY_METRICS = frozenset(
 #: under OTHER_WRITERS (and then cannot be read back one by one).
 MAX_WRITERS = 100_000
 OTHER_WRITERS = ""
+
+#: What k6 emits with every http_req_duration sample (see Collector._set_header).
+DERIVED = frozenset({"http_reqs", "http_req_failed"})
+#: Counters only the end-of-test figures show, one line each per iteration: taken from k6's
+#: own summary export when the runner ends (:meth:`Collector.take_summary`; a count, exact,
+#: and counts add across runners), their lines skipped, unless a threshold reads them.
+FROM_SUMMARY = frozenset({"data_sent", "data_received"})
 
 #: The metrics the per-second windows are built from.
 _WINDOW_METRICS = frozenset(
@@ -107,6 +115,7 @@ class Collector:
         self._selectors = {*selectors, expected}
         wanted = set(SUMMARY_METRICS) | {s.metric for s in self._selectors}
         self._wanted = frozenset(m for m in wanted if m in BUILTIN_METRICS)
+        self._from_summary = FROM_SUMMARY - {s.metric for s in self._selectors}
         self._submetrics: dict[str, list[tuple[str, list[tuple[int, str]]]]] = {}
         # The last sample of each VU gauge: (its second, its value).
         self._vus: tuple[int, float] = (-1, 0.0)
@@ -121,6 +130,14 @@ class Collector:
         self._name = index.get("name", -1)
         self._status = index.get("status", -1)
         self._check = index.get("check", -1)
+        # Every request's samples share its tags and its time, and k6 tags a request with
+        # expected_response exactly when it also emits its http_req_failed (a response
+        # callback is set; by default it is). So http_reqs (always 1) and http_req_failed
+        # (0 or 1) are read off the request's http_req_duration line, and their own lines,
+        # two of every three a request costs, are skipped unread.
+        self._expected = index.get("expected_response", -1)
+        derived = DERIVED if self._expected >= 0 else frozenset()
+        self._lines = frozenset(self._wanted - derived - self._from_summary)
         self._submetrics = {}
         for selector in self._selectors:
             if not selector.tags:
@@ -128,8 +145,19 @@ class Collector:
             matchers = [(index[k], v) if k in index else (-1, f"{k}={v}") for k, v in selector.tags]
             self._submetrics.setdefault(selector.metric, []).append((selector.key, matchers))
 
+    def take_summary(self, summary: Mapping[str, Any]) -> None:
+        """The counters read from k6's summary export (``--summary-export``) rather than from
+        their lines: data sent and received."""
+        metrics = summary.get("metrics", {}) if isinstance(summary, Mapping) else {}
+        for metric in sorted(self._from_summary):
+            count = (metrics.get(metric) or {}).get("count")
+            if isinstance(count, int | float) and not isinstance(count, bool):
+                self.aggregates[metric] = Aggregate("counter", total=float(count))
+
     def feed_lines(self, lines: Iterable[str]) -> None:
-        wanted = self._wanted
+        """Lines of k6's CSV, with or without their line ends; a last line cut short (k6 was
+        killed mid-write) is counted in ``bad_lines``."""
+        wanted = self._lines
         for line in lines:
             metric = line[: line.find(",")]
             if metric not in wanted:
@@ -137,13 +165,17 @@ class Collector:
                     self._feed_write(line)
                 elif metric == "metric_name":
                     self._set_header(line.rstrip("\r\n").split(","))
+                    wanted = self._lines
                 continue
             row = next(csv.reader((line,))) if '"' in line else line.rstrip("\r\n").split(",")
             if len(row) < self._width:
                 self.bad_lines += 1  # a partial line: k6 was killed mid-write
                 continue
             try:
-                self.feed(row)
+                if metric == "http_req_duration" and self._expected >= 0:
+                    self._feed_request(row)
+                else:
+                    self.feed(row)
             except (ValueError, KeyError):
                 self.bad_lines += 1  # never let one odd line stop the stream being drained
 
@@ -177,16 +209,52 @@ class Collector:
         # A custom tag: k6 writes them as name=value pairs joined by '&' in extra_tags.
         return self._extra >= 0 and want in row[self._extra].split("&")
 
-    def feed(self, row: list[str]) -> None:
-        metric = row[0]
+    def _feed_request(self, row: list[str]) -> None:
+        """A request's http_req_duration line, with the http_reqs and http_req_failed samples
+        k6 emitted beside it (the same tags, the same time): the hot path, one per request."""
         value = float(row[2])
-        self.samples += 1
-        agg = self.aggregates.get(metric)
+        second = int(row[1])
+        expected = row[self._expected]
+        key = bucket_key(value)
+        metric = self._metric
+        metric("http_req_duration").sketch.add_keyed(value, key)
+        requests = metric("http_reqs")
+        requests.count += 1
+        requests.total += 1.0
+        subs = self._submetrics
+        if subs:
+            self._add_submetrics("http_req_duration", row, value, key, 0)
+            self._add_submetrics("http_reqs", row, 1.0, None, 0)
+        window = self.windows.get(second) or self._new_window(second)
+        window.duration.add_keyed(value, key)
+        if self._name >= 0:
+            window.name_sketch(row[self._name]).add_keyed(value, key)
+        window.requests += 1
+        if not expected:  # no response callback: k6 emitted no http_req_failed either
+            self.samples += 2
+            return
+        self.samples += 3
+        failed = expected != "true"
+        rate = metric("http_req_failed")
+        rate.count += 1
+        if subs:
+            self._add_submetrics("http_req_failed", row, float(failed), None, 0)
+        if failed:
+            rate.total += 1
+            window.failed += 1
+            status = (row[self._status] if self._status >= 0 else "") or "0"
+            window.statuses[status] = window.statuses.get(status, 0) + 1
+
+    def _metric(self, name: str) -> Aggregate:
+        agg = self.aggregates.get(name)
         if agg is None:
-            agg = self.aggregates[metric] = Aggregate(BUILTIN_METRICS[metric])
-        key = bucket_key(value) if agg.kind == "trend" else None  # one log per sample
-        gauge_second = int(row[1]) if agg.kind == "gauge" else 0
-        agg.add(value, key, gauge_second)
+            agg = self.aggregates[name] = Aggregate(BUILTIN_METRICS[name])
+        return agg
+
+    def _add_submetrics(
+        self, metric: str, row: list[str], value: float, key: int | None, second: int
+    ) -> None:
+        kind = BUILTIN_METRICS[metric]
         for sub_key, matchers in self._submetrics.get(metric, ()):
             for column, want in matchers:
                 if not (row[column] == want if column >= 0 else self._has_extra(row, want)):
@@ -194,16 +262,31 @@ class Collector:
             else:
                 sub = self.aggregates.get(sub_key)
                 if sub is None:
-                    sub = self.aggregates[sub_key] = Aggregate(agg.kind)
-                sub.add(value, key, gauge_second)
+                    sub = self.aggregates[sub_key] = Aggregate(kind)
+                sub.add(value, key, second)
+
+    def _new_window(self, second: int) -> Window:
+        # k6 samples its VU gauges about once a second, not once in every second: a second
+        # without a sample of its own holds the last value (as a gauge does).
+        window = self.windows[second] = Window(vus=self._vus[1], vus_max=self._vus_max[1])
+        return window
+
+    def feed(self, row: list[str]) -> None:
+        """One sample's row (a line read whole; the request's http_req_duration line is read
+        by :meth:`_feed_request` where the stream carries expected_response)."""
+        metric = row[0]
+        value = float(row[2])
+        self.samples += 1
+        agg = self._metric(metric)
+        key = bucket_key(value) if agg.kind == "trend" else None  # one log per sample
+        gauge_second = int(row[1]) if agg.kind == "gauge" else 0
+        agg.add(value, key, gauge_second)
+        if metric in self._submetrics:
+            self._add_submetrics(metric, row, value, key, gauge_second)
         if metric not in _WINDOW_METRICS:
             return
         second = int(row[1])
-        window = self.windows.get(second)
-        if window is None:
-            # k6 samples its VU gauges about once a second, not once in every second: a second
-            # without a sample of its own holds the last value (as a gauge does).
-            window = self.windows[second] = Window(vus=self._vus[1], vus_max=self._vus_max[1])
+        window = self.windows.get(second) or self._new_window(second)
         if metric == "http_req_duration":
             window.duration.add_keyed(value, key)
             if self._name >= 0:

@@ -46,13 +46,49 @@ def test_lines_that_cannot_be_used_are_counted_not_lost_silently():
     collector.feed_lines(
         [
             HEADER,
-            "http_reqs,100,1.000000,,,true,,GET,a,w,200,,\n",
-            "http_reqs,100,not-a-number,,,true,,GET,a,w,200,,\n",  # malformed
-            "http_reqs,101,1.0,,,true,,GET",  # cut short: k6 killed mid-write
+            "iterations,100,1.000000,,,,,,,w,,,\n",
+            "iterations,100,not-a-number,,,,,,,w,,,\n",  # malformed
+            "http_req_duration,101,1.0,,,true,,GET",  # cut short: k6 killed mid-write
         ]
     )
     assert collector.samples == 1
     assert collector.bad_lines == 2
+
+
+def test_a_request_is_read_off_its_duration_line_as_k6_emits_the_three_together():
+    # Derived: the request's own http_reqs and http_req_failed lines are not read at all.
+    lines = [
+        "http_reqs,100,1.000000,,,false,,GET,a,w,503,,\n",
+        "http_req_duration,100,7.5,,,false,,GET,a,w,503,,\n",
+        "http_req_failed,100,1.000000,,,false,,GET,a,w,503,,\n",
+        "http_reqs,100,1.000000,,,true,,GET,a,w,200,,\n",
+        "http_req_duration,100,2.5,,,true,,GET,a,w,200,,\n",
+        "http_req_failed,100,0.000000,,,true,,GET,a,w,200,,\n",
+    ]
+    selectors = [parse_selector("http_req_failed{name:a}"), parse_selector("http_reqs{status:503}")]
+    derived = Collector(selectors)
+    derived.feed_lines([HEADER, *lines])
+    # The same stream without the expected_response column: every line is read.
+    header = HEADER.replace("expected_response,", "")
+    plain = Collector(selectors)
+    plain.feed_lines(
+        [header, *(line.replace(",true,", ",").replace(",false,", ",") for line in lines)]
+    )
+    for collector in (derived, plain):
+        aggs = collector.aggregates
+        assert aggs["http_reqs"].total == 2
+        assert (aggs["http_req_failed"].total, aggs["http_req_failed"].count) == (1, 2)
+        assert (aggs["http_req_failed{name:a}"].total, aggs["http_req_failed{name:a}"].count) == (
+            1,
+            2,
+        )
+        assert aggs["http_reqs{status:503}"].total == 1
+        assert collector.samples == 6
+        window = collector.windows[100]
+        assert (window.requests, window.failed, window.statuses) == (2, 1, {"503": 1})
+    assert {k: v.to_dict() for k, v in derived.aggregates.items() if "expected" not in k} == {
+        k: v.to_dict() for k, v in plain.aggregates.items()
+    }
 
 
 def test_each_second_keeps_what_the_report_draws():
@@ -60,10 +96,11 @@ def test_each_second_keeps_what_the_report_draws():
     lines = [HEADER]
     for name, status, ms in [("report", "202", 10), ("report", "503", 90), ("ingest", "", 5)]:
         failed = "0" if status == "202" else "1"
+        expected = "true" if status == "202" else "false"
         lines += [
-            f"http_reqs,100,1,,,true,,POST,{name},w,{status},,\n",
-            f"http_req_duration,100,{ms},,,true,,POST,{name},w,{status},,\n",
-            f"http_req_failed,100,{failed},,,true,,POST,{name},w,{status},,\n",
+            f"http_reqs,100,1,,,{expected},,POST,{name},w,{status},,\n",
+            f"http_req_duration,100,{ms},,,{expected},,POST,{name},w,{status},,\n",
+            f"http_req_failed,100,{failed},,,{expected},,POST,{name},w,{status},,\n",
         ]
     lines += [
         "checks,100,1,accepted,,,,,,w,,,\n",
@@ -101,7 +138,7 @@ def test_a_second_without_a_vu_sample_holds_the_last_value():
             HEADER,
             "vus_max,100,10,,,,,,,,,,\n",
             "vus,100,4,,,,,,,,,,\n",
-            "http_reqs,101,1,,,true,,GET,a,w,200,,\n",  # k6 sampled no gauge in second 101
+            "http_req_duration,101,1,,,true,,GET,a,w,200,,\n",  # no gauge sampled in 101
             "vus_max,102,10,,,,,,,,,,\n",
             "vus,102,2,,,,,,,,,,\n",  # a drop: the second's own sample, not the carried 4
         ]
@@ -109,3 +146,20 @@ def test_a_second_without_a_vu_sample_holds_the_last_value():
     windows = collector.windows
     assert (windows[101].vus, windows[101].vus_max) == (4, 10)
     assert (windows[102].vus, windows[102].vus_max) == (2, 10)
+
+
+def test_data_counters_come_from_k6s_summary_unless_a_threshold_reads_their_lines():
+    lines = [HEADER, "data_sent,100,120,,,,,,,w,,,\n", "data_received,100,300,,,,,,,w,,,\n"]
+    summary = {"metrics": {"data_sent": {"count": 5000, "rate": 50.0}}}
+    skipped = Collector()
+    skipped.feed_lines(lines)
+    assert "data_sent" not in skipped.aggregates
+    assert skipped.samples == 0
+    skipped.take_summary(summary)
+    assert skipped.aggregates["data_sent"].total == 5000
+    assert "data_received" not in skipped.aggregates  # not in this summary: not made up
+    read = Collector([parse_selector("data_sent{scenario:w}")])
+    read.feed_lines(lines)
+    read.take_summary(summary)  # the lines win: the threshold is judged live on them
+    assert read.aggregates["data_sent"].total == 120
+    assert read.aggregates["data_sent{scenario:w}"].total == 120

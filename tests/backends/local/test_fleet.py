@@ -202,6 +202,51 @@ def test_merged_percentiles_match_the_raw_samples(server, tmp_path):
     assert abs(merged["avg"] - sum(raw) / len(raw)) < 1e-6 * merged["avg"] + 1e-9
 
 
+def test_requests_and_failures_read_off_duration_lines_match_k6s_own_counts(server, tmp_path):
+    # Each runner reads a request's http_reqs and http_req_failed off its http_req_duration
+    # line and skips their own lines: the counts must still be k6's to the request, per
+    # runner and per tag set, and k6 must attach only the tags the collector and the
+    # thresholds read.
+    rng = random.Random(7)
+
+    def sometimes(_req):
+        return (500 if rng.random() < 0.3 else 200), {"Content-Type": "text/plain"}, b"x"
+
+    server.routes["/mixed"] = sometimes
+    scenario = scenario_of(
+        get("/mixed", name="mixed"),
+        SharedIterations(vus=4, iterations=900),
+        thresholds=[
+            threshold("http_reqs", "count > 0", tags={"method": "GET"}),
+            threshold("http_req_failed", "rate > 0", tags={"status": "500"}),
+        ],
+    )
+    report = run(scenario, server, tmp_path, 2, keep_raw=True)
+    assert report.exit_code == 0, report.message
+    for result in report.runners:
+        k6 = result.k6_summary["metrics"]
+        assert result.aggregates["http_reqs"].total == k6["http_reqs"]["count"]
+        failed = result.aggregates["http_req_failed"]
+        assert (failed.total, failed.count - failed.total) == (
+            k6["http_req_failed"]["passes"],
+            k6["http_req_failed"]["fails"],
+        )
+        assert result.aggregates["http_reqs{method:GET}"].total == k6["http_reqs"]["count"]
+        for counter in ("data_sent", "data_received"):  # k6's own count, its lines unread
+            assert result.aggregates[counter].total == k6[counter]["count"] > 0
+        assert result.aggregates["http_req_failed{status:500}"].total == failed.total
+        windows = result.windows.values()
+        assert sum(w.requests for w in windows) == k6["http_reqs"]["count"]
+        assert sum(w.statuses.get("500", 0) for w in windows) == failed.total
+        path = tmp_path / "results" / "latest" / "runners" / str(result.index) / "samples.csv.gz"
+        with gzip.open(path, "rt") as stream:
+            header = stream.readline().strip().split(",")
+        assert header[3:-2] == ["check", "expected_response", "method", "name", "status"]
+    metrics = report.metrics()
+    assert metrics["http_reqs"]["count"] == 900
+    assert 0 < metrics["http_req_failed"]["rate"] < 1
+
+
 def test_thresholds_are_judged_on_the_fleet_not_per_runner(server, tmp_path):
     # 20 iterations in all, 10 per runner: k6 judging each runner alone would fail both.
     scenario = scenario_of(
