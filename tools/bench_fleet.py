@@ -70,7 +70,8 @@ def collection(args: argparse.Namespace) -> None:
                 rates["csv"].append(k6_rate(summary))
                 runs = [("runner", env)]
                 if args.against:  # the same runner from another checkout, in the same round
-                    runs.append(("against", {**env, "PYTHONPATH": str(args.against)}))
+                    extra = dict(item.split("=", 1) for item in args.against_env)
+                    runs.append(("against", {**env, "PYTHONPATH": str(args.against), **extra}))
                 for label, run_env in runs:
                     results = work / f"{label}{i}"
                     # From the scratch folder: no stressbed.yaml (its 60 s) and, for
@@ -104,6 +105,49 @@ def collection(args: argparse.Namespace) -> None:
         f"ratio runner/plain {runner / plain:.3f} (median of the rounds' own ratios "
         f"{statistics.median(pairs):.3f})"
     )
+    if args.accuracy:
+        accuracy(args, env, scenario_path)
+
+
+def accuracy(args: argparse.Namespace, env: dict[str, str], scenario: Path) -> None:
+    """A 3-runner run with --keep-raw: its merged p50/p95/p99 against the exact percentiles
+    of the union of every runner's raw samples, and its counts against the raw lines and k6's
+    own summaries."""
+    with tempfile.TemporaryDirectory(prefix="stressbed-bench-") as tmp:
+        work = Path(tmp)
+        with nginx_target(work) as url:
+            env = {**env, "TARGET_URL": url}
+            command = [*stressbed_run(scenario, url, work / "r"), "--duration", args.duration]
+            quiet([*command, "--runners", "3", "--keep-raw"], env, cwd=work)
+        run = work / "r" / "latest"
+        raw: list[float] = []
+        k6_count = 0
+        for i in range(3):
+            with gzip.open(run / "runners" / str(i) / "samples.csv.gz", "rt") as stream:
+                raw += [
+                    float(line.split(",")[2])
+                    for line in stream
+                    if line.startswith("http_req_duration,")
+                ]
+            k6 = json.loads((run / "runners" / str(i) / "k6-summary.json").read_text())
+            k6_count += k6["metrics"]["http_reqs"]["count"]
+        metrics = json.loads((run / "summary.json").read_text())["metrics"]
+        merged, requests = metrics["http_req_duration"], metrics["http_reqs"]["count"]
+        ordered = sorted(raw)
+        print(
+            f"accuracy, 3 runners: {len(raw):,} raw http_req_duration samples, merged count "
+            f"{merged['count']:,.0f}, http_reqs {requests:,.0f}, k6's own summaries {k6_count:,}"
+        )
+        for stat, q in (("p(50)", 0.5), ("p(95)", 0.95), ("p(99)", 0.99)):
+            rank = q * (len(ordered) - 1)
+            low = int(rank)
+            high = min(low + 1, len(ordered) - 1)
+            exact = ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+            error = abs(merged[stat] - exact) / exact
+            print(
+                f"  {stat}: merged {merged[stat]:.4f} ms, exact {exact:.4f} ms, "
+                f"relative error {error:.3%}"
+            )
 
 
 def stressbed_run(scenario: Path, url: str, results: Path) -> list[str]:
@@ -267,6 +311,16 @@ def main() -> int:
     c.add_argument("--vus", type=int, default=20)
     c.add_argument(
         "--against", type=Path, help="also the runner of this checkout, in every round (A/B)"
+    )
+    c.add_argument(
+        "--accuracy", action="store_true", help="then a 3-runner --keep-raw run, checked exactly"
+    )
+    c.add_argument(
+        "--against-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable of the --against runs only (e.g. GOGC=100)",
     )
     c.set_defaults(run=collection)
     m = sub.add_parser("merge")

@@ -30,7 +30,7 @@ import sys
 import sysconfig
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -42,9 +42,17 @@ from .control import ControlServer
 from .oom import oom_kills
 from .process import die_with_parent, free_port
 from .segments import segment, sequence
-from .usage import cpu_capacity, cpu_seconds, quota_group_seconds
+from .usage import cpu_capacity, cpu_seconds, memory_bound, quota_group_seconds
 
-__all__ = ["Runner", "find_k6", "k6_command", "main", "selectors_of", "system_tags"]
+__all__ = [
+    "Runner",
+    "find_k6",
+    "k6_command",
+    "k6_environment",
+    "main",
+    "selectors_of",
+    "system_tags",
+]
 
 STDERR_TAIL = 20
 READY_STATUS = 4  # k6's ExecutionStatus "paused before run": every VU initialised
@@ -78,6 +86,31 @@ def system_tags(selectors: Iterable[Selector]) -> list[str]:
     more (plain ``k6 run`` attaches 14)."""
     chosen = set(BASE_TAGS) | {k for s in selectors for k, _ in s.tags if k in SYSTEM_TAGS}
     return sorted(chosen)
+
+
+#: k6's garbage collector in a runner: k6 allocates for every sample it writes to the CSV
+#: stream, and at Go's default (GOGC=100) collecting that cost k6 about a sixth of its request
+#: rate on two cores; at 400 the runner outran plain k6 (BENCHMARKS.md, "Collection").
+K6_GOGC = "400"
+#: ... while the heap, which GOGC=400 lets grow to five times what is live, stays under this
+#: share of the memory the runner may count on (GOMEMLIMIT: the collector then runs as often
+#: as it must; at most half the CPU, Go's own cap, rather than an OOM kill).
+K6_MEMORY_SHARE = 0.8
+
+
+def k6_environment(environ: Mapping[str, str], count: int = 1) -> dict[str, str]:
+    """The environment k6 runs with in a runner: never a usage report; whole-second unix
+    timestamps, which the collector's windows are keyed by, whatever K6_CSV_TIME_FORMAT the
+    user's environment holds; and its garbage collector tuned for the sample stream (a GOGC or
+    GOMEMLIMIT of the user's own is kept). ``count``: the fleet's runners, which may share
+    this machine's memory."""
+    env = {**environ, "K6_NO_USAGE_REPORT": "true", "K6_CSV_TIME_FORMAT": "unix"}
+    env.setdefault("GOGC", K6_GOGC)
+    if "GOMEMLIMIT" not in environ:
+        bound = memory_bound()
+        if bound is not None:
+            env["GOMEMLIMIT"] = str(int(bound * K6_MEMORY_SHARE / max(1, count)))
+    return env
 
 
 def k6_command(
@@ -181,9 +214,7 @@ class Runner:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=self._log,
-            # Whole-second unix timestamps are what the collector's windows are keyed by,
-            # whatever K6_CSV_TIME_FORMAT the user's environment holds.
-            env={**os.environ, "K6_NO_USAGE_REPORT": "true", "K6_CSV_TIME_FORMAT": "unix"},
+            env=k6_environment(os.environ, self.count),
             preexec_fn=die_with_parent(),  # noqa: PLW1509 - only prctl, no locks taken
         )
 

@@ -1,5 +1,6 @@
 """What a runner's k6 uses of the CPU, and how much it may use: is the load generator the
-limit? Read from Linux's /proc and the runner's own cgroup (v1 or v2); None where not told."""
+limit? And how much memory it may take. Read from Linux's /proc and the runner's own cgroup
+(v1 or v2); None where not told."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from .oom import cgroup_of
 
-__all__ = ["cpu_capacity", "cpu_seconds", "quota_group_seconds"]
+__all__ = ["cpu_capacity", "cpu_seconds", "memory_bound", "quota_group_seconds"]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -71,3 +72,26 @@ def quota_group_seconds(pid: int | str = "self") -> float | None:
         return int((group / "cpuacct.usage").read_text()) / 1e9
     except (OSError, ValueError, IndexError):
         return None
+
+
+def memory_bound(pid: int | str = "self") -> int | None:
+    """The bytes ``pid`` may count on: its memory cgroup's limit, or what the machine has
+    available now (/proc/meminfo), whichever is smaller; None where neither is told."""
+    found: list[int] = []
+    group = cgroup_of(pid, "memory")
+    if group is not None:
+        version, path = group
+        name = "memory.max" if version == 2 else "memory.limit_in_bytes"
+        try:
+            text = (path / name).read_text().strip()
+            if text != "max" and int(text) < 1 << 60:  # v1 says "no limit" with a huge number
+                found.append(int(text))
+        except (OSError, ValueError):
+            pass
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    return min(found) if found else None

@@ -67,15 +67,14 @@ def _combine(parts: Sequence[_Part]) -> Window:
         else:
             packed, position = part
             window.merge_counts(packed.scalars(position))
-            for number, arrays in packed.sketch_arrays(position):
-                name = packed.names[number - 1] if number else None
-                sketches.setdefault(name, []).append(arrays)
-    for name, arrays in sketches.items():
-        sketch = _add(arrays)
-        if name is None:
+            for number, one in packed.sketch_arrays(position):
+                sketches.setdefault(packed.names[number - 1] if number else None, []).append(one)
+    for key, group in sketches.items():
+        sketch = _add(group)
+        if key is None:
             window.duration = sketch
         else:
-            window.names[name] = sketch
+            window.names[key] = sketch
     return window
 
 

@@ -203,7 +203,7 @@ def test_a_target_faster_than_the_runners_can_drive_reports_the_generator(tmp_pa
             "--target-url", target.url,
             "--runners", "2",
             "--runner-cpu", "150m",
-            "--min-rate", "60",
+            "--min-rate", "240",  # 150m drives about 500 req/s: 240, 480, then the limit
             "--step-duration", "6s",
             "--warmup", "2s",
         )  # fmt: skip

@@ -21,8 +21,8 @@ import pytest
 from stressbed import ConstantVUs, Scenario, Workload, get, render
 from stressbed.fleet import _k6api as k6api
 from stressbed.fleet.oom import CGROUP_ROOT
-from stressbed.fleet.runner import Runner, run
-from stressbed.fleet.usage import cpu_capacity, cpu_seconds, quota_group_seconds
+from stressbed.fleet.runner import Runner, k6_environment, run, selectors_of, system_tags
+from stressbed.fleet.usage import cpu_capacity, cpu_seconds, memory_bound, quota_group_seconds
 from stressbed.results.runner_result import RunnerResult, RunnerStatus
 from stressbed.results.transport import read_document
 
@@ -306,3 +306,32 @@ def test_under_a_quota_the_cpu_counted_is_the_whole_group_s():
             if child.stdout is not None:
                 child.stdout.close()
         group.rmdir()
+
+
+def test_k6_collects_its_garbage_less_often_under_a_memory_bound_and_keeps_the_users_own():
+    bound = memory_bound()
+    assert bound is not None  # /proc/meminfo says at least what is available
+    assert bound > 0
+    env = k6_environment({"PATH": "/usr/bin", "K6_CSV_TIME_FORMAT": "rfc3339"}, count=4)
+    assert env["GOGC"] == "400"
+    assert 0 < int(env["GOMEMLIMIT"]) <= bound * 0.8 / 4  # shared among the fleet's runners
+    assert env["K6_CSV_TIME_FORMAT"] == "unix"  # what the windows are keyed by
+    assert env["K6_NO_USAGE_REPORT"] == "true"
+    assert env["PATH"] == "/usr/bin"
+    own = k6_environment({"GOGC": "off", "GOMEMLIMIT": "2GiB"})
+    assert (own["GOGC"], own["GOMEMLIMIT"]) == ("off", "2GiB")
+
+
+def test_k6_attaches_only_the_tags_the_collector_and_the_thresholds_read():
+    assert system_tags([]) == ["check", "expected_response", "name", "status"]
+    selectors = selectors_of(
+        {"options": {"thresholds": {"http_req_duration{scenario:w,method:GET}": ["p(95)<1"]}}}
+    )
+    assert system_tags(selectors) == [
+        "check",
+        "expected_response",
+        "method",
+        "name",
+        "scenario",
+        "status",
+    ]
