@@ -7,6 +7,11 @@ python tools/bench_fleet.py collection [--rounds 3] [--duration 10s] [--against 
 python tools/bench_fleet.py merge [--runners 16] [--minutes 10] [--version 2]
     time and peak memory to read and merge runner results holding 1 s windows, and write
     summary.json and junit.xml (in a child process, whose peak RSS is the merge's own)
+python tools/bench_fleet.py gogc [--values 100,200,400,800] [--rounds 3]
+    k6 writing the runner's CSV stream to /dev/null at each GOGC beside plain k6: requests/s
+    and k6's peak RSS (why a runner's k6 runs at GOGC=400)
+python tools/bench_fleet.py collector --samples SAMPLES.csv.gz
+    the collector's own CPU per line and per request on a raw stream
 python tools/bench_fleet.py memory [--short 10s] [--long 120s] [--rate 2000]
     the runner wrapper's peak RSS for a short and a long run at the same arrival rate
 """
@@ -284,8 +289,12 @@ def memory(args: argparse.Namespace) -> None:
 
 
 def collector(args: argparse.Namespace) -> None:
+    """The collector's own CPU on a raw stream (a --keep-raw run's samples.csv.gz), per line
+    and per request; run it under two checkouts' PYTHONPATH, each on its own stream, to
+    compare them (their k6 attaches different tags)."""
     with gzip.open(args.samples, "rt", encoding="utf-8") as stream:
         lines = stream.readlines()[: args.lines]
+    requests = sum(1 for line in lines if line.startswith("http_req_duration,"))
     selectors = [
         parse_selector("http_req_duration{name:report}"),
         parse_selector("http_req_failed{name:report}"),
@@ -295,11 +304,65 @@ def collector(args: argparse.Namespace) -> None:
         collect = Collector(selectors)
         started = time.perf_counter()
         collect.feed_lines(lines)
-        timings.append((time.perf_counter() - started) / len(lines) * 1e6)
+        timings.append(time.perf_counter() - started)
+    median = statistics.median(timings)
     print(
-        f"{len(lines):,} lines ({collect.samples:,} samples kept): median "
-        f"{statistics.median(timings):.3f} us/line over 5 passes"
+        f"{len(lines):,} lines, {requests:,} requests ({collect.samples:,} samples folded): "
+        f"median {median / len(lines) * 1e6:.3f} us/line, "
+        f"{median / max(1, requests) * 1e6:.2f} us/request over 5 passes"
     )
+
+
+def gogc(args: argparse.Namespace) -> None:
+    """k6 writing the runner's CSV stream to /dev/null at each GOGC, alternating, beside plain
+    k6: requests/s and k6's peak RSS."""
+    os.environ.update({"BENCH_VUS": str(args.vus), "BENCH_DURATION": args.duration})
+    env = {**os.environ, "K6_NO_USAGE_REPORT": "true"}
+    values = args.values.split(",")
+    rates: dict[str, list[float]] = {v: [] for v in ["plain", *values]}
+    peaks: dict[str, list[float]] = {v: [] for v in ["plain", *values]}
+    with tempfile.TemporaryDirectory(prefix="stressbed-bench-") as tmp:
+        work = Path(tmp)
+        bundle = render(catalog.load(str(HERE / "scenario.py")), work / "bundle")
+        config = json.loads((bundle.script.parent / "config.json").read_text())
+        tags = ",".join(system_tags(selectors_of(config)))
+        with nginx_target(work) as url:
+            for _ in range(args.rounds):
+                for value, found in rates.items():
+                    summary = work / "k6.json"
+                    k6 = ["k6", "run", "--quiet", "--no-usage-report", "--summary-export"]
+                    k6 += [str(summary)]
+                    if value != "plain":
+                        k6 += ["--system-tags", tags, "--out", "csv=/dev/null"]
+                    run_env = {
+                        **env,
+                        "TARGET_URL": url,
+                        "GOGC": "100" if value == "plain" else value,
+                    }
+                    child = subprocess.Popen(
+                        [*k6, str(bundle.script)],
+                        env=run_env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                    _, _, usage = os.wait4(child.pid, 0)  # this child's own peak RSS
+                    found.append(k6_rate(summary))
+                    peaks[value].append(usage.ru_maxrss / 1024)
+                print(
+                    "  ".join(
+                        f"{v}: {r[-1]:.0f} req/s {peaks[v][-1]:.0f} MB" for v, r in rates.items()
+                    ),
+                    flush=True,
+                )
+    plain = statistics.median(rates["plain"])
+    for value, found in rates.items():
+        rate = statistics.median(found)
+        label = "plain k6" if value == "plain" else f"CSV at GOGC={value}"
+        print(
+            f"{label}: median {rate:.0f} req/s ({rate / plain:.3f}x plain), "
+            f"peak RSS {statistics.median(peaks[value]):.0f} MB"
+        )
 
 
 def main() -> int:
@@ -335,6 +398,12 @@ def main() -> int:
     k.add_argument("--samples", type=Path, required=True)
     k.add_argument("--lines", type=int, default=300_000)
     k.set_defaults(run=collector)
+    g = sub.add_parser("gogc")
+    g.add_argument("--values", default="100,200,400,800")
+    g.add_argument("--rounds", type=int, default=3)
+    g.add_argument("--duration", default="10s")
+    g.add_argument("--vus", type=int, default=20)
+    g.set_defaults(run=gogc)
     r = sub.add_parser("memory")
     r.add_argument("--short", default="10s")
     r.add_argument("--long", default="120s")
