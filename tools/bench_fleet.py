@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import math
 import os
 import resource
 import statistics
@@ -36,12 +37,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_runtime import k6_rate, nginx_target, quiet
 
 from stressbed import render
-from stressbed.fleet.runner import selectors_of, system_tags
 from stressbed.results.aggregates import Aggregate, Window
 from stressbed.results.merge import merge
 from stressbed.results.runner_result import RunnerResult, RunnerStatus
 from stressbed.results.samples import Collector, parse_selector
-from stressbed.results.sketch import LOG_GAMMA
+from stressbed.results.sketch import ACCURACY
 from stressbed.results.summary import RunReport
 from stressbed.results.verdict import Verdict
 from stressbed.scenario import catalog
@@ -54,6 +54,8 @@ def collection(args: argparse.Namespace) -> None:
     `k6 run` writing the CSV stream the runner reads (with the runner's system tags) to
     /dev/null, and a stressbed runner (k6 + the stream + the collector). The second is the
     ceiling of any collector fed by k6's CSV output."""
+    from stressbed.fleet.runner import selectors_of, system_tags  # noqa: PLC0415 - see gogc
+
     os.environ.update({"BENCH_VUS": str(args.vus), "BENCH_DURATION": args.duration})
     env = {**os.environ, "K6_NO_USAGE_REPORT": "true"}
     scenario_path = HERE / "scenario.py"
@@ -178,6 +180,7 @@ def _fake_result(
     """A runner document of ``seconds`` 1 s windows, each with a latency sketch of 500
     lognormal samples and a few failures (built with numpy: the inputs of a 64-runner hour
     are 115 million samples)."""
+    log_gamma = math.log((1 + ACCURACY) / (1 - ACCURACY))  # the sketch's own bucket width
     start = 1_800_000_000
     windows: dict[int, Window] = {}
     total = Aggregate("trend")
@@ -186,7 +189,7 @@ def _fake_result(
         window = Window(requests=500, failed=int(rng.integers(0, 4)), iterations=500, vus=50)
         values = rng.lognormal(1.5, 0.8, 500)
         keys, counts = np.unique(
-            np.ceil(np.log(values) / LOG_GAMMA).astype(np.int64), return_counts=True
+            np.ceil(np.log(values) / log_gamma).astype(np.int64), return_counts=True
         )
         sketch = window.duration
         sketch.buckets = dict(zip(keys.tolist(), counts.tolist(), strict=True))
@@ -316,6 +319,9 @@ def collector(args: argparse.Namespace) -> None:
 def gogc(args: argparse.Namespace) -> None:
     """k6 writing the runner's CSV stream to /dev/null at each GOGC, alternating, beside plain
     k6: requests/s and k6's peak RSS."""
+    # Imported here: `collector` also runs under an older checkout's PYTHONPATH, which has none.
+    from stressbed.fleet.runner import selectors_of, system_tags  # noqa: PLC0415
+
     os.environ.update({"BENCH_VUS": str(args.vus), "BENCH_DURATION": args.duration})
     env = {**os.environ, "K6_NO_USAGE_REPORT": "true"}
     values = args.values.split(",")

@@ -18,12 +18,12 @@ from typing import Any, TypeGuard
 
 from ..errors import DocumentError
 
-__all__ = ["ACCURACY", "LOG_GAMMA", "Sketch", "bucket_key", "bucket_value"]
+__all__ = ["ACCURACY", "Sketch", "bucket_key", "bucket_value"]
 
 #: Relative accuracy of every quantile (0.5%, the bound the README documents).
 ACCURACY = 0.005
 _GAMMA = (1 + ACCURACY) / (1 - ACCURACY)
-LOG_GAMMA = math.log(_GAMMA)
+_LOG_GAMMA = math.log(_GAMMA)
 #: Values at or below this count as zero (k6 reports 0 for connection reuse, say).
 _MIN_VALUE = 1e-9
 
@@ -32,7 +32,7 @@ def bucket_key(value: float) -> int | None:
     """The bucket of ``value``; None for a value counted as zero."""
     if value <= _MIN_VALUE:
         return None
-    return math.ceil(math.log(value) / LOG_GAMMA)
+    return math.ceil(math.log(value) / _LOG_GAMMA)
 
 
 def bucket_value(key: int) -> float:
