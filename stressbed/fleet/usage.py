@@ -4,6 +4,7 @@ limit? And how much memory it may take. Read from Linux's /proc and the runner's
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -82,16 +83,12 @@ def memory_bound(pid: int | str = "self") -> int | None:
     if group is not None:
         version, path = group
         name = "memory.max" if version == 2 else "memory.limit_in_bytes"
-        try:
-            text = (path / name).read_text().strip()
-            if text != "max" and int(text) < 1 << 60:  # v1 says "no limit" with a huge number
-                found.append(int(text))
-        except (OSError, ValueError):
-            pass
-    try:
+        with contextlib.suppress(OSError, ValueError):  # no such file, or "max": no limit
+            limit = int((path / name).read_text().strip())
+            if limit < 1 << 60:  # v1 says "no limit" with a huge number
+                found.append(limit)
+    with contextlib.suppress(OSError, ValueError, IndexError):
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
                 found.append(int(line.split()[1]) * 1024)
-    except (OSError, ValueError, IndexError):
-        pass
     return min(found) if found else None
