@@ -45,6 +45,7 @@ from stressbed.results.sketch import ACCURACY
 from stressbed.results.summary import RunReport
 from stressbed.results.verdict import Verdict
 from stressbed.scenario import catalog
+from stressbed.scenario.render import Bundle
 
 HERE = Path(__file__).parent / "bench"
 
@@ -54,17 +55,12 @@ def collection(args: argparse.Namespace) -> None:
     `k6 run` writing the CSV stream the runner reads (with the runner's system tags) to
     /dev/null, and a stressbed runner (k6 + the stream + the collector). The second is the
     ceiling of any collector fed by k6's CSV output."""
-    from stressbed.fleet.runner import selectors_of, system_tags  # noqa: PLC0415 - see gogc
-
-    os.environ.update({"BENCH_VUS": str(args.vus), "BENCH_DURATION": args.duration})
-    env = {**os.environ, "K6_NO_USAGE_REPORT": "true"}
+    env = _bench_env(args)
     scenario_path = HERE / "scenario.py"
     rates: dict[str, list[float]] = {"plain": [], "csv": [], "runner": [], "against": []}
     with tempfile.TemporaryDirectory(prefix="stressbed-bench-") as tmp:
         work = Path(tmp)
-        bundle = render(catalog.load(str(scenario_path)), work / "bundle")
-        config = json.loads((bundle.script.parent / "config.json").read_text())
-        tags = ",".join(system_tags(selectors_of(config)))
+        bundle, tags = _bundle(work)
         with nginx_target(work) as url:
             env["TARGET_URL"] = url
             for i in range(args.rounds):
@@ -83,8 +79,9 @@ def collection(args: argparse.Namespace) -> None:
                     results = work / f"{label}{i}"
                     # From the scratch folder: no stressbed.yaml (its 60 s) and, for
                     # --against, no checkout on sys.path ahead of PYTHONPATH.
-                    command = [*stressbed_run(scenario_path, url, results), "--duration"]
-                    quiet([*command, args.duration], run_env, cwd=work)
+                    quiet(
+                        stressbed_run(scenario_path, url, results, args.duration), run_env, cwd=work
+                    )
                     summary = results / "latest" / "runners" / "0" / "k6-summary.json"
                     rates[label].append(k6_rate(summary))
                 print(
@@ -124,8 +121,8 @@ def accuracy(args: argparse.Namespace, env: dict[str, str], scenario: Path) -> N
         work = Path(tmp)
         with nginx_target(work) as url:
             env = {**env, "TARGET_URL": url}
-            command = [*stressbed_run(scenario, url, work / "r"), "--duration", args.duration]
-            quiet([*command, "--runners", "3", "--keep-raw"], env, cwd=work)
+            command = stressbed_run(scenario, url, work / "r", args.duration, runners=3)
+            quiet([*command, "--keep-raw"], env, cwd=work)
         run = work / "r" / "latest"
         raw: list[float] = []
         k6_count = 0
@@ -157,21 +154,31 @@ def accuracy(args: argparse.Namespace, env: dict[str, str], scenario: Path) -> N
             )
 
 
-def stressbed_run(scenario: Path, url: str, results: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "stressbed",
-        "run",
-        "--scenario",
-        str(scenario),
-        "--target-url",
-        url,
-        "--runners",
-        "1",
-        "--results",
-        str(results),
-    ]
+def stressbed_run(
+    scenario: Path, url: str, results: Path, duration: str | None = None, runners: int = 1
+) -> list[str]:
+    """``stressbed run`` of ``scenario`` against ``url`` (``duration``: its --duration). Run
+    it from a scratch folder: a checkout's stressbed.yaml would set a duration of its own."""
+    command = [sys.executable, "-m", "stressbed", "run", "--scenario", str(scenario)]
+    command += ["--target-url", url, "--runners", str(runners), "--results", str(results)]
+    return command + (["--duration", duration] if duration else [])
+
+
+def _bench_env(args: argparse.Namespace) -> dict[str, str]:
+    """The environment of a bench of tools/bench/scenario.py: its VUs and duration."""
+    os.environ.update({"BENCH_VUS": str(args.vus), "BENCH_DURATION": args.duration})
+    return {**os.environ, "K6_NO_USAGE_REPORT": "true"}
+
+
+def _bundle(work: Path) -> tuple[Bundle, str]:
+    """tools/bench/scenario.py rendered into ``work``, and the system tags a runner's k6
+    attaches for it (``--system-tags``)."""
+    # Imported here: `collector` also runs under an older checkout's PYTHONPATH, which has none.
+    from stressbed.fleet.runner import selectors_of, system_tags  # noqa: PLC0415
+
+    bundle = render(catalog.load(str(HERE / "scenario.py")), work / "bundle")
+    config = json.loads((bundle.script.parent / "config.json").read_text())
+    return bundle, ",".join(system_tags(selectors_of(config)))
 
 
 def _fake_result(
@@ -319,19 +326,13 @@ def collector(args: argparse.Namespace) -> None:
 def gogc(args: argparse.Namespace) -> None:
     """k6 writing the runner's CSV stream to /dev/null at each GOGC, alternating, beside plain
     k6: requests/s and k6's peak RSS."""
-    # Imported here: `collector` also runs under an older checkout's PYTHONPATH, which has none.
-    from stressbed.fleet.runner import selectors_of, system_tags  # noqa: PLC0415
-
-    os.environ.update({"BENCH_VUS": str(args.vus), "BENCH_DURATION": args.duration})
-    env = {**os.environ, "K6_NO_USAGE_REPORT": "true"}
+    env = _bench_env(args)
     values = args.values.split(",")
     rates: dict[str, list[float]] = {v: [] for v in ["plain", *values]}
     peaks: dict[str, list[float]] = {v: [] for v in ["plain", *values]}
     with tempfile.TemporaryDirectory(prefix="stressbed-bench-") as tmp:
         work = Path(tmp)
-        bundle = render(catalog.load(str(HERE / "scenario.py")), work / "bundle")
-        config = json.loads((bundle.script.parent / "config.json").read_text())
-        tags = ",".join(system_tags(selectors_of(config)))
+        bundle, tags = _bundle(work)
         with nginx_target(work) as url:
             for _ in range(args.rounds):
                 for value, found in rates.items():
@@ -345,16 +346,8 @@ def gogc(args: argparse.Namespace) -> None:
                         "TARGET_URL": url,
                         "GOGC": "100" if value == "plain" else value,
                     }
-                    child = subprocess.Popen(
-                        [*k6, str(bundle.script)],
-                        env=run_env,
-                        stdin=subprocess.DEVNULL,
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )
-                    _, _, usage = os.wait4(child.pid, 0)  # this child's own peak RSS
+                    peaks[value].append(quiet([*k6, str(bundle.script)], run_env))
                     found.append(k6_rate(summary))
-                    peaks[value].append(usage.ru_maxrss / 1024)
                 print(
                     "  ".join(
                         f"{v}: {r[-1]:.0f} req/s {peaks[v][-1]:.0f} MB" for v, r in rates.items()

@@ -93,18 +93,27 @@ def nginx_target(workdir: Path) -> Iterator[str]:
             nginx.kill()
 
 
-def quiet(command: list[str], env: dict[str, str], cwd: Path | None = None) -> None:
-    """Run a benchmark step with its output discarded (figures come from its files)."""
-    subprocess.run(
+def quiet(command: list[str], env: dict[str, str], cwd: Path | None = None) -> float:
+    """Run a benchmark step with its output discarded (figures come from its files); the
+    step's own peak RSS in MB (its process's, not its children's), killed after 900 s."""
+    child = subprocess.Popen(
         command,
         env=env,
         cwd=cwd,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        check=False,
-        timeout=900,
     )
+    deadline = time.monotonic() + 900
+    while True:
+        # wait4, not wait: the rusage of this child alone (RUSAGE_CHILDREN is a running max).
+        pid, _, usage = os.wait4(child.pid, os.WNOHANG)
+        if pid:
+            child.returncode = 0  # reaped here: Popen must not wait for it again
+            return usage.ru_maxrss / 1024
+        if time.monotonic() > deadline:
+            child.kill()
+        time.sleep(0.05)
 
 
 def k6_rate(summary: Path) -> float:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import operator
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -59,16 +59,10 @@ def _combine(parts: Sequence[_Part]) -> Window:
     window = Window()
     sketches: dict[str | None, list[SketchArrays]] = {}
     for part in parts:
-        if isinstance(part, Window):
-            window.merge_counts(part)
-            sketches.setdefault(None, []).append(_arrays(part.duration))
-            for name, sketch in part.names.items():
-                sketches.setdefault(name, []).append(_arrays(sketch))
-        else:
-            packed, position = part
-            window.merge_counts(packed.scalars(position))
-            for number, one in packed.sketch_arrays(position):
-                sketches.setdefault(packed.names[number - 1] if number else None, []).append(one)
+        counts, named = _pieces(part)
+        window.merge_counts(counts)
+        for name, one in named:
+            sketches.setdefault(name, []).append(one)
     for key, group in sketches.items():
         sketch = _add(group)
         if key is None:
@@ -76,6 +70,16 @@ def _combine(parts: Sequence[_Part]) -> Window:
         else:
             window.names[key] = sketch
     return window
+
+
+def _pieces(part: _Part) -> tuple[Window, Iterable[tuple[str | None, SketchArrays]]]:
+    """A part's counts (a window whose sketches are not read) and its sketches as arrays by
+    request name (None: the window's whole duration)."""
+    if isinstance(part, Window):
+        named = [(name, _arrays(sketch)) for name, sketch in part.names.items()]
+        return part, [(None, _arrays(part.duration)), *named]
+    packed, position = part
+    return packed.scalars(position), packed.named_sketches(position)
 
 
 def _arrays(sketch: Sketch) -> SketchArrays:

@@ -34,7 +34,7 @@ import struct
 import sys
 import zlib
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import DocumentError
@@ -45,6 +45,7 @@ __all__ = [
     "ENCODING",
     "HEADER",
     "INT_CODES",
+    "MAGIC",
     "SCALARS",
     "check_packed",
     "pack_windows",
@@ -60,7 +61,8 @@ SCALARS = ("requests", "failed", "iterations", "dropped", "acked", "vus", "vus_m
 INT_CODES = {"b": 1, "h": 2, "i": 4, "q": 8}
 #: magic, windows, sketches, buckets, then the type codes of the 7 integer columns.
 HEADER = struct.Struct("<4sIII7s")
-_MAGIC = b"SBW1"
+#: What a chunk starts with: its layout, version 1.
+MAGIC = b"SBW1"
 _LITTLE = sys.byteorder == "little"
 
 
@@ -82,7 +84,7 @@ def pack_windows(windows: Mapping[int, Window]) -> dict[str, Any]:
             checks[str(second)] = dict(sorted(window.checks_failed.items()))
     chunks = [
         base64.b64encode(_pack_chunk([windows[s] for s in part], index)).decode("ascii")
-        for part in _parts(seconds, CHUNK_WINDOWS)
+        for part in (seconds[i : i + CHUNK_WINDOWS] for i in range(0, len(seconds), CHUNK_WINDOWS))
     ]
     return {
         "encoding": ENCODING,
@@ -94,10 +96,6 @@ def pack_windows(windows: Mapping[int, Window]) -> dict[str, Any]:
         "names": names,
         "chunks": chunks,
     }
-
-
-def _parts(seconds: Sequence[int], size: int) -> Iterable[Sequence[int]]:
-    return (seconds[i : i + size] for i in range(0, len(seconds), size))
 
 
 def _pack_chunk(windows: Sequence[Window], index: Mapping[str, int]) -> bytes:
@@ -136,7 +134,7 @@ def _pack_chunk(windows: Sequence[Window], index: Mapping[str, int]) -> bytes:
         for column in floats:
             column.byteswap()
     head = HEADER.pack(
-        _MAGIC, len(windows), len(name), len(deltas), "".join(c for c, _ in packed).encode()
+        MAGIC, len(windows), len(name), len(deltas), "".join(c for c, _ in packed).encode()
     )
     body = b"".join([head, *(data for _, data in packed), *(f.tobytes() for f in floats)])
     return zlib.compress(body, 6)
@@ -155,9 +153,9 @@ def _narrow(values: list[int]) -> tuple[str, bytes]:
     raise DocumentError("window", high, "counts and keys that fit 64 bits")
 
 
-def check_packed(data: Mapping[str, Any]) -> int:
-    """The number of windows in a packed ``windows`` object; DocumentError naming the field
-    that is wrong. The chunks themselves are checked when they are decoded."""
+def check_packed(data: Mapping[str, Any]) -> None:
+    """DocumentError naming the field of a packed ``windows`` object that is wrong. The
+    chunks themselves are checked when they are decoded."""
     if data.get("encoding") != ENCODING:
         raise DocumentError("result.windows.encoding", data.get("encoding"), ENCODING)
     seconds = data.get("seconds")
@@ -187,4 +185,3 @@ def check_packed(data: Mapping[str, Any]) -> int:
     if type(chunks) is not list or len(chunks) != expected:
         found = len(chunks) if isinstance(chunks, list) else chunks
         raise DocumentError("result.windows.chunks", found, f"{expected} chunks")
-    return len(seconds)

@@ -5,7 +5,7 @@ read: a read-only mapping of unix second to :class:`~stressbed.results.aggregate
 that holds the chunks still compressed and decodes one when a window in it is asked for
 (keeping only the last one decoded). Its scalars (requests, failures, VUs, ...) are plain
 columns, read without decoding anything; the merge takes its sketches as arrays
-(:meth:`PackedWindows.sketch_arrays`), never as Python objects per bucket.
+(:meth:`PackedWindows.named_sketches`), never as Python objects per bucket.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from ..errors import DocumentError
 from .aggregates import Window
-from .packed import HEADER, INT_CODES, SCALARS, check_packed
+from .packed import HEADER, INT_CODES, MAGIC, SCALARS, check_packed
 from .sketch import Sketch
 
 __all__ = ["Chunk", "PackedWindows", "SketchArrays", "decode_chunk"]
@@ -31,7 +31,8 @@ __all__ = ["Chunk", "PackedWindows", "SketchArrays", "decode_chunk"]
 Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]
 
-_DTYPES = {"b": "<i1", "h": "<i2", "i": "<i4", "q": "<i8"}
+#: numpy's little-endian integer type of each array type code.
+_DTYPES = {code: f"<i{width}" for code, width in INT_CODES.items()}
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ def decode_chunk(text: object, windows: int, names: int, where: str) -> Chunk:
         code = codes.decode("ascii")
     except (TypeError, ValueError, binascii.Error, zlib.error, UnicodeDecodeError) as exc:
         raise DocumentError(where, type(exc).__name__, "base64 of a zlib-packed chunk") from None
-    if magic != b"SBW1" or n != windows or set(code) - set(INT_CODES):
+    if magic != MAGIC or n != windows or set(code) - set(INT_CODES):
         raise DocumentError(where, f"{magic!r}, {n} windows", f"a packed chunk of {windows}")
     sizes = (n, m, m, m, m, b, b)
     need = HEADER.size + sum(INT_CODES[c] * s for c, s in zip(code, sizes, strict=True)) + 24 * m
@@ -171,11 +172,11 @@ class PackedWindows(Mapping[int, Window]):
     def window(self, i: int) -> Window:
         """The ``i``-th window, whole (its chunk decoded unless it was the last one)."""
         window = self.scalars(i)
-        for number, arrays in self.sketch_arrays(i):
-            if number == 0:
+        for name, arrays in self.named_sketches(i):
+            if name is None:
                 window.duration = arrays.sketch()
             else:
-                window.names[self.names[number - 1]] = arrays.sketch()
+                window.names[name] = arrays.sketch()
         return window
 
     def _position(self, second: object) -> int | None:
@@ -204,9 +205,9 @@ class PackedWindows(Mapping[int, Window]):
         """One scalar per second (``requests``, ``dropped``, ...), in the order of the seconds."""
         return self._columns[name]
 
-    def sketch_arrays(self, i: int) -> Iterator[tuple[int, SketchArrays]]:
-        """The ``i``-th window's sketches as (0 for the duration or 1 + a names index, arrays),
-        its chunk decoded now unless it was the last one decoded."""
+    def named_sketches(self, i: int) -> Iterator[tuple[str | None, SketchArrays]]:
+        """The ``i``-th window's sketches as (its request name, or None for the window's whole
+        duration; arrays), its chunk decoded now unless it was the last one decoded."""
         number, within = divmod(i, self._size)
         if self._decoded is None or self._decoded[0] != number:
             windows = min(self._size, len(self._seconds) - number * self._size)
@@ -214,7 +215,8 @@ class PackedWindows(Mapping[int, Window]):
                 self._chunks[number], windows, len(self.names), f"result.windows.chunks[{number}]"
             )
             self._decoded = (number, chunk)
-        return self._decoded[1].sketches(within)
+        for name, arrays in self._decoded[1].sketches(within):
+            yield (self.names[name - 1] if name else None), arrays
 
     def release(self) -> None:
         """Forget the decoded chunk (the merge is done with this runner)."""
