@@ -21,6 +21,7 @@ from stressbed.fleet.segments import segment
 from stressbed.results.aggregates import Aggregate
 from stressbed.results.runner_result import RunnerResult, RunnerStatus
 
+from . import leftovers
 from .browser import browser  # noqa: F401 - the session's headless Chromium, a fixture
 
 K6 = shutil.which("k6")
@@ -221,3 +222,40 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return 2 if path.startswith("tests/backends/docker/") else 1
 
     items.sort(key=rank)
+
+
+#: Each test module's leftovers (processes, cgroups), by module: the session's end lists them.
+LEFT: dict[str, list[leftovers.Leftover]] = {}
+#: What was there before the session (a background image build, another run): not ours.
+BEFORE = leftovers.snapshot()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _leaves_nothing(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A module's tests leave no process or cgroup of stressbed's behind (checked after its
+    own module fixtures are gone); what they left is ended here, so it meets no later test,
+    and fails the module's last test."""
+    before = leftovers.snapshot()
+    yield
+    found = leftovers.end(before)
+    if found:
+        LEFT[request.node.nodeid] = found
+        pytest.fail(f"{request.node.nodeid} left behind: {leftovers.describe(found)}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Nothing of stressbed's is left when the suite ends: no process, replica cgroup or
+    labelled container (the Docker tests remove theirs); a leftover fails the session."""
+    remaining = [str(f) for f in leftovers.processes(BEFORE.ticks).values()]
+    remaining += [f"cgroup {g}" for g in sorted(leftovers.replica_cgroups() - BEFORE.cgroups)]
+    remaining += leftovers.containers()
+    lines = [f"{module}: {leftovers.describe(found)}" for module, found in LEFT.items()]
+    lines += [f"still there at the end: {item}" for item in remaining]
+    if lines:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.section("left behind by the tests", sep="=", red=True)
+            for line in lines:
+                reporter.line(line, red=True)
+        if remaining and session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -19,15 +19,14 @@ from stressbed.app.execute import execute
 from stressbed.app.plan import RunOptions, plan
 from stressbed.results.table import table
 
+from ... import leftovers
 from ...conftest import needs_k6
 
 
-def stopped_agents() -> list[str]:
-    """Processes of the reference agent left stopped (state T) or running at all."""
-    found = subprocess.run(
-        ["ps", "-eo", "pid,stat,args"], capture_output=True, text=True, check=True
-    ).stdout
-    return [line for line in found.splitlines() if "stressbed_agent" in line]
+def _processes(word: str, since: leftovers.Snapshot) -> list[str]:
+    """This test's processes running ``word`` (stopped, frozen or running), started since
+    ``since``: another test session's on the same machine are not this run's."""
+    return [p.what for p in leftovers.processes(since.ticks).values() if word in p.what]
 
 
 def _paused_by_the_freezer_where_there_is_one(summary: dict, pause: dict, ended: dict) -> None:
@@ -55,8 +54,8 @@ def test_the_shipped_resilience_scenario_applies_detects_recovers_and_undoes_its
     # scenarios/resilience.py: 60 s of the ingest mix; a kill at 5 s, a 10 s pause at 15 s,
     # 200 ms on the path for 10 s at 45 s.
     monkeypatch.setenv("STRESSBED_AGENT_TOKEN", "faults-test-token")
-    options = RunOptions(scenario="resilience", results=tmp_path / "r", runners=1)
-    report = execute(plan(options))
+    started = leftovers.snapshot()
+    report = execute(plan(RunOptions(scenario="resilience", results=tmp_path / "r", runners=1)))
     summary = json.loads((tmp_path / "r" / report.run_id / "summary.json").read_text())
     assert report.exit_code in (0, 1), report.message
     kill, pause, slow = summary["resilience"]["faults"]
@@ -126,7 +125,7 @@ def test_the_shipped_resilience_scenario_applies_detects_recovers_and_undoes_its
     # Nothing a toxic held was left behind: no request waited out k6's graceful stop.
     assert summary["duration_s"] < 60 + 15
     # Nothing of the stack is left, stopped or running.
-    assert stopped_agents() == []
+    assert _processes("stressbed_agent", started) == []
 
 
 INTERRUPTED = """
@@ -145,15 +144,11 @@ scenario = Scenario(
 """
 
 
-def _processes(word: str) -> list[str]:
-    found = subprocess.run(["ps", "-eo", "stat,args"], capture_output=True, text=True, check=True)
-    return [line for line in found.stdout.splitlines() if word in line and "ps -eo" not in line]
-
-
 @needs_k6
 def test_ctrl_c_with_faults_applied_undoes_every_one_and_leaves_nothing(tmp_path: Path):
     path = tmp_path / "interrupted.py"
     path.write_text(INTERRUPTED)
+    started = leftovers.snapshot()
     proc = subprocess.Popen(
         [sys.executable, "-m", "stressbed", "run", "--scenario", str(path), "--runners", "1",
          "--results", str(tmp_path / "r")],
@@ -171,15 +166,15 @@ def test_ctrl_c_with_faults_applied_undoes_every_one_and_leaves_nothing(tmp_path
             break
         seen.append(line)
     assert sum("applied:" in line for line in seen) == 3, "".join(seen)
-    assert _processes("stressbed.backends.local._hog")  # the hog runs
+    assert _processes("stressbed.backends.local._hog", started)  # the hog runs
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C, as a terminal sends it to the group
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, "".join(seen) + err
     assert "fault pause ended (teardown)" in err
     assert "fault cpu ended (teardown)" in err
-    assert _processes("stressbed.backends.local._hog") == []
-    assert _processes("stressbed_agent") == []  # resumed (or thawed), then stopped
-    assert _processes("stressbed.balancer") == []
+    assert _processes("stressbed.backends.local._hog", started) == []
+    assert _processes("stressbed_agent", started) == []  # resumed (or thawed), then stopped
+    assert _processes("stressbed.balancer", started) == []
     (run,) = (tmp_path / "r").glob("2*")
     summary = json.loads((run / "summary.json").read_text())
     assert summary["exit_code"] == 130
