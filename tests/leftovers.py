@@ -13,7 +13,6 @@ or container of stressbed's remains.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import shutil
 import signal
@@ -81,41 +80,52 @@ def _argv(pid: int) -> list[str]:
 
 
 def _stressbeds(argv: list[str]) -> bool:
+    """Whether ``argv`` runs one of stressbed's programs or modules (``python -m MODULE``)."""
     if not argv:
         return False
     if os.path.basename(argv[0]) in PROGRAMS:
         return True
-    modules = [b for a, b in itertools.pairwise(argv) if a == "-m"]
-    if any(m in MODULES for m in modules):
+    if argv[1:2] == ["-m"] and argv[2:3] and argv[2] in MODULES:
         return True
-    return any(os.path.basename(a).removesuffix(".py") in SCRIPTS for a in argv[1:3])
+    return argv[1:2] != [] and os.path.basename(argv[1]).removesuffix(".py") in SCRIPTS
 
 
-def processes(since_ticks: int) -> dict[int, Leftover]:
-    """stressbed's live processes that this session made (descendants of this process, or
-    orphans: their parent gone, reparented to init) started at or after ``since_ticks``."""
-    table: dict[int, tuple[int, str, int]] = {}
+Table = dict[int, tuple[int, str, int]]
+
+
+def _table() -> Table:
+    table: Table = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None:
             table[int(entry.name)] = stat
+    return table
+
+
+def _ours(pid: int, table: Table) -> bool:
+    """A descendant of this process, or an orphan of stressbed's own (its run ended or was
+    killed, so it was reparented): what a test of this session may have started. Another test
+    session's (a second pytest on the machine) are not."""
     me = os.getpid()
+    while pid != me:
+        if pid not in table:
+            return False
+        parent = table[pid][0]
+        if parent not in table or parent in (0, 1):
+            return _stressbeds(_argv(pid))
+        pid = parent
+    return True
 
-    def ours(pid: int) -> bool:
-        # A descendant of this process, or an orphan of stressbed's own (its run ended or was
-        # killed, so it was reparented): what a test of this session may have started.
-        while pid != me:
-            parent = table[pid][0]
-            if parent not in table or parent in (0, 1):
-                return _stressbeds(_argv(pid))
-            pid = parent
-        return True
 
+def processes(since_ticks: int) -> dict[int, Leftover]:
+    """stressbed's live processes that this session made, started at or after
+    ``since_ticks``."""
+    table = _table()
     found = {}
     for pid, (_, state, started) in table.items():
-        if pid == me or state == "Z" or started < since_ticks:
+        if pid == os.getpid() or state == "Z" or started < since_ticks:
             continue
         argv = _argv(pid)
-        if _stressbeds(argv) and ours(pid):
+        if _stressbeds(argv) and _ours(pid, table):
             found[pid] = Leftover(" ".join(argv)[:200], pid=pid)
     return found
 
@@ -134,11 +144,17 @@ def _cgroup_parents() -> list[Path]:
 
 
 def replica_cgroups() -> set[Path]:
-    """The local backend's replica cgroups under this process's own."""
+    """The local backend's replica cgroups under this process's own that this session made:
+    their creator (the pid in their name) is this process or one of its descendants, or is
+    gone (a run that ended or was killed)."""
+    table = _table()
     found: set[Path] = set()
     for parent in _cgroup_parents():
         with contextlib.suppress(OSError):
-            found.update(parent.glob("stressbed-*-*"))
+            for group in parent.glob("stressbed-*-*"):
+                creator = group.name.split("-")[1]
+                if creator.isdigit() and (int(creator) not in table or _ours(int(creator), table)):
+                    found.add(group)
     return found
 
 

@@ -6,24 +6,28 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from . import leftovers
 
-#: A stand-in for a replica: a process whose argv runs one of stressbed's modules.
 SLEEPER = "import time; time.sleep(60)"
 
 
-def _spawn(*argv: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, *argv], stdin=subprocess.DEVNULL)
+def _agent(folder: Path) -> subprocess.Popen[bytes]:
+    """A stand-in for a replica: ``python -m stressbed_agent`` that only sleeps (the module
+    found first in the working directory)."""
+    (folder / "stressbed_agent.py").write_text(SLEEPER)
+    return subprocess.Popen(
+        [sys.executable, "-m", "stressbed_agent"], cwd=folder, stdin=subprocess.DEVNULL
+    )
 
 
-def test_a_process_of_stressbeds_left_behind_is_found_and_ended(monkeypatch):
+def test_a_process_of_stressbeds_left_behind_is_found_and_ended(monkeypatch, tmp_path):
     monkeypatch.setattr(leftovers, "GRACE_S", 0.5)
     before = leftovers.snapshot()
     time.sleep(0.05)  # /proc's start times count in ticks: started strictly after
-    # `python -c CODE -m stressbed_agent`: the argv of an agent, a process that sleeps.
-    agent = _spawn("-c", SLEEPER, "-m", "stressbed_agent")
-    other = _spawn("-c", SLEEPER)
+    agent = _agent(tmp_path)
+    other = subprocess.Popen([sys.executable, "-c", SLEEPER], stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10
         while agent.pid not in leftovers.processes(before.ticks) and time.monotonic() < deadline:
@@ -39,8 +43,8 @@ def test_a_process_of_stressbeds_left_behind_is_found_and_ended(monkeypatch):
             proc.wait()
 
 
-def test_what_ran_before_the_span_is_not_counted():
-    agent = _spawn("-c", SLEEPER, "-m", "stressbed_agent")
+def test_what_ran_before_the_span_is_not_counted(tmp_path):
+    agent = _agent(tmp_path)
     try:
         time.sleep(0.05)
         later = leftovers.snapshot()
