@@ -19,11 +19,14 @@ def table(report: RunReport) -> str:
     duration = metrics.get("http_req_duration", {})
     reqs = metrics.get("http_reqs", {})
     failed = metrics.get("http_req_failed", {})
+    share = failed.get("rate")
     lines.append(
-        f"  requests {reqs.get('count', 0):,.0f} ({reqs.get('rate', 0):,.1f}/s)   "
-        f"failed {failed.get('rate', 0) * 100:.2f}%   "
+        f"  requests {reqs.get('count') or 0:,.0f} ({reqs.get('rate') or 0:,.1f}/s)   "
+        + (f"failed {share * 100:.2f}%   " if share is not None else "failed n/a   ")
         + "   ".join(
-            f"{k} {show(duration[k])}ms" for k in ("p(50)", "p(95)", "p(99)") if k in duration
+            f"{k} {show(value)}ms"
+            for k in ("p(50)", "p(95)", "p(99)")
+            if (value := duration.get(k)) is not None
         )
     )
     if report.thresholds:
