@@ -75,7 +75,10 @@ def resilience_lines(found: Mapping[str, Any] | None) -> list[str]:
         lines.append(
             f"    {fault['name']}: {label} [{on}]: "
             + (f"detected after {detect:.1f} s" if detect is not None else "not detected")
-            + (f", recovered after {recover:.1f} s" if recover is not None else ", did not recover")
+            + (f", recovered after {recover:.1f} s" if recover is not None else "")
+            + (", did not recover" if recover is None and fault.get("judged_s", 1) else "")
+            + (", recovery not measured" if not fault.get("judged_s", 1) else "")
+            + (f" ({stalled} s stalled)" if (stalled := fault.get("stalled_s")) else "")
             + (f", {errors * 100:.2f}% errors" if errors is not None else "")
             + (f", {lost:,} writes lost" if (lost := fault.get("lost_writes")) else "")
         )
