@@ -320,7 +320,9 @@ def _resilience(found: Mapping[str, Any] | None) -> str:
                 '<span class="ok">ok</span>' if v["passed"] else '<span class="bad">failed</span>',
                 _e(v["threshold"]),
                 _e(v["fault"]),
-                _num(v.get("observed")) if v.get("observed") is not None else "not measured",
+                _num(v.get("observed"))
+                if v.get("observed") is not None
+                else _e(v.get("note") or "not measured"),
             ]
             for v in verdicts
         ]

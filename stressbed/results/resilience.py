@@ -128,20 +128,32 @@ def resilience(
 def judge_resilience(
     found: Sequence[Mapping[str, Any]], thresholds: Sequence[Resilience]
 ) -> list[dict[str, Any]]:
-    """Every resilience threshold on every fault: passed, with what was observed."""
+    """Every resilience threshold on every fault: passed, with what was observed (and, when
+    nothing was, a ``note`` saying why: a fault that did not recover is no missing datum)."""
     verdicts = []
     for threshold in thresholds:
         for fault in found:
             observed = fault.get(_MEASURE[threshold.metric])
-            verdicts.append(
-                {
-                    "threshold": threshold.label,
-                    "fault": fault.get("name"),
-                    "observed": observed,
-                    "passed": threshold.holds(observed),
-                }
-            )
+            verdict = {
+                "threshold": threshold.label,
+                "fault": fault.get("name"),
+                "observed": observed,
+                "passed": threshold.holds(observed),
+            }
+            if observed is None:
+                verdict["note"] = _unobserved(threshold.metric, fault)
+            verdicts.append(verdict)
     return verdicts
+
+
+def _unobserved(metric: str, fault: Mapping[str, Any]) -> str:
+    if fault.get("applied") is False:
+        return "not applied"
+    if metric == "recovery_time" and fault.get("judged_s"):
+        return "did not recover"
+    if metric == "time_to_detect" and "observed_s" in fault:  # watched, and no event came
+        return "not detected"
+    return "not measured"
 
 
 _MEASURE = {

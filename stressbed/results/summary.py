@@ -231,7 +231,7 @@ def junit_xml(report: RunReport) -> str:
             name=f"{verdict['threshold']} on {verdict['fault']}",
         )
         seen = verdict.get("observed")
-        text = "not measured" if seen is None else f"observed {show(seen)}"
+        text = (verdict.get("note") or "not measured") if seen is None else f"observed {show(seen)}"
         if verdict["passed"]:
             ET.SubElement(case, "system-out").text = text
         else:

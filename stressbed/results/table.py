@@ -85,7 +85,8 @@ def resilience_lines(found: Mapping[str, Any] | None) -> list[str]:
     for verdict in found.get("verdicts") or []:
         mark = "ok  " if verdict["passed"] else "FAIL"
         seen = verdict.get("observed")
-        shown = "not measured" if seen is None else f"observed {show(seen)}"
+        shown = f"observed {show(seen)}" if seen is not None else verdict.get("note")
+        shown = shown or "not measured"
         lines.append(f"    {mark} {verdict['threshold']} on {verdict['fault']}  {shown}")
     return lines
 

@@ -55,7 +55,13 @@ def test_a_series_that_never_recovers_is_a_result_not_a_crash():
     assert found["time_to_recover_s"] is None
     verdicts = judge_resilience([found], [recovery_time("< 30s")])
     assert verdicts == [
-        {"threshold": "recovery_time < 30s", "fault": "kill", "observed": None, "passed": False}
+        {
+            "threshold": "recovery_time < 30s",
+            "fault": "kill",
+            "observed": None,
+            "passed": False,
+            "note": "did not recover",
+        }
     ]
 
 
@@ -166,4 +172,5 @@ def test_with_no_slo_to_judge_a_recovery_is_not_measured_not_immediate():
         "fault": "kill",
         "observed": None,
         "passed": False,
+        "note": "not measured",
     }
