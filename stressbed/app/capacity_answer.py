@@ -11,8 +11,8 @@ from typing import Any
 from ..backends.base import Stack
 from ..results.causes import binding_cause
 from ..results.probe import Probe
-from ..results.scaleout import RECOVERED_S
 from ..results.search import Search, conclude
+from ..results.slo_seconds import RECOVERED_S
 from ..scenario.capacity import slo_label
 from .capacity_plan import CapacityPlan
 from .plan import redact
@@ -183,6 +183,8 @@ def _scale_out_verdict(
     if failure is not None:
         return failure[1], failure[0]
     assert found is not None
+    if not found.get("judged_s", 1):
+        return 1, "nothing after the step could be judged against the SLOs"
     if not found["recovered"]:
         return 1, (
             f"the SLOs did not hold {RECOVERED_S} s running within {found['observe_s']:g} s "
@@ -204,14 +206,17 @@ def scale_out_line(the_plan: CapacityPlan, found: Mapping[str, Any]) -> str:
             text += f", new replicas ready after {found['t_ready_s']:.1f} s"
         else:
             text += ", its new replicas never all ready"
-    if found["t_recovered_s"] is None:
-        text += f"; the SLOs never held again ({found['violation_s']} s in violation)"
+    stalled = f", {found['stalled_s']} s stalled" if found.get("stalled_s") else ""
+    if not found.get("judged_s", 1):
+        text += "; not measured: no second after the step could be judged against the SLOs"
+    elif found["t_recovered_s"] is None:
+        text += f"; the SLOs never held again ({found['violation_s']} s in violation{stalled})"
     elif found["violation_s"] == 0:
         text += "; the SLOs held throughout"
     else:
         text += (
             f"; SLOs held again after {found['t_recovered_s']:.0f} s "
-            f"({found['violation_s']} s in violation)"
+            f"({found['violation_s']} s in violation{stalled})"
         )
     if replicas.get("start") is not None and replicas.get("peak") is not None:
         text += f"; replicas {replicas['start']} -> {replicas['peak']}"

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from ..backends import registry
 from ..backends.base import Capability
 from ..errors import ConfigError
-from ..results.scaleout import RECOVERED_S
+from ..results.slo_seconds import RECOVERED_S
 from ..scenario import catalog
 from ..scenario.capacity import MAX_RATE, Capacity, parse_slo, window_judgeable
 from ..scenario.flow import mean_requests

@@ -12,6 +12,7 @@ from ..results.merge import FleetResult
 from ..results.resilience import judge_resilience, resilience
 from ..results.writes import lost_writes
 from ..scenario.capacity import slo_label, window_judgeable
+from ..scenario.flow import pause_s
 from ..scenario.model import Scenario
 from .readback import StoredWrites
 
@@ -50,9 +51,12 @@ def fault_figures(
         )
     _place_lost_writes(happened, fleet, stored)
     slos = [t for t in scenario.thresholds if window_judgeable(t)]
+    pause = max((pause_s(w.flow) for w in scenario.workloads), default=0.0)
     found = [
         {**f, "applied": True}
-        for f in resilience(happened, fleet.windows, slos, events=[dict(e) for e in events])
+        for f in resilience(
+            happened, fleet.windows, slos, events=[dict(e) for e in events], pause_s=pause
+        )
     ]
     by_name = {f["name"]: f for f in [*found, *missing]}
     every = [by_name[item.name] for item in scenario.faults]  # in the scenario's order

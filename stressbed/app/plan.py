@@ -24,6 +24,7 @@ from ..fleet.segments import MAX_RUNNERS
 from ..results.compare import Tolerances
 from ..results.samples import parse_selector
 from ..scenario import catalog
+from ..scenario.capacity import window_judgeable
 from ..scenario.faults import Fault
 from ..scenario.model import Scenario
 from ..scenario.thresholds import Threshold, threshold
@@ -95,6 +96,7 @@ def plan(options: RunOptions) -> Plan:
     scenario = catalog.load(options.scenario)
     if options.thresholds:
         scenario = scenario.with_thresholds(_thresholds(scenario, options.thresholds))
+    _check_resilience(scenario)
     if options.duration is not None:
         duration_ms = parse_duration_ms(options.duration, "--duration")
         if duration_ms < 1000:
@@ -213,6 +215,29 @@ def _check_capabilities(
                     "thresholds while it runs (replace the threshold in a profile, or use "
                     "--backend local)",
                 )
+
+
+#: Resilience measures read from the per-second SLO judgement (a recovery, and the errors
+#: until it): without an SLO a second can judge, every second would read as held.
+_JUDGED_ON_SLOS = ("recovery_time", "errors_during_fault")
+
+
+def _check_resilience(scenario: Scenario) -> None:
+    """A resilience threshold that needs the SLOs judged second by second has some to judge
+    (after a profile's thresholds replaced the scenario's), as a capacity search needs
+    --slo."""
+    if any(window_judgeable(t) for t in scenario.thresholds):
+        return
+    for i, item in enumerate(scenario.resilience):
+        if item.metric in _JUDGED_ON_SLOS:
+            raise ConfigError(
+                f"resilience[{i}]",
+                item.label,
+                "a latency or error-rate threshold one second can judge, like "
+                "latency('p(95) < 300ms') or error_rate('< 1%') without abort_on_fail (the "
+                f"thresholds have none: {item.metric} would read every second as held)",
+                scenario=scenario.name,
+            )
 
 
 def _check_fault(

@@ -8,7 +8,9 @@ the ``verdict`` on thresholds, the run on one time axis (``timeline``) and what 
 report.html (``html``, its Bokeh ``charts``; Bokeh imported only to draw) and the terminal
 ``table``; and a capacity search's judgement: one probe's verdict (``probe``, its
 steady-state test in ``steady``), where to probe next and what the probes add up to
-(``search``), the binding cause (``causes``) and its report.html (``capacity_html``). It may
+(``search``), the binding cause (``causes``) and its report.html (``capacity_html``); what
+faults and a scale-out cost users (``resilience``, ``scaleout``), both read from the one
+per-second SLO judgement and recovery search (``slo_seconds``). It may
 import :mod:`stressbed.scenario` (threshold and metric definitions) and
 :mod:`stressbed.errors`; nothing above.
 """

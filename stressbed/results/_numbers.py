@@ -7,9 +7,10 @@ import math
 __all__ = ["finite", "show"]
 
 
-def finite(value: float) -> float:
-    """JSON has no infinity or NaN: a statistic of no samples reads 0."""
-    return value if math.isfinite(value) else 0.0
+def finite(value: float) -> float | None:
+    """JSON has no infinity or NaN: a statistic of no samples reads null (not measured; a 0
+    would read as the best value there is)."""
+    return value if math.isfinite(value) else None
 
 
 def show(value: float) -> str:

@@ -137,18 +137,25 @@ def _header(document: Mapping[str, Any]) -> str:
     found = document.get("scale_out")
     if found:
         timings = [
-            ("the autoscaler decided", found.get("t_desired_s")),
-            ("new replicas ready", found.get("t_ready_s")),
-            ("SLOs held again", found.get("t_recovered_s")),
+            ("the autoscaler decided", found.get("t_desired_s"), "never"),
+            ("new replicas ready", found.get("t_ready_s"), "never"),
+            (
+                "SLOs held again",
+                found.get("t_recovered_s"),
+                "not measured" if not found.get("judged_s", 1) else "never",
+            ),
         ]
         rows = "".join(
             f'<tr><td>{_e(name)}</td><td class="num">'
-            + (f"{float(value):.1f} s" if isinstance(value, int | float) else "never")
+            + (f"{float(value):.1f} s" if isinstance(value, int | float) else missing)
             + "</td></tr>"
-            for name, value in timings
+            for name, value, missing in timings
         )
         violation = _n(found.get("violation_s"))
         rows += f'<tr><td>seconds in violation</td><td class="num">{violation}</td></tr>'
+        if found.get("stalled_s"):
+            stalled = _n(found.get("stalled_s"))
+            rows += f'<tr><td>of them stalled</td><td class="num">{stalled}</td></tr>'
         parts.append("<h2>Scale-out</h2>")
         parts.append(f'<table id="scale-out"><tbody>{rows}</tbody></table>')
     knee = document.get("knee") or {}

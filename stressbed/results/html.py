@@ -297,9 +297,7 @@ def _resilience(found: Mapping[str, Any] | None) -> str:
                 _e(", ".join(fault.get("replicas") or []) or "-"),
                 _e("yes" if fault.get("applied") else f"no: {fault.get('reason', '')}"),
                 _num(fault.get("time_to_detect_s")),
-                _num(fault.get("time_to_recover_s"))
-                if fault.get("time_to_recover_s") is not None
-                else ("did not recover" if fault.get("applied") else "-"),
+                _recovered(fault),
                 _num(errors * 100) if isinstance(errors, int | float) else "-",
                 _num(fault.get("lost_writes")) if fault.get("lost_writes") is not None else "-",
             ]
@@ -322,12 +320,29 @@ def _resilience(found: Mapping[str, Any] | None) -> str:
                 '<span class="ok">ok</span>' if v["passed"] else '<span class="bad">failed</span>',
                 _e(v["threshold"]),
                 _e(v["fault"]),
-                _num(v.get("observed")) if v.get("observed") is not None else "not measured",
+                _num(v.get("observed"))
+                if v.get("observed") is not None
+                else _e(v.get("note") or "not measured"),
             ]
             for v in verdicts
         ]
         parts.append(_table(["", "resilience", "fault", "observed"], rows, {3}))
     return "\n".join(parts)
+
+
+def _recovered(fault: Mapping[str, Any]) -> str:
+    """When the SLOs held again, or why there is no such time (a stall said beside it)."""
+    seconds = fault.get("time_to_recover_s")
+    if not fault.get("applied"):
+        return "-"
+    if seconds is not None:
+        shown = _num(seconds)
+    elif not fault.get("judged_s", 1):
+        shown = "not measured"
+    else:
+        shown = "did not recover"
+    stalled = fault.get("stalled_s")
+    return shown + (f" ({_num(stalled)} s stalled)" if stalled else "")
 
 
 def _writes(writes: Mapping[str, Any] | None) -> str:

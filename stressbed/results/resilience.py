@@ -12,12 +12,15 @@ lasts, ended at ``end``; observed until the next fault's injection or the end of
   (a probe failing, the replica killed, crashed or restarted, routed around);
 - ``time_to_recover_s``: from injection to the first second from which the rolling
   (ROLLING_S seconds merged) p95 and error rate hold every SLO for RECOVERED_S seconds
-  running; 0 when they never broke; None ("did not recover") when that never came.
+  running, each second judged by :mod:`.slo_seconds` (a second with load and nothing
+  completed is a violation: stalled); 0 when they never broke; None when that never came
+  ("did not recover") or when no second could be judged (``judged_s`` 0: not measured).
   ``time_to_recover_after_end_s`` is the same from the fault's end;
 - ``errors_during_fault``: the failed share of the requests from injection until the fault
   is over and the SLOs hold again (or to the end of the observation);
 - ``degraded``: the SLO excess summed over the seconds from injection to recovery: p95 above
-  its bound (ms x s) and the error rate above its bound (share x s).
+  its bound (ms x s) and the error rate above its bound (share x s; a stalled second
+  answered nothing: fully failed).
 """
 
 from __future__ import annotations
@@ -28,21 +31,16 @@ from typing import Any
 from ..scenario.faults import Resilience
 from ..scenario.thresholds import Threshold
 from .aggregates import Window
+from .slo_seconds import RECOVERED_S, Second, judge_seconds, recovery
 from .timeline import observe_window
 
 __all__ = [
     "BASELINE_S",
     "DETECT_EVENTS",
-    "RECOVERED_S",
-    "ROLLING_S",
     "judge_resilience",
     "resilience",
 ]
 
-#: The SLOs must hold this many seconds running to count as recovered.
-RECOVERED_S = 10
-#: Seconds merged for the rolling p95 and error rate a recovery is judged on.
-ROLLING_S = 5
 #: At most this many seconds before a fault make its baseline.
 BASELINE_S = 30
 #: Stack events that say the stack noticed a fault.
@@ -65,9 +63,11 @@ def resilience(
     *,
     events: Sequence[Mapping[str, Any]] = (),
     end_at: float | None = None,
+    pause_s: float = 0.0,
 ) -> list[dict[str, Any]]:
     """Each fault's figures (``faults``: name, kind, ``at`` and ``end`` in unix time, the
-    ``replicas`` it hit); ``end_at``: when the load ended (default: the last window)."""
+    ``replicas`` it hit); ``end_at``: when the load ended (default: the last window);
+    ``pause_s``: the longest the flow pauses by design (no stall while VUs think)."""
     if not windows:
         return [_unmeasured(f) for f in faults]
     last = max(windows) + 1 if end_at is None else end_at
@@ -79,8 +79,8 @@ def resilience(
         end = float(item["end"]) if item.get("end") is not None else at
         until = float(ordered[i + 1]["at"]) if i + 1 < len(ordered) else float(last)
         seconds = list(range(int(at), int(until)))
-        judged = [_held(_rolling(windows, s, int(at)), slos) for s in seconds]
-        recovered = _recovery(judged)
+        judged = judge_seconds(windows, seconds, slos, since=int(at), pause_s=pause_s)
+        recovered = recovery(judged)
         stop = int(at) + (recovered if recovered is not None else len(seconds))
         base = [
             s
@@ -114,9 +114,12 @@ def resilience(
                 ),
                 "failed_requests": affected.failed,
                 "requests": affected.requests,
-                "degraded": _degraded(windows, range(int(at), stop), slos),
+                "degraded": _degraded(windows, seconds[: stop - int(at)], judged, slos),
                 "observed_s": len(seconds),
+                "judged_s": sum(j is not None for j in judged),
+                "stalled_s": sum(j is Second.STALLED for j in judged),
                 "lost_writes": item.get("lost_writes"),
+                **_unjudged(judged),
             }
         )
     return out
@@ -125,20 +128,32 @@ def resilience(
 def judge_resilience(
     found: Sequence[Mapping[str, Any]], thresholds: Sequence[Resilience]
 ) -> list[dict[str, Any]]:
-    """Every resilience threshold on every fault: passed, with what was observed."""
+    """Every resilience threshold on every fault: passed, with what was observed (and, when
+    nothing was, a ``note`` saying why: a fault that did not recover is no missing datum)."""
     verdicts = []
     for threshold in thresholds:
         for fault in found:
             observed = fault.get(_MEASURE[threshold.metric])
-            verdicts.append(
-                {
-                    "threshold": threshold.label,
-                    "fault": fault.get("name"),
-                    "observed": observed,
-                    "passed": threshold.holds(observed),
-                }
-            )
+            verdict = {
+                "threshold": threshold.label,
+                "fault": fault.get("name"),
+                "observed": observed,
+                "passed": threshold.holds(observed),
+            }
+            if observed is None:
+                verdict["note"] = _unobserved(threshold.metric, fault)
+            verdicts.append(verdict)
     return verdicts
+
+
+def _unobserved(metric: str, fault: Mapping[str, Any]) -> str:
+    if fault.get("applied") is False:
+        return "not applied"
+    if metric == "recovery_time" and fault.get("judged_s"):
+        return "did not recover"
+    if metric == "time_to_detect" and "observed_s" in fault:  # watched, and no event came
+        return "not detected"
+    return "not measured"
 
 
 _MEASURE = {
@@ -161,46 +176,16 @@ def _unmeasured(item: Mapping[str, Any]) -> dict[str, Any]:
         "time_to_recover_s": None,
         "errors_during_fault": None,
         "lost_writes": item.get("lost_writes"),
+        "judged_s": 0,
         "note": "nothing was measured",
     }
 
 
-def _rolling(windows: Mapping[int, Window], second: int, start: int) -> Window | None:
-    """The ROLLING_S seconds up to ``second`` merged, none from before ``start``; None when
-    ``second`` itself measured nothing."""
-    here = windows.get(second)
-    if here is None or not here.requests:
-        return None
-    merged = Window()
-    for s in range(max(start, second - ROLLING_S + 1), second + 1):
-        if s in windows:
-            merged.merge(windows[s])
-    return merged
-
-
-def _held(window: Window | None, slos: Sequence[Threshold]) -> bool | None:
-    if window is None:
-        return None
-    for threshold in slos:
-        observed = observe_window(window, threshold, ROLLING_S)
-        if observed is not None and not threshold.passes(observed):
-            return False
-    return True
-
-
-def _recovery(judged: Sequence[bool | None]) -> int | None:
-    """The second (since injection) from which the SLOs held RECOVERED_S seconds running; 0
-    when they never broke; None when they broke and never held that long again. A second
-    that measured nothing breaks the run of held seconds (nothing answered)."""
-    if False not in judged:
-        return 0 if any(judged) else None
-    run = 0
-    start = judged.index(False)
-    for i in range(start, len(judged)):
-        run = run + 1 if judged[i] else 0
-        if run == RECOVERED_S:
-            return i - RECOVERED_S + 1
-    return None
+def _unjudged(judged: Sequence[Second | None]) -> dict[str, str]:
+    """A note when no second could be judged: its recovery was not measured, not missed."""
+    if any(j is not None for j in judged):
+        return {}
+    return {"note": "recovery not measured: no second could be judged against the SLOs"}
 
 
 def _detected(
@@ -238,20 +223,26 @@ def _figures(window: Window) -> dict[str, Any]:
 
 
 def _degraded(
-    windows: Mapping[int, Window], seconds: range, slos: Sequence[Threshold]
+    windows: Mapping[int, Window],
+    seconds: Sequence[int],
+    judged: Sequence[Second | None],
+    slos: Sequence[Threshold],
 ) -> dict[str, float]:
-    """Each SLO's excess over its bound, summed over ``seconds`` (a second without requests
-    counts as fully failed for the error rate: nothing was answered)."""
+    """Each SLO's excess over its bound, summed over ``seconds`` (a stalled second counts as
+    fully failed for the error rate: nothing was answered while users waited; a second not
+    measured adds nothing)."""
     out: dict[str, float] = {}
     for threshold in slos:
         if threshold.operator not in ("<", "<="):
             continue
         excess = 0.0
-        for s in seconds:
-            window = windows.get(s)
-            if window is None or not window.requests:
+        for s, state in zip(seconds, judged, strict=False):
+            if state is Second.STALLED:
                 if threshold.metric == "http_req_failed":
                     excess += 1.0 - threshold.value
+                continue
+            window = windows.get(s)
+            if window is None or not window.requests:
                 continue
             observed = observe_window(window, threshold, 1)
             if observed is not None and observed > threshold.value:

@@ -7,10 +7,15 @@ from the step (t = 0):
 - ``t_desired_s``: the autoscaler's first decision to scale up (its ``scaled`` event);
 - ``t_ready_s``: every replica it asked for ready (the first sample after that decision with
   as many ready replicas as desired);
-- ``t_recovered_s``: the SLOs held again, judged second by second, for RECOVERED_S seconds
-  running (0 when the step never broke them);
-- ``violation_s``: the seconds after the step in which an SLO failed, up to the recovery (or
-  to the end, when it never came).
+- ``t_recovered_s``: the SLOs held again, each second judged alone by
+  :mod:`.slo_seconds`, for RECOVERED_S seconds running (0 when the step never broke them;
+  None when they never held that long again, or when no second could be judged);
+- ``violation_s``: the seconds after the step in which an SLO failed or the load stalled
+  (load running, nothing completed), up to the recovery (or to the end, when it never
+  came); ``stalled_s`` those of them that stalled; ``judged_s`` the seconds judged at all.
+
+Each second is judged alone, not on a rolling window: the timings are read beside the
+autoscaler's, to the second.
 """
 
 from __future__ import annotations
@@ -21,12 +26,9 @@ from typing import Any
 from ..scenario.capacity import slo_label
 from ..scenario.thresholds import Threshold
 from .aggregates import Window
-from .timeline import observe_window
+from .slo_seconds import Second, judge_seconds, recovery
 
-__all__ = ["RECOVERED_S", "scale_out"]
-
-#: The SLOs must hold this many seconds running to count as recovered.
-RECOVERED_S = 10
+__all__ = ["scale_out"]
 
 
 def scale_out(
@@ -41,10 +43,11 @@ def scale_out(
     """The timings of a step at unix time ``step_at`` whose probe ended at ``end_at``."""
     first, last = int(step_at), int(end_at) - 1
     seconds = list(range(first, last + 1))
-    judged = [_held(windows.get(s), slos) for s in seconds]
-    recovered = _recovery(judged)
+    judged = judge_seconds(windows, seconds, slos, since=first, rolling_s=1)
+    recovered = recovery(judged)
     violated_until = len(judged) if recovered is None else recovered
-    violation = sum(1 for ok in judged[:violated_until] if ok is False)
+    violation = sum(1 for j in judged[:violated_until] if j is not None and j.violated)
+    stalled = sum(1 for j in judged[:violated_until] if j is Second.STALLED)
     ups = [
         e
         for e in events
@@ -72,6 +75,8 @@ def scale_out(
         "t_ready_s": None if t_ready is None else t_ready - step_at,
         "t_recovered_s": None if recovered is None else float(recovered),
         "violation_s": violation,
+        "stalled_s": stalled,
+        "judged_s": sum(j is not None for j in judged),
         "recovered": recovered is not None,
         "replicas": {"start": start, "peak": peak},
         "scaled_before_the_step": len(before),
@@ -81,30 +86,6 @@ def scale_out(
         "slos": [slo_label(t) for t in slos],
         "series": _series(windows, rows, step_at, end_at, slos),
     }
-
-
-def _held(window: Window | None, slos: Sequence[Threshold]) -> bool | None:
-    """Every SLO on one second's window; None with nothing measured that second."""
-    if window is None or not window.requests:
-        return None
-    for threshold in slos:
-        observed = observe_window(window, threshold, 1)
-        if observed is not None and not threshold.passes(observed):
-            return False
-    return True
-
-
-def _recovery(judged: Sequence[bool | None]) -> int | None:
-    """The second (since the step) from which the SLOs held RECOVERED_S seconds running, or
-    0 when they never failed; None when they failed and never held that long again."""
-    if False not in judged:
-        return 0
-    run = 0
-    for i, ok in enumerate(judged[judged.index(False) :], start=judged.index(False)):
-        run = run + 1 if ok else 0
-        if run == RECOVERED_S:
-            return i - RECOVERED_S + 1
-    return None
 
 
 def _ready(rows: Sequence[Mapping[str, Any]], decided_at: float) -> float | None:
@@ -129,13 +110,15 @@ def _series(
     """Per second, from the probe's first window: p95, the error rate, replicas and ready,
     each at seconds since the step (what the report draws)."""
     out: dict[str, list[Any]] = {"t": [], "p95_ms": [], "error_rate": [], "ok": []}
-    for second in sorted(s for s in windows if s <= end_at):
+    seconds = sorted(s for s in windows if s <= end_at)
+    judged = judge_seconds(windows, seconds, slos, since=min(seconds, default=0), rolling_s=1)
+    for second, state in zip(seconds, judged, strict=True):
         window = windows[second]
         sketch = window.duration
         out["t"].append(second - step_at)
         out["p95_ms"].append(sketch.quantile(0.95) if sketch.count else None)
         out["error_rate"].append(window.failed / window.requests if window.requests else None)
-        out["ok"].append(_held(window, slos))
+        out["ok"].append(None if state is None else not state.violated)
     stack: dict[str, list[Any]] = {"t": [], "replicas": [], "ready": [], "desired": []}
     first = min(windows, default=int(step_at))
     for row in rows:

@@ -67,26 +67,32 @@ class RunReport:
             runner_capacity=[r.cpu_capacity or None for r in self.runners],
         )
 
-    def metrics(self) -> dict[str, dict[str, float]]:
-        return {
-            key: {k: finite(v) for k, v in metric_values(agg, self.fleet.duration_s).items()}
-            for key, agg in sorted(self.fleet.aggregates.items())
-        }
+    def metrics(self) -> dict[str, dict[str, float | None]]:
+        out: dict[str, dict[str, float | None]] = {}
+        for key, agg in sorted(self.fleet.aggregates.items()):
+            values = {k: finite(v) for k, v in metric_values(agg, self.fleet.duration_s).items()}
+            if agg.kind == "rate" and not agg.count:
+                values["rate"] = None  # a share of nothing: not measured, not 0%
+            out[key] = values
+        return out
 
-    def timeseries(self) -> list[dict[str, float]]:
+    def timeseries(self) -> list[dict[str, float | None]]:
+        """Per second: counts (0 when nothing happened) and statistics of what completed
+        (null when nothing did: not measured, never the best second of the run)."""
         rows = []
         for second in sorted(self.fleet.windows):
             window = self.fleet.windows[second]
             sketch = window.duration
+            quantiles = sketch.quantiles((0.5, 0.95, 0.99)) if sketch.count else [None] * 3
             rows.append(
                 {
                     "t": second,
                     "requests_per_s": float(window.requests),
-                    "error_rate": window.failed / window.requests if window.requests else 0.0,
+                    "error_rate": window.failed / window.requests if window.requests else None,
                     **dict(
                         zip(
                             ("p50_ms", "p95_ms", "p99_ms"),
-                            map(finite, sketch.quantiles((0.5, 0.95, 0.99))),
+                            (None if q is None else finite(q) for q in quantiles),
                             strict=True,
                         )
                     ),
@@ -225,7 +231,7 @@ def junit_xml(report: RunReport) -> str:
             name=f"{verdict['threshold']} on {verdict['fault']}",
         )
         seen = verdict.get("observed")
-        text = "not measured" if seen is None else f"observed {show(seen)}"
+        text = (verdict.get("note") or "not measured") if seen is None else f"observed {show(seen)}"
         if verdict["passed"]:
             ET.SubElement(case, "system-out").text = text
         else:

@@ -19,11 +19,14 @@ def table(report: RunReport) -> str:
     duration = metrics.get("http_req_duration", {})
     reqs = metrics.get("http_reqs", {})
     failed = metrics.get("http_req_failed", {})
+    share = failed.get("rate")
     lines.append(
-        f"  requests {reqs.get('count', 0):,.0f} ({reqs.get('rate', 0):,.1f}/s)   "
-        f"failed {failed.get('rate', 0) * 100:.2f}%   "
+        f"  requests {reqs.get('count') or 0:,.0f} ({reqs.get('rate') or 0:,.1f}/s)   "
+        + (f"failed {share * 100:.2f}%   " if share is not None else "failed n/a   ")
         + "   ".join(
-            f"{k} {show(duration[k])}ms" for k in ("p(50)", "p(95)", "p(99)") if k in duration
+            f"{k} {show(value)}ms"
+            for k in ("p(50)", "p(95)", "p(99)")
+            if (value := duration.get(k)) is not None
         )
     )
     if report.thresholds:
@@ -72,14 +75,18 @@ def resilience_lines(found: Mapping[str, Any] | None) -> list[str]:
         lines.append(
             f"    {fault['name']}: {label} [{on}]: "
             + (f"detected after {detect:.1f} s" if detect is not None else "not detected")
-            + (f", recovered after {recover:.1f} s" if recover is not None else ", did not recover")
+            + (f", recovered after {recover:.1f} s" if recover is not None else "")
+            + (", did not recover" if recover is None and fault.get("judged_s", 1) else "")
+            + (", recovery not measured" if not fault.get("judged_s", 1) else "")
+            + (f" ({stalled} s stalled)" if (stalled := fault.get("stalled_s")) else "")
             + (f", {errors * 100:.2f}% errors" if errors is not None else "")
             + (f", {lost:,} writes lost" if (lost := fault.get("lost_writes")) else "")
         )
     for verdict in found.get("verdicts") or []:
         mark = "ok  " if verdict["passed"] else "FAIL"
         seen = verdict.get("observed")
-        shown = "not measured" if seen is None else f"observed {show(seen)}"
+        shown = f"observed {show(seen)}" if seen is not None else verdict.get("note")
+        shown = shown or "not measured"
         lines.append(f"    {mark} {verdict['threshold']} on {verdict['fault']}  {shown}")
     return lines
 

@@ -29,6 +29,7 @@ __all__ = [
     "journey",
     "mean_requests",
     "mix",
+    "pause_s",
     "think_constant",
     "think_normal",
     "think_uniform",
@@ -211,3 +212,17 @@ def _think(value: Think | None, field: str) -> Think | None:
     if value is not None and not isinstance(value, Think):
         raise ConfigError(field, value, "think_constant/think_uniform/think_normal(...)")
     return value
+
+
+def pause_s(flow: Flow) -> float:
+    """The longest one iteration of ``flow`` can pause in all (each think time at its upper
+    bound, a journey's between its steps; a mix's longest branch): how long a VU may go
+    without a request by design."""
+    if isinstance(flow, Think):
+        return flow.high
+    if isinstance(flow, Journey | Group):
+        between = flow.think.high * (len(flow.steps) - 1) if flow.think else 0.0
+        return between + sum(pause_s(step) for step in flow.steps)
+    if isinstance(flow, Mix):
+        return max(pause_s(branch) for branch, _ in flow.entries)
+    return 0.0

@@ -183,3 +183,84 @@ def test_a_metrics_url_with_credentials_is_refused_without_showing_them(tmp_path
         plan(options)
     assert "secret" not in str(error.value)
     assert error.value.field == "--target-metrics-url"
+
+
+class Faulting(FakeBackend):
+    """The fake backend, applying kills."""
+
+    fault_kinds = frozenset({"kill"})
+
+
+@pytest.fixture
+def faulting(monkeypatch):
+    monkeypatch.setitem(registry.BACKENDS, "faulting", {"class": f"{__name__}:Faulting"})
+
+
+UNJUDGEABLE = """from stressbed import *
+scenario = Scenario("blind", description="nothing a second can judge", workloads=[
+    Workload("w", get("/healthz", checks=[check.status(200)]),
+             ConstantArrivalRate(rate=10, duration="1m", pre_allocated_vus=5))],
+    thresholds=[{thresholds}],
+    faults=[fault.kill(at="10s")],
+    resilience=[{resilience}])
+"""
+
+
+def test_a_recovery_with_no_slo_a_second_can_judge_is_refused_at_the_command_line(tmp_path):
+    # Only a check_rate threshold: every second would read as held, every fault as recovered
+    # after 0 s. Refused before anything starts: one line, no traceback, no run directory.
+    path = tmp_path / "blind.py"
+    path.write_text(
+        UNJUDGEABLE.format(thresholds='check_rate("> 99%")', resilience='recovery_time("< 30s")')
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "stressbed", "run", "--scenario", str(path), "--results", "r"],
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        cwd=tmp_path,
+        env={**os.environ, "K6_NO_USAGE_REPORT": "true"},
+    )
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "stressbed: error: scenario 'blind': resilience[0]: got 'recovery_time < 30s'; expected "
+        "a latency or error-rate threshold one second can judge, like latency('p(95) < 300ms') "
+        "or error_rate('< 1%') without abort_on_fail (the thresholds have none: recovery_time "
+        "would read every second as held)\n"
+    )
+    assert not (tmp_path / "r").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blind.py"]  # nothing else made
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "resilience", "overrides"),
+    [
+        ("", 'errors_during_fault("< 5%")', {}),
+        ('error_rate("< 5%", abort_on_fail=True)', 'recovery_time("< 30s")', {}),
+        # A profile that replaced the scenario's latency threshold with none.
+        ('latency("p(95) < 300ms")', 'recovery_time("< 30s")', {"http_req_duration": None}),
+    ],
+)
+def test_resilience_judged_on_slos_without_any_is_refused(
+    tmp_path, faulting, thresholds, resilience, overrides
+):
+    path = tmp_path / "blind.py"
+    path.write_text(UNJUDGEABLE.format(thresholds=thresholds, resilience=resilience))
+    options = RunOptions(
+        scenario=str(path), backend="faulting", results=tmp_path / "r", thresholds=overrides
+    )
+    with pytest.raises(ConfigError, match=r"^scenario 'blind': resilience\[0\]: got '"):
+        plan(options)
+
+
+def test_resilience_that_needs_no_slo_or_has_one_is_planned(tmp_path, faulting):
+    path = tmp_path / "seen.py"
+    path.write_text(
+        UNJUDGEABLE.format(thresholds='check_rate("> 99%")', resilience='time_to_detect("< 5s")')
+    )
+    assert plan(RunOptions(scenario=str(path), backend="faulting", results=tmp_path / "r"))
+    path.write_text(
+        UNJUDGEABLE.format(thresholds='error_rate("< 5%")', resilience='recovery_time("< 30s")')
+    )
+    assert plan(RunOptions(scenario=str(path), backend="faulting", results=tmp_path / "r"))

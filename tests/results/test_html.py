@@ -161,3 +161,18 @@ def test_each_fault_is_shaded_on_every_chart_and_tabled_with_its_verdicts():
     assert "no: too few" in page
     assert "&lt;b&gt;kill&lt;/b&gt;" in page  # a label is text, never markup
     assert '<span class="bad">failed</span>' in page
+
+
+def test_a_faults_recovery_says_stalls_and_not_measured():
+    line = timeline({START + s: busy_second(s) for s in range(20)})
+    kill = {"name": "kill", "label": "kill", "applied": True, "at": START + 5.0}
+    found = {
+        "faults": [
+            {**kill, "time_to_recover_s": 12.0, "judged_s": 15, "stalled_s": 8},
+            {**kill, "name": "kill-2", "time_to_recover_s": None, "judged_s": 0},
+        ]
+    }
+    page = render_html(summary(resilience=found), line)
+    assert "12 (8 s stalled)" in page
+    assert "not measured" in page
+    assert "did not recover" not in page

@@ -10,7 +10,8 @@ import pytest
 
 from stressbed import error_rate, errors_during_fault, latency, recovery_time, time_to_detect
 from stressbed.results.aggregates import Window
-from stressbed.results.resilience import RECOVERED_S, judge_resilience, resilience
+from stressbed.results.resilience import judge_resilience, resilience
+from stressbed.results.slo_seconds import RECOVERED_S
 
 SLOS = [latency("p(95) < 100ms"), error_rate("< 5%")]
 T0 = 1_800_000_000  # the first second of the load
@@ -54,7 +55,13 @@ def test_a_series_that_never_recovers_is_a_result_not_a_crash():
     assert found["time_to_recover_s"] is None
     verdicts = judge_resilience([found], [recovery_time("< 30s")])
     assert verdicts == [
-        {"threshold": "recovery_time < 30s", "fault": "kill", "observed": None, "passed": False}
+        {
+            "threshold": "recovery_time < 30s",
+            "fault": "kill",
+            "observed": None,
+            "passed": False,
+            "note": "did not recover",
+        }
     ]
 
 
@@ -135,3 +142,35 @@ def test_errors_during_fault_judges_every_fault():
     (verdict,) = judge_resilience(found, [errors_during_fault("< 5%")])
     assert verdict["fault"] == "kill"
     assert verdict["passed"] == (verdict["observed"] < 0.05)
+
+
+def test_a_stall_is_a_violation_not_seconds_skipped():
+    # After the kill nothing completes for 20 s while the VUs wait: no "recovered after 0 s".
+    def shape(i: int) -> Window:
+        window = Window(vus=50) if 30 <= i < 50 else second()
+        window.vus = 50
+        return window
+
+    (found,) = resilience([kill_at(30)], timeline(shape), SLOS)
+    assert found["time_to_recover_s"] == 20
+    assert found["stalled_s"] == 20
+    assert found["degraded"]["http_req_failed:rate<0.05"] == pytest.approx(20 * 0.95)
+    verdicts = judge_resilience([found], [recovery_time("< 10s")])
+    assert verdicts[0]["passed"] is False
+
+
+def test_with_no_slo_to_judge_a_recovery_is_not_measured_not_immediate():
+    # 100% errors for 20 s, and nothing to judge them against: not "recovered after 0 s".
+    windows = timeline(lambda i: second(failed=50 if 30 <= i < 50 else 0))
+    (found,) = resilience([kill_at(30)], windows, [])
+    assert found["time_to_recover_s"] is None
+    assert found["judged_s"] == 0
+    assert found["note"].startswith("recovery not measured")
+    verdicts = judge_resilience([found], [recovery_time("< 30s")])
+    assert verdicts[0] == {
+        "threshold": "recovery_time < 30s",
+        "fault": "kill",
+        "observed": None,
+        "passed": False,
+        "note": "not measured",
+    }

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from stressbed import error_rate, latency
 from stressbed.results.aggregates import Window
-from stressbed.results.scaleout import RECOVERED_S, scale_out
+from stressbed.results.scaleout import scale_out
+from stressbed.results.slo_seconds import RECOVERED_S
 
 STEP = 1000.0
 SLOS = [latency("p(95) < 100ms"), error_rate("< 1%")]
@@ -73,3 +74,24 @@ def test_scaling_before_the_step_is_counted_apart_and_a_scale_down_is_no_decisio
     assert found["scaled_before_the_step"] == 1
     assert found["t_desired_s"] == 6.0
     assert found["t_ready_s"] is None  # no sample says they got ready
+
+
+def test_a_stall_after_the_step_is_in_violation_not_held_throughout():
+    # Nothing completes for 15 s after the step while the VUs wait, then every second is fine.
+    windows = {int(STEP) + i: second(20.0) for i in range(-5, 40)}
+    for i in range(15):
+        windows[int(STEP) + i] = Window(vus=200)
+    found = scale_out(windows, STEP, STEP + 40, SLOS)
+    assert found["violation_s"] == 15
+    assert found["stalled_s"] == 15
+    assert found["t_recovered_s"] == 15.0
+    assert found["series"]["ok"][5:20] == [False] * 15  # the report draws them failed
+
+
+def test_a_step_with_nothing_judged_after_it_is_not_measured():
+    windows = {int(STEP) + i: second(20.0) for i in range(-5, 0)}
+    windows.update({int(STEP) + i: Window() for i in range(30)})  # no load, nothing recorded
+    found = scale_out(windows, STEP, STEP + 30, SLOS)
+    assert found["t_recovered_s"] is None  # not 0: nothing said the SLOs held
+    assert found["recovered"] is False
+    assert found["judged_s"] == 0
