@@ -15,7 +15,7 @@ from ..results.probe import Probe
 from ..results.scaleout import RECOVERED_S
 from ..results.search import Search, conclude
 from ..scenario.capacity import slo_label
-from .capacity_plan import CapacityPlan
+from .capacity_plan import CapacityPlan, latency_bound_s
 from .plan import redact
 from .probing import GRACEFUL_STOP_S, MAX_VUS_PER_RUNNER
 
@@ -204,11 +204,11 @@ def _remedy(the_plan: CapacityPlan, limit: Mapping[str, Any] | None) -> str:
             f"it needed about {needed:,} VUs, at most {MAX_VUS_PER_RUNNER:,} per runner: "
             f"{math.ceil(needed / MAX_VUS_PER_RUNNER)} runners or more"
         )
-    # The pool was under its cap: the latency guessed was short of the latency met.
-    return (
-        f"it needed about {needed:,} VUs, the pool had {limit['max_vus']:,}: a latency SLO "
-        "sizes the pool by its bound"
-    )
+    # The pool was under its cap: the iterations took longer than it was sized for.
+    text = f"it needed about {needed:,} VUs, the pool had {limit['max_vus']:,}"
+    if latency_bound_s(the_plan.capacity.slo_thresholds) is None:
+        return text + ": a latency SLO sizes the pool by its bound"
+    return text + ": the iterations took longer than the pool was sized for"
 
 
 def _scale_out_verdict(

@@ -495,3 +495,35 @@ def test_require_over_an_at_least_answer_of_the_generator_is_exit_3(tmp_path):
         "capacity: at least 200 req/s within p(95)<100ms (limited by the load generator at "
         "400 req/s: add runners or give them more CPU)"
     )
+
+
+def test_a_pool_at_its_cap_says_how_many_vus_and_runners_the_rate_needed(tmp_path):
+    # 1,000 iterations/s of a 3 s journey need about 3,040 VUs busy; one runner may start
+    # 2,000. The generator is the limit, and the answer says what would lift it.
+    (tmp_path / "fake.py").write_text(JOURNEY)
+    the_plan = plan_capacity(
+        CapacityOptions(
+            RunOptions(scenario=str(tmp_path / "fake.py"), results=tmp_path / "results"),
+            slos=("p(95)<100ms",),
+            min_rate=1000,
+            step_duration="10s",
+            cooldown="0s",
+            budget="10m",
+            then_scale_out=False,
+        )
+    )
+    backend = PooledTarget(lambda r: 100_000, think_s=3.0)
+    report = run_capacity(the_plan, backend=backend)
+    document = report.document
+    assert report.exit_code == 3
+    assert backend.pools == [2000]
+    (probe,) = document["probes"]
+    assert probe["status"] == "invalid"
+    assert 3000 <= probe["vus_needed"] <= 3100
+    assert f"needs about {probe['vus_needed']:,} VUs" in probe["reasons"][0]
+    assert document["generator_limit"]["vus_needed"] == probe["vus_needed"]
+    assert document["cause"]["evidence"]["vus_needed"] == probe["vus_needed"]
+    assert document["answer"] == (
+        "capacity: not measured: the load generator was the limit at 1,000 iterations/s (it "
+        f"needed about {probe['vus_needed']:,} VUs, at most 2,000 per runner: 2 runners or more)"
+    )
