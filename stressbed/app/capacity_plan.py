@@ -47,8 +47,8 @@ SCALE_OUT_STEP_S = 1.0
 #: with one, its bound, and never more than LATENCY_GUESS_CAP_S.
 FIRST_LATENCY_S = 0.25
 LATENCY_GUESS_CAP_S = 1.0
-#: The warm-up waits this long beyond the flow's longest iteration: the pool of VUs busy
-#: fills within one iteration, and the second after it is the first whole one.
+#: A warm-up shorter than the flow's longest iteration is made this much longer than it: the
+#: VUs busy fill up within one iteration, and its latency was only guessed.
 WARMUP_MARGIN_S = 1.0
 
 
@@ -219,9 +219,9 @@ def _warm_up(
     starting, none has completed, and the VUs busy are still filling up, which the steady
     window would read as a shortfall and a growing queue."""
     longest = longest_think_s + requests * latency_guess_s(capacity.slo_thresholds)
-    needed = math.ceil(longest + WARMUP_MARGIN_S)
-    if needed <= capacity.warmup_s:
+    if longest <= capacity.warmup_s:
         return capacity, ()
+    needed = math.ceil(longest + WARMUP_MARGIN_S)
     why = (
         f"one iteration of workload {workload.name!r} takes up to about {longest:.1f} s "
         f"({longest_think_s:g} s of it think time)"

@@ -264,7 +264,7 @@ def test_a_journey_with_think_time_is_not_blamed_on_the_generator(tmp_path):
     assert probe["status"] == "held", out
     assert probe["conditions"]["vu_pool"] is True
     assert document["limited_by"] == "max_rate"
-    assert document["settings"]["warmup_s"] == 5  # one 3.2 s iteration, and a second
+    assert document["settings"]["warmup_s"] >= 3.2  # the longest iteration has passed
     assert 50 <= probe["vus_active"] <= 70  # 20/s x 3 s, Little's law
     assert probe["concurrency_littles_law"] < 2  # the requests themselves take milliseconds
 
