@@ -2,7 +2,8 @@
 
 :class:`Prober` runs what :class:`~stressbed.results.search.Search` asks for: each probe renders
 the chosen flow at a constant arrival rate (:func:`probe_scenario`, its VU pool sized by
-Little's law from the latency seen so far), runs the fleet, merges, judges the steady window
+Little's law from the flow's think time and the latency seen so far: :func:`vu_pool`), runs
+the fleet, merges, judges the steady window
 (:func:`~stressbed.results.probe.judge_probe`) and writes a run directory of its own under
 ``probes/``; between probes it waits for the stack to settle.
 """

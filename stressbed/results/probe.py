@@ -14,12 +14,12 @@ decides, recording which condition held:
 - **held** when every SLO holds on the steady window alone, the achieved rate is at least 95%
   of the offered rate, and neither latency nor the VUs busy show significant growth
   (:mod:`.steady`);
+- **failed** otherwise, with the reasons.
 
 Two concurrencies are figures: ``vus_active``, k6's ``vus`` gauge (VUs running an iteration,
 its think time included: the iterations in flight), and ``concurrency_littles_law``, the
 requests in flight at the target by Little's law (requests/s completed x their mean latency;
 None when no request completed).
-- **failed** otherwise, with the reasons.
 """
 
 from __future__ import annotations
@@ -237,7 +237,7 @@ def _needs(probe: Probe, setup: ProbeSetup) -> str:
 
 
 def _trends(probe: Probe, seconds: Sequence[Window], rate: int, bound_ms: float | None) -> bool:
-    """Fit latency and in-flight over the window; whether latency kept growing. Growth
+    """Fit latency and the VUs busy over the window; whether latency kept growing. Growth
     counts when it is significant and large enough to matter: against the SLO's latency
     bound when there is one (Little's law carries it to the VUs busy)."""
     latency_floor, vus_floor = LATENCY_FLOOR_MS, VUS_FLOOR
