@@ -3,6 +3,7 @@ binding cause (:mod:`stressbed.results.causes`), the exit code and the one-line 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -14,9 +15,9 @@ from ..results.probe import Probe
 from ..results.search import Search, conclude
 from ..results.slo_seconds import RECOVERED_S
 from ..scenario.capacity import slo_label
-from .capacity_plan import CapacityPlan
+from .capacity_plan import CapacityPlan, latency_bound_s
 from .plan import redact
-from .probing import GRACEFUL_STOP_S
+from .probing import GRACEFUL_STOP_S, MAX_VUS_PER_RUNNER
 
 __all__ = ["CAPACITY_FORMAT", "CAPACITY_VERSION", "answer_line", "draw_up", "scale_out_line"]
 
@@ -112,16 +113,20 @@ def _cause(
     limits: Mapping[str, float],
     max_replicas: int | None,
 ) -> dict[str, Any] | None:
-    if answer["limited_by"] == "generator":
-        invalid = next(p for p in reversed(probes) if p.status == "invalid")
+    limit = answer.get("generator_limit")
+    if answer["limited_by"] == "generator" and limit is not None:
         return {
             "kind": "generator",
-            "message": invalid.reasons[0] if invalid.reasons else "the load generator",
+            "message": limit["reason"],
             "evidence": {
-                "runner_cpu_share": invalid.figure("runner_cpu_share"),
-                "dropped_share": invalid.figure("dropped_share"),
-                "vus_peak": invalid.figure("vus_peak"),
-                "max_vus": invalid.setup.max_vus,
+                key: limit[key]
+                for key in (
+                    "runner_cpu_share",
+                    "dropped_share",
+                    "vus_peak",
+                    "max_vus",
+                    "vus_needed",
+                )
             },
             "also": [],
         }
@@ -158,10 +163,11 @@ def _verdict(
         return failure[1], failure[0]
     sustained = answer["max_sustainable_rate"]
     unit = the_plan.unit
+    limit = answer.get("generator_limit")
     if sustained is None and answer["limited_by"] == "generator":
         return 3, (
             f"the load generator was the limit from the first probe "
-            f"({the_plan.capacity.min_rate:,} {unit}): add runners or give them more CPU"
+            f"({the_plan.capacity.min_rate:,} {unit}): {_remedy(the_plan, limit)}"
         )
     if sustained is None:
         if answer["ended_by"] == "budget":
@@ -170,9 +176,39 @@ def _verdict(
             f"no rate held: the stack does not sustain --min-rate "
             f"({the_plan.capacity.min_rate:,} {unit}) within its SLOs"
         )
-    if the_plan.require is not None and sustained < the_plan.require:
-        return 1, f"sustained {sustained:,} {unit}, under the required {the_plan.require:,}"
+    require = the_plan.require
+    if require is not None and sustained < require:
+        # Under R is the target's verdict only if the target failed at or below R; if the
+        # generator stopped the search first, R was never offered: an infrastructure verdict.
+        troubled = [r for r in [answer["first_failing_rate"], *answer["disagreements"]] if r]
+        if limit is not None and not any(r <= require for r in troubled):
+            return 3, (
+                f"--require {require:,} {unit} not measured: the load generator could not "
+                f"offer {limit['rate']:,} {unit} ({_remedy(the_plan, limit)}); the target "
+                f"held {sustained:,}"
+            )
+        return 1, f"sustained {sustained:,} {unit}, under the required {require:,}"
     return 0, "the search ended: " + str(answer["ended_by"])
+
+
+def _remedy(the_plan: CapacityPlan, limit: Mapping[str, Any] | None) -> str:
+    """What would let the generator offer more: runners, their CPU, or a pool sized right."""
+    more = "add runners or give them more CPU"
+    if limit is None or limit["cpu_bound"] or limit["vus_needed"] is None:
+        return more
+    needed, peak = limit["vus_needed"], limit["vus_peak"]
+    if peak is None or peak < limit["max_vus"]:  # iterations dropped with VUs to spare
+        return more
+    if needed > MAX_VUS_PER_RUNNER * the_plan.plan.runners:
+        return (
+            f"it needed about {needed:,} VUs, at most {MAX_VUS_PER_RUNNER:,} per runner: "
+            f"{math.ceil(needed / MAX_VUS_PER_RUNNER)} runners or more"
+        )
+    # The pool was under its cap: the iterations took longer than it was sized for.
+    text = f"it needed about {needed:,} VUs, the pool had {limit['max_vus']:,}"
+    if latency_bound_s(the_plan.capacity.slo_thresholds) is None:
+        return text + ": a latency SLO sizes the pool by its bound"
+    return text + ": the iterations took longer than the pool was sized for"
 
 
 def _scale_out_verdict(
@@ -228,17 +264,19 @@ def answer_line(the_plan: CapacityPlan, answer: Mapping[str, Any]) -> str:
     unit = the_plan.unit
     slos = ", ".join(slo_label(t) for t in the_plan.capacity.slo_thresholds)
     sustained = answer["max_sustainable_rate"]
+    limit = answer.get("generator_limit")
     if sustained is None and answer["limited_by"] == "generator":
         return (
             f"capacity: not measured: the load generator was the limit at "
-            f"{the_plan.capacity.min_rate:,} {unit} (add runners)"
+            f"{the_plan.capacity.min_rate:,} {unit} ({_remedy(the_plan, limit)})"
         )
     if sustained is None:
         return f"capacity: below {the_plan.capacity.min_rate:,} {unit} within {slos}"
     if answer["limited_by"] == "generator":
+        at = f" at {limit['rate']:,} {unit}" if limit else ""
         return (
             f"capacity: at least {sustained:,} {unit} within {slos} (limited by the load "
-            "generator: add runners)"
+            f"generator{at}: {_remedy(the_plan, limit)})"
         )
     if answer["limited_by"] == "max_rate":
         return f"capacity: at least {sustained:,} {unit} within {slos} (every probe held)"
@@ -261,6 +299,11 @@ def answer_line(the_plan: CapacityPlan, answer: Mapping[str, Any]) -> str:
     cause = answer.get("cause")
     if cause:
         text += f"; cause: {cause['message']}"
+    if limit is not None:  # a target failure brackets the capacity; the generator kept it open
+        text += (
+            f"; the load generator was the limit at {limit['rate']:,} {unit}, so the bracket "
+            f"did not close ({_remedy(the_plan, limit)})"
+        )
     if answer["ended_by"] == "budget":
         text += " (the budget ran out before the bracket closed)"
     return text

@@ -3,6 +3,8 @@ whose flow the probes offer. Nothing starts here; every problem is a ConfigError
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from ..backends import registry
@@ -10,20 +12,24 @@ from ..backends.base import Capability
 from ..errors import ConfigError
 from ..results.slo_seconds import RECOVERED_S
 from ..scenario import catalog
-from ..scenario.capacity import MAX_RATE, Capacity, parse_slo, window_judgeable
-from ..scenario.flow import mean_requests
+from ..scenario.capacity import MAX_RATE, MIN_STEADY_S, Capacity, parse_slo, window_judgeable
+from ..scenario.flow import mean_requests, think_time_s
 from ..scenario.model import Scenario, Workload
+from ..scenario.thresholds import Threshold
 from ..scenario.units import format_duration, parse_duration_ms
 from ..stack.spec import StackSpec
 from .plan import Plan, RunOptions, plan
 
 __all__ = [
+    "FIRST_LATENCY_S",
     "PROBE_OVERHEAD_S",
     "SCALE_OUT_FOR",
     "SCALE_OUT_STEP_S",
     "TEARDOWN_RESERVE_S",
     "CapacityOptions",
     "CapacityPlan",
+    "latency_bound_s",
+    "latency_guess_s",
     "pinned",
     "plan_capacity",
 ]
@@ -37,6 +43,13 @@ TEARDOWN_RESERVE_S = 10.0
 SCALE_OUT_FOR = "60s"
 #: The scale-out's step from the lower rate to the higher: a ramp this long.
 SCALE_OUT_STEP_S = 1.0
+#: A request's latency assumed before any probe measured one, with no latency SLO to go by;
+#: with one, its bound, and never more than LATENCY_GUESS_CAP_S.
+FIRST_LATENCY_S = 0.25
+LATENCY_GUESS_CAP_S = 1.0
+#: A warm-up shorter than the flow's longest iteration is made this much longer than it: the
+#: VUs busy fill up within one iteration, and its latency was only guessed.
+WARMUP_MARGIN_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -85,6 +98,9 @@ class CapacityPlan:
     then_scale_out: bool = False
     #: What the plan decided that the user did not ask for, said before the search starts.
     notes: tuple[str, ...] = ()
+    #: The seconds one iteration of the flow pauses (its think time), on average: latency
+    #: does not stretch it, so the VU pool grows with it but not its latency headroom.
+    think_s: float = 0.0
 
     @property
     def scale_out_cost_s(self) -> float:
@@ -156,25 +172,69 @@ def plan_capacity(options: CapacityOptions) -> CapacityPlan:
     if options.require is not None and (isinstance(options.require, bool) or options.require < 1):
         raise ConfigError("--require", options.require, "a positive rate")
     workload, converted = _workload(scenario, capacity.workload)
+    requests = mean_requests(workload.flow)
+    think_s, longest_think_s = think_time_s(workload.flow)
+    capacity, warm_note = _warm_up(capacity, workload, requests, longest_think_s)
     step, step_for = _scale_out(options, base, capacity)
     replicas = _per_replica(options, base, capacity)
     then = False
-    notes: tuple[str, ...] = ()
+    notes: tuple[str, ...] = warm_note
     if step is None and replicas is None:
-        then, step_for, notes = _then_scale_out(options, base, capacity)
+        then, step_for, more = _then_scale_out(options, base, capacity)
+        notes += more
     return CapacityPlan(
         plan=base,
         capacity=capacity,
         workload=workload,
         converted_from=converted,
-        requests_per_iteration=mean_requests(workload.flow),
+        requests_per_iteration=requests,
         require=options.require,
         scale_out=step,
         scale_out_for_s=step_for,
         per_replica=replicas,
         then_scale_out=then,
         notes=notes,
+        think_s=think_s,
     )
+
+
+def latency_bound_s(slos: Sequence[Threshold]) -> float | None:
+    """The loosest latency SLO's bound, in seconds (None without one)."""
+    bounds = [t.value / 1000 for t in slos if t.metric == "http_req_duration"]
+    return max(bounds) if bounds else None
+
+
+def latency_guess_s(slos: Sequence[Threshold]) -> float:
+    """One request's latency before any probe measured it: the SLO's bound (what a probe
+    that holds may reach), else FIRST_LATENCY_S; capped, so a loose SLO does not make every
+    first probe start thousands of VUs."""
+    return min(latency_bound_s(slos) or FIRST_LATENCY_S, LATENCY_GUESS_CAP_S)
+
+
+def _warm_up(
+    capacity: Capacity, workload: Workload, requests: float, longest_think_s: float
+) -> tuple[Capacity, tuple[str, ...]]:
+    """The warm-up at least the flow's longest iteration (its think time at its most and
+    its requests at the latency guessed): until one has passed, iterations are only
+    starting, none has completed, and the VUs busy are still filling up, which the steady
+    window would read as a shortfall and a growing queue."""
+    longest = longest_think_s + requests * latency_guess_s(capacity.slo_thresholds)
+    if longest <= capacity.warmup_s:
+        return capacity, ()
+    needed = math.ceil(longest + WARMUP_MARGIN_S)
+    why = (
+        f"one iteration of workload {workload.name!r} takes up to about {longest:.1f} s "
+        f"({longest_think_s:g} s of it think time)"
+    )
+    if capacity.step_s - needed < MIN_STEADY_S:
+        raise ConfigError(
+            "--step-duration",
+            capacity.step_duration,
+            f"at least {format_duration((needed + MIN_STEADY_S) * 1000)}: {why}, so the "
+            f"warm-up lasts {needed} s and {MIN_STEADY_S:g} s are judged after it",
+        )
+    capacity = capacity.with_changes(warmup=format_duration(needed * 1000))
+    return capacity, (f"the warm-up is {needed} s: {why}",)
 
 
 def _then_scale_out(

@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
         "judged on its own steady window; the load generator is checked before the target "
         "is blamed, and the limiting cause named from the stack's timeline. Writes "
         "capacity.json and report.html. Exit codes: 0 answered, 1 no rate held (or under "
-        "--require), 2 bad input, 3 infrastructure failure, 130 interrupted.",
+        "--require), 2 bad input, 3 infrastructure failure (the load generator's limit "
+        "included), 130 interrupted.",
     )
     _target_options(capacity_cmd)
     capacity_cmd.add_argument(

@@ -12,7 +12,7 @@ from ..results.merge import FleetResult
 from ..results.resilience import judge_resilience, resilience
 from ..results.writes import lost_writes
 from ..scenario.capacity import slo_label, window_judgeable
-from ..scenario.flow import pause_s
+from ..scenario.flow import think_time_s
 from ..scenario.model import Scenario
 from .readback import StoredWrites
 
@@ -51,7 +51,7 @@ def fault_figures(
         )
     _place_lost_writes(happened, fleet, stored)
     slos = [t for t in scenario.thresholds if window_judgeable(t)]
-    pause = max((pause_s(w.flow) for w in scenario.workloads), default=0.0)
+    pause = max((think_time_s(w.flow)[1] for w in scenario.workloads), default=0.0)
     found = [
         {**f, "applied": True}
         for f in resilience(

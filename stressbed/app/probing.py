@@ -2,7 +2,8 @@
 
 :class:`Prober` runs what :class:`~stressbed.results.search.Search` asks for: each probe renders
 the chosen flow at a constant arrival rate (:func:`probe_scenario`, its VU pool sized by
-Little's law from the latency seen so far), runs the fleet, merges, judges the steady window
+Little's law from the flow's think time and the latency seen so far: :func:`vu_pool`), runs
+the fleet, merges, judges the steady window
 (:func:`~stressbed.results.probe.judge_probe`) and writes a run directory of its own under
 ``probes/``; between probes it waits for the stack to settle.
 """
@@ -31,23 +32,32 @@ from .capacity_plan import (
     SCALE_OUT_STEP_S,
     TEARDOWN_RESERVE_S,
     CapacityPlan,
+    latency_bound_s,
+    latency_guess_s,
 )
 from .execute import DEADLINE_MARGIN_S
 from .execute import conclude as conclude_run
 from .plan import redact
 from .rundir import RunDirectory
 
-__all__ = ["GRACEFUL_STOP_S", "Prober", "probe_scenario", "step_scenario"]
+__all__ = [
+    "GRACEFUL_STOP_S",
+    "MAX_VUS_PER_RUNNER",
+    "Prober",
+    "probe_scenario",
+    "step_scenario",
+    "vu_pool",
+]
 
 GRACEFUL_STOP_S = 3.0
-#: The scale-out probe's step from the lower rate to the higher: a ramp this long.
-#: The VU pool: Little's law L = λW with this headroom for what is started up front, and the
-#: most it may grow to (per runner), so that a slow target cannot make k6 run out of memory.
+#: The VU pool: Little's law L = λW, W the iteration's think time plus its requests' latency
+#: with LATENCY_HEADROOM for latency to grow within a probe that holds (and this much for
+#: what is started up front); the whole with POOL_HEADROOM, and at most MAX_VUS_PER_RUNNER
+#: per runner, so that a slow target cannot make k6 run out of memory.
 PREALLOCATED_HEADROOM = 3.0
+LATENCY_HEADROOM = 4.0
 POOL_HEADROOM = 2.0
 MAX_VUS_PER_RUNNER = 2000
-#: The iteration time assumed before any probe measured one, with no latency SLO to go by.
-FIRST_ITERATION_S = 0.25
 #: VUs started up front cover at least this much iteration time: k6 drops iterations while it
 #: initialises VUs mid-probe, which a fast target (a 1 ms iteration) would otherwise cause.
 MIN_PREALLOCATED_S = 0.02
@@ -240,19 +250,15 @@ class Prober:
         report.write(run.path, html=False)
 
     def _pool(self, rate: int, runners: int) -> tuple[int, int]:
-        """The VUs started up front and the most the fleet may use (Little's law)."""
-        bound_s = _latency_bound_s(self.the_plan.capacity.slo_thresholds)
-        seen = self.iteration_s
-        expected = seen if seen is not None else min(bound_s or FIRST_ITERATION_S, 1.0)
-        most = max(expected * 4, bound_s or 0.0)
-        pool = math.ceil(rate * most * POOL_HEADROOM) + runners
-        pool = min(pool, MAX_VUS_PER_RUNNER * runners)
-        # Up front, a VU for every iteration in flight while latency stays within the SLO
-        # (Little's law at its bound): k6 drops iterations while it initialises VUs
-        # mid-probe, which would read as the generator's limit at a rate that may still hold.
-        up_front = max(expected * PREALLOCATED_HEADROOM, bound_s or 0.0, MIN_PREALLOCATED_S)
-        pre = min(pool, math.ceil(rate * up_front) + runners)
-        return max(pre, runners), max(pool, runners)
+        the_plan = self.the_plan
+        return vu_pool(
+            rate,
+            runners,
+            think_s=the_plan.think_s,
+            requests=the_plan.requests_per_iteration,
+            slos=the_plan.capacity.slo_thresholds,
+            seen_s=self.iteration_s,
+        )
 
     def settle(self, probes: Sequence[Probe]) -> bool:
         """Before the scale-out after a search: the stack back where it started (the
@@ -292,6 +298,37 @@ class Prober:
                 if last > first + max(2.0, 0.5 * first):
                     return False
         return True
+
+
+def vu_pool(
+    rate: int,
+    runners: int,
+    *,
+    think_s: float,
+    requests: float,
+    slos: Sequence[Threshold],
+    seen_s: float | None,
+) -> tuple[int, int]:
+    """The VUs a probe at ``rate`` starts up front and the most it may use (Little's law).
+
+    An iteration lasts its think time (``think_s``, known from the flow, which no load
+    stretches) plus its requests' latency: the mean measured by the last probe that held
+    (``seen_s``, less the think time), else the SLO's bound or a guess per request. Only the
+    latency gets headroom to grow; a pool sized without the think time runs out on any
+    journey that pauses longer than the headroom, which reads as the generator's limit."""
+    bound_s = latency_bound_s(slos)
+    guessed = requests * latency_guess_s(slos)
+    latency = max(seen_s - think_s, 0.0) if seen_s is not None else guessed
+    at_bound = requests * bound_s if bound_s is not None else 0.0
+    most = think_s + max(latency * LATENCY_HEADROOM, at_bound)
+    pool = math.ceil(rate * most * POOL_HEADROOM) + runners
+    pool = min(pool, MAX_VUS_PER_RUNNER * runners)
+    # Up front, a VU for every iteration in flight while latency stays within the SLO
+    # (Little's law at its bound): k6 drops iterations while it initialises VUs
+    # mid-probe, which would read as the generator's limit at a rate that may still hold.
+    up_front = think_s + max(latency * PREALLOCATED_HEADROOM, at_bound, MIN_PREALLOCATED_S)
+    pre = min(pool, math.ceil(rate * up_front) + runners)
+    return max(pre, runners), max(pool, runners)
 
 
 def _failure(outcome: FleetOutcome) -> str | None:
@@ -400,11 +437,6 @@ def _probe_line(probe: Probe, search: Search, unit: str, left_s: float) -> str:
     return f"{text} · so far {low} {high} · {_clock(max(0.0, left_s))} of budget left".replace(
         "  ", " "
     )
-
-
-def _latency_bound_s(slos: Sequence[Threshold]) -> float | None:
-    bounds = [t.value / 1000 for t in slos if t.metric == "http_req_duration"]
-    return max(bounds) if bounds else None
 
 
 def _last(rows: Sequence[Mapping[str, Any]], key: str) -> float | None:

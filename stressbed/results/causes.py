@@ -235,7 +235,7 @@ def _saturation(failed: Probe, held: Probe | None) -> dict[str, Any] | None:
     achieved, offered = failed.figure("achieved_per_s"), failed.figure("offered_per_s")
     short = achieved is not None and offered and achieved < SATURATED_SHARE * offered
     growing = not failed.conditions.get("latency_trend", True) or not failed.conditions.get(
-        "in_flight_trend", True
+        "vus_active_trend", True
     )
     before = held.figure("p50_ms") if held else None
     now = failed.figure("p50_ms")

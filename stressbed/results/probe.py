@@ -6,13 +6,20 @@ decides, recording which condition held:
 
 - **invalid** when the generator, not the target, was the limit: a runner's k6 above 90% of
   the CPU it may use for half the window or more, or the VU pool ran out (more than 1% of the
-  iterations dropped, or every VU busy) while latency held. The pool is sized from the
-  latency the previous probe saw (Little's law, with headroom), so a pool used up by latency
-  that broke the SLO or kept growing is the target's doing: that probe failed;
+  iterations dropped, or every VU busy) while latency held; it says how many VUs the rate
+  needed (``vus_needed``: Little's law on the VUs busy and the iterations they completed).
+  The pool is sized from the flow's think time and the latency the previous probe saw
+  (Little's law, with headroom), so a pool used up by latency that broke the SLO or kept
+  growing is the target's doing: that probe failed;
 - **held** when every SLO holds on the steady window alone, the achieved rate is at least 95%
-  of the offered rate, and neither latency nor in-flight requests show significant growth
+  of the offered rate, and neither latency nor the VUs busy show significant growth
   (:mod:`.steady`);
 - **failed** otherwise, with the reasons.
+
+Two concurrencies are figures: ``vus_active``, k6's ``vus`` gauge (VUs running an iteration,
+its think time included: the iterations in flight), and ``concurrency_littles_law``, the
+requests in flight at the target by Little's law (requests/s completed x their mean latency;
+None when no request completed).
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ RUNNER_CPU_SHARE = 0.9
 #: A runner counts as CPU-bound when it is above RUNNER_CPU_SHARE for this share of the window.
 RUNNER_CPU_SECONDS_SHARE = 0.5
 LATENCY_FLOOR_MS = 1.0  # growth smaller than this over a window is not a growing queue
-IN_FLIGHT_FLOOR = 2.0  # ... nor this many requests in flight
+VUS_FLOOR = 2.0  # ... nor this many VUs busy
 #: ... nor, with a latency SLO, growth of less than this share of its bound over the window:
 #: a queue growing that slowly would take ten windows and more to break the SLO (CPU
 #: throttling makes a fast target's latency wander by more than a millisecond or two).
@@ -73,12 +80,12 @@ class Probe:
     status: str  # held, failed, invalid, error
     reasons: list[str] = field(default_factory=list)
     #: Each hold condition and whether it held: slo:<label>, achieved, latency_trend,
-    #: in_flight_trend; and the generator's: runner_cpu, vu_pool.
+    #: vus_active_trend; and the generator's: runner_cpu, vu_pool.
     conditions: dict[str, bool] = field(default_factory=dict)
     slos: list[dict[str, Any]] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
     latency_trend: Slope | None = None
-    in_flight_trend: Slope | None = None
+    vus_active_trend: Slope | None = None
     #: The stack had not settled from the probe before (replicas, in-flight) when it started.
     contaminated: bool = False
     started_at: float | None = None
@@ -108,7 +115,7 @@ class Probe:
             "slos": list(self.slos),
             **{k: _finite(v) for k, v in self.figures.items()},
             "latency_trend": self.latency_trend.to_dict() if self.latency_trend else None,
-            "in_flight_trend": self.in_flight_trend.to_dict() if self.in_flight_trend else None,
+            "vus_active_trend": self.vus_active_trend.to_dict() if self.vus_active_trend else None,
             "contaminated": self.contaminated,
             "started_at": self.started_at,
             "steady": list(self.steady) if self.steady else None,
@@ -188,6 +195,7 @@ def _decide(
     cpu_share = probe.figure("runner_cpu_share") or 0.0
     dropped_share = probe.figure("dropped_share") or 0.0
     busiest = probe.figure("vus_peak") or 0.0
+    needed = probe.figure("vus_needed")
     if cpu_bound:
         probe.status = "invalid"
         probe.reasons.insert(
@@ -197,11 +205,13 @@ def _decide(
     elif pool_out and not latency_broke:
         probe.status = "invalid"
         if busiest >= setup.max_vus:
-            why = f"all {setup.max_vus} VUs busy while latency held: the VU pool was the limit"
+            why = f"all {setup.max_vus:,} VUs busy while latency held: the VU pool was the limit"
+            if needed is not None:
+                why += f" ({_needs(probe, setup)})"
         else:
             why = (
                 f"{dropped_share:.1%} of the iterations dropped with VUs to spare "
-                f"({busiest:.0f} of {setup.max_vus} busy) while latency held: k6 could not "
+                f"({busiest:.0f} of {setup.max_vus:,} busy) while latency held: k6 could not "
                 "start them in time (short of CPU, or initialising VUs)"
             )
         probe.reasons.insert(0, why + ": the load generator, not the target, was the limit")
@@ -210,21 +220,32 @@ def _decide(
         probe.status = "held" if held else "failed"
         if pool_out:
             probe.reasons.append(
-                f"the {setup.max_vus} VUs ran out: latency {probe.figure('mean_ms') or 0:.0f} ms "
+                f"the {setup.max_vus:,} VUs ran out: latency {probe.figure('mean_ms') or 0:.0f} ms "
                 f"at {setup.rate:,}/s needs more in flight than the pool sized for the SLO"
+                + (f" ({_needs(probe, setup)})" if needed is not None else "")
             )
 
 
+def _needs(probe: Probe, setup: ProbeSetup) -> str:
+    """How many VUs the offered rate needed, and how that is known."""
+    needed = probe.figure("vus_needed") or 0.0
+    seconds = probe.figure("iteration_s") or 0.0
+    return (
+        f"{setup.rate:,}/s at {seconds:.2f} s per iteration needs about {needed:,.0f} VUs "
+        f"by Little's law, the pool had {setup.max_vus:,}"
+    )
+
+
 def _trends(probe: Probe, seconds: Sequence[Window], rate: int, bound_ms: float | None) -> bool:
-    """Fit latency and in-flight over the window; whether latency kept growing. Growth
+    """Fit latency and the VUs busy over the window; whether latency kept growing. Growth
     counts when it is significant and large enough to matter: against the SLO's latency
-    bound when there is one (Little's law carries it to the requests in flight)."""
-    latency_floor, in_flight_floor = LATENCY_FLOOR_MS, IN_FLIGHT_FLOOR
+    bound when there is one (Little's law carries it to the VUs busy)."""
+    latency_floor, vus_floor = LATENCY_FLOOR_MS, VUS_FLOOR
     if bound_ms is not None:
         latency_floor = max(latency_floor, QUEUE_SLO_SHARE * bound_ms)
-        in_flight_floor = max(in_flight_floor, rate * QUEUE_SLO_SHARE * bound_ms / 1000)
+        vus_floor = max(vus_floor, rate * QUEUE_SLO_SHARE * bound_ms / 1000)
     probe.latency_trend = slope([w.duration.mean if w.duration.count else None for w in seconds])
-    probe.in_flight_trend = slope([w.vus for w in seconds])
+    probe.vus_active_trend = slope([w.vus for w in seconds])
     grows = probe.latency_trend is not None and probe.latency_trend.growing(latency_floor)
     probe.conditions["latency_trend"] = not grows
     if grows:
@@ -233,13 +254,13 @@ def _trends(probe: Probe, seconds: Sequence[Window], rate: int, bound_ms: float 
             f"latency kept growing ({probe.latency_trend.per_s:+.1f} ms/s over the window): a "
             "queue builds up"
         )
-    queued = probe.in_flight_trend is not None and probe.in_flight_trend.growing(in_flight_floor)
-    probe.conditions["in_flight_trend"] = not queued
+    queued = probe.vus_active_trend is not None and probe.vus_active_trend.growing(vus_floor)
+    probe.conditions["vus_active_trend"] = not queued
     if queued:
-        assert probe.in_flight_trend is not None
+        assert probe.vus_active_trend is not None
         probe.reasons.append(
-            f"requests in flight kept growing ({probe.in_flight_trend.per_s:+.1f}/s): a queue "
-            "builds up"
+            f"the VUs busy kept growing ({probe.vus_active_trend.per_s:+.1f}/s): iterations "
+            "queue up"
         )
     return grows
 
@@ -249,16 +270,27 @@ def _figures(steady: Window, seconds: Sequence[Window], setup: ProbeSetup) -> di
     sketch = steady.duration
     p50, p95, p99 = sketch.quantiles((0.5, 0.95, 0.99)) if sketch.count else (None,) * 3
     offered = steady.iterations + steady.dropped
+    achieved, requests_per_s = steady.iterations / n, steady.requests / n
+    vus_active = statistics.fmean(w.vus for w in seconds)
+    mean_ms = sketch.mean if sketch.count else None
+    # Little's law on the VUs: W = L / λ, the iteration's mean length (think time included),
+    # and the VUs the offered rate needs at that length, λ W.
+    iteration_s = vus_active / achieved if achieved else None
     return {
         "offered_per_s": float(setup.rate),
-        "achieved_per_s": steady.iterations / n,
-        "requests_per_s": steady.requests / n,
+        "achieved_per_s": achieved,
+        "requests_per_s": requests_per_s,
         "error_rate": steady.failed / steady.requests if steady.requests else None,
-        "mean_ms": sketch.mean if sketch.count else None,
+        "mean_ms": mean_ms,
         "p50_ms": p50,
         "p95_ms": p95,
         "p99_ms": p99,
-        "in_flight": statistics.fmean(w.vus for w in seconds),
+        "vus_active": vus_active,
+        "concurrency_littles_law": (
+            requests_per_s * mean_ms / 1000 if mean_ms is not None else None
+        ),
+        "iteration_s": iteration_s,
+        "vus_needed": (math.ceil(setup.rate * iteration_s) if iteration_s is not None else None),
         "vus_peak": max(w.vus for w in seconds),
         "dropped": steady.dropped,
         "dropped_share": steady.dropped / offered if offered else 0.0,

@@ -9,8 +9,10 @@ probe (the load generator was the limit) ends the search at once.
 
 :func:`conclude` reads the probes: the highest rate that held in every trial below every
 failure (``max_sustainable_rate``), the interval the true boundary lies in, the first rate
-that failed in every trial and why, what limited the search (``target``, ``generator``, or
-``max_rate`` when everything held), and the knee (:func:`knee`).
+that failed in every trial and why, what limited the search (``target`` when a rate failed,
+else ``generator`` or ``max_rate`` when everything held), the generator's limit when a probe
+met it (``generator_limit``, beside a target failure that brackets the capacity: an invalid
+probe between the two only keeps the bracket from closing), and the knee (:func:`knee`).
 """
 
 from __future__ import annotations
@@ -143,10 +145,12 @@ def conclude(
     first_failing = failed_all[0] if failed_all else None
     disagreed = sorted(r for r, s in outcomes.items() if len(set(s)) > 1)
     ended_by = search.ended_by or "interrupted"
-    if ended_by == "generator":
-        limited_by = "generator"
-    elif first_failing is not None or failed_any:
+    # A target failure bounds the capacity from above whatever stopped the search after it:
+    # a generator limit met below it is said beside it, not instead of it.
+    if first_failing is not None or failed_any:
         limited_by = "target"
+    elif ended_by == "generator":
+        limited_by = "generator"
     elif ended_by == "max_rate":
         limited_by = "max_rate"
     else:
@@ -158,6 +162,7 @@ def conclude(
         "at_least": limited_by in ("generator", "max_rate"),
         "first_failing_rate": first_failing,
         "failure": failure,
+        "generator_limit": _generator_limit(probes),
         "limited_by": limited_by,
         "ended_by": ended_by,
         "converged": ended_by == "converged",
@@ -182,6 +187,26 @@ def _failure(probes: Sequence[Probe], rate: int | None) -> dict[str, Any] | None
         "slos_broken": broken,
         "conditions_failed": conditions,
         "reasons": list(failed.reasons),
+    }
+
+
+def _generator_limit(probes: Sequence[Probe]) -> dict[str, Any] | None:
+    """The probe where the load generator was the limit (the search stops at the first),
+    what it could not do, and the VUs it needed; None when the generator kept up."""
+    invalid = next((p for p in probes if p.status == "invalid"), None)
+    if invalid is None:
+        return None
+    needed = invalid.figure("vus_needed")
+    return {
+        "rate": invalid.rate,
+        "probe": invalid.setup.index,
+        "reason": invalid.reasons[0] if invalid.reasons else "the load generator was the limit",
+        "runner_cpu_share": invalid.figure("runner_cpu_share"),
+        "dropped_share": invalid.figure("dropped_share"),
+        "vus_peak": invalid.figure("vus_peak"),
+        "max_vus": invalid.setup.max_vus,
+        "vus_needed": int(needed) if needed is not None else None,
+        "cpu_bound": invalid.conditions.get("runner_cpu") is False,
     }
 
 

@@ -162,7 +162,7 @@ def capacity_table(document: Mapping[str, Any]) -> str:
     ]
     header = (
         f"  {'#':>2} {'offered':>9} {'achieved':>9} {'err %':>6} {'p50':>8} {'p95':>8} "
-        f"{'p99':>8} {'in-fl':>6} {'VUs':>5} {'drop':>5} {'repl':>4} {'cpu/repl':>9}  verdict"
+        f"{'p99':>8} {'conc':>6} {'VUs':>5} {'drop':>5} {'repl':>4} {'cpu/repl':>9}  verdict"
     )
     probes = document.get("probes") or []
     if probes:
@@ -181,8 +181,8 @@ def capacity_table(document: Mapping[str, Any]) -> str:
             f"  {probe['index']:>2} {probe['rate']:>9,} {_n(probe.get('achieved_per_s'), 1):>9} "
             f"{_n(error * 100 if error is not None else None, 2):>6} "
             f"{_n(probe.get('p50_ms'), 1):>8} {_n(probe.get('p95_ms'), 1):>8} "
-            f"{_n(probe.get('p99_ms'), 1):>8} {_n(probe.get('in_flight'), 1):>6} "
-            f"{_n(probe.get('vus_peak'), 0):>5} {_n(probe.get('dropped'), 0):>5} "
+            f"{_n(probe.get('p99_ms'), 1):>8} {_n(probe.get('concurrency_littles_law'), 1):>6} "
+            f"{_n(_vus_active(probe), 1):>5} {_n(probe.get('dropped'), 0):>5} "
             f"{_n(probe.get('replicas'), 0):>4} {cpu:>9}  {probe['status']}{trial}{mark}{why}"
         )
     found = document.get("scale_out")
@@ -216,3 +216,9 @@ def _n(value: Any, digits: int) -> str:
     if not isinstance(value, int | float):
         return "-"
     return f"{value:,.{digits}f}"
+
+
+def _vus_active(probe: Mapping[str, Any]) -> Any:
+    """A probe's mean VUs busy: ``vus_active``, or ``in_flight`` in a capacity.json written
+    before it was named for what it is (k6's vus gauge)."""
+    return probe.get("vus_active", probe.get("in_flight"))

@@ -29,13 +29,15 @@ __all__ = [
     "journey",
     "mean_requests",
     "mix",
-    "pause_s",
     "think_constant",
     "think_normal",
+    "think_time_s",
     "think_uniform",
 ]
 
 Flow: TypeAlias = "Request | Journey | Group | Mix | Think"
+#: How many draws the runtime makes of a normal pause before it clamps the mean instead.
+NORMAL_TRIES = 16
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,54 @@ def mean_requests(flow: Flow) -> float:
     return 0.0
 
 
+def think_time_s(flow: Flow) -> tuple[float, float]:
+    """The seconds one iteration of ``flow`` pauses: (on average, at most). A journey pauses
+    between consecutive steps; a mix weighs its branches (the most: its longest branch)."""
+    if isinstance(flow, Think):
+        return _think_mean(flow), flow.high
+    if isinstance(flow, Journey | Group):
+        pauses = [think_time_s(step) for step in flow.steps]
+        between = (len(flow.steps) - 1) if flow.think is not None else 0
+        mean, most = (_think_mean(flow.think), flow.think.high) if flow.think else (0.0, 0.0)
+        return (
+            sum(p[0] for p in pauses) + between * mean,
+            sum(p[1] for p in pauses) + between * most,
+        )
+    if isinstance(flow, Mix):
+        total = sum(weight for _, weight in flow.entries)
+        branches = [(think_time_s(branch), weight) for branch, weight in flow.entries]
+        return (
+            sum(pause[0] * weight for pause, weight in branches) / total,
+            max(pause[1] for pause, _ in branches),
+        )
+    return 0.0, 0.0
+
+
+def _think_mean(think: Think) -> float:
+    """A pause's mean, as the runtime sleeps it: a normal one is drawn up to 16 times until it
+    falls in [low, high], else its mean is clamped to them (runtime/generators.js)."""
+    if think.dist == "constant":
+        return think.low
+    if think.dist == "uniform":
+        return (think.low + think.high) / 2
+    clamped = min(think.high, max(think.low, think.mean))
+    a, b = (think.low - think.mean) / think.sd, (think.high - think.mean) / think.sd
+    mass = _normal_cdf(b) - _normal_cdf(a)
+    if mass <= 0:
+        return clamped
+    inside = think.mean + think.sd * (_normal_pdf(a) - _normal_pdf(b)) / mass
+    missed = (1 - mass) ** NORMAL_TRIES
+    return (1 - missed) * inside + missed * clamped
+
+
+def _normal_pdf(x: float) -> float:
+    return math.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+
+
+def _normal_cdf(x: float) -> float:
+    return (1 + math.erf(x / math.sqrt(2))) / 2
+
+
 def _steps(steps: tuple[Flow, ...], where: str) -> tuple[Flow, ...]:
     if not steps:
         raise ConfigError(where, (), "at least one step")
@@ -212,17 +262,3 @@ def _think(value: Think | None, field: str) -> Think | None:
     if value is not None and not isinstance(value, Think):
         raise ConfigError(field, value, "think_constant/think_uniform/think_normal(...)")
     return value
-
-
-def pause_s(flow: Flow) -> float:
-    """The longest one iteration of ``flow`` can pause in all (each think time at its upper
-    bound, a journey's between its steps; a mix's longest branch): how long a VU may go
-    without a request by design."""
-    if isinstance(flow, Think):
-        return flow.high
-    if isinstance(flow, Journey | Group):
-        between = flow.think.high * (len(flow.steps) - 1) if flow.think else 0.0
-        return between + sum(pause_s(step) for step in flow.steps)
-    if isinstance(flow, Mix):
-        return max(pause_s(branch) for branch, _ in flow.entries)
-    return 0.0

@@ -222,6 +222,53 @@ def test_a_target_faster_than_the_runners_can_drive_reports_the_generator(tmp_pa
         assert code == 3, out
 
 
+JOURNEY = '''
+"""Two GETs of the work route, 3 s apart."""
+from stressbed import ConstantArrivalRate, Scenario, Workload, get, journey, think_constant
+
+scenario = Scenario(
+    "thinking",
+    description="a journey that pauses longer than the latency headroom",
+    workloads=[
+        Workload(
+            "visit",
+            journey(get("/work"), get("/work"), think=think_constant("3s")),
+            ConstantArrivalRate(rate=5, duration="10s", pre_allocated_vus=5),
+        )
+    ],
+)
+'''
+
+
+@needs_k6
+def test_a_journey_with_think_time_is_not_blamed_on_the_generator(tmp_path):
+    # 20 iterations/s of a 3 s journey keep about 60 VUs busy against a target with room to
+    # spare. A pool sized from the latency alone (17 VUs for p(50)<100ms) ran out at once,
+    # and the search said "the load generator was the limit" (exit 3).
+    (tmp_path / "thinking.py").write_text(JOURNEY)
+    target = Target(200, 5.0)
+    try:
+        code, document, out = _capacity(
+            tmp_path,
+            "--scenario", str(tmp_path / "thinking.py"),
+            "--target-url", target.url,
+            "--slo", "p(50)<100ms",
+            "--min-rate", "20",
+            "--max-rate", "20",
+            "--step-duration", "10s",
+        )  # fmt: skip
+    finally:
+        target.stop()
+    assert code == 0, out
+    (probe,) = document["probes"]
+    assert probe["status"] == "held", out
+    assert probe["conditions"]["vu_pool"] is True
+    assert document["limited_by"] == "max_rate"
+    assert document["settings"]["warmup_s"] >= 3.2  # the longest iteration has passed
+    assert 50 <= probe["vus_active"] <= 70  # 20/s x 3 s, Little's law
+    assert probe["concurrency_littles_law"] < 2  # the requests themselves take milliseconds
+
+
 @needs_k6
 @needs_browser
 def test_the_report_shows_the_answer_the_cause_and_every_probe(known, browser, tmp_path):

@@ -327,3 +327,203 @@ def test_scale_out_for_needs_a_scale_out_to_hold(tmp_path):
         plan_for(tmp_path, then_scale_out=False, scale_out_for="30s")
     assert caught.value.field == "--scale-out-for"
     assert "only with --scale-out, or a search on a stack with an autoscaler" in str(caught.value)
+
+
+JOURNEY = """
+from stressbed import *
+scenario = Scenario("journey", description="two GETs, 3 s apart", workloads=[
+    Workload(
+        "visit",
+        journey(get("/a"), get("/b"), think=think_constant("3s")),
+        ConstantArrivalRate(rate=5, duration="5s", pre_allocated_vus=2),
+    )
+])
+"""
+
+
+class PooledTarget(ModelledTarget):
+    """ModelledTarget whose iterations also pause ``think_s`` between their two requests, run
+    by at most the pool's maxVUs: a pool short of rate x iteration time keeps every VU busy
+    and completes only maxVUs / iteration time a second, as k6 does."""
+
+    def __init__(self, per_replica, think_s: float, **kw: Any) -> None:
+        super().__init__(per_replica, **kw)
+        self.think_s = think_s
+        self.pools: list[int] = []
+
+    def fleet(self, bundle: Path, out_dir: Path, spec: FleetSpec, env: Mapping[str, str]):
+        config = json.loads((bundle / "config.json").read_text())
+        (workload,) = config["options"]["scenarios"].values()
+        self.workloads.append(workload)
+        pool, rate = workload["maxVUs"], workload["rate"]
+        self.pools.append(pool)
+        capacity = self.per_replica(self.replicas)
+        iteration_s = self.think_s + 2 * 0.02
+
+        def outcome() -> FleetOutcome:
+            found = self._outcome_at(rate, capacity)
+            for w in found.results[0].windows.values():
+                busy = min(pool, rate * iteration_s)
+                done = min(rate, capacity, busy / iteration_s)
+                w.iterations, w.vus = int(done), busy
+                w.dropped = rate - int(done)
+            return found
+
+        return _CannedFleet(outcome)
+
+
+def test_a_journey_longer_than_the_latency_headroom_is_not_blamed_on_the_generator(tmp_path):
+    # Two requests 3 s apart: each iteration lasts about 3 s whatever the load, so 50/s keeps
+    # about 150 VUs busy. A pool sized from latency alone (p95<100ms: 41 VUs) ran out on the
+    # first probe and the search ended "limited by the load generator" (exit 3).
+    (tmp_path / "fake.py").write_text(JOURNEY)
+    the_plan = plan_capacity(
+        CapacityOptions(
+            RunOptions(scenario=str(tmp_path / "fake.py"), results=tmp_path / "results"),
+            slos=("p(95)<100ms",),
+            min_rate=50,
+            max_rate=200,
+            step_duration="10s",
+            warmup="3s",
+            cooldown="0s",
+            budget="10m",
+            then_scale_out=False,
+        )
+    )
+    assert the_plan.think_s == 3.0
+    backend = PooledTarget(lambda r: 1000, think_s=3.0)
+    report = run_capacity(the_plan, backend=backend)
+    document = report.document
+    assert report.exit_code == 0, document["message"]
+    assert [p["status"] for p in document["probes"]] == ["held", "held", "held"]
+    assert document["limited_by"] == "max_rate"
+    # Each pool covers its rate's 3 s iterations, with headroom.
+    for probe, pool in zip(document["probes"], backend.pools, strict=True):
+        assert pool >= probe["rate"] * 3.04
+        assert probe["vus_needed"] <= pool
+
+
+def test_the_warm_up_lasts_the_flow_s_longest_iteration(tmp_path):
+    # 3 s of think time and two requests at the SLO's 100 ms: until 3.2 s have passed nothing
+    # has completed and the VUs busy still grow. The warm-up asked for (3 s) becomes 5 s.
+    (tmp_path / "fake.py").write_text(JOURNEY)
+    options = RunOptions(scenario=str(tmp_path / "fake.py"), results=tmp_path / "results")
+    settings: dict[str, Any] = {"slos": ("p(95)<100ms",), "warmup": "3s", "budget": "10m"}
+    the_plan = plan_capacity(CapacityOptions(options, step_duration="10s", **settings))
+    assert the_plan.capacity.warmup_s == 5
+    assert the_plan.notes[0] == (
+        "the warm-up is 5 s: one iteration of workload 'visit' takes up to about 3.2 s "
+        "(3 s of it think time)"
+    )
+    from stressbed.errors import ConfigError  # noqa: PLC0415
+
+    with pytest.raises(ConfigError) as caught:
+        plan_capacity(CapacityOptions(options, step_duration="7s", **settings))
+    assert caught.value.field == "--step-duration"
+    assert "at least 8s" in str(caught.value)
+
+
+class LimitedGenerator(ModelledTarget):
+    """ModelledTarget whose runner is pinned at its CPU limit at the rates ``limited(rate)``
+    names: the load generator, not the target, is the limit there."""
+
+    def __init__(self, per_replica, limited, **kw: Any) -> None:
+        super().__init__(per_replica, **kw)
+        self.limited = limited
+
+    def _outcome_at(self, rate: int, capacity: float, seconds: int = 12) -> FleetOutcome:
+        found = super()._outcome_at(rate, capacity, seconds)
+        if self.limited(rate):
+            runner = found.results[0]
+            start = int(runner.started_at or 0)
+            runner.cpu = {start + i: 1.0 for i in range(seconds + 2)}
+            runner.cpu_capacity = 1.0
+        return found
+
+
+def test_a_generator_limit_after_the_target_failed_is_said_beside_the_failure(tmp_path):
+    # 50, 100, 200 held; 400 failed (the target serves 300); during the bisection's 300 the
+    # runner had no CPU to spare (a busy neighbour, say). The capacity is 200 (200-400) with
+    # the target's failure, and the generator's limit at 300 is said after it, not instead.
+    backend = LimitedGenerator(lambda r: 300, limited=lambda rate: rate == 300)
+    report = run_capacity(plan_for(tmp_path, then_scale_out=False), backend=backend)
+    document = report.document
+    assert [p["rate"] for p in document["probes"]] == [50, 100, 200, 400, 300]
+    assert report.exit_code == 0, document["message"]
+    assert document["limited_by"] == "target"
+    assert document["ended_by"] == "generator"
+    assert document["generator_limit"]["rate"] == 300
+    assert document["cause"]["kind"] != "generator"
+    answer = document["answer"]
+    assert answer.startswith("capacity: 200 req/s (200-400) within p(95)<100ms; first failure 400")
+    assert answer.endswith(
+        "; the load generator was the limit at 300 req/s, so the bracket did not close (add "
+        "runners or give them more CPU)"
+    )
+
+
+def test_require_unmet_because_the_generator_could_not_offer_it_is_exit_3(tmp_path):
+    # Under the bracket above, --require 250 was never offered: the generator stopped at 300
+    # before the target failed (at 400). That is an infrastructure verdict, not the target's.
+    backend = LimitedGenerator(lambda r: 300, limited=lambda rate: rate == 300)
+    the_plan = plan_for(tmp_path, then_scale_out=False, require=250)
+    report = run_capacity(the_plan, backend=backend)
+    assert report.exit_code == 3
+    assert report.document["message"] == (
+        "--require 250 req/s not measured: the load generator could not offer 300 req/s (add "
+        "runners or give them more CPU); the target held 200"
+    )
+    # A requirement at or above the target's failure is the target's verdict: exit 1.
+    report = run_capacity(
+        plan_for(tmp_path, then_scale_out=False, require=400),
+        backend=LimitedGenerator(lambda r: 300, limited=lambda rate: rate == 300),
+    )
+    assert report.exit_code == 1
+    assert report.document["message"] == "sustained 200 req/s, under the required 400"
+
+
+def test_require_over_an_at_least_answer_of_the_generator_is_exit_3(tmp_path):
+    # Nothing failed: the generator stopped the search at 400 (at least 200). --require 300
+    # was never offered.
+    backend = LimitedGenerator(lambda r: 10_000, limited=lambda rate: rate > 250)
+    report = run_capacity(plan_for(tmp_path, then_scale_out=False, require=300), backend=backend)
+    document = report.document
+    assert document["limited_by"] == "generator"
+    assert report.exit_code == 3
+    assert document["message"].startswith("--require 300 req/s not measured: the load generator")
+    assert document["answer"] == (
+        "capacity: at least 200 req/s within p(95)<100ms (limited by the load generator at "
+        "400 req/s: add runners or give them more CPU)"
+    )
+
+
+def test_a_pool_at_its_cap_says_how_many_vus_and_runners_the_rate_needed(tmp_path):
+    # 1,000 iterations/s of a 3 s journey need about 3,040 VUs busy; one runner may start
+    # 2,000. The generator is the limit, and the answer says what would lift it.
+    (tmp_path / "fake.py").write_text(JOURNEY)
+    the_plan = plan_capacity(
+        CapacityOptions(
+            RunOptions(scenario=str(tmp_path / "fake.py"), results=tmp_path / "results"),
+            slos=("p(95)<100ms",),
+            min_rate=1000,
+            step_duration="10s",
+            cooldown="0s",
+            budget="10m",
+            then_scale_out=False,
+        )
+    )
+    backend = PooledTarget(lambda r: 100_000, think_s=3.0)
+    report = run_capacity(the_plan, backend=backend)
+    document = report.document
+    assert report.exit_code == 3
+    assert backend.pools == [2000]
+    (probe,) = document["probes"]
+    assert probe["status"] == "invalid"
+    assert 3000 <= probe["vus_needed"] <= 3100
+    assert f"needs about {probe['vus_needed']:,} VUs" in probe["reasons"][0]
+    assert document["generator_limit"]["vus_needed"] == probe["vus_needed"]
+    assert document["cause"]["evidence"]["vus_needed"] == probe["vus_needed"]
+    assert document["answer"] == (
+        "capacity: not measured: the load generator was the limit at 1,000 iterations/s (it "
+        f"needed about {probe['vus_needed']:,} VUs, at most 2,000 per runner: 2 runners or more)"
+    )

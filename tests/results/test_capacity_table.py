@@ -26,7 +26,8 @@ DOCUMENT = {
             "p50_ms": 12.0,
             "p95_ms": 40.0,
             "p99_ms": 80.0,
-            "in_flight": 30.0,
+            "vus_active": 30.5,
+            "concurrency_littles_law": 72.25,
             "vus_peak": 44,
             "dropped": 0,
             "replicas": 2,
@@ -62,3 +63,20 @@ def test_each_probe_is_a_row_with_its_verdict_and_the_answer_comes_last():
 def test_a_search_that_did_not_answer_says_its_exit_code():
     text = capacity_table({**DOCUMENT, "exit_code": 3, "message": "provisioning failed: x"})
     assert text.splitlines()[-1] == "exit 3: provisioning failed: x"
+
+
+def test_the_vus_busy_and_the_concurrency_by_little_s_law_are_columns_of_their_own():
+    lines = capacity_table(DOCUMENT).splitlines()
+    header = next(x for x in lines if x.strip().startswith("#"))
+    assert header.split()[8:10] == ["conc", "VUs"]  # "err %" is two words
+    held = next(x for x in lines if x.strip().startswith("1 ")).split()
+    assert held[7:9] == ["72.2", "30.5"]
+
+
+def test_a_capacity_json_written_before_vus_active_still_shows_its_vus():
+    # Older documents called k6's vus gauge in_flight, and had no concurrency.
+    (probe, *rest) = DOCUMENT["probes"]
+    old = {k: v for k, v in probe.items() if k not in ("vus_active", "concurrency_littles_law")}
+    lines = capacity_table({**DOCUMENT, "probes": [{**old, "in_flight": 30.0}, *rest]})
+    held = next(x for x in lines.splitlines() if x.strip().startswith("1 ")).split()
+    assert held[7:9] == ["-", "30.0"]

@@ -19,7 +19,7 @@ def probe(status: str = "failed", **figures) -> Probe:
         "pods": {"agent-0": {"cpu_m": 400.0, "memory_mib": 100.0}},
         **figures,
     }
-    found.conditions = {"latency_trend": True, "in_flight_trend": True}
+    found.conditions = {"latency_trend": True, "vus_active_trend": True}
     return found
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
+
 from stressbed import error_rate, latency
 from stressbed.results.aggregates import Window
 from stressbed.results.probe import ProbeSetup, judge_probe
@@ -147,3 +151,31 @@ def test_latency_wandering_by_milliseconds_far_under_the_slo_is_no_queue():
     # The same drift under a 10 ms SLO is a queue about to break it.
     tight = judge_probe(setup(), drift, START, slos=[latency("p(99) < 10ms")])
     assert tight.conditions["latency_trend"] is False
+
+
+def test_k6_s_vus_gauge_is_vus_active_and_concurrency_is_little_s_law():
+    # 100 requests/s at 20 ms: 2 in flight at the target; 30 VUs busy, their think time
+    # included. capacity.json names each for what it is.
+    probe = judge(lambda i: second(100, 20.0, vus=30))
+    assert probe.figures["vus_active"] == 30
+    assert probe.figures["concurrency_littles_law"] == pytest.approx(2.0)
+    assert probe.figures["iteration_s"] == pytest.approx(0.3)  # 30 busy / 100 completed a second
+    document = probe.to_dict()
+    assert "in_flight" not in document
+    assert document["vus_active"] == 30
+    assert document["vus_active_trend"] is not None
+    # Nothing completed: no latency, so no concurrency (not 0).
+    quiet = Window(iterations=100, vus=30)
+    nothing = judge_probe(setup(), windows(lambda i: quiet), START, slos=SLOS)
+    assert nothing.figures["concurrency_littles_law"] is None
+
+
+def test_a_pool_that_ran_out_says_how_many_vus_the_rate_needed():
+    # Every one of 50 VUs busy on 3 s iterations completes about 17 a second of the 100
+    # offered: the rate needs about 300 VUs (Little's law), and the judgement says so.
+    probe = judge(lambda i: second(17, 20.0, vus=50, dropped=83), max_vus=50)
+    assert probe.status == "invalid"
+    assert probe.figures["vus_needed"] == math.ceil(100 * 50 / 17)
+    assert "needs about 295 VUs by Little's law, the pool had 50" in probe.reasons[0]
+    assert probe.reasons[0].endswith("the load generator, not the target, was the limit")
+    assert probe.to_dict()["vus_needed"] == 295

@@ -150,3 +150,27 @@ def test_invalid_probes_are_not_drawn_into_the_knee_or_the_answer():
     for p in probes:
         search.record(p.rate, p.status)
     assert conclude(probes, search)["max_sustainable_rate"] == 200
+
+
+def test_a_generator_limit_inside_a_bracket_leaves_the_target_s_failure_as_the_limit():
+    # 400 failed (the target), then the bisection's 300 was more than the generator could
+    # offer: the capacity is still bracketed by the target's failure, and the generator's
+    # limit is said beside it, not instead of it.
+    search = Search(100, 10_000)
+    probes = drive(
+        search, lambda rate, _: "held" if rate <= 200 else "invalid" if rate < 400 else "failed"
+    )
+    assert [p.rate for p in probes] == [100, 200, 400, 300]
+    answer = conclude(probes, search)
+    assert answer["ended_by"] == "generator"
+    assert answer["limited_by"] == "target"
+    assert answer["at_least"] is False
+    assert answer["interval"] == [200, 400]
+    assert answer["first_failing_rate"] == 400
+    assert answer["generator_limit"]["rate"] == 300
+    assert answer["generator_limit"]["probe"] == 4
+
+
+def test_no_generator_limit_when_the_generator_kept_up():
+    search = Search(100, 700)
+    assert conclude(drive(search, lambda *_: "held"), search)["generator_limit"] is None
