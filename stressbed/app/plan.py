@@ -60,6 +60,8 @@ class RunOptions:
     #: A run to judge this one against (its directory or summary.json), like for like.
     baseline: Path | None = None
     allow_different: bool = False  # compare with a baseline that ran something else
+    #: Compare with a baseline (or as a run) with a runner's result missing or verdict error.
+    allow_partial: bool = False
     strict: bool = False  # an inconclusive comparison fails the run too
     tolerances: Tolerances = field(default_factory=Tolerances)
     compared: tuple[str, ...] = ()  # the metrics to compare with the baseline; () all
@@ -139,8 +141,15 @@ def plan(options: RunOptions) -> Plan:
     planned = run_fingerprint(scenario, options.runners, backend.name if stack else None, stack)
     baseline = None
     if options.baseline is not None:
-        found = load_baseline(options.baseline, planned, allow_different=options.allow_different)
-        baseline = Baseline(found, options.tolerances, options.strict, options.compared)
+        found = load_baseline(
+            options.baseline,
+            planned,
+            allow_different=options.allow_different,
+            allow_partial=options.allow_partial,
+        )
+        baseline = Baseline(
+            found, options.tolerances, options.strict, options.compared, options.allow_partial
+        )
     backend.preflight(stack, scenario)
     return Plan(
         scenario=scenario,
