@@ -356,6 +356,21 @@ def test_a_threshold_on_a_request_that_never_ran_fails_the_run_as_no_data(tmp_pa
     assert "no data: nothing of http_req_duration{name:b} was measured" in junit
 
 
+@needs_k6  # plan() checks that k6 is there
+def test_summary_json_says_which_request_names_had_no_latency_of_their_own(tmp_path):
+    the_plan = plan(RunOptions(scenario="ingest_mix", results=tmp_path / "r"))
+    canned = counting_result(0, 5, 100.0, 101.0)
+    canned.count, canned.segment = 1, "0:1"
+    canned.names_folded = ["/elsewhere"]
+    execute(the_plan, backend=FakeBackend([canned]))
+    summary = json.loads((tmp_path / "r" / "latest" / "summary.json").read_text())
+    assert summary["names_folded"] == {"names": ["/elsewhere"], "more": False}
+    canned.names_folded = []
+    execute(the_plan, backend=FakeBackend([canned]))
+    summary = json.loads((tmp_path / "r" / "latest" / "summary.json").read_text())
+    assert summary["names_folded"] == {"names": [], "more": False}  # none were
+
+
 def failing_fleet() -> FleetOutcome:
     raise RuntimeError("the fleet's own bug")
 
