@@ -37,12 +37,12 @@ from ..stack.spec import StackSpec
 from .rundir import FinishedRun, read_run
 
 __all__ = [
+    "ALLOW_PARTIAL",
     "Baseline",
     "chosen",
     "exit_code_for",
     "incomplete",
     "load_baseline",
-    "partial",
     "run_fingerprint",
     "versus",
 ]
@@ -108,7 +108,7 @@ def load_baseline(
         found = read_run(where)
     except ConfigError as exc:
         raise ConfigError(option, str(where), exc.expected) from None
-    why = partial(found)
+    why = _partial(found)
     if why is not None:
         if not allow_partial:
             raise ConfigError(option, str(where), f"a complete run: {why}; {ALLOW_PARTIAL}")
@@ -125,7 +125,7 @@ def load_baseline(
     return found
 
 
-def partial(run: FinishedRun) -> str | None:
+def _partial(run: FinishedRun) -> str | None:
     """Why the finished ``run`` is not comparable as it stands, or None when it is whole."""
     summary = run.summary
     expected = (summary.get("fingerprint") or {}).get("runners")
