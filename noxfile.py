@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import itertools
 import os
 import signal
 import subprocess
@@ -51,9 +50,11 @@ def capacity(session: nox.Session) -> None:
 
 def _stressbed(session: nox.Session, command: str) -> None:
     """``stressbed COMMAND`` with the session's arguments, ending with stressbed's exit code."""
-    # A backend's own Python packages only when a run asks for that backend.
-    extras = [name for name in ("kubernetes", "docker") if _wants(session, name)]
-    session.install(f".[{','.join(extras)}]" if extras else ".")
+    session.install(".")
+    # A backend's own Python packages only when the run's settings choose that backend.
+    backend = _backend(session, command)
+    if backend in EXTRAS:
+        session.install(f".[{backend}]")
     argv = [str(Path(session.bin) / "stressbed"), command, *session.posargs]
     session.log(" ".join(["stressbed", command, *session.posargs]))
     code = _run_to_the_end(argv, {**os.environ, **ENV, "PATH": _path(session)})
@@ -61,13 +62,34 @@ def _stressbed(session: nox.Session, command: str) -> None:
         raise SystemExit(code)
 
 
-def _wants(session: nox.Session, backend: str) -> bool:
-    """Whether the run asks for ``backend`` (``--backend NAME``, ``--backend=NAME`` or
-    ``$STRESSBED_BACKEND``)."""
-    args = session.posargs
-    given = [b for a, b in itertools.pairwise(args) if a == "--backend"]
-    given += [a.split("=", 1)[1] for a in args if a.startswith("--backend=")]
-    return backend in given or os.environ.get("STRESSBED_BACKEND") == backend
+#: The backends whose Python packages are an extra of their own.
+EXTRAS = ("kubernetes", "docker")
+
+#: Which backend a command line runs on, asked of the stressbed just installed: the settings
+#: resolved as the run will resolve them (--backend, $STRESSBED_BACKEND, the profile chosen by
+#: --profile, $STRESSBED_PROFILE or the file's default_profile, of the file --profiles,
+#: $STRESSBED_PROFILES or ./stressbed.yaml names). nox's own Python has no YAML parser, and a
+#: second reading of the profile file here would drift from stressbed's.
+ASK_BACKEND = """
+import sys
+try:
+    from stressbed.app.cli import build_parser
+    from stressbed.app.settings import RUN_KEYS, resolve
+    args, _ = build_parser().parse_known_args(sys.argv[1:])
+    given = {key: getattr(args, key, None) for key in RUN_KEYS}
+    print("backend=" + resolve(given, profile=args.profile, file=args.profiles).values["backend"])
+except (Exception, SystemExit):
+    pass  # a bad option or profile file: the run itself says what is wrong, exit 2
+"""
+
+
+def _backend(session: nox.Session, command: str) -> str | None:
+    """The backend the run's settings choose, or None when they cannot be read."""
+    said = session.run(
+        "python", "-c", ASK_BACKEND, command, *session.posargs, silent=True, env=ENV, log=False
+    )
+    found = [line for line in str(said or "").splitlines() if line.startswith("backend=")]
+    return found[-1].removeprefix("backend=") if found else None
 
 
 @nox.session

@@ -265,6 +265,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _run_options(args),
         baseline=args.baseline,
         allow_different=args.allow_different,
+        allow_partial=args.allow_partial,
         strict=args.strict,
         tolerances=_tolerances(args),
         compared=tuple(args.metric),
@@ -405,6 +406,11 @@ def _comparing(command: argparse.ArgumentParser) -> None:
         help="compare runs whose scenario, duration, runners, backend or stack differ",
     )
     command.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="compare a run with a runner's result missing, or whose verdict was error",
+    )
+    command.add_argument(
         "--strict", action="store_true", help="an inconclusive comparison fails (exit 1) too"
     )
     command.add_argument(
@@ -454,8 +460,8 @@ def _tolerances(args: argparse.Namespace) -> Tolerances:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    base = load_baseline(args.base, option="BASE")
-    candidate = load_baseline(args.candidate, option="CANDIDATE")
+    base = load_baseline(args.base, allow_partial=args.allow_partial, option="BASE")
+    candidate = load_baseline(args.candidate, allow_partial=args.allow_partial, option="CANDIDATE")
     found = versus(
         base,
         candidate,

@@ -28,7 +28,7 @@ from ..results.summary import RunReport
 from ..results.target_metrics import parse_selector
 from ..results.verdict import Verdict, evaluate, judge
 from ..scenario.model import Scenario
-from .compare import Baseline, exit_code_for
+from .compare import ALLOW_PARTIAL, Baseline, exit_code_for, incomplete
 from .figures import fault_figures, write_figures
 from .plan import Plan, redact
 from .readback import StoredWrites, read_back
@@ -147,7 +147,13 @@ def _read_back(
 
 def _judge_against(report: RunReport, baseline: Baseline) -> None:
     """The run against its baseline: in summary.json, junit.xml, the report and the exit
-    code (a run that passed its thresholds but regressed exits 1)."""
+    code (a run that passed its thresholds but regressed exits 1). A run that ended in error
+    or without every runner's result is not compared, unless allowed partial."""
+    present = {r.index for r in report.runners}
+    why = incomplete(report.verdict.value, report.fingerprint.get("runners"), present)
+    if why is not None and not baseline.allow_partial:
+        report.message += f" (not compared with the baseline: {why}; {ALLOW_PARTIAL})"
+        return
     windows = merge(baseline.run.runners).windows
     report.baseline = str(baseline.path)
     report.baseline_runners = list(baseline.run.runners)

@@ -10,7 +10,6 @@ kubeconfig).
 
 from __future__ import annotations
 
-import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from ..backends.base import Backend, Capability
 from ..errors import ConfigError
 from ..fleet.segments import MAX_RUNNERS
 from ..results.compare import Tolerances
+from ..results.redact import redact
 from ..results.samples import parse_selector
 from ..scenario import catalog
 from ..scenario.capacity import window_judgeable
@@ -61,6 +61,8 @@ class RunOptions:
     #: A run to judge this one against (its directory or summary.json), like for like.
     baseline: Path | None = None
     allow_different: bool = False  # compare with a baseline that ran something else
+    #: Compare with a baseline (or as a run) with a runner's result missing or verdict error.
+    allow_partial: bool = False
     strict: bool = False  # an inconclusive comparison fails the run too
     tolerances: Tolerances = field(default_factory=Tolerances)
     compared: tuple[str, ...] = ()  # the metrics to compare with the baseline; () all
@@ -121,13 +123,13 @@ def plan(options: RunOptions) -> Plan:
         if target is None:
             raise ConfigError(
                 "--target-metrics-url",
-                options.target_metrics_url,
+                redact(options.target_metrics_url),
                 "only with --target-url (a provisioned stack is scraped as its spec says)",
             )
         if spec is None or spec.metrics is None:
             raise ConfigError(
                 "--target-metrics-url",
-                options.target_metrics_url,
+                redact(options.target_metrics_url),
                 "stack.metrics.series in the profile: the series to keep",
             )
         metrics_url = _target(options.target_metrics_url, "--target-metrics-url")
@@ -141,8 +143,15 @@ def plan(options: RunOptions) -> Plan:
     planned = run_fingerprint(scenario, options.runners, backend.name if stack else None, stack)
     baseline = None
     if options.baseline is not None:
-        found = load_baseline(options.baseline, planned, allow_different=options.allow_different)
-        baseline = Baseline(found, options.tolerances, options.strict, options.compared)
+        found = load_baseline(
+            options.baseline,
+            planned,
+            allow_different=options.allow_different,
+            allow_partial=options.allow_partial,
+        )
+        baseline = Baseline(
+            found, options.tolerances, options.strict, options.compared, options.allow_partial
+        )
     backend.preflight(stack, scenario)
     return Plan(
         scenario=scenario,
@@ -300,19 +309,20 @@ def _thresholds(scenario: Scenario, overrides: Mapping[str, list[str] | None]) -
 
 
 def _target(url: str, option: str = "--target-url") -> str:
+    """``url`` checked: a base URL (the requests' paths are appended to it, so no query),
+    or a metrics page (whose query may carry what it needs, a token too). The URL refused is
+    shown redacted: an error line ends up in CI logs."""
+    base = option == "--target-url"
     expected = "an http(s) base URL like http://127.0.0.1:8080"
-    if option != "--target-url":
+    if not base:
         expected = "an http(s) URL like http://127.0.0.1:8080/metrics"
     try:
         parsed = urllib.parse.urlsplit(url)
         parsed.port  # noqa: B018 - raises ValueError for a port out of range
     except ValueError:
-        raise ConfigError(option, url, expected) from None
-    if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.query:
-        raise ConfigError(option, url, expected)
-    return url.rstrip("/")
-
-
-def redact(url: str) -> str:
-    """A URL fit for a results file: no user:password."""
-    return re.sub(r"//[^/@]*@", "//", url)
+        raise ConfigError(option, redact(url), expected) from None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigError(option, redact(url), expected)
+    if base and parsed.query:
+        raise ConfigError(option, redact(url), expected + ", without a query")
+    return url if parsed.query else url.rstrip("/")

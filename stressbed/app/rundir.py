@@ -10,7 +10,7 @@ import secrets
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,12 +63,15 @@ class FinishedRun:
     path: Path
     summary: dict[str, Any]
     runners: list[RunnerResult]
+    #: Runner index -> why its result.json was there but could not be read.
+    unread: dict[int, str] = field(default_factory=dict)
 
 
 def read_run(where: Path) -> FinishedRun:
     """The run in directory ``where`` (or the directory of the summary.json ``where`` names).
     ConfigError (exit 2) when it is not a run directory; a runner whose result cannot be read
-    is left out and said on stderr (the summary still has it)."""
+    is left out, said on stderr and kept in ``unread`` (a comparison refuses such a run unless
+    allowed partial: :func:`stressbed.app.compare.incomplete`)."""
     directory = where.parent if where.name == "summary.json" else where
     path = directory / "summary.json"
     try:
@@ -82,10 +85,13 @@ def read_run(where: Path) -> FinishedRun:
     if not isinstance(summary, dict) or "schema_version" not in summary:
         raise ConfigError("RUN_DIR", str(path), "a summary.json written by stressbed")
     runners = []
+    unread = {}
     for result in sorted((directory / "runners").glob("*/result.json")):
         try:
             runners.append(RunnerResult.read(result))
         except DocumentError as exc:
             print(f"stressbed: note: {result} left out: {exc}", file=sys.stderr)
+            if result.parent.name.isdigit():
+                unread[int(result.parent.name)] = f"runners/{result.parent.name}/result.json: {exc}"
     runners.sort(key=lambda r: r.index)
-    return FinishedRun(directory, summary, runners)
+    return FinishedRun(directory, summary, runners, unread)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..results.redact import redact
 from ..results.target_metrics import Selector
 from ..scenario.faults import Fault
 from .base import new_event
@@ -63,7 +64,8 @@ class ExistingService:
             self._scraper.stop()
 
     def report(self) -> dict[str, Any]:
-        found: dict[str, Any] = {"backend": "none", "url": self.target_url}
+        # What goes into summary.json: the URL the fleet loaded, its user:password left out.
+        found: dict[str, Any] = {"backend": "none", "url": redact(self.target_url)}
         if self._path is not None:
             found["through"] = self.url  # the balancer the faults were applied in
         if self._scraper is not None:

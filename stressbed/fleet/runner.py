@@ -37,6 +37,7 @@ from typing import IO, Any
 from ..results.runner_result import RunnerResult, RunnerStatus, status_for
 from ..results.samples import SYSTEM_TAGS, Collector, Selector, parse_selector
 from ..results.transport import result_lines
+from ..scenario.render import request_names
 from . import _k6api as k6api
 from .control import ControlServer
 from .oom import oom_kills
@@ -174,7 +175,8 @@ class Runner:
         self.k6 = k6 or find_k6() or "k6"
         config = json.loads((script.parent / "config.json").read_text(encoding="utf-8"))
         self.selectors = selectors_of(config)
-        self.collector = Collector(self.selectors)
+        # Every runner keeps the same request names apart: the bundle's, not the first it meets.
+        self.collector = Collector(self.selectors, request_names(config))
         self.lock = threading.Lock()
         # A fixed port in a pod (the coordinator knows it); any free one on a shared machine.
         self.api = f"http://{'[' + host + ']' if ':' in host else host}:{port or free_port(host)}"
@@ -285,6 +287,8 @@ class Runner:
                 aggregates=self.collector.aggregates,
                 windows=self.collector.windows,
                 writes=self.collector.writes,
+                names_folded=sorted(self.collector.folded),
+                names_folded_more=self.collector.folded_more,
                 k6_summary=summary,
                 stderr_tail=tail,
                 samples=self.collector.samples,

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from ..errors import DocumentError
 from .sketch import Sketch
 
-__all__ = ["MAX_NAMES", "OTHER_NAME", "Aggregate", "Window", "gauge_stats"]
+__all__ = ["MAX_FOLDED_LISTED", "MAX_NAMES", "OTHER_NAME", "Aggregate", "Window", "gauge_stats"]
 
 
 @dataclass
@@ -163,10 +163,15 @@ def gauge_stats(parts: Sequence[Mapping[int, float]]) -> tuple[float, float, flo
     return sums[whole[-1]], min(sums[t] for t in whole), max(sums.values())
 
 
-#: Request names a window keeps apart (per runner); the rest are counted under OTHER_NAME. k6
-#: names an unnamed request by its URL, which may hold ids: the bound keeps windows small.
+#: Request names the windows keep apart; the rest are counted under OTHER_NAME. Which ones is
+#: chosen once for the whole fleet (the scenario's declared names, the same on every runner:
+#: :class:`~stressbed.results.samples.Collector`), so that a name's merged sketch has every
+#: runner's samples of it or none. k6 names an unnamed request by its URL, which may hold ids:
+#: the bound keeps windows small.
 MAX_NAMES = 32
 OTHER_NAME = "(other)"
+#: Folded names a runner lists (the summary says which were folded, and whether there were more).
+MAX_FOLDED_LISTED = 100
 
 
 @dataclass
@@ -179,7 +184,8 @@ class Window:
     vus: float = 0.0  # active VUs (k6's vus gauge), summed over runners
     duration: Sketch = field(default_factory=Sketch)
     vus_max: float = 0.0  # VUs initialised (k6's vus_max), summed over runners
-    #: Latency per request name (the ``name`` tag), at most MAX_NAMES of them plus OTHER_NAME.
+    #: Latency per request name (the ``name`` tag): the kept names (at most MAX_NAMES) and
+    #: OTHER_NAME for the rest.
     names: dict[str, Sketch] = field(default_factory=dict)
     #: Failed requests per response status ("0": no response: refused, timed out, reset).
     statuses: dict[str, int] = field(default_factory=dict)
@@ -231,14 +237,11 @@ class Window:
         self.acked += other.acked
 
     def name_sketch(self, name: str) -> Sketch:
-        """The sketch of requests named ``name``, counted under OTHER_NAME past MAX_NAMES."""
+        """The sketch of requests named ``name`` (a kept name, or OTHER_NAME: the collector
+        chooses, for every window alike)."""
         sketch = self.names.get(name)
         if sketch is None:
-            if len(self.names) >= MAX_NAMES + (OTHER_NAME in self.names):
-                name = OTHER_NAME
-                sketch = self.names.get(name)
-            if sketch is None:
-                sketch = self.names[name] = Sketch()
+            sketch = self.names[name] = Sketch()
         return sketch
 
     def to_dict(self) -> dict[str, object]:

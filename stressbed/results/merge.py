@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .aggregates import Aggregate, Window
+from .aggregates import MAX_FOLDED_LISTED, Aggregate, Window
 from .runner_result import RunnerResult
 
 __all__ = ["FleetResult", "merge", "merge_windows", "metric_values"]
@@ -25,6 +25,15 @@ class FleetResult:
     writes: dict[str, int] = field(default_factory=dict)
     #: The test's length as k6 measures rates: the longest runner's test run, in seconds.
     duration_s: float = 0.0
+    #: Request names some runner counted under "(other)", not apart: their per-name windows
+    #: miss those samples (listed up to MAX_FOLDED_LISTED; ``names_folded_more``: more).
+    names_folded: list[str] = field(default_factory=list)
+    names_folded_more: bool = False
+
+    def folded(self) -> dict[str, object]:
+        """summary.json's ``names_folded``: which names have no per-name latency of their own
+        (none: an empty list)."""
+        return {"names": list(self.names_folded), "more": self.names_folded_more}
 
 
 def merge(results: Sequence[RunnerResult]) -> FleetResult:
@@ -40,6 +49,11 @@ def merge(results: Sequence[RunnerResult]) -> FleetResult:
             fleet.writes[writer] = fleet.writes.get(writer, 0) + count
     fleet.windows = merge_windows([result.windows for result in results])
     fleet.duration_s = max((_test_seconds(r) for r in results), default=0.0)
+    folded = sorted({name for r in results for name in r.names_folded})
+    fleet.names_folded = folded[:MAX_FOLDED_LISTED]
+    fleet.names_folded_more = len(folded) > MAX_FOLDED_LISTED or any(
+        r.names_folded_more for r in results
+    )
     return fleet
 
 

@@ -80,6 +80,10 @@ class RunnerResult:
     cpu: dict[int, float] = field(default_factory=dict)
     #: The cores k6 could use (its CPU affinity, capped by its cgroup's quota); 0: unknown.
     cpu_capacity: float = 0.0
+    #: Request names whose latency the windows count under "(other)", not apart (listed up
+    #: to MAX_FOLDED_LISTED; ``names_folded_more``: there were more).
+    names_folded: list[str] = field(default_factory=list)
+    names_folded_more: bool = False
 
     @classmethod
     def missing(
@@ -139,6 +143,8 @@ class RunnerResult:
             "aggregates": {k: v.to_dict() for k, v in sorted(self.aggregates.items())},
             "windows": _packed(self.windows),
             "writes": dict(sorted(self.writes.items())),
+            "names_folded": sorted(self.names_folded),
+            "names_folded_more": self.names_folded_more,
             "k6_summary": self.k6_summary,
             "stderr_tail": self.stderr_tail,
         }
@@ -173,6 +179,9 @@ class RunnerResult:
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in writes.values()):
             raise DocumentError("result.writes", list(writes.items())[:3], "writer -> a count")
         summary = data.get("k6_summary")
+        folded = _field(data, "names_folded", list, default=[])
+        if not all(isinstance(name, str) for name in folded):
+            raise DocumentError("result.names_folded", folded[:3], "a list of request names")
         return cls(
             index=_field(data, "index", int),
             count=_field(data, "count", int),
@@ -190,6 +199,8 @@ class RunnerResult:
             aggregates={k: Aggregate.from_dict(_mapping(v, k)) for k, v in aggregates.items()},
             windows=windows,
             writes={str(k): v for k, v in writes.items()},
+            names_folded=folded,
+            names_folded_more=bool(data.get("names_folded_more", False)),
             k6_summary=summary if isinstance(summary, dict) else None,
             stderr_tail=[str(line) for line in _field(data, "stderr_tail", list, default=[])],
         )

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..scenario.thresholds import BUILTIN_METRICS, SYSTEM_TAGS
 from ..scenario.writes import ACKED_METRIC, WRITER_TAG
-from .aggregates import Aggregate, Window
+from .aggregates import MAX_FOLDED_LISTED, MAX_NAMES, OTHER_NAME, Aggregate, Window
 from .sketch import bucket_key
 
 __all__ = ["CSV_COLUMNS", "SYSTEM_TAGS", "Collector", "Selector", "parse_selector"]
@@ -101,9 +101,16 @@ def parse_selector(key: str) -> Selector:
 
 
 class Collector:
-    """Feeds k6 CSV lines into aggregates; ``selectors`` are the submetrics to keep apart."""
+    """Feeds k6 CSV lines into aggregates; ``selectors`` are the submetrics to keep apart.
 
-    def __init__(self, selectors: Iterable[Selector] = ()) -> None:
+    ``names``: the request names the scenario declares (its bundle's config.json, the same on
+    every runner), of which the first MAX_NAMES get their own per-second latency; any other
+    name is counted under OTHER_NAME and listed in ``folded``. Without them, the first
+    MAX_NAMES names this collector meets are kept, which another runner may choose otherwise:
+    ``folded`` then says which of its names a merged per-name sketch misses.
+    """
+
+    def __init__(self, selectors: Iterable[Selector] = (), names: Sequence[str] = ()) -> None:
         self.aggregates: dict[str, Aggregate] = {}
         self.windows: dict[int, Window] = {}
         self.samples = 0
@@ -111,6 +118,12 @@ class Collector:
         self.writes: dict[str, int] = {}
         #: Lines that could not be used: cut short (k6 killed mid-write) or malformed.
         self.bad_lines = 0
+        self._declared = bool(names)
+        #: The request names the windows keep apart; the rest go under OTHER_NAME.
+        self.kept = set(list(dict.fromkeys(names))[:MAX_NAMES])
+        #: Names counted under OTHER_NAME (at most MAX_FOLDED_LISTED; ``folded_more``: more).
+        self.folded: set[str] = set()
+        self.folded_more = False
         expected = Selector("http_req_duration", (("expected_response", "true"),))
         self._selectors = {*selectors, expected}
         wanted = set(SUMMARY_METRICS) | {s.metric for s in self._selectors}
@@ -228,7 +241,10 @@ class Collector:
         window = self.windows.get(second) or self._new_window(second)
         window.duration.add_keyed(value, key)
         if self._name >= 0:
-            window.name_sketch(row[self._name]).add_keyed(value, key)
+            name = row[self._name]
+            window.name_sketch(name if name in self.kept else self._fold(name)).add_keyed(
+                value, key
+            )
         window.requests += 1
         if not expected:  # no response callback: k6 emitted no http_req_failed either
             self.samples += 2
@@ -244,6 +260,19 @@ class Collector:
             window.failed += 1
             status = (row[self._status] if self._status >= 0 else "") or "0"
             window.statuses[status] = window.statuses.get(status, 0) + 1
+
+    def _fold(self, name: str) -> str:
+        """The window name of a request name not (yet) kept: itself while a collector without
+        declared names has room, else OTHER_NAME, the name noted as folded."""
+        if not self._declared and len(self.kept) < MAX_NAMES:
+            self.kept.add(name)
+            return name
+        if name not in self.folded:
+            if len(self.folded) < MAX_FOLDED_LISTED:
+                self.folded.add(name)
+            else:
+                self.folded_more = True
+        return OTHER_NAME
 
     def _metric(self, name: str) -> Aggregate:
         agg = self.aggregates.get(name)
@@ -290,7 +319,10 @@ class Collector:
         if metric == "http_req_duration":
             window.duration.add_keyed(value, key)
             if self._name >= 0:
-                window.name_sketch(row[self._name]).add_keyed(value, key)
+                name = row[self._name]
+                window.name_sketch(name if name in self.kept else self._fold(name)).add_keyed(
+                    value, key
+                )
         elif metric == "http_reqs":
             window.requests += int(value)
         elif metric == "http_req_failed":

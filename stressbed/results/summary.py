@@ -116,6 +116,7 @@ class RunReport:
             "start_skew_ms": self.start_skew_ms,
             "settings": self.settings,
             "metrics": self.metrics(),
+            "names_folded": self.fleet.folded(),
             "thresholds": [t.to_dict() for t in self.thresholds],
             "runners": [
                 {

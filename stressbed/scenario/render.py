@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError, RenderError
 from .model import Scenario
 
-__all__ = ["ENTRY_SCRIPT", "Bundle", "bundle_files", "render"]
+__all__ = ["ENTRY_SCRIPT", "Bundle", "bundle_files", "render", "request_names"]
 
 ENTRY_SCRIPT = """\
 // k6 entry script rendered by stressbed. The scenario itself is data in config.json, which
@@ -77,6 +79,24 @@ def runtime_files() -> dict[str, str]:
 def config_text(scenario: Scenario) -> str:
     """config.json's exact text: stable, so golden files and diffs are meaningful."""
     return json.dumps(scenario.to_config(), indent=2, ensure_ascii=False) + "\n"
+
+
+def request_names(config: Any) -> list[str]:
+    """The request names a bundle's config.json declares, each once, in document order: the
+    ``name`` tag the runtime gives every request it makes (the path template by default), so
+    every runner of a bundle reads the same list."""
+    return list(dict.fromkeys(_names(config)))
+
+
+def _names(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        if node.get("type") == "request" and isinstance(node.get("name"), str):
+            yield node["name"]
+        for value in node.values():
+            yield from _names(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _names(value)
 
 
 def render(scenario: Scenario, out_dir: Path) -> Bundle:

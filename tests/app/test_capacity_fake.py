@@ -6,6 +6,7 @@ test_capacity.py."""
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -527,3 +528,37 @@ def test_a_pool_at_its_cap_says_how_many_vus_and_runners_the_rate_needed(tmp_pat
         "capacity: not measured: the load generator was the limit at 1,000 iterations/s (it "
         f"needed about {probe['vus_needed']:,} VUs, at most 2,000 per runner: 2 runners or more)"
     )
+
+
+def test_a_credential_in_the_target_urls_is_written_nowhere_by_capacity(tmp_path):
+    password, token = "pw-" + secrets.token_hex(8), "tok-" + secrets.token_hex(8)
+    path = tmp_path / "fake.py"
+    path.write_text(SCENARIO)
+    options = RunOptions(
+        scenario=str(path),
+        results=tmp_path / "results",
+        target_url=f"http://load:{password}@127.0.0.1:9",
+        target_metrics_url=f"http://127.0.0.1:9/metrics?token={token}",
+    )
+    the_plan = plan_capacity(
+        CapacityOptions(
+            options,
+            slos=("p(95)<100ms",),
+            min_rate=50,
+            max_rate=400,
+            step_duration="10s",
+            warmup="3s",
+            cooldown="0s",
+            budget="10m",
+        )
+    )
+    report = run_capacity(the_plan, backend=ModelledTarget(lambda replicas: 150))
+    assert report.document["settings"]["target_url"] == "http://127.0.0.1:9"
+    assert (report.path.parent / "report.html").is_file()
+    written = [
+        path
+        for path in (tmp_path / "results").rglob("*")
+        if path.is_file()
+        and (password.encode() in path.read_bytes() or token.encode() in path.read_bytes())
+    ]
+    assert written == []

@@ -11,16 +11,20 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from stressbed.app.execute import execute
 from stressbed.app.plan import RunOptions, plan
+from stressbed.backends.base import FleetOutcome
 from stressbed.errors import ConfigError
+from stressbed.testing import FakeBackend
 
 from ..agent.helpers import AgentProcess, call
 from ..conftest import needs_k6
@@ -223,6 +227,97 @@ def test_a_baseline_of_another_scenario_is_refused_before_anything_runs(runs, ag
     assert not (folder / "r2").exists()
 
 
+def a_copy(run_dir: Path, where: Path) -> Path:
+    shutil.copytree(run_dir, where)
+    return where
+
+
+def test_a_run_with_a_runner_s_result_missing_is_not_comparable(runs, tmp_path):
+    # One lost runner of two would read as requests/s halved.
+    partial = a_copy(runs["base"], tmp_path / "b")
+    (partial / "runners" / "1" / "result.json").unlink()
+    done = stressbed_compare(runs["base"], partial)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip() == (
+        f"stressbed: error: CANDIDATE: got '{partial}'; expected a complete run: runner 1 of 2 "
+        "has no result (runners/1/result.json missing); pass --allow-partial to compare anyway"
+    )
+    assert done.stdout == ""
+    as_base = stressbed_compare(partial, runs["base"])
+    assert as_base.returncode == 2
+    assert as_base.stderr.startswith(f"stressbed: error: BASE: got '{partial}'; expected a compl")
+    allowed = stressbed_compare(runs["base"], partial, "--allow-partial", "--metric", "http_reqs*")
+    assert allowed.returncode == 1, allowed.stdout + allowed.stderr  # half the requests/s
+    assert f"CANDIDATE {partial} compared though partial: runner 1 of 2" in allowed.stderr
+
+
+def test_a_runner_s_result_that_cannot_be_read_is_named(runs, tmp_path):
+    partial = a_copy(runs["base"], tmp_path / "b")
+    (partial / "runners" / "0" / "result.json").write_text("{")
+    done = stressbed_compare(runs["base"], partial)
+    assert done.returncode == 2
+    assert "expected a complete run: runner 0 of 2 has no result (runners/0/result.json: " in (
+        done.stderr
+    )
+
+
+def test_a_run_whose_verdict_was_error_is_not_comparable(runs, tmp_path):
+    errored = a_copy(runs["base"], tmp_path / "b")
+    summary = json.loads((errored / "summary.json").read_text())
+    summary.update(verdict="error", exit_code=130, message="interrupted; every runner stopped")
+    (errored / "summary.json").write_text(json.dumps(summary))
+    done = stressbed_compare(errored, runs["base"])
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"stressbed: error: BASE: got '{errored}'; expected a complete run: its verdict was "
+        "error (interrupted; every runner stopped); pass --allow-partial to compare anyway"
+    )
+    assert stressbed_compare(errored, runs["base"], "--allow-partial").returncode == 0
+
+
+def test_a_partial_baseline_is_refused_before_anything_runs(runs, agent, tmp_path):
+    partial = a_copy(runs["base"], tmp_path / "b")
+    (partial / "runners" / "1" / "result.json").unlink()
+    options = RunOptions(
+        scenario=str(runs["folder"] / "beats.py"),
+        target_url=agent.url,
+        runners=2,
+        results=tmp_path / "r",
+        baseline=partial,
+    )
+    with pytest.raises(ConfigError) as error:
+        plan(options)
+    assert str(error.value) == (
+        f"--baseline: got '{partial}'; expected a complete run: runner 1 of 2 has no result "
+        "(runners/1/result.json missing); pass --allow-partial to compare anyway"
+    )
+    assert not (tmp_path / "r").exists()
+    assert plan(replace(options, allow_partial=True)).baseline is not None
+
+
+def test_a_run_that_ends_in_error_is_not_judged_against_its_baseline(runs, agent, tmp_path):
+    def lost() -> FleetOutcome:
+        return FleetOutcome(results=[], failure="runner 1: lost")
+
+    options = RunOptions(
+        scenario=str(runs["folder"] / "beats.py"),
+        target_url=agent.url,
+        runners=2,
+        results=tmp_path / "r",
+        baseline=runs["base"],
+    )
+    report = execute(plan(options), backend=FakeBackend(outcome=lost))
+    assert report.exit_code == 3
+    assert report.message == (
+        "runner 1: lost (not compared with the baseline: runner 0 of 2 has no result "
+        "(runners/0/result.json missing); pass --allow-partial to compare anyway)"
+    )
+    summary = json.loads((tmp_path / "r" / report.run_id / "summary.json").read_text())
+    assert summary["comparison"] is None
+    allowed = execute(plan(replace(options, allow_partial=True)), backend=FakeBackend(outcome=lost))
+    assert allowed.comparison is not None
+
+
 def test_a_run_with_no_load_to_compare_is_exit_2(tmp_path):
     (tmp_path / "summary.json").write_text(json.dumps({"schema_version": 1, "fingerprint": {}}))
     done = stressbed_compare(tmp_path, tmp_path)
@@ -234,8 +329,6 @@ def test_a_run_with_no_load_to_compare_is_exit_2(tmp_path):
 
 
 def test_the_fingerprint_is_the_same_from_another_checkout_or_venv(monkeypatch):
-    from dataclasses import replace  # noqa: PLC0415
-
     from stressbed.app.compare import run_fingerprint  # noqa: PLC0415
     from stressbed.scenario import catalog  # noqa: PLC0415
     from stressbed.stack.agent import reference_agent  # noqa: PLC0415

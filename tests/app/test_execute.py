@@ -3,9 +3,11 @@ and the failure paths through the fake backend."""
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -264,6 +266,59 @@ def test_an_existing_service_s_own_metrics_are_scraped_when_asked(tmp_path, serv
     assert any(r.path == "/metrics" for r in server.received)
 
 
+def written_anywhere(folder: Path, *secrets_: str) -> list[str]:
+    """Each file under ``folder`` that holds one of ``secrets_``."""
+    return [
+        f"{path}: {secret}"
+        for path in folder.rglob("*")
+        if path.is_file() and not path.is_symlink()
+        for secret in secrets_
+        if secret.encode() in path.read_bytes()
+    ]
+
+
+@needs_k6
+def test_a_credential_in_the_target_urls_is_used_but_written_nowhere(tmp_path, server):
+    password, token = "pw-" + secrets.token_hex(8), "tok-" + secrets.token_hex(8)
+    page = b"# TYPE agent_queue_points gauge\nagent_queue_points 42\n"
+    server.routes["/metrics"] = lambda req: (
+        (200, {"Content-Type": "text/plain"}, page) if token in req.path else (403, {}, b"")
+    )
+    target = server.url.replace("//", f"//load:{password}@")
+    metrics = f"{server.url}/metrics?token={token}&format=text"
+    proc = stressbed_run(
+        tmp_path,
+        *("--scenario", "ingest_mix", "--runners", "1", "--duration", "2s"),
+        *("--target-url", target, "--target-metrics-url", metrics),
+    )
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode in (0, 1), err
+    summary = json.loads((tmp_path / "r" / "latest" / "summary.json").read_text())
+    # Used: k6 sent the password, the scrape the token ...
+    expected = "Basic " + base64.b64encode(f"load:{password}".encode()).decode()
+    assert any(r.headers.get("Authorization") == expected for r in server.received)
+    assert summary["stack"]["target_metrics"]["series"]["agent_queue_points"]
+    # ... and kept nowhere: the keys of the query are, not its values.
+    assert summary["settings"]["target_url"] == server.url
+    assert summary["stack"]["url"] == server.url
+    assert summary["settings"]["target_metrics_url"] == (
+        f"{server.url}/metrics?token=REDACTED&format=REDACTED"
+    )
+    assert written_anywhere(tmp_path / "r", password, token) == []
+    assert password not in out + err
+    assert token not in out + err
+
+
+@needs_k6
+def test_a_target_url_refused_is_shown_redacted(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        plan(RunOptions(scenario="ingest_mix", target_url="http://u:pw@h:1/?token=t0k"))
+    assert str(error.value) == (
+        "--target-url: got 'http://h:1/?token=REDACTED'; expected an http(s) base URL like "
+        "http://127.0.0.1:8080, without a query"
+    )
+
+
 @needs_k6
 @pytest.mark.parametrize(
     ("options", "expected"),
@@ -354,6 +409,21 @@ def test_a_threshold_on_a_request_that_never_ran_fails_the_run_as_no_data(tmp_pa
     junit = (tmp_path / "r" / "latest" / "junit.xml").read_text()
     assert junit.count("<failure") == 1
     assert "no data: nothing of http_req_duration{name:b} was measured" in junit
+
+
+@needs_k6  # plan() checks that k6 is there
+def test_summary_json_says_which_request_names_had_no_latency_of_their_own(tmp_path):
+    the_plan = plan(RunOptions(scenario="ingest_mix", results=tmp_path / "r"))
+    canned = counting_result(0, 5, 100.0, 101.0)
+    canned.count, canned.segment = 1, "0:1"
+    canned.names_folded = ["/elsewhere"]
+    execute(the_plan, backend=FakeBackend([canned]))
+    summary = json.loads((tmp_path / "r" / "latest" / "summary.json").read_text())
+    assert summary["names_folded"] == {"names": ["/elsewhere"], "more": False}
+    canned.names_folded = []
+    execute(the_plan, backend=FakeBackend([canned]))
+    summary = json.loads((tmp_path / "r" / "latest" / "summary.json").read_text())
+    assert summary["names_folded"] == {"names": [], "more": False}  # none were
 
 
 def failing_fleet() -> FleetOutcome:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from stressbed import ConstantVUs, Scenario, Workload, get, render
+from stressbed import ConstantVUs, Scenario, Workload, get, group, journey, mix, post, render
 from stressbed.fleet import _k6api as k6api
 from stressbed.fleet.oom import CGROUP_ROOT
 from stressbed.fleet.runner import Runner, k6_environment, run, selectors_of, system_tags
@@ -239,6 +239,21 @@ def test_the_cores_a_process_may_use_are_its_affinity_capped_by_its_cgroup_quota
         child.kill()
         child.wait()
         group.rmdir()
+
+
+def test_every_runner_keeps_apart_the_request_names_its_bundle_declares(tmp_path):
+    # Not the first names a runner meets: the same on every runner, from config.json.
+    flow = journey(
+        get("/items"),
+        group("buy", post("/orders", name="order", json={})),
+        mix((get("/a"), 1), (get("/b", name="bee"), 1)),
+    )
+    bundle = render(
+        Scenario("s", description="d", workloads=[Workload("w", flow, ConstantVUs(1, "1s"))]),
+        tmp_path / "bundle",
+    ).root
+    runners = [Runner(bundle / "script.js", i, 2, tmp_path / f"out{i}") for i in range(2)]
+    assert [r.collector.kept for r in runners] == [{"/items", "order", "/a", "bee"}] * 2
 
 
 def test_only_the_first_stop_signals_k6(tmp_path):

@@ -129,6 +129,7 @@ def test_a_window_keeps_a_bounded_number_of_request_names():
     assert len(names) == MAX_NAMES + 1
     assert names[OTHER_NAME].count == 10
     assert sum(s.count for s in names.values()) == MAX_NAMES + 10
+    assert collector.folded == {f"/item/{i}" for i in range(MAX_NAMES, MAX_NAMES + 10)}
 
 
 def test_a_second_without_a_vu_sample_holds_the_last_value():
