@@ -34,6 +34,7 @@ from stressbed.backends.kubernetes import (
 from stressbed.backends.kubernetes import backend as kube_backend
 from stressbed.backends.kubernetes._news import COORDINATOR_TAIL
 from stressbed.errors import ConfigError
+from stressbed.fleet.control import TOKEN_ENV
 from stressbed.results.runner_result import RunnerResult
 
 from ...conftest import needs_k6
@@ -480,7 +481,10 @@ def test_the_fleet_runs_with_the_env_it_is_given_and_each_event_is_told_once(tmp
     namespace = report.stack["namespace"]
     # TARGET_URL and the secrets reach the runners from the fleet's env, as on every backend.
     assert seen["url"] == f"http://agent.{namespace}.svc:8080"
-    assert set(seen["secrets"]) == {"STRESSBED_AGENT_TOKEN"} == set(seen["secret_env"])
+    assert set(seen["secret_env"]) == {"STRESSBED_AGENT_TOKEN"}
+    # ... and the fleet's own control token, made for it, beside them in its Secret.
+    assert set(seen["secrets"]) == {"STRESSBED_AGENT_TOKEN", TOKEN_ENV}
+    assert len(seen["secrets"][TOKEN_ENV]) >= 32
     events = [(e["source"], e["event"]) for e in report.events]
     assert len(events) == len(set(events))  # the stack's and the fleet's events, once each
     assert ("stack", "stack-ready") in events
