@@ -46,6 +46,7 @@ from stressbed.backends.kubernetes.components import (
     RunnerFleetArgs,
 )
 from stressbed.backends.kubernetes.manifests import Cluster, ClusterFleet
+from stressbed.fleet.control import TOKEN_ENV
 from stressbed.scenario import catalog
 from stressbed.scenario.render import bundle_files, render
 from stressbed.scenario.units import parse_duration_ms
@@ -122,6 +123,9 @@ fleet = ClusterFleet(
     abort_thresholds=tuple(t for t in scenario.thresholds if t.abort_on_fail),
 )
 secret_values = {name: token for name in spec.target.secret_env}
+# The runners' control endpoints answer only to this (the coordinator bears it): random, kept
+# in the state as a secret, in the fleet's Secret, destroyed with the stack.
+control_token = random.RandomPassword("control-token", length=43, special=False).result
 agent = AgentStack(
     "agent", AgentStackArgs(spec=spec, cluster=cluster, fleet=fleet, secrets=secret_values)
 )
@@ -129,7 +133,11 @@ url = f"http://{spec.target.name}.{cluster.namespace}.svc:{spec.target.port}"
 runners = RunnerFleet(
     "fleet",
     RunnerFleetArgs(
-        fleet=fleet, target_url=url, cluster=cluster, secrets=secret_values, after=[agent]
+        fleet=fleet,
+        target_url=url,
+        cluster=cluster,
+        secrets={**secret_values, TOKEN_ENV: control_token},
+        after=[agent],
     ),
 )
 ns = cluster.namespace

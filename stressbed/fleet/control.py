@@ -9,6 +9,11 @@ NetworkPolicy):
                                     "latest": T', "running": bool}
     POST /v1/stop              ->  202; the runner stops its k6 as the fleet stops it locally
 
+Every request carries ``Authorization: Bearer <token>``, the run's own token (made per run,
+handed to the runners and the coordinator in :data:`TOKEN_ENV` from a Secret, never in argv):
+on a CNI that does not enforce NetworkPolicy any pod can reach this port, and one without the
+token gets 401 and nothing else: no snapshot (the run's data), no stop.
+
 ``windows`` holds the seconds closed after ``T`` (the caller keeps ``latest`` for its next
 call), ``aggregates`` the threshold submetrics so far: what :class:`~.live.LiveMerge` takes.
 The client side (:func:`snapshot`, :func:`stop`) is what the coordinator calls.
@@ -16,6 +21,7 @@ The client side (:func:`snapshot`, :func:`stop`) is what the coordinator calls.
 
 from __future__ import annotations
 
+import hmac
 import json
 import socket
 import threading
@@ -25,7 +31,11 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["ControlServer", "snapshot", "stop"]
+__all__ = ["TOKEN_ENV", "ControlServer", "snapshot", "stop"]
+
+#: Where a runner and the coordinator find the run's control token: their environment (a
+#: Secret's key in a pod), never an argument, which any process on the node can read.
+TOKEN_ENV = "STRESSBED_CONTROL_TOKEN"
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -43,8 +53,12 @@ class ControlServer:
         take: Take,
         running: Callable[[], bool],
         on_stop: Callable[[], None],
+        *,
+        token: str,
     ) -> None:
-        handler = _handler(take, running, on_stop)
+        if not token:
+            raise ValueError(f"a control endpoint needs the run's token ({TOKEN_ENV})")
+        handler = _handler(take, running, on_stop, token.encode())
         host = host.strip("[]")
         self._server = (_Server6 if ":" in host else _Server)((host, port), handler)
         self.port = int(self._server.server_address[1])
@@ -71,10 +85,12 @@ class _Server6(_Server):
 
 
 def _handler(
-    take: Take, running: Callable[[], bool], on_stop: Callable[[], None]
+    take: Take, running: Callable[[], bool], on_stop: Callable[[], None], token: bytes
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if not self._authorized():
+                return
             url = urllib.parse.urlsplit(self.path)
             if url.path != "/v1/snapshot":
                 self._answer(404, {"error": "not found"})
@@ -89,6 +105,8 @@ def _handler(
             self._answer(200, {**data, "latest": latest, "running": running()})
 
         def do_POST(self) -> None:
+            if not self._authorized():
+                return
             if self.path != "/v1/stop":
                 self._answer(404, {"error": "not found"})
                 return
@@ -96,9 +114,23 @@ def _handler(
             threading.Thread(target=on_stop, name="stop", daemon=True).start()
             self._answer(202, {"stopping": True})
 
-        def _answer(self, code: int, body: dict[str, Any]) -> None:
+        def _authorized(self) -> bool:
+            """Whether the request bears the run's token; if not, it is answered 401 (before
+            its path is even read: an outsider learns nothing of what is served)."""
+            scheme, _, given = self.headers.get("Authorization", "").partition(" ")
+            # Constant time: how much of a guess matched must not show in the answer's time.
+            if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token):
+                return True
+            self._answer(401, {"error": "unauthorized"}, {"WWW-Authenticate": "Bearer"})
+            return False
+
+        def _answer(
+            self, code: int, body: dict[str, Any], headers: dict[str, str] | None = None
+        ) -> None:
             payload = json.dumps(body).encode()
             self.send_response(code)
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
@@ -110,19 +142,22 @@ def _handler(
     return Handler
 
 
-def snapshot(url: str, since: int, timeout: float = 2.0) -> dict[str, Any]:
+def snapshot(url: str, since: int, token: str, timeout: float = 2.0) -> dict[str, Any]:
     """Runner ``url``'s snapshot after second ``since``; OSError/ValueError when it does not
-    answer with one."""
-    with _OPENER.open(f"{url}/v1/snapshot?since={since}", timeout=timeout) as response:
+    answer with one (an HTTPError 401 when ``token`` is not the run's)."""
+    request = urllib.request.Request(f"{url}/v1/snapshot?since={since}")
+    request.add_header("Authorization", f"Bearer {token}")
+    with _OPENER.open(request, timeout=timeout) as response:
         data = json.loads(response.read())
     if not isinstance(data, dict):
         raise ValueError(f"a snapshot is a JSON object, got {type(data).__name__}")
     return data
 
 
-def stop(url: str, timeout: float = 2.0) -> None:
+def stop(url: str, token: str, timeout: float = 2.0) -> None:
     """Ask runner ``url`` to stop its k6 (gracefully, as the fleet's stop); OSError if it
-    cannot be asked."""
+    cannot be asked (an HTTPError 401 when ``token`` is not the run's)."""
     request = urllib.request.Request(f"{url}/v1/stop", data=b"{}", method="POST")
+    request.add_header("Authorization", f"Bearer {token}")
     with _OPENER.open(request, timeout=timeout) as response:
         response.read()

@@ -9,7 +9,8 @@ It waits until every runner's k6 answers on its REST API, paused with every VU i
 runner 0, and hands its data to every runner; then releases all of them at once (one
 concurrent PATCH each, behind a barrier) and reports the start skew. With ``--control-url``
 it then stays with the fleet: once a second it takes every runner's snapshot from its
-control endpoint (:mod:`.control`), merges them (:class:`~.live.LiveMerge`), prints the
+control endpoint (:mod:`.control`, with the run's token from ``$STRESSBED_CONTROL_TOKEN``,
+never an argument), merges them (:class:`~.live.LiveMerge`), prints the
 fleet's progress, and judges the ``abort_on_fail`` thresholds on the merged data; one that
 fails is printed and every runner is stopped (asked again each second until it has ended), as
 the local fleet does. A runner that does not answer is polled on (``unreachable`` after 3 s,
@@ -29,6 +30,7 @@ import argparse
 import contextlib
 import ipaddress
 import json
+import os
 import socket
 import sys
 import threading
@@ -106,11 +108,12 @@ def watch(
     abort_thresholds: Sequence[Threshold],
     deadline: float,
     emit: Callable[[dict[str, object]], None],
+    token: str,
 ) -> None:
     """Follow the released fleet until every runner has ended (or the monotonic ``deadline``):
     its merged progress once a second, and every runner stopped (asked again each second
-    until it has ended) once an abort threshold fails."""
-    fleet = _Watched(controls, emit)
+    until it has ended) once an abort threshold fails. ``token``: the run's control token."""
+    fleet = _Watched(controls, emit, token)
     aborted = False
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=min(16, len(controls))) as pool:
@@ -148,8 +151,11 @@ def watch(
 class _Watched:
     """The runners as the coordinator follows them: their snapshots, merged; who answers."""
 
-    def __init__(self, controls: Sequence[str], emit: Callable[[dict[str, object]], None]):
+    def __init__(
+        self, controls: Sequence[str], emit: Callable[[dict[str, object]], None], token: str
+    ):
         self.urls = list(controls)
+        self.token = token
         self._said = threading.Lock()
 
         def said(event: dict[str, object]) -> None:
@@ -173,7 +179,7 @@ class _Watched:
 
     def take(self, index: int) -> None:
         try:
-            data = control.snapshot(self._resolved(index), self.since[index])
+            data = control.snapshot(self._resolved(index), self.since[index], self.token)
             with self._lock:
                 self.live.feed(index, data)
             self.since[index] = int(data.get("latest", self.since[index]))
@@ -189,7 +195,7 @@ class _Watched:
 
     def stop(self, index: int) -> None:
         with contextlib.suppress(Exception):  # not answering: asked again next second
-            control.stop(self._resolved(index))
+            control.stop(self._resolved(index), self.token)
 
     def _missed(self, index: int, exc: Exception) -> None:
         now = time.monotonic()
@@ -289,9 +295,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         thresholds = [Threshold.from_dict(t) for t in json.loads(args.abort_thresholds)]
     except (ValueError, TypeError, AttributeError, ConfigError) as exc:
         parser.error(f"--abort-thresholds: {exc}")
+    token = os.environ.pop(control.TOKEN_ENV, "")
+    if controls and not token:
+        parser.error(f"--control-url: {control.TOKEN_ENV} is not set; expected the run's token")
     code = coordinate(apis, args.ready_timeout, args.setup_timeout, _emit)
     if code == 0 and controls:
-        watch(controls, thresholds, begun + args.watch_timeout, _emit)
+        watch(controls, thresholds, begun + args.watch_timeout, _emit, token)
     return code
 
 

@@ -39,7 +39,7 @@ from ..results.samples import SYSTEM_TAGS, Collector, Selector, parse_selector
 from ..results.transport import result_lines
 from ..scenario.render import request_names
 from . import _k6api as k6api
-from .control import ControlServer
+from .control import TOKEN_ENV, ControlServer
 from .oom import oom_kills
 from .process import die_with_parent, free_port
 from .segments import segment, sequence
@@ -104,8 +104,10 @@ def k6_environment(environ: Mapping[str, str], count: int = 1) -> dict[str, str]
     timestamps, which the collector's windows are keyed by, whatever K6_CSV_TIME_FORMAT the
     user's environment holds; and its garbage collector tuned for the sample stream (a GOGC or
     GOMEMLIMIT of the user's own is kept). ``count``: the fleet's runners, which may share
-    this machine's memory."""
-    env = {**environ, "K6_NO_USAGE_REPORT": "true", "K6_CSV_TIME_FORMAT": "unix"}
+    this machine's memory. Never the control endpoint's token: the script reads k6's
+    environment (``__ENV``), and it is the runner's alone."""
+    env = {k: v for k, v in environ.items() if k != TOKEN_ENV}
+    env |= {"K6_NO_USAGE_REPORT": "true", "K6_CSV_TIME_FORMAT": "unix"}
     env.setdefault("GOGC", K6_GOGC)
     if "GOMEMLIMIT" not in environ:
         bound = memory_bound()
@@ -420,10 +422,12 @@ def run(
     *,
     result_stdout: bool = False,
     control_port: int | None = None,
+    control_token: str = "",
 ) -> int:
     """The runner's whole life: the result written (and printed with ``result_stdout``);
     the process's exit code from :func:`exit_code_for`. With ``control_port``, its live
-    snapshots are served there (:mod:`.control`) instead of printed."""
+    snapshots are served there (:mod:`.control`) instead of printed, to whoever bears
+    ``control_token``."""
     runner.start()
     runner.sample_cpu()  # the baseline: each later sample covers the second before it
     control = None
@@ -434,6 +438,7 @@ def run(
             runner.snapshot,
             lambda: runner.proc is not None and runner.proc.poll() is None,
             lambda: runner.stop(RunnerStatus.STOPPED),
+            token=control_token,
         )
     try:
         if runner.wait_ready(ready_timeout):
@@ -505,11 +510,16 @@ def main(argv: list[str] | None = None) -> int:
         "--control-port",
         type=int,
         default=None,
-        help="serve live snapshots and a stop on this port, beside k6's API (in a pod)",
+        help="serve live snapshots and a stop on this port, beside k6's API (in a pod), to "
+        f"requests bearing the run's token, read from ${TOKEN_ENV}",
     )
     parser.add_argument("--keep-raw", action="store_true", help="keep samples.csv.gz")
     parser.add_argument("--ready-timeout", type=float, default=120.0)
     args = parser.parse_args(argv)
+    # Taken out of the environment at once: nothing this runner starts (k6) inherits it.
+    token = os.environ.pop(TOKEN_ENV, "")
+    if args.control_port is not None and not token:
+        parser.error(f"--control-port: {TOKEN_ENV} is not set; expected the run's control token")
     host = args.api_host
     if host == "auto":
         host = socket.gethostbyname(socket.gethostname())
@@ -535,6 +545,7 @@ def main(argv: list[str] | None = None) -> int:
             args.ready_timeout,
             result_stdout=args.result_stdout,
             control_port=args.control_port,
+            control_token=token,
         )
     finally:
         runner.fifo.unlink(missing_ok=True)

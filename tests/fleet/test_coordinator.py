@@ -5,10 +5,15 @@ stressbed.coordinator`), with real k6."""
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import socket
 import subprocess
 import sys
 import threading
+import time
+import urllib.error
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -26,6 +31,9 @@ from stressbed import (
     post,
     render,
 )
+from stressbed.fleet import control
+from stressbed.fleet.control import TOKEN_ENV
+from stressbed.fleet.coordinator import coordinate as coordinate_here
 from stressbed.results.merge import merge
 from stressbed.results.runner_result import RunnerResult
 from stressbed.results.transport import read_document
@@ -47,9 +55,19 @@ def free_ports(count: int) -> list[int]:
 
 
 def start_runner(
-    bundle: Path, index: int, count: int, port: int, out: Path, *, control_port: int | None = None
+    bundle: Path,
+    index: int,
+    count: int,
+    port: int,
+    out: Path,
+    *,
+    control_port: int | None = None,
+    token: str = "",
 ) -> subprocess.Popen[str]:
+    """A runner as a pod runs it; with ``control_port``, its endpoint answers ``token``,
+    handed over in the environment as the pod's Secret does."""
     control = [] if control_port is None else ["--control-port", str(control_port)]
+    env = {**os.environ, TOKEN_ENV: token} if token else None
     return subprocess.Popen(
         [
             sys.executable,
@@ -72,11 +90,16 @@ def start_runner(
         stderr=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,
         text=True,
+        env=env,
     )
 
 
 def coordinate(
-    ports: list[int], ready_timeout: float, *watching: str, timeout: float = 120
+    ports: list[int],
+    ready_timeout: float,
+    *watching: str,
+    timeout: float = 120,
+    token: str = "",
 ) -> subprocess.CompletedProcess[str]:
     urls = ",".join(f"http://127.0.0.1:{p}" for p in ports)
     return subprocess.run(
@@ -96,6 +119,7 @@ def coordinate(
         text=True,
         timeout=timeout,
         check=False,
+        env={**os.environ, TOKEN_ENV: token} if token else None,
     )
 
 
@@ -163,8 +187,9 @@ def test_the_coordinator_follows_the_fleet_and_stops_every_runner_on_a_fleet_wid
     monkeypatch.setenv("K6_NO_USAGE_REPORT", "true")
     *apis, control_0, control_1 = free_ports(4)
     controls = [control_0, control_1]
+    token = secrets.token_urlsafe(32)
     runners = [
-        start_runner(bundle, i, 2, port, tmp_path / "out", control_port=controls[i])
+        start_runner(bundle, i, 2, port, tmp_path / "out", control_port=controls[i], token=token)
         for i, port in enumerate(apis)
     ]
     try:
@@ -178,6 +203,7 @@ def test_the_coordinator_follows_the_fleet_and_stops_every_runner_on_a_fleet_wid
             "--watch-timeout",
             "240",
             timeout=300,
+            token=token,
         )
         outputs = [r.communicate(timeout=60)[0] for r in runners]
     finally:
@@ -205,10 +231,93 @@ def test_the_coordinator_follows_the_fleet_and_stops_every_runner_on_a_fleet_wid
     assert all(0 <= cores < 64 for r in results for cores in r.cpu.values())
     assert all(r.ended_at - r.started_at < 240 for r in results)
     assert [r.returncode for r in runners] == [0, 0]
+    # The token the coordinator stopped them with is in no log and no results file.
+    assert token not in done.stdout + done.stderr + "".join(outputs)
+    assert not files_holding(tmp_path / "out", token)
     fleet = merge(results)
     # What k6 completed (a request cut by the stop is the server's, not k6's), all failed.
     assert 0 < fleet.aggregates["http_reqs"].count <= len(server.received)
     assert fleet.aggregates["http_req_failed"].total == fleet.aggregates["http_reqs"].count
+
+
+def files_holding(root: Path, text: str) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and text.encode() in p.read_bytes()]
+
+
+def process_of(pid: int, what: str) -> bytes:
+    """``/proc/<pid>/<what>`` (cmdline, environ): b"" once the process is gone."""
+    try:
+        return (Path("/proc") / str(pid) / what).read_bytes()
+    except OSError:
+        return b""
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            stat = process_of(int(proc.name), "stat").decode(errors="replace")
+            if stat and int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(proc.name))
+    return found
+
+
+def ask(url: str, method: str, authorization: str | None) -> int:
+    request = urllib.request.Request(url, data=b"{}" if method == "POST" else None, method=method)
+    if authorization is not None:
+        request.add_header("Authorization", authorization)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return int(exc.code)
+
+
+def test_a_running_runners_control_endpoint_obeys_only_the_runs_token(
+    server, tmp_path, monkeypatch
+):
+    scenario = Scenario(
+        "cluster",
+        description="runs until stopped",
+        workloads=[Workload("w", get("/work"), ConstantVUs(vus=1, duration="5m"))],
+    )
+    bundle = render(scenario, tmp_path / "bundle").root
+    monkeypatch.setenv("TARGET_URL", server.url)
+    monkeypatch.setenv("K6_NO_USAGE_REPORT", "true")
+    api, port = free_ports(2)
+    token = secrets.token_urlsafe(32)
+    runner = start_runner(bundle, 0, 1, api, tmp_path / "out", control_port=port, token=token)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        said: list[dict[str, object]] = []
+        assert coordinate_here([f"http://127.0.0.1:{api}"], 60, 60, said.append) == 0, said
+        # Another pod, without the token (or with a guess), can neither stop it nor read it.
+        for authorization in (None, "Bearer guess", f"Bearer {token[:-1]}"):
+            assert ask(f"{url}/v1/stop", "POST", authorization) == 401
+            assert ask(f"{url}/v1/snapshot?since=0", "GET", authorization) == 401
+        before = len(server.received)
+        time.sleep(2)
+        assert runner.poll() is None
+        assert len(server.received) > before  # its k6 still loads the target
+        assert control.snapshot(url, 0, token)["running"] is True
+        # The token is in no process's arguments, and not in k6's environment (__ENV).
+        (k6,) = [pid for pid in children_of(runner.pid) if b"run" in process_of(pid, "cmdline")]
+        for pid in (runner.pid, k6):
+            assert token.encode() not in process_of(pid, "cmdline")
+        assert TOKEN_ENV.encode() not in process_of(k6, "environ")
+        assert process_of(k6, "environ")  # read, not gone: the check above means something
+        control.stop(url, token)  # the coordinator's stop, with the token: obeyed
+        output = runner.communicate(timeout=60)[0]
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+    assert runner.returncode == 0
+    (result,) = [RunnerResult.from_dict(read_document(output) or {})]
+    assert result.status.value == "stopped"
+    assert token not in output
+    assert not files_holding(tmp_path / "out", token)
 
 
 class PausedK6(BaseHTTPRequestHandler):

@@ -16,6 +16,8 @@ from stressbed.fleet import coordinator
 from stressbed.fleet.control import ControlServer
 from stressbed.results.aggregates import Aggregate
 
+TOKEN = "the-runs-token"
+
 
 @dataclass
 class StandIn:
@@ -53,7 +55,7 @@ def runners() -> Iterator[list[StandIn]]:
     def make(**kwargs: object) -> StandIn:
         runner = StandIn(**kwargs)  # type: ignore[arg-type]
         runner.server = ControlServer(
-            "127.0.0.1", 0, runner.take, lambda: runner.running, runner.stop
+            "127.0.0.1", 0, runner.take, lambda: runner.running, runner.stop, token=TOKEN
         )
         made.append(runner)
         return runner
@@ -82,7 +84,7 @@ def test_a_runner_out_of_reach_is_followed_on_and_stopped_once_it_answers(runner
             shy.answering = True  # back, after the coordinator noticed it was away
 
     aborting = error_rate("< 5%", abort_on_fail=True)
-    coordinator.watch([failing.url, shy.url], [aborting], time.monotonic() + 60, emit)
+    coordinator.watch([failing.url, shy.url], [aborting], time.monotonic() + 60, emit, TOKEN)
     kinds = [e["event"] for e in said]
     assert kinds.count("aborted") == 1
     assert kinds.index("aborted") < kinds.index("unreachable") < kinds.index("reachable")
@@ -98,7 +100,7 @@ def test_a_runner_that_never_answers_again_counts_as_ended(runners):
     done = runners(running=False)
     silent = runners(answering=False)
     said: list[dict[str, object]] = []
-    coordinator.watch([done.url, silent.url], [], time.monotonic() + 60, said.append)
+    coordinator.watch([done.url, silent.url], [], time.monotonic() + 60, said.append, TOKEN)
     kinds = [e["event"] for e in said]
     assert kinds.index("unreachable") < kinds.index("gone")
     assert said[-1] == {"event": "finished", "runners": 2}
@@ -108,14 +110,14 @@ def test_a_runner_that_never_answers_again_counts_as_ended(runners):
 def test_watching_ends_at_its_deadline(runners):
     busy = runners()
     said: list[dict[str, object]] = []
-    coordinator.watch([busy.url], [], time.monotonic() + 0.5, said.append)
+    coordinator.watch([busy.url], [], time.monotonic() + 0.5, said.append, TOKEN)
     assert [e["event"] for e in said][-2:] == ["watch-timeout", "finished"]
     assert said[-1] == {"event": "finished", "runners": 0}
 
 
 def test_a_runner_name_is_looked_up_once(runners):
     runner = runners()
-    watched = coordinator._Watched([runner.url.replace("127.0.0.1", "localhost")], print)
+    watched = coordinator._Watched([runner.url.replace("127.0.0.1", "localhost")], print, TOKEN)
     watched.take(0)
     assert watched.urls[0] in (runner.url, runner.url.replace("127.0.0.1", "[::1]"))
 
@@ -126,11 +128,11 @@ def test_a_runner_whose_endpoint_refuses_connections_has_ended(runners):
     url = gone.url
     gone.server.close()  # its process ended: nothing listens there any more
     gone.server = ControlServer(
-        "127.0.0.1", 0, gone.take, lambda: True, gone.stop
+        "127.0.0.1", 0, gone.take, lambda: True, gone.stop, token=TOKEN
     )  # for the fixture
     said: list[dict[str, object]] = []
     began = time.monotonic()
-    coordinator.watch([url], [], began + 60, said.append)
+    coordinator.watch([url], [], began + 60, said.append, TOKEN)
     assert [e["event"] for e in said if e["event"] != "progress"] == ["gone", "finished"]
     assert time.monotonic() - began < coordinator.GONE_AFTER_S  # not waited out
 

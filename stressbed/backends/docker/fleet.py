@@ -14,7 +14,6 @@ through the host's network (the runners then share this machine's network namesp
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import threading
@@ -27,6 +26,7 @@ import docker
 import docker.errors
 
 from ...errors import ProvisionError
+from ...fleet.environment import declared_names
 from ...fleet.release import ReleaseFailed
 from ..base import FleetOutcome, FleetSpec
 from ..local.fleet import LocalFleet, RunnerHandle
@@ -151,9 +151,10 @@ class DockerFleet(LocalFleet):
         return host in LOOPBACK and not self.network.gateway
 
     def _target_env(self) -> dict[str, str]:
-        # What a local runner inherits and the bundle reads (its env variables, secrets among
-        # them), then the run's own (TARGET_URL, the stack's secrets).
-        wanted = _env_names(self.bundle / "config.json")
+        # Of stressbed's environment only what the bundle reads (its env variables, secrets
+        # among them): not even a local runner's allow-list, whose PATH, HOME and proxies are
+        # this machine's, not the image's; then the run's own (TARGET_URL, the stack's secrets).
+        wanted = declared_names(self.bundle)
         env = {n: os.environ[n] for n in sorted(wanted) if n in os.environ}
         env |= {**self.env, "K6_NO_USAGE_REPORT": "true"}
         url = urllib.parse.urlsplit(env.get("TARGET_URL", ""))
@@ -201,25 +202,3 @@ class DockerFleet(LocalFleet):
             registry.remove_container(name)
             raise ReleaseFailed(f"runner {index}: its container did not start: {exc}") from None
         return ContainerRunner(registry, created["Id"], name, out / "runner.log")
-
-
-def _env_names(config: Path) -> set[str]:
-    """The environment variables a rendered bundle reads (``["gen", "env", {"name": ...}]``)."""
-    try:
-        document = json.loads(config.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return set()
-    found: set[str] = set()
-
-    def walk(node: object) -> None:
-        if isinstance(node, list):
-            if len(node) == 3 and node[:2] == ["gen", "env"] and isinstance(node[2], dict):
-                found.add(str(node[2].get("name")))
-            for item in node:
-                walk(item)
-        elif isinstance(node, dict):
-            for item in node.values():
-                walk(item)
-
-    walk(document)
-    return found

@@ -44,14 +44,15 @@ class RunState:
     engine: Engine
     cluster_api: ClusterApi
     options: KubernetesOptions
-    secret_values: dict[str, str]
+    secret_values: dict[str, str] = field(repr=False)  # never in a traceback or a log line
     work_dir: Path = Path()
     state_dir: Path = Path()  # the stack's Pulumi state and passphrase (outside the results)
     url: str = ""
     fleet: ClusterFleet | None = None
     fleets: int = 0  # how many fleets this run has brought up (a capacity search: one a probe)
     fleet_url: str = ""  # what the runners load (TARGET_URL of the fleet's env)
-    fleet_secrets: dict[str, str] = field(default_factory=dict)
+    #: The runners' secrets and the fleet's control token: Pulumi secrets, never shown.
+    fleet_secrets: dict[str, str] = field(default_factory=dict, repr=False)
     created: bool = False
     kept: bool = False  # a destroy failed: the state stays for `pulumi destroy` to finish
 

@@ -23,6 +23,7 @@ run.
 
 from __future__ import annotations
 
+import os
 import secrets as _secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ConfigError, ProvisionError
+from ...fleet.control import TOKEN_ENV
+from ...fleet.environment import declared_names
 from ...fleet.segments import segment
 from ...results.runner_result import RunnerResult, RunnerStatus
 from ...scenario.model import Scenario
@@ -121,9 +124,15 @@ class KubeFleet:
         self._health = health
         self._on_start = on_start
         outcome = FleetOutcome(results=[])
-        # The runners' environment: TARGET_URL in their args, everything else is a secret.
+        # The runners' environment: TARGET_URL in their args, everything else is a secret:
+        # what the scenario reads (its env and secret names, from stressbed's environment, as
+        # every backend's runners get them), the stack's secrets, and this fleet's own control
+        # token, which its coordinator bears (a new one each fleet, gone with its Secret).
         run.fleet_url = self.env.get("TARGET_URL") or run.url
-        run.fleet_secrets = {k: v for k, v in self.env.items() if k != "TARGET_URL"}
+        wanted = sorted(declared_names(self.bundle))
+        given = {**{n: os.environ[n] for n in wanted if n in os.environ}, **self.env}
+        secret_env = {k: v for k, v in given.items() if k not in ("TARGET_URL", TOKEN_ENV)}
+        run.fleet_secrets = {**secret_env, TOKEN_ENV: _secrets.token_urlsafe(32)}
         requests, limits = run.options.runner_resources()
         # Each fleet of the run has a name of its own: the next one replaces it in the same
         # `pulumi up` (new Jobs created, the last fleet's deleted with their finished pods),
@@ -137,7 +146,7 @@ class KubeFleet:
             requests=requests,
             limits=limits,
             deadline_s=int(deadline_s) + 60,
-            secret_env=tuple(sorted(run.fleet_secrets)),
+            secret_env=tuple(sorted(secret_env)),
             abort_thresholds=tuple(abort_thresholds),
         )
         news = CoordinatorNews(abort_thresholds, deadline_s, on_progress)

@@ -2,7 +2,13 @@
 (segment from the completion index, k6's REST API and the runner's control endpoint on the pod
 IP) behind a headless Service, the coordinator Job that releases them together and follows
 them (merged progress in its log, ``abort_on_fail`` judged live), and a NetworkPolicy letting
-only the coordinator reach the runners."""
+only the coordinator reach the runners.
+
+The fleet's Secret always exists: beside the scenario's secrets it holds the run's control
+token (:data:`~stressbed.fleet.control.TOKEN_ENV`), which the runners' control endpoints
+require and the coordinator bears. Both read it through ``secretKeyRef`` (never argv, never
+the ConfigMap), and it goes with the fleet's other resources when the run's stack is
+destroyed or the next fleet replaces this one."""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import json
 import re
 from collections.abc import Mapping
 
+from ...fleet.control import TOKEN_ENV
 from .manifests import (
     CONTROL_PORT,
     COORDINATOR,
@@ -29,7 +36,7 @@ from .manifests import (
     selector,
 )
 
-__all__ = ["bundle_key", "coordinator_job", "fleet_manifests", "runner_job"]
+__all__ = ["bundle_key", "coordinator_job", "fleet_manifests", "runner_job", "secret_name"]
 
 
 def bundle_key(path: str) -> str:
@@ -95,9 +102,18 @@ def fleet_manifests(fleet: ClusterFleet, cluster: Cluster, target_url: str) -> l
             },
         },
     ]
-    if fleet.secret_env:
-        out.insert(1, secret(f"{name}-secrets", cluster, RUNNER, fleet.secret_env))
+    secret_keys = (*(k for k in fleet.secret_env if k != TOKEN_ENV), TOKEN_ENV)
+    out.insert(1, secret(secret_name(fleet), cluster, RUNNER, secret_keys))
     return out
+
+
+def secret_name(fleet: ClusterFleet) -> str:
+    """The fleet's Secret: the scenario's secrets and the run's control token."""
+    return f"{fleet.name}-secrets"
+
+
+def _from_secret(fleet: ClusterFleet, key: str) -> dict[str, object]:
+    return {"name": key, "valueFrom": {"secretKeyRef": {"name": secret_name(fleet), "key": key}}}
 
 
 def runner_job(
@@ -119,10 +135,8 @@ def runner_job(
         {"name": "K6_NO_USAGE_REPORT", "value": "true"},
         {"name": "HOME", "value": "/work"},
         *({"name": k, "value": v} for k, v in sorted(fleet.extra_env.items())),
-        *(
-            {"name": k, "valueFrom": {"secretKeyRef": {"name": f"{name}-secrets", "key": k}}}
-            for k in fleet.secret_env
-        ),
+        *(_from_secret(fleet, k) for k in fleet.secret_env if k != TOKEN_ENV),
+        _from_secret(fleet, TOKEN_ENV),
     ]
     container = {
         "name": RUNNER,
@@ -227,7 +241,8 @@ def coordinator_job(fleet: ClusterFleet, cluster: Cluster) -> Manifest:
             "--watch-timeout",
             str(max(60, fleet.deadline_s - 30)),
         ],
-        "env": [{"name": "HOME", "value": "/tmp"}],
+        # The control token only: none of the scenario's secrets reach the coordinator.
+        "env": [{"name": "HOME", "value": "/tmp"}, _from_secret(fleet, TOKEN_ENV)],
         "resources": resources(COORDINATOR_REQUESTS, COORDINATOR_LIMITS),
         "securityContext": container_security(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ...errors import DocumentError
+from ...fleet.environment import runner_environment
 from ...fleet.live import LiveMerge
 from ...fleet.process import TeardownAbandoned, die_with_parent, uninterrupted
 from ...fleet.release import ReleaseFailed, release_together, setup_once
@@ -211,7 +212,9 @@ class LocalFleet:
     def _launch(self, index: int, out: Path) -> RunnerHandle:
         """Start runner ``index`` writing to ``out``: here a process on this machine (in a CPU
         cgroup of its own with ``runner_cpu_m``); another backend's fleet runs its own."""
-        env = {**os.environ, **self.env, "K6_NO_USAGE_REPORT": "true"}
+        # Not the whole of stressbed's environment: what the scenario reads and what the
+        # runner needs (k6 hands its environment to the script as __ENV).
+        env = runner_environment(os.environ, self.bundle, self.env)
         command = [sys.executable, "-m", "stressbed.runner"]
         command += self.runner_args(index, str(self.bundle), str(out))
         before_exec = die_with_parent()

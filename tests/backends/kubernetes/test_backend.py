@@ -34,6 +34,7 @@ from stressbed.backends.kubernetes import (
 from stressbed.backends.kubernetes import backend as kube_backend
 from stressbed.backends.kubernetes._news import COORDINATOR_TAIL
 from stressbed.errors import ConfigError
+from stressbed.fleet.control import TOKEN_ENV
 from stressbed.results.runner_result import RunnerResult
 
 from ...conftest import needs_k6
@@ -450,8 +451,12 @@ def test_the_engine_previews_the_program_against_a_file_backend(tmp_path):  # pr
         subprocess.run(["pulumi", "stack", "rm", "test", "--yes"], cwd=root, env=env, check=False)
 
 
-def test_the_fleet_runs_with_the_env_it_is_given_and_each_event_is_told_once(tmp_path, cluster_env):
+def test_the_fleet_runs_with_the_env_it_is_given_and_each_event_is_told_once(
+    tmp_path, cluster_env, monkeypatch
+):
     seen: dict[str, Any] = {}
+    monkeypatch.setenv("API_KEY", "declared")  # the scenario reads it: it reaches the pods
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "from-the-shell")  # not read: it does not
 
     class Recording(FakeEngine):
         def up(self, program: Callable[[], None]) -> None:
@@ -461,7 +466,9 @@ def test_the_fleet_runs_with_the_env_it_is_given_and_each_event_is_told_once(tmp
                 seen["secret_env"] = state.fleet.secret_env
             super().up(program)
 
-    (tmp_path / "k.py").write_text(SCENARIO)
+    (tmp_path / "k.py").write_text(
+        SCENARIO.replace('get("/healthz")', 'get("/healthz", headers={"K": gen.secret("API_KEY")})')
+    )
     the_plan = plan(
         RunOptions(
             scenario=str(tmp_path / "k.py"),
@@ -480,7 +487,12 @@ def test_the_fleet_runs_with_the_env_it_is_given_and_each_event_is_told_once(tmp
     namespace = report.stack["namespace"]
     # TARGET_URL and the secrets reach the runners from the fleet's env, as on every backend.
     assert seen["url"] == f"http://agent.{namespace}.svc:8080"
-    assert set(seen["secrets"]) == {"STRESSBED_AGENT_TOKEN"} == set(seen["secret_env"])
+    # The scenario's own names come from stressbed's environment, nothing else of it does.
+    assert set(seen["secret_env"]) == {"API_KEY", "STRESSBED_AGENT_TOKEN"}
+    assert seen["secrets"]["API_KEY"] == "declared"
+    # ... and the fleet's own control token, made for it, beside them in its Secret.
+    assert set(seen["secrets"]) == {"API_KEY", "STRESSBED_AGENT_TOKEN", TOKEN_ENV}
+    assert len(seen["secrets"][TOKEN_ENV]) >= 32
     events = [(e["source"], e["event"]) for e in report.events]
     assert len(events) == len(set(events))  # the stack's and the fleet's events, once each
     assert ("stack", "stack-ready") in events

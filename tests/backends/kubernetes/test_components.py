@@ -25,6 +25,7 @@ from stressbed.backends.kubernetes.manifests import (  # noqa: E402
     ClusterFleet,
     deployment,
 )
+from stressbed.fleet.control import TOKEN_ENV  # noqa: E402
 from stressbed.fleet.segments import segment, sequence  # noqa: E402
 from stressbed.scenario.thresholds import Threshold  # noqa: E402
 from stressbed.stack.agent import reference_agent  # noqa: E402
@@ -295,16 +296,51 @@ def test_the_runner_job_is_indexed_and_its_segments_form_one_sequence(program):
 
 
 def test_secrets_are_pulumi_secrets_not_manifest_text(program):
+    held: dict[str, set[str]] = {}
     for resource in program.resources:
         if resource.type == "kubernetes:core/v1:Secret":
             # Marked secret: the engine encrypts it in the state and masks it in output.
             assert is_secret(resource.inputs["stringData"])
             values = resource.manifest["stringData"]
-            assert set(values) == {"STRESSBED_AGENT_TOKEN"}
-            token = values["STRESSBED_AGENT_TOKEN"]
-            assert len(token) >= 24
-            others = [r for r in program.resources if not r.type.endswith("/v1:Secret")]
-            assert all(token not in repr(r.inputs) for r in others)
+            held[resource.manifest["metadata"]["name"]] = set(values)
+            for token in values.values():
+                assert len(token) >= 24
+                others = [r for r in program.resources if not r.type.endswith("/v1:Secret")]
+                assert all(token not in repr(r.inputs) for r in others)
+    # The agent's token for the agent; the fleet's Secret adds the runners' control token.
+    assert held == {
+        "agent-secrets": {"STRESSBED_AGENT_TOKEN"},
+        "stressbed-runners-secrets": {"STRESSBED_AGENT_TOKEN", TOKEN_ENV},
+    }
+
+
+def test_the_control_token_reaches_runners_and_coordinator_from_the_secret_only(program):
+    """Any pod can reach the runners' control port where the CNI ignores NetworkPolicy: the
+    endpoint answers only the token, which comes from the fleet's Secret (never argv, never
+    the bundle's ConfigMap), and the coordinator gets that key and no other secret."""
+    jobs = {j["metadata"]["name"]: j for j in kinds(program)["Job"]}
+    secret = next(
+        m for m in kinds(program)["Secret"] if m["metadata"]["name"] == "stressbed-runners-secrets"
+    )
+    token = secret["stringData"][TOKEN_ENV]
+    for name in ("stressbed-runners", "stressbed-runners-coordinator"):
+        (container,) = jobs[name]["spec"]["template"]["spec"]["containers"]
+        (entry,) = [e for e in container["env"] if e["name"] == TOKEN_ENV]
+        assert entry == {
+            "name": TOKEN_ENV,
+            "valueFrom": {"secretKeyRef": {"name": "stressbed-runners-secrets", "key": TOKEN_ENV}},
+        }
+        assert token not in json.dumps(container)
+    (coordinator,) = jobs["stressbed-runners-coordinator"]["spec"]["template"]["spec"]["containers"]
+    from_secrets = [
+        e["name"] for e in coordinator["env"] if "secretKeyRef" in e.get("valueFrom", {})
+    ]
+    assert from_secrets == [TOKEN_ENV]
+    for config_map in kinds(program)["ConfigMap"]:
+        assert token not in json.dumps(config_map)
+    # The program's token is random and kept in the state, a secret.
+    passwords = [r for r in program.resources if r.type.startswith("random:")]
+    assert "control-token" in {r.name for r in passwords}
 
 
 def test_with_a_registry_both_images_are_built_pushed_and_pulled_by_digest():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
@@ -27,6 +28,7 @@ from stressbed import (
     Workload,
     error_rate,
     extract,
+    gen,
     get,
     latency,
     post,
@@ -38,6 +40,7 @@ from stressbed.app.plan import RunOptions, plan
 from stressbed.backends.base import FleetSpec
 from stressbed.backends.local import LocalFleet
 from stressbed.cli import main
+from stressbed.fleet.environment import ALLOWED
 from stressbed.results.sketch import ACCURACY
 from stressbed.scenario import catalog
 
@@ -443,6 +446,63 @@ def test_a_k6_that_dies_is_reported_by_its_runner_and_stops_the_fleet(server, tm
     assert statuses == ["killed", "stopped"]
     assert report.runners[1].requests > 0  # the survivor's results are kept
     assert processes_mentioning(str(tmp_path)) == []
+
+
+def environments_while_running(
+    server, matches: Callable[[list[str]], bool]
+) -> list[dict[str, str]]:
+    """The environment of every process whose arguments match, read once the load flows."""
+    seen: list[dict[str, str]] = []
+
+    def reader() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not seen:
+            if server.received:
+                for pid, args in command_lines():
+                    if matches(args):
+                        with contextlib.suppress(OSError):
+                            raw = (Path("/proc") / str(pid) / "environ").read_bytes()
+                            pairs = (e.split("=", 1) for e in raw.decode().split("\0") if e)
+                            seen.append(dict(p for p in pairs if len(p) == 2))
+            time.sleep(0.1)
+
+    threading.Thread(target=reader, daemon=True).start()
+    return seen
+
+
+def test_a_runner_gets_what_the_scenario_reads_and_none_of_the_shells_credentials(
+    server, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "from-the-shell")
+    monkeypatch.setenv("K6_CLOUD_TOKEN", "from-the-shell")
+    monkeypatch.setenv("API_KEY", "declared-secret")
+    monkeypatch.setenv("REGION", "declared-env")
+    flow = get("/x", headers={"X-Key": gen.secret("API_KEY"), "X-Region": gen.env("REGION")})
+    bundle = render(scenario_of(flow, ConstantVUs(vus=1, duration="3s")), tmp_path / "bundle")
+    run_dir = tmp_path / "run"
+    seen = environments_while_running(
+        server, lambda args: any(str(run_dir) in a for a in args) and "runners/0" in " ".join(args)
+    )
+    fleet = LocalFleet(bundle.root, run_dir, FleetSpec(runners=1), env={"TARGET_URL": server.url})
+    outcome = fleet.run(deadline_s=60)
+    assert outcome.failure is None
+    # The declared ones reach k6's __ENV: the requests carry them.
+    assert {(r.headers["X-Key"], r.headers["X-Region"]) for r in server.received} == {
+        ("declared-secret", "declared-env")
+    }
+    # The runner and its k6 (both name the runner's results directory) were read running.
+    assert len(seen) >= 2, seen
+    for env in seen:
+        assert "AWS_SECRET_ACCESS_KEY" not in env
+        assert "K6_CLOUD_TOKEN" not in env
+        assert env["API_KEY"] == "declared-secret"
+        assert env["TARGET_URL"] == server.url
+        assert set(env) <= set(ALLOWED) | {"API_KEY", "REGION", "TARGET_URL"} | {
+            "K6_NO_USAGE_REPORT",
+            "K6_CSV_TIME_FORMAT",
+            "GOGC",
+            "GOMEMLIMIT",
+        }
 
 
 def test_k6_is_found_beside_stressbeds_python_with_only_usr_bin_on_path(server, tmp_path):
