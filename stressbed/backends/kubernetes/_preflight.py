@@ -30,6 +30,9 @@ class KubernetesOptions:
     runner_image: str = "stressbed-runner:latest"
     image_pull_policy: str = "IfNotPresent"
     pending_deadline_s: float = 300.0  # a runner Pending longer than this fails the run
+    #: Every runner ready (k6 up, paused) within this of the coordinator's start; with the
+    #: pending deadline and setup()'s, it bounds the time before the run's own deadline starts.
+    ready_timeout_s: float = 300.0
     destroy_timeout_s: float = 900.0  # teardown gives up on `pulumi destroy` after this
     #: Where each run's Pulumi state and passphrase live (never in the results, which CI
     #: uploads): default $XDG_STATE_HOME/stressbed/pulumi (~/.local/state/stressbed/pulumi).

@@ -85,8 +85,9 @@ class ClusterFleet:
     image: str = "stressbed-runner:latest"
     requests: Resources = RUNNER_REQUESTS
     limits: Resources = RUNNER_LIMITS
-    deadline_s: int = 3600  # the Job's activeDeadlineSeconds
-    ready_timeout_s: int = 300
+    deadline_s: int = 3600  # the Jobs' activeDeadlineSeconds (the release's wait included)
+    ready_timeout_s: int = 300  # every runner ready within this of the coordinator's start
+    setup_timeout_s: int = 120  # setup() within this, once they are
     suspend: bool = False  # True: created, started by hand (unsuspend both Jobs)
     name: str = "stressbed-runners"
     extra_env: Mapping[str, str] = field(default_factory=dict)
