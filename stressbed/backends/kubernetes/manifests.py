@@ -2,16 +2,16 @@
 components (:mod:`.components`), the Kubernetes backend and the tests. This module has the
 agent stack and the pieces both share; the fleet's manifests are :mod:`.fleet_manifests`.
 
-Every function returns plain manifest dicts (``apiVersion``, ``kind``, ``metadata``, ...)
-that validate against the API server's strict schemas. The agent gets a Namespace labelled
-for Pod Security Admission ``restricted``, a ResourceQuota (the agent's quota plus room for
-the fleet), a LimitRange, a ServiceAccount without a token, a Deployment (no ``replicas``
-when an HPA manages it), a Service, an autoscaling/v2 HPA, a PodDisruptionBudget and a
-NetworkPolicy that admits only the runners and in-namespace monitoring. The fleet is an
-Indexed Job of runners (segment from the completion index, k6's REST API on the pod IP), a
-headless Service naming each runner, a coordinator Job that releases them together and then
-follows them (progress, live aborts), the k6 bundle in a ConfigMap, and NetworkPolicies that
-let only the coordinator reach the runners.
+Every function returns plain manifest dicts (``apiVersion``, ``kind``, ``metadata``, ...) that
+validate against the API server's strict schemas. The agent gets a Namespace labelled for Pod
+Security Admission ``restricted``, a ResourceQuota (the agent's quota plus room for the fleet),
+a LimitRange, a ServiceAccount without a token, a Deployment (created with the replicas the
+stack starts with; an HPA owns the count afterwards), a Service, an autoscaling/v2 HPA, a
+PodDisruptionBudget and a NetworkPolicy that admits only the runners and in-namespace
+monitoring. The fleet is an Indexed Job of runners (segment from the completion index, k6's
+REST API on the pod IP), a headless Service naming each runner, a coordinator Job that releases
+them together and then follows them (progress, live aborts), the k6 bundle in a ConfigMap, and
+NetworkPolicies that let only the coordinator reach the runners.
 """
 
 from __future__ import annotations
@@ -321,9 +321,10 @@ def deployment(spec: StackSpec, cluster: Cluster) -> Manifest:
         },
         "template": {"metadata": {"labels": labels(AGENT, cluster, name)}, "spec": pod_spec},
     }
-    if spec.autoscaler is None:
-        # With an HPA the field stays out: every apply would otherwise reset the HPA's count.
-        deployment_spec["replicas"] = spec.replicas
+    # With an HPA too: left out, the Deployment would start at 1 and Pulumi would return on
+    # one ready pod. The count the local stack starts with (the spec's replicas within the
+    # HPA's bounds); the HPA owns it afterwards (the Pulumi resource ignores its changes).
+    deployment_spec["replicas"] = spec.initial_replicas
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

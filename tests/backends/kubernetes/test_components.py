@@ -48,6 +48,8 @@ class Captured:
 class Mocks(pulumi.runtime.Mocks):  # type: ignore[misc]
     def __init__(self) -> None:
         self.resources: list[Captured] = []
+        #: Each resource's ignoreChanges as the engine is asked for it (by resource name).
+        self.ignored: dict[str, list[str]] = {}
 
     def new_resource(self, args: Any) -> tuple[str, dict[str, Any]]:
         self.resources.append(Captured(args.typ, args.name, dict(args.inputs)))
@@ -89,13 +91,24 @@ def run_program(program: Callable[[], Any], config: dict[str, str] | None = None
     mocks = Mocks()
     pulumi.runtime.set_mocks(mocks, project="stressbed", stack="test", preview=False)
     pulumi.runtime.set_all_config({f"stressbed:{k}": v for k, v in (config or {}).items()})
+    # The mocks see a resource's inputs only: its options are read off the request.
+    monitor = pulumi.runtime.mocks.MockMonitor
+    register = monitor.RegisterResource
+
+    def registering(self: Any, request: Any) -> Any:
+        mocks.ignored[request.name] = list(request.ignoreChanges)
+        return register(self, request)
 
     @pulumi.runtime.test  # type: ignore[misc]
     def go() -> Any:
         program()
         return pulumi.Output.from_input(None)
 
-    go()
+    monitor.RegisterResource = registering
+    try:
+        go()
+    finally:
+        monitor.RegisterResource = register
     return mocks
 
 
@@ -202,10 +215,16 @@ def test_the_quota_covers_max_replicas_plus_the_fleet(program):
     assert parse_memory(hard["limits.memory"], "m") >= (4 * 256 + 3 * 1024 + 256) * mi
 
 
-def test_no_replicas_beside_an_hpa(program):
+def test_beside_an_hpa_the_deployment_starts_at_min_replicas_and_the_hpa_owns_it(program):
     (deployment,) = kinds(program)["Deployment"]
     (hpa,) = kinds(program)["HorizontalPodAutoscaler"]
-    assert "replicas" not in deployment["spec"]
+    # Created with the HPA's minimum (Pulumi waits for that many ready pods), not 1 ...
+    assert deployment["spec"]["replicas"] == hpa["spec"]["minReplicas"] == 2
+    # ... and a later `up` leaves the count the HPA chose alone.
+    names = {r.name: r for r in program.resources if r.type.startswith("kubernetes:")}
+    (name,) = [n for n, r in names.items() if r.type == "kubernetes:apps/v1:Deployment"]
+    assert program.ignored[name] == ["spec.replicas"]
+    assert all(program.ignored[n] == [] for n in names if n != name)
     assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 4)
     assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 30
@@ -222,6 +241,16 @@ def test_the_agent_listens_on_the_pods_address_and_no_service_links_are_injected
 def test_without_an_hpa_the_deployment_sets_replicas():
     spec = replace(reference_agent(), autoscaler=None, replicas=3)
     assert deployment(spec, Cluster())["spec"]["replicas"] == 3
+
+
+def test_with_an_hpa_the_deployment_starts_where_the_local_stack_does():
+    # The spec's replicas within the HPA's bounds, as the local stack starts.
+    hpa = reference_agent().autoscaler
+    assert hpa is not None
+    assert (hpa.min_replicas, hpa.max_replicas) == (2, 4)
+    for replicas, first in ((1, 2), (3, 3), (9, 4)):
+        spec = replace(reference_agent(), replicas=replicas)
+        assert deployment(spec, Cluster())["spec"]["replicas"] == first
 
 
 def test_data_in_the_agents_environment_is_the_pods_writable_tmp():
