@@ -19,6 +19,8 @@ Config (``pulumi config set stressbed:KEY VALUE``), all optional:
                            pulumi-docker and push them there (else agentImage/runnerImage)
     registryUsername, registryPassword (secret)   credentials for the push, when needed
     platform       linux/amd64                   the nodes' platform for those builds
+    controlPlaneCidrs (none)  e.g. 172.18.0.2/32: where the API server's requests to pods come
+                           from, admitted by the agent's NetworkPolicy (its pod proxy)
 
 Outputs: targetUrl, namespace, fleetJob, startCommand, collectCommand, followCommand.
 """
@@ -49,6 +51,7 @@ from stressbed.backends.kubernetes.manifests import Cluster, ClusterFleet
 from stressbed.scenario import catalog
 from stressbed.scenario.render import bundle_files, render
 from stressbed.scenario.units import parse_duration_ms
+from stressbed.stack.network import parse_cidrs
 
 ROOT = Path(__file__).resolve().parent.parent
 config = pulumi.Config("stressbed")
@@ -80,13 +83,18 @@ def pushed(name: str, dockerfile: str) -> pulumi.Output[str]:
     return image.repo_digest
 
 
+# The program runs with infra/ as its working directory: files are found from the checkout.
+settings = resolve({}, {}, profile=config.get("profile"), file=ROOT / "stressbed.yaml")
 cluster = Cluster(
     namespace=config.get("namespace") or "stressbed",
     image_pull_policy=config.get("imagePullPolicy") or "IfNotPresent",
     run_id=pulumi.get_stack(),
+    # Admitted by the agent's NetworkPolicy: the API server's pod proxy (metrics, fault hook).
+    control_plane_cidrs=parse_cidrs(
+        config.get("controlPlaneCidrs") or settings.values["control_plane_cidrs"],
+        "stressbed:controlPlaneCidrs",
+    ),
 )
-# The program runs with infra/ as its working directory: files are found from the checkout.
-settings = resolve({}, {}, profile=config.get("profile"), file=ROOT / "stressbed.yaml")
 spec = stack_of(settings)
 registry = config.get("registry")
 agent_image: Any = config.get("agentImage") or spec.target.image

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from ...errors import ConfigError
+from ...stack.network import parse_cidrs
 from ...stack.quantities import Resources, parse_cpu, parse_memory
 from .manifests import RUNNER_LIMITS, RUNNER_REQUESTS
 
@@ -39,6 +40,9 @@ class KubernetesOptions:
     state_home: Path | None = None
     runner_cpu: int | None = None  # millicores; None: requests 500m, limit 2
     runner_memory: int | None = None  # bytes; None: requests 256Mi, limit 1Gi
+    #: Where the API server's requests to pods come from (the pod proxy the agent's metrics
+    #: and fault hook are reached through): admitted by the agent's NetworkPolicy.
+    control_plane_cidrs: tuple[str, ...] = ()
 
     def runner_resources(self) -> tuple[Resources, Resources]:
         """The runner pods' (requests, limits): what --runner-cpu/--runner-memory set, as both
@@ -56,7 +60,8 @@ class KubernetesOptions:
     @classmethod
     def of(cls, options: Mapping[str, Any]) -> KubernetesOptions:
         """From the run's settings (``kubeconfig``, ``context``, ``agent_image``,
-        ``runner_image``, ``image_pull_policy``); ConfigError for a bad value."""
+        ``runner_image``, ``image_pull_policy``, ``runner_cpu``, ``runner_memory``,
+        ``control_plane_cidrs``); ConfigError for a bad value."""
         policy = options.get("image_pull_policy") or cls.image_pull_policy
         if policy not in PULL_POLICIES:
             raise ConfigError("--image-pull-policy", policy, "Always, IfNotPresent or Never")
@@ -70,6 +75,9 @@ class KubernetesOptions:
             agent_image=options.get("agent_image") or None,
             runner_image=options.get("runner_image") or cls.runner_image,
             image_pull_policy=policy,
+            control_plane_cidrs=parse_cidrs(
+                options.get("control_plane_cidrs"), "--control-plane-cidrs"
+            ),
         )
 
 

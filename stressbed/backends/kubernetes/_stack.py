@@ -21,10 +21,11 @@ from ...scenario.faults import Fault
 from ...stack.spec import StackSpec
 from ..base import EventSink, new_event
 from ..scrape import Scraper
-from ._cluster import ClusterApi
+from ._cluster import ClusterApi, ProxyUnreachable
 from ._engine import Engine, bounded, prepare_state
 from ._faults import ChaosFaults, PodHook
 from ._preflight import ClusterAccess, KubernetesOptions
+from ._proxy import ProxyCheck
 from ._watch import StackWatch
 from .manifests import Cluster, ClusterFleet
 
@@ -100,6 +101,7 @@ class KubeStack:
         self._watch: StackWatch | None = None
         self._chaos: ChaosFaults | None = None
         self._chaos_left: list[str] = []
+        self._proxy = ProxyCheck(self._event, run.cluster.control_plane_cidrs)
 
     @property
     def events(self) -> list[dict[str, Any]]:
@@ -158,7 +160,13 @@ class KubeStack:
             return dict(seen["pods"])
 
         def get(pod: str, timeout: float) -> str:
-            return run.cluster_api.proxy(ns, pod, port, path, timeout)
+            try:
+                text = run.cluster_api.proxy(ns, pod, port, path, timeout)
+            except ProxyUnreachable as exc:
+                self._proxy.refused(pod, port, str(exc))
+                raise
+            self._proxy.reached(pod)
+            return text
 
         return Scraper(endpoints, [parse_selector(s) for s in metrics.series], get=get)
 
@@ -231,6 +239,7 @@ class KubeStack:
                     if hook is not None
                     else None
                 ),
+                proxy=self._proxy,
             )
         self._chaos.arm(faults, started_at)
 

@@ -393,6 +393,7 @@ class KubernetesBackend(Backend):
         "image_pull_policy",
         "runner_cpu",
         "runner_memory",
+        "control_plane_cidrs",
     )
 
     def __init__(
@@ -444,6 +445,7 @@ class KubernetesBackend(Backend):
             namespace=_namespace(self.options.namespace_prefix, run_id),
             image_pull_policy=self.options.image_pull_policy,
             run_id=run_id,
+            control_plane_cidrs=self.options.control_plane_cidrs,
         )
         if self.options.agent_image:
             spec = replace(spec, target=replace(spec.target, image=self.options.agent_image))

@@ -74,6 +74,10 @@ class Cluster:
     namespace: str = "stressbed"
     image_pull_policy: str = "IfNotPresent"
     run_id: str = "manual"
+    #: Where the API server's requests to pods come from: the pod proxy through which the
+    #: agent's metrics are scraped and its fault hook called. Admitted by the agent's
+    #: NetworkPolicy; empty, a CNI that enforces it holds the proxy back.
+    control_plane_cidrs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -385,12 +389,24 @@ def hpa(spec: StackSpec, cluster: Cluster) -> Manifest:
 
 
 def agent_network_policy(spec: StackSpec, cluster: Cluster, fleet: ClusterFleet | None) -> Manifest:
-    """Only the runner pods (and monitoring in the namespace) reach the agent's port."""
+    """Only the runner pods (and monitoring in the namespace) reach the agent's port; and the
+    control plane's addresses, when given, its port and its metrics port (the pod proxy)."""
     peers = [
         {"podSelector": {"matchLabels": {"app.kubernetes.io/component": RUNNER}}},
         {"podSelector": {"matchLabels": {"app.kubernetes.io/component": COORDINATOR}}},
         {"podSelector": {"matchLabels": {"app.kubernetes.io/component": MONITORING}}},
     ]
+    ingress: list[dict[str, Any]] = [
+        {"from": peers, "ports": [{"protocol": "TCP", "port": spec.target.port}]}
+    ]
+    if cluster.control_plane_cidrs:
+        ports = sorted({spec.target.port, (spec.metrics.port if spec.metrics else None) or 0})
+        ingress.append(
+            {
+                "from": [{"ipBlock": {"cidr": cidr}} for cidr in cluster.control_plane_cidrs],
+                "ports": [{"protocol": "TCP", "port": p} for p in ports if p],
+            }
+        )
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -398,7 +414,7 @@ def agent_network_policy(spec: StackSpec, cluster: Cluster, fleet: ClusterFleet 
         "spec": {
             "podSelector": {"matchLabels": selector(AGENT, spec.target.name)},
             "policyTypes": ["Ingress"],
-            "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": spec.target.port}]}],
+            "ingress": ingress,
         },
     }
 
