@@ -300,8 +300,10 @@ class _KubernetesApi:
     def __init__(self, access: ClusterAccess) -> None:
         from kubernetes import client, config  # noqa: PLC0415 - only with the kubernetes extra
 
+        # Every file of $KUBECONFIG's list: the client's KubeConfigMerger splits the list on
+        # the path separator and merges them as kubectl does.
         api_client = config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=str(access.kubeconfig), context=access.context
+            config_file=access.path_list, context=access.context
         )
         self.core = client.CoreV1Api(api_client)
         self.apps = client.AppsV1Api(api_client)

@@ -83,10 +83,22 @@ class KubernetesOptions:
 
 @dataclass(frozen=True)
 class ClusterAccess:
-    """Where the preflight found the cluster: the kubeconfig file and the context in it."""
+    """Where the preflight found the cluster: the kubeconfig file (the first of $KUBECONFIG's
+    list, which are merged as kubectl merges them) and the context in it."""
 
     kubeconfig: Path
     context: str
+    merged_with: tuple[Path, ...] = ()  # the rest of $KUBECONFIG's files, in its order
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return (self.kubeconfig, *self.merged_with)
+
+    @property
+    def path_list(self) -> str:
+        """Every file, as KUBECONFIG lists them (what kubectl, client-go and the Python client
+        merge: the first file to name a context or set current-context wins)."""
+        return os.pathsep.join(str(path) for path in self.files)
 
 
 def preflight(
@@ -111,22 +123,45 @@ def preflight(
             f"missing Python package {exc.name}",
             "pip install 'stressbed[kubernetes]'",
         ) from None
-    path = options.kubeconfig
-    if path is None:
-        first = (env.get("KUBECONFIG") or "").split(os.pathsep)[0]
-        path = Path(first) if first else Path(env.get("HOME", "~")).expanduser() / ".kube/config"
-    if not path.is_file():
-        raise ConfigError("--kubeconfig", str(path), "an existing kubeconfig file")
-    try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
-        raise ConfigError("--kubeconfig", str(path), "a readable kubeconfig (YAML)") from None
-    names = [str(c.get("name")) for c in config.get("contexts") or [] if isinstance(c, dict)]
-    context = options.context or config.get("current-context")
-    if not context:
-        raise ConfigError("--context", None, f"a context of {path}: {', '.join(names) or 'none'}")
-    if context not in names:
+    files = _kubeconfigs(options.kubeconfig, env)
+    names: list[str] = []
+    current = None
+    for path in files:  # as kubectl merges them: the first to name or set a thing wins
+        try:
+            config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            raise ConfigError("--kubeconfig", str(path), "a readable kubeconfig (YAML)") from None
+        if not isinstance(config, dict):
+            raise ConfigError("--kubeconfig", str(path), "a kubeconfig (a YAML mapping)")
+        for item in config.get("contexts") or []:
+            if isinstance(item, dict) and str(item.get("name")) not in names:
+                names.append(str(item.get("name")))
+        current = current or config.get("current-context") or None
+    where = os.pathsep.join(str(p) for p in files)
+    context = options.context or current
+    if not context or context not in names:
         raise ConfigError(
-            "--context", context, f"a context of {path}: {', '.join(names) or 'none'}"
+            "--context", context, f"a context of {where}: {', '.join(names) or 'none'}"
         )
-    return ClusterAccess(path, context)
+    return ClusterAccess(files[0], str(context), tuple(files[1:]))
+
+
+def _kubeconfigs(given: Path | None, env: Mapping[str, str]) -> list[Path]:
+    """The kubeconfig files to merge: --kubeconfig's one file; else each of $KUBECONFIG's list
+    that exists (kubectl skips the missing ones); else ~/.kube/config."""
+    if given is not None:
+        if not given.is_file():
+            raise ConfigError("--kubeconfig", str(given), "an existing kubeconfig file")
+        return [given]
+    listed = [p for p in (env.get("KUBECONFIG") or "").split(os.pathsep) if p]
+    if not listed:
+        home = Path(env.get("HOME", "~")).expanduser() / ".kube/config"
+        if not home.is_file():
+            raise ConfigError("--kubeconfig", str(home), "an existing kubeconfig file")
+        return [home]
+    found = [Path(p).expanduser() for p in listed if Path(p).expanduser().is_file()]
+    if not found:
+        raise ConfigError(
+            "KUBECONFIG", env["KUBECONFIG"], "a list of kubeconfig files, one existing"
+        )
+    return list(dict.fromkeys(found))

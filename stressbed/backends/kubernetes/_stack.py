@@ -68,9 +68,14 @@ class RunState:
             RunnerFleetArgs,
         )
 
+        # One file: given by path (its secrets stay in the file, not in the state). Several
+        # ($KUBECONFIG's list, which the provider would take for a kubeconfig's text): "",
+        # which the provider reads as unset, so that its own loader (client-go's, kubectl's)
+        # merges the KUBECONFIG the engine sets. (None would not do: the SDK then reads this
+        # process's KUBECONFIG into the input.)
         provider = k8s.Provider(
             "cluster",
-            kubeconfig=str(self.access.kubeconfig),  # by path: its secrets stay in the file
+            kubeconfig="" if self.access.merged_with else str(self.access.kubeconfig),
             context=self.access.context,
         )
         opts = pulumi.ResourceOptions(providers=[provider])
@@ -217,7 +222,7 @@ class KubeStack:
         passphrase = run.state_dir / "passphrase"
         return (
             f"finish with `PULUMI_BACKEND_URL=file://{state} PULUMI_CONFIG_PASSPHRASE_FILE="
-            f"{passphrase} KUBECONFIG={run.access.kubeconfig} pulumi destroy --stack "
+            f"{passphrase} KUBECONFIG={run.access.path_list} pulumi destroy --stack "
             f"{run.cluster.namespace} --yes` (then `pulumi stack rm {run.cluster.namespace}`)"
         )
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+import yaml
 
 from stressbed.backends.kubernetes import ClusterAccess, PodState, kubernetes_api, runner_failure
 from stressbed.backends.kubernetes._cluster import ProxyUnreachable
@@ -396,3 +397,26 @@ def test_a_pod_the_proxy_cannot_reach_is_told_from_the_pods_own_answer(tmp_path)
     assert (str(hooked.value), str(scraped.value)) == (reach, reach)
     assert str(slow.value) == "no answer in 0.2 s"
     assert said == "HTTP 404"
+
+
+def test_the_real_client_merges_every_file_of_a_kubeconfig_list(tmp_path):
+    # The context and user in one file, the cluster (the server's address) in another: as
+    # KUBECONFIG=a:b for kubectl. Without the second file there is no server to ask.
+    config = yaml.safe_load(KUBECONFIG)
+    clusters = config.pop("clusters")
+    (tmp_path / "a").write_text(yaml.safe_dump(config))
+    (tmp_path / "b").write_text(yaml.safe_dump({"apiVersion": "v1", "clusters": clusters}))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), StubApiServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        text = (tmp_path / "b").read_text()
+        served = f"http://127.0.0.1:{server.server_port}"
+        (tmp_path / "b").write_text(text.replace("https://127.0.0.1:6443", served))
+        with pytest.raises(Exception, match="Expected object with name kind-stressbed in"):
+            kubernetes_api(ClusterAccess(tmp_path / "a", "kind-stressbed"))
+        access = ClusterAccess(tmp_path / "a", "kind-stressbed", (tmp_path / "b",))
+        (pod,) = kubernetes_api(access).pods("ns1", "runner")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert pod.name == "runners-1-abc"

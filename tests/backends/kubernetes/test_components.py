@@ -412,3 +412,29 @@ def test_the_coordinator_follows_every_runner_and_judges_the_abort_thresholds():
     assert {p["port"] for p in service["spec"]["ports"]} == {K6_API_PORT, CONTROL_PORT}
     for manifest in manifests:
         kubernetes_validate.validate(manifest, VERSIONS[-1], strict=True)
+
+
+@pytest.mark.parametrize("files", [1, 2])
+def test_the_provider_takes_one_kubeconfig_by_path_and_a_list_through_its_own_merge(
+    tmp_path, monkeypatch, files
+):
+    from stressbed.backends.kubernetes import ClusterAccess, KubernetesOptions  # noqa: PLC0415
+    from stressbed.backends.kubernetes._stack import RunState  # noqa: PLC0415
+
+    paths = [tmp_path / "a", tmp_path / "b"][:files]
+    # This process's own KUBECONFIG must not become the provider's kubeconfig text.
+    monkeypatch.setenv("KUBECONFIG", f"{paths[0]}:{tmp_path / 'b'}")
+    state = RunState(
+        spec=reference_agent(),
+        cluster=Cluster(),
+        access=ClusterAccess(paths[0], "kind-stressbed", tuple(paths[1:])),
+        engine=None,  # type: ignore[arg-type]
+        cluster_api=None,  # type: ignore[arg-type]
+        options=KubernetesOptions(),
+        secret_values={},
+    )
+    mocks = run_program(state.program)
+    (provider,) = [r for r in mocks.resources if r.type == "pulumi:providers:kubernetes"]
+    # "": unset for the provider, whose loader then merges the KUBECONFIG the engine sets.
+    assert provider.inputs["kubeconfig"] == (str(paths[0]) if files == 1 else "")
+    assert provider.inputs["context"] == "kind-stressbed"
