@@ -420,3 +420,16 @@ def test_the_real_client_merges_every_file_of_a_kubeconfig_list(tmp_path):
         server.shutdown()
         server.server_close()
     assert pod.name == "runners-1-abc"
+
+
+def test_the_client_floor_is_the_first_release_with_what_hook_calls():
+    # hook() serialises its request with ApiClient.param_serialize: kubernetes 37.0.0 is the
+    # first release that has it (36.0.3 has not). An older floor installs a client it fails on.
+    import tomllib  # noqa: PLC0415
+
+    from kubernetes import client  # noqa: PLC0415
+
+    document = tomllib.loads((Path(__file__).parents[3] / "pyproject.toml").read_text())
+    wanted = document["project"]["optional-dependencies"]["kubernetes"]
+    assert [r for r in wanted if r.startswith("kubernetes")] == ["kubernetes>=37"]
+    assert callable(getattr(client.ApiClient, "param_serialize", None))
