@@ -438,3 +438,22 @@ def test_the_provider_takes_one_kubeconfig_by_path_and_a_list_through_its_own_me
     # "": unset for the provider, whose loader then merges the KUBECONFIG the engine sets.
     assert provider.inputs["kubeconfig"] == (str(paths[0]) if files == 1 else "")
     assert provider.inputs["context"] == "kind-stressbed"
+
+
+def test_the_virtualenv_pulumi_up_makes_is_ignored_by_git():
+    import shutil  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+
+    import yaml  # noqa: PLC0415
+
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    venv = project["runtime"]["options"]["virtualenv"]  # relative to Pulumi.yaml: the root
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    found = subprocess.run(
+        ["git", "check-ignore", "--no-index", "-q", f"{venv}/bin/python"],
+        cwd=ROOT,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert found.returncode == 0, f"{venv}/ is not in .gitignore"
