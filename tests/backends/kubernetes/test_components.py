@@ -16,7 +16,13 @@ import pytest
 pulumi = pytest.importorskip("pulumi")
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
+import shlex  # noqa: E402
+
 from stressbed import error_rate, latency  # noqa: E402
+from stressbed.app.cli import _run_options, build_parser  # noqa: E402
+from stressbed.app.collect import collected_scenario, declared_stack  # noqa: E402
+from stressbed.app.compare import run_fingerprint  # noqa: E402
+from stressbed.app.plan import plan  # noqa: E402
 from stressbed.backends.kubernetes.fleet_manifests import fleet_manifests  # noqa: E402
 from stressbed.backends.kubernetes.manifests import (  # noqa: E402
     CONTROL_PORT,
@@ -26,9 +32,12 @@ from stressbed.backends.kubernetes.manifests import (  # noqa: E402
     deployment,
 )
 from stressbed.fleet.segments import segment, sequence  # noqa: E402
+from stressbed.results.compare import differences  # noqa: E402
 from stressbed.scenario.thresholds import Threshold  # noqa: E402
 from stressbed.stack.agent import reference_agent  # noqa: E402
 from stressbed.stack.quantities import parse_cpu, parse_memory  # noqa: E402
+
+from ...conftest import needs_k6  # noqa: E402
 
 ROOT = Path(__file__).parents[3]
 VERSIONS = ["1.31", "1.32", "1.33", "1.34", "1.35"]
@@ -377,8 +386,42 @@ def test_the_collect_command_names_the_scenario_the_program_ran():
     run_program(program, {"scenario": "tools/bench/scenario.py", "namespace": "n1"})
     scenario = ROOT / "tools" / "bench" / "scenario.py"
     assert seen["collect_command"] == (
-        f"stressbed collect --namespace n1 --job stressbed-runners --scenario {scenario}"
+        f"stressbed collect --namespace n1 --job stressbed-runners --scenario {scenario} "
+        f"--profiles {ROOT / 'stressbed.yaml'}"
     )
+
+
+@needs_k6  # the run it is compared with is planned, and plan() checks that k6 is there
+def test_a_collected_runs_fingerprint_is_the_run_it_came_from(cluster_env):
+    # infra/ with a duration and a profile; collected with the command it prints; the run it
+    # came from as `stressbed run` plans it: one fingerprint, so they compare.
+    seen: dict[str, Any] = {}
+
+    def program() -> None:
+        seen.update(runpy.run_path(str(ROOT / "infra" / "__main__.py"), run_name="__main__"))
+
+    run_program(program, {"duration": "30s", "runners": "3", "profile": "local"})
+    command = shlex.split(seen["collect_command"])
+    assert command[:2] == ["stressbed", "collect"]
+    args = build_parser().parse_args(command[1:])
+    assert (args.duration, args.profile) == ("30s", "local")
+    collected = run_fingerprint(
+        collected_scenario(args.scenario, args.duration),
+        3,  # its runner pods
+        "kubernetes",
+        declared_stack(args.scenario, args.profile, args.profiles),
+    )
+    run = build_parser().parse_args(
+        [
+            *("run", "--backend", "kubernetes", "--kubeconfig", str(cluster_env)),
+            *("--scenario", args.scenario, "--duration", "30s", "--runners", "3"),
+            *("--profile", "local", "--profiles", str(args.profiles)),
+        ]
+    )
+    planned = plan(_run_options(run)).fingerprint
+    assert differences(planned, collected) == []
+    # Scaled: not the scenario's own length, which a collect without --duration recorded.
+    assert collected_scenario(args.scenario, None).duration_ms() / 1000 != collected["duration_s"]
 
 
 def test_the_coordinator_follows_every_runner_and_judges_the_abort_thresholds():
