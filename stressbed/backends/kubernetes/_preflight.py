@@ -123,7 +123,8 @@ def preflight(
             f"missing Python package {exc.name}",
             "pip install 'stressbed[kubernetes]'",
         ) from None
-    files = _kubeconfigs(options.kubeconfig, env)
+    # Absolute: Pulumi runs elsewhere, and a printed command must work from any directory.
+    files = [path.absolute() for path in _kubeconfigs(options.kubeconfig, env)]
     names: list[str] = []
     current = None
     for path in files:  # as kubectl merges them: the first to name or set a thing wins

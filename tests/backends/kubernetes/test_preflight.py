@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -108,3 +109,11 @@ def test_every_file_of_kubeconfigs_list_is_merged_as_kubectl_merges_them(tmp_pat
     with pytest.raises(ConfigError) as none:
         preflight(KubernetesOptions(), {"KUBECONFIG": str(tmp_path / "missing")}, engine=False)
     assert none.value.field == "KUBECONFIG"
+
+
+def test_a_relative_kubeconfig_is_made_absolute(cluster_env, monkeypatch):
+    monkeypatch.chdir(cluster_env.parent)
+    access = preflight(KubernetesOptions(kubeconfig=Path(cluster_env.name)), engine=False)
+    assert access.kubeconfig == cluster_env
+    listed = preflight(KubernetesOptions(), {"KUBECONFIG": cluster_env.name}, engine=False)
+    assert listed.path_list == str(cluster_env)
