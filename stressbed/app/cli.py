@@ -177,12 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read each runner's result from its pod's log, merge them and judge the "
         "scenario's thresholds, as a run does; needs the kubernetes extra.",
     )
-    collect_cmd.add_argument("--namespace", required=True)
-    collect_cmd.add_argument("--job", default="stressbed-runners", help="the runners' Job")
-    collect_cmd.add_argument("--scenario", required=True, metavar="NAME|PATH")
-    collect_cmd.add_argument("--kubeconfig", type=Path, metavar="FILE")
-    collect_cmd.add_argument("--context", metavar="NAME")
-    collect_cmd.add_argument("--results", type=Path, default=Path("results"), metavar="DIR")
+    _collect_arguments(collect_cmd)
     collect_cmd.set_defaults(handler=cmd_collect)
 
     compare_cmd = commands.add_parser(
@@ -380,17 +375,44 @@ def _share(text: str) -> float:
     return _percent(text) / 100
 
 
+def _collect_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--namespace", required=True)
+    command.add_argument("--job", default="stressbed-runners", help="the runners' Job")
+    command.add_argument("--scenario", required=True, metavar="NAME|PATH")
+    command.add_argument("--kubeconfig", type=Path, metavar="FILE")
+    command.add_argument("--context", metavar="NAME")
+    # What the Pulumi program ran (its collectCommand says them): the fingerprint's.
+    command.add_argument(
+        "--duration", metavar="D", help="the duration the fleet ran the scenario for, if scaled"
+    )
+    command.add_argument(
+        "--profile", metavar="NAME", help="the profile whose stack the program deployed"
+    )
+    command.add_argument(
+        "--profiles", type=Path, metavar="FILE", help="the profile file the program read"
+    )
+    command.add_argument("--results", type=Path, default=Path("results"), metavar="DIR")
+
+
 def cmd_collect(args: argparse.Namespace) -> int:
     # The Kubernetes backend's code only when this command runs (its extra may be missing).
     from ..backends.kubernetes import KubernetesOptions, kubernetes_api, preflight  # noqa: PLC0415
-    from .collect import collect  # noqa: PLC0415
+    from .collect import collect, collected_scenario, declared_stack  # noqa: PLC0415
 
-    catalog.load(args.scenario)  # a bad name fails before the cluster is asked anything
+    # A bad name, duration or profile fails before the cluster is asked anything.
+    collected_scenario(args.scenario, args.duration)
+    stack = declared_stack(args.scenario, args.profile, args.profiles)
     access = preflight(
         KubernetesOptions(kubeconfig=args.kubeconfig, context=args.context), engine=False
     )
     report = collect(
-        args.namespace, args.job, args.scenario, args.results, api=kubernetes_api(access)
+        args.namespace,
+        args.job,
+        args.scenario,
+        args.results,
+        api=kubernetes_api(access),
+        duration=args.duration,
+        stack=stack,
     )
     print(table(report))
     print(f"results: {args.results / report.run_id}")

@@ -26,6 +26,8 @@ NOTABLE = {
     "fault-applied": "fault {fault} applied: {label} ({how})",
     "fault-ended": "fault {fault} ended ({reason})",
     "fault-skipped": "fault {fault} skipped: {reason}",
+    "proxy-refused": "warning: the API server's pod proxy did not reach {pod}:{port} "
+    "({reason}): {fix}",
 }
 
 

@@ -85,6 +85,13 @@ def target_options(command: argparse.ArgumentParser) -> None:
         "(default: stressbed-base:<Debian release>, made from Debian packages if missing)",
     )
     command.add_argument(
+        "--control-plane-cidrs",
+        metavar="CIDRS",
+        help="--backend kubernetes: where the API server's requests to pods come from "
+        "(e.g. 172.18.0.2/32,10.0.0.0/28), admitted by the agent's NetworkPolicy so that its "
+        "metrics and fault hook answer through the pod proxy on a CNI that enforces it",
+    )
+    command.add_argument(
         "--runner-memory",
         metavar="Q",
         help="--backend kubernetes: each runner pod's memory, request and limit (e.g. 2Gi)",

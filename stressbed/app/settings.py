@@ -33,6 +33,7 @@ import yaml
 
 from ..errors import ConfigError
 from ..stack.agent import reference_agent
+from ..stack.network import parse_cidrs
 from ..stack.quantities import Resources
 from ..stack.spec import (
     Autoscaler,
@@ -79,6 +80,7 @@ RUN_KEYS: dict[str, Any] = {
     "runner_memory": None,
     "runners_local": False,
     "base_image": None,
+    "control_plane_cidrs": None,
 }
 ENV = {key: f"STRESSBED_{key.upper()}" for key in RUN_KEYS}
 #: Kubernetes' image pull policies (``image_pull_policy``).
@@ -95,6 +97,7 @@ BACKEND_KEYS = (
     "runner_memory",
     "runners_local",
     "base_image",
+    "control_plane_cidrs",
 )
 _LAYER_KEYS = (*RUN_KEYS, "stack", "thresholds")
 _OPTIONAL = {
@@ -295,6 +298,8 @@ def _value(key: str, value: Any, where: str, *, from_text: bool = False) -> Any:
         return value
     if value is None:
         return None
+    if key == "control_plane_cidrs":  # a list in the file, comma-separated elsewhere
+        return ",".join(parse_cidrs(value, where))
     if not isinstance(value, str | Path) or not str(value):
         raise ConfigError(where, value, "a non-empty string")
     return str(value)

@@ -67,3 +67,23 @@ def test_collect_says_so_when_the_coordinator_aborted_the_fleet(tmp_path):
     report = collect("load-test", "runners", str(tmp_path / "k.py"), tmp_path / "r", api=cluster)
     assert report.exit_code == 1
     assert report.message.startswith("aborted: threshold failed fleet-wide: http_req_failed")
+
+
+def test_the_collected_fingerprint_is_the_scaled_scenarios_on_the_declared_stack(tmp_path):
+    from stressbed.app.collect import collected_scenario  # noqa: PLC0415
+    from stressbed.app.compare import run_fingerprint  # noqa: PLC0415
+    from stressbed.stack.agent import reference_agent  # noqa: PLC0415
+
+    (tmp_path / "k.py").write_text(SCENARIO)
+    scenario = str(tmp_path / "k.py")
+    report = collect(
+        "ns", "runners", scenario, tmp_path / "r", api=FakeCluster(2, [{}]),
+        duration="5s", stack=reference_agent(),
+    )  # fmt: skip
+    expected = run_fingerprint(
+        collected_scenario(scenario, "5s"), 2, "kubernetes", reference_agent()
+    )
+    assert report.fingerprint == expected
+    assert report.fingerprint["stack"] is not None
+    with pytest.raises(ConfigError, match="--duration: got '500ms'; expected at least 1s"):
+        collected_scenario(scenario, "500ms")

@@ -101,7 +101,8 @@ def test_an_option_given_for_another_backend_on_the_command_line_is_refused(tmp_
         plan(options)
     assert str(error.value) == (
         "--port: got 8080; expected an option of --backend kubernetes (--kubeconfig, --context, "
-        "--agent-image, --runner-image, --image-pull-policy, --runner-cpu, --runner-memory)"
+        "--agent-image, --runner-image, --image-pull-policy, --runner-cpu, --runner-memory, "
+        "--control-plane-cidrs)"
     )
 
 

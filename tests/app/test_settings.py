@@ -73,6 +73,7 @@ def test_each_layer_overrides_the_one_below_and_says_so(profiles):
         "runner_memory": "default",
         "runners_local": "default",
         "base_image": "default",
+        "control_plane_cidrs": "default",
         "stack.replicas": f"profile ci ({profiles})",
         "stack.limits.memory": f"profile ci ({profiles})",
         "stack.autoscaler.max_replicas": f"profile ci ({profiles})",

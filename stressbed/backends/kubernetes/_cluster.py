@@ -28,6 +28,7 @@ __all__ = [
     "ClusterApi",
     "ClusterEvent",
     "PodState",
+    "ProxyUnreachable",
     "ScaleState",
     "coordinator_reason",
     "fleet_abort",
@@ -43,8 +44,19 @@ _USAGE_CPU = re.compile(r"(\d+(?:\.\d+)?)(n|u|m)?")
 _USAGE_CPU_UNITS = {"n": 1e-6, "u": 1e-3, "m": 1.0, None: 1000.0}
 #: A call to an agent pod's fault hook waits at most this long.
 HOOK_TIMEOUT_S = 5.0
+#: What the API server answers when its pod proxy could not dial the pod: apimachinery's
+#: proxy transport says "error trying to reach service: dial tcp ...: connect: connection
+#: refused" (or "i/o timeout") with a 503; a tunnel to the nodes (Konnectivity, k3s) says
+#: "proxy error from ... while dialing ..." (a 502 inside it).
+UNREACHABLE_SAID = ("error trying to reach service", "proxy error from")
 IMAGE_ERRORS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 CONFIG_ERRORS = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
+
+
+class ProxyUnreachable(Exception):
+    """The API server's pod proxy did not reach the pod: the API server's own 503 (or a
+    tunnel's 502) for a dial that failed, or no answer in time. On a CNI that enforces the
+    agent's NetworkPolicy, most often the policy holding back the control plane."""
 
 
 @dataclass
@@ -99,7 +111,8 @@ class ClusterApi(Protocol):
 
     def proxy(self, namespace: str, pod: str, port: int, path: str, timeout: float) -> str:
         """GET ``path`` on the pod's ``port`` through the API server's pod proxy (what the
-        target's metrics are scraped by: no port of the cluster is opened for it)."""
+        target's metrics are scraped by: no port of the cluster is opened for it).
+        ProxyUnreachable when the proxy did not reach the pod."""
         ...
 
     def scale(self, namespace: str, name: str, *, autoscaled: bool) -> ScaleState:
@@ -139,7 +152,8 @@ class ClusterApi(Protocol):
         headers: dict[str, str],
     ) -> str | None:
         """``request`` (method, path, JSON body) to the pod's ``port`` through the API server's
-        pod proxy: None when the pod answered 2xx, else why not, in a few words."""
+        pod proxy: None when the pod answered 2xx, else why not, in a few words.
+        ProxyUnreachable when the proxy did not reach the pod."""
         ...
 
     def missing_chaos_kinds(self, plurals: Sequence[str]) -> list[str]:
@@ -286,8 +300,10 @@ class _KubernetesApi:
     def __init__(self, access: ClusterAccess) -> None:
         from kubernetes import client, config  # noqa: PLC0415 - only with the kubernetes extra
 
+        # Every file of $KUBECONFIG's list: the client's KubeConfigMerger splits the list on
+        # the path separator and merges them as kubectl does.
         api_client = config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=str(access.kubeconfig), context=access.context
+            config_file=access.path_list, context=access.context
         )
         self.core = client.CoreV1Api(api_client)
         self.apps = client.AppsV1Api(api_client)
@@ -309,13 +325,19 @@ class _KubernetesApi:
         return bytes(response.data).decode("utf-8", errors="replace")
 
     def proxy(self, namespace: str, pod: str, port: int, path: str, timeout: float) -> str:
-        response: Any = self.core.connect_get_namespaced_pod_proxy_with_path(
-            f"{pod}:{port}",
-            namespace,
-            path.lstrip("/"),
-            _preload_content=False,
-            _request_timeout=timeout,
-        )
+        try:
+            response: Any = self.core.connect_get_namespaced_pod_proxy_with_path(
+                f"{pod}:{port}",
+                namespace,
+                path.lstrip("/"),
+                _preload_content=False,
+                _request_timeout=timeout,
+            )
+        except Exception as exc:
+            unreachable = _unreachable(exc, timeout)
+            if unreachable is not None:
+                raise unreachable from exc
+            raise
         return bytes(response.data).decode("utf-8", errors="replace")
 
     def scale(self, namespace: str, name: str, *, autoscaled: bool) -> ScaleState:
@@ -413,9 +435,15 @@ class _KubernetesApi:
             response = client.call_api(*params, _request_timeout=HOOK_TIMEOUT_S)
             response.read()
         except Exception as exc:
+            unreachable = _unreachable(exc, HOOK_TIMEOUT_S)
+            if unreachable is not None:
+                raise unreachable from exc
             status = getattr(exc, "status", None)
             return f"HTTP {status}" if status else f"{type(exc).__name__}: {exc}"[:200]
         if not 200 <= response.status < 300:
+            said = bytes(response.data or b"").decode("utf-8", errors="replace")
+            if response.status in (502, 503) and any(s in said for s in UNREACHABLE_SAID):
+                raise ProxyUnreachable(f"HTTP {response.status}: {_status_message(said)}")
             return f"HTTP {response.status}"
         return None
 
@@ -432,6 +460,32 @@ class _KubernetesApi:
 
 def kubernetes_api(access: ClusterAccess) -> ClusterApi:
     return _KubernetesApi(access)
+
+
+def _unreachable(exc: BaseException, timeout: float) -> ProxyUnreachable | None:
+    """The proxy's failure to reach the pod, from what the client raised; None for any other
+    error (the pod's own answer, a refusal of the API server)."""
+    status = getattr(exc, "status", None)
+    body = str(getattr(exc, "body", None) or "")
+    if status in (502, 503) and any(said in body for said in UNREACHABLE_SAID):
+        return ProxyUnreachable(f"HTTP {status}: {_status_message(body)}")
+    # urllib3's timeouts (read, connect; alone or as a MaxRetryError's reason) are named
+    # TimeoutError along their bases; the client is not imported for them.
+    for error in (exc, getattr(exc, "reason", None)):
+        if error is not None and any(c.__name__ == "TimeoutError" for c in type(error).__mro__):
+            return ProxyUnreachable(f"no answer in {timeout:g} s")
+    return None
+
+
+def _status_message(body: str) -> str:
+    """A Status document's message (or the body's first line), short."""
+    try:
+        said = json.loads(body)
+    except ValueError:
+        said = None
+    text = str(said.get("message")) if isinstance(said, dict) and said.get("message") else body
+    lines = text.strip().splitlines()
+    return (lines[0] if lines else "no message")[:200]
 
 
 def _pod_state(pod: Any) -> PodState:

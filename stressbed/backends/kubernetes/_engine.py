@@ -215,7 +215,7 @@ class _AutomationEngine:
             pulumi_command=auto.PulumiCommand(root=str(state / "cli")),
             env_vars={
                 "PULUMI_CONFIG_PASSPHRASE_FILE": str(passphrase),
-                "KUBECONFIG": str(access.kubeconfig),
+                "KUBECONFIG": access.path_list,  # every file: the provider merges them
             },
         )
         self.stack: Any = None

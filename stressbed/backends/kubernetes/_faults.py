@@ -27,7 +27,8 @@ from typing import Any
 
 from ...scenario.faults import Fault
 from ...stack.spec import FaultHook
-from ._cluster import ClusterApi
+from ._cluster import ClusterApi, ProxyUnreachable
+from ._proxy import ProxyCheck
 from .chaos import PLURALS, chaos_object
 from .manifests import Cluster
 
@@ -79,6 +80,7 @@ class ChaosFaults:
         *,
         cpu_limit_m: int | None = None,
         hook: PodHook | None = None,
+        proxy: ProxyCheck | None = None,
         apply_timeout_s: float = 60.0,
         delete_timeout_s: float = 60.0,
     ) -> None:
@@ -88,6 +90,7 @@ class ChaosFaults:
         self._event = event
         self._cpu_limit_m = cpu_limit_m
         self._hook = hook
+        self._proxy = proxy
         self._apply_timeout_s = apply_timeout_s
         self._delete_timeout_s = delete_timeout_s
         self._armed: list[_Armed] = []
@@ -250,7 +253,12 @@ class ChaosFaults:
 
     def _tick_hooked(self, item: _Armed, now: float) -> None:
         if item.created is None and now >= item.at:
-            self._start_hooked(item)
+            try:
+                self._start_hooked(item)
+            except Exception as exc:  # the pods not listed: tried again until its end
+                if now < item.end:
+                    raise
+                self._skip(item, f"the agent pods could not be listed: {_said(exc)}")
         elif item.applied and not item.done and now >= item.end:
             self._end_hooked(item, "its end")
         elif item.applied and not item.done:
@@ -270,27 +278,51 @@ class ChaosFaults:
             p.name for p in pods if p.ready and (p.name not in seen or p.restarts > seen[p.name])
         )
 
-    def _call_hooks(self, item: _Armed, pods: Sequence[str]) -> list[str]:
-        """Start the hooked fault on ``pods`` for the rest of its time; those that took it."""
+    def _call_hooks(
+        self, item: _Armed, pods: Sequence[str], refused: dict[str, str] | None = None
+    ) -> list[str]:
+        """Start the hooked fault on ``pods`` for the rest of its time; those that took it
+        (why each other one did not, into ``refused``)."""
         assert self._hook is not None
         hook, kind = self._hook, item.hooked
         left = max(1.0, item.end - time.time()) + HOOK_MARGIN_S
         request = ("POST", hook.spec.path, {"kind": kind, "duration_s": round(left, 1)})
         took = []
         for pod in pods:
-            said = self._api.hook(
-                self._cluster.namespace, pod, hook.port, request, hook.spec.headers(hook.token)
-            )
+            said = self._call_hook(pod, request)
             if said is None:
                 took.append(pod)
                 if pod not in item.pods:
                     item.pods.append(pod)
-        restarts = {
-            p.name: p.restarts
-            for p in self._api.pods(self._cluster.namespace, "agent", self._target)
-        }
+            elif refused is not None:
+                refused[pod] = said
+        try:
+            found = self._api.pods(self._cluster.namespace, "agent", self._target)
+            restarts = {p.name: p.restarts for p in found}
+        except Exception:  # read again when it is next extended; taken is taken
+            restarts = {}
         item.restarts.update({pod: restarts.get(pod, 0) for pod in took})
         return took
+
+    def _call_hook(self, pod: str, request: tuple[str, str, dict[str, Any] | None]) -> str | None:
+        """One call to ``pod``'s fault hook: None when it answered 2xx, else why not (a call
+        that raised included: one pod's trouble holds up no other)."""
+        assert self._hook is not None
+        hook = self._hook
+        try:
+            said = self._api.hook(
+                self._cluster.namespace, pod, hook.port, request, hook.spec.headers(hook.token)
+            )
+        except ProxyUnreachable as exc:
+            if self._proxy is not None:
+                self._proxy.refused(pod, hook.port, str(exc), at_once=True)
+            fix = f"; {self._proxy.fix()}" if self._proxy is not None else ""
+            return f"the API server's pod proxy did not reach it ({exc}){fix}"
+        except Exception as exc:
+            return f"{type(exc).__name__}: {_said(exc)}"
+        if said is None and self._proxy is not None:
+            self._proxy.reached(pod)
+        return said
 
     def _start_hooked(self, item: _Armed) -> None:
         hook = self._hook
@@ -301,9 +333,11 @@ class ChaosFaults:
         running = self._running()  # before anything is marked: a failed list is tried again
         item.created = time.time()
         item.hooked = kind
-        if not self._call_hooks(item, running):
+        refused: dict[str, str] = {}
+        if not self._call_hooks(item, running, refused):
             item.done = True
-            self._skip(item, f"no agent pod's fault hook took it ({len(running)} running)")
+            why = "".join(f"; {pod}: {said}" for pod, said in sorted(refused.items())[:1])
+            self._skip(item, f"no agent pod's fault hook took it ({len(running)} running){why}")
             return
         item.how = f"the target's fault hook ({kind}), through the API server's pod proxy"
         self._say_applied(item, time.time())
@@ -312,14 +346,7 @@ class ChaosFaults:
         assert self._hook is not None
         hook = self._hook
         request = ("DELETE", f"{hook.spec.path}/{item.hooked}", None)
-        ended = [
-            pod
-            for pod in item.pods
-            if self._api.hook(
-                self._cluster.namespace, pod, hook.port, request, hook.spec.headers(hook.token)
-            )
-            is None
-        ]
+        ended = [pod for pod in item.pods if self._call_hook(pod, request) is None]
         item.done = item.ended = True
         self._event(
             "fault-ended",

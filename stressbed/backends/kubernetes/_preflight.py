@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from ...errors import ConfigError
+from ...stack.network import parse_cidrs
 from ...stack.quantities import Resources, parse_cpu, parse_memory
 from .manifests import RUNNER_LIMITS, RUNNER_REQUESTS
 
@@ -30,12 +31,18 @@ class KubernetesOptions:
     runner_image: str = "stressbed-runner:latest"
     image_pull_policy: str = "IfNotPresent"
     pending_deadline_s: float = 300.0  # a runner Pending longer than this fails the run
+    #: Every runner ready (k6 up, paused) within this of the coordinator's start; with the
+    #: pending deadline and setup()'s, it bounds the time before the run's own deadline starts.
+    ready_timeout_s: float = 300.0
     destroy_timeout_s: float = 900.0  # teardown gives up on `pulumi destroy` after this
     #: Where each run's Pulumi state and passphrase live (never in the results, which CI
     #: uploads): default $XDG_STATE_HOME/stressbed/pulumi (~/.local/state/stressbed/pulumi).
     state_home: Path | None = None
     runner_cpu: int | None = None  # millicores; None: requests 500m, limit 2
     runner_memory: int | None = None  # bytes; None: requests 256Mi, limit 1Gi
+    #: Where the API server's requests to pods come from (the pod proxy the agent's metrics
+    #: and fault hook are reached through): admitted by the agent's NetworkPolicy.
+    control_plane_cidrs: tuple[str, ...] = ()
 
     def runner_resources(self) -> tuple[Resources, Resources]:
         """The runner pods' (requests, limits): what --runner-cpu/--runner-memory set, as both
@@ -53,7 +60,8 @@ class KubernetesOptions:
     @classmethod
     def of(cls, options: Mapping[str, Any]) -> KubernetesOptions:
         """From the run's settings (``kubeconfig``, ``context``, ``agent_image``,
-        ``runner_image``, ``image_pull_policy``); ConfigError for a bad value."""
+        ``runner_image``, ``image_pull_policy``, ``runner_cpu``, ``runner_memory``,
+        ``control_plane_cidrs``); ConfigError for a bad value."""
         policy = options.get("image_pull_policy") or cls.image_pull_policy
         if policy not in PULL_POLICIES:
             raise ConfigError("--image-pull-policy", policy, "Always, IfNotPresent or Never")
@@ -67,15 +75,30 @@ class KubernetesOptions:
             agent_image=options.get("agent_image") or None,
             runner_image=options.get("runner_image") or cls.runner_image,
             image_pull_policy=policy,
+            control_plane_cidrs=parse_cidrs(
+                options.get("control_plane_cidrs"), "--control-plane-cidrs"
+            ),
         )
 
 
 @dataclass(frozen=True)
 class ClusterAccess:
-    """Where the preflight found the cluster: the kubeconfig file and the context in it."""
+    """Where the preflight found the cluster: the kubeconfig file (the first of $KUBECONFIG's
+    list, which are merged as kubectl merges them) and the context in it."""
 
     kubeconfig: Path
     context: str
+    merged_with: tuple[Path, ...] = ()  # the rest of $KUBECONFIG's files, in its order
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return (self.kubeconfig, *self.merged_with)
+
+    @property
+    def path_list(self) -> str:
+        """Every file, as KUBECONFIG lists them (what kubectl, client-go and the Python client
+        merge: the first file to name a context or set current-context wins)."""
+        return os.pathsep.join(str(path) for path in self.files)
 
 
 def preflight(
@@ -100,22 +123,46 @@ def preflight(
             f"missing Python package {exc.name}",
             "pip install 'stressbed[kubernetes]'",
         ) from None
-    path = options.kubeconfig
-    if path is None:
-        first = (env.get("KUBECONFIG") or "").split(os.pathsep)[0]
-        path = Path(first) if first else Path(env.get("HOME", "~")).expanduser() / ".kube/config"
-    if not path.is_file():
-        raise ConfigError("--kubeconfig", str(path), "an existing kubeconfig file")
-    try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
-        raise ConfigError("--kubeconfig", str(path), "a readable kubeconfig (YAML)") from None
-    names = [str(c.get("name")) for c in config.get("contexts") or [] if isinstance(c, dict)]
-    context = options.context or config.get("current-context")
-    if not context:
-        raise ConfigError("--context", None, f"a context of {path}: {', '.join(names) or 'none'}")
-    if context not in names:
+    # Absolute: Pulumi runs elsewhere, and a printed command must work from any directory.
+    files = [path.absolute() for path in _kubeconfigs(options.kubeconfig, env)]
+    names: list[str] = []
+    current = None
+    for path in files:  # as kubectl merges them: the first to name or set a thing wins
+        try:
+            config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            raise ConfigError("--kubeconfig", str(path), "a readable kubeconfig (YAML)") from None
+        if not isinstance(config, dict):
+            raise ConfigError("--kubeconfig", str(path), "a kubeconfig (a YAML mapping)")
+        for item in config.get("contexts") or []:
+            if isinstance(item, dict) and str(item.get("name")) not in names:
+                names.append(str(item.get("name")))
+        current = current or config.get("current-context") or None
+    where = os.pathsep.join(str(p) for p in files)
+    context = options.context or current
+    if not context or context not in names:
         raise ConfigError(
-            "--context", context, f"a context of {path}: {', '.join(names) or 'none'}"
+            "--context", context, f"a context of {where}: {', '.join(names) or 'none'}"
         )
-    return ClusterAccess(path, context)
+    return ClusterAccess(files[0], str(context), tuple(files[1:]))
+
+
+def _kubeconfigs(given: Path | None, env: Mapping[str, str]) -> list[Path]:
+    """The kubeconfig files to merge: --kubeconfig's one file; else each of $KUBECONFIG's list
+    that exists (kubectl skips the missing ones); else ~/.kube/config."""
+    if given is not None:
+        if not given.is_file():
+            raise ConfigError("--kubeconfig", str(given), "an existing kubeconfig file")
+        return [given]
+    listed = [p for p in (env.get("KUBECONFIG") or "").split(os.pathsep) if p]
+    if not listed:
+        home = Path(env.get("HOME", "~")).expanduser() / ".kube/config"
+        if not home.is_file():
+            raise ConfigError("--kubeconfig", str(home), "an existing kubeconfig file")
+        return [home]
+    found = [Path(p).expanduser() for p in listed if Path(p).expanduser().is_file()]
+    if not found:
+        raise ConfigError(
+            "KUBECONFIG", env["KUBECONFIG"], "a list of kubeconfig files, one existing"
+        )
+    return list(dict.fromkeys(found))

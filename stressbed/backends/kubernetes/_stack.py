@@ -21,10 +21,11 @@ from ...scenario.faults import Fault
 from ...stack.spec import StackSpec
 from ..base import EventSink, new_event
 from ..scrape import Scraper
-from ._cluster import ClusterApi
+from ._cluster import ClusterApi, ProxyUnreachable
 from ._engine import Engine, bounded, prepare_state
 from ._faults import ChaosFaults, PodHook
 from ._preflight import ClusterAccess, KubernetesOptions
+from ._proxy import ProxyCheck
 from ._watch import StackWatch
 from .manifests import Cluster, ClusterFleet
 
@@ -68,9 +69,14 @@ class RunState:
             RunnerFleetArgs,
         )
 
+        # One file: given by path (its secrets stay in the file, not in the state). Several
+        # ($KUBECONFIG's list, which the provider would take for a kubeconfig's text): "",
+        # which the provider reads as unset, so that its own loader (client-go's, kubectl's)
+        # merges the KUBECONFIG the engine sets. (None would not do: the SDK then reads this
+        # process's KUBECONFIG into the input.)
         provider = k8s.Provider(
             "cluster",
-            kubeconfig=str(self.access.kubeconfig),  # by path: its secrets stay in the file
+            kubeconfig="" if self.access.merged_with else str(self.access.kubeconfig),
             context=self.access.context,
         )
         opts = pulumi.ResourceOptions(providers=[provider])
@@ -101,6 +107,7 @@ class KubeStack:
         self._watch: StackWatch | None = None
         self._chaos: ChaosFaults | None = None
         self._chaos_left: list[str] = []
+        self._proxy = ProxyCheck(self._event, run.cluster.control_plane_cidrs)
 
     @property
     def events(self) -> list[dict[str, Any]]:
@@ -159,7 +166,13 @@ class KubeStack:
             return dict(seen["pods"])
 
         def get(pod: str, timeout: float) -> str:
-            return run.cluster_api.proxy(ns, pod, port, path, timeout)
+            try:
+                text = run.cluster_api.proxy(ns, pod, port, path, timeout)
+            except ProxyUnreachable as exc:
+                self._proxy.refused(pod, port, str(exc))
+                raise
+            self._proxy.reached(pod)
+            return text
 
         return Scraper(endpoints, [parse_selector(s) for s in metrics.series], get=get)
 
@@ -210,7 +223,7 @@ class KubeStack:
         passphrase = run.state_dir / "passphrase"
         return (
             f"finish with `PULUMI_BACKEND_URL=file://{state} PULUMI_CONFIG_PASSPHRASE_FILE="
-            f"{passphrase} KUBECONFIG={run.access.kubeconfig} pulumi destroy --stack "
+            f"{passphrase} KUBECONFIG={run.access.path_list} pulumi destroy --stack "
             f"{run.cluster.namespace} --yes` (then `pulumi stack rm {run.cluster.namespace}`)"
         )
 
@@ -232,6 +245,7 @@ class KubeStack:
                     if hook is not None
                     else None
                 ),
+                proxy=self._proxy,
             )
         self._chaos.arm(faults, started_at)
 

@@ -8,21 +8,24 @@
                a next fleet (a capacity probe) replaces it in the same way, by a new name
     teardown:  destroy, then remove the stack, always (failure, Ctrl-C, SIGTERM)
 
-The engine and the cluster sit behind two seams, :class:`~._engine.Engine` (the Automation
-API) and :class:`~._cluster.ClusterApi` (the Kubernetes API), so the orchestration is tested
-without either. Runner failures end the run naming the runner: OOMKilled, evicted, an image
-that cannot be pulled, Pending past a deadline, a failed pod; nothing waits past the run's
-deadline. The coordinator pod follows the runners once it has released them (their merged
-progress once a second in its log, ``abort_on_fail`` thresholds judged on the merged data and
-every runner stopped when one fails); this side reads both from the tail of its log (and the
-whole log once, at the end, for an abort it may have missed), gives the runners 30 s after an
-abort to stop and leave their results, and leaves the rest to the teardown. A coordinator that
-fails after it started the fleet costs the live view (a ``coordinator-lost`` event), not the
-run.
+The engine and the cluster sit behind two seams, :class:`~._engine.Engine` (the Automation API)
+and :class:`~._cluster.ClusterApi` (the Kubernetes API), so the orchestration is tested without
+either. Runner failures end the run naming the runner: OOMKilled, evicted, an image that cannot
+be pulled, Pending past a deadline, a failed pod; nothing waits past the run's deadline, which
+counts from the coordinator's release of the runners (what comes before it, scheduling, image
+pulls, k6 starting and setup(), is bounded by deadlines of its own, and the Jobs'
+activeDeadlineSeconds is sized from both). The coordinator pod follows the runners once it has
+released them (their merged progress once a second in its log, ``abort_on_fail`` thresholds
+judged on the merged data and every runner stopped when one fails); this side reads both from
+the tail of its log (and the whole log once, at the end, for an abort it may have missed),
+gives the runners 30 s after an abort to stop and leave their results, and leaves the rest to
+the teardown. A coordinator that fails after it started the fleet costs the live view (a
+``coordinator-lost`` event), not the run.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import secrets as _secrets
 import time
@@ -81,6 +84,12 @@ MAX_API_ERRORS = 5
 ABORT_GRACE_S = 30.0
 #: The first fleet of a run; the next ones are numbered (a capacity search's probes).
 FLEET_NAME = "stressbed-runners"
+#: Beyond its parts, what the time before the release may take: the release itself and the
+#: poll or two in which this side reads the coordinator's `started` line.
+START_SLACK_S = 30.0
+#: The Jobs' activeDeadlineSeconds beyond this side's own deadlines: the cluster ends the
+#: pods only after this side has given up on them (and its teardown deletes them anyway).
+JOB_MARGIN_S = 60
 
 
 class KubeFleet:
@@ -134,6 +143,7 @@ class KubeFleet:
         secret_env = {k: v for k, v in given.items() if k not in ("TARGET_URL", TOKEN_ENV)}
         run.fleet_secrets = {**secret_env, TOKEN_ENV: _secrets.token_urlsafe(32)}
         requests, limits = run.options.runner_resources()
+        start_s = start_budget_s(run.options, self.spec)
         # Each fleet of the run has a name of its own: the next one replaces it in the same
         # `pulumi up` (new Jobs created, the last fleet's deleted with their finished pods),
         # and its pods are told apart from the last fleet's by their name label.
@@ -145,7 +155,11 @@ class KubeFleet:
             image=run.options.runner_image,
             requests=requests,
             limits=limits,
-            deadline_s=int(deadline_s) + 60,
+            # The run's deadline counts from the release; what comes before it (scheduling,
+            # image pulls, k6 starting, setup()) is bounded apart, and the Jobs outlive both.
+            deadline_s=math.ceil(start_s + deadline_s) + JOB_MARGIN_S,
+            ready_timeout_s=math.ceil(run.options.ready_timeout_s),
+            setup_timeout_s=math.ceil(self.spec.setup_timeout_s),
             secret_env=tuple(sorted(secret_env)),
             abort_thresholds=tuple(abort_thresholds),
         )
@@ -158,7 +172,7 @@ class KubeFleet:
                 outcome.events = list(self._events)
                 return outcome
             self._event("fleet-created", runners=self.spec.runners, job=self._name())
-            self._follow(outcome, deadline_s, news)
+            self._follow(outcome, (start_s, deadline_s), news)
         except KeyboardInterrupt:
             outcome.interrupted = True
             self._event("interrupted")
@@ -172,11 +186,16 @@ class KubeFleet:
         outcome.events = list(self._events)
         return outcome
 
-    def _follow(self, outcome: FleetOutcome, deadline_s: float, news: CoordinatorNews) -> None:
+    def _follow(
+        self, outcome: FleetOutcome, deadlines: tuple[float, float], news: CoordinatorNews
+    ) -> None:
+        """Follow the fleet until it ends: ``deadlines`` is (the time from its creation to the
+        coordinator's release, the run's own from the release on)."""
         run = self.state
         ns = run.cluster.namespace
         name = self._name()
         started = time.monotonic()
+        released: float | None = None  # when this side read that the runners were released
         last = ""
         api_errors = 0
         memory = show_quantity("memory", run.options.runner_resources()[1].memory)
@@ -201,6 +220,8 @@ class KubeFleet:
                 time.sleep(POLL_S)
                 continue
             self._take_news(outcome, news, [p for p in pods if p.index < 0])
+            if released is None and news.started:
+                released = time.monotonic()
             if (
                 outcome.aborted_by is not None
                 and news.aborted_for(time.monotonic()) > ABORT_GRACE_S
@@ -229,16 +250,38 @@ class KubeFleet:
                     self._take_news(outcome, news, [p for p in pods if p.index < 0], whole=True)
                 self._event("fleet-finished", runners=len(runners))
                 return
-            elapsed = time.monotonic() - started
-            if elapsed > deadline_s:
-                outcome.timed_out = True
-                self._event("deadline", seconds=round(deadline_s, 1))
+            if self._past_deadline(outcome, time.monotonic() - started, released, deadlines):
                 return
             phases = ",".join(sorted(p.phase for p in runners))
             if phases != last:
                 last = phases
                 self._event("runners", phases={p.name: p.phase for p in runners})
             time.sleep(POLL_S)
+
+    def _past_deadline(
+        self,
+        outcome: FleetOutcome,
+        elapsed: float,
+        released: float | None,
+        deadlines: tuple[float, float],
+    ) -> bool:
+        """Whether the fleet is past a deadline (said in ``outcome``): not released within the
+        first of ``deadlines`` of its creation (``elapsed``), or running past the second since
+        its release (monotonic ``released``)."""
+        start_s, deadline_s = deadlines
+        if released is None and elapsed > start_s:
+            outcome.failure = (
+                f"the runners were not released within {start_s:g} s of the fleet's creation "
+                f"(see `kubectl -n {self.state.cluster.namespace} logs "
+                f"job/{self._name()}-coordinator`)"
+            )
+            self._event("start-deadline", seconds=round(start_s, 1), reason=outcome.failure)
+            return True
+        if released is not None and time.monotonic() - released > deadline_s:
+            outcome.timed_out = True
+            self._event("deadline", seconds=round(deadline_s, 1))
+            return True
+        return False
 
     def _pod_failure(
         self, pods: Sequence[PodState], now: float, memory: str, news: CoordinatorNews
@@ -319,6 +362,15 @@ class KubeFleet:
         return [results[i] for i in sorted(results)]
 
 
+def start_budget_s(options: KubernetesOptions, spec: FleetSpec) -> float:
+    """How long a fleet may take from its creation to the coordinator's release: its pods
+    Pending (scheduling, image pulls) up to the pending deadline, the runners ready within
+    the ready timeout, setup() within its own, and the release."""
+    return (
+        options.pending_deadline_s + options.ready_timeout_s + spec.setup_timeout_s + START_SLACK_S
+    )
+
+
 def fleet_name(number: int) -> str:
     """The name of a run's ``number``-th fleet: ``stressbed-runners``, then
     ``stressbed-runners-2``, ... (its Jobs are ``<name>`` and ``<name>-coordinator``)."""
@@ -350,6 +402,7 @@ class KubernetesBackend(Backend):
         "image_pull_policy",
         "runner_cpu",
         "runner_memory",
+        "control_plane_cidrs",
     )
 
     def __init__(
@@ -401,6 +454,7 @@ class KubernetesBackend(Backend):
             namespace=_namespace(self.options.namespace_prefix, run_id),
             image_pull_policy=self.options.image_pull_policy,
             run_id=run_id,
+            control_plane_cidrs=self.options.control_plane_cidrs,
         )
         if self.options.agent_image:
             spec = replace(spec, target=replace(spec.target, image=self.options.agent_image))

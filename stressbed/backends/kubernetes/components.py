@@ -54,8 +54,10 @@ def resource_for(
     parent: pulumi.Resource,
     depends_on: list[pulumi.Resource] | None = None,
     secrets: Mapping[str, str] | None = None,
+    ignore_changes: list[str] | None = None,
 ) -> pulumi.CustomResource:
-    """The typed pulumi-kubernetes resource of one manifest, a child of ``parent``."""
+    """The typed pulumi-kubernetes resource of one manifest, a child of ``parent``;
+    ``ignore_changes``: property paths another controller owns once it exists."""
     cls = _CLASSES[(manifest["apiVersion"], manifest["kind"])]
     kwargs: dict[str, Any] = {}
     for key, value in manifest.items():
@@ -74,7 +76,9 @@ def resource_for(
         kwargs["metadata"] = meta
     kind = re.sub(r"(?<!^)(?=[A-Z])", "-", manifest["kind"]).lower()
     name = f"{kind}-{manifest['metadata']['name']}"
-    options = pulumi.ResourceOptions(parent=parent, depends_on=depends_on or [])
+    options = pulumi.ResourceOptions(
+        parent=parent, depends_on=depends_on or [], ignore_changes=ignore_changes
+    )
     resource: pulumi.CustomResource = cls(name, opts=options, **kwargs)
     return resource
 
@@ -100,8 +104,18 @@ class AgentStack(pulumi.ComponentResource):
         super().__init__("stressbed:index:AgentStack", name, None, opts)
         manifests = agent_manifests(args.spec, args.cluster, args.fleet)
         first = resource_for(manifests[0], self)  # the namespace
+        # The HPA scales the Deployment from its first count on: a later `up` (the next
+        # fleet's, a changed image) must not reset the count it chose.
+        scaled = ["spec.replicas"] if args.spec.autoscaler is not None else None
         self.resources = [first] + [
-            resource_for(m, self, depends_on=[first], secrets=args.secrets) for m in manifests[1:]
+            resource_for(
+                m,
+                self,
+                depends_on=[first],
+                secrets=args.secrets,
+                ignore_changes=scaled if m["kind"] == "Deployment" else None,
+            )
+            for m in manifests[1:]
         ]
         target = args.spec.target
         self.namespace = pulumi.Output.from_input(args.cluster.namespace)

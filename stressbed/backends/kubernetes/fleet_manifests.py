@@ -232,6 +232,8 @@ def coordinator_job(fleet: ClusterFleet, cluster: Cluster) -> Manifest:
             f"{runner}:{K6_API_PORT}",
             "--ready-timeout",
             str(fleet.ready_timeout_s),
+            "--setup-timeout",
+            str(fleet.setup_timeout_s),
             "--control-url",
             f"{runner}:{CONTROL_PORT}",
             "--abort-thresholds",

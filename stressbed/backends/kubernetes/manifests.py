@@ -2,16 +2,16 @@
 components (:mod:`.components`), the Kubernetes backend and the tests. This module has the
 agent stack and the pieces both share; the fleet's manifests are :mod:`.fleet_manifests`.
 
-Every function returns plain manifest dicts (``apiVersion``, ``kind``, ``metadata``, ...)
-that validate against the API server's strict schemas. The agent gets a Namespace labelled
-for Pod Security Admission ``restricted``, a ResourceQuota (the agent's quota plus room for
-the fleet), a LimitRange, a ServiceAccount without a token, a Deployment (no ``replicas``
-when an HPA manages it), a Service, an autoscaling/v2 HPA, a PodDisruptionBudget and a
-NetworkPolicy that admits only the runners and in-namespace monitoring. The fleet is an
-Indexed Job of runners (segment from the completion index, k6's REST API on the pod IP), a
-headless Service naming each runner, a coordinator Job that releases them together and then
-follows them (progress, live aborts), the k6 bundle in a ConfigMap, and NetworkPolicies that
-let only the coordinator reach the runners.
+Every function returns plain manifest dicts (``apiVersion``, ``kind``, ``metadata``, ...) that
+validate against the API server's strict schemas. The agent gets a Namespace labelled for Pod
+Security Admission ``restricted``, a ResourceQuota (the agent's quota plus room for the fleet),
+a LimitRange, a ServiceAccount without a token, a Deployment (created with the replicas the
+stack starts with; an HPA owns the count afterwards), a Service, an autoscaling/v2 HPA, a
+PodDisruptionBudget and a NetworkPolicy that admits only the runners and in-namespace
+monitoring. The fleet is an Indexed Job of runners (segment from the completion index, k6's
+REST API on the pod IP), a headless Service naming each runner, a coordinator Job that releases
+them together and then follows them (progress, live aborts), the k6 bundle in a ConfigMap, and
+NetworkPolicies that let only the coordinator reach the runners.
 """
 
 from __future__ import annotations
@@ -74,6 +74,10 @@ class Cluster:
     namespace: str = "stressbed"
     image_pull_policy: str = "IfNotPresent"
     run_id: str = "manual"
+    #: Where the API server's requests to pods come from: the pod proxy through which the
+    #: agent's metrics are scraped and its fault hook called. Admitted by the agent's
+    #: NetworkPolicy; empty, a CNI that enforces it holds the proxy back.
+    control_plane_cidrs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -85,8 +89,9 @@ class ClusterFleet:
     image: str = "stressbed-runner:latest"
     requests: Resources = RUNNER_REQUESTS
     limits: Resources = RUNNER_LIMITS
-    deadline_s: int = 3600  # the Job's activeDeadlineSeconds
-    ready_timeout_s: int = 300
+    deadline_s: int = 3600  # the Jobs' activeDeadlineSeconds (the release's wait included)
+    ready_timeout_s: int = 300  # every runner ready within this of the coordinator's start
+    setup_timeout_s: int = 120  # setup() within this, once they are
     suspend: bool = False  # True: created, started by hand (unsuspend both Jobs)
     name: str = "stressbed-runners"
     extra_env: Mapping[str, str] = field(default_factory=dict)
@@ -320,9 +325,10 @@ def deployment(spec: StackSpec, cluster: Cluster) -> Manifest:
         },
         "template": {"metadata": {"labels": labels(AGENT, cluster, name)}, "spec": pod_spec},
     }
-    if spec.autoscaler is None:
-        # With an HPA the field stays out: every apply would otherwise reset the HPA's count.
-        deployment_spec["replicas"] = spec.replicas
+    # With an HPA too: left out, the Deployment would start at 1 and Pulumi would return on
+    # one ready pod. The count the local stack starts with (the spec's replicas within the
+    # HPA's bounds); the HPA owns it afterwards (the Pulumi resource ignores its changes).
+    deployment_spec["replicas"] = spec.initial_replicas
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -383,12 +389,24 @@ def hpa(spec: StackSpec, cluster: Cluster) -> Manifest:
 
 
 def agent_network_policy(spec: StackSpec, cluster: Cluster, fleet: ClusterFleet | None) -> Manifest:
-    """Only the runner pods (and monitoring in the namespace) reach the agent's port."""
+    """Only the runner pods (and monitoring in the namespace) reach the agent's port; and the
+    control plane's addresses, when given, its port and its metrics port (the pod proxy)."""
     peers = [
         {"podSelector": {"matchLabels": {"app.kubernetes.io/component": RUNNER}}},
         {"podSelector": {"matchLabels": {"app.kubernetes.io/component": COORDINATOR}}},
         {"podSelector": {"matchLabels": {"app.kubernetes.io/component": MONITORING}}},
     ]
+    ingress: list[dict[str, Any]] = [
+        {"from": peers, "ports": [{"protocol": "TCP", "port": spec.target.port}]}
+    ]
+    if cluster.control_plane_cidrs:
+        ports = sorted({spec.target.port, (spec.metrics.port if spec.metrics else None) or 0})
+        ingress.append(
+            {
+                "from": [{"ipBlock": {"cidr": cidr}} for cidr in cluster.control_plane_cidrs],
+                "ports": [{"protocol": "TCP", "port": p} for p in ports if p],
+            }
+        )
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -396,7 +414,7 @@ def agent_network_policy(spec: StackSpec, cluster: Cluster, fleet: ClusterFleet 
         "spec": {
             "podSelector": {"matchLabels": selector(AGENT, spec.target.name)},
             "policyTypes": ["Ingress"],
-            "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": spec.target.port}]}],
+            "ingress": ingress,
         },
     }
 

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+import yaml
 
 from stressbed.backends.kubernetes import ClusterAccess, PodState, kubernetes_api, runner_failure
+from stressbed.backends.kubernetes._cluster import ProxyUnreachable
 
 from .fakes import KUBECONFIG
 
@@ -35,8 +37,36 @@ class StubApiServer(BaseHTTPRequestHandler):
     seen: ClassVar[list[str]] = []
     headers_list: ClassVar[list[dict[str, str]]] = []  # what each POST and DELETE carried
 
+    def unreachable(self) -> bool:
+        """The pod proxy's answers for pods it cannot reach: agent-blocked, a dial that timed
+        out (the API server's own 503); agent-slow, no answer for 1 s."""
+        path = urllib.parse.unquote(self.path)
+        if "/pods/agent-slow:" in path:
+            time.sleep(1)
+            return True  # the client gave up long ago: nothing to answer
+        if "/pods/agent-blocked:" not in path:
+            return False
+        body = json.dumps(
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "status": "Failure",
+                "message": "error trying to reach service: dial tcp 10.244.1.5:8080: i/o timeout",
+                "reason": "ServiceUnavailable",
+                "code": 503,
+            }
+        ).encode()
+        self.send_response(503)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        return True
+
     def do_GET(self) -> None:
         self.seen.append(self.path)
+        if self.unreachable():
+            return
         url = urllib.parse.urlsplit(self.path)
         if url.path == "/api/v1/namespaces/ns1/pods":
             items = POD_LISTS[-1:] or [POD]
@@ -71,6 +101,8 @@ class StubApiServer(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
         self.seen.append(f"POST {self.path} {body.decode()}")
+        if self.unreachable():
+            return
         self.send_response(201)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -347,3 +379,57 @@ def test_the_real_client_calls_a_pods_fault_hook_through_the_pod_proxy(tmp_path)
     assert path == hook  # the path as written, not percent-encoded
     assert json.loads(sent) == {"kind": "sink_failure", "duration_s": 40}
     assert StubApiServer.headers_list[-3]["X-Admin-Token"] == "t0ken"
+
+
+def test_a_pod_the_proxy_cannot_reach_is_told_from_the_pods_own_answer(tmp_path):
+    # The API server's 503 for a dial that failed, and no answer in time, are the proxy's;
+    # a 404 is the pod's own answer.
+    request = ("POST", "/admin/faults", {"kind": "sink_failure", "duration_s": 40})
+    with stub_api(tmp_path) as api:
+        with pytest.raises(ProxyUnreachable) as hooked:
+            api.hook("ns1", "agent-blocked", 8080, request, {})
+        with pytest.raises(ProxyUnreachable) as scraped:
+            api.proxy("ns1", "agent-blocked", 8080, "/metrics", 1.0)
+        with pytest.raises(ProxyUnreachable) as slow:
+            api.proxy("ns1", "agent-slow", 8080, "/metrics", 0.2)
+        said = api.hook("ns1", "agent-y", 8080, ("DELETE", "/admin/faults/x", None), {})
+    reach = "HTTP 503: error trying to reach service: dial tcp 10.244.1.5:8080: i/o timeout"
+    assert (str(hooked.value), str(scraped.value)) == (reach, reach)
+    assert str(slow.value) == "no answer in 0.2 s"
+    assert said == "HTTP 404"
+
+
+def test_the_real_client_merges_every_file_of_a_kubeconfig_list(tmp_path):
+    # The context and user in one file, the cluster (the server's address) in another: as
+    # KUBECONFIG=a:b for kubectl. Without the second file there is no server to ask.
+    config = yaml.safe_load(KUBECONFIG)
+    clusters = config.pop("clusters")
+    (tmp_path / "a").write_text(yaml.safe_dump(config))
+    (tmp_path / "b").write_text(yaml.safe_dump({"apiVersion": "v1", "clusters": clusters}))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), StubApiServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        text = (tmp_path / "b").read_text()
+        served = f"http://127.0.0.1:{server.server_port}"
+        (tmp_path / "b").write_text(text.replace("https://127.0.0.1:6443", served))
+        with pytest.raises(Exception, match="Expected object with name kind-stressbed in"):
+            kubernetes_api(ClusterAccess(tmp_path / "a", "kind-stressbed"))
+        access = ClusterAccess(tmp_path / "a", "kind-stressbed", (tmp_path / "b",))
+        (pod,) = kubernetes_api(access).pods("ns1", "runner")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert pod.name == "runners-1-abc"
+
+
+def test_the_client_floor_is_the_first_release_with_what_hook_calls():
+    # hook() serialises its request with ApiClient.param_serialize: kubernetes 37.0.0 is the
+    # first release that has it (36.0.3 has not). An older floor installs a client it fails on.
+    import tomllib  # noqa: PLC0415
+
+    from kubernetes import client  # noqa: PLC0415
+
+    document = tomllib.loads((Path(__file__).parents[3] / "pyproject.toml").read_text())
+    wanted = document["project"]["optional-dependencies"]["kubernetes"]
+    assert [r for r in wanted if r.startswith("kubernetes")] == ["kubernetes>=37"]
+    assert callable(getattr(client.ApiClient, "param_serialize", None))

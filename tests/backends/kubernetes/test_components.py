@@ -16,7 +16,13 @@ import pytest
 pulumi = pytest.importorskip("pulumi")
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
+import shlex  # noqa: E402
+
 from stressbed import error_rate, latency  # noqa: E402
+from stressbed.app.cli import _run_options, build_parser  # noqa: E402
+from stressbed.app.collect import collected_scenario, declared_stack  # noqa: E402
+from stressbed.app.compare import run_fingerprint  # noqa: E402
+from stressbed.app.plan import plan  # noqa: E402
 from stressbed.backends.kubernetes.fleet_manifests import fleet_manifests  # noqa: E402
 from stressbed.backends.kubernetes.manifests import (  # noqa: E402
     CONTROL_PORT,
@@ -27,9 +33,12 @@ from stressbed.backends.kubernetes.manifests import (  # noqa: E402
 )
 from stressbed.fleet.control import TOKEN_ENV  # noqa: E402
 from stressbed.fleet.segments import segment, sequence  # noqa: E402
+from stressbed.results.compare import differences  # noqa: E402
 from stressbed.scenario.thresholds import Threshold  # noqa: E402
 from stressbed.stack.agent import reference_agent  # noqa: E402
 from stressbed.stack.quantities import parse_cpu, parse_memory  # noqa: E402
+
+from ...conftest import needs_k6  # noqa: E402
 
 ROOT = Path(__file__).parents[3]
 VERSIONS = ["1.31", "1.32", "1.33", "1.34", "1.35"]
@@ -49,6 +58,8 @@ class Captured:
 class Mocks(pulumi.runtime.Mocks):  # type: ignore[misc]
     def __init__(self) -> None:
         self.resources: list[Captured] = []
+        #: Each resource's ignoreChanges as the engine is asked for it (by resource name).
+        self.ignored: dict[str, list[str]] = {}
 
     def new_resource(self, args: Any) -> tuple[str, dict[str, Any]]:
         self.resources.append(Captured(args.typ, args.name, dict(args.inputs)))
@@ -90,13 +101,24 @@ def run_program(program: Callable[[], Any], config: dict[str, str] | None = None
     mocks = Mocks()
     pulumi.runtime.set_mocks(mocks, project="stressbed", stack="test", preview=False)
     pulumi.runtime.set_all_config({f"stressbed:{k}": v for k, v in (config or {}).items()})
+    # The mocks see a resource's inputs only: its options are read off the request.
+    monitor = pulumi.runtime.mocks.MockMonitor
+    register = monitor.RegisterResource
+
+    def registering(self: Any, request: Any) -> Any:
+        mocks.ignored[request.name] = list(request.ignoreChanges)
+        return register(self, request)
 
     @pulumi.runtime.test  # type: ignore[misc]
     def go() -> Any:
         program()
         return pulumi.Output.from_input(None)
 
-    go()
+    monitor.RegisterResource = registering
+    try:
+        go()
+    finally:
+        monitor.RegisterResource = register
     return mocks
 
 
@@ -203,10 +225,16 @@ def test_the_quota_covers_max_replicas_plus_the_fleet(program):
     assert parse_memory(hard["limits.memory"], "m") >= (4 * 256 + 3 * 1024 + 256) * mi
 
 
-def test_no_replicas_beside_an_hpa(program):
+def test_beside_an_hpa_the_deployment_starts_at_min_replicas_and_the_hpa_owns_it(program):
     (deployment,) = kinds(program)["Deployment"]
     (hpa,) = kinds(program)["HorizontalPodAutoscaler"]
-    assert "replicas" not in deployment["spec"]
+    # Created with the HPA's minimum (Pulumi waits for that many ready pods), not 1 ...
+    assert deployment["spec"]["replicas"] == hpa["spec"]["minReplicas"] == 2
+    # ... and a later `up` leaves the count the HPA chose alone.
+    names = {r.name: r for r in program.resources if r.type.startswith("kubernetes:")}
+    (name,) = [n for n, r in names.items() if r.type == "kubernetes:apps/v1:Deployment"]
+    assert program.ignored[name] == ["spec.replicas"]
+    assert all(program.ignored[n] == [] for n in names if n != name)
     assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 4)
     assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 30
@@ -223,6 +251,16 @@ def test_the_agent_listens_on_the_pods_address_and_no_service_links_are_injected
 def test_without_an_hpa_the_deployment_sets_replicas():
     spec = replace(reference_agent(), autoscaler=None, replicas=3)
     assert deployment(spec, Cluster())["spec"]["replicas"] == 3
+
+
+def test_with_an_hpa_the_deployment_starts_where_the_local_stack_does():
+    # The spec's replicas within the HPA's bounds, as the local stack starts.
+    hpa = reference_agent().autoscaler
+    assert hpa is not None
+    assert (hpa.min_replicas, hpa.max_replicas) == (2, 4)
+    for replicas, first in ((1, 2), (3, 3), (9, 4)):
+        spec = replace(reference_agent(), replicas=replicas)
+        assert deployment(spec, Cluster())["spec"]["replicas"] == first
 
 
 def test_data_in_the_agents_environment_is_the_pods_writable_tmp():
@@ -384,8 +422,42 @@ def test_the_collect_command_names_the_scenario_the_program_ran():
     run_program(program, {"scenario": "tools/bench/scenario.py", "namespace": "n1"})
     scenario = ROOT / "tools" / "bench" / "scenario.py"
     assert seen["collect_command"] == (
-        f"stressbed collect --namespace n1 --job stressbed-runners --scenario {scenario}"
+        f"stressbed collect --namespace n1 --job stressbed-runners --scenario {scenario} "
+        f"--profiles {ROOT / 'stressbed.yaml'}"
     )
+
+
+@needs_k6  # the run it is compared with is planned, and plan() checks that k6 is there
+def test_a_collected_runs_fingerprint_is_the_run_it_came_from(cluster_env):
+    # infra/ with a duration and a profile; collected with the command it prints; the run it
+    # came from as `stressbed run` plans it: one fingerprint, so they compare.
+    seen: dict[str, Any] = {}
+
+    def program() -> None:
+        seen.update(runpy.run_path(str(ROOT / "infra" / "__main__.py"), run_name="__main__"))
+
+    run_program(program, {"duration": "30s", "runners": "3", "profile": "local"})
+    command = shlex.split(seen["collect_command"])
+    assert command[:2] == ["stressbed", "collect"]
+    args = build_parser().parse_args(command[1:])
+    assert (args.duration, args.profile) == ("30s", "local")
+    collected = run_fingerprint(
+        collected_scenario(args.scenario, args.duration),
+        3,  # its runner pods
+        "kubernetes",
+        declared_stack(args.scenario, args.profile, args.profiles),
+    )
+    run = build_parser().parse_args(
+        [
+            *("run", "--backend", "kubernetes", "--kubeconfig", str(cluster_env)),
+            *("--scenario", args.scenario, "--duration", "30s", "--runners", "3"),
+            *("--profile", "local", "--profiles", str(args.profiles)),
+        ]
+    )
+    planned = plan(_run_options(run)).fingerprint
+    assert differences(planned, collected) == []
+    # Scaled: not the scenario's own length, which a collect without --duration recorded.
+    assert collected_scenario(args.scenario, None).duration_ms() / 1000 != collected["duration_s"]
 
 
 def test_the_coordinator_follows_every_runner_and_judges_the_abort_thresholds():
@@ -419,3 +491,48 @@ def test_the_coordinator_follows_every_runner_and_judges_the_abort_thresholds():
     assert {p["port"] for p in service["spec"]["ports"]} == {K6_API_PORT, CONTROL_PORT}
     for manifest in manifests:
         kubernetes_validate.validate(manifest, VERSIONS[-1], strict=True)
+
+
+@pytest.mark.parametrize("files", [1, 2])
+def test_the_provider_takes_one_kubeconfig_by_path_and_a_list_through_its_own_merge(
+    tmp_path, monkeypatch, files
+):
+    from stressbed.backends.kubernetes import ClusterAccess, KubernetesOptions  # noqa: PLC0415
+    from stressbed.backends.kubernetes._stack import RunState  # noqa: PLC0415
+
+    paths = [tmp_path / "a", tmp_path / "b"][:files]
+    # This process's own KUBECONFIG must not become the provider's kubeconfig text.
+    monkeypatch.setenv("KUBECONFIG", f"{paths[0]}:{tmp_path / 'b'}")
+    state = RunState(
+        spec=reference_agent(),
+        cluster=Cluster(),
+        access=ClusterAccess(paths[0], "kind-stressbed", tuple(paths[1:])),
+        engine=None,  # type: ignore[arg-type]
+        cluster_api=None,  # type: ignore[arg-type]
+        options=KubernetesOptions(),
+        secret_values={},
+    )
+    mocks = run_program(state.program)
+    (provider,) = [r for r in mocks.resources if r.type == "pulumi:providers:kubernetes"]
+    # "": unset for the provider, whose loader then merges the KUBECONFIG the engine sets.
+    assert provider.inputs["kubeconfig"] == (str(paths[0]) if files == 1 else "")
+    assert provider.inputs["context"] == "kind-stressbed"
+
+
+def test_the_virtualenv_pulumi_up_makes_is_ignored_by_git():
+    import shutil  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+
+    import yaml  # noqa: PLC0415
+
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    venv = project["runtime"]["options"]["virtualenv"]  # relative to Pulumi.yaml: the root
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    found = subprocess.run(
+        ["git", "check-ignore", "--no-index", "-q", f"{venv}/bin/python"],
+        cwd=ROOT,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert found.returncode == 0, f"{venv}/ is not in .gitignore"

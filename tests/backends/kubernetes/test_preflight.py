@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +81,39 @@ def test_without_the_pulumi_cli_the_run_is_one_line_exit_2_and_creates_nothing(t
         "Pulumi CLI (curl -fsSL https://get.pulumi.com | sh, then open a new shell)\n"
     )
     assert not (tmp_path / "r").exists()
+
+
+def test_every_file_of_kubeconfigs_list_is_merged_as_kubectl_merges_them(tmp_path):
+    first = tmp_path / "a"
+    first.write_text("apiVersion: v1\nkind: Config\ncontexts:\n- name: one\n  context: {}\n")
+    second = tmp_path / "b"
+    second.write_text(KUBECONFIG)  # kind-stressbed (its current context) and prod
+    listed = os.pathsep.join([str(tmp_path / "missing"), str(first), str(second)])
+    env = {"KUBECONFIG": listed}
+    # The missing file skipped, as kubectl skips it; the current context from the first file
+    # that sets one; every file's contexts.
+    access = preflight(KubernetesOptions(), env, engine=False)
+    assert (access.kubeconfig, access.merged_with, access.context) == (
+        first,
+        (second,),
+        "kind-stressbed",
+    )
+    assert access.path_list == f"{first}{os.pathsep}{second}"
+    assert preflight(KubernetesOptions(context="one"), env, engine=False).context == "one"
+    with pytest.raises(ConfigError) as unknown:
+        preflight(KubernetesOptions(context="staging"), env, engine=False)
+    assert str(unknown.value) == (
+        f"--context: got 'staging'; expected a context of {first}{os.pathsep}{second}: "
+        "one, kind-stressbed, prod"
+    )
+    with pytest.raises(ConfigError) as none:
+        preflight(KubernetesOptions(), {"KUBECONFIG": str(tmp_path / "missing")}, engine=False)
+    assert none.value.field == "KUBECONFIG"
+
+
+def test_a_relative_kubeconfig_is_made_absolute(cluster_env, monkeypatch):
+    monkeypatch.chdir(cluster_env.parent)
+    access = preflight(KubernetesOptions(kubeconfig=Path(cluster_env.name)), engine=False)
+    assert access.kubeconfig == cluster_env
+    listed = preflight(KubernetesOptions(), {"KUBECONFIG": cluster_env.name}, engine=False)
+    assert listed.path_list == str(cluster_env)
