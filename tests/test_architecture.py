@@ -1,5 +1,6 @@
 """The layout holds: layers import downwards only, no import cycle, small modules, a few at the
-top, private modules kept private, and the command line free of the Kubernetes extra.
+top, private modules kept private (and a backend's private names too, from other backends),
+and the command line free of the Kubernetes extra.
 
 Imports are read from the source (every ``import`` statement, at any depth: lazy imports inside
 functions and ``TYPE_CHECKING`` blocks count), so a violation fails here before it runs.
@@ -157,6 +158,48 @@ def private_leaks(root: Path, edges: dict[str, set[str]]) -> list[str]:
     return bad
 
 
+def backend_of(name: str) -> str | None:
+    """The backend subpackage ``name`` is in (``local`` for stressbed.backends.local.stack)."""
+    parts = name.split(".")
+    if len(parts) > 2 and parts[:2] == ["stressbed", "backends"]:
+        return parts[2]
+    return None
+
+
+def cross_backend_privates(root: Path) -> list[str]:
+    """A backend built on another uses only what that one makes public: no ``_module`` of it
+    and no ``_name`` from any of its modules (a private name is free to change)."""
+    found = modules(root)
+    bad = []
+    for name, path in sorted(found.items()):
+        own = backend_of(name)
+        if own is None:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                pairs = [(alias.name, "") for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = name.split(".")
+                base = base[: len(base) - node.level + (path.name == "__init__.py")]
+                module = ".".join([*base, node.module] if node.module else base)
+                module = module if node.level else node.module or ""
+                pairs = [(module, alias.name) for alias in node.names]
+            else:
+                continue
+            for module, imported in pairs:
+                other = backend_of(module)
+                if other is None or other == own:
+                    continue
+                private = [
+                    part
+                    for part in [*module.split(".")[3:], imported]
+                    if part.startswith("_") and not part.startswith("__")
+                ]
+                if private:
+                    bad.append(f"{name} imports {'.'.join(private)} from the {other} backend")
+    return bad
+
+
 # -- the rules, on stressbed itself --------------------------------------------------------------
 
 
@@ -194,6 +237,10 @@ def test_only_the_kubernetes_backend_imports_pulumi_or_kubernetes(edges):
 
 def test_private_modules_are_imported_only_from_their_own_package(edges):
     assert private_leaks(ROOT, edges) == []
+
+
+def test_a_backend_uses_only_what_another_makes_public():
+    assert cross_backend_privates(ROOT) == []
 
 
 def test_modules_are_small_and_few_at_the_top():
@@ -288,4 +335,31 @@ def test_the_checks_catch_an_upward_import_a_lazy_cycle_and_a_private_leak(tmp_p
     assert private_leaks(tmp_path, edges) == [
         "stressbed.stack.spec imports the private stressbed.fleet._k6api",
         "tools/bench.py imports the private stressbed.fleet._k6api",
+    ]
+
+
+def test_the_backend_check_catches_a_private_name_and_module_of_another_backend(tmp_path):
+    write(
+        tmp_path,
+        {
+            "stressbed/backends/__init__.py": "",
+            "stressbed/backends/local/__init__.py": "from ._replica import Exit\n",
+            "stressbed/backends/local/_replica.py": "",
+            "stressbed/backends/local/stack.py": "from ._replica import Exit\n",
+            "stressbed/backends/docker/__init__.py": "",
+            "stressbed/backends/docker/stack.py": (
+                "from ..local import Exit\n"  # public: fine
+                "from ..local.stack import LocalStack, _Replica\n"
+                "from ..local import _replica\n"
+            ),
+            "stressbed/backends/docker/fleet.py": (
+                "import stressbed.backends.local._replica\n"
+                "from stressbed.backends.docker import _engine\n"  # its own: fine
+            ),
+        },
+    )
+    assert cross_backend_privates(tmp_path) == [
+        "stressbed.backends.docker.fleet imports _replica from the local backend",
+        "stressbed.backends.docker.stack imports _Replica from the local backend",
+        "stressbed.backends.docker.stack imports _replica from the local backend",
     ]

@@ -36,7 +36,6 @@ from .rundir import RunDirectory, new_run
 
 __all__ = [
     "DEADLINE_MARGIN_S",
-    "EXIT_CODES",
     "conclude",
     "execute",
     "keep_teardown_problem",
@@ -44,8 +43,6 @@ __all__ = [
     "tear_down",
 ]
 
-#: The exit codes of a run (README, "Exit codes").
-EXIT_CODES = {"pass": 0, "fail": 1, "bad_input": 2, "infrastructure": 3, "interrupted": 130}
 #: Time allowed beyond the scenario's own duration and graceful stops.
 DEADLINE_MARGIN_S = 30.0
 

@@ -8,6 +8,9 @@ import urllib.request
 from typing import Any
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+#: k6's ExecutionStatus "PausedBeforeRun": every VU is initialised from here on (the statuses
+#: after it are the run's: started, setup, running, teardown, ended).
+PAUSED_BEFORE_RUN = 4
 
 
 def call(api: str, method: str, path: str, body: object = None, timeout: float = 5.0) -> Any:
@@ -23,6 +26,16 @@ def call(api: str, method: str, path: str, body: object = None, timeout: float =
 def status(api: str, timeout: float = 1.0) -> dict[str, Any]:
     data: dict[str, Any] = call(api, "GET", "/v1/status", timeout=timeout)["attributes"]
     return data
+
+
+def initialised(status: dict[str, Any]) -> bool:
+    """Every VU initialised, whether or not the run was released since."""
+    return bool(status.get("status", 0) >= PAUSED_BEFORE_RUN)
+
+
+def awaiting_release(status: dict[str, Any]) -> bool:
+    """Every VU initialised and still paused: ready for the fleet's release."""
+    return initialised(status) and bool(status.get("paused", False))
 
 
 def resume(api: str) -> None:

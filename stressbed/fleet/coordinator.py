@@ -50,7 +50,6 @@ from .release import ReleaseFailed, release_together, setup_once
 
 __all__ = ["coordinate", "main", "watch"]
 
-READY_STATUS = 4  # k6's ExecutionStatus "paused before run": every VU initialised
 POLL_S = 0.5
 WATCH_S = 1.0
 #: A runner that has not answered for this long is said to be out of reach ...
@@ -75,7 +74,7 @@ def coordinate(
                 status = k6api.status(apis[index], timeout=2.0)
             except (OSError, ValueError, KeyError):
                 continue  # not up yet (or its name not in DNS yet)
-            if status.get("status", 0) >= READY_STATUS and status.get("paused", False):
+            if k6api.awaiting_release(status):
                 waiting.discard(index)
                 emit({"event": "ready", "index": index})
         if not waiting:

@@ -56,7 +56,6 @@ __all__ = [
 ]
 
 STDERR_TAIL = 20
-READY_STATUS = 4  # k6's ExecutionStatus "paused before run": every VU initialised
 
 
 def find_k6() -> str | None:
@@ -223,13 +222,14 @@ class Runner:
         )
 
     def wait_ready(self, timeout: float) -> bool:
-        """True once k6 is paused with every VU initialised; False if it exited or timed out."""
+        """True once k6 has every VU initialised (it starts paused: the release is the
+        coordinator's); False if it exited or timed out."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is None or self.proc.poll() is not None:
                 return False
             status = self.status()
-            if status is not None and status.get("status", 0) >= READY_STATUS:
+            if status is not None and k6api.initialised(status):
                 return True
             time.sleep(0.05)
         return False

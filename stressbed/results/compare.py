@@ -49,7 +49,9 @@ RESAMPLES = 2000
 MIN_SECONDS = 3  # seconds of load each run needs for an interval
 #: Samples a run needs beyond a percentile for it to be judged (p99: 1,000 samples).
 MIN_TAIL = 10
-TOP_NAMES = 8
+#: Request names compared one by one (the most requested that both runs have); not the
+#: timeline's charted names, which are another choice with its own count.
+COMPARED_NAMES = 8
 #: Fingerprint fields, in the order a difference is named.
 FINGERPRINT_FIELDS = ("scenario", "config", "duration_s", "runners", "backend", "stack")
 
@@ -377,4 +379,4 @@ def _shared_names(runs: Sequence[Sequence[Window]]) -> list[str]:
         totals.append(seen)
     shared = set(totals[0]) & set(totals[1])
     ranked = sorted(shared, key=lambda n: (-(totals[0][n] + totals[1][n]), n))
-    return [n for n in ranked if not n.startswith("(")][:TOP_NAMES]
+    return [n for n in ranked if not n.startswith("(")][:COMPARED_NAMES]

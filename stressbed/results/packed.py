@@ -53,7 +53,7 @@ __all__ = [
 
 #: What the ``windows`` object of a version-2 runner document says it is.
 ENCODING = "stressbed.packed-windows/1"
-#: Windows a chunk holds: a minute of 1 s windows, decoded together.
+#: Windows a chunk holds, decoded together: 64 s of 1 s windows (a power of two, not a minute).
 CHUNK_WINDOWS = 64
 #: The windows' scalar fields, kept as plain JSON columns (one value per second).
 SCALARS = ("requests", "failed", "iterations", "dropped", "acked", "vus", "vus_max")

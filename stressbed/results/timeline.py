@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 MAX_POINTS = 900
+#: Request names charted one by one (the most requested); the others are summed as REST.
 TOP_NAMES = 8
 REST = "(rest)"  # every request name past the top TOP_NAMES
 

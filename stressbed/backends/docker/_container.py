@@ -1,7 +1,8 @@
 """One run of a replica as a container, with the limits and the security a pod's has.
 
 :class:`ContainerReplica` is what the local stack's controller drives in place of a process
-(a :class:`~stressbed.backends.local.ReplicaRun`, as a process is): each start is
+(a :class:`~stressbed.backends.local.ReplicaRun`, as a process is; the Docker stack's runtime
+launches them): each start is
 a new container of the target's image on the run's network, with the StackSpec's limits as
 Docker's (``mem_limit`` with no swap, ``nano_cpus``, ``pids_limit``; the requests as
 ``cpu_shares`` and ``mem_reservation``), as user 10001 with a read-only root filesystem, a
@@ -28,7 +29,7 @@ import docker.errors
 import requests
 
 from ...fleet.oom import CGROUP_ROOT
-from ..local import Exit, ReplicaCgroup, Usage
+from ..local import Exit, ReplicaCgroup, ReplicaRun, Usage
 from ._engine import Registry, copy_log, wait_exit
 
 __all__ = ["ContainerReplica", "Placement"]
@@ -55,7 +56,7 @@ class Placement:
     user: str = "10001:10001"
 
 
-class ContainerReplica:
+class ContainerReplica(ReplicaRun):
     """Start, watch, measure and stop one container of a replica."""
 
     how: ClassVar[Mapping[str, str]] = {

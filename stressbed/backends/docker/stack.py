@@ -3,11 +3,13 @@
 Everything that decides is the local backend's (:class:`~stressbed.backends.local.LocalStack`
 and the pure controllers under it): the probes and their Kubernetes semantics, the restart
 policy with CrashLoopBackOff's doubling, the HPA algorithm, the quota and the LimitRange, the
-faults, the events and the usage series. What differs is what runs a replica: a container of
-the target's image (:class:`._container.ContainerReplica`) with the limits and security the
-local backend cannot enforce, on a bridge network of the run's own. The balancer stays on
-127.0.0.1 (the stack's URL) and listens on that network's gateway too, so runner containers
-reach the same readiness-gated URL.
+faults, the events and the usage series. What differs is what runs a replica, and that is the
+runtime the controller is given (:class:`ContainerRuntime`, a
+:class:`~stressbed.backends.local.ReplicaRuntime`): a container of the target's image
+(:class:`._container.ContainerReplica`) with the limits and security the local backend cannot
+enforce, on a bridge network of the run's own. The balancer stays on 127.0.0.1 (the stack's
+URL) and listens on that network's gateway too, so runner containers reach the same
+readiness-gated URL.
 """
 
 from __future__ import annotations
@@ -21,13 +23,11 @@ import docker.errors
 
 from ...errors import ProvisionError
 from ...stack.spec import StackSpec
-from ..local import ReplicaRun
-from ..local.balancer import BalancerProcess
-from ..local.stack import LocalOptions, LocalStack, _Replica
+from ..local import Launch, LocalOptions, LocalStack, ReplicaRuntime
 from ._container import DATA_DIR, ContainerReplica, Placement
 from ._engine import Registry, writable_by
 
-__all__ = ["DockerStack", "RunNetwork"]
+__all__ = ["ContainerRuntime", "DockerStack", "RunNetwork"]
 
 
 class RunNetwork:
@@ -64,8 +64,53 @@ class RunNetwork:
         return name
 
 
+class ContainerRuntime(ReplicaRuntime):
+    """Replicas as containers of the target's image (found or built when the stack is
+    prepared) on the run's network, each answering on the target's port at its own address,
+    as a pod does."""
+
+    def __init__(self, registry: Registry, network: RunNetwork, image: Callable[[], str]) -> None:
+        self.registry = registry
+        self.network = network
+        self._image_of = image
+        self.placement: Placement | None = None
+
+    def prepare(self, spec: StackSpec, work_dir: Path, say: Callable[..., None]) -> None:
+        image = self._image_of()  # built from the checkout, or found on the engine
+        network = self.network.ensure()
+        # {data}: shared by every replica, kept with the run (the engine takes absolute paths).
+        data = (work_dir / "data").resolve()
+        data.mkdir(parents=True, exist_ok=True)
+        user = spec.security.run_as_user
+        writable_by(data, user)
+        self.placement = Placement(self.registry, network, image, data, f"{user}:{user}")
+        self.listen_also = (self.network.gateway,)
+        say("network", network=network, gateway=self.network.gateway, image=image)
+
+    def launch(self, launch: Launch) -> ContainerReplica:
+        spec = launch.spec
+        assert self.placement is not None, "launched before prepared"
+        port = spec.target.port  # its own address: the target's port, as in a pod
+        replica = ContainerReplica(
+            launch.name,
+            self.placement,
+            launch.fill(spec.target.image_args, DATA_DIR, port, "0.0.0.0"),
+            launch.env(DATA_DIR, port, "0.0.0.0"),  # nothing of stressbed's own environment
+            launch.log,
+            cpu_limit_m=spec.limits.cpu_m,
+            memory_limit=spec.limits.memory,
+            cpu_request_m=spec.requests.cpu_m,
+            memory_request=spec.requests.memory,
+            security=spec.security,
+        )
+        replica.port = port
+        return replica
+
+
 class DockerStack(LocalStack):
-    """A provisioned stack of containers: :attr:`url` (on 127.0.0.1) routes to ready ones."""
+    """A provisioned stack of containers: :attr:`url` (on 127.0.0.1) routes to ready ones.
+    The local stack with a :class:`ContainerRuntime`, and the engine's objects removed at
+    teardown."""
 
     def __init__(  # noqa: PLR0917 - the local stack's arguments, then the engine's
         self,
@@ -78,59 +123,17 @@ class DockerStack(LocalStack):
         on_event: Callable[[dict[str, Any]], None] | None = None,
         secrets: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(spec, work_dir, options, on_event, secrets)
+        self.containers = ContainerRuntime(registry, network, image)
+        super().__init__(spec, work_dir, options, on_event, secrets, self.containers)
         self.registry = registry
         self.network = network
-        self._image_of = image
-        self._placement: Placement | None = None
-        self._network_name = ""
-
-    # -- what differs from the local stack ----------------------------------------------
-
-    def _prepare(self) -> None:
-        image = self._image_of()  # built from the checkout, or found on the engine
-        network = self.network.ensure()
-        # {data}: shared by every replica, kept with the run (the engine takes absolute paths).
-        data = (self.work_dir / "data").resolve()
-        data.mkdir(parents=True, exist_ok=True)
-        user = self.spec.security.run_as_user
-        writable_by(data, user)
-        self._placement = Placement(self.registry, network, image, data, f"{user}:{user}")
-        self._network_name = network
-        self._event("network", network=network, gateway=self.network.gateway, image=image)
-
-    def _make_balancer(self) -> BalancerProcess:
-        return BalancerProcess(self.options.host, self.options.port, also=(self.network.gateway,))
-
-    def _launch(self, replica: _Replica) -> ReplicaRun:
-        spec = self.spec
-        assert self._placement is not None
-        replica.port = spec.target.port  # its own address: the target's port, as in a pod
-        args = [
-            part.replace("{port}", str(replica.port))
-            .replace("{host}", "0.0.0.0")
-            .replace("{data}", DATA_DIR)
-            for part in spec.target.image_args
-        ]
-        env = self._replica_env(DATA_DIR, replica.port, "0.0.0.0", inherit=False)
-        return ContainerReplica(
-            replica.name,
-            self._placement,
-            args,
-            env,
-            self.work_dir / "replicas" / f"{replica.name}.log",
-            cpu_limit_m=spec.limits.cpu_m,
-            memory_limit=spec.limits.memory,
-            cpu_request_m=spec.requests.cpu_m,
-            memory_request=spec.requests.memory,
-            security=spec.security,
-        )
 
     # -- reporting ------------------------------------------------------------------------
 
     def report(self) -> dict[str, Any]:
         report = super().report()
         security = self.spec.security
+        placement = self.containers.placement
         report.update(
             backend="docker",
             enforcement="docker",
@@ -139,9 +142,9 @@ class DockerStack(LocalStack):
                 "read_only_root_filesystem": security.read_only_root_filesystem,
                 "capabilities": "all dropped",
                 "no_new_privileges": True,
-                "network": self._network_name,
+                "network": placement.network if placement is not None else "",
             },
-            image=self._placement.image if self._placement is not None else "",
+            image=placement.image if placement is not None else "",
             labels={"stressbed.run": self.registry.run},
         )
         return report

@@ -45,7 +45,7 @@ from typing import Any, Protocol
 from ...fleet.process import die_with_parent
 from ...scenario.faults import Fault
 from ...stack.spec import FaultHook
-from ._replica import ReplicaRun
+from .runtime import ReplicaRun
 
 __all__ = ["FAULT_KINDS", "Hook", "LocalFaults"]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from ...stack.lifecycle import Lifecycle
 from ...stack.spec import StackSpec
-from ._replica import Usage
+from .runtime import Usage
 
 __all__ = ["UsageFeed"]
 

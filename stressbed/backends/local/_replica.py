@@ -1,4 +1,5 @@
-"""One run of a replica's process on this machine, with the limits a pod's container has.
+"""The process runtime: each run of a replica a process on this machine, with the limits a
+pod's container has (:class:`ProcessRuntime` makes them, :class:`ReplicaProcess` is one).
 
 The process runs in its own process group, with stdin detached, its output in a log file, and
 a parent-death signal so it never outlives stressbed. Its memory limit and CPU quota are
@@ -17,79 +18,57 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import ClassVar, Protocol
 
 from ...errors import ConfigError
-from ...fleet.process import die_with_parent
+from ...fleet.process import die_with_parent, free_port
+from ...stack.spec import StackSpec
 from . import _cgroups
+from .runtime import Exit, Launch, ReplicaRun, ReplicaRuntime, Usage
 
-__all__ = ["Exit", "ReplicaProcess", "ReplicaRun", "Usage", "check_executable", "run_command"]
+__all__ = ["INHERITED_ENV", "ProcessRuntime", "ReplicaProcess", "check_executable", "run_command"]
+
+#: What a replica inherits of stressbed's environment: nothing else of the shell (no cloud
+#: credentials, no admin token) reaches the target; the StackSpec's env and secrets come on
+#: top, and the run's own token for the target's fault hook when its spec declares one.
+INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PAGE = resource.getpagesize()
 
 
-@dataclass(frozen=True)
-class Exit:
-    """How a replica's process ended."""
+class ProcessRuntime(ReplicaRuntime):
+    """Replicas as processes on ``host``, each on a free port of its own, with a cgroup each
+    (``cgroups``: where the kernel lets this process make one) or rlimits."""
 
-    code: int | None  # exit code, None when a signal ended it
-    signal: int | None
-    oom_killed: bool
+    def __init__(self, host: str = "127.0.0.1", *, cgroups: bool = True) -> None:
+        self.host = host
+        self.cgroups = cgroups
 
-    @property
-    def reason(self) -> str:
-        if self.oom_killed:
-            return "OOMKilled"
-        if self.signal is not None:
-            try:
-                return f"killed by {signal.Signals(self.signal).name}"
-            except ValueError:  # a real-time signal has no name
-                return f"killed by signal {self.signal}"
-        return f"exited with code {self.code}"
+    def prepare(self, spec: StackSpec, work_dir: Path, say: Callable[..., None]) -> None:
+        check_executable(spec.target.command)  # bad input (exit 2) before anything starts
 
-
-@dataclass(frozen=True)
-class Usage:
-    cpu_seconds: float  # CPU time used since the process started
-    memory: int  # working set in bytes
-    #: The cgroup's CFS periods so far and those in which the quota throttled it (None
-    #: without a cgroup): the share throttled says a replica is held back by its CPU limit.
-    periods: tuple[int, int] | None = None
-
-
-class ReplicaRun(Protocol):
-    """What runs one replica as the controller drives it: a :class:`ReplicaProcess` here, a
-    container on the Docker backend. Started once, watched, measured, signalled, closed."""
-
-    name: str
-    env: dict[str, str]
-    #: Where it answers ("" for the stack's own host).
-    host: str
-    #: Its cgroups on this host, for a hog to enter (None: no cgroup to hold a hog to).
-    group: _cgroups.ReplicaCgroup | None
-    how: ClassVar[Mapping[str, str]]
-
-    @property
-    def enforcement(self) -> str: ...
-    @property
-    def enforced(self) -> bool: ...
-    @property
-    def can_freeze(self) -> bool: ...
-    def start(self) -> dict[str, object]: ...
-    def poll(self) -> Exit | None: ...
-    def usage(self) -> Usage | None: ...
-    def signal(self, signum: int) -> None: ...
-    def kill(self) -> None: ...
-    def freeze(self, frozen: bool) -> bool: ...
-    def exec_probe(self, command: Sequence[str], timeout_s: float) -> tuple[bool, str]: ...
-    def close(self) -> None: ...
+    def launch(self, launch: Launch) -> ReplicaProcess:
+        spec = launch.spec
+        port = free_port(self.host)
+        data = launch.work_dir / "data"  # shared by every replica, as a volume would be
+        data.mkdir(parents=True, exist_ok=True)
+        inherited = {n: os.environ[n] for n in INHERITED_ENV if n in os.environ}
+        process = ReplicaProcess(
+            launch.name,
+            launch.fill((*spec.target.command, *spec.target.args), str(data), port, self.host),
+            launch.env(str(data), port, self.host, inherited),
+            launch.log,
+            cpu_limit_m=spec.limits.cpu_m,
+            memory_limit=spec.limits.memory,
+            cgroups=self.cgroups,
+        )
+        process.port = port
+        return process
 
 
-class ReplicaProcess:
+class ReplicaProcess(ReplicaRun):
     """Start, watch, measure and stop one process of a replica."""
 
     def __init__(
@@ -128,12 +107,6 @@ class ReplicaProcess:
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
-
-    #: Where it answers: "" for the stack's own host (loopback).
-    host = ""
-    #: How a fault of a kind is applied to it, where that is not the local default
-    #: (:data:`stressbed.backends.local._faults._HOW`).
-    how: ClassVar[Mapping[str, str]] = {}
 
     def start(self) -> dict[str, object]:
         """Spawn the process (call it from a thread that lives as long as the replica); what

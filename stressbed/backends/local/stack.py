@@ -3,10 +3,11 @@
 The decisions are made by the pure controllers of :mod:`stressbed.stack`: each replica's
 :class:`~stressbed.stack.lifecycle.Lifecycle` (restarts with back-off, termination, deletion),
 its :class:`~stressbed.stack.probes.ReplicaProbes`, the HPA algorithm and the quota. This
-module owns what they cannot: the replica processes (:mod:`._replica`, cgroup limits where the
-kernel allows), the probes' network calls (a small pool), the load balancer process that gives
-the stack one URL and routes new connections to ready replicas only, the usage feed
-(:mod:`._metrics`), and the events.
+module owns what they cannot: driving the replicas' runs through the
+:class:`~.runtime.ReplicaRuntime` it is given (processes by default, :mod:`._replica`, with
+cgroup limits where the kernel allows; containers on the Docker backend), the probes' network
+calls (a small pool), the load balancer process that gives the stack one URL and routes new
+connections to ready replicas only, the usage feed (:mod:`._metrics`), and the events.
 
 One controller thread owns every replica: it starts them (their parent-death signal follows
 that thread), probes them, restarts them, scales, and at teardown stops them all.
@@ -16,7 +17,6 @@ that thread), probes them, restarts them, scales, and at teardown stops them all
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import threading
 import time
@@ -27,7 +27,6 @@ from secrets import token_urlsafe
 from typing import Any
 
 from ...errors import ProvisionError
-from ...fleet.process import free_port
 from ...results.target_metrics import parse_selector
 from ...scenario.faults import Fault
 from ...stack.hpa import HpaController
@@ -40,16 +39,13 @@ from ._diagnose import crash_looping, not_ready_reason
 from ._faults import Hook, LocalFaults
 from ._metrics import UsageFeed
 from ._probing import ProbePool
-from ._replica import Exit, ReplicaProcess, ReplicaRun, Usage, check_executable
+from ._replica import ProcessRuntime
 from .balancer import BalancerProcess
+from .runtime import Exit, Launch, ReplicaRun, ReplicaRuntime, Usage
 
 __all__ = ["LocalOptions", "LocalStack"]
 
 TICK_S = 0.05
-#: What a replica inherits of stressbed's environment: nothing else of the shell (no cloud
-#: credentials, no admin token) reaches the target; the StackSpec's env and secrets come on
-#: top, and the run's own token for the target's fault hook when its spec declares one.
-INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
 #: How much longer than the teardown grace the controller thread gets to stop everything.
 CONTROLLER_JOIN_MARGIN_S = 10.0
 
@@ -73,7 +69,7 @@ class LocalOptions:
 
 @dataclass
 class _Replica:
-    """One replica: its lifecycle (pure) and what runs it here."""
+    """One replica: its lifecycle (pure) and its current run (the runtime's)."""
 
     life: Lifecycle
     port: int = 0
@@ -98,20 +94,23 @@ class _Replica:
 
 
 class LocalStack:
-    """A provisioned stack: :attr:`url` routes to ready replicas until :meth:`teardown`."""
+    """A provisioned stack: :attr:`url` routes to ready replicas until :meth:`teardown`; what
+    runs them is ``runtime``'s (processes on this machine when None)."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - the stack's arguments, then what runs its replicas
         self,
         spec: StackSpec,
         work_dir: Path,
         options: LocalOptions | None = None,
         on_event: Callable[[dict[str, Any]], None] | None = None,
         secrets: Mapping[str, str] | None = None,
+        runtime: ReplicaRuntime | None = None,
     ) -> None:
         self.spec = spec.validate()
         self._secrets = dict(secrets or {})
         self.work_dir = work_dir
         self.options = options or LocalOptions()
+        self.runtime = runtime or ProcessRuntime(self.options.host, cgroups=self.options.cgroups)
         self.on_event = on_event
         self.replicas: list[_Replica] = []
         self.enforcement = ""
@@ -158,8 +157,10 @@ class LocalStack:
 
     def provision(self) -> str:
         """Start the balancer and the replicas; return the URL once every one is ready."""
-        self._prepare()
-        self._balancer = self._make_balancer()
+        self.runtime.prepare(self.spec, self.work_dir, self._event)
+        self._balancer = BalancerProcess(
+            self.options.host, self.options.port, also=self.runtime.listen_also
+        )
         self.url = self._balancer.url
         self._event("stack-created", url=self.url, replicas=self._desired)
         self._thread = threading.Thread(target=self._control, name="stressbed-stack", daemon=True)
@@ -181,13 +182,6 @@ class LocalStack:
         if self._scraper is not None:
             self._scraper.start()
         return self.url
-
-    def _prepare(self) -> None:
-        """What must hold before anything starts: here, that the target's command runs."""
-        check_executable(self.spec.target.command)
-
-    def _make_balancer(self) -> BalancerProcess:
-        return BalancerProcess(self.options.host, self.options.port)
 
     def _make_scraper(self) -> Scraper | None:
         metrics = self.spec.metrics
@@ -311,7 +305,8 @@ class LocalStack:
 
     def _start(self, replica: _Replica, now: float, *, first: bool, reason: str = "") -> None:
         spec = self.spec
-        process = self._launch(replica)
+        process = self.runtime.launch(self._launch_of(replica.name))
+        replica.port = process.port
         if not self.enforcement:
             self.enforcement = process.enforcement
             self._event("limits", enforcement=self.enforcement, cgroups=process.enforced)
@@ -340,42 +335,12 @@ class LocalStack:
         for event in replica.probes.initial_events():
             self._apply(replica, event, now, "")
 
-    def _launch(self, replica: _Replica) -> ReplicaRun:
-        """What runs the replica, not yet started: here a process on this machine, on a free
-        loopback port (``replica.port``). Another backend's stack gives its own (a container)."""
+    def _launch_of(self, name: str) -> Launch:
+        """What the runtime is asked for: the secrets and the fault hook's token come from
+        here, known to the replicas and to nothing else."""
         spec = self.spec
-        replica.port = free_port(self.options.host)
-        data = self.work_dir / "data"  # shared by every replica, as a volume would be
-        data.mkdir(parents=True, exist_ok=True)
-        command = [
-            part.replace("{port}", str(replica.port))
-            .replace("{host}", self.options.host)
-            .replace("{data}", str(data))
-            for part in (*spec.target.command, *spec.target.args)
-        ]
-        return ReplicaProcess(
-            replica.name,
-            command,
-            self._replica_env(str(data), replica.port, self.options.host, inherit=True),
-            self.work_dir / "replicas" / f"{replica.name}.log",
-            cpu_limit_m=spec.limits.cpu_m,
-            memory_limit=spec.limits.memory,
-            cgroups=self.options.cgroups,
-        )
-
-    def _replica_env(self, data: str, port: int, host: str, *, inherit: bool) -> dict[str, str]:
-        """A replica's environment: the spec's (``{data}`` filled in), the secrets, the fault
-        hook's token, ``PORT`` and ``HOST``; and with ``inherit`` a few of stressbed's own."""
-        spec = self.spec
-        inherited = {n: os.environ[n] for n in INHERITED_ENV if n in os.environ} if inherit else {}
-        return {
-            **inherited,
-            **{k: v.replace("{data}", data) for k, v in spec.target.env},
-            **self._secrets,
-            **({spec.fault_hook.token_env: self._hook_token} if spec.fault_hook else {}),
-            "PORT": str(port),
-            "HOST": host,
-        }
+        hooked = {spec.fault_hook.token_env: self._hook_token} if spec.fault_hook else {}
+        return Launch(name, spec, self.work_dir, {**self._secrets, **hooked})
 
     def _supervise(self, replica: _Replica, now: float) -> None:
         life = replica.life

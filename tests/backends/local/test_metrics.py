@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from stressbed.backends.local import Usage
 from stressbed.backends.local._metrics import UsageFeed
-from stressbed.backends.local._replica import Usage
 from stressbed.stack.agent import reference_agent
 from stressbed.stack.lifecycle import Lifecycle
 

@@ -240,10 +240,10 @@ def test_a_controller_that_fails_while_restarting_still_tears_down_cleanly(
     stack.provision()
     wait_for(lambda: "back-off" in events(stack), timeout=30)
 
-    def no_port(host: str = "") -> int:
+    def no_port(launch: Any) -> Any:  # the process runtime's free port, all taken
         raise RuntimeError("no port left")
 
-    monkeypatch.setattr("stressbed.backends.local.stack.free_port", no_port)
+    monkeypatch.setattr(stack.runtime, "launch", no_port)
     wait_for(lambda: "stack-deleted" in events(stack), timeout=30)
     seen = events(stack)
     after = seen[seen.index("controller-failed") :]
