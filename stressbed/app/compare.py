@@ -28,7 +28,7 @@ from ..results.compare import (
     compare,
     differences,
     fingerprint,
-    steady,
+    loaded_seconds,
 )
 from ..results.merge import merge
 from ..scenario.model import Scenario
@@ -113,7 +113,7 @@ def load_baseline(
         if not allow_partial:
             raise ConfigError(option, str(where), f"a complete run: {why}; {ALLOW_PARTIAL}")
         print(f"stressbed: note: {option} {where} compared though partial: {why}", file=sys.stderr)
-    seconds = len(steady(merge(found.runners).windows))
+    seconds = len(loaded_seconds(merge(found.runners).windows))
     if seconds < MIN_SECONDS:
         raise ConfigError(
             option,

@@ -7,7 +7,7 @@ the ``verdict`` on thresholds, the run on one time axis (``timeline``) and what 
 (``findings``), and the run's documents: ``summary`` (summary.json, junit.xml, events.jsonl),
 report.html (``html``, its Bokeh ``charts``; Bokeh imported only to draw), the terminal
 ``table`` and the URLs fit to be written in them (``redact``); and a capacity search's
-judgement: one probe's verdict (``probe``, its steady-state test in ``steady``), where to probe
+judgement: one probe's verdict (``probe``, its growth test in ``trend``), where to probe
 next and what the probes add up to (``search``), the binding cause (``causes``) and its
 report.html (``capacity_html``); what faults and a scale-out cost users (``resilience``,
 ``scaleout``), both read from the one per-second SLO judgement and recovery search

@@ -41,7 +41,7 @@ __all__ = [
     "compare",
     "differences",
     "fingerprint",
-    "steady",
+    "loaded_seconds",
 ]
 
 CONFIDENCE = 0.95
@@ -183,7 +183,7 @@ def _finite(value: float) -> float | None:
     return None if math.isnan(value) or math.isinf(value) else round(value, 6)
 
 
-def steady(windows: Mapping[int, Window]) -> list[Window]:
+def loaded_seconds(windows: Mapping[int, Window]) -> list[Window]:
     """Every second from the run's first second with load to its last (a second in which
     nothing completed counts, as an empty one), the first and last (partial) left out."""
     loaded = [t for t, w in windows.items() if w.requests]
@@ -297,7 +297,7 @@ def compare(
 
     tol = tolerances or Tolerances()
     rng = np.random.default_rng(seed)
-    runs = (steady(base), steady(candidate))
+    runs = (loaded_seconds(base), loaded_seconds(candidate))
     comparison = Comparison(seconds=(len(runs[0]), len(runs[1])))
     if min(comparison.seconds) < MIN_SECONDS:
         return comparison  # too little to resample: no metric, and no verdict from nothing

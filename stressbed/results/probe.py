@@ -13,7 +13,7 @@ decides, recording which condition held:
   growing is the target's doing: that probe failed;
 - **held** when every SLO holds on the steady window alone, the achieved rate is at least 95%
   of the offered rate, and neither latency nor the VUs busy show significant growth
-  (:mod:`.steady`);
+  (:mod:`.trend`);
 - **failed** otherwise, with the reasons.
 
 Two concurrencies are figures: ``vus_active``, k6's ``vus`` gauge (VUs running an iteration,
@@ -34,8 +34,8 @@ from ..scenario.capacity import slo_label
 from ..scenario.thresholds import Threshold
 from .aggregates import Window
 from .runner_result import RunnerResult
-from .steady import Slope, slope
 from .timeline import observe_window
+from .trend import Slope, slope
 
 __all__ = [
     "ACHIEVED_SHARE",

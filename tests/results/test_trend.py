@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from stressbed.results.steady import MIN_POINTS, slope
+from stressbed.results.trend import MIN_POINTS, slope
 
 
 def test_a_flat_window_is_not_growing():

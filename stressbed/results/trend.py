@@ -1,4 +1,4 @@
-"""Is a probe in equilibrium? The steady-state test of a capacity probe.
+"""Is a probe in equilibrium? The trend test of a capacity probe: does anything keep growing.
 
 A probe offers a constant arrival rate. It holds only if, over its steady window (after the
 warm-up), the SLOs hold on that window alone, the achieved rate keeps up with the offered
