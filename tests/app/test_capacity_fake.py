@@ -327,3 +327,20 @@ def test_scale_out_for_needs_a_scale_out_to_hold(tmp_path):
         plan_for(tmp_path, then_scale_out=False, scale_out_for="30s")
     assert caught.value.field == "--scale-out-for"
     assert "only with --scale-out, or a search on a stack with an autoscaler" in str(caught.value)
+
+
+def test_capacity_json_is_written_before_the_teardown_with_the_probes_so_far(tmp_path):
+    seen: list[dict[str, Any]] = []
+
+    def look() -> None:  # what a kill during the teardown would leave
+        seen.append(json.loads((tmp_path / "results" / "latest" / "capacity.json").read_text()))
+
+    backend = ModelledTarget(lambda r: 150, on_teardown=look)
+    report = run_capacity(plan_for(tmp_path), backend=backend)
+    (provisional,) = seen
+    assert provisional["exit_code"] == 130
+    assert provisional["message"].startswith("interrupted, tearing down; the search had ended: ")
+    assert len(provisional["probes"]) == len(report.document["probes"]) > 1
+    assert provisional["max_sustainable_rate"] == report.document["max_sustainable_rate"]
+    assert report.exit_code == 0
+    assert json.loads(report.path.read_text())["exit_code"] == 0
