@@ -11,6 +11,7 @@ the app layer.
 """
 
 from ._cgroups import ReplicaCgroup
+from ._cgroups import sweep as sweep_cgroups
 from ._faults import FAULT_KINDS
 from ._replica import Exit, ReplicaProcess, ReplicaRun, Usage
 from .backend import LocalBackend, machine_options
@@ -32,4 +33,5 @@ __all__ = [
     "RunnerHandle",
     "Usage",
     "machine_options",
+    "sweep_cgroups",
 ]
