@@ -20,7 +20,7 @@ from typing import Any
 
 from ..backends.base import Backend, Fleet, FleetOutcome, FleetSpec, Health, Progress, Stack
 from ..backends.existing import ExistingService
-from ..errors import StressbedError
+from ..errors import StressbedError, TeardownError
 from ..fleet.process import TeardownAbandoned, uninterrupted
 from ..results.compare import compare
 from ..results.merge import FleetResult, merge
@@ -298,7 +298,8 @@ def tear_down(stack: Stack) -> tuple[str | None, bool]:
             return f"teardown abandoned; left: {left}", True
         except Exception as exc:  # reported in the summary, never instead of it
             text = str(exc) if isinstance(exc, StressbedError) else f"{type(exc).__name__}: {exc}"
-            print(f"stressbed: error: teardown: {text}", file=sys.stderr)
+            for line in exc.failures if isinstance(exc, TeardownError) else [text]:
+                print(f"stressbed: error: teardown: {line}", file=sys.stderr)  # one a step
             return text, False
     return None, False
 

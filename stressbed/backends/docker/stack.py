@@ -21,6 +21,7 @@ import docker.errors
 
 from ...errors import ProvisionError
 from ...stack.spec import StackSpec
+from .._teardown import Step
 from ..local import ReplicaRun
 from ..local.balancer import BalancerProcess
 from ..local.stack import LocalOptions, LocalStack, _Replica
@@ -146,19 +147,15 @@ class DockerStack(LocalStack):
         )
         return report
 
-    def teardown(self) -> None:
-        failure: ProvisionError | None = None
-        try:
-            super().teardown()
-        except ProvisionError as exc:  # the controller failed: said with what is left, if any
-            failure = exc
+    def _teardown_steps(self) -> list[Step]:
+        # The containers and the network last, whatever the steps before got to.
+        return [*super()._teardown_steps(), Step("remove the containers", self._remove_all, 120)]
+
+    def _remove_all(self) -> None:
         left = self.registry.remove_all()
         self.network.forget()
         if left:
-            said = f"{failure}; " if failure is not None else ""
-            raise ProvisionError(said + "teardown left " + "; ".join(left))
-        if failure is not None:
-            raise failure
+            raise ProvisionError("teardown left " + "; ".join(left))
 
     def leftovers(self) -> str:
         return (

@@ -26,7 +26,7 @@ from pathlib import Path
 from secrets import token_urlsafe
 from typing import Any
 
-from ...errors import ProvisionError
+from ...errors import ProvisionError, TeardownError
 from ...fleet.process import free_port
 from ...results.target_metrics import parse_selector
 from ...scenario.faults import Fault
@@ -34,6 +34,7 @@ from ...stack.hpa import HpaController
 from ...stack.lifecycle import BackOff, Deletion, Lifecycle, Phase
 from ...stack.probes import ReplicaProbes
 from ...stack.spec import StackSpec, quota_denial
+from .._teardown import Step, run_steps
 from ..base import new_event
 from ..scrape import Scraper
 from ._diagnose import crash_looping, not_ready_reason
@@ -206,28 +207,48 @@ class LocalStack:
         return Scraper(endpoints, [parse_selector(s) for s in metrics.series])
 
     def teardown(self) -> None:
-        """Stop every replica (SIGTERM, grace, SIGKILL) and the balancer; idempotent."""
+        """Stop every replica (SIGTERM, grace, SIGKILL) and the balancer; idempotent. Each
+        step bounded, a failed one reported (TeardownError) once every later one has run."""
+        failures = run_steps(self._teardown_steps(), self._event)
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            failures.insert(0, f"the local stack's controller failed: {failure}")
+        if failures:
+            raise TeardownError(failures)
+
+    def _teardown_steps(self) -> list[Step]:
+        """In order, the removal of what runs last (another runtime's stack appends its own)."""
+        steps = []
         if self._scraper is not None:
-            self._scraper.stop()
+            steps.append(Step("stop the metrics scraper", self._scraper.stop))
+        grace = self.options.teardown_grace_s + CONTROLLER_JOIN_MARGIN_S
+        steps += [
+            Step("stop the controller", self._stop_controller, timeout_s=grace + 5),
+            Step("undo the faults", self._faults.undo_all),  # the controller may not have
+        ]
+        # Whatever the controller got to (it never started, it stopped everything, or it
+        # hangs), what is left of every replica is killed here and its cgroup removed.
+        for replica in list(self.replicas):
+            if replica.process is not None:
+                steps.append(Step(f"remove replica {replica.name}", replica.process.close))
+        steps += [
+            Step("stop the probes", self._probes.close),
+            Step("stop the balancer", self._close_balancer),
+        ]
+        return steps
+
+    def _stop_controller(self) -> None:
         self._stop.set()
         if self._thread is not None and self._thread.is_alive() and not self._forced:
             self._thread.join(timeout=self.options.teardown_grace_s + CONTROLLER_JOIN_MARGIN_S)
             if self._thread.is_alive():  # waited once: a second teardown does not wait again
                 self._forced = True
                 self._event("teardown-forced", reason="the controller did not stop in time")
-        self._faults.undo_all()  # the controller may not have got to it
-        # Whatever the controller got to (it never started, it stopped everything, or it hangs),
-        # what is left of every replica is killed here and its cgroup removed.
-        for replica in list(self.replicas):
-            if replica.process is not None:
-                replica.process.close()
-        self._probes.close()
+
+    def _close_balancer(self) -> None:
         if self._balancer is not None:
             self._balancer.close()
             self._balancer = None
-        if self._failure is not None:
-            failure, self._failure = self._failure, None
-            raise ProvisionError(f"the local stack's controller failed: {failure}")
 
     def schedule_faults(self, faults: Sequence[Fault], started_at: float) -> None:
         self._faults.arm(faults, started_at)
@@ -526,7 +547,9 @@ class LocalStack:
     # -- stopping ---------------------------------------------------------------------
 
     def _stop_everything(self) -> None:
-        self._faults.undo_all()  # a paused replica resumes, so that it can stop
+        # A paused replica resumes, so it can stop (a failed undo: the teardown's step says it).
+        with contextlib.suppress(Exception):
+            self._faults.undo_all()
         if self._balancer is not None:
             # No new connections; those open end when their replica does.
             for replica in self.replicas:
