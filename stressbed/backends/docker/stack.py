@@ -30,6 +30,10 @@ from ._engine import Registry, writable_by
 
 __all__ = ["DockerStack", "RunNetwork"]
 
+#: How long removing a run's containers, volumes and network may take at teardown (each
+#: Engine API call has its own timeout; a stack of many replicas makes many calls).
+REMOVE_TIMEOUT_S = 300.0
+
 
 class RunNetwork:
     """The run's bridge network: made once (registered first), shared by the stack and the
@@ -149,7 +153,8 @@ class DockerStack(LocalStack):
 
     def _teardown_steps(self) -> list[Step]:
         # The containers and the network last, whatever the steps before got to.
-        return [*super()._teardown_steps(), Step("remove the containers", self._remove_all, 120)]
+        removal = Step("remove the containers", self._remove_all, REMOVE_TIMEOUT_S)
+        return [*super()._teardown_steps(), removal]
 
     def _remove_all(self) -> None:
         left = self.registry.remove_all()
