@@ -458,6 +458,17 @@ def test_what_teardown_could_not_do_is_kept_beside_the_runs_own_failure(tmp_path
 
 
 FAKE_TARGET = Path(__file__).parents[1] / "backends" / "local" / "fake_target.py"
+#: A scenario whose one replica ignores SIGTERM: its teardown waits out the grace period
+#: (10 s locally), long enough for a kill to come while it waits.
+STUBBORN = (
+    "import sys\n"
+    "from stressbed import *\n"
+    "scenario = Scenario('stubborn', description='stubborn', workloads=[Workload('w', "
+    "get('/healthz'), ConstantVUs(vus=2, duration='60s'))])\n"
+    f"stack = {{'target': {{'command': [sys.executable, {str(FAKE_TARGET)!r}], "
+    "'env': {'FAKE_IGNORE_TERM': '1'}}, 'replicas': 1, 'autoscaler': None, "
+    "'termination_grace_period_s': 30}\n"
+)
 
 
 @needs_k6
@@ -465,15 +476,7 @@ def test_a_run_killed_during_its_teardown_leaves_a_summary_with_verdict_error(tm
     # A CI cancel: SIGINT, then SIGKILL 5 s later. The replica ignores SIGTERM, so the
     # teardown waits out its grace period (10 s locally): the kill comes while it waits.
     path = tmp_path / "stubborn.py"
-    path.write_text(
-        "import sys\n"
-        "from stressbed import *\n"
-        "scenario = Scenario('stubborn', description='stubborn', workloads=[Workload('w', "
-        "get('/healthz'), ConstantVUs(vus=2, duration='60s'))])\n"
-        f"stack = {{'target': {{'command': [sys.executable, {str(FAKE_TARGET)!r}], "
-        "'env': {'FAKE_IGNORE_TERM': '1'}}, 'replicas': 1, 'autoscaler': None, "
-        "'termination_grace_period_s': 30}\n"
-    )
+    path.write_text(STUBBORN)
     proc = stressbed_run(tmp_path, "--scenario", str(path), "--runners", "1")
     seen = wait_for_load(proc)
     (replica,) = children_running(proc.pid, "fake_target.py")
