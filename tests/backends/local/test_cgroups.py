@@ -160,6 +160,18 @@ def leftover(creator: int) -> tuple[subprocess.Popen[bytes], list]:
     return proc, dirs
 
 
+def clean_up(proc: subprocess.Popen[bytes], dirs: list) -> None:
+    """What a failed test would leave: the process thawed and killed, its cgroups gone."""
+    proc.kill()
+    for directory in dirs:
+        with contextlib.suppress(OSError):
+            (directory / "freezer.state").write_text("THAWED")
+    proc.wait()
+    for directory in dirs:
+        with contextlib.suppress(OSError):
+            directory.rmdir()
+
+
 def test_the_sweep_thaws_and_kills_a_frozen_replica_a_killed_stressbed_left():
     from stressbed.backends.local._cgroups import sweep  # noqa: PLC0415
 
@@ -169,14 +181,7 @@ def test_the_sweep_thaws_and_kills_a_frozen_replica_a_killed_stressbed_left():
         assert proc.wait(timeout=10) == -9
         assert not any(d.exists() for d in dirs)
     finally:
-        proc.kill()
-        for directory in dirs:
-            with contextlib.suppress(OSError):
-                (directory / "freezer.state").write_text("THAWED")
-        proc.wait()
-        for directory in dirs:
-            with contextlib.suppress(OSError):
-                directory.rmdir()
+        clean_up(proc, dirs)
 
 
 def test_the_sweep_leaves_the_cgroups_of_a_stressbed_still_running_alone():
@@ -195,3 +200,22 @@ def test_the_sweep_leaves_the_cgroups_of_a_stressbed_still_running_alone():
         for directory in dirs:
             with contextlib.suppress(OSError):
                 directory.rmdir()
+
+
+def test_stressbed_gc_thaws_and_kills_what_a_killed_stressbed_left_frozen():
+    proc, dirs = leftover(dead_pid())
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "stressbed", "gc"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert proc.wait(timeout=10) == -9
+        assert not any(d.exists() for d in dirs)
+        removed = int(done.stdout.split(" replica cgroup(s)")[0].rsplit(" ", 1)[-1])
+        assert removed >= 1, done.stdout
+    finally:
+        clean_up(proc, dirs)
