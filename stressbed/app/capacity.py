@@ -6,13 +6,14 @@ limits it. An experiment driving plans and fleets:
          render (a ConstantArrivalRate of the scenario's flow) -> run the fleet -> merge
          -> judge the steady window (:mod:`stressbed.results.probe`) -> cool down
     -> on a stack with an autoscaler: a scale-out from the lowest rate that held to the highest
+    finally, under one interrupt guard: a provisional capacity.json -> teardown
     -> conclude (:mod:`.capacity_answer`: the search's answer, the cause, the exit code)
     -> capacity.json, report.html, the table
-    finally: teardown
 
 Every probe is a run directory of its own under ``probes/`` (summary.json, junit.xml, each
 runner's result). The stack is torn down before :func:`run_capacity` returns, on failure and
-interruption too, and capacity.json is written for every search that started.
+interruption too, and capacity.json is written for every search that started (a stressbed
+killed during its teardown leaves the provisional one: exit code 130, the probes so far).
 """
 
 from __future__ import annotations

@@ -1,12 +1,14 @@
 """``stressbed run`` after planning: the pipeline of one run, as stages threaded one into the next.
 
-    render (a new run directory) -> provision -> run the fleet -> merge -> evaluate -> report
-    finally: teardown
+    render (a new run directory) -> provision -> run the fleet
+    finally, under one interrupt guard: a provisional summary -> teardown -> merge -> evaluate
+    -> report (summary.json, then report.html)
 
 Everything goes through the plan's backend (:class:`~stressbed.backends.base.Backend`); this
 module knows no backend by name. The stack is torn down and the fleet stops every runner
 before :func:`execute` returns, also on failure and interruption, and every run that started
-writes its summary.
+writes its summary: a stressbed killed during its teardown (a CI job's SIGKILL) leaves the
+provisional one, verdict ``error``.
 """
 
 from __future__ import annotations
