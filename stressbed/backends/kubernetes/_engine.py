@@ -10,7 +10,9 @@ The Pulumi CLI runs in a session of its own (through a small wrapper that calls 
 records its pid), so a Ctrl-C at the terminal or a SIGTERM to stressbed never reaches it
 directly: on an interrupt during ``up``, stressbed passes one SIGINT on (Pulumi cancels the
 update cleanly), waits for the operation to end, bounded, and only then destroys; a destroy
-never races an ``up`` still running on the same state.
+never races an ``up`` still running on the same state. A teardown abandoned during the destroy
+stops it the same way (:func:`stop_sessions`) before it prints the commands that finish it
+(:func:`finish_commands`): none of them ever races a destroy left running detached.
 """
 
 from __future__ import annotations
