@@ -151,10 +151,10 @@ class DockerStack(LocalStack):
         )
         return report
 
-    def _teardown_steps(self) -> list[Step]:
+    def _removal_steps(self) -> list[Step]:
         # The containers and the network last, whatever the steps before got to.
         removal = Step("remove the containers", self._remove_all, REMOVE_TIMEOUT_S)
-        return [*super()._teardown_steps(), removal]
+        return [*super()._removal_steps(), removal]
 
     def _remove_all(self) -> None:
         left = self.registry.remove_all()

@@ -207,35 +207,34 @@ class LocalStack:
         return Scraper(endpoints, [parse_selector(s) for s in metrics.series])
 
     def teardown(self) -> None:
-        """Stop every replica (SIGTERM, grace, SIGKILL) and the balancer; idempotent. Each
-        step bounded, a failed one reported (TeardownError) once every later one has run."""
-        failures = run_steps(self._teardown_steps(), self._event)
+        """Stop every replica (SIGTERM, grace, SIGKILL) and the balancer, in bounded steps."""
+        failures = run_steps(self._stopping_steps(), self._event)
+        # Made now, not before: the replicas as the controller left them.
+        failures += run_steps(self._removal_steps(), self._event)
         if self._failure is not None:
             failure, self._failure = self._failure, None
             failures.insert(0, f"the local stack's controller failed: {failure}")
         if failures:
             raise TeardownError(failures)
 
-    def _teardown_steps(self) -> list[Step]:
-        """In order, the removal of what runs last (another runtime's stack appends its own)."""
-        steps = []
-        if self._scraper is not None:
-            steps.append(Step("stop the metrics scraper", self._scraper.stop))
+    def _stopping_steps(self) -> list[Step]:
+        scraper = [Step("stop the metrics scraper", self._scraper.stop)] if self._scraper else []
         grace = self.options.teardown_grace_s + CONTROLLER_JOIN_MARGIN_S
-        steps += [
+        return [
+            *scraper,
             Step("stop the controller", self._stop_controller, timeout_s=grace + 5),
             Step("undo the faults", self._faults.undo_all),  # the controller may not have
         ]
-        # Whatever the controller got to (it never started, it stopped everything, or it
-        # hangs), what is left of every replica is killed here and its cgroup removed.
-        for replica in list(self.replicas):
-            if replica.process is not None:
-                steps.append(Step(f"remove replica {replica.name}", replica.process.close))
-        steps += [
+
+    def _removal_steps(self) -> list[Step]:
+        """Whatever the controller got to (it never started, stopped everything, or hangs): each
+        replica killed, its cgroup removed; the balancer (another runtime appends its own)."""
+        replicas = list(self.replicas)
+        return [
+            *(Step(f"remove replica {r.name}", r.process.close) for r in replicas if r.process),
             Step("stop the probes", self._probes.close),
             Step("stop the balancer", self._close_balancer),
         ]
-        return steps
 
     def _stop_controller(self) -> None:
         self._stop.set()
