@@ -107,8 +107,11 @@ def stop_sessions(pids: Path, wait_s: float) -> list[int]:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGINT)
     deadline = time.monotonic() + wait_s
-    while running and time.monotonic() < deadline:
-        time.sleep(0.1)
+    try:
+        while running and time.monotonic() < deadline:
+            time.sleep(0.1)
+            running = pulumi_sessions(pids)
+    except KeyboardInterrupt:  # pressed again meanwhile: no more waiting, killed now
         running = pulumi_sessions(pids)
     for pid in running:
         with contextlib.suppress(OSError):

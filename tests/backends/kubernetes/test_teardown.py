@@ -138,7 +138,8 @@ time.sleep(60)
 """
 
 
-def test_stopping_pulumi_interrupts_it_once_then_kills_it(tmp_path):
+def stubborn_pulumi(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    """A Pulumi CLI in a session of its own that notes a SIGINT and goes on."""
     pids = tmp_path / "pids"
     fake = tmp_path / "pulumi"  # named so: only pulumi processes are ever signalled
     fake.write_text(
@@ -146,9 +147,14 @@ def test_stopping_pulumi_interrupts_it_once_then_kills_it(tmp_path):
     )
     fake.chmod(0o755)
     proc = subprocess.Popen([str(fake)], stdin=subprocess.DEVNULL)
+    while not pids.exists() or not pids.read_text().strip():
+        time.sleep(0.01)
+    return proc, pids
+
+
+def test_stopping_pulumi_interrupts_it_once_then_kills_it(tmp_path):
+    proc, pids = stubborn_pulumi(tmp_path)
     try:
-        while not pids.exists() or not pids.read_text().strip():
-            time.sleep(0.01)
         started = time.monotonic()
         killed = stop_sessions(pids, 1.0)
         assert proc.wait(timeout=5) == -signal.SIGKILL
@@ -156,5 +162,20 @@ def test_stopping_pulumi_interrupts_it_once_then_kills_it(tmp_path):
         assert killed == [proc.pid]
         assert (tmp_path / "int").read_text() == "INT\n"
     finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_ctrl_c_while_pulumi_is_being_stopped_kills_it_at_once(tmp_path):
+    proc, pids = stubborn_pulumi(tmp_path)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    try:
+        started = time.monotonic()
+        timer.start()
+        stop_sessions(pids, 60.0)
+        assert time.monotonic() - started < 10  # not the 60 s
+        assert proc.wait(timeout=5) == -signal.SIGKILL
+    finally:
+        timer.cancel()
         proc.kill()
         proc.wait()
