@@ -50,7 +50,7 @@ Recorder = Callable[..., None]
 def run_steps(steps: Sequence[Step], event: Recorder | None = None) -> list[str]:
     """Run ``steps`` in order, each bounded by its ``timeout_s``; one message per step that
     raised or did not finish in time (each also an event), in order. Never raises but
-    :class:`TeardownAbandoned` (after the step's ``on_abandon``)."""
+    :class:`TeardownAbandoned` (or a KeyboardInterrupt), after the step's ``on_abandon``."""
     failures: list[str] = []
     for step in steps:
         problem = _run_one(step)
@@ -83,7 +83,7 @@ def _run_one(step: Step) -> str | None:
         while not finished.wait(_POLL_S):
             if time.monotonic() >= deadline:
                 return f"{step.name}: did not finish within {timeout:g} s"
-    except TeardownAbandoned:
+    except KeyboardInterrupt:  # TeardownAbandoned; a bare Ctrl-C where nothing guards
         if step.on_abandon is not None:
             step.on_abandon()
         raise
