@@ -14,6 +14,7 @@ __all__ = [
     "RenderError",
     "ScenarioNotFoundError",
     "StressbedError",
+    "TeardownError",
 ]
 
 _MAX_VALUE_CHARS = 80
@@ -89,6 +90,15 @@ class ProvisionError(StressbedError):
     Whatever was started has been torn down; exit code 3 (infrastructure failure)."""
 
     exit_code = 3
+
+
+class TeardownError(ProvisionError):
+    """Steps of a stack's teardown failed, each said in :attr:`failures` (one message a
+    step); every other step ran, the removal of the stack last. Exit code 3."""
+
+    def __init__(self, failures: list[str]) -> None:
+        self.failures = list(failures)
+        super().__init__("; ".join(self.failures))
 
 
 class DocumentError(StressbedError):

@@ -39,11 +39,16 @@ __all__ = ["FakeBackend"]
 
 class _CannedStack:
     def __init__(
-        self, url: str, fail: BaseException | None, teardown_fail: BaseException | None = None
+        self,
+        url: str,
+        fail: BaseException | None,
+        teardown_fail: BaseException | None = None,
+        on_teardown: Callable[[], None] | None = None,
     ) -> None:
         self.url = url
         self.fail = fail
         self.teardown_fail = teardown_fail
+        self.on_teardown = on_teardown
         self.torn_down = False
         self._events: list[dict[str, Any]] = []
         #: (faults, started_at) of each schedule_faults call.
@@ -61,6 +66,8 @@ class _CannedStack:
 
     def teardown(self) -> None:
         self.torn_down = True
+        if self.on_teardown is not None:
+            self.on_teardown()
         self._events.append(new_event("stack", "stack-deleted"))
         if self.teardown_fail is not None:
             raise self.teardown_fail
@@ -100,7 +107,8 @@ class _CannedFleet:
 
 class FakeBackend(Backend):
     """A backend with no processes: the stack answers ``url`` (or raises ``provision_error``;
-    its teardown raises ``teardown_error`` after recording it) and the fleet returns
+    its teardown calls ``on_teardown``, then raises ``teardown_error`` after recording it) and
+    the fleet returns
     ``results`` (RunnerResult documents) as its outcome, or whatever ``outcome()`` returns
     (or raises).
 
@@ -119,8 +127,10 @@ class FakeBackend(Backend):
         provision_error: BaseException | None = None,
         teardown_error: BaseException | None = None,
         outcome: Callable[[], FleetOutcome] | None = None,
+        on_teardown: Callable[[], None] | None = None,
     ) -> None:
         self.results = list(results)
+        self.on_teardown = on_teardown
         self.url = url
         self.provision_error = provision_error
         self.teardown_error = teardown_error
@@ -139,7 +149,7 @@ class FakeBackend(Backend):
         on_event: EventSink | None = None,
         secrets: Mapping[str, str] | None = None,
     ) -> Stack:
-        made = _CannedStack(self.url, self.provision_error, self.teardown_error)
+        made = _CannedStack(self.url, self.provision_error, self.teardown_error, self.on_teardown)
         self.stacks.append(made)
         return made
 

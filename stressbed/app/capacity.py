@@ -6,17 +6,20 @@ limits it. An experiment driving plans and fleets:
          render (a ConstantArrivalRate of the scenario's flow) -> run the fleet -> merge
          -> judge the steady window (:mod:`stressbed.results.probe`) -> cool down
     -> on a stack with an autoscaler: a scale-out from the lowest rate that held to the highest
+    finally, under one interrupt guard: a provisional capacity.json -> teardown
     -> conclude (:mod:`.capacity_answer`: the search's answer, the cause, the exit code)
     -> capacity.json, report.html, the table
-    finally: teardown
 
 Every probe is a run directory of its own under ``probes/`` (summary.json, junit.xml, each
 runner's result). The stack is torn down before :func:`run_capacity` returns, on failure and
-interruption too, and capacity.json is written for every search that started.
+interruption too, and capacity.json is written for every search that started (a stressbed
+killed during its teardown leaves the provisional one: exit code 130, the probes so far).
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import os
 import sys
@@ -29,6 +32,7 @@ from typing import Any
 from ..backends.base import Backend, FleetOutcome, Progress, Stack
 from ..backends.existing import ExistingService
 from ..errors import StressbedError
+from ..fleet.process import TeardownAbandoned, uninterrupted
 from ..results.probe import Probe
 from ..results.search import Search, conclude
 from ..scenario.render import render
@@ -47,7 +51,7 @@ from .capacity_plan import (
     pinned,
     plan_capacity,
 )
-from .execute import keep_teardown_problem, make_stack, tear_down
+from .execute import PROVISIONAL, keep_teardown_problem, make_stack, tear_down
 from .probing import Prober
 from .rundir import RunDirectory, point_latest
 
@@ -100,38 +104,48 @@ def run_capacity(
     search = Search(capacity.min_rate, capacity.max_rate, capacity.resolution, capacity.confirm)
     probes: list[Probe] = []
     found: dict[str, Any] = {}  # the scale-out's timings (or why it was skipped)
-    stack, failure, interrupted, teardown_note = _search_on_a_stack(
-        the_plan, backend, root, search, probes, found, began, say, on_progress, on_event
-    )
-    if interrupted:
-        search.stop("interrupted")
-    elif failure is not None:
-        search.stop("error")
-    elif the_plan.scale_out is not None:
-        search.stop("scale_out")
-    try:
-        document = draw_up(
-            the_plan,
-            root,
-            stack=stack,
-            probes=probes,
-            search=search,
-            failure=failure,
-            interrupted=interrupted,
-            began=began,
-            scale_out=found.get("scale_out"),
-            skipped=found.get("scale_out_skipped"),
+
+    def provisional(stack: Stack, failure: tuple[str, int] | None, interrupted: bool) -> None:
+        _write_provisional(
+            the_plan, root, stack, probes, search, failure, interrupted, began, found
         )
-    except Exception as exc:  # a bug in drawing up the answer: the probes are still kept
-        document = {
-            "format": CAPACITY_FORMAT,
-            "schema_version": CAPACITY_VERSION,
-            "run_id": root.name,
-            "exit_code": 130 if interrupted else 3,
-            "message": f"the answer could not be drawn up: {type(exc).__name__}: {exc}",
-            "answer": "capacity: not concluded (see message)",
-            "probes": [p.to_dict() for p in probes],
-        }
+
+    # From the teardown (the guard is entered there) to the last file written, an interrupt
+    # (a CI cancel) neither stops the teardown nor costs the search its capacity.json.
+    with contextlib.ExitStack() as guard:
+        stack, failure, interrupted, teardown_note = _search_on_a_stack(
+            the_plan,
+            backend,
+            root,
+            search,
+            probes,
+            found,
+            began,
+            say,
+            on_progress,
+            on_event,
+            guard,
+            provisional,
+        )
+        return _finish(
+            the_plan, root, stack, probes, search, failure, interrupted, began, found, teardown_note
+        )
+
+
+def _finish(  # noqa: PLR0917 - the search's state, passed once
+    the_plan: CapacityPlan,
+    root: Path,
+    stack: Stack,
+    probes: list[Probe],
+    search: Search,
+    failure: tuple[str, int] | None,
+    interrupted: bool,
+    began: float,
+    found: dict[str, Any],
+    teardown_note: str | None,
+) -> CapacityReport:
+    """Once the stack is torn down: the answer, capacity.json, then report.html."""
+    document = _document(the_plan, root, stack, probes, search, failure, interrupted, began, found)
     if teardown_note:
         document["teardown"] = teardown_note
     report = CapacityReport(root / "capacity.json", document, int(document["exit_code"]))
@@ -146,6 +160,88 @@ def run_capacity(
         document["report_error"] = report.report_error
         _write_json(report.path, document)
     return report
+
+
+def _document(  # noqa: PLR0917 - the search's state, passed once
+    the_plan: CapacityPlan,
+    root: Path,
+    stack: Stack,
+    probes: list[Probe],
+    search: Search,
+    failure: tuple[str, int] | None,
+    interrupted: bool,
+    began: float,
+    found: dict[str, Any],
+) -> dict[str, Any]:
+    """capacity.json's document: the search's answer, or why there is none."""
+    if interrupted:
+        search.stop("interrupted")
+    elif failure is not None:
+        search.stop("error")
+    elif the_plan.scale_out is not None:
+        search.stop("scale_out")
+    try:
+        return draw_up(
+            the_plan,
+            root,
+            stack=stack,
+            probes=probes,
+            search=search,
+            failure=failure,
+            interrupted=interrupted,
+            began=began,
+            scale_out=found.get("scale_out"),
+            skipped=found.get("scale_out_skipped"),
+        )
+    except Exception as exc:  # a bug in drawing up the answer: the probes are still kept
+        return {
+            "format": CAPACITY_FORMAT,
+            "schema_version": CAPACITY_VERSION,
+            "run_id": root.name,
+            "exit_code": 130 if interrupted else 3,
+            "message": f"the answer could not be drawn up: {type(exc).__name__}: {exc}",
+            "answer": "capacity: not concluded (see message)",
+            "probes": [p.to_dict() for p in probes],
+        }
+
+
+def _write_provisional(  # noqa: PLR0917 - the search's state, passed once
+    the_plan: CapacityPlan,
+    root: Path,
+    stack: Stack,
+    probes: list[Probe],
+    search: Search,
+    failure: tuple[str, int] | None,
+    interrupted: bool,
+    began: float,
+    found: dict[str, Any],
+) -> None:
+    """capacity.json before the teardown: exit 130 and the probes so far, with the answer
+    they give. Left if stressbed is killed while tearing down; replaced after. Never raises."""
+    try:
+        # A copy: the search's own state is concluded once, after the teardown.
+        document = _document(
+            the_plan,
+            root,
+            stack,
+            probes,
+            copy.deepcopy(search),
+            failure,
+            interrupted,
+            began,
+            found,
+        )
+        ended = "" if interrupted else f"; the search had ended: {document.get('message')}"
+        document["exit_code"] = 130
+        document["message"] = PROVISIONAL + ended
+        _write_json(root / "capacity.json", document)
+    except TeardownAbandoned:  # pressed twice already: the teardown may still be abandoned
+        return
+    except Exception as exc:  # a bug here must not keep the stack up
+        print(
+            f"stressbed: error: provisional capacity.json: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
 
 
 def _per_replica(
@@ -266,9 +362,13 @@ def _search_on_a_stack(  # noqa: PLR0917 - the stages' shared state, passed once
     say: Callable[[str], None],
     on_progress: Callable[[Progress], None] | None,
     on_event: Callable[[dict[str, Any]], None] | None,
+    guard: contextlib.ExitStack,
+    provisional: Callable[[Stack, tuple[str, int] | None, bool], None],
 ) -> tuple[Stack, tuple[str, int] | None, bool, str | None]:
     """Provision, search, tear down whatever happened: (the stack, the failure that ended
-    the search, whether it was interrupted, what the teardown could not do)."""
+    the search, whether it was interrupted, what the teardown could not do). The teardown
+    enters the interrupt guard on ``guard`` (held until the caller has written its files),
+    after ``provisional`` is called to write what is known so far."""
     failure: tuple[str, int] | None = None
     interrupted = False
     stack: Stack = ExistingService("")  # until the backend's stack exists: nothing to remove
@@ -318,6 +418,8 @@ def _search_on_a_stack(  # noqa: PLR0917 - the stages' shared state, passed once
                 interrupted = True
             interrupted = interrupted or driver.interrupted
     finally:
+        guard.enter_context(uninterrupted())
+        provisional(stack, failure, interrupted)
         problem, abandoned = tear_down(stack)
     if problem is None:
         return stack, failure, interrupted, None

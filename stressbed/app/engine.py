@@ -3,9 +3,11 @@
 ``stressbed images base`` makes the base image from Debian packages (what ``nox -s images``
 runs once per machine); ``stressbed images build`` makes the base if missing and builds the
 agent and runner images from this checkout (cached by their inputs' hash; a second call
-builds nothing). ``stressbed gc`` removes the containers, networks and volumes of runs whose
-stressbed is gone (``--all``: of every run, live ones too). The Docker backend is imported
-only when one of these runs, so the rest of the command line never needs the docker extra.
+builds nothing). ``stressbed gc`` removes the local backend's replica cgroups of runs whose
+stressbed is gone (what is still in them thawed and killed: a replica a ``pause`` fault froze
+outlives a ``kill -9`` of stressbed), then the containers, networks and volumes of such runs
+(``--all``: of every run, live ones too). The Docker backend is imported only when one of
+these runs, so the rest of the command line never needs the docker extra.
 """
 
 from __future__ import annotations
@@ -37,9 +39,11 @@ def engine_commands(commands: Any) -> None:
     images.set_defaults(handler=cmd_images)
     gc = commands.add_parser(
         "gc",
-        help="--backend docker: remove what runs whose stressbed was killed left on the engine",
-        description="Remove containers, networks and volumes labelled stressbed.run whose "
-        "stressbed no longer runs. Images are kept: they are a cache.",
+        help="remove what runs whose stressbed was killed left (cgroups, Docker objects)",
+        description="Remove the local backend's replica cgroups whose stressbed no longer "
+        "runs (thawing and killing what is still in them), then the containers, networks and "
+        "volumes labelled stressbed.run whose stressbed no longer runs (without the docker "
+        "extra: skipped, said). Images are kept: they are a cache.",
     )
     gc.add_argument(
         "--all", action="store_true", help="every run's, also of a stressbed still running"
@@ -78,7 +82,14 @@ def cmd_images(args: argparse.Namespace) -> int:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    docker = _docker()
+    from ..backends.local import sweep_cgroups  # noqa: PLC0415 - only this command sweeps
+
+    print(f"removed {sweep_cgroups()} replica cgroup(s)")
+    try:
+        docker = _docker()
+    except ConfigError as exc:  # not a Docker user: nothing of theirs to sweep there
+        _say(f"the Docker engine's leftovers are not swept: {exc}")
+        return 0
     client = docker.connect()
     removed = docker.sweep(client, everything=args.all, say=_say)
     print(f"removed {removed} object(s)")

@@ -1,12 +1,14 @@
 """``stressbed run`` after planning: the pipeline of one run, as stages threaded one into the next.
 
-    render (a new run directory) -> provision -> run the fleet -> merge -> evaluate -> report
-    finally: teardown
+    render (a new run directory) -> provision -> run the fleet
+    finally, under one interrupt guard: a provisional summary -> teardown -> merge -> evaluate
+    -> report (summary.json, then report.html)
 
 Everything goes through the plan's backend (:class:`~stressbed.backends.base.Backend`); this
 module knows no backend by name. The stack is torn down and the fleet stops every runner
 before :func:`execute` returns, also on failure and interruption, and every run that started
-writes its summary.
+writes its summary: a stressbed killed during its teardown (a CI job's SIGKILL) leaves the
+provisional one, verdict ``error``.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ from typing import Any
 
 from ..backends.base import Backend, Fleet, FleetOutcome, FleetSpec, Health, Progress, Stack
 from ..backends.existing import ExistingService
-from ..errors import StressbedError
+from ..errors import StressbedError, TeardownError
 from ..fleet.process import TeardownAbandoned, uninterrupted
 from ..results.compare import compare
-from ..results.merge import merge
+from ..results.merge import FleetResult, merge
 from ..results.summary import RunReport
 from ..results.target_metrics import parse_selector
 from ..results.verdict import Verdict, evaluate, judge
@@ -36,15 +38,19 @@ from .rundir import RunDirectory, new_run
 
 __all__ = [
     "DEADLINE_MARGIN_S",
+    "PROVISIONAL",
     "conclude",
     "execute",
     "keep_teardown_problem",
     "make_stack",
     "tear_down",
+    "write_provisional",
 ]
 
 #: Time allowed beyond the scenario's own duration and graceful stops.
 DEADLINE_MARGIN_S = 30.0
+#: The message of the summary written before the teardown, left if stressbed is killed then.
+PROVISIONAL = "interrupted, tearing down"
 
 
 def execute(
@@ -98,10 +104,40 @@ def execute(
                 outcome.interrupted = True
                 stored = StoredWrites(problem="not read back: interrupted")
     finally:
-        problem, abandoned = tear_down(stack)
+        # From here to the last file written, an interrupt (a CI cancel: SIGINT, SIGTERM,
+        # then SIGKILL) neither stops the teardown nor costs the run its summary.
+        with uninterrupted():
+            report = _finish(the_plan, backend, run, outcome, stack, stored=stored)
+    return report
+
+
+def _finish(
+    the_plan: Plan,
+    backend: Backend,
+    run: RunDirectory,
+    outcome: FleetOutcome,
+    stack: Stack,
+    *,
+    stored: StoredWrites | None,
+) -> RunReport:
+    """A provisional summary, the teardown, then the run's own summary (over it)."""
+    scenario = the_plan.scenario
+    settings = _settings(the_plan, backend, run, stack)
+    fleet = write_provisional(run, scenario, outcome, stack, settings)
+    problem, abandoned = tear_down(stack)
     if problem is not None:
         keep_teardown_problem(outcome, problem, abandoned=abandoned)
-    settings = {
+    settings = _settings(the_plan, backend, run, stack)
+    report = conclude(run, scenario, outcome, stack, settings, stored=stored, fleet=fleet)
+    report.fingerprint = dict(the_plan.fingerprint)
+    if the_plan.baseline is not None:
+        _judge_against(report, the_plan.baseline)
+    report.write(run.path)
+    return report
+
+
+def _settings(the_plan: Plan, backend: Backend, run: RunDirectory, stack: Stack) -> dict[str, Any]:
+    return {
         "runners": the_plan.runners,
         "backend": backend.name if the_plan.target_url is None else None,
         "target_url": redact(stack.url) if stack.url else None,
@@ -109,17 +145,39 @@ def execute(
             redact(the_plan.target_metrics_url) if the_plan.target_metrics_url else None
         ),
         "bundle": str(run.bundle.root),
-        "scenario_duration_s": scenario.duration_ms() / 1000,
+        "scenario_duration_s": the_plan.scenario.duration_ms() / 1000,
         "keep_raw": the_plan.keep_raw,
         "profile": the_plan.profile,
         "sources": dict(the_plan.sources),
     }
-    report = conclude(run, scenario, outcome, stack, settings, stored=stored)
-    report.fingerprint = dict(the_plan.fingerprint)
-    if the_plan.baseline is not None:
-        _judge_against(report, the_plan.baseline)
-    report.write(run.path)
-    return report
+
+
+def write_provisional(
+    run: RunDirectory,
+    scenario: Scenario,
+    outcome: FleetOutcome,
+    stack: Stack,
+    settings: dict[str, Any],
+) -> FleetResult | None:
+    """summary.json as it stands before the teardown: verdict ``error``, what was merged so
+    far; the merge, to be used again (None if it failed). A stressbed killed while tearing
+    down (a CI job's SIGKILL after its SIGTERM) leaves this one; the run's own replaces it
+    once the teardown is over. Never raises: the teardown comes next whatever happens here."""
+    try:
+        fleet = merge(outcome.results)
+        report = conclude(run, scenario, outcome, stack, settings, fleet=fleet)
+        ended = "" if outcome.interrupted else f"; the run had ended: {report.message}"
+        report.verdict, report.exit_code = Verdict.ERROR, 130
+        report.message = PROVISIONAL + ended
+        report.write(run.path, html=False)
+    except TeardownAbandoned:  # pressed twice already: the teardown may still be abandoned
+        return None
+    except Exception as exc:  # a bug here must not keep the stack up
+        print(
+            f"stressbed: error: provisional summary: {type(exc).__name__}: {exc}", file=sys.stderr
+        )
+        return None
+    return fleet
 
 
 def _read_back(
@@ -245,7 +303,8 @@ def tear_down(stack: Stack) -> tuple[str | None, bool]:
             return f"teardown abandoned; left: {left}", True
         except Exception as exc:  # reported in the summary, never instead of it
             text = str(exc) if isinstance(exc, StressbedError) else f"{type(exc).__name__}: {exc}"
-            print(f"stressbed: error: teardown: {text}", file=sys.stderr)
+            for line in exc.failures if isinstance(exc, TeardownError) else [text]:
+                print(f"stressbed: error: teardown: {line}", file=sys.stderr)  # one a step
             return text, False
     return None, False
 
@@ -258,10 +317,12 @@ def conclude(
     settings: dict[str, Any],
     *,
     stored: StoredWrites | None = None,
+    fleet: FleetResult | None = None,
 ) -> RunReport:
-    """Merge the runners' results, judge the thresholds, and say how the run ended;
-    ``stored``: what the target read back of the scenario's writes."""
-    fleet = merge(outcome.results)
+    """Merge the runners' results (unless ``fleet`` is their merge already), judge the
+    thresholds, and say how the run ended; ``stored``: what the target read back of the
+    scenario's writes."""
+    fleet = fleet if fleet is not None else merge(outcome.results)
     results = evaluate(scenario.thresholds, fleet)
     failed = [r for r in results if not r.ok]
     if outcome.interrupted:

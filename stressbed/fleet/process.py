@@ -16,6 +16,9 @@ __all__ = ["ABANDON_WINDOW_S", "TeardownAbandoned", "die_with_parent", "free_por
 
 #: Two interrupts this close together during a teardown abandon it.
 ABANDON_WINDOW_S = 5.0
+#: Non-empty while the main thread is inside :func:`uninterrupted` (a run's teardown and the
+#: writing of its results, with the stack's own guarded waits nested in it).
+_GUARDED: list[bool] = []
 
 
 class TeardownAbandoned(KeyboardInterrupt):
@@ -74,8 +77,8 @@ def uninterrupted() -> Iterator[None]:
     abandon it; a second within :data:`ABANDON_WINDOW_S` raises :class:`TeardownAbandoned`
     where the teardown is waiting. (Handlers, not a signal mask: a signal the kernel hands to
     another thread still runs its handler in the main thread.)"""
-    if threading.current_thread() is not threading.main_thread():
-        yield
+    if threading.current_thread() is not threading.main_thread() or _GUARDED:
+        yield  # nested in a guard already: its presses count, its handlers stay
         return
     pressed: list[float] = []
 
@@ -93,8 +96,10 @@ def uninterrupted() -> Iterator[None]:
         )
 
     previous = {s: signal.signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM)}
+    _GUARDED.append(True)
     try:
         yield
     finally:
+        _GUARDED.pop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -145,10 +145,10 @@ class RunReport:
         }
 
     def write(self, directory: Path, *, html: bool = True) -> None:
-        """events.jsonl, junit.xml, report.html (unless ``html`` is False) and summary.json,
-        each written whole or not at all (a temporary file renamed over the old one),
-        summary.json last. A report that cannot be drawn is said in ``report_error``; it
-        never costs the other documents."""
+        """events.jsonl, junit.xml, summary.json and then report.html (unless ``html`` is
+        False), each written whole or not at all (a temporary file renamed over the old one):
+        a kill while the report is drawn never costs the verdict. A report that cannot be
+        drawn is said in ``report_error`` (summary.json written again to say it)."""
         directory.mkdir(parents=True, exist_ok=True)
         events = "".join(json.dumps(event) + "\n" for event in self.events)
         _write_whole(directory / "events.jsonl", events)
@@ -160,19 +160,22 @@ class RunReport:
             line = None
             self.report_error = f"{type(exc).__name__}: {exc}"
             document = self.to_dict(Timeline(start=0, step=1), with_findings=False)
-        if line is not None and html:
-            try:
-                from .html import write_html  # noqa: PLC0415 - Bokeh, only to draw a report
-
-                baseline = None
-                if self.baseline_runners:
-                    windows = merge(self.baseline_runners).windows
-                    baseline = timeline(windows, self.baseline_runners, step=line.step)
-                write_html(directory / "report.html", document, line, baseline)
-            except Exception as exc:  # a bug in drawing must not cost the run its verdict
-                self.report_error = f"{type(exc).__name__}: {exc}"
         document["report_error"] = self.report_error
         _write_whole(directory / "summary.json", json.dumps(document, indent=2) + "\n")
+        if line is None or not html:
+            return
+        try:
+            from .html import write_html  # noqa: PLC0415 - Bokeh, only to draw a report
+
+            baseline = None
+            if self.baseline_runners:
+                windows = merge(self.baseline_runners).windows
+                baseline = timeline(windows, self.baseline_runners, step=line.step)
+            write_html(directory / "report.html", document, line, baseline)
+        except Exception as exc:  # a bug in drawing must not cost the run its verdict
+            self.report_error = f"{type(exc).__name__}: {exc}"
+            document["report_error"] = self.report_error
+            _write_whole(directory / "summary.json", json.dumps(document, indent=2) + "\n")
 
 
 def junit_xml(report: RunReport) -> str:

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from stressbed.testing import FakeBackend
 
 from ..browser import needs_browser
 from ..conftest import needs_k6
+from .test_execute import STUBBORN, alive, children_running
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -478,6 +480,49 @@ def test_an_interrupted_search_tears_the_stack_down_and_still_writes_its_answer(
         ["pgrep", "-f", "stressbed_agent"], capture_output=True, text=True, check=False
     )
     assert left.stdout.strip() == ""
+
+
+@needs_k6
+def test_a_search_killed_during_its_teardown_leaves_capacity_json(tmp_path):
+    # A CI cancel, SIGINT then SIGKILL 5 s later, while the teardown waits out the grace
+    # period of a replica that ignores SIGTERM.
+    path = tmp_path / "stubborn.py"
+    path.write_text(STUBBORN)
+    results = tmp_path / "results"
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "stressbed", "capacity",
+            "--scenario", str(path),
+            "--slo", "p(95)<500ms",
+            "--runners", "1",
+            "--step-duration", "20s",
+            "--results", str(results),
+        ],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "K6_NO_USAGE_REPORT": "true"},
+        start_new_session=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:  # bounded: the search prints a line per probe, and ends
+        seen.append(line)
+        if "probe 1:" in line:
+            break
+    (replica,) = children_running(proc.pid, "fake_target.py")
+    proc.send_signal(signal.SIGINT)
+    time.sleep(5)
+    assert alive(replica), "the teardown was over before the kill: the test proves nothing"
+    proc.kill()
+    proc.communicate(timeout=30)
+    (found,) = [p for p in results.glob("*/capacity.json") if p.parent.name != "latest"]
+    document = json.loads(found.read_text())
+    assert document["exit_code"] == 130, "".join(seen)
+    assert document["message"] == "interrupted, tearing down"
+    assert not list(found.parent.glob(".*.tmp"))
 
 
 class OneFleetOnly(FakeBackend):

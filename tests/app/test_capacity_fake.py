@@ -562,3 +562,20 @@ def test_a_credential_in_the_target_urls_is_written_nowhere_by_capacity(tmp_path
         and (password.encode() in path.read_bytes() or token.encode() in path.read_bytes())
     ]
     assert written == []
+
+
+def test_capacity_json_is_written_before_the_teardown_with_the_probes_so_far(tmp_path):
+    seen: list[dict[str, Any]] = []
+
+    def look() -> None:  # what a kill during the teardown would leave
+        seen.append(json.loads((tmp_path / "results" / "latest" / "capacity.json").read_text()))
+
+    backend = ModelledTarget(lambda r: 150, on_teardown=look)
+    report = run_capacity(plan_for(tmp_path), backend=backend)
+    (provisional,) = seen
+    assert provisional["exit_code"] == 130
+    assert provisional["message"].startswith("interrupted, tearing down; the search had ended: ")
+    assert len(provisional["probes"]) == len(report.document["probes"]) > 1
+    assert provisional["max_sustainable_rate"] == report.document["max_sustainable_rate"]
+    assert report.exit_code == 0
+    assert json.loads(report.path.read_text())["exit_code"] == 0

@@ -525,3 +525,61 @@ def test_what_teardown_could_not_do_is_kept_beside_the_runs_own_failure(tmp_path
         "provisioning failed: replica agent-0 not ready within 5 s; teardown: pulumi destroy "
         "failed: timeout; finish with `x`"
     )
+
+
+FAKE_TARGET = Path(__file__).parents[1] / "backends" / "local" / "fake_target.py"
+#: A scenario whose one replica ignores SIGTERM: its teardown waits out the grace period
+#: (10 s locally), long enough for a kill to come while it waits.
+STUBBORN = (
+    "import sys\n"
+    "from stressbed import *\n"
+    "scenario = Scenario('stubborn', description='stubborn', workloads=[Workload('w', "
+    "get('/healthz'), ConstantVUs(vus=2, duration='60s'))])\n"
+    f"stack = {{'target': {{'command': [sys.executable, {str(FAKE_TARGET)!r}], "
+    "'env': {'FAKE_IGNORE_TERM': '1'}}, 'replicas': 1, 'autoscaler': None, "
+    "'termination_grace_period_s': 30}\n"
+)
+
+
+@needs_k6
+def test_a_run_killed_during_its_teardown_leaves_a_summary_with_verdict_error(tmp_path):
+    # A CI cancel: SIGINT, then SIGKILL 5 s later. The replica ignores SIGTERM, so the
+    # teardown waits out its grace period (10 s locally): the kill comes while it waits.
+    path = tmp_path / "stubborn.py"
+    path.write_text(STUBBORN)
+    proc = stressbed_run(tmp_path, "--scenario", str(path), "--runners", "1")
+    seen = wait_for_load(proc)
+    (replica,) = children_running(proc.pid, "fake_target.py")
+    proc.send_signal(signal.SIGINT)
+    time.sleep(5)
+    assert alive(replica), "the teardown was over before the kill: the test proves nothing"
+    proc.kill()
+    proc.communicate(timeout=30)
+    summary = json.loads((tmp_path / "r" / "latest" / "summary.json").read_text())
+    assert (summary["verdict"], summary["exit_code"]) == ("error", 130), seen
+    assert summary["message"] == "interrupted, tearing down"
+    assert summary["metrics"]["http_reqs"]["count"] > 0  # what was merged so far
+    assert not list((tmp_path / "r" / "latest").glob(".*.tmp"))
+    deadline = time.monotonic() + 10
+    while alive(replica) and time.monotonic() < deadline:  # its parent-death signal
+        time.sleep(0.05)
+    assert not alive(replica)
+
+
+@needs_k6  # plan() checks that k6 is there
+def test_the_summary_before_the_teardown_says_error_with_what_was_merged(tmp_path):
+    seen: list[dict] = []
+
+    def look() -> None:  # what a kill during the teardown would leave
+        seen.append(json.loads((tmp_path / "r" / "latest" / "summary.json").read_text()))
+
+    now = time.time()
+    backend = FakeBackend([counting_result(0, 10, now - 2, now)], on_teardown=look)
+    the_plan = plan(RunOptions(scenario="ingest_mix", results=tmp_path / "r"))
+    report = execute(the_plan, backend=backend)
+    (provisional,) = seen
+    assert (provisional["verdict"], provisional["exit_code"]) == ("error", 130)
+    assert provisional["message"].startswith("interrupted, tearing down; the run had ended: ")
+    assert provisional["metrics"]["http_reqs"]["count"] == 10
+    summary = json.loads((tmp_path / "r" / "latest" / "summary.json").read_text())
+    assert (summary["verdict"], summary["exit_code"]) == (report.verdict.value, report.exit_code)

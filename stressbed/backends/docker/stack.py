@@ -29,6 +29,10 @@ from ._engine import Registry, writable_by
 
 __all__ = ["ContainerRuntime", "DockerStack", "RunNetwork"]
 
+#: How long removing a run's containers, volumes and network may take at teardown (each
+#: Engine API call has its own timeout; a stack of many replicas makes many calls).
+REMOVE_TIMEOUT_S = 300.0
+
 
 class RunNetwork:
     """The run's bridge network: made once (registered first), shared by the stack and the
@@ -106,6 +110,15 @@ class ContainerRuntime(ReplicaRuntime):
         replica.port = port
         return replica
 
+    #: The containers and the network go last, whatever the steps before got to.
+    release_step = ("remove the containers", REMOVE_TIMEOUT_S)
+
+    def release(self) -> None:
+        left = self.registry.remove_all()
+        self.network.forget()
+        if left:
+            raise ProvisionError("teardown left " + "; ".join(left))
+
 
 class DockerStack(LocalStack):
     """A provisioned stack of containers: :attr:`url` (on 127.0.0.1) routes to ready ones.
@@ -148,20 +161,6 @@ class DockerStack(LocalStack):
             labels={"stressbed.run": self.registry.run},
         )
         return report
-
-    def teardown(self) -> None:
-        failure: ProvisionError | None = None
-        try:
-            super().teardown()
-        except ProvisionError as exc:  # the controller failed: said with what is left, if any
-            failure = exc
-        left = self.registry.remove_all()
-        self.network.forget()
-        if left:
-            said = f"{failure}; " if failure is not None else ""
-            raise ProvisionError(said + "teardown left " + "; ".join(left))
-        if failure is not None:
-            raise failure
 
     def leftovers(self) -> str:
         return (

@@ -10,7 +10,9 @@ The Pulumi CLI runs in a session of its own (through a small wrapper that calls 
 records its pid), so a Ctrl-C at the terminal or a SIGTERM to stressbed never reaches it
 directly: on an interrupt during ``up``, stressbed passes one SIGINT on (Pulumi cancels the
 update cleanly), waits for the operation to end, bounded, and only then destroys; a destroy
-never races an ``up`` still running on the same state.
+never races an ``up`` still running on the same state. A teardown abandoned during the destroy
+stops it the same way (:func:`stop_sessions`) before it prints the commands that finish it
+(:func:`finish_commands`): none of them ever races a destroy left running detached.
 """
 
 from __future__ import annotations
@@ -36,14 +38,20 @@ __all__ = [
     "EngineFactory",
     "automation_engine",
     "bounded",
+    "finish_commands",
     "interruptible",
     "prepare_state",
     "pulumi_wrapper",
     "state_dir",
+    "stop_sessions",
 ]
 
 #: After passing an interrupt on to Pulumi, how long to wait for it to stop its operation.
 INTERRUPT_WAIT_S = 120.0
+#: The Pulumi project every run's stack belongs to.
+PROJECT = "stressbed"
+#: State backends Pulumi calls self-managed ("DIY"): stacks named organization/project/stack.
+DIY_SCHEMES = ("file", "s3", "gs", "azblob", "postgres")
 
 _WRAPPER = """#!{python}
 # stressbed: runs the Pulumi CLI in a session of its own and records its pid.
@@ -88,6 +96,61 @@ def kill_sessions(pids: Path) -> None:
     for pid in pulumi_sessions(pids):
         with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)
+
+
+def stop_sessions(pids: Path, wait_s: float) -> list[int]:
+    """Stop the Pulumi CLI sessions of ``pids`` still running: one SIGINT each (Pulumi ends
+    its operation cleanly), a wait of up to ``wait_s``, then SIGKILL; the pids it had to
+    kill. Nothing of it is left running detached once this returns."""
+    running = pulumi_sessions(pids)
+    for pid in running:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + wait_s
+    try:
+        while running and time.monotonic() < deadline:
+            time.sleep(0.1)
+            running = pulumi_sessions(pids)
+    except KeyboardInterrupt:  # pressed again meanwhile: no more waiting, killed now
+        running = pulumi_sessions(pids)
+    for pid in running:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
+    return running
+
+
+def finish_commands(state: Path, name: str, backend_url: str | None, kubeconfig: str) -> str:
+    """How to finish by hand the destroy of stack ``name`` whose state and passphrase are in
+    ``state`` (:func:`state_dir`): commands that work from any directory (absolute paths, the
+    project's directory by ``--cwd``, the stack's full name) and name the variables they
+    need, never a secret's value (the passphrase is a file's path; a cloud token is named).
+    ``kubeconfig``: KUBECONFIG's value, its files' absolute paths (a list, as the run read it)."""
+    url = _without_credentials(backend_url) if backend_url else f"file://{state / 'state'}"
+    diy = url.split("://", 1)[0] in DIY_SCHEMES
+    # A self-managed backend's stacks are organization/<project>/<stack>; Pulumi Cloud's are
+    # under the user's own organisation, as the run created it.
+    stack = f"organization/{PROJECT}/{name}" if diy else name
+    env = (
+        f"PULUMI_BACKEND_URL={url} PULUMI_CONFIG_PASSPHRASE_FILE={state / 'passphrase'} "
+        f"KUBECONFIG={kubeconfig}"
+    )
+    where = f"--cwd {state / 'project'} --stack {stack}"
+    text = (
+        f"finish with `{env} pulumi destroy {where} --yes`, "
+        f"then `{env} pulumi stack rm {where} --yes`"
+    )
+    if not diy:
+        text += " (with PULUMI_ACCESS_TOKEN set, as for the run)"
+    return text
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` without a ``user:password@`` (a postgres:// backend's, say)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, path = rest.partition("/")
+    return f"{scheme}://{netloc.rpartition('@')[2]}{slash}{path}"
 
 
 def _in_thread(step: Callable[[], None]) -> tuple[threading.Event, list[BaseException]]:
@@ -162,6 +225,11 @@ class Engine(Protocol):
         """Kill whatever Pulumi CLI of this stack still runs (an operation given up)."""
         ...
 
+    def stop(self, wait_s: float) -> None:
+        """Interrupt whatever Pulumi CLI of this stack still runs (one SIGINT), wait up to
+        ``wait_s`` for it to end, kill what still runs (a teardown abandoned)."""
+        ...
+
 
 #: ``make(stack name, the run's stack directory, cluster access) -> Engine``
 EngineFactory = Callable[[str, Path, ClusterAccess], Engine]
@@ -201,12 +269,18 @@ class _AutomationEngine:
         self.name = name
         passphrase = prepare_state(state)
         state_url = url or f"file://{state / 'state'}"
+        # The project's files (Pulumi.yaml, the stack's settings with its encryption salt) in
+        # a directory of the state's, not a temporary one: a destroy finished by hand
+        # (``--cwd`` there, :func:`finish_commands`) needs them.
+        project = state / "project"
+        project.mkdir(mode=0o700, exist_ok=True)
         self.pids = state / "cli" / "pids"
         real = shutil.which("pulumi") or "pulumi"
         pulumi_wrapper(state / "cli", real)
         self.options = auto.LocalWorkspaceOptions(
+            work_dir=str(project),
             project_settings=auto.ProjectSettings(
-                name="stressbed",
+                name=PROJECT,
                 runtime="python",
                 backend=auto.ProjectBackend(url=state_url),
             ),
@@ -224,7 +298,7 @@ class _AutomationEngine:
     def _select(self, program: Callable[[], None]) -> Any:
         if self.stack is None:
             self.stack = self._auto.create_or_select_stack(
-                stack_name=self.name, project_name="stressbed", program=program, opts=self.options
+                stack_name=self.name, project_name=PROJECT, program=program, opts=self.options
             )
         else:
             self.stack.workspace.program = program
@@ -249,6 +323,9 @@ class _AutomationEngine:
 
     def kill(self) -> None:
         kill_sessions(self.pids)
+
+    def stop(self, wait_s: float) -> None:
+        stop_sessions(self.pids, wait_s)
 
 
 def automation_engine(options: KubernetesOptions) -> EngineFactory:

@@ -15,14 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...errors import ProvisionError
+from ...errors import ProvisionError, TeardownError
 from ...results.target_metrics import parse_selector
 from ...scenario.faults import Fault
 from ...stack.spec import StackSpec
+from .._teardown import Step, run_steps
 from ..base import EventSink, new_event
 from ..scrape import Scraper
 from ._cluster import ClusterApi, ProxyUnreachable
-from ._engine import Engine, bounded, prepare_state
+from ._engine import Engine, bounded, finish_commands, prepare_state
 from ._faults import ChaosFaults, PodHook
 from ._preflight import ClusterAccess, KubernetesOptions
 from ._proxy import ProxyCheck
@@ -33,6 +34,12 @@ __all__ = ["KubeStack", "RunState", "last_line"]
 
 #: How often the agent pods are listed for the metrics scraper.
 POD_LIST_S = 5.0
+#: How long undoing the faults may take (each Chaos Mesh object's deletion is awaited).
+FAULTS_UNDO_S = 120.0
+#: Beyond the destroy's own timeout (after which its CLI is killed): removing the stack.
+DESTROY_MARGIN_S = 30.0
+#: A teardown abandoned during the destroy: how long the interrupted CLI gets to stop.
+ABANDON_WAIT_S = 10.0
 
 
 @dataclass
@@ -177,17 +184,43 @@ class KubeStack:
         return Scraper(endpoints, [parse_selector(s) for s in metrics.series], get=get)
 
     def teardown(self) -> None:
-        """Undo the faults, destroy, then remove the stack. A destroy that fails keeps the
-        stack, so that ``pulumi destroy`` can finish the job, and says how (ProvisionError,
-        exit 3); so does a fault's Chaos Mesh object that would not go."""
+        """Undo the faults, stop the scraper and the watch, destroy, then remove the stack:
+        each step bounded, and the destroy runs whatever the steps before it did. A destroy
+        that fails keeps the stack, so that ``pulumi destroy`` can finish the job, and says
+        how; every failed step is said (TeardownError, exit 3), a fault's Chaos Mesh object
+        that would not go too. A teardown abandoned during the destroy interrupts it first."""
+        run = self.state
+        steps = [Step("undo the faults", self._undo_faults, FAULTS_UNDO_S)]
+        if self._scraper is not None:
+            steps.append(Step("stop the metrics scraper", self._scraper.stop))
+        if self._watch is not None:
+            steps.append(Step("stop the watch", self._watch.stop))
+        steps.append(
+            Step(
+                "pulumi destroy",
+                self._destroy,
+                run.options.destroy_timeout_s + DESTROY_MARGIN_S,
+                on_abandon=lambda: run.engine.stop(ABANDON_WAIT_S),
+            )
+        )
+        failures = run_steps(steps, self._event)
+        if self._chaos_left and not run.created and not run.kept:
+            # The namespace took them with it; a fault that outlived its end still ran.
+            failures.append(
+                "a fault stayed applied until the namespace was destroyed: Chaos Mesh objects "
+                + ", ".join(self._chaos_left)
+                + " would not delete"
+            )
+        if failures:
+            raise TeardownError(failures)
+
+    def _undo_faults(self) -> None:
         if self._chaos is not None:
             self._chaos_left = self._chaos.undo_all()
             if self._chaos_left:
                 self._event("fault-left", chaos_objects=list(self._chaos_left))
-        if self._scraper is not None:
-            self._scraper.stop()
-        if self._watch is not None:
-            self._watch.stop()
+
+    def _destroy(self) -> None:
         run = self.state
         if not run.created:
             if not run.kept:  # nothing was ever up: no state worth keeping
@@ -209,22 +242,14 @@ class KubeStack:
         run.created = False
         # Destroyed: nothing is left to decrypt, and nothing of the run is kept outside results/.
         shutil.rmtree(run.state_dir, ignore_errors=True)
-        if self._chaos_left:
-            # The namespace took them with it; a fault that outlived its end still ran.
-            raise ProvisionError(
-                "a fault stayed applied until the namespace was destroyed: Chaos Mesh objects "
-                + ", ".join(self._chaos_left)
-                + " would not delete"
-            )
 
     def _finish(self) -> str:
+        """The commands that finish the destroy by hand, from any directory: absolute paths,
+        the project's directory (``--cwd``), the stack's full name, and the variables they
+        need named (a file's path, never a secret's value)."""
         run = self.state
-        state = run.state_dir / "state"
-        passphrase = run.state_dir / "passphrase"
-        return (
-            f"finish with `PULUMI_BACKEND_URL=file://{state} PULUMI_CONFIG_PASSPHRASE_FILE="
-            f"{passphrase} KUBECONFIG={run.access.path_list} pulumi destroy --stack "
-            f"{run.cluster.namespace} --yes` (then `pulumi stack rm {run.cluster.namespace}`)"
+        return finish_commands(
+            run.state_dir, run.cluster.namespace, run.options.state, run.access.path_list
         )
 
     def schedule_faults(self, faults: Sequence[Fault], started_at: float) -> None:

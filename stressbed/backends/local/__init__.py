@@ -13,6 +13,7 @@ package's names or its public modules, never a private one. It may import
 """
 
 from ._cgroups import ReplicaCgroup
+from ._cgroups import sweep as sweep_cgroups
 from ._faults import FAULT_KINDS
 from ._replica import ProcessRuntime, ReplicaProcess
 from .backend import LocalBackend, machine_options
@@ -40,4 +41,5 @@ __all__ = [
     "RunnerHandle",
     "Usage",
     "machine_options",
+    "sweep_cgroups",
 ]

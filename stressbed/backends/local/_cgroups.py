@@ -17,9 +17,11 @@ from pathlib import Path
 
 from ...fleet.oom import CGROUP_ROOT
 
-__all__ = ["ReplicaCgroup", "create"]
+__all__ = ["ReplicaCgroup", "create", "sweep"]
 
 CFS_PERIOD_US = 100_000
+#: The cgroup v1 hierarchies a replica's cgroup has a directory in (freezer where mounted).
+V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "freezer")
 
 
 def _own_paths() -> dict[str, str]:
@@ -193,9 +195,9 @@ def create(name: str, cpu_limit_m: int | None, memory_limit: int | None) -> Repl
     made: ReplicaCgroup | None = None
     # The creator's pid in the name lets a later run remove what a killed run left behind.
     leaf = f"stressbed-{os.getpid()}-{name}-{uuid.uuid4().hex[:8]}"
+    sweep()
     try:
         if "" in own and (CGROUP_ROOT / "cgroup.controllers").exists():
-            _sweep(CGROUP_ROOT / own[""])
             directory = CGROUP_ROOT / own[""] / leaf
             directory.mkdir()
             group = ReplicaCgroup(2, {"": directory})
@@ -218,7 +220,6 @@ def create(name: str, cpu_limit_m: int | None, memory_limit: int | None) -> Repl
             base = (CGROUP_ROOT / controller / own[controller]).resolve()
             directory = base / leaf
             if directory not in dirs.values():
-                _sweep(base)
                 directory.mkdir()
             dirs[controller] = directory
         if "freezer" in own:  # optional: a pause falls back to SIGSTOP without it
@@ -243,16 +244,28 @@ def create(name: str, cpu_limit_m: int | None, memory_limit: int | None) -> Repl
         return None
 
 
-def _sweep(parent: Path) -> None:
-    """Remove empty replica cgroups whose creator is gone (a stressbed killed with -9)."""
-    with contextlib.suppress(OSError):
-        for child in parent.glob("stressbed-*-*"):
-            creator = child.name.split("-")[1]
-            if not creator.isdigit() or Path(f"/proc/{creator}").exists():
-                continue
-            if not _read(child / "cgroup.procs").strip():
-                with contextlib.suppress(OSError):
-                    child.rmdir()
+def sweep() -> int:
+    """Remove the replica cgroups of stressbeds that are gone (killed with ``-9``), with what
+    still runs in them; how many were removed. What is inside is thawed first, then killed:
+    a replica frozen by a ``pause`` fault ignores its parent-death signal (a frozen task acts
+    on no signal) and would otherwise stay, frozen, for ever. Only stressbed's own cgroups
+    (``stressbed-<pid>-...``) beside this process's, and only of a pid no longer running."""
+    own = _own_paths()
+    if "" in own and (CGROUP_ROOT / "cgroup.controllers").exists():
+        version, bases = 2, {"": CGROUP_ROOT / own[""]}
+    else:
+        version = 1
+        bases = {c: (CGROUP_ROOT / c / own[c]).resolve() for c in V1_CONTROLLERS if c in own}
+    left: dict[str, dict[str, Path]] = {}  # leaf name -> controller -> its directory
+    for controller, base in bases.items():
+        with contextlib.suppress(OSError):
+            for child in base.glob("stressbed-*-*"):
+                creator = child.name.split("-")[1]
+                if creator.isdigit() and not Path(f"/proc/{creator}").exists():
+                    left.setdefault(child.name, {})[controller] = child
+    for dirs in left.values():
+        ReplicaCgroup(version, dirs).remove()  # thaws, kills, waits, removes (bounded)
+    return sum(not any(d.exists() for d in dirs.values()) for dirs in left.values())
 
 
 def _read(path: Path) -> str:

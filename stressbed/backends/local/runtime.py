@@ -168,6 +168,15 @@ class ReplicaRuntime(ABC):
     def launch(self, launch: Launch) -> ReplicaRun:
         """One start of a replica, not started yet, its :attr:`~ReplicaRun.port` set."""
 
+    #: The teardown step of :meth:`release`: what it says in a failure, and its time.
+    release_step: tuple[str, float] = ("release the replicas' runtime", 30.0)
+
+    def release(self) -> None:
+        """What the runtime itself holds (a network, what remains of its replicas) removed:
+        the stack's last teardown step, after every replica's own; raises ProvisionError
+        naming what is left. Nothing, here."""
+        return
+
 
 class FakeReplica(ReplicaRun):
     """A replica that runs nothing: it passes exec probes while :attr:`ready`, reports

@@ -26,13 +26,14 @@ from pathlib import Path
 from secrets import token_urlsafe
 from typing import Any
 
-from ...errors import ProvisionError
+from ...errors import ProvisionError, TeardownError
 from ...results.target_metrics import parse_selector
 from ...scenario.faults import Fault
 from ...stack.hpa import HpaController
 from ...stack.lifecycle import BackOff, Deletion, Lifecycle, Phase
 from ...stack.probes import ReplicaProbes
 from ...stack.spec import StackSpec, quota_denial
+from .._teardown import Step, run_steps
 from ..base import new_event
 from ..scrape import Scraper
 from ._diagnose import crash_looping, not_ready_reason
@@ -200,28 +201,49 @@ class LocalStack:
         return Scraper(endpoints, [parse_selector(s) for s in metrics.series])
 
     def teardown(self) -> None:
-        """Stop every replica (SIGTERM, grace, SIGKILL) and the balancer; idempotent."""
-        if self._scraper is not None:
-            self._scraper.stop()
+        """Stop every replica (SIGTERM, grace, SIGKILL) and the balancer, in bounded steps."""
+        failures = run_steps(self._stopping_steps(), self._event)
+        # Made now, not before: the replicas as the controller left them.
+        failures += run_steps(self._removal_steps(), self._event)
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            failures.insert(0, f"the local stack's controller failed: {failure}")
+        if failures:
+            raise TeardownError(failures)
+
+    def _stopping_steps(self) -> list[Step]:
+        scraper = [Step("stop the metrics scraper", self._scraper.stop)] if self._scraper else []
+        grace = self.options.teardown_grace_s + CONTROLLER_JOIN_MARGIN_S
+        return [
+            *scraper,
+            Step("stop the controller", self._stop_controller, timeout_s=grace + 5),
+            Step("undo the faults", self._faults.undo_all),  # the controller may not have
+        ]
+
+    def _removal_steps(self) -> list[Step]:
+        """Whatever the controller got to (it never started, stopped everything, or hangs): each
+        replica killed, its cgroup removed; the balancer; what the runtime holds, last."""
+        replicas = list(self.replicas)
+        release, release_s = self.runtime.release_step
+        return [
+            *(Step(f"remove replica {r.name}", r.process.close) for r in replicas if r.process),
+            Step("stop the probes", self._probes.close),
+            Step("stop the balancer", self._close_balancer),
+            Step(release, self.runtime.release, release_s),
+        ]
+
+    def _stop_controller(self) -> None:
         self._stop.set()
         if self._thread is not None and self._thread.is_alive() and not self._forced:
             self._thread.join(timeout=self.options.teardown_grace_s + CONTROLLER_JOIN_MARGIN_S)
             if self._thread.is_alive():  # waited once: a second teardown does not wait again
                 self._forced = True
                 self._event("teardown-forced", reason="the controller did not stop in time")
-        self._faults.undo_all()  # the controller may not have got to it
-        # Whatever the controller got to (it never started, it stopped everything, or it hangs),
-        # what is left of every replica is killed here and its cgroup removed.
-        for replica in list(self.replicas):
-            if replica.process is not None:
-                replica.process.close()
-        self._probes.close()
+
+    def _close_balancer(self) -> None:
         if self._balancer is not None:
             self._balancer.close()
             self._balancer = None
-        if self._failure is not None:
-            failure, self._failure = self._failure, None
-            raise ProvisionError(f"the local stack's controller failed: {failure}")
 
     def schedule_faults(self, faults: Sequence[Fault], started_at: float) -> None:
         self._faults.arm(faults, started_at)
@@ -491,7 +513,9 @@ class LocalStack:
     # -- stopping ---------------------------------------------------------------------
 
     def _stop_everything(self) -> None:
-        self._faults.undo_all()  # a paused replica resumes, so that it can stop
+        # A paused replica resumes, so it can stop (a failed undo: the teardown's step says it).
+        with contextlib.suppress(Exception):
+            self._faults.undo_all()
         if self._balancer is not None:
             # No new connections; those open end when their replica does.
             for replica in self.replicas:

@@ -62,6 +62,9 @@ class FakeEngine:
     def kill(self) -> None:
         self.calls.append("kill")
 
+    def stop(self, wait_s: float) -> None:
+        self.calls.append("stop")
+
 
 def result_log(index: int, count: int, **changes: Any) -> str:
     """A runner pod's log as the runner writes it: its events, then its result in chunks."""

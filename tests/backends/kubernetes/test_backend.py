@@ -325,10 +325,15 @@ def test_a_failed_destroy_keeps_the_stack_and_says_how_to_finish(tmp_path, clust
     assert report.message.startswith("pulumi destroy failed: timeout; the stack 'stressbed-")
     stack = report.message.split("'")[1]
     state = (tmp_path / "xdg" / "stressbed" / "pulumi" / stack).resolve()
+    env = (
+        f"PULUMI_BACKEND_URL=file://{state / 'state'} "
+        f"PULUMI_CONFIG_PASSPHRASE_FILE={state / 'passphrase'} KUBECONFIG={cluster_env.resolve()}"
+    )
+    # From any directory: the project's by --cwd, the stack's full name.
+    where = f"--cwd {state / 'project'} --stack organization/stressbed/{stack}"
     assert (
-        f"finish with `PULUMI_BACKEND_URL=file://{state / 'state'} "
-        f"PULUMI_CONFIG_PASSPHRASE_FILE={state / 'passphrase'} "
-        f"KUBECONFIG={cluster_env} pulumi destroy --stack {stack} --yes`"
+        f"finish with `{env} pulumi destroy {where} --yes`, then `{env} pulumi stack rm {where} "
+        "--yes`"
     ) in report.message
     # Kept, for that command, and only for its owner: not among the results CI uploads.
     assert (state / "passphrase").stat().st_mode & 0o777 == 0o600
@@ -545,7 +550,7 @@ def test_a_destroy_that_never_ends_is_given_up_and_the_stack_kept(tmp_path, clus
     assert report.message.startswith(
         "pulumi destroy failed: it did not finish within 0.3 s; the stack 'stressbed-"
     )
-    assert "pulumi destroy --stack" in report.message
+    assert "pulumi destroy --cwd " in report.message
 
 
 def kube_plan(tmp_path: Path, config: Path, scenario: str = SCENARIO, **options: Any) -> Any:

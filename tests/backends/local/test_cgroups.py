@@ -5,6 +5,8 @@ Skipped with the reason where this process may not create cgroups.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import sys
 import time
@@ -122,3 +124,98 @@ def test_the_freezer_stops_everything_inside_until_thawed_and_a_kill_still_works
     group.kill_all()  # thaws first: a frozen task cannot die until it runs
     assert proc.wait(timeout=10) == -9
     assert group.pids() == []
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def leftover(creator: int) -> tuple[subprocess.Popen[bytes], list]:
+    """A replica cgroup as a stressbed ``creator`` leaves it: a frozen process in it."""
+    from stressbed.backends.local._cgroups import CGROUP_ROOT, _own_paths  # noqa: PLC0415
+
+    own = _own_paths()
+    if (CGROUP_ROOT / "cgroup.controllers").exists() or "freezer" not in own:
+        pytest.skip("no cgroup v1 freezer controller here")
+    leaf = f"stressbed-{creator}-agent-0-0a1b2c3d"
+    dirs = []
+    for controller in ("memory", "cpu", "freezer"):
+        directory = (CGROUP_ROOT / controller / own[controller]).resolve() / leaf
+        try:
+            directory.mkdir(exist_ok=True)
+        except OSError as exc:
+            pytest.skip(f"this process may not create cgroups here: {exc}")
+        dirs.append(directory)
+    named = dict(zip(("memory", "cpu", "freezer"), dirs, strict=True))
+    group = type("Group", (), {"dirs": named})()
+    proc = start_in(group, "import time\ntime.sleep(120)\n")
+    deadline = time.monotonic() + 10
+    while not (dirs[-1] / "cgroup.procs").read_text().strip() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    (dirs[-1] / "freezer.state").write_text("FROZEN")
+    while "FROZEN" not in (dirs[-1] / "freezer.state").read_text():
+        time.sleep(0.02)
+    return proc, dirs
+
+
+def clean_up(proc: subprocess.Popen[bytes], dirs: list) -> None:
+    """What a failed test would leave: the process thawed and killed, its cgroups gone."""
+    proc.kill()
+    for directory in dirs:
+        with contextlib.suppress(OSError):
+            (directory / "freezer.state").write_text("THAWED")
+    proc.wait()
+    for directory in dirs:
+        with contextlib.suppress(OSError):
+            directory.rmdir()
+
+
+def test_the_sweep_thaws_and_kills_a_frozen_replica_a_killed_stressbed_left():
+    from stressbed.backends.local._cgroups import sweep  # noqa: PLC0415
+
+    proc, dirs = leftover(dead_pid())
+    try:
+        assert sweep() >= 1
+        assert proc.wait(timeout=10) == -9
+        assert not any(d.exists() for d in dirs)
+    finally:
+        clean_up(proc, dirs)
+
+
+def test_the_sweep_leaves_the_cgroups_of_a_stressbed_still_running_alone():
+    from stressbed.backends.local._cgroups import sweep  # noqa: PLC0415
+
+    proc, dirs = leftover(os.getpid())
+    try:
+        sweep()
+        assert all(d.exists() for d in dirs)
+        assert proc.poll() is None
+    finally:
+        (dirs[-1] / "freezer.state").write_text("THAWED")
+        proc.kill()
+        proc.wait()
+        time.sleep(0.1)
+        for directory in dirs:
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+
+
+def test_stressbed_gc_thaws_and_kills_what_a_killed_stressbed_left_frozen():
+    proc, dirs = leftover(dead_pid())
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "stressbed", "gc"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert proc.wait(timeout=10) == -9
+        assert not any(d.exists() for d in dirs)
+        removed = int(done.stdout.split(" replica cgroup(s)")[0].rsplit(" ", 1)[-1])
+        assert removed >= 1, done.stdout
+    finally:
+        clean_up(proc, dirs)

@@ -26,7 +26,7 @@ import pytest
 
 from stressbed.backends.local import LocalOptions, LocalStack
 from stressbed.backends.local.balancer import PortInUseError
-from stressbed.errors import ConfigError, ProvisionError
+from stressbed.errors import ConfigError, ProvisionError, TeardownError
 from stressbed.stack.spec import (
     Autoscaler,
     LimitRange,
@@ -615,3 +615,32 @@ def test_every_replica_s_own_metrics_are_scraped_each_second(stacks, control):
     # Each replica serves one page a second to the scraper: about 2 pages/s for the stack.
     rates = [value for _, value in series["fake_pages_served /s"]]
     assert all(0 < rate < 10 for rate in rates)
+
+
+def test_a_teardown_step_that_raises_or_hangs_does_not_keep_the_replicas_up(
+    stacks, control, monkeypatch
+):
+    stack = stacks(fake_spec(control.path, replicas=2), replace(FAST, teardown_grace_s=0.5))
+    stack.provision()
+    pids = stack_pids(stack)
+    assert len(alive(pids)) == 2
+
+    def broken() -> None:
+        raise RuntimeError("tc: no such device")
+
+    def hang() -> None:
+        time.sleep(60)
+
+    monkeypatch.setattr(stack._faults, "undo_all", broken)  # the controller's own call too
+    monkeypatch.setattr(stack._probes, "close", hang)
+    monkeypatch.setattr("stressbed.backends._teardown.STEP_TIMEOUT_S", 0.5)
+    with pytest.raises(TeardownError) as raised:
+        stack.teardown()
+    assert raised.value.failures[-2:] == [
+        "undo the faults: RuntimeError: tc: no such device",
+        "stop the probes: did not finish within 0.5 s",
+    ]
+    assert alive(pids) == []
+    assert stack._balancer is None  # the last step ran
+    failed = [e["step"] for e in stack.events if e["event"] == "teardown-step-failed"]
+    assert failed == ["undo the faults", "stop the probes"]
