@@ -100,6 +100,7 @@ def test_without_cgroups_a_hog_is_skipped_saying_why(tmp_path, control):
     # Nothing would hold a hog to the replica's limits: it is not started.
     stack = LocalStack(replace(fake_spec(control), replicas=1), tmp_path / "s", FAST)
     stack.provision()
+    groups = [replica.process.group for replica in stack.replicas]
     try:
         for replica in stack.replicas:
             replica.process.group = None  # as on a machine without cgroups
@@ -110,3 +111,6 @@ def test_without_cgroups_a_hog_is_skipped_saying_why(tmp_path, control):
         assert event(stack, "fault-applied") is None
     finally:
         stack.teardown()
+        for group in groups:  # the stack no longer knew them
+            if group is not None:
+                group.remove()

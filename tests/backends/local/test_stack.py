@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from stressbed.backends.local import LocalOptions, LocalStack
+from stressbed.backends.local import LocalOptions, LocalStack, sweep_cgroups
 from stressbed.backends.local.balancer import PortInUseError
 from stressbed.errors import ConfigError, ProvisionError, TeardownError
 from stressbed.stack.spec import (
@@ -543,6 +543,13 @@ def test_kill_9_of_stressbed_leaves_no_replica_behind(tmp_path, control):
         holder.send_signal(signal.SIGKILL)
         holder.wait(timeout=10)
         wait_for(lambda: not alive(pids), timeout=5, message="replicas to die with stressbed")
+        # Its replicas' cgroups stay until a sweep (the next run's, or stressbed gc) removes
+        # them, in every hierarchy (the freezer's too).
+        from ... import leftovers  # noqa: PLC0415 - HOLDER imports this module top-level
+
+        mine = f"stressbed-{holder.pid}-"
+        sweep_cgroups()
+        assert [g for g in leftovers.replica_cgroups() if g.name.startswith(mine)] == []
     finally:
         if holder.poll() is None:
             holder.kill()
