@@ -20,6 +20,7 @@ import pytest
 from stressbed.app.execute import execute
 from stressbed.app.plan import RunOptions, plan
 from stressbed.backends.base import FleetOutcome
+from stressbed.backends.local import sweep_cgroups
 from stressbed.backends.local.balancer import PortInUseError
 from stressbed.errors import ConfigError, ProvisionError
 from stressbed.fleet.process import TeardownAbandoned
@@ -27,6 +28,7 @@ from stressbed.results.aggregates import Aggregate
 from stressbed.stack.agent import reference_agent
 from stressbed.testing import FakeBackend
 
+from .. import leftovers
 from ..conftest import counting_result, needs_k6
 
 TOKEN = "tok-e2e-3f9c1a7d5b"  # must never reach a file the run writes
@@ -564,6 +566,10 @@ def test_a_run_killed_during_its_teardown_leaves_a_summary_with_verdict_error(tm
     while alive(replica) and time.monotonic() < deadline:  # its parent-death signal
         time.sleep(0.05)
     assert not alive(replica)
+    # The killed run's replica cgroup is the next run's sweep's (or stressbed gc's) to remove.
+    sweep_cgroups()
+    mine = f"stressbed-{proc.pid}-"
+    assert [g for g in leftovers.replica_cgroups() if g.name.startswith(mine)] == []
 
 
 @needs_k6  # plan() checks that k6 is there
