@@ -98,150 +98,118 @@ def run_capacity(
         )
     say = on_line or (lambda text: print(f"stressbed: {text}", file=sys.stderr))
     backend = backend or the_plan.plan.backend
-    began = time.monotonic()
-    root = _new_dir(the_plan.plan.results)
     capacity = the_plan.capacity
-    search = Search(capacity.min_rate, capacity.max_rate, capacity.resolution, capacity.confirm)
-    probes: list[Probe] = []
-    found: dict[str, Any] = {}  # the scale-out's timings (or why it was skipped)
-
-    def provisional(stack: Stack, failure: tuple[str, int] | None, interrupted: bool) -> None:
-        _write_provisional(
-            the_plan, root, stack, probes, search, failure, interrupted, began, found
-        )
-
+    state = _Searching(
+        the_plan,
+        _new_dir(the_plan.plan.results),
+        Search(capacity.min_rate, capacity.max_rate, capacity.resolution, capacity.confirm),
+        time.monotonic(),
+    )
     # From the teardown (the guard is entered there) to the last file written, an interrupt
     # (a CI cancel) neither stops the teardown nor costs the search its capacity.json.
     with contextlib.ExitStack() as guard:
         stack, failure, interrupted, teardown_note = _search_on_a_stack(
-            the_plan,
-            backend,
-            root,
-            search,
-            probes,
-            found,
-            began,
-            say,
-            on_progress,
-            on_event,
-            guard,
-            provisional,
+            state, backend, say=say, on_progress=on_progress, on_event=on_event, guard=guard
         )
-        return _finish(
-            the_plan, root, stack, probes, search, failure, interrupted, began, found, teardown_note
-        )
+        return state.finish(stack, failure, interrupted, teardown_note)
 
 
-def _finish(  # noqa: PLR0917 - the search's state, passed once
-    the_plan: CapacityPlan,
-    root: Path,
-    stack: Stack,
-    probes: list[Probe],
-    search: Search,
-    failure: tuple[str, int] | None,
-    interrupted: bool,
-    began: float,
-    found: dict[str, Any],
-    teardown_note: str | None,
-) -> CapacityReport:
-    """Once the stack is torn down: the answer, capacity.json, then report.html."""
-    document = _document(the_plan, root, stack, probes, search, failure, interrupted, began, found)
-    if teardown_note:
-        document["teardown"] = teardown_note
-    report = CapacityReport(root / "capacity.json", document, int(document["exit_code"]))
-    report.probes = probes
-    _write_json(report.path, document)
-    try:
-        from ..results.capacity_html import write_capacity_html  # noqa: PLC0415 - Bokeh
+@dataclass
+class _Searching:
+    """One search's state, from its first probe to capacity.json: the probes so far, the
+    search's own, and what a scale-out found (its timings, or why it was skipped)."""
 
-        write_capacity_html(root / "report.html", document)
-    except Exception as exc:  # a bug in drawing must not cost the search its answer
-        report.report_error = f"{type(exc).__name__}: {exc}"
-        document["report_error"] = report.report_error
+    plan: CapacityPlan
+    root: Path
+    search: Search
+    began: float  # time.monotonic()
+    probes: list[Probe] = field(default_factory=list)
+    found: dict[str, Any] = field(default_factory=dict)
+
+    def finish(
+        self,
+        stack: Stack,
+        failure: tuple[str, int] | None,
+        interrupted: bool,
+        teardown_note: str | None,
+    ) -> CapacityReport:
+        """Once the stack is torn down: the answer, capacity.json, then report.html."""
+        document = self.document(stack, failure, interrupted)
+        if teardown_note:
+            document["teardown"] = teardown_note
+        report = CapacityReport(self.root / "capacity.json", document, int(document["exit_code"]))
+        report.probes = self.probes
         _write_json(report.path, document)
-    return report
+        try:
+            from ..results.capacity_html import write_capacity_html  # noqa: PLC0415 - Bokeh
 
+            write_capacity_html(self.root / "report.html", document)
+        except Exception as exc:  # a bug in drawing must not cost the search its answer
+            report.report_error = f"{type(exc).__name__}: {exc}"
+            document["report_error"] = report.report_error
+            _write_json(report.path, document)
+        return report
 
-def _document(  # noqa: PLR0917 - the search's state, passed once
-    the_plan: CapacityPlan,
-    root: Path,
-    stack: Stack,
-    probes: list[Probe],
-    search: Search,
-    failure: tuple[str, int] | None,
-    interrupted: bool,
-    began: float,
-    found: dict[str, Any],
-) -> dict[str, Any]:
-    """capacity.json's document: the search's answer, or why there is none."""
-    if interrupted:
-        search.stop("interrupted")
-    elif failure is not None:
-        search.stop("error")
-    elif the_plan.scale_out is not None:
-        search.stop("scale_out")
-    try:
-        return draw_up(
-            the_plan,
-            root,
-            stack=stack,
-            probes=probes,
-            search=search,
-            failure=failure,
-            interrupted=interrupted,
-            began=began,
-            scale_out=found.get("scale_out"),
-            skipped=found.get("scale_out_skipped"),
-        )
-    except Exception as exc:  # a bug in drawing up the answer: the probes are still kept
-        return {
-            "format": CAPACITY_FORMAT,
-            "schema_version": CAPACITY_VERSION,
-            "run_id": root.name,
-            "exit_code": 130 if interrupted else 3,
-            "message": f"the answer could not be drawn up: {type(exc).__name__}: {exc}",
-            "answer": "capacity: not concluded (see message)",
-            "probes": [p.to_dict() for p in probes],
-        }
+    def document(
+        self,
+        stack: Stack,
+        failure: tuple[str, int] | None,
+        interrupted: bool,
+        search: Search | None = None,
+    ) -> dict[str, Any]:
+        """capacity.json's document: the search's answer, or why there is none (``search``:
+        a copy of the search's own to conclude, which is then left as it was)."""
+        search = search or self.search
+        if interrupted:
+            search.stop("interrupted")
+        elif failure is not None:
+            search.stop("error")
+        elif self.plan.scale_out is not None:
+            search.stop("scale_out")
+        try:
+            return draw_up(
+                self.plan,
+                self.root,
+                stack=stack,
+                probes=self.probes,
+                search=search,
+                failure=failure,
+                interrupted=interrupted,
+                began=self.began,
+                scale_out=self.found.get("scale_out"),
+                skipped=self.found.get("scale_out_skipped"),
+            )
+        except Exception as exc:  # a bug in drawing up the answer: the probes are still kept
+            return {
+                "format": CAPACITY_FORMAT,
+                "schema_version": CAPACITY_VERSION,
+                "run_id": self.root.name,
+                "exit_code": 130 if interrupted else 3,
+                "message": f"the answer could not be drawn up: {type(exc).__name__}: {exc}",
+                "answer": "capacity: not concluded (see message)",
+                "probes": [p.to_dict() for p in self.probes],
+            }
 
-
-def _write_provisional(  # noqa: PLR0917 - the search's state, passed once
-    the_plan: CapacityPlan,
-    root: Path,
-    stack: Stack,
-    probes: list[Probe],
-    search: Search,
-    failure: tuple[str, int] | None,
-    interrupted: bool,
-    began: float,
-    found: dict[str, Any],
-) -> None:
-    """capacity.json before the teardown: exit 130 and the probes so far, with the answer
-    they give. Left if stressbed is killed while tearing down; replaced after. Never raises."""
-    try:
-        # A copy: the search's own state is concluded once, after the teardown.
-        document = _document(
-            the_plan,
-            root,
-            stack,
-            probes,
-            copy.deepcopy(search),
-            failure,
-            interrupted,
-            began,
-            found,
-        )
-        ended = "" if interrupted else f"; the search had ended: {document.get('message')}"
-        document["exit_code"] = 130
-        document["message"] = PROVISIONAL + ended
-        _write_json(root / "capacity.json", document)
-    except TeardownAbandoned:  # pressed twice already: the teardown may still be abandoned
-        return
-    except Exception as exc:  # a bug here must not keep the stack up
-        print(
-            f"stressbed: error: provisional capacity.json: {type(exc).__name__}: {exc}",
-            file=sys.stderr,
-        )
+    def write_provisional(
+        self, stack: Stack, failure: tuple[str, int] | None, interrupted: bool
+    ) -> None:
+        """capacity.json before the teardown: exit 130 and the probes so far, with the answer
+        they give. Left if stressbed is killed while tearing down; replaced after. Never
+        raises."""
+        try:
+            # A copy: the search's own state is concluded once, after the teardown.
+            document = self.document(stack, failure, interrupted, copy.deepcopy(self.search))
+            ended = "" if interrupted else f"; the search had ended: {document.get('message')}"
+            document["exit_code"] = 130
+            document["message"] = PROVISIONAL + ended
+            _write_json(self.root / "capacity.json", document)
+        except TeardownAbandoned:  # pressed twice already: the teardown may still be abandoned
+            return
+        except Exception as exc:  # a bug here must not keep the stack up
+            print(
+                f"stressbed: error: provisional capacity.json: {type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
 
 
 def _per_replica(
@@ -351,24 +319,20 @@ def _rate_text(document: Mapping[str, Any], unit: str) -> str:
     return f"{prefix}{rate:,} {unit}"
 
 
-def _search_on_a_stack(  # noqa: PLR0917 - the stages' shared state, passed once
-    the_plan: CapacityPlan,
+def _search_on_a_stack(
+    state: _Searching,
     backend: Backend,
-    root: Path,
-    search: Search,
-    probes: list[Probe],
-    found: dict[str, Any],
-    began: float,
+    *,
     say: Callable[[str], None],
     on_progress: Callable[[Progress], None] | None,
     on_event: Callable[[dict[str, Any]], None] | None,
     guard: contextlib.ExitStack,
-    provisional: Callable[[Stack, tuple[str, int] | None, bool], None],
 ) -> tuple[Stack, tuple[str, int] | None, bool, str | None]:
     """Provision, search, tear down whatever happened: (the stack, the failure that ended
     the search, whether it was interrupted, what the teardown could not do). The teardown
     enters the interrupt guard on ``guard`` (held until the caller has written its files),
-    after ``provisional`` is called to write what is known so far."""
+    after the provisional capacity.json is written with what is known so far."""
+    the_plan, root = state.plan, state.root
     failure: tuple[str, int] | None = None
     interrupted = False
     stack: Stack = ExistingService("")  # until the backend's stack exists: nothing to remove
@@ -399,27 +363,21 @@ def _search_on_a_stack(  # noqa: PLR0917 - the stages' shared state, passed once
             try:
                 if the_plan.scale_out is not None:
                     low, high = the_plan.scale_out
-                    found["scale_out"], failure = driver.scale_out(low, high, say, on_progress)
+                    state.found["scale_out"], failure = driver.scale_out(
+                        low, high, say, on_progress
+                    )
                 else:
-                    failure = driver.search(search, probes, began, say, on_progress)
+                    failure = driver.search(
+                        state.search, state.probes, state.began, say, on_progress
+                    )
                     if failure is None and not driver.interrupted and the_plan.then_scale_out:
-                        failure = _then_scale_out(
-                            the_plan,
-                            driver,
-                            probes,
-                            search,
-                            found,
-                            began,
-                            reserve,
-                            say,
-                            on_progress,
-                        )
+                        failure = _then_scale_out(state, driver, reserve, say, on_progress)
             except KeyboardInterrupt:
                 interrupted = True
             interrupted = interrupted or driver.interrupted
     finally:
         guard.enter_context(uninterrupted())
-        provisional(stack, failure, interrupted)
+        state.write_provisional(stack, failure, interrupted)
         problem, abandoned = tear_down(stack)
     if problem is None:
         return stack, failure, interrupted, None
@@ -428,24 +386,21 @@ def _search_on_a_stack(  # noqa: PLR0917 - the stages' shared state, passed once
     return stack, failure, holder_outcome.interrupted, problem
 
 
-def _then_scale_out(  # noqa: PLR0917 - the search's state, passed once
-    the_plan: CapacityPlan,
+def _then_scale_out(
+    state: _Searching,
     driver: Prober,
-    probes: Sequence[Probe],
-    search: Search,
-    found: dict[str, Any],
-    began: float,
     reserve: float,
     say: Callable[[str], None],
     on_progress: Callable[[Progress], None] | None,
 ) -> tuple[str, int] | None:
     """After a search on a stack with an autoscaler: from the lowest rate that held to the
     highest, timed (``found["scale_out"]``), or why not (``found["scale_out_skipped"]``)."""
-    answer = conclude(probes, search)
+    the_plan, probes, found = state.plan, state.probes, state.found
+    answer = conclude(probes, state.search)
     held = [p.rate for p in probes if p.status == "held"]
     high = answer["max_sustainable_rate"]
     low = min(held) if held else None
-    left = the_plan.capacity.budget_s - (time.monotonic() - began) - reserve
+    left = the_plan.capacity.budget_s - (time.monotonic() - state.began) - reserve
     why = None
     if high is None or low is None or high < 2 * low:
         why = "no range to step across: the highest rate that held is not twice the lowest"
