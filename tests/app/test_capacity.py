@@ -24,9 +24,10 @@ from stressbed.backends.local.fleet import runner_cgroup
 from stressbed.errors import ConfigError
 from stressbed.testing import FakeBackend
 
+from .. import leftovers
 from ..browser import needs_browser
 from ..conftest import needs_k6
-from .test_execute import STUBBORN, alive, children_running
+from .test_execute import STUBBORN, alive, children_running, nothing_left_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -292,9 +293,18 @@ def test_the_report_shows_the_answer_the_cause_and_every_probe(known, browser, t
 
 
 @needs_k6
+def _agents_since(started: leftovers.Snapshot) -> list[str]:
+    """The reference agent's processes this test started that are still there (another test
+    session's on the machine are not its)."""
+    return [
+        p.what for p in leftovers.processes(started.ticks).values() if "stressbed_agent" in p.what
+    ]
+
+
 def test_the_reference_agent_is_provisioned_once_probed_and_torn_down(tmp_path, scenario_file):
     """The local backend: the stack's replicas and their CPU are in every probe, the stack is
     gone afterwards."""
+    started = leftovers.snapshot()
     code, document, out = _capacity(
         tmp_path,
         "--scenario", "ingest_mix",
@@ -319,10 +329,7 @@ def test_the_reference_agent_is_provisioned_once_probed_and_torn_down(tmp_path, 
         assert all(u["cpu_m"] is not None for u in probe["pods"].values())
     assert document["stack"]["limits"]["cpu_m"] == 1000.0
     assert out.count("stack ready at") == 1  # provisioned once, for every probe
-    left = subprocess.run(
-        ["pgrep", "-f", "stressbed_agent"], capture_output=True, text=True, check=False
-    )
-    assert left.stdout.strip() == ""
+    assert _agents_since(started) == []
     probe_dirs = sorted((Path(document["path"]).parent / "probes").iterdir())
     assert [d.name for d in probe_dirs] == ["01-20", "02-40"]
     for directory in probe_dirs:
@@ -447,6 +454,7 @@ def test_the_scenario_module_s_capacity_is_the_default_and_options_override_it(s
 @needs_k6
 def test_an_interrupted_search_tears_the_stack_down_and_still_writes_its_answer(tmp_path):
     results = tmp_path / "results"
+    started = leftovers.snapshot()
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "stressbed", "capacity",
@@ -476,10 +484,7 @@ def test_an_interrupted_search_tears_the_stack_down_and_still_writes_its_answer(
     document = json.loads(found.read_text())
     assert document["exit_code"] == 130
     assert document["ended_by"] == "interrupted"
-    left = subprocess.run(
-        ["pgrep", "-f", "stressbed_agent"], capture_output=True, text=True, check=False
-    )
-    assert left.stdout.strip() == ""
+    assert _agents_since(started) == []
 
 
 @needs_k6
@@ -523,6 +528,7 @@ def test_a_search_killed_during_its_teardown_leaves_capacity_json(tmp_path):
     assert document["exit_code"] == 130, "".join(seen)
     assert document["message"] == "interrupted, tearing down"
     assert not list(found.parent.glob(".*.tmp"))
+    nothing_left_of(proc.pid, replica)
 
 
 class OneFleetOnly(FakeBackend):

@@ -562,13 +562,18 @@ def test_a_run_killed_during_its_teardown_leaves_a_summary_with_verdict_error(tm
     assert summary["message"] == "interrupted, tearing down"
     assert summary["metrics"]["http_reqs"]["count"] > 0  # what was merged so far
     assert not list((tmp_path / "r" / "latest").glob(".*.tmp"))
+    nothing_left_of(proc.pid, replica)
+
+
+def nothing_left_of(killed: int, replica: int) -> None:
+    """The replica of stressbed ``killed`` (SIGKILL) ended with it, and its cgroup, which the
+    next run's sweep (or stressbed gc) removes, is gone once swept."""
     deadline = time.monotonic() + 10
     while alive(replica) and time.monotonic() < deadline:  # its parent-death signal
         time.sleep(0.05)
     assert not alive(replica)
-    # The killed run's replica cgroup is the next run's sweep's (or stressbed gc's) to remove.
     sweep_cgroups()
-    mine = f"stressbed-{proc.pid}-"
+    mine = f"stressbed-{killed}-"
     assert [g for g in leftovers.replica_cgroups() if g.name.startswith(mine)] == []
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 import time
 
 import pytest
@@ -15,6 +14,7 @@ from stressbed.app.execute import execute
 from stressbed.app.plan import RunOptions, plan
 from stressbed.errors import ConfigError
 
+from ... import leftovers
 from ...conftest import needs_k6
 
 SCENARIO = """
@@ -30,16 +30,17 @@ scenario = Scenario(
 """
 
 
-def _balancers() -> list[str]:
-    found = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
-    return [line for line in found.stdout.splitlines() if "stressbed.balancer" in line]
+def _balancers(since: leftovers.Snapshot) -> list[str]:
+    """The balancers this test started that are still there (another test session's on the
+    machine are not its)."""
+    return [p.what for p in leftovers.processes(since.ticks).values() if "balancer" in p.what]
 
 
 @needs_k6
 def test_latency_on_the_path_to_an_existing_service(tmp_path, server):
     path = tmp_path / "path.py"
     path.write_text(SCENARIO % 'fault.latency("200ms", at="3s", lasting="3s")')
-    before = _balancers()
+    before = leftovers.snapshot()
     options = RunOptions(
         scenario=str(path), target_url=server.url, runners=1, results=tmp_path / "r"
     )
@@ -56,7 +57,7 @@ def test_latency_on_the_path_to_an_existing_service(tmp_path, server):
     assert summary["stack"]["url"] == server.url
     assert summary["stack"]["through"].startswith("http://127.0.0.1:")
     assert sum(1 for r in server.received if r.path == "/ping") >= 100
-    assert _balancers() == before  # nothing of it is left
+    assert _balancers(before) == []  # nothing of it is left
 
 
 @needs_k6
