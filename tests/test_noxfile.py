@@ -97,7 +97,7 @@ class FakeSession:
         return done.stdout + done.stderr
 
     def log(self, *_args: object) -> None:
-        pass
+        """nox's log line: nothing the test reads."""
 
 
 @functools.cache
