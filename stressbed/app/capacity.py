@@ -32,7 +32,7 @@ from typing import Any
 from ..backends.base import Backend, FleetOutcome, Progress, Stack
 from ..backends.existing import ExistingService
 from ..errors import StressbedError
-from ..fleet.process import TeardownAbandoned, uninterrupted
+from ..fleet.process import uninterrupted
 from ..results.probe import Probe
 from ..results.search import Search, conclude
 from ..scenario.render import render
@@ -51,7 +51,13 @@ from .capacity_plan import (
     pinned,
     plan_capacity,
 )
-from .execute import PROVISIONAL, keep_teardown_problem, make_stack, tear_down
+from .execute import (
+    PROVISIONAL,
+    before_teardown,
+    keep_teardown_problem,
+    make_stack,
+    tear_down,
+)
 from .probing import Prober
 from .rundir import RunDirectory, point_latest
 
@@ -196,20 +202,16 @@ class _Searching:
         """capacity.json before the teardown: exit 130 and the probes so far, with the answer
         they give. Left if stressbed is killed while tearing down; replaced after. Never
         raises."""
-        try:
+
+        def write() -> None:
             # A copy: the search's own state is concluded once, after the teardown.
             document = self.document(stack, failure, interrupted, copy.deepcopy(self.search))
             ended = "" if interrupted else f"; the search had ended: {document.get('message')}"
             document["exit_code"] = 130
             document["message"] = PROVISIONAL + ended
             _write_json(self.root / "capacity.json", document)
-        except TeardownAbandoned:  # pressed twice already: the teardown may still be abandoned
-            return
-        except Exception as exc:  # a bug here must not keep the stack up
-            print(
-                f"stressbed: error: provisional capacity.json: {type(exc).__name__}: {exc}",
-                file=sys.stderr,
-            )
+
+        before_teardown("capacity.json", write)
 
 
 def _per_replica(

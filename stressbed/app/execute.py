@@ -18,7 +18,7 @@ import secrets
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..backends.base import Backend, Fleet, FleetOutcome, FleetSpec, Health, Progress, Stack
 from ..backends.existing import ExistingService
@@ -39,6 +39,7 @@ from .rundir import RunDirectory, new_run
 __all__ = [
     "DEADLINE_MARGIN_S",
     "PROVISIONAL",
+    "before_teardown",
     "conclude",
     "execute",
     "keep_teardown_problem",
@@ -46,6 +47,8 @@ __all__ = [
     "tear_down",
     "write_provisional",
 ]
+
+T = TypeVar("T")
 
 #: Time allowed beyond the scenario's own duration and graceful stops.
 DEADLINE_MARGIN_S = 30.0
@@ -163,21 +166,30 @@ def write_provisional(
     far; the merge, to be used again (None if it failed). A stressbed killed while tearing
     down (a CI job's SIGKILL after its SIGTERM) leaves this one; the run's own replaces it
     once the teardown is over. Never raises: the teardown comes next whatever happens here."""
-    try:
+
+    def write() -> FleetResult:
         fleet = merge(outcome.results)
         report = conclude(run, scenario, outcome, stack, settings, fleet=fleet)
         ended = "" if outcome.interrupted else f"; the run had ended: {report.message}"
         report.verdict, report.exit_code = Verdict.ERROR, 130
         report.message = PROVISIONAL + ended
         report.write(run.path, html=False)
-    except TeardownAbandoned:  # pressed twice already: the teardown may still be abandoned
+        return fleet
+
+    return before_teardown("summary", write)
+
+
+def before_teardown(what: str, write: Callable[[], T]) -> T | None:
+    """``write`` (a provisional ``what``) done so that it never keeps the stack up: its value,
+    or None when it failed (said on stderr) or a second Ctrl-C came (the teardown, next, may
+    still be abandoned)."""
+    try:
+        return write()
+    except TeardownAbandoned:
         return None
     except Exception as exc:  # a bug here must not keep the stack up
-        print(
-            f"stressbed: error: provisional summary: {type(exc).__name__}: {exc}", file=sys.stderr
-        )
+        print(f"stressbed: error: provisional {what}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return None
-    return fleet
 
 
 def _read_back(

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["ALLOWED", "declared_names", "runner_environment"]
+__all__ = ["ALLOWED", "declared_environment", "declared_names", "runner_environment"]
 
 #: What a runner takes from stressbed's environment whatever the scenario, and why. No secret
 #: among them: each is how this machine runs programs and reaches the network.
@@ -61,6 +61,12 @@ def declared_names(bundle: Path) -> set[str]:
     return found
 
 
+def declared_environment(environ: Mapping[str, str], bundle: Path) -> dict[str, str]:
+    """Of ``environ`` (stressbed's), the variables the bundle reads, and no other: what every
+    backend's runners get of it, a local runner with the :data:`ALLOWED` names besides."""
+    return {name: environ[name] for name in sorted(declared_names(bundle)) if name in environ}
+
+
 def runner_environment(
     environ: Mapping[str, str], bundle: Path, run_env: Mapping[str, str]
 ) -> dict[str, str]:
@@ -68,6 +74,10 @@ def runner_environment(
     those the bundle declares; then ``run_env`` (TARGET_URL, the stack's secrets); and no
     usage report. A ``K6_*`` of the shell's is not passed: k6 would take it as an option over
     the scenario's (``K6_VUS``, ``K6_OUT``), or it is a credential (``K6_CLOUD_TOKEN``)."""
-    wanted = ALLOWED.keys() | declared_names(bundle)
-    env = {name: environ[name] for name in sorted(wanted) if name in environ}
-    return {**env, **run_env, "K6_NO_USAGE_REPORT": "true"}
+    allowed = {name: environ[name] for name in sorted(ALLOWED) if name in environ}
+    return {
+        **allowed,
+        **declared_environment(environ, bundle),
+        **run_env,
+        "K6_NO_USAGE_REPORT": "true",
+    }

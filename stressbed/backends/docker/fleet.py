@@ -26,7 +26,7 @@ import docker
 import docker.errors
 
 from ...errors import ProvisionError
-from ...fleet.environment import declared_names
+from ...fleet.environment import declared_environment
 from ...fleet.release import ReleaseFailed
 from ..base import FleetOutcome, FleetSpec
 from ..local.fleet import LocalFleet, RunnerHandle
@@ -154,8 +154,7 @@ class DockerFleet(LocalFleet):
         # Of stressbed's environment only what the bundle reads (its env variables, secrets
         # among them): not even a local runner's allow-list, whose PATH, HOME and proxies are
         # this machine's, not the image's; then the run's own (TARGET_URL, the stack's secrets).
-        wanted = declared_names(self.bundle)
-        env = {n: os.environ[n] for n in sorted(wanted) if n in os.environ}
+        env = declared_environment(os.environ, self.bundle)
         env |= {**self.env, "K6_NO_USAGE_REPORT": "true"}
         url = urllib.parse.urlsplit(env.get("TARGET_URL", ""))
         if url.hostname in LOOPBACK and self.network.gateway:

@@ -36,7 +36,7 @@ from typing import Any
 
 from ...errors import ConfigError, ProvisionError
 from ...fleet.control import TOKEN_ENV
-from ...fleet.environment import declared_names
+from ...fleet.environment import declared_environment
 from ...fleet.segments import segment
 from ...results.runner_result import RunnerResult, RunnerStatus
 from ...scenario.model import Scenario
@@ -138,8 +138,7 @@ class KubeFleet:
         # every backend's runners get them), the stack's secrets, and this fleet's own control
         # token, which its coordinator bears (a new one each fleet, gone with its Secret).
         run.fleet_url = self.env.get("TARGET_URL") or run.url
-        wanted = sorted(declared_names(self.bundle))
-        given = {**{n: os.environ[n] for n in wanted if n in os.environ}, **self.env}
+        given = {**declared_environment(os.environ, self.bundle), **self.env}
         secret_env = {k: v for k, v in given.items() if k not in ("TARGET_URL", TOKEN_ENV)}
         run.fleet_secrets = {**secret_env, TOKEN_ENV: _secrets.token_urlsafe(32)}
         requests, limits = run.options.runner_resources()
