@@ -21,6 +21,7 @@ from .flow import Flow, Group, Journey, Mix, Think, is_flow, requests
 from .gen import Env, PerVU, Rows
 from .http import Request
 from .load_profiles import LoadProfile
+from .population import Agent, Agents, check_refs
 from .templates import IDENTIFIER
 from .thresholds import Threshold
 from .units import format_duration, parse_duration_ms
@@ -45,7 +46,7 @@ class Workload:
     """A flow driven by a load profile: one k6 scenario."""
 
     name: str
-    flow: Flow
+    flow: Flow | Agent
     profile: LoadProfile
     start_time: str = "0s"
     graceful_stop: str = "30s"
@@ -55,8 +56,14 @@ class Workload:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _WORKLOAD_NAME.fullmatch(self.name):
             raise ConfigError("name", self.name, "1-64 of A-Z a-z 0-9 _ - (k6 scenario names)")
-        if not is_flow(self.flow):
-            raise ConfigError("flow", self.flow, "a request, journey, group or mix")
+        if isinstance(self.flow, Agent) != isinstance(self.profile, Agents):
+            raise ConfigError(
+                "profile" if isinstance(self.flow, Agent) else "flow",
+                self.profile if isinstance(self.flow, Agent) else self.flow,
+                "an Agent flow and an Agents profile together (see population(...))",
+            )
+        if not is_flow(self.flow) and not isinstance(self.flow, Agent):
+            raise ConfigError("flow", self.flow, "a request, journey, group, mix or Agent")
         if not isinstance(self.profile, LoadProfile):
             raise ConfigError(
                 "profile", self.profile, "a load profile (ConstantVUs, ConstantArrivalRate, ...)"
@@ -174,7 +181,8 @@ class Scenario:
     def requests(self) -> Iterator[tuple[str, Request]]:
         """Every request with where it stands: a workload's name, "setup" or "teardown"."""
         for workload in self.workloads:
-            for req in requests(workload.flow):
+            flow = workload.flow
+            for req in flow.requests() if isinstance(flow, Agent) else requests(flow):
                 yield workload.name, req
         for where, flow in (("setup", self.setup), ("teardown", self.teardown)):
             if flow is not None:
@@ -266,7 +274,11 @@ class Scenario:
         if self.setup is not None:
             base = _check_flow(self.setup, base, "setup")
         for workload in self.workloads:
-            _check_flow(workload.flow, base, f"workloads.{workload.name}.flow")
+            where = f"workloads.{workload.name}.flow"
+            if isinstance(workload.flow, Agent):
+                check_refs(workload.flow, base, where)
+            else:
+                _check_flow(workload.flow, base, where)
         if self.teardown is not None:
             _check_flow(self.teardown, base, "teardown")
         self._check_secrets()
@@ -283,6 +295,18 @@ class Scenario:
 
     def _check_secrets(self) -> None:
         secret_vars = {b.name for b in self.variables if any(_is_secret(n) for n in walk(b.value))}
+        for workload in self.workloads:
+            channel = getattr(workload.flow, "channel", None)
+            path = getattr(channel, "path", None)
+            if path is not None and (
+                {r.name for r in path.refs()} & secret_vars
+                or any(_is_secret(inner) for inner in walk(path))
+            ):
+                raise ConfigError(
+                    f"workloads.{workload.name}.channel.path",
+                    str(path.to_config()),
+                    "secrets in headers or messages only (URLs are recorded in k6 metrics)",
+                )
         for where, req in self.requests():
             for node in req.url_nodes():
                 leaked = sorted({r.name for r in node.refs()} & secret_vars)
@@ -336,6 +360,10 @@ class Scenario:
         for _, req in self.requests():
             for node in req.nodes():
                 yield from walk(node)
+        for workload in self.workloads:
+            if isinstance(workload.flow, Agent):
+                for node in workload.flow.nodes():
+                    yield from walk(node)
 
     # -- serialisation -------------------------------------------------------------------
 
@@ -361,12 +389,20 @@ class Scenario:
             "description": self.description,
             "vu_id_stride": self.peak_vus(),
             "variables": [b.to_config() for b in self.variables],
-            "workloads": {w.name: w.flow.to_config() for w in self.workloads},
+            "workloads": {w.name: _flow_config(w) for w in self.workloads},
             "setup": self.setup.to_config() if self.setup is not None else None,
             "setup_exports": self.setup_exports(),
             "teardown": self.teardown.to_config() if self.teardown is not None else None,
             "options": self.k6_options_dict(),
         } | ({"writes": self.writes.to_config()} if self.writes is not None else {})
+
+
+def _flow_config(workload: Workload) -> dict[str, object]:
+    """A workload's flow as the runtime reads it; a population's with its numbers."""
+    config = workload.flow.to_config()
+    if isinstance(workload.profile, Agents):
+        config["population"] = workload.profile.to_config()
+    return config
 
 
 def _faults(workloads: Sequence[Workload], faults: object, resilience: object) -> dict[str, object]:

@@ -39,7 +39,7 @@ export function setup() {
 }
 
 export default function (data) {
-  test.iteration(data);
+  return test.iteration(data);
 }
 
 export function teardown(data) {

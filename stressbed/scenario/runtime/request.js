@@ -9,14 +9,17 @@ import { compileString, compileValue, constant } from './values.js';
 import { compileWrite } from './writes.js';
 
 // encodeURIComponent leaves !'()* alone; RFC 3986 query and path values want them encoded.
-const encodeValue = (text) =>
+export const encodeValue = (text) =>
   encodeURIComponent(text).replace(/[!'()*]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase());
 
-export function compileRequest(node, ctx) {
+// `options.async`: the step returns a promise (http.asyncRequest), for agents that share a
+// VU's event loop, and leaves the response in `scope.response`; `options.close` sends every
+// request on a new connection (Connection: close).
+export function compileRequest(node, ctx, options = {}) {
   const method = node.method;
   const url = compileUrl(node, ctx);
   const body = compileBody(node.body, ctx);
-  const params = compileParams(node, ctx, body.contentType);
+  const params = compileParams(node, ctx, body.contentType, options.close === true);
   const checks = compileChecks(node.checks);
   const extracts = compileExtracts(node.extract, ctx);
   const send = body.fn;
@@ -26,13 +29,8 @@ export function compileRequest(node, ctx) {
   const fixedUrl = url.value;
   const fixedParams = params.value;
 
-  return (scope) => {
-    // The declared write keeps its body's value, to count what the response acknowledged.
-    const value = write === null ? undefined : body.value(scope);
-    const payload = write === null ? send(scope) : JSON.stringify(value);
-    const res = fixed
-      ? http.request(method, fixedUrl, payload, fixedParams)
-      : http.request(method, url(scope), payload, params(scope));
+  // What a response tells the rest of the flow: false when an extraction found nothing.
+  const after = (scope, value, res) => {
     if (write !== null) write(value, res);
     if (checks !== null) check(res, checks);
     for (let i = 0; i < extracts.length; i++) {
@@ -46,6 +44,27 @@ export function compileRequest(node, ctx) {
       scope.set(e.slot, value);
     }
     return true;
+  };
+
+  if (options.async === true) {
+    return async (scope) => {
+      const value = write === null ? undefined : body.value(scope);
+      const payload = write === null ? send(scope) : JSON.stringify(value);
+      const res = fixed
+        ? await http.asyncRequest(method, fixedUrl, payload, fixedParams)
+        : await http.asyncRequest(method, url(scope), payload, params(scope));
+      scope.response = res;
+      return after(scope, value, res);
+    };
+  }
+  return (scope) => {
+    // The declared write keeps its body's value, to count what the response acknowledged.
+    const value = write === null ? undefined : body.value(scope);
+    const payload = write === null ? send(scope) : JSON.stringify(value);
+    const res = fixed
+      ? http.request(method, fixedUrl, payload, fixedParams)
+      : http.request(method, url(scope), payload, params(scope));
+    return after(scope, value, res);
   };
 }
 
@@ -104,10 +123,11 @@ function compileBody(spec, ctx) {
   }
 }
 
-function compileParams(node, ctx, contentType) {
+function compileParams(node, ctx, contentType, close) {
   const headers = node.headers.map(([key, value]) => [key, compileString(value, ctx)]);
   const hasContentType = headers.some(([key]) => key.toLowerCase() === 'content-type');
   if (contentType !== null && !hasContentType) headers.push(['Content-Type', constant(contentType)]);
+  if (close) headers.push(['Connection', constant('close')]);
   const fixed = { tags: { name: node.name }, responseType: node.response };
   if (node.timeout_ms !== null) fixed.timeout = node.timeout_ms;
   if (node.expect !== null) fixed.responseCallback = http.expectedStatuses(...node.expect);

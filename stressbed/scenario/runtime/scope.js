@@ -1,8 +1,11 @@
 // Variables of one iteration. Names are resolved to slot numbers once, at init; an iteration
 // holds an array of values, each computed on first use and then kept until the next iteration.
-// Per-VU variables are computed once per VU and kept across its iterations.
+// Per-VU variables are computed once per VU and kept across its iterations. A simulated
+// agent has a scope of its own, its identity kept for its life (keep()).
 
 const UNSET = undefined;
+// The stamp of a value kept for the scope's life (an agent's identity and session).
+const KEPT = -1;
 
 export class Slots {
   constructor() {
@@ -54,7 +57,8 @@ export class Scope {
   }
 
   get(slot) {
-    if (this.stamps[slot] === this.iteration) return this.values[slot];
+    const stamp = this.stamps[slot];
+    if (stamp === this.iteration || stamp === KEPT) return this.values[slot];
     const value = this.producers[slot](this);
     this.values[slot] = value;
     this.stamps[slot] = this.iteration;
@@ -64,5 +68,11 @@ export class Scope {
   set(slot, value) {
     this.values[slot] = value;
     this.stamps[slot] = this.iteration;
+  }
+
+  // Keep `value` across iterations (reset() does not forget it).
+  keep(slot, value) {
+    this.values[slot] = value;
+    this.stamps[slot] = KEPT;
   }
 }

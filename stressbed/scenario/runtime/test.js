@@ -2,6 +2,7 @@
 import exec from 'k6/execution';
 import { targetUrl } from './env.js';
 import { compileFlow } from './flow.js';
+import { compilePopulation } from './population.js';
 import { sharedRows } from './generators.js';
 import { Slots } from './scope.js';
 import { compileValue } from './values.js';
@@ -33,11 +34,14 @@ export function createTest(config, open) {
     ctx.slots.bind(binding.name, compileValue(binding.value, ctx), binding.scope === 'vu');
   }
   const flows = {};
+  const populations = {};
   for (const name of Object.keys(config.workloads)) {
-    flows[name] = compileFlow(config.workloads[name], ctx);
+    const node = config.workloads[name];
+    if (node.type === 'agent') populations[name] = compilePopulation(node, ctx, name);
+    else flows[name] = compileFlow(node, ctx);
   }
   const names = Object.keys(flows);
-  const only = names.length === 1 ? flows[names[0]] : null;
+  const only = names.length === 1 && Object.keys(populations).length === 0 ? flows[names[0]] : null;
   const setupFlow = config.setup ? compileFlow(config.setup, ctx) : null;
   const teardownFlow = config.teardown ? compileFlow(config.teardown, ctx) : null;
   // Values setup() extracts travel to every iteration (and every fleet runner) as its data.
@@ -64,6 +68,12 @@ export function createTest(config, open) {
     },
     iteration(data) {
       if (problem !== null) exec.test.abort(problem); // setup() was skipped (--no-setup)
+      const population = populations[exec.scenario.name];
+      if (population !== undefined) {
+        // A population's one iteration per VU: its agents, for the population's timeline.
+        const given = exported.map(([name, slot]) => [slot, data ? data[name] : undefined]);
+        return population(given.filter((pair) => pair[1] !== undefined));
+      }
       scope.reset();
       if (exported.length > 0) seed(data);
       (only !== null ? only : flows[exec.scenario.name])(scope);
