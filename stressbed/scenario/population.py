@@ -409,7 +409,10 @@ def _check_activity(do: Activity, where: str, channel: Channel) -> None:
 
 
 def check_refs(agent: Agent, base: frozenset[str], where: str) -> None:
-    """Raise on a reference to a variable the agent does not have."""
+    """Raise on a reference to a variable the agent does not have, or on a scenario variable
+    that an agent's own would hide."""
+    for name in sorted(base & {*BUILTIN_VARIABLES, "command"}):
+        raise ConfigError(f"variables.{name}", name, "a name an agent does not have already")
     defined = agent.defined(base)
     identity_names: set[str] = set(base) | {"agent_index"}
     for name, node in agent.identity:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..errors import ConfigError
-from .units import parse_duration_ms, parse_percent, parse_per_second
+from .units import parse_duration_ms, parse_per_second, parse_percent
 
 __all__ = [
     "JITTERS",
