@@ -14,6 +14,7 @@ from ..results.slo_seconds import RECOVERED_S
 from ..scenario import catalog
 from ..scenario.capacity import MAX_RATE, MIN_STEADY_S, Capacity, parse_slo, window_judgeable
 from ..scenario.flow import mean_requests, think_time_s
+from ..scenario.population import Agent
 from ..scenario.model import Scenario, Workload
 from ..scenario.thresholds import Threshold
 from ..scenario.units import format_duration, parse_duration_ms
@@ -172,6 +173,7 @@ def plan_capacity(options: CapacityOptions) -> CapacityPlan:
     if options.require is not None and (isinstance(options.require, bool) or options.require < 1):
         raise ConfigError("--require", options.require, "a positive rate")
     workload, converted = _workload(scenario, capacity.workload)
+    assert not isinstance(workload.flow, Agent)  # _workload refused a population
     requests = mean_requests(workload.flow)
     think_s, longest_think_s = think_time_s(workload.flow)
     capacity, warm_note = _warm_up(capacity, workload, requests, longest_think_s)

@@ -13,6 +13,7 @@ from ..results.resilience import judge_resilience, resilience
 from ..results.writes import lost_writes
 from ..scenario.capacity import slo_label, window_judgeable
 from ..scenario.flow import think_time_s
+from ..scenario.population import Agent
 from ..scenario.model import Scenario
 from .readback import StoredWrites
 
@@ -51,7 +52,10 @@ def fault_figures(
         )
     _place_lost_writes(happened, fleet, stored)
     slos = [t for t in scenario.thresholds if window_judgeable(t)]
-    pause = max((think_time_s(w.flow)[1] for w in scenario.workloads), default=0.0)
+    pause = max(
+        (think_time_s(w.flow)[1] for w in scenario.workloads if not isinstance(w.flow, Agent)),
+        default=0.0,
+    )
     found = [
         {**f, "applied": True}
         for f in resilience(

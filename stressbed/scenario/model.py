@@ -184,9 +184,9 @@ class Scenario:
             flow = workload.flow
             for req in flow.requests() if isinstance(flow, Agent) else requests(flow):
                 yield workload.name, req
-        for where, flow in (("setup", self.setup), ("teardown", self.teardown)):
-            if flow is not None:
-                for req in requests(flow):
+        for where, once in (("setup", self.setup), ("teardown", self.teardown)):
+            if once is not None:
+                for req in requests(once):
                     yield where, req
 
     def setup_exports(self) -> list[str]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 from ..errors import ConfigError
 from .units import parse_duration_ms, parse_per_second, parse_percent
@@ -159,9 +159,8 @@ def backoff(
         raise ConfigError("reconnect.backoff.cap", cap, f"a duration >= base ({base})")
     if jitter not in JITTERS:
         raise ConfigError("reconnect.backoff.jitter", jitter, ", ".join(JITTERS))
-    return Reconnect(
-        "backoff", base_ms, cap_ms, jitter, _budget(budget, "reconnect.backoff.budget")
-    )
+    mode = cast("Jitter", jitter)
+    return Reconnect("backoff", base_ms, cap_ms, mode, _budget(budget, "reconnect.backoff.budget"))
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,8 @@ def test_the_generator_is_uniform_and_seeded():
     tenths = [0] * 10
     for v in values:
         tenths[int(v * 10)] += 1
-    assert min(tenths) > 1800 and max(tenths) < 2200
+    assert min(tenths) > 1800
+    assert max(tenths) < 2200
 
 
 def test_agents_draw_apart_from_each_other():
