@@ -13,8 +13,13 @@ from stressbed.scenario import catalog
 README = Path(__file__).parent.parent / "README.md"
 
 
-def _example() -> str:
-    (code,) = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+def _example(marker: str = '"mine"') -> str:
+    """The README's Python example that holds ``marker``."""
+    (code,) = [
+        block
+        for block in re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+        if marker in block
+    ]
     return code
 
 
@@ -26,6 +31,14 @@ def test_the_readme_example_builds_and_renders(tmp_path: Path):
     assert scenario.name == "mine"
     bundle = render(scenario, tmp_path / "out")
     assert bundle.script.is_file()
+
+
+def test_the_readme_population_example_builds_and_renders(tmp_path: Path):
+    module = tmp_path / "fleet.py"
+    module.write_text(_example("population("))
+    scenario = catalog.load(str(module))
+    assert scenario.workloads[0].profile.peak_vus() == 4  # 2,000 agents, 500 a VU
+    assert render(scenario, tmp_path / "out").script.is_file()
 
 
 def test_the_readme_error_line_is_what_stressbed_prints(tmp_path: Path):
