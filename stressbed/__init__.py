@@ -1,15 +1,16 @@
 """stressbed: stress-test agent services with Python scenarios rendered to k6.
 
 The public API is this module's ``__all__``: the scenario DSL, rendering and the exception
-tree. Generators, checks, extractors and faults live in the namespaces :mod:`stressbed.gen`,
-:mod:`stressbed.check`, :mod:`stressbed.extract` and :mod:`stressbed.fault`. Everything else
+tree. Generators, checks, extractors, faults and thresholds live in the namespaces
+:mod:`stressbed.gen`, :mod:`stressbed.check`, :mod:`stressbed.extract`, :mod:`stressbed.fault`
+and :mod:`stressbed.thresholds` (the population's thresholds only there). Everything else
 is internal; the README's "Architecture" section says which subpackage owns which stage of a
 run.
 """
 
 from __future__ import annotations
 
-from . import check, extract, fault, gen
+from . import check, extract, fault, gen, thresholds
 from .errors import ConfigError, RenderError, ScenarioNotFoundError, StressbedError
 from .scenario.capacity import Capacity
 from .scenario.faults import errors_during_fault, lost_writes, recovery_time, time_to_detect
@@ -76,6 +77,7 @@ __all__ = [
     "think_normal",
     "think_uniform",
     "threshold",
+    "thresholds",
     "time_to_detect",
     "var",
 ]

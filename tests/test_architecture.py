@@ -33,6 +33,7 @@ TOP_LEVEL = {
     "stressbed.check": "scenario",
     "stressbed.extract": "scenario",
     "stressbed.fault": "scenario",
+    "stressbed.thresholds": "scenario",
     "stressbed.runner": "fleet",
     "stressbed.coordinator": "fleet",
     "stressbed.balancer": "backends",

@@ -67,7 +67,7 @@ def _through_json(result: RunnerResult) -> RunnerResult:
 def test_windows_come_back_exactly_from_a_version_2_document():
     windows = _windows(1, range(1_000, 1_000 + 2 * CHUNK_WINDOWS + 5))  # three chunks
     document = _result(0, windows).to_dict()
-    assert document["version"] == 2
+    assert document["version"] == 3
     again = RunnerResult.from_dict(json.loads(json.dumps(document)))
     assert isinstance(again.windows, PackedWindows)
     assert list(again.windows) == sorted(windows)
