@@ -8,6 +8,10 @@ A gauge (``vus``, ``vus_max``, ...) is not additive as one number: the fleet's V
 are the sum of every runner's VUs at t. So a gauge keeps each runner's value per second (the
 last sample of each second), and merging keeps the runners' series apart; the fleet's value,
 minimum and maximum are read from their time-aligned sum (:func:`gauge_stats`).
+
+A window of a run with a population also carries its agents' second
+(:class:`~stressbed.results.agents.AgentWindow`), additive the same way; a run without one
+carries none.
 """
 
 from __future__ import annotations

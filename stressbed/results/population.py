@@ -177,6 +177,7 @@ def _rows(
                 "disconnects": sum(agents.disconnects.values()),
                 "reconnects": agents.reconnects,
                 "gave_up": agents.gave_up,
+                "checkins_missed": agents.checkins_missed,
                 "checkin_lateness_p99_ms": _p99(agents.checkin_lateness),
                 "connect_time_p99_ms": _p99(agents.connect_time),
             }
@@ -186,7 +187,7 @@ def _rows(
 
 _ROW_COUNTS = (
     *("connects", "connect_attempts", "connect_failures", "disconnects", "reconnects"),
-    "gave_up",
+    *("gave_up", "checkins_missed"),
 )
 
 Series = list[float | None]
