@@ -8,9 +8,8 @@ need (requests, failures by status, failed checks, dropped iterations, a latency
 and per request name, VUs; and a population's agents once one of its metrics is met: joins,
 leaves, connects, failures and disconnects by reason, and its four trends' sketches). The
 population's counters are also kept by ``reason`` whole-run (``agent_disconnects{reason:churn}``).
-Raw samples are never kept, so memory does not grow with the
-request count. Everything the collector builds merges exactly across runners
-(:mod:`stressbed.results.aggregates`).
+Raw samples are never kept, so memory does not grow with the request count. Everything the
+collector builds merges exactly across runners (:mod:`stressbed.results.aggregates`).
 """
 
 from __future__ import annotations
@@ -40,8 +39,8 @@ _SELECTOR = re.compile(r"([A-Za-z0-9_]+)(?:\{(.*)\})?")
 #: The tag a population's failures and disconnects carry (in k6's extra_tags: a custom tag).
 REASON_TAG = "reason"
 
-#: Metrics every run aggregates (k6's names; a population's agent_* metrics too, when met);
-#: thresholds may add more.
+#: Metrics every run aggregates (k6's names); a population's (AGENT_METRICS) whenever they
+#: appear; thresholds may add more.
 SUMMARY_METRICS = frozenset(
     {
         "checks",
