@@ -1,16 +1,17 @@
 """stressbed: stress-test agent services with Python scenarios rendered to k6.
 
 The public API is this module's ``__all__``: the scenario DSL, rendering and the exception
-tree. Generators, checks, extractors, faults and populations live in the namespaces
-:mod:`stressbed.gen`, :mod:`stressbed.check`, :mod:`stressbed.extract`, :mod:`stressbed.fault`
-and :mod:`stressbed.population`. Everything else
+tree. Generators, checks, extractors, faults, populations and thresholds live in the namespaces
+:mod:`stressbed.gen`, :mod:`stressbed.check`, :mod:`stressbed.extract`, :mod:`stressbed.fault`,
+:mod:`stressbed.population` and :mod:`stressbed.thresholds` (the population's thresholds only
+there). Everything else
 is internal; the README's "Architecture" section says which subpackage owns which stage of a
 run.
 """
 
 from __future__ import annotations
 
-from . import check, extract, fault, gen, population
+from . import check, extract, fault, gen, population, thresholds
 from .errors import ConfigError, RenderError, ScenarioNotFoundError, StressbedError
 from .scenario.capacity import Capacity
 from .scenario.faults import errors_during_fault, lost_writes, recovery_time, time_to_detect
@@ -78,6 +79,7 @@ __all__ = [
     "think_normal",
     "think_uniform",
     "threshold",
+    "thresholds",
     "time_to_detect",
     "var",
 ]

@@ -34,6 +34,7 @@ TOP_LEVEL = {
     "stressbed.extract": "scenario",
     "stressbed.fault": "scenario",
     "stressbed.population": "scenario",
+    "stressbed.thresholds": "scenario",
     "stressbed.runner": "fleet",
     "stressbed.coordinator": "fleet",
     "stressbed.balancer": "backends",

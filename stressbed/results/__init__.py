@@ -2,7 +2,9 @@
 
 It owns the mergeable ``sketch``, the additive ``aggregates`` (per metric and per second),
 the ``samples`` collector that folds k6's CSV stream into them, the versioned
-``runner_result`` document, the fleet ``merge`` (additive data first, percentiles after),
+``runner_result`` document, a population's per-second ``agents`` and what is read from them
+(``population``: levels, the connected share, summary.json's section), the fleet ``merge``
+(additive data first, percentiles after),
 the ``verdict`` on thresholds, the run on one time axis (``timeline``) and what it points at
 (``findings``), and the run's documents: ``summary`` (summary.json, junit.xml, events.jsonl),
 report.html (``html``, its Bokeh ``charts``; Bokeh imported only to draw), the terminal

@@ -4,7 +4,8 @@ The sources are walked side by side in time order (``heapq.merge``), so packed s
 (:class:`~stressbed.results.unpack.PackedWindows`) each have one chunk decoded at a time and
 memory follows the merged windows, not the number of runners times their windows. The
 sketches of one second are added as arrays, in one ``bincount`` over their keys, never bucket
-by bucket in Python. In-memory windows (a run's own, version-1 documents) take the same path.
+by bucket in Python; a population's sketches (a window's agents) likewise. In-memory windows
+(a run's own, version-1 documents) take the same path.
 """
 
 from __future__ import annotations
@@ -58,28 +59,46 @@ def _combine(parts: Sequence[_Part]) -> Window:
         return packed.window(position)
     window = Window()
     sketches: dict[str | None, list[SketchArrays]] = {}
+    agents: dict[str, list[SketchArrays]] = {}
     for part in parts:
-        counts, named = _pieces(part)
+        counts, named, agent_named = _pieces(part)
         window.merge_counts(counts)
         for name, one in named:
             sketches.setdefault(name, []).append(one)
+        for name, one in agent_named:
+            agents.setdefault(name, []).append(one)
     for key, group in sketches.items():
         sketch = _add(group)
         if key is None:
             window.duration = sketch
         else:
             window.names[key] = sketch
+    if window.agents is not None:  # some part had agents: merge_counts made them
+        for name, group in agents.items():
+            setattr(window.agents, name, _add(group))
     return window
 
 
-def _pieces(part: _Part) -> tuple[Window, Iterable[tuple[str | None, SketchArrays]]]:
-    """A part's counts (a window whose sketches are not read) and its sketches as arrays by
-    request name (None: the window's whole duration)."""
+_Named = Iterable[tuple[str | None, SketchArrays]]
+
+
+def _pieces(part: _Part) -> tuple[Window, _Named, Iterable[tuple[str, SketchArrays]]]:
+    """A part's counts (a window whose sketches are not read), its sketches as arrays by
+    request name (None: the window's whole duration) and its agents' sketches by name."""
     if isinstance(part, Window):
         named = [(name, _arrays(sketch)) for name, sketch in part.names.items()]
-        return part, [(None, _arrays(part.duration)), *named]
+        agents = part.agents.sketches() if part.agents is not None else ()
+        return (
+            part,
+            [(None, _arrays(part.duration)), *named],
+            [(name, _arrays(sketch)) for name, sketch in agents],
+        )
     packed, position = part
-    return packed.scalars(position), packed.named_sketches(position)
+    return (
+        packed.scalars(position),
+        packed.named_sketches(position),
+        packed.agent_sketches(position),
+    )
 
 
 def _arrays(sketch: Sketch) -> SketchArrays:

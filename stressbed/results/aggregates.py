@@ -8,6 +8,10 @@ A gauge (``vus``, ``vus_max``, ...) is not additive as one number: the fleet's V
 are the sum of every runner's VUs at t. So a gauge keeps each runner's value per second (the
 last sample of each second), and merging keeps the runners' series apart; the fleet's value,
 minimum and maximum are read from their time-aligned sum (:func:`gauge_stats`).
+
+A window of a run with a population also carries its agents' second
+(:class:`~stressbed.results.agents.AgentWindow`), additive the same way; a run without one
+carries none.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import DocumentError
+from .agents import AgentWindow
 from .sketch import Sketch
 
 __all__ = ["MAX_FOLDED_LISTED", "MAX_NAMES", "OTHER_NAME", "Aggregate", "Window", "gauge_stats"]
@@ -195,6 +200,9 @@ class Window:
     dropped: int = 0
     #: Write items acknowledged to the load (the scenario's Writes), all writers together.
     acked: int = 0
+    #: The population's agents in this second; None when no agent metric fell in it (a run
+    #: without a population never has any).
+    agents: AgentWindow | None = None
 
     def copy(self) -> Window:
         return Window(
@@ -209,11 +217,16 @@ class Window:
             dict(self.checks_failed),
             self.dropped,
             self.acked,
+            self.agents.copy() if self.agents is not None else None,
         )
 
     def merge(self, other: Window) -> None:
         self.merge_counts(other)
         self.duration.merge(other.duration)
+        if other.agents is not None:
+            assert self.agents is not None  # merge_counts made it
+            for name, sketch in other.agents.sketches():
+                getattr(self.agents, name).merge(sketch)
         for name, sketch in other.names.items():
             if name in self.names:
                 self.names[name].merge(sketch)
@@ -235,6 +248,10 @@ class Window:
                 mine[key] = mine.get(key, 0) + count
         self.dropped += other.dropped
         self.acked += other.acked
+        if other.agents is not None:
+            if self.agents is None:
+                self.agents = AgentWindow()
+            self.agents.merge_counts(other.agents)
 
     def name_sketch(self, name: str) -> Sketch:
         """The sketch of requests named ``name`` (a kept name, or OTHER_NAME: the collector
@@ -245,6 +262,7 @@ class Window:
         return sketch
 
     def to_dict(self) -> dict[str, object]:
+        agents = {"agents": self.agents.to_dict()} if self.agents is not None else {}
         return {
             "requests": self.requests,
             "failed": self.failed,
@@ -257,6 +275,7 @@ class Window:
             "checks_failed": dict(sorted(self.checks_failed.items())),
             "dropped": self.dropped,
             "acked": self.acked,
+            **agents,
         }
 
     @classmethod
@@ -293,6 +312,9 @@ class Window:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise DocumentError(f"window.{name}", value, "an integer")
             counts[name] = value
+        agents = data.get("agents")
+        if agents is not None and not isinstance(agents, dict):
+            raise DocumentError("window.agents", agents, "an agent window document")
         return cls(
             requests=counts["requests"],
             failed=counts["failed"],
@@ -305,4 +327,5 @@ class Window:
             checks_failed=tallies["checks_failed"],
             dropped=counts["dropped"],
             acked=counts["acked"],
+            agents=AgentWindow.from_dict(agents) if agents is not None else None,
         )

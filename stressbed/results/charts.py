@@ -158,6 +158,7 @@ def charts(
     (start and end in seconds since the start, a label) are shaded on every chart."""
     c = _Charts(line)
     _load_charts(c, breached, baseline)
+    _population_charts(c)
     _stack_charts(c)
     _runner_charts(c)
     _shade_faults(c, faults)
@@ -217,6 +218,37 @@ def _load_charts(
     errors.update({f"check {k!r}": v for k, v in line.checks.items()})
     c.lines(fig, errors or {"failed requests": fleet["failed_per_s"]}, "/s")
     _shade_all(c, fig, breached, "errors")
+
+
+def _population_charts(c: _Charts) -> None:
+    """A population's agents: connected against wanted; connects and failures per second."""
+    agents = c.line.agents
+    if not agents:
+        return
+    fig = c.figure("Agents: connected and wanted (whole fleet)", "agents")
+    c.lines(
+        fig, {"connected": agents["connected"], "wanted": agents["wanted"]}, "", dashed=("wanted",)
+    )
+    fig = c.figure("Agents: connect attempts, connects and failures per second", "per second")
+    rates = {
+        "connect attempts/s": agents["connect_attempts_per_s"],
+        "connects/s": agents["connects_per_s"],
+        "disconnects/s": agents["disconnects_per_s"],
+    }
+    failures = c.line.agent_failures
+    if len(failures) > MAX_REASONS:  # the busiest apart, the rest as one line
+        ranked = sorted(failures, key=lambda r: -sum(v or 0.0 for v in failures[r]))
+        rest = [failures[r] for r in ranked[MAX_REASONS - 1 :]]
+        failures = {r: failures[r] for r in ranked[: MAX_REASONS - 1]}
+        failures["other"] = [sum(v or 0.0 for v in values) for values in zip(*rest, strict=True)]
+    rates |= {f"failed: {reason}/s": values for reason, values in failures.items()}
+    if not failures:
+        rates["connect failures/s"] = agents["connect_failures_per_s"]
+    c.lines(fig, rates, "/s", dashed=("connect attempts/s",))
+
+
+#: Connect failure reasons charted one by one.
+MAX_REASONS = 8
 
 
 def _stack_charts(c: _Charts) -> None:

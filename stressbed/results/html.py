@@ -2,7 +2,8 @@
 
 Top to bottom: the verdict (and, for a run that failed or was interrupted, why), the
 findings, the thresholds (observed against the limit), the charts of :mod:`.charts` on one
-time axis, the runners, the events and the settings with where each came from. Bokeh's
+time axis, a population's agents (when the run had one), the runners, the events and the
+settings with where each came from. Bokeh's
 JavaScript is inlined and the data embedded, so the page makes no request to any host when
 opened. It is built from summary.json's document and the run's :class:`~.timeline.Timeline`
 only, so ``stressbed report RUN_DIR`` rebuilds the same page from the run directory.
@@ -185,6 +186,7 @@ def _thresholds(results: Sequence[Mapping[str, Any]]) -> str:
 
 def _tables(summary: Mapping[str, Any], start: float) -> str:
     parts = [
+        _population(summary.get("population")),
         _resilience(summary.get("resilience")),
         _writes(summary.get("writes")),
         "<h2>Runners</h2>",
@@ -327,6 +329,48 @@ def _resilience(found: Mapping[str, Any] | None) -> str:
             for v in verdicts
         ]
         parts.append(_table(["", "resilience", "fault", "observed"], rows, {3}))
+    return "\n".join(parts)
+
+
+def _population(found: Mapping[str, Any] | None) -> str:
+    """The population's figures (one row), then its connect failures by reason."""
+    if not found:
+        return ""
+    counts, trends = found.get("counts") or {}, found.get("trends") or {}
+    share = found.get("connected_share")
+
+    def p99(name: str) -> str:
+        return _num((trends.get(name) or {}).get("p(99)"))
+
+    row = [
+        _num(found.get("peak_connected")),
+        _num(found.get("peak_wanted")),
+        _num(share * 100) if isinstance(share, int | float) else "no data",
+        _num(counts.get("connect_failures")),
+        _num(counts.get("reconnects")),
+        _num(counts.get("gave_up")),
+        p99("checkin_lateness"),
+        p99("reconnect_time"),
+        p99("connect_time"),
+    ]
+    headers = [
+        *("agents connected (peak)", "wanted (peak)", "connected share %", "connect failures"),
+        *("reconnects", "gave up", "check-in lateness p99 (ms)", "reconnect p99 (ms)"),
+        "connect p99 (ms)",
+    ]
+    parts = ["<h2>Population</h2>", _table(headers, [row], set(range(len(row))))]
+    reasons = [
+        [_e(reason), _num(n), _num((found.get("disconnects_by_reason") or {}).get(reason))]
+        for reason, n in sorted((found.get("connect_failures_by_reason") or {}).items())
+    ]
+    disconnects = found.get("disconnects_by_reason") or {}
+    reasons += [
+        [_e(reason), "-", _num(n)]
+        for reason, n in sorted(disconnects.items())
+        if reason not in (found.get("connect_failures_by_reason") or {})
+    ]
+    if reasons:
+        parts.append(_table(["reason", "connect failures", "disconnects"], reasons, {1, 2}))
     return "\n".join(parts)
 
 

@@ -29,6 +29,9 @@ class FleetResult:
     #: miss those samples (listed up to MAX_FOLDED_LISTED; ``names_folded_more``: more).
     names_folded: list[str] = field(default_factory=list)
     names_folded_more: bool = False
+    #: When the earliest runner with samples started its test (unix time; None: none did):
+    #: where a scenario's seconds since the start begin (a population's plateau).
+    started_at: float | None = None
 
     def folded(self) -> dict[str, object]:
         """summary.json's ``names_folded``: which names have no per-name latency of their own
@@ -49,6 +52,9 @@ def merge(results: Sequence[RunnerResult]) -> FleetResult:
             fleet.writes[writer] = fleet.writes.get(writer, 0) + count
     fleet.windows = merge_windows([result.windows for result in results])
     fleet.duration_s = max((_test_seconds(r) for r in results), default=0.0)
+    fleet.started_at = min(
+        (r.started_at for r in results if r.started_at and r.windows), default=None
+    )
     folded = sorted({name for r in results for name in r.names_folded})
     fleet.names_folded = folded[:MAX_FOLDED_LISTED]
     fleet.names_folded_more = len(folded) > MAX_FOLDED_LISTED or any(

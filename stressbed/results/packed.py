@@ -9,6 +9,11 @@ column, each column in the narrowest integer type that holds it, zlib-compressed
 in the document. The bucket keys are delta-coded along the whole chunk, so that a running sum
 gives them back.
 
+A population's seconds (encoding 2; 1 is read too) are an ``agents`` object beside them, only
+when some window has agents: the seconds that do, their counts as columns, their tallies by
+reason, and their four sketches packed the same way (each agent window's sketches numbered
+by their place in its ``sketches`` list, 0 first).
+
 Reading keeps the chunks packed. :class:`PackedWindows` is a read-only mapping that decodes a
 window only when it is asked for; the merge (:mod:`stressbed.results.merge`) decodes one chunk
 of each runner at a time, in time order, so its memory follows the window count, not runners
@@ -19,6 +24,7 @@ A chunk, before zlib (little-endian)::
     b"SBW1"  n_windows:u32  n_sketches:u32  n_buckets:u32  7 type codes (b, h, i or q)
     per window:  sketches (how many; the first is the window's duration)     int[n_windows]
     per sketch:  name (0: duration; i: names[i - 1]), count, zeros, buckets   int[n_sketches] x4
+                 (in an agents chunk: name i is the window's sketches[i])
                  sum, min, max                                                f64[n_sketches] x3
     per bucket:  key delta, count                                             int[n_buckets] x2
 
@@ -38,11 +44,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import DocumentError
+from .agents import COUNTS, SKETCHES, TALLIES
 from .aggregates import Window
+from .sketch import Sketch
 
 __all__ = [
     "CHUNK_WINDOWS",
     "ENCODING",
+    "ENCODINGS",
     "HEADER",
     "INT_CODES",
     "MAGIC",
@@ -51,8 +60,10 @@ __all__ = [
     "pack_windows",
 ]
 
-#: What the ``windows`` object of a version-2 runner document says it is.
-ENCODING = "stressbed.packed-windows/1"
+#: What the ``windows`` object of a runner document says it is (2: it may hold ``agents``).
+ENCODING = "stressbed.packed-windows/2"
+#: The encodings read back.
+ENCODINGS = ("stressbed.packed-windows/1", ENCODING)
 #: Windows a chunk holds, decoded together: 64 s of 1 s windows (a power of two, not a minute).
 CHUNK_WINDOWS = 64
 #: The windows' scalar fields, kept as plain JSON columns (one value per second).
@@ -82,10 +93,11 @@ def pack_windows(windows: Mapping[int, Window]) -> dict[str, Any]:
             statuses[str(second)] = dict(sorted(window.statuses.items()))
         if window.checks_failed:
             checks[str(second)] = dict(sorted(window.checks_failed.items()))
-    chunks = [
-        base64.b64encode(_pack_chunk([windows[s] for s in part], index)).decode("ascii")
-        for part in (seconds[i : i + CHUNK_WINDOWS] for i in range(0, len(seconds), CHUNK_WINDOWS))
+    sketches = [
+        [(0, w.duration), *((index[n], s) for n, s in sorted(w.names.items()))]
+        for w in (windows[s] for s in seconds)
     ]
+    agents = _pack_agents(windows, seconds)
     return {
         "encoding": ENCODING,
         "chunk_windows": CHUNK_WINDOWS,
@@ -94,11 +106,43 @@ def pack_windows(windows: Mapping[int, Window]) -> dict[str, Any]:
         "statuses": statuses,
         "checks_failed": checks,
         "names": names,
-        "chunks": chunks,
+        "chunks": _chunks(sketches),
+        **({"agents": agents} if agents is not None else {}),
     }
 
 
-def _pack_chunk(windows: Sequence[Window], index: Mapping[str, int]) -> bytes:
+def _pack_agents(windows: Mapping[int, Window], seconds: Sequence[int]) -> dict[str, Any] | None:
+    """The ``agents`` object: the seconds with agents, their counts, tallies and sketches;
+    None when no window has any (a run without a population)."""
+    have = [s for s in seconds if windows[s].agents is not None]
+    if not have:
+        return None
+    agents = [windows[s].agents for s in have]
+    out: dict[str, Any] = {"seconds": have}
+    for name in COUNTS:
+        out[name] = [getattr(a, name) for a in agents]
+    for name in TALLIES:
+        out[name] = {
+            str(s): dict(sorted(a.tally(name).items()))
+            for s, a in zip(have, agents, strict=True)
+            if a is not None and a.tally(name)
+        }
+    out["sketches"] = list(SKETCHES)
+    out["chunks"] = _chunks(
+        [[(i, s) for i, (_, s) in enumerate(a.sketches())] for a in agents if a is not None]
+    )
+    return out
+
+
+def _chunks(sketches: Sequence[Sequence[tuple[int, Sketch]]]) -> list[str]:
+    """Each window's numbered sketches, packed CHUNK_WINDOWS windows a chunk."""
+    return [
+        base64.b64encode(_pack_chunk(sketches[i : i + CHUNK_WINDOWS])).decode("ascii")
+        for i in range(0, len(sketches), CHUNK_WINDOWS)
+    ]
+
+
+def _pack_chunk(windows: Sequence[Sequence[tuple[int, Sketch]]]) -> bytes:
     per_window: list[int] = []
     name: list[int] = []
     count: list[int] = []
@@ -110,9 +154,7 @@ def _pack_chunk(windows: Sequence[Window], index: Mapping[str, int]) -> bytes:
     deltas: list[int] = []
     counts: list[int] = []
     last = 0  # keys are delta-coded along the whole chunk: one running sum decodes them
-    for window in windows:
-        sketches = [(0, window.duration)]
-        sketches += [(index[n], s) for n, s in sorted(window.names.items())]
+    for sketches in windows:
         per_window.append(len(sketches))
         for number, sketch in sketches:
             keys = sorted(sketch.buckets)
@@ -156,8 +198,8 @@ def _narrow(values: list[int]) -> tuple[str, bytes]:
 def check_packed(data: Mapping[str, Any]) -> None:
     """DocumentError naming the field of a packed ``windows`` object that is wrong. The
     chunks themselves are checked when they are decoded."""
-    if data.get("encoding") != ENCODING:
-        raise DocumentError("result.windows.encoding", data.get("encoding"), ENCODING)
+    if data.get("encoding") not in ENCODINGS:
+        raise DocumentError("result.windows.encoding", data.get("encoding"), " or ".join(ENCODINGS))
     seconds = data.get("seconds")
     if type(seconds) is not list or not set(map(type, seconds)) <= {int}:
         raise DocumentError("result.windows.seconds", str(seconds)[:40], "a list of unix seconds")
@@ -185,3 +227,34 @@ def check_packed(data: Mapping[str, Any]) -> None:
     if type(chunks) is not list or len(chunks) != expected:
         found = len(chunks) if isinstance(chunks, list) else chunks
         raise DocumentError("result.windows.chunks", found, f"{expected} chunks")
+    agents = data.get("agents")
+    if agents is not None:
+        if not isinstance(agents, dict):
+            raise DocumentError("result.windows.agents", agents, "a packed agents object")
+        _check_agents(agents, seconds, size)
+
+
+def _check_agents(data: Mapping[str, Any], seconds: Sequence[int], size: int) -> None:
+    """DocumentError naming the field of a packed ``agents`` object that is wrong (its chunks
+    are checked when decoded); ``seconds``: the windows' seconds, which its own are among."""
+    have = data.get("seconds")
+    where = "result.windows.agents"
+    if type(have) is not list or not set(map(type, have)) <= {int}:
+        raise DocumentError(f"{where}.seconds", str(have)[:40], "a list of unix seconds")
+    if any(b <= a for a, b in itertools.pairwise(have)) or not set(have) <= set(seconds):
+        raise DocumentError(f"{where}.seconds", have[:3], "seconds of the windows, in order")
+    for name in COUNTS:
+        column = data.get(name)
+        if type(column) is not list or len(column) != len(have):
+            raise DocumentError(f"{where}.{name}", str(column)[:40], f"{len(have)} values")
+        if not set(map(type, column)) <= {int}:
+            raise DocumentError(f"{where}.{name}", column[:3], "integers")
+    for name in TALLIES:
+        if not isinstance(data.get(name, {}), dict):
+            raise DocumentError(f"{where}.{name}", data.get(name), "second -> counts by reason")
+    if data.get("sketches") != list(SKETCHES):
+        raise DocumentError(f"{where}.sketches", data.get("sketches"), ", ".join(SKETCHES))
+    chunks, expected = data.get("chunks"), -(-len(have) // size)
+    if type(chunks) is not list or len(chunks) != expected:
+        found = len(chunks) if isinstance(chunks, list) else chunks
+        raise DocumentError(f"{where}.chunks", found, f"{expected} chunks")

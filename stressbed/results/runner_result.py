@@ -17,9 +17,10 @@ from .packed import pack_windows
 __all__ = ["RESULT_FORMAT", "RESULT_VERSION", "RunnerResult", "RunnerStatus", "status_for"]
 
 RESULT_FORMAT = "stressbed.runner-result"
-#: 2: windows packed (:mod:`stressbed.results.packed`); 1 (windows as JSON objects) is read too.
-RESULT_VERSION = 2
-_READABLE = (1, 2)
+#: 3: packed windows that may carry a population's agents; 2: windows packed
+#: (:mod:`stressbed.results.packed`); 1: windows as JSON objects. All three are read.
+RESULT_VERSION = 3
+_READABLE = (1, 2, 3)
 
 
 class RunnerStatus(enum.Enum):
@@ -160,7 +161,7 @@ class RunnerResult:
             raise DocumentError(
                 "result.format",
                 f"{data.get('format')} v{data.get('version')}",
-                f"{RESULT_FORMAT} v1 or v2 (a runner of a compatible stressbed version)",
+                f"{RESULT_FORMAT} v1 to v3 (a runner of a compatible stressbed version)",
             )
         status = _field(data, "status", str)
         try:

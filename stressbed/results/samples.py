@@ -5,9 +5,11 @@ aggregates: per metric (and per tag selector that a threshold uses) a count/sum/
 :class:`~stressbed.results.sketch.Sketch` for trends, counts for counters, passes/total for
 rates, and last/min/max for gauges; per 1 s window what the fleet time series and the report
 need (requests, failures by status, failed checks, dropped iterations, a latency sketch overall
-and per request name, VUs). Raw samples are never kept, so memory does not grow with the
-request count. Everything the collector builds merges exactly across runners
-(:mod:`stressbed.results.aggregates`).
+and per request name, VUs; and a population's agents once one of its metrics is met: joins,
+leaves, connects, failures and disconnects by reason, and its four trends' sketches). The
+population's counters are also kept by ``reason`` whole-run (``agent_disconnects{reason:churn}``).
+Raw samples are never kept, so memory does not grow with the request count. Everything the
+collector builds merges exactly across runners (:mod:`stressbed.results.aggregates`).
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..scenario.thresholds import BUILTIN_METRICS, SYSTEM_TAGS
+from ..scenario.thresholds import AGENT_METRICS, METRICS, SYSTEM_TAGS
 from ..scenario.writes import ACKED_METRIC, WRITER_TAG
+from .agents import FIELDS, AgentWindow
 from .aggregates import MAX_FOLDED_LISTED, MAX_NAMES, OTHER_NAME, Aggregate, Window
 from .sketch import bucket_key
 
-__all__ = ["CSV_COLUMNS", "SYSTEM_TAGS", "Collector", "Selector", "parse_selector"]
+__all__ = ["CSV_COLUMNS", "REASON_TAG", "SYSTEM_TAGS", "Collector", "Selector", "parse_selector"]
 
 #: k6's CSV columns with every system tag on; a header line in the stream overrides them.
 CSV_COLUMNS = [
@@ -33,7 +36,11 @@ CSV_COLUMNS = [
 ]
 _SELECTOR = re.compile(r"([A-Za-z0-9_]+)(?:\{(.*)\})?")
 
-#: Metrics every run aggregates (k6's names); thresholds may add more.
+#: The tag a population's failures and disconnects carry (in k6's extra_tags: a custom tag).
+REASON_TAG = "reason"
+
+#: Metrics every run aggregates (k6's names); a population's (AGENT_METRICS) whenever they
+#: appear; thresholds may add more.
 SUMMARY_METRICS = frozenset(
     {
         "checks",
@@ -126,8 +133,8 @@ class Collector:
         self.folded_more = False
         expected = Selector("http_req_duration", (("expected_response", "true"),))
         self._selectors = {*selectors, expected}
-        wanted = set(SUMMARY_METRICS) | {s.metric for s in self._selectors}
-        self._wanted = frozenset(m for m in wanted if m in BUILTIN_METRICS)
+        wanted = set(SUMMARY_METRICS) | set(AGENT_METRICS) | {s.metric for s in self._selectors}
+        self._wanted = frozenset(m for m in wanted if m in METRICS)
         self._from_summary = FROM_SUMMARY - {s.metric for s in self._selectors}
         self._submetrics: dict[str, list[tuple[str, list[tuple[int, str]]]]] = {}
         # The last sample of each VU gauge: (its second, its value).
@@ -277,13 +284,13 @@ class Collector:
     def _metric(self, name: str) -> Aggregate:
         agg = self.aggregates.get(name)
         if agg is None:
-            agg = self.aggregates[name] = Aggregate(BUILTIN_METRICS[name])
+            agg = self.aggregates[name] = Aggregate(METRICS[name])
         return agg
 
     def _add_submetrics(
         self, metric: str, row: list[str], value: float, key: int | None, second: int
     ) -> None:
-        kind = BUILTIN_METRICS[metric]
+        kind = METRICS[metric]
         for sub_key, matchers in self._submetrics.get(metric, ()):
             for column, want in matchers:
                 if not (row[column] == want if column >= 0 else self._has_extra(row, want)):
@@ -312,6 +319,9 @@ class Collector:
         agg.add(value, key, gauge_second)
         if metric in self._submetrics:
             self._add_submetrics(metric, row, value, key, gauge_second)
+        if metric in FIELDS:
+            self._feed_agent(row, metric, value, key)
+            return
         if metric not in _WINDOW_METRICS:
             return
         second = int(row[1])
@@ -345,3 +355,37 @@ class Collector:
         else:
             window.vus_max = value if self._vus_max[0] != second else max(window.vus_max, value)
             self._vus_max = (second, value)
+
+    def _feed_agent(self, row: list[str], metric: str, value: float, key: int | None) -> None:
+        """A population's sample into its second's agent window (made at the first one)."""
+        second = int(row[1])
+        window = self.windows.get(second) or self._new_window(second)
+        agents = window.agents
+        if agents is None:
+            agents = window.agents = AgentWindow()
+        how, name = FIELDS[metric]
+        if how == "sketch":
+            getattr(agents, name).add_keyed(value, key)
+            return
+        count = int(value)
+        if how == "count":
+            setattr(agents, name, getattr(agents, name) + count)
+            return
+        reason = self._reason(row)
+        tally = agents.tally(name)
+        tally[reason] = tally.get(reason, 0) + count
+        # Whole-run by reason too, as a submetric of the counter (merged by key as any).
+        sub_key = f"{metric}{{{REASON_TAG}:{reason}}}"
+        sub = self.aggregates.get(sub_key)
+        if sub is None:
+            sub = self.aggregates[sub_key] = Aggregate("counter")
+        sub.add(value)
+
+    def _reason(self, row: list[str]) -> str:
+        """The sample's ``reason`` tag (a custom tag: in extra_tags); "unknown" without one."""
+        prefix = REASON_TAG + "="
+        if self._extra >= 0:
+            for tag in row[self._extra].split("&"):
+                if tag.startswith(prefix):
+                    return tag[len(prefix) :] or "unknown"
+        return "unknown"

@@ -15,6 +15,7 @@ from ._numbers import finite, show
 from .compare import Comparison
 from .findings import Finding, findings
 from .merge import FleetResult, merge, metric_values
+from .population import Plateau, population
 from .runner_result import RunnerResult
 from .timeline import Timeline, timeline
 from .verdict import ThresholdResult, Verdict
@@ -52,6 +53,9 @@ class RunReport:
     resilience: dict[str, Any] | None = None
     #: With the scenario's Writes: acknowledged, stored and lost over the run.
     writes: dict[str, Any] | None = None
+    #: A population's steady part (seconds since the start: after its join ramp until it
+    #: ends), over which its connected share is read; None: no share.
+    plateau: Plateau | None = None
 
     def timeline(self) -> Timeline:
         """Every series of the run on one time axis (what report.html draws)."""
@@ -102,9 +106,14 @@ class RunReport:
             )
         return rows
 
+    def population(self) -> dict[str, Any] | None:
+        """summary.json's ``population``: None when no agent metric was met."""
+        return population(self.fleet, self.plateau)
+
     def to_dict(
         self, line: Timeline | None = None, *, with_findings: bool = True
     ) -> dict[str, Any]:
+        found = self.population()
         return {
             "schema_version": SCHEMA_VERSION,
             "run_id": self.run_id,
@@ -134,6 +143,8 @@ class RunReport:
             "findings": [f.to_dict() for f in self.findings(line)] if with_findings else [],
             "resilience": self.resilience,
             "writes": self.writes,
+            # Only for a run with a population: nothing is added to a run without one.
+            **({"population": found} if found is not None else {}),
             "fingerprint": self.fingerprint,
             "comparison": (
                 {"baseline": self.baseline, "strict": self.strict, **self.comparison.to_dict()}

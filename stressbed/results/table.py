@@ -9,7 +9,7 @@ from ._numbers import show
 from .compare import Comparison
 from .summary import RunReport
 
-__all__ = ["capacity_table", "stack_line", "table"]
+__all__ = ["capacity_table", "population_lines", "stack_line", "table"]
 
 
 def table(report: RunReport) -> str:
@@ -48,6 +48,7 @@ def table(report: RunReport) -> str:
         )
     if report.start_skew_ms is not None:
         lines.append(f"  start skew {report.start_skew_ms:.1f} ms")
+    lines.extend(population_lines(report.population()))
     lines.extend(resilience_lines(report.resilience))
     lines.extend(writes_lines(report.writes))
     if report.comparison is not None:
@@ -57,6 +58,35 @@ def table(report: RunReport) -> str:
         lines.append(stack)
     lines.append(f"verdict: {report.verdict.value.upper()}  {report.message}".rstrip())
     return "\n".join(lines)
+
+
+def population_lines(found: Mapping[str, Any] | None) -> list[str]:
+    """Two lines on a population: its agents connected, and what failed or came late."""
+    if not found:
+        return []
+    counts, trends = found["counts"], found["trends"]
+    share = found.get("connected_share")
+    reasons = found.get("connect_failures_by_reason") or {}
+    by_reason = ", ".join(f"{r} {n:,}" for r, n in sorted(reasons.items(), key=lambda x: -x[1]))
+    return [
+        f"  agents: peak {found['peak_connected']:,} connected "
+        f"({found['peak_wanted']:,} wanted at most), "
+        + (
+            f"{share * 100:.2f}% of those wanted connected on the plateau"
+            if share is not None
+            else "connected share n/a (no plateau measured)"
+        ),
+        f"    connect failures {counts['connect_failures']:,}"
+        + (f" ({by_reason})" if by_reason else "")
+        + f", reconnects {counts['reconnects']:,}, gave up {counts['gave_up']:,}, "
+        f"check-in lateness p99 {_ms(trends['checkin_lateness'])}, "
+        f"reconnect p99 {_ms(trends['reconnect_time'])}",
+    ]
+
+
+def _ms(trend: Mapping[str, Any]) -> str:
+    value = trend.get("p(99)")
+    return f"{show(value)} ms" if isinstance(value, int | float) else "n/a"
 
 
 def resilience_lines(found: Mapping[str, Any] | None) -> list[str]:

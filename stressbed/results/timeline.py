@@ -17,6 +17,7 @@ from typing import Any
 
 from ..scenario.thresholds import Threshold
 from .aggregates import OTHER_NAME, Window
+from .population import agent_series, start_second
 from .runner_result import RunnerResult
 from .sketch import Sketch
 
@@ -93,6 +94,10 @@ class Timeline:
     limits: dict[str, float] = field(default_factory=dict)  # a replica's cpu_m, memory_mib
     #: The target's own metrics, summed over its replicas (rates /s, gauges, p95 ms).
     target: dict[str, Series] = field(default_factory=dict)
+    #: A population's agents (empty without one): connected, wanted (levels),
+    #: connect_attempts_per_s, connects_per_s, connect_failures_per_s, disconnects_per_s.
+    agents: dict[str, Series] = field(default_factory=dict)
+    agent_failures: dict[str, Series] = field(default_factory=dict)  # failures/s by reason
     markers: list[Marker] = field(default_factory=list)
 
     @property
@@ -113,10 +118,7 @@ def timeline(
     (``step``: seconds per point, to draw a baseline on another run's grid)."""
     stack = stack or {}
     starts = [r.started_at for r in runners if r.started_at and r.windows]
-    first = min(windows, default=None)
-    start = int(min(starts)) if starts else (first if first is not None else 0)
-    if first is not None:
-        start = min(start, first)
+    start = start_second(windows, min(starts) if starts else None)
     last = max(windows, default=start - 1)
     span = last - start + 1
     if step is None:
@@ -133,6 +135,7 @@ def timeline(
     line.runners = [_runner(r, start, line.covers) for r in runners]
     _stack(line, stack, points)
     line.target = _target(stack.get("target_metrics") or {}, start, step, points)
+    line.agents, line.agent_failures = agent_series(windows, start, step, line.covers)
     line.markers = _markers(events, start, points * step)
     return line
 

@@ -5,7 +5,8 @@ read: a read-only mapping of unix second to :class:`~stressbed.results.aggregate
 that holds the chunks still compressed and decodes one when a window in it is asked for
 (keeping only the last one decoded). Its scalars (requests, failures, VUs, ...) are plain
 columns, read without decoding anything; the merge takes its sketches as arrays
-(:meth:`PackedWindows.named_sketches`), never as Python objects per bucket.
+(:meth:`PackedWindows.named_sketches`, :meth:`PackedWindows.agent_sketches`), never as Python
+objects per bucket.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import DocumentError
+from .agents import COUNTS, SKETCHES, TALLIES, AgentWindow
 from .aggregates import Window
 from .packed import HEADER, INT_CODES, MAGIC, SCALARS, check_packed
 from .sketch import Sketch
@@ -148,6 +150,8 @@ class PackedWindows(Mapping[int, Window]):
         self._chunks: list[str] = data["chunks"]
         self._size: int = data["chunk_windows"]
         self._decoded: tuple[int, Chunk] | None = None
+        agents = data.get("agents")
+        self._agents = _Agents(agents, self._size) if agents is not None else None
         self._document = dict(data)
 
     def document(self) -> dict[str, Any]:
@@ -177,6 +181,9 @@ class PackedWindows(Mapping[int, Window]):
                 window.duration = arrays.sketch()
             else:
                 window.names[name] = arrays.sketch()
+        if window.agents is not None:
+            for name, arrays in self.agent_sketches(i):
+                setattr(window.agents, name, arrays.sketch())
         return window
 
     def _position(self, second: object) -> int | None:
@@ -199,6 +206,7 @@ class PackedWindows(Mapping[int, Window]):
             checks_failed=dict(self._checks.get(second, {})),
             dropped=col["dropped"][i],
             acked=col["acked"][i],
+            agents=self._agents.counts(self._seconds[i]) if self._agents is not None else None,
         )
 
     def column(self, name: str) -> list[Any]:
@@ -218,16 +226,70 @@ class PackedWindows(Mapping[int, Window]):
         for name, arrays in self._decoded[1].sketches(within):
             yield (self.names[name - 1] if name else None), arrays
 
+    def agent_sketches(self, i: int) -> Iterator[tuple[str, SketchArrays]]:
+        """The ``i``-th window's agent sketches as (their name, arrays); none when it has no
+        agents."""
+        if self._agents is not None:
+            yield from self._agents.sketches(self._seconds[i])
+
     def release(self) -> None:
-        """Forget the decoded chunk (the merge is done with this runner)."""
+        """Forget the decoded chunks (the merge is done with this runner)."""
         self._decoded = None
+        if self._agents is not None:
+            self._agents.decoded = None
 
 
-def _tallies(data: Mapping[str, Any], name: str) -> dict[str, dict[str, int]]:
+class _Agents:
+    """The ``agents`` object of packed windows: a population's seconds, decoded a chunk at a
+    time as the windows' own sketches are."""
+
+    def __init__(self, data: Mapping[str, Any], size: int) -> None:
+        self._seconds: list[int] = data["seconds"]
+        self._columns: dict[str, list[int]] = {name: data[name] for name in COUNTS}
+        self._tallies = {name: _tallies(data, name, "agents.") for name in TALLIES}
+        self._chunks: list[str] = data["chunks"]
+        self._size = size
+        self.decoded: tuple[int, Chunk] | None = None
+
+    def _position(self, second: int) -> int | None:
+        i = bisect.bisect_left(self._seconds, second)
+        return i if i < len(self._seconds) and self._seconds[i] == second else None
+
+    def counts(self, second: int) -> AgentWindow | None:
+        """The second's agent window with its counts and tallies, no sketches yet; None
+        when it has no agents."""
+        i = self._position(second)
+        if i is None:
+            return None
+        out = AgentWindow()
+        for name, column in self._columns.items():
+            setattr(out, name, column[i])
+        for name, tallies in self._tallies.items():
+            setattr(out, name, dict(tallies.get(str(second), {})))
+        return out
+
+    def sketches(self, second: int) -> Iterator[tuple[str, SketchArrays]]:
+        i = self._position(second)
+        if i is None:
+            return
+        number, within = divmod(i, self._size)
+        if self.decoded is None or self.decoded[0] != number:
+            windows = min(self._size, len(self._seconds) - number * self._size)
+            where = f"result.windows.agents.chunks[{number}]"
+            chunk = decode_chunk(self._chunks[number], windows, len(SKETCHES) - 1, where)
+            self.decoded = (number, chunk)
+        names = list(SKETCHES)
+        for name, arrays in self.decoded[1].sketches(within):
+            yield names[name], arrays
+
+
+def _tallies(data: Mapping[str, Any], name: str, under: str = "") -> dict[str, dict[str, int]]:
     tallies = data.get(name, {})
     for second, tally in tallies.items():
         if not isinstance(tally, dict) or not all(
             isinstance(v, int) and not isinstance(v, bool) for v in tally.values()
         ):
-            raise DocumentError(f"result.windows.{name}.{second}", tally, "an object of counts")
+            raise DocumentError(
+                f"result.windows.{under}{name}.{second}", tally, "an object of counts"
+            )
     return {str(k): {str(n): c for n, c in v.items()} for k, v in tallies.items()}

@@ -7,7 +7,12 @@ with nothing to judge is "no data" and fails, unless the scenario marks it ``opt
 trend, rate or gauge with no sample (``p(95) < 1s`` on a request that never ran), or any
 threshold of a run that measured no request and no iteration at all. A counter with no
 samples in a run that did measure something is a true 0 (``dropped_iterations`` never
-counted).
+counted). A run measured something when it counted a request, an iteration or a population's
+connection attempt.
+
+``connected`` (a population's share of wanted agents connected over its plateau) has no k6
+metric: it is read from the merged windows' levels (:mod:`stressbed.results.population`) and
+is "no data" without a plateau, or when the plateau holds no measured second.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..scenario.thresholds import BUILTIN_METRICS, Threshold
+from ..scenario.thresholds import CONNECTED_METRIC, METRICS, Threshold
 from .aggregates import Aggregate
 from .merge import FleetResult, metric_values
+from .population import Plateau, connected_share, start_second
 
 __all__ = ["ThresholdResult", "Verdict", "evaluate", "judge", "measured", "observe"]
 
@@ -62,7 +68,7 @@ class ThresholdResult:
 def observe(threshold: Threshold, aggregates: dict[str, Aggregate], duration_s: float) -> float:
     agg = aggregates.get(threshold.key)
     if agg is None:
-        agg = Aggregate(BUILTIN_METRICS.get(threshold.metric, "trend"))
+        agg = Aggregate(METRICS.get(threshold.metric, "trend"))
     name = threshold.aggregation
     if agg.kind == "trend" and name.startswith("p(") and agg.sketch.count:
         # Just the percentile asked for, which need not be one of the summary's.
@@ -81,13 +87,30 @@ def measured(agg: Aggregate | None) -> bool:
     return agg.sketch.count > 0 if agg.kind == "trend" else agg.count > 0
 
 
-def evaluate(thresholds: Sequence[Threshold], fleet: FleetResult) -> list[ThresholdResult]:
+def evaluate(
+    thresholds: Sequence[Threshold], fleet: FleetResult, plateau: Plateau | None = None
+) -> list[ThresholdResult]:
+    """Each threshold judged on the merged data; ``plateau``: a population's steady part
+    (seconds since the start), what ``connected`` is judged over."""
     aggregates = fleet.aggregates
-    run_measured = measured(aggregates.get("http_reqs")) or measured(aggregates.get("iterations"))
+    run_measured = any(
+        measured(aggregates.get(metric))
+        for metric in ("http_reqs", "iterations", "agent_connect_attempts")
+    )
     results = []
     for threshold in thresholds:
+        if threshold.metric == CONNECTED_METRIC:
+            start = start_second(fleet.windows, fleet.started_at)
+            share = connected_share(fleet.windows, start, plateau)
+            if share is None:
+                results.append(
+                    ThresholdResult(threshold, math.nan, threshold.optional, no_data=True)
+                )
+            else:
+                results.append(ThresholdResult(threshold, share, threshold.passes(share)))
+            continue
         agg = aggregates.get(threshold.key)
-        kind = agg.kind if agg is not None else BUILTIN_METRICS.get(threshold.metric, "trend")
+        kind = agg.kind if agg is not None else METRICS.get(threshold.metric, "trend")
         if not run_measured or (kind != "counter" and not measured(agg)):
             results.append(ThresholdResult(threshold, math.nan, threshold.optional, no_data=True))
             continue

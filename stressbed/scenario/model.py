@@ -371,7 +371,8 @@ class Scenario:
         """The complete k6 ``options`` object."""
         thresholds: dict[str, list[object]] = {}
         for item in self.thresholds:
-            thresholds.setdefault(item.key, []).append(item.to_k6())
+            if item.k6:  # not one stressbed alone judges (connected): k6 has no such metric
+                thresholds.setdefault(item.key, []).append(item.to_k6())
         options: dict[str, object] = {
             "scenarios": {w.name: w.to_k6() for w in self.workloads},
             "thresholds": thresholds,

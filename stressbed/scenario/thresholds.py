@@ -7,8 +7,18 @@
     check_rate("> 99%")                             # checks
     threshold("http_req_waiting", "p(90) < 200")    # any k6 metric and expression
 
+and for a population of simulated agents (the runtime's ``agent_*`` metrics):
+
+    connected("> 99%")                 # connected / wanted agents over the plateau
+    reconnect_time("p(99) < 60s")      # agent_reconnect_time
+    checkin_lateness("p(99) < 2s")     # agent_checkin_lateness
+    connect_time("p(95) < 1s")         # agent_connect_time
+    command_rtt("p(99) < 500ms")       # agent_command_rtt
+
 Each becomes one k6 threshold (``metric{tag:value}`` -> ``"p(95)<500"``); the parsed parts
-are kept so the fleet can evaluate the same threshold on merged data.
+are kept so the fleet can evaluate the same threshold on merged data. ``connected`` is the
+exception: k6 has no such metric (it is a level read from counters of every runner), so it is
+judged by stressbed alone and left out of k6's options (:attr:`Threshold.k6`).
 """
 
 from __future__ import annotations
@@ -24,14 +34,22 @@ from ..errors import ConfigError
 from .units import format_duration, parse_duration_ms, parse_per_second, parse_percent
 
 __all__ = [
+    "AGENT_METRICS",
     "BUILTIN_METRICS",
+    "CONNECTED_METRIC",
+    "METRICS",
     "OPERATORS",
     "SYSTEM_TAGS",
     "Selection",
     "Threshold",
     "check_rate",
+    "checkin_lateness",
+    "command_rtt",
+    "connect_time",
+    "connected",
     "error_rate",
     "latency",
+    "reconnect_time",
     "request_rate",
     "threshold",
 ]
@@ -57,6 +75,30 @@ BUILTIN_METRICS: Mapping[str, str] = {
     "vus": "gauge",
     "vus_max": "gauge",
 }
+#: The custom metrics a population's k6 runtime emits (tagged with the workload's ``scenario``;
+#: ``agent_connect_failures`` and ``agent_disconnects`` with a ``reason`` too), and their types.
+AGENT_METRICS: Mapping[str, str] = {
+    "agent_checkin_lateness": "trend",
+    "agent_checkins_missed": "counter",
+    "agent_command_rtt": "trend",
+    "agent_commands": "counter",
+    "agent_connect_attempts": "counter",
+    "agent_connect_failures": "counter",
+    "agent_connect_time": "trend",
+    "agent_connects": "counter",
+    "agent_disconnects": "counter",
+    "agent_gave_up": "counter",
+    "agent_reconnect_time": "trend",
+    "agent_reconnects": "counter",
+    "agent_registrations": "counter",
+    "agents_joined": "counter",
+    "agents_left": "counter",
+}
+#: Every metric a threshold may read in k6's samples: k6's own and the population's.
+METRICS: Mapping[str, str] = {**BUILTIN_METRICS, **AGENT_METRICS}
+#: The share of the wanted agents that were connected over the population's plateau: no k6
+#: metric, a level stressbed reads from the merged counters (``connected(...)``).
+CONNECTED_METRIC = "agents_connected"
 #: The tags k6 attaches to samples in a stressbed run (``--system-tags``): what a threshold can
 #: select on. The runtime tags requests with ``name``; ``scenario`` is the workload.
 SYSTEM_TAGS = (
@@ -74,6 +116,7 @@ _AGGREGATIONS = {
     "counter": "count or rate",
     "rate": "rate",
     "gauge": "value",
+    "share": "share",
 }
 #: The comparisons a bound may use (a k6 threshold's, a resilience threshold's).
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
@@ -119,6 +162,12 @@ class Threshold:
     @property
     def expression(self) -> str:
         return f"{self.aggregation}{self.operator}{_number(self.value)}"
+
+    @property
+    def k6(self) -> bool:
+        """Whether k6 has the metric, so the threshold goes into k6's options; False for one
+        stressbed alone judges on the merged data (``connected``)."""
+        return self.metric != CONNECTED_METRIC
 
     def passes(self, observed: float) -> bool:
         """k6's verdict for ``observed``; a missing (NaN) observation fails."""
@@ -220,10 +269,69 @@ def latency(
     spec: str, *, metric: str = "http_req_duration", **options: Unpack[Selection]
 ) -> Threshold:
     """A latency SLO with units: ``"p(95) < 500ms"``, ``"avg < 0.2s"``, ``"max < 2s"``."""
-    aggregation, op, text = _typed(spec, "latency", "'p(95) < 500ms'", default=None)
+    return _duration("latency", metric, spec, "'p(95) < 500ms'", options)
+
+
+def connected(spec: str, *, optional: bool = False) -> Threshold:
+    """The share of the population's wanted agents that were connected over its plateau
+    (after the join ramp until the population ends): the sum over its seconds of connected
+    agents over the sum of wanted ones, fleet-wide: ``"> 99%"``. Judged by stressbed on the
+    merged data (k6 has no such metric), so never ``abort_on_fail``."""
+    match = _TYPED.fullmatch(spec) if isinstance(spec, str) else None
+    if not match or match.group(1) is not None:
+        raise ConfigError("connected", spec, "an expression like '> 99%'")
+    value = parse_percent(_maybe_number(match.group(3)), "connected")
+    return _build(
+        CONNECTED_METRIC,
+        "share",
+        match.group(2),
+        value,
+        label=spec,
+        options={"optional": optional},
+    )
+
+
+def reconnect_time(spec: str, **options: Unpack[Selection]) -> Threshold:
+    """How long an agent stays disconnected before it is connected again
+    (``agent_reconnect_time``): ``"p(99) < 60s"``."""
+    return _agent("reconnect_time", "agent_reconnect_time", spec, "'p(99) < 60s'", options)
+
+
+def checkin_lateness(spec: str, **options: Unpack[Selection]) -> Threshold:
+    """How late an agent's periodic activity was sent after it fell due
+    (``agent_checkin_lateness``): ``"p(99) < 2s"``."""
+    return _agent("checkin_lateness", "agent_checkin_lateness", spec, "'p(99) < 2s'", options)
+
+
+def connect_time(spec: str, **options: Unpack[Selection]) -> Threshold:
+    """From an agent's connection attempt to its channel established
+    (``agent_connect_time``): ``"p(95) < 1s"``."""
+    return _agent("connect_time", "agent_connect_time", spec, "'p(95) < 1s'", options)
+
+
+def command_rtt(spec: str, **options: Unpack[Selection]) -> Threshold:
+    """From a server-pushed command received to the server confirming the answer
+    (``agent_command_rtt``): ``"p(99) < 500ms"``."""
+    return _agent("command_rtt", "agent_command_rtt", spec, "'p(99) < 500ms'", options)
+
+
+def _agent(field: str, metric: str, spec: str, example: str, options: Selection) -> Threshold:
+    # The runtime tags agent metrics with their workload only: no request name, no status.
+    if options.get("request") is not None:
+        raise ConfigError(f"{field}.request", options.get("request"), _AGENT_TAGS)
+    if options.get("tags"):
+        raise ConfigError(f"{field}.tags", dict(options.get("tags") or {}), _AGENT_TAGS)
+    return _duration(field, metric, spec, example, options)
+
+
+_AGENT_TAGS = "workload= alone: agent metrics carry no request name or other tag"
+
+
+def _duration(field: str, metric: str, spec: str, example: str, options: Selection) -> Threshold:
+    aggregation, op, text = _typed(spec, field, example, default=None)
     if aggregation in ("count", "rate", "value"):
-        raise ConfigError("latency", spec, "a trend aggregation: avg, min, max, med or p(N)")
-    value = parse_duration_ms(text, "latency", allow_zero=True)
+        raise ConfigError(field, spec, "a trend aggregation: avg, min, max, med or p(N)")
+    value = parse_duration_ms(text, field, allow_zero=True)
     return _build(metric, aggregation, op, value, label=spec, options=options)
 
 
@@ -269,10 +377,16 @@ def _build(
         raise ConfigError("threshold.metric", metric, "a k6 metric name (letters, digits, _)")
     if aggregation.startswith("p(") and not 0 <= float(aggregation[2:-1]) <= 100:
         raise ConfigError(f"threshold {metric}", aggregation, "a percentile between 0 and 100")
-    kind = BUILTIN_METRICS.get(metric)
+    kind = "share" if metric == CONNECTED_METRIC else METRICS.get(metric)
     if kind is None:
         raise ConfigError(
-            "threshold.metric", metric, "a k6 built-in metric (" + ", ".join(BUILTIN_METRICS) + ")"
+            "threshold.metric",
+            metric,
+            "a k6 built-in metric ("
+            + ", ".join(BUILTIN_METRICS)
+            + ") or a population's ("
+            + ", ".join(AGENT_METRICS)
+            + ")",
         )
     if not _fits(kind, aggregation):
         raise ConfigError(
@@ -326,6 +440,8 @@ def _fits(kind: str, aggregation: str) -> bool:
         return aggregation in ("count", "rate")
     if kind == "rate":
         return aggregation == "rate"
+    if kind == "share":
+        return aggregation == "share"
     return aggregation in ("value", "min", "max")
 
 

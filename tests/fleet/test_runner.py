@@ -23,8 +23,13 @@ from stressbed.fleet import _k6api as k6api
 from stressbed.fleet.oom import CGROUP_ROOT
 from stressbed.fleet.runner import Runner, k6_environment, run, selectors_of, system_tags
 from stressbed.fleet.usage import cpu_capacity, cpu_seconds, memory_bound, quota_group_seconds
+from stressbed.results.merge import merge
+from stressbed.results.population import levels
 from stressbed.results.runner_result import RunnerResult, RunnerStatus
+from stressbed.results.summary import RunReport
 from stressbed.results.transport import read_document
+from stressbed.results.verdict import Verdict, evaluate
+from stressbed.thresholds import checkin_lateness, connected, reconnect_time
 
 from ..conftest import needs_k6
 
@@ -350,3 +355,106 @@ def test_k6_attaches_only_the_tags_the_collector_and_the_thresholds_read():
         "scenario",
         "status",
     ]
+
+
+# A population's runtime, reduced to what it emits: each VU's three agents join, four attempts
+# of which one is refused, three connect, one drops (closed 1006) and comes back.
+AGENTS = """\
+import { Counter, Trend } from 'k6/metrics';
+export const options = {
+  scenarios: { fleet: { executor: 'per-vu-iterations', vus: 2, iterations: 1 } },
+};
+const c = (name) => new Counter(name);
+const joined = c('agents_joined'), attempts = c('agent_connect_attempts');
+const connects = c('agent_connects'), failures = c('agent_connect_failures');
+const disconnects = c('agent_disconnects'), reconnects = c('agent_reconnects');
+const missed = c('agent_checkins_missed'), commands = c('agent_commands');
+const connectTime = new Trend('agent_connect_time', true);
+const lateness = new Trend('agent_checkin_lateness', true);
+const reconnectTime = new Trend('agent_reconnect_time', true);
+const rtt = new Trend('agent_command_rtt', true);
+export default function () {
+  joined.add(3);
+  attempts.add(4);
+  failures.add(1, { reason: 'refused' });
+  for (let i = 0; i < 3; i++) { connects.add(1); connectTime.add(20 + i); }
+  disconnects.add(1, { reason: 'closed_1006' });
+  missed.add(1);
+  attempts.add(1);
+  connects.add(1);
+  reconnects.add(1);
+  reconnectTime.add(1500);
+  lateness.add(40);
+  commands.add(1);
+  rtt.add(12);
+}
+"""
+
+
+def test_a_populations_metrics_flow_from_k6_through_two_runners_to_the_summary(tmp_path):
+    thresholds = [
+        connected("> 50%"),
+        reconnect_time("p(99) < 60s"),
+        checkin_lateness("p(99) < 10ms"),  # 40 ms late: fails
+    ]
+    scenario = Scenario(
+        "pop",
+        description="agents",
+        workloads=[Workload("fleet", get("/"), ConstantVUs(2, "1s"))],
+        thresholds=thresholds,
+    )
+    bundle = render(scenario, tmp_path / "bundle")
+    bundle.script.write_text(AGENTS)
+    runners = [Runner(bundle.script, i, 2, tmp_path / f"out{i}") for i in range(2)]
+    try:
+        for runner in runners:
+            runner.start()
+        for runner in runners:
+            assert runner.wait_ready(60), (tmp_path / f"out{runner.index}" / "k6.log").read_text()
+        for runner in runners:
+            k6api.resume(runner.api)
+            runner.started_at = time.time()
+        results = [runner.finish() for runner in runners]
+    finally:
+        for runner in runners:
+            runner.stop(RunnerStatus.STOPPED, grace=5)
+    assert [r.status for r in results] == [RunnerStatus.OK] * 2
+    assert all(r.dropped_lines == 0 for r in results)
+    fleet = merge([RunnerResult.read(tmp_path / f"out{i}" / "result.json") for i in range(2)])
+    # Each runner ran one of the two VUs: the fleet has both VUs' agents.
+    last = levels(fleet.windows)[max(fleet.windows)]
+    assert last == (6, 6)  # 6 joined; 8 connects less 2 disconnects
+    judged = evaluate(scenario.thresholds, fleet, (0.0, 60.0))
+    report = RunReport(
+        run_id="r",
+        scenario="pop",
+        verdict=Verdict.FAIL,
+        exit_code=1,
+        message="",
+        fleet=fleet,
+        thresholds=judged,
+        runners=results,
+        start_skew_ms=None,
+        plateau=(0.0, 60.0),
+    )
+    section = report.to_dict()["population"]
+    assert section["counts"] == {
+        "joined": 6,
+        "left": 0,
+        "connect_attempts": 10,
+        "connects": 8,
+        "connect_failures": 2,
+        "disconnects": 2,
+        "reconnects": 2,
+        "gave_up": 0,
+        "registrations": 0,
+        "commands": 2,
+        "checkins_missed": 2,
+    }
+    assert section["connect_failures_by_reason"] == {"refused": 2}
+    assert section["disconnects_by_reason"] == {"closed_1006": 2}
+    assert section["trends"]["connect_time"]["count"] == 6
+    assert section["trends"]["reconnect_time"]["max"] == 1500
+    assert section["trends"]["command_rtt"]["p(50)"] == pytest.approx(12, rel=0.01)
+    assert 0 < section["connected_share"] <= 1
+    assert [r.outcome for r in judged] == ["ok", "ok", "failed"]

@@ -1,4 +1,5 @@
-"""Packed windows (runner document v2): lossless, small, read lazily, merged as v1 was."""
+"""Packed windows (runner document v2, v3 with a population's agents): lossless, small, read
+lazily, merged as v1 was."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stressbed.errors import DocumentError
+from stressbed.results.agents import AgentWindow
 from stressbed.results.aggregates import Window
 from stressbed.results.merge import merge
 from stressbed.results.packed import CHUNK_WINDOWS, pack_windows
@@ -67,7 +69,7 @@ def _through_json(result: RunnerResult) -> RunnerResult:
 def test_windows_come_back_exactly_from_a_version_2_document():
     windows = _windows(1, range(1_000, 1_000 + 2 * CHUNK_WINDOWS + 5))  # three chunks
     document = _result(0, windows).to_dict()
-    assert document["version"] == 2
+    assert document["version"] == 3
     again = RunnerResult.from_dict(json.loads(json.dumps(document)))
     assert isinstance(again.windows, PackedWindows)
     assert list(again.windows) == sorted(windows)
@@ -183,3 +185,80 @@ def test_a_chunk_cut_short_is_named_when_it_is_decoded():
         merge([result, result])
     assert str(error.value).startswith("result.windows.chunks[0]: got '")
     assert "a chunk cut or padded" in str(error.value)
+
+
+def _with_agents(seed: int, seconds: range) -> dict[int, Window]:
+    """Windows of which about two in three carry agents: counts, reasons and four trends."""
+    rng = random.Random(seed)
+    windows = _windows(seed, seconds)
+    for second, window in windows.items():
+        if rng.random() < 0.33:
+            continue
+        agents = AgentWindow(
+            joined=rng.randint(0, 50),
+            left=rng.randint(0, 5),
+            connect_attempts=rng.randint(0, 60),
+            connects=rng.randint(0, 50),
+            reconnects=rng.randint(0, 3),
+            gave_up=rng.randint(0, 1),
+            checkins_missed=rng.randint(0, 2),
+        )
+        if rng.random() < 0.5:
+            agents.connect_failures = {rng.choice(["refused", "status_503"]): rng.randint(1, 4)}
+        if rng.random() < 0.5:
+            agents.disconnects = {"closed_1006": rng.randint(1, 3), "churn": 1}
+        for name, sketch in agents.sketches():
+            if name != "command_rtt" or rng.random() < 0.3:  # a trend some seconds lack
+                sketch.extend(rng.lognormvariate(3, 1) for _ in range(rng.randint(0, 20)))
+        window.agents = agents
+        assert Window.from_dict(window.to_dict()) == window
+        windows[second] = window
+    return windows
+
+
+def test_a_populations_seconds_come_back_and_merge_exactly():
+    # More than a chunk of agent seconds; runners that start, end and have agents apart.
+    sources = [
+        _with_agents(20, range(100, 100 + 2 * CHUNK_WINDOWS)),
+        _with_agents(21, range(150, 260)),
+        _windows(22, range(90, 120)),  # a runner that met no agent
+    ]
+    documents = [_result(i, w).to_dict() for i, w in enumerate(sources)]
+    assert "agents" in documents[0]["windows"]
+    assert "agents" not in documents[2]["windows"]
+    again = [RunnerResult.from_dict(json.loads(json.dumps(d))) for d in documents]
+    for source, read in zip(sources, again, strict=True):
+        assert {t: w.to_dict() for t, w in read.windows.items()} == {
+            t: w.to_dict() for t, w in source.items()
+        }
+    packed = merge(again)
+    reference: dict[int, Window] = {}
+    for source in sources:
+        for second, window in source.items():
+            if second in reference:
+                reference[second].merge(window)
+            else:
+                reference[second] = window.copy()
+    assert {t: w.to_dict() for t, w in packed.windows.items()} == {
+        t: w.to_dict() for t, w in sorted(reference.items())
+    }
+    assert packed.windows[150].agents == reference[150].agents
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"seconds": [5]}, "result.windows.agents.seconds: got [5]; expected seconds of the"),
+        ({"joined": [1]}, "result.windows.agents.joined: got '[1]'; expected 3 values"),
+        ({"sketches": ["x"]}, "result.windows.agents.sketches: got ['x']; expected connect_time"),
+        ({"chunks": []}, "result.windows.agents.chunks: got 0; expected 1 chunks"),
+    ],
+)
+def test_a_packed_agents_object_that_is_wrong_names_its_field(change, message):
+    windows = {t: Window(agents=AgentWindow(joined=1)) for t in range(1, 4)}
+    document = _result(0, windows).to_dict()
+    agents = {**document["windows"]["agents"], **change}
+    document["windows"] = {**document["windows"], "agents": agents}
+    with pytest.raises(DocumentError) as error:
+        RunnerResult.from_dict(document)
+    assert str(error.value).startswith(message)

@@ -29,7 +29,7 @@ def test_results_round_trip_through_their_document(tmp_path):
     with pytest.raises(DocumentError) as error:
         RunnerResult.read(tmp_path / "bad.json")
     assert str(error.value) == (
-        "result.format: got 'other v1'; expected stressbed.runner-result v1 or v2 (a runner of a "
+        "result.format: got 'other v1'; expected stressbed.runner-result v1 to v3 (a runner of a "
         "compatible stressbed version)"
     )
 
@@ -41,7 +41,7 @@ def test_results_round_trip_through_their_document(tmp_path):
         ({"status": "fine"}, "result.status: got 'fine'; expected one of ok, aborted,"),
         ({"windows": {"soon": {}}, "version": 1}, "result.windows: got ['soon']; expected whole"),
         ({"windows": {"soon": {}}}, "result.windows.encoding: got None; expected stressbed.pac"),
-        ({"version": 3}, "result.format: got 'stressbed.runner-result v3'; expected"),
+        ({"version": 4}, "result.format: got 'stressbed.runner-result v4'; expected"),
     ],
 )
 def test_a_document_that_is_not_what_it_claims_names_the_field(change, message):

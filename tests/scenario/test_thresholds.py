@@ -24,6 +24,13 @@ from stressbed import (
     threshold,
 )
 from stressbed.scenario.thresholds import Threshold
+from stressbed.thresholds import (
+    checkin_lateness,
+    command_rtt,
+    connect_time,
+    connected,
+    reconnect_time,
+)
 
 from ..conftest import needs_k6, run_k6
 
@@ -53,6 +60,16 @@ from ..conftest import needs_k6, run_k6
             "iterations{status:200}",
             "count>=10",
         ),
+        (connected("> 99%"), "agents_connected", "share>0.99"),
+        (reconnect_time("p(99) < 60s"), "agent_reconnect_time", "p(99)<60000"),
+        (checkin_lateness("p(99) < 2s"), "agent_checkin_lateness", "p(99)<2000"),
+        (
+            connect_time("p(95) < 800ms", workload="fleet"),
+            "agent_connect_time{scenario:fleet}",
+            "p(95)<800",
+        ),
+        (command_rtt("max <= 1s"), "agent_command_rtt", "max<=1000"),
+        (threshold("agent_gave_up", "count < 1"), "agent_gave_up", "count<1"),
     ],
 )
 def test_thresholds_become_k6_keys_and_expressions(made, key, expression):
@@ -93,6 +110,18 @@ def test_abort_on_fail_and_delay_render_as_k6_objects():
         ),
         (lambda: latency("p(95)<1s", request="a,b"), "threshold.tags.name", "a tag value"),
         (lambda: latency("p(95)<1s", delay="10s"), "threshold.delay", "only with abort_on_fail"),
+        (lambda: connected("p(99) > 99%"), "connected", "an expression like '> 99%'"),
+        (lambda: connected("> 120%"), "connected", "between 0% and 100%"),
+        (lambda: connected("most"), "connected", "an expression like '> 99%'"),
+        (lambda: reconnect_time("p99 < 60s"), "reconnect_time", "an expression like"),
+        (lambda: reconnect_time("p(99) < soon"), "reconnect_time", "a duration like"),
+        (lambda: checkin_lateness("rate < 2s"), "checkin_lateness", "a trend aggregation"),
+        (lambda: connect_time("p(95) < 1s", request="r"), "connect_time.request", "workload="),
+        (
+            lambda: command_rtt("p(99) < 1s", tags={"status": "200"}),
+            "command_rtt.tags",
+            "workload=",
+        ),
     ],
 )
 def test_bad_thresholds_name_the_field_and_what_is_allowed(build, field, expected):
@@ -230,3 +259,20 @@ def test_a_threshold_document_that_is_not_one_is_refused_naming_the_field(change
     with pytest.raises(ConfigError) as error:
         Threshold.from_dict(document)
     assert str(error.value).startswith(message)
+
+
+def test_connected_is_judged_by_stressbed_alone_and_left_out_of_k6s_options():
+    scenario = Scenario(
+        "pop",
+        description="d",
+        workloads=[Workload("w", get("/"), ConstantVUs(1, "1s"))],
+        thresholds=[connected("> 99%"), reconnect_time("p(99) < 60s"), latency("p(95) < 1s")],
+    )
+    assert [t.k6 for t in scenario.thresholds] == [False, True, True]
+    assert scenario.k6_options_dict()["thresholds"] == {
+        "agent_reconnect_time": ["p(99)<60000"],
+        "http_req_duration": ["p(95)<1000"],
+    }
+    # It travels to a judge like any threshold.
+    made = connected(">= 99.5%", optional=True)
+    assert Threshold.from_dict(json.loads(json.dumps(made.to_dict()))) == made
