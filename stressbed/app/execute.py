@@ -335,7 +335,8 @@ def conclude(
     thresholds, and say how the run ended; ``stored``: what the target read back of the
     scenario's writes."""
     fleet = fleet if fleet is not None else merge(outcome.results)
-    results = evaluate(scenario.thresholds, fleet)
+    plateau = scenario.plateau_s()
+    results = evaluate(scenario.thresholds, fleet, plateau)
     failed = [r for r in results if not r.ok]
     if outcome.interrupted:
         done = outcome.note or "every runner was stopped and the stack torn down"
@@ -385,6 +386,7 @@ def conclude(
         settings=settings,
         resilience=faults,
         writes=writes,
+        plateau=plateau,
     )
 
 

@@ -23,7 +23,7 @@ from .http import Request
 from .load_profiles import LoadProfile
 from .population import Agent, Agents, check_refs
 from .templates import IDENTIFIER
-from .thresholds import Threshold
+from .thresholds import AGENT_METRICS, CONNECTED_METRIC, Threshold
 from .units import format_duration, parse_duration_ms
 from .values import Node, as_value_node, walk
 from .writes import Writes
@@ -199,6 +199,20 @@ class Scenario:
         """An upper bound of k6's VU count (workloads may overlap): the sum of their peaks."""
         return sum(w.profile.peak_vus() for w in self.workloads)
 
+    def plateau_s(self) -> tuple[float, float] | None:
+        """When every population is steady, in seconds from the load's start: after the last
+        join ramp, until the first population ends (None without a population, or when they
+        are never steady together)."""
+        spans = [
+            (w.start_ms + w.profile.join_ms, w.active_end_ms)
+            for w in self.workloads
+            if isinstance(w.profile, Agents)
+        ]
+        if not spans:
+            return None
+        start, end = max(s for s, _ in spans), min(e for _, e in spans)
+        return (start / 1000, end / 1000) if end > start else None
+
     def duration_ms(self) -> float:
         """When the last workload ends at the latest, graceful stops included."""
         return max(w.end_ms for w in self.workloads)
@@ -321,7 +335,14 @@ class Scenario:
     def _check_thresholds(self) -> None:
         request_names = sorted({req.name for _, req in self.requests()})
         workload_names = [w.name for w in self.workloads]
+        populated = any(isinstance(w.profile, Agents) for w in self.workloads)
         for i, item in enumerate(self.thresholds):
+            if not populated and (item.metric in AGENT_METRICS or item.metric == CONNECTED_METRIC):
+                raise ConfigError(
+                    f"thresholds[{i}]",
+                    f"{item.key} {item.expression}",
+                    "a population to judge (population(...) in workloads)",
+                )
             tags = dict(item.tags)
             if "name" in tags and tags["name"] not in request_names:
                 raise ConfigError(

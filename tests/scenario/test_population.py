@@ -230,3 +230,24 @@ def test_a_scenario_variable_may_not_hide_an_agent_s_own():
     with pytest.raises(ConfigError) as caught:
         scenario(population("fleet", agent(), agents=10, lasting="10s"), variables={"seq": 1})
     assert caught.value.field == "variables.seq"
+
+
+def test_a_population_threshold_needs_a_population():
+    from stressbed.thresholds import connected, reconnect_time
+
+    for threshold in (connected("> 99%"), reconnect_time("p(99) < 60s")):
+        with pytest.raises(ConfigError) as caught:
+            scenario(
+                Workload("users", get("/a"), ConstantVUs(vus=1, duration="1s")),
+                thresholds=[threshold],
+            )
+        assert caught.value.field == "thresholds[0]"
+
+
+def test_the_plateau_is_when_every_population_is_steady():
+    a = population("a", agent(), agents=10, join="10s", lasting="1m")
+    b = population("b", agent(), agents=10, join="20s", lasting="20s", start_time="5s")
+    assert scenario(a).plateau_s() == (10.0, 70.0)
+    assert scenario(a, b).plateau_s() == (25.0, 45.0)
+    users = Workload("users", get("/a"), ConstantVUs(vus=1, duration="1s"))
+    assert scenario(users).plateau_s() is None
