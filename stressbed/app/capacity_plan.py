@@ -14,8 +14,8 @@ from ..results.slo_seconds import RECOVERED_S
 from ..scenario import catalog
 from ..scenario.capacity import MAX_RATE, MIN_STEADY_S, Capacity, parse_slo, window_judgeable
 from ..scenario.flow import mean_requests, think_time_s
-from ..scenario.population import Agent
 from ..scenario.model import Scenario, Workload
+from ..scenario.population import Agent
 from ..scenario.thresholds import Threshold
 from ..scenario.units import format_duration, parse_duration_ms
 from ..stack.spec import StackSpec

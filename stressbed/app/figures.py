@@ -13,8 +13,8 @@ from ..results.resilience import judge_resilience, resilience
 from ..results.writes import lost_writes
 from ..scenario.capacity import slo_label, window_judgeable
 from ..scenario.flow import think_time_s
-from ..scenario.population import Agent
 from ..scenario.model import Scenario
+from ..scenario.population import Agent
 from .readback import StoredWrites
 
 __all__ = ["WHOLE_RUN", "fault_figures", "write_figures"]
