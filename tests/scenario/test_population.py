@@ -19,6 +19,7 @@ from stressbed import (
     render,
 )
 from stressbed.errors import ConfigError
+from stressbed.thresholds import connected, reconnect_time
 from stressbed.population import (
     Agent,
     Agents,
@@ -233,8 +234,6 @@ def test_a_scenario_variable_may_not_hide_an_agent_s_own():
 
 
 def test_a_population_threshold_needs_a_population():
-    from stressbed.thresholds import connected, reconnect_time
-
     for threshold in (connected("> 99%"), reconnect_time("p(99) < 60s")):
         with pytest.raises(ConfigError) as caught:
             scenario(
