@@ -19,7 +19,6 @@ from stressbed import (
     render,
 )
 from stressbed.errors import ConfigError
-from stressbed.thresholds import connected, reconnect_time
 from stressbed.population import (
     Agent,
     Agents,
@@ -33,6 +32,7 @@ from stressbed.population import (
     reconnect,
     send,
 )
+from stressbed.thresholds import connected, reconnect_time
 
 HEARTBEAT = send({"type": "heartbeat", "seq": "{{seq}}", "status": "ok"})
 
