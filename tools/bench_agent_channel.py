@@ -9,9 +9,12 @@ from this one process (aiohttp client), each saying hello (a registration) and s
 heartbeat every ``--heartbeat-s`` seconds (spread evenly over the period). After
 ``--hold-s`` (by default one heartbeat period and a bit: every channel has sent one and got
 its ack) it reads VmRSS again and prints the cost per connected channel; then closes them
-all and reads it once more. Both processes need a socket per channel: keep ``--channels``
-well under the open-files limit (``ulimit -n``; this script raises its own soft limit to the
-hard one, as the agent does). All traffic is on 127.0.0.1.
+all and reads it once more. Last, the drain: as many channels opened again, SIGTERM, and how
+long until every one was closed with 1001 and until the process exited.
+
+Both processes need a socket per channel: keep ``--channels`` well under the open-files limit
+(``ulimit -n``; this script raises its own soft limit to the hard one, as the agent does).
+All traffic is on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import argparse
 import asyncio
 import os
 import resource
+import signal
 import sys
 import time
 from pathlib import Path
@@ -67,6 +71,7 @@ class Fleet:
         self.readers: list[asyncio.Task[None]] = []
         self.acks = 0
         self.errors = 0
+        self.going_away = 0  # channels the agent closed with 1001
 
     async def open(self, n: int, concurrency: int) -> None:
         gate = asyncio.Semaphore(concurrency)  # under the agent's listen backlog (128)
@@ -94,6 +99,8 @@ class Fleet:
                 await ws.send_json({"type": "task_result", "id": msg.json()["id"], "ok": True})
             elif kind == "error":
                 self.errors += 1
+        if ws.close_code == 1001:
+            self.going_away += 1
 
     async def heartbeats(self, period: float) -> None:
         seq = 0
@@ -138,11 +145,26 @@ async def bench(agent: AgentProcess, args: argparse.Namespace) -> None:
             f"VmRSS after {args.hold_s:g} s with {connected:.0f} channels connected: "
             f"{after / 1024:.1f} MiB; heartbeats acknowledged {fleet.acks}, errors {fleet.errors}"
         )
-        print(f"per connected channel: {per:.1f} KB ((after - before) / {args.channels})")
+        print(f"per connected channel: {per:.1f} KiB ((after - before) / {args.channels})")
         print(f"this client's own VmRSS: {rss_kb(os.getpid()) / 1024:.1f} MiB")
         await fleet.close()
         await settle(agent.url, 0)
         print(f"VmRSS after closing them all: {rss_kb(pid) / 1024:.1f} MiB")
+
+        fleet = Fleet(agent.url, session)
+        await fleet.open(args.channels, args.concurrency)
+        await settle(agent.url, args.channels)
+        started = time.monotonic()
+        agent.proc.send_signal(signal.SIGTERM)
+        await asyncio.gather(*fleet.readers)
+        closed = time.monotonic() - started
+        code = await asyncio.to_thread(agent.proc.wait, 60)
+        print(
+            f"drain with {args.channels} channels open: {fleet.going_away} closed with 1001 "
+            f"in {closed:.2f} s; the agent exited {code} after "
+            f"{time.monotonic() - started:.2f} s"
+        )
+        await fleet.close()
 
 
 def main() -> int:

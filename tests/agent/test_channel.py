@@ -174,6 +174,15 @@ def test_anything_but_a_good_hello_first_is_closed_with_1008(agent, first, close
     run(test)
 
 
+def test_a_frame_over_64_kib_closes_the_channel_with_1009(agent):
+    async def test(client: aiohttp.ClientSession) -> None:
+        ws, _ = await hello(client, ws_url(agent), "a1")
+        await ws.send_str("x" * ((1 << 16) + 1))
+        assert (await closed_with(ws))[0] == 1009
+
+    run(test)
+
+
 def test_heartbeats_are_acknowledged_and_list_the_agent(agent):
     async def test(client: aiohttp.ClientSession) -> None:
         ws, _ = await hello(client, ws_url(agent), "a1")
@@ -314,6 +323,7 @@ def test_sigterm_closes_channels_with_1001_refuses_upgrades_and_exits_0():
         code, err = process.stop()
         assert code == 0, err
         assert "3 channels open" in err
+        assert "open files limit" in err
     finally:
         if process.proc.poll() is None:
             process.stop()
