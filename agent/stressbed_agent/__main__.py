@@ -10,6 +10,7 @@ import asyncio
 import gc
 import json
 import logging
+import resource
 import signal
 import sys
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import __version__
+from . import __version__, metrics
 from .app import Agent, request_id
 from .config import Config, ConfigError, load
 
@@ -78,9 +79,15 @@ async def serve(config: Config) -> int:
     # queue drains to the sink within the grace period.
     agent.draining = True
     log.info(
-        "draining: %d requests in flight, %d points queued", agent.in_flight, agent.ingest.points
+        "draining: %d requests in flight, %d points queued, %d channels open",
+        agent.in_flight,
+        agent.ingest.points,
+        len(agent.channels.open),
     )
     deadline = time.monotonic() + config.drain_grace_s
+    # Channels are closed at once (1001, going away): their agents reconnect to another replica
+    # while this one finishes its requests.
+    closing = loop.create_task(agent.channels.close_all())
     while agent.in_flight > 0 and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
     agent.stopping.set()
@@ -89,11 +96,30 @@ async def serve(config: Config) -> int:
         await asyncio.wait_for(flusher, max(0.1, deadline - time.monotonic()))
     except TimeoutError:
         log.warning("drain grace period over: %d points not flushed", agent.ingest.points)
+    try:
+        await asyncio.wait_for(closing, max(0.1, deadline - time.monotonic()))
+    except TimeoutError:
+        log.warning("drain grace period over: %d channels cut", agent.channels.abort())
     for task in list(agent.tasks.running):
         task.cancel()
     await runner.cleanup()
     log.info("stopped")
     return 0
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft limit of open files to the hard one (each channel holds a socket): the
+    soft limit after."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # An unlimited hard limit cannot be the soft one on Linux (nr_open caps it): ask for 2**20.
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (OSError, ValueError) as exc:
+            log.warning("cannot raise the open files limit from %d to %d: %s", soft, wanted, exc)
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return soft
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.getLogger().setLevel(config.log_level.upper())
     logging.getLogger("aiohttp").setLevel(logging.WARNING)
+    nofile = raise_open_files_limit()
+    metrics.nofile_limit.set(nofile)
+    log.info("open files limit %d (max_connections %d)", nofile, config.max_connections)
     try:
         return asyncio.run(serve(config))
     except OSError as exc:

@@ -17,10 +17,12 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import metrics
+from . import channel, metrics
+from .channel import Channels
 from .config import Config
 from .faults import Faults
 from .ingest import BadRequest, Ingest, parse_report
+from .registry import Registrations, parse_registration
 from .sink import Sink, Stored
 from .tasks import Tasks
 
@@ -48,6 +50,8 @@ class Agent:
         self.heartbeats: collections.OrderedDict[str, tuple[str, float]] = collections.OrderedDict()
         self.sessions: collections.OrderedDict[str, tuple[str, float]] = collections.OrderedDict()
         self.buckets: dict[str, tuple[float, float]] = {}
+        self.registrations = Registrations(config.token)
+        self.channels = Channels(config, self.registrations, self.beat)
         self.started = False
         self.draining = False
         self.stopping = asyncio.Event()
@@ -63,6 +67,9 @@ class Agent:
         app.router.add_post("/v1/report", self.report)
         app.router.add_post("/v1/heartbeat", self.heartbeat)
         app.router.add_get("/v1/agents", self.agents)
+        app.router.add_post("/v1/register", self.register)
+        app.router.add_get("/v1/registrations", self.registered)
+        app.router.add_get(channel.ROUTE, self.channel, allow_head=False)
         app.router.add_get("/v1/agents/{agent_id}/stored", self.read_back)
         app.router.add_post("/v1/login", self.login)
         app.router.add_post("/v1/tasks", self.submit_task)
@@ -72,6 +79,7 @@ class Agent:
         app.router.add_get("/metrics", self.metrics)
         app.router.add_post("/admin/faults", self.start_fault)
         app.router.add_delete("/admin/faults/{kind}", self.stop_fault)
+        app.router.add_post("/admin/push", self.push)
         return app
 
     @web.middleware
@@ -81,6 +89,14 @@ class Agent:
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
         started = time.perf_counter()
+        if route == channel.ROUTE:
+            # A channel lives for minutes: it is no request in flight, under no request timeout,
+            # and its upgrade is refused by the channel limit, not by the HTTP admission.
+            response = await handler(request)
+            if not isinstance(response, web.WebSocketResponse):
+                response.headers["X-Request-Id"] = rid
+                metrics.observe(route, response.status, time.perf_counter() - started)
+            return response
         self.in_flight += 1
         try:
             response = await self._guarded(request, handler, route)
@@ -174,15 +190,32 @@ class Agent:
             raise BadRequest("agent_id: expected a string of 1..200 characters")
         if status not in ("ok", "degraded", "failing"):
             raise BadRequest("status: expected ok, degraded or failing")
+        self.beat(agent, status)
+        return web.json_response({"ttl_s": self.config.heartbeat_ttl_s})
+
+    def beat(self, agent: str, status: str) -> None:
+        """``agent`` is live with ``status`` for the heartbeat TTL (HTTP or its channel)."""
         self.heartbeats[agent] = (status, time.monotonic() + self.config.heartbeat_ttl_s)
         self.heartbeats.move_to_end(agent)
         _prune(self.heartbeats, MAX_AGENTS)
-        return web.json_response({"ttl_s": self.config.heartbeat_ttl_s})
 
     async def agents(self, request: web.Request) -> web.Response:
         _prune(self.heartbeats, MAX_AGENTS)
         live = [{"agent_id": a, "status": s} for a, (s, _) in self.heartbeats.items()]
         return web.json_response({"agents": live, "count": len(live)})
+
+    async def register(self, request: web.Request) -> web.Response:
+        agent = parse_registration(await _json(request))
+        session, duplicate = self.registrations.register(agent)
+        return web.json_response({"session": session, "agent_id": agent, "duplicate": duplicate})
+
+    async def registered(self, request: web.Request) -> web.Response:
+        with_ids = request.query.get("ids", "") in ("1", "true")
+        return web.json_response(self.registrations.summary(with_ids))
+
+    async def channel(self, request: web.Request) -> web.StreamResponse:
+        headers = {"X-Request-Id": request_id.get() or ""}
+        return await self.channels.handle(request, self.draining, headers)
 
     async def read_back(self, request: web.Request) -> web.Response:
         """What the sink holds of one agent's reports: ``stored`` points in total and
@@ -293,6 +326,13 @@ class Agent:
             self.sink.failing = None
         log.warning("fault stopped: %s", kind)
         return web.json_response({"stopped": kind, "was_active": was_active})
+
+    async def push(self, request: web.Request) -> web.Response:
+        """One task down every channel past its hello, now."""
+        refused = self._admin(request)
+        if refused is not None:
+            return refused
+        return web.json_response({"pushed": self.channels.push_all()})
 
     def _sink_recovers(self) -> None:
         # Only when no sink failure is active: a later one (started after a stop) keeps it.

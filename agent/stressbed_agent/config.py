@@ -57,6 +57,14 @@ class Config:
     max_tasks: int = 10_000
     session_ttl_s: float = 300.0
     drain_grace_s: float = 20.0
+    #: WebSocket channels (GET /v1/channel) open at once at most; beyond, the upgrade gets 503
+    #: with Retry-After before the handshake. 0 = unlimited (the open-files limit still holds).
+    max_connections: int = 20_000
+    #: Seconds between tasks the agent pushes down each channel (+-10% jitter); 0 = none.
+    channel_task_interval_s: float = 0.0
+    #: Seconds between WebSocket pings on a quiet channel; a peer that does not answer with a
+    #: pong within half of it is closed. 0 = no pings.
+    channel_ping_interval_s: float = 30.0
     startup_delay_s: float = 0.0
     log_level: str = "info"
     token: str = dataclasses.field(default="", repr=False)
@@ -103,6 +111,19 @@ class Config:
             "startup_delay_s",
             self.startup_delay_s,
             "a number of seconds >= 0",
+        )
+        for key in ("channel_task_interval_s", "channel_ping_interval_s"):
+            _check(
+                getattr(self, key) >= 0,
+                key,
+                getattr(self, key),
+                "a number of seconds >= 0 (0 = off)",
+            )
+        _check(
+            self.max_connections >= 0,
+            "max_connections",
+            self.max_connections,
+            "an integer >= 0 (0 = unlimited)",
         )
         _check(self.sink_retries >= 0, "sink_retries", self.sink_retries, "an integer >= 0")
         _check(self.sink in ("null", "file"), "sink", self.sink, "'null' or 'file'")

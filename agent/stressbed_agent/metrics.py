@@ -52,3 +52,43 @@ def observe(route: str, status: int, seconds: float) -> None:
         )
     child[0].inc()
     child[1].observe(seconds)
+
+
+# -- WebSocket channels and registrations (channel.py, registry.py) ---------------------
+
+channel_connected = Gauge(
+    "agent_channel_connected", "WebSocket channels open (handshaking ones too)", registry=registry
+)
+channel_messages = Counter(
+    "agent_channel_messages",
+    "channel messages by direction (in, out) and type (unknown types counted as other)",
+    ["direction", "type"],
+    registry=registry,
+)
+channel_refused = Counter(
+    "agent_channel_refused",
+    "channels refused: upgrades (limit, draining) and channels closed 1008 (session, protocol)",
+    ["reason"],
+    registry=registry,
+)
+registrations = Counter(
+    "agent_registrations",
+    "registrations (POST /v1/register or a hello without session)",
+    registry=registry,
+)
+duplicate_registrations = Counter(
+    "agent_duplicate_registrations",
+    "registrations of an agent id this replica had already seen registered",
+    registry=registry,
+)
+channel_task_rtt = Histogram(
+    "agent_channel_task_rtt_seconds",
+    "from a task pushed down a channel to its task_result",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=registry,
+)
+nofile_limit = Gauge(
+    "agent_nofile_limit",
+    "the process's soft limit of open files (RLIMIT_NOFILE)",
+    registry=registry,
+)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from hypothesis import strategies as st
 from stressbed_agent.breaker import CircuitBreaker, State
 from stressbed_agent.config import ConfigError, load
 from stressbed_agent.ingest import BadRequest, parse_report
+from stressbed_agent.registry import BUILTIN_KEY, Registrations, check_agent_id
 
 
 def test_configuration_layers_defaults_file_environment_command_line(tmp_path: Path):
@@ -38,6 +41,9 @@ def test_configuration_layers_defaults_file_environment_command_line(tmp_path: P
         ("", {"STRESSBED_AGENT_HIGH_WATERMARK": "1.5"}, "high_watermark: got 1.5"),
         ("", {"STRESSBED_AGENT_SINK": "kafka"}, "sink: got 'kafka'; expected 'null' or 'file'"),
         ("sink: file\n", {}, "sink_path: got ''; expected a file path"),
+        ("max_connections: -1\n", {}, "max_connections: got -1; expected an integer >= 0"),
+        ("channel_task_interval_s: -1\n", {}, "channel_task_interval_s: got -1.0; expected"),
+        ("", {"STRESSBED_AGENT_CHANNEL_PING_INTERVAL_S": "x"}, "channel_ping_interval_s: got 'x'"),
     ],
 )
 def test_bad_configuration_is_one_line_naming_the_key(tmp_path: Path, content, env, message):
@@ -115,3 +121,36 @@ def test_report_validation_never_fails_with_anything_but_a_client_error(body):
         return
     assert error.status in (400, 413)
     assert str(error)
+
+
+def test_sessions_are_an_hmac_of_the_agent_id_any_replica_with_the_key_verifies():
+    one, same, other = Registrations("k1"), Registrations("k1"), Registrations("k2")
+    session, duplicate = one.register("agent é/1")
+    mac = hmac.new(b"k1", "agent é/1".encode(), hashlib.sha256).hexdigest()
+    assert (session, duplicate) == (f"YWdlbnQgw6kvMQ.{mac}", False)
+    assert same.verify("agent é/1", session)
+    assert not other.verify("agent é/1", session)
+    assert not same.verify("agent é/2", session)
+    for bad in (None, 5, "", session + "0", session.upper(), "\ud800"):
+        assert not same.verify("agent é/1", bad)
+    assert Registrations("").key == BUILTIN_KEY
+    assert Registrations("").verify("a", Registrations("").session("a"))
+
+
+def test_registrations_count_duplicates_and_forget_the_oldest_ids_past_the_bound():
+    registrations = Registrations("k", limit=2)
+    assert [registrations.register(agent)[1] for agent in ("a", "b", "a", "c", "b")] == [
+        False,
+        False,
+        True,
+        False,
+        False,  # forgotten when c came: b was the least recently registered
+    ]
+    assert registrations.summary(with_ids=True) == {
+        "count": 2,
+        "registrations": 5,
+        "duplicates": 1,
+        "ids": {"c": 1, "b": 1},
+    }
+    with pytest.raises(BadRequest, match="agent_id: expected valid Unicode"):
+        check_agent_id("\ud800")
