@@ -54,7 +54,8 @@ function populationMetrics() {
   return metrics;
 }
 
-// Why a channel failed, from k6's error text (k6 exposes no status or close code otherwise).
+// Why a channel failed, from k6's error text (k6 exposes no status or close code otherwise):
+// no error at all is a close with 1000 or 1001 (going away), which k6 does not tell apart.
 export function failureReason(text) {
   if (!text) return 'closed';
   if (text === 'timeout') return 'timeout';
