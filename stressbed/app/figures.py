@@ -10,6 +10,7 @@ from typing import Any
 
 from ..results.merge import FleetResult
 from ..results.resilience import judge_resilience, resilience
+from ..results.storm import storms
 from ..results.writes import lost_writes
 from ..scenario.capacity import slo_label, window_judgeable
 from ..scenario.flow import think_time_s
@@ -62,6 +63,9 @@ def fault_figures(
             happened, fleet.windows, slos, events=[dict(e) for e in events], pause_s=pause
         )
     ]
+    for name, figures in storms(found, fleet.windows, events).items():
+        by_fault = next(f for f in found if f["name"] == name)
+        by_fault["population"] = figures
     by_name = {f["name"]: f for f in [*found, *missing]}
     every = [by_name[item.name] for item in scenario.faults]  # in the scenario's order
     return {

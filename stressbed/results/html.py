@@ -315,6 +315,19 @@ def _resilience(found: Mapping[str, Any] | None) -> str:
             {4, 5, 6, 7},
         ),
     ]
+    storms = [f for f in found["faults"] if f.get("population") is not None]
+    if storms:
+        parts.append("<h3>Reconnect storms</h3>")
+        parts.append(
+            _table(
+                [
+                    *("fault", "disconnected", "of connected", "peak connects/s"),
+                    *("connect failures", "99% back (s)", "all back (s)", "stack survived"),
+                ],
+                [_storm_row(f["name"], f["population"]) for f in storms],
+                {1, 2, 3, 4, 5, 6},
+            )
+        )
     verdicts = found.get("verdicts") or []
     if verdicts:
         rows = [
@@ -330,6 +343,31 @@ def _resilience(found: Mapping[str, Any] | None) -> str:
         ]
         parts.append(_table(["", "resilience", "fault", "observed"], rows, {3}))
     return "\n".join(parts)
+
+
+def _storm_row(name: str, storm: Mapping[str, Any]) -> list[str]:
+    def back(key: str) -> str:
+        if not storm.get("dipped"):
+            return "0 (never under 99 %)"
+        seconds = storm.get(key)
+        return _num(seconds) if seconds is not None else "not within the run"
+
+    refused = storm.get("connect_failures_by_reason") or {}
+    stack = storm.get("stack") or {}
+    return [
+        _e(name),
+        _num(storm.get("disconnected")),
+        _num(storm.get("connected_before")),
+        _num(storm.get("peak_connect_rate")),
+        _e(", ".join(f"{n} {reason}" for reason, n in refused.items()) or "0"),
+        back("time_to_99_connected_s"),
+        back("time_to_all_connected_s"),
+        _e(
+            ("yes" if stack.get("survived") else "no")
+            + f" ({stack.get('crashed', 0)} crashed, {stack.get('oom_killed', 0)} OOM-killed, "
+            f"{stack.get('probe_failures', 0)} probe failures)"
+        ),
+    ]
 
 
 def _population(found: Mapping[str, Any] | None) -> str:

@@ -112,6 +112,8 @@ def resilience_lines(found: Mapping[str, Any] | None) -> list[str]:
             + (f", {errors * 100:.2f}% errors" if errors is not None else "")
             + (f", {lost:,} writes lost" if (lost := fault.get("lost_writes")) else "")
         )
+        if (storm := fault.get("population")) is not None:
+            lines.append("      agents: " + storm_line(storm))
     for verdict in found.get("verdicts") or []:
         mark = "ok  " if verdict["passed"] else "FAIL"
         seen = verdict.get("observed")
@@ -119,6 +121,31 @@ def resilience_lines(found: Mapping[str, Any] | None) -> list[str]:
         shown = shown or "not measured"
         lines.append(f"    {mark} {verdict['threshold']} on {verdict['fault']}  {shown}")
     return lines
+
+
+def storm_line(storm: Mapping[str, Any]) -> str:
+    """A fault's reconnect storm on one line: cut off, came back how hard, and how fast."""
+
+    def back(seconds: float | None) -> str:
+        return f"{seconds:.0f} s" if seconds is not None else "not within the run"
+
+    refused = storm["connect_failures_by_reason"]
+    return (
+        f"{storm['disconnected']:,} disconnected of {storm['connected_before']:,}, "
+        f"peak {storm['peak_connect_rate']:,} connects/s, "
+        + (
+            "refused " + ", ".join(f"{n:,} {reason}" for reason, n in refused.items()) + ", "
+            if refused
+            else ""
+        )
+        + (
+            f"99% back after {back(storm['time_to_99_connected_s'])}, "
+            f"all after {back(storm['time_to_all_connected_s'])}"
+            if storm["dipped"]
+            else "never under 99% connected"
+        )
+        + ("" if storm["stack"]["survived"] else ", the stack did not survive it")
+    )
 
 
 def writes_lines(writes: Mapping[str, Any] | None) -> list[str]:
