@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..results.target_metrics import MAX_SERIES, Scrape, Selector, parse, series
+from ..results.target_metrics import MAX_SERIES, Scrape, Selector, increases, parse, series
 
 __all__ = ["Scraper"]
 
@@ -63,10 +63,14 @@ class Scraper:
         return series(taken)
 
     def report(self) -> dict[str, Any]:
-        """What summary.json's ``stack.target_metrics`` holds: the series (at most
-        MAX_SERIES), the names of those dropped past it, the pages that did not come."""
+        """What summary.json's ``stack.target_metrics`` holds: each counter's increase over
+        the run, the series (at most MAX_SERIES), the names of those dropped past it, the
+        pages that did not come."""
         found = list(self.series().items())
+        with self._lock:
+            taken = list(self.scrapes)
         return {
+            "increase": increases(taken),
             "series": {
                 key: [[t, round(v, 6)] for t, v in points] for key, points in found[:MAX_SERIES]
             },

@@ -25,6 +25,14 @@ __all__ = ["SCHEMA_VERSION", "RunReport", "junit_xml"]
 SCHEMA_VERSION = 1
 
 
+#: What a population's summary reads of the target's own counters, by its name there.
+TARGET_COUNTS = {
+    "registrations": "agent_registrations",
+    "duplicate_registrations": "agent_duplicate_registrations",
+    "channels_refused": "agent_channel_refused",
+}
+
+
 @dataclass
 class RunReport:
     run_id: str
@@ -107,8 +115,19 @@ class RunReport:
         return rows
 
     def population(self) -> dict[str, Any] | None:
-        """summary.json's ``population``: None when no agent metric was met."""
-        return population(self.fleet, self.plateau)
+        """summary.json's ``population``: None when no agent metric was met. What the
+        target itself counted of registrations comes from its metrics, where it exports
+        ``agent_registrations`` and ``agent_duplicate_registrations`` counters (the reference
+        agent does); null where it does not."""
+        found = population(self.fleet, self.plateau)
+        if found is not None:
+            scraped = (self.stack or {}).get("target_metrics") or {}
+            grown = scraped.get("increase") or {}
+            found["target"] = {
+                name: round(grown[metric]) if metric in grown else None
+                for name, metric in TARGET_COUNTS.items()
+            }
+        return found
 
     def to_dict(
         self, line: Timeline | None = None, *, with_findings: bool = True

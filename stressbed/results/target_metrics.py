@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 
-__all__ = ["MAX_SERIES", "Scrape", "Selector", "parse", "parse_selector", "series"]
+__all__ = ["increases", "MAX_SERIES", "Scrape", "Selector", "parse", "parse_selector", "series"]
 
 #: Series kept at most (a family with many label sets is cut here; the report says how many
 #: were dropped).
@@ -163,6 +163,24 @@ def series(scrapes: Iterable[Scrape]) -> dict[str, list[tuple[int, float]]]:
                 points.append((at, p95 * 1000.0))
         out[f"{key} p95 ms"] = points
     return out
+
+
+def increases(scrapes: Iterable[Scrape]) -> dict[str, float]:
+    """Each counter's increase over the time it was watched, replicas added up: exact where
+    :func:`series` gives rates (a counter that went down was reset, and counts from 0)."""
+    by_source: dict[str, list[Scrape]] = {}
+    for scrape in scrapes:
+        by_source.setdefault(scrape.source, []).append(scrape)
+    total: dict[str, float] = {}
+    for taken in by_source.values():
+        taken.sort(key=lambda s: s.t)
+        for previous, scrape in zip(taken, taken[1:], strict=False):
+            for (kind, key), value in scrape.samples.items():
+                if kind != "counter" or (kind, key) not in previous.samples:
+                    continue
+                before = previous.samples[(kind, key)]
+                total[key] = total.get(key, 0.0) + (value - before if value >= before else value)
+    return dict(sorted(total.items()))
 
 
 def _quantile(q: float, cumulative: Mapping[float, float]) -> float | None:

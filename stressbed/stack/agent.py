@@ -27,6 +27,11 @@ AGENT_SERIES = (
     'agent_requests{status="429"}',
     "agent_circuit_breaker_state",
     "agent_request_duration_seconds",
+    # A population's channels, and the registrations it made (duplicates: a bug somewhere).
+    "agent_channel_connected",
+    "agent_channel_refused",
+    "agent_registrations",
+    "agent_duplicate_registrations",
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from stressbed.errors import ConfigError
-from stressbed.results.target_metrics import parse, parse_selector, series
+from stressbed.results.target_metrics import increases, parse, parse_selector, series
 
 SELECT = [
     parse_selector("agent_queue_points"),
@@ -94,3 +94,16 @@ def test_two_scrapes_of_one_replica_in_one_second_count_once():
     # 20 requests over the 1.99 s watched: about 10/s, keyed by the seconds the intervals began.
     rates = dict(found['agent_requests{status="429"} /s'])
     assert rates == {10: pytest.approx(20 / 1.99, rel=1e-3)}
+
+
+def test_a_counter_s_increase_over_the_run_is_exact_across_replicas_and_restarts():
+    scrapes = [
+        parse(page(0, 3, ok=0, fast=0, slow=0, total=0), SELECT, 100.0, "agent-0"),
+        parse(page(0, 10, ok=0, fast=0, slow=0, total=0), SELECT, 100.1, "agent-1"),
+        parse(page(0, 7, ok=0, fast=0, slow=0, total=0), SELECT, 101.7, "agent-0"),  # +4
+        parse(page(0, 2, ok=0, fast=0, slow=0, total=0), SELECT, 103.0, "agent-0"),  # reset: +2
+        parse(page(0, 15, ok=0, fast=0, slow=0, total=0), SELECT, 102.2, "agent-1"),  # +5
+    ]
+    shed = 'agent_requests{route="/v1/report",status="429"}'
+    assert increases(scrapes) == {shed: 11.0}
+    assert increases(scrapes[:2]) == {}  # one scrape each: nothing seen to grow
