@@ -91,7 +91,7 @@ class ChaosFaults:
         apply_timeout_s: float = 60.0,
         delete_timeout_s: float = 60.0,
         grace_s: int = 30,
-        ready_within_s: float = 120.0,
+        rollout_deadline_s: float = 120.0 + SCHEDULING_S,
     ) -> None:
         self._api = api
         self._cluster = cluster
@@ -103,8 +103,8 @@ class ChaosFaults:
         self._apply_timeout_s = apply_timeout_s
         self._delete_timeout_s = delete_timeout_s
         self._grace_s = grace_s  # the agent pods' terminationGracePeriodSeconds
-        # A rolling restart's new pod: its probes' budget, and time to be scheduled.
-        self._rollout_deadline_s = ready_within_s + SCHEDULING_S
+        # How long a rolling restart may go without progress (a new pod not ready).
+        self._rollout_deadline_s = rollout_deadline_s
         self._armed: list[_Armed] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()

@@ -28,6 +28,7 @@ from ._engine import Engine, bounded, finish_commands, prepare_state
 from ._faults import ChaosFaults, PodHook
 from ._preflight import ClusterAccess, KubernetesOptions
 from ._proxy import ProxyCheck
+from ._rollout import SCHEDULING_S
 from ._watch import StackWatch
 from .manifests import Cluster, ClusterFleet
 
@@ -274,7 +275,8 @@ class KubeStack:
                 ),
                 proxy=self._proxy,
                 grace_s=run.spec.termination_grace_period_s,
-                ready_within_s=ready_within_s(run.spec),
+                # A new pod's probes' budget, and its scheduling and image pull.
+                rollout_deadline_s=ready_within_s(run.spec) + SCHEDULING_S,
             )
         self._chaos.arm(faults, started_at)
 
