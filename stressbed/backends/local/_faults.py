@@ -298,10 +298,7 @@ class LocalFaults:
                 "next once the last is ready",
                 first=started,
             )
-        if over and not rollout.applied:
-            item.ended = True
-            self._skip(item, over if over != "done" else "no replica was running to restart")
-        elif over == "done":
+        if over == "done":
             self._end_rollout(item, "every replica restarted")
         elif over:
             self._end_rollout(item, f"stopped: {over}")
@@ -310,6 +307,13 @@ class LocalFaults:
         rollout = item.rollout
         assert rollout is not None
         item.ended = True
+        if not rollout.applied:  # not one replica stopped: it never happened
+            why = {
+                "every replica restarted": "no replica was running to restart",
+                "teardown": "teardown came before a replica could be restarted",
+            }
+            self._skip(item, why.get(reason, reason.removeprefix("stopped: ")))
+            return
         self._event(
             "fault-ended",
             fault=item.fault.name,

@@ -220,6 +220,24 @@ def test_a_replacement_that_never_gets_ready_stops_the_rollout(provisioned, cont
     assert other.life.ready
 
 
+def test_a_rolling_restart_under_way_at_teardown_ends_there_and_leaves_nothing(
+    provisioned, control
+):
+    stack = provisioned(replicas=2)
+    for replica in stack.replicas:
+        control.set(replica.port, ready=True)
+    control.set("*", ready=False)  # the replacement never gets ready: the rollout waits
+    schedule(stack, fault.rolling_restart(at="0s"))
+    (first,) = wait_for(lambda: of(stack, "fault-applied"), message="the rollout")[0]["first"]
+    wait_for(lambda: of(stack, "restarted", replica=first), message="its replacement started")
+    stack.teardown()
+    (ended,) = of(stack, "fault-ended")
+    assert (ended["reason"], ended["restarted"]) == ("teardown", [])
+    events = stack.events
+    assert events.index(ended) < events.index(of(stack, "stack-deleted")[0])
+    assert not alive(stack_pids(stack))
+
+
 def test_a_restart_with_more_replicas_than_run_is_skipped_saying_why(provisioned):
     stack = provisioned(replicas=1)
     schedule(stack, replace(fault.restart(at="0s", replicas=1), replicas=2))
