@@ -12,6 +12,8 @@ from .scenario.faults import (
     memory,
     pause,
     reset_connections,
+    restart,
+    rolling_restart,
     slow_close,
 )
 
@@ -25,5 +27,7 @@ __all__ = [
     "memory",
     "pause",
     "reset_connections",
+    "restart",
+    "rolling_restart",
     "slow_close",
 ]

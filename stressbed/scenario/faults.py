@@ -9,6 +9,8 @@
     fault.cpu(share=0.8, replicas=1, at="6m", lasting="30s")       # a hog inside its limits
     fault.memory("200Mi", replicas=1, at="7m", lasting="30s")
     fault.dependency("sink", at="8m", lasting="30s")               # its downstream fails
+    fault.restart(at="9m")                                         # every replica at once
+    fault.rolling_restart(at="10m", max_unavailable=1)             # one at a time, as a rollout
 
     recovery_time("< 30s"), time_to_detect("< 10s"), lost_writes("== 0"),
     errors_during_fault("< 5%")
@@ -49,6 +51,8 @@ __all__ = [
     "pause",
     "recovery_time",
     "reset_connections",
+    "restart",
+    "rolling_restart",
     "slow_close",
     "time_to_detect",
 ]
@@ -77,6 +81,20 @@ FAULT_KINDS: Mapping[str, FaultKind] = {
         FaultKind("cpu", True, True, "a CPU hog inside the replica's cgroup, under its limits"),
         FaultKind("memory", True, True, "memory held inside the replica's cgroup"),
         FaultKind("dependency", True, True, "the target's downstream fails (its fault hooks)"),
+        FaultKind(
+            "restart",
+            False,
+            True,
+            "a graceful restart of the replicas at once: SIGTERM, SIGKILL after the grace, "
+            "started again without back-off",
+        ),
+        FaultKind(
+            "rolling_restart",
+            False,
+            True,
+            "replicas restarted max_unavailable at a time, the next once the last is ready "
+            "again (a rollout); ends when every one was",
+        ),
     )
 }
 
@@ -150,6 +168,8 @@ def _shown(key: str, value: Any) -> str:
         return f"{value * 8 / 1000:g}kbit/s"
     if key == "close_ms":
         return format_duration(value)
+    if key == "max_unavailable":
+        return f"{value} at a time"
     return str(value)
 
 
@@ -301,6 +321,42 @@ def dependency(name: object, *, at: object, lasting: object) -> Fault:
     if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", name):
         raise ConfigError("faults.dependency.name", name, "a downstream's name, like 'sink'")
     return _fault("dependency", at=at, lasting=lasting, target=name)
+
+
+def restart(
+    *, at: object, replicas: int | None = None, seed: int = 0, lasting: object = None
+) -> Fault:
+    """A graceful restart of every replica (or ``replicas`` of them, chosen by ``seed``) at
+    once: SIGTERM (the target drains), SIGKILL after the stack's termination grace, and each
+    started again at once, as a rollout replaces a pod (no crash back-off). It happens at one
+    instant: ``lasting`` is refused."""
+    return _fault("restart", at=at, lasting=lasting, replicas=replicas, seed=seed)
+
+
+def rolling_restart(
+    *, at: object, max_unavailable: int = 1, seed: int = 0, lasting: object = None
+) -> Fault:
+    """Every replica restarted as ``restart`` does, ``max_unavailable`` at a time: the next
+    once the last one's replacement is ready (``kubectl rollout restart`` with maxSurge 0).
+    An instant fault whose effect spans time: it ends when the last replacement is ready (or
+    when one is not ready in time, and the rollout stops). ``seed`` orders the replicas."""
+    if lasting is not None:
+        raise ConfigError(
+            "faults.rolling_restart.lasting",
+            lasting,
+            "none: a rolling restart lasts until every replica was restarted",
+        )
+    if (
+        isinstance(max_unavailable, bool)
+        or not isinstance(max_unavailable, int)
+        or max_unavailable < 1
+    ):
+        raise ConfigError(
+            "faults.rolling_restart.max_unavailable",
+            max_unavailable,
+            "a whole number of replicas down at once, 1 or more",
+        )
+    return _fault("rolling_restart", at=at, seed=seed, max_unavailable=max_unavailable)
 
 
 def check_faults(faults: Sequence[Fault], active_ms: float) -> tuple[Fault, ...]:

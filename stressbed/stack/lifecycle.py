@@ -5,12 +5,15 @@ backend) asks what is due and reports what happened, and acts on the answers:
 
     BACK_OFF --start--> RUNNING --ready--> READY --unready--> RUNNING
     RUNNING/READY --terminate (liveness or startup failed)--> TERMINATING --ended--> BACK_OFF
+    RUNNING/READY --terminate (a restart on purpose)--> TERMINATING --ended--> BACK_OFF, due now
     RUNNING/READY --ended (crashed, OOM-killed)--> BACK_OFF
     any --delete (scale-in, teardown)--> DELETING --ended--> DELETED   (BACK_OFF: DELETED at once)
 
 A replica that ended is restarted (restartPolicy Always) after CrashLoopBackOff's doubling
-delay, reset once it had run for :attr:`BackOff.reset_s`. Terminating and deleting replicas
-get SIGKILL when their grace period is over (:meth:`Lifecycle.kill_due`).
+delay, reset once it had run for :attr:`BackOff.reset_s`; one stopped on purpose (a restart
+fault: a rollout replacing its pod) is started again at once, its crash streak forgotten, as a
+new pod's would be. Terminating and deleting replicas get SIGKILL when their grace period is
+over (:meth:`Lifecycle.kill_due`).
 """
 
 from __future__ import annotations
@@ -67,6 +70,8 @@ class Lifecycle:
     start_at: float = 0.0  # BACK_OFF: when the next start is due
     kill_at: float = math.inf  # TERMINATING/DELETING: SIGKILL when the grace period is over
     stopping_for: str = ""  # why it was told to stop
+    deliberate: bool = False  # TERMINATING on purpose (a restart), not for a failed probe
+    restarted_on_purpose: int = 0  # of its restarts, those done on purpose
     started_at: float = 0.0  # when its current process started
     ready_since: float = 0.0
 
@@ -115,9 +120,11 @@ class Lifecycle:
             raise ValueError(f"replica {self.name} cannot start while {self.phase.value}")
         if not first:
             self.restarts += 1
+            self.restarted_on_purpose += self.deliberate
         self.phase = Phase.RUNNING
         self.started_at = now
         self.stopping_for = ""
+        self.deliberate = False
         self.kill_at = math.inf
 
     def became_ready(self, now: float) -> bool:
@@ -135,12 +142,14 @@ class Lifecycle:
         self.phase = Phase.RUNNING
         return True
 
-    def terminate(self, why: str, now: float, grace_s: float) -> bool:
-        """Stop it to restart it (liveness or startup failed); True: send SIGTERM now."""
+    def terminate(self, why: str, now: float, grace_s: float, *, deliberate: bool = False) -> bool:
+        """Stop it to restart it (liveness or startup failed; ``deliberate``: a restart on
+        purpose, started again with no back-off); True: send SIGTERM now."""
         if not self.probed:
             return False
         self.phase = Phase.TERMINATING
         self.stopping_for = why
+        self.deliberate = deliberate
         self.kill_at = now + grace_s
         return True
 
@@ -167,9 +176,14 @@ class Lifecycle:
         if self.phase is Phase.DELETING:
             self.phase = Phase.DELETED
             return None
-        ran = now - self.started_at
-        self.crashes = 1 if ran >= self.backoff.reset_s else self.crashes + 1
-        delay = self.backoff.delay(self.crashes)
+        if self.phase is Phase.TERMINATING and self.deliberate:
+            # A rollout, not a crash: its replacement starts now, with a new pod's clean slate.
+            self.crashes = 0
+            delay = 0.0
+        else:
+            ran = now - self.started_at
+            self.crashes = 1 if ran >= self.backoff.reset_s else self.crashes + 1
+            delay = self.backoff.delay(self.crashes)
         self.phase = Phase.BACK_OFF
         self.start_at = now + delay
         self.kill_at = math.inf

@@ -20,9 +20,32 @@ from dataclasses import dataclass
 
 from .spec import Probe, StackSpec
 
-__all__ = ["ReplicaProbes"]
+__all__ = ["NO_STARTUP_PROBE_S", "ReplicaProbes", "ready_within_s"]
 
 KINDS = ("startup", "readiness", "liveness")
+#: How long a replica without a startup probe is given to start (nothing bounds it otherwise).
+NO_STARTUP_PROBE_S = 120.0
+
+
+def ready_within_s(spec: StackSpec) -> float:
+    """How long a replica told to stop has, at most, until its replacement is ready: the
+    termination grace, then the startup probe's budget (its initial delay and
+    ``failure_threshold`` periods; NO_STARTUP_PROBE_S without one), then the readiness
+    probe's first pass (its initial delay, ``success_threshold`` periods and a timeout)."""
+    startup, readiness = spec.startup_probe, spec.readiness_probe
+    started = (
+        startup.initial_delay_s + startup.period_s * startup.failure_threshold
+        if startup is not None
+        else NO_STARTUP_PROBE_S
+    )
+    ready = (
+        readiness.initial_delay_s
+        + readiness.period_s * readiness.success_threshold
+        + readiness.timeout_s
+        if readiness is not None
+        else 0.0
+    )
+    return float(spec.termination_grace_period_s) + started + ready
 
 
 @dataclass

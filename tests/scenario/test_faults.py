@@ -57,6 +57,10 @@ def test_each_fault_says_what_it_does_and_when():
         fault.cpu(share=0.8, at="10s", lasting="30s").label,
         fault.memory("200Mi", at="10s", lasting="30s").label,
         fault.dependency("sink", at="10s", lasting="30s").label,
+        fault.restart(at="45s").label,
+        fault.restart(at="45s", replicas=2, seed=4).label,
+        fault.rolling_restart(at="1m").label,
+        fault.rolling_restart(at="1m", max_unavailable=2).label,
     ]
     assert shown == [
         "kill on 1 replica at 1m",
@@ -67,6 +71,10 @@ def test_each_fault_says_what_it_does_and_when():
         "cpu 80% CPU on 1 replica at 10s for 30s",
         "memory 200Mi on 1 replica at 10s for 30s",
         "dependency sink at 10s for 30s",
+        "restart at 45s",
+        "restart on 2 replicas at 45s",
+        "rolling_restart 1 at a time at 1m",
+        "rolling_restart 2 at a time at 1m",
     ]
 
 
@@ -91,6 +99,20 @@ def test_each_fault_says_what_it_does_and_when():
          "faults.bandwidth.rate", "at least 8kbit"),
         (lambda: fault.slow_close("2s", at="1s", lasting=None),
          "faults.slow_close.lasting", "how long"),
+        (lambda: fault.restart(at="1s", replicas=0), "faults.restart.replicas", "1 or more"),
+        (lambda: fault.restart(at="1s", replicas=1.5), "faults.restart.replicas", "whole number"),
+        (lambda: fault.restart(at="1s", lasting="10s"),
+         "faults.restart.lasting", "none: a restart happens at one instant"),
+        (lambda: fault.restart(at="1s", seed=-1), "faults.restart.seed", "0 or more"),
+        (lambda: fault.restart(at="later"), "faults.restart.at", "a duration"),
+        (lambda: fault.rolling_restart(at="1s", max_unavailable=0),
+         "faults.rolling_restart.max_unavailable", "1 or more"),
+        (lambda: fault.rolling_restart(at="1s", max_unavailable="25%"),
+         "faults.rolling_restart.max_unavailable", "a whole number"),
+        (lambda: fault.rolling_restart(at="1s", max_unavailable=True),
+         "faults.rolling_restart.max_unavailable", "a whole number"),
+        (lambda: fault.rolling_restart(at="1s", lasting="30s"),
+         "faults.rolling_restart.lasting", "lasts until every replica was restarted"),
     ],
 )  # fmt: skip
 def test_a_bad_fault_is_one_line_naming_its_field(build, field, says):
@@ -117,6 +139,29 @@ def test_duration_scales_the_faults_with_the_load():
     assert paused.name == "pause"
 
 
+def test_restarts_are_instants_scaled_with_the_load_and_written_whole():
+    made = scenario(
+        [fault.restart(at="1m", replicas=2, seed=3), fault.rolling_restart(at="90s", seed=1)]
+    ).scaled_to(60_000)
+    restart, rolling = made.faults
+    assert (restart.at_ms, restart.lasting_ms, restart.replicas) == (30_000, 0, 2)
+    assert (rolling.at_ms, rolling.lasting_ms, rolling.replicas) == (45_000, 0, None)
+    assert rolling.to_dict() == {
+        "name": "rolling_restart",
+        "kind": "rolling_restart",
+        "at_s": 45.0,
+        "lasting_s": 0.0,
+        "replicas": None,
+        "params": {"max_unavailable": 1},
+        "seed": 1,
+        "label": "rolling_restart 1 at a time at 45s",
+    }
+    assert restart.to_dict()["label"] == "restart on 2 replicas at 30s"
+    for kind in ("restart", "rolling_restart"):
+        assert (FAULT_KINDS[kind].lasts, FAULT_KINDS[kind].needs_stack) == (False, True)
+        assert FAULT_KINDS[kind].summary
+
+
 def test_resilience_thresholds_parse_their_units():
     assert recovery_time("< 30s").value == 30
     assert time_to_detect("<= 1500ms").value == 1.5
@@ -140,11 +185,14 @@ def test_render_lists_the_faults(tmp_path, capsys):
         "from stressbed import *\n"
         "scenario = Scenario('f', description='faults', workloads=[Workload('w', get('/'), "
         "ConstantArrivalRate(rate=5, duration='1m', pre_allocated_vus=2))], "
-        "faults=[fault.kill(at='20s')])\n"
+        "faults=[fault.kill(at='20s'), fault.restart(at='30s'), "
+        "fault.rolling_restart(at='40s', max_unavailable=2)])\n"
     )
     assert main(["render", "--scenario", str(path), "--output", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert "fault kill: kill on 1 replica at 20s (applied by stressbed run, not by k6)" in out
+    assert "fault restart: restart at 30s (applied by stressbed run, not by k6)" in out
+    assert "fault rolling_restart: rolling_restart 2 at a time at 40s (applied by" in out
 
 
 def test_a_fault_the_backend_does_not_apply_is_exit_2_before_anything_starts(
@@ -163,7 +211,9 @@ def test_a_fault_the_backend_does_not_apply_is_exit_2_before_anything_starts(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert err[0].startswith("stressbed: error: faults.reset: got 'reset at 20s")
-    kinds = "bandwidth, cpu, dependency, kill, latency, loss, memory, pause"
+    kinds = (
+        "bandwidth, cpu, dependency, kill, latency, loss, memory, pause, restart, rolling_restart"
+    )
     assert f"a fault --backend kubernetes applies ({kinds})" in err[0]
     assert not (tmp_path / "r").exists()
 
@@ -244,3 +294,38 @@ def test_a_fault_on_the_path_of_an_https_target_is_refused(tmp_path: Path, capsy
     err = capsys.readouterr().err
     assert "faults.latency" in err
     assert "a plain-http --target-url (the balancer forwards bytes)" in err
+
+
+@pytest.mark.parametrize(
+    ("item", "name"),
+    [
+        ("fault.restart(at='20s')", "restart"),
+        ("fault.rolling_restart(at='20s')", "rolling_restart"),
+    ],
+)
+def test_a_restart_needs_a_stack_of_its_own(tmp_path: Path, capsys, item, name):
+    path = tmp_path / "f.py"
+    path.write_text(
+        "from stressbed import *\n"
+        "scenario = Scenario('f', description='faults', workloads=[Workload('w', get('/'), "
+        f"ConstantArrivalRate(rate=5, duration='1m', pre_allocated_vus=2))], faults=[{item}])\n"
+    )
+    args = ["run", "--scenario", str(path), "--results", str(tmp_path / "r")]
+    assert main([*args, "--target-url", "http://127.0.0.1:9"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"stressbed: error: faults.{name}: got ")
+    assert "a provisioned stack: this fault acts on a replica, not on a URL" in line
+
+
+def test_a_restart_of_more_replicas_than_the_stack_starts_with_is_refused(tmp_path: Path):
+    path = tmp_path / "f.py"
+    path.write_text(
+        "from stressbed import *\n"
+        "scenario = Scenario('f', description='faults', workloads=[Workload('w', get('/'), "
+        "ConstantArrivalRate(rate=5, duration='1m', pre_allocated_vus=2))], "
+        "faults=[fault.restart(at='20s', replicas=3)])\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        plan(RunOptions(scenario=str(path), results=tmp_path / "r", stack=reference_agent()))
+    assert caught.value.field == "faults.restart.replicas"
+    assert caught.value.expected == "at most the 2 replica(s) the stack starts with"

@@ -123,3 +123,33 @@ def test_a_replica_that_is_running_cannot_be_started_again():
     life = running()
     with pytest.raises(ValueError, match="cannot start while running"):
         life.start(1.0, first=False)
+
+
+def test_a_restart_on_purpose_is_no_crash_its_replacement_starts_at_once():
+    life = running()
+    # Two crashes first: a streak that would hold the next start back 4 s.
+    for now in (0.1, 1.2):
+        assert life.ended(now) is not None
+        life.start(life.start_at, first=False)
+    life.became_ready(5.0)
+    assert life.terminate("restart", 10.0, 30.0, deliberate=True)
+    assert (life.phase, life.stopping, life.kill_at) == (Phase.TERMINATING, True, 40.0)
+    assert life.ended(11.0) == 0.0  # a rollout, not a crash
+    assert life.start_due(11.0)
+    assert life.crashes == 0  # a new pod's clean slate
+    life.start(11.0, first=False)
+    assert (life.restarts, life.restarted_on_purpose, life.deliberate) == (3, 1, False)
+    # The next failure is a crash again, the first of a new streak.
+    assert life.ended(11.5) == BACKOFF.base_s
+
+
+def test_a_failed_probe_still_backs_off_and_a_deleted_restart_is_gone():
+    life = running()
+    assert life.terminate("liveness-failed", 1.0, 5.0)
+    assert life.ended(2.0) == BACKOFF.base_s
+    life.start(3.0, first=False)
+    assert life.restarted_on_purpose == 0
+    assert life.terminate("restart", 4.0, 5.0, deliberate=True)
+    assert life.delete("teardown", 4.5, 1.0) is Deletion.WAIT
+    assert life.ended(5.0) is None  # teardown wins: deleted, not started again
+    assert life.phase is Phase.DELETED

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from stressbed.stack.probes import ReplicaProbes
+from stressbed.stack.probes import NO_STARTUP_PROBE_S, ReplicaProbes, ready_within_s
 from stressbed.stack.spec import Probe, StackSpec, Target
 
 TARGET = Target("agent", 8080, command=("agent",))
@@ -93,3 +93,13 @@ def test_nothing_but_startup_runs_before_it_succeeds():
     assert probes.due(100.5) == ["readiness", "liveness"]  # not run yet: still due
     probes.record("readiness", True, 100.5)
     assert probes.due(101) == ["liveness"]
+
+
+def test_a_replacement_is_given_the_grace_its_startup_budget_and_a_readiness_pass():
+    # Grace 25 s; startup 1 s x 3; readiness 2 s x 2 successes, and one 1 s timeout.
+    spec = replace(SPEC, termination_grace_period_s=25)
+    assert ready_within_s(spec) == 25 + 3 + 4 + 1
+    delayed = replace(spec, readiness_probe=replace(READY, initial_delay_s=5))
+    assert ready_within_s(delayed) == 25 + 3 + 5 + 4 + 1
+    bare = replace(spec, startup_probe=None, readiness_probe=None)
+    assert ready_within_s(bare) == 25 + NO_STARTUP_PROBE_S

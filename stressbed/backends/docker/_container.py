@@ -63,6 +63,8 @@ class ContainerReplica(ReplicaRun):
         "kill": "docker kill (SIGKILL)",
         "freeze": "docker pause (the cgroup freezer)",
         "pause": "SIGSTOP of the container's processes",
+        "restart": "SIGTERM through the container's init, SIGKILL after the grace period, a new "
+        "container at once",
     }
 
     def __init__(

@@ -4,7 +4,9 @@ It owns the pure translation to manifests (``manifests``, ``fleet_manifests``), 
 components that apply them (``components``, the only modules here that import pulumi at the
 top, loaded only when a program runs), the preflight (``_preflight``), the Automation API
 engine (``_engine``), the Kubernetes API seam and the reading of runner results from pod logs
-(``_cluster``), the stack's record of a run (``_watch``), and the orchestration of one run: its
+(``_cluster``), the stack's record of a run (``_watch``), the faults (Chaos Mesh objects,
+``chaos``, scheduled by ``_faults``; a rolling restart as the Deployment's rollout,
+``_rollout``), and the orchestration of one run: its
 shared state and stack (``_stack``), its fleets and the backend (``backend``). It is the only
 place in stressbed that imports ``pulumi`` or ``kubernetes``, each inside the function that
 needs it, so importing this package needs neither. It may import the layers below the
@@ -15,6 +17,7 @@ from ._cluster import (
     ClusterApi,
     ClusterEvent,
     PodState,
+    RolloutState,
     ScaleState,
     fleet_abort,
     fleet_results,
@@ -33,6 +36,7 @@ __all__ = [
     "KubernetesBackend",
     "KubernetesOptions",
     "PodState",
+    "RolloutState",
     "ScaleState",
     "fleet_abort",
     "fleet_results",

@@ -29,6 +29,7 @@ __all__ = [
     "ClusterEvent",
     "PodState",
     "ProxyUnreachable",
+    "RolloutState",
     "ScaleState",
     "coordinator_reason",
     "fleet_abort",
@@ -88,6 +89,21 @@ class ScaleState:
 
 
 @dataclass
+class RolloutState:
+    """The agent Deployment as a rollout is followed (what ``kubectl rollout status`` reads)."""
+
+    generation: int  # metadata.generation
+    observed_generation: int  # status.observedGeneration: the controller has seen up to it
+    replicas: int  # spec.replicas
+    current: int  # status.replicas: its pods of every revision
+    updated: int  # status.updatedReplicas: of the newest revision
+    ready: int  # status.readyReplicas
+    available: int  # status.availableReplicas
+    strategy: dict[str, Any]  # spec.strategy, as the API server has it
+    paused: bool = False
+
+
+@dataclass
 class ClusterEvent:
     """A Warning event of the namespace (the API server folds repeats into ``count``)."""
 
@@ -118,6 +134,15 @@ class ClusterApi(Protocol):
     def scale(self, namespace: str, name: str, *, autoscaled: bool) -> ScaleState:
         """Deployment ``name``'s replicas, and its HorizontalPodAutoscaler's (of the same
         name) desired count when ``autoscaled``."""
+        ...
+
+    def rollout(self, namespace: str, name: str) -> RolloutState:
+        """Deployment ``name`` as its rollout stands."""
+        ...
+
+    def patch_deployment(self, namespace: str, name: str, patch: dict[str, Any]) -> int:
+        """A strategic merge patch of Deployment ``name`` (as ``kubectl rollout restart``
+        sends one); its generation after it."""
         ...
 
     def pod_usage(
@@ -350,6 +375,29 @@ class _KubernetesApi:
             )
             desired = hpa.status.desired_replicas or desired
         return ScaleState(status.replicas or 0, status.ready_replicas or 0, desired)
+
+    def rollout(self, namespace: str, name: str) -> RolloutState:
+        found: Any = self.apps.read_namespaced_deployment(name, namespace)
+        spec, status = found.spec, found.status
+        strategy = self.apps.api_client.sanitize_for_serialization(spec.strategy) or {}
+        return RolloutState(
+            generation=found.metadata.generation or 0,
+            observed_generation=status.observed_generation or 0,
+            replicas=spec.replicas if spec.replicas is not None else 1,
+            current=status.replicas or 0,
+            updated=status.updated_replicas or 0,
+            ready=status.ready_replicas or 0,
+            available=status.available_replicas or 0,
+            strategy=dict(strategy),
+            paused=bool(spec.paused),
+        )
+
+    def patch_deployment(self, namespace: str, name: str, patch: dict[str, Any]) -> int:
+        # The client would send a dict as a JSON patch (its first content type): say which.
+        found: Any = self.apps.patch_namespaced_deployment(
+            name, namespace, patch, _content_type="application/strategic-merge-patch+json"
+        )
+        return int(found.metadata.generation or 0)
 
     def pod_usage(
         self, namespace: str, component: str, name: str

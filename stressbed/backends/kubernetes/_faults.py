@@ -8,6 +8,11 @@ cluster's clock, once every chosen pod has one; ``fault-ended`` the latest ``Rec
 the object gone). A fault Chaos Mesh does not apply in time is ``fault-skipped``, saying why,
 and its object deleted. At teardown every object still there is deleted and waited for.
 
+A ``restart`` is a PodChaos ``pod-kill`` with the pods' own grace period (each chosen pod
+deleted gracefully; its ReplicaSet makes a new one at once). A ``rolling_restart`` is no Chaos
+Mesh object but the agent Deployment's own rollout (:mod:`._rollout`): ``fault-applied`` when
+the API server took the patch, ``fault-ended`` when the rollout was seen done (or stopped).
+
 A ``dependency`` fault is the target's own fault hook (the StackSpec's ``fault_hook``), called
 on every agent pod (and on each one started while it lasts) through the API server's pod
 proxy with the run's token; ended through the hook at the fault's end or at teardown. Its
@@ -29,6 +34,7 @@ from ...scenario.faults import Fault
 from ...stack.spec import FaultHook
 from ._cluster import ClusterApi, ProxyUnreachable
 from ._proxy import ProxyCheck
+from ._rollout import SCHEDULING_S, DeploymentRollout, Refused
 from .chaos import PLURALS, chaos_object
 from .manifests import Cluster
 
@@ -66,6 +72,7 @@ class _Armed:
     how: str = ""  # what the fault is, as said when applied
     hooked: str = ""  # a dependency: the fault hook's kind
     restarts: dict[str, int] = field(default_factory=dict)  # pod -> its restarts when hooked
+    rollout: DeploymentRollout | None = None  # a rolling restart under way
 
 
 class ChaosFaults:
@@ -83,6 +90,8 @@ class ChaosFaults:
         proxy: ProxyCheck | None = None,
         apply_timeout_s: float = 60.0,
         delete_timeout_s: float = 60.0,
+        grace_s: int = 30,
+        rollout_deadline_s: float = 120.0 + SCHEDULING_S,
     ) -> None:
         self._api = api
         self._cluster = cluster
@@ -93,6 +102,9 @@ class ChaosFaults:
         self._proxy = proxy
         self._apply_timeout_s = apply_timeout_s
         self._delete_timeout_s = delete_timeout_s
+        self._grace_s = grace_s  # the agent pods' terminationGracePeriodSeconds
+        # How long a rolling restart may go without progress (a new pod not ready).
+        self._rollout_deadline_s = rollout_deadline_s
         self._armed: list[_Armed] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -127,6 +139,8 @@ class ChaosFaults:
     def _tick_one(self, item: _Armed, now: float) -> None:
         if item.fault.kind == "dependency":
             self._tick_hooked(item, now)
+        elif item.fault.kind == "rolling_restart":
+            self._tick_rollout(item, now)
         elif item.created is None and now >= item.at:
             self._create(item)
         elif item.created is not None and not item.applied and item.deleted is None:
@@ -146,6 +160,10 @@ class ChaosFaults:
             left = [a for a in self._armed if a.created is not None and not a.done]
         for item in [a for a in left if a.fault.kind == "dependency"]:
             self._end_hooked(item, "teardown")
+            left.remove(item)
+        for item in [a for a in left if a.fault.kind == "rolling_restart"]:
+            # Nothing to undo: the Deployment goes with the run's namespace.
+            self._end_rollout(item, "teardown")
             left.remove(item)
         now = time.time()
         for item in left:
@@ -174,9 +192,13 @@ class ChaosFaults:
             self._skip(item, f"{len(running)} agent pod(s) running, the fault needs {count}")
             return
         item.pods = sorted(random.Random(fault.seed).sample(running, count))
-        body = chaos_object(fault, self._cluster, item.pods, cpu_limit_m=self._cpu_limit_m)
+        body = chaos_object(
+            fault, self._cluster, item.pods, cpu_limit_m=self._cpu_limit_m, grace_s=self._grace_s
+        )
         item.name, item.plural = body["metadata"]["name"], PLURALS[body["kind"]]
         item.how = f"Chaos Mesh {body['kind']} {body['spec'].get('action', 'stressors')}"
+        if fault.kind == "restart":
+            item.how += f", gracePeriod {self._grace_s} s (the ReplicaSet makes new pods at once)"
         item.created = time.time()
         try:
             self._api.create_chaos(ns, item.plural, body)
@@ -247,6 +269,58 @@ class ChaosFaults:
             replicas=list(item.pods),
             how="the Chaos Mesh object deleted: its finalizer recovered the pods",
             reason=reason or "its end",
+        )
+
+    # -- a rolling restart: the Deployment's own rollout ------------------------------
+
+    def _tick_rollout(self, item: _Armed, now: float) -> None:
+        if item.created is None and now >= item.at:
+            max_unavailable = int(item.fault.param("max_unavailable") or 1)
+            rollout = DeploymentRollout(
+                self._api,
+                self._cluster.namespace,
+                self._target,
+                max_unavailable,
+                self._rollout_deadline_s,
+            )
+            pods = self._running()  # before anything is marked: a failed list is tried again
+            item.created = time.time()
+            try:
+                rollout.start(item.created)
+            except Refused as exc:
+                self._skip(item, str(exc))
+                return
+            except Exception as exc:  # forbidden, gone, a timeout: the rollout is not ours
+                self._skip(item, f"Deployment {self._target} was not patched: {_said(exc)}")
+                return
+            item.rollout, item.pods = rollout, pods
+            item.how = (
+                f"a rollout restart of Deployment {self._target} (kubectl.kubernetes.io/"
+                f"restartedAt), maxUnavailable {max_unavailable}, maxSurge 0"
+            )
+            self._say_applied(item, time.time())
+        elif item.rollout is not None and not item.done:
+            over = item.rollout.tick()
+            if over == "done":
+                self._end_rollout(item, "every replica restarted")
+            elif over:
+                self._end_rollout(item, f"stopped: {over}")
+
+    def _end_rollout(self, item: _Armed, reason: str) -> None:
+        item.done = item.ended = True
+        try:
+            now = self._running()
+        except Exception:  # said without them: the fault's end matters more
+            now = []
+        self._event(
+            "fault-ended",
+            t=time.time(),
+            fault=item.fault.name,
+            fault_kind=item.fault.kind,
+            replicas=list(item.pods),
+            pods=now,
+            how="the Deployment rolled out" if reason.startswith("every") else "it stopped there",
+            reason=reason,
         )
 
     # -- a dependency, through the target's fault hook ---------------------------------

@@ -18,6 +18,7 @@ from typing import Any
 from ...errors import ProvisionError, TeardownError
 from ...results.target_metrics import parse_selector
 from ...scenario.faults import Fault
+from ...stack.probes import ready_within_s
 from ...stack.spec import StackSpec
 from .._teardown import Step, run_steps
 from ..base import EventSink, new_event
@@ -27,6 +28,7 @@ from ._engine import Engine, bounded, finish_commands, prepare_state
 from ._faults import ChaosFaults, PodHook
 from ._preflight import ClusterAccess, KubernetesOptions
 from ._proxy import ProxyCheck
+from ._rollout import SCHEDULING_S
 from ._watch import StackWatch
 from .manifests import Cluster, ClusterFleet
 
@@ -253,7 +255,8 @@ class KubeStack:
         )
 
     def schedule_faults(self, faults: Sequence[Fault], started_at: float) -> None:
-        """Each fault a Chaos Mesh object at its instant (:mod:`._faults`)."""
+        """Each fault a Chaos Mesh object at its instant, a rolling restart the Deployment's
+        rollout (:mod:`._faults`)."""
         if not faults:
             return
         run = self.state
@@ -271,6 +274,9 @@ class KubeStack:
                     else None
                 ),
                 proxy=self._proxy,
+                grace_s=run.spec.termination_grace_period_s,
+                # A new pod's probes' budget, and its scheduling and image pull.
+                rollout_deadline_s=ready_within_s(run.spec) + SCHEDULING_S,
             )
         self._chaos.arm(faults, started_at)
 

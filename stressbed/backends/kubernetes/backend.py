@@ -72,7 +72,7 @@ from ._news import CoordinatorNews
 from ._preflight import ClusterAccess, KubernetesOptions, preflight
 from ._stack import KubeStack, RunState, last_line
 from ._validate import check_bundle, check_stack
-from .chaos import CHAOS_GROUP, CHAOS_MESH_VERSION, PLURALS
+from .chaos import CHAOS_GROUP, CHAOS_MESH_VERSION, NEEDS_CHAOS_MESH, PLURALS
 from .chaos import FAULT_KINDS as CHAOS_FAULT_KINDS
 from .manifests import Cluster, ClusterFleet
 
@@ -391,7 +391,8 @@ class KubernetesBackend(Backend):
             Capability.REPEATED_FLEETS,
         }
     )
-    #: Each a Chaos Mesh object (the README names the version it is written against).
+    #: Chaos Mesh objects (the README names the version), the target's fault hook, and the
+    #: Deployment's own rollout for a rolling restart.
     fault_kinds = CHAOS_FAULT_KINDS
     option_keys = (
         "kubeconfig",
@@ -428,7 +429,7 @@ class KubernetesBackend(Backend):
             check_stack(stack, self.options.agent_image, self.options.runner_resources())
         if scenario is not None:
             check_bundle(scenario)
-        if scenario is not None and scenario.faults:
+        if scenario is not None and any(f.kind in NEEDS_CHAOS_MESH for f in scenario.faults):
             access = preflight(self.options)
             missing = self._cluster_api(access).missing_chaos_kinds(list(PLURALS.values()))
             if missing:

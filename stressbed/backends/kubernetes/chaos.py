@@ -2,6 +2,9 @@
 namespace, each aimed at the agent pods chosen by the fault's seed:
 
     kill     PodChaos     action pod-kill, gracePeriod 0 (one-shot)
+    restart  PodChaos     action pod-kill, gracePeriod the pods' terminationGracePeriodSeconds
+                          (one-shot): each pod deleted gracefully (SIGTERM, SIGKILL after the
+                          grace), its ReplicaSet making a new one at once
     pause    NetworkChaos action partition, both ways, for the fault's duration: nothing
                           reaches the pods or leaves them (Chaos Mesh has no freeze; the
                           process keeps running, and its state), their probes fail
@@ -12,7 +15,9 @@ namespace, each aimed at the agent pods chosen by the fault's seed:
     memory   StressChaos  stressors.memory {workers: 1, size}
 
 The objects are data here (:func:`chaos_object`); :mod:`._faults` creates and deletes them at
-the fault's instants and reads the instants Chaos Mesh records back.
+the fault's instants and reads the instants Chaos Mesh records back. ``dependency`` (the
+target's fault hook) and ``rolling_restart`` (a rollout of the Deployment, :mod:`._rollout`)
+need no Chaos Mesh.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ __all__ = [
     "CHAOS_MESH_VERSION",
     "CHAOS_VERSION",
     "FAULT_KINDS",
+    "NEEDS_CHAOS_MESH",
     "PLURALS",
     "chaos_object",
     "object_name",
@@ -44,6 +50,7 @@ CHAOS_CRDS = tuple(f"{plural}.{CHAOS_GROUP}" for plural in PLURALS.values())
 #: What the Kubernetes backend applies, and as which kind.
 _KINDS = {
     "kill": "PodChaos",
+    "restart": "PodChaos",
     "pause": "NetworkChaos",
     "latency": "NetworkChaos",
     "loss": "NetworkChaos",
@@ -51,8 +58,11 @@ _KINDS = {
     "cpu": "StressChaos",
     "memory": "StressChaos",
 }
-#: ``dependency`` is not Chaos Mesh's: the target's own fault hook (see :mod:`._faults`).
-FAULT_KINDS = frozenset({*_KINDS, "dependency"})
+#: The kinds that are Chaos Mesh objects (the preflight asks for Chaos Mesh only for them).
+NEEDS_CHAOS_MESH = frozenset(_KINDS)
+#: ``dependency`` is not Chaos Mesh's: the target's own fault hook (see :mod:`._faults`);
+#: ``rolling_restart`` neither: a rollout of the agent Deployment (see :mod:`._rollout`).
+FAULT_KINDS = frozenset({*_KINDS, "dependency", "rolling_restart"})
 
 
 def object_name(cluster: Cluster, fault: Fault) -> str:
@@ -61,10 +71,16 @@ def object_name(cluster: Cluster, fault: Fault) -> str:
 
 
 def chaos_object(
-    fault: Fault, cluster: Cluster, pods: list[str], *, cpu_limit_m: int | None = None
+    fault: Fault,
+    cluster: Cluster,
+    pods: list[str],
+    *,
+    cpu_limit_m: int | None = None,
+    grace_s: int = 30,
 ) -> dict[str, Any]:
     """The Chaos Mesh object that applies ``fault`` to ``pods`` (agent pods in the run's
-    namespace, chosen by the caller)."""
+    namespace, chosen by the caller); ``grace_s``: the pods' terminationGracePeriodSeconds,
+    which a restart deletes them with."""
     kind = _KINDS[fault.kind]
     spec: dict[str, Any] = {
         "mode": "all",  # on exactly the pods named below: the seed chose them
@@ -74,6 +90,9 @@ def chaos_object(
         spec["duration"] = _duration(fault.lasting_ms)
     if fault.kind == "kill":
         spec.update(action="pod-kill", gracePeriod=0)
+    elif fault.kind == "restart":
+        # Chaos Mesh deletes each pod with this grace period: SIGTERM, SIGKILL after it.
+        spec.update(action="pod-kill", gracePeriod=grace_s)
     elif fault.kind == "pause":
         spec.update(action="partition", direction="both")
     elif fault.kind == "latency":

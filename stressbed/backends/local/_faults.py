@@ -13,6 +13,8 @@
   quota and memory limit bound the hog and the replica together (the hog may be what its OOM
   killer picks); killed at the fault's end. Without a cgroup there is nothing to hold a hog to
   the replica's limits: the fault is skipped, saying so;
+- ``restart``, ``rolling_restart``: replicas stopped on purpose (SIGTERM, SIGKILL after the
+  grace) and started again at once, all together or a few at a time (:mod:`._rollout`);
 - ``dependency``: the target's own fault hook (the StackSpec's ``fault_hook``: the reference
   agent's ``/admin/faults``, its ``sink_failure``) started on every replica, and on each
   replica started while it lasts; ended through the hook at the fault's end. The hook's token
@@ -44,7 +46,9 @@ from typing import Any, Protocol
 
 from ...fleet.process import die_with_parent
 from ...scenario.faults import Fault
+from ...stack.lifecycle import Lifecycle
 from ...stack.spec import FaultHook
+from ._rollout import Restart, Rollout, restart_at_once
 from .runtime import ReplicaRun
 
 __all__ = ["FAULT_KINDS", "Hook", "LocalFaults"]
@@ -52,7 +56,7 @@ __all__ = ["FAULT_KINDS", "Hook", "LocalFaults"]
 #: What the local backend applies.
 FAULT_KINDS = frozenset(
     {"kill", "pause", "latency", "loss", "reset", "bandwidth", "slow_close"}
-    | {"cpu", "memory", "dependency"}
+    | {"cpu", "memory", "dependency", "restart", "rolling_restart"}
 )
 #: A call to a replica's fault hook waits at most this long (the controller thread makes it).
 HOOK_TIMEOUT_S = 1.0
@@ -72,6 +76,8 @@ _HOW = {
     "cpu": "a CPU hog in the replica's cgroup",
     "memory": "a memory hog in the replica's cgroup",
     "dependency": "the target's fault hook",
+    "restart": "SIGTERM of the process group, SIGKILL after the grace period, started again "
+    "at once",
 }
 _HOGS = ("cpu", "memory")
 _PATH = ("latency", "loss", "reset", "bandwidth", "slow_close")
@@ -96,6 +102,7 @@ class _Replica(Protocol):
     process: ReplicaRun | None
     port: int
     host: str
+    life: Lifecycle
 
 
 @dataclass(frozen=True)
@@ -144,6 +151,7 @@ class _Armed:
     hooked: str = ""  # the hook's kind a dependency fault started
     #: id(process) -> its (host, port), for the hook
     ports: dict[int, tuple[str, int]] = field(default_factory=dict)
+    rollout: Rollout | None = None  # a rolling restart under way
 
 
 class LocalFaults:
@@ -156,10 +164,14 @@ class LocalFaults:
         cpu_limit_m: int | None = None,
         *,
         hook: Hook | None = None,
+        restart: Restart | None = None,
+        ready_within_s: float = 120.0,
     ) -> None:
         self._event = event
         self._path = path  # the balancer, once there is one
         self._hook = hook
+        self._restart = restart  # the stack's: a replica stopped on purpose
+        self._ready_within_s = ready_within_s  # a rolling restart's replacement, at most
         self._cpu_limit_m = cpu_limit_m  # a replica's: what a cpu fault's share is of
         self._armed: list[_Armed] = []
         self._lock = threading.Lock()
@@ -184,13 +196,17 @@ class LocalFaults:
                 self._end(item, "its end")
             elif item.hooked and not item.ended:
                 self._hook_new_replicas(item, replicas)
+            elif item.rollout is not None and not item.ended:
+                self._roll(item, replicas)
 
     def undo_all(self) -> None:
         """End every fault still applied (teardown: before the replicas are stopped)."""
         with self._lock:
             armed = list(self._armed)
         for item in armed:
-            if item.applied and not item.ended and item.fault.lasting_ms:
+            if item.applied and not item.ended and item.rollout is not None:
+                self._end_rollout(item, "teardown")
+            elif item.applied and not item.ended and item.fault.lasting_ms:
                 self._end(item, "teardown")
 
     def _apply(self, item: _Armed, replicas: Sequence[_Replica]) -> None:
@@ -204,6 +220,9 @@ class LocalFaults:
             return
         if fault.kind == "dependency":
             self._apply_hook(item, running)
+            return
+        if fault.kind in ("restart", "rolling_restart"):
+            self._apply_restart(item, replicas)
             return
         count = fault.replicas or len(running)
         if len(running) < count:
@@ -238,6 +257,73 @@ class LocalFaults:
         )
         if not fault.lasting_ms:
             item.ended = True
+
+    def _apply_restart(self, item: _Armed, replicas: Sequence[_Replica]) -> None:
+        if self._restart is None:
+            self._skip(item, "the stack cannot restart its replicas")
+            return
+        if item.fault.kind == "rolling_restart":
+            item.rollout = Rollout.of(item.fault, replicas, self._ready_within_s)
+            self._roll(item, replicas)
+            return
+        applied_at = time.time()
+        item.hit, problem = restart_at_once(item.fault, replicas, self._restart)
+        if not item.hit:
+            self._skip(item, problem or "no replica was running to be restarted")
+            return
+        item.ended = True  # an instant: each replica is started again by the stack
+        self._say_applied(
+            item,
+            applied_at,
+            replicas=[name for name, _ in item.hit],
+            how=self._how("restart", item.hit),
+        )
+
+    def _roll(self, item: _Armed, replicas: Sequence[_Replica]) -> None:
+        """A rolling restart's next step: its first stop says it applied; its last
+        replacement ready (or one that is not, in time) ends it."""
+        rollout = item.rollout
+        assert rollout is not None
+        assert self._restart is not None
+        applied_at = time.time()
+        started, over = rollout.tick(replicas, self._restart)
+        if started and not rollout.applied:
+            rollout.applied = True
+            hit = [(n, p) for n, (p, _) in rollout.in_flight.items()]
+            self._say_applied(
+                item,
+                applied_at,
+                replicas=list(rollout.order),
+                how=f"{self._how('restart', hit)}; {rollout.max_unavailable} at a time, the "
+                "next once the last is ready",
+                first=started,
+            )
+        if over == "done":
+            self._end_rollout(item, "every replica restarted")
+        elif over:
+            self._end_rollout(item, f"stopped: {over}")
+
+    def _end_rollout(self, item: _Armed, reason: str) -> None:
+        rollout = item.rollout
+        assert rollout is not None
+        item.ended = True
+        if not rollout.applied:  # not one replica stopped: it never happened
+            why = {
+                "every replica restarted": "no replica was running to restart",
+                "teardown": "teardown came before a replica could be restarted",
+            }
+            self._skip(item, why.get(reason, reason.removeprefix("stopped: ")))
+            return
+        self._event(
+            "fault-ended",
+            fault=item.fault.name,
+            fault_kind=item.fault.kind,
+            replicas=list(rollout.order),
+            restarted=list(rollout.restarted),
+            not_restarted=[n for n in rollout.order if n not in rollout.restarted],
+            how="the rollout done" if reason == "every replica restarted" else "it stopped there",
+            reason=reason,
+        )
 
     @staticmethod
     def _how(kind: str, hit: Sequence[tuple[str, ReplicaRun]]) -> str:

@@ -40,7 +40,7 @@ class LocalBackend(Backend):
     name = "local"
     capabilities = frozenset(Capability)  # all of them
     option_keys = ("port", "runner_cpu")
-    fault_kinds = FAULT_KINDS  # kill and pause (stressbed.backends.local._faults)
+    fault_kinds = FAULT_KINDS  # (stressbed.backends.local._faults)
 
     def __init__(
         self, options: LocalOptions | None = None, runner_cpu_m: int | None = None

@@ -31,7 +31,7 @@ from ...results.target_metrics import parse_selector
 from ...scenario.faults import Fault
 from ...stack.hpa import HpaController
 from ...stack.lifecycle import BackOff, Deletion, Lifecycle, Phase
-from ...stack.probes import ReplicaProbes
+from ...stack.probes import ReplicaProbes, ready_within_s
 from ...stack.spec import StackSpec, quota_denial
 from .._teardown import Step, run_steps
 from ..base import new_event
@@ -143,6 +143,8 @@ class LocalStack:
             lambda: self._balancer,
             self.spec.limits.cpu_m,
             hook=Hook(hook, self._hook_token) if hook is not None else None,
+            restart=lambda r: self._terminate(r, "restart", time.monotonic(), deliberate=True),
+            ready_within_s=ready_within_s(self.spec),
         )
 
     @property
@@ -270,6 +272,10 @@ class LocalStack:
             "replicas": {
                 "desired": self._desired,
                 "restarts": {r.name: r.restarts for r in self.replicas},
+                # Of them, those a restart fault made (a rollout), not a crash or a probe.
+                "restarted_on_purpose": {
+                    r.name: r.life.restarted_on_purpose for r in self.replicas
+                },
                 "max": self.spec.autoscaler.max_replicas if self.spec.autoscaler else None,
             },
             "limits": self.spec.limits.figures(),
@@ -333,6 +339,7 @@ class LocalStack:
             self.enforcement = process.enforcement
             self._event("limits", enforcement=self.enforcement, cgroups=process.enforced)
         replica.process = process
+        rollout = replica.life.stopping_for if replica.life.deliberate else ""
         # Running from here on (a start that fails is its first crash), not before: what
         # raised above leaves it in back-off, with nothing to signal at teardown.
         replica.life.start(now, first=first)
@@ -353,6 +360,8 @@ class LocalStack:
             self._balancer.add(replica.name, replica.host, replica.port)
         kind = "created" if first else "restarted"
         extra: dict[str, Any] = {"reason": reason} if first else {"restarts": replica.restarts}
+        if rollout:
+            extra["reason"] = rollout  # started again on purpose, not after a crash
         self._event(kind, replica=replica.name, **ident, port=replica.port, **extra)
         for event in replica.probes.initial_events():
             self._apply(replica, event, now, "")
@@ -420,12 +429,18 @@ class LocalStack:
         if self._balancer is not None:
             self._balancer.set_ready(replica.name, False)
 
-    def _terminate(self, replica: _Replica, why: str, now: float) -> None:
-        """SIGTERM now (it is restarted once it ended), SIGKILL when the grace is over."""
-        self._unroute(replica)
+    def _terminate(
+        self, replica: _Replica, why: str, now: float, *, deliberate: bool = False
+    ) -> bool:
+        """SIGTERM now (it is restarted once it ended: at once when ``deliberate``), SIGKILL
+        when the grace is over; False when it was not running to be stopped."""
         grace = self.spec.termination_grace_period_s
-        if replica.life.terminate(why, now, grace):
-            self._sigterm(replica, why, grace)
+        if not replica.life.probed:
+            return False
+        self._unroute(replica)
+        replica.life.terminate(why, now, grace, deliberate=deliberate)
+        self._sigterm(replica, why, grace)
+        return True
 
     def _sigterm(self, replica: _Replica, why: str, grace: float) -> None:
         assert replica.process is not None
@@ -454,6 +469,8 @@ class LocalStack:
         delay = replica.life.ended(now)
         if delay is None:
             self._delete(replica)
+        elif replica.life.deliberate and replica.life.start_due(now):  # a rollout: at once
+            self._start(replica, now, first=False)
         else:
             self._event("back-off", replica=replica.name, delay_s=delay)
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from stressbed.backends.kubernetes import ClusterEvent, PodState, ScaleState
+from stressbed.backends.kubernetes import ClusterEvent, PodState, RolloutState, ScaleState
 from stressbed.fleet.segments import segment
 from stressbed.results.runner_result import RunnerResult, RunnerStatus
 from stressbed.results.transport import result_lines
@@ -127,6 +127,23 @@ class FakeCluster:
         #: Calls to the agent pods' fault hook: (pod, method, path, body, headers).
         self.hooked: list[tuple[str, str, str, Any, dict[str, str]]] = []
         self.hook_refusals: set[str] = set()  # pods whose hook answers 403
+        #: The agent Deployment as a rollout goes: each read after a restart one step on.
+        self.deployment = RolloutState(
+            generation=1,
+            observed_generation=1,
+            replicas=2,
+            current=2,
+            updated=2,
+            ready=2,
+            available=2,
+            strategy={
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+        )
+        self.patches: list[dict[str, Any]] = []  # every patch of the Deployment, as sent
+        self.rollout_stuck = False  # a new pod that never gets ready
+        self._steps: list[str] = []  # what the Deployment controller does next
 
     def pods(self, namespace: str, component: str, name: str | None = None) -> list[PodState]:
         self.asked.append((component, name))
@@ -154,6 +171,39 @@ class FakeCluster:
     def scale(self, namespace: str, name: str, *, autoscaled: bool) -> ScaleState:
         self.scale_reads += 1
         return self.scales[min(self.scale_reads - 1, len(self.scales) - 1)]
+
+    def patch_deployment(self, namespace: str, name: str, patch: dict[str, Any]) -> int:
+        self.patches.append(json.loads(json.dumps(patch)))
+        deployment, spec = self.deployment, patch["spec"]
+        deployment.generation += 1
+        if "strategy" in spec:
+            deployment.strategy = spec["strategy"]
+        deployment.paused = bool(spec.get("paused", deployment.paused))
+        if "template" in spec:  # a new revision: every old pod replaced, one after the other
+            deployment.updated = 0
+            self._steps = ["old pod deleted", "new pod made", "new pod ready"] * deployment.replicas
+        return deployment.generation
+
+    def rollout(self, namespace: str, name: str) -> RolloutState:
+        deployment = self.deployment
+        if deployment.observed_generation < deployment.generation:
+            deployment.observed_generation = deployment.generation
+        elif self._steps and not deployment.paused:
+            step = self._steps[0]
+            if step == "new pod ready" and self.rollout_stuck:
+                return RolloutState(**vars(deployment))
+            self._steps.pop(0)
+            if step == "old pod deleted":
+                deployment.current -= 1
+                deployment.ready -= 1
+                deployment.available -= 1
+            elif step == "new pod made":
+                deployment.current += 1
+                deployment.updated += 1
+            else:
+                deployment.ready += 1
+                deployment.available += 1
+        return RolloutState(**vars(deployment))
 
     def pod_usage(
         self, namespace: str, component: str, name: str

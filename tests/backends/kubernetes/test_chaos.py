@@ -7,9 +7,11 @@ by teardown, and a run refused before anything exists where Chaos Mesh is not in
 from __future__ import annotations
 
 import json
+import random
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -17,6 +19,7 @@ import pytest
 from stressbed import fault
 from stressbed.backends.kubernetes import PodState
 from stressbed.backends.kubernetes._faults import ChaosFaults, applied_at, recovered_at
+from stressbed.backends.kubernetes._rollout import RESTARTED_AT
 from stressbed.backends.kubernetes.chaos import (
     CHAOS_MESH_VERSION,
     PLURALS,
@@ -52,6 +55,7 @@ EVERY_KIND = named(
     fault.bandwidth("1mbit", at="80s", lasting="5s"),
     fault.cpu(share=0.8, replicas=1, at="90s", lasting="10s"),
     fault.memory("200Mi", replicas=1, at="110s", lasting="10s"),
+    fault.restart(at="130s"),
 )
 
 
@@ -88,6 +92,12 @@ def test_what_each_kind_asks_chaos_mesh_for():
     # 80% of a 500m limit: 0.4 cores, one worker at 40%.
     assert spec["cpu"]["stressors"] == {"cpu": {"workers": 1, "load": 40}}
     assert spec["memory"]["stressors"] == {"memory": {"workers": 1, "size": "200MiB"}}
+    # A restart deletes the pods with their own grace: SIGTERM, SIGKILL after it.
+    assert (spec["restart"]["action"], spec["restart"]["gracePeriod"]) == ("pod-kill", 30)
+    assert "duration" not in spec["restart"]
+    restart = chaos_object(EVERY_KIND[-1], CLUSTER, PODS, grace_s=25)
+    validate(restart)
+    assert restart["spec"]["gracePeriod"] == 25
 
 
 @pytest.mark.parametrize(
@@ -357,3 +367,146 @@ def test_the_hooks_token_is_in_the_agents_secret_only():
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     from_secret = {e["name"] for e in container["env"] if "valueFrom" in e}
     assert from_secret == {"STRESSBED_AGENT_TOKEN", "STRESSBED_AGENT_ADMIN_TOKEN"}
+
+
+# -- restarts ----------------------------------------------------------------------------
+
+
+def _recorded() -> tuple[list[tuple[str, dict]], Any]:
+    events: list[tuple[str, dict]] = []
+    return events, lambda kind, **f: events.append((kind, f))
+
+
+def _said(events, kind: str) -> list[dict]:
+    return [f for k, f in events if k == kind]
+
+
+def test_a_restart_is_a_graceful_pod_kill_of_the_pods_the_seed_chose():
+    cluster = _agent_cluster()
+    events, say = _recorded()
+    chaos = ChaosFaults(cluster, CLUSTER, "agent", say, grace_s=25)
+    chaos.arm(named(fault.restart(at="0s", replicas=1, seed=4)), time.time())
+    _wait(lambda: _said(events, "fault-applied") and cluster.chaos == {})
+    assert chaos.undo_all() == []
+    (body,) = cluster.chaos_created
+    assert (body["kind"], body["spec"]["action"], body["spec"]["gracePeriod"]) == (
+        "PodChaos",
+        "pod-kill",
+        25,
+    )
+    (applied,) = _said(events, "fault-applied")
+    assert applied["replicas"] == random.Random(4).sample(PODS, 1)
+    assert body["spec"]["selector"] == {"pods": {CLUSTER.namespace: applied["replicas"]}}
+    assert applied["how"] == (
+        "Chaos Mesh PodChaos pod-kill, gracePeriod 25 s (the ReplicaSet makes new pods at once)"
+    )
+    assert _said(events, "fault-ended") == []  # an instant: deleted once applied
+
+
+STRATEGY = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+
+
+def test_a_rolling_restart_is_the_deployments_rollout_followed_to_its_end():
+    cluster = _agent_cluster()
+    events, say = _recorded()
+    chaos = ChaosFaults(cluster, CLUSTER, "agent", say)
+    started = time.time()
+    chaos.arm(named(fault.rolling_restart(at="0s", max_unavailable=1)), started)
+    _wait(lambda: _said(events, "fault-ended"))
+    assert chaos.undo_all() == []
+    restart, restore = cluster.patches
+    stamp = restart["spec"]["template"]["metadata"]["annotations"].pop(RESTARTED_AT)
+    # As kubectl rollout restart sets it (RFC 3339), when the fault was due.
+    at = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    assert int(started) <= at <= time.time()
+    assert restart == {
+        "spec": {
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0},
+            },
+            "template": {"metadata": {"annotations": {}}},
+        }
+    }
+    assert restore == {"spec": {"strategy": STRATEGY}}  # its own, put back: no rollout
+    assert cluster.deployment.paused is False
+    (applied,) = _said(events, "fault-applied")
+    (ended,) = _said(events, "fault-ended")
+    assert applied["replicas"] == PODS
+    assert applied["how"] == (
+        "a rollout restart of Deployment agent (kubectl.kubernetes.io/restartedAt), "
+        "maxUnavailable 1, maxSurge 0"
+    )
+    assert (ended["reason"], ended["how"]) == (
+        "every replica restarted",
+        "the Deployment rolled out",
+    )
+    assert ended["t"] >= applied["t"]
+    # Every old pod was replaced: the controller's six steps were all read.
+    state = cluster.deployment
+    assert (state.updated, state.available, state.current) == (2, 2, 2)
+    assert cluster.chaos_calls == []  # no Chaos Mesh in it
+
+
+def test_a_rolling_restart_that_makes_no_progress_is_paused_and_says_why():
+    cluster = _agent_cluster()
+    cluster.rollout_stuck = True
+    events, say = _recorded()
+    chaos = ChaosFaults(cluster, CLUSTER, "agent", say, rollout_deadline_s=0.5)
+    chaos.arm(named(fault.rolling_restart(at="0s")), time.time())
+    _wait(lambda: _said(events, "fault-ended"))
+    assert chaos.undo_all() == []
+    (ended,) = _said(events, "fault-ended")
+    assert ended["reason"] == (
+        "stopped: no progress for 0.5 s, waiting for 1 of 2 new replicas updated: paused"
+    )
+    assert ended["how"] == "it stopped there"
+    assert cluster.patches[-1] == {"spec": {"strategy": STRATEGY, "paused": True}}
+    # A later one is refused, as kubectl refuses to restart a paused Deployment.
+    events.clear()
+    chaos = ChaosFaults(cluster, CLUSTER, "agent", say)
+    chaos.arm(named(fault.rolling_restart(at="0s")), time.time())
+    _wait(lambda: _said(events, "fault-skipped"))
+    assert chaos.undo_all() == []
+    (skipped,) = _said(events, "fault-skipped")
+    assert skipped["reason"] == "Deployment agent is paused (a rolling restart stopped earlier)"
+    assert len(cluster.patches) == 2
+
+
+def test_a_rolling_restart_under_way_at_teardown_ends_there():
+    cluster = _agent_cluster()
+    cluster.rollout_stuck = True
+    events, say = _recorded()
+    chaos = ChaosFaults(cluster, CLUSTER, "agent", say)
+    chaos.arm(named(fault.rolling_restart(at="0s")), time.time())
+    _wait(lambda: _said(events, "fault-applied"))
+    assert chaos.undo_all() == []
+    (ended,) = _said(events, "fault-ended")
+    assert ended["reason"] == "teardown"
+    assert len(cluster.patches) == 1  # the Deployment goes with the namespace
+
+
+def test_a_rolling_restart_needs_no_chaos_mesh_and_a_restart_does(cluster_env):
+    pytest.importorskip("pulumi")
+    from stressbed import ConstantVUs, Scenario, Workload, get  # noqa: PLC0415
+    from stressbed.backends.kubernetes import KubernetesBackend, KubernetesOptions  # noqa: PLC0415
+
+    cluster = _agent_cluster()
+    cluster.crds = set()
+    backend = KubernetesBackend(
+        KubernetesOptions(kubeconfig=cluster_env), cluster_api=lambda access: cluster
+    )
+
+    def with_faults(*faults):
+        return Scenario(
+            "k",
+            description="kube",
+            workloads=[Workload("w", get("/healthz"), ConstantVUs(vus=1, duration="1m"))],
+            faults=list(faults),
+        )
+
+    backend.preflight(None, with_faults(fault.rolling_restart(at="10s")))
+    with pytest.raises(ConfigError) as caught:
+        backend.preflight(None, with_faults(fault.restart(at="10s")))
+    assert caught.value.field == "faults"
+    assert caught.value.expected.startswith(f"Chaos Mesh {CHAOS_MESH_VERSION} installed")

@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from stressbed.backends.kubernetes import ClusterAccess, PodState, kubernetes_api, runner_failure
-from stressbed.backends.kubernetes._cluster import ProxyUnreachable
+from stressbed.backends.kubernetes._cluster import ProxyUnreachable, RolloutState
+from stressbed.backends.kubernetes._rollout import restart_patch
 
 from .fakes import KUBECONFIG
 
@@ -104,6 +105,22 @@ class StubApiServer(BaseHTTPRequestHandler):
         if self.unreachable():
             return
         self.send_response(201)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_PATCH(self) -> None:
+        self.headers_seen()
+        length = int(self.headers.get("Content-Length") or 0)
+        sent = self.rfile.read(length).decode()
+        self.seen.append(f"PATCH {self.path} {sent}")
+        found = ROUTES.get(urllib.parse.urlsplit(self.path).path)
+        if found is None:
+            self.send_error(404)
+            return
+        body = json.dumps({**found, "metadata": {**found["metadata"], "generation": 8}}).encode()
+        self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -433,3 +450,73 @@ def test_the_client_floor_is_the_first_release_with_what_hook_calls():
     wanted = document["project"]["optional-dependencies"]["kubernetes"]
     assert [r for r in wanted if r.startswith("kubernetes")] == ["kubernetes>=37"]
     assert callable(getattr(client.ApiClient, "param_serialize", None))
+
+
+DEPLOYMENT = "/apis/apps/v1/namespaces/ns1/deployments/agent"
+
+
+def test_the_real_client_reads_a_rollout_and_patches_the_deployment_as_kubectl_does(tmp_path):
+    ROUTES[DEPLOYMENT] = {
+        "kind": "Deployment",
+        "apiVersion": "apps/v1",
+        "metadata": {"name": "agent", "generation": 7},
+        "spec": {
+            "replicas": 3,
+            "paused": True,
+            "selector": {"matchLabels": {"a": "b"}},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"},
+            },
+            "template": {},
+        },
+        "status": {
+            "observedGeneration": 6,
+            "replicas": 4,
+            "updatedReplicas": 1,
+            "readyReplicas": 2,
+            "availableReplicas": 2,
+        },
+    }
+    patch = restart_patch(2, 1796126400.0)
+    StubApiServer.headers_list.clear()
+    try:
+        with stub_api(tmp_path) as api:
+            state = api.rollout("ns1", "agent")
+            generation = api.patch_deployment("ns1", "agent", patch)
+    finally:
+        del ROUTES[DEPLOYMENT]
+    assert state == RolloutState(
+        generation=7,
+        observed_generation=6,
+        replicas=3,
+        current=4,
+        updated=1,
+        ready=2,
+        available=2,
+        strategy={
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"},
+        },
+        paused=True,
+    )
+    assert generation == 8
+    (sent,) = [p for p in StubApiServer.seen if p.startswith("PATCH ")]
+    path, body = sent.split(" ", 2)[1:]
+    assert urllib.parse.urlsplit(path).path == DEPLOYMENT
+    assert json.loads(body) == {
+        "spec": {
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 2, "maxSurge": 0},
+            },
+            "template": {
+                "metadata": {
+                    "annotations": {"kubectl.kubernetes.io/restartedAt": "2026-12-01T12:00:00Z"}
+                }
+            },
+        }
+    }
+    # A strategic merge patch, as kubectl rollout restart sends (not the client's JSON patch).
+    (headers,) = StubApiServer.headers_list
+    assert headers["Content-Type"] == "application/strategic-merge-patch+json"
