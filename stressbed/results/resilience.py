@@ -116,10 +116,12 @@ def resilience(
                 "requests": affected.requests,
                 "degraded": _degraded(windows, seconds[: stop - int(at)], judged, slos),
                 "observed_s": len(seconds),
-                "judged_s": sum(j is not None for j in judged),
+                # Without an SLO no second is judged held: a stall alone is no recovery
+                # missed, and the recovery is not measured (a population's is its storm's).
+                "judged_s": sum(j is not None for j in judged) if slos else 0,
                 "stalled_s": sum(j is Second.STALLED for j in judged),
                 "lost_writes": item.get("lost_writes"),
-                **_unjudged(judged),
+                **_unjudged(judged if slos else []),
             }
         )
     return out

@@ -174,3 +174,18 @@ def test_with_no_slo_to_judge_a_recovery_is_not_measured_not_immediate():
         "passed": False,
         "note": "not measured",
     }
+
+
+def test_with_no_slo_a_stall_alone_is_no_recovery_missed():
+    # A population's run: no request SLO, a stall while every replica restarts. Its recovery
+    # is not measured (the storm's is the agents'), never "did not recover".
+    def shape(i: int) -> Window:
+        window = Window(vus=50) if i == 30 else second()
+        window.vus = 50
+        return window
+
+    (found,) = resilience([kill_at(30)], timeline(shape), [])
+    assert found["stalled_s"] == 1
+    assert found["judged_s"] == 0
+    assert found["time_to_recover_s"] is None
+    assert found["note"].startswith("recovery not measured")
