@@ -14,6 +14,7 @@ A selector names a family and, optionally, the labels a sample must carry:
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 
-__all__ = ["increases", "MAX_SERIES", "Scrape", "Selector", "parse", "parse_selector", "series"]
+__all__ = ["MAX_SERIES", "Scrape", "Selector", "increases", "parse", "parse_selector", "series"]
 
 #: Series kept at most (a family with many label sets is cut here; the report says how many
 #: were dropped).
@@ -174,7 +175,7 @@ def increases(scrapes: Iterable[Scrape]) -> dict[str, float]:
     total: dict[str, float] = {}
     for taken in by_source.values():
         taken.sort(key=lambda s: s.t)
-        for previous, scrape in zip(taken, taken[1:], strict=False):
+        for previous, scrape in itertools.pairwise(taken):
             for (kind, key), value in scrape.samples.items():
                 if kind != "counter" or (kind, key) not in previous.samples:
                     continue

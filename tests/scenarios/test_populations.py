@@ -1,0 +1,61 @@
+"""The shipped population scenarios on the local backend, as users run them: 2,000 agents over
+two runners, and the reconnect storm with and without jitter."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stressbed.app.execute import execute
+from stressbed.app.plan import RunOptions, plan
+
+from ..conftest import needs_k6
+
+pytestmark = [needs_k6, pytest.mark.k6]
+
+
+def run(tmp_path: Path, scenario: str, **options: Any) -> tuple[int, dict[str, Any]]:
+    results = tmp_path / scenario
+    report = execute(plan(RunOptions(scenario=scenario, results=results, **options)))
+    return report.exit_code, json.loads((results / "latest" / "summary.json").read_text())
+
+
+def test_two_thousand_agents_over_two_runners_are_all_connected_and_registered_once(tmp_path):
+    code, summary = run(tmp_path, "agent_population", runners=2, duration="30s")
+    population = summary["population"]
+    assert code == 0, (summary["message"], summary["thresholds"])
+    assert population["counts"]["joined"] == 2000
+    assert population["peak_connected"] == 2000
+    plateau = population["plateau"]
+    steady = [
+        row
+        for row in population["timeseries"]
+        if plateau["start_s"] + 1 <= row["t"] - population["timeseries"][0]["t"] < plateau["end_s"]
+    ]
+    assert steady
+    assert {row["connected"] for row in steady} == {2000}
+    assert population["connected_share"] == 1.0
+    # What the agent service itself counted: each agent registered once.
+    assert population["target"]["registrations"] == 2000
+    assert population["target"]["duplicate_registrations"] == 0
+    assert [r["segment"] for r in summary["runners"]] == ["0:1/2", "1/2:1"]
+
+
+def test_full_jitter_halves_the_peak_of_the_reconnect_storm(tmp_path):
+    peaks = {}
+    for name in ("reconnect_storm", "reconnect_storm_unjittered"):
+        code, summary = run(tmp_path, name, duration="30s")
+        assert code == 0, (summary["message"], summary["thresholds"])
+        (restart,) = summary["resilience"]["faults"]
+        storm = restart["population"]
+        assert storm["connected_before"] == 2000
+        assert storm["disconnected"] == 2000
+        assert storm["dipped"] is True
+        assert storm["time_to_99_connected_s"] is not None
+        assert storm["time_to_all_connected_s"] >= storm["time_to_99_connected_s"]
+        assert storm["stack"]["survived"] is True
+        peaks[name] = storm["peak_connect_rate"]
+    assert peaks["reconnect_storm"] < peaks["reconnect_storm_unjittered"] / 2, peaks
