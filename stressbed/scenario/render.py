@@ -21,7 +21,14 @@ from typing import Any
 from ..errors import ConfigError, RenderError
 from .model import Scenario
 
-__all__ = ["ENTRY_SCRIPT", "Bundle", "bundle_files", "render", "request_names"]
+__all__ = [
+    "ENTRY_SCRIPT",
+    "Bundle",
+    "agents_per_runner",
+    "bundle_files",
+    "render",
+    "request_names",
+]
 
 ENTRY_SCRIPT = """\
 // k6 entry script rendered by stressbed. The scenario itself is data in config.json, which
@@ -86,6 +93,20 @@ def request_names(config: Any) -> list[str]:
     ``name`` tag the runtime gives every request it makes (the path template by default), so
     every runner of a bundle reads the same list."""
     return list(dict.fromkeys(_names(config)))
+
+
+def agents_per_runner(config: Any, runners: int) -> int:
+    """The most simulated agents one of ``runners`` runners holds (each a WebSocket, its memory
+    and an open file): k6 gives a runner at most ``ceil(vus / runners)`` of a population's VUs
+    and each VU ``per_vu`` agents; 0 without a population."""
+    most = 0
+    for node in (config.get("workloads") or {}).values():
+        population = node.get("population") if isinstance(node, dict) else None
+        if population is not None:
+            vus = -(-int(population["agents"]) // int(population["per_vu"]))
+            share = -(-vus // runners) * int(population["per_vu"])
+            most += min(share, int(population["agents"]))
+    return most
 
 
 def _names(node: Any) -> Iterator[str]:

@@ -250,3 +250,16 @@ def test_the_plateau_is_when_every_population_is_steady():
     assert scenario(a, b).plateau_s() == (25.0, 45.0)
     users = Workload("users", get("/a"), ConstantVUs(vus=1, duration="1s"))
     assert scenario(users).plateau_s() is None
+
+
+def test_a_runner_holds_its_share_of_each_population_s_vus():
+    from stressbed.scenario.render import agents_per_runner  # noqa: PLC0415
+
+    a = population("a", agent(), agents=2000, lasting="10s", per_vu=300)  # 7 VUs
+    b = population("b", agent(), agents=10, lasting="10s", per_vu=500)  # 1 VU
+    config = scenario(a, b).to_config()
+    assert agents_per_runner(config, 1) == 2000 + 10
+    assert agents_per_runner(config, 2) == 4 * 300 + 10  # 4 VUs of a, b's one
+    assert agents_per_runner(config, 8) == 300 + 10
+    users = Workload("users", get("/a"), ConstantVUs(vus=2, duration="1s"))
+    assert agents_per_runner(scenario(users).to_config(), 2) == 0

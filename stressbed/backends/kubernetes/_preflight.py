@@ -22,6 +22,19 @@ __all__ = ["PULL_POLICIES", "ClusterAccess", "KubernetesOptions", "preflight"]
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 
 
+#: A runner's memory besides its agents: k6, its VUs' runtimes, stressbed's runner.
+RUNNER_BASE_MEMORY = 256 * 2**20
+#: What one simulated agent costs a runner at most, its WebSocket included (BENCHMARKS.md
+#: measures it; this keeps a margin over the measure).
+AGENT_MEMORY = 128 * 2**10
+
+
+def population_memory(agents: int) -> int:
+    """The memory a runner holding ``agents`` simulated agents needs, rounded up to a MiB."""
+    need = RUNNER_BASE_MEMORY + agents * AGENT_MEMORY
+    return -(-need // 2**20) * 2**20
+
+
 @dataclass(frozen=True)
 class KubernetesOptions:
     kubeconfig: Path | None = None  # default: $KUBECONFIG, else ~/.kube/config
@@ -44,15 +57,19 @@ class KubernetesOptions:
     #: and fault hook are reached through): admitted by the agent's NetworkPolicy.
     control_plane_cidrs: tuple[str, ...] = ()
 
-    def runner_resources(self) -> tuple[Resources, Resources]:
+    def runner_resources(self, agents: int = 0) -> tuple[Resources, Resources]:
         """The runner pods' (requests, limits): what --runner-cpu/--runner-memory set, as both
-        request and limit (a Guaranteed pod: the load generator is not throttled first)."""
+        request and limit (a Guaranteed pod: the load generator is not throttled first).
+        ``agents``: the simulated agents a runner holds at most; without --runner-memory its
+        pods then request and are limited to what they need (:func:`population_memory`), the
+        default limit at least."""
+        memory = self.runner_memory
+        if memory is None and agents > 0:
+            memory = max(RUNNER_LIMITS.memory or 0, population_memory(agents))
         requests = Resources(
-            self.runner_cpu or RUNNER_REQUESTS.cpu_m, self.runner_memory or RUNNER_REQUESTS.memory
+            self.runner_cpu or RUNNER_REQUESTS.cpu_m, memory or RUNNER_REQUESTS.memory
         )
-        limits = Resources(
-            self.runner_cpu or RUNNER_LIMITS.cpu_m, self.runner_memory or RUNNER_LIMITS.memory
-        )
+        limits = Resources(self.runner_cpu or RUNNER_LIMITS.cpu_m, memory or RUNNER_LIMITS.memory)
         return requests, limits
 
     namespace_prefix: str = "stressbed"

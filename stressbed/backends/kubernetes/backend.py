@@ -25,6 +25,7 @@ the teardown. A coordinator that fails after it started the fleet costs the live
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import secrets as _secrets
@@ -40,7 +41,7 @@ from ...fleet.environment import declared_environment
 from ...fleet.segments import segment
 from ...results.runner_result import RunnerResult, RunnerStatus
 from ...scenario.model import Scenario
-from ...scenario.render import bundle_files
+from ...scenario.render import agents_per_runner, bundle_files
 from ...scenario.thresholds import Threshold
 from ...stack.quantities import show_quantity
 from ...stack.spec import StackSpec
@@ -106,6 +107,7 @@ class KubeFleet:
         self._events: list[dict[str, Any]] = []
         self._health: Health | None = None
         self._on_start: Callable[[float], None] | None = None
+        self.agents = 0  # the simulated agents a runner holds at most (its pods are sized)
 
     def _event(self, kind: str, **fields: Any) -> None:
         event = new_event("fleet", kind, **fields)
@@ -141,7 +143,9 @@ class KubeFleet:
         given = {**declared_environment(os.environ, self.bundle), **self.env}
         secret_env = {k: v for k, v in given.items() if k not in ("TARGET_URL", TOKEN_ENV)}
         run.fleet_secrets = {**secret_env, TOKEN_ENV: _secrets.token_urlsafe(32)}
-        requests, limits = run.options.runner_resources()
+        config = json.loads((self.bundle / "config.json").read_text(encoding="utf-8"))
+        self.agents = agents_per_runner(config, self.spec.runners)
+        requests, limits = run.options.runner_resources(self.agents)
         start_s = start_budget_s(run.options, self.spec)
         # Each fleet of the run has a name of its own: the next one replaces it in the same
         # `pulumi up` (new Jobs created, the last fleet's deleted with their finished pods),
@@ -197,7 +201,7 @@ class KubeFleet:
         released: float | None = None  # when this side read that the runners were released
         last = ""
         api_errors = 0
-        memory = show_quantity("memory", run.options.runner_resources()[1].memory)
+        memory = show_quantity("memory", run.options.runner_resources(self.agents)[1].memory)
         while True:
             now = time.time()
             why = self._health() if self._health is not None else None

@@ -620,3 +620,17 @@ def test_a_bundle_too_big_for_its_configmap_is_refused_at_plan_time(tmp_path, cl
         "--scenario: got 'k'; expected a k6 bundle that fits one ConfigMap (at most 1008 KiB; "
         "this one is 1"
     )
+
+
+def test_runner_pods_are_sized_for_the_agents_they_hold(tmp_path, cluster_env):
+    backend = kube_plan(tmp_path, cluster_env).backend
+    assert isinstance(backend, KubernetesBackend)
+    _, default = backend.options.runner_resources()
+    assert default.memory == 1024 * 2**20
+    _, few = backend.options.runner_resources(1000)  # 381 MiB needed: the default holds
+    assert few.memory == 1024 * 2**20
+    requests, many = backend.options.runner_resources(15_000)
+    assert requests.memory == many.memory == (256 + 15_000 // 8) * 2**20
+    given = kube_plan(tmp_path, cluster_env, runner_memory="768Mi").backend
+    assert isinstance(given, KubernetesBackend)
+    assert given.options.runner_resources(15_000)[1].memory == 768 * 2**20  # as asked
