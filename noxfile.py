@@ -205,6 +205,13 @@ def bench_agent(session: nox.Session) -> None:
     session.run("python", "tools/bench_agent.py", *session.posargs, env=ENV)
 
 
+@nox.session(name="bench_population")
+def bench_population(session: nox.Session) -> None:
+    """Populations: a runner's memory per agent, VU-per-agent beside it, a storm at 30,000."""
+    session.install(".")
+    session.run("python", "tools/bench_population.py", *(session.posargs or ["runner"]), env=ENV)
+
+
 @nox.session(name="bench_balancer")
 def bench_balancer(session: nox.Session) -> None:
     """The local backend's balancer vs the agent direct: throughput and p99 (wrk, hey)."""
