@@ -21,6 +21,11 @@ contrast) and names, with its evidence:
 - ``none``: nothing the stack recorded explains it (with a client-only target: no stack to
   read; give its metrics URL).
 
+For a population's probe (``population=True``: its figures are agents, not a rate),
+backpressure and saturation do not apply; after the replicas taken out of service come the
+target's own ``connection-limit`` and ``open-files`` (:mod:`.agent_causes`), then CPU and
+memory.
+
 The first that applies, in that order, is the binding cause; the others found are kept as
 ``also``.
 """
@@ -31,6 +36,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .agent_causes import connection_limit, open_files
 from .probe import Probe
 
 __all__ = ["binding_cause"]
@@ -55,26 +61,38 @@ def binding_cause(
     limits: Mapping[str, float] | None = None,
     max_replicas: int | None = None,
     has_stack: bool = True,
+    population: bool = False,
+    target: Mapping[str, Sequence[Sequence[float]]] | None = None,
 ) -> dict[str, Any] | None:
     """The cause at the first failing probe ``failed`` (``held``: the highest that held);
-    ``events`` and ``rows`` are the stack's during ``failed``. None without a failure."""
+    ``events`` and ``rows`` are the stack's during ``failed``, ``target`` the target's own
+    scraped series (read for a ``population``). None without a failure."""
     if failed is None:
         return None
     limits = limits or {}
-    found = [
-        c
-        for c in (
-            _oom(events, limits),
-            _quota(events),
-            _at_max(failed, max_replicas, limits),
-            _restarts(events),
+    stack = (
+        _oom(events, limits),
+        _quota(events),
+        _at_max(failed, max_replicas, limits),
+        _restarts(events),
+    )
+    if population:
+        begin = failed.started_at or 0.0
+        end = begin + failed.setup.step_s + (failed.figure("join_s") or 0.0) + 1
+        client: tuple[dict[str, Any] | None, ...] = (
+            connection_limit(failed, target or {}, begin, end),
+            open_files(failed),
+            _cpu(failed, rows, limits),
+            _memory(failed, limits),
+        )
+    else:
+        client = (
             _cpu(failed, rows, limits),
             _memory(failed, limits),
             _backpressure(failed, held),
             _saturation(failed, held),
         )
-        if c is not None
-    ]
+    found = [c for c in (*stack, *client) if c is not None]
     if not found:
         message = (
             "none found in the stack's samples and events"
