@@ -103,6 +103,8 @@ def draw_up(
         "slos": [slo_label(t) for t in the_plan.capacity.slo_thresholds],
         "settings": {
             **the_plan.capacity.to_dict(),
+            # A population's search has agent bounds, no rates.
+            **({"min_rate": None, "max_rate": None} if the_plan.population else {}),
             "runners": plan.runners,
             "backend": plan.backend.name if plan.target_url is None else None,
             "target_url": redact(stack.url) if stack.url else None,

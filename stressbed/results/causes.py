@@ -49,6 +49,8 @@ BACKPRESSURE_SHARE = 0.5
 FLAT_LATENCY = 1.5  # p50 at most this many times the last held probe's: "flat"
 SATURATED_SHARE = 0.98  # achieved under this share of the offered rate: saturated
 BACKPRESSURE_ERRORS = 0.05  # ... with fewer errors than this (else the target fails, not queues)
+#: A population's agents close their channels within this long after its step.
+CLOSING_S = 5.0
 RESTART_EVENTS = ("restarted", "liveness-failed", "startup-failed", "unready", "killed", "crashed")
 
 
@@ -77,8 +79,11 @@ def binding_cause(
         _restarts(events),
     )
     if population:
-        begin = failed.started_at or 0.0
-        end = begin + failed.setup.step_s + (failed.figure("join_s") or 0.0) + 1
+        # The probe from the second before its release (a counter's rate is keyed by the
+        # second its interval began) to its join, its step and its agents' goodbyes.
+        start = failed.started_at or 0.0
+        begin = start - 1
+        end = start + (failed.figure("join_s") or 0.0) + failed.setup.step_s + CLOSING_S
         client: tuple[dict[str, Any] | None, ...] = (
             connection_limit(failed, target or {}, begin, end),
             open_files(failed),

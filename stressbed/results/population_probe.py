@@ -80,7 +80,8 @@ def judge_population(
         probe.status = "error"
         probe.reasons.append("nothing was measured in the steady window (no agent wanted)")
         return probe
-    steady, whole = _merged(windows, first, last), _merged(windows, begin, last)
+    # The whole probe: from its release to its last window (its agents' goodbyes included).
+    steady, whole = _merged(windows, first, last), _merged(windows, begin, max(windows))
     share = sum(c for _, c in inside) / wanted
     probe.figures = {
         "agents": setup.rate,
