@@ -106,9 +106,9 @@ def test_a_trend_without_a_sample_is_not_judged_and_says_no_data():
 
 
 def test_k6_out_of_open_files_makes_the_probe_invalid():
+    line = 'level=warning msg="Request Failed" error="dial tcp: socket: too many open files"'
     runner = RunnerResult(
-        0, 1, "0:1", RunnerStatus.OK, 0, T0, T0 + 12,
-        stderr_tail=['level=warning msg="Request Failed" error="dial tcp: socket: too many open files"'] * 3,
+        0, 1, "0:1", RunnerStatus.OK, 0, T0, T0 + 12, stderr_tail=[line] * 3
     )  # fmt: skip
     errors = open_files_errors([runner])
     assert errors == 3
