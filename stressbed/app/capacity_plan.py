@@ -239,13 +239,17 @@ def _population_plan(
     options: CapacityOptions, base: Plan, capacity: Capacity, workload: Workload
 ) -> CapacityPlan:
     """A search along the population's agent count (:mod:`.capacity_agents`)."""
-    if options.scale_out is not None:
-        raise ConfigError(
-            "--scale-out",
-            options.scale_out,
-            f"a workload offered at a rate: {workload.name!r} is a population, searched by its "
-            "agent count",
-        )
+    for name, value in (
+        ("--scale-out", options.scale_out),
+        ("--scale-out-for", options.scale_out_for),
+    ):
+        if value is not None:
+            raise ConfigError(
+                name,
+                value,
+                f"a workload offered at a rate: {workload.name!r} is a population, searched by "
+                "its agent count",
+            )
     capacity, search = plan_population(
         capacity,
         base.scenario,

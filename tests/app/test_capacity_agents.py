@@ -213,6 +213,32 @@ def test_a_population_that_never_holds_says_so_in_agents(tmp_path):
     assert report.document["answer"].startswith("capacity: below 100 agents within")
 
 
+class PerReplica(ChannelTarget):
+    """ChannelTarget holding ``per`` channels per replica of the stack it was given."""
+
+    def __init__(self, per: int) -> None:
+        super().__init__(limit=per)
+        self.per = per
+
+    def stack(self, spec: StackSpec, work_dir: Path, on_event=None, secrets=None):
+        self.limit = self.per * spec.replicas
+        return super().stack(spec, work_dir, on_event, secrets)
+
+
+def test_per_replica_compares_the_agents_one_replica_and_the_most_hold(tmp_path):
+    the_plan = plan_for(tmp_path, min_agents=100, max_agents=2000, per_replica=True, confirm=False)
+    report = run_capacity(the_plan, backend=PerReplica(150))
+    summary = report.document["per_replica"]
+    assert (summary["one"]["max_sustainable_rate"], summary["max"]["max_sustainable_rate"]) == (
+        150,
+        600,
+    )
+    assert summary["efficiency"] == 1.0
+    assert report.document["answer"].startswith(
+        "per replica: 150 agents; at 4 replicas: 600 agents (100% of 4 x 150)"
+    )
+
+
 # -- the plan ----------------------------------------------------------------------------
 
 
@@ -253,9 +279,10 @@ def test_rates_are_refused_for_a_population_and_agents_for_a_rate(tmp_path):
         plan_for(tmp_path, RATE, slos=("connected>=99%",))
     assert caught.value.field == "--slo"
     assert "a population's SLOs need a population workload" in str(caught.value)
-    with pytest.raises(ConfigError) as caught:
-        plan_for(tmp_path, scale_out="100:400")
-    assert caught.value.field == "--scale-out"
+    for option, value in (("scale_out", "100:400"), ("scale_out_for", "30s")):
+        with pytest.raises(ConfigError) as caught:
+            plan_for(tmp_path, **{option: value})
+        assert caught.value.field == "--" + option.replace("_", "-")
 
 
 def test_request_slos_need_agents_that_make_requests(tmp_path):
