@@ -1,5 +1,6 @@
-"""``stressbed capacity``: the highest arrival rate the stack sustains within its SLOs, and what
-limits it. An experiment driving plans and fleets:
+"""``stressbed capacity``: the highest arrival rate the stack sustains within its SLOs (or, for a
+population, the most connected agents it holds: :mod:`.capacity_agents`), and what limits it.
+An experiment driving plans and fleets:
 
     plan (the run's plan + the search's declaration) -> provision the stack once
     -> probe after probe, as :class:`~stressbed.results.search.Search` asks:
@@ -59,6 +60,7 @@ from .execute import (
     tear_down,
 )
 from .probing import Prober
+from .probing_agents import PopulationProber
 from .rundir import RunDirectory, point_latest
 
 __all__ = [
@@ -108,7 +110,7 @@ def run_capacity(
     state = _Searching(
         the_plan,
         _new_dir(the_plan.plan.results),
-        Search(capacity.min_rate, capacity.max_rate, capacity.resolution, capacity.confirm),
+        Search(*the_plan.bounds, capacity.resolution, capacity.confirm),
         time.monotonic(),
     )
     # From the teardown (the guard is entered there) to the last file written, an interrupt
@@ -354,7 +356,8 @@ def _search_on_a_stack(
         except Exception as exc:  # an OS error or a bug: still a search that ends with its file
             failure = (f"provisioning failed: {type(exc).__name__}: {exc}", 3)
         else:
-            driver = Prober(
+            kind = Prober if the_plan.population is None else PopulationProber
+            driver = kind(
                 the_plan,
                 backend,
                 stack,

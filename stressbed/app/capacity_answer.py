@@ -44,6 +44,7 @@ def draw_up(
     max_replicas = replicas.get("max") if isinstance(replicas, dict) else None
     rows = report.get("timeseries") or []
     answer = conclude(probes, search)
+    target = (report.get("target_metrics") or {}).get("series") or {}
     answer["cause"] = _cause(
         the_plan,
         probes,
@@ -52,7 +53,20 @@ def draw_up(
         rows=rows,
         limits=limits,
         max_replicas=max_replicas,
+        target=target,
     )
+    population: dict[str, Any] = {}
+    if the_plan.population is not None:
+        population = {
+            "variable": "agents",
+            "max_sustainable_agents": answer["max_sustainable_rate"],
+            "population": the_plan.population.to_dict(),
+        }
+        answer["knee"] = {
+            "range": None,
+            "confidence": None,
+            "reason": "not read for a population: its probes offer agents, not a rate",
+        }
     unit = the_plan.unit
     then: dict[str, Any] = {}
     if the_plan.scale_out is not None:
@@ -77,16 +91,20 @@ def draw_up(
         "workload": the_plan.workload.name,
         "converted_from": the_plan.converted_from,
         "unit": unit,
+        "variable": "rate",
         "requests_per_iteration": the_plan.requests_per_iteration,
         "exit_code": code,
         "message": message,
         "answer": line,
         **answer,
+        **population,
         "scale_out": scale_out,
         **then,
         "slos": [slo_label(t) for t in the_plan.capacity.slo_thresholds],
         "settings": {
             **the_plan.capacity.to_dict(),
+            # A population's search has agent bounds, no rates.
+            **({"min_rate": None, "max_rate": None} if the_plan.population else {}),
             "runners": plan.runners,
             "backend": plan.backend.name if plan.target_url is None else None,
             "target_url": redact(stack.url) if stack.url else None,
@@ -112,6 +130,7 @@ def _cause(
     rows: Sequence[Mapping[str, Any]],
     limits: Mapping[str, float],
     max_replicas: int | None,
+    target: Mapping[str, Any],
 ) -> dict[str, Any] | None:
     limit = answer.get("generator_limit")
     if answer["limited_by"] == "generator" and limit is not None:
@@ -126,6 +145,7 @@ def _cause(
                     "vus_peak",
                     "max_vus",
                     "vus_needed",
+                    "open_files_errors",
                 )
             },
             "also": [],
@@ -136,7 +156,9 @@ def _cause(
         return None
     held = [p for p in probes if p.status == "held"]
     best = max(held, key=lambda p: p.rate) if held else None
-    begin, end = failed.started_at, failed.started_at + failed.setup.step_s + GRACEFUL_STOP_S
+    join_s = failed.figure("join_s") or 0.0  # a population's probe: its join, then the step
+    begin = failed.started_at
+    end = begin + join_s + failed.setup.step_s + GRACEFUL_STOP_S
     events = [e for e in stack.events if begin <= float(e.get("t", 0)) <= end]
     first, last = failed.steady or (begin, end)
     inside = [r for r in rows if first <= float(r.get("t", 0)) <= last + 1]
@@ -148,6 +170,8 @@ def _cause(
         limits=limits,
         max_replicas=max_replicas,
         has_stack=the_plan.plan.target_url is None,
+        population=the_plan.population is not None,
+        target=target,
     )
 
 
@@ -164,17 +188,22 @@ def _verdict(
     sustained = answer["max_sustainable_rate"]
     unit = the_plan.unit
     limit = answer.get("generator_limit")
+    low = the_plan.bounds[0]
     if sustained is None and answer["limited_by"] == "generator":
         return 3, (
             f"the load generator was the limit from the first probe "
-            f"({the_plan.capacity.min_rate:,} {unit}): {_remedy(the_plan, limit)}"
+            f"({low:,} {unit}): {_remedy(the_plan, limit)}"
         )
     if sustained is None:
         if answer["ended_by"] == "budget":
             return 1, "the budget ran out before any probe held"
+        if the_plan.population is not None:
+            return 1, (
+                f"no count held: the stack does not hold --min-agents ({low:,} agents) "
+                "within its SLOs"
+            )
         return 1, (
-            f"no rate held: the stack does not sustain --min-rate "
-            f"({the_plan.capacity.min_rate:,} {unit}) within its SLOs"
+            f"no rate held: the stack does not sustain --min-rate ({low:,} {unit}) within its SLOs"
         )
     require = the_plan.require
     if require is not None and sustained < require:
@@ -194,6 +223,8 @@ def _verdict(
 def _remedy(the_plan: CapacityPlan, limit: Mapping[str, Any] | None) -> str:
     """What would let the generator offer more: runners, their CPU, or a pool sized right."""
     more = "add runners or give them more CPU"
+    if limit is not None and limit.get("open_files_errors"):
+        return "add runners: each agent's WebSocket is a file of its runner's"
     if limit is None or limit["cpu_bound"] or limit["vus_needed"] is None:
         return more
     needed, peak = limit["vus_needed"], limit["vus_peak"]
@@ -265,13 +296,14 @@ def answer_line(the_plan: CapacityPlan, answer: Mapping[str, Any]) -> str:
     slos = ", ".join(slo_label(t) for t in the_plan.capacity.slo_thresholds)
     sustained = answer["max_sustainable_rate"]
     limit = answer.get("generator_limit")
+    low = the_plan.bounds[0]
     if sustained is None and answer["limited_by"] == "generator":
         return (
             f"capacity: not measured: the load generator was the limit at "
-            f"{the_plan.capacity.min_rate:,} {unit} ({_remedy(the_plan, limit)})"
+            f"{low:,} {unit} ({_remedy(the_plan, limit)})"
         )
     if sustained is None:
-        return f"capacity: below {the_plan.capacity.min_rate:,} {unit} within {slos}"
+        return f"capacity: below {low:,} {unit} within {slos}"
     if answer["limited_by"] == "generator":
         at = f" at {limit['rate']:,} {unit}" if limit else ""
         return (
@@ -312,6 +344,6 @@ def answer_line(the_plan: CapacityPlan, answer: Mapping[str, Any]) -> str:
 def _shown(observed: float | None, slo: str) -> str:
     if observed is None:
         return "no data"
-    if "error_rate" in slo:
+    if slo.startswith(("error_rate", "connected")):
         return f"{observed:.2%}"
     return f"{observed:,.0f} ms"

@@ -12,13 +12,21 @@ from ..backends.base import Capability
 from ..errors import ConfigError
 from ..results.slo_seconds import RECOVERED_S
 from ..scenario import catalog
-from ..scenario.capacity import MAX_RATE, MIN_STEADY_S, Capacity, parse_slo, window_judgeable
+from ..scenario.capacity import (
+    MAX_RATE,
+    MIN_STEADY_S,
+    Capacity,
+    parse_slo,
+    slo_label,
+    window_judgeable,
+)
 from ..scenario.flow import mean_requests, think_time_s
 from ..scenario.model import Scenario, Workload
 from ..scenario.population import Agent
 from ..scenario.thresholds import Threshold
 from ..scenario.units import format_duration, parse_duration_ms
 from ..stack.spec import StackSpec
+from .capacity_agents import PopulationSearch, plan_population, population_slos
 from .plan import Plan, RunOptions, plan
 
 __all__ = [
@@ -78,6 +86,10 @@ class CapacityOptions:
     per_replica: bool = False
     #: False (--no-scale-out): no scale-out after a search on a stack with an autoscaler.
     then_scale_out: bool = True
+    #: A population's search: the fewest and the most agents (None: the scenario's, else a
+    #: tenth and ten times its declared count).
+    min_agents: int | None = None
+    max_agents: int | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +114,8 @@ class CapacityPlan:
     #: The seconds one iteration of the flow pauses (its think time), on average: latency
     #: does not stretch it, so the VU pool grows with it but not its latency headroom.
     think_s: float = 0.0
+    #: A search along a population's agent count (its probes run agents, not a rate).
+    population: PopulationSearch | None = None
 
     @property
     def scale_out_cost_s(self) -> float:
@@ -113,7 +127,19 @@ class CapacityPlan:
 
     @property
     def unit(self) -> str:
+        if self.population is not None:
+            return "agents"
         return "req/s" if self.requests_per_iteration == 1 else "iterations/s"
+
+    @property
+    def bounds(self) -> tuple[int, int]:
+        """The search's lowest and highest value: agents for a population, else rates."""
+        capacity = self.capacity
+        if self.population is not None:
+            assert capacity.min_agents is not None
+            assert capacity.max_agents is not None
+            return capacity.min_agents, capacity.max_agents
+        return capacity.min_rate, capacity.max_rate
 
 
 def plan_capacity(options: CapacityOptions) -> CapacityPlan:
@@ -136,9 +162,14 @@ def plan_capacity(options: CapacityOptions) -> CapacityPlan:
     base = plan(options.run)
     scenario = base.scenario
     capacity = declared or Capacity()
+    chosen = options.workload if options.workload is not None else capacity.workload
+    workload, converted = _workload(scenario, chosen)
+    population = isinstance(workload.flow, Agent)
     try:
         if options.slos:
             capacity = replace(capacity, slos=[parse_slo(s) for s in options.slos])
+        elif not capacity.slo_thresholds and population:
+            capacity = replace(capacity, slos=population_slos(scenario, workload))
         elif not capacity.slo_thresholds:
             judged = [t for t in scenario.thresholds if window_judgeable(t)]
             if not judged:
@@ -159,6 +190,8 @@ def plan_capacity(options: CapacityOptions) -> CapacityPlan:
             resolution=options.resolution,
             workload=options.workload,
             confirm=options.confirm,
+            min_agents=options.min_agents,
+            max_agents=options.max_agents,
         )
     except TypeError as exc:  # a declaration field of the wrong kind
         raise ConfigError("capacity", str(exc), "a valid Capacity(...)") from None
@@ -172,8 +205,10 @@ def plan_capacity(options: CapacityOptions) -> CapacityPlan:
         )
     if options.require is not None and (isinstance(options.require, bool) or options.require < 1):
         raise ConfigError("--require", options.require, "a positive rate")
-    workload, converted = _workload(scenario, capacity.workload)
-    assert not isinstance(workload.flow, Agent)  # _workload refused a population
+    if population:
+        return _population_plan(options, base, capacity, workload)
+    _rates_only(options, capacity)
+    assert not isinstance(workload.flow, Agent)
     requests = mean_requests(workload.flow)
     think_s, longest_think_s = think_time_s(workload.flow)
     capacity, warm_note = _warm_up(capacity, workload, requests, longest_think_s)
@@ -198,6 +233,63 @@ def plan_capacity(options: CapacityOptions) -> CapacityPlan:
         notes=notes,
         think_s=think_s,
     )
+
+
+def _population_plan(
+    options: CapacityOptions, base: Plan, capacity: Capacity, workload: Workload
+) -> CapacityPlan:
+    """A search along the population's agent count (:mod:`.capacity_agents`)."""
+    for name, value in (
+        ("--scale-out", options.scale_out),
+        ("--scale-out-for", options.scale_out_for),
+    ):
+        if value is not None:
+            raise ConfigError(
+                name,
+                value,
+                f"a workload offered at a rate: {workload.name!r} is a population, searched by "
+                "its agent count",
+            )
+    capacity, search = plan_population(
+        capacity,
+        base.scenario,
+        workload,
+        runners=base.runners,
+        open_files=base.backend.runner_open_files(),
+        rates_given=(("--min-rate", options.min_rate), ("--max-rate", options.max_rate)),
+    )
+    return CapacityPlan(
+        plan=base,
+        capacity=capacity,
+        workload=workload,
+        converted_from=None,
+        requests_per_iteration=0.0,
+        require=options.require,
+        per_replica=_per_replica(options, base, capacity),
+        population=search,
+    )
+
+
+def _rates_only(options: CapacityOptions, capacity: Capacity) -> None:
+    """A rate search refuses what only a population's has: agent bounds and SLOs."""
+    for name, value in (
+        ("--min-agents", capacity.min_agents),
+        ("--max-agents", capacity.max_agents),
+    ):
+        if value is not None:
+            raise ConfigError(
+                name,
+                value,
+                "a population workload (population(...)): this one is offered at a rate",
+            )
+    for i, slo in enumerate(capacity.slo_thresholds):
+        if not window_judgeable(slo):
+            raise ConfigError(
+                "--slo" if options.slos else f"capacity.slos[{i}]",
+                slo_label(slo),
+                "an SLO of requests (latency, error_rate): a population's SLOs need a "
+                "population workload",
+            )
 
 
 def latency_bound_s(slos: Sequence[Threshold]) -> float | None:
@@ -370,8 +462,8 @@ def _workload(scenario: Scenario, name: str | None) -> tuple[Workload, str | Non
                 + ")",
             )
         workload = candidates[0]
-    if "arrival-rate" in workload.profile.executor:
-        return workload, None
+    if "arrival-rate" in workload.profile.executor or isinstance(workload.flow, Agent):
+        return workload, None  # an open model, or a population searched by its agent count
     if workload.profile.executor in ("per-vu-iterations", "shared-iterations"):
         # A fixed number of iterations is the point of such a workload: no rate to search.
         raise ConfigError(

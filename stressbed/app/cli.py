@@ -84,8 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     capacity_cmd = commands.add_parser(
         "capacity",
-        help="find the highest rate the stack sustains within its SLOs, and what limits it",
-        description="Provision the stack once and probe it at constant arrival rates "
+        help="find the highest rate (or, for a population, the most agents) the stack "
+        "sustains within its SLOs, and what limits it",
+        description="Provision the stack once and probe it at constant arrival rates (a "
+        "population: at agent counts, --min-agents/--max-agents) "
         "(exponential bracketing, then bisection, then the boundary confirmed), each probe "
         "judged on its own steady window; the load generator is checked before the target "
         "is blamed, and the limiting cause named from the stack's timeline. Writes "
@@ -105,6 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
     capacity_cmd.add_argument("--min-rate", type=_rate, metavar="R", help="first rate (10)")
     capacity_cmd.add_argument(
         "--max-rate", type=_rate, metavar="R", help="highest rate offered (10000)"
+    )
+    capacity_cmd.add_argument(
+        "--min-agents",
+        type=_count,
+        metavar="N",
+        help="a population's search: the fewest agents (a tenth of its declared count)",
+    )
+    capacity_cmd.add_argument(
+        "--max-agents",
+        type=_count,
+        metavar="N",
+        help="a population's search: the most agents (ten times its declared count)",
     )
     capacity_cmd.add_argument("--step-duration", metavar="D", help="each probe's length (30s)")
     capacity_cmd.add_argument(
@@ -303,6 +317,8 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         slos=tuple(args.slo),
         min_rate=args.min_rate,
         max_rate=args.max_rate,
+        min_agents=args.min_agents,
+        max_agents=args.max_agents,
         step_duration=args.step_duration,
         warmup=args.warmup,
         budget=args.budget,
@@ -328,7 +344,10 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         low, high = the_plan.scale_out
         what = f"scale-out {low:,} -> {high:,} {the_plan.unit}"
     else:
-        what = f"{cap.min_rate:,}..{cap.max_rate:,} {the_plan.unit}, steps of {cap.step_s:g}s"
+        low, high = the_plan.bounds
+        what = f"{low:,}..{high:,} {the_plan.unit}, steps of {cap.step_s:g}s"
+        if the_plan.population is not None:
+            what += f" after a {the_plan.population.join_s:g}s join"
         if the_plan.then_scale_out:
             what += f", then a scale-out held {the_plan.scale_out_for_s:g}s"
     print(
@@ -368,6 +387,18 @@ def _rate(text: str) -> int:
         ) from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"got {text!r}; expected a positive rate")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text.replace(",", "").replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"got {text!r}; expected a whole number of agents"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"got {text!r}; expected a positive number of agents")
     return value
 
 

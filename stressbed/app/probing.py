@@ -44,6 +44,8 @@ __all__ = [
     "GRACEFUL_STOP_S",
     "MAX_VUS_PER_RUNNER",
     "Prober",
+    "fleet_failure",
+    "probe_line",
     "probe_scenario",
     "step_scenario",
     "vu_pool",
@@ -125,7 +127,7 @@ class Prober:
                 reason = "; ".join(probe.reasons) or "the probe failed"
                 return f"probe {index} ({rate:,} {unit}): {reason}", outcome.failure_code
             search.record(rate, probe.status)
-            say(_probe_line(probe, search, unit, capacity.budget_s - (time.monotonic() - began)))
+            say(self.line(probe, search, unit, capacity.budget_s - (time.monotonic() - began)))
             if not search.done:
                 contaminated = not self._cool_down(probe)
                 if contaminated:
@@ -154,7 +156,7 @@ class Prober:
             runners=outcome.results,
             stack_rows=self.stack.report().get("timeseries") or [],
         )
-        why = _failure(outcome)
+        why = fleet_failure(outcome)
         if why is not None:
             probe.status = "error"
             probe.reasons.insert(0, why)
@@ -163,6 +165,10 @@ class Prober:
             self.iteration_s = iteration.sketch.mean / 1000
         self._keep(run, scenario, outcome, capacity.step_s, {"probe": probe.to_dict()})
         return probe, outcome
+
+    def line(self, probe: Probe, search: Search, unit: str, left_s: float) -> str:
+        """A probe's line, once judged: its verdict, the bracket so far, the budget left."""
+        return probe_line(probe, search, unit, left_s)
 
     def scale_out(
         self,
@@ -188,7 +194,7 @@ class Prober:
         if outcome.interrupted:
             self.interrupted = True
             return None, None
-        why = _failure(outcome)
+        why = fleet_failure(outcome)
         if why is not None or outcome.started_at is None:
             return None, (
                 f"the scale-out probe: {why or 'the fleet never started'}",
@@ -292,8 +298,9 @@ class Prober:
         ):
             return False
         series = ((report.get("target_metrics") or {}).get("series")) or {}
+        # Requests in flight, and a population's channels still open at the target.
         for name, points in series.items():
-            if "in_flight" in name and points:
+            if ("in_flight" in name or "channel_connected" in name) and points:
                 first, last = float(points[0][1]), float(points[-1][1])
                 if last > first + max(2.0, 0.5 * first):
                     return False
@@ -331,7 +338,7 @@ def vu_pool(
     return max(pre, runners), max(pool, runners)
 
 
-def _failure(outcome: FleetOutcome) -> str | None:
+def fleet_failure(outcome: FleetOutcome) -> str | None:
     """Why a probe's fleet run is no measurement: it failed, passed its deadline, or a runner
     broke."""
     broken = [r for r in outcome.results if r.status.failed]
@@ -425,11 +432,15 @@ class _Slice:
         return self._stack.failure()
 
 
-def _probe_line(probe: Probe, search: Search, unit: str, left_s: float) -> str:
+def probe_line(probe: Probe, search: Search, unit: str, left_s: float, shown: str = "") -> str:
+    """``probe N: RATE UNIT VERDICT (shown): why · so far ≥LO <HI · budget left``; ``shown``:
+    its figures (by default the achieved rate and p95)."""
     p95 = probe.figure("p95_ms")
     achieved = probe.figure("achieved_per_s") or 0.0
+    if not shown and p95 is not None:
+        shown = f"achieved {achieved:,.1f}, p95 {p95:,.1f} ms"
     text = f"probe {probe.setup.index}: {probe.rate:,} {unit} {probe.status}"
-    text += f" (achieved {achieved:,.1f}, p95 {p95:,.1f} ms)" if p95 is not None else ""
+    text += f" ({shown})" if shown else ""
     if probe.status != "held" and probe.reasons:
         text += f": {probe.reasons[0]}"
     low = f"≥{search.lo:,}" if search.lo is not None else "?"

@@ -203,6 +203,12 @@ class Backend(abc.ABC):
         """A stack for ``spec``, not yet provisioned; its files go under ``work_dir``.
         ``secrets`` are the values of ``spec.target.secret_env``."""
 
+    def runner_open_files(self) -> int | None:
+        """The most files one runner's k6 may hold open (its RLIMIT_NOFILE: k6, a Go
+        program, raises its soft limit to the hard one), or None where it is not known before
+        the runners start. A population's agents hold a WebSocket each, one file apiece."""
+        return None
+
     @abc.abstractmethod
     def fleet(self, bundle: Path, out_dir: Path, spec: FleetSpec, env: Mapping[str, str]) -> Fleet:
         """A fleet running ``bundle`` with ``env`` (``TARGET_URL`` and the secrets) in every

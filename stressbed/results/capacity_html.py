@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ._numbers import show
+from .capacity_agents_html import agents_chart, agents_table
 from .html import STYLE
 
 __all__ = ["render_capacity_html", "write_capacity_html"]
@@ -39,9 +40,13 @@ def render_capacity_html(document: Mapping[str, Any]) -> str:
     from bokeh.layouts import column  # noqa: PLC0415
     from bokeh.resources import INLINE  # noqa: PLC0415
 
+    agents = document.get("unit") == "agents"
     probes = [p for p in document.get("probes") or [] if p.get("p95_ms") is not None]
     figures = []
-    if probes:
+    if agents:  # a population's search: agents, not a rate
+        measured = [p for p in document.get("probes") or [] if p.get("connected_share") is not None]
+        figures += [agents_chart(measured)] if measured else []
+    elif probes:
         figures += [
             _latency_chart(document, probes),
             _achieved_chart(document, probes),
@@ -61,7 +66,9 @@ def render_capacity_html(document: Mapping[str, Any]) -> str:
         template_variables={
             "style": STYLE,
             "header": _header(document),
-            "tables": _probe_table(document),
+            "tables": (
+                agents_table(document.get("probes") or []) if agents else _probe_table(document)
+            ),
         },
     )
 

@@ -21,6 +21,11 @@ contrast) and names, with its evidence:
 - ``none``: nothing the stack recorded explains it (with a client-only target: no stack to
   read; give its metrics URL).
 
+For a population's probe (``population=True``: its figures are agents, not a rate),
+backpressure and saturation do not apply; after the replicas taken out of service come the
+target's own ``connection-limit`` and ``open-files`` (:mod:`.agent_causes`), then CPU and
+memory.
+
 The first that applies, in that order, is the binding cause; the others found are kept as
 ``also``.
 """
@@ -31,6 +36,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .agent_causes import connection_limit, open_files
 from .probe import Probe
 
 __all__ = ["binding_cause"]
@@ -43,6 +49,8 @@ BACKPRESSURE_SHARE = 0.5
 FLAT_LATENCY = 1.5  # p50 at most this many times the last held probe's: "flat"
 SATURATED_SHARE = 0.98  # achieved under this share of the offered rate: saturated
 BACKPRESSURE_ERRORS = 0.05  # ... with fewer errors than this (else the target fails, not queues)
+#: A population's agents close their channels within this long after its step.
+CLOSING_S = 5.0
 RESTART_EVENTS = ("restarted", "liveness-failed", "startup-failed", "unready", "killed", "crashed")
 
 
@@ -55,26 +63,41 @@ def binding_cause(
     limits: Mapping[str, float] | None = None,
     max_replicas: int | None = None,
     has_stack: bool = True,
+    population: bool = False,
+    target: Mapping[str, Sequence[Sequence[float]]] | None = None,
 ) -> dict[str, Any] | None:
     """The cause at the first failing probe ``failed`` (``held``: the highest that held);
-    ``events`` and ``rows`` are the stack's during ``failed``. None without a failure."""
+    ``events`` and ``rows`` are the stack's during ``failed``, ``target`` the target's own
+    scraped series (read for a ``population``). None without a failure."""
     if failed is None:
         return None
     limits = limits or {}
-    found = [
-        c
-        for c in (
-            _oom(events, limits),
-            _quota(events),
-            _at_max(failed, max_replicas, limits),
-            _restarts(events),
+    stack = (
+        _oom(events, limits),
+        _quota(events),
+        _at_max(failed, max_replicas, limits),
+        _restarts(events),
+    )
+    if population:
+        # The probe from the second before its release (a counter's rate is keyed by the
+        # second its interval began) to its join, its step and its agents' goodbyes.
+        start = failed.started_at or 0.0
+        begin = start - 1
+        end = start + (failed.figure("join_s") or 0.0) + failed.setup.step_s + CLOSING_S
+        client: tuple[dict[str, Any] | None, ...] = (
+            connection_limit(failed, target or {}, begin, end),
+            open_files(failed),
+            _cpu(failed, rows, limits),
+            _memory(failed, limits),
+        )
+    else:
+        client = (
             _cpu(failed, rows, limits),
             _memory(failed, limits),
             _backpressure(failed, held),
             _saturation(failed, held),
         )
-        if c is not None
-    ]
+    found = [c for c in (*stack, *client) if c is not None]
     if not found:
         message = (
             "none found in the stack's samples and events"

@@ -44,6 +44,8 @@ __all__ = [
     "Probe",
     "ProbeSetup",
     "judge_probe",
+    "runner_cpu",
+    "stack_figures",
 ]
 
 ACHIEVED_SHARE = 0.95
@@ -151,9 +153,9 @@ def judge_probe(
         steady.merge(w)
     n = len(seconds)
     probe.figures = _figures(steady, seconds, setup)
-    probe.figures.update(_stack_figures(stack_rows, first, last + 1))
+    probe.figures.update(stack_figures(stack_rows, first, last + 1))
     # The generator first: a limit of its own is no verdict on the target.
-    cpu_share = _runner_cpu(runners, first, last)
+    cpu_share = runner_cpu(runners, first, last)
     probe.figures["runner_cpu_share"] = cpu_share
     cpu_bound = cpu_share is not None and cpu_share >= RUNNER_CPU_SHARE
     offered = steady.iterations + steady.dropped
@@ -299,7 +301,7 @@ def _figures(steady: Window, seconds: Sequence[Window], setup: ProbeSetup) -> di
     }
 
 
-def _runner_cpu(runners: Sequence[RunnerResult], first: int, last: int) -> float | None:
+def runner_cpu(runners: Sequence[RunnerResult], first: int, last: int) -> float | None:
     """The busiest runner's typical CPU share over the window: its upper-half value (so a
     runner pinned at its limit for half the window or more reads as pinned)."""
     worst: float | None = None
@@ -319,14 +321,16 @@ def _runner_cpu(runners: Sequence[RunnerResult], first: int, last: int) -> float
     return worst
 
 
-def _stack_figures(rows: Sequence[Mapping[str, Any]], start: float, end: float) -> dict[str, Any]:
-    """Replicas and each replica's CPU (median) and memory (peak) over the window."""
+def stack_figures(rows: Sequence[Mapping[str, Any]], start: float, end: float) -> dict[str, Any]:
+    """Replicas and each replica's CPU (median), memory (peak) and open files (peak, with its
+    limit) over the window; the balancer's open files where the stack reports them."""
     inside = [r for r in rows if isinstance(r.get("t"), int | float) and start <= r["t"] < end]
     if not inside:
         return {}
     cpu: dict[str, list[float]] = {}
     memory: dict[str, float] = {}
     throttled: dict[str, float] = {}
+    files: dict[str, dict[str, float]] = {}  # each one's open files at their most, and limit
     for row in inside:
         for name, usage in (row.get("pods") or {}).items():
             if isinstance(usage.get("cpu_m"), int | float):
@@ -335,6 +339,8 @@ def _stack_figures(rows: Sequence[Mapping[str, Any]], start: float, end: float) 
                 memory[name] = max(memory.get(name, 0.0), float(usage["memory_mib"]))
             if isinstance(usage.get("throttled_share"), int | float):
                 throttled[name] = max(throttled.get(name, 0.0), float(usage["throttled_share"]))
+            _files(files, name, usage)
+        _files(files, "", row.get("balancer") or {})
     counts = {
         key: [float(r[key]) for r in inside if isinstance(r.get(key), int | float)]
         for key in ("replicas", "ready", "desired")
@@ -344,15 +350,29 @@ def _stack_figures(rows: Sequence[Mapping[str, Any]], start: float, end: float) 
             "cpu_m": statistics.median(cpu[name]) if name in cpu else None,
             "memory_mib": memory.get(name),
             **({"throttled_share": throttled[name]} if name in throttled else {}),
+            **files.get(name, {}),
         }
         for name in sorted(set(cpu) | set(memory))
     }
-    return {
+    found: dict[str, Any] = {
         "replicas": max(counts["replicas"]) if counts["replicas"] else None,
         "ready_min": min(counts["ready"]) if counts["ready"] else None,
         "desired_max": max(counts["desired"]) if counts["desired"] else None,
         "pods": pods,
     }
+    if "" in files:  # the stack's load balancer (the local backend's)
+        found["balancer"] = files[""]
+    return found
+
+
+def _files(found: dict[str, dict[str, float]], name: str, usage: Mapping[str, Any]) -> None:
+    """The most files ``name`` held open in a sample so far, and its limit (as last read)."""
+    held, limit = usage.get("open_files"), usage.get("nofile_limit")
+    if isinstance(held, int | float):
+        mine = found.setdefault(name, {})
+        mine["open_files"] = max(mine.get("open_files", 0.0), float(held))
+    if isinstance(limit, int | float):
+        found.setdefault(name, {})["nofile_limit"] = float(limit)
 
 
 def _show(threshold: Threshold, observed: float) -> str:

@@ -207,6 +207,9 @@ def _generator_limit(probes: Sequence[Probe]) -> dict[str, Any] | None:
         "max_vus": invalid.setup.max_vus,
         "vus_needed": int(needed) if needed is not None else None,
         "cpu_bound": invalid.conditions.get("runner_cpu") is False,
+        # A population's runners out of open files ("too many open files" lines; None for a
+        # rate's probes, which do not read them).
+        "open_files_errors": invalid.figures.get("runner_open_files_errors"),
     }
 
 

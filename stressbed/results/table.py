@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._numbers import show
@@ -222,7 +222,10 @@ def capacity_table(document: Mapping[str, Any]) -> str:
         f"{'p99':>8} {'conc':>6} {'VUs':>5} {'drop':>5} {'repl':>4} {'cpu/repl':>9}  verdict"
     )
     probes = document.get("probes") or []
-    if probes:
+    if unit == "agents":
+        lines += _agent_rows(probes)
+        probes = []
+    elif probes:
         lines.append(header)
     for probe in probes:
         pods = probe.get("pods") or {}
@@ -249,7 +252,7 @@ def capacity_table(document: Mapping[str, Any]) -> str:
                 f"  scaled {decision['from']} -> {decision['to']} at {decision['t_s']:+.1f} s"
             )
     knee = document.get("knee") or {}
-    if not probes:
+    if not probes:  # (a population's probes: no knee is read)
         knee = {}
     if knee.get("range"):
         low, high = knee["range"]
@@ -267,6 +270,38 @@ def capacity_table(document: Mapping[str, Any]) -> str:
     if document.get("exit_code"):
         lines.append(f"exit {document['exit_code']}: {document.get('message', '')}")
     return "\n".join(lines)
+
+
+def _agent_rows(probes: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A population's probes: agents offered, their connected share and peak, connect
+    failures, those who gave up, check-in lateness and connect time (p99), the replicas and
+    their busiest CPU and open files."""
+    if not probes:
+        return []
+    lines = [
+        f"  {'#':>2} {'agents':>8} {'conn %':>7} {'peak':>8} {'fails':>7} {'gave up':>7} "
+        f"{'late p99':>8} {'conn p99':>8} {'repl':>4} {'cpu/repl':>9} {'files':>7}  verdict"
+    ]
+    for probe in probes:
+        pods = (probe.get("pods") or {}).values()
+        cpus = [u["cpu_m"] for u in pods if u.get("cpu_m") is not None]
+        files = [u["open_files"] for u in pods if u.get("open_files") is not None]
+        share = probe.get("connected_share")
+        why = (
+            f": {probe['reasons'][0]}" if probe.get("reasons") and probe["status"] != "held" else ""
+        )
+        mark = " (contaminated)" if probe.get("contaminated") else ""
+        trial = f" #{probe['trial']}" if probe.get("trial", 1) > 1 else ""
+        lines.append(
+            f"  {probe['index']:>2} {probe['rate']:>8,} "
+            f"{_n(share * 100 if share is not None else None, 1):>7} "
+            f"{_n(probe.get('peak_connected'), 0):>8} {_n(probe.get('connect_failures'), 0):>7} "
+            f"{_n(probe.get('gave_up'), 0):>7} {_n(probe.get('checkin_lateness_p99_ms'), 0):>8} "
+            f"{_n(probe.get('connect_time_p99_ms'), 0):>8} {_n(probe.get('replicas'), 0):>4} "
+            f"{(f'{max(cpus):,.0f}m' if cpus else '-'):>9} "
+            f"{_n(max(files) if files else None, 0):>7}  {probe['status']}{trial}{mark}{why}"
+        )
+    return lines
 
 
 def _n(value: Any, digits: int) -> str:

@@ -9,6 +9,13 @@ time it may take. A scenario module may carry one beside its ``scenario``::
 ``stressbed capacity`` options override it field by field (``--slo`` replaces the SLOs). Rates
 are iterations per second of the scenario's flow, offered as an open model (k6's
 constant-arrival-rate executor): with one request per iteration, requests per second.
+
+A population (a workload of simulated agents) is searched along its agent count instead:
+``min_agents`` and ``max_agents`` bound it, and its SLOs may also be the population's
+(``connected("> 99%")``, ``checkin_lateness("p(99) < 2s")``, ...)::
+
+    capacity = Capacity(slos=[connected(">= 99%"), checkin_lateness("p(99) < 2s")],
+                        min_agents=500, max_agents=20_000, step_duration="30s")
 """
 
 from __future__ import annotations
@@ -18,14 +25,28 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import ConfigError
-from .thresholds import Threshold, error_rate, latency
+from .population import MAX_AGENTS
+from .thresholds import (
+    AGENT_METRICS,
+    CONNECTED_METRIC,
+    Threshold,
+    checkin_lateness,
+    command_rtt,
+    connect_time,
+    connected,
+    error_rate,
+    latency,
+    reconnect_time,
+)
 from .units import parse_duration_ms
 
 __all__ = [
+    "AGENT_SLOS",
     "MAX_RATE",
     "MIN_STEADY_S",
     "Capacity",
     "parse_slo",
+    "population_judgeable",
     "slo_label",
     "window_judgeable",
 ]
@@ -38,6 +59,16 @@ MIN_STEADY_S = 3.0
 WARMUP_SHARE = 1 / 3
 MIN_WARMUP_S = 5.0
 _UPPER_BOUNDS = ("<", "<=")
+_LOWER_BOUNDS = (">", ">=")
+#: The population's trends an SLO may bound, by the name ``--slo`` gives them
+#: (``checkin_lateness p(99)<2s``), and how each is built.
+AGENT_SLOS = {
+    "checkin_lateness": checkin_lateness,
+    "connect_time": connect_time,
+    "command_rtt": command_rtt,
+    "reconnect_time": reconnect_time,
+}
+_AGENT_NAMES = {f"agent_{name}": name for name in AGENT_SLOS}
 
 
 @dataclass(frozen=True)
@@ -60,6 +91,10 @@ class Capacity:
     cooldown: str = "60s"
     #: Repeat the probes either side of the boundary (two trials must agree).
     confirm: bool = True
+    #: A population's search: the fewest and the most agents it offers (None: from the
+    #: population's declared count, a tenth of it and ten times it).
+    min_agents: int | None = None
+    max_agents: int | None = None
     _slos: tuple[Threshold, ...] = field(init=False, repr=False, compare=False)
     _ms: dict[str, float] = field(init=False, repr=False, compare=False)
 
@@ -79,6 +114,26 @@ class Capacity:
                 )
         if self.min_rate > self.max_rate:
             raise ConfigError("--min-rate", self.min_rate, f"at most --max-rate ({self.max_rate})")
+        for name in ("min_agents", "max_agents"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or not 1 <= value <= MAX_AGENTS
+            ):
+                raise ConfigError(
+                    f"--{name.replace('_', '-')}",
+                    value,
+                    f"a whole number of agents, 1..{MAX_AGENTS:,}",
+                )
+        if (
+            self.min_agents is not None
+            and self.max_agents is not None
+            and self.min_agents > self.max_agents
+        ):
+            raise ConfigError(
+                "--min-agents", self.min_agents, f"at most --max-agents ({self.max_agents})"
+            )
         ms = {
             "step": parse_duration_ms(self.step_duration, "--step-duration"),
             "budget": parse_duration_ms(self.budget, "--budget"),
@@ -153,22 +208,34 @@ class Capacity:
             "cooldown_s": self.cooldown_s,
             "confirm": self.confirm,
             "workload": self.workload,
+            "min_agents": self.min_agents,
+            "max_agents": self.max_agents,
         }
 
 
 def parse_slo(text: str, where: str = "--slo") -> Threshold:
-    """An SLO as the command line writes it: ``p(95)<300ms``, ``avg<50ms``, ``error_rate<1%``."""
+    """An SLO as the command line writes it: ``p(95)<300ms``, ``avg<50ms``, ``error_rate<1%``;
+    a population's too: ``connected>=99%``, ``checkin_lateness p(99)<2s`` (any of
+    :data:`AGENT_SLOS`)."""
     if not isinstance(text, str) or not text.strip():
         raise ConfigError(where, text, "an SLO like 'p(95)<300ms' or 'error_rate<1%'")
     body = text.strip()
+    name, _, rest = body.partition(" ")
     try:
         if body.startswith("error_rate"):
             found = error_rate(body[len("error_rate") :])
+        elif body.startswith("connected"):
+            found = connected(body[len("connected") :])
+        elif name in AGENT_SLOS:
+            found = AGENT_SLOS[name](rest)
         else:
             found = latency(body)
     except ConfigError:
         raise ConfigError(
-            where, text, "an SLO like 'p(95)<300ms', 'avg<50ms' or 'error_rate<1%'"
+            where,
+            text,
+            "an SLO like 'p(95)<300ms', 'avg<50ms', 'error_rate<1%' or, for a population, "
+            "'connected>=99%', 'checkin_lateness p(99)<2s'",
         ) from None
     return replace(found, label=body)
 
@@ -179,7 +246,11 @@ def slo_label(threshold: Threshold) -> str:
     op = threshold.operator
     if threshold.metric == "http_req_failed":
         return f"error_rate{op}{threshold.value * 100:g}%"
+    if threshold.metric == CONNECTED_METRIC:
+        return f"connected{op}{threshold.value * 100:g}%"
     text = f"{threshold.aggregation}{op}{threshold.value:g}ms"
+    if threshold.metric in _AGENT_NAMES:
+        return f"{_AGENT_NAMES[threshold.metric]} {text}"
     name = dict(threshold.tags).get("name")
     return f"{name}: {text}" if name else text
 
@@ -195,15 +266,32 @@ def window_judgeable(threshold: Threshold) -> bool:
     return threshold.metric == "http_req_failed" and not tags
 
 
+def population_judgeable(threshold: Threshold) -> bool:
+    """A threshold of a population that one probe can judge: a lower bound on the connected
+    share, or an upper bound on one of its trends (check-in lateness, connect time, command
+    round trip, reconnect time), of the whole population (no tag but its workload's)."""
+    if threshold.abort_on_fail or not set(dict(threshold.tags)) <= {"scenario"}:
+        return False
+    if threshold.metric == CONNECTED_METRIC:
+        return threshold.operator in _LOWER_BOUNDS
+    return (
+        threshold.metric in _AGENT_NAMES
+        and AGENT_METRICS[threshold.metric] == "trend"
+        and threshold.operator in _UPPER_BOUNDS
+        and threshold.aggregation != "min"
+    )
+
+
 def _slo(value: object, where: str) -> Threshold:
     found = parse_slo(value, where) if isinstance(value, str) else value
     if not isinstance(found, Threshold):
         raise ConfigError(where, value, "an SLO string or a latency()/error_rate() threshold")
-    if not window_judgeable(found):
+    if not window_judgeable(found) and not population_judgeable(found):
         raise ConfigError(
             where,
             slo_label(found),
             "an upper bound (< or <=) on latency (overall or one request's) or on the error "
-            "rate, without abort_on_fail: what one probe's steady window can judge",
+            "rate, or a population's connected share (> or >=) or trend (<, <=), without "
+            "abort_on_fail: what one probe can judge",
         )
     return found

@@ -337,6 +337,68 @@ def test_the_reference_agent_is_provisioned_once_probed_and_torn_down(tmp_path, 
         assert summary["settings"]["probe"]["rate"] == int(directory.name.split("-")[1])
 
 
+CAPPED_AGENTS = '''
+"""The shipped population's agents against the reference agent capped at 300 channels."""
+from stressbed import Scenario
+from stressbed.population import population
+from stressbed.thresholds import connect_time, connected
+
+from scenarios.agent_population import agent
+
+scenario = Scenario(
+    "capped_agents",
+    description="agents holding a WebSocket each; the agent takes 300 channels at most",
+    workloads=[population("agents", agent(), agents=300, join="5s", lasting="30s", per_vu=250)],
+    thresholds=[connected(">= 99%"), connect_time("p(99) < 2s")],
+)
+stack = {
+    "replicas": 1,
+    "autoscaler": None,
+    "target": {"env": {"STRESSBED_AGENT_MAX_CONNECTIONS": "300"}},
+}
+'''
+
+
+@needs_k6
+def test_a_population_s_capacity_is_bracketed_by_the_target_s_connection_limit(tmp_path):
+    """Real k6 and real WebSockets against the reference agent on the local backend, which
+    takes 300 channels at most (its max_connections, set by the scenario's stack): the
+    search along the agent count brackets 300 agents and names the target's own limit."""
+    (tmp_path / "capped_agents.py").write_text(CAPPED_AGENTS)
+    started = leftovers.snapshot()
+    code, document, out = _capacity(
+        tmp_path,
+        "--scenario", str(tmp_path / "capped_agents.py"),
+        "--min-agents", "100",
+        "--max-agents", "800",
+        "--step-duration", "8s",
+        "--warmup", "2s",
+        "--cooldown", "10s",
+        "--budget", "3m",
+        "--resolution", "50%",  # 100, 200, 400, then 300: close enough
+        "--no-confirm",
+    )  # fmt: skip
+    assert code == 0, out
+    assert document["unit"] == "agents"
+    low, high = document["interval"]
+    assert low <= 300 < high, out
+    assert document["max_sustainable_agents"] == low
+    assert document["answer"].startswith(f"capacity: {low} agents ({low}-{high}) within "), out
+    cause = document["cause"]
+    assert cause["kind"] == "connection-limit", cause
+    assert cause["message"].startswith("the target's own connection limit: it refused ")
+    assert cause["evidence"]["refused_at_limit"] > 0
+    assert cause["evidence"]["target_connected_peak"] == 300
+    failed = next(p for p in document["probes"] if p["rate"] == high)
+    assert failed["connect_failures_by_reason"]["handshake"] > 0
+    assert failed["peak_connected"] == 300
+    for probe in document["probes"]:  # the stack's open files, as the local backend reads them
+        (usage,) = probe["pods"].values()
+        assert usage["open_files"] >= min(probe["peak_connected"], 300)
+        assert usage["nofile_limit"] > 0
+    assert _agents_since(started) == []
+
+
 # -- bad input: exit 2, one line, nothing started ------------------------------------------
 
 

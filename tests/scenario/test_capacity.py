@@ -6,6 +6,7 @@ import pytest
 
 from stressbed import Capacity, ConfigError, error_rate, latency, request_rate
 from stressbed.scenario.capacity import parse_slo, slo_label
+from stressbed.thresholds import checkin_lateness, command_rtt, connected
 
 
 def test_defaults_and_the_warm_up_a_third_of_the_step_at_least_5s():
@@ -47,6 +48,11 @@ def test_slos_from_the_command_line_and_the_dsl_alike():
         ({"step_duration": "10s", "warmup": "8s"}, "--warmup", "at least 3s"),
         ({"budget": "ten minutes"}, "--budget", "a duration like"),
         ({"resolution": 0.9}, "--resolution", "0.005..0.5"),
+        ({"min_agents": 0}, "--min-agents", "a whole number of agents, 1..10,000,000"),
+        ({"max_agents": 2.5}, "--max-agents", "a whole number of agents"),
+        ({"min_agents": 500, "max_agents": 100}, "--min-agents", "at most --max-agents (100)"),
+        ({"slos": ["connected<99%"]}, "capacity.slos[0]", "connected share (> or >=)"),
+        ({"slos": [command_rtt("p(99) < 1s", abort_on_fail=True)]}, "capacity.slos[0]", "abort"),
     ],
 )
 def test_bad_declarations_name_the_field_the_value_and_what_is_allowed(kwargs, field, expected):
@@ -62,3 +68,26 @@ def test_with_changes_keeps_what_is_not_given_and_validates_again():
     assert (changed.min_rate, changed.max_rate, changed.budget_s) == (50, 800, 300)
     with pytest.raises(ConfigError):
         base.with_changes(max_rate=10)
+
+
+def test_a_population_s_slos_from_the_command_line_and_the_dsl_alike():
+    by_text = Capacity(slos=["connected>=99%", "checkin_lateness p(99)<2s"]).slo_thresholds
+    by_dsl = Capacity(slos=[connected(">= 99%"), checkin_lateness("p(99) < 2s")]).slo_thresholds
+    labels = ["connected>=99%", "checkin_lateness p(99)<2000ms"]
+    assert [slo_label(t) for t in by_text] == [slo_label(t) for t in by_dsl] == labels
+    assert [(t.metric, t.value) for t in by_text] == [
+        ("agents_connected", 0.99),
+        ("agent_checkin_lateness", 2000.0),
+    ]
+    # A label reads back as the same SLO.
+    for threshold in by_text:
+        again = parse_slo(slo_label(threshold))
+        assert (again.metric, again.operator, again.value) == (
+            threshold.metric,
+            threshold.operator,
+            threshold.value,
+        )
+    for name in ("connect_time", "command_rtt", "reconnect_time"):
+        assert parse_slo(f"{name} p(95)<1s").metric == f"agent_{name}"
+    bounds = Capacity(slos=["connected>99%"], min_agents=100, max_agents=5000)
+    assert (bounds.to_dict()["min_agents"], bounds.to_dict()["max_agents"]) == (100, 5000)

@@ -10,7 +10,7 @@ has no usable sample yet.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,8 +53,10 @@ class UsageFeed:
         usage: dict[str, Usage],
         replicas: Sequence[Lifecycle],
         desired: int,
+        balancer: Mapping[str, int] | None = None,
     ) -> None:
-        """Record ``usage`` (by replica name, running ones only) and append a series row."""
+        """Record ``usage`` (by replica name, running ones only) and append a series row;
+        ``balancer``: the load balancer's open files and their limit, when read."""
         pods: dict[str, dict[str, float]] = {}
         for name, seen in usage.items():
             samples = self._samples.setdefault(name, _Samples())
@@ -69,15 +71,20 @@ class UsageFeed:
             if share is not None:
                 pods[name]["throttled_share"] = round(share, 3)
             samples.periods = seen.periods
-        self.series.append(
-            {
-                "t": round(time.time(), 3),
-                "replicas": sum(r.counted for r in replicas),
-                "ready": sum(r.ready for r in replicas),
-                "desired": desired,
-                "pods": pods,
-            }
-        )
+            if seen.open_files is not None:
+                pods[name]["open_files"] = seen.open_files
+            if seen.nofile_limit is not None:
+                pods[name]["nofile_limit"] = seen.nofile_limit
+        row: dict[str, Any] = {
+            "t": round(time.time(), 3),
+            "replicas": sum(r.counted for r in replicas),
+            "ready": sum(r.ready for r in replicas),
+            "desired": desired,
+            "pods": pods,
+        }
+        if balancer:
+            row["balancer"] = dict(balancer)
+        self.series.append(row)
 
     def cpu_m(self, name: str, now: float, window: float) -> float | None:
         """Millicores used over about ``window`` seconds; None without two samples."""

@@ -25,6 +25,7 @@ from ...errors import ConfigError
 from ...fleet.process import die_with_parent, free_port
 from ...stack.spec import StackSpec
 from . import _cgroups
+from ._files import open_files
 from .runtime import Exit, Launch, ReplicaRun, ReplicaRuntime, Usage
 
 __all__ = ["INHERITED_ENV", "ProcessRuntime", "ReplicaProcess", "check_executable", "run_command"]
@@ -166,9 +167,14 @@ class ReplicaProcess(ReplicaRun):
         """CPU time and working set now; None once the process is gone."""
         if self.proc is None or self.poll() is not None:
             return None
+        files, limit = open_files(self.proc.pid)
         if self.group is not None:
             return Usage(
-                self.group.cpu_seconds(), self.group.working_set(), self.group.throttling()
+                self.group.cpu_seconds(),
+                self.group.working_set(),
+                self.group.throttling(),
+                open_files=files,
+                nofile_limit=limit,
             )
         try:
             fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -177,7 +183,9 @@ class ReplicaProcess(ReplicaRun):
             return None
         # utime, stime, cutime, cstime: fields 14-17 of stat(5), here 11-14 after the name.
         ticks = sum(int(x) for x in fields[11:15])
-        return Usage(ticks / _CLOCK_TICKS, int(statm[1]) * _PAGE)
+        return Usage(
+            ticks / _CLOCK_TICKS, int(statm[1]) * _PAGE, open_files=files, nofile_limit=limit
+        )
 
     def signal(self, signum: int) -> None:
         """Send ``signum`` to the replica's whole process group."""

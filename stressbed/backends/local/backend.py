@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -90,6 +91,11 @@ class LocalBackend(Backend):
         secrets: Mapping[str, str] | None = None,
     ) -> Stack:
         return LocalStack(spec, work_dir, self.options, on_event, secrets)
+
+    def runner_open_files(self) -> int | None:
+        """A local runner's k6 inherits this process's hard limit of open files."""
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        return None if hard == resource.RLIM_INFINITY else int(hard)
 
     def fleet(self, bundle: Path, out_dir: Path, spec: FleetSpec, env: Mapping[str, str]) -> Fleet:
         return LocalFleet(bundle, out_dir, spec, env, runner_cpu_m=self.runner_cpu_m)

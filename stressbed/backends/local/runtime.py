@@ -52,6 +52,9 @@ class Usage:
     #: The cgroup's CFS periods so far and those in which the quota throttled it (None
     #: without a cgroup): the share throttled says a replica is held back by its CPU limit.
     periods: tuple[int, int] | None = None
+    #: Files it holds open now and the most it may (its RLIMIT_NOFILE); None: not read.
+    open_files: int | None = None
+    nofile_limit: int | None = None
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from ..base import new_event
 from ..scrape import Scraper
 from ._diagnose import crash_looping, not_ready_reason
 from ._faults import Hook, LocalFaults
+from ._files import open_files
 from ._metrics import UsageFeed
 from ._probing import ProbePool
 from ._replica import ProcessRuntime
@@ -482,7 +483,15 @@ class LocalStack:
             seen = replica.process.usage() if replica.life.has_process and replica.process else None
             if seen is not None:
                 usage[replica.name] = seen
-        self._feed.sample(now, usage, [r.life for r in self.replicas], self._desired)
+        balancer: dict[str, int] = {}
+        if self._balancer is not None and self._balancer.proc.poll() is None:
+            files, limit = open_files(self._balancer.proc.pid)
+            balancer = {
+                key: value
+                for key, value in (("open_files", files), ("nofile_limit", limit))
+                if value is not None
+            }
+        self._feed.sample(now, usage, [r.life for r in self.replicas], self._desired, balancer)
 
     def _autoscale(self, now: float) -> None:
         assert self._hpa is not None

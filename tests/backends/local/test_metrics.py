@@ -21,3 +21,34 @@ def test_the_throttled_share_is_per_sample_and_starts_again_with_a_new_process()
     # Without a cgroup nothing is said about throttling.
     feed.sample(103.0, {"agent-0": Usage(0.2, 2**20)}, life, 1)
     assert "throttled_share" not in feed.series[3]["pods"]["agent-0"]
+
+
+def test_each_replica_s_open_files_and_the_balancer_s_are_in_the_series():
+    feed = UsageFeed(reference_agent(), window_s=5.0)
+    life = [Lifecycle("agent-0", 0)]
+    usage = Usage(1.0, 2**20, open_files=310, nofile_limit=20_000)
+    feed.sample(100.0, {"agent-0": usage}, life, 1, {"open_files": 620, "nofile_limit": 20_000})
+    row = feed.series[0]
+    assert row["pods"]["agent-0"]["open_files"] == 310
+    assert row["pods"]["agent-0"]["nofile_limit"] == 20_000
+    assert row["balancer"] == {"open_files": 620, "nofile_limit": 20_000}
+    # Not read (a container's runtime): nothing said, never 0.
+    feed.sample(101.0, {"agent-0": Usage(1.5, 2**20)}, life, 1)
+    assert "open_files" not in feed.series[1]["pods"]["agent-0"]
+    assert "balancer" not in feed.series[1]
+
+
+def test_a_process_s_open_files_and_limit_are_read_from_proc():
+    import os  # noqa: PLC0415
+    import resource  # noqa: PLC0415
+
+    from stressbed.backends.local._files import open_files  # noqa: PLC0415
+
+    before, limit = open_files(os.getpid())
+    assert limit == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    with open(os.devnull) as a, open(os.devnull) as b:  # noqa: F841 - two more files held
+        during, _ = open_files(os.getpid())
+    assert before is not None
+    assert during is not None
+    assert during - before == 2
+    assert open_files(2**22 + 7) == (None, None)  # no such process
