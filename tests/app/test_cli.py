@@ -30,7 +30,10 @@ def test_scenarios_lists_each_with_a_description(capsys):
     assert main(["scenarios"]) == 0
     lines = capsys.readouterr().out.splitlines()
     names = [line.split()[0] for line in lines]
-    assert names == ["capacity_ramp", "ingest_mix", "resilience", "task_journey"]
+    assert names == [
+        *("agent_population", "capacity_ramp", "ingest_mix", "reconnect_storm"),
+        *("reconnect_storm_unjittered", "resilience", "task_journey"),
+    ]
     assert all(len(line.split(None, 1)[1]) > 20 for line in lines)
 
 
@@ -46,8 +49,9 @@ def test_an_unknown_scenario_exits_2_with_one_line_naming_the_choices(tmp_path):
     proc = stressbed("render", "--scenario", "nope", "-o", str(tmp_path / "b"))
     assert proc.returncode == 2
     assert proc.stderr == (
-        "stressbed: error: --scenario: got 'nope'; expected a scenario name (capacity_ramp, "
-        "ingest_mix, resilience, task_journey) or a path to a .py file\n"
+        "stressbed: error: --scenario: got 'nope'; expected a scenario name (agent_population, "
+        "capacity_ramp, ingest_mix, reconnect_storm, reconnect_storm_unjittered, resilience, "
+        "task_journey) or a path to a .py file\n"
     )
     assert not (tmp_path / "b").exists()
 
