@@ -1,16 +1,16 @@
 """What the local stack measures of its replicas: the usage series and the HPA's inputs.
 
 Every sample period the controller hands in each running replica's cumulative CPU time and
-working set; the feed keeps a few seconds of them per replica, appends one row to the series
-summary.json shows, and turns them into the utilisation (percent of the replica's request) the
-HPA algorithm reads, with Kubernetes' rule that a replica not ready for a full metrics window
-has no usable sample yet.
+working set, and its open connections through the balancer; the feed keeps a few seconds of
+them per replica, appends one row to the series summary.json shows, and turns them into the
+utilisation (percent of the replica's request) the HPA algorithm reads, with Kubernetes' rule
+that a replica not ready for a full metrics window has no usable sample yet.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,8 +53,10 @@ class UsageFeed:
         usage: dict[str, Usage],
         replicas: Sequence[Lifecycle],
         desired: int,
+        connections: Mapping[str, int] | None = None,
     ) -> None:
-        """Record ``usage`` (by replica name, running ones only) and append a series row."""
+        """Record ``usage`` (by replica name, running ones only) and append a series row, with
+        each replica's open ``connections`` (by name: those the balancer counted)."""
         pods: dict[str, dict[str, float]] = {}
         for name, seen in usage.items():
             samples = self._samples.setdefault(name, _Samples())
@@ -69,6 +71,8 @@ class UsageFeed:
             if share is not None:
                 pods[name]["throttled_share"] = round(share, 3)
             samples.periods = seen.periods
+        for name, count in (connections or {}).items():
+            pods.setdefault(name, {})["connections"] = count
         self.series.append(
             {
                 "t": round(time.time(), 3),

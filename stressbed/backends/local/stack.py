@@ -41,7 +41,7 @@ from ._faults import Hook, LocalFaults
 from ._metrics import UsageFeed
 from ._probing import ProbePool
 from ._replica import ProcessRuntime
-from .balancer import BalancerProcess
+from .balancer_pool import BalancerProcess
 from .runtime import Exit, Launch, ReplicaRun, ReplicaRuntime, Usage
 
 __all__ = ["LocalOptions", "LocalStack"]
@@ -66,6 +66,11 @@ class LocalOptions:
     teardown_grace_s: float = 10.0  # at teardown, SIGKILL after min(this, the grace period)
     cgroups: bool = True  # False: rlimit and advisory CPU, as where cgroups are not writable
     sample_s: float = 1.0
+    #: The concurrent connections the stack's balancer is sized for (the simulated agents
+    #: that each hold one open): its workers, one per ``balancer_pool.per_worker()``
+    #: connections. None: not known, one worker (about 9,900 connections where a process may
+    #: open 20,000 descriptors).
+    connections: int | None = None
 
 
 @dataclass
@@ -123,6 +128,9 @@ class LocalStack:
         self._feed = UsageFeed(self.spec, self.options.metrics_window_s)
         self._ordinal = 0
         self._balancer: BalancerProcess | None = None
+        #: How the balancer was sized (summary.json's stack.balancer), kept past its close.
+        self._balancer_report: dict[str, Any] | None = None
+        self._nofile: dict[str, int] = {}  # each replica's open-file limit, as last started
         self._probes: ProbePool[ReplicaRun] = ProbePool()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -151,7 +159,8 @@ class LocalStack:
 
     @property
     def series(self) -> list[dict[str, Any]]:
-        """Per sample: replicas, ready, desired, and each replica's CPU and memory."""
+        """Per sample: replicas, ready, desired, and each replica's CPU, memory and open
+        connections through the balancer."""
         return list(self._feed.series)
 
     # -- provisioning and teardown ----------------------------------------------------
@@ -160,10 +169,18 @@ class LocalStack:
         """Start the balancer and the replicas; return the URL once every one is ready."""
         self.runtime.prepare(self.spec, self.work_dir, self._event)
         self._balancer = BalancerProcess(
-            self.options.host, self.options.port, also=self.runtime.listen_also
+            self.options.host,
+            self.options.port,
+            also=self.runtime.listen_also,
+            connections=self.options.connections,
         )
         self.url = self._balancer.url
-        self._event("stack-created", url=self.url, replicas=self._desired)
+        self._event(
+            "stack-created",
+            url=self.url,
+            replicas=self._desired,
+            balancer_workers=len(self._balancer.workers),
+        )
         self._thread = threading.Thread(target=self._control, name="stressbed-stack", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + self.options.ready_timeout_s
@@ -242,6 +259,7 @@ class LocalStack:
 
     def _close_balancer(self) -> None:
         if self._balancer is not None:
+            self._balancer_report = self._balancer.report()
             self._balancer.close()
             self._balancer = None
 
@@ -271,10 +289,15 @@ class LocalStack:
                 "desired": self._desired,
                 "restarts": {r.name: r.restarts for r in self.replicas},
                 "max": self.spec.autoscaler.max_replicas if self.spec.autoscaler else None,
+                # The open-file limit the replicas ran with (the lowest; None: not read).
+                "nofile": min(self._nofile.values(), default=None),
             },
             "limits": self.spec.limits.figures(),
             "target_metrics": self._scraper.report() if self._scraper is not None else {},
             "requests": self.spec.requests.figures(),
+            "balancer": (
+                self._balancer.report() if self._balancer is not None else self._balancer_report
+            ),
             "timeseries": self.series,
         }
 
@@ -288,10 +311,9 @@ class LocalStack:
                 self._create(time.monotonic(), reason="initial")
             while not self._stop.is_set():
                 now = time.monotonic()
-                if self._balancer is not None and self._balancer.proc.poll() is not None:
-                    raise RuntimeError(
-                        f"the load balancer exited (code {self._balancer.proc.returncode})"
-                    )
+                failed = self._balancer.failure() if self._balancer is not None else None
+                if failed is not None:
+                    raise RuntimeError(failed)
                 self._take_probe_results(now)
                 self._faults.tick(self.replicas)
                 for replica in list(self.replicas):
@@ -347,6 +369,8 @@ class LocalStack:
             self._restart_or_delete(replica, now)
             return
         replica.host = process.host or self.options.host
+        if process.nofile is not None:
+            self._nofile[replica.name] = process.nofile
         self._feed.restarted(replica.name)
         replica.probes = ReplicaProbes(spec, now)
         if self._balancer is not None:
@@ -465,7 +489,12 @@ class LocalStack:
             seen = replica.process.usage() if replica.life.has_process and replica.process else None
             if seen is not None:
                 usage[replica.name] = seen
-        self._feed.sample(now, usage, [r.life for r in self.replicas], self._desired)
+        # As its workers said last (within a second): no wait on the controller's thread.
+        opened = self._balancer.connections() if self._balancer is not None else {}
+        known = {r.name for r in self.replicas}
+        connections = {name: n for name, n in opened.items() if name in known}
+        lives = [r.life for r in self.replicas]
+        self._feed.sample(now, usage, lives, self._desired, connections)
 
     def _autoscale(self, now: float) -> None:
         assert self._hpa is not None

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from stressbed.backends.local import LocalOptions, LocalStack, sweep_cgroups
-from stressbed.backends.local.balancer import PortInUseError
+from stressbed.backends.local.balancer_pool import PortInUseError
 from stressbed.errors import ConfigError, ProvisionError, TeardownError
 from stressbed.stack.spec import (
     Autoscaler,
@@ -522,7 +522,7 @@ from stressbed.backends.local import LocalStack
 stack = LocalStack(fake_spec(Path({control!r})), Path({work!r}), FAST)
 stack.provision()
 print(json.dumps({{"pids": [e["pid"] for e in stack.events if "pid" in e],
-                  "balancer": stack._balancer.proc.pid}}), flush=True)
+                  "balancer": stack._balancer.pids}}), flush=True)
 time.sleep(120)
 """
 
@@ -538,7 +538,7 @@ def test_kill_9_of_stressbed_leaves_no_replica_behind(tmp_path, control):
         assert holder.stdout is not None
         line = holder.stdout.readline()
         started = json.loads(line)
-        pids = [*started["pids"], started["balancer"]]
+        pids = [*started["pids"], *started["balancer"]]
         assert len(alive(pids)) == 3
         holder.send_signal(signal.SIGKILL)
         holder.wait(timeout=10)
