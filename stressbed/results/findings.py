@@ -283,22 +283,22 @@ def _connections_not_rebalanced(
         name, t = event.get("replica"), event.get("t")
         if event.get("event") == "ready" and name in lanes and isinstance(t, int | float):
             ready_at[str(name)] = min(ready_at.get(str(name), math.inf), float(t) - line.start)
-    stuck = []
+    stuck: list[tuple[str, float, dict[str, float]]] = []
     for name, ready in sorted(ready_at.items(), key=lambda pair: pair[1]):
         if ready < 0:
             continue  # ready before the load: not a scale-out
         held = _held_under_fair_share(line, lanes, name, ready)
         if held is not None:
-            stuck.append({"replica": name, "ready_s": round(ready, 1), **held})
+            stuck.append((name, ready, held))
     if not stuck:
         return []
-    first = stuck[0]
-    names = ", ".join(str(s["replica"]) for s in stuck)
+    _, ready, first = stuck[0]
+    names = ", ".join(name for name, _, _ in stuck)
     return [
         Finding(
             "connections-not-rebalanced",
-            float(first["ready_s"]),
-            f"{names} became ready at {first['ready_s']:.0f} s, after the load began, but held "
+            ready,
+            f"{names} became ready at {ready:.0f} s, after the load began, but held "
             f"{first['connections']:.0f} of {first['total']:.0f} open connections (a fair share: "
             f"{first['fair_share']:.0f}) from then to the end ({first['seconds']:.0f} s): the "
             "balancer, as a Kubernetes Service, balances connections, not requests, so "
@@ -307,7 +307,7 @@ def _connections_not_rebalanced(
             "server closes or drains them after a while, or when replicas are added) so "
             "clients reconnect and spread, rebalance on the client side, or balance per request "
             "or stream with an L7 balancer",
-            {"replicas": stuck},
+            {"replicas": [{"replica": n, "ready_s": round(r, 1), **h} for n, r, h in stuck]},
         )
     ]
 

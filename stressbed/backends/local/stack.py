@@ -196,6 +196,7 @@ class LocalStack:
             if time.monotonic() > deadline:
                 raise ProvisionError(self._not_ready_reason())
             time.sleep(TICK_S)
+        self._balancer.sync()  # every worker routes to them (a dead one: the controller says)
         self._event("stack-ready", url=self.url, ready=ready)
         if self._scraper is not None:
             self._scraper.start()
@@ -431,8 +432,10 @@ class LocalStack:
         detail = {"probe": seen} if seen else {}
         if event == "ready":
             replica.ever_ready = True
-            if replica.life.became_ready(now) and self._balancer is not None:
+            # The balancer is told first: a replica seen ready has been routed to (provision).
+            if replica.life.phase is Phase.RUNNING and self._balancer is not None:
                 self._balancer.set_ready(replica.name, True)
+            replica.life.became_ready(now)
         elif event == "unready":
             self._unroute(replica)
         self._event(event, replica=replica.name, **detail)

@@ -21,3 +21,15 @@ def test_the_throttled_share_is_per_sample_and_starts_again_with_a_new_process()
     # Without a cgroup nothing is said about throttling.
     feed.sample(103.0, {"agent-0": Usage(0.2, 2**20)}, life, 1)
     assert "throttled_share" not in feed.series[3]["pods"]["agent-0"]
+
+
+def test_each_replica_s_open_connections_are_in_its_row():
+    feed = UsageFeed(reference_agent(), window_s=5.0)
+    life = [Lifecycle("agent-0", 0), Lifecycle("agent-1", 1)]
+    usage = {"agent-0": Usage(1.0, 2**20)}
+    feed.sample(100.0, usage, life, 2, {"agent-0": 7, "agent-1": 0})
+    pods = feed.series[0]["pods"]
+    assert pods["agent-0"]["connections"] == 7
+    assert pods["agent-1"] == {"connections": 0}  # counted by the balancer, usage not read yet
+    feed.sample(101.0, usage, life, 2)  # no balancer: nothing said, not 0
+    assert "connections" not in feed.series[1]["pods"]["agent-0"]
