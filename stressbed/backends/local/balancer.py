@@ -423,8 +423,10 @@ class Balancer:
 
 
 def _say(event: dict[str, object]) -> None:
-    sys.stdout.write(json.dumps(event) + "\n")
-    sys.stdout.flush()
+    # A supervisor that stopped reading has gone: the worker ends with its stdin, not here.
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.write(json.dumps(event) + "\n")
+        sys.stdout.flush()
 
 
 async def _stats_every(balancer: Balancer, period_s: float) -> None:

@@ -25,6 +25,7 @@ import pytest
 from stressbed.backends.local.balancer_pool import (
     RESERVE_FDS,
     BalancerProcess,
+    PortInUseError,
     per_worker,
     workers_for,
 )
@@ -292,3 +293,12 @@ def test_idle_connections_stay_where_they_opened_when_a_replica_is_added(
     clients += fresh
     assert all(echoes(c) for c in fresh)
     assert settled(balancer) == {"old": held, "new": 20}
+
+
+def test_a_port_another_balancer_holds_is_taken_though_both_would_reuse_it(balancers):
+    # Every worker sets SO_REUSEPORT, so the kernel would let a second stack's balancer share
+    # the first's port (and split its connections): a port given is checked first.
+    first = balancers(workers=2)
+    with pytest.raises(PortInUseError, match=f"--port: got {first.port}; expected a free port"):
+        balancers(port=first.port)
+    assert first.failure() is None
