@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "agent"))
 from bench_agent import LUA, hey_rate, wrk
 from helpers import AgentProcess
 
-from stressbed.backends.local.balancer import BalancerProcess
+from stressbed.backends.local.balancer_pool import BalancerProcess
 
 
 def balancer(backend_port: int, loop: str) -> BalancerProcess:
@@ -45,6 +45,7 @@ def balancer(backend_port: int, loop: str) -> BalancerProcess:
             os.environ["STRESSBED_BALANCER_LOOP"] = previous
     made.add("agent-0", "127.0.0.1", backend_port)
     made.set_ready("agent-0", True)
+    made.sync()  # routed on every worker before the first request
     return made
 
 

@@ -41,7 +41,7 @@ from ..scenario.render import request_names
 from . import _k6api as k6api
 from .control import TOKEN_ENV, ControlServer
 from .oom import oom_kills
-from .process import die_with_parent, free_port
+from .process import die_with_parent, free_port, nofile_of, raise_nofile
 from .segments import segment, sequence
 from .usage import cpu_capacity, cpu_seconds, memory_bound, quota_group_seconds
 
@@ -188,6 +188,7 @@ class Runner:
         self.oom_kills_before = oom_kills()
         self.started_at = 0.0
         self.stopped_by: RunnerStatus | None = None
+        self.nofile: int | None = None  # k6's open-file limit, once started (None: not read)
         self._stopping = threading.Lock()
         self.cpu: dict[int, float] = {}  # unix second -> k6's cores used in the second before
         self._cpu_last: tuple[float, float] | None = None
@@ -212,14 +213,21 @@ class Runner:
         )
         command[0] = self.k6
         self._log = (self.out_dir / "k6.log").open("wb")
+        orphan_guard = die_with_parent()
+
+        def before_exec() -> None:
+            orphan_guard()
+            raise_nofile()  # each VU's connection is a descriptor: the hard limit, not 1024
+
         self.proc = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=self._log,
             env=k6_environment(os.environ, self.count),
-            preexec_fn=die_with_parent(),  # noqa: PLW1509 - only prctl, no locks taken
+            preexec_fn=before_exec,  # noqa: PLW1509 - prctl and an rlimit, no locks taken
         )
+        self.nofile = nofile_of(self.proc.pid)  # what k6 has, read once it has exec'd
 
     def wait_ready(self, timeout: float) -> bool:
         """True once k6 has every VU initialised (it starts paused: the release is the
@@ -298,6 +306,7 @@ class Runner:
                 peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 cpu=dict(self.cpu),
                 cpu_capacity=cpu_capacity(),  # k6 runs in this process's cgroup, on its CPUs
+                nofile=self.nofile,
             )
         result.write(self.out_dir / "result.json")
         self.fifo.unlink(missing_ok=True)

@@ -277,6 +277,10 @@ def _stack_charts(c: _Charts) -> None:
         if key in line.limits:  # a line, not an annotation: the y range then shows it
             lanes["limit"] = [line.limits[key]] * len(line.t)
         c.lines(fig, lanes, "m" if key == "cpu_m" else "MiB", dashed=("limit",))
+    connections = {name: pod["connections"] for name, pod in line.pods.items()}
+    if any(v is not None for lane in connections.values() for v in lane):
+        fig = c.figure("Open connections per replica (through the balancer)", "connections")
+        c.lines(fig, connections, "")
     for family, lanes in _families(line.target).items():
         shown = "ms" if family.endswith(" p95 ms") else ""
         shown = shown or ("per second" if family.endswith(" /s") else "value")

@@ -12,11 +12,16 @@ Each kind is one rule over the :class:`~.timeline.Timeline` (and the run's event
 - ``load-not-offered``: more than 1% of the iterations asked for were dropped (the executor ran
   out of VUs: the target rate was not offered, so latency looks better than it is);
 - ``runner-cpu``: a runner's k6 above 90% of the CPU it may use for 5 s or more (the load
-  generator, not the target, may be the limit).
+  generator, not the target, may be the limit);
+- ``connections-not-rebalanced``: a replica that became ready during the load (a scale-out)
+  held under half its fair share of the open connections (all of them over the replicas
+  holding any count) from then until the end, 30 s or more: long-lived connections stay where
+  they opened, as an L4 balancer (a Service) balances connections, not requests.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +41,12 @@ NEAR_S = 5.0
 DROPPED_SHARE = 0.01
 RUNNER_CPU_SHARE = 0.9
 RUNNER_CPU_S = 5.0
+#: A newcomer holding under this share of its fair share of the connections...
+REBALANCE_SHARE = 0.5
+#: ... from when it became ready until the end, this long at least...
+REBALANCE_S = 30.0
+#: ... judged only where a fair share is at least this many connections (fewer is noise).
+REBALANCE_MIN_FAIR = 4.0
 STACK_TROUBLE = {
     "restarted",
     "crashed",
@@ -80,6 +91,7 @@ def findings(
         *_quota_denied(line, events),
         *_load_not_offered(line),
         *_runner_cpu(line, runner_capacity),
+        *_connections_not_rebalanced(line, events),
     ]
     return sorted(found, key=lambda f: (f.t, f.kind))
 
@@ -254,3 +266,72 @@ def _runner_cpu(line: Timeline, capacity: Sequence[float | None]) -> list[Findin
                 )
                 break
     return out
+
+
+def _connections_not_rebalanced(
+    line: Timeline, events: Sequence[Mapping[str, Any]]
+) -> list[Finding]:
+    lanes = {
+        name: pod["connections"]
+        for name, pod in line.pods.items()
+        if any(v is not None for v in pod.get("connections", ()))
+    }
+    if len(lanes) < 2:
+        return []
+    ready_at: dict[str, float] = {}  # each replica's first "ready", seconds since the start
+    for event in events:
+        name, t = event.get("replica"), event.get("t")
+        if event.get("event") == "ready" and name in lanes and isinstance(t, int | float):
+            ready_at[str(name)] = min(ready_at.get(str(name), math.inf), float(t) - line.start)
+    stuck: list[tuple[str, float, dict[str, float]]] = []
+    for name, ready in sorted(ready_at.items(), key=lambda pair: pair[1]):
+        if ready < 0:
+            continue  # ready before the load: not a scale-out
+        held = _held_under_fair_share(line, lanes, name, ready)
+        if held is not None:
+            stuck.append((name, ready, held))
+    if not stuck:
+        return []
+    _, ready, first = stuck[0]
+    names = ", ".join(name for name, _, _ in stuck)
+    return [
+        Finding(
+            "connections-not-rebalanced",
+            ready,
+            f"{names} became ready at {ready:.0f} s, after the load began, but held "
+            f"{first['connections']:.0f} of {first['total']:.0f} open connections (a fair share: "
+            f"{first['fair_share']:.0f}) from then to the end ({first['seconds']:.0f} s): the "
+            "balancer, as a Kubernetes Service, balances connections, not requests, so "
+            "long-lived connections (WebSockets, keep-alive) stay on the replicas they opened "
+            "on and a scale-out takes none of their load. Give connections a maximum age (the "
+            "server closes or drains them after a while, or when replicas are added) so "
+            "clients reconnect and spread, rebalance on the client side, or balance per request "
+            "or stream with an L7 balancer",
+            {"replicas": [{"replica": n, "ready_s": round(r, 1), **h} for n, r, h in stuck]},
+        )
+    ]
+
+
+def _held_under_fair_share(
+    line: Timeline, lanes: Mapping[str, Sequence[float | None]], name: str, ready: float
+) -> dict[str, float] | None:
+    """What ``name`` held at the last step judged, if it held under REBALANCE_SHARE of its
+    fair share at every step judged from ``ready`` to the end, REBALANCE_S or more of them;
+    else None."""
+    seconds, last = 0.0, None
+    for i, t in enumerate(line.t):
+        mine = lanes[name][i]
+        if t < ready or mine is None:
+            continue
+        held = [lane[i] for lane in lanes.values() if lane[i] is not None]
+        total = sum(v for v in held if v is not None)
+        fair = total / len(held)
+        if fair < REBALANCE_MIN_FAIR:
+            continue  # too few connections to judge (the run's start or end)
+        if mine >= REBALANCE_SHARE * fair:
+            return None
+        seconds += line.covers[i] if i < len(line.covers) else line.step
+        last = {"connections": mine, "total": total, "fair_share": round(fair, 1)}
+    if last is None or seconds < REBALANCE_S:
+        return None
+    return {**last, "seconds": seconds}

@@ -85,6 +85,8 @@ class RunnerResult:
     #: to MAX_FOLDED_LISTED; ``names_folded_more``: there were more).
     names_folded: list[str] = field(default_factory=list)
     names_folded_more: bool = False
+    #: The open-file limit k6 ran with (each connection is a descriptor); None: not read.
+    nofile: int | None = None
 
     @classmethod
     def missing(
@@ -141,6 +143,7 @@ class RunnerResult:
             "peak_rss_mb": self.peak_rss_mb,
             "cpu": {str(t): round(v, 4) for t, v in sorted(self.cpu.items())},
             "cpu_capacity": self.cpu_capacity,
+            "nofile": self.nofile,
             "aggregates": {k: v.to_dict() for k, v in sorted(self.aggregates.items())},
             "windows": _packed(self.windows),
             "writes": dict(sorted(self.writes.items())),
@@ -181,6 +184,7 @@ class RunnerResult:
             raise DocumentError("result.writes", list(writes.items())[:3], "writer -> a count")
         summary = data.get("k6_summary")
         folded = _field(data, "names_folded", list, default=[])
+        nofile = _field(data, "nofile", (int, type(None)), default=None)
         if not all(isinstance(name, str) for name in folded):
             raise DocumentError("result.names_folded", folded[:3], "a list of request names")
         return cls(
@@ -202,6 +206,7 @@ class RunnerResult:
             writes={str(k): v for k, v in writes.items()},
             names_folded=folded,
             names_folded_more=bool(data.get("names_folded_more", False)),
+            nofile=nofile,
             k6_summary=summary if isinstance(summary, dict) else None,
             stderr_tail=[str(line) for line in _field(data, "stderr_tail", list, default=[])],
         )

@@ -155,6 +155,7 @@ class RunReport:
                     "reason": r.reason,
                     "requests": r.requests,
                     "dropped_lines": r.dropped_lines,
+                    "nofile": r.nofile,
                 }
                 for r in self.runners
             ],

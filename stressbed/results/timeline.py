@@ -1,11 +1,11 @@
 """One time axis for everything a run measured: what report.html draws and findings read.
 
 :func:`timeline` lays the merged fleet windows, each runner's windows and CPU, the stack's
-samples (replicas, each replica's CPU and memory) and the run's events on one grid of seconds
-since the fleet started. A long run is drawn in coarser steps (at most :data:`MAX_POINTS`
-points): the windows of a step are merged first and its percentiles read from the merged
-sketch, so a coarse point is as exact as a fine one. The full-resolution data stays in the run
-directory (each runner's result.json).
+samples (replicas, each replica's CPU, memory and open connections) and the run's events on
+one grid of seconds since the fleet started. A long run is drawn in coarser steps (at most
+:data:`MAX_POINTS` points): the windows of a step are merged first and its percentiles read
+from the merged sketch, so a coarse point is as exact as a fine one. The full-resolution data
+stays in the run directory (each runner's result.json).
 """
 
 from __future__ import annotations
@@ -90,7 +90,8 @@ class Timeline:
     checks: dict[str, Series] = field(default_factory=dict)  # failed checks/s by check
     runners: list[dict[str, Series]] = field(default_factory=list)  # per runner
     stack: dict[str, Series] = field(default_factory=dict)  # replicas, ready, desired
-    pods: dict[str, dict[str, Series]] = field(default_factory=dict)  # cpu_m, memory_mib
+    #: Per replica: cpu_m, memory_mib, connections (open through the local balancer).
+    pods: dict[str, dict[str, Series]] = field(default_factory=dict)
     limits: dict[str, float] = field(default_factory=dict)  # a replica's cpu_m, memory_mib
     #: The target's own metrics, summed over its replicas (rates /s, gauges, p95 ms).
     target: dict[str, Series] = field(default_factory=dict)
@@ -297,7 +298,7 @@ def _target(metrics: Mapping[str, Any], start: int, step: int, points: int) -> d
 
 
 _COUNTS = ("replicas", "ready", "desired")
-_USAGE = ("cpu_m", "memory_mib")
+_USAGE = ("cpu_m", "memory_mib", "connections")
 
 
 def _markers(events: Sequence[Mapping[str, Any]], start: int, end: float) -> list[Marker]:

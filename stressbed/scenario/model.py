@@ -199,6 +199,10 @@ class Scenario:
         """An upper bound of k6's VU count (workloads may overlap): the sum of their peaks."""
         return sum(w.profile.peak_vus() for w in self.workloads)
 
+    def agents(self) -> int:
+        """The simulated agents of every population (each holds a connection at most)."""
+        return sum(w.profile.count for w in self.workloads if isinstance(w.profile, Agents))
+
     def plateau_s(self) -> tuple[float, float] | None:
         """When every population is steady, in seconds from the load's start: after the last
         join ramp, until the first population ends (None without a population, or when they

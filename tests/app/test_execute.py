@@ -21,7 +21,7 @@ from stressbed.app.execute import execute
 from stressbed.app.plan import RunOptions, plan
 from stressbed.backends.base import FleetOutcome
 from stressbed.backends.local import sweep_cgroups
-from stressbed.backends.local.balancer import PortInUseError
+from stressbed.backends.local.balancer_pool import PortInUseError
 from stressbed.errors import ConfigError, ProvisionError
 from stressbed.fleet.process import TeardownAbandoned
 from stressbed.results.aggregates import Aggregate

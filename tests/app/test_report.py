@@ -147,6 +147,7 @@ def test_every_chart_has_drawn_data_and_the_breach_is_shaded(page):
         "Stack: replicas (desired, running, ready) and its events",
         "Replica CPU against its limit",
         "Replica memory (working set) against its limit",
+        "Open connections per replica (through the balancer)",
         "Runners: requests/s each",
         "Runners: k6 CPU each",
     ]

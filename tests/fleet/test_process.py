@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import time
 
 import pytest
 
-from stressbed.fleet.process import TeardownAbandoned, die_with_parent, uninterrupted
+from stressbed.fleet.process import (
+    TeardownAbandoned,
+    die_with_parent,
+    nofile_of,
+    raise_nofile,
+    uninterrupted,
+)
 
 
 def interrupt(signum: int, wait_s: float = 5.0) -> None:
@@ -45,3 +52,30 @@ def test_a_child_orphaned_before_its_parent_death_signal_took_does_not_run(monke
     orphaned = die_with_parent()
     monkeypatch.undo()
     assert subprocess.run(["sleep", "5"], preexec_fn=orphaned, check=False).returncode == 137
+
+
+def test_a_child_raises_its_open_file_limit_and_its_limit_is_read_as_it_has_it():
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY or hard <= 64:
+        pytest.skip(f"a hard open-file limit of {hard}")
+
+    def low() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+
+    def low_then_raised() -> None:
+        low()
+        raise_nofile()
+
+    children = [
+        subprocess.Popen(["sleep", "30"], preexec_fn=f)  # noqa: PLW1509 - rlimits only
+        for f in (low, low_then_raised)
+    ]
+    try:
+        assert [nofile_of(c.pid) for c in children] == [64, hard]
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
+    assert nofile_of(children[0].pid) is None  # gone: not read
+    assert raise_nofile() == hard  # in this process too (the test's soft limit may go up)
+    assert resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard)

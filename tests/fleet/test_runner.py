@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -458,3 +459,34 @@ def test_a_populations_metrics_flow_from_k6_through_two_runners_to_the_summary(t
     assert section["trends"]["command_rtt"]["p(50)"] == pytest.approx(12, rel=0.01)
     assert 0 < section["connected_share"] <= 1
     assert [r.outcome for r in judged] == ["ok", "ok", "failed"]
+
+
+def test_k6_runs_with_its_open_file_limit_raised_to_the_hard_limit_and_says_it(tmp_path, server):
+    # Each VU's connection is a descriptor: k6 starts with the soft limit raised to the hard
+    # one, whatever soft limit the runner had, and its result says what k6 ran with.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard <= 1024:
+        pytest.skip(f"a hard open-file limit of {hard}: nothing to raise a soft 1024 to")
+    scenario = Scenario(
+        "n", description="n", workloads=[Workload("w", get("/"), ConstantVUs(1, "1s"))]
+    )
+    bundle = render(scenario, tmp_path / "bundle")
+    runner = Runner(bundle.script, 0, 1, tmp_path / "out")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))  # as many shells start
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("TARGET_URL", server.url)
+            runner.start()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        assert runner.wait_ready(60)
+        k6api.resume(runner.api)
+    except BaseException:
+        runner.stop(RunnerStatus.ERROR, grace=2)  # k6 is ended whatever failed
+        runner.finish()
+        raise
+    result = runner.finish()
+    assert result.status is RunnerStatus.OK
+    assert result.nofile == hard
+    assert RunnerResult.read(tmp_path / "out" / "result.json").nofile == hard

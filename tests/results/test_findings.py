@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from stressbed import error_rate, latency
 from stressbed.results.aggregates import Window
 from stressbed.results.findings import findings
 from stressbed.results.runner_result import RunnerResult, RunnerStatus
-from stressbed.results.timeline import timeline
+from stressbed.results.timeline import Timeline, timeline
 
 START = 1000
 
@@ -128,3 +131,75 @@ def test_a_cpu_bound_step_is_found_after_an_earlier_spike_the_cpu_does_not_expla
     line = timeline({START + s: window(50, v) for s, v in enumerate(ms)}, stack=stack(cpu))
     (found,) = findings(line)
     assert (found.kind, found.t) == ("latency-step-at-cpu-limit", 18.0)
+
+
+# -- connections that stay where they opened -------------------------------------------------
+
+
+def scale_out(
+    new: Callable[[int], int], ready_at: float = 30.0, seconds: int = 90, old: int = 50
+) -> tuple[Timeline, list[dict[str, Any]]]:
+    """A run of ``seconds`` on two replicas holding ``old`` connections each, and a third
+    (agent-2) started a second before ``ready_at`` (seconds since the start) holding ``new(s)``
+    at second s; the timeline and the stack's events."""
+    rows = []
+    for s in range(seconds):
+        pods = {
+            f"agent-{i}": {"cpu_m": 100.0, "memory_mib": 50.0, "connections": old} for i in (0, 1)
+        }
+        if s >= ready_at - 1:
+            pods["agent-2"] = {"cpu_m": 10.0, "memory_mib": 50.0, "connections": new(s)}
+        rows.append({"t": START + s + 0.5, "replicas": len(pods), "desired": 3, "pods": pods})
+    events = [
+        {"t": START - 5.0, "event": "ready", "replica": "agent-0", "source": "stack"},
+        {"t": START - 5.0, "event": "ready", "replica": "agent-1", "source": "stack"},
+        {"t": START + ready_at, "event": "ready", "replica": "agent-2", "source": "stack"},
+    ]
+    windows = {START + s: window(10, 5.0) for s in range(seconds)}
+    return timeline(windows, stack={"timeseries": rows}, events=events), events
+
+
+def test_a_replica_added_under_long_lived_connections_that_gets_none_of_them():
+    line, events = scale_out(lambda s: 0)
+    (found,) = findings(line, events=events)
+    assert (found.kind, found.t) == ("connections-not-rebalanced", 30.0)
+    assert found.evidence == {
+        "replicas": [
+            {
+                "replica": "agent-2",
+                "ready_s": 30.0,
+                "connections": 0.0,
+                "total": 100.0,
+                "fair_share": 33.3,
+                "seconds": 60.0,
+            }
+        ]
+    }
+    assert found.message.startswith(
+        "agent-2 became ready at 30 s, after the load began, but held 0 of 100 open connections"
+    )
+    assert "balances connections, not requests" in found.message
+    assert "maximum age" in found.message
+    assert "L7 balancer" in found.message
+
+
+def test_connections_that_spread_to_the_new_replica_are_no_finding():
+    # New connections arrive and go to the newcomer: 20 of 120 at 40 s is half its fair share.
+    line, events = scale_out(lambda s: min(40, max(0, s - 30) * 2))
+    assert findings(line, events=events) == []
+    # Under half at first, then half: not "to the end".
+    late, events = scale_out(lambda s: 0 if s < 80 else 25)
+    assert findings(late, events=events) == []
+
+
+def test_no_finding_without_a_scale_out_a_long_enough_wait_or_enough_connections():
+    # Ready 20 s before the end: too short to say the connections will not come.
+    short, events = scale_out(lambda s: 0, ready_at=70.0)
+    assert findings(short, events=events) == []
+    # Every replica ready before the load: nothing was added while connections were open.
+    line, events = scale_out(lambda s: 0)
+    before = [{**e, "t": START - 1.0} if e["replica"] == "agent-2" else e for e in events]
+    assert findings(line, events=before) == []
+    # Too few connections to judge a share (2 over 3 replicas).
+    few, events = scale_out(lambda s: 0, old=1)
+    assert findings(few, events=events) == []

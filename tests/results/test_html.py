@@ -176,3 +176,24 @@ def test_a_faults_recovery_says_stalls_and_not_measured():
     assert "12 (8 s stalled)" in page
     assert "not measured" in page
     assert "did not recover" not in page
+
+
+def test_each_replica_s_open_connections_are_charted_where_the_stack_counted_them():
+    from stressbed.results.charts import charts  # noqa: PLC0415 - imports Bokeh
+
+    def pods(s: int, counted: bool) -> dict[str, Any]:
+        extra = {"connections": 10 + s} if counted else {}
+        return {"agent-0": {"cpu_m": 100.0, "memory_mib": 50.0, **extra}}
+
+    def drawn(counted: bool) -> list[str]:
+        rows = [{"t": START + s + 0.5, "replicas": 1, "pods": pods(s, counted)} for s in range(5)]
+        line = timeline({START + s: busy_second(s) for s in range(5)}, stack={"timeseries": rows})
+        return [fig.title.text for fig in charts(line, {})]
+
+    titles = drawn(counted=True)
+    assert "Open connections per replica (through the balancer)" in titles
+    assert titles.index("Open connections per replica (through the balancer)") > titles.index(
+        "Replica memory (working set) against its limit"
+    )  # in the stack's section, after its CPU and memory
+    # A stack that counted none (a cluster's): no empty chart.
+    assert not any("connections" in title for title in drawn(counted=False))

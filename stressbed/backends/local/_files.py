@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Protocol
 
-__all__ = ["open_files"]
+__all__ = ["balancer_reading", "open_files"]
 
 
 def open_files(pid: int) -> tuple[int | None, int | None]:
@@ -35,3 +36,37 @@ def _soft_limit(pid: int) -> int | None:
             soft = line[len("Max open files") :].split()[0]
             return int(soft) if soft.isdigit() else None
     return None
+
+
+class _Workers(Protocol):
+    @property
+    def pids(self) -> list[int]: ...
+
+    def failure(self) -> str | None: ...
+
+    def connections(self) -> dict[str, int]: ...
+
+
+def balancer_reading(
+    balancer: _Workers | None, replicas: set[str]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """The balancer's busiest worker's open files (:func:`balancer_files`), and its open
+    connections to each of ``replicas`` as its workers said last (within a second: the
+    controller's thread never waits on them)."""
+    if balancer is None:
+        return {}, {}
+    opened = balancer.connections().items()
+    return balancer_files(balancer), {name: n for name, n in opened if name in replicas}
+
+
+def balancer_files(balancer: _Workers | None) -> dict[str, int]:
+    """The busiest balancer worker's open files and its limit (each worker has its own: the
+    first to run out refuses connections), or nothing when not read."""
+    if balancer is None or balancer.failure() is not None:
+        return {}
+    seen = [open_files(pid) for pid in balancer.pids]
+    counted = [(files, limit) for files, limit in seen if files is not None]
+    if not counted:
+        return {}
+    files, limit = max(counted, key=lambda pair: pair[0])
+    return {"open_files": files} | ({"nofile_limit": limit} if limit is not None else {})

@@ -1,10 +1,10 @@
 """What the local stack measures of its replicas: the usage series and the HPA's inputs.
 
 Every sample period the controller hands in each running replica's cumulative CPU time and
-working set; the feed keeps a few seconds of them per replica, appends one row to the series
-summary.json shows, and turns them into the utilisation (percent of the replica's request) the
-HPA algorithm reads, with Kubernetes' rule that a replica not ready for a full metrics window
-has no usable sample yet.
+working set, and its open connections through the balancer; the feed keeps a few seconds of
+them per replica, appends one row to the series summary.json shows, and turns them into the
+utilisation (percent of the replica's request) the HPA algorithm reads, with Kubernetes' rule
+that a replica not ready for a full metrics window has no usable sample yet.
 """
 
 from __future__ import annotations
@@ -53,10 +53,13 @@ class UsageFeed:
         usage: dict[str, Usage],
         replicas: Sequence[Lifecycle],
         desired: int,
+        *,
         balancer: Mapping[str, int] | None = None,
+        connections: Mapping[str, int] | None = None,
     ) -> None:
         """Record ``usage`` (by replica name, running ones only) and append a series row;
-        ``balancer``: the load balancer's open files and their limit, when read."""
+        ``balancer``: the load balancer's open files and their limit, when read; each
+        replica's open ``connections`` (by name: those the balancer counted)."""
         pods: dict[str, dict[str, float]] = {}
         for name, seen in usage.items():
             samples = self._samples.setdefault(name, _Samples())
@@ -75,6 +78,8 @@ class UsageFeed:
                 pods[name]["open_files"] = seen.open_files
             if seen.nofile_limit is not None:
                 pods[name]["nofile_limit"] = seen.nofile_limit
+        for name, count in (connections or {}).items():
+            pods.setdefault(name, {})["connections"] = count
         row: dict[str, Any] = {
             "t": round(time.time(), 3),
             "replicas": sum(r.counted for r in replicas),

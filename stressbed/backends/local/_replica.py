@@ -1,8 +1,9 @@
 """The process runtime: each run of a replica a process on this machine, with the limits a
 pod's container has (:class:`ProcessRuntime` makes them, :class:`ReplicaProcess` is one).
 
-The process runs in its own process group, with stdin detached, its output in a log file, and
-a parent-death signal so it never outlives stressbed. Its memory limit and CPU quota are
+The process runs in its own process group, with stdin detached, its output in a log file, a
+parent-death signal so it never outlives stressbed, and its open-file limit raised to the hard
+limit (each connection it holds is a descriptor). Its memory limit and CPU quota are
 enforced by a cgroup of its own when this process may create one (v2 or v1); otherwise the
 memory limit becomes an rlimit on its data segment and the CPU limit is advisory, and
 :attr:`ReplicaProcess.enforcement` says so. How the process ended is told apart: an exit code,
@@ -22,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from ...errors import ConfigError
-from ...fleet.process import die_with_parent, free_port
+from ...fleet.process import die_with_parent, free_port, nofile_of, raise_nofile
 from ...stack.spec import StackSpec
 from . import _cgroups
 from ._files import open_files
@@ -117,6 +118,7 @@ class ReplicaProcess(ReplicaRun):
 
         def before_exec() -> None:
             orphan_guard()
+            raise_nofile()  # a connection is a descriptor: the hard limit, not the soft 1024
             if group is not None:
                 group.enter()
             elif memory is not None:
@@ -131,9 +133,10 @@ class ReplicaProcess(ReplicaRun):
                 stderr=subprocess.STDOUT,
                 env=self.env,
                 start_new_session=True,
-                preexec_fn=before_exec,  # noqa: PLW1509 - prctl, a cgroup write, an rlimit
+                preexec_fn=before_exec,  # noqa: PLW1509 - prctl, a cgroup write, rlimits
             )
         self.started_at = time.monotonic()
+        self.nofile = nofile_of(self.proc.pid)  # what it has, read once it has exec'd
         return {"pid": self.proc.pid}
 
     @property

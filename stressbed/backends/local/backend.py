@@ -71,6 +71,9 @@ class LocalBackend(Backend):
                     "delegated to you), or no --runner-cpu with --backend local",
                 )
             trial.remove()
+        if scenario is not None and scenario.agents() and self.options.connections is None:
+            # The balancer is sized for the connections a population holds open.
+            self.options = replace(self.options, connections=scenario.agents())
         if stack is not None:
             check_executable(stack.target.command)
             metrics = stack.metrics

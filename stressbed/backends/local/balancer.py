@@ -15,6 +15,12 @@ to the client for its delay (plus or minus its jitter, never reordering the stre
 holds a chunk, with its probability, for one retransmission timeout (what TCP's recovery of a
 lost segment does to what follows it); and :meth:`Balancer.reset` resets every open connection
 (the client sees a connection reset).
+
+It runs as a process of its own (:func:`main`, ``python -m stressbed.balancer``), and as many
+of them as one machine's descriptor limit asks for, all listening on the same port with
+``SO_REUSEPORT`` (the kernel spreads new connections over them), as production proxies run
+several workers: :class:`~.balancer_pool.BalancerProcess` supervises them. Each worker counts
+its open connections per upstream and says them on its stdout.
 """
 
 from __future__ import annotations
@@ -22,15 +28,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import errno
 import itertools
 import json
 import os
 import random
-import select
-import signal
 import socket
-import subprocess
 import sys
 import time
 from collections import deque
@@ -38,16 +40,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
-from ...errors import ConfigError, ProvisionError
-from ...fleet.process import die_with_parent
+from ...fleet.process import raise_nofile
 
-__all__ = ["Balancer", "BalancerProcess", "PortInUseError", "Toxic", "Upstream", "main"]
+__all__ = ["STATS_S", "Balancer", "Toxic", "Upstream", "main"]
 
 # Relay buffers: pause the sending side once this much is queued for a slow receiver.
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
 #: What a lost segment costs the stream: Linux's minimum TCP retransmission timeout.
 RETRANSMIT_S = 0.2
+#: How often a worker process says its open connections per upstream.
+STATS_S = 1.0
 
 
 @dataclass
@@ -293,6 +296,7 @@ class _Pair:
                 half.transport.close()
         if self.chosen is not None:
             self.chosen.connections -= 1
+            self.balancer._closed(self.chosen.name)
         self.balancer._pairs.discard(self)
 
 
@@ -309,6 +313,8 @@ class Balancer:
         self._pairs: set[_Pair] = set()
         self._turn = itertools.count()
         self.toxics: dict[str, Toxic] = {}
+        #: Open connections by upstream name (an upstream removed or added again included).
+        self._open: dict[str, int] = {}
 
     # -- membership (called on the loop's thread) -------------------------------------
 
@@ -344,14 +350,34 @@ class Balancer:
             pair.reset()
         return len(hit)
 
+    def connections(self) -> dict[str, int]:
+        """Open connections per upstream: every upstream known (0 for one with none), and any
+        other that still has some (removed, its connections running on)."""
+        counts = dict.fromkeys(self.upstreams, 0)
+        counts.update((name, n) for name, n in self._open.items() if n > 0)
+        return counts
+
+    def _closed(self, name: str) -> None:
+        left = self._open.get(name, 0) - 1
+        if left > 0:
+            self._open[name] = left
+        else:
+            self._open.pop(name, None)
+
     # -- serving ----------------------------------------------------------------------
 
-    async def start(self) -> int:
-        """Listen; returns the port (the one asked for, or the one the kernel chose for 0)."""
+    async def start(self, *, reuse_port: bool = False) -> int:
+        """Listen; returns the port (the one asked for, or the one the kernel chose for 0).
+        ``reuse_port``: with SO_REUSEPORT, so that other workers listen on the same port."""
         loop = asyncio.get_running_loop()
         for host in (self.host, *self.also):  # the first chooses the port, the others take it
             server = await loop.create_server(
-                self._accept, host, self.port, reuse_address=True, backlog=1024
+                self._accept,
+                host,
+                self.port,
+                reuse_address=True,
+                reuse_port=reuse_port or None,
+                backlog=1024,
             )
             self._servers.append(server)
             self.port = server.sockets[0].getsockname()[1]
@@ -380,45 +406,73 @@ class Balancer:
         if upstream is not None:  # None: refused once connected (see _Pair.accepted)
             pair.chosen = upstream
             upstream.connections += 1
+            self._open[upstream.name] = self._open.get(upstream.name, 0) + 1
         return pair.client
 
 
 # -- the balancer as a process of its own -------------------------------------------------
 #
-# The local backend runs the balancer in a child process, so relaying bytes never waits for
-# the GIL of the process that supervises replicas, probes them and merges runner results.
-# It takes membership changes as JSON lines on stdin ({"op": "add"|"ready"|"remove", ...}),
-# says {"event": "listening", "port": N} (or {"event": "error", ...}) on stdout, and exits
-# when its stdin closes: the supervisor's end, however it ended.
+# The local backend runs the balancer in child processes (its workers), so relaying bytes
+# never waits for the GIL of the process that supervises replicas, probes them and merges
+# runner results. A worker takes membership changes as JSON lines on stdin ({"op": "add" |
+# "ready" | "remove" | "toxic" | "untoxic" | "reset" | "stats", ...}), says {"event":
+# "listening", "port": N, "nofile": N} (or {"event": "error", ...}) on stdout, then {"event":
+# "stats", "connections": {upstream: open}} every STATS_S and at once for a "stats" op (with
+# its "seq": every op sent before it has been applied), and exits when its stdin closes: the
+# supervisor's end, however it ended.
 
 
-async def _serve(host: str, port: int, also: Sequence[str] = ()) -> int:
+def _say(event: dict[str, object]) -> None:
+    # A supervisor that stopped reading has gone: the worker ends with its stdin, not here.
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.write(json.dumps(event) + "\n")
+        sys.stdout.flush()
+
+
+async def _stats_every(balancer: Balancer, period_s: float) -> None:
+    while True:
+        await asyncio.sleep(period_s)
+        _say({"event": "stats", "connections": balancer.connections()})
+
+
+def _apply(balancer: Balancer, op: dict[str, object]) -> None:
+    kind = op["op"]
+    if kind == "add":
+        balancer.add(str(op["name"]), str(op["host"]), int(cast(int, op["port"])))
+    elif kind == "ready":
+        balancer.set_ready(str(op["name"]), bool(op["ready"]))
+    elif kind == "remove":
+        balancer.remove(str(op["name"]))
+    elif kind == "toxic":
+        balancer.add_toxic(_toxic(op))
+    elif kind == "untoxic":
+        balancer.remove_toxic(str(op["name"]))
+    elif kind == "reset":
+        scope = cast(list[str] | None, op.get("upstreams"))
+        balancer.reset(frozenset(scope) if scope is not None else None)
+    elif kind == "stats":
+        _say({"event": "stats", "seq": op.get("seq"), "connections": balancer.connections()})
+
+
+async def _serve(host: str, port: int, also: Sequence[str] = (), stats_s: float = STATS_S) -> int:
+    nofile = raise_nofile()  # two descriptors per relayed connection
     balancer = Balancer(host, port, also)
     try:
-        bound = await balancer.start()
+        bound = await balancer.start(reuse_port=True)
     except OSError as exc:
         await balancer.close()
-        print(json.dumps({"event": "error", "errno": exc.errno, "error": str(exc)}), flush=True)
+        _say({"event": "error", "errno": exc.errno, "error": str(exc)})
         return 2
-    print(json.dumps({"event": "listening", "port": bound}), flush=True)
+    _say({"event": "listening", "port": bound, "nofile": nofile})
     loop = asyncio.get_running_loop()
+    stats = loop.create_task(_stats_every(balancer, stats_s))
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     while line := await reader.readline():
-        op = json.loads(line)
-        if op["op"] == "add":
-            balancer.add(op["name"], op["host"], int(op["port"]))
-        elif op["op"] == "ready":
-            balancer.set_ready(op["name"], bool(op["ready"]))
-        elif op["op"] == "remove":
-            balancer.remove(op["name"])
-        elif op["op"] == "toxic":
-            balancer.add_toxic(_toxic(op))
-        elif op["op"] == "untoxic":
-            balancer.remove_toxic(op["name"])
-        elif op["op"] == "reset":
-            scope = op.get("upstreams")
-            balancer.reset(frozenset(scope) if scope is not None else None)
+        _apply(balancer, json.loads(line))
+    stats.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await stats
     await balancer.close()
     return 0
 
@@ -445,115 +499,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--also", action="append", default=[], help="another address to listen on, same port"
     )
+    parser.add_argument(
+        "--stats-interval", type=float, default=STATS_S, help="seconds between stats lines"
+    )
     args = parser.parse_args(argv)
+    serve = _serve(args.host, args.port, args.also, args.stats_interval)
     # STRESSBED_BALANCER_LOOP=asyncio: the standard loop even where uvloop is installed (the
     # benchmark compares both).
     if os.environ.get("STRESSBED_BALANCER_LOOP") != "asyncio":
         with contextlib.suppress(ImportError):
             import uvloop  # noqa: PLC0415 - optional: a faster relay where it is installed
 
-            return uvloop.run(_serve(args.host, args.port, args.also))
-    return asyncio.run(_serve(args.host, args.port, args.also))
-
-
-class BalancerProcess:
-    """The supervisor's handle on a balancer process."""
-
-    def __init__(
-        self,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        timeout_s: float = 15.0,
-        also: Sequence[str] = (),
-    ) -> None:
-        self.host = host
-        #: Other addresses it listens on, at the same port (a container network's gateway).
-        self.also = tuple(also)
-        command = [sys.executable, "-m", "stressbed.balancer", "--host", host, "--port", str(port)]
-        for other in self.also:
-            command += ["--also", other]
-        self.proc = subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=die_with_parent(),  # noqa: PLW1509 - only prctl
-        )
-        assert self.proc.stdout is not None
-        ready = select.select([self.proc.stdout], [], [], timeout_s)[0]
-        line = self.proc.stdout.readline() if ready else b""
-        message = json.loads(line) if line.strip() else {}
-        if message.get("event") != "listening":
-            self.close()
-            if message.get("errno") == errno.EADDRINUSE:
-                raise PortInUseError(host, port)
-            if message.get("errno") == errno.EACCES:
-                raise ConfigError(
-                    "--port", port, "a port this user may bind (above 1023, or 0 for any)"
-                )
-            raise ProvisionError(
-                f"the load balancer did not start: {message.get('error', 'no answer')}"
-            )
-        self.port = int(message["port"])
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    def _send(self, **op: object) -> None:
-        assert self.proc.stdin is not None
-        with contextlib.suppress(BrokenPipeError, ValueError):
-            self.proc.stdin.write(json.dumps(op).encode() + b"\n")
-            self.proc.stdin.flush()
-
-    def add(self, name: str, host: str, port: int) -> None:
-        self._send(op="add", name=name, host=host, port=port)
-
-    def set_ready(self, name: str, ready: bool) -> None:
-        self._send(op="ready", name=name, ready=ready)
-
-    def remove(self, name: str) -> None:
-        self._send(op="remove", name=name)
-
-    def add_toxic(
-        self, name: str, kind: str, upstreams: Sequence[str] | None, **params: float
-    ) -> None:
-        """A fault on the path (see :class:`Toxic`), from now until :meth:`remove_toxic`."""
-        scope = sorted(upstreams) if upstreams is not None else None
-        self._send(op="toxic", name=name, kind=kind, upstreams=scope, **params)
-
-    def remove_toxic(self, name: str) -> None:
-        self._send(op="untoxic", name=name)
-
-    def reset(self, upstreams: Sequence[str] | None = None) -> None:
-        """Reset every open connection (to ``upstreams``)."""
-        self._send(op="reset", upstreams=sorted(upstreams) if upstreams is not None else None)
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            if self.proc.stdin is not None:
-                self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-
-class PortInUseError(ConfigError):
-    """The stack's port is taken: nothing was started."""
-
-    def __init__(self, host: str, port: int) -> None:
-        super().__init__(
-            "--port",
-            port,
-            f"a free port on {host}: another process listens on it "
-            "(stop it, or pass --port 0 to take any free port)",
-        )
+            return uvloop.run(serve)
+    return asyncio.run(serve)
 
 
 if __name__ == "__main__":

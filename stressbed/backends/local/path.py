@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 from ...scenario.faults import Fault
 from ._faults import LocalFaults
-from .balancer import BalancerProcess
+from .balancer_pool import BalancerProcess
 
 __all__ = ["FaultyPath"]
 
@@ -54,8 +54,9 @@ class FaultyPath:
 
     def failure(self) -> str | None:
         balancer = self._balancer
-        if balancer is not None and balancer.proc.poll() is not None:
-            return f"the balancer in front of the target exited (code {balancer.proc.returncode})"
+        failed = balancer.failure() if balancer is not None else None
+        if failed is not None:
+            return failed.replace("the load balancer", "the balancer in front of the target", 1)
         return None
 
     def close(self) -> None:

@@ -104,6 +104,9 @@ class ReplicaRun(ABC):
     port: int = 0
     #: Its cgroups on this host, for a hog to enter (None: no cgroup to hold a hog to).
     group: ReplicaCgroup | None = None
+    #: The open-file limit it runs with, once started (None: not read): each connection it
+    #: holds is a descriptor.
+    nofile: int | None = None
     #: How a fault of a kind is applied to it, where that is not the local backend's way.
     how: ClassVar[Mapping[str, str]] = {}
 

@@ -38,11 +38,12 @@ from ..base import new_event
 from ..scrape import Scraper
 from ._diagnose import crash_looping, not_ready_reason
 from ._faults import Hook, LocalFaults
-from ._files import open_files
+from ._files import balancer_reading
 from ._metrics import UsageFeed
+from ._options import LocalOptions
 from ._probing import ProbePool
 from ._replica import ProcessRuntime
-from .balancer import BalancerProcess
+from .balancer_pool import BalancerProcess
 from .runtime import Exit, Launch, ReplicaRun, ReplicaRuntime, Usage
 
 __all__ = ["LocalOptions", "LocalStack"]
@@ -50,23 +51,6 @@ __all__ = ["LocalOptions", "LocalStack"]
 TICK_S = 0.05
 #: How much longer than the teardown grace the controller thread gets to stop everything.
 CONTROLLER_JOIN_MARGIN_S = 10.0
-
-
-@dataclass(frozen=True)
-class LocalOptions:
-    """How the local backend behaves; the Kubernetes defaults, scaled to a local run."""
-
-    host: str = "127.0.0.1"
-    port: int = 0  # the stack's port; 0 takes any free one
-    hpa_sync_s: float = 5.0  # Kubernetes: 15 s
-    metrics_window_s: float = 5.0  # CPU is averaged over this window (metrics-server: 15 s)
-    backoff_base_s: float = 1.0  # CrashLoopBackOff: 10 s doubling...
-    backoff_max_s: float = 30.0  # ...up to 300 s
-    backoff_reset_s: float = 60.0  # ...reset after 10 min running
-    ready_timeout_s: float = 90.0  # every initial replica ready within this
-    teardown_grace_s: float = 10.0  # at teardown, SIGKILL after min(this, the grace period)
-    cgroups: bool = True  # False: rlimit and advisory CPU, as where cgroups are not writable
-    sample_s: float = 1.0
 
 
 @dataclass
@@ -124,6 +108,9 @@ class LocalStack:
         self._feed = UsageFeed(self.spec, self.options.metrics_window_s)
         self._ordinal = 0
         self._balancer: BalancerProcess | None = None
+        #: How the balancer was sized (summary.json's stack.balancer), kept past its close.
+        self._balancer_report: dict[str, Any] | None = None
+        self._nofile: dict[str, int] = {}  # each replica's open-file limit, as last started
         self._probes: ProbePool[ReplicaRun] = ProbePool()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -154,7 +141,8 @@ class LocalStack:
 
     @property
     def series(self) -> list[dict[str, Any]]:
-        """Per sample: replicas, ready, desired, and each replica's CPU and memory."""
+        """Per sample: replicas, ready, desired, and each replica's CPU, memory and open
+        connections through the balancer."""
         return list(self._feed.series)
 
     # -- provisioning and teardown ----------------------------------------------------
@@ -163,10 +151,18 @@ class LocalStack:
         """Start the balancer and the replicas; return the URL once every one is ready."""
         self.runtime.prepare(self.spec, self.work_dir, self._event)
         self._balancer = BalancerProcess(
-            self.options.host, self.options.port, also=self.runtime.listen_also
+            self.options.host,
+            self.options.port,
+            also=self.runtime.listen_also,
+            connections=self.options.connections,
         )
         self.url = self._balancer.url
-        self._event("stack-created", url=self.url, replicas=self._desired)
+        self._event(
+            "stack-created",
+            url=self.url,
+            replicas=self._desired,
+            balancer_workers=len(self._balancer.workers),
+        )
         self._thread = threading.Thread(target=self._control, name="stressbed-stack", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + self.options.ready_timeout_s
@@ -182,6 +178,7 @@ class LocalStack:
             if time.monotonic() > deadline:
                 raise ProvisionError(self._not_ready_reason())
             time.sleep(TICK_S)
+        self._balancer.sync()  # every worker routes to them (a dead one: the controller says)
         self._event("stack-ready", url=self.url, ready=ready)
         if self._scraper is not None:
             self._scraper.start()
@@ -245,6 +242,7 @@ class LocalStack:
 
     def _close_balancer(self) -> None:
         if self._balancer is not None:
+            self._balancer_report = self._balancer.report()
             self._balancer.close()
             self._balancer = None
 
@@ -278,10 +276,15 @@ class LocalStack:
                     r.name: r.life.restarted_on_purpose for r in self.replicas
                 },
                 "max": self.spec.autoscaler.max_replicas if self.spec.autoscaler else None,
+                # The open-file limit the replicas ran with (the lowest; None: not read).
+                "nofile": min(self._nofile.values(), default=None),
             },
             "limits": self.spec.limits.figures(),
             "target_metrics": self._scraper.report() if self._scraper is not None else {},
             "requests": self.spec.requests.figures(),
+            "balancer": (
+                self._balancer.report() if self._balancer is not None else self._balancer_report
+            ),
             "timeseries": self.series,
         }
 
@@ -295,10 +298,9 @@ class LocalStack:
                 self._create(time.monotonic(), reason="initial")
             while not self._stop.is_set():
                 now = time.monotonic()
-                if self._balancer is not None and self._balancer.proc.poll() is not None:
-                    raise RuntimeError(
-                        f"the load balancer exited (code {self._balancer.proc.returncode})"
-                    )
+                failed = self._balancer.failure() if self._balancer is not None else None
+                if failed is not None:
+                    raise RuntimeError(failed)
                 self._take_probe_results(now)
                 self._faults.tick(self.replicas)
                 for replica in list(self.replicas):
@@ -355,6 +357,8 @@ class LocalStack:
             self._restart_or_delete(replica, now)
             return
         replica.host = process.host or self.options.host
+        if process.nofile is not None:
+            self._nofile[replica.name] = process.nofile
         self._feed.restarted(replica.name)
         replica.probes = ReplicaProbes(spec, now)
         if self._balancer is not None:
@@ -417,8 +421,10 @@ class LocalStack:
         detail = {"probe": seen} if seen else {}
         if event == "ready":
             replica.ever_ready = True
-            if replica.life.became_ready(now) and self._balancer is not None:
+            # The balancer is told first: a replica seen ready has been routed to (provision).
+            if replica.life.phase is Phase.RUNNING and self._balancer is not None:
                 self._balancer.set_ready(replica.name, True)
+            replica.life.became_ready(now)
         elif event == "unready":
             self._unroute(replica)
         self._event(event, replica=replica.name, **detail)
@@ -483,15 +489,9 @@ class LocalStack:
             seen = replica.process.usage() if replica.life.has_process and replica.process else None
             if seen is not None:
                 usage[replica.name] = seen
-        balancer: dict[str, int] = {}
-        if self._balancer is not None and self._balancer.proc.poll() is None:
-            files, limit = open_files(self._balancer.proc.pid)
-            balancer = {
-                key: value
-                for key, value in (("open_files", files), ("nofile_limit", limit))
-                if value is not None
-            }
-        self._feed.sample(now, usage, [r.life for r in self.replicas], self._desired, balancer)
+        files, connections = balancer_reading(self._balancer, {r.name for r in self.replicas})
+        lives = [r.life for r in self.replicas]
+        self._feed.sample(now, usage, lives, self._desired, balancer=files, connections=connections)
 
     def _autoscale(self, now: float) -> None:
         assert self._hpa is not None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -21,6 +22,7 @@ import pytest
 from stressbed.app.execute import execute
 from stressbed.app.plan import RunOptions, plan
 from stressbed.backends.docker import images
+from stressbed.backends.docker._container import NOFILE
 from stressbed.backends.docker._engine import LABEL_OWNER, LABEL_RUN, sweep
 from stressbed.backends.docker._engine import owner as me
 from stressbed.backends.docker.backend import DockerBackend
@@ -61,6 +63,10 @@ def test_a_run_passes_and_leaves_nothing(engine, built, tmp_path, no_leftovers, 
     assert summary["stack"]["security"]["capabilities"] == "all dropped"
     runners = summary["runners"]
     assert [r["status"] for r in runners] == ["ok", "ok"]
+    # k6's open-file limit: the container's, or the hard limit a local runner raised it to.
+    expected = NOFILE if not runners_local else resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    assert [r["nofile"] for r in runners] == [expected, expected]
+    assert summary["stack"]["replicas"]["nofile"] == NOFILE
     # Merged exactly: the fleet's count is the sum of its runners'.
     total = summary["metrics"]["http_reqs"]["count"]
     assert total == sum(r["requests"] for r in runners) > 0

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from stressbed import fault
+from stressbed.backends.docker._container import NOFILE
 from stressbed.backends.docker._engine import LABEL_RUN, Registry
 from stressbed.backends.docker.stack import DockerStack, RunNetwork
 from stressbed.backends.local import LocalOptions
@@ -89,6 +90,7 @@ def test_replicas_run_with_the_pods_limits_and_security_and_nothing_is_left(
             assert host["CpuShares"] == 102  # the request, as the kubelet sets cpu.shares
             assert host["MemoryReservation"] == 64 * MI
             assert host["PidsLimit"] == 512
+            assert host["Ulimits"] == [{"Name": "nofile", "Soft": NOFILE, "Hard": NOFILE}]
             assert host["ReadonlyRootfs"] is True
             assert host["CapDrop"] == ["ALL"]
             assert "no-new-privileges" in host["SecurityOpt"]
@@ -111,6 +113,9 @@ def test_replicas_run_with_the_pods_limits_and_security_and_nothing_is_left(
         assert report["enforcement"] == "docker"
         assert report["security"]["user"] == 10001
         assert report["labels"] == {"stressbed.run": stack.registry.run}
+        assert report["replicas"]["nofile"] == NOFILE
+        made = engine.api.exec_create(one, ["sh", "-c", "ulimit -n"])  # what the agent has
+        assert engine.api.exec_start(made["Id"]).decode().strip() == str(NOFILE)
         # The usage series comes from the Engine's stats.
         assert wait_for(lambda: any(row["pods"] for row in stack.series), 30)
     finally:

@@ -52,3 +52,15 @@ def test_a_process_s_open_files_and_limit_are_read_from_proc():
     assert during is not None
     assert during - before == 2
     assert open_files(2**22 + 7) == (None, None)  # no such process
+
+
+def test_each_replica_s_open_connections_are_in_its_row():
+    feed = UsageFeed(reference_agent(), window_s=5.0)
+    life = [Lifecycle("agent-0", 0), Lifecycle("agent-1", 1)]
+    usage = {"agent-0": Usage(1.0, 2**20)}
+    feed.sample(100.0, usage, life, 2, connections={"agent-0": 7, "agent-1": 0})
+    pods = feed.series[0]["pods"]
+    assert pods["agent-0"]["connections"] == 7
+    assert pods["agent-1"] == {"connections": 0}  # counted by the balancer, usage not read yet
+    feed.sample(101.0, usage, life, 2)  # no balancer: nothing said, not 0
+    assert "connections" not in feed.series[1]["pods"]["agent-0"]

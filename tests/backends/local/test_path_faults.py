@@ -106,7 +106,7 @@ def test_a_bandwidth_limit_on_the_path_holds_every_answer_to_the_rate(tmp_path, 
 
 
 def test_the_balancer_process_holds_a_close_for_a_slow_close_toxic(tmp_path):
-    from stressbed.backends.local.balancer import BalancerProcess  # noqa: PLC0415
+    from stressbed.backends.local.balancer_pool import BalancerProcess  # noqa: PLC0415
 
     upstream = socket.create_server(("127.0.0.1", 0))
     balancer = BalancerProcess()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -25,7 +26,7 @@ from typing import Any
 import pytest
 
 from stressbed.backends.local import LocalOptions, LocalStack, sweep_cgroups
-from stressbed.backends.local.balancer import PortInUseError
+from stressbed.backends.local.balancer_pool import PortInUseError, per_worker
 from stressbed.errors import ConfigError, ProvisionError, TeardownError
 from stressbed.stack.spec import (
     Autoscaler,
@@ -314,6 +315,43 @@ def test_no_ready_replica_refuses_connections(stacks, control):
         get(f"{url}/whoami", timeout=3)
 
 
+def test_each_replica_s_open_connections_and_open_file_limit_are_recorded(stacks, control):
+    # Sized for one connection more than a worker carries: two balancer workers on its port.
+    stack = stacks(fake_spec(control.path), replace(FAST, connections=per_worker() + 1))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 1024), hard))  # as many shells start
+    try:
+        url = stack.provision()  # the balancer's workers and the replicas inherit 1024
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    port = int(url.rsplit(":", 1)[1])
+    held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(6)]
+    try:
+
+        def counted() -> dict[str, Any] | None:
+            rows = [
+                row
+                for row in stack.series
+                if sum(pod.get("connections", 0) for pod in row["pods"].values()) == 6
+            ]
+            return rows[-1] if rows else None
+
+        row = wait_for(counted, message="the 6 held connections in the stack's series")
+        assert all("connections" in row["pods"][name] for name in ("fake-0", "fake-1")), row
+    finally:
+        for sock in held:
+            sock.close()
+    report = stack.report()
+    assert report["replicas"]["nofile"] == hard  # raised from whatever soft limit they had
+    assert report["balancer"] == {
+        "workers": 2,
+        "expected_connections": per_worker() + 1,
+        "connections_per_worker": per_worker(),
+        "nofile": hard,
+    }
+    assert [e["balancer_workers"] for e in stack.events if e["event"] == "stack-created"] == [2]
+
+
 def test_a_taken_port_is_one_clear_error(stacks, control):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -522,7 +560,7 @@ from stressbed.backends.local import LocalStack
 stack = LocalStack(fake_spec(Path({control!r})), Path({work!r}), FAST)
 stack.provision()
 print(json.dumps({{"pids": [e["pid"] for e in stack.events if "pid" in e],
-                  "balancer": stack._balancer.proc.pid}}), flush=True)
+                  "balancer": stack._balancer.pids}}), flush=True)
 time.sleep(120)
 """
 
@@ -538,7 +576,7 @@ def test_kill_9_of_stressbed_leaves_no_replica_behind(tmp_path, control):
         assert holder.stdout is not None
         line = holder.stdout.readline()
         started = json.loads(line)
-        pids = [*started["pids"], started["balancer"]]
+        pids = [*started["pids"], *started["balancer"]]
         assert len(alive(pids)) == 3
         holder.send_signal(signal.SIGKILL)
         holder.wait(timeout=10)
