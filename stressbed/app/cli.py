@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -378,28 +378,25 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
-def _rate(text: str) -> int:
-    try:
-        value = int(text.replace(",", "").replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"got {text!r}; expected a whole number of iterations per second"
-        ) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"got {text!r}; expected a positive rate")
-    return value
+def _whole(what: str, positive: str) -> Callable[[str], int]:
+    """An argparse type: a whole number >= 1 (``1,000`` and ``1_000`` allowed)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.replace(",", "").replace("_", ""))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"got {text!r}; expected a whole number of {what}"
+            ) from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"got {text!r}; expected {positive}")
+        return value
+
+    return parse
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text.replace(",", "").replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"got {text!r}; expected a whole number of agents"
-        ) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"got {text!r}; expected a positive number of agents")
-    return value
+_rate = _whole("iterations per second", "a positive rate")
+_count = _whole("agents", "a positive number of agents")
 
 
 def _share(text: str) -> float:

@@ -10,7 +10,7 @@ from typing import Any
 
 from ._numbers import show
 
-__all__ = ["agents_chart", "agents_table"]
+__all__ = ["agents_chart", "agents_table", "probes_table"]
 
 HEIGHT = 300
 STATUS_COLOR = {"held": "#1a7f37", "failed": "#cf222e", "invalid": "#9a6700", "error": "#777777"}
@@ -137,15 +137,8 @@ def agents_table(probes: Sequence[Mapping[str, Any]]) -> str:
             + (" (contaminated)" if probe.get("contaminated") else ""),
             _e("; ".join(probe.get("reasons") or [])),
         ]
-        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    head = "".join(f"<th>{_e(h)}</th>" for h in HEADERS)
-    return (
-        '<h2>Probes</h2><table id="probes"><thead><tr>'
-        + head
-        + "</tr></thead><tbody>"
-        + "".join(rows)
-        + "</tbody></table>"
-    )
+        rows.append(cells)
+    return probes_table(HEADERS, rows)
 
 
 def _e(value: object) -> str:
@@ -154,3 +147,14 @@ def _e(value: object) -> str:
 
 def _n(value: object) -> str:
     return _e(show(float(value))) if isinstance(value, int | float) else "-"
+
+
+def probes_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """The report's table of probes (a rate search's and a population's alike): ``rows``
+    of cells already escaped."""
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>" for cells in rows)
+    return (
+        f'<h2>Probes</h2><table id="probes"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table>"
+    )

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ._numbers import show
-from .capacity_agents_html import agents_chart, agents_table
+from .capacity_agents_html import agents_chart, agents_table, probes_table
 from .html import STYLE
 
 __all__ = ["render_capacity_html", "write_capacity_html"]
@@ -224,15 +224,8 @@ def _probe_table(document: Mapping[str, Any]) -> str:
             + (" (contaminated)" if probe.get("contaminated") else ""),
             _e("; ".join(probe.get("reasons") or [])),
         ]
-        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    return (
-        '<h2>Probes</h2><table id="probes"><thead><tr>'
-        + head
-        + "</tr></thead><tbody>"
-        + "".join(rows)
-        + "</tbody></table>"
-    )
+        rows.append(cells)
+    return probes_table(headers, rows)
 
 
 def _figure(title: str, x_label: str, y_label: str) -> Any:

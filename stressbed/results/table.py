@@ -232,18 +232,13 @@ def capacity_table(document: Mapping[str, Any]) -> str:
         cpus = [u.get("cpu_m") for u in pods.values() if u.get("cpu_m") is not None]
         cpu = f"{max(cpus):,.0f}m" if cpus else "-"
         error = probe.get("error_rate")
-        why = (
-            f": {probe['reasons'][0]}" if probe.get("reasons") and probe["status"] != "held" else ""
-        )
-        mark = " (contaminated)" if probe.get("contaminated") else ""
-        trial = f" #{probe['trial']}" if probe.get("trial", 1) > 1 else ""
         lines.append(
             f"  {probe['index']:>2} {probe['rate']:>9,} {_n(probe.get('achieved_per_s'), 1):>9} "
             f"{_n(error * 100 if error is not None else None, 2):>6} "
             f"{_n(probe.get('p50_ms'), 1):>8} {_n(probe.get('p95_ms'), 1):>8} "
             f"{_n(probe.get('p99_ms'), 1):>8} {_n(probe.get('concurrency_littles_law'), 1):>6} "
             f"{_n(_vus_active(probe), 1):>5} {_n(probe.get('dropped'), 0):>5} "
-            f"{_n(probe.get('replicas'), 0):>4} {cpu:>9}  {probe['status']}{trial}{mark}{why}"
+            f"{_n(probe.get('replicas'), 0):>4} {cpu:>9}  {_verdict(probe)}"
         )
     found = document.get("scale_out")
     if found:
@@ -287,11 +282,6 @@ def _agent_rows(probes: Sequence[Mapping[str, Any]]) -> list[str]:
         cpus = [u["cpu_m"] for u in pods if u.get("cpu_m") is not None]
         files = [u["open_files"] for u in pods if u.get("open_files") is not None]
         share = probe.get("connected_share")
-        why = (
-            f": {probe['reasons'][0]}" if probe.get("reasons") and probe["status"] != "held" else ""
-        )
-        mark = " (contaminated)" if probe.get("contaminated") else ""
-        trial = f" #{probe['trial']}" if probe.get("trial", 1) > 1 else ""
         lines.append(
             f"  {probe['index']:>2} {probe['rate']:>8,} "
             f"{_n(share * 100 if share is not None else None, 1):>7} "
@@ -299,7 +289,7 @@ def _agent_rows(probes: Sequence[Mapping[str, Any]]) -> list[str]:
             f"{_n(probe.get('gave_up'), 0):>7} {_n(probe.get('checkin_lateness_p99_ms'), 0):>8} "
             f"{_n(probe.get('connect_time_p99_ms'), 0):>8} {_n(probe.get('replicas'), 0):>4} "
             f"{(f'{max(cpus):,.0f}m' if cpus else '-'):>9} "
-            f"{_n(max(files) if files else None, 0):>7}  {probe['status']}{trial}{mark}{why}"
+            f"{_n(max(files) if files else None, 0):>7}  {_verdict(probe)}"
         )
     return lines
 
@@ -314,3 +304,11 @@ def _vus_active(probe: Mapping[str, Any]) -> Any:
     """A probe's mean VUs busy: ``vus_active``, or ``in_flight`` in a capacity.json written
     before it was named for what it is (k6's vus gauge)."""
     return probe.get("vus_active", probe.get("in_flight"))
+
+
+def _verdict(probe: Mapping[str, Any]) -> str:
+    """A probe's status, its trial past the first, contamination, and why it did not hold."""
+    why = f": {probe['reasons'][0]}" if probe.get("reasons") and probe["status"] != "held" else ""
+    mark = " (contaminated)" if probe.get("contaminated") else ""
+    trial = f" #{probe['trial']}" if probe.get("trial", 1) > 1 else ""
+    return f"{probe['status']}{trial}{mark}{why}"

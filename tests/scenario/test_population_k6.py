@@ -14,15 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from stressbed import Scenario, extract, post, render
+from scenarios.agent_population import CHANNEL, HEARTBEAT, REGISTER
+from stressbed import Scenario, render
 from stressbed.population import (
     Agent,
-    Commands,
-    WebSocket,
     every,
     population,
     reconnect,
-    send,
 )
 
 from ..agent.helpers import AgentProcess, call
@@ -30,27 +28,16 @@ from ..conftest import K6, needs_k6
 
 pytestmark = [needs_k6, pytest.mark.k6]
 
-HEARTBEAT = send({"type": "heartbeat", "seq": "{{seq}}", "status": "ok"})
+
+IDENTITY = {"host": "node-{{agent_index}}", "os": "linux"}
 
 
 def reference_agent(**kwargs) -> Agent:
+    """The shipped scenarios' agent (scenarios.agent_population), checking in every second."""
     fields = {
-        "register": post(
-            "/v1/register",
-            name="register",
-            json={"agent_id": "{{agent_id}}", "host": "node-{{agent_index}}"},
-            extract={"session": extract.json("session")},
-        ),
-        "channel": WebSocket(
-            "/v1/channel",
-            hello={"type": "hello", "agent_id": "{{agent_id}}", "session": "{{session}}"},
-            welcome={"type": "welcome"},
-            commands=Commands(
-                {"type": "task"},
-                answer={"type": "task_result", "id": "{{command.id}}", "ok": True},
-                confirm={"type": "task_done"},
-            ),
-        ),
+        "identity": IDENTITY,
+        "register": REGISTER,
+        "channel": CHANNEL,
         "activities": [every("1s", HEARTBEAT, jitter="10%")],
         "reconnect": reconnect.backoff("500ms", cap="4s", jitter="full"),
     }
@@ -215,7 +202,7 @@ def test_the_service_refusing_past_its_limit_is_a_handshake_failure(tmp_path: Pa
 def test_the_service_sees_duplicate_registrations(tmp_path: Path, target):
     """Two populations claiming the same ids: every second registration is a duplicate the
     agent service counts."""
-    twin = reference_agent(identity={"agent_id": "node-{{agent_index}}"})
+    twin = reference_agent(identity={**IDENTITY, "agent_id": "node-{{agent_index}}"})
     first = population("first", twin, agents=40, lasting="2s", per_vu=40)
     second = population("second", twin, agents=40, lasting="2s", per_vu=40)
     finish(start_k6(bundle(tmp_path, first, second), target.url, tmp_path / "r.csv"))
