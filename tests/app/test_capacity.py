@@ -581,7 +581,15 @@ def test_a_search_killed_during_its_teardown_leaves_capacity_json(tmp_path):
             break
     (replica,) = children_running(proc.pid, "fake_target.py")
     proc.send_signal(signal.SIGINT)
-    time.sleep(5)
+    # Killed once the teardown is under way (the provisional file is written just before it),
+    # while the replica deaf to SIGTERM holds it for its grace period.
+    deadline = time.monotonic() + 60
+    written: list[Path] = []
+    while not written and time.monotonic() < deadline and proc.poll() is None:
+        written = [p for p in results.glob("*/capacity.json") if p.parent.name != "latest"]
+        time.sleep(0.1)
+    assert written, "".join(seen)
+    time.sleep(1)  # into the teardown
     assert alive(replica), "the teardown was over before the kill: the test proves nothing"
     proc.kill()
     proc.communicate(timeout=30)

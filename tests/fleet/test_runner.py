@@ -24,6 +24,7 @@ from stressbed.fleet import _k6api as k6api
 from stressbed.fleet.oom import CGROUP_ROOT
 from stressbed.fleet.runner import Runner, k6_environment, run, selectors_of, system_tags
 from stressbed.fleet.usage import cpu_capacity, cpu_seconds, memory_bound, quota_group_seconds
+from stressbed.population import Agent, WebSocket, population
 from stressbed.results.merge import merge
 from stressbed.results.population import levels
 from stressbed.results.runner_result import RunnerResult, RunnerStatus
@@ -401,7 +402,10 @@ def test_a_populations_metrics_flow_from_k6_through_two_runners_to_the_summary(t
     scenario = Scenario(
         "pop",
         description="agents",
-        workloads=[Workload("fleet", get("/"), ConstantVUs(2, "1s"))],
+        # The bundle's script is replaced below; its config is a population's.
+        workloads=[
+            population("fleet", Agent(channel=WebSocket("/c")), agents=6, lasting="1s", per_vu=3)
+        ],
         thresholds=thresholds,
     )
     bundle = render(scenario, tmp_path / "bundle")

@@ -23,6 +23,7 @@ from stressbed import (
     request_rate,
     threshold,
 )
+from stressbed.population import Agent, WebSocket, population
 from stressbed.scenario.thresholds import Threshold
 from stressbed.thresholds import (
     checkin_lateness,
@@ -265,7 +266,10 @@ def test_connected_is_judged_by_stressbed_alone_and_left_out_of_k6s_options():
     scenario = Scenario(
         "pop",
         description="d",
-        workloads=[Workload("w", get("/"), ConstantVUs(1, "1s"))],
+        workloads=[
+            Workload("w", get("/"), ConstantVUs(1, "1s")),
+            population("agents", Agent(channel=WebSocket("/c")), agents=10, lasting="1s"),
+        ],
         thresholds=[connected("> 99%"), reconnect_time("p(99) < 60s"), latency("p(95) < 1s")],
     )
     assert [t.k6 for t in scenario.thresholds] == [False, True, True]

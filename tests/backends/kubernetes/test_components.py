@@ -4,6 +4,7 @@ for 1.31 through 1.35, and policy tests check what a cluster operator relies on.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import runpy
 from collections.abc import Callable
@@ -98,6 +99,12 @@ def _ints(value: Any) -> Any:
 
 
 def run_program(program: Callable[[], Any], config: dict[str, str] | None = None) -> Mocks:
+    # An earlier test's asyncio.run() leaves this thread without a current loop, and the
+    # Pulumi SDK schedules its mocked resources on the current one.
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
     mocks = Mocks()
     pulumi.runtime.set_mocks(mocks, project="stressbed", stack="test", preview=False)
     pulumi.runtime.set_all_config({f"stressbed:{k}": v for k, v in (config or {}).items()})

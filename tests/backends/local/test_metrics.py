@@ -27,7 +27,8 @@ def test_each_replica_s_open_files_and_the_balancer_s_are_in_the_series():
     feed = UsageFeed(reference_agent(), window_s=5.0)
     life = [Lifecycle("agent-0", 0)]
     usage = Usage(1.0, 2**20, open_files=310, nofile_limit=20_000)
-    feed.sample(100.0, {"agent-0": usage}, life, 1, {"open_files": 620, "nofile_limit": 20_000})
+    balancer = {"open_files": 620, "nofile_limit": 20_000}
+    feed.sample(100.0, {"agent-0": usage}, life, 1, balancer=balancer)
     row = feed.series[0]
     assert row["pods"]["agent-0"]["open_files"] == 310
     assert row["pods"]["agent-0"]["nofile_limit"] == 20_000
