@@ -42,7 +42,7 @@ def population(
     agents: int,
     lasting: str,
     join: str = "0s",
-    per_vu: int = 500,
+    per_vu: int = 1000,
     start_time: str = "0s",
 ) -> Workload:
     """A workload of ``agents`` simulated agents behaving as ``agent``: ``per_vu`` of them on

@@ -37,7 +37,7 @@ def test_the_readme_population_example_builds_and_renders(tmp_path: Path):
     module = tmp_path / "fleet.py"
     module.write_text(_example("population("))
     scenario = catalog.load(str(module))
-    assert scenario.workloads[0].profile.peak_vus() == 4  # 2,000 agents, 500 a VU
+    assert scenario.workloads[0].profile.peak_vus() == 2  # 2,000 agents, 1,000 a VU
     assert render(scenario, tmp_path / "out").script.is_file()
 
 

@@ -5,10 +5,10 @@
     python tools/bench_population.py per-vu [--agents 2000] [--hold 60s]
     python tools/bench_population.py fleet [--agents 30000] [--runners 2]
 
-``runner``: one k6 process (the runner's k6, as the fleet starts it) holding ``--agents``
+``runner``: one k6 process (in the environment a runner gives it) holding ``--agents``
 agents, each registered and holding a WebSocket to one reference agent process on loopback,
-a heartbeat every 30 s +- 10 %, ``--per-vu`` agents on each VU, joining over a minute and then
-holding for ``--hold``. Prints k6's peak resident memory (VmHWM) and per agent, the agents
+a heartbeat every 30 s +- 10 %, ``--per-vu`` agents on each VU (1,000 by default), joining
+over a minute and then holding for ``--hold``. Prints k6's peak resident memory (VmHWM) and per agent, the agents
 connected at the plateau, and check-in lateness p50/p99 from k6's own samples.
 
 ``per-vu``: the same population rendered one agent per VU (``per_vu=1``: what a VU-per-agent
@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "agent"))
 from helpers import AgentProcess  # noqa: E402
 
+from stressbed.fleet.runner import k6_environment  # noqa: E402
 from stressbed.scenario.render import render  # noqa: E402
 from stressbed.scenario.units import parse_duration_ms  # noqa: E402
 
@@ -133,7 +134,8 @@ def run_k6(bundle: Path, url: str, out: Path) -> dict[str, float]:
             f"csv={out}",
             str(bundle / "script.js"),
         ],
-        env={**os.environ, "K6_NO_USAGE_REPORT": "true", "TARGET_URL": url},
+        # The environment a runner gives k6 (its GC tuned for a population), as users run it.
+        env={**k6_environment(os.environ, 1, population=True), "TARGET_URL": url},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -307,7 +309,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="what", required=True)
     runner = sub.add_parser("runner")
     runner.add_argument("--agents", type=int, default=15_000)
-    runner.add_argument("--per-vu", type=int, default=500)
+    runner.add_argument("--per-vu", type=int, default=1000)
     runner.add_argument("--hold", default="5m")
     runner.add_argument("--join", default="60s")
     per_vu = sub.add_parser("per-vu")

@@ -37,7 +37,7 @@ from typing import IO, Any
 from ..results.runner_result import RunnerResult, RunnerStatus, status_for
 from ..results.samples import SYSTEM_TAGS, Collector, Selector, parse_selector
 from ..results.transport import result_lines
-from ..scenario.render import request_names
+from ..scenario.render import agents_per_runner, request_names
 from . import _k6api as k6api
 from .control import TOKEN_ENV, ControlServer
 from .oom import oom_kills
@@ -92,22 +92,29 @@ def system_tags(selectors: Iterable[Selector]) -> list[str]:
 #: stream, and at Go's default (GOGC=100) collecting that cost k6 about a sixth of its request
 #: rate on two cores; at 400 the runner outran plain k6 (BENCHMARKS.md, "Collection").
 K6_GOGC = "400"
+#: ...but a population's k6 is memory-bound: its heap is its agents' sockets and state, and
+#: its samples are few. At 400 (or Go's 100) the heap grows to several times what is live;
+#: at 50, 15,000 agents on one runner stay under 100 KB each (BENCHMARKS.md, "Populations").
+K6_GOGC_POPULATION = "50"
 #: ... while the heap, which GOGC=400 lets grow to five times what is live, stays under this
 #: share of the memory the runner may count on (GOMEMLIMIT: the collector then runs as often
 #: as it must; at most half the CPU, Go's own cap, rather than an OOM kill).
 K6_MEMORY_SHARE = 0.8
 
 
-def k6_environment(environ: Mapping[str, str], count: int = 1) -> dict[str, str]:
+def k6_environment(
+    environ: Mapping[str, str], count: int = 1, *, population: bool = False
+) -> dict[str, str]:
     """The environment k6 runs with in a runner: never a usage report; whole-second unix
     timestamps, which the collector's windows are keyed by, whatever K6_CSV_TIME_FORMAT the
     user's environment holds; and its garbage collector tuned for the sample stream (a GOGC or
     GOMEMLIMIT of the user's own is kept). ``count``: the fleet's runners, which may share
-    this machine's memory. Never the control endpoint's token: the script reads k6's
-    environment (``__ENV``), and it is the runner's alone."""
+    this machine's memory; ``population``: the bundle holds simulated agents (a GC for
+    memory, not for the sample stream). Never the control endpoint's token: the script reads
+    k6's environment (``__ENV``), and it is the runner's alone."""
     env = {k: v for k, v in environ.items() if k != TOKEN_ENV}
     env |= {"K6_NO_USAGE_REPORT": "true", "K6_CSV_TIME_FORMAT": "unix"}
-    env.setdefault("GOGC", K6_GOGC)
+    env.setdefault("GOGC", K6_GOGC_POPULATION if population else K6_GOGC)
     if "GOMEMLIMIT" not in environ:
         bound = memory_bound()
         if bound is not None:
@@ -178,6 +185,7 @@ class Runner:
         self.selectors = selectors_of(config)
         # Every runner keeps the same request names apart: the bundle's, not the first it meets.
         self.collector = Collector(self.selectors, request_names(config))
+        self.population = agents_per_runner(config, count) > 0
         self.lock = threading.Lock()
         # A fixed port in a pod (the coordinator knows it); any free one on a shared machine.
         self.api = f"http://{'[' + host + ']' if ':' in host else host}:{port or free_port(host)}"
@@ -224,7 +232,7 @@ class Runner:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=self._log,
-            env=k6_environment(os.environ, self.count),
+            env=k6_environment(os.environ, self.count, population=self.population),
             preexec_fn=before_exec,  # noqa: PLW1509 - prctl and an rlimit, no locks taken
         )
         self.nofile = nofile_of(self.proc.pid)  # what k6 has, read once it has exec'd

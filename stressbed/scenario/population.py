@@ -461,7 +461,7 @@ class Agents(LoadProfile):
     count: int
     lasting: str
     join: str = "0s"
-    per_vu: int = 500
+    per_vu: int = 1000
     executor: ClassVar[str] = "per-vu-iterations"
     _join_ms: float = field(init=False, repr=False, compare=False)
     _lasting_ms: float = field(init=False, repr=False, compare=False)

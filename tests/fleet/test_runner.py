@@ -342,6 +342,9 @@ def test_k6_collects_its_garbage_less_often_under_a_memory_bound_and_keeps_the_u
     assert env["PATH"] == "/usr/bin"
     own = k6_environment({"GOGC": "off", "GOMEMLIMIT": "2GiB"})
     assert (own["GOGC"], own["GOMEMLIMIT"]) == ("off", "2GiB")
+    # A population's k6 is memory-bound: its heap is kept close to what is live.
+    assert k6_environment({}, population=True)["GOGC"] == "50"
+    assert k6_environment({"GOGC": "200"}, population=True)["GOGC"] == "200"
 
 
 def test_k6_attaches_only_the_tags_the_collector_and_the_thresholds_read():

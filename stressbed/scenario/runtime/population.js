@@ -161,10 +161,11 @@ export function compilePopulation(node, ctx, workload) {
         t0: 0,
         timer: null,
         acts: nActs > 0 ? new Array(nActs).fill(null) : null,
-        due: nActs > 0 ? new Float64Array(nActs) : null,
+        due: nActs > 0 ? new Array(nActs).fill(0) : null,
         registered: register === null,
         pending: null,
         seq: 0,
+        gen: 0,
       };
       scope.agent = a;
       scope.keep(slotIndex, i);
@@ -202,9 +203,10 @@ export function compilePopulation(node, ctx, workload) {
       a.scope.reset();
       register(a.scope).then(
         (ok) => {
+          const res = taken(a.scope);
           if (a.state !== CONNECTING) return;
-          const failed = httpFailure(a.scope.response);
-          if (failed !== null || !ok) return failure(a, failed || 'status_' + a.scope.response.status);
+          const failed = httpFailure(res);
+          if (failed !== null || !ok) return failure(a, failed || 'status_' + res.status);
           for (let k = 0; k < registerSlots.length; k++) {
             a.scope.keep(registerSlots[k], a.scope.get(registerSlots[k]));
           }
@@ -224,8 +226,9 @@ export function compilePopulation(node, ctx, workload) {
       a.scope.reset();
       activities[0].run(a.scope).then(
         () => {
+          const res = taken(a.scope);
           if (a.state !== CONNECTING) return;
-          const failed = httpFailure(a.scope.response);
+          const failed = httpFailure(res);
           if (failed !== null) failure(a, failed);
           else established(a);
         },
@@ -243,7 +246,11 @@ export function compilePopulation(node, ctx, workload) {
       } catch (e) {
         return failure(a, failureReason(String(e)));
       }
+      // The handlers are the VU's, shared by its agents: each socket says whose it is, and
+      // which of that agent's sockets (a closed one's late events are ignored).
       a.socket = socket;
+      socket.agent = a;
+      socket.gen = ++a.gen;
       open++;
       a.timer = later(() => {
         a.timer = null;
@@ -252,25 +259,44 @@ export function compilePopulation(node, ctx, workload) {
           closeQuietly(socket);
         }
       }, ws.timeoutMs);
-      socket.onopen = () => {
-        if (a.socket !== socket) return;
-        if (ws.hello !== null) socket.send(JSON.stringify(ws.hello(a.scope)));
-        if (ws.welcome === null) established(a);
-      };
-      socket.onmessage = (event) => {
-        if (a.socket === socket) message(a, socket, event.data);
-      };
-      socket.onerror = (event) => {
-        if (a.socket === socket && a.error === '') a.error = String(event.error || 'error');
-      };
-      socket.onclose = () => {
-        open--;
-        if (a.socket === socket) {
-          a.socket = null;
-          lost(a);
-        }
-        if (ended && open === 0 && finish !== null) finish();
-      };
+      socket.onopen = onOpen;
+      socket.onmessage = onMessage;
+      socket.onerror = onError;
+      socket.onclose = onClose;
+    }
+
+    // The agent whose current socket an event is from, or null (an older socket's).
+    function owner(event) {
+      const target = event.target;
+      const a = target.agent;
+      return a !== undefined && a.socket !== null && a.gen === target.gen ? a : null;
+    }
+
+    function onOpen(event) {
+      const a = owner(event);
+      if (a === null) return;
+      if (ws.hello !== null) a.socket.send(JSON.stringify(ws.hello(a.scope)));
+      if (ws.welcome === null) established(a);
+    }
+
+    function onMessage(event) {
+      const a = owner(event);
+      if (a !== null) message(a, a.socket, event.data);
+    }
+
+    function onError(event) {
+      const a = owner(event);
+      if (a !== null && a.error === '') a.error = String(event.error || 'error');
+    }
+
+    function onClose(event) {
+      open--;
+      const a = owner(event);
+      if (a !== null) {
+        a.socket = null;
+        lost(a);
+      }
+      if (ended && open === 0 && finish !== null) finish();
     }
 
     function message(a, socket, text) {
@@ -398,8 +424,9 @@ export function compilePopulation(node, ctx, workload) {
       }
       item.run(a.scope).then(
         () => {
+          const res = taken(a.scope);
           if (overWs || a.state !== CONNECTED) return;
-          const failed = httpFailure(a.scope.response);
+          const failed = httpFailure(res);
           if (failed !== null) lost(a, failed);
         },
         (e) => {
@@ -480,6 +507,13 @@ export function compilePopulation(node, ctx, workload) {
       setTimeout(() => stop(resolve), endAt - Date.now());
     });
   };
+}
+
+// A flow's last response, let go of: an agent keeps nothing of a response it has read.
+function taken(scope) {
+  const res = scope.response;
+  scope.response = null;
+  return res;
 }
 
 function closeQuietly(socket) {
