@@ -8,8 +8,9 @@
 ``runner``: one k6 process (in the environment a runner gives it) holding ``--agents``
 agents, each registered and holding a WebSocket to one reference agent process on loopback,
 a heartbeat every 30 s +- 10 %, ``--per-vu`` agents on each VU (1,000 by default), joining
-over a minute and then holding for ``--hold``. Prints k6's peak resident memory (VmHWM) and per agent, the agents
-connected at the plateau, and check-in lateness p50/p99 from k6's own samples.
+over a minute and then holding for ``--hold``. Prints k6's peak resident memory (VmHWM) and
+per agent, the agents connected at the plateau, and check-in lateness p50/p99 from k6's own
+samples.
 
 ``per-vu``: the same population rendered one agent per VU (``per_vu=1``: what a VU-per-agent
 tool does, stressbed's runtime loaded), at a size this machine allows, and the same figures
