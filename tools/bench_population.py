@@ -237,7 +237,8 @@ def one_process(agents: int, per_vu: int, hold: str, join: str) -> None:
     )
 
 
-def fleet(agents: int, runners: int, hold: str) -> None:
+def fleet(agents: int, runners: int, hold: str, keep: Path | None) -> None:
+    """Both storms; ``keep``: where their run directories stay (else a temporary one)."""
     stack = (
         '{"target": {"env": {"STRESSBED_AGENT_MAX_CONNECTIONS": "20000"}}, '
         '"limits": {"memory": "1Gi"}}'
@@ -245,7 +246,8 @@ def fleet(agents: int, runners: int, hold: str) -> None:
     hold_s = parse_duration_ms(hold, "hold") / 1000
     for jitter in ("none", "full"):
         with tempfile.TemporaryDirectory() as tmp:
-            work = Path(tmp)
+            work = Path(tmp) if keep is None else keep / jitter
+            work.mkdir(parents=True, exist_ok=True)
             module = scenario_file(
                 work,
                 agents=agents,
@@ -326,6 +328,7 @@ def main() -> None:
     many.add_argument("--agents", type=int, default=30_000)
     many.add_argument("--runners", type=int, default=2)
     many.add_argument("--hold", default="90s")
+    many.add_argument("--keep", type=Path, help="keep each storm's run directory here")
     args = parser.parse_args()
     raise_nofile()
     if args.what == "runner":
@@ -333,7 +336,7 @@ def main() -> None:
     elif args.what == "per-vu":
         one_process(args.agents, 1, args.hold, args.join)
     else:
-        fleet(args.agents, args.runners, args.hold)
+        fleet(args.agents, args.runners, args.hold, args.keep)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
 """Populations in real k6 against the real reference agent: many agents per VU, split exactly
-across runners, connected, checking in on schedule, refused past a limit, registering twice.
-(The reconnect storm, with and without jitter: tests/scenarios/test_populations.py.)"""
+across runners, connected, checking in on schedule, refused past a limit, registering twice,
+and reconnecting after a restart with and without jitter."""
 
 from __future__ import annotations
 
 import csv
 import os
 import subprocess
+import sys
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -211,8 +213,79 @@ def test_the_service_sees_duplicate_registrations(tmp_path: Path, target):
     assert set(seen["ids"].values()) == {2}
 
 
+def _storm(tmp_path: Path, jitter: str) -> dict[int, float]:
+    """400 agents connected; the service restarted (it drains: 1001 to every channel, then a
+    new process on the same port); the agents' reconnects per second afterwards."""
+    agent = AgentProcess()
+    agent.wait_listening()
+    fleet = population(
+        "fleet",
+        reference_agent(reconnect=reconnect.backoff("8s", cap="16s", jitter=jitter)),
+        agents=400,
+        lasting="24s",
+        per_vu=100,
+    )
+    out = tmp_path / f"{jitter}.csv"
+    runner = start_k6(bundle(tmp_path, fleet, name=jitter), agent.url, out)
+    try:
+        _wait_connected(agent.url, 400, deadline_s=60)
+        agent.stop()  # SIGTERM: every channel closed with 1001 "going away"
+        agent = _agent_on(agent.port)
+        finish(runner)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.communicate()
+        agent.stop()
+    samples = Samples(out)
+    # A drain's 1001 "going away" (k6 says "closed" of 1000 and 1001 alike).
+    assert samples.reasons("agent_disconnects")["closed"] == 400
+    assert samples.total("agent_reconnects") == 400
+    return samples.per_second("agent_reconnects")
+
+
+class _AgentOn(AgentProcess):
+    """A reference agent on a given port: a replica started again where it listened."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "stressbed_agent", "--port", str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+
+def _agent_on(port: int) -> AgentProcess:
+    agent = _AgentOn(port)
+    agent.wait_listening()
+    return agent
+
+
+def _wait_connected(url: str, count: int, deadline_s: float) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        metrics = call(url + "/metrics").body.decode()
+        if _metric(metrics, "agent_channel_connected") >= count:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{count} agents did not connect in {deadline_s} s")
+
+
 def _metric(text: str, name: str) -> float:
     for line in text.splitlines():
         if line.startswith(name + " "):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+def test_full_jitter_spreads_the_reconnect_storm(tmp_path: Path):
+    """The same 400 agents, the same seed, the service restarted once: without jitter every
+    agent comes back in the same instant; with full jitter the peak is under half of that."""
+    unjittered = max(_storm(tmp_path, "none").values())
+    jittered = max(_storm(tmp_path, "full").values())
+    assert unjittered >= 200  # all 400 at one instant: at worst split over two seconds
+    assert jittered < unjittered / 2, (jittered, unjittered)
