@@ -261,14 +261,22 @@ class ChaosFaults:
         if item.ended or not (item.applied and item.fault.lasting_ms):
             return
         item.ended = True
+        how = "the Chaos Mesh object deleted: its finalizer recovered the pods"
+        self._say_fault_ended(item, instant, how, reason or "its end")
+
+    def _say_fault_ended(
+        self, item: _Armed, instant: float, how: str, reason: str, **extra: Any
+    ) -> None:
+        """The ``fault-ended`` event of every kind: when, on which pods, how, and why."""
         self._event(
             "fault-ended",
             t=instant,
             fault=item.fault.name,
             fault_kind=item.fault.kind,
             replicas=list(item.pods),
-            how="the Chaos Mesh object deleted: its finalizer recovered the pods",
-            reason=reason or "its end",
+            **extra,
+            how=how,
+            reason=reason,
         )
 
     # -- a rolling restart: the Deployment's own rollout ------------------------------
@@ -312,16 +320,8 @@ class ChaosFaults:
             now = self._running()
         except Exception:  # said without them: the fault's end matters more
             now = []
-        self._event(
-            "fault-ended",
-            t=time.time(),
-            fault=item.fault.name,
-            fault_kind=item.fault.kind,
-            replicas=list(item.pods),
-            pods=now,
-            how="the Deployment rolled out" if reason.startswith("every") else "it stopped there",
-            reason=reason,
-        )
+        how = "the Deployment rolled out" if reason.startswith("every") else "it stopped there"
+        self._say_fault_ended(item, time.time(), how, reason, pods=now)
 
     # -- a dependency, through the target's fault hook ---------------------------------
 
@@ -422,15 +422,8 @@ class ChaosFaults:
         request = ("DELETE", f"{hook.spec.path}/{item.hooked}", None)
         ended = [pod for pod in item.pods if self._call_hook(pod, request) is None]
         item.done = item.ended = True
-        self._event(
-            "fault-ended",
-            t=time.time(),
-            fault=item.fault.name,
-            fault_kind=item.fault.kind,
-            replicas=list(item.pods),
-            ended=ended,
-            how="ended through the fault hook",
-            reason=reason,
+        self._say_fault_ended(
+            item, time.time(), "ended through the fault hook", reason, ended=ended
         )
 
     def _skip(self, item: _Armed, reason: str, *, gone: bool = True) -> None:

@@ -44,7 +44,7 @@ async def echo(reader, writer):
             writer.write(data)
             await writer.drain()
     except ConnectionError:
-        pass
+        return  # the client reset it: nothing left to echo
     writer.close()
 
 async def main():
