@@ -18,6 +18,7 @@ from pathlib import Path
 from .. import __version__
 from ..backends.base import Capability
 from ..errors import ConfigError, StressbedError
+from ..fleet.process import interruptible
 from ..results.compare import Tolerances
 from ..results.merge import merge
 from ..results.table import capacity_table, comparison_table, table
@@ -28,7 +29,7 @@ from .capacity import CapacityOptions, plan_capacity, run_capacity
 from .compare import exit_code_for, load_baseline, versus
 from .engine import engine_commands
 from .execute import execute
-from .live import LiveLine, terminate_as_interrupt
+from .live import LiveLine
 from .options import target_options as _target_options
 from .plan import RunOptions, plan, redact
 from .rundir import read_run
@@ -298,7 +299,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "no live line until then",
             file=sys.stderr,
         )
-    with terminate_as_interrupt():
+    with interruptible():
         report = execute(the_plan, on_progress=live.update, on_event=live.stack_event)
     live.close()
     print(table(report))
@@ -364,7 +365,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     for note in the_plan.notes:
         print(f"stressbed: note: {note}", file=sys.stderr)
     live = LiveLine(sys.stderr)
-    with terminate_as_interrupt():
+    with interruptible():
         report = run_capacity(
             the_plan, on_line=live.say, on_progress=live.update, on_event=live.stack_event
         )

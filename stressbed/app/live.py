@@ -1,12 +1,10 @@
-"""The live progress line of a run, and SIGTERM treated as Ctrl-C."""
+"""The live progress line of a run."""
 
 from __future__ import annotations
 
 import contextlib
-import signal
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any, TextIO
 
 from ..backends.base import Progress
@@ -87,17 +85,3 @@ class LiveLine:
         if self._drawn:
             self.stream.write("\n")
             self.stream.flush()
-
-
-@contextlib.contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a CI job cancelled) takes the same path as Ctrl-C: stop, keep, exit 130."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backends.base import Backend, FleetOutcome, FleetSpec, Progress, Stack
+from ..fleet.process import raise_if_interrupted
 from ..results.merge import FleetResult, merge
 from ..results.probe import Probe, ProbeSetup, judge_probe
 from ..results.scaleout import scale_out
@@ -103,6 +104,7 @@ class Prober:
         contaminated = False
         unit = self.the_plan.unit
         while (chosen := search.next()) is not None:
+            raise_if_interrupted()  # one lost while the last probe's fleet stopped, say
             rate, trial = chosen
             # The teardown's time, and the scale-out's when one follows, are kept back.
             kept = self.teardown_s + self.the_plan.scale_out_cost_s

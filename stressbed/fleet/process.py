@@ -20,7 +20,9 @@ __all__ = [
     "TeardownAbandoned",
     "die_with_parent",
     "free_port",
+    "interruptible",
     "nofile_of",
+    "raise_if_interrupted",
     "raise_nofile",
     "uninterrupted",
 ]
@@ -30,6 +32,13 @@ ABANDON_WINDOW_S = 5.0
 #: Non-empty while the main thread is inside :func:`uninterrupted` (a run's teardown and the
 #: writing of its results, with the stack's own guarded waits nested in it).
 _GUARDED: list[bool] = []
+#: When the interrupts of this command came (monotonic), Ctrl-C and SIGTERM alike, kept apart
+#: from the KeyboardInterrupt each raises: Python loses that exception where its handler ran
+#: inside a callback it calls from C (the fork hooks it runs while starting a child with a
+#: ``preexec_fn``, a finalizer), and the command would go on as if never interrupted. Kept
+#: only inside :func:`interruptible` (a command), empty outside it.
+_PRESSED: list[float] = []
+_COMMAND: list[bool] = []
 
 
 class TeardownAbandoned(KeyboardInterrupt):
@@ -125,6 +134,8 @@ def uninterrupted() -> Iterator[None]:
     def hold(signum: int, frame: object) -> None:
         # A Python handler, not SIG_IGN: children started meanwhile keep the default.
         now = time.monotonic()
+        if _COMMAND:  # what comes after this stop knows it was interrupted
+            _PRESSED.append(now)
         if pressed and now - pressed[-1] <= ABANDON_WINDOW_S:
             raise TeardownAbandoned
         pressed.append(now)
@@ -143,3 +154,37 @@ def uninterrupted() -> Iterator[None]:
         _GUARDED.pop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """For a command's length: Ctrl-C and SIGTERM (a CI job cancelled) raise KeyboardInterrupt
+    alike, and each is recorded, so that :func:`raise_if_interrupted` raises it again where
+    Python lost it. A Ctrl-C ignored when stressbed started (a shell's background job) stays
+    ignored."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        _PRESSED.append(time.monotonic())
+        raise KeyboardInterrupt
+
+    wanted = [signal.SIGTERM]
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        wanted.append(signal.SIGINT)
+    previous = {s: signal.signal(s, interrupt) for s in wanted}
+    _PRESSED.clear()  # a command of its own (tests run several in one process)
+    _COMMAND.append(True)
+    try:
+        yield
+    finally:
+        _COMMAND.pop()
+        _PRESSED.clear()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def raise_if_interrupted() -> None:
+    """Raise KeyboardInterrupt if this command was interrupted: called where a run waits on
+    its fleet or a search starts a probe, it makes an interrupt whose exception Python lost
+    stop the command all the same (a moment later, not never)."""
+    if _PRESSED:
+        raise KeyboardInterrupt

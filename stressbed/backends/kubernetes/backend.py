@@ -38,6 +38,7 @@ from typing import Any
 from ...errors import ConfigError, ProvisionError
 from ...fleet.control import TOKEN_ENV
 from ...fleet.environment import declared_environment
+from ...fleet.process import raise_if_interrupted
 from ...fleet.segments import segment
 from ...results.runner_result import RunnerResult, RunnerStatus
 from ...scenario.model import Scenario
@@ -203,6 +204,7 @@ class KubeFleet:
         api_errors = 0
         memory = show_quantity("memory", run.options.runner_resources(self.agents)[1].memory)
         while True:
+            raise_if_interrupted()  # one Python lost (the engine's threads start processes)
             now = time.time()
             why = self._health() if self._health is not None else None
             if why is not None:

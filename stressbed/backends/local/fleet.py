@@ -26,7 +26,12 @@ from typing import Any, Protocol
 from ...errors import DocumentError
 from ...fleet.environment import runner_environment
 from ...fleet.live import LiveMerge
-from ...fleet.process import TeardownAbandoned, die_with_parent, uninterrupted
+from ...fleet.process import (
+    TeardownAbandoned,
+    die_with_parent,
+    raise_if_interrupted,
+    uninterrupted,
+)
 from ...fleet.release import ReleaseFailed, release_together, setup_once
 from ...fleet.segments import segment
 from ...results.runner_result import RunnerResult, RunnerStatus
@@ -161,6 +166,7 @@ class LocalFleet:
         outcome = FleetOutcome(results=[])
         try:
             self._spawn()
+            raise_if_interrupted()  # one whose KeyboardInterrupt a child's fork hooks lost
             failure = self._wait_ready()
             if failure is None:
                 failure = self._setup()
@@ -247,6 +253,7 @@ class LocalFleet:
         deadline = time.monotonic() + self.spec.ready_timeout_s + 5
         waiting = {m.index for m in self.members}
         while waiting:
+            raise_if_interrupted()
             if time.monotonic() > deadline:
                 limit = self.spec.ready_timeout_s
                 return f"runner {min(waiting)}: k6 was not ready within {limit:g} s"
@@ -288,6 +295,7 @@ class LocalFleet:
         deadline = started + deadline_s
         last_tick = 0.0
         while any(m.done is None and m.proc.poll() is None for m in self.members):
+            raise_if_interrupted()
             now = time.monotonic()
             if now > deadline:
                 outcome.timed_out = True

@@ -41,6 +41,7 @@ from stressbed.backends.base import FleetSpec
 from stressbed.backends.local import LocalFleet
 from stressbed.cli import main
 from stressbed.fleet.environment import ALLOWED
+from stressbed.fleet.process import interruptible
 from stressbed.results.sketch import ACCURACY
 from stressbed.scenario import catalog
 
@@ -404,6 +405,31 @@ def test_run_cli_exit_codes_and_interrupt(server, tmp_path):
     summary = json.loads((tmp_path / "r" / "latest" / "summary.json").read_text())
     assert summary["exit_code"] == 130
     assert summary["metrics"]["http_reqs"]["count"] > 0  # partial results kept
+    assert processes_mentioning(str(tmp_path)) == []
+
+
+def test_an_interrupt_python_lost_while_a_runner_started_still_stops_the_run(
+    server, tmp_path, monkeypatch
+):
+    # CPython runs its fork hooks while it starts a child with a preexec_fn, as stressbed
+    # starts its runners; a Ctrl-C whose handler runs inside one has its KeyboardInterrupt
+    # printed as ignored, and lost (tests/fleet/test_process.py shows it). Here the handler
+    # runs and its exception is swallowed, as there, just after runner 0 starts.
+    launch = LocalFleet._launch
+
+    def launching(self: LocalFleet, index: int, out: Path):  # type: ignore[no-untyped-def]
+        handle = launch(self, index, out)
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+        return handle
+
+    monkeypatch.setattr(LocalFleet, "_launch", launching)
+    long = scenario_of(get("/x"), ConstantVUs(vus=2, duration="60s"))
+    with interruptible():
+        report = run(long, server, tmp_path, runners=2)
+    assert report.exit_code == 130
+    assert report.message.startswith("interrupted;")
+    assert server.received == []  # stopped before the runners were released
     assert processes_mentioning(str(tmp_path)) == []
 
 
