@@ -36,6 +36,7 @@ class Received:
     path: str  # raw request target, still percent-encoded
     headers: dict[str, str]
     body: bytes
+    client: str = ""  # the address it came from
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -82,7 +83,9 @@ def _handler(server: RecordingServer, lock: threading.Lock) -> type[BaseHTTPRequ
         def _handle(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            req = Received(self.command, self.path, dict(self.headers.items()), body)
+            req = Received(
+                self.command, self.path, dict(self.headers.items()), body, self.client_address[0]
+            )
             with lock:
                 server.received.append(req)
             status, headers, payload = server.respond(req)

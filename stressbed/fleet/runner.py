@@ -30,7 +30,7 @@ import sys
 import sysconfig
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -40,10 +40,11 @@ from ..results.transport import result_lines
 from ..scenario.render import agents_per_runner, request_names
 from . import _k6api as k6api
 from .control import TOKEN_ENV, ControlServer
+from .k6run import k6_command, k6_environment, source_addresses
 from .oom import oom_kills
 from .process import die_with_parent, free_port, nofile_of, raise_nofile
-from .segments import segment, sequence
-from .usage import cpu_capacity, cpu_seconds, memory_bound, quota_group_seconds
+from .segments import segment
+from .usage import cpu_capacity, cpu_seconds, quota_group_seconds
 
 __all__ = [
     "Runner",
@@ -52,6 +53,7 @@ __all__ = [
     "k6_environment",
     "main",
     "selectors_of",
+    "source_addresses",
     "system_tags",
 ]
 
@@ -86,77 +88,6 @@ def system_tags(selectors: Iterable[Selector]) -> list[str]:
     more (plain ``k6 run`` attaches 14)."""
     chosen = set(BASE_TAGS) | {k for s in selectors for k, _ in s.tags if k in SYSTEM_TAGS}
     return sorted(chosen)
-
-
-#: k6's garbage collector in a runner: k6 allocates for every sample it writes to the CSV
-#: stream, and at Go's default (GOGC=100) collecting that cost k6 about a sixth of its request
-#: rate on two cores; at 400 the runner outran plain k6 (BENCHMARKS.md, "Collection").
-K6_GOGC = "400"
-#: ...but a population's k6 is memory-bound: its heap is its agents' sockets and state, and
-#: its samples are few. At 400 (or Go's 100) the heap grows to several times what is live;
-#: at 50, 15,000 agents on one runner stay under 100 KB each (BENCHMARKS.md, "Populations").
-K6_GOGC_POPULATION = "50"
-#: ... while the heap, which GOGC=400 lets grow to five times what is live, stays under this
-#: share of the memory the runner may count on (GOMEMLIMIT: the collector then runs as often
-#: as it must; at most half the CPU, Go's own cap, rather than an OOM kill).
-K6_MEMORY_SHARE = 0.8
-
-
-def k6_environment(
-    environ: Mapping[str, str], count: int = 1, *, population: bool = False
-) -> dict[str, str]:
-    """The environment k6 runs with in a runner: never a usage report; whole-second unix
-    timestamps, which the collector's windows are keyed by, whatever K6_CSV_TIME_FORMAT the
-    user's environment holds; and its garbage collector tuned for the sample stream (a GOGC or
-    GOMEMLIMIT of the user's own is kept). ``count``: the fleet's runners, which may share
-    this machine's memory; ``population``: the bundle holds simulated agents (a GC for
-    memory, not for the sample stream). Never the control endpoint's token: the script reads
-    k6's environment (``__ENV``), and it is the runner's alone."""
-    env = {k: v for k, v in environ.items() if k != TOKEN_ENV}
-    env |= {"K6_NO_USAGE_REPORT": "true", "K6_CSV_TIME_FORMAT": "unix"}
-    env.setdefault("GOGC", K6_GOGC_POPULATION if population else K6_GOGC)
-    if "GOMEMLIMIT" not in environ:
-        bound = memory_bound()
-        if bound is not None:
-            env["GOMEMLIMIT"] = str(int(bound * K6_MEMORY_SHARE / max(1, count)))
-    return env
-
-
-def k6_command(
-    script: Path,
-    index: int,
-    count: int,
-    *,
-    api: str,
-    samples: Path,
-    summary: Path,
-    tags: Iterable[str] = SYSTEM_TAGS,
-) -> list[str]:
-    command = [
-        "k6",
-        "run",
-        "--paused",
-        "--quiet",
-        "--no-color",
-        "--no-usage-report",
-        "--no-thresholds",
-        "--no-setup",
-        "--address",
-        api,
-        "--execution-segment",
-        segment(index, count),
-        "--execution-segment-sequence",
-        sequence(count),
-        "--system-tags",
-        ",".join(tags),
-        "--out",
-        f"csv={samples}",
-        "--summary-export",
-        str(summary),
-    ]
-    if index != 0:
-        command.append("--no-teardown")  # teardown() runs once, in runner 0
-    return [*command, str(script)]
 
 
 class Runner:
@@ -197,6 +128,7 @@ class Runner:
         self.started_at = 0.0
         self.stopped_by: RunnerStatus | None = None
         self.nofile: int | None = None  # k6's open-file limit, once started (None: not read)
+        self.source_addresses: str | None = None  # k6's --local-ips, if it has some
         self._stopping = threading.Lock()
         self.cpu: dict[int, float] = {}  # unix second -> k6's cores used in the second before
         self._cpu_last: tuple[float, float] | None = None
@@ -221,6 +153,10 @@ class Runner:
         )
         command[0] = self.k6
         self._log = (self.out_dir / "k6.log").open("wb")
+        environment = k6_environment(
+            os.environ, self.count, population=self.population, index=self.index
+        )
+        self.source_addresses = environment.get("K6_LOCAL_IPS")
         orphan_guard = die_with_parent()
 
         def before_exec() -> None:
@@ -232,7 +168,7 @@ class Runner:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=self._log,
-            env=k6_environment(os.environ, self.count, population=self.population),
+            env=environment,
             preexec_fn=before_exec,  # noqa: PLW1509 - prctl and an rlimit, no locks taken
         )
         self.nofile = nofile_of(self.proc.pid)  # what k6 has, read once it has exec'd
@@ -315,6 +251,7 @@ class Runner:
                 cpu=dict(self.cpu),
                 cpu_capacity=cpu_capacity(),  # k6 runs in this process's cgroup, on its CPUs
                 nofile=self.nofile,
+                source_addresses=self.source_addresses,
             )
         result.write(self.out_dir / "result.json")
         self.fifo.unlink(missing_ok=True)

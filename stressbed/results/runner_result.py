@@ -87,6 +87,8 @@ class RunnerResult:
     names_folded_more: bool = False
     #: The open-file limit k6 ran with (each connection is a descriptor); None: not read.
     nofile: int | None = None
+    #: The addresses k6's VUs connected from (its --local-ips), None: the system's choice.
+    source_addresses: str | None = None
 
     @classmethod
     def missing(
@@ -144,6 +146,7 @@ class RunnerResult:
             "cpu": {str(t): round(v, 4) for t, v in sorted(self.cpu.items())},
             "cpu_capacity": self.cpu_capacity,
             "nofile": self.nofile,
+            "source_addresses": self.source_addresses,
             "aggregates": {k: v.to_dict() for k, v in sorted(self.aggregates.items())},
             "windows": _packed(self.windows),
             "writes": dict(sorted(self.writes.items())),
@@ -185,6 +188,7 @@ class RunnerResult:
         summary = data.get("k6_summary")
         folded = _field(data, "names_folded", list, default=[])
         nofile = _field(data, "nofile", (int, type(None)), default=None)
+        sources = _field(data, "source_addresses", (str, type(None)), default=None)
         if not all(isinstance(name, str) for name in folded):
             raise DocumentError("result.names_folded", folded[:3], "a list of request names")
         return cls(
@@ -207,6 +211,7 @@ class RunnerResult:
             names_folded=folded,
             names_folded_more=bool(data.get("names_folded_more", False)),
             nofile=nofile,
+            source_addresses=sources,
             k6_summary=summary if isinstance(summary, dict) else None,
             stderr_tail=[str(line) for line in _field(data, "stderr_tail", list, default=[])],
         )

@@ -156,6 +156,7 @@ class RunReport:
                     "requests": r.requests,
                     "dropped_lines": r.dropped_lines,
                     "nofile": r.nofile,
+                    "source_addresses": r.source_addresses,
                 }
                 for r in self.runners
             ],

@@ -22,7 +22,14 @@ import pytest
 from stressbed import ConstantVUs, Scenario, Workload, get, group, journey, mix, post, render
 from stressbed.fleet import _k6api as k6api
 from stressbed.fleet.oom import CGROUP_ROOT
-from stressbed.fleet.runner import Runner, k6_environment, run, selectors_of, system_tags
+from stressbed.fleet.runner import (
+    Runner,
+    k6_environment,
+    run,
+    selectors_of,
+    source_addresses,
+    system_tags,
+)
 from stressbed.fleet.usage import cpu_capacity, cpu_seconds, memory_bound, quota_group_seconds
 from stressbed.population import Agent, WebSocket, population
 from stressbed.results.merge import merge
@@ -345,6 +352,25 @@ def test_k6_collects_its_garbage_less_often_under_a_memory_bound_and_keeps_the_u
     # A population's k6 is memory-bound: its heap is kept close to what is live.
     assert k6_environment({}, population=True)["GOGC"] == "50"
     assert k6_environment({"GOGC": "200"}, population=True)["GOGC"] == "200"
+
+
+def test_a_populations_runners_connect_from_loopback_addresses_of_their_own():
+    # Each runner its own 254 addresses (k6 --local-ips, a VU each in turn): one address
+    # holds at most the ephemeral range's ports of connections to the stack's one address.
+    assert source_addresses("http://127.0.0.1:8080", 0) == "127.1.0.1-127.1.0.254"
+    assert source_addresses("http://127.0.0.1:8080", 1) == "127.1.1.1-127.1.1.254"
+    assert source_addresses("http://127.0.0.1:8080", 300) == "127.2.44.1-127.2.44.254"
+    assert source_addresses("ws://127.0.0.5", 0) == "127.1.0.1-127.1.0.254"
+    # A source on loopback reaches only loopback; a name is not resolved here.
+    for url in ("http://10.0.0.7:80", "http://[::1]:8080", "http://localhost:8080", "", None):
+        assert source_addresses(url, 0) is None
+    url = {"TARGET_URL": "http://127.0.0.1:9"}
+    assert k6_environment(url, population=True, index=1)["K6_LOCAL_IPS"] == (
+        "127.1.1.1-127.1.1.254"
+    )
+    assert "K6_LOCAL_IPS" not in k6_environment(url)  # a request mix: the system's choice
+    own = {**url, "K6_LOCAL_IPS": "127.9.9.9"}
+    assert k6_environment(own, population=True)["K6_LOCAL_IPS"] == "127.9.9.9"
 
 
 def test_k6_attaches_only_the_tags_the_collector_and_the_thresholds_read():

@@ -42,6 +42,7 @@ from stressbed.backends.local import LocalFleet
 from stressbed.cli import main
 from stressbed.fleet.environment import ALLOWED
 from stressbed.fleet.process import interruptible
+from stressbed.population import Agent, PerRequest, every, population
 from stressbed.results.sketch import ACCURACY
 from stressbed.scenario import catalog
 
@@ -406,6 +407,23 @@ def test_run_cli_exit_codes_and_interrupt(server, tmp_path):
     assert summary["exit_code"] == 130
     assert summary["metrics"]["http_reqs"]["count"] > 0  # partial results kept
     assert processes_mentioning(str(tmp_path)) == []
+
+
+def test_a_population_on_loopback_connects_from_each_runners_own_addresses(server, tmp_path):
+    # One source address holds at most the ephemeral range's ports (28,232 by default) of
+    # connections to one address and port: a population's runners connect from addresses of
+    # their own, a VU each in turn, so 30,000 agents are not cut at 28,232.
+    agent = Agent(channel=PerRequest(), activities=[every("1s", get("/report"))])
+    fleet = population("fleet", agent, agents=40, join="1s", lasting="3s", per_vu=10)
+    report = run(Scenario("pop", description="pop", workloads=[fleet]), server, tmp_path, 2)
+    assert report.exit_code == 0, report.message
+    sources = {r.client for r in server.received}
+    # Two VUs a runner: runner 0's first two addresses, and runner 1's.
+    assert sources == {"127.1.0.1", "127.1.0.2", "127.1.1.1", "127.1.1.2"}
+    assert [r.source_addresses for r in report.runners] == [
+        "127.1.0.1-127.1.0.254",
+        "127.1.1.1-127.1.1.254",
+    ]
 
 
 def test_an_interrupt_python_lost_while_a_runner_started_still_stops_the_run(
