@@ -21,6 +21,11 @@ of them as one machine's descriptor limit asks for, all listening on the same po
 ``SO_REUSEPORT`` (the kernel spreads new connections over them), as production proxies run
 several workers: :class:`~.balancer_pool.BalancerProcess` supervises them. Each worker counts
 its open connections per upstream and says them on its stdout.
+
+A worker given source addresses (``--sources 127.255.0.1-127.255.0.254``) connects to an
+upstream on IPv4 loopback from them in turn, not from 127.0.0.1: each connection takes a port
+of its source address, and the replicas' health probes and the other workers share
+127.0.0.1's 28,232 ephemeral ports (a reconnect storm of 30,000 agents used them up).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import itertools
 import json
 import os
@@ -42,7 +48,7 @@ from typing import cast
 
 from ...fleet.process import raise_nofile
 
-__all__ = ["STATS_S", "Balancer", "Toxic", "Upstream", "main"]
+__all__ = ["STATS_S", "Balancer", "Toxic", "Upstream", "address_range", "main"]
 
 # Relay buffers: pause the sending side once this much is queued for a slow receiver.
 HIGH_WATER = 256 * 1024
@@ -240,8 +246,14 @@ class _Pair:
 
     async def _connect(self, target: Upstream) -> None:
         loop = asyncio.get_running_loop()
+        source = self.balancer.source_for(target.host)
         try:
-            await loop.create_connection(lambda: self.upstream, target.host, target.port)
+            await loop.create_connection(
+                lambda: self.upstream,
+                target.host,
+                target.port,
+                local_addr=(source, 0) if source is not None else None,
+            )
         except OSError:
             self.lost()
             return
@@ -304,10 +316,19 @@ class Balancer:
     """Route new connections on ``host:port`` (and on each of ``also``, the same port) to
     ready upstreams."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, also: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        also: Sequence[str] = (),
+        sources: Sequence[str] = (),
+    ) -> None:
         self.host = host
         self.port = port
         self.also = tuple(also)
+        #: The addresses it connects to loopback upstreams from, in turn (none: the system's).
+        self.sources = tuple(sources)
+        self._source = itertools.cycle(self.sources)
         self.upstreams: dict[str, Upstream] = {}
         self._servers: list[asyncio.Server] = []
         self._pairs: set[_Pair] = set()
@@ -315,6 +336,17 @@ class Balancer:
         self.toxics: dict[str, Toxic] = {}
         #: Open connections by upstream name (an upstream removed or added again included).
         self._open: dict[str, int] = {}
+
+    def source_for(self, host: str) -> str | None:
+        """The address to connect to ``host`` from: the next of :attr:`sources` for an IPv4
+        loopback upstream (a loopback source reaches only loopback), else the system's."""
+        if not self.sources:
+            return None
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback and ":" not in host
+        except ValueError:
+            return None
+        return next(self._source) if loopback else None
 
     # -- membership (called on the loop's thread) -------------------------------------
 
@@ -454,9 +486,15 @@ def _apply(balancer: Balancer, op: dict[str, object]) -> None:
         _say({"event": "stats", "seq": op.get("seq"), "connections": balancer.connections()})
 
 
-async def _serve(host: str, port: int, also: Sequence[str] = (), stats_s: float = STATS_S) -> int:
+async def _serve(
+    host: str,
+    port: int,
+    also: Sequence[str] = (),
+    stats_s: float = STATS_S,
+    sources: Sequence[str] = (),
+) -> int:
     nofile = raise_nofile()  # two descriptors per relayed connection
-    balancer = Balancer(host, port, also)
+    balancer = Balancer(host, port, also, sources)
     try:
         bound = await balancer.start(reuse_port=True)
     except OSError as exc:
@@ -492,6 +530,19 @@ def _toxic(op: dict[str, object]) -> Toxic:
     )
 
 
+def address_range(text: str) -> tuple[str, ...]:
+    """``FIRST-LAST`` (or one address): every IPv4 address from FIRST to LAST."""
+    first, _, last = text.partition("-")
+    try:
+        low = ipaddress.IPv4Address(first.strip())
+        high = ipaddress.IPv4Address((last or first).strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IPv4 range FIRST-LAST: {text!r}") from None
+    if not low <= high or int(high) - int(low) >= 65536:
+        raise argparse.ArgumentTypeError(f"not a range of at most 65,536 addresses: {text!r}")
+    return tuple(str(ipaddress.IPv4Address(n)) for n in range(int(low), int(high) + 1))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stressbed.balancer")
     parser.add_argument("--host", default="127.0.0.1")
@@ -502,8 +553,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--stats-interval", type=float, default=STATS_S, help="seconds between stats lines"
     )
+    parser.add_argument(
+        "--sources",
+        type=address_range,
+        default=(),
+        help="FIRST-LAST: IPv4 addresses to connect to loopback upstreams from, in turn",
+    )
     args = parser.parse_args(argv)
-    serve = _serve(args.host, args.port, args.also, args.stats_interval)
+    serve = _serve(args.host, args.port, args.also, args.stats_interval, args.sources)
     # STRESSBED_BALANCER_LOOP=asyncio: the standard loop even where uvloop is installed (the
     # benchmark compares both).
     if os.environ.get("STRESSBED_BALANCER_LOOP") != "asyncio":

@@ -40,7 +40,14 @@ from ...errors import ConfigError, ProvisionError
 from ...fleet.process import die_with_parent
 from .balancer import STATS_S
 
-__all__ = ["RESERVE_FDS", "BalancerProcess", "PortInUseError", "per_worker", "workers_for"]
+__all__ = [
+    "RESERVE_FDS",
+    "BalancerProcess",
+    "PortInUseError",
+    "per_worker",
+    "worker_sources",
+    "workers_for",
+]
 
 #: Descriptors a worker keeps for itself (its listening sockets, stdio, Python's own files).
 RESERVE_FDS = 200
@@ -64,6 +71,17 @@ def workers_for(connections: int | None, per: int | None = None) -> int:
     if not connections:
         return 1
     return max(1, math.ceil(connections / (per or per_worker())))
+
+
+def worker_sources(index: int) -> str | None:
+    """The loopback addresses worker ``index`` connects to the replicas from, 254 of its own,
+    ``127.255.<index % 256>.1-254`` (Linux routes all of 127.0.0.0/8 to loopback; a
+    population's runners use 127.1-127.254): from 127.0.0.1 the workers would share 28,232
+    ephemeral ports a replica with the stack's own probes. None off Linux."""
+    if not sys.platform.startswith("linux"):
+        return None
+    block = f"127.255.{index % 256}"
+    return f"{block}.1-{block}.254"
 
 
 class _Worker:
@@ -152,11 +170,14 @@ class BalancerProcess:
 
     # -- starting ---------------------------------------------------------------------
 
-    def _command(self, port: int) -> list[str]:
+    def _command(self, port: int, index: int) -> list[str]:
         command = [sys.executable, "-m", "stressbed.balancer", "--host", self.host]
         command += ["--port", str(port), "--stats-interval", f"{self._stats_s:g}"]
         for other in self.also:
             command += ["--also", other]
+        sources = worker_sources(index)
+        if sources is not None:
+            command += ["--sources", sources]
         return command
 
     def _first(self, port: int, deadline: float) -> int:
@@ -165,7 +186,7 @@ class BalancerProcess:
         (another stressbed's balancer) would otherwise share it silently."""
         if port and any(_taken(host, port) for host in (self.host, *self.also)):
             raise PortInUseError(self.host, port)
-        worker = _Worker(self._command(port))
+        worker = _Worker(self._command(port, 0))
         self.workers.append(worker)
         said = worker.hello(deadline)
         if said.get("event") != "listening":
@@ -183,7 +204,8 @@ class BalancerProcess:
 
     def _others(self, count: int, deadline: float) -> None:
         """The other workers, started together, each on the first's port."""
-        started = [_Worker(self._command(self.port)) for _ in range(count)]
+        first = len(self.workers)
+        started = [_Worker(self._command(self.port, first + i)) for i in range(count)]
         self.workers += started
         for i, worker in enumerate(started, start=2):
             said = worker.hello(deadline)

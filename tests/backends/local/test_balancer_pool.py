@@ -9,6 +9,7 @@ machines, and 5,000 held connections are 5,000 of the test's and 5,000 of the up
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import resource
@@ -22,11 +23,13 @@ from typing import Any
 
 import pytest
 
+from stressbed.backends.local.balancer import address_range
 from stressbed.backends.local.balancer_pool import (
     RESERVE_FDS,
     BalancerProcess,
     PortInUseError,
     per_worker,
+    worker_sources,
     workers_for,
 )
 from stressbed.errors import ConfigError
@@ -223,6 +226,45 @@ def test_two_workers_serve_one_port_and_each_raised_its_open_file_limit(
     counts = per_worker_counts(balancer)
     assert all(c["a"] > 0 for c in counts), counts
     assert sum(c["a"] for c in counts) == 50
+
+
+def peers_of(port: int) -> list[str]:
+    """The addresses connected to a listener on 127.0.0.1:``port`` (/proc/net/tcp)."""
+    found = []
+    with open("/proc/net/tcp") as table:
+        for line in table.read().splitlines()[1:]:
+            fields = line.split()
+            if fields[1] == f"0100007F:{port:04X}" and fields[3] == "01":  # 01: ESTABLISHED
+                packed = bytes.fromhex(fields[2].split(":")[0])[::-1]
+                found.append(socket.inet_ntoa(packed))
+    return found
+
+
+def test_each_worker_connects_to_the_replicas_from_addresses_of_its_own(
+    balancers, upstreams, clients
+):
+    # From 127.0.0.1 the workers would share one address's ephemeral ports to a replica
+    # (28,232 by default) with the stack's probes: a storm of 30,000 agents used them up.
+    port = upstreams()
+    balancer = balancers(workers=2)
+    balancer.add("a", "127.0.0.1", port)
+    balancer.set_ready("a", True)
+    assert balancer.sync()
+    clients += [connect(balancer.port) for _ in range(40)]
+    assert all(echoes(c) for c in clients)
+    peers = peers_of(port)
+    assert len(peers) == 40
+    blocks = {p.rsplit(".", 1)[0] for p in peers}
+    assert blocks == {"127.255.0", "127.255.1"}, peers  # both workers took some
+    assert worker_sources(1) == "127.255.1.1-127.255.1.254"
+
+
+def test_a_workers_sources_are_a_range_of_addresses():
+    assert address_range("127.255.0.1-127.255.0.3") == ("127.255.0.1", "127.255.0.2", "127.255.0.3")
+    assert address_range("127.0.0.9") == ("127.0.0.9",)
+    for bad in ("127.0.0.3-127.0.0.1", "::1-::2", "nope", "10.0.0.0-10.1.0.0"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            address_range(bad)
 
 
 def test_an_op_reaches_every_worker(balancers, upstreams, clients):
