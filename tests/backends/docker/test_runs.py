@@ -100,6 +100,56 @@ def test_runner_containers_load_a_target_url_on_loopback(engine, built, tmp_path
     assert summary["metrics"]["http_reqs"]["count"] > 0
 
 
+#: 600 agents of the reference agent, 150 a VU: register, a WebSocket, a heartbeat a second.
+POPULATION = """
+from stressbed import Scenario, extract, post
+from stressbed.population import Agent, WebSocket, every, population, send
+
+agent = Agent(
+    register=post("/v1/register", name="register", json={"agent_id": "{{agent_id}}"},
+                  extract={"session": extract.json("session")}),
+    channel=WebSocket("/v1/channel",
+                      hello={"type": "hello", "agent_id": "{{agent_id}}",
+                             "session": "{{session}}"},
+                      welcome={"type": "welcome"}),
+    activities=[every("1s", send({"type": "heartbeat", "seq": "{{seq}}"}), jitter="10%")],
+)
+scenario = Scenario("docker_agents", description="agents in runner containers",
+                    workloads=[population("fleet", agent, agents=600, join="3s",
+                                          lasting="10s", per_vu=150)])
+"""
+
+
+@needs_k6
+def test_a_population_runs_in_runner_containers_each_agent_connected_once(
+    engine, built, tmp_path, no_leftovers
+):
+    # The same runner image and k6 as every backend's: 600 agents over two runner containers
+    # against the stack's containers, each agent connected and registered once.
+    path = tmp_path / "docker_agents.py"
+    path.write_text(POPULATION)
+    options = RunOptions(
+        scenario=str(path),
+        backend="docker",
+        runners=2,
+        results=Path(os.path.relpath(tmp_path / "r")),
+    )
+    report = execute(plan(options))
+    summary = summary_of(tmp_path / "r")
+    assert report.exit_code == 0, (summary["message"], summary["thresholds"])
+    population = summary["population"]
+    assert population["peak_connected"] == 600
+    assert population["counts"]["connect_failures"] == 0
+    # What the agent service counted itself, scraped from the replicas' containers.
+    assert population["target"]["registrations"] == 600
+    assert population["target"]["duplicate_registrations"] == 0
+    # Each runner container holds its share with the container's open-file limit; it
+    # reaches the stack over the run's network, not loopback: the system's source address.
+    assert [r["nofile"] for r in summary["runners"]] == [NOFILE, NOFILE]
+    assert [r["source_addresses"] for r in summary["runners"]] == [None, None]
+    assert [r["segment"] for r in summary["runners"]] == ["0:1/2", "1/2:1"]
+
+
 def _stressbed(*args: str, results: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "stressbed", *args, "--results", str(results)],
