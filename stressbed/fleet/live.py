@@ -5,7 +5,10 @@ Aggregate}}``: the seconds it closed since its last snapshot, and the threshold 
 far). :class:`LiveMerge` keeps them per runner and answers the two live questions the same way
 wherever the fleet runs (the local fleet, the coordinator in a cluster): the progress line
 (:meth:`LiveMerge.progress`, from the latest second every runner has closed) and whether an
-``abort_on_fail`` threshold has failed fleet-wide (:meth:`LiveMerge.breached`).
+``abort_on_fail`` threshold has failed fleet-wide (:meth:`LiveMerge.breached`). Given a
+:class:`~stressbed.results.live_series.LiveSeries`, it seals each second into it once every
+running runner has closed it (and the rest at :meth:`LiveMerge.seal_rest`): what the live page
+and the Prometheus endpoint show.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 from ..errors import DocumentError
 from ..results.aggregates import Aggregate, Window
+from ..results.live_series import LiveSeries
 from ..results.verdict import measured
 from ..scenario.thresholds import Threshold
 
@@ -59,8 +63,10 @@ class Progress:
 class LiveMerge:
     """The runners' snapshots so far, merged on demand."""
 
-    def __init__(self, runners: int) -> None:
+    def __init__(self, runners: int, series: LiveSeries | None = None) -> None:
         self.runners = runners
+        #: Where each second goes once the whole fleet has closed it (None: nowhere).
+        self.series = series
         self._windows: list[dict[int, Window]] = [{} for _ in range(runners)]
         self._aggregates: list[dict[str, Aggregate]] = [{} for _ in range(runners)]
         self._finished: set[int] = set()
@@ -101,9 +107,27 @@ class LiveMerge:
         # Only the latest common second is ever drawn again: older ones go, so a long run's
         # live view (the coordinator's memory in a pod) stays the size of a few seconds.
         latest = self._latest()
+        self._seal(lambda t: t < latest)
         for windows in self._windows:
             for second in [t for t in windows if t < latest]:
                 del windows[second]
+
+    def _seal(self, which: Callable[[int], bool]) -> None:
+        """Seal into the series, in order, each second ``which`` picks, merged over the runners
+        (a second before one already sealed is not counted again: the series says so)."""
+        if self.series is None:
+            return
+        seconds = sorted({t for windows in self._windows for t in windows if which(t)})
+        for second in seconds:
+            merged = Window()
+            for windows in self._windows:
+                if second in windows:
+                    merged.merge(windows[second])
+            self.series.seal(second, merged)
+
+    def seal_rest(self) -> None:
+        """Seal every second still kept: the run is over, no runner will close another."""
+        self._seal(lambda t: True)
 
     def finish(self, index: int) -> None:
         """Runner ``index`` has ended: the live line no longer waits for its seconds."""

@@ -1,0 +1,239 @@
+"""The run so far as it leaves stressbed while it runs: each second the whole fleet has closed,
+folded in once, as cumulative counters, gauges and histograms in Prometheus's text format.
+
+What leaves is mergeable, never a percentile (DESIGN.md, "Live means merged"): latency leaves
+as histogram buckets counted from the fleet's merged sketches, so Prometheus's
+``histogram_quantile`` over them is a percentile of the whole fleet, and so is a sum over
+request names or over time. The bucket bounds are sketch bucket bounds (``gamma^k`` ms for
+every :data:`BUCKET_STEP`-th ``k``), so each bucket's count is exact; a quantile read from
+them is within :data:`RESOLUTION` of the sketch's own (``histogram_quantile`` interpolates
+inside one bucket), and the sketch is within its 0.5 % of k6's.
+
+A second is folded in once (:meth:`LiveSeries.seal`), in order; a later one never re-opens an
+earlier one, so the counters only grow and, once every second is sealed, equal the run's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from .agents import AgentWindow
+from .aggregates import Window
+from .sketch import ACCURACY, Sketch
+
+__all__ = ["BUCKET_STEP", "RESOLUTION", "LiveSeries", "bucket_bounds_ms"]
+
+_GAMMA = (1 + ACCURACY) / (1 - ACCURACY)
+#: Sketch buckets per histogram bucket: bounds about 10.5 % apart.
+BUCKET_STEP = 10
+#: The sketch keys of the lowest and highest bound: about 0.5 ms and 60 s (above: +Inf).
+_LOWEST, _HIGHEST = -70, 1100
+#: How far a quantile read from the exported buckets may be from the sketch's (relative):
+#: one bucket's width, ``gamma^BUCKET_STEP - 1``.
+RESOLUTION = _GAMMA**BUCKET_STEP - 1
+_AGENT_COUNTERS = (
+    ("joined", "agents_joined", "Agents that joined (churned agents again on each return)."),
+    ("left", "agents_left", "Agents that left (churn and the end)."),
+    ("connect_attempts", "agent_connect_attempts", "Channel connection attempts."),
+    ("connects", "agent_connects", "Channels established."),
+    ("reconnects", "agent_reconnects", "Channels established again after a loss."),
+    ("gave_up", "agents_gave_up", "Agents that spent their retry budget."),
+    ("checkins_missed", "agent_checkins_missed", "Check-ins not sent: no channel at the time."),
+)
+
+
+def bucket_bounds_ms() -> list[tuple[int, float]]:
+    """(sketch key, upper bound in ms) of each finite histogram bucket, ascending."""
+    return [(k, _GAMMA**k) for k in range(_LOWEST, _HIGHEST + 1, BUCKET_STEP)]
+
+
+_BOUNDS = bucket_bounds_ms()
+
+
+def _le(bound_ms: float) -> str:
+    """A bound as Prometheus's ``le`` label: seconds, enough digits to tell bounds apart."""
+    return f"{bound_ms / 1000:.6g}"
+
+
+_LE = [_le(bound) for _, bound in _BOUNDS]
+
+
+@dataclass
+class _Histogram:
+    """A latency distribution folded from sketches into the exported buckets."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * (len(_BOUNDS) + 1))
+    count: int = 0
+    total_ms: float = 0.0
+
+    def add(self, sketch: Sketch) -> None:
+        if not sketch.count:
+            return
+        self.count += sketch.count
+        self.total_ms += sketch.total
+        self.counts[0] += sketch.zeros  # at or below any bound
+        for key, n in sketch.buckets.items():
+            # Bucket k holds (gamma^(k-1), gamma^k]: under the first bound whose key is >= k.
+            index = max(0, math.ceil((key - _LOWEST) / BUCKET_STEP))
+            self.counts[min(index, len(_BOUNDS))] += n
+
+    def rows(self) -> list[tuple[str, float]]:
+        cumulative, out = 0, []
+        for le, n in zip(_LE, self.counts, strict=False):
+            cumulative += n
+            out.append((le, float(cumulative)))
+        out.append(("+Inf", float(self.count)))
+        return out
+
+
+@dataclass
+class _Agents:
+    counts: dict[str, int] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)
+    disconnects: dict[str, int] = field(default_factory=dict)
+
+    def add(self, agents: AgentWindow) -> None:
+        for name, _, _ in _AGENT_COUNTERS:
+            self.counts[name] = self.counts.get(name, 0) + getattr(agents, name)
+        for into, tally in ((self.failures, agents.connect_failures),
+                            (self.disconnects, agents.disconnects)):  # fmt: skip
+            for reason, n in tally.items():
+                into[reason] = into.get(reason, 0) + n
+
+    @property
+    def connected(self) -> int:
+        return self.counts.get("connects", 0) - sum(self.disconnects.values())
+
+
+class LiveSeries(Collector):
+    """The fleet's sealed seconds, folded: a prometheus_client collector, and its text."""
+
+    def __init__(self, identity: Mapping[str, str] | None = None) -> None:
+        #: Labels on every series: the run's identity (``run_id``, ``scenario``).
+        self.identity = dict(identity or {})
+        self.sealed: int | None = None  # the last second folded in
+        self.requests: dict[str, int] = {}
+        self.latency: dict[str, _Histogram] = {}
+        self.failures: dict[str, int] = {}
+        self.checks_failed: dict[str, int] = {}
+        self.iterations = 0
+        self.dropped = 0
+        self.vus = 0.0
+        self.vus_max = 0.0
+        self.agents: _Agents | None = None
+
+    def seal(self, second: int, window: Window) -> bool:
+        """Fold in ``second``, merged over the whole fleet; False (nothing done) for a second
+        at or before the last one sealed: a second is counted once."""
+        if self.sealed is not None and second <= self.sealed:
+            return False
+        self.sealed = second
+        for name, sketch in window.names.items():
+            self.requests[name] = self.requests.get(name, 0) + sketch.count
+            self.latency.setdefault(name, _Histogram()).add(sketch)
+        for status, n in window.statuses.items():
+            self.failures[status] = self.failures.get(status, 0) + n
+        for check, n in window.checks_failed.items():
+            self.checks_failed[check] = self.checks_failed.get(check, 0) + n
+        self.iterations += window.iterations
+        self.dropped += window.dropped
+        self.vus, self.vus_max = window.vus, window.vus_max
+        if window.agents is not None:
+            if self.agents is None:
+                self.agents = _Agents()
+            self.agents.add(window.agents)
+        return True
+
+    # -- exposition -----------------------------------------------------------------------
+
+    def exposition(self) -> bytes:
+        """Everything, in Prometheus's text format (version 0.0.4)."""
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(self)
+        return generate_latest(registry)
+
+    def _counter(self, name: str, doc: str, extra: str | None = None) -> CounterMetricFamily:
+        keys = list(self.identity)
+        return CounterMetricFamily(
+            f"stressbed_{name}", doc, labels=[*keys, extra] if extra else keys
+        )
+
+    def _gauge(self, name: str, doc: str, value: float) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(f"stressbed_{name}", doc, labels=list(self.identity))
+        family.add_metric(list(self.identity.values()), value)
+        return family
+
+    def _tally(
+        self, name: str, doc: str, label: str, tally: Mapping[str, int]
+    ) -> CounterMetricFamily:
+        family = self._counter(name, doc, label)
+        values = list(self.identity.values())
+        for key, n in sorted(tally.items()):
+            family.add_metric([*values, key], n)
+        return family
+
+    def collect(self) -> Iterator[Metric]:
+        values = list(self.identity.values())
+        yield self._tally(
+            "http_requests", "HTTP requests the fleet made.", "request", self.requests
+        )
+        yield self._tally(
+            "http_request_failures",
+            "Failed requests by status (0: no response).",
+            "status",
+            self.failures,
+        )
+        latency = HistogramMetricFamily(
+            "stressbed_http_request_duration_seconds",
+            "Request latency, fleet-merged: sum by (le) before histogram_quantile.",
+            labels=[*self.identity, "request"],
+        )
+        for name, histogram in sorted(self.latency.items()):
+            latency.add_metric([*values, name], histogram.rows(), histogram.total_ms / 1000)
+        yield latency
+        yield self._tally(
+            "check_failures", "Failed checks by check name.", "check", self.checks_failed
+        )
+        for name, doc, n in (
+            ("iterations", "Iterations completed.", self.iterations),
+            ("dropped_iterations", "Iterations the executors could not start.", self.dropped),
+        ):
+            family = self._counter(name, doc)
+            family.add_metric(values, n)
+            yield family
+        yield self._gauge("vus", "Active VUs in the last sealed second, summed.", self.vus)
+        yield self._gauge("vus_max", "VUs initialised in the last sealed second.", self.vus_max)
+        if self.sealed is not None:
+            yield self._gauge(
+                "sealed_second_timestamp_seconds",
+                "The last second every runner had closed (unix time).",
+                float(self.sealed),
+            )
+        agents = self.agents
+        if agents is None:
+            return
+        yield self._gauge("agents_connected", "Agents with a channel open now.", agents.connected)
+        for field_name, name, doc in _AGENT_COUNTERS:
+            family = self._counter(name, doc)
+            family.add_metric(values, agents.counts.get(field_name, 0))
+            yield family
+        yield self._tally(
+            "agent_connect_failures",
+            "Failed connection attempts by reason.",
+            "reason",
+            agents.failures,
+        )
+        yield self._tally(
+            "agent_disconnects", "Channels lost by reason.", "reason", agents.disconnects
+        )
