@@ -30,6 +30,7 @@ from .compare import exit_code_for, load_baseline, versus
 from .engine import engine_commands
 from .execute import execute
 from .live import LiveLine
+from .live_server import serve_live
 from .options import target_options as _target_options
 from .plan import RunOptions, plan, redact
 from .rundir import read_run
@@ -80,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN_DIR",
         help="judge this run against an earlier run of the same thing (exit 1 if it regressed)",
     )
+    live = run_cmd.add_mutually_exclusive_group()
+    live.add_argument(
+        "--live",
+        metavar="HOST:PORT",
+        help="serve the fleet's merged seconds while it runs, Prometheus's /metrics, on "
+        "HOST:PORT (default 127.0.0.1:0, any free port; off when CI=true unless given)",
+    )
+    live.add_argument("--no-live", action="store_true", help="serve nothing while it runs")
     _comparing(run_cmd)
     run_cmd.set_defaults(handler=cmd_run)
 
@@ -299,8 +308,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             "no live line until then",
             file=sys.stderr,
         )
-    with interruptible():
-        report = execute(the_plan, on_progress=live.update, on_event=live.stack_event)
+    series, server = serve_live(args.live, off=args.no_live)
+    try:
+        with interruptible():
+            report = execute(
+                the_plan, on_progress=live.update, on_event=live.stack_event, live=series
+            )
+    finally:
+        if server is not None:
+            server.close()
     live.close()
     print(table(report))
     run_dir = the_plan.results / report.run_id

@@ -25,6 +25,7 @@ from ..backends.existing import ExistingService
 from ..errors import StressbedError, TeardownError
 from ..fleet.process import TeardownAbandoned, uninterrupted
 from ..results.compare import compare
+from ..results.live_series import LiveSeries
 from ..results.merge import FleetResult, merge
 from ..results.summary import RunReport
 from ..results.target_metrics import parse_selector
@@ -62,9 +63,11 @@ def execute(
     *,
     backend: Backend | None = None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
+    live: LiveSeries | None = None,
 ) -> RunReport:
     """Render, provision, run the fleet, merge, judge and write the results of a planned run;
-    ``backend`` replaces the plan's (a test's FakeBackend).
+    ``backend`` replaces the plan's (a test's FakeBackend); ``live``: where the fleet's
+    seconds go while it runs (every second of the run, once it has ended).
 
     The stack is torn down before this returns, whatever happened; a stack that could not be
     provisioned ends the run with exit code 3 and a summary saying why.
@@ -72,6 +75,8 @@ def execute(
     backend = backend or the_plan.backend
     scenario = the_plan.scenario
     run = new_run(the_plan.results, scenario)
+    if live is not None:
+        live.identity = {"run_id": run.run_id, "scenario": scenario.name}
     outcome = FleetOutcome(results=[])
     stack: Stack = ExistingService("")  # until the backend's stack exists: nothing to remove
     secret_env: dict[str, str] = {}
@@ -97,6 +102,7 @@ def execute(
                 env=env,
                 on_progress=on_progress,
                 health=stack.failure,
+                live=live,
                 # The faults' clock starts when the runners are released.
                 on_start=(lambda t: stack.schedule_faults(faults, t)) if faults else None,
             )
@@ -110,7 +116,9 @@ def execute(
         # From here to the last file written, an interrupt (a CI cancel: SIGINT, SIGTERM,
         # then SIGKILL) neither stops the teardown nor costs the run its summary.
         with uninterrupted():
-            report = _finish(the_plan, backend, run, outcome, stack, stored=stored)
+            report = _finish(the_plan, backend, run, outcome, stack, stored=stored, live=live)
+            if live is not None:  # the seconds no live snapshot brought: the run's own
+                live.fill(report.fleet.windows)
     return report
 
 
@@ -122,15 +130,17 @@ def _finish(
     stack: Stack,
     *,
     stored: StoredWrites | None,
+    live: LiveSeries | None = None,
 ) -> RunReport:
     """A provisional summary, the teardown, then the run's own summary (over it)."""
     scenario = the_plan.scenario
-    settings = _settings(the_plan, backend, run, stack)
+    live_url = live.url if live is not None else None
+    settings = _settings(the_plan, backend, run, stack, live_url)
     fleet = write_provisional(run, scenario, outcome, stack, settings)
     problem, abandoned = tear_down(stack)
     if problem is not None:
         keep_teardown_problem(outcome, problem, abandoned=abandoned)
-    settings = _settings(the_plan, backend, run, stack)
+    settings = _settings(the_plan, backend, run, stack, live_url)
     report = conclude(run, scenario, outcome, stack, settings, stored=stored, fleet=fleet)
     report.fingerprint = dict(the_plan.fingerprint)
     if the_plan.baseline is not None:
@@ -139,7 +149,9 @@ def _finish(
     return report
 
 
-def _settings(the_plan: Plan, backend: Backend, run: RunDirectory, stack: Stack) -> dict[str, Any]:
+def _settings(
+    the_plan: Plan, backend: Backend, run: RunDirectory, stack: Stack, live_url: str | None = None
+) -> dict[str, Any]:
     return {
         "runners": the_plan.runners,
         "backend": backend.name if the_plan.target_url is None else None,
@@ -152,6 +164,8 @@ def _settings(the_plan: Plan, backend: Backend, run: RunDirectory, stack: Stack)
         "keep_raw": the_plan.keep_raw,
         "profile": the_plan.profile,
         "sources": dict(the_plan.sources),
+        # The live endpoint it was served on while it ran (None: not served).
+        "live_url": live_url,
     }
 
 
@@ -247,11 +261,12 @@ def _run_fleet(
     env: dict[str, str],
     on_progress: Callable[[Progress], None] | None,
     health: Health,
+    live: LiveSeries | None = None,
     on_start: Callable[[float], None] | None = None,
 ) -> FleetOutcome:
     scenario = the_plan.scenario
     try:
-        spec = FleetSpec(runners=the_plan.runners, keep_raw=the_plan.keep_raw)
+        spec = FleetSpec(runners=the_plan.runners, keep_raw=the_plan.keep_raw, live=live)
         fleet = make_fleet(run.bundle.root, run.path, spec, env)
         deadline = scenario.duration_ms() / 1000 * 1.1 + DEADLINE_MARGIN_S
         return fleet.run(

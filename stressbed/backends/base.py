@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from ..fleet.live import Judge, Progress
+from ..results.live_series import LiveSeries
 from ..results.runner_result import RunnerResult
 from ..scenario.faults import Fault
 from ..scenario.model import Scenario
@@ -84,6 +85,8 @@ class FleetSpec:
     keep_raw: bool = False
     ready_timeout_s: float = 120.0
     setup_timeout_s: float = 120.0
+    #: Where the fleet seals each second all its runners have closed, live (None: nowhere).
+    live: LiveSeries | None = None
 
 
 @dataclass

@@ -94,8 +94,16 @@ class LiveMerge:
             if not isinstance(agg, Mapping):
                 raise DocumentError(f"snapshot.aggregates.{key}", agg, "an aggregate document")
             aggregates[str(key)] = Aggregate.from_dict(agg)
-        self._windows[index].update(windows)
         self._aggregates[index] = aggregates
+        self.feed_windows(index, windows)
+
+    def feed_windows(self, index: int, windows: Mapping[int, Window]) -> None:
+        """Fold in runner ``index``'s closed seconds (its snapshot's, or at its end its
+        result's: the seconds no snapshot brought), those not already drawn."""
+        sealed = self.series.sealed if self.series is not None else None
+        self._windows[index].update(
+            {t: w for t, w in windows.items() if sealed is None or t > sealed}
+        )
         self._forget_drawn()
 
     def _latest(self) -> int:

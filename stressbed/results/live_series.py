@@ -15,6 +15,7 @@ earlier one, so the counters only grow and, once every second is sealed, equal t
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -119,9 +120,15 @@ class _Agents:
 class LiveSeries(Collector):
     """The fleet's sealed seconds, folded: a prometheus_client collector, and its text."""
 
-    def __init__(self, identity: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        identity: Mapping[str, str] | None = None,
+        lock: contextlib.AbstractContextManager[object] | None = None,
+    ) -> None:
         #: Labels on every series: the run's identity (``run_id``, ``scenario``).
         self.identity = dict(identity or {})
+        #: Where it is served (its server says), for the run's summary; None: not served.
+        self.url: str | None = None
         self.sealed: int | None = None  # the last second folded in
         self.requests: dict[str, int] = {}
         self.latency: dict[str, _Histogram] = {}
@@ -132,10 +139,22 @@ class LiveSeries(Collector):
         self.vus = 0.0
         self.vus_max = 0.0
         self.agents: _Agents | None = None
+        # Sealed by the fleet's thread, read by a server's: its owner gives a lock.
+        self._lock = lock if lock is not None else contextlib.nullcontext()
 
     def seal(self, second: int, window: Window) -> bool:
         """Fold in ``second``, merged over the whole fleet; False (nothing done) for a second
         at or before the last one sealed: a second is counted once."""
+        with self._lock:
+            return self._seal(second, window)
+
+    def fill(self, windows: Mapping[int, Window]) -> int:
+        """Seal, in order, each of the run's merged ``windows`` after the last one sealed (at
+        its end: the seconds no live snapshot brought); how many."""
+        with self._lock:
+            return sum(self._seal(t, windows[t]) for t in sorted(windows))
+
+    def _seal(self, second: int, window: Window) -> bool:
         if self.sealed is not None and second <= self.sealed:
             return False
         self.sealed = second
@@ -161,7 +180,8 @@ class LiveSeries(Collector):
         """Everything, in Prometheus's text format (version 0.0.4)."""
         registry = CollectorRegistry(auto_describe=False)
         registry.register(self)
-        return generate_latest(registry)
+        with self._lock:
+            return generate_latest(registry)
 
     def _counter(self, name: str, doc: str, extra: str | None = None) -> CounterMetricFamily:
         keys = list(self.identity)

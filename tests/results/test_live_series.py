@@ -159,3 +159,20 @@ def test_the_live_merge_seals_each_second_once_the_whole_fleet_has_closed_it():
 
 def _snapshot(windows: dict[int, Window]) -> dict[str, object]:
     return {"windows": {str(t): w.to_dict() for t, w in windows.items()}, "aggregates": {}}
+
+
+def test_a_runner_that_ends_first_has_its_last_seconds_sealed_with_the_fleet_s():
+    # A snapshot brings a second 3 s after it closed: a runner's last seconds are in its
+    # result only, taken in before the others' seconds seal them without it.
+    series = LiveSeries(IDENTITY)
+    live = LiveMerge(2, series)
+    live.feed(0, _snapshot({100: second({"r": [1.0]}), 101: second({"r": [1.0]})}))
+    live.feed(1, _snapshot({100: second({"r": [2.0] * 2})}))
+    # Runner 1 ends: its result has 101 and 102 too.
+    live.feed_windows(1, {t: second({"r": [2.0] * 2}) for t in (100, 101, 102)})
+    live.finish(1)
+    live.feed(0, _snapshot({102: second({"r": [1.0]}), 103: second({"r": [1.0]})}))
+    assert series.sealed == 102
+    assert series.requests == {"r": 1 + 2 + 1 + 2 + 1 + 2}  # 100-102, each runner once
+    live.feed(0, _snapshot({t: second({"r": [1.0]}) for t in range(104, 110)}))
+    assert live.kept_seconds() <= 3  # bounded however long runner 0 goes on

@@ -148,7 +148,7 @@ class LocalFleet:
         self._messages: queue.Queue[tuple[int, dict[str, Any] | None]] = queue.Queue()
         self._events: list[dict[str, Any]] = []
         self._health: Health | None = None
-        self._live = LiveMerge(spec.runners)
+        self._live = LiveMerge(spec.runners, spec.live)
 
     # -- the stages ------------------------------------------------------------------
 
@@ -355,6 +355,12 @@ class LocalFleet:
             self._live.feed(member.index, event)
         elif kind == "done":
             member.done = event
+            if self._live.series is not None:
+                # Its last seconds (a snapshot brings a second 3 s after it closed) are in its
+                # result only: taken in before the fleet's seconds are sealed without them.
+                with contextlib.suppress(OSError, DocumentError):
+                    final = RunnerResult.read(member.out_dir / "result.json")
+                    self._live.feed_windows(member.index, final.windows)
             self._live.finish(member.index)
             if RunnerStatus(event["status"]).failed:
                 return f"runner {member.index}: {event.get('reason') or event['status']}"

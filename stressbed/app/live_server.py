@@ -1,0 +1,102 @@
+"""The run's live endpoint: a small HTTP server on loopback (by default) that serves the
+fleet's merged seconds while the run goes on.
+
+``GET /metrics`` is :class:`~stressbed.results.live_series.LiveSeries` in Prometheus's text
+format, for a Prometheus to scrape. It serves from its own threads: a scrape never waits on
+the fleet, and the fleet never waits on a scrape (the series' lock is held only to fold a
+second in or to write the text).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from ..errors import ConfigError
+from ..results.live_series import LiveSeries
+
+__all__ = ["LiveServer", "serve_live"]
+
+
+def serve_live(
+    address: str | None, *, off: bool = False
+) -> tuple[LiveSeries | None, LiveServer | None]:
+    """A run's live series and the server of its /metrics, as ``--live`` (``address``) and
+    ``--no-live`` (``off``) say: by default on 127.0.0.1, any free port, but not under
+    ``CI=true`` unless asked; (None, None) when off. A bad or unusable address is exit 2."""
+    if off or (address is None and os.environ.get("CI", "").lower() == "true"):
+        return None, None
+    given = address or "127.0.0.1:0"
+    host, sep, port = given.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError("--live", given, "HOST:PORT, e.g. 127.0.0.1:9464 (port 0: any free)")
+    series = LiveSeries(lock=threading.Lock())
+    try:
+        server = LiveServer(series, host, int(port))
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        raise ConfigError("--live", given, f"an address this machine can serve ({why})") from None
+    series.url = server.url
+    print(f"stressbed: live: {server.url}/metrics", file=sys.stderr)
+    return series, server
+
+
+class LiveServer:
+    """Serve ``series`` on ``host:port`` (0: any free port) until :meth:`close`."""
+
+    def __init__(self, series: LiveSeries, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.series = series
+        kind = type(
+            "LiveHTTPServer",
+            (ThreadingHTTPServer,),
+            {"address_family": socket.AF_INET6 if ":" in host else socket.AF_INET},
+        )
+        self._httpd = kind((host, port), _handler(series))
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="stressbed-live", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        shown = f"[{name}]" if ":" in name else name
+        return f"http://{shown}:{port}"
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> LiveServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _handler(series: LiveSeries) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.split("?", 1)[0] != "/metrics":
+                self.send_error(404, "the live endpoint serves /metrics")
+                return
+            body = series.exposition()
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            return  # a scrape a second is not news
+
+    return Handler

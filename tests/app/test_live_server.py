@@ -1,0 +1,141 @@
+"""The live endpoint during a real run: real k6 runners against a recording server on loopback,
+``/metrics`` scraped while they run and once they have ended. The counters only grow, and at
+the end they equal summary.json's counts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from stressbed.app.execute import execute
+from stressbed.app.live_server import LiveServer
+from stressbed.app.plan import RunOptions, plan
+from stressbed.results.live_series import LiveSeries
+
+from ..conftest import needs_k6
+
+SCENARIO = """
+from stressbed import *
+scenario = Scenario('live', description='live', workloads=[
+    Workload('w', get('/ok', name='ok'), ConstantArrivalRate(rate=40, duration='8s',
+                                                            pre_allocated_vus=4))])
+"""
+
+
+def scrape(url: str) -> dict[str, float]:
+    """The exposition's samples, by name and labels (the run's identity left out)."""
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+        assert reply.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            extra = ",".join(
+                f"{k}={v}" for k, v in sorted(sample.labels.items()) if k not in ("run_id",)
+            )
+            out[f"{sample.name}{{{extra}}}"] = sample.value
+    return out
+
+
+@needs_k6
+def test_a_run_s_live_counters_grow_while_it_runs_and_end_equal_to_its_summary(server, tmp_path):
+    path = tmp_path / "live.py"
+    path.write_text(SCENARIO)
+    series = LiveSeries(lock=threading.Lock())  # sealed by the fleet, read by the server
+    reports = []
+    options = RunOptions(
+        scenario=str(path), target_url=server.url, runners=2, results=tmp_path / "r"
+    )
+    with LiveServer(series) as live:
+        run = threading.Thread(target=lambda: reports.append(execute(plan(options), live=series)))
+        run.start()
+        seen: list[float] = []
+        deadline = time.monotonic() + 120
+        while run.is_alive() and time.monotonic() < deadline:  # bounded by the run's end
+            seen.append(
+                scrape(live.url).get("stressbed_http_requests_total{request=ok,scenario=live}", 0.0)
+            )
+            time.sleep(0.5)
+        run.join(timeout=60)
+        end = scrape(live.url)
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(live.url + "/elsewhere", timeout=10)
+    (report,) = reports
+    assert report.exit_code == 0, report.message
+    summary = json.loads((tmp_path / "r" / report.run_id / "summary.json").read_text())
+    total = summary["metrics"]["http_reqs"]["count"]
+    # Seen while it ran: a count that grew (a second sealed once every runner had closed it).
+    assert any(0 < n < total for n in seen), seen
+    assert seen == sorted(seen)
+    # At the end, the fleet's counts exactly.
+    latency = "stressbed_http_request_duration_seconds"
+    assert end["stressbed_http_requests_total{request=ok,scenario=live}"] == total
+    assert end[f"{latency}_count{{request=ok,scenario=live}}"] == total
+    assert end[f"{latency}_bucket{{le=+Inf,request=ok,scenario=live}}"] == total
+
+
+def stressbed_run(tmp_path, server, *args: str, ci: str = "") -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "live.py"
+    path.write_text(SCENARIO)
+    return subprocess.run(
+        [sys.executable, "-m", "stressbed", "run", "--scenario", str(path), "--target-url",
+         server.url, "--duration", "2s", "--results", str(tmp_path / "r"), *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env={**os.environ, "K6_NO_USAGE_REPORT": "true", "CI": ci},
+    )  # fmt: skip
+
+
+@needs_k6
+def test_the_run_says_where_it_is_served_and_summary_json_keeps_it(server, tmp_path):
+    done = stressbed_run(tmp_path, server, "--live", "127.0.0.1:0")
+    assert done.returncode == 0, done.stderr
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("stressbed: live: ")]
+    url = line.removeprefix("stressbed: live: ")
+    assert url.startswith("http://127.0.0.1:")
+    assert url.endswith("/metrics")
+    summary = json.loads((tmp_path / "r" / "latest" / "summary.json").read_text())
+    assert summary["settings"]["live_url"] + "/metrics" == url
+
+
+@needs_k6
+def test_under_ci_nothing_is_served_unless_asked(server, tmp_path):
+    done = stressbed_run(tmp_path, server, ci="true")
+    assert done.returncode == 0, done.stderr
+    assert "stressbed: live:" not in done.stderr
+    summary = json.loads((tmp_path / "r" / "latest" / "summary.json").read_text())
+    assert summary["settings"]["live_url"] is None
+
+
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        ("nope", "--live: got 'nope'; expected HOST:PORT"),
+        ("127.0.0.1:99999", "--live: got '127.0.0.1:99999'; expected HOST:PORT"),
+        ("192.0.2.1:0", "--live: got '192.0.2.1:0'; expected an address this machine can serve"),
+    ],
+)
+def test_a_bad_live_address_is_one_line_and_exit_2_before_anything_runs(tmp_path, given, says):
+    done = subprocess.run(
+        [sys.executable, "-m", "stressbed", "run", "--target-url", "http://127.0.0.1:9",
+         "--live", given, "--results", str(tmp_path / "r")],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "K6_NO_USAGE_REPORT": "true"},
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    errors = [x for x in done.stderr.splitlines() if x.startswith("stressbed: error:")]
+    assert len(errors) == 1, done.stderr
+    assert errors[0].startswith(f"stressbed: error: {says}"), errors
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "r").exists()
