@@ -15,12 +15,14 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
-
 from ..errors import ConfigError
 from ..results.live_series import LiveSeries
 
-__all__ = ["LiveServer", "serve_live"]
+__all__ = ["CONTENT_TYPE", "LiveServer", "serve_live"]
+
+#: Prometheus's text format, version 0.0.4: what every Prometheus 2.x and 3.x reads (the
+#: series' names are plain ASCII, so nothing needs 1.0.0's escaping).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def serve_live(
@@ -91,7 +93,7 @@ def _handler(series: LiveSeries) -> type[BaseHTTPRequestHandler]:
                 return
             body = series.exposition()
             self.send_response(200)
-            self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+            self.send_header("Content-Type", CONTENT_TYPE)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
