@@ -9,6 +9,7 @@ on stderr and its exit code (2 for bad input). A traceback means a bug in stress
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -314,17 +315,21 @@ def cmd_run(args: argparse.Namespace) -> int:
             report = execute(
                 the_plan, on_progress=live.update, on_event=live.stack_event, live=series
             )
+        live.close()
+        print(table(report))
+        run_dir = the_plan.results / report.run_id
+        print(f"results: {run_dir}")
+        if report.report_error is None:
+            print(f"report: {run_dir / 'report.html'}")
+        else:
+            why = report.report_error
+            print(f"stressbed: report.html could not be drawn: {why}", file=sys.stderr)
+        if server is not None:  # the final counts, to whoever scrapes
+            with contextlib.suppress(KeyboardInterrupt):
+                server.linger()
     finally:
         if server is not None:
             server.close()
-    live.close()
-    print(table(report))
-    run_dir = the_plan.results / report.run_id
-    print(f"results: {run_dir}")
-    if report.report_error is None:
-        print(f"report: {run_dir / 'report.html'}")
-    else:
-        print(f"stressbed: report.html could not be drawn: {report.report_error}", file=sys.stderr)
     return report.exit_code
 
 

@@ -4,14 +4,20 @@ the end they equal summary.json's counts."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -19,7 +25,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from stressbed.app.execute import execute
 from stressbed.app.live_server import LiveServer
 from stressbed.app.plan import RunOptions, plan
-from stressbed.results.live_series import LiveSeries
+from stressbed.fleet.process import free_port
+from stressbed.results.live_series import RESOLUTION, LiveSeries
+from stressbed.results.sketch import ACCURACY
 
 from ..conftest import needs_k6
 
@@ -83,12 +91,14 @@ def test_a_run_s_live_counters_grow_while_it_runs_and_end_equal_to_its_summary(s
     assert end[f"{latency}_bucket{{le=+Inf,request=ok,scenario=live}}"] == total
 
 
-def stressbed_run(tmp_path, server, *args: str, ci: str = "") -> subprocess.CompletedProcess[str]:
+def stressbed_run(
+    tmp_path, server, *args: str, ci: str = "", seconds: str = "2s"
+) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "live.py"
     path.write_text(SCENARIO)
     return subprocess.run(
         [sys.executable, "-m", "stressbed", "run", "--scenario", str(path), "--target-url",
-         server.url, "--duration", "2s", "--results", str(tmp_path / "r"), *args],
+         server.url, "--duration", seconds, "--results", str(tmp_path / "r"), *args],
         capture_output=True,
         text=True,
         timeout=180,
@@ -139,3 +149,79 @@ def test_a_bad_live_address_is_one_line_and_exit_2_before_anything_runs(tmp_path
     assert errors[0].startswith(f"stressbed: error: {says}"), errors
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "r").exists()
+
+
+PROMETHEUS = shutil.which("prometheus")
+needs_prometheus = pytest.mark.skipif(
+    PROMETHEUS is None, reason="no prometheus on PATH (Debian's prometheus; .ci/run installs it)"
+)
+
+
+@contextlib.contextmanager
+def prometheus(tmp_path: Path, target: str) -> Iterator[str]:
+    """A real Prometheus on loopback scraping ``target`` (host:port) every second; its URL."""
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, scrape_timeout: 1s}\n"
+        "scrape_configs:\n"
+        f"  - {{job_name: stressbed, static_configs: [{{targets: ['{target}']}}]}}\n"
+    )
+    assert PROMETHEUS is not None
+    log = (tmp_path / "prometheus.log").open("wb")
+    proc = subprocess.Popen(
+        [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=log,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # until it says it is ready
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(url + "/-/ready", timeout=2) as reply,
+            ):
+                if reply.status == 200:
+                    break
+            time.sleep(0.2)
+        else:
+            raise AssertionError((tmp_path / "prometheus.log").read_text()[-2000:])
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def query(url: str, expression: str) -> list[dict[str, Any]]:
+    address = f"{url}/api/v1/query?{urllib.parse.urlencode({'query': expression})}"
+    with urllib.request.urlopen(address, timeout=10) as reply:
+        answer = json.loads(reply.read())
+    assert answer["status"] == "success", answer
+    return answer["data"]["result"]
+
+
+@needs_k6
+@needs_prometheus
+def test_a_real_prometheus_scraping_the_run_holds_its_counts_and_its_p95(server, tmp_path):
+    port = free_port()
+    with prometheus(tmp_path, f"127.0.0.1:{port}") as url:
+        done = stressbed_run(tmp_path, server, "--live", f"127.0.0.1:{port}", seconds="10s")
+        assert done.returncode == 0, done.stderr
+        summary = json.loads((tmp_path / "r" / "latest" / "summary.json").read_text())
+        run = f'run_id="{summary["run_id"]}"'
+        (requests,) = query(url, f"sum(stressbed_http_requests_total{{{run}}})")
+        assert float(requests["value"][1]) == summary["metrics"]["http_reqs"]["count"]
+        # The whole run's p95, from the fleet-merged buckets, against stressbed's own.
+        (p95,) = query(
+            url,
+            "histogram_quantile(0.95, sum by (le) "
+            f"(stressbed_http_request_duration_seconds_bucket{{{run}}}))",
+        )
+        own = summary["metrics"]["http_req_duration"]["p(95)"] / 1000
+        assert abs(float(p95["value"][1]) / own - 1) <= RESOLUTION + ACCURACY
