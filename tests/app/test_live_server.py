@@ -27,6 +27,7 @@ from stressbed.app.live_server import LiveServer
 from stressbed.app.plan import RunOptions, plan
 from stressbed.fleet.process import free_port
 from stressbed.results.live_series import RESOLUTION, LiveSeries
+from stressbed.results.remote_write import Series, write_request
 from stressbed.results.sketch import ACCURACY
 
 from ..conftest import needs_k6
@@ -158,20 +159,24 @@ needs_prometheus = pytest.mark.skipif(
 
 
 @contextlib.contextmanager
-def prometheus(tmp_path: Path, target: str) -> Iterator[str]:
-    """A real Prometheus on loopback scraping ``target`` (host:port) every second; its URL."""
+def prometheus(tmp_path: Path, target: str | None = None) -> Iterator[str]:
+    """A real Prometheus on loopback scraping ``target`` (host:port) every second, its
+    remote-write receiver on; its URL."""
     port = free_port()
     config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global: {scrape_interval: 1s, scrape_timeout: 1s}\n"
-        "scrape_configs:\n"
+    scrape = (
         f"  - {{job_name: stressbed, static_configs: [{{targets: ['{target}']}}]}}\n"
+        if target
+        else "  []\n"
+    )
+    config.write_text(
+        "global: {scrape_interval: 1s, scrape_timeout: 1s}\nscrape_configs:\n" + scrape
     )
     assert PROMETHEUS is not None
     log = (tmp_path / "prometheus.log").open("wb")
     proc = subprocess.Popen(
         [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
+         f"--web.listen-address=127.0.0.1:{port}", "--web.enable-remote-write-receiver"],
         stdout=subprocess.DEVNULL, stderr=log,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -225,3 +230,46 @@ def test_a_real_prometheus_scraping_the_run_holds_its_counts_and_its_p95(server,
         )
         own = summary["metrics"]["http_req_duration"]["p(95)"] / 1000
         assert abs(float(p95["value"][1]) / own - 1) <= RESOLUTION + ACCURACY
+
+
+@needs_prometheus
+def test_a_real_prometheus_takes_the_remote_write_body_as_written(tmp_path):
+    now_ms = int(time.time() * 1000)
+    long_value = "x" * 300  # a label past one-byte and two-byte literal tags
+    series = [
+        Series({"__name__": "stressbed_probe_total", "run_id": "rw", "i": str(i)},
+               [(float(i), now_ms - 2000), (i + 0.5, now_ms - 1000)])
+        for i in range(2000)  # a body of several 64 KiB literals
+    ] + [Series({"__name__": "stressbed_probe_long", "run_id": "rw", "v": long_value},
+                [(-1.25, now_ms)])]  # fmt: skip
+    body = write_request(series)
+    assert len(body) > 2 * 65536
+    with prometheus(tmp_path) as url:
+        request = urllib.request.Request(
+            url + "/api/v1/write",
+            data=body,
+            method="POST",
+            headers={
+                "Content-Encoding": "snappy",
+                "Content-Type": "application/x-protobuf",
+                "X-Prometheus-Remote-Write-Version": "0.1.0",
+            },
+        )
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            assert reply.status == 204
+        got = query(url, 'stressbed_probe_total{run_id="rw"}')
+        assert len(got) == 2000
+        assert {r["metric"]["i"]: float(r["value"][1]) for r in got} == {
+            str(i): i + 0.5 for i in range(2000)
+        }
+        (long,) = query(url, 'stressbed_probe_long{run_id="rw"}')
+        assert (long["metric"]["v"], float(long["value"][1])) == (long_value, -1.25)
+        # Bodies under 60 bytes, under 256 and over: each literal tag's form.
+        for pad, low, high in ((0, 0, 60), (120, 60, 256), (900, 256, 65536)):
+            one = write_request([Series({"__name__": "s", "p": "y" * pad}, [(1.0, now_ms)])])
+            assert low < len(one) < high
+            posted = urllib.request.Request(url + "/api/v1/write", data=one, method="POST",
+                                            headers=dict(request.headers))  # fmt: skip
+            with urllib.request.urlopen(posted, timeout=30) as reply:
+                assert reply.status == 204
+        assert len(query(url, "s")) == 3
