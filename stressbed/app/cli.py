@@ -9,7 +9,6 @@ on stderr and its exit code (2 for bad input). A traceback means a bug in stress
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -31,7 +30,8 @@ from .compare import exit_code_for, load_baseline, versus
 from .engine import engine_commands
 from .execute import execute
 from .live import LiveLine
-from .live_server import serve_live
+from .live_outputs import LiveOutputs
+from .options import live_options as _live_options
 from .options import target_options as _target_options
 from .plan import RunOptions, plan, redact
 from .rundir import read_run
@@ -82,14 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN_DIR",
         help="judge this run against an earlier run of the same thing (exit 1 if it regressed)",
     )
-    live = run_cmd.add_mutually_exclusive_group()
-    live.add_argument(
-        "--live",
-        metavar="HOST:PORT",
-        help="serve the fleet's merged seconds while it runs, Prometheus's /metrics, on "
-        "HOST:PORT (default 127.0.0.1:0, any free port; off when CI=true unless given)",
-    )
-    live.add_argument("--no-live", action="store_true", help="serve nothing while it runs")
+    _live_options(run_cmd)
     _comparing(run_cmd)
     run_cmd.set_defaults(handler=cmd_run)
 
@@ -309,11 +302,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             "no live line until then",
             file=sys.stderr,
         )
-    series, server = serve_live(args.live, off=args.no_live)
+    outputs = LiveOutputs(args.live, off=args.no_live, remote_write=args.remote_write)
     try:
         with interruptible():
             report = execute(
-                the_plan, on_progress=live.update, on_event=live.stack_event, live=series
+                the_plan, on_progress=live.update, on_event=live.stack_event, live=outputs.series
             )
         live.close()
         print(table(report))
@@ -324,12 +317,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             why = report.report_error
             print(f"stressbed: report.html could not be drawn: {why}", file=sys.stderr)
-        if server is not None:  # the final counts, to whoever scrapes
-            with contextlib.suppress(KeyboardInterrupt):
-                server.linger()
+        outputs.finish()  # the final counts, pushed and to whoever scrapes
     finally:
-        if server is not None:
-            server.close()
+        outputs.close()
     return report.exit_code
 
 

@@ -10,7 +10,6 @@ second in or to write the text).
 from __future__ import annotations
 
 import itertools
-import os
 import socket
 import statistics
 import sys
@@ -19,10 +18,9 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from ..errors import ConfigError
 from ..results.live_series import LiveSeries
 
-__all__ = ["CONTENT_TYPE", "LiveServer", "serve_live"]
+__all__ = ["CONTENT_TYPE", "LiveServer"]
 
 #: Prometheus's text format, version 0.0.4: what every Prometheus 2.x and 3.x reads (the
 #: series' names are plain ASCII, so nothing needs 1.0.0's escaping).
@@ -31,30 +29,6 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LINGER_MAX_S = 60.0
 LINGER_SAID_S = 3.0
 SCRAPES_KEPT = 8
-
-
-def serve_live(
-    address: str | None, *, off: bool = False
-) -> tuple[LiveSeries | None, LiveServer | None]:
-    """A run's live series and the server of its /metrics, as ``--live`` (``address``) and
-    ``--no-live`` (``off``) say: by default on 127.0.0.1, any free port, but not under
-    ``CI=true`` unless asked; (None, None) when off. A bad or unusable address is exit 2."""
-    if off or (address is None and os.environ.get("CI", "").lower() == "true"):
-        return None, None
-    given = address or "127.0.0.1:0"
-    host, sep, port = given.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ConfigError("--live", given, "HOST:PORT, e.g. 127.0.0.1:9464 (port 0: any free)")
-    series = LiveSeries(lock=threading.Lock())
-    try:
-        server = LiveServer(series, host, int(port))
-    except OSError as exc:
-        why = exc.strerror or str(exc)
-        raise ConfigError("--live", given, f"an address this machine can serve ({why})") from None
-    series.url = server.url
-    print(f"stressbed: live: {server.url}/metrics", file=sys.stderr)
-    return series, server
 
 
 class LiveServer:

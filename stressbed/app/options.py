@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-__all__ = ["target_options"]
+__all__ = ["live_options", "target_options"]
 
 
 def target_options(command: argparse.ArgumentParser) -> None:
@@ -104,4 +104,22 @@ def target_options(command: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="FILE",
         help="the profile file (default: ./stressbed.yaml; $STRESSBED_PROFILES)",
+    )
+
+
+def live_options(command: argparse.ArgumentParser) -> None:
+    """Where the run's live series go: the /metrics endpoint, a remote-write receiver."""
+    live = command.add_mutually_exclusive_group()
+    live.add_argument(
+        "--live",
+        metavar="HOST:PORT",
+        help="serve the fleet's merged seconds while it runs, Prometheus's /metrics, on "
+        "HOST:PORT (default 127.0.0.1:0, any free port; off when CI=true unless given)",
+    )
+    live.add_argument("--no-live", action="store_true", help="serve nothing while it runs")
+    command.add_argument(
+        "--remote-write",
+        metavar="URL",
+        help="push the same series to a Prometheus remote-write receiver each second "
+        "(credentials: STRESSBED_REMOTE_WRITE_* variables, never the URL)",
     )

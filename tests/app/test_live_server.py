@@ -93,7 +93,12 @@ def test_a_run_s_live_counters_grow_while_it_runs_and_end_equal_to_its_summary(s
 
 
 def stressbed_run(
-    tmp_path, server, *args: str, ci: str = "", seconds: str = "2s"
+    tmp_path,
+    server,
+    *args: str,
+    ci: str = "",
+    seconds: str = "2s",
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "live.py"
     path.write_text(SCENARIO)
@@ -104,7 +109,7 @@ def stressbed_run(
         text=True,
         timeout=180,
         check=False,
-        env={**os.environ, "K6_NO_USAGE_REPORT": "true", "CI": ci},
+        env={**os.environ, "K6_NO_USAGE_REPORT": "true", "CI": ci, **(env or {})},
     )  # fmt: skip
 
 
@@ -273,3 +278,50 @@ def test_a_real_prometheus_takes_the_remote_write_body_as_written(tmp_path):
             with urllib.request.urlopen(posted, timeout=30) as reply:
                 assert reply.status == 204
         assert len(query(url, "s")) == 3
+
+
+@needs_k6
+@needs_prometheus
+def test_a_run_pushed_by_remote_write_reaches_prometheus_with_its_counts(server, tmp_path):
+    with prometheus(tmp_path) as url:
+        done = stressbed_run(
+            tmp_path, server, "--no-live", "--remote-write", url + "/api/v1/write",
+            seconds="5s", env={"STRESSBED_REMOTE_WRITE_BEARER_TOKEN": "rw-sekret-7"},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        (said,) = [x for x in done.stderr.splitlines() if x.startswith("stressbed: remote")]
+        assert said.endswith(" 0 retried, 0 dropped"), said
+        summary = json.loads((tmp_path / "r" / "latest" / "summary.json").read_text())
+        run = f'run_id="{summary["run_id"]}"'
+        (requests,) = query(url, f"sum(stressbed_http_requests_total{{{run}}})")
+        assert float(requests["value"][1]) == summary["metrics"]["http_reqs"]["count"]
+    # The credential came from the environment and went nowhere else.
+    assert "rw-sekret-7" not in done.stdout + done.stderr
+    written = [p for p in (tmp_path / "r").rglob("*") if p.is_file()]
+    assert not [p for p in written if b"rw-sekret-7" in p.read_bytes()]
+
+
+@needs_k6
+def test_a_receiver_that_never_answers_does_not_fail_the_run(server, tmp_path):
+    gone = free_port()  # nothing listens there
+    done = stressbed_run(
+        tmp_path, server, "--no-live", "--remote-write", f"http://127.0.0.1:{gone}/api/v1/write"
+    )
+    assert done.returncode == 0, done.stderr
+    (said,) = [x for x in done.stderr.splitlines() if x.startswith("stressbed: remote")]
+    assert said.startswith("stressbed: remote write: 0 pushed, "), said
+    assert "ConnectionRefusedError" in said or "URLError" in said, said
+
+
+def test_credentials_in_the_receiver_url_are_refused_before_anything_runs(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "stressbed", "run", "--target-url", "http://127.0.0.1:9",
+         "--remote-write", "https://user:pw@example.invalid/api/v1/write",
+         "--results", str(tmp_path / "r")],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "K6_NO_USAGE_REPORT": "true"},
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "stressbed: error: --remote-write: got '(a URL with credentials)'" in done.stderr
+    assert "pw@" not in done.stderr
+    assert not (tmp_path / "r").exists()
