@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -99,9 +100,10 @@ def stressbed_run(
     ci: str = "",
     seconds: str = "2s",
     env: dict[str, str] | None = None,
+    scenario: str = SCENARIO,
 ) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "live.py"
-    path.write_text(SCENARIO)
+    path.write_text(scenario)
     return subprocess.run(
         [sys.executable, "-m", "stressbed", "run", "--scenario", str(path), "--target-url",
          server.url, "--duration", seconds, "--results", str(tmp_path / "r"), *args],
@@ -208,6 +210,15 @@ def prometheus(tmp_path: Path, target: str | None = None) -> Iterator[str]:
         log.close()
 
 
+def query_range(url: str, expression: str, start: float, end: float) -> list[dict[str, Any]]:
+    params = {"query": expression, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": "1"}
+    address = f"{url}/api/v1/query_range?{urllib.parse.urlencode(params)}"
+    with urllib.request.urlopen(address, timeout=10) as reply:
+        answer = json.loads(reply.read())
+    assert answer["status"] == "success", answer
+    return answer["data"]["result"]
+
+
 def query(url: str, expression: str) -> list[dict[str, Any]]:
     address = f"{url}/api/v1/query?{urllib.parse.urlencode({'query': expression})}"
     with urllib.request.urlopen(address, timeout=10) as reply:
@@ -216,13 +227,34 @@ def query(url: str, expression: str) -> list[dict[str, Any]]:
     return answer["data"]["result"]
 
 
+#: Requests that pass, and requests that fail (503) with a check that fails.
+MIXED = """
+from stressbed import *
+scenario = Scenario('live', description='live', workloads=[
+    Workload('w', get('/ok', name='ok'), ConstantArrivalRate(rate=40, duration='8s',
+                                                            pre_allocated_vus=4)),
+    Workload('f', get('/fail', name='fail', checks=[check.status(200)]),
+             ConstantArrivalRate(rate=5, duration='8s', pre_allocated_vus=2))])
+"""
+DASHBOARD = Path(__file__).parents[2] / "dashboards" / "stressbed-live.json"
+#: Panels that only a population's run fills.
+POPULATION_PANELS = {"Agents connected", "Agent connects per second, and failures by reason",
+                     "Agent disconnects per second, by reason"}  # fmt: skip
+
+
 @needs_k6
 @needs_prometheus
-def test_a_real_prometheus_scraping_the_run_holds_its_counts_and_its_p95(server, tmp_path):
+def test_a_real_prometheus_scraping_the_run_holds_its_counts_its_p95_and_the_dashboard(
+    server, tmp_path
+):
+    server.route("/fail", status=503)
     port = free_port()
     with prometheus(tmp_path, f"127.0.0.1:{port}") as url:
-        done = stressbed_run(tmp_path, server, "--live", f"127.0.0.1:{port}", seconds="10s")
-        assert done.returncode == 0, done.stderr
+        started = time.time()
+        done = stressbed_run(
+            tmp_path, server, "--live", f"127.0.0.1:{port}", seconds="10s", scenario=MIXED
+        )
+        assert done.returncode == 0, done.stderr  # no threshold: failed checks are counted
         summary = json.loads((tmp_path / "r" / "latest" / "summary.json").read_text())
         run = f'run_id="{summary["run_id"]}"'
         (requests,) = query(url, f"sum(stressbed_http_requests_total{{{run}}})")
@@ -235,6 +267,21 @@ def test_a_real_prometheus_scraping_the_run_holds_its_counts_and_its_p95(server,
         )
         own = summary["metrics"]["http_req_duration"]["p(95)"] / 1000
         assert abs(float(p95["value"][1]) / own - 1) <= RESOLUTION + ACCURACY
+        # Every expression of the shipped dashboard, over the run: each parses, and each
+        # panel but a population's returns data.
+        dashboard = json.loads(DASHBOARD.read_text())
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                expr = target["expr"]
+                assert not re.search(r"\bavg(_over_time)?\b", expr), expr  # never averaged
+                if "histogram_quantile" in expr:
+                    assert "sum by (le" in expr, expr  # the fleet's buckets, summed first
+                    assert "_bucket{" in expr, expr
+                expr = expr.replace("$run_id", summary["run_id"])
+                expr = expr.replace("$__rate_interval", "5s")
+                found = query_range(url, expr, started, time.time())
+                if panel["title"] not in POPULATION_PANELS:
+                    assert found, (panel["title"], expr)
 
 
 @needs_prometheus
