@@ -18,14 +18,13 @@ import secrets
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..backends.base import Backend, Fleet, FleetOutcome, FleetSpec, Health, Progress, Stack
 from ..backends.existing import ExistingService
 from ..errors import StressbedError, TeardownError
 from ..fleet.process import TeardownAbandoned, uninterrupted
 from ..results.compare import compare
-from ..results.live_series import LiveSeries
 from ..results.merge import FleetResult, merge
 from ..results.summary import RunReport
 from ..results.target_metrics import parse_selector
@@ -36,6 +35,9 @@ from .figures import fault_figures, write_figures
 from .plan import Plan, redact
 from .readback import StoredWrites, read_back
 from .rundir import RunDirectory, new_run
+
+if TYPE_CHECKING:  # a type only: the runner image has no prometheus-client
+    from ..results.live_series import LiveSeries
 
 __all__ = [
     "DEADLINE_MARGIN_S",

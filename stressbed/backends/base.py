@@ -26,15 +26,17 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from ..fleet.live import Judge, Progress
-from ..results.live_series import LiveSeries
 from ..results.runner_result import RunnerResult
 from ..scenario.faults import Fault
 from ..scenario.model import Scenario
 from ..scenario.thresholds import Threshold
 from ..stack.spec import StackSpec
+
+if TYPE_CHECKING:  # a type only: the runner image has no prometheus-client
+    from ..results.live_series import LiveSeries
 
 __all__ = [
     "Backend",

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import DocumentError
 from ..results.aggregates import Aggregate, Window
-from ..results.live_series import LiveSeries
 from ..results.verdict import measured
 from ..scenario.thresholds import Threshold
+
+if TYPE_CHECKING:  # a type only: the runner image has no prometheus-client
+    from ..results.live_series import LiveSeries
 
 __all__ = ["Judge", "LiveMerge", "Progress"]
 

@@ -523,3 +523,32 @@ def test_k6_runs_with_its_open_file_limit_raised_to_the_hard_limit_and_says_it(t
     assert result.status is RunnerStatus.OK
     assert result.nofile == hard
     assert RunnerResult.read(tmp_path / "out" / "result.json").nofile == hard
+
+
+ONLY_THE_STANDARD_LIBRARY = """
+import importlib.abc, sys
+
+class Refuse(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        top = name.split(".")[0]
+        if top not in sys.stdlib_module_names and top != "stressbed":
+            raise ImportError(f"{name}: not in the runner image")
+        return None
+
+sys.meta_path.insert(0, Refuse())
+import stressbed.fleet.coordinator, stressbed.fleet.runner, stressbed.runner, stressbed.coordinator
+print("ok")
+"""
+
+
+def test_the_runner_and_the_coordinator_import_nothing_but_the_standard_library():
+    # The runner image installs stressbed without its dependencies (runner/requirements.txt:
+    # the k6 binary only); a third-party import on their path is a pod that cannot start.
+    done = subprocess.run(
+        [sys.executable, "-c", ONLY_THE_STANDARD_LIBRARY],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.stdout.strip() == "ok", done.stderr

@@ -59,6 +59,9 @@ def test_the_reconnect_storm_is_reported_under_its_fault(tmp_path):
     assert storm["dipped"] is True
     assert storm["peak_connect_rate"] > 0
     assert storm["time_to_99_connected_s"] is not None
-    assert storm["time_to_all_connected_s"] >= storm["time_to_99_connected_s"]
+    # The last of 2,000 may still be in its backoff (full jitter, cap 30 s) when a 30 s run
+    # ends: then null, "not within the run", never a number.
+    last = storm["time_to_all_connected_s"]
+    assert last is None or last >= storm["time_to_99_connected_s"]
     assert storm["stack"]["survived"] is True
     assert storm["stack"]["restarted"] == 2
