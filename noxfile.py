@@ -100,10 +100,11 @@ def images(session: nox.Session) -> None:
     machine); build: that if missing, then the agent and runner images from this checkout
     (cached by their inputs' hash). No registry is asked for anything.
     """
-    # Only what `stressbed images` imports (the Docker SDK, PyYAML for the command line, pip
-    # for the wheels it downloads): not the report's or the agent's packages, a minute less.
+    # Only what `stressbed images` imports (the Docker SDK, PyYAML and prometheus-client for
+    # the command line, pip for the wheels it downloads): not the report's or the agent's
+    # packages, a minute less.
     session.install("--no-deps", ".")
-    session.install("docker>=7", "pip", "PyYAML>=6")
+    session.install("docker>=7", "pip", "PyYAML>=6", "prometheus-client>=0.20")
     what = session.posargs or ["build"]
     argv = [str(Path(session.bin) / "stressbed"), "images", *what]
     code = _run_to_the_end(argv, {**os.environ, **ENV, "PATH": _path(session)})

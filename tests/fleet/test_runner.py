@@ -525,27 +525,44 @@ def test_k6_runs_with_its_open_file_limit_raised_to_the_hard_limit_and_says_it(t
     assert RunnerResult.read(tmp_path / "out" / "result.json").nofile == hard
 
 
-ONLY_THE_STANDARD_LIBRARY = """
+ONLY = """
 import importlib.abc, sys
 
 class Refuse(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         top = name.split(".")[0]
-        if top not in sys.stdlib_module_names and top != "stressbed":
-            raise ImportError(f"{name}: not in the runner image")
+        if top not in sys.stdlib_module_names and top not in {allowed!r}:
+            raise ImportError(f"{{name}}: not installed there")
         return None
 
 sys.meta_path.insert(0, Refuse())
-import stressbed.fleet.coordinator, stressbed.fleet.runner, stressbed.runner, stressbed.coordinator
+for module in {modules!r}:
+    __import__(module)
 print("ok")
 """
 
 
-def test_the_runner_and_the_coordinator_import_nothing_but_the_standard_library():
-    # The runner image installs stressbed without its dependencies (runner/requirements.txt:
-    # the k6 binary only); a third-party import on their path is a pod that cannot start.
+@pytest.mark.parametrize(
+    ("allowed", "modules"),
+    [
+        # The runner image installs stressbed without its dependencies (runner/
+        # requirements.txt: the k6 binary only): a third-party import on the runner's or the
+        # coordinator's path is a pod that cannot start.
+        (
+            {"stressbed"},
+            ["stressbed.runner", "stressbed.coordinator", "stressbed.fleet.coordinator"],
+        ),
+        # `nox -s images` installs what `stressbed images` needs, no more.
+        (
+            {"stressbed", "docker", "yaml", "_yaml", "pip", "prometheus_client"},
+            ["stressbed.app.cli"],
+        ),
+    ],
+    ids=["runner-image", "images-session"],
+)
+def test_what_runs_with_few_packages_imports_no_others(allowed, modules):
     done = subprocess.run(
-        [sys.executable, "-c", ONLY_THE_STANDARD_LIBRARY],
+        [sys.executable, "-c", ONLY.format(allowed=sorted(allowed), modules=modules)],
         capture_output=True,
         text=True,
         timeout=60,
