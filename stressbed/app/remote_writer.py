@@ -23,8 +23,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from ..errors import ConfigError
 from ..results.live_series import LiveSeries
 from ..results.remote_write import Series, write_request
@@ -179,11 +177,10 @@ class RemoteWriter:
         if self.series.sealed is None:
             return None
         now_ms = int(time.time() * 1000)
-        series = []
-        for family in text_string_to_metric_families(self.series.exposition().decode()):
-            for sample in family.samples:
-                labels = {"__name__": sample.name, **sample.labels}
-                series.append(Series(labels, [(float(sample.value), now_ms)]))
+        series = [
+            Series({"__name__": name, **labels}, [(value, now_ms)])
+            for name, labels, value in self.series.samples()
+        ]
         return write_request(series)
 
     def _post(self, body: bytes) -> str:

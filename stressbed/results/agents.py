@@ -68,6 +68,11 @@ class AgentWindow:
     reconnect_time: Sketch = field(default_factory=Sketch)
     command_rtt: Sketch = field(default_factory=Sketch)
 
+    @property
+    def connected_change(self) -> int:
+        """How the connected level moved in this second: connects less disconnects."""
+        return self.connects - sum(self.disconnects.values())
+
     def sketches(self) -> Iterator[tuple[str, Sketch]]:
         """(name, sketch) of each of its trends, in SKETCHES' order."""
         for name in SKETCHES:

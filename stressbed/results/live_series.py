@@ -103,18 +103,16 @@ class _Agents:
     counts: dict[str, int] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)
     disconnects: dict[str, int] = field(default_factory=dict)
+    connected: int = 0
 
     def add(self, agents: AgentWindow) -> None:
+        self.connected += agents.connected_change
         for name, _, _ in _AGENT_COUNTERS:
             self.counts[name] = self.counts.get(name, 0) + getattr(agents, name)
         for into, tally in ((self.failures, agents.connect_failures),
                             (self.disconnects, agents.disconnects)):  # fmt: skip
             for reason, n in tally.items():
                 into[reason] = into.get(reason, 0) + n
-
-    @property
-    def connected(self) -> int:
-        return self.counts.get("connects", 0) - sum(self.disconnects.values())
 
 
 class LiveSeries(Collector):
@@ -182,6 +180,14 @@ class LiveSeries(Collector):
         registry.register(self)
         with self._lock:
             return generate_latest(registry)
+
+    def samples(self) -> list[tuple[str, dict[str, str], float]]:
+        """Everything as (sample name, labels, value), the exposition's samples without its
+        text (what a remote-write push sends)."""
+        with self._lock:
+            return [
+                (s.name, dict(s.labels), float(s.value)) for m in self.collect() for s in m.samples
+            ]
 
     def _counter(self, name: str, doc: str, extra: str | None = None) -> CounterMetricFamily:
         keys = list(self.identity)

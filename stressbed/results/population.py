@@ -81,7 +81,7 @@ def levels(windows: Mapping[int, Window]) -> dict[int, tuple[int, int]]:
         agents = window.agents if window is not None else None
         if agents is not None:
             wanted += agents.joined - agents.left
-            connected += agents.connects - sum(agents.disconnects.values())
+            connected += agents.connected_change
         out[second] = (wanted, connected)
     return out
 
