@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import csv
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -19,6 +21,7 @@ from scenarios.agent_population import CHANNEL, HEARTBEAT, REGISTER
 from stressbed import Scenario, render
 from stressbed.population import (
     Agent,
+    WebSocket,
     every,
     population,
     reconnect,
@@ -198,6 +201,72 @@ def test_the_service_refusing_past_its_limit_is_a_handshake_failure(tmp_path: Pa
     assert samples.reasons("agent_connect_failures") == Counter({"handshake": 50})
     assert samples.total("agent_gave_up") == 50
     assert samples.total("agent_registrations") == 150  # registered, then refused a channel
+
+
+class SlowRefusal:
+    """A service that holds each WebSocket upgrade ``hold_s`` and then refuses it (503)."""
+
+    def __init__(self, hold_s: float) -> None:
+        self.hold_s = hold_s
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        self.held = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        self.server.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.held += 1
+            threading.Thread(target=self._refuse, args=(conn,), daemon=True).start()
+
+    def _refuse(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            try:
+                conn.recv(65536)
+                if self._stop.wait(self.hold_s):
+                    return
+                conn.sendall(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self.server.close()
+        self._thread.join(timeout=5)
+
+
+def test_handshakes_in_flight_at_a_timeout_or_the_end_do_not_hold_the_runner(tmp_path: Path):
+    """A service that answers each upgrade only after 1.5 s, and then with 503: one population
+    gives up on its handshakes after 300 ms (its connect timeout), the other ends with its
+    handshakes in flight. k6 1.1 blocks a VU for good when a socket is closed in its handshake
+    and that handshake then fails; the runner must not: it finishes, counting the timeouts."""
+    service = SlowRefusal(hold_s=1.5)
+    quick = Agent(
+        identity=IDENTITY,
+        channel=WebSocket("/v1/channel", connect_timeout="300ms"),
+        reconnect=reconnect.backoff("100ms", cap="200ms"),
+    )
+    patient = Agent(identity=IDENTITY, channel=WebSocket("/v1/channel"), reconnect=reconnect.none())
+    try:
+        timeouts = population("timeouts", quick, agents=20, lasting="3s", per_vu=20)
+        ending = population("ending", patient, agents=20, join="500ms", lasting="1s", per_vu=20)
+        out = tmp_path / "r.csv"
+        finish(start_k6(bundle(tmp_path, timeouts, ending), service.url, out), timeout=90)
+    finally:
+        service.close()
+    samples = Samples(out)
+    assert samples.total("agent_connects") == 0
+    assert samples.reasons("agent_connect_failures")["timeout"] >= 20
+    assert service.held >= 40
 
 
 def test_the_service_sees_duplicate_registrations(tmp_path: Path, target):

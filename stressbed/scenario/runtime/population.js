@@ -25,6 +25,9 @@ const AWAY = 4; // left by churn
 const GONE = 5; // gave up: its retry budget is spent
 const ENDED = 6;
 
+// A WebSocket's readyState while its handshake is in flight.
+const CONNECTING_SOCKET = 0;
+
 // How long the end of a population waits for its channels to close before it lets go.
 const CLOSE_WAIT_MS = 5000;
 
@@ -254,10 +257,13 @@ export function compilePopulation(node, ctx, workload) {
       open++;
       a.timer = later(() => {
         a.timer = null;
-        if (a.socket === socket && a.state === CONNECTING) {
-          a.error = 'timeout';
-          closeQuietly(socket);
-        }
+        if (a.socket !== socket || a.state !== CONNECTING) return;
+        a.error = 'timeout';
+        if (socket.readyState !== CONNECTING_SOCKET) return closeQuietly(socket);
+        // Still in its handshake: the attempt has failed; the socket closes when it opens.
+        a.socket = null;
+        release(socket);
+        failure(a, 'timeout');
       }, ws.timeoutMs);
       socket.onopen = onOpen;
       socket.onmessage = onMessage;
@@ -274,7 +280,7 @@ export function compilePopulation(node, ctx, workload) {
 
     function onOpen(event) {
       const a = owner(event);
-      if (a === null) return;
+      if (a === null) return closeQuietly(event.target); // released in its handshake
       if (ws.hello !== null) a.socket.send(JSON.stringify(ws.hello(a.scope)));
       if (ws.welcome === null) established(a);
     }
@@ -459,7 +465,7 @@ export function compilePopulation(node, ctx, workload) {
       if (a.socket !== null) {
         const socket = a.socket;
         a.socket = null;
-        closeQuietly(socket);
+        release(socket);
       }
       if (rng() < spec.never_back) return;
       later(() => {
@@ -479,7 +485,7 @@ export function compilePopulation(node, ctx, workload) {
         m.left.add(1);
         if (a.state === CONNECTED) m.disconnects.add(1, { reason: 'end' });
         a.state = ENDED;
-        if (a.socket !== null) closeQuietly(a.socket);
+        if (a.socket !== null) release(a.socket);
       }
       if (open === 0) return resolve();
       // A socket that never answers its close lets go after a while; k6 closes it at exit.
@@ -514,6 +520,15 @@ function taken(scope) {
   const res = scope.response;
   scope.response = null;
   return res;
+}
+
+// Lets go of a socket: its events are nobody's from now on. One still in its handshake is
+// closed when it opens (by onOpen), or closes by itself when the handshake fails: k6 1.1's
+// close() of a CONNECTING socket waits for a writer that only an open socket starts, so a
+// handshake that then fails would block the VU for good, past SIGTERM.
+function release(socket) {
+  socket.agent = undefined;
+  if (socket.readyState !== CONNECTING_SOCKET) closeQuietly(socket);
 }
 
 function closeQuietly(socket) {
