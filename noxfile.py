@@ -213,6 +213,13 @@ def bench_population(session: nox.Session) -> None:
     session.run("python", "tools/bench_population.py", *(session.posargs or ["runner"]), env=ENV)
 
 
+@nox.session(name="bench_live")
+def bench_live(session: nox.Session) -> None:
+    """The live path: its cost to a run's request rate, a coordinator's second at 256 runners."""
+    session.install(".")
+    session.run("python", "tools/bench_live.py", *(session.posargs or ["scale"]), env=ENV)
+
+
 @nox.session(name="bench_balancer")
 def bench_balancer(session: nox.Session) -> None:
     """The local backend's balancer vs the agent direct: throughput and p99 (wrk, hey)."""

@@ -69,7 +69,9 @@ class Page:
 
 
 class Browser:
-    def __init__(self) -> None:
+    def __init__(self, *, offline: bool = True) -> None:
+        """Chromium with every host unresolvable and a dead proxy; ``offline`` (the report's
+        tests): no network at all, loopback included (the live page's tests need loopback)."""
         from selenium import webdriver  # noqa: PLC0415
         from selenium.webdriver.chrome.options import Options  # noqa: PLC0415
         from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
@@ -82,7 +84,8 @@ class Browser:
             "--disable-dev-shm-usage",
             "--window-size=1400,1000",
             "--proxy-server=127.0.0.1:9",  # nothing listens there
-            "--host-resolver-rules=MAP * ~NOTFOUND",
+            # Every name unresolvable; an address on loopback (the live page's) reachable.
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
         ):
             options.add_argument(arg)
         assert CHROMIUM is not None
@@ -91,18 +94,20 @@ class Browser:
         self.driver = webdriver.Chrome(service=Service(DRIVER), options=options)
         self.driver.set_page_load_timeout(60)
         self.driver.execute_cdp_cmd("Network.enable", {})
-        self.driver.execute_cdp_cmd(
-            "Network.emulateNetworkConditions",
-            {"offline": True, "latency": 0, "downloadThroughput": 0, "uploadThroughput": 0},
-        )
+        if offline:
+            self.driver.execute_cdp_cmd(
+                "Network.emulateNetworkConditions",
+                {"offline": True, "latency": 0, "downloadThroughput": 0, "uploadThroughput": 0},
+            )
 
-    def open(self, path: Path, shot: Path) -> Page:
-        """``path`` loaded and drawn (Bokeh says its document is idle), screenshot to ``shot``."""
+    def open(self, path: Path | str, shot: Path) -> Page:
+        """``path`` (a file, or a URL) loaded and drawn (Bokeh says its document is idle),
+        screenshot to ``shot``."""
         from selenium.webdriver.support.ui import WebDriverWait  # noqa: PLC0415
 
         self.driver.get_log("browser")  # what earlier pages said is theirs
         self.driver.get_log("performance")
-        self.driver.get(path.resolve().as_uri())
+        self.driver.get(path if isinstance(path, str) else path.resolve().as_uri())
         console: list[dict[str, Any]] = []
 
         def drawn(driver: Any) -> bool:
@@ -113,12 +118,16 @@ class Browser:
         height = self.driver.execute_script("return document.body.scrollHeight")
         self.driver.set_window_size(1400, min(int(height) + 100, 16000))
         self.driver.save_screenshot(str(shot))
+        return Page(self.driver, console, self.requests())
+
+    def requests(self) -> list[str]:
+        """The URLs the page asked for since the last call."""
         requests = []
         for entry in self.driver.get_log("performance"):
             message = json.loads(entry["message"])["message"]
             if message["method"] == "Network.requestWillBeSent":
                 requests.append(message["params"]["request"]["url"])
-        return Page(self.driver, console, requests)
+        return requests
 
     def close(self) -> None:
         self.driver.quit()

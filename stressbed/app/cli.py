@@ -302,11 +302,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             "no live line until then",
             file=sys.stderr,
         )
-    outputs = LiveOutputs(args.live, off=args.no_live, remote_write=args.remote_write)
+    outputs = LiveOutputs(
+        args.live, off=args.no_live, remote_write=args.remote_write, notify=args.notify
+    )
     try:
         with interruptible():
             report = execute(
-                the_plan, on_progress=live.update, on_event=live.stack_event, live=outputs.series
+                the_plan,
+                on_progress=live.update,
+                on_event=live.stack_event,
+                live=outputs.series,
+                page=outputs.page,
             )
         live.close()
         print(table(report))
@@ -317,7 +323,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             why = report.report_error
             print(f"stressbed: report.html could not be drawn: {why}", file=sys.stderr)
-        outputs.finish()  # the final counts, pushed and to whoever scrapes
+        outputs.finish(report, str(run_dir))  # the final counts and the end, told
     finally:
         outputs.close()
     return report.exit_code

@@ -32,6 +32,7 @@ from ..results.verdict import Verdict, evaluate, judge
 from ..scenario.model import Scenario
 from .compare import ALLOW_PARTIAL, Baseline, exit_code_for, incomplete
 from .figures import fault_figures, write_figures
+from .live_page import Ended, LivePage
 from .plan import Plan, redact
 from .readback import StoredWrites, read_back
 from .rundir import RunDirectory, new_run
@@ -66,10 +67,12 @@ def execute(
     backend: Backend | None = None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
     live: LiveSeries | None = None,
+    page: LivePage | None = None,
 ) -> RunReport:
     """Render, provision, run the fleet, merge, judge and write the results of a planned run;
     ``backend`` replaces the plan's (a test's FakeBackend); ``live``: where the fleet's
-    seconds go while it runs (every second of the run, once it has ended).
+    seconds go while it runs (every second of the run, once it has ended); ``page``: the live
+    page drawing them, given the stack's samples and events and at the end the verdict.
 
     The stack is torn down before this returns, whatever happened; a stack that could not be
     provisioned ends the run with exit code 3 and a summary saying why.
@@ -79,6 +82,9 @@ def execute(
     run = new_run(the_plan.results, scenario)
     if live is not None:
         live.identity = {"run_id": run.run_id, "scenario": scenario.name}
+        live.thresholds = list(scenario.thresholds)
+    if page is not None:
+        page.total_s = scenario.duration_ms() / 1000
     outcome = FleetOutcome(results=[])
     stack: Stack = ExistingService("")  # until the backend's stack exists: nothing to remove
     secret_env: dict[str, str] = {}
@@ -95,6 +101,8 @@ def execute(
         except Exception as exc:  # an OS error or a bug: still a run that ends with a summary
             outcome.failure = f"provisioning failed: {type(exc).__name__}: {exc}"
         else:
+            if page is not None:
+                page.stack, page.events = stack.report, lambda: stack.events
             env = {**secret_env, "TARGET_URL": url}
             faults = the_plan.scenario.faults
             outcome = _run_fleet(
@@ -121,6 +129,16 @@ def execute(
             report = _finish(the_plan, backend, run, outcome, stack, stored=stored, live=live)
             if live is not None:  # the seconds no live snapshot brought: the run's own
                 live.fill(report.fleet.windows)
+            if page is not None:
+                html = run.path / "report.html"
+                page.stack = lambda: report.stack  # the stack is gone: its final report
+                page.finish(
+                    Ended(
+                        report.verdict.value,
+                        report.message,
+                        html if report.report_error is None and html.is_file() else None,
+                    )
+                )
     return report
 
 

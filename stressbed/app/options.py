@@ -108,7 +108,7 @@ def target_options(command: argparse.ArgumentParser) -> None:
 
 
 def live_options(command: argparse.ArgumentParser) -> None:
-    """Where the run's live series go: the /metrics endpoint, a remote-write receiver."""
+    """Where the run's live series go: the page and /metrics, a remote-write receiver, alerts."""
     live = command.add_mutually_exclusive_group()
     live.add_argument(
         "--live",
@@ -122,4 +122,11 @@ def live_options(command: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="push the same series to a Prometheus remote-write receiver each second "
         "(credentials: STRESSBED_REMOTE_WRITE_* variables, never the URL)",
+    )
+    command.add_argument(
+        "--notify",
+        metavar="URL",
+        help="post a JSON document (Alertmanager's webhook shape) to URL when a threshold "
+        "fails fleet-wide, when the run aborts and when it ends (credentials: "
+        "STRESSBED_NOTIFY_* variables, never the URL)",
     )

@@ -57,22 +57,26 @@ class PushStats:
         return said + (f" (last error: {self.last_error})" if self.last_error else "")
 
 
-def remote_write_headers(environ: Mapping[str, str]) -> dict[str, str]:
-    """The receiver's credentials and headers, from the environment only."""
+def remote_write_headers(
+    environ: Mapping[str, str], prefix: str = "STRESSBED_REMOTE_WRITE"
+) -> dict[str, str]:
+    """The receiver's credentials and headers, from the environment only: ``PREFIX_HEADERS``
+    (``Name: value`` lines), ``PREFIX_BEARER_TOKEN``, or ``PREFIX_USERNAME`` and
+    ``PREFIX_PASSWORD``."""
     headers: dict[str, str] = {}
-    for line in environ.get("STRESSBED_REMOTE_WRITE_HEADERS", "").splitlines():
+    for line in environ.get(f"{prefix}_HEADERS", "").splitlines():
         name, sep, value = line.partition(":")
         if not line.strip():
             continue
         if not sep or not name.strip():
-            raise ConfigError("STRESSBED_REMOTE_WRITE_HEADERS", "(a line)", "'Name: value' lines")
+            raise ConfigError(f"{prefix}_HEADERS", "(a line)", "'Name: value' lines")
         headers[name.strip()] = value.strip()
-    token = environ.get("STRESSBED_REMOTE_WRITE_BEARER_TOKEN")
-    user = environ.get("STRESSBED_REMOTE_WRITE_USERNAME")
+    token = environ.get(f"{prefix}_BEARER_TOKEN")
+    user = environ.get(f"{prefix}_USERNAME")
     if token:
         headers["Authorization"] = f"Bearer {token}"
     elif user:
-        secret = environ.get("STRESSBED_REMOTE_WRITE_PASSWORD", "")
+        secret = environ.get(f"{prefix}_PASSWORD", "")
         headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode(
             "ascii"
         )

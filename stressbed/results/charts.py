@@ -15,7 +15,10 @@ from typing import Any
 
 from .timeline import Marker, Series, Timeline
 
-__all__ = ["charts"]
+__all__ = ["X_RANGE", "chart_data", "charts", "sources"]
+
+#: The name of the time axis every chart shares.
+X_RANGE = "time"
 
 HEIGHT = 230
 PALETTE = (
@@ -46,7 +49,8 @@ class _Charts:
 
         self.line = line
         end = max(line.seconds, 1.0)
-        self.x_range = Range1d(start=0, end=end, bounds=(0, end))
+        # Named, as each data source is: the live page finds them to move them on.
+        self.x_range = Range1d(start=0, end=end, bounds=(0, end), name=X_RANGE)
         self.figures: list[Any] = []
 
     def figure(self, title: str, y_label: str, *, y_start: float | None = 0.0) -> Any:
@@ -83,7 +87,7 @@ class _Charts:
             key = f"s{i}"
             keys[name] = key
             columns[key] = _nan(series[name])
-        source = ColumnDataSource(columns)
+        source = ColumnDataSource(columns, name=f"{self.figures.index(fig)}/lines")
         renderers = []
         for i, name in enumerate(series):
             renderers.append(
@@ -120,13 +124,7 @@ class _Charts:
         if not markers:
             return
         source = ColumnDataSource(
-            {
-                "t": [m.t for m in markers],
-                "y": [y] * len(markers),
-                "kind": [m.kind for m in markers],
-                "text": [m.text for m in markers],
-                "color": [_marker_color(m.kind) for m in markers],
-            }
+            _marker_columns(markers, y), name=f"{self.figures.index(fig)}/markers"
         )
         renderer = fig.scatter(
             "t", "y", source=source, size=11, marker="inverted_triangle", color="color"
@@ -134,6 +132,81 @@ class _Charts:
         fig.add_tools(
             HoverTool(renderers=[renderer], tooltips=[("t", "@t{0,0.0} s"), ("event", "@text")])
         )
+
+
+class _Title:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+class _Sketch:
+    """A figure without Bokeh: its title, and the data its sources would hold."""
+
+    def __init__(self, title: str) -> None:
+        self.title = _Title(title)
+
+    def add_layout(self, *_: object) -> None:
+        return None
+
+
+class _Data(_Charts):
+    """The charts' titles and data sources, without drawing (no Bokeh model is made): what
+    the live page sends each second, the same code deciding what goes where."""
+
+    def __init__(self, line: Timeline) -> None:
+        self.line = line
+        self.figures = []
+        self.data: dict[str, dict[str, list[Any]]] = {}
+        self.labels: dict[str, list[str]] = {}  # each lines source's legend, in order
+
+    def figure(self, title: str, y_label: str, *, y_start: float | None = 0.0) -> Any:
+        fig = _Sketch(title)
+        self.figures.append(fig)
+        return fig
+
+    def lines(
+        self, fig: Any, series: dict[str, Series], unit: str, *, dashed: Sequence[str] = ()
+    ) -> None:
+        if not series:
+            return
+        columns: dict[str, list[Any]] = {"t": list(self.line.t)}
+        for i, values in enumerate(series.values()):
+            columns[f"s{i}"] = [_finite(v) for v in values]
+        self.data[f"{self.figures.index(fig)}/lines"] = columns
+        self.labels[f"{self.figures.index(fig)}/lines"] = list(series)
+
+    def shade(self, fig: Any, intervals: Sequence[tuple[float, float]], label: str) -> None:
+        if intervals:
+            fig.title.text += f"  (shaded: {label} breached)"
+
+    def markers(self, fig: Any, markers: Sequence[Marker], y: float) -> None:
+        if markers:
+            self.data[f"{self.figures.index(fig)}/markers"] = _marker_columns(markers, y)
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def _marker_columns(markers: Sequence[Marker], y: float) -> dict[str, list[Any]]:
+    return {
+        "t": [m.t for m in markers],
+        "y": [y] * len(markers),
+        "kind": [m.kind for m in markers],
+        "text": [m.text for m in markers],
+        "color": [_marker_color(m.kind) for m in markers],
+    }
+
+
+def chart_data(
+    line: Timeline,
+) -> tuple[list[str], dict[str, list[str]], dict[str, dict[str, list[Any]]]]:
+    """What :func:`charts` would draw of ``line`` (no breaches, baseline or faults), made
+    without Bokeh: each chart's title, each line source's legend, and each named data
+    source's columns (no data: None)."""
+    c = _Data(line)
+    _fill(c, {}, None)
+    return [fig.title.text for fig in c.figures], c.labels, c.data
 
 
 def _marker_color(kind: str) -> str:
@@ -157,12 +230,39 @@ def charts(
     ``throughput``; ``baseline`` is drawn dashed on the load and latency charts; ``faults``
     (start and end in seconds since the start, a label) are shaded on every chart."""
     c = _Charts(line)
+    _fill(c, breached, baseline)
+    _shade_faults(c, faults)
+    return c.figures
+
+
+def _fill(
+    c: _Charts, breached: dict[str, list[tuple[float, float]]], baseline: Timeline | None
+) -> None:
     _load_charts(c, breached, baseline)
     _population_charts(c)
     _stack_charts(c)
     _runner_charts(c)
-    _shade_faults(c, faults)
-    return c.figures
+
+
+def sources(figures: Sequence[Any]) -> dict[str, dict[str, list[Any]]]:
+    """Each named data source of ``figures``, its columns as JSON-ready lists (a point with
+    no data: None): what the live page sends to move its charts on."""
+    out: dict[str, dict[str, list[Any]]] = {}
+    for fig in figures:
+        for renderer in fig.renderers:
+            source = getattr(renderer, "data_source", None)
+            if source is None or not source.name or source.name in out:
+                continue
+            out[source.name] = {
+                key: [None if isinstance(v, float) and math.isnan(v) else v for v in column]
+                for key, column in ((k, list(map(_plain, c))) for k, c in source.data.items())
+            }
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as a Python one (JSON has no numpy)."""
+    return value.item() if hasattr(value, "item") else value
 
 
 def _shade_faults(c: _Charts, faults: Sequence[tuple[float, float, str]]) -> None:

@@ -11,6 +11,9 @@ inside one bucket), and the sketch is within its 0.5 % of k6's.
 
 A second is folded in once (:meth:`LiveSeries.seal`), in order; a later one never re-opens an
 earlier one, so the counters only grow and, once every second is sealed, equal the run's.
+Each sealed second is also kept whole (:attr:`LiveSeries.windows`: what the live page draws,
+about as much memory as the run's own merged windows), and so is their running total, on
+which each threshold a second can judge is judged now (:func:`threshold_states`).
 """
 
 from __future__ import annotations
@@ -29,11 +32,24 @@ from prometheus_client.core import (
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from ..scenario.thresholds import Threshold
 from .agents import AgentWindow
 from .aggregates import Window
 from .sketch import ACCURACY, Sketch
+from .timeline import observe_window
 
-__all__ = ["BUCKET_STEP", "RESOLUTION", "LiveSeries", "bucket_bounds_ms"]
+__all__ = [
+    "BUCKET_STEP",
+    "RESOLUTION",
+    "STATES",
+    "LiveSeries",
+    "bucket_bounds_ms",
+    "threshold_states",
+]
+
+#: A threshold's state while the run goes on: holding, failing, nothing to judge yet, or one
+#: the merged seconds cannot judge (a check or an agent metric: judged when the run ends).
+STATES = ("pass", "fail", "no_data", "at_end")
 
 _GAMMA = (1 + ACCURACY) / (1 - ACCURACY)
 #: Sketch buckets per histogram bucket: bounds about 10.5 % apart.
@@ -137,6 +153,11 @@ class LiveSeries(Collector):
         self.vus = 0.0
         self.vus_max = 0.0
         self.agents: _Agents | None = None
+        #: Every sealed second, merged over the fleet, and their running total.
+        self.windows: dict[int, Window] = {}
+        self.total = Window()
+        #: The scenario's thresholds, judged on the running total (execute sets them).
+        self.thresholds: list[Threshold] = []
         # Sealed by the fleet's thread, read by a server's: its owner gives a lock.
         self._lock = lock if lock is not None else contextlib.nullcontext()
 
@@ -156,6 +177,8 @@ class LiveSeries(Collector):
         if self.sealed is not None and second <= self.sealed:
             return False
         self.sealed = second
+        self.windows[second] = window
+        self.total.merge(window)
         for name, sketch in window.names.items():
             self.requests[name] = self.requests.get(name, 0) + sketch.count
             self.latency.setdefault(name, _Histogram()).add(sketch)
@@ -171,6 +194,25 @@ class LiveSeries(Collector):
                 self.agents = _Agents()
             self.agents.add(window.agents)
         return True
+
+    def snapshot(self) -> dict[int, Window]:
+        """The sealed seconds so far (the dict is a copy; a sealed window never changes)."""
+        with self._lock:
+            return dict(self.windows)
+
+    def last(self) -> Window | None:
+        """The last sealed second (None: none yet)."""
+        with self._lock:
+            return self.windows.get(self.sealed) if self.sealed is not None else None
+
+    def seconds(self) -> int:
+        """How many seconds are sealed, from the first to the last (gaps included)."""
+        return self.sealed - min(self.windows) + 1 if self.windows and self.sealed else 0
+
+    def states(self) -> list[tuple[Threshold, str, float | None]]:
+        """Each threshold's state now, and what was observed (None: nothing)."""
+        with self._lock:
+            return threshold_states(self.thresholds, self.total, self.seconds())
 
     # -- exposition -----------------------------------------------------------------------
 
@@ -246,6 +288,17 @@ class LiveSeries(Collector):
                 "The last second every runner had closed (unix time).",
                 float(self.sealed),
             )
+        if self.thresholds:
+            state = GaugeMetricFamily(
+                "stressbed_threshold_state",
+                "Each threshold's state now (1: this state): pass, fail, no_data, at_end.",
+                labels=[*self.identity, "threshold", "state"],
+            )
+            for threshold, now, _ in threshold_states(self.thresholds, self.total, self.seconds()):
+                label = f"{threshold.key}: {threshold.expression}"
+                for name in STATES:
+                    state.add_metric([*values, label, name], float(name == now))
+            yield state
         agents = self.agents
         if agents is None:
             return
@@ -263,3 +316,32 @@ class LiveSeries(Collector):
         yield self._tally(
             "agent_disconnects", "Channels lost by reason.", "reason", agents.disconnects
         )
+
+
+def threshold_states(
+    thresholds: list[Threshold], total: Window, seconds: int
+) -> list[tuple[Threshold, str, float | None]]:
+    """Each of ``thresholds`` judged on ``total`` (the merged seconds so far, ``seconds`` of
+    them): its state (:data:`STATES`) and the value observed (None: none)."""
+    out: list[tuple[Threshold, str, float | None]] = []
+    for threshold in thresholds:
+        waiting = threshold.delay_ms and seconds * 1000 < threshold.delay_ms
+        observed = None if waiting else observe_window(total, threshold, seconds)
+        if observed is not None:
+            out.append((threshold, "pass" if threshold.passes(observed) else "fail", observed))
+        elif _judged_live(threshold):
+            out.append((threshold, "no_data", None))
+        else:
+            out.append((threshold, "at_end", None))
+    return out
+
+
+def _judged_live(threshold: Threshold) -> bool:
+    """Whether a second's window can judge ``threshold`` (what observe_window reads)."""
+    tags = set(dict(threshold.tags))
+    if threshold.metric == "http_req_duration":
+        return tags <= {"name"}
+    return not tags and (threshold.metric, threshold.aggregation) in (
+        ("http_req_failed", "rate"),
+        ("http_reqs", "rate"),
+    )
