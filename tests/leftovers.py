@@ -50,6 +50,11 @@ SCRIPTS = ("capacity_target", "fake_target")
 GRACE_S = 10.0
 
 
+def worker() -> str | None:
+    """The pytest-xdist worker this process is (``gw0``, ``gw1``), None outside a worker."""
+    return os.environ.get("PYTEST_XDIST_WORKER")
+
+
 @dataclass(frozen=True)
 class Leftover:
     """A process (``pid``) or a cgroup directory (``path``) left behind."""
@@ -104,16 +109,30 @@ def _table() -> Table:
 def _ours(pid: int, table: Table) -> bool:
     """A descendant of this process, or an orphan of stressbed's own (its run ended or was
     killed, so it was reparented): what a test of this session may have started. Another test
-    session's (a second pytest on the machine) are not."""
+    session's (a second pytest on the machine) are not. In a worker, an orphan is its only
+    when it says so (its environment names this worker): the other worker's are the other
+    worker's, and what neither says is the controller's to find at the end."""
     me = os.getpid()
     while pid != me:
         if pid not in table:
             return False
         parent = table[pid][0]
         if parent not in table or parent in (0, 1):
-            return _stressbeds(_argv(pid))
+            return _stressbeds(_argv(pid)) and (worker() is None or _worker(pid) == worker())
         pid = parent
     return True
+
+
+def _worker(pid: int) -> str | None:
+    """The xdist worker named in ``pid``'s environment (as it was started), if any."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    for entry in raw.split(b"\0"):
+        if entry.startswith(b"PYTEST_XDIST_WORKER="):
+            return entry.split(b"=", 1)[1].decode(errors="replace")
+    return None
 
 
 def processes(since_ticks: int) -> dict[int, Leftover]:
@@ -146,15 +165,19 @@ def _cgroup_parents() -> list[Path]:
 def replica_cgroups() -> set[Path]:
     """The local backend's replica cgroups under this process's own that this session made:
     their creator (the pid in their name) is this process or one of its descendants, or is
-    gone (a run that ended or was killed)."""
+    gone (a run that ended or was killed; not in a worker: the controller finds those)."""
     table = _table()
     found: set[Path] = set()
     for parent in _cgroup_parents():
         with contextlib.suppress(OSError):
             for group in parent.glob("stressbed-*-*"):
                 creator = group.name.split("-")[1]
-                if creator.isdigit() and (int(creator) not in table or _ours(int(creator), table)):
+                if not creator.isdigit():
+                    continue
+                if int(creator) in table and _ours(int(creator), table):
                     found.add(group)
+                elif int(creator) not in table and worker() is None:
+                    found.add(group)  # its maker is gone: in a worker, whose it was is not known
     return found
 
 
