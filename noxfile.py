@@ -22,7 +22,7 @@ ENV = {"K6_NO_USAGE_REPORT": "true"}
 
 
 #: Two workers, each test module whole on one (tests/conftest.py: the timed modules share one).
-WORKERS = ("-n", "2", "--dist", "loadgroup")
+WORKERS = ("-n", "2")
 
 
 @nox.session

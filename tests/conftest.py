@@ -213,7 +213,7 @@ def counting_result(index: int, requests: int, started: float, ended: float) -> 
 #: the image builds ``.ci/run`` starts in the background; those that time a run come after.
 FIRST = ("tests/scenario/", "tests/results/", "tests/stack/", "tests/test_")
 
-#: ``nox -s tests`` runs the suite on two workers (pytest-xdist, ``--dist loadgroup``): each
+#: ``nox -s tests`` runs the suite on two workers (pytest-xdist, with :class:`_Grouped`): each
 #: module goes whole to one worker (its module fixtures are made once), and these go to the
 #: same one, one after another, as one group: the modules whose verdicts rest on the pace
 #: of a loaded run (a capacity found, a storm's peak, a fault's recovery, an autoscaler's
@@ -244,8 +244,7 @@ DOCKER = ("tests/backends/docker/", "tests/agent/test_image.py")
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The pure layers' tests first, the Docker backend's last (after every test that
-    measures speed: their image builds and containers take nothing from those); each test in
-    its xdist group (see :data:`TIMED`)."""
+    measures speed: their image builds and containers take nothing from those)."""
 
     def rank(item: pytest.Item) -> int:
         path = item.nodeid.replace("\\", "/")
@@ -254,10 +253,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return 2 if path.startswith("tests/backends/docker/") else 1
 
     items.sort(key=rank)
-    for item in items:
-        path = item.nodeid.replace("\\", "/").split("::", 1)[0]
-        group = "timed" if path.startswith(TIMED) else "docker" if path.startswith(DOCKER) else path
-        item.add_marker(pytest.mark.xdist_group(group))
+
+
+def group_of(nodeid: str) -> str:
+    """The work unit a test goes to a worker in: its module, or the group it shares."""
+    path = nodeid.replace("\\", "/").split("::", 1)[0]
+    return "timed" if path.startswith(TIMED) else "docker" if path.startswith(DOCKER) else path
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """The workers' scheduler: xdist's by scope, each scope a :func:`group_of` (its own
+    ``loadgroup`` marks a test by rewriting its node id, which pytest 9 no longer reads)."""
+    from xdist.scheduler import LoadScopeScheduling  # noqa: PLC0415 - only with workers
+
+    class _Grouped(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid)
+
+    return _Grouped(config, log)
 
 
 @pytest.fixture(scope="module", autouse=True)

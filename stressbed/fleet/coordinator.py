@@ -18,8 +18,9 @@ the local fleet does. A runner that does not answer is polled on (``unreachable`
 it served (two connections refused in a row: its process has ended) or after 30 s out of
 reach. It ends when every runner has, or at ``--watch-timeout`` seconds from its own start.
 
-It speaks JSON lines on stdout (``ready``, ``setup``, ``started``, ``progress``, ``aborted``,
-``unreachable``, ``reachable``, ``gone``, ``finished``, or ``failed`` with the reason) and
+It speaks JSON lines on stdout (``ready``, ``setup``, ``started``, ``progress``, ``second``
+(each second the whole fleet has closed, merged), ``aborted``, ``unreachable``,
+``reachable``, ``gone``, ``finished``, or ``failed`` with the reason) and
 exits 0 once the fleet is started (and, when watching, has ended), 3 when it could not be
 started (a runner never got ready, setup failed).
 """
@@ -45,7 +46,7 @@ from ..results.verdict import judge
 from ..scenario.thresholds import Threshold
 from . import _k6api as k6api
 from . import control
-from .live import LiveMerge
+from .live import LiveMerge, PrintedSeconds
 from .release import ReleaseFailed, release_together, setup_once
 
 __all__ = ["coordinate", "main", "watch"]
@@ -144,6 +145,8 @@ def watch(
             if aborted:  # until each has ended: a stop that did not get through is sent again
                 list(pool.map(fleet.stop, fleet.running()))
             time.sleep(max(0.0, WATCH_S - (time.monotonic() - tick)))
+    with fleet.locked():
+        fleet.live.seal_rest()  # every runner has ended: its last seconds, said
     emit({"event": "finished", "runners": len(fleet.ended)})
 
 
@@ -162,7 +165,9 @@ class _Watched:
                 emit(event)
 
         self.emit = said
-        self.live = LiveMerge(len(controls))
+        # Each second every runner has closed, said once (the command following the run
+        # draws its live page and endpoint from them).
+        self.live = LiveMerge(len(controls), PrintedSeconds(said))
         self.since = [0] * len(controls)
         self.failing_since: list[float | None] = [None] * len(controls)
         self.refused = [0] * len(controls)  # connections refused in a row
@@ -172,6 +177,9 @@ class _Watched:
 
     def running(self) -> list[int]:
         return [i for i in range(len(self.urls)) if i not in self.ended]
+
+    def locked(self) -> threading.Lock:
+        return self._lock
 
     def all_ended(self) -> bool:
         return len(self.ended) == len(self.urls)

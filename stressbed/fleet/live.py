@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import DocumentError
 from ..results.aggregates import Aggregate, Window
@@ -25,7 +25,33 @@ from ..scenario.thresholds import Threshold
 if TYPE_CHECKING:  # a type only: the runner image has no prometheus-client
     from ..results.live_series import LiveSeries
 
-__all__ = ["Judge", "LiveMerge", "Progress"]
+__all__ = ["Judge", "LiveMerge", "PrintedSeconds", "Progress", "SecondSink"]
+
+
+class SecondSink(Protocol):
+    """Where a sealed second goes: a :class:`LiveSeries`, or the coordinator's log."""
+
+    sealed: int | None
+
+    def seal(self, second: int, window: Window) -> bool: ...
+
+
+class PrintedSeconds:
+    """The coordinator's sink (its pod has no live series): each sealed second said as an
+    event, ``{"event": "second", "t": T, "window": {...}}``, which the command following the
+    run seals into its own series (:mod:`stressbed.backends.kubernetes._news`)."""
+
+    def __init__(self, emit: Callable[[dict[str, object]], None]) -> None:
+        self.emit = emit
+        self.sealed: int | None = None
+
+    def seal(self, second: int, window: Window) -> bool:
+        if self.sealed is not None and second <= self.sealed:
+            return False
+        self.sealed = second
+        self.emit({"event": "second", "t": second, "window": window.to_dict()})
+        return True
+
 
 #: ``judge(threshold, merged aggregates, elapsed seconds)``: True while the threshold holds.
 Judge = Callable[[Threshold, dict[str, Aggregate], float], bool]
@@ -65,7 +91,7 @@ class Progress:
 class LiveMerge:
     """The runners' snapshots so far, merged on demand."""
 
-    def __init__(self, runners: int, series: LiveSeries | None = None) -> None:
+    def __init__(self, runners: int, series: LiveSeries | SecondSink | None = None) -> None:
         self.runners = runners
         #: Where each second goes once the whole fleet has closed it (None: nowhere).
         self.series = series

@@ -34,6 +34,7 @@ from stressbed import (
 from stressbed.fleet import control
 from stressbed.fleet.control import TOKEN_ENV
 from stressbed.fleet.coordinator import coordinate as coordinate_here
+from stressbed.results.aggregates import Window
 from stressbed.results.merge import merge
 from stressbed.results.runner_result import RunnerResult
 from stressbed.results.transport import read_document
@@ -219,6 +220,10 @@ def test_the_coordinator_follows_the_fleet_and_stops_every_runner_on_a_fleet_wid
     assert (aborted["threshold"], aborted["expression"]) == ("http_req_failed", "rate<0.05")
     assert kinds.index("started") < kinds.index("aborted")
     assert said[-1] == {"event": "finished", "runners": 2}
+    # Each second the whole fleet closed, said once, in order (what the command's live page
+    # and endpoint are drawn from); the runners' results bring the seconds after them.
+    seconds = [e for e in said if e["event"] == "second"]
+    assert [e["t"] for e in seconds] == sorted({e["t"] for e in seconds})
     # Each progress line is the fleet's: both runners' requests, from what they served.
     lines = [e for e in said if e["event"] == "progress"]
     assert lines
@@ -238,6 +243,12 @@ def test_the_coordinator_follows_the_fleet_and_stops_every_runner_on_a_fleet_wid
     # What k6 completed (a request cut by the stop is the server's, not k6's), all failed.
     assert 0 < fleet.aggregates["http_reqs"].count <= len(server.received)
     assert fleet.aggregates["http_req_failed"].total == fleet.aggregates["http_reqs"].count
+    in_seconds = sum(Window.from_dict(e["window"]).requests for e in seconds)
+    assert in_seconds <= fleet.aggregates["http_reqs"].count
+    for e in seconds:  # each one both runners' second, merged: what they measured in it
+        assert Window.from_dict(e["window"]).requests == sum(
+            r.windows[e["t"]].requests for r in results if e["t"] in r.windows
+        )
 
 
 def files_holding(root: Path, text: str) -> list[Path]:

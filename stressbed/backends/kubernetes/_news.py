@@ -7,7 +7,9 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ...fleet.live import Progress
+from ...errors import DocumentError
+from ...fleet.live import Progress, SecondSink
+from ...results.aggregates import Window
 from ...scenario.thresholds import Threshold
 from ._cluster import ClusterApi, PodState
 
@@ -27,8 +29,11 @@ class CoordinatorNews:
         thresholds: Sequence[Threshold],
         total_s: float,
         on_progress: Callable[[Progress], None] | None,
+        series: SecondSink | None = None,
     ) -> None:
         self.thresholds = thresholds
+        #: Where the seconds the coordinator merged go (the live page's and endpoint's).
+        self.series = series
         self.total_s = total_s
         self.on_progress = on_progress
         self.seen_s = -1.0  # the elapsed time of the last progress handed on
@@ -47,6 +52,7 @@ class CoordinatorNews:
     ) -> Threshold | None:
         aborted = None
         latest: Progress | None = None
+        seconds: dict[int, Window] = {}
         for pod in pods:
             if pod.phase not in ("Running", "Succeeded", "Failed"):
                 continue  # no log yet
@@ -72,6 +78,13 @@ class CoordinatorNews:
                         progress = Progress.from_dict(said, total_s=self.total_s)
                         if progress.elapsed_s > self.seen_s:
                             latest = progress
+                elif kind == "second" and self.series is not None:
+                    second = _second(said, self.series.sealed)
+                    if second is not None:
+                        seconds[second[0]] = second[1]
+        if self.series is not None:
+            for t in sorted(seconds):  # in order: a second is sealed once, and never again
+                self.series.seal(t, seconds[t])
         if latest is not None and self.on_progress is not None:
             self.seen_s = latest.elapsed_s
             with contextlib.suppress(Exception):  # a live line must not break the run
@@ -93,3 +106,14 @@ def _json_line(line: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return said if isinstance(said, dict) else None
+
+
+def _second(said: Mapping[str, Any], sealed: int | None) -> tuple[int, Window] | None:
+    """A ``second`` event's second and window, if it is after ``sealed`` and well formed."""
+    t = said.get("t")
+    if not isinstance(t, int) or isinstance(t, bool) or (sealed is not None and t <= sealed):
+        return None
+    try:
+        return t, Window.from_dict(said.get("window"))  # type: ignore[arg-type]
+    except (DocumentError, ValueError, TypeError, AttributeError):
+        return None  # a line cut short, say: that second waits for the runners' results

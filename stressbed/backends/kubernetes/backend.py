@@ -167,7 +167,7 @@ class KubeFleet:
             secret_env=tuple(sorted(secret_env)),
             abort_thresholds=tuple(abort_thresholds),
         )
-        news = CoordinatorNews(abort_thresholds, deadline_s, on_progress)
+        news = CoordinatorNews(abort_thresholds, deadline_s, on_progress, self.spec.live)
         try:
             try:
                 run.engine.up(run.program)

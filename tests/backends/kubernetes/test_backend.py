@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -35,6 +36,8 @@ from stressbed.backends.kubernetes import backend as kube_backend
 from stressbed.backends.kubernetes._news import COORDINATOR_TAIL
 from stressbed.errors import ConfigError
 from stressbed.fleet.control import TOKEN_ENV
+from stressbed.results.aggregates import Window
+from stressbed.results.live_series import LiveSeries
 from stressbed.results.runner_result import RunnerResult
 
 from ...conftest import needs_k6
@@ -57,6 +60,7 @@ def run_kube(
     scenario: str = SCENARIO,
     pending_deadline_s: float = 60,
     on_progress: Callable[[Progress], None] | None = None,
+    live: LiveSeries | None = None,
 ) -> tuple[Any, list[str]]:
     calls: list[str] = []
     (tmp_path / "k.py").write_text(scenario)
@@ -72,7 +76,7 @@ def run_kube(
         runners=runners,
         results=tmp_path / "r",
     )
-    return execute(plan(options), on_progress, backend=backend), calls
+    return execute(plan(options), on_progress, backend=backend, live=live), calls
 
 
 pytestmark = needs_k6  # plan() checks that k6 is there
@@ -152,6 +156,40 @@ def test_a_coordinator_that_cannot_start_the_fleet_says_why(tmp_path, cluster_en
         "coordinator: failed with exit code 3 (Error): runner 1 was not ready within 300 s"
     )
     assert calls[-2:] == ["destroy", "remove"]
+
+
+def second(t: int, requests: int) -> dict[str, Any]:
+    """A second the coordinator merged, as it prints it."""
+    window = Window(requests=requests, vus=4.0)
+    window.duration.extend([5.0] * requests)
+    return {"event": "second", "t": t, "window": window.to_dict()}
+
+
+def test_the_seconds_the_coordinator_merged_reach_the_runs_live_series(tmp_path, cluster_env):
+    """The live page and endpoint of a run on a cluster: each second the coordinator merged
+    (its log's ``second`` lines) is sealed into the command's series once, in order; a line
+    cut short is skipped (that second comes from the runners' results at the end)."""
+    running = {0: {"phase": "Running"}, 1: {"phase": "Running"}}
+    cluster = FakeCluster(2, [running, running, running, running, {}])
+    cluster.coordinator = PodState("coordinator", -1, "Running", time.time())
+    t0 = int(time.time()) - 600  # before any second of the runners' results
+    cluster.coordinator_news = [
+        (1, second(t0, 40)),
+        (1, second(t0 + 1, 38)),
+        (2, second(t0 + 1, 999)),  # said again: sealed once
+        (2, {"event": "second", "t": t0 + 2, "window": {"requests": 3}}),  # cut short
+        (2, second(t0 + 3, 41)),
+        (3, {"event": "finished", "runners": 2}),
+    ]
+    series = LiveSeries(lock=threading.Lock())
+    sealed: list[int] = []
+    seal = series.seal
+    series.seal = lambda t, w: sealed.append(t) or seal(t, w)  # type: ignore[method-assign]
+    report, _ = run_kube(tmp_path, cluster_env, cluster, live=series)
+    assert report.exit_code == 0, report.message
+    assert sealed[:3] == [t0, t0 + 1, t0 + 3]
+    assert [series.windows[t].requests for t in (t0, t0 + 1, t0 + 3)] == [40, 38, 41]
+    assert t0 + 2 not in series.windows
 
 
 def progress(elapsed: float, **values: float) -> dict[str, Any]:
