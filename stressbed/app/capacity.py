@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..backends.base import Backend, FleetOutcome, Progress, Stack
 from ..backends.existing import ExistingService
@@ -59,9 +59,13 @@ from .execute import (
     make_stack,
     tear_down,
 )
+from .live_page import Ended, LivePage
 from .probing import Prober
 from .probing_agents import PopulationProber
 from .rundir import RunDirectory, point_latest
+
+if TYPE_CHECKING:  # a type only (the live series needs prometheus-client)
+    from ..results.live_series import LiveSeries
 
 __all__ = [
     "CAPACITY_FORMAT",
@@ -97,14 +101,24 @@ def run_capacity(
     on_progress: Callable[[Progress], None] | None = None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
     backend: Backend | None = None,
+    live: LiveSeries | None = None,
+    page: LivePage | None = None,
 ) -> CapacityReport:
     """Provision once, probe until the search ends, tear down, write capacity.json. With
-    --per-replica: that twice, at one replica and at the autoscaler's maximum."""
+    --per-replica: that twice, at one replica and at the autoscaler's maximum. ``live`` and
+    ``page``: where each probe's seconds go while it runs, and the page drawing them (the
+    probes so far above the charts, the answer at the end)."""
     if the_plan.per_replica is not None:
         return _per_replica(
             the_plan, on_line=on_line, on_progress=on_progress, on_event=on_event, backend=backend
         )
-    say = on_line or (lambda text: print(f"stressbed: {text}", file=sys.stderr))
+    said = on_line or (lambda text: print(f"stressbed: {text}", file=sys.stderr))
+
+    def say(text: str) -> None:
+        said(text)
+        if page is not None and text.startswith("probe "):
+            page.notes.append(text)  # the probes so far, on the live page
+
     backend = backend or the_plan.plan.backend
     capacity = the_plan.capacity
     state = _Searching(
@@ -115,11 +129,22 @@ def run_capacity(
     )
     # From the teardown (the guard is entered there) to the last file written, an interrupt
     # (a CI cancel) neither stops the teardown nor costs the search its capacity.json.
+    state.live, state.page = live, page
     with contextlib.ExitStack() as guard:
         stack, failure, interrupted, teardown_note = _search_on_a_stack(
             state, backend, say=say, on_progress=on_progress, on_event=on_event, guard=guard
         )
-        return state.finish(stack, failure, interrupted, teardown_note)
+        report = state.finish(stack, failure, interrupted, teardown_note)
+        if page is not None:
+            html = report.path.parent / "report.html"
+            page.finish(
+                Ended(
+                    {0: "pass", 1: "fail"}.get(report.exit_code, "error"),
+                    str(report.document.get("answer") or ""),
+                    html if report.report_error is None and html.is_file() else None,
+                )
+            )
+        return report
 
 
 @dataclass
@@ -133,6 +158,8 @@ class _Searching:
     began: float  # time.monotonic()
     probes: list[Probe] = field(default_factory=list)
     found: dict[str, Any] = field(default_factory=dict)
+    live: LiveSeries | None = None
+    page: LivePage | None = None
 
     def finish(
         self,
@@ -356,6 +383,12 @@ def _search_on_a_stack(
         except Exception as exc:  # an OS error or a bug: still a search that ends with its file
             failure = (f"provisioning failed: {type(exc).__name__}: {exc}", 3)
         else:
+            if state.live is not None:
+                state.live.identity = {"run_id": root.name, "scenario": the_plan.plan.scenario.name}
+                state.live.stack = stack.report
+            if state.page is not None:
+                state.page.total_s = the_plan.capacity.budget_s
+                state.page.stack, state.page.events = stack.report, lambda: stack.events
             kind = Prober if the_plan.population is None else PopulationProber
             driver = kind(
                 the_plan,
@@ -364,6 +397,7 @@ def _search_on_a_stack(
                 root,
                 {**secret_env, "TARGET_URL": url},
                 teardown_s=reserve,
+                live=state.live,
             )
             try:
                 if the_plan.scale_out is not None:

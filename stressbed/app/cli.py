@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,6 +31,7 @@ from .engine import engine_commands
 from .execute import execute
 from .live import LiveLine
 from .live_outputs import LiveOutputs
+from .options import count, percent, rate, share
 from .options import live_options as _live_options
 from .options import target_options as _target_options
 from .plan import RunOptions, plan, redact
@@ -100,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         "included), 130 interrupted.",
     )
     _target_options(capacity_cmd)
+    _live_options(capacity_cmd, notify=False)
     capacity_cmd.add_argument(
         "--slo",
         action="append",
@@ -108,19 +110,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="an SLO each probe must hold, e.g. 'p(95)<300ms', 'error_rate<1%%' (repeatable; "
         "default: the scenario's Capacity, else its latency and error-rate thresholds)",
     )
-    capacity_cmd.add_argument("--min-rate", type=_rate, metavar="R", help="first rate (10)")
+    capacity_cmd.add_argument("--min-rate", type=rate, metavar="R", help="first rate (10)")
     capacity_cmd.add_argument(
-        "--max-rate", type=_rate, metavar="R", help="highest rate offered (10000)"
+        "--max-rate", type=rate, metavar="R", help="highest rate offered (10000)"
     )
     capacity_cmd.add_argument(
         "--min-agents",
-        type=_count,
+        type=count,
         metavar="N",
         help="a population's search: the fewest agents (a tenth of its declared count)",
     )
     capacity_cmd.add_argument(
         "--max-agents",
-        type=_count,
+        type=count,
         metavar="N",
         help="a population's search: the most agents (ten times its declared count)",
     )
@@ -140,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     capacity_cmd.add_argument(
         "--resolution",
-        type=_share,
+        type=share,
         metavar="PCT",
         help="bisect until the bracket is within PCT of its lower rate (5%%)",
     )
@@ -156,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     capacity_cmd.add_argument(
         "--require",
-        type=_rate,
+        type=rate,
         metavar="R",
         help="exit 1 unless the stack sustains at least R (a CI gate)",
     )
@@ -382,43 +384,29 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     for note in the_plan.notes:
         print(f"stressbed: note: {note}", file=sys.stderr)
     live = LiveLine(sys.stderr)
-    with interruptible():
-        report = run_capacity(
-            the_plan, on_line=live.say, on_progress=live.update, on_event=live.stack_event
-        )
-    live.close()
-    print(capacity_table(report.document))
-    print(f"results: {report.path.parent}")
-    if report.report_error is None:
-        print(f"report: {report.path.parent / 'report.html'}")
-    else:
-        print(f"stressbed: report.html could not be drawn: {report.report_error}", file=sys.stderr)
+    outputs = LiveOutputs(args.live, off=args.no_live, remote_write=args.remote_write)
+    try:
+        with interruptible():
+            report = run_capacity(
+                the_plan,
+                on_line=live.say,
+                on_progress=live.update,
+                on_event=live.stack_event,
+                live=outputs.series,
+                page=outputs.page,
+            )
+        live.close()
+        print(capacity_table(report.document))
+        print(f"results: {report.path.parent}")
+        if report.report_error is None:
+            print(f"report: {report.path.parent / 'report.html'}")
+        else:
+            why = report.report_error
+            print(f"stressbed: report.html could not be drawn: {why}", file=sys.stderr)
+        outputs.finish()  # the final counts, pushed and to whoever scrapes
+    finally:
+        outputs.close()
     return report.exit_code
-
-
-def _whole(what: str, positive: str) -> Callable[[str], int]:
-    """An argparse type: a whole number >= 1 (``1,000`` and ``1_000`` allowed)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text.replace(",", "").replace("_", ""))
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"got {text!r}; expected a whole number of {what}"
-            ) from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"got {text!r}; expected {positive}")
-        return value
-
-    return parse
-
-
-_rate = _whole("iterations per second", "a positive rate")
-_count = _whole("agents", "a positive number of agents")
-
-
-def _share(text: str) -> float:
-    return _percent(text) / 100
 
 
 def _collect_arguments(command: argparse.ArgumentParser) -> None:
@@ -483,14 +471,14 @@ def _comparing(command: argparse.ArgumentParser) -> None:
     )
     command.add_argument(
         "--latency-tolerance",
-        type=_percent,
+        type=percent,
         default=10.0,
         metavar="PCT",
         help="latency change within which it is unchanged (default 10%%)",
     )
     command.add_argument(
         "--throughput-tolerance",
-        type=_percent,
+        type=percent,
         default=10.0,
         metavar="PCT",
         help="requests/s change within which it is unchanged (default 10%%)",
@@ -505,18 +493,11 @@ def _comparing(command: argparse.ArgumentParser) -> None:
     )
     command.add_argument(
         "--error-tolerance",
-        type=_percent,
+        type=percent,
         default=0.5,
         metavar="PP",
         help="error-rate change in percentage points within which it is unchanged (0.5)",
     )
-
-
-def _percent(text: str) -> float:
-    value = float(text.strip().rstrip("%"))
-    if not 0 <= value <= 1000:
-        raise argparse.ArgumentTypeError(f"got {text!r}; expected a percentage 0..1000")
-    return value
 
 
 def _tolerances(args: argparse.Namespace) -> Tolerances:

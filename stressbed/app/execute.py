@@ -101,6 +101,8 @@ def execute(
         except Exception as exc:  # an OS error or a bug: still a run that ends with a summary
             outcome.failure = f"provisioning failed: {type(exc).__name__}: {exc}"
         else:
+            if live is not None:
+                live.stack = stack.report
             if page is not None:
                 page.stack, page.events = stack.report, lambda: stack.events
             env = {**secret_env, "TARGET_URL": url}
@@ -129,6 +131,8 @@ def execute(
             report = _finish(the_plan, backend, run, outcome, stack, stored=stored, live=live)
             if live is not None:  # the seconds no live snapshot brought: the run's own
                 live.fill(report.fleet.windows)
+            if live is not None and live.stack is not None:
+                live.stack = lambda: report.stack  # the stack is gone: its final report
             if page is not None:
                 html = run.path / "report.html"
                 page.stack = lambda: report.stack  # the stack is gone: its final report

@@ -47,6 +47,8 @@ class LivePage:
         self.stack: Callable[[], Mapping[str, Any]] | None = None
         self.events: Callable[[], Sequence[Mapping[str, Any]]] | None = None
         self.ended: Ended | None = None
+        #: Lines said above the charts, in order (a capacity search's probes so far).
+        self.notes: list[str] = []
         self._started = time.monotonic()
         self._lock = threading.Lock()
         self._drawn: tuple[object, Timeline] | None = None
@@ -127,7 +129,7 @@ class LivePage:
             (f"{t.key} {t.expression}", now, observed_text(value, _unit(t.metric)))
             for t, now, value in self.series.states()
         ]
-        return live_header(self.series.identity, state, facts, rows)
+        return live_header(self.series.identity, state, facts, rows, list(self.notes))
 
 
 def _asked(getter: Callable[[], Any] | None) -> Any:

@@ -4,9 +4,10 @@ run`` and ``stressbed capacity``."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["live_options", "target_options"]
+__all__ = ["count", "live_options", "percent", "rate", "share", "target_options", "whole"]
 
 
 def target_options(command: argparse.ArgumentParser) -> None:
@@ -107,7 +108,7 @@ def target_options(command: argparse.ArgumentParser) -> None:
     )
 
 
-def live_options(command: argparse.ArgumentParser) -> None:
+def live_options(command: argparse.ArgumentParser, *, notify: bool = True) -> None:
     """Where the run's live series go: the page and /metrics, a remote-write receiver, alerts."""
     live = command.add_mutually_exclusive_group()
     live.add_argument(
@@ -123,6 +124,8 @@ def live_options(command: argparse.ArgumentParser) -> None:
         help="push the same series to a Prometheus remote-write receiver each second "
         "(credentials: STRESSBED_REMOTE_WRITE_* variables, never the URL)",
     )
+    if not notify:
+        return
     command.add_argument(
         "--notify",
         metavar="URL",
@@ -130,3 +133,38 @@ def live_options(command: argparse.ArgumentParser) -> None:
         "fails fleet-wide, when the run aborts and when it ends (credentials: "
         "STRESSBED_NOTIFY_* variables, never the URL)",
     )
+
+
+# -- argparse value types -------------------------------------------------------------------
+
+
+def whole(what: str, positive: str) -> Callable[[str], int]:
+    """An argparse type: a whole number >= 1 (``1,000`` and ``1_000`` allowed)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.replace(",", "").replace("_", ""))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"got {text!r}; expected a whole number of {what}"
+            ) from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"got {text!r}; expected {positive}")
+        return value
+
+    return parse
+
+
+rate = whole("iterations per second", "a positive rate")
+count = whole("agents", "a positive number of agents")
+
+
+def percent(text: str) -> float:
+    value = float(text.strip().rstrip("%"))
+    if not 0 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"got {text!r}; expected a percentage 0..1000")
+    return value
+
+
+def share(text: str) -> float:
+    return percent(text) / 100

@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..backends.base import Backend, FleetOutcome, FleetSpec, Progress, Stack
 from ..fleet.process import raise_if_interrupted
@@ -40,6 +40,9 @@ from .execute import DEADLINE_MARGIN_S
 from .execute import conclude as conclude_run
 from .plan import redact
 from .rundir import RunDirectory
+
+if TYPE_CHECKING:  # a type only (the live series needs prometheus-client)
+    from ..results.live_series import LiveSeries
 
 __all__ = [
     "GRACEFUL_STOP_S",
@@ -79,9 +82,11 @@ class Prober:
         env: Mapping[str, str],
         *,
         teardown_s: float = TEARDOWN_RESERVE_S,
+        live: LiveSeries | None = None,
     ) -> None:
         self.the_plan = the_plan
         self.teardown_s = teardown_s  # what the budget keeps back for the teardown
+        self.live = live  # where each probe's seconds go while it runs (the live page's)
         self.backend = backend
         self.stack = stack
         self.root = root
@@ -222,7 +227,7 @@ class Prober:
     ) -> tuple[FleetOutcome, FleetResult]:
         """One fleet run of ``run``'s bundle against the stack, merged."""
         runners = self.the_plan.plan.runners
-        spec = FleetSpec(runners=runners, keep_raw=self.the_plan.plan.keep_raw)
+        spec = FleetSpec(runners=runners, keep_raw=self.the_plan.plan.keep_raw, live=self.live)
         deadline = (length_s + GRACEFUL_STOP_S) * 1.1 + DEADLINE_MARGIN_S
         try:
             fleet = self.backend.fleet(run.bundle.root, run.path, spec, self.env)
@@ -231,7 +236,10 @@ class Prober:
             outcome = FleetOutcome(results=[], interrupted=True)
         except Exception as exc:  # the fleet's own failure
             outcome = FleetOutcome(results=[], failure=f"the fleet failed: {exc}")
-        return outcome, merge(outcome.results)
+        merged = merge(outcome.results)
+        if self.live is not None:  # the probe's seconds no live snapshot brought
+            self.live.fill(merged.windows)
+        return outcome, merged
 
     def _keep(
         self,

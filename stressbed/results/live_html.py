@@ -142,9 +142,11 @@ def live_header(
     state: str,
     facts: Sequence[tuple[str, str]],
     thresholds: Sequence[tuple[str, str, str]],
+    notes: Sequence[str] = (),
 ) -> str:
     """The page's top: who (``identity``), ``state`` (HTML, already escaped where it needs
-    to be), ``facts`` (label, value) and each threshold's (label, state, observed) now."""
+    to be), ``facts`` (label, value), each threshold's (label, state, observed) now and
+    ``notes`` (lines said so far: a capacity search's probes)."""
     e = html.escape
     who = " ".join(e(v) for v in identity.values())
     parts = [f"<h1>stressbed live: {who}</h1>", f'<p class="message">{state}</p>']
@@ -170,6 +172,9 @@ def live_header(
         parts.append(
             f"<table><tr><th>threshold</th><th>now</th><th>observed so far</th></tr>{rows}</table>"
         )
+    if notes:
+        items = "".join(f"<li>{e(note)}</li>" for note in notes)
+        parts.append(f'<ul class="notes">{items}</ul>')
     return "\n".join(parts)
 
 

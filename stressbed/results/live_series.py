@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -158,6 +159,9 @@ class LiveSeries(Collector):
         self.total = Window()
         #: The scenario's thresholds, judged on the running total (execute sets them).
         self.thresholds: list[Threshold] = []
+        #: The stack's report so far (execute sets it once the stack is up; None: no stack):
+        #: its last sample is exported as gauges, replicas and each replica's usage.
+        self.stack: Callable[[], Mapping[str, Any]] | None = None
         # Sealed by the fleet's thread, read by a server's: its owner gives a lock.
         self._lock = lock if lock is not None else contextlib.nullcontext()
 
@@ -231,6 +235,44 @@ class LiveSeries(Collector):
                 (s.name, dict(s.labels), float(s.value)) for m in self.collect() for s in m.samples
             ]
 
+    def _stack(self) -> Iterator[Metric]:
+        """The stack's last sample: replicas desired, running and ready; each replica's CPU
+        and memory, and their limits. Nothing when there is no stack or no sample yet."""
+        try:
+            report = self.stack() if self.stack is not None else {}
+        except Exception:  # a stack mid-change: no sample this scrape, not a failed scrape
+            return
+        rows = report.get("timeseries") or []
+        if not rows or not isinstance(rows[-1], Mapping):
+            return
+        last, values = rows[-1], list(self.identity.values())
+        replicas = GaugeMetricFamily(
+            "stressbed_stack_replicas",
+            "The stack's replicas at its last sample, by state: desired, running, ready.",
+            labels=[*self.identity, "state"],
+        )
+        for state, key in (("desired", "desired"), ("running", "replicas"), ("ready", "ready")):
+            if isinstance(last.get(key), int | float):
+                replicas.add_metric([*values, state], float(last[key]))
+        yield replicas
+        limits = report.get("limits") or {}
+        for key, name, doc, scale in (
+            ("cpu_m", "stressbed_replica_cpu_millicores", "Each replica's CPU use.", 1.0),
+            ("memory_mib", "stressbed_replica_memory_bytes", "Each replica's working set.",
+             float(2**20)),
+        ):  # fmt: skip
+            family = GaugeMetricFamily(name, doc, labels=[*self.identity, "replica"])
+            for replica, usage in sorted((last.get("pods") or {}).items()):
+                if isinstance(usage, Mapping) and isinstance(usage.get(key), int | float):
+                    family.add_metric([*values, str(replica)], float(usage[key]) * scale)
+            yield family
+            if isinstance(limits.get(key), int | float):
+                yield self._gauge(
+                    name.removeprefix("stressbed_").replace("replica_", "replica_limit_"),
+                    f"A replica's limit ({key}).",
+                    float(limits[key]) * scale,
+                )
+
     def _counter(self, name: str, doc: str, extra: str | None = None) -> CounterMetricFamily:
         keys = list(self.identity)
         return CounterMetricFamily(
@@ -288,6 +330,7 @@ class LiveSeries(Collector):
                 "The last second every runner had closed (unix time).",
                 float(self.sealed),
             )
+        yield from self._stack()
         if self.thresholds:
             state = GaugeMetricFamily(
                 "stressbed_threshold_state",

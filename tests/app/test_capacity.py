@@ -5,12 +5,15 @@ browser; and bad input refused before anything starts."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,7 @@ from stressbed.backends import registry
 from stressbed.backends.base import Capability
 from stressbed.backends.local.fleet import runner_cgroup
 from stressbed.errors import ConfigError
+from stressbed.fleet.process import free_port
 from stressbed.testing import FakeBackend
 
 from .. import leftovers
@@ -107,6 +111,30 @@ def known(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict, str]:
     finally:
         target.stop()
     return code, document, err
+
+
+class _Watcher:
+    """Asks a live server for /metrics and /live.json twice a second until stopped."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.metrics: list[str] = []
+        self.updates: list[dict] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.5):
+            with contextlib.suppress(OSError, ValueError):
+                with urllib.request.urlopen(self.url + "/metrics", timeout=5) as reply:
+                    self.metrics.append(reply.read().decode())
+                with urllib.request.urlopen(self.url + "/live.json", timeout=5) as reply:
+                    self.updates.append(json.loads(reply.read()))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
 
 
 def _capacity(base: Path, *args: str) -> tuple[int, dict, str]:
@@ -303,8 +331,11 @@ def _agents_since(started: leftovers.Snapshot) -> list[str]:
 
 def test_the_reference_agent_is_provisioned_once_probed_and_torn_down(tmp_path, scenario_file):
     """The local backend: the stack's replicas and their CPU are in every probe, the stack is
-    gone afterwards."""
+    gone afterwards; while it searches, its live page shows the probes so far and its
+    /metrics the probes' requests and the stack's replicas."""
     started = leftovers.snapshot()
+    port = free_port()
+    watched = _Watcher(f"http://127.0.0.1:{port}")
     code, document, out = _capacity(
         tmp_path,
         "--scenario", "ingest_mix",
@@ -316,8 +347,17 @@ def test_the_reference_agent_is_provisioned_once_probed_and_torn_down(tmp_path, 
         "--budget", "3m",
         "--no-confirm",
         "--no-scale-out",  # the scale-out after a search is tested on its own
+        "--live", f"127.0.0.1:{port}",
     )  # fmt: skip
+    watched.stop()
     assert code == 0, out
+    run_id = Path(document["path"]).parent.name
+    assert any(f'run_id="{run_id}"' in text and "stressbed_http_requests_total{" in text
+               for text in watched.metrics), out  # fmt: skip
+    assert any("stressbed_stack_replicas{" in text for text in watched.metrics)
+    headers = [update["header"] for update in watched.updates]
+    assert any("probe 1: 20 " in h for h in headers), headers[-1:]
+    assert any("probe 2: 40 " in h and "probe 1: 20 " in h for h in headers)
     assert document["scale_out"] is None
     assert document["limited_by"] == "max_rate"
     assert document["answer"].startswith("capacity: at least 40 req/s")

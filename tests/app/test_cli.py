@@ -97,9 +97,9 @@ scenario = Scenario("mine", description="bad", workloads=[
     ],
 )
 def test_a_bad_scenario_file_exits_2_with_one_line(tmp_path, source, message):
-    path = tmp_path / "bad.py"
-    path.write_text(source)
-    proc = stressbed("render", "--scenario", str(path), "-o", str(tmp_path / "b"))
+    path = Path("bad.py")  # relative (run in tmp_path): shown whole, not cut at 80 characters
+    (tmp_path / path).write_text(source)
+    proc = stressbed("render", "--scenario", str(path), "-o", str(tmp_path / "b"), cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1
     assert "Traceback" not in proc.stderr
@@ -111,9 +111,9 @@ def test_a_bad_scenario_file_exits_2_with_one_line(tmp_path, source, message):
 
 
 def test_a_missing_scenario_file_exits_2(tmp_path):
-    proc = stressbed("render", "--scenario", str(tmp_path / "absent.py"), "-o", str(tmp_path))
+    proc = stressbed("render", "--scenario", "absent.py", "-o", str(tmp_path), cwd=tmp_path)
     assert proc.returncode == 2
-    assert proc.stderr.startswith(f"stressbed: error: --scenario: got '{tmp_path / 'absent.py'}'")
+    assert proc.stderr.startswith("stressbed: error: --scenario: got 'absent.py'")
 
 
 def test_usage_errors_exit_2():

@@ -152,19 +152,21 @@ def _watch_the_page(browser: Browser, proc: subprocess.Popen, url: str, tmp_path
 
 
 def _check_prometheus(prom: str, summary: dict, started: float, ended: float) -> None:
+    # Once its target is gone Prometheus marks the series stale: each is read as its last
+    # sample (a range selector leaves the stale marker out).
     run = f'run_id="{summary["run_id"]}"'
-    (requests,) = query(prom, f"sum(stressbed_http_requests_total{{{run}}})", ended)
+
+    def last(selector: str) -> str:
+        return f"last_over_time({selector}[5m])"
+
+    (requests,) = query(prom, f"sum({last(f'stressbed_http_requests_total{{{run}}}')})", ended)
     assert float(requests["value"][1]) == summary["metrics"]["http_reqs"]["count"]
     # The whole run's p95, from the fleet-merged buckets, against stressbed's own.
-    (p95,) = query(
-        prom,
-        "histogram_quantile(0.95, sum by (le) "
-        f"(stressbed_http_request_duration_seconds_bucket{{{run}}}))",
-        ended,
-    )
+    buckets = last(f"stressbed_http_request_duration_seconds_bucket{{{run}}}")
+    (p95,) = query(prom, f"histogram_quantile(0.95, sum by (le) ({buckets}))", ended)
     own = summary["metrics"]["http_req_duration"]["p(95)"] / 1000
     assert abs(float(p95["value"][1]) / own - 1) <= RESOLUTION + ACCURACY
-    states = query(prom, f'stressbed_threshold_state{{{run},state="pass"}} == 1', ended)
+    states = query(prom, last(f'stressbed_threshold_state{{{run},state="pass"}}') + " == 1", ended)
     assert len(states) == 2, states
     # Every expression of the shipped dashboard, over the run: each parses, and each panel
     # but a population's returns data.

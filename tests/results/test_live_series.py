@@ -176,3 +176,35 @@ def test_a_runner_that_ends_first_has_its_last_seconds_sealed_with_the_fleet_s()
     assert series.requests == {"r": 1 + 2 + 1 + 2 + 1 + 2}  # 100-102, each runner once
     live.feed(0, _snapshot({t: second({"r": [1.0]}) for t in range(104, 110)}))
     assert live.kept_seconds() <= 3  # bounded however long runner 0 goes on
+
+
+def test_the_stack_s_last_sample_is_exported_as_gauges():
+    """Replicas by state and each replica's CPU and memory (bytes), with their limits, from
+    the stack's last sample; no stack or no sample yet: none of them."""
+    series = LiveSeries(IDENTITY)
+    assert not any(name.startswith("stressbed_stack") for name, _ in samples(series))
+    report = {
+        "limits": {"cpu_m": 500.0, "memory_mib": 256.0},
+        "timeseries": [
+            {"t": 1, "replicas": 1, "ready": 1, "desired": 1, "pods": {}},
+            {"t": 2, "replicas": 3, "ready": 2, "desired": 3,
+             "pods": {"agent-1": {"cpu_m": 120.0, "memory_mib": 40.0},
+                      "agent-2": {"cpu_m": None, "memory_mib": 41.5}}},
+        ],
+    }  # fmt: skip
+    series.stack = lambda: report
+    found = samples(series)
+    assert found[("stressbed_stack_replicas", (("state", "desired"),))] == 3
+    assert found[("stressbed_stack_replicas", (("state", "running"),))] == 3
+    assert found[("stressbed_stack_replicas", (("state", "ready"),))] == 2
+    assert found[("stressbed_replica_cpu_millicores", (("replica", "agent-1"),))] == 120
+    assert ("stressbed_replica_cpu_millicores", (("replica", "agent-2"),)) not in found  # no data
+    assert found[("stressbed_replica_memory_bytes", (("replica", "agent-2"),))] == 41.5 * 2**20
+    assert found[("stressbed_replica_limit_cpu_millicores", ())] == 500
+    assert found[("stressbed_replica_limit_memory_bytes", ())] == 256 * 2**20
+
+    def broken() -> dict:
+        raise RuntimeError("mid-change")
+
+    series.stack = broken  # a scrape still answers, without the stack's gauges
+    assert not any(name.startswith("stressbed_stack") for name, _ in samples(series))

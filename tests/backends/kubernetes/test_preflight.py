@@ -38,8 +38,9 @@ def test_preflight_finds_the_current_context(cluster_env):
         ),
     ],
 )
-def test_preflight_names_what_is_missing(cluster_env, change, message, tmp_path):
-    missing = tmp_path / "missing"
+def test_preflight_names_what_is_missing(cluster_env, change, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    missing = Path("missing")  # relative: shown whole, not cut at 80 characters
     options = KubernetesOptions(
         kubeconfig=missing if "kubeconfig" in change else cluster_env,
         context=change.get("context"),
