@@ -233,14 +233,17 @@ def scale(args: argparse.Namespace) -> None:
                 merge.feed(i, data)
             since[i] = int(data["latest"])
 
-        cpu, wall, sizes = [], [], []
+        cpu, wall, sizes, parts = [], [], [], []
         with ThreadPoolExecutor(max_workers=16) as pool:
             for tick in range(args.seconds):
                 begin_cpu, begin = time.process_time(), time.perf_counter()
                 list(pool.map(take, range(len(urls))))
+                taken = time.process_time()
                 body = series.exposition()
+                exposed = time.process_time()
                 update = page.update()
                 cpu.append(time.process_time() - begin_cpu)
+                parts.append((taken - begin_cpu, exposed - taken, time.process_time() - exposed))
                 wall.append(time.perf_counter() - begin)
                 sizes.append((len(body), len(update)))
                 if tick == 0:
@@ -253,6 +256,11 @@ def scale(args: argparse.Namespace) -> None:
         print(f"per second: CPU median {1000 * statistics.median(steady):.1f} ms, "
               f"max {1000 * max(steady):.1f} ms; wall median "
               f"{1000 * statistics.median(wall[3:] or wall):.1f} ms")  # fmt: skip
+        take_ms, expose_ms, page_ms = (
+            1000 * statistics.median(p[i] for p in parts[3:] or parts) for i in range(3)
+        )
+        print(f"of which: snapshots taken and merged {take_ms:.1f} ms, /metrics {expose_ms:.1f} "
+              f"ms, the page's update {page_ms:.1f} ms (medians)")  # fmt: skip
         print(f"/metrics {sizes[-1][0]:,} bytes, /live.json {sizes[-1][1]:,} bytes; "
               f"peak RSS {peak:,.0f} MiB")  # fmt: skip
         print(json.dumps({"runners": len(urls), "cpu_ms_median": 1000 * statistics.median(steady),

@@ -13,6 +13,8 @@ provisional one, verdict ``error``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import secrets
 import sys
@@ -46,6 +48,7 @@ __all__ = [
     "before_teardown",
     "conclude",
     "execute",
+    "fingerprint_digest",
     "keep_teardown_problem",
     "make_stack",
     "tear_down",
@@ -81,7 +84,12 @@ def execute(
     scenario = the_plan.scenario
     run = new_run(the_plan.results, scenario)
     if live is not None:
-        live.identity = {"run_id": run.run_id, "scenario": scenario.name}
+        live.identity = {
+            "run_id": run.run_id,
+            "scenario": scenario.name,
+            # What ran, as a digest: runs of the same thing share it (compare's like for like).
+            "fingerprint": fingerprint_digest(the_plan.fingerprint),
+        }
         live.thresholds = list(scenario.thresholds)
     if page is not None:
         page.total_s = scenario.duration_ms() / 1000
@@ -432,3 +440,9 @@ def conclude(
 def _observed(verdict: Mapping[str, Any]) -> str:
     value = verdict.get("observed")
     return "not measured" if value is None else f"{value:g}"
+
+
+def fingerprint_digest(fingerprint: Mapping[str, Any]) -> str:
+    """A run's fingerprint (what ran: scenario, profile, runners, stack) as 12 hex digits."""
+    text = json.dumps(fingerprint, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stressbed.app.execute import execute
+from stressbed.app.execute import execute, fingerprint_digest
 from stressbed.app.live_server import LiveServer
 from stressbed.app.plan import RunOptions, plan
 from stressbed.fleet.process import free_port
@@ -48,7 +48,9 @@ def scrape(url: str) -> dict[str, float]:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             extra = ",".join(
-                f"{k}={v}" for k, v in sorted(sample.labels.items()) if k not in ("run_id",)
+                f"{k}={v}"
+                for k, v in sorted(sample.labels.items())
+                if k not in ("run_id", "fingerprint")
             )
             out[f"{sample.name}{{{extra}}}"] = sample.value
     return out
@@ -75,6 +77,8 @@ def test_a_run_s_live_counters_grow_while_it_runs_and_end_equal_to_its_summary(s
             time.sleep(0.5)
         run.join(timeout=60)
         end = scrape(live.url)
+        with urllib.request.urlopen(live.url + "/metrics", timeout=10) as reply:
+            text = reply.read().decode()
         with pytest.raises(urllib.error.HTTPError):
             urllib.request.urlopen(live.url + "/elsewhere", timeout=10)
     (report,) = reports
@@ -89,6 +93,9 @@ def test_a_run_s_live_counters_grow_while_it_runs_and_end_equal_to_its_summary(s
     assert end["stressbed_http_requests_total{request=ok,scenario=live}"] == total
     assert end[f"{latency}_count{{request=ok,scenario=live}}"] == total
     assert end[f"{latency}_bucket{{le=+Inf,request=ok,scenario=live}}"] == total
+    # Every series carries the run's identity, what ran as a digest of its fingerprint too.
+    digest = fingerprint_digest(summary["fingerprint"])
+    assert text.count(f'fingerprint="{digest}"') == text.count("run_id=") > 0
 
 
 def stressbed_run(
