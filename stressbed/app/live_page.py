@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..results.live_html import live_header, live_update, observed_text, render_live
-from ..results.timeline import Timeline, timeline
+from ..results.timeline import Timeline, runner_lane, timeline
 
 if TYPE_CHECKING:  # a type only: execute imports this, and the runner image has no
     from ..results.live_series import LiveSeries  # prometheus-client
@@ -97,7 +97,18 @@ class LivePage:
         windows = self.series.snapshot()
         stack = _asked(self.stack) or {}
         events = _asked(self.events) or []
-        return timeline(windows, (), stack, events)
+        line = timeline(windows, (), stack, events)
+        line.runners = [
+            runner_lane(
+                lanes["requests"].items(),
+                lanes["dropped"].items(),
+                lanes["cpu"],
+                line.start,
+                line.covers,
+            )
+            for lanes in self.series.runner_lanes()
+        ]
+        return line
 
     def _header(self, line: Timeline) -> str:
         ended = self.ended

@@ -123,12 +123,20 @@ class LiveMerge:
                 raise DocumentError(f"snapshot.aggregates.{key}", agg, "an aggregate document")
             aggregates[str(key)] = Aggregate.from_dict(agg)
         self._aggregates[index] = aggregates
+        keep = getattr(self.series, "runner_seconds", None)
+        cpu = snapshot.get("cpu")
+        if keep is not None and isinstance(cpu, Mapping):
+            keep(index, {}, {int(t): float(c) for t, c in cpu.items()
+                             if str(t).isdigit() and isinstance(c, int | float)})  # fmt: skip
         self.feed_windows(index, windows)
 
     def feed_windows(self, index: int, windows: Mapping[int, Window]) -> None:
         """Fold in runner ``index``'s closed seconds (its snapshot's, or at its end its
         result's: the seconds no snapshot brought), those not already drawn."""
         sealed = self.series.sealed if self.series is not None else None
+        keep = getattr(self.series, "runner_seconds", None)
+        if keep is not None:  # each runner's own seconds, for the live page's runner lanes
+            keep(index, windows, {})
         self._windows[index].update(
             {t: w for t, w in windows.items() if sealed is None or t > sealed}
         )

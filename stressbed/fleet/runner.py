@@ -329,7 +329,8 @@ class Runner:
                 os.close(fd)
 
     def snapshot(self, since: int) -> tuple[dict[str, object], int]:
-        """Windows closed after ``since`` and the threshold submetrics so far, as JSON."""
+        """Windows closed after ``since``, the threshold submetrics so far, and k6's CPU in
+        those seconds, as JSON."""
         # k6 flushes its CSV about once a second, and a second's last samples can come a
         # flush later: a second counts as closed 3 s on.
         closed_before = int(time.time()) - 3
@@ -342,7 +343,9 @@ class Runner:
             keys = {s.key for s in self.selectors} | {s.metric for s in self.selectors}
             aggregates = {k: v.to_dict() for k, v in self.collector.aggregates.items() if k in keys}
         latest = max((int(t) for t in windows), default=since)
-        return {"windows": windows, "aggregates": aggregates}, latest
+        # k6's CPU in the same seconds (a sample at s covers the second before it).
+        cpu = {str(t): round(c, 4) for t, c in self.cpu.items() if since < t - 1 <= latest}
+        return {"windows": windows, "aggregates": aggregates, "cpu": cpu}, latest
 
 
 def _tail(path: Path, lines: int) -> list[str]:

@@ -159,6 +159,9 @@ class LiveSeries(Collector):
         self.total = Window()
         #: The scenario's thresholds, judged on the running total (execute sets them).
         self.thresholds: list[Threshold] = []
+        #: Each runner's own seconds (index -> second -> requests, dropped, k6's cores): the
+        #: live page's runner lanes; what a snapshot brings, kept as long as the windows.
+        self.runners: dict[int, dict[str, dict[int, float]]] = {}
         #: The stack's report so far (execute sets it once the stack is up; None: no stack):
         #: its last sample is exported as gauges, replicas and each replica's usage.
         self.stack: Callable[[], Mapping[str, Any]] | None = None
@@ -198,6 +201,27 @@ class LiveSeries(Collector):
                 self.agents = _Agents()
             self.agents.add(window.agents)
         return True
+
+    def runner_seconds(
+        self, index: int, windows: Mapping[int, Window], cpu: Mapping[int, float]
+    ) -> None:
+        """Runner ``index``'s seconds (its requests and dropped iterations) and its k6's CPU
+        (a sample at second s covers the second before it)."""
+        with self._lock:
+            lanes = self.runners.setdefault(index, {"requests": {}, "dropped": {}, "cpu": {}})
+            for t, window in windows.items():
+                lanes["requests"][t] = float(window.requests)
+                lanes["dropped"][t] = float(window.dropped)
+            lanes["cpu"].update(cpu)
+
+    def runner_lanes(self) -> list[dict[str, dict[int, float]]]:
+        """Each runner's seconds so far, by index (copies)."""
+        with self._lock:
+            count = max(self.runners, default=-1) + 1
+            empty: dict[str, dict[int, float]] = {"requests": {}, "dropped": {}, "cpu": {}}
+            return [
+                {k: dict(v) for k, v in self.runners.get(i, empty).items()} for i in range(count)
+            ]
 
     def snapshot(self) -> dict[int, Window]:
         """The sealed seconds so far (the dict is a copy; a sealed window never changes)."""

@@ -11,7 +11,7 @@ stays in the run directory (each runner's result.json).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,7 @@ __all__ = [
     "Timeline",
     "breaches",
     "observe_window",
+    "runner_lane",
     "timeline",
 ]
 
@@ -234,17 +235,30 @@ def _tallies(per_bucket: Sequence[Mapping[str, int]], covers: Sequence[int]) -> 
 
 
 def _runner(result: RunnerResult, start: int, covers: Sequence[int]) -> dict[str, Series]:
+    return runner_lane(
+        result.per_second("requests"), result.per_second("dropped"), result.cpu, start, covers
+    )
+
+
+def runner_lane(
+    requests_per_second: Iterable[tuple[int, float]],
+    dropped_per_second: Iterable[tuple[int, float]],
+    cpu_samples: Mapping[int, float],
+    start: int,
+    covers: Sequence[int],
+) -> dict[str, Series]:
+    """One runner's lane on the grid: requests/s, dropped iterations/s, k6's cores."""
     points = len(covers)
     step = covers[0] if covers else 1
     requests = [0.0] * points
     dropped = [0.0] * points
     cpu: list[list[float]] = [[] for _ in range(points)]
-    for series, name in ((requests, "requests"), (dropped, "dropped")):
-        for second, value in result.per_second(name):
+    for series, pairs in ((requests, requests_per_second), (dropped, dropped_per_second)):
+        for second, value in pairs:
             i = _index(second, start, step)
             if 0 <= i < points:
                 series[i] += value / covers[i]
-    for second, cores in result.cpu.items():
+    for second, cores in cpu_samples.items():
         # A sample at second s covers the second before it.
         i = _index(second - 1, start, step)
         if 0 <= i < points:

@@ -40,6 +40,22 @@ scenario = Scenario('live_page', description='the live page', workloads=[
     thresholds=[latency('p(95) < 2s'), error_rate('< 50%')])
 """
 
+#: Finite points of the chart whose title starts with arguments[0] (-1: no such chart).
+CHART_POINTS = """
+for (const fig of Bokeh.documents[0].roots()[0].children) {
+  if (!fig.title.text.startsWith(arguments[0])) continue;
+  let n = 0;
+  for (const r of fig.renderers) {
+    const data = r.data_source.data;
+    for (const [k, column] of Object.entries(data)) {
+      if (k !== 't') n += column.filter((v) => typeof v === 'number' && isFinite(v)).length;
+    }
+  }
+  return n;
+}
+return -1;
+"""
+
 #: The latency chart's p95 points that have a value.
 LATENCY_POINTS = """
 const doc = Bokeh.documents[0];
@@ -133,6 +149,9 @@ def _watch_the_page(browser: Browser, proc: subprocess.Popen, url: str, tmp_path
         30,
         "the latency chart gained no point",
     )
+    # Each runner's lane, from its own snapshots: its requests and its k6's CPU.
+    assert page.driver.execute_script(CHART_POINTS, "Runners: requests/s each") > 0
+    assert page.driver.execute_script(CHART_POINTS, "Runners: k6 CPU each") > 0
     header = page.text("#live-header")[0]
     assert "running:" in header
     assert "holding" in header  # each threshold's state now

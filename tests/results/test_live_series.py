@@ -208,3 +208,18 @@ def test_the_stack_s_last_sample_is_exported_as_gauges():
 
     series.stack = broken  # a scrape still answers, without the stack's gauges
     assert not any(name.startswith("stressbed_stack") for name, _ in samples(series))
+
+
+def test_each_runner_s_own_seconds_and_k6_cpu_are_kept_for_the_page():
+    """A runner's snapshot brings its seconds and its k6's CPU in them: kept per runner (the
+    live page's runner lanes), beside the fleet's merged seconds."""
+    series = LiveSeries(IDENTITY)
+    merge = LiveMerge(2, series)
+    for index, requests in ((0, 10), (1, 30)):
+        window = second({"get": [1.0] * requests})
+        snapshot = {"windows": {"100": window.to_dict()}, "aggregates": {},
+                    "cpu": {"101": 0.25 * (index + 1), "x": 9}}  # fmt: skip
+        merge.feed(index, snapshot)
+    lanes = series.runner_lanes()
+    assert [lane["requests"] for lane in lanes] == [{100: 10.0}, {100: 30.0}]
+    assert [lane["cpu"] for lane in lanes] == [{101: 0.25}, {101: 0.5}]  # "x": not a second
