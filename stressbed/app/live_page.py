@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..results.live_html import live_header, live_update, observed_text, render_live
-from ..results.timeline import Timeline, runner_lane, timeline
+from ..results.timeline import Marker, Timeline, runner_lane, timeline
 
 if TYPE_CHECKING:  # a type only: execute imports this, and the runner image has no
     from ..results.live_series import LiveSeries  # prometheus-client
@@ -108,6 +108,14 @@ class LivePage:
             )
             for lanes in self.series.runner_lanes()
         ]
+        # Faults as markers on the stack's lane (report.html shades their windows, known once
+        # the run has ended; here each is marked as it is applied and as it ends).
+        for event in events:
+            kind = str(event.get("event", ""))
+            if kind in ("fault-applied", "fault-ended") and isinstance(event.get("t"), int | float):
+                name = event.get("fault") or event.get("fault_kind") or ""
+                at = max(0.0, float(event["t"]) - line.start)
+                line.markers.append(Marker(at, kind, "stack", f"{kind}: {name}"))
         return line
 
     def _header(self, line: Timeline) -> str:

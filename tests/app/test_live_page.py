@@ -20,6 +20,7 @@ import pytest
 from stressbed.app.live_page import Ended, LivePage
 from stressbed.app.live_server import LiveServer
 from stressbed.fleet.process import free_port
+from stressbed.results.aggregates import Window
 from stressbed.results.live_series import RESOLUTION, LiveSeries
 from stressbed.results.sketch import ACCURACY
 
@@ -232,3 +233,30 @@ def test_report_link_is_served_once_written(tmp_path: Path):
         update = _update(live.url)
         assert update["ended"] is True
         assert "report.html" in update["header"]
+
+
+def test_the_page_marks_the_stack_s_faults_and_draws_each_runner_s_lane():
+    """Without a run: the page's update from a series, a stack report and its events."""
+    series = LiveSeries(identity={"run_id": "r", "scenario": "s"}, lock=threading.Lock())
+    t0 = 1_800_000_000
+    for i in range(6):
+        window = Window(requests=10, vus=2.0)
+        window.duration.extend([3.0] * 10)
+        window.names["get"] = window.duration.copy()
+        series.seal(t0 + i, window)
+        series.runner_seconds(0, {t0 + i: window}, {t0 + i + 1: 0.5})
+    page = LivePage(series)
+    rows = [{"t": t0 + i, "replicas": 2, "ready": 2, "desired": 2, "pods": {}} for i in range(6)]
+    page.stack = lambda: {"timeseries": rows, "limits": {}}
+    events = [
+        {"t": t0 + 2.5, "event": "fault-applied", "fault": "kill-one", "source": "stack"},
+        {"t": t0 + 4.0, "event": "fault-ended", "fault": "kill-one", "source": "stack"},
+    ]
+    page.events = lambda: events
+    update = json.loads(page.update())
+    markers = [cols for name, cols in update["sources"].items() if name.endswith("/markers")]
+    assert [m["kind"] for m in markers] == [["fault-applied", "fault-ended"]]
+    assert markers[0]["t"] == [2.5, 4.0]
+    assert "fault-applied: kill-one" in markers[0]["text"][0]
+    lanes = [c for name, c in update["sources"].items() if name.endswith("/lines")]
+    assert any(c.get("s0") == [0.5] * 6 for c in lanes)  # runner 0's k6 CPU, each second
