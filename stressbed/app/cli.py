@@ -384,7 +384,14 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     for note in the_plan.notes:
         print(f"stressbed: note: {note}", file=sys.stderr)
     live = LiveLine(sys.stderr)
-    outputs = LiveOutputs(args.live, off=args.no_live, remote_write=args.remote_write)
+    per_replica = the_plan.per_replica is not None
+    if per_replica and (args.live or args.remote_write):
+        print("stressbed: note: --per-replica searches are not served live", file=sys.stderr)
+    outputs = LiveOutputs(
+        args.live if not per_replica else None,
+        off=args.no_live or per_replica,
+        remote_write=args.remote_write if not per_replica else None,
+    )
     try:
         with interruptible():
             report = run_capacity(
