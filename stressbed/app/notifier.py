@@ -27,12 +27,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
-from ..errors import ConfigError
 from ..results.live_series import LiveSeries
 from ..results.summary import RunReport
 from ..scenario.thresholds import Threshold
+from .remote_writer import receiver_url
 
 __all__ = ["FLUSH_S", "Notifier"]
 
@@ -57,15 +56,7 @@ class Notifier:
     def __init__(
         self, url: str, series: LiveSeries, headers: Mapping[str, str] | None = None
     ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError("--notify", url, "an http(s) URL of a webhook receiver")
-        if parts.username or parts.password:
-            raise ConfigError(
-                "--notify",
-                "(a URL with credentials)",
-                "a URL without them: credentials come from STRESSBED_NOTIFY_* variables",
-            )
+        receiver_url(url, "--notify", "a webhook receiver", "STRESSBED_NOTIFY")
         self.url = url
         self.series = series
         self.headers = {"Content-Type": "application/json", "User-Agent": "stressbed",

@@ -27,7 +27,7 @@ from ..errors import ConfigError
 from ..results.live_series import LiveSeries
 from ..results.remote_write import Series, write_request
 
-__all__ = ["PushStats", "RemoteWriter", "remote_write_headers"]
+__all__ = ["PushStats", "RemoteWriter", "receiver_url", "remote_write_headers"]
 
 #: Bodies waiting at most (a minute of pushes); past it the oldest is dropped.
 QUEUE_MAX = 60
@@ -55,6 +55,21 @@ class PushStats:
     def line(self) -> str:
         said = f"{self.pushed:,} pushed, {self.retried:,} retried, {self.dropped:,} dropped"
         return said + (f" (last error: {self.last_error})" if self.last_error else "")
+
+
+def receiver_url(url: str, option: str, what: str, prefix: str) -> None:
+    """A receiver's URL as ``option`` gives it, checked: http(s) with a host (ConfigError
+    otherwise), and no credentials in it (they come from ``PREFIX_*`` variables only: a
+    URL's would be in argv, which every process on the machine can read)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(option, url, f"an http(s) URL of {what}")
+    if parts.username or parts.password:
+        raise ConfigError(
+            option,
+            "(a URL with credentials)",
+            f"a URL without them: credentials come from {prefix}_* variables",
+        )
 
 
 def remote_write_headers(
@@ -90,15 +105,7 @@ class RemoteWriter:
     def __init__(
         self, url: str, series: LiveSeries, headers: Mapping[str, str] | None = None
     ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError("--remote-write", url, "an http(s) URL of a remote-write receiver")
-        if parts.username or parts.password:
-            raise ConfigError(
-                "--remote-write",
-                "(a URL with credentials)",
-                "a URL without them: credentials come from STRESSBED_REMOTE_WRITE_* variables",
-            )
+        receiver_url(url, "--remote-write", "a remote-write receiver", "STRESSBED_REMOTE_WRITE")
         self.url = url
         self.series = series
         self.headers = {**PROTOCOL, **(headers or {})}
