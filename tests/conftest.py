@@ -283,7 +283,7 @@ def _after_the_base_image(request: pytest.FixtureRequest) -> None:
     from stressbed.backends.docker import images  # noqa: PLC0415 - the Docker SDK, only here
 
     with images._machine_lock("base"):
-        pass
+        pass  # the build holds it until the image is made: taking it is the wait
 
 
 #: Each test module's leftovers (processes, cgroups), by module: the session's end lists them.

@@ -84,7 +84,7 @@ class _Consumers:
                     reply.read()
                     self.asked += 1
             except OSError:
-                pass
+                pass  # not up yet, or gone: asked again next second
 
     def close(self) -> None:
         self.stop.set()

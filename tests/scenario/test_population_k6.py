@@ -239,7 +239,7 @@ class SlowRefusal:
                     return
                 conn.sendall(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
             except OSError:
-                pass
+                pass  # the runner gave up on this upgrade first: nothing to answer
 
     def close(self) -> None:
         self._stop.set()
