@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -240,6 +242,9 @@ TIMED = (
 )
 #: The Docker engine's tests: one group too (they sweep every labelled container they find).
 DOCKER = ("tests/backends/docker/", "tests/agent/test_image.py")
+#: Modules that judge the noise between runs of the same thing: they run with nothing else
+#: running (the other worker waits between its modules; see :func:`_alone_or_together`).
+ALONE = ("tests/app/test_compare.py",)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -271,6 +276,29 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
             return group_of(nodeid)
 
     return _Grouped(config, log)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _alone_or_together(request: pytest.FixtureRequest) -> Iterator[None]:
+    """With workers: an :data:`ALONE` module holds the workers' lock alone, every other module
+    shares it, for the module's whole length. A turnstile taken first keeps a module waiting
+    to be alone from being passed by the other worker's next modules."""
+    if leftovers.worker() is None:
+        yield
+        return
+    path = str(request.node.nodeid).replace("\\", "/")
+    alone = path.startswith(ALONE)
+    base = Path(tempfile.gettempdir()) / f"stressbed-tests-{os.getppid()}"
+    with open(f"{base}.turnstile", "w") as turnstile, open(f"{base}.lock", "w") as lock:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        finally:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="module", autouse=True)

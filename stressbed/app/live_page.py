@@ -1,9 +1,9 @@
 """The live page's state: the run's sealed seconds (its :class:`LiveSeries`), the stack's
 samples and events so far, and how the run ended, drawn by :mod:`stressbed.results.live_html`.
 
-The page and its updates are drawn from one timeline, made at most once per sealed second
-however many browsers ask (each asks once a second), on the server's threads: the fleet never
-waits for a page.
+The page and its updates are drawn from one timeline, made at most once a second (and with
+each second sealed) however many browsers ask (each asks once a second), on the server's
+threads: the fleet never waits for a page.
 """
 
 from __future__ import annotations
@@ -87,7 +87,9 @@ class LivePage:
 
     def _now(self) -> tuple[Timeline, str]:
         with self._lock:
-            key = (self.series.sealed, self.ended)
+            # Once a second at most, and again with each second sealed: the stack's samples
+            # go on between a capacity search's probes, when no second is.
+            key = (self.series.sealed, self.ended, int(time.monotonic()))
             if self._drawn is None or self._drawn[0] != key:
                 self._drawn = (key, self._timeline())
             line = self._drawn[1]

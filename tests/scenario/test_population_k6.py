@@ -4,6 +4,7 @@ and reconnecting after a restart with and without jitter."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import signal
@@ -306,6 +307,9 @@ def _storm(tmp_path: Path, jitter: str) -> dict[int, float]:
         agent.stop()  # SIGTERM: every channel closed with 1001 "going away"
         agent = _agent_on(agent.port)
         _wait_connected(agent.url, 400, deadline_s=90)
+        # The service has all 400 back; k6 counts a reconnect once the welcome is read, and
+        # writes it to its CSV a flush later: wait for all 400 there before interrupting.
+        _wait_counted(out, "agent_reconnects", 400, deadline_s=60)
         runner.send_signal(signal.SIGINT)
         _, err = runner.communicate(timeout=60)
         assert runner.returncode == K6_INTERRUPTED, err[-2000:]
@@ -350,6 +354,22 @@ def _wait_connected(url: str, count: int, deadline_s: float) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"{count} agents did not connect in {deadline_s} s")
+
+
+def _wait_counted(path: Path, metric: str, count: int, deadline_s: float) -> None:
+    """Until k6's CSV stream at ``path`` holds ``count`` of ``metric`` (a bounded wait)."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        total = 0.0
+        with contextlib.suppress(OSError), path.open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                if row.get("metric_name") == metric:
+                    with contextlib.suppress(TypeError, ValueError):  # a line half written
+                        total += float(row["metric_value"])
+        if total >= count:
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"k6 wrote {count} {metric} within {deadline_s} s: not so")
 
 
 def _metric(text: str, name: str) -> float:
