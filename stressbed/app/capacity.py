@@ -388,7 +388,7 @@ def _search_on_a_stack(
                 state.live.stack = stack.report
             if state.page is not None:
                 state.page.total_s = the_plan.capacity.budget_s
-                state.page.stack, state.page.events = stack.report, lambda: stack.events
+                state.page.events = lambda: stack.events
             kind = Prober if the_plan.population is None else PopulationProber
             driver = kind(
                 the_plan,

@@ -319,12 +319,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         live.close()
         print(table(report))
         run_dir = the_plan.results / report.run_id
-        print(f"results: {run_dir}")
-        if report.report_error is None:
-            print(f"report: {run_dir / 'report.html'}")
-        else:
-            why = report.report_error
-            print(f"stressbed: report.html could not be drawn: {why}", file=sys.stderr)
+        _say_where(run_dir, report.report_error)
         outputs.finish(report, str(run_dir))  # the final counts and the end, told
     finally:
         outputs.close()
@@ -404,16 +399,20 @@ def cmd_capacity(args: argparse.Namespace) -> int:
             )
         live.close()
         print(capacity_table(report.document))
-        print(f"results: {report.path.parent}")
-        if report.report_error is None:
-            print(f"report: {report.path.parent / 'report.html'}")
-        else:
-            why = report.report_error
-            print(f"stressbed: report.html could not be drawn: {why}", file=sys.stderr)
+        _say_where(report.path.parent, report.report_error)
         outputs.finish()  # the final counts, pushed and to whoever scrapes
     finally:
         outputs.close()
     return report.exit_code
+
+
+def _say_where(results: Path, report_error: str | None) -> None:
+    """Where a command's results are, and its report.html (or why it could not be drawn)."""
+    print(f"results: {results}")
+    if report_error is None:
+        print(f"report: {results / 'report.html'}")
+    else:
+        print(f"stressbed: report.html could not be drawn: {report_error}", file=sys.stderr)
 
 
 def _collect_arguments(command: argparse.ArgumentParser) -> None:

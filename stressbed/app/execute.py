@@ -112,7 +112,7 @@ def execute(
             if live is not None:
                 live.stack = stack.report
             if page is not None:
-                page.stack, page.events = stack.report, lambda: stack.events
+                page.events = lambda: stack.events
             env = {**secret_env, "TARGET_URL": url}
             faults = the_plan.scenario.faults
             outcome = _run_fleet(
@@ -143,7 +143,6 @@ def execute(
                 live.stack = lambda: report.stack  # the stack is gone: its final report
             if page is not None:
                 html = run.path / "report.html"
-                page.stack = lambda: report.stack  # the stack is gone: its final report
                 page.finish(
                     Ended(
                         report.verdict.value,

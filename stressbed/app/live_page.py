@@ -42,9 +42,8 @@ class LivePage:
         self.series = series
         #: The run's planned length (seconds; None: not known), for "12 s of 60 s".
         self.total_s: float | None = None
-        #: The stack's report so far and the run's events so far (execute sets them once the
-        #: stack is up); each is asked at most once per drawing, and a failure is no data.
-        self.stack: Callable[[], Mapping[str, Any]] | None = None
+        #: The run's events so far (execute sets it once the stack is up; the stack's report
+        #: is the series' own, ``series.stack``); asked once per drawing, a failure no data.
         self.events: Callable[[], Sequence[Mapping[str, Any]]] | None = None
         self.ended: Ended | None = None
         #: Lines said above the charts, in order (a capacity search's probes so far).
@@ -97,7 +96,7 @@ class LivePage:
 
     def _timeline(self) -> Timeline:
         windows = self.series.snapshot()
-        stack = _asked(self.stack) or {}
+        stack = _asked(self.series.stack) or {}
         events = _asked(self.events) or []
         line = timeline(windows, (), stack, events)
         line.runners = [

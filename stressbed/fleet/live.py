@@ -35,6 +35,10 @@ class SecondSink(Protocol):
 
     def seal(self, second: int, window: Window) -> bool: ...
 
+    def runner_seconds(
+        self, index: int, windows: Mapping[int, Window], cpu: Mapping[int, float]
+    ) -> None: ...
+
 
 class PrintedSeconds:
     """The coordinator's sink (its pod has no live series): each sealed second said as an
@@ -51,6 +55,11 @@ class PrintedSeconds:
         self.sealed = second
         self.emit({"event": "second", "t": second, "window": window.to_dict()})
         return True
+
+    def runner_seconds(
+        self, index: int, windows: Mapping[int, Window], cpu: Mapping[int, float]
+    ) -> None:
+        """Each runner's own seconds stay in the pod: the merged ones are what it says."""
 
 
 #: ``judge(threshold, merged aggregates, elapsed seconds)``: True while the threshold holds.
@@ -123,20 +132,19 @@ class LiveMerge:
                 raise DocumentError(f"snapshot.aggregates.{key}", agg, "an aggregate document")
             aggregates[str(key)] = Aggregate.from_dict(agg)
         self._aggregates[index] = aggregates
-        keep = getattr(self.series, "runner_seconds", None)
         cpu = snapshot.get("cpu")
-        if keep is not None and isinstance(cpu, Mapping):
-            keep(index, {}, {int(t): float(c) for t, c in cpu.items()
-                             if str(t).isdigit() and isinstance(c, int | float)})  # fmt: skip
+        if self.series is not None and isinstance(cpu, Mapping):
+            self.series.runner_seconds(index, {}, {int(t): float(c) for t, c in cpu.items()
+                                                   if str(t).isdigit()
+                                                   and isinstance(c, int | float)})  # fmt: skip
         self.feed_windows(index, windows)
 
     def feed_windows(self, index: int, windows: Mapping[int, Window]) -> None:
         """Fold in runner ``index``'s closed seconds (its snapshot's, or at its end its
         result's: the seconds no snapshot brought), those not already drawn."""
         sealed = self.series.sealed if self.series is not None else None
-        keep = getattr(self.series, "runner_seconds", None)
-        if keep is not None:  # each runner's own seconds, for the live page's runner lanes
-            keep(index, windows, {})
+        if self.series is not None:  # each runner's own seconds, for the page's runner lanes
+            self.series.runner_seconds(index, windows, {})
         self._windows[index].update(
             {t: w for t, w in windows.items() if sealed is None or t > sealed}
         )

@@ -247,7 +247,7 @@ def test_the_page_marks_the_stack_s_faults_and_draws_each_runner_s_lane():
         series.runner_seconds(0, {t0 + i: window}, {t0 + i + 1: 0.5})
     page = LivePage(series)
     rows = [{"t": t0 + i, "replicas": 2, "ready": 2, "desired": 2, "pods": {}} for i in range(6)]
-    page.stack = lambda: {"timeseries": rows, "limits": {}}
+    series.stack = lambda: {"timeseries": rows, "limits": {}}
     events = [
         {"t": t0 + 2.5, "event": "fault-applied", "fault": "kill-one", "source": "stack"},
         {"t": t0 + 4.0, "event": "fault-ended", "fault": "kill-one", "source": "stack"},
