@@ -28,6 +28,7 @@ __all__ = [
     "agent_series",
     "connected_share",
     "levels",
+    "plateau_seconds",
     "population",
     "seen",
     "start_second",
@@ -98,12 +99,17 @@ def connected_share(
     if plateau is None:
         return None
     found = levels(windows) if found is None else found
-    begin, end = start + math.ceil(plateau[0]), start + math.floor(plateau[1])
-    inside = [found[t] for t in range(begin, end) if t in found]
+    inside = [found[t] for t in plateau_seconds(start, plateau) if t in found]
     wanted = sum(w for w, _ in inside)
     if not wanted:
         return None
     return sum(c for _, c in inside) / wanted
+
+
+def plateau_seconds(start: int, plateau: Plateau) -> range:
+    """The unix seconds (the timeseries' ``t``) wholly inside the plateau, ``start`` being the
+    run's second 0: the seconds the connected share is summed over."""
+    return range(start + math.ceil(plateau[0]), start + math.floor(plateau[1]))
 
 
 def population(fleet: FleetResult, plateau: Plateau | None = None) -> dict[str, Any] | None:
@@ -121,8 +127,21 @@ def population(fleet: FleetResult, plateau: Plateau | None = None) -> dict[str, 
         "peak_connected": max((c for _, c in found.values()), default=0),
         "peak_wanted": max((w for w, _ in found.values()), default=0),
         "connected_share": share,
-        "plateau": None if plateau is None else {"start_s": plateau[0], "end_s": plateau[1]},
+        "plateau": _plateau(start, plateau),
         "timeseries": _rows(fleet.windows, found),
+    }
+
+
+def _plateau(start: int, plateau: Plateau | None) -> dict[str, float | None] | None:
+    if plateau is None:
+        return None
+    seconds = plateau_seconds(start, plateau)
+    return {
+        "start_s": plateau[0],
+        "end_s": plateau[1],
+        # The timeseries rows it covers, by their t (null when it holds no whole second).
+        "first_t": seconds[0] if seconds else None,
+        "last_t": seconds[-1] if seconds else None,
     }
 
 

@@ -272,7 +272,13 @@ def test_summary_terminal_junit_and_report_show_the_population(fleet, tmp_path):
     assert summary["report_error"] is None
     section = summary["population"]
     assert section["connected_share"] == pytest.approx(22 / 24)
-    assert section["plateau"] == {"start_s": 1.0, "end_s": 6.0}
+    # Its whole seconds, by the rows' t: what the share was summed over.
+    assert section["plateau"] == {
+        "start_s": 1.0,
+        "end_s": 6.0,
+        "first_t": START + 1,
+        "last_t": START + 5,
+    }
     assert summary["metrics"]["agent_connect_failures{reason:refused}"]["count"] == 2
     assert [t["outcome"] for t in summary["thresholds"]] == ["failed", "ok", "no data"]
 
