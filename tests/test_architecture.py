@@ -23,8 +23,8 @@ ROOT = Path(__file__).parent.parent
 OUTSIDE = ("infra", "tools", "scenarios")
 
 #: Each layer may import its own and the layers listed before it; fleet and stack are peers
-#: that never import each other.
-LAYERS = ["errors", "scenario", "results", "fleet|stack", "backends", "app"]
+#: that never import each other, and so are results and model.
+LAYERS = ["errors", "scenario", "results|model", "fleet|stack", "backends", "app"]
 #: Top-level modules and the layer they belong to.
 TOP_LEVEL = {
     "stressbed": "scenario",  # __init__: the public API is the scenario DSL
@@ -43,7 +43,7 @@ TOP_LEVEL = {
     "stressbed.__main__": "app",
 }
 #: Subpackages that must stay pure: no processes, no threads, no sockets.
-PURE = ("scenario", "results", "stack")
+PURE = ("scenario", "results", "model", "stack")
 NOT_PURE = {"subprocess", "threading", "multiprocessing", "concurrent", "asyncio", "socket"}
 NOT_PURE |= {"signal", "ctypes"}
 #: Third-party packages only the Kubernetes backend may import.
