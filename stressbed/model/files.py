@@ -6,7 +6,7 @@ from __future__ import annotations
 import gzip
 import io
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any
 
 from ..errors import ConfigError
 
@@ -23,15 +23,15 @@ class Opened:
 
     def __init__(self, path: Path) -> None:
         try:
-            raw = path.open("rb", buffering=BUFFER)
+            raw = io.BufferedReader(io.FileIO(path, "rb"), BUFFER)
         except OSError as exc:
             raise ConfigError("INPUT", str(path), f"a readable file ({exc.strerror})") from None
         self.path = path
         self.size = path.stat().st_size
         self._raw = raw
         self.compressed = raw.peek(2)[:2] == _GZIP_MAGIC
-        self.stream: BinaryIO = (
-            io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), BUFFER)  # type: ignore[arg-type]
+        self.stream: io.BufferedReader[Any] = (
+            io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), BUFFER)
             if self.compressed
             else raw
         )
@@ -41,8 +41,7 @@ class Opened:
 
     def head(self, limit: int = 65536) -> bytes:
         """The first ``limit`` bytes of the (decompressed) content, without consuming them."""
-        peek = getattr(self.stream, "peek", None)
-        return peek(limit)[:limit] if peek is not None else b""
+        return self.stream.peek(limit)[:limit]
 
     def close(self) -> None:
         self.stream.close()
