@@ -30,6 +30,7 @@ __all__ = [
     "DataFile",
     "Env",
     "Generator",
+    "LogNormal",
     "Normal",
     "PerVU",
     "RandomString",
@@ -42,6 +43,7 @@ __all__ = [
     "choice",
     "counter",
     "env",
+    "lognormal",
     "normal",
     "per_vu",
     "random_string",
@@ -153,6 +155,49 @@ class Normal(Generator):
         return {
             "mean": self.mean,
             "sd": self.sd,
+            "min": self.minimum,
+            "max": self.maximum,
+            "integer": self.integer,
+        }
+
+
+@dataclass(frozen=True)
+class LogNormal(Generator):
+    """A log-normal draw, ``exp(ln(median) + sigma * N(0, 1))``, truncated to [minimum,
+    maximum] like :class:`Normal` (up to 16 draws, then the median clamped); rounded when
+    ``integer``.
+
+    Half the draws fall below ``median``; ``sigma`` is the standard deviation of the draw's
+    logarithm, so ``median * exp(sigma)`` is its 84th percentile. Sizes and durations of real
+    traffic are usually skewed this way: many small, a long tail of large.
+    """
+
+    median: float
+    sigma: float
+    minimum: float | None = None
+    maximum: float | None = None
+    integer: bool = False
+    kind: ClassVar[str] = "lognormal"
+
+    def __post_init__(self) -> None:
+        _positive(f"{self.kind}.median", self.median)
+        _positive(f"{self.kind}.sigma", self.sigma)
+        if self.minimum is not None:
+            _number(f"{self.kind}.minimum", self.minimum)
+        if self.maximum is not None:
+            # Every draw is > 0, so a maximum <= 0 would only ever be reached by clamping.
+            _positive(f"{self.kind}.maximum", self.maximum)
+        if self.minimum is not None and self.maximum is not None and self.maximum <= self.minimum:
+            raise ConfigError(
+                f"{self.kind}.maximum", self.maximum, f"a number > minimum ({self.minimum})"
+            )
+        if not isinstance(self.integer, bool):
+            raise ConfigError(f"{self.kind}.integer", self.integer, "True or False")
+
+    def params(self) -> dict[str, object]:
+        return {
+            "median": self.median,
+            "sigma": self.sigma,
             "min": self.minimum,
             "max": self.maximum,
             "integer": self.integer,
@@ -365,6 +410,19 @@ def normal(
     integer: bool = False,
 ) -> Normal:
     return Normal(mean, sd, minimum, maximum, integer)
+
+
+def lognormal(
+    median: float,
+    sigma: float,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    integer: bool = False,
+) -> LogNormal:
+    """A skewed positive value: half the draws below ``median``; ``sigma`` is the spread of
+    their logarithm (0.5: the middle two thirds lie within a factor of 1.65 of the median)."""
+    return LogNormal(median, sigma, minimum, maximum, integer)
 
 
 def choice(options: Mapping[Any, float] | Sequence[Any]) -> Choice:

@@ -14,6 +14,18 @@ def test_generators_render_their_parameters():
         "normal",
         {"mean": 5, "sd": 1, "min": 0, "max": None, "integer": False},
     ]
+    assert gen.lognormal(120, 0.45, minimum=3, maximum=9000, integer=True).to_config() == [
+        "gen",
+        "lognormal",
+        {"median": 120, "sigma": 0.45, "min": 3, "max": 9000, "integer": True},
+    ]
+    assert gen.lognormal(0.25, 1.5).params() == {
+        "median": 0.25,
+        "sigma": 1.5,
+        "min": None,
+        "max": None,
+        "integer": False,
+    }
     assert gen.choice({"a": 3, "b": 1}).to_config() == [
         "gen",
         "choice",
@@ -43,6 +55,15 @@ def test_secrets_render_only_their_name():
         (lambda: gen.uniform_float(1, 1), "uniform_float.high"),
         (lambda: gen.normal(0, 0), "normal.sd"),
         (lambda: gen.normal(0, 1, minimum=2, maximum=1), "normal.maximum"),
+        (lambda: gen.lognormal(0, 1), "lognormal.median"),
+        (lambda: gen.lognormal(-5, 1), "lognormal.median"),
+        (lambda: gen.lognormal(float("nan"), 1), "lognormal.median"),
+        (lambda: gen.lognormal(10, 0), "lognormal.sigma"),
+        (lambda: gen.lognormal(10, float("inf")), "lognormal.sigma"),
+        (lambda: gen.lognormal(10, 1, minimum="1"), "lognormal.minimum"),  # type: ignore[arg-type]
+        (lambda: gen.lognormal(10, 1, maximum=0), "lognormal.maximum"),
+        (lambda: gen.lognormal(10, 1, minimum=5, maximum=5), "lognormal.maximum"),
+        (lambda: gen.lognormal(10, 1, integer=1), "lognormal.integer"),  # type: ignore[arg-type]
         (lambda: gen.choice({"a": 0}), "choice.weights[0]"),
         (lambda: gen.choice({"a": -1, "b": 2}), "choice.weights[0]"),
         (lambda: gen.choice([]), "choice.values"),
@@ -58,6 +79,15 @@ def test_bad_generator_arguments_name_the_field(build, field):
     with pytest.raises(ConfigError) as info:
         build()
     assert info.value.field == field
+
+
+def test_lognormal_errors_say_what_is_allowed():
+    with pytest.raises(ConfigError) as info:
+        gen.lognormal(-5, 1)
+    assert str(info.value) == "lognormal.median: got -5; expected a number > 0"
+    with pytest.raises(ConfigError) as info:
+        gen.lognormal(10, 1, minimum=20, maximum=8)
+    assert str(info.value) == "lognormal.maximum: got 8; expected a number > minimum (20)"
 
 
 def test_rows_modes_are_checked(tmp_path):

@@ -26,14 +26,26 @@ function gaussian() {
   return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * Math.random());
 }
 
-export function truncatedNormal(mean, sd, low, high) {
+// `draw()` resampled into [low, high] (either may be null: unbounded) up to 16 times, then
+// `centre` clamped into it, so the bounds always hold and the shape inside them is kept.
+function truncated(draw, centre, low, high) {
   const lo = low === null || low === undefined ? -Infinity : low;
   const hi = high === null || high === undefined ? Infinity : high;
   for (let tries = 0; tries < 16; tries++) {
-    const x = mean + sd * gaussian();
+    const x = draw();
     if (x >= lo && x <= hi) return x;
   }
-  return Math.min(hi, Math.max(lo, mean));
+  return Math.min(hi, Math.max(lo, centre));
+}
+
+export function truncatedNormal(mean, sd, low, high) {
+  return truncated(() => mean + sd * gaussian(), mean, low, high);
+}
+
+// exp(ln(median) + sigma * N(0, 1)): half the draws fall below the median, the tail is long.
+function truncatedLogNormal(median, sigma, low, high) {
+  const mu = Math.log(median);
+  return truncated(() => Math.exp(mu + sigma * gaussian()), median, low, high);
 }
 
 const GENERATORS = {
@@ -53,6 +65,11 @@ const GENERATORS = {
     p.integer
       ? () => Math.round(truncatedNormal(p.mean, p.sd, p.min, p.max))
       : () => truncatedNormal(p.mean, p.sd, p.min, p.max),
+
+  lognormal: (p) =>
+    p.integer
+      ? () => Math.round(truncatedLogNormal(p.median, p.sigma, p.min, p.max))
+      : () => truncatedLogNormal(p.median, p.sigma, p.min, p.max),
 
   choice: (p) => {
     const values = p.values;
