@@ -31,6 +31,7 @@ from .engine import engine_commands
 from .execute import execute
 from .live import LiveLine
 from .live_outputs import LiveOutputs
+from .model_cli import model_commands
 from .options import count, percent, rate, share
 from .options import live_options as _live_options
 from .options import target_options as _target_options
@@ -228,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
         handler=cmd_scenarios
     )
     engine_commands(commands)
+    model_commands(commands)
     return parser
 
 

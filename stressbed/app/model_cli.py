@@ -1,0 +1,233 @@
+"""``stressbed model INPUT... -o scenarios/NAME.py``: production traffic in, a scenario module out.
+
+The inputs are read as one stream in time order (a progress bar on a terminal, a line each
+tenth otherwise), what could not be read is counted per input with a few examples (their
+addresses, emails and tokens masked), and when more than ``--max-bad`` of an input could not
+be read nothing is written: exit 2, naming the format to pass. The module is written whole
+(to a temporary file, then renamed), then loaded and rendered as ``stressbed render`` would:
+a module that does not is a bug of stressbed's, said so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, StressbedError
+from ..model.learn import learn
+from ..model.rate import parse_compress, parse_scale, shape_of
+from ..model.read import INPUT_FORMATS, read_inputs
+from ..model.write import Written, write_module
+from ..scenario import catalog
+from ..scenario.render import render
+from .options import share
+
+__all__ = ["model_commands"]
+
+#: The share of an input that may not be read before nothing is written.
+MAX_BAD = 0.05
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_MASKS = (
+    (re.compile(r"[^@\s\"']+@[^@\s\"']+\.[A-Za-z]{2,}"), "<email>"),
+    (re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b"), "<ip>"),
+    (re.compile(r"\b[0-9a-fA-F:]{2,}:[0-9a-fA-F:]+\b"), "<ip>"),
+    (re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]*"), "<token>"),
+    (re.compile(r"(?i)(bearer|basic)\s+\S+"), r"\1 <token>"),
+    (re.compile(r"\b[A-Za-z0-9_\-+/=]{20,}\b"), "<token>"),
+)
+
+
+def model_commands(commands: Any) -> None:
+    """Add ``model`` to the command line's subcommands."""
+    cmd = commands.add_parser(
+        "model",
+        help="write a scenario module from production traffic (access logs, HAR, OTLP JSON)",
+        description="Read access logs (nginx/Apache combined or common, or any nginx "
+        "log_format; gzip too), HAR 1.2 files or OTLP JSON traces, and write a scenario "
+        "module: the endpoints as templates and their weights, parameters as generators, the "
+        "rate's shape as stages, the observed latency as thresholds. Values of a secret's "
+        "shape or name are never copied. Exit 0 written, 2 bad input (nothing written).",
+    )
+    cmd.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    cmd.add_argument("-o", "--output", required=True, type=Path, metavar="FILE.py")
+    cmd.add_argument(
+        "--format",
+        metavar="FORMAT",
+        help=f"{', '.join(INPUT_FORMATS)}, or an nginx log_format string "
+        "(default: told from each input)",
+    )
+    cmd.add_argument("--name", help="the scenario's name (default: the output file's stem)")
+    cmd.add_argument(
+        "--keep",
+        action="append",
+        default=[],
+        metavar="FIELD",
+        help="copy this query parameter's or body field's values though they look like a "
+        "secret's (repeatable; Authorization and Cookie are never read)",
+    )
+    cmd.add_argument(
+        "--scale", default="1x", metavar="FACTOR", help="multiply every rate: 3x, 0.5x, 300%%"
+    )
+    cmd.add_argument(
+        "--compress",
+        metavar="FROM:TO",
+        help="play FROM of the input in TO (24h:10m), or the whole span in TO (10m)",
+    )
+    cmd.add_argument(
+        "--max-bad",
+        type=share,
+        default=MAX_BAD,
+        metavar="PERCENT",
+        help="the share of an input that may not be read (default 5%%)",
+    )
+    cmd.set_defaults(handler=cmd_model)
+
+
+def cmd_model(args: argparse.Namespace) -> int:
+    output: Path = args.output
+    if output.suffix != ".py":
+        raise ConfigError("--output", str(output), "a .py file (the scenario module)")
+    name = args.name or output.stem
+    if not _NAME.fullmatch(name):
+        raise ConfigError("--name", name, "a name of letters, digits and _ (a Python name)")
+    scale = parse_scale(args.scale)
+    for field in args.keep:
+        if field.lower() in ("authorization", "cookie", "set-cookie", "proxy-authorization"):
+            raise ConfigError("--keep", field, "a field other than credentials (never read)")
+    started = time.monotonic()
+    bar = _Progress()
+    with ExitStack() as stack:
+        reading = read_inputs(list(args.inputs), args.format, stack, bar)
+        learned = learn(reading.hits, args.keep)
+    bar.done()
+    _judge(reading.tallies, args.max_bad, args.format)
+    if not learned.count:
+        raise ConfigError("INPUT", [str(p) for p in args.inputs], "requests to model (none read)")
+    compress = 1.0
+    if args.compress:
+        span = shape_of(learned.per_second, learned.first or 0, learned.last or 0).span_s
+        compress = parse_compress(args.compress, span)
+    command = ["stressbed", "model"] + (
+        [*map(str, args.inputs), "-o", str(output)]
+        + (["--format", args.format] if args.format else [])
+        + [f"--keep={k}" for k in args.keep]
+        + (["--scale", args.scale] if scale != 1 else [])
+        + (["--compress", args.compress] if args.compress else [])
+    )
+    written = write_module(
+        learned, name, reading.tallies, compress=compress, scale=scale, command=command
+    )
+    _write(output, written.text)
+    _verify(output)
+    _say_what(written, reading.tallies, output, time.monotonic() - started)
+    return 0
+
+
+def _judge(tallies: list[Any], max_bad: float, given: str | None) -> None:
+    """Say what could not be read; exit 2 when an input is past ``max_bad``."""
+    for tally in tallies:
+        if tally.bad:
+            share_bad = tally.bad_share or 0.0
+            print(
+                f"{tally.source}: {tally.bad:,} {tally.unit}s of {tally.read + tally.bad:,} "
+                f"({share_bad:.1%}) not read as {tally.format}, e.g.:",
+                file=sys.stderr,
+            )
+            for example in tally.examples:
+                print(f"    {mask(example)}", file=sys.stderr)
+        if tally.read == 0 and tally.unit == "span":
+            raise ConfigError(tally.source, "no server span", "OTLP JSON with SERVER spans")
+        if tally.read == 0 and tally.unit == "entry":
+            raise ConfigError(tally.source, "no entries", "a HAR file with log.entries")
+        if (tally.bad_share or 0.0) > max_bad:
+            raise ConfigError(
+                tally.source,
+                f"{tally.bad_share:.1%} of its {tally.unit}s not {tally.format}",
+                f"at most {max_bad:.1%}: pass --format with the log_format string of the "
+                "server that wrote it (or combined, common, har, otlp)"
+                if tally.unit == "line"
+                else f"at most {max_bad:.1%} (--max-bad)",
+            )
+
+
+def mask(text: str) -> str:
+    """A bad line as shown: emails, addresses and tokens masked (it may hold any of them)."""
+    for pattern, replacement in _MASKS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _write(output: Path, text: str) -> None:
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(
+            "w", dir=output.parent, prefix=f".{output.stem}-", suffix=".tmp", delete=False
+        ) as tmp:
+            tmp.write(text)
+        Path(tmp.name).replace(output)
+    except OSError as exc:
+        raise ConfigError("--output", str(output), f"a file that can be written ({exc})") from None
+
+
+def _verify(output: Path) -> None:
+    """Load and render the module as ``stressbed render`` would. One that does not is
+    stressbed's bug, not the input's: said so, the module kept to be looked at (exit 3)."""
+    try:
+        with tempfile.TemporaryDirectory(prefix="stressbed-model-") as tmp:
+            render(catalog.load(str(output)), Path(tmp))
+    except StressbedError as exc:
+        raise StressbedError(
+            f"{output} was written but does not render, a bug of stressbed model's "
+            f"(please report it with the module): {exc}"
+        ) from None
+
+
+def _say_what(written: Written, tallies: list[Any], output: Path, seconds: float) -> None:
+    read = sum(t.read for t in tallies)
+    print(f"read {read:,} records from {len(tallies)} input(s) in {seconds:.1f} s")
+    for endpoint in written.endpoints[:10]:
+        share_of = endpoint.stats.count / written.total
+        print(f"  {share_of:7.2%}  {endpoint.key}")
+    if len(written.endpoints) > 10:
+        print(f"  ... {len(written.endpoints) - 10} more endpoints")
+    if written.shape is not None:
+        print(
+            f"rate: {len(written.shape.stages)} stages over "
+            f"{written.shape.seconds():.0f} s, peak {written.shape.peak_rate:.3g} requests/s"
+        )
+    print(f"wrote {output} (renders: stressbed render --scenario {output} -o DIR)")
+
+
+class _Progress:
+    """A progress bar on a terminal's stderr; a line each tenth otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.shown = -1
+        self.started = time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        share_done = done / total if total else 1.0
+        if self.tty:
+            filled = int(30 * share_done)
+            rate = done / max(1e-9, time.monotonic() - self.started) / 1e6
+            print(
+                f"\rreading [{'#' * filled}{'.' * (30 - filled)}] {share_done:6.1%} "
+                f"{done / 1e6:,.0f}/{total / 1e6:,.0f} MB {rate:,.0f} MB/s",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
+        elif int(share_done * 10) > self.shown:
+            self.shown = int(share_done * 10)
+            print(f"reading: {share_done:.0%} of {total / 1e6:,.1f} MB", file=sys.stderr)
+
+    def done(self) -> None:
+        if self.tty:
+            print(file=sys.stderr)

@@ -1,0 +1,188 @@
+"""Python source, written as ``ruff format`` writes it, so a generated module is formatted as
+it comes out (the package has no formatter to call).
+
+The rules used are the formatter's: an expression that fits in the line stays on one line;
+one that does not is exploded, one item per line with a trailing comma (the "magic trailing
+comma", which keeps it exploded on the next format); strings in double quotes unless single
+ones avoid escapes; comments on their own line before an item.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+__all__ = [
+    "LINE",
+    "Call",
+    "Dict",
+    "Item",
+    "List",
+    "Raw",
+    "Tuple",
+    "emit",
+    "number",
+    "parsed",
+    "string",
+]
+
+#: The project's line length (pyproject's ruff line-length).
+LINE = 100
+
+
+@dataclass(frozen=True)
+class Raw:
+    """Source text as it is (a name, a number, a string already quoted)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Item:
+    """An element of a collection or an argument, with comment lines written before it."""
+
+    value: Node
+    key: Node | str | None = None
+    comments: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Call:
+    func: str
+    items: tuple[Item, ...] = ()
+
+
+@dataclass(frozen=True)
+class Dict:
+    items: tuple[Item, ...] = ()
+
+
+@dataclass(frozen=True)
+class List:
+    items: tuple[Item, ...] = ()
+
+
+@dataclass(frozen=True)
+class Tuple:
+    items: tuple[Item, ...] = field(default=())
+
+
+Node = Raw | Call | Dict | List | Tuple
+
+
+def string(text: str) -> str:
+    """``text`` as a Python string literal in the formatter's quotes."""
+    literal = repr(text)
+    if literal[0] == '"':
+        return literal
+    body = literal[1:-1]
+    if '"' in text and "'" not in text:
+        return literal
+    return '"' + body.replace("\\'", "'").replace('"', '\\"') + '"'
+
+
+def number(value: float, digits: int = 4) -> str:
+    """``value`` with ``digits`` significant digits at most, as short as Python writes it."""
+    if isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, int) or (
+        math.isfinite(value) and value == int(value) and abs(value) < 1e15
+    ):
+        return str(int(value))
+    rounded = float(f"{value:.{digits}g}")
+    return repr(int(rounded)) if rounded == int(rounded) and abs(rounded) < 1e15 else repr(rounded)
+
+
+def call(func: str, *args: Node, **kwargs: Node | None) -> Call:
+    items = [Item(a) for a in args]
+    items += [Item(v, k) for k, v in kwargs.items() if v is not None]
+    return Call(func, tuple(items))
+
+
+def emit(node: Node, indent: int = 0, lead: int = 0, trail: int = 0) -> str:
+    """``node``'s source at ``indent`` spaces, its first line after ``lead`` characters and its
+    last followed by ``trail`` (a comma, a closing bracket): on one line when it fits."""
+    flat = _flat(node)
+    if flat is not None and indent + lead + len(flat) + trail <= LINE:
+        return flat
+    if isinstance(node, Raw):
+        return node.text
+    opener, closer = _brackets(node)
+    inner = indent + 4
+    lines = [opener]
+    for item in node.items:
+        lines += [" " * inner + "# " + c if c else " " * inner + "#" for c in item.comments]
+        prefix = _key(item, node)
+        text = emit(item.value, inner, len(prefix), 1)
+        lines.append(" " * inner + prefix + text + ",")
+    lines.append(" " * indent + closer)
+    return "\n".join(lines)
+
+
+def _flat(node: Node) -> str | None:
+    """One line, or None when it cannot be (a comment inside, a line break in a piece)."""
+    if isinstance(node, Raw):
+        return node.text if "\n" not in node.text else None
+    if any(item.comments for item in node.items):
+        return None
+    parts = []
+    for item in node.items:
+        value = _flat(item.value)
+        if value is None:
+            return None
+        parts.append(_key(item, node) + value)
+    opener, closer = _brackets(node)
+    if isinstance(node, Tuple) and len(parts) == 1:
+        return f"({parts[0]},)"
+    return opener + ", ".join(parts) + closer
+
+
+def _key(item: Item, node: Node) -> str:
+    if item.key is None:
+        return ""
+    if isinstance(node, Call):
+        return f"{item.key}="
+    key = item.key if isinstance(item.key, str) else _flat(item.key) or ""
+    return f"{key}: "
+
+
+def _brackets(node: Call | Dict | List | Tuple) -> tuple[str, str]:
+    if isinstance(node, Call):
+        return node.func + "(", ")"
+    if isinstance(node, Dict):
+        return "{", "}"
+    if isinstance(node, List):
+        return "[", "]"
+    return "(", ")"
+
+
+def parsed(source: str) -> Node:
+    """An expression's source (``gen.normal(50.1, 10.0, minimum=12.8)``) as nodes, so that
+    it is split like any other when it does not fit its line."""
+    return _node(ast.parse(source, mode="eval").body, source)
+
+
+def _node(expr: ast.expr, source: str) -> Node:
+    if isinstance(expr, ast.Call):
+        func = ast.get_source_segment(source, expr.func) or ""
+        args = [Item(_node(a, source)) for a in expr.args]
+        args += [Item(_node(k.value, source), k.arg) for k in expr.keywords]
+        return Call(func, tuple(args))
+    if isinstance(expr, ast.Dict):
+        return Dict(
+            tuple(
+                Item(_node(v, source), ast.get_source_segment(source, k) or "")
+                for k, v in zip(expr.keys, expr.values, strict=True)
+                if k is not None
+            )
+        )
+    if isinstance(expr, ast.List | ast.Tuple):
+        kind = List if isinstance(expr, ast.List) else Tuple
+        return kind(tuple(Item(_node(e, source)) for e in expr.elts))
+    return Raw(ast.get_source_segment(source, expr) or "")
+
+
+def items(values: Sequence[Node]) -> tuple[Item, ...]:
+    return tuple(Item(v) for v in values)

@@ -1,0 +1,188 @@
+"""The rate over time as ramping-arrival-rate stages, its peaks kept.
+
+The requests per second are averaged over :data:`POINTS` equal buckets of the span (a second
+at the least); the polyline through the buckets' means is simplified by Ramer-Douglas-Peucker
+to the points that stray more than :data:`TOLERANCE` of the peak from the line between their
+neighbours, and the peak bucket is always kept. Each kept point after the first is a stage:
+ramp linearly to its rate over the time since the previous one, which is what k6's
+ramping-arrival-rate does between stages.
+
+``compress`` plays the span in less time (every stage shorter by the same factor, the rates
+kept: the shape, not the count); ``scale`` multiplies every rate.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+from ..scenario.units import parse_duration_ms
+
+__all__ = ["Shape", "Stage", "parse_compress", "parse_scale", "shape_of"]
+
+#: Buckets the span is averaged over before it is simplified.
+POINTS = 96
+#: How far (a share of the peak) a bucket may stray from the stages before it is a stage.
+TOLERANCE = 0.08
+#: The shortest stage written (shorter ones merge into their neighbour).
+MIN_STAGE_S = 1.0
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Ramp to ``rate`` requests/s over ``seconds``, covering the input's ``[start, end)``
+    (seconds since its first request) on the way; ``observed``: the requests it counted there."""
+
+    seconds: float
+    rate: float
+    start: float
+    end: float
+    observed: int
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Where the rate starts and the stages after it, with what they were read from."""
+
+    start_rate: float
+    stages: tuple[Stage, ...]
+    span_s: float
+    bucket_s: float
+    peak_rate: float
+    peak_at_s: float
+
+    def scaled(self, compress: float = 1.0, scale: float = 1.0) -> Shape:
+        """The same shape in ``compress`` of the time (0.5: half), rates times ``scale``."""
+        stages = tuple(
+            Stage(s.seconds * compress, s.rate * scale, s.start, s.end, s.observed)
+            for s in self.stages
+        )
+        merged: list[Stage] = []
+        for stage in stages:
+            if merged and merged[-1].seconds < MIN_STAGE_S:
+                last = merged.pop()
+                merged.append(
+                    Stage(
+                        last.seconds + stage.seconds,
+                        stage.rate,
+                        last.start,
+                        stage.end,
+                        last.observed + stage.observed,
+                    )
+                )
+            else:
+                merged.append(stage)
+        if len(merged) > 1 and merged[-1].seconds < MIN_STAGE_S:
+            last, before = merged.pop(), merged.pop()
+            merged.append(
+                Stage(
+                    before.seconds + last.seconds,
+                    last.rate,
+                    before.start,
+                    last.end,
+                    before.observed + last.observed,
+                )
+            )
+        return Shape(
+            self.start_rate * scale,
+            tuple(merged),
+            self.span_s * compress,
+            self.bucket_s * compress,
+            self.peak_rate * scale,
+            self.peak_at_s * compress,
+        )
+
+    def seconds(self) -> float:
+        return sum(s.seconds for s in self.stages)
+
+
+def shape_of(per_second: Mapping[int, int], first: float, last: float) -> Shape:
+    """The rate's shape from the requests counted in each unix second."""
+    origin = math.floor(first)
+    span = max(1.0, math.floor(last) - origin + 1.0)
+    bucket = max(1.0, math.ceil(span / POINTS))
+    buckets = max(1, math.ceil(span / bucket))
+    counts = [0] * buckets
+    for second, n in per_second.items():
+        i = min(buckets - 1, max(0, int((second - origin) // bucket)))
+        counts[i] += n
+    # The last bucket may be cut short by the span's end: its rate over what it covered.
+    widths = [min(bucket, span - i * bucket) for i in range(buckets)]
+    rates = [c / w for c, w in zip(counts, widths, strict=True)]
+    mids = [i * bucket + widths[i] / 2 for i in range(buckets)]
+    peak = max(range(buckets), key=lambda i: rates[i])
+    if buckets == 1:
+        stage = Stage(span, rates[0], 0.0, span, counts[0])
+        return Shape(rates[0], (stage,), span, bucket, rates[0], mids[0])
+    # The points: the span's start, each bucket's middle, the span's end.
+    xs = [0.0, *mids, span]
+    ys = [rates[0], *rates, rates[-1]]
+    keep = _simplify(xs, ys, TOLERANCE * max(rates[peak], 1e-9))
+    keep.add(peak + 1)
+    kept = sorted(keep)
+    stages = []
+    for a, b in itertools.pairwise(kept):
+        start, end = xs[a], xs[b]
+        observed = (
+            sum(n for second, n in per_second.items() if start <= second - origin < end)
+            if b < len(xs) - 1
+            else sum(n for second, n in per_second.items() if start <= second - origin)
+        )
+        stages.append(Stage(end - start, ys[b], start, end, observed))
+    return Shape(ys[0], tuple(stages), span, bucket, rates[peak], mids[peak])
+
+
+def _simplify(xs: list[float], ys: list[float], tolerance: float) -> set[int]:
+    """Ramer-Douglas-Peucker on the polyline (xs, ys), by vertical distance: the indices
+    kept (the ends always), iteratively."""
+    keep = {0, len(xs) - 1}
+    pending = [(0, len(xs) - 1)]
+    while pending:
+        a, b = pending.pop()
+        worst, at = 0.0, -1
+        for i in range(a + 1, b):
+            line = ys[a] + (ys[b] - ys[a]) * (xs[i] - xs[a]) / (xs[b] - xs[a])
+            off = abs(ys[i] - line)
+            if off > worst:
+                worst, at = off, i
+        if at >= 0 and worst > tolerance:
+            keep.add(at)
+            pending += [(a, at), (at, b)]
+    return keep
+
+
+_SCALE = re.compile(r"(\d+(?:\.\d+)?)\s*(x|%)")
+
+
+def parse_scale(text: str) -> float:
+    """``3x``, ``0.5x`` or ``300%``: the factor every rate is multiplied by."""
+    found = _SCALE.fullmatch(text.strip()) if isinstance(text, str) else None
+    factor = float(found.group(1)) / (100 if found.group(2) == "%" else 1) if found else 0.0
+    if not found or factor <= 0:
+        raise ConfigError("--scale", text, "a factor > 0 such as 3x, 0.5x or 300%")
+    return factor
+
+
+def parse_compress(text: str, span_s: float) -> float:
+    """``24h:10m`` (24 hours of the input in 10 minutes) or ``10m`` (the input's whole span in
+    10 minutes): the factor every stage's duration is multiplied by."""
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError("--compress", text, "FROM:TO such as 24h:10m, or a duration such as 10m")
+    parts = text.split(":")
+    try:
+        if len(parts) == 2:
+            before = parse_duration_ms(parts[0].strip(), "--compress") / 1000
+            after = parse_duration_ms(parts[1].strip(), "--compress") / 1000
+        elif len(parts) == 1:
+            before, after = span_s, parse_duration_ms(parts[0].strip(), "--compress") / 1000
+        else:
+            raise ValueError(text)
+    except (ConfigError, ValueError):
+        raise ConfigError(
+            "--compress", text, "FROM:TO such as 24h:10m, or a duration such as 10m"
+        ) from None
+    return after / before

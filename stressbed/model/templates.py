@@ -1,0 +1,256 @@
+"""Paths to endpoint templates, online and in bounded memory.
+
+``/v1/agents/8f3a0c2e-.../report`` becomes ``/v1/agents/{agent_id}/report``. A path segment is
+a parameter when
+
+- its shape is an identifier's (a UUID, a number, a hash, an ``id`` like ``node-17``, a token,
+  an email, an address, a date: :mod:`stressbed.model.shapes`), or
+- its position holds more than :data:`DISTINCT` different words (``/users/alice``,
+  ``/users/bob``, ...): then every word there that carries less than :data:`HOT_SHARE` of the
+  position's requests is a value of one parameter (a word carrying more stays an endpoint of
+  its own: a hot key is traffic worth keeping apart).
+
+A route the input names (a trace's ``http.route``) is taken as it is, its parameters named as
+the route names them. A parameter is named after the segment before it (``agents`` ->
+``agent_id``; a word parameter ``users/{user}``), else after its shape.
+
+Paths are walked down a tree of segments; a node's words are capped at :data:`DISTINCT` (the
+next new word goes to the parameter at once), and the tree at :data:`MAX_NODES`, so a gigabyte
+of distinct paths takes the memory of a few thousand.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .shapes import shape
+
+__all__ = ["DISTINCT", "HOT_SHARE", "Leaf", "Templates", "param_name", "split_route"]
+
+#: Distinct words a position may hold before its words are a parameter's values.
+DISTINCT = 50
+#: The share of a position's requests that keeps a word an endpoint of its own.
+HOT_SHARE = 0.02
+#: Nodes of the tree at most; past it every new word is a parameter's value.
+MAX_NODES = 200_000
+#: Segments of a path read at most (deeper ones are folded into the last).
+MAX_DEPTH = 16
+#: Paths remembered with their leaf: a path seen again skips the walk.
+CACHE = 100_000
+
+_WORD_PARAM = "{word}"
+_ROUTE_PARAM = re.compile(r"\{([^}/]+)\}|:([A-Za-z_][A-Za-z0-9_]*)|<(?:[a-z]+:)?([A-Za-z_]\w*)>")
+_NOT_IDENT = re.compile(r"[^0-9a-zA-Z_]+")
+_SHAPE_NAMES = {
+    "uuid": "id",
+    "number": "id",
+    "hash": "hash",
+    "id": "id",
+    "token": "token",
+    "jwt": "token",
+    "email": "email",
+    "ip": "ip",
+    "date": "date",
+    "word": "name",
+}
+
+
+@dataclass(eq=False)
+class _Node:
+    hits: int = 0
+    words: dict[str, _Node] = field(default_factory=dict)
+    params: dict[str, _Node] = field(default_factory=dict)
+    overflowed: bool = False
+    #: A route's own name for the parameter this node stands for.
+    route_name: str | None = None
+
+
+@dataclass(eq=False)
+class Leaf:
+    """Where a path ended in the tree: the endpoint's key until templates are final.
+    ``tokens``: its segments, a word as itself and a parameter as ``{shape}``."""
+
+    tokens: tuple[str, ...]
+    route: bool = False
+    names: tuple[str | None, ...] = ()
+
+
+class Templates:
+    """The tree of every path seen; :meth:`leaf` walks one path down it, :meth:`template` says
+    what a leaf's template is once every path is in."""
+
+    def __init__(self) -> None:
+        self._root = _Node()
+        self._nodes = 1
+        self._leaves: dict[tuple[str, ...], Leaf] = {}
+        self._cache: dict[str, tuple[Leaf, tuple[str, ...]]] = {}
+        self._shapes: dict[str, str] = {}
+
+    def leaf(self, path: str) -> tuple[Leaf, tuple[str, ...]]:
+        """The leaf of ``path`` and its parameters' values (in order)."""
+        found = self._cache.get(path)
+        if found is not None:
+            node = self._root
+            node.hits += 1
+            for token in found[0].tokens:
+                node = node.words.get(token) or node.params[token]
+                node.hits += 1
+            return found
+        segments = _segments(path)
+        node = self._root
+        node.hits += 1
+        tokens: list[str] = []
+        values: list[str] = []
+        for segment in segments:
+            kind = self._shape(segment)
+            if kind == "word" and (segment in node.words or self._room(node)):
+                child = node.words.get(segment)
+                if child is None:
+                    child = node.words[segment] = _Node()
+                    self._nodes += 1
+                token = segment
+            else:
+                if kind == "word":
+                    node.overflowed = True
+                token = "{" + kind + "}"
+                child = node.params.get(token)
+                if child is None:
+                    child = node.params[token] = _Node()
+                    self._nodes += 1
+                values.append(segment)
+            child.hits += 1
+            tokens.append(token)
+            node = child
+        leaf = self._leaves.get(key := tuple(tokens))
+        if leaf is None:
+            leaf = self._leaves[key] = Leaf(key)
+        if len(self._cache) >= CACHE:
+            self._cache.clear()
+        self._cache[path] = (leaf, tuple(values))
+        return leaf, tuple(values)
+
+    def route_leaf(self, route: str, path: str) -> tuple[Leaf, tuple[str, ...]]:
+        """The leaf of a named route (``/v1/agents/{id}``) and the values ``path`` gives its
+        parameters (none when the path does not follow the route)."""
+        route_segments = _segments(route)
+        names = tuple(_route_param(s) for s in route_segments)
+        tokens = tuple(
+            "{route:" + n + "}" if n else s for s, n in zip(route_segments, names, strict=True)
+        )
+        key = ("route", *tokens)
+        leaf = self._leaves.get(key)
+        if leaf is None:
+            leaf = self._leaves[key] = Leaf(tokens, route=True, names=names)
+        segments = _segments(path)
+        values: tuple[str, ...] = ()
+        if len(segments) == len(route_segments):
+            values = tuple(v for v, n in zip(segments, names, strict=True) if n)
+        return leaf, values
+
+    def template(self, leaf: Leaf) -> tuple[str, tuple[tuple[str, str], ...]]:
+        """The leaf's template (``/v1/agents/{agent_id}``) and its parameters as (name,
+        shape) pairs, in order (a route's parameters have the shape "route")."""
+        if leaf.route:
+            named = _unique([(n, "route") for n in leaf.names if n])
+            return "/" + "/".join(
+                "{" + n + "}" if n else t for t, n in zip(leaf.tokens, leaf.names, strict=True)
+            ), named
+        node = self._root
+        parts: list[str] = []
+        params: list[tuple[str, str]] = []
+        previous: str | None = None
+        for token in leaf.tokens:
+            is_word = token in node.words
+            child = node.words[token] if is_word else node.params[token]
+            if is_word and node.overflowed and child.hits < HOT_SHARE * node.hits:
+                is_word = False
+                kind = _WORD_PARAM[1:-1]
+            else:
+                kind = token[1:-1]
+            if is_word:
+                parts.append(token)
+                previous = token
+            else:
+                name = param_name(previous, kind)
+                params.append((name, kind))
+                parts.append("{" + name + "}")
+                previous = None
+            node = child
+        named = _unique(params)
+        out = []
+        i = 0
+        for part in parts:
+            if part.startswith("{"):
+                out.append("{" + named[i][0] + "}")
+                i += 1
+            else:
+                out.append(part)
+        return "/" + "/".join(out), named
+
+    def _room(self, node: _Node) -> bool:
+        return len(node.words) < DISTINCT and self._nodes < MAX_NODES
+
+    def _shape(self, segment: str) -> str:
+        found = self._shapes.get(segment)
+        if found is None:
+            if len(self._shapes) >= CACHE:
+                self._shapes.clear()
+            found = self._shapes[segment] = shape(segment)
+        return found
+
+
+def _segments(path: str) -> list[str]:
+    parts = [p for p in path.split("/") if p]
+    if len(parts) > MAX_DEPTH:
+        parts = [*parts[: MAX_DEPTH - 1], "/".join(parts[MAX_DEPTH - 1 :])]
+    return parts
+
+
+def _route_param(segment: str) -> str | None:
+    found = _ROUTE_PARAM.fullmatch(segment)
+    if found is None:
+        return None
+    return _identifier(next(g for g in found.groups() if g))
+
+
+def split_route(route: str) -> str:
+    """A route in any of the usual spellings (``{id}``, ``:id``, ``<int:id>``) as ``{id}``."""
+    return "/" + "/".join("{" + n + "}" if (n := _route_param(s)) else s for s in _segments(route))
+
+
+def param_name(previous: str | None, kind: str) -> str:
+    """A parameter's name: after the word before it (``agents`` -> ``agent_id``, a word
+    parameter after ``users`` -> ``user``), else after its shape."""
+    if previous is None or kind in ("email", "ip", "date"):
+        return _SHAPE_NAMES.get(kind, "param")
+    base = _singular(_identifier(previous))
+    if kind == "word":
+        return base
+    if kind in ("hash", "token", "jwt"):
+        return f"{base}_{_SHAPE_NAMES[kind]}"
+    return f"{base}_id"
+
+
+def _identifier(text: str) -> str:
+    name = _NOT_IDENT.sub("_", text).strip("_").lower() or "param"
+    return name if not name[0].isdigit() else "p_" + name
+
+
+def _singular(word: str) -> str:
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith(("sses", "xes", "ches", "shes")):
+        return word[:-2]
+    if word.endswith("s") and not word.endswith(("ss", "us", "is")) and len(word) > 3:
+        return word[:-1]
+    return word
+
+
+def _unique(params: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    seen: dict[str, int] = {}
+    out = []
+    for name, kind in params:
+        seen[name] = seen.get(name, 0) + 1
+        out.append((name if seen[name] == 1 else f"{name}_{seen[name]}", kind))
+    return tuple(out)
