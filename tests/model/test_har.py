@@ -397,6 +397,7 @@ def test_bad_entries_are_counted_with_examples(tmp_path: Path) -> None:
         b'{"resourceSpans": []}',
         gzip.compress(b"GET / HTTP/1.1")[:-4],  # gzip, cut short
     ],
+    ids=lambda content: repr(content[:24]) if content[:2] != b"\x1f\x8b" else "gzip cut short",
 )
 def test_not_a_har(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "x.har"
