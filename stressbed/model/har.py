@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 from ..errors import ConfigError
 from .files import open_input
@@ -104,8 +104,7 @@ def _read(entry: object) -> tuple[str, Hit]:
     request = _object(entry, "request")
     url = _text(request, "url")
     parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS:
+    if parts.scheme.lower() not in _DEFAULT_PORTS:
         raise _Skipped("not http")
     method = _text(request, "method").upper()
     headers = _headers(request.get("headers"))
@@ -113,25 +112,15 @@ def _read(entry: object) -> tuple[str, Hit]:
         raise _Skipped("cors preflight")
     if entry.get("_fromCache"):
         raise _Skipped("browser cache")
-    try:
-        port = parts.port
-    except ValueError:
-        raise _Unreadable("request.url") from None
-    host = parts.hostname or ""
-    origin = f"{scheme}://{host}" + ("" if port in (None, _DEFAULT_PORTS[scheme]) else f":{port}")
-    response = entry.get("response")
-    response = response if isinstance(response, dict) else {}
-    content = response.get("content")
-    content = content if isinstance(content, dict) else {}
-    post = request.get("postData")
-    post = post if isinstance(post, dict) else {}
+    response = _mapping(entry.get("response"))
+    post = _mapping(request.get("postData"))
     text = post.get("text") if isinstance(post.get("text"), str) else None
     status = _count(response.get("status"))
     duration_ms = _number(entry.get("time"))
     request_bytes = _count(request.get("bodySize"))
     if request_bytes is None and text is not None:
         request_bytes = len(text.encode())
-    response_bytes = _count(content.get("size"))
+    response_bytes = _count(_mapping(response.get("content")).get("size"))
     if response_bytes is None:
         response_bytes = _count(response.get("bodySize"))
     hit = Hit(
@@ -147,7 +136,23 @@ def _read(entry: object) -> tuple[str, Hit]:
         body=_body(post, text),
         headers=headers,
     )
-    return origin, hit
+    return _origin(parts), hit
+
+
+def _origin(parts: SplitResult) -> str:
+    """scheme://host[:port], the port only when it is not the scheme's own."""
+    try:
+        port = parts.port
+    except ValueError:
+        raise _Unreadable("request.url") from None
+    scheme = parts.scheme.lower()
+    shown = "" if port in (None, _DEFAULT_PORTS[scheme]) else f":{port}"
+    return f"{scheme}://{parts.hostname or ''}{shown}"
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    """An optional object of the entry's: {} when absent or of another type."""
+    return value if isinstance(value, dict) else {}
 
 
 def _object(value: dict[str, Any], key: str) -> dict[str, Any]:

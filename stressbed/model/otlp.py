@@ -98,11 +98,11 @@ def read_otlp(path: Path, tally: Tally) -> Iterator[Hit]:
     (the file is read whole before the first; see the module's note on order)."""
     hits: list[Hit] = []
     with open_input(path) as opened:
-        for line, export in _exports(opened, path, tally):
+        for number, line, export in _exports(opened, path, tally):
             try:
                 spans = list(_spans(export))
-            except _Unreadable:
-                tally.failed(line)
+            except _Unreadable as error:
+                tally.failed(_line_excerpt(number, f"{error} malformed", line))
                 continue
             for span in spans:
                 try:
@@ -116,12 +116,12 @@ def read_otlp(path: Path, tally: Tally) -> Iterator[Hit]:
     yield from hits
 
 
-def _exports(opened: Opened, path: Path, tally: Tally) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(line, ExportTraceServiceRequest) of each line that holds one. A ConfigError when the
-    first line is not OTLP JSON, or no line held traces."""
+def _exports(opened: Opened, path: Path, tally: Tally) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """(line number, line, ExportTraceServiceRequest) of each line that holds one. A
+    ConfigError when the first line is not OTLP JSON, or no line held traces."""
     traces = seen = False
     try:
-        for raw in opened.stream:
+        for number, raw in enumerate(opened.stream, 1):
             line = raw.decode("utf-8", errors="replace")
             if not line.strip():
                 continue
@@ -129,7 +129,7 @@ def _exports(opened: Opened, path: Path, tally: Tally) -> Iterator[tuple[str, di
                 export = json.loads(line)
             except ValueError:
                 if seen:
-                    tally.failed(line)
+                    tally.failed(_line_excerpt(number, "not JSON", line))
                     continue
                 # Not one object per line: the file may be one pretty-printed request.
                 line = line + opened.stream.read().decode("utf-8", errors="replace")
@@ -139,11 +139,11 @@ def _exports(opened: Opened, path: Path, tally: Tally) -> Iterator[tuple[str, di
                     raise ConfigError("INPUT", str(path), EXPECTED) from None
             if isinstance(export, dict) and "resourceSpans" in export:
                 traces = seen = True
-                yield line, export
+                yield number, line, export
             elif isinstance(export, dict) and any(k in export for k in _OTHER_SIGNALS):
                 seen = True
             elif seen:
-                tally.failed(line)
+                tally.failed(_line_excerpt(number, "no resourceSpans", line))
             else:
                 raise ConfigError("INPUT", str(path), EXPECTED)
     except (OSError, EOFError, zlib.error):
@@ -325,6 +325,12 @@ def _headers(attributes: dict[str, Any]) -> dict[str, str]:
         values = value if isinstance(value, list) else [value]
         headers[name] = ", ".join(str(v) for v in values if v is not None)
     return headers
+
+
+def _line_excerpt(number: int, what: str, line: str) -> str:
+    """A bad line for a person to find: its number, what is wrong, how it starts (a line
+    starts with its resource, not with a span's attributes)."""
+    return f"line {number}: {what}: {line.strip()[:60]}"
 
 
 def _excerpt(span: object) -> str:

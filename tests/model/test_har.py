@@ -9,6 +9,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from stressbed.errors import ConfigError
+from stressbed.model import har
 from stressbed.model.har import read_har
 from stressbed.model.hits import Hit, Tally
 
@@ -169,7 +171,7 @@ def test_a_real_chromium_session(chromium_har: tuple[Path, Site]) -> None:
     assert (tally.bad, tally.skipped_by) == (0, {"other origin": 1})
     times = [h.time for h in hits]
     assert times == sorted(times)
-    assert times[0] == pytest.approx(_unix(started), abs=1e-3)
+    assert times[0] == pytest.approx(datetime.fromisoformat(started).timestamp(), abs=1e-3)
     assert all(h.duration_s is not None and h.duration_s >= 0 for h in hits)
     assert [h.client for h in calls] == [None, "agent-7", *[None] * 6]
     orders = calls[2]
@@ -194,12 +196,6 @@ def test_a_gzip_har_reads_the_same(chromium_har: tuple[Path, Site], tmp_path: Pa
     (hits, tally), (plain_hits, plain_tally) = _read(packed), _read(path)
     assert hits == plain_hits
     assert (tally.read, tally.skipped_by) == (plain_tally.read, plain_tally.skipped_by)
-
-
-def _unix(iso: str) -> float:
-    from datetime import datetime  # noqa: PLC0415
-
-    return datetime.fromisoformat(iso).timestamp()
 
 
 # --- The edges, entry by entry ---------------------------------------------------------------
@@ -285,27 +281,50 @@ def test_bodies(tmp_path: Path, post: dict[str, Any], body: Any) -> None:
     assert hit.body == body
 
 
-def test_credentials_and_pseudo_headers_are_never_read(tmp_path: Path) -> None:
-    """Headers of NEVER_READ are passed over by name: their value is never looked at (here
-    a value that would break the reader if it were)."""
-    poison = {"not": "a string"}
+def test_credentials_and_pseudo_headers_are_never_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Headers of NEVER_READ are passed over by name: reading their value (a sealed one here)
+    would fail the test; so are the entry's cookie lists."""
     headers = [
         {"name": ":authority", "value": "api.example"},
         {"name": ":path", "value": "/v1/x"},
-        {"name": "Authorization", "value": poison},
-        {"name": "Proxy-Authorization", "value": poison},
-        {"name": "cookie", "value": poison},
-        {"name": "Set-Cookie", "value": poison},
+        _Sealed(name="Authorization"),
+        _Sealed(name="Proxy-Authorization"),
+        _Sealed(name="cookie"),
+        _Sealed(name="Set-Cookie"),
         {"name": "Accept", "value": "application/json"},
         {"name": "X-Trace", "value": "a"},
         {"name": "x-trace", "value": "b"},
         {"value": "no name"},
         "not a header",
     ]
-    entry = _entry(request={"headers": headers, "cookies": [{"name": "s", "value": poison}]})
-    ((hit,), tally) = _read(_har(tmp_path, [entry]))
+    entry = _entry(request={"headers": headers})
+    entry["request"] = _Sealed(entry["request"], sealed="cookies")
+    entry["response"] = _Sealed(entry["response"], sealed="cookies")
+    monkeypatch.setattr(har, "_entries", lambda _: [entry])
+    ((hit,), tally) = _read(tmp_path / "unused")
     assert hit.headers == {"accept": "application/json", "x-trace": "a, b"}
     assert tally.bad == 0
+
+
+class _Sealed(dict[str, Any]):
+    """An object whose ``sealed`` field must not be read."""
+
+    def __init__(self, *args: Any, sealed: str = "value", **fields: Any) -> None:
+        super().__init__(*args, **fields)
+        self.sealed = sealed
+
+    def __getitem__(self, key: str) -> Any:
+        if key == self.sealed:
+            raise AssertionError(f"read {key} of {dict.get(self, 'name', 'an entry')}")
+        return dict.__getitem__(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
 
 
 def test_the_client_is_a_header_naming_one(tmp_path: Path) -> None:

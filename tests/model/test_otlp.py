@@ -89,17 +89,18 @@ def _port(proc: subprocess.Popen[str], timeout_s: float = 60.0) -> int:
     return int(proc.stdout.readline())
 
 
-def _end(proc: subprocess.Popen[str]) -> None:
-    """SIGTERM, then SIGKILL to its group if it has not ended by the deadline."""
+def _end(proc: subprocess.Popen[str]) -> int:
+    """SIGTERM, then SIGKILL to its group if it has not ended by the deadline; its exit code."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
     if proc.stdout is not None:
         proc.stdout.close()
+    return proc.returncode
 
 
 def _call(base: str, tracer: Any, method: str, target: str, headers: dict[str, str]) -> None:
@@ -156,21 +157,22 @@ def traces(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     exporter = OTLPSpanExporter(endpoint=collector.endpoint, session=session)
     caller.add_span_processor(BatchSpanProcessor(exporter))
     try:
-        url = f"http://127.0.0.1:{_port(proc)}"
-        tracer = caller.get_tracer("caller")
-        started = time.time()
-        for method, target, headers in CALLS:
-            credentials = {"Authorization": bearer, "Cookie": f"session={cookie}"}
-            sent = {k: credentials.get(k, v) for k, v in headers.items()}
-            _call(url, tracer, method, target, sent)
-        ended = time.time()
-        caller.shutdown()  # exports the caller's spans
-        proc.send_signal(signal.SIGTERM)  # the service exports its own as it ends
-        assert proc.wait(timeout=60) == 0, (base / "service.log").read_text()
-        # A server and an INTERNAL span (POST) for each call, and the caller's CLIENT span.
+        try:
+            url = f"http://127.0.0.1:{_port(proc)}"
+            tracer = caller.get_tracer("caller")
+            started = time.time()
+            for method, target, headers in CALLS:
+                credentials = {"Authorization": bearer, "Cookie": f"session={cookie}"}
+                sent = {k: credentials.get(k, v) for k, v in headers.items()}
+                _call(url, tracer, method, target, sent)
+            ended = time.time()
+        finally:
+            caller.shutdown()  # exports the caller's spans
+            code = _end(proc)  # the service exports its own as it ends
+        assert code == 0, (base / "service.log").read_text()
+        # A CLIENT (the caller's) and a SERVER span for each call, an INTERNAL one for the POST.
         collector.wait_for(2 * len(CALLS) + 1)
     finally:
-        _end(proc)
         collector.close()
         log.close()
     return Traces(collector.path, bearer, cookie, started, ended)
@@ -434,22 +436,15 @@ def test_hits_come_in_time_order_across_lines(tmp_path: Path) -> None:
     assert [h.time - 1_700_000_000 for h in hits] == pytest.approx([1, 2, 3])
 
 
-def test_bad_spans_and_lines_are_counted_with_examples(tmp_path: Path) -> None:
+def test_bad_spans_are_counted_with_examples(tmp_path: Path) -> None:
+    """An example of a bad span shows the keys of its attributes, never their values."""
     no_method = _span(attributes=_attrs(url__path="/x", enduser__id="SECRET-USER"))
     no_start = _span()
     del no_start["startTimeUnixNano"]
-    path = _file(
-        tmp_path,
-        _line(no_method, _span(kind=9), no_start, "span?", _span()),
-        '{"resourceSpans": [{"scopeSpans": {"spans": []}}]}',
-        '{"resourceSpans": "nope"}',
-        "{cut short",
-        '{"something": "else"}',
-        '{"resourceMetrics": []}',  # another signal's line: passed over
-    )
+    path = _file(tmp_path, _line(no_method, _span(kind=9), no_start, "span?", _span()))
     hits, tally = _read(path)
     assert len(hits) == tally.read == 1
-    assert tally.bad == 8
+    assert tally.bad == 4
     assert tally.examples == [
         '{"name": "GET /x", "kind": 2, "startTimeUnixNano": "1700000000000000000", '
         '"attributes": ["url.path", "enduser.id"]}',
@@ -459,6 +454,28 @@ def test_bad_spans_and_lines_are_counted_with_examples(tmp_path: Path) -> None:
         '"http.response.status_code"]}',
     ]
     assert "SECRET-USER" not in repr(tally)
+
+
+def test_bad_lines_are_counted_by_number(tmp_path: Path) -> None:
+    """After a first good line, a bad one is counted (once: its spans are unknown); another
+    signal's line is passed over."""
+    path = _file(
+        tmp_path,
+        _line(_span()),
+        "",
+        '{"resourceSpans": [{"scopeSpans": {"spans": []}}]}',
+        '{"resourceSpans": "nope"}',
+        "{cut short",
+        '{"something": "else"}',
+        '{"resourceMetrics": []}',
+    )
+    hits, tally = _read(path)
+    assert (len(hits), tally.bad, tally.skipped) == (1, 4, 0)
+    assert tally.examples == [
+        'line 3: scopeSpans malformed: {"resourceSpans": [{"scopeSpans": {"spans": []}}]}',
+        'line 4: resourceSpans malformed: {"resourceSpans": "nope"}',
+        "line 5: not JSON: {cut short",
+    ]
 
 
 def test_captured_credentials_are_never_looked_at(
@@ -472,7 +489,7 @@ def test_captured_credentials_are_never_looked_at(
     span["attributes"] += [_Sealed(key=key) for key in keys]
     span["attributes"] += _attrs(**{"http__request__header__:authority": ["shop"]})
     export = {"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}
-    monkeypatch.setattr(otlp, "_exports", lambda *_: iter([("", export)]))
+    monkeypatch.setattr(otlp, "_exports", lambda *_: iter([(1, "", export)]))
     hits, tally = _read(_file(tmp_path))  # its lines are those _exports gives
     assert (len(hits), tally.bad) == (1, 0)
     assert hits[0].headers == {}
