@@ -142,6 +142,10 @@ def _categories(stats: FieldStats, cover: float = CATEGORY_COVER) -> Drawn | Non
     note = f"{_count(stats)}; {len(found.top)} of {distinct} distinct values"
     if found.other:
         note += f", the rest ({found.other / found.count:.1%}) as 'other'"
+    if len(found.top) == 1 and not found.other:
+        value = found.top[0][0]
+        constant = string(value) if isinstance(value, str) else repr(value)
+        return Drawn(Raw(constant), f"{_count(stats)}; always this value")
     other = "other" if "other" not in kept else "(other)"
     drawn_from = Drawn(Raw(found.source(other)), note)
     drawn_from.values = tuple(v for v, _ in found.top)

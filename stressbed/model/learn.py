@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+from .clients import CLIENT_HEADERS, Clients, client_field, client_word
 from .fits import BoundedCounter, Reservoir
 from .hits import Hit
 from .shapes import SENSITIVE_SHAPES, is_sensitive_name, shape
@@ -119,7 +120,7 @@ class Learned:
     last: float | None
     count: int
     keep: frozenset[str]
-    clients: int | None = None
+    clients: Clients = field(default_factory=Clients)
 
 
 def learn(hits: Iterable[Hit], keep: Iterable[str] = ()) -> Learned:
@@ -130,6 +131,7 @@ def learn(hits: Iterable[Hit], keep: Iterable[str] = ()) -> Learned:
     per_second: Counter[int] = Counter()
     first = last = None
     count = 0
+    clients = Clients()
     for hit in hits:
         count += 1
         if first is None:
@@ -145,7 +147,29 @@ def learn(hits: Iterable[Hit], keep: Iterable[str] = ()) -> Learned:
         if stats is None:
             stats = endpoints[key] = EndpointStats(hit.method, leaf)
         _add(stats, hit, values, keep_fields)
-    return Learned(templates, endpoints, per_second, first, last, count, keep_fields)
+        clients.see(_client(hit, leaf, values), hit.client, id(stats), hit.time)
+    clients.finish()
+    return Learned(templates, endpoints, per_second, first, last, count, keep_fields, clients)
+
+
+def _client(hit: Hit, leaf: Leaf, values: tuple[str, ...]) -> str | None:
+    """The id of who sent ``hit`` when the request names one (see
+    :mod:`stressbed.model.clients`): kept in memory only."""
+    if values:
+        index = 0
+        previous = None
+        for token in leaf.tokens:
+            if token.startswith("{"):
+                if client_word(previous) and index < len(values):
+                    return "path:" + values[index]
+                index += 1
+            previous = token
+    for header in CLIENT_HEADERS:
+        value = hit.headers.get(header)
+        if value:
+            return "header:" + value
+    found = client_field(hit.body)
+    return None if found is None else "body:" + found
 
 
 def _add(stats: EndpointStats, hit: Hit, values: tuple[str, ...], keep: frozenset[str]) -> None:

@@ -113,7 +113,8 @@ def emit(node: Node, indent: int = 0, lead: int = 0, trail: int = 0) -> str:
     inner = indent + 4
     lines = [opener]
     for item in node.items:
-        lines += [" " * inner + "# " + c if c else " " * inner + "#" for c in item.comments]
+        for comment in item.comments:
+            lines += [" " * inner + "# " + part for part in wrap(comment, LINE - inner - 2)]
         prefix = _key(item, node)
         text = emit(item.value, inner, len(prefix), 1)
         lines.append(" " * inner + prefix + text + ",")
@@ -156,6 +157,19 @@ def _brackets(node: Call | Dict | List | Tuple) -> tuple[str, str]:
     if isinstance(node, List):
         return "[", "]"
     return "(", ")"
+
+
+def wrap(text: str, width: int) -> list[str]:
+    """``text`` in lines of at most ``width`` characters (a longer word alone on its line)."""
+    lines: list[str] = []
+    line = ""
+    for word in text.split(" "):
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    return [*lines, line]
 
 
 def parsed(source: str) -> Node:

@@ -121,7 +121,10 @@ def shape_of(per_second: Mapping[int, int], first: float, last: float) -> Shape:
     # The points: the span's start, each bucket's middle, the span's end.
     xs = [0.0, *mids, span]
     ys = [rates[0], *rates, rates[-1]]
-    keep = _simplify(xs, ys, TOLERANCE * max(rates[peak], 1e-9))
+    # A bucket strays when it is off by more than TOLERANCE of the peak, or by more than
+    # three standard deviations of a Poisson count at the peak: noise is not a stage.
+    noise = 3 * math.sqrt(max(counts)) / bucket
+    keep = _simplify(xs, ys, max(TOLERANCE * rates[peak], noise, 1e-9))
     keep.add(peak + 1)
     kept = sorted(keep)
     stages = []
