@@ -26,6 +26,8 @@ from ..model.read import INPUT_FORMATS, read_inputs
 from ..model.write import Written, write_module
 from ..scenario import catalog
 from ..scenario.render import render
+from ..scenario.units import parse_duration_ms
+from .model_check import check_model, print_distances
 from .options import share
 
 __all__ = ["model_commands"]
@@ -52,7 +54,8 @@ def model_commands(commands: Any) -> None:
         "log_format; gzip too), HAR 1.2 files or OTLP JSON traces, and write a scenario "
         "module: the endpoints as templates and their weights, parameters as generators, the "
         "rate's shape as stages, the observed latency as thresholds. Values of a secret's "
-        "shape or name are never copied. Exit 0 written, 2 bad input (nothing written).",
+        "shape or name are never copied. Exit 0 written (and --check passed), 1 --check "
+        "found the replay off, 2 bad input (nothing written), 3 the replay could not run.",
     )
     cmd.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
     cmd.add_argument("-o", "--output", required=True, type=Path, metavar="FILE.py")
@@ -85,6 +88,32 @@ def model_commands(commands: Any) -> None:
         default=MAX_BAD,
         metavar="PERCENT",
         help="the share of an input that may not be read (default 5%%)",
+    )
+    cmd.add_argument(
+        "--check",
+        action="store_true",
+        help="replay the module through a real nginx (nginx-light), model its log again and "
+        "print the distances; exit 1 when a weight is off by more than --check-tolerance",
+    )
+    cmd.add_argument(
+        "--check-duration",
+        default="1m",
+        metavar="DURATION",
+        help="how long the replay plays the whole span (default 1m)",
+    )
+    cmd.add_argument(
+        "--check-peak",
+        type=float,
+        default=100.0,
+        metavar="RATE",
+        help="the replay's peak requests/s (every rate scaled to it; default 100)",
+    )
+    cmd.add_argument(
+        "--check-tolerance",
+        type=float,
+        default=2.0,
+        metavar="PP",
+        help="the largest weight difference that passes, in percentage points (default 2)",
     )
     cmd.set_defaults(handler=cmd_model)
 
@@ -126,7 +155,19 @@ def cmd_model(args: argparse.Namespace) -> int:
     _write(output, written.text)
     _verify(output)
     _say_what(written, reading.tallies, output, time.monotonic() - started)
-    return 0
+    if not args.check:
+        return 0
+    check_s = parse_duration_ms(args.check_duration, "--check-duration") / 1000
+    if check_s < 10 or args.check_peak <= 0:
+        raise ConfigError(
+            "--check-duration/--check-peak",
+            f"{args.check_duration}/{args.check_peak:g}",
+            "a duration of 10s or more and a peak > 0",
+        )
+    distances = check_model(
+        learned, name, reading.tallies, duration_s=check_s, peak=args.check_peak, keep=args.keep
+    )
+    return print_distances(distances, args.check_tolerance)
 
 
 def _judge(tallies: list[Any], max_bad: float, given: str | None) -> None:

@@ -60,6 +60,7 @@ def write_module(
     compress: float = 1.0,
     scale: float = 1.0,
     command: list[str] | None = None,
+    join_at_once: bool = False,
 ) -> Written:
     """The scenario module for what was learned (see the module's docstring)."""
     endpoints = endpoints_of(learned)
@@ -92,7 +93,13 @@ def write_module(
     agents = ""
     if flows.population is not None and shape is not None:
         agents = population_block(
-            flows, consts, identity, others, scale=scale, lasting_s=shape.seconds()
+            flows,
+            consts,
+            identity,
+            others,
+            scale=scale,
+            lasting_s=shape.seconds(),
+            join_at_once=join_at_once,
         )
     written = Written("", kept, shape, total, sum(e.stats.count for e in rest), flows=flows)
     parts = [

@@ -91,6 +91,7 @@ def population_block(
     *,
     scale: float,
     lasting_s: float,
+    join_at_once: bool = False,
 ) -> str:
     """``AGENT`` and ``AGENTS`` (the population's workload) for the planned population."""
     plan = flows.population
@@ -152,7 +153,9 @@ def population_block(
     args.append(Item(List(tuple(activities)), "activities"))
     agents = max(1, round(plan.agents * scale))
     longest = max(c.interval_s for c in plan.checkins)
-    join = min(longest, lasting_s / 2)
+    # Their first activities fall at a random phase of their intervals, so agents joined at
+    # once are steady at once (what a replay that checks the model wants).
+    join = 0.0 if join_at_once else min(longest, lasting_s / 2)
     head = "".join(
         f"{line}\n"
         for line in wrap(
