@@ -75,6 +75,12 @@ class LogFormat:
         self.text = text
         self.pattern, self.groups = compile_format(text)
         self.has_time = bool(self.groups & {"time_local", "time_iso8601", "msec"})
+        #: The header variables captured, with the header each one is.
+        self.headers = tuple(
+            (name, name[5:].replace("_", "-"))
+            for name in sorted(self.groups)
+            if name.startswith("http_")
+        )
         self.has_request = "request" in self.groups or bool(self.groups & {"request_uri", "uri"})
 
 
@@ -111,7 +117,8 @@ def compile_format(text: str) -> tuple[re.Pattern[bytes], set[str]]:
 
 def _generic(name: str, before: str) -> bytes:
     if before == '"':
-        return rb'(?:[^"\\]|\\.)*'
+        # The unrolled loop: a run of plain characters, then escapes each followed by one.
+        return rb'[^"\\]*(?:\\.[^"\\]*)*'
     if before == "[":
         return rb"[^\]]*"
     return rb"\S*"
@@ -150,7 +157,7 @@ def read_access_log(opened: Opened, fmt: LogFormat, tally: Tally) -> Iterator[Hi
                 tally.failed(line.decode("utf-8", "replace"))
             continue
         fields = found.groupdict()
-        hit = _hit(fields, when)
+        hit = _hit(fields, when, fmt.headers)
         if hit is None:
             tally.skip("no request line")
             continue
@@ -158,7 +165,9 @@ def read_access_log(opened: Opened, fmt: LogFormat, tally: Tally) -> Iterator[Hi
         yield hit
 
 
-def _hit(fields: dict[str, Any], when: _Clock) -> Hit | None:
+def _hit(
+    fields: dict[str, Any], when: _Clock, header_names: tuple[tuple[str, str], ...]
+) -> Hit | None:
     request = fields.get("request")
     if request is not None:
         parts = _text(request).split(" ")
@@ -175,11 +184,11 @@ def _hit(fields: dict[str, Any], when: _Clock) -> Hit | None:
             return None
     path, _, query = target.partition("?")
     status = fields.get("status")
-    headers = {
-        key[5:].replace("_", "-"): _text(value)
-        for key, value in fields.items()
-        if key.startswith("http_") and value and value != b"-"
-    }
+    headers = {}
+    for key, header in header_names:
+        value = fields[key]
+        if value and value != b"-":
+            headers[header] = _text(value)
     return Hit(
         time=when.read(fields),
         method=method,

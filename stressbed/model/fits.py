@@ -444,9 +444,12 @@ def _value_text(value: object) -> str:
 class Reservoir:
     """A uniform sample of at most ``size`` values from a stream of any length.
 
-    Vitter's algorithm R: the first ``size`` values are kept; the i-th after them (1-based
-    count i overall) replaces a random kept one with probability size / i, so every value seen
-    is kept with the same probability. Seeded: the same stream gives the same sample.
+    Vitter's algorithm R's sample, drawn by Li's algorithm L: the first ``size`` values are
+    kept; then the count of values to pass over before the next one replaces a random kept
+    one is drawn from the distribution R's coin flips would give (geometric, with a success
+    probability that shrinks as the stream grows), so a value passed over costs a count and a
+    comparison, not a random draw. Every value seen is kept with the same probability.
+    Seeded: the same stream gives the same sample.
     """
 
     def __init__(self, size: int = 2048, seed: int = 0) -> None:
@@ -456,15 +459,25 @@ class Reservoir:
         self.count = 0  # values seen
         self.values: list[float] = []  # the sample, in no useful order
         self._random = random.Random(seed)
+        self._w = 1.0
+        self._next = size  # the count at which the next value is taken
 
     def add(self, value: float) -> None:
         self.count += 1
-        if len(self.values) < self.size:
+        if self.count <= self.size:
             self.values.append(value)
+            if self.count == self.size:
+                self._skip()
             return
-        slot = self._random.randrange(self.count)  # uniform in [0, count)
-        if slot < self.size:
-            self.values[slot] = value
+        if self.count == self._next:
+            self.values[self._random.randrange(self.size)] = value
+            self._skip()
+
+    def _skip(self) -> None:
+        rng = self._random
+        self._w *= math.exp(math.log(1.0 - rng.random()) / self.size)
+        gap = math.floor(math.log(1.0 - rng.random()) / math.log(1.0 - self._w))
+        self._next = self.count + gap + 1
 
 
 class BoundedCounter:

@@ -35,8 +35,24 @@ MAX_FIELDS = 64
 MAX_BODY_DEPTH = 4
 #: Distinct values counted per field before new ones go to "other".
 MAX_VALUES = 1000
-#: Characters remembered per field (to say which alphabet its values are written in).
+#: An endpoint's requests whose parameters are all read before they are sampled.
+SAMPLE_ALL = 50_000
+#: Characters remembered per field (to say which alphabet its values are written in), read
+#: from its first ALPHABET_FROM values.
 MAX_CHARS = 128
+ALPHABET_FROM = 1000
+#: Values whose shape is remembered (a value seen again is not looked at twice).
+SHAPES_CACHED = 100_000
+_shapes: dict[str, str] = {}
+
+
+def _shape(text: str) -> str:
+    found = _shapes.get(text)
+    if found is None:
+        if len(_shapes) >= SHAPES_CACHED:
+            _shapes.clear()
+        found = _shapes[text] = shape(text) if text else "word"
+    return found
 
 
 @dataclass
@@ -77,10 +93,10 @@ class FieldStats:
             return
         text = str(value)
         self.kinds["string"] += weight
-        kind = shape(text) if text else "word"
+        kind = _shape(text)
         self.shapes[kind] += weight
         self.lengths.add(float(len(text)))
-        if len(self.chars) < MAX_CHARS:
+        if self.lengths.count <= ALPHABET_FROM and len(self.chars) < MAX_CHARS:
             self.chars.update(text[:64])
         if kind in ("number", "decimal") and not is_sensitive_name(name):
             self.numbers.add(float(text))
@@ -104,6 +120,8 @@ class EndpointStats:
     query: dict[str, FieldStats] = field(default_factory=dict)
     body: dict[str, FieldStats] = field(default_factory=dict)
     bodies: int = 0
+    #: The requests whose parameters were read (a sample: see SAMPLE_ALL).
+    sampled: int = 0
     path: list[FieldStats] = field(default_factory=list)
     other_fields: int = 0
 
@@ -183,6 +201,12 @@ def _add(stats: EndpointStats, hit: Hit, values: tuple[str, ...], keep: frozense
         stats.request_bytes.add(float(hit.request_bytes))
     if hit.response_bytes is not None:
         stats.response_bytes.add(float(hit.response_bytes))
+    # The parameters are read from a sample of each endpoint's requests: all of its first
+    # SAMPLE_ALL, then one in every k, k growing by one each further SAMPLE_ALL: a few hundred
+    # thousand per endpoint from a gigabyte, uniform enough for shares and fits.
+    if stats.count > SAMPLE_ALL and stats.count % (stats.count // SAMPLE_ALL + 1):
+        return
+    stats.sampled += 1
     while len(stats.path) < len(values):
         stats.path.append(FieldStats())
     for i, value in enumerate(values):
@@ -271,6 +295,7 @@ def merged(
         out.statuses.update(member.statuses)
         out.timed += member.timed
         out.bodies += member.bodies
+        out.sampled += member.sampled
         out.other_fields += member.other_fields
         for mine, theirs in (
             (out.durations, member.durations),

@@ -102,7 +102,7 @@ def request_block(
         args.append(Item(Raw(string(endpoint.method))))
     args.append(Item(Raw(string(path))))
     args.append(Item(Raw(string(endpoint.name)), "name"))
-    query, absent_query = _fields(stats.query, stats.count, shape_variables)
+    query, absent_query = _fields(stats.query, stats.sampled, shape_variables)
     if query:
         args.append(Item(Dict(tuple(query)), "query"))
     body, absent_body = _body(stats, shape_variables)
@@ -144,7 +144,7 @@ def _fields(
 
 
 def _body(stats: EndpointStats, shape_variables: set[str]) -> tuple[Node | None, str]:
-    if not stats.bodies or stats.bodies < PRESENT * stats.count:
+    if not stats.bodies or stats.bodies < PRESENT * stats.sampled:
         return None, ""
     absent: list[str] = []
     node = _object(stats.body, "", stats.bodies, shape_variables, absent)
