@@ -28,6 +28,7 @@ from ..scenario import catalog
 from ..scenario.render import render
 from ..scenario.units import parse_duration_ms
 from .model_check import check_model, print_distances
+from .replay import find_nginx
 from .options import share
 
 __all__ = ["model_commands"]
@@ -129,6 +130,8 @@ def cmd_model(args: argparse.Namespace) -> int:
     for field in args.keep:
         if field.lower() in ("authorization", "cookie", "set-cookie", "proxy-authorization"):
             raise ConfigError("--keep", field, "a field other than credentials (never read)")
+    if args.check:
+        find_nginx()  # before the inputs are read: the check needs a real one
     started = time.monotonic()
     bar = _Progress()
     with ExitStack() as stack:
