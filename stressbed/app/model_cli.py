@@ -28,8 +28,8 @@ from ..scenario import catalog
 from ..scenario.render import render
 from ..scenario.units import parse_duration_ms
 from .model_check import check_model, print_distances
-from .replay import find_nginx
 from .options import share
+from .replay import find_nginx
 
 __all__ = ["model_commands"]
 
