@@ -225,6 +225,13 @@ def bench_live(session: nox.Session) -> None:
     session.run("python", "tools/bench_live.py", *(session.posargs or ["scale"]), env=ENV)
 
 
+@nox.session(name="bench_model")
+def bench_model(session: nox.Session) -> None:
+    """stressbed model on a gigabyte of access log: wall time, MB/s, peak RSS."""
+    session.install(".")
+    session.run("python", "tools/bench_model.py", *session.posargs, env=ENV)
+
+
 @nox.session(name="bench_balancer")
 def bench_balancer(session: nox.Session) -> None:
     """The local backend's balancer vs the agent direct: throughput and p99 (wrk, hey)."""
