@@ -21,6 +21,7 @@ few numbers and its current session's steps.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,8 +72,8 @@ class _Client:
     first: float
     last: float
     count: int = 0
-    last_by_endpoint: dict[int, float] = field(default_factory=dict)
-    steps: list[int] = field(default_factory=list)
+    last_by_endpoint: dict[Hashable, float] = field(default_factory=dict)
+    steps: list[Hashable] = field(default_factory=list)
     session_long: bool = False
     #: Whether an id (not only an address) names it.
     has_id: bool = False
@@ -81,7 +82,7 @@ class _Client:
 @dataclass
 class Clients:
     """The clients of one input stream (see the module's docstring). Endpoints are told by
-    an integer key the caller gives (its endpoint's identity)."""
+    the key the caller gives (its method and path leaf's)."""
 
     followed: dict[str, _Client] = field(default_factory=dict)
     #: Ids of clients first seen by their address: id -> address.
@@ -89,19 +90,19 @@ class Clients:
     unfollowed: int = 0
     #: Per endpoint: the same client's time between two requests to it, and how many
     #: requests were such a repeat.
-    intervals: dict[int, Reservoir] = field(default_factory=dict)
-    repeats: dict[int, int] = field(default_factory=dict)
+    intervals: dict[Hashable, Reservoir] = field(default_factory=dict)
+    repeats: dict[Hashable, int] = field(default_factory=dict)
     #: Finished sessions by their steps; sessions longer than MAX_STEPS; think times.
     journeys: BoundedCounter = field(default_factory=lambda: BoundedCounter(5000))
     long_sessions: int = 0
     sessions: int = 0
     think: Reservoir = field(default_factory=lambda: Reservoir(4096))
     #: Each client's first endpoint (a registration is every client's first).
-    firsts: dict[int, int] = field(default_factory=dict)
+    firsts: dict[Hashable, int] = field(default_factory=dict)
     #: (first, last) of every finished client, for how many were there at once.
     spans: list[tuple[float, float]] = field(default_factory=list)
 
-    def see(self, key: str | None, address: str | None, endpoint: int, time: float) -> None:
+    def see(self, key: str | None, address: str | None, endpoint: Hashable, time: float) -> None:
         """A request to ``endpoint`` at ``time`` from the client whose id is ``key`` (a path
         parameter's, a header's, a body's) sent from ``address`` (what the input says sent
         it). A client first seen by its address takes the first id seen from that address

@@ -20,7 +20,7 @@ journeys, and single requests.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .clients import Clients
@@ -106,7 +106,10 @@ def plan_flows(learned: Learned, endpoints: Sequence[Endpoint]) -> Flows:
 
 
 def _population(
-    clients: Clients, endpoints: Sequence[Endpoint], total: int, by_member: dict[int, Endpoint]
+    clients: Clients,
+    endpoints: Sequence[Endpoint],
+    total: int,
+    by_member: Mapping[Hashable, Endpoint],
 ) -> Population | None:
     checkins = [c for e in endpoints if (c := _checkin(clients, e)) is not None]
     periodic = sum(c.endpoint.stats.count for c in checkins)
@@ -162,7 +165,7 @@ def _checkin(clients: Clients, endpoint: Endpoint) -> CheckIn | None:
     return CheckIn(endpoint, median, jitter, p10, p90, repeats)
 
 
-def _journeys(flows: Flows, clients: Clients, by_member: dict[int, Endpoint]) -> None:
+def _journeys(flows: Flows, clients: Clients, by_member: Mapping[Hashable, Endpoint]) -> None:
     least = max(5, JOURNEY_SHARE * clients.sessions)
     found: list[Journey] = []
     for steps, count in sorted(clients.journeys.counts.items(), key=lambda kv: -kv[1]):

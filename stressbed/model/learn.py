@@ -27,7 +27,7 @@ from .hits import Hit
 from .shapes import SENSITIVE_SHAPES, is_sensitive_name, shape
 from .templates import Leaf, Templates
 
-__all__ = ["EndpointStats", "FieldStats", "Learned", "learn", "merged"]
+__all__ = ["EndpointKey", "EndpointStats", "FieldStats", "Learned", "leaf_key", "learn", "merged"]
 
 #: Query parameters and body fields followed per endpoint (more are counted, not followed).
 MAX_FIELDS = 64
@@ -105,6 +105,15 @@ class FieldStats:
             self.values.add(text, weight)
 
 
+#: An endpoint as the records are read: its method and its leaf's key (stable across
+#: processes, unlike the leaf object).
+EndpointKey = tuple[str, tuple[str, ...]]
+
+
+def leaf_key(leaf: Leaf) -> tuple[str, ...]:
+    return ("route", *leaf.tokens) if leaf.route else leaf.tokens
+
+
 @dataclass
 class EndpointStats:
     """One endpoint's figures (see the module's docstring)."""
@@ -125,6 +134,10 @@ class EndpointStats:
     path: list[FieldStats] = field(default_factory=list)
     other_fields: int = 0
 
+    @property
+    def key(self) -> EndpointKey:
+        return (self.method, leaf_key(self.leaf))
+
 
 @dataclass
 class Learned:
@@ -132,7 +145,7 @@ class Learned:
     templates' tree (to name each endpoint once every path is in)."""
 
     templates: Templates
-    endpoints: dict[tuple[str, int], EndpointStats]
+    endpoints: dict[EndpointKey, EndpointStats]
     per_second: Counter[int]
     first: float | None
     last: float | None
@@ -145,7 +158,7 @@ def learn(hits: Iterable[Hit], keep: Iterable[str] = ()) -> Learned:
     """Fold ``hits`` (in time order) into what the model is made of."""
     keep_fields = frozenset(keep)
     templates = Templates()
-    endpoints: dict[tuple[str, int], EndpointStats] = {}
+    endpoints: dict[EndpointKey, EndpointStats] = {}
     per_second: Counter[int] = Counter()
     first = last = None
     count = 0
@@ -160,12 +173,12 @@ def learn(hits: Iterable[Hit], keep: Iterable[str] = ()) -> Learned:
             leaf, values = templates.route_leaf(hit.route, hit.path)
         else:
             leaf, values = templates.leaf(hit.path)
-        key = (hit.method, id(leaf))
+        key = (hit.method, leaf_key(leaf))
         stats = endpoints.get(key)
         if stats is None:
             stats = endpoints[key] = EndpointStats(hit.method, leaf)
         _add(stats, hit, values, keep_fields)
-        clients.see(_client(hit, leaf, values), hit.client, id(stats), hit.time)
+        clients.see(_client(hit, leaf, values), hit.client, key, hit.time)
     clients.finish()
     return Learned(templates, endpoints, per_second, first, last, count, keep_fields, clients)
 

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from .generators import Drawn, drawn, shares
-from .learn import EndpointStats, FieldStats, Learned, merged
+from .learn import EndpointKey, EndpointStats, FieldStats, Learned, merged
 from .pysource import Call, Dict, Item, List, Node, Raw, emit, number, string
 
 __all__ = [
@@ -42,7 +42,7 @@ class Endpoint:
     params: tuple[tuple[str, str], ...]
     stats: EndpointStats
     #: The identities of the leaves' figures merged into it (what clients were told).
-    members: tuple[int, ...] = ()
+    members: tuple[EndpointKey, ...] = ()
 
     @property
     def key(self) -> str:
@@ -66,7 +66,7 @@ def endpoints_of(learned: Learned) -> list[Endpoint]:
     for (method, template), members in grouped.items():
         members.sort(key=lambda m: -m[0].count)
         stats = merged([m[0] for m in members], learned.templates, [m[1] for m in members])
-        ids = tuple(id(m[0]) for m in members)
+        ids = tuple(m[0].key for m in members)
         out.append(Endpoint(method, template, members[0][1], stats, ids))
     out.sort(key=lambda e: (-e.stats.count, e.key))
     return out
