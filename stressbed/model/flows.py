@@ -92,7 +92,7 @@ def plan_flows(learned: Learned, endpoints: Sequence[Endpoint]) -> Flows:
     )
     if clients.count() < MIN_CLIENTS:
         return flows
-    by_member = {member: e for e in endpoints for member in e.members}
+    by_member: dict[Hashable, Endpoint] = {m: e for e in endpoints for m in e.members}
     flows.population = _population(clients, endpoints, learned.count, by_member)
     if flows.population is not None:
         for checkin in flows.population.checkins:
