@@ -77,6 +77,8 @@ class _Client:
     session_long: bool = False
     #: Whether an id (not only an address) names it.
     has_id: bool = False
+    #: The endpoint of its first request.
+    first_endpoint: Hashable | None = None
 
 
 @dataclass
@@ -85,6 +87,8 @@ class Clients:
     the key the caller gives (its method and path leaf's)."""
 
     followed: dict[str, _Client] = field(default_factory=dict)
+    #: Clients followed at most.
+    limit: int = MAX_CLIENTS
     #: Ids of clients first seen by their address: id -> address.
     aliases: dict[str, str] = field(default_factory=dict)
     unfollowed: int = 0
@@ -123,10 +127,11 @@ class Clients:
                     self.aliases[key] = address
                     client = by_address
         if client is None:
-            if len(self.followed) >= MAX_CLIENTS:
+            if len(self.followed) >= self.limit:
                 self.unfollowed += 1
                 return
             client = self.followed[name] = _Client(time, time, has_id=key is not None)
+            client.first_endpoint = endpoint
             self.firsts[endpoint] = self.firsts.get(endpoint, 0) + 1
         elif time - client.last > SESSION_GAP_S:
             self._end_session(client)

@@ -473,6 +473,26 @@ class Reservoir:
             self.values[self._random.randrange(self.size)] = value
             self._skip()
 
+    def merge(self, other: Reservoir) -> None:
+        """Fold in ``other``, a sample of another stretch of the stream: the sample of both is
+        drawn from each in proportion to the values it stands for (so every value of either
+        stretch is kept with about the same probability). Adding after a merge goes on as if
+        the merged stream had been read by this reservoir."""
+        total = self.count + other.count
+        if total <= self.size or len(self.values) + len(other.values) <= self.size:
+            self.values = self.values + other.values
+        else:
+            mine = min(len(self.values), round(self.size * self.count / total))
+            theirs = min(len(other.values), self.size - mine)
+            mine = min(len(self.values), self.size - theirs)
+            rng = self._random
+            self.values = rng.sample(self.values, mine) + rng.sample(other.values, theirs)
+        self.count = total
+        if self.count >= self.size:
+            # Algorithm L's W after n values is about size / n (the chance a value is kept).
+            self._w = self.size / self.count
+            self._skip()
+
     def _skip(self) -> None:
         rng = self._random
         self._w *= math.exp(math.log(1.0 - rng.random()) / self.size)
@@ -494,6 +514,12 @@ class BoundedCounter:
         self.limit = limit
         self.counts: dict[Hashable, int] = {}
         self.overflow = 0  # observations of keys beyond the limit
+
+    def merge(self, other: BoundedCounter) -> None:
+        """Fold in ``other``'s counts (its keys beyond the limit go to ``overflow``)."""
+        for key, n in other.counts.items():
+            self.add(key, n)
+        self.overflow += other.overflow
 
     def add(self, key: Hashable, n: int = 1) -> None:
         if key in self.counts:

@@ -27,7 +27,16 @@ from .hits import Hit
 from .shapes import SENSITIVE_SHAPES, is_sensitive_name, shape
 from .templates import Leaf, Templates
 
-__all__ = ["EndpointKey", "EndpointStats", "FieldStats", "Learned", "leaf_key", "learn", "merged"]
+__all__ = [
+    "EndpointKey",
+    "EndpointStats",
+    "FieldStats",
+    "Learned",
+    "leaf_key",
+    "learn",
+    "merge_field",
+    "merged",
+]
 
 #: Query parameters and body fields followed per endpoint (more are counted, not followed).
 MAX_FIELDS = 64
@@ -301,7 +310,7 @@ def merged(
         while len(out.path) < index:
             out.path.append(FieldStats())
         for own, stats in zip(final, member.path, strict=False):
-            _pool(out.path[own], stats)
+            merge_field(out.path[own], stats)
         for at, word in words:
             out.path[at].add("", word, False, weight=member.count)
         out.count += member.count
@@ -310,29 +319,22 @@ def merged(
         out.bodies += member.bodies
         out.sampled += member.sampled
         out.other_fields += member.other_fields
-        for mine, theirs in (
-            (out.durations, member.durations),
-            (out.request_bytes, member.request_bytes),
-            (out.response_bytes, member.response_bytes),
-        ):
-            for value in theirs.values:
-                mine.add(value)
+        out.durations.merge(member.durations)
+        out.request_bytes.merge(member.request_bytes)
+        out.response_bytes.merge(member.response_bytes)
         for fields, more in ((out.query, member.query), (out.body, member.body)):
             for name, stats in more.items():
-                _pool(fields.setdefault(name, FieldStats()), stats)
+                merge_field(fields.setdefault(name, FieldStats()), stats)
     return out
 
 
-def _pool(into: FieldStats, stats: FieldStats) -> None:
-    into.count += stats.count
-    into.shapes.update(stats.shapes)
-    into.kinds.update(stats.kinds)
-    for key, n in stats.values.counts.items():
-        into.values.add(key, n)
-    into.values.overflow += stats.values.overflow
-    for value in stats.numbers.values:
-        into.numbers.add(value)
-    for value in stats.lengths.values:
-        into.lengths.add(value)
-    into.chars |= stats.chars
-    into.kept = into.kept or stats.kept
+def merge_field(into: FieldStats, other: FieldStats) -> None:
+    """Fold ``other``'s figures into ``into`` (counts add, samples merge)."""
+    into.count += other.count
+    into.shapes.update(other.shapes)
+    into.kinds.update(other.kinds)
+    into.values.merge(other.values)
+    into.numbers.merge(other.numbers)
+    into.lengths.merge(other.lengths)
+    into.chars |= other.chars
+    into.kept = into.kept or other.kept
