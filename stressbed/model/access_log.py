@@ -43,6 +43,12 @@ FORMATS = {
 _VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)\}")
 _NUMBER_OR_DASH = rb"(?:\d+|-)"
 _SECONDS_OR_DASH = rb"(?:\d+(?:\.\d+)?|-)"
+#: The upstream variables: one value per upstream tried, ", " between them and " : " between
+#: the groups of an internal redirect ("0.004, 0.002 : 0.001"), so spaces inside (and empty
+#: with escape=json when no upstream was tried).
+_UPSTREAMS = rb"(?:[^\s,]+(?:(?:, | : )[^\s,]+)*)?"
+#: A list of addresses ("203.0.113.9, 10.0.0.1"), as a proxy chain writes it.
+_ADDRESSES = rb"(?:[^\s,\"]+(?:, ?[^\s,\"]+)*)?"
 #: What nginx writes for the variables read here (a field's own pattern; others are generic).
 _PATTERNS: dict[str, bytes] = {
     "time_local": rb"\d{2}/[A-Za-z]{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}",
@@ -121,6 +127,10 @@ def _generic(name: str, before: str) -> bytes:
         return rb'[^"\\]*(?:\\.[^"\\]*)*'
     if before == "[":
         return rb"[^\]]*"
+    if name.startswith("upstream_"):
+        return _UPSTREAMS
+    if name == "http_x_forwarded_for":
+        return _ADDRESSES
     return rb"\S*"
 
 
