@@ -101,7 +101,8 @@ def compile_format(text: str) -> tuple[re.Pattern[bytes], set[str]]:
     for found in _VARIABLE.finditer(text):
         literal = text[position : found.start()]
         out.append(re.escape(literal.encode()))
-        name = found.group(1) or found.group(2)
+        # nginx's variable names are case-insensitive: $http_Authorization is the header too.
+        name = (found.group(1) or found.group(2)).lower()
         before = literal[-1:] if literal else ""
         pattern = _PATTERNS.get(name) or _generic(name, before)
         readable = name in _READ or (
