@@ -67,6 +67,8 @@ _READ = {
     *("uri", "args", "query_string", "status", "request_time", "upstream_response_time"),
     *("request_length", "body_bytes_sent", "bytes_sent", "remote_addr", "request_body"),
 }
+#: An absolute-form request target's scheme and authority (``GET http://host/path``).
+_ABSOLUTE = re.compile(r"https?://[^/?#]*", re.IGNORECASE)
 _MONTHS = {m: i for i, m in enumerate(calendar.month_abbr) if m}
 _ESCAPE = re.compile(rb"\\x([0-9A-Fa-f]{2})|\\u([0-9A-Fa-f]{4})|\\([\"\\/bfnrt])")
 _SIMPLE_ESCAPES = {b'"': b'"', b"\\": b"\\", b"/": b"/", b"b": b"\b", b"f": b"\f"}
@@ -182,7 +184,7 @@ def _hit(
     request = fields.get("request")
     if request is not None:
         parts = _text(request).split(" ")
-        if len(parts) < 2 or not parts[1].startswith("/"):
+        if len(parts) < 2:
             return None
         method, target = parts[0], parts[1]
     else:
@@ -191,8 +193,11 @@ def _hit(
         args = fields.get("args") or fields.get("query_string")
         if args and args != b"-" and "?" not in target:
             target += "?" + _text(args)
-        if not target.startswith("/"):
+    if not target.startswith("/"):
+        found = _ABSOLUTE.match(target)
+        if found is None:
             return None
+        target = "/" + target[found.end() :].lstrip("/")
     path, _, query = target.partition("?")
     status = fields.get("status")
     headers = {}
