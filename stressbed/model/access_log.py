@@ -137,10 +137,10 @@ def _generic(name: str, before: str) -> bytes:
     return rb"\S*"
 
 
-def sniff(lines: list[bytes], given: str | None) -> LogFormat:
-    """The format of ``lines`` (the input's first ones): ``given`` when the user named one
-    (a name or a log_format string), else the named format most of them parse as (combined
-    before common on a tie). ConfigError when none reads half of them."""
+def sniff(lines: list[bytes], given: str | None, source: str = "INPUT") -> LogFormat:
+    """The format of ``lines`` (the first ones of the input ``source``): ``given`` when the user
+    named one (a name or a log_format string), else the named format most of them parse as
+    (combined before common on a tie). ConfigError naming ``source`` when none reads half."""
     if given is not None:
         return LogFormat(given, FORMATS[given]) if given in FORMATS else LogFormat("custom", given)
     candidates = [LogFormat(name, text) for name, text in FORMATS.items()]
@@ -148,11 +148,12 @@ def sniff(lines: list[bytes], given: str | None) -> LogFormat:
     scores = [sum(1 for line in sample if c.pattern.match(line)) for c in candidates]
     best = max(range(len(candidates)), key=lambda i: scores[i])
     if not sample or scores[best] * 2 < len(sample):
+        found = f"{len(sample) - scores[best]} of its first {len(sample)} lines" if sample else ""
         raise ConfigError(
-            "--format",
-            None,
-            "the log's format: its lines are not nginx/Apache combined or common; pass "
-            "--format with the log_format string of the server that wrote it",
+            source,
+            f"{found} not nginx/Apache combined or common" if sample else "no lines",
+            "an access log in combined or common format: pass --format with the log_format "
+            "string of the server that wrote it (or har, otlp)",
         )
     return candidates[best]
 
