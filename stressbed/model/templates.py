@@ -59,6 +59,8 @@ _SHAPE_NAMES = {
 @dataclass(eq=False)
 class _Node:
     hits: int = 0
+    #: Of its hits, those that went on to a child: the requests of the position below it.
+    below: int = 0
     words: dict[str, _Node] = field(default_factory=dict)
     params: dict[str, _Node] = field(default_factory=dict)
     overflowed: bool = False
@@ -94,6 +96,7 @@ class Templates:
             node = self._root
             node.hits += 1
             for token in found[0].tokens:
+                node.below += 1
                 node = node.words.get(token) or node.params[token]
                 node.hits += 1
             return found
@@ -119,6 +122,7 @@ class Templates:
                     child = node.params[token] = _Node()
                     self._nodes += 1
                 values.append(segment)
+            node.below += 1
             child.hits += 1
             tokens.append(token)
             node = child
@@ -163,7 +167,7 @@ class Templates:
         for token in leaf.tokens:
             is_word = token in node.words
             child = node.words[token] if is_word else node.params[token]
-            if is_word and node.overflowed and child.hits < HOT_SHARE * node.hits:
+            if is_word and node.overflowed and child.hits < HOT_SHARE * node.below:
                 is_word = False
                 kind = _WORD_PARAM[1:-1]
             else:
