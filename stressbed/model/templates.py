@@ -16,7 +16,8 @@ the route names them. A parameter is named after the segment before it (``agents
 
 Paths are walked down a tree of segments; a node's words are capped at :data:`DISTINCT` (the
 next new word goes to the parameter at once), and the tree at :data:`MAX_NODES`, so a gigabyte
-of distinct paths takes the memory of a few thousand.
+of distinct paths takes the memory of a few thousand: once it is full, a segment with no node
+of its own, and every segment after it, is a parameter ``{param}`` of one shared node.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ MAX_DEPTH = 16
 CACHE = 100_000
 
 _WORD_PARAM = "{word}"
+#: The token of a segment past a full tree (of any shape: the shared node has no children).
+_FULL_PARAM = "{param}"
 _ROUTE_PARAM = re.compile(r"\{([^}/]+)\}|:([A-Za-z_][A-Za-z0-9_]*)|<(?:[a-z]+:)?([A-Za-z_]\w*)>")
 _NOT_IDENT = re.compile(r"[^0-9a-zA-Z_]+")
 _SHAPE_NAMES = {
@@ -84,7 +87,9 @@ class Templates:
 
     def __init__(self) -> None:
         self._root = _Node()
-        self._nodes = 1
+        #: Where every path goes on once the tree is full: the node of all its segments.
+        self._full = _Node()
+        self._nodes = 2
         self._leaves: dict[tuple[str, ...], Leaf] = {}
         self._cache: dict[str, tuple[Leaf, tuple[str, ...]]] = {}
         self._shapes: dict[str, str] = {}
@@ -97,7 +102,7 @@ class Templates:
             node.hits += 1
             for token in found[0].tokens:
                 node.below += 1
-                node = node.words.get(token) or node.params[token]
+                node = self._child(node, token)
                 node.hits += 1
             return found
         segments = _segments(path)
@@ -106,21 +111,8 @@ class Templates:
         tokens: list[str] = []
         values: list[str] = []
         for segment in segments:
-            kind = self._shape(segment)
-            if kind == "word" and (segment in node.words or self._room(node)):
-                child = node.words.get(segment)
-                if child is None:
-                    child = node.words[segment] = _Node()
-                    self._nodes += 1
-                token = segment
-            else:
-                if kind == "word":
-                    node.overflowed = True
-                token = "{" + kind + "}"
-                child = node.params.get(token)
-                if child is None:
-                    child = node.params[token] = _Node()
-                    self._nodes += 1
+            token, child = self._step(node, segment)
+            if token.startswith("{"):
                 values.append(segment)
             node.below += 1
             child.hits += 1
@@ -166,7 +158,7 @@ class Templates:
         previous: str | None = None
         for token in leaf.tokens:
             is_word = token in node.words
-            child = node.words[token] if is_word else node.params[token]
+            child = self._child(node, token)
             if is_word and node.overflowed and child.hits < HOT_SHARE * node.below:
                 is_word = False
                 kind = _WORD_PARAM[1:-1]
@@ -192,8 +184,38 @@ class Templates:
                 out.append(part)
         return "/" + "/".join(out), named
 
+    @property
+    def nodes(self) -> int:
+        """The tree's nodes (at most :data:`MAX_NODES`)."""
+        return self._nodes
+
+    def _step(self, node: _Node, segment: str) -> tuple[str, _Node]:
+        """The token ``segment`` is at ``node`` and the child it leads to (made if new)."""
+        if node is self._full:
+            return _FULL_PARAM, node
+        kind = self._shape(segment)
+        if kind == "word" and (segment in node.words or self._room(node)):
+            child = node.words.get(segment)
+            if child is None:
+                child = node.words[segment] = _Node()
+                self._nodes += 1
+            return segment, child
+        if kind == "word":
+            node.overflowed = True
+        token = "{" + kind + "}"
+        child = node.params.get(token)
+        if child is None:
+            if self._nodes >= MAX_NODES:
+                return _FULL_PARAM, self._full
+            child = node.params[token] = _Node()
+            self._nodes += 1
+        return token, child
+
     def _room(self, node: _Node) -> bool:
         return len(node.words) < DISTINCT and self._nodes < MAX_NODES
+
+    def _child(self, node: _Node, token: str) -> _Node:
+        return node.words.get(token) or node.params.get(token) or self._full
 
     def _shape(self, segment: str) -> str:
         found = self._shapes.get(segment)
