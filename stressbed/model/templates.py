@@ -43,7 +43,11 @@ CACHE = 100_000
 _WORD_PARAM = "{word}"
 #: The token of a segment past a full tree (of any shape: the shared node has no children).
 _FULL_PARAM = "{param}"
-_ROUTE_PARAM = re.compile(r"\{([^}/]+)\}|:([A-Za-z_][A-Za-z0-9_]*)|<(?:[a-z]+:)?([A-Za-z_]\w*)>")
+#: A route's parameter: ``{id}`` (``{id:int}``, ``{id?}``: a converter or a mark after the
+#: name), ``:id`` or ``<int:id>``.
+_ROUTE_PARAM = re.compile(
+    r"\{([^}/:?]+)\??(?::[^/]*)?\}|:([A-Za-z_][A-Za-z0-9_]*)|<(?:[a-z]+:)?([A-Za-z_]\w*)>"
+)
 _NOT_IDENT = re.compile(r"[^0-9a-zA-Z_]+")
 _SHAPE_NAMES = {
     "uuid": "id",
@@ -241,7 +245,8 @@ def _route_param(segment: str) -> str | None:
 
 
 def split_route(route: str) -> str:
-    """A route in any of the usual spellings (``{id}``, ``:id``, ``<int:id>``) as ``{id}``."""
+    """A route in any of the usual spellings (``{id}``, ``{id:int}``, ``:id``, ``<int:id>``) as
+    ``{id}``."""
     return "/" + "/".join("{" + n + "}" if (n := _route_param(s)) else s for s in _segments(route))
 
 
