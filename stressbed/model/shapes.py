@@ -44,8 +44,9 @@ ID_SHAPES = frozenset({"uuid", "email", "ip", "jwt", "date", "number", "hash", "
 SENSITIVE_SHAPES = frozenset({"uuid", "email", "ip", "jwt", "hash", "token"})
 #: Field names whose values are never copied (a password, a key, a session id...).
 SECRET_NAME = re.compile(
-    r"pass(word|wd)?|secret|token|api[-_]?key|apikey|access[-_]?key|private|auth|session|"
-    r"^sid$|cookie|signature|^sig$|credential|otp|nonce|^key$|bearer|ssn|card",
+    r"pass(word|wd)?|pwd|secret|token|api[-_]?key|apikey|access[-_]?key|private|"
+    r"auth(?!ors?([-_.]|$))|session|sessid|^sid$|cookie|signature|^sig$|credential|otp|nonce|"
+    r"^key$|bearer|ssn|card|cvv|cvc|(^|[-_.])pin($|[-_.])|(?-i:[a-z]Pin)|csrf|xsrf",
     re.IGNORECASE,
 )
 
