@@ -7,6 +7,11 @@ Shapes, from the most to the least specific: ``uuid``, ``email``, ``ip`` (v4 or 
 (a word, a separator and digits: ``node-17``; or a word and three or more digits:
 ``host042``), ``token`` (16 or more characters of a base64/url-safe alphabet mixing letters and
 digits), and ``word`` (anything else).
+
+A longer text (words between spaces, slashes, colons...) takes the shape of a UUID, an email,
+a JWT, a hash or a token it holds (``Alice <alice@example.com>`` is an email), and one that
+starts with an HTTP authentication scheme (``Bearer ...``, ``Basic ...``) is a token: a
+secret inside a text is a secret.
 """
 
 from __future__ import annotations
@@ -35,6 +40,13 @@ _DECIMAL = re.compile(r"-?\d+\.\d+")
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _ID = re.compile(r"[A-Za-z]+[-_.]\d+|[A-Za-z]+\d{3,}")
 _TOKEN = re.compile(r"[A-Za-z0-9_\-+/=.~]{16,}")
+#: An HTTP authentication scheme before a credential.
+_AUTH_SCHEME = re.compile(r"(?:bearer|basic|digest|token|negotiate|ntlm|apikey)\s+\S", re.I)
+#: What separates the words of a longer text (a header, a sentence, a URL).
+_SEPARATORS = re.compile(r"[^A-Za-z0-9_\-+=.~@]+")
+#: The shapes a longer text takes from a word it holds (not an address: a version such as
+#: Chrome/120.0.0.0 is written as one).
+_HELD = frozenset({"uuid", "email", "jwt", "hash", "token"})
 _HAS_DIGIT = re.compile(r"\d")
 _HAS_LETTER = re.compile(r"[A-Za-z]")
 
@@ -83,6 +95,18 @@ def shape(value: str) -> str:
         and _HAS_LETTER.search(value)
     ):
         return "token"
+    if _SEPARATORS.search(value):
+        return _held(value)
+    return "word"
+
+
+def _held(text: str) -> str:
+    """The shape a longer text takes from what it holds (see the module's docstring)."""
+    if _AUTH_SCHEME.match(text):
+        return "token"
+    for part in _SEPARATORS.split(text):
+        if len(part) >= 6 and (found := shape(part)) in _HELD:
+            return found
     return "word"
 
 
