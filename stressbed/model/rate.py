@@ -56,40 +56,35 @@ class Shape:
     peak_at_s: float
 
     def scaled(self, compress: float = 1.0, scale: float = 1.0) -> Shape:
-        """The same shape in ``compress`` of the time (0.5: half), rates times ``scale``."""
-        stages = tuple(
+        """The same shape in ``compress`` of the time (0.5: half), rates times ``scale``. A
+        stage that comes out shorter than :data:`MIN_STAGE_S` is joined to a neighbour (the
+        point between them dropped: the one nearest the line through its neighbours, never
+        the peak's while there is another)."""
+        stages = [
             Stage(s.seconds * compress, s.rate * scale, s.start, s.end, s.observed)
             for s in self.stages
-        )
-        merged: list[Stage] = []
-        for stage in stages:
-            if merged and merged[-1].seconds < MIN_STAGE_S:
-                last = merged.pop()
-                merged.append(
-                    Stage(
-                        last.seconds + stage.seconds,
-                        stage.rate,
-                        last.start,
-                        stage.end,
-                        last.observed + stage.observed,
-                    )
-                )
-            else:
-                merged.append(stage)
-        if len(merged) > 1 and merged[-1].seconds < MIN_STAGE_S:
-            last, before = merged.pop(), merged.pop()
-            merged.append(
-                Stage(
-                    before.seconds + last.seconds,
-                    last.rate,
-                    before.start,
-                    last.end,
-                    before.observed + last.observed,
-                )
+        ]
+        start_rate = self.start_rate * scale
+        peak = max(stages, key=lambda s: s.rate, default=None)
+        while len(stages) > 1:
+            short = next((i for i, s in enumerate(stages) if s.seconds < MIN_STAGE_S), None)
+            if short is None:
+                break
+            i = _to_join(stages, short, start_rate, peak)
+            first, second = stages[i], stages[i + 1]
+            joined = Stage(
+                first.seconds + second.seconds,
+                second.rate,
+                first.start,
+                second.end,
+                first.observed + second.observed,
             )
+            stages[i : i + 2] = [joined]
+            if second is peak:
+                peak = joined
         return Shape(
-            self.start_rate * scale,
-            tuple(merged),
+            start_rate,
+            tuple(stages),
             self.span_s * compress,
             self.bucket_s * compress,
             self.peak_rate * scale,
@@ -137,6 +132,23 @@ def shape_of(per_second: Mapping[int, int], first: float, last: float) -> Shape:
         )
         stages.append(Stage(end - start, ys[b], start, end, observed))
     return Shape(ys[0], tuple(stages), span, bucket, rates[peak], mids[peak])
+
+
+def _to_join(stages: list[Stage], short: int, start_rate: float, peak: Stage | None) -> int:
+    """Which stage the short one at ``short`` is joined with: the index of the first of the
+    two (the point dropped is that stage's end)."""
+    options = [i for i in (short - 1, short) if 0 <= i < len(stages) - 1]
+    if len(options) > 1:
+        options = [i for i in options if stages[i] is not peak] or options
+
+    def off(i: int) -> float:
+        before = stages[i - 1].rate if i else start_rate
+        t0 = sum(s.seconds for s in stages[:i])
+        t1, t2 = t0 + stages[i].seconds, t0 + stages[i].seconds + stages[i + 1].seconds
+        line = before + (stages[i + 1].rate - before) * (t1 - t0) / max(t2 - t0, 1e-12)
+        return abs(stages[i].rate - line)
+
+    return min(options, key=off)
 
 
 def _simplify(xs: list[float], ys: list[float], tolerance: float) -> set[int]:
