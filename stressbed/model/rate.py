@@ -120,7 +120,8 @@ def shape_of(per_second: Mapping[int, int], first: float, last: float) -> Shape:
     # three standard deviations of a Poisson count at the peak: noise is not a stage.
     noise = 3 * math.sqrt(max(counts)) / bucket
     keep = _simplify(xs, ys, max(TOLERANCE * rates[peak], noise, 1e-9))
-    keep.add(peak + 1)
+    if not _on_line(sorted(keep), xs, ys, peak + 1):
+        keep.add(peak + 1)
     kept = sorted(keep)
     stages = []
     for a, b in itertools.pairwise(kept):
@@ -149,6 +150,17 @@ def _to_join(stages: list[Stage], short: int, start_rate: float, peak: Stage | N
         return abs(stages[i].rate - line)
 
     return min(options, key=off)
+
+
+def _on_line(kept: list[int], xs: list[float], ys: list[float], i: int) -> bool:
+    """Whether point ``i`` is on the line between the kept points either side of it (a flat
+    rate's peak is: a stage to it would ramp from the rate to the same rate)."""
+    if i in kept:
+        return True
+    a = max(k for k in kept if k < i)
+    b = min(k for k in kept if k > i)
+    line = ys[a] + (ys[b] - ys[a]) * (xs[i] - xs[a]) / (xs[b] - xs[a])
+    return abs(ys[i] - line) <= 1e-9 * max(1.0, abs(ys[i]))
 
 
 def _simplify(xs: list[float], ys: list[float], tolerance: float) -> set[int]:
