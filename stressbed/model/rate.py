@@ -96,7 +96,10 @@ class Shape:
 
 
 def shape_of(per_second: Mapping[int, int], first: float, last: float) -> Shape:
-    """The rate's shape from the requests counted in each unix second."""
+    """The rate's shape from the requests counted in each unix second (``first`` and ``last``:
+    the first and the last request's time; a second counted outside them widens the span)."""
+    if per_second:
+        first, last = min(first, *per_second), max(last, *per_second)
     origin = math.floor(first)
     span = max(1.0, math.floor(last) - origin + 1.0)
     bucket = max(1.0, math.ceil(span / POINTS))
