@@ -73,14 +73,19 @@ Node = Raw | Call | Dict | List | Tuple
 
 
 def string(text: str) -> str:
-    """``text`` as a Python string literal in the formatter's quotes."""
-    literal = repr(text)
-    if literal[0] == '"':
-        return literal
-    body = literal[1:-1]
-    if '"' in text and "'" not in text:
-        return literal
-    return '"' + body.replace("\\'", "'").replace('"', '\\"') + '"'
+    """``text`` as a Python string literal in the formatter's quotes: double ones, unless
+    single ones need fewer escapes."""
+    quote = "'" if text.count('"') > text.count("'") else '"'
+    out = []
+    body = repr(text)[1:-1]
+    i = 0
+    while i < len(body):
+        piece = body[i : i + 2] if body[i] == "\\" else body[i]
+        i += len(piece)
+        if piece in ("\\'", '\\"'):  # a quote repr escaped, escaped again below if it is ours
+            piece = piece[1]
+        out.append("\\" + piece if piece == quote else piece)
+    return quote + "".join(out) + quote
 
 
 def number(value: float, digits: int = 4) -> str:
