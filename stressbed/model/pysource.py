@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -30,6 +31,9 @@ __all__ = [
 
 #: The project's line length (pyproject's ruff line-length).
 LINE = 100
+#: What may not stand in a comment as it is: control characters (a line break, a NUL) and
+#: the Unicode line and paragraph separators.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclass(frozen=True)
@@ -119,12 +123,18 @@ def emit(node: Node, indent: int = 0, lead: int = 0, trail: int = 0) -> str:
     lines = [opener]
     for item in node.items:
         for comment in item.comments:
-            lines += [" " * inner + "# " + part for part in wrap(comment, LINE - inner - 2)]
+            lines += [" " * inner + "# " + p for p in wrap(_safe(comment), LINE - inner - 2)]
         prefix = _key(item, node)
         text = emit(item.value, inner, len(prefix), 1)
         lines.append(" " * inner + prefix + text + ",")
     lines.append(" " * indent + closer)
     return "\n".join(lines)
+
+
+def _safe(text: str) -> str:
+    """A comment's text on one line whatever it holds: it may quote the input (a field's
+    name), and a line break in it would end the comment and make the rest code."""
+    return _UNSAFE.sub(lambda found: repr(found.group())[1:-1], text)
 
 
 def _flat(node: Node) -> str | None:
