@@ -114,7 +114,7 @@ def emit(node: Node, indent: int = 0, lead: int = 0, trail: int = 0) -> str:
     """``node``'s source at ``indent`` spaces, its first line after ``lead`` characters and its
     last followed by ``trail`` (a comma, a closing bracket): on one line when it fits."""
     flat = _flat(node)
-    if flat is not None and indent + lead + len(flat) + trail <= LINE:
+    if flat is not None and (indent + lead + len(flat) + trail <= LINE or not _items(node)):
         return flat
     if isinstance(node, Raw):
         return node.text
@@ -123,12 +123,16 @@ def emit(node: Node, indent: int = 0, lead: int = 0, trail: int = 0) -> str:
     lines = [opener]
     for item in node.items:
         for comment in item.comments:
-            lines += [" " * inner + "# " + p for p in wrap(_safe(comment), LINE - inner - 2)]
+            lines += [" " * inner + _comment(p) for p in wrap(_safe(comment), LINE - inner - 2)]
         prefix = _key(item, node)
         text = emit(item.value, inner, len(prefix), 1)
         lines.append(" " * inner + prefix + text + ",")
     lines.append(" " * indent + closer)
     return "\n".join(lines)
+
+
+def _comment(text: str) -> str:
+    return ("# " + text).rstrip() if text.strip() else "#"
 
 
 def _safe(text: str) -> str:
@@ -153,6 +157,10 @@ def _flat(node: Node) -> str | None:
     if isinstance(node, Tuple) and len(parts) == 1:
         return f"({parts[0]},)"
     return opener + ", ".join(parts) + closer
+
+
+def _items(node: Node) -> tuple[Item, ...]:
+    return () if isinstance(node, Raw) else node.items
 
 
 def _key(item: Item, node: Node) -> str:
