@@ -136,6 +136,8 @@ def cmd_model(args: argparse.Namespace) -> int:
     if not _NAME.fullmatch(name):
         raise ConfigError("--name", name, "a name of letters, digits and _ (a Python name)")
     scale = parse_scale(args.scale)
+    if args.compress:
+        parse_compress(args.compress, 1.0)  # its spelling, before a gigabyte is read for it
     for field in args.keep:
         if field.lower() in ("authorization", "cookie", "set-cookie", "proxy-authorization"):
             raise ConfigError("--keep", field, "a field other than credentials (never read)")
