@@ -216,7 +216,7 @@ def _hit(
         if "request_time" in fields
         else _upstream(fields.get("upstream_response_time")),
         request_bytes=_count(fields.get("request_length")),
-        response_bytes=_count(fields.get("body_bytes_sent") or fields.get("bytes_sent")),
+        response_bytes=_sent(fields.get("body_bytes_sent") or fields.get("bytes_sent")),
         client=_client(fields, headers),
         body=_body(fields.get("request_body")),
         headers=headers,
@@ -287,6 +287,11 @@ def _count(value: bytes | None) -> int | None:
     if value is None or value == b"-":
         return None
     return int(value)
+
+
+def _sent(value: bytes | None) -> int | None:
+    """The body's bytes: Apache's %b (common, combined) writes ``-`` for none sent."""
+    return 0 if value == b"-" else _count(value)
 
 
 def _client(fields: dict[str, Any], headers: dict[str, str]) -> str | None:
