@@ -113,7 +113,7 @@ def _held(text: str) -> str:
 def _is_ip(value: str) -> bool:
     if _IPV4.fullmatch(value):
         return all(int(part) <= 255 for part in value.split("."))
-    if ":" in value and len(value) >= 3 and all(c in "0123456789abcdefABCDEF:." for c in value):
+    if ":" in value and len(value) >= 2 and all(c in "0123456789abcdefABCDEF:." for c in value):
         try:
             ipaddress.IPv6Address(value)
         except ValueError:
