@@ -8,11 +8,15 @@ a parameter when
 - its position holds more than :data:`DISTINCT` different words (``/users/alice``,
   ``/users/bob``, ...): then every word there that carries less than :data:`HOT_SHARE` of the
   position's requests is a value of one parameter (a word carrying more stays an endpoint of
-  its own: a hot key is traffic worth keeping apart).
+  its own: a hot key is traffic worth keeping apart), or
+- it is a word that carries less than :data:`HOT_SHARE` of its position's requests, written as
+  a parameter's values there may be (a token with no digit, a hash of letters only).
 
 A route the input names (a trace's ``http.route``) is taken as it is, its parameters named as
 the route names them. A parameter is named after the segment before it (``agents`` ->
-``agent_id``; a word parameter ``users/{user}``), else after its shape.
+``agent_id``; a word parameter ``users/{user}``), else after its shape: the most requested
+shape of its position, so ids written several ways there (UUIDs and numbers, hashes some of
+which are all digits) are one template.
 
 Paths are walked down a tree of segments; a node's words are capped at :data:`DISTINCT` (the
 next new word goes to the parameter at once), and the tree at :data:`MAX_NODES`, so a gigabyte
@@ -41,6 +45,12 @@ MAX_DEPTH = 16
 CACHE = 100_000
 
 _WORD_PARAM = "{word}"
+#: How a parameter's values may be written and still be taken for words (a token with no
+#: digit, a hash of letters only): such a word beside the parameter is one of its values.
+_LOOSE = {
+    "token": re.compile(r"[A-Za-z0-9_\-+/=.~]{16,}"),
+    "hash": re.compile(r"[0-9a-fA-F]{16,}"),
+}
 #: The token of a segment past a full tree (of any shape: the shared node has no children).
 _FULL_PARAM = "{param}"
 #: A route's parameter: ``{id}`` (``{id:int}``, ``{id?}``: a converter or a mark after the
@@ -161,17 +171,12 @@ class Templates:
         params: list[tuple[str, str]] = []
         previous: str | None = None
         for token in leaf.tokens:
-            is_word = token in node.words
             child = self._child(node, token)
-            if is_word and node.overflowed and child.hits < HOT_SHARE * node.below:
-                is_word = False
-                kind = _WORD_PARAM[1:-1]
-            else:
-                kind = token[1:-1]
-            if is_word:
+            if token in node.words and self._folded(node, token, child) is None:
                 parts.append(token)
                 previous = token
             else:
+                kind = self._kind_at(node)
                 name = param_name(previous, kind)
                 params.append((name, kind))
                 parts.append("{" + name + "}")
@@ -214,6 +219,28 @@ class Templates:
             child = node.params[token] = _Node()
             self._nodes += 1
         return token, child
+
+    def _folded(self, node: _Node, word: str, child: _Node) -> str | None:
+        """The shape of the parameter a word of ``node`` is a value of, if it is one: a cold
+        word of a crowded position, or a cold word written as a sibling parameter's values
+        may be (a token with no digit, a hash of letters only)."""
+        if child.hits >= HOT_SHARE * node.below:
+            return None
+        for kind, written in _LOOSE.items():
+            if "{" + kind + "}" in node.params and written.fullmatch(word):
+                return kind
+        return _WORD_PARAM[1:-1] if node.overflowed else None
+
+    def _kind_at(self, node: _Node) -> str:
+        """The shape a position's parameters are named after: its most requested one, so a
+        position of several (ids, a few all-digit hashes, folded words) is one template."""
+        hits: dict[str, int] = {}
+        for token, child in node.params.items():
+            hits[token[1:-1]] = hits.get(token[1:-1], 0) + child.hits
+        for word, child in node.words.items():
+            if (kind := self._folded(node, word, child)) is not None:
+                hits[kind] = hits.get(kind, 0) + child.hits
+        return max(sorted(hits), key=hits.__getitem__) if hits else _FULL_PARAM[1:-1]
 
     def _room(self, node: _Node) -> bool:
         return len(node.words) < DISTINCT and self._nodes < MAX_NODES
