@@ -93,15 +93,20 @@ def string(text: str) -> str:
 
 
 def number(value: float, digits: int = 4) -> str:
-    """``value`` with ``digits`` significant digits at most, as short as Python writes it."""
+    """``value`` with ``digits`` significant digits at most, as short as Python writes it and
+    as ruff format writes an exponent (``1e16``, not ``1e+16``)."""
     if isinstance(value, bool):
         return repr(value)
-    if isinstance(value, int) or (
-        math.isfinite(value) and value == int(value) and abs(value) < 1e15
-    ):
+    if not isinstance(value, int) and not math.isfinite(value):
+        return f'float("{value}")'
+    if isinstance(value, int) or (value == int(value) and abs(value) < 1e15):
         return str(int(value))
     rounded = float(f"{value:.{digits}g}")
-    return repr(int(rounded)) if rounded == int(rounded) and abs(rounded) < 1e15 else repr(rounded)
+    if not math.isfinite(rounded):  # rounded up past the largest float
+        rounded = value
+    if rounded == int(rounded) and abs(rounded) < 1e15:
+        return str(int(rounded))
+    return repr(rounded).replace("e+", "e")
 
 
 def call(func: str, *args: Node, **kwargs: Node | None) -> Call:
