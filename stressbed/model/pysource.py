@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import math
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -27,6 +28,7 @@ __all__ = [
     "number",
     "parsed",
     "string",
+    "width",
 ]
 
 #: The project's line length (pyproject's ruff line-length).
@@ -119,7 +121,7 @@ def emit(node: Node, indent: int = 0, lead: int = 0, trail: int = 0) -> str:
     """``node``'s source at ``indent`` spaces, its first line after ``lead`` characters and its
     last followed by ``trail`` (a comma, a closing bracket): on one line when it fits."""
     flat = _flat(node)
-    if flat is not None and (indent + lead + len(flat) + trail <= LINE or not _items(node)):
+    if flat is not None and (indent + lead + width(flat) + trail <= LINE or not _items(node)):
         return flat
     if isinstance(node, Raw):
         return node.text
@@ -130,10 +132,25 @@ def emit(node: Node, indent: int = 0, lead: int = 0, trail: int = 0) -> str:
         for comment in item.comments:
             lines += [" " * inner + _comment(p) for p in wrap(_safe(comment), LINE - inner - 2)]
         prefix = _key(item, node)
-        text = emit(item.value, inner, len(prefix), 1)
+        text = emit(item.value, inner, width(prefix), 1)
         lines.append(" " * inner + prefix + text + ",")
     lines.append(" " * indent + closer)
     return "\n".join(lines)
+
+
+def width(text: str) -> int:
+    """How many columns ``text`` takes as ruff format counts them (a wide character, CJK or
+    an emoji, two; a combining mark none), to tell whether a line fits."""
+    if text.isascii():
+        return len(text)
+    return sum(
+        0
+        if unicodedata.combining(c) or unicodedata.category(c) in ("Mn", "Me", "Cf")
+        else 2
+        if unicodedata.east_asian_width(c) in ("W", "F")
+        else 1
+        for c in text
+    )
 
 
 def _comment(text: str) -> str:
