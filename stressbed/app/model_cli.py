@@ -23,6 +23,7 @@ from ..errors import ConfigError, StressbedError
 from ..model.learn import learn
 from ..model.rate import parse_compress, parse_scale, shape_of
 from ..model.read import INPUT_FORMATS, read_inputs
+from ..model.shapes import SENSITIVE_SHAPES, is_sensitive_name, shape
 from ..model.write import Written, write_module
 from ..scenario import catalog
 from ..scenario.render import render
@@ -36,14 +37,22 @@ __all__ = ["model_commands"]
 #: The share of an input that may not be read before nothing is written.
 MAX_BAD = 0.05
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_MASKS = (
-    (re.compile(r"[^@\s\"']+@[^@\s\"']+\.[A-Za-z]{2,}"), "<email>"),
-    (re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b"), "<ip>"),
-    (re.compile(r"\b[0-9a-fA-F:]{2,}:[0-9a-fA-F:]+\b"), "<ip>"),
-    (re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]*"), "<token>"),
-    (re.compile(r"(?i)(bearer|basic)\s+\S+"), r"\1 <token>"),
-    (re.compile(r"\b[A-Za-z0-9_\-+/=]{20,}\b"), "<token>"),
+#: Where a bad line's words end (what a run of _WORD cannot hold).
+_WORD = re.compile(r"[^\s\"'<>()\[\]{},;&=?]+")
+#: An example cut at EXAMPLE_CHARS: its last word cut too, too short to be told a secret.
+_CUT_WORD = re.compile(r"[^\s\"'<>()\[\]{},;&=?]*\.\.\.$")
+_AUTH = re.compile(r"\b(bearer|basic|digest|negotiate|token)(\s+)[^\s\"',;]+", re.I)
+#: name=value, name: value, "name":"value" (the value masked when the name is a secret's).
+_PAIR = re.compile(r"""([A-Za-z_][\w.\-]*)(["']?\s*[:=]\s*["']?)([^\s"'&;,}\]]+)""")
+_EMAIL = re.compile(
+    r"[^@\s\"'<>()\[\]{},;:=&?/]+(?:@|%40)[^@\s\"'<>()\[\]{},;:=&?/]+\.[A-Za-z]{2,}"
 )
+_IPV4 = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
+#: A word that is one token whole (base64 writes "/" and "+"; a path or a URL starts with "/"
+#: or holds a "." or a ":").
+_WHOLE_TOKEN = re.compile(r"[A-Za-z0-9_\-+/=~]{20,}")
+_PIECE = re.compile(r"[^/:]+")
+_LONG_NUMBER = re.compile(r"\d{12,}")
 
 
 def model_commands(commands: Any) -> None:
@@ -127,6 +136,8 @@ def cmd_model(args: argparse.Namespace) -> int:
     if not _NAME.fullmatch(name):
         raise ConfigError("--name", name, "a name of letters, digits and _ (a Python name)")
     scale = parse_scale(args.scale)
+    if args.compress:
+        parse_compress(args.compress, 1.0)  # its spelling, before a gigabyte is read for it
     for field in args.keep:
         if field.lower() in ("authorization", "cookie", "set-cookie", "proxy-authorization"):
             raise ConfigError("--keep", field, "a field other than credentials (never read)")
@@ -201,10 +212,45 @@ def _judge(tallies: list[Any], max_bad: float, given: str | None) -> None:
 
 
 def mask(text: str) -> str:
-    """A bad line as shown: emails, addresses and tokens masked (it may hold any of them)."""
-    for pattern, replacement in _MASKS:
-        text = pattern.sub(replacement, text)
-    return text
+    """A bad line as shown: the values of secrets' names (``password=...``, ``"pwd": ...``),
+    credentials after an auth scheme, and every word of a secret's shape (an email, an
+    address, a UUID, a JWT, a hash, a token, a long number) masked; the rest (a path, a time)
+    left to read, to tell the format by."""
+    text = _CUT_WORD.sub("...", text)
+    text = _AUTH.sub(r"\1\2<token>", text)
+    text = _PAIR.sub(_masked_pair, text)
+    text = _EMAIL.sub("<email>", text)
+    text = _WORD.sub(_masked_word, text)
+    return _IPV4.sub("<ip>", text)
+
+
+def _masked_pair(found: re.Match[str]) -> str:
+    name, between, value = found.groups()
+    if not is_sensitive_name(name) or value.startswith("<"):
+        return found.group()
+    return f"{name}{between}<secret>"
+
+
+def _masked_word(found: re.Match[str]) -> str:
+    word = found.group()
+    if shape(word) == "ip":
+        return "<ip>"
+    if (
+        not word.startswith("/")
+        and _WHOLE_TOKEN.fullmatch(word)
+        and re.search(r"\d", word)
+        and re.search(r"[A-Za-z]", word)
+    ):
+        return "<token>"
+    return _PIECE.sub(_masked_piece, word)
+
+
+def _masked_piece(found: re.Match[str]) -> str:
+    piece = found.group()
+    kind = shape(piece)
+    if kind in SENSITIVE_SHAPES:
+        return f"<{kind}>"
+    return "<number>" if _LONG_NUMBER.fullmatch(piece) else piece
 
 
 def _write(output: Path, text: str) -> None:

@@ -43,6 +43,12 @@ FORMATS = {
 _VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)\}")
 _NUMBER_OR_DASH = rb"(?:\d+|-)"
 _SECONDS_OR_DASH = rb"(?:\d+(?:\.\d+)?|-)"
+#: The upstream variables: one value per upstream tried, ", " between them and " : " between
+#: the groups of an internal redirect ("0.004, 0.002 : 0.001"), so spaces inside (and empty
+#: with escape=json when no upstream was tried).
+_UPSTREAMS = rb"(?:[^\s,]+(?:(?:, | : )[^\s,]+)*)?"
+#: A list of addresses ("203.0.113.9, 10.0.0.1"), as a proxy chain writes it.
+_ADDRESSES = rb"(?:[^\s,\"]+(?:, ?[^\s,\"]+)*)?"
 #: What nginx writes for the variables read here (a field's own pattern; others are generic).
 _PATTERNS: dict[str, bytes] = {
     "time_local": rb"\d{2}/[A-Za-z]{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}",
@@ -61,6 +67,8 @@ _READ = {
     *("uri", "args", "query_string", "status", "request_time", "upstream_response_time"),
     *("request_length", "body_bytes_sent", "bytes_sent", "remote_addr", "request_body"),
 }
+#: An absolute-form request target's scheme and authority (``GET http://host/path``).
+_ABSOLUTE = re.compile(r"https?://[^/?#]*", re.IGNORECASE)
 _MONTHS = {m: i for i, m in enumerate(calendar.month_abbr) if m}
 _ESCAPE = re.compile(rb"\\x([0-9A-Fa-f]{2})|\\u([0-9A-Fa-f]{4})|\\([\"\\/bfnrt])")
 _SIMPLE_ESCAPES = {b'"': b'"', b"\\": b"\\", b"/": b"/", b"b": b"\b", b"f": b"\f"}
@@ -95,7 +103,8 @@ def compile_format(text: str) -> tuple[re.Pattern[bytes], set[str]]:
     for found in _VARIABLE.finditer(text):
         literal = text[position : found.start()]
         out.append(re.escape(literal.encode()))
-        name = found.group(1) or found.group(2)
+        # nginx's variable names are case-insensitive: $http_Authorization is the header too.
+        name = (found.group(1) or found.group(2)).lower()
         before = literal[-1:] if literal else ""
         pattern = _PATTERNS.get(name) or _generic(name, before)
         readable = name in _READ or (
@@ -121,13 +130,17 @@ def _generic(name: str, before: str) -> bytes:
         return rb'[^"\\]*(?:\\.[^"\\]*)*'
     if before == "[":
         return rb"[^\]]*"
+    if name.startswith("upstream_"):
+        return _UPSTREAMS
+    if name == "http_x_forwarded_for":
+        return _ADDRESSES
     return rb"\S*"
 
 
-def sniff(lines: list[bytes], given: str | None) -> LogFormat:
-    """The format of ``lines`` (the input's first ones): ``given`` when the user named one
-    (a name or a log_format string), else the named format most of them parse as (combined
-    before common on a tie). ConfigError when none reads half of them."""
+def sniff(lines: list[bytes], given: str | None, source: str = "INPUT") -> LogFormat:
+    """The format of ``lines`` (the first ones of the input ``source``): ``given`` when the user
+    named one (a name or a log_format string), else the named format most of them parse as
+    (combined before common on a tie). ConfigError naming ``source`` when none reads half."""
     if given is not None:
         return LogFormat(given, FORMATS[given]) if given in FORMATS else LogFormat("custom", given)
     candidates = [LogFormat(name, text) for name, text in FORMATS.items()]
@@ -135,11 +148,12 @@ def sniff(lines: list[bytes], given: str | None) -> LogFormat:
     scores = [sum(1 for line in sample if c.pattern.match(line)) for c in candidates]
     best = max(range(len(candidates)), key=lambda i: scores[i])
     if not sample or scores[best] * 2 < len(sample):
+        found = f"{len(sample) - scores[best]} of its first {len(sample)} lines" if sample else ""
         raise ConfigError(
-            "--format",
-            None,
-            "the log's format: its lines are not nginx/Apache combined or common; pass "
-            "--format with the log_format string of the server that wrote it",
+            source,
+            f"{found} not nginx/Apache combined or common" if sample else "no lines",
+            "an access log in combined or common format: pass --format with the log_format "
+            "string of the server that wrote it (or har, otlp)",
         )
     return candidates[best]
 
@@ -171,7 +185,7 @@ def _hit(
     request = fields.get("request")
     if request is not None:
         parts = _text(request).split(" ")
-        if len(parts) < 2 or not parts[1].startswith("/"):
+        if len(parts) < 2:
             return None
         method, target = parts[0], parts[1]
     else:
@@ -180,8 +194,11 @@ def _hit(
         args = fields.get("args") or fields.get("query_string")
         if args and args != b"-" and "?" not in target:
             target += "?" + _text(args)
-        if not target.startswith("/"):
+    if not target.startswith("/"):
+        found = _ABSOLUTE.match(target)
+        if found is None:
             return None
+        target = "/" + target[found.end() :].lstrip("/")
     path, _, query = target.partition("?")
     status = fields.get("status")
     headers = {}
@@ -199,7 +216,7 @@ def _hit(
         if "request_time" in fields
         else _upstream(fields.get("upstream_response_time")),
         request_bytes=_count(fields.get("request_length")),
-        response_bytes=_count(fields.get("body_bytes_sent") or fields.get("bytes_sent")),
+        response_bytes=_sent(fields.get("body_bytes_sent") or fields.get("bytes_sent")),
         client=_client(fields, headers),
         body=_body(fields.get("request_body")),
         headers=headers,
@@ -270,6 +287,11 @@ def _count(value: bytes | None) -> int | None:
     if value is None or value == b"-":
         return None
     return int(value)
+
+
+def _sent(value: bytes | None) -> int | None:
+    """The body's bytes: Apache's %b (common, combined) writes ``-`` for none sent."""
+    return 0 if value == b"-" else _count(value)
 
 
 def _client(fields: dict[str, Any], headers: dict[str, str]) -> str | None:

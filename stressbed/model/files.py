@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ class Opened:
         self._raw = raw
         self.compressed = raw.peek(2)[:2] == _GZIP_MAGIC
         self.stream: io.BufferedReader[Any] = (
-            io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), BUFFER)
+            io.BufferedReader(_Gunzipped(gzip.GzipFile(fileobj=raw, mode="rb"), path), BUFFER)
             if self.compressed
             else raw
         )
@@ -56,3 +57,26 @@ class Opened:
 
 def open_input(path: str | Path) -> Opened:
     return Opened(Path(path))
+
+
+class _Gunzipped(io.RawIOBase):
+    """A gzip stream whose errors (a truncated or corrupt file, found wherever reading has
+    come to) are the input's ConfigError, not a traceback."""
+
+    def __init__(self, inner: gzip.GzipFile, path: Path) -> None:
+        super().__init__()
+        self._inner = inner
+        self._path = path
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            return self._inner.readinto(buffer)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise ConfigError("INPUT", str(self._path), f"a complete gzip file ({exc})") from None
+
+    def close(self) -> None:
+        self._inner.close()
+        super().close()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import ast
 import math
+import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -26,10 +28,14 @@ __all__ = [
     "number",
     "parsed",
     "string",
+    "width",
 ]
 
 #: The project's line length (pyproject's ruff line-length).
 LINE = 100
+#: What may not stand in a comment as it is: control characters (a line break, a NUL) and
+#: the Unicode line and paragraph separators.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclass(frozen=True)
@@ -73,26 +79,36 @@ Node = Raw | Call | Dict | List | Tuple
 
 
 def string(text: str) -> str:
-    """``text`` as a Python string literal in the formatter's quotes."""
-    literal = repr(text)
-    if literal[0] == '"':
-        return literal
-    body = literal[1:-1]
-    if '"' in text and "'" not in text:
-        return literal
-    return '"' + body.replace("\\'", "'").replace('"', '\\"') + '"'
+    """``text`` as a Python string literal in the formatter's quotes: double ones, unless
+    single ones need fewer escapes."""
+    quote = "'" if text.count('"') > text.count("'") else '"'
+    out = []
+    body = repr(text)[1:-1]
+    i = 0
+    while i < len(body):
+        piece = body[i : i + 2] if body[i] == "\\" else body[i]
+        i += len(piece)
+        if piece in ("\\'", '\\"'):  # a quote repr escaped, escaped again below if it is ours
+            piece = piece[1]
+        out.append("\\" + piece if piece == quote else piece)
+    return quote + "".join(out) + quote
 
 
 def number(value: float, digits: int = 4) -> str:
-    """``value`` with ``digits`` significant digits at most, as short as Python writes it."""
+    """``value`` with ``digits`` significant digits at most, as short as Python writes it and
+    as ruff format writes an exponent (``1e16``, not ``1e+16``)."""
     if isinstance(value, bool):
         return repr(value)
-    if isinstance(value, int) or (
-        math.isfinite(value) and value == int(value) and abs(value) < 1e15
-    ):
+    if not isinstance(value, int) and not math.isfinite(value):
+        return f'float("{value}")'
+    if isinstance(value, int) or (value == int(value) and abs(value) < 1e15):
         return str(int(value))
     rounded = float(f"{value:.{digits}g}")
-    return repr(int(rounded)) if rounded == int(rounded) and abs(rounded) < 1e15 else repr(rounded)
+    if not math.isfinite(rounded):  # rounded up past the largest float
+        rounded = value
+    if rounded == int(rounded) and abs(rounded) < 1e15:
+        return str(int(rounded))
+    return repr(rounded).replace("e+", "e")
 
 
 def call(func: str, *args: Node, **kwargs: Node | None) -> Call:
@@ -105,7 +121,7 @@ def emit(node: Node, indent: int = 0, lead: int = 0, trail: int = 0) -> str:
     """``node``'s source at ``indent`` spaces, its first line after ``lead`` characters and its
     last followed by ``trail`` (a comma, a closing bracket): on one line when it fits."""
     flat = _flat(node)
-    if flat is not None and indent + lead + len(flat) + trail <= LINE:
+    if flat is not None and (indent + lead + width(flat) + trail <= LINE or not _items(node)):
         return flat
     if isinstance(node, Raw):
         return node.text
@@ -114,12 +130,37 @@ def emit(node: Node, indent: int = 0, lead: int = 0, trail: int = 0) -> str:
     lines = [opener]
     for item in node.items:
         for comment in item.comments:
-            lines += [" " * inner + "# " + part for part in wrap(comment, LINE - inner - 2)]
+            lines += [" " * inner + _comment(p) for p in wrap(_safe(comment), LINE - inner - 2)]
         prefix = _key(item, node)
-        text = emit(item.value, inner, len(prefix), 1)
+        text = emit(item.value, inner, width(prefix), 1)
         lines.append(" " * inner + prefix + text + ",")
     lines.append(" " * indent + closer)
     return "\n".join(lines)
+
+
+def width(text: str) -> int:
+    """How many columns ``text`` takes as ruff format counts them (a wide character, CJK or
+    an emoji, two; a combining mark none), to tell whether a line fits."""
+    if text.isascii():
+        return len(text)
+    return sum(
+        0
+        if unicodedata.combining(c) or unicodedata.category(c) in ("Mn", "Me", "Cf")
+        else 2
+        if unicodedata.east_asian_width(c) in ("W", "F")
+        else 1
+        for c in text
+    )
+
+
+def _comment(text: str) -> str:
+    return ("# " + text).rstrip() if text.strip() else "#"
+
+
+def _safe(text: str) -> str:
+    """A comment's text on one line whatever it holds: it may quote the input (a field's
+    name), and a line break in it would end the comment and make the rest code."""
+    return _UNSAFE.sub(lambda found: repr(found.group())[1:-1], text)
 
 
 def _flat(node: Node) -> str | None:
@@ -138,6 +179,10 @@ def _flat(node: Node) -> str | None:
     if isinstance(node, Tuple) and len(parts) == 1:
         return f"({parts[0]},)"
     return opener + ", ".join(parts) + closer
+
+
+def _items(node: Node) -> tuple[Item, ...]:
+    return () if isinstance(node, Raw) else node.items
 
 
 def _key(item: Item, node: Node) -> str:

@@ -75,7 +75,7 @@ def read_inputs(
             tally = Tally(str(item.path), "otlp", unit="span")
             streams.append(read_otlp(item.path, tally))
         else:
-            log_format = sniff(item.head().splitlines()[:200], fmt)
+            log_format = sniff(item.head().splitlines()[:200], fmt, str(item.path))
             tally = Tally(str(item.path), log_format.name, unit="line")
             streams.append(read_access_log(item, log_format, tally))
         reading.tallies.append(tally)

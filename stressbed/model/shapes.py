@@ -7,6 +7,11 @@ Shapes, from the most to the least specific: ``uuid``, ``email``, ``ip`` (v4 or 
 (a word, a separator and digits: ``node-17``; or a word and three or more digits:
 ``host042``), ``token`` (16 or more characters of a base64/url-safe alphabet mixing letters and
 digits), and ``word`` (anything else).
+
+A longer text (words between spaces, slashes, colons...) takes the shape of a UUID, an email,
+a JWT, a hash or a token it holds (``Alice <alice@example.com>`` is an email), and one that
+starts with an HTTP authentication scheme (``Bearer ...``, ``Basic ...``) is a token: a
+secret inside a text is a secret.
 """
 
 from __future__ import annotations
@@ -35,6 +40,13 @@ _DECIMAL = re.compile(r"-?\d+\.\d+")
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _ID = re.compile(r"[A-Za-z]+[-_.]\d+|[A-Za-z]+\d{3,}")
 _TOKEN = re.compile(r"[A-Za-z0-9_\-+/=.~]{16,}")
+#: An HTTP authentication scheme before a credential.
+_AUTH_SCHEME = re.compile(r"(?:bearer|basic|digest|token|negotiate|ntlm|apikey)\s+\S", re.I)
+#: What separates the words of a longer text (a header, a sentence, a URL).
+_SEPARATORS = re.compile(r"[^A-Za-z0-9_\-+=.~@]+")
+#: The shapes a longer text takes from a word it holds (not an address: a version such as
+#: Chrome/120.0.0.0 is written as one).
+_HELD = frozenset({"uuid", "email", "jwt", "hash", "token"})
 _HAS_DIGIT = re.compile(r"\d")
 _HAS_LETTER = re.compile(r"[A-Za-z]")
 
@@ -44,8 +56,9 @@ ID_SHAPES = frozenset({"uuid", "email", "ip", "jwt", "date", "number", "hash", "
 SENSITIVE_SHAPES = frozenset({"uuid", "email", "ip", "jwt", "hash", "token"})
 #: Field names whose values are never copied (a password, a key, a session id...).
 SECRET_NAME = re.compile(
-    r"pass(word|wd)?|secret|token|api[-_]?key|apikey|access[-_]?key|private|auth|session|"
-    r"^sid$|cookie|signature|^sig$|credential|otp|nonce|^key$|bearer|ssn|card",
+    r"pass(word|wd)?|pwd|secret|token|api[-_]?key|apikey|access[-_]?key|private|"
+    r"auth(?!ors?([-_.]|$))|session|sessid|^sid$|cookie|signature|^sig$|credential|otp|nonce|"
+    r"^key$|bearer|ssn|card|cvv|cvc|(^|[-_.])pin($|[-_.])|(?-i:[a-z]Pin)|csrf|xsrf",
     re.IGNORECASE,
 )
 
@@ -82,13 +95,25 @@ def shape(value: str) -> str:
         and _HAS_LETTER.search(value)
     ):
         return "token"
+    if _SEPARATORS.search(value):
+        return _held(value)
+    return "word"
+
+
+def _held(text: str) -> str:
+    """The shape a longer text takes from what it holds (see the module's docstring)."""
+    if _AUTH_SCHEME.match(text):
+        return "token"
+    for part in _SEPARATORS.split(text):
+        if len(part) >= 6 and (found := shape(part)) in _HELD:
+            return found
     return "word"
 
 
 def _is_ip(value: str) -> bool:
     if _IPV4.fullmatch(value):
         return all(int(part) <= 255 for part in value.split("."))
-    if ":" in value and len(value) >= 3 and all(c in "0123456789abcdefABCDEF:." for c in value):
+    if ":" in value and len(value) >= 2 and all(c in "0123456789abcdefABCDEF:." for c in value):
         try:
             ipaddress.IPv6Address(value)
         except ValueError:

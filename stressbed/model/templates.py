@@ -8,15 +8,20 @@ a parameter when
 - its position holds more than :data:`DISTINCT` different words (``/users/alice``,
   ``/users/bob``, ...): then every word there that carries less than :data:`HOT_SHARE` of the
   position's requests is a value of one parameter (a word carrying more stays an endpoint of
-  its own: a hot key is traffic worth keeping apart).
+  its own: a hot key is traffic worth keeping apart), or
+- it is a word that carries less than :data:`HOT_SHARE` of its position's requests, written as
+  a parameter's values there may be (a token with no digit, a hash of letters only).
 
 A route the input names (a trace's ``http.route``) is taken as it is, its parameters named as
 the route names them. A parameter is named after the segment before it (``agents`` ->
-``agent_id``; a word parameter ``users/{user}``), else after its shape.
+``agent_id``; a word parameter ``users/{user}``), else after its shape: the most requested
+shape of its position, so ids written several ways there (UUIDs and numbers, hashes some of
+which are all digits) are one template.
 
 Paths are walked down a tree of segments; a node's words are capped at :data:`DISTINCT` (the
 next new word goes to the parameter at once), and the tree at :data:`MAX_NODES`, so a gigabyte
-of distinct paths takes the memory of a few thousand.
+of distinct paths takes the memory of a few thousand: once it is full, a segment with no node
+of its own, and every segment after it, is a parameter ``{param}`` of one shared node.
 """
 
 from __future__ import annotations
@@ -40,7 +45,19 @@ MAX_DEPTH = 16
 CACHE = 100_000
 
 _WORD_PARAM = "{word}"
-_ROUTE_PARAM = re.compile(r"\{([^}/]+)\}|:([A-Za-z_][A-Za-z0-9_]*)|<(?:[a-z]+:)?([A-Za-z_]\w*)>")
+#: How a parameter's values may be written and still be taken for words (a token with no
+#: digit, a hash of letters only): such a word beside the parameter is one of its values.
+_LOOSE = {
+    "token": re.compile(r"[A-Za-z0-9_\-+/=.~]{16,}"),
+    "hash": re.compile(r"[0-9a-fA-F]{16,}"),
+}
+#: The token of a segment past a full tree (of any shape: the shared node has no children).
+_FULL_PARAM = "{param}"
+#: A route's parameter: ``{id}`` (``{id:int}``, ``{id?}``: a converter or a mark after the
+#: name), ``:id`` or ``<int:id>``.
+_ROUTE_PARAM = re.compile(
+    r"\{([^}/:?]+)\??(?::[^/]*)?\}|:([A-Za-z_][A-Za-z0-9_]*)|<(?:[a-z]+:)?([A-Za-z_]\w*)>"
+)
 _NOT_IDENT = re.compile(r"[^0-9a-zA-Z_]+")
 _SHAPE_NAMES = {
     "uuid": "id",
@@ -59,6 +76,8 @@ _SHAPE_NAMES = {
 @dataclass(eq=False)
 class _Node:
     hits: int = 0
+    #: Of its hits, those that went on to a child: the requests of the position below it.
+    below: int = 0
     words: dict[str, _Node] = field(default_factory=dict)
     params: dict[str, _Node] = field(default_factory=dict)
     overflowed: bool = False
@@ -82,7 +101,9 @@ class Templates:
 
     def __init__(self) -> None:
         self._root = _Node()
-        self._nodes = 1
+        #: Where every path goes on once the tree is full: the node of all its segments.
+        self._full = _Node()
+        self._nodes = 2
         self._leaves: dict[tuple[str, ...], Leaf] = {}
         self._cache: dict[str, tuple[Leaf, tuple[str, ...]]] = {}
         self._shapes: dict[str, str] = {}
@@ -94,7 +115,8 @@ class Templates:
             node = self._root
             node.hits += 1
             for token in found[0].tokens:
-                node = node.words.get(token) or node.params[token]
+                node.below += 1
+                node = self._child(node, token)
                 node.hits += 1
             return found
         segments = _segments(path)
@@ -103,22 +125,10 @@ class Templates:
         tokens: list[str] = []
         values: list[str] = []
         for segment in segments:
-            kind = self._shape(segment)
-            if kind == "word" and (segment in node.words or self._room(node)):
-                child = node.words.get(segment)
-                if child is None:
-                    child = node.words[segment] = _Node()
-                    self._nodes += 1
-                token = segment
-            else:
-                if kind == "word":
-                    node.overflowed = True
-                token = "{" + kind + "}"
-                child = node.params.get(token)
-                if child is None:
-                    child = node.params[token] = _Node()
-                    self._nodes += 1
+            token, child = self._step(node, segment)
+            if token.startswith("{"):
                 values.append(segment)
+            node.below += 1
             child.hits += 1
             tokens.append(token)
             node = child
@@ -161,17 +171,12 @@ class Templates:
         params: list[tuple[str, str]] = []
         previous: str | None = None
         for token in leaf.tokens:
-            is_word = token in node.words
-            child = node.words[token] if is_word else node.params[token]
-            if is_word and node.overflowed and child.hits < HOT_SHARE * node.hits:
-                is_word = False
-                kind = _WORD_PARAM[1:-1]
-            else:
-                kind = token[1:-1]
-            if is_word:
+            child = self._child(node, token)
+            if token in node.words and self._folded(node, token, child) is None:
                 parts.append(token)
                 previous = token
             else:
+                kind = self._kind_at(node)
                 name = param_name(previous, kind)
                 params.append((name, kind))
                 parts.append("{" + name + "}")
@@ -188,8 +193,60 @@ class Templates:
                 out.append(part)
         return "/" + "/".join(out), named
 
+    @property
+    def nodes(self) -> int:
+        """The tree's nodes (at most :data:`MAX_NODES`)."""
+        return self._nodes
+
+    def _step(self, node: _Node, segment: str) -> tuple[str, _Node]:
+        """The token ``segment`` is at ``node`` and the child it leads to (made if new)."""
+        if node is self._full:
+            return _FULL_PARAM, node
+        kind = self._shape(segment)
+        if kind == "word" and (segment in node.words or self._room(node)):
+            child = node.words.get(segment)
+            if child is None:
+                child = node.words[segment] = _Node()
+                self._nodes += 1
+            return segment, child
+        if kind == "word":
+            node.overflowed = True
+        token = "{" + kind + "}"
+        child = node.params.get(token)
+        if child is None:
+            if self._nodes >= MAX_NODES:
+                return _FULL_PARAM, self._full
+            child = node.params[token] = _Node()
+            self._nodes += 1
+        return token, child
+
+    def _folded(self, node: _Node, word: str, child: _Node) -> str | None:
+        """The shape of the parameter a word of ``node`` is a value of, if it is one: a cold
+        word of a crowded position, or a cold word written as a sibling parameter's values
+        may be (a token with no digit, a hash of letters only)."""
+        if child.hits >= HOT_SHARE * node.below:
+            return None
+        for kind, written in _LOOSE.items():
+            if "{" + kind + "}" in node.params and written.fullmatch(word):
+                return kind
+        return _WORD_PARAM[1:-1] if node.overflowed else None
+
+    def _kind_at(self, node: _Node) -> str:
+        """The shape a position's parameters are named after: its most requested one, so a
+        position of several (ids, a few all-digit hashes, folded words) is one template."""
+        hits: dict[str, int] = {}
+        for token, child in node.params.items():
+            hits[token[1:-1]] = hits.get(token[1:-1], 0) + child.hits
+        for word, child in node.words.items():
+            if (kind := self._folded(node, word, child)) is not None:
+                hits[kind] = hits.get(kind, 0) + child.hits
+        return max(sorted(hits), key=hits.__getitem__) if hits else _FULL_PARAM[1:-1]
+
     def _room(self, node: _Node) -> bool:
         return len(node.words) < DISTINCT and self._nodes < MAX_NODES
+
+    def _child(self, node: _Node, token: str) -> _Node:
+        return node.words.get(token) or node.params.get(token) or self._full
 
     def _shape(self, segment: str) -> str:
         found = self._shapes.get(segment)
@@ -215,7 +272,8 @@ def _route_param(segment: str) -> str | None:
 
 
 def split_route(route: str) -> str:
-    """A route in any of the usual spellings (``{id}``, ``:id``, ``<int:id>``) as ``{id}``."""
+    """A route in any of the usual spellings (``{id}``, ``{id:int}``, ``:id``, ``<int:id>``) as
+    ``{id}``."""
     return "/" + "/".join("{" + n + "}" if (n := _route_param(s)) else s for s in _segments(route))
 
 
