@@ -15,20 +15,19 @@ import re
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, StressbedError
-from ..model.learn import learn
 from ..model.rate import parse_compress, parse_scale, shape_of
-from ..model.read import INPUT_FORMATS, read_inputs
+from ..model.read import INPUT_FORMATS
 from ..model.shapes import SENSITIVE_SHAPES, is_sensitive_name, shape
 from ..model.write import Written, write_module
 from ..scenario import catalog
 from ..scenario.render import render
 from ..scenario.units import parse_duration_ms
 from .model_check import check_model, print_distances
+from .model_read import read_and_learn
 from .options import share
 from .replay import find_nginx
 
@@ -145,11 +144,10 @@ def cmd_model(args: argparse.Namespace) -> int:
         find_nginx()  # before the inputs are read: the check needs a real one
     started = time.monotonic()
     bar = _Progress()
-    with ExitStack() as stack:
-        reading = read_inputs(list(args.inputs), args.format, stack, bar)
-        learned = learn(reading.hits, args.keep)
+    learning = read_and_learn(list(args.inputs), args.format, args.keep, bar)
+    learned, tallies = learning.learned, learning.tallies
     bar.done()
-    _judge(reading.tallies, args.max_bad, args.format)
+    _judge(tallies, args.max_bad, args.format)
     if not learned.count:
         raise ConfigError("INPUT", [str(p) for p in args.inputs], "requests to model (none read)")
     compress = 1.0
@@ -163,12 +161,10 @@ def cmd_model(args: argparse.Namespace) -> int:
         + (["--scale", args.scale] if scale != 1 else [])
         + (["--compress", args.compress] if args.compress else [])
     )
-    written = write_module(
-        learned, name, reading.tallies, compress=compress, scale=scale, command=command
-    )
+    written = write_module(learned, name, tallies, compress=compress, scale=scale, command=command)
     _write(output, written.text)
     _verify(output)
-    _say_what(written, reading.tallies, output, time.monotonic() - started)
+    _say_what(written, tallies, output, time.monotonic() - started)
     if not args.check:
         return 0
     check_s = parse_duration_ms(args.check_duration, "--check-duration") / 1000
@@ -179,7 +175,7 @@ def cmd_model(args: argparse.Namespace) -> int:
             "a duration of 10s or more and a peak > 0",
         )
     distances = check_model(
-        learned, name, reading.tallies, duration_s=check_s, peak=args.check_peak, keep=args.keep
+        learned, name, tallies, duration_s=check_s, peak=args.check_peak, keep=args.keep
     )
     return print_distances(distances, args.check_tolerance)
 

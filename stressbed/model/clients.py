@@ -31,6 +31,7 @@ __all__ = [
     "CLIENT_FIELDS",
     "CLIENT_HEADERS",
     "CLIENT_WORDS",
+    "Client",
     "Clients",
     "client_field",
     "client_word",
@@ -68,7 +69,7 @@ def client_field(body: Any) -> str | None:
 
 
 @dataclass
-class _Client:
+class Client:
     first: float
     last: float
     count: int = 0
@@ -86,10 +87,11 @@ class Clients:
     """The clients of one input stream (see the module's docstring). Endpoints are told by
     the key the caller gives (its method and path leaf's)."""
 
-    followed: dict[str, _Client] = field(default_factory=dict)
+    followed: dict[str, Client] = field(default_factory=dict)
     #: Clients followed at most.
     limit: int = MAX_CLIENTS
-    #: Ids of clients first seen by their address: id -> address.
+    #: Other names of clients: an id first seen from a client known by its address ->
+    #: that address; an address first seen with an id -> that id.
     aliases: dict[str, str] = field(default_factory=dict)
     unfollowed: int = 0
     #: Per endpoint: the same client's time between two requests to it, and how many
@@ -112,27 +114,21 @@ class Clients:
         it). A client first seen by its address takes the first id seen from that address
         (an agent registers before it has an id in its paths); an address already bound to
         an id is another client's (agents behind one address)."""
-        name = key if key is not None else address
-        if name is None:
-            return
-        client = self.followed.get(name)
-        if client is None and key is not None:
-            alias = self.aliases.get(key)
-            if alias is not None:
-                client = self.followed.get(alias)
-            elif address is not None:
-                by_address = self.followed.get(address)
-                if by_address is not None and not by_address.has_id:
-                    by_address.has_id = True
-                    self.aliases[key] = address
-                    client = by_address
+        client = self._find(key, address)
         if client is None:
+            name = key if key is not None else address
+            if name is None:
+                return
             if len(self.followed) >= self.limit:
                 self.unfollowed += 1
                 return
-            client = self.followed[name] = _Client(time, time, has_id=key is not None)
+            client = self.followed[name] = Client(time, time, has_id=key is not None)
             client.first_endpoint = endpoint
             self.firsts[endpoint] = self.firsts.get(endpoint, 0) + 1
+            if key is not None and address is not None and address not in self.aliases:
+                # Its address's requests without an id are its own (the first id seen from
+                # an address has it).
+                self.aliases.setdefault(address, key)
         elif time - client.last > SESSION_GAP_S:
             self._end_session(client)
         elif client.steps or client.session_long:
@@ -152,13 +148,31 @@ class Clients:
         else:
             client.session_long = True
 
+    def _find(self, key: str | None, address: str | None) -> Client | None:
+        """The client of a request: by its id, by what its id or address stands for, or the
+        client its address is (first seen by its address, now given an id)."""
+        for name in (key, address) if key is not None else (address,):
+            if name is None:
+                continue
+            found = self.followed.get(name)
+            if found is None and name in self.aliases:
+                found = self.followed.get(self.aliases[name])
+            if found is not None:
+                if name == address and key is not None:
+                    if found.has_id:
+                        return None  # another client's address: agents behind one address
+                    found.has_id = True
+                    self.aliases[key] = address
+                return found
+        return None
+
     def finish(self) -> None:
         """End every session still open (the input's end ends them)."""
         for client in self.followed.values():
             self._end_session(client)
             self.spans.append((client.first, client.last))
 
-    def _end_session(self, client: _Client) -> None:
+    def _end_session(self, client: Client) -> None:
         if client.session_long:
             self.long_sessions += 1
             self.sessions += 1

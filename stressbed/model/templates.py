@@ -193,6 +193,26 @@ class Templates:
                 out.append(part)
         return "/" + "/".join(out), named
 
+    def absorb(self, other: Templates) -> None:
+        """Join ``other``'s tree (what a reading of another part of the input walked) into
+        this one: hits add, children join; a position may then hold up to twice DISTINCT
+        words (it is crowded when it holds more than DISTINCT). ``other`` is used up."""
+        _join(self._root, other._root)
+        _join(self._full, other._full)
+        for key, leaf in other._leaves.items():
+            self._leaves.setdefault(key, leaf)
+        self._nodes += other._nodes
+        self._cache.clear()
+
+    def leaf_by_key(self, key: tuple[str, ...]) -> Leaf:
+        """The leaf of ``key`` (its tokens, a route's led by "route")."""
+        return self._leaves[key]
+
+    def forget_caches(self) -> None:
+        """Drop what only speeds reading up (before the tree is sent to another process)."""
+        self._cache.clear()
+        self._shapes.clear()
+
     @property
     def nodes(self) -> int:
         """The tree's nodes (at most :data:`MAX_NODES`)."""
@@ -255,6 +275,21 @@ class Templates:
                 self._shapes.clear()
             found = self._shapes[segment] = shape(segment)
         return found
+
+
+def _join(into: _Node, other: _Node) -> None:
+    into.hits += other.hits
+    into.below += other.below
+    into.overflowed = into.overflowed or other.overflowed or len(into.words) > DISTINCT
+    into.route_name = into.route_name or other.route_name
+    for mine, theirs in ((into.words, other.words), (into.params, other.params)):
+        for token, child in theirs.items():
+            found = mine.get(token)
+            if found is None:
+                mine[token] = child
+            else:
+                _join(found, child)
+    into.overflowed = into.overflowed or len(into.words) > DISTINCT
 
 
 def _segments(path: str) -> list[str]:
