@@ -4,9 +4,10 @@ python tools/bench_model.py [--megabytes 1000] [--gzip] [--keep-log DIR]
     writes a `combined` access log of that size (20,000 agents behind 5,000 addresses, a day
     of traffic: 50 % `GET /v1/agents/{uuid}/config?limit=&os=`, 30 % `POST
     /v1/agents/{uuid}/report`, 15 % `GET /v1/tasks/{n}`, 5 % `GET /healthz`), then runs
-    `stressbed model` on it in a child process: the wall time, the MB/s, the child's peak RSS
-    (its own, by wait4), the lines per second; and checks the module's weights against the
-    mix written (the largest difference in percentage points)
+    `stressbed model` on it in a child process, with ``--workers 1`` and then ``--workers 2``
+    (``--workers N...``): each one's wall time, MB/s, lines per second and peak RSS (the
+    command's own, by wait4, and its largest process's), the ratio of the wall times; and the
+    module's weights against the mix written (the largest difference in percentage points)
 
 The log is written to a temporary directory and removed (``--keep-log DIR`` keeps it there,
 and reuses it when it is already there at that size).
@@ -19,6 +20,7 @@ import gzip
 import os
 import random
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -80,6 +82,9 @@ def main() -> None:
     parser.add_argument("--megabytes", type=int, default=1000)
     parser.add_argument("--gzip", action="store_true")
     parser.add_argument("--keep-log", type=Path)
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[1, 2], help="each run's --workers, in turn"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-model-") as tmp:
         folder = args.keep_log or Path(tmp)
@@ -89,26 +94,39 @@ def main() -> None:
             started = time.monotonic()
             lines = write_log(log, args.megabytes, args.gzip)
             print(f"wrote {log} ({lines:,} lines) in {time.monotonic() - started:.1f} s")
-        module = Path(tmp) / "modelled.py"
-        command = [sys.executable, "-m", "stressbed", "model", str(log), "-o", str(module)]
-        started = time.monotonic()
-        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        _, status, usage = os.wait4(child.pid, 0)
-        wall = time.monotonic() - started
-        out = child.stdout.read().decode() if child.stdout else ""
-        child.returncode = os.waitstatus_to_exitcode(status)
-        if child.returncode != 0:
-            sys.exit(f"bench: stressbed model exited {child.returncode}:\n{out}")
-        read = re.search(r"read ([0-9,]+) records", out)
-        lines = int(read.group(1).replace(",", "")) if read else 0
         size_mb = log.stat().st_size / 1e6
-        kind = "gzip" if args.gzip else "plain"
-        print(f"input: {size_mb:,.0f} MB on disk ({kind}), {lines:,} lines")
-        rss = usage.ru_maxrss / 1024
-        print(
-            f"stressbed model: {wall:.1f} s wall, {size_mb / wall:,.1f} MB/s, "
-            f"{lines / wall:,.0f} lines/s, peak RSS {rss:,.0f} MiB"
-        )
+        walls = {}
+        for workers in args.workers:
+            module = Path(tmp) / "modelled.py"
+            command = [
+                *(sys.executable, "-m", "stressbed", "model", str(log), "-o", str(module)),
+                *("--workers", str(workers)),
+            ]
+            started = time.monotonic()
+            child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            _, status, usage = os.wait4(child.pid, 0)
+            wall = time.monotonic() - started
+            out = child.stdout.read().decode() if child.stdout else ""
+            child.returncode = os.waitstatus_to_exitcode(status)
+            if child.returncode != 0:
+                sys.exit(f"bench: stressbed model exited {child.returncode}:\n{out}")
+            read = re.search(r"read ([0-9,]+) records", out)
+            lines = int(read.group(1).replace(",", "")) if read else 0
+            # Its own peak, and the largest of the processes it started and waited for (this
+            # process has no other children).
+            own = usage.ru_maxrss / 1024
+            largest = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            print(
+                f"--workers {workers}: {wall:.1f} s wall, {size_mb / wall:,.1f} MB/s, "
+                f"{lines / wall:,.0f} lines/s, peak RSS {own:,.0f} MiB (its largest process "
+                f"{largest:,.0f} MiB), {lines:,} lines of {size_mb:,.0f} MB"
+            )
+            walls[workers] = wall
+        if len(walls) > 1:
+            first, *rest = walls
+            for other in rest:
+                print(f"wall time --workers {first} / --workers {other}: "
+                      f"{walls[first] / walls[other]:.2f}")  # fmt: skip
         text = module.read_text()
         worst = 0.0
         for key, share in SHARES.items():

@@ -92,6 +92,13 @@ def model_commands(commands: Any) -> None:
         help="play FROM of the input in TO (24h:10m), or the whole span in TO (10m)",
     )
     cmd.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="processes to read one big plain log with (default: the cores, 2 at most)",
+    )
+    cmd.add_argument(
         "--max-bad",
         type=share,
         default=MAX_BAD,
@@ -144,7 +151,9 @@ def cmd_model(args: argparse.Namespace) -> int:
         find_nginx()  # before the inputs are read: the check needs a real one
     started = time.monotonic()
     bar = _Progress()
-    learning = read_and_learn(list(args.inputs), args.format, args.keep, bar)
+    if args.workers is not None and not 1 <= args.workers <= 64:
+        raise ConfigError("--workers", args.workers, "a number of processes from 1 to 64")
+    learning = read_and_learn(list(args.inputs), args.format, args.keep, bar, workers=args.workers)
     learned, tallies = learning.learned, learning.tallies
     bar.done()
     _judge(tallies, args.max_bad, args.format)

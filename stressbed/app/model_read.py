@@ -53,11 +53,15 @@ def read_and_learn(
     fmt: str | None,
     keep: list[str],
     progress: Callable[[int, int], None] | None = None,
+    *,
     parallel_from: int | None = PARALLEL_FROM,
+    workers: int | None = None,
 ) -> Learning:
     """What the inputs hold (see the module's docstring); ``parallel_from``: the size from
-    which one plain log is read on several cores (None: never)."""
-    workers = min(MAX_WORKERS, os.cpu_count() or 1)
+    which one plain log is read on several cores (None: never); ``workers``: how many
+    processes (default: the cores, MAX_WORKERS at most)."""
+    if workers is None:
+        workers = min(MAX_WORKERS, os.cpu_count() or 1)
     if len(paths) == 1 and workers > 1 and parallel_from is not None:
         with open_input(paths[0]) as opened:
             big = not opened.compressed and opened.size >= parallel_from
