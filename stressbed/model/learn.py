@@ -201,15 +201,15 @@ def _client(hit: Hit, leaf: Leaf, values: tuple[str, ...]) -> str | None:
         for token in leaf.tokens:
             if token.startswith("{"):
                 if client_word(previous) and index < len(values):
-                    return "path:" + values[index]
+                    return values[index]
                 index += 1
             previous = token
     for header in CLIENT_HEADERS:
         value = hit.headers.get(header)
         if value:
-            return "header:" + value
+            return value
     found = client_field(hit.body)
-    return None if found is None else "body:" + found
+    return found
 
 
 def _add(stats: EndpointStats, hit: Hit, values: tuple[str, ...], keep: frozenset[str]) -> None:

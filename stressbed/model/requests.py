@@ -14,6 +14,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
+from .clients import CLIENT_FIELDS
 from .generators import Drawn, drawn, shares
 from .learn import EndpointKey, EndpointStats, FieldStats, Learned, merged
 from .pysource import Call, Dict, Item, List, Node, Raw, emit, number, string
@@ -105,7 +106,13 @@ def request_block(
     query, absent_query = _fields(stats.query, stats.sampled, shape_variables)
     if query:
         args.append(Item(Dict(tuple(query)), "query"))
-    body, absent_body = _body(stats, shape_variables)
+    ids: dict[str, FieldStats] = {}
+    body, absent_body = _body(stats, shape_variables, ids)
+    for name, values in ids.items():
+        if name not in variables:
+            found = drawn(name, values, url_safe=True)
+            variables[name] = (found.node, f"{name}: the client's id in bodies; {found.comment}")
+            shape_variables.update(found.variables)
     if body is not None:
         args.append(Item(body, "json"))
     expect = sorted(s for s in stats.statuses if s < 500)
@@ -143,11 +150,15 @@ def _fields(
     return items, ", ".join(absent[:6]) + (", ..." if len(absent) > 6 else "")
 
 
-def _body(stats: EndpointStats, shape_variables: set[str]) -> tuple[Node | None, str]:
+def _body(
+    stats: EndpointStats, shape_variables: set[str], ids: dict[str, FieldStats]
+) -> tuple[Node | None, str]:
+    """The JSON body; a top-level field naming the client (``agent_id``) reads the variable
+    of that name (``ids`` gets its figures), so a client's id is one across its requests."""
     if not stats.bodies or stats.bodies < PRESENT * stats.sampled:
         return None, ""
     absent: list[str] = []
-    node = _object(stats.body, "", stats.bodies, shape_variables, absent)
+    node = _object(stats.body, "", stats.bodies, shape_variables, absent, ids=ids)
     return node, ", ".join(absent[:6]) + (", ..." if len(absent) > 6 else "")
 
 
@@ -157,6 +168,8 @@ def _object(
     count: int,
     shape_variables: set[str],
     absent: list[str],
+    *,
+    ids: dict[str, FieldStats] | None = None,
 ) -> Node:
     items = []
     for name, stats in fields.items():
@@ -174,6 +187,9 @@ def _object(
             value = _object(fields, name + ".", stats.count, shape_variables, absent)
         elif kind == "array":
             value, comment = _array(fields, name, stats, shape_variables, absent)
+        elif ids is not None and not prefix and key in CLIENT_FIELDS and kind == "string":
+            ids[key] = stats
+            value, comment = Raw(string("{{" + key + "}}")), (f"{name}: the client's id",)
         else:
             found = drawn(key, stats)
             shape_variables.update(found.variables)
