@@ -438,3 +438,13 @@ def test_sniffing_prefers_combined_and_takes_a_given_format_as_it_is():
     with pytest.raises(ConfigError) as raised:
         sniff([], "json")  # neither a name nor a log_format
     assert raised.value.field == "--format"
+
+
+def test_a_method_that_is_no_http_token_is_no_request(tmp_path):
+    junk = (
+        rb'1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "\x0A__import__(\x22os\x22)\x0A# /x HTTP/1.1"'
+        rb' 400 0 "-" "-"'
+    )
+    hits, tally = read_lines(tmp_path, [junk, NGINX_COMBINED])
+    assert [h.method for h in hits] == ["GET"]
+    assert (tally.read, tally.skipped, tally.bad) == (1, 1, 0)
