@@ -264,6 +264,23 @@ def test_a_field_s_name_cannot_make_code_of_the_module(tmp_path):
     assert not marker.exists()
 
 
+def test_a_decoded_path_cannot_make_code_of_the_module(tmp_path):
+    marker = tmp_path / "owned"
+    # (no "/" in it: the module's own file names the marker beside it)
+    code = "__import__(\\x22pathlib\\x22).Path(__file__).with_name(\\x22owned\\x22).touch()"
+    log = tmp_path / "access.log"  # $uri is decoded: %0A in a path is logged \x0A
+    log.write_text(
+        "".join(
+            f"[10/Oct/2023:13:00:{s:02d} +0000] GET /x\\x0A{code}\\x0A#/{s} 200\n"
+            for s in range(40)
+        )
+    )
+    fmt = "[$time_local] $request_method $uri $status"
+    done = stressbed("model", str(log), "-o", str(tmp_path / "m.py"), "--format", fmt)
+    assert done.returncode == 0, done.stderr
+    assert not marker.exists()
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="model/requests.py writes the names of fields left out (in fewer than half the "

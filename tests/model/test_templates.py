@@ -331,3 +331,10 @@ def test_a_path_seen_again_walks_the_cache_and_counts_alike():
     assert [once.template(once.leaf(p)[0])[0] for p in paths] == [
         twice.template(twice.leaf(p)[0])[0] for p in paths
     ]
+
+
+def test_a_segment_holding_a_control_character_is_a_value_never_a_word():
+    # A decoded path ($uri, a trace's url.path) may hold any character; no resource is named
+    # with a line break, and a template is quoted in comments.
+    found = templates_of(["/x\n__import__('os')\n#/a", "/files/a\x00b", "/files/readme"])
+    assert found == {"/{name}/a": 1, "/files/{file}": 1, "/files/readme": 1}
