@@ -67,6 +67,8 @@ _READ = {
     *("uri", "args", "query_string", "status", "request_time", "upstream_response_time"),
     *("request_length", "body_bytes_sent", "bytes_sent", "remote_addr", "request_body"),
 }
+#: An HTTP method: a token (RFC 9110), so never a line break or a quote.
+_METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: An absolute-form request target's scheme and authority (``GET http://host/path``).
 _ABSOLUTE = re.compile(r"https?://[^/?#]*", re.IGNORECASE)
 _MONTHS = {m: i for i, m in enumerate(calendar.month_abbr) if m}
@@ -194,6 +196,8 @@ def _hit(
         args = fields.get("args") or fields.get("query_string")
         if args and args != b"-" and "?" not in target:
             target += "?" + _text(args)
+    if not _METHOD.fullmatch(method):
+        return None  # bytes that are no request (a handshake, a scanner's junk)
     if not target.startswith("/"):
         found = _ABSOLUTE.match(target)
         if found is None:

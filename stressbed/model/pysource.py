@@ -26,6 +26,7 @@ __all__ = [
     "Tuple",
     "emit",
     "number",
+    "one_line",
     "parsed",
     "string",
     "width",
@@ -130,7 +131,7 @@ def emit(node: Node, indent: int = 0, lead: int = 0, trail: int = 0) -> str:
     lines = [opener]
     for item in node.items:
         for comment in item.comments:
-            lines += [" " * inner + _comment(p) for p in wrap(_safe(comment), LINE - inner - 2)]
+            lines += [" " * inner + _comment(p) for p in wrap(one_line(comment), LINE - inner - 2)]
         prefix = _key(item, node)
         text = emit(item.value, inner, width(prefix), 1)
         lines.append(" " * inner + prefix + text + ",")
@@ -157,9 +158,10 @@ def _comment(text: str) -> str:
     return ("# " + text).rstrip() if text.strip() else "#"
 
 
-def _safe(text: str) -> str:
+def one_line(text: str) -> str:
     """A comment's text on one line whatever it holds: it may quote the input (a field's
-    name), and a line break in it would end the comment and make the rest code."""
+    name, a path), and a line break in it would end the comment and make the rest code.
+    Every comment written from the input goes through it (emit() does for an item's)."""
     return _UNSAFE.sub(lambda found: repr(found.group())[1:-1], text)
 
 

@@ -223,6 +223,10 @@ class Templates:
         if node is self._full:
             return _FULL_PARAM, node
         kind = self._shape(segment)
+        if kind == "word" and not segment.isprintable():
+            # No resource is named with a control character: a value (and never a word of
+            # the template, which comments quote).
+            return self._param(node, "{word}")
         if kind == "word" and (segment in node.words or self._room(node)):
             child = node.words.get(segment)
             if child is None:
@@ -231,7 +235,9 @@ class Templates:
             return segment, child
         if kind == "word":
             node.overflowed = True
-        token = "{" + kind + "}"
+        return self._param(node, "{" + kind + "}")
+
+    def _param(self, node: _Node, token: str) -> tuple[str, _Node]:
         child = node.params.get(token)
         if child is None:
             if self._nodes >= MAX_NODES:
