@@ -225,6 +225,18 @@ def bench_live(session: nox.Session) -> None:
     session.run("python", "tools/bench_live.py", *(session.posargs or ["scale"]), env=ENV)
 
 
+@nox.session(name="model_example")
+def model_example(session: nox.Session) -> None:
+    """stressbed model end to end: the shipped fleet log modelled and checked through nginx."""
+    session.install(".")
+    session.run(
+        "stressbed", "model", "scenarios/data/fleet_access.log.gz",
+        "-o", f"{session.create_tmp()}/modelled_fleet.py",
+        "--check", *session.posargs,
+        env=ENV,
+    )  # fmt: skip
+
+
 @nox.session(name="bench_model")
 def bench_model(session: nox.Session) -> None:
     """stressbed model on a gigabyte of access log: wall time, MB/s, peak RSS."""

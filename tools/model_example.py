@@ -22,13 +22,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from stressbed.app.replay import LOG_FORMAT, replay_target
+from stressbed.app.replay import replay_target
 
 ROOT = Path(__file__).resolve().parent.parent
 LOG = Path("scenarios/data/fleet_access.log.gz")
 MODULE = Path("scenarios/modelled_fleet.py")
 #: What `stressbed model` is given (relative paths: the module's docstring shows them).
-COMMAND = ["model", str(LOG), "-o", str(MODULE), "--format", LOG_FORMAT]
+COMMAND = ["model", str(LOG), "-o", str(MODULE)]
 
 FLEET = """
 from stressbed import ConstantArrivalRate, Scenario, Workload, gen, get, mix, post

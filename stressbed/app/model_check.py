@@ -43,7 +43,7 @@ from ..model.rate import shape_of
 from ..model.read import read_inputs
 from ..model.write import Endpoint, endpoints_of, write_module
 from ..scenario import catalog
-from .replay import LOG_FORMAT, replay_target
+from .replay import replay_target
 
 __all__ = ["Distances", "check_model"]
 
@@ -122,7 +122,7 @@ def check_model(
         with replay_target(work / "nginx") as target:
             _run(module, target.url, work / "results", length_ms)
         with ExitStack() as stack:
-            reading = read_inputs([target.log], LOG_FORMAT, stack)
+            reading = read_inputs([target.log], "stressbed", stack)
             replay = learn(reading.hits, keep)
     flows = plan_flows(learned, endpoints_of(learned))
     return _distances(learned, replay, compress, scale, flows.population)

@@ -210,7 +210,7 @@ def _judge(tallies: list[Any], max_bad: float, given: str | None) -> None:
                 tally.source,
                 f"{tally.bad_share:.1%} of its {tally.unit}s not {tally.format}",
                 f"at most {max_bad:.1%}: pass --format with the log_format string of the "
-                "server that wrote it (or combined, common, har, otlp)"
+                "server that wrote it (or combined, common, stressbed, har, otlp)"
                 if tally.unit == "line"
                 else f"at most {max_bad:.1%} (--max-bad)",
             )

@@ -23,14 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, ProvisionError
+from ..model.access_log import FORMATS
 
 __all__ = ["LOG_FORMAT", "Replay", "find_nginx", "replay_target"]
 
-#: The access log's format (what ``stressbed model --format`` is given to read it).
-LOG_FORMAT = (
-    '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
-    '"$http_referer" "$http_user_agent" $request_time $request_length "$request_body"'
-)
+#: The access log's format (``stressbed model`` reads it as ``--format stressbed``, and tells
+#: it from its lines).
+LOG_FORMAT = FORMATS["stressbed"]
 BODY_BYTES = 65536
 START_S = 10.0
 STOP_S = 10.0

@@ -35,6 +35,10 @@ from .hits import NEVER_READ, Hit, Tally
 __all__ = ["FORMATS", "LogFormat", "compile_format", "read_access_log", "sniff"]
 
 FORMATS = {
+    # What stressbed's own replay nginx writes (stressbed model --check, the shipped example):
+    # combined, then the request's time, its size and its body.
+    "stressbed": '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
+    '"$http_referer" "$http_user_agent" $request_time $request_length "$request_body"',
     "combined": '$remote_addr $ident $remote_user [$time_local] "$request" $status '
     '$body_bytes_sent "$http_referer" "$http_user_agent"',
     "common": '$remote_addr $ident $remote_user [$time_local] "$request" $status $body_bytes_sent',
@@ -142,7 +146,8 @@ def _generic(name: str, before: str) -> bytes:
 def sniff(lines: list[bytes], given: str | None, source: str = "INPUT") -> LogFormat:
     """The format of ``lines`` (the first ones of the input ``source``): ``given`` when the user
     named one (a name or a log_format string), else the named format most of them parse as
-    (combined before common on a tie). ConfigError naming ``source`` when none reads half."""
+    (the first of FORMATS on a tie: the one with more fields). ConfigError naming ``source``
+    when none reads half."""
     if given is not None:
         return LogFormat(given, FORMATS[given]) if given in FORMATS else LogFormat("custom", given)
     candidates = [LogFormat(name, text) for name, text in FORMATS.items()]

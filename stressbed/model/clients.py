@@ -103,6 +103,8 @@ class Clients:
     long_sessions: int = 0
     sessions: int = 0
     think: Reservoir = field(default_factory=lambda: Reservoir(4096))
+    #: The clients that called each endpoint (counted at the end).
+    callers: dict[Hashable, int] = field(default_factory=dict)
     #: Each client's first endpoint (a registration is every client's first).
     firsts: dict[Hashable, int] = field(default_factory=dict)
     #: (first, last) of every finished client, for how many were there at once.
@@ -167,10 +169,13 @@ class Clients:
         return None
 
     def finish(self) -> None:
-        """End every session still open (the input's end ends them)."""
+        """End every session still open (the input's end ends them); count each endpoint's
+        callers."""
         for client in self.followed.values():
             self._end_session(client)
             self.spans.append((client.first, client.last))
+            for endpoint in client.last_by_endpoint:
+                self.callers[endpoint] = self.callers.get(endpoint, 0) + 1
 
     def _end_session(self, client: Client) -> None:
         if client.session_long:

@@ -101,6 +101,10 @@ def merge_clients(into: Clients, other: Clients) -> None:
         if client.first_endpoint is not None:
             into.firsts[client.first_endpoint] = into.firsts.get(client.first_endpoint, 0) + 1
     into.spans = [(c.first, c.last) for c in into.followed.values()]
+    into.callers = {}
+    for client in into.followed.values():
+        for endpoint in client.last_by_endpoint:
+            into.callers[endpoint] = into.callers.get(endpoint, 0) + 1
 
 
 def _same(into: Clients, name: str, others: list[str]) -> Client | None:

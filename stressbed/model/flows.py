@@ -3,8 +3,9 @@ journeys, and single requests.
 
 - **A population** when the traffic is one: at least :data:`MIN_CLIENTS` clients, and the
   endpoints their clients call on a regular interval (check-ins) carry at least
-  :data:`POPULATION_SHARE` of the requests. An endpoint is a check-in when at least half its
-  requests repeat the same client's previous one to it, the median time between them is a
+  :data:`POPULATION_SHARE` of the requests. An endpoint is a check-in when half the clients
+  (and :data:`MIN_CLIENTS` at least) call it, at least half its requests repeat the same
+  client's previous one to it, the median time between them is a
   second or more, and the 10th and 90th percentiles lie within :data:`MAX_JITTER` of the
   median (the larger side is the jitter written). The agents: as many as were there at once
   (time-weighted, each client there from its first request to its last); their
@@ -151,7 +152,11 @@ def _checkin(clients: Clients, endpoint: Endpoint) -> CheckIn | None:
         if reservoir is not None:
             intervals += reservoir.values
         repeats += clients.repeats.get(member, 0)
+    callers = sum(clients.callers.get(member, 0) for member in endpoint.members)
     if len(intervals) < 10 or repeats < 0.5 * endpoint.stats.count:
+        return None
+    # A fleet's check-in: called by half the clients at least (one busy client's loop is not).
+    if callers < max(MIN_CLIENTS, 0.5 * len(clients.followed)):
         return None
     ordered = sorted(intervals)
     median = statistics.median(ordered)

@@ -70,6 +70,14 @@ def drawn(name: str, stats: FieldStats, *, url_safe: bool = False) -> Drawn:
 
 
 def _numbers(stats: FieldStats, integer: bool) -> Drawn:
+    if not stats.numbers.count and stats.lengths.values:
+        # A secret's numbers were never kept: as many digits, drawn.
+        digits = max(1, round(statistics.median(stats.lengths.values)))
+        low = 10 ** (digits - 1) if digits > 1 else 0
+        return Drawn(
+            Raw(f"gen.uniform_int({low}, {10**digits - 1})"),
+            f"{_count(stats)}; a secret's numbers (values not copied), {digits} digits",
+        )
     few = _few(stats)
     if few is not None:
         return few

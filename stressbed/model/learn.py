@@ -87,8 +87,12 @@ class FieldStats:
             return
         if isinstance(value, int | float):
             self.kinds["int" if isinstance(value, int) else "float"] += weight
-            if math.isfinite(value):
-                self.numbers.add(float(value))
+            if keep or not is_sensitive_name(name):
+                if math.isfinite(value):
+                    self.numbers.add(float(value))
+            else:
+                # A secret's number (a pin, a card): its number of digits only.
+                self.lengths.add(float(len(str(abs(int(value))))) if math.isfinite(value) else 1.0)
             return
         if value is None:
             self.kinds["null"] += weight

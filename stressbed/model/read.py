@@ -25,7 +25,7 @@ from .otlp import read_otlp
 __all__ = ["INPUT_FORMATS", "Reading", "kind_of", "read_inputs"]
 
 #: What ``--format`` takes besides an nginx log_format string.
-INPUT_FORMATS = ("combined", "common", "har", "otlp")
+INPUT_FORMATS = ("combined", "common", "stressbed", "har", "otlp")
 #: Records between two progress reports.
 PROGRESS_EVERY = 65_536
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from .clients import CLIENT_FIELDS
 from .generators import Drawn, drawn, shares
 from .learn import EndpointKey, EndpointStats, FieldStats, Learned, merged
-from .pysource import Call, Dict, Item, List, Node, Raw, emit, number, string
+from .pysource import Call, Dict, Item, List, Node, Raw, emit, number, one_line, string
 
 __all__ = [
     "METHODS",
@@ -144,9 +144,7 @@ def _fields(
             continue
         found = drawn(name, stats)
         shape_variables.update(found.variables)
-        items.append(
-            Item(found.node, string(name), tuple(wrap(f"{prefix}{name}: {found.comment}", "")))
-        )
+        items.append(Item(found.node, string(name), (f"{prefix}{name}: {found.comment}",)))
     return items, ", ".join(absent[:6]) + (", ..." if len(absent) > 6 else "")
 
 
@@ -193,7 +191,7 @@ def _object(
         else:
             found = drawn(key, stats)
             shape_variables.update(found.variables)
-            value, comment = found.node, tuple(wrap(f"{name}: {found.comment}", ""))
+            value, comment = found.node, (f"{name}: {found.comment}",)
         items.append(Item(value, string(key), comment))
     return Dict(tuple(items))
 
@@ -252,7 +250,9 @@ def _ms(seconds: float | None) -> str:
 
 
 def wrap(text: str, prefix: str, width: int = 96) -> list[str]:
-    words = text.split(" ")
+    """``text`` as comment lines of ``width`` characters at most after ``prefix``; on one
+    line whatever it holds first (it may quote the input: see pysource.one_line)."""
+    words = one_line(text).split(" ")
     lines, line = [], ""
     for word in words:
         if line and len(prefix) + len(line) + 1 + len(word) > width:

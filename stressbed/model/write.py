@@ -77,8 +77,12 @@ def write_module(
         blocks.append(
             request_block(endpoint, consts[endpoint.key], total, variables, shape_variables)
         )
-    for var in sorted(shape_variables):
-        variables[var] = (parsed(SHAPE_VARIABLES[var]), "a shape's part (values never copied)")
+    # The shape variables first: variables that read them ({{email_user}}@...) come after.
+    shapes = {
+        var: (parsed(SHAPE_VARIABLES[var]), "a shape's part (values never copied)")
+        for var in sorted(shape_variables)
+    }
+    variables = shapes | {k: v for k, v in variables.items() if k not in shapes}
     flows = plan_flows(learned, kept)
     refs = {e.key: set(_REFERENCE.findall(b)) for e, b in zip(kept, blocks, strict=True)}
     others: list[tuple[Endpoint, float]] = []
@@ -170,7 +174,7 @@ def _docstring(
     compress: float,
     scale: float,
 ) -> str:
-    lines = [f'"""{name}: modelled by `stressbed model` from production traffic.', ""]
+    lines = [f"{name}: modelled by `stressbed model` from production traffic.", ""]
     for tally in tallies:
         bad = f", {tally.bad:,} not read" if tally.bad else ""
         skipped = f", {tally.skipped:,} skipped" if tally.skipped else ""
@@ -195,8 +199,9 @@ def _docstring(
     ]
     if command:
         lines += ["", *_shell_lines(command)]
-    text = "\n".join(lines)
-    return ("r" if "\\" in text else "") + text + '\n"""\n'
+    # A file name is the user's, but a docstring must hold whatever it is.
+    text = "\n".join(lines).replace('"""', '" " "')
+    return ("r" if "\\" in text else "") + '"""' + text + '\n"""\n'
 
 
 def _shell_lines(command: list[str]) -> list[str]:

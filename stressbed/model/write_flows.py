@@ -114,7 +114,7 @@ def population_block(
                     ),
                 ),
                 None,
-                tuple(wrap(comment, "")),
+                (comment,),
             )
         )
     for endpoint, interval in others:
@@ -133,7 +133,7 @@ def population_block(
                     ),
                 ),
                 None,
-                tuple(wrap(comment, "")),
+                (comment,),
             )
         )
     args = [
@@ -141,7 +141,7 @@ def population_block(
         Item(
             Dict(
                 tuple(
-                    Item(node, string(name), tuple(wrap(comment, "")))
+                    Item(node, string(name), (comment,))
                     for name, (node, comment) in identity.items()
                 )
             ),

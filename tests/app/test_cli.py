@@ -31,8 +31,8 @@ def test_scenarios_lists_each_with_a_description(capsys):
     lines = capsys.readouterr().out.splitlines()
     names = [line.split()[0] for line in lines]
     assert names == [
-        *("agent_population", "capacity_ramp", "ingest_mix", "reconnect_storm"),
-        *("reconnect_storm_unjittered", "resilience", "task_journey"),
+        *("agent_population", "capacity_ramp", "ingest_mix", "modelled_fleet"),
+        *("reconnect_storm", "reconnect_storm_unjittered", "resilience", "task_journey"),
     ]
     assert all(len(line.split(None, 1)[1]) > 20 for line in lines)
 

@@ -230,7 +230,7 @@ def test_no_email_or_address_in_the_paths_reaches_the_module(tmp_path):
     module = tmp_path / "private.py"
     done = stressbed("model", str(log), "-o", str(module), "--format", PRIVATE_FORMAT)
     assert "Traceback" not in done.stderr
-    text = module.read_text()  # written, whether or not it renders (see the xfail below)
+    text = module.read_text()
     assert "/v1/users/{{email}}/profile" in text
     assert "/v1/hosts/{{ip}}/status" in text
     assert sorted(s for s in secrets if s in text) == []
@@ -281,11 +281,6 @@ def test_a_decoded_path_cannot_make_code_of_the_module(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="model/requests.py writes the names of fields left out (in fewer than half the "
-    "requests) into a '# ' comment as they are: a line break in one makes the rest code",
-)
 def test_a_rare_field_s_name_cannot_make_code_of_the_module(tmp_path):
     marker = tmp_path / "owned"
     name = f'a\n__import__("pathlib").Path({str(marker)!r}).touch()\n#'
@@ -298,11 +293,6 @@ def test_a_rare_field_s_name_cannot_make_code_of_the_module(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="model/write.py lists a path parameter's variable ({{email_user}}@example.com) "
-    "before the shape variables it reads, which the scenario refuses",
-)
 def test_a_module_with_emails_and_addresses_in_its_paths_renders(tmp_path):
     log = tmp_path / "private.log"
     private_log(log, paths_with_ids=True)
@@ -310,11 +300,6 @@ def test_a_module_with_emails_and_addresses_in_its_paths_renders(tmp_path):
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="model/learn.py fits a JSON number whatever its field's name: a constant pin or "
-    "card number is written as its value",
-)
 def test_a_secret_s_number_is_not_copied(tmp_path):
     rows = []
     for s in range(60):

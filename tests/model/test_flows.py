@@ -6,9 +6,11 @@ from __future__ import annotations
 import random
 import re
 import uuid
+from pathlib import Path
 
 import pytest
 
+from stressbed.app.model_read import read_and_learn
 from stressbed.model.flows import plan_flows
 from stressbed.model.hits import Hit
 from stressbed.model.learn import learn
@@ -142,3 +144,24 @@ def test_one_client_is_neither_population_nor_journeys():
     assert flows.population is None
     assert flows.journeys == []
     assert flows.singles == {"GET /v1/status": 500}
+
+
+def test_the_shipped_module_is_what_stressbed_model_writes_from_the_shipped_log(tmp_path):
+    """scenarios/modelled_fleet.py and the log it was modelled from cannot drift apart
+    (tools/model_example.py makes both; `nox -s model_example` checks them end to end)."""
+    root = Path(__file__).resolve().parent.parent.parent
+    out = tmp_path / "modelled_fleet.py"
+    log = root / "scenarios" / "data" / "fleet_access.log.gz"
+    learning = read_and_learn([log], None, [])
+    command = ["stressbed", "model", "scenarios/data/fleet_access.log.gz", "-o"]
+    text = write_module(
+        learning.learned,
+        "modelled_fleet",
+        learning.tallies,
+        command=[*command, "scenarios/modelled_fleet.py"],
+    ).text
+    out.write_text(text)
+    assert text == (root / "scenarios" / "modelled_fleet.py").read_text()
+    # It is a population with the console's requests beside it, and it renders.
+    scenario = catalog.load(str(out))
+    assert [w.name for w in scenario.workloads] == ["agents", "traffic"]
