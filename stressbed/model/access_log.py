@@ -224,7 +224,7 @@ def _hit(
         duration_s=_seconds(fields.get("request_time"))
         if "request_time" in fields
         else _upstream(fields.get("upstream_response_time")),
-        request_bytes=_count(fields.get("request_length")),
+        request_length=_count(fields.get("request_length")),
         response_bytes=_sent(fields.get("body_bytes_sent") or fields.get("bytes_sent")),
         client=_client(fields, headers),
         body=_body(fields.get("request_body")),

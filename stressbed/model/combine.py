@@ -44,6 +44,7 @@ def merge_endpoint(into: EndpointStats, other: EndpointStats) -> None:
     into.timed += other.timed
     into.durations.merge(other.durations)
     into.request_bytes.merge(other.request_bytes)
+    into.request_lengths.merge(other.request_lengths)
     into.response_bytes.merge(other.response_bytes)
     for fields, more in ((into.query, other.query), (into.body, other.body)):
         for name, stats in more.items():

@@ -34,6 +34,9 @@ class Hit:
     status: int | None = None
     duration_s: float | None = None
     request_bytes: int | None = None
+    #: The whole request's bytes (its line, headers and body: nginx's ``$request_length``),
+    #: where only that is known; ``request_bytes`` is the body's.
+    request_length: int | None = None
     response_bytes: int | None = None
     client: str | None = None
     route: str | None = None

@@ -138,6 +138,7 @@ class EndpointStats:
     durations: Reservoir = field(default_factory=lambda: Reservoir(8192))
     timed: int = 0
     request_bytes: Reservoir = field(default_factory=lambda: Reservoir(2048))
+    request_lengths: Reservoir = field(default_factory=lambda: Reservoir(2048))
     response_bytes: Reservoir = field(default_factory=lambda: Reservoir(2048))
     query: dict[str, FieldStats] = field(default_factory=dict)
     body: dict[str, FieldStats] = field(default_factory=dict)
@@ -225,6 +226,8 @@ def _add(stats: EndpointStats, hit: Hit, values: tuple[str, ...], keep: frozense
         stats.durations.add(hit.duration_s)
     if hit.request_bytes is not None:
         stats.request_bytes.add(float(hit.request_bytes))
+    if hit.request_length is not None:
+        stats.request_lengths.add(float(hit.request_length))
     if hit.response_bytes is not None:
         stats.response_bytes.add(float(hit.response_bytes))
     # The parameters are read from a sample of each endpoint's requests: all of its first
@@ -325,6 +328,7 @@ def merged(
         out.other_fields += member.other_fields
         out.durations.merge(member.durations)
         out.request_bytes.merge(member.request_bytes)
+        out.request_lengths.merge(member.request_lengths)
         out.response_bytes.merge(member.response_bytes)
         for fields, more in ((out.query, member.query), (out.body, member.body)):
             for name, stats in more.items():

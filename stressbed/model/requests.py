@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
 from collections import Counter
 from dataclasses import dataclass
 
@@ -113,6 +114,10 @@ def request_block(
             found = drawn(name, values, url_safe=True)
             variables[name] = (found.node, f"{name}: the client's id in bodies; {found.comment}")
             shape_variables.update(found.variables)
+    if body is None and endpoint.method in _WITH_BODY:
+        body, sized = _sized_body(stats)
+        if sized:
+            comment.append(sized)
     if body is not None:
         args.append(Item(body, "json"))
     expect = sorted(s for s in stats.statuses if s < 500)
@@ -146,6 +151,31 @@ def _fields(
         shape_variables.update(found.variables)
         items.append(Item(found.node, string(name), (f"{prefix}{name}: {found.comment}",)))
     return items, ", ".join(absent[:6]) + (", ..." if len(absent) > 6 else "")
+
+
+#: The methods whose requests carry a body.
+_WITH_BODY = ("POST", "PUT", "PATCH")
+
+
+def _sized_body(stats: EndpointStats) -> tuple[Node | None, str]:
+    """A body of the median size seen where only its size is known (a HAR's or a trace's
+    bodies not kept); where only the whole request's size is (nginx's ``$request_length``: its
+    line and headers too), that is said, and no body written."""
+    if stats.request_bytes.values:
+        size = round(statistics.median(stats.request_bytes.values))
+        if size > 2:
+            note = (
+                f"bodies of {size:,} bytes (median of {stats.request_bytes.count:,}); their "
+                "content unknown: a JSON string of that size"
+            )
+            return Raw(f"gen.random_string({size - 2})"), note
+    if stats.request_lengths.values:
+        size = round(statistics.median(stats.request_lengths.values))
+        return None, (
+            f"requests of {size:,} bytes whole (median; line, headers and body: "
+            "$request_length); their bodies unknown, none written"
+        )
+    return None, ""
 
 
 def _body(

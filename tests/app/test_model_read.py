@@ -76,3 +76,20 @@ def test_two_workers_learn_what_one_process_learns(tmp_path):
     assert abs(pa.checkins[0].interval_s - pb.checkins[0].interval_s) < 0.5
     # The modules differ at most in what samples hold.
     assert "agents=" in write_module(b, "fleet", two.tallies).text
+
+
+class Seen(list[tuple[int, int]]):
+    def append_pair(self, done: int, total: int) -> None:
+        self.append((done, total))
+
+
+def test_the_progress_counts_the_bytes_read_up_to_the_whole(tmp_path):
+    log = tmp_path / "fleet.log"
+    fleet_log(log, agents=40, minutes=10)
+    size = log.stat().st_size
+    for parallel_from in (None, 1):
+        seen = Seen()
+        read_and_learn([log], None, [], seen.append_pair, parallel_from=parallel_from)
+        assert seen[-1] == (size, size)
+        assert all(total == size for _, total in seen)
+        assert [done for done, _ in seen] == sorted(done for done, _ in seen)

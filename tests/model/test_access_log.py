@@ -102,14 +102,15 @@ def test_nginx_s_lines_are_read_as_it_wrote_them(nginx_log):
         "page=2&sort=name",
         200,
     )
-    assert get.request_bytes == len(GET)
+    assert get.request_length == len(GET)  # the whole request: line, headers, body
     assert get.response_bytes == len(ANSWER)
     assert get.client == "203.0.113.9"  # the first address of X-Forwarded-For
     assert get.headers == {"x-forwarded-for": "203.0.113.9, 10.0.0.1", "user-agent": "probe/1"}
     assert get.duration_s is not None
     assert (post.method, post.path, post.query) == ("POST", "/v1/orders", "")
     assert post.body == BODY  # quotes, a backslash, UTF-8 and control characters unescaped
-    assert post.request_bytes == len(POST)
+    assert post.request_length == len(POST)
+    assert post.request_bytes is None  # the body alone: an access log does not say
     assert post.client == "127.0.0.1"
     assert post.headers == {}
 
@@ -207,6 +208,7 @@ def test_combined_and_common_lines_of_nginx_and_apache(tmp_path, line, fmt, expe
     assert hit.time == WHEN
     assert hit.duration_s is None  # not in the format: unknown, never 0
     assert hit.request_bytes is None
+    assert hit.request_length is None
 
 
 def test_combined_headers_are_the_referer_and_the_user_agent(tmp_path):
@@ -323,7 +325,7 @@ def test_upstream_response_time_is_the_sum_of_the_upstreams_tried(
 def test_request_time_wins_over_the_upstreams(tmp_path):
     hits, _ = read_lines(tmp_path, [custom_line("0.004, 0.002", "a:1, b:2")], CUSTOM)
     assert hits[0].duration_s == pytest.approx(0.010)
-    assert (hits[0].request_bytes, hits[0].response_bytes) == (345, 12)
+    assert (hits[0].request_length, hits[0].response_bytes) == (345, 12)
 
 
 @pytest.mark.parametrize(

@@ -165,3 +165,16 @@ def test_the_shipped_module_is_what_stressbed_model_writes_from_the_shipped_log(
     # It is a population with the console's requests beside it, and it renders.
     scenario = catalog.load(str(out))
     assert [w.name for w in scenario.workloads] == ["agents", "traffic"]
+
+
+def test_a_body_known_by_its_size_only_is_a_body_of_that_size():
+    # A trace's or a HAR's request bodies not kept: their size is.
+    hits = [Hit(T0 + i, "POST", "/v1/upload", request_bytes=500 + i % 3) for i in range(60)]
+    text = write_module(learn(hits), "sized", []).text
+    assert "json=gen.random_string(499)" in text
+    assert "bodies of 501 bytes (median of 60)" in text
+    # nginx's $request_length is the whole request: said, and no body made of it.
+    logged = [Hit(T0 + i, "POST", "/v1/upload", request_length=900) for i in range(60)]
+    text = write_module(learn(logged), "logged", []).text
+    assert "json=" not in text
+    assert "requests of 900 bytes whole" in text
