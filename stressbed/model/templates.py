@@ -93,6 +93,9 @@ class Leaf:
     tokens: tuple[str, ...]
     route: bool = False
     names: tuple[str | None, ...] = ()
+    #: The paths that ended here (the tree's counts are made from these: :meth:`Templates.
+    #: template` settles them once every path is in).
+    count: int = 0
 
 
 class Templates:
@@ -105,36 +108,31 @@ class Templates:
         self._full = _Node()
         self._nodes = 2
         self._leaves: dict[tuple[str, ...], Leaf] = {}
+        self._settled = True
         self._cache: dict[str, tuple[Leaf, tuple[str, ...]]] = {}
         self._shapes: dict[str, str] = {}
 
     def leaf(self, path: str) -> tuple[Leaf, tuple[str, ...]]:
         """The leaf of ``path`` and its parameters' values (in order)."""
+        self._settled = False
         found = self._cache.get(path)
         if found is not None:
-            node = self._root
-            node.hits += 1
-            for token in found[0].tokens:
-                node.below += 1
-                node = self._child(node, token)
-                node.hits += 1
+            found[0].count += 1
             return found
         segments = _segments(path)
         node = self._root
-        node.hits += 1
         tokens: list[str] = []
         values: list[str] = []
         for segment in segments:
             token, child = self._step(node, segment)
             if token.startswith("{"):
                 values.append(segment)
-            node.below += 1
-            child.hits += 1
             tokens.append(token)
             node = child
         leaf = self._leaves.get(key := tuple(tokens))
         if leaf is None:
             leaf = self._leaves[key] = Leaf(key)
+        leaf.count += 1
         if len(self._cache) >= CACHE:
             self._cache.clear()
         self._cache[path] = (leaf, tuple(values))
@@ -161,6 +159,7 @@ class Templates:
     def template(self, leaf: Leaf) -> tuple[str, tuple[tuple[str, str], ...]]:
         """The leaf's template (``/v1/agents/{agent_id}``) and its parameters as (name,
         shape) pairs, in order (a route's parameters have the shape "route")."""
+        self._settle()
         if leaf.route:
             named = _unique([(n, "route") for n in leaf.names if n])
             return "/" + "/".join(
@@ -193,6 +192,28 @@ class Templates:
                 out.append(part)
         return "/" + "/".join(out), named
 
+    def _settle(self) -> None:
+        """Each node's hits (the paths through it) and the paths that went on below it, from
+        the leaves' counts: made once, when templates are asked for, not at every path."""
+        if self._settled:
+            return
+        pending = [self._root, self._full]
+        while pending:
+            node = pending.pop()
+            node.hits = node.below = 0
+            pending += node.words.values()
+            pending += (c for c in node.params.values() if c is not node)
+        for leaf in self._leaves.values():
+            if leaf.route or not leaf.count:
+                continue
+            node = self._root
+            node.hits += leaf.count
+            for token in leaf.tokens:
+                node.below += leaf.count
+                node = self._child(node, token)
+                node.hits += leaf.count
+        self._settled = True
+
     def absorb(self, other: Templates) -> None:
         """Join ``other``'s tree (what a reading of another part of the input walked) into
         this one: hits add, children join; a position may then hold up to twice DISTINCT
@@ -200,7 +221,12 @@ class Templates:
         _join(self._root, other._root)
         _join(self._full, other._full)
         for key, leaf in other._leaves.items():
-            self._leaves.setdefault(key, leaf)
+            mine = self._leaves.get(key)
+            if mine is None:
+                self._leaves[key] = leaf
+            else:
+                mine.count += leaf.count
+        self._settled = False
         self._nodes += other._nodes
         self._cache.clear()
 
