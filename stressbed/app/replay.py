@@ -25,7 +25,7 @@ from pathlib import Path
 from ..errors import ConfigError, ProvisionError
 from ..model.access_log import FORMATS
 
-__all__ = ["LOG_FORMAT", "Replay", "find_nginx", "replay_target"]
+__all__ = ["LOG_FORMAT", "Replay", "find_nginx", "free_port", "nginx_running", "replay_target"]
 
 #: The access log's format (``stressbed model`` reads it as ``--format stressbed``, and tells
 #: it from its lines).
@@ -89,7 +89,7 @@ def replay_target(workdir: Path) -> Iterator[Replay]:
     docstring); its log is complete once the block is left."""
     nginx = find_nginx()
     workdir.mkdir(parents=True, exist_ok=True)
-    port, service = _free_port(), _free_port()
+    port, service = free_port(), free_port()
     log = workdir / "access.log"
     conf = workdir / "nginx.conf"
     conf.write_text(
@@ -102,16 +102,30 @@ def replay_target(workdir: Path) -> Iterator[Replay]:
             log_format=LOG_FORMAT,
         )
     )
+    with nginx_running(nginx, conf, port):
+        yield Replay(f"http://127.0.0.1:{port}", log)
+
+
+@contextmanager
+def nginx_running(
+    nginx: str, conf: Path, port: int, env: dict[str, str] | None = None
+) -> Iterator[None]:
+    """nginx (the binary ``nginx``) with the configuration ``conf`` (its prefix the file's
+    folder, where its error.log is), in a session of its own, for the block: listening on
+    ``port`` when the block starts, stopped with SIGQUIT (its logs flushed) when it ends,
+    killed with its workers if it lingers."""
+    workdir = conf.parent
     proc = subprocess.Popen(
         [nginx, "-c", str(conf), "-p", str(workdir)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
+        env=env,
     )
     try:
         _wait_listening(proc, port, workdir)
-        yield Replay(f"http://127.0.0.1:{port}", log)
+        yield
     finally:
         _stop(proc)
 
@@ -140,11 +154,10 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=STOP_S)
-    if proc.stderr is not None:
-        proc.stderr.close()
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (free now: a server started next binds it)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]

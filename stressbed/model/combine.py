@@ -11,7 +11,7 @@ client that spans it, and a session across it counted as two.
 from __future__ import annotations
 
 from .clients import Client, Clients
-from .learn import EndpointStats, Learned, merge_field
+from .learn import EndpointStats, Learned, merge_counts, merge_field
 
 __all__ = ["combine", "merge_clients", "merge_endpoint"]
 
@@ -39,28 +39,13 @@ def combine(parts: list[Learned]) -> Learned:
 
 
 def merge_endpoint(into: EndpointStats, other: EndpointStats) -> None:
-    into.count += other.count
-    into.statuses.update(other.statuses)
-    into.timed += other.timed
-    into.durations.merge(other.durations)
-    into.request_bytes.merge(other.request_bytes)
-    into.request_lengths.merge(other.request_lengths)
-    into.response_bytes.merge(other.response_bytes)
-    for fields, more in ((into.query, other.query), (into.body, other.body)):
-        for name, stats in more.items():
-            found = fields.get(name)
-            if found is None:
-                fields[name] = stats
-            else:
-                merge_field(found, stats)
-    into.bodies += other.bodies
-    into.sampled += other.sampled
+    """One endpoint's figures from two halves: its path's parameters position by position."""
+    merge_counts(into, other)
     for i, stats in enumerate(other.path):
         if i < len(into.path):
             merge_field(into.path[i], stats)
         else:
             into.path.append(stats)
-    into.other_fields += other.other_fields
 
 
 def merge_clients(into: Clients, other: Clients) -> None:

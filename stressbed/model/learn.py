@@ -320,20 +320,26 @@ def merged(
             merge_field(out.path[own], stats)
         for at, word in words:
             out.path[at].add("", word, False, weight=member.count)
-        out.count += member.count
-        out.statuses.update(member.statuses)
-        out.timed += member.timed
-        out.bodies += member.bodies
-        out.sampled += member.sampled
-        out.other_fields += member.other_fields
-        out.durations.merge(member.durations)
-        out.request_bytes.merge(member.request_bytes)
-        out.request_lengths.merge(member.request_lengths)
-        out.response_bytes.merge(member.response_bytes)
-        for fields, more in ((out.query, member.query), (out.body, member.body)):
-            for name, stats in more.items():
-                merge_field(fields.setdefault(name, FieldStats()), stats)
+        merge_counts(out, member)
     return out
+
+
+def merge_counts(into: EndpointStats, other: EndpointStats) -> None:
+    """Fold ``other``'s figures but its path's parameters into ``into`` (counts add,
+    samples merge, fields merge by name)."""
+    into.count += other.count
+    into.statuses.update(other.statuses)
+    into.timed += other.timed
+    into.bodies += other.bodies
+    into.sampled += other.sampled
+    into.other_fields += other.other_fields
+    into.durations.merge(other.durations)
+    into.request_bytes.merge(other.request_bytes)
+    into.request_lengths.merge(other.request_lengths)
+    into.response_bytes.merge(other.response_bytes)
+    for fields, more in ((into.query, other.query), (into.body, other.body)):
+        for name, stats in more.items():
+            merge_field(fields.setdefault(name, FieldStats()), stats)
 
 
 def merge_field(into: FieldStats, other: FieldStats) -> None:

@@ -4,31 +4,28 @@ raw HTTP/1.1 requests to it, byte for byte (so $request_length is known).
 The server proxies every request to an upstream group whose first server refuses connections
 and never counts as failed (max_fails=0), the second a backup that answers: every request is
 tried on two upstreams, so $upstream_response_time and $upstream_addr list two values, as a
-retried request's do in production. nginx runs in its own session with the time zone asked
-for (nginx keeps TZ), and is stopped with SIGQUIT (its log flushed) before the log is read.
+retried request's do in production. nginx runs as the replay's does (stressbed.app.replay:
+its own session, stopped with SIGQUIT, its log flushed, before the log is read), with the time
+zone asked for (nginx keeps TZ).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from stressbed.app.replay import free_port, nginx_running
 
 NGINX = shutil.which("nginx") or next(
     (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None
 )
 #: What the answering upstream returns (its length is $body_bytes_sent).
 ANSWER = b'{"ok":true,"id":"42"}'
-START_S = 10.0
-STOP_S = 10.0
 
 _CONF = """\
 worker_processes 1;
@@ -97,7 +94,7 @@ def nginx_logging(
     """nginx logging in ``log_format`` for the block; the log is complete once it is left."""
     assert NGINX is not None, "skip the test when nginx is absent"
     workdir.mkdir(parents=True, exist_ok=True)
-    port, service, refused = _free_port(), _free_port(), _free_port()
+    port, service, refused = free_port(), free_port(), free_port()
     log = workdir / "access.log"
     conf = workdir / "nginx.conf"
     conf.write_text(
@@ -112,48 +109,6 @@ def nginx_logging(
             answer=ANSWER.decode(),
         )
     )
-    proc = subprocess.Popen(
-        [NGINX, "-c", str(conf), "-p", str(workdir)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TZ": tz},
-    )
-    try:
-        _wait_listening(proc, port, workdir)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TZ": tz}
+    with nginx_running(NGINX, conf, port, env):
         yield Logging(port, log)
-    finally:
-        _stop(proc)
-
-
-def _wait_listening(proc: subprocess.Popen[bytes], port: int, workdir: Path) -> None:
-    deadline = time.monotonic() + START_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            error = (workdir / "error.log").read_text(errors="replace")[-500:]
-            raise AssertionError(f"nginx exited at start ({proc.returncode}): {error}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nginx did not listen on 127.0.0.1:{port} within {START_S:.0f} s")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGQUIT)
-        try:
-            proc.wait(timeout=STOP_S)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=STOP_S)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
