@@ -23,8 +23,9 @@ ROOT = Path(__file__).parent.parent
 OUTSIDE = ("infra", "tools", "scenarios")
 
 #: Each layer may import its own and the layers listed before it; fleet and stack are peers
-#: that never import each other, and so are results and model.
-LAYERS = ["errors", "scenario", "results|model", "fleet|stack", "backends", "app"]
+#: that never import each other, and so are results and model (and history beside fleet and
+#: stack).
+LAYERS = ["errors", "scenario", "results|model", "fleet|stack|history", "backends", "app"]
 #: Top-level modules and the layer they belong to.
 TOP_LEVEL = {
     "stressbed": "scenario",  # __init__: the public API is the scenario DSL

@@ -29,6 +29,7 @@ from .capacity import CapacityOptions, plan_capacity, run_capacity
 from .compare import exit_code_for, load_baseline, versus
 from .engine import engine_commands
 from .execute import execute
+from .history_cli import history_commands
 from .live import LiveLine
 from .live_outputs import LiveOutputs
 from .model_cli import model_commands
@@ -228,8 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("scenarios", help="list the available scenarios").set_defaults(
         handler=cmd_scenarios
     )
-    engine_commands(commands)
-    model_commands(commands)
+    for more in (engine_commands, model_commands, history_commands):
+        more(commands)
     return parser
 
 
