@@ -13,8 +13,6 @@ provisional one, verdict ``error``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import secrets
 import sys
@@ -26,7 +24,7 @@ from ..backends.base import Backend, Fleet, FleetOutcome, FleetSpec, Health, Pro
 from ..backends.existing import ExistingService
 from ..errors import StressbedError, TeardownError
 from ..fleet.process import TeardownAbandoned, uninterrupted
-from ..results.compare import compare
+from ..results.compare import compare, fingerprint_digest
 from ..results.merge import FleetResult, merge
 from ..results.summary import RunReport
 from ..results.target_metrics import parse_selector
@@ -48,7 +46,6 @@ __all__ = [
     "before_teardown",
     "conclude",
     "execute",
-    "fingerprint_digest",
     "keep_teardown_problem",
     "make_stack",
     "tear_down",
@@ -439,9 +436,3 @@ def conclude(
 def _observed(verdict: Mapping[str, Any]) -> str:
     value = verdict.get("observed")
     return "not measured" if value is None else f"{value:g}"
-
-
-def fingerprint_digest(fingerprint: Mapping[str, Any]) -> str:
-    """A run's fingerprint (what ran: scenario, profile, runners, stack) as 12 hex digits."""
-    text = json.dumps(fingerprint, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -103,21 +103,10 @@ def _import(args: argparse.Namespace) -> int:
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 print(f"{folder}: not imported ({exc})", file=sys.stderr)
                 continue
-            store.record(_started(entry), recorded_at=time.time())
+            store.record(entry, recorded_at=time.time())
             recorded.add(entry.run_id)
     print(f"imported {len(recorded)} run(s) into {args.history}")
     return 0
-
-
-def _started(entry: Entry) -> Entry:
-    """The run's start from its id (``YYYYMMDD-HHMMSS-...``, UTC) when it does not say."""
-    if entry.started_at is not None:
-        return entry
-    try:
-        when = datetime.strptime(entry.run_id[:15], "%Y%m%d-%H%M%S").replace(tzinfo=UTC)
-    except ValueError:
-        return entry
-    return replace(entry, started_at=when.timestamp())
 
 
 def _as_json(entry: Entry) -> dict[str, Any]:

@@ -3,10 +3,15 @@ summary.json (the per-second windows stay in the run directory)."""
 
 from __future__ import annotations
 
+import calendar
 import math
+import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..results.compare import fingerprint_digest
 
 __all__ = ["Entry", "entry_of"]
 
@@ -18,8 +23,11 @@ TOP_REQUESTS = 10
 
 @dataclass(frozen=True)
 class Entry:
-    """One run in the history. ``figures``: headline metric -> value (None: not measured,
-    never 0); ``thresholds``: (metric, expression, observed or None, outcome)."""
+    """One run in the history. ``fingerprint``: the digest of what ran (its scenario, config,
+    duration, runners, backend and stack: runs that share it are like for like, one series of
+    a trend), ``fingerprint_fields`` those fields; ``figures``: headline metric -> value
+    (None: not measured, never 0); ``thresholds``: (metric, expression, observed or None,
+    outcome); times in seconds since the epoch."""
 
     run_id: str
     kind: str
@@ -32,13 +40,19 @@ class Entry:
     backend: str | None = None
     runners: int | None = None
     started_at: float | None = None
+    ended_at: float | None = None
     duration_s: float | None = None
+    fingerprint_fields: dict[str, Any] = field(default_factory=dict)
     figures: dict[str, float | None] = field(default_factory=dict)
     thresholds: tuple[tuple[str, str, float | None, str], ...] = ()
 
 
 def entry_of(
-    summary: Mapping[str, Any], run_dir: str | None = None, build: str | None = None
+    summary: Mapping[str, Any],
+    run_dir: str | None = None,
+    build: str | None = None,
+    *,
+    kind: str = "run",
 ) -> Entry:
     """The entry of a run from its summary.json (a run's; a capacity search's later)."""
     metrics = summary.get("metrics") or {}
@@ -69,22 +83,39 @@ def entry_of(
         for t in summary.get("thresholds") or ()
         if isinstance(t, Mapping)
     )
-    fingerprint = summary.get("fingerprint") or {}
+    fields = summary.get("fingerprint")
+    fields = dict(fields) if isinstance(fields, Mapping) else {}
+    events = [e.get("t") for e in summary.get("events") or () if isinstance(e, Mapping)]
+    times = [t for t in map(_number, events) if t is not None]
     return Entry(
         run_id=str(summary["run_id"]),
-        kind="run",
+        kind=kind,
         scenario=summary.get("scenario"),
-        fingerprint=fingerprint.get("config") if isinstance(fingerprint, Mapping) else None,
+        fingerprint=fingerprint_digest(fields) if fields else None,
         verdict=summary.get("verdict"),
         exit_code=summary.get("exit_code"),
         run_dir=run_dir,
         build=build,
-        backend=fingerprint.get("backend") if isinstance(fingerprint, Mapping) else None,
-        runners=fingerprint.get("runners") if isinstance(fingerprint, Mapping) else None,
+        backend=fields.get("backend"),
+        runners=fields.get("runners"),
+        started_at=started_at(str(summary["run_id"])),
+        ended_at=max(times) if times else None,
         duration_s=_number(summary.get("duration_s")),
+        fingerprint_fields=fields,
         figures=figures,
         thresholds=thresholds,
     )
+
+
+def started_at(run_id: str) -> float | None:
+    """When a run started, from its id (``YYYYMMDD-HHMMSS`` in UTC, to the second)."""
+    found = re.match(r"(\d{8}-\d{6})", run_id)
+    if found is None:
+        return None
+    try:
+        return float(calendar.timegm(time.strptime(found.group(1), "%Y%m%d-%H%M%S")))
+    except ValueError:
+        return None
 
 
 def _number(value: object) -> float | None:

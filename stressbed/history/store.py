@@ -42,6 +42,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " position INTEGER NOT NULL, metric TEXT NOT NULL, expression TEXT NOT NULL,"
         " observed DOUBLE PRECISION, outcome TEXT NOT NULL, PRIMARY KEY (run_id, position))",
     ),
+    # 2: when a run ended, and the fields of its fingerprint (JSON) beside their digest.
+    (
+        "ALTER TABLE runs ADD COLUMN ended_at DOUBLE PRECISION",
+        "ALTER TABLE runs ADD COLUMN fingerprint_fields TEXT",
+        "CREATE INDEX runs_build ON runs (build)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 #: How long a writer waits for another one's transaction before it gives up.
@@ -86,13 +92,16 @@ class Store:
             db.execute("DELETE FROM runs WHERE run_id = ?", (entry.run_id,))
             db.execute(
                 "INSERT INTO runs (run_id, kind, scenario, fingerprint, verdict, exit_code,"
-                " run_dir, build, backend, runners, started_at, duration_s, recorded_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " run_dir, build, backend, runners, started_at, duration_s, recorded_at,"
+                " ended_at, fingerprint_fields)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     *(entry.run_id, entry.kind, entry.scenario, entry.fingerprint),
                     *(entry.verdict, entry.exit_code, entry.run_dir, entry.build),
                     *(entry.backend, entry.runners, entry.started_at, entry.duration_s),
                     recorded_at,
+                    entry.ended_at,
+                    json.dumps(entry.fingerprint_fields, sort_keys=True),
                 ),
             )
             db.executemany(
@@ -116,7 +125,7 @@ class Store:
                 where.append(f"{column} = ?")
                 args.append(value)
         sql = "SELECT run_id, kind, scenario, fingerprint, verdict, exit_code, run_dir, build,"
-        sql += " backend, runners, started_at, duration_s FROM runs"
+        sql += " backend, runners, started_at, duration_s, ended_at, fingerprint_fields FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY recorded_at, run_id"
@@ -144,6 +153,8 @@ class Store:
                 runners=row[9],
                 started_at=row[10],
                 duration_s=row[11],
+                ended_at=row[12],
+                fingerprint_fields=json.loads(row[13]) if row[13] else {},
                 figures=figures.get(row[0], {}),
                 thresholds=tuple(thresholds.get(row[0], ())),
             )

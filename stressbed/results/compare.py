@@ -41,6 +41,7 @@ __all__ = [
     "compare",
     "differences",
     "fingerprint",
+    "fingerprint_digest",
     "loaded_seconds",
 ]
 
@@ -80,6 +81,13 @@ def fingerprint(
         "backend": backend,
         "stack": digest(stack) if stack is not None else None,
     }
+
+
+def fingerprint_digest(fingerprint: Mapping[str, Any]) -> str:
+    """A run's fingerprint (what ran: scenario, profile, runners, stack) as 12 hex digits: the
+    name of its like-for-like series (the live endpoint's, the history's)."""
+    text = json.dumps(fingerprint, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _normal(value: Any) -> Any:

@@ -22,10 +22,11 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stressbed.app.execute import execute, fingerprint_digest
+from stressbed.app.execute import execute
 from stressbed.app.live_server import LiveServer
 from stressbed.app.plan import RunOptions, plan
 from stressbed.fleet.process import free_port
+from stressbed.results.compare import fingerprint_digest
 from stressbed.results.live_series import LiveSeries
 from stressbed.results.remote_write import Series, write_request
 

@@ -10,6 +10,7 @@ import pytest
 
 from stressbed.history.entry import entry_of
 from stressbed.history.store import SCHEMA_VERSION, Store, StoreError
+from stressbed.results.compare import fingerprint_digest
 
 SUMMARY = {
     "run_id": "20261207-160000-abcdef",
@@ -46,9 +47,11 @@ def test_a_run_reads_back_as_recorded_and_its_unmeasured_figures_stay_none(tmp_p
     assert back.figures["http_req_duration{name:report} p(99)"] is None  # not in k6's output
     assert back.figures["http_req_duration{name:heartbeat} p(99)"] is None  # NaN: not measured
     assert back.thresholds[1] == ("agents_connected", "share>0.99", None, "no data")
-    assert (back.fingerprint, back.build, back.backend, back.runners) == (
-        "49213ba1beee1584", "b41", "local", 2,
-    )  # fmt: skip
+    # The series is the digest of the whole fingerprint, as the live endpoint names it.
+    assert back.fingerprint == fingerprint_digest(SUMMARY["fingerprint"])
+    assert back.fingerprint_fields == SUMMARY["fingerprint"]
+    assert (back.build, back.backend, back.runners) == ("b41", "local", 2)
+    assert back.started_at == 1796659200.0  # 2026-12-07 16:00:00 UTC, from the run id
 
 
 def test_recording_a_run_again_replaces_it(tmp_path):
