@@ -62,6 +62,7 @@ from .execute import (
 from .live_page import Ended, LivePage
 from .probing import Prober
 from .probing_agents import PopulationProber
+from .recording import Recorder, capacity_entry
 from .rundir import RunDirectory, point_latest
 
 if TYPE_CHECKING:  # a type only (the live series needs prometheus-client)
@@ -135,6 +136,9 @@ def run_capacity(
             state, backend, say=say, on_progress=on_progress, on_event=on_event, guard=guard
         )
         report = state.finish(stack, failure, interrupted, teardown_note)
+        # In the history: each search its own series (a --per-replica's two, each pinned).
+        plan = the_plan.plan
+        Recorder(plan.history, plan.build).record(capacity_entry(report.path))
         if page is not None:
             html = report.path.parent / "report.html"
             page.finish(

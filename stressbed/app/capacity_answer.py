@@ -16,6 +16,7 @@ from ..results.search import Search, conclude
 from ..results.slo_seconds import RECOVERED_S
 from ..scenario.capacity import slo_label
 from .capacity_plan import CapacityPlan, latency_bound_s
+from .compare import run_fingerprint
 from .plan import redact
 from .probing import GRACEFUL_STOP_S, MAX_VUS_PER_RUNNER
 
@@ -118,6 +119,14 @@ def draw_up(
             "enforcement": report.get("enforcement"),
         },
         "probes": [p.to_dict() for p in probes],
+        # What each probe ran (the stack as searched: --per-replica pins its replicas), as a
+        # run's summary.json says it: the search's series in the history.
+        "fingerprint": run_fingerprint(
+            plan.scenario,
+            plan.runners,
+            plan.backend.name if plan.stack is not None else None,
+            plan.stack,
+        ),
     }
 
 

@@ -33,10 +33,11 @@ from .history_cli import history_commands
 from .live import LiveLine
 from .live_outputs import LiveOutputs
 from .model_cli import model_commands
-from .options import count, percent, rate, share
+from .options import count, history_options, percent, rate, share
 from .options import live_options as _live_options
 from .options import target_options as _target_options
 from .plan import RunOptions, plan, redact
+from .recording import Recorder, build_of, location_of
 from .rundir import read_run
 from .settings import BACKEND_KEYS, RUN_KEYS, resolve, stack_of
 
@@ -84,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="RUN_DIR",
         help="judge this run against an earlier run of the same thing (exit 1 if it regressed)",
+    )
+    run_cmd.add_argument(
+        "--gate-history",
+        type=int,
+        metavar="N",
+        help="exit 1 when this run begins a regression among its last N like-for-like runs "
+        "in the history, or leaves the range they make likely (stressbed trend --gate's rule)",
     )
     _live_options(run_cmd)
     _comparing(run_cmd)
@@ -269,6 +277,8 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
         duration=values["duration"],
         results=Path(values["results"]),
         keep_raw=values["keep_raw"],
+        history=values["history"],
+        build=values["build"],
         stack=stack_of(
             settings, catalog.load_stack(values["scenario"]) if values["scenario"] else None
         ),
@@ -287,6 +297,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         strict=args.strict,
         tolerances=_tolerances(args),
         compared=tuple(args.metric),
+        gate_history=args.gate_history,
     )
     the_plan = plan(options)
     live = LiveLine(sys.stderr)
@@ -435,6 +446,7 @@ def _collect_arguments(command: argparse.ArgumentParser) -> None:
         "--profiles", type=Path, metavar="FILE", help="the profile file the program read"
     )
     command.add_argument("--results", type=Path, default=Path("results"), metavar="DIR")
+    history_options(command)
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
@@ -456,6 +468,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
         api=kubernetes_api(access),
         duration=args.duration,
         stack=stack,
+        recorder=Recorder(location_of(args.history, args.results), build_of(args.build)),
     )
     print(table(report))
     print(f"results: {args.results / report.run_id}")

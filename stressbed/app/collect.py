@@ -16,6 +16,7 @@ from ..scenario.units import parse_duration_ms
 from ..stack.spec import StackSpec
 from .compare import run_fingerprint
 from .execute import conclude
+from .recording import Recorder, among_earlier, run_entry
 from .rundir import new_run
 from .settings import resolve, stack_of
 
@@ -51,6 +52,7 @@ def collect(
     api: ClusterApi,
     duration: str | None = None,
     stack: StackSpec | None = None,
+    recorder: Recorder | None = None,
 ) -> RunReport:
     """Merge and judge the finished runner Job ``job`` in ``namespace``; the run is written to
     ``results/<run-id>/`` as ``stressbed run`` writes one, its fingerprint that of the run the
@@ -80,5 +82,9 @@ def collect(
     # As `stressbed run --backend kubernetes` would have run it: a baseline for later runs,
     # and comparable with them.
     report.fingerprint = run_fingerprint(loaded, len(found), "kubernetes", stack)
+    if recorder is not None:  # in the history as the run it is (kind "collect")
+        among_earlier(report, recorder, run.path)
     report.write(run.path)
+    if recorder is not None:
+        recorder.record(run_entry(run.path, kind="collect"))
     return report

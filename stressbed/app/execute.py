@@ -35,6 +35,7 @@ from .figures import fault_figures, write_figures
 from .live_page import Ended, LivePage
 from .plan import Plan, redact
 from .readback import StoredWrites, read_back
+from .recording import Recorder, among_earlier, run_entry
 from .rundir import RunDirectory, new_run
 
 if TYPE_CHECKING:  # a type only: the runner image has no prometheus-client
@@ -173,7 +174,10 @@ def _finish(
     report.fingerprint = dict(the_plan.fingerprint)
     if the_plan.baseline is not None:
         _judge_against(report, the_plan.baseline)
+    recorder = Recorder(the_plan.history, the_plan.build)
+    among_earlier(report, recorder, run.path, gate=the_plan.gate_history)
     report.write(run.path)
+    recorder.record(run_entry(run.path))
     return report
 
 

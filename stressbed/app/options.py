@@ -7,7 +7,16 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["count", "live_options", "percent", "rate", "share", "target_options", "whole"]
+__all__ = [
+    "count",
+    "history_options",
+    "live_options",
+    "percent",
+    "rate",
+    "share",
+    "target_options",
+    "whole",
+]
 
 
 def target_options(command: argparse.ArgumentParser) -> None:
@@ -42,6 +51,7 @@ def target_options(command: argparse.ArgumentParser) -> None:
     )
     command.add_argument("--runners", type=int, metavar="N", help="k6 runners (default 1)")
     command.add_argument("--results", metavar="DIR", help="where runs go (default results/)")
+    history_options(command)
     command.add_argument(
         "--keep-raw",
         action="store_true",
@@ -105,6 +115,23 @@ def target_options(command: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="FILE",
         help="the profile file (default: ./stressbed.yaml; $STRESSBED_PROFILES)",
+    )
+
+
+def history_options(command: argparse.ArgumentParser) -> None:
+    """Where the run is recorded, and the build it tests (run, capacity, collect)."""
+    command.add_argument(
+        "--history",
+        metavar="FILE|URL",
+        help="the history store the run is recorded in: an SQLite file (default "
+        "<results>/history.db), postgresql://USER@HOST/DB (password from PGPASSWORD or "
+        "~/.pgpass, never the URL), or off",
+    )
+    command.add_argument(
+        "--build",
+        metavar="ID",
+        help="the build under test, as the history records it (default: $STRESSBED_BUILD, "
+        "else the CI's commit: $GITHUB_SHA, $CI_COMMIT_SHA, $BUILDKITE_COMMIT, ...)",
     )
 
 

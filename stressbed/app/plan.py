@@ -32,6 +32,7 @@ from ..scenario.units import parse_duration_ms
 from ..stack.agent import reference_agent
 from ..stack.spec import StackSpec
 from .compare import Baseline, load_baseline, run_fingerprint
+from .recording import MAX_GATE_RUNS, MIN_GATE_RUNS, build_of, location_of
 from .settings import apply_stack
 
 __all__ = ["Plan", "RunOptions", "plan", "redact"]
@@ -48,6 +49,12 @@ class RunOptions:
     duration: str | None = None
     results: Path = Path("results")
     keep_raw: bool = False
+    #: The history store (None: results/history.db; "off": none) and the build under test.
+    history: str | None = None
+    build: str | None = None
+    #: Gate on the history: fail when the run leaves what its last N like-for-like runs make
+    #: likely (None: no gate).
+    gate_history: int | None = None
     backend: str = "local"
     #: Settings that go to the backend (``port``, ``kubeconfig``, ...); each backend takes
     #: its own (:attr:`~stressbed.backends.base.Backend.option_keys`).
@@ -87,6 +94,10 @@ class Plan:
     #: What this run runs (summary.json ``fingerprint``): like for like with a baseline.
     fingerprint: Mapping[str, Any] = field(default_factory=dict)
     baseline: Baseline | None = None
+    #: Where the run is recorded (None: nowhere), the build it tests, and the history gate.
+    history: str | None = None
+    build: str | None = None
+    gate_history: int | None = None
 
 
 def plan(options: RunOptions) -> Plan:
@@ -110,6 +121,7 @@ def plan(options: RunOptions) -> Plan:
         or not 1 <= options.runners <= MAX_RUNNERS
     ):
         raise ConfigError("--runners", options.runners, f"an integer 1..{MAX_RUNNERS}")
+    _check_gate(options)
     backend = registry.create(options.backend, options.backend_options)
     _refuse_foreign_options(backend, options)
     target = None if options.target_url is None else _target(options.target_url)
@@ -167,7 +179,23 @@ def plan(options: RunOptions) -> Plan:
         target_series=spec.metrics.series if metrics_url and spec and spec.metrics else (),
         fingerprint=planned,
         baseline=baseline,
+        history=location_of(options.history, options.results),
+        build=build_of(options.build),
+        gate_history=options.gate_history,
     )
+
+
+def _check_gate(options: RunOptions) -> None:
+    """``--gate-history N``: a whole number of earlier runs, and a store to read them from."""
+    n = options.gate_history
+    if n is None:
+        return
+    if isinstance(n, bool) or not isinstance(n, int) or not MIN_GATE_RUNS <= n <= MAX_GATE_RUNS:
+        raise ConfigError(
+            "--gate-history", n, f"a whole number of earlier runs {MIN_GATE_RUNS}..{MAX_GATE_RUNS}"
+        )
+    if location_of(options.history, options.results) is None:
+        raise ConfigError("--gate-history", n, "a history store to read (not --history off)")
 
 
 def _refuse_foreign_options(backend: Backend, options: RunOptions) -> None:

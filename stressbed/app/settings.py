@@ -70,6 +70,8 @@ RUN_KEYS: dict[str, Any] = {
     "duration": None,
     "results": "results",
     "keep_raw": False,
+    "history": None,
+    "build": None,
     "port": 0,
     "kubeconfig": None,
     "context": None,

@@ -13,12 +13,16 @@ from typing import Any
 
 from ..results.compare import fingerprint_digest
 
-__all__ = ["Entry", "entry_of"]
+__all__ = ["Entry", "capacity_entry_of", "entry_of", "started_at"]
 
 #: The latency statistics kept, overall and per request name (k6's names).
 LATENCY = ("p(50)", "p(95)", "p(99)")
 #: Request names whose latency is kept, the busiest first.
 TOP_REQUESTS = 10
+#: What a fault's users saw, kept per fault of a run's resilience figures.
+FAULT_FIGURES = ("time_to_detect_s", "time_to_recover_s", "errors_during_fault")
+#: A population's figures kept.
+POPULATION_FIGURES = ("connected_share", "peak_connected")
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ def entry_of(
     figures["http_req_failed rate"] = _number(failed.get("rate"))
     reqs = metrics.get("http_reqs") or {}
     figures["http_reqs rate"] = _number(reqs.get("rate"))
+    figures.update(_rates(metrics))
     named = [
         (key, value)
         for key, value in metrics.items()
@@ -73,6 +78,8 @@ def entry_of(
     for key, value in named[:TOP_REQUESTS]:
         for stat in LATENCY:
             figures[f"{key} {stat}"] = _number(value.get(stat))
+    figures.update(_resilience(summary.get("resilience")))
+    figures.update(_population(summary.get("population")))
     thresholds = tuple(
         (
             str(t.get("metric")),
@@ -105,6 +112,90 @@ def entry_of(
         figures=figures,
         thresholds=thresholds,
     )
+
+
+def capacity_entry_of(
+    document: Mapping[str, Any], run_dir: str | None = None, build: str | None = None
+) -> Entry:
+    """The entry of a capacity search from its capacity.json: the answer's figures (the
+    highest rate that held, the first that failed, a scale-out's timings). Its series: the
+    scenario, workload, search settings and stack limits (a search's own fingerprint)."""
+    settings = dict(document.get("settings") or {})
+    settings.pop("target_url", None)  # a free port: not what the search searched
+    stack = document.get("stack") or {}
+    fields = {
+        "kind": "capacity",
+        "run": document.get("fingerprint"),  # what each probe ran
+        "scenario": document.get("scenario"),
+        "workload": document.get("workload"),
+        "unit": document.get("unit"),
+        "slos": document.get("slos"),
+        "settings": settings,
+        "limits": stack.get("limits") if isinstance(stack, Mapping) else None,
+        "max_replicas": stack.get("max_replicas") if isinstance(stack, Mapping) else None,
+    }
+    figures = {
+        f"capacity {name}": _number(document.get(name))
+        for name in ("max_sustainable_rate", "first_failing_rate")
+    }
+    if document.get("variable") == "agents" or "max_sustainable_agents" in document:
+        figures["capacity max_sustainable_agents"] = _number(document.get("max_sustainable_agents"))
+    scale_out = document.get("scale_out")
+    if isinstance(scale_out, Mapping):
+        for name in ("t_desired_s", "t_ready_s", "t_recovered_s", "violation_s"):
+            figures[f"scale_out {name}"] = _number(scale_out.get(name))
+    code = document.get("exit_code")
+    run_id = str(document["run_id"])
+    return Entry(
+        run_id=run_id,
+        kind="capacity",
+        scenario=document.get("scenario"),
+        fingerprint=fingerprint_digest(fields),
+        verdict={0: "pass", 1: "fail"}.get(code, "error") if isinstance(code, int) else None,
+        exit_code=code if isinstance(code, int) else None,
+        run_dir=run_dir,
+        build=build,
+        backend=settings.get("backend"),
+        runners=settings.get("runners"),
+        started_at=started_at(run_id),
+        duration_s=_number(document.get("elapsed_s")),
+        fingerprint_fields=fields,
+        figures=figures,
+        thresholds=(),
+    )
+
+
+def _rates(metrics: Mapping[str, Any]) -> dict[str, float | None]:
+    """The iteration rate achieved, and the one offered: achieved plus what k6 dropped (an
+    arrival-rate executor drops an iteration it has no VU for; k6 leaves the metric out when
+    none was dropped, so its absence is a measured zero)."""
+    iterations = metrics.get("iterations")
+    if not isinstance(iterations, Mapping):
+        return {"iterations rate": None, "offered iterations rate": None}
+    achieved = _number(iterations.get("rate"))
+    dropped = metrics.get("dropped_iterations")
+    lost = _number(dropped.get("rate")) if isinstance(dropped, Mapping) else 0.0
+    offered = None if achieved is None or lost is None else achieved + lost
+    return {"iterations rate": achieved, "offered iterations rate": offered}
+
+
+def _resilience(found: object) -> dict[str, float | None]:
+    """Per fault: how long users saw it (detection, recovery) and the errors while it lasted."""
+    if not isinstance(found, Mapping):
+        return {}
+    out: dict[str, float | None] = {}
+    for fault in found.get("faults") or ():
+        if not isinstance(fault, Mapping) or not fault.get("name"):
+            continue
+        for name in FAULT_FIGURES:
+            out[f"fault {fault['name']} {name}"] = _number(fault.get(name))
+    return out
+
+
+def _population(found: object) -> dict[str, float | None]:
+    if not isinstance(found, Mapping):
+        return {}
+    return {f"population {name}": _number(found.get(name)) for name in POPULATION_FIGURES}
 
 
 def started_at(run_id: str) -> float | None:

@@ -64,6 +64,9 @@ class RunReport:
     #: A population's steady part (seconds since the start: after its join ramp until it
     #: ends), over which its connected share is read; None: no share.
     plateau: Plateau | None = None
+    #: Where this run sits among the earlier runs of its series in the history store, and
+    #: the history gate's answer (stressbed.app.recording); None: no history read.
+    history: dict[str, Any] | None = None
 
     def timeline(self) -> Timeline:
         """Every series of the run on one time axis (what report.html draws)."""
@@ -167,6 +170,8 @@ class RunReport:
             # Only for a run with a population: nothing is added to a run without one.
             **({"population": found} if found is not None else {}),
             "fingerprint": self.fingerprint,
+            # Only when the history store was read: nothing is added to a run without one.
+            **({"history": self.history} if self.history is not None else {}),
             "comparison": (
                 {"baseline": self.baseline, "strict": self.strict, **self.comparison.to_dict()}
                 if self.comparison is not None

@@ -9,6 +9,7 @@ import json
 import secrets
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from stressbed.app.capacity_plan import CapacityOptions, plan_capacity
 from stressbed.app.plan import RunOptions
 from stressbed.backends.base import FleetOutcome, FleetSpec
 from stressbed.errors import ProvisionError
+from stressbed.history.store import Store
 from stressbed.results.aggregates import Window
 from stressbed.results.runner_result import RunnerResult, RunnerStatus
 from stressbed.results.table import capacity_table
@@ -579,3 +581,20 @@ def test_capacity_json_is_written_before_the_teardown_with_the_probes_so_far(tmp
     assert provisional["max_sustainable_rate"] == report.document["max_sustainable_rate"]
     assert report.exit_code == 0
     assert json.loads(report.path.read_text())["exit_code"] == 0
+
+
+def test_each_search_is_recorded_in_the_history_as_a_series_of_its_own(tmp_path):
+    the_plan = plan_for(tmp_path, per_replica=True)
+    the_plan = replace(the_plan, plan=replace(the_plan.plan, build="b7"))
+    report = run_capacity(the_plan, backend=ModelledTarget(lambda r: 150 * r), on_line=print)
+    with Store(tmp_path / "results" / "history.db") as store:
+        entries = store.entries()
+    # --per-replica's two searches, at one replica and at four: not like for like.
+    assert [(e.kind, e.build, e.verdict) for e in entries] == [("capacity", "b7", "pass")] * 2
+    assert entries[0].fingerprint != entries[1].fingerprint
+    per_replica = report.document["per_replica"]
+    assert [e.figures["capacity max_sustainable_rate"] for e in entries] == [
+        per_replica["one"]["max_sustainable_rate"],
+        per_replica["max"]["max_sustainable_rate"],
+    ]
+    assert all(Path(e.run_dir, "capacity.json").is_file() for e in entries)

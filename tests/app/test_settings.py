@@ -63,6 +63,8 @@ def test_each_layer_overrides_the_one_below_and_says_so(profiles):
         "duration": "command line",
         "results": "default",
         "keep_raw": "default",
+        "history": "default",
+        "build": "default",
         "port": "default",
         "kubeconfig": "default",
         "context": "default",
