@@ -23,6 +23,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..history.entry import Entry, entry_of
 from ..history.store import Store
+from .trend_cli import add_trend_command
 
 __all__ = ["history_commands"]
 
@@ -47,6 +48,7 @@ def history_commands(commands: Any) -> None:
     cmd.add_argument("--build", help="import: the build the runs tested")
     cmd.add_argument("--json", action="store_true", help="the runs as JSON, one list")
     cmd.set_defaults(handler=cmd_history)
+    add_trend_command(commands, str(DEFAULT_STORE))
 
 
 def cmd_history(args: argparse.Namespace) -> int:

@@ -23,8 +23,10 @@ from typing import Any
 
 from ..history.entry import Entry, capacity_entry_of, entry_of
 from ..history.store import Store
+from ..history.trend import gate as gate_on
 from ..results.compare import fingerprint_digest
 from ..results.summary import RunReport
+from ..results.verdict import Verdict
 
 __all__ = [
     "BUILD_VARIABLES",
@@ -135,9 +137,12 @@ def among_earlier(
     report: RunReport, recorder: Recorder, run_dir: Path, *, gate: int | None = None
 ) -> None:
     """Before the run's documents are written: where it sits among the earlier runs of its
-    series (``report.history``, report.html's history strip), nothing when there are none."""
+    series (``report.history``, report.html's history strip), nothing when there are none;
+    with ``gate``, the history gate on it against the ``gate`` runs before it (a run that
+    passed and fails the gate fails, exit 1). Runs that ended in error are no level: left
+    out."""
     series = fingerprint_digest(report.fingerprint) if report.fingerprint else None
-    earlier = recorder.series(series)
+    earlier = [e for e in recorder.series(series) if e.verdict != "error"]
     if not earlier and gate is None:
         return
     shown = earlier[-STRIP_RUNS:]
@@ -146,7 +151,20 @@ def among_earlier(
         "series": series,
         "earlier_runs": len(earlier),
         "earlier": [_strip_row(e, run_dir) for e in shown],
+        "gate": None,
     }
+    if gate is None or report.verdict is Verdict.ERROR:
+        return
+    this = entry_of(report.to_dict(with_findings=False), build=recorder.build)
+    answer = gate_on([*earlier, this], gate)
+    report.history["gate"] = answer.to_dict()
+    if answer.passed:
+        return
+    reasons = "history gate: " + "; ".join(f.message() for f in answer.failures)
+    if report.verdict is Verdict.PASS:
+        report.verdict, report.exit_code, report.message = Verdict.FAIL, 1, reasons
+    else:
+        report.message += f"; {reasons}"
 
 
 def run_entry(run_dir: Path, *, kind: str = "run") -> Entry | None:
