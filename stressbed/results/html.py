@@ -20,6 +20,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..scenario.thresholds import Threshold
 from ._numbers import show
+from .history_html import history_strip
 from .timeline import Timeline, breaches
 
 __all__ = ["MAX_EVENTS", "STYLE", "render_html", "write_html"]
@@ -123,6 +124,7 @@ def _header(summary: Mapping[str, Any], line: Timeline) -> str:
     if summary.get("comparison"):
         parts.append("<h2>Against the baseline</h2>")
         parts.append(_comparison(summary["comparison"]))
+    parts.append(history_strip(summary))
     return "\n".join(parts)
 
 
