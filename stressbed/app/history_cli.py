@@ -65,7 +65,11 @@ def cmd_history(args: argparse.Namespace) -> int:
     if file is not None and not file.exists():
         raise ConfigError("--history", str(args.history), "an existing history store")
     with Store(args.history) as store:
-        entries = store.entries(scenario=args.scenario, fingerprint=args.fingerprint)
+        entries = store.entries(
+            scenario=args.scenario,
+            fingerprint=args.fingerprint,
+            metrics=None if args.json else _HEADLINE,  # the table shows these alone
+        )
     if args.verdict is not None:
         entries = [e for e in entries if e.verdict == args.verdict]
     entries.sort(key=lambda e: (e.started_at or 0.0, e.run_id))
