@@ -203,7 +203,8 @@ def _run(
     not enter the folder this runs in)."""
     argv = [str(program), *args]
     if as_postgres:
-        argv = ["runuser", "-u", "postgres", "--", *argv]
+        runuser = shutil.which("runuser") or "/usr/sbin/runuser"  # sbin: not on every PATH
+        argv = [runuser, "-u", "postgres", "--", *argv]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     done = subprocess.run(
         argv,
