@@ -244,6 +244,14 @@ def bench_model(session: nox.Session) -> None:
     session.run("python", "tools/bench_model.py", *session.posargs, env=ENV)
 
 
+@nox.session(name="bench_history")
+def bench_history(session: nox.Session) -> None:
+    """The run history at 10,000 runs: `stressbed history` and one series read, on SQLite and
+    on a throwaway PostgreSQL (Debian's postgresql server)."""
+    session.install(".[postgresql]")
+    session.run("python", "tools/bench_history.py", *session.posargs, env=ENV)
+
+
 @nox.session(name="bench_balancer")
 def bench_balancer(session: nox.Session) -> None:
     """The local backend's balancer vs the agent direct: throughput and p99 (wrk, hey)."""

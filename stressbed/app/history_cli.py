@@ -4,7 +4,8 @@ directories (issue 28, begun: runs do not record themselves yet).
     stressbed history [--history FILE] [--scenario S] [--fingerprint F] [--verdict V] [--json]
     stressbed history import DIR... [--history FILE] [--build ID]
 
-The store is ``results/history.db`` unless ``--history`` says otherwise. ``import`` reads
+The store is ``results/history.db`` unless ``--history`` says otherwise (a SQLite file, or a
+``postgresql://`` URL with no password in it). ``import`` reads
 every run directory given, or found one level below a directory given (a ``results/``
 folder): each one's summary.json, recorded again if it was (importing twice changes nothing).
 """
@@ -22,7 +23,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..history.entry import Entry, entry_of
-from ..history.store import Store
+from ..history.store import Store, store_file
 from .trend_cli import add_trend_command
 
 __all__ = ["history_commands"]
@@ -41,7 +42,13 @@ def history_commands(commands: Any) -> None:
     )
     cmd.add_argument("what", nargs="?", choices=("import",), help="import run directories")
     cmd.add_argument("dirs", nargs="*", type=Path, metavar="DIR")
-    cmd.add_argument("--history", type=Path, default=DEFAULT_STORE, metavar="FILE")
+    cmd.add_argument(
+        "--history",
+        default=str(DEFAULT_STORE),
+        metavar="FILE|URL",
+        help="a SQLite file, or postgresql://USER@HOST/DB (the password from PGPASSWORD or "
+        "~/.pgpass, never the URL)",
+    )
     cmd.add_argument("--scenario")
     cmd.add_argument("--fingerprint")
     cmd.add_argument("--verdict", choices=("pass", "fail", "error"))
@@ -56,10 +63,15 @@ def cmd_history(args: argparse.Namespace) -> int:
         return _import(args)
     if args.dirs:
         raise ConfigError("history", [str(d) for d in args.dirs], "`history import DIR...`")
-    if not args.history.exists():
+    file = store_file(args.history)
+    if file is not None and not file.exists():
         raise ConfigError("--history", str(args.history), "an existing history store")
     with Store(args.history) as store:
-        entries = store.entries(scenario=args.scenario, fingerprint=args.fingerprint)
+        entries = store.entries(
+            scenario=args.scenario,
+            fingerprint=args.fingerprint,
+            metrics=None if args.json else _HEADLINE,  # the table shows these alone
+        )
     if args.verdict is not None:
         entries = [e for e in entries if e.verdict == args.verdict]
     entries.sort(key=lambda e: (e.started_at or 0.0, e.run_id))
@@ -96,7 +108,9 @@ def _import(args: argparse.Namespace) -> int:
         else:
             raise ConfigError("history import", str(folder), "a run directory or a folder")
     recorded: set[str] = set()
-    args.history.parent.mkdir(parents=True, exist_ok=True)
+    file = store_file(args.history)
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
     with Store(args.history) as store:
         for folder in found:
             try:

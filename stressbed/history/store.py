@@ -1,11 +1,19 @@
-"""The history store: SQLite, one versioned schema, migrated forward by stressbed itself.
+"""The history store: one versioned schema, migrated forward by stressbed itself, in a SQLite
+file or a PostgreSQL database.
+
+:func:`open_store` opens the store a location names: a ``postgresql://`` (or ``postgres://``)
+URL names a PostgreSQL database (the ``postgresql`` extra, psycopg 3; the password comes from
+``PGPASSWORD`` or a password file, a URL holding one is refused), anything else a SQLite file.
+Both hold the same tables, made by the same statements, and a store behaves the same on either
+(:mod:`._database` says where the two differ).
 
 The schema's version is in ``meta``; opening a store runs the migrations it lacks, in one
-transaction each, and refuses a store whose version is newer than this stressbed knows
-(:class:`StoreError`, naming both versions and what to do). SQLite runs in WAL mode with a
-busy timeout, so two runs on one machine record at once; a run is written in one
+transaction (on PostgreSQL under an advisory lock: two stressbeds opening a new database at
+once do not both migrate it), and refuses a store whose version is newer than this stressbed
+knows (:class:`StoreError`, naming both versions and what to do). SQLite runs in WAL mode with
+a busy timeout, so two runs on one machine record at once; a run is written in one
 transaction, and writing it again replaces it (importing the same run directory twice is a
-no-op).
+no-op). A reader sees one snapshot: a run and its figures as one writer wrote them.
 
 Tables: ``runs`` (one row a run: who it was), ``figures`` (its headline metrics, one row a
 metric: what a trend reads), ``thresholds`` (each with its observed value and outcome).
@@ -14,15 +22,17 @@ metric: what a trend reads), ``thresholds`` (each with its observed value and ou
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Iterator, Sequence
+import math
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from ..errors import StressbedError
+from ._database import Database, Mode, SQLiteDatabase, StoreError, one_line
+from ._postgres import PostgresDatabase, is_postgresql
 from .entry import Entry
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Store", "StoreError"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Store", "StoreError", "open_store", "store_file"]
 
 #: Each version's statements, applied in order to reach it from the one before.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -50,28 +60,55 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
-#: How long a writer waits for another one's transaction before it gives up.
-BUSY_TIMEOUT_S = 30.0
+
+#: A run's columns in ``runs``, named as :class:`Entry` names them (``recorded_at`` aside).
+RUN_COLUMNS = (
+    *("run_id", "kind", "scenario", "fingerprint", "verdict", "exit_code", "run_dir", "build"),
+    *("backend", "runners", "started_at", "duration_s", "ended_at", "fingerprint_fields"),
+)
+_COLUMNS = (*RUN_COLUMNS, "recorded_at")
+_FIGURE = ("run_id", "metric", "value")
+_THRESHOLD = ("run_id", "metric", "expression", "observed", "outcome")
+#: A condition of a query, and its arguments.
+_Condition = tuple[str, Sequence[object]]
+#: A run written, or written again over its earlier record (which another writer may be
+#: writing at the same moment: the second waits for the first's row, then replaces it).
+_UPSERT = (
+    f"INSERT INTO runs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+    " ON CONFLICT (run_id) DO UPDATE SET "
+    + ", ".join(f"{column} = excluded.{column}" for column in _COLUMNS[1:])
+)
 
 
-class StoreError(StressbedError):
-    """The history store cannot be used (a newer schema, a file that is not a store)."""
+def open_store(location: str | Path) -> Store:
+    """The history store ``location`` names: a ``postgresql://`` or ``postgres://`` URL (with
+    no password in it), or a SQLite file (made when missing). Its schema is migrated forward
+    when it is older; :class:`StoreError` when it cannot be used."""
+    return Store(location)
 
-    exit_code = 2
+
+def store_file(location: str | Path) -> Path | None:
+    """The SQLite file ``location`` names; None when it names a PostgreSQL database."""
+    return None if is_postgresql(location) else Path(location)
 
 
 class Store:
-    """An open history store (a SQLite file); close it, or use it as a context manager."""
+    """An open history store (a SQLite file or a PostgreSQL database, as :func:`open_store`
+    reads ``location``); close it, or use it as a context manager."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+    def __init__(self, location: str | Path) -> None:
+        self._db = _connect(location)
+        #: The store as messages name it: its path, or its URL (which holds no password).
+        self.location = self._db.where
         try:
-            self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"history store {self.path}: not usable ({exc})") from None
+            with self._failing("not usable"):
+                self._migrate()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"Store({self.location!r})"
 
     def close(self) -> None:
         self._db.close()
@@ -84,121 +121,157 @@ class Store:
 
     @property
     def version(self) -> int:
-        return _version(self._db)
+        with self._failing("not usable"):
+            return self._version()
 
     def record(self, entry: Entry, recorded_at: float) -> None:
         """Write ``entry`` (replacing the run's earlier record), in one transaction."""
-        with self._transaction() as db:
-            db.execute("DELETE FROM runs WHERE run_id = ?", (entry.run_id,))
-            db.execute(
-                "INSERT INTO runs (run_id, kind, scenario, fingerprint, verdict, exit_code,"
-                " run_dir, build, backend, runners, started_at, duration_s, recorded_at,"
-                " ended_at, fingerprint_fields)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    *(entry.run_id, entry.kind, entry.scenario, entry.fingerprint),
-                    *(entry.verdict, entry.exit_code, entry.run_dir, entry.build),
-                    *(entry.backend, entry.runners, entry.started_at, entry.duration_s),
-                    recorded_at,
-                    entry.ended_at,
-                    json.dumps(entry.fingerprint_fields, sort_keys=True),
-                ),
-            )
-            db.executemany(
+        run: dict[str, Any] = {column: getattr(entry, column) for column in RUN_COLUMNS}
+        run["fingerprint_fields"] = json.dumps(entry.fingerprint_fields, sort_keys=True)
+        run["recorded_at"] = recorded_at
+        failing = self._failing(f"cannot record run {entry.run_id}")
+        with failing, self._db.transaction(Mode.WRITE):
+            self._db.execute(_UPSERT, [run[column] for column in _COLUMNS])
+            for table in ("figures", "thresholds"):
+                self._db.execute(f"DELETE FROM {table} WHERE run_id = ?", [entry.run_id])
+            self._db.executemany(
                 "INSERT INTO figures (run_id, metric, value) VALUES (?, ?, ?)",
-                [(entry.run_id, metric, value) for metric, value in entry.figures.items()],
-            )
-            db.executemany(
+                [(entry.run_id, metric, _measured(value))
+                 for metric, value in entry.figures.items()],
+            )  # fmt: skip
+            self._db.executemany(
                 "INSERT INTO thresholds (run_id, position, metric, expression, observed,"
                 " outcome) VALUES (?, ?, ?, ?, ?, ?)",
-                [(entry.run_id, i, *t) for i, t in enumerate(entry.thresholds)],
-            )
+                [(entry.run_id, i, metric, expression, _measured(observed), outcome)
+                 for i, (metric, expression, observed, outcome) in enumerate(entry.thresholds)],
+            )  # fmt: skip
 
     def entries(
-        self, *, scenario: str | None = None, fingerprint: str | None = None
+        self,
+        *,
+        scenario: str | None = None,
+        fingerprint: str | None = None,
+        build: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        metrics: Collection[str] | None = None,
     ) -> list[Entry]:
-        """The runs recorded (those of ``scenario`` / ``fingerprint`` when given), oldest
-        first by when they were recorded."""
-        where, args = [], []
-        for column, value in (("scenario", scenario), ("fingerprint", fingerprint)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        sql = "SELECT run_id, kind, scenario, fingerprint, verdict, exit_code, run_dir, build,"
-        sql += " backend, runners, started_at, duration_s, ended_at, fingerprint_fields FROM runs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY recorded_at, run_id"
-        rows = self._db.execute(sql, args).fetchall()
+        """The runs recorded, oldest first by when they were recorded: those of ``scenario``,
+        ``fingerprint`` and ``build`` when given, that started at ``since`` or later and
+        before ``until`` (seconds since the epoch; a run whose start is not known is left out
+        by either bound); each with its figures, only those named in ``metrics`` when given
+        (a listing that shows three reads three, not thirty)."""
+        selected: list[_Condition] = [
+            (f"runs.{column} = ?", [value])
+            for column, value in (("scenario", scenario), ("fingerprint", fingerprint),
+                                  ("build", build))
+            if value is not None
+        ]  # fmt: skip
+        if since is not None:
+            selected.append(("runs.started_at >= ?", [since]))
+        if until is not None:
+            selected.append(("runs.started_at < ?", [until]))
+        wanted = None if metrics is None else sorted(set(metrics))
+        named: list[_Condition] = []
+        if wanted is not None:
+            named.append((f"figures.metric IN ({', '.join('?' * len(wanted))})", wanted))
+        with self._failing("cannot read"), self._db.transaction(Mode.READ):
+            runs = self._db.execute(*_select("runs", _COLUMNS, selected))
+            figure_rows = (
+                self._db.execute(*_select("figures", _FIGURE, selected, named))
+                if wanted != []  # (PostgreSQL has no empty IN list)
+                else []
+            )
+            threshold_rows = self._db.execute(
+                *_select("thresholds", _THRESHOLD, selected, order="position")
+            )
         figures: dict[str, dict[str, float | None]] = {}
-        for run_id, metric, value in self._db.execute("SELECT run_id, metric, value FROM figures"):
+        for run_id, metric, value in figure_rows:
             figures.setdefault(run_id, {})[metric] = value
         thresholds: dict[str, list[tuple[str, str, float | None, str]]] = {}
-        for run_id, metric, expression, observed, outcome in self._db.execute(
-            "SELECT run_id, metric, expression, observed, outcome FROM thresholds"
-            " ORDER BY run_id, position"
-        ):
+        for run_id, metric, expression, observed, outcome in threshold_rows:
             thresholds.setdefault(run_id, []).append((metric, expression, observed, outcome))
-        return [
-            Entry(
-                run_id=row[0],
-                kind=row[1],
-                scenario=row[2],
-                fingerprint=row[3],
-                verdict=row[4],
-                exit_code=row[5],
-                run_dir=row[6],
-                build=row[7],
-                backend=row[8],
-                runners=row[9],
-                started_at=row[10],
-                duration_s=row[11],
-                ended_at=row[12],
-                fingerprint_fields=json.loads(row[13]) if row[13] else {},
-                figures=figures.get(row[0], {}),
-                thresholds=tuple(thresholds.get(row[0], ())),
-            )
-            for row in rows
-        ]
+        # Sorted here, not by the database: a PostgreSQL collation orders text as SQLite's
+        # bytes do not, and ties of recorded_at fall to the run id.
+        runs.sort(key=lambda row: (row[-1], row[0]))
+        return [_entry(row, figures, thresholds) for row in runs]
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
+    def _failing(self, what: str) -> Iterator[None]:
+        """The driver's errors as :class:`StoreError`: the store, what failed, and why."""
         try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            yield
+        except self._db.errors as exc:
+            raise StoreError(f"history store {self.location}: {what} ({one_line(exc)})") from exc
 
     def _migrate(self) -> None:
-        with self._transaction() as db:
-            found = _version(db)
+        with self._db.transaction(Mode.MIGRATE):
+            found = self._version()
             if found > SCHEMA_VERSION:
                 raise StoreError(
-                    f"history store {self.path}: schema version {found}, written by a newer "
+                    f"history store {self.location}: schema version {found}, written by a newer "
                     f"stressbed; this one knows version {SCHEMA_VERSION} at most (upgrade "
                     "stressbed, or give another --history)"
                 )
             for version in range(found, SCHEMA_VERSION):
-                _apply(db, MIGRATIONS[version])
-                db.execute(
+                for statement in MIGRATIONS[version]:
+                    self._db.execute(statement)
+                self._db.execute(
                     "INSERT INTO meta (key, value) VALUES ('schema_version', ?)"
                     " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    (json.dumps(version + 1),),
+                    [json.dumps(version + 1)],
                 )
 
-
-def _version(db: sqlite3.Connection) -> int:
-    exists = db.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
-    ).fetchone()
-    if exists is None:
-        return 0
-    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    return int(json.loads(row[0])) if row is not None else 0
+    def _version(self) -> int:
+        if not self._db.has_table("meta"):
+            return 0
+        found = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'")
+        return int(json.loads(found[0][0])) if found else 0
 
 
-def _apply(db: sqlite3.Connection, statements: Sequence[str]) -> None:
-    for statement in statements:
-        db.execute(statement)
+def _connect(location: str | Path) -> Database:
+    if is_postgresql(location):
+        return PostgresDatabase(str(location))
+    return SQLiteDatabase(Path(location))
+
+
+def _select(
+    table: str,
+    columns: Sequence[str],
+    runs: Sequence[_Condition],
+    own: Sequence[_Condition] = (),
+    *,
+    order: str | None = None,
+) -> tuple[str, list[object]]:
+    """A query of ``table``'s ``columns`` in the rows of the runs that ``runs`` select (its
+    conditions on ``runs``) and that its ``own`` conditions select; its arguments."""
+    sql = f"SELECT {', '.join(f'{table}.{column}' for column in columns)} FROM {table}"
+    if runs and table != "runs":
+        # The selected runs' rows alone: one series of 500 runs reads 500 runs' figures.
+        sql += f" JOIN runs ON runs.run_id = {table}.run_id"
+    conditions = [*runs, *own]
+    if conditions:
+        sql += " WHERE " + " AND ".join(condition for condition, _ in conditions)
+    if order is not None:
+        sql += f" ORDER BY {table}.{order}"
+    return sql, [arg for _, args in conditions for arg in args]
+
+
+def _entry(
+    row: tuple[Any, ...],
+    figures: dict[str, dict[str, float | None]],
+    thresholds: dict[str, list[tuple[str, str, float | None, str]]],
+) -> Entry:
+    run = dict(zip(RUN_COLUMNS, row, strict=False))
+    fields = run.pop("fingerprint_fields")
+    return Entry(
+        **run,
+        fingerprint_fields=json.loads(fields) if fields else {},
+        figures=figures.get(run["run_id"], {}),
+        thresholds=tuple(thresholds.get(run["run_id"], ())),
+    )
+
+
+def _measured(value: float | None) -> float | None:
+    """A figure as stored: NaN is not measured (SQLite would store NULL, PostgreSQL NaN)."""
+    return None if value is None or math.isnan(value) else value

@@ -49,3 +49,26 @@ def test_what_history_refuses_is_one_line_and_exit_2(tmp_path, capsys):
     assert "expected a run directory or a folder" in capsys.readouterr().err
     assert main(["history", "import"]) == 2
     assert "one run directory or results folder at least" in capsys.readouterr().err
+
+
+def test_a_store_is_a_file_or_a_postgresql_url_listed_alike(store_location, tmp_path, capsys):
+    results = tmp_path / "results"
+    run_dir(results, "20261207-120000-aaaaaa", verdict="pass")
+    run_dir(results, "20261206-120000-bbbbbb")
+    imported = ["history", "import", str(results), "--history", store_location, "--build", "b7"]
+    assert main(imported) == 0
+    assert f"imported 2 run(s) into {store_location}" in capsys.readouterr().out
+    assert main(["history", "--history", store_location, "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(e["run_id"], e["build"]) for e in listed] == [
+        ("20261206-120000-bbbbbb", "b7"),
+        ("20261207-120000-aaaaaa", "b7"),
+    ]
+
+
+def test_a_password_in_a_history_url_is_refused_unseen(capsys):
+    url = "postgresql://ci:hunter2-x@127.0.0.1:9/history"
+    assert main(["history", "--history", url]) == 2
+    err = capsys.readouterr().err
+    assert "history store postgresql://ci:***@127.0.0.1:9/history: a password in the URL" in err
+    assert "hunter2" not in err
