@@ -85,12 +85,15 @@ def main() -> int:
             codes.append(run.returncode)
             print(f"run {i:2d} (b{i}): exit {run.returncode} in {time.monotonic() - began:.1f} s")
         ok &= _judge("sqlite", store, args, results, env)
-        pg = _postgres(work)
+        pg = _postgres()
         if pg is None:
             print("postgresql: not installed here: skipped")
         else:
             with pg as cluster:
-                ok &= _judge("postgresql", store, args, results, {**env, **cluster.env}, cluster)
+                os.environ.update(cluster.env)  # this process's store reads the passfile too
+                ok &= _judge(
+                    "postgresql", store, args, results, {**env, **cluster.env}, cluster=cluster
+                )
     finally:
         agent.terminate()
         agent.wait(10)
@@ -100,32 +103,35 @@ def main() -> int:
     return 0 if ok else 1
 
 
-def _judge(name, store, args, results, env, cluster=None) -> bool:
+def _judge(name, store, args, results, env, *, cluster=None) -> bool:
     """The three answers on a store holding runs 1..k, for k = step-1, step+1, all."""
     from stressbed.history.store import Store  # noqa: PLC0415
 
     with Store(store) as source:
         entries = source.entries()
     ok = True
-    target = cluster.url if cluster is not None else str(results / f"bar-{name}.db")
     for upto, expect in ((args.step_at - 1, 0), (args.step_at + 1, 1), (len(entries), None)):
         if cluster is not None:
-            cluster.reset()
+            target = cluster.create_database("bar")  # a store holding runs 1..upto only
         else:
-            Path(target).unlink(missing_ok=True)
+            target = str(results / f"bar-{name}-{upto}.db")
         with Store(target) as copy:
             for entry in entries[:upto]:
                 copy.record(entry, recorded_at=time.time())
         cmd = [sys.executable, "-m", "stressbed", "trend", "--history", target]
         if expect is None:
-            out = subprocess.run([*cmd, "--json"], env=env, capture_output=True, text=True)
+            out = subprocess.run(
+                [*cmd, "--json"], env=env, capture_output=True, text=True, check=False
+            )
             document = json.loads(out.stdout)
             (p95,) = [m for m in document["metrics"] if m["metric"] == P95]
-            found = [(c["index"] + 1, c["kind"], round(c["relative"] * 100, 1)) for c in p95["changes"]]
+            found = [
+                (c["index"] + 1, c["kind"], round(c["relative"] * 100, 1)) for c in p95["changes"]
+            ]
             print(f"{name}: trend over {upto} runs: p95 change points (run, kind, %): {found}")
             ok &= len(found) == 1 and abs(found[0][0] - args.step_at) <= 1
             continue
-        out = subprocess.run([*cmd, "--gate"], env=env, capture_output=True, text=True)
+        out = subprocess.run([*cmd, "--gate"], env=env, capture_output=True, text=True, check=False)
         said = [line for line in out.stdout.splitlines() if line.startswith("gate:")]
         print(f"{name}: trend --gate after run {upto}: exit {out.returncode}: {said}")
         ok &= out.returncode == expect
@@ -134,12 +140,12 @@ def _judge(name, store, args, results, env, cluster=None) -> bool:
     return ok
 
 
-def _postgres(work: Path):
-    try:
-        from stressbed.history.pgcluster import Cluster  # noqa: PLC0415
-    except ImportError:
-        return None
-    return Cluster.throwaway(work / "pg") if Cluster.available() else None
+def _postgres():
+    """A throwaway PostgreSQL cluster (tests/pgcluster.py), or None when not installed."""
+    sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+    from pgcluster import throwaway_cluster, unavailable  # noqa: PLC0415
+
+    return None if unavailable() else throwaway_cluster()
 
 
 def _slow_down(url: str, env: dict[str, str], ms: int) -> None:
@@ -148,7 +154,10 @@ def _slow_down(url: str, env: dict[str, str], ms: int) -> None:
         f"{url}/admin/faults",
         data=body,
         method="POST",
-        headers={"Content-Type": "application/json", "X-Admin-Token": env["STRESSBED_AGENT_ADMIN_TOKEN"]},
+        headers={
+            "Content-Type": "application/json",
+            "X-Admin-Token": env["STRESSBED_AGENT_ADMIN_TOKEN"],
+        },
     )
     with urllib.request.urlopen(request, timeout=10) as answer:
         answer.read()

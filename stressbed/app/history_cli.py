@@ -49,10 +49,18 @@ def history_commands(commands: Any) -> None:
         help="a SQLite file, or postgresql://USER@HOST/DB (the password from PGPASSWORD or "
         "~/.pgpass, never the URL)",
     )
-    cmd.add_argument("--scenario")
-    cmd.add_argument("--fingerprint")
+    cmd.add_argument("--scenario", help="the runs of this scenario")
+    cmd.add_argument("--fingerprint", help="the runs of this series (its fingerprint)")
     cmd.add_argument("--verdict", choices=("pass", "fail", "error"))
-    cmd.add_argument("--build", help="import: the build the runs tested")
+    cmd.add_argument(
+        "--build", help="the runs of this build (import: the build the runs imported tested)"
+    )
+    cmd.add_argument(
+        "--since", type=_moment, metavar="TIME", help="runs started at or after (UTC: 2026-12-01)"
+    )
+    cmd.add_argument(
+        "--until", type=_moment, metavar="TIME", help="runs started before (UTC: 2026-12-07T12:00)"
+    )
     cmd.add_argument("--json", action="store_true", help="the runs as JSON, one list")
     cmd.set_defaults(handler=cmd_history)
     add_trend_command(commands, str(DEFAULT_STORE))
@@ -70,6 +78,9 @@ def cmd_history(args: argparse.Namespace) -> int:
         entries = store.entries(
             scenario=args.scenario,
             fingerprint=args.fingerprint,
+            build=args.build,
+            since=args.since,
+            until=args.until,
             metrics=None if args.json else _HEADLINE,  # the table shows these alone
         )
     if args.verdict is not None:
@@ -140,3 +151,14 @@ def _when(t: float | None) -> str:
 
 def _n(value: float | None, spec: str, unit: str = "") -> str:
     return "n/a" if value is None else f"{value:{spec}}{unit}"
+
+
+def _moment(text: str) -> float:
+    """An argparse type: an ISO date or date and time, in UTC unless it says its offset."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"got {text!r}; expected an ISO date or time (2026-12-01, 2026-12-07T12:00)"
+        ) from None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..history.entry import Entry, capacity_entry_of, entry_of
-from ..history.store import Store
+from ..history.store import open_store, store_file
 from ..history.trend import gate as gate_on
 from ..results.compare import fingerprint_digest
 from ..results.summary import RunReport
@@ -104,10 +104,11 @@ class Recorder:
         absent or unusable (said once)."""
         if self.location is None or fingerprint is None or self.problem is not None:
             return []
-        if "://" not in self.location and not Path(self.location).exists():
+        file = store_file(self.location)
+        if file is not None and not file.exists():
             return []  # nothing recorded yet: not a problem
         try:
-            with Store(self.location) as store:
+            with open_store(self.location) as store:
                 return store.entries(fingerprint=fingerprint)
         except Exception as exc:  # the run goes on without its history
             self._failed(f"history not read from {self.location}: {_one_line(exc)}")
@@ -119,9 +120,10 @@ class Recorder:
         if self.location is None or self.problem is not None or entry is None:
             return False
         try:
-            if "://" not in self.location:
-                Path(self.location).parent.mkdir(parents=True, exist_ok=True)
-            with Store(self.location) as store:
+            file = store_file(self.location)
+            if file is not None:
+                file.parent.mkdir(parents=True, exist_ok=True)
+            with open_store(self.location) as store:
                 store.record(replace(entry, build=self.build), recorded_at=time.time())
         except Exception as exc:  # a run never fails because its history could not be written
             self._failed(f"run {entry.run_id} not recorded in {self.location}: {_one_line(exc)}")

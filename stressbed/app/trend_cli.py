@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..history.entry import Entry
-from ..history.store import Store
+from ..history.store import open_store, store_file
 from ..history.trend import GATED, GateAnswer, MetricTrend, gate, trend
 from .recording import MAX_GATE_RUNS, MIN_GATE_RUNS
 
@@ -82,9 +82,10 @@ def cmd_trend(args: argparse.Namespace) -> int:
     if args.last is not None and args.last < 1:
         raise ConfigError("--last", args.last, "a whole number of runs >= 1")
     location = str(args.history)
-    if "://" not in location and not Path(location).is_file():
+    file = store_file(location)
+    if file is not None and not file.is_file():
         raise ConfigError("--history", location, "an existing history store")
-    with Store(location) as store:
+    with open_store(location) as store:
         everything = store.entries(scenario=args.scenario)
     entries = series_of(everything, scenario=args.scenario, fingerprint=args.fingerprint)
     if args.last is not None:

@@ -72,3 +72,27 @@ def test_a_password_in_a_history_url_is_refused_unseen(capsys):
     err = capsys.readouterr().err
     assert "history store postgresql://ci:***@127.0.0.1:9/history: a password in the URL" in err
     assert "hunter2" not in err
+
+
+def test_runs_are_filtered_by_build_and_time(store_location, tmp_path, capsys):
+    results = tmp_path / "results"
+    run_dir(results, "20261205-120000-aaaaaa")
+    run_dir(results, "20261206-120000-bbbbbb")
+    run_dir(results, "20261207-120000-cccccc")
+    main(["history", "import", str(results / "20261205-120000-aaaaaa"), "--history",
+          store_location, "--build", "b1"])  # fmt: skip
+    main(["history", "import", str(results), "--history", store_location, "--build", "b2"])
+    capsys.readouterr()
+
+    def listed(*options: str) -> list[str]:
+        assert main(["history", "--history", store_location, "--json", *options]) == 0
+        return [e["run_id"] for e in json.loads(capsys.readouterr().out)]
+
+    assert listed("--build", "b2") == ["20261205-120000-aaaaaa", "20261206-120000-bbbbbb",
+                                       "20261207-120000-cccccc"]  # fmt: skip
+    assert listed("--since", "2026-12-06") == ["20261206-120000-bbbbbb", "20261207-120000-cccccc"]
+    assert listed("--since", "2026-12-06", "--until", "2026-12-07T12:00") == [
+        "20261206-120000-bbbbbb"
+    ]
+    assert main(["history", "--history", store_location, "--since", "yesterday"]) == 2
+    assert "--since: got 'yesterday'; expected an ISO date" in capsys.readouterr().err
