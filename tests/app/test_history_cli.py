@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from stressbed.cli import main
 
 from ..history.test_store import SUMMARY
@@ -94,5 +96,7 @@ def test_runs_are_filtered_by_build_and_time(store_location, tmp_path, capsys):
     assert listed("--since", "2026-12-06", "--until", "2026-12-07T12:00") == [
         "20261206-120000-bbbbbb"
     ]
-    assert main(["history", "--history", store_location, "--since", "yesterday"]) == 2
+    with pytest.raises(SystemExit) as refused:
+        main(["history", "--history", store_location, "--since", "yesterday"])
+    assert refused.value.code == 2
     assert "--since: got 'yesterday'; expected an ISO date" in capsys.readouterr().err
