@@ -111,6 +111,7 @@ def series_of(
     """The runs of one series among ``everything`` (those of ``scenario``), oldest first,
     those that ended in error left out. ConfigError (exit 2) when there is none, or when a
     fingerprint prefix names several."""
+    chosen: str | None
     if fingerprint is not None:
         names = sorted(
             {f for e in everything if (f := e.fingerprint) and f.startswith(fingerprint)}
@@ -128,6 +129,8 @@ def series_of(
             raise ConfigError("--history", None, "a store with runs recorded")
         chosen = max(everything, key=lambda e: (e.started_at or 0.0, e.run_id)).fingerprint
     runs = [e for e in everything if e.fingerprint == chosen and e.verdict != "error"]
+    if not runs:
+        raise ConfigError("--fingerprint", chosen, "a series with a run that did not end in error")
     runs.sort(key=lambda e: (e.started_at or 0.0, e.run_id))
     return runs
 

@@ -76,7 +76,8 @@ def test_a_step_is_one_change_point_at_its_run_with_its_build_and_size(
     assert main(["trend", "--history", store_location, "--html", str(html)]) == 0
     table = capsys.readouterr().out
     (line,) = [row for row in table.splitlines() if row.startswith(P95)]
-    assert "regression +" in line and f"(build b{change['index'] + 1})" in line
+    assert "regression +" in line
+    assert f"(build b{change['index'] + 1})" in line
     page = html.read_text()
     assert "../../results/20261207-000001-run/report.html" in page or (
         "/results/20261207-000001-run/report.html" in page
