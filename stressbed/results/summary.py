@@ -285,6 +285,22 @@ def junit_xml(report: RunReport) -> str:
         tests += len(report.comparison.metrics) if report.comparison is not None else 0
         suite.set("tests", str(tests))
         suite.set("failures", str(failures))
+    gate = (report.history or {}).get("gate")
+    if gate is not None:  # --gate-history: one case, failed with each metric that regressed
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=f"stressbed.{report.scenario}.history",
+            name=f"history gate against the last {gate['window']} runs",
+        )
+        said = "; ".join(f["message"] for f in gate["failures"])
+        if said:
+            failures += 1
+            ET.SubElement(case, "failure", message=said).text = said
+        else:
+            ET.SubElement(case, "system-out").text = "judged: " + ", ".join(gate["judged"])
+        suite.set("tests", str(int(suite.get("tests", "0")) + 1))
+        suite.set("failures", str(failures))
     if report.verdict is Verdict.ERROR:
         case = ET.SubElement(
             suite, "testcase", classname=f"stressbed.{report.scenario}", name="run"

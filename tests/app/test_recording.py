@@ -32,7 +32,8 @@ def canned(latency_ms: float):
 
 
 def run(tmp_path: Path, latency_ms: float, **options):
-    the_plan = plan(RunOptions(scenario="ingest_mix", results=tmp_path / "r", **options))
+    options = {"scenario": "ingest_mix", **options}
+    the_plan = plan(RunOptions(results=tmp_path / "r", **options))
     report = execute(the_plan, backend=FakeBackend([canned(latency_ms)]))
     summary = json.loads((tmp_path / "r" / report.run_id / "summary.json").read_text())
     return report, summary
@@ -59,6 +60,11 @@ def test_each_run_is_recorded_and_the_next_run_of_it_sees_the_earlier_ones(tmp_p
     assert earlier["run_id"] == first.run_id
     assert earlier["http_req_duration p(95)"] == 3.0
     assert earlier["report"] == f"../{first.run_id}/report.html"
+    # report.html's history strip: where the run sits, the earlier run linked.
+    page = (tmp_path / "r" / second.run_id / "report.html").read_text()
+    assert "<h2>History</h2>" in page
+    assert "5 ms: higher than 1 of the 1 earlier" in page
+    assert f'href="../{first.run_id}/report.html"' in page
 
 
 @needs_k6
@@ -128,3 +134,39 @@ def test_a_history_gate_that_cannot_work_is_refused_before_anything_starts(
     with pytest.raises(ConfigError) as raised:
         plan(RunOptions(scenario="ingest_mix", results=tmp_path / "r", **options))
     assert str(raised.value).startswith(expected)
+
+
+SCENARIO = (
+    "from stressbed import *\n"
+    "scenario = Scenario('gated', description='one GET', workloads=[Workload('w', get('/a'), "
+    "ConstantVUs(vus=1, duration='1s'))], thresholds=[latency('p(95) < 1s')])\n"
+)
+
+
+@needs_k6
+def test_run_gate_history_fails_a_run_that_regressed_naming_the_metric_and_build(tmp_path):
+    (tmp_path / "gated.py").write_text(SCENARIO)
+    scenario = str(tmp_path / "gated.py")
+    for i, latency in enumerate((10.0, 10.2, 9.9, 10.1, 10.0, 9.8)):
+        report, _ = run(tmp_path, latency, scenario=scenario, build=f"b{i}")
+        assert report.exit_code == 0
+    passed, summary = run(tmp_path, 10.1, scenario=scenario, build="b6", gate_history=10)
+    assert passed.exit_code == 0
+    assert summary["history"]["gate"]["passed"] is True
+    slower, summary = run(tmp_path, 14.0, scenario=scenario, build="b7", gate_history=10)
+    assert (slower.exit_code, summary["verdict"]) == (1, "fail")
+    assert summary["message"].startswith(
+        "history gate: http_req_duration p(95) regressed (10.01 -> 14, +39.8%) since build b7"
+    )
+    failures = summary["history"]["gate"]["failures"]
+    assert [(f["metric"], f["build"], f["rule"]) for f in failures] == [
+        ("http_req_duration p(95)", "b7", "recent runs"),
+        ("http_req_duration p(99)", "b7", "recent runs"),
+    ]
+    junit = (tmp_path / "r" / slower.run_id / "junit.xml").read_text()
+    assert 'name="history gate against the last 7 runs"' in junit
+    assert "since build b7" in junit
+    # Recorded as it ended: the failed run is in the history with its verdict.
+    with Store(tmp_path / "r" / "history.db") as store:
+        newest = store.entries()[-1]
+    assert (newest.run_id, newest.verdict, newest.exit_code) == (slower.run_id, "fail", 1)
