@@ -215,6 +215,28 @@ class RunReport:
             _write_whole(directory / "summary.json", json.dumps(document, indent=2) + "\n")
 
 
+def _gate_case(suite: ET.Element, report: RunReport) -> int:
+    """--gate-history's case (one, failed with each metric that regressed); the failures it
+    adds."""
+    gate = (report.history or {}).get("gate")
+    if gate is None:
+        return 0
+    case = ET.SubElement(
+        suite,
+        "testcase",
+        classname=f"stressbed.{report.scenario}.history",
+        name=f"history gate against the last {gate['window']} runs",
+    )
+    suite.set("tests", str(int(suite.get("tests", "0")) + 1))
+    said = "; ".join(f["message"] for f in gate["failures"])
+    if not said:
+        ET.SubElement(case, "system-out").text = "judged: " + ", ".join(gate["judged"])
+        return 0
+    ET.SubElement(case, "failure", message=said).text = said
+    suite.set("failures", str(int(suite.get("failures", "0")) + 1))
+    return 1
+
+
 def junit_xml(report: RunReport) -> str:
     """One test case per threshold; a failed threshold is a failure with its observed value."""
     failures = sum(not t.ok for t in report.thresholds)
@@ -285,22 +307,7 @@ def junit_xml(report: RunReport) -> str:
         tests += len(report.comparison.metrics) if report.comparison is not None else 0
         suite.set("tests", str(tests))
         suite.set("failures", str(failures))
-    gate = (report.history or {}).get("gate")
-    if gate is not None:  # --gate-history: one case, failed with each metric that regressed
-        case = ET.SubElement(
-            suite,
-            "testcase",
-            classname=f"stressbed.{report.scenario}.history",
-            name=f"history gate against the last {gate['window']} runs",
-        )
-        said = "; ".join(f["message"] for f in gate["failures"])
-        if said:
-            failures += 1
-            ET.SubElement(case, "failure", message=said).text = said
-        else:
-            ET.SubElement(case, "system-out").text = "judged: " + ", ".join(gate["judged"])
-        suite.set("tests", str(int(suite.get("tests", "0")) + 1))
-        suite.set("failures", str(failures))
+    failures += _gate_case(suite, report)
     if report.verdict is Verdict.ERROR:
         case = ET.SubElement(
             suite, "testcase", classname=f"stressbed.{report.scenario}", name="run"
