@@ -244,6 +244,13 @@ def bench_model(session: nox.Session) -> None:
     session.run("python", "tools/bench_model.py", *session.posargs, env=ENV)
 
 
+@nox.session(name="bar_history")
+def bar_history(session: nox.Session) -> None:
+    """Issue 28's bar: 30 real runs with a p95 step at run 20; trend and --gate, both stores."""
+    session.install(".[postgresql]")
+    session.run("python", "tools/bar_history.py", *session.posargs, env=ENV)
+
+
 @nox.session(name="bench_history")
 def bench_history(session: nox.Session) -> None:
     """The run history at 10,000 runs: `stressbed history` and one series read, on SQLite and

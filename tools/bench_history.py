@@ -12,8 +12,9 @@ python tools/bench_history.py [--runs 10000] [--series 20] [--long 500] [--repea
         (start-up, imports, connecting, reading, the table printed to a pipe), and with
         `--json` (every figure of every run)
       - `store.entries()`: every run with every figure, in this process
-      - `store.entries(fingerprint=F)` of the long series, alone and with a trend's analysis
-        (each figure's median over the series, and its last run against that median)
+      - `store.entries(fingerprint=F)` of the long series
+      - `python -m stressbed trend --history STORE --fingerprint F --gate`: the whole command
+        (the series' runs read, each of its 29 metrics' change points, the gate, the table)
 
 The child's bytecode is cached, as an installed stressbed's is (an untimed run writes it).
 """
@@ -36,7 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 from pgcluster import throwaway_cluster, unavailable
 
-from stressbed.history.entry import Entry, entry_of
+from stressbed.history.entry import entry_of
 from stressbed.history.store import open_store
 from stressbed.results.compare import fingerprint_digest
 
@@ -88,16 +89,6 @@ def fill(location: str, runs: int, series: int, long: int) -> float:
     return time.monotonic() - started
 
 
-def analysis(entries: list[Entry]) -> dict[str, tuple[float, float]]:
-    """A trend's reading of one series: each figure's median, and its last run / median."""
-    values: dict[str, list[float]] = {}
-    for entry in entries:
-        for metric, value in entry.figures.items():
-            if value is not None:
-                values.setdefault(metric, []).append(value)
-    return {m: (statistics.median(v), v[-1] / statistics.median(v)) for m, v in values.items()}
-
-
 def median_of(repeat: int, measure: Callable[[], object]) -> float:
     walls = []
     for _ in range(repeat):
@@ -107,12 +98,14 @@ def median_of(repeat: int, measure: Callable[[], object]) -> float:
     return statistics.median(walls)
 
 
-def command(location: str, env: dict[str, str], *more: str) -> Callable[[], None]:
-    argv = [sys.executable, "-m", "stressbed", "history", "--history", location, *more]
+def command(
+    location: str, env: dict[str, str], *more: str, name: str = "history"
+) -> Callable[[], None]:
+    argv = [sys.executable, "-m", "stressbed", name, "--history", location, *more]
 
     def run() -> None:
         done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
+        if done.returncode not in (0, 1):  # trend --gate: 1 when the series' newest regressed
             sys.exit(f"bench: {' '.join(argv)} exited {done.returncode}: {done.stderr}")
 
     return run
@@ -170,18 +163,17 @@ def main() -> None:
                 count = len(store.entries(fingerprint=long_series))
                 every = median_of(args.repeat, store.entries)
                 series = median_of(args.repeat, lambda: store.entries(fingerprint=long_series))
-                analysed = median_of(
-                    args.repeat, lambda: analysis(store.entries(fingerprint=long_series))
-                )
+            trend = command(location, env, "--fingerprint", long_series, "--gate", name="trend")
+            analysed = median_of(args.repeat, trend)
             rows.append((kind, filled, listing, as_json, every, count, series, analysed,
                          size(kind, location)))  # fmt: skip
     print(f"{args.runs:,} runs, {args.series} fingerprints, median of {args.repeat}; seconds")
     print(f"{'store':<11} {'fill':>6} {'runs/s':>7} {'history':>8} {'--json':>7} "
-          f"{'entries()':>10} {'series':>7} {'(runs)':>6} {'+analysis':>10} {'MB':>6}")  # fmt: skip
+          f"{'entries()':>10} {'series':>7} {'(runs)':>6} {'trend':>7} {'MB':>6}")  # fmt: skip
     for kind, filled, listing, as_json, every, count, series, analysed, mb in rows:
         print(
             f"{kind:<11} {filled:>6.1f} {args.runs / filled:>7,.0f} {listing:>8.3f} "
-            f"{as_json:>7.3f} {every:>10.3f} {series:>7.3f} {count:>6} {analysed:>10.3f} "
+            f"{as_json:>7.3f} {every:>10.3f} {series:>7.3f} {count:>6} {analysed:>7.3f} "
             f"{mb:>6.1f}"
         )
 

@@ -86,8 +86,16 @@ def cmd_trend(args: argparse.Namespace) -> int:
     if file is not None and not file.is_file():
         raise ConfigError("--history", location, "an existing history store")
     with open_store(location) as store:
-        everything = store.entries(scenario=args.scenario)
-    entries = series_of(everything, scenario=args.scenario, fingerprint=args.fingerprint)
+        # Which series, from every run without its figures; then that series with them.
+        everything = store.entries(scenario=args.scenario, metrics=())
+        chosen = series_of(everything, scenario=args.scenario, fingerprint=args.fingerprint)
+        wanted = {e.run_id for e in chosen}
+        entries = [
+            e
+            for e in store.entries(fingerprint=chosen[0].fingerprint, scenario=args.scenario)
+            if e.run_id in wanted
+        ]
+    entries.sort(key=lambda e: (e.started_at or 0.0, e.run_id))
     if args.last is not None:
         entries = entries[-args.last :]
     found = trend(entries, args.metric)

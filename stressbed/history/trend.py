@@ -262,7 +262,11 @@ def _in_regression(
     start = last.index
     while start < len(values) - 1 and not nearer_after(values[start]):
         start += 1
-    return start, last.before, last.after, "change point", last.pvalue
+    if start == last.index:
+        return start, last.before, last.after, "change point", last.pvalue
+    level_from = points[-2].index if len(points) > 1 else 0
+    before, after = statistics.fmean(values[level_from:start]), statistics.fmean(values[start:])
+    return start, before, after, "change point", last.pvalue
 
 
 def _recent_step(
