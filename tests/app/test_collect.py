@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 
 from stressbed.app.collect import collect
+from stressbed.app.recording import Recorder
 from stressbed.backends.kubernetes import PodState
 from stressbed.errors import ConfigError
+from stressbed.history.store import Store
 from stressbed.results.runner_result import RunnerResult
 
 from ..backends.kubernetes.fakes import SCENARIO, FakeCluster
@@ -87,3 +90,25 @@ def test_the_collected_fingerprint_is_the_scaled_scenarios_on_the_declared_stack
     assert report.fingerprint["stack"] is not None
     with pytest.raises(ConfigError, match="--duration: got '500ms'; expected at least 1s"):
         collected_scenario(scenario, "500ms")
+
+
+def test_a_collected_fleet_is_recorded_in_the_history_as_a_collect(tmp_path):
+    (tmp_path / "k.py").write_text(SCENARIO)
+    recorder = Recorder(str(tmp_path / "r" / "history.db"), build="b3")
+    for _ in range(2):
+        report = collect(
+            "load-test",
+            "runners",
+            str(tmp_path / "k.py"),
+            tmp_path / "r",
+            api=FakeCluster(3, [{}]),
+            recorder=recorder,
+        )
+    with Store(tmp_path / "r" / "history.db") as store:
+        first, second = store.entries()
+    assert (second.run_id, second.kind, second.build, second.runners) == (
+        report.run_id, "collect", "b3", 3,
+    )  # fmt: skip
+    assert first.fingerprint == second.fingerprint  # one series: the second sees the first
+    summary = json.loads((tmp_path / "r" / report.run_id / "summary.json").read_text())
+    assert [r["run_id"] for r in summary["history"]["earlier"]] == [first.run_id]

@@ -14,6 +14,8 @@ from stressbed.cli import main
 from stressbed.history.entry import Entry
 from stressbed.history.store import open_store
 
+from ..browser import needs_browser
+
 P95 = "http_req_duration p(95)"
 FINGERPRINT = "a1b2c3d4e5f6"
 START = 1_796_600_000.0
@@ -145,3 +147,33 @@ def test_a_gate_with_nothing_earlier_passes_saying_there_was_no_data(tmp_path, c
     location = stored(str(tmp_path / "h.db"), runs(1))
     assert main(["trend", "--history", location, "--gate"]) == 0
     assert "no earlier run of this series" in capsys.readouterr().out
+
+
+@needs_browser
+def test_trend_html_draws_offline_a_chart_per_metric_with_the_step_marked(
+    tmp_path, browser, capsys
+):
+    location = stored(str(tmp_path / "h.db"), runs(30))
+    html = tmp_path / "trend.html"
+    assert main(["trend", "--history", location, "--html", str(html)]) == 0
+    page = browser.open(html, tmp_path / "trend.png")
+    assert page.errors() == []
+    assert {url.split(":", 1)[0] for url in page.requests} <= {"file", "data"}
+    charts = {c["title"]: c for c in page.charts()}
+    assert set(charts) == {
+        "http_req_duration p(95) (up is worse)",
+        "http_req_duration p(99) (up is worse)",
+        "http_req_failed rate (up is worse)",
+        "http_reqs rate (down is worse)",
+    }
+    assert charts["http_req_duration p(95) (up is worse)"]["points"] >= 30
+    spans = page.driver.execute_script(
+        "return Bokeh.documents[0].roots()[0].children.map("
+        "f => f.center.filter(a => a.type === 'Span').map(a => a.location))"
+    )
+    titles = [c["title"] for c in page.charts()]
+    marked = dict(zip(titles, spans, strict=True))
+    assert [round(x - 0.5) + 1 for x in marked["http_req_duration p(95) (up is worse)"]] == [20]
+    assert marked["http_reqs rate (down is worse)"] == []
+    runs_linked = page.text("table a")
+    assert len(runs_linked) == 30
