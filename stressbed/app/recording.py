@@ -23,7 +23,6 @@ from typing import Any
 
 from ..history.entry import Entry, capacity_entry_of, entry_of
 from ..history.store import open_store, store_file
-from ..history.trend import gate as gate_on
 from ..results.compare import fingerprint_digest
 from ..results.summary import RunReport
 from ..results.verdict import Verdict
@@ -157,6 +156,8 @@ def among_earlier(
     }
     if gate is None or report.verdict is Verdict.ERROR:
         return
+    from ..history.trend import gate as gate_on  # noqa: PLC0415 - numpy, for a gate only
+
     this = entry_of(report.to_dict(with_findings=False), build=recorder.build)
     answer = gate_on([*earlier, this], gate)
     report.history["gate"] = answer.to_dict()

@@ -17,13 +17,15 @@ import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..history.entry import Entry
 from ..history.store import open_store, store_file
-from ..history.trend import GATED, GateAnswer, MetricTrend, gate, trend
 from .recording import MAX_GATE_RUNS, MIN_GATE_RUNS
+
+if TYPE_CHECKING:  # numpy's, imported when a trend is drawn: not by every command line
+    from ..history.trend import GateAnswer, MetricTrend
 
 __all__ = ["DEFAULT_GATE_RUNS", "add_trend_command", "series_of"]
 
@@ -98,6 +100,8 @@ def cmd_trend(args: argparse.Namespace) -> int:
     entries.sort(key=lambda e: (e.started_at or 0.0, e.run_id))
     if args.last is not None:
         entries = entries[-args.last :]
+    from ..history.trend import gate, trend  # noqa: PLC0415 - numpy
+
     found = trend(entries, args.metric)
     answer = gate(entries, args.gate, args.metric) if args.gate is not None else None
     if args.html is not None:
@@ -207,6 +211,8 @@ def _print(
 
 def _ordered(found: Sequence[MetricTrend]) -> list[MetricTrend]:
     """The gated metrics first, then the rest as recorded."""
+    from ..history.trend import GATED  # noqa: PLC0415
+
     rank = {name: i for i, name in enumerate(GATED)}
     return sorted(found, key=lambda m: rank.get(m.metric, len(rank)))
 
