@@ -190,9 +190,14 @@ def test_ctrl_c_tears_everything_down_and_writes_the_summary(engine, built, tmp_
 
 @needs_k6
 def test_what_a_killed_run_left_is_swept_by_the_next_run(engine, built, tmp_path, no_leftovers):
-    proc = _stressbed("run", "--backend", "docker", "--duration", "60s", results=tmp_path / "r")
+    proc = _stressbed(
+        "run", "--backend", "docker", "--runners", "2", "--duration", "60s", results=tmp_path / "r"
+    )
     try:
-        assert wait_for(lambda: _runner_containers(engine, proc.pid), 120), "no load started"
+        # Both runners running: no create still in flight at the engine when the kill comes
+        # (one the engine finished after the sweep would be left, by the test's timing alone).
+        started = wait_for(lambda: len(_runner_containers(engine, proc.pid)) == 2, 120)
+        assert started, "no load started"
     finally:
         proc.kill()  # kill -9: no teardown at all
         proc.communicate()
