@@ -32,12 +32,14 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
+from ..scenario.units import parse_size
 from ..stack.agent import reference_agent
 from ..stack.network import parse_cidrs
 from ..stack.quantities import Resources
 from ..stack.spec import (
     Autoscaler,
     FaultHook,
+    IoLimits,
     LimitRange,
     Metrics,
     Probe,
@@ -111,6 +113,7 @@ _OPTIONAL = {
     "limit_range": LimitRange,
     "metrics": Metrics,
     "fault_hook": FaultHook,
+    "io": IoLimits,
 }
 
 
@@ -336,7 +339,19 @@ def _override(obj: Any, overrides: Any, where: str) -> Any:
 
 
 #: Fields whose default is None, and the type a value must have.
-_NULLABLE = {"port": int, "memory_utilization": int, "cpu_utilization": int, "pods": int}
+_NULLABLE = {
+    "port": int,
+    "memory_utilization": int,
+    "cpu_utilization": int,
+    "pods": int,
+    "weight": int,
+    "read_iops": int,
+    "write_iops": int,
+    "pids": int,
+    "nofile": int,
+}
+#: Fields in bytes per second, given as a size (``10Mi``) or a number.
+_RATES = ("read_bps", "write_bps")
 
 
 def _field(key: str, current: Any, value: Any, where: str) -> Any:
@@ -382,6 +397,8 @@ def _field(key: str, current: Any, value: Any, where: str) -> Any:
         return value
     if isinstance(current, float) and isinstance(value, int | float):
         return float(value)
+    if key in _RATES:
+        return None if value is None else parse_size(value, where)
     if key in _NULLABLE:
         wanted = _NULLABLE[key]
         if value is not None and (isinstance(value, bool) or not isinstance(value, wanted)):

@@ -40,21 +40,29 @@ def parse_memory(value: object, field_name: str) -> int:
 
 @dataclass(frozen=True)
 class Resources:
-    """CPU in millicores and memory in bytes; None where not set."""
+    """CPU in millicores, memory and ephemeral storage (the writable paths' space) in bytes;
+    None where not set."""
 
     cpu_m: int | None = None
     memory: int | None = None
+    ephemeral_storage: int | None = None
 
     @classmethod
     def of(cls, spec: Mapping[str, object] | None, field_name: str) -> Resources:
         spec = spec or {}
-        unknown = set(spec) - {"cpu", "memory"}
+        unknown = set(spec) - {"cpu", "memory", "ephemeral-storage"}
         if unknown:
-            raise ConfigError(field_name, sorted(unknown)[0], "only 'cpu' and 'memory'")
+            raise ConfigError(
+                field_name, sorted(unknown)[0], "only 'cpu', 'memory' and 'ephemeral-storage'"
+            )
+        storage = spec.get("ephemeral-storage")
         return cls(
             parse_cpu(spec["cpu"], f"{field_name}.cpu") if spec.get("cpu") is not None else None,
             parse_memory(spec["memory"], f"{field_name}.memory")
             if spec.get("memory") is not None
+            else None,
+            parse_memory(storage, f"{field_name}.ephemeral-storage")
+            if storage is not None
             else None,
         )
 
@@ -72,9 +80,9 @@ class Resources:
         if self.cpu_m is not None:
             out["cpu"] = f"{self.cpu_m}m"
         if self.memory is not None:
-            out["memory"] = (
-                f"{self.memory // 2**20}Mi" if self.memory % 2**20 == 0 else str(self.memory)
-            )
+            out["memory"] = _bytes(self.memory)
+        if self.ephemeral_storage is not None:
+            out["ephemeral-storage"] = _bytes(self.ephemeral_storage)
         return out
 
 
@@ -85,3 +93,7 @@ def show_quantity(kind: str, value: int | None) -> str:
     if kind == "cpu_m":
         return f"{value}m"
     return f"{value / 2**20:g}Mi"
+
+
+def _bytes(size: int) -> str:
+    return f"{size // 2**20}Mi" if size % 2**20 == 0 else str(size)

@@ -21,6 +21,7 @@ from .quantities import Resources, show_quantity
 __all__ = [
     "Autoscaler",
     "FaultHook",
+    "IoLimits",
     "LimitRange",
     "Metrics",
     "Probe",
@@ -37,6 +38,13 @@ __all__ = [
 
 #: Series a Metrics block selects at most (each may match several label sets).
 MAX_METRIC_SERIES = 16
+#: An IO weight's range (cgroup v1 ``blkio.weight``, Docker's ``blkio_weight``).
+MIN_IO_WEIGHT, MAX_IO_WEIGHT = 10, 1000
+#: The fewest processes (threads included) a replica may be limited to: an interpreter and
+#: its threads need a few.
+MIN_PIDS = 8
+#: The fewest open files a replica may be limited to (its listening socket, logs, imports).
+MIN_NOFILE = 64
 
 
 @dataclass(frozen=True)
@@ -179,6 +187,35 @@ class LimitRange:
 
 
 @dataclass(frozen=True)
+class IoLimits:
+    """A replica's IO on the device of its writable paths: ``weight``, its share against other
+    cgroups (10..1000, as cgroup v1 blkio and Docker's ``blkio_weight``); read and write
+    limits in bytes per second (``10Mi``) and in operations per second. None: not limited."""
+
+    weight: int | None = None
+    read_bps: int | None = None
+    write_bps: int | None = None
+    read_iops: int | None = None
+    write_iops: int | None = None
+
+    @property
+    def throttles(self) -> dict[str, int]:
+        """The throughput limits set, by name."""
+        names = ("read_bps", "write_bps", "read_iops", "write_iops")
+        return {n: v for n in names if (v := getattr(self, n)) is not None}
+
+    def check(self, where: str) -> None:
+        if self.weight is not None and not MIN_IO_WEIGHT <= self.weight <= MAX_IO_WEIGHT:
+            raise ConfigError(
+                f"{where}.weight", self.weight, f"a weight {MIN_IO_WEIGHT}..{MAX_IO_WEIGHT}"
+            )
+        for name, value in self.throttles.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                unit = "bytes per second ('10Mi')" if name.endswith("bps") else "operations/s"
+                raise ConfigError(f"{where}.{name}", value, f"a positive number of {unit}")
+
+
+@dataclass(frozen=True)
 class Security:
     run_as_non_root: bool = True
     run_as_user: int = 10001
@@ -230,6 +267,13 @@ class StackSpec:
     termination_grace_period_s: int = 30
     #: The target's own fault injection, for ``fault.dependency`` (None: it has none).
     fault_hook: FaultHook | None = None
+    #: IO weight and throughput limits on the writable paths' device (None: not limited).
+    io: IoLimits | None = None
+    #: The most processes and threads a replica may run (a fork bomb stops there); None:
+    #: the backend's default.
+    pids: int | None = None
+    #: A replica's open-file limit (RLIMIT_NOFILE); None: the backend's default.
+    nofile: int | None = None
 
     def effective(self) -> StackSpec:
         """The spec with the LimitRange's defaults applied, as the API server would."""
@@ -239,6 +283,7 @@ class StackSpec:
         limits = Resources(
             self.limits.cpu_m if self.limits.cpu_m is not None else lr.default.cpu_m,
             self.limits.memory if self.limits.memory is not None else lr.default.memory,
+            self.limits.ephemeral_storage,
         )
         # Kubernetes: a missing request is the container's own limit when it set one, else
         # the LimitRange's default request, else the (defaulted) limit.
@@ -247,6 +292,7 @@ class StackSpec:
             _first(
                 self.requests.memory, self.limits.memory, lr.default_request.memory, limits.memory
             ),
+            self.requests.ephemeral_storage,
         )
         return replace(self, requests=requests, limits=limits)
 
@@ -264,7 +310,7 @@ class StackSpec:
             )
         if spec.replicas < 1:
             raise ConfigError("stack.replicas", spec.replicas, "an integer >= 1")
-        for kind in ("cpu_m", "memory"):
+        for kind in ("cpu_m", "memory", "ephemeral_storage"):
             _at_most(
                 f"stack.requests.{_name(kind)}",
                 kind,
@@ -272,6 +318,7 @@ class StackSpec:
                 getattr(spec.limits, kind),
                 "the limit",
             )
+        _check_isolation(spec)
         for name in ("startup_probe", "readiness_probe", "liveness_probe"):
             probe = getattr(spec, name)
             if probe is None:
@@ -311,6 +358,17 @@ class StackSpec:
         if hpa is None:
             return self.replicas
         return min(max(self.replicas, hpa.min_replicas), hpa.max_replicas)
+
+
+def _check_isolation(spec: StackSpec) -> None:
+    if spec.io is not None:
+        spec.io.check("stack.io")
+    for name, least in (("pids", MIN_PIDS), ("nofile", MIN_NOFILE)):
+        value = getattr(spec, name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ConfigError(f"stack.{name}", value, f"a whole number >= {least}")
 
 
 def _check_autoscaler(spec: StackSpec) -> None:
@@ -448,4 +506,4 @@ def _first(*values: int | None) -> int | None:
 
 
 def _name(kind: str) -> str:
-    return "cpu" if kind == "cpu_m" else "memory"
+    return {"cpu_m": "cpu", "ephemeral_storage": "ephemeral-storage"}.get(kind, kind)

@@ -1,4 +1,5 @@
-"""Per-replica cgroups: memory limit, CPU quota, usage, OOM kills, kill-all (v2 or v1).
+"""Per-replica cgroups: memory limit, CPU quota, processes (pids), IO (blkio / io), usage, OOM
+kills, kill-all (v2 or v1).
 
 Used by the local backend to give replicas the limits a Kubernetes pod would have. Where the
 process may not create cgroups, :func:`create` returns None and the caller falls back (an
@@ -12,16 +13,32 @@ import os
 import signal
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...fleet.oom import CGROUP_ROOT
+from ...stack.spec import IoLimits
 
-__all__ = ["ReplicaCgroup", "create", "sweep"]
+__all__ = ["Device", "ReplicaCgroup", "create", "device_of", "sweep"]
 
 CFS_PERIOD_US = 100_000
-#: The cgroup v1 hierarchies a replica's cgroup has a directory in (freezer where mounted).
-V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "freezer")
+#: The cgroup v1 hierarchies a replica's cgroup has a directory in (freezer where mounted;
+#: pids and blkio when the spec limits them).
+V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "freezer", "pids", "blkio")
+#: cgroup v1 blkio's throttle files, by the IoLimits field each holds.
+V1_THROTTLES = {
+    "read_bps": "blkio.throttle.read_bps_device",
+    "write_bps": "blkio.throttle.write_bps_device",
+    "read_iops": "blkio.throttle.read_iops_device",
+    "write_iops": "blkio.throttle.write_iops_device",
+}
+#: cgroup v2 io.max's keys, by field.
+V2_THROTTLES = {
+    "read_bps": "rbps",
+    "write_bps": "wbps",
+    "read_iops": "riops",
+    "write_iops": "wiops",
+}
 
 
 def _own_paths() -> dict[str, str]:
@@ -46,6 +63,9 @@ class ReplicaCgroup:
     dirs: dict[str, Path]
     #: Frozen by :meth:`freeze` (a process entering it before exec would freeze mid-fork).
     frozen: bool = False
+    #: How each isolation limit beyond CPU and memory is held ("pids", "io.write_bps", ...),
+    #: or why it is not ("not enforced: ...").
+    isolation: dict[str, str] = field(default_factory=dict)
 
     @property
     def enforcement(self) -> str:
@@ -93,6 +113,25 @@ class ReplicaCgroup:
         if len(found) < 2:
             return None
         return found["nr_periods"], found["nr_throttled"]
+
+    def pids_state(self) -> tuple[int, int | None, int] | None:
+        """(processes now, their limit or None for none, forks refused at the limit so far);
+        None without a pids cgroup."""
+        directory = self.dirs.get("" if self.version == 2 else "pids")
+        if directory is None or not (directory / "pids.current").exists():
+            return None
+        current = _read(directory / "pids.current").strip()
+        limit = _read(directory / "pids.max").strip()
+        refused = 0
+        for line in _read(directory / "pids.events").splitlines():
+            name, _, value = line.partition(" ")
+            if name == "max" and value.strip().isdigit():
+                refused = int(value)
+        return (
+            int(current or 0),
+            int(limit) if limit.isdigit() else None,
+            refused,
+        )
 
     def memory_bytes(self) -> int:
         name = "memory.current" if self.version == 2 else "memory.usage_in_bytes"
@@ -188,9 +227,19 @@ class ReplicaCgroup:
                 time.sleep(0.05)
 
 
-def create(name: str, cpu_limit_m: int | None, memory_limit: int | None) -> ReplicaCgroup | None:
+def create(
+    name: str,
+    cpu_limit_m: int | None,
+    memory_limit: int | None,
+    *,
+    pids: int | None = None,
+    io: IoLimits | None = None,
+    device: Device | None = None,
+) -> ReplicaCgroup | None:
     """A new cgroup for a replica under this process's own, with its limits; None if the
-    kernel or permissions do not allow it."""
+    kernel or permissions do not allow it. ``pids`` and ``io`` (on ``device``, the writable
+    paths' block device) are held where the kernel has the controller; what is not is said
+    in the group's :attr:`~ReplicaCgroup.isolation`, never an error."""
     own = _own_paths()
     made: ReplicaCgroup | None = None
     # The creator's pid in the name lets a later run remove what a killed run left behind.
@@ -209,6 +258,7 @@ def create(name: str, cpu_limit_m: int | None, memory_limit: int | None) -> Repl
             if cpu_limit_m is not None:
                 quota = cpu_limit_m * CFS_PERIOD_US // 1000
                 (directory / "cpu.max").write_text(f"{quota} {CFS_PERIOD_US}")
+            _limit_v2(group, pids, io, device)
             return group
         dirs: dict[str, Path] = {}
         controllers = ("memory", "cpu", "cpuacct")
@@ -235,6 +285,7 @@ def create(name: str, cpu_limit_m: int | None, memory_limit: int | None) -> Repl
         if cpu_limit_m is not None:
             (dirs["cpu"] / "cpu.cfs_period_us").write_text(str(CFS_PERIOD_US))
             (dirs["cpu"] / "cpu.cfs_quota_us").write_text(str(cpu_limit_m * CFS_PERIOD_US // 1000))
+        _limit_v1(group, own, leaf, pids=pids, io=io, device=device)
         return group
     except OSError:
         # Not permitted after all (e.g. cgroup v2 without the controllers delegated here):
@@ -242,6 +293,129 @@ def create(name: str, cpu_limit_m: int | None, memory_limit: int | None) -> Repl
         if made is not None:
             made.remove()
         return None
+
+
+@dataclass(frozen=True)
+class Device:
+    """The block device a path is on, as the IO controllers name it (``major:minor``: the
+    whole disk, a partition's IO being accounted to its disk), or why there is none."""
+
+    major: int | None
+    minor: int | None
+    reason: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.major}:{self.minor}"
+
+
+def device_of(path: Path) -> Device:
+    """The whole disk holding ``path``, or a Device saying why it has none (a tmpfs, an
+    overlay: no block device behind it)."""
+    try:
+        number = os.stat(path).st_dev
+    except OSError as exc:
+        return Device(None, None, f"{path} cannot be read ({exc.strerror})")
+    major, minor = os.major(number), os.minor(number)
+    sys_dir = Path(f"/sys/dev/block/{major}:{minor}")
+    if major == 0 or not sys_dir.exists():
+        return Device(None, None, f"{path} is on no block device ({major}:{minor})")
+    if (sys_dir / "partition").exists():  # a partition: its disk is the directory above
+        parent = _read(sys_dir.resolve().parent / "dev").strip()
+        if ":" in parent:
+            major, minor = (int(p) for p in parent.split(":", 1))
+    return Device(major, minor)
+
+
+def _limit_v1(
+    group: ReplicaCgroup,
+    own: dict[str, str],
+    leaf: str,
+    *,
+    pids: int | None,
+    io: IoLimits | None,
+    device: Device | None,
+) -> None:
+    """pids.max and the blkio throttles (and weight), each in its own hierarchy."""
+    if pids is not None:
+        if "pids" not in own:
+            group.isolation["pids"] = "not enforced: no cgroup v1 pids controller here"
+        else:
+            directory = _v1_dir(group, own, "pids", leaf)
+            (directory / "pids.max").write_text(str(pids))
+            group.isolation["pids"] = f"cgroup v1 pids.max {pids}"
+    if io is None:
+        return
+    if "blkio" not in own:
+        for name in ("weight", *io.throttles) if io.weight is not None else io.throttles:
+            group.isolation[f"io.{name}"] = "not enforced: no cgroup v1 blkio controller here"
+        return
+    directory = _v1_dir(group, own, "blkio", leaf)
+    if io.weight is not None:
+        weight = directory / "blkio.weight"
+        if weight.exists():
+            weight.write_text(str(io.weight))
+            group.isolation["io.weight"] = f"cgroup v1 blkio.weight {io.weight}"
+        else:  # proportional weights need the BFQ (or CFQ) scheduler
+            group.isolation["io.weight"] = (
+                "not enforced: the kernel's blkio controller has no weight here (its IO "
+                "scheduler is not BFQ)"
+            )
+    for name, value in io.throttles.items():
+        if device is None or device.major is None:
+            why = device.reason if device is not None else "no writable path"
+            group.isolation[f"io.{name}"] = f"not enforced: {why}"
+            continue
+        (directory / V1_THROTTLES[name]).write_text(f"{device.key} {value}")
+        group.isolation[f"io.{name}"] = f"cgroup v1 {V1_THROTTLES[name]} {device.key} {value}"
+
+
+def _v1_dir(group: ReplicaCgroup, own: dict[str, str], controller: str, leaf: str) -> Path:
+    base = (CGROUP_ROOT / controller / own[controller]).resolve()
+    directory = base / leaf
+    if directory not in group.dirs.values():
+        directory.mkdir()
+    group.dirs[controller] = directory
+    return directory
+
+
+def _limit_v2(
+    group: ReplicaCgroup, pids: int | None, io: IoLimits | None, device: Device | None
+) -> None:
+    """pids.max and io.max / io.weight where the controllers are delegated here."""
+    directory = group.dirs[""]
+    if pids is not None:
+        if (directory / "pids.max").exists():
+            (directory / "pids.max").write_text(str(pids))
+            group.isolation["pids"] = f"cgroup v2 pids.max {pids}"
+        else:
+            group.isolation["pids"] = "not enforced: the pids controller is not delegated here"
+    if io is None:
+        return
+    if io.weight is not None:
+        if (directory / "io.weight").exists():  # v2's range is 1..10000, default 100
+            (directory / "io.weight").write_text(f"default {io.weight * 10}")
+            group.isolation["io.weight"] = f"cgroup v2 io.weight {io.weight * 10}"
+        else:
+            group.isolation["io.weight"] = "not enforced: no io.weight here (not delegated)"
+    throttles = io.throttles
+    if not throttles:
+        return
+    if device is None or device.major is None or not (directory / "io.max").exists():
+        why = (
+            device.reason
+            if device is not None and device.major is None
+            else "the io controller is not delegated here"
+        )
+        for name in throttles:
+            group.isolation[f"io.{name}"] = f"not enforced: {why}"
+        return
+    keys = " ".join(f"{V2_THROTTLES[n]}={v}" for n, v in throttles.items())
+    (directory / "io.max").write_text(f"{device.key} {keys}")
+    for name, value in throttles.items():
+        group.isolation[f"io.{name}"] = (
+            f"cgroup v2 io.max {device.key} {V2_THROTTLES[name]}={value}"
+        )
 
 
 def sweep() -> int:

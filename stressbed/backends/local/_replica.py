@@ -20,11 +20,12 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import ConfigError
 from ...fleet.process import die_with_parent, free_port, nofile_of, raise_nofile
-from ...stack.spec import StackSpec
+from ...stack.spec import IoLimits, StackSpec
 from . import _cgroups
 from ._files import open_files
 from .runtime import Exit, Launch, ReplicaRun, ReplicaRuntime, Usage
@@ -38,6 +39,25 @@ INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PAGE = resource.getpagesize()
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """A replica's limits beyond CPU and memory: processes, IO on ``device`` (its writable
+    paths' disk), open files."""
+
+    pids: int | None = None
+    io: IoLimits | None = None
+    device: _cgroups.Device | None = None
+    nofile: int | None = None
+
+    def limited(self) -> list[str]:
+        """The cgroup-held limits set, as summary.json names them."""
+        names = ["pids"] if self.pids is not None else []
+        if self.io is not None:
+            names += ["io.weight"] if self.io.weight is not None else []
+            names += [f"io.{n}" for n in self.io.throttles]
+        return names
 
 
 class ProcessRuntime(ReplicaRuntime):
@@ -65,6 +85,12 @@ class ProcessRuntime(ReplicaRuntime):
             cpu_limit_m=spec.limits.cpu_m,
             memory_limit=spec.limits.memory,
             cgroups=self.cgroups,
+            isolation=Isolation(
+                pids=spec.pids,
+                io=spec.io,
+                device=_cgroups.device_of(data) if spec.io is not None else None,
+                nofile=spec.nofile,
+            ),
         )
         process.port = port
         return process
@@ -83,13 +109,33 @@ class ReplicaProcess(ReplicaRun):
         cpu_limit_m: int | None,
         memory_limit: int | None,
         cgroups: bool = True,
+        isolation: Isolation | None = None,
     ) -> None:
         self.name = name
         self.command = list(command)
         self.env = dict(env)
         self.log = log
         self.memory_limit = memory_limit
-        self.group = _cgroups.create(name, cpu_limit_m, memory_limit) if cgroups else None
+        wanted = isolation or Isolation()
+        self.nofile_wanted = wanted.nofile
+        self.group = (
+            _cgroups.create(
+                name,
+                cpu_limit_m,
+                memory_limit,
+                pids=wanted.pids,
+                io=wanted.io,
+                device=wanted.device,
+            )
+            if cgroups
+            else None
+        )
+        self._isolation = dict(self.group.isolation) if self.group is not None else {}
+        if self.group is None:  # no cgroup: no pids or IO controller to hold them
+            for name_ in wanted.limited():
+                self._isolation[name_] = "not enforced: no cgroup for the replica here"
+        if wanted.nofile is not None:
+            self._isolation["nofile"] = f"RLIMIT_NOFILE {wanted.nofile}"
         self._oom_before = self.group.oom_kills() if self.group else 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.exit: Exit | None = None
@@ -107,18 +153,25 @@ class ReplicaProcess(ReplicaRun):
         return self.group is not None
 
     @property
+    def isolation(self) -> dict[str, str]:
+        return self._isolation
+
+    @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
     def start(self) -> dict[str, object]:
         """Spawn the process (call it from a thread that lives as long as the replica); what
         names it, for its ``created`` event."""
-        group, memory = self.group, self.memory_limit
+        group, memory, nofile = self.group, self.memory_limit, self.nofile_wanted
         orphan_guard = die_with_parent()
 
         def before_exec() -> None:
             orphan_guard()
-            raise_nofile()  # a connection is a descriptor: the hard limit, not the soft 1024
+            if nofile is not None:  # the spec's (checked against the hard limit beforehand)
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+            else:
+                raise_nofile()  # a connection is a descriptor: the hard limit, not 1024
             if group is not None:
                 group.enter()
             elif memory is not None:

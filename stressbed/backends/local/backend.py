@@ -11,7 +11,7 @@ from typing import Any
 from ...errors import ConfigError
 from ...fleet.runner import find_k6
 from ...scenario.model import Scenario
-from ...stack.quantities import parse_cpu
+from ...stack.quantities import parse_cpu, show_quantity
 from ...stack.spec import StackSpec
 from ..base import Backend, Capability, EventSink, Fleet, FleetSpec, Stack
 from ._faults import FAULT_KINDS
@@ -76,6 +76,21 @@ class LocalBackend(Backend):
             self.options = replace(self.options, connections=scenario.agents())
         if stack is not None:
             check_executable(stack.target.command)
+            hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+            if stack.nofile is not None and hard != resource.RLIM_INFINITY and stack.nofile > hard:
+                raise ConfigError(
+                    "stack.nofile",
+                    stack.nofile,
+                    f"at most this machine's hard limit of open files ({hard}): a process "
+                    "cannot raise it",
+                )
+            if stack.limits.ephemeral_storage is not None:
+                raise ConfigError(
+                    "stack.limits.ephemeral-storage",
+                    show_quantity("memory", stack.limits.ephemeral_storage),
+                    "no ephemeral-storage limit with --backend local yet (the replicas share "
+                    "one data directory): the docker and kubernetes backends hold it",
+                )
             metrics = stack.metrics
             if metrics is not None and metrics.port not in (None, stack.target.port):
                 # Each local replica listens on a port of its own: only that one can be asked.

@@ -120,6 +120,12 @@ class ReplicaRun(ABC):
         """Whether its limits are enforced, not only advice."""
         return False
 
+    @property
+    def isolation(self) -> dict[str, str]:
+        """How each limit beyond CPU and memory (pids, io.*, nofile, ephemeral storage) is
+        held, or why it is not ("not enforced: ..."); {} when the spec sets none."""
+        return {}
+
     @abstractmethod
     def start(self) -> dict[str, object]:
         """Start it (OSError: it could not start, a crash); what names it, for its event."""

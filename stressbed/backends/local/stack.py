@@ -100,6 +100,8 @@ class LocalStack:
         self.on_event = on_event
         self.replicas: list[_Replica] = []
         self.enforcement = ""
+        #: How each limit beyond CPU and memory is held, as the first replica said.
+        self.isolation: dict[str, str] = {}
         self.url = ""
         self._events: list[dict[str, Any]] = []
         self._backoff = BackOff(
@@ -266,6 +268,8 @@ class LocalStack:
             "backend": "local",
             "url": self.url,
             "enforcement": self.enforcement,
+            # Limits beyond CPU and memory: how each is held, or why not; {} when none set.
+            "isolation": self.isolation,
             "security": "not enforced locally (user, read-only root): the kubernetes backend "
             "enforces it",
             "replicas": {
@@ -340,7 +344,13 @@ class LocalStack:
         replica.port = process.port
         if not self.enforcement:
             self.enforcement = process.enforcement
-            self._event("limits", enforcement=self.enforcement, cgroups=process.enforced)
+            self.isolation = dict(process.isolation)
+            self._event(
+                "limits",
+                enforcement=self.enforcement,
+                cgroups=process.enforced,
+                **({"isolation": self.isolation} if self.isolation else {}),
+            )
         replica.process = process
         rollout = replica.life.stopping_for if replica.life.deliberate else ""
         # Running from here on (a start that fails is its first crash), not before: what
