@@ -8,11 +8,9 @@ Skipped, saying why, where this process may not create cgroups.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -64,7 +62,7 @@ def test_a_pids_limit_stops_a_replica_s_processes_at_it_and_counts_the_refusals(
     )
     proc = start_in(group, code)
     proc.wait(timeout=60)
-    current, limit, refusals = group.pids_state()
+    _, limit, refusals = group.pids_state()
     assert limit == 16
     assert refusals > 0  # pids.events: forks refused at the limit
     assert group.isolation["pids"] == "cgroup v1 pids.max 16" or "v2" in group.isolation["pids"]
@@ -115,7 +113,7 @@ def start_in_capturing(group, code: str) -> subprocess.Popen[str]:
             with open(path, "w") as f:
                 f.write("0")
 
-    return subprocess.Popen(  # noqa: S603
+    return subprocess.Popen(
         [sys.executable, "-c", code],
         preexec_fn=enter,  # noqa: PLW1509 - entering the cgroup before exec
         stdout=subprocess.PIPE,
