@@ -30,10 +30,11 @@ import docker.errors
 import requests
 
 from ...fleet.oom import CGROUP_ROOT
-from ..local import Exit, ReplicaCgroup, ReplicaRun, Usage
+from ...stack.spec import IoLimits, StackSpec
+from ..local import Exit, ReplicaCgroup, ReplicaRun, Usage, device_of
 from ._engine import Registry, copy_log, wait_exit
 
-__all__ = ["NOFILE", "ContainerReplica", "Placement"]
+__all__ = ["NOFILE", "ContainerReplica", "Limits", "Placement"]
 
 #: A pod's PID limit is the kubelet's; a replica's here (a fork bomb stops at it).
 PIDS_LIMIT = 512
@@ -63,6 +64,46 @@ class Placement:
     user: str = "10001:10001"
 
 
+@dataclass(frozen=True)
+class Limits:
+    """A replica's limits beyond CPU and memory, as the Engine holds them: processes, open
+    files, the /tmp tmpfs's size, IO (on ``device_path``, the data folder's disk, or None
+    with ``device_reason``)."""
+
+    pids: int | None = None
+    nofile: int | None = None
+    ephemeral_storage: int | None = None
+    io: IoLimits | None = None
+    device_path: str | None = None
+    device_reason: str = ""
+
+    @classmethod
+    def of(cls, spec: StackSpec, data: Path) -> Limits:
+        path, reason = None, ""
+        if spec.io is not None and spec.io.throttles:
+            path, reason = _device_path(data)
+        return cls(
+            pids=spec.pids,
+            nofile=spec.nofile,
+            ephemeral_storage=spec.limits.ephemeral_storage,
+            io=spec.io,
+            device_path=path,
+            device_reason=reason,
+        )
+
+
+def _device_path(folder: Path) -> tuple[str | None, str]:
+    """``/dev/<disk>`` holding ``folder`` (the Engine names a device by its path), or why
+    there is none."""
+    device = device_of(folder)
+    if device.major is None:
+        return None, device.reason
+    for line in Path(f"/sys/dev/block/{device.key}/uevent").read_text().splitlines():
+        if line.startswith("DEVNAME="):
+            return f"/dev/{line.split('=', 1)[1]}", ""
+    return None, f"no device name for {device.key}"
+
+
 class ContainerReplica(ReplicaRun):
     """Start, watch, measure and stop one container of a replica."""
 
@@ -87,6 +128,7 @@ class ContainerReplica(ReplicaRun):
         cpu_request_m: int | None,
         memory_request: int | None,
         security: Any,
+        limits: Limits | None = None,
     ) -> None:
         self.name = name
         self.placement = placement
@@ -98,6 +140,8 @@ class ContainerReplica(ReplicaRun):
         self.cpu_request_m = cpu_request_m
         self.memory_request = memory_request
         self.security = security
+        self.limits = limits or Limits()
+        self._isolation: dict[str, str] = {}
         self.container = ""  # its name on the engine, once created
         self.id = ""
         self.host = ""
@@ -119,10 +163,65 @@ class ContainerReplica(ReplicaRun):
         return True  # the engine holds the container to its limits
 
     @property
+    def isolation(self) -> dict[str, str]:
+        return self._isolation
+
+    @property
     def client(self) -> Any:
         return self.placement.registry.client
 
     # -- starting ---------------------------------------------------------------------
+
+    @property
+    def nofile_limit(self) -> int:
+        return self.limits.nofile or NOFILE
+
+    def _io_config(self) -> dict[str, Any]:
+        """The IO limits as the Engine's host config takes them: a weight, and each throughput
+        limit on the data folder's disk (``{data}``'s, bind-mounted: what the replica writes
+        there is written to it)."""
+        io = self.limits.io
+        if io is None:
+            return {}
+        config: dict[str, Any] = {}
+        if io.weight is not None:
+            config["blkio_weight"] = io.weight
+        path = self.limits.device_path
+        if path is not None:
+            for name, value in io.throttles.items():
+                config[f"device_{name}"] = [{"Path": path, "Rate": value}]
+        return config
+
+    def _held(self, warnings: Sequence[str]) -> dict[str, str]:
+        """How each limit beyond CPU and memory is held, from what the Engine said when it
+        created the container (it discards what the kernel cannot hold, with a warning)."""
+        limits = self.limits
+        held = {"pids": f"docker pids_limit {limits.pids}"} if limits.pids is not None else {}
+        if limits.nofile is not None:
+            held["nofile"] = f"docker ulimit nofile {limits.nofile}"
+        if limits.ephemeral_storage is not None:
+            held["ephemeral-storage"] = f"docker tmpfs /tmp size={limits.ephemeral_storage}"
+        io = limits.io
+        if io is None:
+            return held
+        if io.weight is not None:
+            discarded = [w for w in warnings if "weight" in w.lower()]
+            held["io.weight"] = (
+                f"not enforced: the engine discarded it ({discarded[0]})"
+                if discarded
+                else f"docker blkio_weight {io.weight}"
+            )
+        for name, value in io.throttles.items():
+            if limits.device_path is None:
+                held[f"io.{name}"] = f"not enforced: {limits.device_reason}"
+                continue
+            discarded = [w for w in warnings if name.replace("_", " ") in w.lower()]
+            held[f"io.{name}"] = (
+                f"not enforced: the engine discarded it ({discarded[0]})"
+                if discarded
+                else f"docker device_{name} {limits.device_path} {value}"
+            )
+        return held
 
     def start(self) -> dict[str, object]:
         """Create and start the container; raises OSError when the engine will not (a start
@@ -136,10 +235,13 @@ class ContainerReplica(ReplicaRun):
             mem_reservation=self.memory_request,
             nano_cpus=self.cpu_limit_m * 1_000_000 if self.cpu_limit_m else None,
             cpu_shares=max(2, self.cpu_request_m * 1024 // 1000) if self.cpu_request_m else None,
-            pids_limit=PIDS_LIMIT,
-            ulimits=[docker.types.Ulimit(name="nofile", soft=NOFILE, hard=NOFILE)],
+            pids_limit=self.limits.pids or PIDS_LIMIT,
+            ulimits=[
+                docker.types.Ulimit(name="nofile", soft=self.nofile_limit, hard=self.nofile_limit)
+            ],
             read_only=bool(self.security.read_only_root_filesystem),
-            tmpfs={"/tmp": f"rw,nosuid,nodev,size={TMPFS_SIZE}"},
+            tmpfs={"/tmp": f"rw,nosuid,nodev,size={self.limits.ephemeral_storage or TMPFS_SIZE}"},
+            **self._io_config(),
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
             init=True,  # signals reach the target, and its children are reaped
@@ -158,6 +260,7 @@ class ContainerReplica(ReplicaRun):
                 hostname=self.name,
             )
             self.id = created["Id"]
+            self._isolation = self._held(created.get("Warnings") or [])
             self.client.api.start(self.id)
             info = self.client.api.inspect_container(self.id)
             network = info["NetworkSettings"]["Networks"].get(placement.network) or {}
@@ -172,7 +275,7 @@ class ContainerReplica(ReplicaRun):
             self._never_started()
             raise OSError(f"the engine did not start {self.container}: {exc}") from None
         self.started_at = time.monotonic()
-        self.nofile = NOFILE
+        self.nofile = self.nofile_limit
         self.group = _cgroup_of(int(info["State"].get("Pid") or 0))
         for target in (self._wait, self._copy_logs, self._read_stats):
             thread = threading.Thread(

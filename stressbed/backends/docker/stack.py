@@ -24,7 +24,7 @@ import docker.errors
 from ...errors import ProvisionError
 from ...stack.spec import StackSpec
 from ..local import Launch, LocalOptions, LocalStack, ReplicaRuntime
-from ._container import DATA_DIR, ContainerReplica, Placement
+from ._container import DATA_DIR, ContainerReplica, Limits, Placement
 from ._engine import Registry, writable_by
 
 __all__ = ["ContainerRuntime", "DockerStack", "RunNetwork"]
@@ -106,6 +106,7 @@ class ContainerRuntime(ReplicaRuntime):
             cpu_request_m=spec.requests.cpu_m,
             memory_request=spec.requests.memory,
             security=spec.security,
+            limits=Limits.of(spec, self.placement.data),
         )
         replica.port = port
         return replica

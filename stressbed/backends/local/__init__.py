@@ -13,7 +13,7 @@ package's names or its public modules, never a private one. It may import
 :mod:`stressbed.scenario` and :mod:`stressbed.backends.base`; never the app layer.
 """
 
-from ._cgroups import ReplicaCgroup
+from ._cgroups import Device, ReplicaCgroup, device_of
 from ._cgroups import sweep as sweep_cgroups
 from ._faults import FAULT_KINDS
 from ._replica import ProcessRuntime, ReplicaProcess
@@ -26,6 +26,7 @@ from .stack import LocalOptions, LocalStack
 # launches containers where this one's launches processes: the same Exit, Usage and cgroup view).
 __all__ = [
     "FAULT_KINDS",
+    "Device",
     "Exit",
     "FakeReplica",
     "FakeRuntime",
@@ -41,6 +42,7 @@ __all__ = [
     "ReplicaRuntime",
     "RunnerHandle",
     "Usage",
+    "device_of",
     "machine_options",
     "sweep_cgroups",
 ]

@@ -344,13 +344,7 @@ class LocalStack:
         replica.port = process.port
         if not self.enforcement:
             self.enforcement = process.enforcement
-            self.isolation = dict(process.isolation)
-            self._event(
-                "limits",
-                enforcement=self.enforcement,
-                cgroups=process.enforced,
-                **({"isolation": self.isolation} if self.isolation else {}),
-            )
+            self._event("limits", enforcement=self.enforcement, cgroups=process.enforced)
         replica.process = process
         rollout = replica.life.stopping_for if replica.life.deliberate else ""
         # Running from here on (a start that fails is its first crash), not before: what
@@ -358,6 +352,9 @@ class LocalStack:
         replica.life.start(now, first=first)
         try:
             ident = process.start()
+            if not self.isolation and process.isolation:  # known once started (a container)
+                self.isolation = dict(process.isolation)
+                self._event("isolation", **self.isolation)
         except OSError as exc:
             # As the kubelet does with a container that cannot start: a failure, then back-off.
             process.close()

@@ -22,7 +22,7 @@ from stressbed.backends.docker.stack import DockerStack, RunNetwork
 from stressbed.backends.local import LocalOptions
 from stressbed.errors import ProvisionError
 from stressbed.stack.agent import reference_agent
-from stressbed.stack.spec import Autoscaler, Probe, Resources, StackSpec, Target
+from stressbed.stack.spec import Autoscaler, IoLimits, Probe, Resources, StackSpec, Target
 
 from .conftest import labelled, wait_for
 
@@ -225,3 +225,43 @@ def test_a_container_that_cannot_start_is_a_quick_clear_failure(
     assert kinds.count("crashed") + kinds.count("start-failed") >= 3
     assert "teardown-forced" not in kinds  # nothing was left waiting for a container's end
     assert labelled(engine, stack.registry.run) == []
+
+
+def test_the_spec_s_pids_open_files_storage_and_io_limits_are_the_engine_s(
+    engine, built, tmp_path, no_leftovers
+):
+    spec = agent_spec(
+        replicas=1,
+        pids=100,
+        nofile=4096,
+        io=IoLimits(weight=300, write_bps=2 * MI, read_iops=500),
+        limits=Resources(500, 128 * MI, 32 * MI),
+    )
+    stack = make_stack(engine, built, spec, tmp_path)
+    try:
+        stack.provision()
+        (info,) = inspect(engine, stack.registry.run)
+        host = info["HostConfig"]
+        assert host["PidsLimit"] == 100
+        assert host["Ulimits"] == [{"Name": "nofile", "Soft": 4096, "Hard": 4096}]
+        assert "size=33554432" in host["Tmpfs"]["/tmp"]
+        isolation = stack.report()["isolation"]
+        assert isolation["pids"] == "docker pids_limit 100"
+        assert isolation["nofile"] == "docker ulimit nofile 4096"
+        assert isolation["ephemeral-storage"] == "docker tmpfs /tmp size=33554432"
+        held = isolation["io.write_bps"]
+        if held.startswith("not enforced"):  # the data folder is on no block device here
+            assert host["BlkioDeviceWriteBps"] in (None, [])
+        else:
+            (limit,) = host["BlkioDeviceWriteBps"]
+            assert limit["Rate"] == 2 * MI
+            assert held == f"docker device_write_bps {limit['Path']} {2 * MI}"
+            assert host["BlkioDeviceReadIOps"][0]["Rate"] == 500
+        # The weight: the engine's, or said discarded where the kernel has none (no BFQ).
+        assert isolation["io.weight"] == "docker blkio_weight 300" or isolation[
+            "io.weight"
+        ].startswith("not enforced: the engine discarded it")
+        made = engine.api.exec_create(info["Id"], ["sh", "-c", "ulimit -n"])
+        assert engine.api.exec_start(made["Id"]).decode().strip() == "4096"
+    finally:
+        stack.teardown()
