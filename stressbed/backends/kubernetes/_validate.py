@@ -15,7 +15,7 @@ from ...errors import ConfigError
 from ...scenario.model import Scenario
 from ...scenario.render import bundle_files, render
 from ...stack.quantities import Resources, show_quantity
-from ...stack.spec import StackSpec
+from ...stack.spec import IoLimits, StackSpec
 from .fleet_manifests import bundle_key
 from .manifests import COORDINATOR_LIMITS, COORDINATOR_REQUESTS, Cluster, agent_manifests
 
@@ -23,6 +23,30 @@ __all__ = ["CONFIGMAP_BUDGET", "check_bundle", "check_stack"]
 
 #: The API server's object limit (1 MiB), less room for the ConfigMap's own metadata.
 CONFIGMAP_BUDGET = 1024 * 1024 - 16 * 1024
+
+
+#: The StackSpec limits no pod spec has a field for, and why (the backend refuses them).
+NOT_IN_A_POD = {
+    "io": "no IO limit in a pod spec: Kubernetes does not limit a pod's IO (a Chaos Mesh "
+    "IOChaos fault covers its fault side); remove stack.io for --backend kubernetes",
+    "pids": "no pids limit in a pod spec: the kubelet's podPidsLimit (its --pod-max-pids, a "
+    "node setting) holds a pod's processes; remove stack.pids for --backend kubernetes",
+    "nofile": "no open-file limit in a pod spec: the container runtime's default holds it; "
+    "remove stack.nofile for --backend kubernetes",
+}
+
+
+def _refuse_what_a_pod_cannot_hold(spec: StackSpec) -> None:
+    for name, why in NOT_IN_A_POD.items():
+        value = getattr(spec, name)
+        if value is not None:
+            raise ConfigError(f"stack.{name}", _shown(value), why)
+
+
+def _shown(value: object) -> object:
+    if isinstance(value, IoLimits):
+        return {k: v for k, v in vars(value).items() if v is not None}
+    return value
 
 
 def check_stack(
@@ -35,6 +59,7 @@ def check_stack(
         raise ConfigError(
             "stack.target.image", "", "an image for the kubernetes backend (or --agent-image)"
         )
+    _refuse_what_a_pod_cannot_hold(spec)
     agent_manifests(spec, Cluster())
     limit_range = spec.limit_range
     if limit_range is None:

@@ -240,6 +240,17 @@ def resource_quota(
     }
 
 
+def _empty_dir(spec: StackSpec) -> dict[str, Any]:
+    """A writable path's emptyDir: no bigger than the container's ephemeral-storage limit (the
+    kubelet evicts the pod past it)."""
+    size = spec.limits.ephemeral_storage
+    return (
+        {}
+        if size is None
+        else {"sizeLimit": Resources(ephemeral_storage=size).to_k8s()["ephemeral-storage"]}
+    )
+
+
 def limit_range(spec: StackSpec, cluster: Cluster) -> Manifest:
     lr = spec.limit_range
     assert lr is not None
@@ -303,9 +314,9 @@ def deployment(spec: StackSpec, cluster: Cluster) -> Manifest:
         "terminationGracePeriodSeconds": spec.termination_grace_period_s,
         "securityContext": pod_security(spec.security.run_as_user),
         "containers": [container],
-        "volumes": [{"name": "tmp", "emptyDir": {}}]
+        "volumes": [{"name": "tmp", "emptyDir": _empty_dir(spec)}]
         + [
-            {"name": f"writable-{i}", "emptyDir": {}}
+            {"name": f"writable-{i}", "emptyDir": _empty_dir(spec)}
             for i in range(len(spec.security.writable_paths))
         ],
         "topologySpreadConstraints": [

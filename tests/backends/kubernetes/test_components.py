@@ -24,6 +24,8 @@ from stressbed.app.cli import _run_options, build_parser  # noqa: E402
 from stressbed.app.collect import collected_scenario, declared_stack  # noqa: E402
 from stressbed.app.compare import run_fingerprint  # noqa: E402
 from stressbed.app.plan import plan  # noqa: E402
+from stressbed.app.settings import apply_stack  # noqa: E402
+from stressbed.backends.kubernetes._validate import check_stack  # noqa: E402
 from stressbed.backends.kubernetes.fleet_manifests import fleet_manifests  # noqa: E402
 from stressbed.backends.kubernetes.manifests import (  # noqa: E402
     CONTROL_PORT,
@@ -32,12 +34,13 @@ from stressbed.backends.kubernetes.manifests import (  # noqa: E402
     ClusterFleet,
     deployment,
 )
+from stressbed.errors import ConfigError  # noqa: E402
 from stressbed.fleet.control import TOKEN_ENV  # noqa: E402
 from stressbed.fleet.segments import segment, sequence  # noqa: E402
 from stressbed.results.compare import differences  # noqa: E402
 from stressbed.scenario.thresholds import Threshold  # noqa: E402
 from stressbed.stack.agent import reference_agent  # noqa: E402
-from stressbed.stack.quantities import parse_cpu, parse_memory  # noqa: E402
+from stressbed.stack.quantities import Resources, parse_cpu, parse_memory  # noqa: E402
 
 from ...conftest import needs_k6  # noqa: E402
 
@@ -543,3 +546,37 @@ def test_the_virtualenv_pulumi_up_makes_is_ignored_by_git():
         stdin=subprocess.DEVNULL,
     )
     assert found.returncode == 0, f"{venv}/ is not in .gitignore"
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_ephemeral_storage_is_the_container_s_and_caps_its_writable_volumes(version):
+    spec = apply_stack(
+        reference_agent(),
+        {"requests": {"ephemeral-storage": "64Mi"}, "limits": {"ephemeral-storage": "256Mi"},
+         "security": {"writable_paths": ["/var/lib/agent"]}},
+    )  # fmt: skip
+    manifest = deployment(spec, Cluster())
+    kubernetes_validate.validate(manifest, version, strict=True)
+    pod = manifest["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["resources"]["requests"]["ephemeral-storage"] == "64Mi"
+    assert container["resources"]["limits"]["ephemeral-storage"] == "256Mi"
+    assert {v["name"]: v["emptyDir"] for v in pod["volumes"]} == {
+        "tmp": {"sizeLimit": "256Mi"},
+        "writable-0": {"sizeLimit": "256Mi"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"io": {"write_bps": "1Mi"}}, "stack.io: got {'write_bps': 1048576}; expected no IO"),
+        ({"pids": 100}, "stack.pids: got 100; expected no pids limit in a pod spec: the kubelet"),
+        ({"nofile": 4096}, "stack.nofile: got 4096; expected no open-file limit in a pod spec"),
+    ],
+)
+def test_what_no_pod_spec_holds_is_refused_saying_what_does(overrides, expected):
+    spec = apply_stack(reference_agent(), overrides)
+    with pytest.raises(ConfigError) as refused:
+        check_stack(spec, None, (Resources(500, 256 * 2**20), Resources(2000, 2**30)))
+    assert str(refused.value).startswith(expected)
