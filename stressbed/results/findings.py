@@ -13,6 +13,10 @@ Each kind is one rule over the :class:`~.timeline.Timeline` (and the run's event
   out of VUs: the target rate was not offered, so latency looks better than it is);
 - ``runner-cpu``: a runner's k6 above 90% of the CPU it may use for 5 s or more (the load
   generator, not the target, may be the limit);
+- ``cpu-throttled``: p95 latency steps up (as above) while a replica's cgroup was throttled
+  in half its CFS periods or more: its CPU limit, not the work, holds it back;
+- ``pids-exhausted``: a replica's cgroup refused it new processes or threads at its pids
+  limit (the kernel's ``pids.events``): a fork or a thread start failed inside it;
 - ``connections-not-rebalanced``: a replica that became ready during the load (a scale-out)
   held under half its fair share of the open connections (all of them over the replicas
   holding any count) from then until the end, 30 s or more: long-lived connections stay where
@@ -35,6 +39,8 @@ __all__ = ["Finding", "findings"]
 STEP_FACTOR = 2.0  # a latency step: p95 at least this many times its early level
 STEP_POINTS = 3  # ... for this many points running
 CPU_LIMIT_SHARE = 0.9
+#: A replica throttled in this share of its CFS periods or more is held back by its limit.
+THROTTLED_SHARE = 0.5
 BURST_RATE = 0.05
 BURST_MIN_FAILED = 3
 NEAR_S = 5.0
@@ -92,8 +98,83 @@ def findings(
         *_load_not_offered(line),
         *_runner_cpu(line, runner_capacity),
         *_connections_not_rebalanced(line, events),
+        *_cpu_throttled(line),
+        *_pids_exhausted(line),
     ]
     return sorted(found, key=lambda f: (f.t, f.kind))
+
+
+def _step_start(line: Timeline) -> tuple[float, list[int]] | None:
+    """p95's early level, and the first point of each run of STEP_POINTS at STEP_FACTOR
+    times it or more; None with too few points."""
+    p95 = line.fleet.get("p95_ms", [])
+    known = [v for v in p95 if v is not None]
+    if len(known) < 2 * STEP_POINTS:
+        return None
+    early = statistics.median(known[: max(STEP_POINTS, len(known) // 5)])
+    if early <= 0:
+        return None
+    starts, run = [], 0
+    for i, value in enumerate(p95):
+        run = run + 1 if value is not None and value >= STEP_FACTOR * early else 0
+        if run == STEP_POINTS:
+            starts.append(i - STEP_POINTS + 1)
+    return early, starts
+
+
+def _cpu_throttled(line: Timeline) -> list[Finding]:
+    found = _step_start(line)
+    if found is None:
+        return []
+    early, starts = found
+    p95 = line.fleet["p95_ms"]
+    for first in starts:
+        lo, hi = max(0, first - 2), min(len(line.t) - 1, first + STEP_POINTS - 1)
+        for name, lanes in line.pods.items():
+            shares = [v for v in lanes.get("throttled_share", [])[lo : hi + 1] if v is not None]
+            if shares and max(shares) >= THROTTLED_SHARE:
+                return [
+                    Finding(
+                        "cpu-throttled",
+                        line.t[first],
+                        f"p95 latency rose from {early:.0f} ms to {p95[first]:.0f} ms while "
+                        f"{name}'s cgroup was throttled in {max(shares):.0%} of its CPU periods: "
+                        "its CPU limit holds it back",
+                        {
+                            "p95_before_ms": early,
+                            "p95_ms": p95[first],
+                            "replica": name,
+                            "throttled_share": max(shares),
+                        },
+                    )  # fmt: skip
+                ]
+    return []
+
+
+def _pids_exhausted(line: Timeline) -> list[Finding]:
+    found = []
+    for name, lanes in line.pods.items():
+        refused = lanes.get("pids_refused", [])
+        known = [(i, v) for i, v in enumerate(refused) if v is not None]
+        if not known:
+            continue
+        base = known[0][1]
+        rose = next(((i, v) for i, v in known if v > base), None)
+        if rose is None:
+            continue
+        i, count = rose
+        most = max((v for v in lanes.get("pids", []) if v is not None), default=None)
+        shown = f" (it held {most:.0f})" if most is not None else ""
+        found.append(
+            Finding(
+                "pids-exhausted",
+                line.t[i],
+                f"{name} reached its process limit{shown}: the kernel refused it "
+                f"{count - base:.0f} new processes or threads",
+                {"replica": name, "refused": count - base, "pids": most},
+            )
+        )
+    return found
 
 
 def _latency_step(line: Timeline) -> list[Finding]:

@@ -312,7 +312,7 @@ def _target(metrics: Mapping[str, Any], start: int, step: int, points: int) -> d
 
 
 _COUNTS = ("replicas", "ready", "desired")
-_USAGE = ("cpu_m", "memory_mib", "connections")
+_USAGE = ("cpu_m", "memory_mib", "connections", "throttled_share", "pids", "pids_refused")
 
 
 def _markers(events: Sequence[Mapping[str, Any]], start: int, end: float) -> list[Marker]:

@@ -203,3 +203,38 @@ def test_no_finding_without_a_scale_out_a_long_enough_wait_or_enough_connections
     # Too few connections to judge a share (2 over 3 replicas).
     few, events = scale_out(lambda s: 0, old=1)
     assert findings(few, events=events) == []
+
+
+def pods_stack(rows: list[dict[str, float]], limit: float = 500.0):
+    return {
+        "limits": {"cpu_m": limit, "memory_mib": 256.0},
+        "timeseries": [
+            {"t": START + s + 0.5, "replicas": 1, "ready": 1, "desired": 1,
+             "pods": {"agent-0": {"cpu_m": 200.0, "memory_mib": 50.0, **row}}}
+            for s, row in enumerate(rows)
+        ],
+    }  # fmt: skip
+
+
+def test_a_latency_step_while_the_replica_s_cgroup_is_throttled():
+    ms = [10.0] * 10 + [60.0] * 10
+    rows = [{"throttled_share": 0.05}] * 9 + [{"throttled_share": 0.8}] * 11
+    line = timeline({START + s: window(50, v) for s, v in enumerate(ms)}, stack=pods_stack(rows))
+    (found,) = findings(line)
+    assert (found.kind, found.t) == ("cpu-throttled", 10.0)
+    assert found.evidence["throttled_share"] == 0.8
+    assert "throttled in 80% of its CPU periods" in found.message
+    # Throttled without a latency step: nothing to explain.
+    flat = timeline({START + s: window(50, 10.0) for s in range(20)}, stack=pods_stack(rows))
+    assert findings(flat) == []
+
+
+def test_forks_refused_at_the_pids_limit():
+    rows = [{"pids": 12, "pids_refused": 0}] * 8 + [{"pids": 16, "pids_refused": 5}] * 4
+    line = timeline({START + s: window(50, 10.0) for s in range(12)}, stack=pods_stack(rows))
+    (found,) = findings(line)
+    assert (found.kind, found.t) == ("pids-exhausted", 8.0)
+    assert found.evidence == {"replica": "agent-0", "refused": 5.0, "pids": 16.0}
+    calm = [{"pids": 12, "pids_refused": 3}] * 12  # refused before the run: not this run's
+    line = timeline({START + s: window(50, 10.0) for s in range(12)}, stack=pods_stack(calm))
+    assert findings(line) == []

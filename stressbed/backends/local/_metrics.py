@@ -78,6 +78,12 @@ class UsageFeed:
                 pods[name]["open_files"] = seen.open_files
             if seen.nofile_limit is not None:
                 pods[name]["nofile_limit"] = seen.nofile_limit
+            if seen.pids is not None:
+                current, most, refused = seen.pids
+                pods[name]["pids"] = current
+                pods[name]["pids_refused"] = refused  # forks refused at the limit, so far
+                if most is not None:
+                    pods[name]["pids_limit"] = most
         for name, count in (connections or {}).items():
             pods.setdefault(name, {})["connections"] = count
         row: dict[str, Any] = {

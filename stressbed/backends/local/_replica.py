@@ -231,6 +231,7 @@ class ReplicaProcess(ReplicaRun):
                 self.group.throttling(),
                 open_files=files,
                 nofile_limit=limit,
+                pids=self.group.pids_state(),
             )
         try:
             fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()

@@ -55,6 +55,9 @@ class Usage:
     #: Files it holds open now and the most it may (its RLIMIT_NOFILE); None: not read.
     open_files: int | None = None
     nofile_limit: int | None = None
+    #: Its processes now, their limit (None: none) and the forks refused at it so far; None
+    #: without a pids cgroup.
+    pids: tuple[int, int | None, int] | None = None
 
 
 @dataclass(frozen=True)
