@@ -146,7 +146,7 @@ def _cpu_throttled(line: Timeline) -> list[Finding]:
                             "replica": name,
                             "throttled_share": max(shares),
                         },
-                    )  # fmt: skip
+                    )
                 ]
     return []
 
