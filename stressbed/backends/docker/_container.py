@@ -21,7 +21,7 @@ import signal
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -320,7 +320,10 @@ class ContainerReplica(ReplicaRun):
         """CPU time and working set as the Engine's stats last said; None once it ended."""
         if self.exit is not None:
             return None
-        return self._usage
+        seen = self._usage
+        if seen is not None and self.group is not None:  # its processes, read here
+            seen = replace(seen, pids=self.group.pids_state())
+        return seen
 
     # -- acting on it ----------------------------------------------------------------------
 

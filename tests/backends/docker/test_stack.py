@@ -263,5 +263,13 @@ def test_the_spec_s_pids_open_files_storage_and_io_limits_are_the_engine_s(
         ].startswith("not enforced: the engine discarded it")
         made = engine.api.exec_create(info["Id"], ["sh", "-c", "ulimit -n"])
         assert engine.api.exec_start(made["Id"]).decode().strip() == "4096"
+
+        # The container's processes and their limit, read from its pids cgroup each second.
+        def pids_seen() -> list[dict[str, Any]]:
+            return [p for row in stack.series for p in row["pods"].values() if "pids" in p]
+
+        assert wait_for(lambda: pids_seen(), 30)
+        assert pids_seen()[-1]["pids_limit"] == 100
+        assert pids_seen()[-1]["pids_refused"] == 0
     finally:
         stack.teardown()
