@@ -268,7 +268,7 @@ def test_the_spec_s_pids_open_files_storage_and_io_limits_are_the_engine_s(
         def pids_seen() -> list[dict[str, Any]]:
             return [p for row in stack.series for p in row["pods"].values() if "pids" in p]
 
-        assert wait_for(lambda: pids_seen(), 30)
+        assert wait_for(pids_seen, 30)
         assert pids_seen()[-1]["pids_limit"] == 100
         assert pids_seen()[-1]["pids_refused"] == 0
     finally:
