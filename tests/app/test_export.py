@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from stressbed.app.settings import ENV
 from stressbed.backends.kubernetes.manifests import Cluster, agent_manifests
 from stressbed.cli import main
 from stressbed.stack.agent import reference_agent
+from stressbed.stack.spec import Probe, StackSpec, Target
 
 MI = 2**20
 VERSIONS = ["1.31", "1.32", "1.33", "1.34", "1.35"]
@@ -281,3 +283,33 @@ def test_bad_input_is_one_line_and_exit_2(here, capsys, args, said):
     assert captured.out == ""
     (line,) = captured.err.splitlines()
     assert line.startswith(f"stressbed: error: {said}")
+
+
+def test_a_bare_stack_leaves_nothing_out_and_an_exec_probe_runs_as_written(here):
+    from stressbed.backends.docker.compose import compose_file  # noqa: PLC0415 - the extra
+
+    spec = StackSpec(
+        target=Target(name="echo", port=9000, image="echo:1", image_args=("--port={port}",)),
+        replicas=1,
+        liveness_probe=Probe("exec", command=("sh", "-c", "test -n $HOME"), period_s=0.5),
+    )
+    found = compose_file(spec)
+    (echo,) = found.document["services"].values()
+    assert echo["command"] == ["--port=9000"]
+    assert echo["ports"] == ["127.0.0.1:9000:9000"]
+    assert echo["deploy"] == {"replicas": 1}
+    assert "cpu_shares" not in echo
+    assert "memswap_limit" not in echo
+    assert echo["healthcheck"] == {
+        "test": ["CMD", "sh", "-c", "test -n $$HOME"],
+        "interval": "500ms",
+        "timeout": "1s",
+        "retries": 3,
+    }
+    assert found.header[-1] == (
+        "- the liveness probe's restarts: an unhealthy container is only marked"
+    )
+    assert compose_file(replace(spec, liveness_probe=None)).header[-1] == "- nothing"
+    Path("bare.yml").write_text(found.text())
+    done = compose_config(Path("bare.yml"))
+    assert done.returncode == 0, done.stderr
