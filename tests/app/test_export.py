@@ -182,7 +182,10 @@ def test_a_profiles_isolation_limits_and_image_reach_the_file(here):
     assert found["ports"] == ["127.0.0.1:18080-18082:8080"]
     # {data}: a named volume the replicas share; a literal $ escaped from interpolation.
     assert found["volumes"] == [{"type": "volume", "source": "data", "target": "/data"}]
-    assert yaml.safe_load(text)["volumes"] == {"data": {}}
+    assert yaml.safe_load(text)["volumes"] == {
+        "data": {"driver_opts": {"type": "tmpfs", "device": "tmpfs", "o": "uid=10001,gid=10001"}}
+    }
+    assert "{data} is /data: a named volume on tmpfs the replicas share" in text
     assert found["environment"]["STORE"] == "/data/points"
     assert found["environment"]["GREETING"] == "costs $$5"
     assert found["healthcheck"]["test"][-1] == (

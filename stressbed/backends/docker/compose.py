@@ -25,7 +25,8 @@ from ._container import DATA_DIR, NOFILE, PIDS_LIMIT, TMPFS_SIZE
 
 __all__ = ["ComposeFile", "compose_file"]
 
-#: Where ``{data}`` lives: a named volume every replica shares, as the run's data folder is.
+#: Where ``{data}`` lives: a named volume every replica shares, as the run's data folder is
+#: (on tmpfs: a volume on disk would be root's, and the replicas run as their user).
 DATA_VOLUME = "data"
 LEFT_OUT = "Not in Compose, left out:"
 _DEVICE = re.compile(r"/dev/[A-Za-z0-9][A-Za-z0-9._/-]*")
@@ -111,8 +112,15 @@ def compose_file(
         service["healthcheck"] = _healthcheck(probe, port, spec.startup_probe)
     service["labels"] = {"stressbed.export": "compose"}
     document: dict[str, Any] = {"services": {target.name: service}}
-    if uses_data:
-        document["volumes"] = {DATA_VOLUME: {}}
+    if uses_data:  # the user owns it, as a run's data folder is made writable for it
+        user = spec.security.run_as_user
+        options = {"type": "tmpfs", "device": "tmpfs", "o": f"uid={user},gid={user}"}
+        document["volumes"] = {DATA_VOLUME: {"driver_opts": options}}
+        header.insert(
+            header.index(LEFT_OUT),
+            f"{{data}} is {DATA_DIR}: a named volume on tmpfs the replicas share, owned by "
+            "their user (a run's is a folder on its disk, kept with the run).",
+        )
     return ComposeFile(document, header)
 
 
