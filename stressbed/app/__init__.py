@@ -7,6 +7,7 @@ judge, report, tear down), run directories (``rundir``), the live line (``live``
 ``stressbed collect`` (``collect``) and run against run (``compare``: ``stressbed compare``
 and ``run --baseline``), and the capacity search, an experiment that drives plans and fleets
 (``capacity_plan``: validate the search; ``probing``: run and judge each probe; ``capacity``:
-provision once, search, conclude, capacity.json). It may import every layer; nothing
-imports it but the entry points.
+provision once, search, conclude, capacity.json), and ``stressbed export`` (``export_cli``:
+the resolved stack as a Compose file or Kubernetes manifests). It may import every layer;
+nothing imports it but the entry points.
 """

@@ -29,6 +29,7 @@ from .capacity import CapacityOptions, plan_capacity, run_capacity
 from .compare import exit_code_for, load_baseline, versus
 from .engine import engine_commands
 from .execute import execute
+from .export_cli import export_commands
 from .history_cli import history_commands
 from .live import LiveLine
 from .live_outputs import LiveOutputs
@@ -237,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("scenarios", help="list the available scenarios").set_defaults(
         handler=cmd_scenarios
     )
-    for more in (engine_commands, model_commands, history_commands):
+    for more in (engine_commands, model_commands, history_commands, export_commands):
         more(commands)
     return parser
 
