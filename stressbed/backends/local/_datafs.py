@@ -15,13 +15,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["FILL_PREFIX", "SIZE", "DataFs", "Filled", "can_mount", "fill", "mounted"]
+__all__ = ["FILL_PREFIX", "SIZE", "DataFs", "Filled", "can_mount", "fill", "mounted", "sweep"]
 
 #: How big the data folder's tmpfs is (bytes); it counts against this machine's memory.
 SIZE = 64 * 2**20
@@ -33,9 +34,42 @@ _CHUNK = 2**20
 _ZEROS = bytes(_CHUNK)
 
 
+_SOURCE = "stressbed-data-"
+
+
 def _source() -> str:
     """The tmpfs's name in /proc/mounts: stressbed's and this process's."""
-    return f"stressbed-data-{os.getpid()}"
+    return f"{_SOURCE}{os.getpid()}"
+
+
+def sweep() -> int:
+    """Unmount the data folders' tmpfs of stressbeds that are gone (killed with ``-9``: no
+    teardown unmounted them); how many. Only stressbed's own (``stressbed-data-<pid>``), and
+    only of a pid no longer running."""
+    removed = 0
+    for source, folder, kind in _mounts():
+        pid = source.removeprefix(_SOURCE)
+        if kind != "tmpfs" or not source.startswith(_SOURCE) or not pid.isdigit():
+            continue
+        if not Path(f"/proc/{pid}").exists():
+            removed += _umount(Path(folder)) is None
+    return removed
+
+
+def _mounts() -> list[tuple[str, str, str]]:
+    """(source, mount point, type) of every mount, as /proc/mounts lists them."""
+    try:
+        lines = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 3:
+            # /proc/mounts escapes a space, a tab, a newline and a backslash as octal.
+            where = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[1])
+            found.append((fields[0], where, fields[2]))
+    return found
 
 
 def _mount(folder: Path, size: int) -> str | None:
@@ -82,11 +116,7 @@ def _umount(folder: Path) -> str | None:
 def mounted(folder: Path) -> bool:
     """Whether a filesystem is mounted on ``folder`` (as /proc/mounts says)."""
     where = str(folder.resolve())
-    try:
-        lines = Path("/proc/mounts").read_text().splitlines()
-    except OSError:
-        return False
-    return any(line.split()[1:2] == [where] for line in lines if line.strip())
+    return any(point == where for _, point, _ in _mounts())
 
 
 def can_mount() -> str | None:

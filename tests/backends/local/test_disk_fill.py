@@ -10,14 +10,19 @@ import contextlib
 import json
 import os
 import re
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
+from stressbed import fault
 from stressbed.app.cli import main
 from stressbed.backends.local import _datafs
+from stressbed.backends.local._faults import LocalFaults
 from stressbed.backends.local.stack import LocalOptions, LocalStack
 from stressbed.errors import ConfigError
+from stressbed.scenario.faults import check_faults
 from stressbed.stack.agent import reference_agent
 
 from ...conftest import needs_k6
@@ -40,6 +45,26 @@ def test_a_folder_that_is_not_the_stacks_own_tmpfs_is_never_filled(tmp_path: Pat
     with pytest.raises(OSError, match="is not the stack's own tmpfs: not filled"):
         _datafs.fill(fs, "disk_fill", 1.0)
     assert list(fs.folder.iterdir()) == []
+
+
+def test_a_disk_fill_with_no_folder_of_the_stacks_own_is_skipped_saying_why(tmp_path: Path):
+    events: list[tuple[str, dict]] = []
+    faults = LocalFaults(lambda kind, **fields: events.append((kind, fields)), lambda: None)
+    (item,) = check_faults([fault.disk_fill(share=None, at="0s", lasting="1s")], 10_000)
+    faults.arm([item], time.time() - 1)
+    faults.tick([])
+    faults.undo_all()
+    assert events == [
+        (
+            "fault-skipped",
+            {
+                "fault": "disk_fill",
+                "fault_kind": "disk_fill",
+                "reason": "the data folder was not filled: the data folder is not the stack's "
+                "own tmpfs: not filled",
+            },
+        )
+    ]
 
 
 @needs_root
@@ -175,3 +200,22 @@ def test_a_full_disk_loses_nothing_acknowledged_once_flushed_and_counts_what_que
         assert report.exit_code == 1
         assert "lost_writes == 0 (disk_fill:" in summary["message"]
     assert "disk-fill-test-token" not in json.dumps(summary)
+
+
+@needs_root
+def test_gc_unmounts_the_data_folders_of_stressbeds_that_are_gone_and_no_other(tmp_path: Path):
+    dead = subprocess.Popen(["true"])  # a pid that ran and ended
+    dead.wait()
+    folders = {}
+    for who, pid in (("gone", dead.pid), ("alive", os.getpid())):
+        folders[who] = tmp_path / who
+        folders[who].mkdir()
+        mount = ["mount", "-t", "tmpfs", "-o", "size=64k", f"stressbed-data-{pid}"]
+        subprocess.run([*mount, str(folders[who])], check=True, timeout=10)
+    try:
+        assert _datafs.sweep() >= 1
+        assert not _in_mounts(folders["gone"])
+        assert _in_mounts(folders["alive"])
+    finally:
+        for folder in folders.values():
+            subprocess.run(["umount", "-l", str(folder)], check=False, timeout=10)
