@@ -9,7 +9,8 @@ replica stored, across restarts.
 
 A full disk (ENOSPC, EDQUOT) is :class:`SinkFull`, saying how many of the batches were stored
 whole before it: a write the disk cut short leaves a torn line, which the next write ends
-with a newline of its own first (a line that is not JSON: never counted as stored).
+with a newline of its own first (a line that is not JSON: never counted as stored; a whole
+line another replica joined to it all the same is counted).
 """
 
 from __future__ import annotations
@@ -103,6 +104,10 @@ def _whole(lines: list[bytes], written: int) -> int:
     return whole
 
 
+#: How every line starts; inside a line's strings a quote is escaped, so this marks a start.
+LINE_START = b'{"agent_id": '
+
+
 class Stored:
     """Points stored per agent id, and per second of acceptance, read from the sink file."""
 
@@ -144,8 +149,17 @@ class Stored:
     def _count(self, line: bytes) -> None:
         try:
             batch = json.loads(line)
+        except ValueError:
+            self.bad_lines += 1
+            # A torn line (a full disk cut it short) that a whole line of another replica
+            # joined: the whole one starts last; the torn part alone is bad.
+            last = line.rfind(LINE_START)
+            if last > 0:
+                self._count(line[last:])
+            return
+        try:
             agent, points, at = batch["agent_id"], len(batch["points"]), int(batch["accepted_at"])
-        except (ValueError, KeyError, TypeError):
+        except (KeyError, TypeError):
             self.bad_lines += 1
             return
         if agent not in self.points and len(self.points) >= MAX_WRITERS:

@@ -85,6 +85,19 @@ def test_a_full_disk_stores_whole_lines_or_none_and_says_how_many(small_fs: Path
     assert stored.bad_lines == 1  # the torn line, ended by the next write, never counted
 
 
+def test_the_read_back_counts_a_whole_line_joined_to_a_torn_one_and_never_the_torn_one(
+    tmp_path: Path,
+):
+    path = tmp_path / "sink.jsonl"
+    whole = json.dumps({"agent_id": "b", "accepted_at": 2.5, "points": [POINT, POINT]})
+    torn = json.dumps({"agent_id": "a", "accepted_at": 1.0, "points": [POINT]})[:30]
+    path.write_text(f"{torn}{whole}\n{torn}\n\n{whole}\n")
+    stored = Stored(path)
+    assert stored.of("b") == {"agent_id": "b", "stored": 4, "by_second": {"2": 4}}
+    assert stored.of("a")["stored"] == 0
+    assert stored.bad_lines == 2  # the torn parts; the blank line is no line
+
+
 def _agent(sink: Path, ack: str) -> AgentProcess:
     process = AgentProcess(
         env={
