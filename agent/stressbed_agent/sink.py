@@ -8,9 +8,9 @@ incrementally, complete lines only, so every replica answers the read-back for w
 replica stored, across restarts.
 
 A full disk (ENOSPC, EDQUOT) is :class:`SinkFull`, saying how many of the batches were stored
-whole before it: a write the disk cut short leaves a torn line, which the next write ends
-with a newline of its own first (a line that is not JSON: never counted as stored; a whole
-line another replica joined to it all the same is counted).
+whole before it: a write the disk cut short leaves a torn line, which the same sink's next
+write ends with a newline of its own first (a line that is not JSON: never counted as
+stored); a whole line another replica appended to it meanwhile is counted all the same.
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ class Sink:
         self.path = Path(config.sink_path) if config.sink == "file" else None
         #: Set by fault hooks and tests: the next writes fail with this error.
         self.failing: str | None = None
+        #: A write of this sink was cut short (a full disk): its next write ends that line.
+        self.torn = False
 
     def write(self, batches: list[Batch]) -> None:
         if self.failing is not None:
@@ -70,7 +72,9 @@ class Sink:
             if exc.errno not in FULL:
                 raise
             raise SinkFull(0, exc) from exc
-        lead = b"\n" if _torn(fd) else b""  # a write the disk cut short, ended here
+        # Only a replica whose own write was cut short ends the torn line (the file's end is
+        # looked at then only: another replica's write may be under way).
+        lead = b"\n" if self.torn and _ends_torn(fd) else b""
         data = lead + b"".join(lines)
         written = 0
         try:
@@ -80,15 +84,20 @@ class Sink:
                 written += done
                 view = view[done:]
         except OSError as exc:
+            body = written - len(lead)
+            whole = _whole(lines, body)
+            # Torn: the torn line still not ended, or a line of these begun and not finished.
+            self.torn = (body < 0 and self.torn) or body > sum(map(len, lines[:whole]))
             if exc.errno not in FULL:
                 raise
-            raise SinkFull(_whole(lines, written - len(lead)), exc) from exc
+            raise SinkFull(whole, exc) from exc
         finally:
             os.close(fd)
+        self.torn = False
 
 
-def _torn(fd: int) -> bool:
-    """Whether the file's last line has no newline: a write cut short by a full disk."""
+def _ends_torn(fd: int) -> bool:
+    """Whether the file's last line has no newline."""
     size = os.fstat(fd).st_size
     return size > 0 and os.pread(fd, 1, size - 1) != b"\n"
 

@@ -85,6 +85,26 @@ def test_a_full_disk_stores_whole_lines_or_none_and_says_how_many(small_fs: Path
     assert stored.bad_lines == 1  # the torn line, ended by the next write, never counted
 
 
+@needs_root
+def test_only_the_replica_whose_write_was_cut_short_ends_the_torn_line(small_fs: Path):
+    path = small_fs / "sink.jsonl"
+    torn, other = (Sink(Config(sink="file", sink_path=str(path))) for _ in range(2))
+    torn.write([batch("a", 100)])
+    fill(small_fs / "filler")
+    room = PAGE - path.stat().st_size % PAGE
+    with pytest.raises(SinkFull):
+        torn.write([batch("b", room * 2)])
+    assert (torn.torn, other.torn) == (True, False)
+    (small_fs / "filler").unlink()
+    other.write([batch("c", 100)])  # joined to the torn line: it never looked at the end
+    torn.write([batch("d", 100)])  # the file ends whole again: no newline of its own
+    assert torn.torn is False
+    assert b"\n\n" not in path.read_bytes()
+    stored = Stored(path)
+    assert [stored.of(a)["stored"] for a in "abcd"] == [1, 0, 1, 1]
+    assert stored.bad_lines == 1
+
+
 def test_the_read_back_counts_a_whole_line_joined_to_a_torn_one_and_never_the_torn_one(
     tmp_path: Path,
 ):
