@@ -151,11 +151,11 @@ def _until(condition, what: str, within_s: float = 10.0):
 
 def _points_in(path: Path) -> int:
     """Points in the sink file's whole lines, counted apart from the agent (a torn line, cut
-    short by the full disk, is no JSON)."""
+    short by the full disk, is no JSON; a whole line appended to it follows its last start)."""
     total = 0
     for line in path.read_text().splitlines():
         with contextlib.suppress(ValueError):
-            total += len(json.loads(line)["points"])
+            total += len(json.loads(line[line.rfind('{"agent_id": ') :])["points"])
     return total
 
 
