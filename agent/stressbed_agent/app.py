@@ -175,10 +175,13 @@ class Agent:
             response = error(429, "queue full: retry later", queued=self.ingest.points)
             response.headers["Retry-After"] = str(self.ingest.retry_after_s())
             return response
-        if isinstance(queued, asyncio.Future):
-            # ack "flushed": answer once stored. A timeout answers 503 and the batch stays
-            # queued (it may still be stored: stored, not acknowledged, is not a loss).
-            await asyncio.shield(queued)
+        # ack "flushed": answer once stored. A timeout answers 503 and the batch stays queued
+        # (it may still be stored: stored, not acknowledged, is not a loss); False: the
+        # sink's disk was full, nothing of it stored, nothing acknowledged.
+        if isinstance(queued, asyncio.Future) and not await asyncio.shield(queued):
+            response = error(503, "the sink's disk is full: retry later")
+            response.headers["Retry-After"] = str(self.ingest.retry_after_s())
+            return response
         return web.json_response({"accepted": len(points)}, status=202)
 
     async def heartbeat(self, request: web.Request) -> web.Response:

@@ -9,6 +9,12 @@ off - memory never grows past the bound.
 When to acknowledge is ``ack``: "queued" answers 202 once the batch is in the queue (fast; a
 replica killed before its next flush loses what it acknowledged), "flushed" once the sink has
 stored it (a kill loses nothing acknowledged; every report waits up to a flush interval).
+
+A full disk (the sink's ENOSPC or EDQUOT, :class:`~.sink.SinkFull`) is not retried and never
+acknowledged as stored: with "flushed" the reports of the batches not stored are answered 503
+with Retry-After (refused: the client sends them again), with "queued" those batches, already
+acknowledged, are lost; both are counted in ``agent_points_dropped{reason="disk_full"}``. The
+sink is written on a worker thread, so a slow disk never holds the event loop.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from typing import Any
 from . import metrics
 from .breaker import CircuitBreaker, State
 from .config import Config
-from .sink import Batch, Sink
+from .sink import Batch, Sink, SinkFull
 
 log = logging.getLogger("stressbed_agent.ingest")
 
@@ -83,8 +89,9 @@ class Ingest:
         self.config = config
         self.sink = sink
         self.batches: collections.deque[Batch] = collections.deque()
-        #: Per queued batch (same order), what its report waits on when ack is "flushed".
-        self.waiters: collections.deque[asyncio.Future[None] | None] = collections.deque()
+        #: Per queued batch (same order), what its report waits on when ack is "flushed":
+        #: True once stored, False when the disk was full (refused, never stored).
+        self.waiters: collections.deque[asyncio.Future[bool] | None] = collections.deque()
         self.points = 0
         self.breaker = CircuitBreaker(config.breaker_failures, config.breaker_reset_s)
         self.breaker.on_change = self._breaker_changed
@@ -95,9 +102,10 @@ class Ingest:
     def above_watermark(self) -> bool:
         return self.points > self.config.high_watermark * self.config.queue_max_points
 
-    def offer(self, agent: str, points: list[dict[str, Any]]) -> asyncio.Future[None] | bool:
+    def offer(self, agent: str, points: list[dict[str, Any]]) -> asyncio.Future[bool] | bool:
         """Queue a batch whole, or refuse it whole (False) when it does not fit. With ack
-        "flushed", a future that is done once the sink has stored the batch."""
+        "flushed", a future that is True once the sink has stored the batch, False once a full
+        disk refused it."""
         if self.points + len(points) > self.config.queue_max_points:
             metrics.dropped.labels("queue_full").inc(len(points))
             return False
@@ -138,7 +146,7 @@ class Ingest:
 
     async def _flush_some(self) -> None:
         take: list[Batch] = []
-        waiting: list[asyncio.Future[None] | None] = []
+        waiting: list[asyncio.Future[bool] | None] = []
         count = 0
         while self.batches and count < self.config.flush_batch_points:
             batch = self.batches.popleft()
@@ -147,7 +155,11 @@ class Ingest:
             count += len(batch[1])
         for attempt in range(self.config.sink_retries + 1):
             try:
-                self.sink.write(take)
+                # Off the event loop: a slow disk holds this flusher only, never a request.
+                await asyncio.to_thread(self.sink.write, take)
+            except SinkFull as full:
+                self._disk_full(take, waiting, full)
+                return
             except OSError as exc:
                 self.breaker.failure()
                 if attempt == self.config.sink_retries or not self.breaker.allow():
@@ -160,13 +172,39 @@ class Ingest:
                 await asyncio.sleep(random.uniform(0, cap))  # full jitter
                 continue
             self.breaker.success()
-            self.points -= count
-            metrics.flushed.inc(count)
-            metrics.queue_depth.set(self.points)
-            for waiter in waiting:
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(None)
+            self._stored(take, waiting)
             return
+
+    def _stored(self, take: list[Batch], waiting: list[asyncio.Future[bool] | None]) -> None:
+        count = sum(len(points) for _, points, _ in take)
+        self.points -= count
+        metrics.flushed.inc(count)
+        metrics.queue_depth.set(self.points)
+        for waiter in waiting:
+            if waiter is not None and not waiter.done():
+                waiter.set_result(True)
+
+    def _disk_full(
+        self, take: list[Batch], waiting: list[asyncio.Future[bool] | None], full: SinkFull
+    ) -> None:
+        """The batches stored before the disk filled are done; the others never will be:
+        refused (their reports answered 503) or, acknowledged already, lost."""
+        self._stored(take[: full.stored], waiting[: full.stored])
+        rest, refused = take[full.stored :], waiting[full.stored :]
+        count = sum(len(points) for _, points, _ in rest)
+        self.points -= count
+        metrics.queue_depth.set(self.points)
+        metrics.dropped.labels("disk_full").inc(count)
+        for waiter in refused:
+            if waiter is not None and not waiter.done():
+                waiter.set_result(False)
+        acknowledged = self.config.ack == "queued"
+        log.warning(
+            "sink disk full, %d points %s: %s",
+            count,
+            "lost (acknowledged when queued)" if acknowledged else "refused",
+            full,
+        )
 
     def _breaker_changed(self, state: State) -> None:
         metrics.breaker_state.set(state.value)

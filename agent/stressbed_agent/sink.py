@@ -6,10 +6,16 @@ interleave their lines, and a line is stored (in the kernel's page cache) once t
 returned: a SIGKILL after that loses nothing. :class:`Stored` reads the file back
 incrementally, complete lines only, so every replica answers the read-back for writes any
 replica stored, across restarts.
+
+A full disk (ENOSPC, EDQUOT) is :class:`SinkFull`, saying how many of the batches were stored
+whole before it: a write the disk cut short leaves a torn line, which the same sink's next
+write ends with a newline of its own first (a line that is not JSON: never counted as
+stored); a whole line another replica appended to it meanwhile is counted all the same.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import threading
@@ -18,12 +24,24 @@ from typing import Any
 
 from .config import Config
 
-__all__ = ["Batch", "Sink", "Stored"]
+__all__ = ["Batch", "Sink", "SinkFull", "Stored"]
 
 #: (agent id, points, unix time the agent accepted the batch)
 Batch = tuple[str, list[dict[str, Any]], float]
 #: Agent ids the read-back index keeps at most; past it, new ids are counted as unknown.
 MAX_WRITERS = 200_000
+
+
+class SinkFull(OSError):
+    """The sink's disk is full: the first ``stored`` batches were stored whole, the rest not."""
+
+    def __init__(self, stored: int, cause: OSError) -> None:
+        super().__init__(cause.errno, f"the sink's disk is full: {cause.strerror}")
+        self.stored = stored
+
+
+#: The errors that say the disk is full, not that it failed.
+FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class Sink:
@@ -33,23 +51,70 @@ class Sink:
         self.path = Path(config.sink_path) if config.sink == "file" else None
         #: Set by fault hooks and tests: the next writes fail with this error.
         self.failing: str | None = None
+        #: A write of this sink was cut short (a full disk): its next write ends that line.
+        self.torn = False
 
     def write(self, batches: list[Batch]) -> None:
         if self.failing is not None:
             raise OSError(self.failing)
         if self.path is None:
             return
-        data = "".join(
-            json.dumps({"agent_id": agent, "accepted_at": round(at, 3), "points": points}) + "\n"
+        lines = [
+            (
+                json.dumps({"agent_id": agent, "accepted_at": round(at, 3), "points": points})
+                + "\n"
+            ).encode()
             for agent, points, at in batches
-        ).encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        ]
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            if exc.errno not in FULL:
+                raise
+            raise SinkFull(0, exc) from exc
+        # Only a replica whose own write was cut short ends the torn line (the file's end is
+        # looked at then only: another replica's write may be under way).
+        lead = b"\n" if self.torn and _ends_torn(fd) else b""
+        data = lead + b"".join(lines)
+        written = 0
         try:
             view = memoryview(data)
             while view:  # one call unless interrupted; a short write is finished, not lost
-                view = view[os.write(fd, view) :]
+                done = os.write(fd, view)
+                written += done
+                view = view[done:]
+        except OSError as exc:
+            body = written - len(lead)
+            whole = _whole(lines, body)
+            # Torn: the torn line still not ended, or a line of these begun and not finished.
+            self.torn = (body < 0 and self.torn) or body > sum(map(len, lines[:whole]))
+            if exc.errno not in FULL:
+                raise
+            raise SinkFull(whole, exc) from exc
         finally:
             os.close(fd)
+        self.torn = False
+
+
+def _ends_torn(fd: int) -> bool:
+    """Whether the file's last line has no newline."""
+    size = os.fstat(fd).st_size
+    return size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+
+
+def _whole(lines: list[bytes], written: int) -> int:
+    """How many of ``lines`` the first ``written`` bytes hold whole."""
+    whole = 0
+    for line in lines:
+        written -= len(line)
+        if written < 0:
+            break
+        whole += 1
+    return whole
+
+
+#: How every line starts; inside a line's strings a quote is escaped, so this marks a start.
+LINE_START = b'{"agent_id": '
 
 
 class Stored:
@@ -84,7 +149,8 @@ class Stored:
                 for line in source:
                     if not line.endswith(b"\n"):
                         break  # still being written: counted at the next call
-                    self._count(line)
+                    if line.strip():  # a blank line ends a torn one: nothing to count
+                        self._count(line)
                     self.offset += len(line)
         except FileNotFoundError:
             return  # nothing stored yet
@@ -92,8 +158,17 @@ class Stored:
     def _count(self, line: bytes) -> None:
         try:
             batch = json.loads(line)
+        except ValueError:
+            self.bad_lines += 1
+            # A torn line (a full disk cut it short) that a whole line of another replica
+            # joined: the whole one starts last; the torn part alone is bad.
+            last = line.rfind(LINE_START)
+            if last > 0:
+                self._count(line[last:])
+            return
+        try:
             agent, points, at = batch["agent_id"], len(batch["points"]), int(batch["accepted_at"])
-        except (ValueError, KeyError, TypeError):
+        except (KeyError, TypeError):
             self.bad_lines += 1
             return
         if agent not in self.points and len(self.points) >= MAX_WRITERS:

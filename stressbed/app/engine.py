@@ -82,9 +82,15 @@ def cmd_images(args: argparse.Namespace) -> int:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    from ..backends.local import sweep_cgroups  # noqa: PLC0415 - only this command sweeps
+    from ..backends.local import (  # noqa: PLC0415 - only this command sweeps
+        sweep_cgroups,
+        sweep_data_mounts,
+    )
 
     print(f"removed {sweep_cgroups()} replica cgroup(s)")
+    mounts = sweep_data_mounts()
+    if mounts:
+        print(f"unmounted {mounts} data folder tmpfs(es) of stressbeds that are gone")
     try:
         docker = _docker()
     except ConfigError as exc:  # not a Docker user: nothing of theirs to sweep there

@@ -24,6 +24,8 @@ NOTABLE = {
     "fault-applied": "fault {fault} applied: {label} ({how})",
     "fault-ended": "fault {fault} ended ({reason})",
     "fault-skipped": "fault {fault} skipped: {reason}",
+    "data-mounted": "data folder {path}: a tmpfs of {size} bytes of its own (what a disk_fill "
+    "fills)",
     "proxy-refused": "warning: the API server's pod proxy did not reach {pod}:{port} "
     "({reason}): {fix}",
 }

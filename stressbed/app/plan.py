@@ -285,7 +285,11 @@ def _check_fault(
     where = f"faults.{item.name}"
     if item.kind not in backend.fault_kinds:
         kinds = ", ".join(sorted(backend.fault_kinds)) or "none yet"
-        raise ConfigError(where, item.label, f"a fault --backend {backend.name} applies ({kinds})")
+        why = backend.fault_refusals.get(item.kind)
+        because = f"; not {item.kind}: {why}" if why else ""
+        raise ConfigError(
+            where, item.label, f"a fault --backend {backend.name} applies ({kinds}){because}"
+        )
     if item.needs_stack and (target is not None or stack is None):
         raise ConfigError(
             where, item.label, "a provisioned stack: this fault acts on a replica, not on a URL"

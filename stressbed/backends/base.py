@@ -183,6 +183,9 @@ class Backend(abc.ABC):
     #: The kinds of :mod:`stressbed.fault` it applies during a run (``kill``, ``pause``, ...);
     #: a scenario with another kind is refused before anything is created.
     fault_kinds: ClassVar[frozenset[str]] = frozenset()
+    #: Why a kind it does not apply is not applied, where there is more to say than the kinds
+    #: it does (said in the refusal).
+    fault_refusals: ClassVar[Mapping[str, str]] = {}
 
     @classmethod
     @abc.abstractmethod

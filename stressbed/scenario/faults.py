@@ -9,6 +9,7 @@
     fault.cpu(share=0.8, replicas=1, at="6m", lasting="30s")       # a hog inside its limits
     fault.memory("200Mi", replicas=1, at="7m", lasting="30s")
     fault.dependency("sink", at="8m", lasting="30s")               # its downstream fails
+    fault.disk_fill(share=0.95, at="8m", lasting="30s")            # its writable path filled
     fault.restart(at="9m")                                         # every replica at once
     fault.rolling_restart(at="10m", max_unavailable=1)             # one at a time, as a rollout
 
@@ -42,6 +43,7 @@ __all__ = [
     "check_faults",
     "cpu",
     "dependency",
+    "disk_fill",
     "errors_during_fault",
     "kill",
     "latency",
@@ -81,6 +83,12 @@ FAULT_KINDS: Mapping[str, FaultKind] = {
         FaultKind("cpu", True, True, "a CPU hog inside the replica's cgroup, under its limits"),
         FaultKind("memory", True, True, "memory held inside the replica's cgroup"),
         FaultKind("dependency", True, True, "the target's downstream fails (its fault hooks)"),
+        FaultKind(
+            "disk_fill",
+            True,
+            True,
+            "the replica's writable path filled to a share of its filesystem, or until full",
+        ),
         FaultKind(
             "restart",
             False,
@@ -170,6 +178,8 @@ def _shown(key: str, value: Any) -> str:
         return format_duration(value)
     if key == "max_unavailable":
         return f"{value} at a time"
+    if key == "fill":
+        return "until full" if value >= 1 else f"to {value:.0%}"
     return str(value)
 
 
@@ -321,6 +331,30 @@ def dependency(name: object, *, at: object, lasting: object) -> Fault:
     if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", name):
         raise ConfigError("faults.dependency.name", name, "a downstream's name, like 'sink'")
     return _fault("dependency", at=at, lasting=lasting, target=name)
+
+
+def disk_fill(
+    *, share: object = 0.95, at: object, lasting: object, replicas: int = 1, seed: int = 0
+) -> Fault:
+    """The replica's writable path (its data folder) filled to ``share`` (0..1] of its
+    filesystem, or until a write fails for want of space (``share=None``), for ``lasting``;
+    then freed."""
+    if share is not None and (
+        isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1
+    ):
+        raise ConfigError(
+            "faults.disk_fill.share",
+            share,
+            "a share of the filesystem in (0, 1], or None: until it is full",
+        )
+    return _fault(
+        "disk_fill",
+        at=at,
+        lasting=lasting,
+        replicas=replicas,
+        seed=seed,
+        fill=1.0 if share is None else float(share),
+    )
 
 
 def restart(

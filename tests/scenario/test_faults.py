@@ -113,6 +113,18 @@ def test_each_fault_says_what_it_does_and_when():
          "faults.rolling_restart.max_unavailable", "a whole number"),
         (lambda: fault.rolling_restart(at="1s", lasting="30s"),
          "faults.rolling_restart.lasting", "lasts until every replica was restarted"),
+        (lambda: fault.disk_fill(share=0, at="1s", lasting="5s"),
+         "faults.disk_fill.share", "in (0, 1], or None: until it is full"),
+        (lambda: fault.disk_fill(share=1.01, at="1s", lasting="5s"),
+         "faults.disk_fill.share", "in (0, 1]"),
+        (lambda: fault.disk_fill(share="95%", at="1s", lasting="5s"),
+         "faults.disk_fill.share", "in (0, 1]"),
+        (lambda: fault.disk_fill(share=True, at="1s", lasting="5s"),
+         "faults.disk_fill.share", "in (0, 1]"),
+        (lambda: fault.disk_fill(at="1s", lasting=None), "faults.disk_fill.lasting", "how long"),
+        (lambda: fault.disk_fill(at="1s", lasting="5s", replicas=0),
+         "faults.disk_fill.replicas", "1 or more"),
+        (lambda: fault.disk_fill(at="now", lasting="5s"), "faults.disk_fill.at", "a duration"),
     ],
 )  # fmt: skip
 def test_a_bad_fault_is_one_line_naming_its_field(build, field, says):
@@ -121,6 +133,21 @@ def test_a_bad_fault_is_one_line_naming_its_field(build, field, says):
     assert caught.value.field == field
     assert says in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_a_disk_fill_fills_to_a_share_or_until_full():
+    default = fault.disk_fill(at="10s", lasting="30s")
+    full = fault.disk_fill(share=None, at="10s", lasting="30s")
+    half = fault.disk_fill(share=0.5, at="10s", lasting="30s", replicas=2, seed=3)
+    assert [f.param("fill") for f in (default, full, half)] == [0.95, 1.0, 0.5]
+    assert [f.label for f in (default, full, half)] == [
+        "disk_fill to 95% on 1 replica at 10s for 30s",
+        "disk_fill until full on 1 replica at 10s for 30s",
+        "disk_fill to 50% on 2 replicas at 10s for 30s",
+    ]
+    assert FAULT_KINDS["disk_fill"].lasts
+    assert FAULT_KINDS["disk_fill"].needs_stack
+    assert half.to_dict()["params"] == {"fill": 0.5}
 
 
 def test_faults_are_named_and_must_happen_while_the_load_runs():
@@ -215,6 +242,34 @@ def test_a_fault_the_backend_does_not_apply_is_exit_2_before_anything_starts(
         "bandwidth, cpu, dependency, kill, latency, loss, memory, pause, restart, rolling_restart"
     )
     assert f"a fault --backend kubernetes applies ({kinds})" in err[0]
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("backend", "why"),
+    [
+        ("docker", "not disk_fill: the replicas' data folder is a bind mount of this machine's "
+         "disk, which stressbed never fills (--backend local fills a tmpfs of the stack's own)"),
+        ("kubernetes", "not disk_fill: no Chaos Mesh object of stressbed's fills a pod's disk "
+         "yet (--backend local fills a tmpfs of the stack's own)"),
+    ],
+)  # fmt: skip
+def test_a_disk_fill_where_the_backend_would_fill_no_disk_of_its_own_is_refused_saying_why(
+    tmp_path: Path, capsys, backend, why
+):
+    path = tmp_path / "f.py"
+    path.write_text(
+        "from stressbed import *\n"
+        "scenario = Scenario('f', description='faults', workloads=[Workload('w', get('/'), "
+        "ConstantArrivalRate(rate=5, duration='1m', pre_allocated_vus=2))], "
+        "faults=[fault.disk_fill(share=None, at='20s', lasting='10s')])\n"
+    )
+    args = ["run", "--scenario", str(path), "--results", str(tmp_path / "r")]
+    assert main([*args, "--backend", backend]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("stressbed: error: faults.disk_fill: got 'disk_fill until full")
+    assert err[0].endswith(why)
     assert not (tmp_path / "r").exists()
 
 

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import docker
 import docker.errors
@@ -38,7 +38,11 @@ class DockerBackend(Backend):
     name = "docker"
     capabilities = frozenset(Capability)  # all of them, as the local backend
     option_keys = ("port", "runner_cpu", "runners_local", "base_image")
-    fault_kinds = FAULT_KINDS
+    fault_kinds = FAULT_KINDS - {"disk_fill"}
+    fault_refusals: ClassVar[Mapping[str, str]] = {
+        "disk_fill": "the replicas' data folder is a bind mount of this machine's disk, which "
+        "stressbed never fills (--backend local fills a tmpfs of the stack's own)"
+    }
 
     def __init__(
         self,

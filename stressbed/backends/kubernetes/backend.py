@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ...errors import ConfigError, ProvisionError
 from ...fleet.control import TOKEN_ENV
@@ -400,6 +400,10 @@ class KubernetesBackend(Backend):
     #: Chaos Mesh objects (the README names the version), the target's fault hook, and the
     #: Deployment's own rollout for a rolling restart.
     fault_kinds = CHAOS_FAULT_KINDS
+    fault_refusals: ClassVar[Mapping[str, str]] = {
+        "disk_fill": "no Chaos Mesh object of stressbed's fills a pod's disk yet (--backend "
+        "local fills a tmpfs of the stack's own)"
+    }
     option_keys = (
         "kubeconfig",
         "context",

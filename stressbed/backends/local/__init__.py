@@ -15,6 +15,7 @@ package's names or its public modules, never a private one. It may import
 
 from ._cgroups import Device, ReplicaCgroup, device_of
 from ._cgroups import sweep as sweep_cgroups
+from ._datafs import sweep as sweep_data_mounts
 from ._faults import FAULT_KINDS
 from ._replica import ProcessRuntime, ReplicaProcess
 from .backend import LocalBackend, machine_options
@@ -45,4 +46,5 @@ __all__ = [
     "device_of",
     "machine_options",
     "sweep_cgroups",
+    "sweep_data_mounts",
 ]

@@ -15,6 +15,10 @@
   the replica's limits: the fault is skipped, saying so;
 - ``restart``, ``rolling_restart``: replicas stopped on purpose (SIGTERM, SIGKILL after the
   grace) and started again at once, all together or a few at a time (:mod:`._rollout`);
+- ``disk_fill``: the stack's data folder (``{data}``, every replica's writable path: they
+  share it) filled by a file, ``.stressbed-fill-<fault>``, to a share of its filesystem or
+  until full (:mod:`._datafs`), removed at the fault's end; only where the folder is a tmpfs
+  of the stack's own, never this machine's disk (else skipped, saying so);
 - ``dependency``: the target's own fault hook (the StackSpec's ``fault_hook``: the reference
   agent's ``/admin/faults``, its ``sink_failure``) started on every replica, and on each
   replica started while it lasts; ended through the hook at the fault's end. The hook's token
@@ -42,12 +46,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from ...fleet.process import die_with_parent
 from ...scenario.faults import Fault
 from ...stack.lifecycle import Lifecycle
 from ...stack.spec import FaultHook
+from . import _datafs
 from ._rollout import Restart, Rollout, restart_at_once
 from .runtime import ReplicaRun
 
@@ -56,7 +62,7 @@ __all__ = ["FAULT_KINDS", "Hook", "LocalFaults"]
 #: What the local backend applies.
 FAULT_KINDS = frozenset(
     {"kill", "pause", "latency", "loss", "reset", "bandwidth", "slow_close"}
-    | {"cpu", "memory", "dependency", "restart", "rolling_restart"}
+    | {"cpu", "memory", "dependency", "restart", "rolling_restart", "disk_fill"}
 )
 #: A call to a replica's fault hook waits at most this long (the controller thread makes it).
 HOOK_TIMEOUT_S = 1.0
@@ -149,6 +155,7 @@ class _Armed:
     hogs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     frozen: bool = False  # a pause by the cgroup freezer, not SIGSTOP
     hooked: str = ""  # the hook's kind a dependency fault started
+    fill: Path | None = None  # the file a disk_fill wrote
     #: id(process) -> its (host, port), for the hook
     ports: dict[int, tuple[str, int]] = field(default_factory=dict)
     rollout: Rollout | None = None  # a rolling restart under way
@@ -166,6 +173,7 @@ class LocalFaults:
         hook: Hook | None = None,
         restart: Restart | None = None,
         ready_within_s: float = 120.0,
+        data: Callable[[], _datafs.DataFs | None] = lambda: None,
     ) -> None:
         self._event = event
         self._path = path  # the balancer, once there is one
@@ -173,6 +181,7 @@ class LocalFaults:
         self._restart = restart  # the stack's: a replica stopped on purpose
         self._ready_within_s = ready_within_s  # a rolling restart's replacement, at most
         self._cpu_limit_m = cpu_limit_m  # a replica's: what a cpu fault's share is of
+        self._data = data  # the data folder's own filesystem, where there is one
         self._armed: list[_Armed] = []
         self._lock = threading.Lock()
 
@@ -224,6 +233,9 @@ class LocalFaults:
         if fault.kind in ("restart", "rolling_restart"):
             self._apply_restart(item, replicas)
             return
+        if fault.kind == "disk_fill":
+            self._apply_fill(item, running)
+            return
         count = fault.replicas or len(running)
         if len(running) < count:
             self._skip(item, f"{len(running)} replica(s) running, the fault needs {count}")
@@ -257,6 +269,28 @@ class LocalFaults:
         )
         if not fault.lasting_ms:
             item.ended = True
+
+    def _apply_fill(self, item: _Armed, running: Sequence[_Replica]) -> None:
+        """Fill the data folder, only where it is the stack's own tmpfs: every replica shares
+        it, so every one is hit, whatever ``replicas`` says."""
+        fs, applied_at = self._data(), time.time()
+        try:
+            filled = _datafs.fill(fs, item.fault.name, float(item.fault.param("fill") or 1))
+        except OSError as exc:
+            self._skip(item, f"the data folder was not filled: {exc}")
+            return
+        item.fill = filled.path
+        item.hit = [(r.name, r.process) for r in running if r.process is not None]
+        self._say_applied(
+            item,
+            applied_at,
+            replicas=[name for name, _ in item.hit],
+            scope="the data folder every replica shares",
+            how=filled.how,
+            path=str(filled.path),
+            written=filled.written,
+            free_after=filled.free_after,
+        )
 
     def _apply_restart(self, item: _Armed, replicas: Sequence[_Replica]) -> None:
         if self._restart is None:
@@ -493,6 +527,12 @@ class LocalFaults:
 
     def _end(self, item: _Armed, reason: str) -> None:
         item.ended = True
+        if item.fill is not None:
+            item.fill.unlink(missing_ok=True)
+            hit = [name for name, _ in item.hit]
+            self._event("fault-ended", fault=item.fault.name, fault_kind=item.fault.kind,
+                        replicas=hit, how="the fill file removed", reason=reason)  # fmt: skip
+            return
         if item.hooked and self._hook is not None:
             ended = [
                 name

@@ -27,3 +27,7 @@ class LocalOptions:
     #: connections. None: not known, one worker (about 9,900 connections where a process may
     #: open 20,000 descriptors).
     connections: int | None = None
+    #: The stack's data folder (``{data}``) a tmpfs of this many bytes, mounted when it is
+    #: provisioned and unmounted at teardown: set when the run declares a ``disk_fill`` fault,
+    #: which then fills that filesystem, never this machine's disk. None: a plain folder.
+    data_size: int | None = None

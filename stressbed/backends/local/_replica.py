@@ -27,7 +27,9 @@ from ...errors import ConfigError
 from ...fleet.process import die_with_parent, free_port, nofile_of, raise_nofile
 from ...stack.spec import IoLimits, StackSpec
 from . import _cgroups
+from ._datafs import DataFs
 from ._files import open_files
+from ._options import LocalOptions
 from .runtime import Exit, Launch, ReplicaRun, ReplicaRuntime, Usage
 
 __all__ = ["INHERITED_ENV", "ProcessRuntime", "ReplicaProcess", "check_executable", "run_command"]
@@ -64,12 +66,39 @@ class ProcessRuntime(ReplicaRuntime):
     """Replicas as processes on ``host``, each on a free port of its own, with a cgroup each
     (``cgroups``: where the kernel lets this process make one) or rlimits."""
 
-    def __init__(self, host: str = "127.0.0.1", *, cgroups: bool = True) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", *, cgroups: bool = True, data_size: int | None = None
+    ) -> None:
         self.host = host
         self.cgroups = cgroups
+        self.data_size = data_size  # the data folder a tmpfs of this size (a disk_fill fault)
+
+    @classmethod
+    def of(cls, options: LocalOptions) -> ProcessRuntime:
+        """The runtime the local backend's ``options`` ask for."""
+        return cls(options.host, cgroups=options.cgroups, data_size=options.data_size)
 
     def prepare(self, spec: StackSpec, work_dir: Path, say: Callable[..., None]) -> None:
         check_executable(spec.target.command)  # bad input (exit 2) before anything starts
+        if self.data_size is not None:
+            fs = DataFs(work_dir / "data", self.data_size)
+            problem = fs.mount()
+            if problem is not None:  # refused, with nothing filled
+                raise ConfigError(
+                    "faults.disk_fill",
+                    problem,
+                    "the stack's data folder made a tmpfs of its own to fill (which needs "
+                    "root); stressbed never fills this machine's disk",
+                )
+            self.data_fs = fs
+            say("data-mounted", path=str(fs.folder), fs="tmpfs", size=fs.size)
+
+    release_step = ("unmount the data folder's tmpfs", 30.0)
+
+    def release(self) -> None:
+        """The data folder's tmpfs unmounted, its files copied back onto the folder first."""
+        if self.data_fs is not None:
+            self.data_fs.unmount()
 
     def launch(self, launch: Launch) -> ReplicaProcess:
         spec = launch.spec

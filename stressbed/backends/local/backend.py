@@ -14,6 +14,7 @@ from ...scenario.model import Scenario
 from ...stack.quantities import parse_cpu, show_quantity
 from ...stack.spec import StackSpec
 from ..base import Backend, Capability, EventSink, Fleet, FleetSpec, Stack
+from . import _datafs
 from ._faults import FAULT_KINDS
 from ._replica import check_executable
 from .fleet import LocalFleet, runner_cgroup
@@ -74,6 +75,8 @@ class LocalBackend(Backend):
         if scenario is not None and scenario.agents() and self.options.connections is None:
             # The balancer is sized for the connections a population holds open.
             self.options = replace(self.options, connections=scenario.agents())
+        if scenario is not None:
+            self._own_data_folder(scenario)
         if stack is not None:
             check_executable(stack.target.command)
             hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -100,6 +103,22 @@ class LocalBackend(Backend):
                     "none, or the target's port, with --backend local (each replica serves "
                     "its metrics on its own port)",
                 )
+
+    def _own_data_folder(self, scenario: Scenario) -> None:
+        """A disk_fill fault fills the data folder only as a tmpfs of the stack's own (this
+        machine's disk is never filled): refused where none can be mounted."""
+        fills = [f for f in scenario.faults if f.kind == "disk_fill"]
+        if not fills or self.options.data_size is not None:
+            return
+        problem = _datafs.can_mount()
+        if problem is not None:
+            raise ConfigError(
+                f"faults.{fills[0].name}",
+                f"{fills[0].label} ({problem})",
+                "a data folder of the stack's own to fill: a tmpfs mounted on it, which needs "
+                "root; stressbed never fills this machine's disk",
+            )
+        self.options = replace(self.options, data_size=_datafs.SIZE)
 
     def stack(
         self,

@@ -21,6 +21,7 @@ from typing import ClassVar
 
 from ...stack.spec import StackSpec
 from ._cgroups import ReplicaCgroup
+from ._datafs import DataFs
 
 __all__ = ["Exit", "FakeReplica", "FakeRuntime", "Launch", "ReplicaRun", "ReplicaRuntime", "Usage"]
 
@@ -173,6 +174,9 @@ class ReplicaRuntime(ABC):
     #: Where the stack's load balancer listens besides the stack's own host, once prepared
     #: (a network's gateway, for replicas and runners that are not on this host's loopback).
     listen_also: tuple[str, ...] = ()
+    #: The stack's data folder as a filesystem of its own, once prepared (a ``disk_fill``
+    #: fault fills that, and nothing else); None: none was made.
+    data_fs: DataFs | None = None
 
     def prepare(self, spec: StackSpec, work_dir: Path, say: Callable[..., None]) -> None:
         """What must hold, and what every replica shares, before anything starts (``say``

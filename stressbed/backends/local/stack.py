@@ -96,7 +96,7 @@ class LocalStack:
         self._secrets = dict(secrets or {})
         self.work_dir = work_dir
         self.options = options or LocalOptions()
-        self.runtime = runtime or ProcessRuntime(self.options.host, cgroups=self.options.cgroups)
+        self.runtime = runtime or ProcessRuntime.of(self.options)
         self.on_event = on_event
         self.replicas: list[_Replica] = []
         self.enforcement = ""
@@ -135,6 +135,7 @@ class LocalStack:
             hook=Hook(hook, self._hook_token) if hook is not None else None,
             restart=lambda r: self._terminate(r, "restart", time.monotonic(), deliberate=True),
             ready_within_s=ready_within_s(self.spec),
+            data=lambda: self.runtime.data_fs,  # a disk_fill fills only the stack's own
         )
 
     @property
