@@ -56,6 +56,9 @@ class LocalBackend(Backend):
         return cls(*machine_options(options))
 
     def preflight(self, stack: StackSpec | None, scenario: Scenario | None = None) -> None:
+        # What a stressbed killed with -9 left mounted (a disk_fill's data folder), unmounted
+        # before this run starts, as its cgroups are swept when replicas are made.
+        _datafs.sweep()
         if find_k6() is None:
             raise ConfigError(
                 "k6",
