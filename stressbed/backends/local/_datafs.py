@@ -76,9 +76,24 @@ def _mount(folder: Path, size: int) -> str | None:
     """Mount a tmpfs of ``size`` bytes on ``folder``: None, or why not in a few words."""
     if os.geteuid() != 0:
         return "mounting a tmpfs needs root"
+    return _run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", _source(), str(folder)])
+
+
+def _umount(folder: Path) -> str | None:
+    """Unmount ``folder``: None, or why not (a busy one is detached lazily)."""
+    problem = None
+    for args in (["umount", str(folder)], ["umount", "-l", str(folder)]):
+        problem = _run(args)
+        if problem is None:
+            return None
+    return problem
+
+
+def _run(args: list[str]) -> str | None:
+    """Run ``mount``/``umount`` (bounded): None, or why it failed, in a few words."""
     try:
         done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", _source(), str(folder)],
+            args,
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
@@ -86,31 +101,10 @@ def _mount(folder: Path, size: int) -> str | None:
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"mount: {exc}"
+        return f"{args[0]}: {exc}"
     if done.returncode != 0:
-        return f"mount: {done.stderr.strip() or f'exit {done.returncode}'}"
+        return f"{args[0]}: {done.stderr.strip() or f'exit {done.returncode}'}"
     return None
-
-
-def _umount(folder: Path) -> str | None:
-    """Unmount ``folder``: None, or why not (a busy one is detached lazily)."""
-    for args in (["umount", str(folder)], ["umount", "-l", str(folder)]):
-        try:
-            done = subprocess.run(
-                args,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=MOUNT_TIMEOUT_S,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            problem = f"umount: {exc}"
-            continue
-        if done.returncode == 0:
-            return None
-        problem = f"umount: {done.stderr.strip() or f'exit {done.returncode}'}"
-    return problem
 
 
 def mounted(folder: Path) -> bool:

@@ -13,26 +13,10 @@ import time
 
 import pytest
 
-from stressbed.backends.local._cgroups import create
 
-
-@pytest.fixture
-def cgroup_factory():
-    made = []
-
-    def make(cpu_m, memory):
-        group = create("test", cpu_m, memory)
-        if group is None:
-            pytest.skip("this process may not create cgroups here")
-        made.append(group)
-        return group
-
-    yield make
-    for group in made:
-        group.remove()
-
-
-def start_in(group, code: str) -> subprocess.Popen[bytes]:
+def start_in(group, code: str, *, output: bool = False) -> subprocess.Popen[bytes]:
+    """Python running ``code`` inside ``group`` from its first instruction (``output``: its
+    stdout piped)."""
     procs = [str(d / "cgroup.procs") for d in group.dirs.values()]
 
     def enter() -> None:
@@ -40,7 +24,12 @@ def start_in(group, code: str) -> subprocess.Popen[bytes]:
             with open(path, "w") as f:
                 f.write("0")  # 0: the writing process itself
 
-    return subprocess.Popen([sys.executable, "-c", code], preexec_fn=enter)  # noqa: PLW1509
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        preexec_fn=enter,  # noqa: PLW1509 - entering the cgroup before exec
+        stdout=subprocess.PIPE if output else None,
+        stderr=subprocess.DEVNULL if output else None,
+    )
 
 
 def test_cpu_quota_caps_cpu_time(cgroup_factory):

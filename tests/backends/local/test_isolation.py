@@ -8,8 +8,6 @@ Skipped, saying why, where this process may not create cgroups.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +16,7 @@ import pytest
 
 from stressbed.app.settings import apply_stack
 from stressbed.backends.local import LocalBackend
-from stressbed.backends.local._cgroups import create, device_of
+from stressbed.backends.local._cgroups import device_of
 from stressbed.errors import ConfigError
 from stressbed.stack.agent import reference_agent
 from stressbed.stack.spec import IoLimits
@@ -29,19 +27,9 @@ MIB = 2**20
 
 
 @pytest.fixture
-def group_of():
-    made = []
-
-    def make(**limits):
-        group = create("isolation", None, None, **limits)
-        if group is None:
-            pytest.skip("this process may not create cgroups here")
-        made.append(group)
-        return group
-
-    yield make
-    for group in made:
-        group.remove()
+def group_of(cgroup_factory):
+    """Cgroups with only the isolation limits (pids, io, device) set."""
+    return cgroup_factory
 
 
 def test_a_pids_limit_stops_a_replica_s_processes_at_it_and_counts_the_refusals(group_of):
@@ -98,28 +86,11 @@ def test_an_io_throttle_is_set_on_the_writable_path_s_disk_and_slows_direct_writ
         "os.fsync(fd)\n"
         "print(time.monotonic() - started, flush=True)\n"
     )
-    proc = start_in_capturing(group, code)
+    proc = start_in(group, code, output=True)
     out, _ = proc.communicate(timeout=60)
     if proc.returncode != 0:
         pytest.skip("O_DIRECT writes are not allowed on this filesystem")
     assert float(out) >= 1.0, out
-
-
-def start_in_capturing(group, code: str) -> subprocess.Popen[str]:
-    procs = [str(d / "cgroup.procs") for d in group.dirs.values()]
-
-    def enter() -> None:
-        for path in procs:
-            with open(path, "w") as f:
-                f.write("0")
-
-    return subprocess.Popen(
-        [sys.executable, "-c", code],
-        preexec_fn=enter,  # noqa: PLW1509 - entering the cgroup before exec
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
 
 
 def test_an_io_weight_the_kernel_cannot_hold_is_said_not_enforced(group_of, tmp_path):
