@@ -235,6 +235,7 @@ TIMED = (
     "tests/backends/local/test_faults.py",
     "tests/backends/local/test_hogs.py",
     "tests/backends/local/test_lost_writes.py",
+    "tests/backends/local/test_neighbour.py",
     "tests/backends/local/test_path_faults.py",
     "tests/backends/local/test_probing.py",
     "tests/backends/local/test_restarts.py",

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..results.isolation import isolation_verdict
 from ..results.merge import FleetResult
 from ..results.resilience import judge_resilience, resilience
 from ..results.storm import storms
@@ -66,6 +67,8 @@ def fault_figures(
     for name, figures in storms(found, fleet.windows, events).items():
         by_fault = next(f for f in found if f["name"] == name)
         by_fault["population"] = figures
+    for neighbour in (f for f in found if f["kind"] == "neighbour"):
+        neighbour["isolation"] = isolation_verdict(fleet.windows, neighbour["at"], neighbour["end"])
     by_name = {f["name"]: f for f in [*found, *missing]}
     every = [by_name[item.name] for item in scenario.faults]  # in the scenario's order
     return {

@@ -330,6 +330,9 @@ def _resilience(found: Mapping[str, Any] | None) -> str:
                 {1, 2, 3, 4, 5, 6},
             )
         )
+    for fault in found["faults"]:
+        if isinstance(fault.get("isolation"), Mapping):
+            parts.append(_isolation(fault["name"], fault["isolation"]))
     verdicts = found.get("verdicts") or []
     if verdicts:
         rows = [
@@ -345,6 +348,33 @@ def _resilience(found: Mapping[str, Any] | None) -> str:
         ]
         parts.append(_table(["", "resilience", "fault", "observed"], rows, {3}))
     return "\n".join(parts)
+
+
+def _isolation(name: str, found: Mapping[str, Any]) -> str:
+    """A neighbour's isolation verdict: the seconds under it against those before it."""
+    verdict = str(found.get("verdict"))
+    mark = {"held": "ok", "broken": "bad"}.get(verdict, "nodata")
+    rows = [
+        [
+            _e(m["metric"]),
+            _num(m.get("base")),
+            _num(m.get("candidate")),
+            _e(f"{m['change']:+.3g} [{m['ci95'][0]:+.3g}, {m['ci95'][1]:+.3g}] {m['unit']}")
+            if m.get("change") is not None and None not in m.get("ci95", [None])
+            else "-",
+            _e(m.get("verdict")),
+        ]
+        for m in found.get("metrics") or []
+    ]
+    seconds = found.get("seconds") or {}
+    head = (
+        f'<h3>Isolation under {_e(name)}: <span class="{mark}">{_e(verdict)}</span></h3>'
+        f'<p class="muted">{seconds.get("during", 0)} s under the neighbour against the '
+        f"{seconds.get('before', 0)} s before it. {_e(found.get('reason') or '')}</p>"
+    )
+    if not rows:
+        return head
+    return head + _table(["metric", "before", "under it", "change [95% CI]", ""], rows, {1, 2})
 
 
 def _storm_row(name: str, storm: Mapping[str, Any]) -> list[str]:

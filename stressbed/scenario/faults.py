@@ -10,6 +10,7 @@
     fault.memory("200Mi", replicas=1, at="7m", lasting="30s")
     fault.dependency("sink", at="8m", lasting="30s")               # its downstream fails
     fault.disk_fill(share=0.95, at="8m", lasting="30s")            # its writable path filled
+    fault.neighbour(cpu=2, at="9m", lasting="1m")                  # a noisy neighbour beside it
     fault.restart(at="9m")                                         # every replica at once
     fault.rolling_restart(at="10m", max_unavailable=1)             # one at a time, as a rollout
 
@@ -50,6 +51,7 @@ __all__ = [
     "loss",
     "lost_writes",
     "memory",
+    "neighbour",
     "pause",
     "recovery_time",
     "reset_connections",
@@ -83,6 +85,13 @@ FAULT_KINDS: Mapping[str, FaultKind] = {
         FaultKind("cpu", True, True, "a CPU hog inside the replica's cgroup, under its limits"),
         FaultKind("memory", True, True, "memory held inside the replica's cgroup"),
         FaultKind("dependency", True, True, "the target's downstream fails (its fault hooks)"),
+        FaultKind(
+            "neighbour",
+            True,
+            True,
+            "a noisy neighbour on the same machine, outside the replicas' cgroups, burning "
+            "CPU and holding memory; judged by the isolation verdict",
+        ),
         FaultKind(
             "disk_fill",
             True,
@@ -178,6 +187,8 @@ def _shown(key: str, value: Any) -> str:
         return format_duration(value)
     if key == "max_unavailable":
         return f"{value} at a time"
+    if key == "cores":
+        return f"{value:g} cores"
     if key == "fill":
         return "until full" if value >= 1 else f"to {value:.0%}"
     return str(value)
@@ -354,6 +365,37 @@ def disk_fill(
         replicas=replicas,
         seed=seed,
         fill=1.0 if share is None else float(share),
+    )
+
+
+#: The most cores a neighbour may burn (a machine's worth, not a typo's).
+MAX_NEIGHBOUR_CORES = 256
+
+
+def neighbour(*, cpu: object = None, memory: object = None, at: object, lasting: object) -> Fault:
+    """A noisy neighbour beside the replicas, outside their cgroups (a sibling cgroup of its
+    own on the local backend): ``cpu`` cores burnt (default: every core of the machine),
+    ``memory`` (like ``'512Mi'``) held, for ``lasting``. Its run gets an isolation verdict:
+    the seconds under it against the seconds before it."""
+    if cpu is not None and (
+        isinstance(cpu, bool)
+        or not isinstance(cpu, int | float)
+        or not 0 < cpu <= MAX_NEIGHBOUR_CORES
+    ):
+        raise ConfigError(
+            "faults.neighbour.cpu", cpu, f"cores to burn in (0, {MAX_NEIGHBOUR_CORES}]"
+        )
+    held = None
+    if memory is not None:
+        held = parse_size(memory, "faults.neighbour.memory")
+        if held < 2**20:
+            raise ConfigError("faults.neighbour.memory", memory, "at least 1Mi")
+    return _fault(
+        "neighbour",
+        at=at,
+        lasting=lasting,
+        cores=None if cpu is None else float(cpu),
+        memory=held,
     )
 
 

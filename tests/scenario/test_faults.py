@@ -384,3 +384,16 @@ def test_a_restart_of_more_replicas_than_the_stack_starts_with_is_refused(tmp_pa
         plan(RunOptions(scenario=str(path), results=tmp_path / "r", stack=reference_agent()))
     assert caught.value.field == "faults.restart.replicas"
     assert caught.value.expected == "at most the 2 replica(s) the stack starts with"
+
+
+def test_a_neighbour_s_cores_and_memory_are_checked():
+    made = fault.neighbour(cpu=1.5, memory="256Mi", at="10s", lasting="20s")
+    assert (made.param("cores"), made.param("memory")) == (1.5, 256 * 2**20)
+    assert made.label == "neighbour 1.5 cores 256Mi at 10s for 20s"
+    assert fault.neighbour(at="0s", lasting="1s").param("cores") is None  # every core
+    with pytest.raises(ConfigError) as refused:
+        fault.neighbour(cpu=0, at="0s", lasting="1s")
+    assert str(refused.value).startswith("faults.neighbour.cpu: got 0; expected cores to burn")
+    with pytest.raises(ConfigError) as refused:
+        fault.neighbour(memory="1k", at="0s", lasting="1s")
+    assert str(refused.value).startswith("faults.neighbour.memory: got '1k'; expected at least")

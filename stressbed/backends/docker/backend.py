@@ -38,10 +38,12 @@ class DockerBackend(Backend):
     name = "docker"
     capabilities = frozenset(Capability)  # all of them, as the local backend
     option_keys = ("port", "runner_cpu", "runners_local", "base_image")
-    fault_kinds = FAULT_KINDS - {"disk_fill"}
+    fault_kinds = FAULT_KINDS - {"disk_fill", "neighbour"}
     fault_refusals: ClassVar[Mapping[str, str]] = {
+        "neighbour": "no neighbour container of stressbed's yet (--backend local runs one in a "
+        "cgroup beside the replicas')",
         "disk_fill": "the replicas' data folder is a bind mount of this machine's disk, which "
-        "stressbed never fills (--backend local fills a tmpfs of the stack's own)"
+        "stressbed never fills (--backend local fills a tmpfs of the stack's own)",
     }
 
     def __init__(

@@ -401,8 +401,10 @@ class KubernetesBackend(Backend):
     #: Deployment's own rollout for a rolling restart.
     fault_kinds = CHAOS_FAULT_KINDS
     fault_refusals: ClassVar[Mapping[str, str]] = {
+        "neighbour": "no neighbour pod of stressbed's yet (--backend local runs one in a cgroup "
+        "beside the replicas')",
         "disk_fill": "no Chaos Mesh object of stressbed's fills a pod's disk yet (--backend "
-        "local fills a tmpfs of the stack's own)"
+        "local fills a tmpfs of the stack's own)",
     }
     option_keys = (
         "kubeconfig",

@@ -15,6 +15,10 @@
   the replica's limits: the fault is skipped, saying so;
 - ``restart``, ``rolling_restart``: replicas stopped on purpose (SIGTERM, SIGKILL after the
   grace) and started again at once, all together or a few at a time (:mod:`._rollout`);
+- ``neighbour``: CPU burners (every core by default) and memory held by processes in a cgroup
+  of their own beside the replicas' (a sibling, no limit; a plain process where no cgroup can
+  be made), never in theirs: what the replicas' limits and requests keep off them is the
+  isolation the run's verdict judges; killed, and the cgroup removed, at the fault's end;
 - ``disk_fill``: the stack's data folder (``{data}``, every replica's writable path: they
   share it) filled by a file, ``.stressbed-fill-<fault>``, to a share of its filesystem or
   until full (:mod:`._datafs`), removed at the fault's end; only where the folder is a tmpfs
@@ -33,8 +37,6 @@ teardown is undone first (``undo_all``).
 from __future__ import annotations
 
 import contextlib
-import http.client
-import json
 import math
 import random
 import signal
@@ -42,8 +44,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,8 +52,10 @@ from typing import Any, Protocol
 from ...fleet.process import die_with_parent
 from ...scenario.faults import Fault
 from ...stack.lifecycle import Lifecycle
-from ...stack.spec import FaultHook
 from . import _datafs
+from ._cgroups import ReplicaCgroup
+from ._hook import Hook
+from ._neighbour import start_neighbour
 from ._rollout import Restart, Rollout, restart_at_once
 from .runtime import ReplicaRun
 
@@ -62,14 +64,11 @@ __all__ = ["FAULT_KINDS", "Hook", "LocalFaults"]
 #: What the local backend applies.
 FAULT_KINDS = frozenset(
     {"kill", "pause", "latency", "loss", "reset", "bandwidth", "slow_close"}
-    | {"cpu", "memory", "dependency", "restart", "rolling_restart", "disk_fill"}
+    | {"cpu", "memory", "dependency", "restart", "rolling_restart", "disk_fill", "neighbour"}
 )
-#: A call to a replica's fault hook waits at most this long (the controller thread makes it).
-HOOK_TIMEOUT_S = 1.0
 #: A hooked fault is started for this much longer than it lasts: if stressbed dies, the
 #: target ends it by itself soon after.
 HOOK_MARGIN_S = 30
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _HOW = {
     "kill": "SIGKILL of the process group",
     "pause": "SIGSTOP of the process group",
@@ -111,36 +110,6 @@ class _Replica(Protocol):
     life: Lifecycle
 
 
-@dataclass(frozen=True)
-class Hook:
-    """Where the replicas' fault hook answers, as the spec declares it, and the run's token."""
-
-    spec: FaultHook
-    token: str = field(repr=False)
-
-    def call(
-        self, address: tuple[str, int], method: str, path: str, body: object = None
-    ) -> str | None:
-        """None when the hook at ``address`` (host, port) took it; else why not, in a few
-        words."""
-        host, port = address
-        host = f"[{host}]" if ":" in host else host
-        request = urllib.request.Request(
-            f"http://{host}:{port}{path}",
-            data=None if body is None else json.dumps(body).encode(),
-            method=method,
-            headers=self.spec.headers(self.token),
-        )
-        try:
-            with _OPENER.open(request, timeout=HOOK_TIMEOUT_S):
-                return None
-        except urllib.error.HTTPError as exc:  # the hook refused it
-            exc.close()
-            return f"HTTP {exc.code}"
-        except (OSError, http.client.HTTPException) as exc:
-            return f"{type(exc).__name__}: {exc}"
-
-
 @dataclass
 class _Armed:
     fault: Fault
@@ -156,6 +125,8 @@ class _Armed:
     frozen: bool = False  # a pause by the cgroup freezer, not SIGSTOP
     hooked: str = ""  # the hook's kind a dependency fault started
     fill: Path | None = None  # the file a disk_fill wrote
+    #: A neighbour's own cgroup (beside the replicas', not in them), removed at its end.
+    neighbour: ReplicaCgroup | None = None
     #: id(process) -> its (host, port), for the hook
     ports: dict[int, tuple[str, int]] = field(default_factory=dict)
     rollout: Rollout | None = None  # a rolling restart under way
@@ -236,6 +207,9 @@ class LocalFaults:
         if fault.kind == "disk_fill":
             self._apply_fill(item, running)
             return
+        if fault.kind == "neighbour":
+            self._apply_neighbour(item)
+            return
         count = fault.replicas or len(running)
         if len(running) < count:
             self._skip(item, f"{len(running)} replica(s) running, the fault needs {count}")
@@ -290,6 +264,18 @@ class LocalFaults:
             path=str(filled.path),
             written=filled.written,
             free_after=filled.free_after,
+        )
+
+    def _apply_neighbour(self, item: _Armed) -> None:
+        """Burn CPU and hold memory beside the replicas, never in their cgroups."""
+        applied_at = time.time()
+        item.neighbour, item.hogs, how = start_neighbour(item.fault)
+        self._say_applied(
+            item,
+            applied_at,
+            replicas=[],
+            scope="this machine, outside the replicas' cgroups",
+            how=how,
         )
 
     def _apply_restart(self, item: _Armed, replicas: Sequence[_Replica]) -> None:
@@ -572,6 +558,8 @@ class LocalFaults:
                     hog.kill()
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     hog.wait(timeout=5)
+            if item.neighbour is not None:
+                item.neighbour.remove()  # what is left in it killed, then the cgroup
             self._event(
                 "fault-ended",
                 fault=item.fault.name,

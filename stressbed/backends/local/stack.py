@@ -37,7 +37,8 @@ from .._teardown import Step, run_steps
 from ..base import new_event
 from ..scrape import Scraper
 from ._diagnose import crash_looping, not_ready_reason
-from ._faults import Hook, LocalFaults
+from ._faults import LocalFaults
+from ._hook import Hook
 from ._files import balancer_reading
 from ._metrics import UsageFeed
 from ._options import LocalOptions
