@@ -38,8 +38,8 @@ from ..base import new_event
 from ..scrape import Scraper
 from ._diagnose import crash_looping, not_ready_reason
 from ._faults import LocalFaults
-from ._hook import Hook
 from ._files import balancer_reading
+from ._hook import Hook
 from ._metrics import UsageFeed
 from ._options import LocalOptions
 from ._probing import ProbePool
