@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import sqlite3
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -41,7 +42,7 @@ class Mode(enum.Enum):
     MIGRATE = "migrate"
 
 
-class Database:
+class Database(ABC):
     """One connection to the database a store lives in. Statements use ``?`` placeholders and
     hold no other ``?`` or ``%``; rows come back as tuples of Python values (TEXT as str,
     INTEGER as int, DOUBLE PRECISION as float, NULL as None)."""
@@ -51,22 +52,25 @@ class Database:
     #: The driver's errors: the store says what it could not do when one is raised.
     errors: tuple[type[Exception], ...]
 
+    @abstractmethod
     def execute(self, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         """Run one statement; its rows (none for a statement that returns none)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
-        raise NotImplementedError
+        """Run one statement for each of ``rows``."""
 
+    @abstractmethod
     def has_table(self, name: str) -> bool:
-        raise NotImplementedError
+        """Whether the database has the table ``name``."""
 
+    @abstractmethod
     def begin(self, mode: Mode) -> Sequence[str]:
         """The statements that start a transaction of ``mode``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Close the connection."""
 
     @contextmanager
     def transaction(self, mode: Mode) -> Iterator[None]:

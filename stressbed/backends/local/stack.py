@@ -270,8 +270,7 @@ class LocalStack:
             "backend": "local",
             "url": self.url,
             "enforcement": self.enforcement,
-            # Limits beyond CPU and memory: how each is held, or why not; {} when none set.
-            "isolation": self.isolation,
+            "isolation": self.isolation,  # limits beyond CPU and memory: how each is held
             "security": "not enforced locally (user, read-only root): the kubernetes backend "
             "enforces it",
             "replicas": {
