@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..history.entry import Entry, entry_of
+from ..history.entry import Entry, entry_of, shown_time
 from ..history.store import Store, store_file
 from .trend_cli import add_trend_command
 
@@ -98,7 +98,8 @@ def cmd_history(args: argparse.Namespace) -> int:
     for e in entries:
         p95, errors, rate = (e.figures.get(name) for name in _HEADLINE)
         print(
-            f"{e.run_id:<28} {_when(e.started_at):<19} {(e.scenario or '-'):<20.20} "
+            f"{e.run_id:<28} {shown_time(e.started_at, seconds=True):<19} "
+            f"{(e.scenario or '-'):<20.20} "
             f"{(e.verdict or '-'):<7} {(e.build or '-'):<12.12} {_n(p95, '.1f'):>7} "
             f"{_n(None if errors is None else errors * 100, '.2f', '%'):>8} {_n(rate, '.1f'):>7}"
         )
@@ -146,10 +147,6 @@ def _as_json(entry: Entry) -> dict[str, Any]:
         for m, x, o, r in entry.thresholds
     ]
     return out
-
-
-def _when(t: float | None) -> str:
-    return "-" if t is None else datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _n(value: float | None, spec: str, unit: str = "") -> str:

@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from ..history.entry import Entry
+from ..history.entry import Entry, shown_change, shown_time
 from ..history.store import open_store, store_file
 from .recording import MAX_GATE_RUNS, MIN_GATE_RUNS
 
@@ -176,7 +175,7 @@ def _print(
     first, last = entries[0], entries[-1]
     print(
         f"series {first.fingerprint} ({first.scenario}, {first.kind}): {len(entries)} runs, "
-        f"{_when(first.started_at)} to {_when(last.started_at)}; newest {last.run_id} "
+        f"{shown_time(first.started_at)} to {shown_time(last.started_at)}; newest {last.run_id} "
         f"(build {last.build or 'unknown'})"
     )
     width = max([len("metric"), *(len(m.metric) for m in found)])
@@ -185,7 +184,7 @@ def _print(
         measured = [v for v in m.values if v is not None]
         median = sorted(measured)[len(measured) // 2] if measured else None
         changes = "; ".join(
-            f"{c.kind} {_rel(c.point.relative)} at run {c.point.index + 1}"
+            f"{c.kind} {shown_change(c.point.relative)} at run {c.point.index + 1}"
             f" (build {c.build or 'unknown'})"
             for c in m.changes
         )
@@ -237,13 +236,5 @@ def _first(values: Sequence[float | None]) -> float | None:
     return next((v for v in values if v is not None), None)
 
 
-def _rel(value: float | None) -> str:
-    return "(from 0)" if value is None else f"{value:+.1%}"
-
-
 def _n(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4g}"
-
-
-def _when(t: float | None) -> str:
-    return "-" if t is None else datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M")

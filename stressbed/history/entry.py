@@ -9,11 +9,19 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from ..results.compare import fingerprint_digest
 
-__all__ = ["Entry", "capacity_entry_of", "entry_of", "started_at"]
+__all__ = [
+    "Entry",
+    "capacity_entry_of",
+    "entry_of",
+    "shown_change",
+    "shown_time",
+    "started_at",
+]
 
 #: The latency statistics kept, overall and per request name (k6's names).
 LATENCY = ("p(50)", "p(95)", "p(99)")
@@ -213,3 +221,15 @@ def _number(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value) if math.isfinite(value) else None
+
+
+def shown_time(t: float | None, *, seconds: bool = False) -> str:
+    """When, in UTC, as the history's tables and pages show it; "-" when not known."""
+    if t is None:
+        return "-"
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M" + (":%S" if seconds else ""))
+
+
+def shown_change(relative: float | None) -> str:
+    """A change point's size as a share of the level before ("(from 0)" from a level of 0)."""
+    return "(from 0)" if relative is None else f"{relative:+.1%}"

@@ -16,12 +16,11 @@ import itertools
 import math
 import os
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..results.html import STYLE
-from .entry import Entry
+from .entry import Entry, shown_change, shown_time
 from .trend import MetricTrend, worse_direction
 
 __all__ = ["render_trend_html", "write_trend_html"]
@@ -162,7 +161,7 @@ def _header(entries: Sequence[Entry], found: Sequence[MetricTrend]) -> str:
     first, last = entries[0], entries[-1]
     changes = [c for m in found for c in m.changes]
     items = "".join(
-        f"<li><b>{_e(c.metric)}</b>: {_e(c.kind)} {_rel(c.point.relative)} "
+        f"<li><b>{_e(c.metric)}</b>: {_e(c.kind)} {shown_change(c.point.relative)} "
         f"({c.point.before:.4g} &rarr; {c.point.after:.4g}) from run "
         f"{c.point.index + 1} ({_e(c.run_id)}, build {_e(c.build or 'unknown')})</li>"
         for c in changes
@@ -170,8 +169,8 @@ def _header(entries: Sequence[Entry], found: Sequence[MetricTrend]) -> str:
     return (
         f"<h1>stressbed trend: {_e(first.scenario or '')}</h1>"
         f'<p class="facts"><span>series {_e(first.fingerprint or "")}</span>'
-        f"<span>{len(entries)} runs</span><span>{_when(first.started_at)} to "
-        f"{_when(last.started_at)}</span></p>"
+        f"<span>{len(entries)} runs</span><span>{shown_time(first.started_at)} to "
+        f"{shown_time(last.started_at)}</span></p>"
         "<h2>Change points</h2>"
         + (f'<ul class="findings">{items}</ul>' if items else "<p>None found.</p>")
     )
@@ -184,20 +183,12 @@ def _runs_table(entries: Sequence[Entry], links: Sequence[str | None]) -> str:
         shown = f'<a href="{_e(link)}">{name}</a>' if link else name
         rows.append(
             f"<tr><td class=num>{number}</td><td>{shown}</td><td>{_e(entry.build or '-')}</td>"
-            f"<td>{_when(entry.started_at)}</td><td>{_e(entry.verdict or '-')}</td></tr>"
+            f"<td>{shown_time(entry.started_at)}</td><td>{_e(entry.verdict or '-')}</td></tr>"
         )
     return (
         "<h2>Runs</h2><table><tr><th>#</th><th>run</th><th>build</th><th>started (UTC)</th>"
         "<th>verdict</th></tr>" + "".join(rows) + "</table>"
     )
-
-
-def _rel(value: float | None) -> str:
-    return "(from 0)" if value is None else f"{value:+.1%}"
-
-
-def _when(t: float | None) -> str:
-    return "-" if t is None else datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def _e(value: object) -> str:

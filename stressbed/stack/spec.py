@@ -204,6 +204,13 @@ class IoLimits:
         names = ("read_bps", "write_bps", "read_iops", "write_iops")
         return {n: v for n in names if (v := getattr(self, n)) is not None}
 
+    @property
+    def limited(self) -> list[str]:
+        """The limits set, as summary.json's ``stack.isolation`` names them (``io.weight``,
+        ``io.write_bps``, ...)."""
+        names = ["weight"] if self.weight is not None else []
+        return [f"io.{n}" for n in [*names, *self.throttles]]
+
     def check(self, where: str) -> None:
         if self.weight is not None and not MIN_IO_WEIGHT <= self.weight <= MAX_IO_WEIGHT:
             raise ConfigError(

@@ -347,8 +347,8 @@ def _limit_v1(
     if io is None:
         return
     if "blkio" not in own:
-        for name in ("weight", *io.throttles) if io.weight is not None else io.throttles:
-            group.isolation[f"io.{name}"] = "not enforced: no cgroup v1 blkio controller here"
+        for name in io.limited:
+            group.isolation[name] = "not enforced: no cgroup v1 blkio controller here"
         return
     directory = _v1_dir(group, own, "blkio", leaf)
     if io.weight is not None:

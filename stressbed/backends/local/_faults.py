@@ -37,11 +37,9 @@ teardown is undone first (``undo_all``).
 from __future__ import annotations
 
 import contextlib
-import math
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -54,6 +52,7 @@ from ...scenario.faults import Fault
 from ...stack.lifecycle import Lifecycle
 from . import _datafs
 from ._cgroups import ReplicaCgroup
+from ._hog import burners, spawn
 from ._hook import Hook
 from ._neighbour import start_neighbour
 from ._rollout import Restart, Rollout, restart_at_once
@@ -389,9 +388,7 @@ class LocalFaults:
         group = process.group
         assert group is not None
         if fault.kind == "cpu":
-            cores = (fault.param("share") or 0.0) * (self._cpu_limit_m or 1000) / 1000
-            count = max(1, math.ceil(cores))
-            work = [("cpu", f"{cores / count:.3f}")] * count
+            work = burners((fault.param("share") or 0.0) * (self._cpu_limit_m or 1000) / 1000)
         else:
             work = [("memory", str(int(fault.param("memory") or 0)))]
         started = []
@@ -406,14 +403,7 @@ class LocalFaults:
                 if not late:
                     group.enter()
 
-            hog = subprocess.Popen(
-                [sys.executable, "-m", "stressbed.backends.local._hog", kind, amount],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-                preexec_fn=before_exec,  # noqa: PLW1509 - prctl and a cgroup write
-            )
+            hog = spawn(kind, amount, before_exec)
             if late:
                 try:
                     group.add(hog.pid)

@@ -6,13 +6,18 @@ bound it (the local backend's ``cpu`` and ``memory`` faults):
 
 It runs until killed (the fault's end, or the replica's). The CPU hog is busy ``duty`` of each
 100 ms period; the memory hog touches every page of what it holds, so the memory counts
-against the cgroup at once (it may be what the OOM killer chooses).
+against the cgroup at once (it may be what the OOM killer chooses). :func:`spawn` starts one
+(the ``cpu``, ``memory`` and ``neighbour`` faults), :func:`burners` says how many for a
+number of cores.
 """
 
 from __future__ import annotations
 
+import math
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 PERIOD_S = 0.1
 PAGE = 4096
@@ -35,6 +40,25 @@ def hold(size: int) -> None:
         ballast[offset] = 1
     while True:
         time.sleep(3600)
+
+
+def burners(cores: float) -> list[tuple[str, str]]:
+    """``cores`` of CPU as CPU hogs of one core at most each, all equally busy."""
+    count = max(1, math.ceil(cores))
+    return [("cpu", f"{cores / count:.3f}")] * count
+
+
+def spawn(kind: str, amount: str, before_exec: Callable[[], None]) -> subprocess.Popen[bytes]:
+    """A hog of ``kind`` (``cpu``: a duty, ``memory``: bytes) in a session of its own,
+    ``before_exec`` run in the child first (the parent-death signal, a cgroup to enter)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "stressbed.backends.local._hog", kind, amount],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=before_exec,  # noqa: PLW1509 - prctl and a cgroup write
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -4,16 +4,15 @@ cgroup can be made), never in the replicas' cgroups."""
 
 from __future__ import annotations
 
-import math
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 
 from ...fleet.process import die_with_parent
 from ...scenario.faults import Fault
 from . import _cgroups
 from ._cgroups import ReplicaCgroup
+from ._hog import burners, spawn
 
 __all__ = ["start_neighbour"]
 
@@ -24,11 +23,8 @@ def start_neighbour(
     """Start ``fault``'s neighbour: its cgroup (None: none could be made), its processes, and
     how, in words, for its ``fault-applied`` event."""
     cores = fault.param("cores") or float(os.cpu_count() or 1)
-    count = max(1, math.ceil(cores))
-    work = [("cpu", f"{cores / count:.3f}")] * count
-    held = fault.param("memory")
-    if held:
-        work.append(("memory", str(int(held))))
+    cpu, held = burners(cores), fault.param("memory")
+    work = [*cpu, *([("memory", str(int(held)))] if held else [])]
     group = _cgroups.create(f"neighbour-{fault.name}", None, None)
     started = []
     for kind, amount in work:
@@ -39,16 +35,7 @@ def start_neighbour(
             if group is not None:
                 group.enter()
 
-        started.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "stressbed.backends.local._hog", kind, amount],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-                preexec_fn=before_exec,  # noqa: PLW1509 - prctl and a cgroup write
-            )
-        )
+        started.append(spawn(kind, amount, before_exec))
     where = "a cgroup of its own" if group is not None else "a process of its own"
-    how = f"{where} beside the replicas: {count} burner(s) of {cores:g} cores"
+    how = f"{where} beside the replicas: {len(cpu)} burner(s) of {cores:g} cores"
     return group, started, how + (f", {held / 2**20:g}Mi held" if held else "")

@@ -57,8 +57,7 @@ class Isolation:
         """The cgroup-held limits set, as summary.json names them."""
         names = ["pids"] if self.pids is not None else []
         if self.io is not None:
-            names += ["io.weight"] if self.io.weight is not None else []
-            names += [f"io.{n}" for n in self.io.throttles]
+            names += self.io.limited
         return names
 
 
