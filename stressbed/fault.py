@@ -7,6 +7,7 @@ from .scenario.faults import (
     cpu,
     dependency,
     disk_fill,
+    io,
     kill,
     latency,
     loss,
@@ -17,6 +18,7 @@ from .scenario.faults import (
     restart,
     rolling_restart,
     slow_close,
+    slow_disk,
 )
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "cpu",
     "dependency",
     "disk_fill",
+    "io",
     "kill",
     "latency",
     "loss",
@@ -34,4 +37,5 @@ __all__ = [
     "restart",
     "rolling_restart",
     "slow_close",
+    "slow_disk",
 ]

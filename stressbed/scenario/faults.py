@@ -10,6 +10,8 @@
     fault.memory("200Mi", replicas=1, at="7m", lasting="30s")
     fault.dependency("sink", at="8m", lasting="30s")               # its downstream fails
     fault.disk_fill(share=0.95, at="8m", lasting="30s")            # its writable path filled
+    fault.io(replicas=1, at="8m", lasting="30s")                   # an IO hog inside its limits
+    fault.slow_disk("1MiB/s", at="8m", lasting="30s")              # its disk throttled
     fault.neighbour(cpu=2, at="9m", lasting="1m")                  # a noisy neighbour beside it
     fault.restart(at="9m")                                         # every replica at once
     fault.rolling_restart(at="10m", max_unavailable=1)             # one at a time, as a rollout
@@ -46,6 +48,7 @@ __all__ = [
     "dependency",
     "disk_fill",
     "errors_during_fault",
+    "io",
     "kill",
     "latency",
     "loss",
@@ -58,6 +61,7 @@ __all__ = [
     "restart",
     "rolling_restart",
     "slow_close",
+    "slow_disk",
     "time_to_detect",
 ]
 
@@ -90,7 +94,21 @@ FAULT_KINDS: Mapping[str, FaultKind] = {
             True,
             True,
             "a noisy neighbour on the same machine, outside the replicas' cgroups, burning "
-            "CPU and holding memory; judged by the isolation verdict",
+            "CPU, holding memory and writing to their disk; judged by the isolation verdict",
+        ),
+        FaultKind(
+            "io",
+            True,
+            True,
+            "an IO hog inside the replica's cgroup: direct writes and reads of its disk, as "
+            "fast as its IO limits allow",
+        ),
+        FaultKind(
+            "slow_disk",
+            True,
+            True,
+            "the replica's disk slowed: its reads and writes throttled to a rate, or each "
+            "operation delayed",
         ),
         FaultKind(
             "disk_fill",
@@ -191,6 +209,12 @@ def _shown(key: str, value: Any) -> str:
         return f"{value:g} cores"
     if key == "fill":
         return "until full" if value >= 1 else f"to {value:.0%}"
+    if key == "bps":
+        return f"{value / 2**20:g}MiB/s"
+    if key == "delay_ms":
+        return f"{format_duration(value)} per operation"
+    if key == "io":
+        return "writing to the disk" if value else ""
     return str(value)
 
 
@@ -372,11 +396,21 @@ def disk_fill(
 MAX_NEIGHBOUR_CORES = 256
 
 
-def neighbour(*, cpu: object = None, memory: object = None, at: object, lasting: object) -> Fault:
+def neighbour(
+    *,
+    cpu: object = None,
+    memory: object = None,
+    io: object = False,
+    at: object,
+    lasting: object,
+) -> Fault:
     """A noisy neighbour beside the replicas, outside their cgroups (a sibling cgroup of its
     own on the local backend): ``cpu`` cores burnt (default: every core of the machine),
-    ``memory`` (like ``'512Mi'``) held, for ``lasting``. Its run gets an isolation verdict:
+    ``memory`` (like ``'512Mi'``) held, and with ``io=True`` direct writes and reads of the
+    replicas' disk as fast as it goes, for ``lasting``. Its run gets an isolation verdict:
     the seconds under it against the seconds before it."""
+    if not isinstance(io, bool):
+        raise ConfigError("faults.neighbour.io", io, "True (an IO writer too) or False")
     if cpu is not None and (
         isinstance(cpu, bool)
         or not isinstance(cpu, int | float)
@@ -396,6 +430,48 @@ def neighbour(*, cpu: object = None, memory: object = None, at: object, lasting:
         lasting=lasting,
         cores=None if cpu is None else float(cpu),
         memory=held,
+        io=io or None,
+    )
+
+
+def io(*, at: object, lasting: object, replicas: int = 1, seed: int = 0) -> Fault:
+    """An IO hog inside ``replicas`` replicas' own cgroups (chosen by ``seed``): a file of
+    64Mi in the replica's data folder written and read again, bypassing the page cache, as
+    fast as the disk and the replica's IO limits allow (what those limits hold is the point);
+    removed at the fault's end."""
+    return _fault("io", at=at, lasting=lasting, replicas=replicas, seed=seed)
+
+
+def slow_disk(
+    rate: object = None,
+    *,
+    latency: object = None,
+    at: object,
+    lasting: object,
+    replicas: int = 1,
+    seed: int = 0,
+) -> Fault:
+    """``replicas`` replicas' disk slowed for ``lasting``: their reads and writes throttled to
+    ``rate`` (like ``'1MiB/s'``; the local and Docker backends, through the blkio throttle
+    on the data folder's disk, which holds direct and synced writes, not the page cache), or
+    each operation on their volumes delayed by ``latency`` (like ``'50ms'``; Kubernetes,
+    through Chaos Mesh's IOChaos). The replicas' own IO limits come back at its end."""
+    if rate is None and latency is None:
+        raise ConfigError(
+            "faults.slow_disk.rate", None, "a rate like '1MiB/s', or a latency like '50ms'"
+        )
+    bps = None if rate is None else parse_rate(rate, "faults.slow_disk.rate")
+    if bps is not None and bps < 4096:
+        raise ConfigError("faults.slow_disk.rate", rate, "at least 4KiB/s (a page a second)")
+    delay = None if latency is None else parse_duration_ms(latency, "faults.slow_disk.latency")
+    return _fault(
+        "slow_disk",
+        at=at,
+        lasting=lasting,
+        replicas=replicas,
+        seed=seed,
+        bps=bps,
+        delay_ms=delay,
     )
 
 

@@ -397,3 +397,43 @@ def test_a_neighbour_s_cores_and_memory_are_checked():
     with pytest.raises(ConfigError) as refused:
         fault.neighbour(memory="1k", at="0s", lasting="1s")
     assert str(refused.value).startswith("faults.neighbour.memory: got '1k'; expected at least")
+
+
+def test_a_neighbour_may_write_to_the_disk_too():
+    made = fault.neighbour(cpu=1, io=True, at="10s", lasting="20s")
+    assert made.param("io") is True
+    assert made.label == "neighbour 1 cores writing to the disk at 10s for 20s"
+    assert fault.neighbour(at="0s", lasting="1s").param("io") is None
+    with pytest.raises(ConfigError) as refused:
+        fault.neighbour(io="yes", at="0s", lasting="1s")
+    assert refused.value.field == "faults.neighbour.io"
+
+
+def test_an_io_hog_lasts_and_acts_on_chosen_replicas():
+    made = fault.io(at="10s", lasting="30s", replicas=2, seed=4)
+    assert made.label == "io on 2 replicas at 10s for 30s"
+    assert (made.replicas, made.seed, made.lasting_ms) == (2, 4, 30_000)
+    assert FAULT_KINDS["io"].lasts
+    assert FAULT_KINDS["io"].needs_stack
+    with pytest.raises(ConfigError) as refused:
+        fault.io(at="10s", lasting=None)
+    assert refused.value.field == "faults.io.lasting"
+
+
+def test_a_slow_disk_is_a_rate_or_a_latency_per_operation():
+    rate = fault.slow_disk("1MiB/s", at="10s", lasting="30s")
+    delayed = fault.slow_disk(latency="50ms", at="10s", lasting="30s")
+    assert (rate.param("bps"), rate.param("delay_ms")) == (2**20, None)
+    assert (delayed.param("bps"), delayed.param("delay_ms")) == (None, 50)
+    assert rate.label == "slow_disk 1MiB/s on 1 replica at 10s for 30s"
+    assert delayed.label == "slow_disk 50ms per operation on 1 replica at 10s for 30s"
+    for bad, field, says in [
+        ({}, "faults.slow_disk.rate", "a rate like '1MiB/s', or a latency like '50ms'"),
+        ({"rate": "fast"}, "faults.slow_disk.rate", "a rate like"),
+        ({"rate": "2KB/s"}, "faults.slow_disk.rate", "at least 4KiB/s"),
+        ({"latency": "soon"}, "faults.slow_disk.latency", ""),
+    ]:
+        with pytest.raises(ConfigError) as refused:
+            fault.slow_disk(**bad, at="10s", lasting="30s")
+        assert refused.value.field == field
+        assert says in str(refused.value)
