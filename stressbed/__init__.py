@@ -14,7 +14,6 @@ from __future__ import annotations
 from . import check, extract, fault, gen, population, thresholds
 from .errors import ConfigError, RenderError, ScenarioNotFoundError, StressbedError
 from .scenario.capacity import Capacity
-from .scenario.faults import errors_during_fault, lost_writes, recovery_time, time_to_detect
 from .scenario.flow import group, journey, mix, think_constant, think_normal, think_uniform
 from .scenario.http import delete, get, head, patch, post, put, request
 from .scenario.load_profiles import (
@@ -27,6 +26,7 @@ from .scenario.load_profiles import (
 )
 from .scenario.model import Scenario, Workload
 from .scenario.render import Bundle, render
+from .scenario.resilience import errors_during_fault, lost_writes, recovery_time, time_to_detect
 from .scenario.templates import literal
 from .scenario.thresholds import check_rate, error_rate, latency, request_rate, threshold
 from .scenario.values import var

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..scenario.faults import Resilience
+from ..scenario.resilience import Resilience
 from ..scenario.thresholds import Threshold
 from .aggregates import Window
 from .slo_seconds import RECOVERED_S, Second, judge_seconds, recovery

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 from ..errors import ConfigError
-from .faults import Fault, Resilience, check_faults
+from .faults import Fault, check_faults
 from .flow import Flow, Group, Journey, Mix, Think, is_flow, requests
 from .gen import Env, PerVU, Rows
 from .http import Request
 from .load_profiles import LoadProfile
 from .population import Agent, Agents, check_refs
+from .resilience import Resilience
 from .templates import IDENTIFIER
 from .thresholds import AGENT_METRICS, CONNECTED_METRIC, Threshold
 from .units import format_duration, parse_duration_ms

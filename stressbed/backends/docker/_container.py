@@ -322,7 +322,7 @@ class ContainerReplica(ReplicaRun):
             return None
         seen = self._usage
         if seen is not None and self.group is not None:  # its processes, read here
-            seen = replace(seen, pids=self.group.pids_state())
+            seen = replace(seen, pids=self.group.pids_state(), io=self.group.io_state())
         return seen
 
     # -- acting on it ----------------------------------------------------------------------

@@ -133,6 +133,61 @@ class ReplicaCgroup:
             refused,
         )
 
+    def io_state(self) -> tuple[int, int | None] | None:
+        """(bytes read and written on every disk so far, the lowest bytes-per-second
+        throttle on any, None: none); None without an IO cgroup to read."""
+        directory = self.dirs.get("" if self.version == 2 else "blkio")
+        stat = "io.stat" if self.version == 2 else "blkio.throttle.io_service_bytes"
+        limits = "io.max"
+        if directory is None or not (directory / stat).exists():
+            return None
+        done, rates = 0, []
+        for line in _read(directory / stat).splitlines():
+            words = line.split()
+            if self.version == 2:
+                done += sum(int(w.split("=")[1]) for w in words if w[:7] in ("rbytes=", "wbytes="))
+            elif len(words) == 3 and words[1] in ("Read", "Write"):
+                done += int(words[2])
+        if self.version == 2:
+            for line in _read(directory / limits).splitlines():
+                rates += [w.split("=")[1] for w in line.split()[1:] if w[:5] in ("rbps=", "wbps=")]
+        else:
+            for name in ("read_bps", "write_bps"):
+                rates += [w.split()[1] for w in _read(directory / V1_THROTTLES[name]).splitlines()]
+        known = [int(r) for r in rates if r.isdigit() and int(r) > 0]
+        return done, min(known) if known else None
+
+    def throttle_io(self, device: Device, bps: int) -> dict[Path, str]:
+        """Reads and writes on ``device`` held to ``bps`` bytes a second at most (where a
+        limit of the spec's is lower already, it stays); what to write back to undo it
+        (:meth:`restore_io`). Raises OSError where there is no IO cgroup to write."""
+        key = device.key
+        if self.version == 2:
+            path = self.dirs[""] / "io.max"
+            line = next((w for w in _read(path).splitlines() if w.startswith(f"{key} ")), "")
+            had = dict(w.split("=", 1) for w in line.split()[1:] if "=" in w)
+            before = {k: had.get(k, "max") for k in ("rbps", "wbps")}
+            now = {k: min(int(v), bps) if v.isdigit() else bps for k, v in before.items()}
+            path.write_text(f"{key} " + " ".join(f"{k}={v}" for k, v in now.items()))
+            return {path: f"{key} " + " ".join(f"{k}={v}" for k, v in before.items())}
+        blkio = self.dirs.get("blkio")
+        if blkio is None:
+            raise OSError("the replica's cgroup has no blkio controller")
+        undo = {}
+        for name in ("read_bps", "write_bps"):
+            path = blkio / V1_THROTTLES[name]
+            lines = [w.split() for w in _read(path).splitlines()]
+            was = next((int(w[1]) for w in lines if len(w) == 2 and w[0] == key), 0)
+            path.write_text(f"{key} {min(was, bps) if was else bps}")
+            undo[path] = f"{key} {was}"  # 0: no throttle
+        return undo
+
+    def restore_io(self, undo: dict[Path, str]) -> None:
+        """The throttles as they were before :meth:`throttle_io` (a cgroup gone: nothing)."""
+        for path, line in undo.items():
+            with contextlib.suppress(OSError):
+                path.write_text(line)
+
     def memory_bytes(self) -> int:
         name = "memory.current" if self.version == 2 else "memory.usage_in_bytes"
         directory = self.dirs["" if self.version == 2 else "memory"]
@@ -344,6 +399,8 @@ def _limit_v1(
             directory = _v1_dir(group, own, "pids", leaf)
             (directory / "pids.max").write_text(str(pids))
             group.isolation["pids"] = f"cgroup v1 pids.max {pids}"
+    if "blkio" in own:  # always: its IO is measured, and a slow_disk throttles it here
+        _v1_dir(group, own, "blkio", leaf)
     if io is None:
         return
     if "blkio" not in own:

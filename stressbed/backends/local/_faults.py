@@ -9,16 +9,23 @@
 - ``latency``, ``loss``: a toxic in the balancer (:class:`~.balancer.Toxic`) on the path to
   every replica, or to the ones chosen, on open connections too; removed at the fault's end;
 - ``reset``: every connection open through the balancer (to the chosen replicas) reset;
-- ``cpu``, ``memory``: a hog (:mod:`._hog`) started inside the replica's cgroup, so its CPU
-  quota and memory limit bound the hog and the replica together (the hog may be what its OOM
-  killer picks); killed at the fault's end. Without a cgroup there is nothing to hold a hog to
-  the replica's limits: the fault is skipped, saying so;
+- ``cpu``, ``memory``, ``io``: a hog (:mod:`._hog`, :mod:`._inside`) started inside the
+  replica's cgroup, so its CPU quota, memory limit and IO limits bound the hog and the
+  replica together (the hog may be what its OOM killer picks); the IO hog's file is in the
+  data folder, on the replica's disk. Killed (its file removed) at the fault's end. Without
+  a cgroup there is nothing to hold a hog to the replica's limits: the fault is skipped,
+  saying so;
+- ``slow_disk``: the replica's cgroup's reads and writes on the data folder's disk throttled
+  to the fault's rate (:mod:`._inside`), its own limits put back at the fault's end (a
+  replica restarted meanwhile starts with its own); skipped where the folder is on no block
+  device (a tmpfs) or the cgroup has no IO controller;
 - ``restart``, ``rolling_restart``: replicas stopped on purpose (SIGTERM, SIGKILL after the
   grace) and started again at once, all together or a few at a time (:mod:`._rollout`);
-- ``neighbour``: CPU burners (every core by default) and memory held by processes in a cgroup
-  of their own beside the replicas' (a sibling, no limit; a plain process where no cgroup can
-  be made), never in theirs: what the replicas' limits and requests keep off them is the
-  isolation the run's verdict judges; killed, and the cgroup removed, at the fault's end;
+- ``neighbour``: CPU burners (every core by default), memory held and an IO writer started
+  by the runtime beside the replicas (:mod:`._neighbour`: a sibling cgroup with no limit, a
+  plain process where no cgroup can be made; the Docker runtime's: a container), never in
+  theirs: what the replicas' limits and requests keep off them is the isolation the run's
+  verdict judges; stopped at the fault's end;
 - ``disk_fill``: the stack's data folder (``{data}``, every replica's writable path: they
   share it) filled by a file, ``.stressbed-fill-<fault>``, to a share of its filesystem or
   until full (:mod:`._datafs`), removed at the fault's end; only where the folder is a tmpfs
@@ -47,16 +54,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ...fleet.process import die_with_parent
 from ...scenario.faults import Fault
 from ...stack.lifecycle import Lifecycle
 from . import _datafs
-from ._cgroups import ReplicaCgroup
-from ._hog import burners, spawn
+from ._cgroups import device_of
+from ._hog import burners
 from ._hook import Hook
-from ._neighbour import start_neighbour
+from ._inside import Slowed, hogs_in, slow
+from ._neighbour import Neighbour
 from ._rollout import Restart, Rollout, restart_at_once
-from .runtime import ReplicaRun
+from .runtime import ReplicaRun, ReplicaRuntime
 
 __all__ = ["FAULT_KINDS", "Hook", "LocalFaults"]
 
@@ -64,6 +71,7 @@ __all__ = ["FAULT_KINDS", "Hook", "LocalFaults"]
 FAULT_KINDS = frozenset(
     {"kill", "pause", "latency", "loss", "reset", "bandwidth", "slow_close"}
     | {"cpu", "memory", "dependency", "restart", "rolling_restart", "disk_fill", "neighbour"}
+    | {"io", "slow_disk"}
 )
 #: A hooked fault is started for this much longer than it lasts: if stressbed dies, the
 #: target ends it by itself soon after.
@@ -79,11 +87,12 @@ _HOW = {
     "slow_close": "a slow_close toxic in the balancer",
     "cpu": "a CPU hog in the replica's cgroup",
     "memory": "a memory hog in the replica's cgroup",
+    "io": "an IO hog in the replica's cgroup: direct writes and reads of its data folder",
     "dependency": "the target's fault hook",
     "restart": "SIGTERM of the process group, SIGKILL after the grace period, started again "
     "at once",
 }
-_HOGS = ("cpu", "memory")
+_HOGS = ("cpu", "memory", "io")
 _PATH = ("latency", "loss", "reset", "bandwidth", "slow_close")
 
 
@@ -124,8 +133,8 @@ class _Armed:
     frozen: bool = False  # a pause by the cgroup freezer, not SIGSTOP
     hooked: str = ""  # the hook's kind a dependency fault started
     fill: Path | None = None  # the file a disk_fill wrote
-    #: A neighbour's own cgroup (beside the replicas', not in them), removed at its end.
-    neighbour: ReplicaCgroup | None = None
+    neighbour: Neighbour | None = None  # beside the replicas, not in them; stopped at its end
+    slowed: list[Slowed] = field(default_factory=list)  # a slow_disk's throttles
     #: id(process) -> its (host, port), for the hook
     ports: dict[int, tuple[str, int]] = field(default_factory=dict)
     rollout: Rollout | None = None  # a rolling restart under way
@@ -143,7 +152,8 @@ class LocalFaults:
         hook: Hook | None = None,
         restart: Restart | None = None,
         ready_within_s: float = 120.0,
-        data: Callable[[], _datafs.DataFs | None] = lambda: None,
+        runtime: ReplicaRuntime | None = None,
+        work_dir: Path | None = None,
     ) -> None:
         self._event = event
         self._path = path  # the balancer, once there is one
@@ -151,7 +161,9 @@ class LocalFaults:
         self._restart = restart  # the stack's: a replica stopped on purpose
         self._ready_within_s = ready_within_s  # a rolling restart's replacement, at most
         self._cpu_limit_m = cpu_limit_m  # a replica's: what a cpu fault's share is of
-        self._data = data  # the data folder's own filesystem, where there is one
+        self._runtime = runtime  # what runs the replicas (their data folder, a neighbour)
+        self._work_dir = work_dir  # the stack's: the replicas' data folder under "data"
+        self._folder = work_dir / "data" if work_dir is not None else None
         self._armed: list[_Armed] = []
         self._lock = threading.Lock()
 
@@ -214,10 +226,16 @@ class LocalFaults:
             self._skip(item, f"{len(running)} replica(s) running, the fault needs {count}")
             return
         chosen = random.Random(fault.seed).sample(running, count)
-        if fault.kind in _HOGS and any(
+        if fault.kind in (*_HOGS, "slow_disk") and any(
             r.process is None or r.process.group is None for r in chosen
         ):
             self._skip(item, "the replicas have no cgroup: a hog would not be held to their limits")
+            return
+        if fault.kind in ("io", "slow_disk") and self._folder is None:
+            self._skip(item, "the stack has no data folder: no disk of the replicas' to act on")
+            return
+        if fault.kind == "slow_disk":
+            self._apply_slow(item, chosen)
             return
         for replica in chosen:
             process = replica.process
@@ -227,11 +245,11 @@ class LocalFaults:
         applied_at = time.time()
         if fault.kind == "pause":
             item.frozen = self._freeze([p for _, p in item.hit])
-        for _, process in item.hit:
+        for name, process in item.hit:
             if fault.kind == "kill":
                 process.kill()
             elif fault.kind in _HOGS:
-                item.hogs.extend(self._hogs(fault, process))
+                item.hogs.extend(self._hogs(fault, process, name))
             elif not item.frozen:
                 process.signal(signal.SIGSTOP)
         self._say_applied(
@@ -246,7 +264,8 @@ class LocalFaults:
     def _apply_fill(self, item: _Armed, running: Sequence[_Replica]) -> None:
         """Fill the data folder, only where it is the stack's own tmpfs: every replica shares
         it, so every one is hit, whatever ``replicas`` says."""
-        fs, applied_at = self._data(), time.time()
+        fs = self._runtime.data_fs if self._runtime is not None else None
+        applied_at = time.time()
         try:
             filled = _datafs.fill(fs, item.fault.name, float(item.fault.param("fill") or 1))
         except OSError as exc:
@@ -266,15 +285,49 @@ class LocalFaults:
         )
 
     def _apply_neighbour(self, item: _Armed) -> None:
-        """Burn CPU and hold memory beside the replicas, never in their cgroups."""
+        """Burn CPU, hold memory and write to the disk beside the replicas, never in their
+        cgroups: as their runtime runs a neighbour."""
+        if self._runtime is None or self._work_dir is None:
+            self._skip(item, "no stack: nothing to run a neighbour beside")
+            return
         applied_at = time.time()
-        item.neighbour, item.hogs, how = start_neighbour(item.fault)
+        try:
+            item.neighbour = self._runtime.neighbour(item.fault, self._work_dir)
+        except OSError as exc:
+            self._skip(item, f"the neighbour did not start: {exc}")
+            return
         self._say_applied(
             item,
             applied_at,
             replicas=[],
             scope="this machine, outside the replicas' cgroups",
-            how=how,
+            how=item.neighbour.how,
+        )
+
+    def _apply_slow(self, item: _Armed, chosen: Sequence[_Replica]) -> None:
+        """Throttle the chosen replicas' reads and writes on their data folder's disk."""
+        assert self._folder is not None
+        bps, device = item.fault.param("bps"), device_of(self._folder)
+        if bps is None:
+            self._skip(item, "no rate: the blkio throttle holds a rate, not a latency")
+            return
+        if device.major is None:
+            self._skip(item, f"nothing to throttle: {device.reason}")
+            return
+        groups = [r.process.group for r in chosen if r.process is not None]
+        applied_at = time.time()
+        item.slowed, problem = slow([g for g in groups if g is not None], device, int(bps))
+        if problem:
+            self._skip(item, problem)
+            return
+        item.hit = [(r.name, r.process) for r in chosen if r.process is not None]
+        self._say_applied(
+            item,
+            applied_at,
+            replicas=[name for name, _ in item.hit],
+            how=f"reads and writes on {device.key} (the data folder's disk) throttled to "
+            f"{bps / 2**20:g}MiB/s in the replica's cgroup",
+            device=device.key,
         )
 
     def _apply_restart(self, item: _Armed, replicas: Sequence[_Replica]) -> None:
@@ -383,36 +436,18 @@ class LocalFaults:
             "fault-skipped", fault=item.fault.name, fault_kind=item.fault.kind, reason=reason
         )
 
-    def _hogs(self, fault: Fault, process: ReplicaRun) -> list[subprocess.Popen[bytes]]:
-        """The hog processes of one replica, each moved into its cgroup before it runs."""
-        group = process.group
-        assert group is not None
+    def _hogs(self, fault: Fault, process: ReplicaRun, name: str) -> list[subprocess.Popen[bytes]]:
+        """The hogs of one replica, each moved into its cgroup before it runs."""
+        assert process.group is not None
         if fault.kind == "cpu":
             work = burners((fault.param("share") or 0.0) * (self._cpu_limit_m or 1000) / 1000)
+        elif fault.kind == "io":
+            assert self._folder is not None
+            path = self._folder / f".stressbed-{fault.name}-{name}"
+            work = [("io", str(path))]
         else:
             work = [("memory", str(int(fault.param("memory") or 0)))]
-        started = []
-        for kind, amount in work:
-            orphan_guard = die_with_parent()
-            # Into the cgroup before it runs; into a frozen one only once it has exec'd (a
-            # child entering it before exec would freeze there, and Popen wait for it).
-            late = group.frozen
-
-            def before_exec(guard: Callable[[], None] = orphan_guard, late: bool = late) -> None:
-                guard()
-                if not late:
-                    group.enter()
-
-            hog = spawn(kind, amount, before_exec)
-            if late:
-                try:
-                    group.add(hog.pid)
-                except OSError:  # outside the replica's limits it must not run at all
-                    hog.kill()
-                    hog.wait(timeout=5)
-                    continue
-            started.append(hog)
-        return started
+        return hogs_in(process.group, work)
 
     def _apply_on_path(self, item: _Armed, running: Sequence[_Replica]) -> None:
         fault = item.fault
@@ -502,77 +537,63 @@ class LocalFaults:
                 self._event("fault-extended", fault=item.fault.name, replicas=[replica.name])
 
     def _end(self, item: _Armed, reason: str) -> None:
+        """Undo what ``item`` applied, and say so (``fault-ended``)."""
         item.ended = True
+        fields: dict[str, Any] = {"replicas": [name for name, _ in item.hit]}
         if item.fill is not None:
             item.fill.unlink(missing_ok=True)
-            hit = [name for name, _ in item.hit]
-            self._event("fault-ended", fault=item.fault.name, fault_kind=item.fault.kind,
-                        replicas=hit, how="the fill file removed", reason=reason)  # fmt: skip
-            return
-        if item.hooked and self._hook is not None:
-            ended = [
-                name
-                for name, process in item.hit
-                if process.poll() is None
-                and self._hook.call(
-                    item.ports[id(process)], "DELETE", f"{self._hook.spec.path}/{item.hooked}"
-                )
-                is None
-            ]
-            self._event(
-                "fault-ended",
-                fault=item.fault.name,
-                fault_kind=item.fault.kind,
-                replicas=[name for name, _ in item.hit],
-                ended=ended,
-                how="ended through the fault hook",
-                reason=reason,
-            )
-            return
-        if item.on_path:
+            fields["how"] = "the fill file removed"
+        elif item.hooked and self._hook is not None:
+            fields.update(ended=self._unhook(item), how="ended through the fault hook")
+        elif item.on_path:
             path = self._path()
             if path is not None:
                 path.remove_toxic(item.fault.name)
-            self._event(
-                "fault-ended",
-                fault=item.fault.name,
-                fault_kind=item.fault.kind,
-                replicas=item.scope,
-                how="the toxic removed",
-                reason=reason,
-            )
-            return
-        if item.hogs:
-            for hog in item.hogs:
-                with contextlib.suppress(ProcessLookupError):
-                    hog.kill()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    hog.wait(timeout=5)
-            if item.neighbour is not None:
-                item.neighbour.remove()  # what is left in it killed, then the cgroup
-            self._event(
-                "fault-ended",
-                fault=item.fault.name,
-                fault_kind=item.fault.kind,
-                replicas=[name for name, _ in item.hit],
-                how="the hogs killed",
-                reason=reason,
-            )
-            return
+            fields.update(replicas=item.scope, how="the toxic removed")
+        elif item.slowed:
+            for slowed in item.slowed:
+                slowed.restore()
+            fields["how"] = "the replicas' own IO limits put back"
+        elif item.hogs or item.neighbour is not None:
+            self._stop_hogs(item)
+            fields["how"] = "the neighbour stopped" if item.neighbour else "the hogs killed"
+        else:
+            fields.update(resumed=self._resume(item), how="thawed" if item.frozen else "SIGCONT")
+        fault = item.fault
+        self._event("fault-ended", fault=fault.name, fault_kind=fault.kind, **fields, reason=reason)
+
+    def _unhook(self, item: _Armed) -> list[str]:
+        """The hooked fault ended on each replica still running: those it ended on."""
+        assert self._hook is not None
+        path = f"{self._hook.spec.path}/{item.hooked}"
+        return [
+            name
+            for name, process in item.hit
+            if process.poll() is None
+            and self._hook.call(item.ports[id(process)], "DELETE", path) is None
+        ]
+
+    def _stop_hogs(self, item: _Armed) -> None:
+        for hog in item.hogs:
+            with contextlib.suppress(ProcessLookupError):
+                hog.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                hog.wait(timeout=5)
+        if item.neighbour is not None:
+            item.neighbour.stop()
+        if item.fault.kind == "io" and self._folder is not None:  # the IO hogs' files
+            for name, _ in item.hit:
+                (self._folder / f".stressbed-{item.fault.name}-{name}").unlink(missing_ok=True)
+
+    def _resume(self, item: _Armed) -> list[str]:
+        """A pause undone: the replicas it froze or stopped thawed or continued; those it
+        was (a replica restarted meanwhile has nothing to resume)."""
         resumed: list[str] = []
         for name, process in item.hit:
-            if process.poll() is None:  # the same process: restarted ones have nothing to undo
+            if process.poll() is None:
                 if item.frozen:
                     process.freeze(False)
                 else:
                     process.signal(signal.SIGCONT)
                 resumed.append(name)
-        fields: dict[str, Any] = {
-            "fault": item.fault.name,
-            "fault_kind": item.fault.kind,
-            "replicas": [name for name, _ in item.hit],
-            "resumed": resumed,
-            "how": "thawed" if item.frozen else "SIGCONT",
-            "reason": reason,
-        }
-        self._event("fault-ended", **fields)
+        return resumed

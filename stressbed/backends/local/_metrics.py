@@ -1,17 +1,20 @@
 """What the local stack measures of its replicas: the usage series and the HPA's inputs.
 
-Every sample period the controller hands in each running replica's cumulative CPU time and
-working set, and its open connections through the balancer; the feed keeps a few seconds of
-them per replica, appends one row to the series summary.json shows, and turns them into the
+Every sample period the controller hands in each running replica's cumulative CPU time,
+working set, IO bytes and open connections through the balancer; the feed keeps a few seconds
+of them per replica, reads how full the replicas' data folder is, appends one row to the
+series summary.json shows, and turns them into the
 utilisation (percent of the replica's request) the HPA algorithm reads, with Kubernetes' rule
 that a replica not ready for a full metrics window has no usable sample yet.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ...stack.lifecycle import Lifecycle
@@ -28,12 +31,14 @@ class _Samples:
     cpu: list[tuple[float, float]] = field(default_factory=list)  # (monotonic, cpu seconds)
     memory: int = 0  # working set in bytes, last seen
     periods: tuple[int, int] | None = None  # CFS (periods, throttled), last seen
+    io: tuple[float, int] | None = None  # (time, bytes read and written so far), last seen
 
 
 class UsageFeed:
-    def __init__(self, spec: StackSpec, window_s: float) -> None:
+    def __init__(self, spec: StackSpec, window_s: float, data: Path | None = None) -> None:
         self.spec = spec
         self.window_s = window_s
+        self.data = data  # the replicas' data folder: how full its filesystem is
         self.series: list[dict[str, Any]] = []
         self._samples: dict[str, _Samples] = {}
 
@@ -42,6 +47,7 @@ class UsageFeed:
         samples = self._samples.setdefault(name, _Samples())
         samples.cpu = []
         samples.periods = None
+        samples.io = None
 
     def forget(self, name: str) -> None:
         """The replica is gone for good."""
@@ -74,6 +80,14 @@ class UsageFeed:
             if share is not None:
                 pods[name]["throttled_share"] = round(share, 3)
             samples.periods = seen.periods
+            if seen.io is not None:
+                done, limit = seen.io
+                if samples.io is not None and now > samples.io[0] and done >= samples.io[1]:
+                    rate = (done - samples.io[1]) / (now - samples.io[0])
+                    pods[name]["io_mib_s"] = round(rate / 2**20, 3)
+                if limit is not None:
+                    pods[name]["io_limit_mib_s"] = round(limit / 2**20, 3)
+                samples.io = (now, done)
             if seen.open_files is not None:
                 pods[name]["open_files"] = seen.open_files
             if seen.nofile_limit is not None:
@@ -95,6 +109,9 @@ class UsageFeed:
         }
         if balancer:
             row["balancer"] = dict(balancer)
+        disk = _disk(self.data) if self.data is not None else None
+        if disk is not None:
+            row["data_free_mib"], row["data_size_mib"] = disk
         self.series.append(row)
 
     def cpu_m(self, name: str, now: float, window: float) -> float | None:
@@ -134,3 +151,15 @@ def _throttled(before: tuple[int, int] | None, now: tuple[int, int] | None) -> f
     if before is None or now is None or now[0] <= before[0]:
         return None
     return max(0.0, min(1.0, (now[1] - before[1]) / (now[0] - before[0])))
+
+
+def _disk(folder: Path) -> tuple[float, float] | None:
+    """MiB free (to an unprivileged writer) and in all on ``folder``'s filesystem."""
+    try:
+        found = os.statvfs(folder)
+    except OSError:
+        return None
+    return (
+        round(found.f_bavail * found.f_frsize / 2**20, 2),
+        round(found.f_blocks * found.f_frsize / 2**20, 2),
+    )

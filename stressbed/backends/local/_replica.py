@@ -260,6 +260,7 @@ class ReplicaProcess(ReplicaRun):
                 open_files=files,
                 nofile_limit=limit,
                 pids=self.group.pids_state(),
+                io=self.group.io_state(),
             )
         try:
             fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()

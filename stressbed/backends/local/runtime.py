@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from ...scenario.faults import Fault
 from ...stack.spec import StackSpec
 from ._cgroups import ReplicaCgroup
 from ._datafs import DataFs
+from ._neighbour import Neighbour, start_neighbour
 
 __all__ = ["Exit", "FakeReplica", "FakeRuntime", "Launch", "ReplicaRun", "ReplicaRuntime", "Usage"]
 
@@ -59,6 +61,9 @@ class Usage:
     #: Its processes now, their limit (None: none) and the forks refused at it so far; None
     #: without a pids cgroup.
     pids: tuple[int, int | None, int] | None = None
+    #: Bytes it read and wrote on its disks so far and its lowest throttle (bytes a second,
+    #: None: none); None without an IO cgroup.
+    io: tuple[int, int | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -182,6 +187,12 @@ class ReplicaRuntime(ABC):
         """What must hold, and what every replica shares, before anything starts (``say``
         records a stack event); raises ConfigError or ProvisionError. Nothing, here."""
         return
+
+    def neighbour(self, fault: Fault, work_dir: Path) -> Neighbour:
+        """Start ``fault``'s noisy neighbour beside the replicas, outside their cgroups:
+        here, hogs in a sibling cgroup of this machine's (:mod:`._neighbour`). Raises
+        OSError where it cannot start."""
+        return start_neighbour(fault, work_dir)
 
     @abstractmethod
     def launch(self, launch: Launch) -> ReplicaRun:

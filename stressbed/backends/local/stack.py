@@ -108,7 +108,7 @@ class LocalStack:
         self._backoff = BackOff(
             self.options.backoff_base_s, self.options.backoff_max_s, self.options.backoff_reset_s
         )
-        self._feed = UsageFeed(self.spec, self.options.metrics_window_s)
+        self._feed = UsageFeed(self.spec, self.options.metrics_window_s, work_dir / "data")
         self._ordinal = 0
         self._balancer: BalancerProcess | None = None
         #: How the balancer was sized (summary.json's stack.balancer), kept past its close.
@@ -136,7 +136,8 @@ class LocalStack:
             hook=Hook(hook, self._hook_token) if hook is not None else None,
             restart=lambda r: self._terminate(r, "restart", time.monotonic(), deliberate=True),
             ready_within_s=ready_within_s(self.spec),
-            data=lambda: self.runtime.data_fs,  # a disk_fill fills only the stack's own
+            runtime=self.runtime,  # its data folder, its neighbours
+            work_dir=self.work_dir,
         )
 
     @property
@@ -145,8 +146,7 @@ class LocalStack:
 
     @property
     def series(self) -> list[dict[str, Any]]:
-        """Per sample: replicas, ready, desired, and each replica's CPU, memory and open
-        connections through the balancer."""
+        """Per sample: replicas, ready, desired, each replica's usage (:mod:`._metrics`)."""
         return list(self._feed.series)
 
     # -- provisioning and teardown ----------------------------------------------------

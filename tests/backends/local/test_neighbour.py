@@ -13,6 +13,7 @@ from pathlib import Path
 from stressbed import fault
 from stressbed.app.execute import execute
 from stressbed.app.plan import RunOptions, plan
+from stressbed.backends.local._neighbour import CgroupNeighbour
 
 from ...conftest import needs_k6
 from .test_hogs import event, hogged, needs_cgroups, wait_for
@@ -48,7 +49,8 @@ def test_the_neighbour_runs_beside_the_replicas_never_in_them(tmp_path, control)
         assert applied["replicas"] == []
         (replica,) = stack.replicas
         (item,) = stack._faults._armed
-        neighbour = item.neighbour
+        assert isinstance(item.neighbour, CgroupNeighbour)
+        neighbour = item.neighbour.group
         assert neighbour is not None
         burners = neighbour.pids()
         assert burners
