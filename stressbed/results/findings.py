@@ -17,6 +17,11 @@ Each kind is one rule over the :class:`~.timeline.Timeline` (and the run's event
   in half its CFS periods or more: its CPU limit, not the work, holds it back;
 - ``pids-exhausted``: a replica's cgroup refused it new processes or threads at its pids
   limit (the kernel's ``pids.events``): a fork or a thread start failed inside it;
+- ``io-throttled``: p95 latency steps up (as above) while a replica's IO ran at 80% or more
+  of its lowest bytes-per-second throttle (its own IO limit, or a ``slow_disk``'s): the disk
+  it may use, not the work, holds it back;
+- ``disk-full``: the replicas' data folder had no room left (under 1% of it, or 1 MiB,
+  free): writes there fail with ENOSPC, from then until it had room again;
 - ``connections-not-rebalanced``: a replica that became ready during the load (a scale-out)
   held under half its fair share of the open connections (all of them over the replicas
   holding any count) from then until the end, 30 s or more: long-lived connections stay where
@@ -41,6 +46,11 @@ STEP_POINTS = 3  # ... for this many points running
 CPU_LIMIT_SHARE = 0.9
 #: A replica throttled in this share of its CFS periods or more is held back by its limit.
 THROTTLED_SHARE = 0.5
+#: A replica whose IO runs at this share of its throttle or more is held back by it.
+IO_LIMIT_SHARE = 0.8
+#: A data folder with less free than this share of it (or than DISK_FULL_MIB) is full.
+DISK_FULL_SHARE = 0.01
+DISK_FULL_MIB = 1.0
 BURST_RATE = 0.05
 BURST_MIN_FAILED = 3
 NEAR_S = 5.0
@@ -99,7 +109,9 @@ def findings(
         *_runner_cpu(line, runner_capacity),
         *_connections_not_rebalanced(line, events),
         *_cpu_throttled(line),
+        *_io_throttled(line),
         *_pids_exhausted(line),
+        *_disk_full(line),
     ]
     return sorted(found, key=lambda f: (f.t, f.kind))
 
@@ -149,6 +161,72 @@ def _cpu_throttled(line: Timeline) -> list[Finding]:
                     )
                 ]
     return []
+
+
+def _io_throttled(line: Timeline) -> list[Finding]:
+    found = _step_start(line)
+    if found is None:
+        return []
+    early, starts = found
+    p95 = line.fleet["p95_ms"]
+    for first in starts:
+        lo, hi = max(0, first - 2), min(len(line.t) - 1, first + STEP_POINTS - 1)
+        for name, lanes in line.pods.items():
+            pairs = zip(
+                lanes.get("io_mib_s", [])[lo : hi + 1],
+                lanes.get("io_limit_mib_s", [])[lo : hi + 1],
+                strict=False,
+            )
+            held = [(r, m) for r, m in pairs if r is not None and m and r >= IO_LIMIT_SHARE * m]
+            if held:
+                rate, limit = max(held)
+                return [
+                    Finding(
+                        "io-throttled",
+                        line.t[first],
+                        f"p95 latency rose from {early:.0f} ms to {p95[first]:.0f} ms while "
+                        f"{name} read and wrote {rate:g} MiB/s, at its {limit:g} MiB/s IO "
+                        "limit: the disk it may use holds it back",
+                        {
+                            "p95_before_ms": early,
+                            "p95_ms": p95[first],
+                            "replica": name,
+                            "io_mib_s": rate,
+                            "io_limit_mib_s": limit,
+                        },
+                    )
+                ]
+    return []
+
+
+def _disk_full(line: Timeline) -> list[Finding]:
+    free, size = line.stack.get("data_free_mib", []), line.stack.get("data_size_mib", [])
+    full = {
+        i
+        for i, (f, s) in enumerate(zip(free, size, strict=False))
+        if f is not None and s and f <= max(DISK_FULL_MIB, DISK_FULL_SHARE * s)
+    }
+    if not full:
+        return []
+    first = min(full)
+    # The first point with room again after it (None: full until the end).
+    room = next((i for i in range(first, len(line.t)) if i not in full), None)
+    until = line.t[room] if room is not None else None
+    span = range(first, room if room is not None else len(line.t))
+    requests, failed = line.fleet.get("requests_per_s", []), line.fleet.get("failed_per_s", [])
+    sent = sum(requests[i] or 0.0 for i in span if i < len(requests))
+    bad = sum(failed[i] or 0.0 for i in span if i < len(failed))
+    errors = f"; {bad / sent:.1%} of the requests meanwhile failed" if sent and bad else ""
+    lasted = f" from {line.t[first]:g} s to {until:g} s" if until is not None else " to the end"
+    return [
+        Finding(
+            "disk-full",
+            line.t[first],
+            f"the replicas' data folder was full ({free[first]:g} MiB free of "
+            f"{size[first]:g} MiB){lasted}: writes there fail for want of space{errors}",
+            {"free_mib": free[first], "size_mib": size[first], "until_s": until},
+        )
+    ]
 
 
 def _pids_exhausted(line: Timeline) -> list[Finding]:

@@ -90,7 +90,9 @@ class Timeline:
     statuses: dict[str, Series] = field(default_factory=dict)  # failed requests/s by status
     checks: dict[str, Series] = field(default_factory=dict)  # failed checks/s by check
     runners: list[dict[str, Series]] = field(default_factory=list)  # per runner
-    stack: dict[str, Series] = field(default_factory=dict)  # replicas, ready, desired
+    #: replicas, ready, desired (the most in each point); data_free_mib, data_size_mib: the
+    #: replicas' data folder's filesystem (the least free in each point), where measured.
+    stack: dict[str, Series] = field(default_factory=dict)
     #: Per replica: cpu_m, memory_mib, connections (open through the local balancer).
     pods: dict[str, dict[str, Series]] = field(default_factory=dict)
     limits: dict[str, float] = field(default_factory=dict)  # a replica's cpu_m, memory_mib
@@ -276,13 +278,15 @@ def _stack(line: Timeline, stack: Mapping[str, Any], points: int) -> None:
     line.limits = {k: float(v) for k, v in limits.items() if isinstance(v, int | float)}
     if not rows:
         return
-    sums: dict[str, list[list[float]]] = {k: [[] for _ in range(points)] for k in _COUNTS}
+    sums: dict[str, list[list[float]]] = {
+        k: [[] for _ in range(points)] for k in (*_COUNTS, *_DISK)
+    }
     pods: dict[str, dict[str, list[list[float]]]] = {}
     for row in rows:
         i = _index(float(row.get("t", 0)), line.start, line.step)
         if not 0 <= i < points:
             continue
-        for key in _COUNTS:
+        for key in (*_COUNTS, *_DISK):
             if isinstance(row.get(key), int | float):
                 sums[key][i].append(float(row[key]))
         for name, usage in (row.get("pods") or {}).items():
@@ -291,6 +295,8 @@ def _stack(line: Timeline, stack: Mapping[str, Any], points: int) -> None:
                 if isinstance(usage.get(key), int | float):
                     lanes[key][i].append(float(usage[key]))
     line.stack = {k: [max(v) if v else None for v in sums[k]] for k in _COUNTS}
+    if any(sums["data_free_mib"]):  # a point with a reading
+        line.stack.update({k: [min(v) if v else None for v in sums[k]] for k in _DISK})
     line.pods = {
         name: {k: [sum(v) / len(v) if v else None for v in lanes[k]] for k in _USAGE}
         for name, lanes in sorted(pods.items())
@@ -312,7 +318,11 @@ def _target(metrics: Mapping[str, Any], start: int, step: int, points: int) -> d
 
 
 _COUNTS = ("replicas", "ready", "desired")
-_USAGE = ("cpu_m", "memory_mib", "connections", "throttled_share", "pids", "pids_refused")
+_DISK = ("data_free_mib", "data_size_mib")
+_USAGE = (
+    *("cpu_m", "memory_mib", "connections", "throttled_share", "pids", "pids_refused"),
+    *("io_mib_s", "io_limit_mib_s"),
+)
 
 
 def _markers(events: Sequence[Mapping[str, Any]], start: int, end: float) -> list[Marker]:

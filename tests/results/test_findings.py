@@ -238,3 +238,53 @@ def test_forks_refused_at_the_pids_limit():
     calm = [{"pids": 12, "pids_refused": 3}] * 12  # refused before the run: not this run's
     line = timeline({START + s: window(50, 10.0) for s in range(12)}, stack=pods_stack(calm))
     assert findings(line) == []
+
+
+def test_a_latency_step_while_the_replica_s_io_runs_at_its_limit():
+    ms = [10.0] * 10 + [80.0] * 10
+    rows = [{"io_mib_s": 0.2, "io_limit_mib_s": 1.0}] * 9 + [
+        {"io_mib_s": 0.97, "io_limit_mib_s": 1.0}
+    ] * 11
+    line = timeline({START + s: window(50, v) for s, v in enumerate(ms)}, stack=pods_stack(rows))
+    (found,) = findings(line)
+    assert (found.kind, found.t) == ("io-throttled", 10.0)
+    assert (found.evidence["io_mib_s"], found.evidence["io_limit_mib_s"]) == (0.97, 1.0)
+    assert "read and wrote 0.97 MiB/s, at its 1 MiB/s IO limit" in found.message
+    # IO well under its limit while latency steps up: not the disk's doing; no limit: none.
+    for calm in ({"io_mib_s": 0.3, "io_limit_mib_s": 1.0}, {"io_mib_s": 50.0}):
+        line = timeline(
+            {START + s: window(50, v) for s, v in enumerate(ms)}, stack=pods_stack([calm] * 20)
+        )
+        assert "io-throttled" not in [f.kind for f in findings(line)]
+
+
+def _disk_rows(free: list[float]) -> dict[str, Any]:
+    made = pods_stack([{}] * len(free))
+    for row, left in zip(made["timeseries"], free, strict=True):
+        row.update(data_free_mib=left, data_size_mib=64.0)
+    return made
+
+
+def test_a_data_folder_that_filled_up_and_had_room_again():
+    free = [60.0] * 5 + [0.0] * 4 + [60.0] * 3
+    per_second = {START + s: window(50, 10.0, failed=10 if 5 <= s < 9 else 0) for s in range(12)}
+    (found,) = findings(timeline(per_second, stack=_disk_rows(free)))
+    assert (found.kind, found.t) == ("disk-full", 5.0)
+    assert found.evidence == {"free_mib": 0.0, "size_mib": 64.0, "until_s": 9.0}
+    assert found.message == (
+        "the replicas' data folder was full (0 MiB free of 64 MiB) from 5 s to 9 s: writes "
+        "there fail for want of space; 20.0% of the requests meanwhile failed"
+    )
+    # Never full (room under 1% of it is full; 2 MiB of 64 is not), or not measured: none.
+    assert findings(timeline(per_second, stack=_disk_rows([2.0] * 12))) == []
+    assert findings(timeline(per_second, stack=pods_stack([{}] * 12))) == []
+
+
+def test_a_data_folder_full_to_the_end():
+    free = [30.0] * 6 + [0.5] * 6
+    per_second = {START + s: window(50, 10.0) for s in range(12)}
+    (found,) = findings(timeline(per_second, stack=_disk_rows(free)))
+    assert found.evidence["until_s"] is None
+    assert "(0.5 MiB free of 64 MiB) to the end: writes there fail for want of space" in (
+        found.message
+    )
