@@ -17,6 +17,10 @@ Each kind is one rule over the :class:`~.timeline.Timeline` (and the run's event
   in half its CFS periods or more: its CPU limit, not the work, holds it back;
 - ``pids-exhausted``: a replica's cgroup refused it new processes or threads at its pids
   limit (the kernel's ``pids.events``): a fork or a thread start failed inside it;
+- ``cpu-contended``: p95 latency steps up (as above) while a replica's threads waited for a
+  CPU (the kernel's run-queue delay) 50 ms a second or more, three times their early wait or
+  more, and its quota did not throttle it: other work on the machine held its cores (a
+  noisy neighbour, the load generator beside it);
 - ``io-throttled``: p95 latency steps up (as above) while a replica's IO ran at 80% or more
   of its lowest bytes-per-second throttle (its own IO limit, or a ``slow_disk``'s): the disk
   it may use, not the work, holds it back;
@@ -46,6 +50,10 @@ STEP_POINTS = 3  # ... for this many points running
 CPU_LIMIT_SHARE = 0.9
 #: A replica throttled in this share of its CFS periods or more is held back by its limit.
 THROTTLED_SHARE = 0.5
+#: A replica whose threads wait this long for a CPU each second (seconds a second) or more...
+CONTENDED_WAIT = 0.05
+#: ... this many times their early wait or more, is held back by other work on its cores.
+CONTENDED_FACTOR = 3.0
 #: A replica whose IO runs at this share of its throttle or more is held back by it.
 IO_LIMIT_SHARE = 0.8
 #: A data folder with less free than this share of it (or than DISK_FULL_MIB) is full.
@@ -109,6 +117,7 @@ def findings(
         *_runner_cpu(line, runner_capacity),
         *_connections_not_rebalanced(line, events),
         *_cpu_throttled(line),
+        *_cpu_contended(line),
         *_io_throttled(line),
         *_pids_exhausted(line),
         *_disk_full(line),
@@ -157,6 +166,44 @@ def _cpu_throttled(line: Timeline) -> list[Finding]:
                             "p95_ms": p95[first],
                             "replica": name,
                             "throttled_share": max(shares),
+                        },
+                    )
+                ]
+    return []
+
+
+def _cpu_contended(line: Timeline) -> list[Finding]:
+    found = _step_start(line)
+    if found is None:
+        return []
+    early, starts = found
+    p95 = line.fleet["p95_ms"]
+    for first in starts:
+        lo, hi = max(0, first - 2), min(len(line.t) - 1, first + STEP_POINTS - 1)
+        for name, lanes in line.pods.items():
+            waits = lanes.get("cpu_wait", [])
+            known = [v for v in waits[:lo] if v is not None]
+            before = statistics.median(known[: max(STEP_POINTS, len(known) // 5)]) if known else 0
+            throttled = [v for v in lanes.get("throttled_share", [])[lo : hi + 1] if v]
+            if throttled and max(throttled) >= THROTTLED_SHARE:
+                continue  # its own quota: cpu-throttled says so
+            during = [v for v in waits[lo : hi + 1] if v is not None]
+            wait = max(during, default=0.0)
+            if wait >= CONTENDED_WAIT and wait >= CONTENDED_FACTOR * before:
+                return [
+                    Finding(
+                        "cpu-contended",
+                        line.t[first],
+                        f"p95 latency rose from {early:.0f} ms to {p95[first]:.0f} ms while "
+                        f"{name}'s threads waited {wait * 1000:.0f} ms a second for a CPU "
+                        f"({before * 1000:.0f} ms before), its quota not throttling it: other "
+                        "work on the machine held its cores",
+                        {
+                            "p95_before_ms": early,
+                            "p95_ms": p95[first],
+                            "replica": name,
+                            "cpu_wait_s_per_s": wait,
+                            "cpu_wait_before_s_per_s": before,
                         },
                     )
                 ]

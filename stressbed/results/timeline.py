@@ -321,7 +321,7 @@ _COUNTS = ("replicas", "ready", "desired")
 _DISK = ("data_free_mib", "data_size_mib")
 _USAGE = (
     *("cpu_m", "memory_mib", "connections", "throttled_share", "pids", "pids_refused"),
-    *("io_mib_s", "io_limit_mib_s"),
+    *("io_mib_s", "io_limit_mib_s", "cpu_wait"),
 )
 
 

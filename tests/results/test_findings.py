@@ -288,3 +288,26 @@ def test_a_data_folder_full_to_the_end():
     assert "(0.5 MiB free of 64 MiB) to the end: writes there fail for want of space" in (
         found.message
     )
+
+
+def test_a_latency_step_while_the_replica_waited_for_a_cpu_others_held():
+    ms = [10.0] * 10 + [70.0] * 10
+    rows = [{"cpu_wait": 0.008}] * 9 + [{"cpu_wait": 0.15}] * 11
+    line = timeline({START + s: window(50, v) for s, v in enumerate(ms)}, stack=pods_stack(rows))
+    (found,) = findings(line)
+    assert (found.kind, found.t) == ("cpu-contended", 10.0)
+    assert (found.evidence["cpu_wait_s_per_s"], found.evidence["cpu_wait_before_s_per_s"]) == (
+        0.15,
+        0.008,
+    )
+    assert "threads waited 150 ms a second for a CPU (8 ms before)" in found.message
+    # Throttled by its own quota meanwhile: that is cpu-throttled's, not contention.
+    own = [{"cpu_wait": 0.008}] * 9 + [{"cpu_wait": 0.15, "throttled_share": 0.9}] * 11
+    line = timeline({START + s: window(50, v) for s, v in enumerate(ms)}, stack=pods_stack(own))
+    assert [f.kind for f in findings(line)] == ["cpu-throttled"]
+    # Waiting as much as before the step, or little: none.
+    for calm in ([{"cpu_wait": 0.1}] * 20, [{"cpu_wait": 0.01}] * 9 + [{"cpu_wait": 0.03}] * 11):
+        line = timeline(
+            {START + s: window(50, v) for s, v in enumerate(ms)}, stack=pods_stack(calm)
+        )
+        assert findings(line) == []

@@ -322,7 +322,10 @@ class ContainerReplica(ReplicaRun):
             return None
         seen = self._usage
         if seen is not None and self.group is not None:  # its processes, read here
-            seen = replace(seen, pids=self.group.pids_state(), io=self.group.io_state())
+            group = self.group
+            seen = replace(
+                seen, pids=group.pids_state(), io=group.io_state(), cpu_wait_s=group.run_delay()
+            )
         return seen
 
     # -- acting on it ----------------------------------------------------------------------

@@ -114,6 +114,21 @@ class ReplicaCgroup:
             return None
         return found["nr_periods"], found["nr_throttled"]
 
+    def run_delay(self) -> float | None:
+        """Seconds its threads have waited on a run queue for a CPU (the kernel's schedstat,
+        summed over the threads now in it); None where not told. It rises when other work
+        holds the cores it is runnable on: contention, not its own quota."""
+        directory = self.dirs.get("" if self.version == 2 else "cpu")
+        if directory is None:
+            return None
+        threads = _read(directory / ("cgroup.threads" if self.version == 2 else "tasks")).split()
+        waited, seen = 0, False
+        for tid in threads:
+            fields = _read(Path(f"/proc/{tid}/schedstat")).split()
+            if len(fields) >= 2 and fields[1].isdigit():
+                waited, seen = waited + int(fields[1]), True
+        return waited / 1e9 if seen else None
+
     def pids_state(self) -> tuple[int, int | None, int] | None:
         """(processes now, their limit or None for none, forks refused at the limit so far);
         None without a pids cgroup."""

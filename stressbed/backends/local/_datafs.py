@@ -1,5 +1,9 @@
 """The stack's data folder as a filesystem of its own, and the ``disk_fill`` fault's filler.
 
+A stack whose spec sets an ``ephemeral-storage`` limit gets its data folder as a tmpfs of that
+size times the most replicas it may run (they share the folder): the limit held by the
+kernel, as a pod's is by the kubelet's eviction (here a write past it fails with ENOSPC).
+
 A ``disk_fill`` fault fills the filesystem that holds the replicas' writable path. Locally that
 path is the stack's data folder (``{data}``), which lives on this machine's own disk: filling
 that would fill the host's disk, which stressbed never does. So when a run declares a

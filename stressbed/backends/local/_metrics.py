@@ -32,6 +32,7 @@ class _Samples:
     memory: int = 0  # working set in bytes, last seen
     periods: tuple[int, int] | None = None  # CFS (periods, throttled), last seen
     io: tuple[float, int] | None = None  # (time, bytes read and written so far), last seen
+    wait: tuple[float, float] | None = None  # (time, seconds waited for a CPU), last seen
 
 
 class UsageFeed:
@@ -48,6 +49,7 @@ class UsageFeed:
         samples.cpu = []
         samples.periods = None
         samples.io = None
+        samples.wait = None
 
     def forget(self, name: str) -> None:
         """The replica is gone for good."""
@@ -88,6 +90,12 @@ class UsageFeed:
                 if limit is not None:
                     pods[name]["io_limit_mib_s"] = round(limit / 2**20, 3)
                 samples.io = (now, done)
+            if seen.cpu_wait_s is not None:
+                before = samples.wait
+                if before is not None and now > before[0] and seen.cpu_wait_s >= before[1]:
+                    waited = (seen.cpu_wait_s - before[1]) / (now - before[0])
+                    pods[name]["cpu_wait"] = round(waited, 4)  # seconds a second
+                samples.wait = (now, seen.cpu_wait_s)
             if seen.open_files is not None:
                 pods[name]["open_files"] = seen.open_files
             if seen.nofile_limit is not None:

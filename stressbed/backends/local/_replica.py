@@ -52,6 +52,8 @@ class Isolation:
     io: IoLimits | None = None
     device: _cgroups.Device | None = None
     nofile: int | None = None
+    #: How the ephemeral-storage limit is held (the data folder's tmpfs), if it is set.
+    storage: str | None = None
 
     def limited(self) -> list[str]:
         """The cgroup-held limits set, as summary.json names them."""
@@ -83,11 +85,12 @@ class ProcessRuntime(ReplicaRuntime):
             fs = DataFs(work_dir / "data", self.data_size)
             problem = fs.mount()
             if problem is not None:  # refused, with nothing filled
+                storage = spec.limits.ephemeral_storage is not None
                 raise ConfigError(
-                    "faults.disk_fill",
+                    "stack.limits.ephemeral-storage" if storage else "faults.disk_fill",
                     problem,
-                    "the stack's data folder made a tmpfs of its own to fill (which needs "
-                    "root); stressbed never fills this machine's disk",
+                    "the stack's data folder made a tmpfs of its own (which needs root); "
+                    "stressbed never fills this machine's disk",
                 )
             self.data_fs = fs
             say("data-mounted", path=str(fs.folder), fs="tmpfs", size=fs.size)
@@ -98,6 +101,18 @@ class ProcessRuntime(ReplicaRuntime):
         """The data folder's tmpfs unmounted, its files copied back onto the folder first."""
         if self.data_fs is not None:
             self.data_fs.unmount()
+
+    def _storage(self, spec: StackSpec) -> str | None:
+        """How the spec's ephemeral-storage limit is held: the data folder's tmpfs, which
+        every replica shares (one folder, as one volume would be)."""
+        if spec.limits.ephemeral_storage is None:
+            return None
+        if self.data_fs is None:
+            return "not enforced: the data folder is no tmpfs of the stack's own"
+        return (
+            f"tmpfs size={self.data_fs.size} on the data folder, shared by the replicas "
+            f"(the limit times the most replicas): one replica may use another's share"
+        )
 
     def launch(self, launch: Launch) -> ReplicaProcess:
         spec = launch.spec
@@ -118,6 +133,7 @@ class ProcessRuntime(ReplicaRuntime):
                 io=spec.io,
                 device=_cgroups.device_of(data) if spec.io is not None else None,
                 nofile=spec.nofile,
+                storage=self._storage(spec),
             ),
         )
         process.port = port
@@ -164,6 +180,8 @@ class ReplicaProcess(ReplicaRun):
                 self._isolation[name_] = "not enforced: no cgroup for the replica here"
         if wanted.nofile is not None:
             self._isolation["nofile"] = f"RLIMIT_NOFILE {wanted.nofile}"
+        if wanted.storage is not None:
+            self._isolation["ephemeral-storage"] = wanted.storage
         self._oom_before = self.group.oom_kills() if self.group else 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.exit: Exit | None = None
@@ -261,6 +279,7 @@ class ReplicaProcess(ReplicaRun):
                 nofile_limit=limit,
                 pids=self.group.pids_state(),
                 io=self.group.io_state(),
+                cpu_wait_s=self.group.run_delay(),
             )
         try:
             fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()

@@ -90,13 +90,7 @@ class LocalBackend(Backend):
                     f"at most this machine's hard limit of open files ({hard}): a process "
                     "cannot raise it",
                 )
-            if stack.limits.ephemeral_storage is not None:
-                raise ConfigError(
-                    "stack.limits.ephemeral-storage",
-                    show_quantity("memory", stack.limits.ephemeral_storage),
-                    "no ephemeral-storage limit with --backend local yet (the replicas share "
-                    "one data directory): the docker and kubernetes backends hold it",
-                )
+            self._sized_data_folder(stack)
             metrics = stack.metrics
             if metrics is not None and metrics.port not in (None, stack.target.port):
                 # Each local replica listens on a port of its own: only that one can be asked.
@@ -122,6 +116,24 @@ class LocalBackend(Backend):
                 "root; stressbed never fills this machine's disk",
             )
         self.options = replace(self.options, data_size=_datafs.SIZE)
+
+    def _sized_data_folder(self, stack: StackSpec) -> None:
+        """An ephemeral-storage limit holds the replicas' writable path: the data folder a
+        tmpfs of that size times the most replicas (they share it), refused where none can
+        be mounted."""
+        limit = stack.limits.ephemeral_storage
+        if limit is None:
+            return
+        problem = _datafs.can_mount()
+        if problem is not None:
+            raise ConfigError(
+                "stack.limits.ephemeral-storage",
+                f"{show_quantity('memory', limit)} ({problem})",
+                "a data folder of the stack's own to hold it: a tmpfs mounted on it, which "
+                "needs root (the docker and kubernetes backends hold it without)",
+            )
+        most = stack.autoscaler.max_replicas if stack.autoscaler else stack.replicas
+        self.options = replace(self.options, data_size=limit * most)
 
     def stack(
         self,

@@ -64,6 +64,8 @@ class Usage:
     #: Bytes it read and wrote on its disks so far and its lowest throttle (bytes a second,
     #: None: none); None without an IO cgroup.
     io: tuple[int, int | None] | None = None
+    #: Seconds its threads waited for a CPU so far (run-queue delay); None: not read.
+    cpu_wait_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ Skipped, saying why, where this process may not create cgroups.
 
 from __future__ import annotations
 
+import errno
+import os
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -15,13 +17,14 @@ from pathlib import Path
 import pytest
 
 from stressbed.app.settings import apply_stack
-from stressbed.backends.local import LocalBackend
+from stressbed.backends.local import LocalBackend, _datafs
 from stressbed.backends.local._cgroups import device_of
 from stressbed.errors import ConfigError
 from stressbed.stack.agent import reference_agent
 from stressbed.stack.spec import IoLimits
 
 from .test_cgroups import start_in
+from .test_stack import FAST, fake_spec
 
 MIB = 2**20
 
@@ -166,12 +169,58 @@ def test_an_open_file_limit_above_the_machine_s_is_refused_before_anything_start
     assert str(refused.value).startswith(f"stack.nofile: got {hard + 1}; expected at most")
 
 
-def test_ephemeral_storage_is_refused_locally_saying_where_it_is_held():
+def _write_mib(path: Path, count: int) -> int | None:
+    """Write ``count`` MiB to ``path``: the errno that stopped it, or None."""
+    try:
+        with open(path, "wb") as out:
+            for _ in range(count):
+                out.write(bytes(MIB))
+                out.flush()
+    except OSError as exc:
+        return exc.errno
+    return None
+
+
+def test_an_ephemeral_storage_limit_is_a_tmpfs_of_that_size_on_the_data_folder(tmp_path, control):
+    problem = _datafs.can_mount()
+    if problem is not None:
+        pytest.skip(f"no tmpfs can be mounted here: {problem}")
+    fake = fake_spec(control)
+    spec = replace(fake, replicas=1, limits=replace(fake.limits, ephemeral_storage=8 * MIB))
+    backend = LocalBackend(FAST)
+    backend.preflight(spec)
+    assert backend.options.data_size == 8 * MIB  # the limit times the most replicas (1)
+    stack = backend.stack(spec, tmp_path / "s")
+    data = tmp_path / "s" / "data"
+    try:
+        stack.provision()
+        assert _datafs.mounted(data)
+        found = os.statvfs(data)
+        assert found.f_blocks * found.f_frsize == 8 * MIB  # read back from the kernel
+        # The replicas' writes stop at the limit.
+        assert _write_mib(data / "big", 9) == errno.ENOSPC
+        assert stack.isolation["ephemeral-storage"].startswith(
+            f"tmpfs size={8 * MIB} on the data folder, shared by the replicas"
+        )
+    finally:
+        stack.teardown()
+    assert not _datafs.mounted(data)  # unmounted at teardown, the files kept
+    assert (data / "big").exists()
+
+
+def test_an_ephemeral_storage_limit_where_no_tmpfs_can_be_mounted_is_refused(monkeypatch):
+    monkeypatch.setattr(_datafs, "can_mount", lambda: "mount: permission denied")
     spec = apply_stack(reference_agent(), {"limits": {"ephemeral-storage": "64Mi"}})
     with pytest.raises(ConfigError) as refused:
         LocalBackend().preflight(spec)
-    assert str(refused.value).startswith("stack.limits.ephemeral-storage: got '64Mi';")
-    assert "the docker and kubernetes backends hold it" in str(refused.value)
+    assert str(refused.value) == (
+        "stack.limits.ephemeral-storage: got '64Mi (mount: permission denied)'; expected a data "
+        "folder of the stack's own to hold it: a tmpfs mounted on it, which needs root (the "
+        "docker and kubernetes backends hold it without)"
+    )
+
+
+def test_an_ephemeral_storage_request_above_its_limit_is_refused():
     with pytest.raises(ConfigError) as over:
         apply_stack(
             reference_agent(),
