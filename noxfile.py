@@ -251,6 +251,14 @@ def bar_history(session: nox.Session) -> None:
     session.run("python", "tools/bar_history.py", *session.posargs, env=ENV)
 
 
+@nox.session(name="bar_isolation")
+def bar_isolation(session: nox.Session) -> None:
+    """Issue 29's bar: a real run beside a neighbour burning every core; its isolation verdict
+    and the findings that say why (needs root: cgroups)."""
+    session.install(".")
+    session.run("python", "tools/bar_isolation.py", *session.posargs, env=ENV)
+
+
 @nox.session(name="bench_history")
 def bench_history(session: nox.Session) -> None:
     """The run history at 10,000 runs: `stressbed history` and one series read, on SQLite and
