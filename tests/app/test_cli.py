@@ -32,7 +32,8 @@ def test_scenarios_lists_each_with_a_description(capsys):
     names = [line.split()[0] for line in lines]
     assert names == [
         *("agent_population", "capacity_ramp", "ingest_mix", "modelled_fleet"),
-        *("reconnect_storm", "reconnect_storm_unjittered", "resilience", "task_journey"),
+        *("noisy_neighbour", "reconnect_storm", "reconnect_storm_unjittered", "resilience"),
+        "task_journey",
     ]
     assert all(len(line.split(None, 1)[1]) > 20 for line in lines)
 
@@ -50,8 +51,8 @@ def test_an_unknown_scenario_exits_2_with_one_line_naming_the_choices(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr == (
         "stressbed: error: --scenario: got 'nope'; expected a scenario name (agent_population, "
-        "capacity_ramp, ingest_mix, modelled_fleet, reconnect_storm, reconnect_storm_unjittered, "
-        "resilience, task_journey) or a path to a .py file\n"
+        "capacity_ramp, ingest_mix, modelled_fleet, noisy_neighbour, reconnect_storm, "
+        "reconnect_storm_unjittered, resilience, task_journey) or a path to a .py file\n"
     )
     assert not (tmp_path / "b").exists()
 
