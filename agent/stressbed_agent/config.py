@@ -44,6 +44,9 @@ class Config:
     heartbeat_ttl_s: float = 30.0
     sink: str = "null"
     sink_path: str = ""
+    #: "none": a write is stored once in the page cache (a killed agent loses nothing; a lost
+    #: machine may); "data": each write fdatasync'ed to the disk before it counts as stored.
+    sink_sync: str = "none"
     #: When a report is answered 202: "queued" (in memory) or "flushed" (stored by the sink).
     ack: str = "queued"
     flush_batch_points: int = 5000
@@ -128,6 +131,7 @@ class Config:
         _check(self.sink_retries >= 0, "sink_retries", self.sink_retries, "an integer >= 0")
         _check(self.sink in ("null", "file"), "sink", self.sink, "'null' or 'file'")
         _check(self.ack in ("queued", "flushed"), "ack", self.ack, "'queued' or 'flushed'")
+        _check(self.sink_sync in ("none", "data"), "sink_sync", self.sink_sync, "'none' or 'data'")
         _check(
             self.sink != "file" or bool(self.sink_path),
             "sink_path",

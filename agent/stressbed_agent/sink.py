@@ -7,6 +7,11 @@ returned: a SIGKILL after that loses nothing. :class:`Stored` reads the file bac
 incrementally, complete lines only, so every replica answers the read-back for writes any
 replica stored, across restarts.
 
+With ``sink_sync: data`` each write is ``fdatasync``'ed before it counts as stored: a lost
+machine loses nothing acknowledged either, and each flush waits for the disk (a slow disk
+slows the flusher: the queue grows, the agent turns unready at its high watermark and answers
+429 once the queue is full, never acknowledging what it has not stored).
+
 A full disk (ENOSPC, EDQUOT) is :class:`SinkFull`, saying how many of the batches were stored
 whole before it: a write the disk cut short leaves a torn line, which the same sink's next
 write ends with a newline of its own first (a line that is not JSON: never counted as
@@ -49,6 +54,7 @@ class Sink:
 
     def __init__(self, config: Config) -> None:
         self.path = Path(config.sink_path) if config.sink == "file" else None
+        self.sync = config.sink_sync == "data"  # each write on the disk before it counts
         #: Set by fault hooks and tests: the next writes fail with this error.
         self.failing: str | None = None
         #: A write of this sink was cut short (a full disk): its next write ends that line.
@@ -83,6 +89,10 @@ class Sink:
                 done = os.write(fd, view)
                 written += done
                 view = view[done:]
+            if self.sync:
+                _sync(fd)
+        except SinkFull:
+            raise  # written, but not on the disk: not one of them stored
         except OSError as exc:
             body = written - len(lead)
             whole = _whole(lines, body)
@@ -94,6 +104,16 @@ class Sink:
         finally:
             os.close(fd)
         self.torn = False
+
+
+def _sync(fd: int) -> None:
+    """The file's data on the disk; a full disk is SinkFull with nothing stored."""
+    try:
+        os.fdatasync(fd)
+    except OSError as exc:
+        if exc.errno not in FULL:
+            raise
+        raise SinkFull(0, exc) from exc
 
 
 def _ends_torn(fd: int) -> bool:

@@ -226,7 +226,7 @@ def _io_throttled(line: Timeline) -> list[Finding]:
             )
             held = [(r, m) for r, m in pairs if r is not None and m and r >= IO_LIMIT_SHARE * m]
             if held:
-                rate, limit = max(held)
+                rate, limit = sorted(held)[len(held) // 2]  # the middle reading at the limit
                 return [
                     Finding(
                         "io-throttled",

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from stressbed_agent.config import Config
+from stressbed_agent.config import Config, ConfigError
 from stressbed_agent.sink import Sink, SinkFull, Stored
 
 from .helpers import AgentProcess, call
@@ -190,3 +190,30 @@ def test_the_agent_never_acknowledges_what_a_full_disk_refused(small_fs: Path, a
     finally:
         with contextlib.suppress(Exception):
             agent.stop()
+
+
+def test_a_synced_sink_puts_each_write_on_the_disk_and_counts_none_it_could_not(
+    tmp_path: Path, monkeypatch
+):
+    path = tmp_path / "sink.jsonl"
+    synced: list[int] = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (synced.append(fd), real(fd)))
+    Sink(Config(sink="file", sink_path=str(path))).write([batch("a", 10)])
+    assert synced == []  # sink_sync none: stored once in the page cache
+    sink = Sink(Config(sink="file", sink_path=str(path), sink_sync="data"))
+    sink.write([batch("b", 10)])
+    assert len(synced) == 1  # on the disk before it counts as stored
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fdatasync", full)
+    with pytest.raises(SinkFull) as caught:
+        sink.write([batch("c", 10), batch("d", 10)])
+    assert caught.value.stored == 0  # written, but not on the disk: none of them stored
+
+
+def test_a_sink_sync_that_is_not_one_is_refused_naming_it():
+    with pytest.raises(ConfigError, match="sink_sync: got 'always'; expected 'none' or 'data'"):
+        Config(sink="file", sink_path="x", sink_sync="always").validate()

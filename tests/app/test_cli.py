@@ -33,7 +33,7 @@ def test_scenarios_lists_each_with_a_description(capsys):
     assert names == [
         *("agent_population", "capacity_ramp", "ingest_mix", "modelled_fleet"),
         *("noisy_neighbour", "reconnect_storm", "reconnect_storm_unjittered", "resilience"),
-        "task_journey",
+        *("slow_disk", "task_journey"),
     ]
     assert all(len(line.split(None, 1)[1]) > 20 for line in lines)
 
@@ -52,7 +52,8 @@ def test_an_unknown_scenario_exits_2_with_one_line_naming_the_choices(tmp_path):
     assert proc.stderr == (
         "stressbed: error: --scenario: got 'nope'; expected a scenario name (agent_population, "
         "capacity_ramp, ingest_mix, modelled_fleet, noisy_neighbour, reconnect_storm, "
-        "reconnect_storm_unjittered, resilience, task_journey) or a path to a .py file\n"
+        "reconnect_storm_unjittered, resilience, slow_disk, task_journey) or a path to a .py "
+        "file\n"
     )
     assert not (tmp_path / "b").exists()
 
