@@ -38,10 +38,8 @@ class DockerBackend(Backend):
     name = "docker"
     capabilities = frozenset(Capability)  # all of them, as the local backend
     option_keys = ("port", "runner_cpu", "runners_local", "base_image")
-    fault_kinds = FAULT_KINDS - {"disk_fill", "neighbour"}
+    fault_kinds = FAULT_KINDS - {"disk_fill"}
     fault_refusals: ClassVar[Mapping[str, str]] = {
-        "neighbour": "no neighbour container of stressbed's yet (--backend local runs one in a "
-        "cgroup beside the replicas')",
         "disk_fill": "the replicas' data folder is a bind mount of this machine's disk, which "
         "stressbed never fills (--backend local fills a tmpfs of the stack's own)",
     }
@@ -65,6 +63,7 @@ class DockerBackend(Backend):
         self._network: RunNetwork | None = None
         self._images: dict[str, str] = {}
         self._base_id = ""
+        self._neighbours = False  # the scenario has a neighbour: the runner image runs it
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> DockerBackend:
@@ -107,6 +106,8 @@ class DockerBackend(Backend):
         if scenario is not None and scenario.agents() and self.options.connections is None:
             # The balancer is sized for the connections a population holds open.
             self.options = replace(self.options, connections=scenario.agents())
+        if scenario is not None:
+            self._neighbours = any(f.kind == "neighbour" for f in scenario.faults)
         if stack is not None:
             if not stack.target.image:
                 raise ConfigError(
@@ -130,7 +131,7 @@ class DockerBackend(Backend):
 
     def _needs_build(self, stack: StackSpec | None) -> bool:
         own_target = stack is not None and self._own(stack.target.image) is not None
-        return own_target or not self.runners_local
+        return own_target or not self.runners_local or self._neighbours
 
     def _present(self, image: str) -> None:
         try:
@@ -170,7 +171,17 @@ class DockerBackend(Backend):
             return self.image(own) if own is not None else target
 
         return DockerStack(
-            spec, work_dir, self.registry, self.network, image, self.options, on_event, secrets
+            spec,
+            work_dir,
+            self.registry,
+            self.network,
+            image,
+            self.options,
+            on_event,
+            secrets,
+            # The runner image has stressbed's hogs; the fleet's runners ensure it anyway.
+            neighbour_image=lambda: self.image("runner"),
+            neighbour_ahead=self._neighbours,
         )
 
     def fleet(self, bundle: Path, out_dir: Path, spec: FleetSpec, env: Mapping[str, str]) -> Fleet:

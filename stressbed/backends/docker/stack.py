@@ -7,7 +7,8 @@ faults, the events and the usage series. What differs is what runs a replica, an
 runtime the controller is given (:class:`ContainerRuntime`, a
 :class:`~stressbed.backends.local.ReplicaRuntime`): a container of the target's image
 (:class:`._container.ContainerReplica`) with the limits and security the local backend cannot
-enforce, on a bridge network of the run's own. The balancer stays on 127.0.0.1 (the stack's
+enforce, on a bridge network of the run's own; a ``neighbour`` fault's hogs in a container of
+their own on the same engine (:mod:`._neighbour`). The balancer stays on 127.0.0.1 (the stack's
 URL) and listens on that network's gateway too, so runner containers reach the same
 readiness-gated URL.
 """
@@ -21,11 +22,13 @@ from typing import Any
 import docker
 import docker.errors
 
-from ...errors import ProvisionError
+from ...errors import ProvisionError, StressbedError
+from ...scenario.faults import Fault
 from ...stack.spec import StackSpec
-from ..local import Launch, LocalOptions, LocalStack, ReplicaRuntime
+from ..local import Launch, LocalOptions, LocalStack, Neighbour, ReplicaRuntime
 from ._container import DATA_DIR, ContainerReplica, Limits, Placement
 from ._engine import Registry, writable_by
+from ._neighbour import start_neighbour
 
 __all__ = ["ContainerRuntime", "DockerStack", "RunNetwork"]
 
@@ -71,16 +74,29 @@ class RunNetwork:
 class ContainerRuntime(ReplicaRuntime):
     """Replicas as containers of the target's image (found or built when the stack is
     prepared) on the run's network, each answering on the target's port at its own address,
-    as a pod does."""
+    as a pod does. A neighbour is a container of ``neighbour_image`` (the runner image's
+    tag, found or built: ahead, when the stack is prepared, with ``neighbour_ahead``)."""
 
-    def __init__(self, registry: Registry, network: RunNetwork, image: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        network: RunNetwork,
+        image: Callable[[], str],
+        neighbour_image: Callable[[], str] | None = None,
+        *,
+        neighbour_ahead: bool = False,
+    ) -> None:
         self.registry = registry
         self.network = network
         self._image_of = image
+        self.neighbour_image = neighbour_image
+        self.neighbour_ahead = neighbour_ahead
         self.placement: Placement | None = None
 
     def prepare(self, spec: StackSpec, work_dir: Path, say: Callable[..., None]) -> None:
         image = self._image_of()  # built from the checkout, or found on the engine
+        if self.neighbour_ahead and self.neighbour_image is not None:
+            self.neighbour_image()  # not built at the fault's instant, in the controller's loop
         network = self.network.ensure()
         # {data}: shared by every replica, kept with the run (the engine takes absolute paths).
         data = (work_dir / "data").resolve()
@@ -111,6 +127,17 @@ class ContainerRuntime(ReplicaRuntime):
         replica.port = port
         return replica
 
+    def neighbour(self, fault: Fault, work_dir: Path) -> Neighbour:
+        """Start ``fault``'s neighbour as a container of its own on the same engine, outside
+        the replicas' cgroups (:mod:`._neighbour`); OSError where it does not start."""
+        if self.neighbour_image is None:
+            raise OSError("this stack was given no image to run a neighbour container of")
+        try:
+            image = self.neighbour_image()
+        except StressbedError as exc:
+            raise OSError(f"no image to run it from: {exc}") from None
+        return start_neighbour(self.registry, image, fault, work_dir)
+
     #: The containers and the network go last, whatever the steps before got to.
     release_step = ("remove the containers", REMOVE_TIMEOUT_S)
 
@@ -136,8 +163,13 @@ class DockerStack(LocalStack):
         options: LocalOptions | None = None,
         on_event: Callable[[dict[str, Any]], None] | None = None,
         secrets: Mapping[str, str] | None = None,
+        *,
+        neighbour_image: Callable[[], str] | None = None,
+        neighbour_ahead: bool = False,
     ) -> None:
-        self.containers = ContainerRuntime(registry, network, image)
+        self.containers = ContainerRuntime(
+            registry, network, image, neighbour_image, neighbour_ahead=neighbour_ahead
+        )
         super().__init__(spec, work_dir, options, on_event, secrets, self.containers)
         self.registry = registry
         self.network = network

@@ -17,6 +17,7 @@ from ._cgroups import Device, ReplicaCgroup, device_of
 from ._cgroups import sweep as sweep_cgroups
 from ._datafs import sweep as sweep_data_mounts
 from ._faults import FAULT_KINDS
+from ._neighbour import Neighbour, neighbour_work
 from ._replica import ProcessRuntime, ReplicaProcess
 from .backend import LocalBackend, machine_options
 from .fleet import LocalFleet, RunnerHandle
@@ -36,6 +37,7 @@ __all__ = [
     "LocalFleet",
     "LocalOptions",
     "LocalStack",
+    "Neighbour",
     "ProcessRuntime",
     "ReplicaCgroup",
     "ReplicaProcess",
@@ -45,6 +47,7 @@ __all__ = [
     "Usage",
     "device_of",
     "machine_options",
+    "neighbour_work",
     "sweep_cgroups",
     "sweep_data_mounts",
 ]
