@@ -290,6 +290,7 @@ def _check_fault(
         raise ConfigError(
             where, item.label, f"a fault --backend {backend.name} applies ({kinds}){because}"
         )
+    backend.check_fault(item)
     if item.needs_stack and (target is not None or stack is None):
         raise ConfigError(
             where, item.label, "a provisioned stack: this fault acts on a replica, not on a URL"

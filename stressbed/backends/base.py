@@ -200,6 +200,10 @@ class Backend(abc.ABC):
         naming what is missing or would be refused. ``stack`` is None when the fleet loads a
         ``--target-url``; ``scenario`` is the run's, as planned."""
 
+    def check_fault(self, fault: Fault) -> None:  # noqa: B027 - optional hook
+        """Refuse (ConfigError, exit 2) a fault of a kind it applies whose parameters it cannot
+        honour; the plan calls it for each of the scenario's faults before anything exists."""
+
     @abc.abstractmethod
     def stack(
         self,

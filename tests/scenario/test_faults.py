@@ -239,7 +239,8 @@ def test_a_fault_the_backend_does_not_apply_is_exit_2_before_anything_starts(
     assert len(err) == 1
     assert err[0].startswith("stressbed: error: faults.reset: got 'reset at 20s")
     kinds = (
-        "bandwidth, cpu, dependency, kill, latency, loss, memory, pause, restart, rolling_restart"
+        "bandwidth, cpu, dependency, kill, latency, loss, memory, neighbour, pause, restart, "
+        "rolling_restart, slow_disk"
     )
     assert f"a fault --backend kubernetes applies ({kinds})" in err[0]
     assert not (tmp_path / "r").exists()

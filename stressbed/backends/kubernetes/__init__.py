@@ -6,7 +6,8 @@ top, loaded only when a program runs), the preflight (``_preflight``), the Autom
 engine (``_engine``), the Kubernetes API seam and the reading of runner results from pod logs
 (``_cluster``), the stack's record of a run (``_watch``), the faults (Chaos Mesh objects,
 ``chaos``, scheduled by ``_faults``; a rolling restart as the Deployment's rollout,
-``_rollout``), and the orchestration of one run: its
+``_rollout``; a noisy neighbour as a Job of its own, ``_neighbour``), and the orchestration
+of one run: its
 shared state and stack (``_stack``), its fleets and the backend (``backend``). It is the only
 place in stressbed that imports ``pulumi`` or ``kubernetes``, each inside the function that
 needs it, so importing this package needs neither. It may import the layers below the

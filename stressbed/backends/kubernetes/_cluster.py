@@ -77,6 +77,8 @@ class PodState:
     ready: bool = False  # the Ready condition
     restarts: int = 0  # its containers' restarts, summed
     last_terminated: str = ""  # why a container last ended before its restart (OOMKilled, ...)
+    node: str = ""  # the node it was scheduled to
+    started: float | None = None  # when the last of its containers started running, if all do
 
 
 @dataclass
@@ -184,6 +186,14 @@ class ClusterApi(Protocol):
     def missing_chaos_kinds(self, plurals: Sequence[str]) -> list[str]:
         """Those of ``plurals`` the API server does not serve in chaos-mesh.org/v1alpha1 (by
         API discovery, which any authenticated user may read: no CRD read needed)."""
+        ...
+
+    def create_job(self, namespace: str, body: dict[str, Any]) -> None:
+        """Create a Job (a fault's neighbour) from its manifest."""
+        ...
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        """Delete Job ``name``, its pods first (foreground propagation); gone is fine."""
         ...
 
 
@@ -334,6 +344,7 @@ class _KubernetesApi:
         self.apps = client.AppsV1Api(api_client)
         self.autoscaling = client.AutoscalingV2Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
+        self.batch = client.BatchV1Api(api_client)
 
     def pods(self, namespace: str, component: str, name: str | None = None) -> list[PodState]:
         selector = f"app.kubernetes.io/component={component}"
@@ -505,6 +516,17 @@ class _KubernetesApi:
         served = {r.name for r in found.resources or []}
         return [p for p in plurals if p not in served]
 
+    def create_job(self, namespace: str, body: dict[str, Any]) -> None:
+        manifest: Any = body  # a dict: the client serialises it as it would a V1Job
+        self.batch.create_namespaced_job(namespace, manifest, field_validation="Strict")
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        try:
+            self.batch.delete_namespaced_job(name, namespace, propagation_policy="Foreground")
+        except Exception as exc:
+            if getattr(exc, "status", None) != 404:
+                raise
+
 
 def kubernetes_api(access: ClusterAccess) -> ClusterApi:
     return _KubernetesApi(access)
@@ -546,8 +568,13 @@ def _pod_state(pod: Any) -> PodState:
         created=pod.metadata.creation_timestamp.timestamp(),
         reason=pod.status.reason or "",
         message=pod.status.message or "",
+        node=(pod.spec.node_name if pod.spec is not None else None) or "",
     )
-    for status in pod.status.container_statuses or []:
+    statuses = pod.status.container_statuses or []
+    running = [s.state.running.started_at for s in statuses if s.state.running is not None]
+    if statuses and len(running) == len(statuses) and all(running):
+        state.started = max(at.timestamp() for at in running)
+    for status in statuses:
         state.restarts += status.restart_count or 0
         last = status.last_state.terminated if status.last_state is not None else None
         if last is not None:

@@ -13,6 +13,12 @@ deleted gracefully; its ReplicaSet makes a new one at once). A ``rolling_restart
 Mesh object but the agent Deployment's own rollout (:mod:`._rollout`): ``fault-applied`` when
 the API server took the patch, ``fault-ended`` when the rollout was seen done (or stopped).
 
+A ``neighbour`` is no Chaos Mesh object but a Job of its own beside the agent pods
+(:mod:`._neighbour`): ``fault-applied`` when its pod runs (its container's start, on the
+cluster's clock), ``fault-ended`` when stressbed deleted it (said once its pods are gone); one
+whose pod does not run in time (not scheduled: no node beside an agent pod has room) is
+``fault-skipped``, saying why, and its Job deleted.
+
 A ``dependency`` fault is the target's own fault hook (the StackSpec's ``fault_hook``), called
 on every agent pod (and on each one started while it lasts) through the API server's pod
 proxy with the run's token; ended through the hook at the fault's end or at teardown. Its
@@ -27,15 +33,15 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from ...scenario.faults import Fault
 from ...stack.spec import FaultHook
 from ._cluster import ClusterApi, ProxyUnreachable
+from ._neighbour import NeighbourJob
 from ._proxy import ProxyCheck
 from ._rollout import SCHEDULING_S, DeploymentRollout, Refused
-from .chaos import PLURALS, chaos_object
+from .chaos import PLURALS, applied_at, chaos_object, recovered_at
 from .manifests import Cluster
 
 __all__ = ["ChaosFaults", "PodHook", "applied_at", "recovered_at"]
@@ -73,6 +79,8 @@ class _Armed:
     hooked: str = ""  # a dependency: the fault hook's kind
     restarts: dict[str, int] = field(default_factory=dict)  # pod -> its restarts when hooked
     rollout: DeploymentRollout | None = None  # a rolling restart under way
+    neighbour: NeighbourJob | None = None  # a neighbour's Job
+    reason: str = ""  # why it was deleted (a neighbour: its end, teardown, stopped early)
 
 
 class ChaosFaults:
@@ -92,6 +100,8 @@ class ChaosFaults:
         delete_timeout_s: float = 60.0,
         grace_s: int = 30,
         rollout_deadline_s: float = 120.0 + SCHEDULING_S,
+        runner_image: str = "stressbed-runner:latest",
+        neighbour_pending_s: float = SCHEDULING_S,
     ) -> None:
         self._api = api
         self._cluster = cluster
@@ -105,6 +115,9 @@ class ChaosFaults:
         self._grace_s = grace_s  # the agent pods' terminationGracePeriodSeconds
         # How long a rolling restart may go without progress (a new pod not ready).
         self._rollout_deadline_s = rollout_deadline_s
+        self._runner_image = runner_image  # a neighbour's image: Python and stressbed's hogs
+        # How long a neighbour's pod may take to run (scheduled, its image pulled).
+        self._neighbour_pending_s = neighbour_pending_s
         self._armed: list[_Armed] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -141,6 +154,8 @@ class ChaosFaults:
             self._tick_hooked(item, now)
         elif item.fault.kind == "rolling_restart":
             self._tick_rollout(item, now)
+        elif item.fault.kind == "neighbour":
+            self._tick_neighbour(item, now)
         elif item.created is None and now >= item.at:
             self._create(item)
         elif item.created is not None and not item.applied and item.deleted is None:
@@ -167,13 +182,18 @@ class ChaosFaults:
             left.remove(item)
         now = time.time()
         for item in left:
-            if item.deleted is None:
+            if item.deleted is None and item.fault.kind == "neighbour":
+                self._delete_neighbour(item, now, "teardown")
+            elif item.deleted is None:
                 self._delete(item, now)
         deadline = time.monotonic() + self._delete_timeout_s
         while left and time.monotonic() < deadline:
             for item in list(left):
                 with contextlib.suppress(Exception):
-                    self._read_recovered(item, "teardown")
+                    if item.fault.kind == "neighbour":
+                        self._read_neighbour_gone(item)
+                    else:
+                        self._read_recovered(item, "teardown")
                 if item.done:
                     left.remove(item)
             if left:
@@ -193,12 +213,25 @@ class ChaosFaults:
             return
         item.pods = sorted(random.Random(fault.seed).sample(running, count))
         body = chaos_object(
-            fault, self._cluster, item.pods, cpu_limit_m=self._cpu_limit_m, grace_s=self._grace_s
+            fault,
+            self._cluster,
+            item.pods,
+            cpu_limit_m=self._cpu_limit_m,
+            grace_s=self._grace_s,
+            container=self._target,
         )
+        spec = body["spec"]
         item.name, item.plural = body["metadata"]["name"], PLURALS[body["kind"]]
-        item.how = f"Chaos Mesh {body['kind']} {body['spec'].get('action', 'stressors')}"
+        item.how = f"Chaos Mesh {body['kind']} {spec.get('action', 'stressors')}"
         if fault.kind == "restart":
             item.how += f", gracePeriod {self._grace_s} s (the ReplicaSet makes new pods at once)"
+        if fault.kind == "slow_disk":
+            item.how += f" {spec['delay']} on each operation under {spec['volumePath']}"
+            if fault.param("bps") is not None:
+                item.how += (
+                    "; its rate is not applied on Kubernetes (IOChaos delays each operation, "
+                    "it has no bandwidth)"
+                )
         item.created = time.time()
         try:
             self._api.create_chaos(ns, item.plural, body)
@@ -323,6 +356,69 @@ class ChaosFaults:
         how = "the Deployment rolled out" if reason.startswith("every") else "it stopped there"
         self._say_fault_ended(item, time.time(), how, reason, pods=now)
 
+    # -- a neighbour: a Job of its own beside the agent pods ----------------------------
+
+    def _tick_neighbour(self, item: _Armed, now: float) -> None:
+        job = item.neighbour
+        if job is None:
+            if now >= item.at:
+                self._start_neighbour(item)
+            return
+        if item.deleted is not None:
+            self._read_neighbour_gone(item)
+            return
+        pod, why, over = job.look()
+        waited = now - (item.created or now)
+        if not item.applied and pod is not None:
+            said = job.applied(pod)
+            item.how = str(said.pop("how"))
+            # Its container's start, on the cluster's clock (whole seconds, as Chaos Mesh's).
+            self._say_applied(item, pod.started or time.time(), **said)
+        elif not item.applied and (over or waited > self._neighbour_pending_s or now >= item.end):
+            self._skip(item, f"its pod was not running after {waited:.0f} s: {why}", gone=False)
+            self._delete_neighbour(item, now, "")
+        elif item.applied and now >= item.end:
+            self._delete_neighbour(item, now, "its end")
+        elif item.applied and pod is None:
+            self._delete_neighbour(item, now, f"it stopped before its end: {why}")
+
+    def _start_neighbour(self, item: _Armed) -> None:
+        job = NeighbourJob(
+            self._api,
+            self._cluster,
+            item.fault,
+            target=self._target,
+            image=self._runner_image,
+            pending_s=self._neighbour_pending_s,
+        )
+        item.neighbour, item.name = job, job.name
+        item.created = time.time()
+        try:
+            job.create()
+        except Exception as exc:  # forbidden, invalid, a timeout (it may have been made)
+            self._skip(item, f"its Job was not created: {_said(exc)}", gone=False)
+            self._delete_neighbour(item, time.time(), "")
+
+    def _delete_neighbour(self, item: _Armed, now: float, reason: str) -> None:
+        item.deleted, item.reason = now, reason
+        assert item.neighbour is not None
+        with contextlib.suppress(Exception):  # tried again until it is gone
+            item.neighbour.delete()
+
+    def _read_neighbour_gone(self, item: _Armed) -> None:
+        """Done once its pods are gone; said ended at its deletion (its hogs got SIGTERM)."""
+        job = item.neighbour
+        assert job is not None
+        if not job.gone():
+            with contextlib.suppress(Exception):  # a delete that did not take: again
+                job.delete()
+            return
+        item.done = True
+        if item.applied and not item.ended:
+            item.ended = True
+            how = "its Job deleted: the neighbour's pod and its hogs gone"
+            self._say_fault_ended(item, item.deleted or time.time(), how, item.reason)
+
     # -- a dependency, through the target's fault hook ---------------------------------
 
     def _tick_hooked(self, item: _Armed, now: float) -> None:
@@ -432,69 +528,6 @@ class ChaosFaults:
         self._event(
             "fault-skipped", fault=item.fault.name, fault_kind=item.fault.kind, reason=reason
         )
-
-
-def _records(found: dict[str, Any] | None) -> list[dict[str, Any]]:
-    status = (found or {}).get("status") or {}
-    return list((status.get("experiment") or {}).get("containerRecords") or [])
-
-
-def _on(record: dict[str, Any], namespace: str, pods: Sequence[str]) -> str | None:
-    """The pod a record is of ("ns/pod" or "ns/pod/container"), if one of ``pods``."""
-    parts = str(record.get("id", "")).split("/")
-    if len(parts) >= 2 and parts[0] == namespace and parts[1] in pods:
-        return parts[1]
-    return None
-
-
-def _instants(
-    found: dict[str, Any] | None, namespace: str, pods: Sequence[str], operation: str
-) -> tuple[dict[str, float], str]:
-    """Per pod, the earliest ``operation`` that succeeded; and the last failure said."""
-    seen: dict[str, float] = {}
-    failed = ""
-    for record in _records(found):
-        if record.get("selectorKey", ".") != ".":
-            continue  # a NetworkChaos target's pods: nothing was done to them
-        pod = _on(record, namespace, pods)
-        if pod is None:
-            continue
-        for event in record.get("events") or []:
-            if event.get("operation") != operation:
-                continue
-            if event.get("type") == "Succeeded":
-                at = _timestamp(event.get("timestamp"))
-                if at is not None:
-                    seen[pod] = min(seen.get(pod, at), at)
-            elif event.get("type") == "Failed":
-                failed = str(event.get("message") or "failed")[:200]
-    return seen, failed
-
-
-def applied_at(
-    found: dict[str, Any] | None, namespace: str, pods: Sequence[str]
-) -> tuple[float | None, str]:
-    """When Chaos Mesh applied the object to every one of ``pods`` (its earliest Apply), or
-    None and the last failure it recorded."""
-    seen, failed = _instants(found, namespace, pods, "Apply")
-    if not pods or any(p not in seen for p in pods):
-        return None, failed
-    return min(seen.values()), failed
-
-
-def recovered_at(found: dict[str, Any] | None, namespace: str, pods: Sequence[str]) -> float | None:
-    """When the last of ``pods`` was recovered (its Recover), or None while one is not."""
-    seen, _ = _instants(found, namespace, pods, "Recover")
-    if not pods or any(p not in seen for p in pods):
-        return None
-    return max(seen.values())
-
-
-def _timestamp(text: object) -> float | None:
-    try:
-        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def _said(exc: BaseException) -> str:

@@ -209,7 +209,8 @@ class KubeStack:
         if self._chaos_left and not run.created and not run.kept:
             # The namespace took them with it; a fault that outlived its end still ran.
             failures.append(
-                "a fault stayed applied until the namespace was destroyed: Chaos Mesh objects "
+                "a fault stayed applied until the namespace was destroyed: its objects "
+                "(Chaos Mesh's, a neighbour's Job) "
                 + ", ".join(self._chaos_left)
                 + " would not delete"
             )
@@ -277,6 +278,7 @@ class KubeStack:
                 grace_s=run.spec.termination_grace_period_s,
                 # A new pod's probes' budget, and its scheduling and image pull.
                 rollout_deadline_s=ready_within_s(run.spec) + SCHEDULING_S,
+                runner_image=run.options.runner_image,
             )
         self._chaos.arm(faults, started_at)
 
@@ -285,7 +287,7 @@ class KubeStack:
             return ""
         return (
             f"the Pulumi stack {self.state.cluster.namespace!r} and its namespace (with any "
-            f"Chaos Mesh object of the run's faults in it): {self._finish()}"
+            f"Chaos Mesh object or neighbour Job of the run's faults in it): {self._finish()}"
         )
 
     def failure(self) -> str | None:

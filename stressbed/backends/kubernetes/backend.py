@@ -41,6 +41,7 @@ from ...fleet.environment import declared_environment
 from ...fleet.process import raise_if_interrupted
 from ...fleet.segments import segment
 from ...results.runner_result import RunnerResult, RunnerStatus
+from ...scenario.faults import Fault
 from ...scenario.model import Scenario
 from ...scenario.render import agents_per_runner, bundle_files
 from ...scenario.thresholds import Threshold
@@ -70,6 +71,7 @@ from ._engine import (
     automation_engine,
     state_dir,
 )
+from ._neighbour import check_neighbour
 from ._news import CoordinatorNews
 from ._preflight import ClusterAccess, KubernetesOptions, preflight
 from ._stack import KubeStack, RunState, last_line
@@ -397,14 +399,19 @@ class KubernetesBackend(Backend):
             Capability.REPEATED_FLEETS,
         }
     )
-    #: Chaos Mesh objects (the README names the version), the target's fault hook, and the
-    #: Deployment's own rollout for a rolling restart.
+    #: Chaos Mesh objects (the README names the version), the target's fault hook, the
+    #: Deployment's own rollout for a rolling restart, and a Job beside the agent pods for a
+    #: neighbour.
     fault_kinds = CHAOS_FAULT_KINDS
     fault_refusals: ClassVar[Mapping[str, str]] = {
-        "neighbour": "no neighbour pod of stressbed's yet (--backend local runs one in a cgroup "
-        "beside the replicas')",
+        # Chaos Mesh's disk fill is for physical machines (chaosd), not pods: still true.
         "disk_fill": "no Chaos Mesh object of stressbed's fills a pod's disk yet (--backend "
         "local fills a tmpfs of the stack's own)",
+        # StressChaos runs stress-ng in the target's cgroup and PID namespace only (chaos-
+        # daemon's nsexec is given no mount namespace), and drops stressngStressors (2.8.3).
+        "io": "Chaos Mesh's StressChaos starts stress-ng in the pod's cgroup but not in its "
+        "mount namespace, so an IO hog would write chaos-daemon's disk, not the replica's, and "
+        "a pod has no IO limits to hold it (--backend local runs it against the stack's own)",
     }
     option_keys = (
         "kubeconfig",
@@ -433,7 +440,22 @@ class KubernetesBackend(Backend):
     def from_options(cls, options: Mapping[str, Any]) -> KubernetesBackend:
         return cls(KubernetesOptions.of(options))
 
+    def check_fault(self, fault: Fault) -> None:
+        if fault.kind == "slow_disk" and fault.param("delay_ms") is None:
+            raise ConfigError(
+                f"faults.{fault.name}.rate",
+                fault.label,
+                "a latency with --backend kubernetes, like fault.slow_disk(latency='50ms'): "
+                "Chaos Mesh's IOChaos delays each operation, it has no bandwidth to throttle "
+                "(--backend local applies a rate)",
+            )
+
     def preflight(self, stack: StackSpec | None, scenario: Scenario | None = None) -> None:
+        # A neighbour the run's namespace would hold to limits or refuse: said first, whatever
+        # this machine has.
+        if scenario is not None and stack is not None:
+            for item in [f for f in scenario.faults if f.kind == "neighbour"]:
+                check_neighbour(item, stack)
         # No Pulumi CLI, kubeconfig or context; or what the API server would refuse at apply
         # time: one line, exit 2, nothing created.
         preflight(self.options)

@@ -13,20 +13,32 @@ namespace, each aimed at the agent pods chosen by the fault's seed:
     bandwidth NetworkChaos action bandwidth {rate, limit (a second's worth), buffer}
     cpu      StressChaos  stressors.cpu {workers, load}: the share of the pod's CPU limit
     memory   StressChaos  stressors.memory {workers: 1, size}
+    slow_disk IOChaos     action latency {delay, percent: 100} on every file under the agent
+                          container's data volume (volumePath /tmp, path /tmp/**/*): each
+                          read and write delayed; IOChaos has no bandwidth, so a slow_disk
+                          needs a latency here (a rate alone is refused, one with a latency
+                          is said not applied)
 
-The objects are data here (:func:`chaos_object`); :mod:`._faults` creates and deletes them at
-the fault's instants and reads the instants Chaos Mesh records back. ``dependency`` (the
-target's fault hook) and ``rolling_restart`` (a rollout of the Deployment, :mod:`._rollout`)
-need no Chaos Mesh.
+The objects are data here (:func:`chaos_object`), and so are the instants Chaos Mesh records
+of them (:func:`applied_at`, :func:`recovered_at`); :mod:`._faults` creates and deletes them
+at the fault's instants and reads those records back. ``dependency`` (the
+target's fault hook), ``rolling_restart`` (a rollout of the Deployment, :mod:`._rollout`) and
+``neighbour`` (a Job of its own beside the agent pods, :mod:`._neighbour`) need no Chaos Mesh.
+``io`` is not applied: StressChaos starts stress-ng in the target's cgroup and PID namespace
+but not its mount namespace (an IO hog would write chaos-daemon's filesystem, not the pod's
+volume), and its ``stressngStressors`` never reach chaos-daemon in 2.8.3.
 """
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from ...scenario.faults import Fault
-from .manifests import PART_OF, Cluster, label_value
+from .manifests import DATA_PATH, PART_OF, Cluster, label_value
 
 __all__ = [
     "CHAOS_CRDS",
@@ -36,8 +48,10 @@ __all__ = [
     "FAULT_KINDS",
     "NEEDS_CHAOS_MESH",
     "PLURALS",
+    "applied_at",
     "chaos_object",
     "object_name",
+    "recovered_at",
 ]
 
 #: The Chaos Mesh release the objects are written (and tested) against.
@@ -45,7 +59,12 @@ CHAOS_MESH_VERSION = "2.8.3"
 CHAOS_GROUP = "chaos-mesh.org"
 CHAOS_VERSION = "v1alpha1"
 #: kind -> plural, as the CRDs name them.
-PLURALS = {"PodChaos": "podchaos", "NetworkChaos": "networkchaos", "StressChaos": "stresschaos"}
+PLURALS = {
+    "PodChaos": "podchaos",
+    "NetworkChaos": "networkchaos",
+    "StressChaos": "stresschaos",
+    "IOChaos": "iochaos",
+}
 CHAOS_CRDS = tuple(f"{plural}.{CHAOS_GROUP}" for plural in PLURALS.values())
 #: What the Kubernetes backend applies, and as which kind.
 _KINDS = {
@@ -57,17 +76,21 @@ _KINDS = {
     "bandwidth": "NetworkChaos",
     "cpu": "StressChaos",
     "memory": "StressChaos",
+    "slow_disk": "IOChaos",
 }
 #: The kinds that are Chaos Mesh objects (the preflight asks for Chaos Mesh only for them).
 NEEDS_CHAOS_MESH = frozenset(_KINDS)
 #: ``dependency`` is not Chaos Mesh's: the target's own fault hook (see :mod:`._faults`);
-#: ``rolling_restart`` neither: a rollout of the agent Deployment (see :mod:`._rollout`).
-FAULT_KINDS = frozenset({*_KINDS, "dependency", "rolling_restart"})
+#: ``rolling_restart`` neither: a rollout of the agent Deployment (see :mod:`._rollout`); nor
+#: ``neighbour``: a Job beside the agent pods (see :mod:`._neighbour`).
+FAULT_KINDS = frozenset({*_KINDS, "dependency", "rolling_restart", "neighbour"})
 
 
 def object_name(cluster: Cluster, fault: Fault) -> str:
-    """The object's name: the run's and the fault's (``kill``, ``kill-2``), a DNS name."""
-    return f"stressbed-{label_value(cluster.run_id)}-{fault.name}"[:63].rstrip("-").lower()
+    """The object's name: the run's and the fault's (``kill``, ``kill-2``, ``slow-disk``), a
+    DNS label (lower case, digits and ``-``: a fault's ``_`` and a run's ``.`` made ``-``)."""
+    name = re.sub(r"[^a-z0-9-]", "-", f"stressbed-{cluster.run_id}-{fault.name}".lower())
+    return name[:63].strip("-")
 
 
 def chaos_object(
@@ -77,10 +100,12 @@ def chaos_object(
     *,
     cpu_limit_m: int | None = None,
     grace_s: int = 30,
+    container: str = "agent",
 ) -> dict[str, Any]:
     """The Chaos Mesh object that applies ``fault`` to ``pods`` (agent pods in the run's
     namespace, chosen by the caller); ``grace_s``: the pods' terminationGracePeriodSeconds,
-    which a restart deletes them with."""
+    which a restart deletes them with; ``container``: the agent container's name (an IOChaos
+    acts on its volume)."""
     kind = _KINDS[fault.kind]
     spec: dict[str, Any] = {
         "mode": "all",  # on exactly the pods named below: the seed chose them
@@ -121,6 +146,17 @@ def chaos_object(
         workers = max(1, math.ceil(cores))
         load = max(1, min(100, round(100 * cores / workers)))
         spec["stressors"] = {"cpu": {"workers": workers, "load": load}}
+    elif fault.kind == "slow_disk":
+        # A FUSE layer (toda) over the data volume in the container's mount namespace: every
+        # operation on a file under it waits ``delay`` (the rate, if any, is not applied).
+        spec.update(
+            action="latency",
+            delay=_duration(fault.param("delay_ms") or 0),
+            percent=100,
+            volumePath=DATA_PATH,
+            path=f"{DATA_PATH}/**/*",
+            containerNames=[container],
+        )
     else:  # memory
         mib = max(1, int((fault.param("memory") or 0) // 2**20))
         spec["stressors"] = {"memory": {"workers": 1, "size": f"{mib}MiB"}}
@@ -146,3 +182,69 @@ def _duration(ms: float) -> str:
     if ms % 1000 == 0:
         return f"{int(ms // 1000)}s"
     return f"{ms:g}ms"
+
+
+# -- what Chaos Mesh records of an object --------------------------------------------------
+
+
+def _records(found: dict[str, Any] | None) -> list[dict[str, Any]]:
+    status = (found or {}).get("status") or {}
+    return list((status.get("experiment") or {}).get("containerRecords") or [])
+
+
+def _on(record: dict[str, Any], namespace: str, pods: Sequence[str]) -> str | None:
+    """The pod a record is of ("ns/pod" or "ns/pod/container"), if one of ``pods``."""
+    parts = str(record.get("id", "")).split("/")
+    if len(parts) >= 2 and parts[0] == namespace and parts[1] in pods:
+        return parts[1]
+    return None
+
+
+def _instants(
+    found: dict[str, Any] | None, namespace: str, pods: Sequence[str], operation: str
+) -> tuple[dict[str, float], str]:
+    """Per pod, the earliest ``operation`` that succeeded; and the last failure said."""
+    seen: dict[str, float] = {}
+    failed = ""
+    for record in _records(found):
+        if record.get("selectorKey", ".") != ".":
+            continue  # a NetworkChaos target's pods: nothing was done to them
+        pod = _on(record, namespace, pods)
+        if pod is None:
+            continue
+        for event in record.get("events") or []:
+            if event.get("operation") != operation:
+                continue
+            if event.get("type") == "Succeeded":
+                at = _timestamp(event.get("timestamp"))
+                if at is not None:
+                    seen[pod] = min(seen.get(pod, at), at)
+            elif event.get("type") == "Failed":
+                failed = str(event.get("message") or "failed")[:200]
+    return seen, failed
+
+
+def applied_at(
+    found: dict[str, Any] | None, namespace: str, pods: Sequence[str]
+) -> tuple[float | None, str]:
+    """When Chaos Mesh applied the object to every one of ``pods`` (its earliest Apply), or
+    None and the last failure it recorded."""
+    seen, failed = _instants(found, namespace, pods, "Apply")
+    if not pods or any(p not in seen for p in pods):
+        return None, failed
+    return min(seen.values()), failed
+
+
+def recovered_at(found: dict[str, Any] | None, namespace: str, pods: Sequence[str]) -> float | None:
+    """When the last of ``pods`` was recovered (its Recover), or None while one is not."""
+    seen, _ = _instants(found, namespace, pods, "Recover")
+    if not pods or any(p not in seen for p in pods):
+        return None
+    return max(seen.values())
+
+
+def _timestamp(text: object) -> float | None:
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

@@ -32,6 +32,7 @@ __all__ = [
     "COORDINATOR",
     "COORDINATOR_LIMITS",
     "COORDINATOR_REQUESTS",
+    "DATA_PATH",
     "K6_API_PORT",
     "RUNNER",
     "RUNNER_LIMITS",
@@ -65,6 +66,8 @@ RUNNER_REQUESTS = Resources(500, 256 * 2**20)
 RUNNER_LIMITS = Resources(2000, 1024 * 2**20)
 COORDINATOR_REQUESTS = Resources(100, 64 * 2**20)
 COORDINATOR_LIMITS = Resources(500, 256 * 2**20)
+#: Where an agent pod's data folder (``{data}``) is: its own writable emptyDir, ``tmp``.
+DATA_PATH = "/tmp"
 
 
 @dataclass(frozen=True)
@@ -283,7 +286,7 @@ def deployment(spec: StackSpec, cluster: Cluster) -> Manifest:
         "imagePullPolicy": cluster.image_pull_policy,
         "ports": [{"name": "http", "containerPort": target.port, "protocol": "TCP"}],
         # {data}: the pod's own writable /tmp (a local stack shares one directory instead).
-        "env": [{"name": k, "value": v.replace("{data}", "/tmp")} for k, v in target.env]
+        "env": [{"name": k, "value": v.replace("{data}", DATA_PATH)} for k, v in target.env]
         + [
             {
                 "name": key,
@@ -293,7 +296,7 @@ def deployment(spec: StackSpec, cluster: Cluster) -> Manifest:
         ],
         "resources": resources(spec.requests, spec.limits),
         "securityContext": container_security(),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]
+        "volumeMounts": [{"name": "tmp", "mountPath": DATA_PATH}]
         + [
             {"name": f"writable-{i}", "mountPath": path}
             for i, path in enumerate(spec.security.writable_paths)

@@ -117,6 +117,7 @@ class FakeCluster:
             "podchaos.chaos-mesh.org",
             "networkchaos.chaos-mesh.org",
             "stresschaos.chaos-mesh.org",
+            "iochaos.chaos-mesh.org",
         }
         self.chaos: dict[tuple[str, str], dict[str, Any]] = {}
         self.chaos_calls: list[tuple[str, str, str]] = []  # (what, plural, name)
@@ -144,9 +145,20 @@ class FakeCluster:
         self.patches: list[dict[str, Any]] = []  # every patch of the Deployment, as sent
         self.rollout_stuck = False  # a new pod that never gets ready
         self._steps: list[str] = []  # what the Deployment controller does next
+        #: Jobs (a neighbour's), by name, as created; their pods as the scheduler leaves them.
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.job_calls: list[tuple[str, str]] = []  # (what, name)
+        self.job_validate: Callable[[dict[str, Any]], None] | None = None
+        #: A Job's pod: "Running" on node-a (started when the Job was made), or "Pending"
+        #: (no node beside an agent pod), or None (no pod made: a quota refused it).
+        self.job_pod_phase: str | None = "Running"
+        self.job_pod_lingers = False  # a deleted Job's pod that never goes
+        self._job_pods: dict[str, PodState] = {}
 
     def pods(self, namespace: str, component: str, name: str | None = None) -> list[PodState]:
         self.asked.append((component, name))
+        if component == "neighbour":
+            return [p for job, p in self._job_pods.items() if job == name]
         if component != "agent" and None not in (name, self.fleet) and name != self.fleet:
             return []
         if component == "coordinator":
@@ -276,6 +288,36 @@ class FakeCluster:
         found = self.chaos.get((plural, name))
         if found is not None and found["deleted"] is None:
             found["deleted"] = time.time()
+
+    # -- Jobs (a neighbour) --------------------------------------------------------------
+
+    def create_job(self, namespace: str, body: dict[str, Any]) -> None:
+        if self.job_validate is not None:
+            self.job_validate(body)
+        name = body["metadata"]["name"]
+        self.job_calls.append(("create", name))
+        self.jobs[name] = json.loads(json.dumps(body))
+        if self.job_pod_phase == "Running":
+            started = float(int(time.time()))  # whole seconds, as the API server's stamps
+            self._job_pods[name] = PodState(
+                f"{name}-x7k2p", -1, "Running", time.time(), node="node-a", started=started
+            )
+        elif self.job_pod_phase == "Pending":
+            unschedulable = "0/3 nodes are available: 3 node(s) didn't match pod affinity rules."
+            self._job_pods[name] = PodState(
+                f"{name}-x7k2p", -1, "Pending", time.time(), unschedulable=unschedulable
+            )
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        self.job_calls.append(("delete", name))
+        self.jobs.pop(name, None)
+        if not self.job_pod_lingers:
+            self._job_pods.pop(name, None)
+
+    def end_job_pod(self, name: str, reason: str) -> None:
+        """Its pod ends by itself (OOMKilled, its hogs gone)."""
+        pod = self._job_pods[name]
+        self._job_pods[name] = PodState(pod.name, -1, "Failed", pod.created, terminated=reason)
 
 
 def _chaos_event(operation: str, at: float) -> dict[str, Any]:

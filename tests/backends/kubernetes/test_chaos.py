@@ -56,6 +56,7 @@ EVERY_KIND = named(
     fault.cpu(share=0.8, replicas=1, at="90s", lasting="10s"),
     fault.memory("200Mi", replicas=1, at="110s", lasting="10s"),
     fault.restart(at="130s"),
+    fault.slow_disk(latency="50ms", at="140s", lasting="10s"),
 )
 
 
@@ -95,9 +96,26 @@ def test_what_each_kind_asks_chaos_mesh_for():
     # A restart deletes the pods with their own grace: SIGTERM, SIGKILL after it.
     assert (spec["restart"]["action"], spec["restart"]["gracePeriod"]) == ("pod-kill", 30)
     assert "duration" not in spec["restart"]
-    restart = chaos_object(EVERY_KIND[-1], CLUSTER, PODS, grace_s=25)
+    restart = chaos_object(EVERY_KIND[-2], CLUSTER, PODS, grace_s=25)
     validate(restart)
     assert restart["spec"]["gracePeriod"] == 25
+    # Each operation on a file under the agent container's data volume (its /tmp emptyDir).
+    slow = chaos_object(EVERY_KIND[-1], CLUSTER, PODS, container="worker")
+    validate(slow)
+    assert (slow["kind"], slow["spec"]) == (
+        "IOChaos",
+        {
+            "mode": "all",
+            "selector": {"pods": {CLUSTER.namespace: PODS}},
+            "duration": "10s",
+            "action": "latency",
+            "delay": "50ms",
+            "percent": 100,
+            "volumePath": "/tmp",
+            "path": "/tmp/**/*",
+            "containerNames": ["worker"],
+        },
+    )
 
 
 @pytest.mark.parametrize(
@@ -111,6 +129,23 @@ def test_what_each_kind_asks_chaos_mesh_for():
 )
 def test_the_schema_subset_refuses_what_the_api_server_would(change):
     body = chaos_object(EVERY_KIND[2], CLUSTER, PODS)
+    change(body)
+    with pytest.raises(jsonschema.ValidationError):
+        validate(body)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda b: b["spec"].pop("volumePath"),  # required by the CRD
+        lambda b: b["spec"].update(percent=101),  # the webhook's 0..100
+        lambda b: b["spec"].update(delay="50 ms"),  # not a Go duration
+        lambda b: b["spec"].update(action="slow"),
+        lambda b: b["spec"].update(rate="1MiB/s"),  # IOChaos has no bandwidth
+    ],
+)
+def test_the_schema_subset_refuses_an_iochaos_the_api_server_would(change):
+    body = chaos_object(EVERY_KIND[-1], CLUSTER, PODS)
     change(body)
     with pytest.raises(jsonschema.ValidationError):
         validate(body)
@@ -195,6 +230,26 @@ def test_the_schedule_creates_at_the_instant_deletes_at_the_end_and_says_both():
     ended = next(f for kind, f in events if kind == "fault-ended")
     assert ended["reason"] == "its end"
     assert sorted(ended["replicas"]) == PODS
+
+
+def test_a_slow_disk_is_an_iochaos_on_the_agent_container_and_says_a_rate_is_not_applied():
+    cluster, events = _agent_cluster(), []
+    chaos = ChaosFaults(cluster, CLUSTER, "worker", lambda kind, **f: events.append((kind, f)))
+    both = fault.slow_disk("1MiB/s", latency="20ms", replicas=2, at="0s", lasting="1s")
+    chaos.arm(named(both), time.time())
+    _wait(lambda: any(kind == "fault-ended" for kind, _ in events))
+    assert chaos.undo_all() == []
+    (body,) = cluster.chaos_created
+    assert (body["kind"], body["spec"]["containerNames"]) == ("IOChaos", ["worker"])
+    assert body["spec"]["delay"] == "20ms"
+    assert {c[:2] for c in cluster.chaos_calls} == {("create", "iochaos"), ("delete", "iochaos")}
+    assert cluster.chaos == {}
+    applied = next(f for kind, f in events if kind == "fault-applied")
+    assert applied["how"] == (
+        "Chaos Mesh IOChaos latency 20ms on each operation under /tmp; its rate is not applied "
+        "on Kubernetes (IOChaos delays each operation, it has no bandwidth)"
+    )
+    assert sorted(applied["replicas"]) == PODS
 
 
 def test_too_few_pods_or_a_refusal_is_a_skipped_fault_not_a_crash():
@@ -315,7 +370,8 @@ def test_without_chaos_mesh_a_run_with_faults_is_refused_before_anything_exists(
     with pytest.raises(ConfigError) as caught:
         _run(tmp_path, cluster_env, cluster, monkeypatch)
     assert caught.value.field == "faults"
-    assert "networkchaos.chaos-mesh.org, stresschaos.chaos-mesh.org" in str(caught.value.value)
+    missing = "networkchaos.chaos-mesh.org, stresschaos.chaos-mesh.org, iochaos.chaos-mesh.org"
+    assert missing in str(caught.value.value)
     assert caught.value.expected.startswith(f"Chaos Mesh {CHAOS_MESH_VERSION} installed")
     assert cluster.chaos_calls == []
 

@@ -8,6 +8,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
@@ -520,3 +521,65 @@ def test_the_real_client_reads_a_rollout_and_patches_the_deployment_as_kubectl_d
     # A strategic merge patch, as kubectl rollout restart sends (not the client's JSON patch).
     (headers,) = StubApiServer.headers_list
     assert headers["Content-Type"] == "application/strategic-merge-patch+json"
+
+
+NEIGHBOUR_POD = {
+    "metadata": {
+        "name": "stressbed-r1-neighbour-x7k2p",
+        "namespace": "ns1",
+        "creationTimestamp": "2026-12-01T12:00:00Z",
+    },
+    "spec": {"nodeName": "node-a", "containers": [{"name": "neighbour"}]},
+    "status": {
+        "phase": "Running",
+        "containerStatuses": [
+            {
+                "name": "neighbour",
+                "image": "stressbed-runner:latest",
+                "imageID": "",
+                "ready": True,
+                "restartCount": 0,
+                "state": {"running": {"startedAt": "2026-12-01T12:00:07Z"}},
+            }
+        ],
+    },
+}
+JOBS = "/apis/batch/v1/namespaces/ns1/jobs"
+
+
+def test_the_real_client_creates_and_deletes_a_neighbours_job_and_reads_where_it_runs(tmp_path):
+    ROUTES[f"{JOBS}/stressbed-r1-neighbour"] = {"kind": "Job", "apiVersion": "batch/v1"}
+    POD_LISTS.append(NEIGHBOUR_POD)
+    body = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "stressbed-r1-neighbour"}}
+    try:
+        with stub_api(tmp_path) as api:
+            api.create_job("ns1", body)
+            (pod,) = api.pods("ns1", "neighbour", "stressbed-r1-neighbour")
+            api.delete_job("ns1", "stressbed-r1-neighbour")
+            api.delete_job("ns1", "nope")  # gone already is fine
+    finally:
+        del ROUTES[f"{JOBS}/stressbed-r1-neighbour"]
+    assert (pod.phase, pod.node) == ("Running", "node-a")
+    assert pod.started == datetime(2026, 12, 1, 12, 0, 7, tzinfo=UTC).timestamp()
+    (created,) = [p for p in StubApiServer.seen if p.startswith("POST ")]
+    path, sent = created.split(" ", 2)[1:]
+    assert urllib.parse.urlsplit(path).path == JOBS
+    assert urllib.parse.parse_qs(urllib.parse.urlsplit(path).query) == {
+        "fieldValidation": ["Strict"]
+    }
+    assert json.loads(sent) == body
+    deleted = [urllib.parse.urlsplit(p.split()[1]) for p in StubApiServer.seen if "DELETE" in p]
+    assert [d.path for d in deleted] == [f"{JOBS}/stressbed-r1-neighbour", f"{JOBS}/nope"]
+    # Its pods first: the Job goes once they are gone (their hogs killed at SIGTERM).
+    assert {d.query for d in deleted} == {"propagationPolicy=Foreground"}
+
+
+def test_a_pod_not_every_container_of_which_runs_has_no_start(tmp_path):
+    two = json.loads(json.dumps(NEIGHBOUR_POD))
+    two["status"]["containerStatuses"].append(
+        {**two["status"]["containerStatuses"][0], "name": "b", "state": {"waiting": {}}}
+    )
+    POD_LISTS.append(two)
+    with stub_api(tmp_path) as api:
+        (pod,) = api.pods("ns1", "neighbour", "stressbed-r1-neighbour")
+    assert (pod.phase, pod.started) == ("Running", None)
