@@ -438,3 +438,26 @@ def test_a_slow_disk_is_a_rate_or_a_latency_per_operation():
             fault.slow_disk(**bad, at="10s", lasting="30s")
         assert refused.value.field == field
         assert says in str(refused.value)
+
+
+@pytest.mark.parametrize("backend", ["local", "docker"])
+def test_a_slow_disk_with_only_a_latency_is_refused_where_the_throttle_holds_a_rate(
+    tmp_path: Path, capsys, backend
+):
+    path = tmp_path / "f.py"
+    path.write_text(
+        "from stressbed import *\n"
+        "scenario = Scenario('f', description='faults', workloads=[Workload('w', get('/'), "
+        "ConstantArrivalRate(rate=5, duration='1m', pre_allocated_vus=2))], "
+        "faults=[fault.slow_disk(latency='50ms', at='20s', lasting='10s')])\n"
+    )
+    args = ["run", "--scenario", str(path), "--results", str(tmp_path / "r")]
+    assert main([*args, "--backend", backend]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "stressbed: error: faults.slow_disk.latency: got 'slow_disk 50ms per operation on 1 "
+        f"replica at 20s for 10s'; expected a rate with --backend {backend}, like "
+        "fault.slow_disk('1MiB/s'): the blkio throttle holds a rate; a delay per operation is "
+        "Chaos Mesh's IOChaos (--backend kubernetes)"
+    ]
+    assert not (tmp_path / "r").exists()

@@ -13,10 +13,11 @@ import docker.errors
 
 from ...errors import ConfigError
 from ...fleet.runner import find_k6
+from ...scenario.faults import Fault
 from ...scenario.model import Scenario
 from ...stack.spec import StackSpec
 from ..base import Backend, Capability, EventSink, Fleet, FleetSpec, Stack
-from ..local import FAULT_KINDS, LocalFleet, LocalOptions, machine_options
+from ..local import FAULT_KINDS, LocalFleet, LocalOptions, check_rate, machine_options
 from . import images
 from ._engine import Registry, connect, sweep
 from .fleet import DockerFleet
@@ -93,6 +94,9 @@ class DockerBackend(Backend):
         _ = self.registry  # made with it
         assert self._network is not None
         return self._network
+
+    def check_fault(self, fault: Fault) -> None:
+        check_rate(fault, self.name)
 
     def preflight(self, stack: StackSpec | None, scenario: Scenario | None = None) -> None:
         registry = self.registry  # the engine answers, or exit 2 naming why

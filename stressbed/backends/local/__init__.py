@@ -17,6 +17,7 @@ from ._cgroups import Device, ReplicaCgroup, device_of
 from ._cgroups import sweep as sweep_cgroups
 from ._datafs import sweep as sweep_data_mounts
 from ._faults import FAULT_KINDS
+from ._inside import check_rate
 from ._neighbour import Neighbour, neighbour_work
 from ._replica import ProcessRuntime, ReplicaProcess
 from .backend import LocalBackend, machine_options
@@ -45,6 +46,7 @@ __all__ = [
     "ReplicaRuntime",
     "RunnerHandle",
     "Usage",
+    "check_rate",
     "device_of",
     "machine_options",
     "neighbour_work",

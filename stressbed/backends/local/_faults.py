@@ -326,7 +326,8 @@ class LocalFaults:
             applied_at,
             replicas=[name for name, _ in item.hit],
             how=f"reads and writes on {device.key} (the data folder's disk) throttled to "
-            f"{bps / 2**20:g}MiB/s in the replica's cgroup",
+            f"{bps / 2**20:g}MiB/s in the replica's cgroup"
+            + ("; its latency is not applied here" if item.fault.param("delay_ms") else ""),
             device=device.key,
         )
 

@@ -16,11 +16,26 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...errors import ConfigError
 from ...fleet.process import die_with_parent
+from ...scenario.faults import Fault
 from ._cgroups import Device, ReplicaCgroup
 from ._hog import spawn
 
-__all__ = ["Slowed", "hogs_in", "slow"]
+__all__ = ["Slowed", "check_rate", "hogs_in", "slow"]
+
+
+def check_rate(fault: Fault, backend: str) -> None:
+    """A ``slow_disk`` here is a rate (the throttle holds one): one with only a latency is
+    refused before anything starts."""
+    if fault.kind == "slow_disk" and fault.param("bps") is None:
+        raise ConfigError(
+            f"faults.{fault.name}.latency",
+            fault.label,
+            f"a rate with --backend {backend}, like fault.slow_disk('1MiB/s'): the blkio "
+            "throttle holds a rate; a delay per operation is Chaos Mesh's IOChaos (--backend "
+            "kubernetes)",
+        )
 
 
 def hogs_in(group: ReplicaCgroup, work: Sequence[tuple[str, str]]) -> list[subprocess.Popen[bytes]]:

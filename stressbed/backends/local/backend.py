@@ -10,12 +10,14 @@ from typing import Any
 
 from ...errors import ConfigError
 from ...fleet.runner import find_k6
+from ...scenario.faults import Fault
 from ...scenario.model import Scenario
 from ...stack.quantities import parse_cpu, show_quantity
 from ...stack.spec import StackSpec
 from ..base import Backend, Capability, EventSink, Fleet, FleetSpec, Stack
 from . import _datafs
 from ._faults import FAULT_KINDS
+from ._inside import check_rate
 from ._replica import check_executable
 from .fleet import LocalFleet, runner_cgroup
 from .stack import LocalOptions, LocalStack
@@ -54,6 +56,9 @@ class LocalBackend(Backend):
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> LocalBackend:
         return cls(*machine_options(options))
+
+    def check_fault(self, fault: Fault) -> None:
+        check_rate(fault, self.name)
 
     def preflight(self, stack: StackSpec | None, scenario: Scenario | None = None) -> None:
         # What a stressbed killed with -9 left mounted (a disk_fill's data folder), unmounted
