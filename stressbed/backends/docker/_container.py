@@ -439,7 +439,7 @@ def _cgroup_of(pid: int) -> ReplicaCgroup | None:
             version = 2 if len(lines) == 1 else version
             dirs[""] = CGROUP_ROOT / path.lstrip("/")
         for controller in controllers.split(","):
-            if controller in ("memory", "cpu", "cpuacct", "freezer", "pids"):
+            if controller in ("memory", "cpu", "cpuacct", "freezer", "pids", "blkio"):
                 dirs[controller] = CGROUP_ROOT / controller / path.lstrip("/")
     # Only where this process may move a hog in (root, as the engine's cgroups are root's).
     dirs = {k: v for k, v in dirs.items() if os.access(v / "cgroup.procs", os.W_OK)}
