@@ -208,3 +208,19 @@ def test_stressbed_gc_thaws_and_kills_what_a_killed_stressbed_left_frozen():
         assert removed >= 1, done.stdout
     finally:
         clean_up(proc, dirs)
+
+
+def test_the_time_a_cgroup_s_threads_waited_for_a_cpu_is_read_from_the_kernel(cgroup_factory):
+    group = cgroup_factory()
+    assert group.run_delay() is None  # no thread in it: nothing said
+    # One more busy process than this machine has cores: one of them is always waiting.
+    busy = [start_in(group, "while True: pass") for _ in range((os.cpu_count() or 1) + 1)]
+    try:
+        deadline = time.monotonic() + 60
+        while (group.run_delay() or 0) < 0.5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert group.run_delay() >= 0.5
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait(timeout=10)

@@ -1,6 +1,10 @@
-"""The usage feed: each replica's CPU, memory and the share of CFS periods it was throttled."""
+"""The usage feed: each replica's CPU, memory, the share of CFS periods it was throttled, its IO
+and its wait for a CPU; the data folder's room."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 from stressbed.backends.local import Usage
 from stressbed.backends.local._metrics import UsageFeed
@@ -65,3 +69,33 @@ def test_each_replica_s_open_connections_are_in_its_row():
     assert pods["agent-1"] == {"connections": 0}  # counted by the balancer, usage not read yet
     feed.sample(101.0, usage, life, 2)  # no balancer: nothing said, not 0
     assert "connections" not in feed.series[1]["pods"]["agent-0"]
+
+
+def test_io_and_cpu_wait_are_rates_per_sample_and_start_again_with_a_new_process():
+    feed = UsageFeed(reference_agent(), window_s=5.0)
+    life = [Lifecycle("agent-0", 0)]
+    feed.sample(100.0, {"agent-0": Usage(1.0, 2**20, io=(0, 2**20), cpu_wait_s=1.0)}, life, 1)
+    feed.sample(102.0, {"agent-0": Usage(1.5, 2**20, io=(2**20, 2**20), cpu_wait_s=1.2)}, life, 1)
+    first, second = (row["pods"]["agent-0"] for row in feed.series)
+    assert "io_mib_s" not in first  # one reading is no rate
+    assert "cpu_wait" not in first
+    assert first["io_limit_mib_s"] == 1.0  # the limit is known at once
+    assert (second["io_mib_s"], second["cpu_wait"]) == (0.5, 0.1)  # per second
+    feed.restarted("agent-0")  # a new process counts from zero again: no negative rate
+    feed.sample(103.0, {"agent-0": Usage(0.1, 2**20, io=(10, None), cpu_wait_s=0.0)}, life, 1)
+    third = feed.series[-1]["pods"]["agent-0"]
+    assert "io_mib_s" not in third
+    assert "io_limit_mib_s" not in third  # no throttle: no limit
+    assert "cpu_wait" not in third
+
+
+def test_the_data_folder_s_room_is_in_each_row(tmp_path: Path):
+    feed = UsageFeed(reference_agent(), 5.0, tmp_path)
+    feed.sample(100.0, {}, [Lifecycle("agent-0", 0)], 1)
+    row = feed.series[-1]
+    found = os.statvfs(tmp_path)
+    assert row["data_size_mib"] == round(found.f_blocks * found.f_frsize / 2**20, 2)
+    assert 0 < row["data_free_mib"] <= row["data_size_mib"]
+    gone = UsageFeed(reference_agent(), 5.0, tmp_path / "missing")
+    gone.sample(100.0, {}, [Lifecycle("agent-0", 0)], 1)
+    assert "data_free_mib" not in gone.series[-1]  # not measured: absent, never 0
