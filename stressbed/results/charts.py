@@ -381,11 +381,33 @@ def _stack_charts(c: _Charts) -> None:
     if any(v is not None for lane in connections.values() for v in lane):
         fig = c.figure("Open connections per replica (through the balancer)", "connections")
         c.lines(fig, connections, "")
+    _isolation_charts(c)
     for family, lanes in _families(line.target).items():
         shown = "ms" if family.endswith(" p95 ms") else ""
         shown = shown or ("per second" if family.endswith(" /s") else "value")
         fig = c.figure(f"Target's own metric: {family}", shown)
         c.lines(fig, lanes, "")
+
+
+def _isolation_charts(c: _Charts) -> None:
+    """Each replica's IO against its throttle, its wait for a CPU, the data folder's room:
+    where they were measured."""
+    line = c.line
+    io = {name: pod["io_mib_s"] for name, pod in line.pods.items()}
+    if any(v is not None for lane in io.values() for v in lane):
+        for name, pod in line.pods.items():
+            if any(v is not None for v in pod["io_limit_mib_s"]):
+                io[f"{name} throttle"] = pod["io_limit_mib_s"]
+        fig = c.figure("Replica IO (reads and writes) against its throttle", "MiB/s")
+        c.lines(fig, io, "MiB/s", dashed=tuple(k for k in io if k.endswith(" throttle")))
+    wait = {name: pod["cpu_wait"] for name, pod in line.pods.items()}
+    if any(v for lane in wait.values() for v in lane):
+        fig = c.figure("Replica wait for a CPU (run-queue delay, seconds a second)", "s/s")
+        c.lines(fig, wait, "s/s")
+    if "data_free_mib" in line.stack:
+        fig = c.figure("The replicas' data folder: free and its size", "MiB")
+        room = {"free": line.stack["data_free_mib"], "size": line.stack["data_size_mib"]}
+        c.lines(fig, room, "MiB", dashed=("size",))
 
 
 def _runner_charts(c: _Charts) -> None:

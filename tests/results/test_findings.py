@@ -7,6 +7,7 @@ from typing import Any
 
 from stressbed import error_rate, latency
 from stressbed.results.aggregates import Window
+from stressbed.results.charts import chart_data
 from stressbed.results.findings import findings
 from stressbed.results.runner_result import RunnerResult, RunnerStatus
 from stressbed.results.timeline import Timeline, timeline
@@ -311,3 +312,20 @@ def test_a_latency_step_while_the_replica_waited_for_a_cpu_others_held():
             {START + s: window(50, v) for s, v in enumerate(ms)}, stack=pods_stack(calm)
         )
         assert findings(line) == []
+
+
+def test_the_report_charts_io_against_its_throttle_the_wait_for_a_cpu_and_the_data_folder():
+    rows = [{"io_mib_s": 0.06, "io_limit_mib_s": 0.0625, "cpu_wait": 0.01}] * 6
+    made = _disk_rows([30.0] * 6)
+    for row, extra in zip(made["timeseries"], rows, strict=True):
+        row["pods"]["agent-0"].update(extra)
+    line = timeline({START + s: window(50, 10.0) for s in range(6)}, stack=made)
+    titles, labels, _ = chart_data(line)
+    assert "Replica IO (reads and writes) against its throttle" in titles
+    assert "Replica wait for a CPU (run-queue delay, seconds a second)" in titles
+    assert "The replicas' data folder: free and its size" in titles
+    assert any("agent-0 throttle" in legends for legends in labels.values())
+    # Not measured: no chart that would read as zero.
+    bare = timeline({START + s: window(50, 10.0) for s in range(6)}, stack=pods_stack([{}] * 6))
+    titles, _, _ = chart_data(bare)
+    assert not [t for t in titles if "IO" in t or "CPU (run-queue" in t or "data folder" in t]
