@@ -249,8 +249,6 @@ def test_a_fault_the_backend_does_not_apply_is_exit_2_before_anything_starts(
 @pytest.mark.parametrize(
     ("backend", "why"),
     [
-        ("docker", "not disk_fill: the replicas' data folder is a bind mount of this machine's "
-         "disk, which stressbed never fills (--backend local fills a tmpfs of the stack's own)"),
         ("kubernetes", "not disk_fill: no Chaos Mesh object of stressbed's fills a pod's disk "
          "yet (--backend local fills a tmpfs of the stack's own)"),
     ],

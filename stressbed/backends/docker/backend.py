@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import docker
 import docker.errors
@@ -17,7 +17,15 @@ from ...scenario.faults import Fault
 from ...scenario.model import Scenario
 from ...stack.spec import StackSpec
 from ..base import Backend, Capability, EventSink, Fleet, FleetSpec, Stack
-from ..local import FAULT_KINDS, LocalFleet, LocalOptions, check_rate, machine_options
+from ..local import (
+    DATA_FS_SIZE,
+    FAULT_KINDS,
+    LocalFleet,
+    LocalOptions,
+    can_mount_data,
+    check_rate,
+    machine_options,
+)
 from . import images
 from ._engine import Registry, connect, sweep
 from .fleet import DockerFleet
@@ -39,11 +47,7 @@ class DockerBackend(Backend):
     name = "docker"
     capabilities = frozenset(Capability)  # all of them, as the local backend
     option_keys = ("port", "runner_cpu", "runners_local", "base_image")
-    fault_kinds = FAULT_KINDS - {"disk_fill"}
-    fault_refusals: ClassVar[Mapping[str, str]] = {
-        "disk_fill": "the replicas' data folder is a bind mount of this machine's disk, which "
-        "stressbed never fills (--backend local fills a tmpfs of the stack's own)",
-    }
+    fault_kinds = FAULT_KINDS
 
     def __init__(
         self,
@@ -65,6 +69,7 @@ class DockerBackend(Backend):
         self._images: dict[str, str] = {}
         self._base_id = ""
         self._neighbours = False  # the scenario has a neighbour: the runner image runs it
+        self._data_size: int | None = None  # a disk_fill's: the data folder a tmpfs
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> DockerBackend:
@@ -112,6 +117,7 @@ class DockerBackend(Backend):
             self.options = replace(self.options, connections=scenario.agents())
         if scenario is not None:
             self._neighbours = any(f.kind == "neighbour" for f in scenario.faults)
+            self._data_size = self._own_data_folder(scenario)
         if stack is not None:
             if not stack.target.image:
                 raise ConfigError(
@@ -129,6 +135,24 @@ class DockerBackend(Backend):
         if self._needs_build(stack):
             images.find_checkout()  # the Dockerfiles are here, or exit 2 now
             images.check_base(registry.client, self.base_image)
+
+    @staticmethod
+    def _own_data_folder(scenario: Scenario) -> int | None:
+        """A disk_fill fills the data folder only as a tmpfs of the stack's own, mounted on
+        this machine's folder before the containers bind-mount it (this machine's disk is
+        never filled): its size, or refused where none can be mounted; None without one."""
+        fills = [f for f in scenario.faults if f.kind == "disk_fill"]
+        if not fills:
+            return None
+        problem = can_mount_data()
+        if problem is not None:
+            raise ConfigError(
+                f"faults.{fills[0].name}",
+                f"{fills[0].label} ({problem})",
+                "a data folder of the stack's own to fill: a tmpfs mounted on it, which needs "
+                "root; stressbed never fills this machine's disk",
+            )
+        return DATA_FS_SIZE
 
     def _own(self, image: str) -> str | None:
         return OWN_IMAGES.get(image.rsplit("/", 1)[-1].split(":", 1)[0])
@@ -186,6 +210,7 @@ class DockerBackend(Backend):
             # The runner image has stressbed's hogs; the fleet's runners ensure it anyway.
             neighbour_image=lambda: self.image("runner"),
             neighbour_ahead=self._neighbours,
+            data_size=self._data_size,
         )
 
     def fleet(self, bundle: Path, out_dir: Path, spec: FleetSpec, env: Mapping[str, str]) -> Fleet:

@@ -22,10 +22,10 @@ from typing import Any
 import docker
 import docker.errors
 
-from ...errors import ProvisionError, StressbedError
+from ...errors import ConfigError, ProvisionError, StressbedError
 from ...scenario.faults import Fault
 from ...stack.spec import StackSpec
-from ..local import Launch, LocalOptions, LocalStack, Neighbour, ReplicaRuntime
+from ..local import DataFs, Launch, LocalOptions, LocalStack, Neighbour, ReplicaRuntime
 from ._container import DATA_DIR, ContainerReplica, Limits, Placement
 from ._engine import Registry, writable_by
 from ._neighbour import start_neighbour
@@ -75,7 +75,10 @@ class ContainerRuntime(ReplicaRuntime):
     """Replicas as containers of the target's image (found or built when the stack is
     prepared) on the run's network, each answering on the target's port at its own address,
     as a pod does. A neighbour is a container of ``neighbour_image`` (the runner image's
-    tag, found or built: ahead, when the stack is prepared, with ``neighbour_ahead``)."""
+    tag, found or built: ahead, when the stack is prepared, with ``neighbour_ahead``). With
+    ``data_size`` the data folder every replica bind-mounts is a tmpfs of that size of the
+    stack's own (a ``disk_fill`` fills it, never this machine's disk), mounted before any
+    container starts and unmounted after the last is removed."""
 
     def __init__(
         self,
@@ -85,8 +88,10 @@ class ContainerRuntime(ReplicaRuntime):
         neighbour_image: Callable[[], str] | None = None,
         *,
         neighbour_ahead: bool = False,
+        data_size: int | None = None,
     ) -> None:
         self.registry = registry
+        self.data_size = data_size
         self.network = network
         self._image_of = image
         self.neighbour_image = neighbour_image
@@ -101,6 +106,18 @@ class ContainerRuntime(ReplicaRuntime):
         # {data}: shared by every replica, kept with the run (the engine takes absolute paths).
         data = (work_dir / "data").resolve()
         data.mkdir(parents=True, exist_ok=True)
+        if self.data_size is not None:
+            fs = DataFs(data, self.data_size)
+            problem = fs.mount()
+            if problem is not None:  # refused, with nothing filled
+                raise ConfigError(
+                    "faults.disk_fill",
+                    problem,
+                    "the stack's data folder made a tmpfs of its own to fill (which needs "
+                    "root); stressbed never fills this machine's disk",
+                )
+            self.data_fs = fs
+            say("data-mounted", path=str(fs.folder), fs="tmpfs", size=fs.size)
         user = spec.security.run_as_user
         writable_by(data, user)
         self.placement = Placement(self.registry, network, image, data, f"{user}:{user}")
@@ -144,6 +161,8 @@ class ContainerRuntime(ReplicaRuntime):
     def release(self) -> None:
         left = self.registry.remove_all()
         self.network.forget()
+        if self.data_fs is not None and not left:  # no container holds it any more
+            self.data_fs.unmount()
         if left:
             raise ProvisionError("teardown left " + "; ".join(left))
 
@@ -166,9 +185,15 @@ class DockerStack(LocalStack):
         *,
         neighbour_image: Callable[[], str] | None = None,
         neighbour_ahead: bool = False,
+        data_size: int | None = None,
     ) -> None:
         self.containers = ContainerRuntime(
-            registry, network, image, neighbour_image, neighbour_ahead=neighbour_ahead
+            registry,
+            network,
+            image,
+            neighbour_image,
+            neighbour_ahead=neighbour_ahead,
+            data_size=data_size,
         )
         super().__init__(spec, work_dir, options, on_event, secrets, self.containers)
         self.registry = registry

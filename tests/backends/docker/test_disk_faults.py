@@ -1,7 +1,9 @@
-"""The io and slow_disk faults on the Docker backend, on the real engine: they act in the
-replica container's own cgroup on this host (the IO hog entered into it, writing the data
-folder the container bind-mounts; the throttle written into its blkio controller), and the
-engine's own device limits are put back at the end, read back from the kernel."""
+"""The io, slow_disk and disk_fill faults on the Docker backend, on the real engine: the first
+two act in the replica container's own cgroup on this host (the IO hog entered into it, writing
+the data folder the container bind-mounts; the throttle written into its blkio controller), and
+the engine's own device limits are put back at the end, read back from the kernel; a disk_fill
+fills the data folder only as a tmpfs of the stack's own, mounted before the container
+bind-mounts it and unmounted after it went."""
 
 from __future__ import annotations
 
@@ -12,12 +14,17 @@ from typing import Any
 
 import pytest
 
-from stressbed import fault
+from stressbed import ConstantArrivalRate, Scenario, Workload, fault, get
+from stressbed.backends.docker._engine import Registry
+from stressbed.backends.docker.backend import DockerBackend
+from stressbed.backends.docker.stack import DockerStack, RunNetwork
+from stressbed.backends.local import _datafs
 from stressbed.backends.local._cgroups import device_of
+from stressbed.errors import ConfigError
 from stressbed.stack.spec import IoLimits
 
 from .conftest import wait_for
-from .test_stack import MI, agent_spec, inspect, make_stack
+from .test_stack import FAST, MI, agent_spec, inspect, make_stack
 
 
 def _throttles_here(tmp_path: Path) -> None:
@@ -72,3 +79,62 @@ def test_an_io_hog_runs_in_the_container_s_cgroup_and_a_slow_disk_throttles_it_t
     ended = {e["fault"]: e for e in stack.events if e["event"] == "fault-ended"}
     assert (ended["io"]["how"], ended["io"]["reason"]) == ("the hogs killed", "teardown")
     assert not hog_file.exists()
+
+
+def test_a_disk_fill_fills_a_tmpfs_of_the_stack_s_own_that_the_containers_mount(
+    engine, built, tmp_path, no_leftovers
+):
+    if _datafs.can_mount() is not None:
+        pytest.skip(f"no tmpfs can be mounted here: {_datafs.can_mount()}")
+    registry = Registry(engine)
+    stack = DockerStack(
+        agent_spec(replicas=1),
+        tmp_path / "stack",
+        registry,
+        RunNetwork(registry),
+        lambda: built["agent"],
+        FAST,
+        data_size=_datafs.SIZE,
+    )
+    data = (tmp_path / "stack" / "data").resolve()
+    try:
+        stack.provision()
+        assert _datafs.mounted(data)  # mounted before the container bind-mounted it
+        (info,) = inspect(engine, stack.registry.run)
+        fill = replace(fault.disk_fill(share=None, at="0s", lasting="60s"), name="disk_fill")
+        stack.schedule_faults([fill], time.time())
+        applied = wait_for(lambda: event(stack, "fault-applied"), 30)
+        assert applied["replicas"] == [stack.replicas[0].name]
+        # Inside the container its data folder is full: a write there fails for want of room.
+        made = engine.api.exec_create(
+            info["Id"], ["sh", "-c", "head -c 1048576 /dev/zero > /data/more; echo $?"]
+        )
+        said = engine.api.exec_start(made["Id"]).decode()
+        assert "No space left on device" in said
+    finally:
+        stack.teardown()
+    assert event(stack, "fault-ended")["how"] == "the fill file removed"
+    assert not _datafs.mounted(data)  # unmounted after the container went
+    assert not list(data.glob(".stressbed-fill-*"))
+
+
+def test_a_disk_fill_where_no_tmpfs_can_be_mounted_is_refused_before_anything(monkeypatch):
+    monkeypatch.setattr(_datafs, "_mount", lambda folder, size: "mount: permission denied")
+    scenario = Scenario(
+        "f",
+        description="a full disk",
+        workloads=[
+            Workload("w", get("/"), ConstantArrivalRate(rate=5, duration="1m", pre_allocated_vus=2))
+        ],
+        faults=[fault.disk_fill(share=None, at="2s", lasting="3s")],
+    )
+    with pytest.raises(ConfigError) as refused:
+        DockerBackend._own_data_folder(scenario)
+    assert str(refused.value).startswith(
+        "faults.disk_fill: got 'disk_fill until full on 1 replica at 2s for 3s (mount: "
+        "permission denied)'; expected a data folder of the stack's own to fill"
+    )
+
+
+def event(stack: Any, kind: str) -> dict[str, Any] | None:
+    return next((e for e in stack.events if e["event"] == kind), None)

@@ -63,11 +63,9 @@ def cpu_seconds(engine: Any, container: str) -> float:
     return float(stats["cpu_stats"]["cpu_usage"]["total_usage"]) / 1e9
 
 
-def test_the_docker_backend_applies_a_neighbour_and_still_refuses_disk_fill():
-    assert "neighbour" in DockerBackend.fault_kinds
-    assert "neighbour" not in DockerBackend.fault_refusals
-    assert "disk_fill" not in DockerBackend.fault_kinds
-    assert DockerBackend.fault_refusals["disk_fill"].startswith("the replicas' data folder")
+def test_the_docker_backend_applies_a_neighbour_and_a_disk_fill():
+    assert {"neighbour", "disk_fill", "io", "slow_disk"} <= DockerBackend.fault_kinds
+    assert not DockerBackend.fault_refusals
 
 
 def test_a_neighbour_container_burns_cpu_beside_the_replica_never_in_its_cgroup(
