@@ -12,6 +12,7 @@ from stressbed import (
     ConstantArrivalRate,
     Scenario,
     Workload,
+    Writes,
     check_rate,
     error_rate,
     latency,
@@ -22,6 +23,26 @@ from . import agent_api as api
 
 #: The weighted ingest traffic of one agent, reused by other scenarios.
 INGEST = mix((api.report(), 65), (api.heartbeat(), 25), (api.submit_task(), 10))
+#: Each acknowledged report counted per agent and read back from the agent after the load:
+#: what a ``lost_writes`` threshold judges (the fault scenarios).
+REPORTS_STORED = Writes(
+    request="report",
+    writer="agent_id",
+    items="points",
+    read_back="/v1/agents/{writer}/stored",
+    token="STRESSBED_AGENT_TOKEN",
+)
+
+
+def steady_ingest(rate: int, duration: str = "60s") -> Workload:
+    """The ingest mix at ``rate`` a second for ``duration`` (the fault scenarios' load)."""
+    return Workload(
+        "ingest",
+        INGEST,
+        ConstantArrivalRate(rate=rate, duration=duration, pre_allocated_vus=20, max_vus=200),
+        graceful_stop="10s",
+    )
+
 
 scenario = Scenario(
     "ingest_mix",

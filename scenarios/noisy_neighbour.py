@@ -15,10 +15,7 @@ Not one acknowledged report may be lost. Needs STRESSBED_AGENT_TOKEN, as the ing
 from __future__ import annotations
 
 from stressbed import (
-    ConstantArrivalRate,
     Scenario,
-    Workload,
-    Writes,
     error_rate,
     fault,
     latency,
@@ -26,7 +23,7 @@ from stressbed import (
 )
 
 from . import agent_api as api
-from .ingest_mix import INGEST
+from .ingest_mix import REPORTS_STORED, steady_ingest
 
 
 def noisy_neighbour(*, io: bool = False) -> Scenario:
@@ -35,24 +32,11 @@ def noisy_neighbour(*, io: bool = False) -> Scenario:
         "noisy_neighbour",
         description="The ingest mix at 40 req/s while a neighbour burns every core beside it",
         variables=api.AGENT_VARIABLES,
-        workloads=[
-            Workload(
-                "ingest",
-                INGEST,
-                ConstantArrivalRate(rate=40, duration="60s", pre_allocated_vus=20, max_vus=200),
-                graceful_stop="10s",
-            )
-        ],
+        workloads=[steady_ingest(40)],
         thresholds=[latency("p(95) < 500ms"), error_rate("< 5%")],
         faults=[fault.neighbour(io=io, at="25s", lasting="25s")],
         resilience=[lost_writes("== 0")],
-        writes=Writes(
-            request="report",
-            writer="agent_id",
-            items="points",
-            read_back="/v1/agents/{writer}/stored",
-            token="STRESSBED_AGENT_TOKEN",
-        ),
+        writes=REPORTS_STORED,
     )
 
 

@@ -16,10 +16,7 @@ Needs STRESSBED_AGENT_TOKEN, as the ingest mix does.
 from __future__ import annotations
 
 from stressbed import (
-    ConstantArrivalRate,
     Scenario,
-    Workload,
-    Writes,
     error_rate,
     errors_during_fault,
     fault,
@@ -29,20 +26,13 @@ from stressbed import (
 )
 
 from . import agent_api as api
-from .ingest_mix import INGEST
+from .ingest_mix import REPORTS_STORED, steady_ingest
 
 scenario = Scenario(
     "resilience",
     description="The ingest mix at 50 req/s through a kill, a pause and 200 ms on the path",
     variables=api.AGENT_VARIABLES,
-    workloads=[
-        Workload(
-            "ingest",
-            INGEST,
-            ConstantArrivalRate(rate=50, duration="60s", pre_allocated_vus=20, max_vus=200),
-            graceful_stop="10s",
-        )
-    ],
+    workloads=[steady_ingest(50)],
     thresholds=[latency("p(95) < 500ms"), error_rate("< 5%")],
     faults=[
         fault.kill(at="5s"),
@@ -50,13 +40,7 @@ scenario = Scenario(
         fault.latency("200ms", jitter="20ms", at="45s", lasting="10s"),
     ],
     resilience=[recovery_time("< 30s"), errors_during_fault("< 5%"), lost_writes("== 0")],
-    writes=Writes(
-        request="report",
-        writer="agent_id",
-        items="points",
-        read_back="/v1/agents/{writer}/stored",
-        token="STRESSBED_AGENT_TOKEN",
-    ),
+    writes=REPORTS_STORED,
 )
 
 #: The stack this scenario is written for: the reference agent with a durable sink, shared by

@@ -15,10 +15,7 @@ on cgroup v1. Needs STRESSBED_AGENT_TOKEN, as the ingest mix does.
 from __future__ import annotations
 
 from stressbed import (
-    ConstantArrivalRate,
     Scenario,
-    Workload,
-    Writes,
     error_rate,
     fault,
     latency,
@@ -26,30 +23,17 @@ from stressbed import (
 )
 
 from . import agent_api as api
-from .ingest_mix import INGEST
+from .ingest_mix import REPORTS_STORED, steady_ingest
 
 scenario = Scenario(
     "slow_disk",
     description="The ingest mix at 40 req/s while the agent's disk is held to 64 KiB/s",
     variables=api.AGENT_VARIABLES,
-    workloads=[
-        Workload(
-            "ingest",
-            INGEST,
-            ConstantArrivalRate(rate=40, duration="60s", pre_allocated_vus=20, max_vus=200),
-            graceful_stop="10s",
-        )
-    ],
+    workloads=[steady_ingest(40)],
     thresholds=[latency("p(95) < 500ms"), error_rate("< 5%")],
     faults=[fault.slow_disk("64KiB/s", at="22500ms", lasting="22500ms")],
     resilience=[lost_writes("== 0")],
-    writes=Writes(
-        request="report",
-        writer="agent_id",
-        items="points",
-        read_back="/v1/agents/{writer}/stored",
-        token="STRESSBED_AGENT_TOKEN",
-    ),
+    writes=REPORTS_STORED,
 )
 
 #: One agent replica storing each report on the disk before it acknowledges it.

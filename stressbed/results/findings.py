@@ -36,12 +36,12 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..scenario.thresholds import Threshold
-from .timeline import Timeline, breaches
+from .timeline import Series, Timeline, breaches
 
 __all__ = ["Finding", "findings"]
 
@@ -143,7 +143,14 @@ def _step_start(line: Timeline) -> tuple[float, list[int]] | None:
     return early, starts
 
 
-def _cpu_throttled(line: Timeline) -> list[Finding]:
+#: What a replica's lanes say of a latency step between two points (inclusive): why, in words
+#: (after "while"), and the evidence; None: not this replica.
+_Why = Callable[[str, Mapping[str, Series], int, int], tuple[str, dict[str, Any]] | None]
+
+
+def _step_explained(line: Timeline, kind: str, why: _Why) -> list[Finding]:
+    """The first latency step a replica's lanes explain by ``why`` (from two points before
+    its start to its last point), as a finding of ``kind``."""
     found = _step_start(line)
     if found is None:
         return []
@@ -152,98 +159,80 @@ def _cpu_throttled(line: Timeline) -> list[Finding]:
     for first in starts:
         lo, hi = max(0, first - 2), min(len(line.t) - 1, first + STEP_POINTS - 1)
         for name, lanes in line.pods.items():
-            shares = [v for v in lanes.get("throttled_share", [])[lo : hi + 1] if v is not None]
-            if shares and max(shares) >= THROTTLED_SHARE:
+            said = why(name, lanes, lo, hi)
+            if said is not None:
+                text, evidence = said
                 return [
                     Finding(
-                        "cpu-throttled",
+                        kind,
                         line.t[first],
                         f"p95 latency rose from {early:.0f} ms to {p95[first]:.0f} ms while "
-                        f"{name}'s cgroup was throttled in {max(shares):.0%} of its CPU periods: "
-                        "its CPU limit holds it back",
-                        {
-                            "p95_before_ms": early,
-                            "p95_ms": p95[first],
-                            "replica": name,
-                            "throttled_share": max(shares),
-                        },
+                        + text,
+                        {"p95_before_ms": early, "p95_ms": p95[first], "replica": name} | evidence,
                     )
                 ]
     return []
+
+
+def _cpu_throttled(line: Timeline) -> list[Finding]:
+    def why(
+        name: str, lanes: Mapping[str, Series], lo: int, hi: int
+    ) -> tuple[str, dict[str, Any]] | None:
+        shares = [v for v in lanes.get("throttled_share", [])[lo : hi + 1] if v is not None]
+        if not shares or max(shares) < THROTTLED_SHARE:
+            return None
+        return (
+            f"{name}'s cgroup was throttled in {max(shares):.0%} of its CPU periods: its CPU "
+            "limit holds it back",
+            {"throttled_share": max(shares)},
+        )
+
+    return _step_explained(line, "cpu-throttled", why)
 
 
 def _cpu_contended(line: Timeline) -> list[Finding]:
-    found = _step_start(line)
-    if found is None:
-        return []
-    early, starts = found
-    p95 = line.fleet["p95_ms"]
-    for first in starts:
-        lo, hi = max(0, first - 2), min(len(line.t) - 1, first + STEP_POINTS - 1)
-        for name, lanes in line.pods.items():
-            waits = lanes.get("cpu_wait", [])
-            known = [v for v in waits[:lo] if v is not None]
-            before = statistics.median(known[: max(STEP_POINTS, len(known) // 5)]) if known else 0
-            throttled = [v for v in lanes.get("throttled_share", [])[lo : hi + 1] if v]
-            if throttled and max(throttled) >= THROTTLED_SHARE:
-                continue  # its own quota: cpu-throttled says so
-            during = [v for v in waits[lo : hi + 1] if v is not None]
-            wait = max(during, default=0.0)
-            if wait >= CONTENDED_WAIT and wait >= CONTENDED_FACTOR * before:
-                return [
-                    Finding(
-                        "cpu-contended",
-                        line.t[first],
-                        f"p95 latency rose from {early:.0f} ms to {p95[first]:.0f} ms while "
-                        f"{name}'s threads waited {wait * 1000:.0f} ms a second for a CPU "
-                        f"({before * 1000:.0f} ms before), its quota not throttling it: other "
-                        "work on the machine held its cores",
-                        {
-                            "p95_before_ms": early,
-                            "p95_ms": p95[first],
-                            "replica": name,
-                            "cpu_wait_s_per_s": wait,
-                            "cpu_wait_before_s_per_s": before,
-                        },
-                    )
-                ]
-    return []
+    def why(
+        name: str, lanes: Mapping[str, Series], lo: int, hi: int
+    ) -> tuple[str, dict[str, Any]] | None:
+        waits = lanes.get("cpu_wait", [])
+        known = [v for v in waits[:lo] if v is not None]
+        before = statistics.median(known[: max(STEP_POINTS, len(known) // 5)]) if known else 0
+        throttled = [v for v in lanes.get("throttled_share", [])[lo : hi + 1] if v]
+        if throttled and max(throttled) >= THROTTLED_SHARE:
+            return None  # its own quota: cpu-throttled says so
+        wait = max((v for v in waits[lo : hi + 1] if v is not None), default=0.0)
+        if wait < CONTENDED_WAIT or wait < CONTENDED_FACTOR * before:
+            return None
+        return (
+            f"{name}'s threads waited {wait * 1000:.0f} ms a second for a CPU "
+            f"({before * 1000:.0f} ms before), its quota not throttling it: other work on the "
+            "machine held its cores",
+            {"cpu_wait_s_per_s": wait, "cpu_wait_before_s_per_s": before},
+        )
+
+    return _step_explained(line, "cpu-contended", why)
 
 
 def _io_throttled(line: Timeline) -> list[Finding]:
-    found = _step_start(line)
-    if found is None:
-        return []
-    early, starts = found
-    p95 = line.fleet["p95_ms"]
-    for first in starts:
-        lo, hi = max(0, first - 2), min(len(line.t) - 1, first + STEP_POINTS - 1)
-        for name, lanes in line.pods.items():
-            pairs = zip(
-                lanes.get("io_mib_s", [])[lo : hi + 1],
-                lanes.get("io_limit_mib_s", [])[lo : hi + 1],
-                strict=False,
-            )
-            held = [(r, m) for r, m in pairs if r is not None and m and r >= IO_LIMIT_SHARE * m]
-            if held:
-                rate, limit = sorted(held)[len(held) // 2]  # the middle reading at the limit
-                return [
-                    Finding(
-                        "io-throttled",
-                        line.t[first],
-                        f"p95 latency rose from {early:.0f} ms to {p95[first]:.0f} ms while "
-                        f"{name} read and wrote {rate:g} MiB/s, at its {limit:g} MiB/s IO "
-                        "limit: the disk it may use holds it back",
-                        {
-                            "p95_before_ms": early,
-                            "p95_ms": p95[first],
-                            "replica": name,
-                            "io_mib_s": rate,
-                            "io_limit_mib_s": limit,
-                        },
-                    )
-                ]
-    return []
+    def why(
+        name: str, lanes: Mapping[str, Series], lo: int, hi: int
+    ) -> tuple[str, dict[str, Any]] | None:
+        pairs = zip(
+            lanes.get("io_mib_s", [])[lo : hi + 1],
+            lanes.get("io_limit_mib_s", [])[lo : hi + 1],
+            strict=False,
+        )
+        held = sorted((r, m) for r, m in pairs if r is not None and m and r >= IO_LIMIT_SHARE * m)
+        if not held:
+            return None
+        rate, limit = held[len(held) // 2]  # the middle reading at the limit
+        return (
+            f"{name} read and wrote {rate:g} MiB/s, at its {limit:g} MiB/s IO limit: the disk "
+            "it may use holds it back",
+            {"io_mib_s": rate, "io_limit_mib_s": limit},
+        )
+
+    return _step_explained(line, "io-throttled", why)
 
 
 def _disk_full(line: Timeline) -> list[Finding]:

@@ -15,16 +15,14 @@ from typing import Any
 import pytest
 
 from stressbed import ConstantArrivalRate, Scenario, Workload, fault, get
-from stressbed.backends.docker._engine import Registry
 from stressbed.backends.docker.backend import DockerBackend
-from stressbed.backends.docker.stack import DockerStack, RunNetwork
 from stressbed.backends.local import _datafs
 from stressbed.backends.local._cgroups import device_of
 from stressbed.errors import ConfigError
 from stressbed.stack.spec import IoLimits
 
 from .conftest import wait_for
-from .test_stack import FAST, MI, agent_spec, inspect, make_stack
+from .test_stack import MI, agent_spec, inspect, make_stack
 
 
 def _throttles_here(tmp_path: Path) -> None:
@@ -86,16 +84,7 @@ def test_a_disk_fill_fills_a_tmpfs_of_the_stack_s_own_that_the_containers_mount(
 ):
     if _datafs.can_mount() is not None:
         pytest.skip(f"no tmpfs can be mounted here: {_datafs.can_mount()}")
-    registry = Registry(engine)
-    stack = DockerStack(
-        agent_spec(replicas=1),
-        tmp_path / "stack",
-        registry,
-        RunNetwork(registry),
-        lambda: built["agent"],
-        FAST,
-        data_size=_datafs.SIZE,
-    )
+    stack = make_stack(engine, built, agent_spec(replicas=1), tmp_path, data_size=_datafs.SIZE)
     data = (tmp_path / "stack" / "data").resolve()
     try:
         stack.provision()

@@ -14,25 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from stressbed import ConstantArrivalRate, Scenario, Workload, fault, get
-from stressbed.backends.docker._engine import LABEL_RUN, Registry
+from stressbed.backends.docker._engine import LABEL_RUN
 from stressbed.backends.docker.backend import DockerBackend
-from stressbed.backends.docker.stack import DockerStack, RunNetwork
+from stressbed.backends.docker.stack import DockerStack
 
 from .conftest import wait_for
-from .test_stack import FAST, agent_spec
+from .test_stack import agent_spec, make_stack
 
 
 def neighboured(engine: Any, built: dict[str, str], tmp_path: Path) -> DockerStack:
     """One replica of the agent, provisioned, whose neighbours run from the runner image."""
-    registry = Registry(engine)
-    stack = DockerStack(
-        agent_spec(replicas=1),
-        tmp_path / "stack",
-        registry,
-        RunNetwork(registry),
-        lambda: built["agent"],
-        FAST,
-        neighbour_image=lambda: built["runner"],
+    stack = make_stack(
+        engine, built, agent_spec(replicas=1), tmp_path, neighbour_image=lambda: built["runner"]
     )
     stack.provision()
     return stack

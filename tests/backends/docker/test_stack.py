@@ -56,11 +56,15 @@ def agent_spec(**changes: Any) -> StackSpec:
     return replace(spec, **changes).validate()
 
 
-def make_stack(engine: Any, built: dict[str, str], spec: StackSpec, tmp_path: Path, image=None):
+def make_stack(
+    engine: Any, built: dict[str, str], spec: StackSpec, tmp_path: Path, image=None, **runtime
+):
+    """A Docker stack of ``spec`` (not provisioned); ``runtime``: the container runtime's
+    options (``neighbour_image``, ``data_size``)."""
     registry = Registry(engine)
     network = RunNetwork(registry)
     chosen = image or built["agent"]
-    return DockerStack(spec, tmp_path / "stack", registry, network, lambda: chosen, FAST)
+    return DockerStack(spec, tmp_path / "stack", registry, network, lambda: chosen, FAST, **runtime)
 
 
 def inspect(engine: Any, run: str, replica: str | None = None) -> list[dict[str, Any]]:
