@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -256,20 +257,12 @@ def test_a_fault_the_backend_does_not_apply_is_exit_2_before_anything_starts(
 def test_a_disk_fill_where_the_backend_would_fill_no_disk_of_its_own_is_refused_saying_why(
     tmp_path: Path, capsys, backend, why
 ):
-    path = tmp_path / "f.py"
-    path.write_text(
-        "from stressbed import *\n"
-        "scenario = Scenario('f', description='faults', workloads=[Workload('w', get('/'), "
-        "ConstantArrivalRate(rate=5, duration='1m', pre_allocated_vus=2))], "
-        "faults=[fault.disk_fill(share=None, at='20s', lasting='10s')])\n"
+    err = _refused(
+        tmp_path, capsys, "fault.disk_fill(share=None, at='20s', lasting='10s')", backend
     )
-    args = ["run", "--scenario", str(path), "--results", str(tmp_path / "r")]
-    assert main([*args, "--backend", backend]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert err[0].startswith("stressbed: error: faults.disk_fill: got 'disk_fill until full")
     assert err[0].endswith(why)
-    assert not (tmp_path / "r").exists()
 
 
 @pytest.mark.parametrize(
@@ -442,20 +435,28 @@ def test_a_slow_disk_is_a_rate_or_a_latency_per_operation():
 def test_a_slow_disk_with_only_a_latency_is_refused_where_the_throttle_holds_a_rate(
     tmp_path: Path, capsys, backend
 ):
-    path = tmp_path / "f.py"
-    path.write_text(
-        "from stressbed import *\n"
-        "scenario = Scenario('f', description='faults', workloads=[Workload('w', get('/'), "
-        "ConstantArrivalRate(rate=5, duration='1m', pre_allocated_vus=2))], "
-        "faults=[fault.slow_disk(latency='50ms', at='20s', lasting='10s')])\n"
+    err = _refused(
+        tmp_path, capsys, "fault.slow_disk(latency='50ms', at='20s', lasting='10s')", backend
     )
-    args = ["run", "--scenario", str(path), "--results", str(tmp_path / "r")]
-    assert main([*args, "--backend", backend]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
     assert err == [
         "stressbed: error: faults.slow_disk.latency: got 'slow_disk 50ms per operation on 1 "
         f"replica at 20s for 10s'; expected a rate with --backend {backend}, like "
         "fault.slow_disk('1MiB/s'): the blkio throttle holds a rate; a delay per operation is "
         "Chaos Mesh's IOChaos (--backend kubernetes)"
     ]
+
+
+def _refused(tmp_path: Path, capsys: Any, fault_source: str, backend: str) -> list[str]:
+    """``stressbed run`` of a scenario with one fault (its source) on ``backend``: exit 2,
+    nothing started; what it said on stderr, a line each."""
+    path = tmp_path / "f.py"
+    path.write_text(
+        "from stressbed import *\n"
+        "scenario = Scenario('f', description='faults', workloads=[Workload('w', get('/'), "
+        "ConstantArrivalRate(rate=5, duration='1m', pre_allocated_vus=2))], "
+        f"faults=[{fault_source}])\n"
+    )
+    args = ["run", "--scenario", str(path), "--results", str(tmp_path / "r")]
+    assert main([*args, "--backend", backend]) == 2
     assert not (tmp_path / "r").exists()
+    return capsys.readouterr().err.strip().splitlines()
