@@ -6,9 +6,9 @@ top, loaded only when a program runs), the preflight (``_preflight``), the Autom
 engine (``_engine``), the Kubernetes API seam and the reading of runner results from pod logs
 (``_cluster``), the stack's record of a run (``_watch``), the faults (Chaos Mesh objects,
 ``chaos``, scheduled by ``_faults``; a rolling restart as the Deployment's rollout,
-``_rollout``; a noisy neighbour as a Job of its own, ``_neighbour``), and the orchestration
-of one run: its
-shared state and stack (``_stack``), its fleets and the backend (``backend``). It is the only
+``_rollout``; a noisy neighbour as a Job in a namespace of its own, ``_neighbour``, made
+and swept through ``_namespaces``), and the orchestration of one run: its shared state and
+stack (``_stack``), its fleets and the backend (``backend``). It is the only
 place in stressbed that imports ``pulumi`` or ``kubernetes``, each inside the function that
 needs it, so importing this package needs neither. It may import the layers below the
 backends, never the app layer.
@@ -26,6 +26,7 @@ from ._cluster import (
     runner_failure,
 )
 from ._engine import Engine
+from ._namespaces import NamespaceState, sweep_neighbours
 from ._preflight import ClusterAccess, KubernetesOptions, preflight
 from .backend import KubernetesBackend
 
@@ -36,6 +37,7 @@ __all__ = [
     "Engine",
     "KubernetesBackend",
     "KubernetesOptions",
+    "NamespaceState",
     "PodState",
     "RolloutState",
     "ScaleState",
@@ -44,4 +46,5 @@ __all__ = [
     "kubernetes_api",
     "preflight",
     "runner_failure",
+    "sweep_neighbours",
 ]

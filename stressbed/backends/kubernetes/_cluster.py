@@ -2,8 +2,9 @@
 results come back (the last line of each runner's log is its result document).
 
 :class:`ClusterApi` is the seam the tests fake; :func:`kubernetes_api` is the real one, on the
-official client. :func:`runner_failure` says why a pod fails a run, :func:`fleet_results`
-reads a finished fleet back (``stressbed collect``).
+official client (what reaches outside the run's namespace is :mod:`._namespaces`).
+:func:`runner_failure` says why a pod fails a run, :func:`fleet_results` reads a finished
+fleet back (``stressbed collect``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ...results.runner_result import RunnerResult, RunnerStatus
 from ...results.transport import read_document
 from ...scenario.thresholds import Threshold
 from ...scenario.units import parse_size
+from ._namespaces import NamespaceApi, NamespaceCalls
 from ._preflight import ClusterAccess
 from .chaos import CHAOS_GROUP, CHAOS_VERSION
 
@@ -117,7 +119,9 @@ class ClusterEvent:
     last: float  # unix time it was last seen
 
 
-class ClusterApi(Protocol):
+class ClusterApi(NamespaceApi, Protocol):
+    """Namespaces and Jobs outside the run's stack: :class:`~._namespaces.NamespaceApi`."""
+
     def pods(self, namespace: str, component: str, name: str | None = None) -> list[PodState]:
         """The pods of one component (``app.kubernetes.io/component``), and of one fleet or
         workload (``app.kubernetes.io/name``) when ``name`` is given."""
@@ -186,14 +190,6 @@ class ClusterApi(Protocol):
     def missing_chaos_kinds(self, plurals: Sequence[str]) -> list[str]:
         """Those of ``plurals`` the API server does not serve in chaos-mesh.org/v1alpha1 (by
         API discovery, which any authenticated user may read: no CRD read needed)."""
-        ...
-
-    def create_job(self, namespace: str, body: dict[str, Any]) -> None:
-        """Create a Job (a fault's neighbour) from its manifest."""
-        ...
-
-    def delete_job(self, namespace: str, name: str) -> None:
-        """Delete Job ``name``, its pods first (foreground propagation); gone is fine."""
         ...
 
 
@@ -331,7 +327,7 @@ def fleet_results(api: ClusterApi, namespace: str, job: str) -> list[RunnerResul
     return found
 
 
-class _KubernetesApi:
+class _KubernetesApi(NamespaceCalls):
     def __init__(self, access: ClusterAccess) -> None:
         from kubernetes import client, config  # noqa: PLC0415 - only with the kubernetes extra
 
@@ -515,17 +511,6 @@ class _KubernetesApi:
             raise
         served = {r.name for r in found.resources or []}
         return [p for p in plurals if p not in served]
-
-    def create_job(self, namespace: str, body: dict[str, Any]) -> None:
-        manifest: Any = body  # a dict: the client serialises it as it would a V1Job
-        self.batch.create_namespaced_job(namespace, manifest, field_validation="Strict")
-
-    def delete_job(self, namespace: str, name: str) -> None:
-        try:
-            self.batch.delete_namespaced_job(name, namespace, propagation_policy="Foreground")
-        except Exception as exc:
-            if getattr(exc, "status", None) != 404:
-                raise
 
 
 def kubernetes_api(access: ClusterAccess) -> ClusterApi:

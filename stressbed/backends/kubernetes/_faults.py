@@ -13,11 +13,12 @@ deleted gracefully; its ReplicaSet makes a new one at once). A ``rolling_restart
 Mesh object but the agent Deployment's own rollout (:mod:`._rollout`): ``fault-applied`` when
 the API server took the patch, ``fault-ended`` when the rollout was seen done (or stopped).
 
-A ``neighbour`` is no Chaos Mesh object but a Job of its own beside the agent pods
-(:mod:`._neighbour`): ``fault-applied`` when its pod runs (its container's start, on the
-cluster's clock), ``fault-ended`` when stressbed deleted it (said once its pods are gone); one
-whose pod does not run in time (not scheduled: no node beside an agent pod has room) is
-``fault-skipped``, saying why, and its Job deleted.
+A ``neighbour`` is no Chaos Mesh object but a Job in a namespace of its own, beside the agent
+pods (:mod:`._neighbour`): ``fault-applied`` when its pod runs (its container's start, on the
+cluster's clock), ``fault-ended`` when stressbed deleted its namespace (said once its pods are
+gone), done once the namespace is gone; one whose pod does not run in time (not scheduled: no
+node beside an agent pod has room) is ``fault-skipped``, saying why, and its namespace
+deleted. At teardown one still there is named ``namespace/<name>``.
 
 A ``dependency`` fault is the target's own fault hook (the StackSpec's ``fault_hook``), called
 on every agent pod (and on each one started while it lasts) through the API server's pod
@@ -38,7 +39,7 @@ from typing import Any
 from ...scenario.faults import Fault
 from ...stack.spec import FaultHook
 from ._cluster import ClusterApi, ProxyUnreachable
-from ._neighbour import NeighbourJob
+from ._neighbour import Neighbour
 from ._proxy import ProxyCheck
 from ._rollout import SCHEDULING_S, DeploymentRollout, Refused
 from .chaos import PLURALS, applied_at, chaos_object, recovered_at
@@ -79,7 +80,7 @@ class _Armed:
     hooked: str = ""  # a dependency: the fault hook's kind
     restarts: dict[str, int] = field(default_factory=dict)  # pod -> its restarts when hooked
     rollout: DeploymentRollout | None = None  # a rolling restart under way
-    neighbour: NeighbourJob | None = None  # a neighbour's Job
+    neighbour: Neighbour | None = None  # a neighbour's namespace and Job
     reason: str = ""  # why it was deleted (a neighbour: its end, teardown, stopped early)
 
 
@@ -167,7 +168,7 @@ class ChaosFaults:
 
     def undo_all(self) -> list[str]:
         """Stop scheduling, delete every object still there and wait for each to go
-        (bounded); the names of those still there."""
+        (bounded); the names of those still there (a neighbour's: ``namespace/<name>``)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
@@ -356,7 +357,7 @@ class ChaosFaults:
         how = "the Deployment rolled out" if reason.startswith("every") else "it stopped there"
         self._say_fault_ended(item, time.time(), how, reason, pods=now)
 
-    # -- a neighbour: a Job of its own beside the agent pods ----------------------------
+    # -- a neighbour: a Job in a namespace of its own, beside the agent pods ------------
 
     def _tick_neighbour(self, item: _Armed, now: float) -> None:
         job = item.neighbour
@@ -383,7 +384,7 @@ class ChaosFaults:
             self._delete_neighbour(item, now, f"it stopped before its end: {why}")
 
     def _start_neighbour(self, item: _Armed) -> None:
-        job = NeighbourJob(
+        job = Neighbour(
             self._api,
             self._cluster,
             item.fault,
@@ -391,12 +392,12 @@ class ChaosFaults:
             image=self._runner_image,
             pending_s=self._neighbour_pending_s,
         )
-        item.neighbour, item.name = job, job.name
+        item.neighbour, item.name = job, f"namespace/{job.namespace}"
         item.created = time.time()
         try:
             job.create()
         except Exception as exc:  # forbidden, invalid, a timeout (it may have been made)
-            self._skip(item, f"its Job was not created: {_said(exc)}", gone=False)
+            self._skip(item, f"its {job.creating} was not created: {_said(exc)}", gone=False)
             self._delete_neighbour(item, time.time(), "")
 
     def _delete_neighbour(self, item: _Armed, now: float, reason: str) -> None:
@@ -406,18 +407,16 @@ class ChaosFaults:
             item.neighbour.delete()
 
     def _read_neighbour_gone(self, item: _Armed) -> None:
-        """Done once its pods are gone; said ended at its deletion (its hogs got SIGTERM)."""
+        """Said ended at its deletion once its pods are gone (its hogs got SIGTERM); done once
+        its namespace is gone."""
         job = item.neighbour
         assert job is not None
-        if not job.gone():
-            with contextlib.suppress(Exception):  # a delete that did not take: again
-                job.delete()
-            return
-        item.done = True
-        if item.applied and not item.ended:
+        gone = job.gone()  # deleted again if the delete did not take
+        if item.applied and not item.ended and (gone or job.pods_gone()):
             item.ended = True
-            how = "its Job deleted: the neighbour's pod and its hogs gone"
+            how = "its namespace deleted: the neighbour's Job, pod and hogs gone"
             self._say_fault_ended(item, item.deleted or time.time(), how, item.reason)
+        item.done = gone
 
     # -- a dependency, through the target's fault hook ---------------------------------
 

@@ -1,34 +1,41 @@
-"""The ``neighbour`` fault on a cluster: a noisy neighbour as a Job of its own in the run's
-namespace, scheduled beside the agent pods and outside their cgroups.
+"""The ``neighbour`` fault on a cluster: a noisy neighbour as another tenant's would be, a
+BestEffort pod in a namespace of its own, scheduled beside the agent pods and outside their
+cgroups.
 
-The Job runs the runner image (it has Python and stressbed) as one BestEffort pod: no
+At the fault's instant a namespace is made for it, ``<run's namespace>-nb-<fault>`` (a DNS
+label: cut with a hash of the whole when longer than 63), labelled as every object of the
+run (``app.kubernetes.io/part-of``, ``stressbed.dev/run``, the component ``neighbour``) and,
+as the run's own, for Pod Security Admission ``restricted``, which its pod meets. It is owned
+by the run's namespace (an ``ownerReference`` with that namespace's uid), so the cluster's
+garbage collector deletes it once the run's namespace is gone, whatever became of stressbed;
+:func:`._namespaces.sweep_neighbours` finds the ones left by their labels. No LimitRange or
+quota of the run's stack is in it: nothing gives the pod limits or refuses it.
+
+In it, a Job runs the runner image (it has Python and stressbed) as one BestEffort pod: no
 requests, no limits, so nothing but the node holds it back, as a neighbour the agent did not
 choose. Its one container is a small shell that starts the local backend's hogs, the same
 programs the local neighbour runs (``python -m stressbed.backends.local._hog``): a CPU burner
 per core asked for (every core of the node when none is given), a memory holder, and with
 ``io=True`` an IO writer on the pod's own emptyDir, which sits on the node's disk beside the
-agent pods' own. A required pod affinity to the agent pods' labels (topology
-``kubernetes.io/hostname``) puts it on a node where an agent pod runs. It is as restricted as
-the runner pods (non-root, read-only root, every capability dropped, an emptyDir at /tmp),
-labelled as every object of the run (``app.kubernetes.io/part-of``, ``stressbed.dev/run``), so
-the namespace's destroy takes it if stressbed does not; ``activeDeadlineSeconds`` ends it by
-itself soon after the fault would have, ``ttlSecondsAfterFinished`` removes it once ended.
+agent pods' own. A required pod affinity to the agent pods' labels in the run's namespace
+(``namespaces``, topology ``kubernetes.io/hostname``) puts it on a node where an agent pod
+runs. It is as restricted as the runner pods (non-root, read-only root, every capability
+dropped, seccomp ``RuntimeDefault``, an emptyDir at /tmp); ``activeDeadlineSeconds`` ends it
+by itself soon after the fault would have, ``ttlSecondsAfterFinished`` removes it once ended.
 
-:class:`NeighbourJob` creates it, reads its pod (running: applied, on the cluster's clock;
-pending past a deadline: skipped, saying why) and deletes it (foreground: its pods first);
-:mod:`._faults` drives it at the fault's instants. A BestEffort pod is what the namespace's
-LimitRange would give limits and its quota refuse: :func:`check_neighbour` refuses a neighbour
-on such a stack before anything is created.
+:class:`Neighbour` creates the namespace and the Job, reads its pod (running: applied, on the
+cluster's clock; pending past a deadline: skipped, saying why) and deletes the namespace (its
+Job and pod with it); :mod:`._faults` drives it at the fault's instants.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
 import shlex
 
-from ...errors import ConfigError
 from ...scenario.faults import Fault
-from ...stack.spec import StackSpec
 from ._cluster import ClusterApi, PodState
 from .chaos import object_name
 from .manifests import (
@@ -38,15 +45,17 @@ from .manifests import (
     container_security,
     labels,
     pod_security,
+    restricted,
     selector,
 )
 
 __all__ = [
     "IO_FILE",
     "NEIGHBOUR",
-    "NeighbourJob",
-    "check_neighbour",
+    "Neighbour",
     "neighbour_job",
+    "neighbour_namespace",
+    "neighbour_namespace_name",
     "neighbour_script",
 ]
 
@@ -63,6 +72,42 @@ TTL_S = 60
 #: Its pod's shell kills every hog at SIGTERM; SIGKILL after this.
 GRACE_S = 5
 RUNNER_USER = 10001
+#: A namespace's name is a DNS label: at most this long.
+DNS_LABEL = 63
+
+
+def neighbour_namespace_name(cluster: Cluster, fault: Fault) -> str:
+    """``<run's namespace>-nb-<fault>`` as a DNS label (lower case, digits and ``-``); one
+    longer than 63 is cut, and ends in a hash of the whole name, so that two faults' stay
+    apart."""
+    whole = re.sub(r"[^a-z0-9-]", "-", f"{cluster.namespace}-nb-{fault.name}".lower())
+    if len(whole) <= DNS_LABEL:
+        return whole.strip("-")
+    digest = hashlib.sha256(whole.encode()).hexdigest()[:8]
+    return f"{whole[: DNS_LABEL - len(digest) - 1].strip('-')}-{digest}"
+
+
+def _tagged(fault: Fault, cluster: Cluster) -> dict[str, str]:
+    """The labels of the neighbour's namespace, Job and pod: the run's, and the fault's."""
+    return {
+        **labels(NEIGHBOUR, cluster, object_name(cluster, fault)),
+        "stressbed.dev/fault": fault.name,
+    }
+
+
+def neighbour_namespace(fault: Fault, cluster: Cluster, *, owner_uid: str) -> Manifest:
+    """The namespace of ``fault``'s neighbour, owned by the run's (uid ``owner_uid``): the
+    cluster deletes it once the run's namespace is gone."""
+    owner = {"apiVersion": "v1", "kind": "Namespace", "name": cluster.namespace, "uid": owner_uid}
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": neighbour_namespace_name(cluster, fault),
+            "labels": {**restricted(), **_tagged(fault, cluster)},
+            "ownerReferences": [owner],
+        },
+    }
 
 
 def neighbour_script(fault: Fault) -> str:
@@ -88,9 +133,9 @@ def neighbour_script(fault: Fault) -> str:
 def neighbour_job(
     fault: Fault, cluster: Cluster, *, target: str, image: str, deadline_s: int
 ) -> Manifest:
-    """The Job of ``fault``'s neighbour beside the agent pods of Deployment ``target``."""
-    name = object_name(cluster, fault)
-    tagged = {**labels(NEIGHBOUR, cluster, name), "stressbed.dev/fault": fault.name}
+    """The Job of ``fault``'s neighbour, in its own namespace, beside the agent pods of
+    Deployment ``target`` in the run's."""
+    name, tagged = object_name(cluster, fault), _tagged(fault, cluster)
     container = {
         "name": NEIGHBOUR,
         "image": image,
@@ -103,12 +148,17 @@ def neighbour_job(
     }
     beside = {
         "labelSelector": {"matchLabels": selector(AGENT, target)},
+        "namespaces": [cluster.namespace],  # the agent pods are in the run's namespace
         "topologyKey": "kubernetes.io/hostname",
     }
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": name, "namespace": cluster.namespace, "labels": tagged},
+        "metadata": {
+            "name": name,
+            "namespace": neighbour_namespace_name(cluster, fault),
+            "labels": tagged,
+        },
         "spec": {
             "backoffLimit": 0,  # a neighbour that failed is not started again
             "activeDeadlineSeconds": deadline_s,
@@ -133,37 +183,8 @@ def neighbour_job(
     }
 
 
-def check_neighbour(fault: Fault, stack: StackSpec) -> None:
-    """A neighbour the run's namespace lets be noisy (ConfigError, exit 2, otherwise): its
-    BestEffort pod would be given limits by the stack's LimitRange (default, max) or refused
-    by it (min: a request is required), or refused by a quota on CPU or memory."""
-    why = ""
-    lr, quota = stack.limit_range, stack.quota
-    if lr is not None and any(
-        getattr(r, kind) is not None
-        for r in (lr.default, lr.maximum, lr.minimum)
-        for kind in ("cpu_m", "memory")
-    ):
-        why = "the stack's LimitRange would give it CPU or memory limits, or refuse it"
-    elif quota is not None and any(
-        getattr(r, kind) is not None
-        for r in (quota.requests, quota.limits)
-        for kind in ("cpu_m", "memory")
-    ):
-        why = "the stack's quota would refuse a pod without CPU and memory requests and limits"
-    if why:
-        raise ConfigError(
-            f"faults.{fault.name}",
-            fault.label,
-            "a stack whose namespace has no LimitRange or quota on CPU or memory, with "
-            f"--backend kubernetes: the neighbour is a BestEffort pod in the run's namespace, "
-            f"and {why} (`limit_range: null`, `quota: null` in the profile's stack), or "
-            "--backend local",
-        )
-
-
-class NeighbourJob:
-    """One neighbour fault's Job in the run's namespace, through the Kubernetes API."""
+class Neighbour:
+    """One neighbour fault's namespace and Job, through the Kubernetes API."""
 
     def __init__(
         self,
@@ -181,28 +202,36 @@ class NeighbourJob:
         self.target = target
         self.image = image
         self.pending_s = pending_s
-        self.name = object_name(cluster, fault)
-        self.deleting = False  # its delete was taken: its pods go first, then the Job
+        self.name = object_name(cluster, fault)  # its Job's
+        self.namespace = neighbour_namespace_name(cluster, fault)
+        self.creating = ""  # what it was creating, for a refusal to name
 
     def create(self) -> None:
-        """Its Job, ended by the cluster if stressbed does not end it: its time to be
-        scheduled, the fault's lasting and a margin."""
+        """Its namespace, owned by the run's, then its Job in it, ended by the cluster if
+        stressbed does not end it: its time to be scheduled, the fault's lasting and a
+        margin."""
+        self.creating = f"namespace {self.namespace}"
+        run = self.api.namespace(self.cluster.namespace)
+        if run is None or not run.uid:
+            raise LookupError(f"the run's namespace {self.cluster.namespace} was not found")
+        self.api.create_namespace(neighbour_namespace(self.fault, self.cluster, owner_uid=run.uid))
+        self.creating = f"Job {self.name}"
         deadline = math.ceil(self.pending_s + self.fault.lasting_ms / 1000) + DEADLINE_MARGIN_S
         body = neighbour_job(
             self.fault, self.cluster, target=self.target, image=self.image, deadline_s=deadline
         )
-        self.api.create_job(self.cluster.namespace, body)
+        self.api.create_job(self.namespace, body)
 
     def look(self) -> tuple[PodState | None, str, bool]:
         """Its pod once it runs; else why not, and whether it never will (it ended)."""
-        ns = self.cluster.namespace
+        ns = self.namespace
         pods = self.api.pods(ns, NEIGHBOUR, self.name)
         running = [p for p in pods if p.phase == "Running"]
         if running:
             return running[0], "", False
         if not pods:
-            why = f"no pod was made (`kubectl -n {ns} describe job {self.name}`: a quota or Pod "
-            return None, why + "Security may have refused it)", False
+            why = f"no pod was made (`kubectl -n {ns} describe job {self.name}`: Pod Security "
+            return None, why + "or an admission policy may have refused it)", False
         pod = pods[0]
         if pod.phase in ("Succeeded", "Failed"):
             said = pod.terminated or pod.reason or "no reason given"
@@ -223,7 +252,10 @@ class NeighbourJob:
             if cores is None
             else f"{max(1, math.ceil(cores))} burner(s) of {cores:g} cores"
         )
-        how = f"a BestEffort pod of its own (Job {self.name}) beside the agent pods: {burners}"
+        how = (
+            f"a BestEffort pod in a namespace of its own ({self.namespace}, Job {self.name}) "
+            f"beside the agent pods: {burners}"
+        )
         how += f", {held / 2**20:g}Mi held" if held else ""
         how += f", writing {IO_FILE} on the node's disk" if fault.param("io") else ""
         node = pod.node or "unknown"
@@ -237,14 +269,25 @@ class NeighbourJob:
             "scope": f"node {node}, outside the agent pods' cgroups",
             "node": node,
             "beside": beside,
+            "namespace": self.namespace,
             "job": self.name,
         }
 
     def delete(self) -> None:
-        """Delete its Job, its pods first (their shell kills its hogs at SIGTERM)."""
-        self.api.delete_job(self.cluster.namespace, self.name)
-        self.deleting = True
+        """Delete its namespace: its Job and pod go first (their shell kills its hogs at
+        SIGTERM)."""
+        self.api.delete_namespace(self.namespace)
+
+    def pods_gone(self) -> bool:
+        """Whether no pod of it is left."""
+        return not self.api.pods(self.namespace, NEIGHBOUR, self.name)
 
     def gone(self) -> bool:
-        """Whether its delete was taken and no pod of it is left."""
-        return self.deleting and not self.api.pods(self.cluster.namespace, NEIGHBOUR, self.name)
+        """Whether its namespace is gone; one not being deleted is deleted again (a delete
+        that did not take)."""
+        found = self.api.namespace(self.namespace)
+        if found is None:
+            return True
+        if found.phase != "Terminating":
+            self.delete()
+        return False

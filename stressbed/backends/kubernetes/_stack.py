@@ -190,7 +190,8 @@ class KubeStack:
         each step bounded, and the destroy runs whatever the steps before it did. A destroy
         that fails keeps the stack, so that ``pulumi destroy`` can finish the job, and says
         how; every failed step is said (TeardownError, exit 3), a fault's Chaos Mesh object
-        that would not go too. A teardown abandoned during the destroy interrupts it first."""
+        or a neighbour's namespace that would not go too. A teardown abandoned during the
+        destroy interrupts it first."""
         run = self.state
         steps = [Step("undo the faults", self._undo_faults, FAULTS_UNDO_S)]
         if self._scraper is not None:
@@ -206,13 +207,20 @@ class KubeStack:
             )
         )
         failures = run_steps(steps, self._event)
-        if self._chaos_left and not run.created and not run.kept:
+        spaces = [n for n in self._chaos_left if n.startswith("namespace/")]
+        objects = [n for n in self._chaos_left if n not in spaces]
+        if objects and not run.created and not run.kept:
             # The namespace took them with it; a fault that outlived its end still ran.
             failures.append(
-                "a fault stayed applied until the namespace was destroyed: its objects "
-                "(Chaos Mesh's, a neighbour's Job) "
-                + ", ".join(self._chaos_left)
-                + " would not delete"
+                "a fault stayed applied until the namespace was destroyed: its Chaos Mesh "
+                "objects " + ", ".join(objects) + " would not delete"
+            )
+        for name in spaces:
+            # Outside the run's namespace, which owns it: the cluster's garbage collector
+            # deletes it once that is gone, but it outlived its fault, and may outlive the run.
+            failures.append(
+                f"a neighbour's {name} would not delete (`kubectl delete {name}`; owned by "
+                f"namespace {run.cluster.namespace}, the cluster deletes it once that is gone)"
             )
         if failures:
             raise TeardownError(failures)
@@ -283,12 +291,16 @@ class KubeStack:
         self._chaos.arm(faults, started_at)
 
     def leftovers(self) -> str:
-        if not self.state.created:
-            return ""
-        return (
-            f"the Pulumi stack {self.state.cluster.namespace!r} and its namespace (with any "
-            f"Chaos Mesh object or neighbour Job of the run's faults in it): {self._finish()}"
-        )
+        spaces = [n for n in self._chaos_left if n.startswith("namespace/")]
+        left = [f"a neighbour's {n} (`kubectl delete {n}`)" for n in spaces]
+        if self.state.created:
+            left.insert(
+                0,
+                f"the Pulumi stack {self.state.cluster.namespace!r} and its namespace (with any "
+                "Chaos Mesh object of the run's faults in it; a neighbour's namespace, which it "
+                f"owns, goes with it): {self._finish()}",
+            )
+        return "; ".join(left)
 
     def failure(self) -> str | None:
         return None  # the cluster keeps the stack up; failing runner pods are followed instead

@@ -71,7 +71,6 @@ from ._engine import (
     automation_engine,
     state_dir,
 )
-from ._neighbour import check_neighbour
 from ._news import CoordinatorNews
 from ._preflight import ClusterAccess, KubernetesOptions, preflight
 from ._stack import KubeStack, RunState, last_line
@@ -400,8 +399,8 @@ class KubernetesBackend(Backend):
         }
     )
     #: Chaos Mesh objects (the README names the version), the target's fault hook, the
-    #: Deployment's own rollout for a rolling restart, and a Job beside the agent pods for a
-    #: neighbour.
+    #: Deployment's own rollout for a rolling restart, and a Job in a namespace of its own,
+    #: beside the agent pods, for a neighbour.
     fault_kinds = CHAOS_FAULT_KINDS
     fault_refusals: ClassVar[Mapping[str, str]] = {
         # Chaos Mesh's disk fill is for physical machines (chaosd), not pods: still true.
@@ -451,11 +450,6 @@ class KubernetesBackend(Backend):
             )
 
     def preflight(self, stack: StackSpec | None, scenario: Scenario | None = None) -> None:
-        # A neighbour the run's namespace would hold to limits or refuse: said first, whatever
-        # this machine has.
-        if scenario is not None and stack is not None:
-            for item in [f for f in scenario.faults if f.kind == "neighbour"]:
-                check_neighbour(item, stack)
         # No Pulumi CLI, kubeconfig or context; or what the API server would refuse at apply
         # time: one line, exit 2, nothing created.
         preflight(self.options)

@@ -23,7 +23,8 @@ The objects are data here (:func:`chaos_object`), and so are the instants Chaos 
 of them (:func:`applied_at`, :func:`recovered_at`); :mod:`._faults` creates and deletes them
 at the fault's instants and reads those records back. ``dependency`` (the
 target's fault hook), ``rolling_restart`` (a rollout of the Deployment, :mod:`._rollout`) and
-``neighbour`` (a Job of its own beside the agent pods, :mod:`._neighbour`) need no Chaos Mesh.
+``neighbour`` (a Job in a namespace of its own, beside the agent pods, :mod:`._neighbour`)
+need no Chaos Mesh.
 ``io`` is not applied: StressChaos starts stress-ng in the target's cgroup and PID namespace
 but not its mount namespace (an IO hog would write chaos-daemon's filesystem, not the pod's
 volume), and its ``stressngStressors`` never reach chaos-daemon in 2.8.3.

@@ -49,6 +49,7 @@ __all__ = [
     "pod_security",
     "quota_needs",
     "resources",
+    "restricted",
     "secret",
     "selector",
 ]
@@ -174,10 +175,16 @@ def agent_manifests(
     return out
 
 
-def namespace(cluster: Cluster) -> Manifest:
+def restricted() -> dict[str, str]:
+    """A namespace's labels for Pod Security Admission ``restricted``: enforced, audited and
+    warned, at the cluster's latest version."""
     psa = {
         f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "audit", "warn")
     }
+    return {**psa, "pod-security.kubernetes.io/enforce-version": "latest"}
+
+
+def namespace(cluster: Cluster) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "Namespace",
@@ -186,11 +193,7 @@ def namespace(cluster: Cluster) -> Manifest:
             # Where Chaos Mesh runs with enableFilterNamespace, it acts only in namespaces
             # that say so: the run's faults are aimed here.
             "annotations": {"chaos-mesh.org/inject": "enabled"},
-            "labels": {
-                **psa,
-                "pod-security.kubernetes.io/enforce-version": "latest",
-                "app.kubernetes.io/part-of": PART_OF,
-            },
+            "labels": {**restricted(), "app.kubernetes.io/part-of": PART_OF},
         },
     }
 

@@ -11,7 +11,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from stressbed.backends.kubernetes import ClusterEvent, PodState, RolloutState, ScaleState
+from stressbed.backends.kubernetes import (
+    ClusterEvent,
+    NamespaceState,
+    PodState,
+    RolloutState,
+    ScaleState,
+)
 from stressbed.fleet.segments import segment
 from stressbed.results.runner_result import RunnerResult, RunnerStatus
 from stressbed.results.transport import result_lines
@@ -145,20 +151,28 @@ class FakeCluster:
         self.patches: list[dict[str, Any]] = []  # every patch of the Deployment, as sent
         self.rollout_stuck = False  # a new pod that never gets ready
         self._steps: list[str] = []  # what the Deployment controller does next
+        #: Namespaces made through the API (a neighbour's, ``...-nb-...``), by name; one of
+        #: those is there only once made. Any other is the stack's (Pulumi's): there, with a
+        #: uid of its name, unless it was removed.
+        self.namespaces_made: dict[str, dict[str, Any]] = {}
+        self.namespace_calls: list[tuple[str, str]] = []  # (what, name)
+        self.terminating: set[str] = set()  # deleted, their content not gone
+        self.removed: set[str] = set()  # gone (a neighbour's deleted; a run's destroyed)
         #: Jobs (a neighbour's), by name, as created; their pods as the scheduler leaves them.
         self.jobs: dict[str, dict[str, Any]] = {}
         self.job_calls: list[tuple[str, str]] = []  # (what, name)
+        #: Checks each Job and namespace body as created (strict schema validation).
         self.job_validate: Callable[[dict[str, Any]], None] | None = None
         #: A Job's pod: "Running" on node-a (started when the Job was made), or "Pending"
         #: (no node beside an agent pod), or None (no pod made: a quota refused it).
         self.job_pod_phase: str | None = "Running"
-        self.job_pod_lingers = False  # a deleted Job's pod that never goes
-        self._job_pods: dict[str, PodState] = {}
+        self.job_pod_lingers = False  # a deleted Job's (or namespace's) pod that never goes
+        self._job_pods: dict[tuple[str, str], PodState] = {}  # by (namespace, Job)
 
     def pods(self, namespace: str, component: str, name: str | None = None) -> list[PodState]:
         self.asked.append((component, name))
         if component == "neighbour":
-            return [p for job, p in self._job_pods.items() if job == name]
+            return [p for (ns, job), p in self._job_pods.items() if (ns, job) == (namespace, name)]
         if component != "agent" and None not in (name, self.fleet) and name != self.fleet:
             return []
         if component == "coordinator":
@@ -289,35 +303,76 @@ class FakeCluster:
         if found is not None and found["deleted"] is None:
             found["deleted"] = time.time()
 
-    # -- Jobs (a neighbour) --------------------------------------------------------------
+    # -- namespaces and Jobs (a neighbour) -----------------------------------------------
+
+    def namespace(self, name: str) -> NamespaceState | None:
+        made = self.namespaces_made.get(name)
+        if made is None:
+            if name in self.removed or "-nb-" in name:
+                return None
+            made = {"metadata": {}}
+        owners = made["metadata"].get("ownerReferences") or [{}]
+        phase = "Terminating" if name in self.terminating else "Active"
+        return NamespaceState(name, f"uid-{name}", phase, owners[0].get("name", ""))
+
+    def namespaces(self, label_selector: str) -> list[NamespaceState]:
+        wanted = dict(pair.split("=", 1) for pair in label_selector.split(","))
+        found = [self.namespace(name) for name in self.namespaces_made]
+        return [
+            state
+            for state in found
+            if state is not None
+            and wanted.items() <= self.namespaces_made[state.name]["metadata"]["labels"].items()
+        ]
+
+    def create_namespace(self, body: dict[str, Any]) -> None:
+        if self.job_validate is not None:
+            self.job_validate(body)
+        name = body["metadata"]["name"]
+        self.namespace_calls.append(("create", name))
+        self.namespaces_made[name] = json.loads(json.dumps(body))
+        self.removed.discard(name)
+
+    def delete_namespace(self, name: str) -> None:
+        """Its Jobs and their pods go with it, then it (unless a pod lingers)."""
+        self.namespace_calls.append(("delete", name))
+        if name not in self.namespaces_made:
+            return
+        self.terminating.add(name)
+        for job in [j for j, b in self.jobs.items() if b["metadata"]["namespace"] == name]:
+            del self.jobs[job]
+            if not self.job_pod_lingers:
+                self._job_pods.pop((name, job), None)
+        if not self.job_pod_lingers:
+            del self.namespaces_made[name]
+            self.terminating.discard(name)
+            self.removed.add(name)
 
     def create_job(self, namespace: str, body: dict[str, Any]) -> None:
         if self.job_validate is not None:
             self.job_validate(body)
+        # A neighbour's Job goes in the namespace made for it, once made.
+        if namespace not in self.namespaces_made or namespace != body["metadata"]["namespace"]:
+            raise OSError(f'namespaces "{namespace}" not found')
         name = body["metadata"]["name"]
         self.job_calls.append(("create", name))
         self.jobs[name] = json.loads(json.dumps(body))
         if self.job_pod_phase == "Running":
             started = float(int(time.time()))  # whole seconds, as the API server's stamps
-            self._job_pods[name] = PodState(
+            self._job_pods[namespace, name] = PodState(
                 f"{name}-x7k2p", -1, "Running", time.time(), node="node-a", started=started
             )
         elif self.job_pod_phase == "Pending":
             unschedulable = "0/3 nodes are available: 3 node(s) didn't match pod affinity rules."
-            self._job_pods[name] = PodState(
+            self._job_pods[namespace, name] = PodState(
                 f"{name}-x7k2p", -1, "Pending", time.time(), unschedulable=unschedulable
             )
 
-    def delete_job(self, namespace: str, name: str) -> None:
-        self.job_calls.append(("delete", name))
-        self.jobs.pop(name, None)
-        if not self.job_pod_lingers:
-            self._job_pods.pop(name, None)
-
     def end_job_pod(self, name: str, reason: str) -> None:
-        """Its pod ends by itself (OOMKilled, its hogs gone)."""
-        pod = self._job_pods[name]
-        self._job_pods[name] = PodState(pod.name, -1, "Failed", pod.created, terminated=reason)
+        """Job ``name``'s pod ends by itself (OOMKilled, its hogs gone)."""
+        (key,) = [key for key in self._job_pods if key[1] == name]
+        pod = self._job_pods[key]
+        self._job_pods[key] = PodState(pod.name, -1, "Failed", pod.created, terminated=reason)
 
 
 def _chaos_event(operation: str, at: float) -> dict[str, Any]:

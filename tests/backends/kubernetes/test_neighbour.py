@@ -1,8 +1,9 @@
-"""A noisy neighbour on a cluster: its Job's exact shape (strictly valid, as restricted as the
-runner pods, BestEffort, beside the agent pods), the shell that runs its hogs (and kills them
-at SIGTERM), the stacks whose namespace would hold it or refuse it, and its schedule against
-the fake cluster: created at the instant, applied when its pod runs, deleted at the end and at
-teardown, skipped when its pod does not run."""
+"""A noisy neighbour on a cluster: its namespace's and Job's exact shape (strictly valid, a
+namespace of its own owned by the run's, the pod as restricted as the runner pods, BestEffort,
+beside the agent pods in the run's namespace), the shell that runs its hogs (and kills them at
+SIGTERM), the default stack accepting it, and its schedule against the fake cluster: its
+namespace and Job created at the instant, applied when its pod runs, the namespace deleted at
+the end and at teardown, skipped when its pod does not run."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import os
 import signal
 import subprocess
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,21 +22,21 @@ from stressbed.backends.kubernetes import PodState
 from stressbed.backends.kubernetes._faults import ChaosFaults
 from stressbed.backends.kubernetes._neighbour import (
     IO_FILE,
-    check_neighbour,
     neighbour_job,
+    neighbour_namespace,
+    neighbour_namespace_name,
     neighbour_script,
 )
 from stressbed.backends.kubernetes.manifests import Cluster
 from stressbed.cli import main
-from stressbed.errors import ConfigError
 from stressbed.scenario.faults import check_faults
 from stressbed.stack.agent import reference_agent
-from stressbed.stack.spec import Quota
 
 from ...conftest import needs_k6
 from .fakes import FakeCluster
 
 CLUSTER = Cluster(namespace="stressbed-run1", run_id="run1")
+SPACE = "stressbed-run1-nb-neighbour"  # the neighbour's own namespace
 PODS = ["agent-5d8-a", "agent-5d8-b"]
 VERSIONS = ["1.31", "1.32", "1.33", "1.34", "1.35"]
 HOG = "python -m stressbed.backends.local._hog"
@@ -54,31 +54,78 @@ def _job(item=NOISY) -> dict:
     return neighbour_job(item, CLUSTER, target="agent", image="stressbed-runner:1", deadline_s=120)
 
 
+LABELS = {
+    "app.kubernetes.io/name": "stressbed-run1-neighbour",
+    "app.kubernetes.io/component": "neighbour",
+    "app.kubernetes.io/part-of": "stressbed",
+    "stressbed.dev/run": "run1",
+    "stressbed.dev/fault": "neighbour",
+}
+
+
 @pytest.mark.parametrize("version", VERSIONS)
-def test_the_neighbours_job_validates_strictly(version):
+def test_the_neighbours_namespace_and_job_validate_strictly(version):
     kubernetes_validate = pytest.importorskip("kubernetes_validate")
     kubernetes_validate.validate(_job(), version, strict=True)
     kubernetes_validate.validate(_job(EVERY_CORE), version, strict=True)
+    space = neighbour_namespace(NOISY, CLUSTER, owner_uid="0b7f-run1")
+    kubernetes_validate.validate(space, version, strict=True)
+
+
+def test_the_neighbours_namespace_is_its_own_owned_by_the_runs_and_restricted_as_it_is():
+    assert neighbour_namespace(NOISY, CLUSTER, owner_uid="0b7f-run1") == {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": SPACE,
+            # The run's labels (`stressbed.dev/run`: what finds it), and its Pod Security.
+            "labels": {
+                "pod-security.kubernetes.io/enforce": "restricted",
+                "pod-security.kubernetes.io/audit": "restricted",
+                "pod-security.kubernetes.io/warn": "restricted",
+                "pod-security.kubernetes.io/enforce-version": "latest",
+                **LABELS,
+            },
+            # The cluster's garbage collector deletes it once the run's namespace is gone.
+            "ownerReferences": [
+                {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "name": "stressbed-run1",
+                    "uid": "0b7f-run1",
+                }
+            ],
+        },
+    }
+
+
+def test_the_neighbours_namespace_name_is_a_dns_label_cut_with_a_hash_of_the_whole():
+    two = named(fault.neighbour(at="1s", lasting="2s"), fault.neighbour(at="5s", lasting="2s"))
+    assert [neighbour_namespace_name(CLUSTER, f) for f in two] == [
+        SPACE,
+        "stressbed-run1-nb-neighbour-2",
+    ]
+    long = Cluster(namespace="stressbed-" + "a" * 53, run_id="x")  # a 63-character namespace
+    cut = [neighbour_namespace_name(long, f) for f in two]
+    assert [len(c) for c in cut] == [63, 63]
+    assert cut[0] != cut[1]  # the hash keeps them apart where the cut would not
+    assert cut[0].startswith("stressbed-" + "a" * 44 + "-")
+    assert cut == [neighbour_namespace_name(long, f) for f in two]  # the same every time
+    odd = Cluster(namespace="stressbed-run.1", run_id="run.1")
+    assert neighbour_namespace_name(odd, two[0]) == "stressbed-run-1-nb-neighbour"
 
 
 def test_the_neighbour_is_a_best_effort_pod_beside_the_agent_pods_as_restricted_as_a_runner():
     job = _job()
-    labels = {
-        "app.kubernetes.io/name": "stressbed-run1-neighbour",
-        "app.kubernetes.io/component": "neighbour",
-        "app.kubernetes.io/part-of": "stressbed",
-        "stressbed.dev/run": "run1",
-        "stressbed.dev/fault": "neighbour",
-    }
     assert job["metadata"] == {
         "name": "stressbed-run1-neighbour",
-        "namespace": "stressbed-run1",
-        "labels": labels,
+        "namespace": SPACE,
+        "labels": LABELS,
     }
     spec = job["spec"]
     assert (spec["backoffLimit"], spec["activeDeadlineSeconds"]) == (0, 120)
     assert spec["ttlSecondsAfterFinished"] == 60
-    assert spec["template"]["metadata"]["labels"] == labels  # found by the run's selectors
+    assert spec["template"]["metadata"]["labels"] == LABELS  # found by the run's selectors
     pod = spec["template"]["spec"]
     assert pod["affinity"] == {
         "podAffinity": {
@@ -90,6 +137,8 @@ def test_the_neighbour_is_a_best_effort_pod_beside_the_agent_pods_as_restricted_
                             "app.kubernetes.io/component": "agent",
                         }
                     },
+                    # The agent pods are in the run's namespace, not the neighbour's.
+                    "namespaces": ["stressbed-run1"],
                     "topologyKey": "kubernetes.io/hostname",
                 }
             ]
@@ -178,19 +227,27 @@ def _alive(group: int) -> bool:
     return True
 
 
-def test_a_stack_whose_namespace_would_hold_or_refuse_the_neighbour_is_refused():
+def test_a_neighbour_on_the_default_stack_is_accepted(cluster_env):
+    # Its LimitRange and quota are the run's namespace's: none is in the neighbour's own.
+    pytest.importorskip("pulumi")
+    from stressbed import ConstantVUs, Scenario, Workload, get  # noqa: PLC0415
+    from stressbed.backends.kubernetes import KubernetesBackend, KubernetesOptions  # noqa: PLC0415
+
     agent = reference_agent()
-    with pytest.raises(ConfigError) as caught:
-        check_neighbour(NOISY, agent)  # its LimitRange gives a container 500m and 256Mi
-    assert caught.value.field == "faults.neighbour"
-    assert "the stack's LimitRange would give it CPU or memory limits" in caught.value.expected
-    assert "`limit_range: null`, `quota: null` in the profile's stack" in caught.value.expected
-    with pytest.raises(ConfigError) as caught:
-        check_neighbour(NOISY, replace(agent, limit_range=None))
-    assert "the stack's quota would refuse a pod without CPU" in caught.value.expected
-    check_neighbour(NOISY, replace(agent, limit_range=None, quota=None))  # nothing to hold it
-    pods_only = Quota(pods=20)
-    check_neighbour(NOISY, replace(agent, limit_range=None, quota=pods_only))
+    assert agent.limit_range is not None
+    assert agent.quota is not None
+    cluster = _agent_cluster()
+    cluster.crds = set()  # and it needs no Chaos Mesh
+    backend = KubernetesBackend(
+        KubernetesOptions(kubeconfig=cluster_env), cluster_api=lambda access: cluster
+    )
+    scenario = Scenario(
+        "k",
+        description="kube",
+        workloads=[Workload("w", get("/healthz"), ConstantVUs(vus=1, duration="1m"))],
+        faults=[fault.neighbour(cpu=2, at="20s", lasting="10s")],
+    )
+    backend.preflight(agent, scenario)
 
 
 # -- its schedule ---------------------------------------------------------------------------
@@ -225,20 +282,25 @@ def _said(events, kind: str) -> list[dict]:
     return [f for k, f in events if k == kind]
 
 
-def test_its_job_is_created_at_the_instant_and_deleted_at_its_end():
+def test_its_namespace_and_job_are_created_at_the_instant_and_deleted_at_its_end():
     cluster = _agent_cluster()
     events, say = _recorded()
     chaos = ChaosFaults(cluster, CLUSTER, "agent", say, runner_image="stressbed-runner:1")
     started = time.time()
     chaos.arm(named(fault.neighbour(cpu=2, at="1s", lasting="2s")), started)
+    _wait(lambda: cluster.jobs)  # its namespace first, then the Job in it
+    assert time.time() >= started + 1  # not before it was due
+    # Owned by the run's namespace, as the API server has it (its uid read first).
+    (owner,) = cluster.namespaces_made[SPACE]["metadata"]["ownerReferences"]
+    assert (owner["name"], owner["uid"]) == ("stressbed-run1", "uid-stressbed-run1")
+    assert cluster.jobs["stressbed-run1-neighbour"]["metadata"]["namespace"] == SPACE
     _wait(lambda: _said(events, "fault-ended"))
     created_at = time.time()
     assert chaos.undo_all() == []
-    assert cluster.job_calls == [
-        ("create", "stressbed-run1-neighbour"),
-        ("delete", "stressbed-run1-neighbour"),
-    ]
-    assert cluster.jobs == {}
+    assert cluster.namespace_calls == [("create", SPACE), ("delete", SPACE)]
+    assert cluster.job_calls == [("create", "stressbed-run1-neighbour")]  # it went with it
+    assert cluster.jobs == cluster.namespaces_made == {}
+    assert SPACE in cluster.removed
     (applied,) = _said(events, "fault-applied")
     (ended,) = _said(events, "fault-ended")
     # Its pod's container start (whole seconds, the cluster's clock), not before it was due.
@@ -249,12 +311,13 @@ def test_its_job_is_created_at_the_instant_and_deleted_at_its_end():
         "fault": "neighbour",
         "fault_kind": "neighbour",
         "replicas": [],
-        "how": "a BestEffort pod of its own (Job stressbed-run1-neighbour) beside the agent "
-        "pods: 2 burner(s) of 2 cores",
+        "how": f"a BestEffort pod in a namespace of its own ({SPACE}, Job "
+        "stressbed-run1-neighbour) beside the agent pods: 2 burner(s) of 2 cores",
         "label": "neighbour 2 cores at 1s for 2s",
         "scope": "node node-a, outside the agent pods' cgroups",
         "node": "node-a",
         "beside": ["agent-5d8-a"],
+        "namespace": SPACE,
         "job": "stressbed-run1-neighbour",
     }
     assert ended == {
@@ -262,7 +325,7 @@ def test_its_job_is_created_at_the_instant_and_deleted_at_its_end():
         "fault": "neighbour",
         "fault_kind": "neighbour",
         "replicas": [],
-        "how": "its Job deleted: the neighbour's pod and its hogs gone",
+        "how": "its namespace deleted: the neighbour's Job, pod and hogs gone",
         "reason": "its end",
     }
     assert started + 3 <= ended["t"] < started + 5  # deleted at its end
@@ -276,20 +339,21 @@ def test_a_neighbour_still_running_at_teardown_is_deleted_there():
     chaos.arm(named(fault.neighbour(memory="64Mi", at="0s", lasting="5m")), time.time())
     _wait(lambda: _said(events, "fault-applied"))
     assert chaos.undo_all() == []
-    assert cluster.jobs == {}
+    assert cluster.jobs == cluster.namespaces_made == {}
+    assert cluster.namespace_calls == [("create", SPACE), ("delete", SPACE)]
     (ended,) = _said(events, "fault-ended")
     assert (ended["reason"], ended["replicas"]) == ("teardown", [])
     (applied,) = _said(events, "fault-applied")
     assert applied["how"].endswith(": a burner on every core of the node, 64Mi held")
 
 
-def test_a_neighbour_whose_pod_is_not_scheduled_is_skipped_and_its_job_deleted():
+def test_a_neighbour_whose_pod_is_not_scheduled_is_skipped_and_its_namespace_deleted():
     cluster = _agent_cluster()
     cluster.job_pod_phase = "Pending"
     events, say = _recorded()
     chaos = ChaosFaults(cluster, CLUSTER, "agent", say, neighbour_pending_s=0.5)
     chaos.arm(named(fault.neighbour(at="0s", lasting="1m")), time.time())
-    _wait(lambda: _said(events, "fault-skipped") and cluster.jobs == {})
+    _wait(lambda: _said(events, "fault-skipped") and cluster.namespaces_made == {})
     assert chaos.undo_all() == []
     (skipped,) = _said(events, "fault-skipped")
     assert skipped["fault"] == "neighbour"
@@ -299,7 +363,8 @@ def test_a_neighbour_whose_pod_is_not_scheduled_is_skipped_and_its_job_deleted()
         "available: 3 node(s) didn't match pod affinity rules."
     )
     assert _said(events, "fault-applied") == _said(events, "fault-ended") == []
-    assert [what for what, _ in cluster.job_calls] == ["create", "delete"]
+    assert cluster.namespace_calls == [("create", SPACE), ("delete", SPACE)]
+    assert cluster.jobs == {}
 
 
 def test_a_neighbour_without_a_pod_or_whose_pod_ends_early_says_why():
@@ -311,8 +376,8 @@ def test_a_neighbour_without_a_pod_or_whose_pod_ends_early_says_why():
     _wait(lambda: _said(events, "fault-skipped"))
     (skipped,) = _said(events, "fault-skipped")
     assert skipped["reason"].endswith(
-        " s: no pod was made (`kubectl -n stressbed-run1 describe job stressbed-run1-neighbour`:"
-        " a quota or Pod Security may have refused it)"
+        f" s: no pod was made (`kubectl -n {SPACE} describe job stressbed-run1-neighbour`: Pod "
+        "Security or an admission policy may have refused it)"
     )
     assert chaos.undo_all() == []
     cluster.job_pod_phase = "Running"
@@ -329,6 +394,41 @@ def test_a_neighbour_without_a_pod_or_whose_pod_ends_early_says_why():
     )
 
 
+def test_a_neighbour_whose_namespace_cannot_be_made_is_skipped_saying_why():
+    cluster = _agent_cluster()
+    cluster.removed.add("stressbed-run1")  # its uid cannot be read: nothing to own it
+    events, say = _recorded()
+    chaos = ChaosFaults(cluster, CLUSTER, "agent", say)
+    chaos.arm(named(fault.neighbour(at="0s", lasting="1m")), time.time())
+    _wait(lambda: _said(events, "fault-skipped"))
+    assert chaos.undo_all() == []
+    (skipped,) = _said(events, "fault-skipped")
+    assert skipped["reason"] == (
+        f"its namespace {SPACE} was not created: the run's namespace stressbed-run1 was not found"
+    )
+    assert cluster.namespaces_made == cluster.jobs == {}
+
+    def refuse(body):
+        if body["kind"] == "Job":
+            raise OSError('jobs.batch is forbidden: User "ci" cannot create resource "jobs"')
+
+    cluster = _agent_cluster()
+    cluster.job_validate = refuse
+    events.clear()
+    chaos = ChaosFaults(cluster, CLUSTER, "agent", say)
+    chaos.arm(named(fault.neighbour(at="0s", lasting="1m")), time.time())
+    _wait(lambda: _said(events, "fault-skipped"))
+    assert chaos.undo_all() == []
+    (skipped,) = _said(events, "fault-skipped")
+    assert skipped["reason"] == (
+        "its Job stressbed-run1-neighbour was not created: jobs.batch is forbidden: User "
+        '"ci" cannot create resource "jobs"'
+    )
+    # The namespace it made is deleted, and followed until it is gone.
+    assert cluster.namespace_calls == [("create", SPACE), ("delete", SPACE)]
+    assert cluster.namespaces_made == {}
+
+
 def test_a_neighbour_whose_pod_will_not_go_is_named_at_teardown():
     cluster = _agent_cluster()
     cluster.job_pod_lingers = True
@@ -336,8 +436,10 @@ def test_a_neighbour_whose_pod_will_not_go_is_named_at_teardown():
     chaos = ChaosFaults(cluster, CLUSTER, "agent", say, delete_timeout_s=0.5)
     chaos.arm(named(fault.neighbour(at="0s", lasting="1m")), time.time())
     _wait(lambda: _said(events, "fault-applied"))
-    assert chaos.undo_all() == ["stressbed-run1-neighbour"]
+    assert chaos.undo_all() == [f"namespace/{SPACE}"]
     assert _said(events, "fault-ended") == []  # not said gone while its pod runs
+    assert cluster.namespace(SPACE).phase == "Terminating"
+    assert cluster.namespace_calls == [("create", SPACE), ("delete", SPACE)]  # not again
 
 
 # -- refused before anything exists -----------------------------------------------------------
@@ -372,16 +474,8 @@ def _scenario(tmp_path: Path, faults: str, stack: str = "") -> Path:
             "replica's, and a pod has no IO limits to hold it (--backend local runs it against "
             "the stack's own)",
         ),
-        (
-            "fault.neighbour(cpu=2, at='20s', lasting='10s')",
-            "stressbed: error: faults.neighbour: got 'neighbour 2 cores at 20s for 10s'; "
-            "expected a stack whose namespace has no LimitRange or quota on CPU or memory, with "
-            "--backend kubernetes: the neighbour is a BestEffort pod in the run's namespace, and "
-            "the stack's LimitRange would give it CPU or memory limits, or refuse it "
-            "(`limit_range: null`, `quota: null` in the profile's stack), or --backend local",
-        ),
     ],
-    ids=["slow_disk-rate", "io", "neighbour-limit-range"],
+    ids=["slow_disk-rate", "io"],
 )
 def test_what_the_cluster_cannot_apply_is_one_line_and_exit_2(tmp_path, capsys, faults, line):
     path = _scenario(tmp_path, faults)
@@ -397,7 +491,6 @@ def test_what_the_cluster_cannot_apply_is_one_line_and_exit_2(tmp_path, capsys, 
 
 
 NEIGHBOURED = """from stressbed import *
-stack = {"limit_range": None, "quota": None}
 scenario = Scenario("k", description="kube", workloads=[
     Workload("w", get("/healthz"), ConstantVUs(vus=2, duration="20s"))],
     thresholds=[error_rate("< 5%")],
@@ -444,8 +537,12 @@ def test_a_run_with_a_neighbour_on_a_cluster_gets_its_isolation_verdict(
     assert neighbour["end"] is not None
     assert neighbour["end"] > neighbour["at"]
     assert neighbour["replicas"] == []
-    assert neighbour["how"].startswith("a BestEffort pod of its own (Job ")
+    assert neighbour["how"].startswith("a BestEffort pod in a namespace of its own (stressbed-")
     assert "verdict" in neighbour["isolation"]  # judged, whatever the few seconds say
-    assert cluster.jobs == {}
+    # On the default stack (its LimitRange and quota in the run's namespace), and gone.
+    (space,) = {name for _, name in cluster.namespace_calls}
+    assert space.endswith("-nb-neighbour")
+    assert [what for what, _ in cluster.namespace_calls] == ["create", "delete"]
+    assert cluster.jobs == cluster.namespaces_made == {}
     events = [e["event"] for e in summary["events"]]
     assert events.index("fault-ended") < events.index("stack-destroyed")

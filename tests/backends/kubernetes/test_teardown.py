@@ -66,6 +66,40 @@ def test_faults_that_will_not_undo_still_leave_the_destroy_to_run(tmp_path):
     assert stack.events[-1]["event"] == "stack-removed"
 
 
+class Left:
+    """Stands in for ChaosFaults: what would not go, as its undo names it."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+
+    def undo_all(self) -> list[str]:
+        return list(self.names)
+
+
+def test_a_neighbours_namespace_that_will_not_go_is_named_whatever_the_destroy_did(tmp_path):
+    calls: list[str] = []
+    stack = kube_stack(tmp_path, FakeEngine(calls))
+    space = "namespace/stressbed-x1-nb-neighbour"
+    stack._chaos = Left(["stressbed-x1-loss", space])  # type: ignore[assignment]
+    with pytest.raises(TeardownError) as raised:
+        stack.teardown()
+    assert calls == ["destroy", "remove"]  # the run's namespace went; the neighbour's is its own
+    assert raised.value.failures == [
+        "a fault stayed applied until the namespace was destroyed: its Chaos Mesh objects "
+        "stressbed-x1-loss would not delete",
+        f"a neighbour's {space} would not delete (`kubectl delete {space}`; owned by namespace "
+        "stressbed-x1, the cluster deletes it once that is gone)",
+    ]
+    assert stack.leftovers() == f"a neighbour's {space} (`kubectl delete {space}`)"
+    calls.clear()
+    kept = kube_stack(tmp_path, FakeEngine(calls, {"destroy": RuntimeError("refused")}))
+    kept._chaos = Left([space])  # type: ignore[assignment]
+    with pytest.raises(TeardownError) as raised:
+        kept.teardown()
+    assert raised.value.failures[0].startswith("pulumi destroy failed: refused; ")
+    assert raised.value.failures[1].startswith(f"a neighbour's {space} would not delete")
+
+
 def test_faults_whose_undo_hangs_cost_their_step_only(tmp_path, monkeypatch):
     from stressbed.backends.kubernetes import _stack  # noqa: PLC0415
 
