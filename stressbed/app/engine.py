@@ -6,14 +6,17 @@ agent and runner images from this checkout (cached by their inputs' hash; a seco
 builds nothing). ``stressbed gc`` removes the local backend's replica cgroups of runs whose
 stressbed is gone (what is still in them thawed and killed: a replica a ``pause`` fault froze
 outlives a ``kill -9`` of stressbed), then the containers, networks and volumes of such runs
-(``--all``: of every run, live ones too). The Docker backend is imported only when one of
-these runs, so the rest of the command line never needs the docker extra.
+(``--all``: of every run, live ones too); with ``--kubernetes``, the namespaces a
+``neighbour`` fault made on the cluster whose run's namespace is gone. The Docker and
+Kubernetes backends are imported only when one of these runs, so the rest of the command line
+never needs their extras.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
@@ -48,6 +51,13 @@ def engine_commands(commands: Any) -> None:
     gc.add_argument(
         "--all", action="store_true", help="every run's, also of a stressbed still running"
     )
+    gc.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="also the neighbour faults' namespaces on the cluster whose run is gone",
+    )
+    gc.add_argument("--kubeconfig", type=Path, metavar="FILE", help="with --kubernetes")
+    gc.add_argument("--context", metavar="NAME", help="with --kubernetes")
     gc.set_defaults(handler=cmd_gc)
 
 
@@ -91,6 +101,8 @@ def cmd_gc(args: argparse.Namespace) -> int:
     mounts = sweep_data_mounts()
     if mounts:
         print(f"unmounted {mounts} data folder tmpfs(es) of stressbeds that are gone")
+    if args.kubernetes:  # asked for: a cluster that cannot be reached is exit 2
+        _sweep_cluster(args)
     try:
         docker = _docker()
     except ConfigError as exc:  # not a Docker user: nothing of theirs to sweep there
@@ -100,3 +112,23 @@ def cmd_gc(args: argparse.Namespace) -> int:
     removed = docker.sweep(client, everything=args.all, say=_say)
     print(f"removed {removed} object(s)")
     return 0
+
+
+def _sweep_cluster(args: argparse.Namespace) -> None:
+    """The neighbours' namespaces whose run's namespace is gone (``--all``: every one)."""
+    try:
+        from ..backends import kubernetes  # noqa: PLC0415 - only this sweep needs the extra
+    except ImportError as exc:
+        raise ConfigError(
+            "stressbed gc --kubernetes",
+            f"missing Python package {exc.name}",
+            "pip install 'stressbed[kubernetes]'",
+        ) from None
+    options = kubernetes.KubernetesOptions(kubeconfig=args.kubeconfig, context=args.context)
+    access = kubernetes.preflight(options, engine=False)
+    api = kubernetes.kubernetes_api(access)
+    deleted = kubernetes.sweep_neighbours(api, everything=args.all, say=_say)
+    print(
+        f"deleted {len(deleted)} neighbour namespace(s)"
+        + (": " + ", ".join(deleted) if deleted else "")
+    )

@@ -16,7 +16,9 @@ from typing import Any, ClassVar
 
 import pytest
 
-from stressbed import fault
+from stressbed import cli, fault
+from stressbed.app import engine
+from stressbed.backends import kubernetes
 from stressbed.backends.kubernetes import (
     ClusterAccess,
     NamespaceState,
@@ -27,6 +29,7 @@ from stressbed.backends.kubernetes._faults import ChaosFaults
 from stressbed.backends.kubernetes._namespaces import NEIGHBOUR_SELECTOR
 from stressbed.backends.kubernetes._neighbour import neighbour_namespace
 from stressbed.backends.kubernetes.manifests import Cluster
+from stressbed.errors import ConfigError
 from stressbed.scenario.faults import check_faults
 
 from .fakes import KUBECONFIG, FakeCluster
@@ -247,3 +250,41 @@ def test_a_neighbours_namespace_left_by_its_fault_is_one_the_sweep_finds():
     cluster.removed.add("stressbed-r1")  # the run's destroy went on
     assert sweep_neighbours(cluster) == ["stressbed-r1-nb-neighbour"]
     assert cluster.namespace("stressbed-r1-nb-neighbour") is None
+
+
+def test_stressbed_gc_kubernetes_deletes_what_killed_runs_left_on_the_cluster(
+    tmp_path: Path, monkeypatch, capsys
+):
+    cluster = FakeCluster(1, [{}])
+    killed = _left_behind(cluster, "stressbed-r1")
+    cluster.removed.add("stressbed-r1")
+    live = _left_behind(cluster, "stressbed-r2")
+    asked: list[Any] = []
+
+    def preflight(options: Any, *, engine: bool = True) -> str:
+        asked.append((options.kubeconfig, options.context, engine))
+        return "access"
+
+    monkeypatch.setattr(kubernetes, "preflight", preflight)
+    monkeypatch.setattr(kubernetes, "kubernetes_api", lambda access: cluster)
+
+    def no_docker() -> None:
+        raise ConfigError("stressbed images/gc", "missing Python package docker", "its extra")
+
+    monkeypatch.setattr(engine, "_docker", no_docker)
+    config = tmp_path / "kubeconfig"
+    args = ["gc", "--kubernetes", "--kubeconfig", str(config), "--context", "kind"]
+    assert cli.main(args) == 0
+    assert asked == [(config, "kind", False)]  # the cluster only: no Pulumi needed
+    assert f"deleted 1 neighbour namespace(s): {killed}" in capsys.readouterr().out
+    assert cluster.namespace(live) is not None  # a live run's is its own
+    assert cli.main([*args, "--all"]) == 0
+    assert cluster.namespace(live) is None
+
+
+def test_stressbed_gc_kubernetes_without_a_cluster_is_exit_2_in_one_line(tmp_path: Path, capsys):
+    code = cli.main(["gc", "--kubernetes", "--kubeconfig", str(tmp_path / "none")])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("stressbed: error: ")
