@@ -18,12 +18,11 @@ from ...scenario.model import Scenario
 from ...stack.spec import StackSpec
 from ..base import Backend, Capability, EventSink, Fleet, FleetSpec, Stack
 from ..local import (
-    DATA_FS_SIZE,
     FAULT_KINDS,
     LocalFleet,
     LocalOptions,
-    can_mount_data,
     check_rate,
+    data_fill_size,
     machine_options,
 )
 from . import images
@@ -117,7 +116,8 @@ class DockerBackend(Backend):
             self.options = replace(self.options, connections=scenario.agents())
         if scenario is not None:
             self._neighbours = any(f.kind == "neighbour" for f in scenario.faults)
-            self._data_size = self._own_data_folder(scenario)
+            # A disk_fill's: the data folder a tmpfs mounted before the containers bind it.
+            self._data_size = data_fill_size(scenario.faults)
         if stack is not None:
             if not stack.target.image:
                 raise ConfigError(
@@ -135,24 +135,6 @@ class DockerBackend(Backend):
         if self._needs_build(stack):
             images.find_checkout()  # the Dockerfiles are here, or exit 2 now
             images.check_base(registry.client, self.base_image)
-
-    @staticmethod
-    def _own_data_folder(scenario: Scenario) -> int | None:
-        """A disk_fill fills the data folder only as a tmpfs of the stack's own, mounted on
-        this machine's folder before the containers bind-mount it (this machine's disk is
-        never filled): its size, or refused where none can be mounted; None without one."""
-        fills = [f for f in scenario.faults if f.kind == "disk_fill"]
-        if not fills:
-            return None
-        problem = can_mount_data()
-        if problem is not None:
-            raise ConfigError(
-                f"faults.{fills[0].name}",
-                f"{fills[0].label} ({problem})",
-                "a data folder of the stack's own to fill: a tmpfs mounted on it, which needs "
-                "root; stressbed never fills this machine's disk",
-            )
-        return DATA_FS_SIZE
 
     def _own(self, image: str) -> str | None:
         return OWN_IMAGES.get(image.rsplit("/", 1)[-1].split(":", 1)[0])

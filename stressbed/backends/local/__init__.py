@@ -15,9 +15,8 @@ package's names or its public modules, never a private one. It may import
 
 from ._cgroups import Device, ReplicaCgroup, device_of
 from ._cgroups import sweep as sweep_cgroups
-from ._datafs import SIZE as DATA_FS_SIZE
 from ._datafs import DataFs
-from ._datafs import can_mount as can_mount_data
+from ._datafs import fill_size as data_fill_size
 from ._datafs import sweep as sweep_data_mounts
 from ._faults import FAULT_KINDS
 from ._inside import check_rate
@@ -31,7 +30,6 @@ from .stack import LocalOptions, LocalStack
 # What another backend built on this one's controller uses (the Docker backend's runtime
 # launches containers where this one's launches processes: the same Exit, Usage and cgroup view).
 __all__ = [
-    "DATA_FS_SIZE",
     "FAULT_KINDS",
     "DataFs",
     "Device",
@@ -51,8 +49,8 @@ __all__ = [
     "ReplicaRuntime",
     "RunnerHandle",
     "Usage",
-    "can_mount_data",
     "check_rate",
+    "data_fill_size",
     "device_of",
     "machine_options",
     "neighbour_work",

@@ -23,10 +23,24 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["FILL_PREFIX", "SIZE", "DataFs", "Filled", "can_mount", "fill", "mounted", "sweep"]
+from ...errors import ConfigError
+from ...scenario.faults import Fault
+
+__all__ = [
+    "FILL_PREFIX",
+    "SIZE",
+    "DataFs",
+    "Filled",
+    "can_mount",
+    "fill",
+    "fill_size",
+    "mounted",
+    "sweep",
+]
 
 #: How big the data folder's tmpfs is (bytes); it counts against this machine's memory.
 SIZE = 64 * 2**20
@@ -115,6 +129,24 @@ def mounted(folder: Path) -> bool:
     """Whether a filesystem is mounted on ``folder`` (as /proc/mounts says)."""
     where = str(folder.resolve())
     return any(point == where for _, point, _ in _mounts())
+
+
+def fill_size(faults: Sequence[Fault]) -> int | None:
+    """The data folder's tmpfs size a run with ``faults`` needs (:data:`SIZE` with a
+    ``disk_fill``, None without one); ConfigError (exit 2) where no tmpfs can be mounted:
+    this machine's disk is never filled."""
+    fills = [f for f in faults if f.kind == "disk_fill"]
+    if not fills:
+        return None
+    problem = can_mount()
+    if problem is not None:
+        raise ConfigError(
+            f"faults.{fills[0].name}",
+            f"{fills[0].label} ({problem})",
+            "a data folder of the stack's own to fill: a tmpfs mounted on it, which needs "
+            "root; stressbed never fills this machine's disk",
+        )
+    return SIZE
 
 
 def can_mount() -> str | None:

@@ -109,18 +109,8 @@ class LocalBackend(Backend):
     def _own_data_folder(self, scenario: Scenario) -> None:
         """A disk_fill fault fills the data folder only as a tmpfs of the stack's own (this
         machine's disk is never filled): refused where none can be mounted."""
-        fills = [f for f in scenario.faults if f.kind == "disk_fill"]
-        if not fills or self.options.data_size is not None:
-            return
-        problem = _datafs.can_mount()
-        if problem is not None:
-            raise ConfigError(
-                f"faults.{fills[0].name}",
-                f"{fills[0].label} ({problem})",
-                "a data folder of the stack's own to fill: a tmpfs mounted on it, which needs "
-                "root; stressbed never fills this machine's disk",
-            )
-        self.options = replace(self.options, data_size=_datafs.SIZE)
+        if self.options.data_size is None:
+            self.options = replace(self.options, data_size=_datafs.fill_size(scenario.faults))
 
     def _sized_data_folder(self, stack: StackSpec) -> None:
         """An ephemeral-storage limit holds the replicas' writable path: the data folder a

@@ -118,7 +118,7 @@ def test_a_disk_fill_where_no_tmpfs_can_be_mounted_is_refused_before_anything(mo
         faults=[fault.disk_fill(share=None, at="2s", lasting="3s")],
     )
     with pytest.raises(ConfigError) as refused:
-        DockerBackend._own_data_folder(scenario)
+        DockerBackend().preflight(None, scenario)
     assert str(refused.value).startswith(
         "faults.disk_fill: got 'disk_fill until full on 1 replica at 2s for 3s (mount: "
         "permission denied)'; expected a data folder of the stack's own to fill"

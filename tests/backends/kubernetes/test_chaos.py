@@ -308,7 +308,11 @@ scenario = Scenario("k", description="kube", workloads=[
 """
 
 
-def _run(tmp_path: Path, config: Path, cluster: FakeCluster, monkeypatch):
+def run_faulted(
+    tmp_path: Path, config: Path, cluster: FakeCluster, monkeypatch, scenario: str = FAULTED
+):
+    """A whole run of ``scenario`` on the fake cluster (a fake Pulumi engine): its report and
+    the engine's calls."""
     pytest.importorskip("pulumi")
     from stressbed.backends.kubernetes import backend as kube_backend  # noqa: PLC0415
 
@@ -321,7 +325,7 @@ def _run(tmp_path: Path, config: Path, cluster: FakeCluster, monkeypatch):
     from .fakes import FakeEngine  # noqa: PLC0415
 
     calls: list[str] = []
-    (tmp_path / "k.py").write_text(FAULTED)
+    (tmp_path / "k.py").write_text(scenario)
     backend = KubernetesBackend(
         KubernetesOptions(kubeconfig=config),
         engine=lambda name, work, target: FakeEngine(calls, None),
@@ -345,7 +349,7 @@ def test_a_run_on_a_cluster_applies_its_faults_and_leaves_no_chaos_behind(
     cluster.running_for_s = 6  # the fleet runs long enough for both faults
     # The coordinator says when it released the runners: the faults' clock.
     cluster.coordinator_log = json.dumps({"event": "started", "t": time.time(), "skew_ms": 1.0})
-    report, calls = _run(tmp_path, cluster_env, cluster, monkeypatch)
+    report, calls = run_faulted(tmp_path, cluster_env, cluster, monkeypatch)
     assert calls == ["up:agent", "up:fleet", "destroy", "remove"]
     summary = json.loads((tmp_path / "r" / "latest" / "summary.json").read_text())
     kill, latency = summary["resilience"]["faults"]
@@ -368,7 +372,7 @@ def test_without_chaos_mesh_a_run_with_faults_is_refused_before_anything_exists(
     cluster = _agent_cluster()
     cluster.crds = {"podchaos.chaos-mesh.org"}
     with pytest.raises(ConfigError) as caught:
-        _run(tmp_path, cluster_env, cluster, monkeypatch)
+        run_faulted(tmp_path, cluster_env, cluster, monkeypatch)
     assert caught.value.field == "faults"
     missing = "networkchaos.chaos-mesh.org, stresschaos.chaos-mesh.org, iochaos.chaos-mesh.org"
     assert missing in str(caught.value.value)

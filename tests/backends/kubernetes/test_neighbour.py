@@ -34,6 +34,7 @@ from stressbed.stack.agent import reference_agent
 
 from ...conftest import needs_k6
 from .fakes import FakeCluster
+from .test_chaos import run_faulted
 
 CLUSTER = Cluster(namespace="stressbed-run1", run_id="run1")
 SPACE = "stressbed-run1-nb-neighbour"  # the neighbour's own namespace
@@ -502,34 +503,11 @@ scenario = Scenario("k", description="kube", workloads=[
 def test_a_run_with_a_neighbour_on_a_cluster_gets_its_isolation_verdict(
     tmp_path, cluster_env, monkeypatch
 ):
-    pytest.importorskip("pulumi")
-    from stressbed.app.execute import execute  # noqa: PLC0415
-    from stressbed.app.plan import RunOptions, plan  # noqa: PLC0415
-    from stressbed.backends.kubernetes import KubernetesBackend, KubernetesOptions  # noqa: PLC0415
-    from stressbed.backends.kubernetes import backend as kube_backend  # noqa: PLC0415
-
-    from .fakes import FakeEngine  # noqa: PLC0415
-
     cluster = _agent_cluster()
     cluster.crds = set()  # a neighbour needs no Chaos Mesh
     cluster.running_for_s = 6
     cluster.coordinator_log = json.dumps({"event": "started", "t": time.time(), "skew_ms": 1.0})
-    monkeypatch.setattr(kube_backend, "kubernetes_api", lambda access: cluster)
-    calls: list[str] = []
-    (tmp_path / "k.py").write_text(NEIGHBOURED)
-    backend = KubernetesBackend(
-        KubernetesOptions(kubeconfig=cluster_env),
-        engine=lambda name, work, target: FakeEngine(calls, None),
-        cluster_api=lambda target: cluster,
-    )
-    options = RunOptions(
-        scenario=str(tmp_path / "k.py"),
-        backend="kubernetes",
-        backend_options={"kubeconfig": cluster_env},
-        runners=1,
-        results=tmp_path / "r",
-    )
-    report = execute(plan(options), backend=backend)
+    report, _ = run_faulted(tmp_path, cluster_env, cluster, monkeypatch, NEIGHBOURED)
     assert report.exit_code in (0, 1), report.message
     summary = json.loads((tmp_path / "r" / "latest" / "summary.json").read_text())
     (neighbour,) = summary["resilience"]["faults"]
