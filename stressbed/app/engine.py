@@ -116,18 +116,19 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 def _sweep_cluster(args: argparse.Namespace) -> None:
     """The neighbours' namespaces whose run's namespace is gone (``--all``: every one)."""
-    try:
-        from ..backends import kubernetes  # noqa: PLC0415 - only this sweep needs the extra
-    except ImportError as exc:
-        raise ConfigError(
-            "stressbed gc --kubernetes",
-            f"missing Python package {exc.name}",
-            "pip install 'stressbed[kubernetes]'",
-        ) from None
+    from ..backends import kubernetes  # noqa: PLC0415 - its preflight says a missing extra
+
     options = kubernetes.KubernetesOptions(kubeconfig=args.kubeconfig, context=args.context)
     access = kubernetes.preflight(options, engine=False)
-    api = kubernetes.kubernetes_api(access)
-    deleted = kubernetes.sweep_neighbours(api, everything=args.all, say=_say)
+    try:
+        api = kubernetes.kubernetes_api(access)
+        deleted = kubernetes.sweep_neighbours(api, everything=args.all, say=_say)
+    except Exception as exc:  # the API server refused the listing, or did not answer
+        raise ConfigError(
+            "stressbed gc --kubernetes",
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            "a cluster that answers, and the right to list namespaces",
+        ) from None
     print(
         f"deleted {len(deleted)} neighbour namespace(s)"
         + (": " + ", ".join(deleted) if deleted else "")

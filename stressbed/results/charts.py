@@ -393,15 +393,20 @@ def _isolation_charts(c: _Charts) -> None:
     """Each replica's IO against its throttle, its wait for a CPU, the data folder's room:
     where they were measured."""
     line = c.line
-    io = {name: pod["io_mib_s"] for name, pod in line.pods.items()}
+    io = {
+        f"{name} {way}s": pod[f"io_{way}_mib_s"]
+        for name, pod in line.pods.items()
+        for way in ("read", "write")
+    }
     if any(v is not None for lane in io.values() for v in lane):
         for name, pod in line.pods.items():
-            if any(v is not None for v in pod["io_limit_mib_s"]):
-                io[f"{name} throttle"] = pod["io_limit_mib_s"]
+            for way in ("read", "write"):
+                if any(v is not None for v in pod[f"io_{way}_limit_mib_s"]):
+                    io[f"{name} {way} throttle"] = pod[f"io_{way}_limit_mib_s"]
         fig = c.figure("Replica IO (reads and writes) against its throttle", "MiB/s")
         c.lines(fig, io, "MiB/s", dashed=tuple(k for k in io if k.endswith(" throttle")))
     wait = {name: pod["cpu_wait"] for name, pod in line.pods.items()}
-    if any(v for lane in wait.values() for v in lane):
+    if any(v is not None for lane in wait.values() for v in lane):
         fig = c.figure("Replica wait for a CPU (run-queue delay, seconds a second)", "s/s")
         c.lines(fig, wait, "s/s")
     if "data_free_mib" in line.stack:

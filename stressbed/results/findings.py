@@ -21,9 +21,9 @@ Each kind is one rule over the :class:`~.timeline.Timeline` (and the run's event
   CPU (the kernel's run-queue delay) 50 ms a second or more, three times their early wait or
   more, and its quota did not throttle it: other work on the machine held its cores (a
   noisy neighbour, the load generator beside it);
-- ``io-throttled``: p95 latency steps up (as above) while a replica's IO ran at 80% or more
-  of its lowest bytes-per-second throttle (its own IO limit, or a ``slow_disk``'s): the disk
-  it may use, not the work, holds it back;
+- ``io-throttled``: p95 latency steps up (as above) while a replica's reads or its writes ran
+  at 80% or more of their lowest bytes-per-second throttle (its own IO limit, or a
+  ``slow_disk``'s): the disk it may use, not the work, holds it back;
 - ``disk-full``: the replicas' data folder had no room left (under 1% of it, or 1 MiB,
   free): writes there fail with ENOSPC, from then until it had room again;
 - ``connections-not-rebalanced``: a replica that became ready during the load (a scale-out)
@@ -196,7 +196,9 @@ def _cpu_contended(line: Timeline) -> list[Finding]:
     ) -> tuple[str, dict[str, Any]] | None:
         waits = lanes.get("cpu_wait", [])
         known = [v for v in waits[:lo] if v is not None]
-        before = statistics.median(known[: max(STEP_POINTS, len(known) // 5)]) if known else 0
+        if not known:
+            return None  # no wait before the step to compare with: not judged
+        before = statistics.median(known[: max(STEP_POINTS, len(known) // 5)])
         throttled = [v for v in lanes.get("throttled_share", [])[lo : hi + 1] if v]
         if throttled and max(throttled) >= THROTTLED_SHARE:
             return None  # its own quota: cpu-throttled says so
@@ -217,20 +219,23 @@ def _io_throttled(line: Timeline) -> list[Finding]:
     def why(
         name: str, lanes: Mapping[str, Series], lo: int, hi: int
     ) -> tuple[str, dict[str, Any]] | None:
-        pairs = zip(
-            lanes.get("io_mib_s", [])[lo : hi + 1],
-            lanes.get("io_limit_mib_s", [])[lo : hi + 1],
-            strict=False,
-        )
-        held = sorted((r, m) for r, m in pairs if r is not None and m and r >= IO_LIMIT_SHARE * m)
-        if not held:
-            return None
-        rate, limit = held[len(held) // 2]  # the middle reading at the limit
-        return (
-            f"{name} read and wrote {rate:g} MiB/s, at its {limit:g} MiB/s IO limit: the disk "
-            "it may use holds it back",
-            {"io_mib_s": rate, "io_limit_mib_s": limit},
-        )
+        for way, done in (("read", "read"), ("write", "wrote")):
+            pairs = zip(
+                lanes.get(f"io_{way}_mib_s", [])[lo : hi + 1],
+                lanes.get(f"io_{way}_limit_mib_s", [])[lo : hi + 1],
+                strict=False,
+            )
+            held = sorted(
+                (r, m) for r, m in pairs if r is not None and m and r >= IO_LIMIT_SHARE * m
+            )
+            if held:
+                rate, limit = held[len(held) // 2]  # the middle reading at the limit
+                return (
+                    f"{name} {done} {rate:g} MiB/s, at its {limit:g} MiB/s {way} limit: the "
+                    "disk it may use holds it back",
+                    {"direction": way, "io_mib_s": rate, "io_limit_mib_s": limit},
+                )
+        return None
 
     return _step_explained(line, "io-throttled", why)
 

@@ -321,7 +321,8 @@ _COUNTS = ("replicas", "ready", "desired")
 _DISK = ("data_free_mib", "data_size_mib")
 _USAGE = (
     *("cpu_m", "memory_mib", "connections", "throttled_share", "pids", "pids_refused"),
-    *("io_mib_s", "io_limit_mib_s", "cpu_wait"),
+    *("io_read_mib_s", "io_write_mib_s", "io_read_limit_mib_s", "io_write_limit_mib_s"),
+    "cpu_wait",
 )
 
 

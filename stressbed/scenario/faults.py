@@ -429,7 +429,7 @@ def neighbour(
 
 def io(*, at: object, lasting: object, replicas: int = 1, seed: int = 0) -> Fault:
     """An IO hog inside ``replicas`` replicas' own cgroups (chosen by ``seed``): a file of
-    64Mi in the replica's data folder written and read again, bypassing the page cache, as
+    32Mi in the replica's data folder written and read again, bypassing the page cache, as
     fast as the disk and the replica's IO limits allow (what those limits hold is the point);
     removed at the fault's end."""
     return _fault("io", at=at, lasting=lasting, replicas=replicas, seed=seed)

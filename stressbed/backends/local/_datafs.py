@@ -38,6 +38,7 @@ __all__ = [
     "can_mount",
     "fill",
     "fill_size",
+    "mount_own",
     "mounted",
     "sweep",
 ]
@@ -147,6 +148,21 @@ def fill_size(faults: Sequence[Fault]) -> int | None:
             "root; stressbed never fills this machine's disk",
         )
     return SIZE
+
+
+def mount_own(folder: Path, size: int, field: str) -> DataFs:
+    """``folder`` made a tmpfs of ``size`` bytes of the stack's own, mounted; ConfigError
+    naming ``field`` (what asked for it) where it cannot be, with nothing filled."""
+    fs = DataFs(folder, size)
+    problem = fs.mount()
+    if problem is not None:
+        raise ConfigError(
+            field,
+            problem,
+            "the stack's data folder made a tmpfs of its own (which needs root); stressbed "
+            "never fills this machine's disk",
+        )
+    return fs
 
 
 def can_mount() -> str | None:

@@ -135,6 +135,7 @@ class _Armed:
     fill: Path | None = None  # the file a disk_fill wrote
     neighbour: Neighbour | None = None  # beside the replicas, not in them; stopped at its end
     slowed: list[Slowed] = field(default_factory=list)  # a slow_disk's throttles
+    files: list[Path] = field(default_factory=list)  # what its hogs wrote, removed at its end
     #: id(process) -> its (host, port), for the hook
     ports: dict[int, tuple[str, int]] = field(default_factory=dict)
     rollout: Rollout | None = None  # a rolling restart under way
@@ -229,7 +230,8 @@ class LocalFaults:
         if fault.kind in (*_HOGS, "slow_disk") and any(
             r.process is None or r.process.group is None for r in chosen
         ):
-            self._skip(item, "the replicas have no cgroup: a hog would not be held to their limits")
+            what = "no IO throttle" if fault.kind == "slow_disk" else "a hog would not be held"
+            self._skip(item, f"the replicas have no cgroup: {what} to their limits")
             return
         if fault.kind in ("io", "slow_disk") and self._folder is None:
             self._skip(item, "the stack has no data folder: no disk of the replicas' to act on")
@@ -249,7 +251,7 @@ class LocalFaults:
             if fault.kind == "kill":
                 process.kill()
             elif fault.kind in _HOGS:
-                item.hogs.extend(self._hogs(fault, process, name))
+                item.hogs.extend(self._hogs(item, process, name))
             elif not item.frozen:
                 process.signal(signal.SIGSTOP)
         self._say_applied(
@@ -308,19 +310,16 @@ class LocalFaults:
         """Throttle the chosen replicas' reads and writes on their data folder's disk."""
         assert self._folder is not None
         bps, device = item.fault.param("bps"), device_of(self._folder)
-        if bps is None:
-            self._skip(item, "no rate: the blkio throttle holds a rate, not a latency")
-            return
-        if device.major is None:
-            self._skip(item, f"nothing to throttle: {device.reason}")
-            return
-        groups = [r.process.group for r in chosen if r.process is not None]
-        applied_at = time.time()
-        item.slowed, problem = slow([g for g in groups if g is not None], device, int(bps))
-        if problem:
-            self._skip(item, problem)
+        if device.major is None or bps is None:  # (a latency only: refused by check_fault)
+            self._skip(item, f"nothing to throttle: {device.reason or 'no rate'}")
             return
         item.hit = [(r.name, r.process) for r in chosen if r.process is not None]
+        applied_at = time.time()
+        item.slowed, problem = slow([p.group for _, p in item.hit if p.group], device, int(bps))
+        if problem:
+            item.hit = []
+            self._skip(item, problem)
+            return
         self._say_applied(
             item,
             applied_at,
@@ -437,15 +436,16 @@ class LocalFaults:
             "fault-skipped", fault=item.fault.name, fault_kind=item.fault.kind, reason=reason
         )
 
-    def _hogs(self, fault: Fault, process: ReplicaRun, name: str) -> list[subprocess.Popen[bytes]]:
+    def _hogs(self, item: _Armed, process: ReplicaRun, name: str) -> list[subprocess.Popen[bytes]]:
         """The hogs of one replica, each moved into its cgroup before it runs."""
+        fault = item.fault
         assert process.group is not None
         if fault.kind == "cpu":
             work = burners((fault.param("share") or 0.0) * (self._cpu_limit_m or 1000) / 1000)
         elif fault.kind == "io":
             assert self._folder is not None
-            path = self._folder / f".stressbed-{fault.name}-{name}"
-            work = [("io", str(path))]
+            item.files.append(self._folder / f".stressbed-{fault.name}-{name}")
+            work = [("io", str(item.files[-1]))]
         else:
             work = [("memory", str(int(fault.param("memory") or 0)))]
         return hogs_in(process.group, work)
@@ -551,11 +551,11 @@ class LocalFaults:
             if path is not None:
                 path.remove_toxic(item.fault.name)
             fields.update(replicas=item.scope, how="the toxic removed")
-        elif item.slowed:
+        elif item.fault.kind == "slow_disk":
             for slowed in item.slowed:
                 slowed.restore()
             fields["how"] = "the replicas' own IO limits put back"
-        elif item.hogs or item.neighbour is not None:
+        elif item.fault.kind in (*_HOGS, "neighbour"):
             self._stop_hogs(item)
             fields["how"] = "the neighbour stopped" if item.neighbour else "the hogs killed"
         else:
@@ -582,9 +582,8 @@ class LocalFaults:
                 hog.wait(timeout=5)
         if item.neighbour is not None:
             item.neighbour.stop()
-        if item.fault.kind == "io" and self._folder is not None:  # the IO hogs' files
-            for name, _ in item.hit:
-                (self._folder / f".stressbed-{item.fault.name}-{name}").unlink(missing_ok=True)
+        for path in item.files:  # the IO hogs'
+            path.unlink(missing_ok=True)
 
     def _resume(self, item: _Armed) -> list[str]:
         """A pause undone: the replicas it froze or stopped thawed or continued; those it

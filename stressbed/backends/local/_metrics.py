@@ -31,8 +31,9 @@ class _Samples:
     cpu: list[tuple[float, float]] = field(default_factory=list)  # (monotonic, cpu seconds)
     memory: int = 0  # working set in bytes, last seen
     periods: tuple[int, int] | None = None  # CFS (periods, throttled), last seen
-    io: tuple[float, int] | None = None  # (time, bytes read and written so far), last seen
-    wait: tuple[float, float] | None = None  # (time, seconds waited for a CPU), last seen
+    #: (time, a counter so far), last seen, by what it counts: "read" and "write" (bytes),
+    #: "wait" (seconds waited for a CPU).
+    counters: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 class UsageFeed:
@@ -48,8 +49,7 @@ class UsageFeed:
         samples = self._samples.setdefault(name, _Samples())
         samples.cpu = []
         samples.periods = None
-        samples.io = None
-        samples.wait = None
+        samples.counters = {}
 
     def forget(self, name: str) -> None:
         """The replica is gone for good."""
@@ -82,20 +82,16 @@ class UsageFeed:
             if share is not None:
                 pods[name]["throttled_share"] = round(share, 3)
             samples.periods = seen.periods
-            if seen.io is not None:
-                done, limit = seen.io
-                if samples.io is not None and now > samples.io[0] and done >= samples.io[1]:
-                    rate = (done - samples.io[1]) / (now - samples.io[0])
-                    pods[name]["io_mib_s"] = round(rate / 2**20, 3)
+            for way, (done, limit) in (seen.io or {}).items():  # read, write
+                rate = _rate(samples.counters, way, now, done)
+                if rate is not None:
+                    pods[name][f"io_{way}_mib_s"] = round(rate / 2**20, 3)
                 if limit is not None:
-                    pods[name]["io_limit_mib_s"] = round(limit / 2**20, 3)
-                samples.io = (now, done)
+                    pods[name][f"io_{way}_limit_mib_s"] = round(limit / 2**20, 3)
             if seen.cpu_wait_s is not None:
-                before = samples.wait
-                if before is not None and now > before[0] and seen.cpu_wait_s >= before[1]:
-                    waited = (seen.cpu_wait_s - before[1]) / (now - before[0])
+                waited = _rate(samples.counters, "wait", now, seen.cpu_wait_s)
+                if waited is not None:
                     pods[name]["cpu_wait"] = round(waited, 4)  # seconds a second
-                samples.wait = (now, seen.cpu_wait_s)
             if seen.open_files is not None:
                 pods[name]["open_files"] = seen.open_files
             if seen.nofile_limit is not None:
@@ -159,6 +155,18 @@ def _throttled(before: tuple[int, int] | None, now: tuple[int, int] | None) -> f
     if before is None or now is None or now[0] <= before[0]:
         return None
     return max(0.0, min(1.0, (now[1] - before[1]) / (now[0] - before[0])))
+
+
+def _rate(
+    counters: dict[str, tuple[float, float]], key: str, now: float, value: float
+) -> float | None:
+    """How fast counter ``key`` rose a second since its last reading (kept: ``value`` at
+    ``now``); None without one, or where it went back (a new process's counter)."""
+    before = counters.get(key)
+    counters[key] = (now, value)
+    if before is None or now <= before[0] or value < before[1]:
+        return None
+    return (value - before[1]) / (now - before[0])
 
 
 def _disk(folder: Path) -> tuple[float, float] | None:

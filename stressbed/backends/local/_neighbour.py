@@ -1,7 +1,8 @@
 """The ``neighbour`` fault's processes: CPU burners, a memory holder and an IO writer
 (:mod:`._hog`) in a cgroup of their own, a sibling of the replicas' with no limit (a plain
 process where no cgroup can be made), never in the replicas' cgroups. The IO writer's file is
-beside the stack's data folder, on the same disk as the replicas' writable path.
+beside the stack's data folder, on this machine's disk: the replicas' disk, unless their data
+folder is a tmpfs of its own (a ``disk_fill``, an ``ephemeral-storage`` limit).
 
 A runtime may run its neighbour otherwise (the Docker runtime: a container on the same
 engine); what the faults hold of it is a :class:`Neighbour`: how it runs, in words, and how
@@ -77,11 +78,13 @@ class CgroupNeighbour(Neighbour):
 
 
 def start_neighbour(fault: Fault, work_dir: Path) -> CgroupNeighbour:
-    """Start ``fault``'s neighbour beside the replicas of the stack in ``work_dir``."""
+    """Start ``fault``'s neighbour beside the replicas of the stack in ``work_dir``; OSError
+    where one of its processes did not start (what did is stopped first: nothing is left)."""
     io_file = work_dir / f".stressbed-{fault.name}-io"
     work, said = neighbour_work(fault, str(io_file))
     group = _cgroups.create(f"neighbour-{fault.name}", None, None)
-    started = []
+    where = "a cgroup of its own" if group is not None else "a process of its own"
+    made = CgroupNeighbour(group, [], f"{where} beside the replicas: {said}", [io_file])
     for kind, amount in work:
         orphan_guard = die_with_parent()
 
@@ -90,6 +93,9 @@ def start_neighbour(fault: Fault, work_dir: Path) -> CgroupNeighbour:
             if group is not None:
                 group.enter()
 
-        started.append(spawn(kind, amount, before_exec))
-    where = "a cgroup of its own" if group is not None else "a process of its own"
-    return CgroupNeighbour(group, started, f"{where} beside the replicas: {said}", [io_file])
+        try:
+            made.hogs.append(spawn(kind, amount, before_exec))
+        except (OSError, subprocess.SubprocessError) as exc:
+            made.stop()
+            raise OSError(f"its {kind} process did not start: {exc}") from None
+    return made

@@ -27,7 +27,7 @@ from ...errors import ConfigError
 from ...fleet.process import die_with_parent, free_port, nofile_of, raise_nofile
 from ...stack.spec import IoLimits, StackSpec
 from . import _cgroups
-from ._datafs import DataFs
+from ._datafs import mount_own
 from ._files import open_files
 from ._options import LocalOptions
 from .runtime import Exit, Launch, ReplicaRun, ReplicaRuntime, Usage
@@ -82,17 +82,9 @@ class ProcessRuntime(ReplicaRuntime):
     def prepare(self, spec: StackSpec, work_dir: Path, say: Callable[..., None]) -> None:
         check_executable(spec.target.command)  # bad input (exit 2) before anything starts
         if self.data_size is not None:
-            fs = DataFs(work_dir / "data", self.data_size)
-            problem = fs.mount()
-            if problem is not None:  # refused, with nothing filled
-                storage = spec.limits.ephemeral_storage is not None
-                raise ConfigError(
-                    "stack.limits.ephemeral-storage" if storage else "faults.disk_fill",
-                    problem,
-                    "the stack's data folder made a tmpfs of its own (which needs root); "
-                    "stressbed never fills this machine's disk",
-                )
-            self.data_fs = fs
+            storage = spec.limits.ephemeral_storage is not None
+            field = "stack.limits.ephemeral-storage" if storage else "faults.disk_fill"
+            self.data_fs = fs = mount_own(work_dir / "data", self.data_size, field)
             say("data-mounted", path=str(fs.folder), fs="tmpfs", size=fs.size)
 
     release_step = ("unmount the data folder's tmpfs", 30.0)

@@ -61,9 +61,9 @@ class Usage:
     #: Its processes now, their limit (None: none) and the forks refused at it so far; None
     #: without a pids cgroup.
     pids: tuple[int, int | None, int] | None = None
-    #: Bytes it read and wrote on its disks so far and its lowest throttle (bytes a second,
-    #: None: none); None without an IO cgroup.
-    io: tuple[int, int | None] | None = None
+    #: Per direction (read, write): bytes done on its disks so far and its lowest throttle
+    #: (bytes a second, None: none); None without an IO cgroup.
+    io: Mapping[str, tuple[int, int | None]] | None = None
     #: Seconds its threads waited for a CPU so far (run-queue delay); None: not read.
     cpu_wait_s: float | None = None
 
@@ -265,15 +265,35 @@ class FakeReplica(ReplicaRun):
         self.closed = True
 
 
+class FakeNeighbour(Neighbour):
+    """The fake runtime's neighbour: nothing runs."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.how = "a fake neighbour (nothing runs)"
+        self.running = True
+
+    def stop(self) -> None:
+        self.running = False
+
+
 class FakeRuntime(ReplicaRuntime):
     """Launches :class:`FakeReplica` objects (each start a new one, in :attr:`launched`)."""
 
     def __init__(self) -> None:
         self.launched: list[FakeReplica] = []
         self.prepared = False
+        #: The neighbours started, each the fault's name and whether it still runs.
+        self.neighbours: list[FakeNeighbour] = []
 
     def prepare(self, spec: StackSpec, work_dir: Path, say: Callable[..., None]) -> None:
         self.prepared = True
+
+    def neighbour(self, fault: Fault, work_dir: Path) -> FakeNeighbour:
+        """A neighbour that burns nothing: recorded, and stopped when told."""
+        made = FakeNeighbour(fault.name)
+        self.neighbours.append(made)
+        return made
 
     def launch(self, launch: Launch) -> FakeReplica:
         port = launch.spec.target.port

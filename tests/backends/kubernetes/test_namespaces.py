@@ -288,3 +288,23 @@ def test_stressbed_gc_kubernetes_without_a_cluster_is_exit_2_in_one_line(tmp_pat
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert err[0].startswith("stressbed: error: ")
+
+
+def test_stressbed_gc_kubernetes_refused_by_the_api_server_is_exit_2_in_one_line(
+    monkeypatch, capsys
+):
+    cluster = FakeCluster(1, [{}])
+
+    def forbidden(label_selector: str) -> list[Any]:
+        raise OSError('namespaces is forbidden: User "ci" cannot list resource "namespaces"')
+
+    cluster.namespaces = forbidden  # type: ignore[method-assign]
+    monkeypatch.setattr(kubernetes, "preflight", lambda options, *, engine=True: "access")
+    monkeypatch.setattr(kubernetes, "kubernetes_api", lambda access: cluster)
+    assert cli.main(["gc", "--kubernetes"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "stressbed: error: stressbed gc --kubernetes: got 'OSError: namespaces is forbidden: "
+        'User "ci" cannot list resource "namespaces"\'; expected a cluster that answers, and '
+        "the right to list namespaces"
+    ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,17 @@ from .test_hogs import event, hogged, needs_cgroups, wait_for
 
 MI = 2**20
 LIMIT = 4 * MI  # the replica's own read and write limit in the hog's test
+
+
+def done(group: Any) -> int:
+    """Bytes the cgroup read and wrote so far, from the kernel."""
+    return sum(way[0] for way in group.io_state().values())
+
+
+def limits(group: Any) -> tuple[int | None, int | None]:
+    """Its read and write throttles (bytes a second), from the kernel."""
+    found = group.io_state()
+    return found["read"][1], found["write"][1]
 
 
 def _throttled_here(tmp_path: Path) -> None:
@@ -41,17 +53,16 @@ def test_an_io_hog_runs_in_the_replica_s_cgroup_and_its_io_limits_hold_it(tmp_pa
         assert len(group.pids()) >= 2  # the replica and its hog, in one cgroup
         hog_file = tmp_path / "s" / "data" / ".stressbed-io-fake-0"
         assert wait_for(hog_file.exists, "the hog's file")
-        first = group.io_state()
-        assert first is not None
-        assert first[1] == LIMIT  # the spec's throttle, read back from the kernel
+        assert limits(group) == (LIMIT, LIMIT)  # the spec's throttles, from the kernel
+        first = done(group)
         # The hog does IO in the replica's cgroup...
-        wait_for(lambda: group.io_state()[0] > first[0] + MI, "the hog's IO")
-        start, begun = group.io_state()[0], time.monotonic()
+        wait_for(lambda: done(group) > first + MI, "the hog's IO")
+        start, begun = done(group), time.monotonic()
         time.sleep(3.0)
-        done, took = group.io_state()[0] - start, time.monotonic() - begun
+        moved, took = done(group) - start, time.monotonic() - begun
         # ... and no faster than the replica's limits let it: reads and writes, each at
         # most LIMIT a second (the throttle's slice lets a little more through at once).
-        assert done <= 2 * LIMIT * took * 1.5 + 2 * MI
+        assert moved <= 2 * LIMIT * took * 1.5 + 2 * MI
     finally:
         stack.teardown()
     ended = event(stack, "fault-ended")
@@ -71,13 +82,13 @@ def test_a_slow_disk_throttles_the_replica_and_puts_its_own_limits_back(tmp_path
         assert applied["replicas"] == ["fake-0"]
         assert "throttled to 1MiB/s in the replica's cgroup" in applied["how"]
         assert applied["device"] == device_of(tmp_path).key
-        assert group.io_state()[1] == MI  # reads and writes at 1MiB/s, from the kernel
+        assert limits(group) == (MI, MI)  # reads and writes at 1MiB/s, from the kernel
         ended = wait_for(lambda: event(stack, "fault-ended"), "its end", timeout=60)
         assert (ended["reason"], ended["how"]) == (
             "its end",
             "the replicas' own IO limits put back",
         )
-        assert group.io_state()[1] == 64 * MI  # the spec's write limit, as it was
+        assert limits(group) == (None, 64 * MI)  # the spec's write limit, as it was
     finally:
         stack.teardown()
 
@@ -90,11 +101,11 @@ def test_a_slow_disk_on_a_replica_without_io_limits_leaves_none(tmp_path, contro
         (replica,) = stack.replicas
         group = replica.process.group
         wait_for(lambda: event(stack, "fault-applied"), "the slow disk")
-        assert group.io_state()[1] == 2 * MI
+        assert limits(group) == (2 * MI, 2 * MI)
     finally:
         stack.teardown()
     assert event(stack, "fault-ended")["reason"] == "teardown"
-    assert group.io_state() is None or group.io_state()[1] is None
+    assert group.io_state() is None or limits(group) == (None, None)
 
 
 @needs_cgroups

@@ -74,18 +74,39 @@ def test_each_replica_s_open_connections_are_in_its_row():
 def test_io_and_cpu_wait_are_rates_per_sample_and_start_again_with_a_new_process():
     feed = UsageFeed(reference_agent(), window_s=5.0)
     life = [Lifecycle("agent-0", 0)]
-    feed.sample(100.0, {"agent-0": Usage(1.0, 2**20, io=(0, 2**20), cpu_wait_s=1.0)}, life, 1)
-    feed.sample(102.0, {"agent-0": Usage(1.5, 2**20, io=(2**20, 2**20), cpu_wait_s=1.2)}, life, 1)
+    feed.sample(
+        100.0,
+        {"agent-0": Usage(1.0, 2**20, io={"read": (0, None), "write": (0, 2**20)}, cpu_wait_s=1.0)},
+        life,
+        1,
+    )
+    feed.sample(
+        102.0,
+        {
+            "agent-0": Usage(
+                1.5, 2**20, io={"read": (0, None), "write": (2**20, 2**20)}, cpu_wait_s=1.2
+            )
+        },
+        life,
+        1,
+    )
     first, second = (row["pods"]["agent-0"] for row in feed.series)
-    assert "io_mib_s" not in first  # one reading is no rate
+    assert "io_write_mib_s" not in first  # one reading is no rate
     assert "cpu_wait" not in first
-    assert first["io_limit_mib_s"] == 1.0  # the limit is known at once
-    assert (second["io_mib_s"], second["cpu_wait"]) == (0.5, 0.1)  # per second
+    assert first["io_write_limit_mib_s"] == 1.0  # the limit is known at once
+    assert "io_read_limit_mib_s" not in first  # reads have none
+    assert (second["io_write_mib_s"], second["io_read_mib_s"]) == (0.5, 0.0)  # per second
+    assert second["cpu_wait"] == 0.1
     feed.restarted("agent-0")  # a new process counts from zero again: no negative rate
-    feed.sample(103.0, {"agent-0": Usage(0.1, 2**20, io=(10, None), cpu_wait_s=0.0)}, life, 1)
+    feed.sample(
+        103.0,
+        {"agent-0": Usage(0.1, 2**20, io={"read": (0, None), "write": (10, None)}, cpu_wait_s=0.0)},
+        life,
+        1,
+    )
     third = feed.series[-1]["pods"]["agent-0"]
-    assert "io_mib_s" not in third
-    assert "io_limit_mib_s" not in third  # no throttle: no limit
+    assert "io_write_mib_s" not in third
+    assert "io_write_limit_mib_s" not in third  # no throttle: no limit
     assert "cpu_wait" not in third
 
 
