@@ -21,7 +21,7 @@ from stressbed.backends.local._cgroups import device_of
 from stressbed.errors import ConfigError
 from stressbed.stack.spec import IoLimits
 
-from ..local.test_disk_faults import done, limits
+from ..local.test_disk_faults import done, throttles
 from .conftest import wait_for
 from .test_stack import MI, agent_spec, inspect, make_stack
 
@@ -45,7 +45,7 @@ def test_an_io_hog_runs_in_the_container_s_cgroup_and_a_slow_disk_throttles_it_t
         group = replica.process.group
         assert group is not None
         assert "blkio" in group.dirs  # the container's, on this host
-        assert limits(group) == (None, 8 * MI)  # the engine's device_write_bps, from the kernel
+        assert throttles(group) == (None, 8 * MI)  # the engine's device_write_bps, from the kernel
         io = replace(fault.io(at="0s", lasting="60s"), name="io")
         slow = replace(fault.slow_disk("1MiB/s", at="0s", lasting="4s"), name="slow")
         stack.schedule_faults([io, slow], time.time())
@@ -56,7 +56,7 @@ def test_an_io_hog_runs_in_the_container_s_cgroup_and_a_slow_disk_throttles_it_t
         assert wait_for(hog_file.exists, 30)  # in the folder the container bind-mounts
         hogs = set(group.pids()) - {info["State"]["Pid"]}
         assert hogs  # the hog is in the container's cgroup, beside its processes
-        assert limits(group) == (MI, MI)  # held to the slow disk's rate now
+        assert throttles(group) == (MI, MI)  # held to the slow disk's rate now
         first = done(group)
         assert wait_for(lambda: done(group) > first, 30)  # and it does IO there
 
@@ -72,7 +72,7 @@ def test_an_io_hog_runs_in_the_container_s_cgroup_and_a_slow_disk_throttles_it_t
 
         ended = wait_for(slow_ended, 60)
         assert ended["how"] == "the replicas' own IO limits put back"
-        assert limits(group) == (None, 8 * MI)  # the engine's own limit again
+        assert throttles(group) == (None, 8 * MI)  # the engine's own limit again
     finally:
         stack.teardown()
     ended = {e["fault"]: e for e in stack.events if e["event"] == "fault-ended"}

@@ -26,7 +26,7 @@ def done(group: Any) -> int:
     return sum(way[0] for way in group.io_state().values())
 
 
-def limits(group: Any) -> tuple[int | None, int | None]:
+def throttles(group: Any) -> tuple[int | None, int | None]:
     """Its read and write throttles (bytes a second), from the kernel."""
     found = group.io_state()
     return found["read"][1], found["write"][1]
@@ -53,7 +53,7 @@ def test_an_io_hog_runs_in_the_replica_s_cgroup_and_its_io_limits_hold_it(tmp_pa
         assert len(group.pids()) >= 2  # the replica and its hog, in one cgroup
         hog_file = tmp_path / "s" / "data" / ".stressbed-io-fake-0"
         assert wait_for(hog_file.exists, "the hog's file")
-        assert limits(group) == (LIMIT, LIMIT)  # the spec's throttles, from the kernel
+        assert throttles(group) == (LIMIT, LIMIT)  # the spec's throttles, from the kernel
         first = done(group)
         # The hog does IO in the replica's cgroup...
         wait_for(lambda: done(group) > first + MI, "the hog's IO")
@@ -82,13 +82,13 @@ def test_a_slow_disk_throttles_the_replica_and_puts_its_own_limits_back(tmp_path
         assert applied["replicas"] == ["fake-0"]
         assert "throttled to 1MiB/s in the replica's cgroup" in applied["how"]
         assert applied["device"] == device_of(tmp_path).key
-        assert limits(group) == (MI, MI)  # reads and writes at 1MiB/s, from the kernel
+        assert throttles(group) == (MI, MI)  # reads and writes at 1MiB/s, from the kernel
         ended = wait_for(lambda: event(stack, "fault-ended"), "its end", timeout=60)
         assert (ended["reason"], ended["how"]) == (
             "its end",
             "the replicas' own IO limits put back",
         )
-        assert limits(group) == (None, 64 * MI)  # the spec's write limit, as it was
+        assert throttles(group) == (None, 64 * MI)  # the spec's write limit, as it was
     finally:
         stack.teardown()
 
@@ -101,11 +101,11 @@ def test_a_slow_disk_on_a_replica_without_io_limits_leaves_none(tmp_path, contro
         (replica,) = stack.replicas
         group = replica.process.group
         wait_for(lambda: event(stack, "fault-applied"), "the slow disk")
-        assert limits(group) == (2 * MI, 2 * MI)
+        assert throttles(group) == (2 * MI, 2 * MI)
     finally:
         stack.teardown()
     assert event(stack, "fault-ended")["reason"] == "teardown"
-    assert group.io_state() is None or limits(group) == (None, None)
+    assert group.io_state() is None or throttles(group) == (None, None)
 
 
 @needs_cgroups
