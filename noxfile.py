@@ -251,6 +251,16 @@ def bar_history(session: nox.Session) -> None:
     session.run("python", "tools/bar_history.py", *session.posargs, env=ENV)
 
 
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site into site/: MkDocs with --strict (a broken link or anchor, a page
+    out of the nav, a warning: an error); the CLI reference generated from the argument parser
+    in the build (tools/docs_hooks.py)."""
+    session.install(".[docs]")
+    quiet = {**ENV, "NO_MKDOCS_2_WARNING": "1"}  # Material's banner about its successor
+    session.run("mkdocs", "build", "--strict", "--site-dir", "site", *session.posargs, env=quiet)
+
+
 @nox.session(name="bar_isolation")
 def bar_isolation(session: nox.Session) -> None:
     """Issue 29's bar: a real run beside a neighbour burning every core; its isolation verdict

@@ -5,7 +5,7 @@ tree. Generators, checks, extractors, faults, populations and thresholds live in
 :mod:`stressbed.gen`, :mod:`stressbed.check`, :mod:`stressbed.extract`, :mod:`stressbed.fault`,
 :mod:`stressbed.population` and :mod:`stressbed.thresholds` (the population's thresholds only
 there). Everything else
-is internal; the README's "Architecture" section says which subpackage owns which stage of a
+is internal; docs/concepts/architecture.md says which subpackage owns which stage of a
 run.
 """
 

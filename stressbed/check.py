@@ -1,4 +1,4 @@
-"""The public namespace ``stressbed.check``: checks on responses (see the README).
+"""The public namespace ``stressbed.check``: checks on responses (see docs/guides/scenarios.md).
 
 The definitions live in :mod:`stressbed.scenario.check`; this module is the documented import
 path, so ``from stressbed.check import ...`` and ``stressbed.check.X`` keep working.

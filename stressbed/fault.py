@@ -1,5 +1,5 @@
-"""The public namespace ``stressbed.fault``: faults a scenario declares beside its load (see the
-README's "Faults"). The definitions live in :mod:`stressbed.scenario.faults`.
+"""The public namespace ``stressbed.fault``: faults a scenario declares beside its load (see
+docs/guides/faults.md). The definitions live in :mod:`stressbed.scenario.faults`.
 """
 
 from .scenario.faults import (

@@ -1,5 +1,5 @@
 """The public namespace ``stressbed.population``: simulated agents, their channels, activities,
-reconnect policies and churn (see the README's "Populations"). The definitions live in
+reconnect policies and churn (see docs/guides/populations.md). The definitions live in
 :mod:`stressbed.scenario.population` and :mod:`stressbed.scenario.reconnect`.
 """
 

@@ -1,5 +1,5 @@
-"""The public namespace ``stressbed.thresholds``: the SLOs a run is judged by (see the
-README's "Thresholds"), k6's and a population's. The definitions live in
+"""The public namespace ``stressbed.thresholds``: the SLOs a run is judged by (see
+docs/guides/scenarios.md), k6's and a population's. The definitions live in
 :mod:`stressbed.scenario.thresholds`; the request-level ones are also at the top of
 ``stressbed``.
 """

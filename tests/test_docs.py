@@ -1,4 +1,7 @@
-"""The README stays true: its example scenario builds and renders, its error line is real."""
+"""The README and the documentation site stay true: their example scenarios build and render,
+their error line is real, every command and option they name exists (and every one that
+exists is in the generated reference, with its help), the README stays short and links every
+capability's page, and the Python API page is the public namespace."""
 
 from __future__ import annotations
 
@@ -10,14 +13,22 @@ import pytest
 from stressbed import ConfigError, render
 from stressbed.scenario import catalog
 
-README = Path(__file__).parent.parent / "README.md"
+ROOT = Path(__file__).parent.parent
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+#: Every page a reader can open: the README and the site's Markdown.
+PAGES = [README, *sorted(DOCS.rglob("*.md"))]
+
+
+def _text() -> str:
+    return "\n".join(page.read_text() for page in PAGES)
 
 
 def _example(marker: str = '"mine"') -> str:
-    """The README's Python example that holds ``marker``."""
+    """The documentation's Python example that holds ``marker``."""
     (code,) = [
         block
-        for block in re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+        for block in re.findall(r"```python\n(.*?)```", _text(), flags=re.S)
         if marker in block
     ]
     return code
@@ -48,10 +59,85 @@ def test_the_readme_error_line_is_what_stressbed_prints(tmp_path: Path):
     with pytest.raises(ConfigError) as info:
         catalog.load(str(module))
     line = f"stressbed: error: {info.value}"
-    assert line in README.read_text()
+    assert line in _text()
 
 
 def test_the_readme_shows_the_two_commands():
     text = README.read_text()
     assert "nox -s stress" in text
     assert "nox -s tests" in text
+
+
+def test_the_readme_is_short_and_links_every_capability_s_page():
+    text = README.read_text()
+    assert len(text.splitlines()) <= 250
+    linked = set(re.findall(r"\]\((docs/[^)#]+)", text))
+    for page in [
+        *sorted((DOCS / "guides").glob("*.md")),
+        *sorted((DOCS / "backends").glob("*.md")),
+    ]:
+        assert str(page.relative_to(ROOT)) in linked, page
+
+
+def _commands() -> dict[tuple[str, ...], set[str]]:
+    """Each command of the parser (a path of names) and its options."""
+    from stressbed.app.cli_reference import arguments, commands  # noqa: PLC0415
+
+    return {path: {o for a in arguments(sub) for o in a.option_strings} for path, sub in commands()}
+
+
+def test_every_command_and_option_is_in_the_reference_with_its_help():
+    from stressbed.app.cli_reference import arguments, commands, markdown  # noqa: PLC0415
+
+    reference = markdown()
+    for path, sub in commands():
+        assert f"## `stressbed {' '.join(path)}`" in reference
+        for action in arguments(sub):
+            named = action.option_strings or [action.metavar or action.dest]
+            assert all(f"`{n}`" in reference for n in named), (path, named)
+            assert action.help, f"stressbed {' '.join(path)} {named[0]} has no help"
+
+
+_CALL = re.compile(r"(?:\bstressbed|nox -s (stress|capacity) --) ((?:[a-z]+ ?){0,2})([^\n`]*)")
+
+
+def test_every_option_the_documentation_gives_a_command_exists():
+    known = _commands()
+    said = []
+    for page in PAGES:
+        for line in page.read_text().splitlines():
+            for session, words, rest in _CALL.findall(line):
+                names = (
+                    tuple(words.split())
+                    if not session
+                    else ("run" if session == "stress" else "capacity",)
+                )
+                path = next((names[:n] for n in (2, 1) if names[:n] in known), None)
+                if path is None:
+                    continue
+                options = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", rest))
+                said += [(page.name, path, o) for o in options - known[path] - {"--"}]
+    assert said == []
+
+
+def test_the_python_api_page_is_the_public_namespace():
+    import stressbed  # noqa: PLC0415
+
+    page = (DOCS / "reference" / "python-api.md").read_text()
+    documented = set(re.findall(r"^::: stressbed\.(\w+)$", page, flags=re.M))
+    assert documented == set(stressbed.__all__) - {"__version__"}
+
+
+def test_every_exit_code_is_documented():
+    page = (DOCS / "reference" / "exit-codes.md").read_text()
+    for code in (0, 1, 2, 3, 130):
+        assert f"| {code} |" in page
+
+
+def test_the_changelog_names_the_version_pyproject_gives():
+    import tomllib  # noqa: PLC0415
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert "## [Unreleased]" in changelog
+    assert re.search(rf"^## \[{re.escape(version)}\] - \d{{4}}-\d{{2}}-\d{{2}}$", changelog, re.M)

@@ -26,6 +26,7 @@ from ..results.timeline import timeline
 from ..scenario import catalog
 from ..scenario.render import render
 from .capacity import CapacityOptions, plan_capacity, run_capacity
+from .collect_cli import collect_commands
 from .compare import exit_code_for, load_baseline, versus
 from .engine import engine_commands
 from .execute import execute
@@ -34,11 +35,10 @@ from .history_cli import history_commands
 from .live import LiveLine
 from .live_outputs import LiveOutputs
 from .model_cli import model_commands
-from .options import count, history_options, percent, rate, share
+from .options import count, percent, rate, share
 from .options import live_options as _live_options
 from .options import target_options as _target_options
 from .plan import RunOptions, plan, redact
-from .recording import Recorder, build_of, location_of
 from .rundir import read_run
 from .settings import BACKEND_KEYS, RUN_KEYS, resolve, stack_of
 
@@ -65,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME|PATH",
         help="a scenario name (see `stressbed scenarios`) or a path to a .py file",
     )
-    render_cmd.add_argument("-o", "--output", required=True, type=Path, metavar="DIR")
+    render_cmd.add_argument(
+        "-o", "--output", required=True, type=Path, metavar="DIR", help="the bundle's directory"
+    )
     render_cmd.set_defaults(handler=cmd_render)
 
     run_cmd = commands.add_parser(
@@ -202,14 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     capacity_cmd.set_defaults(handler=cmd_capacity)
 
-    collect_cmd = commands.add_parser(
-        "collect",
-        help="merge and judge a fleet started by hand in a cluster (pulumi up + startCommand)",
-        description="Read each runner's result from its pod's log, merge them and judge the "
-        "scenario's thresholds, as a run does; needs the kubernetes extra.",
-    )
-    _collect_arguments(collect_cmd)
-    collect_cmd.set_defaults(handler=cmd_collect)
+    collect_commands(commands)
 
     compare_cmd = commands.add_parser(
         "compare",
@@ -218,8 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
         "from each run's own variation. Exit 0 unchanged or improved (inconclusive too, "
         "unless --strict), 1 regressed, 2 not comparable.",
     )
-    compare_cmd.add_argument("base", type=Path, metavar="BASE")
-    compare_cmd.add_argument("candidate", type=Path, metavar="CANDIDATE")
+    compare_cmd.add_argument("base", type=Path, metavar="BASE", help="the run to compare with")
+    compare_cmd.add_argument(
+        "candidate", type=Path, metavar="CANDIDATE", help="the run judged against BASE"
+    )
     _comparing(compare_cmd)
     compare_cmd.add_argument(
         "--json", type=Path, metavar="FILE", help="also write the comparison as JSON"
@@ -232,7 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Rebuild RUN_DIR/report.html from RUN_DIR/summary.json and the runners' "
         "results (after an upgrade, or for a run whose report could not be drawn).",
     )
-    report_cmd.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    report_cmd.add_argument(
+        "run_dir", type=Path, metavar="RUN_DIR", help="a run directory holding summary.json"
+    )
     report_cmd.set_defaults(handler=cmd_report)
 
     commands.add_parser("scenarios", help="list the available scenarios").set_defaults(
@@ -428,54 +427,6 @@ def _say_where(results: Path, report_error: str | None) -> None:
         print(f"report: {results / 'report.html'}")
     else:
         print(f"stressbed: report.html could not be drawn: {report_error}", file=sys.stderr)
-
-
-def _collect_arguments(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--namespace", required=True)
-    command.add_argument("--job", default="stressbed-runners", help="the runners' Job")
-    command.add_argument("--scenario", required=True, metavar="NAME|PATH")
-    command.add_argument("--kubeconfig", type=Path, metavar="FILE")
-    command.add_argument("--context", metavar="NAME")
-    # What the Pulumi program ran (its collectCommand says them): the fingerprint's.
-    command.add_argument(
-        "--duration", metavar="D", help="the duration the fleet ran the scenario for, if scaled"
-    )
-    command.add_argument(
-        "--profile", metavar="NAME", help="the profile whose stack the program deployed"
-    )
-    command.add_argument(
-        "--profiles", type=Path, metavar="FILE", help="the profile file the program read"
-    )
-    command.add_argument("--results", type=Path, default=Path("results"), metavar="DIR")
-    history_options(command)
-
-
-def cmd_collect(args: argparse.Namespace) -> int:
-    # The Kubernetes backend's code only when this command runs (its extra may be missing).
-    from ..backends.kubernetes import KubernetesOptions, kubernetes_api, preflight  # noqa: PLC0415
-    from .collect import collect, collected_scenario, declared_stack  # noqa: PLC0415
-
-    # A bad name, duration or profile fails before the cluster is asked anything.
-    collected_scenario(args.scenario, args.duration)
-    stack = declared_stack(args.scenario, args.profile, args.profiles)
-    access = preflight(
-        KubernetesOptions(kubeconfig=args.kubeconfig, context=args.context), engine=False
-    )
-    report = collect(
-        args.namespace,
-        args.job,
-        args.scenario,
-        args.results,
-        api=kubernetes_api(access),
-        duration=args.duration,
-        stack=stack,
-        recorder=Recorder(location_of(args.history, args.results), build_of(args.build)),
-    )
-    print(table(report))
-    print(f"results: {args.results / report.run_id}")
-    if report.report_error is not None:
-        print(f"stressbed: report.html could not be drawn: {report.report_error}", file=sys.stderr)
-    return int(report.exit_code)
 
 
 def _comparing(command: argparse.ArgumentParser) -> None:

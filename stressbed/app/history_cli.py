@@ -41,7 +41,7 @@ def history_commands(commands: Any) -> None:
         "directories into it (idempotent). Exit 0, or 2 for a store that cannot be used.",
     )
     cmd.add_argument("what", nargs="?", choices=("import",), help="import run directories")
-    cmd.add_argument("dirs", nargs="*", type=Path, metavar="DIR")
+    cmd.add_argument("dirs", nargs="*", type=Path, metavar="DIR", help="run directories to import")
     cmd.add_argument(
         "--history",
         default=str(DEFAULT_STORE),
@@ -51,7 +51,9 @@ def history_commands(commands: Any) -> None:
     )
     cmd.add_argument("--scenario", help="the runs of this scenario")
     cmd.add_argument("--fingerprint", help="the runs of this series (its fingerprint)")
-    cmd.add_argument("--verdict", choices=("pass", "fail", "error"))
+    cmd.add_argument(
+        "--verdict", choices=("pass", "fail", "error"), help="only the runs of this verdict"
+    )
     cmd.add_argument(
         "--build", help="the runs of this build (import: the build the runs imported tested)"
     )

@@ -66,8 +66,16 @@ def model_commands(commands: Any) -> None:
         "shape or name are never copied. Exit 0 written (and --check passed), 1 --check "
         "found the replay off, 2 bad input (nothing written), 3 the replay could not run.",
     )
-    cmd.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
-    cmd.add_argument("-o", "--output", required=True, type=Path, metavar="FILE.py")
+    cmd.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="INPUT",
+        help="files of production traffic, as --format says (gzip read as such)",
+    )
+    cmd.add_argument(
+        "-o", "--output", required=True, type=Path, metavar="FILE.py", help="the module written"
+    )
     cmd.add_argument(
         "--format",
         metavar="FORMAT",

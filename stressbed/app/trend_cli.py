@@ -42,9 +42,14 @@ def add_trend_command(commands: Any, store_default: str) -> None:
         description="Each headline metric of one like-for-like series (one fingerprint) over "
         "its runs, with the change points where its level shifted: size, direction and the "
         "build where each starts. --gate: exit 1 when the newest run is in a regression "
-        "(the rule: stressbed/history/trend.py, README). Exit 0, 1 (gate failed), 2.",
+        "(the rule: stressbed/history/trend.py, docs/guides/history.md). Exit 0, 1 (gate failed), 2.",
     )
-    cmd.add_argument("--history", default=store_default, metavar="FILE|URL")
+    cmd.add_argument(
+        "--history",
+        default=store_default,
+        metavar="FILE|URL",
+        help="the history store: a SQLite file or a postgresql:// URL",
+    )
     cmd.add_argument("--scenario", help="the series of this scenario's newest run")
     cmd.add_argument("--fingerprint", help="the series of this fingerprint (a prefix will do)")
     cmd.add_argument(

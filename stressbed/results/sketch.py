@@ -20,7 +20,7 @@ from ..errors import DocumentError
 
 __all__ = ["ACCURACY", "Sketch", "bucket_key", "bucket_value"]
 
-#: Relative accuracy of every quantile (0.5%, the bound the README documents).
+#: Relative accuracy of every quantile (0.5%, the bound the documentation states).
 ACCURACY = 0.005
 _GAMMA = (1 + ACCURACY) / (1 - ACCURACY)
 _LOG_GAMMA = math.log(_GAMMA)

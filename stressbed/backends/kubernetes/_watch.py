@@ -28,7 +28,7 @@ WATCH_S = 2.0
 #: Usage reads that fail in a row before metrics.k8s.io is taken to be absent.
 USAGE_TRIES = 3
 #: Samples that fail in a row before it is said (a ``watch-failed`` event: the kubeconfig's
-#: user may lack a permission the README lists).
+#: user may lack a permission docs/backends/kubernetes.md lists).
 WATCH_TRIES = 3
 
 #: Warning events of the namespace, as the local stack names what it saw.
