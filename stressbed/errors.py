@@ -1,8 +1,8 @@
 """The exception tree of stressbed.
 
 Every error a user can cause is a :class:`StressbedError`; the CLI translates it once into a
-one-line message and the exit code documented in docs/reference/exit-codes.md. Errors carry their fields so
-tests and callers never parse messages.
+one-line message and the exit code documented in docs/reference/exit-codes.md. Errors carry
+their fields so tests and callers never parse messages.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The public namespace ``stressbed.extract``: extractors of response values (see docs/guides/scenarios.md).
+"""The public namespace ``stressbed.extract``: extractors of response values (see
+docs/guides/scenarios.md).
 
 The definitions live in :mod:`stressbed.scenario.extract`; this module is the documented import
 path, so ``from stressbed.extract import ...`` and ``stressbed.extract.X`` keep working.

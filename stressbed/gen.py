@@ -1,4 +1,5 @@
-"""The public namespace ``stressbed.gen``: generators of request values (see docs/guides/scenarios.md).
+"""The public namespace ``stressbed.gen``: generators of request values (see
+docs/guides/scenarios.md).
 
 The definitions live in :mod:`stressbed.scenario.gen`; this module is the documented import
 path, so ``from stressbed.gen import ...`` and ``stressbed.gen.X`` keep working.

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
-from tests.browser import Browser  # noqa: E402 - the tests' browser, from this checkout
+from tests.browser import Browser
 
 
 def main() -> int:

@@ -42,7 +42,8 @@ def add_trend_command(commands: Any, store_default: str) -> None:
         description="Each headline metric of one like-for-like series (one fingerprint) over "
         "its runs, with the change points where its level shifted: size, direction and the "
         "build where each starts. --gate: exit 1 when the newest run is in a regression "
-        "(the rule: stressbed/history/trend.py, docs/guides/history.md). Exit 0, 1 (gate failed), 2.",
+        "(the rule: stressbed/history/trend.py, docs/guides/history.md). Exit 0, 1 (gate "
+        "failed), 2.",
     )
     cmd.add_argument(
         "--history",

@@ -398,9 +398,9 @@ class KubernetesBackend(Backend):
             Capability.REPEATED_FLEETS,
         }
     )
-    #: Chaos Mesh objects (docs/backends/kubernetes.md names the version), the target's fault hook, the
-    #: Deployment's own rollout for a rolling restart, and a Job in a namespace of its own,
-    #: beside the agent pods, for a neighbour.
+    #: Chaos Mesh objects (docs/backends/kubernetes.md names the version), the target's fault
+    #: hook, the Deployment's own rollout for a rolling restart, and a Job in a namespace of
+    #: its own, beside the agent pods, for a neighbour.
     fault_kinds = CHAOS_FAULT_KINDS
     fault_refusals: ClassVar[Mapping[str, str]] = {
         # Chaos Mesh's disk fill is for physical machines (chaosd), not pods: still true.
