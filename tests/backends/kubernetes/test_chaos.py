@@ -432,21 +432,21 @@ def test_the_hooks_token_is_in_the_agents_secret_only():
 # -- restarts ----------------------------------------------------------------------------
 
 
-def _recorded() -> tuple[list[tuple[str, dict]], Any]:
+def recorded() -> tuple[list[tuple[str, dict]], Any]:
     events: list[tuple[str, dict]] = []
     return events, lambda kind, **f: events.append((kind, f))
 
 
-def _said(events, kind: str) -> list[dict]:
+def said_of(events, kind: str) -> list[dict]:
     return [f for k, f in events if k == kind]
 
 
 def test_a_restart_is_a_graceful_pod_kill_of_the_pods_the_seed_chose():
     cluster = _agent_cluster()
-    events, say = _recorded()
+    events, say = recorded()
     chaos = ChaosFaults(cluster, CLUSTER, "agent", say, grace_s=25)
     chaos.arm(named(fault.restart(at="0s", replicas=1, seed=4)), time.time())
-    _wait(lambda: _said(events, "fault-applied") and cluster.chaos == {})
+    _wait(lambda: said_of(events, "fault-applied") and cluster.chaos == {})
     assert chaos.undo_all() == []
     (body,) = cluster.chaos_created
     assert (body["kind"], body["spec"]["action"], body["spec"]["gracePeriod"]) == (
@@ -454,13 +454,13 @@ def test_a_restart_is_a_graceful_pod_kill_of_the_pods_the_seed_chose():
         "pod-kill",
         25,
     )
-    (applied,) = _said(events, "fault-applied")
+    (applied,) = said_of(events, "fault-applied")
     assert applied["replicas"] == random.Random(4).sample(PODS, 1)
     assert body["spec"]["selector"] == {"pods": {CLUSTER.namespace: applied["replicas"]}}
     assert applied["how"] == (
         "Chaos Mesh PodChaos pod-kill, gracePeriod 25 s (the ReplicaSet makes new pods at once)"
     )
-    assert _said(events, "fault-ended") == []  # an instant: deleted once applied
+    assert said_of(events, "fault-ended") == []  # an instant: deleted once applied
 
 
 STRATEGY = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
@@ -468,11 +468,11 @@ STRATEGY = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "max
 
 def test_a_rolling_restart_is_the_deployments_rollout_followed_to_its_end():
     cluster = _agent_cluster()
-    events, say = _recorded()
+    events, say = recorded()
     chaos = ChaosFaults(cluster, CLUSTER, "agent", say)
     started = time.time()
     chaos.arm(named(fault.rolling_restart(at="0s", max_unavailable=1)), started)
-    _wait(lambda: _said(events, "fault-ended"))
+    _wait(lambda: said_of(events, "fault-ended"))
     assert chaos.undo_all() == []
     restart, restore = cluster.patches
     stamp = restart["spec"]["template"]["metadata"]["annotations"].pop(RESTARTED_AT)
@@ -490,8 +490,8 @@ def test_a_rolling_restart_is_the_deployments_rollout_followed_to_its_end():
     }
     assert restore == {"spec": {"strategy": STRATEGY}}  # its own, put back: no rollout
     assert cluster.deployment.paused is False
-    (applied,) = _said(events, "fault-applied")
-    (ended,) = _said(events, "fault-ended")
+    (applied,) = said_of(events, "fault-applied")
+    (ended,) = said_of(events, "fault-ended")
     assert applied["replicas"] == PODS
     assert applied["how"] == (
         "a rollout restart of Deployment agent (kubectl.kubernetes.io/restartedAt), "
@@ -511,12 +511,12 @@ def test_a_rolling_restart_is_the_deployments_rollout_followed_to_its_end():
 def test_a_rolling_restart_that_makes_no_progress_is_paused_and_says_why():
     cluster = _agent_cluster()
     cluster.rollout_stuck = True
-    events, say = _recorded()
+    events, say = recorded()
     chaos = ChaosFaults(cluster, CLUSTER, "agent", say, rollout_deadline_s=0.5)
     chaos.arm(named(fault.rolling_restart(at="0s")), time.time())
-    _wait(lambda: _said(events, "fault-ended"))
+    _wait(lambda: said_of(events, "fault-ended"))
     assert chaos.undo_all() == []
-    (ended,) = _said(events, "fault-ended")
+    (ended,) = said_of(events, "fault-ended")
     assert ended["reason"] == (
         "stopped: no progress for 0.5 s, waiting for 1 of 2 new replicas updated: paused"
     )
@@ -526,9 +526,9 @@ def test_a_rolling_restart_that_makes_no_progress_is_paused_and_says_why():
     events.clear()
     chaos = ChaosFaults(cluster, CLUSTER, "agent", say)
     chaos.arm(named(fault.rolling_restart(at="0s")), time.time())
-    _wait(lambda: _said(events, "fault-skipped"))
+    _wait(lambda: said_of(events, "fault-skipped"))
     assert chaos.undo_all() == []
-    (skipped,) = _said(events, "fault-skipped")
+    (skipped,) = said_of(events, "fault-skipped")
     assert skipped["reason"] == "Deployment agent is paused (a rolling restart stopped earlier)"
     assert len(cluster.patches) == 2
 
@@ -536,12 +536,12 @@ def test_a_rolling_restart_that_makes_no_progress_is_paused_and_says_why():
 def test_a_rolling_restart_under_way_at_teardown_ends_there():
     cluster = _agent_cluster()
     cluster.rollout_stuck = True
-    events, say = _recorded()
+    events, say = recorded()
     chaos = ChaosFaults(cluster, CLUSTER, "agent", say)
     chaos.arm(named(fault.rolling_restart(at="0s")), time.time())
-    _wait(lambda: _said(events, "fault-applied"))
+    _wait(lambda: said_of(events, "fault-applied"))
     assert chaos.undo_all() == []
-    (ended,) = _said(events, "fault-ended")
+    (ended,) = said_of(events, "fault-ended")
     assert ended["reason"] == "teardown"
     assert len(cluster.patches) == 1  # the Deployment goes with the namespace
 

@@ -34,7 +34,7 @@ from stressbed.stack.agent import reference_agent
 
 from ...conftest import needs_k6
 from .fakes import FakeCluster
-from .test_chaos import run_faulted
+from .test_chaos import recorded, run_faulted, said_of
 
 CLUSTER = Cluster(namespace="stressbed-run1", run_id="run1")
 SPACE = "stressbed-run1-nb-neighbour"  # the neighbour's own namespace
@@ -274,18 +274,9 @@ def _wait(condition, timeout: float = 30.0) -> None:
     raise AssertionError("not within the deadline")
 
 
-def _recorded() -> tuple[list[tuple[str, dict]], object]:
-    events: list[tuple[str, dict]] = []
-    return events, lambda kind, **f: events.append((kind, f))
-
-
-def _said(events, kind: str) -> list[dict]:
-    return [f for k, f in events if k == kind]
-
-
 def test_its_namespace_and_job_are_created_at_the_instant_and_deleted_at_its_end():
     cluster = _agent_cluster()
-    events, say = _recorded()
+    events, say = recorded()
     chaos = ChaosFaults(cluster, CLUSTER, "agent", say, runner_image="stressbed-runner:1")
     started = time.time()
     chaos.arm(named(fault.neighbour(cpu=2, at="1s", lasting="2s")), started)
@@ -295,15 +286,15 @@ def test_its_namespace_and_job_are_created_at_the_instant_and_deleted_at_its_end
     (owner,) = cluster.namespaces_made[SPACE]["metadata"]["ownerReferences"]
     assert (owner["name"], owner["uid"]) == ("stressbed-run1", "uid-stressbed-run1")
     assert cluster.jobs["stressbed-run1-neighbour"]["metadata"]["namespace"] == SPACE
-    _wait(lambda: _said(events, "fault-ended"))
+    _wait(lambda: said_of(events, "fault-ended"))
     created_at = time.time()
     assert chaos.undo_all() == []
     assert cluster.namespace_calls == [("create", SPACE), ("delete", SPACE)]
     assert cluster.job_calls == [("create", "stressbed-run1-neighbour")]  # it went with it
     assert cluster.jobs == cluster.namespaces_made == {}
     assert SPACE in cluster.removed
-    (applied,) = _said(events, "fault-applied")
-    (ended,) = _said(events, "fault-ended")
+    (applied,) = said_of(events, "fault-applied")
+    (ended,) = said_of(events, "fault-ended")
     # Its pod's container start (whole seconds, the cluster's clock), not before it was due.
     assert int(started + 1) <= applied["t"] <= created_at
     assert applied["t"] == int(applied["t"])
@@ -330,40 +321,40 @@ def test_its_namespace_and_job_are_created_at_the_instant_and_deleted_at_its_end
         "reason": "its end",
     }
     assert started + 3 <= ended["t"] < started + 5  # deleted at its end
-    assert _said(events, "fault-skipped") == []
+    assert said_of(events, "fault-skipped") == []
 
 
 def test_a_neighbour_still_running_at_teardown_is_deleted_there():
     cluster = _agent_cluster()
-    events, say = _recorded()
+    events, say = recorded()
     chaos = ChaosFaults(cluster, CLUSTER, "agent", say)
     chaos.arm(named(fault.neighbour(memory="64Mi", at="0s", lasting="5m")), time.time())
-    _wait(lambda: _said(events, "fault-applied"))
+    _wait(lambda: said_of(events, "fault-applied"))
     assert chaos.undo_all() == []
     assert cluster.jobs == cluster.namespaces_made == {}
     assert cluster.namespace_calls == [("create", SPACE), ("delete", SPACE)]
-    (ended,) = _said(events, "fault-ended")
+    (ended,) = said_of(events, "fault-ended")
     assert (ended["reason"], ended["replicas"]) == ("teardown", [])
-    (applied,) = _said(events, "fault-applied")
+    (applied,) = said_of(events, "fault-applied")
     assert applied["how"].endswith(": a burner on every core of the node, 64Mi held")
 
 
 def test_a_neighbour_whose_pod_is_not_scheduled_is_skipped_and_its_namespace_deleted():
     cluster = _agent_cluster()
     cluster.job_pod_phase = "Pending"
-    events, say = _recorded()
+    events, say = recorded()
     chaos = ChaosFaults(cluster, CLUSTER, "agent", say, neighbour_pending_s=0.5)
     chaos.arm(named(fault.neighbour(at="0s", lasting="1m")), time.time())
-    _wait(lambda: _said(events, "fault-skipped") and cluster.namespaces_made == {})
+    _wait(lambda: said_of(events, "fault-skipped") and cluster.namespaces_made == {})
     assert chaos.undo_all() == []
-    (skipped,) = _said(events, "fault-skipped")
+    (skipped,) = said_of(events, "fault-skipped")
     assert skipped["fault"] == "neighbour"
     assert skipped["reason"].startswith("its pod was not running after ")
     assert skipped["reason"].endswith(
         " s: its pod stressbed-run1-neighbour-x7k2p was not scheduled: 0/3 nodes are "
         "available: 3 node(s) didn't match pod affinity rules."
     )
-    assert _said(events, "fault-applied") == _said(events, "fault-ended") == []
+    assert said_of(events, "fault-applied") == said_of(events, "fault-ended") == []
     assert cluster.namespace_calls == [("create", SPACE), ("delete", SPACE)]
     assert cluster.jobs == {}
 
@@ -371,11 +362,11 @@ def test_a_neighbour_whose_pod_is_not_scheduled_is_skipped_and_its_namespace_del
 def test_a_neighbour_without_a_pod_or_whose_pod_ends_early_says_why():
     cluster = _agent_cluster()
     cluster.job_pod_phase = None  # its pod never made: a quota refused it
-    events, say = _recorded()
+    events, say = recorded()
     chaos = ChaosFaults(cluster, CLUSTER, "agent", say, neighbour_pending_s=0.3)
     chaos.arm(named(fault.neighbour(at="0s", lasting="1m")), time.time())
-    _wait(lambda: _said(events, "fault-skipped"))
-    (skipped,) = _said(events, "fault-skipped")
+    _wait(lambda: said_of(events, "fault-skipped"))
+    (skipped,) = said_of(events, "fault-skipped")
     assert skipped["reason"].endswith(
         f" s: no pod was made (`kubectl -n {SPACE} describe job stressbed-run1-neighbour`: Pod "
         "Security or an admission policy may have refused it)"
@@ -385,11 +376,11 @@ def test_a_neighbour_without_a_pod_or_whose_pod_ends_early_says_why():
     events.clear()
     chaos = ChaosFaults(cluster, CLUSTER, "agent", say)
     chaos.arm(named(fault.neighbour(memory="1Gi", at="0s", lasting="1m")), time.time())
-    _wait(lambda: _said(events, "fault-applied"))
+    _wait(lambda: said_of(events, "fault-applied"))
     cluster.end_job_pod("stressbed-run1-neighbour", "OOMKilled")
-    _wait(lambda: _said(events, "fault-ended"))
+    _wait(lambda: said_of(events, "fault-ended"))
     assert chaos.undo_all() == []
-    (ended,) = _said(events, "fault-ended")
+    (ended,) = said_of(events, "fault-ended")
     assert ended["reason"] == (
         "it stopped before its end: its pod stressbed-run1-neighbour-x7k2p failed (OOMKilled)"
     )
@@ -398,12 +389,12 @@ def test_a_neighbour_without_a_pod_or_whose_pod_ends_early_says_why():
 def test_a_neighbour_whose_namespace_cannot_be_made_is_skipped_saying_why():
     cluster = _agent_cluster()
     cluster.removed.add("stressbed-run1")  # its uid cannot be read: nothing to own it
-    events, say = _recorded()
+    events, say = recorded()
     chaos = ChaosFaults(cluster, CLUSTER, "agent", say)
     chaos.arm(named(fault.neighbour(at="0s", lasting="1m")), time.time())
-    _wait(lambda: _said(events, "fault-skipped"))
+    _wait(lambda: said_of(events, "fault-skipped"))
     assert chaos.undo_all() == []
-    (skipped,) = _said(events, "fault-skipped")
+    (skipped,) = said_of(events, "fault-skipped")
     assert skipped["reason"] == (
         f"its namespace {SPACE} was not created: the run's namespace stressbed-run1 was not found"
     )
@@ -418,9 +409,9 @@ def test_a_neighbour_whose_namespace_cannot_be_made_is_skipped_saying_why():
     events.clear()
     chaos = ChaosFaults(cluster, CLUSTER, "agent", say)
     chaos.arm(named(fault.neighbour(at="0s", lasting="1m")), time.time())
-    _wait(lambda: _said(events, "fault-skipped"))
+    _wait(lambda: said_of(events, "fault-skipped"))
     assert chaos.undo_all() == []
-    (skipped,) = _said(events, "fault-skipped")
+    (skipped,) = said_of(events, "fault-skipped")
     assert skipped["reason"] == (
         "its Job stressbed-run1-neighbour was not created: jobs.batch is forbidden: User "
         '"ci" cannot create resource "jobs"'
@@ -433,12 +424,12 @@ def test_a_neighbour_whose_namespace_cannot_be_made_is_skipped_saying_why():
 def test_a_neighbour_whose_pod_will_not_go_is_named_at_teardown():
     cluster = _agent_cluster()
     cluster.job_pod_lingers = True
-    events, say = _recorded()
+    events, say = recorded()
     chaos = ChaosFaults(cluster, CLUSTER, "agent", say, delete_timeout_s=0.5)
     chaos.arm(named(fault.neighbour(at="0s", lasting="1m")), time.time())
-    _wait(lambda: _said(events, "fault-applied"))
+    _wait(lambda: said_of(events, "fault-applied"))
     assert chaos.undo_all() == [f"namespace/{SPACE}"]
-    assert _said(events, "fault-ended") == []  # not said gone while its pod runs
+    assert said_of(events, "fault-ended") == []  # not said gone while its pod runs
     assert cluster.namespace(SPACE).phase == "Terminating"
     assert cluster.namespace_calls == [("create", SPACE), ("delete", SPACE)]  # not again
 
