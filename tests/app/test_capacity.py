@@ -172,6 +172,11 @@ def test_the_search_finds_a_known_capacity_and_names_the_target(known):
     assert document["cause"]["kind"] == "saturation"
     assert document["answer"].startswith(f"capacity: {low:,} req/s")
     assert "capacity: " in out  # the table's answer line in the terminal
+    # Every field a real search writes is named in the documentation's capacity.json
+    # paragraph (a field added without its documentation fails here).
+    page = (Path(__file__).parent.parent.parent / "docs" / "guides" / "capacity.md").read_text()
+    (said,) = [p for p in page.split("\n\n") if p.startswith("capacity.json (`format`")]
+    assert [k for k in document if k != "path" and f"`{k}`" not in said] == []
 
 
 @needs_k6
