@@ -5,6 +5,7 @@ capability's page, and the Python API page is the public namespace."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -141,3 +142,55 @@ def test_the_changelog_names_the_version_pyproject_gives():
     changelog = (ROOT / "CHANGELOG.md").read_text()
     assert "## [Unreleased]" in changelog
     assert re.search(rf"^## \[{re.escape(version)}\] - \d{{4}}-\d{{2}}-\d{{2}}$", changelog, re.M)
+
+
+def _runnable() -> list[tuple[str, list[str]]]:
+    """Each block marked ``<!-- runnable -->`` in the documentation: its page and its lines
+    (the indented code block after the marker and a blank line)."""
+    found = []
+    for page in PAGES:
+        lines = page.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if line.strip() != "<!-- runnable -->":
+                continue
+            block = []
+            for after in lines[i + 2 :]:  # a blank line ends the marker's HTML block
+                if not after.startswith("    "):
+                    break
+                block.append(after.strip())
+            found.append((page.name, block))
+    return found
+
+
+def test_the_documentation_marks_commands_that_run_here():
+    assert len(_runnable()) >= 3
+    assert all(block for _, block in _runnable())
+
+
+@pytest.mark.parametrize(("page", "block"), _runnable(), ids=lambda v: str(v)[:40])
+def test_each_runnable_block_runs_as_written(tmp_path: Path, page: str, block: list[str]):
+    """Each line from an empty directory, in order: ``stressbed ...`` as the installed
+    command, ``k6 ...`` as the k6 stressbed runs; each exits 0."""
+    import shlex  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from stressbed.fleet.runner import find_k6  # noqa: PLC0415
+
+    for line in block:
+        words = shlex.split(line, comments=True)
+        if words[0] == "stressbed":
+            argv = [sys.executable, "-m", "stressbed", *words[1:]]
+        else:
+            assert words[0] == "k6", f"{page}: {line!r} is not a stressbed or k6 command"
+            argv = [str(find_k6()), *words[1:]]
+        done = subprocess.run(
+            argv,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env={**os.environ, "K6_NO_USAGE_REPORT": "true", "PYTHONPATH": str(ROOT)},
+        )
+        assert done.returncode == 0, (page, line, done.stderr[-2000:])
