@@ -194,3 +194,15 @@ def test_each_runnable_block_runs_as_written(tmp_path: Path, page: str, block: l
             env={**os.environ, "K6_NO_USAGE_REPORT": "true", "PYTHONPATH": str(ROOT)},
         )
         assert done.returncode == 0, (page, line, done.stderr[-2000:])
+
+
+def test_every_run_setting_is_in_the_profile_reference_and_the_guide():
+    from stressbed.app.cli_reference import profile_markdown  # noqa: PLC0415
+    from stressbed.app.settings import RUN_KEYS  # noqa: PLC0415
+
+    reference = profile_markdown()
+    guide = (DOCS / "guides" / "running.md").read_text()
+    (keys,) = [p for p in guide.split("\n\n") if p.startswith("Run keys:")]
+    for key in RUN_KEYS:
+        assert f"| `{key}` |" in reference
+        assert f"`{key}`" in keys, key

@@ -4,6 +4,7 @@ kept in docs/.
 - ``reference/cli.md``: the command line's reference, written from stressbed's own argument
   parser (:mod:`stressbed.app.cli_reference`), so an option cannot be missing or outlive its
   removal;
+- ``reference/profile.md``: the profile file's keys, from the run settings themselves;
 - ``benchmarks.md``: the repository's BENCHMARKS.md, as it is.
 """
 
@@ -18,11 +19,12 @@ from mkdocs.structure.files import File, Files
 ROOT = Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's stressbed, whatever the venv has installed
 
-from stressbed.app.cli_reference import markdown  # noqa: E402 - after the path above
+from stressbed.app.cli_reference import markdown, profile_markdown  # noqa: E402 - the path
 
 
 def on_files(files: Files, config: Any) -> Files:
     files.append(File.generated(config, "reference/cli.md", content=markdown()))
+    files.append(File.generated(config, "reference/profile.md", content=profile_markdown()))
     benchmarks = (ROOT / "BENCHMARKS.md").read_text(encoding="utf-8")
     files.append(File.generated(config, "benchmarks.md", content=benchmarks))
     return files

@@ -13,8 +13,9 @@ import sys
 from collections.abc import Iterator
 
 from .cli import build_parser
+from .settings import DEFAULT_FILE, ENV, FILE_VERSION, RUN_KEYS
 
-__all__ = ["commands", "markdown"]
+__all__ = ["commands", "markdown", "profile_markdown"]
 
 _HIDDEN = (argparse.SUPPRESS,)
 
@@ -78,6 +79,43 @@ def markdown() -> str:
         own = arguments(sub)
         if own:
             out += ["| argument | what |", "|---|---|", *(_row(a) for a in own), ""]
+    return "\n".join(out) + "\n"
+
+
+def profile_markdown() -> str:
+    """The profile file's keys, from the run settings themselves: each with its default, its
+    environment variable and its command-line option (``reference/profile.md``)."""
+    run = dict(commands())[("run",)]
+    options = {o for a in arguments(run) for o in a.option_strings}
+    out = [
+        "# The profile file",
+        "",
+        f"`{DEFAULT_FILE}` in the working directory (or `--profiles FILE`), `version: "
+        f"{FILE_VERSION}`:",
+        "a `common` section and named `profiles` (`--profile NAME`, else its",
+        "`default_profile`), each a mapping of the keys below. Layers, each over the one before:",
+        "the defaults < `common` < the profile < the environment < the command line;",
+        "summary.json's `settings.sources` says where each value came from. Written from the",
+        "run settings at each build of this site; the layers and an example are in",
+        "[Running a scenario](../guides/running.md#run-profiles).",
+        "",
+        "| key | default | environment | command line |",
+        "|---|---|---|---|",
+    ]
+    for key, default in RUN_KEYS.items():
+        flag = "--" + key.replace("_", "-")
+        shown = "none" if default is None else f"`{default}`"
+        option = f"`{flag}`" if flag in options else "(the file and the environment only)"
+        out.append(f"| `{key}` | {shown} | `{ENV[key]}` | {option} |")
+    out += [
+        "| `stack` | the scenario's or the reference agent's | | |",
+        "| `thresholds` | the scenario's | | |",
+        "",
+        "`stack` overrides the StackSpec field by field (`null` removes a quota, a LimitRange, an",
+        "autoscaler or a probe) and `thresholds` replaces the scenario's thresholds on the metric",
+        "keys it names: both are described in",
+        "[Running a scenario](../guides/running.md#run-profiles).",
+    ]
     return "\n".join(out) + "\n"
 
 
