@@ -174,7 +174,7 @@ def test_the_search_finds_a_known_capacity_and_names_the_target(known):
     assert "capacity: " in out  # the table's answer line in the terminal
     # Every field a real search writes is named in the documentation's capacity.json
     # paragraph (a field added without its documentation fails here).
-    page = (Path(__file__).parent.parent.parent / "docs" / "guides" / "capacity.md").read_text()
+    page = (Path(__file__).parent.parent.parent / "docs" / "reference" / "results.md").read_text()
     (said,) = [p for p in page.split("\n\n") if p.startswith("capacity.json (`format`")]
     assert [k for k in document if k != "path" and f"`{k}`" not in said] == []
 

@@ -230,6 +230,6 @@ def test_stressbed_report_of_a_directory_that_is_no_run_is_exit_2(tmp_path):
 def test_every_field_a_run_writes_in_summary_json_is_documented(summary):
     # The documentation's table of the run directory names each top-level field of a real
     # run's summary.json (a field added without its documentation fails here).
-    page = (Path(__file__).parent.parent.parent / "docs" / "guides" / "running.md").read_text()
+    page = (Path(__file__).parent.parent.parent / "docs" / "reference" / "results.md").read_text()
     (row,) = [line for line in page.splitlines() if line.startswith("| `summary.json` |")]
     assert [key for key in summary if f"`{key}`" not in row] == []
