@@ -206,3 +206,19 @@ def test_every_run_setting_is_in_the_profile_reference_and_the_guide():
     for key in RUN_KEYS:
         assert f"| `{key}` |" in reference
         assert f"`{key}`" in keys, key
+
+
+def test_every_exit_code_an_error_carries_is_documented():
+    import inspect  # noqa: PLC0415
+
+    from stressbed import errors  # noqa: PLC0415
+
+    page = (DOCS / "reference" / "exit-codes.md").read_text()
+    documented = {int(code) for code in re.findall(r"^\| (\d+) \|", page, flags=re.M)}
+    carried = {
+        cls.exit_code
+        for _, cls in inspect.getmembers(errors, inspect.isclass)
+        if issubclass(cls, errors.StressbedError)
+    }
+    assert carried <= documented
+    assert documented == {0, 1, 2, 3, 130}  # 0 and 1 the verdict's, 130 an interrupt's
