@@ -233,3 +233,13 @@ def test_every_field_a_run_writes_in_summary_json_is_documented(summary):
     page = (Path(__file__).parent.parent.parent / "docs" / "reference" / "results.md").read_text()
     (row,) = [line for line in page.splitlines() if line.startswith("| `summary.json` |")]
     assert [key for key in summary if f"`{key}`" not in row] == []
+
+
+def test_every_file_a_run_writes_is_documented_and_every_documented_one_written(run_dir):
+    page = (Path(__file__).parent.parent.parent / "docs" / "reference" / "results.md").read_text()
+    documented = {
+        name.split("/")[0]
+        for name in re.findall(r"^\| `([^`]+)` \|", page.split("## capacity.json")[0], re.M)
+    }
+    written = {path.name for path in run_dir.iterdir()}
+    assert written == documented
