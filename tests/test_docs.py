@@ -222,3 +222,16 @@ def test_every_exit_code_an_error_carries_is_documented():
     }
     assert carried <= documented
     assert documented == {0, 1, 2, 3, 130}  # 0 and 1 the verdict's, 130 an interrupt's
+
+
+def test_the_schemas_are_valid_json_schemas_and_rendered_whole():
+    import jsonschema  # noqa: PLC0415
+
+    from stressbed.results.schemas import SCHEMAS, markdown  # noqa: PLC0415
+
+    page = markdown()
+    for name, schema in SCHEMAS.items():
+        jsonschema.Draft202012Validator.check_schema(schema)
+        assert set(schema["required"]) <= set(schema["properties"])
+        assert f"## {name}" in page
+        assert all(f"| `{field}` |" in page for field in schema["properties"])

@@ -16,6 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from stressbed.app.capacity_plan import CapacityOptions, plan_capacity
@@ -26,6 +27,7 @@ from stressbed.backends.base import Capability
 from stressbed.backends.local.fleet import runner_cgroup
 from stressbed.errors import ConfigError
 from stressbed.fleet.process import free_port
+from stressbed.results.schemas import CAPACITY
 from stressbed.testing import FakeBackend
 
 from .. import leftovers
@@ -177,6 +179,8 @@ def test_the_search_finds_a_known_capacity_and_names_the_target(known):
     page = (Path(__file__).parent.parent.parent / "docs" / "reference" / "results.md").read_text()
     (said,) = [p for p in page.split("\n\n") if p.startswith("capacity.json (`format`")]
     assert [k for k in document if k != "path" and f"`{k}`" not in said] == []
+    # ... and the document is what its schema says (the schema the site publishes).
+    jsonschema.validate({k: v for k, v in document.items() if k != "path"}, CAPACITY)
 
 
 @needs_k6

@@ -14,10 +14,12 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from stressbed.app.execute import execute
 from stressbed.app.plan import RunOptions, plan
+from stressbed.results.schemas import SUMMARY
 
 from ..browser import Page, needs_browser
 from ..conftest import needs_k6
@@ -233,6 +235,8 @@ def test_every_field_a_run_writes_in_summary_json_is_documented(summary):
     page = (Path(__file__).parent.parent.parent / "docs" / "reference" / "results.md").read_text()
     (row,) = [line for line in page.splitlines() if line.startswith("| `summary.json` |")]
     assert [key for key in summary if f"`{key}`" not in row] == []
+    # ... and the document is what its schema says (the schema the site publishes).
+    jsonschema.validate(summary, SUMMARY)
 
 
 def test_every_file_a_run_writes_is_documented_and_every_documented_one_written(run_dir):

@@ -9,12 +9,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from stressbed.app.execute import execute
 from stressbed.app.live_server import LiveServer
 from stressbed.app.plan import RunOptions, plan
 from stressbed.results.live_series import LiveSeries
+from stressbed.results.schemas import SUMMARY
 
 from ..app.test_live_page import DASHBOARD, POPULATION_PANELS
 from ..app.test_live_server import needs_prometheus, prometheus, query_range
@@ -45,6 +47,7 @@ def _population_panels_have_data(prom: str, run_id: str, started: float, ended: 
 
 def test_two_thousand_agents_over_two_runners_are_all_connected_and_registered_once(tmp_path):
     code, summary = run(tmp_path, "agent_population", runners=2, duration="30s")
+    jsonschema.validate(summary, SUMMARY)  # a population's summary is what its schema says
     population = summary["population"]
     assert code == 0, (summary["message"], summary["thresholds"])
     assert population["counts"]["joined"] == 2000

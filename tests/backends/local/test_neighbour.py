@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jsonschema
+
 from stressbed import fault
 from stressbed.app.execute import execute
 from stressbed.app.plan import RunOptions, plan
 from stressbed.backends.local._neighbour import CgroupNeighbour
+from stressbed.results.schemas import SUMMARY
 
 from ...conftest import needs_k6
 from .test_hogs import event, hogged, needs_cgroups, wait_for
@@ -71,6 +74,7 @@ def test_a_run_with_a_neighbour_gets_an_isolation_verdict(tmp_path):
     path.write_text(SCENARIO)
     report = execute(plan(RunOptions(scenario=str(path), results=tmp_path / "r")))
     summary = json.loads((tmp_path / "r" / report.run_id / "summary.json").read_text())
+    jsonschema.validate(summary, SUMMARY)  # a faulted run's summary is what its schema says
     (item,) = summary["resilience"]["faults"]
     assert item["applied"], item
     assert item["end"] - item["at"] > 5
