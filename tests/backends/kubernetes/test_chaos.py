@@ -192,7 +192,7 @@ def _agent_cluster() -> FakeCluster:
     return cluster
 
 
-def _wait(condition, timeout: float = 30.0) -> None:
+def wait_until(condition, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -209,7 +209,7 @@ def test_the_schedule_creates_at_the_instant_deletes_at_the_end_and_says_both():
     )
     started = time.time()
     chaos.arm(faults, started)
-    _wait(lambda: len([e for e in events if e[0] == "fault-ended"]) == 1)
+    wait_until(lambda: len([e for e in events if e[0] == "fault-ended"]) == 1)
     left = chaos.undo_all()
     assert left == []
     assert cluster.chaos == {}  # every object gone
@@ -237,7 +237,7 @@ def test_a_slow_disk_is_an_iochaos_on_the_agent_container_and_says_a_rate_is_not
     chaos = ChaosFaults(cluster, CLUSTER, "worker", lambda kind, **f: events.append((kind, f)))
     both = fault.slow_disk("1MiB/s", latency="20ms", replicas=2, at="0s", lasting="1s")
     chaos.arm(named(both), time.time())
-    _wait(lambda: any(kind == "fault-ended" for kind, _ in events))
+    wait_until(lambda: any(kind == "fault-ended" for kind, _ in events))
     assert chaos.undo_all() == []
     (body,) = cluster.chaos_created
     assert (body["kind"], body["spec"]["containerNames"]) == ("IOChaos", ["worker"])
@@ -261,10 +261,10 @@ def test_too_few_pods_or_a_refusal_is_a_skipped_fault_not_a_crash():
         raise RuntimeError('admission webhook "vauth.chaos-mesh.org" denied the request')
 
     chaos.arm(named(fault.kill(replicas=2, at="0s")), time.time())
-    _wait(lambda: events)
+    wait_until(lambda: events)
     cluster.chaos_validate = refuse
     chaos.arm(named(fault.cpu(share=0.5, at="0s", lasting="5s")), time.time())
-    _wait(lambda: len(events) == 2)
+    wait_until(lambda: len(events) == 2)
     assert chaos.undo_all() == []
     (kind1, first), (kind2, second) = events
     assert (kind1, kind2) == ("fault-skipped", "fault-skipped")
@@ -279,8 +279,8 @@ def test_a_fault_chaos_mesh_never_applies_is_skipped_and_its_object_removed():
         cluster, CLUSTER, "agent", lambda kind, **f: events.append((kind, f)), apply_timeout_s=0.5
     )
     chaos.arm(named(fault.pause("30s", at="0s")), time.time())
-    _wait(lambda: events)
-    _wait(lambda: cluster.chaos == {})  # deleted, and followed until gone
+    wait_until(lambda: events)
+    wait_until(lambda: cluster.chaos == {})  # deleted, and followed until gone
     assert chaos.undo_all() == []
     ((kind, said),) = events
     assert kind == "fault-skipped"
@@ -294,7 +294,7 @@ def test_an_object_that_will_not_go_is_named_at_teardown():
         cluster, CLUSTER, "agent", lambda kind, **f: events.append((kind, f)), delete_timeout_s=1
     )
     chaos.arm(named(fault.loss("5%", at="0s", lasting="60s")), time.time())
-    _wait(lambda: any(kind == "fault-applied" for kind, _ in events))
+    wait_until(lambda: any(kind == "fault-applied" for kind, _ in events))
     assert chaos.undo_all() == ["stressbed-run1-loss"]
     assert ("fault-ended", "loss") in [(k, f["fault"]) for k, f in events]
 
@@ -393,13 +393,13 @@ def test_a_dependency_goes_through_every_pods_fault_hook_new_pods_included():
         hook=PodHook(FaultHook(), "run-token", 8080),
     )
     chaos.arm(named(fault.dependency("sink", at="0s", lasting="8s")), time.time())
-    _wait(lambda: any(kind == "fault-applied" for kind, _ in events))
+    wait_until(lambda: any(kind == "fault-applied" for kind, _ in events))
     cluster.agents.append(PodState("agent-5d8-c", -1, "Running", time.time(), ready=True))
-    _wait(lambda: any(kind == "fault-extended" for kind, _ in events))  # the new pod hooked
+    wait_until(lambda: any(kind == "fault-extended" for kind, _ in events))  # the new pod hooked
     # A pod whose container restarted is a fresh process: hooked again.
     cluster.agents[0] = PodState(PODS[0], -1, "Running", time.time(), ready=True, restarts=1)
-    _wait(lambda: sum(kind == "fault-extended" for kind, _ in events) == 2)
-    _wait(lambda: any(kind == "fault-ended" for kind, _ in events))
+    wait_until(lambda: sum(kind == "fault-extended" for kind, _ in events) == 2)
+    wait_until(lambda: any(kind == "fault-ended" for kind, _ in events))
     assert chaos.undo_all() == []
     started = [(pod, body) for pod, method, _, body, _ in cluster.hooked if method == "POST"]
     assert [pod for pod, _ in started] == [*PODS, "agent-5d8-c", PODS[0]]
@@ -446,7 +446,7 @@ def test_a_restart_is_a_graceful_pod_kill_of_the_pods_the_seed_chose():
     events, say = recorded()
     chaos = ChaosFaults(cluster, CLUSTER, "agent", say, grace_s=25)
     chaos.arm(named(fault.restart(at="0s", replicas=1, seed=4)), time.time())
-    _wait(lambda: said_of(events, "fault-applied") and cluster.chaos == {})
+    wait_until(lambda: said_of(events, "fault-applied") and cluster.chaos == {})
     assert chaos.undo_all() == []
     (body,) = cluster.chaos_created
     assert (body["kind"], body["spec"]["action"], body["spec"]["gracePeriod"]) == (
@@ -472,7 +472,7 @@ def test_a_rolling_restart_is_the_deployments_rollout_followed_to_its_end():
     chaos = ChaosFaults(cluster, CLUSTER, "agent", say)
     started = time.time()
     chaos.arm(named(fault.rolling_restart(at="0s", max_unavailable=1)), started)
-    _wait(lambda: said_of(events, "fault-ended"))
+    wait_until(lambda: said_of(events, "fault-ended"))
     assert chaos.undo_all() == []
     restart, restore = cluster.patches
     stamp = restart["spec"]["template"]["metadata"]["annotations"].pop(RESTARTED_AT)
@@ -514,7 +514,7 @@ def test_a_rolling_restart_that_makes_no_progress_is_paused_and_says_why():
     events, say = recorded()
     chaos = ChaosFaults(cluster, CLUSTER, "agent", say, rollout_deadline_s=0.5)
     chaos.arm(named(fault.rolling_restart(at="0s")), time.time())
-    _wait(lambda: said_of(events, "fault-ended"))
+    wait_until(lambda: said_of(events, "fault-ended"))
     assert chaos.undo_all() == []
     (ended,) = said_of(events, "fault-ended")
     assert ended["reason"] == (
@@ -526,7 +526,7 @@ def test_a_rolling_restart_that_makes_no_progress_is_paused_and_says_why():
     events.clear()
     chaos = ChaosFaults(cluster, CLUSTER, "agent", say)
     chaos.arm(named(fault.rolling_restart(at="0s")), time.time())
-    _wait(lambda: said_of(events, "fault-skipped"))
+    wait_until(lambda: said_of(events, "fault-skipped"))
     assert chaos.undo_all() == []
     (skipped,) = said_of(events, "fault-skipped")
     assert skipped["reason"] == "Deployment agent is paused (a rolling restart stopped earlier)"
@@ -539,7 +539,7 @@ def test_a_rolling_restart_under_way_at_teardown_ends_there():
     events, say = recorded()
     chaos = ChaosFaults(cluster, CLUSTER, "agent", say)
     chaos.arm(named(fault.rolling_restart(at="0s")), time.time())
-    _wait(lambda: said_of(events, "fault-applied"))
+    wait_until(lambda: said_of(events, "fault-applied"))
     assert chaos.undo_all() == []
     (ended,) = said_of(events, "fault-ended")
     assert ended["reason"] == "teardown"

@@ -34,7 +34,7 @@ from stressbed.stack.agent import reference_agent
 
 from ...conftest import needs_k6
 from .fakes import FakeCluster
-from .test_chaos import recorded, run_faulted, said_of
+from .test_chaos import recorded, run_faulted, said_of, wait_until
 
 CLUSTER = Cluster(namespace="stressbed-run1", run_id="run1")
 SPACE = "stressbed-run1-nb-neighbour"  # the neighbour's own namespace
@@ -213,7 +213,7 @@ def test_its_shell_kills_every_hog_when_its_pod_is_deleted(tmp_path):
         )
         shell.send_signal(signal.SIGTERM)  # what the kubelet sends at the pod's deletion
         assert shell.wait(timeout=10) == 0
-        _wait(lambda: not _alive(shell.pid), timeout=10)  # every hog gone with it
+        wait_until(lambda: not _alive(shell.pid), timeout=10)  # every hog gone with it
     finally:
         with contextlib.suppress(ProcessLookupError):  # a failed test leaves nothing behind
             os.killpg(shell.pid, signal.SIGKILL)
@@ -265,28 +265,19 @@ def _agent_cluster() -> FakeCluster:
     return cluster
 
 
-def _wait(condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("not within the deadline")
-
-
 def test_its_namespace_and_job_are_created_at_the_instant_and_deleted_at_its_end():
     cluster = _agent_cluster()
     events, say = recorded()
     chaos = ChaosFaults(cluster, CLUSTER, "agent", say, runner_image="stressbed-runner:1")
     started = time.time()
     chaos.arm(named(fault.neighbour(cpu=2, at="1s", lasting="2s")), started)
-    _wait(lambda: cluster.jobs)  # its namespace first, then the Job in it
+    wait_until(lambda: cluster.jobs)  # its namespace first, then the Job in it
     assert time.time() >= started + 1  # not before it was due
     # Owned by the run's namespace, as the API server has it (its uid read first).
     (owner,) = cluster.namespaces_made[SPACE]["metadata"]["ownerReferences"]
     assert (owner["name"], owner["uid"]) == ("stressbed-run1", "uid-stressbed-run1")
     assert cluster.jobs["stressbed-run1-neighbour"]["metadata"]["namespace"] == SPACE
-    _wait(lambda: said_of(events, "fault-ended"))
+    wait_until(lambda: said_of(events, "fault-ended"))
     created_at = time.time()
     assert chaos.undo_all() == []
     assert cluster.namespace_calls == [("create", SPACE), ("delete", SPACE)]
@@ -329,7 +320,7 @@ def test_a_neighbour_still_running_at_teardown_is_deleted_there():
     events, say = recorded()
     chaos = ChaosFaults(cluster, CLUSTER, "agent", say)
     chaos.arm(named(fault.neighbour(memory="64Mi", at="0s", lasting="5m")), time.time())
-    _wait(lambda: said_of(events, "fault-applied"))
+    wait_until(lambda: said_of(events, "fault-applied"))
     assert chaos.undo_all() == []
     assert cluster.jobs == cluster.namespaces_made == {}
     assert cluster.namespace_calls == [("create", SPACE), ("delete", SPACE)]
@@ -345,7 +336,7 @@ def test_a_neighbour_whose_pod_is_not_scheduled_is_skipped_and_its_namespace_del
     events, say = recorded()
     chaos = ChaosFaults(cluster, CLUSTER, "agent", say, neighbour_pending_s=0.5)
     chaos.arm(named(fault.neighbour(at="0s", lasting="1m")), time.time())
-    _wait(lambda: said_of(events, "fault-skipped") and cluster.namespaces_made == {})
+    wait_until(lambda: said_of(events, "fault-skipped") and cluster.namespaces_made == {})
     assert chaos.undo_all() == []
     (skipped,) = said_of(events, "fault-skipped")
     assert skipped["fault"] == "neighbour"
@@ -365,7 +356,7 @@ def test_a_neighbour_without_a_pod_or_whose_pod_ends_early_says_why():
     events, say = recorded()
     chaos = ChaosFaults(cluster, CLUSTER, "agent", say, neighbour_pending_s=0.3)
     chaos.arm(named(fault.neighbour(at="0s", lasting="1m")), time.time())
-    _wait(lambda: said_of(events, "fault-skipped"))
+    wait_until(lambda: said_of(events, "fault-skipped"))
     (skipped,) = said_of(events, "fault-skipped")
     assert skipped["reason"].endswith(
         f" s: no pod was made (`kubectl -n {SPACE} describe job stressbed-run1-neighbour`: Pod "
@@ -376,9 +367,9 @@ def test_a_neighbour_without_a_pod_or_whose_pod_ends_early_says_why():
     events.clear()
     chaos = ChaosFaults(cluster, CLUSTER, "agent", say)
     chaos.arm(named(fault.neighbour(memory="1Gi", at="0s", lasting="1m")), time.time())
-    _wait(lambda: said_of(events, "fault-applied"))
+    wait_until(lambda: said_of(events, "fault-applied"))
     cluster.end_job_pod("stressbed-run1-neighbour", "OOMKilled")
-    _wait(lambda: said_of(events, "fault-ended"))
+    wait_until(lambda: said_of(events, "fault-ended"))
     assert chaos.undo_all() == []
     (ended,) = said_of(events, "fault-ended")
     assert ended["reason"] == (
@@ -392,7 +383,7 @@ def test_a_neighbour_whose_namespace_cannot_be_made_is_skipped_saying_why():
     events, say = recorded()
     chaos = ChaosFaults(cluster, CLUSTER, "agent", say)
     chaos.arm(named(fault.neighbour(at="0s", lasting="1m")), time.time())
-    _wait(lambda: said_of(events, "fault-skipped"))
+    wait_until(lambda: said_of(events, "fault-skipped"))
     assert chaos.undo_all() == []
     (skipped,) = said_of(events, "fault-skipped")
     assert skipped["reason"] == (
@@ -409,7 +400,7 @@ def test_a_neighbour_whose_namespace_cannot_be_made_is_skipped_saying_why():
     events.clear()
     chaos = ChaosFaults(cluster, CLUSTER, "agent", say)
     chaos.arm(named(fault.neighbour(at="0s", lasting="1m")), time.time())
-    _wait(lambda: said_of(events, "fault-skipped"))
+    wait_until(lambda: said_of(events, "fault-skipped"))
     assert chaos.undo_all() == []
     (skipped,) = said_of(events, "fault-skipped")
     assert skipped["reason"] == (
@@ -427,7 +418,7 @@ def test_a_neighbour_whose_pod_will_not_go_is_named_at_teardown():
     events, say = recorded()
     chaos = ChaosFaults(cluster, CLUSTER, "agent", say, delete_timeout_s=0.5)
     chaos.arm(named(fault.neighbour(at="0s", lasting="1m")), time.time())
-    _wait(lambda: said_of(events, "fault-applied"))
+    wait_until(lambda: said_of(events, "fault-applied"))
     assert chaos.undo_all() == [f"namespace/{SPACE}"]
     assert said_of(events, "fault-ended") == []  # not said gone while its pod runs
     assert cluster.namespace(SPACE).phase == "Terminating"
