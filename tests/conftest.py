@@ -245,9 +245,11 @@ TIMED = (
 )
 #: The Docker engine's tests: one group too (they sweep every labelled container they find).
 DOCKER = ("tests/backends/docker/", "tests/agent/test_image.py")
-#: Modules that judge the noise between runs of the same thing: they run with nothing else
-#: running (the other worker waits between its modules; see :func:`_alone_or_together`).
-ALONE = ("tests/app/test_compare.py",)
+#: Modules that run with nothing else running (the other worker waits between its modules;
+#: see :func:`_alone_or_together`): those that judge the noise between runs of the same thing,
+#: and the cgroup sweep's, which count what they swept (any cgroup the other worker makes
+#: sweeps a dead stressbed's leftovers first, and the count would be its).
+ALONE = ("tests/app/test_compare.py", "tests/backends/local/test_cgroups.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
