@@ -25,7 +25,7 @@ from stressbed.stack.agent import reference_agent  # noqa: E402
 from stressbed.stack.spec import FaultHook  # noqa: E402
 
 from .fakes import FakeCluster  # noqa: E402
-from .test_chaos import CLUSTER, _agent_cluster, _wait  # noqa: E402
+from .test_chaos import CLUSTER, _agent_cluster, wait_until  # noqa: E402
 
 
 def _policy(cluster: Cluster) -> dict[str, Any]:
@@ -133,7 +133,7 @@ def test_a_hook_call_that_fails_is_a_skipped_fault_saying_why(error, reason):
         proxy=ProxyCheck(event, ()),
     )
     chaos.arm(check_faults([fault.dependency("sink", at="0s", lasting="8s")], 600_000), time.time())
-    _wait(lambda: any(kind == "fault-skipped" for kind, _ in events))
+    wait_until(lambda: any(kind == "fault-skipped" for kind, _ in events))
     assert chaos.undo_all() == []
     (skipped,) = [f for kind, f in events if kind == "fault-skipped"]
     assert skipped["reason"].startswith(reason)
