@@ -110,6 +110,11 @@ def neighbour_namespace(fault: Fault, cluster: Cluster, *, owner_uid: str) -> Ma
     }
 
 
+def _burners(cores: float) -> int:
+    """As the local neighbour: one burner a core at most, all equally busy."""
+    return max(1, math.ceil(cores))
+
+
 def neighbour_script(fault: Fault) -> str:
     """The shell the neighbour's container runs: its hogs in the background, every one killed
     when it gets SIGTERM (its pod deleted), waited for otherwise."""
@@ -117,9 +122,8 @@ def neighbour_script(fault: Fault) -> str:
     cores = fault.param("cores")
     if cores is None:  # a burner busy all the time on each core of the node
         count, duty = "$(nproc)", "1.000"
-    else:  # as the local neighbour: one burner a core at most, all equally busy
-        burners = max(1, math.ceil(cores))
-        count, duty = str(burners), f"{cores / burners:.3f}"
+    else:
+        count, duty = str(_burners(cores)), f"{cores / _burners(cores):.3f}"
     lines.append(f'i=0; while [ "$i" -lt {count} ]; do {HOG} cpu {duty} & i=$((i + 1)); done')
     held = fault.param("memory")
     if held:
@@ -250,7 +254,7 @@ class Neighbour:
         burners = (
             "a burner on every core of the node"
             if cores is None
-            else f"{max(1, math.ceil(cores))} burner(s) of {cores:g} cores"
+            else f"{_burners(cores)} burner(s) of {cores:g} cores"
         )
         how = (
             f"a BestEffort pod in a namespace of its own ({self.namespace}, Job {self.name}) "
